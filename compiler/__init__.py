@@ -1,0 +1,29 @@
+"""symgrad's framework-free graph compiler.
+
+It knows graphs of registered ops and numpy arrays, nothing of NDArray or
+recording: a graph can be built by hand, differentiated, and run.
+
+>>> import numpy as np
+>>> from compiler import variable, make_node, Entry, differentiate, evaluate
+>>> x = variable((3,), np.float64)
+>>> y = make_node("tanh", [Entry(x, 0)])
+>>> ones = make_node("ones_like", [Entry(y, 0)])
+>>> (dx,) = differentiate([Entry(y, 0)], [Entry(ones, 0)], [Entry(x, 0)])
+>>> evaluate([dx], {x: (np.zeros(3),)})[0]
+array([1., 1., 1.])
+"""
+
+from . import ops  # noqa: F401  (fills the registry)
+from .autodiff import differentiate
+from .expr import Expr, OperatorMixin, bind_arguments, call, install_fluent_methods
+from .interpret import evaluate
+from .ir import Entry, GraphError, Node, TensorType, structural_key, topo_order
+from .program import GradientProgram, clear_cache, gradient_program, stats
+from .registry import OPS, OpDef, get_op, make_node, variable
+
+install_fluent_methods(OperatorMixin)
+
+__all__ = ["OPS", "Entry", "Expr", "GradientProgram", "GraphError", "Node", "OpDef",
+           "OperatorMixin", "TensorType", "bind_arguments", "call", "clear_cache",
+           "differentiate", "evaluate", "get_op", "gradient_program", "make_node",
+           "stats", "structural_key", "topo_order", "variable"]

@@ -1,0 +1,35 @@
+"""The reference interpreter: run a graph op by op with numpy.
+
+Every compiled result is tested against it, and it runs graphs while their
+compiled programs are not ready. ``apply`` lets a frontend execute the same walk
+through its own op calls (to record a gradient computation, for instance).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+from .ir import Entry, GraphError, Node, topo_order
+
+
+def numpy_apply(node: Node, args: Sequence[Any]) -> Any:
+    """Run one node's numpy implementation."""
+    return node.op.impl(*args, **node.attrs)
+
+
+def evaluate(outputs: Sequence[Entry], given: Mapping[Node, tuple],
+             apply: Callable[[Node, Sequence[Any]], Any] = numpy_apply) -> list[Any]:
+    """Values of ``outputs``, computing every node not in ``given`` from its inputs.
+
+    ``given`` maps nodes (variables, or any node whose outputs are already known)
+    to the tuple of their output values.
+    """
+    values: dict[Node, tuple] = dict(given)
+    for node in topo_order(outputs):
+        if node in values:
+            continue
+        if node.is_variable:
+            raise GraphError(f"no value given for variable {node.name!r}")
+        result = apply(node, [values[e.node][e.index] for e in node.inputs])
+        values[node] = result if isinstance(result, tuple) else (result,)
+    return [values[e.node][e.index] for e in outputs]

@@ -1,0 +1,162 @@
+"""The one graph IR, shared by recording, differentiation, passes and codegen.
+
+A :class:`Node` is an op applied to input *entries*; an entry is ``(node, index)``
+naming one output of a node. A variable is a node whose op is ``null``. Shapes and
+dtypes are inferred when a node is made, so a bad shape fails at the op call.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+
+class GraphError(ValueError):
+    """An op was applied to inputs it cannot take (shapes, dtypes, attributes)."""
+
+
+class TensorType(NamedTuple):
+    """Static type of one op output: its shape and numpy dtype."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+class Entry(NamedTuple):
+    """One output of a node: ``(node, output index)``."""
+
+    node: Node
+    index: int
+
+    @property
+    def type(self) -> TensorType:
+        """The inferred :class:`TensorType` of this output."""
+        return self.node.types[self.index]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Inferred shape of this output."""
+        return self.node.types[self.index].shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Inferred dtype of this output."""
+        return self.node.types[self.index].dtype
+
+
+_name_counters: dict[str, Iterable[int]] = {}
+
+
+def _fresh_name(prefix: str) -> str:
+    counter = _name_counters.get(prefix)
+    if counter is None:
+        counter = _name_counters.setdefault(prefix, itertools.count())
+    return f"{prefix}{next(counter)}"
+
+
+class Node:
+    """One op application.
+
+    ``value`` holds the computed outputs of a recorded node (numpy arrays) while a
+    recorded graph is alive; compiled programs treat such nodes as inputs.
+    ``tag`` is an opaque object a frontend may attach to a variable (for example
+    the array whose gradient it collects); the compiler never looks inside it.
+    """
+
+    __slots__ = ("op", "attrs", "inputs", "types", "_name", "value", "tag", "freed",
+                 "__weakref__")
+
+    def __init__(self, op: Any, attrs: dict, inputs: tuple[Entry, ...],
+                 types: tuple[TensorType, ...], name: str | None = None,
+                 value: tuple | None = None, tag: Any = None):
+        self.op = op
+        self.attrs = attrs
+        self.inputs = inputs
+        self.types = types
+        self._name = name
+        self.value = value
+        self.tag = tag
+        self.freed = False
+
+    @property
+    def name(self) -> str:
+        """The node's name; ops get ``<op><n>`` lazily, as MXNet's name manager does."""
+        if self._name is None:
+            self._name = _fresh_name("var" if self.is_variable else self.op.name.lower())
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
+
+    @property
+    def is_variable(self) -> bool:
+        """True for a ``null`` node (a graph input)."""
+        return self.op.name == "null"
+
+    @property
+    def num_outputs(self) -> int:
+        """How many outputs the node has."""
+        return len(self.types)
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name}: {self.op.name}>"
+
+
+def topo_order(heads: Sequence[Entry]) -> list[Node]:
+    """Nodes reachable from ``heads``, inputs before users, in a deterministic order.
+
+    The order is a depth-first post-order that visits inputs left to right, so two
+    recordings of the same code list their nodes in the same order.
+    """
+    order: list[Node] = []
+    seen: set[int] = set()
+    for head in heads:
+        if id(head.node) in seen:
+            continue
+        stack = [(head.node, iter(head.node.inputs))]
+        seen.add(id(head.node))
+        while stack:
+            node, pending = stack[-1]
+            for entry in pending:
+                child = entry.node
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    stack.append((child, iter(child.inputs)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    return order
+
+
+def ones_pattern(shape: tuple[int, ...]) -> tuple[bool, ...]:
+    """Which axes have length one: all of a shape that broadcasting depends on."""
+    return tuple(size == 1 for size in shape)
+
+
+def structural_key(nodes: Sequence[Node], heads: Sequence[Entry], leaf_role) -> tuple:
+    """A hashable key that identifies a graph up to array sizes.
+
+    It records, in topological order, each node's op, canonical attrs (a dict
+    built in the op's declared attribute order, so its items are canonical) and wiring
+    (inputs as positions in ``nodes``), and for leaves their dtype, which axes
+    have length one (the only size fact broadcasting depends on) and
+    ``leaf_role(node)`` (for example whether and how it needs a gradient).
+    Sizes are not in the key, so a new batch size reuses compiled kernels.
+    """
+    position = {id(node): i for i, node in enumerate(nodes)}
+    parts: list[tuple] = []
+    for node in nodes:
+        if not node.inputs:
+            leaf_type = node.types[0]
+            parts.append((node.op.name, leaf_type.dtype.char, ones_pattern(leaf_type.shape),
+                          leaf_role(node)))
+        else:
+            wiring = tuple((position[id(e.node)], e.index) for e in node.inputs)
+            parts.append((node.op.name, tuple(node.attrs.items()), wiring))
+    return (tuple(parts), tuple((position[id(h.node)], h.index) for h in heads))
+
+

@@ -1,0 +1,118 @@
+"""Building blocks shared by the op definition modules: type rules, op builders
+for the many elementwise ops, and ``F``, the op namespace gradient rules use."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ..expr import Expr, call
+from ..ir import GraphError, TensorType
+from ..registry import Attr, OpDef, TestSpec, as_float, register
+
+
+class _OpNamespace:
+    """``F.exp(x)``, ``F.sum(g, axis=1)``: apply registered ops to graph handles."""
+
+    def __getattr__(self, op_name: str) -> Callable[..., Any]:
+        def apply(*inputs: Expr, **attrs: Any) -> Any:
+            return call(op_name, *inputs, **attrs)
+
+        apply.__name__ = op_name
+        return apply
+
+
+F = _OpNamespace()
+
+
+# ---------------------------------------------------------------------------
+# type rules
+# ---------------------------------------------------------------------------
+
+def same_as_first(types, **_attrs) -> list[TensorType]:
+    """Output has the type of the first input."""
+    return [types[0]]
+
+
+def require_same_dtype(types) -> np.dtype:
+    """The common dtype of ``types``; MXNet refuses to mix dtypes in one op."""
+    dtype = types[0].dtype
+    for t in types[1:]:
+        if t.dtype != dtype:
+            raise GraphError(f"dtypes differ: {', '.join(str(t.dtype) for t in types)}")
+    return dtype
+
+
+def broadcast_types(types, **_attrs) -> list[TensorType]:
+    """numpy broadcasting of all input shapes; dtypes must agree."""
+    dtype = require_same_dtype(types)
+    try:
+        shape = np.broadcast_shapes(*(t.shape for t in types))
+    except ValueError:
+        raise GraphError("shapes do not broadcast") from None
+    return [TensorType(tuple(shape), dtype)]
+
+
+def same_shape_types(types, **_attrs) -> list[TensorType]:
+    """All inputs must have one shape (MXNet's ``elemwise_*`` ops)."""
+    dtype = require_same_dtype(types)
+    if any(t.shape != types[0].shape for t in types):
+        raise GraphError("elemwise ops need equal shapes; use broadcast_* to broadcast")
+    return [TensorType(types[0].shape, dtype)]
+
+
+def normalize_axis(axis: int, ndim: int) -> int:
+    """``axis`` as a non-negative index into a rank-``ndim`` shape."""
+    if not -ndim <= axis < max(ndim, 1):
+        raise GraphError(f"axis {axis} is out of range for rank {ndim}")
+    return axis % max(ndim, 1)
+
+
+# ---------------------------------------------------------------------------
+# op builders
+# ---------------------------------------------------------------------------
+
+SCALAR = {"scalar": Attr(as_float)}
+
+
+def unary(name: str, impl: Callable, scalar: str, grad: Callable | None, *,
+          domain: tuple[float, float] = (-2.0, 2.0), method: bool = True,
+          aliases: tuple[str, ...] = (), differentiable: bool = True, order: int = 3,
+          doc: str = "") -> OpDef:
+    """Register an elementwise op of one input."""
+    return register(OpDef(
+        name=name, infer=same_as_first, impl=impl, grad=grad, kind="elemwise",
+        scalar=scalar, method=name if method else None, aliases=aliases,
+        differentiable=differentiable, doc=doc or (grad.__doc__ if grad else ""),
+        test=TestSpec(shapes=((3, 4),), domain=domain, order=order)))
+
+
+def binary(name: str, impl: Callable, scalar: str, grad: Callable | None, *,
+           broadcast: bool = True, domain=(-2.0, 2.0), differentiable: bool = True,
+           aliases: tuple[str, ...] = (), doc: str = "") -> OpDef:
+    """Register an elementwise op of two inputs (broadcasting or equal shapes)."""
+    shapes = ((3, 4), (1, 4)) if broadcast else ((3, 4), (3, 4))
+    return register(OpDef(
+        name=name, infer=broadcast_types if broadcast else same_shape_types, impl=impl,
+        grad=grad, inputs=("lhs", "rhs"), kind="elemwise", scalar=scalar,
+        differentiable=differentiable, aliases=aliases,
+        doc=doc or (grad.__doc__ if grad else ""),
+        test=TestSpec(shapes=shapes, domain=domain)))
+
+
+def with_scalar(name: str, impl: Callable, scalar: str, grad: Callable | None, *,
+                domain=(-2.0, 2.0), test_scalar: float = 1.5,
+                differentiable: bool = True, doc: str = "") -> OpDef:
+    """Register an elementwise op of one array and a scalar attribute."""
+    return register(OpDef(
+        name=name, infer=same_as_first, impl=impl, grad=grad, attrs=SCALAR,
+        kind="elemwise", scalar=scalar, differentiable=differentiable,
+        doc=doc or (grad.__doc__ if grad else ""),
+        test=TestSpec(shapes=((3, 4),), domain=domain, attrs={"scalar": test_scalar})))
+
+
+def as_dtype_of(result: Any, like: np.ndarray) -> np.ndarray:
+    """Cast a numpy result (often bool or float64) to ``like``'s dtype, as MXNet
+    keeps the input dtype for comparisons and scalar ops."""
+    return np.asarray(result, dtype=like.dtype)

@@ -1,0 +1,519 @@
+"""Elementwise ops: unary math, binary arithmetic with broadcasting, scalar forms
+and comparisons. Each op is one call with its numpy implementation, its kernel
+template and its gradient rule right above it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..registry import Attr, OpDef, TestSpec, as_float, register
+from .common import (F, as_dtype_of, binary, broadcast_types, same_as_first, unary,
+                     with_scalar)
+
+_LN2 = math.log(2.0)
+_LN10 = math.log(10.0)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+def _quiet(ufunc):
+    """Wrap a numpy function so overflow to inf or a NaN result does not warn:
+    MXNet returns such values silently, and so do we."""
+
+    def impl(*args):
+        with np.errstate(all="ignore"):
+            return ufunc(*args)
+
+    impl.__name__ = getattr(ufunc, "__name__", "impl")
+    return impl
+
+
+# ---------------------------------------------------------------------------
+# unary math
+# ---------------------------------------------------------------------------
+
+def negative_grad(g, x, *, out):
+    """-g"""
+    return -g
+
+
+unary("negative", np.negative, "-{0}", negative_grad)
+
+
+def exp_grad(g, x, *, out):
+    """g * exp(x), reusing the output"""
+    return g * out
+
+
+unary("exp", _quiet(np.exp), "vm.exp({0})", exp_grad)
+
+
+def expm1_grad(g, x, *, out):
+    """g * (out + 1)"""
+    return g * (out + 1)
+
+
+unary("expm1", _quiet(np.expm1), "vm.expm1({0})", expm1_grad)
+
+
+def log_grad(g, x, *, out):
+    """g / x"""
+    return g / x
+
+
+unary("log", _quiet(np.log), "vm.log({0})", log_grad, domain=(0.2, 3.0))
+
+
+def log2_grad(g, x, *, out):
+    """g / (x ln 2)"""
+    return g / (x * _LN2)
+
+
+unary("log2", _quiet(np.log2), "vm.log2({0})", log2_grad, domain=(0.2, 3.0))
+
+
+def log10_grad(g, x, *, out):
+    """g / (x ln 10)"""
+    return g / (x * _LN10)
+
+
+unary("log10", _quiet(np.log10), "vm.log10({0})", log10_grad, domain=(0.2, 3.0))
+
+
+def log1p_grad(g, x, *, out):
+    """g / (1 + x)"""
+    return g / (x + 1)
+
+
+unary("log1p", _quiet(np.log1p), "vm.log1p({0})", log1p_grad, domain=(-0.5, 2.0))
+
+
+def sqrt_grad(g, x, *, out):
+    """g / (2 sqrt(x))"""
+    return g * 0.5 / out
+
+
+unary("sqrt", _quiet(np.sqrt), "vm.sqrt({0})", sqrt_grad, domain=(0.2, 3.0))
+
+
+def rsqrt_grad(g, x, *, out):
+    """-g / (2 x^1.5) = -0.5 g out^3"""
+    return g * (out * out * out) * -0.5
+
+
+unary("rsqrt", _quiet(lambda x: 1 / np.sqrt(x)), "vm.rsqrt({0})", rsqrt_grad,
+      domain=(0.2, 3.0))
+
+
+def cbrt_grad(g, x, *, out):
+    """g / (3 out^2)"""
+    return g / (out * out * 3)
+
+
+unary("cbrt", np.cbrt, "vm.cbrt({0})", cbrt_grad, domain=(0.2, 3.0))
+
+
+def square_grad(g, x, *, out):
+    """2 g x"""
+    return g * x * 2
+
+
+unary("square", np.square, "{0} * {0}", square_grad)
+
+
+def reciprocal_grad(g, x, *, out):
+    """-g / x^2 = -g out^2"""
+    return -g * out * out
+
+
+unary("reciprocal", _quiet(np.reciprocal), "1 / {0}", reciprocal_grad, domain=(0.3, 2.0))
+
+
+def abs_grad(g, x, *, out):
+    """g sign(x)"""
+    return g * F.sign(x)
+
+
+unary("abs", np.abs, "abs({0})", abs_grad)
+
+
+def zero_grad(g, x, *, out):
+    """0: piecewise constant (MXNet's gradient of sign, round, floor, ceil)"""
+    return F.zeros_like(x)
+
+
+unary("sign", np.sign, "vm.sign({0})", zero_grad)
+unary("round", np.round, "vm.round_half_away({0})", zero_grad)
+unary("rint", np.rint, "vm.rint({0})", zero_grad)
+unary("floor", np.floor, "math.floor({0})", zero_grad)
+unary("ceil", np.ceil, "math.ceil({0})", zero_grad)
+unary("trunc", np.trunc, "vm.trunc({0})", zero_grad)
+unary("fix", np.fix, "vm.trunc({0})", zero_grad)
+
+
+def sin_grad(g, x, *, out):
+    """g cos(x)"""
+    return g * F.cos(x)
+
+
+unary("sin", np.sin, "vm.sin({0})", sin_grad)
+
+
+def cos_grad(g, x, *, out):
+    """-g sin(x)"""
+    return -g * F.sin(x)
+
+
+unary("cos", np.cos, "vm.cos({0})", cos_grad)
+
+
+def tan_grad(g, x, *, out):
+    """g (1 + tan^2 x)"""
+    return g * (out * out + 1)
+
+
+unary("tan", np.tan, "vm.tan({0})", tan_grad, domain=(-1.2, 1.2))
+
+
+def arcsin_grad(g, x, *, out):
+    """g / sqrt(1 - x^2)"""
+    return g * F.rsqrt(1 - x * x)
+
+
+unary("arcsin", _quiet(np.arcsin), "vm.arcsin({0})", arcsin_grad, domain=(-0.9, 0.9))
+
+
+def arccos_grad(g, x, *, out):
+    """-g / sqrt(1 - x^2)"""
+    return -g * F.rsqrt(1 - x * x)
+
+
+unary("arccos", _quiet(np.arccos), "vm.arccos({0})", arccos_grad, domain=(-0.9, 0.9))
+
+
+def arctan_grad(g, x, *, out):
+    """g / (1 + x^2)"""
+    return g / (x * x + 1)
+
+
+unary("arctan", np.arctan, "vm.arctan({0})", arctan_grad)
+
+
+def sinh_grad(g, x, *, out):
+    """g cosh(x)"""
+    return g * F.cosh(x)
+
+
+unary("sinh", _quiet(np.sinh), "vm.sinh({0})", sinh_grad)
+
+
+def cosh_grad(g, x, *, out):
+    """g sinh(x)"""
+    return g * F.sinh(x)
+
+
+unary("cosh", _quiet(np.cosh), "vm.cosh({0})", cosh_grad)
+
+
+def tanh_grad(g, x, *, out):
+    """g (1 - tanh^2 x), reusing the output"""
+    return g * (1 - out * out)
+
+
+unary("tanh", np.tanh, "vm.tanh({0})", tanh_grad)
+
+
+def arcsinh_grad(g, x, *, out):
+    """g / sqrt(x^2 + 1)"""
+    return g * F.rsqrt(x * x + 1)
+
+
+unary("arcsinh", np.arcsinh, "vm.arcsinh({0})", arcsinh_grad)
+
+
+def arccosh_grad(g, x, *, out):
+    """g / sqrt(x^2 - 1)"""
+    return g * F.rsqrt(x * x - 1)
+
+
+unary("arccosh", _quiet(np.arccosh), "vm.arccosh({0})", arccosh_grad, domain=(1.2, 3.0))
+
+
+def arctanh_grad(g, x, *, out):
+    """g / (1 - x^2)"""
+    return g / (1 - x * x)
+
+
+unary("arctanh", _quiet(np.arctanh), "vm.arctanh({0})", arctanh_grad, domain=(-0.8, 0.8))
+
+
+def _sigmoid(x):
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-x))
+
+
+def sigmoid_grad(g, x, *, out):
+    """g out (1 - out)"""
+    return g * out * (1 - out)
+
+
+unary("sigmoid", _sigmoid, "vm.sigmoid({0})", sigmoid_grad)
+
+
+def relu_grad(g, x, *, out):
+    """g (x > 0)"""
+    return g * (x > 0)
+
+
+unary("relu", lambda x: np.maximum(x, 0), "max({0}, 0)", relu_grad,
+      domain=(-2.0, 2.0), order=1)
+
+
+def _softsign(x):
+    return x / (1 + np.abs(x))
+
+
+def softsign_grad(g, x, *, out):
+    """g / (1 + |x|)^2"""
+    denominator = F.abs(x) + 1
+    return g / (denominator * denominator)
+
+
+unary("softsign", _softsign, "{0} / (1 + abs({0}))", softsign_grad)
+
+
+def _softrelu(x):
+    return np.logaddexp(0, x).astype(x.dtype, copy=False)
+
+
+def softrelu_grad(g, x, *, out):
+    """g sigmoid(x)"""
+    return g * F.sigmoid(x)
+
+
+unary("softrelu", _softrelu, "vm.softplus({0})", softrelu_grad, method=False)
+
+
+def _erf(x):
+    return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x.copy()
+
+
+def erf_grad(g, x, *, out):
+    """g 2/sqrt(pi) exp(-x^2)"""
+    return g * F.exp(-(x * x)) * _TWO_OVER_SQRT_PI
+
+
+unary("erf", _erf, "vm.erf({0})", erf_grad)
+
+
+def identity_grad(g, x, *, out):
+    """g"""
+    return g
+
+
+unary("_copy", np.copy, "{0}", identity_grad, method=False, aliases=("identity",))
+
+# stop_gradient has no gradient rule: differentiation stops at it.
+unary("stop_gradient", lambda x: x, "{0}", None, aliases=("BlockGrad",),
+      differentiable=False, method=False, doc="Identity that blocks gradients.")
+
+
+def _clip(x, a_min, a_max):
+    return np.clip(x, a_min, a_max)
+
+
+def clip_grad(g, x, *, out, a_min, a_max):
+    """g where a_min <= x <= a_max, else 0"""
+    return g * ((x >= a_min) * (x <= a_max))
+
+
+register(OpDef(name="clip", infer=same_as_first, impl=_clip, grad=clip_grad,
+               attrs={"a_min": Attr(as_float), "a_max": Attr(as_float)}, kind="elemwise",
+               scalar="min(max({0}, {a_min}), {a_max})", method="clip",
+               doc="Clip values to [a_min, a_max].",
+               test=TestSpec(attrs={"a_min": -1.0, "a_max": 1.0}, order=1)))
+
+
+def _constant_like(value):
+    def impl(x):
+        return np.full_like(x, value)
+
+    return impl
+
+
+register(OpDef(name="zeros_like", infer=same_as_first, impl=_constant_like(0),
+               kind="elemwise", scalar="0", differentiable=False,
+               doc="Zeros of the input's shape and dtype."))
+register(OpDef(name="ones_like", infer=same_as_first, impl=_constant_like(1),
+               kind="elemwise", scalar="1", differentiable=False,
+               doc="Ones of the input's shape and dtype."))
+
+
+# ---------------------------------------------------------------------------
+# binary arithmetic (broadcast_* broadcast, elemwise_* need equal shapes)
+# ---------------------------------------------------------------------------
+
+def add_grad(g, a, b, *, out):
+    """g, g"""
+    return g, g
+
+
+def sub_grad(g, a, b, *, out):
+    """g, -g"""
+    return g, -g
+
+
+def mul_grad(g, a, b, *, out):
+    """g b, g a"""
+    return g * b, g * a
+
+
+def div_grad(g, a, b, *, out):
+    """g / b, -g a / b^2 = -g out / b"""
+    return g / b, -g * out / b
+
+
+for _suffix, _impl, _template, _rule in (
+        ("add", np.add, "{0} + {1}", add_grad),
+        ("sub", np.subtract, "{0} - {1}", sub_grad),
+        ("mul", np.multiply, "{0} * {1}", mul_grad),
+        ("div", _quiet(np.divide), "{0} / {1}", div_grad)):
+    binary(f"broadcast_{_suffix}", _impl, _template, _rule,
+           aliases=("broadcast_plus",) if _suffix == "add" else
+           ("broadcast_minus",) if _suffix == "sub" else ())
+    binary(f"elemwise_{_suffix}", _impl, _template, _rule, broadcast=False,
+           aliases=("_plus", "_add") if _suffix == "add" else
+           ("_minus", "_sub") if _suffix == "sub" else
+           ("_mul",) if _suffix == "mul" else ("_div",))
+
+
+def power_grad(g, a, b, *, out):
+    """g b a^(b-1), g out ln(a)"""
+    return g * b * a ** (b - 1), g * out * F.log(a)
+
+
+binary("broadcast_power", _quiet(np.power), "vm.pow({0}, {1})", power_grad,
+       domain=(0.5, 2.0), aliases=("_power",))
+
+
+def maximum_grad(g, a, b, *, out):
+    """g where a >= b, g where a < b"""
+    return g * (a >= b), g * (a < b)
+
+
+def minimum_grad(g, a, b, *, out):
+    """g where a <= b, g where a > b"""
+    return g * (a <= b), g * (a > b)
+
+
+binary("broadcast_maximum", np.maximum, "max({0}, {1})", maximum_grad,
+       aliases=("_maximum",))
+binary("broadcast_minimum", np.minimum, "min({0}, {1})", minimum_grad,
+       aliases=("_minimum",))
+
+
+def mod_grad(g, a, b, *, out):
+    """g, -g floor(a / b)"""
+    return g, -g * F.floor(a / b)
+
+
+binary("broadcast_mod", _quiet(np.mod), "vm.mod({0}, {1})", mod_grad,
+       domain=(0.5, 2.0), aliases=("_mod",))
+
+
+# comparisons: 0/1 in the input dtype, no gradient
+for _name, _ufunc, _symbol in (
+        ("equal", np.equal, "=="), ("not_equal", np.not_equal, "!="),
+        ("greater", np.greater, ">"), ("greater_equal", np.greater_equal, ">="),
+        ("lesser", np.less, "<"), ("lesser_equal", np.less_equal, "<=")):
+    binary(f"broadcast_{_name}", lambda a, b, _u=_ufunc: as_dtype_of(_u(a, b), a),
+           f"({{0}} {_symbol} {{1}})", None, differentiable=False,
+           doc=f"1 where lhs {_symbol} rhs, else 0.")
+    with_scalar(f"_{_name}_scalar", lambda x, scalar, _u=_ufunc: as_dtype_of(_u(x, scalar), x),
+                f"({{0}} {_symbol} {{scalar}})", None, differentiable=False,
+                doc=f"1 where x {_symbol} scalar, else 0.")
+
+
+# ---------------------------------------------------------------------------
+# ops with a scalar attribute (what MXNet records for ``x + 1``, ``2 / x`` ...)
+# ---------------------------------------------------------------------------
+
+def scalar_identity_grad(g, x, *, out, scalar):
+    """g"""
+    return g
+
+
+def scalar_negate_grad(g, x, *, out, scalar):
+    """-g"""
+    return -g
+
+
+def mul_scalar_grad(g, x, *, out, scalar):
+    """g s"""
+    return g * scalar
+
+
+def div_scalar_grad(g, x, *, out, scalar):
+    """g / s"""
+    return g / scalar
+
+
+def rdiv_scalar_grad(g, x, *, out, scalar):
+    """-g s / x^2 = -g out / x"""
+    return -g * out / x
+
+
+def power_scalar_grad(g, x, *, out, scalar):
+    """g s x^(s-1)"""
+    return g * (x ** (scalar - 1)) * scalar
+
+
+def rpower_scalar_grad(g, x, *, out, scalar):
+    """g out ln(s)"""
+    return g * out * math.log(scalar)
+
+
+def maximum_scalar_grad(g, x, *, out, scalar):
+    """g where x >= s"""
+    return g * (x >= scalar)
+
+
+def minimum_scalar_grad(g, x, *, out, scalar):
+    """g where x <= s"""
+    return g * (x <= scalar)
+
+
+def mod_scalar_grad(g, x, *, out, scalar):
+    """g"""
+    return g
+
+
+def rmod_scalar_grad(g, x, *, out, scalar):
+    """-g floor(s / x)"""
+    return -g * F.floor(scalar / x)
+
+
+with_scalar("_plus_scalar", lambda x, scalar: x + scalar, "{0} + {scalar}",
+            scalar_identity_grad)
+with_scalar("_minus_scalar", lambda x, scalar: x - scalar, "{0} - {scalar}",
+            scalar_identity_grad)
+with_scalar("_rminus_scalar", lambda x, scalar: scalar - x, "{scalar} - {0}",
+            scalar_negate_grad)
+with_scalar("_mul_scalar", lambda x, scalar: x * scalar, "{0} * {scalar}", mul_scalar_grad)
+with_scalar("_div_scalar", _quiet(lambda x, scalar: x / scalar), "{0} / {scalar}",
+            div_scalar_grad)
+with_scalar("_rdiv_scalar", _quiet(lambda x, scalar: scalar / x), "{scalar} / {0}",
+            rdiv_scalar_grad, domain=(0.5, 2.0))
+with_scalar("_power_scalar", _quiet(lambda x, scalar: x ** scalar), "vm.pow({0}, {scalar})",
+            power_scalar_grad, domain=(0.5, 2.0))
+with_scalar("_rpower_scalar", _quiet(lambda x, scalar: scalar ** x), "vm.pow({scalar}, {0})",
+            rpower_scalar_grad)
+with_scalar("_maximum_scalar", lambda x, scalar: np.maximum(x, np.asarray(scalar, x.dtype)),
+            "max({0}, {scalar})", maximum_scalar_grad, test_scalar=0.3)
+with_scalar("_minimum_scalar", lambda x, scalar: np.minimum(x, np.asarray(scalar, x.dtype)),
+            "min({0}, {scalar})", minimum_scalar_grad, test_scalar=0.3)
+with_scalar("_mod_scalar", _quiet(lambda x, scalar: np.mod(x, scalar)), "vm.mod({0}, {scalar})",
+            mod_scalar_grad, domain=(0.1, 1.4))
+with_scalar("_rmod_scalar", _quiet(lambda x, scalar: np.mod(scalar, x)),
+            "vm.mod({scalar}, {0})", rmod_scalar_grad, domain=(1.6, 2.9))

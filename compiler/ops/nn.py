@@ -1,0 +1,345 @@
+"""Linear algebra and neural-network ops: dot, batch_dot, FullyConnected,
+Activation, softmax, log_softmax, Dropout, BatchNorm."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import GraphError, TensorType
+from ..registry import (Attr, OpDef, TestSpec, as_bool, as_float, as_int, as_optional_int,
+                        as_shape, one_of, register)
+from . import elemwise
+from .common import F, normalize_axis, require_same_dtype, same_as_first
+from .random import generator
+
+# ---------------------------------------------------------------------------
+# dot and batch_dot (BLAS)
+# ---------------------------------------------------------------------------
+
+DOT_ATTRS = {"transpose_a": Attr(as_bool, False), "transpose_b": Attr(as_bool, False)}
+
+
+def _dot_types(types, *, transpose_a, transpose_b):
+    dtype = require_same_dtype(types)
+    a, b = (t.shape for t in types)
+    if transpose_a:
+        a = tuple(reversed(a))
+    if transpose_b:
+        b = tuple(reversed(b))
+    if a[-1] != b[0]:
+        raise GraphError(f"inner sizes differ: {a[-1]} and {b[0]}")
+    return [TensorType(a[:-1] + b[1:] or (1,), dtype)]
+
+
+def _dot(a, b, *, transpose_a, transpose_b):
+    if transpose_a:
+        a = a.T
+    if transpose_b:
+        b = b.T
+    out = np.dot(a, b) if b.ndim <= 2 else np.tensordot(a, b, axes=1)
+    return out.reshape(1) if out.ndim == 0 else out
+
+
+def _outer(u, v):
+    return F.reshape(u, shape=(-1, 1)) * F.reshape(v, shape=(1, -1))
+
+
+def dot_grad(g, a, b, *, out, transpose_a, transpose_b):
+    """ga = g b^T, gb = a^T g (with the transposes and vector cases folded in)"""
+    if a.ndim == 1 and b.ndim == 1:
+        return g * b, g * a
+    if a.ndim == 1:
+        return (F.dot(b, g, transpose_a=transpose_b) if not transpose_b else F.dot(b, g),
+                _outer(g, a) if transpose_b else _outer(a, g))
+    if b.ndim == 1:
+        return (_outer(b, g) if transpose_a else _outer(g, b),
+                F.dot(a, g, transpose_a=not transpose_a))
+    if b.ndim > 2 or (a.ndim > 2 and (transpose_a or transpose_b)):
+        raise GraphError(f"dot: no gradient for shapes {a.shape} x {b.shape} with "
+                         f"transpose_a={transpose_a}, transpose_b={transpose_b}")
+    if a.ndim > 2:
+        flat_a = F.reshape(a, shape=(-1, 0), reverse=True)
+        flat_g = F.reshape(g, shape=(-1, 0), reverse=True)
+        return F.dot(g, b, transpose_b=True), F.dot(flat_a, flat_g, transpose_a=True)
+    if not transpose_a and not transpose_b:
+        return F.dot(g, b, transpose_b=True), F.dot(a, g, transpose_a=True)
+    if transpose_a and not transpose_b:
+        return F.dot(b, g, transpose_b=True), F.dot(a, g)
+    if not transpose_a and transpose_b:
+        return F.dot(g, b), F.dot(g, a, transpose_a=True)
+    return (F.dot(b, g, transpose_a=True, transpose_b=True),
+            F.dot(g, a, transpose_a=True, transpose_b=True))
+
+
+register(OpDef(name="dot", infer=_dot_types, impl=_dot, grad=dot_grad,
+               inputs=("lhs", "rhs"), attrs=DOT_ATTRS, kind="blas", method="dot",
+               doc="Matrix product; contracts the last axis of lhs with the first of rhs.",
+               test=TestSpec(shapes=((3, 4), (4, 2)))))
+
+
+def _batch_dot_types(types, *, transpose_a, transpose_b):
+    dtype = require_same_dtype(types)
+    a, b = (t.shape for t in types)
+    if len(a) != 3 or len(b) != 3 or a[0] != b[0]:
+        raise GraphError("batch_dot needs (B, m, k) and (B, k, n)")
+    m, k = (a[2], a[1]) if transpose_a else (a[1], a[2])
+    k2, n = (b[2], b[1]) if transpose_b else (b[1], b[2])
+    if k != k2:
+        raise GraphError(f"inner sizes differ: {k} and {k2}")
+    return [TensorType((a[0], m, n), dtype)]
+
+
+def _batch_dot(a, b, *, transpose_a, transpose_b):
+    return np.matmul(a.swapaxes(1, 2) if transpose_a else a,
+                     b.swapaxes(1, 2) if transpose_b else b)
+
+
+def batch_dot_grad(g, a, b, *, out, transpose_a, transpose_b):
+    """per batch: ga = g b^T, gb = a^T g"""
+    bd = F.batch_dot
+    if not transpose_a and not transpose_b:
+        return bd(g, b, transpose_b=True), bd(a, g, transpose_a=True)
+    if transpose_a and not transpose_b:
+        return bd(b, g, transpose_b=True), bd(a, g)
+    if not transpose_a and transpose_b:
+        return bd(g, b), bd(g, a, transpose_a=True)
+    return (bd(b, g, transpose_a=True, transpose_b=True),
+            bd(g, a, transpose_a=True, transpose_b=True))
+
+
+register(OpDef(name="batch_dot", infer=_batch_dot_types, impl=_batch_dot,
+               grad=batch_dot_grad, inputs=("lhs", "rhs"), attrs=DOT_ATTRS, kind="blas",
+               doc="Batched matrix product of (B, m, k) and (B, k, n).",
+               test=TestSpec(shapes=((2, 3, 4), (2, 4, 2)))))
+
+
+def _fc_inputs(attrs):
+    return ("data", "weight") if attrs.get("no_bias") else ("data", "weight", "bias")
+
+
+def _fc_types(types, *, num_hidden, no_bias, flatten):
+    dtype = require_same_dtype(types)
+    data, weight = types[0].shape, types[1].shape
+    features = int(np.prod(data[1:])) if flatten else data[-1]
+    if weight != (num_hidden, features):
+        raise GraphError(f"weight must be ({num_hidden}, {features}), got {weight}")
+    if not no_bias and types[2].shape != (num_hidden,):
+        raise GraphError(f"bias must be ({num_hidden},), got {types[2].shape}")
+    out = (data[0], num_hidden) if flatten else data[:-1] + (num_hidden,)
+    return [TensorType(out, dtype)]
+
+
+def _fully_connected(x, weight, bias=None, *, num_hidden, no_bias, flatten):
+    if flatten:
+        x = x.reshape(x.shape[0], -1)
+    out = np.dot(x, weight.T) if x.ndim == 2 else np.tensordot(x, weight, axes=([-1], [1]))
+    if bias is not None:
+        out += bias
+    return out
+
+
+def fully_connected_grad(g, x, weight, bias=None, *, out, num_hidden, no_bias, flatten):
+    """gx = g W, gW = g^T x, gb = sum of g over all but the last axis"""
+    flat_x = F.Flatten(x) if flatten else F.reshape(x, shape=(-1, 0), reverse=True)
+    flat_g = g if flatten else F.reshape(g, shape=(-1, 0), reverse=True)
+    grad_x = F.reshape_like(F.dot(flat_g, weight), x)
+    grad_w = F.dot(flat_g, flat_x, transpose_a=True)
+    if no_bias:
+        return grad_x, grad_w
+    return grad_x, grad_w, F.sum(flat_g, axis=(0,))
+
+
+register(OpDef(name="FullyConnected", infer=_fc_types, impl=_fully_connected,
+               grad=fully_connected_grad, inputs=_fc_inputs, kind="blas",
+               attrs={"num_hidden": Attr(as_int), "no_bias": Attr(as_bool, False),
+                      "flatten": Attr(as_bool, True)},
+               doc="data @ weight.T + bias, with weight of shape (num_hidden, in).",
+               test=TestSpec(shapes=((3, 2, 2), (5, 4), (5,)), attrs={"num_hidden": 5})))
+
+
+# ---------------------------------------------------------------------------
+# activations and softmax
+# ---------------------------------------------------------------------------
+
+_ACTIVATIONS = {  # act_type -> the elementwise op that defines it
+    "relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softrelu": "softrelu",
+    "softsign": "softsign"}
+
+
+def _activation(x, *, act_type):
+    from ..registry import get_op
+    return get_op(_ACTIVATIONS[act_type]).impl(x)
+
+
+def activation_grad(g, x, *, out, act_type):
+    """the gradient of the elementwise op named by act_type"""
+    from ..registry import get_op
+    return get_op(_ACTIVATIONS[act_type]).grad(g, x, out=out)
+
+
+def _activation_template(attrs):
+    from ..registry import get_op
+    return get_op(_ACTIVATIONS[attrs["act_type"]]).scalar
+
+
+register(OpDef(name="Activation", infer=same_as_first, impl=_activation,
+               grad=activation_grad, kind="elemwise", scalar=_activation_template,
+               attrs={"act_type": Attr(one_of(*_ACTIVATIONS))},
+               doc="Elementwise activation: relu, sigmoid, tanh, softrelu or softsign.",
+               test=TestSpec(attrs={"act_type": "tanh"})))
+
+SOFTMAX_ATTRS = {"axis": Attr(as_int, -1), "temperature": Attr(
+    lambda v: None if v is None or v == "None" else as_float(v), None)}
+
+
+def _softmax(x, *, axis, temperature):
+    z = x / temperature if temperature else x
+    shifted = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _log_softmax(x, *, axis, temperature):
+    z = x / temperature if temperature else x
+    shifted = z - z.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def softmax_grad(g, x, *, out, axis, temperature):
+    """out * (g - sum(g * out)) / T"""
+    grad = out * (g - F.sum(g * out, axis=(axis,), keepdims=True))
+    return grad / temperature if temperature else grad
+
+
+def log_softmax_grad(g, x, *, out, axis, temperature):
+    """(g - exp(out) * sum(g)) / T"""
+    grad = g - F.exp(out) * F.sum(g, axis=(axis,), keepdims=True)
+    return grad / temperature if temperature else grad
+
+
+register(OpDef(name="softmax", infer=same_as_first, impl=_softmax, grad=softmax_grad,
+               attrs=SOFTMAX_ATTRS, kind="softmax", method="softmax",
+               doc="exp(x / T) normalised along ``axis``.", test=TestSpec()))
+register(OpDef(name="log_softmax", infer=same_as_first, impl=_log_softmax,
+               grad=log_softmax_grad, attrs=SOFTMAX_ATTRS, kind="softmax",
+               method="log_softmax", doc="log of softmax, computed stably.",
+               test=TestSpec()))
+
+
+# ---------------------------------------------------------------------------
+# Dropout: the mask is an output, so the backward is a plain product
+# ---------------------------------------------------------------------------
+
+def _dropout_types(types, *, p, mode, axes, is_train):
+    return [types[0], types[0]]
+
+
+def _dropout(x, *, p, mode, axes, is_train):
+    if not (is_train or mode == "always") or p == 0:
+        return x.copy(), np.ones_like(x)
+    mask_shape = tuple(1 if i in axes else s for i, s in enumerate(x.shape))
+    keep = generator().random(mask_shape) >= p
+    mask = (keep / (1.0 - p)).astype(x.dtype)
+    return x * mask, np.broadcast_to(mask, x.shape).copy()
+
+
+def dropout_grad(gs, x, *, out, p, mode, axes, is_train):
+    """g * mask: the mask drawn in the forward pass (output 1)"""
+    return gs[0] * F.stop_gradient(out[1])
+
+
+register(OpDef(name="Dropout", infer=_dropout_types, impl=_dropout, grad=dropout_grad,
+               attrs={"p": Attr(as_float, 0.5), "mode": Attr(one_of("training", "always"),
+                                                             "training"),
+                      "axes": Attr(as_shape, ()), "is_train": Attr(as_bool, False)},
+               uses_train_mode=True, visible_outputs=1, kind="random",
+               doc="Zero each element with probability p and scale the rest by 1/(1-p) "
+                   "in training (or always with mode='always'); identity otherwise.",
+               test=TestSpec(attrs={"p": 0.3, "is_train": True})))
+
+
+# ---------------------------------------------------------------------------
+# BatchNorm
+# ---------------------------------------------------------------------------
+
+def _channel_shape(ndim: int, axis: int) -> tuple[int, ...]:
+    return tuple(-1 if i == axis else 1 for i in range(ndim))
+
+
+def _batchnorm_types(types, *, eps, momentum, fix_gamma, use_global_stats,
+                     output_mean_var, axis, is_train):
+    data = types[0]
+    ax = normalize_axis(axis, len(data.shape))
+    channels = (data.shape[ax],)
+    for name, t in zip(("gamma", "beta", "moving_mean", "moving_var"), types[1:]):
+        if t.shape != channels:
+            raise GraphError(f"{name} must have shape {channels}, got {t.shape}")
+    stat = TensorType(channels, data.dtype)
+    return [data, stat, stat]
+
+
+def _batchnorm(x, gamma, beta, moving_mean, moving_var, *, eps, momentum, fix_gamma,
+               use_global_stats, output_mean_var, axis, is_train):
+    ax = axis % x.ndim
+    reduce_axes = tuple(i for i in range(x.ndim) if i != ax)
+    shape = _channel_shape(x.ndim, ax)
+    if is_train and not use_global_stats:
+        mean = x.mean(axis=reduce_axes)
+        var = x.var(axis=reduce_axes)
+        # MXNet updates the running statistics during a training forward pass.
+        moving_mean *= momentum
+        moving_mean += (1 - momentum) * mean
+        moving_var *= momentum
+        moving_var += (1 - momentum) * var
+    else:
+        mean, var = moving_mean.copy(), moving_var.copy()
+    scale = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+    if not fix_gamma:
+        scale = scale * gamma
+    out = (x - mean.reshape(shape)) * scale.reshape(shape) + beta.reshape(shape)
+    return out.astype(x.dtype), mean.astype(x.dtype), var.astype(x.dtype)
+
+
+def batchnorm_grad(gs, x, gamma, beta, moving_mean, moving_var, *, out, eps, momentum,
+                   fix_gamma, use_global_stats, output_mean_var, axis, is_train):
+    """train: gx = gamma rstd (g - mean(g) - xhat mean(g xhat)); predict: g gamma rstd.
+    Rebuilt from x with registered ops so that it differentiates again."""
+    g = gs[0]
+    shape = _channel_shape(x.ndim, axis % x.ndim)
+    over_batch = {"axis": (axis,), "exclude": True, "keepdims": True}
+    if is_train and not use_global_stats:
+        centred = x - F.mean(x, **over_batch)
+        rstd = F.rsqrt(F.mean(centred * centred, **over_batch) + eps)
+        xhat = centred * rstd
+        grad_x = (g - F.mean(g, **over_batch) - xhat * F.mean(g * xhat, **over_batch)) * rstd
+    else:
+        rstd = F.rsqrt(F.reshape(F.stop_gradient(moving_var), shape=shape) + eps)
+        xhat = (x - F.reshape(F.stop_gradient(moving_mean), shape=shape)) * rstd
+        grad_x = g * rstd
+    if fix_gamma:
+        grad_gamma = F.zeros_like(gamma)
+    else:
+        grad_x = grad_x * F.reshape(gamma, shape=shape)
+        grad_gamma = F.sum(g * xhat, axis=(axis,), exclude=True)
+    return grad_x, grad_gamma, F.sum(g, axis=(axis,), exclude=True), None, None
+
+
+def _batchnorm_inputs(rng):
+    return [rng.uniform(-2, 2, (4, 3, 2)), rng.uniform(0.5, 1.5, (3,)),
+            rng.uniform(-1, 1, (3,)), np.zeros(3), np.ones(3)]
+
+
+register(OpDef(name="BatchNorm", infer=_batchnorm_types, impl=_batchnorm,
+               grad=batchnorm_grad,
+               inputs=("data", "gamma", "beta", "moving_mean", "moving_var"),
+               aux=("moving_mean", "moving_var"), uses_train_mode=True,
+               visible_outputs=1, kind="norm",
+               attrs={"eps": Attr(as_float, 1e-3), "momentum": Attr(as_float, 0.9),
+                      "fix_gamma": Attr(as_bool, True),
+                      "use_global_stats": Attr(as_bool, False),
+                      "output_mean_var": Attr(as_bool, False), "axis": Attr(as_int, 1),
+                      "is_train": Attr(as_bool, False)},
+               doc="Batch normalisation over all axes but ``axis``; batch statistics "
+                   "(biased variance) in training, moving statistics otherwise.",
+               test=TestSpec(make_inputs=_batchnorm_inputs, wrt=(0, 1, 2),
+                             attrs={"fix_gamma": False, "is_train": True})))

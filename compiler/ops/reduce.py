@@ -1,0 +1,192 @@
+"""Reductions, and the broadcast/unbroadcast pair that gradients of broadcasting
+ops are made of."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import GraphError, TensorType
+from ..registry import Attr, OpDef, TestSpec, as_axes, as_bool, as_shape, register
+from .common import F, normalize_axis
+
+REDUCE_ATTRS = {"axis": Attr(as_axes, None), "keepdims": Attr(as_bool, False),
+                "exclude": Attr(as_bool, False)}
+
+
+def reduced_axes(ndim: int, axis, exclude: bool) -> tuple[int, ...]:
+    """The axes a reduction sums over, as sorted non-negative ints."""
+    if axis is None:
+        chosen: tuple[int, ...] = tuple(range(ndim))
+    else:
+        chosen = tuple(sorted({normalize_axis(a, ndim) for a in axis}))
+    if exclude:
+        chosen = tuple(a for a in range(ndim) if a not in chosen)
+    return chosen
+
+
+def reduce_types(types, *, axis, keepdims, exclude) -> list[TensorType]:
+    """Shape rule of every reduction; a whole-array result has shape (1,) as in MXNet."""
+    shape = types[0].shape
+    axes = reduced_axes(len(shape), axis, exclude)
+    if keepdims:
+        out = tuple(1 if i in axes else s for i, s in enumerate(shape))
+    else:
+        out = tuple(s for i, s in enumerate(shape) if i not in axes) or (1,)
+    return [TensorType(out, types[0].dtype)]
+
+
+def _reduction(numpy_reduce):
+    def impl(x, *, axis, keepdims, exclude):
+        axes = reduced_axes(x.ndim, axis, exclude)
+        result = numpy_reduce(x, axis=axes, keepdims=keepdims)
+        result = np.asarray(result, dtype=x.dtype)
+        return result.reshape(1) if result.ndim == 0 else result
+
+    return impl
+
+
+def restore_reduced(g, ndim: int, axis, keepdims: bool, exclude: bool):
+    """Give a reduction's output gradient back the reduced axes (as length one), so
+    that it broadcasts against the input. Uses only the rank, never sizes."""
+    if keepdims:
+        return g
+    axes = reduced_axes(ndim, axis, exclude)
+    if len(axes) == ndim:
+        return F.reshape(g, shape=(1,) * ndim)
+    for a in axes:
+        g = F.expand_dims(g, axis=a)
+    return g
+
+
+def sum_grad(g, x, *, out, axis, keepdims, exclude):
+    """broadcast g back over the summed axes"""
+    return F.broadcast_like(restore_reduced(g, x.ndim, axis, keepdims, exclude), x)
+
+
+def mean_grad(g, x, *, out, axis, keepdims, exclude):
+    """broadcast g back over the averaged axes, divided by their size"""
+    spread = F.broadcast_like(restore_reduced(g, x.ndim, axis, keepdims, exclude), x)
+    return spread / F._reduced_size(x, axis=axis, exclude=exclude)
+
+
+def extremum_grad(g, x, *, out, axis, keepdims, exclude):
+    """g where x equals the extremum (every tied element gets it), else 0"""
+    g = restore_reduced(g, x.ndim, axis, keepdims, exclude)
+    out = restore_reduced(out, x.ndim, axis, keepdims, exclude)
+    return F.broadcast_like(g, x) * F.broadcast_equal(x, out)
+
+
+def prod_grad(g, x, *, out, axis, keepdims, exclude):
+    """g prod(x) / x"""
+    scaled = restore_reduced(g * out, x.ndim, axis, keepdims, exclude)
+    return F.broadcast_like(scaled, x) / x
+
+
+for _name, _numpy, _rule in (("sum", np.sum, sum_grad), ("mean", np.mean, mean_grad),
+                             ("max", np.max, extremum_grad), ("min", np.min, extremum_grad),
+                             ("prod", np.prod, prod_grad), ("nansum", np.nansum, sum_grad)):
+    register(OpDef(name=_name, infer=reduce_types, impl=_reduction(_numpy), grad=_rule,
+                   attrs=REDUCE_ATTRS, kind="reduce", method=_name,
+                   aliases=(f"{_name}_axis",) if _name != "nansum" else (),
+                   doc=f"{_name} over ``axis`` (all axes if None); ``exclude`` reduces "
+                       f"the other axes.",
+                   test=TestSpec(shapes=((3, 4),), attrs={"axis": (1,)},
+                                 domain=(0.5, 2.0) if _name == "prod" else (-2.0, 2.0))))
+
+
+def _reduced_size_types(types, *, axis, exclude):
+    return [TensorType((1,), types[0].dtype)]
+
+
+def _reduced_size(x, *, axis, exclude):
+    axes = reduced_axes(x.ndim, axis, exclude)
+    return np.array([np.prod([x.shape[a] for a in axes])], dtype=x.dtype)
+
+
+register(OpDef(name="_reduced_size", infer=_reduced_size_types, impl=_reduced_size,
+               attrs={"axis": Attr(as_axes, None), "exclude": Attr(as_bool, False)},
+               differentiable=False,
+               doc="How many elements a reduction over ``axis`` combines, as a (1,) "
+                   "array, so that gradients of ``mean`` do not bake sizes into attrs."))
+
+
+# ---------------------------------------------------------------------------
+# broadcasting and its reverse
+# ---------------------------------------------------------------------------
+
+def unbroadcast_axes(shape: tuple[int, ...], target: tuple[int, ...]) -> tuple[int, ...]:
+    """Axes of ``shape`` to sum so that it becomes ``target`` (which broadcasts to it)."""
+    lead = len(shape) - len(target)
+    return tuple(range(lead)) + tuple(lead + i for i, size in enumerate(target)
+                                      if size == 1 and shape[lead + i] != 1)
+
+
+def _unbroadcast_types(types):
+    g, like = types
+    if np.broadcast_shapes(g.shape, like.shape) != tuple(g.shape):
+        raise GraphError(f"{like.shape} does not broadcast to {g.shape}")
+    return [TensorType(like.shape, g.dtype)]
+
+
+def _unbroadcast(g, like):
+    if g.shape == like.shape:
+        return g
+    return g.sum(axis=unbroadcast_axes(g.shape, like.shape)).reshape(like.shape)
+
+
+def unbroadcast_grad(g, x, like, *, out):
+    """broadcast g back to x's shape"""
+    return F.broadcast_like(g, x), None
+
+
+register(OpDef(name="_unbroadcast", infer=_unbroadcast_types, impl=_unbroadcast,
+               grad=unbroadcast_grad, inputs=("data", "like"), kind="reduce",
+               doc="Sum ``data`` down to the shape of ``like``: the gradient of "
+                   "broadcasting. ``like`` gives only its shape.",
+               test=TestSpec(shapes=((3, 4), (1, 4)), wrt=(0,))))
+
+
+def _broadcast_like_types(types):
+    x, like = types
+    if np.broadcast_shapes(x.shape, like.shape) != tuple(like.shape):
+        raise GraphError(f"{x.shape} does not broadcast to {like.shape}")
+    return [TensorType(like.shape, x.dtype)]
+
+
+def broadcast_like_grad(g, x, like, *, out):
+    """sum g back to x's shape"""
+    return F._unbroadcast(g, x), None
+
+
+register(OpDef(name="broadcast_like", infer=_broadcast_like_types,
+               impl=lambda x, like: np.array(np.broadcast_to(x, like.shape)),
+               grad=broadcast_like_grad, inputs=("lhs", "rhs"), kind="elemwise",
+               scalar="{0}", method="broadcast_like",
+               doc="Broadcast ``lhs`` to the shape of ``rhs``.",
+               test=TestSpec(shapes=((1, 4), (3, 4)), wrt=(0,))))
+
+
+def _target_shape(shape, target):
+    # MXNet's broadcast_to: 0 in the target keeps the input's size.
+    lead = len(target) - len(shape)
+    return tuple(shape[i - lead] if t == 0 and i >= lead else t for i, t in enumerate(target))
+
+
+def _broadcast_to_types(types, *, shape):
+    target = _target_shape(types[0].shape, shape)
+    if np.broadcast_shapes(types[0].shape, target) != target:
+        raise GraphError(f"{types[0].shape} does not broadcast to {target}")
+    return [TensorType(target, types[0].dtype)]
+
+
+def broadcast_to_grad(g, x, *, out, shape):
+    """sum g back to x's shape"""
+    return F._unbroadcast(g, x)
+
+
+register(OpDef(name="broadcast_to", infer=_broadcast_to_types,
+               impl=lambda x, shape: np.array(np.broadcast_to(x, _target_shape(x.shape, shape))),
+               grad=broadcast_to_grad, attrs={"shape": Attr(as_shape)}, kind="elemwise",
+               scalar="{0}", method="broadcast_to",
+               doc="Broadcast to ``shape`` (0 keeps the input's size).",
+               test=TestSpec(shapes=((1, 4),), attrs={"shape": (3, 4)})))

@@ -1,0 +1,251 @@
+"""The single op registry: every op is defined once, with all any layer needs.
+
+An :class:`OpDef` carries an op's MXNet name, its attributes (with parsers that
+accept both Python values and MXNet's JSON strings), its shape/dtype rule, its numpy
+implementation, its gradient rule (built from other registered ops), and for
+elementwise ops the scalar expression the fused-kernel generator inlines.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .ir import Entry, GraphError, Node, TensorType
+
+REQUIRED = object()
+
+
+# ---------------------------------------------------------------------------
+# attribute parsers: each takes a Python value or MXNet's string spelling
+# ---------------------------------------------------------------------------
+
+def _literal(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("None", ""):
+            return None
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+    return value
+
+
+def as_int(value: Any) -> int:
+    """Parse an integer attribute."""
+    return int(_literal(value))
+
+
+def as_float(value: Any) -> float:
+    """Parse a float attribute."""
+    return float(_literal(value)) if isinstance(value, str) else float(value)
+
+
+def as_bool(value: Any) -> bool:
+    """Parse a boolean attribute (``True``, ``"true"``, ``1``, ``"0"`` ...)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1")
+    return bool(value)
+
+
+def as_str(value: Any) -> str:
+    """Parse a string attribute."""
+    return str(value)
+
+
+def as_shape(value: Any) -> tuple[int, ...]:
+    """Parse a shape: an int or a sequence of ints."""
+    value = _literal(value)
+    if isinstance(value, (int, np.integer)):
+        return (int(value),)
+    return tuple(int(v) for v in value)
+
+
+def as_axes(value: Any) -> tuple[int, ...] | None:
+    """Parse an axis attribute: None, an int or a sequence of ints."""
+    value = _literal(value)
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)):
+        return (int(value),)
+    return tuple(int(v) for v in value)
+
+
+def as_optional_int(value: Any) -> int | None:
+    """Parse an int or None."""
+    value = _literal(value)
+    return None if value is None else int(value)
+
+
+def as_optional_ints(value: Any) -> tuple[int | None, ...]:
+    """Parse a sequence whose entries are ints or None (slice begin/end/step)."""
+    value = _literal(value)
+    if isinstance(value, (int, np.integer)) or value is None:
+        value = (value,)
+    return tuple(None if v is None else int(v) for v in value)
+
+
+def as_dtype_name(value: Any) -> str:
+    """Parse a dtype into its numpy name (``'float32'``)."""
+    return np.dtype(value).name
+
+
+def one_of(*choices: str) -> Callable[[Any], str]:
+    """A parser that accepts one of ``choices``."""
+
+    def parse(value: Any) -> str:
+        text = str(value)
+        if text not in choices:
+            raise GraphError(f"expected one of {choices}, got {text!r}")
+        return text
+
+    parse.__name__ = f"one_of{choices}"
+    return parse
+
+
+@dataclass(frozen=True)
+class Attr:
+    """An attribute declaration: its parser and default (``REQUIRED`` if none)."""
+
+    parse: Callable[[Any], Any]
+    default: Any = REQUIRED
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """How the generated per-op tests exercise an op.
+
+    ``shapes`` are the input shapes, ``domain`` the interval inputs are drawn from,
+    ``attrs`` the attributes to call with, ``make_inputs`` (optional) builds the
+    inputs itself from a numpy Generator, and ``wrt`` lists the differentiable
+    inputs (default: all floating inputs).
+    """
+
+    shapes: tuple = ((3, 4),)
+    domain: tuple[float, float] = (-2.0, 2.0)
+    attrs: dict = field(default_factory=dict)
+    make_inputs: Callable | None = None
+    wrt: tuple[int, ...] | None = None
+    rtol: float = 1e-6
+    order: int = 2
+
+
+@dataclass(eq=False)
+class OpDef:
+    """Everything about one op, in one place.
+
+    ``inputs`` names the inputs (or a function of the attrs that does, for ops like
+    ``FullyConnected`` whose bias is optional); ``variadic`` ops take any number.
+    ``infer(types, **attrs)`` returns the output :class:`TensorType` list;
+    ``impl(*arrays, **attrs)`` returns an array or a tuple of arrays;
+    ``grad(g, *inputs, out=..., **attrs)`` returns one gradient handle (or None)
+    per input, where ``g``/``out`` are tuples for ops with several outputs.
+    ``kind`` drives fusion: ``elemwise`` ops have a ``scalar`` template over
+    ``{0}``, ``{1}`` ... and the attrs by name.
+    """
+
+    name: str
+    infer: Callable[..., list[TensorType]]
+    impl: Callable[..., Any]
+    grad: Callable[..., Any] | None = None
+    inputs: tuple[str, ...] | Callable[[dict], tuple[str, ...]] = ("data",)
+    attrs: dict[str, Attr] = field(default_factory=dict)
+    variadic: bool = False
+    kind: str = "opaque"
+    scalar: str | None = None
+    differentiable: bool = True
+    aux: tuple[str, ...] = ()
+    uses_train_mode: bool = False
+    visible_outputs: int | None = None
+    aliases: tuple[str, ...] = ()
+    method: str | None = None
+    test: TestSpec | None = None
+    doc: str = ""
+
+    def input_names(self, attrs: dict) -> tuple[str, ...]:
+        """Names of the inputs this op takes with these attrs."""
+        return self.inputs(attrs) if callable(self.inputs) else self.inputs
+
+    def canonical_attrs(self, given: dict) -> dict:
+        """Fill defaults and parse every attribute into its canonical hashable form."""
+        out = {}
+        for key, spec in self.attrs.items():
+            if key in given:
+                try:
+                    out[key] = spec.parse(given[key])
+                except (TypeError, ValueError, SyntaxError, GraphError) as err:
+                    raise GraphError(f"{self.name}: bad value {given[key]!r} for "
+                                     f"attribute '{key}': {err}") from None
+            elif spec.default is REQUIRED:
+                raise GraphError(f"{self.name}: missing required attribute '{key}'")
+            else:
+                out[key] = spec.default
+        if len(out) < len(given):
+            unknown = sorted(set(given) - set(self.attrs))
+            raise GraphError(f"{self.name}: unknown attribute(s) {unknown}; "
+                             f"it takes {sorted(self.attrs)}")
+        return out
+
+    def infer_types(self, types: Sequence[TensorType], attrs: dict) -> tuple[TensorType, ...]:
+        """Apply the shape/dtype rule, turning any failure into a GraphError that
+        names the op and the input shapes."""
+        if not self.variadic:
+            expected = len(self.input_names(attrs))
+            if len(types) != expected:
+                raise GraphError(f"{self.name}: expects {expected} input(s) "
+                                 f"{self.input_names(attrs)}, got {len(types)}")
+        try:
+            return tuple(self.infer(types, **attrs))
+        except (GraphError, ValueError, IndexError, TypeError) as err:
+            shapes = ", ".join(str(t.shape) for t in types)
+            raise GraphError(f"{self.name}: cannot apply to input shapes ({shapes}) "
+                             f"with attrs {attrs}: {err}") from None
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def register(opdef: OpDef) -> OpDef:
+    """Add ``opdef`` (and its aliases) to the registry."""
+    for name in (opdef.name, *opdef.aliases):
+        if name in OPS:
+            raise ValueError(f"op {name!r} registered twice")
+        OPS[name] = opdef
+    return opdef
+
+
+def get_op(name: str) -> OpDef:
+    """The op registered under ``name`` (its MXNet name or an alias)."""
+    try:
+        return OPS[name]
+    except KeyError:
+        raise GraphError(f"unknown op {name!r}") from None
+
+
+def make_node(op: str | OpDef, inputs: Sequence[Entry], attrs: dict | None = None,
+              name: str | None = None) -> Node:
+    """Create a node applying ``op`` to ``inputs``, inferring its output types."""
+    opdef = get_op(op) if isinstance(op, str) else op
+    attrs = opdef.canonical_attrs(attrs or {})
+    types = opdef.infer_types([entry.type for entry in inputs], attrs)
+    return Node(opdef, attrs, tuple(inputs), types, name)
+
+
+def _no_impl(*_args, **_attrs):
+    raise GraphError("a variable has no implementation; give its value")
+
+
+NULL = register(OpDef(name="null", infer=lambda types: [], impl=_no_impl, inputs=(),
+                      differentiable=False, doc="A graph input (variable)."))
+
+
+def variable(shape: Sequence[int], dtype: Any = np.float32, name: str | None = None,
+             value: Any = None, tag: Any = None) -> Node:
+    """A variable node of the given type, optionally holding a value."""
+    node_type = TensorType(tuple(int(s) for s in shape), np.dtype(dtype))
+    return Node(NULL, {}, (), (node_type,), name,
+                None if value is None else (value,), tag)
