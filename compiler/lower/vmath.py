@@ -99,7 +99,7 @@ __all__ = [
 #: reassociation, reciprocal and approximate-function rewrites and ignoring
 #: the sign of zero in the kernel's own arithmetic, but *not* ``nnan`` /
 #: ``ninf``, so NaN and inf propagate exactly as in numpy.
-FASTMATH = frozenset({"contract", "reassoc", "arcp", "afn", "nsz"})
+FASTMATH = {"contract", "reassoc", "arcp", "afn", "nsz"}  # numba wants a set, not frozenset
 
 # Flags for the bodies in this module: FMA contraction only (see module doc).
 _INNER_FLAGS = {"contract"}
@@ -575,7 +575,7 @@ def _register_unary(stub: Callable) -> Callable:
     impl32, impl64 = _IMPL32[stub.__name__], _IMPL64[stub.__name__]
 
     @overload(stub, jit_options=dict(fastmath=_INNER_FLAGS, error_model="numpy"))
-    def _overload(x: Any) -> Any:
+    def _overload(x):  # type: ignore[no-untyped-def]  # numba compares signatures
         if isinstance(x, types.Float) and x.bitwidth == 32:
             return lambda x: impl32(x)
         if isinstance(x, types.Float) and x.bitwidth == 64:
@@ -803,7 +803,7 @@ def pow(x: Any, y: Any) -> Any:  # noqa: A001 - the numpy / C name
 
 
 @overload(pow, jit_options=dict(fastmath=_INNER_FLAGS, error_model="numpy"))
-def _overload_pow(x: Any, y: Any) -> Any:
+def _overload_pow(x, y):  # type: ignore[no-untyped-def]  # numba compares signatures
     numeric = (types.Float, types.Integer, types.Boolean)
     if not (isinstance(x, numeric) and isinstance(y, numeric)):
         return None
