@@ -1,4 +1,4 @@
 """The op registry's contents. Importing this package registers every op."""
 
-from . import elemwise, nn, random, reduce, shape  # noqa: F401  (registration)
+from . import custom, elemwise, nn, random, reduce, shape  # noqa: F401  (registration)
 from .common import F  # noqa: F401

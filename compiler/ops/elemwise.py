@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..registry import Attr, OpDef, TestSpec, as_float, register
+from ..registry import Attr, OpDef, TestSpec, as_dtype_name, as_float, register
 from .common import (F, as_dtype_of, binary, broadcast_types, same_as_first, unary,
                      with_scalar)
 
@@ -517,3 +517,23 @@ with_scalar("_mod_scalar", _quiet(lambda x, scalar: np.mod(x, scalar)), "vm.mod(
             mod_scalar_grad, domain=(0.1, 1.4))
 with_scalar("_rmod_scalar", _quiet(lambda x, scalar: np.mod(scalar, x)),
             "vm.mod({scalar}, {0})", rmod_scalar_grad, domain=(1.6, 2.9))
+
+
+# ---------------------------------------------------------------------------
+# casting
+# ---------------------------------------------------------------------------
+
+def _cast_types(types, *, dtype):
+    return [types[0]._replace(dtype=np.dtype(dtype))]
+
+
+def cast_grad(g, x, *, out, dtype):
+    """g cast back to the input's dtype"""
+    return F.Cast(g, dtype=x.dtype.name)
+
+
+register(OpDef(name="Cast", aliases=("cast",), infer=_cast_types,
+               impl=lambda x, dtype: x.astype(dtype), grad=cast_grad,
+               attrs={"dtype": Attr(as_dtype_name)}, kind="elemwise", scalar="{0}",
+               doc="Convert to ``dtype``.",
+               test=TestSpec(attrs={"dtype": "float64"})))

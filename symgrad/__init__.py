@@ -1,0 +1,19 @@
+"""symgrad: MXNet 1.x's imperative autograd on numpy and numba.
+
+``import symgrad as mx`` runs scripts written for ``mx.nd``, ``mx.autograd`` and
+``mx.sym``.
+"""
+
+from . import base, context
+from . import ndarray
+from . import ndarray as nd
+from . import autograd, random
+from . import symbol
+from . import symbol as sym
+from .base import MXNetError
+from .context import Context, cpu, current_context, gpu
+
+__version__ = "0.1.0"
+
+__all__ = ["nd", "ndarray", "autograd", "sym", "symbol", "random", "base", "context",
+           "Context", "cpu", "gpu", "current_context", "MXNetError"]

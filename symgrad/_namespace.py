@@ -1,0 +1,36 @@
+"""Generate ``mx.nd.<op>`` and ``mx.sym.<op>`` from the one op registry."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from compiler import OPS, OpDef, bind_arguments
+
+
+def _make_function(public_name: str, opdef: OpDef, apply: Callable, is_tensor: Callable,
+                   finish: Callable) -> Callable:
+    fixed_arity = None if (opdef.variadic or callable(opdef.inputs)) else len(opdef.inputs)
+
+    def function(*args: Any, **kwargs: Any) -> Any:
+        options = {k: kwargs.pop(k) for k in ("out", "name") if k in kwargs}
+        if not kwargs and len(args) == fixed_arity and all(map(is_tensor, args)):
+            inputs, attrs = args, {}  # the common call f(x) needs no argument binding
+        else:
+            inputs, attrs = bind_arguments(opdef, args, kwargs, is_tensor)
+        return finish(apply(opdef, inputs, attrs), **options)
+
+    function.__name__ = public_name
+    function.__qualname__ = public_name
+    function.__doc__ = (f"{opdef.doc}\n\nInputs: {', '.join(opdef.input_names({}) or ())}"
+                        f"{' (any number)' if opdef.variadic else ''}. Attributes: "
+                        f"{', '.join(opdef.attrs) or 'none'}. MXNet op ``{opdef.name}``.")
+    return function
+
+
+def fill_namespace(namespace: dict, apply: Callable, is_tensor: Callable,
+                   finish: Callable) -> None:
+    """Add a function per registered op name (and alias) to ``namespace``,
+    leaving names the namespace already defines alone."""
+    for name, opdef in OPS.items():
+        if name != "null" and name not in namespace:
+            namespace[name] = _make_function(name, opdef, apply, is_tensor, finish)

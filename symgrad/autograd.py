@@ -1,0 +1,288 @@
+"""``mx.autograd``: record computations and differentiate them.
+
+>>> import symgrad as mx
+>>> x = mx.nd.array([1, 2, 3, 4])
+>>> x.attach_grad()
+>>> with mx.autograd.record():
+...     y = x * x + 1
+>>> y.backward()
+>>> x.grad
+<BLANKLINE>
+[2. 4. 6. 8.]
+<NDArray 4 @cpu(0)>
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+import compiler
+from compiler import Entry, Expr, Node, differentiate, evaluate, structural_key, topo_order
+from compiler.ops.common import F
+
+from . import _state
+from .base import MXNetError
+from .ndarray.ndarray import NDArray, invoke
+
+_GRAD_REQS = ("write", "add", "null")
+
+
+# ---------------------------------------------------------------------------
+# state and scopes
+# ---------------------------------------------------------------------------
+
+def set_recording(is_recording: bool) -> bool:
+    """Turn recording on or off for this thread; returns the previous state."""
+    previous = _state.recording.get()
+    _state.recording.set(bool(is_recording))
+    return previous
+
+
+def set_training(train_mode: bool) -> bool:
+    """Turn training mode on or off for this thread; returns the previous state."""
+    previous = _state.training.get()
+    _state.training.set(bool(train_mode))
+    return previous
+
+
+def is_recording() -> bool:
+    """Whether operations are being recorded for differentiation."""
+    return _state.recording.get()
+
+
+def is_training() -> bool:
+    """Whether ops like Dropout and BatchNorm behave as in training."""
+    return _state.training.get()
+
+
+class _Scope:
+    """Sets the recording and/or training flag for a ``with`` block and restores
+    both on exit, also when the block raises."""
+
+    def __init__(self, recording: bool | None, training: bool | None):
+        self._recording = recording
+        self._training = training
+        self._saved: list[tuple[bool, bool]] = []
+
+    def __enter__(self) -> "_Scope":
+        self._saved.append((_state.recording.get(), _state.training.get()))
+        if self._recording is not None:
+            _state.recording.set(self._recording)
+        if self._training is not None:
+            _state.training.set(self._training)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        recording, training = self._saved.pop()
+        _state.recording.set(recording)
+        _state.training.set(training)
+
+
+def record(train_mode: bool = True) -> _Scope:
+    """Scope in which operations are recorded (and train mode is on by default)."""
+    return _Scope(True, train_mode)
+
+
+def pause(train_mode: bool = False) -> _Scope:
+    """Scope in which recording is off (and predict mode by default)."""
+    return _Scope(False, train_mode)
+
+
+def train_mode() -> _Scope:
+    """Scope in which Dropout/BatchNorm behave as in training; recording unchanged."""
+    return _Scope(None, True)
+
+
+def predict_mode() -> _Scope:
+    """Scope in which Dropout/BatchNorm behave as in prediction; recording unchanged."""
+    return _Scope(None, False)
+
+
+# ---------------------------------------------------------------------------
+# variables
+# ---------------------------------------------------------------------------
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def mark_variables(variables: Any, gradients: Any, grad_reqs: Any = "write") -> None:
+    """Mark arrays as variables whose gradients go into ``gradients`` (aliased:
+    ``x.grad`` is the given buffer) following ``grad_reqs`` ('write', 'add', 'null')."""
+    variables, gradients = _as_list(variables), _as_list(gradients)
+    reqs = [grad_reqs] * len(variables) if isinstance(grad_reqs, str) else list(grad_reqs)
+    if not len(variables) == len(gradients) == len(reqs):
+        raise MXNetError(f"mark_variables: {len(variables)} variables, {len(gradients)} "
+                         f"gradients and {len(reqs)} grad_reqs must match")
+    for var, grad, req in zip(variables, gradients, reqs):
+        if req not in _GRAD_REQS:
+            raise MXNetError(f"unknown grad_req {req!r}; use one of {_GRAD_REQS}")
+        if grad.shape != var.shape:
+            raise MXNetError(f"gradient buffer of shape {grad.shape} for a variable of "
+                             f"shape {var.shape}")
+    for var, grad, req in zip(variables, gradients, reqs):
+        var._grad, var._grad_req = grad, req
+        node = compiler.variable(var._data.shape, var._data.dtype, value=var._data, tag=var)
+        var._entry = Entry(node, 0)
+
+
+# ---------------------------------------------------------------------------
+# backward and grad
+# ---------------------------------------------------------------------------
+
+def _head_entries(heads: Sequence[NDArray], what: str) -> list[Entry]:
+    entries = []
+    for head in heads:
+        if not isinstance(head, NDArray):
+            raise MXNetError(f"{what}: heads must be NDArrays, got {type(head).__name__}")
+        entry = head._entry
+        if entry is None:
+            raise MXNetError(f"{what}: this array has no recorded history. Compute it "
+                             "inside `with autograd.record():` from arrays marked with "
+                             "attach_grad().")
+        if entry.node.freed:
+            raise MXNetError(f"{what}: the graph of this array was freed by an earlier "
+                             "backward; pass retain_graph=True to the first backward to "
+                             "differentiate the same graph again.")
+        entries.append(entry)
+    return entries
+
+
+def _head_gradients(heads: Sequence[NDArray], head_grads: Any) -> list[NDArray | None]:
+    if head_grads is None:
+        return [None] * len(heads)
+    grads = _as_list(head_grads)
+    if len(grads) != len(heads):
+        raise MXNetError(f"{len(heads)} heads but {len(grads)} head gradients")
+    for head, grad in zip(heads, grads):
+        if grad is not None and grad.shape != head.shape:
+            raise MXNetError(f"head gradient of shape {grad.shape} for a head of shape "
+                             f"{head.shape}")
+    return grads
+
+
+def _leaf_role(node: Node) -> Any:
+    return None if node.tag is None else node.tag._grad_req
+
+
+def _compute_gradients(entries: list[Entry], nodes: list[Node], wrt: list[Node],
+                       head_grads: list[NDArray | None]) -> list[np.ndarray | None]:
+    position = {id(node): i for i, node in enumerate(nodes)}
+    wrt_positions = tuple(position[id(node)] for node in wrt)
+    given = tuple(g is not None for g in head_grads)
+    key = (structural_key(nodes, entries, _leaf_role), wrt_positions, given)
+    heads = [(position[id(e.node)], e.index) for e in entries]
+    program = compiler.gradient_program(
+        key, lambda: compiler.GradientProgram(nodes, heads, wrt_positions, given))
+    return program.run(nodes, [None if g is None else g._data for g in head_grads])
+
+
+def _free(nodes: Sequence[Node]) -> None:
+    for node in nodes:
+        if node.tag is None:
+            node.value = None
+            node.freed = True
+
+
+def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
+             train_mode: bool = True) -> None:
+    """Compute the gradients of ``heads`` into the ``.grad`` buffers of the marked
+    variables they depend on (written or added per their ``grad_req``).
+
+    ``head_grads`` gives each head's gradient (None means ones). Without
+    ``retain_graph`` the recorded graph is freed afterwards. ``train_mode`` is
+    accepted for MXNet compatibility: train/predict behaviour is fixed when the
+    forward pass is recorded.
+    """
+    heads = _as_list(heads)
+    entries = _head_entries(heads, "backward")
+    grads_in = _head_gradients(heads, head_grads)
+    nodes = topo_order(entries)
+    wrt = [n for n in nodes if n.tag is not None and n.tag._grad_req != "null"]
+    if not wrt:
+        raise MXNetError("backward: no variable marked with attach_grad() (or "
+                         "mark_variables) is behind these heads")
+    grads = _compute_gradients(entries, nodes, wrt, grads_in)
+    for node, grad in zip(wrt, grads):
+        array = node.tag
+        if array._grad_req == "add":
+            if grad is not None:
+                array._grad._data += grad
+        elif grad is None:
+            array._grad._data[...] = 0
+        else:
+            np.copyto(array._grad._data, grad, casting="unsafe")
+    if not retain_graph:
+        _free(nodes)
+
+
+def grad(heads: Any, variables: Any, head_grads: Any = None, retain_graph: bool | None = None,
+         create_graph: bool = False, train_mode: bool = True) -> list[NDArray]:
+    """Gradients of ``heads`` with respect to ``variables``, returned as new arrays
+    (no ``.grad`` buffer is written).
+
+    With ``create_graph=True`` the gradient computation is itself recorded, so the
+    results can be differentiated again. ``retain_graph`` defaults to
+    ``create_graph``.
+    """
+    heads, variables = _as_list(heads), _as_list(variables)
+    entries = _head_entries(heads, "grad")
+    grads_in = _head_gradients(heads, head_grads)
+    nodes = topo_order(entries)
+    in_graph = {id(node) for node in nodes}
+    for var in variables:
+        if not isinstance(var, NDArray) or var._entry is None or \
+                not var._entry.node.is_variable or id(var._entry.node) not in in_graph:
+            raise MXNetError("grad: every variable must be an array marked with "
+                             "attach_grad() that the heads were computed from")
+    wrt = [var._entry.node for var in variables]
+    if create_graph:
+        results = _recorded_gradients(entries, nodes, wrt, heads, grads_in)
+    else:
+        results = [NDArray(g) if g is not None else NDArray(np.zeros_like(v._data))
+                   for g, v in zip(_compute_gradients(entries, nodes, wrt, grads_in),
+                                   variables)]
+    if not (create_graph if retain_graph is None else retain_graph):
+        _free(nodes)
+    return results
+
+
+def _recorded_gradients(entries, nodes, wrt, heads, head_grads) -> list[NDArray]:
+    """Run the gradient graph through the recording frontend, so that the results
+    have history reaching back to the variables."""
+    seeds, given = [], {}
+    for head, entry, head_grad in zip(heads, entries, head_grads):
+        if head_grad is None:
+            seeds.append(F.ones_like(Expr(entry)).entry)
+        else:
+            var = compiler.variable(head_grad.shape, head_grad._data.dtype)
+            given[var] = (head_grad,)
+            seeds.append(Entry(var, 0))
+    outputs = differentiate(entries, seeds, [Entry(node, 0) for node in wrt])
+    for node in nodes:
+        given[node] = tuple(NDArray(v, Entry(node, i)) for i, v in enumerate(node.value))
+    live = [out for out in outputs if out is not None]
+    with record(train_mode=is_training()):
+        values = iter(evaluate(live, given, _apply_recorded))
+    return [next(values) if out is not None else NDArray(np.zeros_like(node.value[0]))
+            for out, node in zip(outputs, wrt)]
+
+
+def _apply_recorded(node: Node, args: Sequence[NDArray]) -> tuple:
+    result = invoke(node.op, args, node.attrs)
+    return tuple(result) if isinstance(result, list) else (result,)
+
+
+def get_symbol(x: NDArray):
+    """The recorded history of ``x`` as a :class:`symgrad.symbol.Symbol`."""
+    from .symbol import Symbol
+    return Symbol(_head_entries([x], "get_symbol"))
+
+
+from .function import Function  # noqa: E402  (Function uses the scopes above)
+
+__all__ = ["record", "pause", "train_mode", "predict_mode", "set_recording", "set_training",
+           "is_recording", "is_training", "mark_variables", "backward", "grad",
+           "get_symbol", "Function"]

@@ -1,0 +1,112 @@
+"""``mx.nd``: eager arrays and one function per registered op.
+
+>>> import symgrad as mx
+>>> mx.nd.tanh(mx.nd.zeros((2,)))
+<BLANKLINE>
+[0. 0.]
+<NDArray 2 @cpu(0)>
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from ..base import MXNetError
+from ..context import check_context
+from .._namespace import fill_namespace
+from . import random
+from .ndarray import NDArray, invoke, is_ndarray
+
+
+def _finish(result: Any, out: NDArray | None = None, name: str | None = None) -> Any:
+    if out is None:
+        return result
+    out[:] = result
+    return out
+
+
+def array(source_array: Any, ctx: Any = None, dtype: Any = None) -> NDArray:
+    """An NDArray of ``source_array`` (nested lists, numpy arrays, scalars or
+    NDArrays), float32 unless ``dtype`` is given or the source is an NDArray."""
+    check_context(ctx)
+    if isinstance(source_array, NDArray):
+        data = source_array._data
+        return NDArray(np.array(data, dtype=dtype or data.dtype))
+    return NDArray(np.array(source_array, dtype=dtype or np.float32))
+
+
+def empty(shape: Any, ctx: Any = None, dtype: Any = "float32") -> NDArray:
+    """An uninitialised array (zeros here)."""
+    return zeros(shape, ctx, dtype)
+
+
+def zeros(shape: Any, ctx: Any = None, dtype: Any = "float32", **kwargs: Any) -> NDArray:
+    """Zeros of ``shape``."""
+    check_context(ctx)
+    return invoke("_zeros", (), {"shape": shape, "dtype": dtype or "float32"})
+
+
+def ones(shape: Any, ctx: Any = None, dtype: Any = "float32", **kwargs: Any) -> NDArray:
+    """Ones of ``shape``."""
+    check_context(ctx)
+    return invoke("_ones", (), {"shape": shape, "dtype": dtype or "float32"})
+
+
+def full(shape: Any, val: float, ctx: Any = None, dtype: Any = "float32",
+         out: NDArray | None = None) -> NDArray:
+    """An array of ``shape`` filled with ``val``."""
+    check_context(ctx)
+    return _finish(invoke("_full", (), {"shape": shape, "dtype": dtype or "float32",
+                                        "value": val}), out)
+
+
+def arange(start: float, stop: float | None = None, step: float = 1.0, repeat: int = 1,
+           ctx: Any = None, dtype: Any = "float32", **kwargs: Any) -> NDArray:
+    """Evenly spaced values in [start, stop)."""
+    check_context(ctx)
+    return invoke("_arange", (), {"start": start, "stop": stop, "step": step,
+                                  "repeat": repeat, "dtype": dtype or "float32"})
+
+
+def _array_or_scalar(tensor_op: str, scalar_op: str, reflected_op: str):
+    def function(lhs: Any, rhs: Any) -> Any:
+        if isinstance(lhs, NDArray) and isinstance(rhs, NDArray):
+            return invoke(tensor_op, (lhs, rhs), {})
+        if isinstance(lhs, NDArray) and isinstance(rhs, numbers.Number):
+            return invoke(scalar_op, (lhs,), {"scalar": rhs})
+        if isinstance(rhs, NDArray) and isinstance(lhs, numbers.Number):
+            return invoke(reflected_op, (rhs,), {"scalar": lhs})
+        raise TypeError(f"{tensor_op}: expected NDArrays or numbers, got "
+                        f"{type(lhs).__name__} and {type(rhs).__name__}")
+
+    function.__name__ = tensor_op.replace("broadcast_", "")
+    function.__doc__ = (f"Elementwise ``{function.__name__}`` of arrays (broadcasting) "
+                        f"or of an array and a scalar.")
+    return function
+
+
+maximum = _array_or_scalar("broadcast_maximum", "_maximum_scalar", "_maximum_scalar")
+minimum = _array_or_scalar("broadcast_minimum", "_minimum_scalar", "_minimum_scalar")
+power = _array_or_scalar("broadcast_power", "_power_scalar", "_rpower_scalar")
+add = _array_or_scalar("broadcast_add", "_plus_scalar", "_plus_scalar")
+multiply = _array_or_scalar("broadcast_mul", "_mul_scalar", "_mul_scalar")
+subtract = _array_or_scalar("broadcast_sub", "_minus_scalar", "_rminus_scalar")
+divide = _array_or_scalar("broadcast_div", "_div_scalar", "_rdiv_scalar")
+
+
+def waitall() -> None:
+    """Wait for all pending computation (symgrad computes synchronously)."""
+
+
+def concatenate(arrays: list, axis: int = 0, always_copy: bool = True) -> NDArray:
+    """Join a list of arrays along ``axis``."""
+    return invoke("Concat", tuple(arrays), {"dim": axis})
+
+
+fill_namespace(globals(), invoke, is_ndarray, _finish)
+
+__all__ = ["NDArray", "array", "zeros", "ones", "full", "arange", "empty", "maximum",
+           "minimum", "power", "waitall", "random", "MXNetError"]

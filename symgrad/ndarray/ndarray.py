@@ -1,0 +1,305 @@
+"""NDArray: an eager array that records its history while autograd records."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Sequence
+
+import numpy as np
+
+from compiler import Entry, GraphError, Node, OperatorMixin, OpDef, TensorType, get_op
+from compiler.registry import variable
+
+from .. import _state
+from ..base import MXNetError, MXNetShapeError
+from ..context import Context, check_context, cpu
+
+_CPU = cpu()
+
+
+def _shapes(inputs: Sequence["NDArray"]) -> str:
+    return ", ".join(str(x.shape) for x in inputs)
+
+
+def _input_entry(array: "NDArray") -> Entry:
+    """The graph entry for an input of a recorded op: its history, or a constant."""
+    entry = array._entry
+    if entry is not None and not entry.node.freed:
+        return entry
+    return Entry(variable(array._data.shape, array._data.dtype, value=array._data), 0)
+
+
+def invoke(op: str | OpDef, inputs: Sequence["NDArray"], attrs: dict) -> Any:
+    """Run a registered op eagerly; while recording, add its node to the graph.
+
+    Returns one NDArray, or a list for ops with several visible outputs.
+    """
+    opdef = get_op(op) if isinstance(op, str) else op
+    if opdef.uses_train_mode and "is_train" not in attrs:
+        attrs = dict(attrs, is_train=_state.training.get())
+    try:
+        attrs = opdef.canonical_attrs(attrs)
+        result = opdef.impl(*[x._data for x in inputs], **attrs)
+    except GraphError as err:
+        raise MXNetShapeError(str(err)) from None
+    except (ValueError, IndexError, TypeError) as err:
+        _raise_op_error(opdef, inputs, attrs, err)
+    outputs = result if isinstance(result, tuple) else (result,)
+    if _state.recording.get() and any(x._entry is not None for x in inputs):
+        node = Node(opdef, attrs, tuple(_input_entry(x) for x in inputs),
+                    tuple(TensorType(o.shape, o.dtype) for o in outputs), value=outputs)
+        arrays = [NDArray(o, Entry(node, i)) for i, o in enumerate(outputs)]
+    else:
+        arrays = [NDArray(o) for o in outputs]
+    visible = _visible_outputs(opdef, attrs, len(arrays))
+    return arrays[0] if visible == 1 else arrays[:visible]
+
+
+def _visible_outputs(opdef: OpDef, attrs: dict, count: int) -> int:
+    if attrs.get("output_mean_var"):
+        return count
+    return opdef.visible_outputs or count
+
+
+def _raise_op_error(opdef: OpDef, inputs: Sequence["NDArray"], attrs: dict, err: Exception):
+    types = [TensorType(x._data.shape, x._data.dtype) for x in inputs]
+    try:
+        opdef.infer_types(types, attrs)
+    except GraphError as shape_error:
+        raise MXNetShapeError(str(shape_error)) from None
+    raise MXNetShapeError(f"{opdef.name}: failed on input shapes ({_shapes(inputs)}): "
+                          f"{err}") from err
+
+
+class NDArray(OperatorMixin):
+    """An n-dimensional array on the CPU, with MXNet's NDArray API.
+
+    >>> import symgrad as mx
+    >>> x = mx.nd.array([1, 2, 3, 4])
+    >>> x * 2
+    <BLANKLINE>
+    [2. 4. 6. 8.]
+    <NDArray 4 @cpu(0)>
+    """
+
+    __slots__ = ("_data", "_entry", "_grad", "_grad_req", "__weakref__")
+
+    def __init__(self, data: np.ndarray, entry: Entry | None = None):
+        self._data = data
+        self._entry = entry
+        self._grad: NDArray | None = None
+        self._grad_req = "null"
+
+    # -- OperatorMixin ------------------------------------------------------
+    def _apply(self, op, inputs, attrs):
+        return invoke(op, inputs, attrs)
+
+    def _coerce(self, other):
+        if isinstance(other, NDArray):
+            return other
+        if isinstance(other, np.ndarray):
+            return NDArray(other)
+        return None
+
+    # -- properties ----------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The array's shape."""
+        return self._data.shape
+
+    @property
+    def dtype(self) -> type:
+        """The element type, as a numpy scalar type (``numpy.float32``)."""
+        return self._data.dtype.type
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return self._data.size
+
+    @property
+    def ndim(self) -> int:
+        """Number of axes."""
+        return self._data.ndim
+
+    @property
+    def context(self) -> Context:
+        """The device: always ``cpu(0)``."""
+        return _CPU
+
+    ctx = context
+
+    @property
+    def stype(self) -> str:
+        """Storage type: always ``'default'`` (dense)."""
+        return "default"
+
+    @property
+    def T(self) -> "NDArray":
+        """The transpose (axes reversed)."""
+        return invoke("transpose", (self,), {})
+
+    @property
+    def grad(self) -> "NDArray | None":
+        """The gradient buffer attached by ``attach_grad`` or ``mark_variables``."""
+        return self._grad
+
+    @property
+    def handle(self) -> np.ndarray:
+        """The numpy array behind this NDArray (no copy)."""
+        return self._data
+
+    # -- conversion ----------------------------------------------------------
+    def asnumpy(self) -> np.ndarray:
+        """A numpy copy of the values."""
+        return self._data.copy()
+
+    def asscalar(self) -> Any:
+        """The value of a one-element array as a numpy scalar."""
+        if self._data.size != 1:
+            raise MXNetError(f"asscalar needs an array of one element, not shape {self.shape}")
+        return self._data.reshape(-1)[0]
+
+    def astype(self, dtype: Any, copy: bool = True) -> "NDArray":
+        """Cast to ``dtype`` (recorded as MXNet's ``Cast``)."""
+        if not copy and np.dtype(dtype) == self._data.dtype:
+            return self
+        return invoke("Cast", (self,), {"dtype": dtype})
+
+    def copy(self) -> "NDArray":
+        """A copy (recorded as ``_copy``)."""
+        return invoke("_copy", (self,), {})
+
+    def copyto(self, other: "NDArray | Context") -> "NDArray":
+        """Copy into ``other`` (an NDArray of the same shape) or to a context."""
+        if isinstance(other, Context):
+            check_context(other)
+            return NDArray(self._data.copy())
+        if other.shape != self.shape:
+            raise MXNetShapeError(f"copyto: shape {self.shape} into {other.shape}")
+        np.copyto(other._data, self._data, casting="unsafe")
+        return other
+
+    def as_in_context(self, ctx: Context) -> "NDArray":
+        """This array, on ``ctx`` (only the CPU exists)."""
+        check_context(ctx)
+        return self
+
+    def tolist(self) -> list:
+        """The values as nested Python lists."""
+        return self._data.tolist()
+
+    def reshape(self, *shape: Any, **kwargs: Any) -> "NDArray":
+        """Reshape, with a tuple or ints and MXNet's codes 0, -1, -2, -3, -4."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        spec = kwargs.pop("shape", shape)
+        return invoke("Reshape", (self,), dict(kwargs, shape=spec))
+
+    def wait_to_read(self) -> None:
+        """Block until the values are ready (they always are: symgrad is synchronous)."""
+
+    def __len__(self) -> int:
+        return self._data.shape[0]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __bool__(self) -> bool:
+        if self._data.size != 1:
+            raise ValueError("the truth value of an NDArray with more than one element "
+                             "is ambiguous")
+        return bool(self._data.reshape(-1)[0])
+
+    def __float__(self) -> float:
+        return float(self.asscalar())
+
+    def __int__(self) -> int:
+        return int(self.asscalar())
+
+    def __repr__(self) -> str:
+        shape = "x".join(str(s) for s in self.shape)
+        return f"\n{self._data}\n<NDArray {shape} @{self.context}>"
+
+    def __array__(self, dtype=None, copy=None):
+        return self._data if dtype is None else self._data.astype(dtype)
+
+    # -- autograd -------------------------------------------------------------
+    def attach_grad(self, grad_req: str = "write", stype: str | None = None) -> None:
+        """Make this array a variable whose gradient ``backward`` computes into
+        ``self.grad`` (a new zero buffer) according to ``grad_req``."""
+        from ..autograd import mark_variables
+        mark_variables([self], [NDArray(np.zeros_like(self._data))], grad_req)
+
+    def detach(self) -> "NDArray":
+        """The same values with no history: gradients stop here."""
+        return NDArray(self._data)
+
+    def backward(self, out_grad: "NDArray | None" = None, retain_graph: bool = False,
+                 train_mode: bool = True) -> None:
+        """Compute gradients of this array into the ``.grad`` of marked variables."""
+        from ..autograd import backward
+        backward([self], [out_grad], retain_graph=retain_graph, train_mode=train_mode)
+
+    # -- indexing ---------------------------------------------------------------
+    def __getitem__(self, key: Any) -> "NDArray":
+        if isinstance(key, (NDArray, np.ndarray, list)):
+            index = key if isinstance(key, NDArray) else NDArray(np.asarray(key))
+            return invoke("take", (self, index), {"axis": 0})
+        key = key if isinstance(key, tuple) else (key,)
+        if len(key) > self.ndim:
+            raise IndexError(f"too many indices ({len(key)}) for shape {self.shape}")
+        begin, end, step, squeeze = [], [], [], []
+        for axis, item in enumerate(key):
+            if isinstance(item, slice):
+                begin.append(item.start)
+                end.append(item.stop)
+                step.append(item.step)
+            elif isinstance(item, numbers.Integral):
+                index = int(item) + (self.shape[axis] if item < 0 else 0)
+                if not 0 <= index < self.shape[axis]:
+                    raise IndexError(f"index {item} is out of range for axis {axis} "
+                                     f"of length {self.shape[axis]}")
+                begin.append(index)
+                end.append(index + 1)
+                step.append(None)
+                squeeze.append(axis)
+            else:
+                raise IndexError(f"unsupported index {item!r}")
+        result = invoke("slice", (self,), {"begin": tuple(begin), "end": tuple(end),
+                                          "step": tuple(step)})
+        if squeeze:
+            result = invoke("squeeze", (result,), {"axis": tuple(squeeze)})
+        return result
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if _state.recording.get() and self._entry is not None and not self._entry.node.is_variable:
+            raise MXNetError("in-place assignment to an array with recorded history is not "
+                             "supported while recording; compute a new array instead")
+        if isinstance(key, NDArray):
+            key = key._data.astype(np.int64)
+        self._data[key] = value._data if isinstance(value, NDArray) else value
+
+    def _inplace(self, op_result: "NDArray") -> "NDArray":
+        if _state.recording.get() and self._entry is not None:
+            raise MXNetError("in-place arithmetic (+=, -=, ...) on an array with history "
+                             "is not supported while recording; write x = x + y")
+        self._data[...] = op_result._data
+        return self
+
+    def __iadd__(self, other):
+        return self._inplace(self + other)
+
+    def __isub__(self, other):
+        return self._inplace(self - other)
+
+    def __imul__(self, other):
+        return self._inplace(self * other)
+
+    def __itruediv__(self, other):
+        return self._inplace(self / other)
+
+
+def is_ndarray(value: Any) -> bool:
+    """True for an NDArray."""
+    return isinstance(value, NDArray)
