@@ -21,9 +21,9 @@ def _quiet(ufunc):
     """Wrap a numpy function so overflow to inf or a NaN result does not warn:
     MXNet returns such values silently, and so do we."""
 
-    def impl(*args):
+    def impl(*args, **attrs):
         with np.errstate(all="ignore"):
-            return ufunc(*args)
+            return ufunc(*args, **attrs)
 
     impl.__name__ = getattr(ufunc, "__name__", "impl")
     return impl

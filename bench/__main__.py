@@ -1,0 +1,188 @@
+"""Run the benchmark: ``python -m bench [--only W1,W3] [--libs symgrad,torch] [--quick] [--markdown FILE]``.
+
+Every (library, workload) cell runs in a fresh subprocess; the result is one
+markdown table of medians (min-max) with the ratio against PyTorch eager
+measured in the same run.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import harness
+from .cell import MARK
+from .libs import BASELINE, select
+from .workloads import COLD_ROWS, ROW_BY_KEY, ROWS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CELL_TIMEOUT = 900          # seconds for one subprocess
+
+
+def cache_env(directory):
+    """Environment pointing every library's compile cache at ``directory``."""
+    return {
+        "SYMGRAD_CACHE_DIR": directory,
+        "NUMBA_CACHE_DIR": directory,
+        "JAX_COMPILATION_CACHE_DIR": directory,
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
+
+
+def run_cell(column, row_key, cache_dir, quick=False, cold=False):
+    """Run one cell in a fresh subprocess; returns its result dict."""
+    cmd = [sys.executable, "-m", "bench.cell", column.key, row_key]
+    cmd += ["--quick"] * quick + ["--cold"] * cold
+    env = harness.cell_env({**column.env, **cache_env(cache_dir)})
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    try:
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True,
+                              text=True, timeout=CELL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return {"status": "error", "reason": f"timeout after {CELL_TIMEOUT} s"}
+    for line in proc.stdout.splitlines():
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+    return {"status": "error", "reason": f"crashed ({proc.returncode}): {tail[:100]}"}
+
+
+def _log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _brief(res):
+    if res["status"] != "ok":
+        return f"{res['status']} {res.get('reason', '')}"
+    if "times" in res:
+        return harness.fmt_stats(harness.summarize(res["times"]))
+    return f"import {res['import_s']:.3f} s, first call {res['first_s']:.3f} s"
+
+
+def steady_state(rows, columns, quick, cache_root):
+    """Measure every steady-state row x column; returns {(row_key, col_key): result}."""
+    out = {}
+    total, i = len(rows) * len(columns), 0
+    for row in rows:
+        for col in columns:
+            i += 1
+            res = run_cell(col, row.key, os.path.join(cache_root, col.key), quick)
+            out[row.key, col.key] = res
+            _log(f"[{i}/{total}] {row.key:8} {col.key:15} {_brief(res)}")
+    return out
+
+
+def cold_start(columns, quick, repeats):
+    """W5: first call in a fresh process with an empty cache, then in a second one.
+
+    Returns {(cold_row_label, col_key): result} where an ok result carries
+    ``times`` (one per repetition) so it formats like the other rows.
+    """
+    samples = {}          # (label, col) -> list of seconds, or a failed result
+    for rep in range(repeats):
+        for row_key in COLD_ROWS:
+            label = ROW_BY_KEY[row_key].label
+            for col in columns:
+                with tempfile.TemporaryDirectory(prefix="bench-cold-") as d:
+                    for which in ("empty cache", "warm cache"):
+                        res = run_cell(col, row_key, d, cold=True)
+                        _log(f"[W5 {rep + 1}/{repeats}] {row_key:8} {col.key:15} {which}: {_brief(res)}")
+                        for key, field in ((f"W5 {label} first call, {which}", "first_s"),
+                                           (f"W5 import, {which}", "import_s")):
+                            prev = samples.setdefault((key, col.key), [])
+                            if res["status"] != "ok":
+                                samples[key, col.key] = res
+                            elif isinstance(prev, list):
+                                prev.append(res[field])
+    return {k: v if isinstance(v, dict) else {"status": "ok", "times": v}
+            for k, v in samples.items()}
+
+
+def _escape(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def format_cell(res, base):
+    """Format one result; ``base`` is the same row's PyTorch result (or None)."""
+    if res is None:
+        return ""
+    if res["status"] == "n/a":
+        return _escape(f"n/a ({res['reason']})")
+    if res["status"] == "WRONG":
+        return _escape(f"WRONG ({res['reason']})")
+    if res["status"] != "ok":
+        return _escape(f"error ({res['reason']})")
+    stats = harness.summarize(res["times"])
+    text = harness.fmt_stats(stats)
+    if base is not None and base is not res and base["status"] == "ok":
+        torch_median = harness.summarize(base["times"])["median"]
+        text += f" · {harness.fmt_ratio(torch_median, stats['median'])}"
+    return text
+
+
+def format_table(row_labels, columns, results):
+    """Markdown table: one line per row label, one column per library."""
+    lines = ["| workload | " + " | ".join(c.title for c in columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
+    for label in row_labels:
+        base = results.get((label, BASELINE))
+        cells = [format_cell(results.get((label, c.key)), base) for c in columns]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    """Command-line entry point."""
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--only", help="workloads or rows, e.g. W1,W3 or W1-1e6,W5")
+    p.add_argument("--libs", help="columns by key or group, e.g. symgrad,torch")
+    p.add_argument("--quick", action="store_true",
+                   help="5 samples of ~0.03 s each (default 7 of ~0.1 s); W5 once (default 3)")
+    p.add_argument("--markdown", metavar="FILE", help="also write the table to FILE")
+    a = p.parse_args(argv)
+
+    columns = select(a.libs)
+    wanted = {s.strip() for s in a.only.split(",")} if a.only else None
+    rows = [r for r in ROWS if wanted is None or r.workload in wanted or r.key in wanted]
+    do_cold = wanted is None or "W5" in wanted
+    if wanted:
+        unknown = wanted - {r.workload for r in ROWS} - {r.key for r in ROWS} - {"W5"}
+        if unknown:
+            raise SystemExit(f"unknown workload {sorted(unknown)}")
+
+    t0 = time.time()
+    results, labels = {}, []
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache_root:
+        for (row_key, col_key), res in steady_state(rows, columns, a.quick, cache_root).items():
+            results[ROW_BY_KEY[row_key].label, col_key] = res
+        labels += [r.label for r in rows]
+    if do_cold:
+        cold = cold_start(columns, a.quick, repeats=1 if a.quick else 3)
+        results.update(cold)
+        labels += list(dict.fromkeys(label for label, _ in cold))
+
+    samples = "5 samples of ~0.03 s" if a.quick else "7 samples of ~0.1 s"
+    header = (
+        f"Time per iteration (forward + backward): median (min-max) of {samples} each; "
+        "ratio `N×` = PyTorch eager time / this time (>1: faster than PyTorch eager), "
+        "same run. W5: wall time of import and of the first call (setup + first "
+        f"forward+backward) in fresh processes, {'1 repetition' if a.quick else 'median (min-max) of 3 repetitions'}. "
+        f"{harness.THREADS} threads per library, one process per cell. "
+        f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs; "
+        f"run took {time.time() - t0:.0f} s."
+    )
+    table = header + "\n\n" + format_table(labels, columns, results)
+    print(table)
+    if a.markdown:
+        path = Path(a.markdown)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

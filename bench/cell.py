@@ -1,0 +1,84 @@
+"""Run one (library, workload) cell in this fresh process and print its result.
+
+Usage: ``python -m bench.cell COLUMN ROW [--quick] [--cold]``. The parent
+(``python -m bench``) sets the environment (threads, caches, backend).
+The result is one line ``BENCH-RESULT <json>`` on stdout:
+``status`` is "ok", "n/a", "WRONG" or "error"; "ok" carries ``times``
+(steady state, seconds per iteration) or ``import_s`` and ``first_s``
+(``--cold``: import of the library module, then setup plus first step).
+"""
+import argparse
+import importlib
+import json
+import sys
+import time
+import traceback
+
+from . import harness
+from .libs import COLUMN_BY_KEY
+from .reference import REFERENCE
+from .workloads import ROW_BY_KEY, make_inputs
+
+MARK = "BENCH-RESULT "
+
+
+def _short(exc):
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def run(column_key, row_key, quick=False, cold=False):
+    """Measure one cell; returns the result dict (never raises)."""
+    column, row = COLUMN_BY_KEY[column_key], ROW_BY_KEY[row_key]
+    harness.limit_cpus()
+    inputs = make_inputs(row)
+    reference = REFERENCE[row.workload](inputs)
+
+    t0 = time.perf_counter()
+    try:
+        module = importlib.import_module(f"bench.libs.{column.module}")
+    except Exception as exc:            # not installed, or broken: not our error
+        reason = "not installed" if isinstance(exc, ModuleNotFoundError) \
+            and column.module.split("_")[0] in str(exc) else f"import failed: {_short(exc)}"
+        return {"status": "n/a", "reason": reason}
+    import_s = time.perf_counter() - t0
+
+    setup = getattr(module, row.workload.lower(), None)
+    if setup is None:
+        return {"status": "n/a", "reason": f"no {row.workload}"}
+    try:
+        t0 = time.perf_counter()
+        step = setup(inputs)
+        result = step()
+        first_s = time.perf_counter() - t0
+        ok, err, msg = harness.check(result, reference)
+        if not ok:
+            return {"status": "WRONG", "reason": msg, "err": err}
+        if cold:
+            return {"status": "ok", "import_s": import_s, "first_s": first_s, "err": err}
+        times = harness.measure(step, samples=5 if quick else 7,
+                                target=0.03 if quick else 0.1)
+        ok, err2, msg = harness.check(step(), reference)
+        if not ok:
+            return {"status": "WRONG", "reason": "after timing: " + msg, "err": err2}
+        return {"status": "ok", "times": times, "err": max(err, err2)}
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        return {"status": "error", "reason": _short(exc)}
+
+
+def main(argv=None):
+    """Command-line entry point (see module docstring)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("column", choices=sorted(COLUMN_BY_KEY))
+    p.add_argument("row", choices=sorted(ROW_BY_KEY))
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--cold", action="store_true")
+    a = p.parse_args(argv)
+    res = run(a.column, a.row, quick=a.quick, cold=a.cold)
+    sys.stdout.flush()
+    print(MARK + json.dumps(res), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Shared timing, checking and formatting logic for the benchmark.
+
+The parent process (``python -m bench``) builds each cell's environment with
+:func:`cell_env` and formats results; the child (``python -m bench.cell``)
+uses :func:`check` and :func:`measure`.
+"""
+import gc
+import math
+import os
+import time
+
+import numpy as np
+
+THREADS = 2
+RTOL = 2e-3            # workloads.md: relative error <= 2e-3 on gradients
+
+# Thread limits for every library (each runs in its own process).
+THREAD_ENV = {
+    "OMP_NUM_THREADS": str(THREADS),
+    "MKL_NUM_THREADS": str(THREADS),
+    "OPENBLAS_NUM_THREADS": str(THREADS),
+    "NUMBA_NUM_THREADS": str(THREADS),
+    "JAX_PLATFORMS": "cpu",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
+
+
+def cell_env(extra=None):
+    """Environment for one benchmark subprocess: ours plus thread limits plus ``extra``."""
+    env = dict(os.environ)
+    env.update(THREAD_ENV)
+    env.update(extra or {})
+    return env
+
+
+def limit_cpus(n=THREADS):
+    """Pin this process to ``n`` CPUs (XLA has no thread-count flag of its own)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) > n:
+            os.sched_setaffinity(0, cpus[:n])
+    except (AttributeError, OSError):
+        pass
+
+
+def to_numpy(a):
+    """Convert a framework array (NDArray, torch tensor, jax array) to numpy."""
+    if hasattr(a, "asnumpy"):
+        return a.asnumpy()
+    if hasattr(a, "detach"):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def rel_err(got, ref):
+    """Norm-wise relative error max|got - ref| / max|ref| (inf if shapes differ)."""
+    got = np.asarray(got, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    if got.shape != ref.shape:
+        return math.inf
+    scale = max(float(np.max(np.abs(ref))), 1e-30)
+    err = float(np.max(np.abs(got - ref))) / scale
+    return err if math.isfinite(err) else math.inf
+
+
+def check(result, reference):
+    """Compare a step's ``(value, grads)`` with the float64 reference.
+
+    Returns ``(ok, worst_error, message)``. Done outside any timed loop.
+    """
+    value, grads = result
+    ref_value, ref_grads = reference
+    if len(grads) != len(ref_grads):
+        return False, math.inf, f"{len(grads)} gradients, expected {len(ref_grads)}"
+    errs = [rel_err(np.reshape(to_numpy(value), ()), ref_value)]
+    errs += [rel_err(to_numpy(g), r) for g, r in zip(grads, ref_grads)]
+    worst = max(errs)
+    names = ["value"] + [f"grad{i}" for i in range(len(grads))]
+    msg = ", ".join(f"{n}={e:.1e}" for n, e in zip(names, errs))
+    return worst <= RTOL, worst, msg
+
+
+def measure(step, samples=7, target=0.1, warmup=3):
+    """Time ``step``: ``warmup`` calls, then ``samples`` samples.
+
+    Each sample is the mean over enough back-to-back calls to last about
+    ``target`` seconds. The garbage collector is off inside a sample and run
+    between samples. Returns a list of per-iteration times in seconds.
+    """
+    t_call = math.inf
+    for _ in range(warmup):
+        t0 = time.perf_counter()
+        step()
+        t_call = min(t_call, time.perf_counter() - t0)
+    iters = max(1, int(round(target / max(t_call, 1e-9))))
+    times = []
+    enabled = gc.isenabled()
+    try:
+        for _ in range(samples):
+            gc.collect()
+            gc.disable()
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                step()
+            times.append((time.perf_counter() - t0) / iters)
+            if enabled:
+                gc.enable()
+    finally:
+        if enabled:
+            gc.enable()
+    return times
+
+
+def summarize(times):
+    """Median, min and max of a list of times (seconds)."""
+    return {"median": float(np.median(times)), "min": float(min(times)),
+            "max": float(max(times)), "n": len(times)}
+
+
+def _unit(seconds):
+    if seconds < 1e-3:
+        return 1e6, "us"
+    if seconds < 1.0:
+        return 1e3, "ms"
+    return 1.0, "s"
+
+
+def _num(v):
+    return f"{v:.3g}" if v < 100 else f"{v:.0f}"
+
+
+def fmt_stats(stats):
+    """'8.21 ms (8.02-8.50)': median with min-max in the median's unit."""
+    scale, unit = _unit(stats["median"])
+    med = _num(stats["median"] * scale)
+    if stats.get("n", 2) < 2:
+        return f"{med} {unit}"
+    return f"{med} {unit} ({_num(stats['min'] * scale)}-{_num(stats['max'] * scale)})"
+
+
+def fmt_ratio(torch_median, median):
+    """Ratio torch/ours as 'x.xx×' (>1 means faster than PyTorch eager)."""
+    r = torch_median / median
+    return f"{r:.2f}×" if r < 100 else f"{r:.0f}×"

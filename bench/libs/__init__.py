@@ -1,0 +1,48 @@
+"""The benchmark's columns: one library module per column, listed in one place.
+
+To add a column (for example "symgrad replay"), write a module here with the
+setup functions ``w1(inputs) .. w4(inputs)`` (each returns ``step``; ``step()``
+runs one synchronised forward+backward and returns ``(value, grads)``) and
+append a :class:`Column` to :data:`COLUMNS`. Columns that share a module can
+differ by environment variables (see the symgrad interpreter column).
+"""
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the table."""
+
+    key: str            # id for --libs (the group name selects all its columns too)
+    title: str          # table header
+    module: str         # module in bench.libs
+    group: str          # library family, e.g. "symgrad"
+    env: dict = field(default_factory=dict)   # extra environment for its subprocess
+
+
+COLUMNS = [
+    Column("symgrad", "symgrad compiled", "symgrad_lib", "symgrad"),
+    Column("symgrad-interp", "symgrad interpreter", "symgrad_lib", "symgrad",
+           {"SYMGRAD_BACKEND": "interpreter"}),
+    # Extension point: Column("symgrad-replay", "symgrad replay", "symgrad_replay", "symgrad"),
+    Column("numpy", "numpy by hand", "numpy_hand", "numpy"),
+    Column("torch", "PyTorch eager", "torch_eager", "torch"),
+    Column("jax", "jax.jit", "jax_jit", "jax"),
+    Column("limit", "limit (numba)", "limit_numba", "limit"),
+]
+
+BASELINE = "torch"      # ratios are BASELINE time / column time
+
+COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
+
+
+def select(spec):
+    """Columns named by a comma-separated list of keys or groups (None: all)."""
+    if not spec:
+        return list(COLUMNS)
+    wanted = {s.strip() for s in spec.split(",") if s.strip()}
+    unknown = wanted - {c.key for c in COLUMNS} - {c.group for c in COLUMNS}
+    if unknown:
+        raise SystemExit(f"unknown library {sorted(unknown)}; known: "
+                         + ", ".join(c.key for c in COLUMNS))
+    return [c for c in COLUMNS if c.key in wanted or c.group in wanted]

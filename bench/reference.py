@@ -1,0 +1,92 @@
+"""float64 references, written by hand from the formulas in workloads.md.
+
+Each function takes the (float32) inputs, computes in float64 and returns
+``(value, [gradients...])`` in the order of ``workloads.GRAD_NAMES``.
+"""
+import numpy as np
+
+
+def _f64(a):
+    return np.asarray(a, dtype=np.float64)
+
+
+def w1(inp):
+    """W1 closed form: f = sum(tanh(xw+b) sigmoid(x) + 0.5 exp(-x^2))."""
+    x, w, b = _f64(inp["x"]), _f64(inp["w"]), _f64(inp["b"])
+    t = np.tanh(x * w + b)
+    s = 1.0 / (1.0 + np.exp(-x))
+    e = np.exp(-x * x)
+    f = np.sum(t * s + 0.5 * e)
+    db = (1.0 - t * t) * s
+    dx = db * w + t * s * (1.0 - s) - x * e
+    return f, [dx, db * x, db]
+
+
+def w2(inp):
+    """W2 MLP step: forward, then backprop written out by hand."""
+    X, y = _f64(inp["X"]), inp["y"]
+    W1, b1, W2, b2 = (_f64(inp[k]) for k in ("W1", "b1", "W2", "b2"))
+    B = X.shape[0]
+    h = np.tanh(X @ W1 + b1)
+    z = h @ W2 + b2
+    zmax = z.max(axis=1, keepdims=True)
+    ez = np.exp(z - zmax)
+    logp = z - zmax - np.log(ez.sum(axis=1, keepdims=True))
+    rows = np.arange(B)
+    loss = -np.mean(logp[rows, y])
+    dz = np.exp(logp)                 # softmax
+    dz[rows, y] -= 1.0
+    dz /= B
+    dW2 = h.T @ dz
+    db2 = dz.sum(axis=0)
+    dpre = (dz @ W2.T) * (1.0 - h * h)
+    return loss, [X.T @ dpre, dpre.sum(axis=0), dW2, db2]
+
+
+def w3(inp):
+    """W3: 50-op elementwise cycle; backprop through a stored tape."""
+    v = _f64(inp["x"])
+    tape = []
+    for i in range(50):
+        k = i % 5
+        tape.append(v)
+        if k == 0:
+            v = np.sin(v)
+        elif k == 1:
+            v = v * 1.01
+        elif k == 2:
+            v = v + 0.1
+        elif k == 3:
+            v = np.tanh(v)
+        else:
+            v = np.exp(v)
+    f = v.sum()
+    g = np.ones_like(v)
+    out = v
+    for i in reversed(range(50)):
+        k, a = i % 5, tape[i]
+        if k == 0:
+            g = g * np.cos(a)
+        elif k == 1:
+            g = g * 1.01
+        elif k == 3:
+            g = g * (1.0 - np.tanh(a) ** 2)
+        elif k == 4:
+            g = g * out
+        out = a
+    return f, [g]
+
+
+def w4(inp):
+    """W4 closed form: value sum(g) with g = df/dx, gradient h = d(sum g)/dx."""
+    x = _f64(inp["x"])
+    t = np.tanh(x)
+    e = np.exp(-x * x)
+    u = 1.0 - t * t
+    A = u - 2.0 * x * t
+    g = e * A
+    h = e * (-2.0 * x * A - 2.0 * t * u - 2.0 * t - 2.0 * x * u)
+    return g.sum(), [h]
+
+
+REFERENCE = {"W1": w1, "W2": w2, "W3": w3, "W4": w4}

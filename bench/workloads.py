@@ -1,0 +1,69 @@
+"""Benchmark rows and their inputs (see shared/bench/workloads.md).
+
+Every process builds its inputs the same way from
+``numpy.random.default_rng(1234)``, so each subprocess sees identical data.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Row:
+    """One steady-state row of the table: a workload and its size."""
+
+    key: str                 # command-line id, e.g. "W1-1e6"
+    label: str               # shown in the table
+    workload: str            # "W1".."W4": name of the setup function family
+    params: dict = field(default_factory=dict)
+
+
+ROWS = [
+    Row("W1-1e4", "W1 n=1e4", "W1", {"n": 10**4}),
+    Row("W1-1e6", "W1 n=1e6", "W1", {"n": 10**6}),
+    Row("W1-1e7", "W1 n=1e7", "W1", {"n": 10**7}),
+    Row("W2-128", "W2 B=128", "W2", {"B": 128}),
+    Row("W2-1024", "W2 B=1024", "W2", {"B": 1024}),
+    Row("W3", "W3 (50 ops on 16)", "W3"),
+    Row("W4", "W4 n=1e5", "W4"),
+]
+
+# W5 cold start measures the first call of these rows in fresh processes.
+COLD_ROWS = ["W1-1e6", "W2-128"]
+
+ROW_BY_KEY = {r.key: r for r in ROWS}
+
+# Names (in order) of the gradients every step returns, per workload.
+GRAD_NAMES = {
+    "W1": ["x", "w", "b"],
+    "W2": ["W1", "b1", "W2", "b2"],
+    "W3": ["x"],
+    "W4": ["x"],          # h = d(sum(df/dx))/dx
+}
+
+
+def make_inputs(row):
+    """Return the row's inputs as a dict of numpy arrays (float32; labels int64)."""
+    rng = np.random.default_rng(1234)
+    f32 = np.float32
+    if row.workload == "W1":
+        n = row.params["n"]
+        x = rng.standard_normal(n)
+        w = 0.5 * rng.standard_normal(n)
+        b = 0.1 * rng.standard_normal(n)
+        return {"x": x.astype(f32), "w": w.astype(f32), "b": b.astype(f32)}
+    if row.workload == "W2":
+        B = row.params["B"]
+        X = rng.random((B, 784))
+        y = rng.integers(0, 10, B)
+        W1 = rng.standard_normal((784, 256)) / 28
+        b1 = 0.01 * rng.standard_normal(256)
+        W2 = rng.standard_normal((256, 10)) / 16
+        b2 = 0.01 * rng.standard_normal(10)
+        return {"X": X.astype(f32), "y": y.astype(np.int64), "W1": W1.astype(f32),
+                "b1": b1.astype(f32), "W2": W2.astype(f32), "b2": b2.astype(f32)}
+    if row.workload == "W3":
+        return {"x": rng.uniform(-1, 1, 16).astype(f32)}
+    if row.workload == "W4":
+        return {"x": rng.standard_normal(100000).astype(f32)}
+    raise ValueError(f"unknown workload {row.workload}")
