@@ -156,6 +156,7 @@ def main(argv=None):
             raise SystemExit(f"unknown workload {sorted(unknown)}")
 
     t0 = time.time()
+    load_before = os.getloadavg()[0]
     results, labels = {}, []
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache_root:
         for (row_key, col_key), res in steady_state(rows, columns, a.quick, cache_root).items():
@@ -176,6 +177,13 @@ def main(argv=None):
         f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs; "
         f"run took {time.time() - t0:.0f} s."
     )
+    versions = {}
+    for (_, col_key), res in results.items():
+        if res.get("version"):
+            versions.setdefault(col_key, res["version"])
+    header += (f" Load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+               " (other processes on the machine disturb PyTorch's OpenMP threads most). Versions: "
+               + ", ".join(f"{c.title} {versions[c.key]}" for c in columns if c.key in versions) + ".")
     table = header + "\n\n" + format_table(labels, columns, results)
     print(table)
     if a.markdown:

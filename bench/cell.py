@@ -38,10 +38,10 @@ def run(column_key, row_key, quick=False, cold=False):
     try:
         module = importlib.import_module(f"bench.libs.{column.module}")
     except Exception as exc:            # not installed, or broken: not our error
-        reason = "not installed" if isinstance(exc, ModuleNotFoundError) \
-            and column.module.split("_")[0] in str(exc) else f"import failed: {_short(exc)}"
-        return {"status": "n/a", "reason": reason}
+        why = str(exc) if isinstance(exc, ModuleNotFoundError) else _short(exc)
+        return {"status": "n/a", "reason": f"import failed: {why}"}
     import_s = time.perf_counter() - t0
+    version = str(getattr(module, "VERSION", "?"))
 
     setup = getattr(module, row.workload.lower(), None)
     if setup is None:
@@ -55,13 +55,14 @@ def run(column_key, row_key, quick=False, cold=False):
         if not ok:
             return {"status": "WRONG", "reason": msg, "err": err}
         if cold:
-            return {"status": "ok", "import_s": import_s, "first_s": first_s, "err": err}
+            return {"status": "ok", "import_s": import_s, "first_s": first_s,
+                    "err": err, "version": version}
         times = harness.measure(step, samples=5 if quick else 7,
                                 target=0.03 if quick else 0.1)
         ok, err2, msg = harness.check(step(), reference)
         if not ok:
             return {"status": "WRONG", "reason": "after timing: " + msg, "err": err2}
-        return {"status": "ok", "times": times, "err": max(err, err2)}
+        return {"status": "ok", "times": times, "err": max(err, err2), "version": version}
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         return {"status": "error", "reason": _short(exc)}
