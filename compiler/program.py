@@ -1,22 +1,42 @@
-"""Gradient programs: what ``backward`` runs, built once per graph structure.
+"""Programs: what ``backward`` runs, built once per graph structure.
 
-A :class:`GradientProgram` is made from a structural copy of a recorded graph (no
-values), so one program serves every recording with the same structural key: it
-reads the forward values it needs by position in the graph's topological order.
+A :class:`Program` computes, from a graph's inputs, the gradients of its heads
+with respect to chosen nodes and the values of chosen entries, in one go. It is
+built from a structural copy of a recorded graph, so one program serves every
+recording with the same structural key: it reads its inputs by position in the
+graph's topological order.
 """
 
 from __future__ import annotations
 
-import os
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .autodiff import differentiate
 from .expr import Expr
-from .interpret import evaluate
 from .ir import Entry, Node, topo_order
 from .ops.common import F
 from .registry import variable
+
+
+@dataclass
+class ProgramGraph:
+    """A closed graph: a function from ``inputs`` (variables) to ``outputs``.
+
+    An output may be None (a gradient that is structurally zero).
+    """
+
+    inputs: list[Node]
+    outputs: list[Entry | None]
+
+    def live_outputs(self) -> list[Entry]:
+        """The outputs that are not None."""
+        return [out for out in self.outputs if out is not None]
+
+    def nodes(self) -> list[Node]:
+        """Every node the outputs depend on, in topological order."""
+        return topo_order(self.live_outputs())
 
 
 def clone_graph(nodes: Sequence[Node]) -> list[Node]:
@@ -28,57 +48,115 @@ def clone_graph(nodes: Sequence[Node]) -> list[Node]:
     return [copies[node] for node in nodes]
 
 
-class GradientProgram:
-    """Gradients of the heads of a graph with respect to some of its nodes.
+def cut_inputs(outputs: Sequence[Entry | None], template: Sequence[Node],
+               is_input: Callable[[Node], bool], extra_inputs: Sequence[Node] = ()
+               ) -> tuple[ProgramGraph, list[tuple[int, int]]]:
+    """Rebuild ``outputs`` as a closed graph whose inputs are the entries of
+    ``template`` nodes for which ``is_input`` holds (plus ``extra_inputs``).
 
-    ``nodes`` is the graph in topological order; ``heads`` and ``wrt`` are
-    positions in it; ``given_head_grads[i]`` says whether head ``i`` comes with a
-    gradient (otherwise it is ones).
+    Returns the graph and, per input, its ``(position in template, output index)``;
+    extra inputs get position ``-1 - k``.
+    """
+    position = {id(node): i for i, node in enumerate(template)}
+    rebuilt: dict[int, Node] = {}
+    cut: dict[tuple[int, int], Node] = {}
+    refs: list[tuple[int, int]] = []
+    inputs: list[Node] = []
+    for k, node in enumerate(extra_inputs):
+        cut[(id(node), 0)] = node
+        refs.append((-1 - k, 0))
+        inputs.append(node)
+
+    def entry_of(entry: Entry) -> Entry:
+        key = (id(entry.node), entry.index)
+        if key in cut:
+            return Entry(cut[key], 0)
+        if id(entry.node) in position and is_input(entry.node):
+            var = variable(entry.shape, entry.dtype, name=f"input{len(inputs)}")
+            cut[key] = var
+            refs.append((position[id(entry.node)], entry.index))
+            inputs.append(var)
+            return Entry(var, 0)
+        return Entry(rebuilt[id(entry.node)], entry.index)
+
+    live = [out for out in outputs if out is not None]
+    for node in topo_order(live):
+        if id(node) in position and is_input(node) or (id(node), 0) in cut:
+            continue
+        rebuilt[id(node)] = Node(node.op, node.attrs,
+                                 tuple(entry_of(e) for e in node.inputs), node.types, node._name)
+    graph = ProgramGraph(inputs, [None if out is None else entry_of(out) for out in outputs])
+    return graph, refs
+
+
+class Program:
+    """Gradients of a graph's heads and values of some of its entries.
+
+    ``nodes`` is the graph in topological order; ``heads`` and ``values`` are
+    ``(position, output index)`` pairs, ``wrt`` positions of nodes;
+    ``given_head_grads[i]`` says whether head ``i`` comes with a gradient
+    (otherwise it is ones). ``is_input(node)`` says which nodes the program reads
+    rather than computes (leaves always). ``runner`` turns the closed program
+    graph into a callable (the interpreter, or compiled kernels).
     """
 
     def __init__(self, nodes: Sequence[Node], heads: Sequence[tuple[int, int]],
-                 wrt: Sequence[int], given_head_grads: Sequence[bool]):
-        self.nodes = clone_graph(nodes)
-        head_entries = [Entry(self.nodes[pos], index) for pos, index in heads]
-        self.head_grad_vars: list[Node | None] = []
-        seeds = []
+                 wrt: Sequence[int], given_head_grads: Sequence[bool],
+                 values: Sequence[tuple[int, int]], is_input: Callable[[Node], bool],
+                 runner: Callable[[ProgramGraph], Callable]):
+        template = clone_graph(nodes)
+        head_entries = [Entry(template[pos], index) for pos, index in heads]
+        head_vars, seeds = [], []
         for entry, given in zip(head_entries, given_head_grads):
             if given:
-                var = variable(entry.shape, entry.dtype, name=f"head_grad{len(seeds)}")
-                self.head_grad_vars.append(var)
+                var = variable(entry.shape, entry.dtype, name=f"head_grad{len(head_vars)}")
+                head_vars.append(var)
                 seeds.append(Entry(var, 0))
             else:
-                self.head_grad_vars.append(None)
                 seeds.append(F.ones_like(Expr(entry)).entry)
-        self.outputs = differentiate(head_entries, seeds,
-                                     [Entry(self.nodes[pos], 0) for pos in wrt])
-        live = [out for out in self.outputs if out is not None]
-        needed = {id(n) for n in topo_order(live)}
-        self.reads = [i for i, node in enumerate(self.nodes) if id(node) in needed]
+        grads = differentiate(head_entries, seeds, [Entry(template[pos], 0) for pos in wrt])
+        outputs = grads + [Entry(template[pos], index) for pos, index in values]
+        self.graph, self.input_refs = cut_inputs(
+            outputs, template, lambda node: not node.inputs or is_input(node), head_vars)
+        self.num_grads = len(wrt)
+        self.run_graph = runner(self.graph)
 
-    def run(self, nodes: Sequence[Node], head_grads: Sequence[Any]) -> list[Any]:
-        """Gradients for a graph with this program's structure, given its
-        recorded values (``nodes[i].value``) and the heads' gradients."""
-        given = {self.nodes[i]: nodes[i].value for i in self.reads}
-        for var, grad in zip(self.head_grad_vars, head_grads):
-            if var is not None:
-                given[var] = (grad,)
-        live = [out for out in self.outputs if out is not None]
-        values = iter(evaluate(live, given))
-        return [None if out is None else next(values) for out in self.outputs]
+    def run(self, nodes: Sequence[Node], head_grads: Sequence[Any],
+            out: Sequence[Any] | None = None) -> list[Any]:
+        """Gradients then values, for a graph with this program's structure:
+        inputs are read from ``nodes[i].value`` and ``head_grads`` (those given).
+        ``out`` optionally names destination arrays for the outputs."""
+        given = [g for g in head_grads if g is not None]
+        args = [given[-1 - pos] if pos < 0 else nodes[pos].value[index]
+                for pos, index in self.input_refs]
+        return self.run_graph(args, out)
+
+
+def interpret_runner(graph: ProgramGraph) -> Callable:
+    """Run a program graph with the numpy interpreter."""
+    from .interpret import evaluate
+
+    live = graph.live_outputs()
+
+    def run(args: Sequence[Any], out: Sequence[Any] | None = None) -> list[Any]:
+        values = iter(evaluate(live, {var: (arg,) for var, arg in zip(graph.inputs, args)}))
+        return [None if o is None else next(values) for o in graph.outputs]
+
+    return run
 
 
 # ---------------------------------------------------------------------------
 # the program cache
 # ---------------------------------------------------------------------------
 
-_programs: dict[tuple, GradientProgram] = {}
+_programs: dict[tuple, Program] = {}
 _lock = threading.Lock()
 _stats = {"hits": 0, "misses": 0}
 
 
-def gradient_program(key: tuple, build: Callable[[], GradientProgram]) -> GradientProgram:
-    """The cached program for ``key``, built by ``build()`` on a miss."""
+def cached_program(key: tuple, build: Callable[[], Program]) -> Program:
+    """The cached program for ``key``, built by ``build()`` on a miss (once, even
+    when several threads miss at the same time)."""
     program = _programs.get(key)
     if program is not None:
         _stats["hits"] += 1
@@ -104,8 +182,6 @@ def clear_cache() -> None:
         _stats.update(hits=0, misses=0)
 
 
-def backend() -> str:
-    """Which backend runs gradient programs: ``SYMGRAD_BACKEND`` (``interpreter``
-    until the numba compiler is enabled)."""
-    return os.environ.get("SYMGRAD_BACKEND", "interpreter")
-
+def runner() -> Callable[[ProgramGraph], Callable]:
+    """The runner programs are built with now (see ``SYMGRAD_BACKEND``)."""
+    return interpret_runner

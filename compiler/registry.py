@@ -166,6 +166,12 @@ class OpDef:
     test: TestSpec | None = None
     doc: str = ""
 
+    @property
+    def deferrable(self) -> bool:
+        """Whether a value of this op may be computed later than the call: true
+        for pure ops, false for randomness, side effects and callbacks."""
+        return not self.uses_train_mode and self.kind not in ("random", "opaque", "creation")
+
     def input_names(self, attrs: dict) -> tuple[str, ...]:
         """Names of the inputs this op takes with these attrs."""
         return self.inputs(attrs) if callable(self.inputs) else self.inputs

@@ -167,21 +167,46 @@ def _leaf_role(node: Node) -> Any:
     return None if node.tag is None else node.tag._grad_req
 
 
-def _compute_gradients(entries: list[Entry], nodes: list[Node], wrt: list[Node],
-                       head_grads: list[NDArray | None]) -> list[np.ndarray | None]:
+def _is_program_input(node: Node) -> bool:
+    # Deferred ops are recomputed inside the program (fused with the backward);
+    # others (random draws, side effects, callbacks) are read as recorded.
+    return not node.op.deferrable
+
+
+def _pending_outputs(nodes: Sequence[Node]) -> list[tuple[int, int, NDArray]]:
+    """Deferred arrays of this graph that are still alive: the program computes
+    their values too, so they survive the graph being freed."""
+    found = []
+    for position, node in enumerate(nodes):
+        if node.value is None and node.inputs:
+            for index, ref in enumerate(node.tag):
+                array = ref()
+                if array is not None and array._value is None:
+                    found.append((position, index, array))
+    return found
+
+
+def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
+                 head_grads: list[NDArray | None], out: list | None = None) -> list:
+    """Gradients for ``wrt`` (also settling live deferred arrays of the graph)."""
     position = {id(node): i for i, node in enumerate(nodes)}
     wrt_positions = tuple(position[id(node)] for node in wrt)
     given = tuple(g is not None for g in head_grads)
-    key = (structural_key(nodes, entries, _leaf_role), wrt_positions, given)
-    heads = [(position[id(e.node)], e.index) for e in entries]
-    program = compiler.gradient_program(
-        key, lambda: compiler.GradientProgram(nodes, heads, wrt_positions, given))
-    return program.run(nodes, [None if g is None else g._data for g in head_grads])
+    pending_arrays = _pending_outputs(nodes)
+    values = tuple((pos, index) for pos, index, _ in pending_arrays)
+    heads = tuple((position[id(e.node)], e.index) for e in entries)
+    key = (structural_key(nodes, entries, _leaf_role), wrt_positions, given, values)
+    program = compiler.cached_program(key, lambda: compiler.Program(
+        nodes, heads, wrt_positions, given, values, _is_program_input, compiler.runner()))
+    results = program.run(nodes, [None if g is None else g._data for g in head_grads], out)
+    for (pos, index, array), value in zip(pending_arrays, results[len(wrt):]):
+        array._settle(value)
+    return results[:len(wrt)]
 
 
 def _free(nodes: Sequence[Node]) -> None:
     for node in nodes:
-        if node.tag is None:
+        if node.tag is None or node.inputs:
             node.value = None
             node.freed = True
 
@@ -200,11 +225,11 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
     entries = _head_entries(heads, "backward")
     grads_in = _head_gradients(heads, head_grads)
     nodes = topo_order(entries)
-    wrt = [n for n in nodes if n.tag is not None and n.tag._grad_req != "null"]
+    wrt = [n for n in nodes if not n.inputs and n.tag is not None and n.tag._grad_req != "null"]
     if not wrt:
         raise MXNetError("backward: no variable marked with attach_grad() (or "
                          "mark_variables) is behind these heads")
-    grads = _compute_gradients(entries, nodes, wrt, grads_in)
+    grads = _run_program(entries, nodes, wrt, grads_in)
     for node, grad in zip(wrt, grads):
         array = node.tag
         if array._grad_req == "add":
@@ -242,8 +267,7 @@ def grad(heads: Any, variables: Any, head_grads: Any = None, retain_graph: bool 
         results = _recorded_gradients(entries, nodes, wrt, heads, grads_in)
     else:
         results = [NDArray(g) if g is not None else NDArray(np.zeros_like(v._data))
-                   for g, v in zip(_compute_gradients(entries, nodes, wrt, grads_in),
-                                   variables)]
+                   for g, v in zip(_run_program(entries, nodes, wrt, grads_in), variables)]
     if not (create_graph if retain_graph is None else retain_graph):
         _free(nodes)
     return results
@@ -262,7 +286,8 @@ def _recorded_gradients(entries, nodes, wrt, heads, head_grads) -> list[NDArray]
             seeds.append(Entry(var, 0))
     outputs = differentiate(entries, seeds, [Entry(node, 0) for node in wrt])
     for node in nodes:
-        given[node] = tuple(NDArray(v, Entry(node, i)) for i, v in enumerate(node.value))
+        given[node] = tuple(NDArray(None if node.value is None else node.value[i],
+                                    Entry(node, i)) for i in range(node.num_outputs))
     live = [out for out in outputs if out is not None]
     with record(train_mode=is_training()):
         values = iter(evaluate(live, given, _apply_recorded))

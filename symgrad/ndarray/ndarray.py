@@ -11,6 +11,7 @@ from compiler import Entry, GraphError, Node, OperatorMixin, OpDef, TensorType, 
 from compiler.registry import variable
 
 from .. import _state
+from .._deferred import compute, settle_all, track, untrack
 from ..base import MXNetError, MXNetShapeError
 from ..context import Context, check_context, cpu
 
@@ -26,39 +27,50 @@ def _input_entry(array: "NDArray") -> Entry:
     entry = array._entry
     if entry is not None and not entry.node.freed:
         return entry
-    return Entry(variable(array._data.shape, array._data.dtype, value=array._data), 0)
+    data = array._data
+    return Entry(variable(data.shape, data.dtype, value=data), 0)
 
 
 def invoke(op: str | OpDef, inputs: Sequence["NDArray"], attrs: dict) -> Any:
-    """Run a registered op eagerly; while recording, add its node to the graph.
+    """Run a registered op; while recording, add its node to the graph.
 
+    While recording, ops that have a pure numpy implementation are deferred: the
+    node is made (its shape and dtype inferred, so errors still surface here) and
+    its value is computed when read, or by the program ``backward`` runs. Ops with
+    randomness or side effects (Dropout, BatchNorm) always run at once.
     Returns one NDArray, or a list for ops with several visible outputs.
     """
     opdef = get_op(op) if isinstance(op, str) else op
     if opdef.uses_train_mode and "is_train" not in attrs:
         attrs = dict(attrs, is_train=_state.training.get())
+    recording = _state.recording.get() and any(x._entry is not None for x in inputs)
     try:
         attrs = opdef.canonical_attrs(attrs)
+        if recording and opdef.deferrable:
+            entries = tuple(_input_entry(x) for x in inputs)
+            node = Node(opdef, attrs, entries, opdef.infer_types([e.type for e in entries], attrs))
+            arrays = [NDArray(None, Entry(node, i)) for i in range(node.num_outputs)]
+            node.tag = [track(a) for a in arrays]
+            return _visible(opdef, attrs, arrays)
         result = opdef.impl(*[x._data for x in inputs], **attrs)
     except GraphError as err:
         raise MXNetShapeError(str(err)) from None
     except (ValueError, IndexError, TypeError) as err:
         _raise_op_error(opdef, inputs, attrs, err)
     outputs = result if isinstance(result, tuple) else (result,)
-    if _state.recording.get() and any(x._entry is not None for x in inputs):
+    if recording:
         node = Node(opdef, attrs, tuple(_input_entry(x) for x in inputs),
                     tuple(TensorType(o.shape, o.dtype) for o in outputs), value=outputs)
         arrays = [NDArray(o, Entry(node, i)) for i, o in enumerate(outputs)]
     else:
         arrays = [NDArray(o) for o in outputs]
-    visible = _visible_outputs(opdef, attrs, len(arrays))
-    return arrays[0] if visible == 1 else arrays[:visible]
+    return _visible(opdef, attrs, arrays)
 
 
-def _visible_outputs(opdef: OpDef, attrs: dict, count: int) -> int:
-    if attrs.get("output_mean_var"):
-        return count
-    return opdef.visible_outputs or count
+def _visible(opdef: OpDef, attrs: dict, arrays: list["NDArray"]) -> Any:
+    count = len(arrays) if attrs.get("output_mean_var") else (opdef.visible_outputs or
+                                                               len(arrays))
+    return arrays[0] if count == 1 else arrays[:count]
 
 
 def _raise_op_error(opdef: OpDef, inputs: Sequence["NDArray"], attrs: dict, err: Exception):
@@ -82,13 +94,29 @@ class NDArray(OperatorMixin):
     <NDArray 4 @cpu(0)>
     """
 
-    __slots__ = ("_data", "_entry", "_grad", "_grad_req", "__weakref__")
+    __slots__ = ("_value", "_entry", "_grad", "_grad_req", "__weakref__")
 
-    def __init__(self, data: np.ndarray, entry: Entry | None = None):
-        self._data = data
+    def __init__(self, data: np.ndarray | None, entry: Entry | None = None):
+        self._value = data  # None while the value is deferred (see symgrad._deferred)
         self._entry = entry
         self._grad: NDArray | None = None
         self._grad_req = "null"
+
+    @property
+    def _data(self) -> np.ndarray:
+        value = self._value
+        if value is None:
+            entry = self._entry
+            if entry.node.value is None:
+                compute(entry)
+            value = self._value = entry.node.value[entry.index]
+            untrack(self)
+        return value
+
+    def _settle(self, value: np.ndarray) -> None:
+        """Give a deferred array the value a program computed for it."""
+        self._value = value
+        untrack(self)
 
     # -- OperatorMixin ------------------------------------------------------
     def _apply(self, op, inputs, attrs):
@@ -105,22 +133,22 @@ class NDArray(OperatorMixin):
     @property
     def shape(self) -> tuple[int, ...]:
         """The array's shape."""
-        return self._data.shape
+        return self._value.shape if self._value is not None else self._entry.shape
 
     @property
     def dtype(self) -> type:
         """The element type, as a numpy scalar type (``numpy.float32``)."""
-        return self._data.dtype.type
+        return (self._value.dtype if self._value is not None else self._entry.dtype).type
 
     @property
     def size(self) -> int:
         """Number of elements."""
-        return self._data.size
+        return int(np.prod(self.shape))
 
     @property
     def ndim(self) -> int:
         """Number of axes."""
-        return self._data.ndim
+        return len(self.shape)
 
     @property
     def context(self) -> Context:
@@ -177,6 +205,7 @@ class NDArray(OperatorMixin):
             return NDArray(self._data.copy())
         if other.shape != self.shape:
             raise MXNetShapeError(f"copyto: shape {self.shape} into {other.shape}")
+        settle_all()
         np.copyto(other._data, self._data, casting="unsafe")
         return other
 
@@ -278,12 +307,14 @@ class NDArray(OperatorMixin):
                              "supported while recording; compute a new array instead")
         if isinstance(key, NDArray):
             key = key._data.astype(np.int64)
+        settle_all()
         self._data[key] = value._data if isinstance(value, NDArray) else value
 
     def _inplace(self, op_result: "NDArray") -> "NDArray":
         if _state.recording.get() and self._entry is not None:
             raise MXNetError("in-place arithmetic (+=, -=, ...) on an array with history "
                              "is not supported while recording; write x = x + y")
+        settle_all()
         self._data[...] = op_result._data
         return self
 
