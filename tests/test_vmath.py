@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numba
 import numpy as np
@@ -227,3 +228,69 @@ def test_special_values(name: str, dtype: type) -> None:
     np.testing.assert_array_equal(np.isnan(got[exact]), np.isnan(ref[exact]))
     np.testing.assert_array_equal(got[exact & ~np.isnan(ref)], ref[exact & ~np.isnan(ref)])
     np.testing.assert_array_equal(np.signbit(got[ref == 0]), np.signbit(ref[ref == 0]))
+
+
+@functools.cache
+def _pow_kernel() -> Callable:
+    @numba.njit(error_model="numpy", fastmath=vm.FASTMATH)
+    def kernel(x, y, out):  # type: ignore[no-untyped-def]
+        for i in range(x.shape[0]):
+            out[i] = vm.pow(x[i], y[i])
+
+    return kernel
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_pow(dtype: type) -> None:
+    specials = np.array([0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0, 1e-3, 1e3,
+                         np.inf, -np.inf, np.nan, 1.5, -1.5, 1e30, -1e30], dtype)
+    xs, ys = (a.ravel() for a in np.meshgrid(specials, specials))
+    rng = np.random.default_rng(7)
+    xr = rng.uniform(0, 50, 100_000).astype(dtype)
+    yr = rng.uniform(-20, 20, 100_000).astype(dtype)
+    # Negative bases with integer exponents (sign from parity).
+    xn = -rng.uniform(0, 10, 10_000).astype(dtype)
+    yn = rng.integers(-30, 30, 10_000).astype(dtype)
+    x, y = np.concatenate([xs, xr, xn]), np.concatenate([ys, yr, yn])
+    got = np.empty_like(x)
+    _pow_kernel()(x, y, got)
+    with np.errstate(all="ignore"):
+        ref = np.power(x.astype(np.float64), y.astype(np.float64)).astype(dtype)
+    assert_within_ulp("pow", x, got, ref)
+    np.testing.assert_array_equal(np.signbit(got[ref == 0]), np.signbit(ref[ref == 0]))
+
+
+def test_cache_true_kernel_in_file(tmp_path: Any) -> None:
+    """A cache=True kernel in a real file using vm.* compiles, then loads
+    from numba's disk cache in a second process."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    (tmp_path / "kern.py").write_text(textwrap.dedent("""
+        import numba, numpy as np
+        from compiler.lower import vmath as vm
+
+        @numba.njit(cache=True, error_model="numpy", fastmath=vm.FASTMATH)
+        def k(x, w, b, out):
+            for i in range(x.shape[0]):
+                t = vm.tanh(x[i] * w[i] + b[i])
+                out[i] = t * vm.sigmoid(x[i]) + np.float32(0.5) * vm.exp(-x[i] * x[i])
+    """))
+    script = textwrap.dedent("""
+        import numpy as np, kern
+        x = np.linspace(-3, 3, 101, dtype=np.float32)
+        w, b, out = np.full_like(x, 0.7), np.full_like(x, 0.1), np.empty_like(x)
+        kern.k(x, w, b, out)
+        ref = np.tanh(x * w + b) / (1 + np.exp(-x)) + np.float32(0.5) * np.exp(-x * x)
+        assert np.allclose(out, ref, rtol=1e-6, atol=1e-7)
+        print(sum(kern.k.stats.cache_hits.values()))
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=os.pathsep.join([root, str(tmp_path)]))
+    hits = [subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, check=True).stdout.strip()
+            for _ in range(2)]
+    assert hits == ["0", "1"]
