@@ -19,11 +19,12 @@ from typing import Any, Sequence
 import numpy as np
 
 import compiler
-from compiler import Entry, Expr, Node, differentiate, evaluate, structural_key, topo_order
+from compiler import (Entry, Expr, GraphError, Node, differentiate, evaluate, structural_key,
+                      topo_order)
 from compiler.ops.common import F
 
 from . import _state
-from .base import MXNetError
+from .base import MXNetError, MXNetShapeError
 from .ndarray.ndarray import NDArray, invoke
 
 _GRAD_REQS = ("write", "add", "null")
@@ -196,9 +197,15 @@ def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
     values = tuple((pos, index) for pos, index, _ in pending_arrays)
     heads = tuple((position[id(e.node)], e.index) for e in entries)
     key = (structural_key(nodes, entries, _leaf_role), wrt_positions, given, values)
-    program = compiler.cached_program(key, lambda: compiler.Program(
-        nodes, heads, wrt_positions, given, values, _is_program_input, compiler.runner()))
-    results = program.run(nodes, [None if g is None else g._data for g in head_grads], out)
+    try:
+        program = compiler.cached_program(key, lambda: compiler.Program(
+            nodes, heads, wrt_positions, given, values, _is_program_input, compiler.runner()))
+        results = program.run(nodes, [None if g is None else g._data for g in head_grads],
+                              out)
+    except GraphError as err:
+        # A Function.backward that returns gradients of the wrong shape, or an op with
+        # no gradient rule: misuse, which MXNet reports as MXNetError.
+        raise MXNetShapeError(str(err)) from None
     for (pos, index, array), value in zip(pending_arrays, results[len(wrt):]):
         array._settle(value)
     return results[:len(wrt)]
@@ -234,7 +241,8 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
         array = node.tag
         if array._grad_req == "add":
             if grad is not None:
-                array._grad._data += grad
+                buffer = array._grad._data  # `_data` is a read-only property
+                buffer += grad
         elif grad is None:
             array._grad._data[...] = 0
         else:
