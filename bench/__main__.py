@@ -21,6 +21,7 @@ from .workloads import COLD_ROWS, ROW_BY_KEY, ROWS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CELL_TIMEOUT = 900          # seconds for one subprocess
+CACHE_STATES = ("empty cache", "warm cache")     # W5: first and second fresh process
 
 
 def cache_env(directory):
@@ -89,7 +90,7 @@ def cold_start(columns, quick, repeats):
             label = ROW_BY_KEY[row_key].label
             for col in columns:
                 with tempfile.TemporaryDirectory(prefix="bench-cold-") as d:
-                    for which in ("empty cache", "warm cache"):
+                    for which in CACHE_STATES:
                         res = run_cell(col, row_key, d, cold=True)
                         _log(f"[W5 {rep + 1}/{repeats}] {row_key:8} {col.key:15} {which}: {_brief(res)}")
                         for key, field in ((f"W5 {label} first call, {which}", "first_s"),
@@ -165,7 +166,8 @@ def main(argv=None):
     if do_cold:
         cold = cold_start(columns, a.quick, repeats=1 if a.quick else 3)
         results.update(cold)
-        labels += list(dict.fromkeys(label for label, _ in cold))
+        firsts = [label for label, _ in cold if "first call" in label]
+        labels += list(dict.fromkeys(firsts)) + [f"W5 import, {w}" for w in CACHE_STATES]
 
     samples = "5 samples of ~0.03 s" if a.quick else "7 samples of ~0.1 s"
     header = (
