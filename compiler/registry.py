@@ -145,7 +145,9 @@ class OpDef:
     ``grad(g, *inputs, out=..., **attrs)`` returns one gradient handle (or None)
     per input, where ``g``/``out`` are tuples for ops with several outputs.
     ``kind`` drives fusion: ``elemwise`` ops have a ``scalar`` template over
-    ``{0}``, ``{1}`` ... and the attrs by name.
+    ``{0}``, ``{1}`` ... and the attrs by name. ``shape_only`` lists inputs whose
+    values the op never reads (only their shape), such as ``broadcast_like``'s
+    second input.
     """
 
     name: str
@@ -163,6 +165,7 @@ class OpDef:
     visible_outputs: int | None = None
     aliases: tuple[str, ...] = ()
     method: str | None = None
+    shape_only: tuple[int, ...] = ()
     test: TestSpec | None = None
     doc: str = ""
 

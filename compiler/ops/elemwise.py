@@ -143,13 +143,20 @@ def zero_grad(g, x, *, out):
     return F.zeros_like(x)
 
 
-unary("sign", np.sign, "vm.sign({0})", zero_grad)
-unary("round", np.round, "vm.round_half_away({0})", zero_grad)
-unary("rint", np.rint, "vm.rint({0})", zero_grad)
-unary("floor", np.floor, "math.floor({0})", zero_grad)
-unary("ceil", np.ceil, "math.ceil({0})", zero_grad)
-unary("trunc", np.trunc, "vm.trunc({0})", zero_grad)
-unary("fix", np.fix, "vm.trunc({0})", zero_grad)
+unary("sign", np.sign, "np.sign({0})", zero_grad)
+def _round_half_away(x):
+    # MXNet's round sends halves away from zero (numpy's goes to even).
+    whole = np.trunc(x)
+    return whole + np.sign(x) * (np.abs(x - whole) >= 0.5)
+
+
+unary("round", _round_half_away,
+      "np.trunc({0}) + np.sign({0}) * (abs({0} - np.trunc({0})) >= 0.5)", zero_grad)
+unary("rint", np.rint, "np.rint({0})", zero_grad)
+unary("floor", np.floor, "np.floor({0})", zero_grad)
+unary("ceil", np.ceil, "np.ceil({0})", zero_grad)
+unary("trunc", np.trunc, "np.trunc({0})", zero_grad)
+unary("fix", np.fix, "np.trunc({0})", zero_grad)
 
 
 def sin_grad(g, x, *, out):
@@ -343,11 +350,11 @@ def _constant_like(value):
 
 
 register(OpDef(name="zeros_like", infer=same_as_first, impl=_constant_like(0),
-               kind="elemwise", scalar="0", differentiable=False,
-               doc="Zeros of the input's shape and dtype."))
+               kind="elemwise", scalar="0", differentiable=False, shape_only=(0,),
+               doc="Zeros of the input's shape and dtype.", test=TestSpec()))
 register(OpDef(name="ones_like", infer=same_as_first, impl=_constant_like(1),
-               kind="elemwise", scalar="1", differentiable=False,
-               doc="Ones of the input's shape and dtype."))
+               kind="elemwise", scalar="1", differentiable=False, shape_only=(0,),
+               doc="Ones of the input's shape and dtype.", test=TestSpec()))
 
 
 # ---------------------------------------------------------------------------
@@ -418,7 +425,7 @@ def mod_grad(g, a, b, *, out):
     return g, -g * F.floor(a / b)
 
 
-binary("broadcast_mod", _quiet(np.mod), "vm.mod({0}, {1})", mod_grad,
+binary("broadcast_mod", _quiet(np.mod), "np.mod({0}, {1})", mod_grad,
        domain=(0.5, 2.0), aliases=("_mod",))
 
 
@@ -513,10 +520,10 @@ with_scalar("_maximum_scalar", lambda x, scalar: np.maximum(x, np.asarray(scalar
             "max({0}, {scalar})", maximum_scalar_grad, test_scalar=0.3)
 with_scalar("_minimum_scalar", lambda x, scalar: np.minimum(x, np.asarray(scalar, x.dtype)),
             "min({0}, {scalar})", minimum_scalar_grad, test_scalar=0.3)
-with_scalar("_mod_scalar", _quiet(lambda x, scalar: np.mod(x, scalar)), "vm.mod({0}, {scalar})",
+with_scalar("_mod_scalar", _quiet(lambda x, scalar: np.mod(x, scalar)), "np.mod({0}, {scalar})",
             mod_scalar_grad, domain=(0.1, 1.4))
 with_scalar("_rmod_scalar", _quiet(lambda x, scalar: np.mod(scalar, x)),
-            "vm.mod({scalar}, {0})", rmod_scalar_grad, domain=(1.6, 2.9))
+            "np.mod({scalar}, {0})", rmod_scalar_grad, domain=(1.6, 2.9))
 
 
 # ---------------------------------------------------------------------------

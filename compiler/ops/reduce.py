@@ -105,9 +105,10 @@ def _reduced_size(x, *, axis, exclude):
 
 register(OpDef(name="_reduced_size", infer=_reduced_size_types, impl=_reduced_size,
                attrs={"axis": Attr(as_axes, None), "exclude": Attr(as_bool, False)},
-               differentiable=False,
+               differentiable=False, shape_only=(0,),
                doc="How many elements a reduction over ``axis`` combines, as a (1,) "
-                   "array, so that gradients of ``mean`` do not bake sizes into attrs."))
+                   "array, so that gradients of ``mean`` do not bake sizes into attrs.",
+               test=TestSpec(attrs={"axis": (1,)})))
 
 
 # ---------------------------------------------------------------------------
@@ -140,7 +141,7 @@ def unbroadcast_grad(g, x, like, *, out):
 
 
 register(OpDef(name="_unbroadcast", infer=_unbroadcast_types, impl=_unbroadcast,
-               grad=unbroadcast_grad, inputs=("data", "like"), kind="reduce",
+               grad=unbroadcast_grad, inputs=("data", "like"), kind="reduce", shape_only=(1,),
                doc="Sum ``data`` down to the shape of ``like``: the gradient of "
                    "broadcasting. ``like`` gives only its shape.",
                test=TestSpec(shapes=((3, 4), (1, 4)), wrt=(0,))))
@@ -160,7 +161,7 @@ def broadcast_like_grad(g, x, like, *, out):
 
 register(OpDef(name="broadcast_like", infer=_broadcast_like_types,
                impl=lambda x, like: np.array(np.broadcast_to(x, like.shape)),
-               grad=broadcast_like_grad, inputs=("lhs", "rhs"), kind="elemwise",
+               grad=broadcast_like_grad, inputs=("lhs", "rhs"), kind="elemwise", shape_only=(1,),
                scalar="{0}", method="broadcast_like",
                doc="Broadcast ``lhs`` to the shape of ``rhs``.",
                test=TestSpec(shapes=((1, 4), (3, 4)), wrt=(0,))))

@@ -97,7 +97,7 @@ def reshape_like_grad(g, x, like, *, out):
 
 
 register(OpDef(name="reshape_like", infer=_reshape_like_types,
-               impl=lambda x, like: x.reshape(like.shape), grad=reshape_like_grad,
+               impl=lambda x, like: x.reshape(like.shape), grad=reshape_like_grad, shape_only=(1,),
                inputs=("lhs", "rhs"), kind="shape", method="reshape_like",
                doc="Reshape ``lhs`` to the shape of ``rhs``.",
                test=TestSpec(shapes=((3, 4), (4, 3)), wrt=(0,))))
@@ -359,7 +359,7 @@ def slice_grad_grad(g, g_in, like, *, out, begin, end, step):
 
 
 register(OpDef(name="_slice_grad", infer=_slice_grad_types, impl=_slice_grad,
-               grad=slice_grad_grad, inputs=("data", "like"), attrs=SLICE_ATTRS,
+               grad=slice_grad_grad, inputs=("data", "like"), attrs=SLICE_ATTRS, shape_only=(1,),
                kind="shape",
                doc="Zeros shaped like ``like`` with ``data`` in the slice: the gradient "
                    "of slice.",
@@ -454,6 +454,7 @@ def take_grad_grad(g, g_in, indices, like, *, out, axis, mode):
 
 register(OpDef(name="_take_grad", infer=_take_grad_types, impl=_take_grad,
                grad=take_grad_grad, inputs=("data", "indices", "like"), attrs=TAKE_ATTRS,
+               shape_only=(2,),
                kind="gather", doc="Scatter-add ``data`` into zeros shaped like ``like``.",
                test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (2, 2, 3)),
                                                       np.array([[0, 3], [3, 1.0]]),
@@ -513,7 +514,7 @@ def pick_grad_grad(g, g_in, index, like, *, out, axis, mode):
 
 
 register(OpDef(name="_pick_grad", infer=_pick_grad_types, impl=_pick_grad,
-               grad=pick_grad_grad, inputs=("data", "index", "like"),
+               grad=pick_grad_grad, inputs=("data", "index", "like"), shape_only=(2,),
                attrs={"axis": Attr(as_int, -1), "mode": Attr(one_of("clip", "wrap"), "clip")},
                kind="gather", doc="Zeros shaped like ``like`` with ``data`` at the picked "
                                   "positions: the gradient of pick.",

@@ -1,0 +1,169 @@
+"""Lowering of a ``_fused`` node: Python source for one numba loop.
+
+The loop runs over the group's output shape; an input of smaller rank or with
+axes of length one is read with index 0 on those axes (the ones-pattern is part
+of the graph key, so this never depends on sizes). Each member's scalar template
+is inlined in topological order; reductions accumulate, into a scalar when the
+whole loop reduces to one value. Kernels specialise on rank, dtype and layout
+only: sizes are read from the arrays.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir import Entry, Node
+from ..ops.fused import FusedBody
+from ..ops.reduce import reduced_axes, unbroadcast_axes
+
+_NUMBER = re.compile(r"(?<![\w.{])(\d+\.\d*|\d*\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.}])")
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """How the launcher allocates one kernel output: for each output axis, the loop
+    axis whose length it has (None for length one); ``reduce`` if it accumulates."""
+
+    axes: tuple[int | None, ...]
+    reduce: bool
+    dtype: np.dtype
+
+
+@dataclass
+class KernelSource:
+    """Generated source of one fused loop and what its launcher needs."""
+
+    name: str
+    source: str
+    rank: int
+    shape_from: tuple[tuple[int, int], ...]  # per loop axis: (input number, input axis)
+    outputs: tuple[OutputSpec, ...]
+
+
+def _literal(value: float, dtype: np.dtype) -> str:
+    return f"np.{dtype.name}({float(value)!r})"
+
+
+def _typed_template(template: str, dtype: np.dtype) -> str:
+    # Bare numbers in templates become literals of the loop's dtype, so float32
+    # kernels stay in float32 (and vectorise twice as wide).
+    return _NUMBER.sub(lambda m: _literal(float(m.group(0)), dtype), template)
+
+
+def _index(shape: tuple[int, ...], rank: int) -> str:
+    lead = rank - len(shape)
+    parts = ["0" if size == 1 else f"i{lead + axis}" for axis, size in enumerate(shape)]
+    return ", ".join(parts) if parts else "0"
+
+
+def _reduction_axes(node: Node, rank: int) -> tuple[int | None, ...]:
+    """Per output axis of a member reduction, the loop axis it follows (None: 1)."""
+    data, out_shape = node.inputs[0], node.types[0].shape
+    if node.op.name == "_unbroadcast":
+        summed = set(unbroadcast_axes(data.shape, out_shape))
+        lead = rank - len(out_shape)
+        return tuple(None if (lead + a) in summed or size == 1 else lead + a
+                     for a, size in enumerate(out_shape))
+    attrs = node.attrs
+    summed = set(reduced_axes(rank, attrs["axis"], attrs["exclude"]))
+    if attrs["keepdims"]:
+        return tuple(None if a in summed else a for a in range(rank))
+    kept = tuple(a for a in range(rank) if a not in summed)
+    return kept or (None,)
+
+
+def generate(body: FusedBody, name: str) -> KernelSource:
+    """Source of a numba kernel ``name(in0, ..., out0, ...)`` computing ``body``."""
+    members = body.nodes()
+    loop_shape = next(n.types[0].shape for n in members if n.op.kind == "elemwise")
+    rank = len(loop_shape)
+    var_name = {id(var): f"in{i}" for i, var in enumerate(body.inputs)}
+    value: dict[tuple[int, int], str] = {}
+    loads, statements = [], []
+    for i, var in enumerate(body.inputs):
+        value[(id(var), 0)] = f"a{i}"
+    used_inputs: set[int] = set()
+
+    def operand(entry: Entry) -> str:
+        if entry.node.is_variable:
+            used_inputs.add(body.inputs.index(entry.node))
+        return value[(id(entry.node), entry.index)]
+
+    reductions: list[tuple[Node, str]] = []
+    for k, node in enumerate(members):
+        dtype = node.types[0].dtype
+        if node.op.kind != "elemwise":
+            reductions.append((node, operand(node.inputs[0])))
+            value[(id(node), 0)] = f"<reduction {k}>"
+            continue
+        template = node.op.scalar(node.attrs) if callable(node.op.scalar) else node.op.scalar
+        args = [operand(e) if i not in node.op.shape_only else "None"
+                for i, e in enumerate(node.inputs)]
+        attrs = {key: _literal(v, dtype) for key, v in node.attrs.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        expression = _typed_template(template, dtype).format(*args, **attrs)
+        statements.append(f"v{k} = np.{dtype.name}({expression})")
+        value[(id(node), 0)] = f"v{k}"
+
+    for i in sorted(used_inputs):
+        var = body.inputs[i]
+        loads.append(f"a{i} = in{i}[{_index(var.types[0].shape, rank)}]")
+
+    out_args, specs, stores, before, after = [], [], [], [], []
+    for j, out in enumerate(body.outputs):
+        node = out.node
+        dtype = out.dtype
+        out_args.append(f"out{j}")
+        if node.op.kind == "elemwise":
+            specs.append(OutputSpec(tuple(range(rank)), False, dtype))
+            stores.append(f"out{j}[{_index(loop_shape, rank)}] = {value[(id(node), 0)]}")
+            continue
+        axes = _reduction_axes(node, rank)
+        specs.append(OutputSpec(axes, True, dtype))
+        source_value = dict((id(n), v) for n, v in reductions)[id(node)]
+        if all(a is None for a in axes):  # a whole-loop sum: accumulate in a register
+            before.append(f"acc{j} = np.{dtype.name}(0)")
+            stores.append(f"acc{j} += {source_value}")
+            after.append(f"out{j}[{', '.join('0' for _ in axes)}] = acc{j}")
+        else:
+            before.append(f"out{j}[...] = 0")
+            index = ", ".join("0" if a is None else f"i{a}" for a in axes)
+            stores.append(f"out{j}[{index}] += {source_value}")
+
+    shape_from = _shape_sources(body, loop_shape)
+    inputs = [f"in{i}" for i in range(len(body.inputs))]
+    lines = [f"def {name}({', '.join(inputs + out_args)}):"]
+    for axis, (i, input_axis) in enumerate(shape_from):
+        lines.append(f"    n{axis} = in{i}.shape[{input_axis}]")
+    lines += [f"    {line}" for line in before]
+    indent = "    "
+    for axis in range(rank):
+        lines.append(f"{indent}for i{axis} in range(n{axis}):")
+        indent += "    "
+    for line in loads + statements + stores:
+        lines.append(indent + line)
+    lines += [f"    {line}" for line in after]
+    del var_name
+    return KernelSource(name, "\n".join(lines) + "\n", rank, shape_from, tuple(specs))
+
+
+def _shape_sources(body: FusedBody, loop_shape: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """For each loop axis, an input and axis whose length it is (an input whose
+    axis is not of length one; broadcasting guarantees they agree)."""
+    rank = len(loop_shape)
+    sources = []
+    for axis in range(rank):
+        found = None
+        for i, var in enumerate(body.inputs):
+            shape = var.types[0].shape
+            input_axis = axis - (rank - len(shape))
+            if input_axis >= 0 and (shape[input_axis] != 1 or loop_shape[axis] == 1):
+                found = (i, input_axis)
+                break
+        if found is None:
+            raise ValueError(f"no input gives the length of loop axis {axis}")
+        sources.append(found)
+    return tuple(sources)

@@ -1,0 +1,66 @@
+"""The compiler's passes, run in one visible list.
+
+Each pass is a pure function from :class:`~compiler.program.ProgramGraph` to
+ProgramGraph. Set ``SYMGRAD_PRINT_PASSES=1`` (or pass ``verbose=True``) to print
+the graph after each pass.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from ..program import ProgramGraph
+from .fuse import fuse
+from .rewrite import rewrite
+from .simplify import RULES
+
+
+def simplify(graph: ProgramGraph) -> ProgramGraph:
+    """CSE, algebraic identities and dead-code elimination (see ``simplify.RULES``)."""
+    return rewrite(graph, RULES)
+
+
+PIPELINE: list[tuple[str, Callable[[ProgramGraph], ProgramGraph]]] = [
+    ("simplify", simplify),
+    ("fuse", fuse),
+]
+
+
+def format_graph(graph: ProgramGraph) -> str:
+    """A readable listing: one node a line, with op, attrs, inputs and shape."""
+    names: dict[int, str] = {}
+    lines = []
+    for i, var in enumerate(graph.inputs):
+        names[id(var)] = f"%in{i}"
+        lines.append(f"%in{i} = input {var.types[0].shape} {var.types[0].dtype}")
+    for node in graph.nodes():
+        if id(node) in names:
+            continue
+        names[id(node)] = f"%{len(names)}"
+        args = ", ".join(f"{names[id(e.node)]}" + (f"[{e.index}]" if e.index else "")
+                         for e in node.inputs)
+        attrs = {k: v for k, v in node.attrs.items() if k != "body"}
+        shapes = " ".join(str(t.shape) for t in node.types)
+        lines.append(f"{names[id(node)]} = {node.op.name}({args}) {attrs or ''} -> {shapes}")
+        if node.op.name == "_fused":
+            body = node.attrs["body"]
+            lines.append("    { " + "; ".join(n.op.name for n in body.nodes()) + " }")
+    outs = ", ".join("None" if o is None else names[id(o.node)] + f"[{o.index}]"
+                     for o in graph.outputs)
+    lines.append(f"return {outs}")
+    return "\n".join(lines)
+
+
+def run_pipeline(graph: ProgramGraph, verbose: bool | None = None) -> ProgramGraph:
+    """Run every pass of :data:`PIPELINE` in order."""
+    if verbose is None:
+        verbose = os.environ.get("SYMGRAD_PRINT_PASSES", "") not in ("", "0")
+    for name, apply in PIPELINE:
+        graph = apply(graph)
+        if verbose:
+            print(f"--- after {name}\n{format_graph(graph)}")
+    return graph
+
+
+__all__ = ["PIPELINE", "run_pipeline", "simplify", "fuse", "format_graph"]

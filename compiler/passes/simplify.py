@@ -1,0 +1,150 @@
+"""Algebraic simplification: a table of small rules, one identity each.
+
+Every rule keeps values exactly as the interpreter computes them, NaN and inf
+included (so no ``x * 0 -> 0``), and decides only from op, attrs, ranks and which
+axes have length one, never from sizes that a new batch could change.
+"""
+
+from __future__ import annotations
+
+from ..ir import Entry, Node
+from .rewrite import node as make
+
+
+def _input(n: Node, i: int = 0) -> Entry:
+    return n.inputs[i]
+
+
+def _op(entry: Entry) -> str:
+    return entry.node.op.name
+
+
+def _same_shape(a: Entry, b: Entry) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype
+
+
+def _scalar_is(n: Node, name: str, value: float) -> bool:
+    return n.op.name == name and n.attrs["scalar"] == value
+
+
+def identity_scalar_ops(n: Node) -> Entry | None:
+    """x * 1, x / 1, x + 0, x - 0, x ** 1  ->  x"""
+    if (_scalar_is(n, "_mul_scalar", 1.0) or _scalar_is(n, "_div_scalar", 1.0)
+            or _scalar_is(n, "_plus_scalar", 0.0) or _scalar_is(n, "_minus_scalar", 0.0)
+            or _scalar_is(n, "_power_scalar", 1.0)):
+        return _input(n)
+    return None
+
+
+def double_negation(n: Node) -> Entry | None:
+    """-(-x)  ->  x"""
+    if n.op.name == "negative" and _op(_input(n)) == "negative":
+        return _input(_input(n).node)
+    return None
+
+
+def negate_scaled(n: Node) -> Entry | None:
+    """-(x * s)  ->  x * (-s)"""
+    if n.op.name == "negative" and _op(_input(n)) == "_mul_scalar":
+        inner = _input(n).node
+        return make("_mul_scalar", _input(inner), scalar=-inner.attrs["scalar"])
+    return None
+
+
+def scale_twice(n: Node) -> Entry | None:
+    """(x * a) * b  ->  x * (a b)"""
+    if n.op.name == "_mul_scalar" and _op(_input(n)) == "_mul_scalar":
+        inner = _input(n).node
+        return make("_mul_scalar", _input(inner),
+                    scalar=inner.attrs["scalar"] * n.attrs["scalar"])
+    return None
+
+
+def square_power(n: Node) -> Entry | None:
+    """x ** 2  ->  square(x), which is exact"""
+    if _scalar_is(n, "_power_scalar", 2.0):
+        return make("square", _input(n))
+    return None
+
+
+def no_op_shape_change(n: Node) -> Entry | None:
+    """broadcast_like / _unbroadcast / reshape_like to the shape x already has  ->  x"""
+    if n.op.name in ("broadcast_like", "_unbroadcast", "reshape_like") and \
+            _same_shape(_input(n), Entry(n, 0)):
+        return _input(n)
+    return None
+
+
+def no_op_reshape(n: Node) -> Entry | None:
+    """Reshape that keeps the shape, when that holds for every size: codes that copy
+    axes, or a shape of ones  ->  x"""
+    if n.op.name != "Reshape" or n.attrs["reverse"]:
+        return None
+    spec, x = n.attrs["shape"], _input(n)
+    size_free = all(code in (0, -2) for code in spec) or (spec == (-1,) and len(x.shape) == 1)
+    ones = all(s == 1 for s in x.shape) and all(s == 1 for s in n.types[0].shape)
+    if x.shape == n.types[0].shape and (size_free or ones):
+        return x
+    return None
+
+
+def no_op_cast(n: Node) -> Entry | None:
+    """Cast to the dtype x already has  ->  x"""
+    if n.op.name == "Cast" and _input(n).dtype == n.types[0].dtype:
+        return _input(n)
+    return None
+
+
+def times_ones(n: Node) -> Entry | None:
+    """x * ones_like(y)  ->  x (or x broadcast to the result's shape)"""
+    if n.op.name not in ("broadcast_mul", "elemwise_mul"):
+        return None
+    for keep, ones in ((0, 1), (1, 0)):
+        if _op(_input(n, ones)) == "ones_like" and _input(n, keep).dtype == n.types[0].dtype:
+            x = _input(n, keep)
+            if x.shape == n.types[0].shape:
+                return x
+            return make("broadcast_like", x, _input(_input(n, ones).node))
+    return None
+
+
+def plus_zeros(n: Node) -> Entry | None:
+    """x + zeros_like(y)  ->  x, where shapes agree"""
+    if n.op.name not in ("broadcast_add", "elemwise_add"):
+        return None
+    for keep, zeros in ((0, 1), (1, 0)):
+        if _op(_input(n, zeros)) == "zeros_like" and _same_shape(_input(n, keep), Entry(n, 0)):
+            return _input(n, keep)
+    return None
+
+
+def sum_of_ones_like_shape(n: Node) -> Entry | None:
+    """ones_like(ones_like(x)), zeros_like(f(x)) of elementwise f  ->  from x itself,
+    so that x's producer can become dead"""
+    if n.op.name in ("ones_like", "zeros_like") and _input(n).node.op.name in \
+            ("ones_like", "zeros_like"):
+        return make(n.op.name, _input(_input(n).node))
+    return None
+
+
+def fill_of_unit_shape(n: Node) -> Entry | None:
+    """ones_like(x) / zeros_like(x) for x of shape (1, ..., 1)  ->  a constant, so
+    that x need not be computed (a shape of ones is the same for every batch)"""
+    if n.op.name in ("ones_like", "zeros_like") and all(s == 1 for s in _input(n).shape):
+        op = "_ones" if n.op.name == "ones_like" else "_zeros"
+        return make(op, shape=_input(n).shape, dtype=_input(n).dtype.name)
+    return None
+
+
+def broadcast_fill(n: Node) -> Entry | None:
+    """broadcast_like(ones, y)  ->  ones_like(y) (and zeros alike)"""
+    if n.op.name == "broadcast_like" and _op(_input(n)) in ("_ones", "_zeros") and \
+            _input(n).dtype == _input(n, 1).dtype:
+        op = "ones_like" if _op(_input(n)) == "_ones" else "zeros_like"
+        return make(op, _input(n, 1))
+    return None
+
+
+RULES = [fill_of_unit_shape, broadcast_fill, identity_scalar_ops, double_negation, negate_scaled, scale_twice, square_power,
+         no_op_shape_change, no_op_reshape, no_op_cast, times_ones, plus_zeros,
+         sum_of_ones_like_shape]
