@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import TensorType
-from ..registry import (Attr, OpDef, as_dtype_name, as_float, as_optional_int, as_shape,
-                        register)
+from ..registry import (Attr, OpDef, TestSpec, as_dtype_name, as_float, as_optional_int,
+                        as_shape, register)
 
 _generator = np.random.default_rng()
 
@@ -33,16 +33,17 @@ def _creation_types(types, *, shape, dtype, **_attrs):
 SHAPE_DTYPE = {"shape": Attr(as_shape, ()), "dtype": Attr(as_dtype_name, "float32")}
 
 
-def _creation(name, impl, extra, doc):
+def _creation(name, impl, extra, doc, test_attrs=None):
     register(OpDef(name=name, infer=_creation_types, impl=impl, inputs=(),
                    attrs={**SHAPE_DTYPE, **extra}, differentiable=False, kind="creation",
-                   doc=doc))
+                   doc=doc, test=TestSpec(shapes=(), attrs={"shape": (2, 3),
+                                                            **(test_attrs or {})})))
 
 
 _creation("_zeros", lambda *, shape, dtype: np.zeros(shape, dtype), {}, "Zeros.")
 _creation("_ones", lambda *, shape, dtype: np.ones(shape, dtype), {}, "Ones.")
 _creation("_full", lambda *, shape, dtype, value: np.full(shape, value, dtype),
-          {"value": Attr(as_float)}, "An array filled with ``value``.")
+          {"value": Attr(as_float)}, "An array filled with ``value``.", {"value": 2.5})
 _creation("_random_uniform",
           lambda *, shape, dtype, low, high, _draw: _generator.uniform(low, high, shape)
           .astype(dtype),
@@ -73,4 +74,6 @@ register(OpDef(name="_arange", infer=_arange_types, impl=_arange, inputs=(),
                       "step": Attr(as_float, 1.0), "repeat": Attr(int, 1),
                       "dtype": Attr(as_dtype_name, "float32")},
                differentiable=False, kind="creation",
-               doc="Evenly spaced values in [start, stop), each repeated ``repeat`` times."))
+               doc="Evenly spaced values in [start, stop), each repeated ``repeat`` times.",
+               test=TestSpec(shapes=(), attrs={"start": 1, "stop": 7, "step": 2,
+                                               "repeat": 2})))
