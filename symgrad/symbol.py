@@ -1,45 +1,96 @@
 """``mx.sym``: symbolic graphs over the same IR the recorder builds.
 
+A :class:`Symbol` is a list of graph entries (several for a grouped symbol).
+Variables may be declared without a shape; see :mod:`symgrad.symbol_types` for
+how such graphs are typed later (``infer_shape``, ``bind``).
+
 >>> import symgrad as mx
 >>> x = mx.sym.var("x")
->>> y = mx.sym.tanh(x * 2)
+>>> y = mx.sym.tanh(x * 2, name="y")
 >>> y.list_arguments(), y.list_outputs()
-(['x'], ['tanh0_output'])
+(['x'], ['y_output'])
+>>> y.infer_shape(x=(2, 3))
+([(2, 3)], [(2, 3)], [])
 """
 
 from __future__ import annotations
 
-import json
+import builtins
+import numbers
 from typing import Any, Sequence
 
 import numpy as np
 
-import compiler
-from compiler import Entry, Node, OperatorMixin, make_node, topo_order
+from compiler import OPS, Entry, GraphError, Node, OpDef, OperatorMixin, bind_arguments, topo_order
+from compiler.expr import _attrs_for_inputs
+from compiler.ir import TensorType, _fresh_name
+from compiler.registry import NULL, get_op
 
-from ._namespace import fill_namespace
 from .base import MXNetError, MXNetShapeError
+from .symbol_types import UNKNOWN, apply_op, materialize, warn_unknown
 
-MXNET_VERSION = 10901
+# Attributes the graph needs but MXNet's JSON and attribute listings do not carry.
+INTERNAL_ATTRS = frozenset({"is_train", "_draw", "callback"})
 
-# Attributes the graph needs but MXNet's JSON does not carry.
-_INTERNAL_ATTRS = frozenset({"is_train", "_draw", "callback"})
+# MXNet's integer codes for dtypes, as written in a variable's ``__dtype__``.
+DTYPE_CODES = {"float32": 0, "float64": 1, "float16": 2, "uint8": 3, "int32": 4, "int8": 5,
+               "int64": 6, "bool": 7, "int16": 8, "uint16": 9, "uint32": 10, "uint64": 11}
+DTYPE_NAMES = {code: name for name, code in DTYPE_CODES.items()}
+
+
+def format_attr(value: Any) -> str:
+    """An attribute value in MXNet's string spelling (``(2, 3)``, ``True``, ``0.5``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (tuple, list)):
+        items = ", ".join("None" if v is None else format_attr(v) for v in value)
+        return f"({items},)" if len(value) == 1 else f"({items})"
+    if isinstance(value, float) and value.is_integer() and builtins.abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
+def output_name(entry: Entry) -> str:
+    """MXNet's name of one output: the variable's name, ``<node>_output`` or
+    ``<node>_output<i>`` for a node with several visible outputs."""
+    node = entry.node
+    if node.is_variable:
+        return node.name
+    if visible_count(node) == 1:
+        return f"{node.name}_output"
+    return f"{node.name}_output{entry.index}"
+
+
+def visible_count(node: Node) -> int:
+    """How many outputs of ``node`` a user sees (Dropout's mask is hidden)."""
+    if node.attrs.get("output_mean_var"):
+        return node.num_outputs
+    return node.op.visible_outputs or node.num_outputs
 
 
 class Symbol(OperatorMixin):
-    """A list of graph entries (several for a grouped symbol)."""
+    """A symbolic graph: one or several outputs of graph nodes.
+
+    Symbols are immutable; every operation returns a new one.
+
+    >>> import symgrad as mx
+    >>> a, b = mx.sym.var("a"), mx.sym.var("b")
+    >>> c = a * b + 1
+    >>> c.list_arguments()
+    ['a', 'b']
+    >>> [float(v) for v in c.eval(a=mx.nd.array([2]), b=mx.nd.array([3]))[0].asnumpy()]
+    [7.0]
+    """
 
     __slots__ = ("_entries",)
 
     def __init__(self, entries: Sequence[Entry]):
         self._entries = list(entries)
 
+    # -- OperatorMixin ------------------------------------------------------
     def _apply(self, op, inputs, attrs):
-        try:
-            node = make_node(op, [s._single_entry() for s in inputs], attrs)
-        except compiler.GraphError as err:
-            raise MXNetShapeError(str(err)) from None
-        return Symbol([Entry(node, i) for i in range(node.num_outputs)])
+        opdef = get_op(op) if isinstance(op, str) else op
+        return _make_symbol(opdef, [s._single_entry() for s in inputs], attrs)
 
     def _single_entry(self) -> Entry:
         if len(self._entries) != 1:
@@ -47,107 +98,476 @@ class Symbol(OperatorMixin):
                              "an op input; index it first")
         return self._entries[0]
 
+    # -- identity and structure ------------------------------------------------
     @property
     def name(self) -> str | None:
-        """The name of the node of a single-output symbol."""
+        """The name of the node of a single-output symbol (None for a group)."""
         return self._entries[0].node.name if len(self._entries) == 1 else None
 
-    def __getitem__(self, index: int | str) -> "Symbol":
+    def __getitem__(self, index: int | str | slice) -> "Symbol":
         if isinstance(index, str):
             names = self.list_outputs()
             if index not in names:
                 raise MXNetError(f"no output named {index!r}; outputs are {names}")
             index = names.index(index)
+        if isinstance(index, builtins.slice):
+            return Symbol(self._entries[index])
+        if not -len(self._entries) <= index < len(self._entries):
+            raise IndexError(f"output {index} of a symbol with {len(self._entries)} outputs")
         return Symbol([self._entries[index]])
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __iter__(self):
+        return (Symbol([entry]) for entry in self._entries)
+
+    def __copy__(self) -> "Symbol":
+        return Symbol(self._entries)
+
+    def __deepcopy__(self, memo: dict) -> "Symbol":
+        return Symbol(self._entries)
+
+    def __getstate__(self) -> dict:
+        return {"json": self.tojson()}
+
+    def __setstate__(self, state: dict) -> None:
+        from .symbol_json import load_json
+        self._entries = load_json(state["json"])._entries
+
+    def __bool__(self) -> bool:
+        return True
+
     def _nodes(self) -> list[Node]:
         return topo_order(self._entries)
 
-    def list_arguments(self) -> list[str]:
-        """Names of the input variables (auxiliary states excluded), in order."""
-        aux = self._aux_nodes()
-        return [n.name for n in self._nodes() if n.is_variable and id(n) not in aux]
+    @property
+    def entries(self) -> list[Entry]:
+        """The graph entries this symbol names (the IR view of the symbol)."""
+        return list(self._entries)
 
-    def list_auxiliary_states(self) -> list[str]:
-        """Names of auxiliary-state variables (BatchNorm moving statistics)."""
-        aux = self._aux_nodes()
-        return [n.name for n in self._nodes() if id(n) in aux]
-
-    def list_inputs(self) -> list[str]:
-        """Names of all input variables."""
-        return [n.name for n in self._nodes() if n.is_variable]
-
+    # -- listings ----------------------------------------------------------------
     def _aux_nodes(self) -> set[int]:
         aux = set()
         for node in self._nodes():
-            names = node.op.input_names(node.attrs) if not node.op.variadic else ()
-            for input_name, entry in zip(names, node.inputs):
-                if input_name in node.op.aux:
+            if node.op.variadic or not node.op.aux:
+                continue
+            for input_name, entry in zip(node.op.input_names(node.attrs), node.inputs):
+                if input_name in node.op.aux and entry.node.is_variable:
                     aux.add(id(entry.node))
         return aux
 
-    def list_outputs(self) -> list[str]:
-        """Names of the outputs: ``<node>_output`` (``_output<i>`` for several)."""
-        names = []
-        for entry in self._entries:
-            node = entry.node
-            if node.is_variable:
-                names.append(node.name)
-            elif node.num_outputs == 1:
-                names.append(f"{node.name}_output")
-            else:
-                names.append(f"{node.name}_output{entry.index}")
-        return names
+    def _argument_nodes(self) -> list[Node]:
+        aux = self._aux_nodes()
+        return [n for n in self._nodes() if n.is_variable and id(n) not in aux]
 
+    def _aux_state_nodes(self) -> list[Node]:
+        aux = self._aux_nodes()
+        return [n for n in self._nodes() if id(n) in aux]
+
+    def list_arguments(self) -> list[str]:
+        """Names of the input variables, auxiliary states excluded, in graph order.
+
+        >>> import symgrad as mx
+        >>> fc = mx.sym.FullyConnected(mx.sym.var("data"), num_hidden=4, name="fc1")
+        >>> fc.list_arguments()
+        ['data', 'fc1_weight', 'fc1_bias']
+        """
+        return [n.name for n in self._argument_nodes()]
+
+    def list_auxiliary_states(self) -> list[str]:
+        """Names of auxiliary-state variables (BatchNorm's moving statistics).
+
+        >>> import symgrad as mx
+        >>> mx.sym.BatchNorm(mx.sym.var("data"), name="bn").list_auxiliary_states()
+        ['bn_moving_mean', 'bn_moving_var']
+        """
+        return [n.name for n in self._aux_state_nodes()]
+
+    def list_inputs(self) -> list[str]:
+        """Names of all input variables (arguments and auxiliary states), in graph order.
+
+        >>> import symgrad as mx
+        >>> (mx.sym.var("a") + mx.sym.var("b")).list_inputs()
+        ['a', 'b']
+        """
+        return [n.name for n in self._nodes() if n.is_variable]
+
+    def list_outputs(self) -> list[str]:
+        """Names of the outputs: ``<node>_output`` (``_output<i>`` for several).
+
+        >>> import symgrad as mx
+        >>> mx.sym.split(mx.sym.var("x"), num_outputs=2, name="s").list_outputs()
+        ['s_output0', 's_output1']
+        """
+        return [output_name(entry) for entry in self._entries]
+
+    def get_internals(self) -> "Symbol":
+        """A grouped symbol of every visible output of every node in the graph.
+
+        >>> import symgrad as mx
+        >>> y = mx.sym.exp(mx.sym.var("x"), name="e") + 1
+        >>> y.get_internals().list_outputs()[:2]
+        ['x', 'e_output']
+        """
+        return Symbol([Entry(node, i) for node in self._nodes()
+                       for i in range(visible_count(node))])
+
+    def get_children(self) -> "Symbol | None":
+        """The inputs of this symbol's output node(s), grouped; None for a variable.
+
+        >>> import symgrad as mx
+        >>> (mx.sym.var("a") * mx.sym.var("b")).get_children().list_outputs()
+        ['a', 'b']
+        """
+        entries = [e for head in self._entries for e in head.node.inputs]
+        return Symbol(entries) if entries else None
+
+    # -- attributes ----------------------------------------------------------------
+    def list_attr(self) -> dict[str, str]:
+        """The attributes of this symbol's node as strings (internal ones left out).
+
+        >>> import symgrad as mx
+        >>> mx.sym.var("w", shape=(2, 3), lr_mult=2.0).list_attr()
+        {'__shape__': '(2, 3)', '__lr_mult__': '2.0'}
+        """
+        node = self._single_entry().node
+        return node_attr_strings(node)
+
+    def attr(self, key: str) -> str | None:
+        """One attribute of this symbol's node as a string, or None.
+
+        ``key`` may omit the double underscores of a variable's attributes
+        (``attr('shape')`` finds ``__shape__``).
+
+        >>> import symgrad as mx
+        >>> mx.sym.Activation(mx.sym.var("x"), act_type="relu").attr("act_type")
+        'relu'
+        """
+        attrs = self.list_attr()
+        return attrs.get(key, attrs.get(f"__{key}__"))
+
+    def attr_dict(self) -> dict[str, dict[str, str]]:
+        """Attributes of every node that has any, by node name."""
+        return {node.name: node_attr_strings(node) for node in self._nodes()
+                if node_attr_strings(node)}
+
+    # -- composition ---------------------------------------------------------------
+    def __call__(self, *args: "Symbol", name: str | None = None,
+                 **kwargs: "Symbol") -> "Symbol":
+        """Compose: a copy of this symbol with variables replaced by symbols, given
+        positionally (in ``list_arguments`` order) or by name.
+
+        >>> import symgrad as mx
+        >>> net = mx.sym.tanh(mx.sym.var("data"))
+        >>> composed = net(data=mx.sym.var("x") * 2)
+        >>> composed.list_arguments()
+        ['x']
+        """
+        arguments = self.list_arguments()
+        if len(args) > len(arguments):
+            raise MXNetError(f"{len(args)} positional symbols for {len(arguments)} "
+                             f"arguments {arguments}")
+        substitutes = dict(zip(arguments, args))
+        for key, value in kwargs.items():
+            if key in substitutes:
+                raise MXNetError(f"argument {key!r} given twice")
+            substitutes[key] = value
+        unknown = sorted(set(substitutes) - set(self.list_inputs()))
+        if unknown:
+            raise MXNetError(f"cannot compose: no argument named {unknown}; the arguments "
+                             f"are {self.list_inputs()}")
+        for key, value in substitutes.items():
+            if not isinstance(value, Symbol):
+                raise TypeError(f"compose: {key} must be a Symbol, got {type(value).__name__}")
+        result = substitute(self._entries, {k: v._single_entry() for k, v in substitutes.items()})
+        if name is not None and len(result) == 1:
+            result = rename(result, name)
+        return result
+
+    compose = __call__
+
+    # -- type inference -------------------------------------------------------------
+    def _named(self, args: Sequence[Any], kwargs: dict, what: str) -> dict:
+        given = dict(zip(self.list_arguments(), args))
+        if len(args) > len(self.list_arguments()):
+            raise MXNetError(f"{what}: {len(args)} positional values for arguments "
+                             f"{self.list_arguments()}")
+        unknown = sorted(set(kwargs) - set(self.list_inputs()))
+        if unknown:
+            raise MXNetError(f"{what}: no input named {unknown}; inputs are "
+                             f"{self.list_inputs()}")
+        given.update({k: v for k, v in kwargs.items() if v is not None})
+        return given
+
+    def _infer(self, shapes: dict, dtypes: dict, partial: bool, field: str):
+        typed = materialize(self._entries, shapes, dtypes, partial=True)
+
+        def pick(node_type: TensorType | None):
+            if node_type is None:
+                return None
+            return node_type.shape if field == "shape" else node_type.dtype.type
+
+        args = [pick(typed.type_of(n)) for n in self._argument_nodes()]
+        outs = [pick(None if typed.entry(e) is None else typed.entry(e).type)
+                for e in self._entries]
+        aux = [pick(typed.type_of(n)) for n in self._aux_state_nodes()]
+        if any(v is None for v in args + outs + aux):
+            if not partial:
+                warn_unknown([name for name, v in zip(self.list_arguments(), args) if v is None])
+                return None, None, None
+            empty = () if field == "shape" else None
+            args, outs, aux = ([empty if v is None else v for v in part]
+                               for part in (args, outs, aux))
+        return args, outs, aux
+
+    def infer_shape(self, *args: Any, **kwargs: Any):
+        """Infer shapes from the shapes of some arguments.
+
+        Returns ``(arg_shapes, out_shapes, aux_shapes)``, lists in the order of
+        ``list_arguments()``, ``list_outputs()`` and ``list_auxiliary_states()``;
+        ``(None, None, None)`` with a warning when some shapes cannot be decided,
+        as MXNet does. Raises :class:`MXNetShapeError` when shapes contradict.
+
+        >>> import symgrad as mx
+        >>> fc = mx.sym.FullyConnected(mx.sym.var("data"), num_hidden=4, name="fc")
+        >>> fc.infer_shape(data=(5, 3))
+        ([(5, 3), (4, 3), (4,)], [(5, 4)], [])
+        """
+        return self._infer(self._named(args, kwargs, "infer_shape"), {}, False, "shape")
+
+    def infer_shape_partial(self, *args: Any, **kwargs: Any):
+        """Like :meth:`infer_shape`, with ``()`` for shapes that cannot be decided.
+
+        >>> import symgrad as mx
+        >>> (mx.sym.var("a") + mx.sym.var("b")).infer_shape_partial(a=(2,))
+        ([(2,), ()], [()], [])
+        """
+        return self._infer(self._named(args, kwargs, "infer_shape_partial"), {}, True,
+                           "shape")
+
+    def infer_type(self, *args: Any, **kwargs: Any):
+        """Infer dtypes from the dtypes of some arguments.
+
+        Returns ``(arg_types, out_types, aux_types)`` of numpy scalar types;
+        shapes must be inferable too (declared or given as ``shapes=``).
+        Undeclared dtypes follow the other inputs of the same op, else float32.
+
+        >>> import symgrad as mx
+        >>> x = mx.sym.var("x", shape=(2,))
+        >>> mx.sym.exp(x).infer_type(x="float64")
+        ([<class 'numpy.float64'>], [<class 'numpy.float64'>], [])
+        """
+        shapes = kwargs.pop("shapes", None) or {}
+        return self._infer(shapes, self._named(args, kwargs, "infer_type"), False, "type")
+
+    def infer_type_partial(self, *args: Any, **kwargs: Any):
+        """Like :meth:`infer_type`, with None where a dtype cannot be decided."""
+        shapes = kwargs.pop("shapes", None) or {}
+        return self._infer(shapes, self._named(args, kwargs, "infer_type_partial"), True,
+                           "type")
+
+    # -- JSON --------------------------------------------------------------------
     def tojson(self) -> str:
-        """The graph in MXNet 1.x's JSON format."""
-        nodes = self._nodes()
-        position = {id(n): i for i, n in enumerate(nodes)}
-        records, row_ptr = [], [0]
-        for node in nodes:
-            record: dict[str, Any] = {"op": node.op.name, "name": node.name}
-            attrs = {k: _format_attr(v) for k, v in node.attrs.items()
-                     if k not in _INTERNAL_ATTRS}
-            if node.op.variadic:
-                attrs["num_args"] = str(len(node.inputs))
-            if attrs:
-                record["attrs"] = attrs
-            record["inputs"] = [[position[id(e.node)], e.index, 0] for e in node.inputs]
-            records.append(record)
-            row_ptr.append(row_ptr[-1] + node.num_outputs)
-        return json.dumps({
-            "nodes": records,
-            "arg_nodes": [i for i, n in enumerate(nodes) if n.is_variable],
-            "node_row_ptr": row_ptr,
-            "heads": [[position[id(e.node)], e.index, 0] for e in self._entries],
-            "attrs": {"mxnet_version": ["int", MXNET_VERSION]},
-        }, indent=2)
+        """The graph in MXNet 1.x's JSON format (see :mod:`symgrad.symbol_json`).
+
+        >>> import symgrad as mx
+        >>> '"op": "_plus_scalar"' in (mx.sym.var("x") + 1).tojson()
+        True
+        """
+        from .symbol_json import to_json
+        return to_json(self)
+
+    def save(self, fname: str) -> None:
+        """Write :meth:`tojson` to the file ``fname``."""
+        with open(fname, "w", encoding="utf-8") as handle:
+            handle.write(self.tojson())
+
+    # -- running (see symgrad.executor) -------------------------------------------
+    def eval(self, ctx: Any = None, **kwargs: Any) -> list:
+        """Evaluate with the given inputs (NDArrays or numpy arrays by name);
+        returns a list of NDArrays, one per output (predict mode)."""
+        from .executor import evaluate_symbol
+        return evaluate_symbol(self, kwargs)
+
+    def bind(self, ctx: Any, args: Any, args_grad: Any = None, grad_req: Any = "write",
+             aux_states: Any = None, group2ctx: Any = None, shared_exec: Any = None):
+        """An :class:`symgrad.executor.Executor` on the given argument arrays."""
+        from .executor import Executor
+        return Executor(self, args, args_grad, grad_req, aux_states)
+
+    def simple_bind(self, ctx: Any, grad_req: Any = "write", type_dict: Any = None,
+                    stype_dict: Any = None, group2ctx: Any = None,
+                    shared_arg_names: Any = None, shared_exec: Any = None,
+                    shared_buffer: Any = None, **kwargs: Any):
+        """An Executor with zero-filled arrays of the shapes inferred from ``kwargs``."""
+        from .executor import simple_bind
+        return simple_bind(self, grad_req, type_dict, kwargs)
+
+    def gradient(self, wrt: Sequence[str], **shapes: Any) -> "Symbol":
+        """The symbolic gradient of the sum of the outputs with respect to the
+        arguments named in ``wrt``, as a grouped Symbol (one output per name).
+
+        Shapes must be known: declared on the variables or given as keywords.
+        """
+        from .executor import gradient_symbol
+        return gradient_symbol(self, wrt, shapes)
+
+    # -- inspection -----------------------------------------------------------------
+    def debug_str(self) -> str:
+        """A listing of the graph, one node a line: name, op, inputs, attrs and the
+        inferred output shapes (``?`` where unknown).
+
+        >>> import symgrad as mx
+        >>> print(mx.sym.exp(mx.sym.var("x", shape=(2,)), name="e").debug_str())
+        Symbol outputs: e_output
+          x = null(__shape__=(2,)) -> (2,) float32
+          e = exp(x) -> (2,) float32
+        """
+        from .visualization import debug_str
+        return debug_str(self)
+
+    def __str__(self) -> str:
+        return self.debug_str()
 
     def __repr__(self) -> str:
-        return f"<Symbol {self.name or 'group ' + str(self.list_outputs())}>"
+        name = self.name
+        return f"<Symbol {name}>" if name is not None else \
+            f"<Symbol group [{', '.join(self.list_outputs())}]>"
+
+    def to_networkx(self):
+        """The graph as a ``networkx.DiGraph`` (see :mod:`symgrad.graph_export`)."""
+        from .graph_export import to_networkx
+        return to_networkx(self)
+
+    @staticmethod
+    def from_networkx(graph) -> "Symbol":
+        """A Symbol from a DiGraph in the layout :meth:`to_networkx` writes."""
+        from .graph_export import from_networkx
+        return from_networkx(graph)
 
 
-def _format_attr(value: Any) -> str:
-    if isinstance(value, tuple):
-        return "(" + ", ".join("None" if v is None else str(v) for v in value) + \
-               ("," if len(value) == 1 else "") + ")"
-    return str(value)
+def node_attr_strings(node: Node) -> dict[str, str]:
+    """A node's attributes as MXNet strings, internal attributes left out."""
+    return {k: format_attr(v) for k, v in node.attrs.items() if k not in INTERNAL_ATTRS}
 
 
-def var(name: str, shape: Any = None, dtype: Any = None, **kwargs: Any) -> Symbol:
-    """A named input variable; ``shape`` and ``dtype`` are optional."""
-    node = compiler.variable(shape or (), dtype or np.float32, name=name)
-    return Symbol([Entry(node, 0)])
+# ---------------------------------------------------------------------------
+# graph surgery shared by composition, loading and export
+# ---------------------------------------------------------------------------
+
+def substitute(entries: Sequence[Entry], replace: dict[str, Entry]) -> Symbol:
+    """The graph of ``entries`` with the variables named in ``replace`` replaced
+    by the given entries; untouched nodes are shared, changed ones re-made."""
+    new: dict[Node, Node] = {}
+    swapped: dict[Node, Entry] = {}
+    for node in topo_order(entries):
+        if node.is_variable:
+            if node.name in replace:
+                swapped[node] = replace[node.name]
+            else:
+                new[node] = node
+            continue
+        inputs = [swapped[e.node] if e.node in swapped else Entry(new[e.node], e.index)
+                  for e in node.inputs]
+        if all(a is b or a == b for a, b in zip(inputs, node.inputs)):
+            new[node] = node
+        else:
+            new[node] = _remake(node, inputs)
+    return Symbol([swapped[e.node] if e.node in swapped else Entry(new[e.node], e.index)
+                   for e in entries])
+
+
+def _remake(node: Node, inputs: Sequence[Entry]) -> Node:
+    try:
+        return apply_op(node.op, inputs, dict(node.attrs), node.name)
+    except GraphError as err:
+        raise MXNetShapeError(f"in node {node.name!r}: {err}") from None
+
+
+def rename(symbol: Symbol, name: str) -> Symbol:
+    """A copy of a single-output symbol whose head node is called ``name``."""
+    node = symbol._single_entry().node
+    if node.is_variable:
+        copy = Node(NULL, dict(node.attrs), (), node.types, name, node.value, node.tag)
+    else:
+        copy = Node(node.op, node.attrs, node.inputs, node.types, name)
+    return Symbol([Entry(copy, symbol._entries[0].index)])
+
+
+def _make_symbol(opdef: OpDef, inputs: Sequence[Entry], attrs: dict,
+                 name: str | None = None) -> Symbol:
+    try:
+        node = apply_op(opdef, inputs, attrs, name)
+    except GraphError as err:
+        raise MXNetShapeError(str(err)) from None
+    count = node.num_outputs if attrs.get("output_mean_var") else visible_count(node)
+    return Symbol([Entry(node, i) for i in range(count)])
+
+
+# ---------------------------------------------------------------------------
+# the mx.sym namespace
+# ---------------------------------------------------------------------------
+
+def var(name: str, attr: dict | None = None, shape: Any = None, lr_mult: float | None = None,
+        wd_mult: float | None = None, dtype: Any = None, init: Any = None,
+        stype: str | None = None, **kwargs: Any) -> Symbol:
+    """A named input variable.
+
+    ``shape``, ``dtype``, ``init``, ``lr_mult``, ``wd_mult``, ``stype`` and any
+    extra keywords are kept as attributes and written to JSON as MXNet does
+    (``__shape__``, ``__dtype__``, ``__init__``...). A variable without a
+    shape gets it later, from ``infer_shape`` or ``bind``.
+
+    >>> import symgrad as mx
+    >>> w = mx.sym.var("w", shape=(2, 3), dtype="float64", init="zeros")
+    >>> w.list_attr()
+    {'__shape__': '(2, 3)', '__dtype__': '1', '__init__': 'zeros'}
+    >>> w.infer_shape()
+    ([(2, 3)], [(2, 3)], [])
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a variable name must be a string, got {type(name).__name__}")
+    attrs: dict[str, str] = {}
+    for key, value in (attr or {}).items():
+        attrs[key] = str(value)
+    node_type = UNKNOWN
+    if shape is not None:
+        shape = (int(shape),) if isinstance(shape, numbers.Integral) else \
+            tuple(int(s) for s in shape)
+        attrs["__shape__"] = format_attr(shape)
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        attrs["__dtype__"] = str(DTYPE_CODES.get(dtype.name, dtype.name))
+    if shape is not None or dtype is not None:
+        known = shape is not None and all(size > 0 for size in shape)
+        node_type = TensorType(shape if known else None, dtype if dtype is not None else
+                               (np.dtype(np.float32) if known else None))
+    if init is not None:
+        attrs["__init__"] = init if isinstance(init, str) else \
+            (init.dumps() if hasattr(init, "dumps") else str(init))
+    for key, value in (("__lr_mult__", lr_mult), ("__wd_mult__", wd_mult),
+                       ("__storage_type__", stype)):
+        if value is not None:
+            attrs[key] = str(value)
+    for key, value in kwargs.items():
+        attrs[key if key.startswith("__") else f"__{key}__"] = str(value)
+    return Symbol([Entry(Node(NULL, attrs, (), (node_type,), name), 0)])
 
 
 Variable = var
 
 
 def Group(symbols: Sequence[Symbol]) -> Symbol:
-    """One symbol with the outputs of all ``symbols``."""
+    """One symbol with the outputs of all ``symbols``.
+
+    >>> import symgrad as mx
+    >>> a = mx.sym.var("a")
+    >>> mx.sym.Group([a + 1, a * 2]).list_outputs()  # doctest: +ELLIPSIS
+    ['_plus_scalar..._output', '_mul_scalar..._output']
+    """
+    if not symbols or not all(isinstance(s, Symbol) for s in symbols):
+        raise MXNetError("Group needs a non-empty list of Symbols")
     return Symbol([e for s in symbols for e in s._entries])
 
 
@@ -155,17 +575,90 @@ def _is_symbol(value: Any) -> bool:
     return isinstance(value, Symbol)
 
 
-def _apply(op, inputs, attrs):
-    if not inputs:
-        node = make_node(op, [], attrs)
-        return Symbol([Entry(node, i) for i in range(node.num_outputs)])
-    return inputs[0]._apply(op, inputs, attrs)
+def _symbol_function(public_name: str, opdef: OpDef):
+    """``mx.sym.<op>``: binds arguments like ``mx.nd.<op>`` and, as MXNet does,
+    makes a variable ``<name>_<input>`` for each input not given (the weight
+    and bias of ``FullyConnected``, the statistics of ``BatchNorm``)."""
+
+    def function(*args: Any, name: str | None = None, attr: dict | None = None,
+                 out: Any = None, **kwargs: Any) -> Symbol:
+        if not opdef.variadic:
+            leading = 0
+            while leading < len(args) and isinstance(args[leading], Symbol):
+                leading += 1
+            plain = {k: v for k, v in kwargs.items() if not isinstance(v, Symbol)}
+            try:
+                names = opdef.input_names(_attrs_for_inputs(opdef, plain))
+            except (GraphError, TypeError, ValueError) as err:
+                raise MXNetError(f"{public_name}: {err}") from None
+            missing = [n for i, n in enumerate(names) if i >= leading and n not in kwargs]
+            if missing:
+                name = name or _fresh_name(public_name.lower())
+                for input_name in missing:
+                    kwargs[input_name] = var(f"{name}_{input_name}")
+        inputs, attrs = bind_arguments(opdef, args, kwargs, _is_symbol)
+        return _make_symbol(opdef, [s._single_entry() for s in inputs], attrs, name)
+
+    function.__name__ = function.__qualname__ = public_name
+    function.__doc__ = (f"{opdef.doc}\n\nSymbolic ``{opdef.name}``. Inputs: "
+                        f"{', '.join(opdef.input_names({}) if not callable(opdef.inputs) else ())}"
+                        f"{' (any number)' if opdef.variadic else ''}; attributes: "
+                        f"{', '.join(opdef.attrs) or 'none'}; missing inputs become variables "
+                        "named ``<name>_<input>``.")
+    return function
 
 
-def _finish(result: Symbol, name: str | None = None, out: Any = None) -> Symbol:
-    if name is not None:
-        result._entries[0].node.name = name
-    return result
+def _scalar_or_symbol(tensor_op: str, scalar_op: str, reflected_op: str):
+    def function(lhs: Any, rhs: Any, name: str | None = None) -> Symbol:
+        if isinstance(lhs, Symbol) and isinstance(rhs, Symbol):
+            return _make_symbol(get_op(tensor_op), [lhs._single_entry(), rhs._single_entry()],
+                                {}, name)
+        if isinstance(lhs, Symbol) and isinstance(rhs, numbers.Number):
+            return _make_symbol(get_op(scalar_op), [lhs._single_entry()], {"scalar": rhs}, name)
+        if isinstance(rhs, Symbol) and isinstance(lhs, numbers.Number):
+            return _make_symbol(get_op(reflected_op), [rhs._single_entry()], {"scalar": lhs},
+                                name)
+        raise TypeError(f"{tensor_op}: expected Symbols or numbers, got "
+                        f"{type(lhs).__name__} and {type(rhs).__name__}")
+
+    function.__name__ = tensor_op.replace("broadcast_", "")
+    function.__doc__ = f"Elementwise ``{function.__name__}`` of symbols or a symbol and a number."
+    return function
 
 
-fill_namespace(globals(), _apply, _is_symbol, _finish)
+maximum = _scalar_or_symbol("broadcast_maximum", "_maximum_scalar", "_maximum_scalar")
+minimum = _scalar_or_symbol("broadcast_minimum", "_minimum_scalar", "_minimum_scalar")
+power = pow = _scalar_or_symbol("broadcast_power", "_power_scalar", "_rpower_scalar")
+
+
+def zeros(shape: Any, dtype: Any = "float32", **kwargs: Any) -> Symbol:
+    """A constant symbol of zeros."""
+    return _make_symbol(get_op("_zeros"), [], {"shape": shape, "dtype": dtype})
+
+
+def ones(shape: Any, dtype: Any = "float32", **kwargs: Any) -> Symbol:
+    """A constant symbol of ones."""
+    return _make_symbol(get_op("_ones"), [], {"shape": shape, "dtype": dtype})
+
+
+def load(fname: str) -> Symbol:
+    """Read a Symbol from an MXNet JSON file."""
+    from .symbol_json import load
+    return load(fname)
+
+
+def load_json(json_str: str) -> Symbol:
+    """A Symbol from MXNet JSON text."""
+    from .symbol_json import load_json
+    return load_json(json_str)
+
+
+# Op functions shadow builtins of the same name (sum, max, abs, slice...) in this
+# module, as in MXNet's mx.sym: code above uses ``builtins.<name>`` for them.
+for _name, _opdef in OPS.items():
+    if _name != "null" and _name not in globals():
+        globals()[_name] = _symbol_function(_name, _opdef)
+del _name, _opdef
+
+__all__ = ["Symbol", "var", "Variable", "Group", "load", "load_json", "maximum", "minimum",
+           "power", "pow", "zeros", "ones"]

@@ -1,0 +1,487 @@
+"""Running symbols: ``eval``, ``bind``/``simple_bind`` and their Executor,
+``Symbol.gradient`` and the functional replay API :func:`compile`.
+
+Everything that executes a symbol goes through one function,
+:func:`_run_program`, on a :class:`ReplayGraph`: a closed graph whose inputs are
+variable nodes and whose outputs are entries (values and gradients together).
+A graph is built once per executor, mode (train/predict) or input signature
+and then run many times, so a compiled backend can compile it once and keep
+the result on the graph.
+
+>>> import numpy as np, symgrad as mx
+>>> x, w = mx.sym.var("x"), mx.sym.var("w")
+>>> f = mx.compile(mx.sym.sum(x * w), wrt=["w"])
+>>> value, grads = f(x=np.array([1.0, 2.0]), w=np.array([3.0, 4.0]))
+>>> value.tolist(), grads["w"].tolist()
+([11.0], [1.0, 2.0])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+import compiler
+from compiler import Entry, Expr, Node, differentiate, topo_order
+from compiler.ops.common import F
+from compiler.registry import variable
+
+from .base import MXNetError
+from .ndarray.ndarray import NDArray
+from .symbol import Symbol
+from .symbol_types import materialize
+
+_GRAD_REQS = ("write", "add", "null")
+
+
+# ---------------------------------------------------------------------------
+# the one execution seam
+# ---------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class ReplayGraph:
+    """A closed graph: ``outputs`` (entries, or None for a structurally zero
+    gradient) as a function of ``inputs`` (variable nodes), in that order.
+
+    ``runner`` is free for a backend to keep what it compiled for this graph.
+    """
+
+    inputs: list[Node]
+    outputs: list[Entry | None]
+    runner: Any = field(default=None, repr=False)
+
+
+def _run_program(graph: ReplayGraph, args: Sequence[np.ndarray]) -> list[np.ndarray | None]:
+    """Run ``graph`` on numpy arrays ``args`` (one per input), returning one array
+    per output (None where the output is None).
+
+    This is the only place symgrad executes symbol graphs; today it interprets
+    with numpy (``compiler.evaluate``). Ops with state (BatchNorm in training)
+    update their auxiliary input arrays in place, as MXNet does.
+    """
+    live = [out for out in graph.outputs if out is not None]
+    given = {var: (arg,) for var, arg in zip(graph.inputs, args)}
+    values = iter(compiler.evaluate(live, given))
+    return [None if out is None else next(values) for out in graph.outputs]
+
+
+# ---------------------------------------------------------------------------
+# building replay graphs
+# ---------------------------------------------------------------------------
+
+def _typed_inputs(symbol: Symbol, shapes: Mapping, dtypes: Mapping, is_train: bool):
+    """Typed heads and input variables (in ``list_inputs`` order) of ``symbol``."""
+    typed = materialize(symbol.entries, shapes, dtypes, is_train=is_train)
+    variables = [node for node in topo_order(symbol.entries) if node.is_variable]
+    return typed.entries(symbol.entries), [typed.nodes[node] for node in variables]
+
+
+def _gradients(heads: list[Entry], wrt: list[Node], seeds: list[Entry]) -> list[Entry | None]:
+    return differentiate(heads, seeds, [Entry(node, 0) for node in wrt])
+
+
+def _cut(outputs: Sequence[Entry | None], forward: list[Node]
+         ) -> tuple[list[Node], list[Entry], list[Node], list[Entry | None]]:
+    """Rebuild a gradient graph so that it reads the forward values it needs from
+    new variables instead of recomputing them.
+
+    Returns the forward variables it still reads, the forward entries it needs
+    (residuals, to be computed by the forward pass), the variables standing for
+    them, and the rebuilt outputs.
+    """
+    in_forward = {id(node) for node in forward}
+    residual_vars: dict[tuple[int, int], Node] = {}
+    residuals: list[Entry] = []
+    read_vars: dict[int, Node] = {}
+    rebuilt: dict[int, Node] = {}
+
+    def map_entry(entry: Entry) -> Entry:
+        node = entry.node
+        if id(node) not in in_forward:
+            return Entry(rebuilt[id(node)], entry.index)
+        if node.is_variable:
+            read_vars[id(node)] = node
+            return entry
+        key = (id(node), entry.index)
+        if key not in residual_vars:
+            residual_vars[key] = variable(entry.shape, entry.dtype,
+                                          name=f"{node.name}_saved{entry.index}")
+            residuals.append(entry)
+        return Entry(residual_vars[key], 0)
+
+    live = [out for out in outputs if out is not None]
+    for node in topo_order(live):
+        if id(node) in in_forward:
+            continue
+        if node.is_variable:  # a head-gradient variable
+            rebuilt[id(node)] = node
+            continue
+        rebuilt[id(node)] = Node(node.op, node.attrs, tuple(map_entry(e) for e in node.inputs),
+                                 node.types, node._name)
+    new_outputs = [None if out is None else map_entry(out) for out in outputs]
+    reads = [node for node in forward if id(node) in read_vars]
+    stand_ins = [residual_vars[(id(e.node), e.index)] for e in residuals]
+    return reads, residuals, stand_ins, new_outputs
+
+
+def _as_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, NDArray):
+        return value._data
+    return np.asarray(value)
+
+
+def _input_arrays(symbol: Symbol, given: Mapping[str, Any], what: str) -> dict[str, np.ndarray]:
+    """Arrays for every input of ``symbol`` by name, from ``given`` or, for
+    recorded graphs, the values recorded on the variables."""
+    unknown = sorted(set(given) - set(symbol.list_inputs()))
+    if unknown:
+        raise MXNetError(f"{what}: no input named {unknown}; the inputs are "
+                         f"{symbol.list_inputs()}")
+    arrays = {}
+    for node in topo_order(symbol.entries):
+        if not node.is_variable:
+            continue
+        if node.name in given:
+            arrays[node.name] = _as_numpy(given[node.name])
+        elif node.value is not None:
+            arrays[node.name] = node.value[0]
+        else:
+            raise MXNetError(f"{what}: no value given for input {node.name!r}; the symbol's "
+                             f"inputs are {symbol.list_inputs()}")
+    return arrays
+
+
+# ---------------------------------------------------------------------------
+# eval and gradient
+# ---------------------------------------------------------------------------
+
+def evaluate_symbol(symbol: Symbol, given: Mapping[str, Any]) -> list[NDArray]:
+    """``Symbol.eval``: the outputs for the given inputs, in predict mode."""
+    arrays = _input_arrays(symbol, given, "eval")
+    shapes = {k: v.shape for k, v in arrays.items()}
+    dtypes = {k: v.dtype for k, v in arrays.items()}
+    heads, inputs = _typed_inputs(symbol, shapes, dtypes, is_train=False)
+    graph = ReplayGraph(inputs, list(heads))
+    return [NDArray(v) for v in _run_program(graph, [arrays[n.name] for n in inputs])]
+
+
+def gradient_symbol(symbol: Symbol, wrt: Sequence[str], shapes: Mapping[str, Any]) -> Symbol:
+    """``Symbol.gradient``: d(sum of outputs)/d(each of ``wrt``) as a grouped Symbol."""
+    if isinstance(wrt, str):
+        wrt = [wrt]
+    missing = [name for name in wrt if name not in symbol.list_inputs()]
+    if missing:
+        raise MXNetError(f"gradient: no argument named {missing}; the arguments are "
+                         f"{symbol.list_arguments()}")
+    heads, inputs = _typed_inputs(symbol, shapes, {}, is_train=False)
+    by_name = {node.name: node for node in inputs}
+    seeds = [F.ones_like(Expr(head)).entry for head in heads]
+    grads = _gradients(heads, [by_name[name] for name in wrt], seeds)
+    return Symbol([grad if grad is not None else F.zeros_like(Expr(Entry(by_name[n], 0))).entry
+                   for grad, n in zip(grads, wrt)])
+
+
+# ---------------------------------------------------------------------------
+# the functional replay API
+# ---------------------------------------------------------------------------
+
+class CompiledSymbol:
+    """``f = symgrad.compile(sym, wrt)``; ``value, grads = f(**inputs)``.
+
+    ``value`` is the output (a list for a grouped symbol) and ``grads`` a dict
+    from each name in ``wrt`` to the gradient of the sum of the outputs (or of
+    their products with ``head_grads``). Inputs may be numpy arrays or NDArrays;
+    results are NDArrays if any input was one, numpy arrays otherwise. One
+    replay graph computes values and gradients together; it is built once per
+    input shapes and dtypes.
+    """
+
+    def __init__(self, symbol: Symbol, wrt: Sequence[str] | None = None,
+                 is_train: bool = False):
+        self.symbol = symbol
+        self.wrt = list(symbol.list_arguments() if wrt is None else
+                        ([wrt] if isinstance(wrt, str) else wrt))
+        missing = [name for name in self.wrt if name not in symbol.list_inputs()]
+        if missing:
+            raise MXNetError(f"compile: no argument named {missing}; the arguments are "
+                             f"{symbol.list_arguments()}")
+        self.is_train = is_train
+        self._graphs: dict[tuple, ReplayGraph] = {}
+
+    def _graph(self, arrays: dict[str, np.ndarray], seeded: bool) -> ReplayGraph:
+        key = (seeded,) + tuple((k, v.shape, v.dtype.str) for k, v in arrays.items())
+        graph = self._graphs.get(key)
+        if graph is None:
+            shapes = {k: v.shape for k, v in arrays.items()}
+            dtypes = {k: v.dtype for k, v in arrays.items()}
+            heads, inputs = _typed_inputs(self.symbol, shapes, dtypes, self.is_train)
+            by_name = {node.name: node for node in inputs}
+            head_vars = [variable(h.shape, h.dtype, name=f"head_grad{i}")
+                         for i, h in enumerate(heads)] if seeded else []
+            seeds = [Entry(v, 0) for v in head_vars] if seeded else \
+                [F.ones_like(Expr(h)).entry for h in heads]
+            grads = _gradients(heads, [by_name[n] for n in self.wrt], seeds)
+            graph = self._graphs[key] = ReplayGraph(inputs + head_vars, list(heads) + grads)
+        return graph
+
+    def __call__(self, head_grads: Any = None, **inputs: Any):
+        arrays = _input_arrays(self.symbol, inputs, "compile")
+        graph = self._graph(arrays, head_grads is not None)
+        args = [arrays[node.name] for node in graph.inputs[:len(arrays)]]
+        if head_grads is not None:
+            head_grads = head_grads if isinstance(head_grads, (list, tuple)) else [head_grads]
+            if len(head_grads) != len(self.symbol):
+                raise MXNetError(f"compile: {len(head_grads)} head gradients for "
+                                 f"{len(self.symbol)} outputs")
+            args += [_as_numpy(g) for g in head_grads]
+        results = _run_program(graph, args)
+        wrap = NDArray if any(isinstance(v, NDArray) for v in inputs.values()) else (lambda v: v)
+        outputs = [wrap(v) for v in results[:len(self.symbol)]]
+        grads = {}
+        for name, grad in zip(self.wrt, results[len(self.symbol):]):
+            grads[name] = wrap(np.zeros_like(arrays[name]) if grad is None else grad)
+        return (outputs[0] if len(outputs) == 1 else outputs), grads
+
+
+def compile(symbol: Symbol, wrt: Sequence[str] | None = None,  # noqa: A001
+            is_train: bool = False) -> CompiledSymbol:
+    """A function computing ``symbol``'s value and its gradients w.r.t. ``wrt``.
+
+    Parameters
+    ----------
+    symbol : Symbol
+        The graph to replay.
+    wrt : list of str, optional
+        Argument names to differentiate with respect to (default: all arguments).
+    is_train : bool
+        Run Dropout/BatchNorm as in training.
+
+    >>> import numpy as np, symgrad as mx
+    >>> f = mx.compile(mx.sym.tanh(mx.sym.var("x")), wrt=["x"])
+    >>> value, grads = f(x=np.zeros(2))
+    >>> value.tolist(), grads["x"].tolist()
+    ([0.0, 0.0], [1.0, 1.0])
+    """
+    return CompiledSymbol(symbol, wrt, is_train)
+
+
+# ---------------------------------------------------------------------------
+# Executor
+# ---------------------------------------------------------------------------
+
+def _by_name(values: Any, names: list[str], what: str, required: bool) -> dict[str, Any]:
+    """Arrays given as a list (in ``names`` order) or a dict, as a dict."""
+    if values is None:
+        values = {}
+    if isinstance(values, (list, tuple)):
+        if len(values) != len(names):
+            raise MXNetError(f"{what}: {len(values)} arrays for {len(names)} names {names}")
+        values = dict(zip(names, values))
+    if not isinstance(values, Mapping):
+        raise MXNetError(f"{what} must be a list or a dict, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise MXNetError(f"{what}: unknown names {unknown}; expected {names}")
+    if required:
+        missing = [n for n in names if values.get(n) is None]
+        if missing:
+            raise MXNetError(f"{what}: no array given for {missing}")
+    return {n: _as_ndarray(values[n]) for n in names if values.get(n) is not None}
+
+
+def _as_ndarray(value: Any) -> NDArray:
+    return value if isinstance(value, NDArray) else NDArray(np.asarray(value))
+
+
+class Executor:
+    """A symbol bound to argument, gradient and auxiliary arrays (MXNet's Executor).
+
+    ``forward`` computes ``outputs`` from ``arg_dict`` (and updates BatchNorm's
+    auxiliary states in training); ``backward`` writes or adds the gradients
+    into ``grad_dict`` following ``grad_req``. The arrays are held, not copied:
+    changing ``arg_dict['w']`` in place changes the next forward.
+
+    >>> import symgrad as mx
+    >>> x = mx.sym.var("x")
+    >>> exe = (x * x).simple_bind(mx.cpu(), x=(2,))
+    >>> exe.arg_dict["x"][:] = mx.nd.array([1, 2])
+    >>> exe.forward(is_train=True)[0].asnumpy().tolist()
+    [1.0, 4.0]
+    >>> exe.backward()
+    >>> exe.grad_dict["x"].asnumpy().tolist()
+    [2.0, 4.0]
+    """
+
+    def __init__(self, symbol: Symbol, args: Any, args_grad: Any = None,
+                 grad_req: Any = "write", aux_states: Any = None):
+        self._symbol = symbol
+        arg_names, aux_names = symbol.list_arguments(), symbol.list_auxiliary_states()
+        self.arg_dict = _by_name(args, arg_names, "bind args", required=True)
+        self.aux_dict = _by_name(aux_states, aux_names, "bind aux_states", required=True)
+        self.grad_dict = _by_name(args_grad, arg_names, "bind args_grad", required=False)
+        self._grad_req = self._grad_reqs(grad_req, arg_names)
+        for name, grad in self.grad_dict.items():
+            if grad.shape != self.arg_dict[name].shape:
+                raise MXNetError(f"bind: gradient array for {name!r} has shape {grad.shape}, "
+                                 f"the argument has {self.arg_dict[name].shape}")
+        self._shapes = {k: v.shape for d in (self.arg_dict, self.aux_dict) for k, v in d.items()}
+        self._dtypes = {k: np.dtype(v.dtype) for d in (self.arg_dict, self.aux_dict)
+                        for k, v in d.items()}
+        self._plans: dict[bool, _ExecutorPlan] = {}
+        self._saved: tuple[bool, list] | None = None
+        heads, _ = _typed_inputs(symbol, self._shapes, self._dtypes, is_train=False)
+        self.outputs = [NDArray(np.zeros(h.shape, h.dtype)) for h in heads]
+
+    def _grad_reqs(self, grad_req: Any, names: list[str]) -> dict[str, str]:
+        if isinstance(grad_req, str):
+            reqs = {n: grad_req for n in names}
+        elif isinstance(grad_req, (list, tuple)):
+            reqs = dict(zip(names, grad_req))
+        else:
+            reqs = {n: grad_req.get(n, "null") for n in names}
+        for name, req in reqs.items():
+            if req not in _GRAD_REQS:
+                raise MXNetError(f"unknown grad_req {req!r} for {name!r}; use one of "
+                                 f"{_GRAD_REQS}")
+        return {n: (r if n in self.grad_dict else "null") for n, r in reqs.items()}
+
+    # -- MXNet's listings ---------------------------------------------------------
+    @property
+    def arg_arrays(self) -> list[NDArray]:
+        """Argument arrays in ``list_arguments`` order."""
+        return [self.arg_dict[n] for n in self._symbol.list_arguments()]
+
+    @property
+    def grad_arrays(self) -> list[NDArray | None]:
+        """Gradient arrays in ``list_arguments`` order (None where not bound)."""
+        return [self.grad_dict.get(n) for n in self._symbol.list_arguments()]
+
+    @property
+    def aux_arrays(self) -> list[NDArray]:
+        """Auxiliary-state arrays in ``list_auxiliary_states`` order."""
+        return [self.aux_dict[n] for n in self._symbol.list_auxiliary_states()]
+
+    @property
+    def output_dict(self) -> dict[str, NDArray]:
+        """Outputs by name."""
+        return dict(zip(self._symbol.list_outputs(), self.outputs))
+
+    # -- running -------------------------------------------------------------------
+    def _plan(self, is_train: bool) -> "_ExecutorPlan":
+        plan = self._plans.get(is_train)
+        if plan is None:
+            wrt = [n for n, r in self._grad_req.items() if r != "null"]
+            plan = self._plans[is_train] = _ExecutorPlan(
+                self._symbol, self._shapes, self._dtypes, is_train, wrt)
+        return plan
+
+    def forward(self, is_train: bool = False, **kwargs: Any) -> list[NDArray]:
+        """Compute the outputs; keyword arrays are first copied into ``arg_dict``."""
+        for name, value in kwargs.items():
+            if name not in self.arg_dict:
+                raise MXNetError(f"forward: no argument named {name!r}; the arguments are "
+                                 f"{self._symbol.list_arguments()}")
+            np.copyto(self.arg_dict[name]._data, _as_numpy(value), casting="unsafe")
+        plan = self._plan(bool(is_train))
+        values = {**self.arg_dict, **self.aux_dict}
+        results = _run_program(plan.forward, [values[n.name]._data for n in plan.forward.inputs])
+        for out, value in zip(self.outputs, results):
+            np.copyto(out._data, value, casting="unsafe")
+        self._saved = (bool(is_train), results[len(self.outputs):])
+        return self.outputs
+
+    def backward(self, out_grads: Any = None, is_train: bool = True) -> None:
+        """Gradients of the outputs (times ``out_grads``, ones by default) into
+        ``grad_dict``, for the inputs of the last ``forward``."""
+        if self._saved is None:
+            raise MXNetError("backward: call forward first")
+        mode, residuals = self._saved
+        plan = self._plan(mode)
+        if out_grads is None:
+            head_grads = [np.ones(o.shape, o.dtype) for o in self.outputs]
+        else:
+            out_grads = out_grads if isinstance(out_grads, (list, tuple)) else [out_grads]
+            if len(out_grads) != len(self.outputs):
+                raise MXNetError(f"backward: {len(out_grads)} out_grads for "
+                                 f"{len(self.outputs)} outputs")
+            head_grads = [_as_numpy(g) for g in out_grads]
+        values = {**self.arg_dict, **self.aux_dict}
+        args = [values[n.name]._data for n in plan.backward_reads] + list(residuals) + head_grads
+        grads = _run_program(plan.backward, args)
+        for name, grad in zip(plan.wrt, grads):
+            target = self.grad_dict[name]._data
+            if self._grad_req[name] == "add":
+                if grad is not None:
+                    target += grad
+            elif grad is None:
+                target[...] = 0
+            else:
+                np.copyto(target, grad, casting="unsafe")
+
+    def copy_params_from(self, arg_params: Mapping[str, Any],
+                         aux_params: Mapping[str, Any] | None = None,
+                         allow_extra_params: bool = False) -> None:
+        """Copy parameter arrays into ``arg_dict``/``aux_dict`` by name."""
+        for params, target in ((arg_params, self.arg_dict), (aux_params or {}, self.aux_dict)):
+            for name, value in params.items():
+                if name in target:
+                    np.copyto(target[name]._data, _as_numpy(value), casting="unsafe")
+                elif not allow_extra_params:
+                    raise MXNetError(f"copy_params_from: {name!r} is not a parameter of "
+                                     "this executor")
+
+    def __repr__(self) -> str:
+        return f"<Executor {self._symbol.list_outputs()}>"
+
+
+class _ExecutorPlan:
+    """The forward and backward replay graphs of an executor in one mode.
+
+    The forward graph computes the outputs and the values the backward reads
+    (residuals: Dropout's mask, activations...); the backward graph takes the
+    arguments it needs, the residuals and the head gradients. Random draws
+    thus happen once, in the forward.
+    """
+
+    def __init__(self, symbol: Symbol, shapes: dict, dtypes: dict, is_train: bool,
+                 wrt: list[str]):
+        heads, inputs = _typed_inputs(symbol, shapes, dtypes, is_train)
+        by_name = {node.name: node for node in inputs}
+        self.wrt = wrt
+        head_vars = [variable(h.shape, h.dtype, name=f"head_grad{i}")
+                     for i, h in enumerate(heads)]
+        grads = _gradients(heads, [by_name[n] for n in wrt], [Entry(v, 0) for v in head_vars]) \
+            if wrt else []
+        forward_nodes = topo_order(heads)
+        reads, residuals, stand_ins, outputs = _cut(grads, forward_nodes)
+        self.backward_reads = reads
+        self.forward = ReplayGraph(inputs, list(heads) + residuals)
+        self.backward = ReplayGraph(reads + stand_ins + head_vars, outputs)
+
+
+def simple_bind(symbol: Symbol, grad_req: Any, type_dict: Mapping | None,
+                shapes: Mapping[str, Any]) -> Executor:
+    """``Symbol.simple_bind``: allocate zero arrays of the inferred shapes and bind."""
+    heads_typed = materialize(symbol.entries, shapes, type_dict or {})
+    arrays: dict[str, NDArray] = {}
+    for node in topo_order(symbol.entries):
+        if node.is_variable:
+            node_type = heads_typed.type_of(node)
+            arrays[node.name] = NDArray(np.zeros(node_type.shape, node_type.dtype))
+    args = {n: arrays[n] for n in symbol.list_arguments()}
+    aux = {n: arrays[n] for n in symbol.list_auxiliary_states()}
+    if isinstance(grad_req, str):
+        reqs = {n: grad_req for n in args}
+    elif isinstance(grad_req, (list, tuple)):
+        reqs = dict(zip(args, grad_req))
+    else:
+        reqs = dict(grad_req)
+    grads = {n: NDArray(np.zeros_like(a._data)) for n, a in args.items()
+             if reqs.get(n, "null") != "null"}
+    return Executor(symbol, args, grads, reqs, aux)
+
+
+__all__ = ["Executor", "CompiledSymbol", "ReplayGraph", "compile", "evaluate_symbol",
+           "gradient_symbol", "simple_bind"]

@@ -1,0 +1,308 @@
+"""Deferred shape and dtype inference for symbols.
+
+Why deferral, and how
+---------------------
+The IR infers an op node's types when the node is made (``make_node``), so a
+shape error surfaces at the op call. MXNet's symbols, though, are usually built
+from variables whose shapes are not known yet (``mx.sym.var('data')``) and get
+them only at ``infer_shape``/``bind`` time; MXNet JSON files carry no shapes at
+all. symgrad keeps the one IR for both:
+
+* A node whose inputs all have known types is made by ``make_node`` as usual,
+  fully typed (a variable declared with ``shape=`` is typed).
+* Otherwise the node is *pending*: a plain :class:`compiler.Node` with canonical
+  attrs and wired inputs, whose output types are :data:`UNKNOWN` (shape and dtype
+  None). Its attrs are checked at once; its shapes cannot be.
+* ``infer_shape``, ``bind``, ``eval``, ``gradient`` and ``compile`` call
+  :func:`materialize`, which walks the graph once in topological order and
+  re-makes every node through ``make_node`` with the now known variable types
+  (so exactly the registry's rules run, as for recorded graphs). The result is a
+  new, fully typed graph; the symbol's own graph is never mutated.
+
+Re-making instead of filling types in place keeps nodes immutable after
+creation, so graphs shared between symbols (``get_internals``, composition) and
+cached programs can never see a type change under them.
+
+Two facts the registry does not hold yet are kept here, in small tables: how
+many outputs an op has before its input shapes are known (needed to list a
+pending node's outputs) and, for ops with parameters, how parameter shapes
+follow from the data shape (MXNet infers ``fc1_weight`` from ``data``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from compiler import Entry, GraphError, Node, OpDef, TensorType, make_node, topo_order
+from compiler.registry import NULL
+
+from .base import MXNetShapeError
+
+UNKNOWN = TensorType(None, None)  # type: ignore[arg-type]
+"""The type of an output whose shape is not known yet."""
+
+
+def is_known(entry: Entry) -> bool:
+    """Whether ``entry`` has an inferred shape (its node is typed)."""
+    return entry.node.types[entry.index].shape is not None
+
+
+# ---------------------------------------------------------------------------
+# output counts of ops before shapes are known
+# ---------------------------------------------------------------------------
+
+_OUTPUT_COUNTS: dict[str, Callable[[dict, int], int]] = {
+    "SliceChannel": lambda attrs, n: attrs["num_outputs"],
+    "Dropout": lambda attrs, n: 2,  # output and mask
+    "BatchNorm": lambda attrs, n: 3,  # output, batch mean, batch variance
+    "_split_like": lambda attrs, n: n - 1,
+    "_CustomFunction": lambda attrs, n: len(attrs["callback"].output_types),
+    "_CustomFunctionBackward": lambda attrs, n: n - len(attrs["callback"].output_types),
+}
+
+
+def output_count(opdef: OpDef, attrs: dict, num_inputs: int) -> int:
+    """How many outputs ``opdef`` has with these canonical attrs, without shapes.
+
+    Uses ``opdef.num_outputs`` when the registry declares it, else a table of the
+    multi-output ops (a test checks the table against every op's type rule).
+    """
+    declared = getattr(opdef, "num_outputs", None)
+    if declared is not None:
+        return declared(attrs, num_inputs) if callable(declared) else int(declared)
+    rule = _OUTPUT_COUNTS.get(opdef.name)
+    return 1 if rule is None else rule(attrs, num_inputs)
+
+
+def pending_node(opdef: OpDef, inputs: Sequence[Entry], attrs: dict,
+                 name: str | None = None) -> Node:
+    """A node whose input shapes are not all known: attrs are parsed and the
+    input count checked now, types are :data:`UNKNOWN` until :func:`materialize`."""
+    attrs = opdef.canonical_attrs(attrs)
+    if not opdef.variadic:
+        expected = opdef.input_names(attrs)
+        if len(inputs) != len(expected):
+            raise GraphError(f"{opdef.name}: expects {len(expected)} input(s) {expected}, "
+                             f"got {len(inputs)}")
+    count = output_count(opdef, attrs, len(inputs))
+    return Node(opdef, attrs, tuple(inputs), (UNKNOWN,) * count, name)
+
+
+def apply_op(opdef: OpDef, inputs: Sequence[Entry], attrs: dict,
+             name: str | None = None) -> Node:
+    """Make a typed node if every input is known, a pending one otherwise."""
+    if all(is_known(entry) for entry in inputs):
+        return make_node(opdef, inputs, attrs, name)
+    return pending_node(opdef, inputs, attrs, name)
+
+
+# ---------------------------------------------------------------------------
+# parameter shapes from data shapes (what MXNet's shape functions also fill in)
+# ---------------------------------------------------------------------------
+
+def _fully_connected_params(shapes, *, num_hidden, no_bias, flatten, **_):
+    data = shapes[0]
+    if data is None:
+        return shapes
+    features = int(np.prod(data[1:])) if flatten else data[-1]
+    learned = [data, (num_hidden, features)]
+    return learned if no_bias else learned + [(num_hidden,)]
+
+
+def _batchnorm_params(shapes, *, axis, **_):
+    data = shapes[0]
+    if data is None:
+        return shapes
+    channels = (data[axis % len(data)],)
+    return [data] + [channels] * 4
+
+
+def _same_shape(shapes, **_):
+    known = next((s for s in shapes if s is not None), None)
+    return [known] * len(shapes)
+
+
+_PARAMETER_SHAPES: dict[str, Callable[..., list]] = {
+    "FullyConnected": _fully_connected_params,
+    "BatchNorm": _batchnorm_params,
+    "elemwise_add": _same_shape, "elemwise_sub": _same_shape,
+    "elemwise_mul": _same_shape, "elemwise_div": _same_shape,
+}
+
+
+# ---------------------------------------------------------------------------
+# materialize: re-make a graph with known variable types
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Materialized:
+    """A typed copy of a symbol's graph.
+
+    ``nodes`` maps each original node to its typed copy, or to None where its
+    shapes could not be inferred (only in partial inference).
+    """
+
+    nodes: dict[Node, Node | None] = field(default_factory=dict)
+
+    def entry(self, entry: Entry) -> Entry | None:
+        """The typed entry for an original entry (None if unknown)."""
+        node = self.nodes.get(entry.node)
+        return None if node is None else Entry(node, entry.index)
+
+    def entries(self, entries: Sequence[Entry]) -> list[Entry]:
+        """Typed entries, all of which must be known."""
+        return [Entry(self.nodes[e.node], e.index) for e in entries]
+
+    def type_of(self, node: Node) -> TensorType | None:
+        """The typed copy's first output type, or None."""
+        copy = self.nodes.get(node)
+        return None if copy is None else copy.types[0]
+
+
+def declared_shape(node: Node) -> tuple[int, ...] | None:
+    """A variable's own shape, None if unknown (MXNet's 0 marks an unknown size)."""
+    shape = node.types[0].shape
+    if shape is None or any(size == 0 for size in shape):
+        return None
+    return shape
+
+
+def _needs_rebuild(nodes: Sequence[Node], shapes: Mapping, dtypes: Mapping,
+                   is_train: bool | None) -> bool:
+    for node in nodes:
+        if node.is_variable:
+            own = node.types[0]
+            if own.shape is None or (node.name in shapes and
+                                     tuple(shapes[node.name]) != own.shape):
+                return True
+            if node.name in dtypes and np.dtype(dtypes[node.name]) != own.dtype:
+                return True
+        elif node.types and node.types[0].shape is None:
+            return True
+        elif is_train is not None and node.op.uses_train_mode and \
+                node.attrs.get("is_train") != is_train:
+            return True
+    return False
+
+
+def materialize(heads: Sequence[Entry], shapes: Mapping[str, Any] | None = None,
+                dtypes: Mapping[str, Any] | None = None, is_train: bool | None = None,
+                partial: bool = False) -> Materialized:
+    """A typed copy of the graph of ``heads``.
+
+    Parameters
+    ----------
+    heads : list of Entry
+        The outputs whose graph is copied.
+    shapes, dtypes : dict, optional
+        Types of variables by name; they override the declared ones.
+    is_train : bool, optional
+        If given, the ``is_train`` attr of Dropout/BatchNorm nodes is set to it.
+    partial : bool
+        Leave nodes whose shapes cannot be inferred as None instead of raising.
+
+    Raises
+    ------
+    MXNetShapeError
+        When an op rejects the inferred shapes (the error names the node), or when
+        some argument's shape cannot be inferred and ``partial`` is false.
+    """
+    shapes = dict(shapes or {})
+    dtypes = dict(dtypes or {})
+    nodes = topo_order(heads)
+    if not _needs_rebuild(nodes, shapes, dtypes, is_train):
+        return Materialized({node: node for node in nodes})
+    var_shape: dict[Node, tuple | None] = {}
+    var_dtype: dict[Node, np.dtype | None] = {}
+    for node in nodes:
+        if node.is_variable:
+            given = shapes.get(node.name)
+            var_shape[node] = tuple(int(s) for s in given) if given is not None \
+                else declared_shape(node)
+            given_dtype = dtypes.get(node.name)
+            var_dtype[node] = np.dtype(given_dtype) if given_dtype is not None \
+                else node.types[0].dtype
+    _propagate_dtypes(nodes, var_dtype)
+    for _ in range(len(nodes) + 1):  # each round can only learn more variable shapes
+        result, learned = _walk(nodes, var_shape, var_dtype, is_train)
+        if not learned:
+            break
+    if not partial:
+        unknown = [node.name for node in nodes if node.is_variable and result.nodes[node] is None]
+        if unknown:
+            raise MXNetShapeError(
+                f"cannot infer the shapes of {unknown}: give them by name, as in "
+                f"infer_shape({unknown[0]}=(...)) or simple_bind(ctx, {unknown[0]}=(...)), "
+                "or declare them with mx.sym.var(name, shape=...)")
+    return result
+
+
+def _propagate_dtypes(nodes: Sequence[Node], var_dtype: dict[Node, np.dtype | None]) -> None:
+    """A variable of unknown dtype takes the dtype of a sibling input (MXNet infers
+    ``fc1_weight``'s dtype from ``data``'s); float32 when nothing says."""
+    for node in nodes:
+        if node.is_variable or node.op.name in ("Cast",):
+            continue
+        siblings = [var_dtype.get(e.node) for e in node.inputs if e.node.is_variable]
+        known = next((d for d in siblings if d is not None), None)
+        if known is None:
+            continue
+        for entry in node.inputs:
+            if entry.node.is_variable and var_dtype.get(entry.node) is None:
+                var_dtype[entry.node] = known
+    for node, dtype in var_dtype.items():
+        if dtype is None:
+            var_dtype[node] = np.dtype(np.float32)
+
+
+def _walk(nodes, var_shape, var_dtype, is_train) -> tuple[Materialized, bool]:
+    result = Materialized()
+    learned = False
+    for node in nodes:
+        if node.is_variable:
+            shape = var_shape[node]
+            result.nodes[node] = None if shape is None else Node(
+                NULL, dict(node.attrs), (), (TensorType(shape, var_dtype[node]),), node.name,
+                node.value, node.tag)
+            continue
+        inputs = [result.entry(e) for e in node.inputs]
+        if any(entry is None for entry in inputs):
+            learned |= _learn_parameter_shapes(node, inputs, var_shape)
+            result.nodes[node] = None
+            continue
+        attrs = dict(node.attrs)
+        if is_train is not None and node.op.uses_train_mode:
+            attrs["is_train"] = is_train
+        try:
+            result.nodes[node] = make_node(node.op, inputs, attrs, node.name)
+        except GraphError as err:
+            raise MXNetShapeError(f"in node {node.name!r}: {err}") from None
+    return result, learned
+
+
+def _learn_parameter_shapes(node: Node, inputs: Sequence[Entry | None],
+                            var_shape: dict[Node, tuple | None]) -> bool:
+    rule = _PARAMETER_SHAPES.get(node.op.name)
+    if rule is None:
+        return False
+    known = [None if e is None else e.shape for e in inputs]
+    learned = False
+    for entry, shape in zip(node.inputs, rule(known, **node.attrs)):
+        if shape is not None and entry.node.is_variable and var_shape.get(entry.node) is None:
+            var_shape[entry.node] = tuple(shape)
+            learned = True
+    return learned
+
+
+def warn_unknown(names: Sequence[str]) -> None:
+    """MXNet's warning when ``infer_shape`` cannot decide some argument shapes."""
+    warnings.warn(f"Cannot decide shape for the following arguments: {list(names)}. "
+                  "Consider providing them as input.", stacklevel=3)
+
+
+__all__ = ["UNKNOWN", "Materialized", "apply_op", "declared_shape",
+           "is_known", "materialize", "output_count", "pending_node", "warn_unknown"]
