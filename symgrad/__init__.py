@@ -10,10 +10,14 @@ from . import ndarray as nd
 from . import autograd, random
 from . import symbol
 from . import symbol as sym
+from . import visualization
+from . import visualization as viz
+from .executor import compile
 from .base import MXNetError
 from .context import Context, cpu, current_context, gpu
 
 __version__ = "0.1.0"
 
 __all__ = ["nd", "ndarray", "autograd", "sym", "symbol", "random", "base", "context",
-           "Context", "cpu", "gpu", "current_context", "MXNetError"]
+           "Context", "cpu", "gpu", "current_context", "MXNetError", "viz", "visualization",
+           "compile"]
