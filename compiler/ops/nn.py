@@ -163,7 +163,7 @@ register(OpDef(name="FullyConnected", infer=_fc_types, impl=_fully_connected,
 
 _ACTIVATIONS = {  # act_type -> the elementwise op that defines it
     "relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softrelu": "softrelu",
-    "softsign": "softsign"}
+    "softsign": "softsign", "log_sigmoid": "log_sigmoid", "mish": "mish"}
 
 
 def _activation(x, *, act_type):
@@ -185,7 +185,8 @@ def _activation_template(attrs):
 register(OpDef(name="Activation", infer=same_as_first, impl=_activation,
                grad=activation_grad, kind="elemwise", scalar=_activation_template,
                attrs={"act_type": Attr(one_of(*_ACTIVATIONS))},
-               doc="Elementwise activation: relu, sigmoid, tanh, softrelu or softsign.",
+               doc="Elementwise activation: relu, sigmoid, tanh, softrelu, softsign, "
+                   "log_sigmoid or mish.",
                test=TestSpec(attrs={"act_type": "tanh"})))
 
 SOFTMAX_ATTRS = {"axis": Attr(as_int, -1), "temperature": Attr(
@@ -297,7 +298,9 @@ def _batchnorm(x, gamma, beta, moving_mean, moving_var, *, eps, momentum, fix_ga
     if not fix_gamma:
         scale = scale * gamma
     out = (x - mean.reshape(shape)) * scale.reshape(shape) + beta.reshape(shape)
-    return out.astype(x.dtype), mean.astype(x.dtype), var.astype(x.dtype)
+    # As MXNet, output_mean_var gives the mean and the inverse standard deviation.
+    inverse_std = 1.0 / np.sqrt(var + eps)
+    return out.astype(x.dtype), mean.astype(x.dtype), inverse_std.astype(x.dtype)
 
 
 def batchnorm_grad(gs, x, gamma, beta, moving_mean, moving_var, *, out, eps, momentum,
@@ -340,6 +343,7 @@ register(OpDef(name="BatchNorm", infer=_batchnorm_types, impl=_batchnorm,
                       "output_mean_var": Attr(as_bool, False), "axis": Attr(as_int, 1),
                       "is_train": Attr(as_bool, False)},
                doc="Batch normalisation over all axes but ``axis``; batch statistics "
-                   "(biased variance) in training, moving statistics otherwise.",
+                   "(biased variance) in training, moving statistics otherwise; "
+                   "output_mean_var also returns the mean and 1/sqrt(var + eps).",
                test=TestSpec(make_inputs=_batchnorm_inputs, wrt=(0, 1, 2),
                              attrs={"fix_gamma": False, "is_train": True})))
