@@ -52,8 +52,15 @@ def invoke(op: str | OpDef, inputs: Sequence["NDArray"], attrs: dict) -> Any:
             arrays = [NDArray(None, Entry(node, i)) for i in range(node.num_outputs)]
             node.tag = [track(a) for a in arrays]
             return _visible(opdef, attrs, arrays)
+        if len(inputs) > 1 and len({x.dtype for x in inputs}) > 1:
+            # numpy would silently promote; the op's type rule decides, as it does
+            # while recording (most ops refuse mixed dtypes, as MXNet does).
+            opdef.infer_types([TensorType(x.shape, np.dtype(x.dtype)) for x in inputs], attrs)
         result = opdef.impl(*[x._data for x in inputs], **attrs)
     except GraphError as err:
+        if not str(err).startswith(f"{opdef.name}:"):
+            # raised by the numpy implementation itself: name the op and the shapes
+            _raise_op_error(opdef, inputs, attrs, err)
         raise MXNetShapeError(str(err)) from None
     except (ValueError, IndexError, TypeError) as err:
         _raise_op_error(opdef, inputs, attrs, err)
