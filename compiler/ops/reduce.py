@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import GraphError, TensorType
-from ..registry import Attr, OpDef, TestSpec, as_axes, as_bool, as_shape, register
+from ..registry import Attr, OpDef, TestSpec, as_axes, as_bool, as_shape, one_of, register
 from .common import F, normalize_axis
 
 REDUCE_ATTRS = {"axis": Attr(as_axes, None), "keepdims": Attr(as_bool, False),
@@ -82,9 +82,15 @@ def prod_grad(g, x, *, out, axis, keepdims, exclude):
     return F.broadcast_like(scaled, x) / x
 
 
+def nansum_grad(g, x, *, out, axis, keepdims, exclude):
+    """g broadcast back where x is not NaN, 0 where it is"""
+    return sum_grad(g, x, out=out, axis=axis, keepdims=keepdims, exclude=exclude) * \
+        F.broadcast_equal(x, x)
+
+
 for _name, _numpy, _rule in (("sum", np.sum, sum_grad), ("mean", np.mean, mean_grad),
                              ("max", np.max, extremum_grad), ("min", np.min, extremum_grad),
-                             ("prod", np.prod, prod_grad), ("nansum", np.nansum, sum_grad)):
+                             ("prod", np.prod, prod_grad), ("nansum", np.nansum, nansum_grad)):
     register(OpDef(name=_name, infer=reduce_types, impl=_reduction(_numpy), grad=_rule,
                    attrs=REDUCE_ATTRS, kind="reduce", method=_name,
                    aliases=(f"{_name}_axis",) if _name != "nansum" else (),
@@ -92,6 +98,40 @@ for _name, _numpy, _rule in (("sum", np.sum, sum_grad), ("mean", np.mean, mean_g
                        f"the other axes.",
                    test=TestSpec(shapes=((3, 4),), attrs={"axis": (1,)},
                                  domain=(0.5, 2.0) if _name == "prod" else (-2.0, 2.0))))
+
+
+def _norm_types(types, *, ord, axis, out_dtype, keepdims):
+    out = reduce_types(types, axis=axis, keepdims=keepdims, exclude=False)[0]
+    return [out._replace(dtype=np.dtype(out_dtype or types[0].dtype))]
+
+
+def _norm(x, *, ord, axis, out_dtype, keepdims):
+    axes = reduced_axes(x.ndim, axis, False)
+    if ord == 1:
+        result = np.abs(x).sum(axis=axes, keepdims=keepdims)
+    else:
+        result = np.sqrt((x * x).sum(axis=axes, keepdims=keepdims))
+    result = np.asarray(result, dtype=out_dtype or x.dtype)
+    return result.reshape(1) if result.ndim == 0 else result
+
+
+def norm_grad(g, x, *, out, ord, axis, out_dtype, keepdims):
+    """ord 1: g sign(x); ord 2: g x / norm"""
+    g = restore_reduced(g, x.ndim, axis, keepdims, False)
+    if ord == 1:
+        return F.broadcast_like(g, x) * F.sign(x)
+    return x * (g / restore_reduced(out, x.ndim, axis, keepdims, False))
+
+
+register(OpDef(name="norm", infer=_norm_types, impl=_norm, grad=norm_grad,
+               attrs={"ord": Attr(lambda v: int(one_of("1", "2")(str(v))), 2),
+                      "axis": Attr(as_axes, None),
+                      "out_dtype": Attr(lambda v: None if v is None or str(v) == "None"
+                                        else np.dtype(v).name, None),
+                      "keepdims": Attr(as_bool, False)},
+               kind="reduce", method="norm",
+               doc="L1 (ord=1) or L2 (ord=2) norm over ``axis`` (all axes if None).",
+               test=TestSpec(shapes=((3, 4),), attrs={"axis": (1,)})))
 
 
 def _reduced_size_types(types, *, axis, exclude):
