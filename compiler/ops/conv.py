@@ -168,7 +168,7 @@ def _conv_types(types, *, kernel, stride, dilate, pad, num_filter, num_group, no
     data, weight = types[0].shape, types[1].shape
     rank = len(data) - 2
     if rank not in (1, 2, 3):
-        raise GraphError(f"data must be (N, C, W), (N, C, H, W) or (N, C, D, H, W)")
+        raise GraphError("data must be (N, C, W), (N, C, H, W) or (N, C, D, H, W)")
     kernel, stride, dilate, pad = _spatial(kernel, stride, dilate, pad, rank)
     if data[1] % num_group or num_filter % num_group:
         raise GraphError(f"channels {data[1]} and num_filter {num_filter} must divide "
@@ -248,7 +248,7 @@ def _conv_grad_test_inputs(rng):
 GRAD_TEST_ATTRS = {"kernel": (3, 2), "stride": (2, 1), "pad": (1, 0), "dilate": (1, 2),
                    "num_filter": 6, "num_group": 2}
 
-register(OpDef(name="_conv_data_grad", infer=_like_third, impl=_conv_data_grad,
+register(OpDef(name="_conv_data_grad", infer=_like_third, impl=_conv_data_grad, shape_only=(2,),
                grad=conv_data_grad_grad, inputs=("data", "weight", "like"),
                attrs=CONV_GEOMETRY, kind="blas",
                doc="Gradient of Convolution with respect to its data, shaped like "
@@ -277,6 +277,7 @@ def _conv_weight_grad_test_inputs(rng):
 
 
 register(OpDef(name="_conv_weight_grad", infer=_like_third, impl=_conv_weight_grad,
+               shape_only=(2,),
                grad=conv_weight_grad_grad, inputs=("data", "input", "like"),
                attrs=CONV_GEOMETRY, kind="blas",
                doc="Gradient of Convolution with respect to its weight, shaped like "
@@ -399,6 +400,7 @@ def _deconv_data_grad_test_inputs(rng):
 
 
 register(OpDef(name="_deconv_data_grad", infer=_like_third, impl=_deconv_data_grad,
+               shape_only=(2,),
                grad=deconv_data_grad_grad, inputs=("data", "weight", "like"),
                attrs=DECONV_GEOMETRY, kind="blas",
                doc="Gradient of Deconvolution with respect to its data (a convolution), "
@@ -428,6 +430,7 @@ def _deconv_weight_grad_test_inputs(rng):
 
 
 register(OpDef(name="_deconv_weight_grad", infer=_like_third, impl=_deconv_weight_grad,
+               shape_only=(2,),
                grad=deconv_weight_grad_grad, inputs=("data", "input", "like"),
                attrs=DECONV_GEOMETRY, kind="blas",
                doc="Gradient of Deconvolution with respect to its weight, shaped like "

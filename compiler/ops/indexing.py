@@ -71,6 +71,7 @@ def scatter_along_axis_grad(g, data, index, like, *, out, axis):
 
 
 register(OpDef(name="_scatter_along_axis", infer=_like_last, impl=_scatter_along_axis,
+               shape_only=(2,),
                grad=scatter_along_axis_grad, inputs=("data", "index", "like"),
                attrs={"axis": Attr(as_int, -1)}, kind="gather",
                doc="Zeros shaped like ``like`` with ``data`` added at ``index`` along "
@@ -162,7 +163,7 @@ def gather_nd_grad_grad(h, g, indices, like, *, out):
 
 
 register(OpDef(name="_gather_nd_grad", aliases=("_backward_gather_nd",), infer=_like_last,
-               impl=_gather_nd_grad, grad=gather_nd_grad_grad,
+               impl=_gather_nd_grad, grad=gather_nd_grad_grad, shape_only=(2,),
                inputs=("data", "indices", "like"), kind="gather",
                doc="Zeros shaped like ``like`` with ``data`` added at ``indices``: the "
                    "gradient of gather_nd.",
@@ -271,6 +272,7 @@ def tile_grad_grad(h, g, like, *, out, reps):
 
 
 register(OpDef(name="_tile_grad", infer=_like_last, impl=_tile_grad, grad=tile_grad_grad,
+               shape_only=(1,),
                inputs=("data", "like"), attrs={"reps": Attr(as_shape)}, kind="reduce",
                doc="Sum of the tiles of ``data`` shaped like ``like``: the gradient of tile.",
                test=TestSpec(shapes=((2, 2, 6), (2, 3)), attrs={"reps": (2, 1, 2)},
@@ -313,7 +315,7 @@ def repeat_grad_grad(h, g, like, *, out, repeats, axis):
     return F.repeat(h, repeats=repeats, axis=axis), None
 
 
-register(OpDef(name="_repeat_grad", infer=_like_last, impl=_repeat_grad,
+register(OpDef(name="_repeat_grad", infer=_like_last, impl=_repeat_grad, shape_only=(1,),
                grad=repeat_grad_grad, inputs=("data", "like"), attrs=REPEAT_ATTRS,
                kind="reduce", doc="Sum of each element's repeats: the gradient of repeat.",
                test=TestSpec(shapes=((2, 6), (2, 3)), attrs={"repeats": 2, "axis": 1},
@@ -384,6 +386,7 @@ def pad_grad_grad(h, g, like, *, out, mode, pad_width, constant_value):
 
 
 register(OpDef(name="_pad_grad", infer=_like_last, impl=_pad_grad, grad=pad_grad_grad,
+               shape_only=(1,),
                inputs=("data", "like"), attrs=PAD_ATTRS, kind="gather",
                doc="Each padded element added back onto the element it copies: the "
                    "gradient of edge and reflect padding.",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import GraphError, TensorType
-from ..registry import Attr, OpDef, TestSpec, as_bool, as_float, as_int, one_of, register
+from ..registry import Attr, OpDef, TestSpec, as_bool, as_float, one_of, register
 from .common import F
 
 SEQUENCE_ATTRS = {"use_sequence_length": Attr(as_bool, False),
@@ -141,6 +141,7 @@ def sequence_last_grad_grad(h, g, like, lengths=None, *, out, use_sequence_lengt
 
 
 register(OpDef(name="_sequence_last_grad", infer=_last_grad_types, impl=_sequence_last_grad,
+               shape_only=(1,),
                grad=sequence_last_grad_grad, inputs=_last_grad_inputs, attrs=SEQUENCE_ATTRS,
                kind="gather",
                doc="Zeros shaped like ``like`` with ``data`` at each sequence's last step: "
@@ -176,8 +177,9 @@ def _reverse_types(types, *, use_sequence_length, axis):
     return [types[0]]
 
 
-register(OpDef(name="SequenceReverse", infer=_reverse_types, impl=_sequence_reverse, grad=sequence_reverse_grad, inputs=_sequence_inputs,
-               attrs=SEQUENCE_ATTRS, kind="gather",
+register(OpDef(name="SequenceReverse", infer=_reverse_types, impl=_sequence_reverse,
+               grad=sequence_reverse_grad, inputs=_sequence_inputs, attrs=SEQUENCE_ATTRS,
+               kind="gather",
                doc="Reverse the valid steps of each sequence; steps past its length stay.",
                test=TestSpec(make_inputs=_sequence_test_inputs, wrt=(0,),
                              attrs={"use_sequence_length": True})))
