@@ -8,6 +8,7 @@ from . import base, context
 from . import ndarray
 from . import ndarray as nd
 from . import autograd, random
+from . import test_utils
 from . import symbol
 from . import symbol as sym
 from . import visualization
@@ -20,4 +21,4 @@ __version__ = "0.1.0"
 
 __all__ = ["nd", "ndarray", "autograd", "sym", "symbol", "random", "base", "context",
            "Context", "cpu", "gpu", "current_context", "MXNetError", "viz", "visualization",
-           "compile"]
+           "compile", "test_utils"]
