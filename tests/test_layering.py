@@ -1,0 +1,80 @@
+"""The layers of DESIGN.md: ``compiler/`` is framework-free and imports nothing
+from ``symgrad/``, neither in its source nor at run time."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPILER = ROOT / "compiler"
+
+
+def _resolve(package: str, level: int, module: str | None) -> str:
+    """The absolute name of ``from <level dots><module> import ...`` in ``package``."""
+    if not level:
+        return module or ""
+    parts = package.split(".")
+    base = parts[:len(parts) - level + 1]
+    return ".".join(base + ([module] if module else []))
+
+
+def _imported_modules(path: Path) -> list[tuple[int, str]]:
+    """Absolute names of the modules a file imports (relative imports resolved),
+    anywhere in the file: top level, functions, TYPE_CHECKING blocks."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    if path.name == "__init__.py":
+        package = ".".join(path.relative_to(ROOT).parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = _resolve(package, node.level, node.module)
+            found.append((node.lineno, module))
+            found.extend((node.lineno, f"{module}.{alias.name}") for alias in node.names)
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(
+                node.func, "id", None)) in ("import_module", "__import__"):
+            if node.args and isinstance(node.args[0], ast.Constant):
+                found.append((node.lineno, str(node.args[0].value)))
+    return found
+
+
+def _is_frontend(module: str) -> bool:
+    return module == "symgrad" or module.startswith("symgrad.")
+
+
+def test_compiler_sources_import_nothing_from_symgrad():
+    files = sorted(COMPILER.rglob("*.py"))
+    assert len(files) >= 10  # the walk found the package
+    offending = [f"{path.relative_to(ROOT)}:{line}: {module}"
+                 for path in files for line, module in _imported_modules(path)
+                 if _is_frontend(module)]
+    assert not offending, "compiler/ imports the frontend:\n" + "\n".join(offending)
+
+
+def test_relative_imports_are_resolved():
+    """The checker itself: compiler's relative imports resolve to compiler modules,
+    and one that climbs out of compiler/ into symgrad/ would be caught."""
+    names = {name for _, name in _imported_modules(COMPILER / "ops" / "common.py")}
+    assert {"compiler.expr", "compiler.registry"} <= names
+    assert _resolve("compiler.ops", 1, "shape") == "compiler.ops.shape"
+    assert _resolve("compiler.ops", 2, None) == "compiler"
+    assert _is_frontend(_resolve("compiler.ops", 3, "symgrad.autograd"))
+
+
+def test_importing_compiler_does_not_import_symgrad():
+    code = ("import sys, compiler, compiler.ops\n"
+            "import compiler.autodiff, compiler.interpret, compiler.program\n"
+            "loaded = sorted(m for m in sys.modules if m == 'symgrad' "
+            "or m.startswith('symgrad.'))\n"
+            "print(loaded)\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH",
+                                                                              ""))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
