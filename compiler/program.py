@@ -182,6 +182,18 @@ def clear_cache() -> None:
         _stats.update(hits=0, misses=0)
 
 
+def backend() -> str:
+    """``compiled`` (default) or ``interpreter``, from ``SYMGRAD_BACKEND``."""
+    import os
+    choice = os.environ.get("SYMGRAD_BACKEND", "compiled")
+    if choice not in ("compiled", "interpreter"):
+        raise ValueError(f"SYMGRAD_BACKEND must be 'compiled' or 'interpreter', not {choice!r}")
+    return choice
+
+
 def runner() -> Callable[[ProgramGraph], Callable]:
-    """The runner programs are built with now (see ``SYMGRAD_BACKEND``)."""
-    return interpret_runner
+    """The runner programs are built with now (see :func:`backend`)."""
+    if backend() == "interpreter":
+        return interpret_runner
+    from .lower.runner import compiled_runner
+    return compiled_runner

@@ -56,7 +56,7 @@ def _typed_template(template: str, dtype: np.dtype) -> str:
 def _index(shape: tuple[int, ...], rank: int) -> str:
     lead = rank - len(shape)
     parts = ["0" if size == 1 else f"i{lead + axis}" for axis, size in enumerate(shape)]
-    return ", ".join(parts) if parts else "0"
+    return ", ".join(parts) if parts else "()"
 
 
 def _reduction_axes(node: Node, rank: int) -> tuple[int | None, ...]:

@@ -81,53 +81,113 @@ def reroute_shape_inputs(graph: ProgramGraph) -> ProgramGraph:
 # grouping
 # ---------------------------------------------------------------------------
 
-def assign_groups(order: list[Node]) -> dict[int, int]:
-    """Map node ids to group numbers, greedily in topological order.
+class _Groups:
+    """Groups being formed, with what each depends on at the group level."""
 
-    A node joins a group of one of its inputs when it has the group's shape and
-    joining closes no cycle: none of its other inputs may depend on the group,
-    and it may not read a reduction the same loop computes.
-    """
-    group_of: dict[int, int] = {}
-    shape_of: list[tuple[int, ...]] = []
-    ends_loop: set[int] = set()  # reductions: their value exists only after the loop
-    upstream: dict[int, frozenset[int]] = {}
+    def __init__(self) -> None:
+        self.group_of: dict[int, int] = {}
+        self.members: dict[int, list[int]] = {}
+        self.shape: dict[int, tuple[int, ...]] = {}
+        self.deps: dict[int, set[int]] = {}  # groups each group reads from, directly
+        self.touches: dict[int, frozenset[int]] = {}  # per node: groups it reads, directly
+        self.ends_loop: set[int] = set()  # reductions: known only after their loop
 
-    def viable(node: Node, group: int) -> bool:
+    def closure(self, groups) -> set[int]:
+        """``groups`` and every group they depend on, transitively."""
+        seen, stack = set(), list(groups)
+        while stack:
+            group = stack.pop()
+            if group not in seen:
+                seen.add(group)
+                stack.extend(self.deps[group])
+        return seen
+
+    def upstream(self, node: Node) -> set[int]:
+        """Every group the node's value depends on."""
+        return self.closure(self.touches.get(id(node), ()))
+
+    def can_join(self, node: Node, group: int) -> bool:
+        """Joining keeps the group convex: no input from outside depends on it, and
+        the node reads no reduction of the same loop."""
         for e in node.inputs:
-            inside = group_of.get(id(e.node)) == group
-            if inside and id(e.node) in ends_loop:
+            inside = self.group_of.get(id(e.node)) == group
+            if inside and id(e.node) in self.ends_loop:
                 return False
-            if not inside and group in upstream.get(id(e.node), ()):
+            if not inside and group in self.upstream(e.node):
                 return False
         return True
 
+    def new(self, shape: tuple[int, ...]) -> int:
+        group = len(self.shape)
+        self.shape[group], self.members[group], self.deps[group] = shape, [], set()
+        return group
+
+    def join(self, node: Node, group: int) -> None:
+        self.group_of[id(node)] = group
+        self.members[group].append(id(node))
+        for e in node.inputs:
+            if self.group_of.get(id(e.node)) != group:
+                self.deps[group] |= self.touches.get(id(e.node), frozenset())
+        self.deps[group].discard(group)
+
+    def merge(self, keep: int, gone: int) -> None:
+        for member in self.members.pop(gone):
+            self.group_of[member] = keep
+            self.members[keep].append(member)
+        self.deps[keep] |= self.deps.pop(gone)
+        self.deps[keep] -= {keep, gone}
+        for deps in self.deps.values():
+            if gone in deps:
+                deps.discard(gone)
+                deps.add(keep)
+        for key, touched in self.touches.items():
+            if gone in touched:
+                self.touches[key] = (touched - {gone}) | {keep}
+
+
+def assign_groups(order: list[Node]) -> dict[int, int]:
+    """Map node ids to group numbers, greedily in topological order.
+
+    An elementwise node joins (and may merge) the groups of its inputs that have
+    its shape when that keeps every group convex; a sum joins the group of its
+    input as the value the loop ends with.
+    """
+    groups = _Groups()
     for node in order:
         choice = None
         if is_elementwise(node):
             shape = node.types[0].shape
+            candidates = []
             for e in data_inputs(node):
-                group = group_of.get(id(e.node))
-                if group is not None and id(e.node) not in ends_loop and \
-                        shape_of[group] == shape and viable(node, group):
-                    choice = group
-                    break
+                group = groups.group_of.get(id(e.node))
+                if group is not None and group not in candidates and \
+                        id(e.node) not in groups.ends_loop and groups.shape[group] == shape:
+                    candidates.append(group)
+            for group in candidates:
+                if choice is None:
+                    if groups.can_join(node, group):
+                        choice = group
+                elif not groups.closure({group}) & {choice} and \
+                        choice not in groups.closure({group}) and \
+                        group not in groups.closure({choice}):
+                    groups.merge(choice, group)
+                    if not groups.can_join(node, choice):
+                        raise AssertionError("merging groups broke convexity")
             if choice is None:
-                choice = len(shape_of)
-                shape_of.append(shape)
+                choice = groups.new(shape)
         elif is_reduction(node):
             data = node.inputs[0].node
-            group = group_of.get(id(data))
-            if group is not None and id(data) not in ends_loop and \
-                    shape_of[group] == data.types[0].shape and viable(node, group):
+            group = groups.group_of.get(id(data))
+            if group is not None and id(data) not in groups.ends_loop and \
+                    groups.shape[group] == data.types[0].shape and groups.can_join(node, group):
                 choice = group
-                ends_loop.add(id(node))
-        above = frozenset().union(*(upstream.get(id(e.node), ()) for e in node.inputs))
+                groups.ends_loop.add(id(node))
+        touched = frozenset().union(*(groups.touches.get(id(e.node), ()) for e in node.inputs))
         if choice is not None:
-            group_of[id(node)] = choice
-            above = above | {choice}
-        upstream[id(node)] = above
-    return group_of
+            groups.join(node, choice)
+            touched = frozenset({choice})
+        groups.touches[id(node)] = touched
+    return groups.group_of
 
 
 def fuse(graph: ProgramGraph) -> ProgramGraph:
