@@ -1,0 +1,38 @@
+"""Test configuration.
+
+Most tests check behaviour, not speed, so they run gradients on the numpy
+interpreter: compiling a numba kernel for every small test graph would cost
+seconds each. Tests of the compiled backend select it explicitly (the
+``compiled`` fixture), with synchronous compilation and a kernel cache shared by
+the whole session, so each kernel is compiled once per machine.
+"""
+
+import os
+
+import pytest
+
+os.environ.setdefault("SYMGRAD_BACKEND", "interpreter")
+os.environ.setdefault("SYMGRAD_COMPILE", "sync")
+
+
+@pytest.fixture
+def compiled(monkeypatch):
+    """Run the test with the compiled backend (synchronous compilation)."""
+    import compiler
+
+    monkeypatch.setenv("SYMGRAD_BACKEND", "compiled")
+    monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+    compiler.clear_cache()
+    yield
+    compiler.clear_cache()
+
+
+@pytest.fixture
+def interpreted(monkeypatch):
+    """Run the test with the numpy interpreter backend."""
+    import compiler
+
+    monkeypatch.setenv("SYMGRAD_BACKEND", "interpreter")
+    compiler.clear_cache()
+    yield
+    compiler.clear_cache()
