@@ -29,7 +29,8 @@ _pending: dict[int, weakref.ref] = {}
 def track(array: "NDArray") -> weakref.ref:
     """Note a deferred array; returns the weak reference kept for it."""
     key = id(array)
-    ref = weakref.ref(array, lambda _ref: _pending.pop(key, None))
+    pending = _pending  # bound here: module globals are cleared at interpreter exit,
+    ref = weakref.ref(array, lambda _ref: pending.pop(key, None))  # before late callbacks
     _pending[key] = ref
     return ref
 
