@@ -621,21 +621,25 @@ def check_higher_order(fn: Callable[..., Any], inputs: Sequence[Any], order: int
 # per-op checks from the registry's TestSpec
 # ---------------------------------------------------------------------------
 
-def _spec(opdef: OpDef) -> registry.TestSpec:
+def _spec(opdef: OpDef, spec: registry.TestSpec | None = None) -> registry.TestSpec:
+    if spec is not None:
+        return spec
     if opdef.test is None:
         raise ValueError(f"op {opdef.name!r} declares no TestSpec")
     return opdef.test
 
 
-def op_inputs(op_name: str, dtype: Any = np.float64) -> list[np.ndarray]:
+def op_inputs(op_name: str, dtype: Any = np.float64,
+              spec: registry.TestSpec | None = None) -> list[np.ndarray]:
     """The test inputs an op's :class:`~compiler.registry.TestSpec` declares, with
-    floating inputs in ``dtype``; reproducible (seeded by the op's name).
+    floating inputs in ``dtype``; reproducible (seeded by the op's name). ``spec``
+    replaces the op's own TestSpec (to test another configuration).
 
     >>> [x.shape for x in op_inputs("FullyConnected")]
     [(3, 2, 2), (5, 4), (5,)]
     """
     opdef = get_op(op_name)
-    spec = _spec(opdef)
+    spec = _spec(opdef, spec)
     rng = np.random.default_rng(zlib.crc32(opdef.name.encode()))
     if spec.make_inputs is not None:
         values = [np.asarray(v) for v in spec.make_inputs(rng)]
@@ -664,17 +668,18 @@ def _op_wrt(spec: registry.TestSpec, values: Sequence[np.ndarray]) -> tuple[int,
     return tuple(spec.wrt) if spec.wrt is not None else _floating_inputs(values)
 
 
-def check_op_types(op_name: str, dtypes: Sequence[Any] = (np.float32, np.float64)) -> None:
+def check_op_types(op_name: str, dtypes: Sequence[Any] = (np.float32, np.float64),
+                   spec: registry.TestSpec | None = None) -> None:
     """Assert that an op's shape/dtype rule gives the types its numpy implementation
-    returns, on its TestSpec inputs in each of ``dtypes``.
+    returns, on its TestSpec inputs (or ``spec``'s) in each of ``dtypes``.
 
     >>> check_op_types("sum")
     """
     opdef = get_op(op_name)
-    spec = _spec(opdef)
+    spec = _spec(opdef, spec)
     attrs = opdef.canonical_attrs(spec.attrs)
     for dtype in dtypes:
-        values = op_inputs(op_name, dtype)
+        values = op_inputs(op_name, dtype, spec)
         inferred = opdef.infer_types([TensorType(v.shape, v.dtype) for v in values], attrs)
         if _op_seed(opdef) is not None:
             _random.seed(0)
@@ -702,7 +707,8 @@ def _frontend_function(opdef: OpDef, attrs: dict) -> Callable[..., Any]:
 
 
 def check_op_gradient(op_name: str, via: str = "compiler", order: int | None = None,
-                      backend: str = REFERENCE_BACKEND) -> None:
+                      backend: str = REFERENCE_BACKEND,
+                      spec: registry.TestSpec | None = None) -> None:
     """Check one op's gradients in float64 on its TestSpec inputs.
 
     Parameters
@@ -718,15 +724,17 @@ def check_op_gradient(op_name: str, via: str = "compiler", order: int | None = N
         Highest order to check (default: the TestSpec's ``order``).
     backend : str
         Backend for ``via='compiler'``.
+    spec : TestSpec, optional
+        Another configuration (shapes, attrs, inputs) than the op's own TestSpec.
 
     Examples
     --------
     >>> check_op_gradient("softmax", via="frontend")
     """
     opdef = get_op(op_name)
-    spec = _spec(opdef)
+    spec = _spec(opdef, spec)
     order = spec.order if order is None else order
-    values = op_inputs(op_name)
+    values = op_inputs(op_name, spec=spec)
     wrt = _op_wrt(spec, values)
     rng = np.random.default_rng(zlib.crc32(opdef.name.encode()) + 1)
     options = {"rtol": spec.rtol, "atol": spec.rtol, "seed": _op_seed(opdef), "rng": rng}
@@ -743,7 +751,7 @@ def check_op_gradient(op_name: str, via: str = "compiler", order: int | None = N
         raise ValueError(f"via must be 'compiler' or 'frontend', not {via!r}")
 
 
-def check_op_blocks_gradient(op_name: str) -> None:
+def check_op_blocks_gradient(op_name: str, spec: registry.TestSpec | None = None) -> None:
     """Assert that a non-differentiable op stops gradients: ``differentiate``
     finds no path through it, and ``backward`` through ``mx.nd.<op>`` writes zeros
     into the inputs' gradient buffers (MXNet's behaviour for comparisons).
@@ -751,8 +759,8 @@ def check_op_blocks_gradient(op_name: str) -> None:
     >>> check_op_blocks_gradient("broadcast_greater")
     """
     opdef = get_op(op_name)
-    spec = _spec(opdef)
-    values = op_inputs(op_name)
+    spec = _spec(opdef, spec)
+    values = op_inputs(op_name, spec=spec)
     variables, _, outputs = _op_graph(opdef, values, spec.attrs)
     seeds = [Entry(variable(out.shape, out.dtype), 0) for out in outputs]
     grads = differentiate(outputs, seeds, [Entry(v, 0) for v in variables])
@@ -772,7 +780,8 @@ def check_op_blocks_gradient(op_name: str) -> None:
                             names=(f"{opdef.name}: gradient of input {i}", "zeros"))
 
 
-def check_op(op_name: str, backends: Sequence[str] | None = None) -> None:
+def check_op(op_name: str, backends: Sequence[str] | None = None,
+             spec: registry.TestSpec | None = None) -> None:
     """Run every check for one registered op from its TestSpec.
 
     The shape/dtype rule against the implementation (float32 and float64);
@@ -787,24 +796,30 @@ def check_op(op_name: str, backends: Sequence[str] | None = None) -> None:
         A registered op (or alias) with a TestSpec.
     backends : sequence of str, optional
         Default :func:`gradient_backends`.
+    spec : TestSpec, optional
+        Another configuration than the op's own TestSpec.
 
     Examples
     --------
     >>> check_op("tanh")
+    >>> from compiler.registry import TestSpec
+    >>> check_op("dot", spec=TestSpec(shapes=((4, 3), (2, 4)),
+    ...                               attrs={"transpose_a": True, "transpose_b": True}))
     """
     opdef = get_op(op_name)
     backends = gradient_backends() if backends is None else tuple(backends)
-    check_op_types(op_name)
-    check_op_backends(op_name, backends)
+    check_op_types(op_name, spec=spec)
+    check_op_backends(op_name, backends, spec)
     if not opdef.differentiable:
-        check_op_blocks_gradient(op_name)
+        check_op_blocks_gradient(op_name, spec)
         return
     for backend in backends:
-        check_op_gradient(op_name, "compiler", backend=backend)
-    check_op_gradient(op_name, "frontend")
+        check_op_gradient(op_name, "compiler", backend=backend, spec=spec)
+    check_op_gradient(op_name, "frontend", spec=spec)
 
 
-def check_op_backends(op_name: str, backends: Sequence[str] | None = None) -> None:
+def check_op_backends(op_name: str, backends: Sequence[str] | None = None,
+                      spec: registry.TestSpec | None = None) -> None:
     """Assert that every backend computes the interpreter's values for one op's
     graph and, for a differentiable op, for its gradient graph (head gradients of
     ones), on the TestSpec's inputs.
@@ -812,8 +827,8 @@ def check_op_backends(op_name: str, backends: Sequence[str] | None = None) -> No
     >>> check_op_backends("broadcast_mul", ["interpreter"])
     """
     opdef = get_op(op_name)
-    spec = _spec(opdef)
-    values = op_inputs(op_name)
+    spec = _spec(opdef, spec)
+    values = op_inputs(op_name, spec=spec)
     variables, _, outputs = _op_graph(opdef, values, spec.attrs)
     seeds = [variable(out.shape, out.dtype) for out in outputs]
     seed_values = [np.ones(out.shape, out.dtype) for out in outputs]

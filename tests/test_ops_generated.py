@@ -16,6 +16,7 @@ import pytest
 import compiler
 import symgrad as mx
 from compiler.ops import random as op_random
+from compiler import registry
 from symgrad import test_utils as tu
 
 # Ops that need no TestSpec, with the reason. Anything else without one fails
@@ -160,3 +161,118 @@ def test_dropout_without_reseeding_fails_the_check():
 def test_dropout_in_predict_mode_is_the_identity_gradient():
     x = np.random.default_rng(2).uniform(-2, 2, (4, 3))
     tu.check_numeric_gradient(lambda a: mx.nd.Dropout(a, p=0.5, is_train=False), [x])
+
+
+# ---------------------------------------------------------------------------
+# more configurations than the one TestSpec beside each op: broadcasting
+# patterns, axes, transposes, optional inputs, modes
+# ---------------------------------------------------------------------------
+
+def _spec(shapes=((3, 4),), domain=(-2.0, 2.0), wrt=None, order=2, make_inputs=None, **attrs):
+    return registry.TestSpec(shapes=shapes, domain=domain, attrs=attrs, wrt=wrt, order=order,
+                    make_inputs=make_inputs)
+
+
+def _indices(*arrays):
+    # Float index arrays as MXNet passes them; the first input is random data.
+    def make(rng, _shape=arrays[0], _rest=arrays[1:]):
+        return [rng.uniform(-2, 2, _shape), *(np.array(a, dtype=np.float64) for a in _rest)]
+
+    return make
+
+
+BROADCAST_PATTERNS = [((3, 1), (1, 4)), ((4,), (3, 4)), ((2, 3, 4), (3, 1)), ((1,), (3, 4)),
+                      ((3, 4), (3, 4))]
+VARIANTS = [
+    *((f"broadcast_{op}", _spec(shapes=shapes, domain=(0.5, 2.0)))
+      for op in ("add", "sub", "mul", "div", "power", "maximum", "minimum")
+      for shapes in BROADCAST_PATTERNS),
+    *((op, _spec(shapes=((2, 3, 4),), **attrs))
+      for op in ("sum", "mean", "max", "min", "nansum")
+      for attrs in ({"axis": None}, {"axis": (0, 2), "keepdims": True},
+                    {"axis": (1,), "exclude": True}, {"axis": (-1,)}, {"axis": 0})),
+    ("prod", _spec(shapes=((2, 3, 4),), domain=(0.5, 2.0), axis=None)),
+    ("prod", _spec(shapes=((2, 3, 4),), domain=(0.5, 2.0), axis=(0, 2), keepdims=True)),
+    ("dot", _spec(shapes=((4, 3), (4, 2)), transpose_a=True)),
+    ("dot", _spec(shapes=((3, 4), (2, 4)), transpose_b=True)),
+    ("dot", _spec(shapes=((4, 3), (2, 4)), transpose_a=True, transpose_b=True)),
+    ("dot", _spec(shapes=((4,), (4,)))),
+    ("dot", _spec(shapes=((3, 4), (4,)))),
+    ("dot", _spec(shapes=((4,), (4, 2)))),
+    ("dot", _spec(shapes=((4, 3), (4,)), transpose_a=True)),
+    ("dot", _spec(shapes=((4,), (2, 4)), transpose_b=True)),
+    ("dot", _spec(shapes=((2, 3, 4), (4, 5)))),
+    ("batch_dot", _spec(shapes=((2, 4, 3), (2, 4, 5)), transpose_a=True)),
+    ("batch_dot", _spec(shapes=((2, 3, 4), (2, 5, 4)), transpose_b=True)),
+    ("batch_dot", _spec(shapes=((2, 4, 3), (2, 5, 4)), transpose_a=True, transpose_b=True)),
+    ("FullyConnected", _spec(shapes=((3, 4), (5, 4)), num_hidden=5, no_bias=True)),
+    ("FullyConnected", _spec(shapes=((2, 3, 4), (5, 4), (5,)), num_hidden=5, flatten=False)),
+    ("softmax", _spec(shapes=((3, 4, 2),), axis=1)),
+    ("softmax", _spec(axis=0, temperature=2.0)),
+    ("log_softmax", _spec(shapes=((3, 4, 2),), axis=1)),
+    ("log_softmax", _spec(axis=0, temperature=2.0)),
+    *(("Activation", _spec(act_type=act, order=1 if act == "relu" else 2))
+      for act in ("relu", "sigmoid", "softrelu", "softsign")),
+    ("Dropout", _spec(shapes=((4, 5),), p=0.4, axes=(0,), is_train=True)),
+    ("Dropout", _spec(p=0.5, mode="always")),
+    ("Dropout", _spec(p=0.5, is_train=False)),
+    ("clip", _spec(a_min=0.0, a_max=0.5, order=1)),
+    ("_power_scalar", _spec(domain=(0.5, 2.0), scalar=2.0)),
+    ("_power_scalar", _spec(domain=(0.5, 2.0), scalar=-0.5)),
+    ("_rpower_scalar", _spec(scalar=0.5)),
+    ("Reshape", _spec(shapes=((2, 3, 4),), shape=(0, -1))),
+    ("Reshape", _spec(shapes=((2, 3, 4),), shape=(-3, 0))),
+    ("Reshape", _spec(shapes=((2, 3, 4),), shape=(0, -2))),
+    ("Reshape", _spec(shapes=((2, 3, 4),), shape=(-4, 1, 2, -2))),
+    ("Reshape", _spec(shapes=((2, 3, 4),), shape=(-1, 4), reverse=True)),
+    ("transpose", _spec(shapes=((2, 3, 4),))),
+    ("expand_dims", _spec(axis=-1)),
+    ("expand_dims", _spec(axis=0)),
+    ("squeeze", _spec(shapes=((1, 3, 1, 4),))),
+    ("SwapAxis", _spec(shapes=((2, 3, 4),), dim1=0, dim2=2)),
+    ("Concat", _spec(shapes=((1, 4), (3, 4), (2, 4)), dim=0)),
+    ("stack", _spec(shapes=((3, 4), (3, 4), (3, 4)), axis=-1)),
+    ("stack", _spec(shapes=((3, 4),), axis=0)),
+    ("SliceChannel", _spec(shapes=((3, 4),), num_outputs=3, axis=0, squeeze_axis=True)),
+    ("SliceChannel", _spec(shapes=((2, 6),), num_outputs=3, axis=-1)),
+    ("slice", _spec(shapes=((4, 5),), begin=(-3, None), end=(None, -1))),
+    ("slice", _spec(shapes=((4, 5),), begin=(None,), end=(None,), step=(-1,))),
+    ("slice", _spec(shapes=((4, 5, 2),), begin=(3, 1), end=(0, 4), step=(-2, 2))),
+    ("slice_axis", _spec(shapes=((3, 5),), axis=0, begin=-2, end=None)),
+    ("take", _spec(make_inputs=_indices((4, 3), [[0, 3], [3, 3]]), wrt=(0,))),
+    ("take", _spec(make_inputs=_indices((4, 3), [2, 0, 2, 1]), wrt=(0,), axis=1)),
+    ("take", _spec(make_inputs=_indices((4, 3), [5, -1, 2]), wrt=(0,), mode="wrap")),
+    ("take", _spec(make_inputs=_indices((4, 3), [5, -1, 2]), wrt=(0,), mode="clip")),
+    ("pick", _spec(make_inputs=_indices((3, 4), [0, 2, 1, 1]), wrt=(0,), axis=0)),
+    ("pick", _spec(make_inputs=_indices((3, 4), [0, 3, 1]), wrt=(0,), keepdims=True)),
+    ("pick", _spec(make_inputs=_indices((3, 4), [5, -1, 1]), wrt=(0,), mode="wrap")),
+    ("broadcast_to", _spec(shapes=((3, 1),), shape=(0, 4))),
+    ("broadcast_to", _spec(shapes=((4,),), shape=(2, 3, 4))),
+    ("broadcast_like", _spec(shapes=((4,), (3, 4)), wrt=(0,))),
+    ("BatchNorm", _spec(make_inputs=_indices((4, 3, 2), [1.0, 0.5, 2.0], [0.1, 0.2, 0.3],
+                                             [0.0, 0.5, -0.5], [1.0, 2.0, 0.5]),
+                        wrt=(0, 2), is_train=True)),
+    ("BatchNorm", _spec(make_inputs=_indices((4, 3, 2), [1.0, 0.5, 2.0], [0.1, 0.2, 0.3],
+                                             [0.0, 0.5, -0.5], [1.0, 2.0, 0.5]),
+                        wrt=(0, 1, 2), fix_gamma=False, is_train=False)),
+    ("BatchNorm", _spec(make_inputs=_indices((4, 3, 2), [1.0, 0.5, 2.0], [0.1, 0.2, 0.3],
+                                             [0.0, 0.5, -0.5], [1.0, 2.0, 0.5]),
+                        wrt=(0, 1, 2), fix_gamma=False, use_global_stats=True,
+                        is_train=True)),
+    ("BatchNorm", _spec(make_inputs=_indices((4, 2), [1.0, 0.5], [0.1, 0.2], [0.0, 0.5],
+                                             [1.0, 2.0]),
+                        wrt=(0, 1, 2), fix_gamma=False, axis=-1, is_train=True)),
+]
+
+
+def _variant_id(case):
+    name, spec = case
+    return f"{name}-{spec.shapes}-{spec.attrs}" if spec.make_inputs is None else \
+        f"{name}-{spec.attrs}"
+
+
+@pytest.mark.parametrize("name, spec", VARIANTS, ids=[_variant_id(c) for c in VARIANTS])
+def test_op_variant(name, spec):
+    if name not in compiler.OPS:
+        pytest.skip(f"{name} is not registered")
+    tu.check_op(name, spec=spec)

@@ -49,7 +49,7 @@ def dot_grad(g, a, b, *, out, transpose_a, transpose_b):
     if a.ndim == 1 and b.ndim == 1:
         return g * b, g * a
     if a.ndim == 1:
-        return (F.dot(b, g, transpose_a=transpose_b) if not transpose_b else F.dot(b, g),
+        return (F.dot(g, b) if transpose_b else F.dot(b, g),
                 _outer(g, a) if transpose_b else _outer(a, g))
     if b.ndim == 1:
         return (_outer(b, g) if transpose_a else _outer(g, b),
@@ -60,7 +60,9 @@ def dot_grad(g, a, b, *, out, transpose_a, transpose_b):
     if a.ndim > 2:
         flat_a = F.reshape(a, shape=(-1, 0), reverse=True)
         flat_g = F.reshape(g, shape=(-1, 0), reverse=True)
-        return F.dot(g, b, transpose_b=True), F.dot(flat_a, flat_g, transpose_a=True)
+        # 2-D dots only, so that the gradient differentiates again
+        return (F.reshape_like(F.dot(flat_g, b, transpose_b=True), a),
+                F.dot(flat_a, flat_g, transpose_a=True))
     if not transpose_a and not transpose_b:
         return F.dot(g, b, transpose_b=True), F.dot(a, g, transpose_a=True)
     if transpose_a and not transpose_b:
