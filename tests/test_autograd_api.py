@@ -8,6 +8,7 @@ a Symbol (its JSON layout and the op names MXNet records for Python operators).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -187,6 +188,27 @@ def test_thread_records_its_own_graph_while_main_thread_records():
     np.testing.assert_allclose(result["grad"], [6.0, 8.0], rtol=RTOL)
     assert result["history"] is False
     np.testing.assert_allclose(x.grad.asnumpy(), [3.0, 3.0], rtol=RTOL)
+
+
+def test_state_is_per_asyncio_task():
+    async def recorder(entered, release):
+        with autograd.record():
+            entered.set()
+            await release.wait()
+            return flags()
+
+    async def observer(entered, release):
+        await entered.wait()
+        seen = flags()  # while the other task is inside record()
+        release.set()
+        return seen
+
+    async def main():
+        entered, release = asyncio.Event(), asyncio.Event()
+        return await asyncio.gather(recorder(entered, release), observer(entered, release))
+
+    assert asyncio.run(main()) == [(True, True), (False, False)]
+    assert flags() == (False, False)
 
 
 # ---------------------------------------------------------------------------
