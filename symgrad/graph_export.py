@@ -15,7 +15,10 @@ reads):
 
 A graph built by hand may leave out ``inputs`` (the edges' ``index`` and
 ``position`` attributes are used, in insertion order by default) and
-``heads`` (then every node without users is an output).
+``heads`` (then every node without users is an output). A variable's
+``shape``/``dtype`` declare its type only when the node has no ``attrs``;
+otherwise they are what inference found, and ``attrs`` (``__shape__``...)
+holds the declaration.
 
 >>> import symgrad as mx
 >>> g = (mx.sym.var("x", shape=(2,)) * 2).to_networkx()
@@ -120,10 +123,13 @@ def _inputs_of(graph, key) -> list[tuple[Any, int]]:
 
 
 def _variable_from(name: str, data: dict) -> Node:
-    attrs = dict(data.get("attrs") or {})
+    if "attrs" in data:  # exported: declared types are in the attrs, shape is inferred
+        return _variable(name, dict(data["attrs"] or {}))
+    attrs = {}
     if data.get("shape") is not None:
         attrs.setdefault("__shape__", str(tuple(data["shape"])))
-    if data.get("dtype") is not None:
+    # float32 is every variable's default: leave it implicit, as MXNet's JSON does
+    if data.get("dtype") is not None and np.dtype(data["dtype"]) != np.float32:
         name_of_dtype = np.dtype(data["dtype"]).name
         attrs.setdefault("__dtype__", str(DTYPE_CODES.get(name_of_dtype, name_of_dtype)))
     return _variable(name, attrs)
