@@ -158,6 +158,9 @@ def main(argv=None):
 
     t0 = time.time()
     load_before = os.getloadavg()[0]
+    if load_before > 0.5:
+        _log(f"warning: load average {load_before:.2f}: other processes are running; "
+             "figures will be noisy (PyTorch and OpenBLAS threads suffer most)")
     results, labels = {}, []
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache_root:
         for (row_key, col_key), res in steady_state(rows, columns, a.quick, cache_root).items():

@@ -24,7 +24,7 @@ MARK = "BENCH-RESULT "
 
 def _short(exc):
     text = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return text if len(text) <= 120 else text[:117] + "..."
+    return text if len(text) <= 90 else text[:87] + "..."
 
 
 def run(column_key, row_key, quick=False, cold=False):

@@ -168,11 +168,12 @@ def w2_softmax_xent(z, b, y, gb):
         for j in range(m):
             z[i, j] += b[j]
             zmax = max(zmax, z[i, j])
+        zy = z[i, y[i]]
         s = f32(0.0)
         for j in range(m):
             z[i, j] = exp32(z[i, j] - zmax)
             s += z[i, j]
-        loss += math.log(s) - math.log(z[i, y[i]])
+        loss += math.log(s) + zmax - zy         # -log_softmax(z)[i, y_i]
         scale = inv_n / s
         for j in range(m):
             z[i, j] *= scale
