@@ -18,8 +18,9 @@ the result on the graph.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -369,7 +370,7 @@ class Executor:
         return dict(zip(self._symbol.list_outputs(), self.outputs))
 
     # -- running -------------------------------------------------------------------
-    def _plan(self, is_train: bool) -> "_ExecutorPlan":
+    def _plan(self, is_train: bool) -> _ExecutorPlan:
         plan = self._plans.get(is_train)
         if plan is None:
             wrt = [n for n, r in self._grad_req.items() if r != "null"]

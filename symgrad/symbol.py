@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import builtins
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +105,7 @@ class Symbol(OperatorMixin):
         """The name of the node of a single-output symbol (None for a group)."""
         return self._entries[0].node.name if len(self._entries) == 1 else None
 
-    def __getitem__(self, index: int | str | slice) -> "Symbol":
+    def __getitem__(self, index: int | str | slice) -> Symbol:
         if isinstance(index, str):
             names = self.list_outputs()
             if index not in names:
@@ -122,10 +123,10 @@ class Symbol(OperatorMixin):
     def __iter__(self):
         return (Symbol([entry]) for entry in self._entries)
 
-    def __copy__(self) -> "Symbol":
+    def __copy__(self) -> Symbol:
         return Symbol(self._entries)
 
-    def __deepcopy__(self, memo: dict) -> "Symbol":
+    def __deepcopy__(self, memo: dict) -> Symbol:
         return Symbol(self._entries)
 
     def __getstate__(self) -> dict:
@@ -202,7 +203,7 @@ class Symbol(OperatorMixin):
         """
         return [output_name(entry) for entry in self._entries]
 
-    def get_internals(self) -> "Symbol":
+    def get_internals(self) -> Symbol:
         """A grouped symbol of every visible output of every node in the graph.
 
         >>> import symgrad as mx
@@ -213,7 +214,7 @@ class Symbol(OperatorMixin):
         return Symbol([Entry(node, i) for node in self._nodes()
                        for i in range(visible_count(node))])
 
-    def get_children(self) -> "Symbol | None":
+    def get_children(self) -> Symbol | None:
         """The inputs of this symbol's output node(s), grouped; None for a variable.
 
         >>> import symgrad as mx
@@ -253,8 +254,8 @@ class Symbol(OperatorMixin):
                 if node_attr_strings(node)}
 
     # -- composition ---------------------------------------------------------------
-    def __call__(self, *args: "Symbol", name: str | None = None,
-                 **kwargs: "Symbol") -> "Symbol":
+    def __call__(self, *args: Symbol, name: str | None = None,
+                 **kwargs: Symbol) -> Symbol:
         """Compose: a copy of this symbol with variables replaced by symbols, given
         positionally (in ``list_arguments`` order) or by name.
 
@@ -404,7 +405,7 @@ class Symbol(OperatorMixin):
         from .executor import simple_bind
         return simple_bind(self, grad_req, type_dict, kwargs)
 
-    def gradient(self, wrt: Sequence[str], **shapes: Any) -> "Symbol":
+    def gradient(self, wrt: Sequence[str], **shapes: Any) -> Symbol:
         """The symbolic gradient of the sum of the outputs with respect to the
         arguments named in ``wrt``, as a grouped Symbol (one output per name).
 
@@ -441,7 +442,7 @@ class Symbol(OperatorMixin):
         return to_networkx(self)
 
     @staticmethod
-    def from_networkx(graph) -> "Symbol":
+    def from_networkx(graph) -> Symbol:
         """A Symbol from a DiGraph in the layout :meth:`to_networkx` writes."""
         from .graph_export import from_networkx
         return from_networkx(graph)

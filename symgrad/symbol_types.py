@@ -32,8 +32,9 @@ follow from the data shape (MXNet infers ``fc1_weight`` from ``data``).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -15,7 +15,8 @@ True
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from compiler import Entry, Node, topo_order
 

@@ -33,7 +33,8 @@ def test_layout_matches_mxnet():
     assert ops["fc1"]["inputs"] == [[0, 0, 0], [1, 0, 0], [2, 0, 0]]
     assert "is_train" not in ops["drop"]["attrs"]
     concat = next(n for n in graph["nodes"] if n["op"] == "Concat")
-    assert concat["attrs"]["num_args"] == "2" and concat["inputs"][0][:2] == [names.index("parts"), 1]
+    assert concat["attrs"]["num_args"] == "2"
+    assert concat["inputs"][0][:2] == [names.index("parts"), 1]
     # Dropout has a hidden mask output and SliceChannel two: node_row_ptr counts them
     counts = np.diff(graph["node_row_ptr"]).tolist()
     assert counts[names.index("drop")] == 2 and counts[names.index("parts")] == 2
