@@ -122,6 +122,49 @@ def _batchnorm_params(shapes, *, axis, **_):
     return [data] + [channels] * 4
 
 
+def _convolution_params(shapes, *, kernel, num_filter, num_group, no_bias, **_):
+    data = shapes[0]
+    if data is None:
+        return shapes
+    learned = [data, (num_filter, data[1] // num_group) + tuple(kernel)]
+    return learned if no_bias else learned + [(num_filter,)]
+
+
+def _deconvolution_params(shapes, *, kernel, num_filter, num_group, no_bias, **_):
+    data = shapes[0]
+    if data is None:
+        return shapes
+    learned = [data, (data[1], num_filter // num_group) + tuple(kernel)]
+    return learned if no_bias else learned + [(num_filter,)]
+
+
+def _embedding_params(shapes, *, input_dim, output_dim, **_):
+    return [shapes[0], (input_dim, output_dim)]
+
+
+def _layernorm_params(shapes, *, axis, **_):
+    data = shapes[0]
+    return shapes if data is None else [data] + [(data[axis % len(data)],)] * 2
+
+
+def _instancenorm_params(shapes, **_):
+    data = shapes[0]
+    return shapes if data is None else [data] + [(data[1],)] * 2
+
+
+def _softmax_output_params(shapes, *, multi_output, preserve_shape, **_):
+    data = shapes[0]
+    if data is None:
+        return shapes
+    if preserve_shape:
+        label = data[:-1]
+    elif multi_output:
+        label = (data[0],) + tuple(data[2:])
+    else:
+        label = (data[0],)
+    return [data, label]
+
+
 def _same_shape(shapes, **_):
     known = next((s for s in shapes if s is not None), None)
     return [known] * len(shapes)
@@ -130,6 +173,12 @@ def _same_shape(shapes, **_):
 _PARAMETER_SHAPES: dict[str, Callable[..., list]] = {
     "FullyConnected": _fully_connected_params,
     "BatchNorm": _batchnorm_params,
+    "Convolution": _convolution_params,
+    "Deconvolution": _deconvolution_params,
+    "Embedding": _embedding_params,
+    "LayerNorm": _layernorm_params,
+    "InstanceNorm": _instancenorm_params,
+    "SoftmaxOutput": _softmax_output_params,
     "elemwise_add": _same_shape, "elemwise_sub": _same_shape,
     "elemwise_mul": _same_shape, "elemwise_div": _same_shape,
 }

@@ -176,3 +176,16 @@ def test_get_symbol_of_a_create_graph_gradient():
     value = sym.eval()[0].asnumpy()
     np.testing.assert_allclose(value, dx.asnumpy(), rtol=1e-6)
     assert mx.sym.load_json(sym.tojson()).list_outputs() == sym.list_outputs()
+
+
+def test_parameter_shapes_of_layers_follow_the_data():
+    data = mx.sym.var("data")
+    conv = mx.sym.Convolution(data, kernel=(3, 3), num_filter=8, name="conv")
+    assert conv.infer_shape(data=(2, 3, 10, 10)) == (
+        [(2, 3, 10, 10), (8, 3, 3, 3), (8,)], [(2, 8, 8, 8)], [])
+    out = mx.sym.SoftmaxOutput(mx.sym.FullyConnected(data, num_hidden=3, name="fc"),
+                               name="softmax")
+    assert out.list_arguments()[-1] == "softmax_label"
+    assert out.infer_shape(data=(4, 5))[0][-1] == (4,)
+    emb = mx.sym.Embedding(mx.sym.var("i"), input_dim=10, output_dim=4, name="emb")
+    assert emb.infer_shape(i=(5,))[0] == [(5,), (10, 4)]
