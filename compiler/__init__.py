@@ -18,13 +18,14 @@ from .autodiff import differentiate
 from .expr import Expr, OperatorMixin, bind_arguments, call, install_fluent_methods
 from .interpret import evaluate
 from .ir import Entry, GraphError, Node, TensorType, structural_key, topo_order
-from .program import (Program, ProgramGraph, cached_program, clear_cache, interpret_runner,
-                      runner, stats)
+from .inspect import explain, stats
+from .program import (Program, ProgramGraph, backend, cached_program, clear_cache,
+                      interpret_runner, runner)
 from .registry import OPS, OpDef, get_op, make_node, variable
 
 install_fluent_methods(OperatorMixin)
 
-__all__ = ["OPS", "Entry", "Expr", "GraphError", "Node", "OpDef", "OperatorMixin", "Program",
+__all__ = ["OPS", "Entry", "Expr", "GraphError", "Node", "OpDef", "OperatorMixin", "Program", "backend",
            "ProgramGraph", "TensorType", "bind_arguments", "cached_program", "call",
-           "clear_cache", "differentiate", "evaluate", "get_op", "interpret_runner",
+           "clear_cache", "differentiate", "explain", "evaluate", "get_op", "interpret_runner",
            "make_node", "runner", "stats", "structural_key", "topo_order", "variable"]

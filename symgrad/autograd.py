@@ -196,7 +196,8 @@ def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
     pending_arrays = _pending_outputs(nodes)
     values = tuple((pos, index) for pos, index, _ in pending_arrays)
     heads = tuple((position[id(e.node)], e.index) for e in entries)
-    key = (structural_key(nodes, entries, _leaf_role), wrt_positions, given, values)
+    key = (structural_key(nodes, entries, _leaf_role), wrt_positions, given, values,
+           compiler.backend())
     try:
         program = compiler.cached_program(key, lambda: compiler.Program(
             nodes, heads, wrt_positions, given, values, _is_program_input, compiler.runner()))

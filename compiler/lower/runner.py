@@ -10,9 +10,9 @@ backward of a new graph never waits for numba.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
-import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -122,6 +122,7 @@ class CompiledProgram:
             return
         self._compiling = threading.Thread(target=self._compile, args=(copies,), daemon=True,
                                            name="symgrad-compile")
+        _background.append(self._compiling)
         self._compiling.start()
 
     def wait(self) -> None:
@@ -153,6 +154,20 @@ class CompiledProgram:
         return "\n\n".join(parts)
 
 
+_background: list[threading.Thread] = []
+
+
+def wait_for_compilation(timeout: float | None = None) -> None:
+    """Block until every background compilation started so far has finished."""
+    for thread in list(_background):
+        thread.join(timeout)
+    _background[:] = [t for t in _background if t.is_alive()]
+
+
+# A process must not exit while numba is writing a kernel to the disk cache.
+atexit.register(wait_for_compilation)
+
+
 def compile_mode() -> str:
     """``background`` (default: first calls run on the interpreter while numba
     compiles) or ``sync`` (compile before the first call returns), from
@@ -166,4 +181,4 @@ def compiled_runner(graph: ProgramGraph) -> CompiledProgram:
     return CompiledProgram(graph)
 
 
-__all__ = ["CompiledProgram", "compiled_runner", "compile_mode", "time"]
+__all__ = ["CompiledProgram", "compiled_runner", "compile_mode", "wait_for_compilation"]
