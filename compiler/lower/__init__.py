@@ -1,0 +1,1 @@
+"""Lowering of fused groups to numba kernels, and the kernel cache."""
