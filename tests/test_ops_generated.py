@@ -169,8 +169,8 @@ def test_dropout_in_predict_mode_is_the_identity_gradient():
 # ---------------------------------------------------------------------------
 
 def _spec(shapes=((3, 4),), domain=(-2.0, 2.0), wrt=None, order=2, make_inputs=None, **attrs):
-    return registry.TestSpec(shapes=shapes, domain=domain, attrs=attrs, wrt=wrt, order=order,
-                    make_inputs=make_inputs)
+    return registry.TestSpec(shapes=shapes, domain=domain, attrs=attrs, wrt=wrt,
+                             order=order, make_inputs=make_inputs)
 
 
 def _indices(*arrays):
@@ -276,3 +276,52 @@ def test_op_variant(name, spec):
     if name not in compiler.OPS:
         pytest.skip(f"{name} is not registered")
     tu.check_op(name, spec=spec)
+
+
+# ---------------------------------------------------------------------------
+# gradient graphs depend on ranks and ones-patterns, never on sizes
+# ---------------------------------------------------------------------------
+
+def _gradient_key(opdef, shapes, attrs, order):
+    """Structural key of the op's gradient graph (differentiated ``order`` times)
+    for inputs of these shapes, or None if the op does not apply to them."""
+    variables = [compiler.variable(shape, np.float64) for shape in shapes]
+    try:
+        node = compiler.make_node(opdef, [compiler.Entry(v, 0) for v in variables], attrs)
+        op_random.seed(0)
+        opdef.impl(*(np.ones(shape) for shape in shapes), **node.attrs)
+    except (compiler.GraphError, ValueError, IndexError):
+        return None
+    outputs = [compiler.Entry(node, k) for k in range(opdef.visible_outputs or node.num_outputs)]
+    for _ in range(order):
+        seeds = [compiler.Entry(compiler.variable(o.shape, o.dtype), 0) for o in outputs]
+        grads = compiler.differentiate(outputs, seeds, [compiler.Entry(v, 0) for v in variables])
+        outputs = [g for g in grads if g is not None]
+        if not outputs:
+            break
+    nodes = compiler.topo_order(outputs)
+    return compiler.structural_key(nodes, outputs, lambda node: None)
+
+
+def _scaled(shape):
+    return tuple(size if size == 1 else 2 * size for size in shape)
+
+
+SIZE_CASES = [(name, compiler.get_op(name).test) for name in DIFFERENTIABLE
+              if compiler.get_op(name).test.make_inputs is None] + \
+    [(name, spec) for name, spec in VARIANTS
+     if spec.make_inputs is None and compiler.get_op(name).differentiable]
+
+
+@pytest.mark.parametrize("name, spec", SIZE_CASES,
+                         ids=[_variant_id(c) for c in SIZE_CASES])
+def test_gradient_rules_do_not_bake_sizes(name, spec):
+    # The program cache keys graphs on ranks and ones-patterns only, so a gradient
+    # rule must build the same graph for inputs of other sizes.
+    opdef = compiler.get_op(name)
+    order = min(spec.order, 2)
+    key = _gradient_key(opdef, spec.shapes, spec.attrs, order)
+    other = _gradient_key(opdef, [_scaled(s) for s in spec.shapes], spec.attrs, order)
+    if other is None:
+        pytest.skip("the op's attrs tie it to the test shapes")
+    assert key == other, f"{name}'s gradient graph changes with the input sizes"

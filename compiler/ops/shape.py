@@ -344,6 +344,9 @@ register(OpDef(name="slice", aliases=("crop",), infer=_slice_types,
 
 
 def _slice_grad_types(types, *, begin, end, step):
+    region = _slice_types(types[1:], begin=begin, end=end, step=step)[0].shape
+    if types[0].shape != region:
+        raise GraphError(f"data of shape {types[0].shape} does not fill the slice {region}")
     return [TensorType(types[1].shape, types[0].dtype)]
 
 
