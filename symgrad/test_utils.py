@@ -41,13 +41,23 @@ from __future__ import annotations
 
 import os
 import zlib
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 import compiler
-from compiler import registry
-from compiler import OPS, Entry, Node, OpDef, TensorType, differentiate, get_op, topo_order
+from compiler import (
+    OPS,
+    Entry,
+    Node,
+    OpDef,
+    TensorType,
+    differentiate,
+    get_op,
+    registry,
+    topo_order,
+)
 from compiler.ops import random as _random
 from compiler.registry import variable
 
@@ -55,10 +65,11 @@ from . import autograd
 from . import ndarray as nd
 from .ndarray.ndarray import NDArray
 
-__all__ = ["BACKENDS", "assert_almost_equal", "almost_equal", "check_backends_agree",
-           "check_graph_gradient", "check_higher_order", "check_numeric_gradient",
-           "check_op", "check_op_backends", "check_op_blocks_gradient", "check_op_gradient", "check_op_types",
-           "default_rtol", "gradient_backends", "op_inputs", "same"]
+__all__ = ["BACKENDS", "almost_equal", "assert_almost_equal", "check_backends_agree",
+           "check_graph_gradient", "check_higher_order", "check_numeric_gradient", "check_op",
+           "check_op_backends", "check_op_blocks_gradient", "check_op_gradient",
+           "check_op_types", "default_rtol", "gradient_backends", "op_inputs",
+           "recorded_gradient", "registered_ops", "same"]
 
 EPS = 1e-6
 """Step of the central differences (float64)."""

@@ -15,8 +15,8 @@ import pytest
 
 import compiler
 import symgrad as mx
-from compiler.ops import random as op_random
 from compiler import registry
+from compiler.ops import random as op_random
 from symgrad import test_utils as tu
 
 # Ops that need no TestSpec, with the reason. Anything else without one fails
@@ -325,3 +325,25 @@ def test_gradient_rules_do_not_bake_sizes(name, spec):
     if other is None:
         pytest.skip("the op's attrs tie it to the test shapes")
     assert key == other, f"{name}'s gradient graph changes with the input sizes"
+
+
+@pytest.mark.parametrize("name", DIFFERENTIABLE)
+def test_float32_gradient_graph_keeps_its_types(name):
+    # Every node of the gradient graph, run in float32, returns what its shape/dtype
+    # rule promised (a rule that upcasts to float64 fails here).
+    opdef = compiler.get_op(name)
+    values = tu.op_inputs(name, np.float32)
+    variables = [compiler.variable(v.shape, v.dtype) for v in values]
+    node = compiler.make_node(opdef, [compiler.Entry(v, 0) for v in variables],
+                              opdef.test.attrs)
+    outputs = [compiler.Entry(node, k) for k in range(opdef.visible_outputs or node.num_outputs)]
+    seeds = [compiler.variable(o.shape, o.dtype) for o in outputs]
+    wrt = opdef.test.wrt if opdef.test.wrt is not None else range(len(values))
+    grads = compiler.differentiate(outputs, [compiler.Entry(s, 0) for s in seeds],
+                                   [compiler.Entry(variables[i], 0) for i in wrt])
+    graph = compiler.ProgramGraph(variables + seeds, grads)
+    op_random.seed(0)
+    results = tu.BACKENDS["interpreter"](graph)(
+        [v.copy() for v in values] + [np.ones(o.shape, o.dtype) for o in outputs])
+    for i, grad in zip(wrt, results):
+        assert grad is None or (grad.dtype == np.float32 and grad.shape == values[i].shape)
