@@ -137,26 +137,29 @@ def ones_pattern(shape: tuple[int, ...]) -> tuple[bool, ...]:
     return tuple(size == 1 for size in shape)
 
 
-def structural_key(nodes: Sequence[Node], heads: Sequence[Entry], leaf_role) -> tuple:
-    """A hashable key that identifies a graph up to array sizes.
+def structural_key(nodes: Sequence[Node], heads: Sequence[Entry], leaf_role
+                   ) -> tuple[tuple, dict[int, int]]:
+    """A hashable key that identifies a graph up to array sizes, and the position
+    of each node (by id) in ``nodes``.
 
     It records, in topological order, each node's op, canonical attrs (a dict
-    built in the op's declared attribute order, so its items are canonical) and wiring
-    (inputs as positions in ``nodes``), and for leaves their dtype, which axes
-    have length one (the only size fact broadcasting depends on) and
-    ``leaf_role(node)`` (for example whether and how it needs a gradient).
-    Sizes are not in the key, so a new batch size reuses compiled kernels.
+    built in the op's declared attribute order, so its items are canonical) and
+    wiring (inputs as positions in ``nodes``), and for leaves their dtype, which
+    axes have length one (the only size fact broadcasting depends on) and
+    ``leaf_role(node)`` (for example whether and how it needs a gradient). Sizes
+    are not in the key, so a new batch size reuses compiled kernels. It is paid
+    on every backward, so it is one pass.
     """
-    position = {id(node): i for i, node in enumerate(nodes)}
+    position: dict[int, int] = {}
     parts: list[tuple] = []
-    for node in nodes:
-        if not node.inputs:
-            leaf_type = node.types[0]
-            parts.append((node.op.name, leaf_type.dtype.char, ones_pattern(leaf_type.shape),
-                          leaf_role(node)))
+    for i, node in enumerate(nodes):
+        position[id(node)] = i
+        if node.inputs:
+            parts.append((node.op, tuple(node.attrs.items()),
+                          tuple([(position[id(e.node)], e.index) for e in node.inputs])))
         else:
-            wiring = tuple((position[id(e.node)], e.index) for e in node.inputs)
-            parts.append((node.op.name, tuple(node.attrs.items()), wiring))
-    return (tuple(parts), tuple((position[id(h.node)], h.index) for h in heads))
-
-
+            leaf_type = node.types[0]
+            parts.append((node.op, leaf_type.dtype.char,
+                          tuple([size == 1 for size in leaf_type.shape]), leaf_role(node)))
+    key = (tuple(parts), tuple([(position[id(h.node)], h.index) for h in heads]))
+    return key, position

@@ -169,11 +169,12 @@ class OpDef:
     test: TestSpec | None = None
     doc: str = ""
 
-    @property
-    def deferrable(self) -> bool:
-        """Whether a value of this op may be computed later than the call: true
-        for pure ops, false for randomness, side effects and callbacks."""
-        return not self.uses_train_mode and self.kind not in ("random", "opaque", "creation")
+    def __post_init__(self) -> None:
+        # Whether a value of this op may be computed later than the call: true for
+        # pure ops, false for randomness, side effects and callbacks. Read on every
+        # recorded op call, so it is a plain attribute.
+        self.deferrable = not self.uses_train_mode and \
+            self.kind not in ("random", "opaque", "creation")
 
     def input_names(self, attrs: dict) -> tuple[str, ...]:
         """Names of the inputs this op takes with these attrs."""
@@ -181,6 +182,8 @@ class OpDef:
 
     def canonical_attrs(self, given: dict) -> dict:
         """Fill defaults and parse every attribute into its canonical hashable form."""
+        if not self.attrs and not given:
+            return {}
         out = {}
         for key, spec in self.attrs.items():
             if key in given:

@@ -7,8 +7,9 @@ one fused pass. Outside recording everything computes eagerly.
 
 Arrays whose values are still pending are tracked weakly, so that an in-place
 write to any array first computes every pending value (otherwise a pending value
-would later read the new data). NDArray's ``==`` is elementwise, so the tracking
-is a dict from id to weak reference rather than a WeakSet.
+would later read the new data). The tracking is a plain list of weak references,
+pruned of dead and settled arrays whenever it doubles: recording an op is the hot
+path, so it pays one append and nothing else.
 """
 
 from __future__ import annotations
@@ -23,21 +24,23 @@ from .base import MXNetError
 if TYPE_CHECKING:
     from .ndarray.ndarray import NDArray
 
-_pending: dict[int, weakref.ref] = {}
+_pending: list[weakref.ref] = []
+_prune_at = 1024
 
 
 def track(array: "NDArray") -> weakref.ref:
     """Note a deferred array; returns the weak reference kept for it."""
-    key = id(array)
-    pending = _pending  # bound here: module globals are cleared at interpreter exit,
-    ref = weakref.ref(array, lambda _ref: pending.pop(key, None))  # before late callbacks
-    _pending[key] = ref
+    global _prune_at
+    ref = weakref.ref(array)
+    _pending.append(ref)
+    if len(_pending) >= _prune_at:
+        _pending[:] = [r for r in _pending if _is_pending(r())]
+        _prune_at = max(1024, 2 * len(_pending))
     return ref
 
 
-def untrack(array: "NDArray") -> None:
-    """The array's value is known now."""
-    _pending.pop(id(array), None)
+def _is_pending(array: "NDArray | None") -> bool:
+    return array is not None and array._value is None
 
 
 def compute(entry: Entry) -> None:
@@ -67,7 +70,8 @@ def compute(entry: Entry) -> None:
 
 def settle_all() -> None:
     """Compute every pending value (before an in-place write)."""
-    for ref in list(_pending.values()):
+    for ref in list(_pending):
         array = ref()
-        if array is not None:
+        if _is_pending(array):
             array._data  # noqa: B018  (reading computes it)
+    _pending.clear()

@@ -12,11 +12,10 @@ def _make_function(public_name: str, opdef: OpDef, apply: Callable, is_tensor: C
     fixed_arity = None if (opdef.variadic or callable(opdef.inputs)) else len(opdef.inputs)
 
     def function(*args: Any, **kwargs: Any) -> Any:
-        options = {k: kwargs.pop(k) for k in ("out", "name") if k in kwargs}
         if not kwargs and len(args) == fixed_arity and all(map(is_tensor, args)):
-            inputs, attrs = args, {}  # the common call f(x) needs no argument binding
-        else:
-            inputs, attrs = bind_arguments(opdef, args, kwargs, is_tensor)
+            return apply(opdef, args, {})  # the common call f(x) needs no binding
+        options = {k: kwargs.pop(k) for k in ("out", "name") if k in kwargs}
+        inputs, attrs = bind_arguments(opdef, args, kwargs, is_tensor)
         return finish(apply(opdef, inputs, attrs), **options)
 
     function.__name__ = public_name

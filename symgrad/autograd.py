@@ -190,14 +190,13 @@ def _pending_outputs(nodes: Sequence[Node]) -> list[tuple[int, int, NDArray]]:
 def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
                  head_grads: list[NDArray | None], out: list | None = None) -> list:
     """Gradients for ``wrt`` (also settling live deferred arrays of the graph)."""
-    position = {id(node): i for i, node in enumerate(nodes)}
-    wrt_positions = tuple(position[id(node)] for node in wrt)
-    given = tuple(g is not None for g in head_grads)
+    graph_key, position = structural_key(nodes, entries, _leaf_role)
+    wrt_positions = tuple([position[id(node)] for node in wrt])
+    given = tuple([g is not None for g in head_grads])
     pending_arrays = _pending_outputs(nodes)
-    values = tuple((pos, index) for pos, index, _ in pending_arrays)
-    heads = tuple((position[id(e.node)], e.index) for e in entries)
-    key = (structural_key(nodes, entries, _leaf_role), wrt_positions, given, values,
-           compiler.backend())
+    values = tuple([(pos, index) for pos, index, _ in pending_arrays])
+    heads = graph_key[1]
+    key = (graph_key, wrt_positions, given, values, compiler.backend())
     try:
         program = compiler.cached_program(key, lambda: compiler.Program(
             nodes, heads, wrt_positions, given, values, _is_program_input, compiler.runner()))

@@ -300,7 +300,7 @@ def _gradient_key(opdef, shapes, attrs, order):
         if not outputs:
             break
     nodes = compiler.topo_order(outputs)
-    return compiler.structural_key(nodes, outputs, lambda node: None)
+    return compiler.structural_key(nodes, outputs, lambda node: None)[0]
 
 
 def _scaled(shape):

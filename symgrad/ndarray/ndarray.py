@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from functools import partial
 from typing import Any, Sequence
 
 import numpy as np
@@ -11,7 +12,7 @@ from compiler import Entry, GraphError, Node, OperatorMixin, OpDef, TensorType, 
 from compiler.registry import variable
 
 from .. import _state
-from .._deferred import compute, settle_all, track, untrack
+from .._deferred import compute, settle_all, track
 from ..base import MXNetError, MXNetShapeError
 from ..context import Context, check_context, cpu
 
@@ -40,18 +41,43 @@ def invoke(op: str | OpDef, inputs: Sequence["NDArray"], attrs: dict) -> Any:
     randomness or side effects (Dropout, BatchNorm) always run at once.
     Returns one NDArray, or a list for ops with several visible outputs.
     """
-    opdef = get_op(op) if isinstance(op, str) else op
+    opdef = op if type(op) is OpDef else get_op(op)
     if opdef.uses_train_mode and "is_train" not in attrs:
         attrs = dict(attrs, is_train=_state.training.get())
-    recording = _state.recording.get() and any(x._entry is not None for x in inputs)
+    if _state.recording.get():
+        for x in inputs:
+            if x._entry is not None:
+                break
+        else:
+            return _run(opdef, inputs, attrs, False)
+        if not opdef.deferrable:
+            return _run(opdef, inputs, attrs, True)
+        # The recording hot path: make the node and pending arrays, nothing more.
+        try:
+            attrs = opdef.canonical_attrs(attrs)
+            entries = tuple([_input_entry(x) for x in inputs])
+            types = tuple(opdef.infer([e.node.types[e.index] for e in entries], **attrs))
+        except Exception as err:  # rebuild the message with the op and the shapes
+            _raise_op_error(opdef, inputs, attrs, err)
+        node = Node(opdef, attrs, entries, types)
+        if len(types) == 1:
+            array = NDArray(None, _entry((node, 0)))
+            node.tag = (track(array),)
+            return array
+        arrays = [NDArray(None, _entry((node, i))) for i in range(len(types))]
+        node.tag = tuple(track(a) for a in arrays)
+        return _visible(opdef, attrs, arrays)
+    return _run(opdef, inputs, attrs, False)
+
+
+# Entry's generated __new__ is Python code; building the tuple directly skips it.
+_entry = partial(tuple.__new__, Entry)
+
+
+def _run(opdef: OpDef, inputs: Sequence["NDArray"], attrs: dict, record: bool) -> Any:
+    """Compute an op now with numpy (and record it with its values if asked)."""
     try:
         attrs = opdef.canonical_attrs(attrs)
-        if recording and opdef.deferrable:
-            entries = tuple(_input_entry(x) for x in inputs)
-            node = Node(opdef, attrs, entries, opdef.infer_types([e.type for e in entries], attrs))
-            arrays = [NDArray(None, Entry(node, i)) for i in range(node.num_outputs)]
-            node.tag = [track(a) for a in arrays]
-            return _visible(opdef, attrs, arrays)
         if len(inputs) > 1 and len({x.dtype for x in inputs}) > 1:
             # numpy would silently promote; the op's type rule decides, as it does
             # while recording (most ops refuse mixed dtypes, as MXNet does).
@@ -65,7 +91,7 @@ def invoke(op: str | OpDef, inputs: Sequence["NDArray"], attrs: dict) -> Any:
     except (ValueError, IndexError, TypeError) as err:
         _raise_op_error(opdef, inputs, attrs, err)
     outputs = result if isinstance(result, tuple) else (result,)
-    if recording:
+    if record:
         node = Node(opdef, attrs, tuple(_input_entry(x) for x in inputs),
                     tuple(TensorType(o.shape, o.dtype) for o in outputs), value=outputs)
         arrays = [NDArray(o, Entry(node, i)) for i, o in enumerate(outputs)]
@@ -81,9 +107,9 @@ def _visible(opdef: OpDef, attrs: dict, arrays: list["NDArray"]) -> Any:
 
 
 def _raise_op_error(opdef: OpDef, inputs: Sequence["NDArray"], attrs: dict, err: Exception):
-    types = [TensorType(x._data.shape, x._data.dtype) for x in inputs]
+    types = [TensorType(x.shape, np.dtype(x.dtype)) for x in inputs]
     try:
-        opdef.infer_types(types, attrs)
+        opdef.infer_types(types, opdef.canonical_attrs(attrs))
     except GraphError as shape_error:
         raise MXNetShapeError(str(shape_error)) from None
     raise MXNetShapeError(f"{opdef.name}: failed on input shapes ({_shapes(inputs)}): "
@@ -117,13 +143,11 @@ class NDArray(OperatorMixin):
             if entry.node.value is None:
                 compute(entry)
             value = self._value = entry.node.value[entry.index]
-            untrack(self)
         return value
 
     def _settle(self, value: np.ndarray) -> None:
         """Give a deferred array the value a program computed for it."""
         self._value = value
-        untrack(self)
 
     # -- OperatorMixin ------------------------------------------------------
     def _apply(self, op, inputs, attrs):
