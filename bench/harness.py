@@ -141,4 +141,6 @@ def fmt_stats(stats):
 def fmt_ratio(torch_median, median):
     """Ratio torch/ours as 'x.xx×' (>1 means faster than PyTorch eager)."""
     r = torch_median / median
+    if r < 0.1:
+        return f"{r:.2g}×"
     return f"{r:.2f}×" if r < 100 else f"{r:.0f}×"
