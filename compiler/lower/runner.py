@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -29,11 +30,19 @@ class _FusedStep:
         self.node, self.source = node, source
         self.inputs, self.outputs = inputs, outputs
         self.kernel: Callable | None = None
+        # Per output: its axes and dtype, read once here because allocation runs on
+        # every call (small programs cost microseconds, so the launcher must too).
+        self.output_plan = [(spec.axes, spec.dtype) for spec in source.outputs]
+        self._shapes: tuple[tuple, list] = ((), [])  # (loop sizes, output shapes) last seen
 
     def allocate(self, args: Sequence[np.ndarray]) -> list[np.ndarray]:
-        loop = [args[i].shape[axis] for i, axis in self.source.shape_from]
-        return [np.empty(tuple(1 if a is None else loop[a] for a in spec.axes), spec.dtype)
-                for spec in self.source.outputs]
+        loop = tuple([args[i].shape[axis] for i, axis in self.source.shape_from])
+        seen, shapes = self._shapes
+        if loop != seen:  # a new batch size: new output shapes, the same kernel
+            shapes = [(tuple(1 if a is None else loop[a] for a in axes), dtype)
+                      for axes, dtype in self.output_plan]
+            self._shapes = (loop, shapes)
+        return [np.empty(shape, dtype) for shape, dtype in shapes]
 
     def __call__(self, slots: list) -> None:
         args = [slots[i] for i in self.inputs]
@@ -89,6 +98,7 @@ class CompiledProgram:
         self.fused = fused
         self.module_text = "\n\n".join("@_jit\n" + step.source.source for step in fused)
         self._ready = not fused
+        self._failed = False
         self._compiling: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -100,7 +110,18 @@ class CompiledProgram:
 
     def _compile(self, args: Sequence[np.ndarray]) -> None:
         """Load or compile every kernel for the types of ``args``, by running the
-        program once on them."""
+        program once on them. A kernel the generator or numba cannot handle (a
+        loop nest deeper than Python allows, say) leaves the program on the
+        interpreter for good, with one warning: slower, never wrong or fatal."""
+        try:
+            self._compile_kernels(args)
+        except Exception as err:  # noqa: BLE001  (any failure has the same remedy)
+            self._failed = True
+            warnings.warn(f"symgrad: cannot compile a program ({type(err).__name__}: "
+                          f"{err}); running it on the interpreter", RuntimeWarning,
+                          stacklevel=2)
+
+    def _compile_kernels(self, args: Sequence[np.ndarray]) -> None:
         self._bind_kernels()
         slots: list = [None] * self.num_slots
         slots[:len(args)] = args
@@ -135,7 +156,7 @@ class CompiledProgram:
     def __call__(self, args: Sequence[np.ndarray], out: Sequence[Any] | None = None) -> list:
         if not self._ready:
             with self._lock:
-                if self._compiling is None and not self._ready:
+                if self._compiling is None and not self._ready and not self._failed:
                     self._start(args)
             if not self._ready:
                 return self.fallback(args, out)
