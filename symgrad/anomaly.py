@@ -131,6 +131,8 @@ def check(heads: Sequence[Entry], nodes: Sequence[Node], wrt: Sequence[Node],
           head_grads: Sequence[Any]) -> None:
     """Replay forward and backward node by node; raise :class:`AnomalyError` at the
     first node that turns finite values into NaN or inf."""
+    if any(node.freed for node in nodes):
+        return  # backward itself reports a freed graph
     values: dict[int, tuple] = {}
     for node in nodes:
         if not node.inputs:

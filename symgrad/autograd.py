@@ -124,6 +124,11 @@ def mark_variables(variables: Any, gradients: Any, grad_reqs: Any = "write") -> 
         if grad.shape != var.shape:
             raise MXNetError(f"gradient buffer of shape {grad.shape} for a variable of "
                              f"shape {var.shape}")
+        if req != "null" and np.dtype(var.dtype).kind not in "fc":
+            # Integer gradients would be truncated (tanh's to zero) without a word.
+            raise MXNetError(f"mark_variables: gradients need a floating-point array, "
+                             f"not {np.dtype(var.dtype).name}; use x.astype('float32') "
+                             f"(or grad_req='null')")
     for var, grad, req in zip(variables, gradients, reqs):
         var._grad, var._grad_req = grad, req
         node = compiler.variable(var._data.shape, var._data.dtype, value=var._data, tag=var)
@@ -181,7 +186,7 @@ def _pending_outputs(nodes: Sequence[Node]) -> list[tuple[int, int, NDArray]]:
     found = []
     for position, node in enumerate(nodes):
         if node.value is None and node.inputs:
-            for index, ref in enumerate(node.tag):
+            for index, ref in enumerate(node.tag or ()):  # None: freed, not deferred
                 array = ref()
                 if array is not None and array._value is None:
                     found.append((position, index, array))
@@ -203,6 +208,12 @@ def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
             nodes, heads, wrt_positions, given, values, _is_program_input, compiler.runner()))
         results = program.run(nodes, [None if g is None else g._data for g in head_grads],
                               out)
+    except TypeError:
+        # A value the program reads is gone: another head's backward freed this
+        # shared part of the graph. Checked only on failure, to keep backward lean.
+        if any(node.freed for node in nodes):
+            raise MXNetError(_FREED_SHARED) from None
+        raise
     except GraphError as err:
         # A Function.backward that returns gradients of the wrong shape, or an op with
         # no gradient rule: misuse, which MXNet reports as MXNetError.
@@ -210,6 +221,11 @@ def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
     for (pos, index, array), value in zip(pending_arrays, results[len(wrt):]):
         array._settle(value)
     return results[:len(wrt)]
+
+
+_FREED_SHARED = ("backward: part of this graph was freed by an earlier backward of another "
+                 "head that shares it; pass retain_graph=True to the first backward, or "
+                 "differentiate both heads in one call: autograd.backward([a, b])")
 
 
 def _free(nodes: Sequence[Node]) -> None:
