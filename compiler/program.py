@@ -125,7 +125,8 @@ class Program:
             out: Sequence[Any] | None = None) -> list[Any]:
         """Gradients then values, for a graph with this program's structure:
         inputs are read from ``nodes[i].value`` and ``head_grads`` (those given).
-        ``out`` optionally names destination arrays for the outputs."""
+        ``out`` optionally names destination arrays for the outputs (a runner may
+        compute an output straight into its destination and return it)."""
         given = [g for g in head_grads if g is not None]
         args = [given[-1 - pos] if pos < 0 else nodes[pos].value[index]
                 for pos, index in self.input_refs]

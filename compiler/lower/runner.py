@@ -20,25 +20,62 @@ import numpy as np
 from ..ir import Node
 from ..program import ProgramGraph, interpret_runner
 from ..passes import format_graph, run_pipeline
-from . import cache
+from . import cache, threads
 from .codegen import KernelSource, generate
 
 
 class _FusedStep:
+    """One generated kernel: allocates its outputs (or writes into given
+    destinations) and, for large loops, splits the outermost loop over threads."""
+
     def __init__(self, node: Node, source: KernelSource, inputs: list[int], outputs: list[int]):
         self.node, self.source = node, source
         self.inputs, self.outputs = inputs, outputs
         self.kernel: Callable | None = None
+        self.reduces = [spec.reduce for spec in source.outputs]
 
-    def allocate(self, args: Sequence[np.ndarray]) -> list[np.ndarray]:
-        loop = [args[i].shape[axis] for i, axis in self.source.shape_from]
-        return [np.empty(tuple(1 if a is None else loop[a] for a in spec.axes), spec.dtype)
-                for spec in self.source.outputs]
+    @staticmethod
+    def _along_rows(array: np.ndarray, loop: Sequence[int]) -> bool:
+        return array.ndim == len(loop) and array.shape[0] != 1
 
-    def __call__(self, slots: list) -> None:
+    def loop_shape(self, args: Sequence[np.ndarray]) -> list[int]:
+        return [args[i].shape[axis] for i, axis in self.source.shape_from]
+
+    def allocate(self, loop: Sequence[int], destinations: dict | None = None,
+                 ) -> list[np.ndarray]:
+        outs = []
+        for slot, spec in zip(self.outputs, self.source.outputs):
+            shape = tuple(1 if a is None else loop[a] for a in spec.axes)
+            target = destinations.get(slot) if destinations else None
+            if target is not None and target.shape == shape and target.dtype == spec.dtype \
+                    and target.flags.c_contiguous and not spec.reduce:
+                outs.append(target)
+            else:
+                outs.append(np.empty(shape, spec.dtype))
+        return outs
+
+    def __call__(self, slots: list, destinations: dict | None = None) -> None:
         args = [slots[i] for i in self.inputs]
-        outs = self.allocate(args)
-        self.kernel(*args, *outs)
+        loop = self.loop_shape(args)
+        outs = self.allocate(loop, destinations)
+        rows = loop[0] if loop else 1
+        pieces = threads.split(rows, int(np.prod(loop)) if loop else 1)
+        if len(pieces) == 1:
+            self.kernel(*args, *outs)
+        else:
+            calls = []
+            for k, (lo, hi) in enumerate(pieces):
+                # Arrays that run along the outermost loop axis are cut to the slice;
+                # broadcast ones are passed whole; reductions get a buffer each.
+                part_args = [a[lo:hi] if self._along_rows(a, loop) else a for a in args]
+                part_outs = [(o if k == 0 else np.empty_like(o)) if r else o[lo:hi]
+                             for o, r in zip(outs, self.reduces)]
+                calls.append((*part_args, *part_outs))
+            threads.run(self.kernel, calls)
+            for j, reduces in enumerate(self.reduces):
+                if reduces:
+                    for call in calls[1:]:
+                        outs[j] += call[len(args) + j]
         for slot, value in zip(self.outputs, outs):
             slots[slot] = value
 
@@ -47,7 +84,7 @@ class _LibraryStep:
     def __init__(self, node: Node, inputs: list[int], outputs: list[int]):
         self.node, self.inputs, self.outputs = node, inputs, outputs
 
-    def __call__(self, slots: list) -> None:
+    def __call__(self, slots: list, destinations: dict | None = None) -> None:
         result = self.node.op.impl(*[slots[i] for i in self.inputs], **self.node.attrs)
         if not isinstance(result, tuple):
             result = (result,)
@@ -84,6 +121,8 @@ class CompiledProgram:
                 step = _LibraryStep(node, inputs, outputs)
             self.steps.append(step)
         self.num_slots = count
+        self.has_callbacks = any(isinstance(step, _LibraryStep) and step.node.op.kind == "opaque"
+                                 for step in self.steps)
         self.output_slots = [None if o is None else slot[(id(o.node), o.index)]
                              for o in self.graph.outputs]
         self.fused = fused
@@ -107,7 +146,8 @@ class CompiledProgram:
         for step in self.steps:
             if isinstance(step, _FusedStep):
                 kernel_args = [slots[i] for i in step.inputs]
-                outs = step.allocate(kernel_args)
+                loop = step.loop_shape(kernel_args)
+                outs = step.allocate(loop)
                 cache.first_call(step.kernel, [*kernel_args, *outs])
                 for slot, value in zip(step.outputs, outs):
                     slots[slot] = value
@@ -141,8 +181,14 @@ class CompiledProgram:
                 return self.fallback(args, out)
         slots: list = [None] * self.num_slots
         slots[:len(args)] = args
+        destinations = None
+        # A program with user callbacks could fail half-way, after writing some
+        # destinations; it computes into fresh arrays instead.
+        if out is not None and not self.has_callbacks:
+            destinations = {slot: target for slot, target in zip(self.output_slots, out)
+                            if slot is not None and target is not None}
         for step in self.steps:
-            step(slots)
+            step(slots, destinations)
         return [None if s is None else slots[s] for s in self.output_slots]
 
     def explain(self) -> str:
