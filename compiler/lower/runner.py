@@ -11,6 +11,7 @@ backward of a new graph never waits for numba.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import threading
 from typing import Any, Callable, Sequence
@@ -33,19 +34,24 @@ class _FusedStep:
         self.inputs, self.outputs = inputs, outputs
         self.kernel: Callable | None = None
         self.reduces = [spec.reduce for spec in source.outputs]
+        self._shapes: tuple[tuple, list] = ((), [])  # (loop sizes, output shapes) last seen
 
     @staticmethod
     def _along_rows(array: np.ndarray, loop: Sequence[int]) -> bool:
         return array.ndim == len(loop) and array.shape[0] != 1
 
-    def loop_shape(self, args: Sequence[np.ndarray]) -> list[int]:
-        return [args[i].shape[axis] for i, axis in self.source.shape_from]
+    def loop_shape(self, args: Sequence[np.ndarray]) -> tuple[int, ...]:
+        return tuple([args[i].shape[axis] for i, axis in self.source.shape_from])
 
     def allocate(self, loop: Sequence[int], destinations: dict | None = None,
                  ) -> list[np.ndarray]:
         outs = []
-        for slot, spec in zip(self.outputs, self.source.outputs):
-            shape = tuple(1 if a is None else loop[a] for a in spec.axes)
+        seen, shapes = self._shapes
+        if loop != seen:  # a new batch size: new output shapes, the same kernel
+            shapes = [tuple(1 if a is None else loop[a] for a in spec.axes)
+                      for spec in self.source.outputs]
+            self._shapes = (loop, shapes)
+        for slot, spec, shape in zip(self.outputs, self.source.outputs, shapes):
             target = destinations.get(slot) if destinations else None
             if target is not None and target.shape == shape and target.dtype == spec.dtype \
                     and target.flags.c_contiguous and not spec.reduce:
@@ -59,7 +65,7 @@ class _FusedStep:
         loop = self.loop_shape(args)
         outs = self.allocate(loop, destinations)
         rows = loop[0] if loop else 1
-        pieces = threads.split(rows, int(np.prod(loop)) if loop else 1)
+        pieces = threads.split(rows, math.prod(loop))
         if len(pieces) == 1:
             self.kernel(*args, *outs)
         else:

@@ -24,15 +24,16 @@ def count() -> int:
     return max(1, int(configured) if configured else (os.cpu_count() or 1))
 
 
-def _minimum() -> int:
-    return int(os.environ.get("SYMGRAD_PARALLEL_MIN", 1 << 16))
+# Read once: split() runs on every kernel call, and small programs cost microseconds.
+_THREADS = count()
+_MINIMUM = int(os.environ.get("SYMGRAD_PARALLEL_MIN", 1 << 16))
 
 
 def split(rows: int, elements: int) -> list[tuple[int, int]]:
     """``[lo, hi)`` slices of ``range(rows)``, one per thread (one slice if small)."""
-    parts = min(count(), rows)
-    if parts <= 1 or elements < _minimum():
+    if elements < _MINIMUM or _THREADS == 1 or rows == 1:
         return [(0, rows)]
+    parts = min(_THREADS, rows)
     bounds = [rows * k // parts for k in range(parts + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
 
@@ -42,7 +43,7 @@ def run(kernel: Callable, calls: Sequence[tuple]) -> None:
     thread and the rest on the pool, and wait for all of them."""
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=max(1, count() - 1),
+        _pool = ThreadPoolExecutor(max_workers=max(1, _THREADS - 1),
                                    thread_name_prefix="symgrad-kernel")
     futures = [_pool.submit(kernel, *args) for args in calls[1:]]
     kernel(*calls[0])
