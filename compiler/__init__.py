@@ -19,8 +19,8 @@ from .expr import Expr, OperatorMixin, bind_arguments, call, install_fluent_meth
 from .interpret import evaluate
 from .ir import Entry, GraphError, Node, TensorType, structural_key, topo_order
 from .inspect import explain, stats
-from .program import (Program, ProgramGraph, backend, cached_program, clear_cache,
-                      interpret_runner, runner)
+from .program import (Program, ProgramGraph, backend, cache_limits, cached_program,
+                      clear_cache, interpret_runner, runner, set_cache_limit)
 from .registry import OPS, OpDef, get_op, make_node, variable
 
 install_fluent_methods(OperatorMixin)
@@ -28,4 +28,4 @@ install_fluent_methods(OperatorMixin)
 __all__ = ["OPS", "Entry", "Expr", "GraphError", "Node", "OpDef", "OperatorMixin", "Program", "backend",
            "ProgramGraph", "TensorType", "bind_arguments", "cached_program", "call",
            "clear_cache", "differentiate", "explain", "evaluate", "get_op", "interpret_runner",
-           "make_node", "runner", "stats", "structural_key", "topo_order", "variable"]
+           "make_node", "runner", "set_cache_limit", "cache_limits", "stats", "structural_key", "topo_order", "variable"]

@@ -13,7 +13,7 @@ def stats() -> dict[str, Any]:
     cache, and seconds spent compiling, since start-up (or ``clear_cache``).
 
     >>> sorted(stats())[:3]
-    ['cache_warnings', 'compile_seconds', 'hits']
+    ['cache_warnings', 'compile_seconds', 'evictions']
     """
     result = _program.stats()
     from .lower import cache  # numba is imported only when kernels are needed

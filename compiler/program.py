@@ -9,7 +9,9 @@ graph's topological order.
 
 from __future__ import annotations
 
+import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -150,42 +152,138 @@ def interpret_runner(graph: ProgramGraph) -> Callable:
 # the program cache
 # ---------------------------------------------------------------------------
 
-_programs: dict[tuple, Program] = {}
+# Least recently used first. Bounded by an entry count and by an estimate of the
+# bytes the programs hold (graph nodes, generated source), both configurable.
+_programs: OrderedDict[tuple, Program] = OrderedDict()
+_sizes: dict[tuple, int] = {}
 _lock = threading.Lock()
-_stats = {"hits": 0, "misses": 0}
+_building: dict[tuple, threading.Lock] = {}
+_stats = {"hits": 0, "misses": 0, "evictions": 0}
+_limits = {"entries": int(os.environ.get("SYMGRAD_PROGRAM_CACHE_ENTRIES", "1024")),
+           "bytes": int(os.environ.get("SYMGRAD_PROGRAM_CACHE_BYTES", str(256 << 20)))}
+_NODE_BYTES = 600  # a Node, its attrs dict, entries and types: measured, roughly
+
+
+def program_bytes(program: Any) -> int:
+    """An estimate of the memory ``program`` keeps alive: its graph and, for a
+    compiled program, its generated source and planned steps."""
+    graph = getattr(program, "graph", None)
+    count = len(graph.nodes()) if isinstance(graph, ProgramGraph) else 1
+    compiled = getattr(program, "run_graph", None)
+    text = getattr(compiled, "module_text", "")
+    steps = len(getattr(compiled, "steps", ()))
+    return _NODE_BYTES * (count + steps) + len(text)
+
+
+def _is_cacheable(key: Any) -> bool:
+    """False when the key holds an object marked ``cacheable = False`` (a user
+    callback made per call): such a program can never be hit again, and caching it
+    would keep the callback, and what it saved, alive. Paid on misses only."""
+    stack = [key]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, tuple):
+            stack.extend(item)
+        elif getattr(item, "cacheable", True) is False:
+            return False
+    return True
 
 
 def cached_program(key: tuple, build: Callable[[], Program]) -> Program:
     """The cached program for ``key``, built by ``build()`` on a miss (once, even
-    when several threads miss at the same time)."""
+    when several threads miss at the same time; threads missing different keys
+    build in parallel)."""
     program = _programs.get(key)
     if program is not None:
         _stats["hits"] += 1
+        try:
+            _programs.move_to_end(key)
+        except KeyError:  # evicted by another thread meanwhile: still valid to run
+            pass
         return program
     with _lock:
+        builder = _building.setdefault(key, threading.Lock())
+    with builder:
         program = _programs.get(key)
-        if program is None:
+        if program is not None:  # another thread built it while we waited
+            _stats["hits"] += 1
+            return program
+        try:
             _stats["misses"] += 1
             program = build()
-            _programs[key] = program
+            if _is_cacheable(key):
+                _store(key, program)
+        finally:
+            with _lock:
+                _building.pop(key, None)
     return program
 
 
+def _store(key: tuple, program: Program) -> None:
+    size = program_bytes(program)
+    with _lock:
+        _programs[key] = program
+        _sizes[key] = size
+        _evict()
+
+
+def _evict() -> None:
+    """Drop least recently used programs until both limits hold (caller holds _lock).
+    The newest program stays even if alone it exceeds the byte limit."""
+    total = sum(_sizes.values())
+    while len(_programs) > 1 and (len(_programs) > _limits["entries"] or
+                                  total > _limits["bytes"]):
+        old_key, _ = _programs.popitem(last=False)
+        total -= _sizes.pop(old_key, 0)
+        _stats["evictions"] += 1
+
+
+def set_cache_limit(entries: int | None = None, bytes: int | None = None) -> dict[str, int]:
+    """Bound the program cache to ``entries`` programs and about ``bytes`` bytes
+    (None leaves a limit unchanged); evicts least recently used programs at once.
+    Returns the previous limits. The defaults come from
+    ``SYMGRAD_PROGRAM_CACHE_ENTRIES`` (1024) and ``SYMGRAD_PROGRAM_CACHE_BYTES``
+    (256 MiB).
+
+    >>> previous = set_cache_limit(entries=10)
+    >>> cache_limits()["entries"]
+    10
+    >>> _ = set_cache_limit(**previous)
+    """
+    previous = dict(_limits)
+    for name, value in (("entries", entries), ("bytes", bytes)):
+        if value is not None:
+            if int(value) < 1:
+                raise ValueError(f"the program cache needs room for at least one "
+                                 f"program: {name}={value}")
+            _limits[name] = int(value)
+    with _lock:
+        _evict()
+    return previous
+
+
+def cache_limits() -> dict[str, int]:
+    """The program cache's current bounds (``entries`` and ``bytes``)."""
+    return dict(_limits)
+
+
 def stats() -> dict[str, int]:
-    """Counts of program-cache hits and misses since start-up (or ``clear_cache``)."""
-    return dict(_stats, programs=len(_programs))
+    """Counts of program-cache hits, misses and evictions since start-up (or
+    ``clear_cache``), and the programs and estimated bytes held now."""
+    with _lock:
+        return dict(_stats, programs=len(_programs), program_bytes=sum(_sizes.values()))
 
 
 def clear_cache() -> None:
     """Forget every cached program and zero the counters."""
     with _lock:
         _programs.clear()
-        _stats.update(hits=0, misses=0)
+        _sizes.clear()
+        _stats.update(hits=0, misses=0, evictions=0)
 
 
 def backend() -> str:
     """``compiled`` (default) or ``interpreter``, from ``SYMGRAD_BACKEND``."""
-    import os
     choice = os.environ.get("SYMGRAD_BACKEND", "compiled")
     if choice not in ("compiled", "interpreter"):
         raise ValueError(f"SYMGRAD_BACKEND must be 'compiled' or 'interpreter', not {choice!r}")

@@ -10,10 +10,16 @@ write to any array first computes every pending value (otherwise a pending value
 would later read the new data). The tracking is a plain list of weak references,
 pruned of dead and settled arrays whenever it doubles: recording an op is the hot
 path, so it pays one append and nothing else.
+
+Threads share the list. Pruning and settling take a lock and only ever remove the
+part of the list they looked at, so an append made by another thread meanwhile is
+never lost; and settling tolerates a graph that another thread's ``backward``
+frees while it is being read (such a value can never be read anyway).
 """
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import TYPE_CHECKING
 
@@ -26,17 +32,26 @@ if TYPE_CHECKING:
 
 _pending: list[weakref.ref] = []
 _prune_at = 1024
+_lock = threading.Lock()
 
 
 def track(array: "NDArray") -> weakref.ref:
     """Note a deferred array; returns the weak reference kept for it."""
-    global _prune_at
     ref = weakref.ref(array)
     _pending.append(ref)
     if len(_pending) >= _prune_at:
-        _pending[:] = [r for r in _pending if _is_pending(r())]
-        _prune_at = max(1024, 2 * len(_pending))
+        _prune()
     return ref
+
+
+def _prune() -> None:
+    global _prune_at
+    with _lock:
+        count = len(_pending)
+        keep = [r for r in _pending[:count] if _is_pending(r())]
+        del _pending[:count]  # appends made while we filtered stay
+        _pending.extend(keep)
+        _prune_at = max(1024, 2 * len(_pending))
 
 
 def _is_pending(array: "NDArray | None") -> bool:
@@ -61,17 +76,26 @@ def compute(entry: Entry) -> None:
         if node.value is None and node not in order:
             order.append(node)
     for node in order:
-        if node.freed:
+        # Read each input's value once: another thread's backward may free the graph.
+        values = [e.node.value for e in node.inputs]
+        if node.freed or any(value is None for value in values):
             raise MXNetError("the value of this array was never computed and its graph "
                              "has been freed by backward")
-        result = node.op.impl(*[e.node.value[e.index] for e in node.inputs], **node.attrs)
+        result = node.op.impl(*[v[e.index] for v, e in zip(values, node.inputs)],
+                              **node.attrs)
         node.value = result if isinstance(result, tuple) else (result,)
 
 
 def settle_all() -> None:
     """Compute every pending value (before an in-place write)."""
-    for ref in list(_pending):
+    with _lock:
+        count = len(_pending)
+        refs = _pending[:count]
+        del _pending[:count]
+    for ref in refs:
         array = ref()
         if _is_pending(array):
-            array._data  # noqa: B018  (reading computes it)
-    _pending.clear()
+            try:
+                array._data  # noqa: B018  (reading computes it)
+            except MXNetError:
+                pass  # its graph was freed (by another thread): it can never be read

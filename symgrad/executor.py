@@ -58,14 +58,22 @@ def _run_program(graph: ReplayGraph, args: Sequence[np.ndarray]) -> list[np.ndar
     """Run ``graph`` on numpy arrays ``args`` (one per input), returning one array
     per output (None where the output is None).
 
-    This is the only place symgrad executes symbol graphs; today it interprets
-    with numpy (``compiler.evaluate``). Ops with state (BatchNorm in training)
-    update their auxiliary input arrays in place, as MXNet does.
+    This is the only place symgrad executes symbol graphs. The runner of the
+    backend chosen by ``SYMGRAD_BACKEND`` (see :func:`compiler.runner`) is built
+    on the first run and kept on the graph, so a replayed graph goes through the
+    compiler's passes once and, on the compiled backend, runs as fused numba
+    kernels and library calls from then on (the numpy interpreter meanwhile,
+    while numba compiles in the background). Ops with state (BatchNorm in
+    training) update their auxiliary input arrays in place, as MXNet does;
+    random ops draw once per run: neither is fused.
     """
-    live = [out for out in graph.outputs if out is not None]
-    given = {var: (arg,) for var, arg in zip(graph.inputs, args)}
-    values = iter(compiler.evaluate(live, given))
-    return [None if out is None else next(values) for out in graph.outputs]
+    backend = compiler.backend()
+    if graph.runner is None or graph.runner[0] != backend:
+        # The backend is part of the slot so that a test (or user) switching
+        # SYMGRAD_BACKEND between runs gets the backend it asked for.
+        program = compiler.runner()(compiler.ProgramGraph(graph.inputs, graph.outputs))
+        graph.runner = (backend, program)
+    return graph.runner[1](args)
 
 
 # ---------------------------------------------------------------------------

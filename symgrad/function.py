@@ -25,7 +25,14 @@ from .ndarray.ndarray import NDArray, invoke
 
 
 class _Callback:
-    """Adapts a Function to the compiler's callback-op protocol (numpy in, out)."""
+    """Adapts a Function to the compiler's callback-op protocol (numpy in, out).
+
+    Each call of a Function makes its own callback, so a program holding one is
+    never reused: ``cacheable = False`` keeps it out of the program cache, which
+    would otherwise keep every Function and its saved arrays alive.
+    """
+
+    cacheable = False
 
     def __init__(self, function: "Function", outputs: tuple[NDArray, ...]):
         self.function = function

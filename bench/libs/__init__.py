@@ -24,7 +24,7 @@ COLUMNS = [
     Column("symgrad", "symgrad compiled", "symgrad_lib", "symgrad"),
     Column("symgrad-interp", "symgrad interpreter", "symgrad_lib", "symgrad",
            {"SYMGRAD_BACKEND": "interpreter"}),
-    # Extension point: Column("symgrad-replay", "symgrad replay", "symgrad_replay", "symgrad"),
+    Column("symgrad-replay", "symgrad replay", "symgrad_replay", "symgrad"),
     Column("numpy", "numpy by hand", "numpy_hand", "numpy"),
     Column("torch", "PyTorch eager", "torch_eager", "torch"),
     Column("jax", "jax.jit", "jax_jit", "jax"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import weakref
 from functools import partial
 from typing import Any, Sequence
 
@@ -29,7 +30,43 @@ def _input_entry(array: "NDArray") -> Entry:
     if entry is not None and not entry.node.freed:
         return entry
     data = array._data
-    return Entry(variable(data.shape, data.dtype, value=data), 0)
+    node = variable(data.shape, data.dtype, value=data)
+    _remember_leaf(array, node)
+    return Entry(node, 0)
+
+
+def _remember_leaf(array: "NDArray", node: Node) -> None:
+    """Note that ``node`` reads ``array``'s buffer, so that an in-place write to the
+    array first gives the node a copy (see ``NDArray._before_write``). Weak, so a
+    dropped graph is not kept alive; freed leaves are forgotten here."""
+    live = [ref for ref in getattr(array, "_leaves", ()) if _reads_buffer(ref(), data=None)]
+    live.append(weakref.ref(node))
+    array._leaves = live
+
+
+def _reads_buffer(node: Node | None, data: np.ndarray | None) -> bool:
+    if node is None or node.freed or node.value is None:
+        return False
+    return data is None or node.value[0] is data
+
+
+class _Overwritten:
+    """Takes the place of an array as the tag of its old variable node after an
+    in-place write: a graph recorded before the write would compute gradients from
+    the new values, so differentiating it raises instead."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, array: "NDArray"):
+        self.shape, self.dtype = array.shape, np.dtype(array.dtype)
+
+    @property
+    def _grad_req(self) -> str:
+        raise MXNetError(
+            f"a variable of shape {self.shape} ({self.dtype}) that this graph was recorded "
+            "from was modified in place afterwards (x[:] = ..., x += ..., copyto); its "
+            "gradient would use the new values. Differentiate before the write, or "
+            "record the computation again after it.")
 
 
 def invoke(op: str | OpDef, inputs: Sequence["NDArray"], attrs: dict) -> Any:
@@ -127,7 +164,9 @@ class NDArray(OperatorMixin):
     <NDArray 4 @cpu(0)>
     """
 
-    __slots__ = ("_value", "_entry", "_grad", "_grad_req", "__weakref__")
+    # ``_leaves`` (set only when a recorded op reads this array as a constant) holds
+    # weak references to the graph leaves that share its buffer.
+    __slots__ = ("_value", "_entry", "_grad", "_grad_req", "_leaves", "__weakref__")
 
     def __init__(self, data: np.ndarray | None, entry: Entry | None = None):
         self._value = data  # None while the value is deferred (see symgrad._deferred)
@@ -236,7 +275,7 @@ class NDArray(OperatorMixin):
             return NDArray(self._data.copy())
         if other.shape != self.shape:
             raise MXNetShapeError(f"copyto: shape {self.shape} into {other.shape}")
-        settle_all()
+        other._before_write()
         np.copyto(other._data, self._data, casting="unsafe")
         return other
 
@@ -338,16 +377,42 @@ class NDArray(OperatorMixin):
                              "supported while recording; compute a new array instead")
         if isinstance(key, NDArray):
             key = key._data.astype(np.int64)
-        settle_all()
-        self._data[key] = value._data if isinstance(value, NDArray) else value
+        value = value._data if isinstance(value, NDArray) else value
+        self._before_write()
+        self._data[key] = value
 
     def _inplace(self, op_result: "NDArray") -> "NDArray":
         if _state.recording.get() and self._entry is not None:
             raise MXNetError("in-place arithmetic (+=, -=, ...) on an array with history "
                              "is not supported while recording; write x = x + y")
-        settle_all()
-        self._data[...] = op_result._data
+        value = op_result._data
+        self._before_write()
+        self._data[...] = value
         return self
+
+    def _before_write(self) -> None:
+        """Keep recorded graphs right before this array's buffer is written in place.
+
+        Pending values are computed first (they must read the old data). A graph
+        leaf that read this array as a constant gets a private copy of the old data,
+        so its gradients stay right. A marked variable gets a fresh variable node for
+        later recordings, and its old node is tagged so that differentiating a graph
+        recorded before the write raises (copying every parameter at every update
+        would cost more than the rare misuse it guards against).
+        """
+        settle_all()
+        data = self._data
+        leaves = getattr(self, "_leaves", None)
+        if leaves:
+            for ref in leaves:
+                node = ref()
+                if _reads_buffer(node, data):
+                    node.value = (data.copy(),)
+            self._leaves = []
+        entry = self._entry
+        if entry is not None and entry.node.tag is self:
+            entry.node.tag = _Overwritten(self)
+            self._entry = Entry(variable(data.shape, data.dtype, value=data, tag=self), 0)
 
     def __iadd__(self, other):
         return self._inplace(self + other)
