@@ -163,9 +163,6 @@ class CompiledProgram:
 
     def _start(self, args: Sequence[np.ndarray]) -> None:
         copies = [np.array(a) for a in args]  # the caller may overwrite its arrays
-        if compile_mode() == "sync":
-            self._compile(copies)
-            return
         self._compiling = threading.Thread(target=self._compile, args=(copies,), daemon=True,
                                            name="symgrad-compile")
         _background.append(self._compiling)
@@ -180,11 +177,18 @@ class CompiledProgram:
     # -- running ------------------------------------------------------------------
     def __call__(self, args: Sequence[np.ndarray], out: Sequence[Any] | None = None) -> list:
         if not self._ready:
-            with self._lock:
-                if self._compiling is None and not self._ready:
-                    self._start(args)
-            if not self._ready:
-                return self.fallback(args, out)
+            if compile_mode() == "sync":
+                with self._lock:
+                    if not self._ready:
+                        self._compile([np.array(a) for a in args])
+            else:
+                # Answer this call on the interpreter first, then let numba work in the
+                # background: a first backward never waits for, or competes with, it.
+                result = self.fallback(args, out)
+                with self._lock:
+                    if self._compiling is None and not self._ready:
+                        self._start(args)
+                return result
         slots: list = [None] * self.num_slots
         slots[:len(args)] = args
         destinations = None
