@@ -8,7 +8,8 @@ dtypes are inferred when a node is made, so a bad shape fails at the op call.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterable, NamedTuple, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 

@@ -12,8 +12,8 @@ calling thread, where a hand-off would cost more than it saves.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence
 
 _pool: ThreadPoolExecutor | None = None
 
