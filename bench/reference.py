@@ -89,4 +89,47 @@ def w4(inp):
     return g.sum(), [h]
 
 
-REFERENCE = {"W1": w1, "W2": w2, "W3": w3, "W4": w4}
+def cnn(inp):
+    """CNN step: conv (im2col by sliding windows), BatchNorm with batch statistics,
+    relu, 2x2 max pooling, fully connected, mean softmax cross-entropy; backprop
+    by hand."""
+    from .workloads import CNN_EPS
+    X, y = _f64(inp["X"]), inp["y"]
+    w, gamma, beta = (_f64(inp[k]) for k in ("conv_w", "gamma", "beta"))
+    fw, fb = _f64(inp["fc_w"]), _f64(inp["fc_b"])
+    B = X.shape[0]
+    cols = np.lib.stride_tricks.sliding_window_view(X, (3, 3), axis=(2, 3))  # b c h w i j
+    conv = np.einsum("bchwij,fcij->bfhw", cols, w)
+    axes = (0, 2, 3)
+    count = conv.size // conv.shape[1]
+    mean = conv.mean(axis=axes, keepdims=True)
+    inv_std = 1.0 / np.sqrt(conv.var(axis=axes, keepdims=True) + CNN_EPS)
+    xhat = (conv - mean) * inv_std
+    bn = gamma[:, None, None] * xhat + beta[:, None, None]
+    r = np.maximum(bn, 0.0)
+    _, C, H, W = r.shape
+    windows = r.reshape(B, C, H // 2, 2, W // 2, 2)
+    pooled = windows.max(axis=(3, 5))
+    p = pooled.reshape(B, -1)
+    z = p @ fw.T + fb
+    zmax = z.max(axis=1, keepdims=True)
+    logp = z - zmax - np.log(np.exp(z - zmax).sum(axis=1, keepdims=True))
+    rows = np.arange(B)
+    loss = -np.mean(logp[rows, y])
+    dz = np.exp(logp)
+    dz[rows, y] -= 1.0
+    dz /= B
+    dfw, dfb = dz.T @ p, dz.sum(axis=0)
+    dpooled = (dz @ fw).reshape(pooled.shape)
+    winner = windows == pooled[:, :, :, None, :, None]     # random data: no ties
+    dr = (winner * dpooled[:, :, :, None, :, None]).reshape(r.shape)
+    dbn = dr * (bn > 0)
+    dgamma, dbeta = (dbn * xhat).sum(axis=axes), dbn.sum(axis=axes)
+    dxhat = dbn * gamma[:, None, None]
+    dconv = inv_std / count * (count * dxhat - dxhat.sum(axis=axes, keepdims=True)
+                               - xhat * (dxhat * xhat).sum(axis=axes, keepdims=True))
+    dw = np.einsum("bchwij,bfhw->fcij", cols, dconv)
+    return loss, [dw, dgamma, dbeta, dfw, dfb]
+
+
+REFERENCE = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "CNN": cnn}

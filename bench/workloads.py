@@ -26,6 +26,7 @@ ROWS = [
     Row("W2-1024", "W2 B=1024", "W2", {"B": 1024}),
     Row("W3", "W3 (50 ops on 16)", "W3"),
     Row("W4", "W4 n=1e5", "W4"),
+    Row("CNN", "CNN step B=32", "CNN"),
 ]
 
 # W5 cold start measures the first call of these rows in fresh processes.
@@ -39,7 +40,15 @@ GRAD_NAMES = {
     "W2": ["W1", "b1", "W2", "b2"],
     "W3": ["x"],
     "W4": ["x"],          # h = d(sum(df/dx))/dx
+    "CNN": ["conv_w", "gamma", "beta", "fc_w", "fc_b"],
 }
+
+# CNN step (issue 5): Convolution 3x3 (no padding, no bias: BatchNorm cancels it, its
+# gradient is zero) -> BatchNorm (training, batch
+# statistics, eps below) -> relu -> max Pooling 2x2 stride 2 -> FullyConnected ->
+# softmax cross-entropy averaged over the batch. Weights in MXNet's layouts.
+CNN_BATCH, CNN_FILTERS, CNN_CLASSES, CNN_SIDE = 32, 8, 10, 28
+CNN_EPS = 1e-5
 
 
 def make_inputs(row):
@@ -66,4 +75,20 @@ def make_inputs(row):
         return {"x": rng.uniform(-1, 1, 16).astype(f32)}
     if row.workload == "W4":
         return {"x": rng.standard_normal(100000).astype(f32)}
+    if row.workload == "CNN":
+        B, C, K, S = CNN_BATCH, CNN_FILTERS, CNN_CLASSES, CNN_SIDE
+        flat = C * ((S - 2) // 2) ** 2
+        X = rng.random((B, 1, S, S))
+        y = rng.integers(0, K, B)
+        conv_w = rng.standard_normal((C, 1, 3, 3)) / 3
+        gamma = 1 + 0.1 * rng.standard_normal(C)
+        beta = 0.1 * rng.standard_normal(C)
+        fc_w = rng.standard_normal((K, flat)) / np.sqrt(flat)
+        fc_b = 0.01 * rng.standard_normal(K)
+        arrays = {"X": X, "conv_w": conv_w, "gamma": gamma, "beta": beta,
+                  "moving_mean": np.zeros(C), "moving_var": np.ones(C), "fc_w": fc_w,
+                  "fc_b": fc_b}
+        out = {k: v.astype(f32) for k, v in arrays.items()}
+        out["y"] = y.astype(np.int64)
+        return out
     raise ValueError(f"unknown workload {row.workload}")

@@ -23,7 +23,8 @@ from compiler import (Entry, Expr, GraphError, Node, differentiate, evaluate, st
                       topo_order)
 from compiler.ops.common import F
 
-from . import _state
+from . import _state, anomaly
+from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled, set_detect_anomaly
 from .base import MXNetError, MXNetShapeError
 from .ndarray.ndarray import NDArray, invoke
 
@@ -236,6 +237,8 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
     if not wrt:
         raise MXNetError("backward: no variable marked with attach_grad() (or "
                          "mark_variables) is behind these heads")
+    if _state.anomaly:
+        anomaly.check(entries, nodes, wrt, [None if g is None else g._data for g in grads_in])
     # Gradients with grad_req 'write' may be computed straight into their buffers.
     destinations = [n.tag._grad._data if n.tag._grad_req == "write" else None for n in wrt]
     grads = _run_program(entries, nodes, wrt, grads_in, destinations)
@@ -275,6 +278,8 @@ def grad(heads: Any, variables: Any, head_grads: Any = None, retain_graph: bool 
             raise MXNetError("grad: every variable must be an array marked with "
                              "attach_grad() that the heads were computed from")
     wrt = [var._entry.node for var in variables]
+    if _state.anomaly:
+        anomaly.check(entries, nodes, wrt, [None if g is None else g._data for g in grads_in])
     if create_graph:
         results = _recorded_gradients(entries, nodes, wrt, heads, grads_in)
     else:
@@ -330,4 +335,5 @@ from .function import Function  # noqa: E402  (Function uses the scopes above)
 
 __all__ = ["record", "pause", "train_mode", "predict_mode", "set_recording", "set_training",
            "is_recording", "is_training", "mark_variables", "backward", "grad",
-           "get_symbol", "Function"]
+           "get_symbol", "Function", "set_detect_anomaly", "detect_anomaly",
+           "is_anomaly_enabled", "AnomalyError"]

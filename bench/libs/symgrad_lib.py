@@ -84,3 +84,30 @@ def w4(inp):
         return s, [x.grad]
 
     return step
+
+
+def cnn(inp):
+    """CNN step: Convolution, BatchNorm (training), relu, max Pooling,
+    FullyConnected, softmax cross-entropy averaged over the batch."""
+    from bench.workloads import CNN_EPS
+    X = nd.array(inp["X"])
+    y = nd.array(inp["y"])
+    names = ["conv_w", "gamma", "beta", "fc_w", "fc_b"]
+    conv_w, gamma, beta, fc_w, fc_b = params = _vars(inp, names)
+    moving_mean, moving_var = nd.array(inp["moving_mean"]), nd.array(inp["moving_var"])
+    batch = X.shape[0]
+
+    def step():
+        with autograd.record():
+            h = nd.Convolution(X, conv_w, kernel=(3, 3), num_filter=conv_w.shape[0],
+                               no_bias=True)
+            h = nd.BatchNorm(h, gamma, beta, moving_mean, moving_var, fix_gamma=False,
+                             eps=CNN_EPS)
+            h = nd.Pooling(nd.relu(h), kernel=(2, 2), stride=(2, 2), pool_type="max")
+            z = nd.FullyConnected(h, fc_w, fc_b, num_hidden=fc_w.shape[0])
+            loss = nd.softmax_cross_entropy(z, y) / batch
+        loss.backward()
+        nd.waitall()
+        return loss, [p.grad for p in params]
+
+    return step

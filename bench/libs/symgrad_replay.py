@@ -11,6 +11,7 @@ interpreter.
 import numpy as np
 
 import symgrad as mx
+from bench.workloads import CNN_EPS
 from compiler.lower.runner import wait_for_compilation
 
 VERSION = getattr(mx, "__version__", "?")
@@ -74,17 +75,17 @@ def w4(inp):
 def cnn(inp):
     """CNN step: Convolution, BatchNorm (training), relu, max Pooling,
     FullyConnected, softmax cross-entropy averaged over the batch."""
-    names = ("conv_w", "conv_b", "gamma", "beta", "moving_mean", "moving_var", "fc_w", "fc_b")
+    names = ("conv_w", "gamma", "beta", "moving_mean", "moving_var", "fc_w", "fc_b")
     X, y = mx.sym.var("X"), mx.sym.var("y")
     p = {name: mx.sym.var(name) for name in names}
-    h = mx.sym.Convolution(X, p["conv_w"], p["conv_b"], kernel=(3, 3),
-                           num_filter=inp["conv_w"].shape[0])
+    h = mx.sym.Convolution(X, p["conv_w"], kernel=(3, 3), num_filter=inp["conv_w"].shape[0],
+                           no_bias=True)
     h = mx.sym.BatchNorm(h, p["gamma"], p["beta"], p["moving_mean"], p["moving_var"],
-                         fix_gamma=False, eps=1e-5)
+                         fix_gamma=False, eps=CNN_EPS)
     h = mx.sym.Pooling(mx.sym.relu(h), kernel=(2, 2), stride=(2, 2), pool_type="max")
     z = mx.sym.FullyConnected(h, p["fc_w"], p["fc_b"], num_hidden=inp["fc_w"].shape[0])
     loss = mx.sym.softmax_cross_entropy(z, y) / inp["X"].shape[0]
     inputs = {k: inp[k] for k in ("X",) + names}
     inputs["y"] = inp["y"].astype(np.float32)
-    wrt = ["conv_w", "conv_b", "gamma", "beta", "fc_w", "fc_b"]
+    wrt = ["conv_w", "gamma", "beta", "fc_w", "fc_b"]
     return _stepper(loss, wrt, inputs, is_train=True)

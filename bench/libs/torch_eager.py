@@ -75,3 +75,28 @@ def w4(inp):
         return s.detach(), [x.grad]
 
     return step
+
+
+def cnn(inp):
+    """CNN step: conv2d, batch_norm (training), relu, max_pool2d, linear, cross_entropy."""
+    from bench.workloads import CNN_EPS
+    X = torch.from_numpy(inp["X"])
+    y = torch.from_numpy(inp["y"])
+    names = ["conv_w", "gamma", "beta", "fc_w", "fc_b"]
+    params = _leaves(inp, names)
+    conv_w, gamma, beta, fc_w, fc_b = params
+    running_mean = torch.from_numpy(np.array(inp["moving_mean"]))
+    running_var = torch.from_numpy(np.array(inp["moving_var"]))
+
+    def step():
+        for p in params:
+            p.grad = None
+        h = F.conv2d(X, conv_w)
+        h = F.batch_norm(h, running_mean, running_var, gamma, beta, training=True,
+                         eps=CNN_EPS)
+        h = F.max_pool2d(F.relu(h), 2)
+        loss = F.cross_entropy(F.linear(h.flatten(1), fc_w, fc_b), y)
+        loss.backward()
+        return loss.detach(), [p.grad for p in params]
+
+    return step

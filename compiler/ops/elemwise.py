@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from ..ir import GraphError
 from ..registry import Attr, OpDef, TestSpec, as_dtype_name, as_float, register
 from .common import F, as_dtype_of, binary, same_as_first, unary, with_scalar
 
@@ -380,6 +381,20 @@ def div_grad(g, a, b, *, out):
     return g / b, -g * out / b
 
 
+def _equal_shapes(impl):
+    """``impl`` for an ``elemwise_*`` op: numpy would broadcast, MXNet refuses, and the
+    eager path must refuse as recording does (found by the random-graph tests)."""
+
+    def checked(a, b):
+        if a.shape != b.shape:
+            raise GraphError(f"input shapes {a.shape} and {b.shape} differ "
+                             "(elemwise ops do not broadcast; use broadcast_*)")
+        return impl(a, b)
+
+    checked.__name__ = getattr(impl, "__name__", "elemwise")
+    return checked
+
+
 for _suffix, _impl, _template, _rule in (
         ("add", np.add, "{0} + {1}", add_grad),
         ("sub", np.subtract, "{0} - {1}", sub_grad),
@@ -388,7 +403,7 @@ for _suffix, _impl, _template, _rule in (
     binary(f"broadcast_{_suffix}", _impl, _template, _rule,
            aliases=("broadcast_plus",) if _suffix == "add" else
            ("broadcast_minus",) if _suffix == "sub" else ())
-    binary(f"elemwise_{_suffix}", _impl, _template, _rule, broadcast=False,
+    binary(f"elemwise_{_suffix}", _equal_shapes(_impl), _template, _rule, broadcast=False,
            aliases=("_plus", "_add") if _suffix == "add" else
            ("_minus", "_sub") if _suffix == "sub" else
            ("_mul",) if _suffix == "mul" else ("_div",))

@@ -14,6 +14,7 @@ from compiler.registry import variable
 
 from .. import _state
 from .._deferred import compute, settle_all, track
+from ..anomaly import note_site
 from ..base import MXNetError, MXNetShapeError
 from ..context import Context, check_context, cpu
 
@@ -97,6 +98,8 @@ def invoke(op: str | OpDef, inputs: Sequence["NDArray"], attrs: dict) -> Any:
         except Exception as err:  # rebuild the message with the op and the shapes
             _raise_op_error(opdef, inputs, attrs, err)
         node = Node(opdef, attrs, entries, types)
+        if _state.anomaly:
+            note_site(node)
         if len(types) == 1:
             array = NDArray(None, _entry((node, 0)))
             node.tag = (track(array),)
@@ -131,6 +134,8 @@ def _run(opdef: OpDef, inputs: Sequence["NDArray"], attrs: dict, record: bool) -
     if record:
         node = Node(opdef, attrs, tuple(_input_entry(x) for x in inputs),
                     tuple(TensorType(o.shape, o.dtype) for o in outputs), value=outputs)
+        if _state.anomaly:
+            note_site(node)
         arrays = [NDArray(o, Entry(node, i)) for i, o in enumerate(outputs)]
     else:
         arrays = [NDArray(o) for o in outputs]
