@@ -189,9 +189,11 @@ def _pending_outputs(nodes: Sequence[Node]) -> list[tuple[int, int, NDArray]]:
 
 
 def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
-                 head_grads: list[NDArray | None], out: list | None = None) -> list:
-    """Gradients for ``wrt`` (also settling live deferred arrays of the graph)."""
-    graph_key, position = structural_key(nodes, entries, _leaf_role)
+                 head_grads: list[NDArray | None], out: list | None = None,
+                 signature: tuple | None = None) -> list:
+    """Gradients for ``wrt`` (also settling live deferred arrays of the graph).
+    ``signature`` is ``(key, positions)`` of ``nodes`` if the caller has it."""
+    graph_key, position = signature or structural_key(nodes, entries, _leaf_role)
     wrt_positions = tuple([position[id(node)] for node in wrt])
     given = tuple([g is not None for g in head_grads])
     pending_arrays = _pending_outputs(nodes)
@@ -232,7 +234,7 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
     heads = _as_list(heads)
     entries = _head_entries(heads, "backward")
     grads_in = _head_gradients(heads, head_grads)
-    nodes = topo_order(entries)
+    nodes, graph_key, position = compiler.ir.signature(entries, _leaf_role)
     wrt = [n for n in nodes if not n.inputs and n.tag is not None and n.tag._grad_req != "null"]
     if not wrt:
         raise MXNetError("backward: no variable marked with attach_grad() (or "
@@ -241,7 +243,7 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
         anomaly.check(entries, nodes, wrt, [None if g is None else g._data for g in grads_in])
     # Gradients with grad_req 'write' may be computed straight into their buffers.
     destinations = [n.tag._grad._data if n.tag._grad_req == "write" else None for n in wrt]
-    grads = _run_program(entries, nodes, wrt, grads_in, destinations)
+    grads = _run_program(entries, nodes, wrt, grads_in, destinations, (graph_key, position))
     for node, grad, destination in zip(wrt, grads, destinations):
         array = node.tag
         if grad is not None and grad is destination:
