@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 import compiler
-from compiler import Entry, Expr, Node, differentiate, topo_order
+from compiler import Entry, Expr, Node, differentiate, structural_key, topo_order
 from compiler.ops.common import F
 from compiler.registry import variable
 
@@ -46,7 +46,8 @@ class ReplayGraph:
     """A closed graph: ``outputs`` (entries, or None for a structurally zero
     gradient) as a function of ``inputs`` (variable nodes), in that order.
 
-    ``runner`` is free for a backend to keep what it compiled for this graph.
+    ``runner`` keeps the callable the backend built for this graph (on its first
+    run, see :func:`_run_program`).
     """
 
     inputs: list[Node]
@@ -67,13 +68,13 @@ def _run_program(graph: ReplayGraph, args: Sequence[np.ndarray]) -> list[np.ndar
     training) update their auxiliary input arrays in place, as MXNet does;
     random ops draw once per run: neither is fused.
     """
-    backend = compiler.backend()
-    if graph.runner is None or graph.runner[0] != backend:
-        # The backend is part of the slot so that a test (or user) switching
-        # SYMGRAD_BACKEND between runs gets the backend it asked for.
-        program = compiler.runner()(compiler.ProgramGraph(graph.inputs, graph.outputs))
-        graph.runner = (backend, program)
-    return graph.runner[1](args)
+    run = graph.runner
+    if run is None:
+        # SYMGRAD_BACKEND is read here, once per graph: a call must not pay for
+        # reading the environment.
+        run = graph.runner = compiler.runner()(compiler.ProgramGraph(graph.inputs,
+                                                                     graph.outputs))
+    return run(args)
 
 
 # ---------------------------------------------------------------------------
@@ -133,6 +134,19 @@ def _cut(outputs: Sequence[Entry | None], forward: list[Node]
     reads = [node for node in forward if id(node) in read_vars]
     stand_ins = [residual_vars[(id(e.node), e.index)] for e in residuals]
     return reads, residuals, stand_ins, new_outputs
+
+
+def _size_free_key(graph: ReplayGraph) -> tuple:
+    """A key equal for graphs that differ only in array sizes: the compiler's
+    structural key (ops, attrs, wiring, leaf dtypes and length-one axes) and, to
+    be safe, which axes of every value have length one (fused kernels are
+    generated for that pattern)."""
+    live = [out for out in graph.outputs if out is not None]
+    nodes = topo_order(live)
+    position = {id(var): i for i, var in enumerate(graph.inputs)}
+    key, _ = structural_key(nodes, live, lambda node: position.get(id(node)))
+    ones = tuple(tuple(size == 1 for size in t.shape) for node in nodes for t in node.types)
+    return key, ones, tuple(out is None for out in graph.outputs), len(graph.inputs)
 
 
 def _as_numpy(value: Any) -> np.ndarray:
@@ -218,40 +232,75 @@ class CompiledSymbol:
                              f"{symbol.list_arguments()}")
         self.is_train = is_train
         self._graphs: dict[tuple, ReplayGraph] = {}
+        self._runners: dict[tuple, ReplayGraph] = {}  # by structure, sizes left out
+        # The input variables in graph order, found once: a call must not walk the
+        # graph (W3-sized programs run in tens of microseconds).
+        self._variables = [node for node in topo_order(symbol.entries) if node.is_variable]
+        self._names = [node.name for node in self._variables]
 
     def _graph(self, arrays: dict[str, np.ndarray], seeded: bool) -> ReplayGraph:
-        key = (seeded,) + tuple((k, v.shape, v.dtype.str) for k, v in arrays.items())
-        graph = self._graphs.get(key)
-        if graph is None:
-            shapes = {k: v.shape for k, v in arrays.items()}
-            dtypes = {k: v.dtype for k, v in arrays.items()}
-            heads, inputs = _typed_inputs(self.symbol, shapes, dtypes, self.is_train)
-            by_name = {node.name: node for node in inputs}
-            head_vars = [variable(h.shape, h.dtype, name=f"head_grad{i}")
-                         for i, h in enumerate(heads)] if seeded else []
-            seeds = [Entry(v, 0) for v in head_vars] if seeded else \
-                [F.ones_like(Expr(h)).entry for h in heads]
-            grads = _gradients(heads, [by_name[n] for n in self.wrt], seeds)
-            graph = self._graphs[key] = ReplayGraph(inputs + head_vars, list(heads) + grads)
-        return graph
+        shapes = {k: v.shape for k, v in arrays.items()}
+        dtypes = {k: v.dtype for k, v in arrays.items()}
+        heads, inputs = _typed_inputs(self.symbol, shapes, dtypes, self.is_train)
+        by_name = {node.name: node for node in inputs}
+        head_vars = [variable(h.shape, h.dtype, name=f"head_grad{i}")
+                     for i, h in enumerate(heads)] if seeded else []
+        seeds = [Entry(v, 0) for v in head_vars] if seeded else \
+            [F.ones_like(Expr(h)).entry for h in heads]
+        grads = _gradients(heads, [by_name[n] for n in self.wrt], seeds)
+        return ReplayGraph(inputs + head_vars, list(heads) + grads)
+
+    def _arrays(self, inputs: dict[str, Any]) -> tuple[list[np.ndarray], bool]:
+        """The input arrays in graph order, and whether any was an NDArray."""
+        args, wrapped, found = [], False, 0
+        for node in self._variables:
+            value = inputs.get(node.name)
+            if value is None:
+                if node.value is None:
+                    raise MXNetError(f"compile: no value given for input {node.name!r}; the "
+                                     f"symbol's inputs are {self._names}")
+                args.append(node.value[0])  # a recorded graph's own value
+                continue
+            found += 1
+            if isinstance(value, NDArray):
+                wrapped = True
+                value = value._data
+            elif type(value) is not np.ndarray:
+                value = np.asarray(value)
+            args.append(value)
+        if found != len(inputs):
+            unknown = sorted(set(inputs) - set(self._names))
+            raise MXNetError(f"compile: no input named {unknown}; the inputs are {self._names}")
+        return args, wrapped
 
     def __call__(self, head_grads: Any = None, **inputs: Any):
-        arrays = _input_arrays(self.symbol, inputs, "compile")
-        graph = self._graph(arrays, head_grads is not None)
-        args = [arrays[node.name] for node in graph.inputs[:len(arrays)]]
-        if head_grads is not None:
+        args, wrapped = self._arrays(inputs)
+        seeded = head_grads is not None
+        key = (seeded, *[(a.shape, a.dtype) for a in args])
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._graphs[key] = self._graph(dict(zip(self._names, args)), seeded)
+            # A new batch size is the same program: share the runner (and its
+            # compiled kernels, which read sizes from the arrays) of a graph that
+            # differs only in sizes.
+            graph.runner = self._runners.setdefault(_size_free_key(graph), graph).runner
+        if seeded:
             head_grads = head_grads if isinstance(head_grads, (list, tuple)) else [head_grads]
             if len(head_grads) != len(self.symbol):
                 raise MXNetError(f"compile: {len(head_grads)} head gradients for "
                                  f"{len(self.symbol)} outputs")
-            args += [_as_numpy(g) for g in head_grads]
+            args = args + [_as_numpy(g) for g in head_grads]
         results = _run_program(graph, args)
-        wrap = NDArray if any(isinstance(v, NDArray) for v in inputs.values()) else (lambda v: v)
-        outputs = [wrap(v) for v in results[:len(self.symbol)]]
+        count = len(self.symbol)
+        if wrapped:
+            results = [None if v is None else NDArray(v) for v in results]
         grads = {}
-        for name, grad in zip(self.wrt, results[len(self.symbol):]):
-            grads[name] = wrap(np.zeros_like(arrays[name]) if grad is None else grad)
-        return (outputs[0] if len(outputs) == 1 else outputs), grads
+        for name, grad in zip(self.wrt, results[count:]):
+            if grad is None:
+                grad = np.zeros_like(args[self._names.index(name)])
+                grad = NDArray(grad) if wrapped else grad
+            grads[name] = grad
+        return (results[0] if count == 1 else results[:count]), grads
 
 
 def compile(symbol: Symbol, wrt: Sequence[str] | None = None,  # noqa: A001

@@ -14,6 +14,7 @@ import atexit
 import math
 import os
 import threading
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -134,6 +135,7 @@ class CompiledProgram:
         self.fused = fused
         self.module_text = "\n\n".join("@_jit\n" + step.source.source for step in fused)
         self._ready = not fused
+        self._failed = False
         self._compiling: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -145,7 +147,18 @@ class CompiledProgram:
 
     def _compile(self, args: Sequence[np.ndarray]) -> None:
         """Load or compile every kernel for the types of ``args``, by running the
-        program once on them."""
+        program once on them. A kernel the generator or numba cannot handle (a
+        loop nest deeper than Python allows, say) leaves the program on the
+        interpreter for good, with one warning: slower, never wrong or fatal."""
+        try:
+            self._compile_kernels(args)
+        except Exception as err:  # noqa: BLE001  (any failure has the same remedy)
+            self._failed = True
+            warnings.warn(f"symgrad: cannot compile a program ({type(err).__name__}: "
+                          f"{err}); running it on the interpreter", RuntimeWarning,
+                          stacklevel=2)
+
+    def _compile_kernels(self, args: Sequence[np.ndarray]) -> None:
         self._bind_kernels()
         slots: list = [None] * self.num_slots
         slots[:len(args)] = args
@@ -179,14 +192,16 @@ class CompiledProgram:
         if not self._ready:
             if compile_mode() == "sync":
                 with self._lock:
-                    if not self._ready:
+                    if not self._ready and not self._failed:
                         self._compile([np.array(a) for a in args])
+                if not self._ready:
+                    return self.fallback(args, out)
             else:
                 # Answer this call on the interpreter first, then let numba work in the
                 # background: a first backward never waits for, or competes with, it.
                 result = self.fallback(args, out)
                 with self._lock:
-                    if self._compiling is None and not self._ready:
+                    if self._compiling is None and not self._ready and not self._failed:
                         self._start(args)
                 return result
         slots: list = [None] * self.num_slots

@@ -1,0 +1,265 @@
+"""Symbol replay on the compiled backend: ``symgrad.compile`` and Executors run
+fused numba programs and agree with the numpy interpreter and with recording the
+same computation with autograd; random and stateful ops stay library steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import compiler
+import symgrad as mx
+from compiler.lower.runner import CompiledProgram, wait_for_compilation
+from symgrad import autograd, nd
+
+RNG = np.random.default_rng(7)
+
+
+def use(monkeypatch, backend: str) -> None:
+    """Replay graphs built from now on run on ``backend`` (compiling synchronously)."""
+    monkeypatch.setenv("SYMGRAD_BACKEND", backend)
+    monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+
+
+def w1_symbol():
+    x, w, b = (mx.sym.var(name) for name in "xwb")
+    return mx.sym.sum(mx.sym.tanh(x * w + b) * mx.sym.sigmoid(x) + 0.5 * mx.sym.exp(-x * x))
+
+
+def w1_inputs(n: int, dtype=np.float64) -> dict[str, np.ndarray]:
+    return {name: RNG.normal(size=n).astype(dtype) for name in "xwb"}
+
+
+def w1_recorded(inputs):
+    arrays = {k: nd.array(v, dtype=v.dtype) for k, v in inputs.items()}
+    for array in arrays.values():
+        array.attach_grad()
+    with autograd.record():
+        x, w, b = arrays["x"], arrays["w"], arrays["b"]
+        f = (nd.tanh(x * w + b) * nd.sigmoid(x) + 0.5 * nd.exp(-x * x)).sum()
+    f.backward()
+    return f.asnumpy(), {k: a.grad.asnumpy() for k, a in arrays.items()}
+
+
+def program_of(function) -> CompiledProgram:
+    """The compiled program behind a ``symgrad.compile`` function (one signature)."""
+    (graph,) = function._graphs.values()
+    assert isinstance(graph.runner, CompiledProgram)
+    return graph.runner
+
+
+def fused_ops(program: CompiledProgram) -> list[str]:
+    """Op names computed inside the program's fused kernels."""
+    return [node.op.name for step in program.fused
+            for node in step.node.attrs["body"].nodes()]
+
+
+def library_ops(program: CompiledProgram) -> list[str]:
+    return [step.node.op.name for step in program.steps if step not in program.fused]
+
+
+# ---------------------------------------------------------------------------
+# compile: values and gradients in one program
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compile_runs_w1_forward_and_backward_in_one_kernel(monkeypatch, dtype):
+    inputs = w1_inputs(1000, dtype)
+    use(monkeypatch, "interpreter")
+    value_i, grads_i = mx.compile(w1_symbol(), wrt=["x", "w", "b"])(**inputs)
+    use(monkeypatch, "compiled")
+    function = mx.compile(w1_symbol(), wrt=["x", "w", "b"])
+    value_c, grads_c = function(**inputs)
+    value_r, grads_r = w1_recorded(inputs)
+
+    program = program_of(function)
+    assert len(program.steps) == 1 and len(program.fused) == 1  # one kernel, nothing else
+    assert {"tanh", "sigmoid", "exp", "sum"} <= set(fused_ops(program))
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(value_c, value_i, rtol=rtol)
+    np.testing.assert_allclose(value_c, value_r, rtol=rtol)
+    for name in "xwb":
+        assert grads_c[name].dtype == dtype
+        np.testing.assert_allclose(grads_c[name], grads_i[name], rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(grads_c[name], grads_r[name], rtol=rtol, atol=rtol)
+
+
+def test_explain_shows_w1_value_and_gradients_fused_together(compiled):
+    x, w, b = (mx.sym.var(name, shape=(16,)) for name in "xwb")
+    f = mx.sym.sum(mx.sym.tanh(x * w + b) * mx.sym.sigmoid(x) + 0.5 * mx.sym.exp(-x * x))
+    text = compiler.explain(f)
+    assert text.count("= _fused(") == 1 and "def kernel0" in text and "def kernel1" not in text
+
+
+def test_mlp_values_and_gradients_match_interpreter_and_autograd(monkeypatch):
+    def model(m, data, w1, b1, w2, b2):
+        h = m.Activation(m.FullyConnected(data, w1, b1, num_hidden=8), act_type="tanh")
+        return m.mean(m.log_softmax(m.FullyConnected(h, w2, b2, num_hidden=3)) * 2.0)
+
+    inputs = {"data": RNG.normal(size=(5, 6)), "w1": RNG.normal(size=(8, 6)),
+              "b1": RNG.normal(size=8), "w2": RNG.normal(size=(3, 8)), "b2": RNG.normal(size=3)}
+    sym = model(mx.sym, *(mx.sym.var(n) for n in inputs))
+    wrt = ["w1", "b1", "w2", "b2"]
+    results = {}
+    for backend in ("interpreter", "compiled"):
+        use(monkeypatch, backend)
+        results[backend] = mx.compile(sym, wrt=wrt)(**inputs)
+    arrays = {k: nd.array(v, dtype=np.float64) for k, v in inputs.items()}
+    for name in wrt:
+        arrays[name].attach_grad()
+    with autograd.record():
+        loss = model(nd, *arrays.values())
+    loss.backward()
+    for backend, (value, grads) in results.items():
+        np.testing.assert_allclose(value, loss.asnumpy(), rtol=1e-12, err_msg=backend)
+        for name in wrt:
+            np.testing.assert_allclose(grads[name], arrays[name].grad.asnumpy(), rtol=1e-10,
+                                       atol=1e-12, err_msg=f"{backend} {name}")
+
+
+def test_second_order_replay_matches_interpreter_and_create_graph(monkeypatch):
+    x = mx.sym.var("x")
+    first = mx.sym.sum(mx.sym.tanh(x) * mx.sym.exp(-x * x)).gradient(["x"], x=(50,))
+    values = RNG.normal(size=50)
+    results = {}
+    for backend in ("interpreter", "compiled"):
+        use(monkeypatch, backend)
+        results[backend] = mx.compile(mx.sym.sum(first), wrt=["x"])(x=values)
+    array = nd.array(values, dtype=np.float64)
+    array.attach_grad()
+    with autograd.record():
+        f = (nd.tanh(array) * nd.exp(-array * array)).sum()
+        (g,) = autograd.grad([f], [array], create_graph=True)
+        s = g.sum()
+    s.backward()
+    for backend, (value, grads) in results.items():
+        np.testing.assert_allclose(value, s.asnumpy(), rtol=1e-12, err_msg=backend)
+        np.testing.assert_allclose(grads["x"], array.grad.asnumpy(), rtol=1e-10,
+                                   err_msg=backend)
+
+
+def test_new_batch_size_compiles_no_new_kernel(compiled):
+    x, w, b = mx.sym.var("x"), mx.sym.var("w"), mx.sym.var("b")
+    loss = mx.sym.sum(mx.sym.tanh(mx.sym.broadcast_add(mx.sym.dot(x, w), b)) ** 2)
+    function = mx.compile(loss, wrt=["w", "b"])
+    function(x=RNG.normal(size=(4, 3)), w=RNG.normal(size=(3, 5)), b=RNG.normal(size=5))
+    before = compiler.stats()
+    xs, ws, bs = RNG.normal(size=(11, 3)), RNG.normal(size=(3, 5)), RNG.normal(size=5)
+    value, grads = function(x=xs, w=ws, b=bs)
+    after = compiler.stats()
+    assert after["kernels_compiled"] == before["kernels_compiled"]
+    assert after["kernels_loaded"] == before["kernels_loaded"]
+    assert len(function._graphs) == 2 and len(function._runners) == 1
+    t = np.tanh(xs @ ws + bs)
+    np.testing.assert_allclose(value, (t * t).sum(), rtol=1e-12)
+    np.testing.assert_allclose(grads["b"], (2 * t * (1 - t * t)).sum(0), rtol=1e-10)
+
+
+def test_background_compilation_gives_the_same_results(monkeypatch):
+    monkeypatch.setenv("SYMGRAD_BACKEND", "compiled")
+    monkeypatch.setenv("SYMGRAD_COMPILE", "background")
+    inputs = w1_inputs(300)
+    function = mx.compile(w1_symbol(), wrt=["x", "w", "b"])
+    first = function(**inputs)  # the interpreter, while numba compiles
+    wait_for_compilation()
+    assert program_of(function)._ready
+    second = function(**inputs)
+    np.testing.assert_allclose(second[0], first[0], rtol=1e-12)
+    for name in "xwb":
+        np.testing.assert_allclose(second[1][name], first[1][name], rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Executor: forward and backward programs, BatchNorm state, Dropout masks
+# ---------------------------------------------------------------------------
+
+def cnn_symbol():
+    data = mx.sym.var("data")
+    # no bias: BatchNorm cancels it, its gradient is zero up to rounding
+    h = mx.sym.Convolution(data, kernel=(3, 3), num_filter=4, no_bias=True, name="conv")
+    h = mx.sym.BatchNorm(h, fix_gamma=False, momentum=0.8, name="bn")
+    h = mx.sym.Pooling(mx.sym.relu(h), kernel=(2, 2), stride=(2, 2), pool_type="max")
+    h = mx.sym.FullyConnected(h, num_hidden=3, name="fc")
+    return mx.sym.mean(mx.sym.log_softmax(h) * mx.sym.var("weight"))
+
+
+def bound_executor(sym, shapes, values):
+    exe = sym.simple_bind(mx.cpu(), **shapes)
+    for name, value in values.items():
+        target = exe.arg_dict.get(name, exe.aux_dict.get(name))
+        target[:] = value
+    return exe
+
+
+def test_executor_cnn_training_matches_interpreter_and_updates_state_once(monkeypatch):
+    sym = cnn_symbol()
+    shapes = {"data": (6, 2, 8, 8), "weight": (6, 3)}
+    arg_shapes, _, aux_shapes = sym.infer_shape(**shapes)
+    values = {name: RNG.normal(size=shape) for name, shape in
+              zip(sym.list_arguments(), arg_shapes)}
+    values.update({name: RNG.uniform(0.5, 1.5, size=shape) for name, shape in
+                   zip(sym.list_auxiliary_states(), aux_shapes)})
+    runs = {}
+    for backend in ("interpreter", "compiled"):
+        use(monkeypatch, backend)
+        exe = bound_executor(sym, shapes, values)
+        for _ in range(2):  # moving statistics change once per training forward
+            exe.forward(is_train=True)
+            exe.backward()
+        runs[backend] = exe
+    interpreted, compiled_exe = runs["interpreter"], runs["compiled"]
+    # float32 arrays (simple_bind's default): kernels may round differently
+    np.testing.assert_allclose(compiled_exe.outputs[0].asnumpy(),
+                               interpreted.outputs[0].asnumpy(), rtol=1e-5)
+    for name in sym.list_arguments():
+        expected = interpreted.grad_dict[name].asnumpy()
+        np.testing.assert_allclose(compiled_exe.grad_dict[name].asnumpy(), expected,
+                                   rtol=1e-4, atol=1e-5 * np.abs(expected).max(), err_msg=name)
+    for name in sym.list_auxiliary_states():
+        moved = compiled_exe.aux_dict[name].asnumpy()
+        np.testing.assert_allclose(moved, interpreted.aux_dict[name].asnumpy(), rtol=1e-5)
+        assert not np.allclose(moved, values[name])
+    plan = compiled_exe._plans[True]
+    forward, backward = plan.forward.runner, plan.backward.runner
+    assert isinstance(forward, CompiledProgram) and isinstance(backward, CompiledProgram)
+    assert "BatchNorm" in library_ops(forward) and "BatchNorm" not in fused_ops(forward)
+    # the normalisation arithmetic and relu's mask in the backward are fused loops
+    assert {"_greater_scalar", "broadcast_sub", "rsqrt"} <= set(fused_ops(backward))
+
+
+def test_batchnorm_moving_mean_is_updated_in_place_by_the_compiled_program(compiled):
+    sym = mx.sym.BatchNorm(mx.sym.var("data"), fix_gamma=False, momentum=0.5, name="bn")
+    exe = sym.simple_bind(mx.cpu(), data=(8, 3))
+    x = RNG.normal(2.0, 1.0, size=(8, 3)).astype(np.float32)
+    moving_mean = exe.aux_dict["bn_moving_mean"]
+    exe.arg_dict["bn_gamma"][:] = 1
+    exe.forward(is_train=True, data=x)
+    np.testing.assert_allclose(moving_mean.asnumpy(), 0.5 * x.mean(0), rtol=1e-5)
+    exe.forward(is_train=True, data=x)
+    np.testing.assert_allclose(moving_mean.asnumpy(), 0.75 * x.mean(0), rtol=1e-5)
+    assert exe.aux_dict["bn_moving_mean"] is moving_mean
+
+
+def test_dropout_mask_is_drawn_once_and_reused_by_backward(compiled):
+    x = mx.sym.var("x")
+    sym = mx.sym.Dropout(mx.sym.tanh(x) * 3.0, p=0.5)
+    exe = sym.simple_bind(mx.cpu(), x=(400,))
+    values = RNG.uniform(0.5, 1.0, size=400)
+    exe.arg_dict["x"][:] = values
+    masks = []
+    for _ in range(2):
+        out = exe.forward(is_train=True)[0].asnumpy()
+        exe.backward()
+        kept = out != 0
+        assert 0 < kept.sum() < 400
+        # the gradient uses the forward's mask: 2 * 3 * (1 - tanh^2) where kept, 0 elsewhere
+        expected = np.where(kept, 6.0 * (1 - np.tanh(values) ** 2), 0.0)
+        np.testing.assert_allclose(exe.grad_dict["x"].asnumpy(), expected, rtol=1e-6)
+        np.testing.assert_allclose(out[kept], 6.0 * np.tanh(values[kept]), rtol=1e-6)
+        masks.append(kept)
+    assert (masks[0] != masks[1]).any()  # a new draw per training forward
+    plan = exe._plans[True]
+    assert "Dropout" in library_ops(plan.forward.runner)
+    assert "Dropout" not in fused_ops(plan.forward.runner)
+    np.testing.assert_allclose(exe.forward(is_train=False)[0].asnumpy(), 3.0 * np.tanh(values),
+                               rtol=1e-6)
