@@ -36,3 +36,13 @@ def interpreted(monkeypatch):
     compiler.clear_cache()
     yield
     compiler.clear_cache()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` run in CI (``CI=true``) or with ``SYMGRAD_SLOW=1``."""
+    if os.environ.get("CI") == "true" or os.environ.get("SYMGRAD_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: runs in CI, or locally with SYMGRAD_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -16,16 +16,26 @@ array([1., 1., 1.])
 from . import ops  # noqa: F401  (fills the registry)
 from .autodiff import differentiate
 from .expr import Expr, OperatorMixin, bind_arguments, call, install_fluent_methods
+from .inspect import explain, stats
 from .interpret import evaluate
 from .ir import Entry, GraphError, Node, TensorType, structural_key, topo_order
-from .inspect import explain, stats
-from .program import (Program, ProgramGraph, backend, cache_limits, cached_program,
-                      clear_cache, interpret_runner, runner, set_cache_limit)
+from .program import (
+                      Program,
+                      ProgramGraph,
+                      backend,
+                      cache_limits,
+                      cached_program,
+                      clear_cache,
+                      interpret_runner,
+                      runner,
+                      set_cache_limit,
+)
 from .registry import OPS, OpDef, get_op, make_node, variable
 
 install_fluent_methods(OperatorMixin)
 
-__all__ = ["OPS", "Entry", "Expr", "GraphError", "Node", "OpDef", "OperatorMixin", "Program", "backend",
-           "ProgramGraph", "TensorType", "bind_arguments", "cached_program", "call",
-           "clear_cache", "differentiate", "explain", "evaluate", "get_op", "interpret_runner",
-           "make_node", "runner", "set_cache_limit", "cache_limits", "stats", "structural_key", "topo_order", "variable"]
+__all__ = ["OPS", "Entry", "Expr", "GraphError", "Node", "OpDef", "OperatorMixin", "Program",
+           "ProgramGraph", "TensorType", "backend", "bind_arguments", "cache_limits",
+           "cached_program", "call", "clear_cache", "differentiate", "evaluate", "explain",
+           "get_op", "interpret_runner", "make_node", "runner", "set_cache_limit", "stats",
+           "structural_key", "topo_order", "variable"]

@@ -6,7 +6,7 @@ that can be simplified, compiled, run, or differentiated again.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from .expr import Expr
 from .ir import Entry, GraphError, Node, topo_order

@@ -9,7 +9,8 @@ records for it) lives in one place. A subclass only says how to apply an op.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .ir import Entry
 from .registry import OPS, OpDef, get_op, make_node

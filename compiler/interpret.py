@@ -7,7 +7,8 @@ through its own op calls (to record a gradient computation, for instance).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from .ir import Entry, GraphError, Node, topo_order
 

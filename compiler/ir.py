@@ -8,7 +8,8 @@ dtypes are inferred when a node is made, so a bad shape fails at the op call.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterable, NamedTuple, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -163,3 +164,39 @@ def structural_key(nodes: Sequence[Node], heads: Sequence[Entry], leaf_role
                           tuple([size == 1 for size in leaf_type.shape]), leaf_role(node)))
     key = (tuple(parts), tuple([(position[id(h.node)], h.index) for h in heads]))
     return key, position
+
+
+def signature(heads: Sequence[Entry], leaf_role) -> tuple[list[Node], tuple, dict[int, int]]:
+    """``topo_order(heads)`` and ``structural_key`` of it in one walk (what a
+    backward pays on every call): returns the nodes, the key and each node's
+    position by id. Equal to computing the two separately."""
+    order: list[Node] = []
+    position: dict[int, int] = {}
+    parts: list[tuple] = []
+    for head in heads:
+        if id(head.node) in position:
+            continue
+        stack = [(head.node, iter(head.node.inputs))]
+        position[id(head.node)] = -1  # on the stack: seen, not yet placed
+        while stack:
+            node, pending = stack[-1]
+            for entry in pending:
+                child = entry.node
+                if id(child) not in position:
+                    position[id(child)] = -1
+                    stack.append((child, iter(child.inputs)))
+                    break
+            else:
+                stack.pop()
+                position[id(node)] = len(order)
+                order.append(node)
+                if node.inputs:
+                    parts.append((node.op, tuple(node.attrs.items()),
+                                  tuple([(position[id(e.node)], e.index) for e in node.inputs])))
+                else:
+                    leaf_type = node.types[0]
+                    parts.append((node.op, leaf_type.dtype.char,
+                                  tuple([size == 1 for size in leaf_type.shape]),
+                                  leaf_role(node)))
+    key = (tuple(parts), tuple([(position[id(h.node)], h.index) for h in heads]))
+    return order, key, position

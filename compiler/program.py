@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .autodiff import differentiate
 from .expr import Expr
@@ -127,7 +128,8 @@ class Program:
             out: Sequence[Any] | None = None) -> list[Any]:
         """Gradients then values, for a graph with this program's structure:
         inputs are read from ``nodes[i].value`` and ``head_grads`` (those given).
-        ``out`` optionally names destination arrays for the outputs."""
+        ``out`` optionally names destination arrays for the outputs (a runner may
+        compute an output straight into its destination and return it)."""
         given = [g for g in head_grads if g is not None]
         args = [given[-1 - pos] if pos < 0 else nodes[pos].value[index]
                 for pos, index in self.input_refs]

@@ -9,8 +9,9 @@ elementwise ops the scalar expression the fused-kernel generator inlines.
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 

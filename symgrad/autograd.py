@@ -194,9 +194,11 @@ def _pending_outputs(nodes: Sequence[Node]) -> list[tuple[int, int, NDArray]]:
 
 
 def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
-                 head_grads: list[NDArray | None], out: list | None = None) -> list:
-    """Gradients for ``wrt`` (also settling live deferred arrays of the graph)."""
-    graph_key, position = structural_key(nodes, entries, _leaf_role)
+                 head_grads: list[NDArray | None], out: list | None = None,
+                 signature: tuple | None = None) -> list:
+    """Gradients for ``wrt`` (also settling live deferred arrays of the graph).
+    ``signature`` is ``(key, positions)`` of ``nodes`` if the caller has it."""
+    graph_key, position = signature or structural_key(nodes, entries, _leaf_role)
     wrt_positions = tuple([position[id(node)] for node in wrt])
     given = tuple([g is not None for g in head_grads])
     pending_arrays = _pending_outputs(nodes)
@@ -207,7 +209,7 @@ def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
         program = compiler.cached_program(key, lambda: compiler.Program(
             nodes, heads, wrt_positions, given, values, _is_program_input, compiler.runner()))
         results = program.run(nodes, [None if g is None else g._data for g in head_grads],
-                              out)
+                              None if out is None else out + [None] * len(values))
     except TypeError:
         # A value the program reads is gone: another head's backward freed this
         # shared part of the graph. Checked only on failure, to keep backward lean.
@@ -248,16 +250,20 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
     heads = _as_list(heads)
     entries = _head_entries(heads, "backward")
     grads_in = _head_gradients(heads, head_grads)
-    nodes = topo_order(entries)
+    nodes, graph_key, position = compiler.ir.signature(entries, _leaf_role)
     wrt = [n for n in nodes if not n.inputs and n.tag is not None and n.tag._grad_req != "null"]
     if not wrt:
         raise MXNetError("backward: no variable marked with attach_grad() (or "
                          "mark_variables) is behind these heads")
     if _state.anomaly:
         anomaly.check(entries, nodes, wrt, [None if g is None else g._data for g in grads_in])
-    grads = _run_program(entries, nodes, wrt, grads_in)
-    for node, grad in zip(wrt, grads):
+    # Gradients with grad_req 'write' may be computed straight into their buffers.
+    destinations = [n.tag._grad._data if n.tag._grad_req == "write" else None for n in wrt]
+    grads = _run_program(entries, nodes, wrt, grads_in, destinations, (graph_key, position))
+    for node, grad, destination in zip(wrt, grads, destinations):
         array = node.tag
+        if grad is not None and grad is destination:
+            continue
         if array._grad_req == "add":
             if grad is not None:
                 buffer = array._grad._data  # `_data` is a read-only property
@@ -304,22 +310,30 @@ def grad(heads: Any, variables: Any, head_grads: Any = None, retain_graph: bool 
 
 def _recorded_gradients(entries, nodes, wrt, heads, head_grads) -> list[NDArray]:
     """Run the gradient graph through the recording frontend, so that the results
-    have history reaching back to the variables."""
-    seeds, given = [], {}
-    for head, entry, head_grad in zip(heads, entries, head_grads):
-        if head_grad is None:
-            seeds.append(F.ones_like(Expr(entry)).entry)
+    have history reaching back to the variables.
+
+    The gradient graph is derived once per graph structure (a cached program whose
+    inputs are the recorded nodes it reads) and replayed op by op each time.
+    """
+    graph_key, position = structural_key(nodes, entries, _leaf_role)
+    wrt_positions = tuple([position[id(node)] for node in wrt])
+    given_flags = tuple([g is not None for g in head_grads])
+    key = ("create_graph", graph_key, wrt_positions, given_flags)
+    template = compiler.cached_program(key, lambda: compiler.Program(
+        nodes, graph_key[1], wrt_positions, given_flags, (), lambda node: True,
+        lambda graph: None))
+    supplied = [g for g in head_grads if g is not None]
+    given = {}
+    for var, (pos, index) in zip(template.graph.inputs, template.input_refs):
+        if pos < 0:
+            given[var] = (supplied[-1 - pos],)
         else:
-            var = compiler.variable(head_grad.shape, head_grad._data.dtype)
-            given[var] = (head_grad,)
-            seeds.append(Entry(var, 0))
-    outputs = differentiate(entries, seeds, [Entry(node, 0) for node in wrt])
-    for node in nodes:
-        given[node] = tuple(NDArray(None if node.value is None else node.value[i],
-                                    Entry(node, i)) for i in range(node.num_outputs))
-    live = [out for out in outputs if out is not None]
+            node = nodes[pos]
+            value = None if node.value is None else node.value[index]
+            given[var] = (NDArray(value, Entry(node, index)),)
+    outputs = template.graph.outputs
     with record(train_mode=is_training()):
-        values = iter(evaluate(live, given, _apply_recorded))
+        values = iter(evaluate(template.graph.live_outputs(), given, _apply_recorded))
     return [next(values) if out is not None else NDArray(np.zeros_like(node.value[0]))
             for out, node in zip(outputs, wrt)]
 

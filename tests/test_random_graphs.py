@@ -287,3 +287,17 @@ def test_fusion_never_leaves_a_cycle_in_a_diamond():
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(programs())
+def test_signature_equals_topological_order_and_key(program):
+    arrays = [nd.array(a, dtype="float64") for a in make_inputs(program)]
+    for a in arrays:
+        a.attach_grad()
+    with autograd.record():
+        heads = execute(program, arrays)
+    entries = [h._entry for h in heads]
+    nodes, key, position = compiler.ir.signature(entries, lambda node: None)
+    assert nodes == compiler.topo_order(entries)
+    assert (key, position) == compiler.structural_key(nodes, entries, lambda node: None)

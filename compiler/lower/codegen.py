@@ -76,7 +76,10 @@ def _reduction_axes(node: Node, rank: int) -> tuple[int | None, ...]:
 
 
 def generate(body: FusedBody, name: str) -> KernelSource:
-    """Source of a numba kernel ``name(in0, ..., out0, ...)`` computing ``body``."""
+    """Source of a numba kernel ``name(in0, ..., out0, ...)`` computing ``body``.
+
+    Loop bounds come from the arrays, so a caller may pass views that cover a
+    slice of the outermost axis (that is how a loop is split over threads)."""
     members = body.nodes()
     loop_shape = next(n.types[0].shape for n in members if n.op.kind == "elemwise")
     rank = len(loop_shape)

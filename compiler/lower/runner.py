@@ -11,6 +11,7 @@ backward of a new graph never waits for numba.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import threading
 import warnings
@@ -21,33 +22,67 @@ import numpy as np
 from ..ir import Node
 from ..program import ProgramGraph, interpret_runner
 from ..passes import format_graph, run_pipeline
-from . import cache
+from . import cache, threads
 from .codegen import KernelSource, generate
 
 
 class _FusedStep:
+    """One generated kernel: allocates its outputs (or writes into given
+    destinations) and, for large loops, splits the outermost loop over threads."""
+
     def __init__(self, node: Node, source: KernelSource, inputs: list[int], outputs: list[int]):
         self.node, self.source = node, source
         self.inputs, self.outputs = inputs, outputs
         self.kernel: Callable | None = None
-        # Per output: its axes and dtype, read once here because allocation runs on
-        # every call (small programs cost microseconds, so the launcher must too).
-        self.output_plan = [(spec.axes, spec.dtype) for spec in source.outputs]
+        self.reduces = [spec.reduce for spec in source.outputs]
         self._shapes: tuple[tuple, list] = ((), [])  # (loop sizes, output shapes) last seen
 
-    def allocate(self, args: Sequence[np.ndarray]) -> list[np.ndarray]:
-        loop = tuple([args[i].shape[axis] for i, axis in self.source.shape_from])
+    @staticmethod
+    def _along_rows(array: np.ndarray, loop: Sequence[int]) -> bool:
+        return array.ndim == len(loop) and array.shape[0] != 1
+
+    def loop_shape(self, args: Sequence[np.ndarray]) -> tuple[int, ...]:
+        return tuple([args[i].shape[axis] for i, axis in self.source.shape_from])
+
+    def allocate(self, loop: Sequence[int], destinations: dict | None = None,
+                 ) -> list[np.ndarray]:
+        outs = []
         seen, shapes = self._shapes
         if loop != seen:  # a new batch size: new output shapes, the same kernel
-            shapes = [(tuple(1 if a is None else loop[a] for a in axes), dtype)
-                      for axes, dtype in self.output_plan]
+            shapes = [tuple(1 if a is None else loop[a] for a in spec.axes)
+                      for spec in self.source.outputs]
             self._shapes = (loop, shapes)
-        return [np.empty(shape, dtype) for shape, dtype in shapes]
+        for slot, spec, shape in zip(self.outputs, self.source.outputs, shapes):
+            target = destinations.get(slot) if destinations else None
+            if target is not None and target.shape == shape and target.dtype == spec.dtype \
+                    and target.flags.c_contiguous and not spec.reduce:
+                outs.append(target)
+            else:
+                outs.append(np.empty(shape, spec.dtype))
+        return outs
 
-    def __call__(self, slots: list) -> None:
+    def __call__(self, slots: list, destinations: dict | None = None) -> None:
         args = [slots[i] for i in self.inputs]
-        outs = self.allocate(args)
-        self.kernel(*args, *outs)
+        loop = self.loop_shape(args)
+        outs = self.allocate(loop, destinations)
+        rows = loop[0] if loop else 1
+        pieces = threads.split(rows, math.prod(loop))
+        if len(pieces) == 1:
+            self.kernel(*args, *outs)
+        else:
+            calls = []
+            for k, (lo, hi) in enumerate(pieces):
+                # Arrays that run along the outermost loop axis are cut to the slice;
+                # broadcast ones are passed whole; reductions get a buffer each.
+                part_args = [a[lo:hi] if self._along_rows(a, loop) else a for a in args]
+                part_outs = [(o if k == 0 else np.empty_like(o)) if r else o[lo:hi]
+                             for o, r in zip(outs, self.reduces)]
+                calls.append((*part_args, *part_outs))
+            threads.run(self.kernel, calls)
+            for j, reduces in enumerate(self.reduces):
+                if reduces:
+                    for call in calls[1:]:
+                        outs[j] += call[len(args) + j]
         for slot, value in zip(self.outputs, outs):
             slots[slot] = value
 
@@ -56,7 +91,7 @@ class _LibraryStep:
     def __init__(self, node: Node, inputs: list[int], outputs: list[int]):
         self.node, self.inputs, self.outputs = node, inputs, outputs
 
-    def __call__(self, slots: list) -> None:
+    def __call__(self, slots: list, destinations: dict | None = None) -> None:
         result = self.node.op.impl(*[slots[i] for i in self.inputs], **self.node.attrs)
         if not isinstance(result, tuple):
             result = (result,)
@@ -93,6 +128,8 @@ class CompiledProgram:
                 step = _LibraryStep(node, inputs, outputs)
             self.steps.append(step)
         self.num_slots = count
+        self.has_callbacks = any(isinstance(step, _LibraryStep) and step.node.op.kind == "opaque"
+                                 for step in self.steps)
         self.output_slots = [None if o is None else slot[(id(o.node), o.index)]
                              for o in self.graph.outputs]
         self.fused = fused
@@ -128,7 +165,8 @@ class CompiledProgram:
         for step in self.steps:
             if isinstance(step, _FusedStep):
                 kernel_args = [slots[i] for i in step.inputs]
-                outs = step.allocate(kernel_args)
+                loop = step.loop_shape(kernel_args)
+                outs = step.allocate(loop)
                 cache.first_call(step.kernel, [*kernel_args, *outs])
                 for slot, value in zip(step.outputs, outs):
                     slots[slot] = value
@@ -138,9 +176,6 @@ class CompiledProgram:
 
     def _start(self, args: Sequence[np.ndarray]) -> None:
         copies = [np.array(a) for a in args]  # the caller may overwrite its arrays
-        if compile_mode() == "sync":
-            self._compile(copies)
-            return
         self._compiling = threading.Thread(target=self._compile, args=(copies,), daemon=True,
                                            name="symgrad-compile")
         _background.append(self._compiling)
@@ -155,15 +190,30 @@ class CompiledProgram:
     # -- running ------------------------------------------------------------------
     def __call__(self, args: Sequence[np.ndarray], out: Sequence[Any] | None = None) -> list:
         if not self._ready:
-            with self._lock:
-                if self._compiling is None and not self._ready and not self._failed:
-                    self._start(args)
-            if not self._ready:
-                return self.fallback(args, out)
+            if compile_mode() == "sync":
+                with self._lock:
+                    if not self._ready and not self._failed:
+                        self._compile([np.array(a) for a in args])
+                if not self._ready:
+                    return self.fallback(args, out)
+            else:
+                # Answer this call on the interpreter first, then let numba work in the
+                # background: a first backward never waits for, or competes with, it.
+                result = self.fallback(args, out)
+                with self._lock:
+                    if self._compiling is None and not self._ready and not self._failed:
+                        self._start(args)
+                return result
         slots: list = [None] * self.num_slots
         slots[:len(args)] = args
+        destinations = None
+        # A program with user callbacks could fail half-way, after writing some
+        # destinations; it computes into fresh arrays instead.
+        if out is not None and not self.has_callbacks:
+            destinations = {slot: target for slot, target in zip(self.output_slots, out)
+                            if slot is not None and target is not None}
         for step in self.steps:
-            step(slots)
+            step(slots, destinations)
         return [None if s is None else slots[s] for s in self.output_slots]
 
     def explain(self) -> str:

@@ -62,7 +62,8 @@ over the sweeps in ``tests/test_vmath.py``) is given in each docstring.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numba
 import numpy as np

@@ -1,5 +1,18 @@
 """The op registry's contents. Importing this package registers every op."""
 
-from . import custom, elemwise, fused, nn, random, reduce, shape  # noqa: F401  (registration)
-from . import activations, conv, indexing, losses, normalization, sequence  # noqa: F401
+from . import (  # noqa: F401  (registration)  # noqa: F401
+    activations,
+    conv,
+    custom,
+    elemwise,
+    fused,
+    indexing,
+    losses,
+    nn,
+    normalization,
+    random,
+    reduce,
+    sequence,
+    shape,
+)
 from .common import F  # noqa: F401

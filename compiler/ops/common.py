@@ -3,7 +3,8 @@ for the many elementwise ops, and ``F``, the op namespace gradient rules use."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

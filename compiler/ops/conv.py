@@ -26,8 +26,7 @@ import math
 import numpy as np
 
 from ..ir import GraphError, TensorType
-from ..registry import (Attr, OpDef, TestSpec, as_bool, as_int, as_shape, one_of,
-                        register)
+from ..registry import Attr, OpDef, TestSpec, as_bool, as_int, as_shape, one_of, register
 from .common import F, require_same_dtype
 
 # ---------------------------------------------------------------------------

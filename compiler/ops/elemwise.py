@@ -10,8 +10,7 @@ import numpy as np
 
 from ..ir import GraphError
 from ..registry import Attr, OpDef, TestSpec, as_dtype_name, as_float, register
-from .common import (F, as_dtype_of, binary, broadcast_types, same_as_first, unary,
-                     with_scalar)
+from .common import F, as_dtype_of, binary, same_as_first, unary, with_scalar
 
 _LN2 = math.log(2.0)
 _LN10 = math.log(10.0)

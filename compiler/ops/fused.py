@@ -7,7 +7,7 @@ the interpreter and each pass can be checked alone.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..interpret import evaluate
 from ..ir import Entry, Node

@@ -12,8 +12,20 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import GraphError, TensorType
-from ..registry import (Attr, OpDef, TestSpec, as_axes, as_bool, as_dtype_name, as_float,
-                        as_int, as_optional_int, as_shape, one_of, register)
+from ..registry import (
+    Attr,
+    OpDef,
+    TestSpec,
+    as_axes,
+    as_bool,
+    as_dtype_name,
+    as_float,
+    as_int,
+    as_optional_int,
+    as_shape,
+    one_of,
+    register,
+)
 from .common import F, normalize_axis, require_same_dtype
 
 

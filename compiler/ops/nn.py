@@ -6,9 +6,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import GraphError, TensorType
-from ..registry import (Attr, OpDef, TestSpec, as_bool, as_float, as_int, as_optional_int,
-                        as_shape, one_of, register)
-from . import elemwise
+from ..registry import (
+    Attr,
+    OpDef,
+    TestSpec,
+    as_bool,
+    as_float,
+    as_int,
+    as_shape,
+    one_of,
+    register,
+)
 from .common import F, normalize_axis, require_same_dtype, same_as_first
 from .random import generator
 

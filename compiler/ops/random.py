@@ -9,8 +9,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import TensorType
-from ..registry import (Attr, OpDef, TestSpec, as_dtype_name, as_float, as_optional_int,
-                        as_shape, register)
+from ..registry import (
+    Attr,
+    OpDef,
+    TestSpec,
+    as_dtype_name,
+    as_float,
+    as_optional_int,
+    as_shape,
+    register,
+)
 
 _generator = np.random.default_rng()
 

@@ -6,9 +6,20 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import GraphError, TensorType
-from ..registry import (Attr, OpDef, TestSpec, as_axes, as_bool, as_int, as_optional_int,
-                        as_optional_ints, as_shape, one_of, register)
-from .common import F, normalize_axis, require_same_dtype, same_as_first
+from ..registry import (
+    Attr,
+    OpDef,
+    TestSpec,
+    as_axes,
+    as_bool,
+    as_int,
+    as_optional_int,
+    as_optional_ints,
+    as_shape,
+    one_of,
+    register,
+)
+from .common import F, normalize_axis, require_same_dtype
 
 
 def _like_input_grad(g, x, *, out, **_attrs):

@@ -8,7 +8,7 @@ the graph after each pass.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from ..program import ProgramGraph
 from .fuse import fuse

@@ -9,7 +9,7 @@ never rebuilt, which is dead-code elimination.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ..ir import Entry, Node, topo_order
 from ..program import ProgramGraph

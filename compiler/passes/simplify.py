@@ -118,9 +118,9 @@ def plus_zeros(n: Node) -> Entry | None:
     return None
 
 
-def sum_of_ones_like_shape(n: Node) -> Entry | None:
-    """ones_like(ones_like(x)), zeros_like(f(x)) of elementwise f  ->  from x itself,
-    so that x's producer can become dead"""
+def fill_of_fill(n: Node) -> Entry | None:
+    """ones_like(zeros_like(x)) and the like  ->  ones_like(x): a fill needs only a
+    shape, so the inner fill (and what it reads) can become dead"""
     if n.op.name in ("ones_like", "zeros_like") and _input(n).node.op.name in \
             ("ones_like", "zeros_like"):
         return make(n.op.name, _input(_input(n).node))
@@ -145,6 +145,6 @@ def broadcast_fill(n: Node) -> Entry | None:
     return None
 
 
-RULES = [fill_of_unit_shape, broadcast_fill, identity_scalar_ops, double_negation, negate_scaled, scale_twice, square_power,
-         no_op_shape_change, no_op_reshape, no_op_cast, times_ones, plus_zeros,
-         sum_of_ones_like_shape]
+RULES = [fill_of_unit_shape, broadcast_fill, identity_scalar_ops, double_negation,
+         negate_scaled, scale_twice, square_power, no_op_shape_change, no_op_reshape,
+         no_op_cast, times_ones, plus_zeros, fill_of_fill]
