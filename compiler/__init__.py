@@ -19,17 +19,8 @@ from .expr import Expr, OperatorMixin, bind_arguments, call, install_fluent_meth
 from .inspect import explain, stats
 from .interpret import evaluate
 from .ir import Entry, GraphError, Node, TensorType, structural_key, topo_order
-from .program import (
-                      Program,
-                      ProgramGraph,
-                      backend,
-                      cache_limits,
-                      cached_program,
-                      clear_cache,
-                      interpret_runner,
-                      runner,
-                      set_cache_limit,
-)
+from .program import (Program, ProgramGraph, backend, cache_limits, cached_program,
+                      clear_cache, interpret_runner, runner, set_backend, set_cache_limit)
 from .registry import OPS, OpDef, get_op, make_node, variable
 
 install_fluent_methods(OperatorMixin)
@@ -37,5 +28,6 @@ install_fluent_methods(OperatorMixin)
 __all__ = ["OPS", "Entry", "Expr", "GraphError", "Node", "OpDef", "OperatorMixin", "Program",
            "ProgramGraph", "TensorType", "backend", "bind_arguments", "cache_limits",
            "cached_program", "call", "clear_cache", "differentiate", "evaluate", "explain",
-           "get_op", "interpret_runner", "make_node", "runner", "set_cache_limit", "stats",
+           "get_op", "interpret_runner", "make_node", "runner", "set_backend", "set_cache_limit",
+           "stats",
            "structural_key", "topo_order", "variable"]

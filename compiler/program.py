@@ -283,11 +283,32 @@ def clear_cache() -> None:
         _stats.update(hits=0, misses=0, evictions=0)
 
 
+BACKENDS = ("compiled", "interpreter")
+_chosen_backend: str | None = None
+
+
+def set_backend(name: str | None) -> None:
+    """Choose the backend new programs run on: ``'compiled'`` or ``'interpreter'``
+    (the numpy reference); None goes back to ``SYMGRAD_BACKEND`` (default compiled).
+
+    >>> set_backend("interpreter"); backend()
+    'interpreter'
+    >>> set_backend(None)
+    """
+    global _chosen_backend
+    if name is not None and name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {name!r}")
+    _chosen_backend = name
+
+
 def backend() -> str:
-    """``compiled`` (default) or ``interpreter``, from ``SYMGRAD_BACKEND``."""
+    """The backend in force: :func:`set_backend`'s choice, else ``SYMGRAD_BACKEND``
+    (``compiled`` by default)."""
+    if _chosen_backend is not None:
+        return _chosen_backend
     choice = os.environ.get("SYMGRAD_BACKEND", "compiled")
-    if choice not in ("compiled", "interpreter"):
-        raise ValueError(f"SYMGRAD_BACKEND must be 'compiled' or 'interpreter', not {choice!r}")
+    if choice not in BACKENDS:
+        raise ValueError(f"SYMGRAD_BACKEND must be one of {BACKENDS}, not {choice!r}")
     return choice
 
 
