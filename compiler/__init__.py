@@ -19,8 +19,18 @@ from .expr import Expr, OperatorMixin, bind_arguments, call, install_fluent_meth
 from .inspect import explain, stats
 from .interpret import evaluate
 from .ir import Entry, GraphError, Node, TensorType, structural_key, topo_order
-from .program import (Program, ProgramGraph, backend, cache_limits, cached_program,
-                      clear_cache, interpret_runner, runner, set_backend, set_cache_limit)
+from .program import (
+                      Program,
+                      ProgramGraph,
+                      backend,
+                      cache_limits,
+                      cached_program,
+                      clear_cache,
+                      interpret_runner,
+                      runner,
+                      set_backend,
+                      set_cache_limit,
+)
 from .registry import OPS, OpDef, get_op, make_node, variable
 
 install_fluent_methods(OperatorMixin)

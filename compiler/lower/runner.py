@@ -15,13 +15,14 @@ import math
 import os
 import threading
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..ir import Node
-from ..program import ProgramGraph, interpret_runner
 from ..passes import format_graph, run_pipeline
+from ..program import ProgramGraph, interpret_runner
 from . import cache, threads
 from .codegen import KernelSource, generate
 
