@@ -155,15 +155,19 @@ def structural_key(nodes: Sequence[Node], heads: Sequence[Entry], leaf_role
     parts: list[tuple] = []
     for i, node in enumerate(nodes):
         position[id(node)] = i
-        if node.inputs:
-            parts.append((node.op, tuple(node.attrs.items()),
-                          tuple([(position[id(e.node)], e.index) for e in node.inputs])))
-        else:
-            leaf_type = node.types[0]
-            parts.append((node.op, leaf_type.dtype.char,
-                          tuple([size == 1 for size in leaf_type.shape]), leaf_role(node)))
+        parts.append(_key_part(node, position, leaf_role))
     key = (tuple(parts), tuple([(position[id(h.node)], h.index) for h in heads]))
     return key, position
+
+
+def _key_part(node: Node, position: dict[int, int], leaf_role) -> tuple:
+    """One node's share of the structural key (its inputs already have positions)."""
+    if node.inputs:
+        return (node.op, tuple(node.attrs.items()),
+                tuple([(position[id(e.node)], e.index) for e in node.inputs]))
+    leaf_type = node.types[0]
+    return (node.op, leaf_type.dtype.char, tuple([size == 1 for size in leaf_type.shape]),
+            leaf_role(node))
 
 
 def signature(heads: Sequence[Entry], leaf_role) -> tuple[list[Node], tuple, dict[int, int]]:
@@ -190,13 +194,6 @@ def signature(heads: Sequence[Entry], leaf_role) -> tuple[list[Node], tuple, dic
                 stack.pop()
                 position[id(node)] = len(order)
                 order.append(node)
-                if node.inputs:
-                    parts.append((node.op, tuple(node.attrs.items()),
-                                  tuple([(position[id(e.node)], e.index) for e in node.inputs])))
-                else:
-                    leaf_type = node.types[0]
-                    parts.append((node.op, leaf_type.dtype.char,
-                                  tuple([size == 1 for size in leaf_type.shape]),
-                                  leaf_role(node)))
+                parts.append(_key_part(node, position, leaf_role))
     key = (tuple(parts), tuple([(position[id(h.node)], h.index) for h in heads]))
     return order, key, position

@@ -15,28 +15,26 @@ def seed(seed_state: int, ctx: Any = "all") -> None:
     _random.seed(seed_state)
 
 
+def _draw(op: str, params: dict, shape: Any, dtype: Any, ctx: Any,
+          out: NDArray | None) -> NDArray:
+    check_context(ctx)
+    result = invoke(op, (), dict(params, shape=shape, dtype=dtype or "float32"))
+    if out is None:
+        return result
+    out[:] = result
+    return out
+
+
 def uniform(low: float = 0.0, high: float = 1.0, shape: Any = (1,), dtype: Any = "float32",
             ctx: Any = None, out: NDArray | None = None, **kwargs: Any) -> NDArray:
     """Draws from the uniform distribution on [low, high)."""
-    check_context(ctx)
-    result = invoke("_random_uniform", (), {"low": low, "high": high, "shape": shape,
-                                            "dtype": dtype or "float32"})
-    if out is not None:
-        out[:] = result
-        return out
-    return result
+    return _draw("_random_uniform", {"low": low, "high": high}, shape, dtype, ctx, out)
 
 
 def normal(loc: float = 0.0, scale: float = 1.0, shape: Any = (1,), dtype: Any = "float32",
            ctx: Any = None, out: NDArray | None = None, **kwargs: Any) -> NDArray:
     """Draws from the normal distribution with mean ``loc``, deviation ``scale``."""
-    check_context(ctx)
-    result = invoke("_random_normal", (), {"loc": loc, "scale": scale, "shape": shape,
-                                           "dtype": dtype or "float32"})
-    if out is not None:
-        out[:] = result
-        return out
-    return result
+    return _draw("_random_normal", {"loc": loc, "scale": scale}, shape, dtype, ctx, out)
 
 
 __all__ = ["seed", "uniform", "normal"]
