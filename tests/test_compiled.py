@@ -170,3 +170,24 @@ def test_explain_shows_fused_groups_and_source():
     y = mx.sym.sum(mx.sym.tanh(x) * x)
     text = compiler.explain(y)
     assert "_fused" in text and "def kernel0" in text and "vm.tanh" in text
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_normalisation_means_fuse_and_agree(monkeypatch, dtype):
+    rng = np.random.default_rng(4)
+    data, gamma, beta = rng.uniform(-1, 1, (6, 3, 4)), rng.uniform(0.5, 1.5, 3), \
+        rng.uniform(-0.5, 0.5, 3)
+
+    def build(x, g, b):
+        stats = [nd.zeros((3,), dtype=dtype), nd.ones((3,), dtype=dtype)]
+        with autograd.train_mode():
+            y = nd.BatchNorm(x, g, b, *stats, fix_gamma=False)
+        centred = nd.tanh(x) - nd.tanh(x).mean(axis=(0, 2), keepdims=True)
+        return (y * y).sum() + (centred * centred).mean() + nd.mean(x * x, axis=1).sum()
+
+    interpreted, compiled = run_both(monkeypatch, build, [data, gamma, beta], dtype)
+    assert_same(interpreted, compiled, dtype, ["value", "x", "gamma", "beta"])
+    monkeypatch.setenv("SYMGRAD_BACKEND", "compiled")
+    x = mx.sym.var("x", shape=(6, 3, 4))
+    text = compiler.explain(mx.sym.mean(mx.sym.tanh(x) * x, axis=(0, 2)))
+    assert "mean" in text.split("# kernel0")[0].split("_fused")[1]

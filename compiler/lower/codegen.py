@@ -25,11 +25,14 @@ _NUMBER = re.compile(r"(?<![\w.{])(\d+\.\d*|\d*\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w
 @dataclass(frozen=True)
 class OutputSpec:
     """How the launcher allocates one kernel output: for each output axis, the loop
-    axis whose length it has (None for length one); ``reduce`` if it accumulates."""
+    axis whose length it has (None for length one); ``reduce`` if it accumulates;
+    ``mean`` if the launcher divides the sum by the number of summed elements (it
+    does, not the kernel, since a kernel may run on a slice of the loop)."""
 
     axes: tuple[int | None, ...]
     reduce: bool
     dtype: np.dtype
+    mean: bool = False
 
 
 @dataclass
@@ -125,7 +128,7 @@ def generate(body: FusedBody, name: str) -> KernelSource:
             stores.append(f"out{j}[{_index(loop_shape, rank)}] = {value[(id(node), 0)]}")
             continue
         axes = _reduction_axes(node, rank)
-        specs.append(OutputSpec(axes, True, dtype))
+        specs.append(OutputSpec(axes, True, dtype, mean=node.op.name == "mean"))
         source_value = dict((id(n), v) for n, v in reductions)[id(node)]
         if all(a is None for a in axes):  # a whole-loop sum: accumulate in a register
             before.append(f"acc{j} = np.{dtype.name}(0)")

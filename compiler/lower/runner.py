@@ -84,6 +84,10 @@ class _FusedStep:
                 if reduces:
                     for call in calls[1:]:
                         outs[j] += call[len(args) + j]
+        for j, spec in enumerate(self.source.outputs):
+            if spec.mean:
+                kept = {a for a in spec.axes if a is not None}
+                outs[j] /= math.prod(n for a, n in enumerate(loop) if a not in kept)
         for slot, value in zip(self.outputs, outs):
             slots[slot] = value
 

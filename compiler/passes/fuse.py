@@ -22,7 +22,7 @@ from ..registry import get_op, variable
 from .rewrite import rewrite
 
 FUSED = get_op("_fused")
-REDUCTIONS = ("sum", "_unbroadcast")
+REDUCTIONS = ("sum", "mean", "_unbroadcast")
 
 
 def is_elementwise(node: Node) -> bool:
@@ -32,7 +32,7 @@ def is_elementwise(node: Node) -> bool:
 
 
 def is_reduction(node: Node) -> bool:
-    """Can this node end a fused loop (a sum over some axes of a member)?"""
+    """Can this node end a fused loop (a sum or mean over some axes of a member)?"""
     return node.op.name in REDUCTIONS and np.issubdtype(node.types[0].dtype, np.floating)
 
 
