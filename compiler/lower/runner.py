@@ -133,6 +133,7 @@ class CompiledProgram:
                 step = _LibraryStep(node, inputs, outputs)
             self.steps.append(step)
         self.num_slots = count
+        self.num_inputs = len(self.graph.inputs)
         self.has_callbacks = any(isinstance(step, _LibraryStep) and step.node.op.kind == "opaque"
                                  for step in self.steps)
         self.output_slots = [None if o is None else slot[(id(o.node), o.index)]
@@ -219,7 +220,9 @@ class CompiledProgram:
                             if slot is not None and target is not None}
         for step in self.steps:
             step(slots, destinations)
-        return [None if s is None else slots[s] for s in self.output_slots]
+        # An output that simplification reduced to an input must not alias it.
+        return [None if s is None else slots[s].copy() if s < self.num_inputs else slots[s]
+                for s in self.output_slots]
 
     def explain(self) -> str:
         """The program after the passes and the source of its kernels."""

@@ -322,7 +322,7 @@ def identity_grad(g, x, *, out):
 unary("_copy", np.copy, "{0}", identity_grad, method=False, aliases=("identity",))
 
 # stop_gradient has no gradient rule: differentiation stops at it.
-unary("stop_gradient", lambda x: x, "{0}", None, aliases=("BlockGrad",),
+unary("stop_gradient", np.copy, "{0}", None, aliases=("BlockGrad",),
       differentiable=False, method=False, doc="Identity that blocks gradients.")
 
 

@@ -145,6 +145,14 @@ def broadcast_fill(n: Node) -> Entry | None:
     return None
 
 
-RULES = [fill_of_unit_shape, broadcast_fill, identity_scalar_ops, double_negation,
-         negate_scaled, scale_twice, square_power, no_op_shape_change, no_op_reshape,
-         no_op_cast, times_ones, plus_zeros, fill_of_fill]
+def identity_after_differentiation(n: Node) -> Entry | None:
+    """stop_gradient(x), _copy(x)  ->  x: programs are already differentiated, and
+    they never hand an intermediate to the user to write into"""
+    if n.op.name in ("stop_gradient", "_copy"):
+        return _input(n)
+    return None
+
+
+RULES = [identity_after_differentiation, fill_of_unit_shape, broadcast_fill,
+         identity_scalar_ops, double_negation, negate_scaled, scale_twice, square_power,
+         no_op_shape_change, no_op_reshape, no_op_cast, times_ones, plus_zeros, fill_of_fill]
