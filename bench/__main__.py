@@ -30,6 +30,7 @@ def cache_env(directory):
         "SYMGRAD_CACHE_DIR": directory,
         "NUMBA_CACHE_DIR": directory,
         "JAX_COMPILATION_CACHE_DIR": directory,
+        "TORCHINDUCTOR_CACHE_DIR": directory,
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
     }

@@ -55,9 +55,11 @@ class ReplayGraph:
     runner: Any = field(default=None, repr=False)
 
 
-def _run_program(graph: ReplayGraph, args: Sequence[np.ndarray]) -> list[np.ndarray | None]:
+def _run_program(graph: ReplayGraph, args: Sequence[np.ndarray],
+                 out: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray | None]:
     """Run ``graph`` on numpy arrays ``args`` (one per input), returning one array
-    per output (None where the output is None).
+    per output (None where the output is None). ``out`` optionally names arrays the
+    outputs may be written into (a result that was is that very array).
 
     This is the only place symgrad executes symbol graphs. The runner of the
     backend chosen by ``SYMGRAD_BACKEND`` (see :func:`compiler.runner`) is built
@@ -74,7 +76,7 @@ def _run_program(graph: ReplayGraph, args: Sequence[np.ndarray]) -> list[np.ndar
         # reading the environment.
         run = graph.runner = compiler.runner()(compiler.ProgramGraph(graph.inputs,
                                                                      graph.outputs))
-    return run(args)
+    return run(args, out)
 
 
 # ---------------------------------------------------------------------------
@@ -237,6 +239,7 @@ class CompiledSymbol:
         # graph (W3-sized programs run in tens of microseconds).
         self._variables = [node for node in topo_order(symbol.entries) if node.is_variable]
         self._names = [node.name for node in self._variables]
+        self._count = len(symbol)
 
     def _graph(self, arrays: dict[str, np.ndarray], seeded: bool) -> ReplayGraph:
         shapes = {k: v.shape for k, v in arrays.items()}
@@ -286,20 +289,20 @@ class CompiledSymbol:
             graph.runner = self._runners.setdefault(_size_free_key(graph), graph).runner
         if seeded:
             head_grads = head_grads if isinstance(head_grads, (list, tuple)) else [head_grads]
-            if len(head_grads) != len(self.symbol):
+            if len(head_grads) != self._count:
                 raise MXNetError(f"compile: {len(head_grads)} head gradients for "
-                                 f"{len(self.symbol)} outputs")
+                                 f"{self._count} outputs")
             args = args + [_as_numpy(g) for g in head_grads]
         results = _run_program(graph, args)
-        count = len(self.symbol)
+        count = self._count
         if wrapped:
             results = [None if v is None else NDArray(v) for v in results]
-        grads = {}
-        for name, grad in zip(self.wrt, results[count:]):
-            if grad is None:
-                grad = np.zeros_like(args[self._names.index(name)])
-                grad = NDArray(grad) if wrapped else grad
-            grads[name] = grad
+        grads = dict(zip(self.wrt, results[count:]))
+        if any(grad is None for grad in grads.values()):  # structurally zero gradients
+            for name, grad in grads.items():
+                if grad is None:
+                    grad = np.zeros_like(args[self._names.index(name)])
+                    grads[name] = NDArray(grad) if wrapped else grad
         return (results[0] if count == 1 else results[:count]), grads
 
 
@@ -467,9 +470,15 @@ class Executor:
             head_grads = [_as_numpy(g) for g in out_grads]
         values = {**self.arg_dict, **self.aux_dict}
         args = [values[n.name]._data for n in plan.backward_reads] + list(residuals) + head_grads
-        grads = _run_program(plan.backward, args)
+        # 'write' gradients are computed straight into the bound arrays where the
+        # program can (a compiled program writes its kernels' outputs there).
+        targets = [self.grad_dict[name]._data if self._grad_req[name] == "write" else None
+                   for name in plan.wrt]
+        grads = _run_program(plan.backward, args, targets)
         for name, grad in zip(plan.wrt, grads):
             target = self.grad_dict[name]._data
+            if grad is target:
+                continue
             if self._grad_req[name] == "add":
                 if grad is not None:
                     target += grad

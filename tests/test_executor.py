@@ -150,9 +150,9 @@ def test_all_execution_goes_through_run_program(monkeypatch):
     calls = []
     original = executor._run_program
 
-    def spy(graph, args):
+    def spy(graph, args, out=None):
         calls.append(graph)
-        return original(graph, args)
+        return original(graph, args, out)
 
     monkeypatch.setattr(executor, "_run_program", spy)
     sym = mx.sym.exp(mx.sym.var("x"))

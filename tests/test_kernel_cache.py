@@ -87,3 +87,66 @@ def test_unwritable_cache_directory_falls_back(tmp_path):
     result = run(blocker / "cache")
     assert result["error"] < 1e-12
     assert len(result["warnings"]) == 1 and "cannot write" in result["warnings"][0]
+
+
+OTHER_SCRIPT = SCRIPT.replace("nd.tanh(x) * nd.sigmoid(x)", "nd.sin(x) * nd.sigmoid(x)").replace(
+    "expected = (1 - t * t) * s + t * s * (1 - s)",
+    "expected = np.cos(xs) * s + np.sin(xs) * s * (1 - s)")
+
+
+def _start(cache_dir, script):
+    environment = dict(os.environ, SYMGRAD_CACHE_DIR=str(cache_dir), SYMGRAD_BACKEND="compiled",
+                       SYMGRAD_COMPILE="sync", PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=environment, cwd=ROOT)
+
+
+def _result(process):
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_processes_compiling_into_one_directory_at_once(tmp_path):
+    # Two processes compile the same program and one a different program, at the
+    # same time, into one empty directory: all correct, no warnings, and afterwards a
+    # new process loads everything.
+    processes = [_start(tmp_path, SCRIPT), _start(tmp_path, SCRIPT),
+                 _start(tmp_path, OTHER_SCRIPT)]
+    for result in [_result(p) for p in processes]:
+        assert result["error"] < 1e-12, result
+        assert result["warnings"] == []
+    for script in (SCRIPT, OTHER_SCRIPT):
+        again = _result(_start(tmp_path, script))
+        assert again["stats"]["kernels_compiled"] == 0 and again["error"] < 1e-12
+
+
+FULL_DISK = """
+import errno, os
+def _full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+os.replace = _full
+"""
+
+
+def test_full_disk_falls_back_with_one_warning(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK + SCRIPT], capture_output=True, text=True, cwd=ROOT,
+        timeout=600, env=dict(os.environ, SYMGRAD_CACHE_DIR=str(tmp_path),
+                              SYMGRAD_BACKEND="compiled", SYMGRAD_COMPILE="sync",
+                              PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["error"] < 1e-12
+    assert len(result["warnings"]) == 1 and "No space left" in result["warnings"][0]
+
+
+def test_generated_module_truncated_in_the_middle_is_rewritten(warm_cache, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in warm_cache.glob("*.py"):
+        text = path.read_text()
+        (copy / path.name).write_text(text[: len(text) // 2])  # cut inside a function
+    result = run(copy)
+    assert result["error"] < 1e-12
+    assert len(result["warnings"]) == 1 and "did not match its name" in result["warnings"][0]

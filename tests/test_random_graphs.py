@@ -301,3 +301,32 @@ def test_signature_equals_topological_order_and_key(program):
     nodes, key, position = compiler.ir.signature(entries, lambda node: None)
     assert nodes == compiler.topo_order(entries)
     assert (key, position) == compiler.structural_key(nodes, entries, lambda node: None)
+
+
+# ---------------------------------------------------------------------------
+# regressions found by the long random-graph session
+# ---------------------------------------------------------------------------
+
+def test_regression_elemwise_ops_refuse_broadcasting_eagerly_too():
+    # Found by fuzzing: recording refused elemwise_add((2, 2), ()), but the eager path
+    # broadcast it, so finite differences (eager) and gradients (recorded) disagreed.
+    x = nd.ones((2, 2))
+    for op in ("elemwise_add", "elemwise_sub", "elemwise_mul", "elemwise_div"):
+        with pytest.raises(MXNetError, match="elemwise ops"):
+            getattr(nd, op)(x, nd.ones(()))
+        x.attach_grad()
+        with autograd.record():
+            with pytest.raises(MXNetError, match="elemwise ops"):
+                getattr(nd, op)(x, nd.ones(()))
+
+
+def test_regression_n_dimensional_dot_gradient_is_a_clear_error():
+    # Found by fuzzing: the forward of dot on 3-d operands works, its gradient is not
+    # written yet; it must say so rather than fail obscurely.
+    x = nd.ones((2, 2, 2))
+    x.attach_grad()
+    with autograd.record():
+        y = nd.dot(x, x).sum()
+    with pytest.raises(MXNetError, match=r"dot: no gradient for shapes \(2, 2, 2\)"):
+        y.backward()
+    np.testing.assert_array_equal(x.grad.asnumpy(), np.zeros((2, 2, 2)))

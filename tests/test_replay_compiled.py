@@ -263,3 +263,22 @@ def test_dropout_mask_is_drawn_once_and_reused_by_backward(compiled):
     assert "Dropout" not in fused_ops(plan.forward.runner)
     np.testing.assert_allclose(exe.forward(is_train=False)[0].asnumpy(), 3.0 * np.tanh(values),
                                rtol=1e-6)
+
+
+def test_executor_grad_req_write_and_add_on_compiled_programs(compiled):
+    x, w, b = mx.sym.var("x"), mx.sym.var("w"), mx.sym.var("b")
+    sym = mx.sym.sum(mx.sym.tanh(mx.sym.broadcast_add(x * w, b)))
+    values = {"x": RNG.normal(size=(4, 3)), "w": RNG.normal(size=(4, 3)),
+              "b": RNG.normal(size=(1, 3))}
+    args = {k: nd.array(v, dtype=np.float64) for k, v in values.items()}
+    grads = {k: nd.ones(v.shape, dtype=np.float64) for k, v in values.items()}
+    exe = sym.bind(mx.cpu(), args, args_grad=grads, grad_req={"w": "add", "b": "write",
+                                                             "x": "null"})
+    for _ in range(2):
+        exe.forward(is_train=True)
+        exe.backward()
+    d = 1 - np.tanh(values["x"] * values["w"] + values["b"]) ** 2
+    np.testing.assert_allclose(grads["w"].asnumpy(), 1 + 2 * d * values["x"], rtol=1e-12)
+    np.testing.assert_allclose(grads["b"].asnumpy(), d.sum(0, keepdims=True), rtol=1e-12)
+    np.testing.assert_array_equal(grads["x"].asnumpy(), np.ones((4, 3)))
+    assert exe.grad_dict["b"] is grads["b"]

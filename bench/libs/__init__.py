@@ -27,6 +27,7 @@ COLUMNS = [
     Column("symgrad-replay", "symgrad replay", "symgrad_replay", "symgrad"),
     Column("numpy", "numpy by hand", "numpy_hand", "numpy"),
     Column("torch", "PyTorch eager", "torch_eager", "torch"),
+    Column("torch-compile", "torch.compile", "torch_compile", "torch"),
     Column("jax", "jax.jit", "jax_jit", "jax"),
     Column("limit", "limit (numba)", "limit_numba", "limit"),
 ]

@@ -55,6 +55,17 @@ def directory() -> Path:
     return Path(base) / "symgrad"
 
 
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Warn about a disk problem once per process: a full disk fails every write."""
+    kind = message.rsplit("(", 1)[-1]  # the OS error's text
+    if kind not in _warned:
+        _warned.add(kind)
+        _warn(message)
+
+
 def _warn(message: str) -> None:
     _stats["cache_warnings"] += 1
     warnings.warn(f"symgrad kernel cache: {message}; compiling afresh", RuntimeWarning,
@@ -99,9 +110,11 @@ def _import(digest: str, text: str) -> ModuleType:
                 _warn(f"{path.name} did not match its name")
             _write(path, text)
     except OSError as err:
-        _warn(f"cannot write {path} ({err})")
+        _warn_once(f"cannot write {path} ({err})")
+        # The fallback directory is this process's own: no rename is needed, and a
+        # disk whose renames fail (full, or a broken network mount) may still take it.
         path = _fallback_directory() / f"{name}.py"
-        _write(path, text)
+        path.write_text(text)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # numba's disk cache finds functions' globals by module name
@@ -122,6 +135,11 @@ def first_call(kernel, args) -> None:
     start = time.perf_counter()
     cached_before = _has_cached_signature(kernel)
     try:
+        kernel(*args)
+    except OSError as err:  # numba could not save the kernel (a full or read-only disk)
+        _warn_once(f"cannot save {kernel.__name__} ({err})")
+        from numba.core.caching import NullCache
+        kernel._cache = NullCache()  # keep the compiled kernel in memory only
         kernel(*args)
     except Exception as err:  # a corrupt cache index or object file
         if _is_numba_cache_error(err):
