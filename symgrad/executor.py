@@ -18,6 +18,7 @@ the result on the graph.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -235,6 +236,7 @@ class CompiledSymbol:
         self.is_train = is_train
         self._graphs: dict[tuple, ReplayGraph] = {}
         self._runners: dict[tuple, ReplayGraph] = {}  # by structure, sizes left out
+        self._last: dict[tuple, list] = {}  # per signature, the last call's results
         # The input variables in graph order, found once: a call must not walk the
         # graph (W3-sized programs run in tens of microseconds).
         self._variables = [node for node in topo_order(symbol.entries) if node.is_variable]
@@ -293,7 +295,12 @@ class CompiledSymbol:
                 raise MXNetError(f"compile: {len(head_grads)} head gradients for "
                                  f"{self._count} outputs")
             args = args + [_as_numpy(g) for g in head_grads]
-        results = _run_program(graph, args)
+        # The previous call's arrays that the caller has let go of become this
+        # call's output buffers: fresh multi-MB arrays cost page faults on every
+        # call. pop() makes concurrent calls take disjoint buffers.
+        previous = self._last.pop(key, None)
+        results = _run_program(graph, args, _released(previous) if previous else None)
+        self._last[key] = results
         count = self._count
         if wrapped:
             results = [None if v is None else NDArray(v) for v in results]
@@ -304,6 +311,17 @@ class CompiledSymbol:
                     grad = np.zeros_like(args[self._names.index(name)])
                     grads[name] = NDArray(grad) if wrapped else grad
         return (results[0] if count == 1 else results[:count]), grads
+
+
+def _released(arrays: list) -> list:
+    """``arrays`` where nothing but that list refers to them (the caller dropped
+    them: overwriting them cannot be seen), None elsewhere. A view, an NDArray
+    or any name still holding an array keeps it out."""
+    free = []
+    for array in arrays:
+        # three references: the list, this loop variable and getrefcount's argument
+        free.append(array if array is not None and sys.getrefcount(array) == 3 else None)
+    return free
 
 
 def compile(symbol: Symbol, wrt: Sequence[str] | None = None,  # noqa: A001

@@ -282,3 +282,23 @@ def test_executor_grad_req_write_and_add_on_compiled_programs(compiled):
     np.testing.assert_allclose(grads["b"].asnumpy(), d.sum(0, keepdims=True), rtol=1e-12)
     np.testing.assert_array_equal(grads["x"].asnumpy(), np.ones((4, 3)))
     assert exe.grad_dict["b"] is grads["b"]
+
+
+def test_compile_reuses_only_the_buffers_its_caller_dropped(compiled):
+    function = mx.compile(w1_symbol(), wrt=["x", "w", "b"])
+    first_inputs, second_inputs = w1_inputs(500), w1_inputs(500)
+    _, kept = function(**first_inputs)
+    kept_copy = {k: v.copy() for k, v in kept.items()}
+    _, grads = function(**second_inputs)  # must not write into the arrays still held
+    for name in "xwb":
+        np.testing.assert_array_equal(kept[name], kept_copy[name])
+        assert not np.shares_memory(grads[name], kept[name])
+    address = grads["x"].ctypes.data
+    del grads
+    _, again = function(**second_inputs)
+    assert again["x"].ctypes.data == address  # the dropped buffer, written in place
+    _, expected = w1_recorded(second_inputs)
+    np.testing.assert_allclose(again["x"], expected["x"], rtol=1e-12)
+    view = again["w"][:10]
+    _, latest = function(**first_inputs)
+    assert not np.shares_memory(latest["w"], view)
