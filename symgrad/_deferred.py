@@ -35,7 +35,7 @@ _prune_at = 1024
 _lock = threading.Lock()
 
 
-def track(array: "NDArray") -> weakref.ref:
+def track(array: NDArray) -> weakref.ref:
     """Note a deferred array; returns the weak reference kept for it."""
     ref = weakref.ref(array)
     _pending.append(ref)
@@ -54,7 +54,7 @@ def _prune() -> None:
         _prune_at = max(1024, 2 * len(_pending))
 
 
-def _is_pending(array: "NDArray | None") -> bool:
+def _is_pending(array: NDArray | None) -> bool:
     return array is not None and array._value is None
 
 

@@ -28,7 +28,8 @@ import linecache
 import os
 import sys
 import weakref
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ from compiler import Entry, GraphError, Node, differentiate, evaluate, variable
 from . import _state
 from .base import MXNetError
 
-_sites: "weakref.WeakKeyDictionary[Node, str]" = weakref.WeakKeyDictionary()
+_sites: weakref.WeakKeyDictionary[Node, str] = weakref.WeakKeyDictionary()
 # Frames in these directories are the library's; the first frame outside is the user's.
 _LIBRARY = tuple(os.path.dirname(os.path.abspath(m)) + os.sep
                  for m in (__file__, sys.modules["compiler"].__file__))
@@ -73,7 +74,7 @@ class detect_anomaly:
         self._enabled = enabled
         self._saved: list[bool] = []
 
-    def __enter__(self) -> "detect_anomaly":
+    def __enter__(self) -> detect_anomaly:
         self._saved.append(set_detect_anomaly(self._enabled))
         return self
 

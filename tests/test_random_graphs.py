@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import compiler
+import symgrad as mx
 from compiler.interpret import evaluate
 from compiler.lower.runner import CompiledProgram
 from compiler.passes import format_graph, run_pipeline
-import symgrad as mx
 from symgrad import autograd, nd
 from symgrad.base import MXNetError
 
