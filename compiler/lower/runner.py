@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..ir import Node
-from ..passes import format_graph, run_pipeline
+from ..passes import format_graph, run_pipeline, simplify
 from ..program import ProgramGraph, interpret_runner
 from . import cache, threads
 from .codegen import KernelSource, generate
@@ -110,7 +110,9 @@ class CompiledProgram:
     def __init__(self, graph: ProgramGraph):
         self.source_graph = graph
         self.graph = run_pipeline(graph)
-        self.fallback = interpret_runner(graph)
+        # Until kernels are ready, calls run on the interpreter over the simplified
+        # graph: common subexpressions merged, identities gone, fewer numpy passes.
+        self.fallback = interpret_runner(simplify(graph))
         slot: dict[tuple[int, int], int] = {}
         for i, var in enumerate(self.graph.inputs):
             slot[(id(var), 0)] = i
