@@ -104,21 +104,17 @@ class _LibraryStep:
             slots[slot] = value
 
 
-class CompiledProgram:
-    """Runs a program graph as fused kernels and library calls."""
+class _Plan:
+    """A program after the passes: its steps, their slots and the kernels' module."""
 
     def __init__(self, graph: ProgramGraph):
-        self.source_graph = graph
         self.graph = run_pipeline(graph)
-        # Until kernels are ready, calls run on the interpreter over the simplified
-        # graph: common subexpressions merged, identities gone, fewer numpy passes.
-        self.fallback = interpret_runner(simplify(graph))
         slot: dict[tuple[int, int], int] = {}
         for i, var in enumerate(self.graph.inputs):
             slot[(id(var), 0)] = i
         count = len(self.graph.inputs)
         self.steps: list[Any] = []
-        fused: list[_FusedStep] = []
+        self.fused: list[_FusedStep] = []
         for node in self.graph.nodes():
             if node.is_variable:
                 continue
@@ -128,9 +124,9 @@ class CompiledProgram:
                 slot[(id(node), k)] = s
             count += node.num_outputs
             if node.op.name == "_fused":
-                step = _FusedStep(node, generate(node.attrs["body"], f"kernel{len(fused)}"),
-                                  inputs, outputs)
-                fused.append(step)
+                source = generate(node.attrs["body"], f"kernel{len(self.fused)}")
+                step = _FusedStep(node, source, inputs, outputs)
+                self.fused.append(step)
             else:
                 step = _LibraryStep(node, inputs, outputs)
             self.steps.append(step)
@@ -140,16 +136,55 @@ class CompiledProgram:
                                  for step in self.steps)
         self.output_slots = [None if o is None else slot[(id(o.node), o.index)]
                              for o in self.graph.outputs]
-        self.fused = fused
-        self.module_text = "\n\n".join("@_jit\n" + step.source.source for step in fused)
-        self._ready = not fused
+        self.module_text = "\n\n".join("@_jit\n" + step.source.source for step in self.fused)
+
+
+class CompiledProgram:
+    """Runs a program graph as fused kernels and library calls.
+
+    The passes and code generation run when the program is first compiled (in the
+    background by default), so that a first call answered by the interpreter pays
+    for neither.
+    """
+
+    def __init__(self, graph: ProgramGraph):
+        self.source_graph = graph
+        # Until kernels are ready, calls run on the interpreter over the simplified
+        # graph: common subexpressions merged, identities gone, fewer numpy passes.
+        self.fallback = interpret_runner(simplify(graph))
+        self._plan: _Plan | None = None
+        self._ready = False
         self._failed = False
         self._compiling: threading.Thread | None = None
         self._lock = threading.Lock()
 
+    @property
+    def plan(self) -> _Plan:
+        """The program after the passes (made on first use)."""
+        if self._plan is None:
+            self._plan = _Plan(self.source_graph)
+        return self._plan
+
+    @property
+    def graph(self) -> ProgramGraph:
+        """The program graph after the passes."""
+        return self.plan.graph
+
+    @property
+    def steps(self) -> list:
+        """Kernel and library steps, in order."""
+        return self.plan.steps
+
+    @property
+    def fused(self) -> list[_FusedStep]:
+        """The kernel steps."""
+        return self.plan.fused
+
     # -- compilation ------------------------------------------------------------
     def _bind_kernels(self) -> None:
-        module = cache.load(self.module_text)
+        if not self.fused:
+            return
+        module = cache.load(self.plan.module_text)
         for step in self.fused:
             step.kernel = getattr(module, step.source.name)
 
@@ -168,7 +203,7 @@ class CompiledProgram:
 
     def _compile_kernels(self, args: Sequence[np.ndarray]) -> None:
         self._bind_kernels()
-        slots: list = [None] * self.num_slots
+        slots: list = [None] * self.plan.num_slots
         slots[:len(args)] = args
         for step in self.steps:
             if isinstance(step, _FusedStep):
@@ -212,19 +247,20 @@ class CompiledProgram:
                     if self._compiling is None and not self._ready and not self._failed:
                         self._start(args)
                 return result
-        slots: list = [None] * self.num_slots
+        plan = self._plan
+        slots: list = [None] * plan.num_slots
         slots[:len(args)] = args
         destinations = None
         # A program with user callbacks could fail half-way, after writing some
         # destinations; it computes into fresh arrays instead.
-        if out is not None and not self.has_callbacks:
-            destinations = {slot: target for slot, target in zip(self.output_slots, out)
+        if out is not None and not plan.has_callbacks:
+            destinations = {slot: target for slot, target in zip(plan.output_slots, out)
                             if slot is not None and target is not None}
-        for step in self.steps:
+        for step in plan.steps:
             step(slots, destinations)
         # An output that simplification reduced to an input must not alias it.
-        return [None if s is None else slots[s].copy() if s < self.num_inputs else slots[s]
-                for s in self.output_slots]
+        return [None if s is None else slots[s].copy() if s < plan.num_inputs else slots[s]
+                for s in plan.output_slots]
 
     def explain(self) -> str:
         """The program after the passes and the source of its kernels."""
