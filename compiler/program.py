@@ -166,14 +166,13 @@ _NODE_BYTES = 600  # a Node, its attrs dict, entries and types: measured, roughl
 
 
 def program_bytes(program: Any) -> int:
-    """An estimate of the memory ``program`` keeps alive: its graph and, for a
-    compiled program, its generated source and planned steps."""
+    """An estimate of the memory ``program`` keeps alive: its graph (a compiled
+    program's plan and kernel source are of the same order; estimated when the
+    program is stored, before they exist, as twice the graph)."""
     graph = getattr(program, "graph", None)
     count = len(graph.nodes()) if isinstance(graph, ProgramGraph) else 1
-    compiled = getattr(program, "run_graph", None)
-    text = getattr(compiled, "module_text", "")
-    steps = len(getattr(compiled, "steps", ()))
-    return _NODE_BYTES * (count + steps) + len(text)
+    compiled = getattr(program, "run_graph", None) is not None
+    return _NODE_BYTES * count * (2 if compiled else 1)
 
 
 def _is_cacheable(key: Any) -> bool:

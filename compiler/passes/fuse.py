@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import networkx as nx
 import numpy as np
 
 from ..ir import Entry, Node
@@ -192,6 +191,9 @@ def assign_groups(order: list[Node]) -> dict[int, int]:
 
 def fuse(graph: ProgramGraph) -> ProgramGraph:
     """Replace each group of two or more members by one ``_fused`` node."""
+    import networkx as nx  # here, not at the top: it takes ~0.3 s to import, and a
+    # program's first call (answered by the interpreter) never needs it
+
     graph = reroute_shape_inputs(graph)
     order = [n for n in graph.nodes() if not n.is_variable]
     group_of = assign_groups(order)
