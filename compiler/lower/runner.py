@@ -29,13 +29,21 @@ from .codegen import KernelSource, generate
 
 class _FusedStep:
     """One generated kernel: allocates its outputs (or writes into given
-    destinations) and, for large loops, splits the outermost loop over threads."""
+    destinations) and, for large loops, splits the outermost loop over threads.
+
+    Runs on every call of a program, so everything that does not depend on the
+    arrays is worked out once here (a small program costs microseconds)."""
 
     def __init__(self, node: Node, source: KernelSource, inputs: list[int], outputs: list[int]):
         self.node, self.source = node, source
         self.inputs, self.outputs = inputs, outputs
         self.kernel: Callable | None = None
         self.reduces = [spec.reduce for spec in source.outputs]
+        self.dtypes = [spec.dtype for spec in source.outputs]
+        self.shape_from = source.shape_from
+        # outputs that are means: (index, loop axes they keep); the launcher divides
+        self.means = [(j, {a for a in spec.axes if a is not None})
+                      for j, spec in enumerate(source.outputs) if spec.mean]
         self._shapes: tuple[tuple, list] = ((), [])  # (loop sizes, output shapes) last seen
 
     @staticmethod
@@ -43,53 +51,59 @@ class _FusedStep:
         return array.ndim == len(loop) and array.shape[0] != 1
 
     def loop_shape(self, args: Sequence[np.ndarray]) -> tuple[int, ...]:
-        return tuple([args[i].shape[axis] for i, axis in self.source.shape_from])
+        return tuple([args[i].shape[axis] for i, axis in self.shape_from])
 
     def allocate(self, loop: Sequence[int], destinations: dict | None = None,
                  ) -> list[np.ndarray]:
-        outs = []
         seen, shapes = self._shapes
         if loop != seen:  # a new batch size: new output shapes, the same kernel
             shapes = [tuple(1 if a is None else loop[a] for a in spec.axes)
                       for spec in self.source.outputs]
             self._shapes = (loop, shapes)
-        for slot, spec, shape in zip(self.outputs, self.source.outputs, shapes):
-            target = destinations.get(slot) if destinations else None
-            if target is not None and target.shape == shape and target.dtype == spec.dtype \
-                    and target.flags.c_contiguous and not spec.reduce:
+        if not destinations:
+            return [np.empty(shape, dtype) for shape, dtype in zip(shapes, self.dtypes)]
+        outs = []
+        for slot, shape, dtype, reduces in zip(self.outputs, shapes, self.dtypes, self.reduces):
+            target = destinations.get(slot)
+            if target is not None and target.shape == shape and target.dtype == dtype \
+                    and target.flags.c_contiguous and not reduces:
                 outs.append(target)
             else:
-                outs.append(np.empty(shape, spec.dtype))
+                outs.append(np.empty(shape, dtype))
         return outs
 
     def __call__(self, slots: list, destinations: dict | None = None) -> None:
         args = [slots[i] for i in self.inputs]
-        loop = self.loop_shape(args)
+        loop = tuple([args[i].shape[axis] for i, axis in self.shape_from])
         outs = self.allocate(loop, destinations)
-        rows = loop[0] if loop else 1
-        pieces = threads.split(rows, math.prod(loop))
-        if len(pieces) == 1:
+        elements = math.prod(loop)
+        if elements < threads.MINIMUM:
             self.kernel(*args, *outs)
         else:
-            calls = []
-            for k, (lo, hi) in enumerate(pieces):
-                # Arrays that run along the outermost loop axis are cut to the slice;
-                # broadcast ones are passed whole; reductions get a buffer each.
-                part_args = [a[lo:hi] if self._along_rows(a, loop) else a for a in args]
-                part_outs = [(o if k == 0 else np.empty_like(o)) if r else o[lo:hi]
-                             for o, r in zip(outs, self.reduces)]
-                calls.append((*part_args, *part_outs))
-            threads.run(self.kernel, calls)
-            for j, reduces in enumerate(self.reduces):
-                if reduces:
-                    for call in calls[1:]:
-                        outs[j] += call[len(args) + j]
-        for j, spec in enumerate(self.source.outputs):
-            if spec.mean:
-                kept = {a for a in spec.axes if a is not None}
-                outs[j] /= math.prod(n for a, n in enumerate(loop) if a not in kept)
+            self._run_split(args, outs, loop, elements)
+        for j, kept in self.means:
+            outs[j] /= math.prod(n for a, n in enumerate(loop) if a not in kept)
         for slot, value in zip(self.outputs, outs):
             slots[slot] = value
+
+    def _run_split(self, args: list, outs: list, loop: tuple, elements: int) -> None:
+        pieces = threads.split(loop[0] if loop else 1, elements)
+        if len(pieces) == 1:
+            self.kernel(*args, *outs)
+            return
+        calls = []
+        for k, (lo, hi) in enumerate(pieces):
+            # Arrays that run along the outermost loop axis are cut to the slice;
+            # broadcast ones are passed whole; reductions get a buffer each.
+            part_args = [a[lo:hi] if self._along_rows(a, loop) else a for a in args]
+            part_outs = [(o if k == 0 else np.empty_like(o)) if r else o[lo:hi]
+                         for o, r in zip(outs, self.reduces)]
+            calls.append((*part_args, *part_outs))
+        threads.run(self.kernel, calls)
+        for j, reduces in enumerate(self.reduces):
+            if reduces:
+                for call in calls[1:]:
+                    outs[j] += call[len(args) + j]
 
 
 class _LibraryStep:

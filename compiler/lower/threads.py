@@ -26,12 +26,12 @@ def count() -> int:
 
 # Read once: split() runs on every kernel call, and small programs cost microseconds.
 _THREADS = count()
-_MINIMUM = int(os.environ.get("SYMGRAD_PARALLEL_MIN", 1 << 16))
+MINIMUM = int(os.environ.get("SYMGRAD_PARALLEL_MIN", 1 << 16))
 
 
 def split(rows: int, elements: int) -> list[tuple[int, int]]:
     """``[lo, hi)`` slices of ``range(rows)``, one per thread (one slice if small)."""
-    if elements < _MINIMUM or _THREADS == 1 or rows == 1:
+    if elements < MINIMUM or _THREADS == 1 or rows == 1:
         return [(0, rows)]
     parts = min(_THREADS, rows)
     bounds = [rows * k // parts for k in range(parts + 1)]
