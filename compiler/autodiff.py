@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .expr import Expr
-from .ir import Entry, GraphError, Node, topo_order
+from .ir import Entry, GraphError, topo_order
 from .ops.common import F
 
 
@@ -75,7 +75,3 @@ def differentiate(heads: Sequence[Entry], head_grads: Sequence[Entry],
         results.append(None if total is None else total.entry)
     return results
 
-
-def reachable_leaves(heads: Sequence[Entry]) -> list[Node]:
-    """The variable nodes the heads depend on, in topological order."""
-    return [node for node in topo_order(heads) if node.is_variable]

@@ -133,11 +133,6 @@ def topo_order(heads: Sequence[Entry]) -> list[Node]:
     return order
 
 
-def ones_pattern(shape: tuple[int, ...]) -> tuple[bool, ...]:
-    """Which axes have length one: all of a shape that broadcasting depends on."""
-    return tuple(size == 1 for size in shape)
-
-
 def structural_key(nodes: Sequence[Node], heads: Sequence[Entry], leaf_role
                    ) -> tuple[tuple, dict[int, int]]:
     """A hashable key that identifies a graph up to array sizes, and the position

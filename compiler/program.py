@@ -18,6 +18,7 @@ from typing import Any
 
 from .autodiff import differentiate
 from .expr import Expr
+from .interpret import evaluate
 from .ir import Entry, Node, topo_order
 from .ops.common import F
 from .registry import variable
@@ -138,8 +139,6 @@ class Program:
 
 def interpret_runner(graph: ProgramGraph) -> Callable:
     """Run a program graph with the numpy interpreter."""
-    from .interpret import evaluate
-
     live = graph.live_outputs()
 
     def run(args: Sequence[Any], out: Sequence[Any] | None = None) -> list[Any]:

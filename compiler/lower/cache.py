@@ -133,7 +133,7 @@ def first_call(kernel, args) -> None:
     """Call a kernel the first time, counting compile or cache-load time, and
     recovering from an unreadable numba cache by recompiling."""
     start = time.perf_counter()
-    cached_before = _has_cached_signature(kernel)
+    known, hits = len(kernel.signatures), sum(kernel.stats.cache_hits.values())
     try:
         kernel(*args)
     except OSError as err:  # numba could not save the kernel (a full or read-only disk)
@@ -144,22 +144,19 @@ def first_call(kernel, args) -> None:
     except Exception as err:  # a corrupt cache index or object file
         if _is_numba_cache_error(err):
             _warn(f"cannot load {kernel.__name__} ({err})")
-            kernel.stats.cache_misses  # noqa: B018
             kernel._cache.flush()
             kernel.recompile()
             kernel(*args)
         else:
             raise
     elapsed = time.perf_counter() - start
-    if kernel.stats.cache_hits and not cached_before:
+    if len(kernel.signatures) == known:
+        return  # already compiled in this process (another program, same module)
+    if sum(kernel.stats.cache_hits.values()) > hits:
         _stats["kernels_loaded"] += 1
     else:
         _stats["kernels_compiled"] += 1
         _stats["compile_seconds"] += elapsed
-
-
-def _has_cached_signature(kernel) -> bool:
-    return bool(kernel.stats.cache_hits)
 
 
 def _is_numba_cache_error(err: Exception) -> bool:

@@ -86,7 +86,6 @@ def generate(body: FusedBody, name: str) -> KernelSource:
     members = body.nodes()
     loop_shape = next(n.types[0].shape for n in members if n.op.kind == "elemwise")
     rank = len(loop_shape)
-    var_name = {id(var): f"in{i}" for i, var in enumerate(body.inputs)}
     value: dict[tuple[int, int], str] = {}
     loads, statements = [], []
     for i, var in enumerate(body.inputs):
@@ -152,7 +151,6 @@ def generate(body: FusedBody, name: str) -> KernelSource:
     for line in loads + statements + stores:
         lines.append(indent + line)
     lines += [f"    {line}" for line in after]
-    del var_name
     return KernelSource(name, "\n".join(lines) + "\n", rank, shape_from, tuple(specs))
 
 

@@ -166,9 +166,8 @@ def assign_groups(order: list[Node]) -> dict[int, int]:
                 if choice is None:
                     if groups.can_join(node, group):
                         choice = group
-                elif not groups.closure({group}) & {choice} and \
-                        choice not in groups.closure({group}) and \
-                        group not in groups.closure({choice}):
+                elif choice not in groups.closure({group}) and \
+                        group not in groups.closure({choice}):  # independent: merging is convex
                     groups.merge(choice, group)
                     if not groups.can_join(node, choice):
                         raise AssertionError("merging groups broke convexity")
@@ -219,7 +218,7 @@ def fuse(graph: ProgramGraph) -> ProgramGraph:
     used_outside: set[tuple[int, int]] = {(id(o.node), o.index) for o in graph.live_outputs()}
     for node in order:
         for e in node.inputs:
-            if unit_of.get(id(e.node)) != unit_of.get(id(node)) or id(node) not in unit_of:
+            if id(e.node) in unit_of and unit_of[id(e.node)] != unit_of.get(id(node)):
                 used_outside.add((id(e.node), e.index))
 
     by_id = {id(n): n for n in order}
