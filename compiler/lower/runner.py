@@ -23,7 +23,7 @@ import numpy as np
 from ..ir import Node
 from ..passes import format_graph, run_pipeline, simplify
 from ..program import ProgramGraph, interpret_runner
-from . import cache, threads
+from . import cache, library, threads
 from .codegen import KernelSource, generate
 
 
@@ -107,15 +107,47 @@ class _FusedStep:
 
 
 class _LibraryStep:
-    def __init__(self, node: Node, inputs: list[int], outputs: list[int]):
-        self.node, self.inputs, self.outputs = node, inputs, outputs
+    """An op that is not fused: its numpy implementation, or a row kernel (see
+    :mod:`.library`) where the op has one."""
+
+    def __init__(self, node: Node, inputs: list[int], outputs: list[int],
+                 row: library.RowStep | None = None):
+        self.node, self.inputs, self.outputs, self.row = node, inputs, outputs, row
+        self.gemm = node.op.name == "dot" and all(len(e.shape) == 2 for e in node.inputs)
 
     def __call__(self, slots: list, destinations: dict | None = None) -> None:
-        result = self.node.op.impl(*[slots[i] for i in self.inputs], **self.node.attrs)
+        args = [slots[i] for i in self.inputs]
+        if self.gemm and destinations:
+            # A matrix product that is a gradient with grad_req 'write' goes
+            # straight into the gradient's buffer: no copy of a weight-sized array.
+            target = destinations.get(self.outputs[0])
+            if target is not None and library.gemm_into(*args, target, **self.node.attrs):
+                slots[self.outputs[0]] = target
+                return
+        if self.row is not None:
+            result = self.row(*args)
+        else:
+            result = self.node.op.impl(*args, **self.node.attrs)
         if not isinstance(result, tuple):
             result = (result,)
         for slot, value in zip(self.outputs, result):
             slots[slot] = value
+
+
+class _ConstantStep:
+    """A fill (``_ones``, ``_zeros``, ``_full``) made once, when the plan is
+    built: steps never write into their inputs, so every call can read the same
+    array. A fill that is itself a program output is copied (the caller owns it)."""
+
+    FILLS = ("_ones", "_zeros", "_full")
+
+    def __init__(self, node: Node, outputs: list[int], is_output: bool):
+        self.node, self.inputs, self.outputs = node, [], outputs
+        self.value = node.op.impl(**node.attrs)
+        self.is_output = is_output
+
+    def __call__(self, slots: list, destinations: dict | None = None) -> None:
+        slots[self.outputs[0]] = self.value.copy() if self.is_output else self.value
 
 
 class _Plan:
@@ -129,6 +161,8 @@ class _Plan:
         count = len(self.graph.inputs)
         self.steps: list[Any] = []
         self.fused: list[_FusedStep] = []
+        self.rows: list[library.RowStep] = []
+        returned = {id(o.node) for o in self.graph.outputs if o is not None}
         for node in self.graph.nodes():
             if node.is_variable:
                 continue
@@ -141,8 +175,13 @@ class _Plan:
                 source = generate(node.attrs["body"], f"kernel{len(self.fused)}")
                 step = _FusedStep(node, source, inputs, outputs)
                 self.fused.append(step)
+            elif node.op.name in _ConstantStep.FILLS:
+                step = _ConstantStep(node, outputs, id(node) in returned)
             else:
-                step = _LibraryStep(node, inputs, outputs)
+                row = library.row_step(node)
+                if row is not None:
+                    self.rows.append(row)
+                step = _LibraryStep(node, inputs, outputs, row)
             self.steps.append(step)
         self.num_slots = count
         self.num_inputs = len(self.graph.inputs)
@@ -150,7 +189,8 @@ class _Plan:
                                  for step in self.steps)
         self.output_slots = [None if o is None else slot[(id(o.node), o.index)]
                              for o in self.graph.outputs]
-        self.module_text = "\n\n".join("@_jit\n" + step.source.source for step in self.fused)
+        self.module_text = "\n\n".join(["@_jit\n" + step.source.source for step in self.fused]
+                                       + ([library.module_text()] if self.rows else []))
 
 
 class CompiledProgram:
@@ -196,11 +236,13 @@ class CompiledProgram:
 
     # -- compilation ------------------------------------------------------------
     def _bind_kernels(self) -> None:
-        if not self.fused:
+        if not self.plan.module_text:
             return
         module = cache.load(self.plan.module_text)
         for step in self.fused:
             step.kernel = getattr(module, step.source.name)
+        for row in self.plan.rows:
+            row.kernel = getattr(module, row.kernel_name)
 
     def _compile(self, args: Sequence[np.ndarray]) -> None:
         """Load or compile every kernel for the types of ``args``, by running the

@@ -154,7 +154,7 @@ def _reduced_size_types(types, *, axis, exclude):
 
 def _reduced_size(x, *, axis, exclude):
     axes = reduced_axes(x.ndim, axis, exclude)
-    return np.array([np.prod([x.shape[a] for a in axes])], dtype=x.dtype)
+    return np.full(1, math.prod([x.shape[a] for a in axes]), dtype=x.dtype)
 
 
 register(OpDef(name="_reduced_size", infer=_reduced_size_types, impl=_reduced_size,

@@ -136,6 +136,16 @@ def fill_of_unit_shape(n: Node) -> Entry | None:
     return None
 
 
+def negate_fill(n: Node) -> Entry | None:
+    """-ones and -full(c)  ->  full(-c): a constant stays a constant"""
+    if n.op.name == "negative" and _op(_input(n)) in ("_ones", "_full"):
+        inner = _input(n).node
+        value = inner.attrs["value"] if inner.op.name == "_full" else 1.0
+        return make("_full", shape=inner.attrs["shape"], dtype=inner.attrs["dtype"],
+                    value=-value)
+    return None
+
+
 def broadcast_fill(n: Node) -> Entry | None:
     """broadcast_like(ones, y)  ->  ones_like(y) (and zeros alike)"""
     if n.op.name == "broadcast_like" and _op(_input(n)) in ("_ones", "_zeros") and \
@@ -153,6 +163,6 @@ def identity_after_differentiation(n: Node) -> Entry | None:
     return None
 
 
-RULES = [identity_after_differentiation, fill_of_unit_shape, broadcast_fill,
+RULES = [identity_after_differentiation, fill_of_unit_shape, negate_fill, broadcast_fill,
          identity_scalar_ops, double_negation, negate_scaled, scale_twice, square_power,
          no_op_shape_change, no_op_reshape, no_op_cast, times_ones, plus_zeros, fill_of_fill]
