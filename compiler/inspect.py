@@ -38,6 +38,11 @@ def explain(target: Any, wrt: Sequence[Node] | None = None) -> str:
 
     heads = _entries(target)
     nodes = topo_order(heads)
+    unknown = [n.name for n in nodes if n.is_variable and any(t.shape is None for t in n.types)]
+    if unknown:
+        raise ValueError(f"explain: the shapes of {unknown} are not known; compile a graph "
+                         f"with shapes (a recorded graph, or a Symbol after "
+                         f"`Symbol.gradient(wrt, **shapes)` / variables made with shape=...)")
     wrt = list(wrt) if wrt is not None else [n for n in nodes if n.is_variable]
     position = {id(n): i for i, n in enumerate(nodes)}
     program = _program.Program(

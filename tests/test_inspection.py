@@ -6,6 +6,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
+import compiler
 import symgrad as mx
 from symgrad.base import MXNetError
 
@@ -108,3 +109,9 @@ def test_render_needs_graphviz_only_when_asked():
             dot.render("never-written")
     else:
         pytest.skip("graphviz is installed; rendering is graphviz's business")
+
+
+def test_explain_names_inputs_without_shapes():
+    x = mx.sym.var("x")
+    with pytest.raises(ValueError, match=r"shapes of \['x'\] are not known"):
+        compiler.explain(mx.sym.exp(x))

@@ -159,7 +159,7 @@ def _reduced_size(x, *, axis, exclude):
 
 register(OpDef(name="_reduced_size", infer=_reduced_size_types, impl=_reduced_size,
                attrs={"axis": Attr(as_axes, None), "exclude": Attr(as_bool, False)},
-               differentiable=False, shape_only=(0,),
+               differentiable=False, shape_only=(0,), kind="shape",
                doc="How many elements a reduction over ``axis`` combines, as a (1,) "
                    "array, so that gradients of ``mean`` do not bake sizes into attrs.",
                test=TestSpec(attrs={"axis": (1,)})))

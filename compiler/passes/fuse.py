@@ -188,8 +188,18 @@ def assign_groups(order: list[Node]) -> dict[int, int]:
     return groups.group_of
 
 
+def _lone_worth_a_kernel(node: Node) -> bool:
+    """Whether an elementwise op alone in its group still becomes a kernel: plain
+    arithmetic does (as fast as numpy on big arrays, several times cheaper per
+    call on small ones); a lone transcendental stays with numpy, whose
+    vectorised math beats the kernels' on big arrays."""
+    template = node.op.scalar
+    return node.op.kind == "elemwise" and isinstance(template, str) and "vm." not in template
+
+
 def fuse(graph: ProgramGraph) -> ProgramGraph:
-    """Replace each group of two or more members by one ``_fused`` node."""
+    """Replace each group of two or more members, or a lone op worth a kernel
+    (see :func:`_lone_worth_a_kernel`), by one ``_fused`` node."""
     import networkx as nx  # here, not at the top: it takes ~0.3 s to import, and a
     # program's first call (answered by the interpreter) never needs it
 
@@ -200,7 +210,8 @@ def fuse(graph: ProgramGraph) -> ProgramGraph:
     for node in order:
         if id(node) in group_of:
             members[group_of[id(node)]].append(node)
-    units = {g: nodes for g, nodes in members.items() if len(nodes) > 1}
+    units = {g: nodes for g, nodes in members.items()
+             if len(nodes) > 1 or _lone_worth_a_kernel(nodes[0])}
     unit_of = {id(n): ("group", g) for g, nodes in units.items() for n in nodes}
 
     condensed = nx.DiGraph()
