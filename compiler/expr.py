@@ -24,6 +24,9 @@ def bind_arguments(opdef: OpDef, args: Sequence[Any], kwargs: dict,
     for variadic ops), then the attributes in declared order, as MXNet's
     generated functions do. Keywords name inputs or attributes.
     """
+    if not kwargs and not opdef.variadic and not callable(opdef.inputs) and \
+            len(args) == len(opdef.inputs) and all(is_tensor(a) for a in args):
+        return list(args), {}  # the common call: every input given positionally
     args = list(args)
     if opdef.variadic:
         inputs = [a for a in args if is_tensor(a)]

@@ -48,10 +48,20 @@ def require_same_dtype(types) -> np.dtype:
 def broadcast_types(types, **_attrs) -> list[TensorType]:
     """numpy broadcasting of all input shapes; dtypes must agree."""
     dtype = require_same_dtype(types)
-    try:
-        shape = np.broadcast_shapes(*(t.shape for t in types))
-    except ValueError:
-        raise GraphError("shapes do not broadcast") from None
+    first = types[0].shape
+    if all(t.shape == first for t in types):
+        return [TensorType(first, dtype)]
+    # By hand: numpy.broadcast_shapes costs several microseconds, paid by every
+    # recorded broadcasting op.
+    rank = max(len(t.shape) for t in types)
+    shape = [1] * rank
+    for t in types:
+        offset = rank - len(t.shape)
+        for axis, size in enumerate(t.shape, offset):
+            if size != shape[axis]:
+                if shape[axis] != 1 and size != 1:
+                    raise GraphError("shapes do not broadcast")
+                shape[axis] = max(size, shape[axis]) if size and shape[axis] else 0
     return [TensorType(tuple(shape), dtype)]
 
 
