@@ -18,6 +18,7 @@ the result on the graph.
 
 from __future__ import annotations
 
+import operator
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ from .symbol import Symbol
 from .symbol_types import materialize
 
 _GRAD_REQS = ("write", "add", "null")
+# (shape, dtype) of an array, as a C-level call: a replayed call's cache key is
+# made of these, on every call
+_SHAPE_AND_DTYPE = operator.attrgetter("shape", "dtype")
 
 
 # ---------------------------------------------------------------------------
@@ -237,6 +241,7 @@ class CompiledSymbol:
         self._graphs: dict[tuple, ReplayGraph] = {}
         self._runners: dict[tuple, ReplayGraph] = {}  # by structure, sizes left out
         self._last: dict[tuple, list] = {}  # per signature, the last call's results
+        self._direct: dict[tuple, Any] = {}  # per signature, a one-kernel program's fast path
         # The input variables in graph order, found once: a call must not walk the
         # graph (W3-sized programs run in tens of microseconds).
         self._variables = [node for node in topo_order(symbol.entries) if node.is_variable]
@@ -257,6 +262,17 @@ class CompiledSymbol:
 
     def _arrays(self, inputs: dict[str, Any]) -> tuple[list[np.ndarray], bool]:
         """The input arrays in graph order, and whether any was an NDArray."""
+        if len(inputs) == len(self._names):  # the common call: every input, as numpy
+            try:
+                args = [inputs[name] for name in self._names]
+            except KeyError:
+                pass
+            else:
+                for arg in args:
+                    if type(arg) is not np.ndarray:
+                        break
+                else:
+                    return args, False
         args, wrapped, found = [], False, 0
         for node in self._variables:
             value = inputs.get(node.name)
@@ -281,7 +297,12 @@ class CompiledSymbol:
     def __call__(self, head_grads: Any = None, **inputs: Any):
         args, wrapped = self._arrays(inputs)
         seeded = head_grads is not None
-        key = (seeded, *[(a.shape, a.dtype) for a in args])
+        key = (seeded, *map(_SHAPE_AND_DTYPE, args))
+        direct = self._direct.get(key)
+        if direct is not None:  # a small one-kernel program, already compiled
+            results = direct(args)
+            if results is not None:
+                return self._finish(results, args, wrapped)
         graph = self._graphs.get(key)
         if graph is None:
             graph = self._graphs[key] = self._graph(dict(zip(self._names, args)), seeded)
@@ -298,19 +319,44 @@ class CompiledSymbol:
         # The previous call's arrays that the caller has let go of become this
         # call's output buffers: fresh multi-MB arrays cost page faults on every
         # call. pop() makes concurrent calls take disjoint buffers.
-        previous = self._last.pop(key, None)
+        # Small arrays (under _RECYCLE_BYTES) are cheaper to allocate than to
+        # recycle: those calls keep nothing.
+        previous = self._last.pop(key, None) if self._last else None
         results = _run_program(graph, args, _released(previous) if previous else None)
-        self._last[key] = results
+        for result in results:
+            if result is not None and result.nbytes >= _RECYCLE_BYTES:
+                self._last[key] = results
+                break
+        else:
+            # Nothing to recycle: once compiled, a one-kernel program is called
+            # directly from now on (seeded calls append head gradients: not those).
+            direct = getattr(graph.runner, "direct", None)
+            if direct is not None and not seeded:
+                self._direct[key] = direct
+        return self._finish(results, args, wrapped)
+
+    def _finish(self, results: list, args: list, wrapped: bool):
+        """``(value, grads)`` from the program's results."""
         count = self._count
         if wrapped:
             results = [None if v is None else NDArray(v) for v in results]
         grads = dict(zip(self.wrt, results[count:]))
-        if any(grad is None for grad in grads.values()):  # structurally zero gradients
-            for name, grad in grads.items():
-                if grad is None:
-                    grad = np.zeros_like(args[self._names.index(name)])
-                    grads[name] = NDArray(grad) if wrapped else grad
+        for grad in results[count:]:
+            if grad is None:  # structurally zero gradients
+                self._zeros(grads, args, wrapped)
+                break
         return (results[0] if count == 1 else results[:count]), grads
+
+    def _zeros(self, grads: dict, args: list, wrapped: bool) -> None:
+        """Fill the structurally zero (None) gradients in ``grads`` with zeros."""
+        for name, grad in grads.items():
+            if grad is None:
+                grad = np.zeros_like(args[self._names.index(name)])
+                grads[name] = NDArray(grad) if wrapped else grad
+
+
+# Results at least this big are recycled as the next call's output buffers.
+_RECYCLE_BYTES = 1 << 16
 
 
 def _released(arrays: list) -> list:
