@@ -21,6 +21,7 @@ import numpy as np
 import compiler
 from compiler import (Entry, Expr, GraphError, Node, differentiate, evaluate, structural_key,
                       topo_order)
+from compiler.chains import chain_signature
 from compiler.ops.common import F
 
 from . import _state, anomaly
@@ -250,7 +251,9 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
     heads = _as_list(heads)
     entries = _head_entries(heads, "backward")
     grads_in = _head_gradients(heads, head_grads)
-    nodes, graph_key, position = compiler.ir.signature(entries, _leaf_role)
+    # A chain's key was made while recording; other graphs are walked.
+    found = chain_signature(entries[0], _leaf_role) if len(entries) == 1 else None
+    nodes, graph_key, position = found or compiler.ir.signature(entries, _leaf_role)
     wrt = [n for n in nodes if not n.inputs and n.tag is not None and n.tag._grad_req != "null"]
     if not wrt:
         raise MXNetError("backward: no variable marked with attach_grad() (or "

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from compiler import Entry, GraphError, Node, OperatorMixin, OpDef, TensorType, get_op
+from compiler.chains import extend_chain
 from compiler.registry import variable
 
 from .. import _state
@@ -98,6 +99,8 @@ def invoke(op: str | OpDef, inputs: Sequence["NDArray"], attrs: dict) -> Any:
         except Exception as err:  # rebuild the message with the op and the shapes
             _raise_op_error(opdef, inputs, attrs, err)
         node = Node(opdef, attrs, entries, types)
+        if len(entries) == 1:
+            extend_chain(node)  # so that backward of a chain needs no graph walk
         if _state.anomaly:
             note_site(node)
         if len(types) == 1:
