@@ -62,8 +62,14 @@ def _attrs_for_inputs(opdef: OpDef, attrs: dict) -> dict:
             for k, spec in opdef.attrs.items()}
 
 
+_PLAIN_SCALARS = frozenset({int, float})
+
+
 def _binary_operator(tensor_op: str, scalar_op: str | None, reflected: bool = False):
     def operator(self, other):
+        if type(other) in _PLAIN_SCALARS and scalar_op is not None:
+            # `x * 2.0`, the common case, first: never a tensor, and no ABC check
+            return self._apply(scalar_op, (self,), {"scalar": other})
         other_tensor = self._coerce(other)
         if other_tensor is not None:
             pair = (other_tensor, self) if reflected else (self, other_tensor)

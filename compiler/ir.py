@@ -64,11 +64,10 @@ class Node:
     recorded graph is alive; compiled programs treat such nodes as inputs.
     ``tag`` is an opaque object a frontend may attach to a variable (for example
     the array whose gradient it collects); the compiler never looks inside it.
-    ``chain`` is the node's chain id if it ends a chain (see compiler.chains).
     """
 
     __slots__ = ("op", "attrs", "inputs", "types", "_name", "value", "tag", "freed",
-                 "chain", "__weakref__")
+                 "__weakref__")
 
     def __init__(self, op: Any, attrs: dict, inputs: tuple[Entry, ...],
                  types: tuple[TensorType, ...], name: str | None = None,
@@ -81,7 +80,6 @@ class Node:
         self.value = value
         self.tag = tag
         self.freed = False
-        self.chain: int | None = None
 
     @property
     def name(self) -> str:
