@@ -187,7 +187,13 @@ def _pending_outputs(nodes: Sequence[Node]) -> list[tuple[int, int, NDArray]]:
     found = []
     for position, node in enumerate(nodes):
         if node.value is None and node.inputs:
-            for index, ref in enumerate(node.tag or ()):  # None: freed, not deferred
+            refs = node.tag  # None: freed, not deferred
+            if refs is not None and len(refs) == 1:  # most ops: skip the inner loop
+                array = refs[0]()
+                if array is not None and array._value is None:
+                    found.append((position, 0, array))
+                continue
+            for index, ref in enumerate(refs or ()):
                 array = ref()
                 if array is not None and array._value is None:
                     found.append((position, index, array))
