@@ -302,7 +302,12 @@ class CompiledSymbol:
         if direct is not None:  # a small one-kernel program, already compiled
             results = direct(args)
             if results is not None:
-                return self._finish(results, args, wrapped)
+                if wrapped:
+                    return self._finish(results, args, wrapped)
+                # (registered only where no gradient is structurally zero)
+                count = self._count
+                return (results[0] if count == 1 else results[:count]), \
+                    dict(zip(self.wrt, results[count:]))
         graph = self._graphs.get(key)
         if graph is None:
             graph = self._graphs[key] = self._graph(dict(zip(self._names, args)), seeded)
@@ -329,9 +334,10 @@ class CompiledSymbol:
                 break
         else:
             # Nothing to recycle: once compiled, a one-kernel program is called
-            # directly from now on (seeded calls append head gradients: not those).
+            # directly from now on (not for seeded calls, which append head
+            # gradients, nor where a gradient is structurally zero: see _finish).
             direct = getattr(graph.runner, "direct", None)
-            if direct is not None and not seeded:
+            if direct is not None and not seeded and all(r is not None for r in results):
                 self._direct[key] = direct
         return self._finish(results, args, wrapped)
 

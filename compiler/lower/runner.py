@@ -327,13 +327,12 @@ def _direct_runner(plan: _Plan) -> Callable | None:
     # (input shapes, output shapes) last seen: one tuple, replaced whole, so that
     # concurrent calls never see the shapes of one and the outputs of another
     known: list = [((), None)]
-
     reduces = step.reduces
 
     def into(out: Sequence[Any], shapes: list) -> list[np.ndarray]:
         # Destinations the caller gave, where they fit (as _FusedStep.allocate
         # decides); fresh arrays elsewhere.
-        outs = list(map(np.empty, shapes, dtypes))
+        outs: list = [None] * len(shapes)
         for pick, target in zip(picks, out):
             if target is None or pick is None or not pick[0]:
                 continue
@@ -341,7 +340,8 @@ def _direct_runner(plan: _Plan) -> Callable | None:
             if target.shape == shapes[j] and target.dtype == dtypes[j] \
                     and target.flags.c_contiguous and not reduces[j]:
                 outs[j] = target
-        return outs
+        return [np.empty(shape, dtype) if o is None else o
+                for o, shape, dtype in zip(outs, shapes, dtypes)]
 
     def run(args: Sequence[np.ndarray], out: Sequence[Any] | None = None) -> list | None:
         shapes_in = tuple(map(shape_of, args))
