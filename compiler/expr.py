@@ -92,7 +92,11 @@ def _unary_operator(op_name: str):
 
 
 def _fluent_method(opdef: OpDef):
+    one_input = not opdef.variadic and not callable(opdef.inputs) and len(opdef.inputs) == 1
+
     def method(self, *args, **kwargs):
+        if one_input and not args and not kwargs:
+            return self._apply(opdef, (self,), {})  # x.sum(): nothing to bind
         return self._call(opdef, (self, *args), kwargs)
 
     method.__name__ = opdef.method
