@@ -201,3 +201,34 @@ def test_direct_calls_from_several_threads_with_different_sizes(monkeypatch):
     for w in workers:
         w.join()
     assert not failures
+
+
+def test_calls_unlike_the_last_one_leave_the_hot_path(monkeypatch):
+    use_sync(monkeypatch)
+    f = mx.compile(mx.sym.sum(mx.sym.tanh(mx.sym.var("x")) * mx.sym.var("y")), wrt=["x"])
+    x, y = np.linspace(-1, 1, 4), np.linspace(0, 1, 4)
+
+    def check(value, grads, x, y):
+        assert np.allclose(np.asarray(value.asnumpy() if isinstance(value, nd.NDArray)
+                                      else value), (np.tanh(x) * y).sum())
+        grad = grads["x"]
+        grad = grad.asnumpy() if isinstance(grad, nd.NDArray) else grad
+        assert np.allclose(grad, (1 - np.tanh(x) ** 2) * y)
+
+    for _ in range(3):
+        check(*f(x=x, y=y), x, y)
+    assert f._hot is not None
+    value, grads = f(x=nd.array(x, dtype="float64"), y=y)  # an NDArray: NDArray results
+    assert isinstance(value, nd.NDArray) and isinstance(grads["x"], nd.NDArray)
+    check(value, grads, x, y)
+    check(*f(x=list(x), y=y), x, y)  # a list: converted
+    check(*f(x=x[::-1].copy(), y=y[::-1]), x[::-1], y[::-1])  # a view of another layout
+    check(*f(x=x.astype(np.float32), y=y.astype(np.float32)), x, y)  # other dtypes
+    check(*f(x=x[:3], y=y[:3]), x[:3], y[:3])  # other shapes
+    check(*f(x=x, y=y), x, y)
+    with pytest.raises(mx.base.MXNetError, match="no input named"):
+        f(x=x, y=y, z=y)
+    with pytest.raises(mx.base.MXNetError, match="no value given"):
+        f(x=x, z=y)
+    value, grads = f(np.full((1,), 2.0), x=x, y=y)  # head gradients: the general path
+    assert np.allclose(grads["x"], 2 * (1 - np.tanh(x) ** 2) * y)
