@@ -249,6 +249,10 @@ class CompiledSymbol:
         # graph (W3-sized programs run in tens of microseconds).
         self._variables = [node for node in topo_order(symbol.entries) if node.is_variable]
         self._names = [node.name for node in self._variables]
+        # The fast paths match given names one for one with the inputs' names: not
+        # for a symbol with two inputs of the same name (an unknown name given
+        # besides them must still be reported).
+        self._distinct = len(set(self._names)) == len(self._names)
         self._count = len(symbol)
 
     def _graph(self, arrays: dict[str, np.ndarray], seeded: bool) -> ReplayGraph:
@@ -265,7 +269,7 @@ class CompiledSymbol:
 
     def _arrays(self, inputs: dict[str, Any]) -> tuple[list[np.ndarray], bool]:
         """The input arrays in graph order, and whether any was an NDArray."""
-        if len(inputs) == len(self._names):  # the common call: every input, as numpy
+        if len(inputs) == len(self._names) and self._distinct:  # every input, as numpy
             try:
                 args = [inputs[name] for name in self._names]
             except KeyError:
@@ -299,7 +303,8 @@ class CompiledSymbol:
 
     def __call__(self, head_grads: Any = None, **inputs: Any):
         hot = self._hot
-        if hot is not None and head_grads is None and len(inputs) == len(self._names):
+        if hot is not None and head_grads is None and len(inputs) == len(self._names) \
+                and self._distinct:
             # A call like the last direct one (same classes, shapes and dtypes, all
             # numpy arrays): found with one C-level map, no key, no dict lookup.
             try:
