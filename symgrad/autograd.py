@@ -257,7 +257,8 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
     heads = _as_list(heads)
     entries = _head_entries(heads, "backward")
     grads_in = _head_gradients(heads, head_grads)
-    # A chain's key was made while recording; other graphs are walked.
+    # A chain (one-input ops back to one leaf: common in small graphs) is keyed
+    # by following first inputs, a fraction of the general walk's cost.
     found = chain_signature(entries[0], _leaf_role) if len(entries) == 1 else None
     nodes, graph_key, position = found or compiler.ir.signature(entries, _leaf_role)
     wrt = [n for n in nodes if not n.inputs and n.tag is not None and n.tag._grad_req != "null"]
