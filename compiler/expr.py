@@ -65,8 +65,14 @@ def _attrs_for_inputs(opdef: OpDef, attrs: dict) -> dict:
             for k, spec in opdef.attrs.items()}
 
 
+_PLAIN_SCALARS = frozenset({int, float})
+
+
 def _binary_operator(tensor_op: str, scalar_op: str | None, reflected: bool = False):
     def operator(self, other):
+        if type(other) in _PLAIN_SCALARS and scalar_op is not None:
+            # `x * 2.0`, the common case, first: never a tensor, and no ABC check
+            return self._apply(scalar_op, (self,), {"scalar": other})
         other_tensor = self._coerce(other)
         if other_tensor is not None:
             pair = (other_tensor, self) if reflected else (self, other_tensor)
@@ -89,7 +95,11 @@ def _unary_operator(op_name: str):
 
 
 def _fluent_method(opdef: OpDef):
+    one_input = not opdef.variadic and not callable(opdef.inputs) and len(opdef.inputs) == 1
+
     def method(self, *args, **kwargs):
+        if one_input and not args and not kwargs:
+            return self._apply(opdef, (self,), {})  # x.sum(): nothing to bind
         return self._call(opdef, (self, *args), kwargs)
 
     method.__name__ = opdef.method

@@ -12,8 +12,11 @@ def _make_function(public_name: str, opdef: OpDef, apply: Callable, is_tensor: C
     fixed_arity = None if (opdef.variadic or callable(opdef.inputs)) else len(opdef.inputs)
 
     def function(*args: Any, **kwargs: Any) -> Any:
-        if not kwargs and len(args) == fixed_arity and all(map(is_tensor, args)):
-            return apply(opdef, args, {})  # the common call f(x) needs no binding
+        # The common call f(x) needs no binding (checked without all(map(...))
+        # for one input: a recorded op costs a few microseconds in all).
+        if not kwargs and len(args) == fixed_arity and (
+                is_tensor(args[0]) if fixed_arity == 1 else all(map(is_tensor, args))):
+            return apply(opdef, args, {})
         options = {k: kwargs.pop(k) for k in ("out", "name") if k in kwargs}
         inputs, attrs = bind_arguments(opdef, args, kwargs, is_tensor)
         return finish(apply(opdef, inputs, attrs), **options)

@@ -21,6 +21,7 @@ import numpy as np
 import compiler
 from compiler import (Entry, Expr, GraphError, Node, differentiate, evaluate, structural_key,
                       topo_order)
+from compiler.chains import chain_signature
 from compiler.ops.common import F
 
 from . import _state, anomaly
@@ -186,7 +187,13 @@ def _pending_outputs(nodes: Sequence[Node]) -> list[tuple[int, int, NDArray]]:
     found = []
     for position, node in enumerate(nodes):
         if node.value is None and node.inputs:
-            for index, ref in enumerate(node.tag or ()):  # None: freed, not deferred
+            refs = node.tag  # None: freed, not deferred
+            if refs is not None and len(refs) == 1:  # most ops: skip the inner loop
+                array = refs[0]()
+                if array is not None and array._value is None:
+                    found.append((position, 0, array))
+                continue
+            for index, ref in enumerate(refs or ()):
                 array = ref()
                 if array is not None and array._value is None:
                     found.append((position, index, array))
@@ -250,7 +257,10 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
     heads = _as_list(heads)
     entries = _head_entries(heads, "backward")
     grads_in = _head_gradients(heads, head_grads)
-    nodes, graph_key, position = compiler.ir.signature(entries, _leaf_role)
+    # A chain (one-input ops back to one leaf: common in small graphs) is keyed
+    # by following first inputs, a fraction of the general walk's cost.
+    found = chain_signature(entries[0], _leaf_role) if len(entries) == 1 else None
+    nodes, graph_key, position = found or compiler.ir.signature(entries, _leaf_role)
     wrt = [n for n in nodes if not n.inputs and n.tag is not None and n.tag._grad_req != "null"]
     if not wrt:
         raise MXNetError("backward: no variable marked with attach_grad() (or "

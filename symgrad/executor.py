@@ -18,6 +18,7 @@ the result on the graph.
 
 from __future__ import annotations
 
+import operator
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,10 @@ from .symbol import Symbol
 from .symbol_types import materialize
 
 _GRAD_REQS = ("write", "add", "null")
+# (shape, dtype) of an array, as a C-level call: a replayed call's cache key is
+# made of these, on every call
+_SHAPE_AND_DTYPE = operator.attrgetter("shape", "dtype")
+_CLASS_SHAPE_AND_DTYPE = operator.attrgetter("__class__", "shape", "dtype")
 
 
 # ---------------------------------------------------------------------------
@@ -237,10 +242,17 @@ class CompiledSymbol:
         self._graphs: dict[tuple, ReplayGraph] = {}
         self._runners: dict[tuple, ReplayGraph] = {}  # by structure, sizes left out
         self._last: dict[tuple, list] = {}  # per signature, the last call's results
+        self._direct: dict[tuple, Any] = {}  # per signature, a one-kernel program's fast path
+        # ((class, shape, dtype) per input, direct runner) of the last direct call
+        self._hot: tuple | None = None
         # The input variables in graph order, found once: a call must not walk the
         # graph (W3-sized programs run in tens of microseconds).
         self._variables = [node for node in topo_order(symbol.entries) if node.is_variable]
         self._names = [node.name for node in self._variables]
+        # The fast paths match given names one for one with the inputs' names: not
+        # for a symbol with two inputs of the same name (an unknown name given
+        # besides them must still be reported).
+        self._distinct = len(set(self._names)) == len(self._names)
         self._count = len(symbol)
 
     def _graph(self, arrays: dict[str, np.ndarray], seeded: bool) -> ReplayGraph:
@@ -257,6 +269,17 @@ class CompiledSymbol:
 
     def _arrays(self, inputs: dict[str, Any]) -> tuple[list[np.ndarray], bool]:
         """The input arrays in graph order, and whether any was an NDArray."""
+        if len(inputs) == len(self._names) and self._distinct:  # every input, as numpy
+            try:
+                args = [inputs[name] for name in self._names]
+            except KeyError:
+                pass
+            else:
+                for arg in args:
+                    if type(arg) is not np.ndarray:
+                        break
+                else:
+                    return args, False
         args, wrapped, found = [], False, 0
         for node in self._variables:
             value = inputs.get(node.name)
@@ -279,9 +302,31 @@ class CompiledSymbol:
         return args, wrapped
 
     def __call__(self, head_grads: Any = None, **inputs: Any):
+        hot = self._hot
+        if hot is not None and head_grads is None and len(inputs) == len(self._names) \
+                and self._distinct:
+            # A call like the last direct one (same classes, shapes and dtypes, all
+            # numpy arrays): found with one C-level map, no key, no dict lookup.
+            try:
+                args = list(map(inputs.__getitem__, self._names))
+                same = tuple(map(_CLASS_SHAPE_AND_DTYPE, args)) == hot[0]
+            except (KeyError, AttributeError):  # a missing name; a list or a scalar
+                same = False
+            if same:
+                results = hot[1](args)
+                if results is not None:
+                    return self._direct_result(results)
         args, wrapped = self._arrays(inputs)
         seeded = head_grads is not None
-        key = (seeded, *[(a.shape, a.dtype) for a in args])
+        key = (seeded, *map(_SHAPE_AND_DTYPE, args))
+        direct = self._direct.get(key)
+        if direct is not None:  # a small one-kernel program, already compiled
+            results = direct(args)
+            if results is not None:
+                if wrapped:
+                    return self._finish(results, args, wrapped)
+                self._hot = (tuple(map(_CLASS_SHAPE_AND_DTYPE, args)), direct)
+                return self._direct_result(results)
         graph = self._graphs.get(key)
         if graph is None:
             graph = self._graphs[key] = self._graph(dict(zip(self._names, args)), seeded)
@@ -298,19 +343,53 @@ class CompiledSymbol:
         # The previous call's arrays that the caller has let go of become this
         # call's output buffers: fresh multi-MB arrays cost page faults on every
         # call. pop() makes concurrent calls take disjoint buffers.
-        previous = self._last.pop(key, None)
+        # Small arrays (under _RECYCLE_BYTES) are cheaper to allocate than to
+        # recycle: those calls keep nothing.
+        previous = self._last.pop(key, None) if self._last else None
         results = _run_program(graph, args, _released(previous) if previous else None)
-        self._last[key] = results
+        for result in results:
+            if result is not None and result.nbytes >= _RECYCLE_BYTES:
+                self._last[key] = results
+                break
+        else:
+            # Nothing to recycle: once compiled, a one-kernel program is called
+            # directly from now on (not for seeded calls, which append head
+            # gradients, nor where a gradient is structurally zero: see _finish).
+            direct = getattr(graph.runner, "direct", None)
+            if direct is not None and not seeded and all(r is not None for r in results):
+                self._direct[key] = direct
+        return self._finish(results, args, wrapped)
+
+    def _direct_result(self, results: list):
+        """``(value, grads)`` from a direct run's results (numpy inputs; direct
+        runs are registered only where no gradient is structurally zero)."""
+        count, wrt = self._count, self.wrt
+        # (one gradient, the common case, without dict(zip(...)): a microsecond here)
+        grads = {wrt[0]: results[count]} if len(wrt) == 1 else dict(zip(wrt, results[count:]))
+        return (results[0] if count == 1 else results[:count]), grads
+
+    def _finish(self, results: list, args: list, wrapped: bool):
+        """``(value, grads)`` from the program's results."""
         count = self._count
         if wrapped:
             results = [None if v is None else NDArray(v) for v in results]
         grads = dict(zip(self.wrt, results[count:]))
-        if any(grad is None for grad in grads.values()):  # structurally zero gradients
-            for name, grad in grads.items():
-                if grad is None:
-                    grad = np.zeros_like(args[self._names.index(name)])
-                    grads[name] = NDArray(grad) if wrapped else grad
+        for grad in results[count:]:
+            if grad is None:  # structurally zero gradients
+                self._zeros(grads, args, wrapped)
+                break
         return (results[0] if count == 1 else results[:count]), grads
+
+    def _zeros(self, grads: dict, args: list, wrapped: bool) -> None:
+        """Fill the structurally zero (None) gradients in ``grads`` with zeros."""
+        for name, grad in grads.items():
+            if grad is None:
+                grad = np.zeros_like(args[self._names.index(name)])
+                grads[name] = NDArray(grad) if wrapped else grad
+
+
+# Results at least this big are recycled as the next call's output buffers.
+_RECYCLE_BYTES = 1 << 16
 
 
 def _released(arrays: list) -> list:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import operator
 import os
 import threading
 import warnings
@@ -211,6 +212,7 @@ class CompiledProgram:
         self._failed = False
         self._compiling: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._direct: Callable | None = None  # set once the kernels are ready
 
     @property
     def plan(self) -> _Plan:
@@ -233,6 +235,13 @@ class CompiledProgram:
     def fused(self) -> list[_FusedStep]:
         """The kernel steps."""
         return self.plan.fused
+
+    @property
+    def direct(self) -> Callable | None:
+        """Once the kernels are ready and if the program is one small kernel: a
+        cheaper way to run it, ``direct(args, out=None)``, which returns None
+        when the general path (``self(args, out)``) must run instead."""
+        return self._direct
 
     # -- compilation ------------------------------------------------------------
     def _bind_kernels(self) -> None:
@@ -271,6 +280,7 @@ class CompiledProgram:
                     slots[slot] = value
             else:
                 step(slots)
+        self._direct = _direct_runner(self.plan)
         self._ready = True
 
     def _start(self, args: Sequence[np.ndarray]) -> None:
@@ -303,6 +313,11 @@ class CompiledProgram:
                     if self._compiling is None and not self._ready and not self._failed:
                         self._start(args)
                 return result
+        direct = self._direct
+        if direct is not None:
+            results = direct(args, out)
+            if results is not None:
+                return results
         plan = self._plan
         slots: list = [None] * plan.num_slots
         slots[:len(args)] = args
@@ -325,6 +340,71 @@ class CompiledProgram:
             parts.append(f"# {step.source.name}: loop rank {step.source.rank}\n"
                          f"{step.source.source}")
         return "\n\n".join(parts)
+
+
+def _direct_runner(plan: _Plan) -> Callable | None:
+    """For a program that is one small kernel and nothing else (what a small graph
+    usually becomes), a runner that calls the kernel straight from the arguments:
+    no slots, no destinations, output shapes worked out once per input shapes.
+    Returns None for any other program. The runner itself returns None (the
+    caller then takes the general path) for loops big enough to split over
+    threads: it only ever runs what ``_FusedStep.__call__`` would run on the
+    calling thread. A W3-sized call (tens of microseconds) saves several; the
+    C-level ``map`` calls below are there because comprehensions cost more."""
+    if len(plan.steps) != 1 or not isinstance(plan.steps[0], _FusedStep):
+        return None
+    step = plan.steps[0]
+    if step.means or step.kernel is None:
+        return None
+    kernel, inputs, dtypes = step.kernel, step.inputs, step.dtypes
+    axes = [spec.axes for spec in step.source.outputs]
+    loop_from = [(inputs[i], axis) for i, axis in step.shape_from]
+    in_order = inputs == list(range(plan.num_inputs))
+    # each program output: None, a kernel output (index) or an input (copied:
+    # simplification may reduce an output to an input, which must not alias it)
+    picks = [None if slot is None else (False, slot) if slot < plan.num_inputs
+             else (True, step.outputs.index(slot)) for slot in plan.output_slots]
+    all_outs = plan.output_slots == step.outputs
+    shape_of = operator.attrgetter("shape")
+    # (input shapes, output shapes) last seen: one tuple, replaced whole, so that
+    # concurrent calls never see the shapes of one and the outputs of another
+    known: list = [((), None)]
+    reduces = step.reduces
+
+    def into(out: Sequence[Any], shapes: list) -> list[np.ndarray]:
+        # Destinations the caller gave, where they fit (as _FusedStep.allocate
+        # decides); fresh arrays elsewhere.
+        outs: list = [None] * len(shapes)
+        for pick, target in zip(picks, out):
+            if target is None or pick is None or not pick[0]:
+                continue
+            j = pick[1]
+            if target.shape == shapes[j] and target.dtype == dtypes[j] \
+                    and target.flags.c_contiguous and not reduces[j]:
+                outs[j] = target
+        return [np.empty(shape, dtype) if o is None else o
+                for o, shape, dtype in zip(outs, shapes, dtypes)]
+
+    def run(args: Sequence[np.ndarray], out: Sequence[Any] | None = None) -> list | None:
+        shapes_in = tuple(map(shape_of, args))
+        seen, shapes = known[0]
+        if shapes_in != seen or shapes is None:
+            loop = tuple([args[i].shape[axis] for i, axis in loop_from])
+            if math.prod(loop) >= threads.MINIMUM:
+                return None  # split over threads: the general path
+            shapes = [tuple([1 if a is None else loop[a] for a in spec]) for spec in axes]
+            known[0] = (shapes_in, shapes)
+        outs = list(map(np.empty, shapes, dtypes)) if out is None else into(out, shapes)
+        if in_order:
+            kernel(*args, *outs)
+        else:
+            kernel(*[args[i] for i in inputs], *outs)
+        if all_outs:
+            return outs
+        return [None if pick is None else outs[pick[1]] if pick[0] else args[pick[1]].copy()
+                for pick in picks]
+
+    return run
 
 
 _background: list[threading.Thread] = []

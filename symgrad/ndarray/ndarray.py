@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from compiler import Entry, GraphError, Node, OperatorMixin, OpDef, TensorType, get_op
+from compiler.registry import OPS as _OPS
 from compiler.registry import variable
 
 from .. import _state
@@ -79,7 +80,7 @@ def invoke(op: str | OpDef, inputs: Sequence["NDArray"], attrs: dict) -> Any:
     randomness or side effects (Dropout, BatchNorm) always run at once.
     Returns one NDArray, or a list for ops with several visible outputs.
     """
-    opdef = op if type(op) is OpDef else get_op(op)
+    opdef = op if type(op) is OpDef else _OPS.get(op) or get_op(op)
     if opdef.uses_train_mode and "is_train" not in attrs:
         attrs = dict(attrs, is_train=_state.training.get())
     if _state.recording.get():
@@ -91,10 +92,16 @@ def invoke(op: str | OpDef, inputs: Sequence["NDArray"], attrs: dict) -> Any:
         if not opdef.deferrable:
             return _run(opdef, inputs, attrs, True)
         # The recording hot path: make the node and pending arrays, nothing more.
+        # (One-input ops, most of them, skip the comprehensions: microseconds count.)
         try:
             attrs = opdef.canonical_attrs(attrs)
-            entries = tuple([_input_entry(x) for x in inputs])
-            types = tuple(opdef.infer([e.node.types[e.index] for e in entries], **attrs))
+            if len(inputs) == 1:
+                entry = _input_entry(inputs[0])
+                entries = (entry,)
+                types = tuple(opdef.infer([entry.node.types[entry.index]], **attrs))
+            else:
+                entries = tuple([_input_entry(x) for x in inputs])
+                types = tuple(opdef.infer([e.node.types[e.index] for e in entries], **attrs))
         except Exception as err:  # rebuild the message with the op and the shapes
             _raise_op_error(opdef, inputs, attrs, err)
         node = Node(opdef, attrs, entries, types)

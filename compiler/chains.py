@@ -1,0 +1,57 @@
+"""Structural keys for chains, without the general graph walk.
+
+A *chain* is a graph in which every op has exactly one input entry, back to
+one leaf: ``exp(tanh(x * 1.01 + 0.1))``. Its topological order is the chain
+itself, so it is found by following first inputs, and its structural key is
+the list of each op, its attrs and the output index it reads, then the leaf's
+dtype, length-one axes and role. ``backward`` pays for the key on every call;
+for a chain this costs a fraction of :func:`compiler.ir.signature`'s
+depth-first walk, which stays the way for every other graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .ir import Entry, Node
+
+
+def chain_signature(head: Entry, leaf_role: Callable[[Node], Any]
+                    ) -> tuple[list[Node], tuple, dict[int, int]] | None:
+    """What :func:`compiler.ir.signature` returns for the single head ``head``
+    (the nodes in topological order, a key, each node's position by id) if its
+    graph is a chain; None otherwise (found at the first op with several inputs).
+
+    The key differs from the walk's (its first part starts with ``"chain"``, not
+    a node's part, so the two never collide) but is, as that one, equal exactly
+    for graphs of the same structure, leaf types and leaf role; its second part
+    is the head's ``(position, output index)``, as there.
+    """
+    # The key is one flat tuple, three items per op (op, attrs, input index) then
+    # the leaf's four: it is hashed and compared on every backward, and a flat
+    # tuple does both twice as fast as a tuple of per-node tuples.
+    nodes: list[Node] = []
+    parts: list = ["chain"]
+    add_node, add_part = nodes.append, parts.extend
+    node = head.node
+    inputs = node.inputs
+    while inputs:
+        if len(inputs) != 1:
+            return None
+        (parent, index), = inputs
+        attrs = node.attrs
+        add_node(node)
+        add_part((node.op, tuple(attrs.items()) if attrs else (), index))
+        node = parent
+        inputs = node.inputs
+    leaf_type = node.types[0]
+    add_part((node.op, leaf_type.dtype.char, tuple([size == 1 for size in leaf_type.shape]),
+              leaf_role(node)))
+    add_node(node)
+    nodes.reverse()
+    position = {id(node): i for i, node in enumerate(nodes)}
+    return nodes, (tuple(parts), ((len(nodes) - 1, head.index),)), position
+
+
+__all__ = ["chain_signature"]

@@ -1,0 +1,234 @@
+"""The fast paths for small graphs (W3-sized: compute is negligible, overhead is
+not): chain keys in backward, and one-kernel programs run directly. Each fast
+path must give what the general one gives."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import compiler
+import symgrad as mx
+from compiler.chains import chain_signature
+from compiler.lower import threads
+from compiler.lower.runner import wait_for_compilation
+from symgrad import autograd, nd
+from symgrad.autograd import _leaf_role
+
+
+def use_sync(monkeypatch) -> None:
+    monkeypatch.setenv("SYMGRAD_BACKEND", "compiled")
+    monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+
+
+def recorded(build, x: nd.NDArray):
+    with autograd.record():
+        return build(x)
+
+
+def chain(v):
+    return nd.exp(nd.tanh(v * 1.5 + 0.1)).sum()
+
+
+# ---------------------------------------------------------------------------
+# chain keys
+# ---------------------------------------------------------------------------
+
+def test_chain_signature_lists_the_nodes_as_the_walk_does():
+    x = nd.array(np.linspace(-1, 1, 4))
+    x.attach_grad()
+    head = recorded(chain, x)._entry
+    nodes, key, position = chain_signature(head, _leaf_role)
+    walked, _, walked_position = compiler.ir.signature([head], _leaf_role)
+    assert nodes == walked and position == walked_position
+    assert key[1] == ((len(nodes) - 1, 0),)
+
+
+def test_chain_signature_declines_graphs_that_are_not_chains():
+    x = nd.array(np.linspace(-1, 1, 4))
+    x.attach_grad()
+    assert chain_signature(recorded(lambda v: (v * v).sum(), x)._entry, _leaf_role) is None
+    assert chain_signature(recorded(lambda v: (nd.sin(v) + v).sum(), x)._entry,
+                           _leaf_role) is None
+
+
+def test_chain_keys_are_equal_exactly_for_equal_structures():
+    def key(build, x):
+        return chain_signature(recorded(build, x)._entry, _leaf_role)[1]
+
+    def marked(values, dtype="float64", grad_req="write"):
+        array = nd.array(values, dtype=dtype)
+        array.attach_grad(grad_req=grad_req)
+        return array
+
+    x = marked(np.linspace(-1, 1, 4))
+    assert key(chain, x) == key(chain, x)
+    assert key(lambda v: (v * 2.0).sum(), x) != key(lambda v: (v * 3.0).sum(), x)
+    assert key(lambda v: nd.sin(v).sum(), x) != key(lambda v: nd.cos(v).sum(), x)
+    assert key(chain, x) != key(lambda v: nd.tanh(v * 1.5 + 0.1).sum(), x)
+    assert key(chain, x) == key(chain, marked(np.linspace(-1, 1, 7)))  # sizes are not in it
+    assert key(chain, x) != key(chain, marked([0.5]))  # length-one axes are
+    assert key(chain, x) != key(chain, marked(np.linspace(-1, 1, 4), "float32"))
+    assert key(chain, x) != key(chain, marked(np.linspace(-1, 1, 4), grad_req="add"))
+
+
+@pytest.mark.parametrize("backend", ["compiled", "interpreter"])
+def test_chains_differing_in_an_attr_get_their_own_programs(monkeypatch, backend):
+    monkeypatch.setenv("SYMGRAD_BACKEND", backend)
+    monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+    x = nd.array(np.linspace(-1, 1, 5))
+    x.attach_grad()
+    for scale in (2.0, 3.0, 2.0, 3.0):
+        with autograd.record():
+            f = (x * scale).sum()
+        f.backward()
+        assert np.allclose(x.grad.asnumpy(), scale)
+
+
+def test_chain_backward_matches_the_closed_form_with_write_and_add(monkeypatch):
+    use_sync(monkeypatch)
+    values = np.linspace(-1, 1, 6)
+    t = np.tanh(values * 1.5 + 0.1)
+    expected = np.exp(t) * (1 - t * t) * 1.5
+    for req, factor in (("write", 1), ("add", 3)):
+        x = nd.array(values, dtype="float64")
+        x.attach_grad(grad_req=req)
+        for _ in range(3):
+            f = recorded(chain, x)
+            f.backward()
+        assert np.allclose(f.asnumpy(), np.exp(t).sum())
+        assert np.allclose(x.grad.asnumpy(), factor * expected)
+
+
+# ---------------------------------------------------------------------------
+# one-kernel programs run directly
+# ---------------------------------------------------------------------------
+
+def w3_like():
+    v = mx.sym.var("x")
+    for i in range(10):
+        v = (mx.sym.sin, lambda s: s * 1.01, lambda s: s + 0.1, mx.sym.tanh, mx.sym.exp)[i % 5](v)
+    return mx.sym.sum(v)
+
+
+def w3_like_reference(x: np.ndarray) -> tuple[float, np.ndarray]:
+    """Value and gradient of ``w3_like`` in float64 numpy."""
+    v, d = x.astype(np.float64), np.ones(x.shape)
+    for i in range(10):
+        op = i % 5
+        if op == 0:
+            v, d = np.sin(v), d * np.cos(v)
+        elif op == 1:
+            v, d = v * 1.01, d * 1.01
+        elif op == 2:
+            v = v + 0.1
+        elif op == 3:
+            v = np.tanh(v)
+            d = d * (1 - v * v)
+        else:
+            v = np.exp(v)
+            d = d * v
+    return v.sum(), d
+
+
+def test_direct_runs_agree_and_never_reuse_what_the_caller_holds(monkeypatch):
+    use_sync(monkeypatch)
+    f = mx.compile(w3_like(), wrt=["x"])
+    rng = np.random.default_rng(3)
+    held = []
+    for n in (16, 16, 5, 16, 5):
+        x = rng.uniform(-1, 1, n).astype(np.float32)
+        value, grads = f(x=x)
+        expected_value, expected_grad = w3_like_reference(x)
+        assert np.allclose(value, expected_value, rtol=1e-4)
+        assert np.allclose(grads["x"], expected_grad, rtol=1e-4)
+        held.append((x, value.copy(), grads["x"].copy(), value, grads["x"]))
+    assert f._direct, "the one-kernel program should run directly"
+    for _, value_copy, grad_copy, value, grad in held:
+        assert np.array_equal(value, value_copy) and np.array_equal(grad, grad_copy)
+    ids = {id(a) for item in held for a in item[3:]}
+    assert len(ids) == 2 * len(held)
+
+
+def test_an_output_that_is_an_input_is_copied_on_the_direct_path(monkeypatch):
+    use_sync(monkeypatch)
+    x = mx.sym.var("x")
+    f = mx.compile(mx.sym.Group([x * 1.0, mx.sym.tanh(x)]), wrt=["x"])
+    data = np.arange(4, dtype=np.float64)
+    for _ in range(3):
+        (same, tanh), grads = f(x=data)
+        assert same is not data and np.array_equal(same, data)
+        assert np.allclose(tanh, np.tanh(data))
+        assert np.allclose(grads["x"], 2 - np.tanh(data) ** 2)
+        same[:] = -1
+        assert data[1] == 1.0
+    assert f._direct, "one kernel whose first output is the input: the direct path"
+
+
+def test_loops_big_enough_to_split_leave_the_direct_path(monkeypatch):
+    use_sync(monkeypatch)
+    monkeypatch.setattr(threads, "MINIMUM", 64)
+    f = mx.compile(mx.sym.sum(mx.sym.tanh(mx.sym.var("x"))), wrt=["x"])
+    for n in (8, 8, 1000, 8, 1000):
+        x = np.linspace(-1, 1, n)
+        value, grads = f(x=x)
+        assert value == pytest.approx(np.tanh(x).sum())
+        assert np.allclose(grads["x"], 1 - np.tanh(x) ** 2)
+    assert f._direct
+
+
+def test_direct_calls_from_several_threads_with_different_sizes(monkeypatch):
+    use_sync(monkeypatch)
+    f = mx.compile(mx.sym.sum(mx.sym.exp(mx.sym.var("x") * 0.5)), wrt=["x"])
+    f(x=np.zeros(3))
+    wait_for_compilation()
+    failures = []
+
+    def work(n: int) -> None:
+        x = np.linspace(0, 1, n)
+        for _ in range(300):
+            value, grads = f(x=x)
+            if not (np.isclose(value, np.exp(x * 0.5).sum())
+                    and np.allclose(grads["x"], 0.5 * np.exp(x * 0.5))):
+                failures.append(n)
+                return
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in (3, 4, 5, 6)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not failures
+
+
+def test_calls_unlike_the_last_one_leave_the_hot_path(monkeypatch):
+    use_sync(monkeypatch)
+    f = mx.compile(mx.sym.sum(mx.sym.tanh(mx.sym.var("x")) * mx.sym.var("y")), wrt=["x"])
+    x, y = np.linspace(-1, 1, 4), np.linspace(0, 1, 4)
+
+    def check(value, grads, x, y):
+        assert np.allclose(np.asarray(value.asnumpy() if isinstance(value, nd.NDArray)
+                                      else value), (np.tanh(x) * y).sum())
+        grad = grads["x"]
+        grad = grad.asnumpy() if isinstance(grad, nd.NDArray) else grad
+        assert np.allclose(grad, (1 - np.tanh(x) ** 2) * y)
+
+    for _ in range(3):
+        check(*f(x=x, y=y), x, y)
+    assert f._hot is not None
+    value, grads = f(x=nd.array(x, dtype="float64"), y=y)  # an NDArray: NDArray results
+    assert isinstance(value, nd.NDArray) and isinstance(grads["x"], nd.NDArray)
+    check(value, grads, x, y)
+    check(*f(x=list(x), y=y), x, y)  # a list: converted
+    check(*f(x=x[::-1].copy(), y=y[::-1]), x[::-1], y[::-1])  # a view of another layout
+    check(*f(x=x.astype(np.float32), y=y.astype(np.float32)), x, y)  # other dtypes
+    check(*f(x=x[:3], y=y[:3]), x[:3], y[:3])  # other shapes
+    check(*f(x=x, y=y), x, y)
+    with pytest.raises(mx.base.MXNetError, match="no input named"):
+        f(x=x, y=y, z=y)
+    with pytest.raises(mx.base.MXNetError, match="no value given"):
+        f(x=x, z=y)
+    value, grads = f(np.full((1,), 2.0), x=x, y=y)  # head gradients: the general path
+    assert np.allclose(grads["x"], 2 * (1 - np.tanh(x) ** 2) * y)
