@@ -188,6 +188,56 @@ def _pow2(typingctx: Any, k: Any) -> Any:
     return k(k), codegen
 
 
+def _shifter_bits(ft: Any) -> int:
+    """Bit pattern of ``SHIFTER`` = 1.5 * 2**mant for float type ``ft``."""
+    if ft.bitwidth == 32:
+        return int(np.array(1.5 * 2.0**23, np.float32).view(np.int32))
+    return int(np.array(1.5 * 2.0**52, np.float64).view(np.int64))
+
+
+@intrinsic
+def _pow2_shifted(typingctx: Any, kf: Any) -> Any:
+    """2**k from ``kf = k + SHIFTER`` (see ``reduce_ln2``), for k with a normal
+    result.  The integer k sits in the low mantissa bits of kf, so the exponent
+    field of 2**k is (bits(kf) + bias) << mant: two integer ops, no float to
+    integer conversion (which would be poison for a NaN lane in LLVM)."""
+    if not isinstance(kf, types.Float):
+        raise TypingError("_pow2_shifted needs a float")
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        it, mant, bias = _float_layout(kf)
+        b = builder.bitcast(args[0], it)
+        biased = builder.add(b, ir.Constant(it, bias))
+        return builder.bitcast(builder.shl(biased, ir.Constant(it, mant)), args[0].type)
+
+    return kf(kf), codegen
+
+
+@intrinsic
+def _scale_shifted(typingctx: Any, p: Any, kf: Any) -> Any:
+    """p * 2**k for ``kf = k + SHIFTER``, for any k from below the subnormal
+    range to just past overflow: 2**k is applied as 2**(k >> 1) times
+    2**(k - (k >> 1)), both normal, so the first product is exact (for p
+    near 1) and the second rounds once, into the subnormal range or to inf
+    as a single multiplication by 2**k would."""
+    if not isinstance(p, types.Float) or p != kf:
+        raise TypingError("_scale_shifted needs two floats of one type")
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        it, mant, bias = _float_layout(kf)
+        k = builder.sub(builder.bitcast(args[1], it), ir.Constant(it, _shifter_bits(kf)))
+        k1 = builder.ashr(k, ir.Constant(it, 1))
+        k2 = builder.sub(k, k1)
+        ft = args[0].type
+        f1 = builder.bitcast(builder.shl(builder.add(k1, ir.Constant(it, bias)),
+                                         ir.Constant(it, mant)), ft)
+        f2 = builder.bitcast(builder.shl(builder.add(k2, ir.Constant(it, bias)),
+                                         ir.Constant(it, mant)), ft)
+        return builder.fmul(builder.fmul(args[0], f1), f2)
+
+    return p(p, kf), codegen
+
+
 @intrinsic
 def _exponent(typingctx: Any, x: Any) -> Any:
     """Unbiased exponent of a positive normal float, as a float."""
@@ -263,6 +313,38 @@ def _taylor(kind: str, ft: type, n: int) -> tuple:
     return tuple(ft(v) for v in c)
 
 
+def _chebyshev_fit(f: Callable[[np.ndarray], np.ndarray], lo: float, hi: float,
+                   degree: int) -> np.ndarray:
+    """Power-basis coefficients (lowest order first) of the polynomial of
+    ``degree`` interpolating ``f`` at the Chebyshev points of [lo, hi].
+
+    Near-minimax: its maximum error is within a small factor of the best
+    polynomial's, so a float32 kernel needs one or two terms fewer than the
+    Taylor series that is accurate at the ends of the range.  Computed in
+    float64 (``f`` may work in long double) when this module is imported.
+    """
+    fit = np.polynomial.Chebyshev.interpolate(f, degree, domain=[lo, hi])
+    power = fit.convert(kind=np.polynomial.Polynomial, domain=[-1, 1], window=[-1, 1])
+    return np.asarray(power.coef, np.float64)
+
+
+def _exp_tail(r: np.ndarray) -> np.ndarray:
+    """(e**r - 1 - r) / r**2 = sum r**j / (j+2)!, summed to convergence (|r| < 1)."""
+    r = np.asarray(r, np.longdouble)
+    total, term = np.zeros_like(r), np.full_like(r, 0.5)
+    for j in range(30):
+        total = total + term
+        term = term * r / (j + 3)
+    return total
+
+
+def _tanh_tail(z: np.ndarray) -> np.ndarray:
+    """(tanh(x) - x) / x**3 as a function of z = x**2 > 0 (long double: the
+    cancellation costs ~eps/z, harmless at the Chebyshev points used)."""
+    x = np.sqrt(np.asarray(z, np.longdouble))
+    return (np.tanh(x) - x) / (x * z)
+
+
 def _make_polyval(coeffs: tuple) -> Callable:
     """A jitted Horner evaluation of sum(c[j] x**j) (lowest order first); the
     tuple loop is fully unrolled by LLVM.  (Estrin's scheme was tried: no
@@ -293,6 +375,7 @@ def _build(ft: type) -> dict[str, Callable]:
     LOG10E_HI, LOG10E_LO = (ft(v) for v in s["log10e"])
     LOG10_2_HI, LOG10_2_LO = (ft(v) for v in s["log10_2"])
     LOG2E = ft(1.0 / math.log(2.0))
+    SHIFTER = ft(1.5 * 2.0**mant)  # x + SHIFTER rounds x to an integer (|x| < 2**(mant-1))
     TWO_OVER_PI = ft(2.0 / math.pi)
 
     ZERO, QUARTER, HALF, ONE, TWO = ft(0.0), ft(0.25), ft(0.5), ft(1.0), ft(2.0)
@@ -311,13 +394,25 @@ def _build(ft: type) -> dict[str, Callable]:
     EXPM1_LO = ft(-(mant + 3) * math.log(2.0))
     # tanh(x) == 1 in working precision above TANH_SAT.
     TANH_SAT = ft(10.0) if f32 else ft(22.0)
+    # float32 tanh: odd polynomial below TANH_SMALL, where tanh < 0.5; the
+    # argument of its exp is capped at TANH_EXP_CAP (tanh(32) == 1 exactly).
+    TANH_SMALL, TANH_EXP_CAP = ft(0.55), ft(64.0)
     # sinh/cosh switch to exp(|x|/2)^2/2 where exp(|x|) itself could overflow.
     HYP_BIG = ft(88.0) if f32 else ft(709.0)
     # Cody-Waite pi/2 reduction is exact-enough up to here (checked in tests).
     TRIG_MAX = ft(2.6e5) if f32 else ft(1.6e6)
     MAX_SHORT_K = ft(mant + 3)  # 2^-k is below half an ulp of 1 for larger k
 
-    exp_poly = _make_polyval(_taylor("exp", ft, n_exp))
+    if f32:
+        # Chebyshev fits are within 0.2 ulp with fewer terms than Taylor:
+        # e**r = 1 + r + r**2 q(r) with q of degree 4 on |r| <= ln2/2, and
+        # tanh(x) = x + x**3 P(x**2) with P of degree 4 on |x| <= TANH_SMALL.
+        exp_coeffs = (1.0, 1.0, *_chebyshev_fit(_exp_tail, -0.347, 0.347, 4))
+        exp_poly = _make_polyval(tuple(ft(c) for c in exp_coeffs))
+        tanh_poly = _make_polyval(tuple(
+            ft(c) for c in _chebyshev_fit(_tanh_tail, 0.0, 0.55**2, 4)))
+    else:
+        exp_poly = _make_polyval(_taylor("exp", ft, n_exp))
     expm1_poly = _make_polyval(_taylor("expm1", ft, n_expm1))
     atanh_poly = _make_polyval(_taylor("atanh", ft, n_atanh))
     sin_poly = _make_polyval(_taylor("sin", ft, n_sin))
@@ -325,29 +420,31 @@ def _build(ft: type) -> dict[str, Callable]:
 
     @_jit
     def reduce_ln2(x):  # type: ignore[no-untyped-def]
-        """x = k ln2 + r, |r| <= ln2/2 (+ rounding); returns (k as float, r)."""
-        k = _rint(x * LOG2E)
+        """x = k ln2 + r, |r| <= ln2/2 (+ rounding), for |x| < 2**(mant-2);
+        returns (k + SHIFTER, k, r), k as floats.  Adding SHIFTER (whose ulp
+        is 1) rounds x log2(e) to the integer k, kept in the low mantissa
+        bits, so 2**k is built without rint or a float-to-int conversion."""
+        kf = _fma(x, LOG2E, SHIFTER)
+        k = kf - SHIFTER
         r = _fma(-k, LN2_HI, x)
         r = _fma(-k, LN2_LO, r)
-        return k, r
+        return kf, k, r
 
     @_jit
     def exp_(x):  # type: ignore[no-untyped-def]
         xc = EXP_HI if x > EXP_HI else x
         xc = EXP_LO if xc < EXP_LO else xc
-        k, r = reduce_ln2(xc)
-        p = exp_poly(r)
-        # Scale in two steps: p * 2^k1 is exact and normal, so the product with
-        # 2^k2 rounds once, also into the subnormal range and to inf.
-        k1 = _floor(HALF * k)
-        y = p * _pow2(k1) * _pow2(k - k1)
+        kf, k, r = reduce_ln2(xc)
+        # Two exact-then-once-rounded steps of 2**k keep subnormal results
+        # and overflow right (see _scale_shifted).
+        y = _scale_shifted(exp_poly(r), kf)
         return x if x != x else y
 
     @_jit
     def expm1_(x):  # type: ignore[no-untyped-def]
         xc = EXP_HI if x > EXP_HI else x
         xc = EXPM1_LO if xc < EXPM1_LO else xc
-        k, r = reduce_ln2(xc)
+        kf, k, r = reduce_ln2(xc)
         p = _fma(r * r, expm1_poly(r), r)  # expm1(r), relative error < 1 ulp
         # e^x - 1 = 2^k (1 + p) - 1, arranged so no bits cancel:
         #   k > 0:  2^k (p + (1 - 2^-k)),  1 - 2^-k exact
@@ -420,13 +517,33 @@ def _build(ft: type) -> dict[str, Callable]:
         return x if _fabs(x) < TINY else y
 
     @_jit
-    def tanh_(x):  # type: ignore[no-untyped-def]
+    def tanh_expm1(x):  # type: ignore[no-untyped-def]
         ax = _fabs(x)
         # tanh|x| = e/(e+2), e = expm1(2|x|): relative accuracy also near 0.
         e = expm1_(ax + ax)
         t = e / (e + TWO)
         t = ONE if ax > TANH_SAT else t
         return _copysign(t, x)
+
+    @_jit
+    def tanh_exp(x):  # type: ignore[no-untyped-def]
+        ax = _fabs(x)
+        # Small |x|: the odd polynomial.  Elsewhere tanh|x| = 1 - 2/(e**2|x| + 1)
+        # is >= 0.5, so the subtraction is exact and loses nothing.  2|x| is
+        # capped where tanh is 1 to working precision, which keeps 2**k normal
+        # (one scale factor); nan passes through both branches.
+        z = ax * ax
+        small = _fma(ax * z, tanh_poly(z), ax)
+        a = ax + ax
+        a = TANH_EXP_CAP if a > TANH_EXP_CAP else a
+        kf, k, r = reduce_ln2(a)
+        e = exp_poly(r) * _pow2_shifted(kf)
+        big = ONE - TWO / (e + ONE)
+        return _copysign(small if ax < TANH_SMALL else big, x)
+
+    # float32 uses the exp form (about half the work of expm1); float64 keeps
+    # expm1, whose accuracy there is checked, rather than a long odd polynomial.
+    tanh_ = tanh_exp if f32 else tanh_expm1
 
     @_jit
     def sigmoid_(x):  # type: ignore[no-untyped-def]
