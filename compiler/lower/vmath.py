@@ -436,9 +436,10 @@ def _build(ft: type) -> dict[str, Callable]:
         xc = EXP_LO if xc < EXP_LO else xc
         kf, k, r = reduce_ln2(xc)
         # Two exact-then-once-rounded steps of 2**k keep subnormal results
-        # and overflow right (see _scale_shifted).
-        y = _scale_shifted(exp_poly(r), kf)
-        return x if x != x else y
+        # and overflow right (see _scale_shifted).  A nan stays nan through
+        # the clamps and the polynomial; 2**k is then garbage but defined
+        # (bit operations only), so no select is needed for it.
+        return _scale_shifted(exp_poly(r), kf)
 
     @_jit
     def expm1_(x):  # type: ignore[no-untyped-def]
