@@ -9,6 +9,7 @@ from compiler.passes import run_pipeline
 
 BIAS_AND_TOTAL = """\
 def kernel0(in0, in1, out0, out1):
+    vm.prefer_512_bit_vectors()
     n0 = in0.shape[0]
     n1 = in0.shape[1]
     out0[...] = 0

@@ -1,4 +1,4 @@
-"""Running a kernel on several threads: each takes a slice of the outermost loop.
+"""Running a kernel on several threads: pieces of the outermost loop, shared out.
 
 Kernels are compiled with ``nogil=True``, so plain Python threads run them in
 parallel. This avoids numba's parallel threading layers: OpenMP's spinning
@@ -7,15 +7,25 @@ same process, and the workqueue layer cannot be entered from several threads.
 Loops smaller than ``SYMGRAD_PARALLEL_MIN`` elements (default 2**16) stay on the
 calling thread, where a hand-off would cost more than it saves.
 ``SYMGRAD_NUM_THREADS`` caps the threads (default: the machine's cores).
+
+A large loop is cut into a few pieces per thread, and the calling thread and
+the pool's workers take pieces from one shared counter until none is left. A
+sleeping worker takes 50-200 us to wake (much longer on a loaded or virtual
+machine); with one fixed piece per thread the whole call waited for the late
+worker, while here the calling thread simply takes more pieces, and it waits
+only for pieces that are running, never for a worker that has not started.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 _pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 def count() -> int:
@@ -27,25 +37,72 @@ def count() -> int:
 # Read once: split() runs on every kernel call, and small programs cost microseconds.
 _THREADS = count()
 MINIMUM = int(os.environ.get("SYMGRAD_PARALLEL_MIN", 1 << 16))
+# Pieces per thread: more absorb a late worker and uneven progress; each costs a
+# kernel dispatch (a few microseconds) and, for reductions, a partial result.
+PIECES_PER_THREAD = 4
+# No piece smaller than this many elements (a dispatch must stay negligible).
+PIECE_MINIMUM = 1 << 15
 
 
 def split(rows: int, elements: int) -> list[tuple[int, int]]:
-    """``[lo, hi)`` slices of ``range(rows)``, one per thread (one slice if small)."""
+    """``[lo, hi)`` slices of ``range(rows)`` to share out (one slice if small)."""
     if elements < MINIMUM or _THREADS == 1 or rows == 1:
         return [(0, rows)]
-    parts = min(_THREADS, rows)
+    parts = min(_THREADS * PIECES_PER_THREAD, rows, max(_THREADS, elements // PIECE_MINIMUM))
     bounds = [rows * k // parts for k in range(parts + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def run(kernel: Callable, calls: Sequence[tuple]) -> None:
-    """Run ``kernel(*args)`` for every ``args`` in ``calls``, the first on this
-    thread and the rest on the pool, and wait for all of them."""
+class _Batch:
+    """Calls shared by several threads: each takes the next one until none is left."""
+
+    def __init__(self, kernel: Callable, calls: Sequence[tuple]):
+        self.kernel, self.calls = kernel, calls
+        self.next = itertools.count()  # next() is atomic: threads never take one call twice
+        self.remaining = len(calls)
+        self.lock = threading.Lock()
+        self.finished = threading.Event()
+        self.error: BaseException | None = None
+
+    def work(self) -> None:
+        """Run calls until none is left (on the calling thread or a worker)."""
+        total = len(self.calls)
+        while True:
+            index = next(self.next)
+            if index >= total:
+                return
+            try:
+                if self.error is None:
+                    self.kernel(*self.calls[index])
+            except BaseException as err:  # noqa: BLE001 - re-raised by run()
+                self.error = err
+            with self.lock:
+                self.remaining -= 1
+                if self.remaining == 0:
+                    self.finished.set()
+
+
+def _get_pool() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=max(1, _THREADS - 1),
-                                   thread_name_prefix="symgrad-kernel")
-    futures = [_pool.submit(kernel, *args) for args in calls[1:]]
-    kernel(*calls[0])
-    for future in futures:
-        future.result()
+        with _pool_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(max_workers=max(1, _THREADS - 1),
+                                           thread_name_prefix="symgrad-kernel")
+    return _pool
+
+
+def run(kernel: Callable, calls: Sequence[tuple]) -> None:
+    """Run ``kernel(*args)`` for every ``args`` in ``calls``, on this thread and
+    the pool's, and return when all have finished (re-raising the first error)."""
+    if len(calls) == 1:
+        kernel(*calls[0])
+        return
+    batch = _Batch(kernel, calls)
+    pool = _get_pool()
+    for _ in range(min(_THREADS, len(calls)) - 1):
+        pool.submit(batch.work)
+    batch.work()
+    batch.finished.wait()
+    if batch.error is not None:
+        raise batch.error
