@@ -38,10 +38,13 @@ Design rules that keep the results as accurate as numpy's:
   cannot loosen them when LLVM inlines these bodies.
 * Special values are handled with selects at the end of each function, not
   branches, so the vectoriser can if-convert them.
-* All polynomial coefficients are Taylor coefficients computed here from
-  exact rationals (or, for ``erf``, a Chebyshev fit made once with mpmath and
-  pasted below); the degree is chosen so that truncation is below 1/4 ulp on
-  the reduced range.
+* Polynomial coefficients are computed here when the module is imported:
+  Taylor coefficients from exact rationals, or (float32 exp and tanh)
+  Chebyshev interpolants of the Taylor series or of a long-double function,
+  which are near-minimax and need fewer terms.  Degrees are chosen so that
+  the approximation error is below 1/4 ulp on the reduced range.
+* Where the target has AVX-512, 2**k scaling uses ``llvm.ldexp`` (one
+  ``vscalefps``); elsewhere integer exponent arithmetic with the same results.
 
 Vectorised: exp, expm1, log, log1p, log2, log10, tanh, sigmoid, softplus,
 sinh, cosh, sqrt, rsqrt, pow (float32 only).
@@ -67,6 +70,7 @@ from typing import Any
 
 import numba
 import numpy as np
+from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba import types
 from numba.core.errors import TypingError
@@ -215,6 +219,23 @@ def _pow2(typingctx: Any, k: Any) -> Any:
     return k(k), codegen
 
 
+def _target_has_avx512() -> bool:
+    """Whether numba compiles for a CPU with AVX-512F (its configured
+    features, else the host's, as numba itself decides)."""
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        if (numba.config.CPU_NAME or "").lower() == "generic":
+            return False
+        try:
+            features = llvm_binding.get_host_cpu_features().flatten()
+        except RuntimeError:
+            return False
+    return "+avx512f" in features.split(",")
+
+
+_AVX512 = _target_has_avx512()
+
+
 def _shifter_bits(ft: Any) -> int:
     """Bit pattern of ``SHIFTER`` = 1.5 * 2**mant for float type ``ft``."""
     if ft.bitwidth == 32:
@@ -253,6 +274,14 @@ def _scale_shifted(typingctx: Any, p: Any, kf: Any) -> Any:
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
         it, mant, bias = _float_layout(kf)
         k = builder.sub(builder.bitcast(args[1], it), ir.Constant(it, _shifter_bits(kf)))
+        if _AVX512:
+            # llvm.ldexp becomes one vscalefps/pd, which rounds once with the
+            # same subnormal and overflow results (elsewhere it is a libm call).
+            i32 = ir.IntType(32)
+            k32 = builder.trunc(k, i32) if it.width > 32 else k
+            fnty = ir.FunctionType(args[0].type, [args[0].type, i32])
+            fn = builder.module.declare_intrinsic("llvm.ldexp", [args[0].type, i32], fnty)
+            return builder.call(fn, [args[0], k32])
         k1 = builder.ashr(k, ir.Constant(it, 1))
         k2 = builder.sub(k, k1)
         ft = args[0].type
@@ -759,9 +788,11 @@ def _register_unary(stub: Callable) -> Callable:
 def exp(x: Any) -> Any:
     """Exponential e**x.
 
-    Cody-Waite reduction x = k ln2 + r (two-part ln2, FMA), Taylor polynomial
-    for e**r, and 2**k built from integer bits in two factors so that
-    subnormal results and overflow round once, as in numpy.
+    Cody-Waite reduction x = k ln2 + r (two-part ln2, FMA; k rounded with a
+    shifter constant), polynomial for e**r (float32: degree-6 Chebyshev fit,
+    float64: Taylor), and p * 2**k applied so that subnormal results and
+    overflow round once, as in numpy (``vscalefps`` with AVX-512, else two
+    exact-then-rounding factors built from integer bits).
     Max error: float32 1 ulp, float64 1 ulp.
     """
     return _call_scalar("exp", x)
@@ -823,11 +854,13 @@ def log10(x: Any) -> Any:
 def tanh(x: Any) -> Any:
     """Hyperbolic tangent.
 
-    tanh|x| = e/(e + 2) with e = expm1(2|x|), which keeps full relative
-    accuracy near 0 (no separate small-|x| polynomial is needed because
-    `expm1` already has one); saturates to +-1 beyond |x| = 10 (float32) /
-    22 (float64); sign restored with copysign, so tanh(-0.0) = -0.0.
-    Max error: float32 2 ulp, float64 3 ulp.
+    float32: for |x| < 0.55, x + x**3 P(x**2) with a degree-4 Chebyshev fit
+    P; above, 1 - 2/(e**(2|x|) + 1), which is >= 0.5 there so the
+    subtraction loses nothing (2|x| capped at 64, where tanh is 1); the two
+    are computed and one selected.  float64: tanh|x| = e/(e + 2) with
+    e = expm1(2|x|), accurate near 0 through expm1's own polynomial;
+    saturates to +-1 beyond |x| = 22.  Sign restored with copysign, so
+    tanh(-0.0) = -0.0.  Max error: float32 1 ulp, float64 3 ulp.
     """
     return _call_scalar("tanh", x)
 
