@@ -37,20 +37,28 @@ def count() -> int:
 # Read once: split() runs on every kernel call, and small programs cost microseconds.
 _THREADS = count()
 MINIMUM = int(os.environ.get("SYMGRAD_PARALLEL_MIN", 1 << 16))
-# Pieces per thread: more absorb a late worker and uneven progress; each costs a
-# kernel dispatch (a few microseconds) and, for reductions, a partial result.
-PIECES_PER_THREAD = 4
-# No piece smaller than this many elements (a dispatch must stay negligible).
+# No piece smaller than this many elements: each piece costs a kernel dispatch (a
+# few microseconds) and, for reductions, a partial result.
 PIECE_MINIMUM = 1 << 15
 
 
 def split(rows: int, elements: int) -> list[tuple[int, int]]:
-    """``[lo, hi)`` slices of ``range(rows)`` to share out (one slice if small)."""
+    """``[lo, hi)`` slices of ``range(rows)`` to share out (one slice if small).
+
+    Guided sizes: each piece is 1/(2 threads) of what is left, down to
+    ``PIECE_MINIMUM`` elements, so the first pieces are big (few dispatches)
+    and the last small (the threads finish within a small piece of each other).
+    """
     if elements < MINIMUM or _THREADS == 1 or rows == 1:
         return [(0, rows)]
-    parts = min(_THREADS * PIECES_PER_THREAD, rows, max(_THREADS, elements // PIECE_MINIMUM))
-    bounds = [rows * k // parts for k in range(parts + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
+    smallest = max(1, -(-PIECE_MINIMUM * rows // elements))  # rows in PIECE_MINIMUM elements
+    pieces, lo = [], 0
+    while lo < rows:
+        hi = lo + max(smallest, (rows - lo) // (2 * _THREADS))
+        hi = rows if rows - hi < smallest else hi  # no sliver at the end
+        pieces.append((lo, hi))
+        lo = hi
+    return pieces
 
 
 class _Batch:
