@@ -18,14 +18,12 @@ only for pieces that are running, never for a worker that has not started.
 
 from __future__ import annotations
 
+import _thread
 import itertools
 import os
+import queue
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
 
 
 def count() -> int:
@@ -62,21 +60,25 @@ def split(rows: int, elements: int) -> list[tuple[int, int]]:
 
 
 class _Batch:
-    """Calls shared by several threads: each takes the next one until none is left."""
+    """Calls shared by several threads: each takes the next one until none is left.
+
+    Only C-level primitives are used on the way (``itertools.count``, a raw
+    lock), so a worker holds the GIL for microseconds per piece and never
+    keeps the calling thread waiting for Python bookkeeping."""
 
     def __init__(self, kernel: Callable, calls: Sequence[tuple]):
         self.kernel, self.calls = kernel, calls
-        self.next = itertools.count()  # next() is atomic: threads never take one call twice
-        self.remaining = len(calls)
-        self.lock = threading.Lock()
-        self.finished = threading.Event()
+        self.taken = itertools.count()  # next() is atomic: no call is taken twice
+        self.finished_count = itertools.count(1)
+        self.finished = _thread.allocate_lock()
+        self.finished.acquire()  # released by whoever finishes the last call
         self.error: BaseException | None = None
 
     def work(self) -> None:
         """Run calls until none is left (on the calling thread or a worker)."""
         total = len(self.calls)
         while True:
-            index = next(self.next)
+            index = next(self.taken)
             if index >= total:
                 return
             try:
@@ -84,33 +86,54 @@ class _Batch:
                     self.kernel(*self.calls[index])
             except BaseException as err:  # noqa: BLE001 - re-raised by run()
                 self.error = err
-            with self.lock:
-                self.remaining -= 1
-                if self.remaining == 0:
-                    self.finished.set()
+            if next(self.finished_count) == total:
+                self.finished.release()
 
 
-def _get_pool() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                _pool = ThreadPoolExecutor(max_workers=max(1, _THREADS - 1),
-                                           thread_name_prefix="symgrad-kernel")
-    return _pool
+# Persistent workers blocked on one queue (lighter than a ThreadPoolExecutor,
+# whose futures and conditions cost tens of microseconds of Python per call).
+_queue: queue.SimpleQueue = queue.SimpleQueue()
+_workers: list[threading.Thread] = []
+_workers_lock = threading.Lock()
+
+
+def _worker() -> None:
+    while True:
+        _queue.get().work()
+
+
+def _start_workers() -> None:
+    with _workers_lock:
+        while len(_workers) < _THREADS - 1:
+            worker = threading.Thread(target=_worker, daemon=True,
+                                      name=f"symgrad-kernel-{len(_workers)}")
+            worker.start()
+            _workers.append(worker)
+
+
+def _after_fork() -> None:
+    """A forked child has none of the parent's threads: start afresh."""
+    global _queue, _workers_lock
+    _queue = queue.SimpleQueue()
+    _workers.clear()
+    _workers_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def run(kernel: Callable, calls: Sequence[tuple]) -> None:
     """Run ``kernel(*args)`` for every ``args`` in ``calls``, on this thread and
-    the pool's, and return when all have finished (re-raising the first error)."""
+    the workers, and return when all have finished (re-raising the first error)."""
     if len(calls) == 1:
         kernel(*calls[0])
         return
+    if len(_workers) < _THREADS - 1:
+        _start_workers()
     batch = _Batch(kernel, calls)
-    pool = _get_pool()
     for _ in range(min(_THREADS, len(calls)) - 1):
-        pool.submit(batch.work)
+        _queue.put(batch)
     batch.work()
-    batch.finished.wait()
+    batch.finished.acquire()  # blocks (GIL released) until the last call is done
     if batch.error is not None:
         raise batch.error
