@@ -859,8 +859,7 @@ def expm1(x: Any) -> Any:
     Chebyshev fit q, float64: Taylor), then 2**k (1 + p) - 1 regrouped so
     that no bits cancel (exact 1 - 2**-k or 2**k - 1).  |x| < 2**-(p+2)
     returns x (keeps -0.0 and subnormals).
-    Max error: float32 1 ulp, float64 2 ulp (measured; the float64 bound
-    was 2 before the float32 changes too).
+    Max error: float32 1 ulp, float64 2 ulp.
     """
     return _call_scalar("expm1", x)
 
