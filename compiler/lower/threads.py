@@ -35,9 +35,11 @@ def count() -> int:
 # Read once: split() runs on every kernel call, and small programs cost microseconds.
 _THREADS = count()
 MINIMUM = int(os.environ.get("SYMGRAD_PARALLEL_MIN", 1 << 16))
-# No piece smaller than this many elements: each piece costs a kernel dispatch (a
-# few microseconds) and, for reductions, a partial result.
-PIECE_MINIMUM = 1 << 15
+# No piece smaller than this many elements (unless a loop has fewer than this per
+# thread): each piece costs slicing its arrays and a kernel dispatch, 10-20 us of
+# Python on the benchmark machine. At 10**6 elements, 6 pieces measured faster
+# than 2 (a late worker), 11 (overhead) or 3 (the threads finish unevenly).
+PIECE_MINIMUM = 1 << 17
 
 
 def split(rows: int, elements: int) -> list[tuple[int, int]]:
@@ -46,10 +48,12 @@ def split(rows: int, elements: int) -> list[tuple[int, int]]:
     Guided sizes: each piece is 1/(2 threads) of what is left, down to
     ``PIECE_MINIMUM`` elements, so the first pieces are big (few dispatches)
     and the last small (the threads finish within a small piece of each other).
+    A loop of at least ``MINIMUM`` elements gets at least one piece per thread.
     """
     if elements < MINIMUM or _THREADS == 1 or rows == 1:
         return [(0, rows)]
-    smallest = max(1, -(-PIECE_MINIMUM * rows // elements))  # rows in PIECE_MINIMUM elements
+    # rows in PIECE_MINIMUM elements, but at least one piece per thread
+    smallest = max(1, min(-(-PIECE_MINIMUM * rows // elements), rows // _THREADS))
     pieces, lo = [], 0
     while lo < rows:
         hi = lo + max(smallest, (rows - lo) // (2 * _THREADS))
