@@ -9,6 +9,7 @@ from compiler.passes import run_pipeline
 
 BIAS_AND_TOTAL = """\
 def kernel0(in0, in1, out0, out1):
+    vm.prefer_512_bit_vectors()
     n0 = in0.shape[0]
     n1 = in0.shape[1]
     out0[...] = 0
@@ -48,3 +49,15 @@ def test_float64_literals_stay_float64():
     source = kernel_source(ProgramGraph([x], [y.entry]))
     assert "np.float64(0.5)" in source and "np.float64(1.0)" in source
     assert "float32" not in source
+
+
+def test_wide_vectors_can_be_turned_off(monkeypatch):
+    """SYMGRAD_WIDE_VECTORS=0 leaves the 512-bit hint out of the kernel text (and
+    so out of its cache identity)."""
+    from compiler.lower import codegen
+
+    x = variable((4,), np.float32)
+    graph = ProgramGraph([x], [(call("tanh", Expr(Entry(x, 0))) * 2.0).entry])
+    assert "vm.prefer_512_bit_vectors()" in kernel_source(graph)
+    monkeypatch.setattr(codegen, "WIDE_VECTORS", False)
+    assert "prefer_512_bit_vectors" not in kernel_source(graph)

@@ -294,3 +294,37 @@ def test_cache_true_kernel_in_file(tmp_path: Any) -> None:
                            capture_output=True, text=True, check=True).stdout.strip()
             for _ in range(2)]
     assert hits == ["0", "1"]
+
+
+def test_without_avx512(tmp_path: Any) -> None:
+    """The exp scaling has two code paths (vscalef via llvm.ldexp with AVX-512,
+    integer exponent steps without): on an AVX-512 machine, check the other
+    one by compiling for an AVX2-only CPU in a subprocess."""
+    import os
+    import subprocess
+    import sys
+
+    from compiler.lower.vmath import _AVX512
+
+    if not _AVX512:  # the other path needs an AVX-512 CPU to run on
+        pytest.skip("this CPU has no AVX-512: the other tests cover its only path")
+    haswell = "+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fxsr,+lzcnt,+mmx," \
+              "+movbe,+popcnt,+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave"
+    cpu = dict(NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=haswell)
+    script = (
+        "import numpy as np, test_vmath as t\n"
+        "from compiler.lower.vmath import _AVX512\n"
+        "assert not _AVX512\n"
+        "for name in ('exp', 'sigmoid', 'cosh'):\n"
+        "    for dt in t.DTYPES:\n"
+        "        for x in (t.log_sweep(dt), t.special_values(dt)):\n"
+        "            got, ref = t.run(name, x), t.reference(name, x)\n"
+        "            t.assert_within_ulp(name, x, got, ref)\n"
+        "            z = ref == 0\n"
+        "            assert (np.signbit(got[z]) == np.signbit(ref[z])).all()\n"
+        "            assert (np.isnan(got) == np.isnan(ref)).all()\n"
+    )
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, **cpu,
+               PYTHONPATH=os.pathsep.join([os.path.dirname(here), here]))
+    subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, check=True)

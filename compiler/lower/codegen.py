@@ -6,10 +6,16 @@ of the graph key, so this never depends on sizes). Each member's scalar template
 is inlined in topological order; reductions accumulate, into a scalar when the
 whole loop reduces to one value. Kernels specialise on rank, dtype and layout
 only: sizes are read from the arrays.
+
+Each kernel starts with ``vm.prefer_512_bit_vectors()`` (512-bit vectors where
+the CPU has AVX-512; see that function) unless ``SYMGRAD_WIDE_VECTORS=0``. The
+setting is part of the kernel's text, so kernels cached on disk with one setting
+are never loaded under the other.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -18,6 +24,9 @@ import numpy as np
 from ..ir import Entry, Node
 from ..ops.fused import FusedBody
 from ..ops.reduce import reduced_axes, unbroadcast_axes
+
+# Read once: part of every kernel's text (and so of its cache identity).
+WIDE_VECTORS = os.environ.get("SYMGRAD_WIDE_VECTORS", "1") not in ("0", "false", "no")
 
 _NUMBER = re.compile(r"(?<![\w.{])(\d+\.\d*|\d*\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.}])")
 
@@ -141,6 +150,8 @@ def generate(body: FusedBody, name: str) -> KernelSource:
     shape_from = _shape_sources(body, loop_shape)
     inputs = [f"in{i}" for i in range(len(body.inputs))]
     lines = [f"def {name}({', '.join(inputs + out_args)}):"]
+    if WIDE_VECTORS:
+        lines.append("    vm.prefer_512_bit_vectors()")
     for axis, (i, input_axis) in enumerate(shape_from):
         lines.append(f"    n{axis} = in{i}.shape[{input_axis}]")
     lines += [f"    {line}" for line in before]

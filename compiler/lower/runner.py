@@ -92,19 +92,22 @@ class _FusedStep:
         if len(pieces) == 1:
             self.kernel(*args, *outs)
             return
+        # Reductions get one partial result per piece, rows of one array summed
+        # by a single numpy call afterwards.
+        partials = {j: np.empty((len(pieces), *o.shape), o.dtype)
+                    for j, (o, r) in enumerate(zip(outs, self.reduces)) if r}
+        along = [self._along_rows(a, loop) for a in args]
         calls = []
         for k, (lo, hi) in enumerate(pieces):
             # Arrays that run along the outermost loop axis are cut to the slice;
-            # broadcast ones are passed whole; reductions get a buffer each.
-            part_args = [a[lo:hi] if self._along_rows(a, loop) else a for a in args]
-            part_outs = [(o if k == 0 else np.empty_like(o)) if r else o[lo:hi]
-                         for o, r in zip(outs, self.reduces)]
+            # broadcast ones are passed whole.
+            part_args = [a[lo:hi] if cut else a for a, cut in zip(args, along)]
+            part_outs = [partials[j][k] if r else o[lo:hi]
+                         for j, (o, r) in enumerate(zip(outs, self.reduces))]
             calls.append((*part_args, *part_outs))
         threads.run(self.kernel, calls)
-        for j, reduces in enumerate(self.reduces):
-            if reduces:
-                for call in calls[1:]:
-                    outs[j] += call[len(args) + j]
+        for j, partial in partials.items():
+            np.sum(partial, axis=0, out=outs[j])
 
 
 class _LibraryStep:

@@ -1,4 +1,4 @@
-"""Running a kernel on several threads: each takes a slice of the outermost loop.
+"""Running a kernel on several threads: pieces of the outermost loop, shared out.
 
 Kernels are compiled with ``nogil=True``, so plain Python threads run them in
 parallel. This avoids numba's parallel threading layers: OpenMP's spinning
@@ -7,15 +7,23 @@ same process, and the workqueue layer cannot be entered from several threads.
 Loops smaller than ``SYMGRAD_PARALLEL_MIN`` elements (default 2**16) stay on the
 calling thread, where a hand-off would cost more than it saves.
 ``SYMGRAD_NUM_THREADS`` caps the threads (default: the machine's cores).
+
+A large loop is cut into a few pieces per thread, and the calling thread and
+the pool's workers take pieces from one shared counter until none is left. A
+sleeping worker takes 50-200 us to wake (much longer on a loaded or virtual
+machine); with one fixed piece per thread the whole call waited for the late
+worker, while here the calling thread simply takes more pieces, and it waits
+only for pieces that are running, never for a worker that has not started.
 """
 
 from __future__ import annotations
 
+import _thread
+import itertools
 import os
+import queue
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-
-_pool: ThreadPoolExecutor | None = None
 
 
 def count() -> int:
@@ -27,25 +35,109 @@ def count() -> int:
 # Read once: split() runs on every kernel call, and small programs cost microseconds.
 _THREADS = count()
 MINIMUM = int(os.environ.get("SYMGRAD_PARALLEL_MIN", 1 << 16))
+# No piece smaller than this many elements (unless a loop has fewer than this per
+# thread): each piece costs slicing its arrays and a kernel dispatch, 10-20 us of
+# Python on the benchmark machine. At 10**6 elements, 6 pieces measured faster
+# than 2 (a late worker), 11 (overhead) or 3 (the threads finish unevenly).
+PIECE_MINIMUM = 1 << 17
 
 
 def split(rows: int, elements: int) -> list[tuple[int, int]]:
-    """``[lo, hi)`` slices of ``range(rows)``, one per thread (one slice if small)."""
+    """``[lo, hi)`` slices of ``range(rows)`` to share out (one slice if small).
+
+    Guided sizes: each piece is 1/(2 threads) of what is left, down to
+    ``PIECE_MINIMUM`` elements, so the first pieces are big (few dispatches)
+    and the last small (the threads finish within a small piece of each other).
+    A loop of at least ``MINIMUM`` elements gets at least one piece per thread.
+    """
     if elements < MINIMUM or _THREADS == 1 or rows == 1:
         return [(0, rows)]
-    parts = min(_THREADS, rows)
-    bounds = [rows * k // parts for k in range(parts + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
+    # rows in PIECE_MINIMUM elements, but at least one piece per thread
+    smallest = max(1, min(-(-PIECE_MINIMUM * rows // elements), rows // _THREADS))
+    pieces, lo = [], 0
+    while lo < rows:
+        hi = lo + max(smallest, (rows - lo) // (2 * _THREADS))
+        hi = rows if rows - hi < smallest else hi  # no sliver at the end
+        pieces.append((lo, hi))
+        lo = hi
+    return pieces
+
+
+class _Batch:
+    """Calls shared by several threads: each takes the next one until none is left.
+
+    Only C-level primitives are used on the way (``itertools.count``, a raw
+    lock), so a worker holds the GIL for microseconds per piece and never
+    keeps the calling thread waiting for Python bookkeeping."""
+
+    def __init__(self, kernel: Callable, calls: Sequence[tuple]):
+        self.kernel, self.calls = kernel, calls
+        self.taken = itertools.count()  # next() is atomic: no call is taken twice
+        self.finished_count = itertools.count(1)
+        self.finished = _thread.allocate_lock()
+        self.finished.acquire()  # released by whoever finishes the last call
+        self.error: BaseException | None = None
+
+    def work(self) -> None:
+        """Run calls until none is left (on the calling thread or a worker)."""
+        total = len(self.calls)
+        while True:
+            index = next(self.taken)
+            if index >= total:
+                return
+            try:
+                if self.error is None:
+                    self.kernel(*self.calls[index])
+            except BaseException as err:  # noqa: BLE001 - re-raised by run()
+                self.error = err
+            if next(self.finished_count) == total:
+                self.finished.release()
+
+
+# Persistent workers blocked on one queue (lighter than a ThreadPoolExecutor,
+# whose futures and conditions cost tens of microseconds of Python per call).
+_queue: queue.SimpleQueue = queue.SimpleQueue()
+_workers: list[threading.Thread] = []
+_workers_lock = threading.Lock()
+
+
+def _worker() -> None:
+    while True:
+        _queue.get().work()
+
+
+def _start_workers() -> None:
+    with _workers_lock:
+        while len(_workers) < _THREADS - 1:
+            worker = threading.Thread(target=_worker, daemon=True,
+                                      name=f"symgrad-kernel-{len(_workers)}")
+            worker.start()
+            _workers.append(worker)
+
+
+def _after_fork() -> None:
+    """A forked child has none of the parent's threads: start afresh."""
+    global _queue, _workers_lock
+    _queue = queue.SimpleQueue()
+    _workers.clear()
+    _workers_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def run(kernel: Callable, calls: Sequence[tuple]) -> None:
-    """Run ``kernel(*args)`` for every ``args`` in ``calls``, the first on this
-    thread and the rest on the pool, and wait for all of them."""
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=max(1, _THREADS - 1),
-                                   thread_name_prefix="symgrad-kernel")
-    futures = [_pool.submit(kernel, *args) for args in calls[1:]]
-    kernel(*calls[0])
-    for future in futures:
-        future.result()
+    """Run ``kernel(*args)`` for every ``args`` in ``calls``, on this thread and
+    the workers, and return when all have finished (re-raising the first error)."""
+    if len(calls) == 1:
+        kernel(*calls[0])
+        return
+    if len(_workers) < _THREADS - 1:
+        _start_workers()
+    batch = _Batch(kernel, calls)
+    for _ in range(min(_THREADS, len(calls)) - 1):
+        _queue.put(batch)
+    batch.work()
+    batch.finished.acquire()  # blocks (GIL released) until the last call is done
+    if batch.error is not None:
+        raise batch.error
