@@ -48,7 +48,8 @@ def _prune() -> None:
     global _prune_at
     with _lock:
         count = len(_pending)
-        keep = [r for r in _pending[:count] if _is_pending(r())]
+        # inlined _is_pending: this runs over thousands of references
+        keep = [r for r in _pending[:count] if (a := r()) is not None and a._value is None]
         del _pending[:count]  # appends made while we filtered stay
         _pending.extend(keep)
         _prune_at = max(1024, 2 * len(_pending))

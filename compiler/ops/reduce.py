@@ -153,8 +153,11 @@ def _reduced_size_types(types, *, axis, exclude):
 
 
 def _reduced_size(x, *, axis, exclude):
-    axes = reduced_axes(x.ndim, axis, exclude)
-    return np.full(1, math.prod([x.shape[a] for a in axes]), dtype=x.dtype)
+    if axis is None and not exclude:
+        size = x.size  # the gradient of a full mean: the common case, kept cheap
+    else:
+        size = math.prod([x.shape[a] for a in reduced_axes(x.ndim, axis, exclude)])
+    return np.array([size], dtype=x.dtype)
 
 
 register(OpDef(name="_reduced_size", infer=_reduced_size_types, impl=_reduced_size,
