@@ -24,9 +24,10 @@ def bind_arguments(opdef: OpDef, args: Sequence[Any], kwargs: dict,
     for variadic ops), then the attributes in declared order, as MXNet's
     generated functions do. Keywords name inputs or attributes.
     """
-    if not kwargs and not opdef.variadic and not callable(opdef.inputs) and \
-            len(args) == len(opdef.inputs) and all(is_tensor(a) for a in args):
-        return list(args), {}  # the common call: every input given positionally
+    if not opdef.variadic and not callable(opdef.inputs) and len(args) == len(opdef.inputs) \
+            and all(is_tensor(a) for a in args) and not any(k in opdef.inputs for k in kwargs):
+        # the common call: every input positional, attributes (if any) by keyword
+        return list(args), dict(kwargs)
     args = list(args)
     if opdef.variadic:
         inputs = [a for a in args if is_tensor(a)]

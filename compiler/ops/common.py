@@ -49,7 +49,13 @@ def broadcast_types(types, **_attrs) -> list[TensorType]:
     """numpy broadcasting of all input shapes; dtypes must agree."""
     dtype = require_same_dtype(types)
     first = types[0].shape
-    if all(t.shape == first for t in types):
+    if len(types) == 2:  # the common call; a bias added to rows, say
+        second = types[1].shape
+        if first[len(first) - len(second):] == second:
+            return [TensorType(first, dtype)]
+        if second[len(second) - len(first):] == first:
+            return [TensorType(second, dtype)]
+    elif all(t.shape == first for t in types):
         return [TensorType(first, dtype)]
     # By hand: numpy.broadcast_shapes costs several microseconds, paid by every
     # recorded broadcasting op.
