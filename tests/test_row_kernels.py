@@ -110,3 +110,27 @@ def test_gemm_into_writes_the_product_or_declines():
     square = rng.normal(size=(4, 4))
     assert not library.gemm_into(square, square, square, transpose_a=False,
                                  transpose_b=False)  # would overwrite its own input
+
+
+def test_shared_fills_never_reach_the_caller():
+    # A fill read only by kernels is made once per plan; one a library op reads
+    # (a reshape hands out a view) or one that is an output is fresh on every call.
+    from compiler import ProgramGraph
+    from compiler.lower.runner import compiled_runner
+
+    x = variable((2, 3), np.float32)
+    ones = make_node("_ones", [], {"shape": (1, 6), "dtype": "float32"})
+    through_kernel = make_node("broadcast_add", [Entry(x, 0), Entry(make_node(
+        "_full", [], {"shape": (1, 1), "dtype": "float32", "value": 2.0}), 0)], {})
+    viewed = make_node("Reshape", [Entry(ones, 0)], {"shape": (2, 3)})
+    returned = make_node("_ones", [], {"shape": (6, 1), "dtype": "float32"})
+    program = compiled_runner(ProgramGraph([x], [Entry(through_kernel, 0), Entry(viewed, 0),
+                                                 Entry(returned, 0)]))
+    arg = np.zeros((2, 3), np.float32)
+    first = program([arg])
+    for result in first:
+        result[...] = -7  # the caller owns what it was given
+    second = program([arg])
+    np.testing.assert_array_equal(second[0], np.full((2, 3), 2.0))
+    np.testing.assert_array_equal(second[1], np.ones((2, 3)))
+    np.testing.assert_array_equal(second[2], np.ones((6, 1)))

@@ -139,9 +139,10 @@ class _LibraryStep:
 
 
 class _ConstantStep:
-    """A fill (``_ones``, ``_zeros``, ``_full``) made once, when the plan is
-    built: steps never write into their inputs, so every call can read the same
-    array. A fill that is itself a program output is copied (the caller owns it)."""
+    """A fill (``_ones``, ``_zeros``, ``_full``) read only by kernels, made once
+    when the plan is built: kernels never write into their inputs, so every call
+    can read the same array. A fill that is itself a program output is copied
+    (the caller owns it)."""
 
     FILLS = ("_ones", "_zeros", "_full")
 
@@ -167,6 +168,11 @@ class _Plan:
         self.fused: list[_FusedStep] = []
         self.rows: list[library.RowStep] = []
         returned = {id(o.node) for o in self.graph.outputs if o is not None}
+        # A fill read only by kernels can be shared by every call; a library op
+        # might hand out a view of it (a reshape), which the caller could write.
+        read_by_library = {id(e.node) for node in self.graph.nodes()
+                           if not node.is_variable and node.op.name != "_fused"
+                           for e in node.inputs}
         for node in self.graph.nodes():
             if node.is_variable:
                 continue
@@ -179,7 +185,7 @@ class _Plan:
                 source = generate(node.attrs["body"], f"kernel{len(self.fused)}")
                 step = _FusedStep(node, source, inputs, outputs)
                 self.fused.append(step)
-            elif node.op.name in _ConstantStep.FILLS:
+            elif node.op.name in _ConstantStep.FILLS and id(node) not in read_by_library:
                 step = _ConstantStep(node, outputs, id(node) in returned)
             else:
                 row = library.row_step(node)
