@@ -126,7 +126,8 @@ def _last_axis(axis: int, ndim: int) -> bool:
 
 
 def _softmax(kernel, x, *, axis, temperature, take_log=False):
-    if not (_contiguous_float(x) and _last_axis(axis, x.ndim) and 0 < x.shape[-1] <= MAX_ROW):
+    if not (_contiguous_float(x) and x.ndim and _last_axis(axis, x.ndim)
+            and 0 < x.shape[-1] <= MAX_ROW):
         return None
     rows = x.reshape(-1, x.shape[-1])
     out = np.empty_like(x)
