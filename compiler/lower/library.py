@@ -10,8 +10,9 @@ loop over rows in the program's generated module (so it is compiled, cached
 on disk and inspected like any other kernel); anything else (another axis, a
 strided view, integer data, a very long row) keeps the numpy implementation.
 
-Accumulations run in float64 whatever the data type, so results agree with
-numpy's float32 pairwise sums to a few ulp and are never less accurate.
+Accumulations run in float64 whatever the data type: float32 results agree
+with numpy's float32 pairwise sums to a few ulp (rows are at most ``MAX_ROW``
+long), float64 ones to rounding.
 """
 
 from __future__ import annotations
