@@ -84,9 +84,6 @@ def _apply(step, values):
         return getattr(nd, op)(x)
     if kind == "binary":
         y = values[step[3]]
-        if op == "dot" and max(x.ndim, y.ndim) > 2:
-            # N-d dot has no gradient rule yet (a clear error, tested elsewhere)
-            raise MXNetError("dot: N-d operands are left out of random graphs")
         return getattr(nd, op)(x, y)
     if kind == "scalar":
         return getattr(nd, op)(x, scalar=step[3])
@@ -320,13 +317,21 @@ def test_regression_elemwise_ops_refuse_broadcasting_eagerly_too():
                 getattr(nd, op)(x, nd.ones(()))
 
 
-def test_regression_n_dimensional_dot_gradient_is_a_clear_error():
-    # Found by fuzzing: the forward of dot on 3-d operands works, its gradient is not
-    # written yet; it must say so rather than fail obscurely.
-    x = nd.ones((2, 2, 2))
+def test_regression_n_dimensional_dot_has_a_gradient():
+    # Found by fuzzing: the forward of dot on 3-d operands worked, its gradient was
+    # missing. It now contracts through 2-D dots; transposed N-d operands still
+    # have no gradient and say so.
+    data = np.arange(8.0).reshape(2, 2, 2) / 8
+    x = nd.array(data, dtype="float64")
     x.attach_grad()
     with autograd.record():
         y = nd.dot(x, x).sum()
+    y.backward()
+    # d/dx sum_ijlm x[i,j,k] x[k,l,m] = sum_lm x[k,l,m] (as lhs) + sum_ij x[i,j,k'] (as rhs)
+    expected = (data.sum(axis=(1, 2))[None, None, :] + data.sum(axis=(0, 1))[:, None, None]
+                + np.zeros((2, 2, 2)))
+    np.testing.assert_allclose(x.grad.asnumpy(), expected, rtol=1e-12)
+    with autograd.record():
+        y = nd.dot(x, x, transpose_a=True).sum()
     with pytest.raises(MXNetError, match=r"dot: no gradient for shapes \(2, 2, 2\)"):
         y.backward()
-    np.testing.assert_array_equal(x.grad.asnumpy(), np.zeros((2, 2, 2)))

@@ -56,21 +56,26 @@ def dot_grad(g, a, b, *, out, transpose_a, transpose_b):
     """ga = g b^T, gb = a^T g (with the transposes and vector cases folded in)"""
     if a.ndim == 1 and b.ndim == 1:
         return g * b, g * a
+    if max(a.ndim, b.ndim) > 2:
+        if transpose_a or transpose_b:
+            raise GraphError(f"dot: no gradient for shapes {a.shape} x {b.shape} with "
+                             f"transpose_a={transpose_a}, transpose_b={transpose_b}")
+        # N-d: the same contraction as 2-D dots of a flattened to (m, k), b to
+        # (k, n) and g to (m, n), so that the gradient differentiates again. The
+        # reshapes use MXNet's codes (0 copies an axis, -1 takes the rest), not
+        # sizes: a new batch size must not change the gradient graph.
+        flat_a = F.reshape(a, shape=(-1, 0), reverse=True)
+        flat_b = F.reshape(b, shape=(0, -1))
+        leading = F.reshape(g, shape=(-1,) + (0,) * (b.ndim - 1), reverse=True)
+        flat_g = F.reshape(leading, shape=(0, -1))
+        return (F.reshape_like(F.dot(flat_g, flat_b, transpose_b=True), a),
+                F.reshape_like(F.dot(flat_a, flat_g, transpose_a=True), b))
     if a.ndim == 1:
         return (F.dot(g, b) if transpose_b else F.dot(b, g),
                 _outer(g, a) if transpose_b else _outer(a, g))
     if b.ndim == 1:
         return (_outer(b, g) if transpose_a else _outer(g, b),
                 F.dot(a, g, transpose_a=not transpose_a))
-    if b.ndim > 2 or (a.ndim > 2 and (transpose_a or transpose_b)):
-        raise GraphError(f"dot: no gradient for shapes {a.shape} x {b.shape} with "
-                         f"transpose_a={transpose_a}, transpose_b={transpose_b}")
-    if a.ndim > 2:
-        flat_a = F.reshape(a, shape=(-1, 0), reverse=True)
-        flat_g = F.reshape(g, shape=(-1, 0), reverse=True)
-        # 2-D dots only, so that the gradient differentiates again
-        return (F.reshape_like(F.dot(flat_g, b, transpose_b=True), a),
-                F.dot(flat_a, flat_g, transpose_a=True))
     if not transpose_a and not transpose_b:
         return F.dot(g, b, transpose_b=True), F.dot(a, g, transpose_a=True)
     if transpose_a and not transpose_b:
