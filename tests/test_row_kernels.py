@@ -134,3 +134,11 @@ def test_shared_fills_never_reach_the_caller():
     np.testing.assert_array_equal(second[0], np.full((2, 3), 2.0))
     np.testing.assert_array_equal(second[1], np.ones((2, 3)))
     np.testing.assert_array_equal(second[2], np.ones((6, 1)))
+
+
+def test_explain_shows_the_row_kernels_a_program_uses():
+    import compiler
+    import symgrad as mx
+
+    text = compiler.explain(mx.sym.log_softmax(mx.sym.var("x", shape=(4, 3)), axis=1))
+    assert "# row kernels (for log_softmax)" in text and "def lib_softmax_rows" in text

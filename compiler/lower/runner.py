@@ -348,6 +348,9 @@ class CompiledProgram:
         for step in self.fused:
             parts.append(f"# {step.source.name}: loop rank {step.source.rank}\n"
                          f"{step.source.source}")
+        if self.plan.rows:
+            names = ", ".join(sorted({row.node.op.name for row in self.plan.rows}))
+            parts.append(f"# row kernels (for {names})\n{library.module_text()}")
         return "\n\n".join(parts)
 
 
