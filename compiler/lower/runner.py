@@ -195,7 +195,8 @@ class _Plan:
             self.steps.append(step)
         self.num_slots = count
         self.num_inputs = len(self.graph.inputs)
-        self.has_callbacks = any(isinstance(step, _LibraryStep) and step.node.op.kind == "opaque"
+        # User callbacks (autograd Functions) are the ops that take a "callback" attr.
+        self.has_callbacks = any(isinstance(step, _LibraryStep) and "callback" in step.node.op.attrs
                                  for step in self.steps)
         self.output_slots = [None if o is None else slot[(id(o.node), o.index)]
                              for o in self.graph.outputs]

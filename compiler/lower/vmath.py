@@ -219,6 +219,14 @@ def _float_layout(ft: Any) -> tuple[ir.IntType, int, int]:
 # widens int32 arithmetic to int64, which would halve the float32 vector width.
 
 
+def _power_of_two(builder: Any, k: Any, ft: Any, float_type: Any) -> Any:
+    """LLVM IR for the float 2**k of an integer ``k`` (in the low bits of an
+    integer the width of ``ft``): its exponent field, (k + bias) << mant."""
+    it, mant, bias = _float_layout(ft)
+    biased = builder.add(k, ir.Constant(it, bias))
+    return builder.bitcast(builder.shl(biased, ir.Constant(it, mant)), float_type)
+
+
 @intrinsic
 def _pow2(typingctx: Any, k: Any) -> Any:
     """2**k for a float k holding an integer with a normal result (the
@@ -227,10 +235,8 @@ def _pow2(typingctx: Any, k: Any) -> Any:
         raise TypingError("_pow2 needs a float")
 
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        it, mant, bias = _float_layout(k)
-        ki = builder.fptosi(args[0], it)
-        biased = builder.add(ki, ir.Constant(it, bias))
-        return builder.bitcast(builder.shl(biased, ir.Constant(it, mant)), args[0].type)
+        it, _, _ = _float_layout(k)
+        return _power_of_two(builder, builder.fptosi(args[0], it), k, args[0].type)
 
     return k(k), codegen
 
@@ -269,10 +275,8 @@ def _pow2_shifted(typingctx: Any, kf: Any) -> Any:
         raise TypingError("_pow2_shifted needs a float")
 
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        it, mant, bias = _float_layout(kf)
-        b = builder.bitcast(args[0], it)
-        biased = builder.add(b, ir.Constant(it, bias))
-        return builder.bitcast(builder.shl(biased, ir.Constant(it, mant)), args[0].type)
+        it, _, _ = _float_layout(kf)
+        return _power_of_two(builder, builder.bitcast(args[0], it), kf, args[0].type)
 
     return kf(kf), codegen
 
