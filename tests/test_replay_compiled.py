@@ -10,7 +10,7 @@ import pytest
 import compiler
 import symgrad as mx
 from compiler.lower.runner import CompiledProgram, wait_for_compilation
-from symgrad import autograd, nd
+from symgrad import autograd, executor, nd
 
 RNG = np.random.default_rng(7)
 
@@ -285,8 +285,11 @@ def test_executor_grad_req_write_and_add_on_compiled_programs(compiled):
 
 
 def test_compile_reuses_only_the_buffers_its_caller_dropped(compiled):
+    # Results under executor._RECYCLE_BYTES are never recycled (allocating them is
+    # cheaper): these are large enough to be, small enough to stay on one thread.
     function = mx.compile(w1_symbol(), wrt=["x", "w", "b"])
-    first_inputs, second_inputs = w1_inputs(500), w1_inputs(500)
+    n = 2 * executor._RECYCLE_BYTES // 8
+    first_inputs, second_inputs = w1_inputs(n), w1_inputs(n)
     _, kept = function(**first_inputs)
     kept_copy = {k: v.copy() for k, v in kept.items()}
     _, grads = function(**second_inputs)  # must not write into the arrays still held
