@@ -25,7 +25,7 @@ import numpy as np
 
 from ..ir import Node
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # Longer rows gain nothing from a kernel (numpy's overhead is amortised) and a
 # float64 running sum would drift further from numpy's pairwise sum.
 MAX_ROW = 4096
@@ -98,7 +98,7 @@ def lib_pick_grad_rows(g, index, wrap, out):
 
 
 def _contiguous_float(a: np.ndarray) -> bool:
-    return a.dtype in _FLOATS and a.flags.c_contiguous
+    return a.dtype in FLOATS and a.flags.c_contiguous
 
 
 @dataclass
@@ -164,7 +164,7 @@ def _mean(kernel, x, *, axis, keepdims, exclude):
 
 def _pick(kernel, data, index, *, axis, keepdims, mode):
     if not (data.ndim == 2 and axis % 2 == 1 and _contiguous_float(data)
-            and index.size == data.shape[0] and index.dtype in _FLOATS and data.shape[1] > 0):
+            and index.size == data.shape[0] and index.dtype in FLOATS and data.shape[1] > 0):
         return None
     out = np.empty((data.shape[0], 1) if keepdims else (data.shape[0],), data.dtype)
     kernel(data, np.ascontiguousarray(index).reshape(-1), mode == "wrap", out.reshape(-1))
@@ -172,8 +172,8 @@ def _pick(kernel, data, index, *, axis, keepdims, mode):
 
 
 def _pick_grad(kernel, g, index, like, *, axis, mode):
-    if not (like.ndim == 2 and axis % 2 == 1 and g.dtype in _FLOATS and g.size == like.shape[0]
-            and index.size == like.shape[0] and index.dtype in _FLOATS and like.shape[1] > 0):
+    if not (like.ndim == 2 and axis % 2 == 1 and g.dtype in FLOATS and g.size == like.shape[0]
+            and index.size == like.shape[0] and index.dtype in FLOATS and like.shape[1] > 0):
         return None
     out = np.empty(like.shape, g.dtype)
     kernel(np.ascontiguousarray(g).reshape(-1), np.ascontiguousarray(index).reshape(-1),
@@ -195,7 +195,7 @@ def row_step(node: Node) -> RowStep | None:
     """A :class:`RowStep` for ``node`` if its op has a row kernel and its output
     is floating point (the kernels accumulate in float64), else None."""
     lowering = _LOWERINGS.get(node.op.name)
-    if lowering is None or node.types[0].dtype not in _FLOATS:
+    if lowering is None or node.types[0].dtype not in FLOATS:
         return None
     name, run = lowering
     return RowStep(node, name, run)
@@ -215,7 +215,7 @@ def gemm_into(a: np.ndarray, b: np.ndarray, target: np.ndarray, *, transpose_a: 
     a = a.T if transpose_a else a
     b = b.T if transpose_b else b
     if not (target.flags.c_contiguous and target.dtype == a.dtype == b.dtype and
-            target.shape == (a.shape[0], b.shape[1]) and target.dtype in _FLOATS) \
+            target.shape == (a.shape[0], b.shape[1]) and target.dtype in FLOATS) \
             or np.may_share_memory(target, a) or np.may_share_memory(target, b):
         return False
     np.dot(a, b, out=target)

@@ -25,6 +25,7 @@ from ..ir import Node
 from ..passes import format_graph, run_pipeline, simplify
 from ..program import ProgramGraph, interpret_runner
 from . import cache, library, threads
+from .entry import EntrySource, entry_runner, generate_entry
 from .codegen import KernelSource, generate
 
 
@@ -161,8 +162,10 @@ class _Plan:
     def __init__(self, graph: ProgramGraph):
         self.graph = run_pipeline(graph)
         slot: dict[tuple[int, int], int] = {}
+        self.slot_types = []
         for i, var in enumerate(self.graph.inputs):
             slot[(id(var), 0)] = i
+            self.slot_types.append(var.types[0])
         count = len(self.graph.inputs)
         self.steps: list[Any] = []
         self.fused: list[_FusedStep] = []
@@ -181,6 +184,7 @@ class _Plan:
             for k, s in enumerate(outputs):
                 slot[(id(node), k)] = s
             count += node.num_outputs
+            self.slot_types.extend(node.types)
             if node.op.name == "_fused":
                 source = generate(node.attrs["body"], f"kernel{len(self.fused)}")
                 step = _FusedStep(node, source, inputs, outputs)
@@ -200,8 +204,13 @@ class _Plan:
                                  for step in self.steps)
         self.output_slots = [None if o is None else slot[(id(o.node), o.index)]
                              for o in self.graph.outputs]
+        # More than one step: worth one compiled call for the whole program.
+        self.entry: EntrySource | None = None
+        if len(self.steps) > 1 and not self.has_callbacks:
+            self.entry = generate_entry(self)
         self.module_text = "\n\n".join(["@_jit\n" + step.source.source for step in self.fused]
-                                       + ([library.module_text()] if self.rows else []))
+                                       + ([library.module_text()] if self.rows else [])
+                                       + ([self.entry.source] if self.entry else []))
 
 
 class CompiledProgram:
@@ -223,6 +232,7 @@ class CompiledProgram:
         self._compiling: threading.Thread | None = None
         self._lock = threading.Lock()
         self._direct: Callable | None = None  # set once the kernels are ready
+        self._entry: Callable | None = None  # likewise
 
     @property
     def plan(self) -> _Plan:
@@ -291,7 +301,28 @@ class CompiledProgram:
             else:
                 step(slots)
         self._direct = _direct_runner(self.plan)
+        self._entry = self._compile_entry(args)
         self._ready = True
+
+    def _compile_entry(self, args: Sequence[np.ndarray]) -> Callable | None:
+        """Compile the whole-program entry (see :mod:`.entry`) if the plan has one.
+        A failure is a generator bug, not the user's: one warning, and the program
+        runs step by step."""
+        source = self.plan.entry
+        if source is None or not all(isinstance(a, np.ndarray) for a in args):
+            return None
+        limit = threads.MINIMUM if threads.count() > 1 else 1 << 62
+        try:
+            function = cache.load(self.plan.module_text).program_entry
+            run = entry_runner(function, source, len(self.plan.output_slots), limit)
+            arrays = [np.ascontiguousarray(a) for a in args]
+            targets = [np.empty((0,) * ndim, dtype) for _, dtype, ndim in source.destinations]
+            cache.first_call(function, [*arrays, *source.constants, *targets, limit])
+        except Exception as err:  # noqa: BLE001
+            warnings.warn(f"symgrad: cannot compile a program's entry ({type(err).__name__}: "
+                          f"{err}); running it step by step", RuntimeWarning, stacklevel=2)
+            return None
+        return run
 
     def _start(self, args: Sequence[np.ndarray]) -> None:
         copies = [np.array(a) for a in args]  # the caller may overwrite its arrays
@@ -326,6 +357,11 @@ class CompiledProgram:
         direct = self._direct
         if direct is not None:
             results = direct(args, out)
+            if results is not None:
+                return results
+        entry = self._entry
+        if entry is not None:
+            results = entry(args, out)
             if results is not None:
                 return results
         plan = self._plan

@@ -1,0 +1,294 @@
+"""One compiled call per program: a numba function that runs every step.
+
+A program is a list of steps (fused kernels, matrix products, row kernels,
+fills). Run from Python, each step costs 5-20 us of bookkeeping on the
+benchmark machine (slots, shape checks, allocation, a numba dispatch), which on
+a small training step (W2 at B=128: seventeen steps) adds up to more than the
+arithmetic. Where every step has a numba form, this module writes one more
+function into the program's generated module, ``program_entry``, that calls the
+kernels, BLAS (numba's ``np.dot``) and the row kernels itself: one dispatch.
+
+The entry runs a step only as the step runner would on the calling thread. It
+gives up (returns ``False`` first, and empty arrays) when a fused loop is big
+enough to be split over threads or a row kernel would decline (a row longer
+than ``library.MAX_ROW``, sizes that disagree); the caller then remembers the
+input shapes and takes the step runner for them. That happens before any
+destination is written, or in a step after which the step runner recomputes
+every destination it writes, so giving up never leaves a wrong result behind.
+
+Destinations (``.grad`` buffers with grad_req 'write') are passed in; a step
+writes straight into its destination where the step runner would: a matrix
+product whose destination does not overlap its operands, an elementwise kernel
+output. Missing destinations are passed as empty arrays of the right type so
+that the entry keeps one signature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import library
+
+_NATIVE_ROWS = ("softmax", "log_softmax", "sum", "mean", "pick", "_pick_grad")
+
+
+@dataclass
+class EntrySource:
+    """Source of a program's entry and what its caller passes and gets back."""
+
+    source: str
+    constants: list[Any]  # the plan's fill arrays, passed after the inputs
+    destinations: list[tuple[int, np.dtype, int]]  # (output position, dtype, ndim)
+    outputs: list[tuple[int, int]]  # (output position, slot), in the order returned
+
+
+class _Writer:
+    """Accumulates the entry's lines; names arrays by slot (``s12``)."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.lines: list[str] = []
+        # slot -> destination parameter for slots that are program outputs
+        self.destination: dict[int, str] = {}
+        self.bail = ""  # the statement that gives up, set once outputs are known
+
+    def emit(self, line: str) -> None:
+        self.lines.append("    " + line)
+
+    def give_up_if(self, condition: str) -> None:
+        self.emit(f"if {condition}:")
+        self.emit(f"    {self.bail}")
+
+
+def _shape_tuple(parts: list[str]) -> str:
+    return f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"
+
+
+def _fused(w: _Writer, step) -> None:
+    source = step.source
+    dims = []
+    for axis, (i, input_axis) in enumerate(source.shape_from):
+        w.emit(f"n{step.outputs[0]}_{axis} = s{step.inputs[i]}.shape[{input_axis}]")
+        dims.append(f"n{step.outputs[0]}_{axis}")
+    if len(dims) > 0:
+        # the step runner would split this loop over threads
+        w.give_up_if(f"{dims[0]} > 1 and {' * '.join(dims)} >= limit")
+    for spec, slot in zip(source.outputs, step.outputs):
+        shape = _shape_tuple(["1" if a is None else dims[a] for a in spec.axes])
+        fresh = f"np.empty({shape}, np.{spec.dtype.name})"
+        target = w.destination.get(slot)
+        if target is not None and not spec.reduce:
+            w.emit(f"s{slot} = {target} if {target}.shape == {shape} else {fresh}")
+        else:
+            w.emit(f"s{slot} = {fresh}")
+    arguments = [f"s{i}" for i in step.inputs] + [f"s{o}" for o in step.outputs]
+    w.emit(f"{source.name}({', '.join(arguments)})")
+    for j, kept in step.means:
+        count = " * ".join([d for a, d in enumerate(dims) if a not in kept]) or "1"
+        w.emit(f"s{step.outputs[j]} /= np.{source.outputs[j].dtype.name}({count})")
+
+
+def _dot(w: _Writer, step) -> bool:
+    node = step.node
+    if not (step.gemm and node.types[0].dtype in library.FLOATS):
+        return False
+    a, b = (f"s{i}" for i in step.inputs)
+    a = f"{a}.T" if node.attrs["transpose_a"] else a
+    b = f"{b}.T" if node.attrs["transpose_b"] else b
+    slot = step.outputs[0]
+    target = w.destination.get(slot)
+    if target is None:
+        w.emit(f"s{slot} = np.dot({a}, {b})")
+        return True
+    w.emit(f"if {target}.shape == ({a}.shape[0], {b}.shape[1]):")
+    w.emit(f"    s{slot} = {target}")
+    w.emit(f"    np.dot({a}, {b}, s{slot})")
+    w.emit("else:")
+    w.emit(f"    s{slot} = np.dot({a}, {b})")
+    return True
+
+
+def _row(w: _Writer, step) -> bool:
+    node, row = step.node, step.row
+    name, attrs = node.op.name, node.attrs
+    args = [f"s{i}" for i in step.inputs]
+    out = f"s{step.outputs[0]}"
+    ndim, dtype = len(node.inputs[0].shape), node.types[0].dtype
+    if name in ("softmax", "log_softmax"):
+        if not (ndim and attrs["axis"] in (-1, ndim - 1)):
+            return False
+        x = args[0]
+        w.give_up_if(f"{x}.shape[-1] == 0 or {x}.shape[-1] > {library.MAX_ROW}")
+        w.emit(f"{out} = np.empty_like({x})")
+        rows = f"({x}.size // {x}.shape[-1], {x}.shape[-1])"
+        temperature = float(attrs["temperature"] or 1.0)
+        w.emit(f"{row.kernel_name}({x}.reshape({rows}), np.{dtype.name}({temperature!r}), "
+               f"{name == 'log_softmax'}, {out}.reshape({rows}))")
+        return True
+    if name in ("sum", "mean"):
+        axis, keepdims = attrs["axis"], attrs["keepdims"]
+        if attrs["exclude"] or not ndim:
+            return False
+        x = args[0]
+        if axis is None or sorted(a % ndim for a in axis) == list(range(ndim)):
+            length, shape = f"{x}.size", _shape_tuple(["1"] * (ndim if keepdims else 1))
+        elif len(axis) == 1 and axis[0] in (-1, ndim - 1) and ndim > 1:
+            length = f"{x}.shape[-1]"
+            kept = [f"{x}.shape[{a}]" for a in range(ndim - 1)]
+            shape = _shape_tuple(kept + ["1"] if keepdims else kept)
+        else:
+            return False
+        w.give_up_if(f"{length} == 0 or {length} > {library.MAX_ROW}")
+        scale = f"1.0 / {length}" if name == "mean" else "1.0"
+        w.emit(f"{out} = np.empty({shape}, np.{dtype.name})")
+        w.emit(f"{row.kernel_name}({x}.reshape(({x}.size // {length}, {length})), {scale}, "
+               f"{out}.reshape({out}.size))")
+        return True
+    if node.inputs[1].dtype not in library.FLOATS or attrs["axis"] % 2 != 1:
+        return False
+    wrap = attrs["mode"] == "wrap"
+    if name == "pick":
+        data, index = args
+        if ndim != 2:
+            return False
+        w.give_up_if(f"{index}.size != {data}.shape[0] or {data}.shape[1] == 0")
+        shape = f"({data}.shape[0], 1)" if attrs["keepdims"] else f"({data}.shape[0],)"
+        w.emit(f"{out} = np.empty({shape}, np.{dtype.name})")
+        w.emit(f"{row.kernel_name}({data}, {index}.reshape({index}.size), {wrap}, "
+               f"{out}.reshape({out}.size))")
+        return True
+    g, index, like = args  # _pick_grad
+    if len(node.inputs[2].shape) != 2:
+        return False
+    w.give_up_if(f"{g}.size != {like}.shape[0] or {index}.size != {like}.shape[0] "
+                 f"or {like}.shape[1] == 0")
+    w.emit(f"{out} = np.empty({like}.shape, np.{dtype.name})")
+    w.emit(f"{row.kernel_name}({g}.reshape({g}.size), {index}.reshape({index}.size), "
+           f"{wrap}, {out})")
+    return True
+
+
+def _reduced_size(w: _Writer, step) -> bool:
+    node = step.node
+    x = f"s{step.inputs[0]}"
+    ndim = len(node.inputs[0].shape)
+    from ..ops.reduce import reduced_axes
+    axes = reduced_axes(ndim, node.attrs["axis"], node.attrs["exclude"])
+    size = " * ".join(f"{x}.shape[{a}]" for a in axes) or "1"
+    w.emit(f"s{step.outputs[0]} = np.full(1, {size}, np.{node.types[0].dtype.name})")
+    return True
+
+
+def _empty(dtype: np.dtype, ndim: int) -> str:
+    return f"np.empty({_shape_tuple(['0'] * ndim) if ndim else '()'}, np.{dtype.name})"
+
+
+def generate_entry(plan) -> EntrySource | None:
+    """The entry's source for ``plan`` (a ``runner._Plan``), or None when some step
+    has no numba form (then the program runs step by step)."""
+    from .runner import _ConstantStep, _FusedStep  # the step classes live there
+
+    w = _Writer(plan)
+    outputs = [(k, slot) for k, slot in enumerate(plan.output_slots) if slot is not None]
+    destinations = []
+    for k, slot in outputs:
+        if slot >= plan.num_inputs and slot not in w.destination:
+            w.destination[slot] = f"d{k}"
+            slot_type = plan.slot_types[slot]
+            destinations.append((k, slot_type.dtype, len(slot_type.shape)))
+    # A destination that overlaps an input is not used: a step writing into it
+    # would change what a later step reads (and what a rerun would read).
+    for k, dtype, ndim in destinations:
+        clashes = " or ".join(f"overlaps(d{k}, s{i})" for i in range(plan.num_inputs))
+        if clashes:
+            w.emit(f"if {clashes}:")
+            w.emit(f"    d{k} = {_empty(dtype, ndim)}")
+    types = [plan.slot_types[slot] for _, slot in outputs]
+    empties = "".join(f"{_empty(t.dtype, len(t.shape))}, " for t in types)
+    w.bail = f"return (False, {empties})"
+    constants = []
+    for step in plan.steps:
+        if isinstance(step, _ConstantStep):
+            name = f"c{len(constants)}"
+            constants.append(step.value)
+            w.emit(f"s{step.outputs[0]} = {name}{'.copy()' if step.is_output else ''}")
+        elif isinstance(step, _FusedStep):
+            _fused(w, step)
+        elif step.node.op.name == "dot":
+            if not _dot(w, step):
+                return None
+        elif step.row is not None and step.node.op.name in _NATIVE_ROWS:
+            if not _row(w, step):
+                return None
+        elif step.node.op.name == "_reduced_size":
+            _reduced_size(w, step)
+        else:
+            return None
+    returned = "".join(f"s{slot}.copy(), " if slot < plan.num_inputs else f"s{slot}, "
+                       for _, slot in outputs)
+    params = ([f"s{i}" for i in range(plan.num_inputs)] + [f"c{i}" for i in range(len(constants))]
+              + [f"d{k}" for k, _, _ in destinations] + ["limit"])
+    lines = ["@_jit", f"def program_entry({', '.join(params)}):", *w.lines,
+             f"    return (True, {returned})"]
+    return EntrySource("\n".join(lines) + "\n" + _HELPERS, constants, destinations, outputs)
+
+
+_HELPERS = '''
+
+@_jit
+def overlaps(a, b):
+    # whether the byte ranges of two contiguous arrays intersect
+    if a.size == 0 or b.size == 0:
+        return False
+    a0, b0 = a.ctypes.data, b.ctypes.data
+    return a0 < b0 + b.size * b.itemsize and b0 < a0 + a.size * a.itemsize
+'''
+
+
+def entry_runner(function, source: EntrySource, num_outputs: int, limit: int):
+    """``run(args, out=None)`` calling the compiled entry ``function``: returns the
+    program's outputs, or None when the step runner must run instead (an input
+    that is not a writeable C-contiguous array, or input shapes for which the
+    entry gave up; those are remembered).
+
+    ``limit`` is the loop size from which the step runner would use threads."""
+    constants = source.constants
+    specs = [(k, dtype, ndim, np.empty((0,) * ndim, dtype))
+             for k, dtype, ndim in source.destinations]
+    empty_out = [spec[3] for spec in specs]
+    positions = [k for k, _ in source.outputs]
+    in_order = positions == list(range(num_outputs))
+    declined: set[tuple] = set()  # input shapes the entry gave up on
+
+    def run(args, out=None):
+        for a in args:
+            flags = a.flags
+            # anything else is another numba type: a new compilation, on this thread
+            if not (flags.c_contiguous and flags.writeable):
+                return None
+        if declined and tuple([a.shape for a in args]) in declined:
+            return None
+        if out is None:
+            targets = empty_out
+        else:
+            targets = []
+            for k, dtype, ndim, empty in specs:
+                t = out[k]
+                fits = (t is not None and t.dtype == dtype and t.ndim == ndim
+                        and t.flags.c_contiguous and t.flags.writeable)
+                targets.append(t if fits else empty)
+        result = function(*args, *constants, *targets, limit)
+        if not result[0]:
+            declined.add(tuple([a.shape for a in args]))
+            return None
+        if in_order:
+            return list(result[1:])
+        values: list = [None] * num_outputs
+        for k, value in zip(positions, result[1:]):
+            values[k] = value
+        return values
+
+    return run

@@ -1,0 +1,196 @@
+"""The whole-program entry (compiler/lower/entry.py): a program of several steps
+runs as one compiled call, gives what the step runner gives, writes into the
+destinations it may write, and hands back to the step runner what it must not
+run (loops big enough for threads, rows the row kernels decline, inputs of
+another layout)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compiler.interpret import evaluate
+from compiler.ir import Entry
+from compiler.lower import library, threads
+from compiler.lower.runner import CompiledProgram
+from compiler.program import ProgramGraph
+from compiler.registry import make_node, variable
+from symgrad import autograd, nd
+
+
+def op(name, *inputs, **attrs):
+    return Entry(make_node(name, [e if isinstance(e, Entry) else Entry(e, 0) for e in inputs],
+                           attrs), 0)
+
+
+def mlp_graph(batch, features, classes, dtype):
+    """The W2 step's shape of program, forward values and a product as outputs."""
+    X = variable((batch, features), dtype, "X")
+    W = variable((features, classes), dtype, "W")
+    b = variable((classes,), dtype, "b")
+    y = variable((batch,), dtype, "y")
+    z = op("broadcast_add", op("dot", X, W), b)
+    logp = op("log_softmax", z, axis=1)
+    loss = op("mean", op("negative", op("pick", logp, y, axis=1)))
+    back = op("dot", X, op("softmax", z, axis=-1), transpose_a=True)
+    return ProgramGraph([X, W, b, y], [loss, back, op("sum", logp, axis=1), None])
+
+
+def mlp_inputs(batch, features, classes, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(batch, features)).astype(dtype),
+            rng.normal(size=(features, classes)).astype(dtype),
+            rng.normal(size=classes).astype(dtype),
+            rng.integers(0, classes, batch).astype(dtype)]
+
+
+def compiled(graph, args):
+    program = CompiledProgram(graph)
+    program._compile([np.array(a) for a in args])
+    assert program._ready
+    return program
+
+
+def reference(graph, args):
+    return evaluate(graph.live_outputs(), {var: (a,) for var, a in zip(graph.inputs, args)})
+
+
+def counting(program):
+    """Wrap the program's entry so that tests see whether it ran."""
+    calls = {"ran": 0, "declined": 0}
+    entry = program._entry
+
+    def run(args, out=None):
+        result = entry(args, out)
+        calls["ran" if result is not None else "declined"] += 1
+        return result
+
+    program._entry = run
+    return calls
+
+
+def assert_outputs(got, graph, args, dtype):
+    expected = reference(graph, args)
+    live = [g for g, o in zip(got, graph.outputs) if o is not None]
+    assert [g is None for g, o in zip(got, graph.outputs) if o is None] == \
+        [True] * graph.outputs.count(None)
+    tolerance = 1e-12 if dtype == np.float64 else 2e-5
+    for g, e in zip(live, expected):
+        assert g.shape == e.shape and g.dtype == e.dtype
+        np.testing.assert_allclose(g, e, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_program_of_several_steps_runs_as_one_call(dtype):
+    graph = mlp_graph(16, 12, 5, dtype)
+    args = mlp_inputs(16, 12, 5, dtype)
+    program = compiled(graph, args)
+    assert program.plan.entry is not None and "def program_entry" in program.plan.module_text
+    calls = counting(program)
+    assert_outputs(program(args), graph, args, dtype)
+    # another batch size: the same entry
+    other = mlp_inputs(9, 12, 5, dtype, seed=1)
+    assert_outputs(program(other), graph, other, dtype)
+    assert calls == {"ran": 2, "declined": 0}
+
+
+def test_products_go_straight_into_their_destinations():
+    graph = mlp_graph(16, 12, 5, np.float64)
+    args = mlp_inputs(16, 12, 5, np.float64)
+    program = compiled(graph, args)
+    target = np.full((12, 5), np.nan)
+    got = program(args, [None, target, None, None])
+    assert got[1] is target
+    assert_outputs(got, graph, args, np.float64)
+    # a destination that does not fit is left alone
+    wrong = np.full((5, 12), np.nan)
+    got = program(args, [None, wrong, None, None])
+    assert got[1] is not wrong and np.isnan(wrong).all()
+    assert_outputs(got, graph, args, np.float64)
+
+
+def test_a_destination_that_overlaps_an_input_is_not_written():
+    graph = mlp_graph(16, 12, 5, np.float64)
+    args = mlp_inputs(16, 12, 5, np.float64)
+    program = compiled(graph, args)
+    expected = reference(graph, [a.copy() for a in args])
+    aliased = args[1]  # the destination of dot(X.T, ...) is W itself
+    before = aliased.copy()
+    got = program(args, [None, aliased, None, None])
+    np.testing.assert_array_equal(aliased, before)
+    np.testing.assert_allclose(got[1], expected[1], rtol=1e-12)
+
+
+def test_loops_big_enough_for_threads_go_to_the_step_runner():
+    rows = threads.MINIMUM // 8 + 1  # a (rows, 8) loop reaches the threshold
+    graph = mlp_graph(rows, 3, 8, np.float32)
+    args = mlp_inputs(rows, 3, 8, np.float32)
+    program = compiled(graph, mlp_inputs(4, 3, 8, np.float32))
+    calls = counting(program)
+    for _ in range(2):
+        assert_outputs(program(args), graph, args, np.float32)
+    small = mlp_inputs(4, 3, 8, np.float32)
+    assert_outputs(program(small), graph, small, np.float32)
+    if threads.count() > 1:
+        # declined once, then known; the small call still runs as one call
+        assert calls == {"ran": 1, "declined": 2}
+
+
+def test_rows_the_row_kernels_decline_go_to_the_step_runner():
+    classes = library.MAX_ROW + 1
+    graph = mlp_graph(2, 3, classes, np.float64)
+    args = mlp_inputs(2, 3, classes, np.float64)
+    program = compiled(graph, mlp_inputs(2, 3, 4, np.float64))
+    calls = counting(program)
+    assert_outputs(program(args), graph, args, np.float64)
+    assert calls["declined"] == 1
+
+
+def test_inputs_of_another_layout_go_to_the_step_runner():
+    graph = mlp_graph(6, 4, 3, np.float64)
+    args = mlp_inputs(6, 4, 3, np.float64)
+    program = compiled(graph, args)
+    calls = counting(program)
+    strided = [np.asfortranarray(args[0]), *args[1:]]
+    assert_outputs(program(strided), graph, strided, np.float64)
+    frozen = [a.copy() for a in args]
+    frozen[2].flags.writeable = False
+    assert_outputs(program(frozen), graph, frozen, np.float64)
+    assert calls == {"ran": 0, "declined": 2}
+
+
+def test_programs_with_a_step_it_cannot_run_have_no_entry():
+    x = variable((3, 4), np.float64, "x")
+    graph = ProgramGraph([x], [op("sort", op("exp", x)), op("sum", x)])
+    args = [np.random.default_rng(2).normal(size=(3, 4))]
+    program = compiled(graph, args)
+    assert program.plan.entry is None
+    assert_outputs(program(args), graph, args, np.float64)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_steps_through_the_entry_match_the_interpreter(monkeypatch, dtype):
+    rng = np.random.default_rng(3)
+    data = {"X": rng.random((32, 20)), "W1": rng.normal(size=(20, 16)) / 4,
+            "b1": rng.normal(size=16) / 10, "W2": rng.normal(size=(16, 4)) / 4,
+            "b2": rng.normal(size=4) / 10, "y": rng.integers(0, 4, 32)}
+
+    def step(backend):
+        monkeypatch.setenv("SYMGRAD_BACKEND", backend)
+        monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+        X, y = nd.array(data["X"], dtype=dtype), nd.array(data["y"], dtype=dtype)
+        params = [nd.array(data[k], dtype=dtype) for k in ("W1", "b1", "W2", "b2")]
+        for p in params:
+            p.attach_grad()
+        W1, b1, W2, b2 = params
+        for _ in range(3):  # the first call compiles, the others run the entry
+            with autograd.record():
+                h = nd.tanh(nd.dot(X, W1) + b1)
+                logp = nd.log_softmax(nd.dot(h, W2) + b2, axis=1)
+                loss = -nd.pick(logp, y, axis=1).mean()
+            loss.backward()
+        return [loss.asnumpy()] + [p.grad.asnumpy() for p in params]
+
+    tolerance = 1e-12 if dtype == "float64" else 1e-5
+    for got, expected in zip(step("compiled"), step("interpreter")):
+        np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
