@@ -108,6 +108,11 @@ def one_of(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+def same_as_first(types, **_attrs) -> list[TensorType]:
+    """Output has the type of the first input."""
+    return [types[0]]
+
+
 @dataclass(frozen=True)
 class Attr:
     """An attribute declaration: its parser and default (``REQUIRED`` if none)."""
@@ -176,6 +181,11 @@ class OpDef:
         # recorded op call, so it is a plain attribute.
         self.deferrable = not self.uses_train_mode and \
             self.kind not in ("random", "opaque", "creation")
+        # Recording shortcuts (an op costs microseconds to record; these are most
+        # ops): the output has the input's type, and the only attr is a float.
+        self.keeps_type = self.infer is same_as_first
+        self._float_scalar = list(self.attrs) == ["scalar"] and \
+            self.attrs["scalar"].parse is as_float
 
     def input_names(self, attrs: dict) -> tuple[str, ...]:
         """Names of the inputs this op takes with these attrs."""
@@ -185,6 +195,8 @@ class OpDef:
         """Fill defaults and parse every attribute into its canonical hashable form."""
         if not self.attrs and not given:
             return {}
+        if self._float_scalar and len(given) == 1 and type(given.get("scalar")) is float:
+            return {"scalar": given["scalar"]}  # `x * 1.5`: already canonical
         out = {}
         for key, spec in self.attrs.items():
             if key in given:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..expr import Expr, call
 from ..ir import GraphError, TensorType
-from ..registry import Attr, OpDef, TestSpec, as_float, register
+from ..registry import Attr, OpDef, TestSpec, as_float, register, same_as_first  # noqa: F401 (op modules take type rules from here)
 
 
 class _OpNamespace:
@@ -30,11 +30,6 @@ F = _OpNamespace()
 # ---------------------------------------------------------------------------
 # type rules
 # ---------------------------------------------------------------------------
-
-def same_as_first(types, **_attrs) -> list[TensorType]:
-    """Output has the type of the first input."""
-    return [types[0]]
-
 
 def require_same_dtype(types) -> np.dtype:
     """The common dtype of ``types``; MXNet refuses to mix dtypes in one op."""

@@ -96,9 +96,12 @@ def invoke(op: str | OpDef, inputs: Sequence["NDArray"], attrs: dict) -> Any:
         try:
             attrs = opdef.canonical_attrs(attrs)
             if len(inputs) == 1:
-                entry = _input_entry(inputs[0])
+                entry = inputs[0]._entry  # not None: checked above
+                if entry.node.freed:
+                    entry = _input_entry(inputs[0])
                 entries = (entry,)
-                types = tuple(opdef.infer([entry.node.types[entry.index]], **attrs))
+                in_type = entry.node.types[entry.index]
+                types = (in_type,) if opdef.keeps_type else tuple(opdef.infer([in_type], **attrs))
             else:
                 entries = tuple([_input_entry(x) for x in inputs])
                 types = tuple(opdef.infer([e.node.types[e.index] for e in entries], **attrs))
@@ -201,8 +204,9 @@ class NDArray(OperatorMixin):
         self._value = value
 
     # -- OperatorMixin ------------------------------------------------------
-    def _apply(self, op, inputs, attrs):
-        return invoke(op, inputs, attrs)
+    # Operators call ``self._apply(op, inputs, attrs)``: invoke itself, one
+    # Python frame less on every recorded op.
+    _apply = staticmethod(invoke)
 
     def _coerce(self, other):
         if isinstance(other, NDArray):
