@@ -25,8 +25,8 @@ from ..ir import Node
 from ..passes import format_graph, run_pipeline, simplify
 from ..program import ProgramGraph, interpret_runner
 from . import cache, library, threads
-from .entry import EntrySource, entry_runner, generate_entry
 from .codegen import KernelSource, generate
+from .entry import EntrySource, entry_runner, generate_entry
 
 
 class _FusedStep:
