@@ -66,17 +66,32 @@ def _brief(res):
     return f"import {res['import_s']:.3f} s, first call {res['first_s']:.3f} s"
 
 
-def steady_state(rows, columns, quick, cache_root):
-    """Measure every steady-state row x column; returns {(row_key, col_key): result}."""
+def steady_state(rows, columns, quick, cache_root, rounds=1):
+    """Measure every steady-state row x column; returns {(row_key, col_key): result}.
+
+    With several ``rounds``, every cell runs once per round, rounds one after
+    the other, and a cell's samples are pooled: on a shared machine, whose speed
+    drifts by up to 2x within minutes, each library is then sampled at several
+    moments instead of one, and the same-run ratios wander much less."""
     out = {}
-    total, i = len(rows) * len(columns), 0
-    for row in rows:
-        for col in columns:
-            i += 1
-            res = run_cell(col, row.key, os.path.join(cache_root, col.key), quick)
-            out[row.key, col.key] = res
-            _log(f"[{i}/{total}] {row.key:8} {col.key:15} {_brief(res)}")
+    total, i = len(rows) * len(columns) * rounds, 0
+    for _ in range(rounds):
+        for row in rows:
+            for col in columns:
+                i += 1
+                res = run_cell(col, row.key, os.path.join(cache_root, col.key), quick)
+                _log(f"[{i}/{total}] {row.key:8} {col.key:15} {_brief(res)}")
+                out[row.key, col.key] = _pool(out.get((row.key, col.key)), res)
     return out
+
+
+def _pool(earlier, res):
+    """One cell's result over rounds: samples pooled; any failure wins."""
+    if earlier is None or earlier["status"] != "ok":
+        return earlier or res
+    if res["status"] != "ok":
+        return res
+    return {**res, "times": earlier["times"] + res["times"], "err": max(earlier["err"], res["err"])}
 
 
 def cold_start(columns, quick, repeats):
@@ -145,6 +160,9 @@ def main(argv=None):
     p.add_argument("--libs", help="columns by key or group, e.g. symgrad,torch")
     p.add_argument("--quick", action="store_true",
                    help="5 samples of ~0.03 s each (default 7 of ~0.1 s); W5 once (default 3)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the steady-state cells this many times, interleaved, and "
+                        "pool their samples (default 1)")
     p.add_argument("--markdown", metavar="FILE", help="also write the table to FILE")
     a = p.parse_args(argv)
 
@@ -164,7 +182,7 @@ def main(argv=None):
              "figures will be noisy (PyTorch and OpenBLAS threads suffer most)")
     results, labels = {}, []
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache_root:
-        for (row_key, col_key), res in steady_state(rows, columns, a.quick, cache_root).items():
+        for (row_key, col_key), res in steady_state(rows, columns, a.quick, cache_root, a.rounds).items():
             results[ROW_BY_KEY[row_key].label, col_key] = res
         labels += [r.label for r in rows]
     if do_cold:
@@ -174,6 +192,8 @@ def main(argv=None):
         labels += list(dict.fromkeys(firsts)) + [f"W5 import, {w}" for w in CACHE_STATES]
 
     samples = "5 samples of ~0.03 s" if a.quick else "7 samples of ~0.1 s"
+    if a.rounds > 1:
+        samples += f" per round, {a.rounds} interleaved rounds pooled"
     header = (
         f"Time per iteration (forward + backward): median (min-max) of {samples} each; "
         "ratio `N×` = PyTorch eager time / this time (>1: faster than PyTorch eager), "
