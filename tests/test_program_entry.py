@@ -86,6 +86,7 @@ def test_a_program_of_several_steps_runs_as_one_call(dtype):
     args = mlp_inputs(16, 12, 5, dtype)
     program = compiled(graph, args)
     assert program.plan.entry is not None and "def program_entry" in program.plan.module_text
+    assert "# the whole program as one call" in program.explain()
     calls = counting(program)
     assert_outputs(program(args), graph, args, dtype)
     # another batch size: the same entry

@@ -388,6 +388,9 @@ class CompiledProgram:
         if self.plan.rows:
             names = ", ".join(sorted({row.node.op.name for row in self.plan.rows}))
             parts.append(f"# row kernels (for {names})\n{library.module_text()}")
+        if self.plan.entry:
+            parts.append("# the whole program as one call (when it fits; see "
+                         f"compiler/lower/entry.py)\n{self.plan.entry.source}")
         return "\n\n".join(parts)
 
 
