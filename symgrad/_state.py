@@ -6,8 +6,27 @@ concurrent asyncio tasks apart.
 
 from contextvars import ContextVar
 
-recording: ContextVar[bool] = ContextVar("symgrad_recording", default=False)
+from compiler.tape import Tape
+
+# While recording: the Tape the recorded ops go on (truthy); otherwise False.
+recording: ContextVar[Tape | bool] = ContextVar("symgrad_recording", default=False)
 training: ContextVar[bool] = ContextVar("symgrad_training", default=False)
+# The tape of this thread's latest recording, which backward reads its key from;
+# dropped by backward, so at most one unused graph is kept alive per thread.
+last_tape: ContextVar[Tape | None] = ContextVar("symgrad_last_tape", default=None)
+
+
+def recording_state(on: bool) -> Tape | bool:
+    """The value of ``recording`` that turns recording on or off: recording that
+    is already on keeps its tape, recording switched on starts a new one."""
+    if not on:
+        return False
+    current = recording.get()
+    if current:
+        return current
+    tape = Tape()
+    last_tape.set(tape)
+    return tape
 
 # Anomaly detection (see symgrad.anomaly): a plain module flag, process-wide like a
 # debugger switch, because recording reads it on every op and a ContextVar read costs

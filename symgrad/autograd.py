@@ -14,15 +14,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 import compiler
-from compiler import (Entry, Expr, GraphError, Node, differentiate, evaluate, structural_key,
-                      topo_order)
+from compiler import (
+    Entry,
+    GraphError,
+    Node,
+    evaluate,
+    structural_key,
+    topo_order,
+)
 from compiler.chains import chain_signature
-from compiler.ops.common import F
 
 from . import _state, anomaly
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled, set_detect_anomaly
@@ -38,8 +44,8 @@ _GRAD_REQS = ("write", "add", "null")
 
 def set_recording(is_recording: bool) -> bool:
     """Turn recording on or off for this thread; returns the previous state."""
-    previous = _state.recording.get()
-    _state.recording.set(bool(is_recording))
+    previous = bool(_state.recording.get())
+    _state.recording.set(_state.recording_state(bool(is_recording)))
     return previous
 
 
@@ -52,7 +58,7 @@ def set_training(train_mode: bool) -> bool:
 
 def is_recording() -> bool:
     """Whether operations are being recorded for differentiation."""
-    return _state.recording.get()
+    return bool(_state.recording.get())
 
 
 def is_training() -> bool:
@@ -67,12 +73,12 @@ class _Scope:
     def __init__(self, recording: bool | None, training: bool | None):
         self._recording = recording
         self._training = training
-        self._saved: list[tuple[bool, bool]] = []
+        self._saved: list[tuple[Any, bool]] = []
 
-    def __enter__(self) -> "_Scope":
+    def __enter__(self) -> _Scope:
         self._saved.append((_state.recording.get(), _state.training.get()))
         if self._recording is not None:
-            _state.recording.set(self._recording)
+            _state.recording.set(_state.recording_state(self._recording))
         if self._training is not None:
             _state.training.set(self._training)
         return self
@@ -227,7 +233,7 @@ def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
         # A Function.backward that returns gradients of the wrong shape, or an op with
         # no gradient rule: misuse, which MXNet reports as MXNetError.
         raise MXNetShapeError(str(err)) from None
-    for (pos, index, array), value in zip(pending_arrays, results[len(wrt):]):
+    for (_, _, array), value in zip(pending_arrays, results[len(wrt):]):
         array._settle(value)
     return results[:len(wrt)]
 
@@ -257,9 +263,15 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
     heads = _as_list(heads)
     entries = _head_entries(heads, "backward")
     grads_in = _head_gradients(heads, head_grads)
-    # A chain (one-input ops back to one leaf: common in small graphs) is keyed
-    # by following first inputs, a fraction of the general walk's cost.
-    found = chain_signature(entries[0], _leaf_role) if len(entries) == 1 else None
+    # The key, cheapest first: a chain (one-input ops back to one leaf) is keyed
+    # by following first inputs; the recording's own tape has the nodes in order
+    # when it holds exactly this graph (a training step); anything else is walked.
+    tape = _state.last_tape.get()
+    found = None
+    if len(entries) == 1:
+        found = chain_signature(entries[0], _leaf_role)
+        if found is None and tape is not None:
+            found = tape.signature(entries[0], _leaf_role)
     nodes, graph_key, position = found or compiler.ir.signature(entries, _leaf_role)
     wrt = [n for n in nodes if not n.inputs and n.tag is not None and n.tag._grad_req != "null"]
     if not wrt:
@@ -284,6 +296,8 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
             np.copyto(array._grad._data, grad, casting="unsafe")
     if not retain_graph:
         _free(nodes)
+        if tape is not None and tape.ops and tape.ops[-1] is entries[0].node:
+            _state.last_tape.set(None)  # its graph is freed: keep nothing alive
 
 
 def grad(heads: Any, variables: Any, head_grads: Any = None, retain_graph: bool | None = None,

@@ -83,7 +83,8 @@ def invoke(op: str | OpDef, inputs: Sequence["NDArray"], attrs: dict) -> Any:
     opdef = op if type(op) is OpDef else _OPS.get(op) or get_op(op)
     if opdef.uses_train_mode and "is_train" not in attrs:
         attrs = dict(attrs, is_train=_state.training.get())
-    if _state.recording.get():
+    tape = _state.recording.get()
+    if tape:
         for x in inputs:
             if x._entry is not None:
                 break
@@ -108,6 +109,7 @@ def invoke(op: str | OpDef, inputs: Sequence["NDArray"], attrs: dict) -> Any:
         except Exception as err:  # rebuild the message with the op and the shapes
             _raise_op_error(opdef, inputs, attrs, err)
         node = Node(opdef, attrs, entries, types)
+        tape.ops.append(node)
         if _state.anomaly:
             note_site(node)
         if len(types) == 1:
@@ -144,6 +146,7 @@ def _run(opdef: OpDef, inputs: Sequence["NDArray"], attrs: dict, record: bool) -
     if record:
         node = Node(opdef, attrs, tuple(_input_entry(x) for x in inputs),
                     tuple(TensorType(o.shape, o.dtype) for o in outputs), value=outputs)
+        _state.recording.get().ops.append(node)
         if _state.anomaly:
             note_site(node)
         arrays = [NDArray(o, Entry(node, i)) for i, o in enumerate(outputs)]
