@@ -3,7 +3,7 @@
 ``backward`` needs its graph's nodes in topological order and a structural key
 (see :func:`compiler.ir.signature`) on every call. Recording already meets the
 nodes in a topological order, the order they are made in, so a frontend can
-append each recorded op node to a :class:`Tape`. At ``backward`` the key is
+add each recorded op node to a :class:`Tape`. At ``backward`` the key is
 then built in one loop over the tape instead of a depth-first walk of the
 graph (on the benchmark machine the walk costs 5-8 us a node).
 
@@ -15,6 +15,7 @@ gets None, and the caller walks the graph as before.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -24,13 +25,23 @@ from .ir import Entry, Node
 class Tape:
     """The op nodes of one recording, in the order they were made.
 
-    Recording pays one append per op (``tape.ops.append(node)``); the key is
-    built at ``backward``, in one loop over the ops with no walk."""
+    Recording pays one append per op (:meth:`add`); the key is built at
+    ``backward``, in one loop over the ops with no walk. The tape refers to its
+    nodes weakly: a recorded graph that nobody differentiates (an evaluation
+    under ``record()``) is freed when its arrays are, not kept by the tape."""
 
     __slots__ = ("ops",)
 
     def __init__(self) -> None:
-        self.ops: list[Node] = []
+        self.ops: list[weakref.ref] = []
+
+    def add(self, node: Node) -> None:
+        """Note an op node just recorded."""
+        self.ops.append(weakref.ref(node))
+
+    def holds_last(self, node: Node) -> bool:
+        """Whether ``node`` is the last op recorded on this tape."""
+        return bool(self.ops) and self.ops[-1]() is node
 
     def signature(self, head: Entry, leaf_role: Callable[[Node], Any]
                   ) -> tuple[list[Node], tuple, dict[int, int]] | None:
@@ -42,9 +53,11 @@ class Tape:
         reader. The key differs from the walk's (it starts with ``"tape"``, and
         the order may differ) but is, as that one, equal exactly for graphs of
         the same structure, leaf types and leaf roles."""
-        ops = self.ops
-        if not ops or ops[-1] is not head.node:
+        if not self.holds_last(head.node):
             return None
+        ops = [ref() for ref in self.ops]
+        if None in ops:
+            return None  # part of what was recorded is gone: not this graph alone
         nodes: list[Node] = []
         position: dict[int, int] = {}
         parts: list[tuple] = ["tape"]

@@ -11,8 +11,8 @@ from compiler.tape import Tape
 # While recording: the Tape the recorded ops go on (truthy); otherwise False.
 recording: ContextVar[Tape | bool] = ContextVar("symgrad_recording", default=False)
 training: ContextVar[bool] = ContextVar("symgrad_training", default=False)
-# The tape of this thread's latest recording, which backward reads its key from;
-# dropped by backward, so at most one unused graph is kept alive per thread.
+# The tape of this thread's latest recording, which backward reads its key from
+# (it holds its nodes weakly, and backward drops it).
 last_tape: ContextVar[Tape | None] = ContextVar("symgrad_last_tape", default=None)
 
 

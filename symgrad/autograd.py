@@ -296,7 +296,7 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
             np.copyto(array._grad._data, grad, casting="unsafe")
     if not retain_graph:
         _free(nodes)
-        if tape is not None and tape.ops and tape.ops[-1] is entries[0].node:
+        if tape is not None and tape.holds_last(entries[0].node):
             _state.last_tape.set(None)  # its graph is freed: keep nothing alive
 
 

@@ -4,6 +4,9 @@ over) for every graph the tape does not hold whole."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 
@@ -138,3 +141,14 @@ def test_backward_lets_go_of_the_tape(params):
     head, tape = recorded(mlp, *params)
     head.backward(retain_graph=True)
     assert _state.last_tape.get() is tape
+
+
+def test_the_tape_does_not_keep_a_graph_nobody_differentiates(params):
+    with autograd.record():
+        head = mlp(*params)
+    node = weakref.ref(head._entry.node)
+    head.asnumpy()  # an evaluation under record(): values computed, no backward
+    del head
+    gc.collect()
+    assert node() is None
+    assert _state.last_tape.get().signature is not None  # the tape itself is harmless

@@ -208,7 +208,7 @@ def generate_entry(plan) -> EntrySource | None:
             w.emit(f"    d{k} = {_empty(dtype, ndim)}")
     types = [plan.slot_types[slot] for _, slot in outputs]
     empties = "".join(f"{_empty(t.dtype, len(t.shape))}, " for t in types)
-    w.bail = f"return (False, {empties})"
+    w.bail = "return declined()"
     constants = []
     for step in plan.steps:
         if isinstance(step, _ConstantStep):
@@ -232,7 +232,9 @@ def generate_entry(plan) -> EntrySource | None:
     params = ([f"s{i}" for i in range(plan.num_inputs)] + [f"c{i}" for i in range(len(constants))]
               + [f"d{k}" for k, _, _ in destinations] + ["limit"])
     lines = ["@_jit", f"def program_entry({', '.join(params)}):", *w.lines,
-             f"    return (True, {returned})"]
+             f"    return (True, {returned})", "", "",
+             # one small function for every way out when the entry gives up
+             "@_jit", "def declined():", f"    return (False, {empties})"]
     return EntrySource("\n".join(lines) + "\n" + _HELPERS, constants, destinations, outputs)
 
 

@@ -109,7 +109,7 @@ def invoke(op: str | OpDef, inputs: Sequence["NDArray"], attrs: dict) -> Any:
         except Exception as err:  # rebuild the message with the op and the shapes
             _raise_op_error(opdef, inputs, attrs, err)
         node = Node(opdef, attrs, entries, types)
-        tape.ops.append(node)
+        tape.add(node)
         if _state.anomaly:
             note_site(node)
         if len(types) == 1:
@@ -146,7 +146,7 @@ def _run(opdef: OpDef, inputs: Sequence["NDArray"], attrs: dict, record: bool) -
     if record:
         node = Node(opdef, attrs, tuple(_input_entry(x) for x in inputs),
                     tuple(TensorType(o.shape, o.dtype) for o in outputs), value=outputs)
-        _state.recording.get().ops.append(node)
+        _state.recording.get().add(node)
         if _state.anomaly:
             note_site(node)
         arrays = [NDArray(o, Entry(node, i)) for i, o in enumerate(outputs)]
