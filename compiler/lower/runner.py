@@ -301,8 +301,11 @@ class CompiledProgram:
             else:
                 step(slots)
         self._direct = _direct_runner(self.plan)
-        self._entry = self._compile_entry(args)
+        # The kernels are ready: calls run step by step while the whole-program
+        # entry compiles (with an empty cache a W2-sized entry takes ~10 s, mostly
+        # numba's np.dot for each operand layout), then through the entry.
         self._ready = True
+        self._entry = self._compile_entry(args)
 
     def _compile_entry(self, args: Sequence[np.ndarray]) -> Callable | None:
         """Compile the whole-program entry (see :mod:`.entry`) if the plan has one.
