@@ -182,7 +182,8 @@ def main(argv=None):
              "figures will be noisy (PyTorch and OpenBLAS threads suffer most)")
     results, labels = {}, []
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache_root:
-        for (row_key, col_key), res in steady_state(rows, columns, a.quick, cache_root, a.rounds).items():
+        measured = steady_state(rows, columns, a.quick, cache_root, a.rounds)
+        for (row_key, col_key), res in measured.items():
             results[ROW_BY_KEY[row_key].label, col_key] = res
         labels += [r.label for r in rows]
     if do_cold:
