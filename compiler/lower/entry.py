@@ -12,15 +12,14 @@ The entry runs a step only as the step runner would on the calling thread. It
 gives up (returns ``False`` first, and empty arrays) when a fused loop is big
 enough to be split over threads or a row kernel would decline (a row longer
 than ``library.MAX_ROW``, sizes that disagree); the caller then remembers the
-input shapes and takes the step runner for them. That happens before any
-destination is written, or in a step after which the step runner recomputes
-every destination it writes, so giving up never leaves a wrong result behind.
+input shapes and takes the step runner for them, which computes everything
+again from the inputs. Giving up never leaves a wrong result behind: the entry
+writes only into destinations that do not overlap an input.
 
 Destinations (``.grad`` buffers with grad_req 'write') are passed in; a step
 writes straight into its destination where the step runner would: a matrix
-product whose destination does not overlap its operands, an elementwise kernel
-output. Missing destinations are passed as empty arrays of the right type so
-that the entry keeps one signature.
+product, an elementwise kernel output. Missing destinations are passed as empty
+arrays of the right type so that the entry keeps one signature.
 """
 
 from __future__ import annotations
@@ -30,9 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from ..ops.reduce import reduced_axes
 from . import library
-
-_NATIVE_ROWS = ("softmax", "log_softmax", "sum", "mean", "pick", "_pick_grad")
 
 
 @dataclass
@@ -48,8 +46,7 @@ class EntrySource:
 class _Writer:
     """Accumulates the entry's lines; names arrays by slot (``s12``)."""
 
-    def __init__(self, plan):
-        self.plan = plan
+    def __init__(self):
         self.lines: list[str] = []
         # slot -> destination parameter for slots that are program outputs
         self.destination: dict[int, str] = {}
@@ -175,7 +172,6 @@ def _reduced_size(w: _Writer, step) -> bool:
     node = step.node
     x = f"s{step.inputs[0]}"
     ndim = len(node.inputs[0].shape)
-    from ..ops.reduce import reduced_axes
     axes = reduced_axes(ndim, node.attrs["axis"], node.attrs["exclude"])
     size = " * ".join(f"{x}.shape[{a}]" for a in axes) or "1"
     w.emit(f"s{step.outputs[0]} = np.full(1, {size}, np.{node.types[0].dtype.name})")
@@ -191,7 +187,7 @@ def generate_entry(plan) -> EntrySource | None:
     has no numba form (then the program runs step by step)."""
     from .runner import _ConstantStep, _FusedStep  # the step classes live there
 
-    w = _Writer(plan)
+    w = _Writer()
     outputs = [(k, slot) for k, slot in enumerate(plan.output_slots) if slot is not None]
     destinations = []
     for k, slot in outputs:
@@ -220,7 +216,7 @@ def generate_entry(plan) -> EntrySource | None:
         elif step.node.op.name == "dot":
             if not _dot(w, step):
                 return None
-        elif step.row is not None and step.node.op.name in _NATIVE_ROWS:
+        elif step.row is not None:
             if not _row(w, step):
                 return None
         elif step.node.op.name == "_reduced_size":
