@@ -325,7 +325,10 @@ class CompiledSymbol:
             if results is not None:
                 if wrapped:
                     return self._finish(results, args, wrapped)
-                self._hot = (tuple(map(_CLASS_SHAPE_AND_DTYPE, args)), direct)
+                # the next calls with these very classes, shapes and dtypes skip
+                # even the direct runner's shape check
+                fast = direct.specialised(args)
+                self._hot = (tuple(map(_CLASS_SHAPE_AND_DTYPE, args)), fast or direct)
                 return self._direct_result(results)
         graph = self._graphs.get(key)
         if graph is None:

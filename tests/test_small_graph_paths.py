@@ -177,6 +177,9 @@ def test_loops_big_enough_to_split_leave_the_direct_path(monkeypatch):
         assert value == pytest.approx(np.tanh(x).sum())
         assert np.allclose(grads["x"], 1 - np.tanh(x) ** 2)
     assert f._direct
+    run = next(iter(f._direct.values()))
+    assert run.specialised([np.zeros(8)]) is not None
+    assert run.specialised([np.zeros(1000)]) is None  # threads: the general path
 
 
 def test_direct_calls_from_several_threads_with_different_sizes(monkeypatch):
@@ -217,7 +220,7 @@ def test_calls_unlike_the_last_one_leave_the_hot_path(monkeypatch):
 
     for _ in range(3):
         check(*f(x=x, y=y), x, y)
-    assert f._hot is not None
+    assert f._hot is not None and f._hot[1].__name__ == "fast"  # shapes worked out once
     value, grads = f(x=nd.array(x, dtype="float64"), y=y)  # an NDArray: NDArray results
     assert isinstance(value, nd.NDArray) and isinstance(grads["x"], nd.NDArray)
     check(value, grads, x, y)

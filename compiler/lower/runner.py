@@ -459,6 +459,28 @@ def _direct_runner(plan: _Plan) -> Callable | None:
         return [None if pick is None else outs[pick[1]] if pick[0] else args[pick[1]].copy()
                 for pick in picks]
 
+    def specialised(args: Sequence[np.ndarray]) -> Callable | None:
+        """``fast(args)`` for calls whose inputs have exactly the shapes of ``args``
+        (the caller checks that): ``run`` with the output shapes worked out once,
+        for a caller that replays one shape over and over; None where ``run``
+        does more than allocate and call (threads, outputs in another order)."""
+        if not (all_outs and in_order):
+            return None
+        loop = tuple([args[i].shape[axis] for i, axis in loop_from])
+        if math.prod(loop) >= threads.MINIMUM:
+            return None
+        outputs = [(tuple([1 if a is None else loop[a] for a in spec]), dtype)
+                   for spec, dtype in zip(axes, dtypes)]
+        empty = np.empty
+
+        def fast(args: Sequence[np.ndarray]) -> list:
+            outs = [empty(shape, dtype) for shape, dtype in outputs]
+            kernel(*args, *outs)
+            return outs
+
+        return fast
+
+    run.specialised = specialised
     return run
 
 
