@@ -314,7 +314,7 @@ class CompiledProgram:
         source = self.plan.entry
         if source is None or not all(isinstance(a, np.ndarray) for a in args):
             return None
-        limit = threads.MINIMUM if threads.count() > 1 else 1 << 62
+        limit = threads.split_limit()
         try:
             function = cache.load(self.plan.module_text).program_entry
             run = entry_runner(function, source, len(self.plan.output_slots), limit)

@@ -42,6 +42,14 @@ MINIMUM = int(os.environ.get("SYMGRAD_PARALLEL_MIN", 1 << 16))
 PIECE_MINIMUM = 1 << 17
 
 
+def split_limit() -> int:
+    """The loop size (elements) from which :func:`split` cuts a loop of more than
+    one row into pieces: ``MINIMUM``, or never when there is one thread. Code
+    that runs loops without splitting them (the whole-program entry) hands the
+    bigger ones back to the split path."""
+    return MINIMUM if _THREADS > 1 else 1 << 62
+
+
 def split(rows: int, elements: int) -> list[tuple[int, int]]:
     """``[lo, hi)`` slices of ``range(rows)`` to share out (one slice if small).
 
