@@ -40,7 +40,6 @@ _GRAD_REQS = ("write", "add", "null")
 # (shape, dtype) of an array, as a C-level call: a replayed call's cache key is
 # made of these, on every call
 _SHAPE_AND_DTYPE = operator.attrgetter("shape", "dtype")
-_CLASS_SHAPE_AND_DTYPE = operator.attrgetter("__class__", "shape", "dtype")
 
 
 # ---------------------------------------------------------------------------
@@ -243,8 +242,8 @@ class CompiledSymbol:
         self._runners: dict[tuple, ReplayGraph] = {}  # by structure, sizes left out
         self._last: dict[tuple, list] = {}  # per signature, the last call's results
         self._direct: dict[tuple, Any] = {}  # per signature, a one-kernel program's fast path
-        # ((class, shape, dtype) per input, direct runner) of the last direct call
-        self._hot: tuple | None = None
+        # calls like the last direct one, run with no key and no lookup (_hot_call)
+        self._hot: Any = None
         # The input variables in graph order, found once: a call must not walk the
         # graph (W3-sized programs run in tens of microseconds).
         self._variables = [node for node in topo_order(symbol.entries) if node.is_variable]
@@ -303,19 +302,10 @@ class CompiledSymbol:
 
     def __call__(self, head_grads: Any = None, **inputs: Any):
         hot = self._hot
-        if hot is not None and head_grads is None and len(inputs) == len(self._names) \
-                and self._distinct:
-            # A call like the last direct one (same classes, shapes and dtypes, all
-            # numpy arrays): found with one C-level map, no key, no dict lookup.
-            try:
-                args = list(map(inputs.__getitem__, self._names))
-                same = tuple(map(_CLASS_SHAPE_AND_DTYPE, args)) == hot[0]
-            except (KeyError, AttributeError):  # a missing name; a list or a scalar
-                same = False
-            if same:
-                results = hot[1](args)
-                if results is not None:
-                    return self._direct_result(results)
+        if hot is not None and head_grads is None:
+            results = hot(inputs)
+            if results is not None:
+                return results
         args, wrapped = self._arrays(inputs)
         seeded = head_grads is not None
         key = (seeded, *map(_SHAPE_AND_DTYPE, args))
@@ -328,7 +318,8 @@ class CompiledSymbol:
                 # the next calls with these very classes, shapes and dtypes skip
                 # even the direct runner's shape check
                 fast = direct.specialised(args)
-                self._hot = (tuple(map(_CLASS_SHAPE_AND_DTYPE, args)), fast or direct)
+                if self._distinct and fast is not None:
+                    self._hot = _hot_call(self._names, args, fast, self._count, self.wrt)
                 return self._direct_result(results)
         graph = self._graphs.get(key)
         if graph is None:
@@ -389,6 +380,54 @@ class CompiledSymbol:
             if grad is None:
                 grad = np.zeros_like(args[self._names.index(name)])
                 grads[name] = NDArray(grad) if wrapped else grad
+
+
+def _hot_call(names: list[str], args: list[np.ndarray], fast: Any, count: int,
+              wrt: list[str]) -> Any:
+    """``hot(inputs)``: the result of a call whose keyword ``inputs`` are exactly
+    ``names`` bound to numpy arrays of the classes, shapes and dtypes of ``args``,
+    run by ``fast`` (a direct runner specialised to these shapes); None for any
+    other call, which then takes the general path.
+
+    A W3-sized program computes in about 5 us, so the check is written out per
+    input instead of building and comparing key tuples, and the last call's
+    results are written again where the caller has dropped them all
+    (as :func:`_released` decides; allocating costs about a microsecond an array here)."""
+    expected = [(name, arg.__class__, arg.shape, arg.dtype) for name, arg in zip(names, args)]
+    size = len(names)
+    single = wrt[0] if len(wrt) == 1 else None
+    getrefcount = sys.getrefcount
+    spare: list[list] = []  # the last call's results; pop() keeps concurrent calls apart
+
+    def hot(inputs: dict) -> tuple | None:
+        if len(inputs) != size:
+            return None
+        given = []
+        for name, cls, shape, dtype in expected:
+            arg = inputs.get(name)
+            # dtype by identity: numpy's builtin dtypes are singletons, and a
+            # miss only sends the call down the general path
+            if arg.__class__ is not cls or arg.shape != shape or arg.dtype is not dtype:
+                return None
+            given.append(arg)
+        try:
+            outs = spare.pop()
+        except IndexError:
+            outs = None
+        else:
+            for out in outs:
+                # the list, the loop variable and getrefcount's argument: nothing else
+                if getrefcount(out) != 3:
+                    outs = None
+                    break
+        results = fast(given, outs)
+        spare.append(results)
+        value = results[0] if count == 1 else results[:count]
+        if single is not None:
+            return value, {single: results[count]}
+        return value, dict(zip(wrt, results[count:]))
+
+    return hot
 
 
 # Results at least this big are recycled as the next call's output buffers.

@@ -460,10 +460,12 @@ def _direct_runner(plan: _Plan) -> Callable | None:
                 for pick in picks]
 
     def specialised(args: Sequence[np.ndarray]) -> Callable | None:
-        """``fast(args)`` for calls whose inputs have exactly the shapes of ``args``
-        (the caller checks that): ``run`` with the output shapes worked out once,
-        for a caller that replays one shape over and over; None where ``run``
-        does more than allocate and call (threads, outputs in another order)."""
+        """``fast(args, outs=None)`` for calls whose inputs have exactly the shapes
+        of ``args`` (the caller checks that): ``run`` with the output shapes
+        worked out once, for a caller that replays one shape over and over;
+        ``outs`` are arrays of the previous call's outputs' shapes and dtypes to
+        write into instead of new ones. None where ``run`` does more than
+        allocate and call (threads, outputs in another order)."""
         if not (all_outs and in_order):
             return None
         loop = tuple([args[i].shape[axis] for i, axis in loop_from])
@@ -473,8 +475,9 @@ def _direct_runner(plan: _Plan) -> Callable | None:
                    for spec, dtype in zip(axes, dtypes)]
         empty = np.empty
 
-        def fast(args: Sequence[np.ndarray]) -> list:
-            outs = [empty(shape, dtype) for shape, dtype in outputs]
+        def fast(args: Sequence[np.ndarray], outs: list | None = None) -> list:
+            if outs is None:
+                outs = [empty(shape, dtype) for shape, dtype in outputs]
             kernel(*args, *outs)
             return outs
 
