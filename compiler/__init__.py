@@ -23,9 +23,11 @@ from .program import (
                       Program,
                       ProgramGraph,
                       backend,
+                      cache_generation,
                       cache_limits,
                       cached_program,
                       clear_cache,
+                      count_hit,
                       interpret_runner,
                       runner,
                       set_backend,
@@ -36,8 +38,8 @@ from .registry import OPS, OpDef, get_op, make_node, variable
 install_fluent_methods(OperatorMixin)
 
 __all__ = ["OPS", "Entry", "Expr", "GraphError", "Node", "OpDef", "OperatorMixin", "Program",
-           "ProgramGraph", "TensorType", "backend", "bind_arguments", "cache_limits",
-           "cached_program", "call", "clear_cache", "differentiate", "evaluate", "explain",
+           "ProgramGraph", "TensorType", "backend", "bind_arguments", "cache_generation",
+           "cache_limits", "cached_program", "call", "clear_cache", "count_hit", "differentiate", "evaluate", "explain",
            "get_op", "interpret_runner", "make_node", "runner", "set_backend", "set_cache_limit",
            "stats",
            "structural_key", "topo_order", "variable"]

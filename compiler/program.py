@@ -104,6 +104,10 @@ class Program:
     graph into a callable (the interpreter, or compiled kernels).
     """
 
+    # False for a program made for one call (its key holds a per-call callback):
+    # not cached, and to be kept by nobody (see cached_program)
+    reusable = True
+
     def __init__(self, nodes: Sequence[Node], heads: Sequence[tuple[int, int]],
                  wrt: Sequence[int], given_head_grads: Sequence[bool],
                  values: Sequence[tuple[int, int]], is_input: Callable[[Node], bool],
@@ -212,6 +216,8 @@ def cached_program(key: tuple, build: Callable[[], Program]) -> Program:
             program = build()
             if _is_cacheable(key):
                 _store(key, program)
+            else:
+                program.reusable = False  # made for one call: nobody may keep it
         finally:
             with _lock:
                 _building.pop(key, None)
@@ -275,10 +281,29 @@ def stats() -> dict[str, int]:
 
 def clear_cache() -> None:
     """Forget every cached program and zero the counters."""
+    global _generation
     with _lock:
         _programs.clear()
         _sizes.clear()
         _stats.update(hits=0, misses=0, evictions=0)
+        _generation += 1
+
+
+# clear_cache() calls so far. A caller that keeps a program for a structure it
+# recognises without a key (autograd's step template) reuses it only while this
+# is unchanged, so that clearing the cache means building again for everyone.
+_generation = 0
+
+
+def cache_generation() -> int:
+    """How many times :func:`clear_cache` has run (see ``_generation``)."""
+    return _generation
+
+
+def count_hit() -> None:
+    """Count a program found without the cache (kept by a caller for a structure
+    it recognised) as a hit, so that :func:`stats` still tells reuse from builds."""
+    _stats["hits"] += 1
 
 
 BACKENDS = ("compiled", "interpreter")

@@ -6,7 +6,7 @@ concurrent asyncio tasks apart.
 
 from contextvars import ContextVar
 
-from compiler.tape import Tape
+from compiler.tape import Tape, Template
 
 # While recording: the Tape the recorded ops go on (truthy); otherwise False.
 recording: ContextVar[Tape | bool] = ContextVar("symgrad_recording", default=False)
@@ -14,6 +14,9 @@ training: ContextVar[bool] = ContextVar("symgrad_training", default=False)
 # The tape of this thread's latest recording, which backward reads its key from
 # (it holds its nodes weakly, and backward drops it).
 last_tape: ContextVar[Tape | None] = ContextVar("symgrad_last_tape", default=None)
+# The structure of the graph this thread's latest backward differentiated from a
+# tape, with what backward keeps for it: the next recording is checked against it.
+template: ContextVar[Template | None] = ContextVar("symgrad_template", default=None)
 
 
 def recording_state(on: bool) -> Tape | bool:
@@ -24,7 +27,7 @@ def recording_state(on: bool) -> Tape | bool:
     current = recording.get()
     if current:
         return current
-    tape = Tape()
+    tape = Tape(template.get())
     last_tape.set(tape)
     return tape
 

@@ -29,6 +29,7 @@ from compiler import (
     topo_order,
 )
 from compiler.chains import chain_signature
+from compiler.tape import Template
 
 from . import _state, anomaly
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled, set_detect_anomaly
@@ -208,19 +209,31 @@ def _pending_outputs(nodes: Sequence[Node]) -> list[tuple[int, int, NDArray]]:
 
 def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
                  head_grads: list[NDArray | None], out: list | None = None,
-                 signature: tuple | None = None) -> list:
+                 signature: tuple | None = None, template: Template | None = None) -> list:
     """Gradients for ``wrt`` (also settling live deferred arrays of the graph).
-    ``signature`` is ``(key, positions)`` of ``nodes`` if the caller has it."""
-    graph_key, position = signature or structural_key(nodes, entries, _leaf_role)
-    wrt_positions = tuple([position[id(node)] for node in wrt])
+    ``signature`` is ``(key, positions)`` of ``nodes`` if the caller has it.
+    ``template`` is the tape's template of this graph, if it has one: its memo
+    keeps the program, reused without a key while the head gradients given, the
+    live deferred arrays, the backend and the cache stay the same."""
     given = tuple([g is not None for g in head_grads])
     pending_arrays = _pending_outputs(nodes)
     values = tuple([(pos, index) for pos, index, _ in pending_arrays])
-    heads = graph_key[1]
-    key = (graph_key, wrt_positions, given, values, compiler.backend())
+    context = (given, values, compiler.backend(), compiler.cache_generation())
+    memo = None if template is None else template.memo
     try:
-        program = compiler.cached_program(key, lambda: compiler.Program(
-            nodes, heads, wrt_positions, given, values, _is_program_input, compiler.runner()))
+        if memo is not None and memo[1] == context:
+            program = memo[0]
+            compiler.count_hit()
+        else:
+            graph_key, position = signature or structural_key(nodes, entries, _leaf_role)
+            wrt_positions = tuple([position[id(node)] for node in wrt])
+            heads = graph_key[1]
+            key = (graph_key, wrt_positions, given, values, context[2])
+            program = compiler.cached_program(key, lambda: compiler.Program(
+                nodes, heads, wrt_positions, given, values, _is_program_input,
+                compiler.runner()))
+            if template is not None and program.reusable:
+                template.memo = (program, context, wrt_positions)
         results = program.run(nodes, [None if g is None else g._data for g in head_grads],
                               None if out is None else out + [None] * len(values))
     except TypeError:
@@ -243,6 +256,11 @@ _FREED_SHARED = ("backward: part of this graph was freed by an earlier backward 
                  "differentiate both heads in one call: autograd.backward([a, b])")
 
 
+def _marked(nodes: Sequence[Node]) -> list[Node]:
+    """The variables among ``nodes`` whose gradients backward computes."""
+    return [n for n in nodes if not n.inputs and n.tag is not None and n.tag._grad_req != "null"]
+
+
 def _free(nodes: Sequence[Node]) -> None:
     for node in nodes:
         if node.tag is None or node.inputs:
@@ -263,17 +281,27 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
     heads = _as_list(heads)
     entries = _head_entries(heads, "backward")
     grads_in = _head_gradients(heads, head_grads)
-    # The key, cheapest first: a chain (one-input ops back to one leaf) is keyed
-    # by following first inputs; the recording's own tape has the nodes in order
-    # when it holds exactly this graph (a training step); anything else is walked.
+    # The key, cheapest first: the same graph as the last backward's, recognised
+    # by the tape while recording (a training loop: no key at all); a chain
+    # (one-input ops back to one leaf) keyed by following first inputs; the
+    # recording's tape when it holds exactly this graph; anything else walked.
     tape = _state.last_tape.get()
-    found = None
-    if len(entries) == 1:
-        found = chain_signature(entries[0], _leaf_role)
-        if found is None and tape is not None:
-            found = tape.signature(entries[0], _leaf_role)
-    nodes, graph_key, position = found or compiler.ir.signature(entries, _leaf_role)
-    wrt = [n for n in nodes if not n.inputs and n.tag is not None and n.tag._grad_req != "null"]
+    found = template = signature = None
+    if len(entries) == 1 and tape is not None:
+        found = tape.recognise(entries[0], _leaf_role)
+    if found is not None:
+        nodes, template = found
+        memo = template.memo
+        wrt = [nodes[at] for at in memo[2]] if memo is not None else _marked(nodes)
+    else:
+        if len(entries) == 1:
+            found = chain_signature(entries[0], _leaf_role)
+            if found is None and tape is not None:
+                found = tape.signature(entries[0], _leaf_role)
+                template = None if found is None else found[3]
+        nodes, graph_key, position = (found or compiler.ir.signature(entries, _leaf_role))[:3]
+        signature = (graph_key, position)
+        wrt = _marked(nodes)
     if not wrt:
         raise MXNetError("backward: no variable marked with attach_grad() (or "
                          "mark_variables) is behind these heads")
@@ -281,7 +309,9 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
         anomaly.check(entries, nodes, wrt, [None if g is None else g._data for g in grads_in])
     # Gradients with grad_req 'write' may be computed straight into their buffers.
     destinations = [n.tag._grad._data if n.tag._grad_req == "write" else None for n in wrt]
-    grads = _run_program(entries, nodes, wrt, grads_in, destinations, (graph_key, position))
+    grads = _run_program(entries, nodes, wrt, grads_in, destinations, signature, template)
+    if signature is not None and template is not None and template.memo is not None:
+        _state.template.set(template)  # the next recording is checked against it
     for node, grad, destination in zip(wrt, grads, destinations):
         array = node.tag
         if grad is not None and grad is destination:

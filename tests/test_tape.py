@@ -48,7 +48,7 @@ def params():
 
 def test_the_tape_lists_the_nodes_the_walk_finds(params):
     head, tape = recorded(mlp, *params)
-    nodes, key, position = tape.signature(head._entry, _leaf_role)
+    nodes, key, position, _ = tape.signature(head._entry, _leaf_role)
     walked, _, _ = compiler.ir.signature([head._entry], _leaf_role)
     assert {id(n) for n in nodes} == {id(n) for n in walked} and len(nodes) == len(walked)
     assert all(position[id(n)] == i for i, n in enumerate(nodes))
@@ -129,6 +129,7 @@ def test_gradients_through_the_tape_equal_the_walks(monkeypatch, params, backend
 
     taped = gradients()
     monkeypatch.setattr(Tape, "signature", lambda self, head, role: None)
+    monkeypatch.setattr(Tape, "recognise", lambda self, head, role: None)
     walked = gradients()
     for got, expected in zip(taped, walked):
         np.testing.assert_allclose(got, expected, rtol=1e-12)

@@ -1,0 +1,168 @@
+"""The step template (compiler/tape.py ``Template``, used by autograd.backward):
+a recording with the structure of the previous backward's graph is recognised
+op by op while it is recorded and reuses that backward's program without a key.
+It must give exactly what the key path gives, and never be taken for a
+recording that differs in op, attrs, wiring, leaf types or leaf roles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import compiler
+from compiler.tape import Tape
+from symgrad import _state, autograd, nd
+
+
+def marked(values, grad_req="write"):
+    array = nd.array(values, dtype="float64")
+    array.attach_grad(grad_req=grad_req)
+    return array
+
+
+def mlp(x, w, b, scale=2.0, axis=1):
+    return nd.log_softmax(nd.tanh(nd.dot(x, w) + b * scale), axis=axis).sum()
+
+
+@pytest.fixture
+def params():
+    rng = np.random.default_rng(0)
+    return (nd.array(rng.normal(size=(4, 3)), dtype="float64"), marked(rng.normal(size=(3, 5))),
+            marked(rng.normal(size=5)))
+
+
+@pytest.fixture(autouse=True)
+def sync(monkeypatch):
+    monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+    _state.template.set(None)  # no template from another test
+
+
+def step(build, *args, **kwargs):
+    """Record ``build(*args)`` and differentiate it; returns whether the tape
+    recognised the template, the head's value and the marked arrays' gradients."""
+    with autograd.record():
+        head = build(*args, **kwargs)
+    tape = _state.last_tape.get()
+    recognised = tape.recognise(head._entry, lambda node: None if node.tag is None
+                                else node.tag._grad_req) is not None
+    head.backward()
+    grads = [a.grad.asnumpy().copy() for a in args if isinstance(a, nd.NDArray)
+             and a.grad is not None]
+    return recognised, head.asnumpy().copy(), grads
+
+
+def walked(monkeypatch, build, *args, **kwargs):
+    """The same step with the template and the tape's key turned off."""
+    with monkeypatch.context() as patch:
+        patch.setattr(Tape, "recognise", lambda self, head, role: None)
+        patch.setattr(Tape, "signature", lambda self, head, role: None)
+        return step(build, *args, **kwargs)[1:]
+
+
+def assert_same(got, expected):
+    (value, grads), (expected_value, expected_grads) = got, expected
+    assert len(grads) == len(expected_grads)
+    for a, b in zip([value, *grads], [expected_value, *expected_grads]):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["compiled", "interpreter"])
+def test_the_second_step_is_recognised_and_equals_the_key_path(monkeypatch, params, backend):
+    monkeypatch.setenv("SYMGRAD_BACKEND", backend)
+    first, *_ = step(mlp, *params)
+    assert not first  # nothing to recognise yet
+    hits = compiler.stats()["hits"]
+    misses = compiler.stats()["misses"]
+    recognised, *result = step(mlp, *params)
+    assert recognised
+    assert compiler.stats()["hits"] == hits + 1 and compiler.stats()["misses"] == misses
+    assert_same(result, walked(monkeypatch, mlp, *params))
+
+
+def test_new_values_and_new_arrays_of_the_same_types_are_read(monkeypatch, params):
+    x, w, b = params
+    step(mlp, x, w, b)
+    rng = np.random.default_rng(1)
+    x2 = nd.array(rng.normal(size=(4, 3)), dtype="float64")  # another constant
+    w[:] = nd.array(rng.normal(size=(3, 5)), dtype="float64")  # new values in place
+    recognised, *result = step(mlp, x2, w, b)
+    assert recognised
+    assert_same(result, walked(monkeypatch, mlp, x2, w, b))
+
+
+@pytest.mark.parametrize("change", ["attrs", "axis", "op", "wiring", "shape", "dtype",
+                                    "role", "longer", "shorter"])
+def test_a_different_recording_is_not_recognised(monkeypatch, params, change):
+    x, w, b = params
+    step(mlp, x, w, b)
+    build, args, kwargs = mlp, [x, w, b], {}
+    if change == "attrs":
+        kwargs = {"scale": 3.0}
+    elif change == "axis":
+        args = [nd.array(np.ones((5, 3)), dtype="float64"), w, marked(np.ones(1))]
+        kwargs = {"axis": 0}
+    elif change == "op":
+        def build(x, w, b):
+            return nd.log_softmax(nd.sigmoid(nd.dot(x, w) + b * 2.0), axis=1).sum()
+    elif change == "wiring":
+        def build(x, w, b):
+            return nd.log_softmax(nd.tanh(nd.dot(x, w) + w[0] * 2.0), axis=1).sum()
+    elif change == "shape":
+        args = [nd.array(np.ones((6, 3)), dtype="float64"), w, b]
+    elif change == "dtype":
+        args = [x.astype("float32"), marked(w.asnumpy()).astype("float32"),
+                marked(b.asnumpy()).astype("float32")]
+        for a in args[1:]:
+            a.attach_grad()
+    elif change == "role":
+        b.attach_grad(grad_req="add")
+        b.grad[:] = 1.0
+    elif change == "longer":
+        def build(x, w, b):
+            return mlp(x, w, b) * 3.0
+    elif change == "shorter":
+        def build(x, w, b):
+            return nd.log_softmax(nd.tanh(nd.dot(x, w) + b * 2.0), axis=1)
+    recognised, *result = step(build, *args, **kwargs)
+    assert not recognised
+    if change == "role":
+        b.grad[:] = 1.0
+    assert_same(result, walked(monkeypatch, build, *args, **kwargs))
+
+
+def test_a_leaf_read_twice_is_not_taken_for_two_leaves(monkeypatch):
+    a, c = marked(np.linspace(-1, 1, 4)), marked(np.linspace(0, 1, 4))
+    step(lambda p, q: (p * q).sum(), a, c)
+    recognised, *result = step(lambda p, q: (p * p).sum(), a, c)
+    assert not recognised
+    assert_same(result, walked(monkeypatch, lambda p, q: (p * p).sum(), a, c))
+
+
+def test_clearing_the_cache_builds_the_program_again(params):
+    step(mlp, *params)
+    compiler.clear_cache()
+    recognised, *_ = step(mlp, *params)
+    assert recognised  # the structure is the same ...
+    assert compiler.stats()["misses"] == 1  # ... but the program is built anew
+
+
+def test_a_program_for_other_live_arrays_is_not_reused(monkeypatch, params):
+    x, w, b = params
+    step(mlp, x, w, b)
+    with autograd.record():
+        hidden = nd.tanh(nd.dot(x, w) + b * 2.0)
+        head = nd.log_softmax(hidden, axis=1).sum()
+    head.backward()  # `hidden` is alive: the program also computes its value
+    np.testing.assert_allclose(hidden.asnumpy(),
+                               np.tanh(x.asnumpy() @ w.asnumpy() + 2.0 * b.asnumpy()))
+    np.testing.assert_allclose(head.asnumpy(), walked(monkeypatch, mlp, x, w, b)[0])
+
+
+def test_the_template_is_per_thread(params):
+    import threading
+    step(mlp, *params)
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(step(mlp, *params)[0]))
+    worker.start()
+    worker.join()
+    assert seen == [False]  # a new thread starts with no template
