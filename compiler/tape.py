@@ -33,12 +33,14 @@ class Template:
     """The structure of a graph a tape held whole, for recognising the same graph
     in the next recording without building its key.
 
-    ``ops[i]`` is ``(op, attrs, wiring)`` of the i-th op recorded, ``wiring``
-    naming each input as ``(source, output index)`` where a source ``q >= 0`` is
-    op ``q`` and ``q < 0`` is leaf ``-1 - q``; ``leaves[l]`` is ``(op, types,
-    role)`` of the leaves in the order of their first reader; ``layout`` is the
-    signature's node order in the same codes; ``head_index`` the head's output.
-    ``memo`` belongs to the caller (what it reuses for this structure)."""
+    ``ops[i]`` is ``(op, attrs, wiring, types)`` of the i-th op recorded:
+    ``wiring`` names each input as ``(source, output index)``, where a source
+    ``q >= 0`` is op ``q`` and ``q < 0`` is leaf ``-1 - q``, and ``types`` are
+    its output types (:meth:`Tape.expect` hands them to the recording, which
+    then skips the op's type rule). ``leaves[l]`` is ``(op, types, role)`` of
+    the leaves in the order of their first reader. ``layout`` is the
+    signature's node order in the same codes, ``head_index`` the head's output
+    index. ``memo`` belongs to the caller (what it reuses for this structure)."""
 
     __slots__ = ("ops", "leaves", "layout", "head_index", "memo")
 
@@ -59,7 +61,8 @@ class Tape:
     under ``record()``) is freed when its arrays are, not kept by the tape.
 
     Given the :class:`Template` of the previous recording, :meth:`add` also
-    checks each op against it, so that :meth:`recognise` can answer at once."""
+    checks each op against it (:meth:`expect`), so that :meth:`recognise` can
+    answer at once."""
 
     __slots__ = ("ops", "template", "matching", "leaves")
 
@@ -69,23 +72,38 @@ class Tape:
         self.matching = template is not None  # every op so far as in the template
         self.leaves: list[weakref.ref] = []  # the template's leaves, as met here
 
-    def add(self, node: Node) -> None:
-        """Note an op node just recorded."""
-        ops = self.ops
-        ops.append(weakref.ref(node))
-        if self.matching:
-            self.matching = self._matches(node, len(ops) - 1)
+    def add(self, node: Node, checked: bool = False) -> None:
+        """Note an op node just recorded (``checked``: :meth:`expect` has already
+        compared it with the template)."""
+        if self.matching and not checked:
+            # an op run at once (random, data-dependent shapes) has types of its own
+            if self.expect(node.op, node.attrs, node.inputs) != node.types:
+                self.matching = False
+        self.ops.append(weakref.ref(node))
 
-    def _matches(self, node: Node, at: int) -> bool:
-        """Whether ``node``, the op recorded ``at``-th, is the template's op there:
-        the same op and attrs, reading the same ops and leaves of this tape."""
+    def expect(self, op: Any, attrs: dict, inputs: tuple[Entry, ...]) -> tuple | None:
+        """The output types of the op about to be recorded, if it is the
+        template's next op (the same op and attrs, reading the same ops and
+        leaves of this tape): its node in the last graph had them, and the types
+        of leaves and ops it depends on are the same. Otherwise None, and the
+        tape stops matching."""
+        if not self.matching:
+            return None
+        template, at = self.template, len(self.ops)
+        if at < len(template.ops):
+            expected_op, expected_attrs, wiring, types = template.ops[at]
+            if op is expected_op and len(inputs) == len(wiring) and \
+                    (attrs is expected_attrs or attrs == expected_attrs) and \
+                    self._wired_alike(inputs, wiring):
+                return types
+        self.matching = False
+        return None
+
+    def _wired_alike(self, inputs: tuple[Entry, ...], wiring: tuple) -> bool:
+        """Whether ``inputs`` read what ``wiring`` names (see :class:`Template`),
+        meeting the template's new leaves along the way."""
         template = self.template
-        if at >= len(template.ops):
-            return False
-        op, attrs, wiring = template.ops[at]
-        if node.op is not op or len(node.inputs) != len(wiring) or node.attrs != attrs:
-            return False
-        for (child, index), (source, expected) in zip(node.inputs, wiring):
+        for (child, index), (source, expected) in zip(inputs, wiring):
             if index != expected:
                 return False
             if source >= 0:
@@ -178,7 +196,7 @@ class Tape:
             template.layout.append(at)
             attrs = node.attrs
             parts.append((node.op, tuple(attrs.items()) if attrs else (), tuple(wiring)))
-            template.ops.append((node.op, attrs, tuple(sources)))
+            template.ops.append((node.op, attrs, tuple(sources), node.types))
         if len(read) != len(ops) - 1:
             return None  # an op recorded here that the head does not need
         template.head_index = head.index

@@ -166,3 +166,30 @@ def test_the_template_is_per_thread(params):
     worker.start()
     worker.join()
     assert seen == [False]  # a new thread starts with no template
+
+
+class Scale(autograd.Function):
+    """y = 3x, with a hand-written backward (a user callback in the graph)."""
+
+    def forward(self, x):
+        return x * 3.0
+
+    def backward(self, dy):
+        return dy * 3.0
+
+
+def test_a_step_with_a_user_function_keeps_no_template(monkeypatch, params):
+    import gc
+    x, w, b = params
+
+    def build(x, w, b):
+        return Scale()(mlp(x, w, b))
+
+    step(build, x, w, b)
+    assert _state.template.get() is None  # a program made for one call is kept by nobody
+    recognised, *result = step(build, x, w, b)
+    assert not recognised
+    gc.collect()
+    assert not any(isinstance(o, Scale) for o in gc.get_objects())  # no callback kept alive
+    assert_same(result, walked(monkeypatch, build, x, w, b))
+    assert np.allclose(w.grad.asnumpy(), 3.0 * walked(monkeypatch, mlp, x, w, b)[1][0])

@@ -101,15 +101,25 @@ def invoke(op: str | OpDef, inputs: Sequence["NDArray"], attrs: dict) -> Any:
                 if entry.node.freed:
                     entry = _input_entry(inputs[0])
                 entries = (entry,)
-                in_type = entry.node.types[entry.index]
-                types = (in_type,) if opdef.keeps_type else tuple(opdef.infer([in_type], **attrs))
+                if opdef.keeps_type:
+                    types = (entry.node.types[entry.index],)
+                    checked = False
+                else:
+                    # the same op as in the last differentiated step: its types then
+                    types = tape.expect(opdef, attrs, entries)
+                    checked = types is not None
+                    if not checked:
+                        types = tuple(opdef.infer([entry.node.types[entry.index]], **attrs))
             else:
                 entries = tuple([_input_entry(x) for x in inputs])
-                types = tuple(opdef.infer([e.node.types[e.index] for e in entries], **attrs))
+                types = tape.expect(opdef, attrs, entries)
+                checked = types is not None
+                if not checked:
+                    types = tuple(opdef.infer([e.node.types[e.index] for e in entries], **attrs))
         except Exception as err:  # rebuild the message with the op and the shapes
             _raise_op_error(opdef, inputs, attrs, err)
         node = Node(opdef, attrs, entries, types)
-        tape.add(node)
+        tape.add(node, checked)
         if _state.anomaly:
             note_site(node)
         if len(types) == 1:
