@@ -184,6 +184,9 @@ class OpDef:
         # Recording shortcuts (an op costs microseconds to record; these are most
         # ops): the output has the input's type, and the only attr is a float.
         self.keeps_type = self.infer is same_as_first
+        # the canonical attrs of a call that gives none (None: one is required)
+        self._defaults = None if any(spec.default is REQUIRED for spec in self.attrs.values()) \
+            else {key: spec.default for key, spec in self.attrs.items()}
         self._float_scalar = list(self.attrs) == ["scalar"] and \
             self.attrs["scalar"].parse is as_float
 
@@ -192,9 +195,14 @@ class OpDef:
         return self.inputs(attrs) if callable(self.inputs) else self.inputs
 
     def canonical_attrs(self, given: dict) -> dict:
-        """Fill defaults and parse every attribute into its canonical hashable form."""
-        if not self.attrs and not given:
-            return {}
+        """Fill defaults and parse every attribute into its canonical hashable form.
+
+        Nodes share the dict returned for an op called with no attributes: like
+        every node's attrs, it is never modified."""
+        if not given:
+            defaults = self._defaults
+            if defaults is not None:
+                return defaults
         if self._float_scalar and len(given) == 1 and type(given.get("scalar")) is float:
             return {"scalar": given["scalar"]}  # `x * 1.5`: already canonical
         out = {}

@@ -9,9 +9,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from compiler import Entry, GraphError, Node, OperatorMixin, OpDef, TensorType, get_op
+from compiler import Entry, GraphError, Node, OpDef, OperatorMixin, TensorType, get_op
+from compiler.registry import NULL, variable
 from compiler.registry import OPS as _OPS
-from compiler.registry import variable
 
 from .. import _state
 from .._deferred import compute, settle_all, track
@@ -32,16 +32,22 @@ def _input_entry(array: "NDArray") -> Entry:
     if entry is not None and not entry.node.freed:
         return entry
     data = array._data
-    node = variable(data.shape, data.dtype, value=data)
+    # what variable(data.shape, data.dtype, value=data) makes, without its
+    # conversions: a numpy array's shape and dtype are already canonical
+    node = Node(NULL, {}, (), (TensorType(data.shape, data.dtype),), None, (data,))
     _remember_leaf(array, node)
-    return Entry(node, 0)
+    return _entry((node, 0))
 
 
 def _remember_leaf(array: "NDArray", node: Node) -> None:
     """Note that ``node`` reads ``array``'s buffer, so that an in-place write to the
     array first gives the node a copy (see ``NDArray._before_write``). Weak, so a
     dropped graph is not kept alive; freed leaves are forgotten here."""
-    live = [ref for ref in getattr(array, "_leaves", ()) if _reads_buffer(ref(), data=None)]
+    live = []
+    for ref in getattr(array, "_leaves", ()):
+        leaf = ref()
+        if leaf is not None and not leaf.freed and leaf.value is not None:
+            live.append(ref)
     live.append(weakref.ref(node))
     array._leaves = live
 
