@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -207,6 +207,16 @@ def _pending_outputs(nodes: Sequence[Node]) -> list[tuple[int, int, NDArray]]:
     return found
 
 
+class _Memo(NamedTuple):
+    """What backward keeps on a step template (``Template.memo``): the program it
+    ran, the ``(head gradients given, live deferred arrays, backend, cache
+    generation)`` it ran it for, and the positions of the variables it wrote."""
+
+    program: compiler.Program
+    context: tuple
+    wrt: tuple[int, ...]
+
+
 def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
                  head_grads: list[NDArray | None], out: list | None = None,
                  signature: tuple | None = None, template: Template | None = None) -> list:
@@ -221,8 +231,8 @@ def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
     context = (given, values, compiler.backend(), compiler.cache_generation())
     memo = None if template is None else template.memo
     try:
-        if memo is not None and memo[1] == context:
-            program = memo[0]
+        if memo is not None and memo.context == context:
+            program = memo.program
             compiler.count_hit()
         else:
             graph_key, position = signature or structural_key(nodes, entries, _leaf_role)
@@ -233,7 +243,7 @@ def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
                 nodes, heads, wrt_positions, given, values, _is_program_input,
                 compiler.runner()))
             if template is not None and program.reusable:
-                template.memo = (program, context, wrt_positions)
+                template.memo = _Memo(program, context, wrt_positions)
         results = program.run(nodes, [None if g is None else g._data for g in head_grads],
                               None if out is None else out + [None] * len(values))
     except TypeError:
@@ -292,7 +302,7 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
     if found is not None:
         nodes, template = found
         memo = template.memo
-        wrt = [nodes[at] for at in memo[2]] if memo is not None else _marked(nodes)
+        wrt = [nodes[at] for at in memo.wrt] if memo is not None else _marked(nodes)
     else:
         if len(entries) == 1:
             found = chain_signature(entries[0], _leaf_role)
