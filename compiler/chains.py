@@ -54,4 +54,64 @@ def chain_signature(head: Entry, leaf_role: Callable[[Node], Any]
     return nodes, (tuple(parts), ((len(nodes) - 1, head.index),)), position
 
 
-__all__ = ["chain_signature"]
+class ChainTemplate:
+    """The structure of the last chain differentiated, for recognising the same
+    chain at the next ``backward`` without building and hashing its key (a
+    training loop over a chain, like W3, records the same fifty ops each step).
+
+    ``ops``, ``attrs`` and ``indices`` list the chain from the head down (each
+    op, its attrs, the output index it reads); ``leaf`` is the leaf's ``(op,
+    types, role)``, ``key`` the key :func:`chain_signature` gave (the head's
+    output index is in it); ``memo`` belongs to the caller (what it reuses for
+    this structure)."""
+
+    __slots__ = ("ops", "attrs", "indices", "leaf", "head_index", "key", "memo")
+
+    def __init__(self, nodes: list[Node], key: tuple, leaf_role: Callable[[Node], Any]):
+        """The template of the chain ``nodes`` (as :func:`chain_signature` lists
+        them, leaf first) whose key is ``key``."""
+        ops = nodes[:0:-1]
+        self.ops = [node.op for node in ops]
+        self.attrs = [node.attrs for node in ops]
+        self.indices = [node.inputs[0].index for node in ops]
+        leaf = nodes[0]
+        self.leaf = (leaf.op, leaf.types, leaf_role(leaf))
+        self.head_index = key[1][0][1]
+        self.key = key
+        self.memo: Any = None
+
+    def recognise(self, head: Entry, leaf_role: Callable[[Node], Any]) -> list[Node] | None:
+        """The nodes of ``head``'s graph, leaf first, if it is this chain (the
+        same ops, attrs and indices, a leaf of the same op, types and role);
+        None otherwise. Costs a walk down the chain with no key built."""
+        if head.index != self.head_index:
+            return None
+        ops, attrs, indices = self.ops, self.attrs, self.indices
+        count = len(ops)
+        nodes: list[Node] = []
+        node = head.node
+        inputs = node.inputs
+        at = 0
+        while inputs:
+            if at == count or len(inputs) != 1 or node.op is not ops[at]:
+                return None
+            expected = attrs[at]
+            if node.attrs is not expected and node.attrs != expected:
+                return None
+            (parent, index), = inputs
+            if index != indices[at]:
+                return None
+            nodes.append(node)
+            node = parent
+            inputs = node.inputs
+            at += 1
+        leaf_op, types, role = self.leaf
+        if at != count or node.op is not leaf_op or node.types != types \
+                or leaf_role(node) != role:
+            return None
+        nodes.append(node)
+        nodes.reverse()
+        return nodes
+
+
+__all__ = ["ChainTemplate", "chain_signature"]

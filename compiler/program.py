@@ -196,13 +196,16 @@ def cached_program(key: tuple, build: Callable[[], Program]) -> Program:
     """The cached program for ``key``, built by ``build()`` on a miss (once, even
     when several threads miss at the same time; threads missing different keys
     build in parallel)."""
+    global _most_recent
     program = _programs.get(key)
     if program is not None:
         _stats["hits"] += 1
-        try:
-            _programs.move_to_end(key)
-        except KeyError:  # evicted by another thread meanwhile: still valid to run
-            pass
+        if program is not _most_recent:  # a training loop hits one program: no rehash
+            _most_recent = program
+            try:
+                _programs.move_to_end(key)
+            except KeyError:  # evicted by another thread meanwhile: still valid to run
+                pass
         return program
     with _lock:
         builder = _building.setdefault(key, threading.Lock())
@@ -224,9 +227,16 @@ def cached_program(key: tuple, build: Callable[[], Program]) -> Program:
     return program
 
 
+# The program of the latest hit, already last in the LRU order (unless a build
+# stored another since, which _store notes by clearing this).
+_most_recent: Program | None = None
+
+
 def _store(key: tuple, program: Program) -> None:
+    global _most_recent
     size = program_bytes(program)
     with _lock:
+        _most_recent = None
         _programs[key] = program
         _sizes[key] = size
         _evict()

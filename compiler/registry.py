@@ -9,6 +9,7 @@ elementwise ops the scalar expression the fused-kernel generator inlines.
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,9 +42,32 @@ def as_int(value: Any) -> int:
     return int(_literal(value))
 
 
+class _NegativeZero(float):
+    """-0.0 as a canonical attribute value. Python has ``-0.0 == 0.0`` with equal
+    hashes, yet ``x / -0.0`` and ``x / 0.0`` differ: program keys and step
+    templates compare attrs with ``==``, so a plain -0.0 would reuse the program
+    made for 0.0. This float equals only itself; arithmetic and ``repr`` are
+    those of -0.0."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _NegativeZero
+
+    def __ne__(self, other: object) -> bool:
+        return type(other) is not _NegativeZero
+
+    def __hash__(self) -> int:
+        return hash("-0.0")
+
+
+NEGATIVE_ZERO = _NegativeZero(-0.0)
+
+
 def as_float(value: Any) -> float:
-    """Parse a float attribute."""
-    return float(_literal(value)) if isinstance(value, str) else float(value)
+    """Parse a float attribute (-0.0 as :data:`NEGATIVE_ZERO`)."""
+    number = float(_literal(value)) if isinstance(value, str) else float(value)
+    return NEGATIVE_ZERO if number == 0.0 and math.copysign(1.0, number) < 0 else number
 
 
 def as_bool(value: Any) -> bool:
@@ -184,6 +208,8 @@ class OpDef:
         # Recording shortcuts (an op costs microseconds to record; these are most
         # ops): the output has the input's type, and the only attr is a float.
         self.keeps_type = self.infer is same_as_first
+        # a one-input call of such an op records one node typed like its input
+        self.records_like_its_input = self.keeps_type and self.deferrable
         # the canonical attrs of a call that gives none (None: one is required)
         self._defaults = None if any(spec.default is REQUIRED for spec in self.attrs.values()) \
             else {key: spec.default for key, spec in self.attrs.items()}
@@ -195,7 +221,8 @@ class OpDef:
         return self.inputs(attrs) if callable(self.inputs) else self.inputs
 
     def canonical_attrs(self, given: dict) -> dict:
-        """Fill defaults and parse every attribute into its canonical hashable form.
+        """Fill defaults and parse every given attribute into its canonical
+        hashable form (defaults are declared canonical).
 
         Nodes share the dict returned for an op called with no attributes: like
         every node's attrs, it is never modified."""
@@ -204,7 +231,8 @@ class OpDef:
             if defaults is not None:
                 return defaults
         if self._float_scalar and len(given) == 1 and type(given.get("scalar")) is float:
-            return {"scalar": given["scalar"]}  # `x * 1.5`: already canonical
+            scalar = given["scalar"]  # `x * 1.5`: already canonical, but for -0.0
+            return {"scalar": scalar if scalar != 0.0 else as_float(scalar)}
         out = {}
         for key, spec in self.attrs.items():
             if key in given:

@@ -22,8 +22,10 @@ for that structure (its program) without building or hashing a key.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable
+from threading import get_ident
 from typing import Any
 
 from .ir import Entry, Node
@@ -40,15 +42,18 @@ class Template:
     then skips the op's type rule). ``leaves[l]`` is ``(op, types, role)`` of
     the leaves in the order of their first reader. ``layout`` is the
     signature's node order in the same codes, ``head_index`` the head's output
-    index. ``memo`` belongs to the caller (what it reuses for this structure)."""
+    index and ``key`` the structural key :meth:`Tape.signature` gave (for a
+    caller that must look its program up after all). ``memo`` belongs to the
+    caller (what it reuses for this structure)."""
 
-    __slots__ = ("ops", "leaves", "layout", "head_index", "memo")
+    __slots__ = ("ops", "leaves", "layout", "head_index", "key", "memo")
 
     def __init__(self) -> None:
         self.ops: list[tuple] = []
         self.leaves: list[tuple] = []
         self.layout: list[int] = []
         self.head_index = 0
+        self.key: tuple = ()
         self.memo: Any = None
 
 
@@ -60,17 +65,20 @@ class Tape:
     nodes weakly: a recorded graph that nobody differentiates (an evaluation
     under ``record()``) is freed when its arrays are, not kept by the tape.
 
-    Given the :class:`Template` of the previous recording, :meth:`add` also
-    checks each op against it (:meth:`expect`), so that :meth:`recognise` can
-    answer at once."""
+    Given the :class:`Template` of the last graph differentiated from a tape
+    (on this thread), :meth:`add` also checks each op against it
+    (:meth:`expect`), so that :meth:`recognise` can answer at once. Only ops
+    recorded on the thread that made the tape are matched: a tape shared with
+    another thread (by copying the context) could interleave two graphs' ops."""
 
-    __slots__ = ("ops", "template", "matching", "leaves")
+    __slots__ = ("ops", "template", "matching", "met_leaves", "owner")
 
     def __init__(self, template: Template | None = None) -> None:
         self.ops: list[weakref.ref] = []
         self.template = template
         self.matching = template is not None  # every op so far as in the template
-        self.leaves: list[weakref.ref] = []  # the template's leaves, as met here
+        self.met_leaves: list[weakref.ref] = []  # the template's leaves, as met here
+        self.owner = threading.get_ident()
 
     def add(self, node: Node, checked: bool = False) -> None:
         """Note an op node just recorded (``checked``: :meth:`expect` has already
@@ -90,6 +98,9 @@ class Tape:
         if not self.matching:
             return None
         template, at = self.template, len(self.ops)
+        if get_ident() != self.owner:
+            self.matching = False
+            return None
         if at < len(template.ops):
             expected_op, expected_attrs, wiring, types = template.ops[at]
             if op is expected_op and len(inputs) == len(wiring) and \
@@ -110,7 +121,7 @@ class Tape:
                 if self.ops[source]() is not child:
                     return False
                 continue
-            leaf, leaves = -1 - source, self.leaves
+            leaf, leaves = -1 - source, self.met_leaves
             if leaf < len(leaves):
                 if leaves[leaf]() is not child:
                     return False
@@ -139,7 +150,7 @@ class Tape:
         if not self.matching or len(self.ops) != len(template.ops) \
                 or head.index != template.head_index or self.ops[-1]() is not head.node:
             return None
-        leaves = [ref() for ref in self.leaves]
+        leaves = [ref() for ref in self.met_leaves]
         for leaf, (_, _, role) in zip(leaves, template.leaves):
             if leaf_role(leaf) != role:
                 return None
@@ -200,7 +211,8 @@ class Tape:
         if len(read) != len(ops) - 1:
             return None  # an op recorded here that the head does not need
         template.head_index = head.index
-        return nodes, (tuple(parts), ((len(nodes) - 1, head.index),)), position, template
+        template.key = (tuple(parts), ((len(nodes) - 1, head.index),))
+        return nodes, template.key, position, template
 
 
 __all__ = ["Tape", "Template"]

@@ -6,6 +6,7 @@ concurrent asyncio tasks apart.
 
 from contextvars import ContextVar
 
+from compiler.chains import ChainTemplate
 from compiler.tape import Tape, Template
 
 # While recording: the Tape the recorded ops go on (truthy); otherwise False.
@@ -17,6 +18,10 @@ last_tape: ContextVar[Tape | None] = ContextVar("symgrad_last_tape", default=Non
 # The structure of the graph this thread's latest backward differentiated from a
 # tape, with what backward keeps for it: the next recording is checked against it.
 template: ContextVar[Template | None] = ContextVar("symgrad_template", default=None)
+# Likewise for the latest chain (one-input ops back to one leaf) differentiated:
+# backward checks the next chain against it.
+chain_template: ContextVar[ChainTemplate | None] = ContextVar("symgrad_chain_template",
+                                                              default=None)
 
 
 def recording_state(on: bool) -> Tape | bool:

@@ -28,7 +28,7 @@ from compiler import (
     structural_key,
     topo_order,
 )
-from compiler.chains import chain_signature
+from compiler.chains import ChainTemplate, chain_signature
 from compiler.tape import Template
 
 from . import _state, anomaly
@@ -209,41 +209,48 @@ def _pending_outputs(nodes: Sequence[Node]) -> list[tuple[int, int, NDArray]]:
 
 class _Memo(NamedTuple):
     """What backward keeps on a step template (``Template.memo``): the program it
-    ran, the ``(head gradients given, live deferred arrays, backend, cache
-    generation)`` it ran it for, and the positions of the variables it wrote."""
+    ran, the conditions it ran it for ``(head gradients given, live deferred
+    arrays, backend, cache generation)``, and the positions of the variables it
+    wrote."""
 
     program: compiler.Program
-    context: tuple
+    conditions: tuple
     wrt: tuple[int, ...]
 
 
 def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
                  head_grads: list[NDArray | None], out: list | None = None,
-                 signature: tuple | None = None, template: Template | None = None) -> list:
+                 signature: tuple | None = None,
+                 template: Template | ChainTemplate | None = None) -> list:
     """Gradients for ``wrt`` (also settling live deferred arrays of the graph).
     ``signature`` is ``(key, positions)`` of ``nodes`` if the caller has it.
-    ``template`` is the tape's template of this graph, if it has one: its memo
-    keeps the program, reused without a key while the head gradients given, the
-    live deferred arrays, the backend and the cache stay the same."""
+    ``template`` is the tape's or the chain's template of this graph, if it has
+    one: its memo keeps the program, reused without a key while the head
+    gradients given, the live deferred arrays, the backend and the cache stay
+    the same."""
     given = tuple([g is not None for g in head_grads])
     pending_arrays = _pending_outputs(nodes)
     values = tuple([(pos, index) for pos, index, _ in pending_arrays])
-    context = (given, values, compiler.backend(), compiler.cache_generation())
+    conditions = (given, values, compiler.backend(), compiler.cache_generation())
     memo = None if template is None else template.memo
     try:
-        if memo is not None and memo.context == context:
+        if memo is not None and memo.conditions == conditions:
             program = memo.program
             compiler.count_hit()
         else:
+            if signature is None and template is not None:
+                # recognised, but run under other conditions: the tape's key (the
+                # nodes are in its order), so that the cached program is found
+                signature = (template.key, {id(node): at for at, node in enumerate(nodes)})
             graph_key, position = signature or structural_key(nodes, entries, _leaf_role)
             wrt_positions = tuple([position[id(node)] for node in wrt])
             heads = graph_key[1]
-            key = (graph_key, wrt_positions, given, values, context[2])
+            key = (graph_key, wrt_positions, given, values, conditions[2])
             program = compiler.cached_program(key, lambda: compiler.Program(
                 nodes, heads, wrt_positions, given, values, _is_program_input,
                 compiler.runner()))
             if template is not None and program.reusable:
-                template.memo = _Memo(program, context, wrt_positions)
+                template.memo = _Memo(program, conditions, wrt_positions)
         results = program.run(nodes, [None if g is None else g._data for g in head_grads],
                               None if out is None else out + [None] * len(values))
     except TypeError:
@@ -292,13 +299,19 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
     entries = _head_entries(heads, "backward")
     grads_in = _head_gradients(heads, head_grads)
     # The key, cheapest first: the same graph as the last backward's, recognised
-    # by the tape while recording (a training loop: no key at all); a chain
-    # (one-input ops back to one leaf) keyed by following first inputs; the
-    # recording's tape when it holds exactly this graph; anything else walked.
+    # by the tape while recording (a training loop: no key at all) or, for a
+    # chain (one-input ops back to one leaf), by one walk down it; a new chain
+    # keyed by following first inputs; the recording's tape when it holds
+    # exactly this graph; anything else walked.
     tape = _state.last_tape.get()
     found = template = signature = None
-    if len(entries) == 1 and tape is not None:
-        found = tape.recognise(entries[0], _leaf_role)
+    if len(entries) == 1:
+        if tape is not None:
+            found = tape.recognise(entries[0], _leaf_role)
+        chain = _state.chain_template.get()
+        if found is None and chain is not None:
+            chain_nodes = chain.recognise(entries[0], _leaf_role)
+            found = None if chain_nodes is None else (chain_nodes, chain)
     if found is not None:
         nodes, template = found
         memo = template.memo
@@ -306,7 +319,9 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
     else:
         if len(entries) == 1:
             found = chain_signature(entries[0], _leaf_role)
-            if found is None and tape is not None:
+            if found is not None:
+                template = ChainTemplate(found[0], found[1], _leaf_role)
+            elif tape is not None:
                 found = tape.signature(entries[0], _leaf_role)
                 template = None if found is None else found[3]
         nodes, graph_key, position = (found or compiler.ir.signature(entries, _leaf_role))[:3]
@@ -321,7 +336,9 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
     destinations = [n.tag._grad._data if n.tag._grad_req == "write" else None for n in wrt]
     grads = _run_program(entries, nodes, wrt, grads_in, destinations, signature, template)
     if signature is not None and template is not None and template.memo is not None:
-        _state.template.set(template)  # the next recording is checked against it
+        # the next graph is checked against it
+        (_state.chain_template if type(template) is ChainTemplate else _state.template
+         ).set(template)
     for node, grad, destination in zip(wrt, grads, destinations):
         array = node.tag
         if grad is not None and grad is destination:

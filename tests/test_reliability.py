@@ -320,6 +320,21 @@ def test_nan_and_inf_propagate_as_numpy_would(backend, request):
     np.testing.assert_array_equal(x.asnumpy(), values)
 
 
+@pytest.mark.parametrize("backend", ["interpreted", "compiled"])
+def test_a_signed_zero_scalar_is_not_taken_for_the_other(backend, request):
+    # -0.0 == 0.0 in Python, but x / -0.0 is -inf: a program made for one scalar
+    # (found by key, or by the step template) must not run for the other
+    request.getfixturevalue(backend)
+    x = nd.array([1.0, 2.0], dtype="float64")
+    x.attach_grad()
+    for scalar, sign in [(0.0, 1), (-0.0, -1), (0.0, 1), (-0.0, -1), (-0.0, -1)]:
+        with autograd.record():
+            y = (x / scalar + x).sum()
+        y.backward()
+        np.testing.assert_array_equal(x.grad.asnumpy(), [sign * np.inf] * 2)
+        assert y.asscalar() == sign * np.inf
+
+
 @pytest.mark.parametrize("dtype", ["int32", "int64", "uint8", "bool"])
 def test_gradients_of_integer_or_boolean_arrays_are_a_clear_error(dtype):
     x = nd.array(np.array([1, 0, 1]), dtype=dtype)

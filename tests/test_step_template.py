@@ -146,6 +146,24 @@ def test_clearing_the_cache_builds_the_program_again(params):
     assert compiler.stats()["misses"] == 1  # ... but the program is built anew
 
 
+def test_a_recognised_step_under_other_conditions_finds_its_cached_program(params):
+    x, w, b = params
+    kept = []
+
+    def keeping(x, w, b):  # mlp, holding on to an intermediate array
+        hidden = nd.dot(x, w)
+        kept.append(hidden)
+        return nd.log_softmax(nd.tanh(hidden + b * 2.0), axis=1).sum()
+
+    compiler.clear_cache()
+    step(mlp, x, w, b)
+    recognised, *_ = step(keeping, x, w, b)  # the program must also compute `hidden`
+    assert recognised and compiler.stats()["misses"] == 2
+    kept.clear()
+    recognised, *_ = step(mlp, x, w, b)
+    assert recognised and compiler.stats()["misses"] == 2  # the first program, from the cache
+
+
 def test_a_program_for_other_live_arrays_is_not_reused(monkeypatch, params):
     x, w, b = params
     step(mlp, x, w, b)
@@ -159,6 +177,7 @@ def test_a_program_for_other_live_arrays_is_not_reused(monkeypatch, params):
 
 
 def test_the_template_is_per_thread(params):
+    import contextvars
     import threading
     step(mlp, *params)
     seen = []
@@ -166,6 +185,17 @@ def test_the_template_is_per_thread(params):
     worker.start()
     worker.join()
     assert seen == [False]  # a new thread starts with no template
+    step(mlp, *params)
+    with autograd.record():
+        context = contextvars.copy_context()  # the recording's tape, shared
+        shared = []
+        worker = threading.Thread(target=lambda: shared.append(context.run(mlp, *params)))
+        worker.start()
+        worker.join()
+        head = mlp(*params)
+    tape = _state.last_tape.get()
+    assert not tape.matching  # ops from another thread: no matching on this tape
+    head.backward()
 
 
 class Scale(autograd.Function):
@@ -193,3 +223,84 @@ def test_a_step_with_a_user_function_keeps_no_template(monkeypatch, params):
     assert not any(isinstance(o, Scale) for o in gc.get_objects())  # no callback kept alive
     assert_same(result, walked(monkeypatch, build, x, w, b))
     assert np.allclose(w.grad.asnumpy(), 3.0 * walked(monkeypatch, mlp, x, w, b)[1][0])
+
+
+# ---------------------------------------------------------------------------
+# chains (compiler/chains.py ChainTemplate): recognised at backward, by one walk
+# ---------------------------------------------------------------------------
+
+def cycle(x, ops=("sin", "mul", "add", "tanh", "exp"), length=20, scale=1.01):
+    """W3's op cycle, ``length`` ops long."""
+    v = x
+    for i in range(length):
+        kind = ops[i % len(ops)]
+        v = v * scale if kind == "mul" else v + 0.1 if kind == "add" else getattr(nd, kind)(v)
+    return v.sum()
+
+
+def chain_step(build, x, **kwargs):
+    """Record ``build(x)``, note whether the chain template recognises it, and
+    differentiate it; returns (recognised, value, [x's gradient])."""
+    with autograd.record():
+        head = build(x, **kwargs)
+    chain = _state.chain_template.get()
+    recognised = chain is not None and chain.recognise(
+        head._entry, lambda node: None if node.tag is None else node.tag._grad_req) is not None
+    head.backward()
+    return recognised, head.asnumpy().copy(), [x.grad.asnumpy().copy()]
+
+
+def chain_walked(monkeypatch, build, x, **kwargs):
+    from compiler.chains import ChainTemplate
+    with monkeypatch.context() as patch:
+        patch.setattr(ChainTemplate, "recognise", lambda self, head, role: None)
+        patch.setattr(autograd, "chain_signature", lambda head, role: None)
+        return chain_step(build, x, **kwargs)[1:]
+
+
+@pytest.fixture
+def chain_input():
+    _state.chain_template.set(None)
+    return marked(np.linspace(-1, 1, 16))
+
+
+@pytest.mark.parametrize("backend", ["compiled", "interpreter"])
+def test_the_second_chain_is_recognised_and_equals_the_key_path(monkeypatch, chain_input,
+                                                                 backend):
+    monkeypatch.setenv("SYMGRAD_BACKEND", backend)
+    assert not chain_step(cycle, chain_input)[0]
+    misses = compiler.stats()["misses"]
+    recognised, *result = chain_step(cycle, chain_input)
+    assert recognised and compiler.stats()["misses"] == misses
+    assert_same(result, chain_walked(monkeypatch, cycle, chain_input))
+
+
+@pytest.mark.parametrize("change", ["op", "scale", "length", "dtype", "size-one", "role",
+                                    "not-a-chain", "negative-zero"])
+def test_a_different_chain_is_not_recognised(monkeypatch, chain_input, change):
+    x = chain_input
+    chain_step(cycle, x, scale=0.0)
+    build, kwargs = cycle, {"scale": 0.0}
+    if change == "op":
+        kwargs["ops"] = ("sin", "mul", "add", "tanh", "sigmoid")
+    elif change == "scale":
+        kwargs["scale"] = 2.0
+    elif change == "length":
+        kwargs["length"] = 21
+    elif change == "dtype":
+        x = marked(x.asnumpy()).astype("float32")
+        x.attach_grad()
+    elif change == "size-one":
+        x = marked(np.ones(1))
+    elif change == "role":
+        x.attach_grad(grad_req="add")
+    elif change == "not-a-chain":
+        def build(x, **kwargs):
+            return cycle(x, **kwargs) * x.sum()
+    elif change == "negative-zero":
+        kwargs["scale"] = -0.0
+    recognised, *result = chain_step(build, x, **kwargs)
+    assert not recognised
+    if change == "role":
+        x.grad[:] = 0.0
+    assert_same(result, chain_walked(monkeypatch, build, x, **kwargs))

@@ -260,23 +260,13 @@ def entry_runner(function, source: EntrySource, num_outputs: int, limit: int):
     positions = [k for k, _ in source.outputs]
     in_order = positions == list(range(num_outputs))
     declined: set[tuple] = set()  # input shapes the entry gave up on
-    # The ids of the last call's arguments, which passed the checks below: a
-    # training loop or a replay passes the same arrays every call, and the checks
-    # cost microseconds. (An id reused by an array with other flags could only
-    # cost a compilation, never a wrong result: numba dispatches on the array's
-    # actual type. Destinations are checked on every call: a wrong guess there
-    # would write into an array it must not.)
-    passed: list = [()]
 
     def run(args, out=None):
-        ids = tuple(map(id, args))
-        if ids != passed[0]:
-            for a in args:
-                flags = a.flags
-                # anything else is another numba type: a new compilation, on this thread
-                if not (flags.c_contiguous and flags.writeable):
-                    return None
-            passed[0] = ids
+        for a in args:
+            flags = a.flags
+            # anything else is another numba type: a new compilation, on this thread
+            if not (flags.c_contiguous and flags.writeable):
+                return None
         if declined and tuple([a.shape for a in args]) in declined:
             return None
         if out is None:
@@ -285,12 +275,9 @@ def entry_runner(function, source: EntrySource, num_outputs: int, limit: int):
             targets = []
             for k, dtype, ndim, empty in specs:
                 t = out[k]
-                if t is not None and t.dtype == dtype and t.ndim == ndim:
-                    flags = t.flags
-                    if flags.c_contiguous and flags.writeable:
-                        targets.append(t)
-                        continue
-                targets.append(empty)
+                fits = (t is not None and t.dtype == dtype and t.ndim == ndim
+                        and t.flags.c_contiguous and t.flags.writeable)
+                targets.append(t if fits else empty)
         result = function(*args, *constants, *targets, limit)
         if not result[0]:
             declined.add(tuple([a.shape for a in args]))
