@@ -22,7 +22,6 @@ for that structure (its program) without building or hashing a key.
 
 from __future__ import annotations
 
-import threading
 import weakref
 from collections.abc import Callable
 from threading import get_ident
@@ -78,7 +77,7 @@ class Tape:
         self.template = template
         self.matching = template is not None  # every op so far as in the template
         self.met_leaves: list[weakref.ref] = []  # the template's leaves, as met here
-        self.owner = threading.get_ident()
+        self.owner = get_ident()
 
     def add(self, node: Node, checked: bool = False) -> None:
         """Note an op node just recorded (``checked``: :meth:`expect` has already

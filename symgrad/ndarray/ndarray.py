@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numbers
 import weakref
+from collections.abc import Sequence
 from functools import partial
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,11 +23,11 @@ from ..context import Context, check_context, cpu
 _CPU = cpu()
 
 
-def _shapes(inputs: Sequence["NDArray"]) -> str:
+def _shapes(inputs: Sequence[NDArray]) -> str:
     return ", ".join(str(x.shape) for x in inputs)
 
 
-def _input_entry(array: "NDArray") -> Entry:
+def _input_entry(array: NDArray) -> Entry:
     """The graph entry for an input of a recorded op: its history, or a constant."""
     entry = array._entry
     if entry is not None and not entry.node.freed:
@@ -39,7 +40,7 @@ def _input_entry(array: "NDArray") -> Entry:
     return _entry((node, 0))
 
 
-def _remember_leaf(array: "NDArray", node: Node) -> None:
+def _remember_leaf(array: NDArray, node: Node) -> None:
     """Note that ``node`` reads ``array``'s buffer, so that an in-place write to the
     array first gives the node a copy (see ``NDArray._before_write``). Weak, so a
     dropped graph is not kept alive; freed leaves are forgotten here."""
@@ -65,7 +66,7 @@ class _Overwritten:
 
     __slots__ = ("shape", "dtype")
 
-    def __init__(self, array: "NDArray"):
+    def __init__(self, array: NDArray):
         self.shape, self.dtype = array.shape, np.dtype(array.dtype)
 
     @property
@@ -77,7 +78,7 @@ class _Overwritten:
             "record the computation again after it.")
 
 
-def invoke(op: str | OpDef, inputs: Sequence["NDArray"], attrs: dict) -> Any:
+def invoke(op: str | OpDef, inputs: Sequence[NDArray], attrs: dict) -> Any:
     """Run a registered op; while recording, add its node to the graph.
 
     While recording, ops that have a pure numpy implementation are deferred: the
@@ -158,7 +159,7 @@ def invoke(op: str | OpDef, inputs: Sequence["NDArray"], attrs: dict) -> Any:
 _entry = partial(tuple.__new__, Entry)
 
 
-def _run(opdef: OpDef, inputs: Sequence["NDArray"], attrs: dict, record: bool) -> Any:
+def _run(opdef: OpDef, inputs: Sequence[NDArray], attrs: dict, record: bool) -> Any:
     """Compute an op now with numpy (and record it with its values if asked)."""
     try:
         attrs = opdef.canonical_attrs(attrs)
@@ -187,13 +188,13 @@ def _run(opdef: OpDef, inputs: Sequence["NDArray"], attrs: dict, record: bool) -
     return _visible(opdef, attrs, arrays)
 
 
-def _visible(opdef: OpDef, attrs: dict, arrays: list["NDArray"]) -> Any:
+def _visible(opdef: OpDef, attrs: dict, arrays: list[NDArray]) -> Any:
     count = len(arrays) if attrs.get("output_mean_var") else (opdef.visible_outputs or
                                                                len(arrays))
     return arrays[0] if count == 1 else arrays[:count]
 
 
-def _raise_op_error(opdef: OpDef, inputs: Sequence["NDArray"], attrs: dict, err: Exception):
+def _raise_op_error(opdef: OpDef, inputs: Sequence[NDArray], attrs: dict, err: Exception):
     types = [TensorType(x.shape, np.dtype(x.dtype)) for x in inputs]
     try:
         opdef.infer_types(types, opdef.canonical_attrs(attrs))
@@ -284,12 +285,12 @@ class NDArray(OperatorMixin):
         return "default"
 
     @property
-    def T(self) -> "NDArray":
+    def T(self) -> NDArray:
         """The transpose (axes reversed)."""
         return invoke("transpose", (self,), {})
 
     @property
-    def grad(self) -> "NDArray | None":
+    def grad(self) -> NDArray | None:
         """The gradient buffer attached by ``attach_grad`` or ``mark_variables``."""
         return self._grad
 
@@ -309,17 +310,17 @@ class NDArray(OperatorMixin):
             raise MXNetError(f"asscalar needs an array of one element, not shape {self.shape}")
         return self._data.reshape(-1)[0]
 
-    def astype(self, dtype: Any, copy: bool = True) -> "NDArray":
+    def astype(self, dtype: Any, copy: bool = True) -> NDArray:
         """Cast to ``dtype`` (recorded as MXNet's ``Cast``)."""
         if not copy and np.dtype(dtype) == self._data.dtype:
             return self
         return invoke("Cast", (self,), {"dtype": dtype})
 
-    def copy(self) -> "NDArray":
+    def copy(self) -> NDArray:
         """A copy (recorded as ``_copy``)."""
         return invoke("_copy", (self,), {})
 
-    def copyto(self, other: "NDArray | Context") -> "NDArray":
+    def copyto(self, other: NDArray | Context) -> NDArray:
         """Copy into ``other`` (an NDArray of the same shape) or to a context."""
         if isinstance(other, Context):
             check_context(other)
@@ -330,7 +331,7 @@ class NDArray(OperatorMixin):
         np.copyto(other._data, self._data, casting="unsafe")
         return other
 
-    def as_in_context(self, ctx: Context) -> "NDArray":
+    def as_in_context(self, ctx: Context) -> NDArray:
         """This array, on ``ctx`` (only the CPU exists)."""
         check_context(ctx)
         return self
@@ -339,7 +340,7 @@ class NDArray(OperatorMixin):
         """The values as nested Python lists."""
         return self._data.tolist()
 
-    def reshape(self, *shape: Any, **kwargs: Any) -> "NDArray":
+    def reshape(self, *shape: Any, **kwargs: Any) -> NDArray:
         """Reshape, with a tuple or ints and MXNet's codes 0, -1, -2, -3, -4."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
@@ -381,18 +382,18 @@ class NDArray(OperatorMixin):
         from ..autograd import mark_variables
         mark_variables([self], [NDArray(np.zeros_like(self._data))], grad_req)
 
-    def detach(self) -> "NDArray":
+    def detach(self) -> NDArray:
         """The same values with no history: gradients stop here."""
         return NDArray(self._data)
 
-    def backward(self, out_grad: "NDArray | None" = None, retain_graph: bool = False,
+    def backward(self, out_grad: NDArray | None = None, retain_graph: bool = False,
                  train_mode: bool = True) -> None:
         """Compute gradients of this array into the ``.grad`` of marked variables."""
         from ..autograd import backward
         backward([self], [out_grad], retain_graph=retain_graph, train_mode=train_mode)
 
     # -- indexing ---------------------------------------------------------------
-    def __getitem__(self, key: Any) -> "NDArray":
+    def __getitem__(self, key: Any) -> NDArray:
         if isinstance(key, (NDArray, np.ndarray, list)):
             index = key if isinstance(key, NDArray) else NDArray(np.asarray(key))
             return invoke("take", (self, index), {"axis": 0})
@@ -432,7 +433,7 @@ class NDArray(OperatorMixin):
         self._before_write()
         self._data[key] = value
 
-    def _inplace(self, op_result: "NDArray") -> "NDArray":
+    def _inplace(self, op_result: NDArray) -> NDArray:
         if _state.recording.get() and self._entry is not None:
             raise MXNetError("in-place arithmetic (+=, -=, ...) on an array with history "
                              "is not supported while recording; write x = x + y")
