@@ -63,10 +63,17 @@ class _NegativeZero(float):
 
 NEGATIVE_ZERO = _NegativeZero(-0.0)
 
+# NaN as a canonical attribute value: one object, so that keys holding it compare
+# equal (tuples and dicts compare items by identity first). A fresh NaN never
+# equals another, and a program keyed by one would never be found again.
+NAN = float("nan")
+
 
 def as_float(value: Any) -> float:
-    """Parse a float attribute (-0.0 as :data:`NEGATIVE_ZERO`)."""
+    """Parse a float attribute (-0.0 as :data:`NEGATIVE_ZERO`, NaN as :data:`NAN`)."""
     number = float(_literal(value)) if isinstance(value, str) else float(value)
+    if number != number:
+        return NAN
     return NEGATIVE_ZERO if number == 0.0 and math.copysign(1.0, number) < 0 else number
 
 
@@ -231,8 +238,8 @@ class OpDef:
             if defaults is not None:
                 return defaults
         if self._float_scalar and len(given) == 1 and type(given.get("scalar")) is float:
-            scalar = given["scalar"]  # `x * 1.5`: already canonical, but for -0.0
-            return {"scalar": scalar if scalar != 0.0 else as_float(scalar)}
+            scalar = given["scalar"]  # `x * 1.5`: already canonical, but for -0.0 and NaN
+            return {"scalar": scalar if scalar != 0.0 and scalar == scalar else as_float(scalar)}
         out = {}
         for key, spec in self.attrs.items():
             if key in given:

@@ -335,6 +335,25 @@ def test_a_signed_zero_scalar_is_not_taken_for_the_other(backend, request):
         assert y.asscalar() == sign * np.inf
 
 
+def test_a_nan_scalar_finds_its_program_again(compiled, monkeypatch):
+    # float("nan") != float("nan"): keyed by a fresh NaN each step, the program
+    # was built (and compiled) anew on every backward; and its kernel failed to
+    # compile (`nan` written into the generated source), so it ran on the
+    # interpreter with a warning
+    monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+    x = nd.array([1.0, 2.0], dtype="float64")
+    x.attach_grad()
+    compiler.clear_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(3):
+            with autograd.record():
+                y = (x * 2.0 + x * float("nan") + x * float("inf")).sum()
+            y.backward()
+            assert np.isnan(x.grad.asnumpy()).all() and np.isnan(y.asscalar())
+    assert compiler.stats()["misses"] == 1
+
+
 @pytest.mark.parametrize("dtype", ["int32", "int64", "uint8", "bool"])
 def test_gradients_of_integer_or_boolean_arrays_are_a_clear_error(dtype):
     x = nd.array(np.array([1, 0, 1]), dtype=dtype)

@@ -15,6 +15,7 @@ are never loaded under the other.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -56,7 +57,11 @@ class KernelSource:
 
 
 def _literal(value: float, dtype: np.dtype) -> str:
-    return f"np.{dtype.name}({float(value)!r})"
+    number = float(value)
+    # repr gives `nan`/`inf` for non-finite values: not names in generated code
+    text = repr(number) if math.isfinite(number) else \
+        "np.nan" if number != number else "np.inf" if number > 0 else "-np.inf"
+    return f"np.{dtype.name}({text})"
 
 
 def _typed_template(template: str, dtype: np.dtype) -> str:
