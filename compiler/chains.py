@@ -65,7 +65,7 @@ class ChainTemplate:
     output index is in it); ``memo`` belongs to the caller (what it reuses for
     this structure)."""
 
-    __slots__ = ("ops", "attrs", "indices", "leaf", "head_index", "key", "memo")
+    __slots__ = ("ops", "attrs", "indices", "leaf", "key", "memo")
 
     def __init__(self, nodes: list[Node], key: tuple, leaf_role: Callable[[Node], Any]):
         """The template of the chain ``nodes`` (as :func:`chain_signature` lists
@@ -76,7 +76,6 @@ class ChainTemplate:
         self.indices = [node.inputs[0].index for node in ops]
         leaf = nodes[0]
         self.leaf = (leaf.op, leaf.types, leaf_role(leaf))
-        self.head_index = key[1][0][1]
         self.key = key
         self.memo: Any = None
 
@@ -84,7 +83,7 @@ class ChainTemplate:
         """The nodes of ``head``'s graph, leaf first, if it is this chain (the
         same ops, attrs and indices, a leaf of the same op, types and role);
         None otherwise. Costs a walk down the chain with no key built."""
-        if head.index != self.head_index:
+        if head.index != self.key[1][0][1]:  # the head's output index
             return None
         ops, attrs, indices = self.ops, self.attrs, self.indices
         count = len(ops)

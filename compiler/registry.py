@@ -215,8 +215,6 @@ class OpDef:
         # Recording shortcuts (an op costs microseconds to record; these are most
         # ops): the output has the input's type, and the only attr is a float.
         self.keeps_type = self.infer is same_as_first
-        # a one-input call of such an op records one node typed like its input
-        self.records_like_its_input = self.keeps_type and self.deferrable
         # the canonical attrs of a call that gives none (None: one is required)
         self._defaults = None if any(spec.default is REQUIRED for spec in self.attrs.values()) \
             else {key: spec.default for key, spec in self.attrs.items()}

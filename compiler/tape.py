@@ -40,20 +40,24 @@ class Template:
     its output types (:meth:`Tape.expect` hands them to the recording, which
     then skips the op's type rule). ``leaves[l]`` is ``(op, types, role)`` of
     the leaves in the order of their first reader. ``layout`` is the
-    signature's node order in the same codes, ``head_index`` the head's output
-    index and ``key`` the structural key :meth:`Tape.signature` gave (for a
-    caller that must look its program up after all). ``memo`` belongs to the
+    signature's node order in the same codes, and ``key`` the structural key
+    :meth:`Tape.signature` gave (for a caller that must look its program up
+    after all). ``memo`` belongs to the
     caller (what it reuses for this structure)."""
 
-    __slots__ = ("ops", "leaves", "layout", "head_index", "key", "memo")
+    __slots__ = ("ops", "leaves", "layout", "key", "memo")
 
     def __init__(self) -> None:
         self.ops: list[tuple] = []
         self.leaves: list[tuple] = []
         self.layout: list[int] = []
-        self.head_index = 0
-        self.key: tuple = ()
+        self.key: tuple = ((), ((0, 0),))
         self.memo: Any = None
+
+    @property
+    def head_index(self) -> int:
+        """The output index of the graph's head (it is in the key)."""
+        return self.key[1][0][1]
 
 
 class Tape:
@@ -209,7 +213,6 @@ class Tape:
             template.ops.append((node.op, attrs, tuple(sources), node.types))
         if len(read) != len(ops) - 1:
             return None  # an op recorded here that the head does not need
-        template.head_index = head.index
         template.key = (tuple(parts), ((len(nodes) - 1, head.index),))
         return nodes, template.key, position, template
 

@@ -88,25 +88,9 @@ def invoke(op: str | OpDef, inputs: Sequence[NDArray], attrs: dict) -> Any:
     Returns one NDArray, or a list for ops with several visible outputs.
     """
     opdef = op if type(op) is OpDef else _OPS.get(op) or get_op(op)
-    tape = _state.recording.get()
-    if tape and opdef.records_like_its_input and len(inputs) == 1:
-        # The commonest recorded op (W3 is fifty of them): one input with history,
-        # the output of its type, nothing computed now.
-        entry = inputs[0]._entry
-        if entry is not None and not entry.node.freed:
-            try:
-                attrs = opdef.canonical_attrs(attrs)
-            except Exception as err:
-                _raise_op_error(opdef, inputs, attrs, err)
-            node = Node(opdef, attrs, (entry,), (entry.node.types[entry.index],))
-            tape.add(node)
-            if _state.anomaly:
-                note_site(node)
-            array = NDArray(None, _entry((node, 0)))
-            node.tag = (track(array),)
-            return array
     if opdef.uses_train_mode and "is_train" not in attrs:
         attrs = dict(attrs, is_train=_state.training.get())
+    tape = _state.recording.get()
     if tape:
         for x in inputs:
             if x._entry is not None:
