@@ -39,7 +39,7 @@ install_fluent_methods(OperatorMixin)
 
 __all__ = ["OPS", "Entry", "Expr", "GraphError", "Node", "OpDef", "OperatorMixin", "Program",
            "ProgramGraph", "TensorType", "backend", "bind_arguments", "cache_generation",
-           "cache_limits", "cached_program", "call", "clear_cache", "count_hit", "differentiate", "evaluate", "explain",
-           "get_op", "interpret_runner", "make_node", "runner", "set_backend", "set_cache_limit",
-           "stats",
-           "structural_key", "topo_order", "variable"]
+           "cache_limits", "cached_program", "call", "clear_cache", "count_hit",
+           "differentiate", "evaluate", "explain", "get_op", "interpret_runner", "make_node",
+           "runner", "set_backend", "set_cache_limit", "stats", "structural_key", "topo_order",
+           "variable"]

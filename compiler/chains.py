@@ -79,11 +79,16 @@ class ChainTemplate:
         self.key = key
         self.memo: Any = None
 
+    @property
+    def head_index(self) -> int:
+        """The output index of the chain's head (it is in the key)."""
+        return self.key[1][0][1]
+
     def recognise(self, head: Entry, leaf_role: Callable[[Node], Any]) -> list[Node] | None:
         """The nodes of ``head``'s graph, leaf first, if it is this chain (the
         same ops, attrs and indices, a leaf of the same op, types and role);
         None otherwise. Costs a walk down the chain with no key built."""
-        if head.index != self.key[1][0][1]:  # the head's output index
+        if head.index != self.head_index:
             return None
         ops, attrs, indices = self.ops, self.attrs, self.indices
         count = len(ops)

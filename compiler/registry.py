@@ -69,12 +69,19 @@ NEGATIVE_ZERO = _NegativeZero(-0.0)
 NAN = float("nan")
 
 
-def as_float(value: Any) -> float:
-    """Parse a float attribute (-0.0 as :data:`NEGATIVE_ZERO`, NaN as :data:`NAN`)."""
-    number = float(_literal(value)) if isinstance(value, str) else float(value)
+def canonical_float(number: float) -> float:
+    """``number`` as a canonical attribute value: -0.0 as :data:`NEGATIVE_ZERO`,
+    NaN as :data:`NAN`, anything else as is."""
+    if number != 0.0 and number == number:
+        return number
     if number != number:
         return NAN
-    return NEGATIVE_ZERO if number == 0.0 and math.copysign(1.0, number) < 0 else number
+    return NEGATIVE_ZERO if math.copysign(1.0, number) < 0 else number
+
+
+def as_float(value: Any) -> float:
+    """Parse a float attribute (see :func:`canonical_float`)."""
+    return canonical_float(float(_literal(value)) if isinstance(value, str) else float(value))
 
 
 def as_bool(value: Any) -> bool:
@@ -236,8 +243,7 @@ class OpDef:
             if defaults is not None:
                 return defaults
         if self._float_scalar and len(given) == 1 and type(given.get("scalar")) is float:
-            scalar = given["scalar"]  # `x * 1.5`: already canonical, but for -0.0 and NaN
-            return {"scalar": scalar if scalar != 0.0 and scalar == scalar else as_float(scalar)}
+            return {"scalar": canonical_float(given["scalar"])}  # `x * 1.5`: parsed already
         out = {}
         for key, spec in self.attrs.items():
             if key in given:

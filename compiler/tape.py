@@ -42,8 +42,8 @@ class Template:
     the leaves in the order of their first reader. ``layout`` is the
     signature's node order in the same codes, and ``key`` the structural key
     :meth:`Tape.signature` gave (for a caller that must look its program up
-    after all). ``memo`` belongs to the
-    caller (what it reuses for this structure)."""
+    after all). ``memo`` belongs to the caller (what it reuses for this
+    structure)."""
 
     __slots__ = ("ops", "leaves", "layout", "key", "memo")
 

@@ -392,12 +392,10 @@ def _hot_call(names: list[str], args: list[np.ndarray], fast: Any, count: int,
     A W3-sized program computes in about 5 us, so the check is written out per
     input instead of building and comparing key tuples, and the last call's
     results are written again if the caller has dropped every one of them
-    (by the reference count test of :func:`_released`; allocating costs about a
-    microsecond an array here)."""
+    (:func:`_all_released`; allocating costs about a microsecond an array here)."""
     expected = [(name, arg.__class__, arg.shape, arg.dtype) for name, arg in zip(names, args)]
     size = len(names)
     single = wrt[0] if len(wrt) == 1 else None
-    getrefcount = sys.getrefcount
     spare: list[list] = []  # the last call's results; pop() keeps concurrent calls apart
 
     def hot(inputs: dict) -> tuple | None:
@@ -415,13 +413,7 @@ def _hot_call(names: list[str], args: list[np.ndarray], fast: Any, count: int,
             outs = spare.pop()
         except IndexError:
             outs = None
-        else:
-            for out in outs:
-                # the list, the loop variable and getrefcount's argument: nothing else
-                if getrefcount(out) != 3:
-                    outs = None
-                    break
-        results = fast(given, outs)
+        results = fast(given, outs if outs is not None and _all_released(outs) else None)
         if _EXACT_REFCOUNTS:
             spare.append(results)
         value = results[0] if count == 1 else results[:count]
@@ -440,6 +432,18 @@ _RECYCLE_BYTES = 1 << 16
 # result the caller dropped from one it holds relies on. CPython 3.14 borrows
 # references in more places, so counts there can be lower: no reuse at all.
 _EXACT_REFCOUNTS = sys.implementation.name == "cpython" and sys.version_info < (3, 14)
+
+
+def _all_released(arrays: list) -> bool:
+    """Whether nothing but the list ``arrays`` refers to any of them (as
+    :func:`_released` decides for each)."""
+    if not _EXACT_REFCOUNTS:
+        return False
+    for array in arrays:
+        # three references: the list, this loop variable and getrefcount's argument
+        if sys.getrefcount(array) != 3:
+            return False
+    return True
 
 
 def _released(arrays: list) -> list:

@@ -10,7 +10,10 @@ import numpy as np
 
 from ..expr import Expr, call
 from ..ir import GraphError, TensorType
-from ..registry import Attr, OpDef, TestSpec, as_float, register, same_as_first  # noqa: F401 (op modules take type rules from here)
+from ..registry import Attr, OpDef, TestSpec, as_float, register, same_as_first  # noqa: F401
+
+# same_as_first is defined in the registry, which tells by it the ops that keep
+# their input's type; op modules take it from here with the other type rules.
 
 
 class _OpNamespace:

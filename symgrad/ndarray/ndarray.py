@@ -105,20 +105,14 @@ def invoke(op: str | OpDef, inputs: Sequence[NDArray], attrs: dict) -> Any:
             attrs = opdef.canonical_attrs(attrs)
             if len(inputs) == 1:
                 entry = inputs[0]._entry  # not None: checked above
-                if entry.node.freed:
-                    entry = _input_entry(inputs[0])
-                entries = (entry,)
-                if opdef.keeps_type:
-                    types = (entry.node.types[entry.index],)
-                    checked = False
-                else:
-                    # the same op as in the last differentiated step: its types then
-                    types = tape.expect(opdef, attrs, entries)
-                    checked = types is not None
-                    if not checked:
-                        types = tuple(opdef.infer([entry.node.types[entry.index]], **attrs))
+                entries = (_input_entry(inputs[0]) if entry.node.freed else entry,)
             else:
                 entries = tuple([_input_entry(x) for x in inputs])
+            if opdef.keeps_type:
+                first = entries[0]
+                types, checked = (first.node.types[first.index],), False
+            else:
+                # the same op as in the last differentiated step: its types then
                 types = tape.expect(opdef, attrs, entries)
                 checked = types is not None
                 if not checked:
