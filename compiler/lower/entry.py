@@ -6,7 +6,7 @@ benchmark machine (slots, shape checks, allocation, a numba dispatch), which on
 a small training step (W2 at B=128: seventeen steps) adds up to more than the
 arithmetic. Where every step has a numba form, this module writes one more
 function into the program's generated module, ``program_entry``, that calls the
-kernels, BLAS (numba's ``np.dot``) and the row kernels itself: one dispatch.
+kernels, numpy's BLAS (``blas.py``) and the row kernels itself: one dispatch.
 
 The entry runs a step only as the step runner would on the calling thread. It
 gives up (returns ``False`` first, and empty arrays) when a fused loop is big
@@ -93,18 +93,16 @@ def _dot(w: _Writer, step) -> bool:
     if not (step.gemm and node.types[0].dtype in library.FLOATS):
         return False
     a, b = (f"s{i}" for i in step.inputs)
-    a = f"{a}.T" if node.attrs["transpose_a"] else a
-    b = f"{b}.T" if node.attrs["transpose_b"] else b
+    transpose_a, transpose_b = node.attrs["transpose_a"], node.attrs["transpose_b"]
+    shape = (f"({a}.shape[{int(transpose_a)}], {b}.shape[{1 - int(transpose_b)}])")
     slot = step.outputs[0]
+    fresh = f"np.empty({shape}, np.{node.types[0].dtype.name})"
     target = w.destination.get(slot)
     if target is None:
-        w.emit(f"s{slot} = np.dot({a}, {b})")
-        return True
-    w.emit(f"if {target}.shape == ({a}.shape[0], {b}.shape[1]):")
-    w.emit(f"    s{slot} = {target}")
-    w.emit(f"    np.dot({a}, {b}, s{slot})")
-    w.emit("else:")
-    w.emit(f"    s{slot} = np.dot({a}, {b})")
+        w.emit(f"s{slot} = {fresh}")
+    else:
+        w.emit(f"s{slot} = {target} if {target}.shape == {shape} else {fresh}")
+    w.emit(f"blas.gemm_into({a}, {b}, {transpose_a}, {transpose_b}, s{slot})")
     return True
 
 

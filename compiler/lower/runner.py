@@ -303,7 +303,7 @@ class CompiledProgram:
         self._direct = _direct_runner(self.plan)
         # The kernels are ready: calls run step by step while the whole-program
         # entry compiles (with an empty cache a W2-sized entry takes ~10 s, mostly
-        # numba's np.dot for each operand layout), then through the entry.
+        # numba's typing of the whole program), then through the entry.
         self._ready = True
         self._entry = self._compile_entry(args)
 
