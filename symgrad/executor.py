@@ -341,6 +341,13 @@ class CompiledSymbol:
         # recycle: those calls keep nothing.
         previous = self._last.pop(key, None) if self._last else None
         results = _run_program(graph, args, _released(previous) if previous else None)
+        if not (seeded or wrapped) and self._distinct:
+            # a program that runs as one compiled call: the next calls with these very
+            # classes, shapes and dtypes go straight to it
+            specialised = getattr(graph.runner, "specialised", None)
+            fast = specialised(args) if specialised is not None else None
+            if fast is not None and all(r is not None for r in results):
+                self._hot = _hot_call(self._names, args, fast, self._count, self.wrt)
         for result in results:
             if result is not None and result.nbytes >= _RECYCLE_BYTES:
                 self._last[key] = results
@@ -386,8 +393,9 @@ def _hot_call(names: list[str], args: list[np.ndarray], fast: Any, count: int,
               wrt: list[str]) -> Any:
     """``hot(inputs)``: the result of a call whose keyword ``inputs`` are exactly
     ``names`` bound to numpy arrays of the classes, shapes and dtypes of ``args``,
-    run by ``fast`` (a direct runner specialised to these shapes); None for any
-    other call, which then takes the general path.
+    run by ``fast`` (a direct runner or a program's entry specialised to these
+    shapes); None for any other call, or where ``fast`` gives up, which then takes
+    the general path.
 
     A W3-sized program computes in about 5 us, so the check is written out per
     input instead of building and comparing key tuples, and the last call's
@@ -414,6 +422,8 @@ def _hot_call(names: list[str], args: list[np.ndarray], fast: Any, count: int,
         except IndexError:
             outs = None
         results = fast(given, outs if outs is not None and _all_released(outs) else None)
+        if results is None:  # the entry gave up on these inputs
+            return None
         if _EXACT_REFCOUNTS:
             spare.append(results)
         value = results[0] if count == 1 else results[:count]

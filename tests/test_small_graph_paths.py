@@ -13,7 +13,8 @@ import pytest
 import compiler
 import symgrad as mx
 from compiler.chains import chain_signature
-from compiler.lower import threads
+from compiler.lower import cache, threads
+from compiler.lower.entry import entry_runner
 from compiler.lower.runner import wait_for_compilation
 from symgrad import autograd, nd
 from symgrad.autograd import _leaf_role
@@ -258,3 +259,96 @@ def test_calls_unlike_the_last_one_leave_the_hot_path(monkeypatch):
         f(x=x, z=y)
     value, grads = f(np.full((1,), 2.0), x=x, y=y)  # head gradients: the general path
     assert np.allclose(grads["x"], 2 * (1 - np.tanh(x) ** 2) * y)
+
+
+# ---------------------------------------------------------------------------
+# programs that run as one compiled call (the whole-program entry)
+# ---------------------------------------------------------------------------
+
+def mlp_symbol():
+    X, W, b, y = (mx.sym.var(name) for name in ("X", "W", "b", "y"))
+    z = mx.sym.broadcast_add(mx.sym.dot(X, W), b)
+    return -mx.sym.mean(mx.sym.pick(mx.sym.log_softmax(mx.sym.tanh(z), axis=1), y, axis=1))
+
+
+def mlp_inputs(batch: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"X": rng.standard_normal((batch, 40)), "W": rng.standard_normal((40, 30)) / 6,
+            "b": rng.standard_normal(30), "y": rng.integers(0, 30, batch).astype(np.float64)}
+
+
+def mlp_reference(X, W, b, y):
+    """The value and the gradients w.r.t. W and b, written out."""
+    h = np.tanh(X @ W + b)
+    p = np.exp(h - h.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    rows = np.arange(len(y))
+    value = -np.log(p[rows, y.astype(int)]).mean()
+    dh = p.copy()
+    dh[rows, y.astype(int)] -= 1
+    dz = dh * (1 - h * h) / len(y)
+    return value, X.T @ dz, dz.sum(axis=0)
+
+
+def check_mlp(value, grads, inputs):
+    expected_value, expected_W, expected_b = mlp_reference(**inputs)
+    assert np.allclose(value, expected_value)
+    assert np.allclose(grads["W"], expected_W) and np.allclose(grads["b"], expected_b)
+
+
+def test_a_program_run_as_one_call_takes_the_hot_path_and_agrees(monkeypatch):
+    use_sync(monkeypatch)
+    f = mx.compile(mlp_symbol(), wrt=["W", "b"])
+    inputs = mlp_inputs(8)
+    for _ in range(3):
+        check_mlp(*f(**inputs), inputs)
+    assert f._hot is not None, "a program with an entry should take the hot path"
+    value, grads = f(**inputs)
+    dropped = weakref.ref(grads["W"])  # a matrix product's result: a destination
+    del value, grads
+    value, grads = f(**inputs)
+    assert grads["W"] is dropped()  # nobody held the results: written again
+    check_mlp(value, grads, inputs)
+    kept = grads["W"]
+    del value, grads
+    other = mlp_inputs(8, seed=1)
+    value, grads = f(**other)
+    assert grads["W"] is not kept  # the caller holds it: never written again
+    check_mlp(value, grads, other)
+    assert np.allclose(kept, mlp_reference(**inputs)[1])
+
+
+def test_the_hot_entry_hands_other_layouts_and_sizes_to_the_general_path(monkeypatch):
+    use_sync(monkeypatch)
+    f = mx.compile(mlp_symbol(), wrt=["W", "b"])
+    inputs = mlp_inputs(8)
+    for _ in range(3):
+        f(**inputs)
+    assert f._hot is not None
+    strided = dict(inputs, X=np.asfortranarray(inputs["X"]))  # same shape, other layout
+    check_mlp(*f(**strided), strided)
+    read_only = dict(inputs, W=inputs["W"].copy())
+    read_only["W"].setflags(write=False)
+    check_mlp(*f(**read_only), read_only)
+    for batch in (3, 8, 3):
+        other = mlp_inputs(batch, seed=batch)
+        check_mlp(*f(**other), other)
+
+
+def test_the_hot_entry_gives_up_where_the_entry_would(monkeypatch):
+    use_sync(monkeypatch)
+    f = mx.compile(mlp_symbol(), wrt=["W", "b"])
+    inputs = mlp_inputs(8)
+    for _ in range(3):
+        f(**inputs)
+    runner = next(iter(f._graphs.values())).runner
+    fast = runner.specialised([inputs[name] for name in f._names])
+    assert fast is not None
+    # an entry whose loops want threads from 16 elements gives up on these sizes
+    function = cache.load(runner.plan.module_text).program_entry
+    giving_up = entry_runner(function, runner.plan.entry, len(runner.plan.output_slots), 16)
+    args = [inputs[name] for name in f._names]
+    fast = giving_up.specialised(args)
+    assert fast(args) is None  # declined: the caller runs the step runner instead
+    assert giving_up.specialised(args) is None  # and is not offered these shapes again
+    assert runner._entry.specialised(args) is not None

@@ -382,6 +382,14 @@ class CompiledProgram:
         return [None if s is None else slots[s].copy() if s < plan.num_inputs else slots[s]
                 for s in plan.output_slots]
 
+    def specialised(self, args: Sequence[np.ndarray]) -> Callable | None:
+        """``fast(args, outs=None)`` for calls with inputs of exactly the classes,
+        shapes and dtypes of ``args``: the whole-program entry without this call's
+        checks and bookkeeping (see ``entry_runner``); None where the program does
+        not run as one call. ``fast`` returns None when the step runner must run."""
+        entry = self._entry
+        return None if entry is None or self._direct is not None else entry.specialised(args)
+
     def explain(self) -> str:
         """The program after the passes and the source of its kernels."""
         parts = [format_graph(self.graph)]
