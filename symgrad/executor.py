@@ -348,17 +348,18 @@ class CompiledSymbol:
             fast = specialised(args) if specialised is not None else None
             if fast is not None and all(r is not None for r in results):
                 self._hot = _hot_call(self._names, args, fast, self._count, self.wrt)
-        for result in results:
-            if result is not None and result.nbytes >= _RECYCLE_BYTES:
-                self._last[key] = results
-                break
-        else:
-            # Nothing to recycle: once compiled, a one-kernel program is called
-            # directly from now on (not for seeded calls, which append head
-            # gradients, nor where a gradient is structurally zero: see _finish).
-            direct = getattr(graph.runner, "direct", None)
-            if direct is not None and not seeded and all(r is not None for r in results):
-                self._direct[key] = direct
+        if any(r is not None and r.nbytes >= _RECYCLE_BYTES for r in results):
+            finished = self._finish(results, args, wrapped)
+            # only now, while ``finished`` refers to the results: another thread
+            # taking them from ``_last`` sees them held
+            self._last[key] = results
+            return finished
+        # Nothing to recycle: once compiled, a one-kernel program is called
+        # directly from now on (not for seeded calls, which append head
+        # gradients, nor where a gradient is structurally zero: see _finish).
+        direct = getattr(graph.runner, "direct", None)
+        if direct is not None and not seeded and all(r is not None for r in results):
+            self._direct[key] = direct
         return self._finish(results, args, wrapped)
 
     def _direct_result(self, results: list):
@@ -424,12 +425,14 @@ def _hot_call(names: list[str], args: list[np.ndarray], fast: Any, count: int,
         results = fast(given, outs if outs is not None and _all_released(outs) else None)
         if results is None:  # the entry gave up on these inputs
             return None
+        value = results[0] if count == 1 else results[:count]
+        grads = {single: results[count]} if single is not None else \
+            dict(zip(wrt, results[count:]))
+        # only now, while the caller's objects refer to the results: another
+        # thread taking them from ``spare`` sees them held
         if _EXACT_REFCOUNTS:
             spare.append(results)
-        value = results[0] if count == 1 else results[:count]
-        if single is not None:
-            return value, {single: results[count]}
-        return value, dict(zip(wrt, results[count:]))
+        return value, grads
 
     return hot
 

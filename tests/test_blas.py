@@ -1,54 +1,102 @@
 """Matrix products in compiled code (compiler/lower/blas.py) go through the BLAS
 numpy uses, and give numpy's products for every transpose, both float dtypes,
-empty inner sizes and operands that are not contiguous."""
+empty sizes and operands that are not contiguous; so does the fallback through
+numba's np.dot."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
 
 from compiler.lower import blas
 
+BOTH = [blas._blas_matmul_into, blas._numba_matmul_into]
+if not blas._found:  # no numpy BLAS here: only the fallback can run
+    BOTH = [blas._numba_matmul_into]
 
+
+def operands(shape_a, shape_b, transpose_a, transpose_b, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(shape_a[::-1] if transpose_a else shape_a).astype(dtype)
+    b = rng.standard_normal(shape_b[::-1] if transpose_b else shape_b).astype(dtype)
+    return a, b, (a.T if transpose_a else a) @ (b.T if transpose_b else b)
+
+
+@pytest.mark.parametrize("matmul_into", BOTH)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("transpose_a", [False, True])
 @pytest.mark.parametrize("transpose_b", [False, True])
-def test_gemm_into_is_numpys_product(dtype, transpose_a, transpose_b):
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((3, 5) if transpose_a else (5, 3)).astype(dtype)
-    b = rng.standard_normal((4, 3) if transpose_b else (3, 4)).astype(dtype)
+def test_products_are_numpys(matmul_into, dtype, transpose_a, transpose_b):
+    a, b, expected = operands((5, 3), (3, 4), transpose_a, transpose_b, dtype)
     out = np.full((5, 4), np.nan, dtype)
-    blas.gemm_into(a, b, transpose_a, transpose_b, out)
-    expected = (a.T if transpose_a else a) @ (b.T if transpose_b else b)
+    matmul_into(a, b, transpose_a, transpose_b, out)
     np.testing.assert_allclose(out, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
-def test_an_empty_inner_size_gives_zeros():
+@pytest.mark.parametrize("matmul_into", BOTH)
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_an_empty_inner_size_gives_zeros(matmul_into, transpose_a, transpose_b):
+    a, b, expected = operands((2, 0), (0, 3), transpose_a, transpose_b, np.float32)
     out = np.full((2, 3), np.nan, np.float32)
-    blas.gemm_into(np.empty((2, 0), np.float32), np.empty((0, 3), np.float32), False, False, out)
-    assert (out == 0).all()
+    matmul_into(a, b, transpose_a, transpose_b, out)
+    assert expected.shape == (2, 3) and (out == 0).all()
 
 
-def test_an_empty_product_writes_nothing():
-    out = np.empty((0, 3))
-    blas.gemm_into(np.empty((0, 4)), np.ones((4, 3)), False, False, out)
-    assert out.shape == (0, 3)
+@pytest.mark.parametrize("matmul_into", BOTH)
+@pytest.mark.parametrize("shapes", [((0, 4), (4, 3)), ((2, 4), (4, 0))])
+def test_an_empty_product_is_fine(matmul_into, shapes):
+    a, b, expected = operands(*shapes, False, False, np.float64)
+    out = np.empty(expected.shape)
+    matmul_into(a, b, False, False, out)
+    assert out.shape == expected.shape
 
 
-def test_operands_that_are_not_contiguous_are_copied_first():
+@pytest.mark.parametrize("matmul_into", BOTH)
+def test_operands_that_are_not_contiguous_are_copied_first(matmul_into):
     rng = np.random.default_rng(1)
     a = rng.standard_normal((6, 8))[::2, ::2]  # (3, 4), strided
     b = rng.standard_normal((4, 5))
     out = np.empty((3, 5))
-    blas.gemm_into(a, b, False, False, out)
+    matmul_into(a, b, False, False, out)
     np.testing.assert_allclose(out, a @ b, rtol=1e-12)
 
 
-def test_numpys_bundled_openblas_is_found_where_numpy_has_one():
-    import glob
-    import os
-    package = os.path.dirname(np.__file__)
-    bundled = glob.glob(os.path.join(package, os.pardir, "numpy.libs", "*scipy_openblas64_*"))
-    if not bundled:
-        pytest.skip("this numpy bundles no scipy-openblas (products use numba's np.dot)")
-    assert blas.IDENTITY == os.path.basename(bundled[0])
+@pytest.mark.parametrize("matmul_into", BOTH)
+@pytest.mark.parametrize("b_shape, out_shape", [((4, 5), (3, 5)), ((3, 5), (3, 4)),
+                                                ((3, 5), (2, 5))])
+def test_shapes_that_disagree_raise_instead_of_reading_out_of_bounds(matmul_into, b_shape,
+                                                                     out_shape):
+    a = np.ones((3, 3))
+    with pytest.raises(ValueError, match="shapes do not agree"):
+        matmul_into(a, np.ones(b_shape), False, False, np.empty(out_shape))
+
+
+def test_products_run_in_the_blas_numpy_linked():
+    """The registered gemm lies in the OpenBLAS file numpy loaded (numba loads
+    scipy's too at its first compile, but compiled products must not use it: two
+    pools at work starve each other's threads)."""
+    if not blas._found:
+        pytest.skip(f"this numpy has no bundled ILP64 OpenBLAS ({blas.IDENTITY})")
+    if not os.path.exists("/proc/self/maps"):
+        pytest.skip("needs /proc/self/maps to list the loaded libraries")
+    a = np.ones((8, 8), np.float32)
+    out = np.empty_like(a)
+    blas.matmul_into(a, a, False, True, out)
+    assert (out == 8).all()
+    import llvmlite.binding as llvm
+    address = llvm.address_of_symbol("symgrad_cblas_sgemm")  # what compiled code links to
+    with open("/proc/self/maps") as maps:
+        owners = set()
+        for line in maps:
+            fields = line.split()
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if start <= address < end and len(fields) > 5:
+                owners.add(fields[-1])
+    numpy_root = os.path.dirname(os.path.dirname(np.__file__))
+    assert len(owners) == 1, owners
+    owner = owners.pop()
+    assert "openblas" in owner.lower() and owner.startswith(numpy_root), owner
+    assert os.path.basename(os.path.dirname(owner)) in ("numpy.libs", ".dylibs"), owner

@@ -1,6 +1,7 @@
 """The fast paths for small graphs (W3-sized: compute is negligible, overhead is
-not): chain keys in backward, and one-kernel programs run directly. Each fast
-path must give what the general one gives."""
+not): chain keys in backward, one-kernel programs run directly, and replay's hot
+path into a program's whole-program entry. Each fast path must give what the
+general one gives."""
 
 from __future__ import annotations
 
@@ -352,3 +353,45 @@ def test_the_hot_entry_gives_up_where_the_entry_would(monkeypatch):
     assert fast(args) is None  # declined: the caller runs the step runner instead
     assert giving_up.specialised(args) is None  # and is not offered these shapes again
     assert runner._entry.specialised(args) is not None
+
+
+def test_a_view_of_a_result_keeps_it_from_being_written_again(monkeypatch):
+    use_sync(monkeypatch)
+    f = mx.compile(mlp_symbol(), wrt=["W", "b"])
+    inputs = mlp_inputs(8)
+    for _ in range(3):
+        f(**inputs)
+    value, grads = f(**inputs)
+    rows = grads["W"][:2]
+    expected = rows.copy()
+    del value, grads
+    for seed in (1, 2):
+        other = mlp_inputs(8, seed=seed)
+        check_mlp(*f(**other), other)
+    assert np.array_equal(rows, expected)
+
+
+def test_hot_calls_keep_the_entry_to_one_compiled_signature(monkeypatch):
+    use_sync(monkeypatch)
+    f = mx.compile(mlp_symbol(), wrt=["W", "b"])
+    for seed in range(6):  # results dropped and written again, or held
+        inputs = mlp_inputs(8, seed=seed)
+        value, grads = f(**inputs)
+        check_mlp(value, grads, inputs)
+        if seed % 2:
+            del value, grads
+    runner = next(iter(f._graphs.values())).runner
+    entry = cache.load(runner.plan.module_text).program_entry
+    assert len(entry.signatures) == 1, entry.signatures
+
+
+def test_a_first_call_the_entry_did_not_run_arms_no_hot_path(monkeypatch):
+    use_sync(monkeypatch)
+    f = mx.compile(mlp_symbol(), wrt=["W", "b"])
+    inputs = mlp_inputs(8)
+    fortran = dict(inputs, X=np.asfortranarray(inputs["X"]))
+    for _ in range(2):
+        check_mlp(*f(**fortran), fortran)  # the step runner: nothing known about the entry
+    assert f._hot is None
+    check_mlp(*f(**inputs), inputs)
+    assert f._hot is not None

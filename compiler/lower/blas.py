@@ -9,98 +9,143 @@ median on W2's products. So a whole-program entry (``entry.py``) calls numpy's
 resolved when numba links it, so the machine code still goes to the disk cache
 (a ctypes function pointer would be baked in and make the entry uncacheable).
 
-Where numpy's BLAS cannot be found (a numpy built against another BLAS), the
-products fall back to numba's ``np.dot``. ``IDENTITY`` names what was found;
-generated modules carry it, so machine code cached under one BLAS is never
-loaded under another.
+The symbols are looked up through numpy's own extension module, so the dynamic
+loader answers with the library numpy linked, not some other copy. Where none is
+found (a numpy built against another BLAS) or declaring it fails, products go
+through numba's ``np.dot`` instead. ``IDENTITY`` names what was found; entries
+carry it, so machine code cached under one BLAS is never loaded under another.
 """
 
 from __future__ import annotations
 
 import ctypes
-import glob
-import os
 
-import llvmlite.binding as llvm
 import numba
 import numpy as np
 from numba import types
+from numba.core.errors import TypingError
 from numba.extending import overload
 
-# numpy's wheels bundle an ILP64 OpenBLAS with prefixed, suffixed symbol names
-_SYMBOLS = {"s": "scipy_cblas_sgemm64_", "d": "scipy_cblas_dgemm64_"}
-_ROW_MAJOR, _NO_TRANSPOSE, _TRANSPOSE = 101, 111, 112
-
-
-def _numpy_blas() -> ctypes.CDLL | None:
-    """numpy's bundled OpenBLAS (already loaded by numpy, so the same library and
-    thread pool), or None."""
-    package = os.path.dirname(np.__file__)
-    patterns = [os.path.join(package, os.pardir, "numpy.libs", "*scipy_openblas64_*"),
-                os.path.join(package, ".dylibs", "*scipy_openblas64_*")]
-    for path in sorted(p for pattern in patterns for p in glob.glob(pattern)):
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        if all(hasattr(library, symbol) for symbol in _SYMBOLS.values()):
-            return library
-    return None
-
-
-def _declare(library: ctypes.CDLL, kind: str, scalar) -> types.ExternalFunction:
-    name = f"symgrad_cblas_{kind}gemm"
-    llvm.add_symbol(name, ctypes.cast(getattr(library, _SYMBOLS[kind]), ctypes.c_void_p).value)
-    i32, i64, p = types.int32, types.int64, types.CPointer(scalar)
-    # cblas_?gemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-    return types.ExternalFunction(
-        name, types.void(i32, i32, i32, i64, i64, i64, scalar, p, i64, p, i64, scalar, p, i64))
-
-
-_library = _numpy_blas()
-IDENTITY = os.path.basename(_library._name) if _library is not None else "numba np.dot"
+# numpy's wheels bundle an ILP64 OpenBLAS whose symbols carry a suffix (and, from
+# numpy 2, a prefix): the names to try, for float32 and float64
+_NAMES = [("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"), ("cblas_sgemm64_", "cblas_dgemm64_")]
+_ROW_MAJOR, _NO_TRANSPOSE, _TRANSPOSE = 101, 111, 112  # CBLAS enum values
 
 _jit = numba.njit(cache=True, nogil=True)
 
 
-def _gemm(*args):
-    """Typing stub: ``cblas_?gemm`` for the dtype of its scalars (see below)."""
+def _numpy_gemm() -> tuple[str, dict[str, int]] | None:
+    """The names and addresses of numpy's ``cblas_sgemm``/``cblas_dgemm`` (ILP64),
+    or None."""
+    try:
+        from numpy._core import _multiarray_umath as extension
+    except ImportError:  # numpy 1.x
+        from numpy.core import _multiarray_umath as extension
+    try:
+        library = ctypes.CDLL(extension.__file__)  # already loaded: the same handle
+    except OSError:
+        return None
+    for names in _NAMES:
+        if all(hasattr(library, name) for name in names):
+            return names[0], {kind: ctypes.cast(getattr(library, name), ctypes.c_void_p).value
+                              for kind, name in zip("sd", names)}
+    return None
 
 
-if _library is not None:
-    _GEMM = {types.float32: _declare(_library, "s", types.float32),
-             types.float64: _declare(_library, "d", types.float64)}
+def _declare(kind: str, address: int, scalar: types.Float) -> types.ExternalFunction:
+    """Register ``address`` under a symbol of our own and declare it to numba as
+    ``cblas_?gemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c,
+    ldc)`` with 64-bit sizes."""
+    import llvmlite.binding as llvm
 
-    @overload(_gemm)
-    def _typed_gemm(order, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c,
+    name = f"symgrad_cblas_{kind}gemm"
+    llvm.add_symbol(name, address)
+    enum, size, pointer = types.int32, types.int64, types.CPointer(scalar)
+    return types.ExternalFunction(name, types.void(
+        enum, enum, enum, size, size, size, scalar, pointer, size, pointer, size, scalar,
+        pointer, size))
+
+
+def _gemm_functions() -> tuple[str, dict] | None:
+    found = _numpy_gemm()
+    if found is None:
+        return None
+    name, addresses = found
+    try:
+        return name, {types.float32: _declare("s", addresses["s"], types.float32),
+                      types.float64: _declare("d", addresses["d"], types.float64)}
+    except Exception:  # an llvmlite without add_symbol, say: numba's np.dot will do
+        return None
+
+
+_found = _gemm_functions()
+_GEMM = _found[1] if _found else {}
+IDENTITY = f"numpy {np.__version__} {_found[0]}" if _found else "numba np.dot"
+
+
+def _gemm(order, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """Typing stub: numpy's ``cblas_?gemm`` for the dtype of ``c`` (arrays, not
+    pointers, for ``a``, ``b`` and ``c``)."""
+
+
+@overload(_gemm)
+def _gemm_for_dtype(order, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c,
                     ldc):
-        gemm = _GEMM[c.dtype]
-        return lambda order, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, \
-            ldc: gemm(order, transpose_a, transpose_b, m, n, k, alpha, a.ctypes, lda, b.ctypes,
-                      ldb, beta, c.ctypes, ldc)
+    if not (a.dtype == b.dtype == c.dtype and c.dtype in _GEMM and c.layout == "C"):
+        raise TypingError(f"matmul_into: needs C-contiguous float32 or float64 arrays of one "
+                          f"dtype and numpy's BLAS, got {a}, {b}, {c}")
+    gemm = _GEMM[c.dtype]
 
-    @_jit
-    def gemm_into(a, b, transpose_a, transpose_b, out):
-        """``out[...] = op(a) @ op(b)`` for 2-D arrays of one float dtype, op a transpose
-        where asked; ``out`` is C-contiguous, of the product's shape, and overlaps
-        neither."""
-        m, k = (a.shape[1], a.shape[0]) if transpose_a else (a.shape[0], a.shape[1])
-        n = b.shape[0] if transpose_b else b.shape[1]
-        if m == 0 or n == 0:
-            return
-        if k == 0:
-            out[:] = 0
-            return
-        # no copy for the C-contiguous arrays the entry passes; a copy otherwise
-        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-        one, zero = out.dtype.type(1.0), out.dtype.type(0.0)
-        _gemm(_ROW_MAJOR, _TRANSPOSE if transpose_a else _NO_TRANSPOSE,
-              _TRANSPOSE if transpose_b else _NO_TRANSPOSE, m, n, k, one, a, a.shape[1],
-              b, b.shape[1], zero, out, n)
-else:
-    @_jit
-    def gemm_into(a, b, transpose_a, transpose_b, out):
-        """``out[...] = op(a) @ op(b)`` through numba's ``np.dot`` (numpy's BLAS was
-        not found)."""
-        np.dot(a.T if transpose_a else a, b.T if transpose_b else b, out)
+    def impl(order, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        gemm(order, transpose_a, transpose_b, m, n, k, alpha, a.ctypes, lda, b.ctypes, ldb,
+             beta, c.ctypes, ldc)
+    return impl
 
+
+@_jit
+def _product_sizes(a, b, transpose_a, transpose_b, out):
+    """(m, n, k) of ``op(a) @ op(b)``; raises unless the inner sizes agree and
+    ``out`` is (m, n)."""
+    m, k = (a.shape[1], a.shape[0]) if transpose_a else (a.shape[0], a.shape[1])
+    k_b, n = (b.shape[1], b.shape[0]) if transpose_b else (b.shape[0], b.shape[1])
+    if k_b != k or out.shape[0] != m or out.shape[1] != n:
+        raise ValueError("matmul_into: operand or output shapes do not agree")
+    return m, n, k
+
+
+@_jit
+def _blas_matmul_into(a, b, transpose_a, transpose_b, out):
+    m, n, k = _product_sizes(a, b, transpose_a, transpose_b, out)
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        out[:] = 0
+        return
+    # no copy for the C-contiguous arrays the entry passes; a copy otherwise
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    one, zero = out.dtype.type(1.0), out.dtype.type(0.0)
+    _gemm(_ROW_MAJOR, _TRANSPOSE if transpose_a else _NO_TRANSPOSE,
+          _TRANSPOSE if transpose_b else _NO_TRANSPOSE, m, n, k, one, a, a.shape[1],
+          b, b.shape[1], zero, out, n)
+
+
+@_jit
+def _numba_matmul_into(a, b, transpose_a, transpose_b, out):
+    _product_sizes(a, b, transpose_a, transpose_b, out)
+    # one call per case: a conditional ``a.T if ... else a`` would merge the two
+    # layouts into numba's any-layout type, which np.dot copies on every call
+    if transpose_a and transpose_b:
+        np.dot(a.T, b.T, out)
+    elif transpose_a:
+        np.dot(a.T, b, out)
+    elif transpose_b:
+        np.dot(a, b.T, out)
+    else:
+        np.dot(a, b, out)
+
+
+matmul_into = _blas_matmul_into if _found else _numba_matmul_into
+matmul_into.__doc__ = (
+    "``out[...] = op(a) @ op(b)`` for 2-D arrays of one float dtype, op a transpose "
+    "where asked, in compiled code: ``out`` is C-contiguous, of the product's shape, "
+    "and overlaps neither operand. Raises ValueError where the shapes disagree.")

@@ -16,14 +16,16 @@ input shapes and takes the step runner for them, which computes everything
 again from the inputs. Giving up never leaves a wrong result behind: the entry
 writes only into destinations that do not overlap an input.
 
-Destinations (``.grad`` buffers with grad_req 'write') are passed in; a step
-writes straight into its destination where the step runner would: a matrix
-product, an elementwise kernel output. Missing destinations are passed as empty
+Destinations (``.grad`` buffers with grad_req 'write', or for replay the last
+call's results that its caller dropped) are passed in; a step writes straight
+into its destination where the step runner would: a matrix product, an
+elementwise kernel output. Missing destinations are passed as empty
 arrays of the right type so that the entry keeps one signature.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +96,7 @@ def _dot(w: _Writer, step) -> bool:
         return False
     a, b = (f"s{i}" for i in step.inputs)
     transpose_a, transpose_b = node.attrs["transpose_a"], node.attrs["transpose_b"]
-    shape = (f"({a}.shape[{int(transpose_a)}], {b}.shape[{1 - int(transpose_b)}])")
+    shape = f"({a}.shape[{int(transpose_a)}], {b}.shape[{1 - int(transpose_b)}])"
     slot = step.outputs[0]
     fresh = f"np.empty({shape}, np.{node.types[0].dtype.name})"
     target = w.destination.get(slot)
@@ -102,7 +104,7 @@ def _dot(w: _Writer, step) -> bool:
         w.emit(f"s{slot} = {fresh}")
     else:
         w.emit(f"s{slot} = {target} if {target}.shape == {shape} else {fresh}")
-    w.emit(f"blas.gemm_into({a}, {b}, {transpose_a}, {transpose_b}, s{slot})")
+    w.emit(f"blas.matmul_into({a}, {b}, {transpose_a}, {transpose_b}, s{slot})")
     return True
 
 
@@ -225,11 +227,22 @@ def generate_entry(plan) -> EntrySource | None:
                        for _, slot in outputs)
     params = ([f"s{i}" for i in range(plan.num_inputs)] + [f"c{i}" for i in range(len(constants))]
               + [f"d{k}" for k, _, _ in destinations] + ["limit"])
-    lines = ["@_jit", f"def program_entry({', '.join(params)}):", *w.lines,
+    lines = [_blas_marker(), "@_jit", f"def program_entry({', '.join(params)}):", *w.lines,
              f"    return (True, {returned})", "", "",
              # one small function for every way out when the entry gives up
              "@_jit", "def declined():", f"    return (False, {empties})"]
     return EntrySource("\n".join(lines) + "\n" + _HELPERS, constants, destinations, outputs)
+
+
+@functools.cache
+def _blas_marker() -> str:
+    """A comment naming blas.py's hash and the BLAS found: numba's disk cache
+    checks only the generated file, and the entry's machine code holds blas.py's
+    products, so a changed blas.py or BLAS must give the module another name."""
+    from . import blas
+    from .cache import fingerprint
+
+    return f"# products: blas.py {fingerprint(blas.__file__)}, {blas.IDENTITY}"
 
 
 _HELPERS = '''
@@ -242,6 +255,16 @@ def overlaps(a, b):
     a0, b0 = a.ctypes.data, b.ctypes.data
     return a0 < b0 + b.size * b.itemsize and b0 < a0 + a.size * a.itemsize
 '''
+
+
+def _all_plain(args) -> bool:
+    """Whether every array is writeable and C-contiguous: anything else is another
+    numba type, which would compile the entry again, on the caller's thread."""
+    for a in args:
+        flags = a.flags
+        if not (flags.c_contiguous and flags.writeable):
+            return False
+    return True
 
 
 def entry_runner(function, source: EntrySource, num_outputs: int, limit: int):
@@ -260,11 +283,8 @@ def entry_runner(function, source: EntrySource, num_outputs: int, limit: int):
     declined: set[tuple] = set()  # input shapes the entry gave up on
 
     def run(args, out=None):
-        for a in args:
-            flags = a.flags
-            # anything else is another numba type: a new compilation, on this thread
-            if not (flags.c_contiguous and flags.writeable):
-                return None
+        if not _all_plain(args):
+            return None
         if declined and tuple([a.shape for a in args]) in declined:
             return None
         if out is None:
@@ -293,15 +313,15 @@ def entry_runner(function, source: EntrySource, num_outputs: int, limit: int):
         entry gave up on these shapes or returns no array for some output.
         ``outs`` are the previous call's results, which the caller no longer
         holds, to write into; ``fast`` returns None where ``run`` would."""
-        if not in_order or tuple([a.shape for a in args]) in declined:
+        # (inputs the entry does not take mean it never ran these shapes: whether
+        # it gives up on them is not known yet)
+        if not (in_order and _all_plain(args)) or tuple([a.shape for a in args]) in declined:
             return None
         picks = [k for k, _, _, _ in specs]
 
         def fast(args, outs=None):
-            for a in args:
-                flags = a.flags
-                if not (flags.c_contiguous and flags.writeable):
-                    return None
+            if not _all_plain(args) or declined and tuple([a.shape for a in args]) in declined:
+                return None
             # the previous results came from this entry: contiguous, writeable, typed
             targets = empty_out if outs is None else [outs[k] for k in picks]
             result = function(*args, *constants, *targets, limit)

@@ -302,8 +302,8 @@ class CompiledProgram:
                 step(slots)
         self._direct = _direct_runner(self.plan)
         # The kernels are ready: calls run step by step while the whole-program
-        # entry compiles (with an empty cache a W2-sized entry takes ~10 s, mostly
-        # numba's typing of the whole program), then through the entry.
+        # entry compiles (with an empty cache a W2-sized entry takes seconds), then
+        # through the entry.
         self._ready = True
         self._entry = self._compile_entry(args)
 
