@@ -297,12 +297,24 @@ def check_mlp(value, grads, inputs):
     assert np.allclose(grads["W"], expected_W) and np.allclose(grads["b"], expected_b)
 
 
-def test_a_program_run_as_one_call_takes_the_hot_path_and_agrees(monkeypatch):
+def warmed_up_mlp(monkeypatch):
+    """``mx.compile`` of the MLP, called three times on batch-8 inputs; and those."""
     use_sync(monkeypatch)
     f = mx.compile(mlp_symbol(), wrt=["W", "b"])
     inputs = mlp_inputs(8)
     for _ in range(3):
         check_mlp(*f(**inputs), inputs)
+    return f, inputs
+
+
+def program_of(f):
+    """The compiled program behind ``f``'s single graph, and its compiled entry."""
+    runner = next(iter(f._graphs.values())).runner
+    return runner, cache.load(runner.plan.module_text).program_entry
+
+
+def test_a_program_run_as_one_call_takes_the_hot_path_and_agrees(monkeypatch):
+    f, inputs = warmed_up_mlp(monkeypatch)
     assert f._hot is not None, "a program with an entry should take the hot path"
     value, grads = f(**inputs)
     dropped = weakref.ref(grads["W"])  # a matrix product's result: a destination
@@ -320,11 +332,7 @@ def test_a_program_run_as_one_call_takes_the_hot_path_and_agrees(monkeypatch):
 
 
 def test_the_hot_entry_hands_other_layouts_and_sizes_to_the_general_path(monkeypatch):
-    use_sync(monkeypatch)
-    f = mx.compile(mlp_symbol(), wrt=["W", "b"])
-    inputs = mlp_inputs(8)
-    for _ in range(3):
-        f(**inputs)
+    f, inputs = warmed_up_mlp(monkeypatch)
     assert f._hot is not None
     strided = dict(inputs, X=np.asfortranarray(inputs["X"]))  # same shape, other layout
     check_mlp(*f(**strided), strided)
@@ -337,16 +345,10 @@ def test_the_hot_entry_hands_other_layouts_and_sizes_to_the_general_path(monkeyp
 
 
 def test_the_hot_entry_gives_up_where_the_entry_would(monkeypatch):
-    use_sync(monkeypatch)
-    f = mx.compile(mlp_symbol(), wrt=["W", "b"])
-    inputs = mlp_inputs(8)
-    for _ in range(3):
-        f(**inputs)
-    runner = next(iter(f._graphs.values())).runner
-    fast = runner.specialised([inputs[name] for name in f._names])
-    assert fast is not None
+    f, inputs = warmed_up_mlp(monkeypatch)
+    runner, function = program_of(f)
+    assert runner.specialised([inputs[name] for name in f._names]) is not None
     # an entry whose loops want threads from 16 elements gives up on these sizes
-    function = cache.load(runner.plan.module_text).program_entry
     giving_up = entry_runner(function, runner.plan.entry, len(runner.plan.output_slots), 16)
     args = [inputs[name] for name in f._names]
     fast = giving_up.specialised(args)
@@ -356,11 +358,7 @@ def test_the_hot_entry_gives_up_where_the_entry_would(monkeypatch):
 
 
 def test_a_view_of_a_result_keeps_it_from_being_written_again(monkeypatch):
-    use_sync(monkeypatch)
-    f = mx.compile(mlp_symbol(), wrt=["W", "b"])
-    inputs = mlp_inputs(8)
-    for _ in range(3):
-        f(**inputs)
+    f, inputs = warmed_up_mlp(monkeypatch)
     value, grads = f(**inputs)
     rows = grads["W"][:2]
     expected = rows.copy()
@@ -380,8 +378,7 @@ def test_hot_calls_keep_the_entry_to_one_compiled_signature(monkeypatch):
         check_mlp(value, grads, inputs)
         if seed % 2:
             del value, grads
-    runner = next(iter(f._graphs.values())).runner
-    entry = cache.load(runner.plan.module_text).program_entry
+    entry = program_of(f)[1]
     assert len(entry.signatures) == 1, entry.signatures
 
 
