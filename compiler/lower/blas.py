@@ -132,6 +132,7 @@ def _blas_matmul_into(a, b, transpose_a, transpose_b, out):
 @_jit
 def _numba_matmul_into(a, b, transpose_a, transpose_b, out):
     _product_sizes(a, b, transpose_a, transpose_b, out)
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)  # as the BLAS path does
     # one call per case: a conditional ``a.T if ... else a`` would merge the two
     # layouts into numba's any-layout type, which np.dot copies on every call
     if transpose_a and transpose_b:
