@@ -267,6 +267,10 @@ def _all_plain(args) -> bool:
     return True
 
 
+def _shapes(args) -> tuple:
+    return tuple([a.shape for a in args])
+
+
 def entry_runner(function, source: EntrySource, num_outputs: int, limit: int):
     """``run(args, out=None)`` calling the compiled entry ``function``: returns the
     program's outputs, or None when the step runner must run instead (an input
@@ -285,7 +289,7 @@ def entry_runner(function, source: EntrySource, num_outputs: int, limit: int):
     def run(args, out=None):
         if not _all_plain(args):
             return None
-        if declined and tuple([a.shape for a in args]) in declined:
+        if declined and _shapes(args) in declined:
             return None
         if out is None:
             targets = empty_out
@@ -298,7 +302,7 @@ def entry_runner(function, source: EntrySource, num_outputs: int, limit: int):
                 targets.append(t if fits else empty)
         result = function(*args, *constants, *targets, limit)
         if not result[0]:
-            declined.add(tuple([a.shape for a in args]))
+            declined.add(_shapes(args))
             return None
         if in_order:
             return list(result[1:])
@@ -315,18 +319,18 @@ def entry_runner(function, source: EntrySource, num_outputs: int, limit: int):
         holds, to write into; ``fast`` returns None where ``run`` would."""
         # (inputs the entry does not take mean it never ran these shapes: whether
         # it gives up on them is not known yet)
-        if not (in_order and _all_plain(args)) or tuple([a.shape for a in args]) in declined:
+        if not (in_order and _all_plain(args)) or _shapes(args) in declined:
             return None
         picks = [k for k, _, _, _ in specs]
 
         def fast(args, outs=None):
-            if not _all_plain(args) or declined and tuple([a.shape for a in args]) in declined:
+            if not _all_plain(args) or declined and _shapes(args) in declined:
                 return None
             # the previous results came from this entry: contiguous, writeable, typed
             targets = empty_out if outs is None else [outs[k] for k in picks]
             result = function(*args, *constants, *targets, limit)
             if not result[0]:
-                declined.add(tuple([a.shape for a in args]))
+                declined.add(_shapes(args))
                 return None
             return list(result[1:])
 
