@@ -286,10 +286,20 @@ def entry_runner(function, source: EntrySource, num_outputs: int, limit: int):
     in_order = positions == list(range(num_outputs))
     declined: set[tuple] = set()  # input shapes the entry gave up on
 
-    def run(args, out=None):
-        if not _all_plain(args):
+    def runnable(args) -> bool:
+        return _all_plain(args) and not (declined and _shapes(args) in declined)
+
+    def call(args, targets) -> list | None:
+        """The entry's results in its own order, or None where it gave up (then
+        these input shapes are remembered)."""
+        result = function(*args, *constants, *targets, limit)
+        if not result[0]:
+            declined.add(_shapes(args))
             return None
-        if declined and _shapes(args) in declined:
+        return list(result[1:])
+
+    def run(args, out=None):
+        if not runnable(args):
             return None
         if out is None:
             targets = empty_out
@@ -300,14 +310,11 @@ def entry_runner(function, source: EntrySource, num_outputs: int, limit: int):
                 fits = (t is not None and t.dtype == dtype and t.ndim == ndim
                         and t.flags.c_contiguous and t.flags.writeable)
                 targets.append(t if fits else empty)
-        result = function(*args, *constants, *targets, limit)
-        if not result[0]:
-            declined.add(_shapes(args))
-            return None
-        if in_order:
-            return list(result[1:])
+        results = call(args, targets)
+        if results is None or in_order:
+            return results
         values: list = [None] * num_outputs
-        for k, value in zip(positions, result[1:]):
+        for k, value in zip(positions, results):
             values[k] = value
         return values
 
@@ -319,20 +326,15 @@ def entry_runner(function, source: EntrySource, num_outputs: int, limit: int):
         holds, to write into; ``fast`` returns None where ``run`` would."""
         # (inputs the entry does not take mean it never ran these shapes: whether
         # it gives up on them is not known yet)
-        if not (in_order and _all_plain(args)) or _shapes(args) in declined:
+        if not (in_order and runnable(args)):
             return None
         picks = [k for k, _, _, _ in specs]
 
         def fast(args, outs=None):
-            if not _all_plain(args) or declined and _shapes(args) in declined:
+            if not runnable(args):
                 return None
             # the previous results came from this entry: contiguous, writeable, typed
-            targets = empty_out if outs is None else [outs[k] for k in picks]
-            result = function(*args, *constants, *targets, limit)
-            if not result[0]:
-                declined.add(_shapes(args))
-                return None
-            return list(result[1:])
+            return call(args, empty_out if outs is None else [outs[k] for k in picks])
 
         return fast
 
