@@ -46,3 +46,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def mxnet_python():
+    """The python of the interop virtualenv (real MXNet 1.9.1 + numpy 1.23.5),
+    built once under ``build/mxnet-venv``; skips the test when it cannot be made.
+    Run scripts in it with ``tests/mxnet_interop.run_mxnet``."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "tests"))
+    from mxnet_interop import mxnet_python as build
+
+    return build()

@@ -13,6 +13,10 @@ from . import symbol
 from . import symbol as sym
 from . import visualization
 from . import visualization as viz
+from . import initializer
+from . import initializer as init
+from . import lr_scheduler, optimizer, metric, io, recordio, callback
+from . import gluon
 from .executor import compile
 from .base import MXNetError
 from .context import Context, cpu, current_context, gpu
@@ -21,4 +25,5 @@ __version__ = "0.1.0"
 
 __all__ = ["nd", "ndarray", "autograd", "sym", "symbol", "random", "base", "context",
            "Context", "cpu", "gpu", "current_context", "MXNetError", "viz", "visualization",
-           "compile", "test_utils"]
+           "compile", "test_utils", "init", "initializer", "lr_scheduler", "optimizer",
+           "metric", "io", "recordio", "callback", "gluon"]

@@ -14,25 +14,21 @@ symgrad wrote; the second evaluates what symgrad wrote after loading MXNet's.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mxnet_interop import _make_venv
 
 import symgrad as mx
 from compiler import topo_order
 
 pytestmark = pytest.mark.interop
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / "build" / "mxnet-venv"
-READY = VENV / "mxnet-ready"
 
 # ---------------------------------------------------------------------------
 # the models: source run with ``mx`` bound to mxnet or symgrad
@@ -97,45 +93,6 @@ json.dump(result, open(sys.argv[2], "w"))
 # ---------------------------------------------------------------------------
 # the MXNet virtualenv
 # ---------------------------------------------------------------------------
-
-def _candidate_pythons() -> list[str]:
-    found = []
-    if os.environ.get("SYMGRAD_MXNET_PYTHON"):
-        found.append(os.environ["SYMGRAD_MXNET_PYTHON"])
-    for version in ("3.10", "3.9", "3.11", "3.8"):
-        found += [p for p in [shutil.which(f"python{version}")] if p]
-        found += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/python")))
-    return found
-
-
-def _make_venv() -> tuple[Path | None, str]:
-    """The venv's python, or None and the reason it could not be made."""
-    python = VENV / "bin" / "python"
-    if READY.exists() and python.exists():
-        return python, ""
-    reasons = []
-    for base in _candidate_pythons():
-        shutil.rmtree(VENV, ignore_errors=True)
-        steps = [[base, "-m", "venv", str(VENV)],
-                 [str(python), "-m", "pip", "install", "-q", "mxnet==1.9.1", "numpy==1.23.5"],
-                 [str(python), "-c", "import mxnet; assert mxnet.__version__ == '1.9.1'"]]
-        for step in steps:
-            try:
-                done = subprocess.run(step, capture_output=True, text=True, timeout=900)
-            except (OSError, subprocess.TimeoutExpired) as err:
-                reasons.append(f"{base}: {' '.join(step[:4])}: {err}")
-                break
-            if done.returncode != 0:
-                tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-                reasons.append(f"{base}: {' '.join(step[:4])}: {' | '.join(tail)}")
-                break
-        else:
-            READY.write_text("mxnet 1.9.1\n")
-            return python, ""
-    if not reasons:
-        reasons.append("no Python 3.8-3.11 interpreter found (set SYMGRAD_MXNET_PYTHON)")
-    return None, "; ".join(reasons)
-
 
 def _run_mxnet(python: Path, cases: list[dict], workdir: Path) -> dict:
     request, reply = workdir / "request.json", workdir / "reply.json"

@@ -1,0 +1,1 @@
+"""``mx.callback``: training callbacks (to be filled)."""

@@ -1,0 +1,1 @@
+"""Gluon Blocks (to be filled)."""

@@ -1,0 +1,1 @@
+"""``gluon.loss``: losses (to be filled)."""

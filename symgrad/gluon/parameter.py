@@ -1,0 +1,1 @@
+"""Gluon Parameters (to be filled)."""

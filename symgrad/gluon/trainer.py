@@ -1,0 +1,1 @@
+"""``gluon.Trainer`` (to be filled)."""

@@ -1,0 +1,1 @@
+"""``gluon.utils`` (to be filled)."""

@@ -1,0 +1,1 @@
+"""``mx.recordio``: MXNet RecordIO files (to be filled)."""
