@@ -3,9 +3,11 @@
 from . import (  # noqa: F401  (registration)  # noqa: F401
     activations,
     conv,
+    ctc,
     custom,
     elemwise,
     fused,
+    gluon_extra,
     indexing,
     losses,
     nn,
