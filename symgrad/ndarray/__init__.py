@@ -19,6 +19,7 @@ from ..context import check_context
 from .._namespace import fill_namespace
 from . import random
 from .ndarray import NDArray, invoke, is_ndarray
+from .serialization import load, load_frombuffer, save
 
 
 def _finish(result: Any, out: NDArray | None = None, name: str | None = None) -> Any:
@@ -109,4 +110,4 @@ def concatenate(arrays: list, axis: int = 0, always_copy: bool = True) -> NDArra
 fill_namespace(globals(), invoke, is_ndarray, _finish)
 
 __all__ = ["NDArray", "array", "zeros", "ones", "full", "arange", "empty", "maximum",
-           "minimum", "power", "waitall", "random", "MXNetError"]
+           "minimum", "power", "waitall", "random", "MXNetError", "save", "load", "load_frombuffer"]
