@@ -250,7 +250,8 @@ def _read_file(reader: _Reader) -> list[NDArray] | dict[str, NDArray]:
     reader.unpack(_U64, "the reserved word")
     count = reader.unpack(_U64, "the array count")
     if count > reader.left() // 4:
-        raise reader.fail(f"bad array count {count} for {reader.left()} bytes")
+        raise reader.fail(f"truncated, or a bad array count: {count} arrays cannot fit "
+                          f"in the {reader.left()} bytes left")
     arrays = []
     for index in range(count):
         reader.part = f"array {index} of {count}"
