@@ -191,7 +191,9 @@ class OpDef:
     ``kind`` drives fusion: ``elemwise`` ops have a ``scalar`` template over
     ``{0}``, ``{1}`` ... and the attrs by name. ``shape_only`` lists inputs whose
     values the op never reads (only their shape), such as ``broadcast_like``'s
-    second input.
+    second input. ``mutates`` lists the inputs MXNet updates in place (an
+    optimizer's states): the op stays pure, returning their new values as its
+    outputs 1, 2, ... in this order, and the eager frontend writes them back.
     """
 
     name: str
@@ -210,6 +212,7 @@ class OpDef:
     aliases: tuple[str, ...] = ()
     method: str | None = None
     shape_only: tuple[int, ...] = ()
+    mutates: tuple[int, ...] = ()
     test: TestSpec | None = None
     doc: str = ""
 
@@ -217,7 +220,7 @@ class OpDef:
         # Whether a value of this op may be computed later than the call: true for
         # pure ops, false for randomness, side effects and callbacks. Read on every
         # recorded op call, so it is a plain attribute.
-        self.deferrable = not self.uses_train_mode and \
+        self.deferrable = not self.uses_train_mode and not self.mutates and \
             self.kind not in ("random", "opaque", "creation")
         # Recording shortcuts (an op costs microseconds to record; these are most
         # ops): the output has the input's type, and the only attr is a float.

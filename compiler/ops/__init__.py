@@ -12,6 +12,7 @@ from . import (  # noqa: F401  (registration)  # noqa: F401
     losses,
     nn,
     normalization,
+    optimizer,
     random,
     reduce,
     sequence,

@@ -154,6 +154,12 @@ def _run(opdef: OpDef, inputs: Sequence[NDArray], attrs: dict, record: bool) -> 
     except (ValueError, IndexError, TypeError) as err:
         _raise_op_error(opdef, inputs, attrs, err)
     outputs = result if isinstance(result, tuple) else (result,)
+    for k, i in enumerate(opdef.mutates):
+        # MXNet's mutable inputs (an optimizer's states) take their new values in
+        # place, before a recorded node is made: it then reads the arrays as they
+        # are after the call (its value is kept, never recomputed, and it has no
+        # gradient), so no recorded graph sees a variable changed behind it.
+        inputs[i][:] = outputs[k + 1]
     if record:
         node = Node(opdef, attrs, tuple(_input_entry(x) for x in inputs),
                     tuple(TensorType(o.shape, o.dtype) for o in outputs), value=outputs)
