@@ -137,7 +137,13 @@ class Symbol(OperatorMixin):
         self._entries = load_json(state["json"])._entries
 
     def __bool__(self) -> bool:
-        return True
+        # A Symbol has no value to test: code that branches on one (an ``if`` in a
+        # hybrid_forward) cannot be traced, as in MXNet.
+        raise NotImplementedError(
+            "bool() of a Symbol: a Symbol has no value until it is run, so it cannot "
+            "decide a branch (this is what an `if` on data inside a hybridized "
+            "hybrid_forward does); branch outside the block, use F.where, or do not "
+            "hybridize it")
 
     def _nodes(self) -> list[Node]:
         return topo_order(self._entries)
