@@ -34,6 +34,7 @@ from compiler.tape import Template
 from . import _state, anomaly
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled, set_detect_anomaly
 from .base import MXNetError, MXNetShapeError
+from .gradient_writer import write_gradient
 from .ndarray.ndarray import NDArray, invoke
 
 _GRAD_REQS = ("write", "add", "null")
@@ -339,18 +340,10 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
         # the next graph is checked against it
         (_state.chain_template if type(template) is ChainTemplate else _state.template
          ).set(template)
-    for node, grad, destination in zip(wrt, grads, destinations):
+    for node, grad in zip(wrt, grads):
         array = node.tag
-        if grad is not None and grad is destination:
-            continue
-        if array._grad_req == "add":
-            if grad is not None:
-                buffer = array._grad._data  # `_data` is a read-only property
-                buffer += grad
-        elif grad is None:
-            array._grad._data[...] = 0
-        else:
-            np.copyto(array._grad._data, grad, casting="unsafe")
+        write_gradient(array._grad._data, grad, array._grad_req)
+        array._fresh_grad = True
     if not retain_graph:
         _free(nodes)
         if tape is not None and tape.holds_last(entries[0].node):

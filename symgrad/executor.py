@@ -32,6 +32,7 @@ from compiler.ops.common import F
 from compiler.registry import variable
 
 from .base import MXNetError
+from .gradient_writer import write_gradient
 from .ndarray.ndarray import NDArray
 from .symbol import Symbol
 from .symbol_types import materialize
@@ -642,16 +643,7 @@ class Executor:
                    for name in plan.wrt]
         grads = _run_program(plan.backward, args, targets)
         for name, grad in zip(plan.wrt, grads):
-            target = self.grad_dict[name]._data
-            if grad is target:
-                continue
-            if self._grad_req[name] == "add":
-                if grad is not None:
-                    target += grad
-            elif grad is None:
-                target[...] = 0
-            else:
-                np.copyto(target, grad, casting="unsafe")
+            write_gradient(self.grad_dict[name]._data, grad, self._grad_req[name])
 
     def copy_params_from(self, arg_params: Mapping[str, Any],
                          aux_params: Mapping[str, Any] | None = None,

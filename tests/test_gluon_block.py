@@ -417,3 +417,16 @@ def test_symbol_block_composes_with_symbols():
     assert sorted(block.collect_params().keys()) == ["fc_bias", "fc_weight"]
     composed = block(mx.sym.var("x") * 2)
     assert composed.list_arguments()[0] == "x"
+
+
+def test_backward_marks_gradients_fresh():
+    net = Dense(2, in_units=3)
+    net.initialize()
+    weight = net.weight.data()
+    assert not weight._fresh_grad
+    with autograd.record():
+        y = net(_data((1, 3)))
+    y.backward()
+    assert weight._fresh_grad
+    weight._fresh_grad = False
+    assert not weight._fresh_grad

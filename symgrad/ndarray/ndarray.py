@@ -201,7 +201,9 @@ class NDArray(OperatorMixin):
 
     # ``_leaves`` (set only when a recorded op reads this array as a constant) holds
     # weak references to the graph leaves that share its buffer.
-    __slots__ = ("_value", "_entry", "_grad", "_grad_req", "_leaves", "__weakref__")
+    # ``_fresh`` (set only once a backward wrote this variable's gradient) backs
+    # ``_fresh_grad``, which Trainer reads to find stale gradients.
+    __slots__ = ("_value", "_entry", "_grad", "_grad_req", "_leaves", "_fresh", "__weakref__")
 
     def __init__(self, data: np.ndarray | None, entry: Entry | None = None):
         self._value = data  # None while the value is deferred (see symgrad._deferred)
@@ -360,6 +362,16 @@ class NDArray(OperatorMixin):
         return self._data if dtype is None else self._data.astype(dtype)
 
     # -- autograd -------------------------------------------------------------
+    @property
+    def _fresh_grad(self) -> bool:
+        """Whether a backward wrote this variable's gradient since the flag was
+        last cleared (MXNet's ``_fresh_grad``; a Trainer clears it after a step)."""
+        return getattr(self, "_fresh", False)
+
+    @_fresh_grad.setter
+    def _fresh_grad(self, value: bool) -> None:
+        self._fresh = bool(value)
+
     def attach_grad(self, grad_req: str = "write", stype: str | None = None) -> None:
         """Make this array a variable whose gradient ``backward`` computes into
         ``self.grad`` (a new zero buffer) according to ``grad_req``."""
