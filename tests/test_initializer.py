@@ -13,14 +13,14 @@ import pytest
 import symgrad as mx
 from symgrad import initializer as init_module
 
-I = mx.init
+init = mx.init
 
 
 def _filled(initializer, name: str, shape, dtype="float32", start: float = 7.0) -> np.ndarray:
     """Run ``initializer`` on an array of ``shape`` (filled with ``start`` first) under
     ``InitDesc(name)`` and return the values written."""
     arr = mx.nd.full(shape, start, dtype=dtype)
-    initializer(I.InitDesc(name), arr)
+    initializer(init.InitDesc(name), arr)
     return arr.asnumpy()
 
 
@@ -33,7 +33,7 @@ def registry_guard():
     init_module._REGISTRY.update(saved)
 
 
-class _Sevens(I.Initializer):
+class _Sevens(init.Initializer):
     """Writes 7 into weights, to show which method dispatch chose."""
 
     def _init_weight(self, _, arr):
@@ -51,18 +51,18 @@ def test_init_and_initializer_are_one_module():
 
 # -- InitDesc -----------------------------------------------------------------------
 def test_init_desc_is_a_string_with_attrs_and_global_init():
-    desc = I.InitDesc("fc1_weight", {"__init__": "zeros"})
+    desc = init.InitDesc("fc1_weight", {"__init__": "zeros"})
     assert isinstance(desc, str) and desc == "fc1_weight" and desc.endswith("weight")
     assert desc.attrs == {"__init__": "zeros"} and desc.global_init is None
-    plain = I.InitDesc("x")
+    plain = init.InitDesc("x")
     assert plain.attrs == {} and plain.global_init is None
-    one = I.One()
-    assert I.InitDesc("x", global_init=one).global_init is one
+    one = init.One()
+    assert init.InitDesc("x", global_init=one).global_init is one
 
 
 def test_call_records_the_first_initializer_as_global_init():
-    desc = I.InitDesc("fc_bias")
-    first, second = I.Uniform(), I.Normal()
+    desc = init.InitDesc("fc_bias")
+    first, second = init.Uniform(), init.Normal()
     first(desc, mx.nd.zeros((2,)))
     second(desc, mx.nd.zeros((2,)))
     assert desc.global_init is first
@@ -87,24 +87,24 @@ def test_unknown_suffix_raises_mxnets_error(name):
 def test_init_attribute_overrides_the_suffix():
     """An ``__init__`` attr (a name, dumps() JSON, or an instance) picks that
     initializer's weight rule, whatever the name ends with."""
-    for spec in ["ones", I.One().dumps(), I.One()]:
+    for spec in ["ones", init.One().dumps(), init.One()]:
         arr = mx.nd.zeros((2, 2))
-        I.Uniform()(I.InitDesc("fc_bias", {"__init__": spec}), arr)
+        init.Uniform()(init.InitDesc("fc_bias", {"__init__": spec}), arr)
         np.testing.assert_array_equal(arr.asnumpy(), np.ones((2, 2)))
     arr = mx.nd.zeros((2,))
-    I.Uniform()(I.InitDesc("bn_moving_var", {"__init__": "ones"}), arr)
+    init.Uniform()(init.InitDesc("bn_moving_var", {"__init__": "ones"}), arr)
     np.testing.assert_array_equal(arr.asnumpy(), np.ones(2))
     # Gluon passes init=None for a parameter without its own: dispatch by suffix then.
     arr = mx.nd.full((2,), 3.0)
-    I.One()(I.InitDesc("fc_bias", {"__init__": None}), arr)
+    init.One()(init.InitDesc("fc_bias", {"__init__": None}), arr)
     np.testing.assert_array_equal(arr.asnumpy(), np.zeros(2))
 
 
 def test_init_attribute_from_sym_var_round_trips():
-    var = mx.sym.var("w", init=I.Xavier(magnitude=2))
-    chosen = I.create(var.attr("__init__") if hasattr(var, "attr")
+    var = mx.sym.var("w", init=init.Xavier(magnitude=2))
+    chosen = init.create(var.attr("__init__") if hasattr(var, "attr")
                       else var.list_attr()["__init__"])
-    assert isinstance(chosen, I.Xavier) and chosen.magnitude == 2.0
+    assert isinstance(chosen, init.Xavier) and chosen.magnitude == 2.0
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -138,14 +138,14 @@ def test_legacy_special_names():
 
 def test_base_initializer_needs_init_weight():
     with pytest.raises(NotImplementedError):
-        I.Initializer()(I.InitDesc("fc_weight"), mx.nd.zeros((2,)))
+        init.Initializer()(init.InitDesc("fc_weight"), mx.nd.zeros((2,)))
     # but biases and norms have defaults
-    np.testing.assert_array_equal(_filled(I.Initializer(), "bn_gamma", (2,)), [1, 1])
+    np.testing.assert_array_equal(_filled(init.Initializer(), "bn_gamma", (2,)), [1, 1])
 
 
 def test_quantized_weight_draws_int8_in_range():
     arr = mx.nd.zeros((2000,), dtype="int8")
-    _Sevens()(I.InitDesc("conv_weight_quantize"), arr)
+    _Sevens()(init.InitDesc("conv_weight_quantize"), arr)
     values = arr.asnumpy()
     assert values.dtype == np.int8 and values.min() >= -127 and values.max() <= 126
     assert len(np.unique(values)) > 200
@@ -154,74 +154,74 @@ def test_quantized_weight_draws_int8_in_range():
 
 # -- create, register, alias, dumps -------------------------------------------------
 @pytest.mark.parametrize("name, klass", [
-    ("zero", I.Zero), ("zeros", I.Zero), ("ones", I.One), ("one", I.One),
-    ("Xavier", I.Xavier), ("xavier", I.Xavier), ("uniform", I.Uniform),
-    ("normal", I.Normal), ("orthogonal", I.Orthogonal), ("msraprelu", I.MSRAPrelu),
-    ("bilinear", I.Bilinear), ("lstmbias", I.LSTMBias), ("MSRAPrelu", I.MSRAPrelu),
+    ("zero", init.Zero), ("zeros", init.Zero), ("ones", init.One), ("one", init.One),
+    ("Xavier", init.Xavier), ("xavier", init.Xavier), ("uniform", init.Uniform),
+    ("normal", init.Normal), ("orthogonal", init.Orthogonal), ("msraprelu", init.MSRAPrelu),
+    ("bilinear", init.Bilinear), ("lstmbias", init.LSTMBias), ("MSRAPrelu", init.MSRAPrelu),
 ])
 def test_create_by_name(name, klass):
-    assert type(I.create(name)) is klass
+    assert type(init.create(name)) is klass
 
 
 def test_create_forms():
-    assert I.create("constant", 2.5).value == 2.5
-    assert I.create("uniform", scale=0.5).scale == 0.5
-    assert I.create({"initializer": "uniform", "scale": 0.25}).scale == 0.25
-    assert I.create(initializer="normal", sigma=0.5).sigma == 0.5
-    assert I.create('["xavier", {"magnitude": 2}]').magnitude == 2.0
-    assert I.create('{"initializer": "normal", "sigma": 0.2}').sigma == 0.2
-    instance = I.Normal()
-    assert I.create(instance) is instance
+    assert init.create("constant", 2.5).value == 2.5
+    assert init.create("uniform", scale=0.5).scale == 0.5
+    assert init.create({"initializer": "uniform", "scale": 0.25}).scale == 0.25
+    assert init.create(initializer="normal", sigma=0.5).sigma == 0.5
+    assert init.create('["xavier", {"magnitude": 2}]').magnitude == 2.0
+    assert init.create('{"initializer": "normal", "sigma": 0.2}').sigma == 0.2
+    instance = init.Normal()
+    assert init.create(instance) is instance
     with pytest.raises(AssertionError, match="already an instance"):
-        I.create(instance, 3)
+        init.create(instance, 3)
     with pytest.raises(AssertionError, match="nope is not registered"):
-        I.create("nope")
+        init.create("nope")
     with pytest.raises(AssertionError, match="mixed is not registered"):
-        I.create("mixed")
+        init.create("mixed")
 
 
 @pytest.mark.parametrize("initializer, text", [
-    (I.Zero(), '["zero", {}]'),
-    (I.One(), '["one", {}]'),
-    (I.Constant(2.5), '["constant", {"value": 2.5}]'),
-    (I.Constant(np.array([1.0, 2.0])), '["constant", {"value": [1.0, 2.0]}]'),
-    (I.Constant(mx.nd.array([1, 2])), '["constant", {"value": [1.0, 2.0]}]'),
-    (I.Uniform(), '["uniform", {"scale": 0.07}]'),
-    (I.Normal(), '["normal", {"sigma": 0.01}]'),
-    (I.Xavier(), '["xavier", {"rnd_type": "uniform", "factor_type": "avg", "magnitude": 3}]'),
-    (I.MSRAPrelu(), '["msraprelu", {"factor_type": "avg", "slope": 0.25}]'),
-    (I.Orthogonal(), '["orthogonal", {"scale": 1.414, "rand_type": "uniform"}]'),
-    (I.Bilinear(), '["bilinear", {}]'),
-    (I.LSTMBias(), '["lstmbias", {"forget_bias": 1.0}]'),
-    (I.Initializer(a=1), '["initializer", {"a": 1}]'),
+    (init.Zero(), '["zero", {}]'),
+    (init.One(), '["one", {}]'),
+    (init.Constant(2.5), '["constant", {"value": 2.5}]'),
+    (init.Constant(np.array([1.0, 2.0])), '["constant", {"value": [1.0, 2.0]}]'),
+    (init.Constant(mx.nd.array([1, 2])), '["constant", {"value": [1.0, 2.0]}]'),
+    (init.Uniform(), '["uniform", {"scale": 0.07}]'),
+    (init.Normal(), '["normal", {"sigma": 0.01}]'),
+    (init.Xavier(), '["xavier", {"rnd_type": "uniform", "factor_type": "avg", "magnitude": 3}]'),
+    (init.MSRAPrelu(), '["msraprelu", {"factor_type": "avg", "slope": 0.25}]'),
+    (init.Orthogonal(), '["orthogonal", {"scale": 1.414, "rand_type": "uniform"}]'),
+    (init.Bilinear(), '["bilinear", {}]'),
+    (init.LSTMBias(), '["lstmbias", {"forget_bias": 1.0}]'),
+    (init.Initializer(a=1), '["initializer", {"a": 1}]'),
 ])
 def test_dumps_is_mxnets_json(initializer, text):
     assert initializer.dumps() == text
 
 
 @pytest.mark.parametrize("initializer", [
-    I.Zero(), I.One(), I.Constant(-1.5), I.Uniform(0.3), I.Normal(0.2),
-    I.Xavier("gaussian", "in", 2), I.MSRAPrelu("out", 0.1), I.Orthogonal(0.5, "normal"),
-    I.Bilinear(), I.LSTMBias(2.0),
+    init.Zero(), init.One(), init.Constant(-1.5), init.Uniform(0.3), init.Normal(0.2),
+    init.Xavier("gaussian", "in", 2), init.MSRAPrelu("out", 0.1), init.Orthogonal(0.5, "normal"),
+    init.Bilinear(), init.LSTMBias(2.0),
 ])
 def test_dumps_round_trips_through_create(initializer):
-    again = I.create(initializer.dumps())
+    again = init.create(initializer.dumps())
     assert type(again) is type(initializer) and again == initializer
     assert again.__dict__ == initializer.__dict__
 
 
 def test_equality_is_by_class_and_arguments():
-    assert I.Xavier() == I.Xavier() and I.Uniform(0.07) == I.Uniform(scale=0.07)
-    assert I.Xavier() != I.Xavier(magnitude=2) and I.Xavier() != I.Uniform()
-    assert I.Zero() != "zero"
+    assert init.Xavier() == init.Xavier() and init.Uniform(0.07) == init.Uniform(scale=0.07)
+    assert init.Xavier() != init.Xavier(magnitude=2) and init.Xavier() != init.Uniform()
+    assert init.Zero() != "zero"
     with pytest.raises(TypeError):
-        hash(I.Zero())
+        hash(init.Zero())
 
 
 def test_register_and_alias(registry_guard):
-    @I.alias("fives", "FIVE_ALIAS")
-    @I.register
-    class Fives(I.Initializer):
+    @init.alias("fives", "FIVE_ALIAS")
+    @init.register
+    class Fives(init.Initializer):
         def __init__(self, offset=0.0):
             super().__init__(offset=offset)
             self.offset = offset
@@ -230,47 +230,47 @@ def test_register_and_alias(registry_guard):
             arr[:] = 5.0 + self.offset
 
     for name in ["fives", "Fives", "five_alias"]:
-        assert type(I.create(name)) is Fives
-    made = I.create(Fives(1.5).dumps())
+        assert type(init.create(name)) is Fives
+    made = init.create(Fives(1.5).dumps())
     np.testing.assert_array_equal(_filled(made, "w_weight", (2,)), [6.5, 6.5])
     np.testing.assert_array_equal(_filled(made, "w_bias", (2,)), [0.0, 0.0])
 
     with pytest.warns(UserWarning, match="overriding existing initializer"):
-        @I.register
-        class fives(I.Initializer):  # noqa: N801  (same registered name on purpose)
+        @init.register
+        class fives(init.Initializer):  # noqa: N801  (same registered name on purpose)
             pass
-    assert I.create("fives").__class__ is fives
+    assert init.create("fives").__class__ is fives
     with pytest.raises(TypeError):
-        I.register(dict)
+        init.register(dict)
 
 
 # -- constant initializers ----------------------------------------------------------
 def test_zero_one_constant():
-    np.testing.assert_array_equal(_filled(I.Zero(), "w_weight", (2, 3)), np.zeros((2, 3)))
-    np.testing.assert_array_equal(_filled(I.One(), "w_weight", (2, 3)), np.ones((2, 3)))
-    np.testing.assert_array_equal(_filled(I.Constant(-2.5), "w_weight", (4,)), [-2.5] * 4)
+    np.testing.assert_array_equal(_filled(init.Zero(), "w_weight", (2, 3)), np.zeros((2, 3)))
+    np.testing.assert_array_equal(_filled(init.One(), "w_weight", (2, 3)), np.ones((2, 3)))
+    np.testing.assert_array_equal(_filled(init.Constant(-2.5), "w_weight", (4,)), [-2.5] * 4)
     row = mx.nd.array([[1, 2, 3]])
-    np.testing.assert_array_equal(_filled(I.Constant(row), "w_weight", (2, 3)),
+    np.testing.assert_array_equal(_filled(init.Constant(row), "w_weight", (2, 3)),
                                   [[1, 2, 3], [1, 2, 3]])
-    np.testing.assert_array_equal(_filled(I.Constant(np.arange(3.0)), "w_weight", (3,)),
+    np.testing.assert_array_equal(_filled(init.Constant(np.arange(3.0)), "w_weight", (3,)),
                                   [0, 1, 2])
     # the suffix still decides: a Constant initializer leaves biases at 0
-    np.testing.assert_array_equal(_filled(I.Constant(4.0), "w_bias", (3,)), [0, 0, 0])
+    np.testing.assert_array_equal(_filled(init.Constant(4.0), "w_bias", (3,)), [0, 0, 0])
 
 
 def test_writes_in_place_and_keeps_dtype():
     arr = mx.nd.zeros((3, 4), dtype="float64")
     before = arr
-    I.Uniform(0.5)(I.InitDesc("w_weight"), arr)
+    init.Uniform(0.5)(init.InitDesc("w_weight"), arr)
     assert arr is before and arr.dtype == np.float64 and np.abs(arr.asnumpy()).max() > 0
     arr16 = mx.nd.zeros((100,), dtype="float16")
-    I.Normal(1.0)(I.InitDesc("w_weight"), arr16)
+    init.Normal(1.0)(init.InitDesc("w_weight"), arr16)
     assert arr16.dtype == np.float16 and arr16.asnumpy().std() > 0.5
 
 
 def test_random_initializer_rejects_integer_arrays():
     with pytest.raises(mx.MXNetError, match="int32"):
-        I.Uniform()(I.InitDesc("w_weight"), mx.nd.zeros((2,), dtype="int32"))
+        init.Uniform()(init.InitDesc("w_weight"), mx.nd.zeros((2,), dtype="int32"))
 
 
 # -- random initializers: draws equal seeded draws of the right distribution ------------
@@ -280,7 +280,7 @@ def _seeded(seed: int, draw) -> np.ndarray:
 
 
 def test_uniform_is_seeded_uniform_draws_of_its_scale():
-    got = _seeded(11, lambda: _init_array(I.Uniform(0.3), (200, 300)))
+    got = _seeded(11, lambda: _init_array(init.Uniform(0.3), (200, 300)))
     want = _seeded(11, lambda: mx.nd.random.uniform(-0.3, 0.3, shape=(200, 300)))
     np.testing.assert_array_equal(got, want)
     assert -0.3 <= got.min() < -0.299 and 0.299 < got.max() < 0.3
@@ -288,7 +288,7 @@ def test_uniform_is_seeded_uniform_draws_of_its_scale():
 
 
 def test_normal_is_seeded_normal_draws_of_its_sigma():
-    got = _seeded(12, lambda: _init_array(I.Normal(0.5), (200, 300)))
+    got = _seeded(12, lambda: _init_array(init.Normal(0.5), (200, 300)))
     want = _seeded(12, lambda: mx.nd.random.normal(0, 0.5, shape=(200, 300)))
     np.testing.assert_array_equal(got, want)
     assert abs(got.mean()) < 0.01 and abs(got.std() - 0.5) < 0.01
@@ -296,7 +296,7 @@ def test_normal_is_seeded_normal_draws_of_its_sigma():
 
 def _init_array(initializer, shape, name="w_weight", dtype="float32"):
     arr = mx.nd.zeros(shape, dtype=dtype)
-    initializer(I.InitDesc(name), arr)
+    initializer(init.InitDesc(name), arr)
     return arr
 
 
@@ -312,7 +312,7 @@ def _xavier_scale(shape, factor_type, magnitude):
 @pytest.mark.parametrize("rnd_type", ["uniform", "gaussian"])
 def test_xavier_scale_for_every_rnd_and_factor_type(shape, factor_type, rnd_type):
     scale = _xavier_scale(shape, factor_type, 2.5)
-    got = _seeded(3, lambda: _init_array(I.Xavier(rnd_type, factor_type, 2.5), shape))
+    got = _seeded(3, lambda: _init_array(init.Xavier(rnd_type, factor_type, 2.5), shape))
     draw = mx.nd.random.uniform if rnd_type == "uniform" else mx.nd.random.normal
     low = -scale if rnd_type == "uniform" else 0.0
     want = _seeded(3, lambda: draw(low, scale, shape=shape))
@@ -327,7 +327,7 @@ def test_xavier_scale_for_every_rnd_and_factor_type(shape, factor_type, rnd_type
 def test_xavier_conv_fans_by_hand():
     # (out=4, in=3, 2x2 kernel): fan_in = 12, fan_out = 16, avg 14 -> sqrt(3/14)
     assert np.isclose(_xavier_scale((4, 3, 2, 2), "avg", 3), np.sqrt(3 / 14))
-    got = _seeded(0, lambda: _init_array(I.Xavier(), (4, 3, 2, 2)))
+    got = _seeded(0, lambda: _init_array(init.Xavier(), (4, 3, 2, 2)))
     want = _seeded(0, lambda: mx.nd.random.uniform(-np.sqrt(3 / 14), np.sqrt(3 / 14),
                                                    shape=(4, 3, 2, 2)))
     np.testing.assert_array_equal(got, want)
@@ -335,18 +335,18 @@ def test_xavier_conv_fans_by_hand():
 
 def test_xavier_errors():
     with pytest.raises(ValueError, match="cannot be applied to vector fc_weight"):
-        _init_array(I.Xavier(), (5,), name="fc_weight")
+        _init_array(init.Xavier(), (5,), name="fc_weight")
     with pytest.raises(ValueError, match="Incorrect factor type"):
-        _init_array(I.Xavier(factor_type="fan"), (3, 3))
+        _init_array(init.Xavier(factor_type="fan"), (3, 3))
     with pytest.raises(ValueError, match="Unknown random type"):
-        _init_array(I.Xavier(rnd_type="cauchy"), (3, 3))
+        _init_array(init.Xavier(rnd_type="cauchy"), (3, 3))
     # Xavier's suffix rules still apply: a 1-d bias is zeros, not an error
-    np.testing.assert_array_equal(_init_array(I.Xavier(), (5,), name="fc_bias").asnumpy(), 0)
+    np.testing.assert_array_equal(_init_array(init.Xavier(), (5,), name="fc_bias").asnumpy(), 0)
 
 
 @pytest.mark.parametrize("slope", [0.25, 0.0, 1.0])
 def test_msra_prelu_is_gaussian_xavier_with_prelu_magnitude(slope):
-    initializer = I.MSRAPrelu("in", slope)
+    initializer = init.MSRAPrelu("in", slope)
     assert initializer.rnd_type == "gaussian"
     assert initializer.magnitude == pytest.approx(2 / (1 + slope**2))
     shape = (96, 48, 3, 3)
@@ -360,7 +360,7 @@ def test_msra_prelu_is_gaussian_xavier_with_prelu_magnitude(slope):
 @pytest.mark.parametrize("shape", [(3, 5), (5, 3), (4, 4), (4, 2, 3), (6, 2, 2, 2)])
 @pytest.mark.parametrize("rand_type", ["uniform", "normal"])
 def test_orthogonal_is_scaled_orthogonal(shape, rand_type):
-    got = _init_array(I.Orthogonal(scale=1.5, rand_type=rand_type), shape).asnumpy()
+    got = _init_array(init.Orthogonal(scale=1.5, rand_type=rand_type), shape).asnumpy()
     matrix = got.reshape(shape[0], -1).astype(np.float64)
     rows, columns = matrix.shape
     gram = matrix @ matrix.T if rows <= columns else matrix.T @ matrix
@@ -368,17 +368,17 @@ def test_orthogonal_is_scaled_orthogonal(shape, rand_type):
 
 
 def test_orthogonal_factor_comes_from_the_svd_of_seeded_draws():
-    got = _seeded(8, lambda: _init_array(I.Orthogonal(), (3, 2, 3)))
+    got = _seeded(8, lambda: _init_array(init.Orthogonal(), (3, 2, 3)))
     draws = _seeded(8, lambda: mx.nd.random.uniform(-1, 1, shape=(3, 6)))
     left, _, right = np.linalg.svd(draws, full_matrices=False)
     np.testing.assert_allclose(got, 1.414 * right.reshape(3, 2, 3), rtol=1e-6)
     with pytest.raises(ValueError, match="Unknown random type"):
-        _init_array(I.Orthogonal(rand_type="cauchy"), (2, 2))
+        _init_array(init.Orthogonal(rand_type="cauchy"), (2, 2))
 
 
 @pytest.mark.parametrize("initializer", [
-    I.Uniform(), I.Normal(), I.Xavier(), I.Xavier("gaussian", "out", 2), I.MSRAPrelu(),
-    I.Orthogonal(), I.Orthogonal(rand_type="normal"),
+    init.Uniform(), init.Normal(), init.Xavier(), init.Xavier("gaussian", "out", 2),
+    init.MSRAPrelu(), init.Orthogonal(), init.Orthogonal(rand_type="normal"),
 ])
 def test_seed_makes_initialisation_reproducible(initializer):
     shape = (6, 4, 3, 3)
@@ -407,37 +407,38 @@ def _bilinear_reference(shape):
 @pytest.mark.parametrize("shape", [(1, 1, 3, 3), (3, 2, 4, 5), (2, 1, 4, 4), (1, 1, 2, 6),
                                    (2, 1, 3, 4, 5)])
 def test_bilinear_kernel_exactly(shape):
-    got = _init_array(I.Bilinear(), shape).asnumpy()
+    got = _init_array(init.Bilinear(), shape).asnumpy()
     np.testing.assert_array_equal(got, _bilinear_reference(shape).astype(np.float32))
 
 
 def test_bilinear_known_values_and_errors():
-    got = _init_array(I.Bilinear(), (1, 1, 4, 4)).asnumpy()[0, 0]
+    got = _init_array(init.Bilinear(), (1, 1, 4, 4)).asnumpy()[0, 0]
     # upsampling by 2: f = 2, c = 0.75, taps 1/4, 3/4, 3/4, 1/4 along each axis
     taps = np.array([0.25, 0.75, 0.75, 0.25])
     np.testing.assert_allclose(got, np.outer(taps, taps))
     with pytest.raises(IndexError, match="4-d"):
-        _init_array(I.Bilinear(), (4, 3))
-    np.testing.assert_array_equal(_init_array(I.Bilinear(), (4,), "up_bias").asnumpy(), 0)
+        _init_array(init.Bilinear(), (4, 3))
+    np.testing.assert_array_equal(_init_array(init.Bilinear(), (4,), "up_bias").asnumpy(), 0)
 
 
 @pytest.mark.parametrize("size, forget_bias", [(8, 2.0), (12, 1.0), (20, -0.5)])
 def test_lstm_bias(size, forget_bias):
     want = np.zeros(size)
     want[size // 4: size // 2] = forget_bias
-    np.testing.assert_array_equal(_filled(I.LSTMBias(forget_bias), "l0_i2h_weight", (size,)),
+    np.testing.assert_array_equal(_filled(init.LSTMBias(forget_bias), "l0_i2h_weight", (size,)),
                                   want)
     # on a name ending in 'bias' the default bias rule applies, as in MXNet
-    np.testing.assert_array_equal(_filled(I.LSTMBias(forget_bias), "l0_i2h_bias", (size,)),
+    np.testing.assert_array_equal(_filled(init.LSTMBias(forget_bias), "l0_i2h_bias", (size,)),
                                   np.zeros(size))
     arr = mx.nd.zeros((size,))
-    I.Uniform()(I.InitDesc("l0_i2h_bias", {"__init__": I.LSTMBias(forget_bias)}), arr)
+    init.Uniform()(init.InitDesc("l0_i2h_bias", {"__init__": init.LSTMBias(forget_bias)}), arr)
     np.testing.assert_array_equal(arr.asnumpy(), want)
 
 
 # -- initializers of several parameters ---------------------------------------------
 def test_mixed_uses_the_first_matching_pattern():
-    mixed = I.Mixed([".*bias", "conv.*", ".*"], [I.Constant(3.0), I.One(), I.Constant(5.0)])
+    mixed = init.Mixed([".*bias", "conv.*", ".*"],
+                       [init.Constant(3.0), init.One(), init.Constant(5.0)])
     np.testing.assert_array_equal(_filled(mixed, "fc_bias", (2,)), [0, 0])  # bias rule
     np.testing.assert_array_equal(_filled(mixed, "conv0_weight", (2,)), [1, 1])
     np.testing.assert_array_equal(_filled(mixed, "fc_weight", (2,)), [5, 5])
@@ -446,17 +447,17 @@ def test_mixed_uses_the_first_matching_pattern():
         mixed("dense_weight", arr)  # a plain name goes the legacy way, as in MXNet
     np.testing.assert_array_equal(arr.asnumpy(), [5, 5])
     # re.match anchors at the start: 'bias' alone does not match 'fc_bias'
-    strict = I.Mixed(["bias"], [I.One()])
+    strict = init.Mixed(["bias"], [init.One()])
     with pytest.raises(ValueError, match="fc_bias did not match any pattern"):
         _filled(strict, "fc_bias", (2,))
     with pytest.raises(AssertionError):
-        I.Mixed(["a", "b"], [I.One()])
+        init.Mixed(["a", "b"], [init.One()])
 
 
 def test_load_from_dict_and_file(tmp_path):
     saved = {"arg:fc_weight": mx.nd.array([[1, 2], [3, 4]]), "aux:bn_moving_var": mx.nd.ones(3),
              "plain": mx.nd.array([9.0])}
-    loader = I.Load(saved, default_init=I.Constant(0.5), verbose=True)
+    loader = init.Load(saved, default_init=init.Constant(0.5), verbose=True)
     assert sorted(loader.param) == ["bn_moving_var", "fc_weight", "plain"]
     arr = mx.nd.zeros((2, 2))
     loader("fc_weight", arr)
@@ -468,11 +469,11 @@ def test_load_from_dict_and_file(tmp_path):
     with pytest.raises(AssertionError, match="Shape mismatch"):
         loader("fc_weight", mx.nd.zeros((3,)))
     with pytest.raises(AssertionError, match="no default Initializer"):
-        I.Load(saved)("missing", mx.nd.zeros((1,)))
+        init.Load(saved)("missing", mx.nd.zeros((1,)))
 
     path = str(tmp_path / "model.params")
     mx.nd.save(path, saved)
-    from_file = I.Load(path)
+    from_file = init.Load(path)
     arr = mx.nd.zeros((3,))
     from_file("bn_moving_var", arr)
     np.testing.assert_array_equal(arr.asnumpy(), np.ones(3))
@@ -480,20 +481,20 @@ def test_load_from_dict_and_file(tmp_path):
 
 # -- verbosity ----------------------------------------------------------------------
 def test_set_verbosity_logs_each_array(caplog):
-    initializer = I.One().set_verbosity(True)
-    assert isinstance(initializer, I.One)
+    initializer = init.One().set_verbosity(True)
+    assert isinstance(initializer, init.One)
     with caplog.at_level(logging.INFO):
-        initializer(I.InitDesc("fc_weight"), mx.nd.zeros((4,)))
-        initializer(I.InitDesc("fc_bias"), mx.nd.zeros((4,)))
-        initializer(I.InitDesc("fc_gamma", {"__init__": "zeros"}), mx.nd.zeros((4,)))
+        initializer(init.InitDesc("fc_weight"), mx.nd.zeros((4,)))
+        initializer(init.InitDesc("fc_bias"), mx.nd.zeros((4,)))
+        initializer(init.InitDesc("fc_gamma", {"__init__": "zeros"}), mx.nd.zeros((4,)))
     assert [r.getMessage() for r in caplog.records] == [
         "Initialized fc_weight as weight: 1.0", "Initialized fc_bias as bias: 0.0",
         "Initialized fc_gamma as zeros: 0.0"]
     caplog.clear()
-    custom = I.One().set_verbosity(True, print_func=lambda arr: f"sum={arr.asnumpy().sum()}")
+    custom = init.One().set_verbosity(True, print_func=lambda arr: f"sum={arr.asnumpy().sum()}")
     with caplog.at_level(logging.INFO):
-        custom(I.InitDesc("fc_max"), mx.nd.zeros((3,)))
-        I.One()(I.InitDesc("fc_max"), mx.nd.zeros((3,)))  # not verbose: no record
+        custom(init.InitDesc("fc_max"), mx.nd.zeros((3,)))
+        init.One()(init.InitDesc("fc_max"), mx.nd.zeros((3,)))  # not verbose: no record
     assert [r.getMessage() for r in caplog.records] == ["Initialized fc_max as max: sum=3.0"]
 
 
@@ -509,10 +510,10 @@ def test_gluon_style_call_with_default_init():
     to ``initialize``."""
     weight, bias = mx.nd.zeros((3, 4)), mx.nd.full((3,), 9.0)
     mx.random.seed(1)
-    I.create(I.Uniform())(I.InitDesc("dense0_weight", {"__init__": I.Xavier()}), weight)
-    I.create(I.Uniform())(I.InitDesc("dense0_bias", {"__init__": "zeros"}), bias)
+    init.create(init.Uniform())(init.InitDesc("dense0_weight", {"__init__": init.Xavier()}), weight)
+    init.create(init.Uniform())(init.InitDesc("dense0_bias", {"__init__": "zeros"}), bias)
     scale = np.sqrt(3 / 3.5)
     want = _seeded(1, lambda: mx.nd.random.uniform(-scale, scale, shape=(3, 4)))
     np.testing.assert_array_equal(weight.asnumpy(), want)
     np.testing.assert_array_equal(bias.asnumpy(), np.zeros(3))
-    assert json.loads(I.Xavier().dumps())[0] == "xavier"
+    assert json.loads(init.Xavier().dumps())[0] == "xavier"
