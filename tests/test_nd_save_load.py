@@ -294,6 +294,8 @@ def test_other_damage(tmp_path: Path) -> None:
     assert "negative dimensions" in _load_error(tmp_path, negative_dim)
     many_axes = _header(1) + struct.pack("<Iii", 0xF993FAC9, 0, 1000) + _names([])
     assert "1000 dimensions" in _load_error(tmp_path, many_axes)
+    bad_array_magic = _header(1) + struct.pack("<Iii", 0xDEADBEEF, 0, 1) + _names([])
+    assert "bad array magic 0xDEADBEEF" in _load_error(tmp_path, bad_array_magic)
 
 
 def test_flipped_bytes_never_escape_as_other_errors() -> None:

@@ -63,6 +63,7 @@ _UNSUPPORTED_FLAGS = {8: "int16", 9: "uint16", 10: "uint32", 11: "uint64", 12: "
 _STORAGE_TYPES = {0: "default", 1: "row_sparse", 2: "csr"}
 _DEVICE_TYPES = {1: "cpu", 2: "gpu", 3: "cpu_pinned", 5: "cpu_shared"}
 _CPU_CONTEXT = (1, 0)
+_MAX_NDIM = 32  # MXNet's arrays have at most 32 axes
 
 _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
@@ -88,41 +89,52 @@ def _arrays_and_names(data: Any) -> tuple[list[NDArray], list[str]]:
                      "or a list of NDarrays.")
 
 
-def _array_bytes(array: NDArray, magic: int) -> list[bytes]:
+def _array_chunks(array: NDArray, magic: int) -> list[bytes | np.ndarray]:
+    if array.stype != "default":
+        raise MXNetError(f"cannot save an array of storage type {array.stype}: symgrad "
+                         f"writes dense arrays only")
     values = array._data
     flag = _FLAG_OF_DTYPE.get(values.dtype.newbyteorder("<"))
     if flag is None:
         raise MXNetError(f"cannot save an array of dtype {values.dtype}: MXNet's NDArray "
                          f"files hold float16/32/64, uint8, int8/32/64 and bool")
-    little = np.ascontiguousarray(values, dtype=_DTYPE_OF_FLAG[flag])
     header = struct.pack(f"<Iii{values.ndim}qiii", magic, 0, values.ndim, *values.shape,
                          *_CPU_CONTEXT, flag)
-    return [header, little.tobytes()]
+    # The data as raw bytes through the buffer protocol: no copy for a C-contiguous
+    # little-endian array, which is what arrays almost always are.
+    data = np.ascontiguousarray(values, dtype=_DTYPE_OF_FLAG[flag]).reshape(-1).view(np.uint8)
+    return [header, data]
+
+
+def _file_chunks(data: Any) -> list[bytes | np.ndarray]:
+    """The pieces of the file holding ``data``, in order."""
+    arrays, names = _arrays_and_names(data)
+    # A 0-d array exists only under MXNet's numpy shape semantics (see the module
+    # docstring); MXNet refuses to mix V2 and V3 arrays under either semantics.
+    magic = V3_MAGIC if any(array.ndim == 0 for array in arrays) else V2_MAGIC
+    chunks: list[bytes | np.ndarray] = [struct.pack("<QQQ", LIST_MAGIC, 0, len(arrays))]
+    for array in arrays:
+        chunks += _array_chunks(array, magic)
+    chunks.append(_U64.pack(len(names)))
+    for name in names:
+        encoded = name.encode("utf-8")
+        chunks += [_U64.pack(len(encoded)), encoded]
+    return chunks
 
 
 def dumps(data: Any) -> bytes:
     """The bytes of an MXNet 1.x NDArray file holding ``data``.
 
     ``data`` is an NDArray, a list of NDArrays or a dict from str to NDArray, as
-    for :func:`save`.
+    for :func:`save` (MXNet 1.x has no such function; this one serves tests and
+    in-memory copies, and :func:`load_frombuffer` reads what it returns).
 
     >>> import symgrad as mx
     >>> blob = dumps({"w": mx.nd.ones((2,))})
     >>> load_frombuffer(blob)["w"].asnumpy()
     array([1., 1.], dtype=float32)
     """
-    arrays, names = _arrays_and_names(data)
-    # A 0-d array exists only under MXNet's numpy shape semantics (see the module
-    # docstring); MXNet refuses to mix V2 and V3 arrays under either semantics.
-    magic = V3_MAGIC if any(array.ndim == 0 for array in arrays) else V2_MAGIC
-    chunks = [struct.pack("<QQQ", LIST_MAGIC, 0, len(arrays))]
-    for array in arrays:
-        chunks += _array_bytes(array, magic)
-    chunks.append(_U64.pack(len(names)))
-    for name in names:
-        encoded = name.encode("utf-8")
-        chunks += [_U64.pack(len(encoded)), encoded]
-    return b"".join(chunks)
+    return b"".join(_file_chunks(data))
 
 
 def save(fname: str | os.PathLike, data: Any) -> None:
@@ -148,10 +160,11 @@ def save(fname: str | os.PathLike, data: Any) -> None:
     """
     if not isinstance(fname, (str, os.PathLike)):
         raise TypeError("fname required to be a string")
-    blob = dumps(data)
+    chunks = _file_chunks(data)  # refuses bad data before the file is touched
     try:
         with open(fname, "wb") as file:
-            file.write(blob)
+            for chunk in chunks:
+                file.write(chunk)
     except OSError as err:
         raise MXNetError(f"cannot save NDArray file '{os.fspath(fname)}': {err}") from err
 
@@ -188,8 +201,8 @@ class _Reader:
 
 
 def _read_shape(reader: _Reader, ndim: int, dim_format: str) -> tuple[int, ...]:
-    if ndim > 32:
-        # MXNet's arrays have at most 32 axes; a larger count is damage, not data.
+    if ndim > _MAX_NDIM:
+        # a larger count is damage, not data
         raise reader.fail(f"bad shape: {ndim} dimensions")
     size = struct.calcsize(f"<{dim_format}")
     dims = struct.unpack(f"<{ndim}{dim_format}", reader.take(ndim * size, "the shape"))
@@ -231,9 +244,11 @@ def _read_array(reader: _Reader) -> np.ndarray:
         return _read_dense(reader, _read_shape(reader, ndim, "q"))
     if magic == V1_MAGIC:
         shape = _read_shape(reader, reader.unpack(_U32, "the shape"), "q")
-    else:
+    elif magic <= _MAX_NDIM:
         # The oldest files have no magic: the word just read is ndim, and dims are uint32.
         shape = _read_shape(reader, magic, "I")
+    else:
+        raise reader.fail(f"bad array magic 0x{magic:08X}, not an NDArray of any version")
     if not shape:
         # Before V2, ndim 0 marks an array that was never given a shape: nothing follows.
         return np.zeros((0,), dtype=np.float32)
