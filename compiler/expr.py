@@ -48,6 +48,10 @@ def bind_arguments(opdef: OpDef, args: Sequence[Any], kwargs: dict,
             position += 1  # an optional input passed as None
         else:
             break
+    while position < len(args) and args[position] is None:
+        # an optional input the attrs leave out, passed as None
+        # (``Convolution(x, w, None, no_bias=True)``, as MXNet's functions allow)
+        position += 1
     for attr_name, value in zip((a for a in opdef.attrs if a not in attrs), args[position:]):
         attrs[attr_name] = value
     if len(args) - position > len(opdef.attrs):

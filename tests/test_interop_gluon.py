@@ -1,0 +1,209 @@
+"""Gluon against a real MXNet 1.9.1 (the interop virtualenv): the same model source
+runs in both; each side's files load in the other and give the same numbers.
+
+- MXNet exports a hybridized network (``-symbol.json`` + ``.params``);
+  ``SymbolBlock.imports`` here gives MXNet's outputs and gradients.
+- symgrad exports one; MXNet's ``SymbolBlock.imports`` gives symgrad's outputs.
+- ``save_parameters`` files load both ways into the same architecture.
+- From the same initial weights, a few SGD steps give the same parameters.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from mxnet_interop import run_mxnet
+
+import symgrad as mx
+from symgrad import autograd, gluon, nd
+
+pytestmark = pytest.mark.interop
+
+# One model, written once for both libraries (``mx`` is bound to either).
+MODEL = '''
+class Dense(mx.gluon.HybridBlock):
+    def __init__(self, units, act=False, **kwargs):
+        super().__init__(**kwargs)
+        self._units, self._act = units, act
+        with self.name_scope():
+            self.weight = self.params.get("weight", shape=(units, 0),
+                                          allow_deferred_init=True)
+            self.bias = self.params.get("bias", shape=(units,), init="zeros",
+                                        allow_deferred_init=True)
+
+    def hybrid_forward(self, F, x, weight, bias):
+        out = F.FullyConnected(x, weight, bias, num_hidden=self._units)
+        return F.Activation(out, act_type="tanh") if self._act else out
+
+
+class Conv(mx.gluon.HybridBlock):
+    def __init__(self, channels, **kwargs):
+        super().__init__(**kwargs)
+        self._channels = channels
+        with self.name_scope():
+            self.weight = self.params.get("weight", shape=(channels, 0, 3, 3),
+                                          allow_deferred_init=True)
+
+    def hybrid_forward(self, F, x, weight):
+        out = F.Convolution(x, weight, None, kernel=(3, 3), pad=(1, 1),
+                            num_filter=self._channels, no_bias=True)
+        return F.Pooling(F.relu(out), kernel=(2, 2), stride=(2, 2), pool_type="max")
+
+
+class Norm(mx.gluon.HybridBlock):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.gamma = self.params.get("gamma", shape=(0,), init="ones",
+                                         allow_deferred_init=True)
+            self.beta = self.params.get("beta", shape=(0,), init="zeros",
+                                        allow_deferred_init=True)
+            self.running_mean = self.params.get("running_mean", shape=(0,), init="zeros",
+                                                grad_req="null", allow_deferred_init=True,
+                                                differentiable=False)
+            self.running_var = self.params.get("running_var", shape=(0,), init="ones",
+                                               grad_req="null", allow_deferred_init=True,
+                                               differentiable=False)
+
+    def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
+        return F.BatchNorm(x, gamma, beta, running_mean, running_var, fix_gamma=False)
+
+
+class Net(mx.gluon.HybridBlock):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.conv = Conv(4)
+            self.norm = Norm()
+            self.hidden = Dense(16, act=True)
+            self.out = Dense(3)
+
+    def hybrid_forward(self, F, x):
+        return self.out(self.hidden(self.norm(self.conv(x))))
+
+
+def make_net():
+    mx.random.seed(42)
+    net = Net(prefix="net_")
+    net.initialize(mx.init.Xavier())
+    return net
+
+
+def step(net, x, lr):
+    """One recorded forward+backward of sum(out**2) and a plain SGD update."""
+    with mx.autograd.record():
+        loss = (net(x) ** 2).sum()
+    loss.backward()
+    for p in net.collect_params().values():
+        if p.grad_req != "null":
+            p.set_data(p.data() - lr * p.grad())
+    return loss.asnumpy()
+'''
+
+MXNET_SIDE = "import mxnet as mx\n" + MODEL + '''
+import json, sys
+import numpy as np
+work = sys.argv[1]
+x = mx.nd.array(np.load(work + "/x.npy"))
+
+# 1. MXNet exports a trained-for-nothing network, with outputs and gradients
+net = make_net()
+net.hybridize()
+out = net(x)
+net.export(work + "/mxnet_net", epoch=3)
+x.attach_grad()
+with mx.autograd.record():
+    loss = (net(x) ** 2).sum()
+loss.backward()
+grads = {name: p.grad().asnumpy() for name, p in net.collect_params().items()
+         if p.grad_req != "null"}
+np.savez(work + "/mxnet_export.npz", out=out.asnumpy(), x_grad=x.grad.asnumpy(), **grads)
+
+# 2. the same architecture's parameters, for symgrad to load; then 3 SGD steps
+net = make_net()
+net(x)
+net.save_parameters(work + "/mxnet_init.params")
+losses = [step(net, x, 0.01) for _ in range(3)]
+np.savez(work + "/mxnet_trained.npz", losses=np.array(losses),
+         **{name: p.data().asnumpy() for name, p in net.collect_params().items()})
+'''
+
+MXNET_READS_SYMGRAD = "import mxnet as mx\n" + MODEL + '''
+import json, sys
+import numpy as np
+work = sys.argv[1]
+x = mx.nd.array(np.load(work + "/x.npy"))
+block = mx.gluon.SymbolBlock.imports(work + "/symgrad_net-symbol.json", ["data"],
+                                     work + "/symgrad_net-0000.params")
+np.save(work + "/mxnet_of_symgrad_export.npy", block(x).asnumpy())
+net = Net(prefix="other_")
+net.load_parameters(work + "/symgrad_net.params")
+np.save(work + "/mxnet_of_symgrad_params.npy", net(x).asnumpy())
+'''
+
+
+def _exec_model():
+    scope = {"mx": mx}
+    exec(MODEL, scope)
+    return scope
+
+
+@pytest.fixture(scope="module")
+def mxnet_results(mxnet_python, tmp_path_factory):
+    work = tmp_path_factory.mktemp("gluon_interop")
+    x = np.random.default_rng(0).normal(size=(2, 3, 8, 8)).astype(np.float32)
+    np.save(work / "x.npy", x)
+    run_mxnet(mxnet_python, MXNET_SIDE, work, str(work))
+    return work, x
+
+
+def test_mxnet_export_runs_here(mxnet_results):
+    work, x_np = mxnet_results
+    expected = np.load(work / "mxnet_export.npz")
+    block = gluon.SymbolBlock.imports(str(work / "mxnet_net-symbol.json"), ["data"],
+                                      str(work / "mxnet_net-0003.params"))
+    x = nd.array(x_np)
+    assert np.allclose(block(x).asnumpy(), expected["out"], rtol=1e-4, atol=1e-5)
+    x.attach_grad()
+    with autograd.record():
+        loss = (block(x) ** 2).sum()
+    loss.backward()
+    assert np.allclose(x.grad.asnumpy(), expected["x_grad"], rtol=1e-4, atol=1e-5)
+    for name, param in block.collect_params().items():
+        if param.grad_req != "null":
+            assert np.allclose(param.grad().asnumpy(), expected[name], rtol=1e-4,
+                               atol=1e-5), name
+
+
+def test_same_weights_train_to_the_same_parameters(mxnet_results):
+    work, x_np = mxnet_results
+    expected = np.load(work / "mxnet_trained.npz")
+    model = _exec_model()
+    net = model["make_net"]()
+    net.load_parameters(str(work / "mxnet_init.params"))
+    net.hybridize()
+    x = nd.array(x_np)
+    losses = [model["step"](net, x, 0.01) for _ in range(3)]
+    assert np.allclose(np.array(losses).ravel(), expected["losses"].ravel(), rtol=1e-4)
+    for name, param in net.collect_params().items():
+        assert np.allclose(param.data().asnumpy(), expected[name], rtol=1e-4, atol=1e-5), name
+
+
+def test_symgrad_files_run_in_mxnet(mxnet_python, tmp_path):
+    model = _exec_model()
+    x_np = np.random.default_rng(1).normal(size=(2, 3, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x_np)
+    net = model["make_net"]()
+    net.hybridize()
+    x = nd.array(x_np)
+    expected = net(x).asnumpy()
+    net.export(str(tmp_path / "symgrad_net"))
+    net.save_parameters(str(tmp_path / "symgrad_net.params"))
+    json.loads((tmp_path / "symgrad_net-symbol.json").read_text())  # well-formed
+    run_mxnet(mxnet_python, MXNET_READS_SYMGRAD, tmp_path, str(tmp_path))
+    assert np.allclose(np.load(tmp_path / "mxnet_of_symgrad_export.npy"), expected,
+                       rtol=1e-4, atol=1e-5)
+    assert np.allclose(np.load(tmp_path / "mxnet_of_symgrad_params.npy"), expected,
+                       rtol=1e-4, atol=1e-5)
