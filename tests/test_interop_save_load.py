@@ -284,3 +284,58 @@ def test_gluon_params_files_both_ways(mxnet_python, tmp_path: Path) -> None:
     expected = _dense_net(ours, values["x"])
     np.testing.assert_allclose(outputs["loaded"], expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(outputs["imported"], expected, rtol=1e-5, atol=1e-5)
+
+
+_MXNET_LOADS_SYMGRAD_GLUON = r"""
+import numpy as np
+import mxnet as mx
+from mxnet import gluon
+
+net = gluon.nn.HybridSequential()
+with net.name_scope():
+    net.add(gluon.nn.Dense(5, activation="relu", in_units=3))
+    net.add(gluon.nn.Dense(2, in_units=5))
+net.load_parameters("symgrad.params")
+x = mx.nd.array(np.load("x.npy"))
+imported = gluon.SymbolBlock.imports("symgrad-symbol.json", ["data"], "symgrad-0001.params")
+np.savez("mxnet_out.npz", loaded=net(x).asnumpy(), imported=imported(x).asnumpy())
+"""
+
+
+def _symgrad_dense_net():
+    from symgrad import gluon
+
+    net = gluon.nn.HybridSequential()
+    with net.name_scope():
+        net.add(gluon.nn.Dense(5, activation="relu", in_units=3))
+        net.add(gluon.nn.Dense(2, in_units=5))
+    return net
+
+
+def test_symgrad_gluon_reads_and_writes_mxnet_params(mxnet_python, tmp_path: Path) -> None:
+    from symgrad import gluon
+
+    run_mxnet(mxnet_python, _MXNET_GLUON, tmp_path)
+    values = np.load(tmp_path / "net_values.npz")
+    x = mx.nd.array(values["x"])
+
+    # MXNet's save_parameters and export files, read by symgrad's Gluon
+    net = _symgrad_dense_net()
+    net.load_parameters(str(tmp_path / "net.params"))
+    np.testing.assert_allclose(net(x).asnumpy(), values["out"], rtol=1e-5, atol=1e-6)
+    imported = gluon.SymbolBlock.imports(str(tmp_path / "net-symbol.json"), ["data"],
+                                         str(tmp_path / "net-0003.params"))
+    np.testing.assert_allclose(imported(x).asnumpy(), values["out"], rtol=1e-5, atol=1e-6)
+
+    # symgrad's own weights, written by its Gluon, read by MXNet's
+    ours = _symgrad_dense_net()
+    ours.initialize(mx.init.Uniform(0.7))
+    ours.hybridize()
+    expected = ours(x).asnumpy()
+    ours.save_parameters(str(tmp_path / "symgrad.params"))
+    ours.export(str(tmp_path / "symgrad"), epoch=1)
+    np.save(tmp_path / "x.npy", values["x"])
+    run_mxnet(mxnet_python, _MXNET_LOADS_SYMGRAD_GLUON, tmp_path)
+    outputs = np.load(tmp_path / "mxnet_out.npz")
+    np.testing.assert_allclose(outputs["loaded"], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs["imported"], expected, rtol=1e-5, atol=1e-6)
