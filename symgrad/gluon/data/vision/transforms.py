@@ -1,0 +1,279 @@
+"""Image transforms on HWC (or NHWC) NDArrays, as MXNet 1.x's
+``gluon.data.vision.transforms``: Blocks to chain with ``Compose``.
+
+They compute in numpy (none of them has a gradient or needs one), so they are
+plain Blocks, not HybridBlocks: ``hybridize`` on them changes nothing.
+
+>>> import symgrad as mx
+>>> image = mx.nd.array(np.full((4, 6, 3), 255), dtype='uint8')
+>>> out = Compose([Resize(2), ToTensor(), Normalize(0.5, 0.5)])(image)
+>>> out.shape, float(out.asnumpy().max())
+((3, 2, 2), 1.0)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .... import ndarray as nd
+from ....ndarray import NDArray
+from ...block import Block
+from ...nn import Sequential
+
+__all__ = ["Compose", "Cast", "ToTensor", "Normalize", "Resize", "CenterCrop",
+           "RandomResizedCrop", "RandomFlipLeftRight", "RandomFlipTopBottom"]
+
+
+def _values(x: Any) -> np.ndarray:
+    return x.asnumpy() if isinstance(x, NDArray) else np.asarray(x)
+
+
+def _ndarray(values: np.ndarray) -> NDArray:
+    return nd.array(values, dtype=values.dtype)
+
+
+class _Function(Block):
+    """A plain function in a ``Compose``."""
+
+    def __init__(self, fn: Callable):
+        super().__init__()
+        self._fn = fn
+
+    def forward(self, *args: Any) -> Any:
+        """``fn(*args)``."""
+        return self._fn(*args)
+
+
+class Compose(Sequential):
+    """Apply ``transforms`` one after the other (a ``gluon.nn.Sequential``;
+    plain functions are accepted too)."""
+
+    def __init__(self, transforms: Sequence[Any]):
+        super().__init__()
+        with self.name_scope():
+            for transform in transforms:
+                self.add(transform if isinstance(transform, Block) else _Function(transform))
+
+
+class Cast(Block):
+    """Cast the input to ``dtype``."""
+
+    def __init__(self, dtype: Any = "float32"):
+        super().__init__()
+        self._dtype = dtype
+
+    def forward(self, x: NDArray, *args: Any) -> Any:
+        """``x`` as ``dtype``."""
+        return _ndarray(_values(x).astype(self._dtype))
+
+
+class ToTensor(Block):
+    """HWC (or NHWC) values in [0, 255] to CHW (NCHW) float32 in [0, 1]."""
+
+    def forward(self, x: NDArray, *args: Any) -> NDArray:
+        """``transpose(x) / 255`` as float32."""
+        values = _values(x)
+        if values.ndim not in (3, 4):
+            raise ValueError(f"ToTensor expects an HWC or NHWC image, not shape {values.shape}")
+        axes = (2, 0, 1) if values.ndim == 3 else (0, 3, 1, 2)
+        out = np.transpose(values, axes).astype(np.float32) / np.float32(255)
+        return _ndarray(np.ascontiguousarray(out))
+
+
+class Normalize(Block):
+    """``(x - mean[c]) / std[c]`` for each channel c of a CHW (or NCHW) tensor;
+    ``mean`` and ``std`` are numbers or one value per channel."""
+
+    def __init__(self, mean: Any = 0.0, std: Any = 1.0):
+        super().__init__()
+        self._mean = mean
+        self._std = std
+
+    def forward(self, x: NDArray, *args: Any) -> NDArray:
+        """The normalised tensor (float32)."""
+        values = _values(x)
+        channel_axis = values.ndim - 3
+        shape = [1] * values.ndim
+        shape[channel_axis] = -1
+        mean = np.asarray(self._mean, dtype=np.float32).reshape(shape)
+        std = np.asarray(self._std, dtype=np.float32).reshape(shape)
+        return _ndarray(((values - mean) / std).astype(np.float32))
+
+
+def _bilinear_axis(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source rows (or columns) and weights of OpenCV's bilinear resize: pixel
+    centres aligned, coordinates clamped to the image."""
+    scale = in_size / out_size
+    position = (np.arange(out_size) + 0.5) * scale - 0.5
+    position = np.clip(position, 0, None)
+    low = np.floor(position).astype(np.int64)
+    weight = position - low
+    at_edge = low >= in_size - 1
+    low = np.minimum(low, in_size - 1)
+    weight[at_edge] = 0.0
+    high = np.minimum(low + 1, in_size - 1)
+    return low, high, weight
+
+
+def imresize(values: np.ndarray, width: int, height: int, interp: int = 1) -> np.ndarray:
+    """Resize an HWC (or NHWC) image to ``height`` x ``width``: nearest neighbour
+    for ``interp=0``, bilinear otherwise (uint8 results rounded to nearest)."""
+    h_axis = values.ndim - 3
+    in_h, in_w = values.shape[h_axis], values.shape[h_axis + 1]
+    if interp == 0:
+        rows = np.minimum((np.arange(height) * (in_h / height)).astype(np.int64), in_h - 1)
+        cols = np.minimum((np.arange(width) * (in_w / width)).astype(np.int64), in_w - 1)
+        return np.take(np.take(values, rows, axis=h_axis), cols, axis=h_axis + 1)
+    work = values.astype(np.float64)
+    low, high, weight = _bilinear_axis(height, in_h)
+    shape = [1] * values.ndim
+    shape[h_axis] = -1
+    work = (np.take(work, low, axis=h_axis) * (1 - weight).reshape(shape)
+            + np.take(work, high, axis=h_axis) * weight.reshape(shape))
+    low, high, weight = _bilinear_axis(width, in_w)
+    shape = [1] * values.ndim
+    shape[h_axis + 1] = -1
+    work = (np.take(work, low, axis=h_axis + 1) * (1 - weight).reshape(shape)
+            + np.take(work, high, axis=h_axis + 1) * weight.reshape(shape))
+    if np.issubdtype(values.dtype, np.integer):
+        info = np.iinfo(values.dtype)
+        work = np.clip(np.floor(work + 0.5), info.min, info.max)
+    return work.astype(values.dtype)
+
+
+class Resize(Block):
+    """Resize an HWC (or NHWC) image to ``size``: ``(width, height)``, or an int
+    for a square, or with ``keep_ratio`` the shorter side set to ``size`` and the
+    other scaled to keep the aspect ratio. ``interpolation`` 0 is nearest, 1
+    (default) bilinear."""
+
+    def __init__(self, size: int | Sequence[int], keep_ratio: bool = False,
+                 interpolation: int = 1):
+        super().__init__()
+        self._size = size
+        self._keep = keep_ratio
+        self._interpolation = interpolation
+
+    def forward(self, x: NDArray, *args: Any) -> NDArray:
+        """The resized image."""
+        values = _values(x)
+        h, w = values.shape[-3], values.shape[-2]
+        if isinstance(self._size, (int, np.integer)):
+            if not self._keep:
+                width = height = int(self._size)
+            elif h > w:
+                width, height = int(self._size), int(h * self._size / w)
+            else:
+                width, height = int(w * self._size / h), int(self._size)
+        else:
+            width, height = self._size
+        return _ndarray(imresize(values, width, height, self._interpolation))
+
+
+def _scale_down(src_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
+    """Shrink the crop ``size`` (w, h) to fit in ``src_size``, keeping its ratio."""
+    w, h = size
+    src_w, src_h = src_size
+    if src_h < h:
+        w, h = float(w * src_h) / h, src_h
+    if src_w < w:
+        w, h = src_w, float(h * src_w) / w
+    return int(w), int(h)
+
+
+def _fixed_crop(values: np.ndarray, x0: int, y0: int, w: int, h: int,
+                size: tuple[int, int] | None, interp: int) -> np.ndarray:
+    out = values[y0:y0 + h, x0:x0 + w]
+    if size is not None and (w, h) != tuple(size):
+        out = imresize(out, size[0], size[1], interp)
+    return np.ascontiguousarray(out)
+
+
+def _center_crop(values: np.ndarray, size: tuple[int, int], interp: int) -> np.ndarray:
+    h, w = values.shape[0], values.shape[1]
+    new_w, new_h = _scale_down((w, h), size)
+    x0 = int((w - new_w) / 2)
+    y0 = int((h - new_h) / 2)
+    return _fixed_crop(values, x0, y0, new_w, new_h, size, interp)
+
+
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, (int, np.integer)):
+        return int(size), int(size)
+    return int(size[0]), int(size[1])
+
+
+class CenterCrop(Block):
+    """Crop the centre of an HWC image to ``size`` (``(width, height)`` or an int);
+    an image smaller than that is cropped at the largest size of the same ratio
+    and resized up."""
+
+    def __init__(self, size: int | Sequence[int], interpolation: int = 1):
+        super().__init__()
+        self._size = _pair(size)
+        self._interpolation = interpolation
+
+    def forward(self, x: NDArray, *args: Any) -> NDArray:
+        """The cropped image."""
+        return _ndarray(_center_crop(_values(x), self._size, self._interpolation))
+
+
+class RandomResizedCrop(Block):
+    """Crop a random area of an HWC image (a ``scale`` fraction of its area, with
+    aspect ratio in ``ratio``, log-uniform) and resize it to ``size``; after ten
+    tries that do not fit, crop the centre instead. Random numbers come from
+    Python's ``random``, as MXNet's."""
+
+    def __init__(self, size: int | Sequence[int], scale: tuple[float, float] = (0.08, 1.0),
+                 ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0), interpolation: int = 1):
+        super().__init__()
+        self._size = _pair(size)
+        self._scale = scale
+        self._ratio = ratio
+        self._interpolation = interpolation
+
+    def forward(self, x: NDArray, *args: Any) -> NDArray:
+        """A random crop of ``x`` resized to ``size``."""
+        values = _values(x)
+        h, w = values.shape[0], values.shape[1]
+        area = h * w
+        log_ratio = (math.log(self._ratio[0]), math.log(self._ratio[1]))
+        for _ in range(10):
+            target_area = random.uniform(self._scale[0], self._scale[1]) * area
+            aspect = math.exp(random.uniform(*log_ratio))
+            new_w = int(round(math.sqrt(target_area * aspect)))
+            new_h = int(round(math.sqrt(target_area / aspect)))
+            if new_w <= w and new_h <= h:
+                x0 = random.randint(0, w - new_w)
+                y0 = random.randint(0, h - new_h)
+                return _ndarray(_fixed_crop(values, x0, y0, new_w, new_h, self._size,
+                                            self._interpolation))
+        return _ndarray(_center_crop(values, self._size, self._interpolation))
+
+
+class _RandomFlip(Block):
+    _axis_from_end: int
+
+    def forward(self, x: NDArray, *args: Any) -> NDArray:
+        """``x`` flipped with probability 1/2."""
+        values = _values(x)
+        if random.random() < 0.5:
+            values = np.flip(values, axis=values.ndim - self._axis_from_end)
+        return _ndarray(np.ascontiguousarray(values))
+
+
+class RandomFlipLeftRight(_RandomFlip):
+    """Flip an HWC image left to right with probability 1/2."""
+
+    _axis_from_end = 2
+
+
+class RandomFlipTopBottom(_RandomFlip):
+    """Flip an HWC image top to bottom with probability 1/2."""
+
+    _axis_from_end = 3
