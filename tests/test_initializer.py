@@ -517,3 +517,80 @@ def test_gluon_style_call_with_default_init():
     np.testing.assert_array_equal(weight.asnumpy(), want)
     np.testing.assert_array_equal(bias.asnumpy(), np.zeros(3))
     assert json.loads(init.Xavier().dumps())[0] == "xavier"
+
+
+# -- through Gluon --------------------------------------------------------------------
+def _params(net) -> dict[str, np.ndarray]:
+    return {name: param.data().asnumpy() for name, param in net.collect_params().items()}
+
+
+def _one(params: dict[str, np.ndarray], suffix: str) -> np.ndarray:
+    (found,) = [value for name, value in params.items() if name.endswith(suffix)]
+    return found
+
+
+def _mlp(seed: int, initializer, batch_norm: bool = False):
+    from symgrad.gluon import nn
+
+    mx.random.seed(seed)
+    net = nn.HybridSequential()
+    with net.name_scope():
+        net.add(nn.Dense(64, in_units=32))
+        if batch_norm:
+            net.add(nn.BatchNorm())
+        net.add(nn.Dense(10))  # in_units deferred to the first forward
+    net.initialize(initializer)
+    net(mx.nd.ones((2, 32)))
+    return net
+
+
+def test_gluon_initialize_xavier_bounds_and_own_initializers():
+    params = _params(_mlp(0, init.Xavier(), batch_norm=True))
+    first, second = _one(params, "dense0_weight"), _one(params, "dense1_weight")
+    assert first.shape == (64, 32) and second.shape == (10, 64)
+    for weight, (rows, columns) in [(first, (64, 32)), (second, (10, 64))]:
+        bound = np.sqrt(3 / ((rows + columns) / 2))
+        assert np.abs(weight).max() <= bound and np.abs(weight).max() > 0.9 * bound
+    # parameters with their own initializer keep it under Xavier
+    np.testing.assert_array_equal(_one(params, "dense0_bias"), np.zeros(64))
+    np.testing.assert_array_equal(_one(params, "gamma"), np.ones(64))
+    np.testing.assert_array_equal(_one(params, "beta"), np.zeros(64))
+    np.testing.assert_array_equal(_one(params, "running_mean"), np.zeros(64))
+    np.testing.assert_array_equal(_one(params, "running_var"), np.ones(64))
+
+
+def test_gluon_initialize_is_reproducible_under_seed():
+    for initializer in [init.Xavier(), "xavier", init.Normal(0.5), init.Uniform(),
+                        init.MSRAPrelu(), init.Orthogonal()]:
+        # each new net gets a new prefix, so compare the parameters in order
+        first, second = _params(_mlp(5, initializer)), _params(_mlp(5, initializer))
+        other = _params(_mlp(6, initializer))
+        assert len(first) == len(second) == 4
+        for (name, value), again in zip(first.items(), second.values()):
+            np.testing.assert_array_equal(value, again, err_msg=name)
+        assert not np.array_equal(_one(first, "dense0_weight"), _one(other, "dense0_weight"))
+
+
+def test_gluon_parameter_init_and_force_reinit():
+    from symgrad import gluon
+
+    # a parameter's own initializer wins over a default_init (what Block.initialize
+    # passes), but an init given to Parameter.initialize itself wins over both, as in MXNet
+    param = gluon.Parameter("scale_weight", shape=(3, 4), init=init.Constant(2.0))
+    param.initialize(default_init=init.Xavier())
+    np.testing.assert_array_equal(param.data().asnumpy(), np.full((3, 4), 2.0))
+    param.initialize(init.Zero(), force_reinit=True)
+    np.testing.assert_array_equal(param.data().asnumpy(), np.zeros((3, 4)))
+    named = gluon.Parameter("any_name", shape=(2,), init="ones")
+    named.initialize()
+    np.testing.assert_array_equal(named.data().asnumpy(), np.ones(2))
+    plain = gluon.Parameter("fc_weight", shape=(30, 20))
+    mx.random.seed(9)
+    plain.initialize(init.Normal(0.5))
+    first = plain.data().asnumpy().copy()
+    assert abs(first.std() - 0.5) < 0.05
+    mx.random.seed(9)
+    plain.initialize(init.Normal(0.5), force_reinit=True)
+    np.testing.assert_array_equal(plain.data().asnumpy(), first)
+    plain.initialize(init.Normal(0.5), force_reinit=True)
+    assert not np.array_equal(plain.data().asnumpy(), first)
