@@ -139,6 +139,23 @@ for rand_type in ["uniform", "normal"]:
         gram = matrix @ matrix.T if matrix.shape[0] <= matrix.shape[1] else matrix.T @ matrix
         arrays["orthogonal_%s_%s" % (rand_type, "x".join(map(str, shape)))] = gram
 
+# -- through Gluon: the layers' own initializers, Xavier on the weights ---------------
+nn = mx.gluon.nn
+
+net = nn.HybridSequential()
+net.add(nn.Dense(64, in_units=32), nn.BatchNorm(), nn.Dense(10))
+net.initialize(mx.init.Xavier())
+net(mx.nd.ones((2, 32)))
+gluon_params = []
+for name, param in net.collect_params().items():
+    values = param.data().asnumpy()
+    local = name.split("_", 1)[1]  # without the net's prefix, which counts nets made
+    gluon_params.append([local, list(values.shape), float(np.abs(values).max()),
+                         float(values.std())])
+    if not local.endswith("weight"):
+        arrays["gluon_" + local] = values
+facts["gluon"] = gluon_params
+
 # -- reproducibility under mx.random.seed ---------------------------------------------
 repeat = []
 for init in [I.Uniform(), I.Normal(), I.Xavier(), I.MSRAPrelu(), I.Orthogonal()]:
@@ -193,6 +210,17 @@ def test_names_json_and_errors_equal_mxnets(results):
     for key in ["dumps", "create", "create_json_magnitude", "create_dict_scale",
                 "msra_magnitude", "equal", "errors"]:
         assert our_facts[key] == mx_facts[key], key
+
+
+def test_gluon_initialisation_equals_mxnets(results):
+    (_, mx_facts), (_, our_facts) = results
+    ours, theirs = our_facts["gluon"], mx_facts["gluon"]
+    assert [row[:2] for row in ours] == [row[:2] for row in theirs]
+    assert len(ours) == 8
+    for (name, _, our_max, our_std), (_, _, mx_max, mx_std) in zip(ours, theirs):
+        if name.endswith("weight"):
+            assert our_max == pytest.approx(mx_max, rel=0.05), name
+            assert our_std == pytest.approx(mx_std, rel=0.1), name
 
 
 def test_random_bounds_and_statistics_equal_mxnets(results):
