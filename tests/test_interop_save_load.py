@@ -6,6 +6,7 @@ files for the same arrays, and the ``.params`` files of Gluon's ``save_parameter
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ DTYPES = ["float16", "float32", "float64", "int8", "int32", "int64", "uint8", "b
 # (as MXNet gives them back through asnumpy) in .npz files beside them.
 _MXNET_WRITES = r"""
 import json
+import struct
 import numpy as np
 import mxnet as mx
 
@@ -216,6 +218,7 @@ def test_mxnet_reads_what_symgrad_writes(mxnet_python, tmp_path: Path) -> None:
 
 _MXNET_GLUON = r"""
 import json
+import struct
 import numpy as np
 import mxnet as mx
 from mxnet import gluon
@@ -339,3 +342,30 @@ def test_symgrad_gluon_reads_and_writes_mxnet_params(mxnet_python, tmp_path: Pat
     outputs = np.load(tmp_path / "mxnet_out.npz")
     np.testing.assert_allclose(outputs["loaded"], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(outputs["imported"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_old_versions_and_gpu_arrays_read_as_mxnet_reads_them(mxnet_python,
+                                                             tmp_path: Path) -> None:
+    # Files of older MXNet versions, laid out by hand: a V1 array (int64 dims), an
+    # array of the oldest, magic-less kind (uint32 dims) and a V2 array saved on gpu(1).
+    floats = np.arange(6, dtype=np.float32).reshape(2, 3)
+    ints = np.arange(-4, 4, dtype=np.int32).reshape(4, 2)
+    doubles = np.array([1.5, -2.5], dtype=np.float64)
+    blob = (struct.pack("<QQQ", 0x112, 0, 3)
+            + struct.pack("<II2qiii", 0xF993FAC8, 2, 2, 3, 1, 0, 0) + floats.tobytes()
+            + struct.pack("<I2Iiii", 2, 4, 2, 1, 0, 4) + ints.tobytes()
+            + struct.pack("<Iii1qiii", 0xF993FAC9, 0, 1, 2, 2, 1, 1) + doubles.tobytes()
+            + struct.pack("<Q", 3) + b"".join(struct.pack("<Q", 2) + n for n in
+                                              (b"v1", b"v0", b"gp")))
+    (tmp_path / "old.nd").write_bytes(blob)
+    contexts = run_mxnet(mxnet_python, "import mxnet as mx, numpy as np\n"
+              "loaded = mx.nd.load('old.nd')\n"
+              "np.savez('old.npz', **{k: v.asnumpy() for k, v in loaded.items()})\n"
+              "print(sorted({str(v.context) for v in loaded.values()}))\n", tmp_path)
+    assert contexts.strip() == "['cpu(0)']"  # MXNet without CUDA loads gpu arrays on the CPU
+    theirs = np.load(tmp_path / "old.npz")
+    ours = mx.nd.load(str(tmp_path / "old.nd"))
+    assert list(ours) == ["v1", "v0", "gp"] and sorted(theirs.files) == sorted(ours)
+    for key, want in zip(ours, (floats, ints, doubles)):
+        np.testing.assert_array_equal(theirs[key], want)
+        _assert_same(ours[key], theirs[key])
