@@ -111,17 +111,18 @@ update_op("sgd_mom_update", _sgd_mom, ("weight", "grad", "mom"), MOMENTUM_ATTRS,
 
 
 def _nag_mom(weight, grad, mom, *, lr, momentum, wd, rescale_grad, clip_gradient):
-    g = _rescaled(grad, rescale_grad, clip_gradient) + _f(weight, wd) * weight
-    mom = _f(mom, momentum) * mom + g
-    weight = weight - _f(weight, lr) * (g + _f(weight, momentum) * mom)
+    step = _f(weight, lr) * (_rescaled(grad, rescale_grad, clip_gradient) +
+                             _f(weight, wd) * weight)
+    mom = _f(mom, momentum) * mom - step
+    weight = weight + _f(weight, momentum) * mom - step
     return weight.astype(grad.dtype), mom.astype(grad.dtype)
 
 
 update_op("nag_mom_update", _nag_mom, ("weight", "grad", "mom"),
           {k: v for k, v in MOMENTUM_ATTRS.items() if k != "lazy_update"}, (2,),
           {"lr": 0.1, "momentum": 0.9, "wd": 0.01},
-          "g = clip(rescale_grad grad) + wd weight; mom = momentum mom + g; "
-          "weight = weight - lr (g + momentum mom)")
+          "step = lr (clip(rescale_grad grad) + wd weight); mom = momentum mom - step; "
+          "weight = weight + momentum mom - step")
 
 
 # multi-precision: float16 weight, float32 master copy (and momentum) updated in

@@ -101,9 +101,10 @@ class SGD(_MomentumMultiPrecision):
 
 @register
 class NAG(_MomentumMultiPrecision):
-    """Nesterov accelerated gradient: ``g = clip(rescale_grad * grad) + wd * weight``,
-    ``state = momentum * state + g``, ``weight -= lr * (g + momentum * state)``
-    (``nag_mom_update``); plain SGD without momentum.
+    """Nesterov accelerated gradient: ``step = lr (clip(rescale_grad * grad) + wd *
+    weight)``, ``state = momentum * state - step``, ``weight += momentum * state -
+    step`` (``nag_mom_update``); plain SGD without momentum. As in MXNet, the state
+    is then recomputed from the updated weight (its kernel's in-place reading).
 
     Parameters
     ----------
@@ -124,7 +125,12 @@ class NAG(_MomentumMultiPrecision):
             mom, target = state
             grad = grad.astype(np.float32)
         if mom is not None:
+            previous = mom.copy()
             nd.nag_mom_update(target, grad, mom, out=target, lr=lr, wd=wd, **kwargs)
+            # MXNet's kernel, called with out=weight as its optimizer calls it, reads
+            # the weight it has just written when it updates the momentum: the
+            # momentum is recomputed so, to give MXNet's numbers.
+            mom[:] = self.momentum * previous - lr * (self._prepared_grad(grad) + wd * target)
         else:
             nd.sgd_update(target, grad, out=target, lr=lr, wd=wd, **kwargs)
         if multi_precision:
