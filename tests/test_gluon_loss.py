@@ -487,3 +487,35 @@ def test_ctc_loss_trains_in_a_hybridized_step():
         losses.append(float(loss.sum().asscalar()))
         logits = logits - 0.5 * logits.grad
     assert losses[-1] < 0.2 * losses[0]
+
+
+COMPILED_CASES = ["ctc_tnc_lengths_weights", "sce_weight_sample_weight", "bce_pos_weight",
+                  "huber_rho_weights", "cosine_margin_weights", "kl_from_scores_batch_axis1"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in COMPILED_CASES],
+                         ids=COMPILED_CASES)
+def test_compiled_backend_equals_interpreter(case, monkeypatch):
+    # the same hybridized loss, its gradients run by the numba backend and by numpy
+    import compiler
+
+    values = _values(case)
+    given, position = _present(values)
+    results = {}
+    for backend in ("interpreter", "compiled"):
+        monkeypatch.setenv("SYMGRAD_BACKEND", backend)
+        compiler.clear_cache()
+        fn = _function(case, True, values)
+        for _ in range(2):
+            arrays = [mx.nd.array(v) for v in given]
+            for i in case.wrt:
+                arrays[position(i)].attach_grad()
+            with mx.autograd.record():
+                out = fn(*arrays)
+            out.backward()
+        results[backend] = [out.asnumpy()] + [arrays[position(i)].grad.asnumpy()
+                                              for i in case.wrt]
+    compiler.clear_cache()
+    for ours, reference in zip(results["compiled"], results["interpreter"]):
+        np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6)
