@@ -71,8 +71,8 @@ def create(metric: Any, *args: Any, **kwargs: Any) -> EvalMetric:
                         f"not {type(metric).__name__}")
     klass = _REGISTRY.get(metric.lower())
     if klass is None:
-        raise ValueError(f"Cannot find metric {metric}. Valid choices are "
-                         f"{', '.join(sorted(_REGISTRY))}")
+        raise AssertionError(f"{metric} is not registered. Please register with "
+                             f"metric.register first")
     return klass(*args, **kwargs)
 
 
@@ -177,7 +177,7 @@ class EvalMetric:
         """``(name, sum_metric / num_inst)``; the value is NaN with no instances."""
         if self.num_inst == 0:
             return (self.name, float("nan"))
-        return (self.name, self.sum_metric / self.num_inst)
+        return (self.name, _plain(self.sum_metric / self.num_inst))
 
     def get_global(self) -> tuple[Any, Any]:
         """Like ``get`` over everything since the last ``reset`` (``get`` itself for
@@ -186,7 +186,7 @@ class EvalMetric:
             return self.get()
         if self.global_num_inst == 0:
             return (self.name, float("nan"))
-        return (self.name, self.global_sum_metric / self.global_num_inst)
+        return (self.name, _plain(self.global_sum_metric / self.global_num_inst))
 
     def get_name_value(self) -> list[tuple[str, Any]]:
         """``get`` as a list of ``(name, value)`` pairs."""
@@ -195,6 +195,12 @@ class EvalMetric:
     def get_global_name_value(self) -> list[tuple[str, Any]]:
         """``get_global`` as a list of ``(name, value)`` pairs."""
         return _pairs(*self.get_global())
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python number it holds, so values print as MXNet's
+    (under numpy 1.x) print, without ``np.float64(...)``."""
+    return value.item() if isinstance(value, numpy.generic) else value
 
 
 def _pairs(name: Any, value: Any) -> list[tuple[str, Any]]:
@@ -671,12 +677,6 @@ class PearsonCorrelation(EvalMetric):
         """Clear the statistics and the running moments."""
         super().reset()
         self._moments = numpy.zeros(6)  # n, sum x, sum y, sum xx, sum yy, sum xy
-        self._global_moments = numpy.zeros(6)
-
-    def reset_local(self) -> None:
-        """Clear the local statistics and running moments."""
-        super().reset_local()
-        self._moments = numpy.zeros(6)
 
     def update(self, labels: Any, preds: Any) -> None:
         """Add one batch's correlation (macro) or its moments (micro)."""
@@ -688,34 +688,26 @@ class PearsonCorrelation(EvalMetric):
             if self.average == "macro":
                 self._add(numpy.corrcoef(pred, label)[0, 1], 1)
             else:
-                moments = numpy.array([label.size, pred.sum(), label.sum(), (pred * pred).sum(),
-                                       (label * label).sum(), (pred * label).sum()])
-                self._moments += moments
-                self._global_moments += moments
+                self._moments += [label.size, pred.sum(), label.sum(), (pred * pred).sum(),
+                                  (label * label).sum(), (pred * label).sum()]
                 self.num_inst += 1
                 self.global_num_inst += 1
 
-    @staticmethod
-    def _correlation(moments: numpy.ndarray) -> float:
-        n, sx, sy, sxx, syy, sxy = moments
-        covariance = sxy - sx * sy / n
-        return float(covariance / math.sqrt((sxx - sx * sx / n) * (syy - sy * sy / n)))
-
     def get(self) -> tuple[str, float]:
-        """``(name, correlation)``, NaN before any update."""
+        """``(name, correlation)``, NaN before any update. In 'micro' mode the
+        correlation is of every sample since ``reset`` (MXNet's ``reset_local``
+        does not clear it)."""
         if self.num_inst == 0:
             return (self.name, float("nan"))
         if self.average == "macro":
-            return (self.name, self.sum_metric / self.num_inst)
-        return (self.name, self._correlation(self._moments))
+            return (self.name, _plain(self.sum_metric / self.num_inst))
+        n, sx, sy, sxx, syy, sxy = self._moments
+        covariance = sxy - sx * sy / n
+        return (self.name, float(covariance / math.sqrt((sxx - sx * sx / n)
+                                                        * (syy - sy * sy / n))))
 
-    def get_global(self) -> tuple[str, float]:
-        """``(name, correlation)`` since the last ``reset``."""
-        if self.global_num_inst == 0:
-            return (self.name, float("nan"))
-        if self.average == "macro":
-            return (self.name, self.global_sum_metric / self.global_num_inst)
-        return (self.name, self._correlation(self._global_moments))
+    # get_global is EvalMetric's: in 'micro' mode MXNet 1.9.1 reports
+    # global_sum_metric / global_num_inst there, which stays 0.0; kept as MXNet's.
 
 
 @register

@@ -47,8 +47,7 @@ def split_and_load(data: Any, ctx_list: list[Context], batch_axis: int = 0,
     """Split ``data`` (an NDArray or numpy array) into one slice per context in
     ``ctx_list`` and place each slice on its context."""
     if not isinstance(data, NDArray):
-        values = np.asarray(data)
-        data = nd.array(values, ctx=ctx_list[0], dtype=values.dtype)
+        data = nd.array(data, ctx=ctx_list[0])  # float32, as MXNet's
     if len(ctx_list) == 1:
         return [data.as_in_context(ctx_list[0])]
     slices = split_data(data, len(ctx_list), batch_axis, even_split)

@@ -19,9 +19,8 @@ def _to_ndarray(value: Any) -> NDArray:
     except Exception as err:  # noqa: BLE001  (any failure means: not array-like)
         raise TypeError(f"Invalid type '{type(value)}' for data, should be NDArray, "
                         f"numpy.ndarray or h5py.Dataset") from err
-    # numpy arrays keep their dtype, as MXNet's array() keeps it
-    dtype = values.dtype if isinstance(value, np.ndarray) else np.float32
-    return array(values, dtype=dtype)
+    # MXNet's array() makes float32 of anything but an NDArray
+    return array(values)
 
 
 def init_data(data: Any, allow_empty: bool, default_name: str) -> list[tuple[str, NDArray]]:

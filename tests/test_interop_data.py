@@ -1,0 +1,425 @@
+"""Data and metrics against a real MXNet 1.9.1: the same script runs with ``mx``
+bound to MXNet (in the interop virtualenv) and to symgrad, and both must give
+the same metric values, the same batches for every last-batch mode, the same
+transform outputs, the same log lines; RecordIO files written by each are read
+by the other and are byte-identical.
+
+Inputs are made by the test in ``tmp_path``; results come back as ``.npz`` and
+``.json`` files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mxnet_interop import run_mxnet
+
+import symgrad
+
+pytestmark = pytest.mark.interop
+
+
+def run_both(python: Path, body: str, workdir: Path) -> tuple[Path, Path]:
+    """Run ``body`` (which writes its results under ``OUT``) with ``mx`` bound to
+    MXNet and to symgrad; return the two output folders."""
+    outputs = []
+    for name in ("mxnet", "symgrad"):
+        out = workdir / name
+        out.mkdir()
+        outputs.append(out)
+    run_mxnet(python, f"import mxnet as mx\nimport numpy as np\nWORK = {str(workdir)!r}\n"
+              f"OUT = {str(outputs[0])!r}\n" + body, workdir)
+    exec(compile(body, "<scenario>", "exec"),  # noqa: S102  (our own scenario source)
+         {"mx": symgrad, "np": np, "WORK": str(workdir), "OUT": str(outputs[1])})
+    return outputs[0], outputs[1]
+
+
+def load_pair(outputs: tuple[Path, Path], name: str) -> tuple:
+    mxnet_out, ours = outputs
+    if name.endswith(".json"):
+        return (json.loads((mxnet_out / name).read_text()),
+                json.loads((ours / name).read_text()))
+    return np.load(mxnet_out / name), np.load(ours / name)
+
+
+# ---------------------------------------------------------------------------
+# metrics
+# ---------------------------------------------------------------------------
+
+METRICS = r'''
+import json
+inp = np.load(WORK + '/inputs.npz')
+
+def named_error(label, pred):
+    return float(np.abs(label - pred).sum()), label.size
+
+CASES = {
+    'acc': ("mx.metric.Accuracy()", 'cls'),
+    'acc_same_shape': ("mx.metric.Accuracy()", 'hard'),
+    'acc_created': ("mx.metric.create('acc')", 'cls'),
+    'topk': ("mx.metric.TopKAccuracy(top_k=3)", 'cls'),
+    'f1': ("mx.metric.F1()", 'bin'),
+    'f1_micro': ("mx.metric.F1(average='micro')", 'bin'),
+    'mcc': ("mx.metric.MCC()", 'bin'),
+    'mcc_micro': ("mx.metric.MCC(average='micro')", 'bin'),
+    'mae': ("mx.metric.MAE()", 'reg'),
+    'mse': ("mx.metric.MSE()", 'reg'),
+    'rmse': ("mx.metric.RMSE()", 'reg'),
+    'mse_2d': ("mx.metric.MSE()", 'reg2'),
+    'ce': ("mx.metric.CrossEntropy()", 'prob'),
+    'nll': ("mx.metric.NegativeLogLikelihood()", 'prob'),
+    'perplexity': ("mx.metric.Perplexity(ignore_label=None)", 'prob'),
+    'perplexity_ignore': ("mx.metric.Perplexity(ignore_label=0)", 'prob'),
+    'pearson': ("mx.metric.PearsonCorrelation()", 'reg'),
+    'pearson_micro': ("mx.metric.PearsonCorrelation(average='micro')", 'reg'),
+    'loss': ("mx.metric.Loss()", 'reg'),
+    'custom': ("mx.metric.CustomMetric(named_error)", 'reg'),
+    'np_lambda': ("mx.metric.np(lambda l, p: float((l == p.argmax(1)).mean()))", 'cls'),
+    'composite': ("mx.metric.create(['mse', 'mae', mx.metric.RMSE()])", 'reg'),
+}
+
+results = {}
+for case, (make, kind) in CASES.items():
+    metric = eval(make)
+    steps = []
+    for batch in range(3):
+        label = mx.nd.array(inp[kind + '_label_%d' % batch])
+        pred = mx.nd.array(inp[kind + '_pred_%d' % batch])
+        metric.update([label], [pred])
+        steps.append(metric.get())
+        if batch == 1:
+            metric.reset_local()
+    steps.append(metric.get_global())
+    steps.append(metric.get_name_value())
+    steps.append(str(metric))
+    results[case] = json.loads(json.dumps(steps, default=float))
+with open(OUT + '/metrics.json', 'w') as f:
+    json.dump(results, f)
+'''
+
+
+def _metric_inputs(path: Path) -> None:
+    rng = np.random.RandomState(0)
+    arrays = {}
+    for batch in range(3):
+        n = 12 + batch
+        scores = rng.rand(n, 5).astype(np.float32)
+        label = rng.randint(0, 5, n).astype(np.float32)
+        arrays[f"cls_label_{batch}"] = label
+        arrays[f"cls_pred_{batch}"] = scores
+        arrays[f"hard_label_{batch}"] = label
+        arrays[f"hard_pred_{batch}"] = rng.randint(0, 5, n).astype(np.float32)
+        arrays[f"bin_label_{batch}"] = rng.randint(0, 2, n).astype(np.float32)
+        arrays[f"bin_pred_{batch}"] = rng.rand(n, 2).astype(np.float32)
+        arrays[f"reg_label_{batch}"] = rng.randn(n).astype(np.float32)
+        arrays[f"reg_pred_{batch}"] = rng.randn(n).astype(np.float32)
+        arrays[f"reg2_label_{batch}"] = rng.randn(n, 2).astype(np.float32)
+        arrays[f"reg2_pred_{batch}"] = rng.randn(n, 2).astype(np.float32)
+        probs = np.exp(rng.randn(n, 4)).astype(np.float32)
+        arrays[f"prob_pred_{batch}"] = probs / probs.sum(axis=1, keepdims=True)
+        arrays[f"prob_label_{batch}"] = rng.randint(0, 4, n).astype(np.float32)
+    np.savez(path / "inputs.npz", **arrays)
+
+
+def _assert_same(expected, actual, where: str) -> None:
+    if isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), where
+        for i, (e, a) in enumerate(zip(expected, actual)):
+            _assert_same(e, a, f"{where}[{i}]")
+    elif isinstance(expected, float):
+        assert actual == pytest.approx(expected, rel=1e-5, abs=1e-6, nan_ok=True), where
+    elif isinstance(expected, str) and expected.startswith("EvalMetric"):
+        numbers = re.compile(r"-?\d+\.\d+(e-?\d+)?|nan")
+        assert numbers.sub("#", actual) == numbers.sub("#", expected), where
+        for e, a in zip(numbers.finditer(expected), numbers.finditer(actual)):
+            assert float(a.group()) == pytest.approx(float(e.group()), rel=1e-5,
+                                                     nan_ok=True), where
+    else:
+        assert actual == expected, where
+
+
+def test_metrics_match_mxnet(mxnet_python, tmp_path):
+    _metric_inputs(tmp_path)
+    expected, actual = load_pair(run_both(mxnet_python, METRICS, tmp_path), "metrics.json")
+    assert set(actual) == set(expected)
+    for case in expected:
+        _assert_same(expected[case], actual[case], case)
+
+
+# ---------------------------------------------------------------------------
+# NDArrayIter and DataLoader batches
+# ---------------------------------------------------------------------------
+
+ITERATORS = r'''
+import json
+OUTS = {}
+TEXT = {}
+data = np.arange(30).reshape(10, 3).astype('float32')
+label = np.arange(10).astype('float32')
+for mode in ['pad', 'discard', 'roll_over']:
+    for bs in [3, 4, 5, 10, 12]:
+        it = mx.io.NDArrayIter(data, label, batch_size=bs, last_batch_handle=mode)
+        TEXT['%s_%d' % (mode, bs)] = [repr(it.provide_data), repr(it.provide_label)]
+        for epoch in range(3):
+            count = 0
+            for i, batch in enumerate(it):
+                key = '%s_%d_%d_%d' % (mode, bs, epoch, i)
+                OUTS[key + '_data'] = batch.data[0].asnumpy()
+                OUTS[key + '_label'] = batch.label[0].asnumpy()
+                OUTS[key + '_pad'] = np.array(batch.pad)
+                count += 1
+            OUTS['%s_%d_%d_count' % (mode, bs, epoch)] = np.array(count)
+            it.reset()
+
+np.random.seed(3)
+it = mx.io.NDArrayIter({'b': data, 'a': data * 2}, {'y': label}, batch_size=4, shuffle=True,
+                       last_batch_handle='roll_over')
+TEXT['dict'] = [repr(it.provide_data), repr(it.provide_label), str(next(iter(it)))]
+it.reset()
+for epoch in range(2):
+    for i, batch in enumerate(it):
+        for j, array in enumerate(batch.data + batch.label):
+            OUTS['dict_%d_%d_%d' % (epoch, i, j)] = array.asnumpy()
+    it.reset()
+
+resized = mx.io.ResizeIter(mx.io.NDArrayIter(data, label, batch_size=4), 5)
+for i, batch in enumerate(resized):
+    OUTS['resize_%d' % i] = batch.data[0].asnumpy()
+    OUTS['resize_pad_%d' % i] = np.array(batch.pad)
+
+G = mx.gluon.data
+X = np.arange(14).reshape(7, 2).astype('float32')
+y = np.arange(7)
+datasets = {
+    'numpy': G.ArrayDataset(X, y),
+    'nd': G.ArrayDataset(mx.nd.array(X), mx.nd.array(y)),
+    'first': G.ArrayDataset(X, y).transform_first(lambda x: x * 2),
+    'simple': G.SimpleDataset([float(v) for v in range(7)]),
+}
+for name, dataset in datasets.items():
+    for mode in ['keep', 'discard', 'rollover']:
+        loader = G.DataLoader(dataset, batch_size=3, last_batch=mode)
+        TEXT['len_%s_%s' % (name, mode)] = len(loader)
+        for epoch in range(3):
+            for i, batch in enumerate(loader):
+                parts = batch if isinstance(batch, list) else [batch]
+                for j, part in enumerate(parts):
+                    key = 'loader_%s_%s_%d_%d_%d' % (name, mode, epoch, i, j)
+                    OUTS[key] = part.asnumpy()
+                    TEXT[key] = str(part.dtype)
+np.random.seed(5)
+for i, (d, l) in enumerate(G.DataLoader(G.ArrayDataset(X, y), batch_size=2, shuffle=True)):
+    OUTS['shuffled_%d' % i] = d.asnumpy()
+sampler = G.BatchSampler(G.SequentialSampler(7, start=0), 3, 'rollover')
+TEXT['batch_sampler'] = [list(map(int, b)) for _ in range(3) for b in sampler]
+np.savez(OUT + '/iterators.npz', **OUTS)
+with open(OUT + '/iterators.json', 'w') as f:
+    json.dump(TEXT, f)
+'''
+
+
+def test_iterators_and_loaders_yield_mxnet_batches(mxnet_python, tmp_path):
+    outputs = run_both(mxnet_python, ITERATORS, tmp_path)
+    expected, actual = load_pair(outputs, "iterators.npz")
+    assert sorted(actual.files) == sorted(expected.files)
+    for key in expected.files:
+        assert actual[key].dtype == expected[key].dtype, key
+        np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
+    expected_text, actual_text = load_pair(outputs, "iterators.json")
+    assert actual_text == expected_text
+
+
+# ---------------------------------------------------------------------------
+# RecordIO, both ways
+# ---------------------------------------------------------------------------
+
+RECORDS = r'''
+import json
+magic = bytes.fromhex('0a23d7ce')
+payloads = [b'', b'a', b'abcd', b'abcde', magic, b'xy' + magic, magic + b'1234' + magic + b'z',
+            b'1234' + magic + magic, bytes(range(256)) * 3]
+headers = [mx.recordio.pack(mx.recordio.IRHeader(0, 1.5, 7, 0), b'payload'),
+           mx.recordio.pack(mx.recordio.IRHeader(0, [1, 2, 3], 8, 9), b'x')]
+records = payloads + headers
+writer = mx.recordio.MXRecordIO(OUT + '/plain.rec', 'w')
+for record in records:
+    writer.write(record)
+writer.close()
+writer = mx.recordio.MXIndexedRecordIO(OUT + '/indexed.idx', OUT + '/indexed.rec', 'w')
+for i, record in enumerate(records):
+    writer.write_idx(i * 10, record)
+writer.close()
+'''
+
+RECORDS_READ = r'''
+import json
+
+def read_all(folder):
+    out = {}
+    reader = mx.recordio.MXRecordIO(folder + '/plain.rec', 'r')
+    seq = []
+    while True:
+        item = reader.read()
+        if item is None:
+            break
+        seq.append(item.hex())
+    reader.close()
+    out['plain'] = seq
+    reader = mx.recordio.MXIndexedRecordIO(folder + '/indexed.idx', folder + '/indexed.rec', 'r')
+    out['keys'] = list(reader.keys)
+    out['indexed'] = [reader.read_idx(k).hex() for k in reversed(reader.keys)]
+    header, rest = mx.recordio.unpack(reader.read_idx(reader.keys[-1]))
+    out['header'] = [int(header.flag), [float(v) for v in header.label], int(header.id),
+                     int(header.id2), rest.hex()]
+    header, rest = mx.recordio.unpack(reader.read_idx(reader.keys[-2]))
+    out['scalar_header'] = [int(header.flag), float(header.label), int(header.id), rest.hex()]
+    reader.close()
+    dataset = mx.gluon.data.RecordFileDataset(folder + '/indexed.rec')
+    out['dataset'] = [dataset[i].hex() for i in range(len(dataset))]
+    return out
+
+with open(OUT + '/read.json', 'w') as f:
+    json.dump({'own': read_all(OUT), 'other': read_all(OTHER)}, f)
+'''
+
+
+def test_recordio_files_cross_read_and_are_identical(mxnet_python, tmp_path):
+    mxnet_out, ours = tmp_path / "mxnet", tmp_path / "symgrad"
+    mxnet_out.mkdir()
+    ours.mkdir()
+    # each library writes its files; they must be byte for byte the same
+    run_mxnet(mxnet_python, f"import mxnet as mx\nOUT = {str(mxnet_out)!r}\n" + RECORDS,
+              tmp_path)
+    exec(compile(RECORDS, "<records>", "exec"), {"mx": symgrad, "OUT": str(ours)})
+    for name in ("plain.rec", "indexed.rec", "indexed.idx"):
+        assert (ours / name).read_bytes() == (mxnet_out / name).read_bytes(), name
+    # each reads its own files and the other's
+    run_mxnet(mxnet_python, f"import mxnet as mx\nOUT = {str(mxnet_out)!r}\n"
+              f"OTHER = {str(ours)!r}\n" + RECORDS_READ, tmp_path)
+    exec(compile(RECORDS_READ, "<records>", "exec"),
+         {"mx": symgrad, "OUT": str(ours), "OTHER": str(mxnet_out)})
+    read_by_mxnet = json.loads((mxnet_out / "read.json").read_text())
+    read_by_us = json.loads((ours / "read.json").read_text())
+    assert read_by_mxnet["other"] == read_by_mxnet["own"]
+    assert read_by_us["own"] == read_by_mxnet["own"]
+    assert read_by_us["other"] == read_by_mxnet["own"]
+    assert read_by_us["own"]["header"] == [3, [1.0, 2.0, 3.0], 8, 9, b"x".hex()]
+    # a payload holding the magic number at an aligned offset is stored in parts
+    data = (ours / "plain.rec").read_bytes()
+    flags = []
+    position = 0
+    while position < len(data):
+        magic, word = struct.unpack("<II", data[position:position + 8])
+        assert magic == 0xCED7230A
+        flags.append(word >> 29)
+        length = word & ((1 << 29) - 1)
+        position += 8 + length + (-length) % 4
+    assert set(flags) == {0, 1, 2, 3}
+
+
+# ---------------------------------------------------------------------------
+# gluon.utils, vision transforms, the Speedometer's log lines
+# ---------------------------------------------------------------------------
+
+UTILS = r'''
+import json, logging, io, random, collections
+OUTS = {}
+TEXT = {}
+x = mx.nd.array(np.arange(20).reshape(10, 2))
+for n in (1, 2, 3, 4):
+    for i, part in enumerate(mx.gluon.utils.split_data(x, n, even_split=False)):
+        OUTS['split_%d_%d' % (n, i)] = part.asnumpy()
+try:
+    mx.gluon.utils.split_data(x, 3)
+except ValueError as err:
+    TEXT['split_error'] = str(err)
+parts = mx.gluon.utils.split_and_load(np.arange(12).reshape(6, 2), [mx.cpu(0), mx.cpu(1)])
+for i, part in enumerate(parts):
+    OUTS['load_%d' % i] = part.asnumpy()
+rng = np.random.RandomState(1)
+arrays = [mx.nd.array(rng.randn(3, 4)), mx.nd.array(rng.randn(5))]
+norm = mx.gluon.utils.clip_global_norm(arrays, 1.0)
+OUTS['norm'] = np.array(norm)
+TEXT['norm_type'] = type(norm).__name__
+for i, array in enumerate(arrays):
+    OUTS['clipped_%d' % i] = array.asnumpy()
+small = [mx.nd.array([0.1, 0.2])]
+OUTS['small_norm'] = np.array(mx.gluon.utils.clip_global_norm(small, 10.0))
+OUTS['small'] = small[0].asnumpy()
+
+T = mx.gluon.data.vision.transforms
+image = mx.nd.array(np.random.RandomState(2).randint(0, 256, (6, 9, 3)), dtype='uint8')
+tensor = T.ToTensor()(image)
+cases = {
+    'totensor': tensor,
+    'normalize': T.Normalize(mean=(0.1, 0.2, 0.3), std=(0.5, 0.6, 0.7))(tensor),
+    'normalize_scalar': T.Normalize(0.5, 0.25)(tensor),
+    'resize_wh': T.Resize((4, 3))(image),
+    'resize_int': T.Resize(5)(image),
+    'resize_keep': T.Resize(4, keep_ratio=True)(image),
+    'resize_up': T.Resize((13, 11))(image),
+    'resize_nearest': T.Resize((5, 4), interpolation=0)(image),
+    'center': T.CenterCrop(4)(image),
+    'center_wh': T.CenterCrop((5, 3))(image),
+    'center_big': T.CenterCrop((8, 12))(image),
+    'cast': T.Cast('float64')(image),
+    'compose': T.Compose([T.Resize(4), T.ToTensor(), T.Normalize(0.5, 0.5)])(image),
+    'batch_totensor': T.ToTensor()(mx.nd.stack(image, image)),
+}
+for name, value in cases.items():
+    OUTS['t_' + name] = value.asnumpy()
+
+random.seed(0)
+crop = T.RandomResizedCrop((5, 4))(image)
+TEXT['random_crop_shape'] = list(crop.shape)
+
+stream = io.StringIO()
+handler = logging.StreamHandler(stream)
+logging.getLogger().addHandler(handler)
+logging.getLogger().setLevel(logging.INFO)
+Param = collections.namedtuple('BatchEndParams', ['epoch', 'nbatch', 'eval_metric', 'locals'])
+metric = mx.metric.Accuracy()
+label = mx.nd.array([0, 1, 1, 0])
+pred = mx.nd.array([[1, 0], [0, 1], [1, 0], [1, 0]])
+for auto_reset in (True, False):
+    speedometer = mx.callback.Speedometer(4, frequent=3, auto_reset=auto_reset)
+    for nbatch in range(8):
+        metric.update([label], [pred])
+        speedometer(Param(epoch=1, nbatch=nbatch, eval_metric=metric, locals=None))
+speedometer = mx.callback.Speedometer(4, frequent=2)
+for nbatch in range(5):
+    speedometer(Param(epoch=2, nbatch=nbatch, eval_metric=None, locals=None))
+mx.callback.LogValidationMetricsCallback()(Param(2, 0, mx.metric.create(['acc', 'mse']), None))
+logging.getLogger().removeHandler(handler)
+TEXT['log'] = stream.getvalue()
+np.savez(OUT + '/utils.npz', **OUTS)
+with open(OUT + '/utils.json', 'w') as f:
+    json.dump(TEXT, f)
+'''
+
+
+def test_utils_transforms_and_callbacks_match_mxnet(mxnet_python, tmp_path):
+    outputs = run_both(mxnet_python, UTILS, tmp_path)
+    expected, actual = load_pair(outputs, "utils.npz")
+    assert sorted(actual.files) == sorted(expected.files)
+    for key in expected.files:
+        assert actual[key].dtype == expected[key].dtype, key
+        assert actual[key].shape == expected[key].shape, key
+        if key.startswith("t_resize") or key.startswith("t_center") or key == "t_compose":
+            # OpenCV's bilinear resize rounds in fixed point: off by at most one level
+            tolerance = 1.0 if actual[key].dtype == np.uint8 else 1.0 / 255 / 0.5 + 1e-6
+            difference = np.abs(actual[key].astype(float) - expected[key].astype(float))
+            assert difference.max() <= tolerance, key
+        else:
+            np.testing.assert_allclose(actual[key], expected[key], rtol=1e-6, atol=1e-6,
+                                       err_msg=key)
+    expected_text, actual_text = load_pair(outputs, "utils.json")
+    speed = re.compile(r"Speed: [0-9.]+|Speed: inf")
+    assert speed.sub("Speed: S", actual_text.pop("log")) == \
+        speed.sub("Speed: S", expected_text.pop("log"))
+    assert actual_text == expected_text
