@@ -164,3 +164,243 @@ def test_optimizer_matches_mxnet_over_20_steps(case, mxnet_updates):
             np.testing.assert_allclose(ours[key].astype(np.float64),
                                        theirs[key].astype(np.float64), *tolerance,
                                        err_msg=f"{key}: step {s + 1}, parameter {i}")
+
+
+# ---------------------------------------------------------------------------
+# the update ops called directly (new weight and the states they update)
+# ---------------------------------------------------------------------------
+
+# (op, number of weight-shaped inputs, which of them are > 0, attrs, dtype)
+OP_CASES = [
+    ("sgd_update", 2, (), {"lr": 0.1, "wd": 0.01, "clip_gradient": 0.5,
+                           "rescale_grad": 0.7}, "float32"),
+    ("sgd_mom_update", 3, (), {"lr": 0.1, "momentum": 0.9, "wd": 0.01}, "float32"),
+    ("nag_mom_update", 3, (), {"lr": 0.1, "momentum": 0.9, "wd": 0.01,
+                               "clip_gradient": 0.6}, "float32"),
+    ("adam_update", 4, (3,), {"lr": 0.01, "wd": 0.1, "clip_gradient": 0.4,
+                              "rescale_grad": 1.5}, "float32"),
+    ("rmsprop_update", 3, (2,), {"lr": 0.01, "wd": 0.01, "clip_weights": 0.5,
+                                 "gamma1": 0.8}, "float32"),
+    ("rmspropalex_update", 5, (2,), {"lr": 0.01, "wd": 0.01, "gamma2": 0.7}, "float32"),
+    ("ftrl_update", 4, (3,), {"lr": 0.1, "lamda1": 0.2, "wd": 0.01, "beta": 0.5},
+     "float32"),
+    ("signsgd_update", 2, (), {"lr": 0.1, "wd": 0.01}, "float32"),
+    ("signum_update", 3, (), {"lr": 0.1, "momentum": 0.9, "wd": 0.01, "wd_lh": 0.05},
+     "float32"),
+    ("lamb_update_phase1", 4, (3,), {"t": 3, "wd": 0.01, "clip_gradient": 0.5},
+     "float32"),
+    ("mp_sgd_update", 3, (), {"lr": 0.1, "wd": 0.01, "rescale_grad": 0.5}, "float16"),
+    ("mp_sgd_mom_update", 4, (), {"lr": 0.1, "momentum": 0.9, "wd": 0.01}, "float16"),
+]
+
+MXNET_OPS = r'''
+import json
+import numpy as np
+import mxnet as mx
+
+cases = json.load(open("op_cases.json"))
+data = np.load("op_data.npz")
+results = {}
+for name, count, positive, attrs, dtype in cases:
+    arrays = [mx.nd.array(data["%s_%d" % (name, i)], dtype=data["%s_%d" % (name, i)].dtype)
+              for i in range(count)]
+    out = getattr(mx.nd, name)(*arrays, **attrs)
+    results[name + "_out"] = out.asnumpy()
+    for i in range(count):
+        results["%s_%d" % (name, i)] = arrays[i].asnumpy()
+g = mx.nd.array(data["adamw_1"])
+for scale in (0.5, float("inf")):
+    arrays = [mx.nd.array(data["adamw_%d" % i]) for i in range(4)]
+    # with out=weight, as optimizers call it (a skipped update leaves out unwritten)
+    mx.nd.contrib.adamw_update(*arrays, mx.nd.array([scale]), out=arrays[0], lr=0.01,
+                               eta=0.5, wd=0.1, clip_gradient=0.3)
+    results["adamw_%s_out" % scale] = arrays[0].asnumpy()
+    results["adamw_%s_mean" % scale] = arrays[2].asnumpy()
+for r1, r2, bounds in ((1.5, 0.7, {}), (1.5, 0.7, {"lower_bound": 2.0}),
+                       (1.5, 0.7, {"upper_bound": 1.0}), (0.0, 0.7, {})):
+    out = mx.nd.lamb_update_phase2(mx.nd.array(data["adamw_0"]), g, mx.nd.array([r1]),
+                                   mx.nd.array([r2]), lr=0.1, **bounds)
+    results["lamb2_%s_%s_%s" % (r1, r2, sorted(bounds.items()))] = out.asnumpy()
+np.savez("op_out.npz", **results)
+'''
+
+
+def _op_data() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(16)
+    data = {}
+    for name, count, positive, _, dtype in OP_CASES:
+        for i in range(count):
+            values = rng.uniform(0.1, 1, (5, 6)) if i in positive else rng.normal(0, 1, (5, 6))
+            # the mp ops: float16 weight and grad, float32 master copy and momentum
+            wide = dtype == "float16" and i >= 2
+            data[f"{name}_{i}"] = values.astype(np.float32 if wide else dtype)
+    for i in range(4):
+        data[f"adamw_{i}"] = rng.uniform(0.1, 1, (5, 6)).astype(np.float32) if i == 3 else \
+            rng.normal(0, 1, (5, 6)).astype(np.float32)
+    return data
+
+
+@pytest.fixture(scope="module")
+def mxnet_ops(mxnet_python, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("update_ops")
+    data = _op_data()
+    np.savez(workdir / "op_data.npz", **data)
+    (workdir / "op_cases.json").write_text(json.dumps(OP_CASES))
+    run_mxnet(mxnet_python, MXNET_OPS, workdir)
+    with np.load(workdir / "op_out.npz") as out:
+        return data, dict(out)
+
+
+def _close(ours, theirs, what, dtype="float32"):
+    tolerance = (1e-3, 1e-3) if dtype == "float16" else (1e-6, 1e-7)
+    assert np.asarray(ours).dtype == theirs.dtype, what
+    np.testing.assert_allclose(np.asarray(ours, np.float64), theirs.astype(np.float64),
+                               *tolerance, err_msg=what)
+
+
+@pytest.mark.parametrize("case", OP_CASES, ids=[c[0] for c in OP_CASES])
+def test_update_op_matches_mxnet(case, mxnet_ops):
+    data, theirs = mxnet_ops
+    name, count, _, attrs, dtype = case
+    arrays = [mx.nd.array(data[f"{name}_{i}"], dtype=data[f"{name}_{i}"].dtype)
+              for i in range(count)]
+    out = getattr(mx.nd, name)(*arrays, **attrs)
+    _close(out.asnumpy(), theirs[f"{name}_out"], f"{name}: result", dtype)
+    for i in range(count):  # the states MXNet updates in place, and the inputs it keeps
+        _close(arrays[i].asnumpy(), theirs[f"{name}_{i}"], f"{name}: input {i}", dtype)
+
+
+@pytest.mark.parametrize("scale", [0.5, float("inf")])
+def test_adamw_update_matches_mxnet_contrib(scale, mxnet_ops):
+    data, theirs = mxnet_ops
+    arrays = [mx.nd.array(data[f"adamw_{i}"]) for i in range(4)]
+    mx.nd.adamw_update(*arrays, mx.nd.array([scale]), out=arrays[0], lr=0.01, eta=0.5,
+                       wd=0.1, clip_gradient=0.3)
+    _close(arrays[0].asnumpy(), theirs[f"adamw_{scale}_out"], "adamw_update: result")
+    _close(arrays[2].asnumpy(), theirs[f"adamw_{scale}_mean"], "adamw_update: mean")
+
+
+@pytest.mark.parametrize("r1, r2, bounds", [(1.5, 0.7, {}), (1.5, 0.7, {"lower_bound": 2.0}),
+                                            (1.5, 0.7, {"upper_bound": 1.0}),
+                                            (0.0, 0.7, {})])
+def test_lamb_phase2_matches_mxnet(r1, r2, bounds, mxnet_ops):
+    data, theirs = mxnet_ops
+    out = mx.nd.lamb_update_phase2(mx.nd.array(data["adamw_0"]), mx.nd.array(data["adamw_1"]),
+                                   mx.nd.array([r1]), mx.nd.array([r2]), lr=0.1, **bounds)
+    _close(out.asnumpy(), theirs[f"lamb2_{r1}_{r2}_{sorted(bounds.items())}"], "phase 2")
+
+
+# ---------------------------------------------------------------------------
+# learning-rate schedules
+# ---------------------------------------------------------------------------
+
+SCHEDULES = [
+    ("FactorScheduler", {"step": 3, "factor": 0.5, "base_lr": 1.0}),
+    ("FactorScheduler", {"step": 2, "factor": 0.1, "stop_factor_lr": 1e-3, "base_lr": 1.0}),
+    ("FactorScheduler", {"step": 4, "factor": 0.9, "base_lr": 0.5, "warmup_steps": 5,
+                         "warmup_begin_lr": 0.1}),
+    ("MultiFactorScheduler", {"step": [3, 7, 12], "factor": 0.5, "base_lr": 0.2}),
+    ("MultiFactorScheduler", {"step": [5, 9], "factor": 0.3, "base_lr": 0.2,
+                              "warmup_steps": 4, "warmup_mode": "constant",
+                              "warmup_begin_lr": 0.05}),
+    ("PolyScheduler", {"max_update": 15, "base_lr": 0.3, "pwr": 2}),
+    ("PolyScheduler", {"max_update": 15, "base_lr": 0.3, "pwr": 1.5, "final_lr": 0.01,
+                       "warmup_steps": 4}),
+    ("CosineScheduler", {"max_update": 15, "base_lr": 0.3}),
+    ("CosineScheduler", {"max_update": 15, "base_lr": 0.3, "final_lr": 0.02,
+                         "warmup_steps": 5, "warmup_begin_lr": 0.01}),
+]
+
+MXNET_SCHEDULES = r'''
+import json
+import mxnet as mx
+out = []
+for kind, kwargs in json.load(open("schedules.json")):
+    schedule = getattr(mx.lr_scheduler, kind)(**kwargs)
+    out.append([schedule(n) for n in range(0, 25)])
+print(json.dumps(out))
+'''
+
+
+def test_schedules_match_mxnet(mxnet_python, tmp_path):
+    (tmp_path / "schedules.json").write_text(json.dumps(SCHEDULES))
+    theirs = json.loads(run_mxnet(mxnet_python, MXNET_SCHEDULES, tmp_path).strip()
+                        .splitlines()[-1])
+    for (kind, kwargs), expected in zip(SCHEDULES, theirs):
+        schedule = getattr(mx.lr_scheduler, kind)(**kwargs)
+        ours = [schedule(n) for n in range(0, 25)]
+        np.testing.assert_allclose(ours, expected, rtol=1e-12, err_msg=f"{kind} {kwargs}")
+
+
+# ---------------------------------------------------------------------------
+# Updater states: MXNet reads ours, we read theirs
+# ---------------------------------------------------------------------------
+
+MXNET_STATES = r'''
+import sys
+import numpy as np
+import mxnet as mx
+
+data = np.load("data.npz")
+ours = open("symgrad.states", "rb").read()
+opt = mx.optimizer.create(sys.argv[1], learning_rate=0.05, momentum=0.9, wd=0.01)
+updater = mx.optimizer.get_updater(opt)
+updater.set_states(ours)
+weights = [mx.nd.array(data["w%d" % i]) for i in range(2)]
+for s in (3, 4):
+    for i in range(2):
+        updater(i, mx.nd.array(data["g%d_%d" % (s, i)]), weights[i])
+np.savez("after.npz", *[w.asnumpy() for w in weights])
+updater2 = mx.optimizer.get_updater(mx.optimizer.create(sys.argv[1], learning_rate=0.05,
+                                                        momentum=0.9, wd=0.01))
+weights = [mx.nd.array(data["w%d" % i]) for i in range(2)]
+for s in range(3):
+    for i in range(2):
+        updater2(i, mx.nd.array(data["g%d_%d" % (s, i)]), weights[i])
+open("mxnet.states", "wb").write(updater2.get_states(dump_optimizer=True))
+'''
+
+
+@pytest.mark.parametrize("name", ["sgd", "nag"])
+def test_updater_states_round_trip_with_mxnet(name, mxnet_python, tmp_path):
+    data = _data(steps=5)
+    np.savez(tmp_path / "data.npz", **data)
+
+    def fresh():
+        return mx.optimizer.get_updater(mx.optimizer.create(
+            name, learning_rate=0.05, momentum=0.9, wd=0.01))
+
+    def run(updater, weights, steps):
+        for s in steps:
+            for i in range(2):
+                updater(i, mx.nd.array(data[f"g{s}_{i}"]), weights[i])
+
+    updater = fresh()
+    weights = [mx.nd.array(data[f"w{i}"]) for i in range(2)]
+    run(updater, weights, range(3))
+    (tmp_path / "symgrad.states").write_bytes(updater.get_states())
+    run_mxnet(mxnet_python, MXNET_STATES, tmp_path, name)
+    # MXNet continued from our momentum: the same as continuing here
+    expected = [mx.nd.array(data[f"w{i}"]) for i in range(2)]
+    run(updater, expected, (3, 4))
+    with np.load(tmp_path / "after.npz") as after:
+        for i in range(2):
+            _close(expected[i].asnumpy(), after[f"arr_{i}"], f"parameter {i} in MXNet")
+    # and we continue from MXNet's states, with the optimizer it pickled
+    theirs = fresh()
+    theirs.set_states((tmp_path / "mxnet.states").read_bytes())
+    assert type(theirs.optimizer) is type(updater.optimizer)
+    assert theirs.optimizer.num_update == 3 and theirs.optimizer.momentum == 0.9
+    assert sorted(theirs.states) == [0, 1]
+    for i in range(2):
+        _close(theirs.states[i].asnumpy(), updater.states[i].asnumpy() * 0 +
+               _momentum_after(name, data, i, 3), f"momentum {i}")
+
+
+def _momentum_after(name, data, index, steps):
+    updater = mx.optimizer.get_updater(mx.optimizer.create(
+        name, learning_rate=0.05, momentum=0.9, wd=0.01))
+    weight = mx.nd.array(data[f"w{index}"])
+    for s in range(steps):
+        updater(index, mx.nd.array(data[f"g{s}_{index}"]), weight)
+    return updater.states[index].asnumpy()

@@ -382,8 +382,10 @@ def _lamb1(weight, grad, mean, var, *, beta1, beta2, epsilon, t, bias_correction
     var = _f(var, beta2) * var + _f(var, 1 - beta2) * g * g
     mean_hat, var_hat = mean, var
     if bias_correction:
-        mean_hat = mean / _f(mean, 1 - beta1 ** t)
-        var_hat = var / _f(var, 1 - beta2 ** t)
+        # the corrections in the arrays' precision, as MXNet's kernel computes them
+        one = _f(mean, 1.0)
+        mean_hat = mean / (one - _f(mean, beta1) ** t)
+        var_hat = var / (one - _f(var, beta2) ** t)
     direction = mean_hat / (np.sqrt(var_hat) + _f(var, epsilon)) + _f(weight, wd) * weight
     dtype = grad.dtype
     return direction.astype(dtype), mean.astype(dtype), var.astype(dtype)
