@@ -93,6 +93,14 @@ def _poisson_reference(pred, target, sample_weight=None, *, from_logits=True,
     return np.array([_weighted(loss, weight, sample_weight).mean()])
 
 
+def _sdml_reference(x1, x2, *, smoothing=0.3):
+    distances = ((x1[:, None] - x2[None]) ** 2).sum(-1)
+    batch = len(x1)
+    target = np.full((batch, batch), smoothing / (batch - 1))
+    np.fill_diagonal(target, 1 - smoothing)
+    return (target * (np.log(target + 1e-12) - _log_softmax(-distances, 1))).sum(1)
+
+
 def _collapse(path, blank):
     merged = [k for i, k in enumerate(path) if i == 0 or k != path[i - 1]]
     return [k for k in merged if k != blank]
@@ -281,6 +289,12 @@ CASES = [
                     _u(r, 0.2, 2, 4, 1)],
          lambda a, b, y, s: _cosine_reference(a, b, y, s, margin=-0.5, weight=2.0),
          wrt=(0, 1, 3)),
+    # SDMLLoss (MXNet ignores its weight)
+    Case("sdml", gloss.SDMLLoss, lambda r: [_u(r, -1, 1, 5, 3), _u(r, -1, 1, 5, 3)],
+         _sdml_reference, wrt=(0, 1)),
+    Case("sdml_smoothing", lambda: gloss.SDMLLoss(smoothing_parameter=0.1, weight=3.0),
+         lambda r: [_u(r, -1, 1, 3, 2), _u(r, -1, 1, 3, 2)],
+         lambda a, b: _sdml_reference(a, b, smoothing=0.1), wrt=(0, 1)),
     # PoissonNLLLoss: one mean over everything
     Case("poisson", gloss.PoissonNLLLoss,
          lambda r: [_u(r, -1, 1, 4, 3), r.poisson(2.0, (4, 3)).astype(np.float64)],
@@ -436,6 +450,17 @@ def test_bad_arguments_raise():
 def test_base_loss_has_no_forward():
     with pytest.raises(NotImplementedError):
         gloss.Loss(None, 0)(mx.nd.ones((2,)))
+
+
+def test_hybridized_sdml_takes_a_new_batch_size():
+    # its targets depend on the batch size, read from the data at run time
+    loss = gloss.SDMLLoss()
+    loss.hybridize()
+    rng = np.random.default_rng(8)
+    for batch in (3, 6):
+        x1, x2 = rng.uniform(-1, 1, (batch, 2)), rng.uniform(-1, 1, (batch, 2))
+        out = loss(mx.nd.array(x1, dtype="float64"), mx.nd.array(x2, dtype="float64"))
+        np.testing.assert_allclose(out.asnumpy(), _sdml_reference(x1, x2), rtol=1e-10)
 
 
 def test_poisson_full_is_finite_at_zero_targets():

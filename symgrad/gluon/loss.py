@@ -25,7 +25,7 @@ from .block import HybridBlock
 __all__ = ["Loss", "L2Loss", "L1Loss", "SigmoidBinaryCrossEntropyLoss", "SigmoidBCELoss",
            "SoftmaxCrossEntropyLoss", "SoftmaxCELoss", "KLDivLoss", "CTCLoss", "HuberLoss",
            "HingeLoss", "SquaredHingeLoss", "LogisticLoss", "TripletLoss", "PoissonNLLLoss",
-           "CosineEmbeddingLoss"]
+           "CosineEmbeddingLoss", "SDMLLoss"]
 
 # Added inside logarithms of probabilities, as MXNet does, so that p = 0 gives a
 # large finite loss rather than inf.
@@ -443,3 +443,37 @@ class CosineEmbeddingLoss(Loss):
         norms = F.reshape(F.norm(x, axis=axis) * F.norm(y, axis=axis), shape=(-1, 1))
         dots = F.reshape(F.sum(x * y, axis=axis), shape=(-1, 1))
         return dots / F.maximum(norms, 1e-12)
+
+
+class SDMLLoss(Loss):
+    r"""Batchwise Smoothed Deep Metric Learning loss for aligned pairs ``x1[i]``,
+    ``x2[i]`` (batch, dim): every other row of the batch serves as a negative.
+
+    With distances ``D[i, j] = |x1[i] - x2[j]|^2`` and targets ``1 - s`` on the
+    diagonal and ``s / (batch - 1)`` elsewhere (``s = smoothing_parameter``), the
+    loss of row ``i`` is the KL divergence of ``softmax(-D[i])`` from the targets,
+    ``sum_j t_ij (log(t_ij + 1e-12) - log_softmax(-D)_ij)``. MXNet 1.9.1 ignores
+    ``weight`` here, and so does this class. Gradient with respect to ``x1[i]``:
+    ``2 sum_j (softmax(-D)_ij - t_ij) (x1[i] - x2[j])``.
+    """
+
+    def __init__(self, smoothing_parameter: float = 0.3, weight: float = 1.0,
+                 batch_axis: int = 0, **kwargs: Any):
+        super().__init__(weight, batch_axis, **kwargs)
+        self.smoothing_parameter = smoothing_parameter
+
+    def hybrid_forward(self, F: Any, x1: Any, x2: Any) -> Any:
+        """The per-row loss, shape (batch,)."""
+        pairs = F.broadcast_sub(F.expand_dims(x1, axis=1), F.expand_dims(x2, axis=0))
+        distances = F.sum(F.square(pairs), axis=2)
+        log_p = F.log_softmax(-distances, axis=1)
+        # The targets depend on the batch size, read from the data (not baked into
+        # the graph, so a hybridized loss takes any batch size).
+        others = F.sum(F.ones_like(distances), axis=1) - 1
+        on = 1.0 - self.smoothing_parameter
+        off = self.smoothing_parameter / others
+        # log_softmax(-D)[i, i] = -D[i, i] + logsumexp_j(-D[i, j]), the latter being
+        # D[i, j] + log_p[i, j] for every j (their mean, here)
+        matched = -F.sum(F.square(x1 - x2), axis=1) + F.mean(distances + log_p, axis=1)
+        entropy = others * off * F.log(off + _LOG_EPSILON) + on * math.log(on + _LOG_EPSILON)
+        return entropy - off * F.sum(log_p, axis=1) - (on - off) * matched
