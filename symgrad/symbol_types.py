@@ -152,6 +152,17 @@ def _instancenorm_params(shapes, **_):
     return shapes if data is None else [data] + [(data[1],)] * 2
 
 
+def _groupnorm_params(shapes, *, num_groups, **_):
+    return shapes if shapes[0] is None else [shapes[0]] + [(num_groups,)] * 2
+
+
+def _leaky_relu_params(shapes, *, act_type, **_):
+    data = shapes[0]
+    if data is None or act_type != "prelu":
+        return shapes
+    return [data, (data[1],)]  # prelu: one slope per channel, as MXNet infers it
+
+
 def _softmax_output_params(shapes, *, multi_output, preserve_shape, **_):
     data = shapes[0]
     if data is None:
@@ -178,6 +189,8 @@ _PARAMETER_SHAPES: dict[str, Callable[..., list]] = {
     "Embedding": _embedding_params,
     "LayerNorm": _layernorm_params,
     "InstanceNorm": _instancenorm_params,
+    "GroupNorm": _groupnorm_params,
+    "LeakyReLU": _leaky_relu_params,
     "SoftmaxOutput": _softmax_output_params,
     "elemwise_add": _same_shape, "elemwise_sub": _same_shape,
     "elemwise_mul": _same_shape, "elemwise_div": _same_shape,

@@ -648,3 +648,35 @@ def test_second_order_through_layernorm(hybridize):
     if hybridize:
         layer.hybridize()
     check_second_order(layer, data(3, 5))
+
+
+# ---------------------------------------------------------------------------
+# symbols
+# ---------------------------------------------------------------------------
+
+def test_layers_called_on_a_symbol_list_mxnet_arguments():
+    net = nn.HybridSequential(prefix="cnn_")
+    with net.name_scope():
+        net.add(nn.BatchNorm(), nn.Dense(2, activation="tanh"), nn.LayerNorm(),
+                nn.GroupNorm(2), nn.PReLU())
+    out = net(mx.sym.var("data"))
+    assert isinstance(out, mx.sym.Symbol)
+    assert out.list_arguments() == [
+        "data", "cnn_batchnorm0_gamma", "cnn_batchnorm0_beta", "cnn_dense0_weight",
+        "cnn_dense0_bias", "cnn_layernorm0_gamma", "cnn_layernorm0_beta",
+        "cnn_groupnorm0_gamma", "cnn_groupnorm0_beta", "cnn_prelu0_alpha"]
+    assert out.list_auxiliary_states() == ["cnn_batchnorm0_running_mean",
+                                           "cnn_batchnorm0_running_var"]
+    args, outs, aux = out.infer_shape(data=(3, 5))
+    assert args[3:] == [(2, 5), (2,), (2,), (2,), (2,), (2,), (1,)] and outs == [(3, 2)]
+    assert aux == [(5,), (5,)]
+
+
+def test_symbolic_shapes_of_groupnorm_and_prelu_parameters():
+    """As MXNet infers them: GroupNorm's gamma/beta (num_groups,), prelu's gamma
+    (channels,)."""
+    group = mx.sym.GroupNorm(mx.sym.var("data"), num_groups=2, name="gn")
+    assert group.list_arguments() == ["data", "gn_gamma", "gn_beta"]
+    assert group.infer_shape(data=(2, 4, 3))[0] == [(2, 4, 3), (2,), (2,)]
+    prelu = mx.sym.LeakyReLU(mx.sym.var("data"), act_type="prelu", name="p")
+    assert prelu.infer_shape(data=(2, 4, 3))[0] == [(2, 4, 3), (4,)]
