@@ -19,6 +19,7 @@ from mxnet_interop import run_mxnet
 
 import symgrad as mx
 from symgrad.gluon import nn
+from symgrad.gluon.contrib import nn as contrib_nn
 
 pytestmark = pytest.mark.interop
 
@@ -70,6 +71,17 @@ with net.name_scope():
             nn.Conv3DTranspose(2, 2, strides=2, use_bias=False), nn.MaxPool3D(),
             nn.AvgPool3D(pool_size=(1, 2, 2), padding=(0, 1, 0)), nn.GlobalAvgPool3D())
 """, "float", (2, 2, 3, 3, 3)),
+    "concurrent-pools": ("""
+net = cnn.HybridConcurrent(axis=1, prefix='ccp_')
+with net.name_scope():
+    signal = nn.HybridSequential()
+    signal.add(nn.MaxPool1D(3, 2, 1, ceil_mode=True),
+               nn.AvgPool1D(3, 2, padding=1, ceil_mode=True, count_include_pad=False),
+               nn.GlobalAvgPool1D())
+    learned = nn.HybridSequential()
+    learned.add(nn.Conv1D(3, 2, dilation=2), nn.GlobalMaxPool1D())
+    net.add(signal, learned, nn.GlobalMaxPool1D())
+""", "float", (2, 3, 9)),
 }
 
 MXNET_SCRIPT = r"""
@@ -77,11 +89,12 @@ import json, sys
 import numpy as np
 import mxnet as mx
 from mxnet.gluon import nn
+from mxnet.gluon.contrib import nn as cnn
 
 nets = json.load(open('nets.json'))
 results = {}
 for key, source in nets.items():
-    space = {'nn': nn}
+    space = {'nn': nn, 'cnn': cnn}
     exec(source, space)
     net = space['net']
     inputs = np.load(key + '-inputs.npz')
@@ -115,7 +128,7 @@ json.dump(results, open('names.json', 'w'))
 
 
 def _build(source: str):
-    space = {"nn": nn}
+    space = {"nn": nn, "cnn": contrib_nn}
     exec(source, space)
     return space["net"]
 
