@@ -404,3 +404,163 @@ def _momentum_after(name, data, index, steps):
     for s in range(steps):
         updater(index, mx.nd.array(data[f"g{s}_{index}"]), weight)
     return updater.states[index].asnumpy()
+
+
+# ---------------------------------------------------------------------------
+# gluon.Trainer on a tiny network, and its states file both ways
+# ---------------------------------------------------------------------------
+
+TRAINER_NET = r'''
+import json
+import sys
+import numpy as np
+import mxnet as mx
+from mxnet import autograd, gluon
+
+
+def make_net(values):
+    net = gluon.nn.HybridSequential(prefix="net_")
+    with net.name_scope():
+        net.add(gluon.nn.Dense(5, in_units=3, activation="relu", prefix="hidden_"))
+        net.add(gluon.nn.Dense(2, in_units=5, prefix="out_"))
+    net.initialize()
+    for name, param in net.collect_params().items():
+        param.set_data(mx.nd.array(values[name]))
+    return net
+
+
+def train(net, trainer, data, steps):
+    for s in steps:
+        x, y = mx.nd.array(data["x%d" % s]), mx.nd.array(data["y%d" % s])
+        with autograd.record():
+            loss = mx.nd.square(net(x) - y).sum()
+        loss.backward()
+        trainer.step(x.shape[0])
+'''
+
+
+def _trainer_data() -> tuple[dict, dict]:
+    rng = np.random.default_rng(17)
+    values = {"net_hidden_weight": rng.normal(0, 0.5, (5, 3)),
+              "net_hidden_bias": rng.normal(0, 0.1, (5,)),
+              "net_out_weight": rng.normal(0, 0.5, (2, 5)),
+              "net_out_bias": rng.normal(0, 0.1, (2,))}
+    data = {}
+    for s in range(6):
+        data[f"x{s}"] = rng.normal(0, 1, (8, 3))
+        data[f"y{s}"] = rng.normal(0, 1, (8, 2))
+    return ({k: v.astype(np.float32) for k, v in values.items()},
+            {k: v.astype(np.float32) for k, v in data.items()})
+
+
+def _our_net(values, hybridize=False):
+    net = mx.gluon.nn.HybridSequential(prefix="net_")
+    with net.name_scope():
+        net.add(mx.gluon.nn.Dense(5, in_units=3, activation="relu", prefix="hidden_"))
+        net.add(mx.gluon.nn.Dense(2, in_units=5, prefix="out_"))
+    net.initialize()
+    for name, param in net.collect_params().items():
+        param.set_data(mx.nd.array(values[name]))
+    if hybridize:
+        net.hybridize()
+    return net
+
+
+def _our_train(net, trainer, data, steps):
+    for s in steps:
+        x, y = mx.nd.array(data[f"x{s}"]), mx.nd.array(data[f"y{s}"])
+        with mx.autograd.record():
+            loss = mx.nd.square(net(x) - y).sum()
+        loss.backward()
+        trainer.step(x.shape[0])
+
+
+def _params(net):
+    return {name: p.data().asnumpy() for name, p in net.collect_params().items()}
+
+
+TRAINER_STEPS = TRAINER_NET + r'''
+values, data = np.load("values.npz"), np.load("data.npz")
+net = make_net(values)
+trainer = gluon.Trainer(net.collect_params(), "sgd",
+                        {"learning_rate": 0.05, "momentum": 0.9, "wd": 1e-3})
+train(net, trainer, data, range(4))
+np.savez("trained.npz", **{n: p.data().asnumpy() for n, p in net.collect_params().items()})
+'''
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_trainer_sgd_matches_mxnet(hybridize, mxnet_python, tmp_path):
+    values, data = _trainer_data()
+    np.savez(tmp_path / "values.npz", **values)
+    np.savez(tmp_path / "data.npz", **data)
+    run_mxnet(mxnet_python, TRAINER_STEPS, tmp_path)
+    net = _our_net(values, hybridize)
+    trainer = mx.gluon.Trainer(net.collect_params(), "sgd",
+                               {"learning_rate": 0.05, "momentum": 0.9, "wd": 1e-3})
+    _our_train(net, trainer, data, range(4))
+    ours = _params(net)
+    with np.load(tmp_path / "trained.npz") as theirs:
+        assert sorted(theirs.files) == sorted(ours)
+        for name in ours:
+            assert not np.allclose(ours[name], values[name])  # it did train
+            np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-5, atol=1e-6,
+                                       err_msg=name)
+
+
+TRAINER_STATES = TRAINER_NET + r'''
+values, data = np.load("values.npz"), np.load("data.npz")
+net = make_net(values)
+options = json.loads(sys.argv[2])
+# a learning rate the loaded optimizer replaces
+trainer = gluon.Trainer(net.collect_params(), sys.argv[1], {"learning_rate": 0.5})
+# ours: trained 3 steps here; MXNet continues from our file for steps 3 and 4
+trainer.load_states("symgrad.states")
+assert trainer.learning_rate == options["learning_rate"], trainer.learning_rate
+assert trainer._optimizer.num_update == 3, trainer._optimizer.num_update
+train(net, trainer, data, (3, 4))
+np.savez("continued.npz", **{n: p.data().asnumpy() for n, p in net.collect_params().items()})
+# theirs: 3 steps from the start, then the file
+net = make_net(np.load("start.npz"))
+trainer = gluon.Trainer(net.collect_params(), sys.argv[1], options)
+train(net, trainer, data, range(3))
+trainer.save_states("mxnet.states")
+np.savez("mxnet_params.npz", **{n: p.data().asnumpy() for n, p in net.collect_params().items()})
+train(net, trainer, data, (3, 4))
+np.savez("mxnet_continued.npz",
+         **{n: p.data().asnumpy() for n, p in net.collect_params().items()})
+'''
+
+
+@pytest.mark.parametrize("optimizer, options", [
+    ("sgd", {"learning_rate": 0.05, "momentum": 0.9, "wd": 1e-3}),
+    ("adam", {"learning_rate": 0.01, "beta1": 0.8, "wd": 1e-3}),
+])
+def test_trainer_states_round_trip_with_mxnet(optimizer, options, mxnet_python, tmp_path):
+    values, data = _trainer_data()
+    np.savez(tmp_path / "start.npz", **values)
+    net = _our_net(values)
+    trainer = mx.gluon.Trainer(net.collect_params(), optimizer, options)
+    _our_train(net, trainer, data, range(3))
+    trainer.save_states(str(tmp_path / "symgrad.states"))
+    np.savez(tmp_path / "values.npz", **_params(net))
+    np.savez(tmp_path / "data.npz", **data)
+    run_mxnet(mxnet_python, TRAINER_STATES, tmp_path, optimizer, json.dumps(options))
+    # MXNet, continuing from our states (and our optimizer's settings), agrees with us
+    _our_train(net, trainer, data, (3, 4))
+    with np.load(tmp_path / "continued.npz") as theirs:
+        for name, value in _params(net).items():
+            np.testing.assert_allclose(value, theirs[name], rtol=1e-5, atol=1e-6,
+                                       err_msg=f"MXNet after our states: {name}")
+    # and we continue from MXNet's file: its optimizer replaces the one we made
+    with np.load(tmp_path / "mxnet_params.npz") as mxnet_params:
+        net = _our_net(dict(mxnet_params))
+    trainer = mx.gluon.Trainer(net.collect_params(), optimizer, {"learning_rate": 0.5})
+    trainer.load_states(str(tmp_path / "mxnet.states"))
+    assert trainer.learning_rate == options["learning_rate"]
+    assert trainer.optimizer.num_update == 3
+    _our_train(net, trainer, data, (3, 4))
+    with np.load(tmp_path / "mxnet_continued.npz") as theirs:
+        for name, value in _params(net).items():
+            np.testing.assert_allclose(value, theirs[name], rtol=1e-5, atol=1e-6,
+                                       err_msg=f"ours after MXNet's states: {name}")
