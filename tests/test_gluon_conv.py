@@ -338,3 +338,27 @@ def test_a_small_cnn_hybridized_equals_imperative():
     for name in imperative[2]:
         np.testing.assert_allclose(hybrid[2][name], imperative[2][name], rtol=1e-10,
                                    atol=1e-13, err_msg=name)
+
+
+@pytest.mark.slow  # compiles numba kernels: about 12 s
+def test_hybridized_layers_on_the_compiled_backend_equal_imperative(compiled):
+    """The numba backend runs hybridized layers (forward, and forward + backward
+    inside a recording) to the interpreter's imperative numbers."""
+    net = nn.HybridSequential()
+    with net.name_scope():
+        net.add(nn.Conv2D(3, 3, padding=1, activation="relu"), nn.BatchNorm(),
+                nn.AvgPool2D(), nn.Flatten(), nn.Dense(4, activation="tanh"), nn.LayerNorm(),
+                nn.Dense(2))
+    x = data(2, 2, 4, 4)
+    setup_layer(net)
+    net(nd.array(x, dtype="float64"))
+    head = data(2, 2)
+    imperative = analytic(net, x, head, train=True)
+    net.hybridize()
+    for _ in range(2):  # the second call runs the cached program
+        hybrid = analytic(net, x, head, train=True)
+        np.testing.assert_allclose(hybrid[0], imperative[0], rtol=1e-10)
+        np.testing.assert_allclose(hybrid[1], imperative[1], rtol=1e-9, atol=1e-12)
+        for name in imperative[2]:
+            np.testing.assert_allclose(hybrid[2][name], imperative[2][name], rtol=1e-9,
+                                       atol=1e-12, err_msg=name)
