@@ -480,6 +480,22 @@ def test_sce_matches_the_fused_softmax_cross_entropy_op():
     np.testing.assert_allclose(ours.sum(), fused[0], rtol=1e-6)
 
 
+def test_ctc_label_longer_than_the_data_raises():
+    with pytest.raises(mx.MXNetError, match="cannot exceed"):
+        gloss.CTCLoss()(mx.nd.zeros((2, 3, 4)), mx.nd.zeros((2, 4)))
+
+
+def test_ctc_label_that_fits_no_alignment_has_loss_zero_and_no_gradient():
+    # [2, 2, 2] needs 5 frames (a blank between repeats); there are 4. MXNet: loss 0.
+    pred = mx.nd.array(np.random.default_rng(9).uniform(-1, 1, (2, 4, 4)))
+    pred.attach_grad()
+    with mx.autograd.record():
+        out = gloss.CTCLoss()(pred, mx.nd.array([[2, 2, 2], [2, 1, -1]]))
+    out.backward()
+    assert out.asnumpy()[0] == 0.0 and out.asnumpy()[1] > 0
+    assert np.all(pred.grad.asnumpy()[0] == 0.0) and np.any(pred.grad.asnumpy()[1] != 0)
+
+
 def test_ctc_is_stable_for_long_sequences():
     # Probabilities of 200 frames underflow float64 as products; log space does not.
     rng = np.random.default_rng(6)

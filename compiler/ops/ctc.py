@@ -9,6 +9,8 @@ gives the label) under the per-frame softmax of ``data``. With
 ``blank_label='first'`` the blank is class 0 and a label row ends at its first 0;
 with ``'last'`` the blank is class C-1 and a row ends at its first -1;
 ``use_label_lengths``/``use_data_lengths`` read the lengths from inputs instead.
+A label that no alignment fits into its frames gets loss 0 and no gradient, as
+MXNet gives it.
 
 Everything runs in log space (forward and backward recursions of the alignment
 lattice over states ``blank, l1, blank, l2, ..., blank``), so long sequences do
@@ -57,9 +59,17 @@ def _check_ctc_types(types, use_data_lengths, use_label_lengths) -> None:
         raise GraphError(f"data must be (sequence_length, batch, alphabet), got {data}")
     if len(label) != 2 or label[0] != data[1]:
         raise GraphError(f"label must be (batch, label_length) = ({data[1]}, L), got {label}")
+    _check_label_fits(label, data)
     for k in range(int(use_data_lengths) + int(use_label_lengths)):
         if types[2 + k].shape != (data[1],):
             raise GraphError(f"lengths must have shape ({data[1]},), got {types[2 + k].shape}")
+
+
+def _check_label_fits(label: tuple, data: tuple) -> None:
+    # MXNet's rule (eager calls skip the type rule: the lattice checks it too)
+    if label[1] > data[0]:
+        raise GraphError(f"the max number of labels ({label[1]}) cannot exceed the "
+                         f"sequence length of the data ({data[0]})")
 
 
 def _loss_types(types, *, use_data_lengths, use_label_lengths, blank_label):
@@ -92,6 +102,7 @@ class _Lattice:
     def __init__(self, scores: np.ndarray, label: np.ndarray, lengths: list,
                  use_data_lengths: bool, use_label_lengths: bool, blank_label: str):
         steps, batch, alphabet = scores.shape
+        _check_label_fits(label.shape, scores.shape)
         blank = 0 if blank_label == "first" else alphabet - 1
         given = iter(lengths)
         data_lengths = next(given) if use_data_lengths else None
@@ -217,7 +228,10 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 def _ctc_loss(*arrays, **attrs):
     data, label, lengths = _split(arrays, attrs)
     lattice = _lattice(_log_softmax(data.astype(np.float64)), label, lengths, attrs)
-    return (-lattice.log_likelihood).astype(data.dtype)
+    # a label that no alignment fits in its frames (repeats need a blank between
+    # them) has loss 0 and no gradient, as in MXNet
+    likelihood = lattice.log_likelihood
+    return np.where(np.isfinite(likelihood), -likelihood, 0.0).astype(data.dtype)
 
 
 def ctc_loss_grad(g, data, label, *lengths, out, use_data_lengths, use_label_lengths,
