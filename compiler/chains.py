@@ -3,8 +3,9 @@
 A *chain* is a graph in which every op has exactly one input entry, back to
 one leaf: ``exp(tanh(x * 1.01 + 0.1))``. Its topological order is the chain
 itself, so it is found by following first inputs, and its structural key is
-the list of each op, its attrs and the output index it reads, then the leaf's
-dtype, length-one axes and role. ``backward`` pays for the key on every call;
+the list of each op, its attrs, the output index it reads and its outputs'
+length-one axes, then the leaf's dtype, length-one axes and role.
+``backward`` pays for the key on every call;
 for a chain this costs a fraction of :func:`compiler.ir.signature`'s
 depth-first walk, which stays the way for every other graph.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .ir import Entry, Node
+from .ir import Entry, Node, unit_axes
 
 
 def chain_signature(head: Entry, leaf_role: Callable[[Node], Any]
@@ -28,7 +29,8 @@ def chain_signature(head: Entry, leaf_role: Callable[[Node], Any]
     for graphs of the same structure, leaf types and leaf role; its second part
     is the head's ``(position, output index)``, as there.
     """
-    # The key is one flat tuple, three items per op (op, attrs, input index) then
+    # The key is one flat tuple, four items per op (op, attrs, input index, the
+    # length-one axes of its outputs: a reshape or slice may make one) then
     # the leaf's four: it is hashed and compared on every backward, and a flat
     # tuple does both twice as fast as a tuple of per-node tuples.
     nodes: list[Node] = []
@@ -42,7 +44,8 @@ def chain_signature(head: Entry, leaf_role: Callable[[Node], Any]
         (parent, index), = inputs
         attrs = node.attrs
         add_node(node)
-        add_part((node.op, tuple(attrs.items()) if attrs else (), index))
+        add_part((node.op, tuple(attrs.items()) if attrs else (), index,
+                  unit_axes(node.types)))
         node = parent
         inputs = node.inputs
     leaf_type = node.types[0]

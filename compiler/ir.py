@@ -133,6 +133,32 @@ def topo_order(heads: Sequence[Entry]) -> list[Node]:
     return order
 
 
+# Shape -> which of its axes have length one, memoised: every op node pays for
+# this on every keyed backward, and a training loop meets a handful of shapes.
+_UNIT_AXES: dict[tuple[int, ...], tuple[bool, ...]] = {}
+_UNIT_AXES_LIMIT = 4096  # forget them all past this many shapes (bounded memory)
+
+
+def unit_axes(types: tuple[TensorType, ...]) -> tuple:
+    """Which axes of each output type have length one: the only size fact that a
+    program's kernels (broadcasting, indexing) and its gradient graph (which axes
+    a broadcast's gradient sums) depend on. One tuple of flags for a node of one
+    output, a tuple of those for several.
+
+    >>> unit_axes((TensorType((5, 1), np.dtype("float32")),))
+    (False, True)
+    """
+    if len(types) == 1:
+        shape = types[0][0]
+        flags = _UNIT_AXES.get(shape)
+        if flags is None:
+            if len(_UNIT_AXES) >= _UNIT_AXES_LIMIT:
+                _UNIT_AXES.clear()
+            flags = _UNIT_AXES[shape] = tuple([size == 1 for size in shape])
+        return flags
+    return tuple([unit_axes((t,)) for t in types])
+
+
 def structural_key(nodes: Sequence[Node], heads: Sequence[Entry], leaf_role
                    ) -> tuple[tuple, dict[int, int]]:
     """A hashable key that identifies a graph up to array sizes, and the position
@@ -140,11 +166,14 @@ def structural_key(nodes: Sequence[Node], heads: Sequence[Entry], leaf_role
 
     It records, in topological order, each node's op, canonical attrs (a dict
     built in the op's declared attribute order, so its items are canonical) and
-    wiring (inputs as positions in ``nodes``), and for leaves their dtype, which
-    axes have length one (the only size fact broadcasting depends on) and
+    wiring (inputs as positions in ``nodes``), which axes of its outputs have
+    length one (:func:`unit_axes`), and for leaves their dtype and
     ``leaf_role(node)`` (for example whether and how it needs a gradient). Sizes
-    are not in the key, so a new batch size reuses compiled kernels. It is paid
-    on every backward, so it is one pass.
+    are not in the key, so a new batch size reuses compiled kernels; the
+    length-one axes of every entry, intermediate ones included, are, since
+    broadcasting and the gradients that undo it depend on them (``reshape(x,
+    (-1, 2))`` has a length-one axis for 2 elements, not for 10, while ``x``
+    has none in either case). It is paid on every backward, so it is one pass.
     """
     position: dict[int, int] = {}
     parts: list[tuple] = []
@@ -159,7 +188,8 @@ def _key_part(node: Node, position: dict[int, int], leaf_role) -> tuple:
     """One node's share of the structural key (its inputs already have positions)."""
     if node.inputs:
         return (node.op, tuple(node.attrs.items()),
-                tuple([(position[id(e.node)], e.index) for e in node.inputs]))
+                tuple([(position[id(e.node)], e.index) for e in node.inputs]),
+                unit_axes(node.types))
     leaf_type = node.types[0]
     return (node.op, leaf_type.dtype.char, tuple([size == 1 for size in leaf_type.shape]),
             leaf_role(node))

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from threading import get_ident
 from typing import Any
 
-from .ir import Entry, Node
+from .ir import Entry, Node, unit_axes
 
 
 class Template:
@@ -172,7 +172,7 @@ class Tape:
         The nodes are the ops in recorded order, each leaf just before its first
         reader. The key differs from the walk's (it starts with ``"tape"``, and
         the order may differ) but is, as that one, equal exactly for graphs of
-        the same structure, leaf types and leaf roles."""
+        the same structure, leaf types, length-one axes and leaf roles."""
         if not self.holds_last(head.node):
             return None
         ops = [ref() for ref in self.ops]
@@ -209,7 +209,8 @@ class Tape:
             nodes.append(node)
             template.layout.append(at)
             attrs = node.attrs
-            parts.append((node.op, tuple(attrs.items()) if attrs else (), tuple(wiring)))
+            parts.append((node.op, tuple(attrs.items()) if attrs else (), tuple(wiring),
+                          unit_axes(node.types)))
             template.ops.append((node.op, attrs, tuple(sources), node.types))
         if len(read) != len(ops) - 1:
             return None  # an op recorded here that the head does not need
