@@ -63,8 +63,10 @@ def test_samplers():
     assert len(rollover) == 2  # 1 carried + 7
     assert list(rollover) == [[6, 0, 1], [2, 3, 4]]
     assert list(rollover) == [[5, 6, 0], [1, 2, 3], [4, 5, 6]]
+    wrong = G.BatchSampler(G.SequentialSampler(7), 3, "pad")
     with pytest.raises(ValueError, match="last_batch must be one of"):
-        G.BatchSampler(G.SequentialSampler(7), 3, "pad")
+        list(wrong)
+    assert [len(b) for b in iter(G.BatchSampler(G.SequentialSampler(6), 3, "pad"))] == [3, 3]
 
 
 def test_record_file_dataset(tmp_path):

@@ -62,17 +62,17 @@ class NDArrayIter(DataIter):
 
     def __init__(self, data: Any, label: Any = None, batch_size: int = 1,
                  shuffle: bool = False, last_batch_handle: str = "pad",
-                 data_name: str = "data", label_name: str = "softmax_label"):
+                 data_name: str = "data", label_name: str = "softmax_label",
+                 layout: str = "NCHW"):
         super().__init__(batch_size)
-        if last_batch_handle not in ("pad", "discard", "roll_over"):
-            raise ValueError(f"last_batch_handle must be 'pad', 'discard' or 'roll_over', "
-                             f"not {last_batch_handle!r}")
+        # other values are accepted, as MXNet accepts them: they act as 'discard'
         self.data = init_data(data, allow_empty=False, default_name=data_name)
         self.label = init_data(label, allow_empty=True, default_name=label_name)
         self.idx = np.arange(self.data[0][1].shape[0])
         self.shuffle = shuffle
         self.last_batch_handle = last_batch_handle
         self.batch_size = batch_size
+        self.layout = layout
         self.num_data = self.idx.shape[0]
         self.cursor = -batch_size
         # the incomplete batch a 'roll_over' epoch ended with, for the next one
@@ -85,12 +85,14 @@ class NDArrayIter(DataIter):
     @property
     def provide_data(self) -> list[DataDesc]:
         """Name, batch shape and dtype of each data input."""
-        return [DataDesc(k, (self.batch_size, *v.shape[1:]), v.dtype) for k, v in self.data]
+        return [DataDesc(k, (self.batch_size, *v.shape[1:]), v.dtype, self.layout)
+                for k, v in self.data]
 
     @property
     def provide_label(self) -> list[DataDesc]:
         """Name, batch shape and dtype of each label input."""
-        return [DataDesc(k, (self.batch_size, *v.shape[1:]), v.dtype) for k, v in self.label]
+        return [DataDesc(k, (self.batch_size, *v.shape[1:]), v.dtype, self.layout)
+                for k, v in self.label]
 
     def hard_reset(self) -> None:
         """Start again from the first sample, dropping any rolled-over batch."""

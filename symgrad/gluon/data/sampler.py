@@ -108,9 +108,6 @@ class BatchSampler(Sampler):
     """
 
     def __init__(self, sampler: Any, batch_size: int, last_batch: str = "keep"):
-        if last_batch not in ("keep", "discard", "rollover"):
-            raise ValueError("last_batch must be one of 'keep', 'discard', or 'rollover', "
-                             f"but got {last_batch}")
         self._sampler = sampler
         self._batch_size = batch_size
         self._last_batch = last_batch
@@ -128,10 +125,17 @@ class BatchSampler(Sampler):
                 yield batch
             elif self._last_batch == "rollover":
                 self._prev = batch
+            elif self._last_batch != "discard":
+                # checked only here, where it matters, as MXNet checks it
+                raise ValueError("last_batch must be one of 'keep', 'discard', or "
+                                 f"'rollover', but got {self._last_batch}")
 
     def __len__(self) -> int:
         if self._last_batch == "keep":
             return (len(self._sampler) + self._batch_size - 1) // self._batch_size
         if self._last_batch == "discard":
             return len(self._sampler) // self._batch_size
-        return (len(self._prev) + len(self._sampler)) // self._batch_size
+        if self._last_batch == "rollover":
+            return (len(self._prev) + len(self._sampler)) // self._batch_size
+        raise ValueError("last_batch must be one of 'keep', 'discard', or 'rollover', but "
+                         f"got {self._last_batch}")
