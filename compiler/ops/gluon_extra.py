@@ -70,5 +70,8 @@ register(OpDef(name="GroupNorm", infer=_group_norm_types, impl=_group_norm,
                doc="Split the channels (axis 1) into num_groups groups, normalise each "
                    "group of each sample to zero mean and unit variance, then scale by "
                    "gamma and shift by beta (one value per group, as MXNet 1.x); "
-                   "output_mean_var also returns the (N, num_groups) mean and std.",
+                   "output_mean_var also returns the (N, num_groups) mean and std.\n\n"
+                   "Gradient: on the (N, num_groups, rest) view, gx = rstd (gg - mean(gg) "
+                   "- xhat mean(gg xhat)) with gg = g gamma and the means over rest; "
+                   "ggamma = sum(g xhat), gbeta = sum(g) over all axes but the group.",
                test=TestSpec(make_inputs=_group_norm_inputs, attrs={"num_groups": 2})))

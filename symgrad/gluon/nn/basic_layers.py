@@ -73,6 +73,11 @@ class Sequential(Block):
     >>> net = Sequential()
     >>> with net.name_scope():
     ...     net.add(Dense(10, activation='relu'), Dense(2))
+    >>> net
+    Sequential(
+      (0): Dense(None -> 10, Activation(relu))
+      (1): Dense(None -> 2, linear)
+    )
     """
 
     def __init__(self, prefix: str | None = None, params: Any = None) -> None:
@@ -181,6 +186,20 @@ class Dense(HybridBlock):
     -----
     Computes ``FullyConnected``; its gradients are ``gx = g W``, ``gW = g^T x``,
     ``gb = sum(g)`` over the batch.
+
+    Examples
+    --------
+    >>> import symgrad as mx
+    >>> layer = Dense(3, weight_initializer='ones')
+    >>> layer
+    Dense(None -> 3, linear)
+    >>> layer.initialize()
+    >>> layer(mx.nd.array([[1.0, 2.0]]))
+    <BLANKLINE>
+    [[3. 3. 3.]]
+    <NDArray 1x3 @cpu(0)>
+    >>> layer
+    Dense(2 -> 3, linear)
     """
 
     def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,

@@ -161,6 +161,16 @@ class Conv2D(_Conv):
     Notes
     -----
     Computes ``Convolution``; gradients as :class:`Conv1D`.
+
+    Examples
+    --------
+    >>> import symgrad as mx
+    >>> conv = Conv2D(4, 3, padding=1)
+    >>> conv.initialize()
+    >>> conv(mx.nd.ones((1, 2, 5, 5))).shape
+    (1, 4, 5, 5)
+    >>> conv
+    Conv2D(2 -> 4, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))
     """
 
     def __init__(self, channels: int, kernel_size: Any, strides: Any = (1, 1),
