@@ -680,3 +680,47 @@ def test_symbolic_shapes_of_groupnorm_and_prelu_parameters():
     assert group.infer_shape(data=(2, 4, 3))[0] == [(2, 4, 3), (2,), (2,)]
     prelu = mx.sym.LeakyReLU(mx.sym.var("data"), act_type="prelu", name="p")
     assert prelu.infer_shape(data=(2, 4, 3))[0] == [(2, 4, 3), (4,)]
+
+
+# ---------------------------------------------------------------------------
+# sharing, casting, errors
+# ---------------------------------------------------------------------------
+
+def test_layers_share_parameters_through_params():
+    first = nn.Dense(3, in_units=2, prefix="shared_")
+    second = nn.Dense(3, in_units=2, params=first.params)
+    assert second.weight is first.weight and second.bias is first.bias
+    first.initialize()
+    x = nd.array(data(4, 2))
+    np.testing.assert_array_equal(first(x).asnumpy(), second(x).asnumpy())
+
+
+def test_batchnorm_keeps_float32_when_cast_to_float16():
+    layer = nn.BatchNorm(in_channels=2)
+    layer.initialize()
+    layer.cast("float16")
+    assert layer.gamma.data().dtype == np.float32
+    dense = nn.Dense(2, in_units=2)
+    dense.initialize()
+    dense.cast("float16")
+    assert dense.weight.data().dtype == np.float16
+
+
+def test_a_wrong_input_size_is_an_error_naming_the_shapes():
+    layer = nn.Dense(3, in_units=4)
+    layer.initialize()
+    with pytest.raises(Exception, match=r"\(3, 4\)|\(3, 5\)"):
+        layer(nd.ones((2, 5)))
+
+
+def test_sequential_mixes_plain_and_hybrid_blocks():
+    net = nn.Sequential()
+    with net.name_scope():
+        net.add(nn.Dense(3, in_units=2, weight_initializer="ones"), nn.Lambda("negative"),
+                nn.Activation("relu"))
+    net.initialize()
+    x = nd.array([[1.0, -3.0], [2.0, 1.0]])
+    expected = np.maximum(-(x.asnumpy() @ np.ones((2, 3))), 0)
+    np.testing.assert_allclose(net(x).asnumpy(), expected)
+    net[2].hybridize()
+    np.testing.assert_allclose(net(x).asnumpy(), expected)
