@@ -215,6 +215,30 @@ for name, dataset in datasets.items():
 np.random.seed(5)
 for i, (d, l) in enumerate(G.DataLoader(G.ArrayDataset(X, y), batch_size=2, shuffle=True)):
     OUTS['shuffled_%d' % i] = d.asnumpy()
+simple = G.SimpleDataset(list(range(10)))
+TEXT['views'] = [list(simple.filter(lambda v: v % 3 == 0)),
+                 [list(simple.shard(3, i)) for i in range(3)], list(simple.take(3)),
+                 list(simple.take(None)), list(simple.transform(lambda v: v * 2, lazy=False)),
+                 list(G.ArrayDataset(X, y).transform_first(lambda v: v * 0, lazy=False)[2]
+                      [0].tolist())]
+errors = []
+for attempt in [lambda: G.DataLoader(simple),
+                lambda: G.DataLoader(simple, batch_size=2, shuffle=True,
+                                     sampler=G.SequentialSampler(3)),
+                lambda: G.DataLoader(simple, batch_size=2,
+                                     batch_sampler=G.BatchSampler(G.SequentialSampler(3), 2)),
+                lambda: G.ArrayDataset([1, 2], [1]),
+                lambda: simple.shard(3, 3),
+                lambda: mx.io.NDArrayIter('abc', batch_size=2),
+                lambda: mx.metric.TopKAccuracy(1),
+                lambda: mx.metric.create('no_such_metric'),
+                lambda: mx.gluon.utils.split_data(mx.nd.zeros((5, 2)), 2, batch_axis=0)]:
+    try:
+        attempt()
+        errors.append('no error')
+    except Exception as err:
+        errors.append('%s: %s' % (type(err).__name__, err))
+TEXT['errors'] = errors
 sampler = G.BatchSampler(G.SequentialSampler(7, start=0), 3, 'rollover')
 TEXT['batch_sampler'] = [list(map(int, b)) for _ in range(3) for b in sampler]
 np.savez(OUT + '/iterators.npz', **OUTS)

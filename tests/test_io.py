@@ -142,3 +142,31 @@ def test_prefetching_iter_joins_iterators_and_resets():
         it.reset()
     single = mx.io.PrefetchingIter(mx.io.NDArrayIter(DATA, batch_size=5))
     assert len(list(single)) == 2
+
+
+def test_checkpoint_and_log_callbacks(tmp_path, caplog, capsys):
+    from symgrad.ndarray.serialization import load
+
+    prefix = str(tmp_path / "model")
+    checkpoint = mx.callback.do_checkpoint(prefix, period=2)
+    net = mx.sym.FullyConnected(mx.sym.var("data"), num_hidden=2, name="fc")
+    arg = {"fc_weight": mx.nd.ones((2, 3)), "fc_bias": mx.nd.zeros((2,))}
+    with caplog.at_level("INFO"):
+        checkpoint(0, net, arg, {})
+        assert not (tmp_path / "model-0001.params").exists()
+        checkpoint(1, net, arg, {})
+    saved = load(prefix + "-0002.params")
+    assert sorted(saved) == ["arg:fc_bias", "arg:fc_weight"]
+    np.testing.assert_array_equal(saved["arg:fc_weight"].asnumpy(), np.ones((2, 3)))
+    assert mx.sym.load(prefix + "-symbol.json").list_arguments() == net.list_arguments()
+    assert f'Saved checkpoint to "{prefix}-0002.params"' in caplog.text
+
+    metric = mx.metric.Accuracy()
+    metric.update([mx.nd.array([1, 0])], [mx.nd.array([1, 1])])
+    param = mx.callback.BatchEndParam(epoch=3, nbatch=4, eval_metric=metric, locals=None)
+    with caplog.at_level("INFO"):
+        mx.callback.log_train_metric(2, auto_reset=True)(param)
+    assert "Iter[3] Batch[4] Train-accuracy=0.500000" in caplog.text
+    assert metric.num_inst == 0
+    mx.callback.ProgressBar(total=8, length=8)(param)
+    assert capsys.readouterr().out == "[====----] 50.0%\r"
