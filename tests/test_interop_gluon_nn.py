@@ -270,3 +270,32 @@ def test_selu_matches_mxnet_forward_and_its_gradient_above_zero(mxnet_python, tm
     np.testing.assert_allclose(ours[below], lam * alpha * np.exp(x[below]), rtol=1e-5)
     y = theirs["out"][below]
     np.testing.assert_allclose(their_grad[below], lam * (y + alpha), rtol=1e-5)
+
+
+IMPORT_SCRIPT = r"""
+import numpy as np
+import mxnet as mx
+net = mx.gluon.SymbolBlock.imports('layers-symbol.json', ['data'], 'layers-0000.params')
+np.save('theirs.npy', net(mx.nd.array(np.load('x.npy'))).asnumpy())
+"""
+
+
+def test_exported_layers_run_in_mxnet_to_the_same_outputs(mxnet_python, tmp_path):
+    """A hybridized net of these layers, exported, loads in MXNet's
+    SymbolBlock.imports and predicts the same outputs."""
+    net = nn.HybridSequential(prefix="layers_")
+    with net.name_scope():
+        net.add(nn.Conv2D(4, 3, padding=1), nn.BatchNorm(), nn.Activation("relu"),
+                nn.MaxPool2D(), nn.Conv2DTranspose(3, 2, strides=2), nn.InstanceNorm(),
+                nn.AvgPool2D(ceil_mode=True), nn.GroupNorm(3), nn.LeakyReLU(0.2),
+                nn.Flatten(), nn.Dense(5, activation="tanh"), nn.LayerNorm(), nn.GELU(),
+                nn.Swish(), nn.Dense(2))
+    mx.random.seed(3)
+    net.initialize(mx.init.Xavier())
+    net.hybridize()
+    x = np.random.default_rng(0).normal(size=(2, 3, 6, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    ours = net(mx.nd.array(x)).asnumpy()
+    net.export(str(tmp_path / "layers"))
+    run_mxnet(mxnet_python, IMPORT_SCRIPT, tmp_path)
+    np.testing.assert_allclose(ours, np.load(tmp_path / "theirs.npy"), rtol=1e-5, atol=1e-6)
