@@ -96,6 +96,21 @@ class L2Loss(Loss):
 
     ``label`` is reshaped to ``pred``'s shape. Gradient with respect to ``pred``:
     ``weight * (pred - label) * sample_weight / (elements per sample)``.
+
+    Parameters
+    ----------
+    weight : float, default 1.0
+        Global scalar weight of the loss.
+    batch_axis : int, default 0
+        The axis that indexes samples.
+
+    Examples
+    --------
+    >>> import symgrad as mx
+    >>> mx.gluon.loss.L2Loss(weight=2.0)(mx.nd.array([[1., 3.]]), mx.nd.array([[0., 0.]]))
+    <BLANKLINE>
+    [5.]
+    <NDArray 1 @cpu(0)>
     """
 
     def __init__(self, weight: float = 1.0, batch_axis: int = 0, **kwargs: Any):
@@ -114,6 +129,13 @@ class L1Loss(Loss):
 
     Gradient with respect to ``pred``: ``sign(pred - label)`` times the weights over
     the elements per sample.
+
+    Parameters
+    ----------
+    weight : float or None
+        Global scalar weight of the loss.
+    batch_axis : int, default 0
+        The axis that indexes samples.
     """
 
     def __init__(self, weight: float | None = None, batch_axis: int = 0, **kwargs: Any):
@@ -137,6 +159,15 @@ class SigmoidBinaryCrossEntropyLoss(Loss):
 
     Gradient with respect to logits: ``sigmoid(x) - y`` (unweighted), i.e.
     ``(1 + (pos_weight - 1) y) sigmoid(x) - pos_weight y`` with pos_weight.
+
+    Parameters
+    ----------
+    from_sigmoid : bool, default False
+        Whether ``pred`` holds probabilities (True) or logits (False).
+    weight : float or None
+        Global scalar weight of the loss.
+    batch_axis : int, default 0
+        The axis that indexes samples.
     """
 
     def __init__(self, from_sigmoid: bool = False, weight: float | None = None,
@@ -178,6 +209,26 @@ class SoftmaxCrossEntropyLoss(Loss):
 
     Gradient with respect to ``pred`` (logits, sparse labels):
     ``softmax(pred) - one_hot(label)`` times the weights.
+
+    Parameters
+    ----------
+    axis : int, default -1
+        The class axis.
+    sparse_label : bool, default True
+        Whether ``label`` holds class indices (True) or distributions (False).
+    from_logits : bool, default False
+        Whether ``pred`` holds log-probabilities already.
+    weight : float or None
+        Global scalar weight of the loss.
+    batch_axis : int, default 0
+        The axis that indexes samples.
+
+    Examples
+    --------
+    >>> import symgrad as mx
+    >>> loss = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+    >>> loss(mx.nd.array([[0., 0.], [2., 0.]]), mx.nd.array([1, 0])).asnumpy().round(4)
+    array([0.6931, 0.1269], dtype=float32)
     """
 
     def __init__(self, axis: int = -1, sparse_label: bool = True, from_logits: bool = False,
@@ -210,6 +261,17 @@ class KLDivLoss(Loss):
     Weighted, then summed (not averaged, unlike the other losses: MXNet 1.9.1's
     numbers) over every axis but the batch axis. Gradient with respect to
     log-probabilities: ``-label`` times the weights.
+
+    Parameters
+    ----------
+    from_logits : bool, default True
+        Whether ``pred`` holds log-probabilities (True) or scores (False).
+    axis : int, default -1
+        The axis of the distribution, for ``log_softmax`` when not from logits.
+    weight : float or None
+        Global scalar weight of the loss.
+    batch_axis : int, default 0
+        The axis that indexes samples.
     """
 
     def __init__(self, from_logits: bool = True, axis: int = -1, weight: float | None = None,
@@ -241,6 +303,23 @@ class CTCLoss(Loss):
     Gradient with respect to ``pred``: ``softmax(pred) - gamma``, gamma being the
     expected emissions of each class per frame under the posterior over
     alignments (see ``compiler/ops/ctc.py``).
+
+    Parameters
+    ----------
+    layout : {'NTC', 'TNC'}
+        Layout of ``pred``.
+    label_layout : {'NT', 'TN'}
+        Layout of ``label``; its batch axis is the loss's ``batch_axis``.
+    weight : float or None
+        Global scalar weight of the loss.
+
+    Examples
+    --------
+    >>> import symgrad as mx
+    >>> pred = mx.nd.zeros((1, 2, 3))  # uniform over {a, b, blank} in 2 frames
+    >>> loss = mx.gluon.loss.CTCLoss()(pred, mx.nd.array([[0]]))
+    >>> round(float((-loss).exp().asscalar()) * 9, 4)  # 3 of the 9 paths spell "a"
+    3.0
     """
 
     def __init__(self, layout: str = "NTC", label_layout: str = "NT",
@@ -274,6 +353,15 @@ class HuberLoss(Loss):
 
     Gradient with respect to ``pred``: ``(pred - label) / rho`` inside the band,
     ``sign(pred - label)`` outside.
+
+    Parameters
+    ----------
+    rho : float, default 1
+        Where the loss turns from quadratic to linear.
+    weight : float or None
+        Global scalar weight of the loss.
+    batch_axis : int, default 0
+        The axis that indexes samples.
     """
 
     def __init__(self, rho: float = 1, weight: float | None = None, batch_axis: int = 0,
@@ -294,6 +382,15 @@ class HingeLoss(Loss):
     r"""``max(0, margin - pred * label)`` for labels in {-1, 1}; weighted and averaged
     per sample. Gradient with respect to ``pred``: ``-label`` where the margin is
     violated, else 0.
+
+    Parameters
+    ----------
+    margin : float, default 1
+        The margin.
+    weight : float or None
+        Global scalar weight of the loss.
+    batch_axis : int, default 0
+        The axis that indexes samples.
     """
 
     def __init__(self, margin: float = 1, weight: float | None = None, batch_axis: int = 0,
@@ -311,6 +408,15 @@ class SquaredHingeLoss(Loss):
     r"""``max(0, margin - pred * label)^2`` for labels in {-1, 1}; weighted and
     averaged per sample. Gradient with respect to ``pred``:
     ``-2 label max(0, margin - pred * label)``.
+
+    Parameters
+    ----------
+    margin : float, default 1
+        The margin.
+    weight : float or None
+        Global scalar weight of the loss.
+    batch_axis : int, default 0
+        The axis that indexes samples.
     """
 
     def __init__(self, margin: float = 1, weight: float | None = None, batch_axis: int = 0,
@@ -331,6 +437,15 @@ class LogisticLoss(Loss):
     (``'binary'``): computed stably as ``relu(x) - x y + log(1 + exp(-|x|))`` with
     binary ``y``. Weighted and averaged per sample. Gradient with respect to
     ``pred``: ``sigmoid(pred) - y``.
+
+    Parameters
+    ----------
+    weight : float or None
+        Global scalar weight of the loss.
+    batch_axis : int, default 0
+        The axis that indexes samples.
+    label_format : {'signed', 'binary'}
+        Labels in {-1, 1} or in {0, 1}.
     """
 
     def __init__(self, weight: float | None = None, batch_axis: int = 0,
@@ -357,6 +472,15 @@ class TripletLoss(Loss):
     Gradient with respect to ``pred`` where the margin is violated:
     ``2 (negative - positive)``; to ``positive``: ``2 (positive - pred)``; to
     ``negative``: ``-2 (negative - pred)``.
+
+    Parameters
+    ----------
+    margin : float, default 1
+        The margin.
+    weight : float or None
+        Global scalar weight of the loss.
+    batch_axis : int, default 0
+        The axis that indexes samples.
     """
 
     def __init__(self, margin: float = 1, weight: float | None = None, batch_axis: int = 0,
@@ -386,6 +510,17 @@ class PoissonNLLLoss(Loss):
 
     Gradient with respect to ``pred`` (logits): ``exp(pred) - target`` over the
     element count.
+
+    Parameters
+    ----------
+    weight : float or None
+        Global scalar weight of the loss.
+    from_logits : bool, default True
+        Whether ``pred`` is the log of the rate (True) or the rate itself.
+    batch_axis : int, default 0
+        Kept for MXNet's signature (the mean covers every axis).
+    compute_full : bool, default False
+        Whether to add the Stirling term.
     """
 
     def __init__(self, weight: float | None = None, from_logits: bool = True,
@@ -420,6 +555,15 @@ class CosineEmbeddingLoss(Loss):
 
     Gradient with respect to ``input1`` (label 1): ``-(input2 / (|x1| |x2|) -
     cos * input1 / |x1|^2)``.
+
+    Parameters
+    ----------
+    weight : float or None
+        Global scalar weight of the loss.
+    batch_axis : int, default 0
+        The axis that indexes samples.
+    margin : float, default 0
+        The cosine below which dissimilar pairs cost nothing.
     """
 
     def __init__(self, weight: float | None = None, batch_axis: int = 0, margin: float = 0,
@@ -455,6 +599,15 @@ class SDMLLoss(Loss):
     ``sum_j t_ij (log(t_ij + 1e-12) - log_softmax(-D)_ij)``. MXNet 1.9.1 ignores
     ``weight`` here, and so does this class. Gradient with respect to ``x1[i]``:
     ``2 sum_j (softmax(-D)_ij - t_ij) (x1[i] - x2[j])``.
+
+    Parameters
+    ----------
+    smoothing_parameter : float, default 0.3
+        Probability mass spread over the other rows; below 1.
+    weight : float, default 1.0
+        Accepted and ignored, as in MXNet 1.9.1.
+    batch_axis : int, default 0
+        The axis that indexes samples.
     """
 
     def __init__(self, smoothing_parameter: float = 0.3, weight: float = 1.0,
