@@ -95,6 +95,7 @@ class Optimizer:
         ...     pass
         >>> type(mx.optimizer.create("plain")).__name__
         'Plain'
+        >>> del mx.optimizer.Optimizer.opt_registry["plain"]
         """
         if not isinstance(klass, type):
             raise AssertionError("register needs a class")
