@@ -35,6 +35,8 @@ CASES = [
     ("nag", "nag", {"learning_rate": 0.05, "momentum": 0.9, "wd": 1e-3,
                     "clip_gradient": 1.0}, "float32"),
     ("nag_plain", "nag", {"learning_rate": 0.05}, "float32"),
+    ("nag_mp", "nag", {"learning_rate": 0.05, "momentum": 0.9, "wd": 1e-3,
+                       "multi_precision": True}, "float16"),
     ("adam", "adam", {"learning_rate": 0.01, "wd": 1e-3}, "float32"),
     ("adam_clip", "adam", {"learning_rate": 0.01, "clip_gradient": 0.3, "rescale_grad": 2.0,
                            "beta1": 0.8, "beta2": 0.99}, "float32"),
@@ -191,6 +193,8 @@ OP_CASES = [
      "float32"),
     ("mp_sgd_update", 3, (), {"lr": 0.1, "wd": 0.01, "rescale_grad": 0.5}, "float16"),
     ("mp_sgd_mom_update", 4, (), {"lr": 0.1, "momentum": 0.9, "wd": 0.01}, "float16"),
+    ("mp_nag_mom_update", 4, (), {"lr": 0.1, "momentum": 0.9, "wd": 0.01,
+                                  "clip_gradient": 0.8}, "float16"),
 ]
 
 MXNET_OPS = r'''

@@ -437,3 +437,30 @@ register(OpDef(name="lamb_update_phase2", infer=_lamb2_types, impl=_lamb2,
                doc="r1 = clamp(r1, lower_bound, upper_bound) (a bound < 0 is off); "
                    "weight -= lr (r1 / r2) g, the ratio 1 when r1 or r2 is 0",
                test=TestSpec(make_inputs=_lamb2_inputs, attrs={"lr": 0.1})))
+
+
+# ---------------------------------------------------------------------------
+# multi-precision NAG
+# ---------------------------------------------------------------------------
+
+def _mp_nag_mom(weight, grad, mom, weight32, *, lr, momentum, wd, rescale_grad,
+                clip_gradient):
+    g = _rescaled(grad.astype(weight32.dtype), rescale_grad, clip_gradient)
+    step = _f(weight32, lr) * (g + _f(weight32, wd) * weight32)
+    new32 = weight32 + _f(weight32, momentum) * (_f(mom, momentum) * mom - step) - step
+    # MXNet's kernel updates the master copy in place first and reads it back for
+    # the momentum: the momentum's weight decay uses the new master copy.
+    mom = _f(mom, momentum) * mom - _f(mom, lr) * (g + _f(mom, wd) * new32)
+    return new32.astype(weight.dtype), mom.astype(weight32.dtype), new32.astype(weight32.dtype)
+
+
+register(OpDef(name="mp_nag_mom_update", infer=_mp_types(2, 3), impl=_mp_nag_mom,
+               inputs=("weight", "grad", "mom", "weight32"),
+               attrs={k: v for k, v in MOMENTUM_ATTRS.items() if k != "lazy_update"},
+               kind="update", mutates=(2, 3), differentiable=False, visible_outputs=1,
+               doc="nag_mom_update on the float32 master copy weight32: step = lr (clip("
+                   "rescale_grad grad) + wd weight32); weight32 += momentum (momentum mom - "
+                   "step) - step; mom = momentum mom - lr (clip(rescale_grad grad) + wd "
+                   "weight32_new) (MXNet's in-place reading); weight = weight32 cast",
+               test=TestSpec(make_inputs=_mp_inputs(4),
+                             attrs={"lr": 0.1, "momentum": 0.9, "wd": 0.01})))

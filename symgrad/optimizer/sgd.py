@@ -123,6 +123,10 @@ class NAG(_MomentumMultiPrecision):
         target, mom = weight, state
         if multi_precision:
             mom, target = state
+            if mom is not None:
+                nd.mp_nag_mom_update(weight, grad, mom, target, out=weight, lr=lr, wd=wd,
+                                     **kwargs)
+                return
             grad = grad.astype(np.float32)
         if mom is not None:
             previous = mom.copy()
