@@ -496,6 +496,19 @@ def test_ctc_label_that_fits_no_alignment_has_loss_zero_and_no_gradient():
     assert np.all(pred.grad.asnumpy()[0] == 0.0) and np.any(pred.grad.asnumpy()[1] != 0)
 
 
+def test_ctc_third_derivative_raises_naming_the_op():
+    # CTC differentiates exactly twice; a third order must fail loudly, not give 0
+    x = mx.nd.array(np.random.default_rng(10).uniform(-1, 1, (1, 3, 3)), dtype="float64")
+    x.attach_grad()
+    with mx.autograd.record():
+        loss = gloss.CTCLoss()(x, mx.nd.array([[0]], dtype="float64"))
+        (first,) = mx.autograd.grad(loss, [x], create_graph=True)
+        (second,) = mx.autograd.grad((first * first).sum(), [x], create_graph=True)
+        third_head = (second * second).sum()
+    with pytest.raises(mx.MXNetError, match="_ctc_posterior_vjp.*no gradient rule"):
+        third_head.backward()
+
+
 def test_ctc_is_stable_for_long_sequences():
     # Probabilities of 200 frames underflow float64 as products; log space does not.
     rng = np.random.default_rng(6)

@@ -31,6 +31,8 @@ CTCLoss are therefore exact; a third order raises, naming the vjp op.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from ..ir import GraphError, TensorType
@@ -130,7 +132,7 @@ class _Lattice:
         self.skip = (extended != blank) & ~same_as_two_back
         self.emit = np.where(self.valid[None], np.take_along_axis(
             scores, np.broadcast_to(extended[None], (steps, batch, width)), axis=2), -np.inf)
-        self.alpha, self.beta = self._forward(), self._backward()
+        self.alpha = self._forward()
         last = self.frames - 1
         ends = np.stack([self.states - 1, np.maximum(self.states - 2, 0)], axis=1)
         at_end = np.take_along_axis(self.alpha[np.maximum(last, 0), np.arange(batch)],
@@ -153,7 +155,10 @@ class _Lattice:
             alpha[step] = np.where(self._in_time(step), arrive + self.emit[step], -np.inf)
         return alpha
 
-    def _backward(self) -> np.ndarray:
+    @cached_property
+    def beta(self) -> np.ndarray:
+        """Backward log-probabilities (T, N, S), made when first read: the loss
+        alone needs only ``alpha``."""
         steps, batch, width = self.emit.shape
         beta = np.full((steps, batch, width), -np.inf)
         finish = np.where((np.arange(width)[None, :] >= self.states[:, None] - 2)
