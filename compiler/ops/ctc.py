@@ -3,7 +3,7 @@ gradients are made of.
 
 ``CTCLoss(data, label[, data_lengths][, label_lengths])`` takes unnormalised
 activations ``data`` (T, N, C) and integer labels (N, L) and returns, per
-sequence, ``-log p(label | data)``: the log of the summed probability of every
+sequence, ``-log p(label | data)``: minus the log of the summed probability of every
 alignment (a path of one class per frame, collapsing repeats and dropping blanks
 gives the label) under the per-frame softmax of ``data``. With
 ``blank_label='first'`` the blank is class 0 and a label row ends at its first 0;
@@ -378,6 +378,8 @@ register(OpDef(name="_ctc_posterior_vjp", infer=_vjp_types, impl=_ctc_posterior_
                inputs=_with_cotangent_inputs, attrs=CTC_ATTRS, kind="gather",
                doc="The cotangent contracted with the derivative of _ctc_posterior: "
                    "E[S 1{path_t = k}] - E[S] gamma[t, k] with S = sum_t v[t, path_t]. "
-                   "It has no gradient rule (CTC is differentiable twice here).",
+                   "It has no gradient rule (CTC is differentiable twice here); its "
+                   "values are checked as _ctc_posterior's gradient and through "
+                   "CTCLoss's second order.",
                test=TestSpec(make_inputs=_vjp_test_inputs, wrt=(),
                              attrs={"use_data_lengths": True, "use_label_lengths": True})))
