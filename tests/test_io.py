@@ -170,3 +170,40 @@ def test_checkpoint_and_log_callbacks(tmp_path, caplog, capsys):
     assert metric.num_inst == 0
     mx.callback.ProgressBar(total=8, length=8)(param)
     assert capsys.readouterr().out == "[====----] 50.0%\r"
+
+
+def test_csv_iter_round_batch_and_stale_rows(tmp_path):
+    path = tmp_path / "d.csv"
+    np.savetxt(path, DATA[:5], delimiter=",")
+    it = mx.io.CSVIter(data_csv=str(path), data_shape=(2,), batch_size=2)
+    first = batches(it)
+    assert [pad for _, _, pad in first] == [0, 0, 1]
+    np.testing.assert_array_equal(first[2][0], DATA[[4, 0]])
+    assert not first[0][1].any()  # no label file: zeros
+    it.reset()
+    np.testing.assert_array_equal(batches(it)[0][0], DATA[[1, 2]])  # goes on after the wrap
+    plain = mx.io.CSVIter(data_csv=str(path), data_shape=(2,), batch_size=2, round_batch=False)
+    last = batches(plain)[-1]
+    np.testing.assert_array_equal(last[0], DATA[[4, 3]])  # the previous batch's row stays
+    assert last[2] == 1
+
+
+def test_mnist_iter_reads_idx_files(tmp_path):
+    import gzip
+    import struct
+
+    images = np.random.RandomState(0).randint(0, 256, (5, 28, 28)).astype(np.uint8)
+    with gzip.open(tmp_path / "img.gz", "wb") as f:
+        f.write(struct.pack(">IIII", 2051, 5, 28, 28) + images.tobytes())
+    (tmp_path / "lab").write_bytes(struct.pack(">II", 2049, 5) + bytes(range(5)))
+    it = mx.io.MNISTIter(image=str(tmp_path / "img.gz"), label=str(tmp_path / "lab"),
+                         batch_size=2, shuffle=False)
+    got = batches(it)
+    assert len(got) == 2  # the short last batch is dropped
+    np.testing.assert_allclose(got[1][0], images[2:4, None] / 256.0)
+    assert got[1][1].tolist() == [2, 3]
+    shuffled = mx.io.MNISTIter(image=str(tmp_path / "img.gz"), label=str(tmp_path / "lab"),
+                               batch_size=5, flat=True, seed=1)
+    (data, label, _), = batches(shuffled)
+    assert data.shape == (5, 784) and sorted(label.tolist()) == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(data, images[label.astype(int)].reshape(5, -1) / 256.0)

@@ -2,12 +2,13 @@
 
 ``DataIter`` is the protocol (subclassable), ``NDArrayIter`` batches arrays with
 MXNet's last-batch modes, ``ResizeIter`` and ``PrefetchingIter`` wrap other
-iterators.
+iterators, ``CSVIter`` and ``MNISTIter`` read files.
 """
 
 from .base import DataBatch, DataDesc, DataIter
+from .file_iters import CSVIter, MNISTIter
 from .ndarray_iter import NDArrayIter
 from .wrappers import PrefetchingIter, ResizeIter
 
 __all__ = ["DataBatch", "DataDesc", "DataIter", "NDArrayIter", "PrefetchingIter",
-           "ResizeIter"]
+           "ResizeIter", "CSVIter", "MNISTIter"]
