@@ -4,7 +4,7 @@
 ``mx.sym``.
 """
 
-from . import base, context
+from . import base, context  # noqa: I001  (import order: lower layers first)
 from . import ndarray
 from . import ndarray as nd
 from . import autograd, random
@@ -17,6 +17,7 @@ from . import initializer
 from . import initializer as init
 from . import lr_scheduler, optimizer, metric, io, recordio, callback
 from . import gluon
+from . import name
 from .executor import compile
 from .base import MXNetError
 from .context import Context, cpu, current_context, gpu
@@ -26,4 +27,4 @@ __version__ = "0.1.0"
 __all__ = ["nd", "ndarray", "autograd", "sym", "symbol", "random", "base", "context",
            "Context", "cpu", "gpu", "current_context", "MXNetError", "viz", "visualization",
            "compile", "test_utils", "init", "initializer", "lr_scheduler", "optimizer",
-           "metric", "io", "recordio", "callback", "gluon"]
+           "metric", "io", "recordio", "callback", "gluon", "name"]

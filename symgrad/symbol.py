@@ -28,6 +28,7 @@ from compiler.ir import TensorType, _fresh_name
 from compiler.registry import NULL, get_op
 
 from .base import MXNetError, MXNetShapeError
+from .name import scoped_name
 from .symbol_types import UNKNOWN, apply_op, materialize, warn_unknown
 
 # Attributes the graph needs but MXNet's JSON and attribute listings do not carry.
@@ -504,6 +505,7 @@ def rename(symbol: Symbol, name: str) -> Symbol:
 
 def _make_symbol(opdef: OpDef, inputs: Sequence[Entry], attrs: dict,
                  name: str | None = None) -> Symbol:
+    name = scoped_name(name, opdef.name.lower())
     try:
         node = apply_op(opdef, inputs, attrs, name)
     except GraphError as err:
@@ -600,7 +602,8 @@ def _symbol_function(public_name: str, opdef: OpDef):
                 raise MXNetError(f"{public_name}: {err}") from None
             missing = [n for i, n in enumerate(names) if i >= leading and n not in kwargs]
             if missing:
-                name = name or _fresh_name(public_name.lower())
+                name = scoped_name(name, public_name.lower()) or \
+                    _fresh_name(public_name.lower())
                 for input_name in missing:
                     kwargs[input_name] = var(f"{name}_{input_name}")
         inputs, attrs = bind_arguments(opdef, args, kwargs, _is_symbol)

@@ -7,7 +7,8 @@ from . import block as block
 from .parameter import Constant, DeferredInitializationError, Parameter, ParameterDict
 from .block import Block, HybridBlock, SymbolBlock
 from . import nn as nn, loss as loss, data as data, utils as utils, trainer as trainer
+from . import contrib as contrib
 from .trainer import *  # noqa: F401,F403
 
 __all__ = ["Block", "HybridBlock", "SymbolBlock", "Parameter", "ParameterDict", "Constant",
-           "DeferredInitializationError", "nn", "loss", "data", "utils", "trainer"]
+           "DeferredInitializationError", "nn", "loss", "data", "utils", "trainer", "contrib"]

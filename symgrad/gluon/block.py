@@ -47,6 +47,7 @@ from .. import ndarray as nd
 from .. import symbol as sym
 from ..base import MXNetError
 from ..executor import CompiledSymbol
+from ..name import Prefix
 from ..ndarray.ndarray import NDArray, invoke
 from ..symbol import Symbol
 from .parameter import DeferredInitializationError, Parameter, ParameterDict, select_parameters
@@ -102,14 +103,16 @@ class _BlockScope:
     def __enter__(self) -> _BlockScope:
         if self._block._empty_prefix:
             return self
-        self._previous.append(getattr(_local, "scope", None))
+        self._previous.append((getattr(_local, "scope", None), Prefix(self._block.prefix)))
         _local.scope = self
+        self._previous[-1][1].__enter__()  # symbols made inside are named under the prefix
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._block._empty_prefix:
             return
-        _local.scope = self._previous.pop()
+        _local.scope, names = self._previous.pop()
+        names.__exit__()
 
 
 def _indent(text: str, spaces: int) -> str:
