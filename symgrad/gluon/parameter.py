@@ -9,7 +9,7 @@ into ``param.grad()``. A shape may hold 0 for a size not known yet; with
 >>> import symgrad as mx
 >>> p = mx.gluon.Parameter("w", shape=(2, 3))
 >>> p.initialize(init=mx.init.One())
->>> p.data().asnumpy().sum()
+>>> float(p.data().asnumpy().sum())
 6.0
 """
 
