@@ -255,8 +255,10 @@ def mxnet_ops(mxnet_python, tmp_path_factory):
         return data, dict(out)
 
 
-def _close(ours, theirs, what, dtype="float32"):
-    tolerance = (1e-3, 1e-3) if dtype == "float16" else (1e-6, 1e-7)
+def _close(ours, theirs, what, dtype="float32", steps=1):
+    # float32 rounding differs by an ulp here and there; over several steps the
+    # differences grow a little
+    tolerance = (1e-3, 1e-3) if dtype == "float16" else (1e-6 * steps, 1e-7 * steps)
     assert np.asarray(ours).dtype == theirs.dtype, what
     np.testing.assert_allclose(np.asarray(ours, np.float64), theirs.astype(np.float64),
                                *tolerance, err_msg=what)
@@ -568,3 +570,98 @@ def test_trainer_states_round_trip_with_mxnet(optimizer, options, mxnet_python, 
         for name, value in _params(net).items():
             np.testing.assert_allclose(value, theirs[name], rtol=1e-5, atol=1e-6,
                                        err_msg=f"ours after MXNet's states: {name}")
+
+
+# every optimizer pickled with its states: MXNet continues from ours as we do
+STATE_CASES = [(name, opt, kwargs, dtype) for name, opt, kwargs, dtype in CASES
+               if opt != "adamw" and "lr_scheduler" not in kwargs] + [
+    ("sgd_factor_state", "sgd", {"learning_rate": 0.1, "momentum": 0.5,
+                                 "lr_scheduler": ("FactorScheduler", {"step": 3,
+                                                                      "factor": 0.7})},
+     "float32")]
+
+MXNET_CONTINUE = r'''
+import json
+import numpy as np
+import mxnet as mx
+
+cases = json.load(open("cases.json"))
+data = np.load("data.npz")
+results = {}
+for name, opt, kwargs, dtype in cases:
+    # an updater made with another learning rate: the pickled optimizer replaces it
+    updater = mx.optimizer.get_updater(mx.optimizer.create(opt, learning_rate=9.0))
+    updater.set_states(open(name + ".states", "rb").read())
+    weights = [mx.nd.array(data["%s_w%d" % (name, i)], dtype=dtype) for i in range(2)]
+    for s in (3, 4, 5):
+        for i in range(2):
+            updater(i, mx.nd.array(data["g%d_%d" % (s, i)], dtype=dtype), weights[i])
+    for i in range(2):
+        results["%s_%d" % (name, i)] = weights[i].asnumpy()
+    # and MXNet's own file after 3 updates, with its weights then
+    if "lr_scheduler" in kwargs:
+        kind, args = kwargs["lr_scheduler"]
+        kwargs["lr_scheduler"] = getattr(mx.lr_scheduler, kind)(**args)
+    if "param_idx2name" in kwargs:
+        kwargs["param_idx2name"] = {int(k): v for k, v in kwargs["param_idx2name"].items()}
+    updater = mx.optimizer.get_updater(mx.optimizer.create(opt, **kwargs))
+    weights = [mx.nd.array(data["w%d" % i], dtype=dtype) for i in range(2)]
+    for s in range(3):
+        for i in range(2):
+            updater(i, mx.nd.array(data["g%d_%d" % (s, i)], dtype=dtype), weights[i])
+    open(name + ".mxnet_states", "wb").write(updater.get_states(dump_optimizer=True))
+    for i in range(2):
+        results["%s_mxnet_w%d" % (name, i)] = weights[i].asnumpy()
+np.savez("continued.npz", **results)
+'''
+
+
+@pytest.fixture(scope="module")
+def mxnet_continued(mxnet_python, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("continue")
+    data = _data(steps=6)
+    ours = {}
+    for name, opt, kwargs, dtype in STATE_CASES:
+        kwargs = dict(kwargs)
+        if "lr_scheduler" in kwargs:
+            kind, args = kwargs["lr_scheduler"]
+            kwargs["lr_scheduler"] = getattr(mx.lr_scheduler, kind)(**args)
+        updater = mx.optimizer.get_updater(mx.optimizer.create(opt, **kwargs))
+        weights = [mx.nd.array(data[f"w{i}"], dtype=dtype) for i in range(2)]
+        for s in range(6):
+            if s == 3:  # the file MXNet continues from, and the weights then
+                (workdir / f"{name}.states").write_bytes(updater.get_states(True))
+                for i in range(2):
+                    data[f"{name}_w{i}"] = weights[i].asnumpy()
+            for i in range(2):
+                updater(i, mx.nd.array(data[f"g{s}_{i}"], dtype=dtype), weights[i])
+        ours[name] = [w.asnumpy() for w in weights]
+    np.savez(workdir / "data.npz", **data)
+    (workdir / "cases.json").write_text(json.dumps(STATE_CASES))
+    run_mxnet(mxnet_python, MXNET_CONTINUE, workdir)
+    with np.load(workdir / "continued.npz") as out:
+        return ours, dict(out), workdir, data
+
+
+@pytest.mark.parametrize("case", STATE_CASES, ids=[c[0] for c in STATE_CASES])
+def test_mxnet_continues_from_our_pickled_optimizer(case, mxnet_continued):
+    ours, theirs, _, _ = mxnet_continued
+    name, _, _, dtype = case
+    for i in range(2):
+        _close(ours[name][i], theirs[f"{name}_{i}"], f"{name}: parameter {i}", dtype,
+               steps=3)
+
+
+@pytest.mark.parametrize("case", STATE_CASES, ids=[c[0] for c in STATE_CASES])
+def test_we_continue_from_mxnets_pickled_optimizer(case, mxnet_continued):
+    ours, theirs, workdir, data = mxnet_continued
+    name, opt, _, dtype = case
+    updater = mx.optimizer.get_updater(mx.optimizer.create(opt, learning_rate=9.0))
+    updater.set_states((workdir / f"{name}.mxnet_states").read_bytes())
+    assert updater.optimizer.num_update == 3
+    weights = [mx.nd.array(theirs[f"{name}_mxnet_w{i}"], dtype=dtype) for i in range(2)]
+    for s in (3, 4, 5):
+        for i in range(2):
+            updater(i, mx.nd.array(data[f"g{s}_{i}"], dtype=dtype), weights[i])
+    for i in range(2):
+        _close(weights[i].asnumpy(), ours[name][i], f"{name}: parameter {i}", dtype, steps=6)
