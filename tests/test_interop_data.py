@@ -502,3 +502,48 @@ def test_csv_and_mnist_iterators_match_mxnet(mxnet_python, tmp_path):
         np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
     expected_text, actual_text = load_pair(outputs, "files.json")
     assert actual_text == expected_text
+
+
+TRAINING = r'''
+import json
+rng = np.random.RandomState(0)
+centers = rng.randn(3, 4) * 3
+X = np.concatenate([c + rng.randn(40, 4) for c in centers]).astype('float32')
+y = np.repeat(np.arange(3), 40).astype('float32')
+loader = mx.gluon.data.DataLoader(mx.gluon.data.ArrayDataset(X, y), batch_size=16,
+                                  shuffle=False, last_batch='keep')
+net = mx.gluon.nn.Sequential()
+net.add(mx.gluon.nn.Dense(8, activation='relu'), mx.gluon.nn.Dense(3))
+net.initialize()
+net(mx.nd.array(X[:2]))
+for i, p in enumerate(net.collect_params().values()):
+    p.set_data(mx.nd.array(np.random.RandomState(10 + i).uniform(-0.3, 0.3, p.shape)))
+loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+trainer = mx.gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1})
+metric = mx.metric.Accuracy()
+history = []
+for epoch in range(3):
+    metric.reset()
+    total = 0.0
+    for data, label in loader:
+        with mx.autograd.record():
+            loss = loss_fn(net(data), label)
+        loss.backward()
+        trainer.step(data.shape[0])
+        metric.update([label], [net(data)])
+        total += float(loss.sum().asscalar())
+    history.append([total, metric.get()[1]])
+with open(OUT + '/train.json', 'w') as f:
+    json.dump(history, f)
+'''
+
+
+def test_training_loop_with_loader_and_metric_matches_mxnet(mxnet_python, tmp_path):
+    """A d2l-style loop (DataLoader, Dense net, Trainer, Accuracy) from the same
+    initial weights: the same losses and accuracies epoch by epoch."""
+    expected, actual = load_pair(run_both(mxnet_python, TRAINING, tmp_path), "train.json")
+    assert len(actual) == 3
+    for (loss, accuracy), (mx_loss, mx_accuracy) in zip(actual, expected):
+        assert loss == pytest.approx(mx_loss, rel=1e-4)
+        assert accuracy == mx_accuracy
+    assert actual[-1][1] == 1.0
