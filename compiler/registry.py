@@ -37,9 +37,22 @@ def _literal(value: Any) -> Any:
     return value
 
 
+def _whole(value: Any) -> int:
+    """``value`` as an int, refusing what would be truncated (``2.5``, ``"a"``):
+    MXNet refuses ``shape=(3, 2.5)`` where ``int()`` would make it 2."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, np.integer, float, np.floating)):
+        if isinstance(value, (bool, np.bool_)):
+            return int(value)
+        raise TypeError(f"expected an integer, got {value!r}")
+    if isinstance(value, (float, np.floating)) and not float(value).is_integer():
+        raise ValueError(f"expected an integer, got {value!r}")
+    return int(value)
+
+
 def as_int(value: Any) -> int:
-    """Parse an integer attribute."""
-    return int(_literal(value))
+    """Parse an integer attribute (refusing fractions: see :func:`_whole`)."""
+    return _whole(_literal(value))
 
 
 class _NegativeZero(float):
@@ -101,7 +114,7 @@ def as_shape(value: Any) -> tuple[int, ...]:
     value = _literal(value)
     if isinstance(value, (int, np.integer)):
         return (int(value),)
-    return tuple(int(v) for v in value)
+    return tuple(_whole(v) for v in value)
 
 
 def as_axes(value: Any) -> tuple[int, ...] | None:
@@ -111,13 +124,13 @@ def as_axes(value: Any) -> tuple[int, ...] | None:
         return None
     if isinstance(value, (int, np.integer)):
         return (int(value),)
-    return tuple(int(v) for v in value)
+    return tuple(_whole(v) for v in value)
 
 
 def as_optional_int(value: Any) -> int | None:
     """Parse an int or None."""
     value = _literal(value)
-    return None if value is None else int(value)
+    return None if value is None else _whole(value)
 
 
 def as_optional_ints(value: Any) -> tuple[int | None, ...]:
@@ -125,7 +138,7 @@ def as_optional_ints(value: Any) -> tuple[int | None, ...]:
     value = _literal(value)
     if isinstance(value, (int, np.integer)) or value is None:
         value = (value,)
-    return tuple(None if v is None else int(v) for v in value)
+    return tuple(None if v is None else _whole(v) for v in value)
 
 
 def as_dtype_name(value: Any) -> str:
@@ -248,8 +261,10 @@ class OpDef:
         if self._float_scalar and len(given) == 1 and type(given.get("scalar")) is float:
             return {"scalar": canonical_float(given["scalar"])}  # `x * 1.5`: parsed already
         out = {}
+        used = 0  # given attrs that this op declares
         for key, spec in self.attrs.items():
             if key in given:
+                used += 1
                 try:
                     out[key] = spec.parse(given[key])
                 except (TypeError, ValueError, SyntaxError, GraphError) as err:
@@ -259,10 +274,12 @@ class OpDef:
                 raise GraphError(f"{self.name}: missing required attribute '{key}'")
             else:
                 out[key] = spec.default
-        if len(out) < len(given):
+        if used < len(given):
+            # MXNet refuses a misspelled keyword (dim= for axis=) instead of
+            # ignoring it and computing something else
             unknown = sorted(set(given) - set(self.attrs))
-            raise GraphError(f"{self.name}: unknown attribute(s) {unknown}; "
-                             f"it takes {sorted(self.attrs)}")
+            raise GraphError(f"{self.name}: unknown attribute(s) {unknown}; the valid "
+                             f"arguments are {sorted(self.attrs) or 'none'}")
         return out
 
     def infer_types(self, types: Sequence[TensorType], attrs: dict) -> tuple[TensorType, ...]:

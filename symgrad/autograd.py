@@ -408,8 +408,12 @@ def _recorded_gradients(entries, nodes, wrt, heads, head_grads) -> list[NDArray]
     outputs = template.graph.outputs
     with record(train_mode=is_training()):
         values = iter(evaluate(template.graph.live_outputs(), given, _apply_recorded))
-    return [next(values) if out is not None else NDArray(np.zeros_like(node.value[0]))
-            for out, node in zip(outputs, wrt)]
+        # A gradient that is structurally zero (x > 0 has none) is still a recorded
+        # array whose graph reaches the variable, as MXNet's: differentiating it
+        # again writes zeros, where a plain array would have no history.
+        return [next(values) if out is not None else
+                invoke("zeros_like", (NDArray(node.value[0], Entry(node, 0)),), {})
+                for out, node in zip(outputs, wrt)]
 
 
 def _apply_recorded(node: Node, args: Sequence[NDArray]) -> tuple:

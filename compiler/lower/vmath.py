@@ -107,10 +107,12 @@ __all__ = [
 ]
 
 #: LLVM fast-math flags for generated kernels: allow FMA contraction,
-#: reassociation, reciprocal and approximate-function rewrites and ignoring
-#: the sign of zero in the kernel's own arithmetic, but *not* ``nnan`` /
-#: ``ninf``, so NaN and inf propagate exactly as in numpy.
-FASTMATH = {"contract", "reassoc", "arcp", "afn", "nsz"}  # numba wants a set, not frozenset
+#: reassociation and ignoring the sign of zero in the kernel's own arithmetic,
+#: but *not* ``nnan`` / ``ninf``, so NaN and inf propagate exactly as in numpy.
+# Not ``arcp`` nor ``afn``: with them LLVM turns x / y into x * (1 / y) (0 / a
+# subnormal became NaN) and 1 / sqrt(x) into an estimate and a Newton step (NaN at
+# 0 and inf), and the kernels must give the interpreter's values on those too.
+FASTMATH = {"contract", "reassoc", "nsz"}  # numba wants a set, not frozenset
 
 # Flags for the bodies in this module: FMA contraction only (see module doc).
 _INNER_FLAGS = {"contract"}
@@ -1082,3 +1084,134 @@ def _overload_pow(x, y):  # type: ignore[no-untyped-def]  # numba compares signa
         return pow64(np.float64(x), np.float64(y))
 
     return call64
+
+
+# ---------------------------------------------------------------------------
+# numpy's maximum and minimum (Python's max and min drop a NaN second operand)
+# ---------------------------------------------------------------------------
+
+
+def maximum(x: Any, y: Any) -> Any:
+    """numpy's ``maximum``: ``x`` where ``x > y`` or ``x`` is NaN, else ``y``, so a
+    NaN in either operand gives NaN, and of two zeros the second is returned
+    (``maximum(0., -0.) = -0.``), as numpy's loop does. Python's ``max(x, nan)``
+    returns ``x``. A scalar operand is first cast to the float operand's type.
+
+    >>> float(maximum(1.0, float("nan")))
+    nan
+    """
+    return x if (x > y or x != x) else y
+
+
+def minimum(x: Any, y: Any) -> Any:
+    """numpy's ``minimum``: ``x`` where ``x < y`` or ``x`` is NaN, else ``y`` (see
+    :func:`maximum`).
+
+    >>> float(minimum(float("nan"), 1.0))
+    nan
+    """
+    return x if (x < y or x != x) else y
+
+
+def _overload_extremum(stub: Callable, greater: bool) -> None:
+    """Make ``stub`` (:func:`maximum` or :func:`minimum`) callable from numba code.
+    Its comparisons carry this module's flags (no ``nsz``), so a caller compiled
+    with :data:`FASTMATH` keeps numpy's choice between two zeros."""
+
+    @overload(stub, jit_options=dict(fastmath=_INNER_FLAGS, error_model="numpy"))
+    def _overload(x, y):  # type: ignore[no-untyped-def]  # numba compares signatures
+        numeric = (types.Float, types.Integer, types.Boolean)
+        if not (isinstance(x, numeric) and isinstance(y, numeric)):
+            return None
+        # numpy casts a scalar operand to the array's type before comparing
+        float_type = x if isinstance(x, types.Float) else y if isinstance(y, types.Float) \
+            else None
+        cast = None if float_type is None else \
+            (np.float32 if float_type.bitwidth == 32 else np.float64)
+        if cast is None:
+            if greater:
+                def plain(x, y):  # type: ignore[no-untyped-def]
+                    _inline_always()
+                    return x if x > y else y
+            else:
+                def plain(x, y):  # type: ignore[no-untyped-def]
+                    _inline_always()
+                    return x if x < y else y
+            return plain
+        if greater:
+            def impl(x, y):  # type: ignore[no-untyped-def]
+                _inline_always()
+                a, b = cast(x), cast(y)
+                return a if (a > b or a != a) else b
+        else:
+            def impl(x, y):  # type: ignore[no-untyped-def]
+                _inline_always()
+                a, b = cast(x), cast(y)
+                return a if (a < b or a != a) else b
+        return impl
+
+
+_overload_extremum(maximum, True)
+_overload_extremum(minimum, False)
+
+
+# ---------------------------------------------------------------------------
+# numpy's sign and mod (numba's differ on the sign of a zero result)
+# ---------------------------------------------------------------------------
+
+
+def sign(x: Any) -> Any:
+    """numpy's ``sign``: 1, -1, NaN for NaN, and +0 for either zero (numba's
+    ``np.sign(-0.)`` is -0.).
+
+    >>> float(sign(-0.0)), float(sign(-2.0))
+    (0.0, -1.0)
+    """
+    return np.sign(x)
+
+
+def mod(x: Any, y: Any) -> Any:
+    """numpy's ``mod`` for floats: ``fmod`` moved to the sign of ``y``, a zero
+    result carrying ``y``'s sign, NaN for ``y = 0`` or an infinite ``x``.
+
+    >>> float(mod(-0.0, 0.3)), float(mod(-1.0, 3.0))
+    (0.0, 2.0)
+    """
+    return np.mod(x, y)
+
+
+@overload(sign, jit_options=dict(fastmath=_INNER_FLAGS, error_model="numpy"))
+def _overload_sign(x):  # type: ignore[no-untyped-def]  # numba compares signatures
+    if not isinstance(x, types.Float):
+        return None
+    cast = np.float32 if x.bitwidth == 32 else np.float64
+
+    def impl(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        one = cast(1.0)
+        return one if x > 0 else (-one if x < 0 else (x if x != x else cast(0.0)))
+
+    return impl
+
+
+@overload(mod, jit_options=dict(fastmath=_INNER_FLAGS, error_model="numpy"))
+def _overload_mod(x, y):  # type: ignore[no-untyped-def]  # numba compares signatures
+    numeric = (types.Float, types.Integer)
+    if not (isinstance(x, numeric) and isinstance(y, numeric)) or not (
+            isinstance(x, types.Float) or isinstance(y, types.Float)):
+        return None
+    float_type = x if isinstance(x, types.Float) else y
+    cast = np.float32 if float_type.bitwidth == 32 else np.float64
+
+    def impl(x, y):  # type: ignore[no-untyped-def]
+        _inline_always()
+        a, b = cast(x), cast(y)
+        rest = cast(math.fmod(a, b))
+        if rest != 0:
+            if (b < 0) != (rest < 0):
+                rest = rest + b
+        elif b == b and b != 0:
+            rest = cast(math.copysign(0.0, b))
+        return rest
+
+    return impl

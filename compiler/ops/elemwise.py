@@ -143,7 +143,7 @@ def zero_grad(g, x, *, out):
     return F.zeros_like(x)
 
 
-unary("sign", np.sign, "np.sign({0})", zero_grad)
+unary("sign", np.sign, "vm.sign({0})", zero_grad)
 def _round_half_away(x):
     # MXNet's round sends halves away from zero (numpy's goes to even).
     whole = np.trunc(x)
@@ -151,7 +151,7 @@ def _round_half_away(x):
 
 
 unary("round", _round_half_away,
-      "np.trunc({0}) + np.sign({0}) * (abs({0} - np.trunc({0})) >= 0.5)", zero_grad)
+      "np.trunc({0}) + vm.sign({0}) * (abs({0} - np.trunc({0})) >= 0.5)", zero_grad)
 unary("rint", np.rint, "np.rint({0})", zero_grad)
 unary("floor", np.floor, "np.floor({0})", zero_grad)
 unary("ceil", np.ceil, "np.ceil({0})", zero_grad)
@@ -273,7 +273,7 @@ def relu_grad(g, x, *, out):
     return g * (x > 0)
 
 
-unary("relu", lambda x: np.maximum(x, 0), "max({0}, 0)", relu_grad,
+unary("relu", lambda x: np.maximum(x, 0), "vm.maximum({0}, 0)", relu_grad,
       domain=(-2.0, 2.0), order=1)
 
 
@@ -337,7 +337,7 @@ def clip_grad(g, x, *, out, a_min, a_max):
 
 register(OpDef(name="clip", infer=same_as_first, impl=_clip, grad=clip_grad,
                attrs={"a_min": Attr(as_float), "a_max": Attr(as_float)}, kind="elemwise",
-               scalar="min(max({0}, {a_min}), {a_max})", method="clip",
+               scalar="vm.minimum(vm.maximum({0}, {a_min}), {a_max})", method="clip",
                doc="Clip values to [a_min, a_max].",
                test=TestSpec(attrs={"a_min": -1.0, "a_max": 1.0}, order=1)))
 
@@ -428,9 +428,9 @@ def minimum_grad(g, a, b, *, out):
     return g * (a <= b), g * (a > b)
 
 
-binary("broadcast_maximum", np.maximum, "max({0}, {1})", maximum_grad,
+binary("broadcast_maximum", np.maximum, "vm.maximum({0}, {1})", maximum_grad,
        aliases=("_maximum",))
-binary("broadcast_minimum", np.minimum, "min({0}, {1})", minimum_grad,
+binary("broadcast_minimum", np.minimum, "vm.minimum({0}, {1})", minimum_grad,
        aliases=("_minimum",))
 
 
@@ -439,7 +439,7 @@ def mod_grad(g, a, b, *, out):
     return g, -g * F.floor(a / b)
 
 
-binary("broadcast_mod", _quiet(np.mod), "np.mod({0}, {1})", mod_grad,
+binary("broadcast_mod", _quiet(np.mod), "vm.mod({0}, {1})", mod_grad,
        domain=(0.5, 2.0), aliases=("_mod",))
 
 
@@ -526,18 +526,29 @@ with_scalar("_div_scalar", _quiet(lambda x, scalar: x / scalar), "{0} / {scalar}
             div_scalar_grad)
 with_scalar("_rdiv_scalar", _quiet(lambda x, scalar: scalar / x), "{scalar} / {0}",
             rdiv_scalar_grad, domain=(0.5, 2.0))
-with_scalar("_power_scalar", _quiet(lambda x, scalar: x ** scalar), "vm.pow({0}, {scalar})",
+def _power_scalar_template(attrs: dict) -> str:
+    # numpy computes array ** 0.5, 2, 1, -1 and 0 as sqrt, square, copy, reciprocal
+    # and ones (sqrt(-inf) is NaN where pow(-inf, 0.5) is inf): so must the kernel
+    special = {0.5: "vm.sqrt({0})", 2.0: "{0} * {0}", 1.0: "{0}", -1.0: "1.0 / {0}",
+               0.0: "1.0"}
+    scalar = attrs["scalar"]
+    if type(scalar) is float and scalar in special:
+        return special[scalar]
+    return "vm.pow({0}, {scalar})"
+
+
+with_scalar("_power_scalar", _quiet(lambda x, scalar: x ** scalar), _power_scalar_template,
             power_scalar_grad, domain=(0.5, 2.0))
 with_scalar("_rpower_scalar", _quiet(lambda x, scalar: scalar ** x), "vm.pow({scalar}, {0})",
             rpower_scalar_grad)
 with_scalar("_maximum_scalar", lambda x, scalar: np.maximum(x, np.asarray(scalar, x.dtype)),
-            "max({0}, {scalar})", maximum_scalar_grad, test_scalar=0.3)
+            "vm.maximum({0}, {scalar})", maximum_scalar_grad, test_scalar=0.3)
 with_scalar("_minimum_scalar", lambda x, scalar: np.minimum(x, np.asarray(scalar, x.dtype)),
-            "min({0}, {scalar})", minimum_scalar_grad, test_scalar=0.3)
-with_scalar("_mod_scalar", _quiet(lambda x, scalar: np.mod(x, scalar)), "np.mod({0}, {scalar})",
+            "vm.minimum({0}, {scalar})", minimum_scalar_grad, test_scalar=0.3)
+with_scalar("_mod_scalar", _quiet(lambda x, scalar: np.mod(x, scalar)), "vm.mod({0}, {scalar})",
             mod_scalar_grad, domain=(0.1, 1.4))
 with_scalar("_rmod_scalar", _quiet(lambda x, scalar: np.mod(scalar, x)),
-            "np.mod({scalar}, {0})", rmod_scalar_grad, domain=(1.6, 2.9))
+            "vm.mod({scalar}, {0})", rmod_scalar_grad, domain=(1.6, 2.9))
 
 
 # ---------------------------------------------------------------------------

@@ -305,6 +305,8 @@ def _split(x, *, num_outputs, axis, squeeze_axis):
 
 def split_grad(gs, x, *, out, num_outputs, axis, squeeze_axis):
     """the parts' gradients joined again (unused parts arrive as zeros)"""
+    if num_outputs == 1:  # one part: its gradient comes alone, not as a tuple
+        return F.expand_dims(gs, axis=axis) if squeeze_axis else F._copy(gs)
     if squeeze_axis:
         return F.stack(*gs, axis=axis)
     return F.Concat(*gs, dim=axis)

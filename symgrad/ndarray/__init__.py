@@ -39,6 +39,14 @@ def array(source_array: Any, ctx: Any = None, dtype: Any = None) -> NDArray:
     return NDArray(np.array(source_array, dtype=dtype or np.float32))
 
 
+def _extra(kwargs: dict) -> dict:
+    """Keywords a creation function passes on to its op, which refuses unknown
+    ones (``dtyp=``) as MXNet does; dense storage is the only one there is."""
+    if kwargs.get("stype", "default") not in (None, "default"):
+        raise MXNetError(f"stype={kwargs['stype']!r}: sparse storage is not supported")
+    return {k: v for k, v in kwargs.items() if k != "stype"}
+
+
 def empty(shape: Any, ctx: Any = None, dtype: Any = "float32") -> NDArray:
     """An uninitialised array (zeros here)."""
     return zeros(shape, ctx, dtype)
@@ -47,13 +55,13 @@ def empty(shape: Any, ctx: Any = None, dtype: Any = "float32") -> NDArray:
 def zeros(shape: Any, ctx: Any = None, dtype: Any = "float32", **kwargs: Any) -> NDArray:
     """Zeros of ``shape``."""
     check_context(ctx)
-    return invoke("_zeros", (), {"shape": shape, "dtype": dtype or "float32"})
+    return invoke("_zeros", (), dict(_extra(kwargs), shape=shape, dtype=dtype or "float32"))
 
 
 def ones(shape: Any, ctx: Any = None, dtype: Any = "float32", **kwargs: Any) -> NDArray:
     """Ones of ``shape``."""
     check_context(ctx)
-    return invoke("_ones", (), {"shape": shape, "dtype": dtype or "float32"})
+    return invoke("_ones", (), dict(_extra(kwargs), shape=shape, dtype=dtype or "float32"))
 
 
 def full(shape: Any, val: float, ctx: Any = None, dtype: Any = "float32",
@@ -68,8 +76,8 @@ def arange(start: float, stop: float | None = None, step: float = 1.0, repeat: i
            ctx: Any = None, dtype: Any = "float32", **kwargs: Any) -> NDArray:
     """Evenly spaced values in [start, stop)."""
     check_context(ctx)
-    return invoke("_arange", (), {"start": start, "stop": stop, "step": step,
-                                  "repeat": repeat, "dtype": dtype or "float32"})
+    return invoke("_arange", (), dict(_extra(kwargs), start=start, stop=stop, step=step,
+                                      repeat=repeat, dtype=dtype or "float32"))
 
 
 def _array_or_scalar(tensor_op: str, scalar_op: str, reflected_op: str):

@@ -59,6 +59,35 @@ def _reads_buffer(node: Node | None, data: np.ndarray | None) -> bool:
     return data is None or node.value[0] is data
 
 
+def _unshared(value: np.ndarray, sources: Sequence[Any]) -> np.ndarray:
+    """``value``, or a copy of it if it is a view into one of the ``sources``
+    arrays' memory. Shape ops (transpose, reshape, expand_dims, split...) give numpy
+    views of their input; MXNet's give new arrays, and writing into one must not
+    change the other. Only views pay for the check (``base`` is None otherwise)."""
+    if value.base is None:
+        return value
+    for source in sources:
+        if source is not None and np.may_share_memory(value, source):
+            return value.copy()
+    return value
+
+
+def _recorded_sources(entry: Entry) -> list[np.ndarray]:
+    """The values held by the nodes ``entry`` was computed from (what a deferred
+    view may point into); walked only for values that are views."""
+    found, stack, seen = [], [entry.node], set()
+    while stack:
+        node = stack.pop()
+        for child, _ in node.inputs:
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            if child.value is not None:
+                found.extend(child.value)
+            stack.append(child)
+    return found
+
+
 class _Overwritten:
     """Takes the place of an array as the tag of its old variable node after an
     in-place write: a graph recorded before the write would compute gradients from
@@ -145,7 +174,8 @@ def _run(opdef: OpDef, inputs: Sequence[NDArray], attrs: dict, record: bool) -> 
             # numpy would silently promote; the op's type rule decides, as it does
             # while recording (most ops refuse mixed dtypes, as MXNet does).
             opdef.infer_types([TensorType(x.shape, np.dtype(x.dtype)) for x in inputs], attrs)
-        result = opdef.impl(*[x._data for x in inputs], **attrs)
+        arrays = [x._data for x in inputs]
+        result = opdef.impl(*arrays, **attrs)
     except GraphError as err:
         if not str(err).startswith(f"{opdef.name}:"):
             # raised by the numpy implementation itself: name the op and the shapes
@@ -153,7 +183,12 @@ def _run(opdef: OpDef, inputs: Sequence[NDArray], attrs: dict, record: bool) -> 
         raise MXNetShapeError(str(err)) from None
     except (ValueError, IndexError, TypeError) as err:
         _raise_op_error(opdef, inputs, attrs, err)
+    except MemoryError as err:  # _zeros of 10^15 elements: MXNet's error, not numpy's
+        raise MXNetError(f"{opdef.name}: cannot allocate the result for input shapes "
+                         f"({_shapes(inputs)}) and attrs {attrs}: {err}") from None
     outputs = result if isinstance(result, tuple) else (result,)
+    if any(o.base is not None for o in outputs):  # a view (shape ops): MXNet copies
+        outputs = tuple([_unshared(o, arrays) for o in outputs])
     for k, i in enumerate(opdef.mutates):
         # MXNet's mutable inputs (an optimizer's states) take their new values in
         # place, before a recorded node is made: it then reads the arrays as they
@@ -218,11 +253,17 @@ class NDArray(OperatorMixin):
             entry = self._entry
             if entry.node.value is None:
                 compute(entry)
-            value = self._value = entry.node.value[entry.index]
+            value = entry.node.value[entry.index]
+            if value.base is not None:
+                value = _unshared(value, _recorded_sources(entry))
+            self._value = value
         return value
 
     def _settle(self, value: np.ndarray) -> None:
-        """Give a deferred array the value a program computed for it."""
+        """Give a deferred array the value a program computed for it (a copy if
+        it is a view of a value the graph read)."""
+        if value.base is not None:
+            value = _unshared(value, _recorded_sources(self._entry))
         self._value = value
 
     # -- OperatorMixin ------------------------------------------------------

@@ -1,0 +1,226 @@
+"""Regression tests for issue 20's silent wrong answers, items 3, 4, 5 and 9.
+
+Item 1 (program reuse across sizes) is in tests/test_size_reuse_property.py and
+item 2 (NaN, inf and signed zero in kernels) in tests/test_special_values.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symgrad as mx
+from symgrad import autograd, nd
+from symgrad.base import MXNetError
+
+# ---------------------------------------------------------------------------
+# item 3: shape ops give new arrays, never views of their input
+# ---------------------------------------------------------------------------
+
+SHAPE_OPS = {
+    "T": lambda x: x.T,
+    "transpose": lambda x: nd.transpose(x),
+    "transpose_axes": lambda x: nd.transpose(x, axes=(1, 0)),
+    "reshape_method": lambda x: x.reshape((6,)),
+    "reshape": lambda x: nd.reshape(x, shape=(3, 2)),
+    "Flatten": lambda x: nd.Flatten(x),
+    "flatten_method": lambda x: x.flatten(),
+    "expand_dims": lambda x: nd.expand_dims(x, axis=0),
+    "squeeze": lambda x: nd.squeeze(nd.expand_dims(x, axis=0)),
+    "SwapAxis": lambda x: nd.SwapAxis(x, dim1=0, dim2=1),
+    "swapaxes": lambda x: nd.swapaxes(x, dim1=0, dim2=1),
+    "split": lambda x: nd.split(x, num_outputs=2, axis=0)[1],
+    "split_squeeze": lambda x: nd.split(x, num_outputs=2, axis=0, squeeze_axis=True)[0],
+    "split_one": lambda x: nd.split(x, num_outputs=1, axis=0),
+    "slice": lambda x: x[0:1],
+    "slice_axis": lambda x: nd.slice_axis(x, axis=1, begin=0, end=2),
+    "identity": lambda x: nd.identity(x),
+    "copy": lambda x: x.copy(),
+    "astype_same": lambda x: x.astype("float32"),
+    "broadcast_to": lambda x: nd.broadcast_to(x, shape=(2, 3)),
+    "reshape_like": lambda x: nd.reshape_like(x, nd.zeros((3, 2))),
+}
+
+
+def _existing(names):
+    return [n for n in names if n in ("T", "reshape_method", "flatten_method", "slice", "copy",
+                                      "astype_same", "split_one", "split_squeeze",
+                                      "transpose_axes") or hasattr(nd, n)]
+
+
+@pytest.mark.parametrize("recording", [False, True], ids=["eager", "recorded"])
+@pytest.mark.parametrize("name", _existing(SHAPE_OPS))
+def test_writing_into_a_shape_op_result_leaves_the_input(name, recording):
+    source = np.arange(6, dtype=np.float32).reshape(2, 3)
+    x = nd.array(source)
+    if recording:
+        x.attach_grad()
+        with autograd.record():
+            y = SHAPE_OPS[name](x)
+    else:
+        y = SHAPE_OPS[name](x)
+    before = y.asnumpy()
+    y[:] = 100
+    np.testing.assert_array_equal(x.asnumpy(), source)
+    # and the other way: writing the input leaves the result
+    x[:] = -1
+    np.testing.assert_array_equal(y.asnumpy(), np.full(before.shape, 100, np.float32))
+
+
+def test_parameter_with_gradient_is_not_rewritten_through_a_view():
+    w = nd.array(np.ones((2, 3), dtype=np.float32))
+    w.attach_grad()
+    with autograd.record():
+        loss = (w * w).sum()
+    t = w.T
+    t[:] = 5
+    loss.backward()
+    np.testing.assert_array_equal(w.asnumpy(), np.ones((2, 3)))
+    np.testing.assert_array_equal(w.grad.asnumpy(), np.full((2, 3), 2.0))
+
+
+# ---------------------------------------------------------------------------
+# item 4: second derivatives of ops whose first derivative is piecewise constant
+# ---------------------------------------------------------------------------
+
+PIECEWISE = {
+    "relu": nd.relu,
+    "abs": nd.abs,
+    "sign": nd.sign,
+    "floor": nd.floor,
+    "greater": lambda x: x > 0,
+    "equal": lambda x: x == 2,
+    "broadcast_lesser_equal": lambda x: nd.broadcast_lesser_equal(x, nd.zeros_like(x)),
+}
+
+
+@pytest.mark.parametrize("inside", [True, False], ids=["grad_in_record", "grad_after"])
+@pytest.mark.parametrize("name", sorted(PIECEWISE))
+def test_second_derivative_is_zero_and_recorded(name, inside):
+    x = nd.array([-1.0, 2.0, 3.0])
+    x.attach_grad()
+    x.grad[:] = 7  # backward must write the zeros, not leave this
+    with autograd.record():
+        y = PIECEWISE[name](x)
+        if inside:
+            (d1,) = autograd.grad(y, [x], create_graph=True)
+    if not inside:
+        (d1,) = autograd.grad(y, [x], create_graph=True)
+    assert d1._entry is not None, "a create_graph gradient must have history"
+    d1.backward()
+    np.testing.assert_array_equal(x.grad.asnumpy(), np.zeros(3, np.float32))
+
+
+def test_first_derivative_values_are_unchanged():
+    x = nd.array([-1.0, 2.0])
+    x.attach_grad()
+    with autograd.record():
+        (d1,) = autograd.grad(nd.relu(x), [x], create_graph=True)
+        (d2,) = autograd.grad(x > 0, [x], create_graph=True)
+    np.testing.assert_array_equal(d1.asnumpy(), [0.0, 1.0])
+    np.testing.assert_array_equal(d2.asnumpy(), [0.0, 0.0])
+
+
+# ---------------------------------------------------------------------------
+# item 5: split with one output
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["interpreted", "compiled"])
+@pytest.mark.parametrize("squeeze", [False, True])
+def test_split_one_output_backward(backend, squeeze, request):
+    request.getfixturevalue(backend)
+    x = nd.array(np.arange(1, 4, dtype=np.float32).reshape(1, 3))
+    x.attach_grad()
+    with autograd.record():
+        part = nd.split(x, num_outputs=1, axis=0, squeeze_axis=squeeze)
+        loss = (part * part).sum()
+    loss.backward()
+    np.testing.assert_array_equal(x.grad.asnumpy(), 2 * x.asnumpy())
+
+
+def test_split_one_output_symbol_gradient():
+    data = mx.sym.var("data")
+    f = mx.compile(mx.sym.sum(mx.sym.split(data, num_outputs=1, axis=1) * 3), wrt=["data"])
+    _, grads = f(data=np.ones((2, 2)))
+    np.testing.assert_array_equal(np.asarray(grads["data"]), np.full((2, 2), 3.0))
+
+
+# ---------------------------------------------------------------------------
+# item 9: unknown keywords, wrong attr types, hostile attrs
+# ---------------------------------------------------------------------------
+
+X = np.ones((2, 3), dtype=np.float32)
+
+MISSPELLED = [
+    ("sum", lambda F, x: F.sum(x, dim=0), "dim"),
+    ("sum", lambda F, x: F.sum(x, axis=0, keepdim=True), "keepdim"),
+    ("Concat", lambda F, x: F.concat(x, x, axis=0), "axis"),
+    ("Dropout", lambda F, x: F.Dropout(x, prob=0.9), "prob"),
+    ("Pooling", lambda F, x: F.Pooling(F.reshape(x, shape=(1, 1, 2, 3)), kernel=(1, 1),
+                                       pool_typ="avg"), "pool_typ"),
+    ("softmax", lambda F, x: F.softmax(x, axes=1), "axes"),
+]
+
+
+@pytest.mark.parametrize("op, call, argument", MISSPELLED,
+                         ids=[f"{m[0]}-{m[2]}" for m in MISSPELLED])
+@pytest.mark.parametrize("frontend", ["nd", "sym"])
+def test_unknown_keyword_raises_naming_it(op, call, argument, frontend):
+    if frontend == "nd":
+        namespace, x = nd, nd.array(X)
+    else:
+        namespace, x = mx.sym, mx.sym.var("x")
+    with pytest.raises(MXNetError) as info:
+        result = call(namespace, x)
+        if frontend == "sym":
+            result.eval(x=nd.array(X))
+    message = str(info.value)
+    assert argument in message and op.lower() in message.lower()
+    assert "valid" in message
+
+
+def test_unknown_keyword_lists_the_valid_ones():
+    with pytest.raises(MXNetError, match=r"\['axis', 'exclude', 'keepdims'\]"):
+        nd.sum(nd.array(X), dim=0)
+
+
+def test_creation_functions_refuse_unknown_keywords():
+    with pytest.raises(MXNetError, match="dtyp"):
+        nd.ones((2,), dtyp="int32")
+    with pytest.raises(MXNetError, match="dtyp"):
+        nd.zeros((2,), dtyp="int32")
+    assert nd.ones((2,), dtype="int32").dtype == np.int32
+
+
+def test_known_keywords_still_work():
+    x = nd.array(X)
+    assert nd.sum(x, axis=0, keepdims=True).shape == (1, 3)
+    assert nd.concat(x, x, dim=0).shape == (4, 3)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: nd.reshape(nd.array(X), shape=(3, 2.5)),
+    lambda: nd.zeros((2, 1.5)),
+    lambda: nd.sum(nd.array(X), axis=0.5),
+    lambda: mx.sym.reshape(mx.sym.var("x"), shape=(3, 2.5)),
+])
+def test_fractional_integer_attrs_are_refused(call):
+    with pytest.raises(MXNetError):
+        call()
+
+
+def test_integral_values_are_accepted():
+    assert nd.reshape(nd.array(X), shape=(3, 2)).shape == (3, 2)
+    assert nd.reshape(nd.array(X), shape="(3, 2)").shape == (3, 2)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: nd.reshape(nd.array(X), shape=(1,) * 101),
+    lambda: nd.zeros((10 ** 5, 10 ** 5, 10 ** 5)),
+    lambda: nd.softmax(nd.zeros((2, 0))),
+    lambda: nd.max(nd.zeros((2, 0)), axis=1),
+    lambda: nd.min(nd.zeros((0, 3)), axis=0),
+])
+def test_hostile_attrs_raise_mxnet_error(call):
+    with pytest.raises(MXNetError):
+        call()
