@@ -43,11 +43,18 @@ def _state_types(*state_inputs: int):
     return infer
 
 
-def _rescaled(grad: np.ndarray, rescale_grad: float, clip_gradient: float) -> np.ndarray:
-    """rescale_grad * grad, clipped to [-clip_gradient, clip_gradient] when clip >= 0."""
-    scaled = grad * grad.dtype.type(rescale_grad)
+def _rescaled(grad: np.ndarray, rescale_grad: float, clip_gradient: float,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """rescale_grad * grad, clipped to [-clip_gradient, clip_gradient] when clip >= 0,
+    into ``out`` if given. Without ``out`` it may return ``grad`` itself: callers
+    never write into the result."""
+    if out is not None:
+        scaled = np.multiply(grad, grad.dtype.type(rescale_grad), out=out)
+    else:
+        scaled = grad if rescale_grad == 1.0 else grad * grad.dtype.type(rescale_grad)
     if clip_gradient >= 0:
-        scaled = np.clip(scaled, -clip_gradient, clip_gradient).astype(grad.dtype)
+        bound = grad.dtype.type(clip_gradient)
+        scaled = np.clip(scaled, -bound, bound, out=None if scaled is grad else scaled)
     return scaled
 
 
@@ -83,9 +90,16 @@ def update_op(name: str, impl, inputs: tuple[str, ...], attrs: dict, mutates: tu
 # SGD, momentum SGD, Nesterov momentum
 # ---------------------------------------------------------------------------
 
+# SGD runs on every parameter of every training step: its implementations make as
+# few temporaries as they can (fresh multi-MB arrays cost page faults), in the
+# order of operations of MXNet's kernels.
+
 def _sgd(weight, grad, *, lr, wd, rescale_grad, clip_gradient, lazy_update):
-    g = _rescaled(grad, rescale_grad, clip_gradient)
-    return (_f(weight, 1 - lr * wd) * weight - _f(weight, lr) * g).astype(weight.dtype)
+    new = np.multiply(weight, _f(weight, 1 - lr * wd))
+    step = _rescaled(grad, rescale_grad, clip_gradient, out=np.empty_like(new))
+    step *= _f(weight, lr)
+    new -= step
+    return new
 
 
 SGD_ATTRS = {"lr": Attr(as_float), "wd": Attr(as_float, 0.0), **GRAD_ATTRS,
@@ -99,9 +113,14 @@ update_op("sgd_update", _sgd, ("weight", "grad"), SGD_ATTRS, (),
 
 def _sgd_mom(weight, grad, mom, *, lr, momentum, wd, rescale_grad, clip_gradient,
              lazy_update):
-    g = _rescaled(grad, rescale_grad, clip_gradient)
-    mom = (_f(mom, momentum) * mom - _f(mom, lr * wd) * weight - _f(mom, lr) * g)
-    return (weight + mom).astype(weight.dtype), mom.astype(weight.dtype)
+    new_mom = np.multiply(mom, _f(mom, momentum))
+    scratch = np.multiply(weight, _f(mom, lr * wd))
+    new_mom -= scratch
+    _rescaled(grad, rescale_grad, clip_gradient, out=scratch)
+    scratch *= _f(mom, lr)
+    new_mom -= scratch
+    np.add(weight, new_mom, out=scratch)
+    return scratch, new_mom
 
 
 update_op("sgd_mom_update", _sgd_mom, ("weight", "grad", "mom"), MOMENTUM_ATTRS, (2,),
