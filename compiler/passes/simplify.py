@@ -88,6 +88,13 @@ def no_op_reshape(n: Node) -> Entry | None:
     return None
 
 
+def no_op_flatten(n: Node) -> Entry | None:
+    """Flatten(x) of a matrix  ->  x, for every size"""
+    if n.op.name == "Flatten" and len(_input(n).shape) == 2:
+        return _input(n)
+    return None
+
+
 def no_op_cast(n: Node) -> Entry | None:
     """Cast to the dtype x already has  ->  x"""
     if n.op.name == "Cast" and _input(n).dtype == n.types[0].dtype:
@@ -163,6 +170,19 @@ def identity_after_differentiation(n: Node) -> Entry | None:
     return None
 
 
-RULES = [identity_after_differentiation, fill_of_unit_shape, negate_fill, broadcast_fill,
-         identity_scalar_ops, double_negation, negate_scaled, scale_twice, square_power,
-         no_op_shape_change, no_op_reshape, no_op_cast, times_ones, plus_zeros, fill_of_fill]
+def fully_connected_as_dot(n: Node) -> Entry | None:
+    """FullyConnected(x, W, b) of a matrix x  ->  dot(x, W^T) + b: a matrix product
+    and a broadcast add, which backends run in their one-call programs (Gluon's
+    Dense is this op)"""
+    if n.op.name != "FullyConnected" or len(_input(n).shape) != 2:
+        return None
+    product = make("dot", _input(n), _input(n, 1), transpose_b=True)
+    if n.attrs["no_bias"]:
+        return product
+    return make("broadcast_add", product, _input(n, 2))
+
+
+RULES = [identity_after_differentiation, fully_connected_as_dot, fill_of_unit_shape,
+         negate_fill, broadcast_fill, identity_scalar_ops, double_negation, negate_scaled,
+         scale_twice, square_power, no_op_shape_change, no_op_reshape, no_op_flatten,
+         no_op_cast, times_ones, plus_zeros, fill_of_fill]
