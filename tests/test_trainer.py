@@ -144,20 +144,31 @@ def test_states_file_round_trip(tmp_path):
     np.testing.assert_array_equal(a.data().asnumpy(), b.data().asnumpy())
 
 
-def test_hybridized_net_trains():
-    net = gluon.nn.HybridSequential()
-    net.add(gluon.nn.Dense(4, in_units=3, activation="tanh"), gluon.nn.Dense(1, in_units=4))
-    net.initialize(mx.init.Xavier())
-    net.hybridize()
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+def test_hybridized_net_trains_as_the_imperative_one():
     rng = np.random.default_rng(0)
     x = mx.nd.array(rng.normal(size=(32, 3)))
     y = mx.nd.array(rng.normal(size=(32, 1)))
-    losses = []
-    for _ in range(20):
-        with mx.autograd.record():
-            loss = mx.nd.square(net(x) - y).mean()
-        loss.backward()
-        trainer.step(1)
-        losses.append(float(loss.asscalar()))
-    assert losses[-1] < 0.8 * losses[0]
+    results = []
+    for hybridize in (False, True):
+        net = gluon.nn.HybridSequential(prefix="mlp_")
+        with net.name_scope():
+            net.add(gluon.nn.Dense(4, in_units=3, activation="tanh"),
+                    gluon.nn.Dense(1, in_units=4))
+        net.initialize()
+        for i, param in enumerate(net.collect_params().values()):
+            param.set_data(np.random.default_rng(i).normal(0, 0.5, param.shape))
+        if hybridize:
+            net.hybridize()
+        trainer = gluon.Trainer(net.collect_params(), "sgd",
+                                {"learning_rate": 0.2, "momentum": 0.5})
+        losses = []
+        for _ in range(10):
+            with mx.autograd.record():
+                loss = mx.nd.square(net(x) - y).mean()
+            loss.backward()
+            trainer.step(1)
+            losses.append(float(loss.asscalar()))
+        assert losses[-1] < losses[0]
+        results.append([p.data().asnumpy() for p in net.collect_params().values()])
+    for imperative, hybridized in zip(*results):
+        np.testing.assert_allclose(hybridized, imperative, rtol=1e-5, atol=1e-6)
