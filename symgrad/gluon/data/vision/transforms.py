@@ -25,8 +25,10 @@ from ....ndarray import NDArray
 from ...block import Block
 from ...nn import Sequential
 
-__all__ = ["Compose", "Cast", "ToTensor", "Normalize", "Resize", "CenterCrop",
-           "RandomResizedCrop", "RandomFlipLeftRight", "RandomFlipTopBottom"]
+__all__ = ["Compose", "Cast", "ToTensor", "Normalize", "Resize", "CenterCrop", "CropResize",
+           "RandomResizedCrop", "RandomFlipLeftRight", "RandomFlipTopBottom", "RandomApply",
+           "RandomBrightness", "RandomContrast", "RandomSaturation", "RandomLighting",
+           "RandomColorJitter"]
 
 
 def _values(x: Any) -> np.ndarray:
@@ -106,43 +108,71 @@ class Normalize(Block):
 
 
 def _bilinear_axis(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source rows (or columns) and weights of OpenCV's bilinear resize: pixel
-    centres aligned, coordinates clamped to the image."""
-    scale = in_size / out_size
-    position = (np.arange(out_size) + 0.5) * scale - 0.5
-    position = np.clip(position, 0, None)
+    """Source rows (or columns) and weight of the second one, as OpenCV's bilinear
+    resize computes them in float32: pixel centres aligned, clamped at the edges."""
+    scale = np.float64(in_size) / out_size
+    position = ((np.arange(out_size) + 0.5) * scale - 0.5).astype(np.float32)
     low = np.floor(position).astype(np.int64)
-    weight = position - low
-    at_edge = low >= in_size - 1
-    low = np.minimum(low, in_size - 1)
-    weight[at_edge] = 0.0
+    weight = position - low.astype(np.float32)
+    before = low < 0
+    low[before], weight[before] = 0, 0
+    after = low >= in_size - 1
+    low[after], weight[after] = in_size - 1, 0
     high = np.minimum(low + 1, in_size - 1)
     return low, high, weight
 
 
+def _fixed_weights(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV's 11-bit fixed-point weights (rounded half to even) for uint8 images."""
+    return (np.rint((1 - weight) * 2048).astype(np.int64),
+            np.rint(weight * 2048).astype(np.int64))
+
+
+def _resize_uint8(values: np.ndarray, rows: tuple, cols: tuple, h_axis: int) -> np.ndarray:
+    """Bilinear resize in OpenCV's integer arithmetic (its vectorised uint8 path):
+    a horizontal pass to 11-bit fixed point, a vertical one rounding back."""
+    work = values.astype(np.int64)
+    shape = [1] * values.ndim
+    shape[h_axis + 1] = -1
+    left, right = _fixed_weights(cols[2])
+    horizontal = (np.take(work, cols[0], axis=h_axis + 1) * left.reshape(shape)
+                  + np.take(work, cols[1], axis=h_axis + 1) * right.reshape(shape))
+    shape = [1] * values.ndim
+    shape[h_axis] = -1
+    top, bottom = _fixed_weights(rows[2])
+    upper = (top.reshape(shape) * (np.take(horizontal, rows[0], axis=h_axis) >> 4)) >> 16
+    lower = (bottom.reshape(shape) * (np.take(horizontal, rows[1], axis=h_axis) >> 4)) >> 16
+    return np.clip((upper + lower + 2) >> 2, 0, 255).astype(np.uint8)
+
+
 def imresize(values: np.ndarray, width: int, height: int, interp: int = 1) -> np.ndarray:
-    """Resize an HWC (or NHWC) image to ``height`` x ``width``: nearest neighbour
-    for ``interp=0``, bilinear otherwise (uint8 results rounded to nearest)."""
+    """Resize an HWC (or NHWC) image to ``height`` x ``width``, as OpenCV's
+    ``resize`` (which MXNet calls): nearest neighbour for ``interp=0``, bilinear
+    otherwise (uint8 in OpenCV's fixed point, floats in float32)."""
     h_axis = values.ndim - 3
     in_h, in_w = values.shape[h_axis], values.shape[h_axis + 1]
     if interp == 0:
-        rows = np.minimum((np.arange(height) * (in_h / height)).astype(np.int64), in_h - 1)
-        cols = np.minimum((np.arange(width) * (in_w / width)).astype(np.int64), in_w - 1)
+        rows = np.minimum(np.floor(np.arange(height) * (in_h / height)).astype(np.int64),
+                          in_h - 1)
+        cols = np.minimum(np.floor(np.arange(width) * (in_w / width)).astype(np.int64),
+                          in_w - 1)
         return np.take(np.take(values, rows, axis=h_axis), cols, axis=h_axis + 1)
-    work = values.astype(np.float64)
-    low, high, weight = _bilinear_axis(height, in_h)
-    shape = [1] * values.ndim
-    shape[h_axis] = -1
-    work = (np.take(work, low, axis=h_axis) * (1 - weight).reshape(shape)
-            + np.take(work, high, axis=h_axis) * weight.reshape(shape))
-    low, high, weight = _bilinear_axis(width, in_w)
+    rows = _bilinear_axis(height, in_h)
+    cols = _bilinear_axis(width, in_w)
+    if values.dtype == np.uint8:
+        return _resize_uint8(values, rows, cols, h_axis)
+    work = values.astype(np.float32)
     shape = [1] * values.ndim
     shape[h_axis + 1] = -1
-    work = (np.take(work, low, axis=h_axis + 1) * (1 - weight).reshape(shape)
-            + np.take(work, high, axis=h_axis + 1) * weight.reshape(shape))
+    work = (np.take(work, cols[0], axis=h_axis + 1) * (1 - cols[2]).reshape(shape)
+            + np.take(work, cols[1], axis=h_axis + 1) * cols[2].reshape(shape))
+    shape = [1] * values.ndim
+    shape[h_axis] = -1
+    work = (np.take(work, rows[0], axis=h_axis) * (1 - rows[2]).reshape(shape)
+            + np.take(work, rows[1], axis=h_axis) * rows[2].reshape(shape))
     if np.issubdtype(values.dtype, np.integer):
         info = np.iinfo(values.dtype)
-        work = np.clip(np.floor(work + 0.5), info.min, info.max)
+        work = np.clip(np.rint(work), info.min, info.max)
     return work.astype(values.dtype)
 
 
@@ -277,3 +307,153 @@ class RandomFlipTopBottom(_RandomFlip):
     """Flip an HWC image top to bottom with probability 1/2."""
 
     _axis_from_end = 3
+
+
+class CropResize(Block):
+    """Crop the ``width`` x ``height`` box at column ``x``, row ``y`` of an HWC (or
+    NHWC) image, then resize it to ``size`` (``(width, height)`` or an int) if
+    given."""
+
+    def __init__(self, x: int, y: int, width: int, height: int,
+                 size: int | Sequence[int] | None = None, interpolation: int | None = None):
+        super().__init__()
+        self._box = (x, y, width, height)
+        self._size = None if size is None else _pair(size)
+        self._interpolation = 1 if interpolation is None else interpolation
+
+    def forward(self, x: NDArray, *args: Any) -> NDArray:
+        """The crop, resized when ``size`` is set."""
+        values = _values(x)
+        left, top, width, height = self._box
+        h_axis = values.ndim - 3
+        index = [slice(None)] * values.ndim
+        index[h_axis] = slice(top, top + height)
+        index[h_axis + 1] = slice(left, left + width)
+        out = np.ascontiguousarray(values[tuple(index)])
+        if self._size is not None:
+            out = imresize(out, self._size[0], self._size[1], self._interpolation)
+        return _ndarray(out)
+
+
+class RandomApply(Sequential):
+    """Apply ``transforms`` (a Block or list of them) with probability ``p``."""
+
+    def __init__(self, transforms: Any, p: float = 0.5):
+        super().__init__()
+        self.p = p
+        with self.name_scope():
+            for transform in transforms if isinstance(transforms, (list, tuple)) \
+                    else [transforms]:
+                self.add(transform if isinstance(transform, Block) else _Function(transform))
+
+    def forward(self, x: Any, *args: Any) -> Any:
+        """The transformed input, or the input itself."""
+        if self.p < random.random():
+            return x
+        return super().forward(x, *args)
+
+
+def _same_kind(values: np.ndarray, out: np.ndarray) -> NDArray:
+    """``out`` in the input's dtype (integers rounded and clipped to their range)."""
+    if np.issubdtype(values.dtype, np.integer):
+        info = np.iinfo(values.dtype)
+        out = np.clip(np.rint(out), info.min, info.max)
+    return _ndarray(out.astype(values.dtype))
+
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+class RandomBrightness(Block):
+    """``x * alpha`` with ``alpha`` uniform in ``[1 - brightness, 1 + brightness]``."""
+
+    def __init__(self, brightness: float):
+        super().__init__()
+        self._range = (max(0.0, 1 - brightness), 1 + brightness)
+
+    def forward(self, x: NDArray, *args: Any) -> NDArray:
+        """The image scaled by a random factor."""
+        values = _values(x)
+        alpha = np.float32(random.uniform(*self._range))
+        return _same_kind(values, values.astype(np.float32) * alpha)
+
+
+class RandomContrast(Block):
+    """``alpha x + (1 - alpha) mean_gray`` with ``alpha`` uniform in
+    ``[1 - contrast, 1 + contrast]``, ``mean_gray`` the image's mean luma
+    (0.299 R + 0.587 G + 0.114 B)."""
+
+    def __init__(self, contrast: float):
+        super().__init__()
+        self._range = (max(0.0, 1 - contrast), 1 + contrast)
+
+    def forward(self, x: NDArray, *args: Any) -> NDArray:
+        """The image with randomly scaled contrast."""
+        values = _values(x)
+        work = values.astype(np.float32)
+        alpha = np.float32(random.uniform(*self._range))
+        gray = (work @ _LUMA).mean()
+        return _same_kind(values, work * alpha + gray * (1 - alpha))
+
+
+class RandomSaturation(Block):
+    """``alpha x + (1 - alpha) gray`` per pixel with ``alpha`` uniform in
+    ``[1 - saturation, 1 + saturation]``. As in MXNet 1.9.1's kernel, ``gray`` is
+    ``0.114 * B`` (its luma sum keeps only the last channel's term)."""
+
+    def __init__(self, saturation: float):
+        super().__init__()
+        self._range = (max(0.0, 1 - saturation), 1 + saturation)
+
+    def forward(self, x: NDArray, *args: Any) -> NDArray:
+        """The image with randomly scaled saturation."""
+        values = _values(x)
+        work = values.astype(np.float32)
+        alpha = np.float32(random.uniform(*self._range))
+        gray = work[..., 2:3] * _LUMA[2]
+        return _same_kind(values, work * alpha + gray * (1 - alpha))
+
+
+# ImageNet's RGB eigenvalues and eigenvectors (columns), for AlexNet-style PCA noise
+_EIGVAL = np.array([55.46, 4.794, 1.148], dtype=np.float32)
+_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
+                    [-0.5808, -0.0045, -0.8140],
+                    [-0.5836, -0.6948, 0.4203]], dtype=np.float32)
+
+
+class RandomLighting(Block):
+    """Add ``eigvec @ (a * eigval)`` to every pixel, ``a`` three normal samples
+    of standard deviation ``alpha`` (AlexNet's PCA lighting noise)."""
+
+    def __init__(self, alpha: float):
+        super().__init__()
+        self._alpha = alpha
+
+    def forward(self, x: NDArray, *args: Any) -> NDArray:
+        """The image with random lighting noise."""
+        values = _values(x)
+        noise = np.array([random.gauss(0, self._alpha) for _ in range(3)], dtype=np.float32)
+        return _same_kind(values, values.astype(np.float32) + _EIGVEC @ (noise * _EIGVAL))
+
+
+class RandomColorJitter(Block):
+    """Random brightness, contrast and saturation changes (those with a nonzero
+    strength), applied in a random order. A nonzero ``hue`` is not supported:
+    MXNet's hue kernel is not reproduced here."""
+
+    def __init__(self, brightness: float = 0, contrast: float = 0, saturation: float = 0,
+                 hue: float = 0):
+        super().__init__()
+        if hue:
+            raise NotImplementedError("RandomColorJitter(hue=...) is not supported by symgrad")
+        self._jitters = [cls(strength) for cls, strength in
+                         ((RandomBrightness, brightness), (RandomContrast, contrast),
+                          (RandomSaturation, saturation)) if strength]
+
+    def forward(self, x: NDArray, *args: Any) -> NDArray:
+        """The image after each jitter, in a random order."""
+        order = list(self._jitters)
+        random.shuffle(order)
+        for jitter in order:
+            x = jitter(x)
+        return x
