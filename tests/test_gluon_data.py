@@ -295,3 +295,36 @@ def test_check_sha1_and_download(tmp_path):
         mx.gluon.utils.download(url, path=str(tmp_path / "other.bin"))
     with pytest.raises(RuntimeError, match="sha1"):
         mx.gluon.utils.download(url, path=str(path), sha1_hash="0" * 40)
+
+
+def test_crop_apply_and_colour_jitters():
+    image = mx.nd.array(IMAGE, dtype="uint8")
+    np.testing.assert_array_equal(T.CropResize(1, 2, 4, 3)(image).asnumpy(), IMAGE[2:5, 1:5])
+    assert T.CropResize(1, 2, 4, 3, size=5)(image).shape == (5, 5, 3)
+    assert T.RandomApply(T.Cast("float64"), p=1.0)(image).dtype == np.float64
+    assert T.RandomApply([T.Cast("float64")], p=0.0)(image) is image
+    x = IMAGE.astype(np.float32)
+    floats = mx.nd.array(x)
+    random.seed(1)
+    alpha = random.uniform(0.5, 1.5)
+    random.seed(1)
+    np.testing.assert_allclose(T.RandomBrightness(0.5)(floats).asnumpy(), x * alpha, rtol=1e-5)
+    random.seed(1)
+    gray = (x @ np.array([0.299, 0.587, 0.114])).mean()
+    np.testing.assert_allclose(T.RandomContrast(0.5)(floats).asnumpy(),
+                               alpha * x + (1 - alpha) * gray, rtol=1e-4)
+    random.seed(1)
+    np.testing.assert_allclose(T.RandomSaturation(0.5)(floats).asnumpy(),
+                               alpha * x + (1 - alpha) * 0.114 * x[..., 2:3], rtol=1e-4)
+    random.seed(2)
+    noise = np.array([random.gauss(0, 0.3) for _ in range(3)])
+    random.seed(2)
+    shift = np.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140],
+                      [-0.5836, -0.6948, 0.4203]]) @ (noise * np.array([55.46, 4.794, 1.148]))
+    np.testing.assert_allclose(T.RandomLighting(0.3)(floats).asnumpy(), x + shift, rtol=1e-4)
+    bright = T.RandomBrightness(0.9)(image)
+    assert bright.dtype == np.uint8  # integers stay integers, clipped to their range
+    jitter = T.RandomColorJitter(brightness=0.2, contrast=0.2, saturation=0.2)
+    assert jitter(floats).shape == x.shape
+    with pytest.raises(NotImplementedError, match="hue"):
+        T.RandomColorJitter(hue=0.1)
