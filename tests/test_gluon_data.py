@@ -328,3 +328,74 @@ def test_crop_apply_and_colour_jitters():
     assert jitter(floats).shape == x.shape
     with pytest.raises(NotImplementedError, match="hue"):
         T.RandomColorJitter(hue=0.1)
+
+
+def _fake_cv2():
+    """A stand-in for OpenCV whose 'encoding' is the shape then the raw bytes, so
+    the plumbing around the codec (BGR order, flags, headers) can be tested."""
+    import types
+
+    cv2 = types.ModuleType("cv2")
+    cv2.IMREAD_COLOR, cv2.IMREAD_GRAYSCALE = 1, 0
+    cv2.IMWRITE_JPEG_QUALITY, cv2.IMWRITE_PNG_COMPRESSION = 1, 16
+
+    def imencode(ext, img, params):
+        img = np.asarray(img, dtype=np.uint8)
+        img = img if img.ndim == 3 else img[:, :, None]
+        return True, np.frombuffer(struct.pack("<3I", *img.shape) + img.tobytes(), np.uint8)
+
+    def imdecode(buf, flag):
+        buf = np.asarray(buf, dtype=np.uint8).tobytes()
+        shape = struct.unpack("<3I", buf[:12])
+        img = np.frombuffer(buf[12:], np.uint8).reshape(shape)
+        return img if flag else img[:, :, 0]
+
+    cv2.imencode, cv2.imdecode = imencode, imdecode
+    return cv2
+
+
+def test_image_folder_and_record_datasets(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cv2", _fake_cv2())
+    bgr = np.random.RandomState(5).randint(0, 256, (4, 3, 3)).astype(np.uint8)
+    for folder, names in {"cats": ["b.png", "a.jpg", "notes.txt"], "dogs": ["c.JPEG"]}.items():
+        (tmp_path / "images" / folder).mkdir(parents=True)
+        for name in names:
+            encoded = mx.recordio.pack_img((0, 0, 0, 0), bgr)[24:]
+            (tmp_path / "images" / folder / name).write_bytes(encoded)
+    (tmp_path / "images" / "README").write_text("not a class")
+    with pytest.warns(UserWarning, match="Ignoring"):
+        dataset = mx.gluon.data.vision.ImageFolderDataset(str(tmp_path / "images"))
+    assert dataset.synsets == ["cats", "dogs"]
+    assert [(p.rsplit("/", 2)[1:], label) for p, label in dataset.items] == \
+        [(["cats", "a.jpg"], 0), (["cats", "b.png"], 0), (["dogs", "c.JPEG"], 1)]
+    image, label = dataset[2]
+    assert label == 1 and image.dtype == np.uint8
+    np.testing.assert_array_equal(image.asnumpy(), bgr[:, :, ::-1])  # RGB, as MXNet's
+    with pytest.warns(UserWarning, match="Ignoring"):
+        gray = mx.gluon.data.vision.ImageFolderDataset(str(tmp_path / "images"), flag=0,
+                                                       transform=lambda x, y: (x.shape, y))
+    assert gray[0] == ((4, 3, 1), 0)
+
+    writer = mx.recordio.MXIndexedRecordIO(str(tmp_path / "im.idx"), str(tmp_path / "im.rec"),
+                                           "w")
+    for i in range(3):
+        writer.write_idx(i, mx.recordio.pack_img((0, float(i), i, 0), bgr, img_fmt=".png"))
+    writer.close()
+    records = mx.gluon.data.vision.ImageRecordDataset(str(tmp_path / "im.rec"))
+    image, label = records[1]
+    assert label == 1.0
+    np.testing.assert_array_equal(image.asnumpy(), bgr[:, :, ::-1])
+    header, raw = mx.recordio.unpack_img(mx.recordio.pack_img((0, 2.0, 7, 0), bgr))
+    assert header.id == 7
+    np.testing.assert_array_equal(raw, bgr)  # unpack_img keeps OpenCV's BGR
+
+
+def test_image_decoding_without_a_library_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    with pytest.raises(ImportError, match="Pillow"):
+        mx.gluon.data.vision.datasets.imdecode(b"\x89PNG")

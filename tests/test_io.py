@@ -207,3 +207,21 @@ def test_mnist_iter_reads_idx_files(tmp_path):
     (data, label, _), = batches(shuffled)
     assert data.shape == (5, 784) and sorted(label.tolist()) == [0, 1, 2, 3, 4]
     np.testing.assert_allclose(data, images[label.astype(int)].reshape(5, -1) / 256.0)
+
+
+def test_dropped_prefetching_iter_stops_its_threads():
+    import gc
+    import threading
+    import time
+
+    before = threading.active_count()
+    it = mx.io.PrefetchingIter(mx.io.NDArrayIter(DATA, batch_size=5))
+    next(iter(it))
+    assert threading.active_count() == before + 1
+    del it
+    gc.collect()
+    for _ in range(100):
+        if threading.active_count() == before:
+            break
+        time.sleep(0.01)
+    assert threading.active_count() == before

@@ -62,6 +62,21 @@ class ResizeIter(DataIter):
         return self.current_batch.pad
 
 
+def _prefetch(it: DataIter, slots: list, i: int, ready: threading.Event,
+              taken: threading.Event, stop: threading.Event) -> None:
+    """Read ``it``'s next batch into ``slots[i]`` whenever the last one was taken."""
+    while True:
+        taken.wait()
+        if stop.is_set():
+            return
+        try:
+            slots[i] = it.next()
+        except StopIteration:
+            slots[i] = None
+        taken.clear()
+        ready.set()
+
+
 class PrefetchingIter(DataIter):
     """Read the next batch of each iterator in ``iters`` in a background thread
     while the current one is used; the batches of all iterators are joined
@@ -83,30 +98,24 @@ class PrefetchingIter(DataIter):
         self._next: list[DataBatch | None] = [None] * self.n_iter
         self._ready = [threading.Event() for _ in range(self.n_iter)]
         self._taken = [threading.Event() for _ in range(self.n_iter)]
-        self._started = True
+        # the threads hold the iterators and events, not this object, so that it can
+        # be collected (and its threads told to stop) when it is dropped
+        self._stop = threading.Event()
         for event in self._taken:
             event.set()
-        self._threads = [threading.Thread(target=self._prefetch, args=(i,), daemon=True)
+        self._threads = [threading.Thread(target=_prefetch, daemon=True,
+                                          args=(self.iters[i], self._next, i, self._ready[i],
+                                                self._taken[i], self._stop))
                          for i in range(self.n_iter)]
         for thread in self._threads:
             thread.start()
 
-    def _prefetch(self, i: int) -> None:
-        while True:
-            self._taken[i].wait()
-            if not self._started:
-                break
-            try:
-                self._next[i] = self.iters[i].next()
-            except StopIteration:
-                self._next[i] = None
-            self._taken[i].clear()
-            self._ready[i].set()
-
     def __del__(self) -> None:
-        self._started = False
-        for event in getattr(self, "_taken", []):
-            event.set()
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
+            for event in self._taken:
+                event.set()
 
     @staticmethod
     def _renamed(descs: list, renames: list | None) -> list:

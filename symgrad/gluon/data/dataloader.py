@@ -137,6 +137,8 @@ class DataLoader:
         Use a pool of threads instead of processes.
     timeout : int
         Seconds to wait for a worker's batch before raising.
+    auto_reload : bool
+        Accepted for MXNet compatibility (workers are started once, here).
 
     >>> from symgrad.gluon.data import ArrayDataset
     >>> loader = DataLoader(ArrayDataset(np.arange(5.0), np.arange(5)), batch_size=2)
@@ -148,7 +150,7 @@ class DataLoader:
                  sampler: Any = None, last_batch: str | None = None, batch_sampler: Any = None,
                  batchify_fn: Callable | None = None, num_workers: int = 0,
                  pin_memory: bool = False, pin_device_id: int = 0, prefetch: int | None = None,
-                 thread_pool: bool = False, timeout: int = 120, try_nopython: Any = None):
+                 thread_pool: bool = False, timeout: int = 120, auto_reload: bool = False):
         self._dataset = dataset
         self._pin_memory = pin_memory
         self._pin_device_id = pin_device_id

@@ -1,6 +1,8 @@
-"""``gluon.data.vision``: image transforms and the standard image datasets."""
+"""``gluon.data.vision``: image transforms, the standard image datasets, and
+images in folders or RecordIO files."""
 
 from . import transforms
-from .datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST
+from .datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST, ImageFolderDataset, ImageRecordDataset
 
-__all__ = ["transforms", "MNIST", "FashionMNIST", "CIFAR10", "CIFAR100"]
+__all__ = ["transforms", "MNIST", "FashionMNIST", "CIFAR10", "CIFAR100",
+           "ImageFolderDataset", "ImageRecordDataset"]

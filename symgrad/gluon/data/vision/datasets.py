@@ -1,21 +1,25 @@
 """MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 read from their standard files in a
-local ``root`` folder. Nothing is downloaded: missing files raise an error naming
-them."""
+local ``root`` folder (nothing is downloaded: missing files raise an error naming
+them), and images in folders or RecordIO files (decoded with OpenCV or Pillow)."""
 
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import struct
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .... import ndarray as nd
-from ..dataset import Dataset
+from .... import recordio
+from ..dataset import Dataset, RecordFileDataset
 
-__all__ = ["MNIST", "FashionMNIST", "CIFAR10", "CIFAR100"]
+__all__ = ["MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "ImageFolderDataset",
+           "ImageRecordDataset", "imdecode"]
 
 
 def _require(root: str, names: list[str], what: str) -> list[str]:
@@ -148,3 +152,88 @@ class CIFAR100(CIFAR10):
 
     def _label_bytes(self) -> tuple[int, int]:
         return 2, int(self._fine_label)
+
+
+def imdecode(buf: bytes, flag: int = 1) -> nd.NDArray:
+    """Decode a JPEG/PNG image to an HWC uint8 NDArray in RGB order (``flag=1``,
+    three channels) or grayscale (``flag=0``, one channel), as ``mx.image.imdecode``.
+    Needs OpenCV or Pillow."""
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        image = cv2.imdecode(np.frombuffer(buf, dtype=np.uint8),
+                             cv2.IMREAD_COLOR if flag else cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise ValueError("the image could not be decoded")
+        image = image[:, :, ::-1] if flag else image[:, :, None]
+    else:
+        try:
+            from PIL import Image
+        except ImportError:
+            raise ImportError("decoding images needs an image library: install OpenCV "
+                              "(pip install opencv-python-headless) or Pillow "
+                              "(pip install Pillow)") from None
+        image = np.asarray(Image.open(io.BytesIO(buf)).convert("RGB" if flag else "L"))
+        image = image if flag else image[:, :, None]
+    image = np.ascontiguousarray(image)
+    return nd.array(image, dtype=np.uint8)
+
+
+class ImageFolderDataset(Dataset):
+    """Images in class folders, ``root/<class>/<image>`` (``.jpg``, ``.jpeg``,
+    ``.png``); classes are the sorted folder names (``synsets``), labels their
+    indices, ``items`` the ``(path, label)`` pairs. Images are decoded when read
+    (see ``imdecode``); ``transform(image, label)`` is applied if given."""
+
+    def __init__(self, root: str, flag: int = 1, transform: Callable | None = None):
+        self._root = os.path.expanduser(root)
+        self._flag = flag
+        self._transform = transform
+        self._exts = [".jpg", ".jpeg", ".png"]
+        self.synsets: list[str] = []
+        self.items: list[tuple[str, int]] = []
+        for folder in sorted(os.listdir(self._root)):
+            path = os.path.join(self._root, folder)
+            if not os.path.isdir(path):
+                warnings.warn(f"Ignoring {path}, which is not a directory.", stacklevel=3)
+                continue
+            label = len(self.synsets)
+            self.synsets.append(folder)
+            for name in sorted(os.listdir(path)):
+                filename = os.path.join(path, name)
+                ext = os.path.splitext(filename)[1]
+                if ext.lower() not in self._exts:
+                    warnings.warn(f"Ignoring {filename} of type {ext}. Only support "
+                                  f"{', '.join(self._exts)}", stacklevel=3)
+                    continue
+                self.items.append((filename, label))
+
+    def __getitem__(self, idx: int) -> Any:
+        path, label = self.items[idx]
+        with open(path, "rb") as handle:
+            image = imdecode(handle.read(), self._flag)
+        if self._transform is not None:
+            return self._transform(image, label)
+        return image, label
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class ImageRecordDataset(RecordFileDataset):
+    """Images packed with ``recordio.pack_img`` in a RecordIO file (with its
+    ``.idx``): samples are ``(decoded image, header label)``."""
+
+    def __init__(self, filename: str, flag: int = 1, transform: Callable | None = None):
+        super().__init__(filename)
+        self._flag = flag
+        self._transform = transform
+
+    def __getitem__(self, idx: int) -> Any:
+        header, payload = recordio.unpack(super().__getitem__(idx))
+        image = imdecode(payload, self._flag)
+        if self._transform is not None:
+            return self._transform(image, header.label)
+        return image, header.label
