@@ -36,17 +36,6 @@ def default_batchify_fn(data: list) -> Any:
     return nd.array(values, dtype=values.dtype)
 
 
-def _numpy_batchify(data: list) -> Any:
-    """``default_batchify_fn`` on numpy arrays, for worker processes: what it
-    returns pickles without NDArrays."""
-    first = data[0]
-    if isinstance(first, NDArray):
-        return np.stack([d.asnumpy() for d in data])
-    if isinstance(first, tuple):
-        return [_numpy_batchify(list(items)) for items in zip(*data)]
-    return np.asarray(data)
-
-
 def default_mp_batchify_fn(data: list) -> Any:
     """``default_batchify_fn`` as used with worker processes (the same batches)."""
     return default_batchify_fn(data)
@@ -89,24 +78,8 @@ def _worker_init(dataset: Any, batchify_fn: Callable) -> None:
 
 
 def _worker_batch(indices: list) -> Any:
-    batch = _worker_batchify([_worker_dataset[i] for i in indices])
-    return _to_numpy(batch)
-
-
-class _DefaultInWorker:
-    """Marks the default batchify function: workers stack in numpy and the main
-    process makes the NDArrays (as MXNet's shared-memory batches arrive)."""
-
-    def __call__(self, data: list) -> Any:
-        return _to_numpy_tree(_numpy_batchify(data))
-
-
-def _to_numpy_tree(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return _Sent(value)
-    if isinstance(value, list):
-        return [_to_numpy_tree(v) for v in value]
-    return value
+    """A batch made in a worker process, its NDArrays sent back as numpy."""
+    return _to_numpy(_worker_batchify([_worker_dataset[i] for i in indices]))
 
 
 class DataLoader:
@@ -175,19 +148,17 @@ class DataLoader:
         self._num_workers = max(0, int(num_workers))
         self._prefetch = max(0, int(prefetch) if prefetch is not None
                              else 2 * self._num_workers)
-        self._user_batchify = batchify_fn is not None
         self._batchify_fn = batchify_fn if batchify_fn is not None else (
             default_mp_batchify_fn if self._num_workers > 0 else default_batchify_fn)
         self._worker_pool: Any = None
         if self._num_workers > 0:
-            worker_batchify = batchify_fn if batchify_fn is not None else _DefaultInWorker()
             if thread_pool:
                 self._worker_pool = multiprocessing.pool.ThreadPool(self._num_workers)
             else:
                 # fork: the workers inherit the dataset instead of unpickling it
                 context = multiprocessing.get_context("fork")
                 self._worker_pool = context.Pool(self._num_workers, initializer=_worker_init,
-                                                 initargs=(dataset, worker_batchify))
+                                                 initargs=(dataset, self._batchify_fn))
 
     def __iter__(self) -> Iterator:
         if self._num_workers == 0:
