@@ -1,4 +1,4 @@
-"""Run the benchmark: ``python -m bench [--only W1,W3] [--libs symgrad,torch] [--quick] [--markdown FILE]``.
+"""Run the benchmark: ``python -m bench [--only W1,W3] [--libs symgrad,torch] [--quick]``.
 
 Every (library, workload) cell runs in a fresh subprocess; the result is one
 markdown table of medians (min-max) with the ratio against PyTorch eager
@@ -37,8 +37,15 @@ def cache_env(directory):
 
 
 def run_cell(column, row_key, cache_dir, quick=False, cold=False):
-    """Run one cell in a fresh subprocess; returns its result dict."""
-    cmd = [sys.executable, "-m", "bench.cell", column.key, row_key]
+    """Run one cell in a fresh subprocess (under the column's interpreter); returns its
+    result dict. A row the column declares no setup for is n/a without a process."""
+    workload = ROW_BY_KEY[row_key].workload
+    if not column.runs(workload):
+        return {"status": "n/a", "reason": f"no {workload}", "absent": True}
+    python = str(REPO_ROOT / column.python) if column.python else sys.executable
+    if not os.path.exists(python):
+        return {"status": "n/a", "reason": f"no interpreter {column.python}"}
+    cmd = [python, "-m", "bench.cell", column.key, row_key]
     cmd += ["--quick"] * quick + ["--cold"] * cold
     env = harness.cell_env({**column.env, **cache_env(cache_dir)})
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
@@ -108,7 +115,8 @@ def cold_start(columns, quick, repeats):
                 with tempfile.TemporaryDirectory(prefix="bench-cold-") as d:
                     for which in CACHE_STATES:
                         res = run_cell(col, row_key, d, cold=True)
-                        _log(f"[W5 {rep + 1}/{repeats}] {row_key:8} {col.key:15} {which}: {_brief(res)}")
+                        _log(f"[W5 {rep + 1}/{repeats}] {row_key:8} {col.key:15} {which}: "
+                             f"{_brief(res)}")
                         for key, field in ((f"W5 {label} first call, {which}", "first_s"),
                                            (f"W5 import, {which}", "import_s")):
                             prev = samples.setdefault((key, col.key), [])
@@ -153,6 +161,21 @@ def format_table(row_labels, columns, results):
     return "\n".join(lines)
 
 
+def _selects(wanted, row):
+    """Whether --only's names select ``row``: its workload, its key, or a prefix of its
+    key up to a dash ("W6" and "W6-128" select "W6-128-step")."""
+    return row.workload in wanted or any(row.key == w or row.key.startswith(w + "-")
+                                         for w in wanted)
+
+
+def _applicable(columns, labels, results):
+    """The columns with a setup for at least one shown row (W6's Gluon columns have
+    none for W1-W5, most columns none for W6)."""
+    def has(col):
+        return any(not results.get((label, col.key), {}).get("absent") for label in labels)
+    return [c for c in columns if has(c)]
+
+
 def main(argv=None):
     """Command-line entry point."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
@@ -168,10 +191,10 @@ def main(argv=None):
 
     columns = select(a.libs)
     wanted = {s.strip() for s in a.only.split(",")} if a.only else None
-    rows = [r for r in ROWS if wanted is None or r.workload in wanted or r.key in wanted]
+    rows = [r for r in ROWS if wanted is None or _selects(wanted, r)]
     do_cold = wanted is None or "W5" in wanted
     if wanted:
-        unknown = wanted - {r.workload for r in ROWS} - {r.key for r in ROWS} - {"W5"}
+        unknown = {w for w in wanted if not any(_selects({w}, r) for r in ROWS)} - {"W5"}
         if unknown:
             raise SystemExit(f"unknown workload {sorted(unknown)}")
 
@@ -199,7 +222,8 @@ def main(argv=None):
         f"Time per iteration (forward + backward): median (min-max) of {samples} each; "
         "ratio `N×` = PyTorch eager time / this time (>1: faster than PyTorch eager), "
         "same run. W5: wall time of import and of the first call (setup + first "
-        f"forward+backward) in fresh processes, {'1 repetition' if a.quick else 'median (min-max) of 3 repetitions'}. "
+        "forward+backward) in fresh processes, "
+        f"{'1 repetition' if a.quick else 'median (min-max) of 3 repetitions'}. "
         f"{harness.THREADS} threads per library, one process per cell. "
         f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs; "
         f"run took {time.time() - t0:.0f} s."
@@ -210,8 +234,10 @@ def main(argv=None):
             versions.setdefault(col_key, res["version"])
     header += (f" Load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
                " (other processes on the machine disturb PyTorch's OpenMP threads most). Versions: "
-               + ", ".join(f"{c.title} {versions[c.key]}" for c in columns if c.key in versions) + ".")
-    table = header + "\n\n" + format_table(labels, columns, results)
+               + ", ".join(f"{c.title} {versions[c.key]}" for c in columns if c.key in versions)
+               + ".")
+    table = header + "\n\n" + format_table(labels, _applicable(columns, labels, results),
+                                           results)
     print(table)
     if a.markdown:
         path = Path(a.markdown)

@@ -17,7 +17,7 @@ import traceback
 from . import harness
 from .libs import COLUMN_BY_KEY
 from .reference import REFERENCE
-from .workloads import ROW_BY_KEY, make_inputs
+from .workloads import GRAD_NAMES, ROW_BY_KEY, make_inputs
 
 MARK = "BENCH-RESULT "
 
@@ -25,6 +25,23 @@ MARK = "BENCH-RESULT "
 def _short(exc):
     text = f"{type(exc).__name__}: {exc}".splitlines()[0]
     return text if len(text) <= 90 else text[:87] + "..."
+
+
+def _moved(result, inputs, names):
+    """A training step's ``(value, parameters)`` with each parameter as its change from
+    the initial one: one update is small beside the weights (a step that did nothing
+    would pass a check of the weights themselves)."""
+    value, params = result
+    return value, [harness.to_numpy(p).astype("float64") - inputs[n]
+                   for p, n in zip(params, names)]
+
+
+def _counted(step, calls):
+    """``step`` that counts its calls in ``calls[0]``."""
+    def counted():
+        calls[0] += 1
+        return step()
+    return counted
 
 
 def run(column_key, row_key, quick=False, cold=False):
@@ -45,12 +62,17 @@ def run(column_key, row_key, quick=False, cold=False):
 
     setup = getattr(module, row.workload.lower(), None)
     if setup is None:
-        return {"status": "n/a", "reason": f"no {row.workload}"}
+        return {"status": "n/a", "reason": f"no {row.workload}", "absent": True}
     try:
         t0 = time.perf_counter()
         step = setup(inputs)
+        calls = [0]
+        if row.trains:      # every call trains: count them for the check after timing
+            step = _counted(step, calls)
         result = step()
         first_s = time.perf_counter() - t0
+        if row.trains:
+            result = _moved(result, inputs, GRAD_NAMES[row.workload])
         ok, err, msg = harness.check(result, reference)
         if not ok:
             return {"status": "WRONG", "reason": msg, "err": err}
@@ -62,7 +84,11 @@ def run(column_key, row_key, quick=False, cold=False):
         getattr(module, "settle", lambda: None)()
         times = harness.measure(step, samples=5 if quick else 7,
                                 target=0.03 if quick else 0.1)
-        ok, err2, msg = harness.check(step(), reference)
+        final = step()
+        if row.trains:
+            reference = REFERENCE[row.workload](inputs, steps=calls[0])
+            final = _moved(final, inputs, GRAD_NAMES[row.workload])
+        ok, err2, msg = harness.check(final, reference)
         if not ok:
             return {"status": "WRONG", "reason": "after timing: " + msg, "err": err2}
         return {"status": "ok", "times": times, "err": max(err, err2), "version": version}

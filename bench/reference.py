@@ -132,4 +132,50 @@ def cnn(inp):
     return loss, [dw, dgamma, dbeta, dfw, dfb]
 
 
-REFERENCE = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "CNN": cnn}
+def _w6_losses_and_grads(X, y, W1, b1, W2, b2):
+    """Per-sample softmax cross-entropy of relu(X W1^T + b1) W2^T + b2 and the
+    gradients of their sum (what Gluon's ``L.backward()`` on the loss vector gives)."""
+    pre = X @ W1.T + b1
+    h = np.maximum(pre, 0.0)
+    z = h @ W2.T + b2
+    zmax = z.max(axis=1, keepdims=True)
+    logp = z - zmax - np.log(np.exp(z - zmax).sum(axis=1, keepdims=True))
+    rows = np.arange(X.shape[0])
+    losses = -logp[rows, y]
+    dz = np.exp(logp)                 # d sum(L) / dz = softmax - onehot
+    dz[rows, y] -= 1.0
+    dpre = (dz @ W2) * (pre > 0)
+    return losses, [dpre.T @ X, dpre.sum(axis=0), dz.T @ h, dz.sum(axis=0)]
+
+
+def w6(inp):
+    """W6 forward+backward: the per-sample losses and the gradients of their sum."""
+    X, y = _f64(inp["X"]), inp["y"]
+    return _w6_losses_and_grads(X, y, *(_f64(inp[k]) for k in ("W1", "b1", "W2", "b2")))
+
+
+def w6_step(inp, steps=1):
+    """W6 training: ``steps`` SGD steps with momentum and weight decay as MXNet's
+    ``sgd_mom_update`` (the same as torch.optim.SGD for a constant learning rate):
+    g = grad / B + wd w;  mom = momentum mom - lr g;  w += mom.
+
+    Returns the mean loss of the last step (before its update) and how far each
+    parameter moved from its initial value (cell.py compares the changes).
+    """
+    from .workloads import W6_SGD
+    lr, momentum, wd = W6_SGD["learning_rate"], W6_SGD["momentum"], W6_SGD["wd"]
+    X, y = _f64(inp["X"]), inp["y"]
+    initial = [_f64(inp[k]) for k in ("W1", "b1", "W2", "b2")]
+    params = [p.copy() for p in initial]
+    moms = [np.zeros_like(p) for p in params]
+    for _ in range(steps):
+        losses, grads = _w6_losses_and_grads(X, y, *params)
+        for p, m, g in zip(params, moms, grads):
+            m *= momentum
+            m -= lr * (g / X.shape[0] + wd * p)
+            p += m
+    return losses.mean(), [p - p0 for p, p0 in zip(params, initial)]
+
+
+REFERENCE = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "CNN": cnn, "W6": w6,
+             "W6_step": w6_step}

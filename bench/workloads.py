@@ -16,6 +16,9 @@ class Row:
     label: str               # shown in the table
     workload: str            # "W1".."W4": name of the setup function family
     params: dict = field(default_factory=dict)
+    # A training row changes its state at every call, so the check after timing
+    # compares with a reference that replays every call (cell.py counts them).
+    trains: bool = False
 
 
 ROWS = [
@@ -27,6 +30,11 @@ ROWS = [
     Row("W3", "W3 (50 ops on 16)", "W3"),
     Row("W4", "W4 n=1e5", "W4"),
     Row("CNN", "CNN step B=32", "CNN"),
+    # W6 (issues 14 and 15): the Gluon MLP, forward+backward, then with trainer.step.
+    Row("W6-128", "W6 fwd+bwd B=128", "W6", {"B": 128}),
+    Row("W6-1024", "W6 fwd+bwd B=1024", "W6", {"B": 1024}),
+    Row("W6-128-step", "W6 step B=128", "W6_step", {"B": 128}, trains=True),
+    Row("W6-1024-step", "W6 step B=1024", "W6_step", {"B": 1024}, trains=True),
 ]
 
 # W5 cold start measures the first call of these rows in fresh processes.
@@ -41,7 +49,15 @@ GRAD_NAMES = {
     "W3": ["x"],
     "W4": ["x"],          # h = d(sum(df/dx))/dx
     "CNN": ["conv_w", "gamma", "beta", "fc_w", "fc_b"],
+    "W6": ["W1", "b1", "W2", "b2"],            # gradients of sum(L) (Gluon's L.backward())
+    "W6_step": ["W1", "b1", "W2", "b2"],       # the parameters after the update
 }
+
+# W6 (workloads.md, Gluon-era): Dense(256, relu) -> Dense(10) -> SoftmaxCrossEntropyLoss;
+# the optimizer of the step rows (gluon.Trainer / torch.optim.SGD).
+W6_HIDDEN, W6_CLASSES, W6_FEATURES = 256, 10, 784
+W6_SGD = {"learning_rate": 0.01, "momentum": 0.9, "wd": 1e-4}
+
 
 # CNN step (issue 5): Convolution 3x3 (no padding, no bias: BatchNorm cancels it, its
 # gradient is zero) -> BatchNorm (training, batch
@@ -91,4 +107,29 @@ def make_inputs(row):
         out = {k: v.astype(f32) for k, v in arrays.items()}
         out["y"] = y.astype(np.int64)
         return out
+    if row.workload in ("W6", "W6_step"):
+        return _w6_inputs(rng, row.params["B"])
     raise ValueError(f"unknown workload {row.workload}")
+
+
+def xavier_uniform(rng, shape, magnitude=3.0):
+    """MXNet's default ``mx.init.Xavier()`` for a 2-D (out, in) weight.
+
+    Uniform in [-s, s] with s = sqrt(magnitude / ((fan_in + fan_out) / 2)).
+    """
+    fan_out, fan_in = shape
+    scale = np.sqrt(magnitude / ((fan_in + fan_out) / 2.0))
+    return rng.uniform(-scale, scale, shape)
+
+
+def _w6_inputs(rng, batch):
+    """X ~ U[0, 1), labels, then Xavier weights in Dense's (out, in) layout, zero biases
+    (Dense's default bias init), all from the one generator: every library loads these."""
+    X = rng.random((batch, W6_FEATURES))
+    y = rng.integers(0, W6_CLASSES, batch)
+    W1 = xavier_uniform(rng, (W6_HIDDEN, W6_FEATURES))
+    W2 = xavier_uniform(rng, (W6_CLASSES, W6_HIDDEN))
+    f32 = np.float32
+    return {"X": X.astype(f32), "y": y.astype(np.int64), "W1": W1.astype(f32),
+            "b1": np.zeros(W6_HIDDEN, f32), "W2": W2.astype(f32),
+            "b2": np.zeros(W6_CLASSES, f32)}

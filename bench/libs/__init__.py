@@ -18,7 +18,19 @@ class Column:
     module: str         # module in bench.libs
     group: str          # library family, e.g. "symgrad"
     env: dict = field(default_factory=dict)   # extra environment for its subprocess
+    # The interpreter of its subprocess, relative to the repository root (None: the
+    # one running the harness). MXNet 1.9.1 needs its own virtualenv (numpy 1.23.5).
+    python: str | None = None
+    # The workloads it has (empty: ask the module); other rows show n/a, no process.
+    workloads: tuple = ()
 
+    def runs(self, workload):
+        """Whether this column has a setup for ``workload`` as far as is declared."""
+        return not self.workloads or workload in self.workloads
+
+
+GLUON_WORKLOADS = ("W6", "W6_step")
+MXNET_PYTHON = "build/mxnet-venv/bin/python"
 
 COLUMNS = [
     Column("symgrad", "symgrad compiled", "symgrad_lib", "symgrad"),
@@ -30,6 +42,15 @@ COLUMNS = [
     Column("torch-compile", "torch.compile", "torch_compile", "torch"),
     Column("jax", "jax.jit", "jax_jit", "jax"),
     Column("limit", "limit (numba)", "limit_numba", "limit"),
+    # W6: one Gluon script (gluon_w6.py) on symgrad, imperative and hybridized, and on
+    # real MXNet 1.9.1 in the interop virtualenv (tests/mxnet_interop.py makes it).
+    Column("symgrad-gluon", "symgrad Gluon", "gluon_w6", "symgrad",
+           {"BENCH_MX": "symgrad"}, workloads=GLUON_WORKLOADS),
+    Column("symgrad-hybrid", "symgrad Gluon hybridized", "gluon_w6", "symgrad",
+           {"BENCH_MX": "symgrad", "BENCH_HYBRIDIZE": "1"}, workloads=GLUON_WORKLOADS),
+    Column("mxnet", "MXNet 1.9.1 Gluon hybridized", "gluon_w6", "mxnet",
+           {"BENCH_MX": "mxnet", "BENCH_HYBRIDIZE": "1"}, python=MXNET_PYTHON,
+           workloads=GLUON_WORKLOADS),
 ]
 
 BASELINE = "torch"      # ratios are BASELINE time / column time

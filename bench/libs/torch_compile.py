@@ -67,3 +67,24 @@ def w4(inp):
     def s(x):
         return grad(f)(x).sum()
     return _stepper(s, 0, _tensors(inp, "x"))
+
+
+def w6(inp):
+    """W6 forward+backward: ``torch.compile`` of the network + loss; backward through
+    its compiled (AOTAutograd) backward. Setup makes the first, compiling, call."""
+    from bench.libs import torch_mlp
+    net, X, y = torch_mlp.network(inp)
+    step = torch_mlp.fwd_bwd(net, X, y, torch.compile(torch_mlp.loss_of(net, "none")))
+    step()
+    return step
+
+
+def w6_step(inp):
+    """W6 training step: compiled network + loss, eager ``torch.optim.SGD``. The compiling
+    call runs on a copy, so that the step the harness checks first is the first update."""
+    from bench.libs import torch_mlp
+    net, X, y = torch_mlp.network(inp)
+    forward = torch.compile(torch_mlp.loss_of(net, "mean"))
+    forward(X, y).backward()           # compiles forward and backward; no update
+    net.zero_grad(set_to_none=True)
+    return torch_mlp.train(net, X, y, forward)

@@ -100,3 +100,17 @@ def cnn(inp):
         return loss.detach(), [p.grad for p in params]
 
     return step
+
+
+def w6(inp):
+    """W6 forward+backward: nn.Sequential + CrossEntropyLoss(reduction='none')."""
+    from bench.libs import torch_mlp
+    net, X, y = torch_mlp.network(inp)
+    return torch_mlp.fwd_bwd(net, X, y, torch_mlp.loss_of(net, "none"))
+
+
+def w6_step(inp):
+    """W6 training step: nn.Sequential + CrossEntropyLoss + torch.optim.SGD."""
+    from bench.libs import torch_mlp
+    net, X, y = torch_mlp.network(inp)
+    return torch_mlp.train(net, X, y, torch_mlp.loss_of(net, "mean"))
