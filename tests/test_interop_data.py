@@ -622,3 +622,20 @@ def test_resize_sweep_matches_opencv_in_mxnet(mxnet_python, tmp_path):
             assert difference.max() == 0, key
         else:
             assert difference.max() <= 1e-3, key
+
+
+def test_do_checkpoint_files_load_in_mxnet(mxnet_python, tmp_path):
+    prefix = str(tmp_path / "net")
+    net = symgrad.sym.FullyConnected(symgrad.sym.var("data"), num_hidden=2, name="fc")
+    weight = np.arange(6, dtype=np.float32).reshape(2, 3)
+    arg = {"fc_weight": symgrad.nd.array(weight), "fc_bias": symgrad.nd.array([0.5, -1.0])}
+    symgrad.callback.do_checkpoint(prefix)(2, net, arg, {})
+    out = run_mxnet(mxnet_python, f"""
+import json, mxnet as mx
+sym, arg, aux = mx.model.load_checkpoint({prefix!r}, 3)
+print(json.dumps([sym.list_arguments(), {{k: v.asnumpy().tolist() for k, v in arg.items()}},
+                  len(aux)]))
+""", tmp_path)
+    arguments, params, aux_count = json.loads(out.strip().splitlines()[-1])
+    assert arguments == ["data", "fc_weight", "fc_bias"] and aux_count == 0
+    assert params == {"fc_weight": weight.tolist(), "fc_bias": [0.5, -1.0]}
