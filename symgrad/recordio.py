@@ -23,6 +23,7 @@ from __future__ import annotations
 import numbers
 import os
 import struct
+import threading
 from collections import namedtuple
 from typing import Any
 
@@ -83,6 +84,18 @@ class MXRecordIO:
         else:
             raise ValueError(f"Invalid flag {self.flag}")
         self.is_open = True
+        # a forked DataLoader worker must not share the parent's file offset
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def _check_pid(self) -> None:
+        """Reopen a reader inherited by another process (after fork)."""
+        if self.pid != os.getpid():
+            if self.writable:
+                raise RuntimeError("cannot use an MXRecordIO writer in another process")
+            position = self.handle.tell()
+            self.reset()
+            self.handle.seek(position)
 
     def __del__(self) -> None:
         self.close()
@@ -93,6 +106,7 @@ class MXRecordIO:
             raise RuntimeError("cannot pickle an MXRecordIO opened for writing")
         state = self.__dict__.copy()
         state["handle"] = None
+        state["_lock"] = None
         state["is_open"] = False
         state["_was_open"] = self.is_open
         return state
@@ -127,6 +141,7 @@ class MXRecordIO:
         """The next record's bytes, or None at the end of the file."""
         if self.writable:
             raise AssertionError("MXRecordIO is opened for writing")
+        self._check_pid()
         pieces = []
         while True:
             head = self.handle.read(8)
@@ -202,6 +217,7 @@ class MXIndexedRecordIO(MXRecordIO):
         """Move the reader to the record with key ``idx``."""
         if self.writable:
             raise AssertionError("MXIndexedRecordIO is opened for writing")
+        self._check_pid()
         self.handle.seek(self.idx[idx])
 
     def tell(self) -> int:
@@ -209,9 +225,10 @@ class MXIndexedRecordIO(MXRecordIO):
         return self.handle.tell()
 
     def read_idx(self, idx: Any) -> bytes | None:
-        """The record with key ``idx``."""
-        self.seek(idx)
-        return self.read()
+        """The record with key ``idx`` (safe to call from several threads)."""
+        with self._lock:
+            self.seek(idx)
+            return self.read()
 
     def write_idx(self, idx: Any, buf: bytes) -> None:
         """Append a record under key ``idx`` and note it in the index."""

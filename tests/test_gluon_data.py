@@ -399,3 +399,19 @@ def test_image_decoding_without_a_library_says_what_to_install(tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "PIL", None)
     with pytest.raises(ImportError, match="Pillow"):
         mx.gluon.data.vision.datasets.imdecode(b"\x89PNG")
+
+
+@pytest.mark.parametrize("thread_pool", [False, True])
+def test_record_file_dataset_with_workers(tmp_path, thread_pool):
+    writer = mx.recordio.MXIndexedRecordIO(str(tmp_path / "w.idx"), str(tmp_path / "w.rec"), "w")
+    for i in range(64):
+        writer.write_idx(i, mx.recordio.pack((0, float(i), i, 0), bytes([i]) * (i + 1)))
+    writer.close()
+    dataset = G.RecordFileDataset(str(tmp_path / "w.rec"))
+    dataset[5]  # the parent's reader has moved before the workers start
+    decoded = dataset.transform(lambda record: np.float32(mx.recordio.unpack(record)[0].label))
+    loader = G.DataLoader(decoded, batch_size=4, num_workers=2, thread_pool=thread_pool)
+    for _ in range(2):
+        labels = np.concatenate([batch.asnumpy() for batch in loader])
+        np.testing.assert_array_equal(labels, np.arange(64, dtype=np.float32))
+    assert dataset[63] == mx.recordio.pack((0, 63.0, 63, 0), bytes([63]) * 64)
