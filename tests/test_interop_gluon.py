@@ -207,3 +207,19 @@ def test_symgrad_files_run_in_mxnet(mxnet_python, tmp_path):
                        rtol=1e-4, atol=1e-5)
     assert np.allclose(np.load(tmp_path / "mxnet_of_symgrad_params.npy"), expected,
                        rtol=1e-4, atol=1e-5)
+
+
+SUMMARY = '''
+from mxnet.gluon import nn
+net = nn.HybridSequential(prefix="net_")
+with net.name_scope():
+    net.add(nn.Dense(4, activation="relu"), nn.BatchNorm(), nn.Dense(2))
+net.initialize()
+net.summary(mx.nd.ones((1, 3)))
+'''
+
+
+def test_summary_prints_what_mxnet_prints(mxnet_python, tmp_path, capsys):
+    theirs = run_mxnet(mxnet_python, "import mxnet as mx\n" + SUMMARY, tmp_path)
+    exec(SUMMARY.replace("from mxnet.gluon", "from symgrad.gluon"), {"mx": mx})
+    assert capsys.readouterr().out == theirs

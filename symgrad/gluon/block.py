@@ -338,7 +338,7 @@ class Block:
         def shape_of(value: Any) -> str:
             if isinstance(value, (list, tuple)):
                 return ", ".join(shape_of(v) for v in value)
-            return str(value.shape) if hasattr(value, "shape") else str(value)
+            return str(value.shape) if hasattr(value, "shape") else repr(value)
 
         def hook(block: Block, args: Any, out: Any) -> None:
             count = sum(int(np.prod(p.shape)) for p in block._reg_params.values()
@@ -354,11 +354,12 @@ class Block:
                 handle.detach()
         line = "-" * 80
         print(line)
-        print(f"{'Layer (type)':>25}{'Output Shape':>42}{'Param #':>13}")
+        row = "{:>20}  {:>42} {:>15}"
+        print(row.format("Layer (type)", "Output Shape", "Param #"))
         print("=" * 80)
-        print(f"{'Input':>25}{shape_of(inputs):>42}{0:>13}")
+        print(row.format("Input", shape_of(inputs), 0))
         for name, shape, count in rows:
-            print(f"{name:>25}{shape:>42}{count:>13}")
+            print(row.format(name, shape, count))
         print("=" * 80)
         params = self.collect_params().values()
         total = sum(int(np.prod(p.shape)) for p in params if p.shape is not None)
