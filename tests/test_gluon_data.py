@@ -326,8 +326,15 @@ def test_crop_apply_and_colour_jitters():
     assert bright.dtype == np.uint8  # integers stay integers, clipped to their range
     jitter = T.RandomColorJitter(brightness=0.2, contrast=0.2, saturation=0.2)
     assert jitter(floats).shape == x.shape
-    with pytest.raises(NotImplementedError, match="hue"):
-        T.RandomColorJitter(hue=0.1)
+    # hue: a rotation in HLS space keeps lightness; grey pixels stay grey
+    grey = mx.nd.array(np.full((2, 2, 3), 90.0))
+    np.testing.assert_allclose(T.RandomHue(0.5)(grey).asnumpy(), 90.0, rtol=1e-6)
+    random.seed(3)
+    rotated = T.RandomColorJitter(hue=0.3)(floats).asnumpy()
+    lightness = (x.max(axis=-1) + x.min(axis=-1)) / 2
+    np.testing.assert_allclose((rotated.max(axis=-1) + rotated.min(axis=-1)) / 2, lightness,
+                               atol=1e-3)
+    assert np.abs(rotated - x).max() > 1
 
 
 def _fake_cv2():

@@ -639,3 +639,42 @@ print(json.dumps([sym.list_arguments(), {{k: v.asnumpy().tolist() for k, v in ar
     arguments, params, aux_count = json.loads(out.strip().splitlines()[-1])
     assert arguments == ["data", "fc_weight", "fc_bias"] and aux_count == 0
     assert params == {"fc_weight": weight.tolist(), "fc_bias": [0.5, -1.0]}
+
+
+def test_random_hue_rotates_as_mxnet(mxnet_python, tmp_path):
+    """RandomHue's draws cannot be MXNet's; with the angle fixed (MXNet's op with
+    equal min and max factors, ours by seeding Python's generator) the images
+    are the same (floats closely, uint8 within one level)."""
+    import random
+
+    image = np.random.RandomState(0).randint(0, 256, (6, 7, 3)).astype(np.float32)
+    np.save(tmp_path / "image.npy", image)
+    seeds, angles = [], []
+    for seed in range(50):
+        random.seed(seed)
+        angle = random.uniform(-0.45, 0.45)
+        if angle > 0:
+            seeds.append(seed)
+            angles.append(angle)
+        if len(seeds) == 3:
+            break
+    run_mxnet(mxnet_python, f"""
+import mxnet as mx, numpy as np
+x = np.load('image.npy')
+out = {{}}
+for i, a in enumerate({angles!r}):
+    out['f%d' % i] = mx.nd.image.random_hue(mx.nd.array(x), min_factor=a, max_factor=a).asnumpy()
+    out['u%d' % i] = mx.nd.image.random_hue(mx.nd.array(x, dtype='uint8'), min_factor=a,
+                                            max_factor=a).asnumpy()
+np.savez('hue.npz', **out)
+""", tmp_path)
+    expected = np.load(tmp_path / "hue.npz")
+    transform = symgrad.gluon.data.vision.transforms.RandomHue(0.45)
+    for i, seed in enumerate(seeds):
+        random.seed(seed)
+        np.testing.assert_allclose(transform(symgrad.nd.array(image)).asnumpy(),
+                                   expected[f"f{i}"], atol=1e-3)
+        random.seed(seed)
+        ours = transform(symgrad.nd.array(image, dtype="uint8")).asnumpy()
+        assert ours.dtype == np.uint8
+        assert np.abs(ours.astype(int) - expected[f"u{i}"].astype(int)).max() <= 1

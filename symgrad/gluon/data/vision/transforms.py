@@ -27,8 +27,8 @@ from ...nn import Sequential
 
 __all__ = ["Compose", "Cast", "ToTensor", "Normalize", "Resize", "CenterCrop", "CropResize",
            "RandomResizedCrop", "RandomFlipLeftRight", "RandomFlipTopBottom", "RandomApply",
-           "RandomBrightness", "RandomContrast", "RandomSaturation", "RandomLighting",
-           "RandomColorJitter"]
+           "RandomBrightness", "RandomContrast", "RandomSaturation", "RandomHue",
+           "RandomLighting", "RandomColorJitter"]
 
 
 def _values(x: Any) -> np.ndarray:
@@ -436,19 +436,66 @@ class RandomLighting(Block):
         return _same_kind(values, values.astype(np.float32) + _EIGVEC @ (noise * _EIGVAL))
 
 
+def _rgb_to_hls(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hue (in turns, [0, 1)), lightness and saturation of RGB values in [0, 1]."""
+    high, low = rgb.max(axis=-1), rgb.min(axis=-1)
+    lightness = (high + low) / 2
+    spread = high - low
+    grey = spread == 0
+    safe = np.where(grey, 1, spread)
+    saturation = np.where(lightness <= 0.5, spread / np.where(grey, 1, high + low),
+                          spread / np.where(grey, 1, 2 - high - low))
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    # the sector of the largest channel, then the position within it
+    hue = np.where(high == r, (g - b) / safe,
+                   np.where(high == g, 2 + (b - r) / safe, 4 + (r - g) / safe))
+    hue = np.where(grey, 0, (hue / 6) % 1.0)
+    return hue, lightness, np.where(grey, 0, saturation)
+
+
+def _hls_to_rgb(hue: np.ndarray, lightness: np.ndarray, saturation: np.ndarray) -> np.ndarray:
+    """RGB values in [0, 1] of hue (turns), lightness and saturation."""
+    high = np.where(lightness <= 0.5, lightness * (1 + saturation),
+                    lightness + saturation - lightness * saturation)
+    low = 2 * lightness - high
+
+    def channel(h: np.ndarray) -> np.ndarray:
+        h = h % 1.0
+        return np.where(h < 1 / 6, low + (high - low) * h * 6,
+                        np.where(h < 0.5, high,
+                                 np.where(h < 2 / 3, low + (high - low) * (2 / 3 - h) * 6, low)))
+
+    rgb = np.stack([channel(hue + 1 / 3), channel(hue), channel(hue - 1 / 3)], axis=-1)
+    return np.where((saturation == 0)[..., None], lightness[..., None], rgb)
+
+
+class RandomHue(Block):
+    """Rotate the hue of an RGB image by ``alpha`` turns (its HLS lightness and
+    saturation kept), ``alpha`` uniform in ``[-hue, hue]``."""
+
+    def __init__(self, hue: float):
+        super().__init__()
+        self._hue = hue
+
+    def forward(self, x: NDArray, *args: Any) -> NDArray:
+        """The image with its hue rotated by a random angle."""
+        values = _values(x)
+        alpha = random.uniform(-self._hue, self._hue)
+        hue, lightness, saturation = _rgb_to_hls(values.astype(np.float64) / 255)
+        rgb = _hls_to_rgb(hue + alpha, lightness, saturation) * 255
+        return _same_kind(values, rgb.astype(np.float32))
+
+
 class RandomColorJitter(Block):
-    """Random brightness, contrast and saturation changes (those with a nonzero
-    strength), applied in a random order. A nonzero ``hue`` is not supported:
-    MXNet's hue kernel is not reproduced here."""
+    """Random brightness, contrast, saturation and hue changes (those with a
+    nonzero strength), applied in a random order."""
 
     def __init__(self, brightness: float = 0, contrast: float = 0, saturation: float = 0,
                  hue: float = 0):
         super().__init__()
-        if hue:
-            raise NotImplementedError("RandomColorJitter(hue=...) is not supported by symgrad")
         self._jitters = [cls(strength) for cls, strength in
                          ((RandomBrightness, brightness), (RandomContrast, contrast),
-                          (RandomSaturation, saturation)) if strength]
+                          (RandomSaturation, saturation), (RandomHue, hue)) if strength]
 
     def forward(self, x: NDArray, *args: Any) -> NDArray:
         """The image after each jitter, in a random order."""
