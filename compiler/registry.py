@@ -277,7 +277,9 @@ class OpDef:
         if used < len(given):
             # MXNet refuses a misspelled keyword (dim= for axis=) instead of
             # ignoring it and computing something else
-            unknown = sorted(set(given) - set(self.attrs))
+            unknown = sorted(set(given) - set(self.attrs) - INERT_ATTRS)
+            if not unknown:
+                return out
             raise GraphError(f"{self.name}: unknown attribute(s) {unknown}; the valid "
                              f"arguments are {sorted(self.attrs) or 'none'}")
         return out
@@ -297,6 +299,13 @@ class OpDef:
             raise GraphError(f"{self.name}: cannot apply to input shapes ({shapes}) "
                              f"with attrs {attrs}: {err}") from None
 
+
+# MXNet attributes that tune GPU libraries, workspaces or devices and never change
+# a result on the CPU (Dropout's and BatchNorm's cudnn_off, Convolution's
+# workspace, a creation op's ctx): accepted by every op and dropped, where any
+# other unknown attribute is refused.
+INERT_ATTRS = frozenset({"cudnn_off", "cudnn_tune", "workspace", "ctx",
+                         "min_calib_range", "max_calib_range"})
 
 OPS: dict[str, OpDef] = {}
 

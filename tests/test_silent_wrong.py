@@ -224,3 +224,11 @@ def test_integral_values_are_accepted():
 def test_hostile_attrs_raise_mxnet_error(call):
     with pytest.raises(MXNetError):
         call()
+
+
+def test_mxnet_attrs_that_only_tune_gpu_libraries_are_accepted():
+    x = nd.array(X)
+    np.testing.assert_array_equal(nd.Dropout(x, p=0.5, cudnn_off=True).asnumpy(), X)
+    y = nd.Convolution(nd.ones((1, 1, 3, 3)), nd.ones((1, 1, 2, 2)), kernel=(2, 2),
+                       num_filter=1, no_bias=True, workspace=512, cudnn_tune="off")
+    np.testing.assert_array_equal(y.asnumpy(), np.full((1, 1, 2, 2), 4.0))

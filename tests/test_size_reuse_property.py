@@ -95,8 +95,12 @@ def make_graph(seed: int, chain: bool) -> tuple[list[tuple], list[tuple]]:
     rng = np.random.default_rng(seed)
     leaves = [tuple(_random_length(rng) for _ in range(int(rng.integers(1, 3))))
               for _ in range(1 if chain else int(rng.integers(1, 4)))]
-    shapes = list(leaves)
     steps: list[tuple] = []
+    if not chain:
+        leaves, steps = _seed_pattern(leaves, rng)
+    shapes = list(leaves)
+    for step in steps:
+        shapes.extend(step[3])
     for _ in range(int(rng.integers(2, 9))):
         pick = int(len(shapes) - 1 - min(rng.geometric(0.5) - 1, len(shapes) - 1))
         if chain:
@@ -116,6 +120,30 @@ def make_graph(seed: int, chain: bool) -> tuple[list[tuple], list[tuple]]:
         steps.append((op, (pick,) if inputs is None else inputs, attrs, outs))
         shapes.extend(outs)
     return leaves, steps
+
+
+CUTS = ("slice_axis", "split", "slice", "reshape")
+
+
+def _seed_pattern(leaves: list[tuple], rng: np.random.Generator
+                  ) -> tuple[list[tuple], list[tuple]]:
+    """Leaves and first instructions that cut a leaf's ``a + 1`` or ``2a`` axis down
+    to ``a`` and broadcast the cut against a new leaf with ``b`` there: whether
+    the cut has a length-one axis then shows in no leaf, only in the cut, and
+    decides which way the product broadcasts (the issue's ``reshape(x, (-1, 2))``
+    times a (5, 2) weight)."""
+    first = list(leaves[0])
+    if not any(length[0] in "RD" for length in first):
+        first[0] = ("R", "a") if rng.integers(2) else ("D", "a")
+    first = tuple(first)
+    cuts = [option for option in _one_input_ops(first, rng) if option[0] in CUTS]
+    op, _, attrs, outs = cuts[int(rng.integers(len(cuts)))]
+    partner = tuple(_base("b") if length == _base("a") else length for length in outs[0])
+    leaves = [first, partner, *leaves[1:]]
+    binary = BINARY[int(rng.integers(len(BINARY)))]
+    joined = _compatible(outs[0], partner)
+    pair = (len(leaves), 1) if rng.integers(2) else (1, len(leaves))
+    return leaves, [(op, (0,), attrs, outs), (binary, pair, {}, [joined])]
 
 
 def _one_input_ops(shape: tuple, rng: np.random.Generator) -> list[tuple]:
