@@ -420,6 +420,7 @@ TEXT['random_crop_shape'] = list(crop.shape)
 stream = io.StringIO()
 handler = logging.StreamHandler(stream)
 logging.getLogger().addHandler(handler)
+level = logging.getLogger().level
 logging.getLogger().setLevel(logging.INFO)
 Param = collections.namedtuple('BatchEndParams', ['epoch', 'nbatch', 'eval_metric', 'locals'])
 metric = mx.metric.Accuracy()
@@ -435,6 +436,7 @@ for nbatch in range(5):
     speedometer(Param(epoch=2, nbatch=nbatch, eval_metric=None, locals=None))
 mx.callback.LogValidationMetricsCallback()(Param(2, 0, mx.metric.create(['acc', 'mse']), None))
 logging.getLogger().removeHandler(handler)
+logging.getLogger().setLevel(level)
 TEXT['log'] = stream.getvalue()
 np.savez(OUT + '/utils.npz', **OUTS)
 with open(OUT + '/utils.json', 'w') as f:
