@@ -219,7 +219,8 @@ def main(argv=None):
     if a.rounds > 1:
         samples += f" per round, {a.rounds} interleaved rounds pooled"
     header = (
-        f"Time per iteration (forward + backward): median (min-max) of {samples} each; "
+        "Time per iteration (forward + backward; W6 step: and the optimizer update): "
+        f"median (min-max) of {samples} each; "
         "ratio `N×` = PyTorch eager time / this time (>1: faster than PyTorch eager), "
         "same run. W5: wall time of import and of the first call (setup + first "
         "forward+backward) in fresh processes, "
