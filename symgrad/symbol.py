@@ -396,7 +396,12 @@ class Symbol(OperatorMixin):
         """Evaluate with the given inputs (NDArrays or numpy arrays by name);
         returns a list of NDArrays, one per output (predict mode)."""
         from .executor import evaluate_symbol
-        return evaluate_symbol(self, kwargs)
+        from .ndarray.ndarray import NDArray, _unshared
+        outputs = evaluate_symbol(self, kwargs)
+        # a shape op's output is a numpy view of its input; MXNet gives new arrays
+        sources = [v._data if isinstance(v, NDArray) else v for v in kwargs.values()]
+        return [out if out._data.base is None else NDArray(_unshared(out._data, sources))
+                for out in outputs]
 
     def bind(self, ctx: Any, args: Any, args_grad: Any = None, grad_req: Any = "write",
              aux_states: Any = None, group2ctx: Any = None, shared_exec: Any = None):

@@ -232,3 +232,15 @@ def test_mxnet_attrs_that_only_tune_gpu_libraries_are_accepted():
     y = nd.Convolution(nd.ones((1, 1, 3, 3)), nd.ones((1, 1, 2, 2)), kernel=(2, 2),
                        num_filter=1, no_bias=True, workspace=512, cudnn_tune="off")
     np.testing.assert_array_equal(y.asnumpy(), np.full((1, 1, 2, 2), 4.0))
+
+
+@pytest.mark.parametrize("build", [
+    lambda x: mx.sym.transpose(x), lambda x: mx.sym.reshape(x, shape=(3, 2)),
+    lambda x: mx.sym.expand_dims(x, axis=0), lambda x: mx.sym.Flatten(x),
+])
+def test_symbol_eval_gives_new_arrays(build):
+    source = np.arange(6, dtype=np.float32).reshape(2, 3)
+    x = nd.array(source)
+    (out,) = build(mx.sym.var("x")).eval(x=x)
+    out[:] = 7
+    np.testing.assert_array_equal(x.asnumpy(), source)
