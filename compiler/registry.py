@@ -221,7 +221,7 @@ class OpDef:
     differentiable: bool = True
     aux: tuple[str, ...] = ()
     uses_train_mode: bool = False
-    visible_outputs: int | None = None
+    visible_outputs: int | Callable[[dict], int] | None = None
     aliases: tuple[str, ...] = ()
     method: str | None = None
     shape_only: tuple[int, ...] = ()
@@ -243,6 +243,13 @@ class OpDef:
             else {key: spec.default for key, spec in self.attrs.items()}
         self._float_scalar = list(self.attrs) == ["scalar"] and \
             self.attrs["scalar"].parse is as_float
+
+    def visible(self, attrs: dict) -> int | None:
+        """How many outputs a user sees with these (canonical) attrs; None for all.
+        ``visible_outputs`` may be a function of the attrs (the RNN op shows its
+        states only with ``state_outputs``)."""
+        count = self.visible_outputs
+        return count(attrs) if callable(count) else count
 
     def input_names(self, attrs: dict) -> tuple[str, ...]:
         """Names of the inputs this op takes with these attrs."""

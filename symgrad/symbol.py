@@ -67,7 +67,7 @@ def visible_count(node: Node) -> int:
     """How many outputs of ``node`` a user sees (Dropout's mask is hidden)."""
     if node.attrs.get("output_mean_var"):
         return node.num_outputs
-    return node.op.visible_outputs or node.num_outputs
+    return node.op.visible(node.attrs) or node.num_outputs
 
 
 class Symbol(OperatorMixin):

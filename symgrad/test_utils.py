@@ -693,7 +693,7 @@ def _op_graph(opdef: OpDef, values: Sequence[np.ndarray],
     node = compiler.make_node(opdef, [Entry(v, 0) for v in variables], attrs)
     canonical = node.attrs
     visible = node.num_outputs if canonical.get("output_mean_var") else \
-        (opdef.visible_outputs or node.num_outputs)
+        (opdef.visible(canonical) or node.num_outputs)
     return variables, node, [Entry(node, k) for k in range(visible)]
 
 

@@ -208,7 +208,7 @@ def _run(opdef: OpDef, inputs: Sequence[NDArray], attrs: dict, record: bool) -> 
 
 
 def _visible(opdef: OpDef, attrs: dict, arrays: list[NDArray]) -> Any:
-    count = len(arrays) if attrs.get("output_mean_var") else (opdef.visible_outputs or
+    count = len(arrays) if attrs.get("output_mean_var") else (opdef.visible(attrs) or
                                                                len(arrays))
     return arrays[0] if count == 1 else arrays[:count]
 
