@@ -18,6 +18,8 @@ from . import initializer as init
 from . import lr_scheduler, optimizer, metric, io, recordio, callback
 from . import gluon
 from . import name
+from . import model, module
+from . import module as mod
 from .executor import compile
 from .base import MXNetError
 from .context import Context, cpu, current_context, gpu
@@ -27,4 +29,4 @@ __version__ = "0.1.0"
 __all__ = ["nd", "ndarray", "autograd", "sym", "symbol", "random", "base", "context",
            "Context", "cpu", "gpu", "current_context", "MXNetError", "viz", "visualization",
            "compile", "test_utils", "init", "initializer", "lr_scheduler", "optimizer",
-           "metric", "io", "recordio", "callback", "gluon", "name"]
+           "metric", "io", "recordio", "callback", "gluon", "name", "model", "module", "mod"]
