@@ -1,0 +1,270 @@
+"""``mx.mod.Module`` and ``mx.model`` checkpoints against real MXNet 1.9.1.
+
+One training script, written for MXNet 1.x, runs unchanged in MXNet (interop
+virtualenv) and here with ``mx`` bound to symgrad, from the same data and
+initial parameters: the metric values of every batch and epoch (as ``fit`` logs
+them), ``score``, ``predict`` and the trained parameters must agree. Each side
+then resumes training from the other's checkpoint (symbol, parameters and
+optimizer states), and loads the other's ``do_checkpoint`` files. A recurrent
+cell's exported graph, whose begin state is ``_zeros`` of shape ``(0, 8)``,
+infers its shapes and runs here to MXNet's numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+import symgrad
+from mxnet_interop import run_mxnet
+
+pytestmark = pytest.mark.interop
+
+SCRIPT = r'''
+import json, logging, os, sys
+import numpy as np
+
+work, mode = sys.argv[1], sys.argv[2]
+messages = []
+
+
+class Collect(logging.Handler):
+    def emit(self, record):
+        messages.append(record.getMessage())
+
+
+logger = logging.getLogger("module-interop")
+logger.setLevel(logging.INFO)
+logger.addHandler(Collect())
+logger.propagate = False
+
+d = np.load(os.path.join(work, "data.npz"))
+train = mx.io.NDArrayIter(d["X"], d["y"], batch_size=16)  # 60 samples: the last batch pads
+val = mx.io.NDArrayIter(d["Xv"], d["yv"], batch_size=16)
+batches = []
+
+
+def on_batch(param):
+    batches.append([param.epoch, param.nbatch] +
+                   [float(v) for _, v in param.eval_metric.get_name_value()])
+
+
+opt_params = {"learning_rate": 0.2, "momentum": 0.9, "wd": 0.001}
+if mode == "fresh":
+    data = mx.sym.var("data")
+    net = mx.sym.FullyConnected(data, num_hidden=16, name="fc1")
+    net = mx.sym.Activation(net, act_type="relu", name="relu1")
+    net = mx.sym.FullyConnected(net, num_hidden=3, name="fc2")
+    net = mx.sym.SoftmaxOutput(net, name="softmax")
+    init = np.load(os.path.join(work, "init.npz"))
+    arg_params = {k: mx.nd.array(init[k]) for k in init.files}
+    mod = mx.mod.Module(net, logger=logger)
+    mod.fit(train, eval_data=val, eval_metric=["acc", "ce"], optimizer="sgd",
+            optimizer_params=opt_params, arg_params=arg_params, num_epoch=3,
+            batch_end_callback=on_batch,
+            epoch_end_callback=mx.callback.do_checkpoint(os.path.join(work, "ck")))
+    mod.save_checkpoint(os.path.join(work, "mod"), 3, save_optimizer_states=True)
+else:  # resume from the checkpoint in the directory argv[3]
+    mod = mx.mod.Module.load(os.path.join(sys.argv[3], "mod"), 3,
+                             load_optimizer_states=True, logger=logger)
+    mod.fit(train, eval_data=val, eval_metric=["acc", "ce"], optimizer="sgd",
+            optimizer_params=opt_params, begin_epoch=3, num_epoch=5,
+            batch_end_callback=on_batch)
+score = mod.score(val, "acc")
+pred = mod.predict(val)
+np.save(os.path.join(work, mode + "-pred.npy"), pred.asnumpy())
+args, auxs = mod.get_params()
+np.savez(os.path.join(work, mode + "-params.npz"), **{k: v.asnumpy() for k, v in args.items()})
+json.dump({"log": [m for m in messages if "Time cost" not in m], "batches": batches,
+           "score": [[n, float(v)] for n, v in score],
+           "output_shapes": [[n, list(s)] for n, s in mod.output_shapes]},
+          open(os.path.join(work, mode + ".json"), "w"))
+'''
+
+
+def _make_data(work) -> None:
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(60, 6)).astype(np.float32)
+    y = ((X[:, 0] + X[:, 1] > 0).astype(np.float32) + (X[:, 2] > 0.8)).astype(np.float32)
+    Xv = rng.normal(size=(40, 6)).astype(np.float32)
+    yv = ((Xv[:, 0] + Xv[:, 1] > 0).astype(np.float32) + (Xv[:, 2] > 0.8)).astype(np.float32)
+    np.savez(work / "data.npz", X=X, y=y, Xv=Xv, yv=yv)
+    np.savez(work / "init.npz",
+             fc1_weight=rng.normal(0, 0.4, (16, 6)).astype(np.float32),
+             fc1_bias=rng.normal(0, 0.1, (16,)).astype(np.float32),
+             fc2_weight=rng.normal(0, 0.4, (3, 16)).astype(np.float32),
+             fc2_bias=np.zeros(3, np.float32))
+
+
+def _run_here(work, *args: str) -> None:
+    argv = sys.argv
+    sys.argv = ["script", str(work), *args]
+    try:
+        exec(SCRIPT, {"mx": symgrad, "__name__": "__main__"})
+    finally:
+        sys.argv = argv
+
+
+def _parse_log(lines: list[str]) -> list[tuple[str, float]]:
+    """``Epoch[0] Train-accuracy=0.5`` lines as (key, value) pairs."""
+    pairs = []
+    for line in lines:
+        key, _, value = line.rpartition("=")
+        pairs.append((key, float(value)))
+    return pairs
+
+
+def _assert_same_run(ours: dict, theirs: dict) -> None:
+    log_ours, log_theirs = _parse_log(ours["log"]), _parse_log(theirs["log"])
+    assert [k for k, _ in log_ours] == [k for k, _ in log_theirs]
+    assert any("Validation-cross-entropy" in k for k, _ in log_ours)
+    np.testing.assert_allclose([v for _, v in log_ours], [v for _, v in log_theirs],
+                               rtol=1e-4, atol=1e-5)
+    assert len(ours["batches"]) == len(theirs["batches"]) > 0
+    np.testing.assert_allclose(ours["batches"], theirs["batches"], rtol=1e-4, atol=1e-5)
+    assert ours["score"][0][0] == theirs["score"][0][0] == "accuracy"
+    assert ours["score"][0][1] == pytest.approx(theirs["score"][0][1], abs=1e-6)
+    assert ours["output_shapes"] == theirs["output_shapes"]
+
+
+@pytest.fixture(scope="module")
+def runs(mxnet_python, tmp_path_factory):
+    """Both libraries' fresh runs, and each one's resume from the other's files."""
+    here = tmp_path_factory.mktemp("symgrad")
+    there = tmp_path_factory.mktemp("mxnet")
+    _make_data(here)
+    for name in ("data.npz", "init.npz"):
+        (there / name).write_bytes((here / name).read_bytes())
+    run_mxnet(mxnet_python, "import mxnet as mx\n" + SCRIPT, there, str(there), "fresh")
+    _run_here(here, "fresh")
+    run_mxnet(mxnet_python, "import mxnet as mx\n" + SCRIPT, there, str(there), "resume",
+              str(here))
+    _run_here(here, "resume", str(there))
+    return here, there
+
+
+def test_fit_score_predict_match_mxnet(runs):
+    here, there = runs
+    ours = json.loads((here / "fresh.json").read_text())
+    theirs = json.loads((there / "fresh.json").read_text())
+    _assert_same_run(ours, theirs)
+    # training must have moved: the last epoch's accuracy beats the first batch's
+    assert ours["batches"][-1][2] > ours["batches"][0][2]
+    pred_ours, pred_theirs = np.load(here / "fresh-pred.npy"), np.load(there / "fresh-pred.npy")
+    assert pred_ours.shape == (40, 3)  # the last batch's padding removed
+    np.testing.assert_allclose(pred_ours, pred_theirs, rtol=1e-4, atol=1e-5)
+    params_ours, params_theirs = np.load(here / "fresh-params.npz"), \
+        np.load(there / "fresh-params.npz")
+    assert sorted(params_ours.files) == sorted(params_theirs.files)
+    for name in params_ours.files:
+        np.testing.assert_allclose(params_ours[name], params_theirs[name], rtol=1e-4,
+                                   atol=1e-5, err_msg=name)
+
+
+def test_resume_from_each_others_checkpoints(runs):
+    """MXNet continues from symgrad's checkpoint (symbol, params, momentum states)
+    and symgrad from MXNet's: the two continuations agree."""
+    here, there = runs
+    ours = json.loads((here / "resume.json").read_text())
+    theirs = json.loads((there / "resume.json").read_text())
+    _assert_same_run(ours, theirs)
+    assert ours["log"][0].startswith("Epoch[3] Train-accuracy=")
+    np.testing.assert_allclose(np.load(here / "resume-pred.npy"),
+                               np.load(there / "resume-pred.npy"), rtol=1e-4, atol=1e-5)
+    for name, value in np.load(here / "resume-params.npz").items():
+        np.testing.assert_allclose(value, np.load(there / "resume-params.npz")[name],
+                                   rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+CHECK_THEIRS = r'''
+import json, sys
+import mxnet as mx
+import numpy as np
+sym, args, auxs = mx.model.load_checkpoint(sys.argv[1], 2)
+json.dump({"args": sym.list_arguments(), "aux": sorted(auxs),
+           "values": {k: v.asnumpy().tolist() for k, v in args.items()}},
+          open("loaded.json", "w"))
+mx.model.save_checkpoint("mxsaved", 7, sym, args, auxs)
+'''
+
+
+def test_checkpoint_files_load_both_ways(runs, mxnet_python, tmp_path):
+    here, there = runs
+    # MXNet's do_checkpoint files (epoch 2 of 3) load here
+    symbol, args, auxs = symgrad.model.load_checkpoint(str(there / "ck"), 2)
+    assert symbol.list_arguments() == ["data", "fc1_weight", "fc1_bias", "fc2_weight",
+                                       "fc2_bias", "softmax_label"]
+    assert sorted(args) == ["fc1_bias", "fc1_weight", "fc2_bias", "fc2_weight"]
+    assert auxs == {}
+    ours_sym, ours_args, _ = symgrad.model.load_checkpoint(str(here / "ck"), 2)
+    for name, value in args.items():  # the same training: the same epoch-2 weights
+        np.testing.assert_allclose(ours_args[name].asnumpy(), value.asnumpy(), rtol=1e-4,
+                                   atol=1e-5)
+    # ours load in MXNet, and what MXNet's save_checkpoint writes of them loads here
+    run_mxnet(mxnet_python, CHECK_THEIRS, tmp_path, str(here / "ck"))
+    loaded = json.loads((tmp_path / "loaded.json").read_text())
+    assert loaded["args"] == ours_sym.list_arguments() and loaded["aux"] == []
+    for name, value in loaded["values"].items():
+        np.testing.assert_array_equal(np.array(value, np.float32), ours_args[name].asnumpy())
+    again, again_args, _ = symgrad.model.load_checkpoint(str(tmp_path / "mxsaved"), 7)
+    assert again.list_arguments() == ours_sym.list_arguments()
+    assert again.list_outputs() == ours_sym.list_outputs() == ["softmax_output"]
+    for name, value in again_args.items():
+        np.testing.assert_array_equal(value.asnumpy(), ours_args[name].asnumpy())
+
+
+RNN_EXPORT = r'''
+import mxnet as mx
+import numpy as np
+mx.random.seed(3)
+
+
+class Net(mx.gluon.HybridBlock):
+    def __init__(self):
+        super().__init__()
+        with self.name_scope():
+            self.cell = mx.gluon.rnn.RNNCell(8, input_size=4)
+            self.lstm = mx.gluon.rnn.LSTMCell(5, input_size=8)
+
+    def hybrid_forward(self, F, x):
+        out, _ = self.cell.unroll(3, x, layout="NTC", merge_outputs=True)
+        out, _ = self.lstm.unroll(3, out, layout="NTC", merge_outputs=True)
+        return out
+
+
+net = Net()
+net.initialize(mx.init.Uniform(0.5))
+net.hybridize()
+x = mx.nd.array(np.load("x.npy"))
+np.save("y.npy", net(x).asnumpy())
+net.export("rnn")
+'''
+
+
+def test_exported_rnn_cells_with_zero_sized_begin_states(mxnet_python, tmp_path):
+    """The ``_zeros`` begin states (shape ``(0, 8)``) take the batch size from the
+    rest of the graph, as MXNet infers it."""
+    x = np.random.default_rng(0).normal(size=(2, 3, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    run_mxnet(mxnet_python, RNN_EXPORT, tmp_path)
+    graph = json.loads((tmp_path / "rnn-symbol.json").read_text())
+    zero_shapes = [node["attrs"]["shape"] for node in graph["nodes"] if node["op"] == "_zeros"]
+    assert "(0, 8)" in zero_shapes and "(0, 5)" in zero_shapes
+    symbol, args, auxs = symgrad.model.load_checkpoint(str(tmp_path / "rnn"), 0)
+    arg_shapes, out_shapes, _ = symbol.infer_shape(data=(2, 3, 4))
+    assert out_shapes == [(2, 3, 5)]
+    assert dict(zip(symbol.list_arguments(), arg_shapes))["data"] == (2, 3, 4)
+    block = symgrad.gluon.SymbolBlock.imports(str(tmp_path / "rnn-symbol.json"), ["data"],
+                                              str(tmp_path / "rnn-0000.params"))
+    np.testing.assert_allclose(block(symgrad.nd.array(x)).asnumpy(),
+                               np.load(tmp_path / "y.npy"), rtol=1e-5, atol=1e-6)
+    # and a Module runs the file too
+    mod = symgrad.mod.Module(symbol, label_names=None)
+    mod.bind(data_shapes=[("data", (2, 3, 4))], for_training=False)
+    mod.set_params(args, auxs)
+    mod.forward(symgrad.io.DataBatch([symgrad.nd.array(x)]))
+    np.testing.assert_allclose(mod.get_outputs()[0].asnumpy(), np.load(tmp_path / "y.npy"),
+                               rtol=1e-5, atol=1e-6)
