@@ -9,6 +9,7 @@ from . import (  # noqa: F401  (registration)  # noqa: F401
     fused,
     gluon_extra,
     indexing,
+    linalg,
     losses,
     nn,
     normalization,

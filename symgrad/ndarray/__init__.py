@@ -17,7 +17,7 @@ import numpy as np
 from ..base import MXNetError
 from ..context import check_context
 from .._namespace import fill_namespace
-from . import random
+from . import linalg, random
 from .ndarray import NDArray, invoke, is_ndarray
 from .serialization import load, load_frombuffer, save
 
@@ -118,4 +118,5 @@ def concatenate(arrays: list, axis: int = 0, always_copy: bool = True) -> NDArra
 fill_namespace(globals(), invoke, is_ndarray, _finish)
 
 __all__ = ["NDArray", "array", "zeros", "ones", "full", "arange", "empty", "maximum",
-           "minimum", "power", "waitall", "random", "MXNetError", "save", "load", "load_frombuffer"]
+           "minimum", "power", "waitall", "random", "linalg", "MXNetError", "save", "load",
+           "load_frombuffer"]
