@@ -2,6 +2,7 @@
 
 from . import (  # noqa: F401  (registration)  # noqa: F401
     activations,
+    contrib,
     conv,
     ctc,
     custom,
@@ -16,6 +17,7 @@ from . import (  # noqa: F401  (registration)  # noqa: F401
     optimizer,
     random,
     reduce,
+    rnn,
     sequence,
     shape,
 )
