@@ -290,8 +290,16 @@ def materialize(heads: Sequence[Entry], shapes: Mapping[str, Any] | None = None,
             var_dtype[node] = np.dtype(given_dtype) if given_dtype is not None \
                 else node.types[0].dtype
     _propagate_dtypes(nodes, var_dtype)
-    for _ in range(len(nodes) + 1):  # each round can only learn more variable shapes
-        result, learned = _walk(nodes, var_shape, var_dtype, is_train)
+    fills: dict[Node, tuple] = {}  # creation nodes' zero dims learned from their consumers
+    unknown_dims = sum(_zero_dims(node) for node in nodes)
+    # each round learns a variable's shape or a zero dim, or is the last
+    for _ in range(len(nodes) + unknown_dims + 1):
+        try:
+            result, learned = _walk(nodes, var_shape, var_dtype, is_train, fills)
+        except _ShapeConflict as conflict:
+            if not _fill_zero_dims(conflict, var_shape, var_dtype, is_train, fills):
+                raise conflict.error from None
+            continue
         if not learned:
             break
     if not partial:
@@ -322,7 +330,17 @@ def _propagate_dtypes(nodes: Sequence[Node], var_dtype: dict[Node, np.dtype | No
             var_dtype[node] = np.dtype(np.float32)
 
 
-def _walk(nodes, var_shape, var_dtype, is_train) -> tuple[Materialized, bool]:
+class _ShapeConflict(Exception):
+    """An op rejected its inputs' shapes: the node, its typed inputs and the error."""
+
+    def __init__(self, node: Node, inputs: list[Entry], error: MXNetShapeError):
+        super().__init__(str(error))
+        self.node, self.inputs, self.error = node, inputs, error
+
+
+def _walk(nodes, var_shape, var_dtype, is_train,
+          fills: Mapping[Node, tuple] | None = None) -> tuple[Materialized, bool]:
+    fills = fills or {}
     result = Materialized()
     learned = False
     for node in nodes:
@@ -340,11 +358,86 @@ def _walk(nodes, var_shape, var_dtype, is_train) -> tuple[Materialized, bool]:
         attrs = dict(node.attrs)
         if is_train is not None and node.op.uses_train_mode:
             attrs["is_train"] = is_train
+        if node in fills:
+            attrs["shape"] = fills[node]
         try:
             result.nodes[node] = make_node(node.op, inputs, attrs, node.name)
         except GraphError as err:
-            raise MXNetShapeError(f"in node {node.name!r}: {err}") from None
+            raise _ShapeConflict(node, inputs, MXNetShapeError(
+                f"in node {node.name!r}: {err}")) from None
     return result, learned
+
+
+# ---------------------------------------------------------------------------
+# zero dims: sizes MXNet leaves to inference (the begin states of exported cells)
+# ---------------------------------------------------------------------------
+
+def _zero_dims(node: Node) -> int:
+    """How many dims of a creation node's ``shape`` attr are 0 (unknown, as MXNet
+    1.x reads them: ``_zeros(shape=(0, 128))`` takes its batch size from the graph)."""
+    if node.inputs or node.is_variable or node.op.kind != "creation":
+        return 0
+    return sum(1 for size in node.attrs.get("shape", ()) if size == 0)
+
+
+def _wanted_shape(conflict: _ShapeConflict) -> list[int | None] | None:
+    """Per axis, the size an elementwise op's inputs agree on (from the inputs
+    whose size there is not 0); None for ops that do not ask for equal shapes."""
+    if conflict.node.op.kind != "elemwise":
+        return None
+    shapes = [entry.shape for entry in conflict.inputs]
+    if len({len(shape) for shape in shapes}) != 1:
+        return None
+    return [max((shape[axis] for shape in shapes if shape[axis] != 0), default=None)
+            for axis in range(len(shapes[0]))]
+
+
+def _fill_zero_dims(conflict: _ShapeConflict, var_shape, var_dtype, is_train,
+                    fills: dict[Node, tuple]) -> bool:
+    """Learn zero dims of the creation nodes upstream of a rejected elementwise op
+    from its other inputs, as MXNet's backward shape inference does; whether any
+    was learned.
+
+    Which dim of an input comes from which zero dim of a creation node is found by
+    probing: the input's ancestors are inferred again with that dim set to a size
+    no other axis has, and the input's axes showing that size take the size the
+    op's other inputs give. This follows the size through any op (FullyConnected
+    keeps the batch axis, elementwise ops keep every axis) without a backward
+    rule per op.
+    """
+    wanted = _wanted_shape(conflict)
+    if wanted is None:
+        return False
+    learned = False
+    for original, typed in zip(conflict.node.inputs, conflict.inputs):
+        missing = [axis for axis, size in enumerate(typed.shape)
+                   if size == 0 and wanted[axis] is not None]
+        if not missing:
+            continue
+        ancestors = topo_order([original])
+        for source in ancestors:
+            shape = fills.get(source, source.attrs.get("shape", ())) \
+                if _zero_dims(source) else ()
+            for dim, size in enumerate(shape):
+                if size != 0:
+                    continue
+                probe = 1_000_003 + 2 * dim  # larger than any real axis
+                trial = dict(fills)
+                trial[source] = tuple(probe if i == dim else s for i, s in enumerate(shape))
+                try:
+                    # a copy: a probe must not teach parameter shapes
+                    probed, _ = _walk(ancestors, dict(var_shape), var_dtype, is_train, trial)
+                except _ShapeConflict:
+                    continue
+                entry = probed.entry(original)
+                if entry is None:
+                    continue
+                sizes = {wanted[axis] for axis in missing if entry.shape[axis] == probe}
+                if len(sizes) == 1:
+                    shape = tuple(sizes.pop() if i == dim else s for i, s in enumerate(shape))
+                    fills[source] = shape
+                    learned = True
+    return learned
 
 
 def _learn_parameter_shapes(node: Node, inputs: Sequence[Entry | None],
