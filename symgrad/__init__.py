@@ -17,6 +17,8 @@ from . import initializer
 from . import initializer as init
 from . import lr_scheduler, optimizer, metric, io, recordio, callback
 from . import gluon
+from . import kvstore
+from . import kvstore as kv
 from . import name
 from . import model, module
 from . import module as mod
@@ -29,4 +31,5 @@ __version__ = "0.1.0"
 __all__ = ["nd", "ndarray", "autograd", "sym", "symbol", "random", "base", "context",
            "Context", "cpu", "gpu", "current_context", "MXNetError", "viz", "visualization",
            "compile", "test_utils", "init", "initializer", "lr_scheduler", "optimizer",
-           "metric", "io", "recordio", "callback", "gluon", "name", "model", "module", "mod"]
+           "metric", "io", "recordio", "callback", "gluon", "name", "model", "module", "mod",
+           "kv", "kvstore"]
