@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .ir import Entry, Node, unit_axes
+from .ir import _UNIT_AXES, Entry, Node, unit_axes
 
 
 def chain_signature(head: Entry, leaf_role: Callable[[Node], Any]
@@ -30,12 +30,14 @@ def chain_signature(head: Entry, leaf_role: Callable[[Node], Any]
     is the head's ``(position, output index)``, as there.
     """
     # The key is one flat tuple, four items per op (op, attrs, input index, the
-    # length-one axes of its outputs: a reshape or slice may make one) then
+    # length-one axes of its outputs, since a reshape or slice may make one; None
+    # for the ops that keep their input's type, most of them, and cost a hash) then
     # the leaf's four: it is hashed and compared on every backward, and a flat
     # tuple does both twice as fast as a tuple of per-node tuples.
     nodes: list[Node] = []
     parts: list = ["chain"]
     add_node, add_part = nodes.append, parts.extend
+    known = _UNIT_AXES.get  # unit_axes' memo, read inline: this loop is the hot path
     node = head.node
     inputs = node.inputs
     while inputs:
@@ -45,7 +47,7 @@ def chain_signature(head: Entry, leaf_role: Callable[[Node], Any]
         attrs = node.attrs
         add_node(node)
         add_part((node.op, tuple(attrs.items()) if attrs else (), index,
-                  unit_axes(node.types)))
+                  None if node.op.keeps_type else known(node.types) or unit_axes(node.types)))
         node = parent
         inputs = node.inputs
     leaf_type = node.types[0]

@@ -133,30 +133,28 @@ def topo_order(heads: Sequence[Entry]) -> list[Node]:
     return order
 
 
-# Shape -> which of its axes have length one, memoised: every op node pays for
-# this on every keyed backward, and a training loop meets a handful of shapes.
-_UNIT_AXES: dict[tuple[int, ...], tuple[bool, ...]] = {}
-_UNIT_AXES_LIMIT = 4096  # forget them all past this many shapes (bounded memory)
+# Output types -> which of their axes have length one, memoised by the types
+# tuple itself (a node's ``types``): every op node pays for this on every keyed
+# backward, and a training loop meets a handful of types.
+_UNIT_AXES: dict[tuple, tuple] = {}
+_UNIT_AXES_LIMIT = 4096  # forget them all past this many (bounded memory)
 
 
 def unit_axes(types: tuple[TensorType, ...]) -> tuple:
     """Which axes of each output type have length one: the only size fact that a
     program's kernels (broadcasting, indexing) and its gradient graph (which axes
-    a broadcast's gradient sums) depend on. One tuple of flags for a node of one
-    output, a tuple of those for several.
+    a broadcast's gradient sums) depend on. One tuple of flags per output.
 
     >>> unit_axes((TensorType((5, 1), np.dtype("float32")),))
-    (False, True)
+    ((False, True),)
     """
-    if len(types) == 1:
-        shape = types[0][0]
-        flags = _UNIT_AXES.get(shape)
-        if flags is None:
-            if len(_UNIT_AXES) >= _UNIT_AXES_LIMIT:
-                _UNIT_AXES.clear()
-            flags = _UNIT_AXES[shape] = tuple([size == 1 for size in shape])
-        return flags
-    return tuple([unit_axes((t,)) for t in types])
+    flags = _UNIT_AXES.get(types)
+    if flags is None:
+        if len(_UNIT_AXES) >= _UNIT_AXES_LIMIT:
+            _UNIT_AXES.clear()
+        flags = _UNIT_AXES[types] = tuple([tuple([size == 1 for size in t.shape])
+                                           for t in types])
+    return flags
 
 
 def structural_key(nodes: Sequence[Node], heads: Sequence[Entry], leaf_role
@@ -167,7 +165,8 @@ def structural_key(nodes: Sequence[Node], heads: Sequence[Entry], leaf_role
     It records, in topological order, each node's op, canonical attrs (a dict
     built in the op's declared attribute order, so its items are canonical) and
     wiring (inputs as positions in ``nodes``), which axes of its outputs have
-    length one (:func:`unit_axes`), and for leaves their dtype and
+    length one (:func:`unit_axes`; None for an op whose output has its first
+    input's type, which the key already holds), and for leaves their dtype and
     ``leaf_role(node)`` (for example whether and how it needs a gradient). Sizes
     are not in the key, so a new batch size reuses compiled kernels; the
     length-one axes of every entry, intermediate ones included, are, since
@@ -189,7 +188,8 @@ def _key_part(node: Node, position: dict[int, int], leaf_role) -> tuple:
     if node.inputs:
         return (node.op, tuple(node.attrs.items()),
                 tuple([(position[id(e.node)], e.index) for e in node.inputs]),
-                unit_axes(node.types))
+                None if node.op.keeps_type else
+                _UNIT_AXES.get(node.types) or unit_axes(node.types))
     leaf_type = node.types[0]
     return (node.op, leaf_type.dtype.char, tuple([size == 1 for size in leaf_type.shape]),
             leaf_role(node))

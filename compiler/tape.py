@@ -27,7 +27,7 @@ from collections.abc import Callable
 from threading import get_ident
 from typing import Any
 
-from .ir import Entry, Node, unit_axes
+from .ir import _UNIT_AXES, Entry, Node, unit_axes
 
 
 class Template:
@@ -210,7 +210,8 @@ class Tape:
             template.layout.append(at)
             attrs = node.attrs
             parts.append((node.op, tuple(attrs.items()) if attrs else (), tuple(wiring),
-                          unit_axes(node.types)))
+                          None if node.op.keeps_type else
+                          _UNIT_AXES.get(node.types) or unit_axes(node.types)))
             template.ops.append((node.op, attrs, tuple(sources), node.types))
         if len(read) != len(ops) - 1:
             return None  # an op recorded here that the head does not need
