@@ -17,9 +17,9 @@ import sys
 
 import numpy as np
 import pytest
+from mxnet_interop import run_mxnet
 
 import symgrad
-from mxnet_interop import run_mxnet
 
 pytestmark = pytest.mark.interop
 
