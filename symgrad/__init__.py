@@ -20,6 +20,8 @@ from . import gluon
 from . import kvstore
 from . import kvstore as kv
 from . import name
+from . import operator
+from . import contrib
 from . import model, module
 from . import module as mod
 from .executor import compile

@@ -680,3 +680,7 @@ from . import symbol_linalg as linalg  # noqa: E402, F401
 
 __all__ = ["Symbol", "var", "Variable", "Group", "load", "load_json", "maximum", "minimum",
            "power", "pow", "zeros", "ones"]
+
+# mx.sym.contrib (and mx.sym.Custom): made from this module's function builder too
+from . import symbol_contrib as contrib  # noqa: E402, F401
+from .symbol_contrib import Custom  # noqa: E402, F401

@@ -18,6 +18,7 @@ from ..base import MXNetError
 from ..context import check_context
 from .._namespace import fill_namespace
 from . import linalg, random
+from . import contrib
 from .ndarray import NDArray, invoke, is_ndarray
 from .serialization import load, load_frombuffer, save
 
@@ -114,6 +115,8 @@ def concatenate(arrays: list, axis: int = 0, always_copy: bool = True) -> NDArra
     """Join a list of arrays along ``axis``."""
     return invoke("Concat", tuple(arrays), {"dim": axis})
 
+
+from ..operator import custom as Custom  # noqa: E402,N812  (mx.nd.Custom)
 
 fill_namespace(globals(), invoke, is_ndarray, _finish)
 

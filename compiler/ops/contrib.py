@@ -1,0 +1,716 @@
+"""MXNet's ``contrib`` ops that run on a CPU, under their registry names
+(``_contrib_<name>``; ``mx.nd.contrib.<name>`` strips the prefix).
+
+Linear ops whose adjoint is not another public op (BilinearResize2D, ROIAlign,
+boolean_mask, box_nms) each register a ``_backward_contrib_*`` twin that applies
+the adjoint; the twin's own gradient is the forward op again, so both
+differentiate to any order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..ir import GraphError, TensorType
+from ..registry import (
+    Attr,
+    OpDef,
+    TestSpec,
+    as_axes,
+    as_bool,
+    as_float,
+    as_int,
+    as_optional_int,
+    as_shape,
+    one_of,
+    register,
+    same_as_first,
+)
+from .common import F, normalize_axis
+
+# ---------------------------------------------------------------------------
+# quadratic and div_sqrt_dim
+# ---------------------------------------------------------------------------
+
+_QUADRATIC_ATTRS = {"a": Attr(as_float, 0.0), "b": Attr(as_float, 0.0), "c": Attr(as_float, 0.0)}
+
+
+def _quadratic(x, *, a, b, c):
+    return (a * x * x + b * x + c).astype(x.dtype, copy=False)
+
+
+def quadratic_grad(g, x, *, out, a, b, c):
+    """g * (2 a x + b)"""
+    return g * (x * (2.0 * a) + b)
+
+
+register(OpDef(name="_contrib_quadratic", infer=same_as_first, impl=_quadratic,
+               grad=quadratic_grad, attrs=_QUADRATIC_ATTRS, kind="elemwise",
+               scalar="{a} * {0} * {0} + {b} * {0} + {c}",
+               doc="a x^2 + b x + c, elementwise.\n\nGradient\n--------\ng (2 a x + b)",
+               test=TestSpec(attrs={"a": 1.5, "b": -0.5, "c": 2.0})))
+
+
+def _div_sqrt_dim(x):
+    return (x / np.sqrt(x.shape[-1])).astype(x.dtype, copy=False)
+
+
+def div_sqrt_dim_grad(g, x, *, out):
+    """g / sqrt(d), d the length of the last axis"""
+    return g * (1.0 / math.sqrt(x.shape[-1]))
+
+
+register(OpDef(name="_contrib_div_sqrt_dim", infer=same_as_first, impl=_div_sqrt_dim,
+               grad=div_sqrt_dim_grad,
+               doc="data / sqrt(data.shape[-1]) (attention's scaling).\n\nGradient\n"
+                   "--------\ng / sqrt(d)",
+               test=TestSpec(shapes=((2, 3, 4),))))
+
+
+# ---------------------------------------------------------------------------
+# allclose, index_array, arange_like (no gradient)
+# ---------------------------------------------------------------------------
+
+def _allclose_types(types, **_attrs):
+    if types[0].shape != types[1].shape:
+        raise GraphError("a and b must have one shape")
+    return [TensorType((), np.dtype(np.uint8))]
+
+
+def _allclose(a, b, *, rtol, atol, equal_nan):
+    return np.array(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan),
+                    dtype=np.uint8)
+
+
+register(OpDef(name="_contrib_allclose", infer=_allclose_types, impl=_allclose,
+               inputs=("a", "b"), differentiable=False,
+               attrs={"rtol": Attr(as_float, 1e-5), "atol": Attr(as_float, 1e-8),
+                      "equal_nan": Attr(as_bool, True)},
+               doc="1 (uint8, shape ()) if |a - b| <= atol + rtol |b| everywhere, else 0.",
+               test=TestSpec(shapes=((3, 4), (3, 4)))))
+
+
+def _index_axes(ndim: int, axes) -> tuple[int, ...]:
+    return tuple(range(ndim)) if axes is None else tuple(normalize_axis(a, ndim) for a in axes)
+
+
+def _index_array_types(types, *, axes):
+    shape = types[0].shape
+    return [TensorType(shape + (len(_index_axes(len(shape), axes)),), np.dtype(np.int64))]
+
+
+def _index_array(data, *, axes):
+    grids = np.indices(data.shape, dtype=np.int64)
+    picked = [grids[a] for a in _index_axes(data.ndim, axes)]
+    return np.stack(picked, axis=-1) if picked else \
+        np.zeros(data.shape + (0,), dtype=np.int64)
+
+
+register(OpDef(name="_contrib_index_array", infer=_index_array_types, impl=_index_array,
+               attrs={"axes": Attr(as_axes, None)}, differentiable=False,
+               doc="Each element's index (int64): shape data.shape + (len(axes),).",
+               test=TestSpec(shapes=((2, 3),), attrs={"axes": (-1, 0)})))
+
+
+def _arange_like_types(types, *, start, step, repeat, axis):
+    shape = types[0].shape
+    if axis is not None:
+        shape = (shape[normalize_axis(axis, len(shape))],)
+    return [TensorType(shape, types[0].dtype)]
+
+
+def _arange_like(data, *, start, step, repeat, axis):
+    shape = data.shape if axis is None else (data.shape[axis % data.ndim],)
+    count = int(np.prod(shape))
+    values = start + step * (np.arange(count) // max(repeat, 1))
+    return values.astype(data.dtype).reshape(shape)
+
+
+register(OpDef(name="_contrib_arange_like", infer=_arange_like_types, impl=_arange_like,
+               differentiable=False, shape_only=(0,),
+               attrs={"start": Attr(as_float, 0.0), "step": Attr(as_float, 1.0),
+                      "repeat": Attr(as_int, 1), "axis": Attr(as_optional_int, None)},
+               doc="start, start + step, ... shaped like data (or like its ``axis``), "
+                   "each value repeated ``repeat`` times.",
+               test=TestSpec(shapes=((2, 3),), attrs={"start": 1.0, "step": 0.5,
+                                                     "repeat": 2})))
+
+
+# ---------------------------------------------------------------------------
+# index_copy
+# ---------------------------------------------------------------------------
+
+def _index_copy_types(types):
+    old, index, new = types
+    if len(index.shape) != 1 or new.shape != index.shape + old.shape[1:]:
+        raise GraphError(f"new_tensor must be {index.shape + old.shape[1:]}")
+    if old.dtype != new.dtype:
+        raise GraphError("old_tensor and new_tensor must have one dtype")
+    return [old]
+
+
+def _index_copy(old, index, new):
+    out = old.copy()
+    out[index.astype(np.int64)] = new
+    return out
+
+
+def index_copy_grad(g, old, index, new, *, out):
+    """old: g with the copied rows zeroed; new: the rows of g at index"""
+    return (F._contrib_index_copy(g, index, F.zeros_like(new)), None,
+            F.take(g, index, axis=0))
+
+
+def _index_copy_inputs(rng):
+    return [rng.uniform(-2, 2, (5, 3)), np.array([3.0, 0.0]), rng.uniform(-2, 2, (2, 3))]
+
+
+register(OpDef(name="_contrib_index_copy", infer=_index_copy_types, impl=_index_copy,
+               grad=index_copy_grad, inputs=("old_tensor", "index_vector", "new_tensor"),
+               kind="gather",
+               doc="old_tensor with its rows at index_vector replaced by new_tensor's.\n\n"
+                   "Gradient\n--------\nold: g with those rows zeroed; new: g's rows there",
+               test=TestSpec(make_inputs=_index_copy_inputs, wrt=(0, 2))))
+
+
+# ---------------------------------------------------------------------------
+# boolean_mask: its output length depends on the mask's values
+# ---------------------------------------------------------------------------
+
+def _boolean_mask_types(types, *, axis):
+    raise GraphError("the output length of boolean_mask depends on the mask's values: "
+                     "it runs imperatively (mx.nd), not inside a symbol")
+
+
+def _boolean_mask(data, index, *, axis):
+    if axis != 0:
+        raise GraphError(f"axis={axis}: only axis 0 is supported (as in MXNet)")
+    if index.ndim != 1 or index.shape[0] != data.shape[0]:
+        raise GraphError(f"index of shape {index.shape} must be 1-D of length "
+                         f"{data.shape[0]}")
+    return data[index != 0]
+
+
+def boolean_mask_grad(g, data, index, *, out, axis):
+    """g's rows back at the rows the mask kept, zeros elsewhere"""
+    return F._backward_contrib_boolean_mask(g, data, index, axis=axis), None
+
+
+register(OpDef(name="_contrib_boolean_mask", infer=_boolean_mask_types, impl=_boolean_mask,
+               grad=boolean_mask_grad, inputs=("data", "index"),
+               attrs={"axis": Attr(as_int, 0)}, kind="opaque",
+               doc="The rows of data whose index entry is nonzero.\n\nGradient\n--------\n"
+                   "g scattered back to the kept rows"))
+
+
+def _boolean_unmask_types(types, *, axis):
+    return [TensorType(types[1].shape, types[0].dtype)]
+
+
+def _boolean_unmask(g, like, index, *, axis):
+    out = np.zeros(like.shape, dtype=g.dtype)
+    out[index != 0] = g
+    return out
+
+
+register(OpDef(name="_backward_contrib_boolean_mask", infer=_boolean_unmask_types,
+               impl=_boolean_unmask, shape_only=(1,), differentiable=False,
+               inputs=("grad", "data", "index"), attrs={"axis": Attr(as_int, 0)},
+               kind="opaque",
+               doc="Zeros shaped like data with grad's rows at the mask's nonzero rows "
+                   "(not differentiable: its gradient, boolean_mask, has a value-dependent "
+                   "shape that no recorded graph can hold).",
+               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (2, 3)),
+                                                      np.zeros((4, 3)),
+                                                      np.array([0, 1, 0, 1.0])],
+                             wrt=(0,))))
+
+
+# ---------------------------------------------------------------------------
+# BilinearResize2D: out = Wh @ x @ Ww^T on the last two axes
+# ---------------------------------------------------------------------------
+
+_RESIZE_MODES = ("size", "like", "odd_scale", "to_even_down", "to_even_up", "to_odd_down",
+                 "to_odd_up")
+_RESIZE_ATTRS = {"height": Attr(as_int, 1), "width": Attr(as_int, 1),
+                 "scale_height": Attr(lambda v: None if v in (None, "None") else as_float(v),
+                                      None),
+                 "scale_width": Attr(lambda v: None if v in (None, "None") else as_float(v),
+                                     None),
+                 "mode": Attr(one_of(*_RESIZE_MODES), "size"),
+                 "align_corners": Attr(as_bool, True)}
+
+
+def _resized(size: int, target: int, scale: float | None, mode: str) -> int:
+    if mode == "size":
+        return int(size * scale) if scale is not None else target
+    if mode == "odd_scale":
+        scale = 1.0 if scale is None else scale
+        return int((size - 1) * scale) + 1 if size % 2 else int(size * scale)
+    if mode == "to_even_down":
+        return size - size % 2
+    if mode == "to_even_up":
+        return size + size % 2
+    if mode == "to_odd_down":
+        return size if size % 2 else size - 1
+    return size if size % 2 else size + 1  # to_odd_up
+
+
+def _resize_inputs(attrs: dict) -> tuple[str, ...]:
+    return ("data", "like") if attrs.get("mode") == "like" else ("data",)
+
+
+def _resize_types(types, *, height, width, scale_height, scale_width, mode, align_corners):
+    data = types[0].shape
+    if len(data) != 4:
+        raise GraphError("data must be NCHW")
+    if mode == "like":
+        out_h, out_w = types[1].shape[2], types[1].shape[3]
+    else:
+        out_h = _resized(data[2], height, scale_height, mode)
+        out_w = _resized(data[3], width, scale_width, mode)
+    if out_h < 1 or out_w < 1:
+        raise GraphError(f"output size ({out_h}, {out_w}) must be positive")
+    return [TensorType(data[:2] + (out_h, out_w), types[0].dtype)]
+
+
+def _interpolation(size: int, out: int, align_corners: bool) -> np.ndarray:
+    """The (out, size) matrix of linear interpolation weights along one axis."""
+    dst = np.arange(out, dtype=np.float64)
+    if align_corners:
+        src = dst * ((size - 1) / (out - 1) if out > 1 else 0.0)
+    else:
+        src = np.maximum((dst + 0.5) * (size / out) - 0.5, 0.0)
+    low = np.minimum(np.floor(src).astype(np.int64), size - 1)
+    high = np.minimum(low + 1, size - 1)
+    frac = src - low
+    weights = np.zeros((out, size))
+    np.add.at(weights, (np.arange(out), low), 1.0 - frac)
+    np.add.at(weights, (np.arange(out), high), frac)
+    return weights
+
+
+def _resize_matrices(in_shape, out_shape, align_corners, dtype):
+    rows = _interpolation(in_shape[2], out_shape[2], align_corners).astype(dtype)
+    cols = _interpolation(in_shape[3], out_shape[3], align_corners).astype(dtype)
+    return rows, cols
+
+
+def _bilinear_resize(data, *like, **attrs):
+    (out_type,) = _resize_types([TensorType(data.shape, data.dtype)] +
+                                [TensorType(x.shape, x.dtype) for x in like], **attrs)
+    rows, cols = _resize_matrices(data.shape, out_type.shape, attrs["align_corners"],
+                                  data.dtype)
+    return np.einsum("oh,nchw,pw->ncop", rows, data, cols).astype(data.dtype, copy=False)
+
+
+def bilinear_resize_grad(g, data, *like, out, **attrs):
+    """the adjoint: Wh^T g Ww"""
+    back = F._backward_contrib_BilinearResize2D(g, data, align_corners=attrs["align_corners"])
+    return (back,) + (None,) * len(like)
+
+
+register(OpDef(name="_contrib_BilinearResize2D", infer=_resize_types, impl=_bilinear_resize,
+               grad=bilinear_resize_grad, inputs=_resize_inputs, attrs=_RESIZE_ATTRS,
+               kind="opaque",
+               doc="Bilinear resize of NCHW data's last two axes (MXNet's sampling, "
+                   "align_corners or half-pixel).\n\nGradient\n--------\nWh^T g Ww, the "
+                   "interpolation matrices transposed",
+               test=TestSpec(shapes=((2, 2, 3, 4),), attrs={"height": 5, "width": 3,
+                                                             "align_corners": False})))
+
+
+def _resize_back_types(types, *, align_corners):
+    return [TensorType(types[1].shape, types[0].dtype)]
+
+
+def _resize_back(g, like, *, align_corners):
+    rows, cols = _resize_matrices(like.shape, g.shape, align_corners, g.dtype)
+    return np.einsum("oh,ncop,pw->nchw", rows, g, cols).astype(g.dtype, copy=False)
+
+
+def resize_back_grad(gg, g, like, *, out, align_corners):
+    """the forward resize of gg to g's size"""
+    return F._contrib_BilinearResize2D(gg, g, mode="like", align_corners=align_corners), None
+
+
+register(OpDef(name="_backward_contrib_BilinearResize2D", infer=_resize_back_types,
+               impl=_resize_back, grad=resize_back_grad, inputs=("grad", "data"),
+               shape_only=(1,), attrs={"align_corners": Attr(as_bool, True)}, kind="opaque",
+               doc="The adjoint of BilinearResize2D: grad (N, C, h, w) back to data's size.",
+               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (1, 2, 5, 3)),
+                                                      np.zeros((1, 2, 3, 4))], wrt=(0,))))
+
+
+# ---------------------------------------------------------------------------
+# ROIAlign: each output cell averages bilinear samples, a linear map of data
+# ---------------------------------------------------------------------------
+
+_ROI_ATTRS = {"pooled_size": Attr(as_shape), "spatial_scale": Attr(as_float),
+              "sample_ratio": Attr(as_int, -1), "position_sensitive": Attr(as_bool, False),
+              "aligned": Attr(as_bool, False)}
+
+
+def _roi_types(types, *, pooled_size, spatial_scale, sample_ratio, position_sensitive,
+               aligned):
+    data, rois = types[0].shape, types[1].shape
+    if len(data) != 4 or len(rois) != 2 or rois[1] != 5:
+        raise GraphError("data must be NCHW and rois (R, 5)")
+    if position_sensitive:
+        raise GraphError("position_sensitive=True is not supported")
+    return [TensorType((rois[0], data[1]) + tuple(pooled_size), types[0].dtype)]
+
+
+def _bilinear_taps(y: float, x: float, height: int, width: int) -> list[tuple[int, float]]:
+    """(flat index, weight) of the four pixels around (y, x), as ROIAlign samples."""
+    if y < -1.0 or y > height or x < -1.0 or x > width:
+        return []
+    y, x = max(y, 0.0), max(x, 0.0)
+    y_low, x_low = int(y), int(x)
+    if y_low >= height - 1:
+        y_low = y_high = height - 1
+        y = float(y_low)
+    else:
+        y_high = y_low + 1
+    if x_low >= width - 1:
+        x_low = x_high = width - 1
+        x = float(x_low)
+    else:
+        x_high = x_low + 1
+    ly, lx = y - y_low, x - x_low
+    hy, hx = 1.0 - ly, 1.0 - lx
+    return [(y_low * width + x_low, hy * hx), (y_low * width + x_high, hy * lx),
+            (y_high * width + x_low, ly * hx), (y_high * width + x_high, ly * lx)]
+
+
+def _roi_weights(rois, height, width, *, pooled_size, spatial_scale, sample_ratio,
+                 aligned, **_):
+    """(R, ph*pw, H*W) weights: output cell k of roi r is weights[r, k] . image."""
+    pooled_h, pooled_w = pooled_size
+    weights = np.zeros((rois.shape[0], pooled_h * pooled_w, height * width))
+    offset = 0.5 if aligned else 0.0
+    for r, roi in enumerate(np.asarray(rois, dtype=np.float64)):
+        start_w, start_h = roi[1] * spatial_scale - offset, roi[2] * spatial_scale - offset
+        roi_w = roi[3] * spatial_scale - offset - start_w
+        roi_h = roi[4] * spatial_scale - offset - start_h
+        if not aligned:  # MXNet's legacy boxes are at least one pixel
+            roi_w, roi_h = max(roi_w, 1.0), max(roi_h, 1.0)
+        bin_h, bin_w = roi_h / pooled_h, roi_w / pooled_w
+        grid_h = sample_ratio if sample_ratio > 0 else int(math.ceil(roi_h / pooled_h))
+        grid_w = sample_ratio if sample_ratio > 0 else int(math.ceil(roi_w / pooled_w))
+        count = max(grid_h * grid_w, 1)
+        for ph in range(pooled_h):
+            for pw in range(pooled_w):
+                cell = weights[r, ph * pooled_w + pw]
+                for iy in range(grid_h):
+                    y = start_h + ph * bin_h + (iy + 0.5) * bin_h / grid_h
+                    for ix in range(grid_w):
+                        x = start_w + pw * bin_w + (ix + 0.5) * bin_w / grid_w
+                        for flat, weight in _bilinear_taps(y, x, height, width):
+                            cell[flat] += weight / count
+    return weights
+
+
+def _roi_align(data, rois, **attrs):
+    n, c, h, w = data.shape
+    weights = _roi_weights(rois, h, w, **attrs).astype(data.dtype)
+    images = data.reshape(n, c, h * w)[np.clip(rois[:, 0].astype(np.int64), 0, n - 1)]
+    out = np.einsum("rkp,rcp->rck", weights, images)
+    return out.reshape((rois.shape[0], c) + tuple(attrs["pooled_size"])).astype(data.dtype)
+
+
+def roi_align_grad(g, data, rois, *, out, **attrs):
+    """each cell's gradient spread back over the pixels it sampled; none for rois"""
+    return F._backward_contrib_ROIAlign(g, rois, data, **attrs), None
+
+
+register(OpDef(name="_contrib_ROIAlign", infer=_roi_types, impl=_roi_align,
+               grad=roi_align_grad, inputs=("data", "rois"), attrs=_ROI_ATTRS,
+               kind="opaque",
+               doc="Region-of-interest pooling by averaged bilinear samples (rois rows: "
+                   "batch index, x1, y1, x2, y2).\n\nGradient\n--------\nW^T g for data (W "
+                   "the sampling weights); none for rois",
+               test=TestSpec(make_inputs=lambda rng: [
+                   rng.uniform(-2, 2, (2, 2, 5, 6)),
+                   np.array([[0, 0.5, 0.5, 3.7, 4.1], [1, 1.2, 0.3, 5.0, 2.5]])],
+                   attrs={"pooled_size": (2, 3), "spatial_scale": 1.0, "sample_ratio": 2},
+                   wrt=(0,))))
+
+
+def _roi_back_types(types, **_attrs):
+    return [TensorType(types[2].shape, types[0].dtype)]
+
+
+def _roi_back(g, rois, like, **attrs):
+    n, c, h, w = like.shape
+    weights = _roi_weights(rois, h, w, **attrs).astype(g.dtype)
+    cells = g.reshape(g.shape[0], c, -1)
+    out = np.zeros((n, c, h * w), dtype=g.dtype)
+    np.add.at(out, np.clip(rois[:, 0].astype(np.int64), 0, n - 1),
+              np.einsum("rkp,rck->rcp", weights, cells))
+    return out.reshape(like.shape)
+
+
+def roi_back_grad(gg, g, rois, like, *, out, **attrs):
+    """ROIAlign of gg"""
+    return F._contrib_ROIAlign(gg, rois, **attrs), None, None
+
+
+register(OpDef(name="_backward_contrib_ROIAlign", infer=_roi_back_types, impl=_roi_back,
+               grad=roi_back_grad, inputs=("grad", "rois", "data"), shape_only=(2,),
+               attrs=_ROI_ATTRS, kind="opaque",
+               doc="The adjoint of ROIAlign: cell gradients back onto data's pixels.",
+               test=TestSpec(make_inputs=lambda rng: [
+                   rng.uniform(-2, 2, (2, 2, 2, 3)),
+                   np.array([[0, 0.5, 0.5, 3.7, 4.1], [1, 1.2, 0.3, 5.0, 2.5]]),
+                   np.zeros((2, 2, 5, 6))],
+                   attrs={"pooled_size": (2, 3), "spatial_scale": 1.0}, wrt=(0,))))
+
+
+# ---------------------------------------------------------------------------
+# boxes: box_iou, box_nms, bipartite_matching
+# ---------------------------------------------------------------------------
+
+def _corners(boxes: np.ndarray, box_format: str) -> np.ndarray:
+    """Boxes (..., 4) as corners xmin, ymin, xmax, ymax."""
+    if box_format == "corner":
+        return boxes
+    x, y, w, h = np.moveaxis(boxes, -1, 0)
+    return np.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2], axis=-1)
+
+
+def _centers(boxes: np.ndarray) -> np.ndarray:
+    x1, y1, x2, y2 = np.moveaxis(boxes, -1, 0)
+    return np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=-1)
+
+
+def _iou(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """IoU of every corner box in lhs (..., 4) with every one in rhs (..., 4)."""
+    a = lhs.reshape(lhs.shape[:-1] + (1,) * (rhs.ndim - 1) + (4,))
+    width = np.minimum(a[..., 2], rhs[..., 2]) - np.maximum(a[..., 0], rhs[..., 0])
+    height = np.minimum(a[..., 3], rhs[..., 3]) - np.maximum(a[..., 1], rhs[..., 1])
+    inter = np.maximum(width, 0) * np.maximum(height, 0)
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (rhs[..., 2] - rhs[..., 0]) * (rhs[..., 3] - rhs[..., 1])
+    union = area_a + area_b - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def _box_iou_types(types, *, format):
+    lhs, rhs = types[0].shape, types[1].shape
+    if lhs[-1:] != (4,) or rhs[-1:] != (4,):
+        raise GraphError("boxes must have 4 coordinates on the last axis")
+    return [TensorType(lhs[:-1] + rhs[:-1], types[0].dtype)]
+
+
+def _box_iou(lhs, rhs, *, format):
+    return _iou(_corners(lhs, format), _corners(rhs, format)).astype(lhs.dtype)
+
+
+register(OpDef(name="_contrib_box_iou", infer=_box_iou_types, impl=_box_iou,
+               inputs=("lhs", "rhs"), attrs={"format": Attr(one_of("corner", "center"),
+                                                            "corner")},
+               differentiable=False,
+               doc="Intersection over union of every lhs box with every rhs box "
+                   "(MXNet's gradient is zero).",
+               test=TestSpec(make_inputs=lambda rng: [
+                   np.array([[0, 0, 2, 2], [1, 1, 3, 3.5]]),
+                   np.array([[[0, 0, 1, 1], [0.5, 0.5, 2, 2]]])])))
+
+_NMS_ATTRS = {"overlap_thresh": Attr(as_float, 0.5), "valid_thresh": Attr(as_float, 0.0),
+              "topk": Attr(as_int, -1), "coord_start": Attr(as_int, 2),
+              "score_index": Attr(as_int, 1), "id_index": Attr(as_int, -1),
+              "background_id": Attr(as_int, -1), "force_suppress": Attr(as_bool, False),
+              "in_format": Attr(one_of("corner", "center"), "corner"),
+              "out_format": Attr(one_of("corner", "center"), "corner")}
+
+
+def _box_nms_types(types, **_attrs):
+    shape = types[0].shape
+    if len(shape) < 2:
+        raise GraphError("data must be (..., num_boxes, box_width)")
+    return [types[0], TensorType(shape[:-1], types[0].dtype)]
+
+
+def _nms_keep(batch: np.ndarray, attrs: dict) -> list[int]:
+    """Indices of the boxes of one batch kept by NMS, best score first."""
+    score, ident, start = attrs["score_index"], attrs["id_index"], attrs["coord_start"]
+    valid = batch[:, score] > attrs["valid_thresh"]
+    if attrs["background_id"] >= 0 and ident >= 0:
+        valid &= batch[:, ident] != attrs["background_id"]
+    order = [int(i) for i in np.argsort(-batch[:, score], kind="stable") if valid[i]]
+    if attrs["topk"] > 0:
+        order = order[:attrs["topk"]]
+    corners = _corners(batch[:, start:start + 4].astype(np.float64), attrs["in_format"])
+    kept: list[int] = []
+    for i in order:
+        suppressed = False
+        for j in kept:
+            same_class = attrs["force_suppress"] or ident < 0 or batch[i, ident] == batch[j, ident]
+            if same_class and _iou(corners[j], corners[i]) > attrs["overlap_thresh"]:
+                suppressed = True
+                break
+        if not suppressed:
+            kept.append(i)
+    return kept
+
+
+def _box_nms(data, **attrs):
+    batches = data.reshape((-1,) + data.shape[-2:])
+    out = np.full_like(batches, -1)
+    where = np.full(batches.shape[:2], -1, dtype=data.dtype)
+    start = attrs["coord_start"]
+    for b, batch in enumerate(batches):
+        kept = _nms_keep(batch, attrs)
+        out[b, :len(kept)] = batch[kept]
+        where[b, :len(kept)] = kept
+        if kept and attrs["in_format"] != attrs["out_format"]:
+            coords = batch[kept, start:start + 4].astype(np.float64)
+            converted = _centers(coords) if attrs["out_format"] == "center" else \
+                _corners(coords, "center")
+            out[b, :len(kept), start:start + 4] = converted
+    return out.reshape(data.shape), where.reshape(data.shape[:-1])
+
+
+def box_nms_grad(g, data, *, out, **attrs):
+    """each kept box's gradient row moved back to the box's input row"""
+    return F._backward_contrib_box_nms(g[0], out[1], data)
+
+
+register(OpDef(name="_contrib_box_nms", aliases=("_contrib_box_non_maximum_suppression",),
+               infer=_box_nms_types, impl=_box_nms, grad=box_nms_grad, attrs=_NMS_ATTRS,
+               visible_outputs=1, kind="opaque",
+               doc="Non-maximum suppression: boxes sorted by score, overlapping ones "
+                   "(IoU > overlap_thresh) dropped, the rest of the rows -1.\n\nGradient\n"
+                   "--------\nthe output rows' gradients back at their input rows",
+               test=TestSpec(make_inputs=lambda rng: [np.array(
+                   [[0, 0.5, 0.1, 0.1, 0.2, 0.2], [1, 0.4, 0.1, 0.1, 0.2, 0.2],
+                    [0, 0.3, 0.1, 0.1, 0.14, 0.14], [0, 0.6, 0.5, 0.5, 0.7, 0.8]])
+                   + rng.uniform(0, 1e-3, (4, 6)) * [0, 1, 0, 0, 0, 0]],
+                   attrs={"overlap_thresh": 0.1}, order=1)))
+
+
+def _nms_back_types(types):
+    return [TensorType(types[2].shape, types[0].dtype)]
+
+
+def _nms_back(g, where, like):
+    rows = g.reshape((-1,) + g.shape[-2:])
+    index = where.reshape(rows.shape[:2]).astype(np.int64)
+    out = np.zeros(rows.shape, dtype=g.dtype)
+    for b in range(rows.shape[0]):
+        kept = index[b] >= 0
+        out[b, index[b][kept]] = rows[b][kept]
+    return out.reshape(like.shape)
+
+
+register(OpDef(name="_backward_contrib_box_nms", infer=_nms_back_types, impl=_nms_back,
+               inputs=("grad", "index", "data"), shape_only=(2,), differentiable=False,
+               kind="opaque",
+               doc="box_nms's gradient: rows of grad moved to the input rows in index.",
+               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (3, 2)),
+                                                      np.array([2.0, 0.0, -1.0]),
+                                                      np.zeros((3, 2))])))
+
+
+def _matching_types(types, *, is_ascend, threshold, topk):
+    shape = types[0].shape
+    if len(shape) < 2:
+        raise GraphError("data must be (..., N, M)")
+    return [TensorType(shape[:-1], types[0].dtype),
+            TensorType(shape[:-2] + shape[-1:], types[0].dtype)]
+
+
+def _bipartite_matching(data, *, is_ascend, threshold, topk):
+    scores = data.reshape((-1,) + data.shape[-2:])
+    rows = np.full(scores.shape[:2], -1, dtype=data.dtype)
+    cols = np.full((scores.shape[0], scores.shape[2]), -1, dtype=data.dtype)
+    width = scores.shape[2]
+    for b, matrix in enumerate(scores):
+        flat = matrix.ravel()
+        order = np.argsort(flat if is_ascend else -flat, kind="stable")
+        matched = 0
+        for k in order:
+            if topk > 0 and matched >= topk:
+                break
+            value = flat[k]
+            if (value >= threshold) if is_ascend else (value <= threshold):
+                break
+            i, j = divmod(int(k), width)
+            if rows[b, i] < 0 and cols[b, j] < 0:
+                rows[b, i], cols[b, j] = j, i
+                matched += 1
+    return rows.reshape(data.shape[:-1]), cols.reshape(data.shape[:-2] + data.shape[-1:])
+
+
+register(OpDef(name="_contrib_bipartite_matching", infer=_matching_types,
+               impl=_bipartite_matching, differentiable=False, kind="opaque",
+               attrs={"is_ascend": Attr(as_bool, False), "threshold": Attr(as_float),
+                      "topk": Attr(as_int, -1)},
+               doc="Greedy bipartite matching of a score matrix (best score first): each "
+                   "row's matched column and each column's row, -1 if none.",
+               test=TestSpec(shapes=((2, 3, 4),), attrs={"threshold": 1e-12})))
+
+
+# ---------------------------------------------------------------------------
+# Custom: MXNet's CustomOp, a user callback with its own backward
+# ---------------------------------------------------------------------------
+# The callback protocol is the one of ``_CustomFunction`` (compiler/ops/custom.py):
+# an object in the ``callback`` attr that computes on numpy arrays. A CustomOp's
+# backward also reads the forward's inputs and outputs, so the backward node takes
+# them as inputs (and is ordered after the forward by that), and the output types
+# follow from the input types through the callback (``infer``), as MXNet's
+# CustomOpProp.infer_shape does.
+
+def _identity(value):
+    return value
+
+
+def _custom_op_types(types, *, op_type, callback, is_train):
+    return list(callback.infer(types))
+
+
+def _custom_op(*arrays, op_type, callback, is_train):
+    return tuple(callback.forward(arrays, is_train))
+
+
+def custom_op_grad(g, *inputs, out, op_type, callback, is_train):
+    """the user's CustomOp.backward(out_grad, in_data, out_data)"""
+    grads = g if isinstance(g, tuple) else (g,)
+    outs = out if isinstance(out, tuple) else (out,)
+    results = grads[0]._apply("_backward_Custom", (*grads, *inputs, *outs),
+                              {"callback": callback})
+    results = results if isinstance(results, tuple) else (results,)
+    arguments = callback.num_arguments
+    return tuple(results[:arguments]) + (None,) * (len(inputs) - arguments)
+
+
+CUSTOM = register(OpDef(
+    name="Custom", infer=_custom_op_types, impl=_custom_op, grad=custom_op_grad,
+    attrs={"op_type": Attr(str), "callback": Attr(_identity),
+           "is_train": Attr(as_bool, False)}, variadic=True,
+    uses_train_mode=True, kind="opaque",
+    doc="A user-defined operator registered with mx.operator.register(op_type).\n\n"
+        "Gradient\n--------\nthe operator's own backward"))
+
+
+def _custom_back_types(types, *, callback):
+    count = len(callback.output_types)
+    return [TensorType(t.shape, t.dtype) for t in types[count:count + callback.num_arguments]]
+
+
+def _custom_back(*arrays, callback):
+    count = len(callback.output_types)
+    grads, rest = arrays[:count], arrays[count:]
+    inputs, outputs = rest[:len(rest) - count], rest[len(rest) - count:]
+    return tuple(callback.backward(grads, inputs, outputs))
+
+
+register(OpDef(name="_backward_Custom", infer=_custom_back_types, impl=_custom_back,
+               attrs={"callback": Attr(_identity)}, variadic=True, differentiable=False,
+               kind="opaque",
+               doc="The backward of a Custom op: gradients of its arguments (inputs are "
+                   "the output gradients, the inputs and the outputs)."))
