@@ -3,13 +3,19 @@
 As MXNet 1.x's Trainer on one device: the parameters are indexed in sorted name
 order (for a dict or ParameterDict), ``step(batch_size)`` rescales gradients by
 ``1 / batch_size`` and updates every parameter whose gradient a backward has
-written since the last step, raising MXNet's error for one that it has not. There
-is one device, so no KVStore is made: the ``kvstore`` arguments are accepted and
-kept (a KVStore is another module's job).
+written since the last step, raising MXNet's error for one that it has not.
+
+The KVStore is chosen at the first step as MXNet chooses it: a ``KVStore``
+instance is used as given; a name with ``dist`` makes a distributed store; any
+other name makes none (one device needs no aggregation). With a store, the
+gradients are pushed and pulled back summed over workers (``pushpull``), or,
+with ``update_on_kvstore`` (the default for a distributed store), pushed to it,
+updated there by the optimizer, and the weights pulled back.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .. import optimizer as opt
@@ -30,11 +36,11 @@ class Trainer:
     optimizer_params : dict, optional
         Arguments of the optimizer (only with a name), e.g. ``{'learning_rate': 0.1}``.
     kvstore : str or KVStore
-        Accepted for MXNet compatibility; one device needs none.
+        The store that sums gradients over workers (see the module's description).
     compression_params : dict, optional
-        Accepted (gradient compression applies to a KVStore).
+        Gradient compression for the store, e.g. ``{'type': '2bit', 'threshold': 0.5}``.
     update_on_kvstore : bool, optional
-        Accepted; updates always run here, on the Trainer's updater.
+        Whether the store applies the optimizer (default: MXNet's choice).
 
     Examples
     --------
@@ -73,11 +79,55 @@ class Trainer:
             raise ValueError("Cannot set update_on_kvstore=True when optimizer.aggregate_num "
                              "> 1.")
         self._kvstore_params = {"kvstore": kvstore, "update_on_kvstore": update_on_kvstore}
-        # one device: no KVStore, updates run on this Trainer's updater (MXNet's
-        # attributes for that case)
         self._kvstore = None
         self._update_on_kvstore = None
         self._distributed = None
+        self._kv_initialized = False
+        self._params_to_init: list[Parameter] = list(self._params)
+
+    def _init_kvstore(self) -> None:
+        """Make or take the KVStore and decide ``update_on_kvstore``, as MXNet."""
+        from .. import kvstore as kvs
+
+        config = self._kvstore_params
+        kvstore, update_on_kvstore = config["kvstore"], None
+        if isinstance(kvstore, kvs.KVStore):
+            kv = kvstore
+        elif isinstance(kvstore, str) and "dist" in kvstore:
+            kv = kvs.create(kvstore)
+        elif kvstore is None or isinstance(kvstore, str):
+            kv = None  # one device, one machine: nothing to aggregate
+        else:
+            raise TypeError("kvstore must be KVStore, str or None")
+        update_on_kvstore = kv is not None and bool(
+            int(os.environ.get("MXNET_UPDATE_ON_KVSTORE", "1")))
+        self._distributed = kv is not None and "dist" in kv.type
+        if self._distributed and "async" in kv.type:
+            update_on_kvstore = True
+            if config["update_on_kvstore"] is False:
+                raise ValueError("Please set update_on_kvstore=True when training in async "
+                                 "mode.")
+        if config["update_on_kvstore"] is not None:
+            update_on_kvstore = config["update_on_kvstore"]
+        if kv is not None:
+            if self._compression_params:
+                kv.set_gradient_compression(self._compression_params)
+            if update_on_kvstore:
+                kv.set_optimizer(self._optimizer)
+            self._kvstore, self._update_on_kvstore = kv, update_on_kvstore
+        else:
+            self._kvstore, self._update_on_kvstore = None, None
+        self._kv_initialized = True
+
+    def _init_params(self) -> None:
+        """Give the store each parameter's value (rank 0's in a distributed one)
+        and pull it back into every copy."""
+        for param in self._params_to_init:
+            idx = self._param2idx[param.name]
+            arrays = param.list_data()
+            self._kvstore.init(idx, arrays[0])
+            self._kvstore.pull(idx, arrays, priority=-idx)
+        self._params_to_init = []
 
     def _init_optimizer(self, optimizer: Any, optimizer_params: dict) -> None:
         param_dict = dict(enumerate(self._params))
@@ -127,21 +177,58 @@ class Trainer:
             Skip parameters whose gradient no backward wrote since the last step
             instead of raising.
         """
-        self._optimizer.rescale_grad = self._scale / batch_size
+        self._check_and_rescale_grad(self._scale / batch_size)
+        if not self._kv_initialized:
+            self._init_kvstore()
+        if self._kvstore is not None and self._params_to_init:
+            self._init_params()
         self._allreduce_grads()
         self._update(ignore_stale_grad)
 
+    def _check_and_rescale_grad(self, scale: float) -> None:
+        if self._update_on_kvstore and self._distributed and self._kv_initialized:
+            if self._optimizer.rescale_grad != scale:
+                raise UserWarning("Possible change in the `batch_size` from previous `step` "
+                                  "detected. Optimizer gradient normalizing factor will not "
+                                  "change w.r.t new batch_size when update_on_kvstore=True "
+                                  "and when distributed kvstore is used.")
+        self._optimizer.rescale_grad = scale
+
     def allreduce_grads(self) -> None:
-        """Sum gradients across devices (one device: nothing to do); with ``update``,
-        the two halves of ``step``."""
+        """Sum gradients across workers through the KVStore (without one: nothing
+        to do); with ``update``, the two halves of ``step``."""
+        if not self._kv_initialized:
+            self._init_kvstore()
+        if self._kvstore is not None and self._params_to_init:
+            self._init_params()
+        if self._update_on_kvstore:
+            raise AssertionError("allreduce_grads() when parameters are updated on kvstore "
+                                 "is not supported. Try setting `update_on_kvstore` to False "
+                                 "when creating trainer.")
         self._allreduce_grads()
 
     def _allreduce_grads(self) -> None:
-        """One device: every gradient is already complete."""
+        """Push each gradient; pull back the sum over workers unless the store
+        applies the update itself."""
+        if self._kvstore is None:
+            return
+        for i, param in enumerate(self._params):
+            if param.grad_req == "null":
+                continue
+            if self._update_on_kvstore:
+                self._kvstore.push(i, param.list_grad(), priority=-i)
+            else:
+                self._kvstore.pushpull(i, param.list_grad(), priority=-i)
 
     def update(self, batch_size: int, ignore_stale_grad: bool = False) -> None:
         """The update half of ``step``, after ``allreduce_grads``."""
-        self._optimizer.rescale_grad = self._scale / batch_size
+        if not self._kv_initialized:
+            self._init_kvstore()
+        if self._update_on_kvstore:
+            raise AssertionError("update() when parameters are updated on kvstore is not "
+                                 "supported. Try setting `update_on_kvstore` to False when "
+                                 "creating trainer.")
+        self._check_and_rescale_grad(self._scale / batch_size)
         self._update(ignore_stale_grad)
 
     def _update(self, ignore_stale_grad: bool = False) -> None:
@@ -161,6 +248,12 @@ class Trainer:
                             "only using a subset, call step with ignore_stale_grad=True to "
                             "suppress this warning and skip updating of Parameters with "
                             "stale gradient")
+            if self._kvstore is not None and self._update_on_kvstore:
+                # the store applied the update: fetch the new weights
+                self._kvstore.pull(i, arrays, priority=-i)
+                for data in arrays:
+                    data._fresh_grad = False
+                continue
             for data, grad in zip(arrays, param.list_grad()):
                 if not ignore_stale_grad or data._fresh_grad:
                     indices.append(i)
@@ -176,12 +269,25 @@ class Trainer:
         ``Trainer.load_states`` reads)."""
         if self._optimizer is None:
             raise AssertionError("no optimizer")
+        if not self._kv_initialized:
+            self._init_kvstore()
+        if self._update_on_kvstore:
+            self._kvstore.save_optimizer_states(fname, dump_optimizer=True)
+            return
         with open(fname, "wb") as file:
             file.write(self._updaters[0].get_states(dump_optimizer=True))
 
     def load_states(self, fname: str) -> None:
         """Read states written by ``save_states`` (here or by MXNet); the optimizer
         saved with them replaces this Trainer's."""
+        if not self._kv_initialized:
+            self._init_kvstore()
+        if self._update_on_kvstore:
+            self._kvstore.load_optimizer_states(fname)
+            self._optimizer = self._kvstore._updater.optimizer if isinstance(
+                self._kvstore._updater, opt.Updater) else self._optimizer
+            self._optimizer.param_dict = dict(enumerate(self._params))
+            return
         with open(fname, "rb") as file:
             states = file.read()
         for updater in self._updaters:

@@ -115,7 +115,9 @@ class DistKVStore(KVStore):
                     break
                 self._check_alive("the servers from rank 0", deadline, [0])
                 time.sleep(0.05)
-        return [future.result(timeout=settings.timeout) for future in futures]
+        # an Actor handle binds to the current client when it is made
+        with client.as_current():
+            return [future.result(timeout=settings.timeout) for future in futures]
 
     def _check_alive(self, what: str, deadline: float, missing: list[int]) -> None:
         """Raise when a worker's process has gone, or when ``deadline`` passed."""

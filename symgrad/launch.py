@@ -1,0 +1,123 @@
+"""``python -m symgrad.launch -n N [--scheduler ADDRESS] script.py args...``
+
+Runs ``script.py`` in N worker processes that share one distributed KVStore.
+With no scheduler address (``--scheduler`` or ``DASK_SCHEDULER_ADDRESS``) it
+starts a Dask ``LocalCluster`` whose worker processes host the parameter
+servers (``-s``, default N). Each script process gets its rank and the run's
+size in ``SYMGRAD_KVSTORE_RANK`` / ``SYMGRAD_KVSTORE_NUM_WORKERS`` (and MXNet's
+``DMLC_*`` names), which ``mx.kv.create('dist_sync')`` reads. Their output is
+printed line by line prefixed with ``[rank]``; the launcher exits with the
+first non-zero status a worker exits with (0 when all succeed). When one
+worker fails, the others get ``grace`` seconds to end before they are
+stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+__all__ = ["main"]
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m symgrad.launch",
+        description="Run a script in N workers sharing a distributed KVStore on Dask.")
+    parser.add_argument("-n", "--num-workers", type=int, required=True,
+                        help="number of worker processes to run the script in")
+    parser.add_argument("-s", "--num-servers", type=int, default=None,
+                        help="server processes of the local cluster (default: N)")
+    parser.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
+                        help="address of a running Dask scheduler (default: "
+                             "DASK_SCHEDULER_ADDRESS, else a new LocalCluster)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds any KVStore wait may take (SYMGRAD_KVSTORE_TIMEOUT)")
+    parser.add_argument("--grace", type=float, default=None,
+                        help="seconds the other workers get after one fails (default: "
+                             "the timeout plus 10)")
+    parser.add_argument("script", help="the training script")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
+    options = parser.parse_args(argv)
+    if options.num_workers < 1:
+        parser.error("-n must be at least 1")
+    return options
+
+
+def _stream(rank: int, process: subprocess.Popen, lock: threading.Lock) -> None:
+    """Print the worker's output lines, each prefixed with its rank."""
+    for line in process.stdout:
+        with lock:
+            sys.stdout.write(f"[{rank}] {line}")
+            sys.stdout.flush()
+
+
+def _run_workers(options: argparse.Namespace, address: str) -> int:
+    job = uuid.uuid4().hex[:12]
+    lock = threading.Lock()
+    processes, readers = [], []
+    for rank in range(options.num_workers):
+        env = {**os.environ, "DASK_SCHEDULER_ADDRESS": address,
+               "SYMGRAD_KVSTORE_RANK": str(rank),
+               "SYMGRAD_KVSTORE_NUM_WORKERS": str(options.num_workers),
+               "SYMGRAD_KVSTORE_JOB": job, "PYTHONUNBUFFERED": "1",
+               "DMLC_ROLE": "worker", "DMLC_NUM_WORKER": str(options.num_workers),
+               "DMLC_WORKER_ID": str(rank)}
+        if options.timeout is not None:
+            env["SYMGRAD_KVSTORE_TIMEOUT"] = str(options.timeout)
+        if options.num_servers is not None:
+            env["SYMGRAD_KVSTORE_NUM_SERVERS"] = str(options.num_servers)
+        process = subprocess.Popen([sys.executable, options.script, *options.args], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True, bufsize=1)
+        reader = threading.Thread(target=_stream, args=(rank, process, lock), daemon=True)
+        reader.start()
+        processes.append(process)
+        readers.append(reader)
+    timeout = options.timeout or float(os.environ.get("SYMGRAD_KVSTORE_TIMEOUT", "120"))
+    grace = options.grace if options.grace is not None else timeout + 10
+    status, failed_at = 0, None
+    while any(p.poll() is None for p in processes):
+        for rank, process in enumerate(processes):
+            code = process.poll()
+            if code not in (None, 0) and status == 0:
+                status, failed_at = code, time.monotonic()
+                with lock:
+                    print(f"[launch] worker {rank} exited with status {code}", flush=True)
+        if failed_at is not None and time.monotonic() - failed_at > grace:
+            for process in processes:
+                if process.poll() is None:
+                    process.terminate()
+            break
+        time.sleep(0.05)
+    for process in processes:
+        code = process.wait()
+        if status == 0 and code != 0:
+            status = code
+    for reader in readers:
+        reader.join(timeout=5)
+    # a signal's negative status becomes a shell-style one
+    return status if status >= 0 else 128 - status
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the launcher with ``argv`` (the command line by default); returns the
+    exit status."""
+    options = _arguments(argv)
+    if options.scheduler:
+        return _run_workers(options, options.scheduler)
+    from distributed import LocalCluster
+
+    servers = options.num_servers or options.num_workers
+    with LocalCluster(n_workers=servers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        return _run_workers(options, cluster.scheduler_address)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
