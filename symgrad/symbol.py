@@ -589,6 +589,12 @@ def _is_symbol(value: Any) -> bool:
     return isinstance(value, Symbol)
 
 
+# MXNet names the initializers of the auxiliary states it makes for BatchNorm
+# (``__init__`` on the variables: the statistics start at 0 and 1), which
+# Module.init_params reads; the InitDesc path has no suffix rule for them.
+_AUX_INITS = {"moving_mean": '["zero", {}]', "moving_var": '["one", {}]'}
+
+
 def _symbol_function(public_name: str, opdef: OpDef):
     """``mx.sym.<op>``: binds arguments like ``mx.nd.<op>`` and, as MXNet does,
     makes a variable ``<name>_<input>`` for each input not given (the weight
@@ -610,7 +616,8 @@ def _symbol_function(public_name: str, opdef: OpDef):
                 name = scoped_name(name, public_name.lower()) or \
                     _fresh_name(public_name.lower())
                 for input_name in missing:
-                    kwargs[input_name] = var(f"{name}_{input_name}")
+                    init = _AUX_INITS.get(input_name) if input_name in opdef.aux else None
+                    kwargs[input_name] = var(f"{name}_{input_name}", init=init)
         inputs, attrs = bind_arguments(opdef, args, kwargs, _is_symbol)
         return _make_symbol(opdef, [s._single_entry() for s in inputs], attrs, name)
 
