@@ -1,0 +1,253 @@
+"""mx.nd.contrib / mx.sym.contrib ops against numpy references (and MXNet 1.9.1's
+numbers where noted), boolean_mask's gradient by finite differences, and
+mx.contrib.autograd. The generated per-op tests check each op's shape rule and
+gradient too."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import compiler
+import symgrad as mx
+from symgrad import test_utils as tu
+from symgrad.contrib import autograd as ag
+
+
+def test_namespaces_strip_the_contrib_prefix():
+    contrib_ops = [n[len("_contrib_"):] for n in compiler.OPS if n.startswith("_contrib_")]
+    assert {"CTCLoss", "ctc_loss", "adamw_update", "boolean_mask", "ROIAlign",
+            "box_nms", "box_non_maximum_suppression"} <= set(contrib_ops)
+    for name in contrib_ops + ["foreach", "while_loop", "cond", "isinf", "isnan",
+                               "isfinite"]:
+        assert callable(getattr(mx.nd.contrib, name)), name
+        assert callable(getattr(mx.sym.contrib, name)), name
+    assert mx.contrib.nd is mx.nd.contrib and mx.contrib.sym is mx.sym.contrib
+
+
+def test_quadratic_and_div_sqrt_dim():
+    x = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_allclose(mx.nd.contrib.quadratic(mx.nd.array(x), a=1, b=2, c=3)
+                               .asnumpy(), [[3, 6, 11], [18, 27, 38]])
+    np.testing.assert_allclose(mx.nd.contrib.div_sqrt_dim(mx.nd.array(x)).asnumpy(),
+                               x / np.sqrt(3), rtol=1e-6)
+
+
+def test_allclose_index_array_arange_like():
+    a = mx.nd.array([[1, 2], [3, 4]])
+    close = mx.nd.contrib.allclose(a, a + 1e-9)
+    assert close.shape == () and close.dtype == np.uint8 and close.asscalar() == 1
+    assert mx.nd.contrib.allclose(a, a + 1).asscalar() == 0
+    index = mx.nd.contrib.index_array(mx.nd.zeros((2, 3)))
+    assert index.dtype == np.int64
+    np.testing.assert_array_equal(index.asnumpy(), np.stack(np.indices((2, 3)), axis=-1))
+    np.testing.assert_array_equal(
+        mx.nd.contrib.index_array(mx.nd.zeros((2, 3)), axes=(-1,)).asnumpy()[..., 0],
+        [[0, 1, 2], [0, 1, 2]])
+    x = mx.nd.zeros((2, 3))
+    np.testing.assert_array_equal(mx.nd.contrib.arange_like(x).asnumpy(),
+                                  np.arange(6).reshape(2, 3))
+    np.testing.assert_array_equal(
+        mx.nd.contrib.arange_like(x, start=1, step=2, axis=1).asnumpy(), [1, 3, 5])
+    np.testing.assert_array_equal(mx.nd.contrib.arange_like(x, repeat=2, axis=1).asnumpy(),
+                                  [0, 0, 1])
+
+
+def test_special_values():
+    x = mx.nd.array([1, np.inf, -np.inf, np.nan])
+    np.testing.assert_array_equal(mx.nd.contrib.isinf(x).asnumpy(), [0, 1, 1, 0])
+    np.testing.assert_array_equal(mx.nd.contrib.isnan(x).asnumpy(), [0, 0, 0, 1])
+    np.testing.assert_array_equal(mx.nd.contrib.isfinite(x).asnumpy(), [1, 0, 0, 0])
+    s = mx.sym.var("x")
+    got = mx.sym.Group([mx.sym.contrib.isinf(s), mx.sym.contrib.isnan(s),
+                        mx.sym.contrib.isfinite(s)]).eval(x=x)
+    np.testing.assert_array_equal([g.asnumpy() for g in got],
+                                  [[0, 1, 1, 0], [0, 0, 0, 1], [1, 0, 0, 0]])
+
+
+def test_index_copy_values_and_gradient():
+    old = mx.nd.zeros((4, 2))
+    got = mx.nd.contrib.index_copy(old, mx.nd.array([1, 3]), mx.nd.ones((2, 2)))
+    np.testing.assert_array_equal(got.asnumpy(), [[0, 0], [1, 1], [0, 0], [1, 1]])
+    rng = np.random.default_rng(0)
+    index = mx.nd.array([2, 0])
+    tu.check_numeric_gradient(
+        lambda o, n: mx.nd.contrib.index_copy(o, index.astype(o.dtype), n),
+        [rng.normal(size=(3, 2)), rng.normal(size=(2, 2))])
+
+
+def test_boolean_mask_values_and_gradient():
+    x = mx.nd.array(np.arange(6).reshape(2, 3))
+    np.testing.assert_array_equal(mx.nd.contrib.boolean_mask(x, mx.nd.array([0, 1]))
+                                  .asnumpy(), [[3, 4, 5]])
+    mask = np.array([1, 0, 1, 1.0])
+    rng = np.random.default_rng(1)
+    tu.check_numeric_gradient(
+        lambda d: mx.nd.contrib.boolean_mask(d, mx.nd.array(mask, dtype=d.dtype)) ** 2,
+        [rng.normal(size=(4, 3))])
+    d = mx.nd.array(rng.normal(size=(4, 3)))
+    d.attach_grad()
+    with mx.autograd.record():
+        y = mx.nd.contrib.boolean_mask(d, mx.nd.array([0, 1, 1, 0], dtype="int32"))
+    y.backward()
+    np.testing.assert_array_equal(d.grad.asnumpy(), [[0] * 3, [1] * 3, [1] * 3, [0] * 3])
+
+
+def test_boolean_mask_in_a_symbol_says_why_not():
+    with pytest.raises(mx.MXNetError, match="depends on the mask"):
+        mx.sym.contrib.boolean_mask(mx.sym.var("x", shape=(3, 2)),
+                                    mx.sym.var("m", shape=(3,)))
+
+
+def _bilinear_reference(image, out_h, out_w, align_corners):
+    in_h, in_w = image.shape
+
+    def source(dst, size, out):
+        if align_corners:
+            return dst * ((size - 1) / (out - 1) if out > 1 else 0.0)
+        return max((dst + 0.5) * size / out - 0.5, 0.0)
+
+    result = np.zeros((out_h, out_w))
+    for i in range(out_h):
+        y = source(i, in_h, out_h)
+        y0 = min(int(np.floor(y)), in_h - 1)
+        y1, fy = min(y0 + 1, in_h - 1), y - y0
+        for j in range(out_w):
+            x = source(j, in_w, out_w)
+            x0 = min(int(np.floor(x)), in_w - 1)
+            x1, fx = min(x0 + 1, in_w - 1), x - x0
+            result[i, j] = ((1 - fy) * ((1 - fx) * image[y0, x0] + fx * image[y0, x1]) +
+                            fy * ((1 - fx) * image[y1, x0] + fx * image[y1, x1]))
+    return result
+
+
+@pytest.mark.parametrize("align_corners", [True, False])
+def test_bilinear_resize_against_a_loop(align_corners):
+    image = np.arange(12.0).reshape(3, 4)
+    got = mx.nd.contrib.BilinearResize2D(mx.nd.array(image[None, None]), height=5, width=3,
+                                         align_corners=align_corners)
+    np.testing.assert_allclose(got.asnumpy()[0, 0],
+                               _bilinear_reference(image, 5, 3, align_corners), rtol=1e-5)
+
+
+def test_bilinear_resize_modes():
+    # output shapes MXNet 1.9.1 gives for a 3x4 input
+    x = mx.nd.zeros((1, 1, 3, 4))
+    assert mx.nd.contrib.BilinearResize2D(x, scale_height=2, scale_width=0.5).shape == \
+        (1, 1, 6, 2)
+    assert mx.nd.contrib.BilinearResize2D(x, mx.nd.zeros((1, 1, 2, 7)), mode="like").shape \
+        == (1, 1, 2, 7)
+    expected = {"odd_scale": (4, 6), "to_even_down": (2, 4), "to_even_up": (4, 4),
+                "to_odd_down": (3, 3), "to_odd_up": (3, 5)}
+    for mode, size in expected.items():
+        got = mx.nd.contrib.BilinearResize2D(x, mode=mode, scale_height=1.5, scale_width=1.5)
+        assert got.shape[2:] == size, mode
+
+
+def test_roi_align_matches_mxnet():
+    # MXNet 1.9.1's values for these inputs
+    x = mx.nd.array(np.arange(32).reshape(1, 2, 4, 4))
+    rois = mx.nd.array([[0, 0.5, 0.5, 2.7, 3.1], [0, 1, 0, 3, 2]])
+    got = mx.nd.contrib.ROIAlign(x, rois, pooled_size=(2, 2), spatial_scale=1.0)
+    np.testing.assert_allclose(got.asnumpy(), [
+        [[[5.65, 6.75], [10.85, 11.95]], [[21.65, 22.75], [26.85, 27.95]]],
+        [[[3.5, 4.5], [7.5, 8.5]], [[19.5, 20.5], [23.5, 24.5]]]], rtol=1e-5)
+    aligned = mx.nd.contrib.ROIAlign(x, rois, pooled_size=(2, 3), spatial_scale=0.5,
+                                     sample_ratio=2, aligned=True)
+    np.testing.assert_allclose(aligned.asnumpy()[0, 0], [[0.4875, 0.775, 1.1416667],
+                                                         [2.9125, 3.2, 3.5666666]], rtol=1e-5)
+
+
+def test_box_iou_and_nms():
+    a = mx.nd.array([[0, 0, 2, 2], [1, 1, 3, 3]])
+    b = mx.nd.array([[0, 0, 1, 1]])
+    np.testing.assert_allclose(mx.nd.contrib.box_iou(a, b).asnumpy(), [[0.25], [0]])
+    centers = mx.nd.array([[1, 1, 2, 2]])
+    np.testing.assert_allclose(mx.nd.contrib.box_iou(centers, centers, format="center")
+                               .asnumpy(), [[1.0]])
+    data = mx.nd.array([[0, 0.5, 0.1, 0.1, 0.2, 0.2], [1, 0.4, 0.1, 0.1, 0.2, 0.2],
+                        [0, 0.3, 0.1, 0.1, 0.14, 0.14], [0, 0.6, 0.5, 0.5, 0.7, 0.8],
+                        [2, 0.01, 0, 0, 1, 1]])
+    got = mx.nd.contrib.box_nms(data, overlap_thresh=0.1, id_index=0, valid_thresh=0.05)
+    np.testing.assert_allclose(got.asnumpy(), [  # MXNet 1.9.1's output
+        [0, 0.6, 0.5, 0.5, 0.7, 0.8], [0, 0.5, 0.1, 0.1, 0.2, 0.2],
+        [1, 0.4, 0.1, 0.1, 0.2, 0.2], [-1] * 6, [-1] * 6])
+    center = mx.nd.contrib.box_nms(data, overlap_thresh=0.1, id_index=0,
+                                   force_suppress=True, out_format="center")
+    np.testing.assert_allclose(center.asnumpy()[:3], [
+        [0, 0.6, 0.6, 0.65, 0.2, 0.3], [0, 0.5, 0.15, 0.15, 0.1, 0.1],
+        [2, 0.01, 0.5, 0.5, 1, 1]], rtol=1e-5)
+    data.attach_grad()
+    with mx.autograd.record():
+        y = mx.nd.contrib.box_nms(data, overlap_thresh=0.1, id_index=0, force_suppress=True)
+    y.backward(mx.nd.array(np.arange(30).reshape(5, 6)))
+    np.testing.assert_array_equal(data.grad.asnumpy(), [  # MXNet 1.9.1's gradient
+        [6, 7, 8, 9, 10, 11], [0] * 6, [0] * 6, [0, 1, 2, 3, 4, 5],
+        [12, 13, 14, 15, 16, 17]])
+
+
+def test_bipartite_matching():
+    scores = mx.nd.array([[0.5, 0.6], [0.1, 0.2], [0.3, 0.4]])
+    rows, cols = mx.nd.contrib.bipartite_matching(scores, threshold=1e-12)
+    np.testing.assert_array_equal(rows.asnumpy(), [1, -1, 0])
+    np.testing.assert_array_equal(cols.asnumpy(), [2, 0])
+    rows, cols = mx.nd.contrib.bipartite_matching(scores, threshold=0.45, is_ascend=True)
+    np.testing.assert_array_equal(rows.asnumpy(), [-1, 0, 1])
+    np.testing.assert_array_equal(cols.asnumpy(), [1, 2])
+
+
+def test_symbol_contrib_ops_bind_and_differentiate():
+    x = mx.sym.var("x")
+    y = mx.sym.sum(mx.sym.contrib.BilinearResize2D(x, height=4, width=5) ** 2)
+    f = mx.compile(y, wrt=["x"])
+    rng = np.random.default_rng(2)
+    value = rng.normal(size=(1, 2, 3, 3))
+    _, grads = f(x=value)
+    tu.check_numeric_gradient(
+        lambda a: mx.nd.contrib.BilinearResize2D(a, height=4, width=5) ** 2, [value])
+    direct = mx.nd.array(value)
+    direct.attach_grad()
+    with mx.autograd.record():
+        out = (mx.nd.contrib.BilinearResize2D(direct, height=4, width=5) ** 2).sum()
+    out.backward()
+    np.testing.assert_allclose(grads["x"], direct.grad.asnumpy(), rtol=1e-10)
+
+
+# ---------------------------------------------------------------------------
+# mx.contrib.autograd
+# ---------------------------------------------------------------------------
+
+def test_grad_and_loss():
+    x = mx.nd.array([1.0, 2.0, 3.0])
+    grads, loss = ag.grad_and_loss(lambda a, b: (a * a * b).sum())(x, mx.nd.array([2.0]))
+    np.testing.assert_allclose(grads[0].asnumpy(), [4, 8, 12])
+    np.testing.assert_allclose(grads[1].asnumpy(), [14])
+    assert loss.asscalar() == 28
+    only = ag.grad(lambda a, b: (a * b).sum(), argnum=1)(x, mx.nd.array([5.0]))
+    assert len(only) == 1 and only[0].asscalar() == 6
+
+
+def test_sections_and_manual_marking():
+    assert not mx.autograd.is_recording()
+    with ag.train_section():
+        assert mx.autograd.is_recording() and mx.autograd.is_training()
+        with ag.test_section():
+            assert not mx.autograd.is_recording() and not mx.autograd.is_training()
+    assert not mx.autograd.is_recording() and not mx.autograd.is_training()
+    x = mx.nd.array([3.0])
+    gx = mx.nd.zeros((1,))
+    ag.mark_variables([x], [gx])
+    with ag.train_section():
+        y = x * x * x
+    ag.compute_gradient([y])
+    assert gx.asscalar() == 27
+    with ag.train_section():
+        y = x * 2
+    ag.backward([y], [mx.nd.array([10.0])])
+    assert gx.asscalar() == 20
+    previous = ag.set_is_training(True)
+    try:
+        assert previous is False and mx.autograd.is_recording() and mx.autograd.is_training()
+    finally:
+        ag.set_is_training(False)
+    assert not mx.autograd.is_recording()
