@@ -8,6 +8,7 @@ from .parameter import Constant, DeferredInitializationError, Parameter, Paramet
 from .block import Block, HybridBlock, SymbolBlock
 from . import nn as nn, loss as loss, data as data, utils as utils, trainer as trainer
 from . import contrib as contrib
+from . import rnn as rnn
 from . import model_zoo as model_zoo
 from .trainer import *  # noqa: F401,F403
 
