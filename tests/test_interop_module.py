@@ -99,13 +99,18 @@ def _make_data(work) -> None:
              fc2_bias=np.zeros(3, np.float32))
 
 
-def _run_here(work, *args: str) -> None:
+def _run_script(source: str, work, *args: str) -> None:
+    """Run an MXNet script here, with ``mx`` bound to symgrad."""
     argv = sys.argv
     sys.argv = ["script", str(work), *args]
     try:
-        exec(SCRIPT, {"mx": symgrad, "__name__": "__main__"})
+        exec(source, {"mx": symgrad, "__name__": "__main__"})
     finally:
         sys.argv = argv
+
+
+def _run_here(work, *args: str) -> None:
+    _run_script(SCRIPT, work, *args)
 
 
 def _parse_log(lines: list[str]) -> list[tuple[str, float]]:
@@ -177,6 +182,59 @@ def test_resume_from_each_others_checkpoints(runs):
     for name, value in np.load(here / "resume-params.npz").items():
         np.testing.assert_allclose(value, np.load(there / "resume-params.npz")[name],
                                    rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+BATCHNORM_SCRIPT = r'''
+import json, os, sys
+import numpy as np
+
+work = sys.argv[1]
+d = np.load(os.path.join(work, "data.npz"))
+train = mx.io.NDArrayIter(d["X"] * 2 + 1, d["y"], batch_size=20)
+data = mx.sym.var("data")
+# no bias before BatchNorm: its gradient is rounding noise, which Adam magnifies
+net = mx.sym.FullyConnected(data, num_hidden=16, no_bias=True, name="fc1")
+net = mx.sym.BatchNorm(net, fix_gamma=False, momentum=0.8, name="bn1")
+net = mx.sym.Activation(net, act_type="relu", name="relu1")
+net = mx.sym.FullyConnected(net, num_hidden=3, name="fc2")
+net = mx.sym.SoftmaxOutput(net, name="softmax", normalization="batch")
+init = np.load(os.path.join(work, "init.npz"))
+mod = mx.mod.Module(net)
+mod.bind(train.provide_data, train.provide_label)
+# parameters the file lacks (fc1, bn's gamma/beta, the statistics) come from the
+# initializer: gamma 1, beta 0, moving mean 0, moving var 1 as MXNet names them
+mod.init_params(mx.init.Constant(0.05), arg_params={"fc2_weight": mx.nd.array(init["fc2_weight"])},
+                allow_missing=True)
+start = {k: v.asnumpy().tolist() for d_ in mod.get_params() for k, v in d_.items()}
+metric = mx.metric.create(["acc", "ce"])
+mod.fit(train, eval_metric=metric, optimizer="adam", optimizer_params={"learning_rate": 0.01},
+        num_epoch=3)
+args, auxs = mod.get_params()
+json.dump({"start": start, "score": mod.score(train, "ce"),
+           "params": {k: v.asnumpy().tolist() for k, v in list(args.items()) + list(auxs.items())},
+           "pred": mod.predict(train).asnumpy().tolist()},
+          open(os.path.join(work, "bn.json"), "w"))
+'''
+
+
+def test_batchnorm_network_with_adam_matches_mxnet(runs, mxnet_python):
+    """Missing parameters from the initializer (BatchNorm's statistics by their
+    ``__init__`` attrs), Adam, ``normalization='batch'`` and the moving averages
+    as aux params: as MXNet trains them."""
+    here, there = runs
+    run_mxnet(mxnet_python, "import mxnet as mx\n" + BATCHNORM_SCRIPT, there, str(there))
+    _run_script(BATCHNORM_SCRIPT, here)
+    ours = json.loads((here / "bn.json").read_text())
+    theirs = json.loads((there / "bn.json").read_text())
+    assert ours["start"] == theirs["start"]
+    assert ours["score"][0][0] == theirs["score"][0][0] == "cross-entropy"
+    assert ours["score"][0][1] == pytest.approx(theirs["score"][0][1], rel=1e-4)
+    assert sorted(ours["params"]) == sorted(theirs["params"])
+    assert "bn1_moving_var" in ours["params"]
+    for name, value in ours["params"].items():
+        np.testing.assert_allclose(value, theirs["params"][name], rtol=1e-4, atol=1e-5,
+                                   err_msg=name)
+    np.testing.assert_allclose(ours["pred"], theirs["pred"], rtol=1e-4, atol=1e-5)
 
 
 CHECK_THEIRS = r'''
