@@ -205,7 +205,7 @@ def test_symbol_contrib_ops_bind_and_differentiate():
     _, grads = f(x=value)
     tu.check_numeric_gradient(
         lambda a: mx.nd.contrib.BilinearResize2D(a, height=4, width=5) ** 2, [value])
-    direct = mx.nd.array(value)
+    direct = mx.nd.array(value, dtype="float64")
     direct.attach_grad()
     with mx.autograd.record():
         out = (mx.nd.contrib.BilinearResize2D(direct, height=4, width=5) ** 2).sum()
