@@ -682,8 +682,9 @@ for _name, _opdef in OPS.items():
         globals()[_name] = _symbol_function(_name, _opdef)
 del _name, _opdef
 
-# mx.sym.linalg: made from this module's function builder, so imported last
+# mx.sym.linalg, mx.sym.random: made from this module's builders, so imported last
 from . import symbol_linalg as linalg  # noqa: E402, F401
+from . import symbol_random as random  # noqa: E402, F401
 
 __all__ = ["Symbol", "var", "Variable", "Group", "load", "load_json", "maximum", "minimum",
            "power", "pow", "zeros", "ones"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import GraphError, TensorType
-from ..registry import Attr, OpDef, TestSpec, as_bool, as_float, as_int, register
+from ..registry import Attr, OpDef, TestSpec, as_bool, as_float, as_int, get_op, register
 from .common import F
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -680,3 +680,9 @@ register(OpDef(name="_linalg_slogdet", aliases=("linalg_slogdet",), infer=_slogd
                doc="The sign and the logarithm of the absolute value of the determinant.",
                test=TestSpec(make_inputs=lambda rng: [rng.uniform(-1, 1, (2, 3, 3))
                                                       + 2 * np.eye(3)])))
+
+
+# Output counts known before shapes (a Symbol over variables of unknown shape)
+for _name in ("_linalg_gelqf", "_linalg_syevd", "_linalg_slogdet"):
+    get_op(_name).num_outputs = 2
+del _name

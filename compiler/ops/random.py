@@ -327,7 +327,7 @@ def _probability_rows(rng):
     return [rows / rows.sum(-1, keepdims=True)]
 
 
-register(OpDef(name="_sample_multinomial", aliases=("sample_multinomial",),
+_MULTINOMIAL = register(OpDef(name="_sample_multinomial", aliases=("sample_multinomial",),
                infer=_multinomial_types, impl=_multinomial, grad=multinomial_grad,
                attrs={"shape": Attr(as_draw_shape, ()), "get_prob": Attr(as_bool, False),
                       "dtype": Attr(as_dtype_name, "int32"), **_DRAW},
@@ -337,6 +337,8 @@ register(OpDef(name="_sample_multinomial", aliases=("sample_multinomial",),
                    "log-probability of each draw (differentiable w.r.t. ``data``).",
                test=TestSpec(make_inputs=_probability_rows, order=1,
                              attrs={"shape": (3,), "get_prob": True, "dtype": "float64"})))
+# output counts known before shapes (a Symbol over variables of unknown shape)
+_MULTINOMIAL.num_outputs = lambda attrs, num_inputs: 2 if attrs["get_prob"] else 1
 
 
 def _shuffle(data, *, _draw):
@@ -559,11 +561,12 @@ for _dist, (_params, _logpdf, _score, _make) in DENSITIES.items():
             f"samples of shape P + extra axes{' + (k,)' if _vector else ''}.",
         test=TestSpec(make_inputs=_make, order=1,
                       wrt=tuple(range(1, len(_params) + 1)) if _discrete else None)))
-    register(OpDef(
+    _score_op = register(OpDef(
         name=f"_backward_random_pdf_{_dist}", infer=_score_types,
         impl=_score_impl(_score, _vector), inputs=("sample", *_params), differentiable=False,
         doc=f"d log pdf / d input for the {_dist.replace('_', ' ')} density, one array "
             f"of the samples' shape per input (zeros where MXNet has no gradient).",
         test=TestSpec(make_inputs=_make)))
+    _score_op.num_outputs = len(_params) + 1
 
-del _dist, _params, _logpdf, _score, _make, _vector, _discrete
+del _dist, _params, _logpdf, _score, _make, _vector, _discrete, _score_op

@@ -22,6 +22,8 @@ _MAX_REWRITES_PER_NODE = 16
 
 def value_number(node: Node) -> tuple:
     """What makes two nodes compute the same value: op, attrs and input entries."""
+    if node.op.kind == "random" or "_draw" in node.op.attrs:
+        return (id(node),)  # a random draw equals no other, whatever its attrs
     return (node.op.name, tuple(node.attrs.items()),
             tuple((id(e.node), e.index) for e in node.inputs))
 
