@@ -75,9 +75,6 @@ class Trainer:
         self._compression_params = compression_params
         self._init_optimizer(optimizer, optimizer_params or {})
         self._scale = self._optimizer.rescale_grad
-        if self._optimizer.aggregate_num > 1 and update_on_kvstore:
-            raise ValueError("Cannot set update_on_kvstore=True when optimizer.aggregate_num "
-                             "> 1.")
         self._kvstore_params = {"kvstore": kvstore, "update_on_kvstore": update_on_kvstore}
         self._kvstore = None
         self._update_on_kvstore = None
@@ -109,6 +106,11 @@ class Trainer:
                                  "mode.")
         if config["update_on_kvstore"] is not None:
             update_on_kvstore = config["update_on_kvstore"]
+        if update_on_kvstore and not kv.is_capable("optimizer"):
+            if config["update_on_kvstore"]:
+                raise ValueError(f"Please set update_on_kvstore=False when training with "
+                                 f"{type(kv)}")
+            update_on_kvstore = False
         if kv is not None:
             if self._compression_params:
                 kv.set_gradient_compression(self._compression_params)

@@ -19,6 +19,7 @@ within about a second, and any wait ends with an error after
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import pickle
 import time
@@ -137,11 +138,12 @@ class DistKVStore(KVStore):
     def _result(self, future: Any, wait: float, server: int) -> Any:
         try:
             return future.result(timeout=wait + _GRACE)
-        except MXNetError:
-            raise
-        except Exception as err:  # noqa: BLE001  (any transport failure: the server is lost)
+        except (OSError, TimeoutError, asyncio.TimeoutError) as err:
+            # CommClosedError is an OSError: the server's process is gone
             raise MXNetError(f"KVStore server {server} did not answer rank {self.rank}: "
                              f"{type(err).__name__}: {err}") from err
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise MXNetError(f"KVStore server {server}: {err}") from err
 
     def _wait(self, call: Any, server: int, what: str) -> Any:
         """Call ``call(wait)`` on a server until it answers ready; between tries,

@@ -103,6 +103,16 @@ class KVStore:
         """How many workers share the store."""
         return 1
 
+    OPTIMIZER = "optimizer"
+
+    @staticmethod
+    def is_capable(capability: str) -> bool:
+        """Whether the store can do ``capability`` (``'optimizer'``: apply an
+        optimizer to its values)."""
+        if capability.lower() != KVStore.OPTIMIZER:
+            raise MXNetError(f"Unknown capability: {capability}")
+        return True
+
     # -- the API ------------------------------------------------------------------
     def init(self, key: Any, value: Any) -> None:
         """Give each key its first value (once: a second init of a key raises)."""

@@ -92,6 +92,9 @@ class KVServer:
         step = self.pushed.get((key, rank), 0) + 1
         self.pushed[(key, rank)] = step
         if not self.sync:
+            if self.updater is None:
+                raise RuntimeError(f"push of key {key!r}: Updater needs to be set for async "
+                                   "mode (set_optimizer, or update_on_kvstore=True)")
             self._apply(key, value)
             self.applied[(key, rank)] = step
             await self._notify()

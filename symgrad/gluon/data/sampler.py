@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Sampler", "SequentialSampler", "RandomSampler", "FilterSampler", "BatchSampler",
-           "IntervalSampler"]
+           "IntervalSampler", "SplitSampler"]
 
 
 class Sampler:
@@ -91,6 +91,34 @@ class IntervalSampler(Sampler):
 
     def __len__(self) -> int:
         return len(list(iter(self)))
+
+
+class SplitSampler(Sampler):
+    """Part ``part_index`` of ``num_parts`` equal contiguous parts of the indices
+    ``0 ... length-1`` (the remainder is dropped, so every worker of a
+    distributed run gets as many samples), in order or shuffled on every
+    iteration (numpy's global generator).
+
+    >>> list(SplitSampler(10, num_parts=3, part_index=1))
+    [3, 4, 5]
+    """
+
+    def __init__(self, length: int, num_parts: int = 1, part_index: int = 0,
+                 shuffle: bool = False):
+        if not 0 <= part_index < num_parts:
+            raise ValueError(f"part_index {part_index} must be in [0, {num_parts})")
+        self._part_len = length // num_parts
+        self._start = self._part_len * part_index
+        self._shuffle = shuffle
+
+    def __iter__(self) -> Iterator[int]:
+        indices = np.arange(self._start, self._start + self._part_len)
+        if self._shuffle:
+            np.random.shuffle(indices)
+        return iter(indices.tolist())
+
+    def __len__(self) -> int:
+        return self._part_len
 
 
 class BatchSampler(Sampler):
