@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from compiler import Entry, GraphError, Node, OpDef, TensorType, make_node, topo_order
+from compiler.ops.rnn import rnn_input_shapes
 from compiler.registry import NULL
 
 from .base import MXNetShapeError
@@ -192,6 +193,7 @@ _PARAMETER_SHAPES: dict[str, Callable[..., list]] = {
     "GroupNorm": _groupnorm_params,
     "LeakyReLU": _leaky_relu_params,
     "SoftmaxOutput": _softmax_output_params,
+    "RNN": rnn_input_shapes,
     "elemwise_add": _same_shape, "elemwise_sub": _same_shape,
     "elemwise_mul": _same_shape, "elemwise_div": _same_shape,
 }

@@ -242,3 +242,60 @@ def test_gluon_layers_and_cells_match_mxnet(mxnet_python, tmp_path):
     assert sorted(theirs.files) == sorted(ours), "parameter names or outputs differ"
     for key in sorted(ours):
         _close(ours[key], theirs[key], key)
+
+
+# ---------------------------------------------------------------------------
+# an LSTM language model exported by MXNet
+# ---------------------------------------------------------------------------
+
+LM_SCRIPT = """
+import numpy as np
+import mxnet as mx
+from mxnet import gluon
+from mxnet.gluon import nn, rnn
+
+
+class LanguageModel(gluon.HybridBlock):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.embedding = nn.Embedding(20, 8)
+            self.dropout = nn.Dropout(0.3)
+            self.rnn = rnn.LSTM(6, num_layers=2, dropout=0.2, input_size=8)
+            self.decoder = nn.Dense(20, flatten=False, in_units=6)
+
+    def hybrid_forward(self, F, tokens, h, c):
+        out, states = self.rnn(self.dropout(self.embedding(tokens)), [h, c])
+        return self.decoder(out), states[0], states[1]
+
+
+mx.random.seed(0)
+net = LanguageModel(prefix='lm_')
+net.initialize(mx.init.Xavier())
+net.hybridize()
+given = np.load('lm_inputs.npz')
+outs = net(mx.nd.array(given['tokens']), mx.nd.array(given['h']), mx.nd.array(given['c']))
+net.export('lm')
+np.savez('lm_results.npz', **{f'out{i}': o.asnumpy() for i, o in enumerate(outs)})
+"""
+
+
+def test_lstm_language_model_exported_by_mxnet_loads_and_runs(mxnet_python, tmp_path):
+    rng = np.random.default_rng(11)
+    steps, batch = 7, 3
+    inputs = {"tokens": rng.integers(0, 20, (steps, batch)).astype(np.float32),
+              "h": rng.uniform(-1, 1, (2, batch, 6)).astype(np.float32),
+              "c": rng.uniform(-1, 1, (2, batch, 6)).astype(np.float32)}
+    np.savez(tmp_path / "lm_inputs.npz", **inputs)
+    run_mxnet(mxnet_python, LM_SCRIPT, tmp_path)
+    theirs = np.load(tmp_path / "lm_results.npz")
+    net = mx.gluon.SymbolBlock.imports(str(tmp_path / "lm-symbol.json"),
+                                       ["data0", "data1", "data2"],
+                                       str(tmp_path / "lm-0000.params"))
+    names = set(net.collect_params().keys())
+    assert {"lm_lstm0_l0_i2h_weight", "lm_lstm0_l1_h2h_bias",
+            "lm_embedding0_weight", "lm_dense0_weight"} <= names
+    outs = net(*[mx.nd.array(inputs[k]) for k in ("tokens", "h", "c")])
+    assert len(outs) == 3
+    for k, out in enumerate(outs):
+        _close(out.asnumpy(), theirs[f"out{k}"], f"language model output {k}")

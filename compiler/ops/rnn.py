@@ -402,7 +402,32 @@ def _rnn_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
             rng.uniform(-1, 1, (4, 2, 2)), rng.uniform(-1, 1, (4, 2, 3))]
 
 
-register(OpDef(
+def rnn_output_count(attrs: dict, num_inputs: int) -> int:
+    """How many outputs the op has with these canonical attrs (for graphs whose
+    shapes are not known yet): out, h_n, c_n for an LSTM, the dropout masks."""
+    return 2 + (attrs["mode"] == "lstm") + _draws_masks(attrs)
+
+
+def rnn_input_shapes(shapes: list, **attrs: Any) -> list:
+    """The shapes of ``parameters``, ``state`` (``state_cell``, ``sequence_length``)
+    that the data's shape (T, N, I) decides, for Symbol shape inference."""
+    data = shapes[0]
+    if data is None or len(data) != 3:
+        return shapes
+    directions = 2 if attrs["bidirectional"] else 1
+    rows = attrs["num_layers"] * directions
+    hidden, projection = attrs["state_size"], attrs["projection_size"]
+    learned = [data, (rnn_param_size(attrs["mode"], attrs["num_layers"], data[2], hidden,
+                                     attrs["bidirectional"], projection),),
+               (rows, data[1], projection or hidden)]
+    if attrs["mode"] == "lstm":
+        learned.append((rows, data[1], hidden))
+    if attrs["use_sequence_length"]:
+        learned.append((data[1],))
+    return learned
+
+
+RNN_OP = register(OpDef(
     name="RNN", infer=_rnn_types, impl=_rnn, grad=rnn_grad, inputs=_rnn_inputs,
     attrs=RNN_ATTRS, uses_train_mode=True, visible_outputs=_visible, kind="random",
     doc="Recurrent layers (vanilla RNN with relu or tanh, LSTM, GRU) over time-major "
@@ -412,6 +437,8 @@ register(OpDef(
                   attrs={"state_size": 3, "num_layers": 2, "mode": "lstm",
                          "bidirectional": True, "projection_size": 2,
                          "state_outputs": True})))
+# the output count of a node made before its shapes are known (symbol_types reads it)
+RNN_OP.num_outputs = rnn_output_count  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------

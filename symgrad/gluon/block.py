@@ -682,7 +682,9 @@ class SymbolBlock(HybridBlock):
         # the symbol's own variables stand for the inputs, in the order given
         variables = {node.name: node for node in topo_order(out.entries) if node.is_variable}
         self._cached_graph = ([Symbol([Entry(variables[n], 0)]) for n in input_names], out)
-        self._out_format = [[0] * len(outputs) if len(outputs) > 1 else 0]
+        # one output per entry, as MXNet: a grouped symbol's outputs come back as a list
+        count = len(out.list_outputs())
+        self._out_format = [[0] * count if count > 1 else 0]
         self._active = True
 
     def _clear_cached_op(self) -> None:
