@@ -194,6 +194,12 @@ def test_bipartite_matching():
     rows, cols = mx.nd.contrib.bipartite_matching(scores, threshold=0.45, is_ascend=True)
     np.testing.assert_array_equal(rows.asnumpy(), [-1, 0, 1])
     np.testing.assert_array_equal(cols.asnumpy(), [1, 2])
+    # MXNet 1.9.1 stops once topk + 1 pairs are matched
+    ranked = mx.nd.array([[0.9583, 0.9167, 0.4167, 0.0833], [0.5833, 0.7917, 0.1667, 0.75],
+                          [0.2083, 0.6667, 0.4583, 0.5417]])
+    for topk, expected in ((-1, [0, 1, 3]), (1, [0, 1, -1]), (2, [0, 1, 3])):
+        rows, _ = mx.nd.contrib.bipartite_matching(ranked, threshold=0.5, topk=topk)
+        np.testing.assert_array_equal(rows.asnumpy(), expected)
 
 
 def test_symbol_contrib_ops_bind_and_differentiate():

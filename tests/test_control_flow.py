@@ -55,7 +55,8 @@ def test_foreach_lists_keep_their_structure():
 
 
 def test_while_loop_imperative_pads_to_max_iterations():
-    # MXNet 1.9.1 gives outputs [[2], [2], [4], [0], [0]] and loop vars [3], [4]
+    # MXNet 1.9.1 gives outputs [[2], [2], [4], ...] and loop vars [3], [4]; its rows
+    # after the last step are uninitialised memory, zeros here
     out, (i, s) = mx.nd.contrib.while_loop(
         lambda i, s: i < 3, lambda i, s: ([s * 2], [i + 1, s + i]),
         [mx.nd.array([0]), mx.nd.array([1])], max_iterations=5)

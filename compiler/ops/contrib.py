@@ -634,8 +634,8 @@ def _bipartite_matching(data, *, is_ascend, threshold, topk):
         order = np.argsort(flat if is_ascend else -flat, kind="stable")
         matched = 0
         for k in order:
-            if topk > 0 and matched >= topk:
-                break
+            if topk > 0 and matched > topk:
+                break  # MXNet 1.9.1 stops only once topk + 1 pairs are matched
             value = flat[k]
             if (value >= threshold) if is_ascend else (value <= threshold):
                 break

@@ -122,7 +122,8 @@ def while_loop(cond: Callable, func: Callable, loop_vars: Any,
     ``cond(*loop_vars)`` is true, at most ``max_iterations`` times.
 
     Returns ``(outputs, loop_vars)``: each output stacked over the steps taken and
-    padded with zeros to ``max_iterations`` rows, as MXNet does.
+    padded to ``max_iterations`` rows, with zeros (MXNet leaves those rows
+    uninitialised).
     """
     if max_iterations is None:
         raise ValueError("max_iterations should be specified")
