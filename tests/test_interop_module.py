@@ -237,6 +237,88 @@ def test_batchnorm_network_with_adam_matches_mxnet(runs, mxnet_python):
     np.testing.assert_allclose(ours["pred"], theirs["pred"], rtol=1e-4, atol=1e-5)
 
 
+FEEDFORWARD_SCRIPT = r'''
+import json, logging, os, sys, warnings
+import numpy as np
+
+work = sys.argv[1]
+messages = []
+
+
+class Collect(logging.Handler):
+    def emit(self, record):
+        messages.append(record.getMessage())
+
+
+# the root logger: the validation lines come from LogValidationMetricsCallback,
+# which logs there
+logger = logging.getLogger()
+level = logger.level
+logger.setLevel(logging.INFO)
+collect = Collect()
+logger.addHandler(collect)
+warnings.simplefilter("ignore", DeprecationWarning)
+d = np.load(os.path.join(work, "data.npz"))
+init = np.load(os.path.join(work, "init.npz"))
+train = mx.io.NDArrayIter(d["X"], d["y"], batch_size=16)
+val = mx.io.NDArrayIter(d["Xv"], d["yv"], batch_size=16)
+net = mx.sym.FullyConnected(mx.sym.var("data"), num_hidden=16, name="fc1")
+net = mx.sym.Activation(net, act_type="relu", name="relu1")
+net = mx.sym.SoftmaxOutput(mx.sym.FullyConnected(net, num_hidden=3, name="fc2"),
+                           name="softmax")
+batches = []
+model = mx.model.FeedForward(net, num_epoch=2, epoch_size=3, numpy_batch_size=16,
+                             arg_params={k: mx.nd.array(init[k]) for k in init.files},
+                             learning_rate=0.1, momentum=0.9, wd=0.01)
+model.fit(train, eval_data=val, logger=logger,
+          batch_end_callback=lambda p: batches.append([p.epoch, p.nbatch, p.eval_metric.get()[1]]))
+model.save(os.path.join(work, "ff"))
+again = mx.model.FeedForward.load(os.path.join(work, "ff"), 2)
+out, data, label = again.predict(d["Xv"], return_data=True)
+json.dump({"log": [m for m in messages if "Time cost" not in m], "batches": batches,
+           "score": float(model.score(val)), "pred": out.tolist(), "data": data.tolist(),
+           "params": {k: v.asnumpy().tolist() for k, v in model.arg_params.items()},
+           "begin": again.begin_epoch}, open(os.path.join(work, "ff.json"), "w"))
+logger.removeHandler(collect)
+logger.setLevel(level)
+'''
+
+
+def test_feedforward_matches_mxnet(runs, mxnet_python):
+    """The deprecated FeedForward: its loop (epoch_size batches an epoch, the
+    iterator reset only when exhausted, batch numbers from 1), its log lines,
+    save/load and predict with return_data."""
+    here, there = runs
+    run_mxnet(mxnet_python, "import mxnet as mx\n" + FEEDFORWARD_SCRIPT, there, str(there))
+    _run_script(FEEDFORWARD_SCRIPT, here)
+    ours = json.loads((here / "ff.json").read_text())
+    theirs = json.loads((there / "ff.json").read_text())
+    assert ours["log"][0] == theirs["log"][0] == "Start training with [cpu(0)]"
+    # 3 batches of 4 an epoch: epoch 0 leaves the iterator at batch 3, epoch 1
+    # exhausts it after one batch, resets it and goes on
+    plain = [line for line in ours["log"][:-1] if "=" not in line]
+    assert plain == [line for line in theirs["log"][:-1] if "=" not in line] == \
+        ["Start training with [cpu(0)]", "Epoch[1] Resetting Data Iterator"]
+    for log in (ours["log"], theirs["log"]):
+        assert log[-1].startswith('Saved checkpoint to "') and \
+            log[-1].endswith('ff-0002.params"')
+    valued_ours = _parse_log([line for line in ours["log"][:-1] if "=" in line])
+    valued_theirs = _parse_log([line for line in theirs["log"][:-1] if "=" in line])
+    assert [k for k, _ in valued_ours] == [k for k, _ in valued_theirs] == \
+        ["Epoch[0] Validation-accuracy", "Epoch[1] Validation-accuracy"]
+    np.testing.assert_allclose([v for _, v in valued_ours], [v for _, v in valued_theirs],
+                               atol=1e-6)
+    assert [b[:2] for b in ours["batches"]] == [[0, 1], [0, 2], [0, 3], [1, 1], [1, 2], [1, 3]]
+    np.testing.assert_allclose(ours["batches"], theirs["batches"], atol=1e-6)
+    assert ours["score"] == pytest.approx(theirs["score"], abs=1e-6)
+    assert ours["begin"] == theirs["begin"] == 2
+    np.testing.assert_allclose(ours["pred"], theirs["pred"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(ours["data"], theirs["data"])
+    for name, value in ours["params"].items():
+        np.testing.assert_allclose(value, theirs["params"][name], rtol=1e-4, atol=1e-5,
+                                   err_msg=name)
+
+
 CHECK_THEIRS = r'''
 import json, sys
 import mxnet as mx
