@@ -40,6 +40,8 @@ def _literal(value: Any) -> Any:
 def _whole(value: Any) -> int:
     """``value`` as an int, refusing what would be truncated (``2.5``, ``"a"``):
     MXNet refuses ``shape=(3, 2.5)`` where ``int()`` would make it 2."""
+    if type(value) is int:  # the common case, first: parsed on every recorded op call
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(
             value, (int, np.integer, float, np.floating)):
         if isinstance(value, (bool, np.bool_)):

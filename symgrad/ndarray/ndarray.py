@@ -254,15 +254,16 @@ class NDArray(OperatorMixin):
             if entry.node.value is None:
                 compute(entry)
             value = entry.node.value[entry.index]
-            if value.base is not None:
+            if value.base is not None and entry.node.op.kind == "shape":
                 value = _unshared(value, _recorded_sources(entry))
             self._value = value
         return value
 
     def _settle(self, value: np.ndarray) -> None:
         """Give a deferred array the value a program computed for it (a copy if
-        it is a view of a value the graph read)."""
-        if value.base is not None:
+        a shape op's value is a view of a value the graph read; other ops' views
+        are of the program's own buffers, and the walk would cost every step)."""
+        if value.base is not None and self._entry.node.op.kind == "shape":
             value = _unshared(value, _recorded_sources(self._entry))
         self._value = value
 
