@@ -214,13 +214,16 @@ class Trainer:
         applies the update itself."""
         if self._kvstore is None:
             return
-        for i, param in enumerate(self._params):
-            if param.grad_req == "null":
-                continue
-            if self._update_on_kvstore:
-                self._kvstore.push(i, param.list_grad(), priority=-i)
-            else:
-                self._kvstore.pushpull(i, param.list_grad(), priority=-i)
+        # one call for all parameters (MXNet makes one per parameter; the values
+        # are the same, and a distributed store then sends every request at once)
+        keys = [i for i, param in enumerate(self._params) if param.grad_req != "null"]
+        grads = [self._params[i].list_grad() for i in keys]
+        if not keys:
+            return
+        if self._update_on_kvstore:
+            self._kvstore.push(keys, grads)
+        else:
+            self._kvstore.pushpull(keys, grads)
 
     def update(self, batch_size: int, ignore_stale_grad: bool = False) -> None:
         """The update half of ``step``, after ``allreduce_grads``."""
@@ -234,7 +237,7 @@ class Trainer:
         self._update(ignore_stale_grad)
 
     def _update(self, ignore_stale_grad: bool = False) -> None:
-        indices, grads, weights = [], [], []
+        indices, grads, weights, pulls = [], [], [], []
         for i, param in enumerate(self._params):
             if param.grad_req == "null":
                 continue
@@ -251,8 +254,8 @@ class Trainer:
                             "suppress this warning and skip updating of Parameters with "
                             "stale gradient")
             if self._kvstore is not None and self._update_on_kvstore:
-                # the store applied the update: fetch the new weights
-                self._kvstore.pull(i, arrays, priority=-i)
+                # the store applied the update: fetch the new weights (below)
+                pulls.append((i, arrays))
                 for data in arrays:
                     data._fresh_grad = False
                 continue
@@ -262,6 +265,8 @@ class Trainer:
                     grads.append(grad)
                     weights.append(data)
                     data._fresh_grad = False
+        if pulls:
+            self._kvstore.pull([i for i, _ in pulls], out=[arrays for _, arrays in pulls])
         if indices:
             self._updaters[0](indices, grads, weights)
 

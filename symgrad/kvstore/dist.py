@@ -217,20 +217,39 @@ class DistKVStore(KVStore):
             self._inflight.append(
                 (server, self._servers[server].push(key, self.rank, flat[start:stop])))
 
-    def _store_pull(self, key: Key) -> np.ndarray:
-        self._flush()
-        shape, dtype, parts = self._keys[key]
+    def _request(self, key: Key) -> list:
+        """Send the pull requests of ``key`` (one per slice), without waiting."""
         need = self._pushes[key]
-        pieces = []
-        for server, _start, _stop in parts:
-            actor = self._servers[server]
-            (value, _missing) = self._wait(
-                lambda wait, actor=actor: actor.pull(key, self.rank, need, wait), server,
-                f"key {key!r} (its push {need})")
+        self.stats["calls"] += len(self._keys[key][2])
+        return [(server, self._servers[server].pull(key, self.rank, need, 1.0))
+                for server, _, _ in self._keys[key][2]]
+
+    def _collect(self, key: Key, requests: list) -> np.ndarray:
+        """The value of ``key`` from the answers to its requests; a slice not
+        ready yet is asked for again until it is, or a wait fails."""
+        shape, dtype, _ = self._keys[key]
+        need, pieces = self._pushes[key], []
+        for server, future in requests:
+            ready, value, _missing = self._result(future, 1.0, server)
+            if not ready:
+                actor = self._servers[server]
+                value, _missing = self._wait(
+                    lambda wait, actor=actor: actor.pull(key, self.rank, need, wait), server,
+                    f"key {key!r} (its push {need})")
             pieces.append(value)
             self.stats["bytes_pulled"] += value.nbytes
         flat = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
         return flat.reshape(shape).astype(dtype, copy=False)
+
+    def _pull_values(self, keys: list[Key]) -> list[np.ndarray]:
+        # every request is sent before any answer is awaited: one round trip for
+        # all keys, overlapping the acknowledgements of the pushes before them
+        requests = [self._request(key) for key in keys]
+        self._flush()
+        return [self._collect(key, request) for key, request in zip(keys, requests)]
+
+    def _store_pull(self, key: Key) -> np.ndarray:
+        return self._pull_values([key])[0]
 
     # -- barrier, optimizer ------------------------------------------------------------------
     def barrier(self) -> None:

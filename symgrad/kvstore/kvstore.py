@@ -143,13 +143,15 @@ class KVStore:
         """Copy each key's value into its output array(s)."""
         if out is None:
             raise AssertionError("out must be given to pull")
-        for k, outs in _grouped(key, out):
+        groups = _grouped(key, out)
+        for k, outs in groups:
             shape, _ = self._shape_dtype(k, "pull")
-            value = self._store_pull(k)
             for target in outs:
                 if target.shape != shape:
                     raise MXNetError(f"pull of key {k!r}: output of shape {target.shape} does "
                                      f"not match the value's shape {shape}")
+        for (_, outs), value in zip(groups, self._pull_values([k for k, _ in groups])):
+            for target in outs:
                 target[:] = value
 
     def pushpull(self, key: Any, value: Any, out: Any = None, priority: int = 0) -> None:
@@ -252,6 +254,10 @@ class KVStore:
 
     def _store_pull(self, key: Key) -> np.ndarray:
         return self._store[key].asnumpy()
+
+    def _pull_values(self, keys: list[Key]) -> list[np.ndarray]:
+        """The values of several keys (a distributed store asks for all at once)."""
+        return [self._store_pull(k) for k in keys]
 
     def _get_states(self, dump_optimizer: bool) -> bytes:
         updater = self._updater
