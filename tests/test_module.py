@@ -404,3 +404,73 @@ def test_a_real_shape_conflict_still_names_the_node():
     b = mx.sym.FullyConnected(mx.sym.zeros(shape=(0, 3)), num_hidden=5, name="b")
     with pytest.raises(MXNetShapeError, match="cannot apply to input shapes"):
         mx.sym.elemwise_add(a, b, name="sum").infer_shape(data=(2, 6))
+
+
+# ---------------------------------------------------------------------------
+# FeedForward (deprecated in MXNet, still in 1.9.1)
+# ---------------------------------------------------------------------------
+
+def test_feedforward_on_numpy_arrays_learns_and_round_trips(tmp_path, caplog):
+    X, y = _data(64, seed=5)
+    with pytest.warns(DeprecationWarning, match="mxnet.mod.Module"):
+        model = mx.model.FeedForward(_mlp(), num_epoch=8, numpy_batch_size=16,
+                                     initializer=mx.init.Xavier(), learning_rate=0.5,
+                                     momentum=0.9)
+    with caplog.at_level(logging.INFO):
+        model.fit(X, y, eval_data=(X, y))
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == "Start training with [cpu(0)]"
+    assert "Epoch[0] Resetting Data Iterator" in messages
+    assert any(m.startswith("Epoch[7] Validation-accuracy=") for m in messages)
+    assert model.score(mx.io.NDArrayIter(X, y, batch_size=16)) >= 0.9
+    # numpy data without labels is scored against zeros, as in MXNet
+    assert model.score(X) == pytest.approx(float((model.predict(X).argmax(1) == 0).mean()))
+    out, data, label = model.predict(X, return_data=True)
+    assert out.shape == (64, 3) and isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(data, X)  # no shuffling when predicting
+    np.testing.assert_array_equal(label, np.zeros(64))  # no labels given: zeros
+    np.testing.assert_allclose(out, _forward_numpy(
+        {k: v.asnumpy() for k, v in model.arg_params.items()}, X)[1], rtol=1e-5, atol=1e-6)
+    assert sorted(model.arg_params) == ["fc1_bias", "fc1_weight", "fc2_bias", "fc2_weight"]
+    model.save(str(tmp_path / "ff"))  # epoch defaults to num_epoch
+    with pytest.warns(DeprecationWarning):
+        loaded = mx.model.FeedForward.load(str(tmp_path / "ff"), 8)
+    assert loaded.begin_epoch == 8
+    np.testing.assert_array_equal(loaded.predict(X), out)
+
+
+def test_feedforward_checks_its_inputs():
+    X, y = _data(8)
+    with pytest.warns(DeprecationWarning):
+        model = mx.model.FeedForward(_mlp(), num_epoch=1)
+    with pytest.raises(ValueError, match="y must be specified"):
+        model.fit(X)
+    with pytest.raises(ValueError, match="not equal"):
+        model.fit(X, y[:4])
+    with pytest.raises(TypeError, match="DataIter, NDArray or numpy"):
+        model.fit([[1.0]], y)
+    with pytest.warns(DeprecationWarning):
+        extra = mx.model.FeedForward(_mlp(), num_epoch=1,
+                                     arg_params={"nope": mx.nd.ones((1,))})
+    with pytest.raises(ValueError, match="nope"):
+        extra.fit(X, y)
+
+
+def test_bind_for_inference_only_and_rebind():
+    mod = mx.mod.Module(_mlp())
+    with pytest.warns(UserWarning, match="label_shapes don't match"):  # as MXNet warns
+        mod.bind(data_shapes=[("data", (8, 4))], for_training=False)
+    mod.set_params(_nd(_params()), {})
+    with pytest.raises(AssertionError):
+        mod.backward()
+    X, _ = _data(8)
+    mod.forward(mx.io.DataBatch([mx.nd.array(X)]))
+    np.testing.assert_allclose(mod.get_outputs()[0].asnumpy(), _forward_numpy(_params(), X)[1],
+                               rtol=1e-5, atol=1e-6)
+    mod.bind(data_shapes=[("data", (8, 4))])  # bound already: a warning, nothing else
+    # force_rebind for training keeps the parameters
+    mod.bind(data_shapes=[("data", (8, 4))], label_shapes=[("softmax_label", (8,))],
+             force_rebind=True)
+    assert mod.for_training
+    np.testing.assert_array_equal(mod.get_params()[0]["fc1_weight"].asnumpy(),
+                                  _params()["fc1_weight"])
