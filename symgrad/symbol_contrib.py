@@ -4,8 +4,10 @@ and ``mx.sym.Custom``.
 Control flow is traced into the graph, so the compiler differentiates it like
 any other ops:
 
-* ``foreach`` is unrolled over the length of axis 0 of its data, which must be
-  known when it is called (a variable declared with ``shape=``);
+* ``foreach`` is unrolled over the length of axis 0 of its data when that is
+  known at the call (a variable declared with ``shape=``); otherwise the body
+  is traced once into a subgraph, the callback of a ``_foreach`` node, which runs
+  it step by step (forward, and backward in reverse) once shapes are known;
 * ``while_loop`` is unrolled ``max_iterations`` times: each step computes the
   condition and the body, and a running product of the conditions keeps the loop
   variables once the loop has ended and zeroes the outputs of the steps not
@@ -27,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from compiler import OPS, get_op
+from compiler import OPS, Entry, get_op, topo_order
 from compiler.ir import _fresh_name
 
 from . import symbol_types
@@ -58,21 +60,24 @@ def _stack(steps: list[list[Symbol]]) -> list[Symbol]:
     return [_apply("stack", *parts, axis=0) for parts in zip(*steps)]
 
 
-def _length(symbol: Symbol) -> int:
+def _length(symbol: Symbol) -> int | None:
     shape = symbol._single_entry().type.shape
-    if shape is None:
-        raise MXNetError("contrib.foreach on symbols unrolls the loop over axis 0 of its "
-                         "data, whose length must be known: declare the data with "
-                         "mx.sym.var(name, shape=...)")
-    return shape[0]
+    return None if shape is None else shape[0]
 
 
 def foreach(body: Callable, data: Any, init_states: Any, name: str = "foreach"
             ) -> tuple[Any, Any]:
     """Symbolic ``foreach``: ``body(data[i], states) -> (outputs, states)`` for
-    each i along axis 0, unrolled; the outputs stacked on axis 0."""
+    each i along axis 0; the outputs stacked on axis 0.
+
+    With the data's length known the loop is unrolled; otherwise (a variable
+    without a shape, as a HybridBlock traces) the body becomes a subgraph that
+    runs once per step when the length is known (see :class:`LoopBody`).
+    """
     arrays, data_is_list = _as_list(data)
     states, states_are_list = _as_list(init_states)
+    if _length(arrays[0]) is None:
+        return _foreach_subgraph(body, arrays, data_is_list, states, states_are_list, name)
     steps: list[list[Symbol]] = []
     outputs_are_list = False
     for i in range(_length(arrays[0])):
@@ -86,6 +91,137 @@ def foreach(body: Callable, data: Any, init_states: Any, name: str = "foreach"
     stacked = _stack(steps) if steps else []
     return (stacked if outputs_are_list else (stacked[0] if stacked else []),
             states if states_are_list else states[0])
+
+
+class LoopBody:
+    """The callback of a ``_foreach`` node (see ``compiler/ops/contrib.py``): the
+    traced body as a Symbol over placeholder variables, run step by step by a
+    compiled replay (``mx.compile``), forward and, for gradients, backward.
+
+    Inputs of the node: ``num_data`` data arrays, ``num_states`` states, then the
+    body's free variables (its other inputs: parameters, outer arrays).
+    """
+
+    def __init__(self, body: Symbol, data_names: list[str], state_names: list[str],
+                 free_names: list[str], num_step_outputs: int) -> None:
+        self.body = body
+        self.data_names, self.state_names, self.free_names = \
+            data_names, state_names, free_names
+        self.num_step_outputs = num_step_outputs
+        self.num_outputs = num_step_outputs + len(state_names)
+        used = set(body.list_inputs())
+        self._names = [n for n in data_names + state_names + free_names if n in used]
+        self._forward: Any = None
+        self._backward: Any = None
+
+    def __repr__(self) -> str:
+        return f"LoopBody({self.num_outputs} outputs)"
+
+    def _feeds(self, arrays: Any, step: int) -> dict[str, Any]:
+        count = len(self.data_names)
+        states_end = count + len(self.state_names)
+        given = dict(zip(self.data_names, (a[step] for a in arrays[:count])))
+        given.update(zip(self.state_names, arrays[count:states_end]))
+        given.update(zip(self.free_names, arrays[states_end:]))
+        return {k: v for k, v in given.items() if k in self._names}
+
+    def infer(self, types: Any) -> list:
+        """The node's output types from its input types."""
+        from compiler import TensorType
+
+        from .symbol_types import materialize
+        count = len(self.data_names)
+        names = self.data_names + self.state_names + self.free_names
+        shapes = {n: (t.shape[1:] if i < count else t.shape)
+                  for i, (n, t) in enumerate(zip(names, types))}
+        dtypes = {n: t.dtype for n, t in zip(names, types)}
+        typed = materialize(self.body.entries, shapes, dtypes)
+        length = types[0].shape[0]
+        out = []
+        for k, entry in enumerate(typed.entries(self.body.entries)):
+            shape = entry.shape if k >= self.num_step_outputs else (length,) + entry.shape
+            out.append(TensorType(shape, entry.dtype))
+        return out
+
+    def _run(self, arrays: Any, keep: bool):
+        import numpy as np
+
+        from .executor import CompiledSymbol
+        if self._forward is None:
+            self._forward = CompiledSymbol(self.body, wrt=[])
+        count, states_end = len(self.data_names), len(self.data_names) + len(self.state_names)
+        states = list(arrays[count:states_end])
+        steps, history = [], []
+        for step in range(arrays[0].shape[0]):
+            history.append(states)
+            current = list(arrays[:count]) + states + list(arrays[states_end:])
+            value, _ = self._forward(**self._feeds(current, step))
+            values = [np.asarray(v) for v in (value if isinstance(value, list) else [value])]
+            steps.append(values[:self.num_step_outputs])
+            states = values[self.num_step_outputs:]
+        return steps, states, (history if keep else None)
+
+    def forward(self, arrays: Any) -> tuple:
+        """Run the loop: the stacked step outputs, then the final states."""
+        import numpy as np
+        steps, states, _ = self._run(arrays, keep=False)
+        if not steps:
+            raise MXNetError("contrib.foreach over data of length 0")
+        stacked = [np.stack(parts) for parts in zip(*steps)]
+        return tuple(stacked + [np.asarray(s) for s in states])
+
+    def backward(self, grads: Any, arrays: Any) -> tuple:
+        """The gradients of every input, by the body's gradient in reverse."""
+        import numpy as np
+
+        from .executor import CompiledSymbol
+        wrt = [n for n in self.data_names + self.state_names + self.free_names
+               if n in self._names]
+        if self._backward is None:
+            self._backward = CompiledSymbol(self.body, wrt=wrt)
+        _, _, history = self._run(arrays, keep=True)
+        count, states_end = len(self.data_names), len(self.data_names) + len(self.state_names)
+        data_grads = [np.zeros_like(a) for a in arrays[:count]]
+        free_grads = [np.zeros_like(a) for a in arrays[states_end:]]
+        state_grads = [np.asarray(g) for g in grads[self.num_step_outputs:]]
+        for step in reversed(range(len(history))):
+            current = list(arrays[:count]) + history[step] + list(arrays[states_end:])
+            heads = [np.asarray(g[step]) for g in grads[:self.num_step_outputs]] + state_grads
+            _, got = self._backward(heads, **self._feeds(current, step))
+            for k, name in enumerate(self.data_names):
+                if name in got:
+                    data_grads[k][step] += np.asarray(got[name])
+            state_grads = [np.asarray(got[n]) if n in got else np.zeros_like(s)
+                           for n, s in zip(self.state_names, history[step])]
+            for k, name in enumerate(self.free_names):
+                if name in got:
+                    free_grads[k] += np.asarray(got[name])
+        return tuple(data_grads + state_grads + free_grads)
+
+
+def _foreach_subgraph(body: Callable, arrays: list, data_is_list: bool, states: list,
+                      states_are_list: bool, name: str) -> tuple[Any, Any]:
+    """``foreach`` as one ``_foreach`` node over the traced body."""
+    prefix = _fresh_name(name)
+    data_vars = [var(f"{prefix}_data{k}") for k in range(len(arrays))]
+    state_vars = [var(f"{prefix}_state{k}") for k in range(len(states))]
+    out, new_states = body(data_vars if data_is_list else data_vars[0],
+                           state_vars if states_are_list else state_vars[0])
+    outs, outputs_are_list = _as_list(out)
+    new_state_list, _ = _as_list(new_states)
+    if len(new_state_list) != len(states):
+        raise ValueError(f"body returned {len(new_state_list)} states, expected {len(states)}")
+    graph = Symbol([s._single_entry() for s in outs + new_state_list])
+    own = {v._single_entry().node for v in data_vars + state_vars}
+    free = [node for node in topo_order(graph.entries) if node.is_variable and node not in own]
+    callback = LoopBody(graph, [v.name for v in data_vars], [v.name for v in state_vars],
+                        [node.name for node in free], len(outs))
+    inputs = [s._single_entry() for s in arrays + states] + [Entry(node, 0) for node in free]
+    node = _make_symbol(get_op("_foreach"), inputs, {"callback": callback}, prefix)
+    results = [node[k] for k in range(len(node))]
+    stacked, final = results[:len(outs)], results[len(outs):]
+    return (stacked if outputs_are_list else stacked[0],
+            final if states_are_list else final[0])
 
 
 def _blend(mask: Symbol, new: Symbol, old: Symbol) -> Symbol:
@@ -182,4 +318,6 @@ def _custom_parameter_shapes(shapes: list, *, callback: CustomCallback, **_: Any
 # How many outputs a Custom node has before shapes are known, and the argument
 # shapes its prop infers (a weight's from the data's), for symbol_types.
 get_op("Custom").num_outputs = _custom_outputs  # type: ignore[attr-defined]
+get_op("_foreach").num_outputs = (  # type: ignore[attr-defined]
+    lambda attrs, num_inputs: attrs["callback"].num_outputs)
 symbol_types._PARAMETER_SHAPES["Custom"] = _custom_parameter_shapes

@@ -118,9 +118,45 @@ def test_symbol_foreach_values_and_gradients():
                                    rtol=1e-6)
 
 
-def test_symbol_foreach_needs_a_known_length():
-    with pytest.raises(mx.MXNetError, match="shape"):
-        mx.sym.contrib.foreach(lambda d, s: (d, s), mx.sym.var("x"), mx.sym.var("s"))
+def _rnn_symbol(x, h0, w):
+    return mx.sym.contrib.foreach(lambda d, s: (mx.sym.tanh(d * w + s) * 2,
+                                                mx.sym.tanh(d * w + s)), x, h0)
+
+
+def test_symbol_foreach_of_unknown_length_is_one_subgraph_node():
+    x, h0, w = mx.sym.var("x"), mx.sym.var("h0"), mx.sym.var("w")
+    out, h = _rnn_symbol(x, h0, w)
+    assert [n.op.name for n in out._nodes() if not n.is_variable] == ["_foreach"]
+    assert out.list_arguments() == ["x", "h0", "w"]
+    assert out.infer_shape(x=(5, 3), h0=(3,), w=(3,))[1] == [(5, 3)]
+    rng = np.random.default_rng(5)
+    x_v, h_v, w_v = rng.normal(size=(5, 3)), rng.normal(size=(3,)), rng.normal(size=(3,))
+    loss = mx.sym.sum(out * out) + mx.sym.sum(mx.sym.sin(h))
+    value, grads = mx.compile(loss, wrt=["x", "h0", "w"])(x=x_v, h0=h_v, w=w_v)
+    unrolled_out, unrolled_h = _rnn_symbol(mx.sym.var("x", shape=(5, 3)), h0, w)
+    unrolled = mx.sym.sum(unrolled_out * unrolled_out) + mx.sym.sum(mx.sym.sin(unrolled_h))
+    ref_value, ref_grads = mx.compile(unrolled, wrt=["x", "h0", "w"])(x=x_v, h0=h_v, w=w_v)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+    for name in ("x", "h0", "w"):
+        np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-10, atol=1e-12)
+
+
+def test_symbol_foreach_subgraph_against_finite_differences():
+    x, h0, w = mx.sym.var("x"), mx.sym.var("h0"), mx.sym.var("w")
+    out, h = _rnn_symbol(x, h0, w)
+    loss = mx.sym.sum(out * mx.sym.var("c")) + mx.sym.sum(h)
+    rng = np.random.default_rng(6)
+    args = {"x": rng.normal(size=(3, 2)), "h0": rng.normal(size=(2,)),
+            "w": rng.normal(size=(2,)), "c": rng.normal(size=(3, 2))}
+    _, grads = mx.compile(loss, wrt=["x", "h0", "w"])(**args)
+    f = mx.compile(loss, wrt=[])
+    for name in ("x", "h0", "w"):
+        direction = rng.normal(size=args[name].shape)
+        eps = 1e-6
+        plus = f(**dict(args, **{name: args[name] + eps * direction}))[0]
+        minus = f(**dict(args, **{name: args[name] - eps * direction}))[0]
+        np.testing.assert_allclose((grads[name] * direction).sum(),
+                                   ((plus - minus) / (2 * eps)).item(), rtol=1e-6)
 
 
 def _loop(F, i, s, limit):
@@ -219,6 +255,48 @@ def test_hybridized_block_matches_imperative(shift):
     np.testing.assert_allclose(again.asnumpy(), eager.asnumpy(), rtol=1e-5)
 
 
+class _Recurrent(nn.HybridBlock):
+    """h_t = tanh(W x_t + h_{t-1}) over axis 0 of x, by contrib.foreach; the
+    weight is a free variable of the loop body."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.weight = self.params.get("weight", shape=(3, 2))
+
+    def hybrid_forward(self, F, x, h0, weight):
+        def step(x_t, states):
+            h = F.tanh(F.dot(x_t, weight, transpose_b=True) + states[0])
+            return h, [h]
+
+        out, states = F.contrib.foreach(step, x, [h0])
+        return out.sum() + (states[0] * states[0]).sum()
+
+
+def test_hybridized_foreach_block_matches_imperative():
+    net = _Recurrent()
+    net.initialize(mx.init.Uniform(0.5))
+    rng = np.random.default_rng(7)
+    x, h0 = mx.nd.array(rng.normal(size=(4, 5, 2))), mx.nd.array(rng.normal(size=(5, 3)))
+    with mx.autograd.record():
+        eager = net(x, h0)
+    eager.backward()
+    eager_grad = net.weight.grad().asnumpy().copy()
+    net.hybridize()
+    with mx.autograd.record():
+        hybrid = net(x, h0)
+    hybrid.backward()
+    np.testing.assert_allclose(hybrid.asnumpy(), eager.asnumpy(), rtol=1e-5)
+    np.testing.assert_allclose(net.weight.grad().asnumpy(), eager_grad, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(net(x, h0).asnumpy(), eager.asnumpy(), rtol=1e-5)
+    longer = mx.nd.array(rng.normal(size=(6, 5, 2)))  # another length: the same symbol
+    with mx.autograd.pause():
+        net.hybridize(False)
+        reference = net(longer, h0)
+        net.hybridize()
+    np.testing.assert_allclose(net(longer, h0).asnumpy(), reference.asnumpy(), rtol=1e-5)
+
+
 def test_compiled_backend_runs_unrolled_loops(compiled):
     x = mx.sym.var("x", shape=(3, 2))
     out, h = mx.sym.contrib.foreach(lambda d, s: (d * s, s + d), x, mx.sym.var("s"))
@@ -227,4 +305,9 @@ def test_compiled_backend_runs_unrolled_loops(compiled):
     sv = np.array([1.0, -1.0])
     _, grads = f(x=xv, s=sv)
     # out_t = x_t * s_t with s_t = s + x_0 + ... + x_{t-1}; d/ds sum = sum_t x_t + 1
+    np.testing.assert_allclose(grads["s"], xv.sum(axis=0) + 1)
+    # the subgraph form (unknown length) on the compiled backend too
+    out, h = mx.sym.contrib.foreach(lambda d, s: (d * s, s + d), mx.sym.var("x"),
+                                    mx.sym.var("s"))
+    _, grads = mx.compile(mx.sym.sum(out) + mx.sym.sum(h), wrt=["x", "s"])(x=xv, s=sv)
     np.testing.assert_allclose(grads["s"], xv.sum(axis=0) + 1)

@@ -714,3 +714,50 @@ register(OpDef(name="_backward_Custom", infer=_custom_back_types, impl=_custom_b
                kind="opaque",
                doc="The backward of a Custom op: gradients of its arguments (inputs are "
                    "the output gradients, the inputs and the outputs)."))
+
+
+# ---------------------------------------------------------------------------
+# _foreach: a loop whose body is a subgraph, for data whose length is not known
+# when the loop is traced (symbols with unknown shapes unroll nothing)
+# ---------------------------------------------------------------------------
+# The ``callback`` (made by mx.sym.contrib.foreach) holds the body graph and
+# provides ``infer(types)``, ``forward(arrays)`` and ``backward(grads, arrays)``
+# on numpy arrays, as Custom's does. Inputs: the data arrays, the initial states,
+# then the body's free variables; outputs: the stacked step outputs, then the
+# final states.
+
+def _foreach_types(types, *, callback):
+    return list(callback.infer(types))
+
+
+def _foreach(*arrays, callback):
+    return tuple(callback.forward(arrays))
+
+
+def foreach_grad(g, *inputs, out, callback):
+    """the body's vector-Jacobian products, in reverse over the steps"""
+    grads = g if isinstance(g, tuple) else (g,)
+    results = grads[0]._apply("_backward_foreach", (*grads, *inputs), {"callback": callback})
+    return results if isinstance(results, tuple) else (results,)
+
+
+register(OpDef(name="_foreach", infer=_foreach_types, impl=_foreach, grad=foreach_grad,
+               attrs={"callback": Attr(_identity)}, variadic=True, kind="opaque",
+               doc="contrib.foreach over a traced body (data length known at run time)."
+                   "\n\nGradient\n--------\nthe body's gradient, step by step in reverse"))
+
+
+def _foreach_back_types(types, *, callback):
+    return list(types[callback.num_outputs:])
+
+
+def _foreach_back(*arrays, callback):
+    count = callback.num_outputs
+    return tuple(callback.backward(arrays[:count], arrays[count:]))
+
+
+register(OpDef(name="_backward_foreach", infer=_foreach_back_types, impl=_foreach_back,
+               attrs={"callback": Attr(_identity)}, variadic=True, differentiable=False,
+               kind="opaque",
+               doc="The backward of _foreach: the gradients of its inputs (inputs are "
+                   "its output gradients, then its inputs)."))
