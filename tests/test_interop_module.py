@@ -368,10 +368,12 @@ class Net(mx.gluon.HybridBlock):
         with self.name_scope():
             self.cell = mx.gluon.rnn.RNNCell(8, input_size=4)
             self.lstm = mx.gluon.rnn.LSTMCell(5, input_size=8)
+            self.gru = mx.gluon.rnn.GRUCell(6, input_size=5)
 
     def hybrid_forward(self, F, x):
         out, _ = self.cell.unroll(3, x, layout="NTC", merge_outputs=True)
         out, _ = self.lstm.unroll(3, out, layout="NTC", merge_outputs=True)
+        out, _ = self.gru.unroll(3, out, layout="NTC", merge_outputs=True)
         return out
 
 
@@ -385,17 +387,17 @@ net.export("rnn")
 
 
 def test_exported_rnn_cells_with_zero_sized_begin_states(mxnet_python, tmp_path):
-    """The ``_zeros`` begin states (shape ``(0, 8)``) take the batch size from the
-    rest of the graph, as MXNet infers it."""
+    """The ``_zeros`` begin states (shape ``(0, 8)``) of RNN, LSTM and GRU cells
+    take the batch size from the rest of the graph, as MXNet infers it."""
     x = np.random.default_rng(0).normal(size=(2, 3, 4)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     run_mxnet(mxnet_python, RNN_EXPORT, tmp_path)
     graph = json.loads((tmp_path / "rnn-symbol.json").read_text())
     zero_shapes = [node["attrs"]["shape"] for node in graph["nodes"] if node["op"] == "_zeros"]
-    assert "(0, 8)" in zero_shapes and "(0, 5)" in zero_shapes
+    assert {"(0, 8)", "(0, 5)", "(0, 6)"} <= set(zero_shapes)
     symbol, args, auxs = symgrad.model.load_checkpoint(str(tmp_path / "rnn"), 0)
     arg_shapes, out_shapes, _ = symbol.infer_shape(data=(2, 3, 4))
-    assert out_shapes == [(2, 3, 5)]
+    assert out_shapes == [(2, 3, 6)]
     assert dict(zip(symbol.list_arguments(), arg_shapes))["data"] == (2, 3, 4)
     block = symgrad.gluon.SymbolBlock.imports(str(tmp_path / "rnn-symbol.json"), ["data"],
                                               str(tmp_path / "rnn-0000.params"))
