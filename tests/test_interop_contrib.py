@@ -108,6 +108,18 @@ exe.backward([mx.nd.array(inputs["seq_head"]), mx.nd.ones((3,))])
 results["sym_foreach"] = exe.outputs[0].asnumpy()
 results["sym_foreach_grad_w"] = exe.grad_dict["w"].asnumpy()
 
+# the same loop over variables without shapes (symgrad: one _foreach subgraph node)
+out, states = mx.sym.contrib.foreach(step, mx.sym.var("x2"), [mx.sym.var("h2")])
+exe = mx.sym.Group([out, states[0]]).simple_bind(mx.cpu(), x2=(4, 3), h2=(3,), w=(3,))
+exe.arg_dict["x2"][:] = inputs["seq"]
+exe.arg_dict["h2"][:] = inputs["h0"]
+exe.arg_dict["w"][:] = inputs["w"]
+exe.forward(is_train=True)
+exe.backward([mx.nd.array(inputs["seq_head"]), mx.nd.ones((3,))])
+results["sym_foreach_free"] = exe.outputs[0].asnumpy()
+for name in ("x2", "h2", "w"):
+    results[f"sym_foreach_free_grad_{name}"] = exe.grad_dict[name].asnumpy()
+
 
 def loop_cond(i, s):
     return i < 3
@@ -167,6 +179,35 @@ exe.backward(mx.nd.array(inputs["model_head"]))
 results["sym_custom_model"] = exe.outputs[0].asnumpy()
 for name in ("data", "fc1_weight", "fc1_bias", "fc2_weight"):
     results[f"sym_custom_model_{name}"] = exe.grad_dict[name].asnumpy()
+
+
+class Net(mx.gluon.HybridBlock):
+    def __init__(self):
+        super().__init__()
+        with self.name_scope():
+            self.fc1 = mx.gluon.nn.Dense(5, in_units=4)
+            self.fc2 = mx.gluon.nn.Dense(2, in_units=5, use_bias=False)
+
+    def hybrid_forward(self, F, x):
+        return self.fc2(F.Custom(self.fc1(x), op_type="interop_softsign", scale=1.5))
+
+
+for hybrid in (False, True):
+    net = Net()
+    net.initialize()
+    net.fc1.weight.set_data(nd("w1"))
+    net.fc1.bias.set_data(nd("b1"))
+    net.fc2.weight.set_data(nd("w2"))
+    if hybrid:
+        net.hybridize()
+    x = nd("x")
+    x.attach_grad()
+    with mx.autograd.record():
+        y = net(x)
+    y.backward(mx.nd.array(inputs["model_head"]))
+    results[f"gluon_custom_{hybrid}"] = y.asnumpy()
+    results[f"gluon_custom_{hybrid}_x"] = x.grad.asnumpy()
+    results[f"gluon_custom_{hybrid}_w1"] = net.fc1.weight.grad().asnumpy()
 '''
 
 _MXNET_SCRIPT = """
