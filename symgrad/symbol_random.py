@@ -19,7 +19,7 @@ from typing import Any
 from compiler.registry import get_op
 
 from .ndarray.random import make_functions
-from .symbol import Symbol, _is_symbol, _make_symbol
+from .symbol import Symbol, _is_symbol, _make_symbol, _symbol_function
 
 _draws = itertools.count(1)
 
@@ -48,6 +48,21 @@ randint = _FUNCTIONS["randint"]
 multinomial = _FUNCTIONS["multinomial"]
 shuffle = _FUNCTIONS["shuffle"]
 
+
+def _like(dist: str) -> Any:
+    # the registered _random_<dist>_like op, with its own parameters
+    return _symbol_function(f"{dist}_like", get_op(f"_random_{dist}_like"))
+
+
+uniform_like = _like("uniform")
+normal_like = _like("normal")
+gamma_like = _like("gamma")
+exponential_like = _like("exponential")
+poisson_like = _like("poisson")
+negative_binomial_like = _like("negative_binomial")
+generalized_negative_binomial_like = _like("generalized_negative_binomial")
+
 __all__ = ["uniform", "normal", "randn", "gamma", "exponential", "poisson",
            "negative_binomial", "generalized_negative_binomial", "randint", "multinomial",
-           "shuffle"]
+           "shuffle", "uniform_like", "normal_like", "gamma_like", "exponential_like",
+           "poisson_like", "negative_binomial_like", "generalized_negative_binomial_like"]

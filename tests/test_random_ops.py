@@ -371,3 +371,16 @@ def test_random_ops_run_on_the_compiled_backend(compiled):
     values = [graph.eval(mu=mx.nd.array([0.0, 1.0, 2.0]))[0].asnumpy() for _ in range(3)]
     assert values[0].shape == (3, 2)
     assert not np.array_equal(values[0], values[1])
+
+
+def test_like_functions_draw_the_shape_and_dtype_of_data():
+    data = mx.nd.zeros((N // 4, 2), dtype="float64")
+    mx.random.seed(13)
+    draws = mx.nd.random.exponential_like(data, lam=4.0)
+    assert draws.shape == data.shape and draws.dtype == np.float64
+    _moments_match(draws.asnumpy(), 0.25, 0.0625)
+    low_high = mx.nd.random.uniform_like(data, low=2.0, high=3.0).asnumpy()
+    assert (low_high >= 2).all() and (low_high < 3).all()
+    value = mx.sym.random.normal_like(mx.sym.var("d"), loc=5.0, scale=1e-3).eval(d=data)[0]
+    np.testing.assert_allclose(value.asnumpy(), 5.0, atol=0.01)
+    assert mx.nd.random.poisson_like(data, lam=2.0).dtype == np.float64

@@ -21,8 +21,10 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
+from compiler import get_op
 from compiler.ops import random as _random
 
+from .._namespace import _make_function
 from ..context import check_context
 from .ndarray import invoke, is_ndarray
 
@@ -170,6 +172,27 @@ randint = _FUNCTIONS["randint"]
 multinomial = _FUNCTIONS["multinomial"]
 shuffle = _FUNCTIONS["shuffle"]
 
+
+def _finish_like(result: Any, out: Any = None, name: Any = None) -> Any:
+    return _finish_nd(result, out)
+
+
+def _like(dist: str) -> Callable:
+    # ``uniform_like(data, low=0, high=1)``...: the registered _random_<dist>_like op,
+    # which takes the op's own parameters (``lam`` for the exponential, not ``scale``)
+    return _make_function(f"{dist}_like", get_op(f"_random_{dist}_like"), invoke,
+                          is_ndarray, _finish_like)
+
+
+uniform_like = _like("uniform")
+normal_like = _like("normal")
+gamma_like = _like("gamma")
+exponential_like = _like("exponential")
+poisson_like = _like("poisson")
+negative_binomial_like = _like("negative_binomial")
+generalized_negative_binomial_like = _like("generalized_negative_binomial")
+
 __all__ = ["seed", "uniform", "normal", "randn", "gamma", "exponential", "poisson",
            "negative_binomial", "generalized_negative_binomial", "randint", "multinomial",
-           "shuffle"]
+           "shuffle", "uniform_like", "normal_like", "gamma_like", "exponential_like",
+           "poisson_like", "negative_binomial_like", "generalized_negative_binomial_like"]
