@@ -135,6 +135,10 @@ class KVStore:
                 if val.shape != shape:
                     raise MXNetError(f"push of key {k!r}: value of shape {val.shape} does not "
                                      f"match the shape {shape} it was initialised with")
+                if np.dtype(val.dtype) != dtype:
+                    raise MXNetError(f"push of key {k!r}: value of dtype "
+                                     f"{np.dtype(val.dtype).name} does not match the dtype "
+                                     f"{dtype.name} it was initialised with")
                 arrays.append(val.asnumpy().astype(dtype, copy=False))
             self._store_push(k, self._merge(k, arrays))
 
