@@ -160,3 +160,67 @@ def test_linalg_ops_equal_mxnet(mxnet_python, tmp_path):
             failures.append(f"{op}{tuple(names)} {attrs} {key}:\n  symgrad {actual[key]!r}\n"
                             f"  mxnet   {expected[key]!r}")
     assert not failures, "\n".join(failures)
+
+
+SYMBOL_SCRIPT = '''
+import json
+import mxnet as mx
+import numpy as np
+
+inputs = dict(np.load("inputs.npz"))
+# symgrad's file, run by MXNet
+net = mx.sym.load("symgrad-symbol.json")
+args = {name: mx.nd.array(inputs[name], dtype="float64") for name in net.list_arguments()}
+outputs = net.eval(ctx=mx.cpu(), **args)
+np.savez("mxnet-ran-symgrad.npz", *[o.asnumpy() for o in outputs])
+# MXNet's own file, for symgrad to run
+k, v = mx.sym.var("k"), mx.sym.var("v")
+lower = mx.sym.linalg.potrf(k)
+out = mx.sym.Group([
+    mx.sym.linalg.sumlogdiag(lower),
+    mx.sym.linalg.trsm(lower, v, transpose=True, alpha=0.5),
+    mx.sym.linalg.gemm(k, v, v, transpose_a=True, alpha=2.0, beta=-1.0),
+    mx.sym.linalg.maketrian(mx.sym.linalg.extracttrian(k, offset=-1), offset=-1),
+    mx.sym.linalg.syrk(v, transpose=True, alpha=0.25),
+    mx.sym.linalg_slogdet(k)[1],
+])
+out.save("mxnet-symbol.json")
+args = {"k": mx.nd.array(inputs["k"], dtype="float64"),
+        "v": mx.nd.array(inputs["v"], dtype="float64")}
+np.savez("mxnet-ran-mxnet.npz", *[o.asnumpy() for o in out.eval(ctx=mx.cpu(), **args)])
+'''
+
+
+def test_linalg_symbol_files_load_both_ways(mxnet_python, tmp_path):
+    rng = np.random.default_rng(22)
+    m = rng.uniform(-1, 1, (2, 3, 3))
+    inputs = {"k": m @ np.swapaxes(m, -1, -2) + 3 * np.eye(3), "v": rng.uniform(-1, 1, (2, 3, 3)),
+              "w": rng.uniform(-1, 1, (2, 3, 4))}
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    k, v, w = symgrad.sym.var("k"), symgrad.sym.var("v"), symgrad.sym.var("w")
+    lower = symgrad.sym.linalg.potrf(k)
+    ours = symgrad.sym.Group([
+        symgrad.sym.linalg.trmm(lower, w, alpha=1.5),
+        symgrad.sym.linalg.gemm2(v, w, transpose_a=True, alpha=-0.5),
+        symgrad.sym.linalg.potri(lower),
+        symgrad.sym.linalg.det(v),
+        symgrad.sym.linalg.makediag(symgrad.sym.linalg.extractdiag(k, offset=1), offset=1),
+        symgrad.sym.linalg.syevd(k)[1],
+        symgrad.sym.linalg.inverse(k),
+    ])
+    ours.save(str(tmp_path / "symgrad-symbol.json"))
+    run_mxnet(mxnet_python, SYMBOL_SCRIPT, tmp_path)
+    arrays = {name: symgrad.nd.array(value, dtype="float64") for name, value in inputs.items()}
+    mine = ours.eval(**{name: arrays[name] for name in ours.list_arguments()})
+    theirs = np.load(tmp_path / "mxnet-ran-symgrad.npz")
+    assert len(theirs.files) == len(mine) == 7
+    for k_out, value in enumerate(mine):
+        np.testing.assert_allclose(value.asnumpy(), theirs[f"arr_{k_out}"], rtol=1e-10,
+                                   atol=1e-12, err_msg=f"symgrad's output {k_out}")
+    loaded = symgrad.sym.load(str(tmp_path / "mxnet-symbol.json"))
+    mine = loaded.eval(k=arrays["k"], v=arrays["v"])
+    theirs = np.load(tmp_path / "mxnet-ran-mxnet.npz")
+    assert len(theirs.files) == len(mine) == 6
+    for k_out, value in enumerate(mine):
+        np.testing.assert_allclose(value.asnumpy(), theirs[f"arr_{k_out}"], rtol=1e-10,
+                                   atol=1e-12, err_msg=f"MXNet's output {k_out}")
