@@ -25,7 +25,9 @@ _draws = itertools.count(1)
 
 
 def _apply(op: str, inputs: list, attrs: dict, name: Any) -> Symbol:
-    attrs = dict(attrs, _draw=next(_draws))
+    # attr= (symbol attributes) is accepted and dropped, as by the other mx.sym functions
+    attrs = {key: value for key, value in attrs.items() if key != "attr"}
+    attrs["_draw"] = next(_draws)
     return _make_symbol(get_op(op), [s._single_entry() for s in inputs], attrs, name)
 
 
