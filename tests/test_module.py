@@ -474,3 +474,26 @@ def test_bind_for_inference_only_and_rebind():
     assert mod.for_training
     np.testing.assert_array_equal(mod.get_params()[0]["fc1_weight"].asnumpy(),
                                   _params()["fc1_weight"])
+
+
+def test_state_inputs_and_speedometer(caplog):
+    """``state_names`` inputs are set by ``set_states`` and get no gradient; the
+    Speedometer callback reads the metric as in MXNet."""
+    data, state = mx.sym.var("data"), mx.sym.var("state")
+    net = mx.sym.elemwise_add(mx.sym.FullyConnected(data, num_hidden=2, name="fc"), state)
+    net = mx.sym.SoftmaxOutput(net, name="softmax")
+    mod = mx.mod.Module(net, state_names=["state"])
+    X, y = _data(8)
+    it = mx.io.NDArrayIter(X, np.minimum(y, 1), batch_size=4)
+    mod.bind(it.provide_data, it.provide_label)
+    mod.init_params(mx.init.Zero())
+    mod.set_states(value=3.0)
+    assert mod.get_states()[0].asnumpy().tolist() == [[3.0, 3.0]] * 4
+    mod.set_states(states=[mx.nd.array([[0.0, 50.0]] * 4)])
+    mod.forward(next(iter(it)), is_train=False)
+    # the state dominates the zero-initialised layer: class 1 everywhere
+    assert mod.get_outputs()[0].asnumpy().argmax(1).tolist() == [1, 1, 1, 1]
+    assert "state" not in mod._exec.grad_dict and "state" not in mod.get_params()[0]
+    with caplog.at_level(logging.INFO), pytest.warns(UserWarning, match="already initialized"):
+        mod.fit(it, num_epoch=2, batch_end_callback=mx.callback.Speedometer(4, 1))
+    assert any("samples/sec\taccuracy=" in r.getMessage() for r in caplog.records)
