@@ -29,6 +29,14 @@ def _as_list(value: Any) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _outputs(value: Any) -> list:
+    """The outputs of a multi-output op call: a list of NDArrays, or the Symbols
+    of a grouped Symbol's outputs."""
+    if isinstance(value, Symbol):
+        return [value[k] for k in range(len(value))]
+    return _as_list(value)
+
+
 def _namespace(value: Any) -> Any:
     """``mx.sym`` for Symbols, ``mx.nd`` for NDArrays."""
     first = value[0] if isinstance(value, (list, tuple)) else value
@@ -38,9 +46,7 @@ def _namespace(value: Any) -> Any:
 def _split_steps(F: Any, inputs: Any, axis: int, length: int) -> list:
     """The steps of a merged sequence along ``axis``, as a list."""
     parts = F.split(inputs, axis=axis, num_outputs=length, squeeze_axis=True)
-    if isinstance(parts, Symbol):
-        return [parts[k] for k in range(length)] if length > 1 else [parts]
-    return _as_list(parts)
+    return _outputs(parts) if length > 1 else [parts]
 
 
 def _format_sequence(length: int | None, inputs: Any, layout: str, merge: bool | None,
@@ -117,6 +123,9 @@ def _state_from(func: Callable, name: str, info: dict) -> Any:
 def _get_begin_state(cell: RecurrentCell, F: Any, begin_state: Any, inputs: Any,
                      batch_size: int) -> list:
     if begin_state is None:
+        if F is nd:  # states of the inputs' dtype, so that float64 cells run
+            first = inputs if isinstance(inputs, NDArray) else inputs[0]
+            return cell.begin_state(func=F.zeros, batch_size=batch_size, dtype=first.dtype)
         return cell.begin_state(func=F.zeros, batch_size=batch_size)
     return _as_list(begin_state)
 
@@ -400,7 +409,7 @@ class LSTMCell(_GatedCell):
         i2h, h2h = self._projections(F, inputs, states, i2h_weight, h2h_weight, i2h_bias,
                                      h2h_bias)
         gates = F.elemwise_add(i2h, h2h, name=prefix + "plus0")
-        in_gate, forget_gate, transform, out_gate = _as_list(
+        in_gate, forget_gate, transform, out_gate = _outputs(
             F.SliceChannel(gates, num_outputs=4, name=prefix + "slice"))
         in_gate = _activation(F, in_gate, self._recurrent_activation, name=prefix + "i")
         forget_gate = _activation(F, forget_gate, self._recurrent_activation,
@@ -461,9 +470,9 @@ class GRUCell(_GatedCell):
         previous = states[0]
         i2h, h2h = self._projections(F, inputs, states, i2h_weight, h2h_weight, i2h_bias,
                                      h2h_bias)
-        i2h_r, i2h_z, i2h_n = _as_list(F.SliceChannel(i2h, num_outputs=3,
+        i2h_r, i2h_z, i2h_n = _outputs(F.SliceChannel(i2h, num_outputs=3,
                                                       name=prefix + "i2h_slice"))
-        h2h_r, h2h_z, h2h_n = _as_list(F.SliceChannel(h2h, num_outputs=3,
+        h2h_r, h2h_z, h2h_n = _outputs(F.SliceChannel(h2h, num_outputs=3,
                                                       name=prefix + "h2h_slice"))
         reset = _activation(F, F.elemwise_add(i2h_r, h2h_r, name=prefix + "plus0"),
                             self._recurrent_activation, name=prefix + "r_act")

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 from ... import ndarray as nd
-from ... import symbol as sym
 from ...ndarray import NDArray
 from ..block import HybridBlock
 from . import rnn_cell
@@ -55,6 +54,8 @@ class _RNNLayer(HybridBlock):
         self._dtype = dtype
         self._use_sequence_length = use_sequence_length
         self._gates = _GATES[mode]
+        self.skip_states = True
+        self._traced_skip: bool | None = None
         rows = self._gates * hidden_size
         step = self._projection_size or hidden_size
         in_size = input_size
@@ -130,11 +131,13 @@ class _RNNLayer(HybridBlock):
             if isinstance(inputs, NDArray):
                 batch_size = inputs.shape[self._layout.find("N")]
                 states = self.begin_state(batch_size, dtype=inputs.dtype)
-            else:
-                states = self.begin_state(0, func=sym.zeros)
-        if not isinstance(states, (list, tuple)):
+            # traced: zeros made from the inputs in the graph (see _zero_states)
+        elif not isinstance(states, (list, tuple)):
             states = [states]
-        states = list(states)
+        states = list(states) if states is not None else None
+        if self._traced_skip is not None and self._traced_skip != self.skip_states:
+            self._clear_cached_op()  # the traced graph returns the states or not
+        self._traced_skip = self.skip_states
         if self._use_sequence_length:
             return super().__call__(inputs, states, sequence_length)
         return super().__call__(inputs, states)
@@ -142,7 +145,7 @@ class _RNNLayer(HybridBlock):
     def hybrid_forward(self, F: Any, inputs: Any, states: list, sequence_length: Any = None,
                        **params: Any) -> Any:
         """One ``RNN`` op over the sequence (TNC inside; NTC swapped in and out)."""
-        if F is nd:
+        if F is nd and states is not None:
             batch_size = inputs.shape[self._layout.find("N")]
             for state, info in zip(states, self.state_info(batch_size)):
                 if state.shape != info["shape"]:
@@ -163,6 +166,8 @@ class _RNNLayer(HybridBlock):
                         params: dict) -> tuple[Any, list]:
         if self._layout == "NTC":
             inputs = F.swapaxes(inputs, dim1=0, dim2=1)
+        if states is None:
+            states = self._zero_states(F, inputs)
         flat = [F.reshape(params[name], shape=(-1,)) for name in self._packed_names()]
         packed = F._rnn_param_concat(*flat, dim=0)
         extra = [sequence_length] if self._use_sequence_length else []
@@ -178,6 +183,16 @@ class _RNNLayer(HybridBlock):
         if self._layout == "NTC":
             outputs = F.swapaxes(outputs, dim1=0, dim2=1)
         return outputs, new_states
+
+    def _zero_states(self, F: Any, inputs: Any) -> list:
+        """Zero begin states for time-major ``inputs`` whose batch size the traced
+        graph does not know: a (1, N, 1) slice of zeros broadcast to each state's
+        shape, so the states follow the batch size of every call (MXNet writes
+        ``_zeros`` of batch 0 instead, which needs shape inference to complete)."""
+        column = F.zeros_like(F.slice_axis(F.slice_axis(inputs, axis=0, begin=0, end=1),
+                                           axis=2, begin=0, end=1))
+        return [F.broadcast_to(column, shape=(info["shape"][0], 0, info["shape"][2]))
+                for info in self.state_info(0)]
 
     def _unfuse(self) -> rnn_cell.HybridSequentialRNNCell:
         """The same network as a stack of cells sharing this layer's Parameters
