@@ -96,14 +96,15 @@ if __name__ == "__main__":
     out = sys.argv[1]
     kv = mx.kv.create("dist_sync")
     rank, workers = kv.rank, kv.num_workers
-    # rank 1 starts from other weights: the store's init gives it rank 0's
-    sync, _, _, trainer = train(kv, rank, workers, seed=rank)
+    # every rank starts from the same weights, as MXNet needs: the store's init
+    # (rank 0's values) happens at the first step, after the first backward
+    sync, _, _, trainer = train(kv, rank, workers)
     assert trainer._update_on_kvstore is True
     pushpull, _, _, trainer = train(mx.kv.create("dist_device_sync"), rank, workers,
-                                    update_on_kvstore=False, seed=rank)
+                                    update_on_kvstore=False)
     assert trainer._update_on_kvstore is False
-    adam, _, _, _ = train(mx.kv.create("dist_sync"), rank, workers, seed=rank,
-                          optimizer="adam", params={"learning_rate": 0.01})
+    adam, _, _, _ = train(mx.kv.create("dist_sync"), rank, workers, optimizer="adam",
+                          params={"learning_rate": 0.01})
     np.savez(os.path.join(out, f"rank{rank}.npz"),
              *[a for group in (sync, pushpull, adam) for a in group])
 '''
