@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from compiler import TensorType, get_op
+from compiler import TensorType
+from compiler.ops.contrib import CUSTOM_CALLBACK_FACTORY
 
 from . import _state
 from .base import MXNetError
@@ -255,11 +256,19 @@ def custom(*args: NDArray, op_type: str, name: str | None = None, out: Any = Non
         if input_name not in named:
             raise MXNetError(f"Custom {op_type}: missing input {input_name!r}")
         inputs.append(named[input_name])
-    result = invoke(get_op("Custom"), inputs, {"op_type": op_type, "callback": callback})
+    result = invoke("Custom", inputs,
+                    dict(callback.kwargs, op_type=op_type, callback=callback))
     if out is not None:
         out[:] = result
         return out
     return result
 
+
+def _callback_for_node(op_type: str, kwargs: dict[str, str]) -> CustomCallback:
+    # a Custom node made without a callback: one read from JSON
+    return CustomCallback(op_type, kwargs, cacheable=True)
+
+
+CUSTOM_CALLBACK_FACTORY[:] = [_callback_for_node]
 
 __all__ = ["CustomOp", "CustomOpProp", "register", "get_all_registered_operators"]

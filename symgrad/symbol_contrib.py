@@ -303,7 +303,7 @@ def Custom(*args: Symbol, op_type: str, name: str | None = None, attr: dict | No
     for input_name in (callback.arguments + callback.aux_names)[len(inputs):]:
         inputs.append(named.get(input_name) or var(f"{name}_{input_name}"))
     return _make_symbol(get_op("Custom"), [s._single_entry() for s in inputs],
-                        {"op_type": op_type, "callback": callback}, name)
+                        dict(callback.kwargs, op_type=op_type, callback=callback), name)
 
 
 def _custom_outputs(attrs: dict, num_inputs: int) -> int:

@@ -178,3 +178,86 @@ def test_assign_honours_req():
 def test_unknown_op_type_raises():
     with pytest.raises(mx.MXNetError, match="no operator registered"):
         mx.nd.Custom(mx.nd.ones((2,)), op_type="no_such_op")
+
+
+def test_json_keeps_the_prop_arguments_and_loads_back():
+    y = _symbol()
+    text = y.tojson()
+    assert '"scale": "0.5"' in text and "num_args" not in text
+    loaded = mx.sym.load_json(text)
+    assert loaded.list_arguments() == ["data", "sc_weight"]
+    rng = np.random.default_rng(5)
+    x, w = rng.normal(size=(2, 2)), rng.normal(size=(2, 2))
+    got = loaded.eval(data=mx.nd.array(x), sc_weight=mx.nd.array(w))[0]
+    np.testing.assert_allclose(got.asnumpy(), _numpy_scale(x, w, 0.5), rtol=1e-5, atol=1e-6)
+
+
+class _SoftmaxLoss(mx.operator.CustomOp):
+    """MXNet's classic custom softmax: backward ignores out_grad (need_top_grad
+    False) and gives softmax - onehot(label); it also counts its forward calls in
+    an auxiliary state."""
+
+    def forward(self, is_train, req, in_data, out_data, aux):
+        x = in_data[0]
+        e = mx.nd.exp(x - x.max(axis=1, keepdims=True))
+        self.assign(out_data[0], req[0], e / e.sum(axis=1, keepdims=True))
+        aux[0][:] = aux[0] + 1
+
+    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
+        label = in_data[1].asnumpy().astype(int)
+        grad = out_data[0].asnumpy().copy()
+        grad[np.arange(len(label)), label] -= 1
+        self.assign(in_grad[0], req[0], mx.nd.array(grad))
+        self.assign(in_grad[1], req[1], mx.nd.zeros(in_data[1].shape))
+
+
+@mx.operator.register("test_softmax_loss")
+class _SoftmaxLossProp(mx.operator.CustomOpProp):
+    def __init__(self):
+        super().__init__(need_top_grad=False)
+
+    def list_arguments(self):
+        return ["data", "label"]
+
+    def list_auxiliary_states(self):
+        return ["calls"]
+
+    def infer_shape(self, in_shape):
+        return [in_shape[0], [in_shape[0][0]]], [in_shape[0]], [[1]]
+
+    def create_operator(self, ctx, shapes, dtypes):
+        return _SoftmaxLoss()
+
+
+def test_loss_layer_without_top_grad_and_an_aux_state():
+    prop = _SoftmaxLossProp()
+    assert not prop.need_top_grad()
+    rng = np.random.default_rng(6)
+    x_np = rng.normal(size=(4, 3))
+    label = mx.nd.array([0, 2, 1, 2])
+    calls = mx.nd.zeros((1,))
+    x = mx.nd.array(x_np)
+    x.attach_grad()
+    with mx.autograd.record():
+        p = mx.nd.Custom(x, label, calls, op_type="test_softmax_loss")
+    p.backward()
+    e = np.exp(x_np - x_np.max(axis=1, keepdims=True))
+    softmax = e / e.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(p.asnumpy(), softmax, rtol=1e-5)
+    expected = softmax.copy()
+    expected[np.arange(4), [0, 2, 1, 2]] -= 1
+    np.testing.assert_allclose(x.grad.asnumpy(), expected, rtol=1e-5, atol=1e-6)
+    assert calls.asscalar() == 1
+    sym = mx.sym.Custom(mx.sym.var("data"), mx.sym.var("label"), op_type="test_softmax_loss",
+                        name="loss")
+    assert sym.list_inputs() == ["data", "label", "loss_calls"]
+
+
+def test_compiled_backend_runs_custom_symbols(compiled):
+    rng = np.random.default_rng(7)
+    x, w = rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+    f = mx.compile(mx.sym.sum(_symbol() * 3), wrt=["data", "sc_weight"])
+    for _ in range(3):  # interpreted, then compiled
+        _, grads = f(data=x, sc_weight=w)
+        np.testing.assert_allclose(grads["data"], 3 * (w + x), rtol=1e-10)
+        np.testing.assert_allclose(grads["sc_weight"], 3 * x, rtol=1e-10)

@@ -169,8 +169,8 @@ value_and_grads("custom_model", model, [nd("x"), nd("w1"), nd("b1"), nd("w2")],
 data = mx.sym.var("data")
 fc1 = mx.sym.FullyConnected(data, num_hidden=5, name="fc1")
 act = mx.sym.Custom(fc1, op_type="interop_softsign", scale=1.5, name="act")
-net = mx.sym.FullyConnected(act, num_hidden=2, no_bias=True, name="fc2")
-exe = net.simple_bind(mx.cpu(), data=(6, 4))
+custom_net = mx.sym.FullyConnected(act, num_hidden=2, no_bias=True, name="fc2")
+exe = custom_net.simple_bind(mx.cpu(), data=(6, 4))
 for name, key in (("data", "x"), ("fc1_weight", "w1"), ("fc1_bias", "b1"),
                   ("fc2_weight", "w2")):
     exe.arg_dict[name][:] = inputs[key]
@@ -210,11 +210,26 @@ for hybrid in (False, True):
     results[f"gluon_custom_{hybrid}_w1"] = net.fc1.weight.grad().asnumpy()
 '''
 
+# After the cases: each library's JSON of the CustomOp model is read by the other
+# one, bound to the same arrays and run forward.
+JSON_CASE = r'''
+def run_json(text, tag):
+    loaded = mx.sym.load_json(text)
+    exe = loaded.simple_bind(mx.cpu(), data=(6, 4))
+    for name, key in (("data", "x"), ("fc1_weight", "w1"), ("fc1_bias", "b1"),
+                      ("fc2_weight", "w2")):
+        exe.arg_dict[name][:] = inputs[key]
+    results[tag] = exe.forward()[0].asnumpy()
+'''
+
 _MXNET_SCRIPT = """
 import numpy as np
 import mxnet as mx
 inputs = dict(np.load("inputs.npz"))
 exec(open("cases.py").read())
+open("mxnet-custom.json", "w").write(custom_net.tojson())
+exec(open("json_case.py").read())
+run_json(open("symgrad-custom.json").read(), "json_from_symgrad")
 np.savez("mxnet.npz", **results)
 """
 
@@ -253,11 +268,20 @@ def test_contrib_ops_control_flow_and_custom_op_match_mxnet(mxnet_python, tmp_pa
     inputs = _inputs()
     np.savez(tmp_path / "inputs.npz", **inputs)
     (tmp_path / "cases.py").write_text(CASES)
+    (tmp_path / "json_case.py").write_text(JSON_CASE)
+    scope = {"mx": symgrad, "inputs": inputs}
+    exec(CASES, scope)  # noqa: S102  (the same cases MXNet runs)
+    (tmp_path / "symgrad-custom.json").write_text(scope["custom_net"].tojson())
     run_mxnet(mxnet_python, _MXNET_SCRIPT, tmp_path)
     expected = dict(np.load(tmp_path / "mxnet.npz"))
-    scope = {"mx": symgrad, "inputs": inputs}
-    exec(CASES, scope)  # noqa: S102  (the same cases MXNet ran)
+    exec(JSON_CASE, scope)  # noqa: S102
+    scope["run_json"]((tmp_path / "mxnet-custom.json").read_text(), "json_from_mxnet")
     ours = scope["results"]
+    # each side's forward of the other's JSON equals the model's own output
+    np.testing.assert_allclose(expected.pop("json_from_symgrad"),
+                               expected["sym_custom_model"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.pop("json_from_mxnet"), expected["sym_custom_model"],
+                               rtol=1e-5, atol=1e-6)
     assert sorted(ours) == sorted(expected)
     for name in sorted(expected):
         np.testing.assert_allclose(ours[name], expected[name], rtol=1e-5, atol=1e-6,

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..ir import GraphError, TensorType
 from ..registry import (
+    INERT_ATTRS,
     Attr,
     OpDef,
     TestSpec,
@@ -669,15 +670,15 @@ def _identity(value):
     return value
 
 
-def _custom_op_types(types, *, op_type, callback, is_train):
+def _custom_op_types(types, *, op_type, callback, is_train, **_kwargs):
     return list(callback.infer(types))
 
 
-def _custom_op(*arrays, op_type, callback, is_train):
+def _custom_op(*arrays, op_type, callback, is_train, **_kwargs):
     return tuple(callback.forward(arrays, is_train))
 
 
-def custom_op_grad(g, *inputs, out, op_type, callback, is_train):
+def custom_op_grad(g, *inputs, out, op_type, callback, is_train, **_kwargs):
     """the user's CustomOp.backward(out_grad, in_data, out_data)"""
     grads = g if isinstance(g, tuple) else (g,)
     outs = out if isinstance(out, tuple) else (out,)
@@ -688,13 +689,44 @@ def custom_op_grad(g, *inputs, out, op_type, callback, is_train):
     return tuple(results[:arguments]) + (None,) * (len(inputs) - arguments)
 
 
+# Makes the callback of a Custom node from its op_type and keyword arguments when
+# none is given (a node read from MXNet JSON): set by the frontend that owns the
+# operator registry (symgrad.operator), so this layer imports nothing above it.
+CUSTOM_CALLBACK_FACTORY: list = []
+
+
+def _custom_inputs(attrs: dict) -> tuple[str, ...]:
+    callback = attrs.get("callback")
+    return ("data",) if callback is None else tuple(callback.arguments + callback.aux_names)
+
+
 CUSTOM = register(OpDef(
     name="Custom", infer=_custom_op_types, impl=_custom_op, grad=custom_op_grad,
-    attrs={"op_type": Attr(str), "callback": Attr(_identity),
-           "is_train": Attr(as_bool, False)}, variadic=True,
+    inputs=_custom_inputs, attrs={"op_type": Attr(str), "callback": Attr(_identity, None),
+                                  "is_train": Attr(as_bool, False)},
     uses_train_mode=True, kind="opaque",
-    doc="A user-defined operator registered with mx.operator.register(op_type).\n\n"
-        "Gradient\n--------\nthe operator's own backward"))
+    doc="A user-defined operator registered with mx.operator.register(op_type); "
+        "other attributes go to its prop.\n\nGradient\n--------\nthe operator's own "
+        "backward"))
+_declared_attrs = CUSTOM.canonical_attrs
+
+
+def _custom_canonical_attrs(given: dict) -> dict:
+    """Custom keeps any keyword besides its declared attrs, as a string, as MXNet
+    does: they are the prop's constructor arguments and go to JSON with the node.
+    (Set on the Custom OpDef itself: the frontend's recording fast path takes
+    OpDef instances by exact type, so no subclass.)"""
+    extra = {key: str(value) for key, value in given.items()
+             if key not in CUSTOM.attrs and key not in INERT_ATTRS}
+    out = _declared_attrs({k: v for k, v in given.items() if k in CUSTOM.attrs})
+    if out["callback"] is None:
+        if not CUSTOM_CALLBACK_FACTORY:
+            raise GraphError("Custom: no operator registry (import symgrad)")
+        out["callback"] = CUSTOM_CALLBACK_FACTORY[0](out["op_type"], extra)
+    return {**out, **extra}
+
+
+CUSTOM.canonical_attrs = _custom_canonical_attrs  # type: ignore[method-assign]
 
 
 def _custom_back_types(types, *, callback):
