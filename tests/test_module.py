@@ -476,6 +476,16 @@ def test_bind_for_inference_only_and_rebind():
     assert mod.for_training
     np.testing.assert_array_equal(mod.get_params()[0]["fc1_weight"].asnumpy(),
                                   _params()["fc1_weight"])
+    # a step, then another rebind: the trained values carry over
+    mod.init_optimizer(optimizer_params={"learning_rate": 1.0})
+    mod.forward_backward(mx.io.DataBatch([mx.nd.array(X)], [mx.nd.array(_data(8)[1])]))
+    mod.update()
+    trained = mod._exec.arg_dict["fc2_weight"].asnumpy().copy()
+    assert not np.allclose(trained, _params()["fc2_weight"])
+    mod.bind(data_shapes=[("data", (4, 4))], label_shapes=[("softmax_label", (4,))],
+             force_rebind=True)
+    np.testing.assert_array_equal(mod._exec.arg_dict["fc2_weight"].asnumpy(), trained)
+    assert mod.output_shapes == [("softmax_output", (4, 3))]
 
 
 def test_state_inputs_and_speedometer(caplog):

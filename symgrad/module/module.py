@@ -270,6 +270,10 @@ class Module(BaseModule):
 
     # -- binding -------------------------------------------------------------------
     def _reset_bind(self) -> None:
+        if self._params_dirty and self._exec is not None:
+            # keep what training wrote into the executor's arrays: the new
+            # executor gets the parameters from arg_params/aux_params
+            self._sync_params_from_devices()
         self.binded = False
         self._exec = None
         self._data_shapes = None
