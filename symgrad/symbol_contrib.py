@@ -14,8 +14,10 @@ any other ops:
   taken, so the outputs have ``max_iterations`` rows as in MXNet;
 * ``cond`` computes both branches and blends them by the predicate.
 
-Steps not taken are still computed: a body that makes inf or NaN there would
-spread them into the blend (``x * 0``), which MXNet's graph executor avoids.
+Steps not taken and branches not chosen are still computed; ``where`` keeps
+their values out of the results, but a gradient through an op whose local
+derivative is infinite there (``1 / 0``) can still become NaN (0 * inf), which
+MXNet's graph executor avoids by not running them.
 
 >>> import symgrad as mx
 >>> x = mx.sym.var("x", shape=(3, 2))
@@ -225,9 +227,9 @@ def _foreach_subgraph(body: Callable, arrays: list, data_is_list: bool, states: 
 
 
 def _blend(mask: Symbol, new: Symbol, old: Symbol) -> Symbol:
-    """new where mask (a (1,)-shaped 0/1) is 1, old where it is 0."""
-    return _apply("broadcast_add", _apply("broadcast_mul", new, mask),
-                  _apply("broadcast_mul", old, _apply("_rminus_scalar", mask, scalar=1.0)))
+    """new where the scalar mask is nonzero, else old (``where``, so an inf or NaN
+    in the branch not taken does not reach the result)."""
+    return _apply("where", _apply("broadcast_like", mask, new), new, old)
 
 
 def while_loop(cond: Callable, func: Callable, loop_vars: Any,
@@ -252,7 +254,7 @@ def while_loop(cond: Callable, func: Callable, loop_vars: Any,
         if len(new_vars) != len(variables):
             raise ValueError(f"func returned {len(new_vars)} loop variables, expected "
                              f"{len(variables)}")
-        steps.append([_apply("broadcast_mul", out, active) for out in outs])
+        steps.append([_blend(active, out, _apply("zeros_like", out)) for out in outs])
         variables = [_blend(active, new, old) for new, old in zip(new_vars, variables)]
     outputs = _stack(steps) if steps and steps[0] else []
     result_outputs = outputs if outputs_are_list or not outputs else outputs[0]

@@ -311,3 +311,10 @@ def test_compiled_backend_runs_unrolled_loops(compiled):
                                     mx.sym.var("s"))
     _, grads = mx.compile(mx.sym.sum(out) + mx.sym.sum(h), wrt=["x", "s"])(x=xv, s=sv)
     np.testing.assert_allclose(grads["s"], xv.sum(axis=0) + 1)
+
+
+def test_symbol_branch_not_taken_keeps_its_nan_out():
+    x = mx.sym.var("x")
+    y = mx.sym.contrib.cond(mx.sym.var("p"), lambda: mx.sym.sqrt(x), lambda: x * 2)
+    got = y.eval(p=mx.nd.array([0]), x=mx.nd.array([-4.0, 1.0]))[0]
+    np.testing.assert_array_equal(got.asnumpy(), [-8.0, 2.0])
