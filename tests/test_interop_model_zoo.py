@@ -1,0 +1,213 @@
+"""gluon.model_zoo.vision against the real MXNet 1.9.1.
+
+1. Every name ``get_model`` accepts builds here with MXNet's parameter names
+   (below the network's own prefix) and shapes, before any input is seen.
+2. For at least one size of each family, MXNet builds the network with a fixed
+   seed (random weights, batch-norm statistics and affine parameters, so that
+   prediction-mode batch norm is not the identity), saves it with
+   ``save_parameters`` and ``export``s it, and records its prediction-mode output
+   and the gradients (for a random head gradient) with respect to the input and
+   every trainable weight. Here the same network loaded through
+   ``get_model(...).load_parameters`` and through ``SymbolBlock.imports`` must
+   give the same numbers to 1e-4 relative in float32, and the same fully inferred
+   parameter shapes.
+
+Batch 1 at the smallest resolution each network accepts; DenseNet-121 (224) and
+Inception v3 (299) are the slow ones. One MXNet process serves the fast set.
+
+The gradients are those of the prediction-mode function: recorded with
+``record(train_mode=False)`` and run with ``backward(train_mode=False)`` (MXNet's
+default ``train_mode=True`` backward differentiates batch norm as if in training,
+from statistics its prediction-mode forward never computed). MXNet runs with
+oneDNN off: with it, the input gradient through max pooling in prediction mode is
+wrong in MXNet 1.9.1 (it disagrees with finite differences of MXNet's own forward
+and changes from run to run); MXNet's own kernels agree with finite differences.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mxnet_interop import run_mxnet
+
+import symgrad as mx
+from symgrad.gluon.model_zoo import vision
+
+pytestmark = pytest.mark.interop
+
+ALL_NAMES = sorted(vision._models)
+
+# (get_model name, input size, constructor kwargs): one or more sizes per family
+FAST = [("alexnet", 63, {"classes": 10}),
+        ("vgg11", 32, {"classes": 10}),
+        ("vgg11_bn", 32, {"classes": 10}),
+        ("resnet18_v1", 32, {}),
+        ("resnet50_v1", 32, {"classes": 10}),
+        ("resnet18_v2", 32, {"thumbnail": True, "classes": 10}),
+        ("resnet50_v2", 32, {"classes": 10}),
+        ("mobilenet0.25", 32, {}),
+        ("mobilenetv2_0.25", 32, {"classes": 10}),
+        ("squeezenet1.1", 224, {"classes": 10})]
+SLOW = [("squeezenet1.0", 224, {"classes": 10}),
+        ("densenet121", 224, {"classes": 10}),
+        ("inceptionv3", 299, {"classes": 10})]
+
+_NAMES_SCRIPT = """
+import json, sys
+from mxnet.gluon.model_zoo import vision
+found = {}
+for name in json.load(open(sys.argv[1])):
+    net = vision.get_model(name)
+    found[name] = {"prefix": net.prefix,
+                   "params": [[k[len(net.prefix):], list(p.shape)]
+                              for k, p in net.collect_params().items()]}
+json.dump(found, open(sys.argv[2], "w"))
+"""
+
+_REFERENCE_SCRIPT = """
+import json, os, sys
+# MXNet's oneDNN max pooling keeps no argmax in prediction mode, and its backward
+# there returns a wrong (and run-to-run different) input gradient; MXNet's own
+# kernels agree with finite differences (and with symgrad)
+os.environ["MXNET_MKLDNN_ENABLED"] = "0"
+os.environ["MXNET_STORAGE_FALLBACK_LOG_VERBOSE"] = "0"
+import numpy as np
+import mxnet as mx
+from mxnet.gluon.model_zoo import vision
+
+for case in json.load(open(sys.argv[1])):
+    folder, size, seed = case["dir"], case["size"], case["seed"]
+    mx.random.seed(seed)
+    rng = np.random.RandomState(seed)
+    net = vision.get_model(case["name"], **case["kwargs"])
+    net.initialize(mx.init.Xavier(factor_type="in", magnitude=2))
+    x = mx.nd.array(rng.uniform(-1, 1, (1, 3, size, size)).astype("float32"))
+    net(x)
+    for name, p in net.collect_params().items():
+        if name.endswith("running_var"):
+            p.set_data(mx.nd.array(rng.uniform(0.5, 1.5, p.shape)))
+        elif name.endswith("running_mean"):
+            p.set_data(mx.nd.array(rng.normal(0, 0.1, p.shape)))
+        elif name.endswith("gamma") and p.grad_req != "null":
+            p.set_data(mx.nd.array(rng.uniform(0.5, 1.5, p.shape)))
+        elif name.endswith("beta") and p.grad_req != "null":
+            p.set_data(mx.nd.array(rng.normal(0, 0.1, p.shape)))
+    net.save_parameters(os.path.join(folder, "net.params"))
+    net.hybridize()
+    net(x)
+    net.export(os.path.join(folder, "net"))
+    x.attach_grad()
+    with mx.autograd.record(train_mode=False):
+        y = net(x)
+    head = rng.normal(size=y.shape).astype("float32")
+    y.backward(mx.nd.array(head), train_mode=False)
+    params = net._collect_params_with_prefix()
+    arrays = {"x": x.asnumpy(), "head": head, "y": y.asnumpy(), "dx": x.grad.asnumpy()}
+    arrays.update({"grad:" + key: p.grad().asnumpy() for key, p in params.items()
+                   if p.grad_req != "null"})
+    np.savez(os.path.join(folder, "reference.npz"), **arrays)
+    json.dump({"full_names": {key: p.name for key, p in params.items()},
+               "shapes": {p.name: list(p.shape) for p in params.values()}},
+              open(os.path.join(folder, "reference.json"), "w"))
+"""
+
+
+def _generate(python: Path, folder: Path, cases: list[tuple[str, int, dict]]) -> dict[str, Path]:
+    """Run MXNet once over ``cases``; each case's files go to its own folder."""
+    config = []
+    for seed, (name, size, kwargs) in enumerate(cases):
+        sub = folder / name
+        sub.mkdir()
+        config.append({"name": name, "size": size, "kwargs": kwargs, "seed": seed + 1,
+                       "dir": str(sub)})
+    (folder / "cases.json").write_text(json.dumps(config))
+    run_mxnet(python, _REFERENCE_SCRIPT, folder, str(folder / "cases.json"), timeout=900)
+    return {name: folder / name for name, _, _ in cases}
+
+
+@pytest.fixture(scope="module")
+def fast_references(mxnet_python, tmp_path_factory):
+    """MXNet's files and numbers for the fast set, made by one MXNet process."""
+    return _generate(mxnet_python, tmp_path_factory.mktemp("zoo_fast"), FAST)
+
+
+def _close(ours: np.ndarray, reference: np.ndarray, what: str) -> None:
+    """Equal to 1e-4 relative, elementwise or to the array's largest magnitude."""
+    assert ours.shape == reference.shape, f"{what}: shape {ours.shape} != {reference.shape}"
+    scale = float(np.abs(reference).max()) or 1.0
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4 * scale, err_msg=what)
+
+
+def _run(net, x: np.ndarray, head: np.ndarray):
+    """Prediction-mode output and input gradient of ``net`` for the head gradient."""
+    data = mx.nd.array(x)
+    data.attach_grad()
+    with mx.autograd.record(train_mode=False):
+        y = net(data)
+    y.backward(mx.nd.array(head), train_mode=False)
+    return y.asnumpy(), data.grad.asnumpy()
+
+
+def _check(name: str, kwargs: dict, folder: Path) -> None:
+    """Both ways of loading MXNet's files give MXNet's output and gradients."""
+    reference = np.load(folder / "reference.npz")
+    meta = json.loads((folder / "reference.json").read_text())
+    x, head = reference["x"], reference["head"]
+
+    net = vision.get_model(name, **kwargs)
+    net.load_parameters(str(folder / "net.params"))
+    y, dx = _run(net, x, head)
+    _close(y, reference["y"], f"{name}: output (load_parameters)")
+    _close(dx, reference["dx"], f"{name}: input gradient (load_parameters)")
+    params = net._collect_params_with_prefix()
+    assert sorted(params) == sorted(meta["full_names"])
+    trainable = [key for key in reference.files if key.startswith("grad:")]
+    assert trainable
+    for key in trainable:
+        param = params[key[len("grad:"):]]
+        _close(param.grad().asnumpy(), reference[key], f"{name}: gradient of {param.name}")
+    for key, param in params.items():
+        assert list(param.shape) == meta["shapes"][meta["full_names"][key]], key
+
+    block = mx.gluon.SymbolBlock.imports(str(folder / "net-symbol.json"), ["data"],
+                                         str(folder / "net-0000.params"))
+    y, dx = _run(block, x, head)
+    _close(y, reference["y"], f"{name}: output (SymbolBlock.imports)")
+    _close(dx, reference["dx"], f"{name}: input gradient (SymbolBlock.imports)")
+    imported = block.collect_params()
+    for key in trainable:
+        full = meta["full_names"][key[len("grad:"):]]
+        _close(imported[full].grad().asnumpy(), reference[key],
+               f"{name}: gradient of {full} (SymbolBlock.imports)")
+
+
+def test_every_name_has_mxnets_parameter_names_and_shapes(mxnet_python, tmp_path):
+    """All 34 constructors, before any input: names below the prefix, shapes with
+    MXNet's unknown (0) sizes, and the prefix up to its counter."""
+    (tmp_path / "names.json").write_text(json.dumps(ALL_NAMES))
+    run_mxnet(mxnet_python, _NAMES_SCRIPT, tmp_path, str(tmp_path / "names.json"),
+              str(tmp_path / "found.json"))
+    found = json.loads((tmp_path / "found.json").read_text())
+    assert sorted(found) == ALL_NAMES
+    for name in ALL_NAMES:
+        net = vision.get_model(name)
+        ours = [[k[len(net.prefix):], list(p.shape)] for k, p in net.collect_params().items()]
+        assert ours == found[name]["params"], name
+        assert re.sub(r"\d+_$", "", net.prefix) == re.sub(r"\d+_$", "", found[name]["prefix"])
+
+
+@pytest.mark.parametrize("name,size,kwargs", FAST, ids=[case[0] for case in FAST])
+def test_mxnet_weights_give_mxnets_numbers(fast_references, name, size, kwargs):
+    _check(name, kwargs, fast_references[name])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,size,kwargs", SLOW, ids=[case[0] for case in SLOW])
+def test_mxnet_weights_give_mxnets_numbers_large_inputs(mxnet_python, tmp_path, name, size,
+                                                        kwargs):
+    folders = _generate(mxnet_python, tmp_path, [(name, size, kwargs)])
+    _check(name, kwargs, folders[name])
