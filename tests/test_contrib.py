@@ -257,3 +257,50 @@ def test_sections_and_manual_marking():
     finally:
         ag.set_is_training(False)
     assert not mx.autograd.is_recording()
+
+
+def test_straight_through_and_gradient_multiplier():
+    # MXNet 1.9.1's values and gradients
+    data = [[-1.5, 0.4, 2.6], [0.5, -0.5, 0]]
+    head = mx.nd.array([[1, 2, 3], [4, 5, 6]])
+    expected = {"round_ste": [[-2, 0, 3], [1, -1, 0]], "sign_ste": [[-1, 1, 1], [1, -1, 0]],
+                "gradientmultiplier": data}
+    for name, values in expected.items():
+        x = mx.nd.array(data)
+        x.attach_grad()
+        kwargs = {"scalar": -2.0} if name == "gradientmultiplier" else {}
+        with mx.autograd.record():
+            y = getattr(mx.nd.contrib, name)(x, **kwargs)
+        y.backward(head)
+        np.testing.assert_array_equal(y.asnumpy(), np.array(values, dtype=np.float32))
+        scale = -2.0 if name == "gradientmultiplier" else 1.0
+        np.testing.assert_array_equal(x.grad.asnumpy(), head.asnumpy() * scale)
+
+
+def test_adaptive_average_pooling():
+    image = np.arange(70.0).reshape(2, 1, 5, 7)
+    got = mx.nd.contrib.AdaptiveAvgPooling2D(mx.nd.array(image), output_size=(2, 3))
+    np.testing.assert_array_equal(got.asnumpy().ravel(),  # MXNet 1.9.1's
+                                  [8, 10, 12, 22, 24, 26, 43, 45, 47, 57, 59, 61])
+    bins_h, bins_w = [(0, 3), (2, 5)], [(0, 3), (2, 5), (4, 7)]
+    reference = [[image[n, 0, a:b, c:d].mean() for (a, b) in bins_h for (c, d) in bins_w]
+                 for n in range(2)]
+    np.testing.assert_allclose(got.asnumpy().reshape(2, 6), reference)
+    assert mx.nd.contrib.AdaptiveAvgPooling2D(mx.nd.array(image)).shape == (2, 1, 1, 1)
+    assert mx.nd.contrib.AdaptiveAvgPooling2D(mx.nd.array(image), output_size=3).shape == \
+        (2, 1, 3, 3)
+
+
+def test_multibox_prior():
+    got = mx.nd.contrib.MultiBoxPrior(mx.nd.zeros((1, 3, 2, 2)), sizes=(0.3,), ratios=(1,),
+                                      steps=(0.4, 0.6), offsets=(0.2, 0.3), clip=True)
+    np.testing.assert_allclose(got.asnumpy(), [[  # MXNet 1.9.1's
+        [0.03, 0, 0.33, 0.23], [0.63, 0, 0.93, 0.23], [0.03, 0.33, 0.33, 0.63],
+        [0.63, 0.33, 0.93, 0.63]]], rtol=1e-5, atol=1e-7)
+    anchors = mx.nd.contrib.MultiBoxPrior(mx.nd.zeros((1, 3, 2, 3)), sizes=(0.5, 0.25),
+                                          ratios=(1, 2, 0.5))
+    assert anchors.shape == (1, 24, 4)
+    np.testing.assert_allclose(anchors.asnumpy()[0, :4], [
+        [0, 0, 1 / 3, 0.5], [1 / 12, 0.125, 0.25, 0.375],
+        [-0.06903559, 0.07322331, 0.40236893, 0.4267767],
+        [0.04881554, -0.10355338, 0.2845178, 0.6035534]], rtol=1e-5, atol=1e-7)

@@ -77,6 +77,17 @@ value_and_grads("quadratic", lambda x: mx.nd.contrib.quadratic(x, a=0.5, b=-2, c
                 [nd("old")], inputs["old_head"])
 value_and_grads("div_sqrt_dim", lambda x: mx.nd.contrib.div_sqrt_dim(x), [nd("old")],
                 inputs["old_head"])
+value_and_grads("adaptive_pool", lambda x: mx.nd.contrib.AdaptiveAvgPooling2D(
+    x, output_size=(4, 3)), [nd("image")], inputs["pool_head"])
+for op in ("round_ste", "sign_ste"):
+    value_and_grads(op, getattr(mx.nd.contrib, op), [nd("old")], inputs["old_head"])
+value_and_grads("gradientmultiplier", lambda x: mx.nd.contrib.gradientmultiplier(
+    x, scalar=-0.5), [nd("old")], inputs["old_head"])
+results["prior"] = mx.nd.contrib.MultiBoxPrior(nd("image"), sizes=(0.6, 0.3, 0.2),
+                                               ratios=(1, 3, 0.4)).asnumpy()
+results["prior_steps"] = mx.nd.contrib.MultiBoxPrior(
+    nd("image"), sizes=(0.4,), ratios=(1, 2), steps=(0.1, 0.15), offsets=(0.3, 0.6),
+    clip=True).asnumpy()
 results["arange_like"] = mx.nd.contrib.arange_like(nd("old"), start=2, step=0.5,
                                                    repeat=2).asnumpy()
 results["index_array"] = mx.nd.contrib.index_array(nd("image"), axes=(3, 1)).asnumpy()
@@ -256,7 +267,7 @@ def _inputs() -> dict[str, np.ndarray]:
         "boxes_b": np.abs(normal(2, 2, 4)) + np.array([0, 0, 2, 2], np.float32),
         "scores": rng.permutation(24).reshape(2, 3, 4).astype(np.float32) / 24,
         "old": normal(5, 4), "new": normal(3, 4), "old_head": normal(5, 4),
-        "mask_head": normal(3, 4),
+        "mask_head": normal(3, 4), "pool_head": normal(2, 3, 4, 3),
         "seq": normal(4, 3), "h0": normal(3), "w": normal(3), "seq_head": normal(4, 3),
         "loop_head": normal(3, 3),
         "x": normal(6, 4), "w1": normal(5, 4), "b1": normal(5), "w2": normal(2, 5),

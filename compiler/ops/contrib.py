@@ -71,6 +71,44 @@ register(OpDef(name="_contrib_div_sqrt_dim", infer=same_as_first, impl=_div_sqrt
 
 
 # ---------------------------------------------------------------------------
+# straight-through and gradient-scaling ops: their gradients are by design not
+# their forward's derivative, so no finite-difference TestSpec (exempted in
+# tests/test_ops_generated.py, tested in tests/test_contrib.py)
+# ---------------------------------------------------------------------------
+
+def gradient_multiplier_grad(g, x, *, out, scalar):
+    """g * scalar (the forward is the identity)"""
+    return g * scalar
+
+
+register(OpDef(name="_contrib_gradientmultiplier", infer=same_as_first,
+               impl=lambda x, *, scalar: x.copy(), grad=gradient_multiplier_grad,
+               attrs={"scalar": Attr(as_float)}, kind="elemwise", scalar="{0}",
+               doc="The identity, whose gradient is scaled by ``scalar`` (a gradient "
+                   "reversal layer with -1).\n\nGradient\n--------\ng * scalar"))
+
+
+def straight_through_grad(g, x, *, out):
+    """g, as if the op were the identity (straight-through estimator)"""
+    return g
+
+
+def _round_half_away(x):
+    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(x.dtype, copy=False)
+
+
+register(OpDef(name="_contrib_round_ste", infer=same_as_first, impl=_round_half_away,
+               grad=straight_through_grad, kind="elemwise",
+               scalar="math.copysign(math.floor(abs({0}) + 0.5), {0})",
+               doc="Round half away from zero, with the identity's gradient.\n\n"
+                   "Gradient\n--------\ng"))
+register(OpDef(name="_contrib_sign_ste", infer=same_as_first,
+               impl=lambda x: np.sign(x), grad=straight_through_grad, kind="elemwise",
+               scalar="(1.0 if {0} > 0 else (-1.0 if {0} < 0 else 0.0 * {0}))",
+               doc="sign(x), with the identity's gradient.\n\nGradient\n--------\ng"))
+
+
+# ---------------------------------------------------------------------------
 # allclose, index_array, arange_like (no gradient)
 # ---------------------------------------------------------------------------
 
@@ -343,6 +381,126 @@ register(OpDef(name="_backward_contrib_BilinearResize2D", infer=_resize_back_typ
                doc="The adjoint of BilinearResize2D: grad (N, C, h, w) back to data's size.",
                test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (1, 2, 5, 3)),
                                                       np.zeros((1, 2, 3, 4))], wrt=(0,))))
+
+
+# ---------------------------------------------------------------------------
+# AdaptiveAvgPooling2D: out = Ph @ x @ Pw^T, P averaging over each bin
+# ---------------------------------------------------------------------------
+
+def _output_size(value) -> tuple[int, int]:
+    size = as_shape(value)
+    return (size[0], size[0]) if len(size) == 1 else (size[0], size[1])
+
+
+def _adaptive_types(types, *, output_size):
+    data = types[0].shape
+    if len(data) != 4:
+        raise GraphError("data must be NCHW")
+    return [TensorType(data[:2] + output_size, types[0].dtype)]
+
+
+def _averaging(size: int, out: int) -> np.ndarray:
+    """The (out, size) matrix averaging each adaptive bin [floor(i size / out),
+    ceil((i + 1) size / out))."""
+    weights = np.zeros((out, size))
+    for i in range(out):
+        start, end = (i * size) // out, -((-(i + 1) * size) // out)
+        weights[i, start:end] = 1.0 / (end - start)
+    return weights
+
+
+def _adaptive_pool(data, *, output_size):
+    # in float64: a bin's mean of float32 values then rounds as MXNet's sum / count
+    rows = _averaging(data.shape[2], output_size[0])
+    cols = _averaging(data.shape[3], output_size[1])
+    return np.einsum("oh,nchw,pw->ncop", rows, data, cols).astype(data.dtype, copy=False)
+
+
+def adaptive_pool_grad(g, data, *, out, output_size):
+    """Ph^T g Pw: each output's gradient shared evenly over its bin"""
+    return F._backward_contrib_AdaptiveAvgPooling2D(g, data)
+
+
+register(OpDef(name="_contrib_AdaptiveAvgPooling2D", infer=_adaptive_types,
+               impl=_adaptive_pool, grad=adaptive_pool_grad,
+               attrs={"output_size": Attr(_output_size, (1, 1))}, kind="opaque",
+               doc="Average pooling of NCHW data to ``output_size`` bins (PyTorch's "
+                   "adaptive bins).\n\nGradient\n--------\neach output's gradient "
+                   "divided evenly over its bin",
+               test=TestSpec(shapes=((2, 2, 5, 7),), attrs={"output_size": (2, 3)})))
+
+
+def _adaptive_back(g, like):
+    rows = _averaging(like.shape[2], g.shape[2])
+    cols = _averaging(like.shape[3], g.shape[3])
+    return np.einsum("oh,ncop,pw->nchw", rows, g, cols).astype(g.dtype, copy=False)
+
+
+def adaptive_back_grad(gg, g, like, *, out):
+    """adaptive pooling of gg to g's size"""
+    return F._contrib_AdaptiveAvgPooling2D(gg, output_size=g.shape[2:]), None
+
+
+def _like_second_types(types):
+    return [TensorType(types[1].shape, types[0].dtype)]
+
+
+register(OpDef(name="_backward_contrib_AdaptiveAvgPooling2D", infer=_like_second_types,
+               impl=lambda g, like: _adaptive_back(g, like), grad=adaptive_back_grad,
+               inputs=("grad", "data"), shape_only=(1,), kind="opaque",
+               doc="The adjoint of AdaptiveAvgPooling2D.",
+               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (1, 2, 2, 3)),
+                                                      np.zeros((1, 2, 5, 7))], wrt=(0,))))
+
+
+# ---------------------------------------------------------------------------
+# MultiBoxPrior: SSD's anchor boxes for a feature map
+# ---------------------------------------------------------------------------
+
+def _floats(value) -> tuple[float, ...]:
+    value = value if not isinstance(value, str) else __import__("ast").literal_eval(value)
+    if isinstance(value, (int, float)):
+        value = (value,)
+    return tuple(float(v) for v in value)
+
+
+_PRIOR_ATTRS = {"sizes": Attr(_floats, (1.0,)), "ratios": Attr(_floats, (1.0,)),
+                "clip": Attr(as_bool, False), "steps": Attr(_floats, (-1.0, -1.0)),
+                "offsets": Attr(_floats, (0.5, 0.5))}
+
+
+def _prior_types(types, *, sizes, ratios, clip, steps, offsets):
+    data = types[0].shape
+    if len(data) != 4:
+        raise GraphError("data must be NCHW")
+    count = data[2] * data[3] * (len(sizes) + len(ratios) - 1)
+    return [TensorType((1, count, 4), types[0].dtype)]
+
+
+def _multibox_prior(data, *, sizes, ratios, clip, steps, offsets):
+    height, width = data.shape[2], data.shape[3]
+    step_y = steps[0] if steps[0] > 0 else 1.0 / height
+    step_x = steps[1] if steps[1] > 0 else 1.0 / width
+    # per location: every size at the first ratio, then the first size at the others
+    shapes = [(size, ratios[0]) for size in sizes] + [(sizes[0], r) for r in ratios[1:]]
+    half = np.array([[size * height / width * math.sqrt(r) / 2, size / math.sqrt(r) / 2]
+                     for size, r in shapes])
+    cy, cx = np.meshgrid((np.arange(height) + offsets[0]) * step_y,
+                         (np.arange(width) + offsets[1]) * step_x, indexing="ij")
+    centers = np.stack([cx.ravel(), cy.ravel()], axis=-1)[:, None, :]
+    boxes = np.concatenate([centers - half, centers + half], axis=-1).reshape(1, -1, 4)
+    if clip:
+        boxes = np.clip(boxes, 0.0, 1.0)
+    return boxes.astype(data.dtype)
+
+
+register(OpDef(name="_contrib_MultiBoxPrior", infer=_prior_types, impl=_multibox_prior,
+               attrs=_PRIOR_ATTRS, differentiable=False, shape_only=(0,), kind="opaque",
+               doc="Anchor boxes (xmin, ymin, xmax, ymax, relative to the image) centred "
+                   "on each cell of the feature map: every size at the first ratio, then "
+                   "the first size at each other ratio.",
+               test=TestSpec(shapes=((1, 3, 2, 3),), attrs={"sizes": (0.5, 0.25),
+                                                            "ratios": (1, 2, 0.5)})))
 
 
 # ---------------------------------------------------------------------------
