@@ -88,6 +88,14 @@ results["prior"] = mx.nd.contrib.MultiBoxPrior(nd("image"), sizes=(0.6, 0.3, 0.2
 results["prior_steps"] = mx.nd.contrib.MultiBoxPrior(
     nd("image"), sizes=(0.4,), ratios=(1, 2), steps=(0.1, 0.15), offsets=(0.3, 0.6),
     clip=True).asnumpy()
+value_and_grads("selfatt_qk", lambda x: mx.nd.contrib.interleaved_matmul_selfatt_qk(
+    x, heads=2), [nd("qkv")], inputs["qk_head"])
+value_and_grads("selfatt_valatt", lambda x, a: mx.nd.contrib.interleaved_matmul_selfatt_valatt(
+    x, a, heads=2), [nd("qkv"), nd("att")], inputs["val_head"])
+value_and_grads("encdec_qk", lambda q, kv: mx.nd.contrib.interleaved_matmul_encdec_qk(
+    q, kv, heads=2), [nd("queries"), nd("kv")], inputs["encdec_head"])
+value_and_grads("encdec_valatt", lambda kv, a: mx.nd.contrib.interleaved_matmul_encdec_valatt(
+    kv, a, heads=2), [nd("kv"), nd("att2")], inputs["queries"])
 results["arange_like"] = mx.nd.contrib.arange_like(nd("old"), start=2, step=0.5,
                                                    repeat=2).asnumpy()
 results["index_array"] = mx.nd.contrib.index_array(nd("image"), axes=(3, 1)).asnumpy()
@@ -268,6 +276,9 @@ def _inputs() -> dict[str, np.ndarray]:
         "scores": rng.permutation(24).reshape(2, 3, 4).astype(np.float32) / 24,
         "old": normal(5, 4), "new": normal(3, 4), "old_head": normal(5, 4),
         "mask_head": normal(3, 4), "pool_head": normal(2, 3, 4, 3),
+        "qkv": normal(3, 2, 24), "att": normal(4, 3, 3), "qk_head": normal(4, 3, 3),
+        "val_head": normal(3, 2, 8), "queries": normal(5, 2, 8), "kv": normal(3, 2, 16),
+        "encdec_head": normal(4, 5, 3), "att2": normal(4, 5, 3),
         "seq": normal(4, 3), "h0": normal(3), "w": normal(3), "seq_head": normal(4, 3),
         "loop_head": normal(3, 3),
         "x": normal(6, 4), "w1": normal(5, 4), "b1": normal(5), "w2": normal(2, 5),
