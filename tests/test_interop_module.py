@@ -319,6 +319,112 @@ def test_feedforward_matches_mxnet(runs, mxnet_python):
                                    err_msg=name)
 
 
+EXPORT_BODY = r'''
+import numpy as np
+import mxnet as mx
+mx.random.seed(11)
+net = mx.gluon.nn.HybridSequential(prefix="body_")
+with net.name_scope():
+    net.add(mx.gluon.nn.Dense(12, activation="relu"), mx.gluon.nn.BatchNorm(),
+            mx.gluon.nn.Dense(8, activation="tanh"))
+net.initialize(mx.init.Xavier())
+net.hybridize()
+net(mx.nd.ones((2, 6)))
+net.export("body", epoch=5)
+'''
+
+FINETUNE_SCRIPT = r'''
+import json, os, sys
+import numpy as np
+
+work, body = sys.argv[1], sys.argv[2]
+d = np.load(os.path.join(work, "data.npz"))
+sym, args, auxs = mx.model.load_checkpoint(body, 5)
+features = sym.get_internals()["body_dense1_tanh_fwd_output"]
+head = mx.sym.FullyConnected(features, num_hidden=3, name="head")
+net = mx.sym.SoftmaxOutput(head, name="softmax")
+frozen = [n for n in net.list_arguments() if n.startswith("body_")]
+mod = mx.mod.Module(net, fixed_param_names=frozen)
+train = mx.io.NDArrayIter(d["X"], d["y"], batch_size=20)
+mod.fit(train, eval_metric="ce", optimizer="sgd", arg_params=args, aux_params=auxs,
+        allow_missing=True, initializer=mx.init.Constant(0.05),
+        optimizer_params={"learning_rate": 0.5}, num_epoch=3)
+new_args, new_auxs = mod.get_params()
+json.dump({"score": mod.score(train, "ce"), "frozen": frozen,
+           "params": {k: v.asnumpy().tolist() for k, v in new_args.items()},
+           "aux": {k: v.asnumpy().tolist() for k, v in new_auxs.items()},
+           "unchanged": all(np.array_equal(new_args[k].asnumpy(), args[k].asnumpy())
+                            for k in frozen)},
+          open(os.path.join(work, "finetune.json"), "w"))
+'''
+
+
+def test_fine_tuning_an_exported_gluon_model_matches_mxnet(runs, mxnet_python, tmp_path):
+    """The classic fine-tuning recipe: load a checkpoint, cut it at an internal
+    output, add a new head, freeze the body with ``fixed_param_names`` and fit
+    (the head from the initializer, the body from the file, BatchNorm's
+    statistics as aux params)."""
+    here, there = runs
+    run_mxnet(mxnet_python, EXPORT_BODY, tmp_path)
+    body = str(tmp_path / "body")
+    run_mxnet(mxnet_python, "import mxnet as mx\n" + FINETUNE_SCRIPT, there, str(there), body)
+    _run_script(FINETUNE_SCRIPT, here, body)
+    ours = json.loads((here / "finetune.json").read_text())
+    theirs = json.loads((there / "finetune.json").read_text())
+    assert ours["frozen"] == theirs["frozen"] and "body_dense0_weight" in ours["frozen"]
+    assert ours["unchanged"] and theirs["unchanged"]
+    assert ours["score"][0][0] == "cross-entropy"
+    assert ours["score"][0][1] == pytest.approx(theirs["score"][0][1], rel=1e-4)
+    assert sorted(ours["params"]) == sorted(theirs["params"])
+    for name, value in list(ours["params"].items()) + list(ours["aux"].items()):
+        expected = theirs["params"].get(name, theirs["aux"].get(name))
+        np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+STATISTICS_SCRIPT = r'''
+import json, sys
+import numpy as np
+
+data = mx.sym.var("data")
+net = mx.sym.BatchNorm(mx.sym.FullyConnected(data, num_hidden=3, name="fc"), name="bn")
+net = mx.sym.SoftmaxOutput(mx.sym.FullyConnected(net, num_hidden=2, name="out"),
+                           name="softmax")
+rng = np.random.RandomState(0)
+X, y = mx.nd.array(rng.randn(4, 5)), mx.nd.array([0, 1, 0, 1])
+start = {"fc_weight": mx.nd.array(rng.randn(3, 5)), "fc_bias": mx.nd.zeros((3,)),
+         "bn_gamma": mx.nd.ones((3,)), "bn_beta": mx.nd.zeros((3,)),
+         "out_weight": mx.nd.array(rng.randn(2, 3)), "out_bias": mx.nd.zeros((2,))}
+moved = {}
+for key, fixed in [("none", []), ("body", ["fc_weight", "fc_bias", "bn_gamma", "bn_beta"]),
+                   ("below", ["fc_weight", "fc_bias"])]:
+    mod = mx.mod.Module(net, fixed_param_names=fixed)
+    mod.bind([("data", (4, 5))], [("softmax_label", (4,))])
+    mod.set_params(start, {"bn_moving_mean": mx.nd.zeros((3,)),
+                           "bn_moving_var": mx.nd.ones((3,))})
+    mod.init_optimizer(optimizer_params={"learning_rate": 0.0})
+    mod.forward(mx.io.DataBatch([X], [y]), is_train=True)
+    mod.backward()
+    mx.nd.waitall()  # MXNet writes the statistics asynchronously, in the backward
+    mod.update()  # marks the parameters dirty: get_params reads the executor's
+    moved[key] = mod.get_params()[1]["bn_moving_mean"].asnumpy().tolist()
+json.dump(moved, open(sys.argv[1], "w"))
+'''
+
+
+def test_batchnorm_statistics_move_only_where_a_gradient_passes(mxnet_python, tmp_path):
+    """MXNet updates BatchNorm's moving statistics in its backward, which is skipped
+    when neither its data nor gamma/beta needs a gradient (a frozen body)."""
+    run_mxnet(mxnet_python, "import mxnet as mx\n" + STATISTICS_SCRIPT, tmp_path,
+              str(tmp_path / "theirs.json"))
+    _run_script(STATISTICS_SCRIPT, str(tmp_path / "ours.json"))
+    ours = json.loads((tmp_path / "ours.json").read_text())
+    theirs = json.loads((tmp_path / "theirs.json").read_text())
+    assert ours["body"] == theirs["body"] == [0.0, 0.0, 0.0]
+    assert any(abs(v) > 1e-3 for v in theirs["below"])  # gamma/beta still learn there
+    for key in ("none", "below"):
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-5, atol=1e-6)
+
+
 CHECK_THEIRS = r'''
 import json, sys
 import mxnet as mx

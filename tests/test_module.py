@@ -509,3 +509,28 @@ def test_state_inputs_and_speedometer(caplog):
     with caplog.at_level(logging.INFO), pytest.warns(UserWarning, match="already initialized"):
         mod.fit(it, num_epoch=2, batch_end_callback=mx.callback.Speedometer(4, 1))
     assert any("samples/sec\taccuracy=" in r.getMessage() for r in caplog.records)
+
+
+def test_frozen_batchnorm_keeps_its_statistics():
+    """No gradient through a BatchNorm (its data, gamma and beta all fixed): its
+    moving statistics stay, as MXNet updates them in the skipped backward."""
+    data = mx.sym.var("data")
+    body = mx.sym.BatchNorm(mx.sym.FullyConnected(data, num_hidden=3, name="fc"), name="bn")
+    net = mx.sym.SoftmaxOutput(mx.sym.FullyConnected(body, num_hidden=2, name="out"),
+                               name="softmax")
+    X, y = _data(8)
+    batch = mx.io.DataBatch([mx.nd.array(X)], [mx.nd.array(np.minimum(y, 1))])
+    means = {}
+    for key, fixed in (("frozen", ["fc_weight", "fc_bias", "bn_gamma", "bn_beta"]),
+                       ("gamma learns", ["fc_weight", "fc_bias"])):
+        mod = mx.mod.Module(net, fixed_param_names=fixed)
+        mod.bind([("data", (8, 4))], [("softmax_label", (8,))])
+        mod.init_params(mx.init.Xavier())
+        mod.forward_backward(batch)
+        means[key] = mod._exec.aux_dict["bn_moving_mean"].asnumpy()
+        # inference never moves them
+        mod.forward(batch, is_train=False)
+        np.testing.assert_array_equal(mod._exec.aux_dict["bn_moving_mean"].asnumpy(),
+                                      means[key])
+    np.testing.assert_array_equal(means["frozen"], np.zeros(3))
+    assert np.abs(means["gamma learns"]).sum() > 0

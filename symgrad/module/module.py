@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from compiler import topo_order
+
 from .. import optimizer as opt
 from ..context import cpu
 from ..executor import Executor, simple_bind
@@ -47,6 +49,31 @@ __all__ = ["Module"]
 
 def _numpy(value: Any) -> np.ndarray:
     return value._data if isinstance(value, NDArray) else np.asarray(value)
+
+
+def _frozen_statistics(symbol: Any, grad_req: dict[str, str]) -> list[str]:
+    """The auxiliary states (BatchNorm's moving statistics) of the stateful nodes
+    that no gradient passes through with these grad_reqs.
+
+    MXNet updates BatchNorm's moving statistics in the op's backward, which its
+    executor skips when neither the data nor gamma/beta needs a gradient: with
+    a frozen body (``fixed_param_names``) the statistics keep their values.
+    """
+    carries: set[int] = set()  # ids of nodes a gradient flows back into
+    frozen: list[str] = []
+    for node in topo_order(symbol.entries):
+        if node.is_variable:
+            if grad_req.get(node.name, "null") != "null":
+                carries.add(id(node))
+            continue
+        names = node.op.input_names(node.attrs) if not node.op.variadic else ()
+        state = [e for e, n in zip(node.inputs, names) if n in node.op.aux]
+        flowing = any(id(e.node) in carries for e in node.inputs if e not in state)
+        if flowing:
+            carries.add(id(node))
+        elif state:
+            frozen += [e.node.name for e in state if e.node.is_variable]
+    return frozen
 
 
 class Module(BaseModule):
@@ -109,6 +136,7 @@ class Module(BaseModule):
         self._preload_opt_states: str | None = None
         self._grad_req: Any = None
         self._exec: Executor | None = None
+        self._frozen_aux: list[str] = []  # aux states no training step changes
         self._data_shapes: list[DataDesc] | None = None
         self._label_shapes: list[DataDesc] | None = None
 
@@ -308,7 +336,9 @@ class Module(BaseModule):
         # parameters take the data's dtype unless they already have values
         for name, value in (self._arg_params or {}).items():
             types.setdefault(name, value.dtype)
-        return simple_bind(self._symbol, self._grad_reqs(self._grad_req), types, shapes)
+        reqs = self._grad_reqs(self._grad_req)
+        self._frozen_aux = _frozen_statistics(self._symbol, reqs)
+        return simple_bind(self._symbol, reqs, types, shapes)
 
     def bind(self, data_shapes: Any, label_shapes: Any = None, for_training: bool = True,
              inputs_need_grad: bool = False, force_rebind: bool = False,
@@ -458,7 +488,12 @@ class Module(BaseModule):
         if self._label_shapes and data_batch.label:
             for desc, value in zip(self._label_shapes, data_batch.label):
                 np.copyto(exe.arg_dict[desc.name]._data, _numpy(value), casting="unsafe")
-        exe.forward(is_train=self.for_training if is_train is None else is_train)
+        is_train = self.for_training if is_train is None else is_train
+        kept = [exe.aux_dict[name].asnumpy().copy() for name in self._frozen_aux] \
+            if is_train else []
+        exe.forward(is_train=is_train)
+        for name, value in zip(self._frozen_aux, kept):  # see _frozen_statistics
+            np.copyto(exe.aux_dict[name]._data, value)
 
     def backward(self, out_grads: Any = None) -> None:
         """Gradients of the last (training) forward into the gradient arrays."""
