@@ -53,6 +53,31 @@ def accuracy(net: gluon.Block, x: np.ndarray, y: np.ndarray) -> float:
     return float((predicted == y).mean())
 
 
+def transfer_only(kvstore: str, steps: int) -> None:
+    """Time the KVStore's part of a step for W6's parameters, with no compute:
+    push every gradient, the servers apply SGD, pull every weight back."""
+    kv = mx.kv.create(kvstore)
+    shapes = [(256, 784), (256,), (10, 256), (10,)]
+    weights = [mx.nd.zeros(shape) for shape in shapes]
+    grads = [mx.nd.ones(shape) * 1e-3 for shape in shapes]
+    keys = list(range(len(shapes)))
+    kv.set_optimizer(mx.optimizer.create("sgd", learning_rate=0.01, momentum=0.9))
+    kv.init(keys, weights)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        kv.push(keys, grads)
+        kv.pull(keys, out=weights)
+        times.append(time.perf_counter() - start)
+    kv.barrier()
+    if kv.rank == 0:
+        size = sum(int(np.prod(shape)) * 4 for shape in shapes)
+        times = np.array(times[len(times) // 5:]) * 1e3  # after a warm-up fifth
+        print(f"transfer: {size} bytes each way per worker per step; push+pull "
+              f"median {np.median(times):.2f} ms, p90 {np.percentile(times, 90):.2f} ms "
+              f"({kv.num_workers} workers, {getattr(kv, 'num_servers', 0)} servers)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kvstore", default="dist_sync")
@@ -61,7 +86,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16384)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--hybridize", action="store_true")
+    parser.add_argument("--transfer-only", type=int, default=0, metavar="STEPS",
+                        help="time STEPS steps of the store's traffic alone (push the W6 "
+                             "gradients, pull the weights) and exit")
     args = parser.parse_args()
+    if args.transfer_only:
+        transfer_only(args.kvstore, args.transfer_only)
+        return
 
     # 'none': one process and no store, the baseline of the throughput model
     kv = mx.kv.create(args.kvstore) if args.kvstore != "none" else mx.kv.create("local")

@@ -308,7 +308,7 @@ def test_a_silent_worker_times_out_and_a_lost_one_is_named(tmp_path):
     assert "[launch] worker 1 exited with status 7" in done.stdout
     result = json.loads((tmp_path / "rank0.json").read_text())
     message, waited = result["timeout"]
-    assert "timed out after 4 s waiting for key 0" in message and "[1]" in message
+    assert "timed out after 4 s waiting for keys 0 (push 1)" in message and "[1]" in message
     assert timeout - 0.5 < waited < timeout + 10
     message, waited = result["lost"]
     assert "KVStore worker rank 1 was lost" in message

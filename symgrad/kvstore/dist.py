@@ -69,7 +69,9 @@ class DistKVStore(KVStore):
                                          threads_per_worker=1, processes=False,
                                          dashboard_address=None)
             address = self._cluster.scheduler_address
-        self._client = Client(address, set_as_default=False, timeout=settings.timeout)
+        # direct_to_workers: actor calls go to the servers, not through the scheduler
+        self._client = Client(address, set_as_default=False, timeout=settings.timeout,
+                              direct_to_workers=True)
         self._keys: dict[Key, tuple[tuple, np.dtype, list]] = {}
         self._pushes: dict[Key, int] = {}
         self._inflight: list = []
@@ -208,45 +210,48 @@ class DistKVStore(KVStore):
             merged = self._compression.quantize(key, 0, merged)
         return merged
 
-    def _store_push(self, key: Key, merged: np.ndarray) -> None:
-        self._pushes[key] += 1
-        flat = merged.reshape(-1)
-        for server, start, stop in self._keys[key][2]:
-            self.stats["bytes_pushed"] += (stop - start) * flat.itemsize
+    def _push_values(self, merged: list[tuple[Key, np.ndarray]]) -> None:
+        # one message per server with every slice it holds
+        items: dict[int, list] = {}
+        for key, value in merged:
+            self._pushes[key] += 1
+            flat = value.reshape(-1)
+            for server, start, stop in self._keys[key][2]:
+                items.setdefault(server, []).append((key, flat[start:stop]))
+                self.stats["bytes_pushed"] += (stop - start) * flat.itemsize
+        for server, batch in items.items():
             self.stats["calls"] += 1
-            self._inflight.append(
-                (server, self._servers[server].push(key, self.rank, flat[start:stop])))
-
-    def _request(self, key: Key) -> list:
-        """Send the pull requests of ``key`` (one per slice), without waiting."""
-        need = self._pushes[key]
-        self.stats["calls"] += len(self._keys[key][2])
-        return [(server, self._servers[server].pull(key, self.rank, need, 1.0))
-                for server, _, _ in self._keys[key][2]]
-
-    def _collect(self, key: Key, requests: list) -> np.ndarray:
-        """The value of ``key`` from the answers to its requests; a slice not
-        ready yet is asked for again until it is, or a wait fails."""
-        shape, dtype, _ = self._keys[key]
-        need, pieces = self._pushes[key], []
-        for server, future in requests:
-            ready, value, _missing = self._result(future, 1.0, server)
-            if not ready:
-                actor = self._servers[server]
-                value, _missing = self._wait(
-                    lambda wait, actor=actor: actor.pull(key, self.rank, need, wait), server,
-                    f"key {key!r} (its push {need})")
-            pieces.append(value)
-            self.stats["bytes_pulled"] += value.nbytes
-        flat = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-        return flat.reshape(shape).astype(dtype, copy=False)
+            self._inflight.append((server, self._servers[server].push(self.rank, batch)))
 
     def _pull_values(self, keys: list[Key]) -> list[np.ndarray]:
-        # every request is sent before any answer is awaited: one round trip for
-        # all keys, overlapping the acknowledgements of the pushes before them
-        requests = [self._request(key) for key in keys]
+        # one request per server for all its slices, every request sent before any
+        # answer is awaited (and before the pushes' acknowledgements are collected)
+        wants: dict[int, list] = {}
+        for key in keys:
+            for server, _, _ in self._keys[key][2]:
+                wants.setdefault(server, []).append((key, self._pushes[key]))
+        requests = {server: self._servers[server].pull(self.rank, want, 1.0)
+                    for server, want in wants.items()}
+        self.stats["calls"] += len(requests)
         self._flush()
-        return [self._collect(key, request) for key, request in zip(keys, requests)]
+        slices: dict[tuple[int, Key], np.ndarray] = {}
+        for server, future in requests.items():
+            ready, values, _missing = self._result(future, 1.0, server)
+            if not ready:
+                actor, want = self._servers[server], wants[server]
+                values, _missing = self._wait(
+                    lambda wait, actor=actor, want=want: actor.pull(self.rank, want, wait),
+                    server, "keys " + ", ".join(f"{k!r} (push {n})" for k, n in want))
+            for (key, _), value in zip(wants[server], values):
+                slices[(server, key)] = value
+                self.stats["bytes_pulled"] += value.nbytes
+        result = []
+        for key in keys:
+            shape, dtype, parts = self._keys[key]
+            pieces = [slices[(server, key)] for server, _, _ in parts]
+            flat = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+            result.append(flat.reshape(shape).astype(dtype, copy=False))
+        return result
 
     def _store_pull(self, key: Key) -> np.ndarray:
         return self._pull_values([key])[0]

@@ -6,8 +6,8 @@ several devices of MXNet's ``local``/``device`` aggregation), then either hands
 the sum to the updater, ``updater(key, merged, stored)``, or, with none set,
 makes the sum the stored value. ``pull`` copies the stored value into every
 output given. The distributed stores (:mod:`.dist`) subclass this one and
-replace only the three storage hooks ``_store_init``, ``_store_push`` and
-``_store_pull``.
+replace only the storage hooks (``_store_init``, ``_push_values``,
+``_pull_values`` and the key table).
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ class KVStore:
 
         ``priority`` is accepted (MXNet orders its engine's work by it; here every
         call completes in order)."""
+        merged = []
         for k, values in _grouped(key, value):
             shape, dtype = self._shape_dtype(k, "push")
             arrays = []
@@ -140,7 +141,8 @@ class KVStore:
                                      f"{np.dtype(val.dtype).name} does not match the dtype "
                                      f"{dtype.name} it was initialised with")
                 arrays.append(val.asnumpy().astype(dtype, copy=False))
-            self._store_push(k, self._merge(k, arrays))
+            merged.append((k, self._merge(k, arrays)))
+        self._push_values(merged)
 
     def pull(self, key: Any, out: Any = None, priority: int = 0,
              ignore_sparse: bool = True) -> None:
@@ -255,6 +257,12 @@ class KVStore:
             self._updater(key, NDArray(merged), stored)
         else:
             stored[:] = merged
+
+    def _push_values(self, merged: list[tuple[Key, np.ndarray]]) -> None:
+        """Apply the merged pushes of several keys (a distributed store sends
+        them in one message per server)."""
+        for k, value in merged:
+            self._store_push(k, value)
 
     def _store_pull(self, key: Key) -> np.ndarray:
         return self._store[key].asnumpy()

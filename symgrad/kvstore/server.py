@@ -86,8 +86,13 @@ class KVServer:
 
         self.updater = opt.get_updater(pickle.loads(optimizer_pickle))
 
-    async def push(self, key: Any, rank: int, value: np.ndarray) -> int:
-        """Take one push of ``key`` from ``rank``; returns its step number."""
+    async def push(self, rank: int, items: list) -> None:
+        """Take one push from ``rank`` of each ``(key, value)`` in ``items``."""
+        for key, value in items:
+            self._take(key, rank, value)
+        await self._notify()
+
+    def _take(self, key: Any, rank: int, value: np.ndarray) -> None:
         self.bytes_in += value.nbytes
         step = self.pushed.get((key, rank), 0) + 1
         self.pushed[(key, rank)] = step
@@ -97,8 +102,7 @@ class KVServer:
                                    "mode (set_optimizer, or update_on_kvstore=True)")
             self._apply(key, value)
             self.applied[(key, rank)] = step
-            await self._notify()
-            return step
+            return
         gathering = self.pending[key].setdefault(step, [None, set()])
         if gathering[0] is None:
             gathering[0] = np.array(value, copy=True)
@@ -116,8 +120,6 @@ class KVServer:
             self.steps[key] = next_step
             for r in range(self.num_workers):
                 self.applied[(key, r)] = next_step
-        await self._notify()
-        return step
 
     def _apply(self, key: Any, merged: np.ndarray) -> None:
         if self.updater is None:
@@ -130,20 +132,26 @@ class KVServer:
         # the update writes the buffer in place, or gives the NDArray a new one
         self.values[key] = weight._data
 
-    async def pull(self, key: Any, rank: int, need: int, wait: float) -> tuple:
-        """``(True, value, [])`` once ``need`` pushes of ``rank`` are applied, or
-        ``(False, None, ranks still to push)`` after ``wait`` seconds."""
+    async def pull(self, rank: int, wants: list, wait: float) -> tuple:
+        """For ``wants``, a list of ``(key, need)``: ``(True, [values], [])`` once
+        ``need`` pushes of ``rank`` are applied for every key, or ``(False, None,
+        ranks still to push)`` after ``wait`` seconds."""
         def ready() -> bool:
-            return key in self.values and self.applied.get((key, rank), 0) >= need
+            return all(key in self.values and self.applied.get((key, rank), 0) >= need
+                       for key, need in wants)
 
         if not ready() and not await self._wait(ready, wait):
-            step = self.steps.get(key, 0) + 1
-            have = self.pending.get(key, {}).get(step, [None, set()])[1]
-            return False, None, sorted(set(range(self.num_workers)) - have)
-        # a copy: Dask may still be sending the frames when a later push updates
-        value = self.values[key].copy()
-        self.bytes_out += value.nbytes
-        return True, value, []
+            missing: set = set()
+            for key, need in wants:
+                if self.applied.get((key, rank), 0) < need:
+                    step = self.steps.get(key, 0) + 1
+                    have = self.pending.get(key, {}).get(step, [None, set()])[1]
+                    missing |= set(range(self.num_workers)) - have
+            return False, None, sorted(missing)
+        # copies: Dask may still be sending the frames when a later push updates
+        values = [self.values[key].copy() for key, _ in wants]
+        self.bytes_out += sum(value.nbytes for value in values)
+        return True, values, []
 
     # -- barrier --------------------------------------------------------------------
     async def barrier(self, rank: int, generation: int, wait: float) -> tuple[bool, list]:
