@@ -359,15 +359,15 @@ json.dump({"score": mod.score(train, "ce"), "frozen": frozen,
 '''
 
 
-def test_fine_tuning_an_exported_gluon_model_matches_mxnet(runs, mxnet_python, tmp_path):
+def test_fine_tuning_an_exported_gluon_model_matches_mxnet(runs, mxnet_python):
     """The classic fine-tuning recipe: load a checkpoint, cut it at an internal
     output, add a new head, freeze the body with ``fixed_param_names`` and fit
     (the head from the initializer, the body from the file, BatchNorm's
     statistics as aux params)."""
     here, there = runs
-    run_mxnet(mxnet_python, EXPORT_BODY, tmp_path)
-    body = str(tmp_path / "body")
-    run_mxnet(mxnet_python, "import mxnet as mx\n" + FINETUNE_SCRIPT, there, str(there), body)
+    body = str(there / "body")
+    # one MXNet process exports the body (into its working directory) and fine-tunes
+    run_mxnet(mxnet_python, EXPORT_BODY + FINETUNE_SCRIPT, there, str(there), body)
     _run_script(FINETUNE_SCRIPT, here, body)
     ours = json.loads((here / "finetune.json").read_text())
     theirs = json.loads((there / "finetune.json").read_text())
