@@ -534,3 +534,19 @@ def test_frozen_batchnorm_keeps_its_statistics():
                                       means[key])
     np.testing.assert_array_equal(means["frozen"], np.zeros(3))
     assert np.abs(means["gamma learns"]).sum() > 0
+
+
+def test_a_checkpoint_with_extra_names_loads_and_trains(tmp_path):
+    prefix = str(tmp_path / "extra")
+    params = _nd(_params())
+    params["unused_weight"] = mx.nd.ones((2, 2))
+    mx.model.save_checkpoint(prefix, 1, _mlp(), params, {})
+    mod = mx.mod.Module.load(prefix, 1)
+    X, y = _data(8)
+    mod.bind([("data", (8, 4))], [("softmax_label", (8,))])
+    mod.init_optimizer(optimizer_params={"learning_rate": 0.1})
+    mod.forward_backward(mx.io.DataBatch([mx.nd.array(X)], [mx.nd.array(y)]))
+    mod.update()
+    args, _ = mod.get_params()
+    assert args["unused_weight"].asnumpy().tolist() == [[1, 1], [1, 1]]
+    assert not np.allclose(args["fc2_weight"].asnumpy(), _params()["fc2_weight"])

@@ -293,7 +293,8 @@ class Module(BaseModule):
         for params, source in ((self._arg_params, self._exec.arg_dict),
                                (self._aux_params, self._exec.aux_dict)):
             for name, arr in params.items():  # type: ignore[union-attr]
-                np.copyto(arr._data, source[name]._data, casting="unsafe")
+                if name in source:  # a loaded checkpoint may hold other names too
+                    np.copyto(arr._data, source[name]._data, casting="unsafe")
         self._params_dirty = False
 
     # -- binding -------------------------------------------------------------------
