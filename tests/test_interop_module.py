@@ -425,6 +425,46 @@ def test_batchnorm_statistics_move_only_where_a_gradient_passes(mxnet_python, tm
         np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-5, atol=1e-6)
 
 
+INPUT_GRAD_SCRIPT = r'''
+import json, sys
+import numpy as np
+
+rng = np.random.RandomState(1)
+data = mx.sym.var("data")
+net = mx.sym.Convolution(data, kernel=(3, 3), num_filter=4, pad=(1, 1), name="conv")
+net = mx.sym.Pooling(mx.sym.Activation(net, act_type="relu"), kernel=(2, 2), stride=(2, 2),
+                     pool_type="max")
+net = mx.sym.SoftmaxOutput(mx.sym.FullyConnected(net, num_hidden=3, name="fc"),
+                           name="softmax")
+mod = mx.mod.Module(net)
+mod.bind([("data", (2, 1, 6, 6))], [("softmax_label", (2,))], inputs_need_grad=True)
+mod.init_params(arg_params={"conv_weight": mx.nd.array(rng.randn(4, 1, 3, 3)),
+                            "conv_bias": mx.nd.zeros((4,)),
+                            "fc_weight": mx.nd.array(rng.randn(3, 36) * 0.3),
+                            "fc_bias": mx.nd.zeros((3,))})
+x = mx.nd.array(rng.randn(2, 1, 6, 6))
+mod.forward(mx.io.DataBatch([x], [mx.nd.array([2, 0])]), is_train=True)
+mod.backward()
+json.dump({"grad": mod.get_input_grads()[0].asnumpy().tolist(),
+           "out": mod.get_outputs()[0].asnumpy().tolist(),
+           "shapes": [[n, list(s)] for n, s in mod.output_shapes]}, open(sys.argv[1], "w"))
+'''
+
+
+def test_input_gradients_of_a_small_cnn_match_mxnet(mxnet_python, tmp_path):
+    """``inputs_need_grad``: the data gradient (as adversarial-example code reads
+    it) of Convolution, Pooling, FullyConnected and SoftmaxOutput."""
+    run_mxnet(mxnet_python, "import mxnet as mx\n" + INPUT_GRAD_SCRIPT, tmp_path,
+              str(tmp_path / "theirs.json"))
+    _run_script(INPUT_GRAD_SCRIPT, str(tmp_path / "ours.json"))
+    ours = json.loads((tmp_path / "ours.json").read_text())
+    theirs = json.loads((tmp_path / "theirs.json").read_text())
+    assert ours["shapes"] == theirs["shapes"] == [["softmax_output", [2, 3]]]
+    np.testing.assert_allclose(ours["out"], theirs["out"], rtol=1e-5, atol=1e-6)
+    assert np.abs(np.array(theirs["grad"])).sum() > 0
+    np.testing.assert_allclose(ours["grad"], theirs["grad"], rtol=1e-4, atol=1e-6)
+
+
 CHECK_THEIRS = r'''
 import json, sys
 import mxnet as mx
