@@ -304,3 +304,27 @@ def test_multibox_prior():
         [0, 0, 1 / 3, 0.5], [1 / 12, 0.125, 0.25, 0.375],
         [-0.06903559, 0.07322331, 0.40236893, 0.4267767],
         [0.04881554, -0.10355338, 0.2845178, 0.6035534]], rtol=1e-5, atol=1e-7)
+
+
+def test_multibox_target_encodes_matched_anchors():
+    anchors = mx.nd.array([[[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0], [0.0, 0.5, 0.5, 1.0]]])
+    label = mx.nd.array([[[1, 0.05, 0.0, 0.5, 0.55], [-1, -1, -1, -1, -1]]])
+    preds = mx.nd.zeros((1, 3, 3))
+    loc, mask, cls = mx.nd.contrib.MultiBoxTarget(anchors, label, preds)
+    np.testing.assert_array_equal(cls.asnumpy(), [[2, 0, 0]])  # class 1 -> 2; 0 background
+    np.testing.assert_array_equal(mask.asnumpy(), [[1, 1, 1, 1] + [0] * 8])
+    # centre (0.275, 0.275) size (0.45, 0.55) against the anchor's (0.25, 0.25) (0.5, 0.5)
+    expected = [0.025 / 0.5 / 0.1, 0.025 / 0.5 / 0.1, np.log(0.9) / 0.2, np.log(1.1) / 0.2]
+    np.testing.assert_allclose(loc.asnumpy()[0, :4], expected, rtol=1e-5)
+
+
+def test_multibox_detection_decodes_sorts_and_suppresses():
+    anchors = mx.nd.array([[[0.0, 0.0, 0.5, 0.5], [0.05, 0.0, 0.55, 0.5],
+                            [0.5, 0.5, 1.0, 1.0]]])
+    probs = mx.nd.array([[[0.2, 0.1, 0.9], [0.7, 0.8, 0.05], [0.1, 0.1, 0.05]]])
+    det = mx.nd.contrib.MultiBoxDetection(probs, mx.nd.zeros((1, 12)), anchors,
+                                          threshold=0.3).asnumpy()[0]
+    # anchor 1 (0.8) first; anchor 0 (0.7, same class, IoU 0.82) suppressed; anchor 2's
+    # best class scores 0.05 < threshold: a -1 row
+    np.testing.assert_allclose(det, [[0, 0.8, 0.05, 0, 0.55, 0.5], [-1, 0.7, 0, 0, 0.5, 0.5],
+                                     [-1] * 6], rtol=1e-6)

@@ -96,6 +96,32 @@ value_and_grads("encdec_qk", lambda q, kv: mx.nd.contrib.interleaved_matmul_encd
     q, kv, heads=2), [nd("queries"), nd("kv")], inputs["encdec_head"])
 value_and_grads("encdec_valatt", lambda kv, a: mx.nd.contrib.interleaved_matmul_encdec_valatt(
     kv, a, heads=2), [nd("kv"), nd("att2")], inputs["queries"])
+# SSD: anchors, training targets (with hard negative mining) and detections.
+# (Seeds without exactly tied IoUs: MXNet breaks those by its float32 rounding.)
+for seed in (1, 2, 3, 4):
+    r = np.random.default_rng(seed)
+    anchors = mx.nd.contrib.MultiBoxPrior(mx.nd.zeros((1, 3, 5, 4)), sizes=(0.3, 0.15),
+                                          ratios=(1, 2, 0.5))
+    count = anchors.shape[1]
+    label = np.full((2, 4, 5), -1, np.float32)
+    for b in range(2):
+        for m in range(r.integers(1, 5)):
+            x0, y0 = r.uniform(0, 0.7, 2)
+            w, h = r.uniform(0.05, 0.3, 2)
+            label[b, m] = [r.integers(0, 3), x0, y0, x0 + w, y0 + h]
+    cls_pred = r.normal(size=(2, 4, count)).astype(np.float32)
+    for k, kw in enumerate([{}, dict(negative_mining_ratio=3, overlap_threshold=0.3)]):
+        out = mx.nd.contrib.MultiBoxTarget(anchors, mx.nd.array(label),
+                                           mx.nd.array(cls_pred), **kw)
+        for i, o in enumerate(out):
+            results[f"target{seed}_{k}_{i}"] = o.asnumpy()
+    prob = mx.nd.softmax(mx.nd.array(cls_pred), axis=1)
+    loc = mx.nd.array(r.normal(scale=0.5, size=(2, count * 4)).astype(np.float32))
+    results[f"detect{seed}"] = mx.nd.contrib.MultiBoxDetection(
+        prob, loc, anchors, threshold=0.3, nms_threshold=0.3).asnumpy()
+    # past nms_topk MXNet's row order is its sort's business: the first rows only
+    results[f"detect{seed}_topk"] = mx.nd.contrib.MultiBoxDetection(
+        prob, loc, anchors, force_suppress=True, nms_topk=10, clip=False).asnumpy()[:, :10]
 results["arange_like"] = mx.nd.contrib.arange_like(nd("old"), start=2, step=0.5,
                                                    repeat=2).asnumpy()
 results["index_array"] = mx.nd.contrib.index_array(nd("image"), axes=(3, 1)).asnumpy()

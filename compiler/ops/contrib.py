@@ -505,6 +505,186 @@ register(OpDef(name="_contrib_MultiBoxPrior", infer=_prior_types, impl=_multibox
 
 
 # ---------------------------------------------------------------------------
+# MultiBoxTarget and MultiBoxDetection: SSD's training targets and decoding
+# ---------------------------------------------------------------------------
+
+_VARIANCES = Attr(_floats, (0.1, 0.1, 0.2, 0.2))
+
+
+def _center_form(boxes: np.ndarray) -> tuple[np.ndarray, ...]:
+    width, height = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    return (boxes[..., 0] + width / 2, boxes[..., 1] + height / 2, width, height)
+
+
+def _target_types(types, **_attrs):
+    anchors, labels, preds = (t.shape for t in types)
+    if len(anchors) != 3 or anchors[2] != 4 or len(labels) != 3 or labels[2] < 5 or \
+            len(preds) != 3 or preds[2] != anchors[1]:
+        raise GraphError("expected anchor (1, N, 4), label (B, M, 5+), cls_pred (B, C, N)")
+    batch, count = labels[0], anchors[1]
+    dtype = types[0].dtype
+    return [TensorType((batch, count * 4), dtype), TensorType((batch, count * 4), dtype),
+            TensorType((batch, count), dtype)]
+
+
+def _match_anchors(iou: np.ndarray, overlap_threshold: float) -> np.ndarray:
+    """Each anchor's ground-truth index (-1 for none): first a greedy bipartite
+    matching by the largest IoU left, then every other anchor to its best box if
+    the IoU passes ``overlap_threshold``."""
+    anchors, truths = iou.shape
+    match = np.full(anchors, -1, dtype=np.int64)
+    if truths == 0:
+        return match
+    free = iou.copy()
+    for _ in range(min(anchors, truths)):
+        a, t = np.unravel_index(np.argmax(free), free.shape)
+        if free[a, t] <= 1e-6:
+            break
+        match[a] = t
+        free[a, :] = -1.0
+        free[:, t] = -1.0
+    best = iou.argmax(axis=1)
+    extra = (match < 0) & (iou[np.arange(anchors), best] > overlap_threshold)
+    match[extra] = best[extra]
+    return match
+
+
+def _multibox_target(anchor, label, cls_pred, *, overlap_threshold, ignore_label,
+                     negative_mining_ratio, negative_mining_thresh,
+                     minimum_negative_samples, variances):
+    # IoUs in the inputs' precision, as MXNet: its near-ties decide matches
+    anchors = anchor.reshape(-1, 4)
+    count = anchors.shape[0]
+    batch = label.shape[0]
+    loc_target = np.zeros((batch, count, 4))
+    loc_mask = np.zeros((batch, count, 4))
+    cls_target = np.zeros((batch, count))
+    ax, ay, aw, ah = _center_form(anchors.astype(np.float64))
+    for b in range(batch):
+        rows = label[b]
+        valid = 0
+        while valid < rows.shape[0] and rows[valid, 0] != -1:  # padding starts at -1
+            valid += 1
+        truths = rows[:valid]
+        iou = _iou(anchors, truths[:, 1:5]) if valid else np.zeros((count, 0))
+        match = _match_anchors(iou, overlap_threshold)
+        positive = match >= 0
+        cls_target[b, positive] = truths[match[positive], 0] + 1
+        if negative_mining_ratio > 0:
+            cls_target[b, ~positive] = ignore_label
+            best = iou.max(axis=1) if valid else np.zeros(count)
+            candidates = np.nonzero(~positive & (best < negative_mining_thresh))[0]
+            # (minimum_negative_samples changes nothing in MXNet 1.9.1's CPU kernel)
+            wanted = int(positive.sum() * negative_mining_ratio)
+            logits = cls_pred[b][:, candidates].astype(np.float64)
+            shifted = np.exp(logits - logits.max(axis=0))
+            background = shifted[0] / shifted.sum(axis=0)
+            # the hardest negatives: the least background probability
+            order = np.argsort(np.log(background), kind="stable")
+            cls_target[b, candidates[order[:wanted]]] = 0
+        gx, gy, gw, gh = _center_form(truths[match[positive], 1:5].astype(np.float64))
+        loc_target[b, positive] = np.stack([
+            (gx - ax[positive]) / aw[positive] / variances[0],
+            (gy - ay[positive]) / ah[positive] / variances[1],
+            np.log(gw / aw[positive]) / variances[2],
+            np.log(gh / ah[positive]) / variances[3]], axis=-1)
+        loc_mask[b, positive] = 1.0
+    dtype = anchor.dtype
+    return (loc_target.reshape(batch, -1).astype(dtype),
+            loc_mask.reshape(batch, -1).astype(dtype), cls_target.astype(dtype))
+
+
+def _target_inputs(rng):
+    anchors = _multibox_prior(np.zeros((1, 1, 3, 3)), sizes=(0.4, 0.2), ratios=(1.0, 2.0),
+                              clip=False, steps=(-1.0, -1.0), offsets=(0.5, 0.5))
+    labels = np.full((2, 2, 5), -1.0)
+    labels[0, 0] = [0, 0.1, 0.1, 0.5, 0.45]
+    labels[0, 1] = [1, 0.5, 0.4, 0.9, 0.9]
+    labels[1, 0] = [2, 0.2, 0.3, 0.7, 0.6]
+    return [anchors, labels, rng.normal(size=(2, 4, anchors.shape[1]))]
+
+
+register(OpDef(name="_contrib_MultiBoxTarget", infer=_target_types, impl=_multibox_target,
+               inputs=("anchor", "label", "cls_pred"), differentiable=False, kind="opaque",
+               attrs={"overlap_threshold": Attr(as_float, 0.5),
+                      "ignore_label": Attr(as_float, -1.0),
+                      "negative_mining_ratio": Attr(as_float, -1.0),
+                      "negative_mining_thresh": Attr(as_float, 0.5),
+                      "minimum_negative_samples": Attr(as_int, 0), "variances": _VARIANCES},
+               doc="SSD training targets: each anchor matched to a ground-truth box "
+                   "(greedy bipartite, then IoU > overlap_threshold) gives its box "
+                   "offsets, their mask and its class (0 background; hard negative "
+                   "mining with negative_mining_ratio > 0).",
+               test=TestSpec(make_inputs=_target_inputs, wrt=())))
+
+
+def _detection_types(types, **_attrs):
+    probs, loc, anchors = (t.shape for t in types)
+    if len(probs) != 3 or loc != (probs[0], probs[2] * 4) or anchors[1:] != (probs[2], 4):
+        raise GraphError("expected cls_prob (B, C, N), loc_pred (B, N*4), anchor (1, N, 4)")
+    return [TensorType((probs[0], probs[2], 6), types[0].dtype)]
+
+
+def _multibox_detection(cls_prob, loc_pred, anchor, *, clip, threshold, background_id,
+                        nms_threshold, force_suppress, variances, nms_topk):
+    batch, classes, count = cls_prob.shape
+    anchors = anchor.reshape(-1, 4).astype(np.float64)
+    ax, ay, aw, ah = _center_form(anchors)
+    out = np.full((batch, count, 6), -1.0)
+    for b in range(batch):
+        # MXNet 1.9.1 takes class 0 as the background whatever background_id says
+        probs = cls_prob[b].astype(np.float64)[1:]
+        best = probs.argmax(axis=0)
+        score = probs[best, np.arange(count)]
+        loc = loc_pred[b].reshape(count, 4).astype(np.float64)
+        cx = loc[:, 0] * variances[0] * aw + ax
+        cy = loc[:, 1] * variances[1] * ah + ay
+        half_w = np.exp(loc[:, 2] * variances[2]) * aw / 2
+        half_h = np.exp(loc[:, 3] * variances[3]) * ah / 2
+        boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=-1)
+        if clip:
+            boxes = np.clip(boxes, 0.0, 1.0)
+        valid = np.nonzero(score >= threshold)[0]
+        order = valid[np.argsort(-score[valid], kind="stable")]
+        rows = np.concatenate([best[order, None].astype(np.float64), score[order, None],
+                               boxes[order]], axis=1)
+        kept = len(rows) if nms_topk <= 0 else min(nms_topk, len(rows))
+        rows[kept:, 0] = -1  # past nms_topk: dropped, their score and box still shown
+        for i in range(kept):
+            if rows[i, 0] < 0:
+                continue
+            for j in range(i + 1, kept):
+                if rows[j, 0] >= 0 and (force_suppress or rows[i, 0] == rows[j, 0]) and \
+                        _iou(rows[i, 2:], rows[j, 2:]) > nms_threshold:
+                    rows[j, 0] = -1
+        out[b, :len(rows)] = rows
+    return out.astype(cls_prob.dtype)
+
+
+def _detection_inputs(rng):
+    anchors = _multibox_prior(np.zeros((1, 1, 3, 3)), sizes=(0.4, 0.2), ratios=(1.0, 2.0),
+                              clip=False, steps=(-1.0, -1.0), offsets=(0.5, 0.5))
+    logits = rng.normal(size=(2, 3, anchors.shape[1]))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return [probs, rng.normal(scale=0.3, size=(2, anchors.shape[1] * 4)), anchors]
+
+
+register(OpDef(name="_contrib_MultiBoxDetection", infer=_detection_types,
+               impl=_multibox_detection, inputs=("cls_prob", "loc_pred", "anchor"),
+               differentiable=False, kind="opaque",
+               attrs={"clip": Attr(as_bool, True), "threshold": Attr(as_float, 0.01),
+                      "background_id": Attr(as_int, 0), "nms_threshold": Attr(as_float, 0.5),
+                      "force_suppress": Attr(as_bool, False), "variances": _VARIANCES,
+                      "nms_topk": Attr(as_int, -1)},
+               doc="SSD detections: each anchor's best class and decoded box, those "
+                   "scoring at least ``threshold`` sorted by score, overlapping ones of "
+                   "a class suppressed (class -1); rows [class, score, xmin, ymin, xmax, "
+                   "ymax], -1 rows after the last detection.",
+               test=TestSpec(make_inputs=_detection_inputs, wrt=(),
+                             attrs={"threshold": 0.2})))
+
+
+# ---------------------------------------------------------------------------
 # ROIAlign: each output cell averages bilinear samples, a linear map of data
 # ---------------------------------------------------------------------------
 
