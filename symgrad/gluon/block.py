@@ -701,7 +701,9 @@ class SymbolBlock(HybridBlock):
         names = [input_names] if isinstance(input_names, str) else list(input_names)
         block = SymbolBlock(out, [sym.var(n) for n in names])
         if param_file is not None:
-            block.collect_params().load(param_file, ctx, allow_missing, ignore_extra)
+            # as MXNet: the parameters take the saved files' dtypes (float64 exports load)
+            block.collect_params().load(param_file, ctx, allow_missing, ignore_extra,
+                                        cast_dtype=True, dtype_source="saved")
         return block
 
     def forward(self, x: Any, *args: Any) -> Any:
