@@ -382,23 +382,37 @@ def _zero_dims(node: Node) -> int:
     return sum(1 for size in node.attrs.get("shape", ()) if size == 0)
 
 
+def _free_axis(node: Node) -> int | None:
+    """The axis on which the inputs of an op that joins equal shapes may differ
+    (Concat's ``dim``; None for elementwise ops and stack, which need equal
+    shapes); -1 for ops whose inputs need not agree at all."""
+    if node.op.kind == "elemwise" or node.op.name == "stack":
+        return None
+    if node.op.name == "Concat":
+        return node.attrs["dim"]
+    return -1
+
+
 def _wanted_shape(conflict: _ShapeConflict) -> list[int | None] | None:
-    """Per axis, the size an elementwise op's inputs agree on (from the inputs
-    whose size there is not 0); None for ops that do not ask for equal shapes."""
-    if conflict.node.op.kind != "elemwise":
-        return None
+    """Per axis, the size the inputs of an op that needs equal shapes agree on
+    (from the inputs whose size there is not 0, None where that is unknown or
+    the op lets it differ); None for other ops."""
+    free = _free_axis(conflict.node)
     shapes = [entry.shape for entry in conflict.inputs]
-    if len({len(shape) for shape in shapes}) != 1:
+    if free == -1 or len({len(shape) for shape in shapes}) != 1:
         return None
-    return [max((shape[axis] for shape in shapes if shape[axis] != 0), default=None)
+    free = None if free is None else free % len(shapes[0])
+    return [None if axis == free else
+            max((shape[axis] for shape in shapes if shape[axis] != 0), default=None)
             for axis in range(len(shapes[0]))]
 
 
 def _fill_zero_dims(conflict: _ShapeConflict, var_shape, var_dtype, is_train,
                     fills: dict[Node, tuple]) -> bool:
-    """Learn zero dims of the creation nodes upstream of a rejected elementwise op
-    from its other inputs, as MXNet's backward shape inference does; whether any
-    was learned.
+    """Learn zero dims of the creation nodes upstream of a rejected op that needs
+    equal input shapes (elementwise ops, Concat off its axis, stack) from its
+    other inputs, as MXNet's backward shape inference does; whether any was
+    learned.
 
     Which dim of an input comes from which zero dim of a creation node is found by
     probing: the input's ancestors are inferred again with that dim set to a size

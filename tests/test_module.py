@@ -550,3 +550,23 @@ def test_a_checkpoint_with_extra_names_loads_and_trains(tmp_path):
     args, _ = mod.get_params()
     assert args["unused_weight"].asnumpy().tolist() == [[1, 1], [1, 1]]
     assert not np.allclose(args["fc2_weight"].asnumpy(), _params()["fc2_weight"])
+
+
+@pytest.mark.parametrize("join", ["concat", "stack"])
+def test_zero_dims_are_inferred_through_concat_and_stack(join):
+    data = mx.sym.var("data")
+    features = mx.sym.FullyConnected(data, num_hidden=5, name="fc")
+    if join == "concat":
+        state = mx.sym.zeros(shape=(0, 3))
+        joined = mx.sym.Concat(features, mx.sym.tanh(state), dim=1)
+        expected = (2, 8)
+    else:
+        state = mx.sym.zeros(shape=(0, 5))
+        joined = mx.sym.stack(features, state, axis=1)
+        expected = (2, 2, 5)
+    _, out_shapes, _ = joined.infer_shape(data=(2, 7))
+    assert out_shapes == [expected]
+    # Concat's own axis is not filled from the other inputs: (0, 0) stays unknown there
+    if join == "concat":
+        unfillable = mx.sym.Concat(features, mx.sym.zeros(shape=(0, 0)), dim=1)
+        assert unfillable.infer_shape(data=(2, 7))[1] == [(2, 5)]
