@@ -430,3 +430,53 @@ def test_backward_marks_gradients_fresh():
     assert weight._fresh_grad
     weight._fresh_grad = False
     assert not weight._fresh_grad
+
+
+def test_hybridized_call_walks_no_graph_and_collects_no_parameters(monkeypatch):
+    """The per-call work of a hybridized block is cached: from the second call on
+    neither ``collect_params`` nor a graph walk runs (inside and outside record)."""
+    from symgrad.gluon import block as block_module
+
+    net = _net()
+    net.hybridize()
+    x = _data((4, 5))
+    with autograd.record():
+        expected = net(x).asnumpy()
+    net(x)
+    calls = {"collect": 0, "walk": 0}
+    collect, walk = gluon.Block.collect_params, block_module.topo_order
+
+    def counting_collect(self, select=None):
+        calls["collect"] += 1
+        return collect(self, select)
+
+    def counting_walk(heads):
+        calls["walk"] += 1
+        return walk(heads)
+
+    monkeypatch.setattr(gluon.Block, "collect_params", counting_collect)
+    monkeypatch.setattr(block_module, "topo_order", counting_walk)
+    for _ in range(3):
+        with autograd.record():
+            out = net(x)
+        out.backward()
+        net(x)
+    assert calls == {"collect": 0, "walk": 0}
+    np.testing.assert_allclose(out.asnumpy(), expected, rtol=1e-6)
+
+
+def test_hybridized_call_sees_a_child_added_after_the_first_call():
+    net = gluon.nn.HybridSequential(prefix="seq_")
+    with net.name_scope():
+        net.add(gluon.nn.Dense(4, in_units=5))
+    net.initialize(mx.init.One())
+    net.hybridize()
+    assert net(_data((2, 5))).shape == (2, 4)
+    with net.name_scope():
+        net.add(gluon.nn.Dense(3, in_units=4))
+    net[1].initialize(mx.init.One())
+    with autograd.record():
+        out = net(_data((2, 5)))
+    out.backward()
+    assert out.shape == (2, 3)
+    assert net[1].weight.grad().asnumpy().any()

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler import Entry, evaluate, topo_order
+from compiler import Entry, topo_order
 
 from .. import autograd
 from .. import ndarray as nd
@@ -447,10 +447,11 @@ class HybridBlock(Block):
         self._cached_graph: tuple[list[Symbol], Symbol] | None = None
         self._out_format: Any = None
         self._replays: dict[bool, CompiledSymbol] = {}
+        self._plan: _CallPlan | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
-        if isinstance(value, HybridBlock):
+        if isinstance(value, (HybridBlock, Parameter)):
             self._clear_cached_op()
 
     def register_child(self, block: Block, name: str | None = None) -> None:
@@ -480,6 +481,7 @@ class HybridBlock(Block):
     def _clear_cached_op(self) -> None:
         self._cached_graph = None
         self._replays = {}
+        self._plan = None
 
     def cast(self, dtype: Any) -> None:
         """Cast every Parameter to ``dtype`` (the traced graph is made again)."""
@@ -525,8 +527,9 @@ class HybridBlock(Block):
         given = {i.name: x.shape for i, x in zip(inputs, flat)}
         dtypes = {i.name: x.dtype for i, x in zip(inputs, flat)}
         params = {p.name: p for p in self.collect_params().values()}
+        graph_inputs = set(out.list_inputs())
         for name, param in params.items():
-            if name in out.list_inputs() and param.shape is not None and \
+            if name in graph_inputs and param.shape is not None and \
                     all(s > 0 for s in param.shape):
                 given[name] = param.shape
         if what == "dtype":
@@ -566,29 +569,36 @@ class HybridBlock(Block):
             params = {name: p.data() for name, p in self._reg_params.items()}
         return self.hybrid_forward(nd, x, *args, **params)
 
+    def _call_plan(self, *args: Any) -> _CallPlan:
+        """What every call of the hybridized block needs and no call changes: made
+        at the first call, dropped with the traced graph (``_clear_cached_op``)."""
+        if self._plan is None:
+            inputs, out = self._get_graph(*args)
+            self._plan = _CallPlan(inputs, out, self.collect_params())
+        return self._plan
+
     def _call_cached_op(self, *args: Any) -> Any:
-        inputs, out = self._get_graph(*args)
-        params = {p.name: p for p in self.collect_params().values()}
+        plan = self._call_plan(*args)
         try:
-            values = {name: params[name].data() for name in out.list_inputs() if name in params}
+            values = {name: param.data() for name, param in plan.params}
         except DeferredInitializationError:
             self._deferred_infer_shape(*args)
-            for param in params.values():
+            for _, param in plan.params:
                 param._finish_deferred_init()
-            values = {name: params[name].data() for name in out.list_inputs() if name in params}
+            values = {name: param.data() for name, param in plan.params}
         flat, _ = _flatten(args)
-        for variable, array in zip(inputs, flat):
+        for name, array in zip(plan.input_names, flat):
             if not isinstance(array, NDArray):
                 raise TypeError(f"{self.name}: inputs of a hybridized block must be NDArrays, "
                                 f"got {type(array).__name__}")
-            values[variable.name] = array
+            values[name] = array
         if autograd.is_recording():
-            results = _record_symbol(out, values)
+            results = plan.record(values)
         else:
             training = autograd.is_training()
             replay = self._replays.get(training)
             if replay is None:
-                replay = self._replays[training] = CompiledSymbol(out, wrt=[],
+                replay = self._replays[training] = CompiledSymbol(plan.out, wrt=[],
                                                                   is_train=training)
             value, _ = replay(**values)
             results = value if isinstance(value, list) else [value]
@@ -630,14 +640,39 @@ def _recorded_apply(node: Any, args: Sequence[NDArray]) -> tuple:
     return tuple(result) if isinstance(result, list) else (result,)
 
 
-def _record_symbol(out: Symbol, values: dict[str, NDArray]) -> list[NDArray]:
-    """Add the nodes of ``out`` to the current recording, its variables bound to
-    ``values`` by name; returns the arrays of its outputs."""
-    given = {}
-    for node in topo_order(out.entries):
-        if node.is_variable:
-            given[node] = (values[node.name],)
-    return list(evaluate(out.entries, given, _recorded_apply))
+class _CallPlan:
+    """The facts a hybridized call reads, found once per traced graph: the input
+    names, the Parameters bound to the graph's other variables, and the graph's
+    nodes in topological order (so that a recorded call walks no graph).
+
+    Parameters
+    ----------
+    inputs : list of Symbol
+        The traced input variables.
+    out : Symbol
+        The traced graph.
+    params : ParameterDict
+        The block's Parameters (``collect_params()``), matched by name.
+    """
+
+    def __init__(self, inputs: list[Symbol], out: Symbol, params: ParameterDict):
+        self.out = out
+        self.input_names = [variable.name for variable in inputs]
+        self.order = topo_order(out.entries)
+        names = [node.name for node in self.order if node.is_variable]
+        self.params = [(name, params[name]) for name in names if name in params]
+
+    def record(self, values: dict[str, NDArray]) -> list[NDArray]:
+        """Add the graph's nodes to the current recording, its variables bound to
+        ``values`` by name; returns the arrays of its outputs."""
+        computed: dict[Any, tuple] = {}
+        for node in self.order:
+            if node.is_variable:
+                computed[node] = (values[node.name],)
+            else:
+                computed[node] = _recorded_apply(
+                    node, [computed[entry.node][entry.index] for entry in node.inputs])
+        return [computed[entry.node][entry.index] for entry in self.out.entries]
 
 
 # ---------------------------------------------------------------------------
@@ -688,8 +723,9 @@ class SymbolBlock(HybridBlock):
         self._active = True
 
     def _clear_cached_op(self) -> None:
-        # the graph is given, not traced: keep it; only the replays go
+        # the graph is given, not traced: keep it; only the replays and the plan go
         self._replays = {}
+        self._plan = None
 
     @staticmethod
     def imports(symbol_file: str, input_names: Any, param_file: str | None = None,
@@ -715,7 +751,7 @@ class SymbolBlock(HybridBlock):
 
     def hybridize(self, active: bool = True, **kwargs: Any) -> None:
         """A SymbolBlock always runs its symbol; this only clears its replays."""
-        self._replays = {}
+        self._clear_cached_op()
 
     def _get_graph(self, *args: Any) -> tuple[list[Symbol], Symbol]:
         assert self._cached_graph is not None
