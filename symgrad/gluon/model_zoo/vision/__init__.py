@@ -7,9 +7,11 @@ files written by MXNet's ``save_parameters``, and ``pretrained=True`` reads
 MXNet's published files from a local folder (nothing is downloaded).
 
 >>> import symgrad as mx
->>> net = mx.gluon.model_zoo.vision.get_model("resnet18_v1", classes=10)
->>> net.output.weight.name
-'resnetv10_dense0_weight'
+>>> net = mx.gluon.model_zoo.vision.get_model("resnet18_v1", classes=10, prefix="resnet_")
+>>> net.output.weight.name, net.output.weight.shape
+('resnet_dense0_weight', (10, 512))
+>>> net.features[4][0].body[0].weight.name
+'resnet_stage1_conv0_weight'
 """
 
 from __future__ import annotations
