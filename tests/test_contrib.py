@@ -328,3 +328,20 @@ def test_multibox_detection_decodes_sorts_and_suppresses():
     # best class scores 0.05 < threshold: a -1 row
     np.testing.assert_allclose(det, [[0, 0.8, 0.05, 0, 0.55, 0.5], [-1, 0.7, 0, 0, 0.5, 0.5],
                                      [-1] * 6], rtol=1e-6)
+
+
+def test_box_encode_and_decode():
+    anchors = mx.nd.array([[[0.1, 0.1, 0.4, 0.5], [0.5, 0.2, 0.9, 0.6]]])
+    refs = mx.nd.array([[[0.1, 0.15, 0.45, 0.5], [0.5, 0.25, 0.85, 0.6]]])
+    targets, masks = mx.nd.contrib.box_encode(
+        mx.nd.array([[1, -1]]), mx.nd.array([[1, 0]]), anchors, refs,
+        mx.nd.array([0.0, 0.1, 0, 0]), mx.nd.array([0.1, 0.1, 0.2, 0.3]))
+    np.testing.assert_allclose(targets.asnumpy()[0],  # MXNet 1.9.1's
+                               [[14.166666, 2.125, 0.77075374, -0.4451044], [0] * 4],
+                               rtol=1e-5)
+    np.testing.assert_array_equal(masks.asnumpy()[0], [[1] * 4, [0] * 4])
+    # decoding the encoding of a box against its anchor gives the box back
+    boxes, _ = mx.nd.contrib.box_encode(mx.nd.array([[1, 1]]), mx.nd.array([[0, 1]]), anchors,
+                                        refs, mx.nd.zeros((4,)), mx.nd.ones((4,)))
+    np.testing.assert_allclose(mx.nd.contrib.box_decode(boxes, anchors, format="corner")
+                               .asnumpy(), refs.asnumpy(), rtol=1e-5)

@@ -122,6 +122,16 @@ for seed in (1, 2, 3, 4):
     # past nms_topk MXNet's row order is its sort's business: the first rows only
     results[f"detect{seed}_topk"] = mx.nd.contrib.MultiBoxDetection(
         prob, loc, anchors, force_suppress=True, nms_topk=10, clip=False).asnumpy()[:, :10]
+for fmt in ("corner", "center"):
+    results[f"box_decode_{fmt}"] = mx.nd.contrib.box_decode(
+        nd("offsets"), nd("anchor_boxes"), std0=0.1, std1=0.1, std2=0.2, std3=0.2, clip=0.4,
+        format=fmt).asnumpy()
+targets, masks = mx.nd.contrib.box_encode(
+    mx.nd.array([[1, -1, 0, 1], [0, 1, 1, -1]]), mx.nd.array([[1, 0, 0, 2], [0, 2, 1, 1]]),
+    nd("anchor_boxes2"), nd("refs"), mx.nd.array([0.0, 0.1, 0.0, -0.1]),
+    mx.nd.array([0.1, 0.1, 0.2, 0.2]))
+results["box_encode"] = targets.asnumpy()
+results["box_encode_mask"] = masks.asnumpy()
 results["arange_like"] = mx.nd.contrib.arange_like(nd("old"), start=2, step=0.5,
                                                    repeat=2).asnumpy()
 results["index_array"] = mx.nd.contrib.index_array(nd("image"), axes=(3, 1)).asnumpy()
@@ -305,6 +315,9 @@ def _inputs() -> dict[str, np.ndarray]:
         "qkv": normal(3, 2, 24), "att": normal(4, 3, 3), "qk_head": normal(4, 3, 3),
         "val_head": normal(3, 2, 8), "queries": normal(5, 2, 8), "kv": normal(3, 2, 16),
         "encdec_head": normal(4, 5, 3), "att2": normal(4, 5, 3),
+        "offsets": normal(2, 4, 4) * 0.5,
+        "anchor_boxes": boxes[:1, :4, 2:6] / 13, "anchor_boxes2": boxes[:, :4, 2:6] / 13,
+        "refs": boxes[:, 4:7, 2:6] / 13,
         "seq": normal(4, 3), "h0": normal(3), "w": normal(3), "seq_head": normal(4, 3),
         "loop_head": normal(3, 3),
         "x": normal(6, 4), "w1": normal(5, 4), "b1": normal(5), "w2": normal(2, 5),

@@ -504,6 +504,81 @@ register(OpDef(name="_contrib_MultiBoxPrior", infer=_prior_types, impl=_multibox
                                                             "ratios": (1, 2, 0.5)})))
 
 
+def _box_encode_types(types):
+    samples, matches, anchors, refs, means, stds = (t.shape for t in types)
+    if matches != samples or anchors != samples + (4,) or len(refs) != 3 or \
+            refs[0] != samples[0] or refs[2] != 4 or means != (4,) or stds != (4,):
+        raise GraphError("expected samples, matches (B, N), anchors (B, N, 4), refs "
+                         "(B, M, 4), means and stds (4,)")
+    return [TensorType(anchors, types[2].dtype), TensorType(anchors, types[2].dtype)]
+
+
+def _box_encode(samples, matches, anchors, refs, means, stds):
+    rows = np.arange(refs.shape[0])[:, None]
+    picked = refs[rows, np.clip(matches.astype(np.int64), 0, refs.shape[1] - 1)]
+    gx, gy, gw, gh = _center_form(picked.astype(np.float64))
+    ax, ay, aw, ah = _center_form(anchors.astype(np.float64))
+    raw = np.stack([(gx - ax) / aw, (gy - ay) / ah, np.log(gw / aw), np.log(gh / ah)], -1)
+    positive = (samples > 0.5)[..., None]
+    with np.errstate(all="ignore"):
+        targets = np.where(positive, (raw - means) / stds, 0.0)
+    return (targets.astype(anchors.dtype),
+            np.broadcast_to(positive, anchors.shape).astype(anchors.dtype))
+
+
+register(OpDef(name="_contrib_box_encode", infer=_box_encode_types, impl=_box_encode,
+               inputs=("samples", "matches", "anchors", "refs", "means", "stds"),
+               differentiable=False, kind="opaque",
+               doc="Training targets of positive samples (samples > 0.5): the matched "
+                   "reference box's normalised centre offsets and log sizes against the "
+                   "anchor, minus means, over stds; and their mask.",
+               test=TestSpec(make_inputs=lambda rng: [
+                   np.array([[1.0, -1.0, 1.0]]), np.array([[1.0, 0.0, 0.0]]),
+                   np.array([[[0.1, 0.1, 0.4, 0.5], [0.5, 0.2, 0.9, 0.6],
+                              [0.3, 0.3, 0.5, 0.9]]]),
+                   np.array([[[0.1, 0.15, 0.45, 0.5], [0.5, 0.25, 0.85, 0.6]]]),
+                   np.array([0.0, 0.1, 0.0, 0.0]), np.array([0.1, 0.1, 0.2, 0.3])])))
+
+
+def _box_decode_types(types, **_attrs):
+    data, anchors = types[0].shape, types[1].shape
+    if len(data) != 3 or data[2] != 4 or anchors[1:] != data[1:]:
+        raise GraphError("expected data (B, N, 4) and anchors (1, N, 4)")
+    return [types[0]]
+
+
+def _box_decode(data, anchors, *, std0, std1, std2, std3, clip, format):
+    boxes = anchors.astype(np.float64)
+    if format == "corner":
+        ax, ay, aw, ah = _center_form(boxes)
+    else:
+        ax, ay, aw, ah = np.moveaxis(boxes, -1, 0)
+    offsets = data.astype(np.float64)
+    cx = offsets[..., 0] * std0 * aw + ax
+    cy = offsets[..., 1] * std1 * ah + ay
+    dw, dh = offsets[..., 2] * std2, offsets[..., 3] * std3
+    if clip > 0:
+        dw, dh = np.minimum(dw, clip), np.minimum(dh, clip)
+    half_w, half_h = np.exp(dw) * aw / 2, np.exp(dh) * ah / 2
+    return np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h],
+                    axis=-1).astype(data.dtype)
+
+
+register(OpDef(name="_contrib_box_decode", infer=_box_decode_types, impl=_box_decode,
+               inputs=("data", "anchors"), differentiable=False, kind="opaque",
+               attrs={"std0": Attr(as_float, 1.0), "std1": Attr(as_float, 1.0),
+                      "std2": Attr(as_float, 1.0), "std3": Attr(as_float, 1.0),
+                      "clip": Attr(as_float, -1.0),
+                      "format": Attr(one_of("center", "corner"), "center")},
+               doc="Corner boxes from predicted offsets against anchors (the inverse of "
+                   "box_encode); MXNet's gradient is zero.",
+               test=TestSpec(make_inputs=lambda rng: [
+                   rng.normal(scale=0.3, size=(2, 3, 4)),
+                   np.array([[[0.1, 0.1, 0.4, 0.5], [0.5, 0.2, 0.9, 0.6],
+                              [0.3, 0.3, 0.5, 0.9]]])],
+                   attrs={"std2": 0.2, "clip": 0.5, "format": "corner"})))
+
+
 # ---------------------------------------------------------------------------
 # MultiBoxTarget and MultiBoxDetection: SSD's training targets and decoding
 # ---------------------------------------------------------------------------
