@@ -31,7 +31,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from compiler import OPS, Entry, get_op, topo_order
+import numpy as np
+
+from compiler import OPS, Entry, TensorType, get_op, topo_order
 from compiler.ir import _fresh_name
 
 from . import symbol_types
@@ -129,15 +131,12 @@ class LoopBody:
 
     def infer(self, types: Any) -> list:
         """The node's output types from its input types."""
-        from compiler import TensorType
-
-        from .symbol_types import materialize
         count = len(self.data_names)
         names = self.data_names + self.state_names + self.free_names
         shapes = {n: (t.shape[1:] if i < count else t.shape)
                   for i, (n, t) in enumerate(zip(names, types))}
         dtypes = {n: t.dtype for n, t in zip(names, types)}
-        typed = materialize(self.body.entries, shapes, dtypes)
+        typed = symbol_types.materialize(self.body.entries, shapes, dtypes)
         length = types[0].shape[0]
         out = []
         for k, entry in enumerate(typed.entries(self.body.entries)):
@@ -146,9 +145,7 @@ class LoopBody:
         return out
 
     def _run(self, arrays: Any, keep: bool):
-        import numpy as np
-
-        from .executor import CompiledSymbol
+        from .executor import CompiledSymbol  # the executor imports this module's parent
         if self._forward is None:
             self._forward = CompiledSymbol(self.body, wrt=[])
         count, states_end = len(self.data_names), len(self.data_names) + len(self.state_names)
@@ -165,7 +162,6 @@ class LoopBody:
 
     def forward(self, arrays: Any) -> tuple:
         """Run the loop: the stacked step outputs, then the final states."""
-        import numpy as np
         steps, states, _ = self._run(arrays, keep=False)
         if not steps:
             raise MXNetError("contrib.foreach over data of length 0")
@@ -174,8 +170,6 @@ class LoopBody:
 
     def backward(self, grads: Any, arrays: Any) -> tuple:
         """The gradients of every input, by the body's gradient in reverse."""
-        import numpy as np
-
         from .executor import CompiledSymbol
         wrt = [n for n in self.data_names + self.state_names + self.free_names
                if n in self._names]
