@@ -170,6 +170,27 @@ def test_state_clip_bounds_the_cell_state():
     assert cell.max() <= 0.5 and cell.min() >= -0.5 and np.abs(cell).max() == 0.5
 
 
+def test_state_clip_nan_sends_nan_cell_states_to_the_bound():
+    values = _inputs(np.random.default_rng(4), "lstm", 1, 3, 4, steps=2)
+    values[0][0, 1] = np.nan  # one sequence's first step
+    clip = dict(lstm_state_clip_min=-0.5, lstm_state_clip_max=0.5, **_attrs("lstm", 1, 4))
+    kept = mx.nd.RNN(*[_nd(v) for v in values], state_outputs=True, **clip)[2].asnumpy()
+    assert np.isnan(kept[0, 1]).all() and np.isfinite(kept[0, [0, 2]]).all()
+    stopped = mx.nd.RNN(*[_nd(v) for v in values], state_outputs=True,
+                        lstm_state_clip_nan=True, **clip)[2].asnumpy()
+    np.testing.assert_array_equal(stopped[0, 1], -0.5)
+    np.testing.assert_array_equal(stopped[0, [0, 2]], kept[0, [0, 2]])
+
+
+def test_gradient_through_the_state_clip():
+    values = _inputs(np.random.default_rng(14), "lstm", 1, 2, 3, steps=3, batch=2)
+    values[1] = values[1] * 4
+    attrs = dict(lstm_state_clip_min=-0.4, lstm_state_clip_max=0.4, **_attrs("lstm", 1, 3))
+    cell = mx.nd.RNN(*[_nd(v) for v in values], state_outputs=True, **attrs)[2].asnumpy()
+    assert (np.abs(cell) == 0.4).any(), "some states are clipped"
+    tu.check_numeric_gradient(_rnn_function(attrs), values)
+
+
 def test_parameter_size_is_checked():
     values = _inputs(np.random.default_rng(5), "gru", 1, 3, 4)
     with pytest.raises(mx.base.MXNetError, match="parameters must be"):

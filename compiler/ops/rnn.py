@@ -53,7 +53,7 @@ GATES = {"rnn_relu": 1, "rnn_tanh": 1, "lstm": 4, "gru": 3}
 def _optional_float(value: Any) -> float | None:
     if value is None or (isinstance(value, str) and value.strip() in ("None", "")):
         return None
-    return float(value)
+    return as_float(value)
 
 
 RNN_ATTRS = {
@@ -144,8 +144,9 @@ class _NumpyKit:
     def relu(self, x: np.ndarray) -> np.ndarray:
         return get_op("relu").impl(x)
 
-    def clip(self, x: np.ndarray, low: float, high: float) -> np.ndarray:
-        return np.clip(x, low, high)
+    def clip(self, x: np.ndarray, low: float, high: float, nan: bool) -> np.ndarray:
+        # fmax/fmin send NaN to the bound (lstm_state_clip_nan); clip propagates it
+        return np.fmin(np.fmax(x, low), high) if nan else np.clip(x, low, high)
 
     def stack(self, xs: list[np.ndarray]) -> np.ndarray:
         return np.stack(xs)
@@ -185,8 +186,11 @@ class _GraphKit:
     def relu(self, x: Expr) -> Expr:
         return F.relu(x)
 
-    def clip(self, x: Expr, low: float, high: float) -> Expr:
-        return F.clip(x, a_min=low, a_max=high)
+    def clip(self, x: Expr, low: float, high: float, nan: bool) -> Expr:
+        clipped = F.clip(x, a_min=low, a_max=high)
+        if not nan:
+            return clipped
+        return F.where(x == x, clipped, F.zeros_like(x) + low)
 
     def stack(self, xs: list[Expr]) -> Expr:
         return F.stack(*xs, axis=0)
@@ -210,7 +214,7 @@ GRAPH_KIT = _GraphKit()
 # ---------------------------------------------------------------------------
 
 def _cell_step(kit, mode: str, x_part, h, c, h2h_weight, h2h_bias, h2r_weight,
-               clip: tuple[float, float] | None):
+               clip: tuple[float, float, bool] | None):
     """One step of one layer and direction: the new (h, c) from the input's
     projection ``x_part`` (W_i2h x + b_i2h) and the previous states."""
     h_part = kit.linear(h, h2h_weight, h2h_bias)
@@ -252,7 +256,7 @@ def _recurrence(kit, data, params, state, cell, lengths, masks, *, state_size, n
         offset += int(np.prod(shape))
     clip = None
     if mode == "lstm" and lstm_state_clip_min is not None and lstm_state_clip_max is not None:
-        clip = (lstm_state_clip_min, lstm_state_clip_max)
+        clip = (lstm_state_clip_min, lstm_state_clip_max, lstm_state_clip_nan)
     h_rows = kit.rows(state, num_layers * directions)
     c_rows = kit.rows(cell, num_layers * directions) if mode == "lstm" else None
     mask_rows = kit.rows(masks, num_layers - 1) if masks is not None else None
