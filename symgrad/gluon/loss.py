@@ -378,7 +378,21 @@ class HuberLoss(Loss):
         return self._per_sample(F, loss, sample_weight)
 
 
-class HingeLoss(Loss):
+class _MarginLoss(Loss):
+    """A loss with a ``margin`` (1 by default) besides the scalar ``weight`` and the
+    ``batch_axis``: the hinge losses and TripletLoss."""
+
+    def __init__(self, margin: float = 1, weight: float | None = None, batch_axis: int = 0,
+                 **kwargs: Any):
+        super().__init__(weight, batch_axis, **kwargs)
+        self._margin = margin
+
+    def _hinge(self, F: Any, pred: Any, label: Any) -> Any:
+        """``max(0, margin - pred * label)``, ``label`` reshaped like ``pred``."""
+        return F.relu(self._margin - pred * _reshape_like(F, label, pred))
+
+
+class HingeLoss(_MarginLoss):
     r"""``max(0, margin - pred * label)`` for labels in {-1, 1}; weighted and averaged
     per sample. Gradient with respect to ``pred``: ``-label`` where the margin is
     violated, else 0.
@@ -393,18 +407,12 @@ class HingeLoss(Loss):
         The axis that indexes samples.
     """
 
-    def __init__(self, margin: float = 1, weight: float | None = None, batch_axis: int = 0,
-                 **kwargs: Any):
-        super().__init__(weight, batch_axis, **kwargs)
-        self._margin = margin
-
     def hybrid_forward(self, F: Any, pred: Any, label: Any, sample_weight: Any = None) -> Any:
         """The per-sample loss, shape (batch,)."""
-        label = _reshape_like(F, label, pred)
-        return self._per_sample(F, F.relu(self._margin - pred * label), sample_weight)
+        return self._per_sample(F, self._hinge(F, pred, label), sample_weight)
 
 
-class SquaredHingeLoss(Loss):
+class SquaredHingeLoss(_MarginLoss):
     r"""``max(0, margin - pred * label)^2`` for labels in {-1, 1}; weighted and
     averaged per sample. Gradient with respect to ``pred``:
     ``-2 label max(0, margin - pred * label)``.
@@ -419,16 +427,9 @@ class SquaredHingeLoss(Loss):
         The axis that indexes samples.
     """
 
-    def __init__(self, margin: float = 1, weight: float | None = None, batch_axis: int = 0,
-                 **kwargs: Any):
-        super().__init__(weight, batch_axis, **kwargs)
-        self._margin = margin
-
     def hybrid_forward(self, F: Any, pred: Any, label: Any, sample_weight: Any = None) -> Any:
         """The per-sample loss, shape (batch,)."""
-        label = _reshape_like(F, label, pred)
-        loss = F.square(F.relu(self._margin - pred * label))
-        return self._per_sample(F, loss, sample_weight)
+        return self._per_sample(F, F.square(self._hinge(F, pred, label)), sample_weight)
 
 
 class LogisticLoss(Loss):
@@ -465,7 +466,7 @@ class LogisticLoss(Loss):
         return self._per_sample(F, loss, sample_weight)
 
 
-class TripletLoss(Loss):
+class TripletLoss(_MarginLoss):
     r"""``max(0, sum(|positive - pred|^2) - sum(|negative - pred|^2) + margin)``, the
     sums over every axis but the batch axis; times the weights (not averaged).
 
@@ -482,11 +483,6 @@ class TripletLoss(Loss):
     batch_axis : int, default 0
         The axis that indexes samples.
     """
-
-    def __init__(self, margin: float = 1, weight: float | None = None, batch_axis: int = 0,
-                 **kwargs: Any):
-        super().__init__(weight, batch_axis, **kwargs)
-        self._margin = margin
 
     def hybrid_forward(self, F: Any, pred: Any, positive: Any, negative: Any,
                        sample_weight: Any = None) -> Any:

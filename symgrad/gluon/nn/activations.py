@@ -42,6 +42,13 @@ class Activation(HybridBlock):
         return f"{type(self).__name__}({self._act_type})"
 
 
+def optional_activation(activation: str | None) -> Activation | None:
+    """The ``Activation`` a layer applies after its op (prefixed ``<name>_``, as
+    MXNet's Dense and Conv layers make it inside their name scope), or None for a
+    linear layer."""
+    return None if activation is None else Activation(activation, prefix=activation + "_")
+
+
 class LeakyReLU(HybridBlock):
     """``x`` where ``x > 0``, else ``alpha x``.
 

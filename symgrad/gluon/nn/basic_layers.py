@@ -17,27 +17,11 @@ import numpy as np
 
 from ... import ndarray
 from ..block import Block, HybridBlock
-from .activations import Activation
+from .activations import optional_activation
 
 __all__ = ["Sequential", "HybridSequential", "Dense", "Dropout", "BatchNorm", "LayerNorm",
            "InstanceNorm", "GroupNorm", "Embedding", "Flatten", "Lambda", "HybridLambda",
            "Identity"]
-
-
-def _indent(text: str, spaces: int) -> str:
-    """``text`` with every line after the first indented by ``spaces``, as MXNet
-    nests a child's repr inside its parent's."""
-    lines = text.split("\n")
-    if len(lines) == 1:
-        return text
-    return lines[0] + "\n" + "\n".join(" " * spaces + line for line in lines[1:])
-
-
-def _children_repr(block: Block) -> str:
-    """MXNet's container repr: the class name, then one ``(key): child`` a line."""
-    rows = "\n".join(f"  ({key}): {_indent(repr(child), 2)}"
-                     for key, child in block._children.items())
-    return f"{type(block).__name__}(\n{rows}\n)"
 
 
 def _chain(blocks: Any, x: Any, args: tuple) -> Any:
@@ -58,7 +42,33 @@ def _chain(blocks: Any, x: Any, args: tuple) -> Any:
 # containers
 # ---------------------------------------------------------------------------
 
-class Sequential(Block):
+class _Stack:
+    """What Sequential and HybridSequential share: children kept in the order
+    added, indexed and sliced like a list (a slice is a new stack of the same
+    class sharing the layers)."""
+
+    _children: Any
+    _prefix: str
+
+    def add(self, *blocks: Block) -> None:
+        """Append ``blocks`` to the stack, in order."""
+        for block in blocks:
+            self.register_child(block)  # type: ignore[attr-defined]
+
+    def __getitem__(self, key: int | slice) -> Any:
+        layers = list(self._children.values())[key]
+        if isinstance(layers, list):
+            net = type(self)(prefix=self._prefix)  # type: ignore[call-arg]
+            with net.name_scope():  # type: ignore[attr-defined]
+                net.add(*layers)
+            return net
+        return layers
+
+    def __len__(self) -> int:
+        return len(self._children)
+
+
+class Sequential(_Stack, Block):
     """Stacks Blocks: each is called on the output of the one before.
 
     Parameters
@@ -83,29 +93,9 @@ class Sequential(Block):
     def __init__(self, prefix: str | None = None, params: Any = None) -> None:
         super().__init__(prefix=prefix, params=params)
 
-    def add(self, *blocks: Block) -> None:
-        """Append ``blocks`` to the stack, in order."""
-        for block in blocks:
-            self.register_child(block)
-
     def forward(self, x: Any, *args: Any) -> Any:
         """The output of the last block (see :func:`_chain` for several outputs)."""
         return _chain(self._children.values(), x, args)
-
-    def __repr__(self) -> str:
-        return _children_repr(self)
-
-    def __getitem__(self, key: int | slice) -> Any:
-        layers = list(self._children.values())[key]
-        if isinstance(layers, list):
-            net = type(self)(prefix=self._prefix)
-            with net.name_scope():
-                net.add(*layers)
-            return net
-        return layers
-
-    def __len__(self) -> int:
-        return len(self._children)
 
     def hybridize(self, active: bool = True, **kwargs: Any) -> None:
         """Hybridize the children; warns, as MXNet does, when every child is a
@@ -118,7 +108,7 @@ class Sequential(Block):
         super().hybridize(active, **kwargs)
 
 
-class HybridSequential(HybridBlock):
+class HybridSequential(_Stack, HybridBlock):
     """Stacks HybridBlocks; hybridizing it traces the whole stack as one graph.
 
     Parameters
@@ -132,29 +122,9 @@ class HybridSequential(HybridBlock):
     def __init__(self, prefix: str | None = None, params: Any = None) -> None:
         super().__init__(prefix=prefix, params=params)
 
-    def add(self, *blocks: Block) -> None:
-        """Append ``blocks`` to the stack, in order."""
-        for block in blocks:
-            self.register_child(block)
-
     def hybrid_forward(self, F: Any, x: Any, *args: Any) -> Any:
         """The output of the last block (see :func:`_chain` for several outputs)."""
         return _chain(self._children.values(), x, args)
-
-    def __repr__(self) -> str:
-        return _children_repr(self)
-
-    def __getitem__(self, key: int | slice) -> Any:
-        layers = list(self._children.values())[key]
-        if isinstance(layers, list):
-            net = type(self)(prefix=self._prefix)
-            with net.name_scope():
-                net.add(*layers)
-            return net
-        return layers
-
-    def __len__(self) -> int:
-        return len(self._children)
 
 
 # ---------------------------------------------------------------------------
@@ -218,10 +188,7 @@ class Dense(HybridBlock):
                                             dtype=dtype, allow_deferred_init=True)
             else:
                 self.bias = None
-            if activation is not None:
-                self.act = Activation(activation, prefix=activation + "_")
-            else:
-                self.act = None
+            self.act = optional_activation(activation)
 
     def hybrid_forward(self, F: Any, x: Any, weight: Any, bias: Any = None) -> Any:
         """``activation(FullyConnected(x, weight, bias))``."""

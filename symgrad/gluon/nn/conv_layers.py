@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..block import HybridBlock
-from .activations import Activation
+from .activations import optional_activation
 
 __all__ = ["Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
            "Conv3DTranspose", "MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool1D",
@@ -74,10 +74,7 @@ class _Conv(HybridBlock):
                                             allow_deferred_init=True)
             else:
                 self.bias = None
-            if activation is not None:
-                self.act = Activation(activation, prefix=activation + "_")
-            else:
-                self.act = None
+            self.act = optional_activation(activation)
 
     def _alias(self) -> str:
         return "conv"

@@ -11,7 +11,21 @@ from ...nn.basic_layers import HybridSequential, Identity, Sequential
 __all__ = ["Concurrent", "HybridConcurrent", "Identity"]
 
 
-class Concurrent(Sequential):
+class _Concat:
+    """What the two containers share: the ``axis`` their children's outputs are
+    joined along."""
+
+    def __init__(self, axis: int = -1, prefix: str | None = None, params: Any = None) -> None:
+        super().__init__(prefix=prefix, params=params)  # type: ignore[call-arg]
+        self.axis = axis
+
+    def _concat(self, F: Any, x: Any) -> Any:
+        """``concat(child(x) for each child, dim=axis)``."""
+        outputs = [block(x) for block in self._children.values()]  # type: ignore[attr-defined]
+        return F.concat(*outputs, dim=self.axis)
+
+
+class Concurrent(_Concat, Sequential):
     """Runs each child Block on the same input and concatenates their outputs
     along ``axis``.
 
@@ -30,17 +44,12 @@ class Concurrent(Sequential):
     its output filled.
     """
 
-    def __init__(self, axis: int = -1, prefix: str | None = None, params: Any = None) -> None:
-        super().__init__(prefix=prefix, params=params)
-        self.axis = axis
-
     def forward(self, x: Any) -> Any:
         """``concat(child(x) for each child, dim=axis)``."""
-        outputs = [block(x) for block in self._children.values()]
-        return ndarray.concat(*outputs, dim=self.axis)
+        return self._concat(ndarray, x)
 
 
-class HybridConcurrent(HybridSequential):
+class HybridConcurrent(_Concat, HybridSequential):
     """Runs each child HybridBlock on the same input and concatenates their
     outputs along ``axis``; hybridizes as one graph.
 
@@ -59,11 +68,6 @@ class HybridConcurrent(HybridSequential):
     its output filled.
     """
 
-    def __init__(self, axis: int = -1, prefix: str | None = None, params: Any = None) -> None:
-        super().__init__(prefix=prefix, params=params)
-        self.axis = axis
-
     def hybrid_forward(self, F: Any, x: Any) -> Any:
         """``concat(child(x) for each child, dim=axis)``."""
-        outputs = [block(x) for block in self._children.values()]
-        return F.concat(*outputs, dim=self.axis)
+        return self._concat(F, x)
