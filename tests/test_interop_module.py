@@ -465,6 +465,97 @@ def test_input_gradients_of_a_small_cnn_match_mxnet(mxnet_python, tmp_path):
     np.testing.assert_allclose(ours["grad"], theirs["grad"], rtol=1e-4, atol=1e-6)
 
 
+BUCKETING_SCRIPT = r'''
+import json, logging, sys
+import numpy as np
+
+rng = np.random.RandomState(5)
+messages = []
+
+
+class Collect(logging.Handler):
+    def emit(self, record):
+        messages.append(record.getMessage())
+
+
+logger = logging.getLogger("bucketing-interop")
+logger.setLevel(logging.INFO)
+logger.addHandler(Collect())
+logger.propagate = False
+
+
+class Buckets(mx.io.DataIter):
+    """Batches of token sequences of lengths 3 and 5, in a fixed order."""
+
+    def __init__(self, batches):
+        super().__init__(batch_size=4)
+        self.batches, self.cursor = batches, 0
+        self.default_bucket_key = 5
+        self.provide_data = [mx.io.DataDesc("data", (4, 5))]
+        self.provide_label = [mx.io.DataDesc("softmax_label", (4,))]
+
+    def reset(self):
+        self.cursor = 0
+
+    def next(self):
+        if self.cursor == len(self.batches):
+            raise StopIteration
+        tokens, labels = self.batches[self.cursor]
+        self.cursor += 1
+        return mx.io.DataBatch([mx.nd.array(tokens)], [mx.nd.array(labels)], pad=0,
+                               bucket_key=tokens.shape[1],
+                               provide_data=[mx.io.DataDesc("data", tokens.shape)],
+                               provide_label=[mx.io.DataDesc("softmax_label", (4,))])
+
+
+batches = []
+for length in (5, 3, 3, 5, 3, 5):
+    tokens = rng.randint(0, 10, size=(4, length))
+    batches.append((tokens.astype(np.float32), (tokens[:, 0] % 3).astype(np.float32)))
+train = Buckets(batches)
+
+
+def sym_gen(length):
+    data = mx.sym.var("data")
+    embed = mx.sym.Embedding(data, input_dim=10, output_dim=4, name="embed")
+    pooled = mx.sym.sum(embed, axis=1) / length
+    net = mx.sym.FullyConnected(pooled, num_hidden=3, name="fc")
+    return mx.sym.SoftmaxOutput(net, name="softmax"), ("data",), ("softmax_label",)
+
+
+start = {"embed_weight": mx.nd.array(rng.randn(10, 4)),
+         "fc_weight": mx.nd.array(rng.randn(3, 4) * 0.5), "fc_bias": mx.nd.zeros((3,))}
+mod = mx.mod.BucketingModule(sym_gen, default_bucket_key=5, logger=logger)
+mod.fit(train, eval_data=train, eval_metric=["acc", "ce"], arg_params=start,
+        optimizer="sgd", optimizer_params={"learning_rate": 0.3, "momentum": 0.9},
+        num_epoch=4)
+args, _ = mod.get_params()
+json.dump({"log": [m for m in messages if "Time cost" not in m],
+           "buckets": sorted(mod._buckets), "pred": mod.predict(train).asnumpy().tolist(),
+           "params": {k: v.asnumpy().tolist() for k, v in args.items()}},
+          open(sys.argv[1], "w"))
+'''
+
+
+def test_bucketing_module_matches_mxnet(mxnet_python, tmp_path):
+    """A BucketingModule over two sequence lengths: the buckets share their
+    parameters and optimizer states, as MXNet's do."""
+    run_mxnet(mxnet_python, "import mxnet as mx\n" + BUCKETING_SCRIPT, tmp_path,
+              str(tmp_path / "theirs.json"))
+    _run_script(BUCKETING_SCRIPT, str(tmp_path / "ours.json"))
+    ours = json.loads((tmp_path / "ours.json").read_text())
+    theirs = json.loads((tmp_path / "theirs.json").read_text())
+    assert ours["buckets"] == theirs["buckets"] == [3, 5]
+    log_ours, log_theirs = _parse_log(ours["log"]), _parse_log(theirs["log"])
+    assert [k for k, _ in log_ours] == [k for k, _ in log_theirs]
+    np.testing.assert_allclose([v for _, v in log_ours], [v for _, v in log_theirs],
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ours["pred"], theirs["pred"], rtol=1e-4, atol=1e-5)
+    for name, value in ours["params"].items():
+        np.testing.assert_allclose(value, theirs["params"][name], rtol=1e-4, atol=1e-5,
+                                   err_msg=name)
+
+
 CHECK_THEIRS = r'''
 import json, sys
 import mxnet as mx

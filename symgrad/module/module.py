@@ -347,16 +347,16 @@ class Module(BaseModule):
         """Allocate the executor for ``data_shapes``/``label_shapes`` (lists of
         ``DataDesc`` or ``(name, shape)``). Parameters already initialised (by
         ``init_params`` or :meth:`load`) are copied into it; otherwise zero
-        parameter arrays are made, to be filled by ``init_params``.
+        parameter arrays are made, to be filled by ``init_params``. With
+        ``shared_module`` (a bound module of a network with the same parameters,
+        as BucketingModule binds its buckets) the executor uses that module's
+        parameter and auxiliary arrays themselves, and its optimizer.
         """
         if force_rebind:
             self._reset_bind()
         if self.binded:
             self.logger.warning("Already bound, ignoring bind()")
             return
-        if shared_module is not None:
-            raise NotImplementedError("Module.bind(shared_module=...) is not supported by "
-                                      "symgrad")
         self.for_training = for_training
         self.inputs_need_grad = inputs_need_grad
         self._grad_req = grad_req
@@ -366,7 +366,16 @@ class Module(BaseModule):
             self._data_names, self._label_names, data_shapes, label_shapes)
         self._exec = self._bind_executor(self._data_shapes, self._label_shapes)
         self.binded = True
-        if self.params_initialized:
+        if shared_module is not None:
+            # another bucket of the same network: the very same parameter arrays
+            assert shared_module.binded and shared_module.params_initialized
+            self._share_arrays(shared_module._exec)
+            self._arg_params = shared_module._arg_params
+            self._aux_params = shared_module._aux_params
+            self.params_initialized = True
+            if shared_module.optimizer_initialized:
+                self.borrow_optimizer(shared_module)
+        elif self.params_initialized:
             # re-binding (or a loaded checkpoint): the parameters go to the executor
             self._exec_set_params(self._arg_params, self._aux_params, allow_extra=True)
             self._adopt_missing_params()
@@ -393,15 +402,35 @@ class Module(BaseModule):
 
     def reshape(self, data_shapes: Any, label_shapes: Any = None) -> None:
         """Bind again for new input shapes (a new batch size), keeping the
-        parameters' current values."""
+        parameter arrays (shared with other buckets, if any) and the states'
+        values."""
         assert self.binded
         self._data_shapes, self._label_shapes = _parse_data_desc(
             self._data_names, self._label_names, data_shapes, label_shapes)
         old = self._exec
+        assert old is not None
         self._exec = self._bind_executor(self._data_shapes, self._label_shapes)
-        names = self._param_names + self._state_names
-        self._exec.copy_params_from({n: old.arg_dict[n] for n in names},  # type: ignore
-                                    dict(old.aux_dict))  # type: ignore[union-attr]
+        self._share_arrays(old)
+        self._exec.copy_params_from({n: old.arg_dict[n] for n in self._state_names
+                                     if old.arg_dict[n].shape ==
+                                     self._exec.arg_dict[n].shape})
+
+    def _share_arrays(self, source: Executor) -> None:
+        """Make the executor use ``source``'s parameter and auxiliary arrays (the
+        same objects, so an update through either is seen by both)."""
+        exe = self._exec
+        assert exe is not None
+        for name in self._param_names:
+            if name not in source.arg_dict:
+                continue
+            if source.arg_dict[name].shape != exe.arg_dict[name].shape:
+                raise ValueError(f"shared parameter {name!r} has shape "
+                                 f"{source.arg_dict[name].shape} there and "
+                                 f"{exe.arg_dict[name].shape} here")
+            exe.arg_dict[name] = source.arg_dict[name]
+        for name in self._aux_names:
+            if name in source.aux_dict:
+                exe.aux_dict[name] = source.aux_dict[name]
 
     # -- optimizer ------------------------------------------------------------------
     def init_optimizer(self, kvstore: Any = "local", optimizer: Any = "sgd",
