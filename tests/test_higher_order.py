@@ -94,6 +94,12 @@ def _relu(x):
 # (op name, attrs, domain, (f', f'', f''')), f^(k) as numpy functions of the input
 UNARY = [
     ("negative", {}, (-2, 2), (constant(-1), zero, zero)),
+    ("_contrib_quadratic", {"a": 1.5, "b": -0.5, "c": 2.0}, (-2, 2),
+     (lambda x: 3 * x - 0.5, constant(3), zero)),
+    # by design not their forward's derivatives: the identity's, scaled
+    ("_contrib_gradientmultiplier", {"scalar": -2.5}, (-2, 2), (constant(-2.5), zero, zero)),
+    ("_contrib_round_ste", {}, (-2, 2), (constant(1), zero, zero)),
+    ("_contrib_sign_ste", {}, (-2, 2), (constant(1), zero, zero)),
     ("exp", {}, (-2, 2), (np.exp, np.exp, np.exp)),
     ("expm1", {}, (-2, 2), (np.exp, np.exp, np.exp)),
     ("log", {}, (0.2, 3), (lambda x: 1 / x, lambda x: -1 / x ** 2, lambda x: 2 / x ** 3)),

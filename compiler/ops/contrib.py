@@ -526,7 +526,7 @@ def _box_encode(samples, matches, anchors, refs, means, stds):
             np.broadcast_to(positive, anchors.shape).astype(anchors.dtype))
 
 
-register(OpDef(name="_contrib_box_encode", infer=_box_encode_types, impl=_box_encode,
+BOX_ENCODE = register(OpDef(name="_contrib_box_encode", infer=_box_encode_types, impl=_box_encode,
                inputs=("samples", "matches", "anchors", "refs", "means", "stds"),
                differentiable=False, kind="opaque",
                doc="Training targets of positive samples (samples > 0.5): the matched "
@@ -679,7 +679,8 @@ def _target_inputs(rng):
     return [anchors, labels, rng.normal(size=(2, 4, anchors.shape[1]))]
 
 
-register(OpDef(name="_contrib_MultiBoxTarget", infer=_target_types, impl=_multibox_target,
+MULTIBOX_TARGET = register(OpDef(name="_contrib_MultiBoxTarget", infer=_target_types,
+                                 impl=_multibox_target,
                inputs=("anchor", "label", "cls_pred"), differentiable=False, kind="opaque",
                attrs={"overlap_threshold": Attr(as_float, 0.5),
                       "ignore_label": Attr(as_float, -1.0),
@@ -995,7 +996,7 @@ def box_nms_grad(g, data, *, out, **attrs):
     return F._backward_contrib_box_nms(g[0], out[1], data)
 
 
-register(OpDef(name="_contrib_box_nms", aliases=("_contrib_box_non_maximum_suppression",),
+BOX_NMS = register(OpDef(name="_contrib_box_nms", aliases=("_contrib_box_non_maximum_suppression",),
                infer=_box_nms_types, impl=_box_nms, grad=box_nms_grad, attrs=_NMS_ATTRS,
                visible_outputs=1, kind="opaque",
                doc="Non-maximum suppression: boxes sorted by score, overlapping ones "
@@ -1061,7 +1062,7 @@ def _bipartite_matching(data, *, is_ascend, threshold, topk):
     return rows.reshape(data.shape[:-1]), cols.reshape(data.shape[:-2] + data.shape[-1:])
 
 
-register(OpDef(name="_contrib_bipartite_matching", infer=_matching_types,
+MATCHING = register(OpDef(name="_contrib_bipartite_matching", infer=_matching_types,
                impl=_bipartite_matching, differentiable=False, kind="opaque",
                attrs={"is_ascend": Attr(as_bool, False), "threshold": Attr(as_float),
                       "topk": Attr(as_int, -1)},
@@ -1398,3 +1399,10 @@ register(OpDef(name="_backward_foreach", infer=_foreach_back_types, impl=_foreac
                kind="opaque",
                doc="The backward of _foreach: the gradients of its inputs (inputs are "
                    "its output gradients, then its inputs)."))
+
+
+# Output counts before shapes are known (read by the Symbol frontend for nodes
+# whose input shapes are pending), for the ops above with several outputs.
+for _opdef, _count in ((BOX_ENCODE, 2), (BOX_NMS, 2), (MATCHING, 2), (MULTIBOX_TARGET, 3)):
+    _opdef.num_outputs = _count  # type: ignore[attr-defined]
+del _opdef, _count
