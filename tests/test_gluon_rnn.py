@@ -422,3 +422,39 @@ def test_cell_parameter_names_and_repr():
     assert cell.prefix.startswith("lstm")
     assert repr(cell) == "LSTMCell(3 -> 16, tanh)"
     assert [info["shape"] for info in cell.state_info(5)] == [(5, 4), (5, 4)]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: rnn.LSTMCell(4, input_size=3),
+    lambda: _stack(rnn.HybridSequentialRNNCell()),
+    lambda: rnn.BidirectionalCell(rnn.GRUCell(3, input_size=3), rnn.LSTMCell(2, input_size=3))],
+    ids=["lstm", "hybrid-sequential", "bidirectional"])
+def test_unroll_inside_a_hybridized_block_equals_imperative(make):
+    class Net(gluon.HybridBlock):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            with self.name_scope():
+                self.cell = make()
+
+        def hybrid_forward(self, F, x):
+            out, states = self.cell.unroll(5, x, layout="NTC", merge_outputs=True)
+            return out, states[-1]
+
+    net = Net()
+    net.initialize()
+    for batch in (2, 3):  # the traced begin states follow the batch size
+        x = mx.nd.random.uniform(shape=(batch, 5, 3))
+        results = []
+        for hybrid in (False, True):
+            net.hybridize(hybrid)
+            with autograd.record():
+                out, state = net(x)
+                (out.sum() + (state * state).sum()).backward()
+            grads = {k: p.grad().asnumpy().copy() for k, p in net.collect_params().items()}
+            results.append((out.asnumpy(), state.asnumpy(), grads))
+        (out0, state0, grads0), (out1, state1, grads1) = results
+        np.testing.assert_allclose(out1, out0, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(state1, state0, rtol=1e-5, atol=1e-7)
+        for name in grads0:
+            np.testing.assert_allclose(grads1[name], grads0[name], rtol=1e-4, atol=1e-6,
+                                       err_msg=name)

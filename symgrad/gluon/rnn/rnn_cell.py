@@ -121,13 +121,21 @@ def _state_from(func: Callable, name: str, info: dict) -> Any:
 
 
 def _get_begin_state(cell: RecurrentCell, F: Any, begin_state: Any, inputs: Any,
-                     batch_size: int) -> list:
-    if begin_state is None:
-        if F is nd:  # states of the inputs' dtype, so that float64 cells run
-            first = inputs if isinstance(inputs, NDArray) else inputs[0]
-            return cell.begin_state(func=F.zeros, batch_size=batch_size, dtype=first.dtype)
-        return cell.begin_state(func=F.zeros, batch_size=batch_size)
-    return _as_list(begin_state)
+                     batch_size: int, time_axis: int = 0) -> list:
+    if begin_state is not None:
+        return _as_list(begin_state)
+    if F is nd:  # states of the inputs' dtype, so that float64 cells run
+        first = inputs if isinstance(inputs, NDArray) else inputs[0]
+        return cell.begin_state(func=F.zeros, batch_size=batch_size, dtype=first.dtype)
+    # Traced: zeros made from the inputs, so the states follow each call's batch
+    # size (MXNet writes _zeros of batch 0, which needs shape inference to complete).
+    if isinstance(inputs, (list, tuple)):
+        first = inputs[0]
+    else:
+        first = F.squeeze(F.slice_axis(inputs, axis=time_axis, begin=0, end=1), axis=time_axis)
+    column = F.zeros_like(F.slice_axis(first, axis=-1, begin=0, end=1))  # (N, 1)
+    return [F.broadcast_to(column, shape=(0,) + tuple(info["shape"][1:]))
+            for info in cell.state_info(0)]
 
 
 def _cells_state_info(cells: Sequence[RecurrentCell], batch_size: int) -> list[dict]:
@@ -530,8 +538,8 @@ class _SequentialSteps:
         """Unroll each child over the whole sequence in turn (see
         :meth:`RecurrentCell.unroll`)."""
         self.reset()
-        inputs, _, F, batch_size = _format_sequence(length, inputs, layout, None)
-        begin_state = _get_begin_state(self, F, begin_state, inputs, batch_size)
+        inputs, axis, F, batch_size = _format_sequence(length, inputs, layout, None)
+        begin_state = _get_begin_state(self, F, begin_state, inputs, batch_size, axis)
         cells = list(self._children.values())
         position, next_states = 0, []
         for k, cell in enumerate(cells):
