@@ -40,7 +40,8 @@ _QUADRATIC_ATTRS = {"a": Attr(as_float, 0.0), "b": Attr(as_float, 0.0), "c": Att
 
 
 def _quadratic(x, *, a, b, c):
-    return (a * x * x + b * x + c).astype(x.dtype, copy=False)
+    with np.errstate(all="ignore"):  # inf and NaN results are silent, as in MXNet
+        return (a * x * x + b * x + c).astype(x.dtype, copy=False)
 
 
 def quadratic_grad(g, x, *, out, a, b, c):
