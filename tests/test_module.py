@@ -570,3 +570,94 @@ def test_zero_dims_are_inferred_through_concat_and_stack(join):
     if join == "concat":
         unfillable = mx.sym.Concat(features, mx.sym.zeros(shape=(0, 0)), dim=1)
         assert unfillable.infer_shape(data=(2, 7))[1] == [(2, 5)]
+
+
+# ---------------------------------------------------------------------------
+# BucketingModule
+# ---------------------------------------------------------------------------
+
+def _bucket_sym_gen(length):
+    data = mx.sym.var("data")
+    embed = mx.sym.Embedding(data, input_dim=6, output_dim=3, name="embed")
+    net = mx.sym.FullyConnected(mx.sym.sum(embed, axis=1), num_hidden=2, name="fc")
+    return mx.sym.SoftmaxOutput(net, name="softmax"), ("data",), ("softmax_label",)
+
+
+def _bucket_batch(tokens, labels):
+    return mx.io.DataBatch([mx.nd.array(tokens)], [mx.nd.array(labels)],
+                           bucket_key=tokens.shape[1],
+                           provide_data=[("data", tokens.shape)],
+                           provide_label=[("softmax_label", labels.shape)])
+
+
+def test_buckets_share_parameters_and_optimizer_states():
+    """A step in one bucket moves the weights every bucket uses; momentum built in
+    one bucket carries into the next, so alternating buckets equals one module
+    fed the same gradients."""
+    rng = np.random.default_rng(2)
+    start = {"embed_weight": rng.normal(size=(6, 3)).astype(np.float32),
+             "fc_weight": rng.normal(size=(2, 3)).astype(np.float32),
+             "fc_bias": np.zeros(2, np.float32)}
+    mod = mx.mod.BucketingModule(_bucket_sym_gen, default_bucket_key=4)
+    mod.bind([("data", (2, 4))], [("softmax_label", (2,))])
+    mod.init_params(arg_params=_nd(start))
+    mod.init_optimizer(optimizer_params={"learning_rate": 0.5, "momentum": 0.9})
+    batches = [_bucket_batch(rng.integers(0, 6, (2, n)).astype(np.float32),
+                             np.array([0.0, 1.0], np.float32)) for n in (4, 2, 4, 2)]
+    # the reference: fixed-length modules, one per batch, fed the current weights
+    weights = {k: v.copy() for k, v in start.items()}
+    velocity = {k: np.zeros_like(v) for k, v in start.items()}
+    for batch in batches:
+        mod.forward_backward(batch)
+        mod.update()
+        symbol, _, _ = _bucket_sym_gen(batch.bucket_key)
+        exe = symbol.simple_bind(mx.cpu(), data=batch.data[0].shape,
+                                 softmax_label=(2,))
+        exe.copy_params_from(_nd(weights))
+        exe.forward(is_train=True, data=batch.data[0], softmax_label=batch.label[0])
+        exe.backward()
+        for name in weights:  # MXNet's SGD momentum, rescale_grad = 1 / batch
+            velocity[name] = 0.9 * velocity[name] - 0.5 * exe.grad_dict[name].asnumpy() / 2
+            weights[name] = weights[name] + velocity[name]
+    assert sorted(mod._buckets) == [2, 4]
+    assert mod._buckets[2]._exec.arg_dict["fc_weight"] is \
+        mod._buckets[4]._exec.arg_dict["fc_weight"]
+    args, _ = mod.get_params()
+    for name, value in weights.items():
+        np.testing.assert_allclose(args[name].asnumpy(), value, rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    assert mod.output_shapes == [("softmax_output", (2, 2))]
+    assert mod.data_shapes[0].shape == (2, 2)  # the current bucket's
+
+
+def test_bucketing_module_fits_and_predicts():
+    rng = np.random.default_rng(3)
+    batches = []
+    for n in (5, 3, 5, 3):
+        labels = np.array([0, 1, 1, 0], np.float32)  # class 1 uses tokens 3-5
+        tokens = rng.integers(0, 3, (4, n)) + 3 * labels[:, None]
+        batches.append(_bucket_batch(tokens.astype(np.float32), labels))
+
+    class Iter(mx.io.DataIter):
+        def __init__(self):
+            super().__init__(4)
+            self.cursor = 0
+            self.provide_data = [mx.io.DataDesc("data", (4, 5))]
+            self.provide_label = [mx.io.DataDesc("softmax_label", (4,))]
+
+        def reset(self):
+            self.cursor = 0
+
+        def next(self):
+            if self.cursor == len(batches):
+                raise StopIteration
+            self.cursor += 1
+            return batches[self.cursor - 1]
+
+    mod = mx.mod.BucketingModule(_bucket_sym_gen, default_bucket_key=5)
+    mod.fit(Iter(), num_epoch=30, initializer=mx.init.Xavier(),
+            optimizer_params={"learning_rate": 0.5, "momentum": 0.9})
+    assert mod.score(Iter(), "acc")[0][1] == 1.0
+    assert mod.predict(Iter()).shape == (16, 2)
+    with pytest.raises(ValueError, match="data name"):
+        mx.mod.BucketingModule(lambda key: (_mlp(), ("x",), ()), default_bucket_key=1)
