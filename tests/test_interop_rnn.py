@@ -21,6 +21,7 @@ from mxnet_interop import run_mxnet
 
 import symgrad as mx
 from compiler.ops.rnn import rnn_param_size
+from symgrad import gluon
 from symgrad.gluon import rnn
 
 pytestmark = pytest.mark.interop
@@ -299,3 +300,38 @@ def test_lstm_language_model_exported_by_mxnet_loads_and_runs(mxnet_python, tmp_
     assert len(outs) == 3
     for k, out in enumerate(outs):
         _close(out.asnumpy(), theirs[f"out{k}"], f"language model output {k}")
+
+
+IMPORT_SCRIPT = """
+import numpy as np
+import mxnet as mx
+net = mx.gluon.SymbolBlock.imports('ours-symbol.json', ['data'], 'ours-0000.params')
+out = net(mx.nd.array(np.load('tokens.npy')))
+np.save('theirs.npy', out.asnumpy())
+"""
+
+
+def test_model_exported_here_runs_in_mxnet(mxnet_python, tmp_path):
+    # an embedding, a bidirectional LSTM without given states (zeros made in the
+    # graph) and a GRU over its outputs, then a Dense decoder
+    class Model(gluon.HybridBlock):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            with self.name_scope():
+                self.embedding = gluon.nn.Embedding(20, 8)
+                self.lstm = rnn.LSTM(6, bidirectional=True, input_size=8)
+                self.gru = rnn.GRU(5, num_layers=2, input_size=12, layout="TNC")
+                self.decoder = gluon.nn.Dense(20, flatten=False, in_units=5)
+
+        def hybrid_forward(self, F, tokens):
+            return self.decoder(self.gru(self.lstm(self.embedding(tokens))))
+
+    net = Model(prefix="m_")
+    net.initialize(mx.init.Xavier())
+    net.hybridize()
+    tokens = np.random.default_rng(5).integers(0, 20, (6, 3)).astype(np.float32)
+    ours = net(mx.nd.array(tokens)).asnumpy()
+    net.export(str(tmp_path / "ours"))
+    np.save(tmp_path / "tokens.npy", tokens)
+    run_mxnet(mxnet_python, IMPORT_SCRIPT, tmp_path)
+    _close(np.load(tmp_path / "theirs.npy"), ours, "our exported model in MXNet")
