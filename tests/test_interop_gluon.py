@@ -223,3 +223,75 @@ def test_summary_prints_what_mxnet_prints(mxnet_python, tmp_path, capsys):
     theirs = run_mxnet(mxnet_python, "import mxnet as mx\n" + SUMMARY, tmp_path)
     exec(SUMMARY.replace("from mxnet.gluon", "from symgrad.gluon"), {"mx": mx})
     assert capsys.readouterr().out == theirs
+
+
+SHARED = '''
+from mxnet.gluon import nn
+
+
+class Shared(nn.HybridBlock):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.a = nn.Dense(3, in_units=3)
+            self.b = nn.Dense(3, in_units=3, params=self.a.params)
+
+    def hybrid_forward(self, F, x):
+        return self.b(self.a(x))
+'''
+
+SHARED_IN_MXNET = '''
+import json, sys
+import numpy as np
+mx.random.seed(3)
+net = Shared()
+net.initialize(mx.init.Uniform())
+net.save_parameters("mxnet_dedup.params", deduplicate=True)
+x = mx.nd.array(np.load("x.npy"))
+np.save("mxnet_out.npy", net(x).asnumpy())
+mine = Shared()
+mine.load_parameters("symgrad_dedup.params")
+np.save("mxnet_of_symgrad.npy", mine(x).asnumpy())
+errors = {}
+for name, kwargs in (("missing", {}), ("extra", {"allow_missing": True})):
+    try:
+        nn.Dense(3, in_units=3, prefix="big_").load_parameters(
+            "symgrad_dedup.params" if name == "extra" else "small.params", **kwargs)
+    except Exception as err:
+        errors[name] = type(err).__name__
+with open("errors.json", "w") as f:
+    json.dump(errors, f)
+'''
+
+
+def test_shared_parameters_files_load_both_ways(mxnet_python, tmp_path):
+    """A deduplicated file holds a shared Parameter once, under its last name as
+    MXNet writes it; loading accepts it under any of its names (MXNet's check), and
+    a missing or unexpected name raises MXNet's exception types."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    scope: dict = {"mx": mx}
+    exec(SHARED.replace("from mxnet.gluon", "from symgrad.gluon"), scope)
+    mine = scope["Shared"]()
+    mine.initialize(mx.init.Uniform())
+    mine.save_parameters(str(tmp_path / "symgrad_dedup.params"), deduplicate=True)
+    assert sorted(nd.load(str(tmp_path / "symgrad_dedup.params"))) == ["b.bias", "b.weight"]
+    small = gluon.nn.Dense(3, in_units=3, prefix="small_")
+    small.initialize()
+    small.collect_params().save(str(tmp_path / "small.params"))
+    run_mxnet(mxnet_python, "import mxnet as mx\n" + SHARED + SHARED_IN_MXNET, tmp_path)
+    np.testing.assert_allclose(np.load(tmp_path / "mxnet_of_symgrad.npy"),
+                               mine(nd.array(x)).asnumpy(), rtol=1e-5, atol=1e-6)
+    theirs = scope["Shared"]()
+    theirs.load_parameters(str(tmp_path / "mxnet_dedup.params"))
+    np.testing.assert_allclose(theirs(nd.array(x)).asnumpy(),
+                               np.load(tmp_path / "mxnet_out.npy"), rtol=1e-5, atol=1e-6)
+    errors = json.loads((tmp_path / "errors.json").read_text())
+    assert errors == {"missing": "AssertionError", "extra": "ValueError"}
+    with pytest.raises(AssertionError, match="missing"):
+        gluon.nn.Dense(3, in_units=3, prefix="big_").load_parameters(
+            str(tmp_path / "small.params"))
+    with pytest.raises(ValueError, match="not present"):
+        gluon.nn.Dense(3, in_units=3, prefix="big_").load_parameters(
+            str(tmp_path / "symgrad_dedup.params"), allow_missing=True)

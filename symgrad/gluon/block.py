@@ -50,7 +50,13 @@ from ..executor import CompiledSymbol
 from ..name import Prefix
 from ..ndarray.ndarray import NDArray, invoke
 from ..symbol import Symbol
-from .parameter import DeferredInitializationError, Parameter, ParameterDict, select_parameters
+from .parameter import (
+    DeferredInitializationError,
+    Parameter,
+    ParameterDict,
+    check_loaded_names,
+    select_parameters,
+)
 
 # ---------------------------------------------------------------------------
 # names: prefixes as MXNet gives them
@@ -266,9 +272,9 @@ class Block:
         Parameter once."""
         params = self._collect_params_with_prefix()
         if deduplicate:
-            seen: dict[int, str] = {}
-            params = {key: p for key, p in params.items()
-                      if seen.setdefault(id(p), key) == key}
+            # a shared Parameter is written once, under its last name (as MXNet)
+            last = {id(p): key for key, p in params.items()}
+            params = {key: p for key, p in params.items() if last[id(p)] == key}
         nd.save(filename, {key: p._reduce() for key, p in params.items()})
 
     def load_parameters(self, filename: str, ctx: Any = None, allow_missing: bool = False,
@@ -287,22 +293,12 @@ class Block:
             self.collect_params().load(filename, ctx, allow_missing, ignore_extra, self.prefix,
                                        cast_dtype=cast_dtype, dtype_source=dtype_source)
             return
-        if not allow_missing:
-            missing = [name for name in params if name not in loaded]
-            if missing:
-                raise MXNetError(f"Parameter {missing[0]!r} is missing in file {filename!r} "
-                                 f"(missing: {missing}), which contains parameters: "
-                                 f"{sorted(loaded)}. Set allow_missing=True to ignore missing "
-                                 "parameters.")
+        check_loaded_names(params, loaded, filename, allow_missing, ignore_extra,
+                           "this Block")
         for name, value in loaded.items():
-            if name not in params:
-                if not ignore_extra:
-                    raise MXNetError(f"Parameter {name!r} loaded from file {filename!r} is not "
-                                     f"present in this Block, which contains parameters "
-                                     f"{sorted(params)}. Set ignore_extra=True to ignore.")
-                continue
-            params[name]._load_init(value, ctx, cast_dtype=cast_dtype,
-                                    dtype_source=dtype_source)
+            if name in params:
+                params[name]._load_init(value, ctx, cast_dtype=cast_dtype,
+                                        dtype_source=dtype_source)
 
     # MXNet 1.x's older names
     def save_params(self, filename: str) -> None:

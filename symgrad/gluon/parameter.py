@@ -503,23 +503,46 @@ class ParameterDict:
             if key.startswith(("arg:", "aux:")):
                 key = key[4:]
             values[restore_prefix + key] = value
-        if not allow_missing:
-            missing = [name for name in self.keys() if name not in values]
-            if missing:
-                raise MXNetError(f"Parameter {missing[0]!r} is missing in file {filename!r}"
-                                 f" (missing: {missing}), which contains parameters: "
-                                 f"{sorted(values)}. Set allow_missing=True to ignore "
-                                 "missing parameters.")
+        check_loaded_names(self._params, values, filename, allow_missing, ignore_extra,
+                           "ParameterDict")
         for name, value in values.items():
-            if name not in self._params:
-                if not ignore_extra:
-                    raise MXNetError(f"Parameter {name!r} loaded from file {filename!r} is "
-                                     f"not present in ParameterDict, which contains "
-                                     f"parameters {list(self.keys())}. Set ignore_extra=True "
-                                     "to ignore.")
-                continue
-            self._params[name]._load_init(value, ctx, cast_dtype=cast_dtype,
-                                          dtype_source=dtype_source)
+            if name in self._params:
+                self._params[name]._load_init(value, ctx, cast_dtype=cast_dtype,
+                                              dtype_source=dtype_source)
+
+
+class MissingParameterError(MXNetError, AssertionError):
+    """A parameter file lacks a Parameter being loaded (an AssertionError, as
+    MXNet's check is an assert)."""
+
+
+class UnexpectedParameterError(MXNetError, ValueError):
+    """A parameter file holds a name the loading Block or ParameterDict does not
+    have (a ValueError, as MXNet raises)."""
+
+
+def check_loaded_names(params: dict[str, Parameter], loaded: Iterable[str], filename: str,
+                       allow_missing: bool, ignore_extra: bool, owner: str) -> None:
+    """Raise MXNet's errors for the Parameters of ``params`` that none of the
+    ``loaded`` names gives (a shared Parameter counts as given under any of its
+    names: a deduplicated file holds it once), unless ``allow_missing``, and for
+    names ``params`` lacks, unless ``ignore_extra``. ``owner`` names what loads."""
+    loaded = list(loaded)
+    if not allow_missing:
+        given = {id(params[name]) for name in loaded if name in params}
+        missing = [name for name, param in params.items() if id(param) not in given]
+        if missing:
+            raise MissingParameterError(
+                f"Parameter {missing[0]!r} is missing in file {filename!r} (missing: "
+                f"{missing}), which contains parameters: {sorted(loaded)}. Set "
+                "allow_missing=True to ignore missing parameters.")
+    if not ignore_extra:
+        extra = [name for name in loaded if name not in params]
+        if extra:
+            raise UnexpectedParameterError(
+                f"Parameter {extra[0]!r} loaded from file {filename!r} is not present in "
+                f"{owner}, which contains parameters {sorted(params)}. Set "
+                "ignore_extra=True to ignore.")
 
 
 def select_parameters(params: ParameterDict, select: str | None) -> ParameterDict:
