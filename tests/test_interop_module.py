@@ -530,6 +530,11 @@ mod.fit(train, eval_data=train, eval_metric=["acc", "ce"], arg_params=start,
         optimizer="sgd", optimizer_params={"learning_rate": 0.3, "momentum": 0.9},
         num_epoch=4)
 args, _ = mod.get_params()
+mod.save_checkpoint(sys.argv[1][:-len(".json")], 4)
+if len(sys.argv) > 2:  # the other library's checkpoint predicts here too
+    other = mx.mod.BucketingModule.load(sys.argv[2], 4, sym_gen=sym_gen, default_bucket_key=5)
+    other.bind(train.provide_data, train.provide_label, for_training=False)
+    np.save(sys.argv[1][:-len(".json")] + "-other.npy", other.predict(train).asnumpy())
 json.dump({"log": [m for m in messages if "Time cost" not in m],
            "buckets": sorted(mod._buckets), "pred": mod.predict(train).asnumpy().tolist(),
            "params": {k: v.asnumpy().tolist() for k, v in args.items()}},
@@ -540,11 +545,20 @@ json.dump({"log": [m for m in messages if "Time cost" not in m],
 def test_bucketing_module_matches_mxnet(mxnet_python, tmp_path):
     """A BucketingModule over two sequence lengths: the buckets share their
     parameters and optimizer states, as MXNet's do."""
-    run_mxnet(mxnet_python, "import mxnet as mx\n" + BUCKETING_SCRIPT, tmp_path,
-              str(tmp_path / "theirs.json"))
     _run_script(BUCKETING_SCRIPT, str(tmp_path / "ours.json"))
+    # MXNet trains too, then loads our checkpoint (symbols, params, .buckets file)
+    run_mxnet(mxnet_python, "import mxnet as mx\n" + BUCKETING_SCRIPT, tmp_path,
+              str(tmp_path / "theirs.json"), str(tmp_path / "ours"))
+    # and here MXNet's checkpoint loads
+    _run_script(BUCKETING_SCRIPT, str(tmp_path / "again.json"), str(tmp_path / "theirs"))
     ours = json.loads((tmp_path / "ours.json").read_text())
     theirs = json.loads((tmp_path / "theirs.json").read_text())
+    np.testing.assert_allclose(np.load(tmp_path / "theirs-other.npy"), ours["pred"],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "again-other.npy"), theirs["pred"],
+                               rtol=1e-5, atol=1e-6)
+    for key in (3, 5):
+        assert (tmp_path / f"ours-{key}-symbol.json").exists()
     assert ours["buckets"] == theirs["buckets"] == [3, 5]
     log_ours, log_theirs = _parse_log(ours["log"]), _parse_log(theirs["log"])
     assert [k for k, _ in log_ours] == [k for k, _ in log_theirs]

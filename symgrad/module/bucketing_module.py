@@ -73,6 +73,7 @@ class BucketingModule(BaseModule):
         self._params_dirty = False
         self._monitor: Any = None
         self._grad_req: Any = None
+        self._loaded: tuple[dict, dict] | None = None  # parameters read by load()
 
     def _call_sym_gen(self, bucket_key: Any) -> tuple:
         return self._sym_gen(bucket_key)
@@ -183,7 +184,10 @@ class BucketingModule(BaseModule):
              inputs_need_grad: bool = False, force_rebind: bool = False,
              shared_module: Any = None, grad_req: Any = "write") -> None:
         """Bind the default bucket's module to these shapes."""
-        if self.params_initialized:
+        if self._loaded is not None:  # from load(): the file's parameters
+            arg_params, aux_params = self._loaded
+            self._loaded = None
+        elif self.params_initialized and self.binded:
             arg_params, aux_params = self.get_params()
         if force_rebind:
             self._reset_bind()
@@ -202,8 +206,8 @@ class BucketingModule(BaseModule):
         self._curr_module = module
         self._curr_bucket_key = self._default_bucket_key
         self._buckets[self._default_bucket_key] = module
-        if self.params_initialized:  # re-binding keeps the parameters
-            self.set_params(arg_params, aux_params)
+        if self.params_initialized:  # re-binding, or loaded: the parameters go in
+            self.set_params(arg_params, aux_params, allow_extra=True)
 
     def switch_bucket(self, bucket_key: Any, data_shapes: Any,
                       label_shapes: Any = None) -> None:
@@ -294,3 +298,38 @@ class BucketingModule(BaseModule):
         """Not supported: symgrad's compiled programs keep no per-op outputs."""
         raise NotImplementedError("BucketingModule.install_monitor is not supported by "
                                   "symgrad")
+
+    # -- checkpoints ------------------------------------------------------------------
+    def save_checkpoint(self, prefix: str, epoch: int, remove_amp_cast: bool = False) -> None:
+        """Write ``prefix-<key>-symbol.json`` for every bound bucket,
+        ``prefix-%04d.params`` and ``prefix.buckets`` (the bucket keys, the
+        default first, as an int32 array in an ``nd.save`` list), as MXNet does."""
+        from ..ndarray import array
+        from ..ndarray.serialization import save
+
+        assert self._buckets, "no bucket to save: bind the module first"
+        for key, module in self._buckets.items():
+            module.symbol.save(f"{prefix}-{key}-symbol.json")
+        param_name = f"{prefix}-{epoch:04d}.params"
+        self.save_params(param_name)
+        logging.info('Saved checkpoint to "%s"', param_name)
+        keys = [self._default_bucket_key] + [k for k in self._buckets
+                                             if k != self._default_bucket_key]
+        save(f"{prefix}.buckets", [array(keys, dtype="int32")])
+
+    @staticmethod
+    def load(prefix: str, epoch: int, sym_gen: Callable[[Any], tuple] | None = None,
+             default_bucket_key: Any = None, **kwargs: Any) -> BucketingModule:
+        """A BucketingModule holding the parameters of ``prefix-%04d.params``, set
+        at ``bind``; ``sym_gen`` and ``default_bucket_key`` are required, as in
+        MXNet (``kwargs`` go to the constructor)."""
+        from ..model import load_params
+
+        assert sym_gen is not None, "sym_gen is required for loading BucketingModule"
+        assert default_bucket_key is not None, \
+            "default_bucket_key is required for loading BucketingModule"
+        module = BucketingModule(sym_gen, default_bucket_key, **kwargs)
+        module._loaded = load_params(prefix, epoch)
+        module.params_initialized = True
+        return module
+
