@@ -140,10 +140,12 @@ class _RNNLayer(HybridBlock):
         self._traced_skip = self.skip_states
         if self._use_sequence_length:
             return super().__call__(inputs, states, sequence_length)
+        if states is None:  # traced without states: one input, zeros made inside
+            return super().__call__(inputs)
         return super().__call__(inputs, states)
 
-    def hybrid_forward(self, F: Any, inputs: Any, states: list, sequence_length: Any = None,
-                       **params: Any) -> Any:
+    def hybrid_forward(self, F: Any, inputs: Any, states: list | None = None,
+                       sequence_length: Any = None, **params: Any) -> Any:
         """One ``RNN`` op over the sequence (TNC inside; NTC swapped in and out)."""
         if F is nd and states is not None:
             batch_size = inputs.shape[self._layout.find("N")]
