@@ -1,5 +1,8 @@
 """``python -m symgrad.launch -n N [--scheduler ADDRESS] script.py args...``
 
+(On several machines, each runs its share of the workers:
+``--scheduler ADDRESS --job NAME --world-size W --first-rank R -n N``.)
+
 Runs ``script.py`` in N worker processes that share one distributed KVStore.
 With no scheduler address (``--scheduler`` or ``DASK_SCHEDULER_ADDRESS``) it
 starts a Dask ``LocalCluster`` whose worker processes host the parameter
@@ -41,11 +44,24 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--grace", type=float, default=None,
                         help="seconds the other workers get after one fails (default: "
                              "the timeout plus 10)")
+    parser.add_argument("--first-rank", type=int, default=0,
+                        help="rank of this machine's first worker, when several machines "
+                             "each launch some of the workers (with --scheduler)")
+    parser.add_argument("--world-size", type=int, default=None,
+                        help="workers on all machines together (default: N)")
+    parser.add_argument("--job", default=None,
+                        help="a name shared by every machine's launcher of one run "
+                             "(default: a new random one; needed with --first-rank)")
     parser.add_argument("script", help="the training script")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
     options = parser.parse_args(argv)
     if options.num_workers < 1:
         parser.error("-n must be at least 1")
+    options.world_size = options.world_size or options.first_rank + options.num_workers
+    if options.first_rank + options.num_workers > options.world_size:
+        parser.error("--first-rank plus -n is more than --world-size")
+    if options.world_size > options.num_workers and not (options.scheduler and options.job):
+        parser.error("workers on several machines need --scheduler and a shared --job")
     return options
 
 
@@ -58,15 +74,15 @@ def _stream(rank: int, process: subprocess.Popen, lock: threading.Lock) -> None:
 
 
 def _run_workers(options: argparse.Namespace, address: str) -> int:
-    job = uuid.uuid4().hex[:12]
+    job = options.job or uuid.uuid4().hex[:12]
     lock = threading.Lock()
     processes, readers = [], []
-    for rank in range(options.num_workers):
+    for rank in range(options.first_rank, options.first_rank + options.num_workers):
         env = {**os.environ, "DASK_SCHEDULER_ADDRESS": address,
                "SYMGRAD_KVSTORE_RANK": str(rank),
-               "SYMGRAD_KVSTORE_NUM_WORKERS": str(options.num_workers),
+               "SYMGRAD_KVSTORE_NUM_WORKERS": str(options.world_size),
                "SYMGRAD_KVSTORE_JOB": job, "PYTHONUNBUFFERED": "1",
-               "DMLC_ROLE": "worker", "DMLC_NUM_WORKER": str(options.num_workers),
+               "DMLC_ROLE": "worker", "DMLC_NUM_WORKER": str(options.world_size),
                "DMLC_WORKER_ID": str(rank)}
         if options.timeout is not None:
             env["SYMGRAD_KVSTORE_TIMEOUT"] = str(options.timeout)
@@ -83,7 +99,8 @@ def _run_workers(options: argparse.Namespace, address: str) -> int:
     grace = options.grace if options.grace is not None else timeout + 10
     status, failed_at = 0, None
     while any(p.poll() is None for p in processes):
-        for rank, process in enumerate(processes):
+        for index, process in enumerate(processes):
+            rank = options.first_rank + index
             code = process.poll()
             if code not in (None, 0) and status == 0:
                 status, failed_at = code, time.monotonic()

@@ -203,6 +203,7 @@ for s in range(3):
     c.push("c", mx.nd.array(g))
     v = mx.nd.zeros((6,)); c.pull("c", out=v); steps.append(v.asnumpy().tolist())
 res["compressed"] = steps
+res["compressed_bytes"] = c.stats["bytes_pushed"]
 
 u = mx.kv.create("dist_sync")
 u.set_optimizer(mx.optimizer.create("sgd", learning_rate=0.1, momentum=0.9))
@@ -259,6 +260,7 @@ def test_store_methods_across_two_workers(tmp_path):
         assert "push of key 3: value of dtype float64" in errors[2]
         assert "duplicate init of key 3" in errors[3]
         np.testing.assert_allclose(res["compressed"], compressed)
+        assert res["compressed_bytes"] == 3 * 2  # 6 values in 2 bytes of 2-bit codes
         np.testing.assert_allclose(res["optimizer"], weight, rtol=1e-6)
         np.testing.assert_allclose(res["momentum"], mom, rtol=1e-6)
     assert "[0] " in done.stdout or done.stdout == ""
@@ -355,3 +357,39 @@ def test_trainer_refuses_async_without_update_on_kvstore():
     loss.backward()
     with pytest.raises(ValueError, match="update_on_kvstore=True when training in async"):
         trainer.step(1)
+
+
+SHARE = r"""
+import sys
+import symgrad as mx
+kv = mx.kv.create("dist_sync")
+kv.init("x", mx.nd.zeros((3,)))
+kv.push("x", mx.nd.ones((3,)) * (kv.rank + 1))
+out = mx.nd.zeros((3,))
+kv.pull("x", out=out)
+print("rank", kv.rank, "of", kv.num_workers, "sum", out.asnumpy().tolist())
+"""
+
+
+@pytest.mark.slow
+def test_launchers_on_two_machines_share_one_scheduler(tmp_path):
+    """Each "machine" runs its own launcher for one of the two ranks, against a
+    scheduler and server workers started apart (here: in this process)."""
+    from distributed import LocalCluster
+
+    script = tmp_path / "share.py"
+    script.write_text(SHARE)
+    # threads in this process, but reached over TCP like machines apart
+    with LocalCluster(n_workers=2, processes=False, threads_per_worker=1, protocol="tcp",
+                      host="127.0.0.1", dashboard_address=None) as cluster:
+        launchers = [subprocess.Popen(
+            [sys.executable, "-m", "symgrad.launch", "-n", "1", "--scheduler",
+             cluster.scheduler_address, "--job", "two-machines", "--world-size", "2",
+             "--first-rank", str(rank), str(script)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path),
+            env={**os.environ, "PYTHONPATH": str(ROOT), "SYMGRAD_KVSTORE_TIMEOUT": "60"})
+            for rank in (0, 1)]
+        outputs = [launcher.communicate(timeout=180)[0] for launcher in launchers]
+    for rank, (launcher, output) in enumerate(zip(launchers, outputs)):
+        assert launcher.returncode == 0, output
+        assert f"[{rank}] rank {rank} of 2 sum [3.0, 3.0, 3.0]" in output

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..base import MXNetError
 
-__all__ = ["TwoBitCompression", "from_params"]
+__all__ = ["TwoBitCompression", "from_params", "pack", "unpack"]
 
 
 class TwoBitCompression:
@@ -81,3 +81,31 @@ def from_params(params: dict) -> TwoBitCompression | None:
         return TwoBitCompression(float(params.get("threshold", 0.5)))
     raise MXNetError(f"Unknown type for gradient compression {params['type']}: symgrad "
                      "has MXNet's '2bit' compression (and 'none')")
+
+
+def pack(sent: np.ndarray, threshold: float) -> tuple:
+    """Quantised values (each ``-t``, 0 or ``+t``) as 2-bit codes, four to a byte:
+    what a distributed store sends instead of the float array (16x fewer bytes
+    for float32).
+
+    >>> import numpy as np
+    >>> packed = pack(np.array([0.5, 0, -0.5, 0.5, -0.5], np.float32), 0.5)
+    >>> unpack(packed).tolist()
+    [0.5, 0.0, -0.5, 0.5, -0.5]
+    """
+    flat = sent.reshape(-1)
+    codes = np.zeros(-(-flat.size // 4) * 4, np.uint8)
+    codes[:flat.size][flat > 0] = 1
+    codes[:flat.size][flat < 0] = 2
+    packed = codes[0::4] | (codes[1::4] << 2) | (codes[2::4] << 4) | (codes[3::4] << 6)
+    return ("2bit", float(threshold), packed, flat.size, flat.dtype.str)
+
+
+def unpack(message: tuple) -> np.ndarray:
+    """The quantised values a :func:`pack` message carries."""
+    _kind, threshold, packed, size, dtype = message
+    codes = np.stack([(packed >> shift) & 3 for shift in (0, 2, 4, 6)], axis=1).reshape(-1)
+    values = np.zeros(codes.size, np.dtype(dtype))
+    values[codes == 1] = threshold
+    values[codes == 2] = -threshold
+    return values[:size]

@@ -32,6 +32,7 @@ from .. import optimizer as opt
 from ..base import MXNetError
 from ..ndarray import NDArray
 from . import config
+from .compression import pack
 from .kvstore import Key, KVStore
 from .server import KVServer
 
@@ -217,8 +218,14 @@ class DistKVStore(KVStore):
             self._pushes[key] += 1
             flat = value.reshape(-1)
             for server, start, stop in self._keys[key][2]:
-                items.setdefault(server, []).append((key, flat[start:stop]))
-                self.stats["bytes_pushed"] += (stop - start) * flat.itemsize
+                piece = flat[start:stop]
+                if self._compression is not None:
+                    # the quantised values travel as 2-bit codes, as MXNet's do
+                    piece = pack(piece, self._compression.threshold)
+                    self.stats["bytes_pushed"] += piece[2].nbytes
+                else:
+                    self.stats["bytes_pushed"] += piece.nbytes
+                items.setdefault(server, []).append((key, piece))
         for server, batch in items.items():
             self.stats["calls"] += 1
             self._inflight.append((server, self._servers[server].push(self.rank, batch)))

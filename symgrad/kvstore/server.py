@@ -92,8 +92,14 @@ class KVServer:
             self._take(key, rank, value)
         await self._notify()
 
-    def _take(self, key: Any, rank: int, value: np.ndarray) -> None:
-        self.bytes_in += value.nbytes
+    def _take(self, key: Any, rank: int, value: Any) -> None:
+        if isinstance(value, tuple):  # a 2-bit compressed push
+            from .compression import unpack
+
+            self.bytes_in += value[2].nbytes
+            value = unpack(value)
+        else:
+            self.bytes_in += value.nbytes
         step = self.pushed.get((key, rank), 0) + 1
         self.pushed[(key, rank)] = step
         if not self.sync:
