@@ -295,3 +295,66 @@ def test_shared_parameters_files_load_both_ways(mxnet_python, tmp_path):
     with pytest.raises(ValueError, match="not present"):
         gluon.nn.Dense(3, in_units=3, prefix="big_").load_parameters(
             str(tmp_path / "symgrad_dedup.params"), allow_missing=True)
+
+
+BEHAVIOUR = '''
+import numpy as np
+
+def outcome(fn):
+    try:
+        return fn()
+    except Exception as err:
+        return [type(err).__name__, isinstance(err, AssertionError)]
+
+def cast_keeps_gradient():
+    p = mx.gluon.Parameter("w", shape=(2,))
+    p.initialize(mx.init.One())
+    with mx.autograd.record():
+        y = (p.data() * 3).sum()
+    y.backward()
+    p.cast("float64")
+    return [np.dtype(p.grad().dtype).name, p.grad().asnumpy().tolist()]
+
+def constant_from_list():
+    c = mx.gluon.Constant("c", [1, 2])
+    return [repr(c), np.dtype(c.dtype).name, np.dtype(c.data().dtype).name]
+
+def summary_of_hybridized():
+    net = mx.gluon.nn.HybridSequential(prefix="s_")
+    with net.name_scope():
+        net.add(mx.gluon.nn.Dense(2))
+    net.initialize()
+    net.hybridize()
+    net.summary(mx.nd.ones((1, 3)))
+
+def load_other_dtype():
+    p = mx.gluon.Parameter("w", shape=(2,), dtype="float64")
+    p._load_init(mx.nd.ones((2,)), None)
+
+def loss_weight_not_a_number():
+    mx.gluon.loss.L1Loss(weight="a")(mx.nd.ones((2, 1)), mx.nd.ones((2, 1)))
+
+results = {name: outcome(fn) for name, fn in sorted(globals().items())
+           if callable(fn) and name[0] != "_" and name not in ("outcome",)
+           and getattr(fn, "__module__", None) in (None, "__main__", "__behaviour__")}
+'''
+
+
+def test_parameter_and_block_behaviour_matches_mxnet(mxnet_python, tmp_path):
+    """Parameter.cast keeps the gradient's values, a Constant from a list is
+    float32 (repr as MXNet's), summary refuses a hybridized block, and failed
+    loads and bad loss weights raise AssertionError, as in MXNet 1.9.1."""
+    script = ("import json\nimport mxnet as mx\n" + BEHAVIOUR
+              + "print(json.dumps(results))\n")
+    theirs = json.loads(run_mxnet(mxnet_python, script, tmp_path).strip().splitlines()[-1])
+    scope: dict = {"mx": mx, "__name__": "__behaviour__"}
+    exec(BEHAVIOUR, scope)
+    mine = json.loads(json.dumps(scope["results"]))
+    assert set(theirs) == {"cast_keeps_gradient", "constant_from_list",
+                           "summary_of_hybridized", "load_other_dtype",
+                           "loss_weight_not_a_number"}
+    assert mine["cast_keeps_gradient"] == theirs["cast_keeps_gradient"] == \
+        ["float64", [3.0, 3.0]]
+    assert mine["constant_from_list"] == theirs["constant_from_list"]
+    for name in ("summary_of_hybridized", "load_other_dtype", "loss_weight_not_a_number"):
+        assert theirs[name][1] is True and mine[name][1] is True, (name, mine, theirs)

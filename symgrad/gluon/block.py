@@ -327,7 +327,15 @@ class Block:
         raise NotImplementedError(f"{type(self).__name__} must define forward")
 
     def summary(self, *inputs: Any) -> None:
-        """Print each layer's output shape and parameter count for ``inputs``."""
+        """Print each layer's output shape and parameter count for ``inputs``
+        (refused, as MXNet, when a block in it is hybridized: hooks see no
+        layer inside a traced graph)."""
+        def refuse_hybridized(block: Block) -> None:
+            if getattr(block, "_active", False):
+                raise AssertionError(f'"{block.name}" must not be hybridized to print '
+                                     "summary.")
+
+        self.apply(refuse_hybridized)
         rows: list[tuple[str, str, int]] = []
         handles = []
 

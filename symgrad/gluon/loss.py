@@ -32,6 +32,11 @@ __all__ = ["Loss", "L2Loss", "L1Loss", "SigmoidBinaryCrossEntropyLoss", "Sigmoid
 _LOG_EPSILON = 1e-12
 
 
+class _WeightError(TypeError, AssertionError):
+    """A loss weight that is not a number (MXNet asserts it: an AssertionError,
+    and a TypeError by its meaning)."""
+
+
 def _apply_weighting(F: Any, loss: Any, weight: float | None = None,
                      sample_weight: Any = None) -> Any:
     """``loss * sample_weight * weight``: ``sample_weight`` (an array broadcast
@@ -44,7 +49,7 @@ def _apply_weighting(F: Any, loss: Any, weight: float | None = None,
         loss = F.broadcast_mul(loss, sample_weight)
     if weight is not None:
         if not isinstance(weight, numbers.Number):
-            raise TypeError(f"weight must be a number, got {type(weight).__name__}")
+            raise _WeightError(f"weight must be a number, got {type(weight).__name__}")
         loss = loss * weight
     return loss
 

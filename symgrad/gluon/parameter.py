@@ -207,16 +207,17 @@ class Parameter:
             fits = len(self._shape) == len(data.shape) and all(
                 mine in (0, theirs) for mine, theirs in zip(self._shape, data.shape))
             if not fits:
-                raise MXNetError(f"Failed loading Parameter '{self.name}' from saved params: "
-                                 f"shape incompatible expected {self._shape} vs saved "
-                                 f"{data.shape}")
+                raise IncompatibleParameterError(
+                    f"Failed loading Parameter '{self.name}' from saved params: shape "
+                    f"incompatible expected {self._shape} vs saved {data.shape}")
         self._shape = tuple(data.shape)
         if np.dtype(self.dtype) != np.dtype(data.dtype):
             if not cast_dtype:
-                raise MXNetError(f"Failed loading Parameter '{self.name}' from saved params: "
-                                 f"dtype incompatible expected {np.dtype(self.dtype).name} vs "
-                                 f"saved {np.dtype(data.dtype).name}. Set cast_dtype=True to "
-                                 "cast the dtype of saved params.")
+                raise IncompatibleParameterError(
+                    f"Failed loading Parameter '{self.name}' from saved params: dtype "
+                    f"incompatible expected {np.dtype(self.dtype).name} vs saved "
+                    f"{np.dtype(data.dtype).name}. Set cast_dtype=True to cast the dtype of "
+                    "saved params.")
             if dtype_source == "saved":
                 self.dtype = np.dtype(data.dtype).type
             data = data.astype(self.dtype)
@@ -297,12 +298,16 @@ class Parameter:
             self._deferred_init = (init, self._ctx, default_init, data)
 
     def cast(self, dtype: Any) -> None:
-        """Change the element type of the values and of the gradient."""
+        """Change the element type of the values and of the gradient (both keep
+        their values, as MXNet casts each)."""
         self.dtype = np.dtype(dtype).type
         if self._data is None:
             return
-        self._data = NDArray(self._data.asnumpy().astype(self.dtype))
+        old = self._data
+        self._data = NDArray(old.asnumpy().astype(self.dtype))
         self._attach_grad()
+        if old._grad is not None and self._data._grad is not None:
+            self._data._grad._data[...] = old._grad.asnumpy()
 
     def var(self) -> symbol.Symbol:
         """The Symbol variable standing for this parameter in traced graphs."""
@@ -322,15 +327,16 @@ class Constant(Parameter):
 
     def __init__(self, name: str, value: Any):
         values = value.asnumpy() if isinstance(value, NDArray) else np.asarray(value)
-        if values.dtype == np.float64 and not isinstance(value, (NDArray, np.ndarray)):
-            values = values.astype(np.float32)
+        if not isinstance(value, (NDArray, np.ndarray)):
+            values = values.astype(np.float32)  # as mx.nd.array makes a list float32
         self.value = nd.array(values, dtype=values.dtype)
         init = initializer.Constant(self.value.asnumpy())
         super().__init__(name, grad_req="null", shape=values.shape, dtype=values.dtype,
                          init=init, differentiable=False)
 
     def __repr__(self) -> str:
-        return f"Constant {self.name} (shape={self.shape}, dtype={np.dtype(self.dtype).name})"
+        # MXNet prints a Constant's dtype as its numpy type: <class 'numpy.float32'>
+        return f"Constant {self.name} (shape={self.shape}, dtype={self.dtype})"
 
 
 class ParameterDict:
@@ -509,6 +515,11 @@ class ParameterDict:
             if name in self._params:
                 self._params[name]._load_init(value, ctx, cast_dtype=cast_dtype,
                                               dtype_source=dtype_source)
+
+
+class IncompatibleParameterError(MXNetError, AssertionError):
+    """Loaded values whose shape or dtype the Parameter cannot take (an
+    AssertionError, as MXNet's check is an assert)."""
 
 
 class MissingParameterError(MXNetError, AssertionError):
