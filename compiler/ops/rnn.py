@@ -374,10 +374,18 @@ def _rnn(data, params, state, *rest, **attrs):
 
 
 def rnn_grad(gs, data, params, state, *rest, out, **attrs):
-    """The vector-Jacobian product of the unrolled recurrence: the forward is rebuilt
-    from registered ops on stand-ins of the inputs (the dropout masks read from the
-    forward's hidden output) and differentiated by the reverse walk with the output
-    gradients as seeds. No gradient reaches ``sequence_length``."""
+    """The vector-Jacobian product of the unrolled recurrence.
+
+    Gradient
+    --------
+    The forward is rebuilt from registered ops on stand-ins of the inputs (the
+    dropout masks read from the forward's hidden output) and differentiated by the
+    reverse walk with the output gradients as seeds: per step, for an LSTM,
+    ``dc += dh * o * (1 - tanh(c)^2)``, ``dc_prev = dc * f``, the gate gradients
+    through sigmoid/tanh, then ``dx = dz W_i2h``, ``dh_prev = dz W_h2h``,
+    ``dW += dz^T x`` (and likewise for GRU and the vanilla RNN). No gradient
+    reaches ``sequence_length``.
+    """
     from ..autodiff import differentiate  # the walk imports the op namespace
 
     cell, lengths = _split_inputs(rest, attrs)
@@ -437,7 +445,11 @@ RNN_OP = register(OpDef(
     attrs=RNN_ATTRS, uses_train_mode=True, visible_outputs=_visible, kind="random",
     doc="Recurrent layers (vanilla RNN with relu or tanh, LSTM, GRU) over time-major "
         "data, multi-layer and bidirectional, with MXNet's packed parameters. "
-        "Outputs: out (T, N, D*P), then with state_outputs h_n (and c_n for an LSTM).",
+        "Outputs: out (T, N, D*P), then with state_outputs h_n (and c_n for an LSTM)."
+        "\n\nGradient\n--------\nBack-propagation through time: the vector-Jacobian "
+        "product of the recurrence unrolled into registered ops (per step "
+        "FullyConnected, SliceChannel, sigmoid/tanh/relu and elementwise products), "
+        "so it differentiates again; none for sequence_length.",
     test=TestSpec(make_inputs=_rnn_test_inputs, rtol=1e-5,
                   attrs={"state_size": 3, "num_layers": 2, "mode": "lstm",
                          "bidirectional": True, "projection_size": 2,
