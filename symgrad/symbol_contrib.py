@@ -8,16 +8,14 @@ any other ops:
   known at the call (a variable declared with ``shape=``); otherwise the body
   is traced once into a subgraph, the callback of a ``_foreach`` node, which runs
   it step by step (forward, and backward in reverse) once shapes are known;
-* ``while_loop`` is unrolled ``max_iterations`` times: each step computes the
-  condition and the body, and a running product of the conditions keeps the loop
-  variables once the loop has ended and zeroes the outputs of the steps not
-  taken, so the outputs have ``max_iterations`` rows as in MXNet;
-* ``cond`` computes both branches and blends them by the predicate.
-
-Steps not taken and branches not chosen are still computed; ``where`` keeps
-their values out of the results, but a gradient through an op whose local
-derivative is infinite there (``1 / 0``) can still become NaN (0 * inf), which
-MXNet's graph executor avoids by not running them.
+* ``while_loop`` traces ``cond`` and ``func`` once into a ``_while_loop`` node,
+  which runs func while cond holds, at most ``max_iterations`` times, and its
+  gradient over the steps taken in reverse; the outputs have ``max_iterations``
+  rows as in MXNet (zeros after the last step);
+* ``cond`` computes both branches and selects by the predicate with ``where``:
+  the branch not chosen is still computed, and a gradient through an op whose
+  local derivative is infinite there (``1 / 0``) can become NaN (0 * inf), which
+  MXNet's graph executor avoids by not running it.
 
 >>> import symgrad as mx
 >>> x = mx.sym.var("x", shape=(3, 2))
@@ -226,33 +224,146 @@ def _blend(mask: Symbol, new: Symbol, old: Symbol) -> Symbol:
     return _apply("where", _apply("broadcast_like", mask, new), new, old)
 
 
+class WhileBody:
+    """The callback of a ``_while_loop`` node (see ``compiler/ops/contrib.py``):
+    the traced ``cond`` and ``func`` as Symbols over placeholder loop variables,
+    run step by step by compiled replays, forward and, for gradients, backward.
+
+    Inputs of the node: the loop variables, then the free variables of cond and
+    func. Outputs: each step output stacked over ``max_iterations`` rows (zeros
+    after the last step taken), then the final loop variables.
+    """
+
+    def __init__(self, condition: Symbol, body: Symbol, var_names: list[str],
+                 free_names: list[str], num_step_outputs: int, max_iterations: int) -> None:
+        self.condition, self.body = condition, body
+        self.var_names, self.free_names = var_names, free_names
+        self.num_step_outputs = num_step_outputs
+        self.num_outputs = num_step_outputs + len(var_names)
+        self.max_iterations = max_iterations
+        self._cond_inputs = set(condition.list_inputs())
+        self._body_inputs = set(body.list_inputs())
+        self._programs: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"WhileBody({self.num_outputs} outputs, at most {self.max_iterations} steps)"
+
+    def _program(self, which: str) -> Any:
+        from .executor import CompiledSymbol  # the executor imports this module's parent
+        program = self._programs.get(which)
+        if program is None:
+            if which == "cond":
+                program = CompiledSymbol(self.condition, wrt=[])
+            elif which == "body":
+                program = CompiledSymbol(self.body, wrt=[])
+            else:
+                wrt = [n for n in self.var_names + self.free_names if n in self._body_inputs]
+                program = CompiledSymbol(self.body, wrt=wrt)
+            self._programs[which] = program
+        return program
+
+    def _feeds(self, variables: Any, free: Any, used: set[str]) -> dict[str, Any]:
+        given = dict(zip(self.var_names, variables))
+        given.update(zip(self.free_names, free))
+        return {k: v for k, v in given.items() if k in used}
+
+    def infer(self, types: Any) -> list:
+        """The node's output types from its input types."""
+        names = self.var_names + self.free_names
+        typed = symbol_types.materialize(self.body.entries,
+                                         {n: t.shape for n, t in zip(names, types)},
+                                         {n: t.dtype for n, t in zip(names, types)})
+        out = []
+        for k, entry in enumerate(typed.entries(self.body.entries)):
+            shape = entry.shape if k >= self.num_step_outputs else \
+                (self.max_iterations,) + entry.shape
+            out.append(TensorType(shape, entry.dtype))
+        return out
+
+    def _run(self, arrays: Any) -> tuple[list, list, list]:
+        count = len(self.var_names)
+        variables, free = list(arrays[:count]), list(arrays[count:])
+        steps, history = [], []
+        while len(steps) < self.max_iterations:
+            truth, _ = self._program("cond")(**self._feeds(variables, free,
+                                                           self._cond_inputs))
+            if not np.asarray(truth).ravel()[0]:
+                break
+            history.append(variables)
+            value, _ = self._program("body")(**self._feeds(variables, free,
+                                                           self._body_inputs))
+            values = [np.asarray(v) for v in (value if isinstance(value, list) else [value])]
+            steps.append(values[:self.num_step_outputs])
+            variables = values[self.num_step_outputs:]
+        return steps, variables, history
+
+    def forward(self, arrays: Any) -> tuple:
+        """Run the loop: the padded step outputs, then the final loop variables."""
+        steps, variables, _ = self._run(arrays)
+        types = self.infer([TensorType(a.shape, a.dtype) for a in arrays])
+        outputs = []
+        for k, out_type in enumerate(types[:self.num_step_outputs]):
+            stacked = np.zeros(out_type.shape, out_type.dtype)
+            for step, values in enumerate(steps):
+                stacked[step] = values[k]
+            outputs.append(stacked)
+        return tuple(outputs + [np.asarray(v) for v in variables])
+
+    def backward(self, grads: Any, arrays: Any) -> tuple:
+        """The gradients of every input, by func's gradient over the steps taken,
+        in reverse."""
+        count = len(self.var_names)
+        free = list(arrays[count:])
+        _, _, history = self._run(arrays)
+        var_grads = [np.asarray(g) for g in grads[self.num_step_outputs:]]
+        free_grads = [np.zeros_like(a) for a in free]
+        for step in reversed(range(len(history))):
+            heads = [np.asarray(g[step]) for g in grads[:self.num_step_outputs]] + var_grads
+            _, got = self._program("gradient")(heads, **self._feeds(history[step], free,
+                                                                   self._body_inputs))
+            var_grads = [np.asarray(got[n]) if n in got else np.zeros_like(v)
+                         for n, v in zip(self.var_names, history[step])]
+            for k, name in enumerate(self.free_names):
+                if name in got:
+                    free_grads[k] += np.asarray(got[name])
+        return tuple(var_grads + free_grads)
+
+
 def while_loop(cond: Callable, func: Callable, loop_vars: Any,
                max_iterations: int | None = None, name: str = "while_loop"
                ) -> tuple[Any, Any]:
-    """Symbolic ``while_loop``, unrolled ``max_iterations`` times (see the module
-    docstring); outputs have ``max_iterations`` rows, zeros after the last step."""
+    """Symbolic ``while_loop``: ``cond`` and ``func`` traced once into one
+    ``_while_loop`` node that runs func while cond holds, at most
+    ``max_iterations`` times (see :class:`WhileBody`); outputs have
+    ``max_iterations`` rows, zeros after the last step taken."""
     if max_iterations is None:
         raise ValueError("max_iterations should be specified")
     variables, vars_are_list = _as_list(loop_vars)
-    steps: list[list[Symbol]] = []
-    outputs_are_list = False
-    active: Symbol | None = None
-    for _ in range(int(max_iterations)):
-        truth = _apply("_not_equal_scalar", cond(*variables), scalar=0.0)
-        active = truth if active is None else _apply("broadcast_mul", active, truth)
-        result = func(*variables)
-        if not isinstance(result, (list, tuple)) or len(result) != 2:
-            raise ValueError("func must return (step_output, new_loop_vars)")
-        outs, outputs_are_list = _as_list(result[0])
-        new_vars, _ = _as_list(result[1])
-        if len(new_vars) != len(variables):
-            raise ValueError(f"func returned {len(new_vars)} loop variables, expected "
-                             f"{len(variables)}")
-        steps.append([_blend(active, out, _apply("zeros_like", out)) for out in outs])
-        variables = [_blend(active, new, old) for new, old in zip(new_vars, variables)]
-    outputs = _stack(steps) if steps and steps[0] else []
-    result_outputs = outputs if outputs_are_list or not outputs else outputs[0]
-    return result_outputs, variables if vars_are_list else variables[0]
+    prefix = _fresh_name(name)
+    placeholders = [var(f"{prefix}_var{k}") for k in range(len(variables))]
+    condition = cond(*placeholders)
+    result = func(*placeholders)
+    if not isinstance(result, (list, tuple)) or len(result) != 2:
+        raise ValueError("func must return (step_output, new_loop_vars)")
+    outs, outputs_are_list = _as_list(result[0])
+    new_vars, _ = _as_list(result[1])
+    if len(new_vars) != len(variables):
+        raise ValueError(f"func returned {len(new_vars)} loop variables, expected "
+                         f"{len(variables)}")
+    body = Symbol([s._single_entry() for s in outs + new_vars])
+    own = {p._single_entry().node for p in placeholders}
+    free: list = []
+    for node in topo_order(condition.entries + body.entries):
+        if node.is_variable and node not in own and node not in free:
+            free.append(node)
+    callback = WhileBody(condition, body, [p.name for p in placeholders],
+                         [node.name for node in free], len(outs), int(max_iterations))
+    inputs = [s._single_entry() for s in variables] + [Entry(node, 0) for node in free]
+    node = _make_symbol(get_op("_while_loop"), inputs, {"callback": callback}, prefix)
+    results = [node[k] for k in range(len(node))]
+    stacked, final = results[:len(outs)], results[len(outs):]
+    result_outputs = stacked if outputs_are_list or not stacked else stacked[0]
+    return result_outputs, final if vars_are_list else final[0]
 
 
 def cond(pred: Symbol, then_func: Callable, else_func: Callable, name: str = "cond") -> Any:
@@ -314,6 +425,7 @@ def _custom_parameter_shapes(shapes: list, *, callback: CustomCallback, **_: Any
 # How many outputs a Custom node has before shapes are known, and the argument
 # shapes its prop infers (a weight's from the data's), for symbol_types.
 get_op("Custom").num_outputs = _custom_outputs  # type: ignore[attr-defined]
-get_op("_foreach").num_outputs = (  # type: ignore[attr-defined]
-    lambda attrs, num_inputs: attrs["callback"].num_outputs)
+for _loop in ("_foreach", "_while_loop"):
+    get_op(_loop).num_outputs = (  # type: ignore[attr-defined]
+        lambda attrs, num_inputs: attrs["callback"].num_outputs)
 symbol_types._PARAMETER_SHAPES["Custom"] = _custom_parameter_shapes

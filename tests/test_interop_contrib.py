@@ -188,6 +188,30 @@ value_and_grads("while_loop", lambda s: mx.nd.contrib.while_loop(
     loop_cond, loop_body, [mx.nd.array([0]), s], max_iterations=5)[0][0][:3],
     [nd("h0")], inputs["loop_head"])
 
+class Loop(mx.gluon.HybridBlock):
+    """A hybridized block around a symbolic while_loop (MXNet's rows after the
+    last step taken are junk: only those taken are returned)."""
+
+    def hybrid_forward(self, F, i, s, w):
+        out, (_, s_end) = F.contrib.while_loop(
+            lambda i, s: i < 3, lambda i, s: ([s * s * w], [i + 1, s * 0.5 + w]), [i, s],
+            max_iterations=5)
+        return F.slice_axis(out[0], axis=0, begin=0, end=3), s_end
+
+
+loop = Loop()
+loop.hybridize()
+s_in, w_in = nd("h0"), nd("w")
+s_in.attach_grad()
+w_in.attach_grad()
+with mx.autograd.record():
+    taken, s_end = loop(mx.nd.array([0]), s_in, w_in)
+mx.autograd.backward([taken, s_end], [mx.nd.array(inputs["loop_head"]), nd("w")])
+results["sym_while_loop"] = taken.asnumpy()
+results["sym_while_loop_end"] = s_end.asnumpy()
+results["sym_while_loop_grad_s"] = s_in.grad.asnumpy()
+results["sym_while_loop_grad_w"] = w_in.grad.asnumpy()
+
 # a model around a CustomOp (a scaled softsign with its own backward)
 class Softsign(mx.operator.CustomOp):
     def __init__(self, scale):

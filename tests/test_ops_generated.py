@@ -34,6 +34,9 @@ EXEMPT = {
     "_foreach": "its body is a traced subgraph: tested through contrib.foreach on "
                 "symbols of unknown length in tests/test_control_flow.py",
     "_backward_foreach": "the backward half of _foreach (same tests)",
+    "_while_loop": "its cond and func are traced subgraphs: tested through symbolic "
+                   "contrib.while_loop in tests/test_control_flow.py",
+    "_backward_while_loop": "the backward half of _while_loop (same tests)",
     "_contrib_gradientmultiplier": "its gradient is by design not its forward's derivative "
                                    "(g * scalar): tested in tests/test_contrib.py",
     "_contrib_round_ste": "straight-through: the gradient is g, not round's derivative "

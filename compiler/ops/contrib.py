@@ -1356,14 +1356,14 @@ register(OpDef(name="_backward_Custom", infer=_custom_back_types, impl=_custom_b
 
 
 # ---------------------------------------------------------------------------
-# _foreach: a loop whose body is a subgraph, for data whose length is not known
-# when the loop is traced (symbols with unknown shapes unroll nothing)
+# _foreach and _while_loop: loops whose body is a subgraph (a foreach over data
+# whose length is not known when traced; every symbolic while_loop)
 # ---------------------------------------------------------------------------
-# The ``callback`` (made by mx.sym.contrib.foreach) holds the body graph and
-# provides ``infer(types)``, ``forward(arrays)`` and ``backward(grads, arrays)``
-# on numpy arrays, as Custom's does. Inputs: the data arrays, the initial states,
-# then the body's free variables; outputs: the stacked step outputs, then the
-# final states.
+# The ``callback`` (made by mx.sym.contrib) holds the traced graphs and provides
+# ``num_outputs``, ``infer(types)``, ``forward(arrays)`` and ``backward(grads,
+# arrays)`` on numpy arrays, as Custom's does. Inputs: the loop's own inputs
+# (data and states, or loop variables), then the body's free variables; outputs:
+# the stacked step outputs, then the final states.
 
 def _foreach_types(types, *, callback):
     return list(callback.infer(types))
@@ -1373,11 +1373,18 @@ def _foreach(*arrays, callback):
     return tuple(callback.forward(arrays))
 
 
-def foreach_grad(g, *inputs, out, callback):
-    """the body's vector-Jacobian products, in reverse over the steps"""
-    grads = g if isinstance(g, tuple) else (g,)
-    results = grads[0]._apply("_backward_foreach", (*grads, *inputs), {"callback": callback})
-    return results if isinstance(results, tuple) else (results,)
+def _loop_grad(backward_op: str):
+    def grad(g, *inputs, out, callback):
+        grads = g if isinstance(g, tuple) else (g,)
+        results = grads[0]._apply(backward_op, (*grads, *inputs), {"callback": callback})
+        return results if isinstance(results, tuple) else (results,)
+
+    grad.__doc__ = "the body's vector-Jacobian products, in reverse over the steps taken"
+    return grad
+
+
+foreach_grad = _loop_grad("_backward_foreach")
+while_loop_grad = _loop_grad("_backward_while_loop")
 
 
 register(OpDef(name="_foreach", infer=_foreach_types, impl=_foreach, grad=foreach_grad,
@@ -1399,6 +1406,16 @@ register(OpDef(name="_backward_foreach", infer=_foreach_back_types, impl=_foreac
                attrs={"callback": Attr(_identity)}, variadic=True, differentiable=False,
                kind="opaque",
                doc="The backward of _foreach: the gradients of its inputs (inputs are "
+                   "its output gradients, then its inputs)."))
+register(OpDef(name="_while_loop", infer=_foreach_types, impl=_foreach, grad=while_loop_grad,
+               attrs={"callback": Attr(_identity)}, variadic=True, kind="opaque",
+               doc="contrib.while_loop over traced cond and func graphs: func runs while "
+                   "cond holds, at most max_iterations times; outputs padded with zeros."
+                   "\n\nGradient\n--------\nfunc's gradient, step by step in reverse"))
+register(OpDef(name="_backward_while_loop", infer=_foreach_back_types, impl=_foreach_back,
+               attrs={"callback": Attr(_identity)}, variadic=True, differentiable=False,
+               kind="opaque",
+               doc="The backward of _while_loop: the gradients of its inputs (inputs are "
                    "its output gradients, then its inputs)."))
 
 
