@@ -458,3 +458,26 @@ def test_unroll_inside_a_hybridized_block_equals_imperative(make):
         for name in grads0:
             np.testing.assert_allclose(grads1[name], grads0[name], rtol=1e-4, atol=1e-6,
                                        err_msg=name)
+
+
+def test_layer_with_sequence_length_runs_each_sequence_on_its_steps():
+    x = RNG.uniform(-1, 1, (5, 3, 2))
+    lengths = [5, 2, 3]
+    layer = _ready(rnn.LSTM(3, bidirectional=True, use_sequence_length=True), x,
+                   lambda net, data: _layer_run_lengths(net, data, [5, 5, 5]))
+    out, states = _layer_run_lengths(layer, _array(x), lengths)
+    for b, length in enumerate(lengths):
+        alone, alone_states = layer(_array(x[:length, b:b + 1]),
+                                    layer.begin_state(1, dtype="float64"),
+                                    mx.nd.array([length], dtype="float64"))
+        np.testing.assert_allclose(out.asnumpy()[:length, b], alone.asnumpy()[:, 0],
+                                   rtol=1e-10)
+        assert not out.asnumpy()[length:, b].any()
+        for got, expected in zip(states, alone_states):
+            np.testing.assert_allclose(got.asnumpy()[:, b], expected.asnumpy()[:, 0],
+                                       rtol=1e-10)
+
+
+def _layer_run_lengths(net, data, lengths):
+    states = net.begin_state(data.shape[1], dtype=data.dtype)
+    return net(data, states, mx.nd.array(lengths, dtype=data.dtype))
