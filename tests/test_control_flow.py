@@ -318,3 +318,29 @@ def test_symbol_branch_not_taken_keeps_its_nan_out():
     y = mx.sym.contrib.cond(mx.sym.var("p"), lambda: mx.sym.sqrt(x), lambda: x * 2)
     got = y.eval(p=mx.nd.array([0]), x=mx.nd.array([-4.0, 1.0]))[0]
     np.testing.assert_array_equal(got.asnumpy(), [-8.0, 2.0])
+
+
+def test_symbol_while_loop_is_one_node_whatever_max_iterations():
+    i, s, w = mx.sym.var("i"), mx.sym.var("s"), mx.sym.var("w")
+    out, (_, s_end) = mx.sym.contrib.while_loop(
+        lambda i, s: i < 150, lambda i, s: (s * w, [i + 1, s * 0.99 + w]), [i, s],
+        max_iterations=1000)
+    assert [n.op.name for n in out._nodes() if not n.is_variable] == ["_while_loop"]
+    loss = mx.sym.sum(out) + mx.sym.sum(s_end)
+    f = mx.compile(loss, wrt=["s", "w"])
+    value, grads = f(i=np.array([0.0]), s=np.array([1.0]), w=np.array([0.01]))
+
+    def numpy_loss(s, w):
+        total = 0.0
+        for _ in range(150):
+            total += s * w
+            s = s * 0.99 + w
+        return total + s
+
+    np.testing.assert_allclose(value, numpy_loss(1.0, 0.01), rtol=1e-12)
+    eps = 1e-6
+    np.testing.assert_allclose(grads["s"], (numpy_loss(1 + eps, 0.01) -
+                                            numpy_loss(1 - eps, 0.01)) / (2 * eps), rtol=1e-7)
+    np.testing.assert_allclose(grads["w"], (numpy_loss(1.0, 0.01 + eps) -
+                                            numpy_loss(1.0, 0.01 - eps)) / (2 * eps), rtol=1e-6)
+    assert out.infer_shape(i=(1,), s=(1,), w=(1,))[1] == [(1000, 1)]
