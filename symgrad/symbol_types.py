@@ -31,6 +31,7 @@ follow from the data shape (MXNet infers ``fc1_weight`` from ``data``).
 
 from __future__ import annotations
 
+import ast
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -467,7 +468,51 @@ def _learn_parameter_shapes(node: Node, inputs: Sequence[Entry | None],
         if shape is not None and entry.node.is_variable and var_shape.get(entry.node) is None:
             var_shape[entry.node] = tuple(shape)
             learned = True
+        elif shape is not None and not entry.node.is_variable:
+            learned |= _learn_packed(entry, tuple(shape), var_shape)
     return learned
+
+
+def _partial_shape(entry: Entry, var_shape: dict[Node, tuple | None]) -> tuple | None:
+    """A variable's shape (learned, or declared with 0 for unknown sizes), or the
+    size of a flattening Reshape of one; None otherwise."""
+    node = entry.node
+    if node.is_variable:
+        declared = node.attrs.get("__shape__")  # kept as written when it holds a 0
+        return var_shape.get(node) or node.types[0].shape or \
+            (tuple(ast.literal_eval(declared)) if declared else None)
+    if node.op.name == "Reshape" and tuple(node.attrs["shape"]) == (-1,):
+        inner = _partial_shape(node.inputs[0], var_shape)
+        return None if inner is None else (int(np.prod(inner)),)
+    return None
+
+
+def _learn_packed(entry: Entry, shape: tuple, var_shape: dict[Node, tuple | None]) -> bool:
+    """Learn the variables packed into an RNN's parameter vector of ``shape``
+    (``_rnn_param_concat`` of flattened weights, as MXNet's RNN layers write it):
+    the weights of unknown input size share the size left over, as MXNet infers."""
+    node = entry.node
+    if node.op.name != "_rnn_param_concat" or len(shape) != 1:
+        return False
+    pieces = []  # (variable, declared shape) of the flattened weights of unknown size
+    known = 0
+    for part in node.inputs:
+        size = _partial_shape(part, var_shape)
+        if size is not None and size[0] != 0:
+            known += size[0]
+            continue
+        inner = part.node.inputs[0] if part.node.op.name == "Reshape" else part
+        declared = _partial_shape(inner, var_shape) if inner.node.is_variable else None
+        if declared is None or declared.count(0) != 1:
+            return False
+        pieces.append((inner.node, declared))
+    factor = sum(int(np.prod([s for s in declared if s])) for _, declared in pieces)
+    if not pieces or factor == 0 or (shape[0] - known) % factor:
+        return False
+    missing = (shape[0] - known) // factor
+    for variable, declared in pieces:
+        var_shape[variable] = tuple(missing if s == 0 else s for s in declared)
+    return True
 
 
 def warn_unknown(names: Sequence[str]) -> None:

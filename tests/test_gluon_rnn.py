@@ -254,7 +254,7 @@ def test_language_model_trains():
             super().__init__(**kwargs)
             with self.name_scope():
                 self.embedding = gluon.nn.Embedding(10, 6)
-                self.lstm = rnn.LSTM(8, num_layers=2, input_size=6)
+                self.lstm = rnn.LSTM(8, num_layers=2)  # input size inferred
                 self.decoder = gluon.nn.Dense(10, flatten=False)
 
         def hybrid_forward(self, F, tokens):
@@ -481,3 +481,12 @@ def test_layer_with_sequence_length_runs_each_sequence_on_its_steps():
 def _layer_run_lengths(net, data, lengths):
     states = net.begin_state(data.shape[1], dtype=data.dtype)
     return net(data, states, mx.nd.array(lengths, dtype=data.dtype))
+
+
+def test_symbol_of_a_layer_infers_every_parameter_shape():
+    layer = rnn.GRU(4, num_layers=2, bidirectional=True, prefix="g_")
+    out = layer(mx.sym.var("data"))
+    shapes, outputs, _ = out.infer_shape(data=(3, 2, 5))
+    shapes = dict(zip(out.list_arguments(), shapes))
+    assert shapes["g_l0_i2h_weight"] == (12, 5) and shapes["g_r0_i2h_weight"] == (12, 5)
+    assert shapes["g_l1_i2h_weight"] == (12, 8) and outputs == [(3, 2, 8)]
