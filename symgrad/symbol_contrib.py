@@ -12,10 +12,8 @@ any other ops:
   which runs func while cond holds, at most ``max_iterations`` times, and its
   gradient over the steps taken in reverse; the outputs have ``max_iterations``
   rows as in MXNet (zeros after the last step);
-* ``cond`` computes both branches and selects by the predicate with ``where``:
-  the branch not chosen is still computed, and a gradient through an op whose
-  local derivative is infinite there (``1 / 0``) can become NaN (0 * inf), which
-  MXNet's graph executor avoids by not running it.
+* ``cond`` traces both branches into a ``_cond`` node that runs only the one
+  the predicate picks, forward and backward.
 
 >>> import symgrad as mx
 >>> x = mx.sym.var("x", shape=(3, 2))
@@ -218,12 +216,6 @@ def _foreach_subgraph(body: Callable, arrays: list, data_is_list: bool, states: 
             final if states_are_list else final[0])
 
 
-def _blend(mask: Symbol, new: Symbol, old: Symbol) -> Symbol:
-    """new where the scalar mask is nonzero, else old (``where``, so an inf or NaN
-    in the branch not taken does not reach the result)."""
-    return _apply("where", _apply("broadcast_like", mask, new), new, old)
-
-
 class WhileBody:
     """The callback of a ``_while_loop`` node (see ``compiler/ops/contrib.py``):
     the traced ``cond`` and ``func`` as Symbols over placeholder loop variables,
@@ -366,15 +358,87 @@ def while_loop(cond: Callable, func: Callable, loop_vars: Any,
     return result_outputs, final if vars_are_list else final[0]
 
 
+class CondBody:
+    """The callback of a ``_cond`` node (see ``compiler/ops/contrib.py``): the
+    traced branches as Symbols; the predicate (the node's input 0) picks the one
+    that runs, forward and backward. The other inputs are the branches' free
+    variables."""
+
+    def __init__(self, then_graph: Symbol, else_graph: Symbol, free_names: list[str]) -> None:
+        self.branches = (else_graph, then_graph)
+        self.free_names = free_names
+        self.num_outputs = len(then_graph)
+        self._inputs = [set(graph.list_inputs()) for graph in self.branches]
+        self._programs: dict[tuple[int, bool], Any] = {}
+
+    def __repr__(self) -> str:
+        return f"CondBody({self.num_outputs} outputs)"
+
+    def _program(self, branch: int, gradient: bool) -> Any:
+        from .executor import CompiledSymbol  # the executor imports this module's parent
+        program = self._programs.get((branch, gradient))
+        if program is None:
+            wrt = [n for n in self.free_names if n in self._inputs[branch]] if gradient else []
+            program = self._programs[branch, gradient] = CompiledSymbol(self.branches[branch],
+                                                                        wrt=wrt)
+        return program
+
+    def _feeds(self, branch: int, arrays: Any) -> dict[str, Any]:
+        return {n: a for n, a in zip(self.free_names, arrays[1:]) if n in self._inputs[branch]}
+
+    def infer(self, types: Any) -> list:
+        """The node's output types (the then branch's; the else branch must agree)."""
+        names = self.free_names
+        shapes = {n: t.shape for n, t in zip(names, types[1:])}
+        dtypes = {n: t.dtype for n, t in zip(names, types[1:])}
+        found = []
+        for graph in self.branches:
+            typed = symbol_types.materialize(graph.entries, shapes, dtypes)
+            found.append([e.type for e in typed.entries(graph.entries)])
+        if found[0] != found[1]:
+            raise MXNetError(f"cond: the branches give different types: then {found[1]}, "
+                             f"else {found[0]}")
+        return found[1]
+
+    def _branch(self, arrays: Any) -> int:
+        return int(bool(np.asarray(arrays[0]).ravel()[0]))
+
+    def forward(self, arrays: Any) -> tuple:
+        """Run the branch the predicate picks."""
+        branch = self._branch(arrays)
+        value, _ = self._program(branch, False)(**self._feeds(branch, arrays))
+        return tuple(np.asarray(v) for v in (value if isinstance(value, list) else [value]))
+
+    def backward(self, grads: Any, arrays: Any) -> tuple:
+        """The gradients of the inputs through the branch taken (zero for the
+        predicate and for variables only the other branch reads)."""
+        branch = self._branch(arrays)
+        _, got = self._program(branch, True)([np.asarray(g) for g in grads],
+                                             **self._feeds(branch, arrays))
+        free = [np.asarray(got[n]) if n in got else np.zeros_like(a)
+                for n, a in zip(self.free_names, arrays[1:])]
+        return (np.zeros_like(arrays[0]), *free)
+
+
 def cond(pred: Symbol, then_func: Callable, else_func: Callable, name: str = "cond") -> Any:
-    """Symbolic ``cond``: both branches computed, blended by the scalar ``pred``."""
-    truth = _apply("_not_equal_scalar", pred, scalar=0.0)
+    """Symbolic ``cond``: both branches traced into one ``_cond`` node that runs
+    ``then_func``'s graph if the scalar ``pred`` is nonzero, else ``else_func``'s
+    (see :class:`CondBody`)."""
     then_out, is_list = _as_list(then_func())
     else_out, _ = _as_list(else_func())
     if len(then_out) != len(else_out):
         raise ValueError("then_func and else_func must return as many outputs")
-    blended = [_blend(truth, a, b) for a, b in zip(then_out, else_out)]
-    return blended if is_list else blended[0]
+    then_graph = Symbol([s._single_entry() for s in then_out])
+    else_graph = Symbol([s._single_entry() for s in else_out])
+    free: list = []
+    for node in topo_order(then_graph.entries + else_graph.entries):
+        if node.is_variable and node not in free:
+            free.append(node)
+    callback = CondBody(then_graph, else_graph, [node.name for node in free])
+    inputs = [pred._single_entry()] + [Entry(node, 0) for node in free]
+    node = _make_symbol(get_op("_cond"), inputs, {"callback": callback}, _fresh_name(name))
+    results = [node[k] for k in range(len(node))]
+    return results if is_list else results[0]
 
 
 def isinf(data: Symbol) -> Symbol:
@@ -425,7 +489,7 @@ def _custom_parameter_shapes(shapes: list, *, callback: CustomCallback, **_: Any
 # How many outputs a Custom node has before shapes are known, and the argument
 # shapes its prop infers (a weight's from the data's), for symbol_types.
 get_op("Custom").num_outputs = _custom_outputs  # type: ignore[attr-defined]
-for _loop in ("_foreach", "_while_loop"):
+for _loop in ("_foreach", "_while_loop", "_cond"):
     get_op(_loop).num_outputs = (  # type: ignore[attr-defined]
         lambda attrs, num_inputs: attrs["callback"].num_outputs)
 symbol_types._PARAMETER_SHAPES["Custom"] = _custom_parameter_shapes

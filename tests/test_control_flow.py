@@ -313,11 +313,16 @@ def test_compiled_backend_runs_unrolled_loops(compiled):
     np.testing.assert_allclose(grads["s"], xv.sum(axis=0) + 1)
 
 
-def test_symbol_branch_not_taken_keeps_its_nan_out():
+def test_symbol_cond_runs_only_the_branch_taken():
     x = mx.sym.var("x")
-    y = mx.sym.contrib.cond(mx.sym.var("p"), lambda: mx.sym.sqrt(x), lambda: x * 2)
-    got = y.eval(p=mx.nd.array([0]), x=mx.nd.array([-4.0, 1.0]))[0]
-    np.testing.assert_array_equal(got.asnumpy(), [-8.0, 2.0])
+    y = mx.sym.contrib.cond(mx.sym.var("p"), lambda: 1 / mx.sym.sqrt(x), lambda: x * 2)
+    assert [n.op.name for n in y._nodes() if not n.is_variable] == ["_cond"]
+    got = y.eval(p=mx.nd.array([0]), x=mx.nd.array([-4.0, 0.0]))[0]
+    np.testing.assert_array_equal(got.asnumpy(), [-8.0, 0.0])
+    # the branch not taken would give NaN and inf, and their gradients NaN
+    _, grads = mx.compile(mx.sym.sum(y), wrt=["x"])(p=np.array([0.0]),
+                                                     x=np.array([-4.0, 0.0]))
+    np.testing.assert_array_equal(grads["x"], [2.0, 2.0])
 
 
 def test_symbol_while_loop_is_one_node_whatever_max_iterations():

@@ -37,6 +37,9 @@ EXEMPT = {
     "_while_loop": "its cond and func are traced subgraphs: tested through symbolic "
                    "contrib.while_loop in tests/test_control_flow.py",
     "_backward_while_loop": "the backward half of _while_loop (same tests)",
+    "_cond": "its branches are traced subgraphs: tested through symbolic contrib.cond in "
+             "tests/test_control_flow.py",
+    "_backward_cond": "the backward half of _cond (same tests)",
     "_contrib_gradientmultiplier": "its gradient is by design not its forward's derivative "
                                    "(g * scalar): tested in tests/test_contrib.py",
     "_contrib_round_ste": "straight-through: the gradient is g, not round's derivative "

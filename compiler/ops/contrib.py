@@ -1412,6 +1412,17 @@ register(OpDef(name="_while_loop", infer=_foreach_types, impl=_foreach, grad=whi
                doc="contrib.while_loop over traced cond and func graphs: func runs while "
                    "cond holds, at most max_iterations times; outputs padded with zeros."
                    "\n\nGradient\n--------\nfunc's gradient, step by step in reverse"))
+register(OpDef(name="_cond", infer=_foreach_types, impl=_foreach,
+               grad=_loop_grad("_backward_cond"), attrs={"callback": Attr(_identity)},
+               variadic=True, kind="opaque",
+               doc="contrib.cond over traced branches: the predicate (input 0) picks "
+                   "which branch runs.\n\nGradient\n--------\nthe chosen branch's "
+                   "gradient; none for the predicate"))
+register(OpDef(name="_backward_cond", infer=_foreach_back_types, impl=_foreach_back,
+               attrs={"callback": Attr(_identity)}, variadic=True, differentiable=False,
+               kind="opaque",
+               doc="The backward of _cond: the gradients of its inputs (inputs are its "
+                   "output gradients, then its inputs)."))
 register(OpDef(name="_backward_while_loop", infer=_foreach_back_types, impl=_foreach_back,
                attrs={"callback": Attr(_identity)}, variadic=True, differentiable=False,
                kind="opaque",
