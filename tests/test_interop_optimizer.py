@@ -665,3 +665,40 @@ def test_we_continue_from_mxnets_pickled_optimizer(case, mxnet_continued):
             updater(i, mx.nd.array(data[f"g{s}_{i}"], dtype=dtype), weights[i])
     for i in range(2):
         _close(weights[i].asnumpy(), ours[name][i], f"{name}: parameter {i}", dtype, steps=6)
+
+
+TRAINER_ERRORS = '''
+import json
+
+def error_of(fn):
+    try:
+        fn()
+    except Exception as err:
+        return type(err).__name__
+    return None
+
+def trainer_of_uninitialized():
+    net = mx.gluon.nn.Dense(2, in_units=3)
+    mx.gluon.Trainer(net.collect_params(), "sgd")
+
+def step_with_deferred():
+    net = mx.gluon.nn.Dense(2)
+    net.initialize()
+    mx.gluon.Trainer(net.collect_params(), "sgd").step(1)
+
+errors = {"uninitialized": error_of(trainer_of_uninitialized),
+          "deferred": error_of(step_with_deferred)}
+'''
+
+
+def test_trainer_over_uninitialized_parameters_raises_as_mxnet(mxnet_python, tmp_path):
+    """A Trainer over Parameters never initialized is refused when made
+    (RuntimeError), and a step while a shape is still deferred raises
+    DeferredInitializationError (not a stale-gradient warning), as in MXNet."""
+    theirs = json.loads(run_mxnet(
+        mxnet_python, "import mxnet as mx\n" + TRAINER_ERRORS + "print(json.dumps(errors))\n",
+        tmp_path).strip().splitlines()[-1])
+    scope: dict = {"mx": mx}
+    exec(TRAINER_ERRORS, scope)
+    assert scope["errors"] == theirs == {"uninitialized": "RuntimeError",
+                                         "deferred": "DeferredInitializationError"}

@@ -267,9 +267,12 @@ class Parameter:
         return [self.grad()]
 
     def list_ctx(self) -> list[Context]:
-        """The contexts the parameter lives on."""
-        if self._data is None and self._deferred_init:
-            return list(self._deferred_init[1])
+        """The contexts the parameter lives on (those ``initialize`` was given
+        while it waits for its shape); an error before ``initialize``, as MXNet."""
+        if self._data is None:
+            if self._deferred_init:
+                return list(self._deferred_init[1])
+            raise RuntimeError(f"Parameter '{self.name}' has not been initialized")
         return list(self._ctx)
 
     def set_data(self, data: Any) -> None:

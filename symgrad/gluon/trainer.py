@@ -72,6 +72,7 @@ class Trainer:
                                  f"list of {type(param)}.")
             self._param2idx[param.name] = i
             self._params.append(param)
+            param.list_ctx()  # MXNet reads every context now: uninitialized raises
         self._compression_params = compression_params
         self._init_optimizer(optimizer, optimizer_params or {})
         self._scale = self._optimizer.rescale_grad
@@ -86,6 +87,11 @@ class Trainer:
         """Make or take the KVStore and decide ``update_on_kvstore``, as MXNet."""
         from .. import kvstore as kvs
 
+        # MXNet reads every parameter's array to make its store: one still waiting
+        # for its shape raises DeferredInitializationError here, not a stale-gradient
+        # warning later
+        for param in self._params:
+            param.data()
         config = self._kvstore_params
         kvstore, update_on_kvstore = config["kvstore"], None
         if isinstance(kvstore, kvs.KVStore):
