@@ -212,6 +212,17 @@ results["sym_while_loop_end"] = s_end.asnumpy()
 results["sym_while_loop_grad_s"] = s_in.grad.asnumpy()
 results["sym_while_loop_grad_w"] = w_in.grad.asnumpy()
 
+class Branch(mx.gluon.HybridBlock):
+    def hybrid_forward(self, F, x, w):
+        return F.contrib.cond(F.sum(x) > 0, lambda: F.tanh(x) * w, lambda: x * x - w)
+
+
+branch = Branch()
+branch.hybridize()
+for sign in (1, -1):
+    value_and_grads(f"sym_cond_{sign}", lambda x, w: branch(x * sign, w),
+                    [nd("h0"), nd("w")], inputs["w"])
+
 # a model around a CustomOp (a scaled softsign with its own backward)
 class Softsign(mx.operator.CustomOp):
     def __init__(self, scale):
