@@ -10,7 +10,6 @@ backward of a new graph never waits for numba.
 
 from __future__ import annotations
 
-import atexit
 import math
 import operator
 import os
@@ -24,7 +23,7 @@ import numpy as np
 from ..ir import Node
 from ..passes import format_graph, run_pipeline, simplify
 from ..program import ProgramGraph, interpret_runner
-from . import cache, library, threads
+from . import background, cache, library, threads
 from .codegen import KernelSource, generate
 from .entry import EntrySource, entry_runner, generate_entry
 
@@ -229,7 +228,8 @@ class CompiledProgram:
         self._plan: _Plan | None = None
         self._ready = False
         self._failed = False
-        self._compiling: threading.Thread | None = None
+        self._compiling: background.Job | None = None
+        self._calls = 0  # calls answered before compiling started (see compile_after)
         self._lock = threading.Lock()
         self._direct: Callable | None = None  # set once the kernels are ready
         self._entry: Callable | None = None  # likewise
@@ -329,16 +329,13 @@ class CompiledProgram:
 
     def _start(self, args: Sequence[np.ndarray]) -> None:
         copies = [np.array(a) for a in args]  # the caller may overwrite its arrays
-        self._compiling = threading.Thread(target=self._compile, args=(copies,), daemon=True,
-                                           name="symgrad-compile")
-        _background.append(self._compiling)
-        self._compiling.start()
+        self._compiling = background.submit(lambda: self._compile(copies))
 
     def wait(self) -> None:
         """Block until the kernels are ready."""
-        thread = self._compiling
-        if thread is not None:
-            thread.join()
+        job = self._compiling
+        if job is not None:
+            job.wait()
 
     # -- running ------------------------------------------------------------------
     def __call__(self, args: Sequence[np.ndarray], out: Sequence[Any] | None = None) -> list:
@@ -352,10 +349,14 @@ class CompiledProgram:
             else:
                 # Answer this call on the interpreter first, then let numba work in the
                 # background: a first backward never waits for, or competes with, it.
+                # A program compiles once it has been called often enough that the
+                # investment may pay (a graph run once never compiles).
                 result = self.fallback(args, out)
-                with self._lock:
-                    if self._compiling is None and not self._ready and not self._failed:
-                        self._start(args)
+                self._calls += 1
+                if self._calls >= compile_after():
+                    with self._lock:
+                        if self._compiling is None and not self._ready and not self._failed:
+                            self._start(args)
                 return result
         direct = self._direct
         if direct is not None:
@@ -495,18 +496,9 @@ def _direct_runner(plan: _Plan) -> Callable | None:
     return run
 
 
-_background: list[threading.Thread] = []
-
-
 def wait_for_compilation(timeout: float | None = None) -> None:
     """Block until every background compilation started so far has finished."""
-    for thread in list(_background):
-        thread.join(timeout)
-    _background[:] = [t for t in _background if t.is_alive()]
-
-
-# A process must not exit while numba is writing a kernel to the disk cache.
-atexit.register(wait_for_compilation)
+    background.wait(timeout)
 
 
 def compile_mode() -> str:
@@ -514,6 +506,13 @@ def compile_mode() -> str:
     compiles) or ``sync`` (compile before the first call returns), from
     ``SYMGRAD_COMPILE``."""
     return os.environ.get("SYMGRAD_COMPILE", "background")
+
+
+def compile_after() -> int:
+    """How many calls a program answers on the interpreter before it is compiled
+    in the background (``SYMGRAD_COMPILE_AFTER``, default 2): a graph built and
+    run once, as operator tests and one-off evaluations do, never pays for numba."""
+    return int(os.environ.get("SYMGRAD_COMPILE_AFTER", "2"))
 
 
 def compiled_runner(graph: ProgramGraph) -> CompiledProgram:

@@ -1,0 +1,99 @@
+"""The one background compiler: a single worker thread that compiles programs in
+the order they asked, so a process never runs more than one numba compilation
+behind the user's back, however many graphs it builds.
+
+A process does not wait for it at exit: ``atexit`` gives the job in progress a
+short grace period (``EXIT_GRACE`` seconds), then leaves it (the thread is a
+daemon). What an abandoned compilation wrote is safe to read later: generated
+modules and numba's cache files are written to a temporary name and renamed
+into place, so a reader sees a whole file or none. The main thread never blocks
+on the worker except through :func:`wait`, so Ctrl-C is never held up.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import threading
+from collections.abc import Callable
+
+EXIT_GRACE = 0.1  # seconds a process gives a compilation in progress at exit
+
+
+class Job:
+    """A compilation queued on the worker; ``done`` is set when it has run (or
+    was dropped because the process is exiting)."""
+
+    __slots__ = ("work", "done")
+
+    def __init__(self, work: Callable[[], None]):
+        self.work = work
+        self.done = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job has run; False if ``timeout`` passed first."""
+        return self.done.wait(timeout)
+
+
+_jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
+_pending: set[Job] = set()
+_lock = threading.Lock()
+_worker: threading.Thread | None = None
+_closing = False
+
+
+def _run_jobs() -> None:
+    while True:
+        job = _jobs.get()
+        try:
+            if not _closing:
+                job.work()
+        finally:
+            with _lock:
+                _pending.discard(job)
+            job.done.set()
+
+
+def submit(work: Callable[[], None]) -> Job:
+    """Queue ``work`` (a compilation; it must catch its own errors) on the worker."""
+    global _worker
+    job = Job(work)
+    with _lock:
+        if _worker is None or not _worker.is_alive():
+            _worker = threading.Thread(target=_run_jobs, daemon=True, name="symgrad-compile")
+            _worker.start()
+        _pending.add(job)
+    _jobs.put(job)
+    return job
+
+
+def wait(timeout: float | None = None) -> None:
+    """Block until every job queued so far has run (or ``timeout`` seconds passed)."""
+    with _lock:
+        jobs = list(_pending)
+    for job in jobs:
+        if not job.wait(timeout):
+            return
+
+
+def _at_exit() -> None:
+    """Drop queued jobs and give the one in progress ``EXIT_GRACE`` seconds."""
+    global _closing
+    _closing = True
+    wait(EXIT_GRACE)
+
+
+def _after_fork() -> None:
+    """A forked child has no worker thread and none of the parent's jobs."""
+    global _jobs, _worker, _lock
+    _jobs = queue.SimpleQueue()
+    _pending.clear()
+    _worker = None
+    _lock = threading.Lock()
+
+
+atexit.register(_at_exit)
+os.register_at_fork(after_in_child=_after_fork)
+
+__all__ = ["EXIT_GRACE", "Job", "submit", "wait"]

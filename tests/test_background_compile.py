@@ -1,0 +1,71 @@
+"""Background compilation never holds a process up: it starts once a program has
+been called twice, runs on one worker thread, is abandoned at exit after a short
+grace period, and never blocks Ctrl-C. Each case runs in a fresh process with an
+empty kernel cache, so a compilation really is in progress."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A program whose compilation takes seconds: many distinct elementwise ops.
+SCRIPT = r'''
+import sys, time
+import numpy as np
+import symgrad as mx
+from compiler.lower import background
+
+x = mx.sym.var("x")
+y = x
+for i in range(40):
+    y = mx.sym.tanh(y * (1.0 + i / 100)) + mx.sym.sin(y) * 0.5
+f = mx.compile(mx.sym.sum(y), wrt=["x"])
+data = np.linspace(-1, 1, 1000)
+for _ in range(3):
+    f(x=data)
+assert background._pending, "a compilation should be in progress"
+print("started", flush=True)
+if sys.argv[1] == "wait":
+    from compiler.lower.runner import wait_for_compilation
+    wait_for_compilation()
+print("done %.6f" % time.time(), flush=True)
+'''
+
+
+def _spawn(tmp_path: Path, mode: str) -> subprocess.Popen:
+    env = dict(os.environ, SYMGRAD_BACKEND="compiled", SYMGRAD_COMPILE="background",
+               SYMGRAD_CACHE_DIR=str(tmp_path / "cache"), NUMBA_CACHE_DIR=str(tmp_path / "nb"),
+               PYTHONPATH=str(ROOT))
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    return subprocess.Popen([sys.executable, str(script), mode], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_a_process_exits_without_waiting_for_a_compilation(tmp_path):
+    process = _spawn(tmp_path, "exit")
+    out, err = process.communicate(timeout=300)
+    exited = time.time()
+    assert process.returncode == 0, err
+    lines = out.split()
+    assert lines[0] == "started"
+    done = float(lines[lines.index("done") + 1])
+    assert exited - done < 1.0, f"the process took {exited - done:.2f} s to exit"
+
+
+def test_ctrl_c_while_waiting_for_a_compilation_interrupts_promptly(tmp_path):
+    process = _spawn(tmp_path, "wait")
+    assert process.stdout.readline().strip() == "started"
+    time.sleep(0.2)
+    sent = time.time()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+    assert time.time() - sent < 1.0
+    assert "KeyboardInterrupt" in err
+    assert "done" not in out
