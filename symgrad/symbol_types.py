@@ -408,6 +408,16 @@ def _wanted_shape(conflict: _ShapeConflict) -> list[int | None] | None:
             for axis in range(len(shapes[0]))]
 
 
+def _wanted_by_rule(conflict: _ShapeConflict) -> list | None:
+    """Per input, the shape the op's parameter-shape rule gives it from the other
+    inputs (an RNN's begin states from its data), or None."""
+    rule = _PARAMETER_SHAPES.get(conflict.node.op.name)
+    if rule is None:
+        return None
+    shapes = rule([entry.shape for entry in conflict.inputs], **conflict.node.attrs)
+    return [None if shape is None else list(shape) for shape in shapes]
+
+
 def _fill_zero_dims(conflict: _ShapeConflict, var_shape, var_dtype, is_train,
                     fills: dict[Node, tuple]) -> bool:
     """Learn zero dims of the creation nodes upstream of a rejected op that needs
@@ -422,13 +432,17 @@ def _fill_zero_dims(conflict: _ShapeConflict, var_shape, var_dtype, is_train,
     keeps the batch axis, elementwise ops keep every axis) without a backward
     rule per op.
     """
-    wanted = _wanted_shape(conflict)
-    if wanted is None:
+    shared = _wanted_shape(conflict)
+    wanted_shapes = [shared] * len(conflict.inputs) if shared is not None else \
+        _wanted_by_rule(conflict)
+    if wanted_shapes is None:
         return False
     learned = False
-    for original, typed in zip(conflict.node.inputs, conflict.inputs):
+    for original, typed, wanted in zip(conflict.node.inputs, conflict.inputs, wanted_shapes):
+        if wanted is None or len(wanted) != len(typed.shape):
+            continue
         missing = [axis for axis, size in enumerate(typed.shape)
-                   if size == 0 and wanted[axis] is not None]
+                   if size == 0 and wanted[axis]]  # None or 0: not known either
         if not missing:
             continue
         ancestors = topo_order([original])

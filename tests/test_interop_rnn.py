@@ -335,3 +335,44 @@ def test_model_exported_here_runs_in_mxnet(mxnet_python, tmp_path):
     np.save(tmp_path / "tokens.npy", tokens)
     run_mxnet(mxnet_python, IMPORT_SCRIPT, tmp_path)
     _close(np.load(tmp_path / "theirs.npy"), ours, "our exported model in MXNet")
+
+
+STATELESS_SCRIPT = """
+import numpy as np
+import mxnet as mx
+from mxnet import gluon
+from mxnet.gluon import nn, rnn
+
+
+class Tagger(gluon.HybridBlock):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.embedding = nn.Embedding(20, 8)
+            self.rnn = rnn.GRU(6, num_layers=2, bidirectional=True, input_size=8)
+            self.decoder = nn.Dense(20, flatten=False, in_units=12)
+
+    def hybrid_forward(self, F, tokens):
+        return self.decoder(self.rnn(self.embedding(tokens)))
+
+
+mx.random.seed(0)
+net = Tagger(prefix='tag_')
+net.initialize(mx.init.Xavier())
+net.hybridize()
+out = net(mx.nd.array(np.load('tokens.npy')))
+net.export('tagger')
+np.save('theirs.npy', out.asnumpy())
+"""
+
+
+def test_mxnet_model_with_zero_begin_states_loads_and_runs(mxnet_python, tmp_path):
+    # MXNet writes the layer's begin states as _zeros of batch size 0: their sizes
+    # come from the RNN op's data through shape inference
+    tokens = np.random.default_rng(4).integers(0, 20, (7, 3)).astype(np.float32)
+    np.save(tmp_path / "tokens.npy", tokens)
+    run_mxnet(mxnet_python, STATELESS_SCRIPT, tmp_path)
+    net = gluon.SymbolBlock.imports(str(tmp_path / "tagger-symbol.json"), ["data"],
+                                    str(tmp_path / "tagger-0000.params"))
+    out = net(mx.nd.array(tokens))
+    _close(out.asnumpy(), np.load(tmp_path / "theirs.npy"), "tagger output")
