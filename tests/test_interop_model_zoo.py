@@ -11,6 +11,8 @@
    ``get_model(...).load_parameters`` and through ``SymbolBlock.imports`` must
    give the same numbers to 1e-4 relative in float32 (float64 for two of the
    largest inputs, see ``SLOW``), and the same fully inferred parameter shapes.
+3. The other way: what is saved and exported here loads into MXNet's
+   ``get_model`` and ``SymbolBlock.imports`` and gives the same output there.
 
 Batch 1 at the smallest resolution each network accepts; DenseNet-121 (224) and
 Inception v3 (299) are the slow ones. One MXNet process serves the fast set.
@@ -219,3 +221,58 @@ def test_mxnet_weights_give_mxnets_numbers_large_inputs(mxnet_python, tmp_path, 
                                                         kwargs, dtype):
     folders = _generate(mxnet_python, tmp_path, [(name, size, kwargs, dtype)])
     _check(name, kwargs, folders[name])
+
+
+_LOAD_OURS_SCRIPT = """
+import json, os, sys
+os.environ["MXNET_MKLDNN_ENABLED"] = "0"
+os.environ["MXNET_STORAGE_FALLBACK_LOG_VERBOSE"] = "0"
+import numpy as np
+import mxnet as mx
+from mxnet.gluon.model_zoo import vision
+
+for case in json.load(open(sys.argv[1])):
+    folder = case["dir"]
+    x = mx.nd.array(np.load(os.path.join(folder, "x.npy")))
+    net = vision.get_model(case["name"], **case["kwargs"])
+    net.load_parameters(os.path.join(folder, "net.params"))
+    block = mx.gluon.SymbolBlock.imports(os.path.join(folder, "net-symbol.json"), ["data"],
+                                         os.path.join(folder, "net-0000.params"))
+    np.save(os.path.join(folder, "mxnet_y.npy"), net(x).asnumpy())
+    np.save(os.path.join(folder, "mxnet_imported_y.npy"), block(x).asnumpy())
+"""
+
+
+def test_mxnet_loads_what_symgrad_saves_and_exports(mxnet_python, tmp_path):
+    """The other way: weights saved here (``save_parameters``) load into MXNet's
+    own ``get_model``, and the exported symbol and parameters into MXNet's
+    ``SymbolBlock.imports``; both give this network's prediction-mode output."""
+    cases = [("resnet18_v2", 32, {"thumbnail": True, "classes": 10}),
+             ("mobilenetv2_0.25", 32, {"classes": 10}),
+             ("squeezenet1.1", 224, {"classes": 10})]
+    config, ours = [], {}
+    rng = np.random.RandomState(11)
+    for name, size, kwargs in cases:
+        folder = tmp_path / name
+        folder.mkdir()
+        net = vision.get_model(name, **kwargs)
+        net.initialize(mx.init.Xavier(factor_type="in", magnitude=2))
+        x = rng.uniform(-1, 1, (1, 3, size, size)).astype(np.float32)
+        net(mx.nd.array(x))
+        for param in net.collect_params().values():
+            if param.name.endswith("running_var"):
+                param.set_data(mx.nd.array(rng.uniform(0.5, 1.5, param.shape)))
+            elif param.name.endswith("running_mean"):
+                param.set_data(mx.nd.array(rng.normal(0, 0.1, param.shape)))
+        net.save_parameters(str(folder / "net.params"))
+        net.hybridize()
+        ours[name] = net(mx.nd.array(x)).asnumpy()
+        net.export(str(folder / "net"))
+        np.save(folder / "x.npy", x)
+        config.append({"name": name, "kwargs": kwargs, "dir": str(folder)})
+    (tmp_path / "cases.json").write_text(json.dumps(config))
+    run_mxnet(mxnet_python, _LOAD_OURS_SCRIPT, tmp_path, str(tmp_path / "cases.json"))
+    for name, _, _ in cases:
+        _close(np.load(tmp_path / name / "mxnet_y.npy"), ours[name], f"{name}: MXNet get_model")
+        _close(np.load(tmp_path / name / "mxnet_imported_y.npy"), ours[name],
+               f"{name}: MXNet SymbolBlock.imports")
