@@ -158,6 +158,14 @@ class MultiFactorScheduler(LRScheduler):
         return self.base_lr
 
 
+def _check_max_update(max_update: object) -> None:
+    """MXNet's checks of a decay's ``max_update``: an int, at least 1."""
+    if not isinstance(max_update, int):
+        raise AssertionError("max_update must be an int")
+    if max_update < 1:
+        raise ValueError("maximum number of updates must be strictly positive")
+
+
 class PolyScheduler(LRScheduler):
     """Polynomial decay to ``final_lr`` at ``max_update``: after warm-up,
     lr = final_lr + (base_lr - final_lr) (1 - (n - warmup_steps) / (max_update -
@@ -177,10 +185,7 @@ class PolyScheduler(LRScheduler):
                  final_lr: float = 0, warmup_steps: int = 0, warmup_begin_lr: float = 0,
                  warmup_mode: str = "linear"):
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
-        if not isinstance(max_update, int):
-            raise AssertionError("max_update must be an int")
-        if max_update < 1:
-            raise ValueError("maximum number of updates must be strictly positive")
+        _check_max_update(max_update)
         self.power = pwr
         self.base_lr_orig = self.base_lr
         self.max_update = max_update
@@ -214,10 +219,7 @@ class CosineScheduler(LRScheduler):
                  warmup_steps: int = 0, warmup_begin_lr: float = 0,
                  warmup_mode: str = "linear"):
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
-        if not isinstance(max_update, int):
-            raise AssertionError("max_update must be an int")
-        if max_update < 1:
-            raise ValueError("maximum number of updates must be strictly positive")
+        _check_max_update(max_update)
         self.base_lr_orig = base_lr
         self.max_update = max_update
         self.final_lr = final_lr

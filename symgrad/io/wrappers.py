@@ -8,7 +8,30 @@ from typing import Any
 from .base import DataBatch, DataDesc, DataIter
 
 
-class ResizeIter(DataIter):
+class _CurrentBatchIter(DataIter):
+    """An iterator whose ``iter_next`` sets ``current_batch``: the getters read
+    it."""
+
+    current_batch: Any
+
+    def getdata(self) -> Any:
+        """The current batch's data."""
+        return self.current_batch.data
+
+    def getlabel(self) -> Any:
+        """The current batch's labels."""
+        return self.current_batch.label
+
+    def getindex(self) -> Any:
+        """The current batch's index."""
+        return self.current_batch.index
+
+    def getpad(self) -> Any:
+        """The current batch's pad."""
+        return self.current_batch.pad
+
+
+class ResizeIter(_CurrentBatchIter):
     """Make ``data_iter`` yield exactly ``size`` batches per epoch, restarting it
     when it runs out early (and stopping it early when it has more).
     ``reset_internal=False`` leaves the inner iterator where it is on ``reset``.
@@ -45,22 +68,6 @@ class ResizeIter(DataIter):
         self.cur += 1
         return True
 
-    def getdata(self) -> Any:
-        """The current batch's data."""
-        return self.current_batch.data
-
-    def getlabel(self) -> Any:
-        """The current batch's labels."""
-        return self.current_batch.label
-
-    def getindex(self) -> Any:
-        """The current batch's index."""
-        return self.current_batch.index
-
-    def getpad(self) -> Any:
-        """The current batch's pad."""
-        return self.current_batch.pad
-
 
 def _prefetch(it: DataIter, slots: list, i: int, ready: threading.Event,
               taken: threading.Event, stop: threading.Event) -> None:
@@ -77,7 +84,7 @@ def _prefetch(it: DataIter, slots: list, i: int, ready: threading.Event,
         ready.set()
 
 
-class PrefetchingIter(DataIter):
+class PrefetchingIter(_CurrentBatchIter):
     """Read the next batch of each iterator in ``iters`` in a background thread
     while the current one is used; the batches of all iterators are joined
     (data after data, labels after labels). ``rename_data``/``rename_label``
@@ -177,19 +184,3 @@ class PrefetchingIter(DataIter):
         if self.iter_next():
             return self.current_batch
         raise StopIteration
-
-    def getdata(self) -> Any:
-        """The current batch's data."""
-        return self.current_batch.data
-
-    def getlabel(self) -> Any:
-        """The current batch's labels."""
-        return self.current_batch.label
-
-    def getindex(self) -> Any:
-        """The current batch's index."""
-        return self.current_batch.index
-
-    def getpad(self) -> Any:
-        """The current batch's pad."""
-        return self.current_batch.pad

@@ -111,8 +111,7 @@ class AdaGrad(Optimizer):
 
     def update(self, index: int, weight: NDArray, grad: NDArray, state: Any) -> None:
         """One AdaGrad step (see the class)."""
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
+        lr, wd = self._count_update(index)
         grad = self._prepared_grad(grad)
         state[:] = state + nd.square(grad)
         div = grad / nd.sqrt(state + self.float_stable_eps)
@@ -165,8 +164,7 @@ class Adamax(Optimizer):
 
     def update(self, index: int, weight: NDArray, grad: NDArray, state: Any) -> None:
         """One Adamax step (see the class)."""
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
+        lr, wd = self._count_update(index)
         lr /= 1.0 - self.beta1 ** self._index_update_count[index]
         grad = self._prepared_grad(grad, weight, wd)
         m, u = state
@@ -199,8 +197,7 @@ class Nadam(Optimizer):
 
     def update(self, index: int, weight: NDArray, grad: NDArray, state: Any) -> None:
         """One Nadam step (see the class)."""
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
+        lr, wd = self._count_update(index)
         t = self._index_update_count[index]
         grad = self._prepared_grad(grad, weight, wd)
         momentum_t = self.beta1 * (1.0 - 0.5 * pow(0.96, t * self.schedule_decay))
@@ -255,8 +252,7 @@ class RMSProp(Optimizer):
 
     def update(self, index: int, weight: NDArray, grad: NDArray, state: Any) -> None:
         """One RMSProp step (see the class)."""
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
+        lr, wd = self._count_update(index)
         kwargs = dict(self._grad_kwargs(), gamma1=self.gamma1, epsilon=self.epsilon)
         if self.clip_weights:
             kwargs["clip_weights"] = self.clip_weights
@@ -295,8 +291,7 @@ class Ftrl(Optimizer):
 
     def update(self, index: int, weight: NDArray, grad: NDArray, state: Any) -> None:
         """One FTRL step (see the class)."""
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
+        lr, wd = self._count_update(index)
         z, n = state
         nd.ftrl_update(weight, grad, z, n, out=weight, lr=lr, wd=wd, lamda1=self.lamda1,
                        beta=self.beta, **self._grad_kwargs())
@@ -331,8 +326,7 @@ class LAMB(Optimizer):
 
     def update(self, index: int, weight: NDArray, grad: NDArray, state: Any) -> None:
         """One LAMB step (see the class)."""
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
+        lr, wd = self._count_update(index)
         t = self._index_update_count[index]
         mean, var = state
         direction = nd.lamb_update_phase1(

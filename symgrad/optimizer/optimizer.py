@@ -196,6 +196,12 @@ class Optimizer:
             self._index_update_count[idx] += 1
             self.num_update = max(self._index_update_count[idx], self.num_update)
 
+    def _count_update(self, index: int) -> tuple[float, float]:
+        """Count one more update of ``index`` (before its learning rate is read, as
+        a scheduler reads ``num_update``); its learning rate and weight decay."""
+        self._update_count(index)
+        return self._get_lr(index), self._get_wd(index)
+
     def _multiplier(self, index: int, by_name: dict, attribute: str) -> float:
         if index in self.param_dict:
             return getattr(self.param_dict[index], attribute)

@@ -84,8 +84,7 @@ class SGD(_MomentumMultiPrecision):
         self.aggregate_num = 4
 
     def _update_impl(self, index, weight, grad, state, multi_precision):
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
+        lr, wd = self._count_update(index)
         kwargs = dict(self._step_kwargs(), lazy_update=self.lazy_update)
         if not multi_precision:
             if state is not None:
@@ -117,8 +116,7 @@ class NAG(_MomentumMultiPrecision):
         self.momentum = momentum
 
     def _update_impl(self, index, weight, grad, state, multi_precision):
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
+        lr, wd = self._count_update(index)
         kwargs = self._step_kwargs()
         target, mom = weight, state
         if multi_precision:
@@ -168,8 +166,7 @@ class Signum(Optimizer):
 
     def update(self, index: int, weight: NDArray, grad: NDArray, state: Any) -> None:
         """One Signum step (see the class)."""
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
+        lr, wd = self._count_update(index)
         kwargs = self._grad_kwargs()
         if self.momentum > 0:
             kwargs["momentum"] = self.momentum
@@ -210,8 +207,7 @@ class DCASGD(Optimizer):
 
     def update(self, index: int, weight: NDArray, grad: NDArray, state: Any) -> None:
         """One DCASGD step (see the class)."""
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
+        lr, wd = self._count_update(index)
         grad = self._prepared_grad(grad)
         mom, previous_weight = state
         step = -lr * (grad + wd * weight + self.lamda * grad * grad * (weight - previous_weight))
@@ -234,8 +230,7 @@ class SGLD(Optimizer):
 
     def update(self, index: int, weight: NDArray, grad: NDArray, state: Any) -> None:
         """One Langevin step (see the class)."""
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
+        lr, wd = self._count_update(index)
         grad = self._prepared_grad(grad)
         noise = nd.random.normal(0, math.sqrt(lr), shape=weight.shape, dtype=weight.dtype)
         weight[:] = weight - lr / 2 * (grad + wd * weight) + noise
