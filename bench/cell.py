@@ -14,12 +14,17 @@ import sys
 import time
 import traceback
 
+import numpy as np
+
 from . import harness
 from .libs import COLUMN_BY_KEY
 from .reference import REFERENCE
 from .workloads import GRAD_NAMES, ROW_BY_KEY, make_inputs
 
 MARK = "BENCH-RESULT "
+# The check after timing measures a training step's changes against at least this
+# fraction of the largest weight (see _check_last_step).
+CHANGE_FLOOR = 5e-3
 
 
 def _short(exc):
@@ -36,12 +41,26 @@ def _moved(result, inputs, names):
                    for p, n in zip(params, names)]
 
 
-def _counted(step, calls):
-    """``step`` that counts its calls in ``calls[0]``."""
-    def counted():
-        calls[0] += 1
-        return step()
-    return counted
+def _check_last_step(step, workload, inputs):
+    """Check one more training step from the state timing left: three steps in a row
+    give the weights before the last one and its starting momentum (the change made
+    by the step before), from which the reference computes the last step.
+
+    Replaying every timed step in float64 instead does not work: float32 and
+    float64 trajectories part after ~100 steps (relu units switching), in every
+    library alike. Once the fixed batch is learnt (the loss falls to 1e-3 within a
+    few thousand steps), a step's changes are small sums of terms that cancel, which
+    float32 gets only to ~1e-3 of the terms (PyTorch's b1 off by 7e-3 after 1000
+    steps), and the weights round them; so each change's error is measured against
+    at least ``CHANGE_FLOOR`` times its largest weight (the first step's changes are
+    0.4-2.5% of the weights).
+    """
+    names = GRAD_NAMES[workload]
+    first, second = (_moved(step(), inputs, names)[1] for _ in range(2))
+    state = dict(inputs, **{n: inputs[n] + p for n, p in zip(names, second)})
+    reference = REFERENCE[workload](state, moms=[b - a for a, b in zip(first, second)])
+    floors = [CHANGE_FLOOR * float(np.max(np.abs(state[n]))) for n in names]
+    return harness.check(_moved(step(), state, names), reference, floors)
 
 
 def run(column_key, row_key, quick=False, cold=False):
@@ -66,9 +85,6 @@ def run(column_key, row_key, quick=False, cold=False):
     try:
         t0 = time.perf_counter()
         step = setup(inputs)
-        calls = [0]
-        if row.trains:      # every call trains: count them for the check after timing
-            step = _counted(step, calls)
         result = step()
         first_s = time.perf_counter() - t0
         if row.trains:
@@ -84,11 +100,10 @@ def run(column_key, row_key, quick=False, cold=False):
         getattr(module, "settle", lambda: None)()
         times = harness.measure(step, samples=5 if quick else 7,
                                 target=0.03 if quick else 0.1)
-        final = step()
         if row.trains:
-            reference = REFERENCE[row.workload](inputs, steps=calls[0])
-            final = _moved(final, inputs, GRAD_NAMES[row.workload])
-        ok, err2, msg = harness.check(final, reference)
+            ok, err2, msg = _check_last_step(step, row.workload, inputs)
+        else:
+            ok, err2, msg = harness.check(step(), reference)
         if not ok:
             return {"status": "WRONG", "reason": "after timing: " + msg, "err": err2}
         return {"status": "ok", "times": times, "err": max(err, err2), "version": version}

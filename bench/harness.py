@@ -52,22 +52,24 @@ def to_numpy(a):
     return np.asarray(a)
 
 
-def rel_err(got, ref):
-    """Norm-wise relative error max|got - ref| / max|ref| (inf if shapes differ)."""
+def rel_err(got, ref, floor=0.0):
+    """Norm-wise relative error max|got - ref| / max(max|ref|, floor) (inf if shapes
+    differ)."""
     got = np.asarray(got, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
     if got.shape != ref.shape:
         return math.inf
-    scale = max(float(np.max(np.abs(ref))), 1e-30)
+    scale = max(float(np.max(np.abs(ref))), floor, 1e-30)
     err = float(np.max(np.abs(got - ref))) / scale
     return err if math.isfinite(err) else math.inf
 
 
-def check(result, reference):
+def check(result, reference, floors=None):
     """Compare a step's ``(value, grads)`` with the float64 reference.
 
     The value is a scalar or has the reference's shape (W6: per-sample losses);
     per-sample losses checked against a scalar reference are compared by their mean.
+    ``floors``: per gradient, the smallest scale its error is measured against.
 
     Returns ``(ok, worst_error, message)``. Done outside any timed loop.
     """
@@ -81,7 +83,8 @@ def check(result, reference):
     if np.size(got) == np.size(ref_value):
         got = np.reshape(got, np.shape(ref_value))
     errs = [rel_err(got, ref_value)]
-    errs += [rel_err(to_numpy(g), r) for g, r in zip(grads, ref_grads)]
+    errs += [rel_err(to_numpy(g), r, f)
+             for g, r, f in zip(grads, ref_grads, floors or [0.0] * len(grads))]
     worst = max(errs)
     names = ["value"] + [f"grad{i}" for i in range(len(grads))]
     msg = ", ".join(f"{n}={e:.1e}" for n, e in zip(names, errs))

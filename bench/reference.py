@@ -154,20 +154,23 @@ def w6(inp):
     return _w6_losses_and_grads(X, y, *(_f64(inp[k]) for k in ("W1", "b1", "W2", "b2")))
 
 
-def w6_step(inp, steps=1):
+def w6_step(inp, steps=1, moms=None):
     """W6 training: ``steps`` SGD steps with momentum and weight decay as MXNet's
     ``sgd_mom_update`` (the same as torch.optim.SGD for a constant learning rate):
     g = grad / B + wd w;  mom = momentum mom - lr g;  w += mom.
 
-    Returns the mean loss of the last step (before its update) and how far each
-    parameter moved from its initial value (cell.py compares the changes).
+    ``moms``: the momenta to start from (zero by default; MXNet's momentum is the
+    previous step's change of the weights). Returns the mean loss of the last step
+    (before its update) and how far each parameter moved from its value in ``inp``
+    (cell.py compares the changes).
     """
     from .workloads import W6_SGD
     lr, momentum, wd = W6_SGD["learning_rate"], W6_SGD["momentum"], W6_SGD["wd"]
     X, y = _f64(inp["X"]), inp["y"]
     initial = [_f64(inp[k]) for k in ("W1", "b1", "W2", "b2")]
     params = [p.copy() for p in initial]
-    moms = [np.zeros_like(p) for p in params]
+    moms = [np.zeros_like(p) if moms is None else _f64(m).copy()
+            for p, m in zip(params, moms or params)]
     for _ in range(steps):
         losses, grads = _w6_losses_and_grads(X, y, *params)
         for p, m, g in zip(params, moms, grads):

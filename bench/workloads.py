@@ -16,8 +16,8 @@ class Row:
     label: str               # shown in the table
     workload: str            # "W1".."W4": name of the setup function family
     params: dict = field(default_factory=dict)
-    # A training row changes its state at every call, so the check after timing
-    # compares with a reference that replays every call (cell.py counts them).
+    # A training row changes its state at every call: its check after timing starts
+    # from the state the timing left (cell.py).
     trains: bool = False
 
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import harness  # noqa: E402
 from bench.__main__ import _applicable, _selects, run_cell  # noqa: E402
-from bench.cell import _moved  # noqa: E402
+from bench.cell import _check_last_step, _moved  # noqa: E402
 from bench.libs import COLUMN_BY_KEY  # noqa: E402
 from bench.reference import REFERENCE  # noqa: E402
 from bench.workloads import GRAD_NAMES, ROWS, Row, make_inputs  # noqa: E402
@@ -32,11 +32,12 @@ STEPS = 3           # training steps compared one by one
 TOL = 1e-4          # float32 against float64, norm-wise
 
 # Run in a column's process: forward+backward once, then STEPS training steps, each
-# checked against the reference; prints the worst errors as JSON.
+# checked against the reference, then 20 more and the check after timing of cell.py;
+# prints the worst errors as JSON.
 CELL_SCRIPT = """
 import importlib, json, sys
 from bench import harness
-from bench.cell import _moved
+from bench.cell import _check_last_step, _moved
 from bench.reference import REFERENCE
 from bench.workloads import GRAD_NAMES, Row, make_inputs
 module = importlib.import_module("bench.libs." + sys.argv[1])
@@ -51,6 +52,9 @@ step = module.w6_step(inputs)
 out["W6_step"] = [harness.check(_moved(step(), inputs, GRAD_NAMES["W6_step"]),
                                 REFERENCE["W6_step"](inputs, steps=n))[1]
                   for n in range(1, steps + 1)]
+for _ in range(20):
+    step()
+out["W6_step"].append(_check_last_step(step, "W6_step", inputs)[1])
 print("CELL " + json.dumps(out))
 """
 
@@ -73,9 +77,11 @@ def _run_column(key: str, python: str | None = None) -> dict:
 
 
 def _assert_correct(errors: dict) -> None:
-    assert len(errors["W6"]) == 1 and len(errors["W6_step"]) == STEPS
-    for workload, errs in errors.items():
-        assert max(errs) <= TOL, (workload, errs)
+    assert len(errors["W6"]) == 1 and len(errors["W6_step"]) == STEPS + 1
+    assert errors["W6"][0] <= TOL, errors
+    assert max(errors["W6_step"][:STEPS]) <= TOL, errors
+    # after 23 steps the batch of 8 is nearly learnt: the cell's own tolerance
+    assert errors["W6_step"][STEPS] <= harness.RTOL, errors
 
 
 # ---------------------------------------------------------------- the references
@@ -136,6 +142,40 @@ def test_an_update_5_percent_off_is_wrong():
     right = [inputs[k] + d for k, d in zip(names, changes)]
     weights = slice(0, None, 2)      # W1, W2 (the biases start at zero: no difference)
     assert harness.check((mean_loss, off[weights]), (mean_loss, right[weights]))[0]
+
+
+class NumpyTrainer:
+    """W6 training in float32 numpy (gradients from the reference), for the check after
+    timing; ``momentum`` and ``lr_scale`` can be made wrong."""
+
+    def __init__(self, inputs: dict, momentum: float = 0.9, lr_scale: float = 1.0):
+        self.inputs, self.momentum, self.lr = inputs, momentum, 0.01 * lr_scale
+        self.params = [inputs[k].copy() for k in GRAD_NAMES["W6_step"]]
+        self.moms = [np.zeros_like(p) for p in self.params]
+
+    def __call__(self):
+        state = dict(self.inputs, **dict(zip(GRAD_NAMES["W6_step"], self.params)))
+        losses, grads = REFERENCE["W6"](state)
+        for p, m, g in zip(self.params, self.moms, grads):
+            g = (g / TINY).astype(np.float32) + np.float32(1e-4) * p
+            m *= np.float32(self.momentum)
+            m -= np.float32(self.lr) * g
+            p += m
+        return losses.astype(np.float32), [p for p in self.params]
+
+
+def test_check_after_timing_starts_from_the_state_reached():
+    inputs = _tiny("W6_step")
+    right = NumpyTrainer(inputs)
+    for _ in range(200):            # the batch of 8 is nearly learnt
+        right()
+    ok, err, msg = _check_last_step(right, "W6_step", inputs)
+    assert ok and err < 5e-4, msg
+    for wrong in (NumpyTrainer(inputs, momentum=0.8), NumpyTrainer(inputs, lr_scale=1.05)):
+        for _ in range(5):
+            wrong()
+        ok, err, msg = _check_last_step(wrong, "W6_step", inputs)
+        assert not ok and err > 0.01, msg
 
 
 # ---------------------------------------------------------------- the harness
