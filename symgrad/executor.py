@@ -154,7 +154,11 @@ def _size_free_key(graph: ReplayGraph) -> tuple:
     position = {id(var): i for i, var in enumerate(graph.inputs)}
     key, _ = structural_key(nodes, live, lambda node: position.get(id(node)))
     ones = tuple(tuple(size == 1 for size in t.shape) for node in nodes for t in node.types)
-    return key, ones, tuple(out is None for out in graph.outputs), len(graph.inputs)
+    # the structural key leaves out a leaf's attrs: creation nodes (_zeros whose 0
+    # dims shape inference filled from this call's sizes) differ in them
+    created = tuple(tuple(node.attrs.items()) for node in nodes
+                    if not node.inputs and not node.is_variable)
+    return key, ones, created, tuple(out is None for out in graph.outputs), len(graph.inputs)
 
 
 def _as_numpy(value: Any) -> np.ndarray:
