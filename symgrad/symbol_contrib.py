@@ -493,3 +493,5 @@ for _loop in ("_foreach", "_while_loop", "_cond"):
     get_op(_loop).num_outputs = (  # type: ignore[attr-defined]
         lambda attrs, num_inputs: attrs["callback"].num_outputs)
 symbol_types._PARAMETER_SHAPES["Custom"] = _custom_parameter_shapes
+symbol_types._PARAMETER_SHAPES["_contrib_SyncBatchNorm"] = (  # BatchNorm's, over axis 1
+    lambda shapes, **attrs: symbol_types._PARAMETER_SHAPES["BatchNorm"](shapes, axis=1))

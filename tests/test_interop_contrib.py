@@ -132,6 +132,11 @@ targets, masks = mx.nd.contrib.box_encode(
     mx.nd.array([0.1, 0.1, 0.2, 0.2]))
 results["box_encode"] = targets.asnumpy()
 results["box_encode_mask"] = masks.asnumpy()
+moving_mean, moving_var = mx.nd.zeros((3,)), mx.nd.ones((3,))
+value_and_grads("sync_bn", lambda x, g, b: mx.nd.contrib.SyncBatchNorm(
+    x, g, b, moving_mean, moving_var, key="bn", ndev=1, fix_gamma=False, eps=1e-4),
+    [nd("image"), nd("gamma"), nd("beta")], inputs["bn_head"])
+results["sync_bn_moving"] = np.stack([moving_mean.asnumpy(), moving_var.asnumpy()])
 results["arange_like"] = mx.nd.contrib.arange_like(nd("old"), start=2, step=0.5,
                                                    repeat=2).asnumpy()
 results["index_array"] = mx.nd.contrib.index_array(nd("image"), axes=(3, 1)).asnumpy()
@@ -350,7 +355,8 @@ def _inputs() -> dict[str, np.ndarray]:
         "qkv": normal(3, 2, 24), "att": normal(4, 3, 3), "qk_head": normal(4, 3, 3),
         "val_head": normal(3, 2, 8), "queries": normal(5, 2, 8), "kv": normal(3, 2, 16),
         "encdec_head": normal(4, 5, 3), "att2": normal(4, 5, 3),
-        "offsets": normal(2, 4, 4) * 0.5,
+        "offsets": normal(2, 4, 4) * 0.5, "gamma": normal(3), "beta": normal(3),
+        "bn_head": normal(2, 3, 6, 8),
         "anchor_boxes": boxes[:1, :4, 2:6] / 13, "anchor_boxes2": boxes[:, :4, 2:6] / 13,
         "refs": boxes[:, 4:7, 2:6] / 13,
         "seq": normal(4, 3), "h0": normal(3), "w": normal(3), "seq_head": normal(4, 3),

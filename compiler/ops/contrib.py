@@ -26,11 +26,13 @@ from ..registry import (
     as_int,
     as_optional_int,
     as_shape,
+    get_op,
     one_of,
     register,
     same_as_first,
 )
 from .common import F, normalize_axis
+from .nn import _batchnorm, _batchnorm_types, batchnorm_grad
 
 # ---------------------------------------------------------------------------
 # quadratic and div_sqrt_dim
@@ -383,6 +385,39 @@ register(OpDef(name="_backward_contrib_BilinearResize2D", infer=_resize_back_typ
                doc="The adjoint of BilinearResize2D: grad (N, C, h, w) back to data's size.",
                test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (1, 2, 5, 3)),
                                                       np.zeros((1, 2, 3, 4))], wrt=(0,))))
+
+
+# ---------------------------------------------------------------------------
+# SyncBatchNorm: on one device, BatchNorm over axis 1 (ndev and key name the
+# devices that would share statistics)
+# ---------------------------------------------------------------------------
+
+def _sync_types(types, *, ndev, key, **attrs):
+    return _batchnorm_types(types, axis=1, **attrs)
+
+
+def _sync_batchnorm(*arrays, ndev, key, **attrs):
+    return _batchnorm(*arrays, axis=1, **attrs)
+
+
+def sync_batchnorm_grad(gs, *inputs, out, ndev, key, **attrs):
+    """BatchNorm's gradient over axis 1"""
+    return batchnorm_grad(gs, *inputs, out=out, axis=1, **attrs)
+
+
+_BN = get_op("BatchNorm")
+SYNC_BATCHNORM = register(OpDef(
+    name="_contrib_SyncBatchNorm", infer=_sync_types, impl=_sync_batchnorm,
+    grad=sync_batchnorm_grad, inputs=_BN.inputs, aux=_BN.aux, uses_train_mode=True,
+    visible_outputs=1, kind="opaque",
+    attrs={**{k: v for k, v in _BN.attrs.items() if k != "axis"},
+           "ndev": Attr(as_int, 1), "key": Attr(str, "")},
+    doc="Batch normalisation over axis 1 with statistics shared across ``ndev`` "
+        "devices; on one CPU it is BatchNorm.\n\nGradient\n--------\nBatchNorm's",
+    test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (4, 3, 2)),
+                                           rng.uniform(0.5, 1.5, (3,)),
+                                           rng.uniform(-1, 1, (3,)), np.zeros(3), np.ones(3)],
+                  wrt=(0, 1, 2), attrs={"fix_gamma": False, "is_train": True, "key": "k"})))
 
 
 # ---------------------------------------------------------------------------
@@ -1432,6 +1467,7 @@ register(OpDef(name="_backward_while_loop", infer=_foreach_back_types, impl=_for
 
 # Output counts before shapes are known (read by the Symbol frontend for nodes
 # whose input shapes are pending), for the ops above with several outputs.
-for _opdef, _count in ((BOX_ENCODE, 2), (BOX_NMS, 2), (MATCHING, 2), (MULTIBOX_TARGET, 3)):
+for _opdef, _count in ((BOX_ENCODE, 2), (BOX_NMS, 2), (MATCHING, 2), (MULTIBOX_TARGET, 3),
+                       (SYNC_BATCHNORM, 3)):
     _opdef.num_outputs = _count  # type: ignore[attr-defined]
 del _opdef, _count
