@@ -171,3 +171,21 @@ def test_float32_gradients_at_domain_edges(op, values, want, compiled):
         y = getattr(nd, op)(x)
     y.backward()
     np.testing.assert_array_equal(x.grad.asnumpy(), np.array(want, dtype=np.float32))
+
+
+def test_vmath_mod_and_sign_on_integers_as_numpy():
+    import numba
+
+    from compiler.lower import vmath as vm
+
+    @numba.njit
+    def mod_plus_sign(a, b):
+        out = np.empty_like(a)
+        for i in range(a.size):
+            out[i] = vm.mod(a[i], b[i]) + vm.sign(a[i])
+        return out
+
+    a = np.array([-7, 7, 5, 0, -3], dtype=np.int32)
+    b = np.array([3, -3, 0, 2, -2], dtype=np.int32)
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(mod_plus_sign(a, b), np.mod(a, b) + np.sign(a))

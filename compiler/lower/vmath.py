@@ -106,13 +106,15 @@ __all__ = [
     "arctanh",
 ]
 
-#: LLVM fast-math flags for generated kernels: allow FMA contraction,
-#: reassociation and ignoring the sign of zero in the kernel's own arithmetic,
-#: but *not* ``nnan`` / ``ninf``, so NaN and inf propagate exactly as in numpy.
+#: LLVM fast-math flags for generated kernels: allow FMA contraction and
+#: reassociation (which vectorises the kernels' sums), but *not* ``nnan`` /
+#: ``ninf``, so NaN and inf propagate exactly as in numpy.
 # Not ``arcp`` nor ``afn``: with them LLVM turns x / y into x * (1 / y) (0 / a
 # subnormal became NaN) and 1 / sqrt(x) into an estimate and a Newton step (NaN at
-# 0 and inf), and the kernels must give the interpreter's values on those too.
-FASTMATH = {"contract", "reassoc", "nsz"}  # numba wants a set, not frozenset
+# 0 and inf). Not ``nsz``: with reassociation it lets LLVM factor a x x + b x into
+# x (a x + b), inf where numpy's inf - inf is NaN, and flip the sign of zeros;
+# the kernels must give the interpreter's values on those too.
+FASTMATH = {"contract", "reassoc"}  # numba wants a set, not frozenset
 
 # Flags for the bodies in this module: FMA contraction only (see module doc).
 _INNER_FLAGS = {"contract"}
@@ -1182,6 +1184,11 @@ def mod(x: Any, y: Any) -> Any:
 
 @overload(sign, jit_options=dict(fastmath=_INNER_FLAGS, error_model="numpy"))
 def _overload_sign(x):  # type: ignore[no-untyped-def]  # numba compares signatures
+    if isinstance(x, types.Integer):
+        def integer(x):  # type: ignore[no-untyped-def]
+            _inline_always()
+            return (x > 0) - (x < 0)
+        return integer
     if not isinstance(x, types.Float):
         return None
     cast = np.float32 if x.bitwidth == 32 else np.float64
@@ -1197,9 +1204,14 @@ def _overload_sign(x):  # type: ignore[no-untyped-def]  # numba compares signatu
 @overload(mod, jit_options=dict(fastmath=_INNER_FLAGS, error_model="numpy"))
 def _overload_mod(x, y):  # type: ignore[no-untyped-def]  # numba compares signatures
     numeric = (types.Float, types.Integer)
-    if not (isinstance(x, numeric) and isinstance(y, numeric)) or not (
-            isinstance(x, types.Float) or isinstance(y, types.Float)):
+    if not (isinstance(x, numeric) and isinstance(y, numeric)):
         return None
+    if isinstance(x, types.Integer) and isinstance(y, types.Integer):
+        def integer(x, y):  # type: ignore[no-untyped-def]
+            _inline_always()
+            # numpy: the divisor's sign, and 0 (not an error) for a zero divisor
+            return x % y if y != 0 else x - x
+        return integer
     float_type = x if isinstance(x, types.Float) else y
     cast = np.float32 if float_type.bitwidth == 32 else np.float64
 
