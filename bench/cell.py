@@ -10,6 +10,7 @@ The result is one line ``BENCH-RESULT <json>`` on stdout:
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 import traceback
@@ -66,6 +67,8 @@ def _check_last_step(step, workload, inputs):
 def run(column_key, row_key, quick=False, cold=False):
     """Measure one cell; returns the result dict (never raises)."""
     column, row = COLUMN_BY_KEY[column_key], ROW_BY_KEY[row_key]
+    for name, value in column.env.items():     # the parent sets them; a cell run alone too
+        os.environ.setdefault(name, value)
     harness.limit_cpus()
     inputs = make_inputs(row)
     reference = REFERENCE[row.workload](inputs)

@@ -10,8 +10,6 @@ virtualenv's interpreter (``libs.Column.python``).
 import importlib
 import os
 
-import numpy as np
-
 from bench.workloads import W6_SGD
 
 IMPL = os.environ.get("BENCH_MX", "symgrad")
@@ -76,20 +74,3 @@ def w6_step(inp):
 
     return step
 
-
-def _self_check():
-    """Print one step's result against the reference (``python -m bench.libs.gluon_w6``)."""
-    from bench.harness import check
-    from bench.reference import REFERENCE
-    from bench.workloads import ROW_BY_KEY, make_inputs
-    for key in ("W6-128", "W6-128-step"):
-        row = ROW_BY_KEY[key]
-        inputs = make_inputs(row)
-        setup = globals()[row.workload.lower()]
-        print(key, IMPL, "hybridized" * HYBRIDIZE,
-              check(setup(inputs)(), REFERENCE[row.workload](inputs)))
-    np.seterr()
-
-
-if __name__ == "__main__":
-    _self_check()
