@@ -26,12 +26,13 @@ array([2., 4.], dtype=float32)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from compiler import TensorType
+from compiler import OPS, TensorType
 from compiler.ops.contrib import CUSTOM_CALLBACK_FACTORY
+from compiler.registry import REQUIRED
 
 from . import _state
 from .base import MXNetError
@@ -119,6 +120,18 @@ class CustomOpProp:
         """Whether backward reads the outputs' gradients."""
         return self.need_top_grad_
 
+    def infer_storage_type(self, in_stype: list) -> tuple[list, list, list]:
+        """Storage types: dense (``'default'``) for everything."""
+        return (["default"] * len(in_stype), ["default"] * len(self.list_outputs()),
+                ["default"] * len(self.list_auxiliary_states()))
+
+    def infer_storage_type_backward(self, ograd_stype: list, in_stype: list,
+                                    out_stype: list, igrad_stype: list,
+                                    aux_stype: list) -> tuple[list, ...]:
+        """Storage types of the backward: dense for everything."""
+        return tuple(["default"] * len(group) for group in
+                     (ograd_stype, in_stype, out_stype, igrad_stype, aux_stype))
+
     def create_operator(self, ctx: Any, in_shapes: list, in_dtypes: list) -> CustomOp:
         """The :class:`CustomOp` for these input shapes and dtypes; override it."""
         raise NotImplementedError
@@ -139,8 +152,48 @@ def register(reg_name: str) -> Callable[[type], type]:
 
 
 def get_all_registered_operators() -> list[str]:
-    """The names registered with :func:`register`."""
-    return sorted(_REGISTRY)
+    """The names of every registered backend op (as in MXNet: the ops of
+    ``mx.nd``/``mx.sym``, ``Custom`` among them; not the custom op types)."""
+    return sorted(name for name in OPS if name != "null")
+
+
+class OperatorArguments(NamedTuple):
+    """An op's arguments: how many, their names (inputs first), their types."""
+
+    narg: int
+    names: list[str]
+    types: list[str]
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, tuple):
+        return "Shape(tuple)"
+    return "string"
+
+
+def get_operator_arguments(op_name: str) -> OperatorArguments:
+    """The inputs and attributes of the registered op ``op_name``."""
+    if op_name not in OPS:
+        raise MXNetError(f"get_operator_arguments: no op named {op_name!r}")
+    opdef = OPS[op_name]
+    defaults = {k: spec.default for k, spec in opdef.attrs.items() if spec.default is not REQUIRED}
+    try:  # the inputs with the attributes' defaults (FullyConnected's bias: no_bias=False)
+        inputs = [] if opdef.variadic else list(opdef.input_names(defaults))
+    except (KeyError, TypeError, AttributeError):
+        inputs = []
+    names = inputs + [k for k in opdef.attrs if k not in ("is_train", "callback", "_draw")]
+    types = ["NDArray-or-Symbol"] * len(inputs)
+    for key in names[len(inputs):]:
+        default = opdef.attrs[key].default
+        types.append(f"{_describe(default)}, required" if default is REQUIRED else
+                     f"{_describe(default)}, optional, default={default!r}")
+    return OperatorArguments(len(names), names, types)
 
 
 class _paused:
@@ -171,7 +224,7 @@ class CustomCallback:
     def __init__(self, op_type: str, kwargs: dict[str, Any], cacheable: bool) -> None:
         if op_type not in _REGISTRY:
             raise MXNetError(f"Custom: no operator registered as {op_type!r}; registered: "
-                             f"{get_all_registered_operators()}")
+                             f"{sorted(_REGISTRY)}")
         self.op_type = op_type
         self.kwargs = {key: str(value) for key, value in kwargs.items()}
         self.prop = _REGISTRY[op_type](**self.kwargs)
@@ -271,4 +324,5 @@ def _callback_for_node(op_type: str, kwargs: dict[str, str]) -> CustomCallback:
 
 CUSTOM_CALLBACK_FACTORY[:] = [_callback_for_node]
 
-__all__ = ["CustomOp", "CustomOpProp", "register", "get_all_registered_operators"]
+__all__ = ["CustomOp", "CustomOpProp", "register", "get_all_registered_operators",
+           "get_operator_arguments", "OperatorArguments"]

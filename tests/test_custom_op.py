@@ -73,9 +73,18 @@ def _numpy_scale(x, w, scale):
 
 
 def test_registry_lists_operators():
-    assert "test_scale" in mx.operator.get_all_registered_operators()
+    # as MXNet: the backend ops, Custom among them, not the custom op types
+    names = mx.operator.get_all_registered_operators()
+    assert {"Custom", "FullyConnected", "_contrib_box_nms"} <= set(names)
+    assert "test_scale" not in names
+    args = mx.operator.get_operator_arguments("FullyConnected")
+    assert args.names == ["data", "weight", "bias", "num_hidden", "no_bias", "flatten"]
+    assert args.narg == 6 and args.types[:3] == ["NDArray-or-Symbol"] * 3
+    assert args.types[3] == "int, required"
     with pytest.raises(mx.MXNetError, match="not a CustomOpProp"):
         mx.operator.register("bad")(int)
+    prop = _ScaleProp()
+    assert prop.infer_storage_type(["default"] * 2) == (["default"] * 2, ["default"], [])
 
 
 def test_imperative_forward_matches_numpy():
