@@ -165,16 +165,12 @@ class OperatorArguments(NamedTuple):
     types: list[str]
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, tuple):
-        return "Shape(tuple)"
-    return "string"
+_TYPE_NAMES = {"as_int": "int", "as_optional_int": "int or None", "as_float": "float",
+               "as_bool": "boolean", "as_shape": "Shape(tuple)", "as_axes": "Shape or None"}
+
+
+def _describe(parse: Callable) -> str:
+    return _TYPE_NAMES.get(getattr(parse, "__name__", ""), "string")
 
 
 def get_operator_arguments(op_name: str) -> OperatorArguments:
@@ -190,9 +186,10 @@ def get_operator_arguments(op_name: str) -> OperatorArguments:
     names = inputs + [k for k in opdef.attrs if k not in ("is_train", "callback", "_draw")]
     types = ["NDArray-or-Symbol"] * len(inputs)
     for key in names[len(inputs):]:
-        default = opdef.attrs[key].default
-        types.append(f"{_describe(default)}, required" if default is REQUIRED else
-                     f"{_describe(default)}, optional, default={default!r}")
+        spec = opdef.attrs[key]
+        kind = _describe(spec.parse)
+        types.append(f"{kind}, required" if spec.default is REQUIRED else
+                     f"{kind}, optional, default={spec.default!r}")
     return OperatorArguments(len(names), names, types)
 
 
