@@ -96,6 +96,18 @@ value_and_grads("encdec_qk", lambda q, kv: mx.nd.contrib.interleaved_matmul_encd
     q, kv, heads=2), [nd("queries"), nd("kv")], inputs["encdec_head"])
 value_and_grads("encdec_valatt", lambda kv, a: mx.nd.contrib.interleaved_matmul_encdec_valatt(
     kv, a, heads=2), [nd("kv"), nd("att2")], inputs["queries"])
+# a graph of contrib ops, also exchanged as JSON below
+img, rois_var = mx.sym.var("img"), mx.sym.var("rois")
+resized = mx.sym.contrib.BilinearResize2D(img, height=9, width=11, align_corners=False)
+pooled = mx.sym.contrib.ROIAlign(resized, rois_var, pooled_size=(2, 3), spatial_scale=0.75,
+                                 sample_ratio=2)
+anchors_sym = mx.sym.contrib.MultiBoxPrior(resized, sizes=(0.4, 0.2), ratios=(1, 2),
+                                           clip=True)
+adaptive = mx.sym.contrib.AdaptiveAvgPooling2D(resized, output_size=(3, 2))
+contrib_graph = mx.sym.Group([pooled, anchors_sym, mx.sym.contrib.quadratic(adaptive, a=2)])
+results.update({f"contrib_graph{k}": v.asnumpy() for k, v in enumerate(
+    contrib_graph.eval(img=nd("image"), rois=nd("rois")))})
+
 # SSD: anchors, training targets (with hard negative mining) and detections.
 # (Seeds without exactly tied IoUs: MXNet breaks those by its float32 rounding.)
 for seed in (1, 2, 3, 4):
@@ -308,6 +320,12 @@ for hybrid in (False, True):
 # After the cases: each library's JSON of the CustomOp model is read by the other
 # one, bound to the same arrays and run forward.
 JSON_CASE = r'''
+def run_graph_json(text, tag):
+    loaded = mx.sym.load_json(text)
+    for k, v in enumerate(loaded.eval(img=nd("image"), rois=nd("rois"))):
+        results[f"{tag}{k}"] = v.asnumpy()
+
+
 def run_json(text, tag):
     loaded = mx.sym.load_json(text)
     exe = loaded.simple_bind(mx.cpu(), data=(6, 4))
@@ -323,8 +341,10 @@ import mxnet as mx
 inputs = dict(np.load("inputs.npz"))
 exec(open("cases.py").read())
 open("mxnet-custom.json", "w").write(custom_net.tojson())
+open("mxnet-contrib.json", "w").write(contrib_graph.tojson())
 exec(open("json_case.py").read())
 run_json(open("symgrad-custom.json").read(), "json_from_symgrad")
+run_graph_json(open("symgrad-contrib.json").read(), "graph_json_from_symgrad")
 np.savez("mxnet.npz", **results)
 """
 
@@ -374,11 +394,19 @@ def test_contrib_ops_control_flow_and_custom_op_match_mxnet(mxnet_python, tmp_pa
     scope = {"mx": symgrad, "inputs": inputs}
     exec(CASES, scope)  # noqa: S102  (the same cases MXNet runs)
     (tmp_path / "symgrad-custom.json").write_text(scope["custom_net"].tojson())
+    (tmp_path / "symgrad-contrib.json").write_text(scope["contrib_graph"].tojson())
     run_mxnet(mxnet_python, _MXNET_SCRIPT, tmp_path)
     expected = dict(np.load(tmp_path / "mxnet.npz"))
     exec(JSON_CASE, scope)  # noqa: S102
     scope["run_json"]((tmp_path / "mxnet-custom.json").read_text(), "json_from_mxnet")
+    scope["run_graph_json"]((tmp_path / "mxnet-contrib.json").read_text(),
+                            "graph_json_from_mxnet")
     ours = scope["results"]
+    for k in range(3):  # each side's run of the other's JSON of the contrib graph
+        for loaded in (ours.pop(f"graph_json_from_mxnet{k}"),
+                       expected.pop(f"graph_json_from_symgrad{k}")):
+            np.testing.assert_allclose(loaded, expected[f"contrib_graph{k}"], rtol=1e-5,
+                                       atol=1e-6)
     # each side's forward of the other's JSON equals the model's own output
     np.testing.assert_allclose(expected.pop("json_from_symgrad"),
                                expected["sym_custom_model"], rtol=1e-5, atol=1e-6)

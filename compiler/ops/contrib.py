@@ -9,6 +9,7 @@ differentiate to any order.
 
 from __future__ import annotations
 
+import ast
 import math
 
 import numpy as np
@@ -495,7 +496,8 @@ register(OpDef(name="_backward_contrib_AdaptiveAvgPooling2D", infer=_like_second
 # ---------------------------------------------------------------------------
 
 def _floats(value) -> tuple[float, ...]:
-    value = value if not isinstance(value, str) else __import__("ast").literal_eval(value)
+    """Parse a tuple of floats (a number, a sequence, or MXNet's string of one)."""
+    value = ast.literal_eval(value) if isinstance(value, str) else value
     if isinstance(value, (int, float)):
         value = (value,)
     return tuple(float(v) for v in value)
