@@ -480,3 +480,24 @@ def test_hybridized_call_sees_a_child_added_after_the_first_call():
     out.backward()
     assert out.shape == (2, 3)
     assert net[1].weight.grad().asnumpy().any()
+
+
+def test_parameter_dict_load_dict_takes_arrays_by_name():
+    """ParameterDict.load_dict (MXNet 1.9.1): 'arg:'/'aux:' keys, restore_prefix,
+    and the same missing-name check as ``load``."""
+    params = gluon.ParameterDict("net_")
+    weight = params.get("weight", shape=(2, 2))
+    params.initialize(mx.init.Zero())
+    params.load_dict({"arg:weight": nd.ones((2, 2))}, restore_prefix="net_")
+    np.testing.assert_array_equal(weight.data().asnumpy(), np.ones((2, 2)))
+    with pytest.raises(AssertionError, match="'net_weight' is missing in file 'w.params'"):
+        params.load_dict({"other": nd.ones((2, 2))}, filename="w.params", ignore_extra=True)
+
+
+def test_a_parameter_has_one_symbol_variable():
+    p = gluon.Parameter("w", shape=(2, 0))
+    assert p.var() is p.var()
+    cell_out = mx.sym.elemwise_add(p.var(), p.var())
+    assert cell_out.list_arguments() == ["w"]
+    p.cast("float64")
+    assert p.var().attr("__dtype__") == "1"

@@ -255,7 +255,8 @@ class Parameter:
 
     def grad(self, ctx: Any = None) -> NDArray:
         """The gradient buffer backward writes (per ``grad_req``)."""
-        check_context(ctx)
+        if ctx is not None:
+            check_context(ctx)
         data = self._check_and_get()
         if data._grad is None:
             raise RuntimeError(f"Cannot get gradient array for Parameter '{self.name}' "
@@ -316,9 +317,7 @@ class Parameter:
         """The Symbol variable standing for this parameter in traced graphs."""
         shape = None if self._shape is None else tuple(self._shape)
         return symbol.var(self.name, shape=shape, dtype=self.dtype, lr_mult=self.lr_mult,
-                          wd_mult=self.wd_mult,
-                          init=self.init if isinstance(self.init, str) or self.init is None
-                          else self.init)
+                          wd_mult=self.wd_mult, init=self.init)
 
     def _reduce(self) -> NDArray:
         """The values to save: a copy of the one array."""
@@ -507,13 +506,23 @@ class ParameterDict:
         if not isinstance(loaded, dict):
             raise MXNetError(f"{filename!r} holds an unnamed list of arrays, not named "
                              "parameters")
+        self.load_dict(loaded, ctx, allow_missing, ignore_extra, restore_prefix, filename,
+                       cast_dtype, dtype_source)
+
+    def load_dict(self, param_dict: dict, ctx: Any = None, allow_missing: bool = False,
+                  ignore_extra: bool = False, restore_prefix: str = "",
+                  filename: str | None = None, cast_dtype: bool = False,
+                  dtype_source: str = "current") -> None:
+        """Load the arrays of ``param_dict`` (name -> NDArray, 'arg:'/'aux:' keys
+        allowed) into the Parameters, each name prefixed with ``restore_prefix``;
+        ``filename`` only names the source in errors."""
         values = {}
-        for key, value in loaded.items():
+        for key, value in param_dict.items():
             if key.startswith(("arg:", "aux:")):
                 key = key[4:]
             values[restore_prefix + key] = value
-        check_loaded_names(self._params, values, filename, allow_missing, ignore_extra,
-                           "ParameterDict")
+        check_loaded_names(self._params, values, filename or "<dict>", allow_missing,
+                           ignore_extra, "ParameterDict")
         for name, value in values.items():
             if name in self._params:
                 self._params[name]._load_init(value, ctx, cast_dtype=cast_dtype,
