@@ -60,6 +60,17 @@ FAST = [("alexnet", 63, {"classes": 10}, "float32"),
 SLOW = [("densenet121", 224, {"classes": 10}, "float32"),
         ("squeezenet1.0", 224, {"classes": 10}, "float64"),
         ("inceptionv3", 299, {"classes": 10}, "float64")]
+# training mode (batch statistics, running statistics updated; batch 2): the
+# families without dropout, whose random masks could not be the same. 64x64, so
+# that the last batch norms see 2x2 maps: over just two values (1x1 maps), the
+# normalised output is +-(a - b) / sqrt((a - b)^2 + 4 eps), which float32
+# cancellation in a - b moves by percents. MobileNet v2 at width 0.25 (4 to 80
+# channels, tiny maps) loses about 5e-4 relative in float32 through the
+# mean-subtractions of its 52 training-mode batch-norm gradients, so it runs in
+# float64.
+TRAIN = [("resnet18_v1", 64, {"classes": 10}, "float32"),
+         ("resnet18_v2", 32, {"thumbnail": True, "classes": 10}, "float32"),
+         ("mobilenetv2_0.25", 64, {"classes": 10}, "float64")]
 
 _NAMES_SCRIPT = """
 import json, sys
@@ -86,11 +97,12 @@ from mxnet.gluon.model_zoo import vision
 
 for case in json.load(open(sys.argv[1])):
     folder, size, seed, dtype = case["dir"], case["size"], case["seed"], case["dtype"]
+    train = case["train"]
     mx.random.seed(seed)
     rng = np.random.RandomState(seed)
     net = vision.get_model(case["name"], **case["kwargs"])
     net.initialize(mx.init.Xavier(factor_type="in", magnitude=2))
-    x = mx.nd.array(rng.uniform(-1, 1, (1, 3, size, size)).astype("float32"))
+    x = mx.nd.array(rng.uniform(-1, 1, (2 if train else 1, 3, size, size)).astype("float32"))
     net(x)
     for name, p in net.collect_params().items():
         if name.endswith("running_var"):
@@ -108,14 +120,16 @@ for case in json.load(open(sys.argv[1])):
     net(x)
     net.export(os.path.join(folder, "net"))
     x.attach_grad()
-    with mx.autograd.record(train_mode=False):
+    with mx.autograd.record(train_mode=train):
         y = net(x)
     head = rng.normal(size=y.shape).astype(dtype)
-    y.backward(mx.nd.array(head, dtype=dtype), train_mode=False)
+    y.backward(mx.nd.array(head, dtype=dtype), train_mode=train)
     params = net._collect_params_with_prefix()
     arrays = {"x": x.asnumpy(), "head": head, "y": y.asnumpy(), "dx": x.grad.asnumpy()}
     arrays.update({"grad:" + key: p.grad().asnumpy() for key, p in params.items()
                    if p.grad_req != "null"})
+    arrays.update({"stat:" + key: p.data().asnumpy() for key, p in params.items()
+                   if key.endswith(("running_mean", "running_var"))})
     np.savez(os.path.join(folder, "reference.npz"), **arrays)
     json.dump({"full_names": {key: p.name for key, p in params.items()},
                "shapes": {p.name: list(p.shape) for p in params.values()}},
@@ -123,15 +137,16 @@ for case in json.load(open(sys.argv[1])):
 """
 
 
-def _generate(python: Path, folder: Path, cases: list[tuple[str, int, dict, str]]
-              ) -> dict[str, Path]:
-    """Run MXNet once over ``cases``; each case's files go to its own folder."""
+def _generate(python: Path, folder: Path, cases: list[tuple[str, int, dict, str]],
+              train: bool = False) -> dict[str, Path]:
+    """Run MXNet once over ``cases`` (in training mode if ``train``); each case's
+    files go to its own folder."""
     config = []
     for seed, (name, size, kwargs, dtype) in enumerate(cases):
         sub = folder / name
         sub.mkdir()
         config.append({"name": name, "size": size, "kwargs": kwargs, "dtype": dtype,
-                       "seed": seed + 1, "dir": str(sub)})
+                       "seed": seed + 1, "dir": str(sub), "train": train})
     (folder / "cases.json").write_text(json.dumps(config))
     run_mxnet(python, _REFERENCE_SCRIPT, folder, str(folder / "cases.json"), timeout=900)
     return {case[0]: folder / case[0] for case in cases}
@@ -143,26 +158,35 @@ def fast_references(mxnet_python, tmp_path_factory):
     return _generate(mxnet_python, tmp_path_factory.mktemp("zoo_fast"), FAST)
 
 
-def _close(ours: np.ndarray, reference: np.ndarray, what: str) -> None:
-    """Equal to 1e-4 relative, elementwise or to the array's largest magnitude."""
+@pytest.fixture(scope="module")
+def train_references(mxnet_python, tmp_path_factory):
+    """MXNet's numbers in training mode for ``TRAIN``, made by one MXNet process."""
+    return _generate(mxnet_python, tmp_path_factory.mktemp("zoo_train"), TRAIN, train=True)
+
+
+def _close(ours: np.ndarray, reference: np.ndarray, what: str, floor: float = 0.0) -> None:
+    """Equal to 1e-4 relative, elementwise or to the array's largest magnitude (or
+    to ``floor`` if that is larger)."""
     assert ours.shape == reference.shape, f"{what}: shape {ours.shape} != {reference.shape}"
     assert ours.dtype == reference.dtype, f"{what}: dtype {ours.dtype} != {reference.dtype}"
-    scale = float(np.abs(reference).max()) or 1.0
+    scale = max(float(np.abs(reference).max()), floor) or 1.0
     np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4 * scale, err_msg=what)
 
 
-def _run(net, x: np.ndarray, head: np.ndarray):
-    """Prediction-mode output and input gradient of ``net`` for the head gradient."""
+def _run(net, x: np.ndarray, head: np.ndarray, train: bool):
+    """Output and input gradient of ``net`` for the head gradient, in training or
+    prediction mode."""
     data = mx.nd.array(x, dtype=x.dtype)
     data.attach_grad()
-    with mx.autograd.record(train_mode=False):
+    with mx.autograd.record(train_mode=train):
         y = net(data)
-    y.backward(mx.nd.array(head, dtype=head.dtype), train_mode=False)
+    y.backward(mx.nd.array(head, dtype=head.dtype), train_mode=train)
     return y.asnumpy(), data.grad.asnumpy()
 
 
-def _check(name: str, kwargs: dict, folder: Path) -> None:
-    """Both ways of loading MXNet's files give MXNet's output and gradients."""
+def _check(name: str, kwargs: dict, folder: Path, train: bool = False) -> None:
+    """Both ways of loading MXNet's files give MXNet's output and gradients (and,
+    in training mode, its updated running statistics)."""
     reference = np.load(folder / "reference.npz")
     meta = json.loads((folder / "reference.json").read_text())
     x, head = reference["x"], reference["head"]
@@ -170,29 +194,43 @@ def _check(name: str, kwargs: dict, folder: Path) -> None:
     net = vision.get_model(name, **kwargs)
     net.cast(str(x.dtype))
     net.load_parameters(str(folder / "net.params"))
-    y, dx = _run(net, x, head)
+    y, dx = _run(net, x, head, train)
     _close(y, reference["y"], f"{name}: output (load_parameters)")
     _close(dx, reference["dx"], f"{name}: input gradient (load_parameters)")
     params = net._collect_params_with_prefix()
     assert sorted(params) == sorted(meta["full_names"])
     trainable = [key for key in reference.files if key.startswith("grad:")]
     assert trainable
+    # In training mode a batch norm's shift followed (through linear layers) by
+    # another training-mode batch norm has an exactly zero gradient, computed as
+    # rounding noise on both sides: such gradients are compared at the scale of
+    # all the weight gradients, not at their own.
+    floor = 1e-2 * max(float(np.abs(reference[key]).max()) for key in trainable) if train \
+        else 0.0
     for key in trainable:
         param = params[key[len("grad:"):]]
-        _close(param.grad().asnumpy(), reference[key], f"{name}: gradient of {param.name}")
+        _close(param.grad().asnumpy(), reference[key], f"{name}: gradient of {param.name}",
+               floor)
     for key, param in params.items():
         assert list(param.shape) == meta["shapes"][meta["full_names"][key]], key
+    statistics = [key for key in reference.files if key.startswith("stat:")]
+    for key in statistics:
+        _close(params[key[len("stat:"):]].data().asnumpy(), reference[key], f"{name}: {key}")
 
     block = mx.gluon.SymbolBlock.imports(str(folder / "net-symbol.json"), ["data"],
                                          str(folder / "net-0000.params"))
-    y, dx = _run(block, x, head)
+    y, dx = _run(block, x, head, train)
     _close(y, reference["y"], f"{name}: output (SymbolBlock.imports)")
     _close(dx, reference["dx"], f"{name}: input gradient (SymbolBlock.imports)")
     imported = block.collect_params()
     for key in trainable:
         full = meta["full_names"][key[len("grad:"):]]
         _close(imported[full].grad().asnumpy(), reference[key],
-               f"{name}: gradient of {full} (SymbolBlock.imports)")
+               f"{name}: gradient of {full} (SymbolBlock.imports)", floor)
+    for key in statistics:
+        full = meta["full_names"][key[len("stat:"):]]
+        _close(imported[full].data().asnumpy(), reference[key],
+               f"{name}: {full} (SymbolBlock.imports)")
 
 
 def test_every_name_has_mxnets_parameter_names_and_shapes(mxnet_python, tmp_path):
@@ -276,3 +314,9 @@ def test_mxnet_loads_what_symgrad_saves_and_exports(mxnet_python, tmp_path):
         _close(np.load(tmp_path / name / "mxnet_y.npy"), ours[name], f"{name}: MXNet get_model")
         _close(np.load(tmp_path / name / "mxnet_imported_y.npy"), ours[name],
                f"{name}: MXNet SymbolBlock.imports")
+
+
+@pytest.mark.parametrize("name,size,kwargs,dtype", TRAIN, ids=[case[0] for case in TRAIN])
+def test_training_mode_gives_mxnets_numbers_and_statistics(train_references, name, size,
+                                                           kwargs, dtype):
+    _check(name, kwargs, train_references[name], train=True)
