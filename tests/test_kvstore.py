@@ -207,6 +207,20 @@ def test_trainer_through_a_local_store_equals_no_store():
         on_store.update(2)
 
 
+def test_trainer_states_go_through_the_store(tmp_path):
+    trainer, _ = _trained(mx.kv.create("local"), True)
+    trainer.save_states(str(tmp_path / "states"))
+    states = mx.optimizer.get_updater(mx.optimizer.create("sgd"))
+    states.set_states((tmp_path / "states").read_bytes())
+    assert isinstance(states.optimizer, mx.optimizer.SGD)    # dumped with the states
+    assert set(states.states) == {0}                          # the momentum of w
+    fresh, _ = _trained(mx.kv.create("local"), True)
+    fresh.load_states(str(tmp_path / "states"))
+    np.testing.assert_array_equal(fresh._kvstore._updater.states[0].asnumpy(),
+                                  states.states[0].asnumpy())
+    assert fresh.optimizer is fresh._kvstore._updater.optimizer
+
+
 # -- the distributed store, one worker, a private cluster ----------------------------------
 @pytest.fixture
 def dist_env(monkeypatch):

@@ -297,8 +297,12 @@ class Trainer:
             self._init_kvstore()
         if self._update_on_kvstore:
             self._kvstore.load_optimizer_states(fname)
-            self._optimizer = self._kvstore._updater.optimizer if isinstance(
-                self._kvstore._updater, opt.Updater) else self._optimizer
+            # the file's optimizer replaces the store's; the Trainer follows it
+            updater = self._kvstore._updater
+            if isinstance(updater, opt.Updater):
+                self._optimizer = updater.optimizer
+            elif isinstance(updater, opt.Optimizer):
+                self._optimizer = updater
             self._optimizer.param_dict = dict(enumerate(self._params))
             return
         with open(fname, "rb") as file:

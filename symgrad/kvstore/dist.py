@@ -305,7 +305,7 @@ class DistKVStore(KVStore):
         updater.set_states(states)
         payload = None
         if updater.optimizer is not self._optimizer:
-            self._optimizer = updater.optimizer
+            self._optimizer = self._updater = updater.optimizer
             payload = pickle.dumps(updater.optimizer)
         shards: list[dict] = [{} for _ in self._servers]
         for key, state in updater.states.items():
