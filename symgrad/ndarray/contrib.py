@@ -159,4 +159,5 @@ def cond(pred: Any, then_func: Callable, else_func: Callable) -> Any:
     return then_func() if _truth(pred) else else_func()
 
 
-__all__ = ["foreach", "while_loop", "cond", "isinf", "isfinite", "isnan", "boolean_mask"]
+__all__ = sorted({"foreach", "while_loop", "cond", "isinf", "isfinite", "isnan",
+                  *(name[len(PREFIX):] for name in OPS if name.startswith(PREFIX))})
