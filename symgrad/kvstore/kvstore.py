@@ -140,7 +140,8 @@ class KVStore:
                     raise MXNetError(f"push of key {k!r}: value of dtype "
                                      f"{np.dtype(val.dtype).name} does not match the dtype "
                                      f"{dtype.name} it was initialised with")
-                arrays.append(val.asnumpy().astype(dtype, copy=False))
+                # no copy here: _merge makes the one copy a push needs
+                arrays.append(val.handle)
             merged.append((k, self._merge(k, arrays)))
         self._push_values(merged)
 
