@@ -187,6 +187,39 @@ def test_invalid_arguments_are_refused():
         vision.SqueezeNet("1.2")
 
 
+def test_fine_tuning_replaces_the_output_and_freezes_the_features():
+    """MXNet's fine-tuning recipe: a new ``output`` made in the network's scope,
+    the features frozen with ``grad_req='null'``; a Trainer then changes only the
+    output layer's weights, and the loss goes down."""
+    net = vision.mobilenet0_25(classes=10)
+    net.initialize(mx.init.Xavier())
+    x = mx.nd.array(np.random.RandomState(2).uniform(-1, 1, (4, 3, 32, 32)))
+    net(x)
+    with net.name_scope():
+        net.output = mx.gluon.nn.Dense(3)
+    net.output.initialize(mx.init.Xavier())
+    assert net.output.weight.name == f"{net.prefix}dense1_weight"
+    net.features.collect_params().setattr("grad_req", "null")
+    frozen = {key: p.data().asnumpy().copy() for key, p in net.features.collect_params().items()
+              if not key.endswith(("running_mean", "running_var"))}
+    net(x)  # the new layer's shapes come from the features
+    head_before = net.output.weight.data().asnumpy().copy()
+    trainer = mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5})
+    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+    labels = mx.nd.array([0, 1, 2, 1])
+    losses = []
+    for _ in range(5):
+        with mx.autograd.record():
+            loss = loss_fn(net(x), labels)
+        loss.backward()
+        trainer.step(4)
+        losses.append(float(loss.mean().asscalar()))
+    assert losses[-1] < losses[0]
+    for key, value in frozen.items():
+        np.testing.assert_array_equal(net.features.collect_params()[key].data().asnumpy(), value)
+    assert np.abs(net.output.weight.data().asnumpy() - head_before).max() > 0
+
+
 # ---------------------------------------------------------------------------
 # pretrained weights: local files only
 # ---------------------------------------------------------------------------
