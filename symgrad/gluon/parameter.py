@@ -100,6 +100,7 @@ class Parameter:
         self._ctx: list[Context] = [cpu()]
         # (init, ctx, default_init, data) while waiting for the shape
         self._deferred_init: tuple = ()
+        self._var: symbol.Symbol | None = None  # made once: every trace shares it
 
     def __repr__(self) -> str:
         return f"Parameter {self.name} (shape={self.shape}, dtype={np.dtype(self.dtype).name})"
@@ -305,6 +306,7 @@ class Parameter:
         """Change the element type of the values and of the gradient (both keep
         their values, as MXNet casts each)."""
         self.dtype = np.dtype(dtype).type
+        self._var = None
         if self._data is None:
             return
         old = self._data
@@ -314,10 +316,13 @@ class Parameter:
             self._data._grad._data[...] = old._grad.asnumpy()
 
     def var(self) -> symbol.Symbol:
-        """The Symbol variable standing for this parameter in traced graphs."""
-        shape = None if self._shape is None else tuple(self._shape)
-        return symbol.var(self.name, shape=shape, dtype=self.dtype, lr_mult=self.lr_mult,
-                          wd_mult=self.wd_mult, init=self.init)
+        """The Symbol variable standing for this parameter in traced graphs (one
+        variable, made at the first call, as MXNet keeps one)."""
+        if self._var is None:
+            shape = None if self._shape is None else tuple(self._shape)
+            self._var = symbol.var(self.name, shape=shape, dtype=self.dtype,
+                                   lr_mult=self.lr_mult, wd_mult=self.wd_mult, init=self.init)
+        return self._var
 
     def _reduce(self) -> NDArray:
         """The values to save: a copy of the one array."""
