@@ -279,6 +279,22 @@ def _marked(nodes: Sequence[Node]) -> list[Node]:
     return [n for n in nodes if not n.inputs and n.tag is not None and n.tag._grad_req != "null"]
 
 
+def _settle_outside(tape: Any, nodes: Sequence[Node]) -> None:
+    """Compute the arrays recorded on ``tape`` outside the graph ``nodes`` that are
+    still pending and alive: they may read values of ``nodes``, which backward is
+    about to free (MXNet computed them when they were recorded). A tape's step
+    template holds exactly the graph, so backward skips this then."""
+    inside = {id(node) for node in nodes}
+    for ref in tape.ops:
+        node = ref()
+        if node is None or id(node) in inside or node.value is not None or node.freed:
+            continue
+        for array_ref in node.tag or ():
+            array = array_ref()
+            if array is not None and array._value is None:
+                array._data  # noqa: B018  (reading computes it, and what it reads)
+
+
 def _free(nodes: Sequence[Node]) -> None:
     for node in nodes:
         if node.tag is None or node.inputs:
@@ -345,6 +361,8 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
         write_gradient(array._grad._data, grad, array._grad_req)
         array._fresh_grad = True
     if not retain_graph:
+        if tape is not None and type(template) is not Template:
+            _settle_outside(tape, nodes)
         _free(nodes)
         if tape is not None and tape.holds_last(entries[0].node):
             _state.last_tape.set(None)  # its graph is freed: keep nothing alive

@@ -1303,3 +1303,18 @@ def test_deferred_arrays_freed_after_module_teardown_print_no_error():
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert "Exception ignored" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("chain", [False, True])
+def test_an_array_recorded_outside_the_differentiated_graph_stays_readable(chain):
+    """It reads values backward frees; MXNet computed it when it was recorded."""
+    x = nd.array([1.0, 2.0])
+    x.attach_grad()
+    c = nd.array([3.0, 4.0])
+    with autograd.record():
+        y = nd.sin(x) if chain else x * c
+        w = nd.exp(y)  # recorded, not needed by z's backward
+        z = nd.sum(nd.tanh(y))
+    z.backward()
+    expected = np.exp(np.sin([1.0, 2.0]) if chain else np.array([3.0, 8.0]))
+    assert np.allclose(w.asnumpy(), expected, rtol=1e-6)
