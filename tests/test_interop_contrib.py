@@ -108,9 +108,9 @@ contrib_graph = mx.sym.Group([pooled, anchors_sym, mx.sym.contrib.quadratic(adap
 results.update({f"contrib_graph{k}": v.asnumpy() for k, v in enumerate(
     contrib_graph.eval(img=nd("image"), rois=nd("rois")))})
 
-# SSD: anchors, training targets (with hard negative mining) and detections.
-# (Seeds without exactly tied IoUs: MXNet breaks those by its float32 rounding.)
-for seed in (1, 2, 3, 4):
+# SSD: anchors, training targets (with hard negative mining) and detections. (Seed 0
+# has IoUs tied but for the last bit of the anchors: MultiBoxPrior must be exact.)
+for seed in (0, 1, 2, 3, 4):
     r = np.random.default_rng(seed)
     anchors = mx.nd.contrib.MultiBoxPrior(mx.nd.zeros((1, 3, 5, 4)), sizes=(0.3, 0.15),
                                           ratios=(1, 2, 0.5))

@@ -517,19 +517,24 @@ def _prior_types(types, *, sizes, ratios, clip, steps, offsets):
 
 
 def _multibox_prior(data, *, sizes, ratios, clip, steps, offsets):
+    # In float32, step by step as MXNet's kernel: anchors equal to the last bit,
+    # whose IoU ties then break as MXNet's do in MultiBoxTarget.
+    f32 = np.float32
     height, width = data.shape[2], data.shape[3]
-    step_y = steps[0] if steps[0] > 0 else 1.0 / height
-    step_x = steps[1] if steps[1] > 0 else 1.0 / width
+    step_y = f32(steps[0]) if steps[0] > 0 else f32(1.0) / f32(height)
+    step_x = f32(steps[1]) if steps[1] > 0 else f32(1.0) / f32(width)
     # per location: every size at the first ratio, then the first size at the others
-    shapes = [(size, ratios[0]) for size in sizes] + [(sizes[0], r) for r in ratios[1:]]
-    half = np.array([[size * height / width * math.sqrt(r) / 2, size / math.sqrt(r) / 2]
-                     for size, r in shapes])
-    cy, cx = np.meshgrid((np.arange(height) + offsets[0]) * step_y,
-                         (np.arange(width) + offsets[1]) * step_x, indexing="ij")
+    shapes = [(f32(size), np.sqrt(f32(ratios[0]))) for size in sizes] + \
+        [(f32(sizes[0]), np.sqrt(f32(r))) for r in ratios[1:]]
+    half = np.array([[size * f32(height) / f32(width) * root / f32(2), size / root / f32(2)]
+                     for size, root in shapes], dtype=f32)
+    cy = (np.arange(height, dtype=f32) + f32(offsets[0])) * step_y
+    cx = (np.arange(width, dtype=f32) + f32(offsets[1])) * step_x
+    cy, cx = np.meshgrid(cy, cx, indexing="ij")
     centers = np.stack([cx.ravel(), cy.ravel()], axis=-1)[:, None, :]
     boxes = np.concatenate([centers - half, centers + half], axis=-1).reshape(1, -1, 4)
     if clip:
-        boxes = np.clip(boxes, 0.0, 1.0)
+        boxes = np.clip(boxes, f32(0.0), f32(1.0))
     return boxes.astype(data.dtype)
 
 
