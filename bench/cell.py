@@ -54,7 +54,11 @@ def _check_last_step(step, workload, inputs):
     float32 gets only to ~1e-3 of the terms (PyTorch's b1 off by 7e-3 after 1000
     steps), and the weights round them; so each change's error is measured against
     at least ``CHANGE_FLOOR`` times its largest weight (the first step's changes are
-    0.4-2.5% of the weights).
+    0.4-2.5% of the weights). And a relu input within float32 rounding of zero can
+    fall on the other side than float64's, changing its unit's bias change by one
+    sample's share (~2e-3 at B=128: seen once in 20 PyTorch cells); such a tie is
+    rare at any one state, so the caller checks a second state before calling a
+    cell WRONG.
     """
     names = GRAD_NAMES[workload]
     first, second = (_moved(step(), inputs, names)[1] for _ in range(2))
@@ -105,6 +109,8 @@ def run(column_key, row_key, quick=False, cold=False):
                                 target=0.03 if quick else 0.1)
         if row.trains:
             ok, err2, msg = _check_last_step(step, row.workload, inputs)
+            if not ok:      # a relu tie at this state (see _check_last_step): once more
+                ok, err2, msg = _check_last_step(step, row.workload, inputs)
         else:
             ok, err2, msg = harness.check(step(), reference)
         if not ok:
