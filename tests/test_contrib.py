@@ -345,3 +345,20 @@ def test_box_encode_and_decode():
                                         refs, mx.nd.zeros((4,)), mx.nd.ones((4,)))
     np.testing.assert_allclose(mx.nd.contrib.box_decode(boxes, anchors, format="corner")
                                .asnumpy(), refs.asnumpy(), rtol=1e-5)
+
+
+def test_rand_zipfian_counts_follow_the_log_uniform_law():
+    mx.random.seed(4)
+    true = mx.nd.array([3, 10, 0])
+    sampled, count_true, count_sampled = mx.nd.contrib.rand_zipfian(true, 4000, 50)
+    assert sampled.dtype == np.int64 and count_true.dtype == np.float64
+    classes = sampled.asnumpy()
+    assert classes.min() >= 0 and classes.max() < 50
+
+    def law(c):
+        return np.log((c + 2.0) / (c + 1.0)) / np.log(51)
+
+    np.testing.assert_allclose(count_true.asnumpy(), law(np.array([3, 10, 0])) * 4000)
+    np.testing.assert_allclose(count_sampled.asnumpy(), law(classes) * 4000)
+    frequencies = np.bincount(classes, minlength=50)[:3] / 4000
+    np.testing.assert_allclose(frequencies, law(np.arange(3)), atol=0.03)

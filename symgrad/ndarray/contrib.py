@@ -69,6 +69,30 @@ def isnan(data: NDArray) -> NDArray:
     return invoke("broadcast_not_equal", (data, data), {})
 
 
+def rand_zipfian(true_classes: NDArray, num_sampled: int, range_max: int,
+                 ctx: Any = None) -> tuple[NDArray, NDArray, NDArray]:
+    """Draw ``num_sampled`` classes in [0, range_max) from the approximately
+    Zipfian (log-uniform) distribution P(c) = log((c + 2) / (c + 1)) / log(range_max
+    + 1), as for sampled softmax.
+
+    Returns the sampled classes (int64), the expected count of each true class
+    and of each sampled class in ``num_sampled`` draws (float64).
+    """
+    log_range = float(np.log(range_max + 1))
+    draws = invoke("_random_uniform", (), {"low": 0.0, "high": log_range,
+                                           "shape": (num_sampled,), "dtype": "float64"})
+    # floor(exp(u) - 1) mod range_max, in float64 (exact for these integers)
+    classes = invoke("_mod_scalar", (invoke("floor", (invoke("expm1", (draws,), {}),), {}),),
+                     {"scalar": float(range_max)})
+
+    def expected(counts_of: NDArray) -> NDArray:
+        ratio = (counts_of + 2.0) / (counts_of + 1.0)
+        return invoke("log", (ratio,), {}) * (num_sampled / log_range)
+
+    true = invoke("Cast", (true_classes,), {"dtype": "float64"})
+    return (invoke("Cast", (classes,), {"dtype": "int64"}), expected(true), expected(classes))
+
+
 # ---------------------------------------------------------------------------
 # control flow
 # ---------------------------------------------------------------------------
@@ -159,5 +183,5 @@ def cond(pred: Any, then_func: Callable, else_func: Callable) -> Any:
     return then_func() if _truth(pred) else else_func()
 
 
-__all__ = sorted({"foreach", "while_loop", "cond", "isinf", "isfinite", "isnan",
+__all__ = sorted({"foreach", "while_loop", "cond", "isinf", "isfinite", "isnan", "rand_zipfian",
                   *(name[len(PREFIX):] for name in OPS if name.startswith(PREFIX))})
