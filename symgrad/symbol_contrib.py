@@ -441,6 +441,25 @@ def cond(pred: Symbol, then_func: Callable, else_func: Callable, name: str = "co
     return results if is_list else results[0]
 
 
+def rand_zipfian(true_classes: Symbol, num_sampled: int, range_max: int
+                 ) -> tuple[Symbol, Symbol, Symbol]:
+    """Symbolic ``rand_zipfian`` (see ``mx.nd.contrib.rand_zipfian``): sampled
+    classes, expected counts of the true classes and of the sampled ones."""
+    log_range = float(np.log(range_max + 1))
+    draws = _make_symbol(get_op("_random_uniform"), [], {
+        "low": 0.0, "high": log_range, "shape": (num_sampled,), "dtype": "float64"})
+    classes = _apply("_mod_scalar", _apply("floor", _apply("expm1", draws)),
+                     scalar=float(range_max))
+
+    def expected(counts_of: Symbol) -> Symbol:
+        ratio = _apply("broadcast_div", _apply("_plus_scalar", counts_of, scalar=2.0),
+                       _apply("_plus_scalar", counts_of, scalar=1.0))
+        return _apply("_mul_scalar", _apply("log", ratio), scalar=num_sampled / log_range)
+
+    true = _apply("Cast", true_classes, dtype="float64")
+    return _apply("Cast", classes, dtype="int64"), expected(true), expected(classes)
+
+
 def isinf(data: Symbol) -> Symbol:
     """1 where ``data`` is +inf or -inf, else 0."""
     return _apply("_equal_scalar", _apply("abs", data), scalar=float("inf"))
@@ -497,4 +516,5 @@ symbol_types._PARAMETER_SHAPES["_contrib_SyncBatchNorm"] = (  # BatchNorm's, ove
     lambda shapes, **attrs: symbol_types._PARAMETER_SHAPES["BatchNorm"](shapes, axis=1))
 
 __all__ = sorted({"foreach", "while_loop", "cond", "isinf", "isfinite", "isnan", "Custom",
+                  "rand_zipfian",
                   *(name[len(PREFIX):] for name in OPS if name.startswith(PREFIX))})

@@ -362,3 +362,16 @@ def test_rand_zipfian_counts_follow_the_log_uniform_law():
     np.testing.assert_allclose(count_sampled.asnumpy(), law(classes) * 4000)
     frequencies = np.bincount(classes, minlength=50)[:3] / 4000
     np.testing.assert_allclose(frequencies, law(np.arange(3)), atol=0.03)
+
+
+def test_symbolic_rand_zipfian():
+    sampled, count_true, count_sampled = mx.sym.contrib.rand_zipfian(mx.sym.var("t"), 6, 10)
+    got = mx.sym.Group([sampled, count_true, count_sampled]).eval(t=mx.nd.array([1, 4]))
+    classes = got[0].asnumpy()
+    assert classes.dtype == np.int64 and classes.min() >= 0 and classes.max() < 10
+
+    def law(c):
+        return np.log((c + 2.0) / (c + 1.0)) / np.log(11) * 6
+
+    np.testing.assert_allclose(got[1].asnumpy(), law(np.array([1, 4])))
+    np.testing.assert_allclose(got[2].asnumpy(), law(classes))
