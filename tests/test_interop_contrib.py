@@ -463,6 +463,22 @@ for seed in range(12):
         scale_height=float(r.uniform(0.5, 2)) if scaled else None,
         scale_width=float(r.uniform(0.5, 2)) if scaled else None, mode=mode,
         align_corners=bool(r.integers(0, 2))).asnumpy()
+    cls_prob = r.uniform(size=(2, 12, 4, 5)).astype(np.float32)
+    bbox_pred = (r.normal(size=(2, 24, 4, 5)) * 0.2).astype(np.float32)
+    im_info = np.array([[float(r.choice([40, 60, 64])), float(r.choice([50, 75, 80])),
+                         float(r.choice([0.5, 1.0]))] for _ in range(2)], np.float32)
+    options = dict(rpn_pre_nms_top_n=int(r.choice([-1, 50])),
+                   rpn_post_nms_top_n=int(r.choice([12, 40])),
+                   threshold=float(r.choice([0.5, 0.7])), rpn_min_size=int(r.choice([4, 16])),
+                   scales=(2, 4), ratios=(0.5, 1, 2), feature_stride=16, output_score=True,
+                   iou_loss=bool(seed == 5))
+    rois, scores = mx.nd.contrib.Proposal(mx.nd.array(cls_prob[:1]), mx.nd.array(bbox_pred[:1]),
+                                          mx.nd.array(im_info[:1]), **options)
+    res[f"proposal{seed}"] = rois.asnumpy()
+    res[f"proposal_scores{seed}"] = scores.asnumpy()
+    res[f"multi_proposal{seed}"] = mx.nd.contrib.MultiProposal(
+        mx.nd.array(cls_prob), mx.nd.array(bbox_pred), mx.nd.array(im_info),
+        **dict(options, output_score=False)).asnumpy()
 '''
 
 _SWEEP_SCRIPT = """
@@ -473,14 +489,14 @@ np.savez("sweep.npz", **res)
 """
 
 
-def test_box_nms_matching_roi_align_and_resize_sweep_matches_mxnet(mxnet_python, tmp_path):
+def test_box_nms_matching_roi_align_resize_and_proposal_sweep_matches_mxnet(mxnet_python, tmp_path):
     (tmp_path / "sweep.py").write_text(SWEEP)
     run_mxnet(mxnet_python, _SWEEP_SCRIPT, tmp_path)
     expected = dict(np.load(tmp_path / "sweep.npz"))
     scope = {"mx": symgrad}
     exec(SWEEP, scope)  # noqa: S102
     ours = scope["res"]
-    assert sorted(ours) == sorted(expected) and len(expected) == 60
+    assert sorted(ours) == sorted(expected) and len(expected) == 96
     for name in sorted(expected):
         np.testing.assert_allclose(ours[name], expected[name], rtol=1e-4, atol=1e-5,
                                    err_msg=name)

@@ -804,6 +804,134 @@ register(OpDef(name="_contrib_MultiBoxDetection", infer=_detection_types,
 
 
 # ---------------------------------------------------------------------------
+# Proposal / MultiProposal: Faster R-CNN's region proposals (pixel boxes with
+# the +1 width convention of its reference code)
+# ---------------------------------------------------------------------------
+
+_PROPOSAL_ATTRS = {"rpn_pre_nms_top_n": Attr(as_int, 6000),
+                   "rpn_post_nms_top_n": Attr(as_int, 300), "threshold": Attr(as_float, 0.7),
+                   "rpn_min_size": Attr(as_int, 16),
+                   "scales": Attr(_floats, (4.0, 8.0, 16.0, 32.0)),
+                   "ratios": Attr(_floats, (0.5, 1.0, 2.0)), "feature_stride": Attr(as_int, 16),
+                   "output_score": Attr(as_bool, False), "iou_loss": Attr(as_bool, False)}
+
+
+def _proposal_types(types, *, rpn_post_nms_top_n, scales, ratios, **_attrs):
+    scores, deltas, info = (t.shape for t in types)
+    anchors = len(scales) * len(ratios)
+    if len(scores) != 4 or scores[1] != 2 * anchors or deltas != (scores[0], 4 * anchors) + \
+            scores[2:] or info != (scores[0], 3):
+        raise GraphError(f"expected cls_prob (B, {2 * anchors}, H, W), bbox_pred (B, "
+                         f"{4 * anchors}, H, W) and im_info (B, 3)")
+    count = scores[0] * rpn_post_nms_top_n
+    return [TensorType((count, 5), types[0].dtype), TensorType((count, 1), types[0].dtype)]
+
+
+def _base_anchors(stride: int, scales, ratios) -> np.ndarray:
+    """The reference anchors of one cell: every ratio, each at every scale."""
+    center = 0.5 * (stride - 1)
+    anchors = []
+    for ratio in ratios:
+        width = math.floor(math.sqrt(stride * stride / ratio) + 0.5)
+        height = math.floor(width * ratio + 0.5)
+        for scale in scales:
+            w, h = width * scale, height * scale
+            anchors.append([center - 0.5 * (w - 1), center - 0.5 * (h - 1),
+                            center + 0.5 * (w - 1), center + 0.5 * (h - 1)])
+    return np.array(anchors)
+
+
+def _pixel_nms(boxes: np.ndarray, threshold: float, limit: int) -> list[int]:
+    """Greedy NMS of score-sorted pixel boxes (areas with the +1 convention)."""
+    areas = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+    suppressed = np.zeros(len(boxes), dtype=bool)
+    keep: list[int] = []
+    for i in range(len(boxes)):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        if len(keep) >= limit:
+            break
+        width = np.maximum(0.0, np.minimum(boxes[i, 2], boxes[i + 1:, 2]) -
+                           np.maximum(boxes[i, 0], boxes[i + 1:, 0]) + 1)
+        height = np.maximum(0.0, np.minimum(boxes[i, 3], boxes[i + 1:, 3]) -
+                            np.maximum(boxes[i, 1], boxes[i + 1:, 1]) + 1)
+        inter = width * height
+        suppressed[i + 1:] |= inter / (areas[i] + areas[i + 1:] - inter) > threshold
+    return keep
+
+
+def _proposal(cls_prob, bbox_pred, im_info, *, rpn_pre_nms_top_n, rpn_post_nms_top_n,
+              threshold, rpn_min_size, scales, ratios, feature_stride, output_score,
+              iou_loss):
+    batch, _, height, width = cls_prob.shape
+    base = _base_anchors(feature_stride, scales, ratios)
+    count = len(base)
+    shift_y, shift_x = np.meshgrid(np.arange(height) * feature_stride,
+                                   np.arange(width) * feature_stride, indexing="ij")
+    shifts = np.stack([shift_x, shift_y, shift_x, shift_y], axis=-1)  # (H, W, 4)
+    anchors = (shifts[:, :, None, :] + base).reshape(-1, 4)  # cell-major, anchor last
+    rois = np.zeros((batch, rpn_post_nms_top_n, 5))
+    scores_out = np.zeros((batch, rpn_post_nms_top_n, 1))
+    for b in range(batch):
+        im_height, im_width, im_scale = (float(v) for v in im_info[b])
+        scores = cls_prob[b, count:].transpose(1, 2, 0).reshape(-1).astype(np.float64)
+        deltas = bbox_pred[b].reshape(count, 4, height, width).transpose(2, 3, 0, 1)
+        deltas = deltas.reshape(-1, 4).astype(np.float64)
+        if iou_loss:
+            boxes = anchors + deltas
+        else:
+            widths = anchors[:, 2] - anchors[:, 0] + 1
+            heights = anchors[:, 3] - anchors[:, 1] + 1
+            cx = anchors[:, 0] + 0.5 * (widths - 1) + deltas[:, 0] * widths
+            cy = anchors[:, 1] + 0.5 * (heights - 1) + deltas[:, 1] * heights
+            w, h = np.exp(deltas[:, 2]) * widths, np.exp(deltas[:, 3]) * heights
+            boxes = np.stack([cx - 0.5 * (w - 1), cy - 0.5 * (h - 1), cx + 0.5 * (w - 1),
+                              cy + 0.5 * (h - 1)], axis=-1)
+        boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, im_width - 1)
+        boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, im_height - 1)
+        # cells past the image (its size over the stride, truncated) score -1
+        cell_y, cell_x = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+        outside = (cell_y >= int(im_height / feature_stride)) | \
+            (cell_x >= int(im_width / feature_stride))
+        scores[np.repeat(outside.reshape(-1), count)] = -1
+        # boxes smaller than the minimum: score -1, grown by half the minimum each side
+        min_size = rpn_min_size * im_scale
+        small = ((boxes[:, 2] - boxes[:, 0] + 1 < min_size) |
+                 (boxes[:, 3] - boxes[:, 1] + 1 < min_size))
+        boxes[small] += np.array([-1, -1, 1, 1]) * (min_size / 2)
+        scores[small] = -1
+        order = np.argsort(-scores, kind="stable")
+        if rpn_pre_nms_top_n > 0:
+            order = order[:rpn_pre_nms_top_n]
+        keep = [order[i] for i in _pixel_nms(boxes[order], threshold, rpn_post_nms_top_n)]
+        for i in range(rpn_post_nms_top_n):  # too few: the kept ones again, cyclically
+            index = keep[i % len(keep)]
+            rois[b, i] = [b, *boxes[index]]
+            scores_out[b, i] = scores[index]
+    dtype = cls_prob.dtype
+    return (rois.reshape(-1, 5).astype(dtype), scores_out.reshape(-1, 1).astype(dtype))
+
+
+def _proposal_inputs(rng):
+    return [rng.uniform(size=(2, 12, 3, 4)), rng.normal(scale=0.2, size=(2, 24, 3, 4)),
+            np.array([[40.0, 60.0, 1.0], [48.0, 30.0, 0.5]])]
+
+
+PROPOSAL = register(OpDef(
+    name="_contrib_Proposal", aliases=("_contrib_MultiProposal",), infer=_proposal_types,
+    impl=_proposal, inputs=("cls_prob", "bbox_pred", "im_info"), attrs=_PROPOSAL_ATTRS,
+    visible_outputs=lambda attrs: 2 if attrs["output_score"] else 1, differentiable=False,
+    kind="opaque",
+    doc="Region proposals: anchors shifted over the feature map, moved by bbox_pred, "
+        "clipped to the image, too small ones dropped, sorted by score, NMS; rows "
+        "[batch index, x1, y1, x2, y2] (MultiProposal: any batch size).",
+    test=TestSpec(make_inputs=_proposal_inputs, attrs={
+        "rpn_pre_nms_top_n": 20, "rpn_post_nms_top_n": 6, "rpn_min_size": 4,
+        "scales": (2.0, 4.0), "ratios": (0.5, 1.0, 2.0), "output_score": True})))
+
+
+# ---------------------------------------------------------------------------
 # ROIAlign: each output cell averages bilinear samples, a linear map of data
 # ---------------------------------------------------------------------------
 
@@ -1475,6 +1603,6 @@ register(OpDef(name="_backward_while_loop", infer=_foreach_back_types, impl=_for
 # Output counts before shapes are known (read by the Symbol frontend for nodes
 # whose input shapes are pending), for the ops above with several outputs.
 for _opdef, _count in ((BOX_ENCODE, 2), (BOX_NMS, 2), (MATCHING, 2), (MULTIBOX_TARGET, 3),
-                       (SYNC_BATCHNORM, 3)):
+                       (SYNC_BATCHNORM, 3), (PROPOSAL, 2)):
     _opdef.num_outputs = _count  # type: ignore[attr-defined]
 del _opdef, _count
