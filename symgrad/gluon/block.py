@@ -423,6 +423,8 @@ def _flatten(args: Sequence[Any]) -> tuple[list[Any], list[Any]]:
 
 def _regroup(flat: Sequence[Any], formats: Any) -> Any:
     """Undo ``_flatten`` for one output format (0: one value; a list: nested)."""
+    if formats == 0:  # one output: every hybridized call of a plain layer
+        return flat[0]
     values = iter(flat)
 
     def build(fmt: Any) -> Any:
@@ -631,23 +633,16 @@ class HybridBlock(Block):
         return sym_file, params_file
 
 
+# attrs a traced node carries that the recording decides again at each call (train
+# mode and random draws), so they are left out when the node is replayed
 _STATE_ATTRS = ("is_train", "_draw")
-
-
-def _recorded_apply(node: Any, args: Sequence[NDArray]) -> tuple:
-    """Run one traced node through the recorder (train mode and random draws are
-    decided now, not when the block was traced)."""
-    attrs = node.attrs
-    if any(key in attrs for key in _STATE_ATTRS):
-        attrs = {k: v for k, v in attrs.items() if k not in _STATE_ATTRS}
-    result = invoke(node.op, args, attrs)
-    return tuple(result) if isinstance(result, list) else (result,)
 
 
 class _CallPlan:
     """The facts a hybridized call reads, found once per traced graph: the input
     names, the Parameters bound to the graph's other variables, and the graph's
-    nodes in topological order (so that a recorded call walks no graph).
+    nodes in topological order with the attrs they are recorded with (so that a
+    recorded call walks no graph).
 
     Parameters
     ----------
@@ -662,20 +657,24 @@ class _CallPlan:
     def __init__(self, inputs: list[Symbol], out: Symbol, params: ParameterDict):
         self.out = out
         self.input_names = [variable.name for variable in inputs]
-        self.order = topo_order(out.entries)
-        names = [node.name for node in self.order if node.is_variable]
+        order = topo_order(out.entries)
+        names = [node.name for node in order if node.is_variable]
         self.params = [(name, params[name]) for name in names if name in params]
+        self.steps = [(node, None if node.is_variable else
+                       {k: v for k, v in node.attrs.items() if k not in _STATE_ATTRS})
+                      for node in order]
 
     def record(self, values: dict[str, NDArray]) -> list[NDArray]:
         """Add the graph's nodes to the current recording, its variables bound to
         ``values`` by name; returns the arrays of its outputs."""
         computed: dict[Any, tuple] = {}
-        for node in self.order:
-            if node.is_variable:
+        for node, attrs in self.steps:
+            if attrs is None:
                 computed[node] = (values[node.name],)
-            else:
-                computed[node] = _recorded_apply(
-                    node, [computed[entry.node][entry.index] for entry in node.inputs])
+                continue
+            result = invoke(node.op, [computed[entry.node][entry.index]
+                                      for entry in node.inputs], attrs)
+            computed[node] = tuple(result) if isinstance(result, list) else (result,)
         return [computed[entry.node][entry.index] for entry in self.out.entries]
 
 
