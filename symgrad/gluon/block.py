@@ -449,7 +449,6 @@ class HybridBlock(Block):
     def __init__(self, prefix: str | None = None, params: ParameterDict | None = None):
         super().__init__(prefix, params)
         self._active = False
-        self._flags: dict[str, Any] = {}
         self._cached_graph: tuple[list[Symbol], Symbol] | None = None
         self._out_format: Any = None
         self._replays: dict[bool, CompiledSymbol] = {}
@@ -475,7 +474,6 @@ class HybridBlock(Block):
         replay; see the module's docstring). ``static_alloc``/``static_shape`` are
         accepted: programs always plan their buffers once per shape."""
         self._active = active
-        self._flags = dict(kwargs, static_alloc=static_alloc, static_shape=static_shape)
         self._clear_cached_op()
         if active and (self._forward_hooks or self._forward_pre_hooks):
             warnings.warn(f'"{self.name}" is being hybridized while still having forward '
