@@ -420,8 +420,9 @@ def test_contrib_ops_control_flow_and_custom_op_match_mxnet(mxnet_python, tmp_pa
                                    err_msg=name)
 
 
-# Random configurations of the ops with the most settings, made by the same seeds
-# under both libraries.
+# Random configurations of the ops with the most settings (box_nms, bipartite_matching,
+# ROIAlign, BilinearResize2D, Proposal, MultiProposal, PSROIPooling and its gradient),
+# made by the same seeds under both libraries.
 SWEEP = r'''
 import numpy as np
 
@@ -479,6 +480,20 @@ for seed in range(12):
     res[f"multi_proposal{seed}"] = mx.nd.contrib.MultiProposal(
         mx.nd.array(cls_prob), mx.nd.array(bbox_pred), mx.nd.array(im_info),
         **dict(options, output_score=False)).asnumpy()
+    group = int(r.choice([2, 3]))
+    pooled = int(r.choice([group, 3, 4]))
+    features = mx.nd.array(r.normal(size=(2, 2 * group * group, 9, 11)).astype(np.float32))
+    boxes = np.concatenate([r.integers(0, 2, (4, 1)), r.uniform(-2, 14, (4, 2))], axis=1)
+    boxes = np.concatenate([boxes, boxes[:, 1:3] + r.uniform(0, 10, (4, 2))],
+                           axis=1).astype(np.float32)
+    features.attach_grad()
+    with mx.autograd.record():
+        pooled_out = mx.nd.contrib.PSROIPooling(
+            features, mx.nd.array(boxes), spatial_scale=float(r.choice([0.5, 1.0])),
+            output_dim=2, pooled_size=pooled, group_size=group)
+    pooled_out.backward(mx.nd.array(r.normal(size=pooled_out.shape).astype(np.float32)))
+    res[f"psroi{seed}"] = pooled_out.asnumpy()
+    res[f"psroi_grad{seed}"] = features.grad.asnumpy()
 '''
 
 _SWEEP_SCRIPT = """
@@ -489,14 +504,14 @@ np.savez("sweep.npz", **res)
 """
 
 
-def test_box_nms_matching_roi_align_resize_and_proposal_sweep_matches_mxnet(mxnet_python, tmp_path):
+def test_sweep_of_box_roi_resize_and_proposal_ops_matches_mxnet(mxnet_python, tmp_path):
     (tmp_path / "sweep.py").write_text(SWEEP)
     run_mxnet(mxnet_python, _SWEEP_SCRIPT, tmp_path)
     expected = dict(np.load(tmp_path / "sweep.npz"))
     scope = {"mx": symgrad}
     exec(SWEEP, scope)  # noqa: S102
     ours = scope["res"]
-    assert sorted(ours) == sorted(expected) and len(expected) == 96
+    assert sorted(ours) == sorted(expected) and len(expected) == 120
     for name in sorted(expected):
         np.testing.assert_allclose(ours[name], expected[name], rtol=1e-4, atol=1e-5,
                                    err_msg=name)

@@ -1057,6 +1057,109 @@ register(OpDef(name="_backward_contrib_ROIAlign", infer=_roi_back_types, impl=_r
 
 
 # ---------------------------------------------------------------------------
+# PSROIPooling: position-sensitive average pooling (R-FCN)
+# ---------------------------------------------------------------------------
+
+_PSROI_ATTRS = {"spatial_scale": Attr(as_float), "output_dim": Attr(as_int),
+                "pooled_size": Attr(as_int), "group_size": Attr(as_int, 0)}
+
+
+def _psroi_types(types, *, spatial_scale, output_dim, pooled_size, group_size):
+    data, rois = types[0].shape, types[1].shape
+    group = group_size or pooled_size
+    if len(data) != 4 or len(rois) != 2 or rois[1] != 5 or \
+            data[1] != output_dim * group * group:
+        raise GraphError(f"expected data (N, {output_dim * group * group}, H, W) and rois "
+                         "(R, 5)")
+    return [TensorType((rois[0], output_dim, pooled_size, pooled_size), types[0].dtype)]
+
+
+def _c_round(value: float) -> float:
+    return math.floor(value + 0.5) if value >= 0 else math.ceil(value - 0.5)
+
+
+def _psroi_bins(rois, height, width, *, spatial_scale, output_dim, pooled_size, group_size):
+    """For each roi, output channel and bin: (input channel, h0, h1, w0, w1), the
+    rectangle its average is taken over (empty when h1 <= h0 or w1 <= w0)."""
+    group = group_size or pooled_size
+    for r, roi in enumerate(np.asarray(rois, dtype=np.float64)):
+        start_w, start_h = _c_round(roi[1]) * spatial_scale, _c_round(roi[2]) * spatial_scale
+        end_w = (_c_round(roi[3]) + 1.0) * spatial_scale
+        end_h = (_c_round(roi[4]) + 1.0) * spatial_scale
+        bin_h = max(end_h - start_h, 0.1) / pooled_size
+        bin_w = max(end_w - start_w, 0.1) / pooled_size
+        for ph in range(pooled_size):
+            h0 = min(max(math.floor(ph * bin_h + start_h), 0), height)
+            h1 = min(max(math.ceil((ph + 1) * bin_h + start_h), 0), height)
+            gh = min(max(ph * group // pooled_size, 0), group - 1)
+            for pw in range(pooled_size):
+                w0 = min(max(math.floor(pw * bin_w + start_w), 0), width)
+                w1 = min(max(math.ceil((pw + 1) * bin_w + start_w), 0), width)
+                gw = min(max(pw * group // pooled_size, 0), group - 1)
+                for top in range(output_dim):
+                    yield r, top, ph, pw, (top * group + gh) * group + gw, h0, h1, w0, w1
+
+
+def _psroi_pool(data, rois, **attrs):
+    out = np.zeros(_psroi_types([TensorType(data.shape, data.dtype),
+                                 TensorType(rois.shape, rois.dtype)], **attrs)[0].shape)
+    batch = np.clip(rois[:, 0].astype(np.int64), 0, data.shape[0] - 1)
+    for r, top, ph, pw, c, h0, h1, w0, w1 in _psroi_bins(rois, *data.shape[2:], **attrs):
+        if h1 > h0 and w1 > w0:
+            out[r, top, ph, pw] = data[batch[r], c, h0:h1, w0:w1].astype(np.float64).mean()
+    return out.astype(data.dtype)
+
+
+def psroi_pool_grad(g, data, rois, *, out, **attrs):
+    """each bin's gradient spread evenly over its rectangle; none for rois"""
+    return F._backward_contrib_PSROIPooling(g, rois, data, **attrs), None
+
+
+def _psroi_inputs(rng):
+    return [rng.uniform(-2, 2, (2, 8, 6, 7)),
+            np.array([[0, 0.4, 1.0, 4.6, 5.2], [1, 2.0, 0.0, 6.0, 3.0], [0, 5.0, 4.0, 5.0, 4.0]])]
+
+
+register(OpDef(name="_contrib_PSROIPooling", infer=_psroi_types, impl=_psroi_pool,
+               grad=psroi_pool_grad, inputs=("data", "rois"), attrs=_PSROI_ATTRS,
+               kind="opaque",
+               doc="Position-sensitive ROI average pooling: bin (i, j) of output channel "
+                   "k averages input channel (k * group + i') * group + j'.\n\nGradient"
+                   "\n--------\neach bin's gradient over its rectangle, divided by its "
+                   "area; none for rois",
+               test=TestSpec(make_inputs=_psroi_inputs, wrt=(0,), attrs={
+                   "spatial_scale": 0.5, "output_dim": 2, "pooled_size": 2})))
+
+
+def _psroi_back_types(types, **_attrs):
+    return [TensorType(types[2].shape, types[0].dtype)]
+
+
+def _psroi_back(g, rois, like, **attrs):
+    out = np.zeros(like.shape, dtype=np.float64)
+    batch = np.clip(rois[:, 0].astype(np.int64), 0, like.shape[0] - 1)
+    for r, top, ph, pw, c, h0, h1, w0, w1 in _psroi_bins(rois, *like.shape[2:], **attrs):
+        if h1 > h0 and w1 > w0:
+            out[batch[r], c, h0:h1, w0:w1] += g[r, top, ph, pw] / ((h1 - h0) * (w1 - w0))
+    return out.astype(g.dtype)
+
+
+def psroi_back_grad(gg, g, rois, like, *, out, **attrs):
+    """PSROIPooling of gg"""
+    return F._contrib_PSROIPooling(gg, rois, **attrs), None, None
+
+
+register(OpDef(name="_backward_contrib_PSROIPooling", infer=_psroi_back_types,
+               impl=_psroi_back, grad=psroi_back_grad, inputs=("grad", "rois", "data"),
+               shape_only=(2,), attrs=_PSROI_ATTRS, kind="opaque",
+               doc="The adjoint of PSROIPooling.",
+               test=TestSpec(make_inputs=lambda rng: [
+                   rng.uniform(-2, 2, (3, 2, 2, 2)), _psroi_inputs(rng)[1],
+                   np.zeros((2, 8, 6, 7))], wrt=(0,),
+                   attrs={"spatial_scale": 0.5, "output_dim": 2, "pooled_size": 2})))
+
+
+# ---------------------------------------------------------------------------
 # boxes: box_iou, box_nms, bipartite_matching
 # ---------------------------------------------------------------------------
 
