@@ -422,3 +422,15 @@ def test_record_file_dataset_with_workers(tmp_path, thread_pool):
         labels = np.concatenate([batch.asnumpy() for batch in loader])
         np.testing.assert_array_equal(labels, np.arange(64, dtype=np.float32))
     assert dataset[63] == mx.recordio.pack((0, 63.0, 63, 0), bytes([63]) * 64)
+
+
+def test_clip_global_norm_of_an_infinite_norm_warns_once():
+    """MXNet warns once (a UserWarning) for a NaN or infinite norm; the scaling
+    that follows adds no numpy RuntimeWarning."""
+    arrays = [mx.nd.array([np.inf, 4.0])]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        norm = mx.gluon.utils.clip_global_norm(arrays, 1.0)
+    assert [w.category for w in caught] == [UserWarning]
+    assert np.isinf(norm)
+    assert np.isnan(arrays[0].asnumpy()[0]) and arrays[0].asnumpy()[1] == 0.0

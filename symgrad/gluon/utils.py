@@ -76,8 +76,11 @@ def clip_global_norm(arrays: list[NDArray], max_norm: float,
         warnings.warn(UserWarning("nan or inf is detected. Clipping results will be "
                                   "undefined."), stacklevel=2)
     scale = min(np.float32(1.0), np.float32(max_norm) / (total + np.float32(1e-8)))
-    for array in arrays:
-        array[:] = nd.array(array.asnumpy() * scale, dtype=array.dtype)
+    # a NaN or infinite norm was warned about once above, as MXNet warns; numpy's
+    # own warnings for the scaling that follows would repeat it
+    with np.errstate(invalid="ignore", over="ignore"):
+        for array in arrays:
+            array[:] = nd.array(array.asnumpy() * scale, dtype=array.dtype)
     if check_isfinite:
         return total
     return nd.array([total])
