@@ -78,7 +78,7 @@ from mxnet.gluon.model_zoo import vision
 found = {}
 for name in json.load(open(sys.argv[1])):
     net = vision.get_model(name)
-    found[name] = {"prefix": net.prefix,
+    found[name] = {"prefix": net.prefix, "repr": repr(net),
                    "params": [[k[len(net.prefix):], list(p.shape)]
                               for k, p in net.collect_params().items()]}
 json.dump(found, open(sys.argv[2], "w"))
@@ -235,7 +235,8 @@ def _check(name: str, kwargs: dict, folder: Path, train: bool = False) -> None:
 
 def test_every_name_has_mxnets_parameter_names_and_shapes(mxnet_python, tmp_path):
     """All 34 constructors, before any input: names below the prefix, shapes with
-    MXNet's unknown (0) sizes, and the prefix up to its counter."""
+    MXNet's unknown (0) sizes, the prefix up to its counter, and the printed
+    block structure."""
     (tmp_path / "names.json").write_text(json.dumps(ALL_NAMES))
     run_mxnet(mxnet_python, _NAMES_SCRIPT, tmp_path, str(tmp_path / "names.json"),
               str(tmp_path / "found.json"))
@@ -246,6 +247,7 @@ def test_every_name_has_mxnets_parameter_names_and_shapes(mxnet_python, tmp_path
         ours = [[k[len(net.prefix):], list(p.shape)] for k, p in net.collect_params().items()]
         assert ours == found[name]["params"], name
         assert re.sub(r"\d+_$", "", net.prefix) == re.sub(r"\d+_$", "", found[name]["prefix"])
+        assert repr(net) == found[name]["repr"], name
 
 
 @pytest.mark.parametrize("name,size,kwargs,dtype", FAST, ids=[case[0] for case in FAST])
