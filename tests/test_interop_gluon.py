@@ -358,3 +358,47 @@ def test_parameter_and_block_behaviour_matches_mxnet(mxnet_python, tmp_path):
     assert mine["constant_from_list"] == theirs["constant_from_list"]
     for name in ("summary_of_hybridized", "load_other_dtype", "loss_weight_not_a_number"):
         assert theirs[name][1] is True and mine[name][1] is True, (name, mine, theirs)
+
+
+ARGUMENT_STRUCTURE = '''
+import json
+from mxnet.gluon import nn
+
+
+class Masked(nn.HybridBlock):
+    def hybrid_forward(self, F, x, mask=None):
+        return x * 2 if mask is None else x * mask
+
+
+class Pair(nn.HybridBlock):
+    def hybrid_forward(self, F, xs):
+        return xs[0] + xs[1]
+
+
+def message(block, *first_and_then):
+    first, then = first_and_then
+    block.hybridize()
+    block(*first)
+    try:
+        block(*then)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+x = mx.nd.ones((2, 3))
+messages = [message(Masked(), (x,), (x, x)), message(Masked(), (x, x), (x,)),
+            message(Pair(), ([x, x],), ([x, x, x],))]
+'''
+
+
+def test_hybridized_call_with_another_argument_structure_raises(mxnet_python, tmp_path):
+    """A hybridized block called with other arguments than it was traced with
+    raises MXNet's ValueError (it used to run the old graph, ignoring the new
+    argument)."""
+    theirs = json.loads(run_mxnet(
+        mxnet_python, "import mxnet as mx\n" + ARGUMENT_STRUCTURE
+        + "print(json.dumps(messages))\n", tmp_path).strip().splitlines()[-1])
+    scope: dict = {"mx": mx}
+    exec(ARGUMENT_STRUCTURE.replace("from mxnet.gluon", "from symgrad.gluon"), scope)
+    assert all(theirs) and scope["messages"] == theirs

@@ -451,6 +451,7 @@ class HybridBlock(Block):
         self._active = False
         self._cached_graph: tuple[list[Symbol], Symbol] | None = None
         self._out_format: Any = None
+        self._in_format: Any = None  # the argument nesting the graph was traced with
         self._replays: dict[bool, CompiledSymbol] = {}
         self._plan: _CallPlan | None = None
 
@@ -503,6 +504,7 @@ class HybridBlock(Block):
         variables named ``data`` (or ``data0``, ``data1``... for several)."""
         if self._cached_graph is None:
             flat, in_format = _flatten(args)
+            self._in_format = in_format
             names = ["data"] if len(flat) == 1 else [f"data{i}" for i in range(len(flat))]
             inputs = [sym.var(name) for name in names]
             grouped = _regroup(inputs, in_format) if len(args) > 1 or \
@@ -590,7 +592,12 @@ class HybridBlock(Block):
             for _, param in plan.params:
                 param._finish_deferred_init()
             values = {name: param.data() for name, param in plan.params}
-        flat, _ = _flatten(args)
+        flat, in_format = _flatten(args)
+        if self._in_format is not None and in_format != self._in_format:
+            # MXNet's message, its two formats named as MXNet names them
+            raise ValueError("The argument structure of HybridBlock does not match the "
+                             f"cached version. Stored format = {in_format}, input format = "
+                             f"{self._in_format}")
         for name, array in zip(plan.input_names, flat):
             if not isinstance(array, NDArray):
                 raise TypeError(f"{self.name}: inputs of a hybridized block must be NDArrays, "
