@@ -375,3 +375,30 @@ def test_symbolic_rand_zipfian():
 
     np.testing.assert_allclose(got[1].asnumpy(), law(np.array([1, 4])))
     np.testing.assert_allclose(got[2].asnumpy(), law(classes))
+
+
+def test_deformable_convolution_without_offsets_is_a_convolution():
+    rng = np.random.default_rng(8)
+    data = mx.nd.array(rng.normal(size=(2, 4, 6, 7)))
+    weight = mx.nd.array(rng.normal(size=(6, 2, 3, 3)))
+    bias = mx.nd.array(rng.normal(size=(6,)))
+    options = {"kernel": (3, 3), "stride": (2, 1), "pad": (1, 1), "num_filter": 6,
+               "num_group": 2}
+    offset = mx.nd.zeros((2, 18, 3, 7))
+    got = mx.nd.contrib.DeformableConvolution(data, offset, weight, bias, **options)
+    want = mx.nd.Convolution(data, weight, bias, **options)
+    np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_deformable_convolution_samples_between_pixels():
+    # MXNet 1.9.1's values: half a pixel down averages two rows; the last row is
+    # read as is; a place above the image reads zero
+    image = mx.nd.array(np.arange(20.0).reshape(1, 1, 4, 5))
+    ones = mx.nd.ones((1, 1, 1, 1))
+    for dy, first_row, last_row in ((0.5, [2.5, 3.5, 4.5, 5.5, 6.5], [15, 16, 17, 18, 19]),
+                                    (-0.5, [0] * 5, [12.5, 13.5, 14.5, 15.5, 16.5])):
+        offset = mx.nd.array(np.tile(np.array([dy, 0.0]).reshape(1, 2, 1, 1), (1, 1, 4, 5)))
+        got = mx.nd.contrib.DeformableConvolution(image, offset, ones, kernel=(1, 1),
+                                                  num_filter=1, no_bias=True).asnumpy()[0, 0]
+        np.testing.assert_allclose(got[0], first_row)
+        np.testing.assert_allclose(got[-1], last_row)

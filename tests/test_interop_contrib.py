@@ -421,7 +421,8 @@ def test_contrib_ops_control_flow_and_custom_op_match_mxnet(mxnet_python, tmp_pa
 
 
 # Random configurations of the ops with the most settings (box_nms, bipartite_matching,
-# ROIAlign, BilinearResize2D, Proposal, MultiProposal, PSROIPooling and its gradient),
+# ROIAlign, BilinearResize2D, Proposal, MultiProposal, PSROIPooling and
+# DeformableConvolution with their gradients),
 # made by the same seeds under both libraries.
 SWEEP = r'''
 import numpy as np
@@ -494,6 +495,25 @@ for seed in range(12):
     pooled_out.backward(mx.nd.array(r.normal(size=pooled_out.shape).astype(np.float32)))
     res[f"psroi{seed}"] = pooled_out.asnumpy()
     res[f"psroi_grad{seed}"] = features.grad.asnumpy()
+    groups, deformable = int(r.choice([1, 2])), int(r.choice([1, 2]))
+    kernel = (3, 3) if seed % 2 else (3, 2)
+    stride, dilate = (int(r.choice([1, 2])),) * 2, (1, int(r.choice([1, 2])))
+    out_h = (6 + 2 - dilate[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    out_w = (7 + 2 - dilate[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    arrays = [mx.nd.array(a.astype(np.float32)) for a in (
+        r.normal(size=(2, 4, 6, 7)),
+        r.normal(size=(2, 2 * kernel[0] * kernel[1] * deformable, out_h, out_w)) * 1.5,
+        r.normal(size=(6, 4 // groups) + kernel), r.normal(size=(6,)))]
+    for a in arrays:
+        a.attach_grad()
+    with mx.autograd.record():
+        dcn = mx.nd.contrib.DeformableConvolution(
+            *arrays, kernel=kernel, stride=stride, pad=(1, 1), dilate=dilate, num_filter=6,
+            num_group=groups, num_deformable_group=deformable)
+    dcn.backward(mx.nd.array(r.normal(size=dcn.shape).astype(np.float32)))
+    res[f"dcn{seed}"] = dcn.asnumpy()
+    for k, a in enumerate(arrays):
+        res[f"dcn{seed}_grad{k}"] = a.grad.asnumpy()
 '''
 
 _SWEEP_SCRIPT = """
@@ -511,7 +531,9 @@ def test_sweep_of_box_roi_resize_and_proposal_ops_matches_mxnet(mxnet_python, tm
     scope = {"mx": symgrad}
     exec(SWEEP, scope)  # noqa: S102
     ours = scope["res"]
-    assert sorted(ours) == sorted(expected) and len(expected) == 120
+    assert sorted(ours) == sorted(expected) and len(expected) == 180
     for name in sorted(expected):
-        np.testing.assert_allclose(ours[name], expected[name], rtol=1e-4, atol=1e-5,
+        # (DeformableConvolution sums many float32 products: a looser bound)
+        tolerance = 1e-4 if name.startswith("dcn") else 1e-5
+        np.testing.assert_allclose(ours[name], expected[name], rtol=1e-4, atol=tolerance,
                                    err_msg=name)
