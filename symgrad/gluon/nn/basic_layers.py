@@ -239,6 +239,23 @@ class Dropout(HybridBlock):
 # normalisation layers
 # ---------------------------------------------------------------------------
 
+def _add_gamma_beta(block: HybridBlock, size: int, center: bool, scale: bool,
+                    gamma_initializer: Any, beta_initializer: Any,
+                    fixed_when_off: bool = False) -> None:
+    """Give a normalisation layer its ``gamma`` (learned if ``scale``) and ``beta``
+    (learned if ``center``) of shape (size,), 0 inferred at the first call;
+    ``fixed_when_off`` makes a switched-off one non-differentiable (BatchNorm's
+    rule in MXNet) rather than only ``grad_req='null'``."""
+    block.gamma = block.params.get(
+        "gamma", grad_req="write" if scale else "null", shape=(size,),
+        init=gamma_initializer, allow_deferred_init=True,
+        differentiable=scale or not fixed_when_off)
+    block.beta = block.params.get(
+        "beta", grad_req="write" if center else "null", shape=(size,),
+        init=beta_initializer, allow_deferred_init=True,
+        differentiable=center or not fixed_when_off)
+
+
 def _settings_repr(block: Any, tail: str = "") -> str:
     content = ", ".join(f"{key}={value!r}" for key, value in block._kwargs.items())
     return f"{type(block).__name__}({content}{tail}"
@@ -287,12 +304,8 @@ class BatchNorm(HybridBlock):
                         "fix_gamma": not scale, "use_global_stats": use_global_stats}
         if in_channels != 0:
             self.in_channels = in_channels
-        self.gamma = self.params.get("gamma", grad_req="write" if scale else "null",
-                                     shape=(in_channels,), init=gamma_initializer,
-                                     allow_deferred_init=True, differentiable=scale)
-        self.beta = self.params.get("beta", grad_req="write" if center else "null",
-                                    shape=(in_channels,), init=beta_initializer,
-                                    allow_deferred_init=True, differentiable=center)
+        _add_gamma_beta(self, in_channels, center, scale, gamma_initializer,
+                        beta_initializer, fixed_when_off=True)
         self.running_mean = self.params.get("running_mean", grad_req="null",
                                             shape=(in_channels,),
                                             init=running_mean_initializer,
@@ -352,12 +365,7 @@ class LayerNorm(HybridBlock):
         self._epsilon = epsilon
         self._center = center
         self._scale = scale
-        self.gamma = self.params.get("gamma", grad_req="write" if scale else "null",
-                                     shape=(in_channels,), init=gamma_initializer,
-                                     allow_deferred_init=True)
-        self.beta = self.params.get("beta", grad_req="write" if center else "null",
-                                    shape=(in_channels,), init=beta_initializer,
-                                    allow_deferred_init=True)
+        _add_gamma_beta(self, in_channels, center, scale, gamma_initializer, beta_initializer)
 
     def hybrid_forward(self, F: Any, data: Any, gamma: Any, beta: Any) -> Any:
         """``LayerNorm(data, gamma, beta)``."""
@@ -398,12 +406,7 @@ class InstanceNorm(HybridBlock):
         self._kwargs = {"eps": epsilon, "axis": axis, "center": center, "scale": scale}
         self._axis = axis
         self._epsilon = epsilon
-        self.gamma = self.params.get("gamma", grad_req="write" if scale else "null",
-                                     shape=(in_channels,), init=gamma_initializer,
-                                     allow_deferred_init=True)
-        self.beta = self.params.get("beta", grad_req="write" if center else "null",
-                                    shape=(in_channels,), init=beta_initializer,
-                                    allow_deferred_init=True)
+        _add_gamma_beta(self, in_channels, center, scale, gamma_initializer, beta_initializer)
 
     def hybrid_forward(self, F: Any, x: Any, gamma: Any, beta: Any) -> Any:
         """``InstanceNorm(x, gamma, beta)`` with the channel axis moved to 1."""
@@ -448,12 +451,7 @@ class GroupNorm(HybridBlock):
                         "scale": scale}
         self._num_groups = num_groups
         self._epsilon = epsilon
-        self.gamma = self.params.get("gamma", grad_req="write" if scale else "null",
-                                     shape=(num_groups,), init=gamma_initializer,
-                                     allow_deferred_init=True)
-        self.beta = self.params.get("beta", grad_req="write" if center else "null",
-                                    shape=(num_groups,), init=beta_initializer,
-                                    allow_deferred_init=True)
+        _add_gamma_beta(self, num_groups, center, scale, gamma_initializer, beta_initializer)
 
     def hybrid_forward(self, F: Any, data: Any, gamma: Any, beta: Any) -> Any:
         """``GroupNorm(data, gamma, beta)``."""
