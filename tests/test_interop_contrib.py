@@ -514,6 +514,12 @@ for seed in range(12):
     res[f"dcn{seed}"] = dcn.asnumpy()
     for k, a in enumerate(arrays):
         res[f"dcn{seed}_grad{k}"] = a.grad.asnumpy()
+    # the modulated version (MXNet runs only its forward on a CPU)
+    taps = kernel[0] * kernel[1] * deformable
+    res[f"dcn{seed}_modulated"] = mx.nd.contrib.ModulatedDeformableConvolution(
+        arrays[0], arrays[1], mx.nd.array(r.uniform(size=(2, taps, out_h, out_w))),
+        *arrays[2:], kernel=kernel, stride=stride, pad=(1, 1), dilate=dilate, num_filter=6,
+        num_group=groups, num_deformable_group=deformable).asnumpy()
 '''
 
 _SWEEP_SCRIPT = """
@@ -531,7 +537,7 @@ def test_sweep_of_box_roi_resize_and_proposal_ops_matches_mxnet(mxnet_python, tm
     scope = {"mx": symgrad}
     exec(SWEEP, scope)  # noqa: S102
     ours = scope["res"]
-    assert sorted(ours) == sorted(expected) and len(expected) == 180
+    assert sorted(ours) == sorted(expected) and len(expected) == 192
     for name in sorted(expected):
         # (DeformableConvolution sums many float32 products: a looser bound)
         tolerance = 1e-4 if name.startswith("dcn") else 1e-5

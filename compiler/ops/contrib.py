@@ -1062,13 +1062,19 @@ register(OpDef(name="_backward_contrib_ROIAlign", infer=_roi_back_types, impl=_r
 # place moved by a learned offset
 # ---------------------------------------------------------------------------
 
-_DCN_ATTRS = {**{k: v for k, v in CONV_GEOMETRY.items()},
-              "num_deformable_group": Attr(as_int, 1), "no_bias": Attr(as_bool, False),
-              "layout": BACKEND_HINTS["layout"]}
+_DCN_ATTRS = {**CONV_GEOMETRY, "num_deformable_group": Attr(as_int, 1),
+              "no_bias": Attr(as_bool, False), "layout": BACKEND_HINTS["layout"]}
+# (im2col_step only batches MXNet's own work)
+_MODULATED_ATTRS = {**_DCN_ATTRS, "im2col_step": Attr(as_int, 64)}
 
 
 def _dcn_inputs(attrs: dict) -> tuple[str, ...]:
     base = ("data", "offset", "weight")
+    return base if attrs.get("no_bias") else base + ("bias",)
+
+
+def _modulated_inputs(attrs: dict) -> tuple[str, ...]:
+    base = ("data", "offset", "mask", "weight")
     return base if attrs.get("no_bias") else base + ("bias",)
 
 
@@ -1079,29 +1085,43 @@ def _dcn_geometry(data_shape, kernel, stride, dilate, pad):
     return kernel, stride, dilate, pad, out
 
 
-def _dcn_types(types, *, kernel, stride, dilate, pad, num_filter, num_group,
-               num_deformable_group, no_bias, layout):
-    data, offset, weight = (t.shape for t in types[:3])
+def _check_dcn(data, offset, mask, weight, bias, *, kernel, stride, dilate, pad, num_filter,
+               num_group, num_deformable_group, no_bias, **_attrs):
     if len(data) != 4:
-        raise GraphError("DeformableConvolution supports NCHW data only")
+        raise GraphError("deformable convolutions take NCHW data only")
     kernel, _, _, _, out = _dcn_geometry(data, kernel, stride, dilate, pad)
-    taps = kernel[0] * kernel[1]
-    if offset != (data[0], 2 * taps * num_deformable_group) + out:
-        raise GraphError(f"offset must be {(data[0], 2 * taps * num_deformable_group) + out}")
+    taps = kernel[0] * kernel[1] * num_deformable_group
+    if offset != (data[0], 2 * taps) + out:
+        raise GraphError(f"offset must be {(data[0], 2 * taps) + out}")
+    if mask is not None and mask != (data[0], taps) + out:
+        raise GraphError(f"mask must be {(data[0], taps) + out}")
     if weight != (num_filter, data[1] // num_group) + kernel or data[1] % num_group or \
             data[1] % num_deformable_group:
         raise GraphError(f"weight must be {(num_filter, data[1] // num_group) + kernel}")
-    if not no_bias and types[3].shape != (num_filter,):
+    if not no_bias and bias != (num_filter,):
         raise GraphError(f"bias must be ({num_filter},)")
-    return [TensorType((data[0], num_filter) + out, types[0].dtype)]
+    return (data[0], num_filter) + out
 
 
-def _dcn_samples(data_shape, offset, kernel, stride, dilate, pad, out, groups):
-    """Sampling places (N, groups, K, Ho, Wo), whether each is inside the image,
-    and for the four neighbours their flat indices and bilinear weights, as
-    MXNet's deformable im2col: a place outside [0, H) x [0, W) reads zero, and one
-    in the last row or column reads it (the neighbour past it is that one).
-    Also the fractions (ly, lx) after that clamping, for the offset gradient."""
+def _dcn_types(types, **attrs):
+    shapes = [t.shape for t in types] + [None]
+    return [TensorType(_check_dcn(shapes[0], shapes[1], None, shapes[2], shapes[3], **attrs),
+                       types[0].dtype)]
+
+
+def _modulated_types(types, **attrs):
+    shapes = [t.shape for t in types] + [None]
+    return [TensorType(_check_dcn(*shapes[:5], **attrs), types[0].dtype)]
+
+
+def _dcn_samples(data_shape, offset, kernel, stride, dilate, pad, out, groups, clamp):
+    """Sampling places of every tap (N, groups, K, Ho, Wo) as MXNet's deformable
+    im2col: the fractions (ly, lx), and for the four neighbours their flat indices,
+    validity and bilinear weights.
+
+    ``clamp`` (DeformableConvolution): a place outside [0, H) x [0, W) reads zero,
+    one in the last row or column reads it. Otherwise (the modulated version):
+    places within a pixel of the image read it zero-padded."""
     height, width = data_shape[2], data_shape[3]
     rows = np.arange(out[0]) * stride[0] - pad[0]
     cols = np.arange(out[1]) * stride[1] - pad[1]
@@ -1110,133 +1130,181 @@ def _dcn_samples(data_shape, offset, kernel, stride, dilate, pad, out, groups):
     moves = offset.reshape(offset.shape[0], groups, -1, 2, *out).astype(np.float64)
     y = rows[None, None, None, :, None] + tap_y[None, None, :, None, None] + moves[:, :, :, 0]
     x = cols[None, None, None, None, :] + tap_x[None, None, :, None, None] + moves[:, :, :, 1]
-    inside = (y >= 0) & (x >= 0) & (y < height) & (x < width)
+    if clamp:
+        inside = (y >= 0) & (x >= 0) & (y < height) & (x < width)
+    else:
+        inside = (y > -1) & (x > -1) & (y < height) & (x < width)
 
     def axis(place, size):
-        low = np.clip(np.floor(place), 0, size - 1)
+        low = np.floor(place)
+        if not clamp:
+            return low, low + 1, place - low
+        low = np.clip(low, 0, size - 1)
         last = low >= size - 1
-        fraction = np.where(last, 0.0, place - low)
-        return low, np.where(last, low, low + 1), fraction
+        return low, np.where(last, low, low + 1), np.where(last, 0.0, place - low)
 
     y0, y1, ly = axis(y, height)
     x0, x1, lx = axis(x, width)
     corners = []
     for cy, cx, weight in ((y0, x0, (1 - ly) * (1 - lx)), (y0, x1, (1 - ly) * lx),
                            (y1, x0, ly * (1 - lx)), (y1, x1, ly * lx)):
-        corners.append(((cy * width + cx).astype(np.int64), inside, weight))
+        valid = inside & (cy >= 0) & (cx >= 0) & (cy <= height - 1) & (cx <= width - 1)
+        index = (np.clip(cy, 0, height - 1) * width + np.clip(cx, 0, width - 1)).astype(np.int64)
+        corners.append((index, valid, weight))
     return (ly, lx), inside, corners
 
 
-def _dcn_columns(data, corners, groups):
-    """The sampled input: (N, C, K, Ho, Wo)."""
+def _gather_corners(data, corners, groups):
+    """Each neighbour's value (zero where not valid): 4 x (N, G, C/G, K, Ho, Wo)."""
     n, channels = data.shape[:2]
-    flat = data.reshape(n, groups, channels // groups, -1).astype(np.float64)
-    columns = 0.0
-    for index, valid, weight in corners:
-        shape = index.shape  # (N, G, K, Ho, Wo)
-        picked = np.take_along_axis(flat, index.reshape(n, groups, 1, -1), axis=3)
-        picked = picked.reshape(n, groups, channels // groups, *shape[2:])
-        columns = columns + picked * (weight * valid)[:, :, None]
-    return columns.reshape(n, channels, *columns.shape[3:])
-
-
-def _dcn_forward(data, offset, weight, *bias, kernel, stride, dilate, pad, num_filter,
-                 num_group, num_deformable_group, no_bias, layout):
-    kernel, stride, dilate, pad, out = _dcn_geometry(data.shape, kernel, stride, dilate, pad)
-    _, _, corners = _dcn_samples(data.shape, offset, kernel, stride, dilate, pad, out,
-                                 num_deformable_group)
-    columns = _dcn_columns(data, corners, num_deformable_group)  # (N, C, K, Ho, Wo)
-    n, channels = data.shape[:2]
-    columns = columns.reshape(n, num_group, channels // num_group, -1, *out)
-    filters = weight.reshape(num_group, num_filter // num_group, channels // num_group, -1)
-    result = np.einsum("gfck,ngckhw->ngfhw", filters.astype(np.float64), columns)
-    result = result.reshape(n, num_filter, *out)
-    if bias:
-        result = result + bias[0].reshape(1, -1, 1, 1)
-    return result.astype(data.dtype)
-
-
-def deformable_conv_grad(g, data, offset, weight, *bias, out, **attrs):
-    """data and offset through the bilinear sampling, weight against the sampled
-    columns (one backward op); bias: g summed over batch and space"""
-    grads = F._backward_contrib_DeformableConvolution(g, data, offset, weight, **attrs)
-    bias_grad = (F.sum(g, axis=(0, 2, 3)),) if bias else ()
-    return (*grads, *bias_grad)
-
-
-register(OpDef(name="_contrib_DeformableConvolution", infer=_dcn_types, impl=_dcn_forward,
-               grad=deformable_conv_grad, inputs=_dcn_inputs, attrs=_DCN_ATTRS,
-               kind="opaque",
-               doc="Deformable convolution (NCHW): each kernel tap reads the input at its "
-                   "place plus a learned offset, bilinearly.\n\nGradient\n--------\n"
-                   "data: the sampling's bilinear weights times the columns' gradient; "
-                   "offset: the interpolation's slope; weight: g against the sampled "
-                   "columns; bias: g summed",
-               test=TestSpec(make_inputs=lambda rng: [
-                   rng.uniform(-2, 2, (2, 4, 5, 6)), rng.uniform(-1.3, 1.3, (2, 36, 3, 3)),
-                   rng.uniform(-1, 1, (4, 2, 3, 3)), rng.uniform(-1, 1, (4,))],
-                   attrs={"kernel": (3, 3), "stride": (2, 2), "pad": (1, 1), "num_filter": 4,
-                          "num_group": 2, "num_deformable_group": 2}, order=1)))
-
-
-def _dcn_back_types(types, **_attrs):
-    return [TensorType(t.shape, types[0].dtype) for t in types[1:4]]
-
-
-def _dcn_backward(g, data, offset, weight, *, kernel, stride, dilate, pad, num_filter,
-                  num_group, num_deformable_group, no_bias, layout):
-    kernel, stride, dilate, pad, out = _dcn_geometry(data.shape, kernel, stride, dilate, pad)
-    groups = num_deformable_group
-    (ly, lx), inside, corners = _dcn_samples(data.shape, offset, kernel, stride, dilate, pad,
-                                             out, groups)
-    n, channels, height, width = data.shape
-    columns = _dcn_columns(data, corners, groups).reshape(
-        n, num_group, channels // num_group, -1, *out)
-    filters = weight.reshape(num_group, num_filter // num_group, channels // num_group,
-                             -1).astype(np.float64)
-    grad = g.reshape(n, num_group, num_filter // num_group, *out).astype(np.float64)
-    grad_weight = np.einsum("ngfhw,ngckhw->gfck", grad, columns).reshape(weight.shape)
-    grad_columns = np.einsum("gfck,ngfhw->ngckhw", filters, grad).reshape(
-        n, groups, channels // groups, -1, *out)  # (N, G, C/G, K, Ho, Wo)
-    # data: each sample's gradient back to its four neighbours
-    grad_data = np.zeros((n, groups, channels // groups, height * width))
-    for index, valid, weight_corner in corners:
-        share = grad_columns * (weight_corner * valid)[:, :, None]
-        targets = np.broadcast_to(index[:, :, None], share.shape)
-        for b in range(n):
-            for d in range(groups):
-                np.add.at(grad_data[b, d], (np.arange(channels // groups)[:, None],
-                                            targets[b, d].reshape(channels // groups, -1)),
-                          share[b, d].reshape(channels // groups, -1))
-    # offset: the slope of the interpolation along y and x at each sample
     flat = data.reshape(n, groups, channels // groups, -1).astype(np.float64)
     values = []
     for index, valid, _ in corners:
         picked = np.take_along_axis(flat, index.reshape(n, groups, 1, -1), axis=3)
         values.append(picked.reshape(n, groups, channels // groups, *index.shape[2:]) *
                       valid[:, :, None])
-    ly, lx = ly[:, :, None], lx[:, :, None]
+    return values
+
+
+def _deformable(data, offset, mask, weight, bias, attrs, clamp):
+    """Forward of both deformable convolutions; also the sampled columns
+    (N, G, C/G, K, Ho, Wo) before the mask and the sampling, for the backward."""
+    groups, num_group, num_filter = (attrs["num_deformable_group"], attrs["num_group"],
+                                     attrs["num_filter"])
+    kernel, stride, dilate, pad, out = _dcn_geometry(data.shape, attrs["kernel"],
+                                                     attrs["stride"], attrs["dilate"],
+                                                     attrs["pad"])
+    fractions, inside, corners = _dcn_samples(data.shape, offset, kernel, stride, dilate, pad,
+                                              out, groups, clamp)
+    values = _gather_corners(data, corners, groups)
+    columns = sum(v * w[:, :, None] for v, (_, _, w) in zip(values, corners))
+    masked = columns if mask is None else \
+        columns * mask.reshape(mask.shape[0], groups, 1, -1, *out).astype(np.float64)
+    n, channels = data.shape[:2]
+    filters = weight.reshape(num_group, num_filter // num_group, channels // num_group,
+                             -1).astype(np.float64)
+    result = np.einsum("gfck,ngckhw->ngfhw", filters,
+                       masked.reshape(n, num_group, channels // num_group, -1, *out))
+    result = result.reshape(n, num_filter, *out)
+    if bias is not None:
+        result = result + bias.reshape(1, -1, 1, 1)
+    sampling = (fractions, inside, corners, values, columns, filters, out)
+    return result.astype(data.dtype), sampling
+
+
+def _deformable_backward(g, data, offset, mask, weight, attrs, clamp):
+    """Gradients of data, offset, (mask,) weight."""
+    _, ((ly, lx), inside, corners, values, columns, filters, out) = _deformable(
+        data, offset, mask, weight, None, attrs, clamp)
+    groups, num_group, num_filter = (attrs["num_deformable_group"], attrs["num_group"],
+                                     attrs["num_filter"])
+    n, channels, height, width = data.shape
+    grad = g.reshape(n, num_group, num_filter // num_group, *out).astype(np.float64)
+    scale = 1.0 if mask is None else \
+        mask.reshape(n, groups, 1, -1, *out).astype(np.float64)
+    masked = (columns * scale).reshape(n, num_group, channels // num_group, -1, *out)
+    grad_weight = np.einsum("ngfhw,ngckhw->gfck", grad, masked).reshape(weight.shape)
+    grad_columns = np.einsum("gfck,ngfhw->ngckhw", filters, grad).reshape(columns.shape)
+    grad_sampled = grad_columns * scale  # what reaches the bilinear samples
+    grad_data = np.zeros((n, groups, channels // groups, height * width))
+    per_group = channels // groups
+    for index, valid, weight_corner in corners:
+        share = grad_sampled * (weight_corner * valid)[:, :, None]
+        targets = np.broadcast_to(index[:, :, None], share.shape)
+        for b in range(n):
+            for d in range(groups):
+                np.add.at(grad_data[b, d], (np.arange(per_group)[:, None],
+                                            targets[b, d].reshape(per_group, -1)),
+                          share[b, d].reshape(per_group, -1))
     v00, v01, v10, v11 = values
+    ly, lx = ly[:, :, None], lx[:, :, None]
     slope_y = (1 - lx) * (v10 - v00) + lx * (v11 - v01)
     slope_x = (1 - ly) * (v01 - v00) + ly * (v11 - v10)
-    mask = inside[:, :, None]
-    grad_y = (grad_columns * slope_y * mask).sum(axis=2)
-    grad_x = (grad_columns * slope_x * mask).sum(axis=2)
-    grad_offset = np.stack([grad_y, grad_x], axis=3).reshape(offset.shape)
-    dtype = g.dtype
-    return (grad_data.reshape(data.shape).astype(dtype), grad_offset.astype(dtype),
-            grad_weight.astype(dtype))
+    live = inside[:, :, None]
+    grad_offset = np.stack([(grad_sampled * slope_y * live).sum(axis=2),
+                            (grad_sampled * slope_x * live).sum(axis=2)], axis=3)
+    grads = [grad_data.reshape(data.shape), grad_offset.reshape(offset.shape)]
+    if mask is not None:
+        grads.append((grad_columns * columns).sum(axis=2).reshape(mask.shape))
+    grads.append(grad_weight)
+    return tuple(x.astype(g.dtype) for x in grads)
+
+
+def _dcn_forward(data, offset, weight, *bias, **attrs):
+    return _deformable(data, offset, None, weight, bias[0] if bias else None, attrs, True)[0]
+
+
+def _modulated_forward(data, offset, mask, weight, *bias, **attrs):
+    return _deformable(data, offset, mask, weight, bias[0] if bias else None, attrs, False)[0]
+
+
+def _deformable_grad(backward_op: str, num_inputs: int):
+    def grad(g, *inputs, out, **attrs):
+        grads = getattr(F, backward_op)(g, *inputs[:num_inputs], **attrs)
+        bias_grad = (F.sum(g, axis=(0, 2, 3)),) if len(inputs) > num_inputs else ()
+        return (*grads, *bias_grad)
+
+    grad.__doc__ = ("data and offset (and mask) through the bilinear sampling, weight "
+                    "against the sampled columns, in one backward op; bias: g summed")
+    return grad
+
+
+def _dcn_test_inputs(rng, modulated):
+    arrays = [rng.uniform(-2, 2, (2, 4, 5, 6)), rng.uniform(-1.3, 1.3, (2, 36, 3, 3))]
+    if modulated:
+        arrays.append(rng.uniform(0, 1, (2, 18, 3, 3)))
+    return arrays + [rng.uniform(-1, 1, (4, 2, 3, 3)), rng.uniform(-1, 1, (4,))]
+
+
+_DCN_TEST_ATTRS = {"kernel": (3, 3), "stride": (2, 2), "pad": (1, 1), "num_filter": 4,
+                   "num_group": 2, "num_deformable_group": 2}
+_DCN_DOC = ("\n\nGradient\n--------\ndata: the sampling's bilinear weights times the "
+            "columns' gradient; offset: the interpolation's slope; weight: g against the "
+            "sampled columns; bias: g summed")
+
+register(OpDef(name="_contrib_DeformableConvolution", infer=_dcn_types, impl=_dcn_forward,
+               grad=_deformable_grad("_backward_contrib_DeformableConvolution", 3),
+               inputs=_dcn_inputs, attrs=_DCN_ATTRS, kind="opaque",
+               doc="Deformable convolution (NCHW): each kernel tap reads the input at its "
+                   "place plus a learned offset, bilinearly (MXNet's sampling: zero outside "
+                   "the image, the last row and column clamped)." + _DCN_DOC,
+               test=TestSpec(make_inputs=lambda rng: _dcn_test_inputs(rng, False),
+                             attrs=_DCN_TEST_ATTRS, order=1)))
+register(OpDef(name="_contrib_ModulatedDeformableConvolution", infer=_modulated_types,
+               impl=_modulated_forward,
+               grad=_deformable_grad("_backward_contrib_ModulatedDeformableConvolution", 4),
+               inputs=_modulated_inputs, attrs=_MODULATED_ATTRS, kind="opaque",
+               doc="Modulated deformable convolution (DCNv2): each tap's sample, taken "
+                   "zero-padded within a pixel of the image, is scaled by its mask."
+                   + _DCN_DOC + "; mask: the columns' gradient times the samples",
+               test=TestSpec(make_inputs=lambda rng: _dcn_test_inputs(rng, True),
+                             attrs=_DCN_TEST_ATTRS, order=1)))
+
+
+def _dcn_back_types(types, **_attrs):
+    return [TensorType(t.shape, types[0].dtype) for t in types[1:]]
 
 
 register(OpDef(name="_backward_contrib_DeformableConvolution", infer=_dcn_back_types,
-               impl=_dcn_backward, inputs=("grad", "data", "offset", "weight"),
-               attrs=_DCN_ATTRS, differentiable=False, kind="opaque",
+               impl=lambda g, data, offset, weight, **attrs: _deformable_backward(
+                   g, data, offset, None, weight, attrs, True),
+               inputs=("grad", "data", "offset", "weight"), attrs=_DCN_ATTRS,
+               differentiable=False, kind="opaque",
                doc="The gradients of DeformableConvolution's data, offset and weight.",
-               test=TestSpec(make_inputs=lambda rng: [
-                   rng.uniform(-1, 1, (2, 4, 3, 3)), rng.uniform(-2, 2, (2, 4, 5, 6)),
-                   rng.uniform(-1.3, 1.3, (2, 36, 3, 3)), rng.uniform(-1, 1, (4, 2, 3, 3))],
-                   attrs={"kernel": (3, 3), "stride": (2, 2), "pad": (1, 1), "num_filter": 4,
-                          "num_group": 2, "num_deformable_group": 2})))
+               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-1, 1, (2, 4, 3, 3))] +
+                             _dcn_test_inputs(rng, False)[:2] +
+                             [rng.uniform(-1, 1, (4, 2, 3, 3))], attrs=_DCN_TEST_ATTRS)))
+register(OpDef(name="_backward_contrib_ModulatedDeformableConvolution",
+               infer=_dcn_back_types,
+               impl=lambda g, data, offset, mask, weight, **attrs: _deformable_backward(
+                   g, data, offset, mask, weight, attrs, False),
+               inputs=("grad", "data", "offset", "mask", "weight"), attrs=_MODULATED_ATTRS,
+               differentiable=False, kind="opaque",
+               doc="The gradients of ModulatedDeformableConvolution's data, offset, mask "
+                   "and weight.",
+               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-1, 1, (2, 4, 3, 3))] +
+                             _dcn_test_inputs(rng, True)[:3] +
+                             [rng.uniform(-1, 1, (4, 2, 3, 3))], attrs=_DCN_TEST_ATTRS)))
 
 
 # ---------------------------------------------------------------------------
