@@ -514,6 +514,13 @@ for seed in range(12):
     res[f"dcn{seed}"] = dcn.asnumpy()
     for k, a in enumerate(arrays):
         res[f"dcn{seed}_grad{k}"] = a.grad.asnumpy()
+    rotated = np.concatenate([r.integers(0, 2, (4, 1)), r.uniform(-1, 9, (4, 2)),
+                              r.uniform(0.5, 6, (4, 2)), r.uniform(-180, 180, (4, 1))],
+                             axis=1).astype(np.float32)
+    res[f"rroi{seed}"] = mx.nd.contrib.RROIAlign(
+        arrays[0], mx.nd.array(rotated), pooled_size=(2, 3),
+        spatial_scale=float(r.choice([0.5, 1.0])),
+        sampling_ratio=int(r.choice([-1, 2]))).asnumpy()
     # the modulated version (MXNet runs only its forward on a CPU)
     taps = kernel[0] * kernel[1] * deformable
     res[f"dcn{seed}_modulated"] = mx.nd.contrib.ModulatedDeformableConvolution(
@@ -537,7 +544,7 @@ def test_sweep_of_box_roi_resize_and_proposal_ops_matches_mxnet(mxnet_python, tm
     scope = {"mx": symgrad}
     exec(SWEEP, scope)  # noqa: S102
     ours = scope["res"]
-    assert sorted(ours) == sorted(expected) and len(expected) == 192
+    assert sorted(ours) == sorted(expected) and len(expected) == 204
     for name in sorted(expected):
         # (DeformableConvolution sums many float32 products: a looser bound)
         tolerance = 1e-4 if name.startswith("dcn") else 1e-5

@@ -1308,6 +1308,58 @@ register(OpDef(name="_backward_contrib_ModulatedDeformableConvolution",
 
 
 # ---------------------------------------------------------------------------
+# RROIAlign: ROIAlign over rotated boxes (text detection); no gradient in MXNet
+# ---------------------------------------------------------------------------
+
+def _rroi_types(types, *, pooled_size, spatial_scale, sampling_ratio):
+    data, rois = types[0].shape, types[1].shape
+    if len(data) != 4 or len(rois) != 2 or rois[1] != 6:
+        raise GraphError("data must be NCHW and rois (R, 6): batch, cx, cy, w, h, degrees")
+    return [TensorType((rois[0], data[1]) + tuple(pooled_size), types[0].dtype)]
+
+
+def _rroi_align(data, rois, *, pooled_size, spatial_scale, sampling_ratio):
+    n, channels, height, width = data.shape
+    pooled_h, pooled_w = pooled_size
+    out = np.zeros((rois.shape[0], channels, pooled_h * pooled_w))
+    for r, roi in enumerate(np.asarray(rois, dtype=np.float64)):
+        cx, cy = roi[1] * spatial_scale, roi[2] * spatial_scale
+        roi_w, roi_h = max(roi[3] * spatial_scale, 1.0), max(roi[4] * spatial_scale, 1.0)
+        cos, sin = math.cos(math.radians(roi[5])), math.sin(math.radians(roi[5]))
+        bin_h, bin_w = roi_h / pooled_h, roi_w / pooled_w
+        grid_h = sampling_ratio if sampling_ratio > 0 else int(math.ceil(roi_h / pooled_h))
+        grid_w = sampling_ratio if sampling_ratio > 0 else int(math.ceil(roi_w / pooled_w))
+        count = max(grid_h * grid_w, 1)
+        weights = np.zeros((pooled_h * pooled_w, height * width))
+        for ph in range(pooled_h):
+            for pw in range(pooled_w):
+                for iy in range(grid_h):
+                    yy = -roi_h / 2 + ph * bin_h + (iy + 0.5) * bin_h / grid_h
+                    for ix in range(grid_w):
+                        xx = -roi_w / 2 + pw * bin_w + (ix + 0.5) * bin_w / grid_w
+                        x, y = xx * cos + yy * sin + cx, yy * cos - xx * sin + cy
+                        for flat, weight in _bilinear_taps(y, x, height, width):
+                            weights[ph * pooled_w + pw, flat] += weight / count
+        image = data[min(max(int(roi[0]), 0), n - 1)].reshape(channels, -1)
+        out[r] = image.astype(np.float64) @ weights.T
+    return out.reshape((rois.shape[0], channels, pooled_h, pooled_w)).astype(data.dtype)
+
+
+register(OpDef(name="_contrib_RROIAlign", infer=_rroi_types, impl=_rroi_align,
+               inputs=("data", "rois"), differentiable=False, kind="opaque",
+               attrs={"pooled_size": Attr(as_shape), "spatial_scale": Attr(as_float),
+                      "sampling_ratio": Attr(as_int, -1)},
+               doc="ROIAlign over rotated boxes (rows: batch index, centre x, centre y, "
+                   "width, height, angle in degrees); MXNet defines no gradient.",
+               test=TestSpec(make_inputs=lambda rng: [
+                   rng.uniform(-2, 2, (2, 2, 6, 8)),
+                   np.array([[0, 3, 2.5, 4, 2, 0], [1, 4, 3, 4, 2, 90],
+                             [0, 3.5, 3, 5, 3, 30]])],
+                   attrs={"pooled_size": (2, 2), "spatial_scale": 1.0,
+                          "sampling_ratio": 2})))
+
+
+# ---------------------------------------------------------------------------
 # PSROIPooling: position-sensitive average pooling (R-FCN)
 # ---------------------------------------------------------------------------
 
