@@ -514,6 +514,8 @@ for _loop in ("_foreach", "_while_loop", "_cond"):
 symbol_types._PARAMETER_SHAPES["Custom"] = _custom_parameter_shapes
 symbol_types._PARAMETER_SHAPES["_contrib_SyncBatchNorm"] = (  # BatchNorm's, over axis 1
     lambda shapes, **attrs: symbol_types._PARAMETER_SHAPES["BatchNorm"](shapes, axis=1))
+symbol_types._PARAMETER_SHAPES["_contrib_BatchNormWithReLU"] = \
+    symbol_types._PARAMETER_SHAPES["BatchNorm"]
 
 __all__ = sorted({"foreach", "while_loop", "cond", "isinf", "isfinite", "isnan", "Custom",
                   "rand_zipfian",

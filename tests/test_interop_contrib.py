@@ -149,6 +149,11 @@ value_and_grads("sync_bn", lambda x, g, b: mx.nd.contrib.SyncBatchNorm(
     x, g, b, moving_mean, moving_var, key="bn", ndev=1, fix_gamma=False, eps=1e-4),
     [nd("image"), nd("gamma"), nd("beta")], inputs["bn_head"])
 results["sync_bn_moving"] = np.stack([moving_mean.asnumpy(), moving_var.asnumpy()])
+moving_mean, moving_var = mx.nd.zeros((3,)), mx.nd.ones((3,))
+value_and_grads("bn_relu", lambda x, g, b: mx.nd.contrib.BatchNormWithReLU(
+    x, g, b, moving_mean, moving_var, fix_gamma=False, eps=1e-4),
+    [nd("image"), nd("gamma"), nd("beta")], inputs["bn_head"])
+results["bn_relu_moving"] = np.stack([moving_mean.asnumpy(), moving_var.asnumpy()])
 _, zipf_true, _ = mx.nd.contrib.rand_zipfian(mx.nd.array([0, 3, 17, 99]), 64, 100)
 results["zipf_true"] = zipf_true.asnumpy()
 results["arange_like"] = mx.nd.contrib.arange_like(nd("old"), start=2, step=0.5,

@@ -422,6 +422,31 @@ SYNC_BATCHNORM = register(OpDef(
                   wrt=(0, 1, 2), attrs={"fix_gamma": False, "is_train": True, "key": "k"})))
 
 
+# BatchNormWithReLU: relu(BatchNorm(x)), MXNet's fused CPU kernel
+
+def _bn_relu(*arrays, **attrs):
+    out, mean, inverse_std = _batchnorm(*arrays, **attrs)
+    return np.maximum(out, 0).astype(out.dtype, copy=False), mean, inverse_std
+
+
+def bn_relu_grad(gs, *inputs, out, **attrs):
+    """BatchNorm's gradient of g where the output is positive"""
+    passed = gs[0] * F._greater_scalar(out[0], scalar=0.0)
+    return batchnorm_grad((passed, *gs[1:]), *inputs, out=out, **attrs)
+
+
+BN_RELU = register(OpDef(
+    name="_contrib_BatchNormWithReLU", infer=_batchnorm_types, impl=_bn_relu,
+    grad=bn_relu_grad, inputs=_BN.inputs, aux=_BN.aux, uses_train_mode=True,
+    visible_outputs=1, kind="opaque", attrs=dict(_BN.attrs),
+    doc="relu(BatchNorm(data)) in one op.\n\nGradient\n--------\nBatchNorm's gradient "
+        "of g where the output is positive",
+    test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (4, 3, 2)),
+                                           rng.uniform(0.5, 1.5, (3,)),
+                                           rng.uniform(-1, 1, (3,)), np.zeros(3), np.ones(3)],
+                  wrt=(0, 1, 2), attrs={"fix_gamma": False, "is_train": True}, order=1)))
+
+
 # ---------------------------------------------------------------------------
 # AdaptiveAvgPooling2D: out = Ph @ x @ Pw^T, P averaging over each bin
 # ---------------------------------------------------------------------------
@@ -2009,6 +2034,6 @@ register(OpDef(name="_backward_while_loop", infer=_foreach_back_types, impl=_for
 # Output counts before shapes are known (read by the Symbol frontend for nodes
 # whose input shapes are pending), for the ops above with several outputs.
 for _opdef, _count in ((BOX_ENCODE, 2), (BOX_NMS, 2), (MATCHING, 2), (MULTIBOX_TARGET, 3),
-                       (SYNC_BATCHNORM, 3), (PROPOSAL, 2)):
+                       (SYNC_BATCHNORM, 3), (PROPOSAL, 2), (BN_RELU, 3)):
     _opdef.num_outputs = _count  # type: ignore[attr-defined]
 del _opdef, _count
