@@ -402,3 +402,32 @@ def test_hybridized_call_with_another_argument_structure_raises(mxnet_python, tm
     scope: dict = {"mx": mx}
     exec(ARGUMENT_STRUCTURE.replace("from mxnet.gluon", "from symgrad.gluon"), scope)
     assert all(theirs) and scope["messages"] == theirs
+
+
+DTYPES = '''
+import json
+import numpy as np
+from mxnet.gluon import nn
+
+dense = nn.Dense(2, in_units=3, prefix="d_")
+params = mx.gluon.ParameterDict("p_")
+plain = params.get("plain", shape=(2,))
+half = params.get("half", shape=(2,), dtype="float16")
+constant = params.get_constant("c", [1, 2])
+dense.initialize()
+dense.cast("float16")
+seen = {"dense": repr(dense.collect_params()), "plain": repr(plain), "half": repr(half),
+        "constant": repr(constant), "cast_is_string": dense.weight.dtype == "float16",
+        "data_dtype": np.dtype(dense.weight.data().dtype).name}
+'''
+
+
+def test_parameter_dtype_is_kept_as_given(mxnet_python, tmp_path):
+    """A Parameter's dtype is what was given (a string prints as a string, a numpy
+    type as its class), in repr and for comparison, as in MXNet 1.9.1."""
+    theirs = json.loads(run_mxnet(mxnet_python, "import mxnet as mx\n" + DTYPES
+                                  + "print(json.dumps(seen))\n", tmp_path).strip().splitlines()[-1])
+    scope: dict = {"mx": mx}
+    exec(DTYPES.replace("from mxnet.gluon", "from symgrad.gluon"), scope)
+    assert scope["seen"] == theirs
+    assert theirs["cast_is_string"] is True

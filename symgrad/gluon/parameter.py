@@ -86,7 +86,11 @@ class Parameter:
         if isinstance(shape, (int, np.integer)):
             shape = (shape,)
         self._shape = None if shape is None else tuple(int(s) for s in shape)
-        self.dtype = np.dtype(dtype).type
+        # kept as given, as MXNet keeps it ('float32', np.float32...): it prints so
+        # and compares equal to what the user wrote; np.dtype(self.dtype) where a
+        # numpy dtype is needed
+        np.dtype(dtype)  # a bad dtype fails here, not at initialisation
+        self.dtype = dtype
         self.lr_mult = lr_mult
         self.wd_mult = wd_mult
         self.init = init
@@ -103,7 +107,7 @@ class Parameter:
         self._var: symbol.Symbol | None = None  # made once: every trace shares it
 
     def __repr__(self) -> str:
-        return f"Parameter {self.name} (shape={self.shape}, dtype={np.dtype(self.dtype).name})"
+        return f"Parameter {self.name} (shape={self.shape}, dtype={self.dtype})"
 
     # -- shape and gradient requirement ---------------------------------------
     @property
@@ -305,7 +309,8 @@ class Parameter:
     def cast(self, dtype: Any) -> None:
         """Change the element type of the values and of the gradient (both keep
         their values, as MXNet casts each)."""
-        self.dtype = np.dtype(dtype).type
+        np.dtype(dtype)
+        self.dtype = dtype  # as given (see __init__)
         self._var = None
         if self._data is None:
             return
@@ -338,11 +343,11 @@ class Constant(Parameter):
             values = values.astype(np.float32)  # as mx.nd.array makes a list float32
         self.value = nd.array(values, dtype=values.dtype)
         init = initializer.Constant(self.value.asnumpy())
-        super().__init__(name, grad_req="null", shape=values.shape, dtype=values.dtype,
+        super().__init__(name, grad_req="null", shape=values.shape, dtype=values.dtype.type,
                          init=init, differentiable=False)
 
     def __repr__(self) -> str:
-        # MXNet prints a Constant's dtype as its numpy type: <class 'numpy.float32'>
+        # MXNet's dtype here is the values' numpy type: <class 'numpy.float32'>
         return f"Constant {self.name} (shape={self.shape}, dtype={self.dtype})"
 
 
