@@ -1,10 +1,16 @@
-"""symgrad: MXNet 1.x's imperative autograd on numpy and numba.
+"""symgrad: MXNet 1.x reborn on numpy and numba.
 
-``import symgrad as mx`` runs scripts written for ``mx.nd``, ``mx.autograd`` and
-``mx.sym``.
+``import symgrad as mx`` runs scripts written for ``mx.nd``, ``mx.autograd``,
+``mx.sym``, Gluon and the training stack. The core namespaces load with the
+package; the others (``mx.gluon``, ``mx.optimizer``, ``mx.kv``...) load on first
+use, so that ``import symgrad`` stays quick and a process that never trains keeps
+none of their objects alive.
 """
 
-from . import base, context  # noqa: I001  (import order: lower layers first)
+from importlib import import_module  # noqa: I001  (import order: lower layers first)
+from typing import Any
+
+from . import base, context
 from . import ndarray
 from . import ndarray as nd
 from . import autograd, random
@@ -13,25 +19,35 @@ from . import symbol
 from . import symbol as sym
 from . import visualization
 from . import visualization as viz
-from . import initializer
-from . import initializer as init
-from . import lr_scheduler, optimizer, metric, io, recordio, callback
-from . import gluon
-from . import kvstore
-from . import kvstore as kv
 from . import name
-from . import operator
-from . import contrib
-from . import model, module
-from . import module as mod
 from .executor import compile
 from .base import MXNetError
 from .context import Context, cpu, current_context, gpu
 
 __version__ = "0.1.0"
 
+# Namespaces loaded on first use: attribute -> module.
+_LAZY = {"gluon": "gluon", "init": "initializer", "initializer": "initializer",
+         "optimizer": "optimizer", "lr_scheduler": "lr_scheduler", "metric": "metric",
+         "io": "io", "recordio": "recordio", "callback": "callback", "kv": "kvstore",
+         "kvstore": "kvstore", "model": "model", "mod": "module", "module": "module",
+         "operator": "operator", "contrib": "contrib"}
+
+
+def __getattr__(attribute: str) -> Any:
+    """``mx.gluon`` and the other namespaces of ``_LAZY``, imported when first read."""
+    module = _LAZY.get(attribute)
+    if module is None:
+        raise AttributeError(f"module 'symgrad' has no attribute {attribute!r}")
+    value = import_module(f".{module}", __name__)
+    globals()[attribute] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = ["nd", "ndarray", "autograd", "sym", "symbol", "random", "base", "context",
            "Context", "cpu", "gpu", "current_context", "MXNetError", "viz", "visualization",
-           "compile", "test_utils", "init", "initializer", "lr_scheduler", "optimizer",
-           "metric", "io", "recordio", "callback", "gluon", "name", "model", "module", "mod",
-           "kv", "kvstore"]
+           "compile", "test_utils", "name", *_LAZY]

@@ -8,7 +8,6 @@ fresh ``_draw`` attribute when put in a graph, so no pass ever merges two draws.
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
 from ..expr import call
 from ..ir import GraphError, TensorType
@@ -26,6 +25,14 @@ from ..registry import (
     same_as_first,
 )
 from .common import F
+
+
+def _special():
+    """``scipy.special``, imported at first use: importing it costs about 0.3 s,
+    which every ``import symgrad`` would pay."""
+    from scipy import special
+
+    return special
 
 _generator = np.random.default_rng()
 
@@ -378,11 +385,11 @@ def _score_normal(x, mu, sigma):
 
 def _logpdf_gamma(x, alpha, beta):
     # MXNet's density takes beta as the rate (its sampler as the scale)
-    return alpha * np.log(beta) - special.gammaln(alpha) + (alpha - 1) * np.log(x) - beta * x
+    return alpha * np.log(beta) - _special().gammaln(alpha) + (alpha - 1) * np.log(x) - beta * x
 
 
 def _score_gamma(x, alpha, beta):
-    return ((alpha - 1) / x - beta, np.log(beta) - special.digamma(alpha) + np.log(x),
+    return ((alpha - 1) / x - beta, np.log(beta) - _special().digamma(alpha) + np.log(x),
             alpha / beta - x)
 
 
@@ -395,7 +402,7 @@ def _score_exponential(x, lam):
 
 
 def _logpdf_poisson(x, lam):
-    return x * np.log(lam) - lam - special.gammaln(x + 1)
+    return x * np.log(lam) - lam - _special().gammaln(x + 1)
 
 
 def _score_poisson(x, lam):
@@ -403,12 +410,12 @@ def _score_poisson(x, lam):
 
 
 def _logpdf_negative_binomial(x, k, p):
-    return (special.gammaln(x + k) - special.gammaln(x + 1) - special.gammaln(k)
+    return (_special().gammaln(x + k) - _special().gammaln(x + 1) - _special().gammaln(k)
             + k * np.log(p) + x * np.log1p(-p))
 
 
 def _score_negative_binomial(x, k, p):
-    return (None, special.digamma(x + k) - special.digamma(k) + np.log(p),
+    return (None, _special().digamma(x + k) - _special().digamma(k) + np.log(p),
             k / p - x / (1 - p))
 
 
@@ -420,19 +427,19 @@ def _logpdf_generalized_negative_binomial(x, mu, alpha):
 def _score_generalized_negative_binomial(x, mu, alpha):
     k, spread = 1.0 / alpha, 1.0 + alpha * mu
     d_mu = x / mu - (alpha * x + 1) / spread
-    d_alpha = (-(special.digamma(x + k) - special.digamma(k)) * k * k
+    d_alpha = (-(_special().digamma(x + k) - _special().digamma(k)) * k * k
                + np.log(spread) * k * k - mu * k / spread + x * k - x * mu / spread)
     return None, d_mu, d_alpha
 
 
 def _logpdf_dirichlet(x, alpha):
-    return (special.gammaln(alpha.sum(-1)) - special.gammaln(alpha).sum(-1)
+    return (_special().gammaln(alpha.sum(-1)) - _special().gammaln(alpha).sum(-1)
             + ((alpha - 1) * np.log(x)).sum(-1))
 
 
 def _score_dirichlet(x, alpha):
-    total = special.digamma(alpha.sum(-1, keepdims=True))
-    return (alpha - 1) / x, total - special.digamma(alpha) + np.log(x) + 0 * x
+    total = _special().digamma(alpha.sum(-1, keepdims=True))
+    return (alpha - 1) / x, total - _special().digamma(alpha) + np.log(x) + 0 * x
 
 
 def _counts(rng, shape):
