@@ -35,10 +35,11 @@ __all__ = ["EvalMetric", "CompositeEvalMetric", "Accuracy", "TopKAccuracy", "F1"
 _REGISTRY: dict[str, type] = {}
 
 
-def register(klass: type) -> type:
-    """Register a metric class under its lower-cased class name, so
-    ``create(name)`` finds it; returns the class (usable as a decorator)."""
-    _REGISTRY[klass.__name__.lower()] = klass
+def register(klass: type, name: str | None = None) -> type:
+    """Register a metric class under ``name`` (its class name by default), lower
+    cased, so ``create(name)`` finds it; returns the class (usable as a
+    decorator)."""
+    _REGISTRY[(klass.__name__ if name is None else name).lower()] = klass
     return klass
 
 
@@ -716,10 +717,10 @@ class PCC(EvalMetric):
     accumulated over all updates."""
 
     def __init__(self, name: str = "pcc", output_names: list[str] | None = None,
-                 label_names: list[str] | None = None):
+                 label_names: list[str] | None = None, has_global_stats: bool = True):
         self.k = 2
         super().__init__(name=name, output_names=output_names, label_names=label_names,
-                         has_global_stats=True)
+                         has_global_stats=has_global_stats)
 
     def reset(self) -> None:
         """Clear the statistics and the confusion matrices."""

@@ -680,3 +680,37 @@ np.savez('hue.npz', **out)
         ours = transform(symgrad.nd.array(image, dtype="uint8")).asnumpy()
         assert ours.dtype == np.uint8
         assert np.abs(ours.astype(int) - expected[f"u{i}"].astype(int)).max() <= 1
+
+
+REGISTRY = '''
+import json
+import numpy as np
+
+
+class Foo(mx.metric.EvalMetric):
+    def __init__(self):
+        super().__init__("foo")
+
+
+mx.metric.register(Foo, "bar")
+found = {"bar": type(mx.metric.create("bar")).__name__}
+try:
+    mx.metric.create("foo")
+except Exception as err:
+    found["foo"] = type(err).__name__
+pcc = mx.metric.PCC(has_global_stats=False)
+pcc.update([mx.nd.array([0, 1, 1])], [mx.nd.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])])
+found["pcc"] = [pcc.get()[1], pcc.get_global()[1]]
+'''
+
+
+def test_metric_register_name_and_pcc_arguments_match_mxnet(mxnet_python, tmp_path):
+    """``metric.register(klass, name)`` registers under ``name`` only, and PCC takes
+    ``has_global_stats``, as in MXNet 1.9.1."""
+    printed = run_mxnet(mxnet_python, "import mxnet as mx\n" + REGISTRY
+                        + "print(json.dumps(found))\n", tmp_path)
+    theirs = json.loads(printed.strip().splitlines()[-1])
+    scope: dict = {"mx": symgrad}
+    exec(REGISTRY, scope)
+    assert scope["found"] == theirs
+    assert theirs["bar"] == "Foo" and theirs["foo"] == "AssertionError"
