@@ -113,19 +113,13 @@ class ProgressBar:
         sys.stdout.flush()
 
 
-def save_checkpoint(prefix: str, epoch: int, symbol: Any, arg_params: dict,
-                    aux_params: dict) -> None:
-    """Write ``prefix-symbol.json`` (when ``symbol`` is given) and
-    ``prefix-%04d.params`` with ``arg:``/``aux:`` keys, as MXNet's checkpoints."""
-    from .ndarray.serialization import save
-
-    if symbol is not None:
-        symbol.save(f"{prefix}-symbol.json")
-    params = {f"arg:{k}": v for k, v in arg_params.items()}
-    params.update({f"aux:{k}": v for k, v in (aux_params or {}).items()})
-    name = f"{prefix}-{epoch:04d}.params"
-    save(name, params)
-    logging.info('Saved checkpoint to "%s"', name)
+def __getattr__(name: str) -> Any:
+    """``callback.save_checkpoint`` is ``model.save_checkpoint``, as in MXNet (found
+    lazily: ``model`` imports this module)."""
+    if name == "save_checkpoint":
+        from .model import save_checkpoint
+        return save_checkpoint
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def do_checkpoint(prefix: str, period: int = 1) -> Callable[..., None]:
@@ -136,6 +130,8 @@ def do_checkpoint(prefix: str, period: int = 1) -> Callable[..., None]:
     def _callback(iter_no: int, sym: Any = None, arg: dict | None = None,
                   aux: dict | None = None) -> None:
         if (iter_no + 1) % period == 0:
+            from .model import save_checkpoint  # model imports this module
+
             save_checkpoint(prefix, iter_no + 1, sym, arg or {}, aux or {})
     return _callback
 

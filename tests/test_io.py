@@ -225,3 +225,13 @@ def test_dropped_prefetching_iter_stops_its_threads():
             break
         time.sleep(0.01)
     assert threading.active_count() == before
+
+
+def test_callback_save_checkpoint_is_the_model_one(tmp_path):
+    """``mx.callback.save_checkpoint`` is ``mx.model.save_checkpoint`` (MXNet's
+    callback module imports it), ``remove_amp_cast`` included."""
+    assert mx.callback.save_checkpoint is mx.model.save_checkpoint
+    prefix = str(tmp_path / "ck")
+    mx.callback.save_checkpoint(prefix, 2, None, {"w": mx.nd.ones((2,))}, {},
+                                remove_amp_cast=False)
+    assert list(mx.nd.load(prefix + "-0002.params")) == ["arg:w"]
