@@ -219,3 +219,9 @@ def test_scheduler_pickles_under_mxnets_path():
     updater.set_states(blob)
     assert isinstance(updater.optimizer.lr_scheduler, mx.lr_scheduler.CosineScheduler)
     assert updater.optimizer.learning_rate == pytest.approx(0.5)
+
+
+def test_set_lr_scale_is_refused_as_in_mxnet():
+    """MXNet 1.x keeps ``set_lr_scale`` only to raise DeprecationWarning."""
+    with pytest.raises(DeprecationWarning):
+        mx.optimizer.SGD().set_lr_scale({0: 0.5})

@@ -172,6 +172,11 @@ class Optimizer:
                     found[name] = float(attr[name][key])
         return found
 
+    def set_lr_scale(self, args_lrscale: dict) -> None:
+        """Removed in MXNet 1.x (use ``set_lr_mult``): raises DeprecationWarning, as
+        MXNet does."""
+        raise DeprecationWarning
+
     def set_lr_mult(self, args_lr_mult: dict) -> None:
         """Learning-rate multipliers by parameter name or index (a symbol's
         ``__lr_mult__`` attributes first, then these)."""
