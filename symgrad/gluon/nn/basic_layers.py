@@ -90,9 +90,6 @@ class Sequential(_Stack, Block):
     )
     """
 
-    def __init__(self, prefix: str | None = None, params: Any = None) -> None:
-        super().__init__(prefix=prefix, params=params)
-
     def forward(self, x: Any, *args: Any) -> Any:
         """The output of the last block (see :func:`_chain` for several outputs)."""
         return _chain(self._children.values(), x, args)
@@ -118,9 +115,6 @@ class HybridSequential(_Stack, HybridBlock):
     params : ParameterDict, optional
         Parameters to share.
     """
-
-    def __init__(self, prefix: str | None = None, params: Any = None) -> None:
-        super().__init__(prefix=prefix, params=params)
 
     def hybrid_forward(self, F: Any, x: Any, *args: Any) -> Any:
         """The output of the last block (see :func:`_chain` for several outputs)."""
@@ -610,9 +604,6 @@ class Identity(HybridBlock):
     params : ParameterDict, optional
         Parameters to share (it has none).
     """
-
-    def __init__(self, prefix: str | None = None, params: Any = None) -> None:
-        super().__init__(prefix=prefix, params=params)
 
     def hybrid_forward(self, F: Any, x: Any) -> Any:
         """``x``."""
