@@ -195,3 +195,25 @@ def test_training_steps_through_the_entry_match_the_interpreter(monkeypatch, dty
     tolerance = 1e-12 if dtype == "float64" else 1e-5
     for got, expected in zip(step("compiled"), step("interpreter")):
         np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
+
+
+def test_expand_dims_runs_in_the_entry_and_never_aliases_an_input():
+    """Gluon's losses keep a (batch, 1) axis: expand_dims inside the entry, as a
+    view while intermediate and a copy when it is an output."""
+    x = variable((6, 4), np.float64, "x")
+    y = variable((6,), np.float64, "y")
+    picked = op("pick", op("log_softmax", x, axis=-1), y, axis=-1, keepdims=True)
+    grad = op("_pick_grad", op("expand_dims", op("sum", picked, axis=(-1,)), axis=1), y, x,
+              axis=-1)
+    graph = ProgramGraph([x, y], [op("expand_dims", x, axis=1), grad])
+    rng = np.random.default_rng(3)
+    args = [rng.normal(size=(6, 4)), rng.integers(0, 4, 6).astype(np.float64)]
+    program = compiled(graph, args)
+    assert program.plan.entry is not None
+    calls = counting(program)
+    got = program(args)
+    assert calls == {"ran": 1, "declined": 0}
+    expected = evaluate(graph.live_outputs(), {x: (args[0],), y: (args[1],)})
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-12)
+    assert got[0].shape == (6, 1, 4) and not np.shares_memory(got[0], args[0])

@@ -178,6 +178,19 @@ def _reduced_size(w: _Writer, step) -> bool:
     return True
 
 
+def _expand_dims(w: _Writer, step) -> bool:
+    """expand_dims as a reshape (a view; copied when it is a program output, which
+    must not alias what it was made from)."""
+    node = step.node
+    x, slot = f"s{step.inputs[0]}", step.outputs[0]
+    ndim = len(node.inputs[0].shape)
+    dims = [f"{x}.shape[{i}]" for i in range(ndim)]
+    dims.insert(node.attrs["axis"] % (ndim + 1), "1")
+    copy = ".copy()" if slot in w.destination else ""
+    w.emit(f"s{slot} = np.ascontiguousarray({x}).reshape({_shape_tuple(dims)}){copy}")
+    return True
+
+
 def _empty(dtype: np.dtype, ndim: int) -> str:
     return f"np.empty({_shape_tuple(['0'] * ndim) if ndim else '()'}, np.{dtype.name})"
 
@@ -221,6 +234,8 @@ def generate_entry(plan) -> EntrySource | None:
                 return None
         elif step.node.op.name == "_reduced_size":
             _reduced_size(w, step)
+        elif step.node.op.name == "expand_dims":
+            _expand_dims(w, step)
         else:
             return None
     returned = "".join(f"s{slot}.copy(), " if slot < plan.num_inputs else f"s{slot}, "
