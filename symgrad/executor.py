@@ -38,6 +38,10 @@ from .symbol import Symbol
 from .symbol_types import materialize
 
 _GRAD_REQS = ("write", "add", "null")
+# Input signatures (shapes and dtypes) a replayed function keeps a graph and
+# results for: a function called with ever new shapes must not grow without
+# bound (each graph costs ~100 KiB), while a training loop's few shapes stay.
+_SIGNATURES = 64
 # (shape, dtype) of an array, as a C-level call: a replayed call's cache key is
 # made of these, on every call
 _SHAPE_AND_DTYPE = operator.attrgetter("shape", "dtype")
@@ -328,6 +332,8 @@ class CompiledSymbol:
                 return self._direct_result(results)
         graph = self._graphs.get(key)
         if graph is None:
+            if len(self._graphs) >= _SIGNATURES:
+                self._forget(next(iter(self._graphs)))
             graph = self._graphs[key] = self._graph(dict(zip(self._names, args)), seeded)
             # A new batch size is the same program: share the runner (and its
             # compiled kernels, which read sizes from the arrays) of a graph that
@@ -366,6 +372,15 @@ class CompiledSymbol:
         if direct is not None and not seeded and all(r is not None for r in results):
             self._direct[key] = direct
         return self._finish(results, args, wrapped)
+
+    def _forget(self, key: tuple) -> None:
+        """Drop the oldest input signature's graph and results (replay keeps at most
+        ``_SIGNATURES``; a signature seen again is rebuilt and reuses the runner its
+        structure shares, so nothing is compiled again)."""
+        self._graphs.pop(key, None)
+        self._last.pop(key, None)
+        self._direct.pop(key, None)
+        self._hot = None
 
     def _direct_result(self, results: list):
         """``(value, grads)`` from a direct run's results (numpy inputs; direct

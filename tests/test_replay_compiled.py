@@ -306,3 +306,21 @@ def test_compile_reuses_only_the_buffers_its_caller_dropped(compiled):
     view = again["w"][:10]
     _, latest = function(**first_inputs)
     assert not np.shares_memory(latest["w"], view)
+
+
+def test_replay_keeps_a_bounded_number_of_input_signatures():
+    """Issue 20 item 8: a replayed function called with ever new shapes keeps at
+    most ``_SIGNATURES`` graphs (each ~100 KiB), and an evicted shape still runs."""
+    from symgrad.executor import _SIGNATURES
+
+    x = mx.sym.var("x")
+    f = mx.compile(mx.sym.sum(mx.sym.tanh(x) * x), wrt=["x"])
+    for n in range(1, _SIGNATURES + 40):
+        value, grads = f(x=np.linspace(-1, 1, n))
+        assert len(f._graphs) <= _SIGNATURES
+    assert len(f._runners) == 2  # one structure, with and without a length-one axis
+    data = np.linspace(-1, 1, 1)  # the first shape, evicted long ago
+    value, grads = f(x=data)
+    t = np.tanh(data)
+    np.testing.assert_allclose(value, (t * data).sum(), rtol=1e-12)
+    np.testing.assert_allclose(grads["x"], t + data * (1 - t * t), rtol=1e-12)
