@@ -228,7 +228,9 @@ class Symbol(OperatorMixin):
         >>> (mx.sym.var("a") * mx.sym.var("b")).get_children().list_outputs()
         ['a', 'b']
         """
-        entries = [e for head in self._entries for e in head.node.inputs]
+        # each head node once: the outputs of one split share their inputs
+        nodes = list(dict.fromkeys(head.node for head in self._entries))
+        entries = [e for node in nodes for e in node.inputs]
         return Symbol(entries) if entries else None
 
     # -- attributes ----------------------------------------------------------------

@@ -244,3 +244,33 @@ def test_symbol_eval_gives_new_arrays(build):
     (out,) = build(mx.sym.var("x")).eval(x=x)
     out[:] = 7
     np.testing.assert_array_equal(x.asnumpy(), source)
+
+
+# ---------------------------------------------------------------------------
+# item 10: smaller differences from MXNet 1.9.1
+# ---------------------------------------------------------------------------
+
+def test_ones_and_zeros_write_into_out():
+    out = mx.nd.array([5.0, 5.0])
+    assert mx.nd.ones((2,), out=out) is out and out.asnumpy().tolist() == [1.0, 1.0]
+    assert mx.nd.zeros((2,), out=out) is out and out.asnumpy().tolist() == [0.0, 0.0]
+
+
+def test_take_with_a_negative_axis_has_a_gradient():
+    a0 = np.random.default_rng(0).normal(size=(3, 4))
+    a = mx.nd.array(a0, dtype="float64")
+    a.attach_grad()
+    with mx.autograd.record():
+        loss = (mx.nd.take(a, mx.nd.array([0, 2, 2]), axis=-1) ** 2).sum()
+    loss.backward()
+    expected = np.zeros_like(a0)
+    for i in (0, 2, 2):
+        expected[:, i] += 2 * a0[:, i]
+    np.testing.assert_allclose(a.grad.asnumpy(), expected, rtol=1e-12)
+
+
+def test_children_of_a_split_list_its_input_once():
+    parts = mx.sym.split(mx.sym.var("data"), num_outputs=3)
+    assert parts.get_children().list_outputs() == ["data"]
+    a, b = mx.sym.var("a"), mx.sym.var("b")
+    assert mx.sym.Group([a * b, a + b]).get_children().list_outputs() == ["a", "b", "a", "b"]

@@ -454,6 +454,7 @@ def _take_grad_types(types, *, axis, mode):
 
 
 def _take_grad(g, indices, like, *, axis, mode):
+    axis %= like.ndim  # a negative axis counts from the end, as take's does
     out = np.zeros(like.shape, dtype=g.dtype)
     idx = _indices(indices, like.shape[axis], mode)
     moved = np.moveaxis(out, axis, 0)

@@ -14,11 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from .._namespace import fill_namespace
 from ..base import MXNetError
 from ..context import check_context
-from .._namespace import fill_namespace
-from . import linalg, random
-from . import contrib
+from . import contrib, linalg, random  # noqa: F401  (mx.nd.contrib, .linalg, .random)
 from .ndarray import NDArray, invoke, is_ndarray
 from .serialization import load, load_frombuffer, save
 
@@ -53,16 +52,20 @@ def empty(shape: Any, ctx: Any = None, dtype: Any = "float32") -> NDArray:
     return zeros(shape, ctx, dtype)
 
 
-def zeros(shape: Any, ctx: Any = None, dtype: Any = "float32", **kwargs: Any) -> NDArray:
-    """Zeros of ``shape``."""
+def zeros(shape: Any, ctx: Any = None, dtype: Any = "float32", out: NDArray | None = None,
+          **kwargs: Any) -> NDArray:
+    """Zeros of ``shape`` (written into ``out`` if given, as MXNet does)."""
     check_context(ctx)
-    return invoke("_zeros", (), dict(_extra(kwargs), shape=shape, dtype=dtype or "float32"))
+    return _finish(invoke("_zeros", (), dict(_extra(kwargs), shape=shape,
+                                             dtype=dtype or "float32")), out)
 
 
-def ones(shape: Any, ctx: Any = None, dtype: Any = "float32", **kwargs: Any) -> NDArray:
-    """Ones of ``shape``."""
+def ones(shape: Any, ctx: Any = None, dtype: Any = "float32", out: NDArray | None = None,
+         **kwargs: Any) -> NDArray:
+    """Ones of ``shape`` (written into ``out`` if given, as MXNet does)."""
     check_context(ctx)
-    return invoke("_ones", (), dict(_extra(kwargs), shape=shape, dtype=dtype or "float32"))
+    return _finish(invoke("_ones", (), dict(_extra(kwargs), shape=shape,
+                                            dtype=dtype or "float32")), out)
 
 
 def full(shape: Any, val: float, ctx: Any = None, dtype: Any = "float32",
@@ -116,7 +119,7 @@ def concatenate(arrays: list, axis: int = 0, always_copy: bool = True) -> NDArra
     return invoke("Concat", tuple(arrays), {"dim": axis})
 
 
-from ..operator import custom as Custom  # noqa: E402,N812  (mx.nd.Custom)
+from ..operator import custom as Custom  # noqa: E402,F401,N812  (mx.nd.Custom)
 
 fill_namespace(globals(), invoke, is_ndarray, _finish)
 
