@@ -274,3 +274,42 @@ def test_children_of_a_split_list_its_input_once():
     assert parts.get_children().list_outputs() == ["data"]
     a, b = mx.sym.var("a"), mx.sym.var("b")
     assert mx.sym.Group([a * b, a + b]).get_children().list_outputs() == ["a", "b", "a", "b"]
+
+
+@pytest.mark.parametrize("transpose_a, transpose_b", [(True, False), (False, True),
+                                                      (True, True)])
+def test_dot_of_n_d_operands_with_transposes_has_a_gradient(transpose_a, transpose_b):
+    """MXNet reverses every axis of a transposed N-d operand; the gradient, checked
+    by float64 finite differences, differentiates again (second order too)."""
+    rng = np.random.default_rng(1)
+    shape_a = (4, 3, 2) if transpose_a else (2, 3, 4)
+    shape_b = (5, 4) if transpose_b else (4, 5)
+    a0, b0 = rng.normal(size=shape_a), rng.normal(size=shape_b)
+
+    def f(a_val, b_val):
+        at = a_val.transpose() if transpose_a else a_val
+        bt = b_val.transpose() if transpose_b else b_val
+        return (np.tensordot(at, bt, axes=1) ** 2).sum()
+
+    a, b = mx.nd.array(a0, dtype="float64"), mx.nd.array(b0, dtype="float64")
+    a.attach_grad()
+    b.attach_grad()
+    with mx.autograd.record():
+        y = (mx.nd.dot(a, b, transpose_a=transpose_a, transpose_b=transpose_b) ** 2).sum()
+    y.backward()
+    eps = 1e-6
+    for value, other, grad, first in ((a0, b0, a.grad, True), (b0, a0, b.grad, False)):
+        numeric = np.zeros_like(value)
+        for i in range(value.size):
+            step = np.zeros_like(value)
+            step.flat[i] = eps
+            plus = f(value + step, other) if first else f(other, value + step)
+            minus = f(value - step, other) if first else f(other, value - step)
+            numeric.flat[i] = (plus - minus) / (2 * eps)
+        np.testing.assert_allclose(grad.asnumpy(), numeric, rtol=1e-6, atol=1e-8)
+    with mx.autograd.record():
+        y = (mx.nd.dot(a, b, transpose_a=transpose_a, transpose_b=transpose_b) ** 2).sum()
+        (ga,) = mx.autograd.grad(y, [a], create_graph=True)
+        z = (ga * ga).sum()
+    z.backward()  # second order runs through the same rule
+    assert np.isfinite(b.grad.asnumpy()).all() and np.abs(b.grad.asnumpy()).sum() > 0

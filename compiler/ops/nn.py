@@ -58,8 +58,13 @@ def dot_grad(g, a, b, *, out, transpose_a, transpose_b):
         return g * b, g * a
     if max(a.ndim, b.ndim) > 2:
         if transpose_a or transpose_b:
-            raise GraphError(f"dot: no gradient for shapes {a.shape} x {b.shape} with "
-                             f"transpose_a={transpose_a}, transpose_b={transpose_b}")
+            # N-d transposes reverse every axis: the gradient of dot(a^T, b^T) is
+            # that of the plain dot of the transposed operands, transposed back
+            ga, gb = dot_grad(g, F.transpose(a) if transpose_a else a,
+                              F.transpose(b) if transpose_b else b, out=out,
+                              transpose_a=False, transpose_b=False)
+            return (F.transpose(ga) if transpose_a else ga,
+                    F.transpose(gb) if transpose_b else gb)
         # N-d: the same contraction as 2-D dots of a flattened to (m, k), b to
         # (k, n) and g to (m, n), so that the gradient differentiates again. The
         # reshapes use MXNet's codes (0 copies an axis, -1 takes the rest), not
