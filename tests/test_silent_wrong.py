@@ -313,3 +313,12 @@ def test_dot_of_n_d_operands_with_transposes_has_a_gradient(transpose_a, transpo
         z = (ga * ga).sum()
     z.backward()  # second order runs through the same rule
     assert np.isfinite(b.grad.asnumpy()).all() and np.abs(b.grad.asnumpy()).sum() > 0
+
+
+def test_arange_casts_start_and_step_to_its_dtype_first():
+    """MXNet sizes arange in double precision, then computes start + i * step in the
+    dtype: with int32, 1.3 and 1.3 become 1 and 1."""
+    values = mx.nd.arange(1.3, 456.6, 1.3, dtype="int32").asnumpy()
+    assert values.shape == (351,) and values.tolist() == list(range(1, 352))
+    assert mx.nd.arange(5).asnumpy().tolist() == [0, 1, 2, 3, 4]
+    assert mx.nd.arange(10, 0, -1.5).shape == (7,)

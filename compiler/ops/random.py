@@ -7,6 +7,8 @@ fresh ``_draw`` attribute when put in a graph, so no pass ever merges two draws.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..expr import call
@@ -66,14 +68,27 @@ _creation("_zeros", lambda *, shape, dtype: np.zeros(shape, dtype), {}, "Zeros."
 _creation("_ones", lambda *, shape, dtype: np.ones(shape, dtype), {}, "Ones.")
 _creation("_full", lambda *, shape, dtype, value: np.full(shape, value, dtype),
           {"value": Attr(as_float)}, "An array filled with ``value``.", {"value": 2.5})
+def _arange_count(start: float, stop: float | None, step: float) -> int:
+    """ceil((stop - start) / step) in double precision, as MXNet sizes it."""
+    if stop is None:
+        start, stop = 0.0, start
+    return max(0, math.ceil((stop - start) / step))
+
+
 def _arange_types(types, *, start, stop, step, repeat, dtype):
-    count = len(np.arange(start, stop, step)) if stop is not None else len(np.arange(start))
-    return [TensorType((count * repeat,), np.dtype(dtype))]
+    return [TensorType((_arange_count(start, stop, step) * repeat,), np.dtype(dtype))]
 
 
 def _arange(*, start, stop, step, repeat, dtype):
-    values = np.arange(start, stop, step) if stop is not None else np.arange(start)
-    return np.repeat(values, repeat).astype(dtype)
+    kind = np.dtype(dtype)
+    # MXNet casts start and step to the dtype first, then computes start + i * step
+    # in it: arange(1.3, 456.6, 1.3, dtype='int32') is 1, 2, 3, ...
+    first = kind.type(start if stop is not None else 0)
+    stride = kind.type(step)
+    count = _arange_count(start, stop, step)
+    with np.errstate(over="ignore"):
+        values = first + np.arange(count).astype(kind) * stride
+    return np.repeat(values.astype(kind), repeat)
 
 
 register(OpDef(name="_arange", infer=_arange_types, impl=_arange, inputs=(),
