@@ -319,8 +319,8 @@ def test_regression_elemwise_ops_refuse_broadcasting_eagerly_too():
 
 def test_regression_n_dimensional_dot_has_a_gradient():
     # Found by fuzzing: the forward of dot on 3-d operands worked, its gradient was
-    # missing. It now contracts through 2-D dots; transposed N-d operands still
-    # have no gradient and say so.
+    # missing. It now contracts through 2-D dots; transposed N-d operands (every
+    # axis reversed, as MXNet does) have one too since issue 20.
     data = np.arange(8.0).reshape(2, 2, 2) / 8
     x = nd.array(data, dtype="float64")
     x.attach_grad()
@@ -333,5 +333,7 @@ def test_regression_n_dimensional_dot_has_a_gradient():
     np.testing.assert_allclose(x.grad.asnumpy(), expected, rtol=1e-12)
     with autograd.record():
         y = nd.dot(x, x, transpose_a=True).sum()
-    with pytest.raises(MXNetError, match=r"dot: no gradient for shapes \(2, 2, 2\)"):
-        y.backward()
+    y.backward()
+    # sum over (k,j,i),(i,l,m) of x[i,j,k] x[i,l,m]: d/dx[i,j,k] = 2 sum_lm x[i,l,m]
+    expected = 2 * np.broadcast_to(data.sum(axis=(1, 2))[:, None, None], (2, 2, 2))
+    np.testing.assert_allclose(x.grad.asnumpy(), expected, rtol=1e-12)
