@@ -69,14 +69,26 @@ def load_params(prefix: str, epoch: int) -> tuple[dict[str, NDArray], dict[str, 
     if not saved:
         logging.warning("Params file '%s' is empty", fname)
         return arg_params, aux_params
+    return split_params(saved, fname)
+
+
+def split_params(saved: Any, fname: str, strict: bool = False
+                 ) -> tuple[dict[str, NDArray], dict[str, NDArray]]:
+    """The ``arg:``/``aux:`` arrays of a loaded params file as two dicts by name;
+    ``strict`` refuses any other key (Module.load_params does, load_checkpoint
+    ignores them), as MXNet does."""
     if not isinstance(saved, dict):
         raise ValueError(f"Invalid param file {fname}: it holds a list, not named arrays")
+    arg_params: dict[str, NDArray] = {}
+    aux_params: dict[str, NDArray] = {}
     for key, value in saved.items():
         kind, _, name = key.partition(":")
         if kind == "arg":
             arg_params[name] = value
         elif kind == "aux":
             aux_params[name] = value
+        elif strict:
+            raise ValueError("Invalid param file " + fname)
     return arg_params, aux_params
 
 

@@ -22,6 +22,7 @@ from .. import metric as metric_mod
 from ..callback import BatchEndParam
 from ..initializer import Uniform
 from ..io import DataBatch, DataDesc, DataIter
+from ..model import split_params
 from ..ndarray import NDArray, concatenate
 from ..ndarray import array as nd_array
 from ..ndarray.serialization import load as nd_load
@@ -317,6 +318,22 @@ class BaseModule:
                          allow_missing=allow_missing, force_init=force_init,
                          allow_extra=allow_extra)
 
+    def _set_params_settled(self, arg_params: dict, aux_params: dict, allow_missing: bool,
+                            force_init: bool, allow_extra: bool) -> bool:
+        """What every module's ``set_params`` does first, as MXNet's: without
+        ``allow_missing`` it is ``init_params``; an initialized module asked not to
+        force ignores the call with a warning. True when nothing is left to do."""
+        if not allow_missing:
+            self.init_params(initializer=None, arg_params=arg_params, aux_params=aux_params,
+                             allow_missing=allow_missing, force_init=force_init,
+                             allow_extra=allow_extra)
+            return True
+        if self.params_initialized and not force_init:
+            warnings.warn("Parameters already initialized and force_init=False. "
+                          "set_params call ignored.", stacklevel=3)
+            return True
+        return False
+
     def save_params(self, fname: str) -> None:
         """Write the parameters to ``fname`` with ``arg:``/``aux:`` keys."""
         arg_params, aux_params = self.get_params()
@@ -326,16 +343,7 @@ class BaseModule:
 
     def load_params(self, fname: str) -> None:
         """Read parameters written by :meth:`save_params` and set them."""
-        saved = nd_load(fname)
-        arg_params, aux_params = {}, {}
-        for key, value in saved.items():
-            kind, _, name = key.partition(":")
-            if kind == "arg":
-                arg_params[name] = value
-            elif kind == "aux":
-                aux_params[name] = value
-            else:
-                raise ValueError("Invalid param file " + fname)
+        arg_params, aux_params = split_params(nd_load(fname), fname, strict=True)
         self.set_params(arg_params, aux_params)
 
     # -- what subclasses implement --------------------------------------------------

@@ -261,14 +261,8 @@ class Module(BaseModule):
                    force_init: bool = True, allow_extra: bool = False) -> None:
         """Assign parameter values by name. With ``allow_missing`` the given values
         go straight to the executor and the others keep theirs."""
-        if not allow_missing:
-            self.init_params(initializer=None, arg_params=arg_params, aux_params=aux_params,
-                             allow_missing=allow_missing, force_init=force_init,
-                             allow_extra=allow_extra)
-            return
-        if self.params_initialized and not force_init:
-            warnings.warn("Parameters already initialized and force_init=False. "
-                          "set_params call ignored.", stacklevel=2)
+        if self._set_params_settled(arg_params, aux_params, allow_missing, force_init,
+                                    allow_extra):
             return
         self._exec_set_params(arg_params, aux_params, allow_extra=allow_extra)
         self._params_dirty = True
