@@ -367,7 +367,23 @@ class RNNCell(_GatedCell):
         return output, [output]
 
 
-class LSTMCell(_GatedCell):
+class _ActivatedGatedCell(_GatedCell):
+    """LSTMCell's and GRUCell's constructor (MXNet's argument order): the gated
+    cell's parameters and the two activations."""
+
+    def __init__(self, hidden_size: int, i2h_weight_initializer: Any = None,
+                 h2h_weight_initializer: Any = None, i2h_bias_initializer: Any = "zeros",
+                 h2h_bias_initializer: Any = "zeros", input_size: int = 0,
+                 prefix: str | None = None, params: ParameterDict | None = None,
+                 activation: Any = "tanh", recurrent_activation: Any = "sigmoid"):
+        super().__init__(hidden_size, i2h_weight_initializer, h2h_weight_initializer,
+                         i2h_bias_initializer, h2h_bias_initializer, input_size, prefix,
+                         params)
+        self._activation = activation
+        self._recurrent_activation = recurrent_activation
+
+
+class LSTMCell(_ActivatedGatedCell):
     """A long short-term memory cell; gates i, f, g, o (MXNet's order):
     ``c' = f c + i g``, ``h' = o tanh(c')``.
 
@@ -390,17 +406,6 @@ class LSTMCell(_GatedCell):
     """
 
     _gates = 4
-
-    def __init__(self, hidden_size: int, i2h_weight_initializer: Any = None,
-                 h2h_weight_initializer: Any = None, i2h_bias_initializer: Any = "zeros",
-                 h2h_bias_initializer: Any = "zeros", input_size: int = 0,
-                 prefix: str | None = None, params: ParameterDict | None = None,
-                 activation: Any = "tanh", recurrent_activation: Any = "sigmoid"):
-        super().__init__(hidden_size, i2h_weight_initializer, h2h_weight_initializer,
-                         i2h_bias_initializer, h2h_bias_initializer, input_size, prefix,
-                         params)
-        self._activation = activation
-        self._recurrent_activation = recurrent_activation
 
     def _alias(self) -> str:
         return "lstm"
@@ -433,7 +438,7 @@ class LSTMCell(_GatedCell):
         return next_h, [next_h, next_c]
 
 
-class GRUCell(_GatedCell):
+class GRUCell(_ActivatedGatedCell):
     """A gated recurrent unit, MXNet's formula (gates r, z, n):
     ``n = tanh(x_n + r (W_hn h + b_hn))``, ``h' = (1 - z) n + z h``.
 
@@ -456,17 +461,6 @@ class GRUCell(_GatedCell):
     """
 
     _gates = 3
-
-    def __init__(self, hidden_size: int, i2h_weight_initializer: Any = None,
-                 h2h_weight_initializer: Any = None, i2h_bias_initializer: Any = "zeros",
-                 h2h_bias_initializer: Any = "zeros", input_size: int = 0,
-                 prefix: str | None = None, params: ParameterDict | None = None,
-                 activation: Any = "tanh", recurrent_activation: Any = "sigmoid"):
-        super().__init__(hidden_size, i2h_weight_initializer, h2h_weight_initializer,
-                         i2h_bias_initializer, h2h_bias_initializer, input_size, prefix,
-                         params)
-        self._activation = activation
-        self._recurrent_activation = recurrent_activation
 
     def _alias(self) -> str:
         return "gru"
