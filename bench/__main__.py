@@ -4,6 +4,7 @@ Every (library, workload) cell runs in a fresh subprocess; the result is one
 markdown table of medians (min-max) with the ratio against PyTorch eager
 measured in the same run.
 """
+
 import argparse
 import json
 import os
@@ -20,8 +21,8 @@ from .libs import BASELINE, select
 from .workloads import COLD_ROWS, ROW_BY_KEY, ROWS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CELL_TIMEOUT = 900          # seconds for one subprocess
-CACHE_STATES = ("empty cache", "warm cache")     # W5: first and second fresh process
+CELL_TIMEOUT = 900  # seconds for one subprocess
+CACHE_STATES = ("empty cache", "warm cache")  # W5: first and second fresh process
 
 
 def cache_env(directory):
@@ -50,13 +51,14 @@ def run_cell(column, row_key, cache_dir, quick=False, cold=False):
     env = harness.cell_env({**column.env, **cache_env(cache_dir)})
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     try:
-        proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True,
-                              text=True, timeout=CELL_TIMEOUT)
+        proc = subprocess.run(
+            cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=CELL_TIMEOUT
+        )
     except subprocess.TimeoutExpired:
         return {"status": "error", "reason": f"timeout after {CELL_TIMEOUT} s"}
     for line in proc.stdout.splitlines():
         if line.startswith(MARK):
-            return json.loads(line[len(MARK):])
+            return json.loads(line[len(MARK) :])
     tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
     return {"status": "error", "reason": f"crashed ({proc.returncode}): {tail[:100]}"}
 
@@ -107,7 +109,7 @@ def cold_start(columns, quick, repeats):
     Returns {(cold_row_label, col_key): result} where an ok result carries
     ``times`` (one per repetition) so it formats like the other rows.
     """
-    samples = {}          # (label, col) -> list of seconds, or a failed result
+    samples = {}  # (label, col) -> list of seconds, or a failed result
     for rep in range(repeats):
         for row_key in COLD_ROWS:
             label = ROW_BY_KEY[row_key].label
@@ -115,17 +117,22 @@ def cold_start(columns, quick, repeats):
                 with tempfile.TemporaryDirectory(prefix="bench-cold-") as d:
                     for which in CACHE_STATES:
                         res = run_cell(col, row_key, d, cold=True)
-                        _log(f"[W5 {rep + 1}/{repeats}] {row_key:8} {col.key:15} {which}: "
-                             f"{_brief(res)}")
-                        for key, field in ((f"W5 {label} first call, {which}", "first_s"),
-                                           (f"W5 import, {which}", "import_s")):
+                        _log(
+                            f"[W5 {rep + 1}/{repeats}] {row_key:8} {col.key:15} {which}: "
+                            f"{_brief(res)}"
+                        )
+                        for key, field in (
+                            (f"W5 {label} first call, {which}", "first_s"),
+                            (f"W5 import, {which}", "import_s"),
+                        ):
                             prev = samples.setdefault((key, col.key), [])
                             if res["status"] != "ok":
                                 samples[key, col.key] = res
                             elif isinstance(prev, list):
                                 prev.append(res[field])
-    return {k: v if isinstance(v, dict) else {"status": "ok", "times": v}
-            for k, v in samples.items()}
+    return {
+        k: v if isinstance(v, dict) else {"status": "ok", "times": v} for k, v in samples.items()
+    }
 
 
 def _escape(text):
@@ -152,8 +159,10 @@ def format_cell(res, base):
 
 def format_table(row_labels, columns, results):
     """Markdown table: one line per row label, one column per library."""
-    lines = ["| workload | " + " | ".join(c.title for c in columns) + " |",
-             "|---" * (len(columns) + 1) + "|"]
+    lines = [
+        "| workload | " + " | ".join(c.title for c in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
     for label in row_labels:
         base = results.get((label, BASELINE))
         cells = [format_cell(results.get((label, c.key)), base) for c in columns]
@@ -164,15 +173,18 @@ def format_table(row_labels, columns, results):
 def _selects(wanted, row):
     """Whether --only's names select ``row``: its workload, its key, or a prefix of its
     key up to a dash ("W6" and "W6-128" select "W6-128-step")."""
-    return row.workload in wanted or any(row.key == w or row.key.startswith(w + "-")
-                                         for w in wanted)
+    return row.workload in wanted or any(
+        row.key == w or row.key.startswith(w + "-") for w in wanted
+    )
 
 
 def _applicable(columns, labels, results):
     """The columns with a setup for at least one shown row (W6's Gluon columns have
     none for W1-W5, most columns none for W6)."""
+
     def has(col):
         return any(not results.get((label, col.key), {}).get("absent") for label in labels)
+
     return [c for c in columns if has(c)]
 
 
@@ -181,11 +193,18 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--only", help="workloads or rows, e.g. W1,W3 or W1-1e6,W5")
     p.add_argument("--libs", help="columns by key or group, e.g. symgrad,torch")
-    p.add_argument("--quick", action="store_true",
-                   help="5 samples of ~0.03 s each (default 7 of ~0.1 s); W5 once (default 3)")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="run the steady-state cells this many times, interleaved, and "
-                        "pool their samples (default 1)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="5 samples of ~0.03 s each (default 7 of ~0.1 s); W5 once (default 3)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the steady-state cells this many times, interleaved, and "
+        "pool their samples (default 1)",
+    )
     p.add_argument("--markdown", metavar="FILE", help="also write the table to FILE")
     a = p.parse_args(argv)
 
@@ -201,8 +220,10 @@ def main(argv=None):
     t0 = time.time()
     load_before = os.getloadavg()[0]
     if load_before > 0.5:
-        _log(f"warning: load average {load_before:.2f}: other processes are running; "
-             "figures will be noisy (PyTorch and OpenBLAS threads suffer most)")
+        _log(
+            f"warning: load average {load_before:.2f}: other processes are running; "
+            "figures will be noisy (PyTorch and OpenBLAS threads suffer most)"
+        )
     results, labels = {}, []
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache_root:
         measured = steady_state(rows, columns, a.quick, cache_root, a.rounds)
@@ -233,12 +254,13 @@ def main(argv=None):
     for (_, col_key), res in results.items():
         if res.get("version"):
             versions.setdefault(col_key, res["version"])
-    header += (f" Load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
-               " (other processes on the machine disturb PyTorch's OpenMP threads most). Versions: "
-               + ", ".join(f"{c.title} {versions[c.key]}" for c in columns if c.key in versions)
-               + ".")
-    table = header + "\n\n" + format_table(labels, _applicable(columns, labels, results),
-                                           results)
+    header += (
+        f" Load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+        " (other processes on the machine disturb PyTorch's OpenMP threads most). Versions: "
+        + ", ".join(f"{c.title} {versions[c.key]}" for c in columns if c.key in versions)
+        + "."
+    )
+    table = header + "\n\n" + format_table(labels, _applicable(columns, labels, results), results)
     print(table)
     if a.markdown:
         path = Path(a.markdown)

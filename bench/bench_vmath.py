@@ -110,8 +110,10 @@ def _max_ulp(a: np.ndarray, b: np.ndarray) -> float:
 
 def main(names: list[str]) -> None:
     print(f"{N:.0e} elements, one thread, median of {REPEATS} runs (ms)")
-    print(f"{'function':10} {'dtype':8} {'vmath':>8} {'numpy':>8} {'numba math':>11} "
-          f"{'vs numpy':>9} {'vec?':>5} {'ulp':>4}")
+    print(
+        f"{'function':10} {'dtype':8} {'vmath':>8} {'numpy':>8} {'numba math':>11} "
+        f"{'vs numpy':>9} {'vec?':>5} {'ulp':>4}"
+    )
     rng = np.random.default_rng(0)
     for name in names:
         np_fn, math_fn, (lo, hi) = CASES[name]
@@ -127,12 +129,14 @@ def main(names: list[str]) -> None:
             assert ulp <= 4 or name in ("sigmoid", "softplus"), (name, dtype, ulp)
             sig = ours.signatures[-1]
             vectorised = "<4 x" in ours.inspect_llvm(sig) or "<8 x" in ours.inspect_llvm(sig)
-            t_ours = _median_ms(lambda: ours(x, out))
-            t_np = _median_ms(lambda: np_fn(x, ref))
-            t_math = _median_ms(lambda: theirs(x, ref))
-            print(f"{name:10} {np.dtype(dtype).name:8} {t_ours:8.3f} {t_np:8.3f} "
-                  f"{t_math:11.3f} {t_np / t_ours:8.2f}x {('yes' if vectorised else 'no'):>5} "
-                  f"{ulp:4.0f}")
+            t_ours = _median_ms(lambda ours=ours, x=x, out=out: ours(x, out))
+            t_np = _median_ms(lambda np_fn=np_fn, x=x, ref=ref: np_fn(x, ref))
+            t_math = _median_ms(lambda theirs=theirs, x=x, ref=ref: theirs(x, ref))
+            print(
+                f"{name:10} {np.dtype(dtype).name:8} {t_ours:8.3f} {t_np:8.3f} "
+                f"{t_math:11.3f} {t_np / t_ours:8.2f}x {('yes' if vectorised else 'no'):>5} "
+                f"{ulp:4.0f}"
+            )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ The result is one line ``BENCH-RESULT <json>`` on stdout:
 (steady state, seconds per iteration) or ``import_s`` and ``first_s``
 (``--cold``: import of the library module, then setup plus first step).
 """
+
 import argparse
 import importlib
 import json
@@ -38,8 +39,7 @@ def _moved(result, inputs, names):
     the initial one: one update moves the weight matrices by about 1%, so checking them
     directly would let an update 5% off pass."""
     value, params = result
-    return value, [harness.to_numpy(p).astype("float64") - inputs[n]
-                   for p, n in zip(params, names)]
+    return value, [harness.to_numpy(p).astype("float64") - inputs[n] for p, n in zip(params, names)]
 
 
 def _check_last_step(step, workload, inputs):
@@ -71,7 +71,7 @@ def _check_last_step(step, workload, inputs):
 def run(column_key, row_key, quick=False, cold=False):
     """Measure one cell; returns the result dict (never raises)."""
     column, row = COLUMN_BY_KEY[column_key], ROW_BY_KEY[row_key]
-    for name, value in column.env.items():     # the parent sets them; a cell run alone too
+    for name, value in column.env.items():  # the parent sets them; a cell run alone too
         os.environ.setdefault(name, value)
     harness.limit_cpus()
     inputs = make_inputs(row)
@@ -80,7 +80,7 @@ def run(column_key, row_key, quick=False, cold=False):
     t0 = time.perf_counter()
     try:
         module = importlib.import_module(f"bench.libs.{column.module}")
-    except Exception as exc:            # not installed, or broken: not our error
+    except Exception as exc:  # not installed, or broken: not our error
         why = str(exc) if isinstance(exc, ModuleNotFoundError) else _short(exc)
         return {"status": "n/a", "reason": f"import failed: {why}"}
     import_s = time.perf_counter() - t0
@@ -100,8 +100,13 @@ def run(column_key, row_key, quick=False, cold=False):
         if not ok:
             return {"status": "WRONG", "reason": msg, "err": err}
         if cold:
-            return {"status": "ok", "import_s": import_s, "first_s": first_s,
-                    "err": err, "version": version}
+            return {
+                "status": "ok",
+                "import_s": import_s,
+                "first_s": first_s,
+                "err": err,
+                "version": version,
+            }
         # A library that compiles in the background says when it is done, so that
         # steady state means its compiled code (W5 measures the cold start). symgrad
         # compiles a program from its second call on (SYMGRAD_COMPILE_AFTER): one
@@ -110,11 +115,10 @@ def run(column_key, row_key, quick=False, cold=False):
         if settle is not None:
             step()
             settle()
-        times = harness.measure(step, samples=5 if quick else 7,
-                                target=0.03 if quick else 0.1)
+        times = harness.measure(step, samples=5 if quick else 7, target=0.03 if quick else 0.1)
         if row.trains:
             ok, err2, msg = _check_last_step(step, row.workload, inputs)
-            if not ok:      # a relu tie at this state (see _check_last_step): once more
+            if not ok:  # a relu tie at this state (see _check_last_step): once more
                 ok, err2, msg = _check_last_step(step, row.workload, inputs)
         else:
             ok, err2, msg = harness.check(step(), reference)

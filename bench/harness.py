@@ -4,6 +4,7 @@ The parent process (``python -m bench``) builds each cell's environment with
 :func:`cell_env` and formats results; the child (``python -m bench.cell``)
 uses :func:`check` and :func:`measure`.
 """
+
 import gc
 import math
 import os
@@ -12,7 +13,7 @@ import time
 import numpy as np
 
 THREADS = 2
-RTOL = 2e-3            # workloads.md: relative error <= 2e-3 on gradients
+RTOL = 2e-3  # workloads.md: relative error <= 2e-3 on gradients
 
 # Thread limits for every library (each runs in its own process).
 THREAD_ENV = {
@@ -79,12 +80,14 @@ def check(result, reference, floors=None):
         return False, math.inf, f"{len(grads)} gradients, expected {len(ref_grads)}"
     got = to_numpy(value)
     if np.ndim(ref_value) == 0 and np.size(got) > 1:
-        got = np.mean(got)          # per-sample losses (Gluon) against the mean loss
+        got = np.mean(got)  # per-sample losses (Gluon) against the mean loss
     if np.size(got) == np.size(ref_value):
         got = np.reshape(got, np.shape(ref_value))
     errs = [rel_err(got, ref_value)]
-    errs += [rel_err(to_numpy(g), r, f)
-             for g, r, f in zip(grads, ref_grads, floors or [0.0] * len(grads))]
+    errs += [
+        rel_err(to_numpy(g), r, f)
+        for g, r, f in zip(grads, ref_grads, floors or [0.0] * len(grads))
+    ]
     worst = max(errs)
     names = ["value"] + [f"grad{i}" for i in range(len(grads))]
     msg = ", ".join(f"{n}={e:.1e}" for n, e in zip(names, errs))
@@ -124,8 +127,12 @@ def measure(step, samples=7, target=0.1, warmup=3):
 
 def summarize(times):
     """Median, min and max of a list of times (seconds)."""
-    return {"median": float(np.median(times)), "min": float(min(times)),
-            "max": float(max(times)), "n": len(times)}
+    return {
+        "median": float(np.median(times)),
+        "min": float(min(times)),
+        "max": float(max(times)),
+        "n": len(times),
+    }
 
 
 def _unit(seconds):

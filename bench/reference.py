@@ -3,6 +3,7 @@
 Each function takes the (float32) inputs, computes in float64 and returns
 ``(value, [gradients...])`` in the order of ``workloads.GRAD_NAMES``.
 """
+
 import numpy as np
 
 
@@ -34,7 +35,7 @@ def w2(inp):
     logp = z - zmax - np.log(ez.sum(axis=1, keepdims=True))
     rows = np.arange(B)
     loss = -np.mean(logp[rows, y])
-    dz = np.exp(logp)                 # softmax
+    dz = np.exp(logp)  # softmax
     dz[rows, y] -= 1.0
     dz /= B
     dW2 = h.T @ dz
@@ -94,6 +95,7 @@ def cnn(inp):
     relu, 2x2 max pooling, fully connected, mean softmax cross-entropy; backprop
     by hand."""
     from .workloads import CNN_EPS
+
     X, y = _f64(inp["X"]), inp["y"]
     w, gamma, beta = (_f64(inp[k]) for k in ("conv_w", "gamma", "beta"))
     fw, fb = _f64(inp["fc_w"]), _f64(inp["fc_b"])
@@ -121,13 +123,20 @@ def cnn(inp):
     dz /= B
     dfw, dfb = dz.T @ p, dz.sum(axis=0)
     dpooled = (dz @ fw).reshape(pooled.shape)
-    winner = windows == pooled[:, :, :, None, :, None]     # random data: no ties
+    winner = windows == pooled[:, :, :, None, :, None]  # random data: no ties
     dr = (winner * dpooled[:, :, :, None, :, None]).reshape(r.shape)
     dbn = dr * (bn > 0)
     dgamma, dbeta = (dbn * xhat).sum(axis=axes), dbn.sum(axis=axes)
     dxhat = dbn * gamma[:, None, None]
-    dconv = inv_std / count * (count * dxhat - dxhat.sum(axis=axes, keepdims=True)
-                               - xhat * (dxhat * xhat).sum(axis=axes, keepdims=True))
+    dconv = (
+        inv_std
+        / count
+        * (
+            count * dxhat
+            - dxhat.sum(axis=axes, keepdims=True)
+            - xhat * (dxhat * xhat).sum(axis=axes, keepdims=True)
+        )
+    )
     dw = np.einsum("bchwij,bfhw->fcij", cols, dconv)
     return loss, [dw, dgamma, dbeta, dfw, dfb]
 
@@ -142,7 +151,7 @@ def _w6_losses_and_grads(X, y, W1, b1, W2, b2):
     logp = z - zmax - np.log(np.exp(z - zmax).sum(axis=1, keepdims=True))
     rows = np.arange(X.shape[0])
     losses = -logp[rows, y]
-    dz = np.exp(logp)                 # d sum(L) / dz = softmax - onehot
+    dz = np.exp(logp)  # d sum(L) / dz = softmax - onehot
     dz[rows, y] -= 1.0
     dpre = (dz @ W2) * (pre > 0)
     return losses, [dpre.T @ X, dpre.sum(axis=0), dz.T @ h, dz.sum(axis=0)]
@@ -165,12 +174,14 @@ def w6_step(inp, steps=1, moms=None):
     (cell.py compares the changes).
     """
     from .workloads import W6_SGD
+
     lr, momentum, wd = W6_SGD["learning_rate"], W6_SGD["momentum"], W6_SGD["wd"]
     X, y = _f64(inp["X"]), inp["y"]
     initial = [_f64(inp[k]) for k in ("W1", "b1", "W2", "b2")]
     params = [p.copy() for p in initial]
-    moms = [np.zeros_like(p) if moms is None else _f64(m).copy()
-            for p, m in zip(params, moms or params)]
+    moms = [
+        np.zeros_like(p) if moms is None else _f64(m).copy() for p, m in zip(params, moms or params)
+    ]
     for _ in range(steps):
         losses, grads = _w6_losses_and_grads(X, y, *params)
         for p, m, g in zip(params, moms, grads):
@@ -180,5 +191,4 @@ def w6_step(inp, steps=1, moms=None):
     return losses.mean(), [p - p0 for p, p0 in zip(params, initial)]
 
 
-REFERENCE = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "CNN": cnn, "W6": w6,
-             "W6_step": w6_step}
+REFERENCE = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "CNN": cnn, "W6": w6, "W6_step": w6_step}

@@ -3,6 +3,7 @@
 Every process builds its inputs the same way from
 ``numpy.random.default_rng(1234)``, so each subprocess sees identical data.
 """
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,9 +13,9 @@ import numpy as np
 class Row:
     """One steady-state row of the table: a workload and its size."""
 
-    key: str                 # command-line id, e.g. "W1-1e6"
-    label: str               # shown in the table
-    workload: str            # "W1".."W4": name of the setup function family
+    key: str  # command-line id, e.g. "W1-1e6"
+    label: str  # shown in the table
+    workload: str  # "W1".."W4": name of the setup function family
     params: dict = field(default_factory=dict)
     # A training row changes its state at every call: its check after timing starts
     # from the state the timing left (cell.py).
@@ -47,10 +48,10 @@ GRAD_NAMES = {
     "W1": ["x", "w", "b"],
     "W2": ["W1", "b1", "W2", "b2"],
     "W3": ["x"],
-    "W4": ["x"],          # h = d(sum(df/dx))/dx
+    "W4": ["x"],  # h = d(sum(df/dx))/dx
     "CNN": ["conv_w", "gamma", "beta", "fc_w", "fc_b"],
-    "W6": ["W1", "b1", "W2", "b2"],            # gradients of sum(L) (Gluon's L.backward())
-    "W6_step": ["W1", "b1", "W2", "b2"],       # the parameters after the update
+    "W6": ["W1", "b1", "W2", "b2"],  # gradients of sum(L) (Gluon's L.backward())
+    "W6_step": ["W1", "b1", "W2", "b2"],  # the parameters after the update
 }
 
 # W6 (workloads.md, Gluon-era): Dense(256, relu) -> Dense(10) -> SoftmaxCrossEntropyLoss;
@@ -85,8 +86,14 @@ def make_inputs(row):
         b1 = 0.01 * rng.standard_normal(256)
         W2 = rng.standard_normal((256, 10)) / 16
         b2 = 0.01 * rng.standard_normal(10)
-        return {"X": X.astype(f32), "y": y.astype(np.int64), "W1": W1.astype(f32),
-                "b1": b1.astype(f32), "W2": W2.astype(f32), "b2": b2.astype(f32)}
+        return {
+            "X": X.astype(f32),
+            "y": y.astype(np.int64),
+            "W1": W1.astype(f32),
+            "b1": b1.astype(f32),
+            "W2": W2.astype(f32),
+            "b2": b2.astype(f32),
+        }
     if row.workload == "W3":
         return {"x": rng.uniform(-1, 1, 16).astype(f32)}
     if row.workload == "W4":
@@ -101,9 +108,16 @@ def make_inputs(row):
         beta = 0.1 * rng.standard_normal(C)
         fc_w = rng.standard_normal((K, flat)) / np.sqrt(flat)
         fc_b = 0.01 * rng.standard_normal(K)
-        arrays = {"X": X, "conv_w": conv_w, "gamma": gamma, "beta": beta,
-                  "moving_mean": np.zeros(C), "moving_var": np.ones(C), "fc_w": fc_w,
-                  "fc_b": fc_b}
+        arrays = {
+            "X": X,
+            "conv_w": conv_w,
+            "gamma": gamma,
+            "beta": beta,
+            "moving_mean": np.zeros(C),
+            "moving_var": np.ones(C),
+            "fc_w": fc_w,
+            "fc_b": fc_b,
+        }
         out = {k: v.astype(f32) for k, v in arrays.items()}
         out["y"] = y.astype(np.int64)
         return out
@@ -130,6 +144,11 @@ def _w6_inputs(rng, batch):
     W1 = xavier_uniform(rng, (W6_HIDDEN, W6_FEATURES))
     W2 = xavier_uniform(rng, (W6_CLASSES, W6_HIDDEN))
     f32 = np.float32
-    return {"X": X.astype(f32), "y": y.astype(np.int64), "W1": W1.astype(f32),
-            "b1": np.zeros(W6_HIDDEN, f32), "W2": W2.astype(f32),
-            "b2": np.zeros(W6_CLASSES, f32)}
+    return {
+        "X": X.astype(f32),
+        "y": y.astype(np.int64),
+        "W1": W1.astype(f32),
+        "b1": np.zeros(W6_HIDDEN, f32),
+        "W2": W2.astype(f32),
+        "b2": np.zeros(W6_CLASSES, f32),
+    }

@@ -22,8 +22,9 @@ def _total(parts: list[Expr] | None) -> Expr | None:
     return total
 
 
-def differentiate(heads: Sequence[Entry], head_grads: Sequence[Entry],
-                  wrt: Sequence[Entry]) -> list[Entry | None]:
+def differentiate(
+    heads: Sequence[Entry], head_grads: Sequence[Entry], wrt: Sequence[Entry]
+) -> list[Entry | None]:
     """Gradients of ``heads`` (seeded with ``head_grads``) with respect to ``wrt``.
 
     Only nodes on a path from a ``wrt`` entry to a head are visited; ops without
@@ -35,8 +36,9 @@ def differentiate(heads: Sequence[Entry], head_grads: Sequence[Entry],
     targets = {id(entry.node) for entry in wrt}
     on_path: set[int] = set()
     for node in order:
-        if id(node) in targets or (node.op.differentiable and
-                                   any(id(e.node) in on_path for e in node.inputs)):
+        if id(node) in targets or (
+            node.op.differentiable and any(id(e.node) in on_path for e in node.inputs)
+        ):
             on_path.add(id(node))
 
     contributions: dict[tuple[int, int], list[Expr]] = {}
@@ -55,11 +57,13 @@ def differentiate(heads: Sequence[Entry], head_grads: Sequence[Entry],
         if node.num_outputs == 1:
             grad_arg, out_arg = grads[0], outputs[0]
         else:
-            grad_arg = tuple(g if g is not None else F.zeros_like(out)
-                             for g, out in zip(grads, outputs))
+            grad_arg = tuple(
+                g if g is not None else F.zeros_like(out) for g, out in zip(grads, outputs)
+            )
             out_arg = tuple(outputs)
-        input_grads = node.op.grad(grad_arg, *(Expr(e) for e in node.inputs),
-                                   out=out_arg, **node.attrs)
+        input_grads = node.op.grad(
+            grad_arg, *(Expr(e) for e in node.inputs), out=out_arg, **node.attrs
+        )
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         for entry, grad in zip(node.inputs, input_grads):
@@ -74,4 +78,3 @@ def differentiate(heads: Sequence[Entry], head_grads: Sequence[Entry],
         total = _total(contributions.get((id(entry.node), entry.index)))
         results.append(None if total is None else total.entry)
     return results
-

@@ -18,8 +18,9 @@ from typing import Any
 from .ir import _UNIT_AXES, Entry, Node, unit_axes
 
 
-def chain_signature(head: Entry, leaf_role: Callable[[Node], Any]
-                    ) -> tuple[list[Node], tuple, dict[int, int]] | None:
+def chain_signature(
+    head: Entry, leaf_role: Callable[[Node], Any]
+) -> tuple[list[Node], tuple, dict[int, int]] | None:
     """What :func:`compiler.ir.signature` returns for the single head ``head``
     (the nodes in topological order, a key, each node's position by id) if its
     graph is a chain; None otherwise (found at the first op with several inputs).
@@ -43,16 +44,28 @@ def chain_signature(head: Entry, leaf_role: Callable[[Node], Any]
     while inputs:
         if len(inputs) != 1:
             return None
-        (parent, index), = inputs
+        ((parent, index),) = inputs
         attrs = node.attrs
         add_node(node)
-        add_part((node.op, tuple(attrs.items()) if attrs else (), index,
-                  None if node.op.keeps_type else known(node.types) or unit_axes(node.types)))
+        add_part(
+            (
+                node.op,
+                tuple(attrs.items()) if attrs else (),
+                index,
+                None if node.op.keeps_type else known(node.types) or unit_axes(node.types),
+            )
+        )
         node = parent
         inputs = node.inputs
     leaf_type = node.types[0]
-    add_part((node.op, leaf_type.dtype.char, tuple([size == 1 for size in leaf_type.shape]),
-              leaf_role(node)))
+    add_part(
+        (
+            node.op,
+            leaf_type.dtype.char,
+            tuple([size == 1 for size in leaf_type.shape]),
+            leaf_role(node),
+        )
+    )
     add_node(node)
     nodes.reverse()
     position = {id(node): i for i, node in enumerate(nodes)}
@@ -107,7 +120,7 @@ class ChainTemplate:
             expected = attrs[at]
             if node.attrs is not expected and node.attrs != expected:
                 return None
-            (parent, index), = inputs
+            ((parent, index),) = inputs
             if index != indices[at]:
                 return None
             nodes.append(node)
@@ -115,8 +128,7 @@ class ChainTemplate:
             inputs = node.inputs
             at += 1
         leaf_op, types, role = self.leaf
-        if at != count or node.op is not leaf_op or node.types != types \
-                or leaf_role(node) != role:
+        if at != count or node.op is not leaf_op or node.types != types or leaf_role(node) != role:
             return None
         nodes.append(node)
         nodes.reverse()

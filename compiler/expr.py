@@ -16,16 +16,22 @@ from .ir import Entry
 from .registry import OPS, OpDef, get_op, make_node
 
 
-def bind_arguments(opdef: OpDef, args: Sequence[Any], kwargs: dict,
-                   is_tensor) -> tuple[list[Any], dict]:
+def bind_arguments(
+    opdef: OpDef, args: Sequence[Any], kwargs: dict, is_tensor
+) -> tuple[list[Any], dict]:
     """Split a call ``op(*args, **kwargs)`` into tensor inputs and attributes.
 
     Positional arguments fill the input slots while they are tensors (all of them
     for variadic ops), then the attributes in declared order, as MXNet's
     generated functions do. Keywords name inputs or attributes.
     """
-    if not opdef.variadic and not callable(opdef.inputs) and len(args) == len(opdef.inputs) \
-            and all(is_tensor(a) for a in args) and not any(k in opdef.inputs for k in kwargs):
+    if (
+        not opdef.variadic
+        and not callable(opdef.inputs)
+        and len(args) == len(opdef.inputs)
+        and all(is_tensor(a) for a in args)
+        and not any(k in opdef.inputs for k in kwargs)
+    ):
         # the common call: every input positional, attributes (if any) by keyword
         return list(args), dict(kwargs)
     args = list(args)
@@ -66,8 +72,9 @@ def _attrs_for_inputs(opdef: OpDef, attrs: dict) -> dict:
     # Input lists that depend on attrs (no_bias) need canonical values of those attrs.
     if not callable(opdef.inputs):
         return attrs
-    return {k: (spec.parse(attrs[k]) if k in attrs else spec.default)
-            for k, spec in opdef.attrs.items()}
+    return {
+        k: (spec.parse(attrs[k]) if k in attrs else spec.default) for k, spec in opdef.attrs.items()
+    }
 
 
 _PLAIN_SCALARS = frozenset({int, float})

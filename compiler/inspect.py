@@ -18,6 +18,7 @@ def stats() -> dict[str, Any]:
     """
     result = _program.stats()
     from .lower import cache  # numba is imported only when kernels are needed
+
     result.update(cache.stats())
     return result
 
@@ -40,14 +41,20 @@ def explain(target: Any, wrt: Sequence[Node] | None = None) -> str:
     nodes = topo_order(heads)
     unknown = [n.name for n in nodes if n.is_variable and any(t.shape is None for t in n.types)]
     if unknown:
-        raise ValueError(f"explain: the shapes of {unknown} are not known; compile a graph "
-                         f"with shapes (a recorded graph, or a Symbol after "
-                         f"`Symbol.gradient(wrt, **shapes)` / variables made with shape=...)")
+        raise ValueError(
+            f"explain: the shapes of {unknown} are not known; compile a graph "
+            f"with shapes (a recorded graph, or a Symbol after "
+            f"`Symbol.gradient(wrt, **shapes)` / variables made with shape=...)"
+        )
     wrt = list(wrt) if wrt is not None else [n for n in nodes if n.is_variable]
     position = {id(n): i for i, n in enumerate(nodes)}
     program = _program.Program(
-        nodes, [(position[id(h.node)], h.index) for h in heads],
-        [position[id(n)] for n in wrt], [False] * len(heads),
-        [(position[id(h.node)], h.index) for h in heads], lambda node: False,
-        CompiledProgram)
+        nodes,
+        [(position[id(h.node)], h.index) for h in heads],
+        [position[id(n)] for n in wrt],
+        [False] * len(heads),
+        [(position[id(h.node)], h.index) for h in heads],
+        lambda node: False,
+        CompiledProgram,
+    )
     return program.run_graph.explain()

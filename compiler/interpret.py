@@ -18,8 +18,11 @@ def numpy_apply(node: Node, args: Sequence[Any]) -> Any:
     return node.op.impl(*args, **node.attrs)
 
 
-def evaluate(outputs: Sequence[Entry], given: Mapping[Node, tuple],
-             apply: Callable[[Node, Sequence[Any]], Any] = numpy_apply) -> list[Any]:
+def evaluate(
+    outputs: Sequence[Entry],
+    given: Mapping[Node, tuple],
+    apply: Callable[[Node, Sequence[Any]], Any] = numpy_apply,
+) -> list[Any]:
     """Values of ``outputs``, computing every node not in ``given`` from its inputs.
 
     ``given`` maps nodes (variables, or any node whose outputs are already known)

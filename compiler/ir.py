@@ -66,12 +66,18 @@ class Node:
     the array whose gradient it collects); the compiler never looks inside it.
     """
 
-    __slots__ = ("op", "attrs", "inputs", "types", "_name", "value", "tag", "freed",
-                 "__weakref__")
+    __slots__ = ("op", "attrs", "inputs", "types", "_name", "value", "tag", "freed", "__weakref__")
 
-    def __init__(self, op: Any, attrs: dict, inputs: tuple[Entry, ...],
-                 types: tuple[TensorType, ...], name: str | None = None,
-                 value: tuple | None = None, tag: Any = None):
+    def __init__(
+        self,
+        op: Any,
+        attrs: dict,
+        inputs: tuple[Entry, ...],
+        types: tuple[TensorType, ...],
+        name: str | None = None,
+        value: tuple | None = None,
+        tag: Any = None,
+    ):
         self.op = op
         self.attrs = attrs
         self.inputs = inputs
@@ -152,13 +158,13 @@ def unit_axes(types: tuple[TensorType, ...]) -> tuple:
     if flags is None:
         if len(_UNIT_AXES) >= _UNIT_AXES_LIMIT:
             _UNIT_AXES.clear()
-        flags = _UNIT_AXES[types] = tuple([tuple([size == 1 for size in t.shape])
-                                           for t in types])
+        flags = _UNIT_AXES[types] = tuple([tuple([size == 1 for size in t.shape]) for t in types])
     return flags
 
 
-def structural_key(nodes: Sequence[Node], heads: Sequence[Entry], leaf_role
-                   ) -> tuple[tuple, dict[int, int]]:
+def structural_key(
+    nodes: Sequence[Node], heads: Sequence[Entry], leaf_role
+) -> tuple[tuple, dict[int, int]]:
     """A hashable key that identifies a graph up to array sizes, and the position
     of each node (by id) in ``nodes``.
 
@@ -186,13 +192,19 @@ def structural_key(nodes: Sequence[Node], heads: Sequence[Entry], leaf_role
 def _key_part(node: Node, position: dict[int, int], leaf_role) -> tuple:
     """One node's share of the structural key (its inputs already have positions)."""
     if node.inputs:
-        return (node.op, tuple(node.attrs.items()),
-                tuple([(position[id(e.node)], e.index) for e in node.inputs]),
-                None if node.op.keeps_type else
-                _UNIT_AXES.get(node.types) or unit_axes(node.types))
+        return (
+            node.op,
+            tuple(node.attrs.items()),
+            tuple([(position[id(e.node)], e.index) for e in node.inputs]),
+            None if node.op.keeps_type else _UNIT_AXES.get(node.types) or unit_axes(node.types),
+        )
     leaf_type = node.types[0]
-    return (node.op, leaf_type.dtype.char, tuple([size == 1 for size in leaf_type.shape]),
-            leaf_role(node))
+    return (
+        node.op,
+        leaf_type.dtype.char,
+        tuple([size == 1 for size in leaf_type.shape]),
+        leaf_role(node),
+    )
 
 
 def signature(heads: Sequence[Entry], leaf_role) -> tuple[list[Node], tuple, dict[int, int]]:

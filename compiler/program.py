@@ -52,9 +52,12 @@ def clone_graph(nodes: Sequence[Node]) -> list[Node]:
     return [copies[node] for node in nodes]
 
 
-def cut_inputs(outputs: Sequence[Entry | None], template: Sequence[Node],
-               is_input: Callable[[Node], bool], extra_inputs: Sequence[Node] = ()
-               ) -> tuple[ProgramGraph, list[tuple[int, int]]]:
+def cut_inputs(
+    outputs: Sequence[Entry | None],
+    template: Sequence[Node],
+    is_input: Callable[[Node], bool],
+    extra_inputs: Sequence[Node] = (),
+) -> tuple[ProgramGraph, list[tuple[int, int]]]:
     """Rebuild ``outputs`` as a closed graph whose inputs are the entries of
     ``template`` nodes for which ``is_input`` holds (plus ``extra_inputs``).
 
@@ -87,8 +90,9 @@ def cut_inputs(outputs: Sequence[Entry | None], template: Sequence[Node],
     for node in topo_order(live):
         if id(node) in position and is_input(node) or (id(node), 0) in cut:
             continue
-        rebuilt[id(node)] = Node(node.op, node.attrs,
-                                 tuple(entry_of(e) for e in node.inputs), node.types, node._name)
+        rebuilt[id(node)] = Node(
+            node.op, node.attrs, tuple(entry_of(e) for e in node.inputs), node.types, node._name
+        )
     graph = ProgramGraph(inputs, [None if out is None else entry_of(out) for out in outputs])
     return graph, refs
 
@@ -108,10 +112,16 @@ class Program:
     # not cached, and to be kept by nobody (see cached_program)
     reusable = True
 
-    def __init__(self, nodes: Sequence[Node], heads: Sequence[tuple[int, int]],
-                 wrt: Sequence[int], given_head_grads: Sequence[bool],
-                 values: Sequence[tuple[int, int]], is_input: Callable[[Node], bool],
-                 runner: Callable[[ProgramGraph], Callable]):
+    def __init__(
+        self,
+        nodes: Sequence[Node],
+        heads: Sequence[tuple[int, int]],
+        wrt: Sequence[int],
+        given_head_grads: Sequence[bool],
+        values: Sequence[tuple[int, int]],
+        is_input: Callable[[Node], bool],
+        runner: Callable[[ProgramGraph], Callable],
+    ):
         template = clone_graph(nodes)
         head_entries = [Entry(template[pos], index) for pos, index in heads]
         head_vars, seeds = [], []
@@ -125,19 +135,23 @@ class Program:
         grads = differentiate(head_entries, seeds, [Entry(template[pos], 0) for pos in wrt])
         outputs = grads + [Entry(template[pos], index) for pos, index in values]
         self.graph, self.input_refs = cut_inputs(
-            outputs, template, lambda node: not node.inputs or is_input(node), head_vars)
+            outputs, template, lambda node: not node.inputs or is_input(node), head_vars
+        )
         self.num_grads = len(wrt)
         self.run_graph = runner(self.graph)
 
-    def run(self, nodes: Sequence[Node], head_grads: Sequence[Any],
-            out: Sequence[Any] | None = None) -> list[Any]:
+    def run(
+        self, nodes: Sequence[Node], head_grads: Sequence[Any], out: Sequence[Any] | None = None
+    ) -> list[Any]:
         """Gradients then values, for a graph with this program's structure:
         inputs are read from ``nodes[i].value`` and ``head_grads`` (those given).
         ``out`` optionally names destination arrays for the outputs (a runner may
         compute an output straight into its destination and return it)."""
         given = [g for g in head_grads if g is not None]
-        args = [given[-1 - pos] if pos < 0 else nodes[pos].value[index]
-                for pos, index in self.input_refs]
+        args = [
+            given[-1 - pos] if pos < 0 else nodes[pos].value[index]
+            for pos, index in self.input_refs
+        ]
         return self.run_graph(args, out)
 
 
@@ -163,8 +177,10 @@ _sizes: dict[tuple, int] = {}
 _lock = threading.Lock()
 _building: dict[tuple, threading.Lock] = {}
 _stats = {"hits": 0, "misses": 0, "evictions": 0}
-_limits = {"entries": int(os.environ.get("SYMGRAD_PROGRAM_CACHE_ENTRIES", "1024")),
-           "bytes": int(os.environ.get("SYMGRAD_PROGRAM_CACHE_BYTES", str(256 << 20)))}
+_limits = {
+    "entries": int(os.environ.get("SYMGRAD_PROGRAM_CACHE_ENTRIES", "1024")),
+    "bytes": int(os.environ.get("SYMGRAD_PROGRAM_CACHE_BYTES", str(256 << 20))),
+}
 _NODE_BYTES = 600  # a Node, its attrs dict, entries and types: measured, roughly
 
 
@@ -246,8 +262,7 @@ def _evict() -> None:
     """Drop least recently used programs until both limits hold (caller holds _lock).
     The newest program stays even if alone it exceeds the byte limit."""
     total = sum(_sizes.values())
-    while len(_programs) > 1 and (len(_programs) > _limits["entries"] or
-                                  total > _limits["bytes"]):
+    while len(_programs) > 1 and (len(_programs) > _limits["entries"] or total > _limits["bytes"]):
         old_key, _ = _programs.popitem(last=False)
         total -= _sizes.pop(old_key, 0)
         _stats["evictions"] += 1
@@ -269,8 +284,9 @@ def set_cache_limit(entries: int | None = None, bytes: int | None = None) -> dic
     for name, value in (("entries", entries), ("bytes", bytes)):
         if value is not None:
             if int(value) < 1:
-                raise ValueError(f"the program cache needs room for at least one "
-                                 f"program: {name}={value}")
+                raise ValueError(
+                    f"the program cache needs room for at least one program: {name}={value}"
+                )
             _limits[name] = int(value)
     with _lock:
         _evict()
@@ -350,4 +366,5 @@ def runner() -> Callable[[ProgramGraph], Callable]:
     if backend() == "interpreter":
         return interpret_runner
     from .lower.runner import compiled_runner
+
     return compiled_runner

@@ -25,6 +25,7 @@ REQUIRED = object()
 # attribute parsers: each takes a Python value or MXNet's string spelling
 # ---------------------------------------------------------------------------
 
+
 def _literal(value: Any) -> Any:
     if isinstance(value, str):
         text = value.strip()
@@ -43,7 +44,8 @@ def _whole(value: Any) -> int:
     if type(value) is int:  # the common case, first: parsed on every recorded op call
         return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, (int, np.integer, float, np.floating)):
+        value, (int, np.integer, float, np.floating)
+    ):
         if isinstance(value, (bool, np.bool_)):
             return int(value)
         raise TypeError(f"expected an integer, got {value!r}")
@@ -235,16 +237,23 @@ class OpDef:
         # Whether a value of this op may be computed later than the call: true for
         # pure ops, false for randomness, side effects and callbacks. Read on every
         # recorded op call, so it is a plain attribute.
-        self.deferrable = not self.uses_train_mode and not self.mutates and \
-            self.kind not in ("random", "opaque", "creation")
+        self.deferrable = (
+            not self.uses_train_mode
+            and not self.mutates
+            and self.kind not in ("random", "opaque", "creation")
+        )
         # Recording shortcuts (an op costs microseconds to record; these are most
         # ops): the output has the input's type, and the only attr is a float.
         self.keeps_type = self.infer is same_as_first
         # the canonical attrs of a call that gives none (None: one is required)
-        self._defaults = None if any(spec.default is REQUIRED for spec in self.attrs.values()) \
+        self._defaults = (
+            None
+            if any(spec.default is REQUIRED for spec in self.attrs.values())
             else {key: spec.default for key, spec in self.attrs.items()}
-        self._float_scalar = list(self.attrs) == ["scalar"] and \
-            self.attrs["scalar"].parse is as_float
+        )
+        self._float_scalar = (
+            list(self.attrs) == ["scalar"] and self.attrs["scalar"].parse is as_float
+        )
 
     def visible(self, attrs: dict) -> int | None:
         """How many outputs a user sees with these (canonical) attrs; None for all.
@@ -277,8 +286,9 @@ class OpDef:
                 try:
                     out[key] = spec.parse(given[key])
                 except (TypeError, ValueError, SyntaxError, GraphError) as err:
-                    raise GraphError(f"{self.name}: bad value {given[key]!r} for "
-                                     f"attribute '{key}': {err}") from None
+                    raise GraphError(
+                        f"{self.name}: bad value {given[key]!r} for attribute '{key}': {err}"
+                    ) from None
             elif spec.default is REQUIRED:
                 raise GraphError(f"{self.name}: missing required attribute '{key}'")
             else:
@@ -289,8 +299,10 @@ class OpDef:
             unknown = sorted(set(given) - set(self.attrs) - INERT_ATTRS)
             if not unknown:
                 return out
-            raise GraphError(f"{self.name}: unknown attribute(s) {unknown}; the valid "
-                             f"arguments are {sorted(self.attrs) or 'none'}")
+            raise GraphError(
+                f"{self.name}: unknown attribute(s) {unknown}; the valid "
+                f"arguments are {sorted(self.attrs) or 'none'}"
+            )
         return out
 
     def infer_types(self, types: Sequence[TensorType], attrs: dict) -> tuple[TensorType, ...]:
@@ -299,22 +311,26 @@ class OpDef:
         if not self.variadic:
             expected = len(self.input_names(attrs))
             if len(types) != expected:
-                raise GraphError(f"{self.name}: expects {expected} input(s) "
-                                 f"{self.input_names(attrs)}, got {len(types)}")
+                raise GraphError(
+                    f"{self.name}: expects {expected} input(s) "
+                    f"{self.input_names(attrs)}, got {len(types)}"
+                )
         try:
             return tuple(self.infer(types, **attrs))
         except (GraphError, ValueError, IndexError, TypeError) as err:
             shapes = ", ".join(str(t.shape) for t in types)
-            raise GraphError(f"{self.name}: cannot apply to input shapes ({shapes}) "
-                             f"with attrs {attrs}: {err}") from None
+            raise GraphError(
+                f"{self.name}: cannot apply to input shapes ({shapes}) with attrs {attrs}: {err}"
+            ) from None
 
 
 # MXNet attributes that tune GPU libraries, workspaces or devices and never change
 # a result on the CPU (Dropout's and BatchNorm's cudnn_off, Convolution's
 # workspace, a creation op's ctx): accepted by every op and dropped, where any
 # other unknown attribute is refused.
-INERT_ATTRS = frozenset({"cudnn_off", "cudnn_tune", "workspace", "ctx",
-                         "min_calib_range", "max_calib_range"})
+INERT_ATTRS = frozenset(
+    {"cudnn_off", "cudnn_tune", "workspace", "ctx", "min_calib_range", "max_calib_range"}
+)
 
 OPS: dict[str, OpDef] = {}
 
@@ -336,8 +352,9 @@ def get_op(name: str) -> OpDef:
         raise GraphError(f"unknown op {name!r}") from None
 
 
-def make_node(op: str | OpDef, inputs: Sequence[Entry], attrs: dict | None = None,
-              name: str | None = None) -> Node:
+def make_node(
+    op: str | OpDef, inputs: Sequence[Entry], attrs: dict | None = None, name: str | None = None
+) -> Node:
     """Create a node applying ``op`` to ``inputs``, inferring its output types."""
     opdef = get_op(op) if isinstance(op, str) else op
     attrs = opdef.canonical_attrs(attrs or {})
@@ -349,13 +366,25 @@ def _no_impl(*_args, **_attrs):
     raise GraphError("a variable has no implementation; give its value")
 
 
-NULL = register(OpDef(name="null", infer=lambda types: [], impl=_no_impl, inputs=(),
-                      differentiable=False, doc="A graph input (variable)."))
+NULL = register(
+    OpDef(
+        name="null",
+        infer=lambda types: [],
+        impl=_no_impl,
+        inputs=(),
+        differentiable=False,
+        doc="A graph input (variable).",
+    )
+)
 
 
-def variable(shape: Sequence[int], dtype: Any = np.float32, name: str | None = None,
-             value: Any = None, tag: Any = None) -> Node:
+def variable(
+    shape: Sequence[int],
+    dtype: Any = np.float32,
+    name: str | None = None,
+    value: Any = None,
+    tag: Any = None,
+) -> Node:
     """A variable node of the given type, optionally holding a value."""
     node_type = TensorType(tuple(int(s) for s in shape), np.dtype(dtype))
-    return Node(NULL, {}, (), (node_type,), name,
-                None if value is None else (value,), tag)
+    return Node(NULL, {}, (), (node_type,), name, None if value is None else (value,), tag)

@@ -106,9 +106,12 @@ class Tape:
             return None
         if at < len(template.ops):
             expected_op, expected_attrs, wiring, types = template.ops[at]
-            if op is expected_op and len(inputs) == len(wiring) and \
-                    (attrs is expected_attrs or attrs == expected_attrs) and \
-                    self._wired_alike(inputs, wiring):
+            if (
+                op is expected_op
+                and len(inputs) == len(wiring)
+                and (attrs is expected_attrs or attrs == expected_attrs)
+                and self._wired_alike(inputs, wiring)
+            ):
                 return types
         self.matching = False
         return None
@@ -144,14 +147,19 @@ class Tape:
         """Whether ``node`` is the last op recorded on this tape."""
         return bool(self.ops) and self.ops[-1]() is node
 
-    def recognise(self, head: Entry, leaf_role: Callable[[Node], Any]
-                  ) -> tuple[list[Node], Template] | None:
+    def recognise(
+        self, head: Entry, leaf_role: Callable[[Node], Any]
+    ) -> tuple[list[Node], Template] | None:
         """The nodes (in the order :meth:`signature` gave for the template's
         graph) and the template, if this tape holds exactly the template's
         structure with ``head`` last and its leaves in the same roles; else None."""
         template = self.template
-        if not self.matching or len(self.ops) != len(template.ops) \
-                or head.index != template.head_index or self.ops[-1]() is not head.node:
+        if (
+            not self.matching
+            or len(self.ops) != len(template.ops)
+            or head.index != template.head_index
+            or self.ops[-1]() is not head.node
+        ):
             return None
         leaves = [ref() for ref in self.met_leaves]
         for leaf, (_, _, role) in zip(leaves, template.leaves):
@@ -159,11 +167,13 @@ class Tape:
                 return None
         ops = self.ops
         # every op is alive: the head reads them all, and they their leaves
-        return [ops[code]() if code >= 0 else leaves[-1 - code] for code in template.layout], \
-            template
+        return [
+            ops[code]() if code >= 0 else leaves[-1 - code] for code in template.layout
+        ], template
 
-    def signature(self, head: Entry, leaf_role: Callable[[Node], Any]
-                  ) -> tuple[list[Node], tuple, dict[int, int], Template] | None:
+    def signature(
+        self, head: Entry, leaf_role: Callable[[Node], Any]
+    ) -> tuple[list[Node], tuple, dict[int, int], Template] | None:
         """What :func:`compiler.ir.signature` returns for the single head ``head``
         (nodes in a topological order, a key, positions by id), and the
         :class:`Template` of the graph, if this tape holds exactly its graph;
@@ -195,8 +205,14 @@ class Tape:
                     nodes.append(child)
                     leaf_type = child.types[0]
                     role = leaf_role(child)
-                    parts.append((child.op, leaf_type.dtype.char,
-                                  tuple([size == 1 for size in leaf_type.shape]), role))
+                    parts.append(
+                        (
+                            child.op,
+                            leaf_type.dtype.char,
+                            tuple([size == 1 for size in leaf_type.shape]),
+                            role,
+                        )
+                    )
                     code[id(child)] = -1 - len(template.leaves)
                     template.leaves.append((child.op, child.types, role))
                     template.layout.append(code[id(child)])
@@ -209,9 +225,16 @@ class Tape:
             nodes.append(node)
             template.layout.append(at)
             attrs = node.attrs
-            parts.append((node.op, tuple(attrs.items()) if attrs else (), tuple(wiring),
-                          None if node.op.keeps_type else
-                          _UNIT_AXES.get(node.types) or unit_axes(node.types)))
+            parts.append(
+                (
+                    node.op,
+                    tuple(attrs.items()) if attrs else (),
+                    tuple(wiring),
+                    None
+                    if node.op.keeps_type
+                    else _UNIT_AXES.get(node.types) or unit_axes(node.types),
+                )
+            )
             template.ops.append((node.op, attrs, tuple(sources), node.types))
         if len(read) != len(ops) - 1:
             return None  # an op recorded here that the head does not need

@@ -31,14 +31,20 @@ def make_images(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
 
 def init_params(rng: np.random.Generator) -> dict[str, nd.NDArray]:
     """Weights (He-scaled), biases, BatchNorm scale/shift and running statistics."""
+
     def normal(shape, fan_in):
         return nd.array(rng.normal(0.0, np.sqrt(2.0 / fan_in), shape))
 
-    return {"conv_w": normal((FILTERS, 1, 3, 3), 9), "conv_b": nd.zeros((FILTERS,)),
-            "gamma": nd.ones((FILTERS,)), "beta": nd.zeros((FILTERS,)),
-            "moving_mean": nd.zeros((FILTERS,)), "moving_var": nd.ones((FILTERS,)),
-            "fc_w": normal((CLASSES, FILTERS * 16), FILTERS * 16),
-            "fc_b": nd.zeros((CLASSES,))}
+    return {
+        "conv_w": normal((FILTERS, 1, 3, 3), 9),
+        "conv_b": nd.zeros((FILTERS,)),
+        "gamma": nd.ones((FILTERS,)),
+        "beta": nd.zeros((FILTERS,)),
+        "moving_mean": nd.zeros((FILTERS,)),
+        "moving_var": nd.ones((FILTERS,)),
+        "fc_w": normal((CLASSES, FILTERS * 16), FILTERS * 16),
+        "fc_b": nd.zeros((CLASSES,)),
+    }
 
 
 TRAINED = ("conv_w", "conv_b", "gamma", "beta", "fc_w", "fc_b")
@@ -46,10 +52,8 @@ TRAINED = ("conv_w", "conv_b", "gamma", "beta", "fc_w", "fc_b")
 
 def net(x: nd.NDArray, p: dict[str, nd.NDArray]) -> nd.NDArray:
     """Class scores for a batch of images."""
-    h = nd.Convolution(x, p["conv_w"], p["conv_b"], kernel=(3, 3), pad=(1, 1),
-                       num_filter=FILTERS)
-    h = nd.BatchNorm(h, p["gamma"], p["beta"], p["moving_mean"], p["moving_var"],
-                     fix_gamma=False)
+    h = nd.Convolution(x, p["conv_w"], p["conv_b"], kernel=(3, 3), pad=(1, 1), num_filter=FILTERS)
+    h = nd.BatchNorm(h, p["gamma"], p["beta"], p["moving_mean"], p["moving_var"], fix_gamma=False)
     h = nd.Pooling(nd.relu(h), kernel=(2, 2), stride=(2, 2), pool_type="max")
     return nd.FullyConnected(h, p["fc_w"], p["fc_b"], num_hidden=CLASSES)
 
@@ -63,7 +67,7 @@ def train(steps: int = 30, batch: int = 32, learning_rate: float = 0.2, seed: in
     for name in TRAINED:
         params[name].attach_grad()
     losses = []
-    for step in range(steps):
+    for _ in range(steps):
         chosen = rng.choice(len(images), batch, replace=False)
         x, y = nd.array(images[chosen]), nd.array(labels[chosen])
         with autograd.record():
@@ -83,5 +87,7 @@ if __name__ == "__main__":
     losses, _, _, _ = train()
     elapsed = time.perf_counter() - start
     print("loss per step:", " ".join(f"{v:.3f}" for v in losses))
-    print(f"first 5 mean {losses[:5].mean():.3f}, last 5 mean {losses[-5:].mean():.3f}, "
-          f"{elapsed:.2f} s for {len(losses)} steps")
+    print(
+        f"first 5 mean {losses[:5].mean():.3f}, last 5 mean {losses[-5:].mean():.3f}, "
+        f"{elapsed:.2f} s for {len(losses)} steps"
+    )

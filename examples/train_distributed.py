@@ -72,10 +72,12 @@ def transfer_only(kvstore: str, steps: int) -> None:
     kv.barrier()
     if kv.rank == 0:
         size = sum(int(np.prod(shape)) * 4 for shape in shapes)
-        times = np.array(times[len(times) // 5:]) * 1e3  # after a warm-up fifth
-        print(f"transfer: {size} bytes each way per worker per step; push+pull "
-              f"median {np.median(times):.2f} ms, p90 {np.percentile(times, 90):.2f} ms "
-              f"({kv.num_workers} workers, {getattr(kv, 'num_servers', 0)} servers)")
+        times = np.array(times[len(times) // 5 :]) * 1e3  # after a warm-up fifth
+        print(
+            f"transfer: {size} bytes each way per worker per step; push+pull "
+            f"median {np.median(times):.2f} ms, p90 {np.percentile(times, 90):.2f} ms "
+            f"({kv.num_workers} workers, {getattr(kv, 'num_servers', 0)} servers)"
+        )
 
 
 def main() -> None:
@@ -86,9 +88,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16384)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--hybridize", action="store_true")
-    parser.add_argument("--transfer-only", type=int, default=0, metavar="STEPS",
-                        help="time STEPS steps of the store's traffic alone (push the W6 "
-                             "gradients, pull the weights) and exit")
+    parser.add_argument(
+        "--transfer-only",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="time STEPS steps of the store's traffic alone (push the W6 "
+        "gradients, pull the weights) and exit",
+    )
     args = parser.parse_args()
     if args.transfer_only:
         transfer_only(args.kvstore, args.transfer_only)
@@ -101,14 +108,20 @@ def main() -> None:
     if args.hybridize:
         net.hybridize()
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = gluon.Trainer(net.collect_params(), "sgd",
-                            {"learning_rate": args.lr, "momentum": 0.9, "wd": 1e-4},
-                            kvstore=kv if args.kvstore != "none" else None)
+    trainer = gluon.Trainer(
+        net.collect_params(),
+        "sgd",
+        {"learning_rate": args.lr, "momentum": 0.9, "wd": 1e-4},
+        kvstore=kv if args.kvstore != "none" else None,
+    )
     x, y = make_data(args.samples, seed=0)
     x_test, y_test = make_data(2048, seed=1)
     loader = gluon.data.DataLoader(
-        gluon.data.ArrayDataset(x, y), batch_size=args.batch_size, last_batch="discard",
-        sampler=SplitSampler(len(x), kv.num_workers, kv.rank, shuffle=True))
+        gluon.data.ArrayDataset(x, y),
+        batch_size=args.batch_size,
+        last_batch="discard",
+        sampler=SplitSampler(len(x), kv.num_workers, kv.rank, shuffle=True),
+    )
     # the global batch: each step sums the gradients of every worker's batch
     global_batch = args.batch_size * kv.num_workers
     timed_samples, timed_seconds, compute, step_time, steps = 0, 0.0, 0.0, 0.0, 0
@@ -134,15 +147,22 @@ def main() -> None:
             timed_samples += batches * global_batch
             timed_seconds += elapsed
         if kv.rank == 0:
-            print(f"epoch {epoch}: loss {total_loss / max(batches, 1):.4f} "
-                  f"({batches} steps, {elapsed:.2f} s)", flush=True)
+            print(
+                f"epoch {epoch}: loss {total_loss / max(batches, 1):.4f} "
+                f"({batches} steps, {elapsed:.2f} s)",
+                flush=True,
+            )
     kv.barrier()
     if kv.rank == 0:
         if steps:
-            print(f"throughput: {timed_samples / timed_seconds:.0f} samples/s "
-                  f"({kv.num_workers} workers, {global_batch} samples per step)")
-            print(f"per step: compute {1e3 * compute / steps:.2f} ms, "
-                  f"trainer.step {1e3 * step_time / steps:.2f} ms")
+            print(
+                f"throughput: {timed_samples / timed_seconds:.0f} samples/s "
+                f"({kv.num_workers} workers, {global_batch} samples per step)"
+            )
+            print(
+                f"per step: compute {1e3 * compute / steps:.2f} ms, "
+                f"trainer.step {1e3 * step_time / steps:.2f} ms"
+            )
         print(f"test accuracy: {accuracy(net, x_test, y_test):.4f}")
 
 

@@ -27,11 +27,24 @@ from .context import Context, cpu, current_context, gpu
 __version__ = "0.1.0"
 
 # Namespaces loaded on first use: attribute -> module.
-_LAZY = {"gluon": "gluon", "init": "initializer", "initializer": "initializer",
-         "optimizer": "optimizer", "lr_scheduler": "lr_scheduler", "metric": "metric",
-         "io": "io", "recordio": "recordio", "callback": "callback", "kv": "kvstore",
-         "kvstore": "kvstore", "model": "model", "mod": "module", "module": "module",
-         "operator": "operator", "contrib": "contrib"}
+_LAZY = {
+    "gluon": "gluon",
+    "init": "initializer",
+    "initializer": "initializer",
+    "optimizer": "optimizer",
+    "lr_scheduler": "lr_scheduler",
+    "metric": "metric",
+    "io": "io",
+    "recordio": "recordio",
+    "callback": "callback",
+    "kv": "kvstore",
+    "kvstore": "kvstore",
+    "model": "model",
+    "mod": "module",
+    "module": "module",
+    "operator": "operator",
+    "contrib": "contrib",
+}
 
 
 def __getattr__(attribute: str) -> Any:
@@ -48,6 +61,24 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["nd", "ndarray", "autograd", "sym", "symbol", "random", "base", "context",
-           "Context", "cpu", "gpu", "current_context", "MXNetError", "viz", "visualization",
-           "compile", "test_utils", "name", *_LAZY]
+__all__ = [
+    "nd",
+    "ndarray",
+    "autograd",
+    "sym",
+    "symbol",
+    "random",
+    "base",
+    "context",
+    "Context",
+    "cpu",
+    "gpu",
+    "current_context",
+    "MXNetError",
+    "viz",
+    "visualization",
+    "compile",
+    "test_utils",
+    "name",
+    *_LAZY,
+]

@@ -67,8 +67,7 @@ def compute(entry: Entry) -> None:
     seen: set[int] = set()
     while stack:  # post-order walk that stops at nodes whose values are known
         node = stack[-1]
-        missing = [e.node for e in node.inputs
-                   if e.node.value is None and id(e.node) not in seen]
+        missing = [e.node for e in node.inputs if e.node.value is None and id(e.node) not in seen]
         if missing and id(node) not in seen:
             seen.add(id(node))
             stack.extend(missing)
@@ -80,10 +79,11 @@ def compute(entry: Entry) -> None:
         # Read each input's value once: another thread's backward may free the graph.
         values = [e.node.value for e in node.inputs]
         if node.freed or any(value is None for value in values):
-            raise MXNetError("the value of this array was never computed and its graph "
-                             "has been freed by backward")
-        result = node.op.impl(*[v[e.index] for v, e in zip(values, node.inputs)],
-                              **node.attrs)
+            raise MXNetError(
+                "the value of this array was never computed and its graph "
+                "has been freed by backward"
+            )
+        result = node.op.impl(*[v[e.index] for v, e in zip(values, node.inputs)], **node.attrs)
         node.value = result if isinstance(result, tuple) else (result,)
 
 

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from compiler import OPS, OpDef, bind_arguments
 
 
-def _make_function(public_name: str, opdef: OpDef, apply: Callable, is_tensor: Callable,
-                   finish: Callable) -> Callable:
+def _make_function(
+    public_name: str, opdef: OpDef, apply: Callable, is_tensor: Callable, finish: Callable
+) -> Callable:
     fixed_arity = None if (opdef.variadic or callable(opdef.inputs)) else len(opdef.inputs)
 
     def function(*args: Any, **kwargs: Any) -> Any:
         # The common call f(x) needs no binding (checked without all(map(...))
         # for one input: a recorded op costs a few microseconds in all).
-        if not kwargs and len(args) == fixed_arity and (
-                is_tensor(args[0]) if fixed_arity == 1 else all(map(is_tensor, args))):
+        if (
+            not kwargs
+            and len(args) == fixed_arity
+            and (is_tensor(args[0]) if fixed_arity == 1 else all(map(is_tensor, args)))
+        ):
             return apply(opdef, args, {})
         options = {k: kwargs.pop(k) for k in ("out", "name") if k in kwargs}
         inputs, attrs = bind_arguments(opdef, args, kwargs, is_tensor)
@@ -23,14 +28,15 @@ def _make_function(public_name: str, opdef: OpDef, apply: Callable, is_tensor: C
 
     function.__name__ = public_name
     function.__qualname__ = public_name
-    function.__doc__ = (f"{opdef.doc}\n\nInputs: {', '.join(opdef.input_names({}) or ())}"
-                        f"{' (any number)' if opdef.variadic else ''}. Attributes: "
-                        f"{', '.join(opdef.attrs) or 'none'}. MXNet op ``{opdef.name}``.")
+    function.__doc__ = (
+        f"{opdef.doc}\n\nInputs: {', '.join(opdef.input_names({}) or ())}"
+        f"{' (any number)' if opdef.variadic else ''}. Attributes: "
+        f"{', '.join(opdef.attrs) or 'none'}. MXNet op ``{opdef.name}``."
+    )
     return function
 
 
-def fill_namespace(namespace: dict, apply: Callable, is_tensor: Callable,
-                   finish: Callable) -> None:
+def fill_namespace(namespace: dict, apply: Callable, is_tensor: Callable, finish: Callable) -> None:
     """Add a function per registered op name (and alias) to ``namespace``,
     leaving names the namespace already defines alone."""
     for name, opdef in OPS.items():

@@ -20,8 +20,9 @@ last_tape: ContextVar[Tape | None] = ContextVar("symgrad_last_tape", default=Non
 template: ContextVar[Template | None] = ContextVar("symgrad_template", default=None)
 # Likewise for the latest chain (one-input ops back to one leaf) differentiated:
 # backward checks the next chain against it.
-chain_template: ContextVar[ChainTemplate | None] = ContextVar("symgrad_chain_template",
-                                                              default=None)
+chain_template: ContextVar[ChainTemplate | None] = ContextVar(
+    "symgrad_chain_template", default=None
+)
 
 
 def recording_state(on: bool) -> Tape | bool:
@@ -35,6 +36,7 @@ def recording_state(on: bool) -> Tape | bool:
     tape = Tape(template.get())
     last_tape.set(tape)
     return tape
+
 
 # Anomaly detection (see symgrad.anomaly): a plain module flag, process-wide like a
 # debugger switch, because recording reads it on every op and a ContextVar read costs

@@ -40,8 +40,10 @@ from .base import MXNetError
 
 _sites: weakref.WeakKeyDictionary[Node, str] = weakref.WeakKeyDictionary()
 # Frames in these directories are the library's; the first frame outside is the user's.
-_LIBRARY = tuple(os.path.dirname(os.path.abspath(m)) + os.sep
-                 for m in (__file__, sys.modules["compiler"].__file__))
+_LIBRARY = tuple(
+    os.path.dirname(os.path.abspath(m)) + os.sep
+    for m in (__file__, sys.modules["compiler"].__file__)
+)
 
 
 class AnomalyError(MXNetError):
@@ -91,8 +93,9 @@ def note_site(node: Node) -> None:
         return
     code = frame.f_code
     text = linecache.getline(code.co_filename, frame.f_lineno).strip()
-    _sites[node] = f"{code.co_filename}:{frame.f_lineno} in {code.co_name}" + \
-        (f": {text}" if text else "")
+    _sites[node] = f"{code.co_filename}:{frame.f_lineno} in {code.co_name}" + (
+        f": {text}" if text else ""
+    )
 
 
 def site(node: Node) -> str | None:
@@ -103,6 +106,7 @@ def site(node: Node) -> str | None:
 # ---------------------------------------------------------------------------
 # the node-by-node check
 # ---------------------------------------------------------------------------
+
 
 def _bad(values: Sequence[Any]) -> str | None:
     """'nan', 'inf' or '-inf' for the first non-finite element of ``values``."""
@@ -117,19 +121,27 @@ def _bad(values: Sequence[Any]) -> str | None:
 
 def _describe(node: Node) -> str:
     where = site(node)
-    place = f"recorded at {where}" if where else \
-        "recorded before anomaly detection was turned on (no call site)"
+    place = (
+        f"recorded at {where}"
+        if where
+        else "recorded before anomaly detection was turned on (no call site)"
+    )
     return f"op {node.op.name!r} ({node.name}), {place}"
 
 
 def _raise(node: Node, phase: str, what: str, detail: str) -> None:
     part = "forward" if phase == "forward" else "gradient"
-    raise AnomalyError(f"the {part} of {_describe(node)} produced {what} ({detail})",
-                       node.op.name, site(node), phase)
+    raise AnomalyError(
+        f"the {part} of {_describe(node)} produced {what} ({detail})",
+        node.op.name,
+        site(node),
+        phase,
+    )
 
 
-def check(heads: Sequence[Entry], nodes: Sequence[Node], wrt: Sequence[Node],
-          head_grads: Sequence[Any]) -> None:
+def check(
+    heads: Sequence[Entry], nodes: Sequence[Node], wrt: Sequence[Node], head_grads: Sequence[Any]
+) -> None:
     """Replay forward and backward node by node; raise :class:`AnomalyError` at the
     first node that turns finite values into NaN or inf."""
     if any(node.freed for node in nodes):
@@ -154,14 +166,17 @@ def check(heads: Sequence[Entry], nodes: Sequence[Node], wrt: Sequence[Node],
             raise AnomalyError(
                 f"an input of shape {node.types[0].shape} holds {_bad(values[id(node)])}; "
                 f"it is first read by {_describe(users[0])}",
-                users[0].op.name if users else None, site(users[0]) if users else None,
-                "forward")
+                users[0].op.name if users else None,
+                site(users[0]) if users else None,
+                "forward",
+            )
 
     targets = {id(n) for n in wrt}
     on_path: set[int] = set()
     for node in nodes:
-        if id(node) in targets or (node.op.differentiable and
-                                   any(id(e.node) in on_path for e in node.inputs)):
+        if id(node) in targets or (
+            node.op.differentiable and any(id(e.node) in on_path for e in node.inputs)
+        ):
             on_path.add(id(node))
     grads: dict[tuple[int, int], Any] = {}
     for head, given in zip(heads, head_grads):
@@ -175,10 +190,8 @@ def check(heads: Sequence[Entry], nodes: Sequence[Node], wrt: Sequence[Node],
             continue
         input_grads = _node_gradients(node, values, incoming)
         what = _bad([g for g in input_grads if g is not None])
-        if what and not _bad([g for g in incoming if g is not None]) and \
-                not _bad(values[id(node)]):
-            _raise(node, "gradient", what, "its inputs, outputs and incoming gradient "
-                   "were finite")
+        if what and not _bad([g for g in incoming if g is not None]) and not _bad(values[id(node)]):
+            _raise(node, "gradient", what, "its inputs, outputs and incoming gradient were finite")
         for entry, grad in zip(node.inputs, input_grads):
             if grad is not None and id(entry.node) in on_path:
                 _accumulate(grads, entry, grad)
@@ -200,8 +213,11 @@ def _node_gradients(node: Node, values: dict, incoming: list) -> list:
     given.update({s: (incoming[i],) for s, i in zip(seeds, live)})
     given[copy] = values[id(node)]
     try:
-        outputs = differentiate([Entry(copy, i) for i in live], [Entry(s, 0) for s in seeds],
-                                [Entry(v, 0) for v in inputs])
+        outputs = differentiate(
+            [Entry(copy, i) for i in live],
+            [Entry(s, 0) for s in seeds],
+            [Entry(v, 0) for v in inputs],
+        )
     except GraphError:
         return [None] * len(inputs)  # no gradient rule: backward itself will say so
     computed = iter(evaluate([o for o in outputs if o is not None], given))

@@ -44,6 +44,7 @@ _GRAD_REQS = ("write", "add", "null")
 # state and scopes
 # ---------------------------------------------------------------------------
 
+
 def set_recording(is_recording: bool) -> bool:
     """Turn recording on or off for this thread; returns the previous state."""
     previous = bool(_state.recording.get())
@@ -115,6 +116,7 @@ def predict_mode() -> _Scope:
 # variables
 # ---------------------------------------------------------------------------
 
+
 def _as_list(value: Any) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
@@ -125,19 +127,24 @@ def mark_variables(variables: Any, gradients: Any, grad_reqs: Any = "write") -> 
     variables, gradients = _as_list(variables), _as_list(gradients)
     reqs = [grad_reqs] * len(variables) if isinstance(grad_reqs, str) else list(grad_reqs)
     if not len(variables) == len(gradients) == len(reqs):
-        raise MXNetError(f"mark_variables: {len(variables)} variables, {len(gradients)} "
-                         f"gradients and {len(reqs)} grad_reqs must match")
+        raise MXNetError(
+            f"mark_variables: {len(variables)} variables, {len(gradients)} "
+            f"gradients and {len(reqs)} grad_reqs must match"
+        )
     for var, grad, req in zip(variables, gradients, reqs):
         if req not in _GRAD_REQS:
             raise MXNetError(f"unknown grad_req {req!r}; use one of {_GRAD_REQS}")
         if grad.shape != var.shape:
-            raise MXNetError(f"gradient buffer of shape {grad.shape} for a variable of "
-                             f"shape {var.shape}")
+            raise MXNetError(
+                f"gradient buffer of shape {grad.shape} for a variable of shape {var.shape}"
+            )
         if req != "null" and np.dtype(var.dtype).kind not in "fc":
             # Integer gradients would be truncated (tanh's to zero) without a word.
-            raise MXNetError(f"mark_variables: gradients need a floating-point array, "
-                             f"not {np.dtype(var.dtype).name}; use x.astype('float32') "
-                             f"(or grad_req='null')")
+            raise MXNetError(
+                f"mark_variables: gradients need a floating-point array, "
+                f"not {np.dtype(var.dtype).name}; use x.astype('float32') "
+                f"(or grad_req='null')"
+            )
     for var, grad, req in zip(variables, gradients, reqs):
         var._grad, var._grad_req = grad, req
         node = compiler.variable(var._data.shape, var._data.dtype, value=var._data, tag=var)
@@ -148,6 +155,7 @@ def mark_variables(variables: Any, gradients: Any, grad_reqs: Any = "write") -> 
 # backward and grad
 # ---------------------------------------------------------------------------
 
+
 def _head_entries(heads: Sequence[NDArray], what: str) -> list[Entry]:
     entries = []
     for head in heads:
@@ -155,13 +163,17 @@ def _head_entries(heads: Sequence[NDArray], what: str) -> list[Entry]:
             raise MXNetError(f"{what}: heads must be NDArrays, got {type(head).__name__}")
         entry = head._entry
         if entry is None:
-            raise MXNetError(f"{what}: this array has no recorded history. Compute it "
-                             "inside `with autograd.record():` from arrays marked with "
-                             "attach_grad().")
+            raise MXNetError(
+                f"{what}: this array has no recorded history. Compute it "
+                "inside `with autograd.record():` from arrays marked with "
+                "attach_grad()."
+            )
         if entry.node.freed:
-            raise MXNetError(f"{what}: the graph of this array was freed by an earlier "
-                             "backward; pass retain_graph=True to the first backward to "
-                             "differentiate the same graph again.")
+            raise MXNetError(
+                f"{what}: the graph of this array was freed by an earlier "
+                "backward; pass retain_graph=True to the first backward to "
+                "differentiate the same graph again."
+            )
         entries.append(entry)
     return entries
 
@@ -174,8 +186,9 @@ def _head_gradients(heads: Sequence[NDArray], head_grads: Any) -> list[NDArray |
         raise MXNetError(f"{len(heads)} heads but {len(grads)} head gradients")
     for head, grad in zip(heads, grads):
         if grad is not None and grad.shape != head.shape:
-            raise MXNetError(f"head gradient of shape {grad.shape} for a head of shape "
-                             f"{head.shape}")
+            raise MXNetError(
+                f"head gradient of shape {grad.shape} for a head of shape {head.shape}"
+            )
     return grads
 
 
@@ -219,10 +232,15 @@ class _Memo(NamedTuple):
     wrt: tuple[int, ...]
 
 
-def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
-                 head_grads: list[NDArray | None], out: list | None = None,
-                 signature: tuple | None = None,
-                 template: Template | ChainTemplate | None = None) -> list:
+def _run_program(
+    entries: list[Entry],
+    nodes: list[Node],
+    wrt: list[Node],
+    head_grads: list[NDArray | None],
+    out: list | None = None,
+    signature: tuple | None = None,
+    template: Template | ChainTemplate | None = None,
+) -> list:
     """Gradients for ``wrt`` (also settling live deferred arrays of the graph).
     ``signature`` is ``(key, positions)`` of ``nodes`` if the caller has it.
     ``template`` is the tape's or the chain's template of this graph, if it has
@@ -247,13 +265,19 @@ def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
             wrt_positions = tuple([position[id(node)] for node in wrt])
             heads = graph_key[1]
             key = (graph_key, wrt_positions, given, values, conditions[2])
-            program = compiler.cached_program(key, lambda: compiler.Program(
-                nodes, heads, wrt_positions, given, values, _is_program_input,
-                compiler.runner()))
+            program = compiler.cached_program(
+                key,
+                lambda: compiler.Program(
+                    nodes, heads, wrt_positions, given, values, _is_program_input, compiler.runner()
+                ),
+            )
             if template is not None and program.reusable:
                 template.memo = _Memo(program, conditions, wrt_positions)
-        results = program.run(nodes, [None if g is None else g._data for g in head_grads],
-                              None if out is None else out + [None] * len(values))
+        results = program.run(
+            nodes,
+            [None if g is None else g._data for g in head_grads],
+            None if out is None else out + [None] * len(values),
+        )
     except TypeError:
         # A value the program reads is gone: another head's backward freed this
         # shared part of the graph. Checked only on failure, to keep backward lean.
@@ -264,14 +288,16 @@ def _run_program(entries: list[Entry], nodes: list[Node], wrt: list[Node],
         # A Function.backward that returns gradients of the wrong shape, or an op with
         # no gradient rule: misuse, which MXNet reports as MXNetError.
         raise MXNetShapeError(str(err)) from None
-    for (_, _, array), value in zip(pending_arrays, results[len(wrt):]):
+    for (_, _, array), value in zip(pending_arrays, results[len(wrt) :]):
         array._settle(value)
-    return results[:len(wrt)]
+    return results[: len(wrt)]
 
 
-_FREED_SHARED = ("backward: part of this graph was freed by an earlier backward of another "
-                 "head that shares it; pass retain_graph=True to the first backward, or "
-                 "differentiate both heads in one call: autograd.backward([a, b])")
+_FREED_SHARED = (
+    "backward: part of this graph was freed by an earlier backward of another "
+    "head that shares it; pass retain_graph=True to the first backward, or "
+    "differentiate both heads in one call: autograd.backward([a, b])"
+)
 
 
 def _marked(nodes: Sequence[Node]) -> list[Node]:
@@ -302,8 +328,9 @@ def _free(nodes: Sequence[Node]) -> None:
             node.freed = True
 
 
-def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
-             train_mode: bool = True) -> None:
+def backward(
+    heads: Any, head_grads: Any = None, retain_graph: bool = False, train_mode: bool = True
+) -> None:
     """Compute the gradients of ``heads`` into the ``.grad`` buffers of the marked
     variables they depend on (written or added per their ``grad_req``).
 
@@ -345,8 +372,10 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
         signature = (graph_key, position)
         wrt = _marked(nodes)
     if not wrt:
-        raise MXNetError("backward: no variable marked with attach_grad() (or "
-                         "mark_variables) is behind these heads")
+        raise MXNetError(
+            "backward: no variable marked with attach_grad() (or "
+            "mark_variables) is behind these heads"
+        )
     if _state.anomaly:
         anomaly.check(entries, nodes, wrt, [None if g is None else g._data for g in grads_in])
     # Gradients with grad_req 'write' may be computed straight into their buffers.
@@ -354,8 +383,9 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
     grads = _run_program(entries, nodes, wrt, grads_in, destinations, signature, template)
     if signature is not None and template is not None and template.memo is not None:
         # the next graph is checked against it
-        (_state.chain_template if type(template) is ChainTemplate else _state.template
-         ).set(template)
+        (_state.chain_template if type(template) is ChainTemplate else _state.template).set(
+            template
+        )
     for node, grad in zip(wrt, grads):
         array = node.tag
         write_gradient(array._grad._data, grad, array._grad_req)
@@ -368,8 +398,14 @@ def backward(heads: Any, head_grads: Any = None, retain_graph: bool = False,
             _state.last_tape.set(None)  # its graph is freed: keep nothing alive
 
 
-def grad(heads: Any, variables: Any, head_grads: Any = None, retain_graph: bool | None = None,
-         create_graph: bool = False, train_mode: bool = True) -> list[NDArray]:
+def grad(
+    heads: Any,
+    variables: Any,
+    head_grads: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    train_mode: bool = True,
+) -> list[NDArray]:
     """Gradients of ``heads`` with respect to ``variables``, returned as new arrays
     (no ``.grad`` buffer is written).
 
@@ -383,18 +419,26 @@ def grad(heads: Any, variables: Any, head_grads: Any = None, retain_graph: bool 
     nodes = topo_order(entries)
     in_graph = {id(node) for node in nodes}
     for var in variables:
-        if not isinstance(var, NDArray) or var._entry is None or \
-                not var._entry.node.is_variable or id(var._entry.node) not in in_graph:
-            raise MXNetError("grad: every variable must be an array marked with "
-                             "attach_grad() that the heads were computed from")
+        if (
+            not isinstance(var, NDArray)
+            or var._entry is None
+            or not var._entry.node.is_variable
+            or id(var._entry.node) not in in_graph
+        ):
+            raise MXNetError(
+                "grad: every variable must be an array marked with "
+                "attach_grad() that the heads were computed from"
+            )
     wrt = [var._entry.node for var in variables]
     if _state.anomaly:
         anomaly.check(entries, nodes, wrt, [None if g is None else g._data for g in grads_in])
     if create_graph:
         results = _recorded_gradients(entries, nodes, wrt, heads, grads_in)
     else:
-        results = [NDArray(g) if g is not None else NDArray(np.zeros_like(v._data))
-                   for g, v in zip(_run_program(entries, nodes, wrt, grads_in), variables)]
+        results = [
+            NDArray(g) if g is not None else NDArray(np.zeros_like(v._data))
+            for g, v in zip(_run_program(entries, nodes, wrt, grads_in), variables)
+        ]
     if not (create_graph if retain_graph is None else retain_graph):
         _free(nodes)
     return results
@@ -411,9 +455,18 @@ def _recorded_gradients(entries, nodes, wrt, heads, head_grads) -> list[NDArray]
     wrt_positions = tuple([position[id(node)] for node in wrt])
     given_flags = tuple([g is not None for g in head_grads])
     key = ("create_graph", graph_key, wrt_positions, given_flags)
-    template = compiler.cached_program(key, lambda: compiler.Program(
-        nodes, graph_key[1], wrt_positions, given_flags, (), lambda node: True,
-        lambda graph: None))
+    template = compiler.cached_program(
+        key,
+        lambda: compiler.Program(
+            nodes,
+            graph_key[1],
+            wrt_positions,
+            given_flags,
+            (),
+            lambda node: True,
+            lambda graph: None,
+        ),
+    )
     supplied = [g for g in head_grads if g is not None]
     given = {}
     for var, (pos, index) in zip(template.graph.inputs, template.input_refs):
@@ -429,9 +482,12 @@ def _recorded_gradients(entries, nodes, wrt, heads, head_grads) -> list[NDArray]
         # A gradient that is structurally zero (x > 0 has none) is still a recorded
         # array whose graph reaches the variable, as MXNet's: differentiating it
         # again writes zeros, where a plain array would have no history.
-        return [next(values) if out is not None else
-                invoke("zeros_like", (NDArray(node.value[0], Entry(node, 0)),), {})
-                for out, node in zip(outputs, wrt)]
+        return [
+            next(values)
+            if out is not None
+            else invoke("zeros_like", (NDArray(node.value[0], Entry(node, 0)),), {})
+            for out, node in zip(outputs, wrt)
+        ]
 
 
 def _apply_recorded(node: Node, args: Sequence[NDArray]) -> tuple:
@@ -442,12 +498,28 @@ def _apply_recorded(node: Node, args: Sequence[NDArray]) -> tuple:
 def get_symbol(x: NDArray):
     """The recorded history of ``x`` as a :class:`symgrad.symbol.Symbol`."""
     from .symbol import Symbol
+
     return Symbol(_head_entries([x], "get_symbol"))
 
 
 from .function import Function  # noqa: E402  (Function uses the scopes above)
 
-__all__ = ["record", "pause", "train_mode", "predict_mode", "set_recording", "set_training",
-           "is_recording", "is_training", "mark_variables", "backward", "grad",
-           "get_symbol", "Function", "set_detect_anomaly", "detect_anomaly",
-           "is_anomaly_enabled", "AnomalyError"]
+__all__ = [
+    "record",
+    "pause",
+    "train_mode",
+    "predict_mode",
+    "set_recording",
+    "set_training",
+    "is_recording",
+    "is_training",
+    "mark_variables",
+    "backward",
+    "grad",
+    "get_symbol",
+    "Function",
+    "set_detect_anomaly",
+    "detect_anomaly",
+    "is_anomaly_enabled",
+    "AnomalyError",
+]

@@ -14,8 +14,15 @@ from collections import namedtuple
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BatchEndParam", "Speedometer", "LogValidationMetricsCallback", "do_checkpoint",
-           "log_train_metric", "ProgressBar", "module_checkpoint"]
+__all__ = [
+    "BatchEndParam",
+    "Speedometer",
+    "LogValidationMetricsCallback",
+    "do_checkpoint",
+    "log_train_metric",
+    "ProgressBar",
+    "module_checkpoint",
+]
 
 BatchEndParam = namedtuple("BatchEndParams", ["epoch", "nbatch", "eval_metric", "locals"])
 BatchEndParam.__doc__ = """What a batch-end callback receives: the epoch, the batch
@@ -59,14 +66,24 @@ class Speedometer:
             values, args = _metric_message(pairs)
             if self.auto_reset:
                 param.eval_metric.reset_local()
-                logging.info("Epoch[%d] Batch [%d-%d]\tSpeed: %.2f samples/sec" + values,
-                             param.epoch, count - self.frequent, count, speed, *args)
+                logging.info(
+                    "Epoch[%d] Batch [%d-%d]\tSpeed: %.2f samples/sec" + values,
+                    param.epoch,
+                    count - self.frequent,
+                    count,
+                    speed,
+                    *args,
+                )
             else:
-                logging.info("Epoch[%d] Batch [0-%d]\tSpeed: %.2f samples/sec" + values,
-                             param.epoch, count, speed, *args)
+                logging.info(
+                    "Epoch[%d] Batch [0-%d]\tSpeed: %.2f samples/sec" + values,
+                    param.epoch,
+                    count,
+                    speed,
+                    *args,
+                )
         else:
-            logging.info("Iter[%d] Batch [%d]\tSpeed: %.2f samples/sec", param.epoch, count,
-                         speed)
+            logging.info("Iter[%d] Batch [%d]\tSpeed: %.2f samples/sec", param.epoch, count, speed)
         self.tic = time.time()
 
 
@@ -85,13 +102,16 @@ class LogValidationMetricsCallback:
 def log_train_metric(period: int, auto_reset: bool = False) -> Callable[[Any], None]:
     """A batch-end callback logging the training metric every ``period``
     batches: ``Iter[0] Batch[10] Train-accuracy=0.500000``."""
+
     def _callback(param: Any) -> None:
         if param.nbatch % period == 0 and param.eval_metric is not None:
             for name, value in param.eval_metric.get_name_value():
-                logging.info("Iter[%d] Batch[%d] Train-%s=%f", param.epoch, param.nbatch,
-                             name, value)
+                logging.info(
+                    "Iter[%d] Batch[%d] Train-%s=%f", param.epoch, param.nbatch, name, value
+                )
             if auto_reset:
                 param.eval_metric.reset_local()
+
     return _callback
 
 
@@ -118,6 +138,7 @@ def __getattr__(name: str) -> Any:
     lazily: ``model`` imports this module)."""
     if name == "save_checkpoint":
         from .model import save_checkpoint
+
         return save_checkpoint
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -127,17 +148,20 @@ def do_checkpoint(prefix: str, period: int = 1) -> Callable[..., None]:
     numbers in file names count from 1)."""
     period = int(max(1, period))
 
-    def _callback(iter_no: int, sym: Any = None, arg: dict | None = None,
-                  aux: dict | None = None) -> None:
+    def _callback(
+        iter_no: int, sym: Any = None, arg: dict | None = None, aux: dict | None = None
+    ) -> None:
         if (iter_no + 1) % period == 0:
             from .model import save_checkpoint  # model imports this module
 
             save_checkpoint(prefix, iter_no + 1, sym, arg or {}, aux or {})
+
     return _callback
 
 
-def module_checkpoint(mod: Any, prefix: str, period: int = 1,
-                      save_optimizer_states: bool = False) -> Callable[..., None]:
+def module_checkpoint(
+    mod: Any, prefix: str, period: int = 1, save_optimizer_states: bool = False
+) -> Callable[..., None]:
     """An epoch-end callback calling ``mod.save_checkpoint`` every ``period``
     epochs."""
     period = int(max(1, period))
@@ -145,4 +169,5 @@ def module_checkpoint(mod: Any, prefix: str, period: int = 1,
     def _callback(iter_no: int, sym: Any = None, arg: Any = None, aux: Any = None) -> None:
         if (iter_no + 1) % period == 0:
             mod.save_checkpoint(prefix, iter_no + 1, save_optimizer_states)
+
     return _callback

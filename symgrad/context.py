@@ -17,8 +17,11 @@ class Context:
         self.device_id = device_id
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, Context) and other.device_type == self.device_type
-                and other.device_id == self.device_id)
+        return (
+            isinstance(other, Context)
+            and other.device_type == self.device_type
+            and other.device_id == self.device_id
+        )
 
     def __hash__(self) -> int:
         return hash((self.device_type, self.device_id))
@@ -26,7 +29,7 @@ class Context:
     def __repr__(self) -> str:
         return f"{self.device_type}({self.device_id})"
 
-    def __enter__(self) -> "Context":
+    def __enter__(self) -> Context:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -51,5 +54,6 @@ def current_context() -> Context:
 def check_context(ctx: Context | None) -> None:
     """Refuse contexts symgrad cannot compute on."""
     from .base import MXNetError
+
     if ctx is not None and Context(ctx).device_type != "cpu":
         raise MXNetError(f"symgrad computes on the CPU only; cannot use context {ctx}")

@@ -51,6 +51,7 @@ _SHAPE_AND_DTYPE = operator.attrgetter("shape", "dtype")
 # the one execution seam
 # ---------------------------------------------------------------------------
 
+
 @dataclass(eq=False)
 class ReplayGraph:
     """A closed graph: ``outputs`` (entries, or None for a structurally zero
@@ -65,8 +66,9 @@ class ReplayGraph:
     runner: Any = field(default=None, repr=False)
 
 
-def _run_program(graph: ReplayGraph, args: Sequence[np.ndarray],
-                 out: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray | None]:
+def _run_program(
+    graph: ReplayGraph, args: Sequence[np.ndarray], out: Sequence[np.ndarray | None] | None = None
+) -> list[np.ndarray | None]:
     """Run ``graph`` on numpy arrays ``args`` (one per input), returning one array
     per output (None where the output is None). ``out`` optionally names arrays the
     outputs may be written into (a result that was is that very array).
@@ -84,14 +86,14 @@ def _run_program(graph: ReplayGraph, args: Sequence[np.ndarray],
     if run is None:
         # SYMGRAD_BACKEND is read here, once per graph: a call must not pay for
         # reading the environment.
-        run = graph.runner = compiler.runner()(compiler.ProgramGraph(graph.inputs,
-                                                                     graph.outputs))
+        run = graph.runner = compiler.runner()(compiler.ProgramGraph(graph.inputs, graph.outputs))
     return run(args, out)
 
 
 # ---------------------------------------------------------------------------
 # building replay graphs
 # ---------------------------------------------------------------------------
+
 
 def _typed_inputs(symbol: Symbol, shapes: Mapping, dtypes: Mapping, is_train: bool):
     """Typed heads and input variables (in ``list_inputs`` order) of ``symbol``."""
@@ -104,8 +106,9 @@ def _gradients(heads: list[Entry], wrt: list[Node], seeds: list[Entry]) -> list[
     return differentiate(heads, seeds, [Entry(node, 0) for node in wrt])
 
 
-def _cut(outputs: Sequence[Entry | None], forward: list[Node]
-         ) -> tuple[list[Node], list[Entry], list[Node], list[Entry | None]]:
+def _cut(
+    outputs: Sequence[Entry | None], forward: list[Node]
+) -> tuple[list[Node], list[Entry], list[Node], list[Entry | None]]:
     """Rebuild a gradient graph so that it reads the forward values it needs from
     new variables instead of recomputing them.
 
@@ -128,8 +131,9 @@ def _cut(outputs: Sequence[Entry | None], forward: list[Node]
             return entry
         key = (id(node), entry.index)
         if key not in residual_vars:
-            residual_vars[key] = variable(entry.shape, entry.dtype,
-                                          name=f"{node.name}_saved{entry.index}")
+            residual_vars[key] = variable(
+                entry.shape, entry.dtype, name=f"{node.name}_saved{entry.index}"
+            )
             residuals.append(entry)
         return Entry(residual_vars[key], 0)
 
@@ -140,8 +144,9 @@ def _cut(outputs: Sequence[Entry | None], forward: list[Node]
         if node.is_variable:  # a head-gradient variable
             rebuilt[id(node)] = node
             continue
-        rebuilt[id(node)] = Node(node.op, node.attrs, tuple(map_entry(e) for e in node.inputs),
-                                 node.types, node._name)
+        rebuilt[id(node)] = Node(
+            node.op, node.attrs, tuple(map_entry(e) for e in node.inputs), node.types, node._name
+        )
     new_outputs = [None if out is None else map_entry(out) for out in outputs]
     reads = [node for node in forward if id(node) in read_vars]
     stand_ins = [residual_vars[(id(e.node), e.index)] for e in residuals]
@@ -160,8 +165,9 @@ def _size_free_key(graph: ReplayGraph) -> tuple:
     ones = tuple(tuple(size == 1 for size in t.shape) for node in nodes for t in node.types)
     # the structural key leaves out a leaf's attrs: creation nodes (_zeros whose 0
     # dims shape inference filled from this call's sizes) differ in them
-    created = tuple(tuple(node.attrs.items()) for node in nodes
-                    if not node.inputs and not node.is_variable)
+    created = tuple(
+        tuple(node.attrs.items()) for node in nodes if not node.inputs and not node.is_variable
+    )
     return key, ones, created, tuple(out is None for out in graph.outputs), len(graph.inputs)
 
 
@@ -176,8 +182,7 @@ def _input_arrays(symbol: Symbol, given: Mapping[str, Any], what: str) -> dict[s
     recorded graphs, the values recorded on the variables."""
     unknown = sorted(set(given) - set(symbol.list_inputs()))
     if unknown:
-        raise MXNetError(f"{what}: no input named {unknown}; the inputs are "
-                         f"{symbol.list_inputs()}")
+        raise MXNetError(f"{what}: no input named {unknown}; the inputs are {symbol.list_inputs()}")
     arrays = {}
     for node in topo_order(symbol.entries):
         if not node.is_variable:
@@ -187,14 +192,17 @@ def _input_arrays(symbol: Symbol, given: Mapping[str, Any], what: str) -> dict[s
         elif node.value is not None:
             arrays[node.name] = node.value[0]
         else:
-            raise MXNetError(f"{what}: no value given for input {node.name!r}; the symbol's "
-                             f"inputs are {symbol.list_inputs()}")
+            raise MXNetError(
+                f"{what}: no value given for input {node.name!r}; the symbol's "
+                f"inputs are {symbol.list_inputs()}"
+            )
     return arrays
 
 
 # ---------------------------------------------------------------------------
 # eval and gradient
 # ---------------------------------------------------------------------------
+
 
 def evaluate_symbol(symbol: Symbol, given: Mapping[str, Any]) -> list[NDArray]:
     """``Symbol.eval``: the outputs for the given inputs, in predict mode."""
@@ -212,19 +220,25 @@ def gradient_symbol(symbol: Symbol, wrt: Sequence[str], shapes: Mapping[str, Any
         wrt = [wrt]
     missing = [name for name in wrt if name not in symbol.list_inputs()]
     if missing:
-        raise MXNetError(f"gradient: no argument named {missing}; the arguments are "
-                         f"{symbol.list_arguments()}")
+        raise MXNetError(
+            f"gradient: no argument named {missing}; the arguments are {symbol.list_arguments()}"
+        )
     heads, inputs = _typed_inputs(symbol, shapes, {}, is_train=False)
     by_name = {node.name: node for node in inputs}
     seeds = [F.ones_like(Expr(head)).entry for head in heads]
     grads = _gradients(heads, [by_name[name] for name in wrt], seeds)
-    return Symbol([grad if grad is not None else F.zeros_like(Expr(Entry(by_name[n], 0))).entry
-                   for grad, n in zip(grads, wrt)])
+    return Symbol(
+        [
+            grad if grad is not None else F.zeros_like(Expr(Entry(by_name[n], 0))).entry
+            for grad, n in zip(grads, wrt)
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------
 # the functional replay API
 # ---------------------------------------------------------------------------
+
 
 class CompiledSymbol:
     """``f = symgrad.compile(sym, wrt)``; ``value, grads = f(**inputs)``.
@@ -237,15 +251,16 @@ class CompiledSymbol:
     input shapes and dtypes.
     """
 
-    def __init__(self, symbol: Symbol, wrt: Sequence[str] | None = None,
-                 is_train: bool = False):
+    def __init__(self, symbol: Symbol, wrt: Sequence[str] | None = None, is_train: bool = False):
         self.symbol = symbol
-        self.wrt = list(symbol.list_arguments() if wrt is None else
-                        ([wrt] if isinstance(wrt, str) else wrt))
+        self.wrt = list(
+            symbol.list_arguments() if wrt is None else ([wrt] if isinstance(wrt, str) else wrt)
+        )
         missing = [name for name in self.wrt if name not in symbol.list_inputs()]
         if missing:
-            raise MXNetError(f"compile: no argument named {missing}; the arguments are "
-                             f"{symbol.list_arguments()}")
+            raise MXNetError(
+                f"compile: no argument named {missing}; the arguments are {symbol.list_arguments()}"
+            )
         self.is_train = is_train
         self._graphs: dict[tuple, ReplayGraph] = {}
         self._runners: dict[tuple, ReplayGraph] = {}  # by structure, sizes left out
@@ -268,10 +283,16 @@ class CompiledSymbol:
         dtypes = {k: v.dtype for k, v in arrays.items()}
         heads, inputs = _typed_inputs(self.symbol, shapes, dtypes, self.is_train)
         by_name = {node.name: node for node in inputs}
-        head_vars = [variable(h.shape, h.dtype, name=f"head_grad{i}")
-                     for i, h in enumerate(heads)] if seeded else []
-        seeds = [Entry(v, 0) for v in head_vars] if seeded else \
-            [F.ones_like(Expr(h)).entry for h in heads]
+        head_vars = (
+            [variable(h.shape, h.dtype, name=f"head_grad{i}") for i, h in enumerate(heads)]
+            if seeded
+            else []
+        )
+        seeds = (
+            [Entry(v, 0) for v in head_vars]
+            if seeded
+            else [F.ones_like(Expr(h)).entry for h in heads]
+        )
         grads = _gradients(heads, [by_name[n] for n in self.wrt], seeds)
         return ReplayGraph(inputs + head_vars, list(heads) + grads)
 
@@ -293,8 +314,10 @@ class CompiledSymbol:
             value = inputs.get(node.name)
             if value is None:
                 if node.value is None:
-                    raise MXNetError(f"compile: no value given for input {node.name!r}; the "
-                                     f"symbol's inputs are {self._names}")
+                    raise MXNetError(
+                        f"compile: no value given for input {node.name!r}; the "
+                        f"symbol's inputs are {self._names}"
+                    )
                 args.append(node.value[0])  # a recorded graph's own value
                 continue
             found += 1
@@ -342,8 +365,9 @@ class CompiledSymbol:
         if seeded:
             head_grads = head_grads if isinstance(head_grads, (list, tuple)) else [head_grads]
             if len(head_grads) != self._count:
-                raise MXNetError(f"compile: {len(head_grads)} head gradients for "
-                                 f"{self._count} outputs")
+                raise MXNetError(
+                    f"compile: {len(head_grads)} head gradients for {self._count} outputs"
+                )
             args = args + [_as_numpy(g) for g in head_grads]
         # The previous call's arrays that the caller has let go of become this
         # call's output buffers: fresh multi-MB arrays cost page faults on every
@@ -410,8 +434,9 @@ class CompiledSymbol:
                 grads[name] = NDArray(grad) if wrapped else grad
 
 
-def _hot_call(names: list[str], args: list[np.ndarray], fast: Any, count: int,
-              wrt: list[str]) -> Any:
+def _hot_call(
+    names: list[str], args: list[np.ndarray], fast: Any, count: int, wrt: list[str]
+) -> Any:
     """``hot(inputs)``: the result of a call whose keyword ``inputs`` are exactly
     ``names`` bound to numpy arrays of the classes, shapes and dtypes of ``args``,
     run by ``fast`` (a direct runner or a program's entry specialised to these
@@ -446,8 +471,7 @@ def _hot_call(names: list[str], args: list[np.ndarray], fast: Any, count: int,
         if results is None:  # the entry gave up on these inputs
             return None
         value = results[0] if count == 1 else results[:count]
-        grads = {single: results[count]} if single is not None else \
-            dict(zip(wrt, results[count:]))
+        grads = {single: results[count]} if single is not None else dict(zip(wrt, results[count:]))
         # only now, while the caller's objects refer to the results: another
         # thread taking them from ``spare`` sees them held
         if _EXACT_REFCOUNTS:
@@ -492,8 +516,11 @@ def _released(arrays: list) -> list:
     return free
 
 
-def compile(symbol: Symbol, wrt: Sequence[str] | None = None,  # noqa: A001
-            is_train: bool = False) -> CompiledSymbol:
+def compile(
+    symbol: Symbol,
+    wrt: Sequence[str] | None = None,  # noqa: A001
+    is_train: bool = False,
+) -> CompiledSymbol:
     """A function computing ``symbol``'s value and its gradients w.r.t. ``wrt``.
 
     Parameters
@@ -517,6 +544,7 @@ def compile(symbol: Symbol, wrt: Sequence[str] | None = None,  # noqa: A001
 # ---------------------------------------------------------------------------
 # Executor
 # ---------------------------------------------------------------------------
+
 
 def _by_name(values: Any, names: list[str], what: str, required: bool) -> dict[str, Any]:
     """Arrays given as a list (in ``names`` order) or a dict, as a dict."""
@@ -561,8 +589,14 @@ class Executor:
     [2.0, 4.0]
     """
 
-    def __init__(self, symbol: Symbol, args: Any, args_grad: Any = None,
-                 grad_req: Any = "write", aux_states: Any = None):
+    def __init__(
+        self,
+        symbol: Symbol,
+        args: Any,
+        args_grad: Any = None,
+        grad_req: Any = "write",
+        aux_states: Any = None,
+    ):
         self._symbol = symbol
         arg_names, aux_names = symbol.list_arguments(), symbol.list_auxiliary_states()
         self.arg_dict = _by_name(args, arg_names, "bind args", required=True)
@@ -571,11 +605,14 @@ class Executor:
         self._grad_req = self._grad_reqs(grad_req, arg_names)
         for name, grad in self.grad_dict.items():
             if grad.shape != self.arg_dict[name].shape:
-                raise MXNetError(f"bind: gradient array for {name!r} has shape {grad.shape}, "
-                                 f"the argument has {self.arg_dict[name].shape}")
+                raise MXNetError(
+                    f"bind: gradient array for {name!r} has shape {grad.shape}, "
+                    f"the argument has {self.arg_dict[name].shape}"
+                )
         self._shapes = {k: v.shape for d in (self.arg_dict, self.aux_dict) for k, v in d.items()}
-        self._dtypes = {k: np.dtype(v.dtype) for d in (self.arg_dict, self.aux_dict)
-                        for k, v in d.items()}
+        self._dtypes = {
+            k: np.dtype(v.dtype) for d in (self.arg_dict, self.aux_dict) for k, v in d.items()
+        }
         self._plans: dict[bool, _ExecutorPlan] = {}
         self._saved: tuple[bool, list] | None = None
         heads, _ = _typed_inputs(symbol, self._shapes, self._dtypes, is_train=False)
@@ -590,8 +627,7 @@ class Executor:
             reqs = {n: grad_req.get(n, "null") for n in names}
         for name, req in reqs.items():
             if req not in _GRAD_REQS:
-                raise MXNetError(f"unknown grad_req {req!r} for {name!r}; use one of "
-                                 f"{_GRAD_REQS}")
+                raise MXNetError(f"unknown grad_req {req!r} for {name!r}; use one of {_GRAD_REQS}")
         return {n: (r if n in self.grad_dict else "null") for n, r in reqs.items()}
 
     # -- MXNet's listings ---------------------------------------------------------
@@ -621,22 +657,25 @@ class Executor:
         if plan is None:
             wrt = [n for n, r in self._grad_req.items() if r != "null"]
             plan = self._plans[is_train] = _ExecutorPlan(
-                self._symbol, self._shapes, self._dtypes, is_train, wrt)
+                self._symbol, self._shapes, self._dtypes, is_train, wrt
+            )
         return plan
 
     def forward(self, is_train: bool = False, **kwargs: Any) -> list[NDArray]:
         """Compute the outputs; keyword arrays are first copied into ``arg_dict``."""
         for name, value in kwargs.items():
             if name not in self.arg_dict:
-                raise MXNetError(f"forward: no argument named {name!r}; the arguments are "
-                                 f"{self._symbol.list_arguments()}")
+                raise MXNetError(
+                    f"forward: no argument named {name!r}; the arguments are "
+                    f"{self._symbol.list_arguments()}"
+                )
             np.copyto(self.arg_dict[name]._data, _as_numpy(value), casting="unsafe")
         plan = self._plan(bool(is_train))
         values = {**self.arg_dict, **self.aux_dict}
         results = _run_program(plan.forward, [values[n.name]._data for n in plan.forward.inputs])
         for out, value in zip(self.outputs, results):
             np.copyto(out._data, value, casting="unsafe")
-        self._saved = (bool(is_train), results[len(self.outputs):])
+        self._saved = (bool(is_train), results[len(self.outputs) :])
         return self.outputs
 
     def backward(self, out_grads: Any = None, is_train: bool = True) -> None:
@@ -651,30 +690,37 @@ class Executor:
         else:
             out_grads = out_grads if isinstance(out_grads, (list, tuple)) else [out_grads]
             if len(out_grads) != len(self.outputs):
-                raise MXNetError(f"backward: {len(out_grads)} out_grads for "
-                                 f"{len(self.outputs)} outputs")
+                raise MXNetError(
+                    f"backward: {len(out_grads)} out_grads for {len(self.outputs)} outputs"
+                )
             head_grads = [_as_numpy(g) for g in out_grads]
         values = {**self.arg_dict, **self.aux_dict}
         args = [values[n.name]._data for n in plan.backward_reads] + list(residuals) + head_grads
         # 'write' gradients are computed straight into the bound arrays where the
         # program can (a compiled program writes its kernels' outputs there).
-        targets = [self.grad_dict[name]._data if self._grad_req[name] == "write" else None
-                   for name in plan.wrt]
+        targets = [
+            self.grad_dict[name]._data if self._grad_req[name] == "write" else None
+            for name in plan.wrt
+        ]
         grads = _run_program(plan.backward, args, targets)
         for name, grad in zip(plan.wrt, grads):
             write_gradient(self.grad_dict[name]._data, grad, self._grad_req[name])
 
-    def copy_params_from(self, arg_params: Mapping[str, Any],
-                         aux_params: Mapping[str, Any] | None = None,
-                         allow_extra_params: bool = False) -> None:
+    def copy_params_from(
+        self,
+        arg_params: Mapping[str, Any],
+        aux_params: Mapping[str, Any] | None = None,
+        allow_extra_params: bool = False,
+    ) -> None:
         """Copy parameter arrays into ``arg_dict``/``aux_dict`` by name."""
         for params, target in ((arg_params, self.arg_dict), (aux_params or {}, self.aux_dict)):
             for name, value in params.items():
                 if name in target:
                     np.copyto(target[name]._data, _as_numpy(value), casting="unsafe")
                 elif not allow_extra_params:
-                    raise MXNetError(f"copy_params_from: {name!r} is not a parameter of "
-                                     "this executor")
+                    raise MXNetError(
+                        f"copy_params_from: {name!r} is not a parameter of this executor"
+                    )
 
     def __repr__(self) -> str:
         return f"<Executor {self._symbol.list_outputs()}>"
@@ -689,15 +735,16 @@ class _ExecutorPlan:
     thus happen once, in the forward.
     """
 
-    def __init__(self, symbol: Symbol, shapes: dict, dtypes: dict, is_train: bool,
-                 wrt: list[str]):
+    def __init__(self, symbol: Symbol, shapes: dict, dtypes: dict, is_train: bool, wrt: list[str]):
         heads, inputs = _typed_inputs(symbol, shapes, dtypes, is_train)
         by_name = {node.name: node for node in inputs}
         self.wrt = wrt
-        head_vars = [variable(h.shape, h.dtype, name=f"head_grad{i}")
-                     for i, h in enumerate(heads)]
-        grads = _gradients(heads, [by_name[n] for n in wrt], [Entry(v, 0) for v in head_vars]) \
-            if wrt else []
+        head_vars = [variable(h.shape, h.dtype, name=f"head_grad{i}") for i, h in enumerate(heads)]
+        grads = (
+            _gradients(heads, [by_name[n] for n in wrt], [Entry(v, 0) for v in head_vars])
+            if wrt
+            else []
+        )
         forward_nodes = topo_order(heads)
         reads, residuals, stand_ins, outputs = _cut(grads, forward_nodes)
         self.backward_reads = reads
@@ -705,8 +752,9 @@ class _ExecutorPlan:
         self.backward = ReplayGraph(reads + stand_ins + head_vars, outputs)
 
 
-def simple_bind(symbol: Symbol, grad_req: Any, type_dict: Mapping | None,
-                shapes: Mapping[str, Any]) -> Executor:
+def simple_bind(
+    symbol: Symbol, grad_req: Any, type_dict: Mapping | None, shapes: Mapping[str, Any]
+) -> Executor:
     """``Symbol.simple_bind``: allocate zero arrays of the inferred shapes and bind."""
     heads_typed = materialize(symbol.entries, shapes, type_dict or {})
     arrays: dict[str, NDArray] = {}
@@ -722,10 +770,18 @@ def simple_bind(symbol: Symbol, grad_req: Any, type_dict: Mapping | None,
         reqs = dict(zip(args, grad_req))
     else:
         reqs = dict(grad_req)
-    grads = {n: NDArray(np.zeros_like(a._data)) for n, a in args.items()
-             if reqs.get(n, "null") != "null"}
+    grads = {
+        n: NDArray(np.zeros_like(a._data)) for n, a in args.items() if reqs.get(n, "null") != "null"
+    }
     return Executor(symbol, args, grads, reqs, aux)
 
 
-__all__ = ["Executor", "CompiledSymbol", "ReplayGraph", "compile", "evaluate_symbol",
-           "gradient_symbol", "simple_bind"]
+__all__ = [
+    "Executor",
+    "CompiledSymbol",
+    "ReplayGraph",
+    "compile",
+    "evaluate_symbol",
+    "gradient_symbol",
+    "simple_bind",
+]

@@ -34,7 +34,7 @@ class _Callback:
 
     cacheable = False
 
-    def __init__(self, function: "Function", outputs: tuple[NDArray, ...]):
+    def __init__(self, function: Function, outputs: tuple[NDArray, ...]):
         self.function = function
         self.outputs = outputs
         self.output_types = tuple(TensorType(o.shape, o._data.dtype) for o in outputs)
@@ -103,6 +103,5 @@ class Function:
             outputs = _as_tuple(self.forward(*inputs))
         if not (_state.recording.get() and any(x._entry is not None for x in inputs)):
             return outputs[0] if len(outputs) == 1 else list(outputs)
-        recorded = invoke("_CustomFunction", inputs,
-                          {"callback": _Callback(self, outputs)})
+        recorded = invoke("_CustomFunction", inputs, {"callback": _Callback(self, outputs)})
         return recorded

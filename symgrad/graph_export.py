@@ -52,18 +52,28 @@ def to_networkx(symbol: Symbol):
     graph = nx.DiGraph(heads=[(key[id(e.node)], e.index) for e in symbol.entries])
     for i, node in enumerate(nodes):
         copy = typed.nodes.get(node)
-        graph.add_node(i, name=node.name, op=node.op.name, attrs=node_attr_strings(node),
-                       shape=None if copy is None else copy.types[0].shape,
-                       dtype=None if copy is None else copy.types[0].dtype.name,
-                       num_outputs=node.num_outputs,
-                       inputs=[(key[id(e.node)], e.index) for e in node.inputs])
+        graph.add_node(
+            i,
+            name=node.name,
+            op=node.op.name,
+            attrs=node_attr_strings(node),
+            shape=None if copy is None else copy.types[0].shape,
+            dtype=None if copy is None else copy.types[0].dtype.name,
+            num_outputs=node.num_outputs,
+            inputs=[(key[id(e.node)], e.index) for e in node.inputs],
+        )
         for position, entry in enumerate(node.inputs):
             source = key[id(entry.node)]
             if graph.has_edge(source, i):
                 graph.edges[source, i]["connections"].append((entry.index, position))
             else:
-                graph.add_edge(source, i, index=entry.index, position=position,
-                               connections=[(entry.index, position)])
+                graph.add_edge(
+                    source,
+                    i,
+                    index=entry.index,
+                    position=position,
+                    connections=[(entry.index, position)],
+                )
     return graph
 
 
@@ -93,20 +103,29 @@ def from_networkx(graph) -> Symbol:
         for source, index in _inputs_of(graph, key):
             node = built[source]
             if not 0 <= index < node.num_outputs:
-                raise MXNetError(f"from_networkx: node {key!r} reads output {index} of "
-                                 f"{source!r}, which has {node.num_outputs}")
+                raise MXNetError(
+                    f"from_networkx: node {key!r} reads output {index} of "
+                    f"{source!r}, which has {node.num_outputs}"
+                )
             inputs.append(Entry(node, index))
         opdef = _find_op(op, f"from_networkx: node {key!r} ({name!r})")
-        attrs = {k: v for k, v in (data.get("attrs") or {}).items()
-                 if not (k.startswith("__") and k.endswith("__"))}
+        attrs = {
+            k: v
+            for k, v in (data.get("attrs") or {}).items()
+            if not (k.startswith("__") and k.endswith("__"))
+        }
         try:
             built[key] = apply_op(opdef, inputs, attrs, name)
         except GraphError as err:
             raise MXNetError(f"from_networkx: node {key!r} ({name!r}): {err}") from None
     heads = graph.graph.get("heads")
     if heads is None:
-        heads = [(k, i) for k in order if graph.out_degree(k) == 0
-                 for i in range(visible_count(built[k]))]
+        heads = [
+            (k, i)
+            for k in order
+            if graph.out_degree(k) == 0
+            for i in range(visible_count(built[k]))
+        ]
     return Symbol([Entry(built[k], i) for k, i in heads])
 
 
@@ -117,7 +136,8 @@ def _inputs_of(graph, key) -> list[tuple[Any, int]]:
     pairs = []
     for order, (source, _, edge) in enumerate(graph.in_edges(key, data=True)):
         for index, position in edge.get("connections") or [
-                (edge.get("index", 0), edge.get("position", order))]:
+            (edge.get("index", 0), edge.get("position", order))
+        ]:
             pairs.append((position, source, index))
     return [(source, index) for _, source, index in sorted(pairs, key=lambda p: p[0])]
 

@@ -35,9 +35,25 @@ from .base import MXNetError
 from .ndarray import NDArray
 from .ndarray import random as _random
 
-__all__ = ["InitDesc", "Initializer", "register", "alias", "create", "Zero", "One",
-           "Constant", "Uniform", "Normal", "Orthogonal", "Xavier", "MSRAPrelu", "Bilinear",
-           "LSTMBias", "Mixed", "Load"]
+__all__ = [
+    "InitDesc",
+    "Initializer",
+    "register",
+    "alias",
+    "create",
+    "Zero",
+    "One",
+    "Constant",
+    "Uniform",
+    "Normal",
+    "Orthogonal",
+    "Xavier",
+    "MSRAPrelu",
+    "Bilinear",
+    "LSTMBias",
+    "Mixed",
+    "Load",
+]
 
 _Klass = TypeVar("_Klass", bound=type)
 
@@ -61,8 +77,9 @@ class InitDesc(str):
     attrs: dict[str, Any]
     global_init: Initializer | None
 
-    def __new__(cls, name: str, attrs: dict[str, Any] | None = None,
-                global_init: Initializer | None = None) -> InitDesc:
+    def __new__(
+        cls, name: str, attrs: dict[str, Any] | None = None, global_init: Initializer | None = None
+    ) -> InitDesc:
         desc = super().__new__(cls, name)
         desc.attrs = attrs or {}
         desc.global_init = global_init
@@ -81,9 +98,13 @@ def _register(klass: _Klass, name: str | None = None) -> _Klass:
     key = (name or klass.__name__).lower()
     old = _REGISTRY.get(key)
     if old is not None and old is not klass:
-        warnings.warn(f"New initializer {klass.__module__}.{klass.__name__} registered with "
-                      f"name {key} is overriding existing initializer "
-                      f"{old.__module__}.{old.__name__}", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"New initializer {klass.__module__}.{klass.__name__} registered with "
+            f"name {key} is overriding existing initializer "
+            f"{old.__module__}.{old.__name__}",
+            UserWarning,
+            stacklevel=3,
+        )
     _REGISTRY[key] = klass
     return klass
 
@@ -162,8 +183,9 @@ def create(*args: Any, **kwargs: Any) -> Initializer:
         spec = kwargs.pop("initializer")
     if isinstance(spec, Initializer):
         if args or kwargs:
-            raise AssertionError("initializer is already an instance. Additional arguments "
-                                 "are invalid")
+            raise AssertionError(
+                "initializer is already an instance. Additional arguments are invalid"
+            )
         return spec
     if isinstance(spec, dict):
         return create(**spec)
@@ -179,16 +201,19 @@ def create(*args: Any, **kwargs: Any) -> Initializer:
         return create(name, **config_kwargs)
     klass = _REGISTRY.get(spec.lower())
     if klass is None:
-        raise AssertionError(f"{spec.lower()} is not registered. Please register with "
-                             "initializer.register first")
+        raise AssertionError(
+            f"{spec.lower()} is not registered. Please register with initializer.register first"
+        )
     return klass(*args, **kwargs)
 
 
 # -- random draws, from the generator that mx.random.seed seeds ---------------------
 def _check_float(arr: NDArray) -> None:
     if np.dtype(arr.dtype).kind != "f":
-        raise MXNetError(f"random initialisation writes float16, float32 or float64 "
-                         f"arrays, not {np.dtype(arr.dtype).name}")
+        raise MXNetError(
+            f"random initialisation writes float16, float32 or float64 "
+            f"arrays, not {np.dtype(arr.dtype).name}"
+        )
 
 
 def _fill_uniform(arr: NDArray, low: float, high: float) -> None:
@@ -209,17 +234,30 @@ def _mean_norm(arr: NDArray) -> str:
 
 
 # Suffix -> method, tried in order, for descriptors without an ``__init__`` attribute.
-_SUFFIX_METHODS = (("weight", "_init_weight"), ("bias", "_init_bias"),
-                   ("gamma", "_init_gamma"), ("beta", "_init_beta"), ("min", "_init_zero"),
-                   ("max", "_init_one"), ("weight_quantize", "_init_quantized_weight"),
-                   ("bias_quantize", "_init_quantized_bias"))
+_SUFFIX_METHODS = (
+    ("weight", "_init_weight"),
+    ("bias", "_init_bias"),
+    ("gamma", "_init_gamma"),
+    ("beta", "_init_beta"),
+    ("min", "_init_zero"),
+    ("max", "_init_one"),
+    ("weight_quantize", "_init_quantized_weight"),
+    ("bias_quantize", "_init_quantized_bias"),
+)
 
 # The same for plain-string names (the deprecated call), which know more suffixes.
-_LEGACY_SUFFIX_METHODS = (("bias", "_init_bias"), ("gamma", "_init_gamma"),
-                          ("beta", "_init_beta"), ("weight", "_init_weight"),
-                          ("moving_mean", "_init_zero"), ("moving_var", "_init_one"),
-                          ("moving_inv_var", "_init_zero"), ("moving_avg", "_init_zero"),
-                          ("min", "_init_zero"), ("max", "_init_one"))
+_LEGACY_SUFFIX_METHODS = (
+    ("bias", "_init_bias"),
+    ("gamma", "_init_gamma"),
+    ("beta", "_init_beta"),
+    ("weight", "_init_weight"),
+    ("moving_mean", "_init_zero"),
+    ("moving_var", "_init_one"),
+    ("moving_inv_var", "_init_zero"),
+    ("moving_avg", "_init_zero"),
+    ("min", "_init_zero"),
+    ("max", "_init_one"),
+)
 
 
 class Initializer:
@@ -243,8 +281,9 @@ class Initializer:
         self._verbose = False
         self._print_func: Callable[[NDArray], str] | None = None
 
-    def set_verbosity(self, verbose: bool = False,
-                      print_func: Callable[[NDArray], str] | None = None) -> Initializer:
+    def set_verbosity(
+        self, verbose: bool = False, print_func: Callable[[NDArray], str] | None = None
+    ) -> Initializer:
         """Log each initialised array (at INFO level) with a statistic of it.
 
         Parameters
@@ -315,9 +354,12 @@ class Initializer:
 
     def _legacy_init(self, name: str, arr: NDArray) -> None:
         """Initialise by a plain-string name, as MXNet did before ``InitDesc``."""
-        warnings.warn("Calling initializer with init(str, NDArray) has been deprecated. "
-                      "please use init(mx.init.InitDesc(...), NDArray) instead.",
-                      DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            "Calling initializer with init(str, NDArray) has been deprecated. "
+            "please use init(mx.init.InitDesc(...), NDArray) instead.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         if not isinstance(name, str):
             raise TypeError("name must be string")
         if not isinstance(arr, NDArray):
@@ -374,7 +416,8 @@ class Initializer:
         raise ValueError(
             f"Unknown initialization pattern for {name}. Default initialization is now "
             'limited to "weight", "bias", "gamma" (1.0), and "beta" (0.0). Please use '
-            "mx.sym.Variable(init=mx.init.*) to set initialization pattern")
+            "mx.sym.Variable(init=mx.init.*) to set initialization pattern"
+        )
 
 
 def _bilinear_kernel(shape: tuple[int, ...]) -> np.ndarray:
@@ -385,8 +428,9 @@ def _bilinear_kernel(shape: tuple[int, ...]) -> np.ndarray:
     ``f = ceil(shape[3] / 2)`` and ``c = (2f - 1 - f % 2) / (2f)``.
     """
     if len(shape) < 4:
-        raise IndexError(f"the bilinear initializer needs a 4-d (or larger) weight, "
-                         f"got shape {shape}")
+        raise IndexError(
+            f"the bilinear initializer needs a 4-d (or larger) weight, got shape {shape}"
+        )
     f = np.ceil(shape[3] / 2.0)
     c = (2 * f - 1 - f % 2) / (2.0 * f)
     flat = np.arange(int(np.prod(shape)))
@@ -513,8 +557,7 @@ class Orthogonal(Initializer):
         elif self.rand_type == "normal":
             draws = _random.normal(0.0, 1.0, shape=(rows, columns)).asnumpy()
         else:
-            raise ValueError(f"Unknown random type {self.rand_type!r}: "
-                             "use 'uniform' or 'normal'")
+            raise ValueError(f"Unknown random type {self.rand_type!r}: use 'uniform' or 'normal'")
         left, _singular, right = np.linalg.svd(draws, full_matrices=False)
         factor = left if left.shape == draws.shape else right
         arr[:] = self.scale * factor.reshape(arr.shape)
@@ -546,8 +589,7 @@ class Xavier(Initializer):
         ``factor_type`` or ``rnd_type``.
     """
 
-    def __init__(self, rnd_type: str = "uniform", factor_type: str = "avg",
-                 magnitude: float = 3):
+    def __init__(self, rnd_type: str = "uniform", factor_type: str = "avg", magnitude: float = 3):
         super().__init__(rnd_type=rnd_type, factor_type=factor_type, magnitude=magnitude)
         self.rnd_type = rnd_type
         self.factor_type = factor_type
@@ -556,8 +598,9 @@ class Xavier(Initializer):
     def _init_weight(self, name: str, arr: NDArray) -> None:
         shape = arr.shape
         if len(shape) < 2:
-            raise ValueError(f"Xavier initializer cannot be applied to vector {name}. It "
-                             "requires at least 2D.")
+            raise ValueError(
+                f"Xavier initializer cannot be applied to vector {name}. It requires at least 2D."
+            )
         receptive = float(np.prod(shape[2:])) if len(shape) > 2 else 1.0
         fan_in, fan_out = shape[1] * receptive, shape[0] * receptive
         if self.factor_type == "avg":
@@ -627,7 +670,7 @@ class LSTMBias(Initializer):
     def _init_weight(self, _: str, arr: NDArray) -> None:
         arr[:] = 0.0
         hidden = int(arr.shape[0] / 4)
-        arr[hidden:2 * hidden] = self.forget_bias
+        arr[hidden : 2 * hidden] = self.forget_bias
 
 
 # -- initializers of several parameters ---------------------------------------------
@@ -655,8 +698,10 @@ class Mixed:
             if pattern.match(name):
                 init(name, arr)
                 return
-        raise ValueError(f"Parameter name {name} did not match any pattern. Consider add a "
-                         '".*" pattern at the and with default Initializer.')
+        raise ValueError(
+            f"Parameter name {name} did not match any pattern. Consider add a "
+            '".*" pattern at the and with default Initializer.'
+        )
 
 
 class Load:
@@ -673,16 +718,19 @@ class Load:
         Log which arrays were loaded and which defaulted.
     """
 
-    def __init__(self, param: str | dict[str, Any], default_init: Any = None,
-                 verbose: bool = False):
+    def __init__(
+        self, param: str | dict[str, Any], default_init: Any = None, verbose: bool = False
+    ):
         if isinstance(param, str):
             from . import ndarray as nd
 
             param = nd.load(param)
         if not isinstance(param, dict):
             raise AssertionError("Load needs a dict of name to array (or a file of one)")
-        self.param = {name[4:] if name.startswith(("arg:", "aux:")) else name: value
-                      for name, value in param.items()}
+        self.param = {
+            name[4:] if name.startswith(("arg:", "aux:")) else name: value
+            for name, value in param.items()
+        }
         self.default_init = default_init
         self.verbose = verbose
 
@@ -692,16 +740,20 @@ class Load:
         if name in self.param:
             saved = self.param[name]
             if tuple(arr.shape) != tuple(saved.shape):
-                raise AssertionError(f"Parameter {name} cannot be initialized from loading. "
-                                     f"Shape mismatch, target {arr.shape} vs loaded "
-                                     f"{saved.shape}")
+                raise AssertionError(
+                    f"Parameter {name} cannot be initialized from loading. "
+                    f"Shape mismatch, target {arr.shape} vs loaded "
+                    f"{saved.shape}"
+                )
             arr[:] = saved
             if self.verbose:
                 logging.info("Initialized %s by loading", name)
             return
         if self.default_init is None:
-            raise AssertionError(f"Cannot Initialize {name}. Not found in loaded param and no "
-                                 "default Initializer is provided.")
+            raise AssertionError(
+                f"Cannot Initialize {name}. Not found in loaded param and no "
+                "default Initializer is provided."
+            )
         self.default_init(name, arr)
         if self.verbose:
             logging.info("Initialized %s by default", name)

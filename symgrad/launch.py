@@ -31,27 +31,56 @@ __all__ = ["main"]
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m symgrad.launch",
-        description="Run a script in N workers sharing a distributed KVStore on Dask.")
-    parser.add_argument("-n", "--num-workers", type=int, required=True,
-                        help="number of worker processes to run the script in")
-    parser.add_argument("-s", "--num-servers", type=int, default=None,
-                        help="server processes of the local cluster (default: N)")
-    parser.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
-                        help="address of a running Dask scheduler (default: "
-                             "DASK_SCHEDULER_ADDRESS, else a new LocalCluster)")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds any KVStore wait may take (SYMGRAD_KVSTORE_TIMEOUT)")
-    parser.add_argument("--grace", type=float, default=None,
-                        help="seconds the other workers get after one fails (default: "
-                             "the timeout plus 10)")
-    parser.add_argument("--first-rank", type=int, default=0,
-                        help="rank of this machine's first worker, when several machines "
-                             "each launch some of the workers (with --scheduler)")
-    parser.add_argument("--world-size", type=int, default=None,
-                        help="workers on all machines together (default: N)")
-    parser.add_argument("--job", default=None,
-                        help="a name shared by every machine's launcher of one run "
-                             "(default: a new random one; needed with --first-rank)")
+        description="Run a script in N workers sharing a distributed KVStore on Dask.",
+    )
+    parser.add_argument(
+        "-n",
+        "--num-workers",
+        type=int,
+        required=True,
+        help="number of worker processes to run the script in",
+    )
+    parser.add_argument(
+        "-s",
+        "--num-servers",
+        type=int,
+        default=None,
+        help="server processes of the local cluster (default: N)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
+        help="address of a running Dask scheduler (default: "
+        "DASK_SCHEDULER_ADDRESS, else a new LocalCluster)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds any KVStore wait may take (SYMGRAD_KVSTORE_TIMEOUT)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        help="seconds the other workers get after one fails (default: the timeout plus 10)",
+    )
+    parser.add_argument(
+        "--first-rank",
+        type=int,
+        default=0,
+        help="rank of this machine's first worker, when several machines "
+        "each launch some of the workers (with --scheduler)",
+    )
+    parser.add_argument(
+        "--world-size", type=int, default=None, help="workers on all machines together (default: N)"
+    )
+    parser.add_argument(
+        "--job",
+        default=None,
+        help="a name shared by every machine's launcher of one run "
+        "(default: a new random one; needed with --first-rank)",
+    )
     parser.add_argument("script", help="the training script")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
     options = parser.parse_args(argv)
@@ -78,19 +107,29 @@ def _run_workers(options: argparse.Namespace, address: str) -> int:
     lock = threading.Lock()
     processes, readers = [], []
     for rank in range(options.first_rank, options.first_rank + options.num_workers):
-        env = {**os.environ, "DASK_SCHEDULER_ADDRESS": address,
-               "SYMGRAD_KVSTORE_RANK": str(rank),
-               "SYMGRAD_KVSTORE_NUM_WORKERS": str(options.world_size),
-               "SYMGRAD_KVSTORE_JOB": job, "PYTHONUNBUFFERED": "1",
-               "DMLC_ROLE": "worker", "DMLC_NUM_WORKER": str(options.world_size),
-               "DMLC_WORKER_ID": str(rank)}
+        env = {
+            **os.environ,
+            "DASK_SCHEDULER_ADDRESS": address,
+            "SYMGRAD_KVSTORE_RANK": str(rank),
+            "SYMGRAD_KVSTORE_NUM_WORKERS": str(options.world_size),
+            "SYMGRAD_KVSTORE_JOB": job,
+            "PYTHONUNBUFFERED": "1",
+            "DMLC_ROLE": "worker",
+            "DMLC_NUM_WORKER": str(options.world_size),
+            "DMLC_WORKER_ID": str(rank),
+        }
         if options.timeout is not None:
             env["SYMGRAD_KVSTORE_TIMEOUT"] = str(options.timeout)
         if options.num_servers is not None:
             env["SYMGRAD_KVSTORE_NUM_SERVERS"] = str(options.num_servers)
-        process = subprocess.Popen([sys.executable, options.script, *options.args], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True, bufsize=1)
+        process = subprocess.Popen(
+            [sys.executable, options.script, *options.args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
         reader = threading.Thread(target=_stream, args=(rank, process, lock), daemon=True)
         reader.start()
         processes.append(process)
@@ -131,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     from distributed import LocalCluster
 
     servers = options.num_servers or options.num_workers
-    with LocalCluster(n_workers=servers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=servers, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
         return _run_workers(options, cluster.scheduler_address)
 
 

@@ -17,8 +17,13 @@ from __future__ import annotations
 import logging
 import math
 
-__all__ = ["LRScheduler", "FactorScheduler", "MultiFactorScheduler", "PolyScheduler",
-           "CosineScheduler"]
+__all__ = [
+    "LRScheduler",
+    "FactorScheduler",
+    "MultiFactorScheduler",
+    "PolyScheduler",
+    "CosineScheduler",
+]
 
 
 class LRScheduler:
@@ -37,8 +42,13 @@ class LRScheduler:
         Linear rise to ``base_lr``, or ``warmup_begin_lr`` throughout.
     """
 
-    def __init__(self, base_lr: float = 0.01, warmup_steps: int = 0,
-                 warmup_begin_lr: float = 0, warmup_mode: str = "linear"):
+    def __init__(
+        self,
+        base_lr: float = 0.01,
+        warmup_steps: int = 0,
+        warmup_begin_lr: float = 0,
+        warmup_mode: str = "linear",
+    ):
         self.base_lr = base_lr
         if not isinstance(warmup_steps, int):
             raise AssertionError("warmup_steps must be an int")
@@ -59,8 +69,11 @@ class LRScheduler:
         if num_update >= self.warmup_steps:
             raise AssertionError("num_update is past the warm-up")
         if self.warmup_mode == "linear":
-            increase = (self.warmup_final_lr - self.warmup_begin_lr) \
-                * float(num_update) / float(self.warmup_steps)
+            increase = (
+                (self.warmup_final_lr - self.warmup_begin_lr)
+                * float(num_update)
+                / float(self.warmup_steps)
+            )
             return self.warmup_begin_lr + increase
         return self.warmup_begin_lr
 
@@ -83,9 +96,16 @@ class FactorScheduler(LRScheduler):
         The learning rate stops falling here.
     """
 
-    def __init__(self, step: int, factor: float = 1, stop_factor_lr: float = 1e-8,
-                 base_lr: float = 0.01, warmup_steps: int = 0, warmup_begin_lr: float = 0,
-                 warmup_mode: str = "linear"):
+    def __init__(
+        self,
+        step: int,
+        factor: float = 1,
+        stop_factor_lr: float = 1e-8,
+        base_lr: float = 0.01,
+        warmup_steps: int = 0,
+        warmup_begin_lr: float = 0,
+        warmup_mode: str = "linear",
+    ):
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
         if step < 1:
             raise ValueError("Schedule step must be greater or equal than 1 round")
@@ -105,11 +125,13 @@ class FactorScheduler(LRScheduler):
             self.base_lr *= self.factor
             if self.base_lr < self.stop_factor_lr:
                 self.base_lr = self.stop_factor_lr
-                logging.info("Update[%d]: now learning rate arrived at %0.5e, will not "
-                             "change in the future", num_update, self.base_lr)
+                logging.info(
+                    "Update[%d]: now learning rate arrived at %0.5e, will not change in the future",
+                    num_update,
+                    self.base_lr,
+                )
             else:
-                logging.info("Update[%d]: Change learning rate to %0.5e",
-                             num_update, self.base_lr)
+                logging.info("Update[%d]: Change learning rate to %0.5e", num_update, self.base_lr)
         return self.base_lr
 
 
@@ -125,9 +147,15 @@ class MultiFactorScheduler(LRScheduler):
         The multiplier (at most 1).
     """
 
-    def __init__(self, step: list[int], factor: float = 1, base_lr: float = 0.01,
-                 warmup_steps: int = 0, warmup_begin_lr: float = 0,
-                 warmup_mode: str = "linear"):
+    def __init__(
+        self,
+        step: list[int],
+        factor: float = 1,
+        base_lr: float = 0.01,
+        warmup_steps: int = 0,
+        warmup_begin_lr: float = 0,
+        warmup_mode: str = "linear",
+    ):
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
         if not isinstance(step, list) or len(step) < 1:
             raise AssertionError("step must be a non-empty list")
@@ -151,8 +179,7 @@ class MultiFactorScheduler(LRScheduler):
                 self.count = self.step[self.cur_step_ind]
                 self.cur_step_ind += 1
                 self.base_lr *= self.factor
-                logging.info("Update[%d]: Change learning rate to %0.5e",
-                             num_update, self.base_lr)
+                logging.info("Update[%d]: Change learning rate to %0.5e", num_update, self.base_lr)
             else:
                 return self.base_lr
         return self.base_lr
@@ -181,9 +208,16 @@ class PolyScheduler(LRScheduler):
         The learning rate at ``max_update``.
     """
 
-    def __init__(self, max_update: int, base_lr: float = 0.01, pwr: float = 2,
-                 final_lr: float = 0, warmup_steps: int = 0, warmup_begin_lr: float = 0,
-                 warmup_mode: str = "linear"):
+    def __init__(
+        self,
+        max_update: int,
+        base_lr: float = 0.01,
+        pwr: float = 2,
+        final_lr: float = 0,
+        warmup_steps: int = 0,
+        warmup_begin_lr: float = 0,
+        warmup_mode: str = "linear",
+    ):
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
         _check_max_update(max_update)
         self.power = pwr
@@ -197,8 +231,9 @@ class PolyScheduler(LRScheduler):
             return self.get_warmup_lr(num_update)
         if num_update <= self.max_update:
             remaining = 1 - float(num_update - self.warmup_steps) / float(self.max_steps)
-            self.base_lr = self.final_lr + (self.base_lr_orig - self.final_lr) \
-                * pow(remaining, self.power)
+            self.base_lr = self.final_lr + (self.base_lr_orig - self.final_lr) * pow(
+                remaining, self.power
+            )
         return self.base_lr
 
 
@@ -215,9 +250,15 @@ class CosineScheduler(LRScheduler):
         The learning rate at ``max_update``.
     """
 
-    def __init__(self, max_update: int, base_lr: float = 0.01, final_lr: float = 0,
-                 warmup_steps: int = 0, warmup_begin_lr: float = 0,
-                 warmup_mode: str = "linear"):
+    def __init__(
+        self,
+        max_update: int,
+        base_lr: float = 0.01,
+        final_lr: float = 0,
+        warmup_steps: int = 0,
+        warmup_begin_lr: float = 0,
+        warmup_mode: str = "linear",
+    ):
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
         _check_max_update(max_update)
         self.base_lr_orig = base_lr
@@ -232,6 +273,7 @@ class CosineScheduler(LRScheduler):
             return self.get_warmup_lr(num_update)
         if num_update <= self.max_update:
             angle = math.pi * (num_update - self.warmup_steps) / self.max_steps
-            self.base_lr = self.final_lr + (self.base_lr_orig - self.final_lr) \
-                * (1 + math.cos(angle)) / 2
+            self.base_lr = (
+                self.final_lr + (self.base_lr_orig - self.final_lr) * (1 + math.cos(angle)) / 2
+            )
         return self.base_lr

@@ -25,10 +25,29 @@ import numpy
 
 from .ndarray import NDArray
 
-__all__ = ["EvalMetric", "CompositeEvalMetric", "Accuracy", "TopKAccuracy", "F1", "MCC",
-           "MAE", "MSE", "RMSE", "CrossEntropy", "NegativeLogLikelihood", "Perplexity",
-           "PearsonCorrelation", "PCC", "Loss", "CustomMetric", "np", "create", "register",
-           "alias", "check_label_shapes"]
+__all__ = [
+    "EvalMetric",
+    "CompositeEvalMetric",
+    "Accuracy",
+    "TopKAccuracy",
+    "F1",
+    "MCC",
+    "MAE",
+    "MSE",
+    "RMSE",
+    "CrossEntropy",
+    "NegativeLogLikelihood",
+    "Perplexity",
+    "PearsonCorrelation",
+    "PCC",
+    "Loss",
+    "CustomMetric",
+    "np",
+    "create",
+    "register",
+    "alias",
+    "check_label_shapes",
+]
 
 
 # -- registry -------------------------------------------------------------------
@@ -45,10 +64,12 @@ def register(klass: type, name: str | None = None) -> type:
 
 def alias(*aliases: str) -> Callable[[type], type]:
     """A decorator registering a metric class under extra ``aliases`` as well."""
+
     def decorate(klass: type) -> type:
         for name in aliases:
             _REGISTRY[name.lower()] = klass
         return klass
+
     return decorate
 
 
@@ -68,12 +89,15 @@ def create(metric: Any, *args: Any, **kwargs: Any) -> EvalMetric:
     if isinstance(metric, type) and issubclass(metric, EvalMetric):
         return metric(*args, **kwargs)
     if not isinstance(metric, str):
-        raise TypeError(f"metric must be a name, an EvalMetric, a callable or a list, "
-                        f"not {type(metric).__name__}")
+        raise TypeError(
+            f"metric must be a name, an EvalMetric, a callable or a list, "
+            f"not {type(metric).__name__}"
+        )
     klass = _REGISTRY.get(metric.lower())
     if klass is None:
-        raise AssertionError(f"{metric} is not registered. Please register with "
-                             f"metric.register first")
+        raise AssertionError(
+            f"{metric} is not registered. Please register with metric.register first"
+        )
     return klass(*args, **kwargs)
 
 
@@ -85,8 +109,9 @@ def _numpy(array: Any) -> numpy.ndarray:
     return numpy.asarray(array)
 
 
-def check_label_shapes(labels: Any, preds: Any, wrap: bool = False,
-                       shape: bool = False) -> tuple[Any, Any]:
+def check_label_shapes(
+    labels: Any, preds: Any, wrap: bool = False, shape: bool = False
+) -> tuple[Any, Any]:
     """Check that ``labels`` and ``preds`` have the same length (or, with
     ``shape=True``, the same shape), raising ``ValueError`` otherwise; with
     ``wrap=True`` a single array is wrapped into a one-element list."""
@@ -95,8 +120,9 @@ def check_label_shapes(labels: Any, preds: Any, wrap: bool = False,
     else:
         label_shape, pred_shape = len(labels), len(preds)
     if label_shape != pred_shape:
-        raise ValueError(f"Shape of labels {label_shape} does not match shape of "
-                         f"predictions {pred_shape}")
+        raise ValueError(
+            f"Shape of labels {label_shape} does not match shape of predictions {pred_shape}"
+        )
     if wrap:
         if isinstance(labels, (NDArray, numpy.ndarray)):
             labels = [labels]
@@ -119,8 +145,13 @@ class EvalMetric:
         The outputs and labels ``update_dict`` picks from its dicts.
     """
 
-    def __init__(self, name: str, output_names: list[str] | None = None,
-                 label_names: list[str] | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        name: str,
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+        **kwargs: Any,
+    ):
         self.name = str(name)
         self.output_names = output_names
         self.label_names = label_names
@@ -134,8 +165,14 @@ class EvalMetric:
     def get_config(self) -> dict:
         """The arguments that make this metric again with ``create``."""
         config = self._kwargs.copy()
-        config.update({"metric": self.__class__.__name__, "name": self.name,
-                       "output_names": self.output_names, "label_names": self.label_names})
+        config.update(
+            {
+                "metric": self.__class__.__name__,
+                "name": self.name,
+                "output_names": self.output_names,
+                "label_names": self.label_names,
+            }
+        )
         return config
 
     def update_dict(self, label: dict, pred: dict) -> None:
@@ -218,11 +255,16 @@ class CompositeEvalMetric(EvalMetric):
     """Several metrics updated together; ``get`` returns the lists of their names
     and values."""
 
-    def __init__(self, metrics: list | None = None, name: str = "composite",
-                 output_names: list[str] | None = None,
-                 label_names: list[str] | None = None):
-        super().__init__(name, output_names=output_names, label_names=label_names,
-                         has_global_stats=True)
+    def __init__(
+        self,
+        metrics: list | None = None,
+        name: str = "composite",
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+    ):
+        super().__init__(
+            name, output_names=output_names, label_names=label_names, has_global_stats=True
+        )
         self.metrics = [create(metric) for metric in (metrics or [])]
 
     def add(self, metric: Any) -> None:
@@ -234,8 +276,9 @@ class CompositeEvalMetric(EvalMetric):
         try:
             return self.metrics[index]
         except IndexError:
-            raise ValueError(f"Metric index {index} is out of range 0 and "
-                             f"{len(self.metrics)}") from None
+            raise ValueError(
+                f"Metric index {index} is out of range 0 and {len(self.metrics)}"
+            ) from None
 
     def update_dict(self, labels: dict, preds: dict) -> None:
         """Update every child from dicts, filtered by this metric's names first."""
@@ -292,11 +335,20 @@ class Accuracy(EvalMetric):
     """The fraction of predictions equal to the labels. A prediction whose shape
     differs from its label's is reduced by argmax over ``axis`` first."""
 
-    def __init__(self, axis: int = 1, name: str = "accuracy",
-                 output_names: list[str] | None = None,
-                 label_names: list[str] | None = None):
-        super().__init__(name, axis=axis, output_names=output_names,
-                         label_names=label_names, has_global_stats=True)
+    def __init__(
+        self,
+        axis: int = 1,
+        name: str = "accuracy",
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+    ):
+        super().__init__(
+            name,
+            axis=axis,
+            output_names=output_names,
+            label_names=label_names,
+            has_global_stats=True,
+        )
         self.axis = axis
 
     def update(self, labels: Any, preds: Any) -> None:
@@ -320,11 +372,20 @@ class TopKAccuracy(EvalMetric):
     """The fraction of samples whose label is among the ``top_k`` highest scores
     (``top_k`` must be more than 1; the name gets ``_<top_k>`` appended)."""
 
-    def __init__(self, top_k: int = 1, name: str = "top_k_accuracy",
-                 output_names: list[str] | None = None,
-                 label_names: list[str] | None = None):
-        super().__init__(name, top_k=top_k, output_names=output_names,
-                         label_names=label_names, has_global_stats=True)
+    def __init__(
+        self,
+        top_k: int = 1,
+        name: str = "top_k_accuracy",
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+    ):
+        super().__init__(
+            name,
+            top_k=top_k,
+            output_names=output_names,
+            label_names=label_names,
+            has_global_stats=True,
+        )
         self.top_k = top_k
         if not self.top_k > 1:
             raise AssertionError("Please use Accuracy if top_k is no more than 1")
@@ -346,7 +407,7 @@ class TopKAccuracy(EvalMetric):
                 correct = (order.ravel() == label.ravel()).sum()
             else:
                 classes = order.shape[1]
-                top = order[:, classes - min(classes, self.top_k):]
+                top = order[:, classes - min(classes, self.top_k) :]
                 correct = (top == label.reshape(-1, 1)).sum()
             self._add(correct, order.shape[0])
 
@@ -368,8 +429,12 @@ class _BinaryCounts:
             raise ValueError("F1/MCC currently only supports binary classification.")
         pred_true = predicted == 1
         label_true = label == 1
-        counts = {"tp": (pred_true & label_true).sum(), "fp": (pred_true & ~label_true).sum(),
-                  "fn": (~pred_true & label_true).sum(), "tn": (~pred_true & ~label_true).sum()}
+        counts = {
+            "tp": (pred_true & label_true).sum(),
+            "fp": (pred_true & ~label_true).sum(),
+            "fn": (~pred_true & label_true).sum(),
+            "tn": (~pred_true & ~label_true).sum(),
+        }
         for key, value in counts.items():
             self.local[key] += int(value)
             self.glob[key] += int(value)
@@ -387,8 +452,7 @@ class _BinaryCounts:
         # zero factors are left out of the denominator, so an all-one-class batch
         # gives 0 rather than a division by zero
         denominator = 1.0
-        for term in (c["tp"] + c["fp"], c["tp"] + c["fn"], c["tn"] + c["fp"],
-                     c["tn"] + c["fn"]):
+        for term in (c["tp"] + c["fp"], c["tp"] + c["fn"], c["tn"] + c["fp"], c["tn"] + c["fn"]):
             if term != 0:
                 denominator *= term
         return (c["tp"] * c["tn"] - c["fp"] * c["fn"]) / math.sqrt(denominator)
@@ -440,12 +504,14 @@ class _BinaryMetric(EvalMetric):
     _local: str
     _global: str
 
-    def __init__(self, name: str, output_names: list[str] | None,
-                 label_names: list[str] | None, average: str):
+    def __init__(
+        self, name: str, output_names: list[str] | None, label_names: list[str] | None, average: str
+    ):
         self.average = average
         self.metrics = _BinaryCounts()
-        super().__init__(name=name, output_names=output_names, label_names=label_names,
-                         has_global_stats=True)
+        super().__init__(
+            name=name, output_names=output_names, label_names=label_names, has_global_stats=True
+        )
 
     def update(self, labels: Any, preds: Any) -> None:
         """Count a batch (two scores per sample, labels 0 or 1)."""
@@ -456,10 +522,10 @@ class _BinaryMetric(EvalMetric):
                 self._add(getattr(self.metrics, self._local), 1)
                 self.metrics.reset_stats()
             else:
-                self.sum_metric = getattr(self.metrics, self._local) * \
-                    self.metrics.total_examples
-                self.global_sum_metric = getattr(self.metrics, self._global) * \
-                    self.metrics.global_total_examples
+                self.sum_metric = getattr(self.metrics, self._local) * self.metrics.total_examples
+                self.global_sum_metric = (
+                    getattr(self.metrics, self._global) * self.metrics.global_total_examples
+                )
                 self.num_inst = self.metrics.total_examples
                 self.global_num_inst = self.metrics.global_total_examples
 
@@ -481,8 +547,13 @@ class F1(_BinaryMetric):
 
     _local, _global = "fscore", "global_fscore"
 
-    def __init__(self, name: str = "f1", output_names: list[str] | None = None,
-                 label_names: list[str] | None = None, average: str = "macro"):
+    def __init__(
+        self,
+        name: str = "f1",
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+        average: str = "macro",
+    ):
         super().__init__(name, output_names, label_names, average)
 
 
@@ -494,8 +565,13 @@ class MCC(_BinaryMetric):
 
     _local, _global = "matthewscc", "global_matthewscc"
 
-    def __init__(self, name: str = "mcc", output_names: list[str] | None = None,
-                 label_names: list[str] | None = None, average: str = "macro"):
+    def __init__(
+        self,
+        name: str = "mcc",
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+        average: str = "macro",
+    ):
         super().__init__(name, output_names, label_names, average)
 
 
@@ -504,10 +580,10 @@ class _BatchError(EvalMetric):
     """A per-batch error averaged over batches (MXNet counts one instance per
     batch); 1-d labels and predictions are read as columns."""
 
-    def __init__(self, name: str, output_names: list[str] | None,
-                 label_names: list[str] | None):
-        super().__init__(name, output_names=output_names, label_names=label_names,
-                         has_global_stats=True)
+    def __init__(self, name: str, output_names: list[str] | None, label_names: list[str] | None):
+        super().__init__(
+            name, output_names=output_names, label_names=label_names, has_global_stats=True
+        )
 
     @staticmethod
     def _error(label: numpy.ndarray, pred: numpy.ndarray) -> Any:
@@ -530,8 +606,12 @@ class _BatchError(EvalMetric):
 class MAE(_BatchError):
     """Mean absolute error ``mean(|label - pred|)`` per batch, averaged."""
 
-    def __init__(self, name: str = "mae", output_names: list[str] | None = None,
-                 label_names: list[str] | None = None):
+    def __init__(
+        self,
+        name: str = "mae",
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+    ):
         super().__init__(name, output_names, label_names)
 
     @staticmethod
@@ -543,8 +623,12 @@ class MAE(_BatchError):
 class MSE(_BatchError):
     """Mean squared error ``mean((label - pred)**2)`` per batch, averaged."""
 
-    def __init__(self, name: str = "mse", output_names: list[str] | None = None,
-                 label_names: list[str] | None = None):
+    def __init__(
+        self,
+        name: str = "mse",
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+    ):
         super().__init__(name, output_names, label_names)
 
     @staticmethod
@@ -557,8 +641,12 @@ class RMSE(_BatchError):
     """Root mean squared error ``sqrt(mean((label - pred)**2))`` per batch,
     averaged."""
 
-    def __init__(self, name: str = "rmse", output_names: list[str] | None = None,
-                 label_names: list[str] | None = None):
+    def __init__(
+        self,
+        name: str = "rmse",
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+    ):
         super().__init__(name, output_names, label_names)
 
     @staticmethod
@@ -570,10 +658,12 @@ class RMSE(_BatchError):
 class _PickedLogLoss(EvalMetric):
     """``-log(p[label] + eps)`` summed over samples, averaged per sample."""
 
-    def __init__(self, eps: float, name: str, output_names: list[str] | None,
-                 label_names: list[str] | None):
-        super().__init__(name, eps=eps, output_names=output_names,
-                         label_names=label_names, has_global_stats=True)
+    def __init__(
+        self, eps: float, name: str, output_names: list[str] | None, label_names: list[str] | None
+    ):
+        super().__init__(
+            name, eps=eps, output_names=output_names, label_names=label_names, has_global_stats=True
+        )
         self.eps = eps
 
     def update(self, labels: Any, preds: Any) -> None:
@@ -593,9 +683,13 @@ class _PickedLogLoss(EvalMetric):
 class CrossEntropy(_PickedLogLoss):
     """Cross entropy ``-log(pred[label] + eps)``, averaged over samples."""
 
-    def __init__(self, eps: float = 1e-12, name: str = "cross-entropy",
-                 output_names: list[str] | None = None,
-                 label_names: list[str] | None = None):
+    def __init__(
+        self,
+        eps: float = 1e-12,
+        name: str = "cross-entropy",
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+    ):
         super().__init__(eps, name, output_names, label_names)
 
 
@@ -604,9 +698,13 @@ class CrossEntropy(_PickedLogLoss):
 class NegativeLogLikelihood(_PickedLogLoss):
     """Negative log likelihood ``-log(pred[label] + eps)``, averaged over samples."""
 
-    def __init__(self, eps: float = 1e-12, name: str = "nll-loss",
-                 output_names: list[str] | None = None,
-                 label_names: list[str] | None = None):
+    def __init__(
+        self,
+        eps: float = 1e-12,
+        name: str = "nll-loss",
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+    ):
         super().__init__(eps, name, output_names, label_names)
 
 
@@ -615,11 +713,21 @@ class Perplexity(EvalMetric):
     """Perplexity ``exp(-mean(log p[label]))`` of predicted distributions along
     ``axis``; samples whose label is ``ignore_label`` are left out."""
 
-    def __init__(self, ignore_label: int | None, axis: int = -1, name: str = "perplexity",
-                 output_names: list[str] | None = None,
-                 label_names: list[str] | None = None):
-        super().__init__(name, ignore_label=ignore_label, output_names=output_names,
-                         label_names=label_names, has_global_stats=True)
+    def __init__(
+        self,
+        ignore_label: int | None,
+        axis: int = -1,
+        name: str = "perplexity",
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+    ):
+        super().__init__(
+            name,
+            ignore_label=ignore_label,
+            output_names=output_names,
+            label_names=label_names,
+            has_global_stats=True,
+        )
         self.ignore_label = ignore_label
         self.axis = axis
 
@@ -642,8 +750,9 @@ class Perplexity(EvalMetric):
                 ignore = (label == self.ignore_label).astype(picked.dtype)
                 num -= int(ignore.sum())
                 picked = picked * (1 - ignore) + ignore
-            loss -= float(numpy.log(numpy.maximum(picked.dtype.type(1e-10), picked)).sum(
-                dtype=picked.dtype))
+            loss -= float(
+                numpy.log(numpy.maximum(picked.dtype.type(1e-10), picked)).sum(dtype=picked.dtype)
+            )
             num += picked.size
         self._add(loss, num)
 
@@ -668,11 +777,17 @@ class PearsonCorrelation(EvalMetric):
     the mean of per-batch correlations, with ``'micro'`` the correlation of all
     samples seen."""
 
-    def __init__(self, name: str = "pearsonr", output_names: list[str] | None = None,
-                 label_names: list[str] | None = None, average: str = "macro"):
+    def __init__(
+        self,
+        name: str = "pearsonr",
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+        average: str = "macro",
+    ):
         self.average = average
-        super().__init__(name, output_names=output_names, label_names=label_names,
-                         has_global_stats=True)
+        super().__init__(
+            name, output_names=output_names, label_names=label_names, has_global_stats=True
+        )
 
     def reset(self) -> None:
         """Clear the statistics and the running moments."""
@@ -689,8 +804,14 @@ class PearsonCorrelation(EvalMetric):
             if self.average == "macro":
                 self._add(numpy.corrcoef(pred, label)[0, 1], 1)
             else:
-                self._moments += [label.size, pred.sum(), label.sum(), (pred * pred).sum(),
-                                  (label * label).sum(), (pred * label).sum()]
+                self._moments += [
+                    label.size,
+                    pred.sum(),
+                    label.sum(),
+                    (pred * pred).sum(),
+                    (label * label).sum(),
+                    (pred * label).sum(),
+                ]
                 self.num_inst += 1
                 self.global_num_inst += 1
 
@@ -704,8 +825,7 @@ class PearsonCorrelation(EvalMetric):
             return (self.name, _plain(self.sum_metric / self.num_inst))
         n, sx, sy, sxx, syy, sxy = self._moments
         covariance = sxy - sx * sy / n
-        return (self.name, float(covariance / math.sqrt((sxx - sx * sx / n)
-                                                        * (syy - sy * sy / n))))
+        return (self.name, float(covariance / math.sqrt((sxx - sx * sx / n) * (syy - sy * sy / n))))
 
     # get_global is EvalMetric's: in 'micro' mode MXNet 1.9.1 reports
     # global_sum_metric / global_num_inst there, which stays 0.0; kept as MXNet's.
@@ -716,11 +836,20 @@ class PCC(EvalMetric):
     """The multiclass Matthews correlation (Gorodkin's R_K) of a confusion matrix
     accumulated over all updates."""
 
-    def __init__(self, name: str = "pcc", output_names: list[str] | None = None,
-                 label_names: list[str] | None = None, has_global_stats: bool = True):
+    def __init__(
+        self,
+        name: str = "pcc",
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+        has_global_stats: bool = True,
+    ):
         self.k = 2
-        super().__init__(name=name, output_names=output_names, label_names=label_names,
-                         has_global_stats=has_global_stats)
+        super().__init__(
+            name=name,
+            output_names=output_names,
+            label_names=label_names,
+            has_global_stats=has_global_stats,
+        )
 
     def reset(self) -> None:
         """Clear the statistics and the confusion matrices."""
@@ -794,10 +923,15 @@ class Loss(EvalMetric):
     """The mean of loss values: ``update`` ignores labels and averages the
     elements of ``preds``."""
 
-    def __init__(self, name: str = "loss", output_names: list[str] | None = None,
-                 label_names: list[str] | None = None):
-        super().__init__(name, output_names=output_names, label_names=label_names,
-                         has_global_stats=True)
+    def __init__(
+        self,
+        name: str = "loss",
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+    ):
+        super().__init__(
+            name, output_names=output_names, label_names=label_names, has_global_stats=True
+        )
 
     def update(self, _: Any, preds: Any) -> None:
         """Add the sum and the count of the elements of every prediction."""
@@ -812,8 +946,12 @@ class Loss(EvalMetric):
 class Torch(Loss):
     """A dummy metric for torch criterions (MXNet's ``Torch``): ``Loss``."""
 
-    def __init__(self, name: str = "torch", output_names: list[str] | None = None,
-                 label_names: list[str] | None = None):
+    def __init__(
+        self,
+        name: str = "torch",
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+    ):
         super().__init__(name, output_names, label_names)
 
 
@@ -821,8 +959,12 @@ class Torch(Loss):
 class Caffe(Loss):
     """A dummy metric for caffe criterions (MXNet's ``Caffe``): ``Loss``."""
 
-    def __init__(self, name: str = "caffe", output_names: list[str] | None = None,
-                 label_names: list[str] | None = None):
+    def __init__(
+        self,
+        name: str = "caffe",
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+    ):
         super().__init__(name, output_names, label_names)
 
 
@@ -832,16 +974,26 @@ class CustomMetric(EvalMetric):
     value (one instance) or a ``(sum, count)`` pair. The name defaults to
     ``feval.__name__`` (``custom(<lambda>)`` for lambdas)."""
 
-    def __init__(self, feval: Callable, name: str | None = None,
-                 allow_extra_outputs: bool = False, output_names: list[str] | None = None,
-                 label_names: list[str] | None = None):
+    def __init__(
+        self,
+        feval: Callable,
+        name: str | None = None,
+        allow_extra_outputs: bool = False,
+        output_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+    ):
         if name is None:
             name = feval.__name__
             if "<" in name:
                 name = f"custom({name})"
-        super().__init__(name, feval=feval, allow_extra_outputs=allow_extra_outputs,
-                         output_names=output_names, label_names=label_names,
-                         has_global_stats=True)
+        super().__init__(
+            name,
+            feval=feval,
+            allow_extra_outputs=allow_extra_outputs,
+            output_names=output_names,
+            label_names=label_names,
+            has_global_stats=True,
+        )
         self._feval = feval
         self._allow_extra_outputs = allow_extra_outputs
 
@@ -861,8 +1013,9 @@ class CustomMetric(EvalMetric):
         raise NotImplementedError("CustomMetric cannot be serialized")
 
 
-def np(numpy_feval: Callable, name: str | None = None,
-       allow_extra_outputs: bool = False) -> CustomMetric:
+def np(
+    numpy_feval: Callable, name: str | None = None, allow_extra_outputs: bool = False
+) -> CustomMetric:
     """A ``CustomMetric`` from a function of numpy ``(label, pred)`` arrays.
 
     >>> import numpy
@@ -870,9 +1023,9 @@ def np(numpy_feval: Callable, name: str | None = None,
     >>> m.name
     'custom(<lambda>)'
     """
+
     def feval(label: numpy.ndarray, pred: numpy.ndarray) -> Any:
         return numpy_feval(label, pred)
 
     feval.__name__ = numpy_feval.__name__
     return CustomMetric(feval, name, allow_extra_outputs)
-

@@ -30,8 +30,14 @@ from .ndarray.serialization import save as nd_save
 __all__ = ["BatchEndParam", "FeedForward", "load_checkpoint", "load_params", "save_checkpoint"]
 
 
-def save_checkpoint(prefix: str, epoch: int, symbol: Any, arg_params: dict[str, NDArray],
-                    aux_params: dict[str, NDArray], remove_amp_cast: bool = True) -> None:
+def save_checkpoint(
+    prefix: str,
+    epoch: int,
+    symbol: Any,
+    arg_params: dict[str, NDArray],
+    aux_params: dict[str, NDArray],
+    remove_amp_cast: bool = True,
+) -> None:
     """Write a checkpoint: ``prefix-symbol.json`` (skipped when ``symbol`` is None)
     and ``prefix-%04d.params`` holding ``arg_params`` under ``arg:`` keys and
     ``aux_params`` under ``aux:`` keys.
@@ -72,8 +78,9 @@ def load_params(prefix: str, epoch: int) -> tuple[dict[str, NDArray], dict[str, 
     return split_params(saved, fname)
 
 
-def split_params(saved: Any, fname: str, strict: bool = False
-                 ) -> tuple[dict[str, NDArray], dict[str, NDArray]]:
+def split_params(
+    saved: Any, fname: str, strict: bool = False
+) -> tuple[dict[str, NDArray], dict[str, NDArray]]:
     """The ``arg:``/``aux:`` arrays of a loaded params file as two dicts by name;
     ``strict`` refuses any other key (Module.load_params does, load_checkpoint
     ignores them), as MXNet does."""
@@ -92,8 +99,7 @@ def split_params(saved: Any, fname: str, strict: bool = False
     return arg_params, aux_params
 
 
-def load_checkpoint(prefix: str, epoch: int) -> tuple[Any, dict[str, NDArray],
-                                                       dict[str, NDArray]]:
+def load_checkpoint(prefix: str, epoch: int) -> tuple[Any, dict[str, NDArray], dict[str, NDArray]]:
     """Read a checkpoint written by :func:`save_checkpoint` (here or by MXNet).
 
     Returns
@@ -111,6 +117,7 @@ def load_checkpoint(prefix: str, epoch: int) -> tuple[Any, dict[str, NDArray],
 # ---------------------------------------------------------------------------
 # FeedForward: MXNet's deprecated model class, on a Module's executor
 # ---------------------------------------------------------------------------
+
 
 def _call_all(callbacks: Any, *args: Any) -> None:
     """Call one callback or each of a list with ``args``."""
@@ -157,19 +164,33 @@ class FeedForward:
         The first epoch's number.
     """
 
-    def __init__(self, symbol: Any, ctx: Any = None, num_epoch: int | None = None,
-                 epoch_size: int | None = None, optimizer: Any = "sgd",
-                 initializer: Any = None, numpy_batch_size: int = 128,
-                 arg_params: dict | None = None, aux_params: dict | None = None,
-                 allow_extra_params: bool = False, begin_epoch: int = 0, **kwargs: Any):
-        warnings.warn("mxnet.model.FeedForward has been deprecated. Please use "
-                      "mxnet.mod.Module instead.", DeprecationWarning, stacklevel=2)
+    def __init__(
+        self,
+        symbol: Any,
+        ctx: Any = None,
+        num_epoch: int | None = None,
+        epoch_size: int | None = None,
+        optimizer: Any = "sgd",
+        initializer: Any = None,
+        numpy_batch_size: int = 128,
+        arg_params: dict | None = None,
+        aux_params: dict | None = None,
+        allow_extra_params: bool = False,
+        begin_epoch: int = 0,
+        **kwargs: Any,
+    ):
+        warnings.warn(
+            "mxnet.model.FeedForward has been deprecated. Please use mxnet.mod.Module instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         from .context import cpu
         from .initializer import Uniform
 
         self.symbol = symbol
-        self.ctx = [cpu()] if ctx is None else (list(ctx) if isinstance(ctx, (list, tuple))
-                                                else [ctx])
+        self.ctx = (
+            [cpu()] if ctx is None else (list(ctx) if isinstance(ctx, (list, tuple)) else [ctx])
+        )
         self.num_epoch = num_epoch
         self.epoch_size = epoch_size
         self.optimizer = optimizer
@@ -203,8 +224,7 @@ class FeedForward:
                 raise ValueError("Label must be 1D or 2D (with 2nd dimension being 1)")
             batch_size = min(X.shape[0], self.numpy_batch_size)
             if is_train:
-                return NDArrayIter(X, y, batch_size, shuffle=True,
-                                   last_batch_handle="roll_over")
+                return NDArrayIter(X, y, batch_size, shuffle=True, last_batch_handle="roll_over")
             return NDArrayIter(X, y, batch_size, shuffle=False)
         if not isinstance(X, DataIter):
             raise TypeError("X must be DataIter, NDArray or numpy.ndarray")
@@ -220,9 +240,11 @@ class FeedForward:
             if data is None:
                 raise ValueError("Eval data is NONE")
             from .io import DataIter
+
             if label is None and isinstance(data, DataIter):
                 return data
             import numpy as np
+
             data = np.array(data) if isinstance(data, list) else data
             label = np.array(label) if isinstance(label, list) else label
             return self._init_iter(data, label, is_train=True)
@@ -237,16 +259,19 @@ class FeedForward:
             label_names = [desc[0] for desc in data.provide_label]
         else:  # inputs without values (the labels) stay zeros, as in MXNet's predictor
             known = self.arg_params or {}
-            label_names = [n for n in self.symbol.list_arguments()
-                           if n not in data_names and n not in known]
+            label_names = [
+                n for n in self.symbol.list_arguments() if n not in data_names and n not in known
+            ]
         label_names = [n for n in label_names if n in self.symbol.list_arguments()]
-        mod = Module(self.symbol, data_names=data_names, label_names=label_names,
-                     context=self.ctx)
+        mod = Module(self.symbol, data_names=data_names, label_names=label_names, context=self.ctx)
         with warnings.catch_warnings():
             # an inference bind has no label shapes: nothing to warn about here
             warnings.simplefilter("ignore", UserWarning)
-            mod.bind(data.provide_data, data.provide_label if for_training else None,
-                     for_training=for_training)
+            mod.bind(
+                data.provide_data,
+                data.provide_label if for_training else None,
+                for_training=for_training,
+            )
         return mod
 
     def _set_params(self, mod: Any, initialise: bool) -> None:
@@ -254,22 +279,36 @@ class FeedForward:
         initializer when ``initialise``), then keep ``mod``'s dicts."""
         given_args, given_aux = self.arg_params or {}, self.aux_params or {}
         if not self.allow_extra_params:
-            known = set(self.symbol.list_arguments()) | set(
-                self.symbol.list_auxiliary_states())
+            known = set(self.symbol.list_arguments()) | set(self.symbol.list_auxiliary_states())
             extra = sorted(set(given_args) - known | set(given_aux) - known)
             if extra:
                 raise ValueError(f'Find name "{extra[0]}" that is not in the arguments')
-        mod.init_params(self.initializer if initialise else None, arg_params=given_args,
-                        aux_params=given_aux, allow_missing=True, force_init=True,
-                        allow_extra=True)
+        mod.init_params(
+            self.initializer if initialise else None,
+            arg_params=given_args,
+            aux_params=given_aux,
+            allow_missing=True,
+            force_init=True,
+            allow_extra=True,
+        )
         self.arg_params, self.aux_params = mod.get_params()
 
     # -- training --------------------------------------------------------------------
-    def fit(self, X: Any, y: Any = None, eval_data: Any = None, eval_metric: Any = "acc",
-            epoch_end_callback: Any = None, batch_end_callback: Any = None,
-            kvstore: Any = "local", logger: Any = None, work_load_list: Any = None,
-            monitor: Any = None, eval_end_callback: Any = "default",
-            eval_batch_end_callback: Any = None) -> None:
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        eval_data: Any = None,
+        eval_metric: Any = "acc",
+        epoch_end_callback: Any = None,
+        batch_end_callback: Any = None,
+        kvstore: Any = "local",
+        logger: Any = None,
+        work_load_list: Any = None,
+        monitor: Any = None,
+        eval_end_callback: Any = "default",
+        eval_batch_end_callback: Any = None,
+    ) -> None:
         """Train from epoch ``begin_epoch`` to ``num_epoch``; ``eval_data`` (a
         DataIter or an ``(X, y)`` pair) is scored after each epoch."""
         import time
@@ -290,8 +329,7 @@ class FeedForward:
         param_names = mod._param_names
         self.kwargs["param_idx2name"] = dict(enumerate(param_names))
         if isinstance(self.optimizer, str):
-            optimizer = create(self.optimizer, rescale_grad=1.0 / data.batch_size,
-                               **self.kwargs)
+            optimizer = create(self.optimizer, rescale_grad=1.0 / data.batch_size, **self.kwargs)
         elif isinstance(self.optimizer, Optimizer):
             optimizer = self.optimizer
             if not optimizer.idx2name:
@@ -314,9 +352,12 @@ class FeedForward:
                     eval_metric.update(batch.label, mod.get_outputs())
                     nbatch += 1
                     if batch_end_callback is not None:
-                        _call_all(batch_end_callback, BatchEndParam(
-                            epoch=epoch, nbatch=nbatch, eval_metric=eval_metric,
-                            locals=locals()))
+                        _call_all(
+                            batch_end_callback,
+                            BatchEndParam(
+                                epoch=epoch, nbatch=nbatch, eval_metric=eval_metric, locals=locals()
+                            ),
+                        )
                     if self.epoch_size is not None and nbatch >= self.epoch_size:
                         exhausted = False
                         break
@@ -327,8 +368,7 @@ class FeedForward:
                     break
             logger.info("Epoch[%d] Time cost=%.3f", epoch, time.time() - tic)
             self.arg_params, self.aux_params = mod.get_params()
-            _call_all(epoch_end_callback, epoch, self.symbol, self.arg_params,
-                      self.aux_params)
+            _call_all(epoch_end_callback, epoch, self.symbol, self.arg_params, self.aux_params)
             if eval_iter is not None:
                 eval_metric.reset()
                 eval_iter.reset()
@@ -337,18 +377,26 @@ class FeedForward:
                     mod.forward(batch, is_train=False)
                     eval_metric.update(batch.label, mod.get_outputs())
                     if eval_batch_end_callback is not None:
-                        _call_all(eval_batch_end_callback, BatchEndParam(
-                            epoch=epoch, nbatch=i, eval_metric=eval_metric,
-                            locals=locals()))
+                        _call_all(
+                            eval_batch_end_callback,
+                            BatchEndParam(
+                                epoch=epoch, nbatch=i, eval_metric=eval_metric, locals=locals()
+                            ),
+                        )
                     count += 1
                 if eval_end_callback is not None:
-                    _call_all(eval_end_callback, BatchEndParam(
-                        epoch=epoch, nbatch=count, eval_metric=eval_metric, locals=locals()))
+                    _call_all(
+                        eval_end_callback,
+                        BatchEndParam(
+                            epoch=epoch, nbatch=count, eval_metric=eval_metric, locals=locals()
+                        ),
+                    )
                 eval_iter.reset()
 
     # -- inference -------------------------------------------------------------------
-    def predict(self, X: Any, num_batch: int | None = None, return_data: bool = False,
-                reset: bool = True) -> Any:
+    def predict(
+        self, X: Any, num_batch: int | None = None, return_data: bool = False, reset: bool = True
+    ) -> Any:
         """The outputs over ``X`` as numpy arrays, padding removed (one array for
         one output); with ``return_data`` also the data and labels seen."""
         import numpy as np
@@ -382,11 +430,20 @@ class FeedForward:
             return result
         data_out = [np.concatenate(parts) for parts in inputs]
         label_out = [np.concatenate(parts) for parts in labels]
-        return (result, data_out[0] if len(data_out) == 1 else data_out,
-                label_out[0] if len(label_out) == 1 else label_out)
+        return (
+            result,
+            data_out[0] if len(data_out) == 1 else data_out,
+            label_out[0] if len(label_out) == 1 else label_out,
+        )
 
-    def score(self, X: Any, eval_metric: Any = "acc", num_batch: int | None = None,
-              batch_end_callback: Any = None, reset: bool = True) -> float:
+    def score(
+        self,
+        X: Any,
+        eval_metric: Any = "acc",
+        num_batch: int | None = None,
+        batch_end_callback: Any = None,
+        reset: bool = True,
+    ) -> float:
         """``eval_metric``'s value over ``X`` (padded samples counted)."""
         from . import metric as metric_mod
 
@@ -404,8 +461,10 @@ class FeedForward:
             mod.forward(batch, is_train=False)
             eval_metric.update(batch.label, mod.get_outputs())
             if batch_end_callback is not None:
-                _call_all(batch_end_callback, BatchEndParam(
-                    epoch=0, nbatch=i, eval_metric=eval_metric, locals=locals()))
+                _call_all(
+                    batch_end_callback,
+                    BatchEndParam(epoch=0, nbatch=i, eval_metric=eval_metric, locals=locals()),
+                )
         return eval_metric.get()[1]
 
     # -- files -------------------------------------------------------------------------
@@ -414,31 +473,71 @@ class FeedForward:
         if epoch is None:
             epoch = self.num_epoch
         assert epoch is not None
-        save_checkpoint(prefix, epoch, self.symbol, self.arg_params or {},
-                        self.aux_params or {}, remove_amp_cast=remove_amp_cast)
+        save_checkpoint(
+            prefix,
+            epoch,
+            self.symbol,
+            self.arg_params or {},
+            self.aux_params or {},
+            remove_amp_cast=remove_amp_cast,
+        )
 
     @staticmethod
     def load(prefix: str, epoch: int, ctx: Any = None, **kwargs: Any) -> FeedForward:
         """A model from the checkpoint ``prefix``/``epoch``, to continue from
         epoch ``epoch`` (``kwargs`` go to the constructor)."""
         symbol, arg_params, aux_params = load_checkpoint(prefix, epoch)
-        return FeedForward(symbol, ctx=ctx, arg_params=arg_params, aux_params=aux_params,
-                           begin_epoch=epoch, **kwargs)
+        return FeedForward(
+            symbol,
+            ctx=ctx,
+            arg_params=arg_params,
+            aux_params=aux_params,
+            begin_epoch=epoch,
+            **kwargs,
+        )
 
     @staticmethod
-    def create(symbol: Any, X: Any, y: Any = None, ctx: Any = None,
-               num_epoch: int | None = None, epoch_size: int | None = None,
-               optimizer: Any = "sgd", initializer: Any = None, eval_data: Any = None,
-               eval_metric: Any = "acc", epoch_end_callback: Any = None,
-               batch_end_callback: Any = None, kvstore: Any = "local", logger: Any = None,
-               work_load_list: Any = None, eval_end_callback: Any = "default",
-               eval_batch_end_callback: Any = None, **kwargs: Any) -> FeedForward:
+    def create(
+        symbol: Any,
+        X: Any,
+        y: Any = None,
+        ctx: Any = None,
+        num_epoch: int | None = None,
+        epoch_size: int | None = None,
+        optimizer: Any = "sgd",
+        initializer: Any = None,
+        eval_data: Any = None,
+        eval_metric: Any = "acc",
+        epoch_end_callback: Any = None,
+        batch_end_callback: Any = None,
+        kvstore: Any = "local",
+        logger: Any = None,
+        work_load_list: Any = None,
+        eval_end_callback: Any = "default",
+        eval_batch_end_callback: Any = None,
+        **kwargs: Any,
+    ) -> FeedForward:
         """Make a FeedForward and ``fit`` it on ``X``/``y``."""
-        model = FeedForward(symbol, ctx=ctx, num_epoch=num_epoch, epoch_size=epoch_size,
-                            optimizer=optimizer, initializer=initializer, **kwargs)
-        model.fit(X, y, eval_data=eval_data, eval_metric=eval_metric,
-                  epoch_end_callback=epoch_end_callback,
-                  batch_end_callback=batch_end_callback, kvstore=kvstore, logger=logger,
-                  work_load_list=work_load_list, eval_end_callback=eval_end_callback,
-                  eval_batch_end_callback=eval_batch_end_callback)
+        model = FeedForward(
+            symbol,
+            ctx=ctx,
+            num_epoch=num_epoch,
+            epoch_size=epoch_size,
+            optimizer=optimizer,
+            initializer=initializer,
+            **kwargs,
+        )
+        model.fit(
+            X,
+            y,
+            eval_data=eval_data,
+            eval_metric=eval_metric,
+            epoch_end_callback=epoch_end_callback,
+            batch_end_callback=batch_end_callback,
+            kvstore=kvstore,
+            logger=logger,
+            work_load_list=work_load_list,
+            eval_end_callback=eval_end_callback,
+            eval_batch_end_callback=eval_batch_end_callback,
+        )
         return model

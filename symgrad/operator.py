@@ -49,14 +49,26 @@ class CustomOp:
     with :meth:`assign`, honouring ``req`` (``'write'``, ``'add'``, ``'null'``).
     """
 
-    def forward(self, is_train: bool, req: list[str], in_data: list[NDArray],
-                out_data: list[NDArray], aux: list[NDArray]) -> None:
+    def forward(
+        self,
+        is_train: bool,
+        req: list[str],
+        in_data: list[NDArray],
+        out_data: list[NDArray],
+        aux: list[NDArray],
+    ) -> None:
         """Compute ``out_data`` from ``in_data``; override it."""
         raise NotImplementedError
 
-    def backward(self, req: list[str], out_grad: list[NDArray], in_data: list[NDArray],
-                 out_data: list[NDArray], in_grad: list[NDArray],
-                 aux: list[NDArray]) -> None:
+    def backward(
+        self,
+        req: list[str],
+        out_grad: list[NDArray],
+        in_data: list[NDArray],
+        out_data: list[NDArray],
+        in_grad: list[NDArray],
+        aux: list[NDArray],
+    ) -> None:
         """Compute ``in_grad`` from ``out_grad``; override it."""
         raise NotImplementedError
 
@@ -89,14 +101,20 @@ class CustomOpProp:
         """(input shapes, output shapes, aux shapes): by default every output and
         aux state has the first input's shape."""
         first = in_shape[0]
-        return (in_shape, [first] * len(self.list_outputs()),
-                [first] * len(self.list_auxiliary_states()))
+        return (
+            in_shape,
+            [first] * len(self.list_outputs()),
+            [first] * len(self.list_auxiliary_states()),
+        )
 
     def infer_type(self, in_type: list) -> tuple[list, list, list]:
         """(input types, output types, aux types): the first input's type for all."""
         first = in_type[0]
-        return ([first] * len(in_type), [first] * len(self.list_outputs()),
-                [first] * len(self.list_auxiliary_states()))
+        return (
+            [first] * len(in_type),
+            [first] * len(self.list_outputs()),
+            [first] * len(self.list_auxiliary_states()),
+        )
 
     def list_arguments(self) -> list[str]:
         """The input names (default ``['data']``)."""
@@ -110,8 +128,7 @@ class CustomOpProp:
         """The auxiliary state names (default none)."""
         return []
 
-    def declare_backward_dependency(self, out_grad: list, in_data: list,
-                                    out_data: list) -> list:
+    def declare_backward_dependency(self, out_grad: list, in_data: list, out_data: list) -> list:
         """What backward reads (kept for MXNet's API; all of it is always kept)."""
         deps = list(in_data) + list(out_data)
         return (list(out_grad) if self.need_top_grad_ else []) + deps
@@ -122,15 +139,20 @@ class CustomOpProp:
 
     def infer_storage_type(self, in_stype: list) -> tuple[list, list, list]:
         """Storage types: dense (``'default'``) for everything."""
-        return (["default"] * len(in_stype), ["default"] * len(self.list_outputs()),
-                ["default"] * len(self.list_auxiliary_states()))
+        return (
+            ["default"] * len(in_stype),
+            ["default"] * len(self.list_outputs()),
+            ["default"] * len(self.list_auxiliary_states()),
+        )
 
-    def infer_storage_type_backward(self, ograd_stype: list, in_stype: list,
-                                    out_stype: list, igrad_stype: list,
-                                    aux_stype: list) -> tuple[list, ...]:
+    def infer_storage_type_backward(
+        self, ograd_stype: list, in_stype: list, out_stype: list, igrad_stype: list, aux_stype: list
+    ) -> tuple[list, ...]:
         """Storage types of the backward: dense for everything."""
-        return tuple(["default"] * len(group) for group in
-                     (ograd_stype, in_stype, out_stype, igrad_stype, aux_stype))
+        return tuple(
+            ["default"] * len(group)
+            for group in (ograd_stype, in_stype, out_stype, igrad_stype, aux_stype)
+        )
 
     def create_operator(self, ctx: Any, in_shapes: list, in_dtypes: list) -> CustomOp:
         """The :class:`CustomOp` for these input shapes and dtypes; override it."""
@@ -143,8 +165,9 @@ def register(reg_name: str) -> Callable[[type], type]:
 
     def do_register(prop_class: type) -> type:
         if not (isinstance(prop_class, type) and issubclass(prop_class, CustomOpProp)):
-            raise MXNetError(f"register({reg_name!r}): {prop_class!r} is not a "
-                             "CustomOpProp subclass")
+            raise MXNetError(
+                f"register({reg_name!r}): {prop_class!r} is not a CustomOpProp subclass"
+            )
         _REGISTRY[reg_name] = prop_class
         return prop_class
 
@@ -165,8 +188,14 @@ class OperatorArguments(NamedTuple):
     types: list[str]
 
 
-_TYPE_NAMES = {"as_int": "int", "as_optional_int": "int or None", "as_float": "float",
-               "as_bool": "boolean", "as_shape": "Shape(tuple)", "as_axes": "Shape or None"}
+_TYPE_NAMES = {
+    "as_int": "int",
+    "as_optional_int": "int or None",
+    "as_float": "float",
+    "as_bool": "boolean",
+    "as_shape": "Shape(tuple)",
+    "as_axes": "Shape or None",
+}
 
 
 def _describe(parse: Callable) -> str:
@@ -185,11 +214,14 @@ def get_operator_arguments(op_name: str) -> OperatorArguments:
         inputs = []
     names = inputs + [k for k in opdef.attrs if k not in ("is_train", "callback", "_draw")]
     types = ["NDArray-or-Symbol"] * len(inputs)
-    for key in names[len(inputs):]:
+    for key in names[len(inputs) :]:
         spec = opdef.attrs[key]
         kind = _describe(spec.parse)
-        types.append(f"{kind}, required" if spec.default is REQUIRED else
-                     f"{kind}, optional, default={spec.default!r}")
+        types.append(
+            f"{kind}, required"
+            if spec.default is REQUIRED
+            else f"{kind}, optional, default={spec.default!r}"
+        )
     return OperatorArguments(len(names), names, types)
 
 
@@ -220,8 +252,9 @@ class CustomCallback:
 
     def __init__(self, op_type: str, kwargs: dict[str, Any], cacheable: bool) -> None:
         if op_type not in _REGISTRY:
-            raise MXNetError(f"Custom: no operator registered as {op_type!r}; registered: "
-                             f"{sorted(_REGISTRY)}")
+            raise MXNetError(
+                f"Custom: no operator registered as {op_type!r}; registered: {sorted(_REGISTRY)}"
+            )
         self.op_type = op_type
         self.kwargs = {key: str(value) for key, value in kwargs.items()}
         self.prop = _REGISTRY[op_type](**self.kwargs)
@@ -241,14 +274,18 @@ class CustomCallback:
         infer_type."""
         expected = self.num_arguments + len(self.aux_names)
         if len(types) != expected:
-            raise MXNetError(f"Custom {self.op_type}: expects {expected} input(s) "
-                             f"{self.arguments + self.aux_names}, got {len(types)}")
-        shapes = _shape_list([t.shape for t in types[:self.num_arguments]])
+            raise MXNetError(
+                f"Custom {self.op_type}: expects {expected} input(s) "
+                f"{self.arguments + self.aux_names}, got {len(types)}"
+            )
+        shapes = _shape_list([t.shape for t in types[: self.num_arguments]])
         _, out_shapes, _ = self.prop.infer_shape(shapes)
-        dtypes = [np.dtype(t.dtype).type for t in types[:self.num_arguments]]
+        dtypes = [np.dtype(t.dtype).type for t in types[: self.num_arguments]]
         _, out_dtypes, _ = self.prop.infer_type(dtypes)
-        self.output_types = tuple(TensorType(tuple(int(s) for s in shape), np.dtype(dtype))
-                                  for shape, dtype in zip(out_shapes, out_dtypes))
+        self.output_types = tuple(
+            TensorType(tuple(int(s) for s in shape), np.dtype(dtype))
+            for shape, dtype in zip(out_shapes, out_dtypes)
+        )
         return self.output_types
 
     def argument_shapes(self, shapes: Sequence[Any]) -> list:
@@ -263,51 +300,61 @@ class CustomCallback:
         key = tuple((a.shape, a.dtype.str) for a in arrays)
         op = self._operators.get(key)
         if op is None:
-            shapes = [list(a.shape) for a in arrays[:self.num_arguments]]
-            dtypes = [a.dtype.type for a in arrays[:self.num_arguments]]
+            shapes = [list(a.shape) for a in arrays[: self.num_arguments]]
+            dtypes = [a.dtype.type for a in arrays[: self.num_arguments]]
             op = self._operators[key] = self.prop.create_operator(cpu(), shapes, dtypes)
         return op
 
     def forward(self, arrays: Sequence[np.ndarray], is_train: bool) -> tuple[np.ndarray, ...]:
         """Run the operator's forward on fresh output arrays."""
         types = self.infer([TensorType(a.shape, a.dtype) for a in arrays])
-        in_data = [NDArray(a) for a in arrays[:self.num_arguments]]
-        aux = [NDArray(a) for a in arrays[self.num_arguments:]]
+        in_data = [NDArray(a) for a in arrays[: self.num_arguments]]
+        aux = [NDArray(a) for a in arrays[self.num_arguments :]]
         out_data = [NDArray(np.zeros(t.shape, t.dtype)) for t in types]
         with _paused():
-            self._operator(arrays).forward(bool(is_train), ["write"] * len(out_data),
-                                           in_data, out_data, aux)
+            self._operator(arrays).forward(
+                bool(is_train), ["write"] * len(out_data), in_data, out_data, aux
+            )
         return tuple(o._data for o in out_data)
 
-    def backward(self, grads: Sequence[np.ndarray], inputs: Sequence[np.ndarray],
-                 outputs: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    def backward(
+        self,
+        grads: Sequence[np.ndarray],
+        inputs: Sequence[np.ndarray],
+        outputs: Sequence[np.ndarray],
+    ) -> tuple[np.ndarray, ...]:
         """Run the operator's backward; the arguments' gradients."""
-        arguments = inputs[:self.num_arguments]
+        arguments = inputs[: self.num_arguments]
         in_grad = [NDArray(np.zeros(a.shape, a.dtype)) for a in arguments]
         with _paused():
             self._operator(inputs).backward(
-                ["write"] * len(in_grad), [NDArray(g) for g in grads],
-                [NDArray(a) for a in arguments], [NDArray(o) for o in outputs], in_grad,
-                [NDArray(a) for a in inputs[self.num_arguments:]])
+                ["write"] * len(in_grad),
+                [NDArray(g) for g in grads],
+                [NDArray(a) for a in arguments],
+                [NDArray(o) for o in outputs],
+                in_grad,
+                [NDArray(a) for a in inputs[self.num_arguments :]],
+            )
         return tuple(g._data.astype(a.dtype, copy=False) for g, a in zip(in_grad, arguments))
 
 
-def custom(*args: NDArray, op_type: str, name: str | None = None, out: Any = None,
-           **kwargs: Any) -> Any:
+def custom(
+    *args: NDArray, op_type: str, name: str | None = None, out: Any = None, **kwargs: Any
+) -> Any:
     """``mx.nd.Custom``: apply the operator registered as ``op_type`` to the
     arrays; other keywords go to its prop's constructor (as strings). Inputs may
     also be passed by argument name."""
-    callback = CustomCallback(op_type, {k: v for k, v in kwargs.items()
-                                        if not isinstance(v, NDArray)}, cacheable=False)
+    callback = CustomCallback(
+        op_type, {k: v for k, v in kwargs.items() if not isinstance(v, NDArray)}, cacheable=False
+    )
     named = {k: v for k, v in kwargs.items() if isinstance(v, NDArray)}
     names = callback.arguments + callback.aux_names
     inputs = list(args)
-    for input_name in names[len(inputs):]:
+    for input_name in names[len(inputs) :]:
         if input_name not in named:
             raise MXNetError(f"Custom {op_type}: missing input {input_name!r}")
         inputs.append(named[input_name])
-    result = invoke("Custom", inputs,
-                    dict(callback.kwargs, op_type=op_type, callback=callback))
+    result = invoke("Custom", inputs, dict(callback.kwargs, op_type=op_type, callback=callback))
     if out is not None:
         out[:] = result
         return out
@@ -321,5 +368,11 @@ def _callback_for_node(op_type: str, kwargs: dict[str, str]) -> CustomCallback:
 
 CUSTOM_CALLBACK_FACTORY[:] = [_callback_for_node]
 
-__all__ = ["CustomOp", "CustomOpProp", "register", "get_all_registered_operators",
-           "get_operator_arguments", "OperatorArguments"]
+__all__ = [
+    "CustomOp",
+    "CustomOpProp",
+    "register",
+    "get_all_registered_operators",
+    "get_operator_arguments",
+    "OperatorArguments",
+]

@@ -15,6 +15,17 @@ from .ndarray.random import (
     uniform,
 )
 
-__all__ = ["seed", "uniform", "normal", "randn", "gamma", "exponential", "poisson",
-           "negative_binomial", "generalized_negative_binomial", "randint", "multinomial",
-           "shuffle"]
+__all__ = [
+    "seed",
+    "uniform",
+    "normal",
+    "randn",
+    "gamma",
+    "exponential",
+    "poisson",
+    "negative_binomial",
+    "generalized_negative_binomial",
+    "randint",
+    "multinomial",
+    "shuffle",
+]

@@ -34,8 +34,15 @@ _MAGIC_BYTES = struct.pack("<I", MAGIC)
 _LENGTH_BITS = 29
 _MAX_LENGTH = 1 << _LENGTH_BITS
 
-__all__ = ["MXRecordIO", "MXIndexedRecordIO", "IRHeader", "pack", "unpack", "pack_img",
-           "unpack_img"]
+__all__ = [
+    "MXRecordIO",
+    "MXIndexedRecordIO",
+    "IRHeader",
+    "pack",
+    "unpack",
+    "pack_img",
+    "unpack_img",
+]
 
 
 def _padding(length: int) -> int:
@@ -49,12 +56,11 @@ def _header(flag: int, length: int) -> bytes:
 def encode_record(buf: bytes) -> bytes:
     """The bytes of one record holding ``buf``, split at aligned magic numbers."""
     if len(buf) >= _MAX_LENGTH:
-        raise ValueError(f"RecordIO only accepts records of less than 2^29 bytes, "
-                         f"not {len(buf)}")
+        raise ValueError(f"RecordIO only accepts records of less than 2^29 bytes, not {len(buf)}")
     parts = []
     start = 0
     for offset in range(0, len(buf) - 3, 4):
-        if buf[offset:offset + 4] == _MAGIC_BYTES:
+        if buf[offset : offset + 4] == _MAGIC_BYTES:
             parts.append(_header(1 if start == 0 else 2, offset - start) + buf[start:offset])
             start = offset + 4
     last = buf[start:]
@@ -153,8 +159,10 @@ class MXRecordIO:
                 raise OSError(f"{self.uri}: truncated record header")
             magic, word = struct.unpack("<II", head)
             if magic != MAGIC:
-                raise OSError(f"{self.uri}: invalid RecordIO file (bad magic number "
-                              f"{magic:#x} at byte {self.handle.tell() - 8})")
+                raise OSError(
+                    f"{self.uri}: invalid RecordIO file (bad magic number "
+                    f"{magic:#x} at byte {self.handle.tell() - 8})"
+                )
             flag, length = word >> _LENGTH_BITS, word & (_MAX_LENGTH - 1)
             payload = self.handle.read(length + _padding(length))
             if len(payload) < length:
@@ -273,23 +281,27 @@ def unpack(s: bytes) -> tuple[IRHeader, bytes]:
     s = s[_IR_SIZE:]
     if header.flag > 0:
         header = header._replace(label=np.frombuffer(s, np.float32, header.flag))
-        s = s[header.flag * 4:]
+        s = s[header.flag * 4 :]
     return header, s
 
 
 def _image_library() -> tuple[str, Any]:
     try:
         import cv2
+
         return "cv2", cv2
     except ImportError:
         pass
     try:
         from PIL import Image
+
         return "PIL", Image
     except ImportError:
-        raise ImportError("pack_img/unpack_img need an image library: install OpenCV "
-                          "(pip install opencv-python-headless) or Pillow "
-                          "(pip install Pillow)") from None
+        raise ImportError(
+            "pack_img/unpack_img need an image library: install OpenCV "
+            "(pip install opencv-python-headless) or Pillow "
+            "(pip install Pillow)"
+        ) from None
 
 
 def pack_img(header: Any, img: np.ndarray, quality: int = 95, img_fmt: str = ".jpg") -> bytes:
@@ -298,13 +310,17 @@ def pack_img(header: Any, img: np.ndarray, quality: int = 95, img_fmt: str = ".j
     name, library = _image_library()
     img_fmt = img_fmt.lower()
     if name == "cv2":
-        params = ([library.IMWRITE_JPEG_QUALITY, quality] if img_fmt in (".jpg", ".jpeg")
-                  else [library.IMWRITE_PNG_COMPRESSION, quality])
+        params = (
+            [library.IMWRITE_JPEG_QUALITY, quality]
+            if img_fmt in (".jpg", ".jpeg")
+            else [library.IMWRITE_PNG_COMPRESSION, quality]
+        )
         ok, buf = library.imencode(img_fmt, img, params)
         if not ok:
             raise ValueError("failed to encode image")
         return pack(header, buf.tobytes())
     import io
+
     array = np.asarray(img)
     if array.ndim == 3 and array.shape[2] == 3:
         array = array[:, :, ::-1]  # OpenCV's BGR order to PIL's RGB
@@ -324,6 +340,7 @@ def unpack_img(s: bytes, iscolor: int = -1) -> tuple[IRHeader, np.ndarray]:
     if name == "cv2":
         return header, library.imdecode(np.frombuffer(payload, dtype=np.uint8), iscolor)
     import io
+
     image = library.open(io.BytesIO(payload))
     if iscolor == 1:
         image = image.convert("RGB")

@@ -35,8 +35,20 @@ from .symbol_types import UNKNOWN, apply_op, materialize, warn_unknown
 INTERNAL_ATTRS = frozenset({"is_train", "_draw", "callback"})
 
 # MXNet's integer codes for dtypes, as written in a variable's ``__dtype__``.
-DTYPE_CODES = {"float32": 0, "float64": 1, "float16": 2, "uint8": 3, "int32": 4, "int8": 5,
-               "int64": 6, "bool": 7, "int16": 8, "uint16": 9, "uint32": 10, "uint64": 11}
+DTYPE_CODES = {
+    "float32": 0,
+    "float64": 1,
+    "float16": 2,
+    "uint8": 3,
+    "int32": 4,
+    "int8": 5,
+    "int64": 6,
+    "bool": 7,
+    "int16": 8,
+    "uint16": 9,
+    "uint32": 10,
+    "uint64": 11,
+}
 DTYPE_NAMES = {code: name for name, code in DTYPE_CODES.items()}
 
 
@@ -96,8 +108,10 @@ class Symbol(OperatorMixin):
 
     def _single_entry(self) -> Entry:
         if len(self._entries) != 1:
-            raise MXNetError(f"a grouped symbol of {len(self._entries)} outputs cannot be "
-                             "an op input; index it first")
+            raise MXNetError(
+                f"a grouped symbol of {len(self._entries)} outputs cannot be "
+                "an op input; index it first"
+            )
         return self._entries[0]
 
     # -- identity and structure ------------------------------------------------
@@ -135,6 +149,7 @@ class Symbol(OperatorMixin):
 
     def __setstate__(self, state: dict) -> None:
         from .symbol_json import load_json
+
         self._entries = load_json(state["json"])._entries
 
     def __bool__(self) -> bool:
@@ -144,7 +159,8 @@ class Symbol(OperatorMixin):
             "bool() of a Symbol: a Symbol has no value until it is run, so it cannot "
             "decide a branch (this is what an `if` on data inside a hybridized "
             "hybrid_forward does); branch outside the block, use F.where, or do not "
-            "hybridize it")
+            "hybridize it"
+        )
 
     def _nodes(self) -> list[Node]:
         return topo_order(self._entries)
@@ -218,8 +234,9 @@ class Symbol(OperatorMixin):
         >>> y.get_internals().list_outputs()[:2]
         ['x', 'e_output']
         """
-        return Symbol([Entry(node, i) for node in self._nodes()
-                       for i in range(visible_count(node))])
+        return Symbol(
+            [Entry(node, i) for node in self._nodes() for i in range(visible_count(node))]
+        )
 
     def get_children(self) -> Symbol | None:
         """The inputs of this symbol's output node(s), grouped; None for a variable.
@@ -259,12 +276,12 @@ class Symbol(OperatorMixin):
 
     def attr_dict(self) -> dict[str, dict[str, str]]:
         """Attributes of every node that has any, by node name."""
-        return {node.name: node_attr_strings(node) for node in self._nodes()
-                if node_attr_strings(node)}
+        return {
+            node.name: node_attr_strings(node) for node in self._nodes() if node_attr_strings(node)
+        }
 
     # -- composition ---------------------------------------------------------------
-    def __call__(self, *args: Symbol, name: str | None = None,
-                 **kwargs: Symbol) -> Symbol:
+    def __call__(self, *args: Symbol, name: str | None = None, **kwargs: Symbol) -> Symbol:
         """Compose: a copy of this symbol with variables replaced by symbols, given
         positionally (in ``list_arguments`` order) or by name.
 
@@ -276,8 +293,9 @@ class Symbol(OperatorMixin):
         """
         arguments = self.list_arguments()
         if len(args) > len(arguments):
-            raise MXNetError(f"{len(args)} positional symbols for {len(arguments)} "
-                             f"arguments {arguments}")
+            raise MXNetError(
+                f"{len(args)} positional symbols for {len(arguments)} arguments {arguments}"
+            )
         substitutes = dict(zip(arguments, args))
         for key, value in kwargs.items():
             if key in substitutes:
@@ -285,8 +303,10 @@ class Symbol(OperatorMixin):
             substitutes[key] = value
         unknown = sorted(set(substitutes) - set(self.list_inputs()))
         if unknown:
-            raise MXNetError(f"cannot compose: no argument named {unknown}; the arguments "
-                             f"are {self.list_inputs()}")
+            raise MXNetError(
+                f"cannot compose: no argument named {unknown}; the arguments "
+                f"are {self.list_inputs()}"
+            )
         for key, value in substitutes.items():
             if not isinstance(value, Symbol):
                 raise TypeError(f"compose: {key} must be a Symbol, got {type(value).__name__}")
@@ -301,12 +321,12 @@ class Symbol(OperatorMixin):
     def _named(self, args: Sequence[Any], kwargs: dict, what: str) -> dict:
         given = dict(zip(self.list_arguments(), args))
         if len(args) > len(self.list_arguments()):
-            raise MXNetError(f"{what}: {len(args)} positional values for arguments "
-                             f"{self.list_arguments()}")
+            raise MXNetError(
+                f"{what}: {len(args)} positional values for arguments {self.list_arguments()}"
+            )
         unknown = sorted(set(kwargs) - set(self.list_inputs()))
         if unknown:
-            raise MXNetError(f"{what}: no input named {unknown}; inputs are "
-                             f"{self.list_inputs()}")
+            raise MXNetError(f"{what}: no input named {unknown}; inputs are {self.list_inputs()}")
         given.update({k: v for k, v in kwargs.items() if v is not None})
         return given
 
@@ -319,16 +339,18 @@ class Symbol(OperatorMixin):
             return node_type.shape if field == "shape" else node_type.dtype.type
 
         args = [pick(typed.type_of(n)) for n in self._argument_nodes()]
-        outs = [pick(None if typed.entry(e) is None else typed.entry(e).type)
-                for e in self._entries]
+        outs = [
+            pick(None if typed.entry(e) is None else typed.entry(e).type) for e in self._entries
+        ]
         aux = [pick(typed.type_of(n)) for n in self._aux_state_nodes()]
         if any(v is None for v in args + outs + aux):
             if not partial:
                 warn_unknown([name for name, v in zip(self.list_arguments(), args) if v is None])
                 return None, None, None
             empty = () if field == "shape" else None
-            args, outs, aux = ([empty if v is None else v for v in part]
-                               for part in (args, outs, aux))
+            args, outs, aux = (
+                [empty if v is None else v for v in part] for part in (args, outs, aux)
+            )
         return args, outs, aux
 
     def infer_shape(self, *args: Any, **kwargs: Any):
@@ -353,8 +375,7 @@ class Symbol(OperatorMixin):
         >>> (mx.sym.var("a") + mx.sym.var("b")).infer_shape_partial(a=(2,))
         ([(2,), ()], [()], [])
         """
-        return self._infer(self._named(args, kwargs, "infer_shape_partial"), {}, True,
-                           "shape")
+        return self._infer(self._named(args, kwargs, "infer_shape_partial"), {}, True, "shape")
 
     def infer_type(self, *args: Any, **kwargs: Any):
         """Infer dtypes from the dtypes of some arguments.
@@ -374,8 +395,7 @@ class Symbol(OperatorMixin):
     def infer_type_partial(self, *args: Any, **kwargs: Any):
         """Like :meth:`infer_type`, with None where a dtype cannot be decided."""
         shapes = kwargs.pop("shapes", None) or {}
-        return self._infer(shapes, self._named(args, kwargs, "infer_type_partial"), True,
-                           "type")
+        return self._infer(shapes, self._named(args, kwargs, "infer_type_partial"), True, "type")
 
     # -- JSON --------------------------------------------------------------------
     def tojson(self) -> str:
@@ -386,6 +406,7 @@ class Symbol(OperatorMixin):
         True
         """
         from .symbol_json import to_json
+
         return to_json(self)
 
     def save(self, fname: str) -> None:
@@ -399,24 +420,45 @@ class Symbol(OperatorMixin):
         returns a list of NDArrays, one per output (predict mode)."""
         from .executor import evaluate_symbol
         from .ndarray.ndarray import NDArray, _unshared
+
         outputs = evaluate_symbol(self, kwargs)
         # a shape op's output is a numpy view of its input; MXNet gives new arrays
         sources = [v._data if isinstance(v, NDArray) else v for v in kwargs.values()]
-        return [out if out._data.base is None else NDArray(_unshared(out._data, sources))
-                for out in outputs]
+        return [
+            out if out._data.base is None else NDArray(_unshared(out._data, sources))
+            for out in outputs
+        ]
 
-    def bind(self, ctx: Any, args: Any, args_grad: Any = None, grad_req: Any = "write",
-             aux_states: Any = None, group2ctx: Any = None, shared_exec: Any = None):
+    def bind(
+        self,
+        ctx: Any,
+        args: Any,
+        args_grad: Any = None,
+        grad_req: Any = "write",
+        aux_states: Any = None,
+        group2ctx: Any = None,
+        shared_exec: Any = None,
+    ):
         """An :class:`symgrad.executor.Executor` on the given argument arrays."""
         from .executor import Executor
+
         return Executor(self, args, args_grad, grad_req, aux_states)
 
-    def simple_bind(self, ctx: Any, grad_req: Any = "write", type_dict: Any = None,
-                    stype_dict: Any = None, group2ctx: Any = None,
-                    shared_arg_names: Any = None, shared_exec: Any = None,
-                    shared_buffer: Any = None, **kwargs: Any):
+    def simple_bind(
+        self,
+        ctx: Any,
+        grad_req: Any = "write",
+        type_dict: Any = None,
+        stype_dict: Any = None,
+        group2ctx: Any = None,
+        shared_arg_names: Any = None,
+        shared_exec: Any = None,
+        shared_buffer: Any = None,
+        **kwargs: Any,
+    ):
         """An Executor with zero-filled arrays of the shapes inferred from ``kwargs``."""
         from .executor import simple_bind
+
         return simple_bind(self, grad_req, type_dict, kwargs)
 
     def gradient(self, wrt: Sequence[str], **shapes: Any) -> Symbol:
@@ -426,6 +468,7 @@ class Symbol(OperatorMixin):
         Shapes must be known: declared on the variables or given as keywords.
         """
         from .executor import gradient_symbol
+
         return gradient_symbol(self, wrt, shapes)
 
     # -- inspection -----------------------------------------------------------------
@@ -440,6 +483,7 @@ class Symbol(OperatorMixin):
           e = exp(x) -> (2,) float32
         """
         from .visualization import debug_str
+
         return debug_str(self)
 
     def __str__(self) -> str:
@@ -447,18 +491,23 @@ class Symbol(OperatorMixin):
 
     def __repr__(self) -> str:
         name = self.name
-        return f"<Symbol {name}>" if name is not None else \
-            f"<Symbol group [{', '.join(self.list_outputs())}]>"
+        return (
+            f"<Symbol {name}>"
+            if name is not None
+            else f"<Symbol group [{', '.join(self.list_outputs())}]>"
+        )
 
     def to_networkx(self):
         """The graph as a ``networkx.DiGraph`` (see :mod:`symgrad.graph_export`)."""
         from .graph_export import to_networkx
+
         return to_networkx(self)
 
     @staticmethod
     def from_networkx(graph) -> Symbol:
         """A Symbol from a DiGraph in the layout :meth:`to_networkx` writes."""
         from .graph_export import from_networkx
+
         return from_networkx(graph)
 
 
@@ -470,6 +519,7 @@ def node_attr_strings(node: Node) -> dict[str, str]:
 # ---------------------------------------------------------------------------
 # graph surgery shared by composition, loading and export
 # ---------------------------------------------------------------------------
+
 
 def substitute(entries: Sequence[Entry], replace: dict[str, Entry]) -> Symbol:
     """The graph of ``entries`` with the variables named in ``replace`` replaced
@@ -483,14 +533,17 @@ def substitute(entries: Sequence[Entry], replace: dict[str, Entry]) -> Symbol:
             else:
                 new[node] = node
             continue
-        inputs = [swapped[e.node] if e.node in swapped else Entry(new[e.node], e.index)
-                  for e in node.inputs]
+        inputs = [
+            swapped[e.node] if e.node in swapped else Entry(new[e.node], e.index)
+            for e in node.inputs
+        ]
         if all(a is b or a == b for a, b in zip(inputs, node.inputs)):
             new[node] = node
         else:
             new[node] = _remake(node, inputs)
-    return Symbol([swapped[e.node] if e.node in swapped else Entry(new[e.node], e.index)
-                   for e in entries])
+    return Symbol(
+        [swapped[e.node] if e.node in swapped else Entry(new[e.node], e.index) for e in entries]
+    )
 
 
 def _remake(node: Node, inputs: Sequence[Entry]) -> Node:
@@ -510,8 +563,9 @@ def rename(symbol: Symbol, name: str) -> Symbol:
     return Symbol([Entry(copy, symbol._entries[0].index)])
 
 
-def _make_symbol(opdef: OpDef, inputs: Sequence[Entry], attrs: dict,
-                 name: str | None = None) -> Symbol:
+def _make_symbol(
+    opdef: OpDef, inputs: Sequence[Entry], attrs: dict, name: str | None = None
+) -> Symbol:
     name = scoped_name(name, opdef.name.lower())
     try:
         node = apply_op(opdef, inputs, attrs, name)
@@ -525,9 +579,18 @@ def _make_symbol(opdef: OpDef, inputs: Sequence[Entry], attrs: dict,
 # the mx.sym namespace
 # ---------------------------------------------------------------------------
 
-def var(name: str, attr: dict | None = None, shape: Any = None, lr_mult: float | None = None,
-        wd_mult: float | None = None, dtype: Any = None, init: Any = None,
-        stype: str | None = None, **kwargs: Any) -> Symbol:
+
+def var(
+    name: str,
+    attr: dict | None = None,
+    shape: Any = None,
+    lr_mult: float | None = None,
+    wd_mult: float | None = None,
+    dtype: Any = None,
+    init: Any = None,
+    stype: str | None = None,
+    **kwargs: Any,
+) -> Symbol:
     """A named input variable.
 
     ``shape``, ``dtype``, ``init``, ``lr_mult``, ``wd_mult``, ``stype`` and any
@@ -549,21 +612,30 @@ def var(name: str, attr: dict | None = None, shape: Any = None, lr_mult: float |
         attrs[key] = str(value)
     node_type = UNKNOWN
     if shape is not None:
-        shape = (int(shape),) if isinstance(shape, numbers.Integral) else \
-            tuple(int(s) for s in shape)
+        shape = (
+            (int(shape),) if isinstance(shape, numbers.Integral) else tuple(int(s) for s in shape)
+        )
         attrs["__shape__"] = format_attr(shape)
     if dtype is not None:
         dtype = np.dtype(dtype)
         attrs["__dtype__"] = str(DTYPE_CODES.get(dtype.name, dtype.name))
     if shape is not None or dtype is not None:
         known = shape is not None and all(size > 0 for size in shape)
-        node_type = TensorType(shape if known else None, dtype if dtype is not None else
-                               (np.dtype(np.float32) if known else None))
+        node_type = TensorType(
+            shape if known else None,
+            dtype if dtype is not None else (np.dtype(np.float32) if known else None),
+        )
     if init is not None:
-        attrs["__init__"] = init if isinstance(init, str) else \
-            (init.dumps() if hasattr(init, "dumps") else str(init))
-    for key, value in (("__lr_mult__", lr_mult), ("__wd_mult__", wd_mult),
-                       ("__storage_type__", stype)):
+        attrs["__init__"] = (
+            init
+            if isinstance(init, str)
+            else (init.dumps() if hasattr(init, "dumps") else str(init))
+        )
+    for key, value in (
+        ("__lr_mult__", lr_mult),
+        ("__wd_mult__", wd_mult),
+        ("__storage_type__", stype),
+    ):
         if value is not None:
             attrs[key] = str(value)
     for key, value in kwargs.items():
@@ -602,8 +674,13 @@ def _symbol_function(public_name: str, opdef: OpDef):
     makes a variable ``<name>_<input>`` for each input not given (the weight
     and bias of ``FullyConnected``, the statistics of ``BatchNorm``)."""
 
-    def function(*args: Any, name: str | None = None, attr: dict | None = None,
-                 out: Any = None, **kwargs: Any) -> Symbol:
+    def function(
+        *args: Any,
+        name: str | None = None,
+        attr: dict | None = None,
+        out: Any = None,
+        **kwargs: Any,
+    ) -> Symbol:
         if not opdef.variadic:
             leading = 0
             while leading < len(args) and isinstance(args[leading], Symbol):
@@ -615,8 +692,7 @@ def _symbol_function(public_name: str, opdef: OpDef):
                 raise MXNetError(f"{public_name}: {err}") from None
             missing = [n for i, n in enumerate(names) if i >= leading and n not in kwargs]
             if missing:
-                name = scoped_name(name, public_name.lower()) or \
-                    _fresh_name(public_name.lower())
+                name = scoped_name(name, public_name.lower()) or _fresh_name(public_name.lower())
                 for input_name in missing:
                     init = _AUX_INITS.get(input_name) if input_name in opdef.aux else None
                     kwargs[input_name] = var(f"{name}_{input_name}", init=init)
@@ -624,26 +700,30 @@ def _symbol_function(public_name: str, opdef: OpDef):
         return _make_symbol(opdef, [s._single_entry() for s in inputs], attrs, name)
 
     function.__name__ = function.__qualname__ = public_name
-    function.__doc__ = (f"{opdef.doc}\n\nSymbolic ``{opdef.name}``. Inputs: "
-                        f"{', '.join(opdef.input_names({}) if not callable(opdef.inputs) else ())}"
-                        f"{' (any number)' if opdef.variadic else ''}; attributes: "
-                        f"{', '.join(opdef.attrs) or 'none'}; missing inputs become variables "
-                        "named ``<name>_<input>``.")
+    function.__doc__ = (
+        f"{opdef.doc}\n\nSymbolic ``{opdef.name}``. Inputs: "
+        f"{', '.join(opdef.input_names({}) if not callable(opdef.inputs) else ())}"
+        f"{' (any number)' if opdef.variadic else ''}; attributes: "
+        f"{', '.join(opdef.attrs) or 'none'}; missing inputs become variables "
+        "named ``<name>_<input>``."
+    )
     return function
 
 
 def _scalar_or_symbol(tensor_op: str, scalar_op: str, reflected_op: str):
     def function(lhs: Any, rhs: Any, name: str | None = None) -> Symbol:
         if isinstance(lhs, Symbol) and isinstance(rhs, Symbol):
-            return _make_symbol(get_op(tensor_op), [lhs._single_entry(), rhs._single_entry()],
-                                {}, name)
+            return _make_symbol(
+                get_op(tensor_op), [lhs._single_entry(), rhs._single_entry()], {}, name
+            )
         if isinstance(lhs, Symbol) and isinstance(rhs, numbers.Number):
             return _make_symbol(get_op(scalar_op), [lhs._single_entry()], {"scalar": rhs}, name)
         if isinstance(rhs, Symbol) and isinstance(lhs, numbers.Number):
-            return _make_symbol(get_op(reflected_op), [rhs._single_entry()], {"scalar": lhs},
-                                name)
-        raise TypeError(f"{tensor_op}: expected Symbols or numbers, got "
-                        f"{type(lhs).__name__} and {type(rhs).__name__}")
+            return _make_symbol(get_op(reflected_op), [rhs._single_entry()], {"scalar": lhs}, name)
+        raise TypeError(
+            f"{tensor_op}: expected Symbols or numbers, got "
+            f"{type(lhs).__name__} and {type(rhs).__name__}"
+        )
 
     function.__name__ = tensor_op.replace("broadcast_", "")
     function.__doc__ = f"Elementwise ``{function.__name__}`` of symbols or a symbol and a number."
@@ -668,12 +748,14 @@ def ones(shape: Any, dtype: Any = "float32", **kwargs: Any) -> Symbol:
 def load(fname: str) -> Symbol:
     """Read a Symbol from an MXNet JSON file."""
     from .symbol_json import load
+
     return load(fname)
 
 
 def load_json(json_str: str) -> Symbol:
     """A Symbol from MXNet JSON text."""
     from .symbol_json import load_json
+
     return load_json(json_str)
 
 
@@ -688,8 +770,20 @@ del _name, _opdef
 from . import symbol_linalg as linalg  # noqa: E402, F401
 from . import symbol_random as random  # noqa: E402, F401
 
-__all__ = ["Symbol", "var", "Variable", "Group", "load", "load_json", "maximum", "minimum",
-           "power", "pow", "zeros", "ones"]
+__all__ = [
+    "Symbol",
+    "var",
+    "Variable",
+    "Group",
+    "load",
+    "load_json",
+    "maximum",
+    "minimum",
+    "power",
+    "pow",
+    "zeros",
+    "ones",
+]
 
 # mx.sym.contrib (and mx.sym.Custom): made from this module's function builder too
 from . import symbol_contrib as contrib  # noqa: E402, F401

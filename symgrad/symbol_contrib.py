@@ -42,7 +42,7 @@ PREFIX = "_contrib_"
 
 for _name, _opdef in OPS.items():
     if _name.startswith(PREFIX):
-        globals()[_name[len(PREFIX):]] = _symbol_function(_name[len(PREFIX):], _opdef)
+        globals()[_name[len(PREFIX) :]] = _symbol_function(_name[len(PREFIX) :], _opdef)
 del _name, _opdef
 
 
@@ -65,8 +65,7 @@ def _length(symbol: Symbol) -> int | None:
     return None if shape is None else shape[0]
 
 
-def foreach(body: Callable, data: Any, init_states: Any, name: str = "foreach"
-            ) -> tuple[Any, Any]:
+def foreach(body: Callable, data: Any, init_states: Any, name: str = "foreach") -> tuple[Any, Any]:
     """Symbolic ``foreach``: ``body(data[i], states) -> (outputs, states)`` for
     each i along axis 0; the outputs stacked on axis 0.
 
@@ -81,16 +80,21 @@ def foreach(body: Callable, data: Any, init_states: Any, name: str = "foreach"
     steps: list[list[Symbol]] = []
     outputs_are_list = False
     for i in range(_length(arrays[0])):
-        items = [_apply("squeeze", _apply("slice_axis", a, axis=0, begin=i, end=i + 1),
-                        axis=(0,)) for a in arrays]
-        out, new_states = body(items if data_is_list else items[0],
-                               states if states_are_list else states[0])
+        items = [
+            _apply("squeeze", _apply("slice_axis", a, axis=0, begin=i, end=i + 1), axis=(0,))
+            for a in arrays
+        ]
+        out, new_states = body(
+            items if data_is_list else items[0], states if states_are_list else states[0]
+        )
         outs, outputs_are_list = _as_list(out)
         steps.append(outs)
         states, _ = _as_list(new_states)
     stacked = _stack(steps) if steps else []
-    return (stacked if outputs_are_list else (stacked[0] if stacked else []),
-            states if states_are_list else states[0])
+    return (
+        stacked if outputs_are_list else (stacked[0] if stacked else []),
+        states if states_are_list else states[0],
+    )
 
 
 class LoopBody:
@@ -102,11 +106,16 @@ class LoopBody:
     body's free variables (its other inputs: parameters, outer arrays).
     """
 
-    def __init__(self, body: Symbol, data_names: list[str], state_names: list[str],
-                 free_names: list[str], num_step_outputs: int) -> None:
+    def __init__(
+        self,
+        body: Symbol,
+        data_names: list[str],
+        state_names: list[str],
+        free_names: list[str],
+        num_step_outputs: int,
+    ) -> None:
         self.body = body
-        self.data_names, self.state_names, self.free_names = \
-            data_names, state_names, free_names
+        self.data_names, self.state_names, self.free_names = data_names, state_names, free_names
         self.num_step_outputs = num_step_outputs
         self.num_outputs = num_step_outputs + len(state_names)
         used = set(body.list_inputs())
@@ -129,8 +138,9 @@ class LoopBody:
         """The node's output types from its input types."""
         count = len(self.data_names)
         names = self.data_names + self.state_names + self.free_names
-        shapes = {n: (t.shape[1:] if i < count else t.shape)
-                  for i, (n, t) in enumerate(zip(names, types))}
+        shapes = {
+            n: (t.shape[1:] if i < count else t.shape) for i, (n, t) in enumerate(zip(names, types))
+        }
         dtypes = {n: t.dtype for n, t in zip(names, types)}
         typed = symbol_types.materialize(self.body.entries, shapes, dtypes)
         length = types[0].shape[0]
@@ -142,6 +152,7 @@ class LoopBody:
 
     def _run(self, arrays: Any, keep: bool):
         from .executor import CompiledSymbol  # the executor imports this module's parent
+
         if self._forward is None:
             self._forward = CompiledSymbol(self.body, wrt=[])
         count, states_end = len(self.data_names), len(self.data_names) + len(self.state_names)
@@ -152,8 +163,8 @@ class LoopBody:
             current = list(arrays[:count]) + states + list(arrays[states_end:])
             value, _ = self._forward(**self._feeds(current, step))
             values = [np.asarray(v) for v in (value if isinstance(value, list) else [value])]
-            steps.append(values[:self.num_step_outputs])
-            states = values[self.num_step_outputs:]
+            steps.append(values[: self.num_step_outputs])
+            states = values[self.num_step_outputs :]
         return steps, states, (history if keep else None)
 
     def forward(self, arrays: Any) -> tuple:
@@ -167,38 +178,43 @@ class LoopBody:
     def backward(self, grads: Any, arrays: Any) -> tuple:
         """The gradients of every input, by the body's gradient in reverse."""
         from .executor import CompiledSymbol
-        wrt = [n for n in self.data_names + self.state_names + self.free_names
-               if n in self._names]
+
+        wrt = [n for n in self.data_names + self.state_names + self.free_names if n in self._names]
         if self._backward is None:
             self._backward = CompiledSymbol(self.body, wrt=wrt)
         _, _, history = self._run(arrays, keep=True)
         count, states_end = len(self.data_names), len(self.data_names) + len(self.state_names)
         data_grads = [np.zeros_like(a) for a in arrays[:count]]
         free_grads = [np.zeros_like(a) for a in arrays[states_end:]]
-        state_grads = [np.asarray(g) for g in grads[self.num_step_outputs:]]
+        state_grads = [np.asarray(g) for g in grads[self.num_step_outputs :]]
         for step in reversed(range(len(history))):
             current = list(arrays[:count]) + history[step] + list(arrays[states_end:])
-            heads = [np.asarray(g[step]) for g in grads[:self.num_step_outputs]] + state_grads
+            heads = [np.asarray(g[step]) for g in grads[: self.num_step_outputs]] + state_grads
             _, got = self._backward(heads, **self._feeds(current, step))
             for k, name in enumerate(self.data_names):
                 if name in got:
                     data_grads[k][step] += np.asarray(got[name])
-            state_grads = [np.asarray(got[n]) if n in got else np.zeros_like(s)
-                           for n, s in zip(self.state_names, history[step])]
+            state_grads = [
+                np.asarray(got[n]) if n in got else np.zeros_like(s)
+                for n, s in zip(self.state_names, history[step])
+            ]
             for k, name in enumerate(self.free_names):
                 if name in got:
                     free_grads[k] += np.asarray(got[name])
         return tuple(data_grads + state_grads + free_grads)
 
 
-def _foreach_subgraph(body: Callable, arrays: list, data_is_list: bool, states: list,
-                      states_are_list: bool, name: str) -> tuple[Any, Any]:
+def _foreach_subgraph(
+    body: Callable, arrays: list, data_is_list: bool, states: list, states_are_list: bool, name: str
+) -> tuple[Any, Any]:
     """``foreach`` as one ``_foreach`` node over the traced body."""
     prefix = _fresh_name(name)
     data_vars = [var(f"{prefix}_data{k}") for k in range(len(arrays))]
     state_vars = [var(f"{prefix}_state{k}") for k in range(len(states))]
-    out, new_states = body(data_vars if data_is_list else data_vars[0],
-                           state_vars if states_are_list else state_vars[0])
+    out, new_states = body(
+        data_vars if data_is_list else data_vars[0],
+        state_vars if states_are_list else state_vars[0],
+    )
     outs, outputs_are_list = _as_list(out)
     new_state_list, _ = _as_list(new_states)
     if len(new_state_list) != len(states):
@@ -206,14 +222,18 @@ def _foreach_subgraph(body: Callable, arrays: list, data_is_list: bool, states: 
     graph = Symbol([s._single_entry() for s in outs + new_state_list])
     own = {v._single_entry().node for v in data_vars + state_vars}
     free = [node for node in topo_order(graph.entries) if node.is_variable and node not in own]
-    callback = LoopBody(graph, [v.name for v in data_vars], [v.name for v in state_vars],
-                        [node.name for node in free], len(outs))
+    callback = LoopBody(
+        graph,
+        [v.name for v in data_vars],
+        [v.name for v in state_vars],
+        [node.name for node in free],
+        len(outs),
+    )
     inputs = [s._single_entry() for s in arrays + states] + [Entry(node, 0) for node in free]
     node = _make_symbol(get_op("_foreach"), inputs, {"callback": callback}, prefix)
     results = [node[k] for k in range(len(node))]
-    stacked, final = results[:len(outs)], results[len(outs):]
-    return (stacked if outputs_are_list else stacked[0],
-            final if states_are_list else final[0])
+    stacked, final = results[: len(outs)], results[len(outs) :]
+    return (stacked if outputs_are_list else stacked[0], final if states_are_list else final[0])
 
 
 class WhileBody:
@@ -226,8 +246,15 @@ class WhileBody:
     after the last step taken), then the final loop variables.
     """
 
-    def __init__(self, condition: Symbol, body: Symbol, var_names: list[str],
-                 free_names: list[str], num_step_outputs: int, max_iterations: int) -> None:
+    def __init__(
+        self,
+        condition: Symbol,
+        body: Symbol,
+        var_names: list[str],
+        free_names: list[str],
+        num_step_outputs: int,
+        max_iterations: int,
+    ) -> None:
         self.condition, self.body = condition, body
         self.var_names, self.free_names = var_names, free_names
         self.num_step_outputs = num_step_outputs
@@ -242,6 +269,7 @@ class WhileBody:
 
     def _program(self, which: str) -> Any:
         from .executor import CompiledSymbol  # the executor imports this module's parent
+
         program = self._programs.get(which)
         if program is None:
             if which == "cond":
@@ -262,13 +290,16 @@ class WhileBody:
     def infer(self, types: Any) -> list:
         """The node's output types from its input types."""
         names = self.var_names + self.free_names
-        typed = symbol_types.materialize(self.body.entries,
-                                         {n: t.shape for n, t in zip(names, types)},
-                                         {n: t.dtype for n, t in zip(names, types)})
+        typed = symbol_types.materialize(
+            self.body.entries,
+            {n: t.shape for n, t in zip(names, types)},
+            {n: t.dtype for n, t in zip(names, types)},
+        )
         out = []
         for k, entry in enumerate(typed.entries(self.body.entries)):
-            shape = entry.shape if k >= self.num_step_outputs else \
-                (self.max_iterations,) + entry.shape
+            shape = (
+                entry.shape if k >= self.num_step_outputs else (self.max_iterations,) + entry.shape
+            )
             out.append(TensorType(shape, entry.dtype))
         return out
 
@@ -277,16 +308,14 @@ class WhileBody:
         variables, free = list(arrays[:count]), list(arrays[count:])
         steps, history = [], []
         while len(steps) < self.max_iterations:
-            truth, _ = self._program("cond")(**self._feeds(variables, free,
-                                                           self._cond_inputs))
+            truth, _ = self._program("cond")(**self._feeds(variables, free, self._cond_inputs))
             if not np.asarray(truth).ravel()[0]:
                 break
             history.append(variables)
-            value, _ = self._program("body")(**self._feeds(variables, free,
-                                                           self._body_inputs))
+            value, _ = self._program("body")(**self._feeds(variables, free, self._body_inputs))
             values = [np.asarray(v) for v in (value if isinstance(value, list) else [value])]
-            steps.append(values[:self.num_step_outputs])
-            variables = values[self.num_step_outputs:]
+            steps.append(values[: self.num_step_outputs])
+            variables = values[self.num_step_outputs :]
         return steps, variables, history
 
     def forward(self, arrays: Any) -> tuple:
@@ -294,7 +323,7 @@ class WhileBody:
         steps, variables, _ = self._run(arrays)
         types = self.infer([TensorType(a.shape, a.dtype) for a in arrays])
         outputs = []
-        for k, out_type in enumerate(types[:self.num_step_outputs]):
+        for k, out_type in enumerate(types[: self.num_step_outputs]):
             stacked = np.zeros(out_type.shape, out_type.dtype)
             for step, values in enumerate(steps):
                 stacked[step] = values[k]
@@ -307,23 +336,30 @@ class WhileBody:
         count = len(self.var_names)
         free = list(arrays[count:])
         _, _, history = self._run(arrays)
-        var_grads = [np.asarray(g) for g in grads[self.num_step_outputs:]]
+        var_grads = [np.asarray(g) for g in grads[self.num_step_outputs :]]
         free_grads = [np.zeros_like(a) for a in free]
         for step in reversed(range(len(history))):
-            heads = [np.asarray(g[step]) for g in grads[:self.num_step_outputs]] + var_grads
-            _, got = self._program("gradient")(heads, **self._feeds(history[step], free,
-                                                                   self._body_inputs))
-            var_grads = [np.asarray(got[n]) if n in got else np.zeros_like(v)
-                         for n, v in zip(self.var_names, history[step])]
+            heads = [np.asarray(g[step]) for g in grads[: self.num_step_outputs]] + var_grads
+            _, got = self._program("gradient")(
+                heads, **self._feeds(history[step], free, self._body_inputs)
+            )
+            var_grads = [
+                np.asarray(got[n]) if n in got else np.zeros_like(v)
+                for n, v in zip(self.var_names, history[step])
+            ]
             for k, name in enumerate(self.free_names):
                 if name in got:
                     free_grads[k] += np.asarray(got[name])
         return tuple(var_grads + free_grads)
 
 
-def while_loop(cond: Callable, func: Callable, loop_vars: Any,
-               max_iterations: int | None = None, name: str = "while_loop"
-               ) -> tuple[Any, Any]:
+def while_loop(
+    cond: Callable,
+    func: Callable,
+    loop_vars: Any,
+    max_iterations: int | None = None,
+    name: str = "while_loop",
+) -> tuple[Any, Any]:
     """Symbolic ``while_loop``: ``cond`` and ``func`` traced once into one
     ``_while_loop`` node that runs func while cond holds, at most
     ``max_iterations`` times (see :class:`WhileBody`); outputs have
@@ -340,20 +376,25 @@ def while_loop(cond: Callable, func: Callable, loop_vars: Any,
     outs, outputs_are_list = _as_list(result[0])
     new_vars, _ = _as_list(result[1])
     if len(new_vars) != len(variables):
-        raise ValueError(f"func returned {len(new_vars)} loop variables, expected "
-                         f"{len(variables)}")
+        raise ValueError(f"func returned {len(new_vars)} loop variables, expected {len(variables)}")
     body = Symbol([s._single_entry() for s in outs + new_vars])
     own = {p._single_entry().node for p in placeholders}
     free: list = []
     for node in topo_order(condition.entries + body.entries):
         if node.is_variable and node not in own and node not in free:
             free.append(node)
-    callback = WhileBody(condition, body, [p.name for p in placeholders],
-                         [node.name for node in free], len(outs), int(max_iterations))
+    callback = WhileBody(
+        condition,
+        body,
+        [p.name for p in placeholders],
+        [node.name for node in free],
+        len(outs),
+        int(max_iterations),
+    )
     inputs = [s._single_entry() for s in variables] + [Entry(node, 0) for node in free]
     node = _make_symbol(get_op("_while_loop"), inputs, {"callback": callback}, prefix)
     results = [node[k] for k in range(len(node))]
-    stacked, final = results[:len(outs)], results[len(outs):]
+    stacked, final = results[: len(outs)], results[len(outs) :]
     result_outputs = stacked if outputs_are_list or not stacked else stacked[0]
     return result_outputs, final if vars_are_list else final[0]
 
@@ -376,11 +417,13 @@ class CondBody:
 
     def _program(self, branch: int, gradient: bool) -> Any:
         from .executor import CompiledSymbol  # the executor imports this module's parent
+
         program = self._programs.get((branch, gradient))
         if program is None:
             wrt = [n for n in self.free_names if n in self._inputs[branch]] if gradient else []
-            program = self._programs[branch, gradient] = CompiledSymbol(self.branches[branch],
-                                                                        wrt=wrt)
+            program = self._programs[branch, gradient] = CompiledSymbol(
+                self.branches[branch], wrt=wrt
+            )
         return program
 
     def _feeds(self, branch: int, arrays: Any) -> dict[str, Any]:
@@ -396,8 +439,9 @@ class CondBody:
             typed = symbol_types.materialize(graph.entries, shapes, dtypes)
             found.append([e.type for e in typed.entries(graph.entries)])
         if found[0] != found[1]:
-            raise MXNetError(f"cond: the branches give different types: then {found[1]}, "
-                             f"else {found[0]}")
+            raise MXNetError(
+                f"cond: the branches give different types: then {found[1]}, else {found[0]}"
+            )
         return found[1]
 
     def _branch(self, arrays: Any) -> int:
@@ -413,10 +457,13 @@ class CondBody:
         """The gradients of the inputs through the branch taken (zero for the
         predicate and for variables only the other branch reads)."""
         branch = self._branch(arrays)
-        _, got = self._program(branch, True)([np.asarray(g) for g in grads],
-                                             **self._feeds(branch, arrays))
-        free = [np.asarray(got[n]) if n in got else np.zeros_like(a)
-                for n, a in zip(self.free_names, arrays[1:])]
+        _, got = self._program(branch, True)(
+            [np.asarray(g) for g in grads], **self._feeds(branch, arrays)
+        )
+        free = [
+            np.asarray(got[n]) if n in got else np.zeros_like(a)
+            for n, a in zip(self.free_names, arrays[1:])
+        ]
         return (np.zeros_like(arrays[0]), *free)
 
 
@@ -441,19 +488,27 @@ def cond(pred: Symbol, then_func: Callable, else_func: Callable, name: str = "co
     return results if is_list else results[0]
 
 
-def rand_zipfian(true_classes: Symbol, num_sampled: int, range_max: int
-                 ) -> tuple[Symbol, Symbol, Symbol]:
+def rand_zipfian(
+    true_classes: Symbol, num_sampled: int, range_max: int
+) -> tuple[Symbol, Symbol, Symbol]:
     """Symbolic ``rand_zipfian`` (see ``mx.nd.contrib.rand_zipfian``): sampled
     classes, expected counts of the true classes and of the sampled ones."""
     log_range = float(np.log(range_max + 1))
-    draws = _make_symbol(get_op("_random_uniform"), [], {
-        "low": 0.0, "high": log_range, "shape": (num_sampled,), "dtype": "float64"})
-    classes = _apply("_mod_scalar", _apply("floor", _apply("expm1", draws)),
-                     scalar=float(range_max))
+    draws = _make_symbol(
+        get_op("_random_uniform"),
+        [],
+        {"low": 0.0, "high": log_range, "shape": (num_sampled,), "dtype": "float64"},
+    )
+    classes = _apply(
+        "_mod_scalar", _apply("floor", _apply("expm1", draws)), scalar=float(range_max)
+    )
 
     def expected(counts_of: Symbol) -> Symbol:
-        ratio = _apply("broadcast_div", _apply("_plus_scalar", counts_of, scalar=2.0),
-                       _apply("_plus_scalar", counts_of, scalar=1.0))
+        ratio = _apply(
+            "broadcast_div",
+            _apply("_plus_scalar", counts_of, scalar=2.0),
+            _apply("_plus_scalar", counts_of, scalar=1.0),
+        )
         return _apply("_mul_scalar", _apply("log", ratio), scalar=num_sampled / log_range)
 
     true = _apply("Cast", true_classes, dtype="float64")
@@ -480,20 +535,27 @@ def isnan(data: Symbol) -> Symbol:
 # mx.sym.Custom
 # ---------------------------------------------------------------------------
 
-def Custom(*args: Symbol, op_type: str, name: str | None = None, attr: dict | None = None,
-           **kwargs: Any) -> Symbol:  # noqa: N802  (MXNet's name)
+
+def Custom(
+    *args: Symbol, op_type: str, name: str | None = None, attr: dict | None = None, **kwargs: Any
+) -> Symbol:  # noqa: N802  (MXNet's name)
     """``mx.sym.Custom``: the operator registered as ``op_type``; inputs not
     given become variables ``<name>_<argument>``, and other keywords go to the
     prop's constructor. Gradients go through the operator's own backward."""
-    callback = CustomCallback(op_type, {k: v for k, v in kwargs.items()
-                                        if not isinstance(v, Symbol)}, cacheable=True)
+    callback = CustomCallback(
+        op_type, {k: v for k, v in kwargs.items() if not isinstance(v, Symbol)}, cacheable=True
+    )
     named = {k: v for k, v in kwargs.items() if isinstance(v, Symbol)}
     name = scoped_name(name, "custom") or _fresh_name("custom")
     inputs = list(args)
-    for input_name in (callback.arguments + callback.aux_names)[len(inputs):]:
+    for input_name in (callback.arguments + callback.aux_names)[len(inputs) :]:
         inputs.append(named.get(input_name) or var(f"{name}_{input_name}"))
-    return _make_symbol(get_op("Custom"), [s._single_entry() for s in inputs],
-                        dict(callback.kwargs, op_type=op_type, callback=callback), name)
+    return _make_symbol(
+        get_op("Custom"),
+        [s._single_entry() for s in inputs],
+        dict(callback.kwargs, op_type=op_type, callback=callback),
+        name,
+    )
 
 
 def _custom_outputs(attrs: dict, num_inputs: int) -> int:
@@ -501,8 +563,8 @@ def _custom_outputs(attrs: dict, num_inputs: int) -> int:
 
 
 def _custom_parameter_shapes(shapes: list, *, callback: CustomCallback, **_: Any) -> list:
-    known = callback.argument_shapes(shapes[:callback.num_arguments])
-    return known + list(shapes[callback.num_arguments:])
+    known = callback.argument_shapes(shapes[: callback.num_arguments])
+    return known + list(shapes[callback.num_arguments :])
 
 
 # How many outputs a Custom node has before shapes are known, and the argument
@@ -510,13 +572,26 @@ def _custom_parameter_shapes(shapes: list, *, callback: CustomCallback, **_: Any
 get_op("Custom").num_outputs = _custom_outputs  # type: ignore[attr-defined]
 for _loop in ("_foreach", "_while_loop", "_cond"):
     get_op(_loop).num_outputs = (  # type: ignore[attr-defined]
-        lambda attrs, num_inputs: attrs["callback"].num_outputs)
+        lambda attrs, num_inputs: attrs["callback"].num_outputs
+    )
 symbol_types._PARAMETER_SHAPES["Custom"] = _custom_parameter_shapes
 symbol_types._PARAMETER_SHAPES["_contrib_SyncBatchNorm"] = (  # BatchNorm's, over axis 1
-    lambda shapes, **attrs: symbol_types._PARAMETER_SHAPES["BatchNorm"](shapes, axis=1))
-symbol_types._PARAMETER_SHAPES["_contrib_BatchNormWithReLU"] = \
-    symbol_types._PARAMETER_SHAPES["BatchNorm"]
+    lambda shapes, **attrs: symbol_types._PARAMETER_SHAPES["BatchNorm"](shapes, axis=1)
+)
+symbol_types._PARAMETER_SHAPES["_contrib_BatchNormWithReLU"] = symbol_types._PARAMETER_SHAPES[
+    "BatchNorm"
+]
 
-__all__ = sorted({"foreach", "while_loop", "cond", "isinf", "isfinite", "isnan", "Custom",
-                  "rand_zipfian",
-                  *(name[len(PREFIX):] for name in OPS if name.startswith(PREFIX))})
+__all__ = sorted(
+    {
+        "foreach",
+        "while_loop",
+        "cond",
+        "isinf",
+        "isfinite",
+        "isnan",
+        "Custom",
+        "rand_zipfian",
+        *(name[len(PREFIX) :] for name in OPS if name.startswith(PREFIX)),
+    }
+)

@@ -37,18 +37,32 @@ MXNET_VERSION = 10901
 
 # Other names MXNet uses for the same ops (legacy JSON and operator aliases).
 LEGACY_OP_NAMES = {
-    "_Plus": "elemwise_add", "_plus": "elemwise_add", "_add": "elemwise_add",
-    "_Minus": "elemwise_sub", "_minus": "elemwise_sub", "_sub": "elemwise_sub",
-    "_Mul": "elemwise_mul", "_mul": "elemwise_mul",
-    "_Div": "elemwise_div", "_div": "elemwise_div",
-    "_PlusScalar": "_plus_scalar", "_MinusScalar": "_minus_scalar",
-    "_RMinusScalar": "_rminus_scalar", "_MulScalar": "_mul_scalar",
-    "_DivScalar": "_div_scalar", "_RDivScalar": "_rdiv_scalar",
-    "_PowerScalar": "_power_scalar", "_RPowerScalar": "_rpower_scalar",
-    "_MaximumScalar": "_maximum_scalar", "_MinimumScalar": "_minimum_scalar",
-    "_Maximum": "broadcast_maximum", "_Minimum": "broadcast_minimum",
-    "_Power": "broadcast_power", "_power": "broadcast_power",
-    "_maximum": "broadcast_maximum", "_minimum": "broadcast_minimum",
+    "_Plus": "elemwise_add",
+    "_plus": "elemwise_add",
+    "_add": "elemwise_add",
+    "_Minus": "elemwise_sub",
+    "_minus": "elemwise_sub",
+    "_sub": "elemwise_sub",
+    "_Mul": "elemwise_mul",
+    "_mul": "elemwise_mul",
+    "_Div": "elemwise_div",
+    "_div": "elemwise_div",
+    "_PlusScalar": "_plus_scalar",
+    "_MinusScalar": "_minus_scalar",
+    "_RMinusScalar": "_rminus_scalar",
+    "_MulScalar": "_mul_scalar",
+    "_DivScalar": "_div_scalar",
+    "_RDivScalar": "_rdiv_scalar",
+    "_PowerScalar": "_power_scalar",
+    "_RPowerScalar": "_rpower_scalar",
+    "_MaximumScalar": "_maximum_scalar",
+    "_MinimumScalar": "_minimum_scalar",
+    "_Maximum": "broadcast_maximum",
+    "_Minimum": "broadcast_minimum",
+    "_Power": "broadcast_power",
+    "_power": "broadcast_power",
+    "_maximum": "broadcast_maximum",
+    "_minimum": "broadcast_minimum",
 }
 
 # Attributes that only tune MXNet's kernels; dropping them changes no value.
@@ -62,6 +76,7 @@ class SymbolJSONError(MXNetError, ValueError):
 # ---------------------------------------------------------------------------
 # writing
 # ---------------------------------------------------------------------------
+
 
 def to_json(symbol: Symbol) -> str:
     """MXNet 1.x JSON text for ``symbol``."""
@@ -78,18 +93,22 @@ def to_json(symbol: Symbol) -> str:
         record["inputs"] = [[position[id(e.node)], e.index, 0] for e in node.inputs]
         records.append(record)
         row_ptr.append(row_ptr[-1] + node.num_outputs)
-    return json.dumps({
-        "nodes": records,
-        "arg_nodes": [i for i, n in enumerate(nodes) if n.is_variable],
-        "node_row_ptr": row_ptr,
-        "heads": [[position[id(e.node)], e.index, 0] for e in symbol.entries],
-        "attrs": {"mxnet_version": ["int", MXNET_VERSION]},
-    }, indent=2)
+    return json.dumps(
+        {
+            "nodes": records,
+            "arg_nodes": [i for i, n in enumerate(nodes) if n.is_variable],
+            "node_row_ptr": row_ptr,
+            "heads": [[position[id(e.node)], e.index, 0] for e in symbol.entries],
+            "attrs": {"mxnet_version": ["int", MXNET_VERSION]},
+        },
+        indent=2,
+    )
 
 
 # ---------------------------------------------------------------------------
 # reading
 # ---------------------------------------------------------------------------
+
 
 def load(fname: str) -> Symbol:
     """Read a Symbol from an MXNet JSON file."""
@@ -118,10 +137,14 @@ def load_json(json_str: str) -> Symbol:
         graph = json.loads(json_str)
     except (TypeError, ValueError) as err:
         raise SymbolJSONError(f"not valid JSON: {err}") from None
-    if not isinstance(graph, dict) or not isinstance(graph.get("nodes"), list) or \
-            not isinstance(graph.get("heads"), list):
-        raise SymbolJSONError("not a symbol graph: expected an object with lists 'nodes' "
-                              "and 'heads'")
+    if (
+        not isinstance(graph, dict)
+        or not isinstance(graph.get("nodes"), list)
+        or not isinstance(graph.get("heads"), list)
+    ):
+        raise SymbolJSONError(
+            "not a symbol graph: expected an object with lists 'nodes' and 'heads'"
+        )
     records = [_check_record(i, rec) for i, rec in enumerate(graph["nodes"])]
     built: list[Node | None] = [None] * len(records)
     for i in _dependency_order(records):
@@ -137,8 +160,9 @@ def _check_record(i: int, record: Any) -> dict:
         raise SymbolJSONError(f"node {i} is not an object")
     for key, kind in (("op", str), ("name", str), ("inputs", list)):
         if not isinstance(record.get(key), kind):
-            raise SymbolJSONError(f"node {i} needs {key!r} as a {kind.__name__}, got "
-                                  f"{record.get(key)!r}")
+            raise SymbolJSONError(
+                f"node {i} needs {key!r} as a {kind.__name__}, got {record.get(key)!r}"
+            )
     attrs: dict[str, Any] = {}
     for key in ("param", "attr", "attrs"):  # 'param'/'attr' in files before MXNet 1.0
         value = record.get(key) or {}
@@ -151,8 +175,11 @@ def _check_record(i: int, record: Any) -> dict:
 
 
 def _check_ref(ref: Any, where: str) -> None:
-    if not isinstance(ref, list) or len(ref) not in (2, 3) or \
-            not all(isinstance(v, int) and not isinstance(v, bool) for v in ref):
+    if (
+        not isinstance(ref, list)
+        or len(ref) not in (2, 3)
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in ref)
+    ):
         raise SymbolJSONError(f"{where}: an input must be [node, index, version], got {ref!r}")
 
 
@@ -174,10 +201,11 @@ def _dependency_order(records: list[dict]) -> list[int]:
                 if not 0 <= child < count:
                     raise SymbolJSONError(
                         f"node {index} ({records[index]['name']!r}) takes input from node "
-                        f"{child}, which does not exist ({count} nodes)")
+                        f"{child}, which does not exist ({count} nodes)"
+                    )
                 if state[child] == 1:
                     path = [records[i]["name"] for i, _ in stack]
-                    cycle = path[path.index(records[child]["name"]):] + [records[child]["name"]]
+                    cycle = path[path.index(records[child]["name"]) :] + [records[child]["name"]]
                     raise SymbolJSONError(f"the graph has a cycle: {' -> '.join(cycle)}")
                 if state[child] == 0:
                     state[child] = 1
@@ -194,13 +222,14 @@ def _entry_of(ref: Any, built: list, records: list, where: str) -> Entry:
     _check_ref(ref, where)
     node_index, output = ref[0], ref[1]
     if not 0 <= node_index < len(built):
-        raise SymbolJSONError(f"{where}: node {node_index} does not exist "
-                              f"({len(built)} nodes)")
+        raise SymbolJSONError(f"{where}: node {node_index} does not exist ({len(built)} nodes)")
     node = built[node_index]
     if not 0 <= output < node.num_outputs:
-        raise SymbolJSONError(f"{where}: node {node_index} ({node.name!r}, op "
-                              f"{node.op.name}) has {node.num_outputs} output(s), not "
-                              f"output {output}")
+        raise SymbolJSONError(
+            f"{where}: node {node_index} ({node.name!r}, op "
+            f"{node.op.name}) has {node.num_outputs} output(s), not "
+            f"output {output}"
+        )
     return Entry(node, output)
 
 
@@ -217,8 +246,9 @@ def _build_node(i: int, record: dict, built: list) -> Node:
         if key.startswith("__") and key.endswith("__") or key in INTERNAL_ATTRS:
             continue  # user annotations (__lr_mult__, __ctx_group__ ...) on ops
         if key == "num_args" and opdef.variadic and str(value) != str(len(inputs)):
-            raise SymbolJSONError(f"{where}: num_args is {value} but the node has "
-                                  f"{len(inputs)} inputs")
+            raise SymbolJSONError(
+                f"{where}: num_args is {value} but the node has {len(inputs)} inputs"
+            )
         if key in IGNORED_ATTRS and key not in opdef.attrs:
             continue
         attrs[key] = value
@@ -240,20 +270,26 @@ def _variable(name: str, attrs: dict) -> Node:
     shape = dtype = None
     try:
         if "__shape__" in attrs:
-            shape = tuple(int(s) for s in json.loads(
-                attrs["__shape__"].replace("(", "[").replace(")", "]").replace(",]", "]")))
+            shape = tuple(
+                int(s)
+                for s in json.loads(
+                    attrs["__shape__"].replace("(", "[").replace(")", "]").replace(",]", "]")
+                )
+            )
         if "__dtype__" in attrs:
             code = attrs["__dtype__"]
             dtype = np.dtype(DTYPE_NAMES[int(code)] if code.lstrip("-").isdigit() else code)
     except (ValueError, KeyError, TypeError) as err:
-        raise SymbolJSONError(f"variable {name!r}: bad __shape__/__dtype__ attribute: "
-                              f"{err}") from None
+        raise SymbolJSONError(
+            f"variable {name!r}: bad __shape__/__dtype__ attribute: {err}"
+        ) from None
     node_type = UNKNOWN
     if shape is not None or dtype is not None:
         known = shape is not None and all(size > 0 for size in shape)
-        node_type = TensorType(shape if known else None,
-                               dtype if dtype is not None else
-                               (np.dtype(np.float32) if known else None))
+        node_type = TensorType(
+            shape if known else None,
+            dtype if dtype is not None else (np.dtype(np.float32) if known else None),
+        )
     return Node(NULL, attrs, (), (node_type,), name)
 
 

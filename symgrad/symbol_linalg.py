@@ -16,7 +16,7 @@ PREFIX = "_linalg_"
 
 for _name, _opdef in OPS.items():
     if _name.startswith(PREFIX):
-        globals()[_name[len(PREFIX):]] = _symbol_function(_name[len(PREFIX):], _opdef)
+        globals()[_name[len(PREFIX) :]] = _symbol_function(_name[len(PREFIX) :], _opdef)
 del _name, _opdef
 
-__all__ = sorted(name[len(PREFIX):] for name in OPS if name.startswith(PREFIX))
+__all__ = sorted(name[len(PREFIX) :] for name in OPS if name.startswith(PREFIX))

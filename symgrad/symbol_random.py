@@ -64,7 +64,23 @@ poisson_like = _like("poisson")
 negative_binomial_like = _like("negative_binomial")
 generalized_negative_binomial_like = _like("generalized_negative_binomial")
 
-__all__ = ["uniform", "normal", "randn", "gamma", "exponential", "poisson",
-           "negative_binomial", "generalized_negative_binomial", "randint", "multinomial",
-           "shuffle", "uniform_like", "normal_like", "gamma_like", "exponential_like",
-           "poisson_like", "negative_binomial_like", "generalized_negative_binomial_like"]
+__all__ = [
+    "uniform",
+    "normal",
+    "randn",
+    "gamma",
+    "exponential",
+    "poisson",
+    "negative_binomial",
+    "generalized_negative_binomial",
+    "randint",
+    "multinomial",
+    "shuffle",
+    "uniform_like",
+    "normal_like",
+    "gamma_like",
+    "exponential_like",
+    "poisson_like",
+    "negative_binomial_like",
+    "generalized_negative_binomial_like",
+]

@@ -81,22 +81,23 @@ def output_count(opdef: OpDef, attrs: dict, num_inputs: int) -> int:
     return 1 if rule is None else rule(attrs, num_inputs)
 
 
-def pending_node(opdef: OpDef, inputs: Sequence[Entry], attrs: dict,
-                 name: str | None = None) -> Node:
+def pending_node(
+    opdef: OpDef, inputs: Sequence[Entry], attrs: dict, name: str | None = None
+) -> Node:
     """A node whose input shapes are not all known: attrs are parsed and the
     input count checked now, types are :data:`UNKNOWN` until :func:`materialize`."""
     attrs = opdef.canonical_attrs(attrs)
     if not opdef.variadic:
         expected = opdef.input_names(attrs)
         if len(inputs) != len(expected):
-            raise GraphError(f"{opdef.name}: expects {len(expected)} input(s) {expected}, "
-                             f"got {len(inputs)}")
+            raise GraphError(
+                f"{opdef.name}: expects {len(expected)} input(s) {expected}, got {len(inputs)}"
+            )
     count = output_count(opdef, attrs, len(inputs))
     return Node(opdef, attrs, tuple(inputs), (UNKNOWN,) * count, name)
 
 
-def apply_op(opdef: OpDef, inputs: Sequence[Entry], attrs: dict,
-             name: str | None = None) -> Node:
+def apply_op(opdef: OpDef, inputs: Sequence[Entry], attrs: dict, name: str | None = None) -> Node:
     """Make a typed node if every input is known, a pending one otherwise."""
     if all(is_known(entry) for entry in inputs):
         return make_node(opdef, inputs, attrs, name)
@@ -106,6 +107,7 @@ def apply_op(opdef: OpDef, inputs: Sequence[Entry], attrs: dict,
 # ---------------------------------------------------------------------------
 # parameter shapes from data shapes (what MXNet's shape functions also fill in)
 # ---------------------------------------------------------------------------
+
 
 def _fully_connected_params(shapes, *, num_hidden, no_bias, flatten, **_):
     data = shapes[0]
@@ -195,14 +197,17 @@ _PARAMETER_SHAPES: dict[str, Callable[..., list]] = {
     "LeakyReLU": _leaky_relu_params,
     "SoftmaxOutput": _softmax_output_params,
     "RNN": rnn_input_shapes,
-    "elemwise_add": _same_shape, "elemwise_sub": _same_shape,
-    "elemwise_mul": _same_shape, "elemwise_div": _same_shape,
+    "elemwise_add": _same_shape,
+    "elemwise_sub": _same_shape,
+    "elemwise_mul": _same_shape,
+    "elemwise_div": _same_shape,
 }
 
 
 # ---------------------------------------------------------------------------
 # materialize: re-make a graph with known variable types
 # ---------------------------------------------------------------------------
+
 
 @dataclass
 class Materialized:
@@ -237,27 +242,34 @@ def declared_shape(node: Node) -> tuple[int, ...] | None:
     return shape
 
 
-def _needs_rebuild(nodes: Sequence[Node], shapes: Mapping, dtypes: Mapping,
-                   is_train: bool | None) -> bool:
+def _needs_rebuild(
+    nodes: Sequence[Node], shapes: Mapping, dtypes: Mapping, is_train: bool | None
+) -> bool:
     for node in nodes:
         if node.is_variable:
             own = node.types[0]
-            if own.shape is None or (node.name in shapes and
-                                     tuple(shapes[node.name]) != own.shape):
+            if own.shape is None or (node.name in shapes and tuple(shapes[node.name]) != own.shape):
                 return True
             if node.name in dtypes and np.dtype(dtypes[node.name]) != own.dtype:
                 return True
         elif node.types and node.types[0].shape is None:
             return True
-        elif is_train is not None and node.op.uses_train_mode and \
-                node.attrs.get("is_train") != is_train:
+        elif (
+            is_train is not None
+            and node.op.uses_train_mode
+            and node.attrs.get("is_train") != is_train
+        ):
             return True
     return False
 
 
-def materialize(heads: Sequence[Entry], shapes: Mapping[str, Any] | None = None,
-                dtypes: Mapping[str, Any] | None = None, is_train: bool | None = None,
-                partial: bool = False) -> Materialized:
+def materialize(
+    heads: Sequence[Entry],
+    shapes: Mapping[str, Any] | None = None,
+    dtypes: Mapping[str, Any] | None = None,
+    is_train: bool | None = None,
+    partial: bool = False,
+) -> Materialized:
     """A typed copy of the graph of ``heads``.
 
     Parameters
@@ -287,11 +299,13 @@ def materialize(heads: Sequence[Entry], shapes: Mapping[str, Any] | None = None,
     for node in nodes:
         if node.is_variable:
             given = shapes.get(node.name)
-            var_shape[node] = tuple(int(s) for s in given) if given is not None \
-                else declared_shape(node)
+            var_shape[node] = (
+                tuple(int(s) for s in given) if given is not None else declared_shape(node)
+            )
             given_dtype = dtypes.get(node.name)
-            var_dtype[node] = np.dtype(given_dtype) if given_dtype is not None \
-                else node.types[0].dtype
+            var_dtype[node] = (
+                np.dtype(given_dtype) if given_dtype is not None else node.types[0].dtype
+            )
     _propagate_dtypes(nodes, var_dtype)
     fills: dict[Node, tuple] = {}  # creation nodes' zero dims learned from their consumers
     unknown_dims = sum(_zero_dims(node) for node in nodes)
@@ -311,7 +325,8 @@ def materialize(heads: Sequence[Entry], shapes: Mapping[str, Any] | None = None,
             raise MXNetShapeError(
                 f"cannot infer the shapes of {unknown}: give them by name, as in "
                 f"infer_shape({unknown[0]}=(...)) or simple_bind(ctx, {unknown[0]}=(...)), "
-                "or declare them with mx.sym.var(name, shape=...)")
+                "or declare them with mx.sym.var(name, shape=...)"
+            )
     return result
 
 
@@ -341,17 +356,28 @@ class _ShapeConflict(Exception):
         self.node, self.inputs, self.error = node, inputs, error
 
 
-def _walk(nodes, var_shape, var_dtype, is_train,
-          fills: Mapping[Node, tuple] | None = None) -> tuple[Materialized, bool]:
+def _walk(
+    nodes, var_shape, var_dtype, is_train, fills: Mapping[Node, tuple] | None = None
+) -> tuple[Materialized, bool]:
     fills = fills or {}
     result = Materialized()
     learned = False
     for node in nodes:
         if node.is_variable:
             shape = var_shape[node]
-            result.nodes[node] = None if shape is None else Node(
-                NULL, dict(node.attrs), (), (TensorType(shape, var_dtype[node]),), node.name,
-                node.value, node.tag)
+            result.nodes[node] = (
+                None
+                if shape is None
+                else Node(
+                    NULL,
+                    dict(node.attrs),
+                    (),
+                    (TensorType(shape, var_dtype[node]),),
+                    node.name,
+                    node.value,
+                    node.tag,
+                )
+            )
             continue
         inputs = [result.entry(e) for e in node.inputs]
         if any(entry is None for entry in inputs):
@@ -366,14 +392,16 @@ def _walk(nodes, var_shape, var_dtype, is_train,
         try:
             result.nodes[node] = make_node(node.op, inputs, attrs, node.name)
         except GraphError as err:
-            raise _ShapeConflict(node, inputs, MXNetShapeError(
-                f"in node {node.name!r}: {err}")) from None
+            raise _ShapeConflict(
+                node, inputs, MXNetShapeError(f"in node {node.name!r}: {err}")
+            ) from None
     return result, learned
 
 
 # ---------------------------------------------------------------------------
 # zero dims: sizes MXNet leaves to inference (the begin states of exported cells)
 # ---------------------------------------------------------------------------
+
 
 def _zero_dims(node: Node) -> int:
     """How many dims of a creation node's ``shape`` attr are 0 (unknown, as MXNet
@@ -403,9 +431,12 @@ def _wanted_shape(conflict: _ShapeConflict) -> list[int | None] | None:
     if free == -1 or len({len(shape) for shape in shapes}) != 1:
         return None
     free = None if free is None else free % len(shapes[0])
-    return [None if axis == free else
-            max((shape[axis] for shape in shapes if shape[axis] != 0), default=None)
-            for axis in range(len(shapes[0]))]
+    return [
+        None
+        if axis == free
+        else max((shape[axis] for shape in shapes if shape[axis] != 0), default=None)
+        for axis in range(len(shapes[0]))
+    ]
 
 
 def _wanted_by_rule(conflict: _ShapeConflict) -> list | None:
@@ -418,8 +449,9 @@ def _wanted_by_rule(conflict: _ShapeConflict) -> list | None:
     return [None if shape is None else list(shape) for shape in shapes]
 
 
-def _fill_zero_dims(conflict: _ShapeConflict, var_shape, var_dtype, is_train,
-                    fills: dict[Node, tuple]) -> bool:
+def _fill_zero_dims(
+    conflict: _ShapeConflict, var_shape, var_dtype, is_train, fills: dict[Node, tuple]
+) -> bool:
     """Learn zero dims of the creation nodes upstream of a rejected op that needs
     equal input shapes (elementwise ops, Concat off its axis, stack) from its
     other inputs, as MXNet's backward shape inference does; whether any was
@@ -433,22 +465,23 @@ def _fill_zero_dims(conflict: _ShapeConflict, var_shape, var_dtype, is_train,
     rule per op.
     """
     shared = _wanted_shape(conflict)
-    wanted_shapes = [shared] * len(conflict.inputs) if shared is not None else \
-        _wanted_by_rule(conflict)
+    wanted_shapes = (
+        [shared] * len(conflict.inputs) if shared is not None else _wanted_by_rule(conflict)
+    )
     if wanted_shapes is None:
         return False
     learned = False
     for original, typed, wanted in zip(conflict.node.inputs, conflict.inputs, wanted_shapes):
         if wanted is None or len(wanted) != len(typed.shape):
             continue
-        missing = [axis for axis, size in enumerate(typed.shape)
-                   if size == 0 and wanted[axis]]  # None or 0: not known either
+        missing = [
+            axis for axis, size in enumerate(typed.shape) if size == 0 and wanted[axis]
+        ]  # None or 0: not known either
         if not missing:
             continue
         ancestors = topo_order([original])
         for source in ancestors:
-            shape = fills.get(source, source.attrs.get("shape", ())) \
-                if _zero_dims(source) else ()
+            shape = fills.get(source, source.attrs.get("shape", ())) if _zero_dims(source) else ()
             for dim, size in enumerate(shape):
                 if size != 0:
                     continue
@@ -471,8 +504,9 @@ def _fill_zero_dims(conflict: _ShapeConflict, var_shape, var_dtype, is_train,
     return learned
 
 
-def _learn_parameter_shapes(node: Node, inputs: Sequence[Entry | None],
-                            var_shape: dict[Node, tuple | None]) -> bool:
+def _learn_parameter_shapes(
+    node: Node, inputs: Sequence[Entry | None], var_shape: dict[Node, tuple | None]
+) -> bool:
     rule = _PARAMETER_SHAPES.get(node.op.name)
     if rule is None:
         return False
@@ -493,8 +527,11 @@ def _partial_shape(entry: Entry, var_shape: dict[Node, tuple | None]) -> tuple |
     node = entry.node
     if node.is_variable:
         declared = node.attrs.get("__shape__")  # kept as written when it holds a 0
-        return var_shape.get(node) or node.types[0].shape or \
-            (tuple(ast.literal_eval(declared)) if declared else None)
+        return (
+            var_shape.get(node)
+            or node.types[0].shape
+            or (tuple(ast.literal_eval(declared)) if declared else None)
+        )
     if node.op.name == "Reshape" and tuple(node.attrs["shape"]) == (-1,):
         inner = _partial_shape(node.inputs[0], var_shape)
         return None if inner is None else (int(np.prod(inner)),)
@@ -531,9 +568,21 @@ def _learn_packed(entry: Entry, shape: tuple, var_shape: dict[Node, tuple | None
 
 def warn_unknown(names: Sequence[str]) -> None:
     """MXNet's warning when ``infer_shape`` cannot decide some argument shapes."""
-    warnings.warn(f"Cannot decide shape for the following arguments: {list(names)}. "
-                  "Consider providing them as input.", stacklevel=3)
+    warnings.warn(
+        f"Cannot decide shape for the following arguments: {list(names)}. "
+        "Consider providing them as input.",
+        stacklevel=3,
+    )
 
 
-__all__ = ["UNKNOWN", "Materialized", "apply_op", "declared_shape",
-           "is_known", "materialize", "output_count", "pending_node", "warn_unknown"]
+__all__ = [
+    "UNKNOWN",
+    "Materialized",
+    "apply_op",
+    "declared_shape",
+    "is_known",
+    "materialize",
+    "output_count",
+    "pending_node",
+    "warn_unknown",
+]

@@ -65,11 +65,26 @@ from . import autograd
 from . import ndarray as nd
 from .ndarray.ndarray import NDArray
 
-__all__ = ["BACKENDS", "almost_equal", "assert_almost_equal", "check_backends_agree",
-           "check_graph_gradient", "check_higher_order", "check_numeric_gradient", "check_op",
-           "check_op_backends", "check_op_blocks_gradient", "check_op_gradient",
-           "check_op_types", "default_rtol", "gradient_backends", "op_inputs",
-           "recorded_gradient", "registered_ops", "same"]
+__all__ = [
+    "BACKENDS",
+    "almost_equal",
+    "assert_almost_equal",
+    "check_backends_agree",
+    "check_graph_gradient",
+    "check_higher_order",
+    "check_numeric_gradient",
+    "check_op",
+    "check_op_backends",
+    "check_op_blocks_gradient",
+    "check_op_gradient",
+    "check_op_types",
+    "default_rtol",
+    "gradient_backends",
+    "op_inputs",
+    "recorded_gradient",
+    "registered_ops",
+    "same",
+]
 
 EPS = 1e-6
 """Step of the central differences (float64)."""
@@ -77,14 +92,17 @@ EPS = 1e-6
 RTOL = 1e-6
 ATOL = 1e-6
 
-_DEFAULT_TOLERANCES = {np.dtype(np.float16): (1e-2, 1e-3),
-                       np.dtype(np.float32): (1e-4, 1e-5),
-                       np.dtype(np.float64): (1e-7, 1e-9)}
+_DEFAULT_TOLERANCES = {
+    np.dtype(np.float16): (1e-2, 1e-3),
+    np.dtype(np.float32): (1e-4, 1e-5),
+    np.dtype(np.float64): (1e-7, 1e-9),
+}
 
 
 # ---------------------------------------------------------------------------
 # comparing arrays
 # ---------------------------------------------------------------------------
+
 
 def _as_numpy(value: Any) -> np.ndarray:
     return value.asnumpy() if isinstance(value, NDArray) else np.asarray(value)
@@ -99,8 +117,9 @@ def default_rtol(dtype: Any) -> tuple[float, float]:
     return _DEFAULT_TOLERANCES.get(np.dtype(dtype), (1e-7, 1e-9))
 
 
-def almost_equal(a: Any, b: Any, rtol: float | None = None, atol: float | None = None,
-                 equal_nan: bool = False) -> bool:
+def almost_equal(
+    a: Any, b: Any, rtol: float | None = None, atol: float | None = None, equal_nan: bool = False
+) -> bool:
     """Whether ``|a - b| <= atol + rtol * |b|`` everywhere (shapes must be equal).
 
     >>> almost_equal([1.0, 2.0], [1.0, 2.0 + 1e-9])
@@ -110,12 +129,25 @@ def almost_equal(a: Any, b: Any, rtol: float | None = None, atol: float | None =
     if a.shape != b.shape:
         return False
     default_r, default_a = default_rtol(np.result_type(a, b))
-    return bool(np.allclose(a, b, rtol=default_r if rtol is None else rtol,
-                            atol=default_a if atol is None else atol, equal_nan=equal_nan))
+    return bool(
+        np.allclose(
+            a,
+            b,
+            rtol=default_r if rtol is None else rtol,
+            atol=default_a if atol is None else atol,
+            equal_nan=equal_nan,
+        )
+    )
 
 
-def assert_almost_equal(a: Any, b: Any, rtol: float | None = None, atol: float | None = None,
-                        names: tuple[str, str] = ("a", "b"), equal_nan: bool = False) -> None:
+def assert_almost_equal(
+    a: Any,
+    b: Any,
+    rtol: float | None = None,
+    atol: float | None = None,
+    names: tuple[str, str] = ("a", "b"),
+    equal_nan: bool = False,
+) -> None:
     """Assert that ``a`` and ``b`` (NDArrays, numpy arrays or lists) have equal
     shapes and ``|a - b| <= atol + rtol * |b|`` elementwise.
 
@@ -168,7 +200,8 @@ def assert_almost_equal(a: Any, b: Any, rtol: float | None = None, atol: float |
     raise AssertionError(
         f"{names[0]} and {names[1]} differ at {where}: {a[where].item()!r} vs "
         f"{b[where].item()!r} "
-        f"(error {error[where]:.3g} > tolerance {tolerance[where]:.3g}){others}")
+        f"(error {error[where]:.3g} > tolerance {tolerance[where]:.3g}){others}"
+    )
 
 
 def same(a: Any, b: Any) -> bool:
@@ -180,19 +213,28 @@ def same(a: Any, b: Any) -> bool:
     return bool(np.array_equal(_as_numpy(a), _as_numpy(b)))
 
 
-def _assert_directional(numeric: float, symbolic: float, rtol: float, atol: float,
-                        what: str) -> None:
+def _assert_directional(
+    numeric: float, symbolic: float, rtol: float, atol: float, what: str
+) -> None:
     if not abs(numeric - symbolic) <= atol + rtol * abs(numeric):
         raise AssertionError(
             f"{what}: the symbolic gradient gives {symbolic:.10g} along a random "
             f"direction, finite differences give {numeric:.10g} "
-            f"(error {abs(numeric - symbolic):.3g}, rtol {rtol:g}, atol {atol:g})")
+            f"(error {abs(numeric - symbolic):.3g}, rtol {rtol:g}, atol {atol:g})"
+        )
 
 
-def _check_projections(projected: Callable[[list[np.ndarray]], float],
-                       values: list[np.ndarray], wrt: Sequence[int],
-                       grads: Sequence[np.ndarray | None], rng: np.random.Generator,
-                       eps: float, rtol: float, atol: float, what: str) -> None:
+def _check_projections(
+    projected: Callable[[list[np.ndarray]], float],
+    values: list[np.ndarray],
+    wrt: Sequence[int],
+    grads: Sequence[np.ndarray | None],
+    rng: np.random.Generator,
+    eps: float,
+    rtol: float,
+    atol: float,
+    what: str,
+) -> None:
     """For each input in ``wrt``: central difference of ``projected`` along a random
     direction against the gradient's inner product with that direction."""
     for i, grad in zip(wrt, grads):
@@ -222,6 +264,7 @@ def _floating_inputs(values: Sequence[np.ndarray]) -> tuple[int, ...]:
 # backends: who runs a graph
 # ---------------------------------------------------------------------------
 
+
 def _type_checked_interpreter(graph: compiler.ProgramGraph) -> Callable:
     """The reference interpreter as a runner (see ``compiler.interpret_runner``),
     checking every op's outputs against its shape/dtype rule as it goes, so that
@@ -241,10 +284,12 @@ def _type_checked_apply(node: Node, args: Sequence[Any]) -> Any:
     produced = result if isinstance(result, tuple) else (result,)
     actual = tuple(TensorType(np.shape(o), np.asarray(o).dtype) for o in produced)
     if actual != tuple(node.types):
-        raise AssertionError(f"op {node.op.name!r} with attrs {node.attrs} on input types "
-                             f"{[TensorType(np.shape(a), a.dtype) for a in args]}: its shape/"
-                             f"dtype rule says {list(node.types)}, its implementation "
-                             f"returned {list(actual)}")
+        raise AssertionError(
+            f"op {node.op.name!r} with attrs {node.attrs} on input types "
+            f"{[TensorType(np.shape(a), a.dtype) for a in args]}: its shape/"
+            f"dtype rule says {list(node.types)}, its implementation "
+            f"returned {list(actual)}"
+        )
     return result
 
 
@@ -307,14 +352,20 @@ def gradient_backends() -> tuple[str, ...]:
         name = name.strip()
         if name and name not in names:
             if name not in BACKENDS:
-                raise ValueError(f"SYMGRAD_BACKEND names {name!r}; available backends are "
-                                 f"{sorted(BACKENDS)}")
+                raise ValueError(
+                    f"SYMGRAD_BACKEND names {name!r}; available backends are {sorted(BACKENDS)}"
+                )
             names.append(name)
     return tuple(names)
 
 
-def _run(backend: str, outputs: Sequence[Entry], variables: Sequence[Node],
-         values: Sequence[np.ndarray], seed: int | None) -> list[np.ndarray]:
+def _run(
+    backend: str,
+    outputs: Sequence[Entry],
+    variables: Sequence[Node],
+    values: Sequence[np.ndarray],
+    seed: int | None,
+) -> list[np.ndarray]:
     if seed is not None:
         _random.seed(seed)
     run = BACKENDS[backend](compiler.ProgramGraph(list(variables), list(outputs)))
@@ -322,10 +373,15 @@ def _run(backend: str, outputs: Sequence[Entry], variables: Sequence[Node],
     return run([np.array(value) for value in values])
 
 
-def check_backends_agree(outputs: Sequence[Entry], variables: Sequence[Node],
-                         values: Sequence[np.ndarray], backends: Sequence[str] | None = None,
-                         rtol: float | None = None, atol: float | None = None,
-                         seed: int | None = None) -> None:
+def check_backends_agree(
+    outputs: Sequence[Entry],
+    variables: Sequence[Node],
+    values: Sequence[np.ndarray],
+    backends: Sequence[str] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    seed: int | None = None,
+) -> None:
     """Assert that every backend computes the reference interpreter's values for
     ``outputs`` of a graph whose ``variables`` hold ``values``.
 
@@ -356,19 +412,36 @@ def check_backends_agree(outputs: Sequence[Entry], variables: Sequence[Node],
             continue
         results = _run(backend, outputs, variables, values, seed)
         for k, (got, expected) in enumerate(zip(results, reference)):
-            assert_almost_equal(got, expected, rtol, atol, equal_nan=True,
-                                names=(f"{backend} output {k}", f"{REFERENCE_BACKEND} output {k}"))
+            assert_almost_equal(
+                got,
+                expected,
+                rtol,
+                atol,
+                equal_nan=True,
+                names=(f"{backend} output {k}", f"{REFERENCE_BACKEND} output {k}"),
+            )
 
 
 # ---------------------------------------------------------------------------
 # gradient checks on graphs (the compiler, no frontend)
 # ---------------------------------------------------------------------------
 
-def check_graph_gradient(outputs: Sequence[Entry], variables: Sequence[Node],
-                         values: Sequence[Any], wrt: Sequence[int] | None = None, *,
-                         order: int = 1, backend: str = REFERENCE_BACKEND, eps: float = EPS,
-                         rtol: float = RTOL, atol: float = ATOL, seed: int | None = None,
-                         rng: np.random.Generator | None = None, what: str = "graph") -> None:
+
+def check_graph_gradient(
+    outputs: Sequence[Entry],
+    variables: Sequence[Node],
+    values: Sequence[Any],
+    wrt: Sequence[int] | None = None,
+    *,
+    order: int = 1,
+    backend: str = REFERENCE_BACKEND,
+    eps: float = EPS,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+    seed: int | None = None,
+    rng: np.random.Generator | None = None,
+    what: str = "graph",
+) -> None:
     """Check ``compiler.differentiate`` on a hand-built graph by finite differences.
 
     The outputs are projected on random head gradients; the projection's central
@@ -420,34 +493,50 @@ def check_graph_gradient(outputs: Sequence[Entry], variables: Sequence[Node],
     values = [_float64(v) for v in values]
     wrt = _floating_inputs(values) if wrt is None else tuple(wrt)
     for level in range(1, order + 1):
-        gradients = _check_graph_gradient_once(outputs, list(variables), values, wrt,
-                                               backend, eps, rtol, atol, seed, rng,
-                                               f"{what}: order {level} gradient")
+        gradients = _check_graph_gradient_once(
+            outputs,
+            list(variables),
+            values,
+            wrt,
+            backend,
+            eps,
+            rtol,
+            atol,
+            seed,
+            rng,
+            f"{what}: order {level} gradient",
+        )
         if gradients is None:
             return  # no head depends on the inputs: every higher order is zero too
         # Differentiate the gradient graph next; its head gradients become constants.
         outputs, variables, values = gradients
 
 
-def _check_graph_gradient_once(outputs, variables, values, wrt, backend, eps, rtol, atol,
-                               seed, rng, what):
+def _check_graph_gradient_once(
+    outputs, variables, values, wrt, backend, eps, rtol, atol, seed, rng, what
+):
     """One order of :func:`check_graph_gradient`; returns the gradient graph
     (outputs, variables, values) to check the next order on, or None."""
     forward = _run(backend, outputs, variables, values, seed)
     for k, (value, out) in enumerate(zip(forward, outputs)):
         if value.shape != out.shape or value.dtype != out.dtype:
-            raise AssertionError(f"{what}: output {k} is {value.shape} {value.dtype}, its "
-                                 f"inferred type is {out.shape} {out.dtype}")
-    head_vars = [variable(out.shape, out.dtype, name=f"head_grad{k}")
-                 for k, out in enumerate(outputs)]
+            raise AssertionError(
+                f"{what}: output {k} is {value.shape} {value.dtype}, its "
+                f"inferred type is {out.shape} {out.dtype}"
+            )
+    head_vars = [
+        variable(out.shape, out.dtype, name=f"head_grad{k}") for k, out in enumerate(outputs)
+    ]
     head_values = [rng.standard_normal(out.shape).astype(out.dtype) for out in outputs]
-    grads = differentiate(outputs, [Entry(h, 0) for h in head_vars],
-                          [Entry(variables[i], 0) for i in wrt])
+    grads = differentiate(
+        outputs, [Entry(h, 0) for h in head_vars], [Entry(variables[i], 0) for i in wrt]
+    )
     for i, grad in zip(wrt, grads):
         var_type = variables[i].types[0]
         if grad is not None and grad.type != var_type:
-            raise AssertionError(f"{what}: the gradient of input {i} has type {grad.type}, "
-                                 f"the input has {var_type}")
+            raise AssertionError(
+                f"{what}: the gradient of input {i} has type {grad.type}, the input has {var_type}"
+            )
     live = [g for g in grads if g is not None]
     all_vars, all_values = variables + head_vars, values + head_values
     computed = iter(_run(backend, live, all_vars, all_values, seed))
@@ -464,13 +553,13 @@ def _check_graph_gradient_once(outputs, variables, values, wrt, backend, eps, rt
 # gradient checks through the frontend (mx.nd + autograd)
 # ---------------------------------------------------------------------------
 
+
 def _as_list(result: Any) -> list:
     return list(result) if isinstance(result, (list, tuple)) else [result]
 
 
 def _has_history(array: Any) -> bool:
-    return isinstance(array, NDArray) and array._entry is not None and \
-        not array._entry.node.freed
+    return isinstance(array, NDArray) and array._entry is not None and not array._entry.node.freed
 
 
 def _reached(outputs: Sequence[Any], arrays: Sequence[NDArray]) -> set[int]:
@@ -479,8 +568,9 @@ def _reached(outputs: Sequence[Any], arrays: Sequence[NDArray]) -> set[int]:
     return {k for k, a in enumerate(arrays) if id(a._entry.node) in nodes}
 
 
-def _call_recorded(fn: Callable, values: Sequence[np.ndarray], wrt: Sequence[int],
-                   seed: int | None) -> tuple[list[NDArray], list[NDArray]]:
+def _call_recorded(
+    fn: Callable, values: Sequence[np.ndarray], wrt: Sequence[int], seed: int | None
+) -> tuple[list[NDArray], list[NDArray]]:
     """``fn`` on fresh NDArrays of ``values``, recording, with the ``wrt`` inputs
     marked for gradients. Returns (inputs, outputs)."""
     arrays = [nd.array(v, dtype=v.dtype) for v in values]
@@ -493,23 +583,34 @@ def _call_recorded(fn: Callable, values: Sequence[np.ndarray], wrt: Sequence[int
     return arrays, outputs
 
 
-def _backward_gradients(fn: Callable, values: Sequence[np.ndarray], wrt: Sequence[int],
-                        head_grads: Sequence[np.ndarray], seed: int | None) -> list[np.ndarray]:
+def _backward_gradients(
+    fn: Callable,
+    values: Sequence[np.ndarray],
+    wrt: Sequence[int],
+    head_grads: Sequence[np.ndarray],
+    seed: int | None,
+) -> list[np.ndarray]:
     arrays, outputs = _call_recorded(fn, values, wrt, seed)
     marked = [arrays[i] for i in wrt]
     # A head with no marked variable behind it has zero gradient (backward would raise).
     heads = [(o, u) for o, u in zip(outputs, head_grads) if _reached([o], marked)]
     if heads:
-        autograd.backward([o for o, _ in heads],
-                          [nd.array(u, dtype=u.dtype) for _, u in heads])
+        autograd.backward([o for o, _ in heads], [nd.array(u, dtype=u.dtype) for _, u in heads])
     return [arrays[i].grad.asnumpy() for i in wrt]
 
 
-def check_numeric_gradient(fn: Callable[..., Any], inputs: Sequence[Any],
-                           wrt: Sequence[int] | None = None, *, eps: float = EPS,
-                           rtol: float = RTOL, atol: float = ATOL, seed: int | None = None,
-                           rng: np.random.Generator | None = None,
-                           what: str | None = None) -> None:
+def check_numeric_gradient(
+    fn: Callable[..., Any],
+    inputs: Sequence[Any],
+    wrt: Sequence[int] | None = None,
+    *,
+    eps: float = EPS,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+    seed: int | None = None,
+    rng: np.random.Generator | None = None,
+    what: str | None = None,
+) -> None:
     """Check the gradients ``autograd.backward`` computes for ``fn`` against
     central finite differences, in float64, by random projections.
 
@@ -583,8 +684,13 @@ def check_numeric_gradient(fn: Callable[..., Any], inputs: Sequence[Any],
     _check_projections(projected, values, wrt, grads, rng, eps, rtol, atol, what)
 
 
-def recorded_gradient(fn: Callable[..., Any], inputs: Sequence[Any], wrt: Sequence[int],
-                      rng: np.random.Generator, seed: int | None = None) -> Callable[..., list]:
+def recorded_gradient(
+    fn: Callable[..., Any],
+    inputs: Sequence[Any],
+    wrt: Sequence[int],
+    rng: np.random.Generator,
+    seed: int | None = None,
+) -> Callable[..., list]:
     """A function of the same NDArrays as ``fn`` that returns the gradients of
     ``<u, fn(...)>`` with respect to the ``wrt`` inputs, with history
     (``autograd.grad(create_graph=True)``), for a random ``u`` fixed now.
@@ -601,21 +707,38 @@ def recorded_gradient(fn: Callable[..., Any], inputs: Sequence[Any], wrt: Sequen
         marked = [arrays[i] for i in wrt]
         heads = [(o, u) for o, u in zip(outs, head_grads) if _reached([o], marked)]
         reached = _reached([o for o, _ in heads], marked)
-        grads = iter(autograd.grad([o for o, _ in heads], [marked[k] for k in sorted(reached)],
-                                   [nd.array(u, dtype=u.dtype) for _, u in heads],
-                                   create_graph=True) if reached else [])
-        return [next(grads) if k in reached else nd.zeros(x.shape, dtype=x._data.dtype)
-                for k, x in enumerate(marked)]
+        grads = iter(
+            autograd.grad(
+                [o for o, _ in heads],
+                [marked[k] for k in sorted(reached)],
+                [nd.array(u, dtype=u.dtype) for _, u in heads],
+                create_graph=True,
+            )
+            if reached
+            else []
+        )
+        return [
+            next(grads) if k in reached else nd.zeros(x.shape, dtype=x._data.dtype)
+            for k, x in enumerate(marked)
+        ]
 
     gradient.__name__ = f"grad({getattr(fn, '__name__', 'fn')})"
     return gradient
 
 
-def check_higher_order(fn: Callable[..., Any], inputs: Sequence[Any], order: int = 2,
-                       wrt: Sequence[int] | None = None, *, eps: float = EPS,
-                       rtol: float = RTOL, atol: float = ATOL, seed: int | None = None,
-                       rng: np.random.Generator | None = None,
-                       what: str | None = None) -> None:
+def check_higher_order(
+    fn: Callable[..., Any],
+    inputs: Sequence[Any],
+    order: int = 2,
+    wrt: Sequence[int] | None = None,
+    *,
+    eps: float = EPS,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+    seed: int | None = None,
+    rng: np.random.Generator | None = None,
+    what: str | None = None,
+) -> None:
     """Check derivatives of orders 2 to ``order`` of ``fn``: the derivative of
     order ``k`` is checked by finite differences of the recorded derivative of
     order ``k - 1`` (``autograd.grad(..., create_graph=True)``), projected on
@@ -652,13 +775,23 @@ def check_higher_order(fn: Callable[..., Any], inputs: Sequence[Any], order: int
     gradient = fn
     for k in range(2, order + 1):
         gradient = recorded_gradient(gradient, values, wrt, rng, seed)
-        check_numeric_gradient(gradient, values, wrt, eps=eps, rtol=rtol, atol=atol,
-                               seed=seed, rng=rng, what=f"{what}: order {k} derivative")
+        check_numeric_gradient(
+            gradient,
+            values,
+            wrt,
+            eps=eps,
+            rtol=rtol,
+            atol=atol,
+            seed=seed,
+            rng=rng,
+            what=f"{what}: order {k} derivative",
+        )
 
 
 # ---------------------------------------------------------------------------
 # per-op checks from the registry's TestSpec
 # ---------------------------------------------------------------------------
+
 
 def _spec(opdef: OpDef, spec: registry.TestSpec | None = None) -> registry.TestSpec:
     if spec is not None:
@@ -668,8 +801,9 @@ def _spec(opdef: OpDef, spec: registry.TestSpec | None = None) -> registry.TestS
     return opdef.test
 
 
-def op_inputs(op_name: str, dtype: Any = np.float64,
-              spec: registry.TestSpec | None = None) -> list[np.ndarray]:
+def op_inputs(
+    op_name: str, dtype: Any = np.float64, spec: registry.TestSpec | None = None
+) -> list[np.ndarray]:
     """The test inputs an op's :class:`~compiler.registry.TestSpec` declares, with
     floating inputs in ``dtype``; reproducible (seeded by the op's name). ``spec``
     replaces the op's own TestSpec (to test another configuration).
@@ -687,13 +821,17 @@ def op_inputs(op_name: str, dtype: Any = np.float64,
     return [v.astype(dtype) if v.dtype.kind == "f" else v for v in values]
 
 
-def _op_graph(opdef: OpDef, values: Sequence[np.ndarray],
-              attrs: dict) -> tuple[list[Node], Node, list[Entry]]:
+def _op_graph(
+    opdef: OpDef, values: Sequence[np.ndarray], attrs: dict
+) -> tuple[list[Node], Node, list[Entry]]:
     variables = [variable(v.shape, v.dtype, name=f"input{i}") for i, v in enumerate(values)]
     node = compiler.make_node(opdef, [Entry(v, 0) for v in variables], attrs)
     canonical = node.attrs
-    visible = node.num_outputs if canonical.get("output_mean_var") else \
-        (opdef.visible(canonical) or node.num_outputs)
+    visible = (
+        node.num_outputs
+        if canonical.get("output_mean_var")
+        else (opdef.visible(canonical) or node.num_outputs)
+    )
     return variables, node, [Entry(node, k) for k in range(visible)]
 
 
@@ -707,8 +845,11 @@ def _op_wrt(spec: registry.TestSpec, values: Sequence[np.ndarray]) -> tuple[int,
     return tuple(spec.wrt) if spec.wrt is not None else _floating_inputs(values)
 
 
-def check_op_types(op_name: str, dtypes: Sequence[Any] = (np.float32, np.float64),
-                   spec: registry.TestSpec | None = None) -> None:
+def check_op_types(
+    op_name: str,
+    dtypes: Sequence[Any] = (np.float32, np.float64),
+    spec: registry.TestSpec | None = None,
+) -> None:
     """Assert that an op's shape/dtype rule gives the types its numpy implementation
     returns, on its TestSpec inputs (or ``spec``'s) in each of ``dtypes``.
 
@@ -726,13 +867,16 @@ def check_op_types(op_name: str, dtypes: Sequence[Any] = (np.float32, np.float64
         produced = result if isinstance(result, tuple) else (result,)
         for k, out in enumerate(produced):
             if not isinstance(out, np.ndarray):
-                raise AssertionError(f"{opdef.name}: output {k} is a {type(out).__name__}, "
-                                     f"not a numpy array")
+                raise AssertionError(
+                    f"{opdef.name}: output {k} is a {type(out).__name__}, not a numpy array"
+                )
         actual = tuple(TensorType(o.shape, o.dtype) for o in produced)
         if actual != tuple(inferred):
-            raise AssertionError(f"{opdef.name} on {np.dtype(dtype).name} inputs: its shape/"
-                                 f"dtype rule says {list(inferred)}, its implementation "
-                                 f"returned {list(actual)}")
+            raise AssertionError(
+                f"{opdef.name} on {np.dtype(dtype).name} inputs: its shape/"
+                f"dtype rule says {list(inferred)}, its implementation "
+                f"returned {list(actual)}"
+            )
 
 
 def _frontend_function(opdef: OpDef, attrs: dict) -> Callable[..., Any]:
@@ -745,9 +889,13 @@ def _frontend_function(opdef: OpDef, attrs: dict) -> Callable[..., Any]:
     return apply
 
 
-def check_op_gradient(op_name: str, via: str = "compiler", order: int | None = None,
-                      backend: str = REFERENCE_BACKEND,
-                      spec: registry.TestSpec | None = None) -> None:
+def check_op_gradient(
+    op_name: str,
+    via: str = "compiler",
+    order: int | None = None,
+    backend: str = REFERENCE_BACKEND,
+    spec: registry.TestSpec | None = None,
+) -> None:
     """Check one op's gradients in float64 on its TestSpec inputs.
 
     Parameters
@@ -779,8 +927,16 @@ def check_op_gradient(op_name: str, via: str = "compiler", order: int | None = N
     options = {"rtol": spec.rtol, "atol": spec.rtol, "seed": _op_seed(opdef), "rng": rng}
     if via == "compiler":
         variables, _, outputs = _op_graph(opdef, values, spec.attrs)
-        check_graph_gradient(outputs, variables, values, wrt, order=order, backend=backend,
-                             what=opdef.name, **options)
+        check_graph_gradient(
+            outputs,
+            variables,
+            values,
+            wrt,
+            order=order,
+            backend=backend,
+            what=opdef.name,
+            **options,
+        )
     elif via == "frontend":
         fn = _frontend_function(opdef, spec.attrs)
         check_numeric_gradient(fn, values, wrt, what=f"nd.{opdef.name}", **options)
@@ -804,23 +960,31 @@ def check_op_blocks_gradient(op_name: str, spec: registry.TestSpec | None = None
     seeds = [Entry(variable(out.shape, out.dtype), 0) for out in outputs]
     grads = differentiate(outputs, seeds, [Entry(v, 0) for v in variables])
     if any(g is not None for g in grads):
-        raise AssertionError(f"{opdef.name} is not differentiable, yet differentiate "
-                             f"returned a gradient through it")
+        raise AssertionError(
+            f"{opdef.name} is not differentiable, yet differentiate returned a gradient through it"
+        )
     wrt = _floating_inputs(values)
     if not wrt:
         return  # creation ops: no input a gradient could reach
-    arrays, results = _call_recorded(_frontend_function(opdef, spec.attrs), values, wrt,
-                                     _op_seed(opdef))
+    arrays, results = _call_recorded(
+        _frontend_function(opdef, spec.attrs), values, wrt, _op_seed(opdef)
+    )
     for i in wrt:
         arrays[i].grad[:] = 1.0
     autograd.backward(results)
     for i in wrt:
-        assert_almost_equal(arrays[i].grad, np.zeros(values[i].shape), 0.0, 0.0,
-                            names=(f"{opdef.name}: gradient of input {i}", "zeros"))
+        assert_almost_equal(
+            arrays[i].grad,
+            np.zeros(values[i].shape),
+            0.0,
+            0.0,
+            names=(f"{opdef.name}: gradient of input {i}", "zeros"),
+        )
 
 
-def check_op(op_name: str, backends: Sequence[str] | None = None,
-             spec: registry.TestSpec | None = None) -> None:
+def check_op(
+    op_name: str, backends: Sequence[str] | None = None, spec: registry.TestSpec | None = None
+) -> None:
     """Run every check for one registered op from its TestSpec.
 
     The shape/dtype rule against the implementation (float32 and float64);
@@ -857,8 +1021,9 @@ def check_op(op_name: str, backends: Sequence[str] | None = None,
     check_op_gradient(op_name, "frontend", spec=spec)
 
 
-def check_op_backends(op_name: str, backends: Sequence[str] | None = None,
-                      spec: registry.TestSpec | None = None) -> None:
+def check_op_backends(
+    op_name: str, backends: Sequence[str] | None = None, spec: registry.TestSpec | None = None
+) -> None:
     """Assert that every backend computes the interpreter's values for one op's
     graph and, for a differentiable op, for its gradient graph (head gradients of
     ones), on the TestSpec's inputs.
@@ -871,10 +1036,18 @@ def check_op_backends(op_name: str, backends: Sequence[str] | None = None,
     variables, _, outputs = _op_graph(opdef, values, spec.attrs)
     seeds = [variable(out.shape, out.dtype) for out in outputs]
     seed_values = [np.ones(out.shape, out.dtype) for out in outputs]
-    grads = differentiate(outputs, [Entry(s, 0) for s in seeds],
-                          [Entry(variables[i], 0) for i in _op_wrt(spec, values)])
-    check_backends_agree(outputs + [g for g in grads if g is not None], variables + seeds,
-                         values + seed_values, backends, seed=_op_seed(opdef))
+    grads = differentiate(
+        outputs,
+        [Entry(s, 0) for s in seeds],
+        [Entry(variables[i], 0) for i in _op_wrt(spec, values)],
+    )
+    check_backends_agree(
+        outputs + [g for g in grads if g is not None],
+        variables + seeds,
+        values + seed_values,
+        backends,
+        seed=_op_seed(opdef),
+    )
 
 
 def registered_ops() -> list[OpDef]:

@@ -27,8 +27,16 @@ from .symbol_types import materialize
 _WEIGHT_SUFFIXES = ("_weight", "_bias", "_gamma", "_beta", "_moving_mean", "_moving_var")
 
 # Fill colours by kind of op, in the manner of MXNet's plot.
-_COLOURS = {"null": "#8dd3c7", "blas": "#fb8072", "elemwise": "#ffffb3", "softmax": "#fccde5",
-            "norm": "#bebada", "random": "#fdb462", "shape": "#b3de69", "reduce": "#80b1d3"}
+_COLOURS = {
+    "null": "#8dd3c7",
+    "blas": "#fb8072",
+    "elemwise": "#ffffb3",
+    "softmax": "#fccde5",
+    "norm": "#bebada",
+    "random": "#fdb462",
+    "shape": "#b3de69",
+    "reduce": "#80b1d3",
+}
 
 
 def _typed(symbol: Symbol, shapes: Mapping[str, Any] | None = None):
@@ -37,8 +45,9 @@ def _typed(symbol: Symbol, shapes: Mapping[str, Any] | None = None):
 
 def _input_label(entry: Entry) -> str:
     node = entry.node
-    return node.name if visible_count(node) == 1 or node.is_variable else \
-        f"{node.name}[{entry.index}]"
+    return (
+        node.name if visible_count(node) == 1 or node.is_variable else f"{node.name}[{entry.index}]"
+    )
 
 
 def debug_str(symbol: Symbol, shapes: Mapping[str, Any] | None = None) -> str:
@@ -55,7 +64,7 @@ def debug_str(symbol: Symbol, shapes: Mapping[str, Any] | None = None) -> str:
         if copy is None:
             types = "?"
         else:
-            shown = copy.types[:visible_count(node)] if not node.is_variable else copy.types
+            shown = copy.types[: visible_count(node)] if not node.is_variable else copy.types
             types = ", ".join(str(t.shape) for t in shown) + f" {shown[0].dtype}"
         lines.append(f"  {node.name} = {node.op.name}({inputs}) -> {types}")
     return "\n".join(lines)
@@ -72,19 +81,27 @@ class DotGraph(str):
         """The DOT text (as ``graphviz.Digraph.source``)."""
         return str(self)
 
-    def render(self, filename: str | None = None, directory: str | None = None,
-               view: bool = False, cleanup: bool = True) -> str:
+    def render(
+        self,
+        filename: str | None = None,
+        directory: str | None = None,
+        view: bool = False,
+        cleanup: bool = True,
+    ) -> str:
         """Draw to ``<filename>.<format>`` with the ``graphviz`` package and the
         ``dot`` program; returns the written path."""
         try:
             import graphviz
         except ImportError:
-            raise ImportError("rendering needs the graphviz package (pip install "
-                              "'symgrad[examples]') and Graphviz's dot program; the DOT "
-                              "text itself is this string") from None
+            raise ImportError(
+                "rendering needs the graphviz package (pip install "
+                "'symgrad[examples]') and Graphviz's dot program; the DOT "
+                "text itself is this string"
+            ) from None
         source = graphviz.Source(str(self), format=self.format)
-        return source.render(filename or self.title, directory=directory, view=view,
-                             cleanup=cleanup)
+        return source.render(
+            filename or self.title, directory=directory, view=view, cleanup=cleanup
+        )
 
 
 def _quote(text: str) -> str:
@@ -105,10 +122,15 @@ def _label(node: Node) -> str:
     return f"{node.op.name}\n{node.name}"
 
 
-def plot_network(symbol: Symbol, title: str = "plot", save_format: str = "pdf",
-                 shape: Mapping[str, Any] | None = None, dtype: Any = None,
-                 node_attrs: Mapping[str, str] | None = None,
-                 hide_weights: bool = True) -> DotGraph:
+def plot_network(
+    symbol: Symbol,
+    title: str = "plot",
+    save_format: str = "pdf",
+    shape: Mapping[str, Any] | None = None,
+    dtype: Any = None,
+    node_attrs: Mapping[str, str] | None = None,
+    hide_weights: bool = True,
+) -> DotGraph:
     """The graph of ``symbol`` in Graphviz DOT, in the manner of MXNet's
     ``mx.viz.plot_network``.
 
@@ -131,8 +153,10 @@ def plot_network(symbol: Symbol, title: str = "plot", save_format: str = "pdf",
     typed = _typed(symbol, shape) if shape else None
     base = {"shape": "box", "fixedsize": "false", "style": "filled", **(node_attrs or {})}
     style = ", ".join(f"{k}={_quote(v)}" for k, v in base.items())
-    lines = [f"digraph {_quote(title) if not title.isidentifier() else title} {{",
-             f"  node [{style}];"]
+    lines = [
+        f"digraph {_quote(title) if not title.isidentifier() else title} {{",
+        f"  node [{style}];",
+    ]
     hidden: set[int] = set()
     for node in topo_order(symbol.entries):
         if hide_weights and node.is_variable and node.name.endswith(_WEIGHT_SUFFIXES):
@@ -140,8 +164,10 @@ def plot_network(symbol: Symbol, title: str = "plot", save_format: str = "pdf",
             continue
         colour = _COLOURS.get("null" if node.is_variable else node.op.kind, "#d9d9d9")
         shape_attr = ', shape="oval"' if node.is_variable else ""
-        lines.append(f"  {_quote(node.name)} [label={_quote(_label(node))}, "
-                     f"fillcolor={_quote(colour)}{shape_attr}];")
+        lines.append(
+            f"  {_quote(node.name)} [label={_quote(_label(node))}, "
+            f"fillcolor={_quote(colour)}{shape_attr}];"
+        )
     for node in topo_order(symbol.entries):
         if id(node) in hidden:
             continue
@@ -152,11 +178,16 @@ def plot_network(symbol: Symbol, title: str = "plot", save_format: str = "pdf",
             if typed is not None and typed.entry(entry) is not None:
                 label = "x".join(str(s) for s in typed.entry(entry).shape)
             # edges point from output to input, as data flows (MXNet draws them reversed)
-            lines.append(f"  {_quote(entry.node.name)} -> {_quote(node.name)}"
-                         + (f" [label={_quote(label)}]" if label else "") + ";")
+            lines.append(
+                f"  {_quote(entry.node.name)} -> {_quote(node.name)}"
+                + (f" [label={_quote(label)}]" if label else "")
+                + ";"
+            )
     for entry in symbol.entries:
-        lines.append(f"  {_quote(output_name(entry) + ' (out)')} [shape=plaintext, "
-                     f"style=\"\", label={_quote(output_name(entry))}];")
+        lines.append(
+            f"  {_quote(output_name(entry) + ' (out)')} [shape=plaintext, "
+            f'style="", label={_quote(output_name(entry))}];'
+        )
         lines.append(f"  {_quote(entry.node.name)} -> {_quote(output_name(entry) + ' (out)')};")
     lines.append("}")
     dot = DotGraph("\n".join(lines) + "\n")

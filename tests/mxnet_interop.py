@@ -40,9 +40,11 @@ def _make_venv() -> tuple[Path | None, str]:
     reasons = []
     for base in _candidate_pythons():
         shutil.rmtree(VENV, ignore_errors=True)
-        steps = [[base, "-m", "venv", str(VENV)],
-                 [str(python), "-m", "pip", "install", "-q", "mxnet==1.9.1", "numpy==1.23.5"],
-                 [str(python), "-c", "import mxnet; assert mxnet.__version__ == '1.9.1'"]]
+        steps = [
+            [base, "-m", "venv", str(VENV)],
+            [str(python), "-m", "pip", "install", "-q", "mxnet==1.9.1", "numpy==1.23.5"],
+            [str(python), "-c", "import mxnet; assert mxnet.__version__ == '1.9.1'"],
+        ]
         for step in steps:
             try:
                 done = subprocess.run(step, capture_output=True, text=True, timeout=900)
@@ -61,31 +63,36 @@ def _make_venv() -> tuple[Path | None, str]:
     return None, "; ".join(reasons)
 
 
-
 def mxnet_python() -> Path:
     """The interop virtualenv's python; builds it first if needed (saying so on
     stderr), and skips the calling test when it cannot be made."""
     import pytest
 
     if not (READY.exists() and (VENV / "bin" / "python").exists()):
-        print("building the MXNet 1.9.1 interop virtualenv under build/mxnet-venv "
-              "(large; made once and reused)", file=sys.stderr)
+        print(
+            "building the MXNet 1.9.1 interop virtualenv under build/mxnet-venv "
+            "(large; made once and reused)",
+            file=sys.stderr,
+        )
     python, reason = _make_venv()
     if python is None:
         pytest.skip(f"cannot make a virtualenv with mxnet==1.9.1 and numpy==1.23.5: {reason}")
     return python
 
 
-def run_mxnet(python: Path, source: str, workdir: Path, *args: str,
-              timeout: float = 600) -> str:
+def run_mxnet(python: Path, source: str, workdir: Path, *args: str, timeout: float = 600) -> str:
     """Run the Python ``source`` under the real MXNet in ``workdir``; return its
     stdout, failing the test with its stderr when it exits non-zero."""
     script = Path(workdir) / "mxnet_script.py"
     script.write_text(source)
-    done = subprocess.run([str(python), str(script), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=str(workdir),
-                          env={**os.environ, "MXNET_SUBGRAPH_VERBOSE": "0",
-                               "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        [str(python), str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(workdir),
+        env={**os.environ, "MXNET_SUBGRAPH_VERBOSE": "0", "OMP_NUM_THREADS": "1"},
+    )
     if done.returncode != 0:
         raise AssertionError(f"MXNet script failed:\n{done.stderr[-4000:]}")
     return done.stdout

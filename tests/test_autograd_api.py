@@ -50,11 +50,12 @@ def flags():
 # state and scopes
 # ---------------------------------------------------------------------------
 
+
 def test_fresh_process_has_recording_and_training_off():
-    code = ("import symgrad as mx; "
-            "print(mx.autograd.is_recording(), mx.autograd.is_training())")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True, timeout=120)
+    code = "import symgrad as mx; print(mx.autograd.is_recording(), mx.autograd.is_training())"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
     assert result.stdout.split() == ["False", "False"]
 
 
@@ -83,14 +84,16 @@ def test_setters_are_independent():
     assert flags() == (False, True)
 
 
-@pytest.mark.parametrize("scope, inside", [
-    (lambda: autograd.record(), (True, True)),
-    (lambda: autograd.record(train_mode=False), (True, False)),
-    (lambda: autograd.pause(), (False, False)),
-    (lambda: autograd.pause(train_mode=True), (False, True)),
-])
-@pytest.mark.parametrize("before", [(False, False), (True, True), (True, False),
-                                    (False, True)])
+@pytest.mark.parametrize(
+    "scope, inside",
+    [
+        (lambda: autograd.record(), (True, True)),
+        (lambda: autograd.record(train_mode=False), (True, False)),
+        (lambda: autograd.pause(), (False, False)),
+        (lambda: autograd.pause(train_mode=True), (False, True)),
+    ],
+)
+@pytest.mark.parametrize("before", [(False, False), (True, True), (True, False), (False, True)])
 def test_record_and_pause_set_both_flags_and_restore_them(scope, inside, before):
     autograd.set_recording(before[0])
     autograd.set_training(before[1])
@@ -99,10 +102,10 @@ def test_record_and_pause_set_both_flags_and_restore_them(scope, inside, before)
     assert flags() == before
 
 
-@pytest.mark.parametrize("scope, training", [(autograd.train_mode, True),
-                                             (autograd.predict_mode, False)])
-@pytest.mark.parametrize("before", [(False, False), (True, True), (True, False),
-                                    (False, True)])
+@pytest.mark.parametrize(
+    "scope, training", [(autograd.train_mode, True), (autograd.predict_mode, False)]
+)
+@pytest.mark.parametrize("before", [(False, False), (True, True), (True, False), (False, True)])
 def test_train_and_predict_mode_leave_recording_alone(scope, training, before):
     autograd.set_recording(before[0])
     autograd.set_training(before[1])
@@ -111,8 +114,9 @@ def test_train_and_predict_mode_leave_recording_alone(scope, training, before):
     assert flags() == before
 
 
-@pytest.mark.parametrize("scope", [autograd.record, autograd.pause, autograd.train_mode,
-                                   autograd.predict_mode])
+@pytest.mark.parametrize(
+    "scope", [autograd.record, autograd.pause, autograd.train_mode, autograd.predict_mode]
+)
 def test_scopes_restore_both_flags_on_exception(scope):
     autograd.set_recording(False)
     autograd.set_training(True)
@@ -215,6 +219,7 @@ def test_state_is_per_asyncio_task():
 # variables: attach_grad and mark_variables
 # ---------------------------------------------------------------------------
 
+
 def test_attach_grad_makes_a_zero_buffer_of_same_shape_and_dtype():
     x = nd.array([[1, 2], [3, 4]], dtype=F64)
     assert x.grad is None
@@ -289,6 +294,7 @@ def test_mark_variables_buffer_of_wrong_shape_raises():
 # grad_req
 # ---------------------------------------------------------------------------
 
+
 def test_grad_req_write_overwrites():
     x = variable([1.0, 2.0])
     x.grad[:] = 100
@@ -310,8 +316,7 @@ def test_grad_req_add_accumulates_over_backwards_and_recordings():
     with autograd.record():
         z = x * 3
     z.backward()
-    np.testing.assert_allclose(x.grad.asnumpy(), 1 + 2 * np.array([2.0, 4.0]) + 3,
-                               rtol=RTOL)
+    np.testing.assert_allclose(x.grad.asnumpy(), 1 + 2 * np.array([2.0, 4.0]) + 3, rtol=RTOL)
     x.grad[:] = 0  # the usual way to reset an 'add' buffer
     with autograd.record():
         z = x * 3
@@ -364,6 +369,7 @@ def test_unknown_grad_req_raises(grad_req):
 # heads and head gradients
 # ---------------------------------------------------------------------------
 
+
 def test_head_gradient_given_to_array_backward():
     x = variable([1.0, 2.0, 3.0])
     with autograd.record():
@@ -383,8 +389,8 @@ def test_head_gradient_given_as_out_grad_keyword():
 def test_several_heads_without_head_gradients_sum():
     x = variable([1.0, 2.0])
     with autograd.record():
-        a = x * x          # 2x
-        b = nd.sin(x)      # cos x
+        a = x * x  # 2x
+        b = nd.sin(x)  # cos x
     autograd.backward([a, b])
     expected = 2 * np.array([1.0, 2.0]) + np.cos([1.0, 2.0])
     np.testing.assert_allclose(x.grad.asnumpy(), expected, rtol=1e-12)
@@ -394,9 +400,9 @@ def test_several_heads_with_head_gradients_and_none_entries():
     x = variable([1.0, 2.0])
     w = variable([[1.0, 2.0], [3.0, 4.0]])
     with autograd.record():
-        a = x * x                      # shape (2,)
-        b = nd.dot(w, x)               # shape (2,)
-        c = (x * 3).sum()              # shape (1,)
+        a = x * x  # shape (2,)
+        b = nd.dot(w, x)  # shape (2,)
+        c = (x * 3).sum()  # shape (1,)
     ga = nd.array([5.0, 7.0], dtype=F64)
     gc = nd.array([2.0], dtype=F64)
     autograd.backward([a, b, c], [ga, None, gc])
@@ -431,8 +437,7 @@ def test_broadcast_input_gradient_is_reduced_to_its_shape():
         y = x * b
     y.backward()
     np.testing.assert_allclose(b.grad.asnumpy(), [[5.0, 7.0, 9.0]], rtol=RTOL)
-    np.testing.assert_allclose(x.grad.asnumpy(), np.tile([10.0, 20.0, 30.0], (2, 1)),
-                               rtol=RTOL)
+    np.testing.assert_allclose(x.grad.asnumpy(), np.tile([10.0, 20.0, 30.0], (2, 1)), rtol=RTOL)
 
 
 def test_constant_inputs_of_recorded_ops_get_no_gradient_and_stay_constant():
@@ -448,6 +453,7 @@ def test_constant_inputs_of_recorded_ops_get_no_gradient_and_stay_constant():
 # ---------------------------------------------------------------------------
 # detach, stop_gradient, backward inside pause
 # ---------------------------------------------------------------------------
+
 
 def test_detach_stops_gradients():
     x = variable([1.0, 2.0, 3.0])
@@ -513,6 +519,7 @@ def test_backward_inside_record_does_not_record_the_gradient():
 # retain_graph and freeing
 # ---------------------------------------------------------------------------
 
+
 def test_second_backward_without_retain_graph_raises_suggesting_it():
     x = variable([1.0, 2.0])
     with autograd.record():
@@ -577,6 +584,7 @@ def test_get_symbol_after_retained_backward_works():
 # grad
 # ---------------------------------------------------------------------------
 
+
 def test_grad_returns_new_arrays_and_writes_no_grad_buffer():
     x = variable([1.0, 2.0])
     w = variable([3.0, 4.0])
@@ -584,8 +592,7 @@ def test_grad_returns_new_arrays_and_writes_no_grad_buffer():
     with autograd.record():
         y = x * x * w
     gx, gw = autograd.grad(y, [x, w])
-    np.testing.assert_allclose(gx.asnumpy(), 2 * np.array([1.0, 2.0]) * [3.0, 4.0],
-                               rtol=RTOL)
+    np.testing.assert_allclose(gx.asnumpy(), 2 * np.array([1.0, 2.0]) * [3.0, 4.0], rtol=RTOL)
     np.testing.assert_allclose(gw.asnumpy(), [1.0, 4.0], rtol=RTOL)
     assert gx is not x.grad and gw is not w.grad
     np.testing.assert_array_equal(x.grad.asnumpy(), [5, 5])
@@ -606,7 +613,7 @@ def test_grad_with_head_gradients():
     with autograd.record():
         a = x * x
         b = x * 10
-    gx, = autograd.grad([a, b], [x], head_grads=[nd.array([1.0, 2.0], dtype=F64), None])
+    (gx,) = autograd.grad([a, b], [x], head_grads=[nd.array([1.0, 2.0], dtype=F64), None])
     np.testing.assert_allclose(gx.asnumpy(), [2.0 + 10, 8.0 + 10], rtol=RTOL)
 
 
@@ -680,9 +687,9 @@ def test_create_graph_third_order_via_grad_of_two_variables():
     x, w = variable(xs), variable(ws)
     with autograd.record():
         y = nd.exp(x * w)
-        (dx,) = autograd.grad(y, [x], create_graph=True)        # w e^{xw}
-        (dxw,) = autograd.grad(dx, [w], create_graph=True)      # (1 + xw) e^{xw}
-        (dxwx,) = autograd.grad(dxw, [x], create_graph=True)    # (2w + x w^2) e^{xw}
+        (dx,) = autograd.grad(y, [x], create_graph=True)  # w e^{xw}
+        (dxw,) = autograd.grad(dx, [w], create_graph=True)  # (1 + xw) e^{xw}
+        (dxwx,) = autograd.grad(dxw, [x], create_graph=True)  # (2w + x w^2) e^{xw}
     e = np.exp(xs * ws)
     np.testing.assert_allclose(dx.asnumpy(), ws * e, rtol=1e-12)
     np.testing.assert_allclose(dxw.asnumpy(), (1 + xs * ws) * e, rtol=1e-12)
@@ -703,8 +710,7 @@ def test_create_graph_with_a_head_gradient_is_differentiated_through():
     x = variable([1.0, 2.0])
     with autograd.record():
         y = x * x * x
-        (dy,) = autograd.grad(y, [x], head_grads=nd.array([2.0, 3.0], dtype=F64),
-                              create_graph=True)
+        (dy,) = autograd.grad(y, [x], head_grads=nd.array([2.0, 3.0], dtype=F64), create_graph=True)
     np.testing.assert_allclose(dy.asnumpy(), [6.0, 36.0], rtol=1e-12)
     dy.backward()
     np.testing.assert_allclose(x.grad.asnumpy(), [12.0, 36.0], rtol=1e-12)
@@ -733,6 +739,7 @@ def test_grad_of_an_unmarked_array_raises():
 # ---------------------------------------------------------------------------
 # errors, and nothing written when backward fails
 # ---------------------------------------------------------------------------
+
 
 def test_backward_of_array_with_no_history_raises():
     x = variable([1.0, 2.0])
@@ -804,8 +811,9 @@ class _RaisingBackward(autograd.Function):
         raise ArithmeticError("backward failed")
 
 
-@pytest.mark.parametrize("function, error", [(_WrongShapeBackward, mx.MXNetError),
-                                             (_RaisingBackward, ArithmeticError)])
+@pytest.mark.parametrize(
+    "function, error", [(_WrongShapeBackward, mx.MXNetError), (_RaisingBackward, ArithmeticError)]
+)
 def test_nothing_is_written_when_the_gradient_computation_fails(function, error):
     x = variable([1.0, 2.0])
     w = variable([3.0, 4.0], grad_req="add")
@@ -833,6 +841,7 @@ def test_in_place_update_of_recorded_array_while_recording_raises():
 # ---------------------------------------------------------------------------
 # Function
 # ---------------------------------------------------------------------------
+
 
 class Square(autograd.Function):
     def forward(self, x):
@@ -952,6 +961,7 @@ def test_function_gradient_with_grad():
 # Dropout: train and predict behaviour
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("p", [0.5, 0.2])
 def test_dropout_in_training_zeroes_and_scales(p):
     mx.random.seed(3)
@@ -979,11 +989,14 @@ def test_dropout_gradient_uses_the_forward_mask_with_head_gradient():
     np.testing.assert_allclose(x.grad.asnumpy(), head * mask, rtol=1e-12)
 
 
-@pytest.mark.parametrize("scope", [
-    lambda: autograd.record(train_mode=False),
-    lambda: autograd.pause(),
-    lambda: autograd.predict_mode(),
-])
+@pytest.mark.parametrize(
+    "scope",
+    [
+        lambda: autograd.record(train_mode=False),
+        lambda: autograd.pause(),
+        lambda: autograd.predict_mode(),
+    ],
+)
 def test_dropout_in_predict_mode_is_identity(scope):
     xs = np.arange(1.0, 13.0).reshape(3, 4)
     x = variable(xs)
@@ -1043,6 +1056,7 @@ def test_dropout_p_zero_is_identity_in_training():
 # BatchNorm: batch statistics in training, moving statistics otherwise
 # ---------------------------------------------------------------------------
 
+
 def _batchnorm_arrays(seed=0):
     rng = np.random.default_rng(seed)
     data = rng.normal(1.0, 2.0, (4, 3, 2))
@@ -1057,8 +1071,9 @@ def _nd(*arrays):
 
 def _normalise(data, mean, var, gamma, beta, eps):
     shape = (1, -1, 1)
-    return ((data - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
-            * gamma.reshape(shape) + beta.reshape(shape))
+    return (data - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) * gamma.reshape(
+        shape
+    ) + beta.reshape(shape)
 
 
 def test_batchnorm_training_uses_batch_statistics_with_biased_variance():
@@ -1067,8 +1082,9 @@ def test_batchnorm_training_uses_batch_statistics_with_biased_variance():
     with autograd.record():
         y = nd.BatchNorm(x, g, b, m, v, fix_gamma=False, eps=1e-5)
     mean, var = data.mean(axis=(0, 2)), data.var(axis=(0, 2))  # ddof=0
-    np.testing.assert_allclose(y.asnumpy(), _normalise(data, mean, var, gamma, beta, 1e-5),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        y.asnumpy(), _normalise(data, mean, var, gamma, beta, 1e-5), rtol=1e-10, atol=1e-12
+    )
 
 
 def test_batchnorm_fix_gamma_ignores_gamma_and_gives_it_zero_gradient():
@@ -1079,12 +1095,14 @@ def test_batchnorm_fix_gamma_ignores_gamma_and_gives_it_zero_gradient():
     with autograd.record():
         y = nd.BatchNorm(x, g, b, m, v)  # fix_gamma=True by default, eps=1e-3
     mean, var = data.mean(axis=(0, 2)), data.var(axis=(0, 2))
-    np.testing.assert_allclose(y.asnumpy(), _normalise(data, mean, var, np.ones(3), beta,
-                                                       1e-3), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        y.asnumpy(), _normalise(data, mean, var, np.ones(3), beta, 1e-3), rtol=1e-10, atol=1e-12
+    )
     y.backward(nd.array(np.arange(24.0).reshape(4, 3, 2), dtype=F64))
     np.testing.assert_array_equal(g.grad.asnumpy(), np.zeros(3))
-    np.testing.assert_allclose(b.grad.asnumpy(), np.arange(24.0).reshape(4, 3, 2)
-                               .sum(axis=(0, 2)), rtol=1e-12)
+    np.testing.assert_allclose(
+        b.grad.asnumpy(), np.arange(24.0).reshape(4, 3, 2).sum(axis=(0, 2)), rtol=1e-12
+    )
 
 
 def test_batchnorm_training_gradient_matches_finite_differences():
@@ -1121,18 +1139,22 @@ def test_batchnorm_training_pass_updates_moving_statistics():
     np.testing.assert_allclose(v.asnumpy(), 0.8 * mv + 0.2 * var, rtol=1e-12)
 
 
-@pytest.mark.parametrize("scope", [
-    lambda: autograd.record(train_mode=False),
-    lambda: autograd.pause(),
-    lambda: autograd.predict_mode(),
-])
+@pytest.mark.parametrize(
+    "scope",
+    [
+        lambda: autograd.record(train_mode=False),
+        lambda: autograd.pause(),
+        lambda: autograd.predict_mode(),
+    ],
+)
 def test_batchnorm_predict_mode_uses_and_keeps_moving_statistics(scope):
     data, gamma, beta, mm, mv = _batchnorm_arrays(4)
     x, g, b, m, v = _nd(data, gamma, beta, mm, mv)
     with scope():
         y = nd.BatchNorm(x, g, b, m, v, fix_gamma=False, eps=1e-4)
-    np.testing.assert_allclose(y.asnumpy(), _normalise(data, mm, mv, gamma, beta, 1e-4),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        y.asnumpy(), _normalise(data, mm, mv, gamma, beta, 1e-4), rtol=1e-10, atol=1e-12
+    )
     np.testing.assert_array_equal(m.asnumpy(), mm)
     np.testing.assert_array_equal(v.asnumpy(), mv)
 
@@ -1156,8 +1178,9 @@ def test_batchnorm_use_global_stats_in_training_keeps_moving_statistics():
     with autograd.record():
         y = nd.BatchNorm(x, g, b, m, v, fix_gamma=False, use_global_stats=True)
     y.backward()
-    np.testing.assert_allclose(y.asnumpy(), _normalise(data, mm, mv, gamma, beta, 1e-3),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        y.asnumpy(), _normalise(data, mm, mv, gamma, beta, 1e-3), rtol=1e-10, atol=1e-12
+    )
     np.testing.assert_array_equal(m.asnumpy(), mm)
     np.testing.assert_array_equal(v.asnumpy(), mv)
 
@@ -1165,6 +1188,7 @@ def test_batchnorm_use_global_stats_in_training_keeps_moving_statistics():
 # ---------------------------------------------------------------------------
 # get_symbol: names, JSON layout, recorded op names
 # ---------------------------------------------------------------------------
+
 
 def _graph(y) -> dict:
     return json.loads(autograd.get_symbol(y).tojson())
@@ -1176,8 +1200,13 @@ def test_get_symbol_json_layout():
         z = nd.tanh(x * 2 + 1).sum()
     graph = _graph(z)
     assert set(graph) == {"nodes", "arg_nodes", "node_row_ptr", "heads", "attrs"}
-    assert [n["op"] for n in graph["nodes"]] == ["null", "_mul_scalar", "_plus_scalar",
-                                                 "tanh", "sum"]
+    assert [n["op"] for n in graph["nodes"]] == [
+        "null",
+        "_mul_scalar",
+        "_plus_scalar",
+        "tanh",
+        "sum",
+    ]
     assert graph["arg_nodes"] == [0]
     assert graph["node_row_ptr"] == [0, 1, 2, 3, 4, 5]
     assert graph["heads"] == [[4, 0, 0]]
@@ -1190,8 +1219,11 @@ def test_get_symbol_json_layout():
     assert graph["nodes"][0]["inputs"] == []
     assert float(graph["nodes"][1]["attrs"]["scalar"]) == 2.0
     assert float(graph["nodes"][2]["attrs"]["scalar"]) == 1.0
-    assert all(isinstance(value, str) for node in graph["nodes"]
-               for value in node.get("attrs", {}).values())
+    assert all(
+        isinstance(value, str)
+        for node in graph["nodes"]
+        for value in node.get("attrs", {}).values()
+    )
 
 
 def test_get_symbol_arguments_and_outputs():
@@ -1250,35 +1282,38 @@ def _two():
     return x, y
 
 
-@pytest.mark.parametrize("expression, op, scalar", [
-    (lambda x, y: x + y, "broadcast_add", None),
-    (lambda x, y: x - y, "broadcast_sub", None),
-    (lambda x, y: x * y, "broadcast_mul", None),
-    (lambda x, y: x / y, "broadcast_div", None),
-    (lambda x, y: x ** y, "broadcast_power", None),
-    (lambda x, y: x + 2, "_plus_scalar", 2.0),
-    (lambda x, y: 2 + x, "_plus_scalar", 2.0),
-    (lambda x, y: x - 2, "_minus_scalar", 2.0),
-    (lambda x, y: 1 - x, "_rminus_scalar", 1.0),
-    (lambda x, y: x * 2, "_mul_scalar", 2.0),
-    (lambda x, y: 2 * x, "_mul_scalar", 2.0),
-    (lambda x, y: x / 2, "_div_scalar", 2.0),
-    (lambda x, y: 2 / x, "_rdiv_scalar", 2.0),
-    (lambda x, y: x ** 2, "_power_scalar", 2.0),
-    (lambda x, y: 2 ** x, "_rpower_scalar", 2.0),
-    (lambda x, y: x % 2, "_mod_scalar", 2.0),
-    (lambda x, y: -x, "negative", None),
-    (lambda x, y: x > 1, "_greater_scalar", 1.0),
-    (lambda x, y: x == y, "broadcast_equal", None),
-    (lambda x, y: x.T, "transpose", None),
-    (lambda x, y: x.reshape((2, 1)), "Reshape", None),
-    (lambda x, y: x.sum(), "sum", None),
-    (lambda x, y: x.astype("float32"), "Cast", None),
-    (lambda x, y: x.copy(), "_copy", None),
-    (lambda x, y: nd.elemwise_add(x, y), "elemwise_add", None),
-    (lambda x, y: nd.maximum(x, y), "broadcast_maximum", None),
-    (lambda x, y: nd.maximum(x, 1.5), "_maximum_scalar", 1.5),
-])
+@pytest.mark.parametrize(
+    "expression, op, scalar",
+    [
+        (lambda x, y: x + y, "broadcast_add", None),
+        (lambda x, y: x - y, "broadcast_sub", None),
+        (lambda x, y: x * y, "broadcast_mul", None),
+        (lambda x, y: x / y, "broadcast_div", None),
+        (lambda x, y: x**y, "broadcast_power", None),
+        (lambda x, y: x + 2, "_plus_scalar", 2.0),
+        (lambda x, y: 2 + x, "_plus_scalar", 2.0),
+        (lambda x, y: x - 2, "_minus_scalar", 2.0),
+        (lambda x, y: 1 - x, "_rminus_scalar", 1.0),
+        (lambda x, y: x * 2, "_mul_scalar", 2.0),
+        (lambda x, y: 2 * x, "_mul_scalar", 2.0),
+        (lambda x, y: x / 2, "_div_scalar", 2.0),
+        (lambda x, y: 2 / x, "_rdiv_scalar", 2.0),
+        (lambda x, y: x**2, "_power_scalar", 2.0),
+        (lambda x, y: 2**x, "_rpower_scalar", 2.0),
+        (lambda x, y: x % 2, "_mod_scalar", 2.0),
+        (lambda x, y: -x, "negative", None),
+        (lambda x, y: x > 1, "_greater_scalar", 1.0),
+        (lambda x, y: x == y, "broadcast_equal", None),
+        (lambda x, y: x.T, "transpose", None),
+        (lambda x, y: x.reshape((2, 1)), "Reshape", None),
+        (lambda x, y: x.sum(), "sum", None),
+        (lambda x, y: x.astype("float32"), "Cast", None),
+        (lambda x, y: x.copy(), "_copy", None),
+        (lambda x, y: nd.elemwise_add(x, y), "elemwise_add", None),
+        (lambda x, y: nd.maximum(x, y), "broadcast_maximum", None),
+        (lambda x, y: nd.maximum(x, 1.5), "_maximum_scalar", 1.5),
+    ],
+)
 def test_recorded_op_names_match_mxnet(expression, op, scalar):
     x, y = _two()
     with autograd.record():
@@ -1292,15 +1327,18 @@ def test_recorded_op_names_match_mxnet(expression, op, scalar):
 def test_deferred_arrays_freed_after_module_teardown_print_no_error():
     """At interpreter exit module globals are cleared before the last arrays die;
     the weak-reference callback of a pending array must not need them."""
-    code = ("import symgrad._deferred as deferred\n"
-            "from symgrad import autograd, nd\n"
-            "x = nd.array([1.0, 2.0]); x.attach_grad()\n"
-            "with autograd.record():\n"
-            "    y = x * 2\n"
-            "deferred._pending = None  # as module teardown leaves it\n"
-            "del y\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+    code = (
+        "import symgrad._deferred as deferred\n"
+        "from symgrad import autograd, nd\n"
+        "x = nd.array([1.0, 2.0]); x.attach_grad()\n"
+        "with autograd.record():\n"
+        "    y = x * 2\n"
+        "deferred._pending = None  # as module teardown leaves it\n"
+        "del y\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "Exception ignored" not in result.stderr, result.stderr
 

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # A program whose compilation takes seconds: many distinct elementwise ops.
-SCRIPT = r'''
+SCRIPT = r"""
 import sys, time
 import numpy as np
 import symgrad as mx
@@ -35,17 +35,27 @@ if sys.argv[1] == "wait":
     from compiler.lower.runner import wait_for_compilation
     wait_for_compilation()
 print("done %.6f" % time.time(), flush=True)
-'''
+"""
 
 
 def _spawn(tmp_path: Path, mode: str) -> subprocess.Popen:
-    env = dict(os.environ, SYMGRAD_BACKEND="compiled", SYMGRAD_COMPILE="background",
-               SYMGRAD_CACHE_DIR=str(tmp_path / "cache"), NUMBA_CACHE_DIR=str(tmp_path / "nb"),
-               PYTHONPATH=str(ROOT))
+    env = dict(
+        os.environ,
+        SYMGRAD_BACKEND="compiled",
+        SYMGRAD_COMPILE="background",
+        SYMGRAD_CACHE_DIR=str(tmp_path / "cache"),
+        NUMBA_CACHE_DIR=str(tmp_path / "nb"),
+        PYTHONPATH=str(ROOT),
+    )
     script = tmp_path / "script.py"
     script.write_text(SCRIPT)
-    return subprocess.Popen([sys.executable, str(script), mode], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, str(script), mode],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_a_process_exits_without_waiting_for_a_compilation(tmp_path):

@@ -27,9 +27,9 @@ from bench.libs import COLUMN_BY_KEY  # noqa: E402
 from bench.reference import REFERENCE  # noqa: E402
 from bench.workloads import GRAD_NAMES, ROWS, Row, make_inputs  # noqa: E402
 
-TINY = 8            # batch size of the test rows
-STEPS = 3           # training steps compared one by one
-TOL = 1e-4          # float32 against float64, norm-wise
+TINY = 8  # batch size of the test rows
+STEPS = 3  # training steps compared one by one
+TOL = 1e-4  # float32 against float64, norm-wise
 
 # Run in a column's process: forward+backward once, then STEPS training steps, each
 # checked against the reference, then 20 more and the check after timing of cell.py;
@@ -68,9 +68,14 @@ def _run_column(key: str, python: str | None = None) -> dict:
     column = COLUMN_BY_KEY[key]
     env = harness.cell_env(column.env)
     env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([python or sys.executable, "-c", CELL_SCRIPT, column.module,
-                           str(TINY), str(STEPS)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [python or sys.executable, "-c", CELL_SCRIPT, column.module, str(TINY), str(STEPS)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     line = [s for s in done.stdout.splitlines() if s.startswith("CELL ")][-1]
     return json.loads(line[5:])
@@ -86,6 +91,7 @@ def _assert_correct(errors: dict) -> None:
 
 # ---------------------------------------------------------------- the references
 
+
 def test_w6_reference_gradients_match_finite_differences():
     inputs = _tiny("W6")
     names = GRAD_NAMES["W6"]
@@ -95,8 +101,10 @@ def test_w6_reference_gradients_match_finite_differences():
     eps = 1e-6
     for name, grad in zip(names, grads):
         direction = rng.standard_normal(grad.shape)
-        shifted = [dict(inputs, **{name: inputs[name].astype(np.float64) + s * eps * direction})
-                   for s in (1, -1)]
+        shifted = [
+            dict(inputs, **{name: inputs[name].astype(np.float64) + s * eps * direction})
+            for s in (1, -1)
+        ]
         plus, minus = (REFERENCE["W6"](inp)[0].sum() for inp in shifted)
         assert (plus - minus) / (2 * eps) == pytest.approx(np.sum(grad * direction), rel=1e-6)
 
@@ -126,7 +134,7 @@ def test_inputs_are_mxnet_default_xavier_and_zero_biases():
         bound = np.sqrt(3.0 / ((fan_in + fan_out) / 2))
         w = inputs[name]
         assert w.shape == (fan_out, fan_in) and np.abs(w).max() <= bound
-        assert np.abs(w).max() > 0.99 * bound        # uniform over the whole interval
+        assert np.abs(w).max() > 0.99 * bound  # uniform over the whole interval
     assert not inputs["b1"].any() and not inputs["b2"].any()
 
 
@@ -136,11 +144,11 @@ def test_an_update_5_percent_off_is_wrong():
     inputs = _tiny("W6_step")
     names = GRAD_NAMES["W6_step"]
     mean_loss, changes = REFERENCE["W6_step"](inputs)
-    off = [inputs[k] + 1.05 * d for k, d in zip(names, changes)]       # lr 5% too large
+    off = [inputs[k] + 1.05 * d for k, d in zip(names, changes)]  # lr 5% too large
     ok, err, _ = harness.check(_moved((mean_loss, off), inputs, names), (mean_loss, changes))
     assert not ok and err == pytest.approx(0.05, rel=1e-3)
     right = [inputs[k] + d for k, d in zip(names, changes)]
-    weights = slice(0, None, 2)      # W1, W2 (the biases start at zero: no difference)
+    weights = slice(0, None, 2)  # W1, W2 (the biases start at zero: no difference)
     assert harness.check((mean_loss, off[weights]), (mean_loss, right[weights]))[0]
 
 
@@ -167,7 +175,7 @@ class NumpyTrainer:
 def test_check_after_timing_starts_from_the_state_reached():
     inputs = _tiny("W6_step")
     right = NumpyTrainer(inputs)
-    for _ in range(200):            # the batch of 8 is nearly learnt
+    for _ in range(200):  # the batch of 8 is nearly learnt
         right()
     ok, err, msg = _check_last_step(right, "W6_step", inputs)
     assert ok and err < 5e-4, msg
@@ -180,9 +188,12 @@ def test_check_after_timing_starts_from_the_state_reached():
 
 # ---------------------------------------------------------------- the harness
 
+
 def test_only_selects_w6_rows_by_workload_size_or_key():
-    keys = {name: [r.key for r in ROWS if _selects({name}, r)]
-            for name in ("W6", "W6-128", "W6-1024-step", "W2")}
+    keys = {
+        name: [r.key for r in ROWS if _selects({name}, r)]
+        for name in ("W6", "W6-128", "W6-1024-step", "W2")
+    }
     assert keys["W6"] == ["W6-128", "W6-1024", "W6-128-step", "W6-1024-step"]
     assert keys["W6-128"] == ["W6-128", "W6-128-step"]
     assert keys["W6-1024-step"] == ["W6-1024-step"]
@@ -193,12 +204,15 @@ def test_gluon_columns_skip_other_rows_without_a_process(tmp_path):
     result = run_cell(COLUMN_BY_KEY["mxnet"], "W1-1e6", str(tmp_path))
     assert result == {"status": "n/a", "reason": "no W1", "absent": True}
     columns = [COLUMN_BY_KEY[k] for k in ("mxnet", "torch")]
-    results = {("W1 n=1e6", "mxnet"): result,
-               ("W1 n=1e6", "torch"): {"status": "ok", "times": [1.0]}}
+    results = {
+        ("W1 n=1e6", "mxnet"): result,
+        ("W1 n=1e6", "torch"): {"status": "ok", "times": [1.0]},
+    }
     assert _applicable(columns, ["W1 n=1e6"], results) == [COLUMN_BY_KEY["torch"]]
 
 
 # ---------------------------------------------------------------- the cells
+
 
 @pytest.mark.parametrize("key", ["symgrad-gluon", "symgrad-hybrid"])
 def test_symgrad_gluon_cells(key):

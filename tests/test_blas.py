@@ -65,10 +65,12 @@ def test_operands_that_are_not_contiguous_are_copied_first(matmul_into):
 
 
 @pytest.mark.parametrize("matmul_into", BOTH)
-@pytest.mark.parametrize("b_shape, out_shape", [((4, 5), (3, 5)), ((3, 5), (3, 4)),
-                                                ((3, 5), (2, 5))])
-def test_shapes_that_disagree_raise_instead_of_reading_out_of_bounds(matmul_into, b_shape,
-                                                                     out_shape):
+@pytest.mark.parametrize(
+    "b_shape, out_shape", [((4, 5), (3, 5)), ((3, 5), (3, 4)), ((3, 5), (2, 5))]
+)
+def test_shapes_that_disagree_raise_instead_of_reading_out_of_bounds(
+    matmul_into, b_shape, out_shape
+):
     a = np.ones((3, 3))
     with pytest.raises(ValueError, match="shapes do not agree"):
         matmul_into(a, np.ones(b_shape), False, False, np.empty(out_shape))
@@ -87,6 +89,7 @@ def test_products_run_in_the_blas_numpy_linked():
     blas.matmul_into(a, a, False, True, out)
     assert (out == 8).all()
     import llvmlite.binding as llvm
+
     address = llvm.address_of_symbol("symgrad_cblas_sgemm")  # what compiled code links to
     with open("/proc/self/maps") as maps:
         owners = set()

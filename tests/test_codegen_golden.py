@@ -38,8 +38,7 @@ def test_broadcast_bias_gradient_and_whole_sum():
     x, b = variable((8, 5), np.float32), variable((5,), np.float32)
     xs, bs = Expr(Entry(x, 0)), Expr(Entry(b, 0))
     y = call("tanh", xs + bs)
-    graph = ProgramGraph([x, b], [call("_unbroadcast", y * 2.0, bs).entry,
-                                  call("sum", y).entry])
+    graph = ProgramGraph([x, b], [call("_unbroadcast", y * 2.0, bs).entry, call("sum", y).entry])
     assert kernel_source(graph) == BIAS_AND_TOTAL
 
 

@@ -30,8 +30,11 @@ def run_both(monkeypatch, build, arrays, dtype, head_grad=False):
             v.attach_grad()
         with autograd.record():
             out = build(*variables)
-        seed = nd.array(np.linspace(0.5, 1.5, out.size).reshape(out.shape), dtype=dtype) \
-            if head_grad else None
+        seed = (
+            nd.array(np.linspace(0.5, 1.5, out.size).reshape(out.shape), dtype=dtype)
+            if head_grad
+            else None
+        )
         out.backward(seed)
         results[backend] = [out.asnumpy()] + [v.grad.asnumpy() for v in variables]
     return results["interpreter"], results["compiled"]
@@ -45,9 +48,18 @@ def assert_same(interpreted, compiled, dtype, names=None):
 
 def _unary_ops():
     ops = {op.name: op for op in OPS.values()}
-    return [op for op in ops.values() if op.kind == "elemwise" and op.test and
-            op.differentiable and not op.variadic and len(op.input_names({})) == 1 and
-            op.test.make_inputs is None and not op.attrs and not op.name.startswith("_")]
+    return [
+        op
+        for op in ops.values()
+        if op.kind == "elemwise"
+        and op.test
+        and op.differentiable
+        and not op.variadic
+        and len(op.input_names({})) == 1
+        and op.test.make_inputs is None
+        and not op.attrs
+        and not op.name.startswith("_")
+    ]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -74,10 +86,28 @@ def test_binary_and_scalar_ops_with_broadcasting(monkeypatch, dtype):
     a, b, c = rng.uniform(0.5, 2, (3, 4)), rng.uniform(0.5, 2, (1, 4)), rng.uniform(0.5, 2, (4,))
 
     def build(x, y, z):
-        terms = [x + y, x - z, x * y, x / z, x ** y, nd.maximum(x, y), nd.minimum(x, z),
-                 nd.elemwise_add(x, x * 2), 2 - x, 3 / x, x ** 2, 2 ** x, x + 1, x / 3,
-                 nd.maximum(x, 1.0), nd.minimum(y, 1.0), nd.clip(x, 0.7, 1.6),
-                 (x > y) * x, nd.relu(x - 1), nd.Activation(x, act_type="softrelu")]
+        terms = [
+            x + y,
+            x - z,
+            x * y,
+            x / z,
+            x**y,
+            nd.maximum(x, y),
+            nd.minimum(x, z),
+            nd.elemwise_add(x, x * 2),
+            2 - x,
+            3 / x,
+            x**2,
+            2**x,
+            x + 1,
+            x / 3,
+            nd.maximum(x, 1.0),
+            nd.minimum(y, 1.0),
+            nd.clip(x, 0.7, 1.6),
+            (x > y) * x,
+            nd.relu(x - 1),
+            nd.Activation(x, act_type="softrelu"),
+        ]
         total = terms[0].sum()
         for term in terms[1:]:
             total = total + term.sum()
@@ -90,8 +120,11 @@ def test_binary_and_scalar_ops_with_broadcasting(monkeypatch, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_reductions_and_library_ops(monkeypatch, dtype):
     rng = np.random.default_rng(2)
-    data, weight, bias = rng.uniform(-1, 1, (5, 6)), rng.uniform(-1, 1, (3, 6)), \
-        rng.uniform(-1, 1, (3,))
+    data, weight, bias = (
+        rng.uniform(-1, 1, (5, 6)),
+        rng.uniform(-1, 1, (3, 6)),
+        rng.uniform(-1, 1, (3,)),
+    )
     labels = nd.array([0, 2, 1, 1, 0], dtype=dtype)
 
     def build(x, w, b):
@@ -101,8 +134,9 @@ def test_reductions_and_library_ops(monkeypatch, dtype):
         extra = nd.softmax(x, axis=0).max(axis=1).sum() + x.mean(axis=0).prod()
         return loss + extra + nd.dot(x, w, transpose_b=True).sum(axis=1, keepdims=True).sum()
 
-    interpreted, compiled = run_both(monkeypatch, build, [data, weight, bias], dtype,
-                                     head_grad=True)
+    interpreted, compiled = run_both(
+        monkeypatch, build, [data, weight, bias], dtype, head_grad=True
+    )
     assert_same(interpreted, compiled, dtype, ["value", "x", "w", "b"])
 
 
@@ -136,7 +170,7 @@ def test_create_graph_gradients_compile(monkeypatch):
         total.backward()
         results[backend] = x.grad.asnumpy()
     np.testing.assert_allclose(results["compiled"], results["interpreter"], rtol=1e-12)
-    t, e = np.tanh(np.linspace(-1, 1, 7)), np.exp(-np.linspace(-1, 1, 7) ** 2)
+    t, e = np.tanh(np.linspace(-1, 1, 7)), np.exp(-(np.linspace(-1, 1, 7) ** 2))
     x = np.linspace(-1, 1, 7)
     u = 1 - t * t
     expected = e * (-2 * x * (u - 2 * x * t) - 2 * t * u - 2 * t - 2 * x * u)
@@ -175,8 +209,11 @@ def test_explain_shows_fused_groups_and_source():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_normalisation_means_fuse_and_agree(monkeypatch, dtype):
     rng = np.random.default_rng(4)
-    data, gamma, beta = rng.uniform(-1, 1, (6, 3, 4)), rng.uniform(0.5, 1.5, 3), \
-        rng.uniform(-0.5, 0.5, 3)
+    data, gamma, beta = (
+        rng.uniform(-1, 1, (6, 3, 4)),
+        rng.uniform(0.5, 1.5, 3),
+        rng.uniform(-0.5, 0.5, 3),
+    )
 
     def build(x, g, b):
         stats = [nd.zeros((3,), dtype=dtype), nd.ones((3,), dtype=dtype)]

@@ -24,9 +24,11 @@ def test_foreach_imperative_values():
     rng = np.random.default_rng(0)
     x, h0, w = rng.normal(size=(4, 3)), rng.normal(size=(3,)), rng.normal(size=(3,))
     wa = mx.nd.array(w)
-    out, h = mx.nd.contrib.foreach(lambda d, s: (mx.nd.tanh(d * wa + s) * 2,
-                                                 mx.nd.tanh(d * wa + s)),
-                                   mx.nd.array(x), mx.nd.array(h0))
+    out, h = mx.nd.contrib.foreach(
+        lambda d, s: (mx.nd.tanh(d * wa + s) * 2, mx.nd.tanh(d * wa + s)),
+        mx.nd.array(x),
+        mx.nd.array(h0),
+    )
     ref_out, ref_h = _rnn_numpy(x, h0, w)
     np.testing.assert_allclose(out.asnumpy(), ref_out, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(h.asnumpy(), ref_h, rtol=1e-5, atol=1e-6)
@@ -37,18 +39,20 @@ def test_foreach_imperative_gradient():
 
     def run(x, h0, w):
         out, h = mx.nd.contrib.foreach(
-            lambda d, s: ([mx.nd.tanh(d * w + s[0]) * 2], [mx.nd.tanh(d * w + s[0])]),
-            x, [h0])
+            lambda d, s: ([mx.nd.tanh(d * w + s[0]) * 2], [mx.nd.tanh(d * w + s[0])]), x, [h0]
+        )
         return out[0] * h[0]
 
-    tu.check_numeric_gradient(run, [rng.normal(size=(3, 2)), rng.normal(size=(2,)),
-                                    rng.normal(size=(2,))])
+    tu.check_numeric_gradient(
+        run, [rng.normal(size=(3, 2)), rng.normal(size=(2,)), rng.normal(size=(2,))]
+    )
 
 
 def test_foreach_lists_keep_their_structure():
     data = [mx.nd.ones((2, 3)), mx.nd.zeros((2, 1))]
-    out, states = mx.nd.contrib.foreach(lambda d, s: ([d[0] + s[0], d[1]], [s[0] + 1]),
-                                        data, [mx.nd.zeros((3,))])
+    out, states = mx.nd.contrib.foreach(
+        lambda d, s: ([d[0] + s[0], d[1]], [s[0] + 1]), data, [mx.nd.zeros((3,))]
+    )
     assert isinstance(out, list) and [o.shape for o in out] == [(2, 3), (2, 1)]
     np.testing.assert_array_equal(out[0].asnumpy(), [[1, 1, 1], [2, 2, 2]])
     np.testing.assert_array_equal(states[0].asnumpy(), [2, 2, 2])
@@ -58,8 +62,11 @@ def test_while_loop_imperative_pads_to_max_iterations():
     # MXNet 1.9.1 gives outputs [[2], [2], [4], ...] and loop vars [3], [4]; its rows
     # after the last step are uninitialised memory, zeros here
     out, (i, s) = mx.nd.contrib.while_loop(
-        lambda i, s: i < 3, lambda i, s: ([s * 2], [i + 1, s + i]),
-        [mx.nd.array([0]), mx.nd.array([1])], max_iterations=5)
+        lambda i, s: i < 3,
+        lambda i, s: ([s * 2], [i + 1, s + i]),
+        [mx.nd.array([0]), mx.nd.array([1])],
+        max_iterations=5,
+    )
     np.testing.assert_array_equal(out[0].asnumpy(), [[2], [2], [4], [0], [0]])
     assert i.asscalar() == 3 and s.asscalar() == 4
 
@@ -69,8 +76,11 @@ def test_while_loop_imperative_gradient():
 
     def run(x):
         out, (_, y) = mx.nd.contrib.while_loop(
-            lambda i, y: i < 3, lambda i, y: ([y * y], [i + 1, mx.nd.sin(y) + y]),
-            [mx.nd.array([0.0], dtype=x.dtype), x], max_iterations=4)
+            lambda i, y: i < 3,
+            lambda i, y: ([y * y], [i + 1, mx.nd.sin(y) + y]),
+            [mx.nd.array([0.0], dtype=x.dtype), x],
+            max_iterations=4,
+        )
         return out[0].sum() + y
 
     tu.check_numeric_gradient(run, [rng.normal(size=(1,))])
@@ -90,23 +100,25 @@ def test_cond_imperative_takes_one_branch():
 # symbols
 # ---------------------------------------------------------------------------
 
+
 def test_symbol_foreach_values_and_gradients():
     rng = np.random.default_rng(3)
     x, h0, w = rng.normal(size=(4, 3)), rng.normal(size=(3,)), rng.normal(size=(3,))
     xs, hs, ws = mx.sym.var("x", shape=(4, 3)), mx.sym.var("h0"), mx.sym.var("w")
-    out, h = mx.sym.contrib.foreach(lambda d, s: (mx.sym.tanh(d * ws + s) * 2,
-                                                  mx.sym.tanh(d * ws + s)), xs, hs)
+    out, h = mx.sym.contrib.foreach(
+        lambda d, s: (mx.sym.tanh(d * ws + s) * 2, mx.sym.tanh(d * ws + s)), xs, hs
+    )
     ref_out, ref_h = _rnn_numpy(x, h0, w)
     values = out.eval(x=mx.nd.array(x), h0=mx.nd.array(h0), w=mx.nd.array(w))
     np.testing.assert_allclose(values[0].asnumpy(), ref_out, rtol=1e-5, atol=1e-6)
     loss = mx.sym.sum(out) + mx.sym.sum(h * h)
     f = mx.compile(loss, wrt=["x", "h0", "w"])
     value, grads = f(x=x, h0=h0, w=w)
-    np.testing.assert_allclose(value, (ref_out.sum() + (ref_h ** 2).sum()), rtol=1e-10)
+    np.testing.assert_allclose(value, (ref_out.sum() + (ref_h**2).sum()), rtol=1e-10)
 
     def numpy_loss(x, h0, w):
         o, hh = _rnn_numpy(x, h0, w)
-        return o.sum() + (hh ** 2).sum()
+        return o.sum() + (hh**2).sum()
 
     for name, point in (("x", x), ("h0", h0), ("w", w)):
         direction = rng.normal(size=point.shape)
@@ -114,13 +126,15 @@ def test_symbol_foreach_values_and_gradients():
         args = {"x": x, "h0": h0, "w": w}
         plus = numpy_loss(**dict(args, **{name: point + eps * direction}))
         minus = numpy_loss(**dict(args, **{name: point - eps * direction}))
-        np.testing.assert_allclose((grads[name] * direction).sum(), (plus - minus) / (2 * eps),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            (grads[name] * direction).sum(), (plus - minus) / (2 * eps), rtol=1e-6
+        )
 
 
 def _rnn_symbol(x, h0, w):
-    return mx.sym.contrib.foreach(lambda d, s: (mx.sym.tanh(d * w + s) * 2,
-                                                mx.sym.tanh(d * w + s)), x, h0)
+    return mx.sym.contrib.foreach(
+        lambda d, s: (mx.sym.tanh(d * w + s) * 2, mx.sym.tanh(d * w + s)), x, h0
+    )
 
 
 def test_symbol_foreach_of_unknown_length_is_one_subgraph_node():
@@ -146,8 +160,12 @@ def test_symbol_foreach_subgraph_against_finite_differences():
     out, h = _rnn_symbol(x, h0, w)
     loss = mx.sym.sum(out * mx.sym.var("c")) + mx.sym.sum(h)
     rng = np.random.default_rng(6)
-    args = {"x": rng.normal(size=(3, 2)), "h0": rng.normal(size=(2,)),
-            "w": rng.normal(size=(2,)), "c": rng.normal(size=(3, 2))}
+    args = {
+        "x": rng.normal(size=(3, 2)),
+        "h0": rng.normal(size=(2,)),
+        "w": rng.normal(size=(2,)),
+        "c": rng.normal(size=(3, 2)),
+    }
     _, grads = mx.compile(loss, wrt=["x", "h0", "w"])(**args)
     f = mx.compile(loss, wrt=[])
     for name in ("x", "h0", "w"):
@@ -155,14 +173,15 @@ def test_symbol_foreach_subgraph_against_finite_differences():
         eps = 1e-6
         plus = f(**dict(args, **{name: args[name] + eps * direction}))[0]
         minus = f(**dict(args, **{name: args[name] - eps * direction}))[0]
-        np.testing.assert_allclose((grads[name] * direction).sum(),
-                                   ((plus - minus) / (2 * eps)).item(), rtol=1e-6)
+        np.testing.assert_allclose(
+            (grads[name] * direction).sum(), ((plus - minus) / (2 * eps)).item(), rtol=1e-6
+        )
 
 
 def _loop(F, i, s, limit):
-    return F.contrib.while_loop(lambda i, s: i < limit,
-                                lambda i, s: ([s * 2], [i + 1, s + i]), [i, s],
-                                max_iterations=5)
+    return F.contrib.while_loop(
+        lambda i, s: i < limit, lambda i, s: ([s * 2], [i + 1, s + i]), [i, s], max_iterations=5
+    )
 
 
 @pytest.mark.parametrize("limit", [0, 3, 5, 9])
@@ -181,8 +200,11 @@ def test_symbol_while_loop_matches_imperative(limit):
 def test_symbol_while_loop_gradient():
     x = mx.sym.var("x")
     out, (_, y) = mx.sym.contrib.while_loop(
-        lambda i, y: i < 3, lambda i, y: ([y * y], [i + 1, mx.sym.sin(y) + y]),
-        [mx.sym.zeros_like(x), x], max_iterations=4)
+        lambda i, y: i < 3,
+        lambda i, y: ([y * y], [i + 1, mx.sym.sin(y) + y]),
+        [mx.sym.zeros_like(x), x],
+        max_iterations=4,
+    )
     loss = mx.sym.sum(out[0]) + mx.sym.sum(y)
     f = mx.compile(loss, wrt=["x"])
 
@@ -217,6 +239,7 @@ def test_symbol_cond_both_ways_with_gradient():
 # hybridized blocks
 # ---------------------------------------------------------------------------
 
+
 class _Gate(nn.HybridBlock):
     """Dense, then a while loop that doubles while the sum is below a bound, then
     a cond on the sign of the first element."""
@@ -229,8 +252,11 @@ class _Gate(nn.HybridBlock):
     def hybrid_forward(self, F, x):
         h = self.dense(x)
         _, (_, h) = F.contrib.while_loop(
-            lambda i, v: F.sum(F.abs(v)) < 20, lambda i, v: ([v], [i + 1, v * 2]),
-            [F.zeros((1,)), h], max_iterations=6)
+            lambda i, v: F.sum(F.abs(v)) < 20,
+            lambda i, v: ([v], [i + 1, v * 2]),
+            [F.zeros((1,)), h],
+            max_iterations=6,
+        )
         first = F.slice_axis(F.reshape(h, shape=(-1,)), axis=0, begin=0, end=1)
         return F.contrib.cond(first > 0, lambda: F.tanh(h), lambda: h * 0.5)
 
@@ -307,8 +333,7 @@ def test_compiled_backend_runs_unrolled_loops(compiled):
     # out_t = x_t * s_t with s_t = s + x_0 + ... + x_{t-1}; d/ds sum = sum_t x_t + 1
     np.testing.assert_allclose(grads["s"], xv.sum(axis=0) + 1)
     # the subgraph form (unknown length) on the compiled backend too
-    out, h = mx.sym.contrib.foreach(lambda d, s: (d * s, s + d), mx.sym.var("x"),
-                                    mx.sym.var("s"))
+    out, h = mx.sym.contrib.foreach(lambda d, s: (d * s, s + d), mx.sym.var("x"), mx.sym.var("s"))
     _, grads = mx.compile(mx.sym.sum(out) + mx.sym.sum(h), wrt=["x", "s"])(x=xv, s=sv)
     np.testing.assert_allclose(grads["s"], xv.sum(axis=0) + 1)
 
@@ -320,16 +345,18 @@ def test_symbol_cond_runs_only_the_branch_taken():
     got = y.eval(p=mx.nd.array([0]), x=mx.nd.array([-4.0, 0.0]))[0]
     np.testing.assert_array_equal(got.asnumpy(), [-8.0, 0.0])
     # the branch not taken would give NaN and inf, and their gradients NaN
-    _, grads = mx.compile(mx.sym.sum(y), wrt=["x"])(p=np.array([0.0]),
-                                                     x=np.array([-4.0, 0.0]))
+    _, grads = mx.compile(mx.sym.sum(y), wrt=["x"])(p=np.array([0.0]), x=np.array([-4.0, 0.0]))
     np.testing.assert_array_equal(grads["x"], [2.0, 2.0])
 
 
 def test_symbol_while_loop_is_one_node_whatever_max_iterations():
     i, s, w = mx.sym.var("i"), mx.sym.var("s"), mx.sym.var("w")
     out, (_, s_end) = mx.sym.contrib.while_loop(
-        lambda i, s: i < 150, lambda i, s: (s * w, [i + 1, s * 0.99 + w]), [i, s],
-        max_iterations=1000)
+        lambda i, s: i < 150,
+        lambda i, s: (s * w, [i + 1, s * 0.99 + w]),
+        [i, s],
+        max_iterations=1000,
+    )
     assert [n.op.name for n in out._nodes() if not n.is_variable] == ["_while_loop"]
     loss = mx.sym.sum(out) + mx.sym.sum(s_end)
     f = mx.compile(loss, wrt=["s", "w"])
@@ -344,8 +371,12 @@ def test_symbol_while_loop_is_one_node_whatever_max_iterations():
 
     np.testing.assert_allclose(value, numpy_loss(1.0, 0.01), rtol=1e-12)
     eps = 1e-6
-    np.testing.assert_allclose(grads["s"], (numpy_loss(1 + eps, 0.01) -
-                                            numpy_loss(1 - eps, 0.01)) / (2 * eps), rtol=1e-7)
-    np.testing.assert_allclose(grads["w"], (numpy_loss(1.0, 0.01 + eps) -
-                                            numpy_loss(1.0, 0.01 - eps)) / (2 * eps), rtol=1e-6)
+    np.testing.assert_allclose(
+        grads["s"], (numpy_loss(1 + eps, 0.01) - numpy_loss(1 - eps, 0.01)) / (2 * eps), rtol=1e-7
+    )
+    np.testing.assert_allclose(
+        grads["w"],
+        (numpy_loss(1.0, 0.01 + eps) - numpy_loss(1.0, 0.01 - eps)) / (2 * eps),
+        rtol=1e-6,
+    )
     assert out.infer_shape(i=(1,), s=(1,), w=(1,))[1] == [(1000, 1)]

@@ -8,8 +8,11 @@ BUDGET = 300
 
 
 def code_lines(path: Path) -> int:
-    return sum(1 for line in path.read_text().splitlines()
-               if line.strip() and not line.strip().startswith("#"))
+    return sum(
+        1
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    )
 
 
 def test_core_fits_its_line_budget():

@@ -98,7 +98,8 @@ def test_imperative_gradient_finite_differences():
     rng = np.random.default_rng(1)
     values = [rng.normal(size=(2, 3)), rng.normal(size=(2, 3))]
     tu.check_numeric_gradient(
-        lambda x, w: mx.nd.Custom(x, w, op_type="test_scale", scale=1.5), values)
+        lambda x, w: mx.nd.Custom(x, w, op_type="test_scale", scale=1.5), values
+    )
 
 
 def test_imperative_gradient_composes_with_other_ops():
@@ -113,14 +114,16 @@ def test_imperative_gradient_composes_with_other_ops():
     t = np.tanh(x.asnumpy())
     y_np = _numpy_scale(t, w.asnumpy(), 2.0)
     np.testing.assert_allclose(w.grad.asnumpy(), 2 * y_np * t, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(x.grad.asnumpy(),
-                               2 * y_np * (w.asnumpy() + 4 * t) * (1 - t * t), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        x.grad.asnumpy(), 2 * y_np * (w.asnumpy() + 4 * t) * (1 - t * t), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_two_outputs_and_their_gradients():
     rng = np.random.default_rng(2)
-    tu.check_numeric_gradient(lambda x: mx.nd.Custom(x, op_type="test_sum_rows"),
-                              [rng.normal(size=(3, 4))])
+    tu.check_numeric_gradient(
+        lambda x: mx.nd.Custom(x, op_type="test_sum_rows"), [rng.normal(size=(3, 4))]
+    )
     sums, doubled = mx.nd.Custom(mx.nd.ones((2, 3)), op_type="test_sum_rows")
     np.testing.assert_array_equal(sums.asnumpy(), [3, 3])
     np.testing.assert_array_equal(doubled.asnumpy(), np.full((2, 3), 2))
@@ -165,12 +168,14 @@ def test_symbol_simple_bind_and_compile():
     inner = _numpy_scale(x, w, 0.5)
     expected = (1 - np.tanh(inner) ** 2) * (w + x)
     np.testing.assert_allclose(exe.grad_dict["data"].asnumpy(), expected, rtol=1e-4, atol=1e-6)
-    value, grads = mx.compile(y, wrt=["data", "sc_weight"])(data=x.astype(np.float32),
-                                                              sc_weight=w.astype(np.float32))
+    value, grads = mx.compile(y, wrt=["data", "sc_weight"])(
+        data=x.astype(np.float32), sc_weight=w.astype(np.float32)
+    )
     np.testing.assert_allclose(np.asarray(value).ravel()[0], np.tanh(inner).sum(), rtol=1e-4)
     np.testing.assert_allclose(grads["data"], expected, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(grads["sc_weight"], (1 - np.tanh(inner) ** 2) * x,
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        grads["sc_weight"], (1 - np.tanh(inner) ** 2) * x, rtol=1e-4, atol=1e-6
+    )
 
 
 def test_assign_honours_req():
@@ -257,8 +262,9 @@ def test_loss_layer_without_top_grad_and_an_aux_state():
     expected[np.arange(4), [0, 2, 1, 2]] -= 1
     np.testing.assert_allclose(x.grad.asnumpy(), expected, rtol=1e-5, atol=1e-6)
     assert calls.asscalar() == 1
-    sym = mx.sym.Custom(mx.sym.var("data"), mx.sym.var("label"), op_type="test_softmax_loss",
-                        name="loss")
+    sym = mx.sym.Custom(
+        mx.sym.var("data"), mx.sym.var("label"), op_type="test_softmax_loss", name="loss"
+    )
     assert sym.list_inputs() == ["data", "label", "loss_calls"]
 
 

@@ -27,11 +27,12 @@ def _make_data(path, n=256, seed=0):
     labels = rng.integers(0, CLASSES, n)
     centers = rng.normal(size=(CLASSES, SIDE * SIDE)) * 1.5
     images = centers[labels] + rng.normal(size=(n, SIDE * SIDE))
-    np.savez(path, X=images.reshape(n, 1, SIDE, SIDE).astype(np.float32),
-             y=labels.astype(np.float32))
+    np.savez(
+        path, X=images.reshape(n, 1, SIDE, SIDE).astype(np.float32), y=labels.astype(np.float32)
+    )
 
 
-SCRIPT = r'''
+SCRIPT = r"""
 import json, os, sys
 import numpy as np
 
@@ -93,11 +94,12 @@ for epoch in range(4):
 net.save_parameters(os.path.join(work, kind + "-trained.params"))
 net.export(os.path.join(work, kind))
 json.dump(history, open(os.path.join(work, kind + "-history.json"), "w"))
-'''
+"""
 
 
 def _run_here(work, kind, init_file):
     import sys
+
     argv = sys.argv
     sys.argv = ["script", str(work), kind, init_file]
     try:
@@ -115,8 +117,9 @@ def test_script_runs_unchanged_and_learns(tmp_path, kind):
     assert losses[-1] < losses[0] * 0.5
     assert history[-1][2] >= 0.9  # test accuracy
     # the files it wrote load back into a fresh copy
-    block = symgrad.gluon.SymbolBlock.imports(str(tmp_path / f"{kind}-symbol.json"), ["data"],
-                                              str(tmp_path / f"{kind}-0000.params"))
+    block = symgrad.gluon.SymbolBlock.imports(
+        str(tmp_path / f"{kind}-symbol.json"), ["data"], str(tmp_path / f"{kind}-0000.params")
+    )
     X = symgrad.nd.array(np.load(tmp_path / "data.npz")["X"][:5])
     assert block(X).shape == (5, 4)
 
@@ -130,8 +133,9 @@ def test_script_matches_mxnet(mxnet_python, tmp_path, kind):
     mxnet_dir = tmp_path / "mxnet"
     mxnet_dir.mkdir()
     (mxnet_dir / "data.npz").write_bytes((tmp_path / "data.npz").read_bytes())
-    run_mxnet(mxnet_python, "import mxnet as mx\n" + SCRIPT, mxnet_dir, str(mxnet_dir), kind,
-              "save")
+    run_mxnet(
+        mxnet_python, "import mxnet as mx\n" + SCRIPT, mxnet_dir, str(mxnet_dir), kind, "save"
+    )
     theirs = json.loads((mxnet_dir / f"{kind}-history.json").read_text())
     ours = _run_here(tmp_path, kind, str(mxnet_dir / f"{kind}-init.params"))
     # the same weights and data: the same losses and accuracies, epoch by epoch (the

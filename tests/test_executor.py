@@ -22,9 +22,13 @@ def model(m, data, w1, b1, w2, b2):
 
 
 def values():
-    return {"data": RNG.normal(size=(5, 6)), "w1": RNG.normal(size=(4, 6)),
-            "b1": RNG.normal(size=(4,)), "w2": RNG.normal(size=(3, 4)),
-            "b2": RNG.normal(size=(3,))}
+    return {
+        "data": RNG.normal(size=(5, 6)),
+        "w1": RNG.normal(size=(4, 6)),
+        "b1": RNG.normal(size=(4,)),
+        "w2": RNG.normal(size=(3, 4)),
+        "b2": RNG.normal(size=(3,)),
+    }
 
 
 def symbol():
@@ -85,8 +89,7 @@ def test_gradient_symbol_matches_autograd():
 def test_simple_bind_infers_parameters_and_honours_grad_req():
     data = mx.sym.var("data")
     net = mx.sym.FullyConnected(data, num_hidden=3, name="fc")
-    exe = net.simple_bind(mx.cpu(), grad_req={"fc_weight": "add", "fc_bias": "write"},
-                          data=(2, 4))
+    exe = net.simple_bind(mx.cpu(), grad_req={"fc_weight": "add", "fc_bias": "write"}, data=(2, 4))
     assert exe.arg_dict["fc_weight"].shape == (3, 4)
     assert set(exe.grad_dict) == {"fc_weight", "fc_bias"} and exe.grad_arrays[0] is None
     x = RNG.normal(size=(2, 4)).astype(np.float32)
@@ -94,8 +97,9 @@ def test_simple_bind_infers_parameters_and_honours_grad_req():
     for _ in range(2):
         exe.forward(is_train=True, data=x)
         exe.backward(mx.nd.ones((2, 3)))
-    np.testing.assert_allclose(exe.grad_dict["fc_weight"].asnumpy(),
-                               2 * np.ones((3, 2)) @ x, rtol=1e-5)  # added twice
+    np.testing.assert_allclose(
+        exe.grad_dict["fc_weight"].asnumpy(), 2 * np.ones((3, 2)) @ x, rtol=1e-5
+    )  # added twice
     np.testing.assert_allclose(exe.grad_dict["fc_bias"].asnumpy(), [2, 2, 2])  # written
     assert exe.output_dict["fc_output"] is exe.outputs[0]
 
@@ -110,8 +114,7 @@ def test_batchnorm_aux_states_update_in_training_only():
     np.testing.assert_allclose(exe.aux_dict["bn_moving_mean"].asnumpy(), [0, 0])
     np.testing.assert_allclose(exe.outputs[0].asnumpy(), x / np.sqrt(1 + 1e-3), rtol=1e-5)
     exe.forward(is_train=True)
-    np.testing.assert_allclose(exe.aux_dict["bn_moving_mean"].asnumpy(), 0.5 * x.mean(0),
-                               rtol=1e-5)
+    np.testing.assert_allclose(exe.aux_dict["bn_moving_mean"].asnumpy(), 0.5 * x.mean(0), rtol=1e-5)
     out = exe.outputs[0].asnumpy()
     np.testing.assert_allclose(out.mean(0), [0, 0], atol=1e-5)
     exe.backward()

@@ -18,10 +18,12 @@ class Dense(gluon.HybridBlock):
         super().__init__(**kwargs)
         self._units, self._act = units, act
         with self.name_scope():
-            self.weight = self.params.get("weight", shape=(units, in_units),
-                                          allow_deferred_init=True)
-            self.bias = self.params.get("bias", shape=(units,), init="zeros",
-                                        allow_deferred_init=True)
+            self.weight = self.params.get(
+                "weight", shape=(units, in_units), allow_deferred_init=True
+            )
+            self.bias = self.params.get(
+                "bias", shape=(units,), init="zeros", allow_deferred_init=True
+            )
 
     def hybrid_forward(self, F, x, weight, bias):
         out = F.FullyConnected(x, weight, bias, num_hidden=self._units)
@@ -34,16 +36,24 @@ class Norm(gluon.HybridBlock):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
-            self.gamma = self.params.get("gamma", shape=(0,), init="ones",
-                                         allow_deferred_init=True)
-            self.beta = self.params.get("beta", shape=(0,), init="zeros",
-                                        allow_deferred_init=True)
-            self.running_mean = self.params.get("running_mean", shape=(0,), init="zeros",
-                                                grad_req="null", allow_deferred_init=True,
-                                                differentiable=False)
-            self.running_var = self.params.get("running_var", shape=(0,), init="ones",
-                                               grad_req="null", allow_deferred_init=True,
-                                               differentiable=False)
+            self.gamma = self.params.get("gamma", shape=(0,), init="ones", allow_deferred_init=True)
+            self.beta = self.params.get("beta", shape=(0,), init="zeros", allow_deferred_init=True)
+            self.running_mean = self.params.get(
+                "running_mean",
+                shape=(0,),
+                init="zeros",
+                grad_req="null",
+                allow_deferred_init=True,
+                differentiable=False,
+            )
+            self.running_var = self.params.get(
+                "running_var",
+                shape=(0,),
+                init="ones",
+                grad_req="null",
+                allow_deferred_init=True,
+                differentiable=False,
+            )
 
     def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
         return F.BatchNorm(x, gamma, beta, running_mean, running_var, fix_gamma=False)
@@ -77,13 +87,17 @@ def _net(seed=1, deferred=False):
 
 
 def _grads(net):
-    return {name: p.grad().asnumpy().copy() for name, p in net.collect_params().items()
-            if p.grad_req != "null"}
+    return {
+        name: p.grad().asnumpy().copy()
+        for name, p in net.collect_params().items()
+        if p.grad_req != "null"
+    }
 
 
 # ---------------------------------------------------------------------------
 # names and parameters
 # ---------------------------------------------------------------------------
+
 
 def test_prefixes_follow_mxnet():
     net = MLP(prefix="model_")
@@ -97,8 +111,10 @@ def test_prefixes_follow_mxnet():
 
 def test_collect_params_selects_by_regex_from_the_start():
     net = MLP(prefix="model_")
-    assert list(net.collect_params(".*weight").keys()) == ["model_dense0_weight",
-                                                           "model_dense1_weight"]
+    assert list(net.collect_params(".*weight").keys()) == [
+        "model_dense0_weight",
+        "model_dense1_weight",
+    ]
     assert list(net.collect_params("weight").keys()) == []
 
 
@@ -187,6 +203,7 @@ def test_hybrid_block_children_must_be_hybrid():
 # ---------------------------------------------------------------------------
 # hybridize
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("batch", [4, 1, 7])
 def test_hybridized_forward_and_gradients_equal_imperative(batch):
@@ -341,6 +358,7 @@ def test_apply_and_repr():
 # ---------------------------------------------------------------------------
 # saving and loading
 # ---------------------------------------------------------------------------
+
 
 def test_save_and_load_parameters(tmp_path):
     net = _net()

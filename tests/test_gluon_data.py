@@ -94,11 +94,16 @@ def test_loader_batches_and_dtypes():
     data, label = batches[2]
     np.testing.assert_array_equal(data.asnumpy(), X[8:])
     assert data.dtype == np.float32 and label.dtype == np.int64
-    nd_data = G.DataLoader(G.SimpleDataset([mx.nd.ones((2, 3)) * i for i in range(3)]),
-                           batch_size=2)
+    nd_data = G.DataLoader(
+        G.SimpleDataset([mx.nd.ones((2, 3)) * i for i in range(3)]), batch_size=2
+    )
     assert [b.shape for b in nd_data] == [(2, 2, 3), (1, 2, 3)]
-    custom = G.DataLoader(G.ArrayDataset(X, Y), batch_size=5, last_batch="discard",
-                          batchify_fn=lambda samples: len(samples))
+    custom = G.DataLoader(
+        G.ArrayDataset(X, Y),
+        batch_size=5,
+        last_batch="discard",
+        batchify_fn=lambda samples: len(samples),
+    )
     assert list(custom) == [5, 5]
 
 
@@ -109,10 +114,12 @@ def test_loader_argument_errors():
     with pytest.raises(ValueError, match="shuffle must not be specified"):
         G.DataLoader(dataset, batch_size=2, shuffle=True, sampler=G.SequentialSampler(11))
     with pytest.raises(ValueError, match="must not be specified if batch_sampler"):
-        G.DataLoader(dataset, batch_size=2,
-                     batch_sampler=G.BatchSampler(G.SequentialSampler(11), 2))
-    sampled = G.DataLoader(dataset, batch_sampler=G.BatchSampler(G.SequentialSampler(3), 2),
-                           pin_memory=True)
+        G.DataLoader(
+            dataset, batch_size=2, batch_sampler=G.BatchSampler(G.SequentialSampler(11), 2)
+        )
+    sampled = G.DataLoader(
+        dataset, batch_sampler=G.BatchSampler(G.SequentialSampler(3), 2), pin_memory=True
+    )
     assert [len(b[1]) for b in sampled] == [2, 1]
 
 
@@ -120,8 +127,14 @@ def test_loader_argument_errors():
 def test_workers_give_the_same_batches(thread_pool):
     dataset = G.ArrayDataset(X, Y).transform_first(lambda x: x * 3)
     in_process = G.DataLoader(dataset, batch_size=3, last_batch="rollover")
-    workers = G.DataLoader(dataset, batch_size=3, last_batch="rollover", num_workers=2,
-                           thread_pool=thread_pool, prefetch=1)
+    workers = G.DataLoader(
+        dataset,
+        batch_size=3,
+        last_batch="rollover",
+        num_workers=2,
+        thread_pool=thread_pool,
+        prefetch=1,
+    )
     for _ in range(3):  # the carried samples move across epochs the same way
         expected, got = _batches(in_process), _batches(workers)
         assert len(got) == len(expected)
@@ -129,11 +142,14 @@ def test_workers_give_the_same_batches(thread_pool):
             for part, ref in zip(batch, reference):
                 assert part.dtype == ref.dtype
                 np.testing.assert_array_equal(part, ref)
-    custom = G.DataLoader(G.ArrayDataset(X, Y), batch_size=4, num_workers=2,
-                          thread_pool=thread_pool,
-                          batchify_fn=lambda s: (mx.nd.array([len(s)]), "tag"))
-    assert [(float(n.asscalar()), tag) for n, tag in custom] == [(4, "tag"), (4, "tag"),
-                                                                  (3, "tag")]
+    custom = G.DataLoader(
+        G.ArrayDataset(X, Y),
+        batch_size=4,
+        num_workers=2,
+        thread_pool=thread_pool,
+        batchify_fn=lambda s: (mx.nd.array([len(s)]), "tag"),
+    )
+    assert [(float(n.asscalar()), tag) for n, tag in custom] == [(4, "tag"), (4, "tag"), (3, "tag")]
 
 
 class _Slow(G.Dataset):
@@ -153,8 +169,7 @@ def test_worker_timeout_raises():
 
 # -- vision datasets ----------------------------------------------------------------
 def _write_idx(path, array, gz=True):
-    header = struct.pack(">I", 0x800 + array.ndim) + struct.pack(f">{array.ndim}I",
-                                                                 *array.shape)
+    header = struct.pack(">I", 0x800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     opener = gzip.open if gz else open
     with opener(path, "wb") as out:
         out.write(header + array.astype(np.uint8).tobytes())
@@ -174,8 +189,9 @@ def test_mnist_and_fashion_mnist_read_idx_files(tmp_path):
     assert image.shape == (28, 28, 1) and image.dtype == np.uint8
     np.testing.assert_array_equal(image.asnumpy()[:, :, 0], images[3])
     assert label == labels[3] and isinstance(label, np.int32)
-    test = mx.gluon.data.vision.FashionMNIST(root=str(tmp_path), train=False,
-                                             transform=lambda x, y: (x.shape, y + 100))
+    test = mx.gluon.data.vision.FashionMNIST(
+        root=str(tmp_path), train=False, transform=lambda x, y: (x.shape, y + 100)
+    )
     assert test[1] == ((28, 28, 1), labels[1] + 100)
     loader = G.DataLoader(train.transform_first(T.ToTensor()), batch_size=4)
     data, label = next(iter(loader))
@@ -217,8 +233,9 @@ def test_cifar_binary_batches(tmp_path):
     assert mx.gluon.data.vision.CIFAR100(root=str(tmp_path))[2][1] == coarse[2]
     fine_set = mx.gluon.data.vision.CIFAR100(root=str(tmp_path), fine_label=True)
     assert fine_set[2][1] == fine[2]
-    np.testing.assert_array_equal(fine_set[0][0].asnumpy(),
-                                  images[0].reshape(3, 32, 32).transpose(1, 2, 0))
+    np.testing.assert_array_equal(
+        fine_set[0][0].asnumpy(), images[0].reshape(3, 32, 32).transpose(1, 2, 0)
+    )
 
 
 # -- transforms ------------------------------------------------------------------------
@@ -230,8 +247,9 @@ def test_tensor_transforms_against_numpy():
     tensor = T.ToTensor()(image)
     np.testing.assert_allclose(tensor.asnumpy(), IMAGE.transpose(2, 0, 1) / 255.0, rtol=1e-6)
     normalized = T.Normalize((0.1, 0.2, 0.3), (0.5, 0.5, 2.0))(tensor)
-    reference = (IMAGE.transpose(2, 0, 1) / 255.0 - np.array([0.1, 0.2, 0.3])[:, None, None]) \
-        / np.array([0.5, 0.5, 2.0])[:, None, None]
+    reference = (
+        IMAGE.transpose(2, 0, 1) / 255.0 - np.array([0.1, 0.2, 0.3])[:, None, None]
+    ) / np.array([0.5, 0.5, 2.0])[:, None, None]
     np.testing.assert_allclose(normalized.asnumpy(), reference, rtol=1e-5, atol=1e-6)
     assert T.Cast("float16")(image).dtype == np.float16
     assert T.Resize((4, 3))(image).shape == (3, 4, 3)
@@ -264,8 +282,9 @@ def test_random_transforms():
 
 # -- gluon.utils ---------------------------------------------------------------------
 def test_split_and_load_and_clip(recwarn):
-    parts = mx.gluon.utils.split_and_load(np.arange(10).reshape(5, 2), [mx.cpu(0)] * 2,
-                                          even_split=False)
+    parts = mx.gluon.utils.split_and_load(
+        np.arange(10).reshape(5, 2), [mx.cpu(0)] * 2, even_split=False
+    )
     assert [p.shape for p in parts] == [(3, 2), (2, 2)] and parts[0].dtype == np.float32
     with pytest.raises(ValueError, match="cannot be evenly split"):
         mx.gluon.utils.split_data(mx.nd.zeros((5,)), 2)
@@ -311,16 +330,21 @@ def test_crop_apply_and_colour_jitters():
     np.testing.assert_allclose(T.RandomBrightness(0.5)(floats).asnumpy(), x * alpha, rtol=1e-5)
     random.seed(1)
     gray = (x @ np.array([0.299, 0.587, 0.114])).mean()
-    np.testing.assert_allclose(T.RandomContrast(0.5)(floats).asnumpy(),
-                               alpha * x + (1 - alpha) * gray, rtol=1e-4)
+    np.testing.assert_allclose(
+        T.RandomContrast(0.5)(floats).asnumpy(), alpha * x + (1 - alpha) * gray, rtol=1e-4
+    )
     random.seed(1)
-    np.testing.assert_allclose(T.RandomSaturation(0.5)(floats).asnumpy(),
-                               alpha * x + (1 - alpha) * 0.114 * x[..., 2:3], rtol=1e-4)
+    np.testing.assert_allclose(
+        T.RandomSaturation(0.5)(floats).asnumpy(),
+        alpha * x + (1 - alpha) * 0.114 * x[..., 2:3],
+        rtol=1e-4,
+    )
     random.seed(2)
     noise = np.array([random.gauss(0, 0.3) for _ in range(3)])
     random.seed(2)
-    shift = np.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140],
-                      [-0.5836, -0.6948, 0.4203]]) @ (noise * np.array([55.46, 4.794, 1.148]))
+    shift = np.array(
+        [[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]]
+    ) @ (noise * np.array([55.46, 4.794, 1.148]))
     np.testing.assert_allclose(T.RandomLighting(0.3)(floats).asnumpy(), x + shift, rtol=1e-4)
     bright = T.RandomBrightness(0.9)(image)
     assert bright.dtype == np.uint8  # integers stay integers, clipped to their range
@@ -332,8 +356,9 @@ def test_crop_apply_and_colour_jitters():
     random.seed(3)
     rotated = T.RandomColorJitter(hue=0.3)(floats).asnumpy()
     lightness = (x.max(axis=-1) + x.min(axis=-1)) / 2
-    np.testing.assert_allclose((rotated.max(axis=-1) + rotated.min(axis=-1)) / 2, lightness,
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        (rotated.max(axis=-1) + rotated.min(axis=-1)) / 2, lightness, atol=1e-3
+    )
     assert np.abs(rotated - x).max() > 1
 
 
@@ -375,18 +400,21 @@ def test_image_folder_and_record_datasets(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="Ignoring"):
         dataset = mx.gluon.data.vision.ImageFolderDataset(str(tmp_path / "images"))
     assert dataset.synsets == ["cats", "dogs"]
-    assert [(p.rsplit("/", 2)[1:], label) for p, label in dataset.items] == \
-        [(["cats", "a.jpg"], 0), (["cats", "b.png"], 0), (["dogs", "c.JPEG"], 1)]
+    assert [(p.rsplit("/", 2)[1:], label) for p, label in dataset.items] == [
+        (["cats", "a.jpg"], 0),
+        (["cats", "b.png"], 0),
+        (["dogs", "c.JPEG"], 1),
+    ]
     image, label = dataset[2]
     assert label == 1 and image.dtype == np.uint8
     np.testing.assert_array_equal(image.asnumpy(), bgr[:, :, ::-1])  # RGB, as MXNet's
     with pytest.warns(UserWarning, match="Ignoring"):
-        gray = mx.gluon.data.vision.ImageFolderDataset(str(tmp_path / "images"), flag=0,
-                                                       transform=lambda x, y: (x.shape, y))
+        gray = mx.gluon.data.vision.ImageFolderDataset(
+            str(tmp_path / "images"), flag=0, transform=lambda x, y: (x.shape, y)
+        )
     assert gray[0] == ((4, 3, 1), 0)
 
-    writer = mx.recordio.MXIndexedRecordIO(str(tmp_path / "im.idx"), str(tmp_path / "im.rec"),
-                                           "w")
+    writer = mx.recordio.MXIndexedRecordIO(str(tmp_path / "im.idx"), str(tmp_path / "im.rec"), "w")
     for i in range(3):
         writer.write_idx(i, mx.recordio.pack_img((0, float(i), i, 0), bgr, img_fmt=".png"))
     writer.close()

@@ -49,8 +49,9 @@ def _sum_but(loss, batch_axis=0):
     return loss.sum(axis=axes) if axes else loss
 
 
-def _bce_reference(pred, label, sample_weight=None, pos_weight=None, *, from_sigmoid=False,
-                   weight=None):
+def _bce_reference(
+    pred, label, sample_weight=None, pos_weight=None, *, from_sigmoid=False, weight=None
+):
     p = pred if from_sigmoid else _sigmoid(pred)
     eps = 1e-12 if from_sigmoid else 0.0
     positive = label * np.log(p + eps) * (1.0 if pos_weight is None else pos_weight)
@@ -58,8 +59,9 @@ def _bce_reference(pred, label, sample_weight=None, pos_weight=None, *, from_sig
     return _mean_but(_weighted(loss, weight, sample_weight))
 
 
-def _sce_reference(pred, label, sample_weight=None, *, axis=-1, sparse_label=True,
-                   from_logits=False, weight=None):
+def _sce_reference(
+    pred, label, sample_weight=None, *, axis=-1, sparse_label=True, from_logits=False, weight=None
+):
     log_p = pred if from_logits else _log_softmax(pred, axis)
     if sparse_label:
         index = np.expand_dims(label.astype(np.int64), axis % pred.ndim)
@@ -76,16 +78,17 @@ def _huber_reference(pred, label, sample_weight=None, *, rho=1.0, weight=None):
 
 
 def _cosine_reference(x1, x2, label, sample_weight=None, *, margin=0.0, weight=None):
-    cos = (x1 * x2).sum(-1) / np.maximum(np.linalg.norm(x1, axis=-1)
-                                         * np.linalg.norm(x2, axis=-1), 1e-12)
+    cos = (x1 * x2).sum(-1) / np.maximum(
+        np.linalg.norm(x1, axis=-1) * np.linalg.norm(x2, axis=-1), 1e-12
+    )
     loss = np.where(label == 1, 1 - cos, np.maximum(0.0, cos - margin) * (label == -1))
     return _weighted(loss[:, None], weight, sample_weight)
 
 
-def _poisson_reference(pred, target, sample_weight=None, *, from_logits=True,
-                       compute_full=False, weight=None):
-    loss = np.exp(pred) - target * pred if from_logits else \
-        pred - target * np.log(pred + 1e-8)
+def _poisson_reference(
+    pred, target, sample_weight=None, *, from_logits=True, compute_full=False, weight=None
+):
+    loss = np.exp(pred) - target * pred if from_logits else pred - target * np.log(pred + 1e-8)
     if compute_full:
         safe = np.where(target > 1, target, 1.0)
         stirling = safe * np.log(safe) - safe + 0.5 * np.log(2 * math.pi * safe)
@@ -106,8 +109,16 @@ def _collapse(path, blank):
     return [k for k in merged if k != blank]
 
 
-def _ctc_reference(pred, label, pred_lengths=None, label_lengths=None, sample_weight=None, *,
-                   layout="NTC", weight=None):
+def _ctc_reference(
+    pred,
+    label,
+    pred_lengths=None,
+    label_lengths=None,
+    sample_weight=None,
+    *,
+    layout="NTC",
+    weight=None,
+):
     """By enumeration of every alignment (tiny sizes only); the blank is the last
     class and labels end at their first -1, as Gluon's CTCLoss has it."""
     data = pred if layout == "NTC" else pred.transpose(1, 0, 2)
@@ -116,12 +127,19 @@ def _ctc_reference(pred, label, pred_lengths=None, label_lengths=None, sample_we
     for n in range(batch):
         frames = steps if pred_lengths is None else int(pred_lengths[n])
         row = [int(k) for k in label[n]]
-        row = row[:int(label_lengths[n])] if label_lengths is not None else \
-            row[:row.index(-1)] if -1 in row else row
+        row = (
+            row[: int(label_lengths[n])]
+            if label_lengths is not None
+            else row[: row.index(-1)]
+            if -1 in row
+            else row
+        )
         p = np.exp(_log_softmax(data[n, :frames], -1))
-        total = sum(np.prod(p[np.arange(frames), path])
-                    for path in itertools.product(range(classes), repeat=frames)
-                    if _collapse(list(path), classes - 1) == row)
+        total = sum(
+            np.prod(p[np.arange(frames), path])
+            for path in itertools.product(range(classes), repeat=frames)
+            if _collapse(list(path), classes - 1) == row
+        )
         losses.append(-np.log(total))
     return _weighted(np.array(losses), weight, sample_weight)
 
@@ -178,136 +196,280 @@ def _ctc_label(blank_pad=-1.0):
 
 CASES = [
     # L2Loss
-    Case("l2", gloss.L2Loss, lambda r: [_u(r, -2, 2, 4, 3), _u(r, -2, 2, 4, 3)],
-         lambda p, y: _mean_but(0.5 * (y - p) ** 2), wrt=(0, 1)),
-    Case("l2_weight_sample_weight", lambda: gloss.L2Loss(weight=0.7),
-         lambda r: [_u(r, -2, 2, 4, 3), _u(r, -2, 2, 4, 3), _u(r, 0.2, 2, 4, 1)],
-         lambda p, y, s: _mean_but(0.35 * (y - p) ** 2 * s), wrt=(0, 1, 2)),
-    Case("l2_batch_axis1", lambda: gloss.L2Loss(batch_axis=1),
-         lambda r: [_u(r, -2, 2, 2, 3, 4), _u(r, -2, 2, 2, 3, 4), _u(r, 0.2, 2, 1, 3, 1)],
-         lambda p, y, s: _mean_but(0.5 * (y - p) ** 2 * s, 1), wrt=(0, 1, 2)),
-    Case("l2_flat_label", gloss.L2Loss, lambda r: [_u(r, -2, 2, 4, 1), _u(r, -2, 2, 4)],
-         lambda p, y: _mean_but(0.5 * (y[:, None] - p) ** 2), wrt=(0, 1)),
+    Case(
+        "l2",
+        gloss.L2Loss,
+        lambda r: [_u(r, -2, 2, 4, 3), _u(r, -2, 2, 4, 3)],
+        lambda p, y: _mean_but(0.5 * (y - p) ** 2),
+        wrt=(0, 1),
+    ),
+    Case(
+        "l2_weight_sample_weight",
+        lambda: gloss.L2Loss(weight=0.7),
+        lambda r: [_u(r, -2, 2, 4, 3), _u(r, -2, 2, 4, 3), _u(r, 0.2, 2, 4, 1)],
+        lambda p, y, s: _mean_but(0.35 * (y - p) ** 2 * s),
+        wrt=(0, 1, 2),
+    ),
+    Case(
+        "l2_batch_axis1",
+        lambda: gloss.L2Loss(batch_axis=1),
+        lambda r: [_u(r, -2, 2, 2, 3, 4), _u(r, -2, 2, 2, 3, 4), _u(r, 0.2, 2, 1, 3, 1)],
+        lambda p, y, s: _mean_but(0.5 * (y - p) ** 2 * s, 1),
+        wrt=(0, 1, 2),
+    ),
+    Case(
+        "l2_flat_label",
+        gloss.L2Loss,
+        lambda r: [_u(r, -2, 2, 4, 1), _u(r, -2, 2, 4)],
+        lambda p, y: _mean_but(0.5 * (y[:, None] - p) ** 2),
+        wrt=(0, 1),
+    ),
     # L1Loss
-    Case("l1", gloss.L1Loss, lambda r: [_away_from(r, (4, 3), [0.0]), np.zeros((4, 3))],
-         lambda p, y: _mean_but(np.abs(y - p))),
-    Case("l1_weight_sample_weight", lambda: gloss.L1Loss(weight=2.0),
-         lambda r: [_away_from(r, (4, 3), [0.0]), np.zeros((4, 3)), _u(r, 0.2, 2, 1, 3)],
-         lambda p, y, s: _mean_but(2.0 * np.abs(y - p) * s), wrt=(0, 2)),
+    Case(
+        "l1",
+        gloss.L1Loss,
+        lambda r: [_away_from(r, (4, 3), [0.0]), np.zeros((4, 3))],
+        lambda p, y: _mean_but(np.abs(y - p)),
+    ),
+    Case(
+        "l1_weight_sample_weight",
+        lambda: gloss.L1Loss(weight=2.0),
+        lambda r: [_away_from(r, (4, 3), [0.0]), np.zeros((4, 3)), _u(r, 0.2, 2, 1, 3)],
+        lambda p, y, s: _mean_but(2.0 * np.abs(y - p) * s),
+        wrt=(0, 2),
+    ),
     # SigmoidBinaryCrossEntropyLoss
-    Case("bce", gloss.SigmoidBinaryCrossEntropyLoss,
-         lambda r: [_u(r, -3, 3, 4, 3), _binary(r, 4, 3)], _bce_reference),
-    Case("bce_soft_label_sample_weight", lambda: gloss.SigmoidBCELoss(weight=0.5),
-         lambda r: [_u(r, -3, 3, 4, 3), _u(r, 0, 1, 4, 3), _u(r, 0.2, 2, 4, 1)],
-         lambda p, y, s: _bce_reference(p, y, s, weight=0.5), wrt=(0, 1, 2)),
-    Case("bce_pos_weight", gloss.SigmoidBCELoss,
-         lambda r: [_u(r, -3, 3, 4, 3), _u(r, 0, 1, 4, 3), None, _u(r, 0.5, 3, 3)],
-         lambda p, y, s, w: _bce_reference(p, y, s, w), wrt=(0, 1, 3)),
-    Case("bce_from_sigmoid", lambda: gloss.SigmoidBCELoss(from_sigmoid=True),
-         lambda r: [_u(r, 0.05, 0.95, 4, 3), _binary(r, 4, 3), _u(r, 0.2, 2, 4, 1)],
-         lambda p, y, s: _bce_reference(p, y, s, from_sigmoid=True), wrt=(0, 2)),
-    Case("bce_from_sigmoid_pos_weight", lambda: gloss.SigmoidBCELoss(from_sigmoid=True),
-         lambda r: [_u(r, 0.05, 0.95, 4, 3), _u(r, 0, 1, 4, 3), None, _u(r, 0.5, 3, 3)],
-         lambda p, y, s, w: _bce_reference(p, y, s, w, from_sigmoid=True), wrt=(0, 1, 3)),
+    Case(
+        "bce",
+        gloss.SigmoidBinaryCrossEntropyLoss,
+        lambda r: [_u(r, -3, 3, 4, 3), _binary(r, 4, 3)],
+        _bce_reference,
+    ),
+    Case(
+        "bce_soft_label_sample_weight",
+        lambda: gloss.SigmoidBCELoss(weight=0.5),
+        lambda r: [_u(r, -3, 3, 4, 3), _u(r, 0, 1, 4, 3), _u(r, 0.2, 2, 4, 1)],
+        lambda p, y, s: _bce_reference(p, y, s, weight=0.5),
+        wrt=(0, 1, 2),
+    ),
+    Case(
+        "bce_pos_weight",
+        gloss.SigmoidBCELoss,
+        lambda r: [_u(r, -3, 3, 4, 3), _u(r, 0, 1, 4, 3), None, _u(r, 0.5, 3, 3)],
+        lambda p, y, s, w: _bce_reference(p, y, s, w),
+        wrt=(0, 1, 3),
+    ),
+    Case(
+        "bce_from_sigmoid",
+        lambda: gloss.SigmoidBCELoss(from_sigmoid=True),
+        lambda r: [_u(r, 0.05, 0.95, 4, 3), _binary(r, 4, 3), _u(r, 0.2, 2, 4, 1)],
+        lambda p, y, s: _bce_reference(p, y, s, from_sigmoid=True),
+        wrt=(0, 2),
+    ),
+    Case(
+        "bce_from_sigmoid_pos_weight",
+        lambda: gloss.SigmoidBCELoss(from_sigmoid=True),
+        lambda r: [_u(r, 0.05, 0.95, 4, 3), _u(r, 0, 1, 4, 3), None, _u(r, 0.5, 3, 3)],
+        lambda p, y, s, w: _bce_reference(p, y, s, w, from_sigmoid=True),
+        wrt=(0, 1, 3),
+    ),
     # SoftmaxCrossEntropyLoss
-    Case("sce", gloss.SoftmaxCrossEntropyLoss,
-         lambda r: [_u(r, -3, 3, 4, 5), np.array([0.0, 4, 2, 1])], _sce_reference),
-    Case("sce_weight_sample_weight", lambda: gloss.SoftmaxCELoss(weight=1.5),
-         lambda r: [_u(r, -3, 3, 4, 5), np.array([0.0, 4, 2, 1]), _u(r, 0.2, 2, 4, 1)],
-         lambda p, y, s: _sce_reference(p, y, s, weight=1.5), wrt=(0, 2)),
-    Case("sce_axis1", lambda: gloss.SoftmaxCELoss(axis=1),
-         lambda r: [_u(r, -3, 3, 2, 4, 3), r.integers(0, 4, (2, 3)).astype(np.float64)],
-         lambda p, y: _sce_reference(p, y, axis=1)),
-    Case("sce_dense", lambda: gloss.SoftmaxCELoss(sparse_label=False),
-         lambda r: [_u(r, -3, 3, 4, 5), _dist(r, 4, 5)],
-         lambda p, y: _sce_reference(p, y, sparse_label=False), wrt=(0, 1)),
-    Case("sce_from_logits", lambda: gloss.SoftmaxCELoss(from_logits=True),
-         lambda r: [np.log(_dist(r, 4, 5)), np.array([0.0, 4, 2, 1])],
-         lambda p, y: _sce_reference(p, y, from_logits=True)),
+    Case(
+        "sce",
+        gloss.SoftmaxCrossEntropyLoss,
+        lambda r: [_u(r, -3, 3, 4, 5), np.array([0.0, 4, 2, 1])],
+        _sce_reference,
+    ),
+    Case(
+        "sce_weight_sample_weight",
+        lambda: gloss.SoftmaxCELoss(weight=1.5),
+        lambda r: [_u(r, -3, 3, 4, 5), np.array([0.0, 4, 2, 1]), _u(r, 0.2, 2, 4, 1)],
+        lambda p, y, s: _sce_reference(p, y, s, weight=1.5),
+        wrt=(0, 2),
+    ),
+    Case(
+        "sce_axis1",
+        lambda: gloss.SoftmaxCELoss(axis=1),
+        lambda r: [_u(r, -3, 3, 2, 4, 3), r.integers(0, 4, (2, 3)).astype(np.float64)],
+        lambda p, y: _sce_reference(p, y, axis=1),
+    ),
+    Case(
+        "sce_dense",
+        lambda: gloss.SoftmaxCELoss(sparse_label=False),
+        lambda r: [_u(r, -3, 3, 4, 5), _dist(r, 4, 5)],
+        lambda p, y: _sce_reference(p, y, sparse_label=False),
+        wrt=(0, 1),
+    ),
+    Case(
+        "sce_from_logits",
+        lambda: gloss.SoftmaxCELoss(from_logits=True),
+        lambda r: [np.log(_dist(r, 4, 5)), np.array([0.0, 4, 2, 1])],
+        lambda p, y: _sce_reference(p, y, from_logits=True),
+    ),
     # KLDivLoss: summed over the non-batch axes
-    Case("kl", gloss.KLDivLoss, lambda r: [np.log(_dist(r, 4, 5)), _dist(r, 4, 5)],
-         lambda p, y: _sum_but(y * (np.log(y + 1e-12) - p)), wrt=(0, 1)),
-    Case("kl_from_scores_batch_axis1",
-         lambda: gloss.KLDivLoss(from_logits=False, axis=0, batch_axis=1, weight=2.0),
-         lambda r: [_u(r, -2, 2, 5, 4), _dist(r, 4, 5).T, _u(r, 0.2, 2, 1, 4)],
-         lambda p, y, s: _sum_but(2 * s * y * (np.log(y + 1e-12) - _log_softmax(p, 0)), 1),
-         wrt=(0, 1, 2)),
+    Case(
+        "kl",
+        gloss.KLDivLoss,
+        lambda r: [np.log(_dist(r, 4, 5)), _dist(r, 4, 5)],
+        lambda p, y: _sum_but(y * (np.log(y + 1e-12) - p)),
+        wrt=(0, 1),
+    ),
+    Case(
+        "kl_from_scores_batch_axis1",
+        lambda: gloss.KLDivLoss(from_logits=False, axis=0, batch_axis=1, weight=2.0),
+        lambda r: [_u(r, -2, 2, 5, 4), _dist(r, 4, 5).T, _u(r, 0.2, 2, 1, 4)],
+        lambda p, y, s: _sum_but(2 * s * y * (np.log(y + 1e-12) - _log_softmax(p, 0)), 1),
+        wrt=(0, 1, 2),
+    ),
     # CTCLoss: blank last, labels padded with -1
-    Case("ctc", gloss.CTCLoss, lambda r: [_u(r, -1.5, 1.5, 3, 5, 4), _ctc_label()],
-         _ctc_reference),
-    Case("ctc_tnc_lengths_weights", lambda: gloss.CTCLoss(layout="TNC", weight=2.0),
-         lambda r: [_u(r, -1.5, 1.5, 5, 3, 4), _ctc_label(3.0), np.array([5.0, 3, 4]),
-                    np.array([3.0, 1, 2]), _u(r, 0.2, 2, 3)],
-         lambda p, y, dl, ll, s: _ctc_reference(p, y, dl, ll, s, layout="TNC", weight=2.0),
-         wrt=(0, 4)),
-    Case("ctc_label_tn", lambda: gloss.CTCLoss(label_layout="TN"),
-         lambda r: [_u(r, -1.5, 1.5, 3, 5, 4), _ctc_label().T.copy(), np.array([5.0, 4, 3])],
-         lambda p, y, dl: _ctc_reference(p, y.T, dl)),
+    Case("ctc", gloss.CTCLoss, lambda r: [_u(r, -1.5, 1.5, 3, 5, 4), _ctc_label()], _ctc_reference),
+    Case(
+        "ctc_tnc_lengths_weights",
+        lambda: gloss.CTCLoss(layout="TNC", weight=2.0),
+        lambda r: [
+            _u(r, -1.5, 1.5, 5, 3, 4),
+            _ctc_label(3.0),
+            np.array([5.0, 3, 4]),
+            np.array([3.0, 1, 2]),
+            _u(r, 0.2, 2, 3),
+        ],
+        lambda p, y, dl, ll, s: _ctc_reference(p, y, dl, ll, s, layout="TNC", weight=2.0),
+        wrt=(0, 4),
+    ),
+    Case(
+        "ctc_label_tn",
+        lambda: gloss.CTCLoss(label_layout="TN"),
+        lambda r: [_u(r, -1.5, 1.5, 3, 5, 4), _ctc_label().T.copy(), np.array([5.0, 4, 3])],
+        lambda p, y, dl: _ctc_reference(p, y.T, dl),
+    ),
     # HuberLoss
-    Case("huber", gloss.HuberLoss,
-         lambda r: [_away_from(r, (4, 3), [-1.0, 1.0]), np.zeros((4, 3))],
-         lambda p, y: _huber_reference(p, y)),
-    Case("huber_rho_weights", lambda: gloss.HuberLoss(rho=0.5, weight=3.0),
-         lambda r: [_away_from(r, (4, 3), [-0.5, 0.5]), np.zeros((4, 3)), _u(r, 0.2, 2, 4, 1)],
-         lambda p, y, s: _huber_reference(p, y, s, rho=0.5, weight=3.0), wrt=(0, 2)),
+    Case(
+        "huber",
+        gloss.HuberLoss,
+        lambda r: [_away_from(r, (4, 3), [-1.0, 1.0]), np.zeros((4, 3))],
+        lambda p, y: _huber_reference(p, y),
+    ),
+    Case(
+        "huber_rho_weights",
+        lambda: gloss.HuberLoss(rho=0.5, weight=3.0),
+        lambda r: [_away_from(r, (4, 3), [-0.5, 0.5]), np.zeros((4, 3)), _u(r, 0.2, 2, 4, 1)],
+        lambda p, y, s: _huber_reference(p, y, s, rho=0.5, weight=3.0),
+        wrt=(0, 2),
+    ),
     # HingeLoss, SquaredHingeLoss (labels +-1; pred away from the margin's kink)
-    Case("hinge", gloss.HingeLoss,
-         lambda r: [_away_from(r, (4, 3), [-1.0, 1.0]), np.ones((4, 3))],
-         lambda p, y: _mean_but(np.maximum(0, 1 - p * y))),
-    Case("hinge_margin_sample_weight", lambda: gloss.HingeLoss(margin=2.0),
-         lambda r: [_away_from(r, (4, 3), [-2.0, 2.0]), -np.ones((4, 3)), _u(r, 0.2, 2, 4, 1)],
-         lambda p, y, s: _mean_but(np.maximum(0, 2 - p * y) * s), wrt=(0, 2)),
-    Case("squared_hinge", gloss.SquaredHingeLoss,
-         lambda r: [_away_from(r, (4, 3), [-1.0, 1.0]), np.ones((4, 3))],
-         lambda p, y: _mean_but(np.maximum(0, 1 - p * y) ** 2)),
-    Case("squared_hinge_margin_weight", lambda: gloss.SquaredHingeLoss(margin=0.5, weight=2.0),
-         lambda r: [_away_from(r, (4, 3), [-0.5, 0.5]), -np.ones((4, 3))],
-         lambda p, y: _mean_but(2 * np.maximum(0, 0.5 - p * y) ** 2)),
+    Case(
+        "hinge",
+        gloss.HingeLoss,
+        lambda r: [_away_from(r, (4, 3), [-1.0, 1.0]), np.ones((4, 3))],
+        lambda p, y: _mean_but(np.maximum(0, 1 - p * y)),
+    ),
+    Case(
+        "hinge_margin_sample_weight",
+        lambda: gloss.HingeLoss(margin=2.0),
+        lambda r: [_away_from(r, (4, 3), [-2.0, 2.0]), -np.ones((4, 3)), _u(r, 0.2, 2, 4, 1)],
+        lambda p, y, s: _mean_but(np.maximum(0, 2 - p * y) * s),
+        wrt=(0, 2),
+    ),
+    Case(
+        "squared_hinge",
+        gloss.SquaredHingeLoss,
+        lambda r: [_away_from(r, (4, 3), [-1.0, 1.0]), np.ones((4, 3))],
+        lambda p, y: _mean_but(np.maximum(0, 1 - p * y) ** 2),
+    ),
+    Case(
+        "squared_hinge_margin_weight",
+        lambda: gloss.SquaredHingeLoss(margin=0.5, weight=2.0),
+        lambda r: [_away_from(r, (4, 3), [-0.5, 0.5]), -np.ones((4, 3))],
+        lambda p, y: _mean_but(2 * np.maximum(0, 0.5 - p * y) ** 2),
+    ),
     # LogisticLoss
-    Case("logistic_signed", gloss.LogisticLoss,
-         lambda r: [_u(r, -3, 3, 4, 3), _signs(r, 4, 3)],
-         lambda p, y: _mean_but(np.log1p(np.exp(-p * y)))),
-    Case("logistic_binary_sample_weight", lambda: gloss.LogisticLoss(label_format="binary"),
-         lambda r: [_u(r, -3, 3, 4, 3), _binary(r, 4, 3), _u(r, 0.2, 2, 4, 1)],
-         lambda p, y, s: _mean_but(np.log1p(np.exp(-p * (2 * y - 1))) * s), wrt=(0, 2)),
+    Case(
+        "logistic_signed",
+        gloss.LogisticLoss,
+        lambda r: [_u(r, -3, 3, 4, 3), _signs(r, 4, 3)],
+        lambda p, y: _mean_but(np.log1p(np.exp(-p * y))),
+    ),
+    Case(
+        "logistic_binary_sample_weight",
+        lambda: gloss.LogisticLoss(label_format="binary"),
+        lambda r: [_u(r, -3, 3, 4, 3), _binary(r, 4, 3), _u(r, 0.2, 2, 4, 1)],
+        lambda p, y, s: _mean_but(np.log1p(np.exp(-p * (2 * y - 1))) * s),
+        wrt=(0, 2),
+    ),
     # TripletLoss: summed over the non-batch axes, not averaged
-    Case("triplet", gloss.TripletLoss,
-         lambda r: [_u(r, -1, 1, 4, 3), _u(r, -1, 1, 4, 3), _u(r, -1, 1, 4, 3)],
-         lambda a, p, n: np.maximum(0, ((p - a) ** 2 - (n - a) ** 2).sum(1) + 1),
-         wrt=(0, 1, 2)),
-    Case("triplet_margin_weights", lambda: gloss.TripletLoss(margin=4.0, weight=0.5),
-         lambda r: [_u(r, -1, 1, 4, 3), _u(r, -1, 1, 4, 3), _u(r, -1, 1, 4, 3),
-                    _u(r, 0.2, 2, 4)],
-         lambda a, p, n, s: 0.5 * s * np.maximum(0, ((p - a) ** 2 - (n - a) ** 2).sum(1) + 4),
-         wrt=(0, 1, 2, 3)),
+    Case(
+        "triplet",
+        gloss.TripletLoss,
+        lambda r: [_u(r, -1, 1, 4, 3), _u(r, -1, 1, 4, 3), _u(r, -1, 1, 4, 3)],
+        lambda a, p, n: np.maximum(0, ((p - a) ** 2 - (n - a) ** 2).sum(1) + 1),
+        wrt=(0, 1, 2),
+    ),
+    Case(
+        "triplet_margin_weights",
+        lambda: gloss.TripletLoss(margin=4.0, weight=0.5),
+        lambda r: [_u(r, -1, 1, 4, 3), _u(r, -1, 1, 4, 3), _u(r, -1, 1, 4, 3), _u(r, 0.2, 2, 4)],
+        lambda a, p, n, s: 0.5 * s * np.maximum(0, ((p - a) ** 2 - (n - a) ** 2).sum(1) + 4),
+        wrt=(0, 1, 2, 3),
+    ),
     # CosineEmbeddingLoss: (batch, 1)
-    Case("cosine", gloss.CosineEmbeddingLoss,
-         lambda r: [_u(r, -1, 1, 4, 3), _u(r, -1, 1, 4, 3), np.array([1.0, 1, 1, 1])],
-         lambda a, b, y: _cosine_reference(a, b, y), wrt=(0, 1)),
-    Case("cosine_margin_weights", lambda: gloss.CosineEmbeddingLoss(margin=-0.5, weight=2.0),
-         lambda r: [_u(r, -1, 1, 4, 3), _u(r, -1, 1, 4, 3), np.array([1.0, -1, 1, -1]),
-                    _u(r, 0.2, 2, 4, 1)],
-         lambda a, b, y, s: _cosine_reference(a, b, y, s, margin=-0.5, weight=2.0),
-         wrt=(0, 1, 3)),
+    Case(
+        "cosine",
+        gloss.CosineEmbeddingLoss,
+        lambda r: [_u(r, -1, 1, 4, 3), _u(r, -1, 1, 4, 3), np.array([1.0, 1, 1, 1])],
+        lambda a, b, y: _cosine_reference(a, b, y),
+        wrt=(0, 1),
+    ),
+    Case(
+        "cosine_margin_weights",
+        lambda: gloss.CosineEmbeddingLoss(margin=-0.5, weight=2.0),
+        lambda r: [
+            _u(r, -1, 1, 4, 3),
+            _u(r, -1, 1, 4, 3),
+            np.array([1.0, -1, 1, -1]),
+            _u(r, 0.2, 2, 4, 1),
+        ],
+        lambda a, b, y, s: _cosine_reference(a, b, y, s, margin=-0.5, weight=2.0),
+        wrt=(0, 1, 3),
+    ),
     # SDMLLoss (MXNet ignores its weight)
-    Case("sdml", gloss.SDMLLoss, lambda r: [_u(r, -1, 1, 5, 3), _u(r, -1, 1, 5, 3)],
-         _sdml_reference, wrt=(0, 1)),
-    Case("sdml_smoothing", lambda: gloss.SDMLLoss(smoothing_parameter=0.1, weight=3.0),
-         lambda r: [_u(r, -1, 1, 3, 2), _u(r, -1, 1, 3, 2)],
-         lambda a, b: _sdml_reference(a, b, smoothing=0.1), wrt=(0, 1)),
+    Case(
+        "sdml",
+        gloss.SDMLLoss,
+        lambda r: [_u(r, -1, 1, 5, 3), _u(r, -1, 1, 5, 3)],
+        _sdml_reference,
+        wrt=(0, 1),
+    ),
+    Case(
+        "sdml_smoothing",
+        lambda: gloss.SDMLLoss(smoothing_parameter=0.1, weight=3.0),
+        lambda r: [_u(r, -1, 1, 3, 2), _u(r, -1, 1, 3, 2)],
+        lambda a, b: _sdml_reference(a, b, smoothing=0.1),
+        wrt=(0, 1),
+    ),
     # PoissonNLLLoss: one mean over everything
-    Case("poisson", gloss.PoissonNLLLoss,
-         lambda r: [_u(r, -1, 1, 4, 3), r.poisson(2.0, (4, 3)).astype(np.float64)],
-         _poisson_reference),
-    Case("poisson_rates_weights", lambda: gloss.PoissonNLLLoss(from_logits=False, weight=0.5),
-         lambda r: [_u(r, 0.2, 3, 4, 3), r.poisson(2.0, (4, 3)).astype(np.float64),
-                    _u(r, 0.2, 2, 4, 1)],
-         lambda p, t, s: _poisson_reference(p, t, s, from_logits=False, weight=0.5),
-         wrt=(0, 2)),
-    Case("poisson_full", lambda: gloss.PoissonNLLLoss(compute_full=True),
-         lambda r: [_u(r, -1, 1, 4, 3), np.array([[0.0, 1, 2], [3, 4, 0], [1, 5, 2],
-                                                  [2, 2, 7]])],
-         lambda p, t: _poisson_reference(p, t, compute_full=True)),
+    Case(
+        "poisson",
+        gloss.PoissonNLLLoss,
+        lambda r: [_u(r, -1, 1, 4, 3), r.poisson(2.0, (4, 3)).astype(np.float64)],
+        _poisson_reference,
+    ),
+    Case(
+        "poisson_rates_weights",
+        lambda: gloss.PoissonNLLLoss(from_logits=False, weight=0.5),
+        lambda r: [
+            _u(r, 0.2, 3, 4, 3),
+            r.poisson(2.0, (4, 3)).astype(np.float64),
+            _u(r, 0.2, 2, 4, 1),
+        ],
+        lambda p, t, s: _poisson_reference(p, t, s, from_logits=False, weight=0.5),
+        wrt=(0, 2),
+    ),
+    Case(
+        "poisson_full",
+        lambda: gloss.PoissonNLLLoss(compute_full=True),
+        lambda r: [_u(r, -1, 1, 4, 3), np.array([[0.0, 1, 2], [3, 4, 0], [1, 5, 2], [2, 2, 7]])],
+        lambda p, t: _poisson_reference(p, t, compute_full=True),
+    ),
 ]
 
 IDS = [case.id for case in CASES]
@@ -371,8 +533,9 @@ def test_float32_stays_float32(case):
 def test_gradient_matches_finite_differences(case, hybrid):
     values = _values(case)
     given, position = _present(values)
-    tu.check_numeric_gradient(_function(case, hybrid, values), given,
-                              wrt=[position(i) for i in case.wrt])
+    tu.check_numeric_gradient(
+        _function(case, hybrid, values), given, wrt=[position(i) for i in case.wrt]
+    )
 
 
 @HYBRID
@@ -380,8 +543,9 @@ def test_gradient_matches_finite_differences(case, hybrid):
 def test_second_order_matches_finite_differences(case, hybrid):
     values = _values(case)
     given, position = _present(values)
-    tu.check_higher_order(_function(case, hybrid, values), given, order=2,
-                          wrt=[position(i) for i in case.wrt])
+    tu.check_higher_order(
+        _function(case, hybrid, values), given, order=2, wrt=[position(i) for i in case.wrt]
+    )
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -397,13 +561,14 @@ def test_hybridized_equals_imperative(case):
                 arrays[position(i)].attach_grad()
             with mx.autograd.record():
                 out = fn(*arrays)
-            out.backward(mx.nd.array(np.linspace(0.5, 1.5, out.size).reshape(out.shape),
-                                     dtype="float64"))
-            results.append([out.asnumpy()] + [arrays[position(i)].grad.asnumpy()
-                                              for i in case.wrt])
+            out.backward(
+                mx.nd.array(np.linspace(0.5, 1.5, out.size).reshape(out.shape), dtype="float64")
+            )
+            results.append([out.asnumpy()] + [arrays[position(i)].grad.asnumpy() for i in case.wrt])
     imperative, again, hybrid, replay = results
-    for ours, theirs in itertools.chain(zip(imperative, again), zip(imperative, hybrid),
-                                        zip(imperative, replay)):
+    for ours, theirs in itertools.chain(
+        zip(imperative, again), zip(imperative, hybrid), zip(imperative, replay)
+    ):
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
 
 
@@ -411,11 +576,14 @@ def test_hybridized_equals_imperative(case):
 # behaviour beyond the numbers
 # ---------------------------------------------------------------------------
 
+
 def test_every_loss_has_a_case():
     covered = {type(case.make()).__name__ for case in CASES}
     exported = {name for name in gloss.__all__ if name != "Loss"}
-    aliases = {"SigmoidBCELoss": "SigmoidBinaryCrossEntropyLoss",
-               "SoftmaxCELoss": "SoftmaxCrossEntropyLoss"}
+    aliases = {
+        "SigmoidBCELoss": "SigmoidBinaryCrossEntropyLoss",
+        "SoftmaxCELoss": "SoftmaxCrossEntropyLoss",
+    }
     assert {aliases.get(name, name) for name in exported} <= covered
     assert gloss.SigmoidBCELoss is gloss.SigmoidBinaryCrossEntropyLoss
     assert gloss.SoftmaxCELoss is gloss.SoftmaxCrossEntropyLoss
@@ -426,8 +594,10 @@ def test_losses_are_hybrid_blocks_with_mxnet_repr():
     assert isinstance(loss, mx.gluon.HybridBlock)
     assert repr(loss) == "L2Loss(batch_axis=0, w=1.0)"
     assert repr(gloss.CTCLoss(label_layout="TN")) == "CTCLoss(batch_axis=1, w=None)"
-    assert repr(gloss.SoftmaxCrossEntropyLoss(weight=2)) == \
-        "SoftmaxCrossEntropyLoss(batch_axis=0, w=2)"
+    assert (
+        repr(gloss.SoftmaxCrossEntropyLoss(weight=2))
+        == "SoftmaxCrossEntropyLoss(batch_axis=0, w=2)"
+    )
 
 
 def test_prefixes_follow_mxnet_naming():
@@ -543,13 +713,18 @@ def test_ctc_loss_trains_in_a_hybridized_step():
     assert losses[-1] < 0.2 * losses[0]
 
 
-COMPILED_CASES = ["ctc_tnc_lengths_weights", "sce_weight_sample_weight", "bce_pos_weight",
-                  "huber_rho_weights", "cosine_margin_weights", "kl_from_scores_batch_axis1"]
+COMPILED_CASES = [
+    "ctc_tnc_lengths_weights",
+    "sce_weight_sample_weight",
+    "bce_pos_weight",
+    "huber_rho_weights",
+    "cosine_margin_weights",
+    "kl_from_scores_batch_axis1",
+]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", [c for c in CASES if c.id in COMPILED_CASES],
-                         ids=COMPILED_CASES)
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in COMPILED_CASES], ids=COMPILED_CASES)
 def test_compiled_backend_equals_interpreter(case, monkeypatch):
     # the same hybridized loss, its gradients run by the numba backend and by numpy
     import compiler
@@ -568,8 +743,7 @@ def test_compiled_backend_equals_interpreter(case, monkeypatch):
             with mx.autograd.record():
                 out = fn(*arrays)
             out.backward()
-        results[backend] = [out.asnumpy()] + [arrays[position(i)].grad.asnumpy()
-                                              for i in case.wrt]
+        results[backend] = [out.asnumpy()] + [arrays[position(i)].grad.asnumpy() for i in case.wrt]
     compiler.clear_cache()
     for ours, reference in zip(results["compiled"], results["interpreter"]):
         np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6)

@@ -31,9 +31,10 @@ FD_RTOL = 1e-6
 # the checks (also used by test_gluon_conv.py)
 # ---------------------------------------------------------------------------
 
+
 def local_params(layer) -> dict:
     """The layer's own Parameters by local name ('weight', 'gamma'...)."""
-    return {name[len(layer.prefix):]: p for name, p in layer.collect_params().items()}
+    return {name[len(layer.prefix) :]: p for name, p in layer.collect_params().items()}
 
 
 def setup_layer(layer, values: dict[str, np.ndarray] | None = None):
@@ -65,8 +66,11 @@ def analytic(layer, x: np.ndarray, head: np.ndarray, train: bool, input_grad: bo
     with autograd.record(train_mode=train):
         out = layer(data)
     out.backward(nd.array(head, dtype=head.dtype))
-    grads = {name: p.grad().asnumpy().copy() for name, p in local_params(layer).items()
-             if p.grad_req != "null"}
+    grads = {
+        name: p.grad().asnumpy().copy()
+        for name, p in local_params(layer).items()
+        if p.grad_req != "null"
+    }
     return out.asnumpy(), (data.grad.asnumpy().copy() if input_grad else None), grads
 
 
@@ -74,8 +78,9 @@ def _projected(layer, x, head, train) -> float:
     return float((forward(layer, x, train) * head).sum())
 
 
-def check_gradients(layer, x: np.ndarray, train: bool = False, input_grad: bool = True,
-                    rtol: float = FD_RTOL) -> None:
+def check_gradients(
+    layer, x: np.ndarray, train: bool = False, input_grad: bool = True, rtol: float = FD_RTOL
+) -> None:
     """Finite differences (float64, central, along a random direction per tensor)
     against the recorded gradients of the input and of every learned parameter."""
     head = RNG.normal(size=forward(layer, x, train).shape)
@@ -83,10 +88,13 @@ def check_gradients(layer, x: np.ndarray, train: bool = False, input_grad: bool 
     checked = []
     if input_grad:
         direction = RNG.normal(size=x.shape)
-        numeric = (_projected(layer, x + FD_EPS * direction, head, train) -
-                   _projected(layer, x - FD_EPS * direction, head, train)) / (2 * FD_EPS)
-        assert numeric == pytest.approx(float((grad_x * direction).sum()), rel=rtol,
-                                        abs=1e-8), "input gradient"
+        numeric = (
+            _projected(layer, x + FD_EPS * direction, head, train)
+            - _projected(layer, x - FD_EPS * direction, head, train)
+        ) / (2 * FD_EPS)
+        assert numeric == pytest.approx(float((grad_x * direction).sum()), rel=rtol, abs=1e-8), (
+            "input gradient"
+        )
         checked.append("input")
     params = local_params(layer)
     for name, grad in grads.items():
@@ -98,15 +106,22 @@ def check_gradients(layer, x: np.ndarray, train: bool = False, input_grad: bool 
         minus = _projected(layer, x, head, train)
         params[name].set_data(value)
         numeric = (plus - minus) / (2 * FD_EPS)
-        assert numeric == pytest.approx(float((grad * direction).sum()), rel=rtol,
-                                        abs=1e-8), f"gradient of {name}"
+        assert numeric == pytest.approx(float((grad * direction).sum()), rel=rtol, abs=1e-8), (
+            f"gradient of {name}"
+        )
         checked.append(name)
     assert checked, "nothing was differentiated"
 
 
-def check_layer(layer, x: np.ndarray, reference: Callable[..., np.ndarray],
-                values: dict[str, np.ndarray] | None = None, train: bool = False,
-                input_grad: bool = True, rtol: float = 1e-9) -> None:
+def check_layer(
+    layer,
+    x: np.ndarray,
+    reference: Callable[..., np.ndarray],
+    values: dict[str, np.ndarray] | None = None,
+    train: bool = False,
+    input_grad: bool = True,
+    rtol: float = 1e-9,
+) -> None:
     """Forward against ``reference(x, **values)``, gradients against finite
     differences, then the same layer hybridized: equal values and gradients."""
     setup_layer(layer, values)
@@ -123,8 +138,9 @@ def check_layer(layer, x: np.ndarray, reference: Callable[..., np.ndarray],
         np.testing.assert_allclose(hybrid[1], imperative[1], rtol=1e-10, atol=1e-12)
     assert hybrid[2].keys() == imperative[2].keys()
     for name in imperative[2]:
-        np.testing.assert_allclose(hybrid[2][name], imperative[2][name], rtol=1e-10,
-                                   atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(
+            hybrid[2][name], imperative[2][name], rtol=1e-10, atol=1e-12, err_msg=name
+        )
 
 
 def check_second_order(layer, x: np.ndarray, train: bool = False) -> None:
@@ -149,8 +165,11 @@ def check_second_order(layer, x: np.ndarray, train: bool = False) -> None:
         z = (grad_x * grad_x).sum()
     z.backward()
     symbolic_x = data.grad.asnumpy().copy()
-    symbolic = {name: p.grad().asnumpy().copy() for name, p in local_params(layer).items()
-                if p.grad_req != "null"}
+    symbolic = {
+        name: p.grad().asnumpy().copy()
+        for name, p in local_params(layer).items()
+        if p.grad_req != "null"
+    }
     direction = RNG.normal(size=x.shape)
     numeric = (z_value(x + FD_EPS * direction) - z_value(x - FD_EPS * direction)) / (2 * FD_EPS)
     assert numeric == pytest.approx(float((symbolic_x * direction).sum()), rel=1e-5, abs=1e-7)
@@ -164,7 +183,8 @@ def check_second_order(layer, x: np.ndarray, train: bool = False) -> None:
         minus = z_value(x)
         params[name].set_data(value)
         assert (plus - minus) / (2 * FD_EPS) == pytest.approx(
-            float((grad * direction).sum()), rel=1e-5, abs=1e-7), name
+            float((grad * direction).sum()), rel=1e-5, abs=1e-7
+        ), name
 
 
 def data(*shape: int) -> np.ndarray:
@@ -176,12 +196,18 @@ def data(*shape: int) -> np.ndarray:
 # numpy references
 # ---------------------------------------------------------------------------
 
+
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-ACTIVATIONS = {"relu": lambda x: np.maximum(x, 0), "sigmoid": _sigmoid, "tanh": np.tanh,
-               "softrelu": lambda x: np.log1p(np.exp(x)), "softsign": lambda x: x / (1 + abs(x))}
+ACTIVATIONS = {
+    "relu": lambda x: np.maximum(x, 0),
+    "sigmoid": _sigmoid,
+    "tanh": np.tanh,
+    "softrelu": lambda x: np.log1p(np.exp(x)),
+    "softsign": lambda x: x / (1 + abs(x)),
+}
 _erf = np.vectorize(math.erf)
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
@@ -201,20 +227,33 @@ def _channel(v, ndim, axis=1):
 
 REPRS = [
     (lambda: nn.Dense(10), "Dense(None -> 10, linear)"),
-    (lambda: nn.Dense(10, activation="relu", in_units=5, use_bias=False),
-     "Dense(5 -> 10, Activation(relu))"),
+    (
+        lambda: nn.Dense(10, activation="relu", in_units=5, use_bias=False),
+        "Dense(5 -> 10, Activation(relu))",
+    ),
     (lambda: nn.Dropout(0.3, axes=(1,)), "Dropout(p = 0.3, axes=(1,))"),
-    (lambda: nn.BatchNorm(), "BatchNorm(axis=1, eps=1e-05, momentum=0.9, fix_gamma=False, "
-                             "use_global_stats=False, in_channels=None)"),
-    (lambda: nn.BatchNorm(scale=False, in_channels=3),
-     "BatchNorm(axis=1, eps=1e-05, momentum=0.9, fix_gamma=True, use_global_stats=False, "
-     "in_channels=3)"),
-    (lambda: nn.LayerNorm(), "LayerNorm(eps=1e-05, axis=-1, center=True, scale=True, "
-                             "in_channels=0)"),
-    (lambda: nn.InstanceNorm(in_channels=3), "InstanceNorm(eps=1e-05, axis=1, center=True, "
-                                             "scale=False, in_channels=3)"),
-    (lambda: nn.GroupNorm(num_groups=2), "GroupNorm(eps=1e-05, num_groups=2, center=True, "
-                                         "scale=True)"),
+    (
+        lambda: nn.BatchNorm(),
+        "BatchNorm(axis=1, eps=1e-05, momentum=0.9, fix_gamma=False, "
+        "use_global_stats=False, in_channels=None)",
+    ),
+    (
+        lambda: nn.BatchNorm(scale=False, in_channels=3),
+        "BatchNorm(axis=1, eps=1e-05, momentum=0.9, fix_gamma=True, use_global_stats=False, "
+        "in_channels=3)",
+    ),
+    (
+        lambda: nn.LayerNorm(),
+        "LayerNorm(eps=1e-05, axis=-1, center=True, scale=True, in_channels=0)",
+    ),
+    (
+        lambda: nn.InstanceNorm(in_channels=3),
+        "InstanceNorm(eps=1e-05, axis=1, center=True, scale=False, in_channels=3)",
+    ),
+    (
+        lambda: nn.GroupNorm(num_groups=2),
+        "GroupNorm(eps=1e-05, num_groups=2, center=True, scale=True)",
+    ),
     (lambda: nn.Embedding(10, 5), "Embedding(10 -> 5, float32)"),
     (lambda: nn.Flatten(), "Flatten"),
     (lambda: nn.Lambda("tanh"), "Lambda(tanh)"),
@@ -225,8 +264,9 @@ REPRS = [
 ]
 
 
-@pytest.mark.parametrize("make, text", REPRS, ids=[text.split("(")[0] + str(i)
-                                                  for i, (_, text) in enumerate(REPRS)])
+@pytest.mark.parametrize(
+    "make, text", REPRS, ids=[text.split("(")[0] + str(i) for i, (_, text) in enumerate(REPRS)]
+)
 def test_repr_as_mxnet_prints_it(make, text):
     assert repr(make()) == text
 
@@ -237,11 +277,10 @@ def test_parameter_names_prefixes_and_grad_reqs():
     assert dense.weight.shape == (4, 0) and dense.bias.shape == (4,)
     bn = nn.BatchNorm(prefix="bn_", scale=False, center=True)
     params = bn.params
-    assert sorted(params.keys()) == ["bn_beta", "bn_gamma", "bn_running_mean",
-                                     "bn_running_var"]
-    assert [params[f"bn_{n}"].grad_req for n in ("gamma", "beta", "running_mean",
-                                                 "running_var")] == \
-        ["null", "write", "null", "null"]
+    assert sorted(params.keys()) == ["bn_beta", "bn_gamma", "bn_running_mean", "bn_running_var"]
+    assert [
+        params[f"bn_{n}"].grad_req for n in ("gamma", "beta", "running_mean", "running_var")
+    ] == ["null", "write", "null", "null"]
     assert nn.Activation("tanh").prefix.startswith("tanh")
     assert nn.MaxPool2D().prefix.startswith("pool")
     assert nn.PReLU(in_channels=3).alpha.shape == (3,)
@@ -253,8 +292,13 @@ def test_parameter_names_prefixes_and_grad_reqs():
     with net.name_scope():
         net.add(nn.Dense(3, activation="tanh"), nn.BatchNorm())
     assert sorted(net.collect_params().keys()) == [
-        "net_batchnorm0_beta", "net_batchnorm0_gamma", "net_batchnorm0_running_mean",
-        "net_batchnorm0_running_var", "net_dense0_bias", "net_dense0_weight"]
+        "net_batchnorm0_beta",
+        "net_batchnorm0_gamma",
+        "net_batchnorm0_running_mean",
+        "net_batchnorm0_running_var",
+        "net_dense0_bias",
+        "net_dense0_weight",
+    ]
     assert net[0].act.prefix == "net_dense0_tanh_"
 
 
@@ -264,34 +308,48 @@ def test_sequential_repr_nests_children():
     inner = nn.HybridSequential()
     inner.add(nn.Flatten())
     net.add(inner)
-    assert repr(net) == ("HybridSequential(\n  (0): Dense(None -> 3, Activation(tanh))\n"
-                         "  (1): HybridSequential(\n    (0): Flatten\n  )\n)")
+    assert repr(net) == (
+        "HybridSequential(\n  (0): Dense(None -> 3, Activation(tanh))\n"
+        "  (1): HybridSequential(\n    (0): Flatten\n  )\n)"
+    )
 
 
 # ---------------------------------------------------------------------------
 # Dense
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("activation", [None, "relu", "sigmoid", "tanh", "softrelu",
-                                        "softsign"])
+
+@pytest.mark.parametrize("activation", [None, "relu", "sigmoid", "tanh", "softrelu", "softsign"])
 def test_dense(activation):
     x = data(3, 2, 2)
     weight, bias = data(5, 4), data(5)
     act = ACTIVATIONS.get(activation, lambda v: v)
-    check_layer(nn.Dense(5, activation=activation, in_units=4), x,
-                lambda x, weight, bias: act(x.reshape(3, -1) @ weight.T + bias),
-                {"weight": weight, "bias": bias})
+    check_layer(
+        nn.Dense(5, activation=activation, in_units=4),
+        x,
+        lambda x, weight, bias: act(x.reshape(3, -1) @ weight.T + bias),
+        {"weight": weight, "bias": bias},
+    )
 
 
 def test_dense_without_flatten_or_bias():
     x = data(2, 3, 4)
-    check_layer(nn.Dense(5, flatten=False, use_bias=False), x,
-                lambda x, weight: x @ weight.T, {"weight": data(5, 4)})
+    check_layer(
+        nn.Dense(5, flatten=False, use_bias=False),
+        x,
+        lambda x, weight: x @ weight.T,
+        {"weight": data(5, 4)},
+    )
 
 
 def test_dense_dtype_and_initializers():
-    dense = nn.Dense(3, in_units=2, dtype="float64", weight_initializer="ones",
-                     bias_initializer=mx.init.Constant(0.5))
+    dense = nn.Dense(
+        3,
+        in_units=2,
+        dtype="float64",
+        weight_initializer="ones",
+        bias_initializer=mx.init.Constant(0.5),
+    )
     dense.initialize()
     out = dense(nd.array([[1.0, 2.0]], dtype="float64"))
     assert out.dtype == np.float64
@@ -336,12 +394,21 @@ def test_deferred_shapes_through_a_sequential():
     out = net(nd.array(data(4, 3)))
     assert out.shape == (4, 2)
     assert [p.shape for p in net.collect_params().values()] == [
-        (6, 3), (6,), (6,), (6,), (6,), (6,), (2, 6), (2,)]
+        (6, 3),
+        (6,),
+        (6,),
+        (6,),
+        (6,),
+        (6,),
+        (2, 6),
+        (2,),
+    ]
 
 
 # ---------------------------------------------------------------------------
 # Dropout
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("hybridize", [False, True])
 def test_dropout_train_and_predict(hybridize):
@@ -374,6 +441,7 @@ def test_dropout_axes_share_the_mask_and_rate_zero_is_identity():
 # normalisation layers
 # ---------------------------------------------------------------------------
 
+
 def _batchnorm_reference(axis, eps, train, scale=True):
     def reference(x, gamma, beta, running_mean, running_var):
         axes = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
@@ -381,9 +449,11 @@ def _batchnorm_reference(axis, eps, train, scale=True):
             xhat = _normalize(x, axes, eps)
         else:
             xhat = (x - _channel(running_mean, x.ndim, axis)) / np.sqrt(
-                _channel(running_var, x.ndim, axis) + eps)
+                _channel(running_var, x.ndim, axis) + eps
+            )
         scaled = xhat * _channel(gamma, x.ndim, axis) if scale else xhat
         return scaled + _channel(beta, x.ndim, axis)
+
     return reference
 
 
@@ -392,21 +462,39 @@ def _batchnorm_reference(axis, eps, train, scale=True):
 def test_batchnorm(train, axis):
     x = data(4, 3, 5)
     channels = x.shape[axis]
-    values = {"gamma": RNG.uniform(0.5, 1.5, channels), "beta": data(channels),
-              "running_mean": data(channels), "running_var": RNG.uniform(0.5, 2, channels)}
-    check_layer(nn.BatchNorm(axis=axis, epsilon=1e-3), x,
-                _batchnorm_reference(axis, 1e-3, train), values, train=train)
+    values = {
+        "gamma": RNG.uniform(0.5, 1.5, channels),
+        "beta": data(channels),
+        "running_mean": data(channels),
+        "running_var": RNG.uniform(0.5, 2, channels),
+    }
+    check_layer(
+        nn.BatchNorm(axis=axis, epsilon=1e-3),
+        x,
+        _batchnorm_reference(axis, 1e-3, train),
+        values,
+        train=train,
+    )
 
 
 def test_batchnorm_without_scale_fixes_gamma_and_use_global_stats():
     x = data(4, 3, 2)
-    values = {"gamma": np.full(3, 3.0), "beta": data(3), "running_mean": data(3),
-              "running_var": RNG.uniform(0.5, 2, 3)}
+    values = {
+        "gamma": np.full(3, 3.0),
+        "beta": data(3),
+        "running_mean": data(3),
+        "running_var": RNG.uniform(0.5, 2, 3),
+    }
     layer = nn.BatchNorm(scale=False)
     check_layer(layer, x, _batchnorm_reference(1, 1e-5, True, scale=False), values, train=True)
     assert "gamma" not in analytic(layer, x, np.ones_like(x), train=True)[2]
-    check_layer(nn.BatchNorm(use_global_stats=True), x, _batchnorm_reference(1, 1e-5, False),
-                values, train=True)
+    check_layer(
+        nn.BatchNorm(use_global_stats=True),
+        x,
+        _batchnorm_reference(1, 1e-5, False),
+        values,
+        train=True,
+    )
 
 
 def test_batchnorm_running_statistics_update_in_training():
@@ -415,8 +503,7 @@ def test_batchnorm_running_statistics_update_in_training():
     analytic(layer, x, np.ones_like(x), train=True)
     mean, var = x.mean(axis=(0, 2)), x.var(axis=(0, 2))
     np.testing.assert_allclose(layer.running_mean.data().asnumpy(), 0.2 * mean, rtol=1e-10)
-    np.testing.assert_allclose(layer.running_var.data().asnumpy(), 0.8 + 0.2 * var,
-                               rtol=1e-10)
+    np.testing.assert_allclose(layer.running_var.data().asnumpy(), 0.8 + 0.2 * var, rtol=1e-10)
     before = layer.running_mean.data().asnumpy().copy()
     forward(layer, x, train=False)  # prediction leaves them alone
     np.testing.assert_array_equal(layer.running_mean.data().asnumpy(), before)
@@ -427,8 +514,9 @@ def test_batchnorm_running_statistics_update_when_hybridized():
     layer = setup_layer(nn.BatchNorm())
     layer.hybridize()
     analytic(layer, x, np.ones_like(x), train=True)
-    np.testing.assert_allclose(layer.running_mean.data().asnumpy(), 0.1 * x.mean(axis=(0, 2)),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        layer.running_mean.data().asnumpy(), 0.1 * x.mean(axis=(0, 2)), rtol=1e-10
+    )
 
 
 @pytest.mark.parametrize("axis", [-1, 1])
@@ -440,13 +528,13 @@ def test_layernorm(axis, center, scale):
     values = {"gamma": gamma, "beta": beta}
 
     def reference(x, gamma, beta):
-        return _normalize(x, (axis % 3,), 1e-4) * _channel(gamma, 3, axis) + \
-            _channel(beta, 3, axis)
+        return _normalize(x, (axis % 3,), 1e-4) * _channel(gamma, 3, axis) + _channel(beta, 3, axis)
 
     layer = nn.LayerNorm(axis=axis, epsilon=1e-4, center=center, scale=scale)
     check_layer(layer, x, reference, values)
-    assert set(analytic(layer, x, np.ones_like(x), False)[2]) == \
-        {name for name, on in (("gamma", scale), ("beta", center)) if on}
+    assert set(analytic(layer, x, np.ones_like(x), False)[2]) == {
+        name for name, on in (("gamma", scale), ("beta", center)) if on
+    }
 
 
 @pytest.mark.parametrize("axis", [1, 2])
@@ -480,13 +568,19 @@ def test_groupnorm(shape):
 # Embedding, Flatten, Lambda, HybridLambda, Identity
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("sparse_grad", [False, True])
 def test_embedding(sparse_grad):
     indices = np.array([[0, 3, 3], [5, 1, 0]], dtype=np.float64)
     weight = data(6, 4)
     layer = nn.Embedding(6, 4, sparse_grad=sparse_grad)
-    check_layer(layer, indices, lambda x, weight: weight[x.astype(int)], {"weight": weight},
-                input_grad=False)
+    check_layer(
+        layer,
+        indices,
+        lambda x, weight: weight[x.astype(int)],
+        {"weight": weight},
+        input_grad=False,
+    )
     head = data(2, 3, 4)
     grad = analytic(layer, indices, head, train=False, input_grad=False)[2]["weight"]
     expected = np.zeros_like(weight)
@@ -504,8 +598,9 @@ def test_flatten_identity_and_lambdas():
     lam = nn.Lambda("exp")
     np.testing.assert_allclose(lam(nd.array(x, dtype="float64")).asnumpy(), np.exp(x))
     two = nn.Lambda(lambda a, b: a * b)
-    np.testing.assert_allclose(two(nd.array(x), nd.array(x)).asnumpy(),
-                               (x.astype(np.float32) ** 2), rtol=1e-6)
+    np.testing.assert_allclose(
+        two(nd.array(x), nd.array(x)).asnumpy(), (x.astype(np.float32) ** 2), rtol=1e-6
+    )
     with pytest.raises(AssertionError):
         nn.Lambda("no_such_function")
     with pytest.raises(AssertionError):
@@ -524,15 +619,19 @@ ACTIVATION_LAYERS = [
     ("softsign", lambda: nn.Activation("softsign"), ACTIVATIONS["softsign"]),
     ("leaky", lambda: nn.LeakyReLU(0.15), lambda x: np.where(x > 0, x, 0.15 * x)),
     ("elu", lambda: nn.ELU(0.7), lambda x: np.where(x > 0, x, 0.7 * np.expm1(x))),
-    ("selu", lambda: nn.SELU(),
-     lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(x))),
+    (
+        "selu",
+        lambda: nn.SELU(),
+        lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(x)),
+    ),
     ("swish", lambda: nn.Swish(1.5), lambda x: x * _sigmoid(1.5 * x)),
     ("gelu", lambda: nn.GELU(), lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2)))),
 ]
 
 
-@pytest.mark.parametrize("name, make, reference", ACTIVATION_LAYERS,
-                         ids=[a[0] for a in ACTIVATION_LAYERS])
+@pytest.mark.parametrize(
+    "name, make, reference", ACTIVATION_LAYERS, ids=[a[0] for a in ACTIVATION_LAYERS]
+)
 def test_activation_layers(name, make, reference):
     # away from the kinks at 0, where finite differences straddle two slopes
     x = data(3, 4)
@@ -545,8 +644,12 @@ def test_prelu(in_channels):
     x = data(2, 3, 4)
     x = np.where(abs(x) < 0.05, -0.3, x)
     alpha = RNG.uniform(0.1, 0.4, in_channels)
-    check_layer(nn.PReLU(in_channels=in_channels), x,
-                lambda x, alpha: np.where(x > 0, x, x * _channel(alpha, 3)), {"alpha": alpha})
+    check_layer(
+        nn.PReLU(in_channels=in_channels),
+        x,
+        lambda x, alpha: np.where(x > 0, x, x * _channel(alpha, 3)),
+        {"alpha": alpha},
+    )
 
 
 def test_prelu_default_alpha_is_a_quarter():
@@ -564,6 +667,7 @@ def test_leaky_relu_rejects_a_negative_slope():
 # ---------------------------------------------------------------------------
 # containers
 # ---------------------------------------------------------------------------
+
 
 def test_sequential_and_hybrid_sequential_chain_their_children():
     x = data(4, 3)
@@ -625,10 +729,10 @@ def test_concurrent_concatenates_its_children(container):
 # second order
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("hybridize", [False, True])
 def test_second_order_through_dense(hybridize):
-    layer = setup_layer(nn.Dense(3, activation="tanh"), {"weight": data(3, 4),
-                                                         "bias": data(3)})
+    layer = setup_layer(nn.Dense(3, activation="tanh"), {"weight": data(3, 4), "bias": data(3)})
     if hybridize:
         layer.hybridize()
     check_second_order(layer, data(2, 4))
@@ -654,19 +758,35 @@ def test_second_order_through_layernorm(hybridize):
 # symbols
 # ---------------------------------------------------------------------------
 
+
 def test_layers_called_on_a_symbol_list_mxnet_arguments():
     net = nn.HybridSequential(prefix="cnn_")
     with net.name_scope():
-        net.add(nn.BatchNorm(), nn.Dense(2, activation="tanh"), nn.LayerNorm(),
-                nn.GroupNorm(2), nn.PReLU())
+        net.add(
+            nn.BatchNorm(),
+            nn.Dense(2, activation="tanh"),
+            nn.LayerNorm(),
+            nn.GroupNorm(2),
+            nn.PReLU(),
+        )
     out = net(mx.sym.var("data"))
     assert isinstance(out, mx.sym.Symbol)
     assert out.list_arguments() == [
-        "data", "cnn_batchnorm0_gamma", "cnn_batchnorm0_beta", "cnn_dense0_weight",
-        "cnn_dense0_bias", "cnn_layernorm0_gamma", "cnn_layernorm0_beta",
-        "cnn_groupnorm0_gamma", "cnn_groupnorm0_beta", "cnn_prelu0_alpha"]
-    assert out.list_auxiliary_states() == ["cnn_batchnorm0_running_mean",
-                                           "cnn_batchnorm0_running_var"]
+        "data",
+        "cnn_batchnorm0_gamma",
+        "cnn_batchnorm0_beta",
+        "cnn_dense0_weight",
+        "cnn_dense0_bias",
+        "cnn_layernorm0_gamma",
+        "cnn_layernorm0_beta",
+        "cnn_groupnorm0_gamma",
+        "cnn_groupnorm0_beta",
+        "cnn_prelu0_alpha",
+    ]
+    assert out.list_auxiliary_states() == [
+        "cnn_batchnorm0_running_mean",
+        "cnn_batchnorm0_running_var",
+    ]
     args, outs, aux = out.infer_shape(data=(3, 5))
     assert args[3:] == [(2, 5), (2,), (2,), (2,), (2,), (2,), (1,)] and outs == [(3, 2)]
     assert aux == [(5,), (5,)]
@@ -685,6 +805,7 @@ def test_symbolic_shapes_of_groupnorm_and_prelu_parameters():
 # ---------------------------------------------------------------------------
 # sharing, casting, errors
 # ---------------------------------------------------------------------------
+
 
 def test_layers_share_parameters_through_params():
     first = nn.Dense(3, in_units=2, prefix="shared_")
@@ -716,8 +837,11 @@ def test_a_wrong_input_size_is_an_error_naming_the_shapes():
 def test_sequential_mixes_plain_and_hybrid_blocks():
     net = nn.Sequential()
     with net.name_scope():
-        net.add(nn.Dense(3, in_units=2, weight_initializer="ones"), nn.Lambda("negative"),
-                nn.Activation("relu"))
+        net.add(
+            nn.Dense(3, in_units=2, weight_initializer="ones"),
+            nn.Lambda("negative"),
+            nn.Activation("relu"),
+        )
     net.initialize()
     x = nd.array([[1.0, -3.0], [2.0, 1.0]])
     expected = np.maximum(-(x.asnumpy() @ np.ones((2, 3))), 0)

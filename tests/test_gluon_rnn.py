@@ -41,8 +41,9 @@ def _layer_run(net, data):
 def _unroll_run(length: int, merge: bool = True, valid=None):
     def run(net, data):
         valid_length = None if valid is None else mx.nd.array(valid, dtype=data.dtype)
-        outs, states = net.unroll(length, data, layout="NTC", merge_outputs=merge,
-                                  valid_length=valid_length)
+        outs, states = net.unroll(
+            length, data, layout="NTC", merge_outputs=merge, valid_length=valid_length
+        )
         if isinstance(outs, list):
             outs = mx.nd.stack(*outs, axis=1)
         return [outs, *states]
@@ -64,10 +65,13 @@ def check_gradients(net, run, x: np.ndarray, rtol: float = 1e-6) -> None:
         outs = run(net, data)
     autograd.backward(outs, [_array(h) for h in heads])
     direction = RNG.normal(size=x.shape)
-    numeric = (_projected(net, run, x + FD_EPS * direction, heads) -
-               _projected(net, run, x - FD_EPS * direction, heads)) / (2 * FD_EPS)
-    assert numeric == pytest.approx(float((data.grad.asnumpy() * direction).sum()),
-                                    rel=rtol, abs=1e-8), "input gradient"
+    numeric = (
+        _projected(net, run, x + FD_EPS * direction, heads)
+        - _projected(net, run, x - FD_EPS * direction, heads)
+    ) / (2 * FD_EPS)
+    assert numeric == pytest.approx(
+        float((data.grad.asnumpy() * direction).sum()), rel=rtol, abs=1e-8
+    ), "input gradient"
     params = net.collect_params()
     assert len(params) > 0
     for name, param in params.items():
@@ -80,18 +84,24 @@ def check_gradients(net, run, x: np.ndarray, rtol: float = 1e-6) -> None:
         minus = _projected(net, run, x, heads)
         param.set_data(_array(value))
         assert (plus - minus) / (2 * FD_EPS) == pytest.approx(
-            float((grad * direction).sum()), rel=rtol, abs=1e-8), f"gradient of {name}"
+            float((grad * direction).sum()), rel=rtol, abs=1e-8
+        ), f"gradient of {name}"
 
 
 # ---------------------------------------------------------------------------
 # layers
 # ---------------------------------------------------------------------------
 
+
 def test_layer_parameter_names_and_shapes_are_mxnets():
     layer = rnn.LSTM(4, num_layers=2, bidirectional=True, input_size=3, prefix="lstm_")
     names = list(layer.collect_params().keys())
-    expected = [f"lstm_{d}{k}_{piece}" for k in range(2) for d in "lr"
-                for piece in ("i2h_weight", "h2h_weight", "i2h_bias", "h2h_bias")]
+    expected = [
+        f"lstm_{d}{k}_{piece}"
+        for k in range(2)
+        for d in "lr"
+        for piece in ("i2h_weight", "h2h_weight", "i2h_bias", "h2h_bias")
+    ]
     assert names == expected
     params = layer.collect_params()
     assert params["lstm_l0_i2h_weight"].shape == (16, 3)
@@ -119,8 +129,9 @@ def test_deferred_input_size_and_begin_state():
 
 def test_ntc_layout_is_tnc_with_the_axes_swapped():
     x = RNG.uniform(-1, 1, (3, 5, 4))
-    tnc = _ready(rnn.LSTM(4, num_layers=2, bidirectional=True, prefix="a_"),
-                 x.transpose(1, 0, 2), _layer_run)
+    tnc = _ready(
+        rnn.LSTM(4, num_layers=2, bidirectional=True, prefix="a_"), x.transpose(1, 0, 2), _layer_run
+    )
     ntc = rnn.LSTM(4, num_layers=2, bidirectional=True, layout="NTC", prefix="a_")
     ntc.initialize()
     ntc(mx.nd.array(x))
@@ -129,35 +140,51 @@ def test_ntc_layout_is_tnc_with_the_axes_swapped():
         param.set_data(tnc.collect_params()[name].data())
     expected = _layer_run(tnc, _array(x.transpose(1, 0, 2)))
     got = _layer_run(ntc, _array(x))
-    np.testing.assert_allclose(got[0].asnumpy(), expected[0].asnumpy().transpose(1, 0, 2),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        got[0].asnumpy(), expected[0].asnumpy().transpose(1, 0, 2), rtol=1e-12
+    )
     for a, b in zip(got[1:], expected[1:]):
         np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-12)
 
 
-@pytest.mark.parametrize("layer_class, kwargs", [
-    (rnn.RNN, {"activation": "tanh"}), (rnn.RNN, {"activation": "relu"}),
-    (rnn.LSTM, {}), (rnn.GRU, {})])
+@pytest.mark.parametrize(
+    "layer_class, kwargs",
+    [
+        (rnn.RNN, {"activation": "tanh"}),
+        (rnn.RNN, {"activation": "relu"}),
+        (rnn.LSTM, {}),
+        (rnn.GRU, {}),
+    ],
+)
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_layer_equals_its_unfused_cells(layer_class, kwargs, bidirectional):
     x = RNG.uniform(-1, 1, (4, 3, 2))
-    layer = _ready(layer_class(3, num_layers=2, bidirectional=bidirectional, **kwargs), x,
-                   _layer_run)
+    layer = _ready(
+        layer_class(3, num_layers=2, bidirectional=bidirectional, **kwargs), x, _layer_run
+    )
     stack = layer._unfuse()
     names = set(stack.collect_params().keys())
     assert names == set(layer.collect_params().keys()), "the cells share the layer's names"
     states = layer.begin_state(3, dtype="float64")
     out, new_states = layer(_array(x), states)
     # the layer's (L*D, N, H) states are the cells' (N, H) states, layer by layer
-    cell_states = [s for state in states for s in state.split(axis=0, num_outputs=len(state),
-                                                              squeeze_axis=True)] \
-        if states[0].shape[0] > 1 else [s.reshape((3, 3)) for s in states]
+    cell_states = (
+        [
+            s
+            for state in states
+            for s in state.split(axis=0, num_outputs=len(state), squeeze_axis=True)
+        ]
+        if states[0].shape[0] > 1
+        else [s.reshape((3, 3)) for s in states]
+    )
     if layer_class is rnn.LSTM:  # the cells interleave h and c
         count = states[0].shape[0]
-        cell_states = [item for pair in zip(cell_states[:count], cell_states[count:])
-                       for item in pair]
-    unrolled, _ = stack.unroll(4, _array(x), begin_state=cell_states, layout="TNC",
-                               merge_outputs=True)
+        cell_states = [
+            item for pair in zip(cell_states[:count], cell_states[count:]) for item in pair
+        ]
+    unrolled, _ = stack.unroll(
+        4, _array(x), begin_state=cell_states, layout="TNC", merge_outputs=True
+    )
     np.testing.assert_allclose(unrolled.asnumpy(), out.asnumpy(), rtol=1e-10, atol=1e-12)
 
 
@@ -173,21 +200,26 @@ def test_layer_parameters_load_into_cells_and_back(tmp_path):
     unrolled, states = stack.unroll(5, _array(x), layout="TNC", merge_outputs=True)
     expected, expected_states = layer(_array(x), layer.begin_state(2))
     np.testing.assert_allclose(unrolled.asnumpy(), expected.asnumpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.stack([s.asnumpy() for s in states]),
-                               expected_states[0].asnumpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.stack([s.asnumpy() for s in states]), expected_states[0].asnumpy(), rtol=1e-5, atol=1e-6
+    )
     stack.collect_params().save(str(tmp_path / "cells.params"))
     back = rnn.GRU(4, num_layers=2, prefix="gru_", input_size=3)
     back.collect_params().load(str(tmp_path / "cells.params"))
-    np.testing.assert_allclose(back(_array(x)).asnumpy(), expected.asnumpy(), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(back(_array(x)).asnumpy(), expected.asnumpy(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: rnn.RNN(3, num_layers=2, activation="relu"),
-    lambda: rnn.LSTM(3, num_layers=2, bidirectional=True),
-    lambda: rnn.LSTM(3, projection_size=2),
-    lambda: rnn.GRU(3, num_layers=2, layout="NTC"),
-    lambda: rnn.GRU(2, bidirectional=True)], ids=["rnn", "lstm-bi", "lstmp", "gru", "gru-bi"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rnn.RNN(3, num_layers=2, activation="relu"),
+        lambda: rnn.LSTM(3, num_layers=2, bidirectional=True),
+        lambda: rnn.LSTM(3, projection_size=2),
+        lambda: rnn.GRU(3, num_layers=2, layout="NTC"),
+        lambda: rnn.GRU(2, bidirectional=True),
+    ],
+    ids=["rnn", "lstm-bi", "lstmp", "gru", "gru-bi"],
+)
 def test_layer_gradients_match_finite_differences(make):
     layer = make()
     x = RNG.uniform(-1, 1, (3, 2, 2))
@@ -241,8 +273,9 @@ def test_exported_layer_runs_through_symbolblock(tmp_path):
     states = layer.begin_state(2)
     out, new_states = layer(x, states)
     layer.export(str(tmp_path / "gru"))
-    loaded = gluon.SymbolBlock.imports(str(tmp_path / "gru-symbol.json"), ["data0", "data1"],
-                                       str(tmp_path / "gru-0000.params"))
+    loaded = gluon.SymbolBlock.imports(
+        str(tmp_path / "gru-symbol.json"), ["data0", "data1"], str(tmp_path / "gru-0000.params")
+    )
     again, again_state = loaded(x, states[0])
     np.testing.assert_allclose(again.asnumpy(), out.asnumpy(), rtol=1e-6)
     np.testing.assert_allclose(again_state.asnumpy(), new_states[0].asnumpy(), rtol=1e-6)
@@ -289,8 +322,9 @@ CELLS = {
     "gru": lambda: rnn.GRUCell(3, prefix="gru_"),
     "sequential": lambda: _stack(rnn.SequentialRNNCell(prefix="seq_")),
     "hybrid-sequential": lambda: _stack(rnn.HybridSequentialRNNCell(prefix="hseq_")),
-    "bidirectional": lambda: rnn.BidirectionalCell(rnn.LSTMCell(3, prefix="l_"),
-                                                   rnn.GRUCell(2, prefix="r_")),
+    "bidirectional": lambda: rnn.BidirectionalCell(
+        rnn.LSTMCell(3, prefix="l_"), rnn.GRUCell(2, prefix="r_")
+    ),
     "residual": lambda: rnn.ResidualCell(rnn.GRUCell(2, prefix="res_")),
     "zoneout": lambda: rnn.ZoneoutCell(rnn.LSTMCell(3, prefix="zo_"), 0.5, 0.5),
     "dropout-stack": lambda: _stack(rnn.SequentialRNNCell(prefix="ds_"), dropout=True),
@@ -321,9 +355,10 @@ def test_valid_length_masks_outputs_and_keeps_last_valid_states(name):
     net = _ready(CELLS[name](), x, _unroll_run(4))
     outs = _unroll_run(4, valid=valid)(net, _array(x))
     for b, length in enumerate(valid):
-        alone = _unroll_run(length)(net, _array(x[b:b + 1, :length]))
-        np.testing.assert_allclose(outs[0].asnumpy()[b, :length], alone[0].asnumpy()[0],
-                                   rtol=1e-10, atol=1e-12)
+        alone = _unroll_run(length)(net, _array(x[b : b + 1, :length]))
+        np.testing.assert_allclose(
+            outs[0].asnumpy()[b, :length], alone[0].asnumpy()[0], rtol=1e-10, atol=1e-12
+        )
         assert not outs[0].asnumpy()[b, length:].any()
         for got, expected in zip(outs[1:], alone[1:]):
             np.testing.assert_allclose(got.asnumpy()[b], expected.asnumpy()[0], rtol=1e-10)
@@ -338,8 +373,7 @@ def test_unroll_merge_and_layouts():
     assert merged.shape == (2, 4, 3) and len(steps) == 4 and steps[0].shape == (2, 3)
     np.testing.assert_allclose(mx.nd.stack(*steps, axis=1).asnumpy(), merged.asnumpy())
     time_major, _ = cell.unroll(4, x.swapaxes(0, 1), layout="TNC", merge_outputs=True)
-    np.testing.assert_allclose(time_major.asnumpy(), merged.asnumpy().transpose(1, 0, 2),
-                               rtol=1e-6)
+    np.testing.assert_allclose(time_major.asnumpy(), merged.asnumpy().transpose(1, 0, 2), rtol=1e-6)
     listed, _ = cell.unroll(4, [x[:, t] for t in range(4)], layout="NTC")
     assert isinstance(listed, list) and len(listed) == 4
     assert [s.shape for s in states] == [(2, 3)]
@@ -355,8 +389,7 @@ def test_stepping_a_cell_by_hand_equals_unroll():
         out, states = cell(x[:, t], states)
         outputs.append(out)
     merged, unrolled_states = cell.unroll(3, x, merge_outputs=True)
-    np.testing.assert_allclose(mx.nd.stack(*outputs, axis=1).asnumpy(), merged.asnumpy(),
-                               rtol=1e-6)
+    np.testing.assert_allclose(mx.nd.stack(*outputs, axis=1).asnumpy(), merged.asnumpy(), rtol=1e-6)
     for a, b in zip(states, unrolled_states):
         np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-6)
 
@@ -417,18 +450,26 @@ def test_zoneout_and_dropout_cells_in_training():
 def test_cell_parameter_names_and_repr():
     cell = rnn.LSTMCell(4, input_size=3)
     names = list(cell.collect_params().keys())
-    assert [n[len(cell.prefix):] for n in names] == ["i2h_weight", "h2h_weight", "i2h_bias",
-                                                    "h2h_bias"]
+    assert [n[len(cell.prefix) :] for n in names] == [
+        "i2h_weight",
+        "h2h_weight",
+        "i2h_bias",
+        "h2h_bias",
+    ]
     assert cell.prefix.startswith("lstm")
     assert repr(cell) == "LSTMCell(3 -> 16, tanh)"
     assert [info["shape"] for info in cell.state_info(5)] == [(5, 4), (5, 4)]
 
 
-@pytest.mark.parametrize("make", [
-    lambda: rnn.LSTMCell(4, input_size=3),
-    lambda: _stack(rnn.HybridSequentialRNNCell()),
-    lambda: rnn.BidirectionalCell(rnn.GRUCell(3, input_size=3), rnn.LSTMCell(2, input_size=3))],
-    ids=["lstm", "hybrid-sequential", "bidirectional"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rnn.LSTMCell(4, input_size=3),
+        lambda: _stack(rnn.HybridSequentialRNNCell()),
+        lambda: rnn.BidirectionalCell(rnn.GRUCell(3, input_size=3), rnn.LSTMCell(2, input_size=3)),
+    ],
+    ids=["lstm", "hybrid-sequential", "bidirectional"],
+)
 def test_unroll_inside_a_hybridized_block_equals_imperative(make):
     class Net(gluon.HybridBlock):
         def __init__(self, **kwargs):
@@ -456,26 +497,30 @@ def test_unroll_inside_a_hybridized_block_equals_imperative(make):
         np.testing.assert_allclose(out1, out0, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(state1, state0, rtol=1e-5, atol=1e-7)
         for name in grads0:
-            np.testing.assert_allclose(grads1[name], grads0[name], rtol=1e-4, atol=1e-6,
-                                       err_msg=name)
+            np.testing.assert_allclose(
+                grads1[name], grads0[name], rtol=1e-4, atol=1e-6, err_msg=name
+            )
 
 
 def test_layer_with_sequence_length_runs_each_sequence_on_its_steps():
     x = RNG.uniform(-1, 1, (5, 3, 2))
     lengths = [5, 2, 3]
-    layer = _ready(rnn.LSTM(3, bidirectional=True, use_sequence_length=True), x,
-                   lambda net, data: _layer_run_lengths(net, data, [5, 5, 5]))
+    layer = _ready(
+        rnn.LSTM(3, bidirectional=True, use_sequence_length=True),
+        x,
+        lambda net, data: _layer_run_lengths(net, data, [5, 5, 5]),
+    )
     out, states = _layer_run_lengths(layer, _array(x), lengths)
     for b, length in enumerate(lengths):
-        alone, alone_states = layer(_array(x[:length, b:b + 1]),
-                                    layer.begin_state(1, dtype="float64"),
-                                    mx.nd.array([length], dtype="float64"))
-        np.testing.assert_allclose(out.asnumpy()[:length, b], alone.asnumpy()[:, 0],
-                                   rtol=1e-10)
+        alone, alone_states = layer(
+            _array(x[:length, b : b + 1]),
+            layer.begin_state(1, dtype="float64"),
+            mx.nd.array([length], dtype="float64"),
+        )
+        np.testing.assert_allclose(out.asnumpy()[:length, b], alone.asnumpy()[:, 0], rtol=1e-10)
         assert not out.asnumpy()[length:, b].any()
         for got, expected in zip(states, alone_states):
-            np.testing.assert_allclose(got.asnumpy()[:, b], expected.asnumpy()[:, 0],
-                                       rtol=1e-10)
+            np.testing.assert_allclose(got.asnumpy()[:, b], expected.asnumpy()[:, 0], rtol=1e-10)
 
 
 def _layer_run_lengths(net, data, lengths):

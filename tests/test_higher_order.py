@@ -74,17 +74,17 @@ def _log_sigmoid(x):
 
 def _softsign(x):  # x / (1 + |x|)
     d = 1 + np.abs(x)
-    return (1 / d ** 2, -2 * np.sign(x) / d ** 3, 6 / d ** 4)
+    return (1 / d**2, -2 * np.sign(x) / d**3, 6 / d**4)
 
 
 def _mish(x):  # x tanh(softplus(x)); T' = D s with D = 1 - T^2, s = sigmoid(x)
     s, t = sigmoid(x), np.tanh(np.logaddexp(0, x))
     d = 1 - t * t
     p = s * d * (1 - s - 2 * t * s)
-    dp = s * d * (1 - s - 2 * t * s) ** 2 + s * d * (-s * (1 - s) - 2 * d * s * s
-                                                      - 2 * t * s * (1 - s))
-    return (t + x * s * d, 2 * s * d + x * p,
-            2 * s * (1 - s) * d - 4 * t * d * s * s + p + x * dp)
+    dp = s * d * (1 - s - 2 * t * s) ** 2 + s * d * (
+        -s * (1 - s) - 2 * d * s * s - 2 * t * s * (1 - s)
+    )
+    return (t + x * s * d, 2 * s * d + x * p, 2 * s * (1 - s) * d - 4 * t * d * s * s + p + x * dp)
 
 
 def _relu(x):
@@ -94,30 +94,61 @@ def _relu(x):
 # (op name, attrs, domain, (f', f'', f''')), f^(k) as numpy functions of the input
 UNARY = [
     ("negative", {}, (-2, 2), (constant(-1), zero, zero)),
-    ("_contrib_quadratic", {"a": 1.5, "b": -0.5, "c": 2.0}, (-2, 2),
-     (lambda x: 3 * x - 0.5, constant(3), zero)),
+    (
+        "_contrib_quadratic",
+        {"a": 1.5, "b": -0.5, "c": 2.0},
+        (-2, 2),
+        (lambda x: 3 * x - 0.5, constant(3), zero),
+    ),
     # by design not their forward's derivatives: the identity's, scaled
     ("_contrib_gradientmultiplier", {"scalar": -2.5}, (-2, 2), (constant(-2.5), zero, zero)),
     ("_contrib_round_ste", {}, (-2, 2), (constant(1), zero, zero)),
     ("_contrib_sign_ste", {}, (-2, 2), (constant(1), zero, zero)),
     ("exp", {}, (-2, 2), (np.exp, np.exp, np.exp)),
     ("expm1", {}, (-2, 2), (np.exp, np.exp, np.exp)),
-    ("log", {}, (0.2, 3), (lambda x: 1 / x, lambda x: -1 / x ** 2, lambda x: 2 / x ** 3)),
-    ("log2", {}, (0.2, 3), (lambda x: 1 / (x * LN2), lambda x: -1 / (x ** 2 * LN2),
-                            lambda x: 2 / (x ** 3 * LN2))),
-    ("log10", {}, (0.2, 3), (lambda x: 1 / (x * LN10), lambda x: -1 / (x ** 2 * LN10),
-                             lambda x: 2 / (x ** 3 * LN10))),
-    ("log1p", {}, (-0.5, 2), (lambda x: 1 / (1 + x), lambda x: -1 / (1 + x) ** 2,
-                              lambda x: 2 / (1 + x) ** 3)),
-    ("sqrt", {}, (0.2, 3), (lambda x: 0.5 * x ** -0.5, lambda x: -0.25 * x ** -1.5,
-                            lambda x: 0.375 * x ** -2.5)),
-    ("rsqrt", {}, (0.2, 3), (lambda x: -0.5 * x ** -1.5, lambda x: 0.75 * x ** -2.5,
-                             lambda x: -1.875 * x ** -3.5)),
-    ("cbrt", {}, (0.2, 3), (lambda x: x ** (-2 / 3) / 3, lambda x: -2 / 9 * x ** (-5 / 3),
-                            lambda x: 10 / 27 * x ** (-8 / 3))),
+    ("log", {}, (0.2, 3), (lambda x: 1 / x, lambda x: -1 / x**2, lambda x: 2 / x**3)),
+    (
+        "log2",
+        {},
+        (0.2, 3),
+        (lambda x: 1 / (x * LN2), lambda x: -1 / (x**2 * LN2), lambda x: 2 / (x**3 * LN2)),
+    ),
+    (
+        "log10",
+        {},
+        (0.2, 3),
+        (lambda x: 1 / (x * LN10), lambda x: -1 / (x**2 * LN10), lambda x: 2 / (x**3 * LN10)),
+    ),
+    (
+        "log1p",
+        {},
+        (-0.5, 2),
+        (lambda x: 1 / (1 + x), lambda x: -1 / (1 + x) ** 2, lambda x: 2 / (1 + x) ** 3),
+    ),
+    (
+        "sqrt",
+        {},
+        (0.2, 3),
+        (lambda x: 0.5 * x**-0.5, lambda x: -0.25 * x**-1.5, lambda x: 0.375 * x**-2.5),
+    ),
+    (
+        "rsqrt",
+        {},
+        (0.2, 3),
+        (lambda x: -0.5 * x**-1.5, lambda x: 0.75 * x**-2.5, lambda x: -1.875 * x**-3.5),
+    ),
+    (
+        "cbrt",
+        {},
+        (0.2, 3),
+        (
+            lambda x: x ** (-2 / 3) / 3,
+            lambda x: -2 / 9 * x ** (-5 / 3),
+            lambda x: 10 / 27 * x ** (-8 / 3),
+        ),
+    ),
     ("square", {}, (-2, 2), (lambda x: 2 * x, constant(2), zero)),
-    ("reciprocal", {}, (0.3, 2), (lambda x: -1 / x ** 2, lambda x: 2 / x ** 3,
-                                  lambda x: -6 / x ** 4)),
+    ("reciprocal", {}, (0.3, 2), (lambda x: -1 / x**2, lambda x: 2 / x**3, lambda x: -6 / x**4)),
     ("abs", {}, (-2, 2), (np.sign, zero, zero)),
     ("sign", {}, (-2, 2), PIECEWISE_CONSTANT),
     ("round", {}, (-2, 2), PIECEWISE_CONSTANT),
@@ -128,70 +159,182 @@ UNARY = [
     ("fix", {}, (-2, 2), PIECEWISE_CONSTANT),
     ("sin", {}, (-2, 2), (np.cos, lambda x: -np.sin(x), lambda x: -np.cos(x))),
     ("cos", {}, (-2, 2), (lambda x: -np.sin(x), lambda x: -np.cos(x), np.sin)),
-    ("tan", {}, (-1.2, 1.2), (lambda x: _tan(x)[0], lambda x: _tan(x)[1],
-                              lambda x: _tan(x)[2])),
-    ("arcsin", {}, (-0.9, 0.9), (lambda x: (1 - x * x) ** -0.5, lambda x: x * (1 - x * x) ** -1.5,
-                                 lambda x: (1 + 2 * x * x) * (1 - x * x) ** -2.5)),
-    ("arccos", {}, (-0.9, 0.9), (lambda x: -(1 - x * x) ** -0.5,
-                                 lambda x: -x * (1 - x * x) ** -1.5,
-                                 lambda x: -(1 + 2 * x * x) * (1 - x * x) ** -2.5)),
-    ("arctan", {}, (-2, 2), (lambda x: 1 / (1 + x * x), lambda x: -2 * x / (1 + x * x) ** 2,
-                             lambda x: (6 * x * x - 2) / (1 + x * x) ** 3)),
+    ("tan", {}, (-1.2, 1.2), (lambda x: _tan(x)[0], lambda x: _tan(x)[1], lambda x: _tan(x)[2])),
+    (
+        "arcsin",
+        {},
+        (-0.9, 0.9),
+        (
+            lambda x: (1 - x * x) ** -0.5,
+            lambda x: x * (1 - x * x) ** -1.5,
+            lambda x: (1 + 2 * x * x) * (1 - x * x) ** -2.5,
+        ),
+    ),
+    (
+        "arccos",
+        {},
+        (-0.9, 0.9),
+        (
+            lambda x: -((1 - x * x) ** -0.5),
+            lambda x: -x * (1 - x * x) ** -1.5,
+            lambda x: -(1 + 2 * x * x) * (1 - x * x) ** -2.5,
+        ),
+    ),
+    (
+        "arctan",
+        {},
+        (-2, 2),
+        (
+            lambda x: 1 / (1 + x * x),
+            lambda x: -2 * x / (1 + x * x) ** 2,
+            lambda x: (6 * x * x - 2) / (1 + x * x) ** 3,
+        ),
+    ),
     ("sinh", {}, (-2, 2), (np.cosh, np.sinh, np.cosh)),
     ("cosh", {}, (-2, 2), (np.sinh, np.cosh, np.sinh)),
-    ("tanh", {}, (-2, 2), (lambda x: _tanh(x)[0], lambda x: _tanh(x)[1],
-                           lambda x: _tanh(x)[2])),
-    ("arcsinh", {}, (-2, 2), (lambda x: (1 + x * x) ** -0.5, lambda x: -x * (1 + x * x) ** -1.5,
-                              lambda x: (2 * x * x - 1) * (1 + x * x) ** -2.5)),
-    ("arccosh", {}, (1.2, 3), (lambda x: (x * x - 1) ** -0.5, lambda x: -x * (x * x - 1) ** -1.5,
-                               lambda x: (2 * x * x + 1) * (x * x - 1) ** -2.5)),
-    ("arctanh", {}, (-0.8, 0.8), (lambda x: 1 / (1 - x * x), lambda x: 2 * x / (1 - x * x) ** 2,
-                                  lambda x: (2 + 6 * x * x) / (1 - x * x) ** 3)),
-    ("sigmoid", {}, (-2, 2), (lambda x: _sigmoid(x)[0], lambda x: _sigmoid(x)[1],
-                              lambda x: _sigmoid(x)[2])),
+    ("tanh", {}, (-2, 2), (lambda x: _tanh(x)[0], lambda x: _tanh(x)[1], lambda x: _tanh(x)[2])),
+    (
+        "arcsinh",
+        {},
+        (-2, 2),
+        (
+            lambda x: (1 + x * x) ** -0.5,
+            lambda x: -x * (1 + x * x) ** -1.5,
+            lambda x: (2 * x * x - 1) * (1 + x * x) ** -2.5,
+        ),
+    ),
+    (
+        "arccosh",
+        {},
+        (1.2, 3),
+        (
+            lambda x: (x * x - 1) ** -0.5,
+            lambda x: -x * (x * x - 1) ** -1.5,
+            lambda x: (2 * x * x + 1) * (x * x - 1) ** -2.5,
+        ),
+    ),
+    (
+        "arctanh",
+        {},
+        (-0.8, 0.8),
+        (
+            lambda x: 1 / (1 - x * x),
+            lambda x: 2 * x / (1 - x * x) ** 2,
+            lambda x: (2 + 6 * x * x) / (1 - x * x) ** 3,
+        ),
+    ),
+    (
+        "sigmoid",
+        {},
+        (-2, 2),
+        (lambda x: _sigmoid(x)[0], lambda x: _sigmoid(x)[1], lambda x: _sigmoid(x)[2]),
+    ),
     ("relu", {}, (-2, 2), (lambda x: _relu(x)[0], zero, zero)),
-    ("softsign", {}, (-2, 2), (lambda x: _softsign(x)[0], lambda x: _softsign(x)[1],
-                               lambda x: _softsign(x)[2])),
-    ("softrelu", {}, (-2, 2), (lambda x: _softrelu(x)[0], lambda x: _softrelu(x)[1],
-                               lambda x: _softrelu(x)[2])),
-    ("erf", {}, (-2, 2), (lambda x: 2 / SQRT_PI * np.exp(-x * x),
-                          lambda x: -4 * x / SQRT_PI * np.exp(-x * x),
-                          lambda x: (8 * x * x - 4) / SQRT_PI * np.exp(-x * x))),
-    ("log_sigmoid", {}, (-3, 3), (lambda x: _log_sigmoid(x)[0], lambda x: _log_sigmoid(x)[1],
-                                  lambda x: _log_sigmoid(x)[2])),
-    ("mish", {}, (-3, 3), (lambda x: _mish(x)[0], lambda x: _mish(x)[1],
-                           lambda x: _mish(x)[2])),
-    ("hard_sigmoid", {"alpha": 0.2, "beta": 0.5}, (-4, 4),
-     (lambda x: 0.2 * (np.abs(0.2 * x) < 0.5), zero, zero)),
+    (
+        "softsign",
+        {},
+        (-2, 2),
+        (lambda x: _softsign(x)[0], lambda x: _softsign(x)[1], lambda x: _softsign(x)[2]),
+    ),
+    (
+        "softrelu",
+        {},
+        (-2, 2),
+        (lambda x: _softrelu(x)[0], lambda x: _softrelu(x)[1], lambda x: _softrelu(x)[2]),
+    ),
+    (
+        "erf",
+        {},
+        (-2, 2),
+        (
+            lambda x: 2 / SQRT_PI * np.exp(-x * x),
+            lambda x: -4 * x / SQRT_PI * np.exp(-x * x),
+            lambda x: (8 * x * x - 4) / SQRT_PI * np.exp(-x * x),
+        ),
+    ),
+    (
+        "log_sigmoid",
+        {},
+        (-3, 3),
+        (lambda x: _log_sigmoid(x)[0], lambda x: _log_sigmoid(x)[1], lambda x: _log_sigmoid(x)[2]),
+    ),
+    ("mish", {}, (-3, 3), (lambda x: _mish(x)[0], lambda x: _mish(x)[1], lambda x: _mish(x)[2])),
+    (
+        "hard_sigmoid",
+        {"alpha": 0.2, "beta": 0.5},
+        (-4, 4),
+        (lambda x: 0.2 * (np.abs(0.2 * x) < 0.5), zero, zero),
+    ),
     ("_copy", {}, (-2, 2), LINEAR),
     ("Cast", {"dtype": "float64"}, (-2, 2), LINEAR),
-    ("clip", {"a_min": -1.0, "a_max": 1.0}, (-2, 2),
-     (lambda x: (np.abs(x) < 1).astype(x.dtype), zero, zero)),
+    (
+        "clip",
+        {"a_min": -1.0, "a_max": 1.0},
+        (-2, 2),
+        (lambda x: (np.abs(x) < 1).astype(x.dtype), zero, zero),
+    ),
     ("_plus_scalar", {"scalar": SCALAR}, (-2, 2), LINEAR),
     ("_minus_scalar", {"scalar": SCALAR}, (-2, 2), LINEAR),
     ("_rminus_scalar", {"scalar": SCALAR}, (-2, 2), (constant(-1), zero, zero)),
     ("_mul_scalar", {"scalar": SCALAR}, (-2, 2), (constant(SCALAR), zero, zero)),
     ("_div_scalar", {"scalar": SCALAR}, (-2, 2), (constant(1 / SCALAR), zero, zero)),
-    ("_rdiv_scalar", {"scalar": SCALAR}, (0.5, 2),
-     (lambda x: -SCALAR / x ** 2, lambda x: 2 * SCALAR / x ** 3, lambda x: -6 * SCALAR / x ** 4)),
-    ("_power_scalar", {"scalar": SCALAR}, (0.5, 2),
-     (lambda x: SCALAR * x ** (SCALAR - 1), lambda x: SCALAR * (SCALAR - 1) * x ** (SCALAR - 2),
-      lambda x: SCALAR * (SCALAR - 1) * (SCALAR - 2) * x ** (SCALAR - 3))),
-    ("_rpower_scalar", {"scalar": SCALAR}, (-2, 2),
-     (lambda x: math.log(SCALAR) * SCALAR ** x, lambda x: math.log(SCALAR) ** 2 * SCALAR ** x,
-      lambda x: math.log(SCALAR) ** 3 * SCALAR ** x)),
-    ("_maximum_scalar", {"scalar": 0.3}, (-2, 2),
-     (lambda x: (x > 0.3).astype(x.dtype), zero, zero)),
-    ("_minimum_scalar", {"scalar": 0.3}, (-2, 2),
-     (lambda x: (x < 0.3).astype(x.dtype), zero, zero)),
+    (
+        "_rdiv_scalar",
+        {"scalar": SCALAR},
+        (0.5, 2),
+        (lambda x: -SCALAR / x**2, lambda x: 2 * SCALAR / x**3, lambda x: -6 * SCALAR / x**4),
+    ),
+    (
+        "_power_scalar",
+        {"scalar": SCALAR},
+        (0.5, 2),
+        (
+            lambda x: SCALAR * x ** (SCALAR - 1),
+            lambda x: SCALAR * (SCALAR - 1) * x ** (SCALAR - 2),
+            lambda x: SCALAR * (SCALAR - 1) * (SCALAR - 2) * x ** (SCALAR - 3),
+        ),
+    ),
+    (
+        "_rpower_scalar",
+        {"scalar": SCALAR},
+        (-2, 2),
+        (
+            lambda x: math.log(SCALAR) * SCALAR**x,
+            lambda x: math.log(SCALAR) ** 2 * SCALAR**x,
+            lambda x: math.log(SCALAR) ** 3 * SCALAR**x,
+        ),
+    ),
+    (
+        "_maximum_scalar",
+        {"scalar": 0.3},
+        (-2, 2),
+        (lambda x: (x > 0.3).astype(x.dtype), zero, zero),
+    ),
+    (
+        "_minimum_scalar",
+        {"scalar": 0.3},
+        (-2, 2),
+        (lambda x: (x < 0.3).astype(x.dtype), zero, zero),
+    ),
     ("_mod_scalar", {"scalar": SCALAR}, (0.1, 1.4), LINEAR),  # x mod 1.5 = x there
     ("_rmod_scalar", {"scalar": SCALAR}, (1.6, 2.9), PIECEWISE_CONSTANT),  # 1.5 mod x = 1.5
 ]
-ACTIVATIONS = {"relu": _relu, "sigmoid": _sigmoid, "tanh": _tanh, "softrelu": _softrelu,
-               "softsign": _softsign}
+ACTIVATIONS = {
+    "relu": _relu,
+    "sigmoid": _sigmoid,
+    "tanh": _tanh,
+    "softrelu": _softrelu,
+    "softsign": _softsign,
+}
 for _act, _derivatives in ACTIVATIONS.items():
-    UNARY.append(("Activation", {"act_type": _act}, (-2, 2),
-                  tuple(lambda x, _d=_derivatives, _k=k: _d(x)[_k] for k in range(3))))
+    UNARY.append(
+        (
+            "Activation",
+            {"act_type": _act},
+            (-2, 2),
+            tuple(lambda x, _d=_derivatives, _k=k: _d(x)[_k] for k in range(3)),
+        )
+    )
 
 # Single-input elementwise ops that are not pointwise functions of one number.
 NOT_POINTWISE = {"broadcast_to": "changes the shape: its gradient sums (tested below)"}
@@ -200,8 +343,13 @@ NOT_POINTWISE = {"broadcast_to": "changes the shape: its gradient sums (tested b
 def _unary_elementwise_ops() -> list[str]:
     names = []
     for op in tu.registered_ops():
-        if op.kind == "elemwise" and op.differentiable and not op.variadic and \
-                not callable(op.inputs) and len(op.inputs) == 1:
+        if (
+            op.kind == "elemwise"
+            and op.differentiable
+            and not op.variadic
+            and not callable(op.inputs)
+            and len(op.inputs) == 1
+        ):
             names.append(op.name)
     return names
 
@@ -230,9 +378,11 @@ def _derivatives_by_autograd(op_name: str, attrs: dict, x: np.ndarray, order: in
     return results
 
 
-@pytest.mark.parametrize("name, attrs, domain, formulas", UNARY,
-                         ids=[f"{n}-{a['act_type']}" if n == "Activation" else n
-                              for n, a, *_ in UNARY])
+@pytest.mark.parametrize(
+    "name, attrs, domain, formulas",
+    UNARY,
+    ids=[f"{n}-{a['act_type']}" if n == "Activation" else n for n, a, *_ in UNARY],
+)
 def test_unary_derivatives_match_formulas(name, attrs, domain, formulas):
     if name not in compiler.OPS:
         pytest.skip(f"{name} is not registered")
@@ -241,8 +391,13 @@ def test_unary_derivatives_match_formulas(name, attrs, domain, formulas):
     derivatives = _derivatives_by_autograd(name, attrs, x, 3)
     for k, (got, formula) in enumerate(zip(derivatives, formulas), start=1):
         assert got.dtype == np.float64
-        tu.assert_almost_equal(got, formula(x), rtol=1e-10, atol=1e-12,
-                               names=(f"{name} derivative {k} by autograd", "the formula"))
+        tu.assert_almost_equal(
+            got,
+            formula(x),
+            rtol=1e-10,
+            atol=1e-12,
+            names=(f"{name} derivative {k} by autograd", "the formula"),
+        )
 
 
 def test_derivative_chain_keeps_dtype_and_shape():
@@ -271,7 +426,7 @@ BINARY = {
     "a - b": lambda a, b: a - b,
     "a * b": lambda a, b: a * b,
     "a / b": lambda a, b: a / b,
-    "a ** b": lambda a, b: a ** b,
+    "a ** b": lambda a, b: a**b,
     "b - a (reflected shapes)": lambda a, b: b - a,
 }
 
@@ -282,15 +437,21 @@ def test_broadcast_arithmetic_higher_order(name):
     # Bare (the op's own second derivatives, mixed ones included) and under a
     # nonlinearity (the gradient of the op's gradient, _unbroadcast included).
     tu.check_higher_order(op, [A, B], order=3, what=name)
-    tu.check_higher_order(lambda a, b: mx.nd.tanh(op(a, b)), [A, B], order=3,
-                          what=f"tanh({name})")
+    tu.check_higher_order(lambda a, b: mx.nd.tanh(op(a, b)), [A, B], order=3, what=f"tanh({name})")
 
 
 SCALAR_EXPRESSIONS = {
-    "x + 2": lambda x: x + 2, "2 + x": lambda x: 2 + x, "x - 2": lambda x: x - 2,
-    "2 - x": lambda x: 2 - x, "x * 3": lambda x: x * 3, "3 * x": lambda x: 3 * x,
-    "x / 3": lambda x: x / 3, "2 / x": lambda x: 2 / x, "x ** 3": lambda x: x ** 3,
-    "2 ** x": lambda x: 2 ** x, "-x": lambda x: -x,
+    "x + 2": lambda x: x + 2,
+    "2 + x": lambda x: 2 + x,
+    "x - 2": lambda x: x - 2,
+    "2 - x": lambda x: 2 - x,
+    "x * 3": lambda x: x * 3,
+    "3 * x": lambda x: 3 * x,
+    "x / 3": lambda x: x / 3,
+    "2 / x": lambda x: 2 / x,
+    "x ** 3": lambda x: x**3,
+    "2 ** x": lambda x: 2**x,
+    "-x": lambda x: -x,
     "maximum(x, 1)": lambda x: mx.nd.maximum(x, 1.0),
     "minimum(x, 1)": lambda x: mx.nd.minimum(x, 1.0),
 }
@@ -306,7 +467,7 @@ def test_scalar_operators_record_mxnet_op_names():
     x = mx.nd.array(A, dtype="float64")
     x.attach_grad()
     with autograd.record():
-        y = 2 ** x
+        y = 2**x
     assert y._entry.node.op.name == "_rpower_scalar"
 
 
@@ -335,14 +496,22 @@ def test_activation_higher_order(act_type):
 W, BIAS = RNG.uniform(-1, 1, (5, 4)), RNG.uniform(-1, 1, (5,))
 FULLY_CONNECTED = {
     "bias": (lambda x, w, b: mx.nd.FullyConnected(x, w, b, num_hidden=5), [X, W, BIAS]),
-    "tanh, bias": (lambda x, w, b: mx.nd.tanh(mx.nd.FullyConnected(x, w, b, num_hidden=5)),
-                   [X, W, BIAS]),
-    "no_bias": (lambda x, w: mx.nd.sigmoid(mx.nd.FullyConnected(x, w, num_hidden=5,
-                                                                no_bias=True)), [X, W]),
-    "flatten": (lambda x, w, b: mx.nd.tanh(mx.nd.FullyConnected(x, w, b, num_hidden=5)),
-                [X.reshape(3, 2, 2), W, BIAS]),
-    "flatten=False": (lambda x, w, b: mx.nd.tanh(mx.nd.FullyConnected(
-        x, w, b, num_hidden=5, flatten=False)), [RNG.uniform(-1, 1, (2, 3, 4)), W, BIAS]),
+    "tanh, bias": (
+        lambda x, w, b: mx.nd.tanh(mx.nd.FullyConnected(x, w, b, num_hidden=5)),
+        [X, W, BIAS],
+    ),
+    "no_bias": (
+        lambda x, w: mx.nd.sigmoid(mx.nd.FullyConnected(x, w, num_hidden=5, no_bias=True)),
+        [X, W],
+    ),
+    "flatten": (
+        lambda x, w, b: mx.nd.tanh(mx.nd.FullyConnected(x, w, b, num_hidden=5)),
+        [X.reshape(3, 2, 2), W, BIAS],
+    ),
+    "flatten=False": (
+        lambda x, w, b: mx.nd.tanh(mx.nd.FullyConnected(x, w, b, num_hidden=5, flatten=False)),
+        [RNG.uniform(-1, 1, (2, 3, 4)), W, BIAS],
+    ),
 }
 
 
@@ -369,15 +538,20 @@ def test_softmax_higher_order(name):
 
 
 def test_broadcast_to_higher_order():
-    tu.check_higher_order(lambda b: mx.nd.tanh(mx.nd.broadcast_to(b, shape=(3, 4))) * 2, [B],
-                          order=3, what="broadcast_to")
+    tu.check_higher_order(
+        lambda b: mx.nd.tanh(mx.nd.broadcast_to(b, shape=(3, 4))) * 2,
+        [B],
+        order=3,
+        what="broadcast_to",
+    )
 
 
 def test_second_derivative_of_a_small_network():
     # A two-layer MLP's Hessian-vector products, through every op above at once.
     def network(x, w1, b1, w2):
-        hidden = mx.nd.Activation(mx.nd.FullyConnected(x, w1, b1, num_hidden=5),
-                                  act_type="softrelu")
+        hidden = mx.nd.Activation(
+            mx.nd.FullyConnected(x, w1, b1, num_hidden=5), act_type="softrelu"
+        )
         scores = mx.nd.FullyConnected(hidden, w2, num_hidden=3, no_bias=True)
         return mx.nd.sum(mx.nd.log_softmax(scores) * 0.5 + 1)
 

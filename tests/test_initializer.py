@@ -43,9 +43,25 @@ class _Sevens(init.Initializer):
 # -- namespaces ---------------------------------------------------------------------
 def test_init_and_initializer_are_one_module():
     assert mx.init is mx.initializer
-    for name in ["InitDesc", "Initializer", "register", "alias", "create", "Zero", "One",
-                 "Constant", "Uniform", "Normal", "Orthogonal", "Xavier", "MSRAPrelu",
-                 "Bilinear", "LSTMBias", "Mixed", "Load"]:
+    for name in [
+        "InitDesc",
+        "Initializer",
+        "register",
+        "alias",
+        "create",
+        "Zero",
+        "One",
+        "Constant",
+        "Uniform",
+        "Normal",
+        "Orthogonal",
+        "Xavier",
+        "MSRAPrelu",
+        "Bilinear",
+        "LSTMBias",
+        "Mixed",
+        "Load",
+    ]:
         assert hasattr(mx.init, name), name
 
 
@@ -69,13 +85,21 @@ def test_call_records_the_first_initializer_as_global_init():
 
 
 # -- dispatch by name ---------------------------------------------------------------
-@pytest.mark.parametrize("name, expected", [
-    ("fc_weight", 7.0), ("fc_bias", 0.0), ("bn_gamma", 1.0), ("bn_beta", 0.0),
-    ("q_min", 0.0), ("q_max", 1.0),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("fc_weight", 7.0),
+        ("fc_bias", 0.0),
+        ("bn_gamma", 1.0),
+        ("bn_beta", 0.0),
+        ("q_min", 0.0),
+        ("q_max", 1.0),
+    ],
+)
 def test_dispatch_by_suffix(name, expected):
-    np.testing.assert_array_equal(_filled(_Sevens(), name, (3, 2), start=-5.0),
-                                  np.full((3, 2), expected))
+    np.testing.assert_array_equal(
+        _filled(_Sevens(), name, (3, 2), start=-5.0), np.full((3, 2), expected)
+    )
 
 
 @pytest.mark.parametrize("name", ["bn_moving_mean", "bn_moving_var", "data", "x"])
@@ -102,16 +126,28 @@ def test_init_attribute_overrides_the_suffix():
 
 def test_init_attribute_from_sym_var_round_trips():
     var = mx.sym.var("w", init=init.Xavier(magnitude=2))
-    chosen = init.create(var.attr("__init__") if hasattr(var, "attr")
-                      else var.list_attr()["__init__"])
+    chosen = init.create(
+        var.attr("__init__") if hasattr(var, "attr") else var.list_attr()["__init__"]
+    )
     assert isinstance(chosen, init.Xavier) and chosen.magnitude == 2.0
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("fc_weight", 7.0), ("fc_bias", 0.0), ("bn_gamma", 1.0), ("bn_beta", 0.0),
-    ("bn_moving_mean", 0.0), ("bn_moving_var", 1.0), ("bn_moving_inv_var", 0.0),
-    ("bn_moving_avg", 0.0), ("q_min", 0.0), ("q_max", 1.0), ("stn_loc_weight", 0.0),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("fc_weight", 7.0),
+        ("fc_bias", 0.0),
+        ("bn_gamma", 1.0),
+        ("bn_beta", 0.0),
+        ("bn_moving_mean", 0.0),
+        ("bn_moving_var", 1.0),
+        ("bn_moving_inv_var", 0.0),
+        ("bn_moving_avg", 0.0),
+        ("q_min", 0.0),
+        ("q_max", 1.0),
+        ("stn_loc_weight", 0.0),
+    ],
+)
 def test_legacy_string_names_warn_and_dispatch(name, expected):
     arr = mx.nd.full((6,), -3.0)
     with pytest.warns(DeprecationWarning, match="deprecated"):
@@ -153,12 +189,24 @@ def test_quantized_weight_draws_int8_in_range():
 
 
 # -- create, register, alias, dumps -------------------------------------------------
-@pytest.mark.parametrize("name, klass", [
-    ("zero", init.Zero), ("zeros", init.Zero), ("ones", init.One), ("one", init.One),
-    ("Xavier", init.Xavier), ("xavier", init.Xavier), ("uniform", init.Uniform),
-    ("normal", init.Normal), ("orthogonal", init.Orthogonal), ("msraprelu", init.MSRAPrelu),
-    ("bilinear", init.Bilinear), ("lstmbias", init.LSTMBias), ("MSRAPrelu", init.MSRAPrelu),
-])
+@pytest.mark.parametrize(
+    "name, klass",
+    [
+        ("zero", init.Zero),
+        ("zeros", init.Zero),
+        ("ones", init.One),
+        ("one", init.One),
+        ("Xavier", init.Xavier),
+        ("xavier", init.Xavier),
+        ("uniform", init.Uniform),
+        ("normal", init.Normal),
+        ("orthogonal", init.Orthogonal),
+        ("msraprelu", init.MSRAPrelu),
+        ("bilinear", init.Bilinear),
+        ("lstmbias", init.LSTMBias),
+        ("MSRAPrelu", init.MSRAPrelu),
+    ],
+)
 def test_create_by_name(name, klass):
     assert type(init.create(name)) is klass
 
@@ -180,30 +228,46 @@ def test_create_forms():
         init.create("mixed")
 
 
-@pytest.mark.parametrize("initializer, text", [
-    (init.Zero(), '["zero", {}]'),
-    (init.One(), '["one", {}]'),
-    (init.Constant(2.5), '["constant", {"value": 2.5}]'),
-    (init.Constant(np.array([1.0, 2.0])), '["constant", {"value": [1.0, 2.0]}]'),
-    (init.Constant(mx.nd.array([1, 2])), '["constant", {"value": [1.0, 2.0]}]'),
-    (init.Uniform(), '["uniform", {"scale": 0.07}]'),
-    (init.Normal(), '["normal", {"sigma": 0.01}]'),
-    (init.Xavier(), '["xavier", {"rnd_type": "uniform", "factor_type": "avg", "magnitude": 3}]'),
-    (init.MSRAPrelu(), '["msraprelu", {"factor_type": "avg", "slope": 0.25}]'),
-    (init.Orthogonal(), '["orthogonal", {"scale": 1.414, "rand_type": "uniform"}]'),
-    (init.Bilinear(), '["bilinear", {}]'),
-    (init.LSTMBias(), '["lstmbias", {"forget_bias": 1.0}]'),
-    (init.Initializer(a=1), '["initializer", {"a": 1}]'),
-])
+@pytest.mark.parametrize(
+    "initializer, text",
+    [
+        (init.Zero(), '["zero", {}]'),
+        (init.One(), '["one", {}]'),
+        (init.Constant(2.5), '["constant", {"value": 2.5}]'),
+        (init.Constant(np.array([1.0, 2.0])), '["constant", {"value": [1.0, 2.0]}]'),
+        (init.Constant(mx.nd.array([1, 2])), '["constant", {"value": [1.0, 2.0]}]'),
+        (init.Uniform(), '["uniform", {"scale": 0.07}]'),
+        (init.Normal(), '["normal", {"sigma": 0.01}]'),
+        (
+            init.Xavier(),
+            '["xavier", {"rnd_type": "uniform", "factor_type": "avg", "magnitude": 3}]',
+        ),
+        (init.MSRAPrelu(), '["msraprelu", {"factor_type": "avg", "slope": 0.25}]'),
+        (init.Orthogonal(), '["orthogonal", {"scale": 1.414, "rand_type": "uniform"}]'),
+        (init.Bilinear(), '["bilinear", {}]'),
+        (init.LSTMBias(), '["lstmbias", {"forget_bias": 1.0}]'),
+        (init.Initializer(a=1), '["initializer", {"a": 1}]'),
+    ],
+)
 def test_dumps_is_mxnets_json(initializer, text):
     assert initializer.dumps() == text
 
 
-@pytest.mark.parametrize("initializer", [
-    init.Zero(), init.One(), init.Constant(-1.5), init.Uniform(0.3), init.Normal(0.2),
-    init.Xavier("gaussian", "in", 2), init.MSRAPrelu("out", 0.1), init.Orthogonal(0.5, "normal"),
-    init.Bilinear(), init.LSTMBias(2.0),
-])
+@pytest.mark.parametrize(
+    "initializer",
+    [
+        init.Zero(),
+        init.One(),
+        init.Constant(-1.5),
+        init.Uniform(0.3),
+        init.Normal(0.2),
+        init.Xavier("gaussian", "in", 2),
+        init.MSRAPrelu("out", 0.1),
+        init.Orthogonal(0.5, "normal"),
+        init.Bilinear(),
+        init.LSTMBias(2.0),
+    ],
+)
 def test_dumps_round_trips_through_create(initializer):
     again = init.create(initializer.dumps())
     assert type(again) is type(initializer) and again == initializer
@@ -236,9 +300,11 @@ def test_register_and_alias(registry_guard):
     np.testing.assert_array_equal(_filled(made, "w_bias", (2,)), [0.0, 0.0])
 
     with pytest.warns(UserWarning, match="overriding existing initializer"):
+
         @init.register
         class fives(init.Initializer):  # noqa: N801  (same registered name on purpose)
             pass
+
     assert init.create("fives").__class__ is fives
     with pytest.raises(TypeError):
         init.register(dict)
@@ -250,10 +316,12 @@ def test_zero_one_constant():
     np.testing.assert_array_equal(_filled(init.One(), "w_weight", (2, 3)), np.ones((2, 3)))
     np.testing.assert_array_equal(_filled(init.Constant(-2.5), "w_weight", (4,)), [-2.5] * 4)
     row = mx.nd.array([[1, 2, 3]])
-    np.testing.assert_array_equal(_filled(init.Constant(row), "w_weight", (2, 3)),
-                                  [[1, 2, 3], [1, 2, 3]])
-    np.testing.assert_array_equal(_filled(init.Constant(np.arange(3.0)), "w_weight", (3,)),
-                                  [0, 1, 2])
+    np.testing.assert_array_equal(
+        _filled(init.Constant(row), "w_weight", (2, 3)), [[1, 2, 3], [1, 2, 3]]
+    )
+    np.testing.assert_array_equal(
+        _filled(init.Constant(np.arange(3.0)), "w_weight", (3,)), [0, 1, 2]
+    )
     # the suffix still decides: a Constant initializer leaves biases at 0
     np.testing.assert_array_equal(_filled(init.Constant(4.0), "w_bias", (3,)), [0, 0, 0])
 
@@ -328,8 +396,9 @@ def test_xavier_conv_fans_by_hand():
     # (out=4, in=3, 2x2 kernel): fan_in = 12, fan_out = 16, avg 14 -> sqrt(3/14)
     assert np.isclose(_xavier_scale((4, 3, 2, 2), "avg", 3), np.sqrt(3 / 14))
     got = _seeded(0, lambda: _init_array(init.Xavier(), (4, 3, 2, 2)))
-    want = _seeded(0, lambda: mx.nd.random.uniform(-np.sqrt(3 / 14), np.sqrt(3 / 14),
-                                                   shape=(4, 3, 2, 2)))
+    want = _seeded(
+        0, lambda: mx.nd.random.uniform(-np.sqrt(3 / 14), np.sqrt(3 / 14), shape=(4, 3, 2, 2))
+    )
     np.testing.assert_array_equal(got, want)
 
 
@@ -376,10 +445,18 @@ def test_orthogonal_factor_comes_from_the_svd_of_seeded_draws():
         _init_array(init.Orthogonal(rand_type="cauchy"), (2, 2))
 
 
-@pytest.mark.parametrize("initializer", [
-    init.Uniform(), init.Normal(), init.Xavier(), init.Xavier("gaussian", "out", 2),
-    init.MSRAPrelu(), init.Orthogonal(), init.Orthogonal(rand_type="normal"),
-])
+@pytest.mark.parametrize(
+    "initializer",
+    [
+        init.Uniform(),
+        init.Normal(),
+        init.Xavier(),
+        init.Xavier("gaussian", "out", 2),
+        init.MSRAPrelu(),
+        init.Orthogonal(),
+        init.Orthogonal(rand_type="normal"),
+    ],
+)
 def test_seed_makes_initialisation_reproducible(initializer):
     shape = (6, 4, 3, 3)
     first = _seeded(2024, lambda: _init_array(initializer, shape))
@@ -404,8 +481,9 @@ def _bilinear_reference(shape):
     return weight.reshape(shape)
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 3, 3), (3, 2, 4, 5), (2, 1, 4, 4), (1, 1, 2, 6),
-                                   (2, 1, 3, 4, 5)])
+@pytest.mark.parametrize(
+    "shape", [(1, 1, 3, 3), (3, 2, 4, 5), (2, 1, 4, 4), (1, 1, 2, 6), (2, 1, 3, 4, 5)]
+)
 def test_bilinear_kernel_exactly(shape):
     got = _init_array(init.Bilinear(), shape).asnumpy()
     np.testing.assert_array_equal(got, _bilinear_reference(shape).astype(np.float32))
@@ -424,12 +502,14 @@ def test_bilinear_known_values_and_errors():
 @pytest.mark.parametrize("size, forget_bias", [(8, 2.0), (12, 1.0), (20, -0.5)])
 def test_lstm_bias(size, forget_bias):
     want = np.zeros(size)
-    want[size // 4: size // 2] = forget_bias
-    np.testing.assert_array_equal(_filled(init.LSTMBias(forget_bias), "l0_i2h_weight", (size,)),
-                                  want)
+    want[size // 4 : size // 2] = forget_bias
+    np.testing.assert_array_equal(
+        _filled(init.LSTMBias(forget_bias), "l0_i2h_weight", (size,)), want
+    )
     # on a name ending in 'bias' the default bias rule applies, as in MXNet
-    np.testing.assert_array_equal(_filled(init.LSTMBias(forget_bias), "l0_i2h_bias", (size,)),
-                                  np.zeros(size))
+    np.testing.assert_array_equal(
+        _filled(init.LSTMBias(forget_bias), "l0_i2h_bias", (size,)), np.zeros(size)
+    )
     arr = mx.nd.zeros((size,))
     init.Uniform()(init.InitDesc("l0_i2h_bias", {"__init__": init.LSTMBias(forget_bias)}), arr)
     np.testing.assert_array_equal(arr.asnumpy(), want)
@@ -437,8 +517,9 @@ def test_lstm_bias(size, forget_bias):
 
 # -- initializers of several parameters ---------------------------------------------
 def test_mixed_uses_the_first_matching_pattern():
-    mixed = init.Mixed([".*bias", "conv.*", ".*"],
-                       [init.Constant(3.0), init.One(), init.Constant(5.0)])
+    mixed = init.Mixed(
+        [".*bias", "conv.*", ".*"], [init.Constant(3.0), init.One(), init.Constant(5.0)]
+    )
     np.testing.assert_array_equal(_filled(mixed, "fc_bias", (2,)), [0, 0])  # bias rule
     np.testing.assert_array_equal(_filled(mixed, "conv0_weight", (2,)), [1, 1])
     np.testing.assert_array_equal(_filled(mixed, "fc_weight", (2,)), [5, 5])
@@ -455,8 +536,11 @@ def test_mixed_uses_the_first_matching_pattern():
 
 
 def test_load_from_dict_and_file(tmp_path):
-    saved = {"arg:fc_weight": mx.nd.array([[1, 2], [3, 4]]), "aux:bn_moving_var": mx.nd.ones(3),
-             "plain": mx.nd.array([9.0])}
+    saved = {
+        "arg:fc_weight": mx.nd.array([[1, 2], [3, 4]]),
+        "aux:bn_moving_var": mx.nd.ones(3),
+        "plain": mx.nd.array([9.0]),
+    }
     loader = init.Load(saved, default_init=init.Constant(0.5), verbose=True)
     assert sorted(loader.param) == ["bn_moving_var", "fc_weight", "plain"]
     arr = mx.nd.zeros((2, 2))
@@ -488,8 +572,10 @@ def test_set_verbosity_logs_each_array(caplog):
         initializer(init.InitDesc("fc_bias"), mx.nd.zeros((4,)))
         initializer(init.InitDesc("fc_gamma", {"__init__": "zeros"}), mx.nd.zeros((4,)))
     assert [r.getMessage() for r in caplog.records] == [
-        "Initialized fc_weight as weight: 1.0", "Initialized fc_bias as bias: 0.0",
-        "Initialized fc_gamma as zeros: 0.0"]
+        "Initialized fc_weight as weight: 1.0",
+        "Initialized fc_bias as bias: 0.0",
+        "Initialized fc_gamma as zeros: 0.0",
+    ]
     caplog.clear()
     custom = init.One().set_verbosity(True, print_func=lambda arr: f"sum={arr.asnumpy().sum()}")
     with caplog.at_level(logging.INFO):
@@ -560,8 +646,14 @@ def test_gluon_initialize_xavier_bounds_and_own_initializers():
 
 
 def test_gluon_initialize_is_reproducible_under_seed():
-    for initializer in [init.Xavier(), "xavier", init.Normal(0.5), init.Uniform(),
-                        init.MSRAPrelu(), init.Orthogonal()]:
+    for initializer in [
+        init.Xavier(),
+        "xavier",
+        init.Normal(0.5),
+        init.Uniform(),
+        init.MSRAPrelu(),
+        init.Orthogonal(),
+    ]:
         # each new net gets a new prefix, so compare the parameters in order
         first, second = _params(_mlp(5, initializer)), _params(_mlp(5, initializer))
         other = _params(_mlp(6, initializer))

@@ -57,10 +57,12 @@ def test_networkx_round_trip_keeps_graph_and_values():
     again = mx.sym.Symbol.from_networkx(sym.to_networkx())
     assert again.tojson() == sym.tojson()
     assert nx.utils.graphs_equal(again.to_networkx(), sym.to_networkx())
-    inputs = {"data": RNG.normal(size=(3, 4)), "fc_weight": RNG.normal(size=(5, 2)),
-              "fc_bias": RNG.normal(size=(5,))}
-    np.testing.assert_allclose(again.eval(**inputs)[0].asnumpy(),
-                               sym.eval(**inputs)[0].asnumpy())
+    inputs = {
+        "data": RNG.normal(size=(3, 4)),
+        "fc_weight": RNG.normal(size=(5, 2)),
+        "fc_bias": RNG.normal(size=(5,)),
+    }
+    np.testing.assert_allclose(again.eval(**inputs)[0].asnumpy(), sym.eval(**inputs)[0].asnumpy())
 
 
 def test_graph_built_in_networkx():
@@ -92,8 +94,9 @@ def test_plot_network_returns_dot_text():
     assert '"fc" [label="FullyConnected\\n5"' in dot
     assert '"fc_weight"' not in dot  # weights hidden as in MXNet
     assert '"parts" -> "both";' in dot
-    shown = mx.viz.plot_network(net(), hide_weights=False, shape={"data": (3, 4)},
-                                node_attrs={"fontsize": "10"})
+    shown = mx.viz.plot_network(
+        net(), hide_weights=False, shape={"data": (3, 4)}, node_attrs={"fontsize": "10"}
+    )
     assert '"fc_weight" -> "fc" [label="5x2"];' in shown and 'fontsize="10"' in shown
     assert '"t" -> "fc" [label="6x2"];' in shown
     with pytest.raises(ValueError, match="save_format"):

@@ -326,7 +326,7 @@ for hybrid in (False, True):
 
 # After the cases: each library's JSON of the CustomOp model is read by the other
 # one, bound to the same arrays and run forward.
-JSON_CASE = r'''
+JSON_CASE = r"""
 def run_graph_json(text, tag):
     loaded = mx.sym.load_json(text)
     for k, v in enumerate(loaded.eval(img=nd("image"), rois=nd("rois"))):
@@ -340,7 +340,7 @@ def run_json(text, tag):
                       ("fc2_weight", "w2")):
         exe.arg_dict[name][:] = inputs[key]
     results[tag] = exe.forward()[0].asnumpy()
-'''
+"""
 
 _MXNET_SCRIPT = """
 import numpy as np
@@ -368,27 +368,54 @@ def _inputs() -> dict[str, np.ndarray]:
     corner = rng.uniform(0, 8, (2, 12, 2))
     boxes[..., 2:4] = corner
     boxes[..., 4:6] = corner + rng.uniform(1, 5, (2, 12, 2))
-    rois = np.array([[0, 1.0, 1.5, 9.0, 7.0], [1, 0.0, 0.0, 3.0, 3.0],
-                     [0, 4.2, 2.1, 13.3, 11.7], [1, 6.0, 5.0, 6.5, 5.2]], np.float32)
+    rois = np.array(
+        [
+            [0, 1.0, 1.5, 9.0, 7.0],
+            [1, 0.0, 0.0, 3.0, 3.0],
+            [0, 4.2, 2.1, 13.3, 11.7],
+            [1, 6.0, 5.0, 6.5, 5.2],
+        ],
+        np.float32,
+    )
     return {
-        "image": normal(2, 3, 6, 8), "resize_head": normal(2, 3, 5, 7),
-        "rois": rois, "roi_head": normal(4, 3, 3, 2),
-        "boxes": boxes, "nms_head": normal(2, 12, 6),
+        "image": normal(2, 3, 6, 8),
+        "resize_head": normal(2, 3, 5, 7),
+        "rois": rois,
+        "roi_head": normal(4, 3, 3, 2),
+        "boxes": boxes,
+        "nms_head": normal(2, 12, 6),
         "boxes_a": np.abs(normal(3, 4)) + np.array([0, 0, 2, 2], np.float32),
         "boxes_b": np.abs(normal(2, 2, 4)) + np.array([0, 0, 2, 2], np.float32),
         "scores": rng.permutation(24).reshape(2, 3, 4).astype(np.float32) / 24,
-        "old": normal(5, 4), "new": normal(3, 4), "old_head": normal(5, 4),
-        "mask_head": normal(3, 4), "pool_head": normal(2, 3, 4, 3),
-        "qkv": normal(3, 2, 24), "att": normal(4, 3, 3), "qk_head": normal(4, 3, 3),
-        "val_head": normal(3, 2, 8), "queries": normal(5, 2, 8), "kv": normal(3, 2, 16),
-        "encdec_head": normal(4, 5, 3), "att2": normal(4, 5, 3),
-        "offsets": normal(2, 4, 4) * 0.5, "gamma": normal(3), "beta": normal(3),
+        "old": normal(5, 4),
+        "new": normal(3, 4),
+        "old_head": normal(5, 4),
+        "mask_head": normal(3, 4),
+        "pool_head": normal(2, 3, 4, 3),
+        "qkv": normal(3, 2, 24),
+        "att": normal(4, 3, 3),
+        "qk_head": normal(4, 3, 3),
+        "val_head": normal(3, 2, 8),
+        "queries": normal(5, 2, 8),
+        "kv": normal(3, 2, 16),
+        "encdec_head": normal(4, 5, 3),
+        "att2": normal(4, 5, 3),
+        "offsets": normal(2, 4, 4) * 0.5,
+        "gamma": normal(3),
+        "beta": normal(3),
         "bn_head": normal(2, 3, 6, 8),
-        "anchor_boxes": boxes[:1, :4, 2:6] / 13, "anchor_boxes2": boxes[:, :4, 2:6] / 13,
+        "anchor_boxes": boxes[:1, :4, 2:6] / 13,
+        "anchor_boxes2": boxes[:, :4, 2:6] / 13,
         "refs": boxes[:, 4:7, 2:6] / 13,
-        "seq": normal(4, 3), "h0": normal(3), "w": normal(3), "seq_head": normal(4, 3),
+        "seq": normal(4, 3),
+        "h0": normal(3),
+        "w": normal(3),
+        "seq_head": normal(4, 3),
         "loop_head": normal(3, 3),
-        "x": normal(6, 4), "w1": normal(5, 4), "b1": normal(5), "w2": normal(2, 5),
+        "x": normal(6, 4),
+        "w1": normal(5, 4),
+        "b1": normal(5),
+        "w2": normal(2, 5),
         "model_head": normal(6, 2),
     }
 
@@ -406,30 +433,31 @@ def test_contrib_ops_control_flow_and_custom_op_match_mxnet(mxnet_python, tmp_pa
     expected = dict(np.load(tmp_path / "mxnet.npz"))
     exec(JSON_CASE, scope)  # noqa: S102
     scope["run_json"]((tmp_path / "mxnet-custom.json").read_text(), "json_from_mxnet")
-    scope["run_graph_json"]((tmp_path / "mxnet-contrib.json").read_text(),
-                            "graph_json_from_mxnet")
+    scope["run_graph_json"]((tmp_path / "mxnet-contrib.json").read_text(), "graph_json_from_mxnet")
     ours = scope["results"]
     for k in range(3):  # each side's run of the other's JSON of the contrib graph
-        for loaded in (ours.pop(f"graph_json_from_mxnet{k}"),
-                       expected.pop(f"graph_json_from_symgrad{k}")):
-            np.testing.assert_allclose(loaded, expected[f"contrib_graph{k}"], rtol=1e-5,
-                                       atol=1e-6)
+        for loaded in (
+            ours.pop(f"graph_json_from_mxnet{k}"),
+            expected.pop(f"graph_json_from_symgrad{k}"),
+        ):
+            np.testing.assert_allclose(loaded, expected[f"contrib_graph{k}"], rtol=1e-5, atol=1e-6)
     # each side's forward of the other's JSON equals the model's own output
-    np.testing.assert_allclose(expected.pop("json_from_symgrad"),
-                               expected["sym_custom_model"], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ours.pop("json_from_mxnet"), expected["sym_custom_model"],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        expected.pop("json_from_symgrad"), expected["sym_custom_model"], rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        ours.pop("json_from_mxnet"), expected["sym_custom_model"], rtol=1e-5, atol=1e-6
+    )
     assert sorted(ours) == sorted(expected)
     for name in sorted(expected):
-        np.testing.assert_allclose(ours[name], expected[name], rtol=1e-5, atol=1e-6,
-                                   err_msg=name)
+        np.testing.assert_allclose(ours[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 # Random configurations of the ops with the most settings (box_nms, bipartite_matching,
 # ROIAlign, BilinearResize2D, Proposal, MultiProposal, PSROIPooling and
 # DeformableConvolution with their gradients),
 # made by the same seeds under both libraries.
-SWEEP = r'''
+SWEEP = r"""
 import numpy as np
 
 res = {}
@@ -532,7 +560,7 @@ for seed in range(12):
         arrays[0], arrays[1], mx.nd.array(r.uniform(size=(2, taps, out_h, out_w))),
         *arrays[2:], kernel=kernel, stride=stride, pad=(1, 1), dilate=dilate, num_filter=6,
         num_group=groups, num_deformable_group=deformable).asnumpy()
-'''
+"""
 
 _SWEEP_SCRIPT = """
 import numpy as np
@@ -553,5 +581,6 @@ def test_sweep_of_box_roi_resize_and_proposal_ops_matches_mxnet(mxnet_python, tm
     for name in sorted(expected):
         # (DeformableConvolution sums many float32 products: a looser bound)
         tolerance = 1e-4 if name.startswith("dcn") else 1e-5
-        np.testing.assert_allclose(ours[name], expected[name], rtol=1e-4, atol=tolerance,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            ours[name], expected[name], rtol=1e-4, atol=tolerance, err_msg=name
+        )

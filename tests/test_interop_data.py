@@ -32,18 +32,23 @@ def run_both(python: Path, body: str, workdir: Path) -> tuple[Path, Path]:
         out = workdir / name
         out.mkdir()
         outputs.append(out)
-    run_mxnet(python, f"import mxnet as mx\nimport numpy as np\nWORK = {str(workdir)!r}\n"
-              f"OUT = {str(outputs[0])!r}\n" + body, workdir)
-    exec(compile(body, "<scenario>", "exec"),  # noqa: S102  (our own scenario source)
-         {"mx": symgrad, "np": np, "WORK": str(workdir), "OUT": str(outputs[1])})
+    run_mxnet(
+        python,
+        f"import mxnet as mx\nimport numpy as np\nWORK = {str(workdir)!r}\n"
+        f"OUT = {str(outputs[0])!r}\n" + body,
+        workdir,
+    )
+    exec(
+        compile(body, "<scenario>", "exec"),  # noqa: S102  (our own scenario source)
+        {"mx": symgrad, "np": np, "WORK": str(workdir), "OUT": str(outputs[1])},
+    )
     return outputs[0], outputs[1]
 
 
 def load_pair(outputs: tuple[Path, Path], name: str) -> tuple:
     mxnet_out, ours = outputs
     if name.endswith(".json"):
-        return (json.loads((mxnet_out / name).read_text()),
-                json.loads((ours / name).read_text()))
+        return (json.loads((mxnet_out / name).read_text()), json.loads((ours / name).read_text()))
     return np.load(mxnet_out / name), np.load(ours / name)
 
 
@@ -51,7 +56,7 @@ def load_pair(outputs: tuple[Path, Path], name: str) -> tuple:
 # metrics
 # ---------------------------------------------------------------------------
 
-METRICS = r'''
+METRICS = r"""
 import json
 inp = np.load(WORK + '/inputs.npz')
 
@@ -103,7 +108,7 @@ for case, (make, kind) in CASES.items():
     results[case] = json.loads(json.dumps(steps, default=float))
 with open(OUT + '/metrics.json', 'w') as f:
     json.dump(results, f)
-'''
+"""
 
 
 def _metric_inputs(path: Path) -> None:
@@ -140,8 +145,7 @@ def _assert_same(expected, actual, where: str) -> None:
         numbers = re.compile(r"-?\d+\.\d+(e-?\d+)?|nan")
         assert numbers.sub("#", actual) == numbers.sub("#", expected), where
         for e, a in zip(numbers.finditer(expected), numbers.finditer(actual)):
-            assert float(a.group()) == pytest.approx(float(e.group()), rel=1e-5,
-                                                     nan_ok=True), where
+            assert float(a.group()) == pytest.approx(float(e.group()), rel=1e-5, nan_ok=True), where
     else:
         assert actual == expected, where
 
@@ -158,7 +162,7 @@ def test_metrics_match_mxnet(mxnet_python, tmp_path):
 # NDArrayIter and DataLoader batches
 # ---------------------------------------------------------------------------
 
-ITERATORS = r'''
+ITERATORS = r"""
 import json
 OUTS = {}
 TEXT = {}
@@ -247,7 +251,7 @@ TEXT['batch_sampler'] = [list(map(int, b)) for _ in range(3) for b in sampler]
 np.savez(OUT + '/iterators.npz', **OUTS)
 with open(OUT + '/iterators.json', 'w') as f:
     json.dump(TEXT, f)
-'''
+"""
 
 
 def test_iterators_and_loaders_yield_mxnet_batches(mxnet_python, tmp_path):
@@ -265,7 +269,7 @@ def test_iterators_and_loaders_yield_mxnet_batches(mxnet_python, tmp_path):
 # RecordIO, both ways
 # ---------------------------------------------------------------------------
 
-RECORDS = r'''
+RECORDS = r"""
 import json
 magic = bytes.fromhex('0a23d7ce')
 payloads = [b'', b'a', b'abcd', b'abcde', magic, b'xy' + magic, magic + b'1234' + magic + b'z',
@@ -281,9 +285,9 @@ writer = mx.recordio.MXIndexedRecordIO(OUT + '/indexed.idx', OUT + '/indexed.rec
 for i, record in enumerate(records):
     writer.write_idx(i * 10, record)
 writer.close()
-'''
+"""
 
-RECORDS_READ = r'''
+RECORDS_READ = r"""
 import json
 
 def read_all(folder):
@@ -312,7 +316,7 @@ def read_all(folder):
 
 with open(OUT + '/read.json', 'w') as f:
     json.dump({'own': read_all(OUT), 'other': read_all(OTHER)}, f)
-'''
+"""
 
 
 def test_recordio_files_cross_read_and_are_identical(mxnet_python, tmp_path):
@@ -320,16 +324,20 @@ def test_recordio_files_cross_read_and_are_identical(mxnet_python, tmp_path):
     mxnet_out.mkdir()
     ours.mkdir()
     # each library writes its files; they must be byte for byte the same
-    run_mxnet(mxnet_python, f"import mxnet as mx\nOUT = {str(mxnet_out)!r}\n" + RECORDS,
-              tmp_path)
+    run_mxnet(mxnet_python, f"import mxnet as mx\nOUT = {str(mxnet_out)!r}\n" + RECORDS, tmp_path)
     exec(compile(RECORDS, "<records>", "exec"), {"mx": symgrad, "OUT": str(ours)})
     for name in ("plain.rec", "indexed.rec", "indexed.idx"):
         assert (ours / name).read_bytes() == (mxnet_out / name).read_bytes(), name
     # each reads its own files and the other's
-    run_mxnet(mxnet_python, f"import mxnet as mx\nOUT = {str(mxnet_out)!r}\n"
-              f"OTHER = {str(ours)!r}\n" + RECORDS_READ, tmp_path)
-    exec(compile(RECORDS_READ, "<records>", "exec"),
-         {"mx": symgrad, "OUT": str(ours), "OTHER": str(mxnet_out)})
+    run_mxnet(
+        mxnet_python,
+        f"import mxnet as mx\nOUT = {str(mxnet_out)!r}\nOTHER = {str(ours)!r}\n" + RECORDS_READ,
+        tmp_path,
+    )
+    exec(
+        compile(RECORDS_READ, "<records>", "exec"),
+        {"mx": symgrad, "OUT": str(ours), "OTHER": str(mxnet_out)},
+    )
     read_by_mxnet = json.loads((mxnet_out / "read.json").read_text())
     read_by_us = json.loads((ours / "read.json").read_text())
     assert read_by_mxnet["other"] == read_by_mxnet["own"]
@@ -341,7 +349,7 @@ def test_recordio_files_cross_read_and_are_identical(mxnet_python, tmp_path):
     flags = []
     position = 0
     while position < len(data):
-        magic, word = struct.unpack("<II", data[position:position + 8])
+        magic, word = struct.unpack("<II", data[position : position + 8])
         assert magic == 0xCED7230A
         flags.append(word >> 29)
         length = word & ((1 << 29) - 1)
@@ -353,7 +361,7 @@ def test_recordio_files_cross_read_and_are_identical(mxnet_python, tmp_path):
 # gluon.utils, vision transforms, the Speedometer's log lines
 # ---------------------------------------------------------------------------
 
-UTILS = r'''
+UTILS = r"""
 import json, logging, io, random, collections
 OUTS = {}
 TEXT = {}
@@ -441,7 +449,7 @@ TEXT['log'] = stream.getvalue()
 np.savez(OUT + '/utils.npz', **OUTS)
 with open(OUT + '/utils.json', 'w') as f:
     json.dump(TEXT, f)
-'''
+"""
 
 
 def _assert_jitters_follow_mxnet_formulas(outputs) -> None:
@@ -449,9 +457,11 @@ def _assert_jitters_follow_mxnet_formulas(outputs) -> None:
     be the formula MXNet's kernel computes, for some factor in range."""
     x = outputs["input"].astype(np.float64)
     luma = np.array([0.299, 0.587, 0.114])
-    references = {"brightness": lambda a: a * x,
-                  "contrast": lambda a: a * x + (1 - a) * (x @ luma).mean(),
-                  "saturation": lambda a: a * x + (1 - a) * 0.114 * x[..., 2:3]}
+    references = {
+        "brightness": lambda a: a * x,
+        "contrast": lambda a: a * x + (1 - a) * (x @ luma).mean(),
+        "saturation": lambda a: a * x + (1 - a) * 0.114 * x[..., 2:3],
+    }
     for name, formula in references.items():
         for i in range(3):
             out = outputs[f"{name}_{i}"].astype(np.float64)
@@ -476,18 +486,20 @@ def test_utils_transforms_and_callbacks_match_mxnet(mxnet_python, tmp_path):
             difference = np.abs(actual[key].astype(float) - expected[key].astype(float))
             assert difference.max() <= tolerance, key
         else:
-            np.testing.assert_allclose(actual[key], expected[key], rtol=1e-6, atol=1e-6,
-                                       err_msg=key)
+            np.testing.assert_allclose(
+                actual[key], expected[key], rtol=1e-6, atol=1e-6, err_msg=key
+            )
     for library in load_pair(outputs, "jitter.npz"):
         _assert_jitters_follow_mxnet_formulas(library)
     expected_text, actual_text = load_pair(outputs, "utils.json")
     speed = re.compile(r"Speed: [0-9.]+|Speed: inf")
-    assert speed.sub("Speed: S", actual_text.pop("log")) == \
-        speed.sub("Speed: S", expected_text.pop("log"))
+    assert speed.sub("Speed: S", actual_text.pop("log")) == speed.sub(
+        "Speed: S", expected_text.pop("log")
+    )
     assert actual_text == expected_text
 
 
-FILE_ITERATORS = r'''
+FILE_ITERATORS = r"""
 import json, struct
 OUTS = {}
 np.savetxt(WORK + '/d.csv', np.arange(21).reshape(7, 3) * 0.5, delimiter=',')
@@ -528,7 +540,7 @@ for name, it in iterators.items():
 np.savez(OUT + '/files.npz', **OUTS)
 with open(OUT + '/files.json', 'w') as f:
     json.dump(TEXT, f)
-'''
+"""
 
 
 def test_csv_and_mnist_iterators_match_mxnet(mxnet_python, tmp_path):
@@ -542,7 +554,7 @@ def test_csv_and_mnist_iterators_match_mxnet(mxnet_python, tmp_path):
     assert actual_text == expected_text
 
 
-TRAINING = r'''
+TRAINING = r"""
 import json
 rng = np.random.RandomState(0)
 centers = rng.randn(3, 4) * 3
@@ -573,7 +585,7 @@ for epoch in range(3):
     history.append([total, metric.get()[1]])
 with open(OUT + '/train.json', 'w') as f:
     json.dump(history, f)
-'''
+"""
 
 
 def test_training_loop_with_loader_and_metric_matches_mxnet(mxnet_python, tmp_path):
@@ -587,7 +599,7 @@ def test_training_loop_with_loader_and_metric_matches_mxnet(mxnet_python, tmp_pa
     assert actual[-1][1] == 1.0
 
 
-RESIZES = r'''
+RESIZES = r"""
 d = np.load(WORK + '/resize_inputs.npz')
 OUTS = {}
 T = mx.gluon.data.vision.transforms
@@ -598,7 +610,7 @@ for i in range(int(d['count'])):
         OUTS['u%d_%d' % (i, interp)] = resize(mx.nd.array(d['u%d' % i], dtype='uint8')).asnumpy()
         OUTS['f%d_%d' % (i, interp)] = resize(mx.nd.array(d['f%d' % i])).asnumpy()
 np.savez(OUT + '/resized.npz', **OUTS)
-'''
+"""
 
 
 def test_resize_sweep_matches_opencv_in_mxnet(mxnet_python, tmp_path):
@@ -615,8 +627,9 @@ def test_resize_sweep_matches_opencv_in_mxnet(mxnet_python, tmp_path):
     np.savez(tmp_path / "resize_inputs.npz", **inputs)
     expected, actual = load_pair(run_both(mxnet_python, RESIZES, tmp_path), "resized.npz")
     for key in expected.files:
-        assert actual[key].shape == expected[key].shape and actual[key].dtype == \
-            expected[key].dtype, key
+        assert (
+            actual[key].shape == expected[key].shape and actual[key].dtype == expected[key].dtype
+        ), key
         difference = np.abs(actual[key].astype(float) - expected[key].astype(float))
         if key.startswith("u") and key.endswith("_1"):
             assert difference.max() <= 1, key
@@ -632,12 +645,16 @@ def test_do_checkpoint_files_load_in_mxnet(mxnet_python, tmp_path):
     weight = np.arange(6, dtype=np.float32).reshape(2, 3)
     arg = {"fc_weight": symgrad.nd.array(weight), "fc_bias": symgrad.nd.array([0.5, -1.0])}
     symgrad.callback.do_checkpoint(prefix)(2, net, arg, {})
-    out = run_mxnet(mxnet_python, f"""
+    out = run_mxnet(
+        mxnet_python,
+        f"""
 import json, mxnet as mx
 sym, arg, aux = mx.model.load_checkpoint({prefix!r}, 3)
 print(json.dumps([sym.list_arguments(), {{k: v.asnumpy().tolist() for k, v in arg.items()}},
                   len(aux)]))
-""", tmp_path)
+""",
+        tmp_path,
+    )
     arguments, params, aux_count = json.loads(out.strip().splitlines()[-1])
     assert arguments == ["data", "fc_weight", "fc_bias"] and aux_count == 0
     assert params == {"fc_weight": weight.tolist(), "fc_bias": [0.5, -1.0]}
@@ -660,7 +677,9 @@ def test_random_hue_rotates_as_mxnet(mxnet_python, tmp_path):
             angles.append(angle)
         if len(seeds) == 3:
             break
-    run_mxnet(mxnet_python, f"""
+    run_mxnet(
+        mxnet_python,
+        f"""
 import mxnet as mx, numpy as np
 x = np.load('image.npy')
 out = {{}}
@@ -669,20 +688,23 @@ for i, a in enumerate({angles!r}):
     out['u%d' % i] = mx.nd.image.random_hue(mx.nd.array(x, dtype='uint8'), min_factor=a,
                                             max_factor=a).asnumpy()
 np.savez('hue.npz', **out)
-""", tmp_path)
+""",
+        tmp_path,
+    )
     expected = np.load(tmp_path / "hue.npz")
     transform = symgrad.gluon.data.vision.transforms.RandomHue(0.45)
     for i, seed in enumerate(seeds):
         random.seed(seed)
-        np.testing.assert_allclose(transform(symgrad.nd.array(image)).asnumpy(),
-                                   expected[f"f{i}"], atol=1e-3)
+        np.testing.assert_allclose(
+            transform(symgrad.nd.array(image)).asnumpy(), expected[f"f{i}"], atol=1e-3
+        )
         random.seed(seed)
         ours = transform(symgrad.nd.array(image, dtype="uint8")).asnumpy()
         assert ours.dtype == np.uint8
         assert np.abs(ours.astype(int) - expected[f"u{i}"].astype(int)).max() <= 1
 
 
-REGISTRY = '''
+REGISTRY = """
 import json
 import numpy as np
 
@@ -701,14 +723,15 @@ except Exception as err:
 pcc = mx.metric.PCC(has_global_stats=False)
 pcc.update([mx.nd.array([0, 1, 1])], [mx.nd.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])])
 found["pcc"] = [pcc.get()[1], pcc.get_global()[1]]
-'''
+"""
 
 
 def test_metric_register_name_and_pcc_arguments_match_mxnet(mxnet_python, tmp_path):
     """``metric.register(klass, name)`` registers under ``name`` only, and PCC takes
     ``has_global_stats``, as in MXNet 1.9.1."""
-    printed = run_mxnet(mxnet_python, "import mxnet as mx\n" + REGISTRY
-                        + "print(json.dumps(found))\n", tmp_path)
+    printed = run_mxnet(
+        mxnet_python, "import mxnet as mx\n" + REGISTRY + "print(json.dumps(found))\n", tmp_path
+    )
     theirs = json.loads(printed.strip().splitlines()[-1])
     scope: dict = {"mx": symgrad}
     exec(REGISTRY, scope)

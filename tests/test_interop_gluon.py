@@ -102,7 +102,10 @@ def step(net, x, lr):
     return loss.asnumpy()
 '''
 
-MXNET_SIDE = "import mxnet as mx\n" + MODEL + '''
+MXNET_SIDE = (
+    "import mxnet as mx\n"
+    + MODEL
+    + """
 import json, sys
 import numpy as np
 work = sys.argv[1]
@@ -128,9 +131,13 @@ net.save_parameters(work + "/mxnet_init.params")
 losses = [step(net, x, 0.01) for _ in range(3)]
 np.savez(work + "/mxnet_trained.npz", losses=np.array(losses),
          **{name: p.data().asnumpy() for name, p in net.collect_params().items()})
-'''
+"""
+)
 
-MXNET_READS_SYMGRAD = "import mxnet as mx\n" + MODEL + '''
+MXNET_READS_SYMGRAD = (
+    "import mxnet as mx\n"
+    + MODEL
+    + """
 import json, sys
 import numpy as np
 work = sys.argv[1]
@@ -141,7 +148,8 @@ np.save(work + "/mxnet_of_symgrad_export.npy", block(x).asnumpy())
 net = Net(prefix="other_")
 net.load_parameters(work + "/symgrad_net.params")
 np.save(work + "/mxnet_of_symgrad_params.npy", net(x).asnumpy())
-'''
+"""
+)
 
 
 def _exec_model():
@@ -162,8 +170,9 @@ def mxnet_results(mxnet_python, tmp_path_factory):
 def test_mxnet_export_runs_here(mxnet_results):
     work, x_np = mxnet_results
     expected = np.load(work / "mxnet_export.npz")
-    block = gluon.SymbolBlock.imports(str(work / "mxnet_net-symbol.json"), ["data"],
-                                      str(work / "mxnet_net-0003.params"))
+    block = gluon.SymbolBlock.imports(
+        str(work / "mxnet_net-symbol.json"), ["data"], str(work / "mxnet_net-0003.params")
+    )
     x = nd.array(x_np)
     assert np.allclose(block(x).asnumpy(), expected["out"], rtol=1e-4, atol=1e-5)
     x.attach_grad()
@@ -173,8 +182,7 @@ def test_mxnet_export_runs_here(mxnet_results):
     assert np.allclose(x.grad.asnumpy(), expected["x_grad"], rtol=1e-4, atol=1e-5)
     for name, param in block.collect_params().items():
         if param.grad_req != "null":
-            assert np.allclose(param.grad().asnumpy(), expected[name], rtol=1e-4,
-                               atol=1e-5), name
+            assert np.allclose(param.grad().asnumpy(), expected[name], rtol=1e-4, atol=1e-5), name
 
 
 def test_same_weights_train_to_the_same_parameters(mxnet_results):
@@ -203,20 +211,22 @@ def test_symgrad_files_run_in_mxnet(mxnet_python, tmp_path):
     net.save_parameters(str(tmp_path / "symgrad_net.params"))
     json.loads((tmp_path / "symgrad_net-symbol.json").read_text())  # well-formed
     run_mxnet(mxnet_python, MXNET_READS_SYMGRAD, tmp_path, str(tmp_path))
-    assert np.allclose(np.load(tmp_path / "mxnet_of_symgrad_export.npy"), expected,
-                       rtol=1e-4, atol=1e-5)
-    assert np.allclose(np.load(tmp_path / "mxnet_of_symgrad_params.npy"), expected,
-                       rtol=1e-4, atol=1e-5)
+    assert np.allclose(
+        np.load(tmp_path / "mxnet_of_symgrad_export.npy"), expected, rtol=1e-4, atol=1e-5
+    )
+    assert np.allclose(
+        np.load(tmp_path / "mxnet_of_symgrad_params.npy"), expected, rtol=1e-4, atol=1e-5
+    )
 
 
-SUMMARY = '''
+SUMMARY = """
 from mxnet.gluon import nn
 net = nn.HybridSequential(prefix="net_")
 with net.name_scope():
     net.add(nn.Dense(4, activation="relu"), nn.BatchNorm(), nn.Dense(2))
 net.initialize()
 net.summary(mx.nd.ones((1, 3)))
-'''
+"""
 
 
 def test_summary_prints_what_mxnet_prints(mxnet_python, tmp_path, capsys):
@@ -225,7 +235,7 @@ def test_summary_prints_what_mxnet_prints(mxnet_python, tmp_path, capsys):
     assert capsys.readouterr().out == theirs
 
 
-SHARED = '''
+SHARED = """
 from mxnet.gluon import nn
 
 
@@ -238,9 +248,9 @@ class Shared(nn.HybridBlock):
 
     def hybrid_forward(self, F, x):
         return self.b(self.a(x))
-'''
+"""
 
-SHARED_IN_MXNET = '''
+SHARED_IN_MXNET = """
 import json, sys
 import numpy as np
 mx.random.seed(3)
@@ -261,7 +271,7 @@ for name, kwargs in (("missing", {}), ("extra", {"allow_missing": True})):
         errors[name] = type(err).__name__
 with open("errors.json", "w") as f:
     json.dump(errors, f)
-'''
+"""
 
 
 def test_shared_parameters_files_load_both_ways(mxnet_python, tmp_path):
@@ -281,23 +291,28 @@ def test_shared_parameters_files_load_both_ways(mxnet_python, tmp_path):
     small.initialize()
     small.collect_params().save(str(tmp_path / "small.params"))
     run_mxnet(mxnet_python, "import mxnet as mx\n" + SHARED + SHARED_IN_MXNET, tmp_path)
-    np.testing.assert_allclose(np.load(tmp_path / "mxnet_of_symgrad.npy"),
-                               mine(nd.array(x)).asnumpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "mxnet_of_symgrad.npy"),
+        mine(nd.array(x)).asnumpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     theirs = scope["Shared"]()
     theirs.load_parameters(str(tmp_path / "mxnet_dedup.params"))
-    np.testing.assert_allclose(theirs(nd.array(x)).asnumpy(),
-                               np.load(tmp_path / "mxnet_out.npy"), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        theirs(nd.array(x)).asnumpy(), np.load(tmp_path / "mxnet_out.npy"), rtol=1e-5, atol=1e-6
+    )
     errors = json.loads((tmp_path / "errors.json").read_text())
     assert errors == {"missing": "AssertionError", "extra": "ValueError"}
     with pytest.raises(AssertionError, match="missing"):
-        gluon.nn.Dense(3, in_units=3, prefix="big_").load_parameters(
-            str(tmp_path / "small.params"))
+        gluon.nn.Dense(3, in_units=3, prefix="big_").load_parameters(str(tmp_path / "small.params"))
     with pytest.raises(ValueError, match="not present"):
         gluon.nn.Dense(3, in_units=3, prefix="big_").load_parameters(
-            str(tmp_path / "symgrad_dedup.params"), allow_missing=True)
+            str(tmp_path / "symgrad_dedup.params"), allow_missing=True
+        )
 
 
-BEHAVIOUR = '''
+BEHAVIOUR = """
 import numpy as np
 
 def outcome(fn):
@@ -337,30 +352,32 @@ def loss_weight_not_a_number():
 results = {name: outcome(fn) for name, fn in sorted(globals().items())
            if callable(fn) and name[0] != "_" and name not in ("outcome",)
            and getattr(fn, "__module__", None) in (None, "__main__", "__behaviour__")}
-'''
+"""
 
 
 def test_parameter_and_block_behaviour_matches_mxnet(mxnet_python, tmp_path):
     """Parameter.cast keeps the gradient's values, a Constant from a list is
     float32 (repr as MXNet's), summary refuses a hybridized block, and failed
     loads and bad loss weights raise AssertionError, as in MXNet 1.9.1."""
-    script = ("import json\nimport mxnet as mx\n" + BEHAVIOUR
-              + "print(json.dumps(results))\n")
+    script = "import json\nimport mxnet as mx\n" + BEHAVIOUR + "print(json.dumps(results))\n"
     theirs = json.loads(run_mxnet(mxnet_python, script, tmp_path).strip().splitlines()[-1])
     scope: dict = {"mx": mx, "__name__": "__behaviour__"}
     exec(BEHAVIOUR, scope)
     mine = json.loads(json.dumps(scope["results"]))
-    assert set(theirs) == {"cast_keeps_gradient", "constant_from_list",
-                           "summary_of_hybridized", "load_other_dtype",
-                           "loss_weight_not_a_number"}
-    assert mine["cast_keeps_gradient"] == theirs["cast_keeps_gradient"] == \
-        ["float64", [3.0, 3.0]]
+    assert set(theirs) == {
+        "cast_keeps_gradient",
+        "constant_from_list",
+        "summary_of_hybridized",
+        "load_other_dtype",
+        "loss_weight_not_a_number",
+    }
+    assert mine["cast_keeps_gradient"] == theirs["cast_keeps_gradient"] == ["float64", [3.0, 3.0]]
     assert mine["constant_from_list"] == theirs["constant_from_list"]
     for name in ("summary_of_hybridized", "load_other_dtype", "loss_weight_not_a_number"):
         assert theirs[name][1] is True and mine[name][1] is True, (name, mine, theirs)
 
 
-ARGUMENT_STRUCTURE = '''
+ARGUMENT_STRUCTURE = """
 import json
 from mxnet.gluon import nn
 
@@ -389,22 +406,28 @@ def message(block, *first_and_then):
 x = mx.nd.ones((2, 3))
 messages = [message(Masked(), (x,), (x, x)), message(Masked(), (x, x), (x,)),
             message(Pair(), ([x, x],), ([x, x, x],))]
-'''
+"""
 
 
 def test_hybridized_call_with_another_argument_structure_raises(mxnet_python, tmp_path):
     """A hybridized block called with other arguments than it was traced with
     raises MXNet's ValueError (it used to run the old graph, ignoring the new
     argument)."""
-    theirs = json.loads(run_mxnet(
-        mxnet_python, "import mxnet as mx\n" + ARGUMENT_STRUCTURE
-        + "print(json.dumps(messages))\n", tmp_path).strip().splitlines()[-1])
+    theirs = json.loads(
+        run_mxnet(
+            mxnet_python,
+            "import mxnet as mx\n" + ARGUMENT_STRUCTURE + "print(json.dumps(messages))\n",
+            tmp_path,
+        )
+        .strip()
+        .splitlines()[-1]
+    )
     scope: dict = {"mx": mx}
     exec(ARGUMENT_STRUCTURE.replace("from mxnet.gluon", "from symgrad.gluon"), scope)
     assert all(theirs) and scope["messages"] == theirs
 
 
-DTYPES = '''
+DTYPES = """
 import json
 import numpy as np
 from mxnet.gluon import nn
@@ -419,14 +442,19 @@ dense.cast("float16")
 seen = {"dense": repr(dense.collect_params()), "plain": repr(plain), "half": repr(half),
         "constant": repr(constant), "cast_is_string": dense.weight.dtype == "float16",
         "data_dtype": np.dtype(dense.weight.data().dtype).name}
-'''
+"""
 
 
 def test_parameter_dtype_is_kept_as_given(mxnet_python, tmp_path):
     """A Parameter's dtype is what was given (a string prints as a string, a numpy
     type as its class), in repr and for comparison, as in MXNet 1.9.1."""
-    theirs = json.loads(run_mxnet(mxnet_python, "import mxnet as mx\n" + DTYPES
-                                  + "print(json.dumps(seen))\n", tmp_path).strip().splitlines()[-1])
+    theirs = json.loads(
+        run_mxnet(
+            mxnet_python, "import mxnet as mx\n" + DTYPES + "print(json.dumps(seen))\n", tmp_path
+        )
+        .strip()
+        .splitlines()[-1]
+    )
     scope: dict = {"mx": mx}
     exec(DTYPES.replace("from mxnet.gluon", "from symgrad.gluon"), scope)
     assert scope["seen"] == theirs

@@ -26,13 +26,18 @@ pytestmark = pytest.mark.interop
 # Each network is a function body: ``nn`` is gluon.nn, it returns the net. The
 # top block has an explicit prefix, so names do not depend on global counters.
 NETS = {
-    "mlp": ("""
+    "mlp": (
+        """
 net = nn.HybridSequential(prefix='mlp_')
 with net.name_scope():
     net.add(nn.Dense(8, activation='relu'), nn.Dense(6, activation='tanh', use_bias=False),
             nn.Dense(5, flatten=False), nn.Dense(3, activation='sigmoid'))
-""", "float", (4, 3, 5)),
-    "cnn": ("""
+""",
+        "float",
+        (4, 3, 5),
+    ),
+    "cnn": (
+        """
 net = nn.HybridSequential(prefix='cnn_')
 with net.name_scope():
     net.add(nn.Conv2D(4, 3, padding=1, use_bias=False), nn.BatchNorm(), nn.Activation('relu'),
@@ -40,21 +45,33 @@ with net.name_scope():
             nn.AvgPool2D(pool_size=2, strides=1, padding=1, ceil_mode=True,
                          count_include_pad=False),
             nn.GlobalAvgPool2D(), nn.Flatten(), nn.Dense(2))
-""", "float", (2, 3, 8, 8)),
-    "norms": ("""
+""",
+        "float",
+        (2, 3, 8, 8),
+    ),
+    "norms": (
+        """
 net = nn.HybridSequential(prefix='norms_')
 with net.name_scope():
     net.add(nn.Conv1D(4, 3, padding=1, use_bias=False), nn.LayerNorm(), nn.LeakyReLU(0.1),
             nn.InstanceNorm(scale=True), nn.PReLU(in_channels=4), nn.GroupNorm(num_groups=2),
             nn.ELU(0.5), nn.BatchNorm(axis=2, momentum=0.7, epsilon=1e-3),
             nn.Swish(1.3), nn.GELU(), nn.Conv1D(2, 2, strides=2, use_bias=False))
-""", "float", (3, 2, 6)),
-    "embedding": ("""
+""",
+        "float",
+        (3, 2, 6),
+    ),
+    "embedding": (
+        """
 net = nn.HybridSequential(prefix='emb_')
 with net.name_scope():
     net.add(nn.Embedding(10, 4), nn.Flatten(), nn.Dense(3, activation='softrelu'))
-""", "index", (5, 3)),
-    "transposed": ("""
+""",
+        "index",
+        (5, 3),
+    ),
+    "transposed": (
+        """
 net = nn.HybridSequential(prefix='tr_')
 with net.name_scope():
     net.add(nn.Conv2DTranspose(4, (3, 2), strides=(2, 1), padding=(1, 0),
@@ -63,15 +80,23 @@ with net.name_scope():
             nn.ReflectionPad2D(1), nn.MaxPool2D(pool_size=3, strides=2, padding=1,
                                                 ceil_mode=True),
             nn.Conv2D(3, 1, activation='softsign'), nn.GlobalMaxPool2D())
-""", "float", (2, 4, 3, 4)),
-    "volumes": ("""
+""",
+        "float",
+        (2, 4, 3, 4),
+    ),
+    "volumes": (
+        """
 net = nn.HybridSequential(prefix='vol_')
 with net.name_scope():
     net.add(nn.Conv3D(3, 2, padding=(1, 0, 1), use_bias=False), nn.BatchNorm(scale=False),
             nn.Conv3DTranspose(2, 2, strides=2, use_bias=False), nn.MaxPool3D(),
             nn.AvgPool3D(pool_size=(1, 2, 2), padding=(0, 1, 0)), nn.GlobalAvgPool3D())
-""", "float", (2, 2, 3, 3, 3)),
-    "concurrent-pools": ("""
+""",
+        "float",
+        (2, 2, 3, 3, 3),
+    ),
+    "concurrent-pools": (
+        """
 net = cnn.HybridConcurrent(axis=1, prefix='ccp_')
 with net.name_scope():
     signal = nn.HybridSequential()
@@ -81,7 +106,10 @@ with net.name_scope():
     learned = nn.HybridSequential()
     learned.add(nn.Conv1D(3, 2, dilation=2), nn.GlobalMaxPool1D())
     net.add(signal, learned, nn.GlobalMaxPool1D())
-""", "float", (2, 3, 9)),
+""",
+        "float",
+        (2, 3, 9),
+    ),
 }
 
 MXNET_SCRIPT = r"""
@@ -212,24 +240,30 @@ def compared(mxnet_python, tmp_path_factory):
             if hybridize:
                 net.hybridize()
             ours = _run_symgrad(net, x, head, kind)
-            results[key, hybridize] = (ours, theirs, sorted(net.collect_params().keys()),
-                                       names[key + ":names"])
+            results[key, hybridize] = (
+                ours,
+                theirs,
+                sorted(net.collect_params().keys()),
+                names[key + ":names"],
+            )
     return results
 
 
 CASES = [(key, hybridize) for key in NETS for hybridize in (False, True)]
 
 
-@pytest.mark.parametrize("key, hybridize", CASES,
-                         ids=[f"{k}-{'hybrid' if h else 'imperative'}" for k, h in CASES])
+@pytest.mark.parametrize(
+    "key, hybridize", CASES, ids=[f"{k}-{'hybrid' if h else 'imperative'}" for k, h in CASES]
+)
 def test_same_names_outputs_and_gradients_as_mxnet(compared, key, hybridize):
     ours, theirs, our_names, their_names = compared[key, hybridize]
     assert our_names == their_names
     assert sorted(ours) == sorted(theirs)
     for name in sorted(theirs):
         scale = float(np.abs(theirs[name]).max()) or 1.0
-        np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-5, atol=1e-6 * scale,
-                                   err_msg=f"{key}: {name}")
+        np.testing.assert_allclose(
+            ours[name], theirs[name], rtol=1e-5, atol=1e-6 * scale, err_msg=f"{key}: {name}"
+        )
 
 
 SELU_SCRIPT = r"""
@@ -285,11 +319,23 @@ def test_exported_layers_run_in_mxnet_to_the_same_outputs(mxnet_python, tmp_path
     SymbolBlock.imports and predicts the same outputs."""
     net = nn.HybridSequential(prefix="layers_")
     with net.name_scope():
-        net.add(nn.Conv2D(4, 3, padding=1), nn.BatchNorm(), nn.Activation("relu"),
-                nn.MaxPool2D(), nn.Conv2DTranspose(3, 2, strides=2), nn.InstanceNorm(),
-                nn.AvgPool2D(ceil_mode=True), nn.GroupNorm(3), nn.LeakyReLU(0.2),
-                nn.Flatten(), nn.Dense(5, activation="tanh"), nn.LayerNorm(), nn.GELU(),
-                nn.Swish(), nn.Dense(2))
+        net.add(
+            nn.Conv2D(4, 3, padding=1),
+            nn.BatchNorm(),
+            nn.Activation("relu"),
+            nn.MaxPool2D(),
+            nn.Conv2DTranspose(3, 2, strides=2),
+            nn.InstanceNorm(),
+            nn.AvgPool2D(ceil_mode=True),
+            nn.GroupNorm(3),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+            nn.Dense(5, activation="tanh"),
+            nn.LayerNorm(),
+            nn.GELU(),
+            nn.Swish(),
+            nn.Dense(2),
+        )
     mx.random.seed(3)
     net.initialize(mx.init.Xavier())
     net.hybridize()

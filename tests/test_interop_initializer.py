@@ -22,7 +22,7 @@ import symgrad
 pytestmark = pytest.mark.interop
 
 # Run with ``mx`` and ``out_dir`` bound; writes ``arrays.npz`` and ``facts.json``.
-SOURCE = r'''
+SOURCE = r"""
 import json, warnings
 import numpy as np
 from pathlib import Path
@@ -169,7 +169,7 @@ facts["repeat"] = repeat
 
 np.savez(str(Path(out_dir) / "arrays.npz"), **arrays)
 Path(out_dir, "facts.json").write_text(json.dumps(facts))
-'''
+"""
 
 
 def _collect(out_dir: Path) -> tuple[dict, dict]:
@@ -207,8 +207,15 @@ def test_dispatch_errors_and_warnings_equal_mxnets(results):
 
 def test_names_json_and_errors_equal_mxnets(results):
     (_, mx_facts), (_, our_facts) = results
-    for key in ["dumps", "create", "create_json_magnitude", "create_dict_scale",
-                "msra_magnitude", "equal", "errors"]:
+    for key in [
+        "dumps",
+        "create",
+        "create_json_magnitude",
+        "create_dict_scale",
+        "msra_magnitude",
+        "equal",
+        "errors",
+    ]:
         assert our_facts[key] == mx_facts[key], key
 
 

@@ -19,7 +19,7 @@ import symgrad
 pytestmark = pytest.mark.interop
 
 # Shared by both sides: run every case, save outputs and input gradients.
-SCRIPT = '''
+SCRIPT = """
 import json
 import numpy as np
 
@@ -40,15 +40,15 @@ def run_cases(mx, cases, inputs, heads):
         for k, arg in enumerate(args):
             results[f"{index}_grad{k}"] = arg.grad.asnumpy()
     return results
-'''
+"""
 
-MXNET_MAIN = '''
+MXNET_MAIN = """
 import mxnet as mx
 cases = json.load(open("cases.json"))
 inputs = dict(np.load("inputs.npz"))
 heads = dict(np.load("heads.npz"))
 np.savez("mxnet.npz", **run_cases(mx, cases, inputs, heads))
-'''
+"""
 
 
 def _inputs() -> dict[str, np.ndarray]:
@@ -66,18 +66,27 @@ def _inputs() -> dict[str, np.ndarray]:
         return np.swapaxes(lower(*shape), -1, -2)
 
     return {
-        "a23": rng.uniform(-1, 1, (2, 3)), "a234": rng.uniform(-1, 1, (2, 3, 4)),
-        "a243": rng.uniform(-1, 1, (2, 4, 3)), "a245": rng.uniform(-1, 1, (2, 4, 5)),
+        "a23": rng.uniform(-1, 1, (2, 3)),
+        "a234": rng.uniform(-1, 1, (2, 3, 4)),
+        "a243": rng.uniform(-1, 1, (2, 4, 3)),
+        "a245": rng.uniform(-1, 1, (2, 4, 5)),
         "a253": rng.uniform(-1, 1, (2, 5, 3)),
-        "a254": rng.uniform(-1, 1, (2, 5, 4)), "c235": rng.uniform(-1, 1, (2, 3, 5)),
-        "r324": rng.uniform(-1, 1, (3, 2, 4)), "r425": rng.uniform(-1, 1, (4, 2, 5)),
+        "a254": rng.uniform(-1, 1, (2, 5, 4)),
+        "c235": rng.uniform(-1, 1, (2, 3, 5)),
+        "r324": rng.uniform(-1, 1, (3, 2, 4)),
+        "r425": rng.uniform(-1, 1, (4, 2, 5)),
         "r325": rng.uniform(-1, 1, (3, 2, 5)),
-        "spd33": spd(3, 3), "spd233": spd(2, 3, 3),
-        "low233": lower(2, 3, 3), "up233": upper(2, 3, 3), "low33": lower(3, 3),
+        "spd33": spd(3, 3),
+        "spd233": spd(2, 3, 3),
+        "low233": lower(2, 3, 3),
+        "up233": upper(2, 3, 3),
+        "low33": lower(3, 3),
         "full233": rng.uniform(-1, 1, (2, 3, 3)) + 2 * np.eye(3),
         "full44": rng.uniform(-1, 1, (4, 4)),
-        "b234": rng.uniform(-1, 1, (2, 3, 4)), "b243": rng.uniform(-1, 1, (2, 4, 3)),
-        "v23": rng.uniform(-1, 1, (2, 3)), "v26": rng.uniform(-1, 1, (2, 6)),
+        "b234": rng.uniform(-1, 1, (2, 3, 4)),
+        "b243": rng.uniform(-1, 1, (2, 4, 3)),
+        "v23": rng.uniform(-1, 1, (2, 3)),
+        "v26": rng.uniform(-1, 1, (2, 6)),
         "v3": rng.uniform(-1, 1, (3,)),
         "neg33": np.diag([-1.5, 2.0, 0.7]) + 0.1 * rng.uniform(-1, 1, (3, 3)),
     }
@@ -132,8 +141,9 @@ def _heads(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(21)
     heads = {}
     for index, (op, names, attrs) in enumerate(CASES):
-        outs = getattr(symgrad.nd.linalg, op)(*[symgrad.nd.array(inputs[n], dtype="float64")
-                                               for n in names], **attrs)
+        outs = getattr(symgrad.nd.linalg, op)(
+            *[symgrad.nd.array(inputs[n], dtype="float64") for n in names], **attrs
+        )
         outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
         for k, out in enumerate(outs):
             heads[f"{index}_{k}"] = rng.uniform(-1, 1, out.shape)
@@ -156,13 +166,16 @@ def test_linalg_ops_equal_mxnet(mxnet_python, tmp_path):
     for key in sorted(expected, key=lambda k: (int(k.split("_")[0]), k)):
         op, names, attrs = CASES[int(key.split("_")[0])]
         if actual[key].shape != expected[key].shape or not np.allclose(
-                actual[key], expected[key], rtol=1e-8, atol=1e-10):
-            failures.append(f"{op}{tuple(names)} {attrs} {key}:\n  symgrad {actual[key]!r}\n"
-                            f"  mxnet   {expected[key]!r}")
+            actual[key], expected[key], rtol=1e-8, atol=1e-10
+        ):
+            failures.append(
+                f"{op}{tuple(names)} {attrs} {key}:\n  symgrad {actual[key]!r}\n"
+                f"  mxnet   {expected[key]!r}"
+            )
     assert not failures, "\n".join(failures)
 
 
-SYMBOL_SCRIPT = '''
+SYMBOL_SCRIPT = """
 import json
 import mxnet as mx
 import numpy as np
@@ -188,26 +201,31 @@ out.save("mxnet-symbol.json")
 args = {"k": mx.nd.array(inputs["k"], dtype="float64"),
         "v": mx.nd.array(inputs["v"], dtype="float64")}
 np.savez("mxnet-ran-mxnet.npz", *[o.asnumpy() for o in out.eval(ctx=mx.cpu(), **args)])
-'''
+"""
 
 
 def test_linalg_symbol_files_load_both_ways(mxnet_python, tmp_path):
     rng = np.random.default_rng(22)
     m = rng.uniform(-1, 1, (2, 3, 3))
-    inputs = {"k": m @ np.swapaxes(m, -1, -2) + 3 * np.eye(3), "v": rng.uniform(-1, 1, (2, 3, 3)),
-              "w": rng.uniform(-1, 1, (2, 3, 4))}
+    inputs = {
+        "k": m @ np.swapaxes(m, -1, -2) + 3 * np.eye(3),
+        "v": rng.uniform(-1, 1, (2, 3, 3)),
+        "w": rng.uniform(-1, 1, (2, 3, 4)),
+    }
     np.savez(tmp_path / "inputs.npz", **inputs)
     k, v, w = symgrad.sym.var("k"), symgrad.sym.var("v"), symgrad.sym.var("w")
     lower = symgrad.sym.linalg.potrf(k)
-    ours = symgrad.sym.Group([
-        symgrad.sym.linalg.trmm(lower, w, alpha=1.5),
-        symgrad.sym.linalg.gemm2(v, w, transpose_a=True, alpha=-0.5),
-        symgrad.sym.linalg.potri(lower),
-        symgrad.sym.linalg.det(v),
-        symgrad.sym.linalg.makediag(symgrad.sym.linalg.extractdiag(k, offset=1), offset=1),
-        symgrad.sym.linalg.syevd(k)[1],
-        symgrad.sym.linalg.inverse(k),
-    ])
+    ours = symgrad.sym.Group(
+        [
+            symgrad.sym.linalg.trmm(lower, w, alpha=1.5),
+            symgrad.sym.linalg.gemm2(v, w, transpose_a=True, alpha=-0.5),
+            symgrad.sym.linalg.potri(lower),
+            symgrad.sym.linalg.det(v),
+            symgrad.sym.linalg.makediag(symgrad.sym.linalg.extractdiag(k, offset=1), offset=1),
+            symgrad.sym.linalg.syevd(k)[1],
+            symgrad.sym.linalg.inverse(k),
+        ]
+    )
     ours.save(str(tmp_path / "symgrad-symbol.json"))
     run_mxnet(mxnet_python, SYMBOL_SCRIPT, tmp_path)
     arrays = {name: symgrad.nd.array(value, dtype="float64") for name, value in inputs.items()}
@@ -215,12 +233,22 @@ def test_linalg_symbol_files_load_both_ways(mxnet_python, tmp_path):
     theirs = np.load(tmp_path / "mxnet-ran-symgrad.npz")
     assert len(theirs.files) == len(mine) == 7
     for k_out, value in enumerate(mine):
-        np.testing.assert_allclose(value.asnumpy(), theirs[f"arr_{k_out}"], rtol=1e-10,
-                                   atol=1e-12, err_msg=f"symgrad's output {k_out}")
+        np.testing.assert_allclose(
+            value.asnumpy(),
+            theirs[f"arr_{k_out}"],
+            rtol=1e-10,
+            atol=1e-12,
+            err_msg=f"symgrad's output {k_out}",
+        )
     loaded = symgrad.sym.load(str(tmp_path / "mxnet-symbol.json"))
     mine = loaded.eval(k=arrays["k"], v=arrays["v"])
     theirs = np.load(tmp_path / "mxnet-ran-mxnet.npz")
     assert len(theirs.files) == len(mine) == 6
     for k_out, value in enumerate(mine):
-        np.testing.assert_allclose(value.asnumpy(), theirs[f"arr_{k_out}"], rtol=1e-10,
-                                   atol=1e-12, err_msg=f"MXNet's output {k_out}")
+        np.testing.assert_allclose(
+            value.asnumpy(),
+            theirs[f"arr_{k_out}"],
+            rtol=1e-10,
+            atol=1e-12,
+            err_msg=f"MXNet's output {k_out}",
+        )

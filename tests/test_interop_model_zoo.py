@@ -49,17 +49,21 @@ ALL_NAMES = sorted(vision._models)
 # different choices (squeezenet 1.0 at seed 1 has a max-pooling window whose two
 # largest values differ by 5e-7 relative), each moving the gradient of a whole
 # receptive field; in float64 no decision is that close.
-FAST = [("alexnet", 63, {"classes": 10}, "float32"),
-        ("vgg11_bn", 32, {"classes": 10}, "float32"),
-        ("resnet18_v1", 32, {}, "float32"),
-        ("resnet50_v1", 32, {"classes": 10}, "float32"),
-        ("resnet18_v2", 32, {"thumbnail": True, "classes": 10}, "float32"),
-        ("mobilenet0.25", 32, {}, "float32"),
-        ("mobilenetv2_0.25", 32, {"classes": 10}, "float32"),
-        ("squeezenet1.1", 224, {"classes": 10}, "float32")]
-SLOW = [("densenet121", 224, {"classes": 10}, "float32"),
-        ("squeezenet1.0", 224, {"classes": 10}, "float64"),
-        ("inceptionv3", 299, {"classes": 10}, "float64")]
+FAST = [
+    ("alexnet", 63, {"classes": 10}, "float32"),
+    ("vgg11_bn", 32, {"classes": 10}, "float32"),
+    ("resnet18_v1", 32, {}, "float32"),
+    ("resnet50_v1", 32, {"classes": 10}, "float32"),
+    ("resnet18_v2", 32, {"thumbnail": True, "classes": 10}, "float32"),
+    ("mobilenet0.25", 32, {}, "float32"),
+    ("mobilenetv2_0.25", 32, {"classes": 10}, "float32"),
+    ("squeezenet1.1", 224, {"classes": 10}, "float32"),
+]
+SLOW = [
+    ("densenet121", 224, {"classes": 10}, "float32"),
+    ("squeezenet1.0", 224, {"classes": 10}, "float64"),
+    ("inceptionv3", 299, {"classes": 10}, "float64"),
+]
 # training mode (batch statistics, running statistics updated; batch 2): the
 # families without dropout, whose random masks could not be the same. 64x64, so
 # that the last batch norms see 2x2 maps: over just two values (1x1 maps), the
@@ -68,9 +72,11 @@ SLOW = [("densenet121", 224, {"classes": 10}, "float32"),
 # channels, tiny maps) loses about 5e-4 relative in float32 through the
 # mean-subtractions of its 52 training-mode batch-norm gradients, so it runs in
 # float64.
-TRAIN = [("resnet18_v1", 64, {"classes": 10}, "float32"),
-         ("resnet18_v2", 32, {"thumbnail": True, "classes": 10}, "float32"),
-         ("mobilenetv2_0.25", 64, {"classes": 10}, "float64")]
+TRAIN = [
+    ("resnet18_v1", 64, {"classes": 10}, "float32"),
+    ("resnet18_v2", 32, {"thumbnail": True, "classes": 10}, "float32"),
+    ("mobilenetv2_0.25", 64, {"classes": 10}, "float64"),
+]
 
 _NAMES_SCRIPT = """
 import json, sys
@@ -137,16 +143,26 @@ for case in json.load(open(sys.argv[1])):
 """
 
 
-def _generate(python: Path, folder: Path, cases: list[tuple[str, int, dict, str]],
-              train: bool = False) -> dict[str, Path]:
+def _generate(
+    python: Path, folder: Path, cases: list[tuple[str, int, dict, str]], train: bool = False
+) -> dict[str, Path]:
     """Run MXNet once over ``cases`` (in training mode if ``train``); each case's
     files go to its own folder."""
     config = []
     for seed, (name, size, kwargs, dtype) in enumerate(cases):
         sub = folder / name
         sub.mkdir()
-        config.append({"name": name, "size": size, "kwargs": kwargs, "dtype": dtype,
-                       "seed": seed + 1, "dir": str(sub), "train": train})
+        config.append(
+            {
+                "name": name,
+                "size": size,
+                "kwargs": kwargs,
+                "dtype": dtype,
+                "seed": seed + 1,
+                "dir": str(sub),
+                "train": train,
+            }
+        )
     (folder / "cases.json").write_text(json.dumps(config))
     run_mxnet(python, _REFERENCE_SCRIPT, folder, str(folder / "cases.json"), timeout=900)
     return {case[0]: folder / case[0] for case in cases}
@@ -205,32 +221,36 @@ def _check(name: str, kwargs: dict, folder: Path, train: bool = False) -> None:
     # another training-mode batch norm has an exactly zero gradient, computed as
     # rounding noise on both sides: such gradients are compared at the scale of
     # all the weight gradients, not at their own.
-    floor = 1e-2 * max(float(np.abs(reference[key]).max()) for key in trainable) if train \
-        else 0.0
+    floor = 1e-2 * max(float(np.abs(reference[key]).max()) for key in trainable) if train else 0.0
     for key in trainable:
-        param = params[key[len("grad:"):]]
-        _close(param.grad().asnumpy(), reference[key], f"{name}: gradient of {param.name}",
-               floor)
+        param = params[key[len("grad:") :]]
+        _close(param.grad().asnumpy(), reference[key], f"{name}: gradient of {param.name}", floor)
     for key, param in params.items():
         assert list(param.shape) == meta["shapes"][meta["full_names"][key]], key
     statistics = [key for key in reference.files if key.startswith("stat:")]
     for key in statistics:
-        _close(params[key[len("stat:"):]].data().asnumpy(), reference[key], f"{name}: {key}")
+        _close(params[key[len("stat:") :]].data().asnumpy(), reference[key], f"{name}: {key}")
 
-    block = mx.gluon.SymbolBlock.imports(str(folder / "net-symbol.json"), ["data"],
-                                         str(folder / "net-0000.params"))
+    block = mx.gluon.SymbolBlock.imports(
+        str(folder / "net-symbol.json"), ["data"], str(folder / "net-0000.params")
+    )
     y, dx = _run(block, x, head, train)
     _close(y, reference["y"], f"{name}: output (SymbolBlock.imports)")
     _close(dx, reference["dx"], f"{name}: input gradient (SymbolBlock.imports)")
     imported = block.collect_params()
     for key in trainable:
-        full = meta["full_names"][key[len("grad:"):]]
-        _close(imported[full].grad().asnumpy(), reference[key],
-               f"{name}: gradient of {full} (SymbolBlock.imports)", floor)
+        full = meta["full_names"][key[len("grad:") :]]
+        _close(
+            imported[full].grad().asnumpy(),
+            reference[key],
+            f"{name}: gradient of {full} (SymbolBlock.imports)",
+            floor,
+        )
     for key in statistics:
-        full = meta["full_names"][key[len("stat:"):]]
-        _close(imported[full].data().asnumpy(), reference[key],
-               f"{name}: {full} (SymbolBlock.imports)")
+        full = meta["full_names"][key[len("stat:") :]]
+        _close(
+            imported[full].data().asnumpy(), reference[key], f"{name}: {full} (SymbolBlock.imports)"
+        )
 
 
 def test_every_name_has_mxnets_parameter_names_and_shapes(mxnet_python, tmp_path):
@@ -238,13 +258,18 @@ def test_every_name_has_mxnets_parameter_names_and_shapes(mxnet_python, tmp_path
     MXNet's unknown (0) sizes, the prefix up to its counter, and the printed
     block structure."""
     (tmp_path / "names.json").write_text(json.dumps(ALL_NAMES))
-    run_mxnet(mxnet_python, _NAMES_SCRIPT, tmp_path, str(tmp_path / "names.json"),
-              str(tmp_path / "found.json"))
+    run_mxnet(
+        mxnet_python,
+        _NAMES_SCRIPT,
+        tmp_path,
+        str(tmp_path / "names.json"),
+        str(tmp_path / "found.json"),
+    )
     found = json.loads((tmp_path / "found.json").read_text())
     assert sorted(found) == ALL_NAMES
     for name in ALL_NAMES:
         net = vision.get_model(name)
-        ours = [[k[len(net.prefix):], list(p.shape)] for k, p in net.collect_params().items()]
+        ours = [[k[len(net.prefix) :], list(p.shape)] for k, p in net.collect_params().items()]
         assert ours == found[name]["params"], name
         assert re.sub(r"\d+_$", "", net.prefix) == re.sub(r"\d+_$", "", found[name]["prefix"])
         assert repr(net) == found[name]["repr"], name
@@ -257,8 +282,9 @@ def test_mxnet_weights_give_mxnets_numbers(fast_references, name, size, kwargs, 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,size,kwargs,dtype", SLOW, ids=[case[0] for case in SLOW])
-def test_mxnet_weights_give_mxnets_numbers_large_inputs(mxnet_python, tmp_path, name, size,
-                                                        kwargs, dtype):
+def test_mxnet_weights_give_mxnets_numbers_large_inputs(
+    mxnet_python, tmp_path, name, size, kwargs, dtype
+):
     folders = _generate(mxnet_python, tmp_path, [(name, size, kwargs, dtype)])
     _check(name, kwargs, folders[name])
 
@@ -287,9 +313,11 @@ def test_mxnet_loads_what_symgrad_saves_and_exports(mxnet_python, tmp_path):
     """The other way: weights saved here (``save_parameters``) load into MXNet's
     own ``get_model``, and the exported symbol and parameters into MXNet's
     ``SymbolBlock.imports``; both give this network's prediction-mode output."""
-    cases = [("resnet18_v2", 32, {"thumbnail": True, "classes": 10}),
-             ("mobilenetv2_0.25", 32, {"classes": 10}),
-             ("squeezenet1.1", 224, {"classes": 10})]
+    cases = [
+        ("resnet18_v2", 32, {"thumbnail": True, "classes": 10}),
+        ("mobilenetv2_0.25", 32, {"classes": 10}),
+        ("squeezenet1.1", 224, {"classes": 10}),
+    ]
     config, ours = [], {}
     rng = np.random.RandomState(11)
     for name, size, kwargs in cases:
@@ -314,11 +342,15 @@ def test_mxnet_loads_what_symgrad_saves_and_exports(mxnet_python, tmp_path):
     run_mxnet(mxnet_python, _LOAD_OURS_SCRIPT, tmp_path, str(tmp_path / "cases.json"))
     for name, _, _ in cases:
         _close(np.load(tmp_path / name / "mxnet_y.npy"), ours[name], f"{name}: MXNet get_model")
-        _close(np.load(tmp_path / name / "mxnet_imported_y.npy"), ours[name],
-               f"{name}: MXNet SymbolBlock.imports")
+        _close(
+            np.load(tmp_path / name / "mxnet_imported_y.npy"),
+            ours[name],
+            f"{name}: MXNet SymbolBlock.imports",
+        )
 
 
 @pytest.mark.parametrize("name,size,kwargs,dtype", TRAIN, ids=[case[0] for case in TRAIN])
-def test_training_mode_gives_mxnets_numbers_and_statistics(train_references, name, size,
-                                                           kwargs, dtype):
+def test_training_mode_gives_mxnets_numbers_and_statistics(
+    train_references, name, size, kwargs, dtype
+):
     _check(name, kwargs, train_references[name], train=True)

@@ -23,7 +23,7 @@ import symgrad
 
 pytestmark = pytest.mark.interop
 
-SCRIPT = r'''
+SCRIPT = r"""
 import json, logging, os, sys
 import numpy as np
 
@@ -82,7 +82,7 @@ json.dump({"log": [m for m in messages if "Time cost" not in m], "batches": batc
            "score": [[n, float(v)] for n, v in score],
            "output_shapes": [[n, list(s)] for n, s in mod.output_shapes]},
           open(os.path.join(work, mode + ".json"), "w"))
-'''
+"""
 
 
 def _make_data(work) -> None:
@@ -92,11 +92,13 @@ def _make_data(work) -> None:
     Xv = rng.normal(size=(40, 6)).astype(np.float32)
     yv = ((Xv[:, 0] + Xv[:, 1] > 0).astype(np.float32) + (Xv[:, 2] > 0.8)).astype(np.float32)
     np.savez(work / "data.npz", X=X, y=y, Xv=Xv, yv=yv)
-    np.savez(work / "init.npz",
-             fc1_weight=rng.normal(0, 0.4, (16, 6)).astype(np.float32),
-             fc1_bias=rng.normal(0, 0.1, (16,)).astype(np.float32),
-             fc2_weight=rng.normal(0, 0.4, (3, 16)).astype(np.float32),
-             fc2_bias=np.zeros(3, np.float32))
+    np.savez(
+        work / "init.npz",
+        fc1_weight=rng.normal(0, 0.4, (16, 6)).astype(np.float32),
+        fc1_bias=rng.normal(0, 0.1, (16,)).astype(np.float32),
+        fc2_weight=rng.normal(0, 0.4, (3, 16)).astype(np.float32),
+        fc2_bias=np.zeros(3, np.float32),
+    )
 
 
 def _run_script(source: str, work, *args: str) -> None:
@@ -126,8 +128,9 @@ def _assert_same_run(ours: dict, theirs: dict) -> None:
     log_ours, log_theirs = _parse_log(ours["log"]), _parse_log(theirs["log"])
     assert [k for k, _ in log_ours] == [k for k, _ in log_theirs]
     assert any("Validation-cross-entropy" in k for k, _ in log_ours)
-    np.testing.assert_allclose([v for _, v in log_ours], [v for _, v in log_theirs],
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        [v for _, v in log_ours], [v for _, v in log_theirs], rtol=1e-4, atol=1e-5
+    )
     assert len(ours["batches"]) == len(theirs["batches"]) > 0
     np.testing.assert_allclose(ours["batches"], theirs["batches"], rtol=1e-4, atol=1e-5)
     assert ours["score"][0][0] == theirs["score"][0][0] == "accuracy"
@@ -145,8 +148,7 @@ def runs(mxnet_python, tmp_path_factory):
         (there / name).write_bytes((here / name).read_bytes())
     run_mxnet(mxnet_python, "import mxnet as mx\n" + SCRIPT, there, str(there), "fresh")
     _run_here(here, "fresh")
-    run_mxnet(mxnet_python, "import mxnet as mx\n" + SCRIPT, there, str(there), "resume",
-              str(here))
+    run_mxnet(mxnet_python, "import mxnet as mx\n" + SCRIPT, there, str(there), "resume", str(here))
     _run_here(here, "resume", str(there))
     return here, there
 
@@ -161,12 +163,15 @@ def test_fit_score_predict_match_mxnet(runs):
     pred_ours, pred_theirs = np.load(here / "fresh-pred.npy"), np.load(there / "fresh-pred.npy")
     assert pred_ours.shape == (40, 3)  # the last batch's padding removed
     np.testing.assert_allclose(pred_ours, pred_theirs, rtol=1e-4, atol=1e-5)
-    params_ours, params_theirs = np.load(here / "fresh-params.npz"), \
-        np.load(there / "fresh-params.npz")
+    params_ours, params_theirs = (
+        np.load(here / "fresh-params.npz"),
+        np.load(there / "fresh-params.npz"),
+    )
     assert sorted(params_ours.files) == sorted(params_theirs.files)
     for name in params_ours.files:
-        np.testing.assert_allclose(params_ours[name], params_theirs[name], rtol=1e-4,
-                                   atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(
+            params_ours[name], params_theirs[name], rtol=1e-4, atol=1e-5, err_msg=name
+        )
 
 
 def test_resume_from_each_others_checkpoints(runs):
@@ -177,14 +182,16 @@ def test_resume_from_each_others_checkpoints(runs):
     theirs = json.loads((there / "resume.json").read_text())
     _assert_same_run(ours, theirs)
     assert ours["log"][0].startswith("Epoch[3] Train-accuracy=")
-    np.testing.assert_allclose(np.load(here / "resume-pred.npy"),
-                               np.load(there / "resume-pred.npy"), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        np.load(here / "resume-pred.npy"), np.load(there / "resume-pred.npy"), rtol=1e-4, atol=1e-5
+    )
     for name, value in np.load(here / "resume-params.npz").items():
-        np.testing.assert_allclose(value, np.load(there / "resume-params.npz")[name],
-                                   rtol=1e-4, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(
+            value, np.load(there / "resume-params.npz")[name], rtol=1e-4, atol=1e-5, err_msg=name
+        )
 
 
-BATCHNORM_SCRIPT = r'''
+BATCHNORM_SCRIPT = r"""
 import json, os, sys
 import numpy as np
 
@@ -214,7 +221,7 @@ json.dump({"start": start, "score": mod.score(train, "ce"),
            "params": {k: v.asnumpy().tolist() for k, v in list(args.items()) + list(auxs.items())},
            "pred": mod.predict(train).asnumpy().tolist()},
           open(os.path.join(work, "bn.json"), "w"))
-'''
+"""
 
 
 def test_batchnorm_network_with_adam_matches_mxnet(runs, mxnet_python):
@@ -232,12 +239,13 @@ def test_batchnorm_network_with_adam_matches_mxnet(runs, mxnet_python):
     assert sorted(ours["params"]) == sorted(theirs["params"])
     assert "bn1_moving_var" in ours["params"]
     for name, value in ours["params"].items():
-        np.testing.assert_allclose(value, theirs["params"][name], rtol=1e-4, atol=1e-5,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            value, theirs["params"][name], rtol=1e-4, atol=1e-5, err_msg=name
+        )
     np.testing.assert_allclose(ours["pred"], theirs["pred"], rtol=1e-4, atol=1e-5)
 
 
-FEEDFORWARD_SCRIPT = r'''
+FEEDFORWARD_SCRIPT = r"""
 import json, logging, os, sys, warnings
 import numpy as np
 
@@ -281,7 +289,7 @@ json.dump({"log": [m for m in messages if "Time cost" not in m], "batches": batc
            "begin": again.begin_epoch}, open(os.path.join(work, "ff.json"), "w"))
 logger.removeHandler(collect)
 logger.setLevel(level)
-'''
+"""
 
 
 def test_feedforward_matches_mxnet(runs, mxnet_python):
@@ -297,17 +305,23 @@ def test_feedforward_matches_mxnet(runs, mxnet_python):
     # 3 batches of 4 an epoch: epoch 0 leaves the iterator at batch 3, epoch 1
     # exhausts it after one batch, resets it and goes on
     plain = [line for line in ours["log"][:-1] if "=" not in line]
-    assert plain == [line for line in theirs["log"][:-1] if "=" not in line] == \
-        ["Start training with [cpu(0)]", "Epoch[1] Resetting Data Iterator"]
+    assert (
+        plain
+        == [line for line in theirs["log"][:-1] if "=" not in line]
+        == ["Start training with [cpu(0)]", "Epoch[1] Resetting Data Iterator"]
+    )
     for log in (ours["log"], theirs["log"]):
-        assert log[-1].startswith('Saved checkpoint to "') and \
-            log[-1].endswith('ff-0002.params"')
+        assert log[-1].startswith('Saved checkpoint to "') and log[-1].endswith('ff-0002.params"')
     valued_ours = _parse_log([line for line in ours["log"][:-1] if "=" in line])
     valued_theirs = _parse_log([line for line in theirs["log"][:-1] if "=" in line])
-    assert [k for k, _ in valued_ours] == [k for k, _ in valued_theirs] == \
-        ["Epoch[0] Validation-accuracy", "Epoch[1] Validation-accuracy"]
-    np.testing.assert_allclose([v for _, v in valued_ours], [v for _, v in valued_theirs],
-                               atol=1e-6)
+    assert (
+        [k for k, _ in valued_ours]
+        == [k for k, _ in valued_theirs]
+        == ["Epoch[0] Validation-accuracy", "Epoch[1] Validation-accuracy"]
+    )
+    np.testing.assert_allclose(
+        [v for _, v in valued_ours], [v for _, v in valued_theirs], atol=1e-6
+    )
     assert [b[:2] for b in ours["batches"]] == [[0, 1], [0, 2], [0, 3], [1, 1], [1, 2], [1, 3]]
     np.testing.assert_allclose(ours["batches"], theirs["batches"], atol=1e-6)
     assert ours["score"] == pytest.approx(theirs["score"], abs=1e-6)
@@ -315,11 +329,12 @@ def test_feedforward_matches_mxnet(runs, mxnet_python):
     np.testing.assert_allclose(ours["pred"], theirs["pred"], rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(ours["data"], theirs["data"])
     for name, value in ours["params"].items():
-        np.testing.assert_allclose(value, theirs["params"][name], rtol=1e-4, atol=1e-5,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            value, theirs["params"][name], rtol=1e-4, atol=1e-5, err_msg=name
+        )
 
 
-EXPORT_BODY = r'''
+EXPORT_BODY = r"""
 import numpy as np
 import mxnet as mx
 mx.random.seed(11)
@@ -331,9 +346,9 @@ net.initialize(mx.init.Xavier())
 net.hybridize()
 net(mx.nd.ones((2, 6)))
 net.export("body", epoch=5)
-'''
+"""
 
-FINETUNE_SCRIPT = r'''
+FINETUNE_SCRIPT = r"""
 import json, os, sys
 import numpy as np
 
@@ -356,7 +371,7 @@ json.dump({"score": mod.score(train, "ce"), "frozen": frozen,
            "unchanged": all(np.array_equal(new_args[k].asnumpy(), args[k].asnumpy())
                             for k in frozen)},
           open(os.path.join(work, "finetune.json"), "w"))
-'''
+"""
 
 
 def test_fine_tuning_an_exported_gluon_model_matches_mxnet(runs, mxnet_python):
@@ -381,7 +396,7 @@ def test_fine_tuning_an_exported_gluon_model_matches_mxnet(runs, mxnet_python):
         np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
-STATISTICS_SCRIPT = r'''
+STATISTICS_SCRIPT = r"""
 import json, sys
 import numpy as np
 
@@ -408,14 +423,18 @@ for key, fixed in [("none", []), ("body", ["fc_weight", "fc_bias", "bn_gamma", "
     mod.update()  # marks the parameters dirty: get_params reads the executor's
     moved[key] = mod.get_params()[1]["bn_moving_mean"].asnumpy().tolist()
 json.dump(moved, open(sys.argv[1], "w"))
-'''
+"""
 
 
 def test_batchnorm_statistics_move_only_where_a_gradient_passes(mxnet_python, tmp_path):
     """MXNet updates BatchNorm's moving statistics in its backward, which is skipped
     when neither its data nor gamma/beta needs a gradient (a frozen body)."""
-    run_mxnet(mxnet_python, "import mxnet as mx\n" + STATISTICS_SCRIPT, tmp_path,
-              str(tmp_path / "theirs.json"))
+    run_mxnet(
+        mxnet_python,
+        "import mxnet as mx\n" + STATISTICS_SCRIPT,
+        tmp_path,
+        str(tmp_path / "theirs.json"),
+    )
     _run_script(STATISTICS_SCRIPT, str(tmp_path / "ours.json"))
     ours = json.loads((tmp_path / "ours.json").read_text())
     theirs = json.loads((tmp_path / "theirs.json").read_text())
@@ -425,7 +444,7 @@ def test_batchnorm_statistics_move_only_where_a_gradient_passes(mxnet_python, tm
         np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-5, atol=1e-6)
 
 
-INPUT_GRAD_SCRIPT = r'''
+INPUT_GRAD_SCRIPT = r"""
 import json, sys
 import numpy as np
 
@@ -448,14 +467,18 @@ mod.backward()
 json.dump({"grad": mod.get_input_grads()[0].asnumpy().tolist(),
            "out": mod.get_outputs()[0].asnumpy().tolist(),
            "shapes": [[n, list(s)] for n, s in mod.output_shapes]}, open(sys.argv[1], "w"))
-'''
+"""
 
 
 def test_input_gradients_of_a_small_cnn_match_mxnet(mxnet_python, tmp_path):
     """``inputs_need_grad``: the data gradient (as adversarial-example code reads
     it) of Convolution, Pooling, FullyConnected and SoftmaxOutput."""
-    run_mxnet(mxnet_python, "import mxnet as mx\n" + INPUT_GRAD_SCRIPT, tmp_path,
-              str(tmp_path / "theirs.json"))
+    run_mxnet(
+        mxnet_python,
+        "import mxnet as mx\n" + INPUT_GRAD_SCRIPT,
+        tmp_path,
+        str(tmp_path / "theirs.json"),
+    )
     _run_script(INPUT_GRAD_SCRIPT, str(tmp_path / "ours.json"))
     ours = json.loads((tmp_path / "ours.json").read_text())
     theirs = json.loads((tmp_path / "theirs.json").read_text())
@@ -547,30 +570,39 @@ def test_bucketing_module_matches_mxnet(mxnet_python, tmp_path):
     parameters and optimizer states, as MXNet's do."""
     _run_script(BUCKETING_SCRIPT, str(tmp_path / "ours.json"))
     # MXNet trains too, then loads our checkpoint (symbols, params, .buckets file)
-    run_mxnet(mxnet_python, "import mxnet as mx\n" + BUCKETING_SCRIPT, tmp_path,
-              str(tmp_path / "theirs.json"), str(tmp_path / "ours"))
+    run_mxnet(
+        mxnet_python,
+        "import mxnet as mx\n" + BUCKETING_SCRIPT,
+        tmp_path,
+        str(tmp_path / "theirs.json"),
+        str(tmp_path / "ours"),
+    )
     # and here MXNet's checkpoint loads
     _run_script(BUCKETING_SCRIPT, str(tmp_path / "again.json"), str(tmp_path / "theirs"))
     ours = json.loads((tmp_path / "ours.json").read_text())
     theirs = json.loads((tmp_path / "theirs.json").read_text())
-    np.testing.assert_allclose(np.load(tmp_path / "theirs-other.npy"), ours["pred"],
-                               rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.load(tmp_path / "again-other.npy"), theirs["pred"],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "theirs-other.npy"), ours["pred"], rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        np.load(tmp_path / "again-other.npy"), theirs["pred"], rtol=1e-5, atol=1e-6
+    )
     for key in (3, 5):
         assert (tmp_path / f"ours-{key}-symbol.json").exists()
     assert ours["buckets"] == theirs["buckets"] == [3, 5]
     log_ours, log_theirs = _parse_log(ours["log"]), _parse_log(theirs["log"])
     assert [k for k, _ in log_ours] == [k for k, _ in log_theirs]
-    np.testing.assert_allclose([v for _, v in log_ours], [v for _, v in log_theirs],
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        [v for _, v in log_ours], [v for _, v in log_theirs], rtol=1e-4, atol=1e-5
+    )
     np.testing.assert_allclose(ours["pred"], theirs["pred"], rtol=1e-4, atol=1e-5)
     for name, value in ours["params"].items():
-        np.testing.assert_allclose(value, theirs["params"][name], rtol=1e-4, atol=1e-5,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            value, theirs["params"][name], rtol=1e-4, atol=1e-5, err_msg=name
+        )
 
 
-CHECK_THEIRS = r'''
+CHECK_THEIRS = r"""
 import json, sys
 import mxnet as mx
 import numpy as np
@@ -579,21 +611,26 @@ json.dump({"args": sym.list_arguments(), "aux": sorted(auxs),
            "values": {k: v.asnumpy().tolist() for k, v in args.items()}},
           open("loaded.json", "w"))
 mx.model.save_checkpoint("mxsaved", 7, sym, args, auxs)
-'''
+"""
 
 
 def test_checkpoint_files_load_both_ways(runs, mxnet_python, tmp_path):
     here, there = runs
     # MXNet's do_checkpoint files (epoch 2 of 3) load here
     symbol, args, auxs = symgrad.model.load_checkpoint(str(there / "ck"), 2)
-    assert symbol.list_arguments() == ["data", "fc1_weight", "fc1_bias", "fc2_weight",
-                                       "fc2_bias", "softmax_label"]
+    assert symbol.list_arguments() == [
+        "data",
+        "fc1_weight",
+        "fc1_bias",
+        "fc2_weight",
+        "fc2_bias",
+        "softmax_label",
+    ]
     assert sorted(args) == ["fc1_bias", "fc1_weight", "fc2_bias", "fc2_weight"]
     assert auxs == {}
     ours_sym, ours_args, _ = symgrad.model.load_checkpoint(str(here / "ck"), 2)
     for name, value in args.items():  # the same training: the same epoch-2 weights
-        np.testing.assert_allclose(ours_args[name].asnumpy(), value.asnumpy(), rtol=1e-4,
-                                   atol=1e-5)
+        np.testing.assert_allclose(ours_args[name].asnumpy(), value.asnumpy(), rtol=1e-4, atol=1e-5)
     # ours load in MXNet, and what MXNet's save_checkpoint writes of them loads here
     run_mxnet(mxnet_python, CHECK_THEIRS, tmp_path, str(here / "ck"))
     loaded = json.loads((tmp_path / "loaded.json").read_text())
@@ -607,7 +644,7 @@ def test_checkpoint_files_load_both_ways(runs, mxnet_python, tmp_path):
         np.testing.assert_array_equal(value.asnumpy(), ours_args[name].asnumpy())
 
 
-RNN_EXPORT = r'''
+RNN_EXPORT = r"""
 import mxnet as mx
 import numpy as np
 mx.random.seed(3)
@@ -634,7 +671,7 @@ net.hybridize()
 x = mx.nd.array(np.load("x.npy"))
 np.save("y.npy", net(x).asnumpy())
 net.export("rnn")
-'''
+"""
 
 
 def test_exported_rnn_cells_with_zero_sized_begin_states(mxnet_python, tmp_path):
@@ -650,14 +687,17 @@ def test_exported_rnn_cells_with_zero_sized_begin_states(mxnet_python, tmp_path)
     arg_shapes, out_shapes, _ = symbol.infer_shape(data=(2, 3, 4))
     assert out_shapes == [(2, 3, 6)]
     assert dict(zip(symbol.list_arguments(), arg_shapes))["data"] == (2, 3, 4)
-    block = symgrad.gluon.SymbolBlock.imports(str(tmp_path / "rnn-symbol.json"), ["data"],
-                                              str(tmp_path / "rnn-0000.params"))
-    np.testing.assert_allclose(block(symgrad.nd.array(x)).asnumpy(),
-                               np.load(tmp_path / "y.npy"), rtol=1e-5, atol=1e-6)
+    block = symgrad.gluon.SymbolBlock.imports(
+        str(tmp_path / "rnn-symbol.json"), ["data"], str(tmp_path / "rnn-0000.params")
+    )
+    np.testing.assert_allclose(
+        block(symgrad.nd.array(x)).asnumpy(), np.load(tmp_path / "y.npy"), rtol=1e-5, atol=1e-6
+    )
     # and a Module runs the file too
     mod = symgrad.mod.Module(symbol, label_names=None)
     mod.bind(data_shapes=[("data", (2, 3, 4))], for_training=False)
     mod.set_params(args, auxs)
     mod.forward(symgrad.io.DataBatch([symgrad.nd.array(x)]))
-    np.testing.assert_allclose(mod.get_outputs()[0].asnumpy(), np.load(tmp_path / "y.npy"),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        mod.get_outputs()[0].asnumpy(), np.load(tmp_path / "y.npy"), rtol=1e-5, atol=1e-6
+    )

@@ -37,8 +37,15 @@ def _close(ours, theirs, what: str) -> None:
 # the fused op
 # ---------------------------------------------------------------------------
 
-OP_CASES = [("rnn_relu", False), ("rnn_tanh", False), ("lstm", False), ("gru", False),
-            ("lstm", True), ("gru", True), ("rnn_tanh", True)]
+OP_CASES = [
+    ("rnn_relu", False),
+    ("rnn_tanh", False),
+    ("lstm", False),
+    ("gru", False),
+    ("lstm", True),
+    ("gru", True),
+    ("rnn_tanh", True),
+]
 STEPS, BATCH, FEATURES, HIDDEN, LAYERS = 5, 3, 4, 6, 2
 
 OP_SCRIPT = """
@@ -70,8 +77,11 @@ def _op_inputs(rng, mode: str, bidirectional: bool) -> dict[str, np.ndarray]:
     directions = 2 if bidirectional else 1
     size = rnn_param_size(mode, LAYERS, FEATURES, HIDDEN, bidirectional)
     state = (LAYERS * directions, BATCH, HIDDEN)
-    values = {"data": rng.uniform(-1, 1, (STEPS, BATCH, FEATURES)),
-              "params": rng.uniform(-0.4, 0.4, (size,)), "state": rng.uniform(-1, 1, state)}
+    values = {
+        "data": rng.uniform(-1, 1, (STEPS, BATCH, FEATURES)),
+        "params": rng.uniform(-0.4, 0.4, (size,)),
+        "state": rng.uniform(-1, 1, state),
+    }
     if mode == "lstm":
         values["cell"] = rng.uniform(-1, 1, state)
     return {k: v.astype(np.float32) for k, v in values.items()}
@@ -97,8 +107,14 @@ def test_rnn_op_matches_mxnet(mxnet_python, tmp_path):
         for a in args:
             a.attach_grad()
         with mx.autograd.record():
-            outs = mx.nd.RNN(*args, state_size=HIDDEN, num_layers=LAYERS, mode=mode,
-                             bidirectional=bidirectional, state_outputs=True)
+            outs = mx.nd.RNN(
+                *args,
+                state_size=HIDDEN,
+                num_layers=LAYERS,
+                mode=mode,
+                bidirectional=bidirectional,
+                state_outputs=True,
+            )
             loss = sum((o * mx.nd.array(h)).sum() for o, h in zip(outs, heads))
         loss.backward()
         ours.update({f"{k}_out{i}": o.asnumpy() for i, o in enumerate(outs)})
@@ -121,37 +137,66 @@ def test_rnn_op_matches_mxnet(mxnet_python, tmp_path):
 # run on their begin states and return (outputs, states); cells unroll over NTC
 # inputs. Every case runs in prediction mode (DropoutCell, ZoneoutCell: identity).
 GLUON_CASES = {
-    "lstm_2_layers": ("net = rnn.LSTM(6, num_layers=2, prefix='lstm2_')", "layer",
-                      (5, 3, 4), {}),
-    "lstm_bidirectional_ntc": ("net = rnn.LSTM(4, num_layers=2, bidirectional=True, "
-                               "layout='NTC', prefix='lstmbi_')", "layer", (3, 5, 4), {}),
+    "lstm_2_layers": ("net = rnn.LSTM(6, num_layers=2, prefix='lstm2_')", "layer", (5, 3, 4), {}),
+    "lstm_bidirectional_ntc": (
+        "net = rnn.LSTM(4, num_layers=2, bidirectional=True, layout='NTC', prefix='lstmbi_')",
+        "layer",
+        (3, 5, 4),
+        {},
+    ),
     "gru_2_layers": ("net = rnn.GRU(5, num_layers=2, prefix='gru2_')", "layer", (5, 3, 4), {}),
-    "gru_bidirectional": ("net = rnn.GRU(5, bidirectional=True, prefix='grubi_')", "layer",
-                          (5, 3, 4), {}),
-    "rnn_relu": ("net = rnn.RNN(5, num_layers=2, activation='relu', prefix='rnnrelu_')",
-                 "layer", (5, 3, 4), {}),
+    "gru_bidirectional": (
+        "net = rnn.GRU(5, bidirectional=True, prefix='grubi_')",
+        "layer",
+        (5, 3, 4),
+        {},
+    ),
+    "rnn_relu": (
+        "net = rnn.RNN(5, num_layers=2, activation='relu', prefix='rnnrelu_')",
+        "layer",
+        (5, 3, 4),
+        {},
+    ),
     "rnn_cell": ("net = rnn.RNNCell(5, prefix='rc_')", "cell", (3, 5, 4), {}),
-    "lstm_cell_valid_length": ("net = rnn.LSTMCell(5, prefix='lc_')", "cell", (3, 5, 4),
-                               {"valid": [2, 5, 3]}),
-    "gru_cell_steps": ("net = rnn.GRUCell(5, prefix='gc_')", "cell", (3, 5, 4),
-                       {"merge": False}),
-    "sequential": ("net = rnn.SequentialRNNCell(prefix='seq_')\n"
-                   "with net.name_scope():\n"
-                   "    net.add(rnn.LSTMCell(5))\n"
-                   "    net.add(rnn.DropoutCell(0.5))\n"
-                   "    net.add(rnn.GRUCell(4))", "cell", (3, 5, 4), {}),
-    "hybrid_sequential": ("net = rnn.HybridSequentialRNNCell(prefix='hseq_')\n"
-                          "with net.name_scope():\n"
-                          "    net.add(rnn.RNNCell(5, activation='relu'))\n"
-                          "    net.add(rnn.LSTMCell(4))", "cell", (3, 5, 4),
-                          {"valid": [5, 1, 3]}),
-    "bidirectional": ("net = rnn.BidirectionalCell(rnn.LSTMCell(4, prefix='bl_'), "
-                      "rnn.GRUCell(3, prefix='br_'))", "cell", (3, 5, 4),
-                      {"valid": [4, 5, 2]}),
-    "residual": ("net = rnn.ResidualCell(rnn.GRUCell(4, prefix='res_'))", "cell",
-                 (3, 5, 4), {}),
-    "zoneout": ("net = rnn.ZoneoutCell(rnn.LSTMCell(4, prefix='zo_'), 0.3, 0.2)", "cell",
-                (3, 5, 4), {}),
+    "lstm_cell_valid_length": (
+        "net = rnn.LSTMCell(5, prefix='lc_')",
+        "cell",
+        (3, 5, 4),
+        {"valid": [2, 5, 3]},
+    ),
+    "gru_cell_steps": ("net = rnn.GRUCell(5, prefix='gc_')", "cell", (3, 5, 4), {"merge": False}),
+    "sequential": (
+        "net = rnn.SequentialRNNCell(prefix='seq_')\n"
+        "with net.name_scope():\n"
+        "    net.add(rnn.LSTMCell(5))\n"
+        "    net.add(rnn.DropoutCell(0.5))\n"
+        "    net.add(rnn.GRUCell(4))",
+        "cell",
+        (3, 5, 4),
+        {},
+    ),
+    "hybrid_sequential": (
+        "net = rnn.HybridSequentialRNNCell(prefix='hseq_')\n"
+        "with net.name_scope():\n"
+        "    net.add(rnn.RNNCell(5, activation='relu'))\n"
+        "    net.add(rnn.LSTMCell(4))",
+        "cell",
+        (3, 5, 4),
+        {"valid": [5, 1, 3]},
+    ),
+    "bidirectional": (
+        "net = rnn.BidirectionalCell(rnn.LSTMCell(4, prefix='bl_'), rnn.GRUCell(3, prefix='br_'))",
+        "cell",
+        (3, 5, 4),
+        {"valid": [4, 5, 2]},
+    ),
+    "residual": ("net = rnn.ResidualCell(rnn.GRUCell(4, prefix='res_'))", "cell", (3, 5, 4), {}),
+    "zoneout": (
+        "net = rnn.ZoneoutCell(rnn.LSTMCell(4, prefix='zo_'), 0.3, 0.2)",
+        "cell",
+        (3, 5, 4),
+        {},
+    ),
 }
 
 # Runs under both libraries: `mx` and `rnn` are MXNet's or symgrad's.
@@ -194,7 +239,9 @@ def run_case(mx, rnn, code, kind, shape, options, x, params, heads):
     return result
 """
 
-GLUON_SCRIPT = GLUON_RUN + """
+GLUON_SCRIPT = (
+    GLUON_RUN
+    + """
 import json
 import numpy as np
 import mxnet as mx
@@ -210,6 +257,7 @@ for name, (code, kind, shape, options) in cases.items():
     results.update({f'{name}_{k}': v for k, v in out.items()})
 np.savez('gluon_results.npz', **results)
 """
+)
 
 
 def _run_case(*args):
@@ -226,8 +274,9 @@ def test_gluon_layers_and_cells_match_mxnet(mxnet_python, tmp_path):
         shapes = _run_case(mx, rnn, code, kind, shape, options, x, None, None)
         params = {k: rng.uniform(-0.5, 0.5, s).astype(np.float32) for k, s in shapes.items()}
         # the head gradients' shapes come from one forward on these weights
-        first = _run_case(mx, rnn, code, kind, shape, options, x, params,
-                          [np.zeros(1, np.float32)] * 8)
+        first = _run_case(
+            mx, rnn, code, kind, shape, options, x, params, [np.zeros(1, np.float32)] * 8
+        )
         outs = [first[f"out{i}"] for i in range(8) if f"out{i}" in first]
         heads = [rng.uniform(-1, 1, o.shape).astype(np.float32) for o in outs]
         result = _run_case(mx, rnn, code, kind, shape, options, x, params, heads)
@@ -284,18 +333,26 @@ np.savez('lm_results.npz', **{f'out{i}': o.asnumpy() for i, o in enumerate(outs)
 def test_lstm_language_model_exported_by_mxnet_loads_and_runs(mxnet_python, tmp_path):
     rng = np.random.default_rng(11)
     steps, batch = 7, 3
-    inputs = {"tokens": rng.integers(0, 20, (steps, batch)).astype(np.float32),
-              "h": rng.uniform(-1, 1, (2, batch, 6)).astype(np.float32),
-              "c": rng.uniform(-1, 1, (2, batch, 6)).astype(np.float32)}
+    inputs = {
+        "tokens": rng.integers(0, 20, (steps, batch)).astype(np.float32),
+        "h": rng.uniform(-1, 1, (2, batch, 6)).astype(np.float32),
+        "c": rng.uniform(-1, 1, (2, batch, 6)).astype(np.float32),
+    }
     np.savez(tmp_path / "lm_inputs.npz", **inputs)
     run_mxnet(mxnet_python, LM_SCRIPT, tmp_path)
     theirs = np.load(tmp_path / "lm_results.npz")
-    net = mx.gluon.SymbolBlock.imports(str(tmp_path / "lm-symbol.json"),
-                                       ["data0", "data1", "data2"],
-                                       str(tmp_path / "lm-0000.params"))
+    net = mx.gluon.SymbolBlock.imports(
+        str(tmp_path / "lm-symbol.json"),
+        ["data0", "data1", "data2"],
+        str(tmp_path / "lm-0000.params"),
+    )
     names = set(net.collect_params().keys())
-    assert {"lm_lstm0_l0_i2h_weight", "lm_lstm0_l1_h2h_bias",
-            "lm_embedding0_weight", "lm_dense0_weight"} <= names
+    assert {
+        "lm_lstm0_l0_i2h_weight",
+        "lm_lstm0_l1_h2h_bias",
+        "lm_embedding0_weight",
+        "lm_dense0_weight",
+    } <= names
     outs = net(*[mx.nd.array(inputs[k]) for k in ("tokens", "h", "c")])
     assert len(outs) == 3
     for k, out in enumerate(outs):
@@ -372,9 +429,13 @@ def test_mxnet_model_with_zero_begin_states_loads_and_runs(mxnet_python, tmp_pat
     tokens = np.random.default_rng(4).integers(0, 20, (7, 3)).astype(np.float32)
     np.save(tmp_path / "tokens.npy", tokens)
     run_mxnet(mxnet_python, STATELESS_SCRIPT, tmp_path)
-    net = gluon.SymbolBlock.imports(str(tmp_path / "tagger-symbol.json"), ["data"],
-                                    str(tmp_path / "tagger-0000.params"))
+    net = gluon.SymbolBlock.imports(
+        str(tmp_path / "tagger-symbol.json"), ["data"], str(tmp_path / "tagger-0000.params")
+    )
     for batch in (3, 2):  # the zero states follow the batch size of each call
         out = net(mx.nd.array(tokens[:, :batch]))
-        _close(out.asnumpy(), np.load(tmp_path / "theirs.npy")[:, :batch],
-               f"tagger output, batch {batch}")
+        _close(
+            out.asnumpy(),
+            np.load(tmp_path / "theirs.npy")[:, :batch],
+            f"tagger output, batch {batch}",
+        )

@@ -88,6 +88,7 @@ def _assert_same(loaded: mx.nd.NDArray, expected: np.ndarray) -> None:
 
 # -- MXNet writes, symgrad reads ---------------------------------------------------------
 
+
 def test_reads_mxnet_lists_of_every_dtype_and_shape(mxnet_files: Path) -> None:
     loaded = mx.nd.load(str(mxnet_files / "list.nd"))
     reference = np.load(mxnet_files / "list.npz")
@@ -179,16 +180,25 @@ def test_mxnet_reads_what_symgrad_writes(mxnet_python, tmp_path: Path) -> None:
                 arrays.append(rng.standard_normal(shape).astype(dtype))
             else:
                 info = np.iinfo(dtype)
-                arrays.append(rng.integers(info.min, info.max, size=shape, dtype=dtype,
-                                           endpoint=True))
-    named = {"0.weight": rng.standard_normal((4, 3)).astype(np.float32),
-             "aux:running_mean": np.arange(4, dtype=np.float64),
-             "ünï:code": np.array([[7, 8]], dtype=np.int8)}
-    scalars = [np.array(1.25, dtype=np.float32), np.array(3, dtype=np.int32),
-               np.zeros((0, 2), dtype=np.float16), np.ones((2, 1), dtype=np.uint8)]
+                arrays.append(
+                    rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+                )
+    named = {
+        "0.weight": rng.standard_normal((4, 3)).astype(np.float32),
+        "aux:running_mean": np.arange(4, dtype=np.float64),
+        "ünï:code": np.array([[7, 8]], dtype=np.int8),
+    }
+    scalars = [
+        np.array(1.25, dtype=np.float32),
+        np.array(3, dtype=np.int32),
+        np.zeros((0, 2), dtype=np.float16),
+        np.ones((2, 1), dtype=np.uint8),
+    ]
     mx.nd.save(str(tmp_path / "ours_list.nd"), [mx.nd.NDArray(a) for a in arrays])
-    mx.nd.save(str(tmp_path / "ours_dict.params"),
-               {key: mx.nd.NDArray(value) for key, value in named.items()})
+    mx.nd.save(
+        str(tmp_path / "ours_dict.params"),
+        {key: mx.nd.NDArray(value) for key, value in named.items()},
+    )
     mx.nd.save(str(tmp_path / "ours_scalar.nd"), [mx.nd.NDArray(a) for a in scalars])
 
     run_mxnet(mxnet_python, _MXNET_READS, tmp_path)
@@ -266,8 +276,9 @@ def test_gluon_params_files_both_ways(mxnet_python, tmp_path: Path) -> None:
     for key in names["structural"]:
         _assert_same(saved[key], values[key])
     weights = {key: array.asnumpy() for key, array in saved.items()}
-    np.testing.assert_allclose(_dense_net(weights, values["x"]), values["out"], rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        _dense_net(weights, values["x"]), values["out"], rtol=1e-5, atol=1e-6
+    )
 
     # export: the same arrays under 'arg:' + each parameter's full name (no aux here)
     exported = mx.nd.load(str(tmp_path / "net-0003.params"))
@@ -277,11 +288,15 @@ def test_gluon_params_files_both_ways(mxnet_python, tmp_path: Path) -> None:
 
     # symgrad writes new weights in both forms; MXNet loads them and computes with them
     rng = np.random.default_rng(11)
-    ours = {key: rng.standard_normal(values[key].shape).astype(np.float32)
-            for key in names["structural"]}
+    ours = {
+        key: rng.standard_normal(values[key].shape).astype(np.float32)
+        for key in names["structural"]
+    }
     mx.nd.save(str(tmp_path / "ours.params"), {k: mx.nd.NDArray(v) for k, v in ours.items()})
-    mx.nd.save(str(tmp_path / "ours-0000.params"),
-               {"arg:" + names["full"][k]: mx.nd.NDArray(v) for k, v in ours.items()})
+    mx.nd.save(
+        str(tmp_path / "ours-0000.params"),
+        {"arg:" + names["full"][k]: mx.nd.NDArray(v) for k, v in ours.items()},
+    )
     run_mxnet(mxnet_python, _MXNET_GLUON, tmp_path)
     outputs = np.load(tmp_path / "ours_out.npz")
     expected = _dense_net(ours, values["x"])
@@ -326,8 +341,9 @@ def test_symgrad_gluon_reads_and_writes_mxnet_params(mxnet_python, tmp_path: Pat
     net = _symgrad_dense_net()
     net.load_parameters(str(tmp_path / "net.params"))
     np.testing.assert_allclose(net(x).asnumpy(), values["out"], rtol=1e-5, atol=1e-6)
-    imported = gluon.SymbolBlock.imports(str(tmp_path / "net-symbol.json"), ["data"],
-                                         str(tmp_path / "net-0003.params"))
+    imported = gluon.SymbolBlock.imports(
+        str(tmp_path / "net-symbol.json"), ["data"], str(tmp_path / "net-0003.params")
+    )
     np.testing.assert_allclose(imported(x).asnumpy(), values["out"], rtol=1e-5, atol=1e-6)
 
     # symgrad's own weights, written by its Gluon, read by MXNet's
@@ -344,24 +360,32 @@ def test_symgrad_gluon_reads_and_writes_mxnet_params(mxnet_python, tmp_path: Pat
     np.testing.assert_allclose(outputs["imported"], expected, rtol=1e-5, atol=1e-6)
 
 
-def test_old_versions_and_gpu_arrays_read_as_mxnet_reads_them(mxnet_python,
-                                                             tmp_path: Path) -> None:
+def test_old_versions_and_gpu_arrays_read_as_mxnet_reads_them(mxnet_python, tmp_path: Path) -> None:
     # Files of older MXNet versions, laid out by hand: a V1 array (int64 dims), an
     # array of the oldest, magic-less kind (uint32 dims) and a V2 array saved on gpu(1).
     floats = np.arange(6, dtype=np.float32).reshape(2, 3)
     ints = np.arange(-4, 4, dtype=np.int32).reshape(4, 2)
     doubles = np.array([1.5, -2.5], dtype=np.float64)
-    blob = (struct.pack("<QQQ", 0x112, 0, 3)
-            + struct.pack("<II2qiii", 0xF993FAC8, 2, 2, 3, 1, 0, 0) + floats.tobytes()
-            + struct.pack("<I2Iiii", 2, 4, 2, 1, 0, 4) + ints.tobytes()
-            + struct.pack("<Iii1qiii", 0xF993FAC9, 0, 1, 2, 2, 1, 1) + doubles.tobytes()
-            + struct.pack("<Q", 3) + b"".join(struct.pack("<Q", 2) + n for n in
-                                              (b"v1", b"v0", b"gp")))
+    blob = (
+        struct.pack("<QQQ", 0x112, 0, 3)
+        + struct.pack("<II2qiii", 0xF993FAC8, 2, 2, 3, 1, 0, 0)
+        + floats.tobytes()
+        + struct.pack("<I2Iiii", 2, 4, 2, 1, 0, 4)
+        + ints.tobytes()
+        + struct.pack("<Iii1qiii", 0xF993FAC9, 0, 1, 2, 2, 1, 1)
+        + doubles.tobytes()
+        + struct.pack("<Q", 3)
+        + b"".join(struct.pack("<Q", 2) + n for n in (b"v1", b"v0", b"gp"))
+    )
     (tmp_path / "old.nd").write_bytes(blob)
-    contexts = run_mxnet(mxnet_python, "import mxnet as mx, numpy as np\n"
-              "loaded = mx.nd.load('old.nd')\n"
-              "np.savez('old.npz', **{k: v.asnumpy() for k, v in loaded.items()})\n"
-              "print(sorted({str(v.context) for v in loaded.values()}))\n", tmp_path)
+    contexts = run_mxnet(
+        mxnet_python,
+        "import mxnet as mx, numpy as np\n"
+        "loaded = mx.nd.load('old.nd')\n"
+        "np.savez('old.npz', **{k: v.asnumpy() for k, v in loaded.items()})\n"
+        "print(sorted({str(v.context) for v in loaded.values()}))\n",
+        tmp_path,
+    )
     assert contexts.strip() == "['cpu(0)']"  # MXNet without CUDA loads gpu arrays on the CPU
     theirs = np.load(tmp_path / "old.npz")
     ours = mx.nd.load(str(tmp_path / "old.nd"))

@@ -23,7 +23,7 @@ def test_pad_fills_from_the_start():
     np.testing.assert_array_equal(got[2][0], DATA[[8, 9, 0, 1]])
     np.testing.assert_array_equal(got[2][1], LABEL[[8, 9, 0, 1]])
     # a batch larger than the data goes round it more than once
-    (data, _, pad), = batches(mx.io.NDArrayIter(DATA, LABEL, batch_size=23))
+    ((data, _, pad),) = batches(mx.io.NDArrayIter(DATA, LABEL, batch_size=23))
     np.testing.assert_array_equal(data, DATA[np.arange(23) % 10])
     assert pad == 13
 
@@ -61,8 +61,9 @@ def test_names_dicts_and_descriptions():
     assert [d.name for d in it.provide_data] == ["_0_data", "_1_data"]
     assert it.provide_label[0].name == "softmax_label"
     assert it.provide_data[0].shape == (5, 2) and it.provide_data[0].dtype == np.float32
-    it = mx.io.NDArrayIter({"z": DATA, "a": mx.nd.array(DATA * 3)}, batch_size=5,
-                           data_name="ignored")
+    it = mx.io.NDArrayIter(
+        {"z": DATA, "a": mx.nd.array(DATA * 3)}, batch_size=5, data_name="ignored"
+    )
     assert [d.name for d in it.provide_data] == ["a", "z"]  # sorted by name
     batch = next(iter(it))
     np.testing.assert_array_equal(batch.data[0].asnumpy(), DATA[:5] * 3)
@@ -129,8 +130,9 @@ def test_subclassed_iterator_and_resize_iter():
 
 def test_prefetching_iter_joins_iterators_and_resets():
     first = mx.io.NDArrayIter(DATA, LABEL, batch_size=4)
-    second = mx.io.NDArrayIter(DATA * 10, LABEL * 10, batch_size=4, data_name="other",
-                               label_name="other_label")
+    second = mx.io.NDArrayIter(
+        DATA * 10, LABEL * 10, batch_size=4, data_name="other", label_name="other_label"
+    )
     it = mx.io.PrefetchingIter([first, second], rename_data=[{"data": "x"}, {"other": "y"}])
     assert [d.name for d in it.provide_data] == ["x", "y"]
     assert [d.name for d in it.provide_label] == ["softmax_label", "other_label"]
@@ -196,15 +198,17 @@ def test_mnist_iter_reads_idx_files(tmp_path):
     with gzip.open(tmp_path / "img.gz", "wb") as f:
         f.write(struct.pack(">IIII", 2051, 5, 28, 28) + images.tobytes())
     (tmp_path / "lab").write_bytes(struct.pack(">II", 2049, 5) + bytes(range(5)))
-    it = mx.io.MNISTIter(image=str(tmp_path / "img.gz"), label=str(tmp_path / "lab"),
-                         batch_size=2, shuffle=False)
+    it = mx.io.MNISTIter(
+        image=str(tmp_path / "img.gz"), label=str(tmp_path / "lab"), batch_size=2, shuffle=False
+    )
     got = batches(it)
     assert len(got) == 2  # the short last batch is dropped
     np.testing.assert_allclose(got[1][0], images[2:4, None] / 256.0)
     assert got[1][1].tolist() == [2, 3]
-    shuffled = mx.io.MNISTIter(image=str(tmp_path / "img.gz"), label=str(tmp_path / "lab"),
-                               batch_size=5, flat=True, seed=1)
-    (data, label, _), = batches(shuffled)
+    shuffled = mx.io.MNISTIter(
+        image=str(tmp_path / "img.gz"), label=str(tmp_path / "lab"), batch_size=5, flat=True, seed=1
+    )
+    ((data, label, _),) = batches(shuffled)
     assert data.shape == (5, 784) and sorted(label.tolist()) == [0, 1, 2, 3, 4]
     np.testing.assert_allclose(data, images[label.astype(int)].reshape(5, -1) / 256.0)
 
@@ -232,6 +236,5 @@ def test_callback_save_checkpoint_is_the_model_one(tmp_path):
     callback module imports it), ``remove_amp_cast`` included."""
     assert mx.callback.save_checkpoint is mx.model.save_checkpoint
     prefix = str(tmp_path / "ck")
-    mx.callback.save_checkpoint(prefix, 2, None, {"w": mx.nd.ones((2,))}, {},
-                                remove_amp_cast=False)
+    mx.callback.save_checkpoint(prefix, 2, None, {"w": mx.nd.ones((2,))}, {}, remove_amp_cast=False)
     assert list(mx.nd.load(prefix + "-0002.params")) == ["arg:w"]

@@ -36,10 +36,22 @@ SCRIPT = textwrap.dedent("""
 
 
 def run(cache_dir, **env):
-    environment = dict(os.environ, SYMGRAD_CACHE_DIR=str(cache_dir), SYMGRAD_BACKEND="compiled",
-                       SYMGRAD_COMPILE="sync", PYTHONPATH=str(ROOT), **env)
-    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                          env=environment, cwd=ROOT, timeout=600)
+    environment = dict(
+        os.environ,
+        SYMGRAD_CACHE_DIR=str(cache_dir),
+        SYMGRAD_BACKEND="compiled",
+        SYMGRAD_COMPILE="sync",
+        PYTHONPATH=str(ROOT),
+        **env,
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -91,14 +103,26 @@ def test_unwritable_cache_directory_falls_back(tmp_path):
 
 OTHER_SCRIPT = SCRIPT.replace("nd.tanh(x) * nd.sigmoid(x)", "nd.sin(x) * nd.sigmoid(x)").replace(
     "expected = (1 - t * t) * s + t * s * (1 - s)",
-    "expected = np.cos(xs) * s + np.sin(xs) * s * (1 - s)")
+    "expected = np.cos(xs) * s + np.sin(xs) * s * (1 - s)",
+)
 
 
 def _start(cache_dir, script):
-    environment = dict(os.environ, SYMGRAD_CACHE_DIR=str(cache_dir), SYMGRAD_BACKEND="compiled",
-                       SYMGRAD_COMPILE="sync", PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=environment, cwd=ROOT)
+    environment = dict(
+        os.environ,
+        SYMGRAD_CACHE_DIR=str(cache_dir),
+        SYMGRAD_BACKEND="compiled",
+        SYMGRAD_COMPILE="sync",
+        PYTHONPATH=str(ROOT),
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        cwd=ROOT,
+    )
 
 
 def _result(process):
@@ -111,8 +135,7 @@ def test_processes_compiling_into_one_directory_at_once(tmp_path):
     # Two processes compile the same program and one a different program, at the
     # same time, into one empty directory: all correct, no warnings, and afterwards a
     # new process loads everything.
-    processes = [_start(tmp_path, SCRIPT), _start(tmp_path, SCRIPT),
-                 _start(tmp_path, OTHER_SCRIPT)]
+    processes = [_start(tmp_path, SCRIPT), _start(tmp_path, SCRIPT), _start(tmp_path, OTHER_SCRIPT)]
     for result in [_result(p) for p in processes]:
         assert result["error"] < 1e-12, result
         assert result["warnings"] == []
@@ -131,10 +154,19 @@ os.replace = _full
 
 def test_full_disk_falls_back_with_one_warning(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-c", FULL_DISK + SCRIPT], capture_output=True, text=True, cwd=ROOT,
-        timeout=600, env=dict(os.environ, SYMGRAD_CACHE_DIR=str(tmp_path),
-                              SYMGRAD_BACKEND="compiled", SYMGRAD_COMPILE="sync",
-                              PYTHONPATH=str(ROOT)))
+        [sys.executable, "-c", FULL_DISK + SCRIPT],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env=dict(
+            os.environ,
+            SYMGRAD_CACHE_DIR=str(tmp_path),
+            SYMGRAD_BACKEND="compiled",
+            SYMGRAD_COMPILE="sync",
+            PYTHONPATH=str(ROOT),
+        ),
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["error"] < 1e-12

@@ -146,8 +146,9 @@ def _two_bit_reference(grads, threshold):
     residual, sent_all = np.zeros_like(grads[0]), []
     for grad in grads:
         residual = residual + grad
-        sent = np.where(residual >= threshold, threshold,
-                        np.where(residual <= -threshold, -threshold, 0.0))
+        sent = np.where(
+            residual >= threshold, threshold, np.where(residual <= -threshold, -threshold, 0.0)
+        )
         residual = residual - sent
         sent_all.append(sent)
     return sent_all, residual
@@ -185,8 +186,13 @@ def _trained(kvstore, update_on_kvstore):
     w = gluon.Parameter("w", shape=(4,))
     w.initialize()
     w.set_data(mx.nd.array(rng.normal(size=4)))
-    trainer = gluon.Trainer([w], "sgd", {"learning_rate": 0.1, "momentum": 0.9},
-                            kvstore=kvstore, update_on_kvstore=update_on_kvstore)
+    trainer = gluon.Trainer(
+        [w],
+        "sgd",
+        {"learning_rate": 0.1, "momentum": 0.9},
+        kvstore=kvstore,
+        update_on_kvstore=update_on_kvstore,
+    )
     for _ in range(4):
         with mx.autograd.record():
             loss = (w.data() * w.data() * w.data()).sum()
@@ -212,12 +218,13 @@ def test_trainer_states_go_through_the_store(tmp_path):
     trainer.save_states(str(tmp_path / "states"))
     states = mx.optimizer.get_updater(mx.optimizer.create("sgd"))
     states.set_states((tmp_path / "states").read_bytes())
-    assert isinstance(states.optimizer, mx.optimizer.SGD)    # dumped with the states
-    assert set(states.states) == {0}                          # the momentum of w
+    assert isinstance(states.optimizer, mx.optimizer.SGD)  # dumped with the states
+    assert set(states.states) == {0}  # the momentum of w
     fresh, _ = _trained(mx.kv.create("local"), True)
     fresh.load_states(str(tmp_path / "states"))
-    np.testing.assert_array_equal(fresh._kvstore._updater.states[0].asnumpy(),
-                                  states.states[0].asnumpy())
+    np.testing.assert_array_equal(
+        fresh._kvstore._updater.states[0].asnumpy(), states.states[0].asnumpy()
+    )
     assert fresh.optimizer is fresh._kvstore._updater.optimizer
 
 
@@ -225,8 +232,12 @@ def test_trainer_states_go_through_the_store(tmp_path):
 @pytest.fixture
 def dist_env(monkeypatch):
     """Two server shards and a small split bound, so that big keys are cut."""
-    for name in ("DASK_SCHEDULER_ADDRESS", "SYMGRAD_KVSTORE_RANK",
-                 "SYMGRAD_KVSTORE_NUM_WORKERS", "DMLC_NUM_WORKER"):
+    for name in (
+        "DASK_SCHEDULER_ADDRESS",
+        "SYMGRAD_KVSTORE_RANK",
+        "SYMGRAD_KVSTORE_NUM_WORKERS",
+        "DMLC_NUM_WORKER",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SYMGRAD_KVSTORE_NUM_SERVERS", "2")
     monkeypatch.setenv("MXNET_KVSTORE_BIGARRAY_BOUND", "10")
@@ -258,8 +269,9 @@ def test_dist_store_in_one_process_matches_local(dist_env, tmp_path):
             grad = mx.nd.array(rng.normal(size=(4, 6)))
             kv.push("big", grad)
             local.push("big", grad)
-        np.testing.assert_allclose(_pulled(kv, "big", (4, 6)), _pulled(local, "big", (4, 6)),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            _pulled(kv, "big", (4, 6)), _pulled(local, "big", (4, 6)), rtol=1e-6
+        )
         # the states gathered from both shards are the local store's
         kv.save_optimizer_states(str(tmp_path / "dist"))
         local.save_optimizer_states(str(tmp_path / "local"))
@@ -274,8 +286,9 @@ def test_dist_store_in_one_process_matches_local(dist_env, tmp_path):
         grad = mx.nd.ones((4, 6))
         kv.push("big", grad)
         local.push("big", grad)
-        np.testing.assert_allclose(_pulled(kv, "big", (4, 6)), _pulled(local, "big", (4, 6)),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            _pulled(kv, "big", (4, 6)), _pulled(local, "big", (4, 6)), rtol=1e-6
+        )
         traffic = kv.traffic()
         assert len(traffic) == 2 and all(t["bytes_in"] > 0 for t in traffic)
     finally:
@@ -336,8 +349,11 @@ print(json.dumps(out))
 
 @pytest.mark.interop
 def test_local_store_numbers_equal_mxnet(mxnet_python, tmp_path):
-    theirs = json.loads(run_mxnet(mxnet_python, SCRIPT.format(imports="import mxnet as mx"),
-                                  tmp_path).strip().splitlines()[-1])
+    theirs = json.loads(
+        run_mxnet(mxnet_python, SCRIPT.format(imports="import mxnet as mx"), tmp_path)
+        .strip()
+        .splitlines()[-1]
+    )
     namespace: dict = {}
     import contextlib
     import io
@@ -348,5 +364,6 @@ def test_local_store_numbers_equal_mxnet(mxnet_python, tmp_path):
     ours = json.loads(buffer.getvalue().strip().splitlines()[-1])
     assert set(ours) == set(theirs)
     for name in theirs:
-        np.testing.assert_allclose(np.array(ours[name]), np.array(theirs[name]), rtol=1e-5,
-                                   atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(
+            np.array(ours[name]), np.array(theirs[name]), rtol=1e-5, atol=1e-7, err_msg=name
+        )

@@ -27,15 +27,24 @@ from symgrad import gluon
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _launch(tmp_path: Path, source: str, *args: str, workers: int = 2, timeout: float = 240,
-            env: dict | None = None) -> subprocess.CompletedProcess:
+def _launch(
+    tmp_path: Path,
+    source: str,
+    *args: str,
+    workers: int = 2,
+    timeout: float = 240,
+    env: dict | None = None,
+) -> subprocess.CompletedProcess:
     script = tmp_path / "script.py"
     script.write_text(source)
-    return subprocess.run([sys.executable, "-m", "symgrad.launch", "-n", str(workers),
-                           str(script), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=str(tmp_path),
-                          env={**os.environ, "PYTHONPATH": str(ROOT),
-                               "SYMGRAD_KVSTORE_TIMEOUT": "60", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "symgrad.launch", "-n", str(workers), str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(tmp_path),
+        env={**os.environ, "PYTHONPATH": str(ROOT), "SYMGRAD_KVSTORE_TIMEOUT": "60", **(env or {})},
+    )
 
 
 def _check(done: subprocess.CompletedProcess) -> None:
@@ -43,7 +52,7 @@ def _check(done: subprocess.CompletedProcess) -> None:
 
 
 # -- training -----------------------------------------------------------------------------
-MLP = r'''
+MLP = r"""
 import json, os, sys
 import numpy as np
 import symgrad as mx
@@ -107,7 +116,7 @@ if __name__ == "__main__":
                           params={"learning_rate": 0.01})
     np.savez(os.path.join(out, f"rank{rank}.npz"),
              *[a for group in (sync, pushpull, adam) for a in group])
-'''
+"""
 
 
 def _single_process_reference() -> list[np.ndarray]:
@@ -128,15 +137,21 @@ def test_dist_sync_training_equals_one_process_on_the_concatenated_batches(tmp_p
             got = [saved[f"arr_{i}"] for i in range(len(saved.files))]
         assert len(got) == len(expected) == 12
         for i, (a, b) in enumerate(zip(got, expected)):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5,
-                                       err_msg=f"rank {rank}, array {i}")
+            np.testing.assert_allclose(
+                a, b, rtol=1e-4, atol=1e-5, err_msg=f"rank {rank}, array {i}"
+            )
         # the reference moved: the check is not of the initial weights
         with np.load(tmp_path / "rank0.npz") as saved:
-            assert not np.allclose(saved["arr_0"], np.random.default_rng(0).normal(
-                0, 0.5, saved["arr_0"].shape), atol=1e-3)
+            assert not np.allclose(
+                saved["arr_0"],
+                np.random.default_rng(0).normal(0, 0.5, saved["arr_0"].shape),
+                atol=1e-3,
+            )
 
 
-ASYNC = MLP.replace('if __name__ == "__main__":', 'if False:') + r'''
+ASYNC = (
+    MLP.replace('if __name__ == "__main__":', "if False:")
+    + r"""
 out = sys.argv[1]
 kv = mx.kv.create("dist_async")
 _, losses, final, trainer = train(kv, kv.rank, kv.num_workers, steps=60,
@@ -149,7 +164,8 @@ start = float(start.mean().asscalar())
 kv.barrier()
 with open(os.path.join(out, f"rank{kv.rank}.json"), "w") as f:
     json.dump({"start": start, "final": final, "losses": losses}, f)
-'''
+"""
+)
 
 
 @pytest.mark.slow
@@ -162,7 +178,7 @@ def test_dist_async_converges(tmp_path):
 
 
 # -- the store's methods across two workers ---------------------------------------------------
-METHODS = r'''
+METHODS = r"""
 import json, os, sys
 import numpy as np
 import symgrad as mx
@@ -218,7 +234,7 @@ updater.set_states(open(os.path.join(out, f"states{r}"), "rb").read())
 res["momentum"] = updater.states[0].asnumpy().tolist()
 with open(os.path.join(out, f"rank{r}.json"), "w") as f:
     json.dump(res, f)
-'''
+"""
 
 
 def _two_bit(grads, threshold=0.5):
@@ -226,8 +242,9 @@ def _two_bit(grads, threshold=0.5):
     residual, sent = np.zeros_like(grads[0]), []
     for grad in grads:
         residual = residual + grad
-        q = np.where(residual >= threshold, threshold,
-                     np.where(residual <= -threshold, -threshold, 0.0))
+        q = np.where(
+            residual >= threshold, threshold, np.where(residual <= -threshold, -threshold, 0.0)
+        )
         residual = residual - q
         sent.append(q)
     return sent
@@ -235,8 +252,7 @@ def _two_bit(grads, threshold=0.5):
 
 @pytest.mark.slow
 def test_store_methods_across_two_workers(tmp_path):
-    done = _launch(tmp_path, METHODS, str(tmp_path),
-                   env={"MXNET_KVSTORE_BIGARRAY_BOUND": "10"})
+    done = _launch(tmp_path, METHODS, str(tmp_path), env={"MXNET_KVSTORE_BIGARRAY_BOUND": "10"})
     _check(done)
     g = np.array([0.3, 0.6, -0.7, -0.2, 1.5, 0.0], np.float32)
     compressed = np.add(_two_bit([g] * 3), _two_bit([2 * g] * 3))
@@ -246,12 +262,16 @@ def test_store_methods_across_two_workers(tmp_path):
         weight = weight + mom
     for rank in (0, 1):
         res = json.loads((tmp_path / f"rank{rank}.json").read_text())
-        assert (res["type"], res["rank"], res["num_workers"], res["servers"]) == \
-            ("dist_sync", rank, 2, 2)
+        assert (res["type"], res["rank"], res["num_workers"], res["servers"]) == (
+            "dist_sync",
+            rank,
+            2,
+            2,
+        )
         np.testing.assert_array_equal(res["init"], np.ones((2, 3)))
         np.testing.assert_array_equal(res["push"], np.full((2, 3), 5.0))
         for grad in res["pushpull"]:
-            np.testing.assert_array_equal(grad, np.full((2, 3), 5.0))   # 0+2 + 1+2
+            np.testing.assert_array_equal(grad, np.full((2, 3), 5.0))  # 0+2 + 1+2
         np.testing.assert_array_equal(res["big"], np.full((4, 6), 3.0))
         np.testing.assert_array_equal(res["broadcast"], np.full((2, 3), 7.0))
         errors = res["errors"]
@@ -267,7 +287,7 @@ def test_store_methods_across_two_workers(tmp_path):
 
 
 # -- faults -------------------------------------------------------------------------------------
-FAULTS = r'''
+FAULTS = r"""
 import json, os, sys, time
 import symgrad as mx
 
@@ -295,15 +315,14 @@ except mx.MXNetError as err:
     result["lost"] = [str(err), time.monotonic() - start]
 with open(os.path.join(out, "rank0.json"), "w") as f:
     json.dump(result, f)
-'''
+"""
 
 
 @pytest.mark.slow
 def test_a_silent_worker_times_out_and_a_lost_one_is_named(tmp_path):
     timeout = 4.0
     started = time.monotonic()
-    done = _launch(tmp_path, FAULTS, str(tmp_path),
-                   env={"SYMGRAD_KVSTORE_TIMEOUT": str(timeout)})
+    done = _launch(tmp_path, FAULTS, str(tmp_path), env={"SYMGRAD_KVSTORE_TIMEOUT": str(timeout)})
     assert time.monotonic() - started < 120
     assert done.returncode == 7, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[1] rank 1 leaves without a word" in done.stdout
@@ -319,14 +338,17 @@ def test_a_silent_worker_times_out_and_a_lost_one_is_named(tmp_path):
 
 # -- the launcher --------------------------------------------------------------------------------
 def test_launcher_prefixes_ranks_and_returns_the_first_failure(tmp_path):
-    source = ("import os, sys, time\n"
-              "rank = int(os.environ['SYMGRAD_KVSTORE_RANK'])\n"
-              "print('hello from', rank, 'of', os.environ['SYMGRAD_KVSTORE_NUM_WORKERS'])\n"
-              "time.sleep(0.5 * rank)\n"
-              "sys.exit(3 + rank if rank else 0)\n")
+    source = (
+        "import os, sys, time\n"
+        "rank = int(os.environ['SYMGRAD_KVSTORE_RANK'])\n"
+        "print('hello from', rank, 'of', os.environ['SYMGRAD_KVSTORE_NUM_WORKERS'])\n"
+        "time.sleep(0.5 * rank)\n"
+        "sys.exit(3 + rank if rank else 0)\n"
+    )
     # a scheduler address is given, so no cluster is started (the script makes no store)
-    done = _launch(tmp_path, source, workers=3, timeout=60,
-                   env={"DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:9"})
+    done = _launch(
+        tmp_path, source, workers=3, timeout=60, env={"DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:9"}
+    )
     assert done.returncode == 4, done.stdout + done.stderr
     for rank in range(3):
         assert f"[{rank}] hello from {rank} of 3" in done.stdout
@@ -336,8 +358,7 @@ def test_launcher_prefixes_ranks_and_returns_the_first_failure(tmp_path):
 def test_example_runs_with_one_and_two_workers(tmp_path):
     example = (ROOT / "examples" / "train_distributed.py").read_text()
     for workers in (1, 2):
-        done = _launch(tmp_path, example, "--epochs", "2", "--samples", "2048",
-                       workers=workers)
+        done = _launch(tmp_path, example, "--epochs", "2", "--samples", "2048", workers=workers)
         _check(done)
         assert "[0] throughput:" in done.stdout
         accuracy = float(done.stdout.split("test accuracy: ")[1].split()[0])
@@ -350,8 +371,7 @@ def test_trainer_refuses_async_without_update_on_kvstore():
 
     w = gluon.Parameter("w", shape=(2,))
     w.initialize()
-    trainer = gluon.Trainer([w], "sgd", kvstore=FakeAsync("dist_async"),
-                            update_on_kvstore=False)
+    trainer = gluon.Trainer([w], "sgd", kvstore=FakeAsync("dist_async"), update_on_kvstore=False)
     with mx.autograd.record():
         loss = (w.data() * 2).sum()
     loss.backward()
@@ -380,15 +400,40 @@ def test_launchers_on_two_machines_share_one_scheduler(tmp_path):
     script = tmp_path / "share.py"
     script.write_text(SHARE)
     # threads in this process, but reached over TCP like machines apart
-    with LocalCluster(n_workers=2, processes=False, threads_per_worker=1, protocol="tcp",
-                      host="127.0.0.1", dashboard_address=None) as cluster:
-        launchers = [subprocess.Popen(
-            [sys.executable, "-m", "symgrad.launch", "-n", "1", "--scheduler",
-             cluster.scheduler_address, "--job", "two-machines", "--world-size", "2",
-             "--first-rank", str(rank), str(script)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path),
-            env={**os.environ, "PYTHONPATH": str(ROOT), "SYMGRAD_KVSTORE_TIMEOUT": "60"})
-            for rank in (0, 1)]
+    with LocalCluster(
+        n_workers=2,
+        processes=False,
+        threads_per_worker=1,
+        protocol="tcp",
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        launchers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "symgrad.launch",
+                    "-n",
+                    "1",
+                    "--scheduler",
+                    cluster.scheduler_address,
+                    "--job",
+                    "two-machines",
+                    "--world-size",
+                    "2",
+                    "--first-rank",
+                    str(rank),
+                    str(script),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=str(tmp_path),
+                env={**os.environ, "PYTHONPATH": str(ROOT), "SYMGRAD_KVSTORE_TIMEOUT": "60"},
+            )
+            for rank in (0, 1)
+        ]
         outputs = [launcher.communicate(timeout=180)[0] for launcher in launchers]
     for rank, (launcher, output) in enumerate(zip(launchers, outputs)):
         assert launcher.returncode == 0, output

@@ -18,7 +18,7 @@ def _resolve(package: str, level: int, module: str | None) -> str:
     if not level:
         return module or ""
     parts = package.split(".")
-    base = parts[:len(parts) - level + 1]
+    base = parts[: len(parts) - level + 1]
     return ".".join(base + ([module] if module else []))
 
 
@@ -36,8 +36,9 @@ def _imported_modules(path: Path) -> list[tuple[int, str]]:
             module = _resolve(package, node.level, node.module)
             found.append((node.lineno, module))
             found.extend((node.lineno, f"{module}.{alias.name}") for alias in node.names)
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(
-                node.func, "id", None)) in ("import_module", "__import__"):
+        elif isinstance(node, ast.Call) and getattr(
+            node.func, "attr", getattr(node.func, "id", None)
+        ) in ("import_module", "__import__"):
             if node.args and isinstance(node.args[0], ast.Constant):
                 found.append((node.lineno, str(node.args[0].value)))
     return found
@@ -50,9 +51,12 @@ def _is_frontend(module: str) -> bool:
 def test_compiler_sources_import_nothing_from_symgrad():
     files = sorted(COMPILER.rglob("*.py"))
     assert len(files) >= 10  # the walk found the package
-    offending = [f"{path.relative_to(ROOT)}:{line}: {module}"
-                 for path in files for line, module in _imported_modules(path)
-                 if _is_frontend(module)]
+    offending = [
+        f"{path.relative_to(ROOT)}:{line}: {module}"
+        for path in files
+        for line, module in _imported_modules(path)
+        if _is_frontend(module)
+    ]
     assert not offending, "compiler/ imports the frontend:\n" + "\n".join(offending)
 
 
@@ -67,14 +71,16 @@ def test_relative_imports_are_resolved():
 
 
 def test_importing_compiler_does_not_import_symgrad():
-    code = ("import sys, compiler, compiler.ops\n"
-            "import compiler.autodiff, compiler.interpret, compiler.program\n"
-            "loaded = sorted(m for m in sys.modules if m == 'symgrad' "
-            "or m.startswith('symgrad.'))\n"
-            "print(loaded)\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH",
-                                                                              ""))
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=ROOT, env=env, timeout=120)
+    code = (
+        "import sys, compiler, compiler.ops\n"
+        "import compiler.autodiff, compiler.interpret, compiler.program\n"
+        "loaded = sorted(m for m in sys.modules if m == 'symgrad' "
+        "or m.startswith('symgrad.'))\n"
+        "print(loaded)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

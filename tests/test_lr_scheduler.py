@@ -34,8 +34,9 @@ def test_multi_factor_scheduler_closed_form():
 
 
 def test_poly_scheduler_closed_form_with_warmup():
-    schedule = lrs.PolyScheduler(max_update=15, base_lr=0.3, pwr=2, final_lr=0.01,
-                                 warmup_steps=5, warmup_begin_lr=0.1)
+    schedule = lrs.PolyScheduler(
+        max_update=15, base_lr=0.3, pwr=2, final_lr=0.01, warmup_steps=5, warmup_begin_lr=0.1
+    )
     expected = [0.1 + (0.3 - 0.1) * n / 5 for n in range(5)]
     expected += [0.01 + 0.29 * (1 - (n - 5) / 10) ** 2 for n in range(5, 16)]
     expected += [expected[-1]] * 4
@@ -43,10 +44,17 @@ def test_poly_scheduler_closed_form_with_warmup():
 
 
 def test_cosine_scheduler_closed_form_constant_warmup():
-    schedule = lrs.CosineScheduler(max_update=12, base_lr=0.4, final_lr=0.0, warmup_steps=2,
-                                   warmup_begin_lr=0.05, warmup_mode="constant")
-    expected = [0.05, 0.05] + [0.4 * (1 + math.cos(math.pi * (n - 2) / 10)) / 2
-                               for n in range(2, 13)]
+    schedule = lrs.CosineScheduler(
+        max_update=12,
+        base_lr=0.4,
+        final_lr=0.0,
+        warmup_steps=2,
+        warmup_begin_lr=0.05,
+        warmup_mode="constant",
+    )
+    expected = [0.05, 0.05] + [
+        0.4 * (1 + math.cos(math.pi * (n - 2) / 10)) / 2 for n in range(2, 13)
+    ]
     expected += [expected[-1]] * 7
     assert _sequence(schedule) == pytest.approx(expected)
 
@@ -61,14 +69,17 @@ def test_schedule_drives_an_optimizer():
     assert weight.asnumpy()[0] == pytest.approx(-(1 + 1 + 0.1 + 0.1))
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: lrs.FactorScheduler(step=0), "greater or equal than 1"),
-    (lambda: lrs.FactorScheduler(step=2, factor=1.5), "no more than 1"),
-    (lambda: lrs.MultiFactorScheduler(step=[3, 2]), "increasing"),
-    (lambda: lrs.PolyScheduler(max_update=0), "strictly positive"),
-    (lambda: lrs.CosineScheduler(10, base_lr=0.1, warmup_begin_lr=0.5), "warmup_begin_lr"),
-    (lambda: lrs.LRScheduler(warmup_mode="cubic"), "linear and constant"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: lrs.FactorScheduler(step=0), "greater or equal than 1"),
+        (lambda: lrs.FactorScheduler(step=2, factor=1.5), "no more than 1"),
+        (lambda: lrs.MultiFactorScheduler(step=[3, 2]), "increasing"),
+        (lambda: lrs.PolyScheduler(max_update=0), "strictly positive"),
+        (lambda: lrs.CosineScheduler(10, base_lr=0.1, warmup_begin_lr=0.5), "warmup_begin_lr"),
+        (lambda: lrs.LRScheduler(warmup_mode="cubic"), "linear and constant"),
+    ],
+)
 def test_argument_errors(make, message):
     with pytest.raises(ValueError, match=message):
         make()

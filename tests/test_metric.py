@@ -111,8 +111,10 @@ def test_cross_entropy_nll_and_perplexity():
         assert metric.get()[1] == pytest.approx(-np.log(picked + 1e-12).mean(), rel=1e-6)
     perplexity = mx.metric.Perplexity(ignore_label=None)
     perplexity.update([nd(labels)], [nd(probs)])
-    assert perplexity.get() == ("perplexity", pytest.approx(np.exp(-np.log(picked).mean()),
-                                                             rel=1e-5))
+    assert perplexity.get() == (
+        "perplexity",
+        pytest.approx(np.exp(-np.log(picked).mean()), rel=1e-5),
+    )
     ignoring = mx.metric.Perplexity(ignore_label=1)
     ignoring.update([nd(labels)], [nd(probs)])
     assert ignoring.get()[1] == pytest.approx(np.exp(-np.log(picked[1:]).mean()), rel=1e-5)
@@ -127,8 +129,11 @@ def test_pearson_macro_and_micro():
         macro.update([nd(label)], [nd(pred)])
         micro.update([nd(label)], [nd(pred)])
     assert macro.get()[1] == pytest.approx(
-        np.mean([np.corrcoef(p.astype(np.float32), lab.astype(np.float32))[0, 1]
-                 for lab, p in batches]), rel=1e-6)
+        np.mean(
+            [np.corrcoef(p.astype(np.float32), lab.astype(np.float32))[0, 1] for lab, p in batches]
+        ),
+        rel=1e-6,
+    )
     labels = np.concatenate([b[0] for b in batches]).astype(np.float32)
     preds = np.concatenate([b[1] for b in batches]).astype(np.float32)
     assert micro.get()[1] == pytest.approx(np.corrcoef(labels, preds)[0, 1], rel=1e-6)

@@ -25,24 +25,57 @@ from symgrad.gluon.model_zoo.vision.resnet import (
 
 # the names MXNet 1.9.1's get_model lists
 MXNET_NAMES = [
-    "alexnet", "densenet121", "densenet161", "densenet169", "densenet201", "inceptionv3",
-    "mobilenet0.25", "mobilenet0.5", "mobilenet0.75", "mobilenet1.0", "mobilenetv2_0.25",
-    "mobilenetv2_0.5", "mobilenetv2_0.75", "mobilenetv2_1.0", "resnet101_v1", "resnet101_v2",
-    "resnet152_v1", "resnet152_v2", "resnet18_v1", "resnet18_v2", "resnet34_v1", "resnet34_v2",
-    "resnet50_v1", "resnet50_v2", "squeezenet1.0", "squeezenet1.1", "vgg11", "vgg11_bn",
-    "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
+    "alexnet",
+    "densenet121",
+    "densenet161",
+    "densenet169",
+    "densenet201",
+    "inceptionv3",
+    "mobilenet0.25",
+    "mobilenet0.5",
+    "mobilenet0.75",
+    "mobilenet1.0",
+    "mobilenetv2_0.25",
+    "mobilenetv2_0.5",
+    "mobilenetv2_0.75",
+    "mobilenetv2_1.0",
+    "resnet101_v1",
+    "resnet101_v2",
+    "resnet152_v1",
+    "resnet152_v2",
+    "resnet18_v1",
+    "resnet18_v2",
+    "resnet34_v1",
+    "resnet34_v2",
+    "resnet50_v1",
+    "resnet50_v2",
+    "squeezenet1.0",
+    "squeezenet1.1",
+    "vgg11",
+    "vgg11_bn",
+    "vgg13",
+    "vgg13_bn",
+    "vgg16",
+    "vgg16_bn",
+    "vgg19",
+    "vgg19_bn",
+]
 
 # (name, input size, kwargs): the smallest input each network accepts
-SMALL = [("alexnet", 63, {"classes": 7}),
-         ("vgg11_bn", 32, {"classes": 7}),
-         ("resnet18_v1", 32, {"classes": 7}),
-         ("resnet34_v2", 32, {"classes": 7, "thumbnail": True}),
-         ("mobilenet0.5", 32, {"classes": 7}),
-         ("mobilenetv2_0.75", 32, {"classes": 7}),
-         ("squeezenet1.1", 224, {"classes": 7})]
-LARGE = [("squeezenet1.0", 224, {"classes": 7}),
-         ("densenet121", 224, {"classes": 7}),
-         ("inceptionv3", 299, {"classes": 7})]
+SMALL = [
+    ("alexnet", 63, {"classes": 7}),
+    ("vgg11_bn", 32, {"classes": 7}),
+    ("resnet18_v1", 32, {"classes": 7}),
+    ("resnet34_v2", 32, {"classes": 7, "thumbnail": True}),
+    ("mobilenet0.5", 32, {"classes": 7}),
+    ("mobilenetv2_0.75", 32, {"classes": 7}),
+    ("squeezenet1.1", 224, {"classes": 7}),
+]
+LARGE = [
+    ("squeezenet1.0", 224, {"classes": 7}),
+    ("densenet121", 224, {"classes": 7}),
+    ("inceptionv3", 299, {"classes": 7}),
+]
 
 
 def _input(size: int, seed: int = 0) -> mx.nd.NDArray:
@@ -63,8 +96,11 @@ def _builds_and_runs(name: str, size: int, kwargs: dict) -> None:
 def test_get_model_knows_mxnets_names():
     assert sorted(vision._models) == sorted(MXNET_NAMES)
     assert isinstance(vision.get_model("ResNet18_V1"), vision.ResNetV1)
-    with pytest.raises(ValueError, match=r"Model resnet19_v1 is not supported. Available "
-                                         r"options are\n\talexnet\n\tdensenet121"):
+    with pytest.raises(
+        ValueError,
+        match=r"Model resnet19_v1 is not supported. Available "
+        r"options are\n\talexnet\n\tdensenet121",
+    ):
         vision.get_model("resnet19_v1")
 
 
@@ -103,6 +139,7 @@ def test_parameter_shapes_are_inferred_from_the_input():
 # blocks: values and float64 finite differences
 # ---------------------------------------------------------------------------
 
+
 def _directional_check(block, shape: tuple[int, ...], seed: int = 0) -> None:
     """The input gradient of ``sum(head * block(x))`` along a random direction
     equals the central difference, in float64 and prediction mode."""
@@ -134,10 +171,17 @@ def _directional_check(block, shape: tuple[int, ...], seed: int = 0) -> None:
     assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-9)
 
 
-@pytest.mark.parametrize("block_type,channels,stride,downsample", [
-    (BasicBlockV1, 4, 1, False), (BasicBlockV1, 6, 2, True),
-    (BottleneckV1, 8, 2, True), (BasicBlockV2, 6, 2, True), (BottleneckV2, 8, 1, True),
-    (BottleneckV2, 4, 1, False)])
+@pytest.mark.parametrize(
+    "block_type,channels,stride,downsample",
+    [
+        (BasicBlockV1, 4, 1, False),
+        (BasicBlockV1, 6, 2, True),
+        (BottleneckV1, 8, 2, True),
+        (BasicBlockV2, 6, 2, True),
+        (BottleneckV2, 8, 1, True),
+        (BottleneckV2, 4, 1, False),
+    ],
+)
 def test_residual_blocks_gradients(block_type, channels, stride, downsample):
     in_channels = 4
     block = block_type(channels, stride, downsample, in_channels=in_channels, prefix="b_")
@@ -150,8 +194,9 @@ def test_linear_bottleneck_adds_its_input_only_at_stride_1_and_same_channels():
     assert with_shortcut.use_shortcut and not without.use_shortcut
     x = _input(6)[:, :3].tile((1, 2, 1, 1))[:, :4]
     with_shortcut.initialize(mx.init.Xavier())
-    np.testing.assert_allclose(with_shortcut(x).asnumpy(),
-                               (with_shortcut.out(x) + x).asnumpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        with_shortcut(x).asnumpy(), (with_shortcut.out(x) + x).asnumpy(), rtol=1e-6
+    )
     _directional_check(LinearBottleneck(4, 4, t=3, stride=1, prefix="lb3_"), (1, 4, 5, 5))
 
 
@@ -200,8 +245,11 @@ def test_fine_tuning_replaces_the_output_and_freezes_the_features():
     net.output.initialize(mx.init.Xavier())
     assert net.output.weight.name == f"{net.prefix}dense1_weight"
     net.features.collect_params().setattr("grad_req", "null")
-    frozen = {key: p.data().asnumpy().copy() for key, p in net.features.collect_params().items()
-              if not key.endswith(("running_mean", "running_var"))}
+    frozen = {
+        key: p.data().asnumpy().copy()
+        for key, p in net.features.collect_params().items()
+        if not key.endswith(("running_mean", "running_var"))
+    }
     net(x)  # the new layer's shapes come from the features
     head_before = net.output.weight.data().asnumpy().copy()
     trainer = mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5})
@@ -223,6 +271,7 @@ def test_fine_tuning_replaces_the_output_and_freezes_the_features():
 # ---------------------------------------------------------------------------
 # pretrained weights: local files only
 # ---------------------------------------------------------------------------
+
 
 def test_model_file_names_are_mxnets():
     assert model_store.short_hash("mobilenetv2_0.25") == "ae8f9392"
@@ -248,9 +297,14 @@ def test_default_root_is_mxnet_home(monkeypatch, tmp_path):
         vision.alexnet(pretrained=True)
 
 
-@pytest.mark.parametrize("name,builder", [("resnet18_v2", vision.resnet18_v2),
-                                          ("mobilenet0.25", vision.mobilenet0_25),
-                                          ("mobilenetv2_0.5", vision.mobilenet_v2_0_5)])
+@pytest.mark.parametrize(
+    "name,builder",
+    [
+        ("resnet18_v2", vision.resnet18_v2),
+        ("mobilenet0.25", vision.mobilenet0_25),
+        ("mobilenetv2_0.5", vision.mobilenet_v2_0_5),
+    ],
+)
 def test_pretrained_loads_the_local_file(tmp_path, name, builder):
     source = builder()
     source.initialize(mx.init.Xavier())
@@ -278,6 +332,7 @@ def test_purge_removes_parameter_files(tmp_path):
 # the compiled backend
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_compiled_backend_gives_the_interpreters_numbers(monkeypatch):
     """A hybridized ResNet-18 in prediction mode: output, input gradient and
@@ -302,7 +357,8 @@ def test_compiled_backend_gives_the_interpreters_numbers(monkeypatch):
             y = net(data)
         y.backward(mx.nd.array(head), train_mode=False)
         results[backend] = [y.asnumpy(), data.grad.asnumpy()] + [
-            p.grad().asnumpy() for p in net.collect_params().values() if p.grad_req != "null"]
+            p.grad().asnumpy() for p in net.collect_params().values() if p.grad_req != "null"
+        ]
     for ours, reference in zip(results["compiled"], results["interpreter"]):
         scale = float(np.abs(reference).max()) or 1.0
         np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5 * scale)

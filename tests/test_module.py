@@ -33,10 +33,12 @@ def _data(n: int = 20, features: int = 4, seed: int = 0):
 
 def _params(features: int = 4, hidden: int = 5, classes: int = 3, seed: int = 1):
     rng = np.random.default_rng(seed)
-    return {"fc1_weight": rng.normal(0, 0.5, (hidden, features)).astype(np.float32),
-            "fc1_bias": rng.normal(0, 0.1, (hidden,)).astype(np.float32),
-            "fc2_weight": rng.normal(0, 0.5, (classes, hidden)).astype(np.float32),
-            "fc2_bias": rng.normal(0, 0.1, (classes,)).astype(np.float32)}
+    return {
+        "fc1_weight": rng.normal(0, 0.5, (hidden, features)).astype(np.float32),
+        "fc1_bias": rng.normal(0, 0.1, (hidden,)).astype(np.float32),
+        "fc2_weight": rng.normal(0, 0.5, (classes, hidden)).astype(np.float32),
+        "fc2_bias": rng.normal(0, 0.1, (classes,)).astype(np.float32),
+    }
 
 
 def _nd(params: dict) -> dict:
@@ -61,6 +63,7 @@ def _bound(batch: int = 8, **kwargs):
 # one step
 # ---------------------------------------------------------------------------
 
+
 def test_forward_backward_update_equal_a_numpy_sgd_step():
     """fit's step: softmax forward, (p - onehot) backward, and SGD with
     rescale_grad = 1/batch and weight decay on ``_weight`` parameters only."""
@@ -74,15 +77,20 @@ def test_forward_backward_update_equal_a_numpy_sgd_step():
     mod.backward()
     mod.update()
     dz = prob - np.eye(3, dtype=np.float32)[y.astype(int)]
-    dh = (dz @ p["fc2_weight"]) * (1 - hidden ** 2)
-    grads = {"fc2_weight": dz.T @ hidden, "fc2_bias": dz.sum(0),
-             "fc1_weight": dh.T @ X, "fc1_bias": dh.sum(0)}
+    dh = (dz @ p["fc2_weight"]) * (1 - hidden**2)
+    grads = {
+        "fc2_weight": dz.T @ hidden,
+        "fc2_bias": dz.sum(0),
+        "fc1_weight": dh.T @ X,
+        "fc1_bias": dh.sum(0),
+    }
     args, _ = mod.get_params()
     for name, grad in grads.items():
         wd = 0.1 if name.endswith("_weight") else 0.0
         expected = p[name] - 0.5 * (grad / 8 + wd * p[name])
-        np.testing.assert_allclose(args[name].asnumpy(), expected, rtol=1e-5, atol=1e-6,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            args[name].asnumpy(), expected, rtol=1e-5, atol=1e-6, err_msg=name
+        )
 
 
 def test_input_gradients_equal_float64_finite_differences():
@@ -92,8 +100,13 @@ def test_input_gradients_equal_float64_finite_differences():
     mod.bind(data_shapes=[mx.io.DataDesc("data", (2, 4), np.float64)], inputs_need_grad=True)
     rng = np.random.default_rng(3)
     weight, bias = rng.normal(size=(3, 4)), rng.normal(size=(3,))
-    mod.set_params({"fc_weight": mx.nd.array(weight, dtype=np.float64),
-                    "fc_bias": mx.nd.array(bias, dtype=np.float64)}, {})
+    mod.set_params(
+        {
+            "fc_weight": mx.nd.array(weight, dtype=np.float64),
+            "fc_bias": mx.nd.array(bias, dtype=np.float64),
+        },
+        {},
+    )
     x = rng.normal(size=(2, 4))
     head = rng.normal(size=(2, 3))
     mod.forward(mx.io.DataBatch([mx.nd.array(x, dtype=np.float64)]), is_train=True)
@@ -134,8 +147,9 @@ def test_wd_mult_and_lr_mult_from_symbol_attributes():
     """``__lr_mult__`` on a variable reaches the optimizer through ``sym``."""
     data = mx.sym.var("data")
     weight = mx.sym.var("fc_weight", lr_mult=0.0)
-    net = mx.sym.SoftmaxOutput(mx.sym.FullyConnected(data, weight, num_hidden=2, name="fc"),
-                               name="softmax")
+    net = mx.sym.SoftmaxOutput(
+        mx.sym.FullyConnected(data, weight, num_hidden=2, name="fc"), name="softmax"
+    )
     mod = mx.mod.Module(net)
     mod.bind(data_shapes=[("data", (4, 3))], label_shapes=[("softmax_label", (4,))])
     mod.init_params(mx.init.Constant(0.5))
@@ -153,6 +167,7 @@ def test_wd_mult_and_lr_mult_from_symbol_attributes():
 # predict, score, iter_predict
 # ---------------------------------------------------------------------------
 
+
 def test_predict_drops_padding_and_merges_batches():
     X, y = _data(20)
     mod = _bound()
@@ -166,8 +181,7 @@ def test_predict_drops_padding_and_merges_batches():
     assert [b[0].shape[0] for b in per_batch] == [8, 8, 4]
     assert mod.predict(it, num_batch=2).shape == (16, 3)
     assert isinstance(mod.predict(it, always_output_list=True), list)
-    seen = [(nbatch, outs[0].shape[0], batch.pad) for outs, nbatch, batch in
-            mod.iter_predict(it)]
+    seen = [(nbatch, outs[0].shape[0], batch.pad) for outs, nbatch, batch in mod.iter_predict(it)]
     assert seen == [(0, 8, 0), (1, 8, 0), (2, 4, 4)]
 
 
@@ -176,8 +190,7 @@ def test_predict_on_an_array_of_another_batch_size_rebinds():
     mod = _bound()
     with pytest.warns(UserWarning, match="label_shapes"):  # as MXNet's reshape warns
         out = mod.predict(X)
-    np.testing.assert_allclose(out.asnumpy(), _forward_numpy(_params(), X)[1], rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(out.asnumpy(), _forward_numpy(_params(), X)[1], rtol=1e-5, atol=1e-6)
     assert mod.data_shapes[0].shape == (5, 4)
     assert mod.output_shapes == [("softmax_output", (5, 3))]
 
@@ -199,17 +212,24 @@ def test_score_counts_the_padded_samples_as_mxnet_does():
 # fit
 # ---------------------------------------------------------------------------
 
+
 def test_fit_learns_logs_and_calls_back(caplog):
     X, y = _data(64, seed=4)
     it = mx.io.NDArrayIter(X, y, batch_size=16)
     mod = mx.mod.Module(_mlp())
     batches, epochs = [], []
     with caplog.at_level(logging.INFO):
-        mod.fit(it, eval_data=it, eval_metric="acc", optimizer="sgd",
-                optimizer_params={"learning_rate": 0.5, "momentum": 0.9},
-                initializer=mx.init.Xavier(), num_epoch=6,
-                batch_end_callback=lambda p: batches.append((p.epoch, p.nbatch)),
-                epoch_end_callback=lambda e, s, a, x: epochs.append((e, sorted(a), x)))
+        mod.fit(
+            it,
+            eval_data=it,
+            eval_metric="acc",
+            optimizer="sgd",
+            optimizer_params={"learning_rate": 0.5, "momentum": 0.9},
+            initializer=mx.init.Xavier(),
+            num_epoch=6,
+            batch_end_callback=lambda p: batches.append((p.epoch, p.nbatch)),
+            epoch_end_callback=lambda e, s, a, x: epochs.append((e, sorted(a), x)),
+        )
     assert batches[:5] == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0)]
     assert epochs[0] == (0, ["fc1_bias", "fc1_weight", "fc2_bias", "fc2_weight"], {})
     messages = [r.getMessage() for r in caplog.records]
@@ -223,13 +243,16 @@ def test_fit_learns_logs_and_calls_back(caplog):
 def test_fit_keeps_batchnorm_statistics_as_aux_params():
     data = mx.sym.var("data")
     net = mx.sym.BatchNorm(mx.sym.FullyConnected(data, num_hidden=4, name="fc"), name="bn")
-    net = mx.sym.SoftmaxOutput(mx.sym.FullyConnected(net, num_hidden=2, name="out"),
-                               name="softmax")
+    net = mx.sym.SoftmaxOutput(mx.sym.FullyConnected(net, num_hidden=2, name="out"), name="softmax")
     X, y = _data(32)
     X = X * 3 + 1
     mod = mx.mod.Module(net)
-    mod.fit(mx.io.NDArrayIter(X, np.minimum(y, 1), batch_size=16), num_epoch=2,
-            initializer=mx.init.Xavier(), optimizer_params={"learning_rate": 0.1})
+    mod.fit(
+        mx.io.NDArrayIter(X, np.minimum(y, 1), batch_size=16),
+        num_epoch=2,
+        initializer=mx.init.Xavier(),
+        optimizer_params={"learning_rate": 0.1},
+    )
     args, aux = mod.get_params()
     assert sorted(aux) == ["bn_moving_mean", "bn_moving_var"]
     assert np.abs(aux["bn_moving_mean"].asnumpy()).sum() > 0  # trained statistics
@@ -237,12 +260,17 @@ def test_fit_keeps_batchnorm_statistics_as_aux_params():
     w, b = args["fc_weight"].asnumpy(), args["fc_bias"].asnumpy()
     h = X[:16] @ w.T + b
     mean, var = aux["bn_moving_mean"].asnumpy(), aux["bn_moving_var"].asnumpy()
-    normed = (h - mean) / np.sqrt(var + 1e-3) * args["bn_gamma"].asnumpy() + \
-        args["bn_beta"].asnumpy()
+    normed = (h - mean) / np.sqrt(var + 1e-3) * args["bn_gamma"].asnumpy() + args[
+        "bn_beta"
+    ].asnumpy()
     z = normed @ args["out_weight"].asnumpy().T + args["out_bias"].asnumpy()
     e = np.exp(z - z.max(1, keepdims=True))
-    np.testing.assert_allclose(mod.predict(mx.io.NDArrayIter(X[:16], batch_size=16)).asnumpy(),
-                               e / e.sum(1, keepdims=True), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        mod.predict(mx.io.NDArrayIter(X[:16], batch_size=16)).asnumpy(),
+        e / e.sum(1, keepdims=True),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def test_compiled_backend_trains_to_the_interpreters_numbers(compiled):
@@ -251,8 +279,12 @@ def test_compiled_backend_trains_to_the_interpreters_numbers(compiled):
     for backend in ("compiled", "interpreter"):
         os.environ["SYMGRAD_BACKEND"] = backend
         mod = mx.mod.Module(_mlp())
-        mod.fit(mx.io.NDArrayIter(X, y, batch_size=8), arg_params=_nd(_params()),
-                optimizer_params={"learning_rate": 0.3, "momentum": 0.5}, num_epoch=2)
+        mod.fit(
+            mx.io.NDArrayIter(X, y, batch_size=8),
+            arg_params=_nd(_params()),
+            optimizer_params={"learning_rate": 0.3, "momentum": 0.5},
+            num_epoch=2,
+        )
         results.append({k: v.asnumpy() for k, v in mod.get_params()[0].items()})
     for name in results[0]:
         np.testing.assert_allclose(results[0][name], results[1][name], rtol=1e-5, atol=1e-6)
@@ -262,11 +294,16 @@ def test_compiled_backend_trains_to_the_interpreters_numbers(compiled):
 # checkpoints and optimizer states
 # ---------------------------------------------------------------------------
 
+
 def test_model_checkpoint_files_use_arg_and_aux_keys(tmp_path):
     data = mx.sym.var("data")
     net = mx.sym.BatchNorm(mx.sym.FullyConnected(data, num_hidden=2, name="fc"), name="bn")
-    args = {"fc_weight": mx.nd.ones((2, 3)), "fc_bias": mx.nd.zeros((2,)),
-            "bn_gamma": mx.nd.ones((2,)), "bn_beta": mx.nd.zeros((2,))}
+    args = {
+        "fc_weight": mx.nd.ones((2, 3)),
+        "fc_bias": mx.nd.zeros((2,)),
+        "bn_gamma": mx.nd.ones((2,)),
+        "bn_beta": mx.nd.zeros((2,)),
+    }
     aux = {"bn_moving_mean": mx.nd.array([1.0, 2.0]), "bn_moving_var": mx.nd.ones((2,))}
     prefix = str(tmp_path / "net")
     mx.model.save_checkpoint(prefix, 12, net, args, aux)
@@ -288,8 +325,13 @@ def test_resuming_from_a_checkpoint_continues_the_same_training(tmp_path):
     opt = {"learning_rate": 0.2, "momentum": 0.9}
 
     def fit(mod, begin, end, **kwargs):
-        mod.fit(mx.io.NDArrayIter(X, y, batch_size=8), optimizer_params=opt,
-                begin_epoch=begin, num_epoch=end, **kwargs)
+        mod.fit(
+            mx.io.NDArrayIter(X, y, batch_size=8),
+            optimizer_params=opt,
+            begin_epoch=begin,
+            num_epoch=end,
+            **kwargs,
+        )
 
     straight = mx.mod.Module(_mlp())
     fit(straight, 0, 4, arg_params=_nd(_params()))
@@ -302,14 +344,21 @@ def test_resuming_from_a_checkpoint_continues_the_same_training(tmp_path):
     with pytest.warns(UserWarning, match="already initialized"):
         fit(resumed, 2, 4)
     for name, value in straight.get_params()[0].items():
-        np.testing.assert_allclose(resumed.get_params()[0][name].asnumpy(), value.asnumpy(),
-                                   rtol=1e-6, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(
+            resumed.get_params()[0][name].asnumpy(),
+            value.asnumpy(),
+            rtol=1e-6,
+            atol=1e-7,
+            err_msg=name,
+        )
     # without the states, momentum restarts and the result differs
     fresh = mx.mod.Module.load(prefix, 2)
     with pytest.warns(UserWarning, match="already initialized"):
         fit(fresh, 2, 4)
-    assert not np.allclose(fresh.get_params()[0]["fc2_weight"].asnumpy(),
-                           straight.get_params()[0]["fc2_weight"].asnumpy())
+    assert not np.allclose(
+        fresh.get_params()[0]["fc2_weight"].asnumpy(),
+        straight.get_params()[0]["fc2_weight"].asnumpy(),
+    )
 
 
 def test_save_and_load_params(tmp_path):
@@ -326,6 +375,7 @@ def test_save_and_load_params(tmp_path):
 # ---------------------------------------------------------------------------
 # the API's checks
 # ---------------------------------------------------------------------------
+
 
 def test_names_and_shapes():
     mod = _bound()
@@ -346,10 +396,8 @@ def test_errors_and_warnings_as_mxnet():
         mod.bind(data_shapes=[("other", (8, 4))])
     mod.bind(data_shapes=[("data", (8, 4))], label_shapes=[("softmax_label", (8,))])
     with pytest.raises(RuntimeError, match="fc2_bias is not presented"):
-        mod.init_params(arg_params={k: v for k, v in _nd(_params()).items()
-                                    if k != "fc2_bias"})
-    mod.init_params(mx.init.Zero(), arg_params={"fc2_bias": mx.nd.ones((3,))},
-                    allow_missing=True)
+        mod.init_params(arg_params={k: v for k, v in _nd(_params()).items() if k != "fc2_bias"})
+    mod.init_params(mx.init.Zero(), arg_params={"fc2_bias": mx.nd.ones((3,))}, allow_missing=True)
     args, _ = mod.get_params()
     assert args["fc2_bias"].asnumpy().tolist() == [1, 1, 1]
     assert args["fc1_weight"].asnumpy().sum() == 0
@@ -368,6 +416,7 @@ def test_errors_and_warnings_as_mxnet():
 # zero dims in creation attrs (exported recurrent cells' begin states)
 # ---------------------------------------------------------------------------
 
+
 def _cell_graph():
     """One RNN and one LSTM-like step with (0, 4) begin states, as MXNet exports."""
     data = mx.sym.var("data")
@@ -385,16 +434,25 @@ def test_zero_dims_of_begin_states_are_inferred_from_the_graph():
     arg_shapes, out_shapes, _ = graph.infer_shape(data=(3, 6))
     assert out_shapes == [(3, 4), (3, 4)]
     assert dict(zip(graph.list_arguments(), arg_shapes)) == {
-        "data": (3, 6), "i2h_weight": (4, 6), "i2h_bias": (4,), "h2h_weight": (4, 4),
-        "h2h_bias": (4,)}
+        "data": (3, 6),
+        "i2h_weight": (4, 6),
+        "i2h_bias": (4,),
+        "h2h_weight": (4, 4),
+        "h2h_bias": (4,),
+    }
     rng = np.random.default_rng(0)
-    values = {"data": rng.normal(size=(3, 6)), "i2h_weight": rng.normal(size=(4, 6)),
-              "i2h_bias": rng.normal(size=(4,)), "h2h_weight": rng.normal(size=(4, 4)),
-              "h2h_bias": rng.normal(size=(4,))}
+    values = {
+        "data": rng.normal(size=(3, 6)),
+        "i2h_weight": rng.normal(size=(4, 6)),
+        "i2h_bias": rng.normal(size=(4,)),
+        "h2h_weight": rng.normal(size=(4, 4)),
+        "h2h_bias": rng.normal(size=(4,)),
+    }
     # float32: the begin states' dtype attr, which the other inputs must match
     h, c = graph.eval(**{k: mx.nd.array(v) for k, v in values.items()})
-    h_ref = np.tanh(values["data"] @ values["i2h_weight"].T + values["i2h_bias"] +
-                    values["h2h_bias"])  # h0 is zeros: h2h gives its bias
+    h_ref = np.tanh(
+        values["data"] @ values["i2h_weight"].T + values["i2h_bias"] + values["h2h_bias"]
+    )  # h0 is zeros: h2h gives its bias
     np.testing.assert_allclose(h.asnumpy(), h_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(c.asnumpy(), h_ref, rtol=1e-5, atol=1e-6)  # c0 is zeros
 
@@ -410,14 +468,20 @@ def test_a_real_shape_conflict_still_names_the_node():
 # FeedForward (deprecated in MXNet, still in 1.9.1)
 # ---------------------------------------------------------------------------
 
+
 def test_feedforward_on_numpy_arrays_learns_and_round_trips(tmp_path, caplog):
     X, y = _data(64, seed=5)
     np.random.seed(0)  # training on numpy arrays shuffles them
     mx.random.seed(0)
     with pytest.warns(DeprecationWarning, match="mxnet.mod.Module"):
-        model = mx.model.FeedForward(_mlp(), num_epoch=10, numpy_batch_size=16,
-                                     arg_params=_nd(_params()), learning_rate=0.5,
-                                     momentum=0.9)
+        model = mx.model.FeedForward(
+            _mlp(),
+            num_epoch=10,
+            numpy_batch_size=16,
+            arg_params=_nd(_params()),
+            learning_rate=0.5,
+            momentum=0.9,
+        )
     with caplog.at_level(logging.INFO):
         model.fit(X, y, eval_data=(X, y))
     messages = [r.getMessage() for r in caplog.records]
@@ -431,8 +495,12 @@ def test_feedforward_on_numpy_arrays_learns_and_round_trips(tmp_path, caplog):
     assert out.shape == (64, 3) and isinstance(out, np.ndarray)
     np.testing.assert_array_equal(data, X)  # no shuffling when predicting
     np.testing.assert_array_equal(label, np.zeros(64))  # no labels given: zeros
-    np.testing.assert_allclose(out, _forward_numpy(
-        {k: v.asnumpy() for k, v in model.arg_params.items()}, X)[1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out,
+        _forward_numpy({k: v.asnumpy() for k, v in model.arg_params.items()}, X)[1],
+        rtol=1e-5,
+        atol=1e-6,
+    )
     assert sorted(model.arg_params) == ["fc1_bias", "fc1_weight", "fc2_bias", "fc2_weight"]
     model.save(str(tmp_path / "ff"))  # epoch defaults to num_epoch
     with pytest.warns(DeprecationWarning):
@@ -452,8 +520,7 @@ def test_feedforward_checks_its_inputs():
     with pytest.raises(TypeError, match="DataIter, NDArray or numpy"):
         model.fit([[1.0]], y)
     with pytest.warns(DeprecationWarning):
-        extra = mx.model.FeedForward(_mlp(), num_epoch=1,
-                                     arg_params={"nope": mx.nd.ones((1,))})
+        extra = mx.model.FeedForward(_mlp(), num_epoch=1, arg_params={"nope": mx.nd.ones((1,))})
     with pytest.raises(ValueError, match="nope"):
         extra.fit(X, y)
 
@@ -467,23 +534,27 @@ def test_bind_for_inference_only_and_rebind():
         mod.backward()
     X, _ = _data(8)
     mod.forward(mx.io.DataBatch([mx.nd.array(X)]))
-    np.testing.assert_allclose(mod.get_outputs()[0].asnumpy(), _forward_numpy(_params(), X)[1],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        mod.get_outputs()[0].asnumpy(), _forward_numpy(_params(), X)[1], rtol=1e-5, atol=1e-6
+    )
     mod.bind(data_shapes=[("data", (8, 4))])  # bound already: a warning, nothing else
     # force_rebind for training keeps the parameters
-    mod.bind(data_shapes=[("data", (8, 4))], label_shapes=[("softmax_label", (8,))],
-             force_rebind=True)
+    mod.bind(
+        data_shapes=[("data", (8, 4))], label_shapes=[("softmax_label", (8,))], force_rebind=True
+    )
     assert mod.for_training
-    np.testing.assert_array_equal(mod.get_params()[0]["fc1_weight"].asnumpy(),
-                                  _params()["fc1_weight"])
+    np.testing.assert_array_equal(
+        mod.get_params()[0]["fc1_weight"].asnumpy(), _params()["fc1_weight"]
+    )
     # a step, then another rebind: the trained values carry over
     mod.init_optimizer(optimizer_params={"learning_rate": 1.0})
     mod.forward_backward(mx.io.DataBatch([mx.nd.array(X)], [mx.nd.array(_data(8)[1])]))
     mod.update()
     trained = mod._exec.arg_dict["fc2_weight"].asnumpy().copy()
     assert not np.allclose(trained, _params()["fc2_weight"])
-    mod.bind(data_shapes=[("data", (4, 4))], label_shapes=[("softmax_label", (4,))],
-             force_rebind=True)
+    mod.bind(
+        data_shapes=[("data", (4, 4))], label_shapes=[("softmax_label", (4,))], force_rebind=True
+    )
     np.testing.assert_array_equal(mod._exec.arg_dict["fc2_weight"].asnumpy(), trained)
     assert mod.output_shapes == [("softmax_output", (4, 3))]
 
@@ -516,13 +587,16 @@ def test_frozen_batchnorm_keeps_its_statistics():
     moving statistics stay, as MXNet updates them in the skipped backward."""
     data = mx.sym.var("data")
     body = mx.sym.BatchNorm(mx.sym.FullyConnected(data, num_hidden=3, name="fc"), name="bn")
-    net = mx.sym.SoftmaxOutput(mx.sym.FullyConnected(body, num_hidden=2, name="out"),
-                               name="softmax")
+    net = mx.sym.SoftmaxOutput(
+        mx.sym.FullyConnected(body, num_hidden=2, name="out"), name="softmax"
+    )
     X, y = _data(8)
     batch = mx.io.DataBatch([mx.nd.array(X)], [mx.nd.array(np.minimum(y, 1))])
     means = {}
-    for key, fixed in (("frozen", ["fc_weight", "fc_bias", "bn_gamma", "bn_beta"]),
-                       ("gamma learns", ["fc_weight", "fc_bias"])):
+    for key, fixed in (
+        ("frozen", ["fc_weight", "fc_bias", "bn_gamma", "bn_beta"]),
+        ("gamma learns", ["fc_weight", "fc_bias"]),
+    ):
         mod = mx.mod.Module(net, fixed_param_names=fixed)
         mod.bind([("data", (8, 4))], [("softmax_label", (8,))])
         mod.init_params(mx.init.Xavier())
@@ -530,8 +604,7 @@ def test_frozen_batchnorm_keeps_its_statistics():
         means[key] = mod._exec.aux_dict["bn_moving_mean"].asnumpy()
         # inference never moves them
         mod.forward(batch, is_train=False)
-        np.testing.assert_array_equal(mod._exec.aux_dict["bn_moving_mean"].asnumpy(),
-                                      means[key])
+        np.testing.assert_array_equal(mod._exec.aux_dict["bn_moving_mean"].asnumpy(), means[key])
     np.testing.assert_array_equal(means["frozen"], np.zeros(3))
     assert np.abs(means["gamma learns"]).sum() > 0
 
@@ -576,6 +649,7 @@ def test_zero_dims_are_inferred_through_concat_and_stack(join):
 # BucketingModule
 # ---------------------------------------------------------------------------
 
+
 def _bucket_sym_gen(length):
     data = mx.sym.var("data")
     embed = mx.sym.Embedding(data, input_dim=6, output_dim=3, name="embed")
@@ -584,10 +658,13 @@ def _bucket_sym_gen(length):
 
 
 def _bucket_batch(tokens, labels):
-    return mx.io.DataBatch([mx.nd.array(tokens)], [mx.nd.array(labels)],
-                           bucket_key=tokens.shape[1],
-                           provide_data=[("data", tokens.shape)],
-                           provide_label=[("softmax_label", labels.shape)])
+    return mx.io.DataBatch(
+        [mx.nd.array(tokens)],
+        [mx.nd.array(labels)],
+        bucket_key=tokens.shape[1],
+        provide_data=[("data", tokens.shape)],
+        provide_label=[("softmax_label", labels.shape)],
+    )
 
 
 def test_buckets_share_parameters_and_optimizer_states():
@@ -595,15 +672,21 @@ def test_buckets_share_parameters_and_optimizer_states():
     one bucket carries into the next, so alternating buckets equals one module
     fed the same gradients."""
     rng = np.random.default_rng(2)
-    start = {"embed_weight": rng.normal(size=(6, 3)).astype(np.float32),
-             "fc_weight": rng.normal(size=(2, 3)).astype(np.float32),
-             "fc_bias": np.zeros(2, np.float32)}
+    start = {
+        "embed_weight": rng.normal(size=(6, 3)).astype(np.float32),
+        "fc_weight": rng.normal(size=(2, 3)).astype(np.float32),
+        "fc_bias": np.zeros(2, np.float32),
+    }
     mod = mx.mod.BucketingModule(_bucket_sym_gen, default_bucket_key=4)
     mod.bind([("data", (2, 4))], [("softmax_label", (2,))])
     mod.init_params(arg_params=_nd(start))
     mod.init_optimizer(optimizer_params={"learning_rate": 0.5, "momentum": 0.9})
-    batches = [_bucket_batch(rng.integers(0, 6, (2, n)).astype(np.float32),
-                             np.array([0.0, 1.0], np.float32)) for n in (4, 2, 4, 2)]
+    batches = [
+        _bucket_batch(
+            rng.integers(0, 6, (2, n)).astype(np.float32), np.array([0.0, 1.0], np.float32)
+        )
+        for n in (4, 2, 4, 2)
+    ]
     # the reference: fixed-length modules, one per batch, fed the current weights
     weights = {k: v.copy() for k, v in start.items()}
     velocity = {k: np.zeros_like(v) for k, v in start.items()}
@@ -611,8 +694,7 @@ def test_buckets_share_parameters_and_optimizer_states():
         mod.forward_backward(batch)
         mod.update()
         symbol, _, _ = _bucket_sym_gen(batch.bucket_key)
-        exe = symbol.simple_bind(mx.cpu(), data=batch.data[0].shape,
-                                 softmax_label=(2,))
+        exe = symbol.simple_bind(mx.cpu(), data=batch.data[0].shape, softmax_label=(2,))
         exe.copy_params_from(_nd(weights))
         exe.forward(is_train=True, data=batch.data[0], softmax_label=batch.label[0])
         exe.backward()
@@ -620,12 +702,12 @@ def test_buckets_share_parameters_and_optimizer_states():
             velocity[name] = 0.9 * velocity[name] - 0.5 * exe.grad_dict[name].asnumpy() / 2
             weights[name] = weights[name] + velocity[name]
     assert sorted(mod._buckets) == [2, 4]
-    assert mod._buckets[2]._exec.arg_dict["fc_weight"] is \
-        mod._buckets[4]._exec.arg_dict["fc_weight"]
+    assert (
+        mod._buckets[2]._exec.arg_dict["fc_weight"] is mod._buckets[4]._exec.arg_dict["fc_weight"]
+    )
     args, _ = mod.get_params()
     for name, value in weights.items():
-        np.testing.assert_allclose(args[name].asnumpy(), value, rtol=1e-5, atol=1e-6,
-                                   err_msg=name)
+        np.testing.assert_allclose(args[name].asnumpy(), value, rtol=1e-5, atol=1e-6, err_msg=name)
     assert mod.output_shapes == [("softmax_output", (2, 2))]
     assert mod.data_shapes[0].shape == (2, 2)  # the current bucket's
 
@@ -655,8 +737,12 @@ def test_bucketing_module_fits_and_predicts():
             return batches[self.cursor - 1]
 
     mod = mx.mod.BucketingModule(_bucket_sym_gen, default_bucket_key=5)
-    mod.fit(Iter(), num_epoch=30, initializer=mx.init.Xavier(),
-            optimizer_params={"learning_rate": 0.5, "momentum": 0.9})
+    mod.fit(
+        Iter(),
+        num_epoch=30,
+        initializer=mx.init.Xavier(),
+        optimizer_params={"learning_rate": 0.5, "momentum": 0.9},
+    )
     assert mod.score(Iter(), "acc")[0][1] == 1.0
     assert mod.predict(Iter()).shape == (16, 2)
     with pytest.raises(ValueError, match="data name"):

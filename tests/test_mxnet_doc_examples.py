@@ -57,10 +57,13 @@ def test_guide_head_gradient():
     with autograd.record():
         y = x * 2
         z = y * x
-    head_gradient = nd.array([10, 1, .1, .01])
+    head_gradient = nd.array([10, 1, 0.1, 0.01])
     z.backward(head_gradient)
-    np.testing.assert_allclose(x.grad.asnumpy(), 4 * np.array([1, 2, 3, 4]) *
-                               np.array([10, 1, .1, .01], np.float32), rtol=1e-6)
+    np.testing.assert_allclose(
+        x.grad.asnumpy(),
+        4 * np.array([1, 2, 3, 4]) * np.array([10, 1, 0.1, 0.01], np.float32),
+        rtol=1e-6,
+    )
 
 
 def test_guide_detach():
@@ -161,7 +164,7 @@ class sigmoid(mx.autograd.Function):  # noqa: N801  (the name the docs use)
     def backward(self, dy):
         # backward takes as many inputs as forward's return value,
         # and returns as many NDArrays as forward's arguments.
-        y, = self.saved_tensors
+        (y,) = self.saved_tensors
         return dy * y * (1 - y)
 
 
@@ -214,6 +217,7 @@ def test_predict_mode_docstring_pattern():
 # examples/quickstart.py as a script
 # ---------------------------------------------------------------------------
 
+
 def _numbers(text: str) -> np.ndarray:
     return np.array([float(v) for v in re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", text)])
 
@@ -225,10 +229,15 @@ def _after(output: str, label: str) -> np.ndarray:
 
 
 def test_quickstart_script_runs_and_prints_the_documented_results():
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH",
-                                                                              ""))
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     output = result.stdout
     np.testing.assert_allclose(_after(output, "y ="), [2, 5, 10, 17])

@@ -16,8 +16,16 @@ from symgrad.ndarray import serialization
 
 DTYPES = ["float16", "float32", "float64", "int8", "int32", "int64", "uint8"]
 SHAPES = [(), (1,), (5,), (0,), (2, 0, 3), (2, 3), (2, 3, 4), (1, 1, 1, 2, 1)]
-FLAGS = {"float32": 0, "float64": 1, "float16": 2, "uint8": 3, "int32": 4, "int8": 5,
-         "int64": 6, "bool": 7}
+FLAGS = {
+    "float32": 0,
+    "float64": 1,
+    "float16": 2,
+    "uint8": 3,
+    "int32": 4,
+    "int8": 5,
+    "int64": 6,
+    "bool": 7,
+}
 
 
 def _values(shape: tuple[int, ...], dtype: str, seed: int = 0) -> np.ndarray:
@@ -26,8 +34,7 @@ def _values(shape: tuple[int, ...], dtype: str, seed: int = 0) -> np.ndarray:
         return rng.standard_normal(shape).astype(dtype)
     info = np.iinfo(dtype)
     # the extremes of the type too, so a wrong width or sign cannot pass
-    flat = rng.integers(info.min, info.max, size=int(np.prod(shape)), dtype=dtype,
-                        endpoint=True)
+    flat = rng.integers(info.min, info.max, size=int(np.prod(shape)), dtype=dtype, endpoint=True)
     if flat.size >= 2:
         flat[0], flat[1] = info.min, info.max
     return flat.reshape(shape)
@@ -44,11 +51,20 @@ def _header(count: int) -> bytes:
     return struct.pack("<QQQ", 0x112, 0, count)
 
 
-def _v2_array(values: np.ndarray, magic: int = 0xF993FAC9, stype: int = 0,
-              context: tuple[int, int] = (1, 0), flag: int | None = None) -> bytes:
+def _v2_array(
+    values: np.ndarray,
+    magic: int = 0xF993FAC9,
+    stype: int = 0,
+    context: tuple[int, int] = (1, 0),
+    flag: int | None = None,
+) -> bytes:
     flag = FLAGS[values.dtype.name] if flag is None else flag
-    return (struct.pack(f"<Iii{values.ndim}qiii", magic, stype, values.ndim, *values.shape,
-                        *context, flag) + values.tobytes())
+    return (
+        struct.pack(
+            f"<Iii{values.ndim}qiii", magic, stype, values.ndim, *values.shape, *context, flag
+        )
+        + values.tobytes()
+    )
 
 
 def _names(names: list[str]) -> bytes:
@@ -59,6 +75,7 @@ def _names(names: list[str]) -> bytes:
 
 
 # -- round trips -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", DTYPES + ["bool"])
 def test_round_trip_every_dtype_and_shape(tmp_path: Path, dtype: str) -> None:
@@ -82,8 +99,12 @@ def test_special_float_values_survive(tmp_path: Path) -> None:
 
 
 def test_dict_keeps_names_and_order(tmp_path: Path) -> None:
-    data = {"zeta": mx.nd.ones((2,)), "arg:fc_weight": mx.nd.array([[1, 2]]),
-            "aux:bn_moving_mean": mx.nd.zeros((3,), dtype="float64"), "ünïcode": mx.nd.ones(1)}
+    data = {
+        "zeta": mx.nd.ones((2,)),
+        "arg:fc_weight": mx.nd.array([[1, 2]]),
+        "aux:bn_moving_mean": mx.nd.zeros((3,), dtype="float64"),
+        "ünïcode": mx.nd.ones(1),
+    }
     mx.nd.save(str(tmp_path / "d.params"), data)
     loaded = mx.nd.load(str(tmp_path / "d.params"))
     assert isinstance(loaded, dict)
@@ -146,27 +167,34 @@ def test_pathlike_names(tmp_path: Path) -> None:
 
 # -- the byte layout ---------------------------------------------------------------------
 
+
 def test_bytes_of_a_dict_file_match_the_format() -> None:
     weight = np.array([[1, 2, 3]], dtype=np.float32)
     count = np.array([5], dtype=np.int64)
-    expected = (_header(2) + _v2_array(weight) + _v2_array(count) + _names(["w", "count"]))
+    expected = _header(2) + _v2_array(weight) + _v2_array(count) + _names(["w", "count"])
     blob = serialization.dumps({"w": mx.nd.NDArray(weight), "count": mx.nd.NDArray(count)})
     assert blob == expected
     # a list: the same arrays, no names
     assert serialization.dumps([mx.nd.NDArray(weight)]) == (
-        _header(1) + _v2_array(weight) + _names([]))
+        _header(1) + _v2_array(weight) + _names([])
+    )
 
 
 def test_a_file_with_a_0d_array_is_written_in_numpy_shape_semantics() -> None:
     scalar, vector = np.array(2.5, dtype=np.float32), np.array([1, 2], dtype=np.int32)
     blob = serialization.dumps([mx.nd.NDArray(vector), mx.nd.NDArray(scalar)])
     # every array V3, since MXNet refuses to mix V2 and V3 arrays in one load
-    assert blob == (_header(2) + _v2_array(vector, magic=0xF993FACA)
-                    + _v2_array(scalar, magic=0xF993FACA) + _names([]))
+    assert blob == (
+        _header(2)
+        + _v2_array(vector, magic=0xF993FACA)
+        + _v2_array(scalar, magic=0xF993FACA)
+        + _names([])
+    )
     # an empty array (a 0 among its dims) stays V2: no data bytes
     empty = np.zeros((0, 3), dtype=np.float32)
     assert serialization.dumps([mx.nd.NDArray(empty)]) == (
-        _header(1) + _v2_array(empty) + _names([]))
+        _header(1) + _v2_array(empty) + _names([])
+    )
 
 
 def test_reads_0d_arrays_written_with_v2() -> None:
@@ -198,6 +226,7 @@ def test_arrays_saved_on_a_gpu_load_on_the_cpu() -> None:
 
 # -- what save refuses -------------------------------------------------------------------
 
+
 def test_save_refuses_what_mxnet_refuses(tmp_path: Path) -> None:
     fname = str(tmp_path / "x.nd")
     with pytest.raises(TypeError, match="dict str->NDArray"):
@@ -225,6 +254,7 @@ def test_save_to_a_missing_folder_names_the_file(tmp_path: Path) -> None:
 
 
 # -- damaged and foreign files -----------------------------------------------------------
+
 
 def _load_error(tmp_path: Path, blob: bytes, name: str = "bad.nd") -> str:
     fname = tmp_path / name
@@ -259,8 +289,8 @@ def test_every_truncation_is_named(tmp_path: Path) -> None:
         assert "truncated" in message, (length, message)
         if len(_header(2)) + 8 <= length < first_array_end:
             assert "array 0 of 2" in message
-    assert "array 1 of 2" in _load_error(tmp_path, blob[:first_array_end + 10])
-    assert "truncated: the data (2 int64)" in _load_error(tmp_path, blob[:first_array_end + 40])
+    assert "array 1 of 2" in _load_error(tmp_path, blob[: first_array_end + 10])
+    assert "truncated: the data (2 int64)" in _load_error(tmp_path, blob[: first_array_end + 40])
 
 
 def test_unknown_dtype_flags(tmp_path: Path) -> None:

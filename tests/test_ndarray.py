@@ -37,6 +37,7 @@ def variable(values, dtype=F64):
 # creation
 # ---------------------------------------------------------------------------
 
+
 def test_array_from_nested_lists_is_float32():
     x = nd.array([[1, 2, 3], [4, 5, 6]])
     assert x.shape == (2, 3)
@@ -54,8 +55,9 @@ def test_array_from_float64_numpy_is_float32_unless_dtype_given():
     np.testing.assert_array_equal(y.asnumpy(), source)
 
 
-@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "int32", "int64",
-                                   "uint8", np.float64, np.int32])
+@pytest.mark.parametrize(
+    "dtype", ["float16", "float32", "float64", "int32", "int64", "uint8", np.float64, np.int32]
+)
 def test_array_dtype_argument(dtype):
     x = nd.array([1, 2, 3], dtype=dtype)
     assert x.dtype == np.dtype(dtype).type
@@ -92,8 +94,7 @@ def test_array_does_not_alias_numpy_source():
 @pytest.mark.parametrize("shape", [(3,), (2, 3), 4, (1, 1, 2)])
 def test_zeros_ones_full(shape):
     expected_shape = (shape,) if isinstance(shape, int) else shape
-    for array, value in ((nd.zeros(shape), 0.0), (nd.ones(shape), 1.0),
-                         (nd.full(shape, 7.5), 7.5)):
+    for array, value in ((nd.zeros(shape), 0.0), (nd.ones(shape), 1.0), (nd.full(shape, 7.5), 7.5)):
         assert array.shape == expected_shape
         assert array.dtype == np.float32
         np.testing.assert_array_equal(array.asnumpy(), np.full(expected_shape, value))
@@ -106,13 +107,16 @@ def test_creation_dtype_arguments():
     assert nd.arange(3, dtype="int32").dtype == np.int32
 
 
-@pytest.mark.parametrize("args, kwargs, expected", [
-    ((5,), {}, np.arange(5)),
-    ((1, 4), {}, np.arange(1, 4)),
-    ((1, 4, 0.5), {}, np.arange(1, 4, 0.5)),
-    ((0, 3), {"repeat": 2}, [0, 0, 1, 1, 2, 2]),
-    ((4, 0, -1), {}, [4, 3, 2, 1]),
-])
+@pytest.mark.parametrize(
+    "args, kwargs, expected",
+    [
+        ((5,), {}, np.arange(5)),
+        ((1, 4), {}, np.arange(1, 4)),
+        ((1, 4, 0.5), {}, np.arange(1, 4, 0.5)),
+        ((0, 3), {"repeat": 2}, [0, 0, 1, 1, 2, 2]),
+        ((4, 0, -1), {}, [4, 3, 2, 1]),
+    ],
+)
 def test_arange(args, kwargs, expected):
     x = nd.arange(*args, **kwargs)
     assert x.dtype == np.float32
@@ -140,15 +144,18 @@ def test_random_uniform_range_shape_and_dtype():
 def test_random_normal_moments():
     mx.random.seed(1)
     values = nd.random.normal(2.0, 3.0, shape=(100, 100)).asnumpy()
-    assert abs(values.mean() - 2.0) < 0.1   # sd of the mean 0.03
+    assert abs(values.mean() - 2.0) < 0.1  # sd of the mean 0.03
     assert abs(values.std() - 3.0) < 0.1
 
 
-@pytest.mark.parametrize("draw", [
-    lambda: nd.random.uniform(shape=(4, 5)),
-    lambda: nd.random.normal(shape=(4, 5)),
-    lambda: mx.random.uniform(0, 1, shape=(3,)),
-])
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda: nd.random.uniform(shape=(4, 5)),
+        lambda: nd.random.normal(shape=(4, 5)),
+        lambda: mx.random.uniform(0, 1, shape=(3,)),
+    ],
+)
 def test_random_seed_repeats_draws(draw):
     mx.random.seed(42)
     first, second = draw().asnumpy(), draw().asnumpy()
@@ -161,6 +168,7 @@ def test_random_seed_repeats_draws(draw):
 # ---------------------------------------------------------------------------
 # properties and conversion
 # ---------------------------------------------------------------------------
+
 
 def test_properties():
     x = nd.array(np.arange(24).reshape(2, 3, 4))
@@ -206,8 +214,7 @@ def test_astype(dtype):
     x = nd.array([1.7, -2.2, 3.0])
     y = x.astype(dtype)
     assert y.dtype == np.dtype(dtype).type
-    np.testing.assert_array_equal(y.asnumpy(), np.array([1.7, -2.2, 3.0], np.float32)
-                                  .astype(dtype))
+    np.testing.assert_array_equal(y.asnumpy(), np.array([1.7, -2.2, 3.0], np.float32).astype(dtype))
     assert x.dtype == np.float32
 
 
@@ -249,22 +256,26 @@ def test_copy_and_astype_are_differentiable():
 # reshape: tuple or ints, MXNet's special codes (examples from its docs)
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("source, spec, expected", [
-    ((2, 3, 4), (4, 0, 2), (4, 3, 2)),
-    ((2, 3, 4), (2, 0, 0), (2, 3, 4)),
-    ((2, 3, 4), (6, 1, -1), (6, 1, 4)),
-    ((2, 3, 4), (3, -1, 8), (3, 1, 8)),
-    ((2, 3, 4), (-1,), (24,)),
-    ((2, 3, 4), (-2,), (2, 3, 4)),
-    ((2, 3, 4), (2, -2), (2, 3, 4)),
-    ((2, 3, 4), (-2, 1, 1), (2, 3, 4, 1, 1)),
-    ((2, 3, 4), (-3, 4), (6, 4)),
-    ((2, 3, 4, 5), (-3, -3), (6, 20)),
-    ((2, 3, 4), (0, -3), (2, 12)),
-    ((2, 3, 4), (-3, -2), (6, 4)),
-    ((2, 3, 4), (-4, 1, 2, -2), (1, 2, 3, 4)),
-    ((2, 3, 4), (2, -4, -1, 3, -2), (2, 1, 3, 4)),
-])
+
+@pytest.mark.parametrize(
+    "source, spec, expected",
+    [
+        ((2, 3, 4), (4, 0, 2), (4, 3, 2)),
+        ((2, 3, 4), (2, 0, 0), (2, 3, 4)),
+        ((2, 3, 4), (6, 1, -1), (6, 1, 4)),
+        ((2, 3, 4), (3, -1, 8), (3, 1, 8)),
+        ((2, 3, 4), (-1,), (24,)),
+        ((2, 3, 4), (-2,), (2, 3, 4)),
+        ((2, 3, 4), (2, -2), (2, 3, 4)),
+        ((2, 3, 4), (-2, 1, 1), (2, 3, 4, 1, 1)),
+        ((2, 3, 4), (-3, 4), (6, 4)),
+        ((2, 3, 4, 5), (-3, -3), (6, 20)),
+        ((2, 3, 4), (0, -3), (2, 12)),
+        ((2, 3, 4), (-3, -2), (6, 4)),
+        ((2, 3, 4), (-4, 1, 2, -2), (1, 2, 3, 4)),
+        ((2, 3, 4), (2, -4, -1, 3, -2), (2, 1, 3, 4)),
+    ],
+)
 def test_reshape_codes(source, spec, expected):
     data = np.arange(np.prod(source), dtype=np.float32).reshape(source)
     x = nd.array(data)
@@ -305,8 +316,7 @@ def test_reshape_gradient_flows_back_to_original_shape():
 # reductions: methods with axis/keepdims, whole-array result of shape (1,)
 # ---------------------------------------------------------------------------
 
-_REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min,
-               "prod": np.prod}
+_REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min, "prod": np.prod}
 
 
 @pytest.mark.parametrize("name", sorted(_REDUCTIONS))
@@ -320,15 +330,22 @@ def test_whole_array_reduction_has_shape_one(name):
 
 
 @settings(max_examples=40, deadline=None)
-@given(name=st.sampled_from(sorted(_REDUCTIONS)),
-       shape=st.lists(st.integers(1, 4), min_size=1, max_size=4),
-       data=st.data(), keepdims=st.booleans())
+@given(
+    name=st.sampled_from(sorted(_REDUCTIONS)),
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=4),
+    data=st.data(),
+    keepdims=st.booleans(),
+)
 def test_reductions_match_numpy(name, shape, data, keepdims):
     rank = len(shape)
-    axis = data.draw(st.one_of(
-        st.none(), st.integers(-rank, rank - 1),
-        st.lists(st.integers(0, rank - 1), min_size=1, max_size=rank, unique=True)
-        .map(tuple)), label="axis")
+    axis = data.draw(
+        st.one_of(
+            st.none(),
+            st.integers(-rank, rank - 1),
+            st.lists(st.integers(0, rank - 1), min_size=1, max_size=rank, unique=True).map(tuple),
+        ),
+        label="axis",
+    )
     values = np.random.default_rng(0).uniform(0.5, 1.5, shape)
     result = getattr(nd.array(values, dtype=F64), name)(axis=axis, keepdims=keepdims)
     expected = np.asarray(_REDUCTIONS[name](values, axis=axis, keepdims=keepdims))
@@ -356,8 +373,9 @@ def test_reduction_gradients():
     with autograd.record():
         y = x.prod(axis=1, keepdims=True)
     y.backward()
-    np.testing.assert_allclose(x.grad.asnumpy(), np.prod(data, axis=1, keepdims=True) / data,
-                               rtol=RTOL)
+    np.testing.assert_allclose(
+        x.grad.asnumpy(), np.prod(data, axis=1, keepdims=True) / data, rtol=RTOL
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -367,11 +385,22 @@ def test_reduction_gradients():
 _DATA = np.arange(12.0).reshape(3, 4)
 
 
-@pytest.mark.parametrize("index", [
-    1, -1, slice(0, 2), slice(1, None), slice(None, None, 2), (slice(None), 2),
-    (slice(None), -1), (1, 2), (slice(0, 2), slice(1, 3)), (slice(None), slice(None, None, 2)),
-    (slice(None, None, -1),),
-])
+@pytest.mark.parametrize(
+    "index",
+    [
+        1,
+        -1,
+        slice(0, 2),
+        slice(1, None),
+        slice(None, None, 2),
+        (slice(None), 2),
+        (slice(None), -1),
+        (1, 2),
+        (slice(0, 2), slice(1, 3)),
+        (slice(None), slice(None, None, 2)),
+        (slice(None, None, -1),),
+    ],
+)
 def test_indexing_values_and_gradients(index):
     x = variable(_DATA)
     with autograd.record():
@@ -388,8 +417,11 @@ def test_indexing_values_and_gradients(index):
 
 
 @settings(max_examples=40, deadline=None)
-@given(start=st.none() | st.integers(-6, 6), stop=st.none() | st.integers(-6, 6),
-       step=st.none() | st.integers(1, 3))
+@given(
+    start=st.none() | st.integers(-6, 6),
+    stop=st.none() | st.integers(-6, 6),
+    step=st.none() | st.integers(1, 3),
+)
 def test_slice_matches_numpy(start, stop, step):
     data = np.arange(5.0)
     index = slice(start, stop, step)
@@ -430,6 +462,7 @@ def test_iterating_yields_rows():
 # ---------------------------------------------------------------------------
 # item assignment outside a graph
 # ---------------------------------------------------------------------------
+
 
 def test_item_assignment():
     x = nd.zeros((2, 3))
@@ -505,10 +538,10 @@ def test_wait_to_read_and_waitall():
 # repr and contexts
 # ---------------------------------------------------------------------------
 
+
 def test_repr_matches_mxnet():
     assert repr(nd.array([1, 2, 3, 4]) * 2) == "\n[2. 4. 6. 8.]\n<NDArray 4 @cpu(0)>"
-    assert repr(nd.ones((2, 3))) == ("\n[[1. 1. 1.]\n [1. 1. 1.]]\n"
-                                     "<NDArray 2x3 @cpu(0)>")
+    assert repr(nd.ones((2, 3))) == ("\n[[1. 1. 1.]\n [1. 1. 1.]]\n<NDArray 2x3 @cpu(0)>")
     assert repr(nd.zeros((1, 1, 2))).endswith("<NDArray 1x1x2 @cpu(0)>")
 
 
@@ -549,9 +582,12 @@ def test_cpu_context_accepted_gpu_refused():
 # ---------------------------------------------------------------------------
 
 _COMPARISONS = [
-    (lambda a, b: a == b, np.equal), (lambda a, b: a != b, np.not_equal),
-    (lambda a, b: a < b, np.less), (lambda a, b: a <= b, np.less_equal),
-    (lambda a, b: a > b, np.greater), (lambda a, b: a >= b, np.greater_equal),
+    (lambda a, b: a == b, np.equal),
+    (lambda a, b: a != b, np.not_equal),
+    (lambda a, b: a < b, np.less),
+    (lambda a, b: a <= b, np.less_equal),
+    (lambda a, b: a > b, np.greater),
+    (lambda a, b: a >= b, np.greater_equal),
 ]
 
 
@@ -561,9 +597,11 @@ def test_comparisons_give_zero_one_arrays_in_input_dtype(compare, reference, dty
     a_values = np.array([[1, 2, 3], [3, 2, 1]])
     b_values = np.array([[2, 2, 2]])
     a, b = nd.array(a_values, dtype=dtype), nd.array(b_values, dtype=dtype)
-    for result, expected in ((compare(a, b), reference(a_values, b_values)),
-                             (compare(a, 2), reference(a_values, 2)),
-                             (compare(2, a), reference(2, a_values))):
+    for result, expected in (
+        (compare(a, b), reference(a_values, b_values)),
+        (compare(a, 2), reference(a_values, 2)),
+        (compare(2, a), reference(2, a_values)),
+    ):
         assert result.dtype == np.dtype(dtype).type
         np.testing.assert_array_equal(result.asnumpy(), expected.astype(dtype))
 
@@ -583,16 +621,21 @@ def test_reflected_operators_values_and_gradients():
     with autograd.record():
         a = 2 - x
         b = 1 / x
-        c = 2 ** x
+        c = 2**x
         d = 3 + x
         e = 4 * x
     np.testing.assert_allclose(a.asnumpy(), 2 - data, rtol=RTOL)
     np.testing.assert_allclose(b.asnumpy(), 1 / data, rtol=RTOL)
-    np.testing.assert_allclose(c.asnumpy(), 2 ** data, rtol=RTOL)
+    np.testing.assert_allclose(c.asnumpy(), 2**data, rtol=RTOL)
     np.testing.assert_allclose(d.asnumpy(), 3 + data, rtol=RTOL)
     np.testing.assert_allclose(e.asnumpy(), 4 * data, rtol=RTOL)
-    for head, expected in ((a, -np.ones(3)), (b, -1 / data ** 2),
-                           (c, np.log(2) * 2 ** data), (d, np.ones(3)), (e, np.full(3, 4.0))):
+    for head, expected in (
+        (a, -np.ones(3)),
+        (b, -1 / data**2),
+        (c, np.log(2) * 2**data),
+        (d, np.ones(3)),
+        (e, np.full(3, 4.0)),
+    ):
         (gx,) = autograd.grad(head, [x], retain_graph=True)
         np.testing.assert_allclose(gx.asnumpy(), expected, rtol=1e-12)
 
@@ -620,8 +663,11 @@ def test_unary_operators():
 _SHAPE_ERRORS = [
     ("broadcast_add", lambda: nd.ones((2, 3)) + nd.ones((4,)), ["(2, 3)", "(4,)"]),
     ("broadcast_mul", lambda: nd.ones((2, 3)) * nd.ones((3, 2)), ["(2, 3)", "(3, 2)"]),
-    ("elemwise_add", lambda: nd.elemwise_add(nd.ones((2, 3)), nd.ones((3, 2))),
-     ["(2, 3)", "(3, 2)"]),
+    (
+        "elemwise_add",
+        lambda: nd.elemwise_add(nd.ones((2, 3)), nd.ones((3, 2))),
+        ["(2, 3)", "(3, 2)"],
+    ),
     ("dot", lambda: nd.dot(nd.ones((2, 3)), nd.ones((4, 5))), ["(2, 3)", "(4, 5)"]),
     ("Reshape", lambda: nd.ones((2, 3)).reshape((5,)), ["(2, 3)"]),
 ]

@@ -23,31 +23,30 @@ from symgrad import test_utils as tu
 # test_every_op_is_tested, so a new op cannot ship untested.
 EXEMPT = {
     "_CustomFunction": "its math is a user callback: tested through autograd.Function "
-                       "in tests/test_autograd_api.py",
+    "in tests/test_autograd_api.py",
     "_CustomFunctionBackward": "the backward half of _CustomFunction (same tests)",
-    "Custom": "its math is a user CustomOp: tested through mx.operator in "
-              "tests/test_custom_op.py",
+    "Custom": "its math is a user CustomOp: tested through mx.operator in tests/test_custom_op.py",
     "_backward_Custom": "the backward half of Custom (same tests)",
     "_contrib_boolean_mask": "its output length depends on the mask's values, which no "
-                             "shape rule sees: tested imperatively with finite differences "
-                             "in tests/test_contrib.py",
+    "shape rule sees: tested imperatively with finite differences "
+    "in tests/test_contrib.py",
     "_foreach": "its body is a traced subgraph: tested through contrib.foreach on "
-                "symbols of unknown length in tests/test_control_flow.py",
+    "symbols of unknown length in tests/test_control_flow.py",
     "_backward_foreach": "the backward half of _foreach (same tests)",
     "_while_loop": "its cond and func are traced subgraphs: tested through symbolic "
-                   "contrib.while_loop in tests/test_control_flow.py",
+    "contrib.while_loop in tests/test_control_flow.py",
     "_backward_while_loop": "the backward half of _while_loop (same tests)",
     "_cond": "its branches are traced subgraphs: tested through symbolic contrib.cond in "
-             "tests/test_control_flow.py",
+    "tests/test_control_flow.py",
     "_backward_cond": "the backward half of _cond (same tests)",
     "_contrib_gradientmultiplier": "its gradient is by design not its forward's derivative "
-                                   "(g * scalar): tested in tests/test_contrib.py",
+    "(g * scalar): tested in tests/test_contrib.py",
     "_contrib_round_ste": "straight-through: the gradient is g, not round's derivative "
-                          "(tested in tests/test_contrib.py)",
+    "(tested in tests/test_contrib.py)",
     "_contrib_sign_ste": "straight-through: the gradient is g, not sign's derivative "
-                         "(tested in tests/test_contrib.py)",
+    "(tested in tests/test_contrib.py)",
     "_fused": "holds a subgraph made by the fusion pass: the pass tests check that fused "
-              "graphs compute the values of the graphs they replace",
+    "graphs compute the values of the graphs they replace",
 }
 
 ALL_OPS = [op.name for op in tu.registered_ops()]
@@ -73,7 +72,8 @@ def test_every_op_is_tested(name):
     opdef = compiler.get_op(name)
     assert opdef.test is not None or name in EXEMPT, (
         f"op {name!r} has no TestSpec: declare test=TestSpec(...) beside it in "
-        f"compiler/ops/, or add it to EXEMPT in {__file__} with a reason")
+        f"compiler/ops/, or add it to EXEMPT in {__file__} with a reason"
+    )
 
 
 @pytest.mark.parametrize("name", TESTED)
@@ -108,6 +108,7 @@ def test_backends_agree(name):
 # the checker itself must catch wrong gradients
 # ---------------------------------------------------------------------------
 
+
 @pytest.fixture
 def wrong_rule(monkeypatch):
     """Replace an op's gradient rule for one test; cached programs built with the
@@ -132,16 +133,21 @@ def test_checker_catches_a_wrong_first_derivative(wrong_rule, via):
 @pytest.mark.parametrize("via", ["compiler", "frontend"])
 def test_checker_catches_a_wrong_second_derivative(wrong_rule, via):
     # _unbroadcast's own gradient is only used when differentiating twice.
-    wrong_rule("_unbroadcast",
-               lambda g, x, like, *, out: (compiler.ops.F.broadcast_like(g, x) * 1.001, None))
+    wrong_rule(
+        "_unbroadcast",
+        lambda g, x, like, *, out: (compiler.ops.F.broadcast_like(g, x) * 1.001, None),
+    )
     tu.check_op_gradient("broadcast_mul", via=via, order=1)
     with pytest.raises(AssertionError, match="order 2"):
         tu.check_op_gradient("broadcast_mul", via=via, order=2)
 
 
 def test_checker_catches_a_wrong_shape_rule(monkeypatch):
-    monkeypatch.setattr(compiler.get_op("exp"), "infer",
-                        lambda types: [types[0]._replace(dtype=np.dtype(np.float32))])
+    monkeypatch.setattr(
+        compiler.get_op("exp"),
+        "infer",
+        lambda types: [types[0]._replace(dtype=np.dtype(np.float32))],
+    )
     with pytest.raises(AssertionError, match="float64"):
         tu.check_op_types("exp")
 
@@ -149,6 +155,7 @@ def test_checker_catches_a_wrong_shape_rule(monkeypatch):
 # ---------------------------------------------------------------------------
 # random ops: the mask is fixed by reseeding before each evaluation
 # ---------------------------------------------------------------------------
+
 
 def _dropout(x):
     return mx.nd.Dropout(x, p=0.5, is_train=True)
@@ -189,9 +196,11 @@ def test_dropout_in_predict_mode_is_the_identity_gradient():
 # patterns, axes, transposes, optional inputs, modes
 # ---------------------------------------------------------------------------
 
+
 def _spec(shapes=((3, 4),), domain=(-2.0, 2.0), wrt=None, order=2, make_inputs=None, **attrs):
-    return registry.TestSpec(shapes=shapes, domain=domain, attrs=attrs, wrt=wrt,
-                             order=order, make_inputs=make_inputs)
+    return registry.TestSpec(
+        shapes=shapes, domain=domain, attrs=attrs, wrt=wrt, order=order, make_inputs=make_inputs
+    )
 
 
 def _indices(*arrays):
@@ -202,16 +211,30 @@ def _indices(*arrays):
     return make
 
 
-BROADCAST_PATTERNS = [((3, 1), (1, 4)), ((4,), (3, 4)), ((2, 3, 4), (3, 1)), ((1,), (3, 4)),
-                      ((3, 4), (3, 4))]
+BROADCAST_PATTERNS = [
+    ((3, 1), (1, 4)),
+    ((4,), (3, 4)),
+    ((2, 3, 4), (3, 1)),
+    ((1,), (3, 4)),
+    ((3, 4), (3, 4)),
+]
 VARIANTS = [
-    *((f"broadcast_{op}", _spec(shapes=shapes, domain=(0.5, 2.0)))
-      for op in ("add", "sub", "mul", "div", "power", "maximum", "minimum")
-      for shapes in BROADCAST_PATTERNS),
-    *((op, _spec(shapes=((2, 3, 4),), **attrs))
-      for op in ("sum", "mean", "max", "min", "nansum")
-      for attrs in ({"axis": None}, {"axis": (0, 2), "keepdims": True},
-                    {"axis": (1,), "exclude": True}, {"axis": (-1,)}, {"axis": 0})),
+    *(
+        (f"broadcast_{op}", _spec(shapes=shapes, domain=(0.5, 2.0)))
+        for op in ("add", "sub", "mul", "div", "power", "maximum", "minimum")
+        for shapes in BROADCAST_PATTERNS
+    ),
+    *(
+        (op, _spec(shapes=((2, 3, 4),), **attrs))
+        for op in ("sum", "mean", "max", "min", "nansum")
+        for attrs in (
+            {"axis": None},
+            {"axis": (0, 2), "keepdims": True},
+            {"axis": (1,), "exclude": True},
+            {"axis": (-1,)},
+            {"axis": 0},
+        )
+    ),
     ("prod", _spec(shapes=((2, 3, 4),), domain=(0.5, 2.0), axis=None)),
     ("prod", _spec(shapes=((2, 3, 4),), domain=(0.5, 2.0), axis=(0, 2), keepdims=True)),
     ("dot", _spec(shapes=((4, 3), (4, 2)), transpose_a=True)),
@@ -235,8 +258,10 @@ VARIANTS = [
     ("softmax", _spec(axis=0, temperature=2.0)),
     ("log_softmax", _spec(shapes=((3, 4, 2),), axis=1)),
     ("log_softmax", _spec(axis=0, temperature=2.0)),
-    *(("Activation", _spec(act_type=act, order=1 if act == "relu" else 2))
-      for act in ("relu", "sigmoid", "softrelu", "softsign")),
+    *(
+        ("Activation", _spec(act_type=act, order=1 if act == "relu" else 2))
+        for act in ("relu", "sigmoid", "softrelu", "softsign")
+    ),
     ("Dropout", _spec(shapes=((4, 5),), p=0.4, axes=(0,), is_train=True)),
     ("Dropout", _spec(p=0.5, mode="always")),
     ("Dropout", _spec(p=0.5, is_train=False)),
@@ -273,26 +298,57 @@ VARIANTS = [
     ("broadcast_to", _spec(shapes=((3, 1),), shape=(0, 4))),
     ("broadcast_to", _spec(shapes=((4,),), shape=(2, 3, 4))),
     ("broadcast_like", _spec(shapes=((4,), (3, 4)), wrt=(0,))),
-    ("BatchNorm", _spec(make_inputs=_indices((4, 3, 2), [1.0, 0.5, 2.0], [0.1, 0.2, 0.3],
-                                             [0.0, 0.5, -0.5], [1.0, 2.0, 0.5]),
-                        wrt=(0, 2), is_train=True)),
-    ("BatchNorm", _spec(make_inputs=_indices((4, 3, 2), [1.0, 0.5, 2.0], [0.1, 0.2, 0.3],
-                                             [0.0, 0.5, -0.5], [1.0, 2.0, 0.5]),
-                        wrt=(0, 1, 2), fix_gamma=False, is_train=False)),
-    ("BatchNorm", _spec(make_inputs=_indices((4, 3, 2), [1.0, 0.5, 2.0], [0.1, 0.2, 0.3],
-                                             [0.0, 0.5, -0.5], [1.0, 2.0, 0.5]),
-                        wrt=(0, 1, 2), fix_gamma=False, use_global_stats=True,
-                        is_train=True)),
-    ("BatchNorm", _spec(make_inputs=_indices((4, 2), [1.0, 0.5], [0.1, 0.2], [0.0, 0.5],
-                                             [1.0, 2.0]),
-                        wrt=(0, 1, 2), fix_gamma=False, axis=-1, is_train=True)),
+    (
+        "BatchNorm",
+        _spec(
+            make_inputs=_indices(
+                (4, 3, 2), [1.0, 0.5, 2.0], [0.1, 0.2, 0.3], [0.0, 0.5, -0.5], [1.0, 2.0, 0.5]
+            ),
+            wrt=(0, 2),
+            is_train=True,
+        ),
+    ),
+    (
+        "BatchNorm",
+        _spec(
+            make_inputs=_indices(
+                (4, 3, 2), [1.0, 0.5, 2.0], [0.1, 0.2, 0.3], [0.0, 0.5, -0.5], [1.0, 2.0, 0.5]
+            ),
+            wrt=(0, 1, 2),
+            fix_gamma=False,
+            is_train=False,
+        ),
+    ),
+    (
+        "BatchNorm",
+        _spec(
+            make_inputs=_indices(
+                (4, 3, 2), [1.0, 0.5, 2.0], [0.1, 0.2, 0.3], [0.0, 0.5, -0.5], [1.0, 2.0, 0.5]
+            ),
+            wrt=(0, 1, 2),
+            fix_gamma=False,
+            use_global_stats=True,
+            is_train=True,
+        ),
+    ),
+    (
+        "BatchNorm",
+        _spec(
+            make_inputs=_indices((4, 2), [1.0, 0.5], [0.1, 0.2], [0.0, 0.5], [1.0, 2.0]),
+            wrt=(0, 1, 2),
+            fix_gamma=False,
+            axis=-1,
+            is_train=True,
+        ),
+    ),
 ]
 
 
 def _variant_id(case):
     name, spec = case
-    return f"{name}-{spec.shapes}-{spec.attrs}" if spec.make_inputs is None else \
-        f"{name}-{spec.attrs}"
+    return (
+        f"{name}-{spec.shapes}-{spec.attrs}" if spec.make_inputs is None else f"{name}-{spec.attrs}"
+    )
 
 
 @pytest.mark.parametrize("name, spec", VARIANTS, ids=[_variant_id(c) for c in VARIANTS])
@@ -305,6 +361,7 @@ def test_op_variant(name, spec):
 # ---------------------------------------------------------------------------
 # gradient graphs depend on ranks and ones-patterns, never on sizes
 # ---------------------------------------------------------------------------
+
 
 def _gradient_key(opdef, shapes, attrs, order):
     """Structural key of the op's gradient graph (differentiated ``order`` times)
@@ -332,14 +389,18 @@ def _scaled(shape):
     return tuple(size if size == 1 else 2 * size for size in shape)
 
 
-SIZE_CASES = [(name, compiler.get_op(name).test) for name in DIFFERENTIABLE
-              if compiler.get_op(name).test.make_inputs is None] + \
-    [(name, spec) for name, spec in VARIANTS
-     if spec.make_inputs is None and compiler.get_op(name).differentiable]
+SIZE_CASES = [
+    (name, compiler.get_op(name).test)
+    for name in DIFFERENTIABLE
+    if compiler.get_op(name).test.make_inputs is None
+] + [
+    (name, spec)
+    for name, spec in VARIANTS
+    if spec.make_inputs is None and compiler.get_op(name).differentiable
+]
 
 
-@pytest.mark.parametrize("name, spec", SIZE_CASES,
-                         ids=[_variant_id(c) for c in SIZE_CASES])
+@pytest.mark.parametrize("name, spec", SIZE_CASES, ids=[_variant_id(c) for c in SIZE_CASES])
 def test_gradient_rules_do_not_bake_sizes(name, spec):
     # The program cache keys graphs on ranks and ones-patterns only, so a gradient
     # rule must build the same graph for inputs of other sizes.
@@ -359,17 +420,20 @@ def test_float32_gradient_graph_keeps_its_types(name):
     opdef = compiler.get_op(name)
     values = tu.op_inputs(name, np.float32)
     variables = [compiler.variable(v.shape, v.dtype) for v in values]
-    node = compiler.make_node(opdef, [compiler.Entry(v, 0) for v in variables],
-                              opdef.test.attrs)
+    node = compiler.make_node(opdef, [compiler.Entry(v, 0) for v in variables], opdef.test.attrs)
     visible = opdef.visible(node.attrs) or node.num_outputs
     outputs = [compiler.Entry(node, k) for k in range(visible)]
     seeds = [compiler.variable(o.shape, o.dtype) for o in outputs]
     wrt = opdef.test.wrt if opdef.test.wrt is not None else range(len(values))
-    grads = compiler.differentiate(outputs, [compiler.Entry(s, 0) for s in seeds],
-                                   [compiler.Entry(variables[i], 0) for i in wrt])
+    grads = compiler.differentiate(
+        outputs,
+        [compiler.Entry(s, 0) for s in seeds],
+        [compiler.Entry(variables[i], 0) for i in wrt],
+    )
     graph = compiler.ProgramGraph(variables + seeds, grads)
     op_random.seed(0)
     results = tu.BACKENDS["interpreter"](graph)(
-        [v.copy() for v in values] + [np.ones(o.shape, o.dtype) for o in outputs])
+        [v.copy() for v in values] + [np.ones(o.shape, o.dtype) for o in outputs]
+    )
     for i, grad in zip(wrt, results):
         assert grad is None or (grad.dtype == np.float32 and grad.shape == values[i].shape)

@@ -14,8 +14,22 @@ import pytest
 import symgrad as mx
 from symgrad.optimizer import pickling
 
-NAMES = ["sgd", "nag", "adam", "adamw", "adagrad", "adadelta", "adamax", "nadam", "rmsprop",
-         "ftrl", "signum", "lamb", "dcasgd", "sgld"]
+NAMES = [
+    "sgd",
+    "nag",
+    "adam",
+    "adamw",
+    "adagrad",
+    "adadelta",
+    "adamax",
+    "nadam",
+    "rmsprop",
+    "ftrl",
+    "signum",
+    "lamb",
+    "dcasgd",
+    "sgld",
+]
 
 
 def _run(optimizer, weight, grads):
@@ -77,7 +91,7 @@ def test_learning_rate_and_scheduler():
         opt.set_learning_rate(0.1)
     _run(opt, np.ones(2), [np.ones(2)] * 3)
     assert opt.num_update == 3
-    assert opt.learning_rate == pytest.approx(0.8 * 0.5 ** 2)
+    assert opt.learning_rate == pytest.approx(0.8 * 0.5**2)
 
 
 def test_update_counts_and_begin_num_update():
@@ -91,8 +105,9 @@ def test_update_counts_and_begin_num_update():
 
 
 def test_multipliers_by_parameter_name_and_index():
-    opt = mx.optimizer.SGD(learning_rate=1.0, wd=0.1,
-                           param_idx2name={0: "fc_weight", 1: "fc_bias", 2: "bn_gamma"})
+    opt = mx.optimizer.SGD(
+        learning_rate=1.0, wd=0.1, param_idx2name={0: "fc_weight", 1: "fc_bias", 2: "bn_gamma"}
+    )
     # MXNet: no weight decay for what is neither a weight nor a gamma
     assert opt.wd_mult == {"fc_bias": 0.0}
     opt.set_lr_mult({"fc_weight": 0.5, 2: 3.0})
@@ -108,8 +123,13 @@ def test_multipliers_by_parameter_name_and_index():
 
 def test_sgd_momentum_against_reference(problem):
     weight, grads = problem
-    ours, _ = _run(mx.optimizer.SGD(learning_rate=0.1, momentum=0.9, wd=0.01,
-                                    rescale_grad=0.5, clip_gradient=0.4), weight, grads)
+    ours, _ = _run(
+        mx.optimizer.SGD(
+            learning_rate=0.1, momentum=0.9, wd=0.01, rescale_grad=0.5, clip_gradient=0.4
+        ),
+        weight,
+        grads,
+    )
     w, mom = weight.copy(), np.zeros_like(weight)
     for g in grads:
         mom = 0.9 * mom - 0.1 * (np.clip(0.5 * g, -0.4, 0.4) + 0.01 * w)
@@ -124,7 +144,7 @@ def test_adam_against_reference(problem):
     for t, g in enumerate(grads, 1):
         g = g + 0.01 * w
         m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
-        lr = 0.01 * math.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        lr = 0.01 * math.sqrt(1 - 0.999**t) / (1 - 0.9**t)
         w = w - lr * m / (np.sqrt(v) + 1e-8)
     np.testing.assert_allclose(ours, w, rtol=1e-10)
 
@@ -159,8 +179,11 @@ def test_sgld_adds_noise_of_variance_lr():
 @pytest.mark.parametrize("name", NAMES)
 def test_every_optimizer_moves_a_float32_weight(name, problem):
     weight, grads = problem
-    ours, _ = _run(mx.optimizer.create(name, learning_rate=0.01),
-                   weight.astype(np.float32), [g.astype(np.float32) for g in grads])
+    ours, _ = _run(
+        mx.optimizer.create(name, learning_rate=0.01),
+        weight.astype(np.float32),
+        [g.astype(np.float32) for g in grads],
+    )
     assert ours.dtype == np.float32 and np.all(np.isfinite(ours))
     assert not np.allclose(ours, weight.astype(np.float32))
 

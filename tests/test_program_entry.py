@@ -19,8 +19,9 @@ from symgrad import autograd, nd
 
 
 def op(name, *inputs, **attrs):
-    return Entry(make_node(name, [e if isinstance(e, Entry) else Entry(e, 0) for e in inputs],
-                           attrs), 0)
+    return Entry(
+        make_node(name, [e if isinstance(e, Entry) else Entry(e, 0) for e in inputs], attrs), 0
+    )
 
 
 def mlp_graph(batch, features, classes, dtype):
@@ -38,10 +39,12 @@ def mlp_graph(batch, features, classes, dtype):
 
 def mlp_inputs(batch, features, classes, dtype, seed=0):
     rng = np.random.default_rng(seed)
-    return [rng.normal(size=(batch, features)).astype(dtype),
-            rng.normal(size=(features, classes)).astype(dtype),
-            rng.normal(size=classes).astype(dtype),
-            rng.integers(0, classes, batch).astype(dtype)]
+    return [
+        rng.normal(size=(batch, features)).astype(dtype),
+        rng.normal(size=(features, classes)).astype(dtype),
+        rng.normal(size=classes).astype(dtype),
+        rng.integers(0, classes, batch).astype(dtype),
+    ]
 
 
 def compiled(graph, args):
@@ -72,8 +75,9 @@ def counting(program):
 def assert_outputs(got, graph, args, dtype):
     expected = reference(graph, args)
     live = [g for g, o in zip(got, graph.outputs) if o is not None]
-    assert [g is None for g, o in zip(got, graph.outputs) if o is None] == \
-        [True] * graph.outputs.count(None)
+    assert [g is None for g, o in zip(got, graph.outputs) if o is None] == [
+        True
+    ] * graph.outputs.count(None)
     tolerance = 1e-12 if dtype == np.float64 else 2e-5
     for g, e in zip(live, expected):
         assert g.shape == e.shape and g.dtype == e.dtype
@@ -172,9 +176,14 @@ def test_programs_with_a_step_it_cannot_run_have_no_entry():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_training_steps_through_the_entry_match_the_interpreter(monkeypatch, dtype):
     rng = np.random.default_rng(3)
-    data = {"X": rng.random((32, 20)), "W1": rng.normal(size=(20, 16)) / 4,
-            "b1": rng.normal(size=16) / 10, "W2": rng.normal(size=(16, 4)) / 4,
-            "b2": rng.normal(size=4) / 10, "y": rng.integers(0, 4, 32)}
+    data = {
+        "X": rng.random((32, 20)),
+        "W1": rng.normal(size=(20, 16)) / 4,
+        "b1": rng.normal(size=16) / 10,
+        "W2": rng.normal(size=(16, 4)) / 4,
+        "b2": rng.normal(size=4) / 10,
+        "y": rng.integers(0, 4, 32),
+    }
 
     def step(backend):
         monkeypatch.setenv("SYMGRAD_BACKEND", backend)
@@ -203,8 +212,7 @@ def test_expand_dims_runs_in_the_entry_and_never_aliases_an_input():
     x = variable((6, 4), np.float64, "x")
     y = variable((6,), np.float64, "y")
     picked = op("pick", op("log_softmax", x, axis=-1), y, axis=-1, keepdims=True)
-    grad = op("_pick_grad", op("expand_dims", op("sum", picked, axis=(-1,)), axis=1), y, x,
-              axis=-1)
+    grad = op("_pick_grad", op("expand_dims", op("sum", picked, axis=(-1,)), axis=1), y, x, axis=-1)
     graph = ProgramGraph([x, y], [op("expand_dims", x, axis=1), grad])
     rng = np.random.default_rng(3)
     args = [rng.normal(size=(6, 4)), rng.integers(0, 4, 6).astype(np.float64)]

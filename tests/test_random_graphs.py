@@ -22,13 +22,45 @@ from compiler.passes import format_graph, run_pipeline
 from symgrad import autograd, nd
 from symgrad.base import MXNetError
 
-UNARY = ["tanh", "sigmoid", "sin", "cos", "arctan", "softsign", "square", "negative", "abs",
-         "relu", "erf", "exp", "softrelu", "log_sigmoid", "arcsinh", "mish", "_copy"]
-BINARY = ["broadcast_add", "broadcast_sub", "broadcast_mul", "broadcast_maximum",
-          "broadcast_minimum", "broadcast_like", "elemwise_add", "elemwise_mul", "dot"]
-SCALAR = [("_mul_scalar", 1.7), ("_plus_scalar", 0.3), ("_rminus_scalar", 1.0),
-          ("_div_scalar", 2.0), ("_power_scalar", 2.0), ("_minus_scalar", 0.5),
-          ("_rpower_scalar", 1.5)]
+UNARY = [
+    "tanh",
+    "sigmoid",
+    "sin",
+    "cos",
+    "arctan",
+    "softsign",
+    "square",
+    "negative",
+    "abs",
+    "relu",
+    "erf",
+    "exp",
+    "softrelu",
+    "log_sigmoid",
+    "arcsinh",
+    "mish",
+    "_copy",
+]
+BINARY = [
+    "broadcast_add",
+    "broadcast_sub",
+    "broadcast_mul",
+    "broadcast_maximum",
+    "broadcast_minimum",
+    "broadcast_like",
+    "elemwise_add",
+    "elemwise_mul",
+    "dot",
+]
+SCALAR = [
+    ("_mul_scalar", 1.7),
+    ("_plus_scalar", 0.3),
+    ("_rminus_scalar", 1.0),
+    ("_div_scalar", 2.0),
+    ("_power_scalar", 2.0),
+    ("_minus_scalar", 0.5),
+    ("_rpower_scalar", 1.5),
+]
 REDUCE = ["sum", "mean", "max", "min", "norm"]
 AXIS_OPS = ["softmax", "log_softmax", "transpose", "expand_dims", "Flatten"]
 # Reductions whose gradient at ties follows MXNet's convention (every tied element
@@ -48,29 +80,36 @@ def programs(draw):
     shapes = []
     for _ in range(draw(st.integers(1, 3))):
         keep = draw(st.integers(0, len(base) - 1))
-        shape = [1 if draw(st.booleans()) and i < len(base) - 1 else s
-                 for i, s in enumerate(base)]
+        shape = [1 if draw(st.booleans()) and i < len(base) - 1 else s for i, s in enumerate(base)]
         shapes.append(tuple(shape[keep:]) if draw(st.booleans()) else tuple(shape))
     shapes[0] = tuple(base)
     dtype = draw(st.sampled_from(["float64", "float64", "float32"]))
     steps = []
     for _ in range(draw(st.integers(2, 12))):
-        kind = draw(st.sampled_from(["unary", "unary", "binary", "binary", "scalar", "reduce",
-                                     "axis"]))
+        kind = draw(
+            st.sampled_from(["unary", "unary", "binary", "binary", "scalar", "reduce", "axis"])
+        )
         count = len(shapes) + len(steps)
         a = draw(st.integers(0, count - 1))
         if kind == "unary":
             steps.append(("unary", draw(st.sampled_from(UNARY)), a))
         elif kind == "binary":
-            steps.append(("binary", draw(st.sampled_from(BINARY)), a,
-                          draw(st.integers(0, count - 1))))
+            steps.append(
+                ("binary", draw(st.sampled_from(BINARY)), a, draw(st.integers(0, count - 1)))
+            )
         elif kind == "scalar":
             op, value = draw(st.sampled_from(SCALAR))
             steps.append(("scalar", op, a, value))
         elif kind == "reduce":
-            steps.append(("reduce", draw(st.sampled_from(REDUCE)), a,
-                          draw(st.lists(st.integers(0, 3), max_size=2, unique=True)),
-                          draw(st.booleans())))
+            steps.append(
+                (
+                    "reduce",
+                    draw(st.sampled_from(REDUCE)),
+                    a,
+                    draw(st.lists(st.integers(0, 3), max_size=2, unique=True)),
+                    draw(st.booleans()),
+                )
+            )
         else:
             steps.append(("axis", draw(st.sampled_from(AXIS_OPS)), a, draw(st.integers(-1, 2))))
     heads = draw(st.integers(1, 3))
@@ -150,9 +189,15 @@ def recorded_graph(program, inputs):
     nodes = compiler.topo_order(entries)
     position = {id(n): i for i, n in enumerate(nodes)}
     wrt = [position[id(a._entry.node)] for a in arrays if id(a._entry.node) in position]
-    built = compiler.Program(nodes, [(position[id(e.node)], 0) for e in entries], wrt,
-                             [False] * len(entries), [], lambda n: False,
-                             compiler.interpret_runner)
+    built = compiler.Program(
+        nodes,
+        [(position[id(e.node)], 0) for e in entries],
+        wrt,
+        [False] * len(entries),
+        [],
+        lambda n: False,
+        compiler.interpret_runner,
+    )
     args = [nodes[p].value[i] if p >= 0 else None for p, i in built.input_refs]
     return built.graph, args
 
@@ -174,12 +219,18 @@ def test_passes_keep_values(program):
     before = evaluate(graph.live_outputs(), given_values)
     assume(all_finite(before))
     after_graph = run_pipeline(graph)
-    after = evaluate(after_graph.live_outputs(),
-                     {var: (arg,) for var, arg in zip(after_graph.inputs, args)})
+    after = evaluate(
+        after_graph.live_outputs(), {var: (arg,) for var, arg in zip(after_graph.inputs, args)}
+    )
     rtol = 1e-13 if dtype_of(program) == "float64" else 1e-5
     for a, b in zip(before, after):
-        np.testing.assert_allclose(b, a, rtol=rtol, atol=rtol,
-                                   err_msg=f"{format_graph(graph)}\n---\n{format_graph(after_graph)}")
+        np.testing.assert_allclose(
+            b,
+            a,
+            rtol=rtol,
+            atol=rtol,
+            err_msg=f"{format_graph(graph)}\n---\n{format_graph(after_graph)}",
+        )
 
 
 def finite_difference_check(program, inputs, analytic):
@@ -221,8 +272,11 @@ def test_interpreted_gradients_equal_finite_differences(program, monkeypatch):
 
 def _variables(heads):
     nodes = compiler.topo_order([h._entry for h in heads])
-    return {node.name: nd.array(node.value[0], dtype=node.value[0].dtype)
-            for node in nodes if node.is_variable}
+    return {
+        node.name: nd.array(node.value[0], dtype=node.value[0].dtype)
+        for node in nodes
+        if node.is_variable
+    }
 
 
 @settings(max_examples=MANY, deadline=None, suppress_health_check=list(HealthCheck))
@@ -304,6 +358,7 @@ def test_signature_equals_topological_order_and_key(program):
 # regressions found by the long random-graph session
 # ---------------------------------------------------------------------------
 
+
 def test_regression_elemwise_ops_refuse_broadcasting_eagerly_too():
     # Found by fuzzing: recording refused elemwise_add((2, 2), ()), but the eager path
     # broadcast it, so finite differences (eager) and gradients (recorded) disagreed.
@@ -328,8 +383,11 @@ def test_regression_n_dimensional_dot_has_a_gradient():
         y = nd.dot(x, x).sum()
     y.backward()
     # d/dx sum_ijlm x[i,j,k] x[k,l,m] = sum_lm x[k,l,m] (as lhs) + sum_ij x[i,j,k'] (as rhs)
-    expected = (data.sum(axis=(1, 2))[None, None, :] + data.sum(axis=(0, 1))[:, None, None]
-                + np.zeros((2, 2, 2)))
+    expected = (
+        data.sum(axis=(1, 2))[None, None, :]
+        + data.sum(axis=(0, 1))[:, None, None]
+        + np.zeros((2, 2, 2))
+    )
     np.testing.assert_allclose(x.grad.asnumpy(), expected, rtol=1e-12)
     with autograd.record():
         y = nd.dot(x, x, transpose_a=True).sum()

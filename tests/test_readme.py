@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-EXAMPLES = [block for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-            if block.startswith("import symgrad")]
+EXAMPLES = [
+    block
+    for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    if block.startswith("import symgrad")
+]
 
 
 def test_the_readme_has_complete_examples():

@@ -51,12 +51,14 @@ def _train(w0, x, steps, lr=0.05, after_first_backward=None):
 # threads
 # ---------------------------------------------------------------------------
 
+
 def test_threads_record_and_backward_their_own_graphs_sharing_one_compiled_program(compiled):
     threads, steps = 8, 200
     rng = np.random.default_rng(0)
     starts = [rng.standard_normal((6, 5)) for _ in range(threads)]
     inputs = [rng.standard_normal((6, 5)) for _ in range(threads)]
     from compiler.lower import cache
+
     cache.reset_stats()
     barrier = threading.Barrier(threads)
     first: dict = {}
@@ -74,8 +76,9 @@ def test_threads_record_and_backward_their_own_graphs_sharing_one_compiled_progr
     def work(k):
         try:
             barrier.wait()
-            results[k] = _train(starts[k], inputs[k], steps,
-                                after_first_backward=check_first_compilation)
+            results[k] = _train(
+                starts[k], inputs[k], steps, after_first_backward=check_first_compilation
+            )
         except BaseException as err:  # noqa: BLE001  (reported below)
             errors.append(err)
 
@@ -94,8 +97,9 @@ def test_threads_record_and_backward_their_own_graphs_sharing_one_compiled_progr
     assert stats["misses"] == stats["programs"] <= 2
     assert stats["hits"] + stats["misses"] == threads * steps
     for k in range(threads):
-        np.testing.assert_allclose(results[k], _train(starts[k], inputs[k], steps),
-                                   rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(
+            results[k], _train(starts[k], inputs[k], steps), rtol=1e-13, atol=1e-13
+        )
 
 
 def test_threads_missing_different_programs_build_them_once_each(interpreted):
@@ -138,6 +142,7 @@ def test_recording_in_one_thread_does_not_record_in_another():
 # ---------------------------------------------------------------------------
 # memory
 # ---------------------------------------------------------------------------
+
 
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as stream:
@@ -293,16 +298,27 @@ def test_program_cache_byte_bound(interpreted):
 
 
 def test_program_cache_limits_from_the_environment():
-    env = dict(os.environ, SYMGRAD_PROGRAM_CACHE_ENTRIES="7", SYMGRAD_PROGRAM_CACHE_BYTES="12345",
-               PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-c", "import compiler; print(compiler.cache_limits())"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    env = dict(
+        os.environ,
+        SYMGRAD_PROGRAM_CACHE_ENTRIES="7",
+        SYMGRAD_PROGRAM_CACHE_BYTES="12345",
+        PYTHONPATH=str(ROOT),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", "import compiler; print(compiler.cache_limits())"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.stdout.strip() == "{'entries': 7, 'bytes': 12345}", done.stderr
 
 
 # ---------------------------------------------------------------------------
 # hostile and wrong inputs
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("backend", ["interpreted", "compiled"])
 def test_nan_and_inf_propagate_as_numpy_would(backend, request):
@@ -509,14 +525,14 @@ def test_writing_a_constant_after_recording_keeps_the_gradient_right(backend, re
     c[:] = 100  # the graph keeps a copy of the old values
     y.backward()
     old = np.array([1.0, 2.0, 3.0])
-    np.testing.assert_allclose(w.grad.asnumpy(), (1 - np.tanh(old) ** 2) * old * old,
-                               rtol=1e-12)
+    np.testing.assert_allclose(w.grad.asnumpy(), (1 - np.tanh(old) ** 2) * old * old, rtol=1e-12)
     np.testing.assert_array_equal(c.asnumpy(), [100, 100, 100])
 
 
 def test_updating_parameters_in_place_between_iterations_is_fine():
-    np.testing.assert_allclose(_train(np.ones((2, 2)), np.ones((2, 2)), 3),
-                               _train(np.ones((2, 2)), np.ones((2, 2)), 3))
+    np.testing.assert_allclose(
+        _train(np.ones((2, 2)), np.ones((2, 2)), 3), _train(np.ones((2, 2)), np.ones((2, 2)), 3)
+    )
 
 
 @pytest.mark.parametrize("scope", ["pause", "record", "predict_mode"])
@@ -556,11 +572,14 @@ class _NotAnArray(autograd.Function):
         return 3
 
 
-@pytest.mark.parametrize("function, message", [
-    (_TwoGradients, r"returned 2 gradient\(s\) for 1 input\(s\)"),
-    (_WrongShape, r"gradient 0 has shape \(5,\), its input has shape \(2,\)"),
-    (_NotAnArray, "must return NDArrays"),
-])
+@pytest.mark.parametrize(
+    "function, message",
+    [
+        (_TwoGradients, r"returned 2 gradient\(s\) for 1 input\(s\)"),
+        (_WrongShape, r"gradient 0 has shape \(5,\), its input has shape \(2,\)"),
+        (_NotAnArray, "must return NDArrays"),
+    ],
+)
 def test_function_backward_with_wrong_gradients_is_a_clear_error(function, message):
     x = nd.array([1.0, 2.0])
     x.attach_grad()
@@ -592,28 +611,42 @@ def test_second_head_after_its_shared_graph_was_freed_is_a_clear_error(op):
     np.testing.assert_array_equal(x.grad.asnumpy(), 3 * (c.asnumpy() if op == "mul" else 1))
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"nodes": [{"op": "tanh", "name": "a", "inputs": [[0, 0, 0]]}], "heads": [[0, 0, 0]]}',
-     "cycle"),
-    ('{"nodes": [{"op": "null", "name": "x", "inputs": []},'
-     '{"op": "tanh", "name": "t", "inputs": [[-1, 0, 0]]}], "heads": [[1, 0, 0]]}',
-     "node -1"),
-    ('{"nodes": [{"op": "null", "name": "x", "inputs": []},'
-     '{"op": "tanh", "name": "t", "inputs": [[0, 0, 0]]}], "heads": [[1, 2, 0]]}',
-     "has 1 output"),
-    ('{"nodes": [{"op": "null", "name": "x", "inputs": []},'
-     '{"op": "tanh", "name": "t", "inputs": [[0, 0, 0]]}], "heads": [[1, 0, 0]], "arg_nodes": [7]}',
-     None),
-    ('{"nodes": [{"op": "null", "name": "x", "inputs": []},'
-     '{"op": "broadcast_add", "name": "t", "inputs": [[0, 0, 0]]}], "heads": [[1, 0, 0]]}',
-     "expects 2 input"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            '{"nodes": [{"op": "tanh", "name": "a", "inputs": [[0, 0, 0]]}], "heads": [[0, 0, 0]]}',
+            "cycle",
+        ),
+        (
+            '{"nodes": [{"op": "null", "name": "x", "inputs": []},'
+            '{"op": "tanh", "name": "t", "inputs": [[-1, 0, 0]]}], "heads": [[1, 0, 0]]}',
+            "node -1",
+        ),
+        (
+            '{"nodes": [{"op": "null", "name": "x", "inputs": []},'
+            '{"op": "tanh", "name": "t", "inputs": [[0, 0, 0]]}], "heads": [[1, 2, 0]]}',
+            "has 1 output",
+        ),
+        (
+            '{"nodes": [{"op": "null", "name": "x", "inputs": []},'
+            '{"op": "tanh", "name": "t", "inputs": [[0, 0, 0]]}], "heads": [[1, 0, 0]], "arg_nodes": [7]}',
+            None,
+        ),
+        (
+            '{"nodes": [{"op": "null", "name": "x", "inputs": []},'
+            '{"op": "broadcast_add", "name": "t", "inputs": [[0, 0, 0]]}], "heads": [[1, 0, 0]]}',
+            "expects 2 input",
+        ),
+    ],
+)
 def test_more_bad_json_is_refused_clearly(text, message):
     if message is None:  # bookkeeping lists MXNet recomputes are ignored, as MXNet does
         loaded = mx.sym.load_json(text)
         assert loaded.list_arguments() == ["x"]
-        np.testing.assert_allclose(loaded.eval(x=nd.array([0.5]))[0].asnumpy(), np.tanh([0.5]),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            loaded.eval(x=nd.array([0.5]))[0].asnumpy(), np.tanh([0.5]), rtol=1e-6
+        )
         return
     with pytest.raises(mx.base.MXNetError, match=message):
         mx.sym.load_json(text)
@@ -631,6 +664,7 @@ def test_truncated_json_file_is_refused_clearly(tmp_path):
 # ---------------------------------------------------------------------------
 # anomaly detection
 # ---------------------------------------------------------------------------
+
 
 def _line_of(text: str) -> int:
     for number, line in enumerate(Path(__file__).read_text().splitlines(), 1):

@@ -50,8 +50,7 @@ def program_of(function) -> CompiledProgram:
 
 def fused_ops(program: CompiledProgram) -> list[str]:
     """Op names computed inside the program's fused kernels."""
-    return [node.op.name for step in program.fused
-            for node in step.node.attrs["body"].nodes()]
+    return [node.op.name for step in program.fused for node in step.node.attrs["body"].nodes()]
 
 
 def library_ops(program: CompiledProgram) -> list[str]:
@@ -61,6 +60,7 @@ def library_ops(program: CompiledProgram) -> list[str]:
 # ---------------------------------------------------------------------------
 # compile: values and gradients in one program
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_compile_runs_w1_forward_and_backward_in_one_kernel(monkeypatch, dtype):
@@ -96,8 +96,13 @@ def test_mlp_values_and_gradients_match_interpreter_and_autograd(monkeypatch):
         h = m.Activation(m.FullyConnected(data, w1, b1, num_hidden=8), act_type="tanh")
         return m.mean(m.log_softmax(m.FullyConnected(h, w2, b2, num_hidden=3)) * 2.0)
 
-    inputs = {"data": RNG.normal(size=(5, 6)), "w1": RNG.normal(size=(8, 6)),
-              "b1": RNG.normal(size=8), "w2": RNG.normal(size=(3, 8)), "b2": RNG.normal(size=3)}
+    inputs = {
+        "data": RNG.normal(size=(5, 6)),
+        "w1": RNG.normal(size=(8, 6)),
+        "b1": RNG.normal(size=8),
+        "w2": RNG.normal(size=(3, 8)),
+        "b2": RNG.normal(size=3),
+    }
     sym = model(mx.sym, *(mx.sym.var(n) for n in inputs))
     wrt = ["w1", "b1", "w2", "b2"]
     results = {}
@@ -113,8 +118,13 @@ def test_mlp_values_and_gradients_match_interpreter_and_autograd(monkeypatch):
     for backend, (value, grads) in results.items():
         np.testing.assert_allclose(value, loss.asnumpy(), rtol=1e-12, err_msg=backend)
         for name in wrt:
-            np.testing.assert_allclose(grads[name], arrays[name].grad.asnumpy(), rtol=1e-10,
-                                       atol=1e-12, err_msg=f"{backend} {name}")
+            np.testing.assert_allclose(
+                grads[name],
+                arrays[name].grad.asnumpy(),
+                rtol=1e-10,
+                atol=1e-12,
+                err_msg=f"{backend} {name}",
+            )
 
 
 def test_second_order_replay_matches_interpreter_and_create_graph(monkeypatch):
@@ -134,8 +144,7 @@ def test_second_order_replay_matches_interpreter_and_create_graph(monkeypatch):
     s.backward()
     for backend, (value, grads) in results.items():
         np.testing.assert_allclose(value, s.asnumpy(), rtol=1e-12, err_msg=backend)
-        np.testing.assert_allclose(grads["x"], array.grad.asnumpy(), rtol=1e-10,
-                                   err_msg=backend)
+        np.testing.assert_allclose(grads["x"], array.grad.asnumpy(), rtol=1e-10, err_msg=backend)
 
 
 def test_new_batch_size_compiles_no_new_kernel(compiled):
@@ -174,6 +183,7 @@ def test_background_compilation_gives_the_same_results(monkeypatch):
 # Executor: forward and backward programs, BatchNorm state, Dropout masks
 # ---------------------------------------------------------------------------
 
+
 def cnn_symbol():
     data = mx.sym.var("data")
     # no bias: BatchNorm cancels it, its gradient is zero up to rounding
@@ -196,10 +206,13 @@ def test_executor_cnn_training_matches_interpreter_and_updates_state_once(monkey
     sym = cnn_symbol()
     shapes = {"data": (6, 2, 8, 8), "weight": (6, 3)}
     arg_shapes, _, aux_shapes = sym.infer_shape(**shapes)
-    values = {name: RNG.normal(size=shape) for name, shape in
-              zip(sym.list_arguments(), arg_shapes)}
-    values.update({name: RNG.uniform(0.5, 1.5, size=shape) for name, shape in
-                   zip(sym.list_auxiliary_states(), aux_shapes)})
+    values = {name: RNG.normal(size=shape) for name, shape in zip(sym.list_arguments(), arg_shapes)}
+    values.update(
+        {
+            name: RNG.uniform(0.5, 1.5, size=shape)
+            for name, shape in zip(sym.list_auxiliary_states(), aux_shapes)
+        }
+    )
     runs = {}
     for backend in ("interpreter", "compiled"):
         use(monkeypatch, backend)
@@ -210,12 +223,18 @@ def test_executor_cnn_training_matches_interpreter_and_updates_state_once(monkey
         runs[backend] = exe
     interpreted, compiled_exe = runs["interpreter"], runs["compiled"]
     # float32 arrays (simple_bind's default): kernels may round differently
-    np.testing.assert_allclose(compiled_exe.outputs[0].asnumpy(),
-                               interpreted.outputs[0].asnumpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        compiled_exe.outputs[0].asnumpy(), interpreted.outputs[0].asnumpy(), rtol=1e-5
+    )
     for name in sym.list_arguments():
         expected = interpreted.grad_dict[name].asnumpy()
-        np.testing.assert_allclose(compiled_exe.grad_dict[name].asnumpy(), expected,
-                                   rtol=1e-4, atol=1e-5 * np.abs(expected).max(), err_msg=name)
+        np.testing.assert_allclose(
+            compiled_exe.grad_dict[name].asnumpy(),
+            expected,
+            rtol=1e-4,
+            atol=1e-5 * np.abs(expected).max(),
+            err_msg=name,
+        )
     for name in sym.list_auxiliary_states():
         moved = compiled_exe.aux_dict[name].asnumpy()
         np.testing.assert_allclose(moved, interpreted.aux_dict[name].asnumpy(), rtol=1e-5)
@@ -262,19 +281,24 @@ def test_dropout_mask_is_drawn_once_and_reused_by_backward(compiled):
     plan = exe._plans[True]
     assert "Dropout" in library_ops(plan.forward.runner)
     assert "Dropout" not in fused_ops(plan.forward.runner)
-    np.testing.assert_allclose(exe.forward(is_train=False)[0].asnumpy(), 3.0 * np.tanh(values),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        exe.forward(is_train=False)[0].asnumpy(), 3.0 * np.tanh(values), rtol=1e-6
+    )
 
 
 def test_executor_grad_req_write_and_add_on_compiled_programs(compiled):
     x, w, b = mx.sym.var("x"), mx.sym.var("w"), mx.sym.var("b")
     sym = mx.sym.sum(mx.sym.tanh(mx.sym.broadcast_add(x * w, b)))
-    values = {"x": RNG.normal(size=(4, 3)), "w": RNG.normal(size=(4, 3)),
-              "b": RNG.normal(size=(1, 3))}
+    values = {
+        "x": RNG.normal(size=(4, 3)),
+        "w": RNG.normal(size=(4, 3)),
+        "b": RNG.normal(size=(1, 3)),
+    }
     args = {k: nd.array(v, dtype=np.float64) for k, v in values.items()}
     grads = {k: nd.ones(v.shape, dtype=np.float64) for k, v in values.items()}
-    exe = sym.bind(mx.cpu(), args, args_grad=grads, grad_req={"w": "add", "b": "write",
-                                                             "x": "null"})
+    exe = sym.bind(
+        mx.cpu(), args, args_grad=grads, grad_req={"w": "add", "b": "write", "x": "null"}
+    )
     for _ in range(2):
         exe.forward(is_train=True)
         exe.backward()

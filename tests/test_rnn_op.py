@@ -21,23 +21,34 @@ MODES = ["rnn_relu", "rnn_tanh", "lstm", "gru"]
 # an independent reference: one loop per layer, direction and step
 # ---------------------------------------------------------------------------
 
+
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
 def _unpack(params, mode, layers, features, hidden, bidirectional, projection):
     pieces, offset = {}, 0
-    for name, shape in rnn_param_shapes(mode, layers, features, hidden, bidirectional,
-                                        projection):
+    for name, shape in rnn_param_shapes(mode, layers, features, hidden, bidirectional, projection):
         size = int(np.prod(shape))
-        pieces[name] = params[offset:offset + size].reshape(shape)
+        pieces[name] = params[offset : offset + size].reshape(shape)
         offset += size
     assert offset == params.size
     return pieces
 
 
-def reference_rnn(data, params, h0, c0=None, *, mode, layers, hidden, bidirectional=False,
-                  projection=None, lengths=None):
+def reference_rnn(
+    data,
+    params,
+    h0,
+    c0=None,
+    *,
+    mode,
+    layers,
+    hidden,
+    bidirectional=False,
+    projection=None,
+    lengths=None,
+):
     """(out, h_n, c_n) computed step by step from the formulas in MXNet's docs."""
     steps, batch, features = data.shape
     directions = 2 if bidirectional else 1
@@ -49,8 +60,11 @@ def reference_rnn(data, params, h0, c0=None, *, mode, layers, hidden, bidirectio
         outs = []
         for d, tag in enumerate("lr"[:directions]):
             k = layer * directions + d
-            p = {n[len(f"{tag}{layer}_"):]: v for n, v in w.items()
-                 if n.startswith(f"{tag}{layer}_")}
+            p = {
+                n[len(f"{tag}{layer}_") :]: v
+                for n, v in w.items()
+                if n.startswith(f"{tag}{layer}_")
+            }
             out = np.zeros((steps, batch, (projection or hidden)), data.dtype)
             h_last = np.array(h0[k])
             c_last = None if c0 is None else np.array(c0[k])
@@ -89,12 +103,25 @@ def reference_rnn(data, params, h0, c0=None, *, mode, layers, hidden, bidirectio
     return x, np.stack(hs), (np.stack(cs) if mode == "lstm" else None)
 
 
-def _inputs(rng, mode, layers, features, hidden, bidirectional=False, projection=None,
-            steps=4, batch=3, dtype=np.float64):
+def _inputs(
+    rng,
+    mode,
+    layers,
+    features,
+    hidden,
+    bidirectional=False,
+    projection=None,
+    steps=4,
+    batch=3,
+    dtype=np.float64,
+):
     directions = 2 if bidirectional else 1
     size = rnn_param_size(mode, layers, features, hidden, bidirectional, projection)
-    values = [rng.uniform(-1, 1, (steps, batch, features)), rng.uniform(-0.5, 0.5, (size,)),
-              rng.uniform(-1, 1, (layers * directions, batch, projection or hidden))]
+    values = [
+        rng.uniform(-1, 1, (steps, batch, features)),
+        rng.uniform(-0.5, 0.5, (size,)),
+        rng.uniform(-1, 1, (layers * directions, batch, projection or hidden)),
+    ]
     if mode == "lstm":
         values.append(rng.uniform(-1, 1, (layers * directions, batch, hidden)))
     return [v.astype(dtype) for v in values]
@@ -105,23 +132,30 @@ def _nd(value: np.ndarray) -> mx.nd.NDArray:
 
 
 def _attrs(mode, layers, hidden, bidirectional=False, projection=None, **extra):
-    return dict(state_size=hidden, num_layers=layers, mode=mode, bidirectional=bidirectional,
-                projection_size=projection, **extra)
+    return dict(
+        state_size=hidden,
+        num_layers=layers,
+        mode=mode,
+        bidirectional=bidirectional,
+        projection_size=projection,
+        **extra,
+    )
 
 
 # ---------------------------------------------------------------------------
 # values
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("mode", MODES)
 def test_values_match_the_reference(mode, bidirectional):
     rng = np.random.default_rng(0)
     values = _inputs(rng, mode, 2, 3, 4, bidirectional, dtype=np.float32)
-    outs = mx.nd.RNN(*[_nd(v) for v in values], state_outputs=True,
-                     **_attrs(mode, 2, 4, bidirectional))
-    expected = reference_rnn(*values, mode=mode, layers=2, hidden=4,
-                             bidirectional=bidirectional)
+    outs = mx.nd.RNN(
+        *[_nd(v) for v in values], state_outputs=True, **_attrs(mode, 2, 4, bidirectional)
+    )
+    expected = reference_rnn(*values, mode=mode, layers=2, hidden=4, bidirectional=bidirectional)
     assert len(outs) == (3 if mode == "lstm" else 2)
     for ours, theirs in zip(outs, expected):
         np.testing.assert_allclose(ours.asnumpy(), theirs, rtol=1e-5, atol=1e-6)
@@ -136,11 +170,13 @@ def test_only_the_output_without_state_outputs():
 def test_lstm_projection_matches_the_reference():
     rng = np.random.default_rng(2)
     values = _inputs(rng, "lstm", 2, 3, 5, True, projection=2)
-    outs = mx.nd.RNN(*[_nd(v) for v in values], state_outputs=True,
-                     **_attrs("lstm", 2, 5, True, projection=2))
+    outs = mx.nd.RNN(
+        *[_nd(v) for v in values], state_outputs=True, **_attrs("lstm", 2, 5, True, projection=2)
+    )
     assert [o.shape for o in outs] == [(4, 3, 4), (4, 3, 2), (4, 3, 5)]
-    expected = reference_rnn(*values, mode="lstm", layers=2, hidden=5, bidirectional=True,
-                             projection=2)
+    expected = reference_rnn(
+        *values, mode="lstm", layers=2, hidden=5, bidirectional=True, projection=2
+    )
     for ours, theirs in zip(outs, expected):
         np.testing.assert_allclose(ours.asnumpy(), theirs, rtol=1e-10)
 
@@ -150,11 +186,16 @@ def test_sequence_length_runs_each_sequence_on_its_valid_steps(mode):
     rng = np.random.default_rng(3)
     values = _inputs(rng, mode, 2, 3, 4, True, steps=5)
     lengths = np.array([5, 2, 3])
-    outs = mx.nd.RNN(*[_nd(v) for v in values], _nd(lengths.astype(np.float64)),
-                     use_sequence_length=True, state_outputs=True,
-                     **_attrs(mode, 2, 4, True))
-    expected = reference_rnn(*values, mode=mode, layers=2, hidden=4, bidirectional=True,
-                             lengths=lengths)
+    outs = mx.nd.RNN(
+        *[_nd(v) for v in values],
+        _nd(lengths.astype(np.float64)),
+        use_sequence_length=True,
+        state_outputs=True,
+        **_attrs(mode, 2, 4, True),
+    )
+    expected = reference_rnn(
+        *values, mode=mode, layers=2, hidden=4, bidirectional=True, lengths=lengths
+    )
     for ours, theirs in zip(outs, expected):
         np.testing.assert_allclose(ours.asnumpy(), theirs, rtol=1e-10, atol=1e-12)
     assert not outs[0].asnumpy()[2:, 1].any(), "steps past the length output zeros"
@@ -163,9 +204,13 @@ def test_sequence_length_runs_each_sequence_on_its_valid_steps(mode):
 def test_state_clip_bounds_the_cell_state():
     values = _inputs(np.random.default_rng(4), "lstm", 1, 3, 4)
     values[1] = values[1] * 8  # large weights: the cell state grows past the bounds
-    outs = mx.nd.RNN(*[_nd(v) for v in values], state_outputs=True,
-                     lstm_state_clip_min=-0.5, lstm_state_clip_max=0.5,
-                     **_attrs("lstm", 1, 4))
+    outs = mx.nd.RNN(
+        *[_nd(v) for v in values],
+        state_outputs=True,
+        lstm_state_clip_min=-0.5,
+        lstm_state_clip_max=0.5,
+        **_attrs("lstm", 1, 4),
+    )
     cell = outs[2].asnumpy()
     assert cell.max() <= 0.5 and cell.min() >= -0.5 and np.abs(cell).max() == 0.5
 
@@ -176,8 +221,9 @@ def test_state_clip_nan_sends_nan_cell_states_to_the_bound():
     clip = dict(lstm_state_clip_min=-0.5, lstm_state_clip_max=0.5, **_attrs("lstm", 1, 4))
     kept = mx.nd.RNN(*[_nd(v) for v in values], state_outputs=True, **clip)[2].asnumpy()
     assert np.isnan(kept[0, 1]).all() and np.isfinite(kept[0, [0, 2]]).all()
-    stopped = mx.nd.RNN(*[_nd(v) for v in values], state_outputs=True,
-                        lstm_state_clip_nan=True, **clip)[2].asnumpy()
+    stopped = mx.nd.RNN(
+        *[_nd(v) for v in values], state_outputs=True, lstm_state_clip_nan=True, **clip
+    )[2].asnumpy()
     np.testing.assert_array_equal(stopped[0, 1], -0.5)
     np.testing.assert_array_equal(stopped[0, [0, 2]], kept[0, [0, 2]])
 
@@ -194,13 +240,13 @@ def test_gradient_through_the_state_clip():
 def test_parameter_size_is_checked():
     values = _inputs(np.random.default_rng(5), "gru", 1, 3, 4)
     with pytest.raises(mx.base.MXNetError, match="parameters must be"):
-        mx.nd.RNN(_nd(values[0]), _nd(values[1][:-1]), _nd(values[2]),
-                  **_attrs("gru", 1, 4))
+        mx.nd.RNN(_nd(values[0]), _nd(values[1][:-1]), _nd(values[2]), **_attrs("gru", 1, 4))
 
 
 # ---------------------------------------------------------------------------
 # gradients
 # ---------------------------------------------------------------------------
+
 
 def _rnn_function(attrs, state_outputs=True):
     def fn(*arrays):
@@ -221,8 +267,9 @@ def test_gradients_with_projection_and_sequence_lengths():
     rng = np.random.default_rng(7)
     values = _inputs(rng, "lstm", 2, 2, 3, True, projection=2, steps=4, batch=3)
     attrs = _attrs("lstm", 2, 3, True, projection=2, use_sequence_length=True)
-    tu.check_numeric_gradient(_rnn_function(attrs), values + [np.array([4.0, 1.0, 3.0])],
-                              wrt=(0, 1, 2, 3))
+    tu.check_numeric_gradient(
+        _rnn_function(attrs), values + [np.array([4.0, 1.0, 3.0])], wrt=(0, 1, 2, 3)
+    )
 
 
 def test_second_order_through_lstm_matches_finite_differences():
@@ -249,8 +296,7 @@ def test_second_order_by_hand_equals_the_difference_of_first_gradients():
         x = mx.nd.array(data, dtype="float64")
         x.attach_grad()
         with autograd.record():
-            out = mx.nd.RNN(x, *[mx.nd.array(a, dtype="float64") for a in values[1:]],
-                            **attrs)
+            out = mx.nd.RNN(x, *[mx.nd.array(a, dtype="float64") for a in values[1:]], **attrs)
         out.backward(mx.nd.array(u, dtype="float64"))
         return x.grad.asnumpy()
 
@@ -258,21 +304,23 @@ def test_second_order_by_hand_equals_the_difference_of_first_gradients():
     x.attach_grad()
     with autograd.record():
         out = mx.nd.RNN(x, *[mx.nd.array(a, dtype="float64") for a in values[1:]], **attrs)
-        (gx,) = autograd.grad([out], [x], [mx.nd.array(u, dtype="float64")],
-                              create_graph=True)
+        (gx,) = autograd.grad([out], [x], [mx.nd.array(u, dtype="float64")], create_graph=True)
         projected = (gx * mx.nd.array(v, dtype="float64")).sum()
     projected.backward()
     np.testing.assert_allclose(gx.asnumpy(), first_gradient(values[0]), rtol=1e-10)
     direction = rng.standard_normal(values[0].shape)
     eps = 1e-5
-    numeric = ((first_gradient(values[0] + eps * direction) -
-                first_gradient(values[0] - eps * direction)) * v).sum() / (2 * eps)
+    numeric = (
+        (first_gradient(values[0] + eps * direction) - first_gradient(values[0] - eps * direction))
+        * v
+    ).sum() / (2 * eps)
     np.testing.assert_allclose((x.grad.asnumpy() * direction).sum(), numeric, rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------
 # dropout between layers
 # ---------------------------------------------------------------------------
+
 
 def test_dropout_between_layers_only_in_training():
     values = [_nd(v) for v in _inputs(np.random.default_rng(11), "gru", 2, 3, 4)]
@@ -284,8 +332,11 @@ def test_dropout_between_layers_only_in_training():
     assert not np.allclose(dropped, plain)
     # one layer: nothing between layers to drop
     one = _attrs("gru", 1, 4, p=0.5)
-    first = [values[0], _nd(values[1].asnumpy()[:rnn_param_size("gru", 1, 3, 4)]),
-             _nd(values[2].asnumpy()[:1])]
+    first = [
+        values[0],
+        _nd(values[1].asnumpy()[: rnn_param_size("gru", 1, 3, 4)]),
+        _nd(values[2].asnumpy()[:1]),
+    ]
     with autograd.record(train_mode=True):
         trained = mx.nd.RNN(*first, **one).asnumpy()
     np.testing.assert_array_equal(trained, mx.nd.RNN(*first, **one).asnumpy())
@@ -305,10 +356,17 @@ def test_dropout_gradient_uses_the_forward_masks():
 # Symbol, parameter packing, compiled backend
 # ---------------------------------------------------------------------------
 
+
 def test_symbol_infers_parameter_and_state_shapes():
     data = mx.sym.var("data")
-    out = mx.sym.RNN(data, mx.sym.var("params"), mx.sym.var("h"), mx.sym.var("c"),
-                     state_outputs=True, **_attrs("lstm", 2, 4, True))
+    out = mx.sym.RNN(
+        data,
+        mx.sym.var("params"),
+        mx.sym.var("h"),
+        mx.sym.var("c"),
+        state_outputs=True,
+        **_attrs("lstm", 2, 4, True),
+    )
     assert len(out.list_outputs()) == 3
     args, outs, _ = out.infer_shape(data=(5, 3, 2))
     assert args == [(5, 3, 2), (rnn_param_size("lstm", 2, 2, 4, True),), (4, 3, 4), (4, 3, 4)]

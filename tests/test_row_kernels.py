@@ -30,14 +30,23 @@ def test_softmax_family(module, dtype, op, temperature):
     x = np.random.default_rng(0).normal(0, 3, (7, 11)).astype(dtype)
     step, node = row_step(module, op, [x], axis=-1, temperature=temperature)
     expected = node.op.impl(x, **node.attrs)
-    np.testing.assert_allclose(step(x), expected, rtol=4 * np.finfo(dtype).eps,
-                               atol=4 * np.finfo(dtype).eps)
+    np.testing.assert_allclose(
+        step(x), expected, rtol=4 * np.finfo(dtype).eps, atol=4 * np.finfo(dtype).eps
+    )
 
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])
 def test_softmax_special_values_as_numpy(module, op):
-    x = np.array([[0.0, np.nan, 1.0], [np.inf, 1.0, 2.0], [-np.inf, 0.0, 1.0],
-                  [-np.inf, -np.inf, -np.inf], [1e30, -1e30, 0.0]], np.float32)
+    x = np.array(
+        [
+            [0.0, np.nan, 1.0],
+            [np.inf, 1.0, 2.0],
+            [-np.inf, 0.0, 1.0],
+            [-np.inf, -np.inf, -np.inf],
+            [1e30, -1e30, 0.0],
+        ],
+        np.float32,
+    )
     step, node = row_step(module, op, [x], axis=1, temperature=None)
     with np.errstate(all="ignore"):
         expected = node.op.impl(x, **node.attrs)
@@ -46,8 +55,9 @@ def test_softmax_special_values_as_numpy(module, op):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("op", ["sum", "mean"])
-@pytest.mark.parametrize("axis,keepdims", [(None, False), (None, True), ((1,), False),
-                                           ((-1,), True), ((0, 1), False)])
+@pytest.mark.parametrize(
+    "axis,keepdims", [(None, False), (None, True), ((1,), False), ((-1,), True), ((0, 1), False)]
+)
 def test_sums_and_means(module, dtype, op, axis, keepdims):
     x = np.random.default_rng(1).uniform(-1, 1, (5, 9)).astype(dtype)
     step, node = row_step(module, op, [x], axis=axis, keepdims=keepdims, exclude=False)
@@ -74,8 +84,9 @@ def test_pick_and_its_gradient_index_like_numpy(module, mode, keepdims):
         np.testing.assert_array_equal(step(data, index), node.op.impl(data, index, **node.attrs))
         g = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
         step, node = row_step(module, "_pick_grad", [g, index, data], axis=-1, mode=mode)
-        np.testing.assert_array_equal(step(g, index, data),
-                                      node.op.impl(g, index, data, **node.attrs))
+        np.testing.assert_array_equal(
+            step(g, index, data), node.op.impl(g, index, data, **node.attrs)
+        )
 
 
 def test_declined_cases_run_numpy(module):
@@ -89,8 +100,7 @@ def test_declined_cases_run_numpy(module):
     np.testing.assert_array_equal(step(strided), node.op.impl(strided, **node.attrs))
     long_row = np.ones((1, library.MAX_ROW + 1), np.float32)
     step, node = row_step(module, "sum", [long_row], axis=(1,), keepdims=False, exclude=False)
-    assert library._reduce(step.kernel, long_row, axis=(1,), keepdims=False,
-                           exclude=False) is None
+    assert library._reduce(step.kernel, long_row, axis=(1,), keepdims=False, exclude=False) is None
 
 
 def test_integer_data_has_no_row_kernel():
@@ -105,11 +115,13 @@ def test_gemm_into_writes_the_product_or_declines():
     assert library.gemm_into(a, b, target, transpose_a=True, transpose_b=False)
     np.testing.assert_allclose(target, a.T @ b)
     assert not library.gemm_into(a, b, np.empty((3, 4)), transpose_a=True, transpose_b=False)
-    assert not library.gemm_into(a, b, np.empty((4, 3), np.float32), transpose_a=True,
-                                 transpose_b=False)
+    assert not library.gemm_into(
+        a, b, np.empty((4, 3), np.float32), transpose_a=True, transpose_b=False
+    )
     square = rng.normal(size=(4, 4))
-    assert not library.gemm_into(square, square, square, transpose_a=False,
-                                 transpose_b=False)  # would overwrite its own input
+    assert not library.gemm_into(
+        square, square, square, transpose_a=False, transpose_b=False
+    )  # would overwrite its own input
 
 
 def test_shared_fills_never_reach_the_caller():
@@ -120,12 +132,19 @@ def test_shared_fills_never_reach_the_caller():
 
     x = variable((2, 3), np.float32)
     ones = make_node("_ones", [], {"shape": (1, 6), "dtype": "float32"})
-    through_kernel = make_node("broadcast_add", [Entry(x, 0), Entry(make_node(
-        "_full", [], {"shape": (1, 1), "dtype": "float32", "value": 2.0}), 0)], {})
+    through_kernel = make_node(
+        "broadcast_add",
+        [
+            Entry(x, 0),
+            Entry(make_node("_full", [], {"shape": (1, 1), "dtype": "float32", "value": 2.0}), 0),
+        ],
+        {},
+    )
     viewed = make_node("Reshape", [Entry(ones, 0)], {"shape": (2, 3)})
     returned = make_node("_ones", [], {"shape": (6, 1), "dtype": "float32"})
-    program = compiled_runner(ProgramGraph([x], [Entry(through_kernel, 0), Entry(viewed, 0),
-                                                 Entry(returned, 0)]))
+    program = compiled_runner(
+        ProgramGraph([x], [Entry(through_kernel, 0), Entry(viewed, 0), Entry(returned, 0)])
+    )
     arg = np.zeros((2, 3), np.float32)
     first = program([arg])
     for result in first:

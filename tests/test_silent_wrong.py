@@ -43,9 +43,23 @@ SHAPE_OPS = {
 
 
 def _existing(names):
-    return [n for n in names if n in ("T", "reshape_method", "flatten_method", "slice", "copy",
-                                      "astype_same", "split_one", "split_squeeze",
-                                      "transpose_axes") or hasattr(nd, n)]
+    return [
+        n
+        for n in names
+        if n
+        in (
+            "T",
+            "reshape_method",
+            "flatten_method",
+            "slice",
+            "copy",
+            "astype_same",
+            "split_one",
+            "split_squeeze",
+            "transpose_axes",
+        )
+        or hasattr(nd, n)
+    ]
 
 
 @pytest.mark.parametrize("recording", [False, True], ids=["eager", "recorded"])
@@ -125,6 +139,7 @@ def test_first_derivative_values_are_unchanged():
 # item 5: split with one output
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("backend", ["interpreted", "compiled"])
 @pytest.mark.parametrize("squeeze", [False, True])
 def test_split_one_output_backward(backend, squeeze, request):
@@ -156,14 +171,18 @@ MISSPELLED = [
     ("sum", lambda F, x: F.sum(x, axis=0, keepdim=True), "keepdim"),
     ("Concat", lambda F, x: F.concat(x, x, axis=0), "axis"),
     ("Dropout", lambda F, x: F.Dropout(x, prob=0.9), "prob"),
-    ("Pooling", lambda F, x: F.Pooling(F.reshape(x, shape=(1, 1, 2, 3)), kernel=(1, 1),
-                                       pool_typ="avg"), "pool_typ"),
+    (
+        "Pooling",
+        lambda F, x: F.Pooling(F.reshape(x, shape=(1, 1, 2, 3)), kernel=(1, 1), pool_typ="avg"),
+        "pool_typ",
+    ),
     ("softmax", lambda F, x: F.softmax(x, axes=1), "axes"),
 ]
 
 
-@pytest.mark.parametrize("op, call, argument", MISSPELLED,
-                         ids=[f"{m[0]}-{m[2]}" for m in MISSPELLED])
+@pytest.mark.parametrize(
+    "op, call, argument", MISSPELLED, ids=[f"{m[0]}-{m[2]}" for m in MISSPELLED]
+)
 @pytest.mark.parametrize("frontend", ["nd", "sym"])
 def test_unknown_keyword_raises_naming_it(op, call, argument, frontend):
     if frontend == "nd":
@@ -198,12 +217,15 @@ def test_known_keywords_still_work():
     assert nd.concat(x, x, dim=0).shape == (4, 3)
 
 
-@pytest.mark.parametrize("call", [
-    lambda: nd.reshape(nd.array(X), shape=(3, 2.5)),
-    lambda: nd.zeros((2, 1.5)),
-    lambda: nd.sum(nd.array(X), axis=0.5),
-    lambda: mx.sym.reshape(mx.sym.var("x"), shape=(3, 2.5)),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: nd.reshape(nd.array(X), shape=(3, 2.5)),
+        lambda: nd.zeros((2, 1.5)),
+        lambda: nd.sum(nd.array(X), axis=0.5),
+        lambda: mx.sym.reshape(mx.sym.var("x"), shape=(3, 2.5)),
+    ],
+)
 def test_fractional_integer_attrs_are_refused(call):
     with pytest.raises(MXNetError):
         call()
@@ -214,13 +236,16 @@ def test_integral_values_are_accepted():
     assert nd.reshape(nd.array(X), shape="(3, 2)").shape == (3, 2)
 
 
-@pytest.mark.parametrize("call", [
-    lambda: nd.reshape(nd.array(X), shape=(1,) * 101),
-    lambda: nd.zeros((10 ** 5, 10 ** 5, 10 ** 5)),
-    lambda: nd.softmax(nd.zeros((2, 0))),
-    lambda: nd.max(nd.zeros((2, 0)), axis=1),
-    lambda: nd.min(nd.zeros((0, 3)), axis=0),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: nd.reshape(nd.array(X), shape=(1,) * 101),
+        lambda: nd.zeros((10**5, 10**5, 10**5)),
+        lambda: nd.softmax(nd.zeros((2, 0))),
+        lambda: nd.max(nd.zeros((2, 0)), axis=1),
+        lambda: nd.min(nd.zeros((0, 3)), axis=0),
+    ],
+)
 def test_hostile_attrs_raise_mxnet_error(call):
     with pytest.raises(MXNetError):
         call()
@@ -229,15 +254,27 @@ def test_hostile_attrs_raise_mxnet_error(call):
 def test_mxnet_attrs_that_only_tune_gpu_libraries_are_accepted():
     x = nd.array(X)
     np.testing.assert_array_equal(nd.Dropout(x, p=0.5, cudnn_off=True).asnumpy(), X)
-    y = nd.Convolution(nd.ones((1, 1, 3, 3)), nd.ones((1, 1, 2, 2)), kernel=(2, 2),
-                       num_filter=1, no_bias=True, workspace=512, cudnn_tune="off")
+    y = nd.Convolution(
+        nd.ones((1, 1, 3, 3)),
+        nd.ones((1, 1, 2, 2)),
+        kernel=(2, 2),
+        num_filter=1,
+        no_bias=True,
+        workspace=512,
+        cudnn_tune="off",
+    )
     np.testing.assert_array_equal(y.asnumpy(), np.full((1, 1, 2, 2), 4.0))
 
 
-@pytest.mark.parametrize("build", [
-    lambda x: mx.sym.transpose(x), lambda x: mx.sym.reshape(x, shape=(3, 2)),
-    lambda x: mx.sym.expand_dims(x, axis=0), lambda x: mx.sym.Flatten(x),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda x: mx.sym.transpose(x),
+        lambda x: mx.sym.reshape(x, shape=(3, 2)),
+        lambda x: mx.sym.expand_dims(x, axis=0),
+        lambda x: mx.sym.Flatten(x),
+    ],
+)
 def test_symbol_eval_gives_new_arrays(build):
     source = np.arange(6, dtype=np.float32).reshape(2, 3)
     x = nd.array(source)
@@ -249,6 +286,7 @@ def test_symbol_eval_gives_new_arrays(build):
 # ---------------------------------------------------------------------------
 # item 10: smaller differences from MXNet 1.9.1
 # ---------------------------------------------------------------------------
+
 
 def test_ones_and_zeros_write_into_out():
     out = mx.nd.array([5.0, 5.0])
@@ -276,8 +314,7 @@ def test_children_of_a_split_list_its_input_once():
     assert mx.sym.Group([a * b, a + b]).get_children().list_outputs() == ["a", "b", "a", "b"]
 
 
-@pytest.mark.parametrize("transpose_a, transpose_b", [(True, False), (False, True),
-                                                      (True, True)])
+@pytest.mark.parametrize("transpose_a, transpose_b", [(True, False), (False, True), (True, True)])
 def test_dot_of_n_d_operands_with_transposes_has_a_gradient(transpose_a, transpose_b):
     """MXNet reverses every axis of a transposed N-d operand; the gradient, checked
     by float64 finite differences, differentiates again (second order too)."""

@@ -29,8 +29,7 @@ def _check(graph: ProgramGraph, arrays: list[np.ndarray], expected_ops: list[str
 
 def test_fully_connected_of_a_matrix_becomes_a_product_and_an_add():
     x, w, b = variable((4, 3)), variable((2, 3)), variable((2,))
-    fc = make_node("FullyConnected", [Entry(x, 0), Entry(w, 0), Entry(b, 0)],
-                   {"num_hidden": 2})
+    fc = make_node("FullyConnected", [Entry(x, 0), Entry(w, 0), Entry(b, 0)], {"num_hidden": 2})
     graph = ProgramGraph([x, w, b], [Entry(fc, 0)])
     rng = np.random.default_rng(0)
     arrays = [rng.normal(size=v.types[0].shape).astype(np.float32) for v in (x, w, b)]
@@ -43,13 +42,13 @@ def test_fully_connected_of_a_matrix_becomes_a_product_and_an_add():
 
 def test_fully_connected_without_bias_and_of_higher_rank():
     x, w = variable((4, 3)), variable((2, 3))
-    fc = make_node("FullyConnected", [Entry(x, 0), Entry(w, 0)],
-                   {"num_hidden": 2, "no_bias": True})
+    fc = make_node("FullyConnected", [Entry(x, 0), Entry(w, 0)], {"num_hidden": 2, "no_bias": True})
     assert _ops(simplify(ProgramGraph([x, w], [Entry(fc, 0)]))) == ["dot"]
     x3 = variable((4, 3, 2))
     w6 = variable((2, 6))
-    fc3 = make_node("FullyConnected", [Entry(x3, 0), Entry(w6, 0)],
-                    {"num_hidden": 2, "no_bias": True})
+    fc3 = make_node(
+        "FullyConnected", [Entry(x3, 0), Entry(w6, 0)], {"num_hidden": 2, "no_bias": True}
+    )
     # a 3-D input flattens first: left as it is
     assert _ops(simplify(ProgramGraph([x3, w6], [Entry(fc3, 0)]))) == ["FullyConnected"]
 

@@ -93,8 +93,10 @@ def make_graph(seed: int, chain: bool) -> tuple[list[tuple], list[tuple]]:
     shapes)`` over earlier values (leaves first, then instruction outputs in
     order). A ``chain`` has one leaf and only one-input ops."""
     rng = np.random.default_rng(seed)
-    leaves = [tuple(_random_length(rng) for _ in range(int(rng.integers(1, 3))))
-              for _ in range(1 if chain else int(rng.integers(1, 4)))]
+    leaves = [
+        tuple(_random_length(rng) for _ in range(int(rng.integers(1, 3))))
+        for _ in range(1 if chain else int(rng.integers(1, 4)))
+    ]
     steps: list[tuple] = []
     if not chain:
         leaves, steps = _seed_pattern(leaves, rng)
@@ -125,8 +127,7 @@ def make_graph(seed: int, chain: bool) -> tuple[list[tuple], list[tuple]]:
 CUTS = ("slice_axis", "split", "slice", "reshape")
 
 
-def _seed_pattern(leaves: list[tuple], rng: np.random.Generator
-                  ) -> tuple[list[tuple], list[tuple]]:
+def _seed_pattern(leaves: list[tuple], rng: np.random.Generator) -> tuple[list[tuple], list[tuple]]:
     """Leaves and first instructions that cut a leaf's ``a + 1`` or ``2a`` axis down
     to ``a`` and broadcast the cut against a new leaf with ``b`` there: whether
     the cut has a length-one axis then shows in no leaf, only in the cut, and
@@ -151,33 +152,41 @@ def _one_input_ops(shape: tuple, rng: np.random.Generator) -> list[tuple]:
     (their input left open, as None)."""
     options = [(UNARY[int(rng.integers(len(UNARY)))], None, {}, [shape])]
     for axis, length in enumerate(shape):
-        kept = shape[:axis] + (ONE,) + shape[axis + 1:]
+        kept = shape[:axis] + (ONE,) + shape[axis + 1 :]
         options.append(("sum", None, {"axis": axis, "keepdims": True}, [kept]))
         if len(shape) > 1:
-            options.append(("sum", None, {"axis": axis}, [shape[:axis] + shape[axis + 1:]]))
+            options.append(("sum", None, {"axis": axis}, [shape[:axis] + shape[axis + 1 :]]))
         # cuts to a length that may be 1, from one that never is, three times as
         # likely as other ops: what a program must not forget
         if length[0] == "R":
-            cut = shape[:axis] + (_base(length[1]),) + shape[axis + 1:]
+            cut = shape[:axis] + (_base(length[1]),) + shape[axis + 1 :]
             options.append(("slice_axis", None, {"axis": axis, "begin": 0, "end": -1}, [cut]))
             options.append(("slice_axis", None, {"axis": axis, "begin": 0, "end": -1}, [cut]))
-            options.append(("slice_axis", None, {"axis": axis, "begin": 1, "end": None},
-                            [cut]))
+            options.append(("slice_axis", None, {"axis": axis, "begin": 1, "end": None}, [cut]))
         if length[0] == "D":
-            half = shape[:axis] + (_base(length[1]),) + shape[axis + 1:]
+            half = shape[:axis] + (_base(length[1]),) + shape[axis + 1 :]
             options.append(("split", None, {"num_outputs": 2, "axis": axis}, [half, half]))
             options.append(("split", None, {"num_outputs": 2, "axis": axis}, [half, half]))
             step = [None] * len(shape)
             step[axis] = 2
-            options.append(("slice", None, {"begin": (None,) * len(shape),
-                                            "end": (None,) * len(shape),
-                                            "step": tuple(step)}, [half]))
+            options.append(
+                (
+                    "slice",
+                    None,
+                    {
+                        "begin": (None,) * len(shape),
+                        "end": (None,) * len(shape),
+                        "step": tuple(step),
+                    },
+                    [half],
+                )
+            )
             if len(shape) == 1:
-                options += [("reshape", None, {"shape": (-1, 2)},
-                             [(_base(length[1]), TWO)])] * 2
+                options += [("reshape", None, {"shape": (-1, 2)}, [(_base(length[1]), TWO)])] * 2
     if len(shape) == 2 and ONE in shape:
-        options.append(("reshape", None, {"shape": (-1,)},
-                        [(shape[0] if shape[1] == ONE else shape[1],)]))
+        options.append(
+            ("reshape", None, {"shape": (-1,)}, [(shape[0] if shape[1] == ONE else shape[1],)])
+        )
     if len(shape) == 2:
         options.append(("transpose", None, {}, [shape[::-1]]))
     if len(shape) == 1:
@@ -222,8 +231,9 @@ def leaf_values(shapes: list[tuple], sizes: tuple, seed: int) -> list[np.ndarray
     return [rng.uniform(-1.0, 1.0, _concrete(s, size_map(sizes))) for s in shapes]
 
 
-def gradients(leaves: list[tuple], steps: list[tuple], sizes: tuple, seed: int,
-              create_graph: bool = False) -> list[np.ndarray]:
+def gradients(
+    leaves: list[tuple], steps: list[tuple], sizes: tuple, seed: int, create_graph: bool = False
+) -> list[np.ndarray]:
     """Every leaf's gradient of the graph's head, by ``backward`` (or by
     ``grad(create_graph=True)``), on the backend and cache in force."""
     arrays = [nd.array(v, dtype="float64") for v in leaf_values(leaves, sizes, seed)]
@@ -264,17 +274,22 @@ def check_sequence(leaves, steps, sequence, seed, backend, references, **options
             got = gradients(leaves, steps, sizes, seed, **options)
             for k, (g, want) in enumerate(zip(got, references[sizes])):
                 np.testing.assert_allclose(
-                    g, want, rtol=1e-7, atol=1e-9,
+                    g,
+                    want,
+                    rtol=1e-7,
+                    atol=1e-9,
                     err_msg=f"leaf {k} at sizes {size_map(sizes)} in {sequence}; "
-                            f"leaves {leaves}, steps {steps}")
+                    f"leaves {leaves}, steps {steps}",
+                )
     finally:
         compiler.set_backend(None)
 
 
 def graphs():
     """Hypothesis strategy: ``(leaves, steps, seed)`` of a random graph."""
-    return st.tuples(st.integers(0, 2**31), st.sampled_from([False, False, False, True])
-                     ).map(_graph_of)
+    return st.tuples(st.integers(0, 2**31), st.sampled_from([False, False, False, True])).map(
+        _graph_of
+    )
 
 
 def _graph_of(drawn: tuple[int, bool]) -> tuple[list, list, int]:
@@ -283,8 +298,9 @@ def _graph_of(drawn: tuple[int, bool]) -> tuple[list, list, int]:
     return leaves, steps, seed
 
 
-size_sequences = st.lists(st.tuples(st.sampled_from(SIZES[1:]), st.booleans(), st.booleans()),
-                          min_size=2, max_size=5)
+size_sequences = st.lists(
+    st.tuples(st.sampled_from(SIZES[1:]), st.booleans(), st.booleans()), min_size=2, max_size=5
+)
 
 
 def random_sizes(rng: np.random.Generator) -> tuple:
@@ -295,6 +311,7 @@ def random_sizes(rng: np.random.Generator) -> tuple:
 # ---------------------------------------------------------------------------
 # the issue's cases
 # ---------------------------------------------------------------------------
+
 
 def _reshape_broadcast_grad(n: int) -> np.ndarray:
     """x.grad of sum(broadcast_mul(reshape(x, (-1, 2)), w)), x of n elements."""
@@ -310,21 +327,26 @@ def _reshape_broadcast_grad(n: int) -> np.ndarray:
 @pytest.mark.parametrize("backend", ["interpreted", "compiled"])
 def test_reshape_to_a_length_one_axis_is_not_the_program_of_ten(backend, request):
     request.getfixturevalue(backend)
-    np.testing.assert_array_equal(_reshape_broadcast_grad(10),
-                                  np.arange(10, dtype=np.float32))
+    np.testing.assert_array_equal(_reshape_broadcast_grad(10), np.arange(10, dtype=np.float32))
     # (1, 2) broadcast against (5, 2): each element gets its column's sum of w
     np.testing.assert_array_equal(_reshape_broadcast_grad(2), [20.0, 25.0])
-    np.testing.assert_array_equal(_reshape_broadcast_grad(10),
-                                  np.arange(10, dtype=np.float32))
+    np.testing.assert_array_equal(_reshape_broadcast_grad(10), np.arange(10, dtype=np.float32))
 
 
 @pytest.mark.parametrize("backend", ["interpreted", "compiled"])
-@pytest.mark.parametrize("cut, rows, kept", [
-    (lambda x: nd.slice_axis(x, axis=0, begin=0, end=-1), 4, lambda n: slice(0, n - 1)),
-    (lambda x: nd.slice(x, begin=(None, None), end=(None, None), step=(2, 1)), 6,
-     lambda n: slice(0, None, 2)),
-    (lambda x: nd.split(x, num_outputs=2, axis=0)[1], 6, lambda n: slice(n // 2, None)),
-], ids=["slice_axis", "strided_slice", "split"])
+@pytest.mark.parametrize(
+    "cut, rows, kept",
+    [
+        (lambda x: nd.slice_axis(x, axis=0, begin=0, end=-1), 4, lambda n: slice(0, n - 1)),
+        (
+            lambda x: nd.slice(x, begin=(None, None), end=(None, None), step=(2, 1)),
+            6,
+            lambda n: slice(0, None, 2),
+        ),
+        (lambda x: nd.split(x, num_outputs=2, axis=0)[1], 6, lambda n: slice(n // 2, None)),
+    ],
+    ids=["slice_axis", "strided_slice", "split"],
+)
 def test_slices_that_become_length_one(backend, cut, rows, kept, request):
     """A cut to 3 rows multiplies (3, 2) weights row by row; a cut to 1 row is
     broadcast against them, so its gradient is their column sums."""
@@ -366,8 +388,7 @@ def test_create_graph_reuse_across_a_length_one_axis(backend, request):
 def test_replay_across_a_length_one_axis(backend, request):
     request.getfixturevalue(backend)
     x, w = mx.sym.var("x"), mx.sym.var("w")
-    f = mx.compile(mx.sym.sum(mx.sym.broadcast_mul(mx.sym.reshape(x, shape=(-1, 2)), w)),
-                   wrt=["x"])
+    f = mx.compile(mx.sym.sum(mx.sym.broadcast_mul(mx.sym.reshape(x, shape=(-1, 2)), w)), wrt=["x"])
     weights = np.arange(10, dtype=np.float64).reshape(5, 2)
     for n in (10, 2, 10, 2):
         _, grads = f(x=np.arange(1, n + 1, dtype=np.float64), w=weights)
@@ -379,6 +400,7 @@ def test_replay_across_a_length_one_axis(backend, request):
 # the property
 # ---------------------------------------------------------------------------
 
+
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(graph=graphs(), sizes=size_sequences)
 def test_interpreter_reuse_across_sizes(graph, sizes):
@@ -389,8 +411,7 @@ def test_interpreter_reuse_across_sizes(graph, sizes):
 
 # Each new graph compiles kernels (seconds): a few fixed examples here, whose
 # kernels later runs load from numba's disk cache; breadth in the slow test.
-@settings(max_examples=2, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=2, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(graph=graphs(), sizes=size_sequences)
 def test_compiled_reuse_across_sizes(graph, sizes, compiled):
     leaves, steps, seed = graph
@@ -416,8 +437,13 @@ def _replay_check(leaves, steps, sequence, seed, backend) -> None:
         for sizes in sequence:
             _, grads = f(**dict(zip(names, leaf_values(leaves, sizes, seed))))
             for name, expected in zip(names, references[sizes]):
-                np.testing.assert_allclose(np.asarray(grads[name]), expected, rtol=1e-7,
-                                           atol=1e-9, err_msg=f"{name} at {sizes} of {sequence}")
+                np.testing.assert_allclose(
+                    np.asarray(grads[name]),
+                    expected,
+                    rtol=1e-7,
+                    atol=1e-9,
+                    err_msg=f"{name} at {sizes} of {sequence}",
+                )
     finally:
         compiler.set_backend(None)
 

@@ -39,6 +39,7 @@ def chain(v):
 # chain keys
 # ---------------------------------------------------------------------------
 
+
 def test_chain_signature_lists_the_nodes_as_the_walk_does():
     x = nd.array(np.linspace(-1, 1, 4))
     x.attach_grad()
@@ -53,8 +54,7 @@ def test_chain_signature_declines_graphs_that_are_not_chains():
     x = nd.array(np.linspace(-1, 1, 4))
     x.attach_grad()
     assert chain_signature(recorded(lambda v: (v * v).sum(), x)._entry, _leaf_role) is None
-    assert chain_signature(recorded(lambda v: (nd.sin(v) + v).sum(), x)._entry,
-                           _leaf_role) is None
+    assert chain_signature(recorded(lambda v: (nd.sin(v) + v).sum(), x)._entry, _leaf_role) is None
 
 
 def test_chain_keys_are_equal_exactly_for_equal_structures():
@@ -108,6 +108,7 @@ def test_chain_backward_matches_the_closed_form_with_write_and_add(monkeypatch):
 # ---------------------------------------------------------------------------
 # one-kernel programs run directly
 # ---------------------------------------------------------------------------
+
 
 def w3_like():
     v = mx.sym.var("x")
@@ -196,8 +197,10 @@ def test_direct_calls_from_several_threads_with_different_sizes(monkeypatch):
         x = np.linspace(0, 1, n)
         for _ in range(300):
             value, grads = f(x=x)
-            if not (np.isclose(value, np.exp(x * 0.5).sum())
-                    and np.allclose(grads["x"], 0.5 * np.exp(x * 0.5))):
+            if not (
+                np.isclose(value, np.exp(x * 0.5).sum())
+                and np.allclose(grads["x"], 0.5 * np.exp(x * 0.5))
+            ):
                 failures.append(n)
                 return
 
@@ -238,8 +241,10 @@ def test_calls_unlike_the_last_one_leave_the_hot_path(monkeypatch):
     x, y = np.linspace(-1, 1, 4), np.linspace(0, 1, 4)
 
     def check(value, grads, x, y):
-        assert np.allclose(np.asarray(value.asnumpy() if isinstance(value, nd.NDArray)
-                                      else value), (np.tanh(x) * y).sum())
+        assert np.allclose(
+            np.asarray(value.asnumpy() if isinstance(value, nd.NDArray) else value),
+            (np.tanh(x) * y).sum(),
+        )
         grad = grads["x"]
         grad = grad.asnumpy() if isinstance(grad, nd.NDArray) else grad
         assert np.allclose(grad, (1 - np.tanh(x) ** 2) * y)
@@ -267,6 +272,7 @@ def test_calls_unlike_the_last_one_leave_the_hot_path(monkeypatch):
 # programs that run as one compiled call (the whole-program entry)
 # ---------------------------------------------------------------------------
 
+
 def mlp_symbol():
     X, W, b, y = (mx.sym.var(name) for name in ("X", "W", "b", "y"))
     z = mx.sym.broadcast_add(mx.sym.dot(X, W), b)
@@ -275,8 +281,12 @@ def mlp_symbol():
 
 def mlp_inputs(batch: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    return {"X": rng.standard_normal((batch, 40)), "W": rng.standard_normal((40, 30)) / 6,
-            "b": rng.standard_normal(30), "y": rng.integers(0, 30, batch).astype(np.float64)}
+    return {
+        "X": rng.standard_normal((batch, 40)),
+        "W": rng.standard_normal((40, 30)) / 6,
+        "b": rng.standard_normal(30),
+        "y": rng.integers(0, 30, batch).astype(np.float64),
+    }
 
 
 def mlp_reference(X, W, b, y):

@@ -26,9 +26,26 @@ from symgrad import test_utils as tu
 
 def _special(dtype: type) -> np.ndarray:
     info = np.finfo(dtype)
-    return np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, info.tiny, -info.tiny,
-                     info.smallest_subnormal, info.max, -info.max, 1.0, -1.0, 0.5, 2.0,
-                     -3.0], dtype=dtype)
+    return np.array(
+        [
+            np.nan,
+            np.inf,
+            -np.inf,
+            0.0,
+            -0.0,
+            info.tiny,
+            -info.tiny,
+            info.smallest_subnormal,
+            info.max,
+            -info.max,
+            1.0,
+            -1.0,
+            0.5,
+            2.0,
+            -3.0,
+        ],
+        dtype=dtype,
+    )
 
 
 def elementwise_ops() -> list[compiler.OpDef]:
@@ -59,7 +76,7 @@ def _inputs(opdef: compiler.OpDef, dtype: type) -> tuple[list[np.ndarray], dict]
     second = np.tile(values, len(values))
     if count == 2:
         return [first, second], attrs
-    condition = np.tile(np.array([0.0, 1.0, np.nan], dtype=dtype), len(first))[:len(first)]
+    condition = np.tile(np.array([0.0, 1.0, np.nan], dtype=dtype), len(first))[: len(first)]
     return [condition, first, second][:count], attrs
 
 
@@ -69,8 +86,9 @@ def _graph(dtype: type) -> tuple[ProgramGraph, list[np.ndarray], list[str]]:
     variables, values, outputs, names = [], [], [], []
     for opdef in OPS:
         arrays, attrs = _inputs(opdef, dtype)
-        nodes = [variable(a.shape, a.dtype, name=f"{opdef.name}_in{i}")
-                 for i, a in enumerate(arrays)]
+        nodes = [
+            variable(a.shape, a.dtype, name=f"{opdef.name}_in{i}") for i, a in enumerate(arrays)
+        ]
         try:
             node = make_node(opdef, [Entry(n, 0) for n in nodes], attrs)
         except compiler.GraphError:
@@ -111,8 +129,18 @@ def _mismatches(got: np.ndarray, want: np.ndarray, dtype: type) -> np.ndarray:
 def test_every_elementwise_op_is_covered():
     names = {opdef.name for opdef in OPS}
     # guards the generation against silently testing nothing
-    assert {"broadcast_maximum", "broadcast_minimum", "clip", "_maximum_scalar",
-            "_minimum_scalar", "sqrt", "arccos", "relu", "exp", "tanh"} <= names
+    assert {
+        "broadcast_maximum",
+        "broadcast_minimum",
+        "clip",
+        "_maximum_scalar",
+        "_minimum_scalar",
+        "sqrt",
+        "arccos",
+        "relu",
+        "exp",
+        "tanh",
+    } <= names
     assert len(OPS) > 60
 
 
@@ -126,8 +154,10 @@ def test_compiled_equals_interpreted_on_special_values(dtype, compiled):
         bad = _mismatches(g, w, dtype)
         if bad.any():
             where = np.flatnonzero(bad)[:4]
-            failures.append(f"{name}: at {where.tolist()} compiled {np.asarray(g)[where]} "
-                            f"interpreted {np.asarray(w)[where]}")
+            failures.append(
+                f"{name}: at {where.tolist()} compiled {np.asarray(g)[where]} "
+                f"interpreted {np.asarray(w)[where]}"
+            )
     assert not failures, "\n".join(failures)
 
 
@@ -143,10 +173,15 @@ def test_nan_second_operand_propagates(op, compiled):
     assert np.isnan(y.asnumpy()).all()
 
 
-@pytest.mark.parametrize("call", [
-    lambda nd, x: nd.maximum(x, np.nan), lambda nd, x: nd.minimum(x, np.nan),
-    lambda nd, x: nd.clip(x * np.nan, -1.0, 1.0),
-], ids=["maximum_scalar", "minimum_scalar", "clip"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda nd, x: nd.maximum(x, np.nan),
+        lambda nd, x: nd.minimum(x, np.nan),
+        lambda nd, x: nd.clip(x * np.nan, -1.0, 1.0),
+    ],
+    ids=["maximum_scalar", "minimum_scalar", "clip"],
+)
 def test_nan_propagates_through_scalar_forms(call, compiled):
     from symgrad import autograd, nd
 
@@ -158,10 +193,13 @@ def test_nan_propagates_through_scalar_forms(call, compiled):
     assert np.isnan(y.asnumpy()).all()
 
 
-@pytest.mark.parametrize("op, values, want", [
-    ("sqrt", [0.0, np.inf, 4.0], [np.inf, 0.0, 0.25]),
-    ("arccos", [1.0, -1.0, 0.0], [-np.inf, -np.inf, -1.0]),
-])
+@pytest.mark.parametrize(
+    "op, values, want",
+    [
+        ("sqrt", [0.0, np.inf, 4.0], [np.inf, 0.0, 0.25]),
+        ("arccos", [1.0, -1.0, 0.0], [-np.inf, -np.inf, -1.0]),
+    ],
+)
 def test_float32_gradients_at_domain_edges(op, values, want, compiled):
     from symgrad import autograd, nd
 

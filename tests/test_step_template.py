@@ -27,8 +27,11 @@ def mlp(x, w, b, scale=2.0, axis=1):
 @pytest.fixture
 def params():
     rng = np.random.default_rng(0)
-    return (nd.array(rng.normal(size=(4, 3)), dtype="float64"), marked(rng.normal(size=(3, 5))),
-            marked(rng.normal(size=5)))
+    return (
+        nd.array(rng.normal(size=(4, 3)), dtype="float64"),
+        marked(rng.normal(size=(3, 5))),
+        marked(rng.normal(size=5)),
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -43,11 +46,14 @@ def step(build, *args, **kwargs):
     with autograd.record():
         head = build(*args, **kwargs)
     tape = _state.last_tape.get()
-    recognised = tape.recognise(head._entry, lambda node: None if node.tag is None
-                                else node.tag._grad_req) is not None
+    recognised = (
+        tape.recognise(head._entry, lambda node: None if node.tag is None else node.tag._grad_req)
+        is not None
+    )
     head.backward()
-    grads = [a.grad.asnumpy().copy() for a in args if isinstance(a, nd.NDArray)
-             and a.grad is not None]
+    grads = [
+        a.grad.asnumpy().copy() for a in args if isinstance(a, nd.NDArray) and a.grad is not None
+    ]
     return recognised, head.asnumpy().copy(), grads
 
 
@@ -90,8 +96,9 @@ def test_new_values_and_new_arrays_of_the_same_types_are_read(monkeypatch, param
     assert_same(result, walked(monkeypatch, mlp, x2, w, b))
 
 
-@pytest.mark.parametrize("change", ["attrs", "axis", "op", "wiring", "shape", "dtype",
-                                    "role", "longer", "shorter"])
+@pytest.mark.parametrize(
+    "change", ["attrs", "axis", "op", "wiring", "shape", "dtype", "role", "longer", "shorter"]
+)
 def test_a_different_recording_is_not_recognised(monkeypatch, params, change):
     x, w, b = params
     step(mlp, x, w, b)
@@ -102,27 +109,35 @@ def test_a_different_recording_is_not_recognised(monkeypatch, params, change):
         args = [nd.array(np.ones((5, 3)), dtype="float64"), w, marked(np.ones(1))]
         kwargs = {"axis": 0}
     elif change == "op":
+
         def build(x, w, b):
             return nd.log_softmax(nd.sigmoid(nd.dot(x, w) + b * 2.0), axis=1).sum()
     elif change == "wiring":
+
         def build(x, w, b):
             return nd.log_softmax(nd.tanh(nd.dot(x, w) + w[0] * 2.0), axis=1).sum()
     elif change == "shape":
         args = [nd.array(np.ones((6, 3)), dtype="float64"), w, b]
     elif change == "dtype":
-        args = [x.astype("float32"), marked(w.asnumpy()).astype("float32"),
-                marked(b.asnumpy()).astype("float32")]
+        args = [
+            x.astype("float32"),
+            marked(w.asnumpy()).astype("float32"),
+            marked(b.asnumpy()).astype("float32"),
+        ]
         for a in args[1:]:
             a.attach_grad()
     elif change == "role":
         b.attach_grad(grad_req="add")
         b.grad[:] = 1.0
     elif change == "longer":
+
         def build(x, w, b):
             return mlp(x, w, b) * 3.0
     elif change == "shorter":
+
         def build(x, w, b):
             return nd.log_softmax(nd.tanh(nd.dot(x, w) + b * 2.0), axis=1)
+
     recognised, *result = step(build, *args, **kwargs)
     assert not recognised
     if change == "role":
@@ -171,14 +186,16 @@ def test_a_program_for_other_live_arrays_is_not_reused(monkeypatch, params):
         hidden = nd.tanh(nd.dot(x, w) + b * 2.0)
         head = nd.log_softmax(hidden, axis=1).sum()
     head.backward()  # `hidden` is alive: the program also computes its value
-    np.testing.assert_allclose(hidden.asnumpy(),
-                               np.tanh(x.asnumpy() @ w.asnumpy() + 2.0 * b.asnumpy()))
+    np.testing.assert_allclose(
+        hidden.asnumpy(), np.tanh(x.asnumpy() @ w.asnumpy() + 2.0 * b.asnumpy())
+    )
     np.testing.assert_allclose(head.asnumpy(), walked(monkeypatch, mlp, x, w, b)[0])
 
 
 def test_the_template_is_per_thread(params):
     import contextvars
     import threading
+
     step(mlp, *params)
     seen = []
     worker = threading.Thread(target=lambda: seen.append(step(mlp, *params)[0]))
@@ -210,6 +227,7 @@ class Scale(autograd.Function):
 
 def test_a_step_with_a_user_function_keeps_no_template(monkeypatch, params):
     import gc
+
     x, w, b = params
 
     def build(x, w, b):
@@ -231,6 +249,7 @@ def test_a_step_with_a_user_function_keeps_no_template(monkeypatch, params):
 # chains (compiler/chains.py ChainTemplate): recognised at backward, by one walk
 # ---------------------------------------------------------------------------
 
+
 def cycle(x, ops=("sin", "mul", "add", "tanh", "exp"), length=20, scale=1.01):
     """W3's op cycle, ``length`` ops long."""
     v = x
@@ -246,14 +265,20 @@ def chain_step(build, x, **kwargs):
     with autograd.record():
         head = build(x, **kwargs)
     chain = _state.chain_template.get()
-    recognised = chain is not None and chain.recognise(
-        head._entry, lambda node: None if node.tag is None else node.tag._grad_req) is not None
+    recognised = (
+        chain is not None
+        and chain.recognise(
+            head._entry, lambda node: None if node.tag is None else node.tag._grad_req
+        )
+        is not None
+    )
     head.backward()
     return recognised, head.asnumpy().copy(), [x.grad.asnumpy().copy()]
 
 
 def chain_walked(monkeypatch, build, x, **kwargs):
     from compiler.chains import ChainTemplate
+
     with monkeypatch.context() as patch:
         patch.setattr(ChainTemplate, "recognise", lambda self, head, role: None)
         patch.setattr(autograd, "chain_signature", lambda head, role: None)
@@ -267,8 +292,7 @@ def chain_input():
 
 
 @pytest.mark.parametrize("backend", ["compiled", "interpreter"])
-def test_the_second_chain_is_recognised_and_equals_the_key_path(monkeypatch, chain_input,
-                                                                 backend):
+def test_the_second_chain_is_recognised_and_equals_the_key_path(monkeypatch, chain_input, backend):
     monkeypatch.setenv("SYMGRAD_BACKEND", backend)
     assert not chain_step(cycle, chain_input)[0]
     misses = compiler.stats()["misses"]
@@ -277,8 +301,9 @@ def test_the_second_chain_is_recognised_and_equals_the_key_path(monkeypatch, cha
     assert_same(result, chain_walked(monkeypatch, cycle, chain_input))
 
 
-@pytest.mark.parametrize("change", ["op", "scale", "length", "dtype", "size-one", "role",
-                                    "not-a-chain", "negative-zero"])
+@pytest.mark.parametrize(
+    "change", ["op", "scale", "length", "dtype", "size-one", "role", "not-a-chain", "negative-zero"]
+)
 def test_a_different_chain_is_not_recognised(monkeypatch, chain_input, change):
     x = chain_input
     chain_step(cycle, x, scale=0.0)
@@ -297,6 +322,7 @@ def test_a_different_chain_is_not_recognised(monkeypatch, chain_input, change):
     elif change == "role":
         x.attach_grad(grad_req="add")
     elif change == "not-a-chain":
+
         def build(x, **kwargs):
             return cycle(x, **kwargs) * x.sum()
     elif change == "negative-zero":

@@ -20,8 +20,13 @@ def mlp():
 
 def test_var_keeps_shape_dtype_init_and_multipliers():
     w = mx.sym.var("w", shape=(2, 3), dtype="float16", init="zeros", lr_mult=2.0, wd_mult=0)
-    assert w.list_attr() == {"__shape__": "(2, 3)", "__dtype__": "2", "__init__": "zeros",
-                             "__lr_mult__": "2.0", "__wd_mult__": "0"}
+    assert w.list_attr() == {
+        "__shape__": "(2, 3)",
+        "__dtype__": "2",
+        "__init__": "zeros",
+        "__lr_mult__": "2.0",
+        "__wd_mult__": "0",
+    }
     assert w.attr("shape") == "(2, 3)" and w.attr("__lr_mult__") == "2.0"
     assert w.infer_type() == ([np.float16], [np.float16], [])
     assert mx.sym.Variable("v").name == "v"
@@ -35,9 +40,17 @@ def test_every_registered_op_is_a_sym_function():
 
 def test_operators_record_mxnet_scalar_ops():
     x = mx.sym.var("x")
-    ops = {(x * 2): "_mul_scalar", (x + 1): "_plus_scalar", (1 - x): "_rminus_scalar",
-           (x / 3): "_div_scalar", (x ** 2): "_power_scalar", (2 ** x): "_rpower_scalar",
-           (3 / x): "_rdiv_scalar", (x - 1): "_minus_scalar", (x * x): "broadcast_mul"}
+    ops = {
+        (x * 2): "_mul_scalar",
+        (x + 1): "_plus_scalar",
+        (1 - x): "_rminus_scalar",
+        (x / 3): "_div_scalar",
+        (x**2): "_power_scalar",
+        (2**x): "_rpower_scalar",
+        (3 / x): "_rdiv_scalar",
+        (x - 1): "_minus_scalar",
+        (x * x): "broadcast_mul",
+    }
     for sym, op in ops.items():
         assert sym.entries[0].node.op.name == op
     assert (x * 2).entries[0].node.attrs["scalar"] == 2.0
@@ -51,8 +64,7 @@ def test_implicit_parameter_variables_and_listings():
     bn = mx.sym.BatchNorm(mx.sym.var("data"), name="bn")
     assert bn.list_arguments() == ["data", "bn_gamma", "bn_beta"]
     assert bn.list_auxiliary_states() == ["bn_moving_mean", "bn_moving_var"]
-    assert bn.list_inputs() == ["data", "bn_gamma", "bn_beta", "bn_moving_mean",
-                                "bn_moving_var"]
+    assert bn.list_inputs() == ["data", "bn_gamma", "bn_beta", "bn_moving_mean", "bn_moving_var"]
     assert bn.list_outputs() == ["bn_output"]
     nobias = mx.sym.FullyConnected(mx.sym.var("d"), num_hidden=2, no_bias=True, name="f")
     assert nobias.list_arguments() == ["d", "f_weight"]
@@ -68,8 +80,7 @@ def test_multi_output_ops_index_group_and_children():
     assert [s.list_outputs()[0] for s in parts] == parts.list_outputs()
     group = mx.sym.Group([parts[0], data * 2])
     assert len(group) == 2 and group.name is None
-    assert (parts[0] + parts[2]).get_children().list_outputs() == ["parts_output0",
-                                                                   "parts_output2"]
+    assert (parts[0] + parts[2]).get_children().list_outputs() == ["parts_output0", "parts_output2"]
     assert data.get_children() is None
     with pytest.raises(MXNetError, match="no output named"):
         parts["nope"]
@@ -79,8 +90,15 @@ def test_multi_output_ops_index_group_and_children():
 
 def test_get_internals_lists_every_visible_output():
     internals = mlp().get_internals()
-    assert internals.list_outputs() == ["data", "fc1_weight", "fc1_bias", "fc1_output",
-                                        "relu1_output", "drop_output", "prob_output"]
+    assert internals.list_outputs() == [
+        "data",
+        "fc1_weight",
+        "fc1_bias",
+        "fc1_output",
+        "relu1_output",
+        "drop_output",
+        "prob_output",
+    ]
     fc = internals["fc1_output"]
     assert fc.infer_shape(data=(2, 5))[1] == [(2, 4)]
 
@@ -104,8 +122,7 @@ def test_infer_shape_layout_and_parameter_shapes():
     assert (arg, out, aux) == ([(5, 3), (4, 3), (4,)], [(5, 4)], [])
     assert mlp().infer_shape((5, 3)) == (arg, out, aux)
     bn = mx.sym.BatchNorm(mx.sym.var("data"), name="bn")
-    assert bn.infer_shape(data=(2, 3, 4)) == ([(2, 3, 4), (3,), (3,)], [(2, 3, 4)],
-                                              [(3,), (3,)])
+    assert bn.infer_shape(data=(2, 3, 4)) == ([(2, 3, 4), (3,), (3,)], [(2, 3, 4)], [(3,), (3,)])
 
 
 def test_infer_shape_partial_and_undecidable():
@@ -117,8 +134,9 @@ def test_infer_shape_partial_and_undecidable():
 
 
 def test_infer_shape_errors_name_the_node():
-    net = mx.sym.FullyConnected(mx.sym.var("data"), mx.sym.var("w"), num_hidden=4,
-                                no_bias=True, name="fc")
+    net = mx.sym.FullyConnected(
+        mx.sym.var("data"), mx.sym.var("w"), num_hidden=4, no_bias=True, name="fc"
+    )
     with pytest.raises(MXNetShapeError, match="'fc'.*weight must be"):
         net.infer_shape(data=(2, 3), w=(5, 3))
     with pytest.raises(MXNetError, match="no input named"):
@@ -143,6 +161,7 @@ def test_attr_of_ops_and_names():
 def test_pickle_and_copy_round_trip():
     import copy
     import pickle
+
     net = mlp()
     again = pickle.loads(pickle.dumps(net))
     assert again.tojson() == net.tojson()
@@ -153,6 +172,7 @@ def test_output_count_table_agrees_with_type_rules():
     """Every op with a TestSpec: the count known before shapes equals the count
     its type rule gives (catches a new multi-output op missing from the table)."""
     from compiler import TensorType
+
     for name, opdef in OPS.items():
         spec = opdef.test
         if spec is None or spec.make_inputs is not None or name != opdef.name:
@@ -182,9 +202,11 @@ def test_parameter_shapes_of_layers_follow_the_data():
     data = mx.sym.var("data")
     conv = mx.sym.Convolution(data, kernel=(3, 3), num_filter=8, name="conv")
     assert conv.infer_shape(data=(2, 3, 10, 10)) == (
-        [(2, 3, 10, 10), (8, 3, 3, 3), (8,)], [(2, 8, 8, 8)], [])
-    out = mx.sym.SoftmaxOutput(mx.sym.FullyConnected(data, num_hidden=3, name="fc"),
-                               name="softmax")
+        [(2, 3, 10, 10), (8, 3, 3, 3), (8,)],
+        [(2, 8, 8, 8)],
+        [],
+    )
+    out = mx.sym.SoftmaxOutput(mx.sym.FullyConnected(data, num_hidden=3, name="fc"), name="softmax")
     assert out.list_arguments()[-1] == "softmax_label"
     assert out.infer_shape(data=(4, 5))[0][-1] == (4,)
     emb = mx.sym.Embedding(mx.sym.var("i"), input_dim=10, output_dim=4, name="emb")

@@ -44,10 +44,14 @@ def test_layout_matches_mxnet():
 
 
 def test_variable_attributes_are_written_as_mxnet_does():
-    w = mx.sym.var("w", shape=(2, 3), dtype="float64", init="[\"zero\", {}]", lr_mult=2.0)
+    w = mx.sym.var("w", shape=(2, 3), dtype="float64", init='["zero", {}]', lr_mult=2.0)
     node = json.loads(w.tojson())["nodes"][0]
-    assert node["attrs"] == {"__shape__": "(2, 3)", "__dtype__": "1",
-                             "__init__": "[\"zero\", {}]", "__lr_mult__": "2.0"}
+    assert node["attrs"] == {
+        "__shape__": "(2, 3)",
+        "__dtype__": "1",
+        "__init__": '["zero", {}]',
+        "__lr_mult__": "2.0",
+    }
     again = mx.sym.load_json(w.tojson())
     assert again.list_attr() == w.list_attr()
     assert again.infer_shape() == ([(2, 3)], [(2, 3)], [])
@@ -60,18 +64,21 @@ def test_round_trip_gives_equal_json_and_values(tmp_path):
     net.save(str(path))
     loaded = mx.sym.load(str(path))
     assert loaded.tojson() == net.tojson()
-    inputs = {"data": RNG.normal(size=(3, 5)).astype(np.float32),
-              "fc1_weight": RNG.normal(size=(4, 5)).astype(np.float32),
-              "fc1_bias": RNG.normal(size=(4,)).astype(np.float32)}
-    np.testing.assert_allclose(loaded.eval(**inputs)[0].asnumpy(),
-                               net.eval(**inputs)[0].asnumpy(), rtol=1e-6)
+    inputs = {
+        "data": RNG.normal(size=(3, 5)).astype(np.float32),
+        "fc1_weight": RNG.normal(size=(4, 5)).astype(np.float32),
+        "fc1_bias": RNG.normal(size=(4,)).astype(np.float32),
+    }
+    np.testing.assert_allclose(
+        loaded.eval(**inputs)[0].asnumpy(), net.eval(**inputs)[0].asnumpy(), rtol=1e-6
+    )
 
 
 def test_recorded_graph_round_trip():
     x = mx.nd.array(RNG.uniform(0.5, 1.5, (2, 3)))
     x.attach_grad()
     with mx.autograd.record():
-        y = mx.nd.sum(mx.nd.log(x) * x ** 2 / 3 + (1 - x), axis=1)
+        y = mx.nd.sum(mx.nd.log(x) * x**2 / 3 + (1 - x), axis=1)
     sym = mx.autograd.get_symbol(y)
     loaded = mx.sym.load_json(sym.tojson())
     (name,) = loaded.list_arguments()
@@ -79,17 +86,26 @@ def test_recorded_graph_round_trip():
 
 
 def test_loads_mxnet_written_json_with_legacy_names_and_versions():
-    text = json.dumps({
-        "nodes": [
-            {"op": "null", "name": "a", "inputs": []},
-            {"op": "null", "name": "b", "attrs": {"__shape__": "(2,)"}, "inputs": []},
-            {"op": "_Plus", "name": "p", "inputs": [[0, 0, 0], [1, 0, 0]]},
-            {"op": "_MulScalar", "name": "m", "param": {"scalar": "3"}, "inputs": [[2, 0, 0]]},
-            {"op": "Dropout", "name": "d", "attrs": {"p": "0.5", "cudnn_off": "False"},
-             "inputs": [[3, 0, 0]]},
-        ],
-        "arg_nodes": [0, 1], "node_row_ptr": [0, 1, 2, 3, 4, 6], "heads": [[4, 0, 0]],
-        "attrs": {"mxnet_version": ["int", 10901]}})
+    text = json.dumps(
+        {
+            "nodes": [
+                {"op": "null", "name": "a", "inputs": []},
+                {"op": "null", "name": "b", "attrs": {"__shape__": "(2,)"}, "inputs": []},
+                {"op": "_Plus", "name": "p", "inputs": [[0, 0, 0], [1, 0, 0]]},
+                {"op": "_MulScalar", "name": "m", "param": {"scalar": "3"}, "inputs": [[2, 0, 0]]},
+                {
+                    "op": "Dropout",
+                    "name": "d",
+                    "attrs": {"p": "0.5", "cudnn_off": "False"},
+                    "inputs": [[3, 0, 0]],
+                },
+            ],
+            "arg_nodes": [0, 1],
+            "node_row_ptr": [0, 1, 2, 3, 4, 6],
+            "heads": [[4, 0, 0]],
+            "attrs": {"mxnet_version": ["int", 10901]},
+        }
+    )
     sym = mx.sym.load_json(text)
     assert sym.list_arguments() == ["a", "b"]
     assert sym.infer_shape() == ([(2,), (2,)], [(2,)], [])  # a inferred from elemwise b
@@ -97,45 +113,75 @@ def test_loads_mxnet_written_json_with_legacy_names_and_versions():
     np.testing.assert_allclose(value, [12, 18])
 
 
-@pytest.mark.parametrize("text, message", [
-    ("{not json", "not valid JSON"),
-    ("[1, 2]", "not a symbol graph"),
-    ('{"nodes": [], "heads": []}', "no heads"),
-    ('{"nodes": [{"op": "null", "inputs": []}], "heads": [[0, 0, 0]]}', "needs 'name'"),
-    ('{"nodes": [{"op": "Frobnicate", "name": "f", "inputs": []}], "heads": [[0, 0, 0]]}',
-     "unknown op 'Frobnicate'"),
-    ('{"nodes": [{"op": "null", "name": "x", "inputs": []},'
-     '{"op": "tanh", "name": "t", "inputs": [[5, 0, 0]]}], "heads": [[1, 0, 0]]}',
-     "node 5, which does not exist"),
-    ('{"nodes": [{"op": "null", "name": "x", "inputs": []},'
-     '{"op": "tanh", "name": "t", "inputs": [[0, 1, 0]]}], "heads": [[1, 0, 0]]}',
-     "has 1 output"),
-    ('{"nodes": [{"op": "tanh", "name": "a", "inputs": [[1, 0, 0]]},'
-     '{"op": "exp", "name": "b", "inputs": [[0, 0, 0]]}], "heads": [[1, 0, 0]]}',
-     "cycle: .*a -> b -> a|cycle: .*b -> a -> b"),
-    ('{"nodes": [{"op": "null", "name": "x", "inputs": []}], "heads": [[3, 0, 0]]}',
-     "node 3 does not exist"),
-    ('{"nodes": [{"op": "null", "name": "x", "inputs": []},'
-     '{"op": "tanh", "name": "t", "inputs": [["0", 0]]}], "heads": [[1, 0, 0]]}',
-     r"\[node, index, version\]"),
-    ('{"nodes": [{"op": "null", "name": "x", "inputs": []},'
-     '{"op": "Activation", "name": "t", "attrs": {"act_type": "wobbly"}, '
-     '"inputs": [[0, 0, 0]]}], "heads": [[1, 0, 0]]}', "'t'.*act_type"),
-    ('{"nodes": [{"op": "null", "name": "x", "inputs": []},'
-     '{"op": "tanh", "name": "t", "attrs": {"bogus": "1"}, '
-     '"inputs": [[0, 0, 0]]}], "heads": [[1, 0, 0]]}', "unknown attribute"),
-    ('{"nodes": [{"op": "null", "name": "x", "inputs": []},'
-     '{"op": "Concat", "name": "c", "attrs": {"num_args": "3"}, '
-     '"inputs": [[0, 0, 0], [0, 0, 0]]}], "heads": [[1, 0, 0]]}', "num_args is 3"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "not a symbol graph"),
+        ('{"nodes": [], "heads": []}', "no heads"),
+        ('{"nodes": [{"op": "null", "inputs": []}], "heads": [[0, 0, 0]]}', "needs 'name'"),
+        (
+            '{"nodes": [{"op": "Frobnicate", "name": "f", "inputs": []}], "heads": [[0, 0, 0]]}',
+            "unknown op 'Frobnicate'",
+        ),
+        (
+            '{"nodes": [{"op": "null", "name": "x", "inputs": []},'
+            '{"op": "tanh", "name": "t", "inputs": [[5, 0, 0]]}], "heads": [[1, 0, 0]]}',
+            "node 5, which does not exist",
+        ),
+        (
+            '{"nodes": [{"op": "null", "name": "x", "inputs": []},'
+            '{"op": "tanh", "name": "t", "inputs": [[0, 1, 0]]}], "heads": [[1, 0, 0]]}',
+            "has 1 output",
+        ),
+        (
+            '{"nodes": [{"op": "tanh", "name": "a", "inputs": [[1, 0, 0]]},'
+            '{"op": "exp", "name": "b", "inputs": [[0, 0, 0]]}], "heads": [[1, 0, 0]]}',
+            "cycle: .*a -> b -> a|cycle: .*b -> a -> b",
+        ),
+        (
+            '{"nodes": [{"op": "null", "name": "x", "inputs": []}], "heads": [[3, 0, 0]]}',
+            "node 3 does not exist",
+        ),
+        (
+            '{"nodes": [{"op": "null", "name": "x", "inputs": []},'
+            '{"op": "tanh", "name": "t", "inputs": [["0", 0]]}], "heads": [[1, 0, 0]]}',
+            r"\[node, index, version\]",
+        ),
+        (
+            '{"nodes": [{"op": "null", "name": "x", "inputs": []},'
+            '{"op": "Activation", "name": "t", "attrs": {"act_type": "wobbly"}, '
+            '"inputs": [[0, 0, 0]]}], "heads": [[1, 0, 0]]}',
+            "'t'.*act_type",
+        ),
+        (
+            '{"nodes": [{"op": "null", "name": "x", "inputs": []},'
+            '{"op": "tanh", "name": "t", "attrs": {"bogus": "1"}, '
+            '"inputs": [[0, 0, 0]]}], "heads": [[1, 0, 0]]}',
+            "unknown attribute",
+        ),
+        (
+            '{"nodes": [{"op": "null", "name": "x", "inputs": []},'
+            '{"op": "Concat", "name": "c", "attrs": {"num_args": "3"}, '
+            '"inputs": [[0, 0, 0], [0, 0, 0]]}], "heads": [[1, 0, 0]]}',
+            "num_args is 3",
+        ),
+    ],
+)
 def test_loading_errors_are_clear(text, message):
     with pytest.raises(SymbolJSONError, match=message):
         mx.sym.load_json(text)
 
 
 def test_out_of_order_nodes_load():
-    text = json.dumps({"nodes": [{"op": "exp", "name": "e", "inputs": [[1, 0, 0]]},
-                                 {"op": "null", "name": "x", "inputs": []}],
-                       "heads": [[0, 0, 0]]})
+    text = json.dumps(
+        {
+            "nodes": [
+                {"op": "exp", "name": "e", "inputs": [[1, 0, 0]]},
+                {"op": "null", "name": "x", "inputs": []},
+            ],
+            "heads": [[0, 0, 0]],
+        }
+    )
     value = mx.sym.load_json(text).eval(x=mx.nd.array([0.0]))[0].asnumpy()
     assert value.tolist() == [1.0]

@@ -42,8 +42,11 @@ def tape_key(build, *args, **kwargs):
 @pytest.fixture
 def params():
     rng = np.random.default_rng(0)
-    return (nd.array(rng.normal(size=(4, 3)), dtype="float64"), marked(rng.normal(size=(3, 5))),
-            marked(rng.normal(size=5)))
+    return (
+        nd.array(rng.normal(size=(4, 3)), dtype="float64"),
+        marked(rng.normal(size=(3, 5))),
+        marked(rng.normal(size=5)),
+    )
 
 
 def test_the_tape_lists_the_nodes_the_walk_finds(params):
@@ -66,12 +69,13 @@ def test_tape_keys_are_equal_exactly_for_equal_structures(params):
     row = nd.array(np.ones((1, 3)), dtype="float64")
     assert tape_key(mlp, x, w, b) != tape_key(mlp, row, w, b)  # length-one axes
     assert tape_key(mlp, x, w, b) != tape_key(
-        mlp, x.astype("float32"), marked(w.asnumpy(), "float32"),
-        marked(b.asnumpy(), "float32"))  # dtypes
+        mlp, x.astype("float32"), marked(w.asnumpy(), "float32"), marked(b.asnumpy(), "float32")
+    )  # dtypes
     assert tape_key(mlp, x, w, b) != tape_key(mlp, x, w, marked(b.asnumpy(), grad_req="add"))
     v = marked(np.ones(3))
-    assert tape_key(lambda a, c: (a * c).sum(), v, marked(np.ones(3))) != \
-        tape_key(lambda a, c: (a * a).sum(), v, marked(np.ones(3)))  # wiring
+    assert tape_key(lambda a, c: (a * c).sum(), v, marked(np.ones(3))) != tape_key(
+        lambda a, c: (a * a).sum(), v, marked(np.ones(3))
+    )  # wiring
 
 
 def test_a_role_changed_after_recording_is_in_the_key(params):

@@ -11,9 +11,18 @@ import symgrad as mx
 from compiler.lower import threads
 
 
-@pytest.mark.parametrize("rows, elements", [(10**6, 10**6), (1000, 10**6), (3, 3 * 10**6),
-                                            (100_000, 100_000), (10**7, 10**7),
-                                            (65536, 65536), (300, 300_000)])
+@pytest.mark.parametrize(
+    "rows, elements",
+    [
+        (10**6, 10**6),
+        (1000, 10**6),
+        (3, 3 * 10**6),
+        (100_000, 100_000),
+        (10**7, 10**7),
+        (65536, 65536),
+        (300, 300_000),
+    ],
+)
 def test_split_covers_the_loop_once(monkeypatch, rows, elements):
     monkeypatch.setattr(threads, "_THREADS", 2)
     pieces = threads.split(rows, elements)
@@ -24,8 +33,9 @@ def test_split_covers_the_loop_once(monkeypatch, rows, elements):
     # Guided: never growing, and none below the minimum where rows allow.
     assert all(a >= b for a, b in zip(sizes, sizes[1:-1]))
     row_elements = elements // rows
-    assert all(s * row_elements >= min(threads.PIECE_MINIMUM, elements // 2) or s == 1
-               for s in sizes)
+    assert all(
+        s * row_elements >= min(threads.PIECE_MINIMUM, elements // 2) or s == 1 for s in sizes
+    )
     assert len(pieces) >= 2
 
 
@@ -68,8 +78,9 @@ def test_split_kernel_matches_interpreter(monkeypatch):
     f = mx.sym.sum(mx.sym.tanh(mx.sym.broadcast_add(x, b)) * mx.sym.sigmoid(x))
     runs = []
     run = threads.run
-    monkeypatch.setattr(threads, "run", lambda kernel, calls: (runs.append(len(calls)),
-                                                               run(kernel, calls)))
+    monkeypatch.setattr(
+        threads, "run", lambda kernel, calls: (runs.append(len(calls)), run(kernel, calls))
+    )
     results = {}
     for backend in ("interpreter", "compiled"):
         monkeypatch.setenv("SYMGRAD_BACKEND", backend)

@@ -109,8 +109,11 @@ def test_optimizer_instance_and_learning_rate():
     assert opt.lr == 0.05
     with pytest.raises(AssertionError, match="optimizer_params must be None"):
         gluon.Trainer([w], opt, {"learning_rate": 0.1})
-    scheduled = gluon.Trainer([w], "sgd", {"lr_scheduler": mx.lr_scheduler.FactorScheduler(
-        step=1, factor=0.5, base_lr=1.0)})
+    scheduled = gluon.Trainer(
+        [w],
+        "sgd",
+        {"lr_scheduler": mx.lr_scheduler.FactorScheduler(step=1, factor=0.5, base_lr=1.0)},
+    )
     with pytest.raises(UserWarning, match="LRScheduler"):
         scheduled.set_learning_rate(0.1)
 
@@ -152,15 +155,15 @@ def test_hybridized_net_trains_as_the_imperative_one():
     for hybridize in (False, True):
         net = gluon.nn.HybridSequential(prefix="mlp_")
         with net.name_scope():
-            net.add(gluon.nn.Dense(4, in_units=3, activation="tanh"),
-                    gluon.nn.Dense(1, in_units=4))
+            net.add(gluon.nn.Dense(4, in_units=3, activation="tanh"), gluon.nn.Dense(1, in_units=4))
         net.initialize()
         for i, param in enumerate(net.collect_params().values()):
             param.set_data(np.random.default_rng(i).normal(0, 0.5, param.shape))
         if hybridize:
             net.hybridize()
-        trainer = gluon.Trainer(net.collect_params(), "sgd",
-                                {"learning_rate": 0.2, "momentum": 0.5})
+        trainer = gluon.Trainer(
+            net.collect_params(), "sgd", {"learning_rate": 0.2, "momentum": 0.5}
+        )
         losses = []
         for _ in range(10):
             with mx.autograd.record():

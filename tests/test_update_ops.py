@@ -36,8 +36,9 @@ def test_every_update_op_is_registered_without_gradient():
 def test_sgd_mom_update_writes_momentum_and_weight(rng):
     w, g, m = (rng.normal(size=(3, 4)) for _ in range(3))
     weight, grad, mom = _arrays(w, g, m)
-    result = mx.nd.sgd_mom_update(weight, grad, mom, lr=0.1, momentum=0.9, wd=0.01,
-                                  rescale_grad=0.5, clip_gradient=0.3)
+    result = mx.nd.sgd_mom_update(
+        weight, grad, mom, lr=0.1, momentum=0.9, wd=0.01, rescale_grad=0.5, clip_gradient=0.3
+    )
     expected_mom = 0.9 * m - 0.1 * 0.01 * w - 0.1 * np.clip(0.5 * g, -0.3, 0.3)
     np.testing.assert_allclose(mom.asnumpy(), expected_mom, rtol=1e-12)
     np.testing.assert_allclose(result.asnumpy(), w + expected_mom, rtol=1e-12)
@@ -62,26 +63,30 @@ def test_adam_update_reference(rng):
     w, g, mean = (rng.normal(size=(4,)) for _ in range(3))
     var = rng.uniform(0.1, 1, (4,))
     weight, grad, m, v = _arrays(w, g, mean, var)
-    mx.nd.adam_update(weight, grad, m, v, lr=0.01, wd=0.1, beta1=0.8, beta2=0.9,
-                      epsilon=1e-6, out=weight)
+    mx.nd.adam_update(
+        weight, grad, m, v, lr=0.01, wd=0.1, beta1=0.8, beta2=0.9, epsilon=1e-6, out=weight
+    )
     gg = g + 0.1 * w
     mean, var = 0.8 * mean + 0.2 * gg, 0.9 * var + 0.1 * gg * gg
     np.testing.assert_allclose(m.asnumpy(), mean, rtol=1e-12)
     np.testing.assert_allclose(v.asnumpy(), var, rtol=1e-12)
-    np.testing.assert_allclose(weight.asnumpy(), w - 0.01 * mean / (np.sqrt(var) + 1e-6),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        weight.asnumpy(), w - 0.01 * mean / (np.sqrt(var) + 1e-6), rtol=1e-12
+    )
 
 
 def test_adamw_update_skips_on_non_finite_scale(rng):
     w, g, mean = (rng.normal(size=(4,)) for _ in range(3))
     var = rng.uniform(0.1, 1, (4,))
     weight, grad, m, v = _arrays(w, g, mean, var)
-    mx.nd.adamw_update(weight, grad, m, v, mx.nd.array([np.nan], dtype="float64"),
-                       lr=0.1, eta=1.0, out=weight)
+    mx.nd.adamw_update(
+        weight, grad, m, v, mx.nd.array([np.nan], dtype="float64"), lr=0.1, eta=1.0, out=weight
+    )
     for array, value in ((weight, w), (m, mean), (v, var)):
         np.testing.assert_array_equal(array.asnumpy(), value)
-    mx.nd.adamw_update(weight, grad, m, v, mx.nd.array([2.0], dtype="float64"), lr=0.1,
-                       eta=0.5, wd=0.2, out=weight)
+    mx.nd.adamw_update(
+        weight, grad, m, v, mx.nd.array([2.0], dtype="float64"), lr=0.1, eta=0.5, wd=0.2, out=weight
+    )
     gg = 2 * g
     mean, var = 0.9 * mean + 0.1 * gg, 0.999 * var + 0.001 * gg * gg
     expected = w - 0.5 * (0.1 * mean / (np.sqrt(var) + 1e-8) + 0.2 * w)
@@ -92,12 +97,12 @@ def test_ftrl_update_reference(rng):
     w, g = rng.normal(size=(6,)), rng.normal(size=(6,))
     z, n = rng.normal(size=(6,)), rng.uniform(0.1, 1, (6,))
     weight, grad, zz, nn = _arrays(w, g, z, n)
-    mx.nd.ftrl_update(weight, grad, zz, nn, lr=0.1, lamda1=0.3, beta=1.0, wd=0.01,
-                      out=weight)
+    mx.nd.ftrl_update(weight, grad, zz, nn, lr=0.1, lamda1=0.3, beta=1.0, wd=0.01, out=weight)
     z = z + g - (np.sqrt(n + g * g) - np.sqrt(n)) * w / 0.1
     n = n + g * g
-    expected = np.where(np.abs(z) > 0.3, (np.sign(z) * 0.3 - z) / ((1 + np.sqrt(n)) / 0.1
-                                                                    + 0.01), 0.0)
+    expected = np.where(
+        np.abs(z) > 0.3, (np.sign(z) * 0.3 - z) / ((1 + np.sqrt(n)) / 0.1 + 0.01), 0.0
+    )
     np.testing.assert_allclose(weight.asnumpy(), expected, rtol=1e-12)
     np.testing.assert_allclose(zz.asnumpy(), z, rtol=1e-12)
 
@@ -108,10 +113,11 @@ def test_lamb_phases_reference(rng):
     weight, grad, m, v = _arrays(w, g, mean, var)
     direction = mx.nd.lamb_update_phase1(weight, grad, m, v, t=2, wd=0.1)
     mean, var = 0.9 * mean + 0.1 * g, 0.999 * var + 0.001 * g * g
-    expected = (mean / (1 - 0.9 ** 2)) / (np.sqrt(var / (1 - 0.999 ** 2)) + 1e-6) + 0.1 * w
+    expected = (mean / (1 - 0.9**2)) / (np.sqrt(var / (1 - 0.999**2)) + 1e-6) + 0.1 * w
     np.testing.assert_allclose(direction.asnumpy(), expected, rtol=1e-12)
-    mx.nd.lamb_update_phase2(weight, direction, weight.norm(), direction.norm(), lr=0.1,
-                             upper_bound=0.5, out=weight)
+    mx.nd.lamb_update_phase2(
+        weight, direction, weight.norm(), direction.norm(), lr=0.1, upper_bound=0.5, out=weight
+    )
     ratio = min(np.linalg.norm(w), 0.5) / np.linalg.norm(expected)
     np.testing.assert_allclose(weight.asnumpy(), w - 0.1 * ratio * expected, rtol=1e-12)
 
@@ -173,8 +179,9 @@ def test_symbol_update_op_is_pure():
     weight, grad, mom = (mx.sym.var(n) for n in ("w", "g", "m"))
     out = mx.sym.sgd_mom_update(weight, grad, mom, lr=0.1, momentum=0.9)
     assert out.list_arguments() == ["w", "g", "m"]
-    executor = out.bind(mx.cpu(), args={"w": mx.nd.ones((2,)), "g": mx.nd.ones((2,)),
-                                        "m": mx.nd.zeros((2,))})
+    executor = out.bind(
+        mx.cpu(), args={"w": mx.nd.ones((2,)), "g": mx.nd.ones((2,)), "m": mx.nd.zeros((2,))}
+    )
     np.testing.assert_allclose(executor.forward()[0].asnumpy(), [0.9, 0.9], rtol=1e-6)
 
 

@@ -169,13 +169,49 @@ def random_sample(name: str, dtype: type, n: int = 100_000) -> np.ndarray:
 def special_values(dtype: type) -> np.ndarray:
     fi = np.finfo(dtype)
     base = [
-        0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 0.5, 2.0,
-        float(fi.smallest_subnormal), float(fi.smallest_normal), float(fi.max),
-        float(fi.eps), 1e-30, 1e-5, 0.3465, 0.3466, 0.6931, 1.5707963267948966,
-        3.141592653589793, 10.0, 20.0, 22.0, 30.0,
+        0.0,
+        -0.0,
+        np.inf,
+        -np.inf,
+        np.nan,
+        1.0,
+        -1.0,
+        0.5,
+        2.0,
+        float(fi.smallest_subnormal),
+        float(fi.smallest_normal),
+        float(fi.max),
+        float(fi.eps),
+        1e-30,
+        1e-5,
+        0.3465,
+        0.3466,
+        0.6931,
+        1.5707963267948966,
+        3.141592653589793,
+        10.0,
+        20.0,
+        22.0,
+        30.0,
         # exp / expm1 / sinh / cosh overflow and underflow thresholds
-        88.72, 88.73, 89.5, 103.97, 104.0, 87.0, 709.78, 709.79, 710.0, 710.5,
-        708.4, 745.13, 745.14, 746.0, 1e5, 1e6, 1e7, 1e20,
+        88.72,
+        88.73,
+        89.5,
+        103.97,
+        104.0,
+        87.0,
+        709.78,
+        709.79,
+        710.0,
+        710.5,
+        708.4,
+        745.13,
+        745.14,
+        746.0,
+        1e5,
+        1e6,
+        1e7,
+        1e20,
     ]
     v = np.array(base, dtype=np.float64)
     v = np.concatenate([v, -v])
@@ -242,8 +278,30 @@ def _pow_kernel() -> Callable:
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_pow(dtype: type) -> None:
-    specials = np.array([0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0, 1e-3, 1e3,
-                         np.inf, -np.inf, np.nan, 1.5, -1.5, 1e30, -1e30], dtype)
+    specials = np.array(
+        [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            2.0,
+            -2.0,
+            0.5,
+            -0.5,
+            3.0,
+            -3.0,
+            1e-3,
+            1e3,
+            np.inf,
+            -np.inf,
+            np.nan,
+            1.5,
+            -1.5,
+            1e30,
+            -1e30,
+        ],
+        dtype,
+    )
     xs, ys = (a.ravel() for a in np.meshgrid(specials, specials))
     rng = np.random.default_rng(7)
     xr = rng.uniform(0, 50, 100_000).astype(dtype)
@@ -268,7 +326,8 @@ def test_cache_true_kernel_in_file(tmp_path: Any) -> None:
     import sys
     import textwrap
 
-    (tmp_path / "kern.py").write_text(textwrap.dedent("""
+    (tmp_path / "kern.py").write_text(
+        textwrap.dedent("""
         import numba, numpy as np
         from compiler.lower import vmath as vm
 
@@ -277,7 +336,8 @@ def test_cache_true_kernel_in_file(tmp_path: Any) -> None:
             for i in range(x.shape[0]):
                 t = vm.tanh(x[i] * w[i] + b[i])
                 out[i] = t * vm.sigmoid(x[i]) + np.float32(0.5) * vm.exp(-x[i] * x[i])
-    """))
+    """)
+    )
     script = textwrap.dedent("""
         import numpy as np, kern
         x = np.linspace(-3, 3, 101, dtype=np.float32)
@@ -288,11 +348,22 @@ def test_cache_true_kernel_in_file(tmp_path: Any) -> None:
         print(sum(kern.k.stats.cache_hits.values()))
     """)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"),
-               PYTHONPATH=os.pathsep.join([root, str(tmp_path)]))
-    hits = [subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path,
-                           capture_output=True, text=True, check=True).stdout.strip()
-            for _ in range(2)]
+    env = dict(
+        os.environ,
+        NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+        PYTHONPATH=os.pathsep.join([root, str(tmp_path)]),
+    )
+    hits = [
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for _ in range(2)
+    ]
     assert hits == ["0", "1"]
 
 
@@ -308,8 +379,10 @@ def test_without_avx512(tmp_path: Any) -> None:
 
     if not _AVX512:  # the other path needs an AVX-512 CPU to run on
         pytest.skip("this CPU has no AVX-512: the other tests cover its only path")
-    haswell = "+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fxsr,+lzcnt,+mmx," \
-              "+movbe,+popcnt,+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave"
+    haswell = (
+        "+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fxsr,+lzcnt,+mmx,"
+        "+movbe,+popcnt,+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave"
+    )
     cpu = dict(NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=haswell)
     script = (
         "import numpy as np, test_vmath as t\n"
@@ -325,6 +398,5 @@ def test_without_avx512(tmp_path: Any) -> None:
         "            assert (np.isnan(got) == np.isnan(ref)).all()\n"
     )
     here = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, **cpu,
-               PYTHONPATH=os.pathsep.join([os.path.dirname(here), here]))
+    env = dict(os.environ, **cpu, PYTHONPATH=os.pathsep.join([os.path.dirname(here), here]))
     subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, check=True)

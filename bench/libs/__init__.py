@@ -6,6 +6,7 @@ runs one synchronised forward+backward and returns ``(value, grads)``) and
 append a :class:`Column` to :data:`COLUMNS`. Columns that share a module can
 differ by environment variables (see the symgrad interpreter column).
 """
+
 from dataclasses import dataclass, field
 
 
@@ -13,11 +14,11 @@ from dataclasses import dataclass, field
 class Column:
     """One column of the table."""
 
-    key: str            # id for --libs (the group name selects all its columns too)
-    title: str          # table header
-    module: str         # module in bench.libs
-    group: str          # library family, e.g. "symgrad"
-    env: dict = field(default_factory=dict)   # extra environment for its subprocess
+    key: str  # id for --libs (the group name selects all its columns too)
+    title: str  # table header
+    module: str  # module in bench.libs
+    group: str  # library family, e.g. "symgrad"
+    env: dict = field(default_factory=dict)  # extra environment for its subprocess
     # The interpreter of its subprocess, relative to the repository root (None: the
     # one running the harness). MXNet 1.9.1 needs its own virtualenv (numpy 1.23.5).
     python: str | None = None
@@ -34,8 +35,13 @@ MXNET_PYTHON = "build/mxnet-venv/bin/python"
 
 COLUMNS = [
     Column("symgrad", "symgrad compiled", "symgrad_lib", "symgrad"),
-    Column("symgrad-interp", "symgrad interpreter", "symgrad_lib", "symgrad",
-           {"SYMGRAD_BACKEND": "interpreter"}),
+    Column(
+        "symgrad-interp",
+        "symgrad interpreter",
+        "symgrad_lib",
+        "symgrad",
+        {"SYMGRAD_BACKEND": "interpreter"},
+    ),
     Column("symgrad-replay", "symgrad replay", "symgrad_replay", "symgrad"),
     Column("numpy", "numpy by hand", "numpy_hand", "numpy"),
     Column("torch", "PyTorch eager", "torch_eager", "torch"),
@@ -44,16 +50,34 @@ COLUMNS = [
     Column("limit", "limit (numba)", "limit_numba", "limit"),
     # W6: one Gluon script (gluon_w6.py) on symgrad, imperative and hybridized, and on
     # real MXNet 1.9.1 in the interop virtualenv (tests/mxnet_interop.py makes it).
-    Column("symgrad-gluon", "symgrad Gluon", "gluon_w6", "symgrad",
-           {"BENCH_MX": "symgrad"}, workloads=GLUON_WORKLOADS),
-    Column("symgrad-hybrid", "symgrad Gluon hybridized", "gluon_w6", "symgrad",
-           {"BENCH_MX": "symgrad", "BENCH_HYBRIDIZE": "1"}, workloads=GLUON_WORKLOADS),
-    Column("mxnet", "MXNet 1.9.1 Gluon hybridized", "gluon_w6", "mxnet",
-           {"BENCH_MX": "mxnet", "BENCH_HYBRIDIZE": "1"}, python=MXNET_PYTHON,
-           workloads=GLUON_WORKLOADS),
+    Column(
+        "symgrad-gluon",
+        "symgrad Gluon",
+        "gluon_w6",
+        "symgrad",
+        {"BENCH_MX": "symgrad"},
+        workloads=GLUON_WORKLOADS,
+    ),
+    Column(
+        "symgrad-hybrid",
+        "symgrad Gluon hybridized",
+        "gluon_w6",
+        "symgrad",
+        {"BENCH_MX": "symgrad", "BENCH_HYBRIDIZE": "1"},
+        workloads=GLUON_WORKLOADS,
+    ),
+    Column(
+        "mxnet",
+        "MXNet 1.9.1 Gluon hybridized",
+        "gluon_w6",
+        "mxnet",
+        {"BENCH_MX": "mxnet", "BENCH_HYBRIDIZE": "1"},
+        python=MXNET_PYTHON,
+        workloads=GLUON_WORKLOADS,
+    ),
 ]
 
-BASELINE = "torch"      # ratios are BASELINE time / column time
+BASELINE = "torch"  # ratios are BASELINE time / column time
 
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
 
@@ -65,6 +89,7 @@ def select(spec):
     wanted = {s.strip() for s in spec.split(",") if s.strip()}
     unknown = wanted - {c.key for c in COLUMNS} - {c.group for c in COLUMNS}
     if unknown:
-        raise SystemExit(f"unknown library {sorted(unknown)}; known: "
-                         + ", ".join(c.key for c in COLUMNS))
+        raise SystemExit(
+            f"unknown library {sorted(unknown)}; known: " + ", ".join(c.key for c in COLUMNS)
+        )
     return [c for c in COLUMNS if c.key in wanted or c.group in wanted]

@@ -7,6 +7,7 @@ point of symgrad. ``BENCH_HYBRIDIZE=1`` hybridizes the network with
 the usual Gluon training loop. MXNet's column runs under the interop
 virtualenv's interpreter (``libs.Column.python``).
 """
+
 import importlib
 import os
 
@@ -27,13 +28,13 @@ if IMPL == "symgrad":
 
 def _network(inp):
     """The W6 net with the shared weights loaded; returns (net, params, X, y, batch)."""
-    X, y = nd.array(inp["X"]), nd.array(inp["y"])      # MXNet labels are float arrays
+    X, y = nd.array(inp["X"]), nd.array(inp["y"])  # MXNet labels are float arrays
     net = gluon.nn.HybridSequential()
     with net.name_scope():
         net.add(gluon.nn.Dense(256, activation="relu"), gluon.nn.Dense(10))
     net.initialize(mx.init.Xavier(magnitude=3))
-    net(X)                          # deferred shapes: the first call makes the weights
-    params = list(net.collect_params().values())      # dense0 weight, bias, dense1 ...
+    net(X)  # deferred shapes: the first call makes the weights
+    params = list(net.collect_params().values())  # dense0 weight, bias, dense1 ...
     for p, name in zip(params, ("W1", "b1", "W2", "b2")):
         p.set_data(nd.array(inp[name]))
     if HYBRIDIZE:
@@ -73,4 +74,3 @@ def w6_step(inp):
         return L, [p.data() for p in params]
 
     return step
-

@@ -14,6 +14,7 @@ arrays use the serial kernel, a launch costs more than it saves) run on
 numba's OpenMP layer with OMP_WAIT_POLICY=passive; W2's elementwise kernels
 are serial, so the GEMMs have OpenBLAS's threads to themselves.
 """
+
 import math
 import os
 
@@ -33,17 +34,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "omp"
 
-PARALLEL_MIN = 100_000      # elements from which a parallel kernel pays (measured)
-BLOCK = 4096                # elements per block: float32 partial sums, float64 total
+PARALLEL_MIN = 100_000  # elements from which a parallel kernel pays (measured)
+BLOCK = 4096  # elements per block: float32 partial sums, float64 total
 
-FASTMATH = {"contract", "reassoc", "arcp", "afn", "nsz"}    # no nnan / ninf
+FASTMATH = {"contract", "reassoc", "arcp", "afn", "nsz"}  # no nnan / ninf
 OPTS = dict(cache=True, error_model="numpy", fastmath=FASTMATH)
 
 f32 = np.float32
 ONE, TWO, HALF = f32(1.0), f32(2.0), f32(0.5)
 LOG2E = f32(1.4426950408889634)
 LN2_HI, LN2_LO = f32(0.693359375), f32(-2.12194440e-4)
-EXP_LO, EXP_HI = f32(-87.33), f32(88.37)        # keep 2**k a normal float
+EXP_LO, EXP_HI = f32(-87.33), f32(88.37)  # keep 2**k a normal float
 P2, P3, P4 = f32(1 / 2), f32(1 / 6), f32(1 / 24)
 P5, P6 = f32(1 / 120), f32(1 / 720)
 T3, T5, T7 = f32(-1 / 3), f32(2 / 15), f32(-17 / 315)
@@ -173,7 +174,7 @@ def w2_softmax_xent(z, b, y, gb):
         for j in range(m):
             z[i, j] = exp32(z[i, j] - zmax)
             s += z[i, j]
-        loss += math.log(s) + zmax - zy         # -log_softmax(z)[i, y_i]
+        loss += math.log(s) + zmax - zy  # -log_softmax(z)[i, y_i]
         scale = inv_n / s
         for j in range(m):
             z[i, j] *= scale

@@ -3,6 +3,7 @@
 Written the way a careful person would: closed-form or hand-derived
 gradients, work buffers allocated once in setup and reused through ``out=``.
 """
+
 import numpy as np
 
 VERSION = np.__version__

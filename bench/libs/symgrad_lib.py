@@ -6,6 +6,7 @@ step re-records the graph (that is part of the imperative path's cost),
 runs ``backward`` and waits with ``nd.waitall()``; the harness converts the
 returned NDArrays with ``asnumpy()`` outside the timed loop.
 """
+
 import symgrad as mx
 from compiler.lower.runner import wait_for_compilation as settle  # noqa: F401 (harness hook)
 from symgrad import autograd, nd
@@ -37,7 +38,7 @@ def w1(inp):
 def w2(inp):
     """W2: MLP training step with nd.dot, broadcasting +, log_softmax and pick."""
     X = nd.array(inp["X"])
-    y = nd.array(inp["y"])                  # MXNet labels are float arrays
+    y = nd.array(inp["y"])  # MXNet labels are float arrays
     W1, b1, W2, b2 = params = _vars(inp, ["W1", "b1", "W2", "b2"])
 
     def step():
@@ -91,6 +92,7 @@ def cnn(inp):
     """CNN step: Convolution, BatchNorm (training), relu, max Pooling,
     FullyConnected, softmax cross-entropy averaged over the batch."""
     from bench.workloads import CNN_EPS
+
     X = nd.array(inp["X"])
     y = nd.array(inp["y"])
     names = ["conv_w", "gamma", "beta", "fc_w", "fc_b"]
@@ -100,10 +102,8 @@ def cnn(inp):
 
     def step():
         with autograd.record():
-            h = nd.Convolution(X, conv_w, kernel=(3, 3), num_filter=conv_w.shape[0],
-                               no_bias=True)
-            h = nd.BatchNorm(h, gamma, beta, moving_mean, moving_var, fix_gamma=False,
-                             eps=CNN_EPS)
+            h = nd.Convolution(X, conv_w, kernel=(3, 3), num_filter=conv_w.shape[0], no_bias=True)
+            h = nd.BatchNorm(h, gamma, beta, moving_mean, moving_var, fix_gamma=False, eps=CNN_EPS)
             h = nd.Pooling(nd.relu(h), kernel=(2, 2), stride=(2, 2), pool_type="max")
             z = nd.FullyConnected(h, fc_w, fc_b, num_hidden=fc_w.shape[0])
             loss = nd.softmax_cross_entropy(z, y) / batch

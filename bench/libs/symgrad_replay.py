@@ -8,6 +8,7 @@ run the compiled kernels, not the interpreter fallback. With
 ``SYMGRAD_BACKEND=interpreter`` the same module replays on the numpy
 interpreter.
 """
+
 import numpy as np
 
 import symgrad as mx
@@ -51,7 +52,7 @@ def w2(inp):
     z = mx.sym.broadcast_add(mx.sym.dot(h, W2), b2)
     loss = -mx.sym.mean(mx.sym.pick(mx.sym.log_softmax(z, axis=1), y, axis=1))
     inputs = {k: inp[k] for k in ("X", "W1", "b1", "W2", "b2")}
-    inputs["y"] = inp["y"].astype(np.float32)       # MXNet labels are float arrays
+    inputs["y"] = inp["y"].astype(np.float32)  # MXNet labels are float arrays
     return _stepper(loss, ["W1", "b1", "W2", "b2"], inputs)
 
 
@@ -78,10 +79,12 @@ def cnn(inp):
     names = ("conv_w", "gamma", "beta", "moving_mean", "moving_var", "fc_w", "fc_b")
     X, y = mx.sym.var("X"), mx.sym.var("y")
     p = {name: mx.sym.var(name) for name in names}
-    h = mx.sym.Convolution(X, p["conv_w"], kernel=(3, 3), num_filter=inp["conv_w"].shape[0],
-                           no_bias=True)
-    h = mx.sym.BatchNorm(h, p["gamma"], p["beta"], p["moving_mean"], p["moving_var"],
-                         fix_gamma=False, eps=CNN_EPS)
+    h = mx.sym.Convolution(
+        X, p["conv_w"], kernel=(3, 3), num_filter=inp["conv_w"].shape[0], no_bias=True
+    )
+    h = mx.sym.BatchNorm(
+        h, p["gamma"], p["beta"], p["moving_mean"], p["moving_var"], fix_gamma=False, eps=CNN_EPS
+    )
     h = mx.sym.Pooling(mx.sym.relu(h), kernel=(2, 2), stride=(2, 2), pool_type="max")
     z = mx.sym.FullyConnected(h, p["fc_w"], p["fc_b"], num_hidden=inp["fc_w"].shape[0])
     loss = mx.sym.softmax_cross_entropy(z, y) / inp["X"].shape[0]

@@ -6,6 +6,7 @@ the compiled function returns the gradients and the value in one call, as
 ``jax.jit(jax.value_and_grad(f))`` does. The first call compiles (tens of
 seconds here); setup makes it, so steady state is compiled code.
 """
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -34,16 +35,20 @@ def _stepper(f, argnums, args):
 
 def w1(inp):
     """W1: fused elementwise."""
+
     def f(x, w, b):
         return (torch.tanh(x * w + b) * torch.sigmoid(x) + 0.5 * torch.exp(-x * x)).sum()
+
     return _stepper(f, (0, 1, 2), _tensors(inp, "xwb"))
 
 
 def w2(inp):
     """W2: MLP training step."""
+
     def loss(W1, b1, W2, b2, X, y):
         h = torch.tanh(X @ W1 + b1)
         return F.nll_loss(F.log_softmax(h @ W2 + b2, dim=1), y)
+
     return _stepper(loss, (0, 1, 2, 3), _tensors(inp, ["W1", "b1", "W2", "b2", "X", "y"]))
 
 
@@ -56,16 +61,19 @@ def w3(inp):
         for i in range(50):
             v = ops[i % 5](v)
         return v.sum()
+
     return _stepper(f, 0, _tensors(inp, "x"))
 
 
 def w4(inp):
     """W4: the gradient of the sum of the gradient (torch.func.grad inside)."""
+
     def f(x):
         return (torch.tanh(x) * torch.exp(-x * x)).sum()
 
     def s(x):
         return grad(f)(x).sum()
+
     return _stepper(s, 0, _tensors(inp, "x"))
 
 
@@ -73,6 +81,7 @@ def w6(inp):
     """W6 forward+backward: ``torch.compile`` of the network + loss; backward through
     its compiled (AOTAutograd) backward. Setup makes the first, compiling, call."""
     from bench.libs import torch_mlp
+
     net, X, y = torch_mlp.network(inp)
     step = torch_mlp.fwd_bwd(net, X, y, torch.compile(torch_mlp.loss_of(net, "none")))
     step()
@@ -83,8 +92,9 @@ def w6_step(inp):
     """W6 training step: compiled network + loss, eager ``torch.optim.SGD``. The compiling
     call runs on a copy, so that the step the harness checks first is the first update."""
     from bench.libs import torch_mlp
+
     net, X, y = torch_mlp.network(inp)
     forward = torch.compile(torch_mlp.loss_of(net, "mean"))
-    forward(X, y).backward()           # compiles forward and backward; no update
+    forward(X, y).backward()  # compiles forward and backward; no update
     net.zero_grad(set_to_none=True)
     return torch_mlp.train(net, X, y, forward)

@@ -1,4 +1,5 @@
 """PyTorch eager (CPU): autograd with ``requires_grad``, 2 threads."""
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -80,6 +81,7 @@ def w4(inp):
 def cnn(inp):
     """CNN step: conv2d, batch_norm (training), relu, max_pool2d, linear, cross_entropy."""
     from bench.workloads import CNN_EPS
+
     X = torch.from_numpy(inp["X"])
     y = torch.from_numpy(inp["y"])
     names = ["conv_w", "gamma", "beta", "fc_w", "fc_b"]
@@ -92,8 +94,7 @@ def cnn(inp):
         for p in params:
             p.grad = None
         h = F.conv2d(X, conv_w)
-        h = F.batch_norm(h, running_mean, running_var, gamma, beta, training=True,
-                         eps=CNN_EPS)
+        h = F.batch_norm(h, running_mean, running_var, gamma, beta, training=True, eps=CNN_EPS)
         h = F.max_pool2d(F.relu(h), 2)
         loss = F.cross_entropy(F.linear(h.flatten(1), fc_w, fc_b), y)
         loss.backward()
@@ -105,6 +106,7 @@ def cnn(inp):
 def w6(inp):
     """W6 forward+backward: nn.Sequential + CrossEntropyLoss(reduction='none')."""
     from bench.libs import torch_mlp
+
     net, X, y = torch_mlp.network(inp)
     return torch_mlp.fwd_bwd(net, X, y, torch_mlp.loss_of(net, "none"))
 
@@ -112,5 +114,6 @@ def w6(inp):
 def w6_step(inp):
     """W6 training step: nn.Sequential + CrossEntropyLoss + torch.optim.SGD."""
     from bench.libs import torch_mlp
+
     net, X, y = torch_mlp.network(inp)
     return torch_mlp.train(net, X, y, torch_mlp.loss_of(net, "mean"))

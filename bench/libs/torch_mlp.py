@@ -5,6 +5,7 @@ weights (``nn.Linear`` keeps Dense's (out, in) layout) and ``CrossEntropyLoss``.
 The columns differ only in ``forward(X, y) -> loss``: called as is, or through
 ``torch.compile``.
 """
+
 import numpy as np
 import torch
 from torch import nn
@@ -38,8 +39,12 @@ def fwd_bwd(net, X, y, forward):
 def train(net, X, y, forward):
     """W6 training step with ``torch.optim.SGD`` (momentum 0.9, weight decay 1e-4) on the
     mean loss; returns (loss, parameters after the update)."""
-    opt = torch.optim.SGD(net.parameters(), lr=W6_SGD["learning_rate"],
-                          momentum=W6_SGD["momentum"], weight_decay=W6_SGD["wd"])
+    opt = torch.optim.SGD(
+        net.parameters(),
+        lr=W6_SGD["learning_rate"],
+        momentum=W6_SGD["momentum"],
+        weight_decay=W6_SGD["wd"],
+    )
 
     def step():
         opt.zero_grad(set_to_none=True)

@@ -47,8 +47,10 @@ def _numpy_gemm() -> tuple[str, dict[str, int]] | None:
         return None
     for names in _NAMES:
         if all(hasattr(library, name) for name in names):
-            return names[0], {kind: ctypes.cast(getattr(library, name), ctypes.c_void_p).value
-                              for kind, name in zip("sd", names)}
+            return names[0], {
+                kind: ctypes.cast(getattr(library, name), ctypes.c_void_p).value
+                for kind, name in zip("sd", names)
+            }
     return None
 
 
@@ -61,9 +63,25 @@ def _declare(kind: str, address: int, scalar: types.Float) -> types.ExternalFunc
     name = f"symgrad_cblas_{kind}gemm"
     llvm.add_symbol(name, address)
     enum, size, pointer = types.int32, types.int64, types.CPointer(scalar)
-    return types.ExternalFunction(name, types.void(
-        enum, enum, enum, size, size, size, scalar, pointer, size, pointer, size, scalar,
-        pointer, size))
+    return types.ExternalFunction(
+        name,
+        types.void(
+            enum,
+            enum,
+            enum,
+            size,
+            size,
+            size,
+            scalar,
+            pointer,
+            size,
+            pointer,
+            size,
+            scalar,
+            pointer,
+            size,
+        ),
+    )
 
 
 def _gemm_functions() -> tuple[str, dict] | None:
@@ -72,8 +90,10 @@ def _gemm_functions() -> tuple[str, dict] | None:
         return None
     name, addresses = found
     try:
-        return name, {types.float32: _declare("s", addresses["s"], types.float32),
-                      types.float64: _declare("d", addresses["d"], types.float64)}
+        return name, {
+            types.float32: _declare("s", addresses["s"], types.float32),
+            types.float64: _declare("d", addresses["d"], types.float64),
+        }
     except Exception:  # an llvmlite without add_symbol, say: numba's np.dot will do
         return None
 
@@ -89,16 +109,32 @@ def _gemm(order, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta,
 
 
 @overload(_gemm)
-def _gemm_for_dtype(order, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c,
-                    ldc):
+def _gemm_for_dtype(order, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     if not (a.dtype == b.dtype == c.dtype and c.dtype in _GEMM and c.layout == "C"):
-        raise TypingError(f"matmul_into: needs C-contiguous float32 or float64 arrays of one "
-                          f"dtype and numpy's BLAS, got {a}, {b}, {c}")
+        raise TypingError(
+            f"matmul_into: needs C-contiguous float32 or float64 arrays of one "
+            f"dtype and numpy's BLAS, got {a}, {b}, {c}"
+        )
     gemm = _GEMM[c.dtype]
 
     def impl(order, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-        gemm(order, transpose_a, transpose_b, m, n, k, alpha, a.ctypes, lda, b.ctypes, ldb,
-             beta, c.ctypes, ldc)
+        gemm(
+            order,
+            transpose_a,
+            transpose_b,
+            m,
+            n,
+            k,
+            alpha,
+            a.ctypes,
+            lda,
+            b.ctypes,
+            ldb,
+            beta,
+            c.ctypes,
+            ldc,
+        )
+
     return impl
 
 
@@ -124,9 +160,22 @@ def _blas_matmul_into(a, b, transpose_a, transpose_b, out):
     # no copy for the C-contiguous arrays the entry passes; a copy otherwise
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
     one, zero = out.dtype.type(1.0), out.dtype.type(0.0)
-    _gemm(_ROW_MAJOR, _TRANSPOSE if transpose_a else _NO_TRANSPOSE,
-          _TRANSPOSE if transpose_b else _NO_TRANSPOSE, m, n, k, one, a, a.shape[1],
-          b, b.shape[1], zero, out, n)
+    _gemm(
+        _ROW_MAJOR,
+        _TRANSPOSE if transpose_a else _NO_TRANSPOSE,
+        _TRANSPOSE if transpose_b else _NO_TRANSPOSE,
+        m,
+        n,
+        k,
+        one,
+        a,
+        a.shape[1],
+        b,
+        b.shape[1],
+        zero,
+        out,
+        n,
+    )
 
 
 @_jit
@@ -149,4 +198,5 @@ matmul_into = _blas_matmul_into if _found else _numba_matmul_into
 matmul_into.__doc__ = (
     "``out[...] = op(a) @ op(b)`` for 2-D arrays of one float dtype, op a transpose "
     "where asked, in compiled code: ``out`` is C-contiguous, of the product's shape, "
-    "and overlaps neither operand. Raises ValueError where the shapes disagree.")
+    "and overlaps neither operand. Raises ValueError where the shapes disagree."
+)

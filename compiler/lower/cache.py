@@ -33,8 +33,7 @@ _jit = numba.njit(cache={cache}, error_model="numpy", fastmath=vm.FASTMATH, nogi
 _lock = threading.Lock()
 _modules: dict[str, ModuleType] = {}
 _temporary: Path | None = None
-_stats = {"kernels_compiled": 0, "kernels_loaded": 0, "compile_seconds": 0.0,
-          "cache_warnings": 0}
+_stats = {"kernels_compiled": 0, "kernels_loaded": 0, "compile_seconds": 0.0, "cache_warnings": 0}
 
 
 def enabled() -> bool:
@@ -69,8 +68,9 @@ def _warn_once(message: str) -> None:
 
 def _warn(message: str) -> None:
     _stats["cache_warnings"] += 1
-    warnings.warn(f"symgrad kernel cache: {message}; compiling afresh", RuntimeWarning,
-                  stacklevel=3)
+    warnings.warn(
+        f"symgrad kernel cache: {message}; compiling afresh", RuntimeWarning, stacklevel=3
+    )
 
 
 def fingerprint(path: str) -> str:
@@ -152,6 +152,7 @@ def first_call(kernel, args) -> None:
     except OSError as err:  # numba could not save the kernel (a full or read-only disk)
         _warn_once(f"cannot save {kernel.__name__} ({err})")
         from numba.core.caching import NullCache
+
         kernel._cache = NullCache()  # keep the compiled kernel in memory only
         kernel(*args)
     except Exception as err:  # a corrupt cache index or object file
@@ -173,8 +174,9 @@ def first_call(kernel, args) -> None:
 
 
 def _is_numba_cache_error(err: Exception) -> bool:
-    return type(err).__module__.startswith(("numba", "pickle", "_pickle")) or \
-        isinstance(err, (EOFError, OSError, ValueError))
+    return type(err).__module__.startswith(("numba", "pickle", "_pickle")) or isinstance(
+        err, (EOFError, OSError, ValueError)
+    )
 
 
 def stats() -> dict:
@@ -184,5 +186,4 @@ def stats() -> dict:
 
 def reset_stats() -> None:
     """Zero the kernel counters."""
-    _stats.update(kernels_compiled=0, kernels_loaded=0, compile_seconds=0.0,
-                  cache_warnings=0)
+    _stats.update(kernels_compiled=0, kernels_loaded=0, compile_seconds=0.0, cache_warnings=0)

@@ -59,8 +59,15 @@ class KernelSource:
 def _literal(value: float, dtype: np.dtype) -> str:
     number = float(value)
     # repr gives `nan`/`inf` for non-finite values: not names in generated code
-    text = repr(number) if math.isfinite(number) else \
-        "np.nan" if number != number else "np.inf" if number > 0 else "-np.inf"
+    text = (
+        repr(number)
+        if math.isfinite(number)
+        else "np.nan"
+        if number != number
+        else "np.inf"
+        if number > 0
+        else "-np.inf"
+    )
     return f"np.{dtype.name}({text})"
 
 
@@ -82,8 +89,10 @@ def _reduction_axes(node: Node, rank: int) -> tuple[int | None, ...]:
     if node.op.name == "_unbroadcast":
         summed = set(unbroadcast_axes(data.shape, out_shape))
         lead = rank - len(out_shape)
-        return tuple(None if (lead + a) in summed or size == 1 else lead + a
-                     for a, size in enumerate(out_shape))
+        return tuple(
+            None if (lead + a) in summed or size == 1 else lead + a
+            for a, size in enumerate(out_shape)
+        )
     attrs = node.attrs
     summed = set(reduced_axes(rank, attrs["axis"], attrs["exclude"]))
     if attrs["keepdims"]:
@@ -119,10 +128,14 @@ def generate(body: FusedBody, name: str) -> KernelSource:
             value[(id(node), 0)] = f"<reduction {k}>"
             continue
         template = node.op.scalar(node.attrs) if callable(node.op.scalar) else node.op.scalar
-        args = [operand(e) if i not in node.op.shape_only else "None"
-                for i, e in enumerate(node.inputs)]
-        attrs = {key: _literal(v, dtype) for key, v in node.attrs.items()
-                 if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        args = [
+            operand(e) if i not in node.op.shape_only else "None" for i, e in enumerate(node.inputs)
+        ]
+        attrs = {
+            key: _literal(v, dtype)
+            for key, v in node.attrs.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         expression = _typed_template(template, dtype).format(*args, **attrs)
         statements.append(f"v{k} = np.{dtype.name}({expression})")
         value[(id(node), 0)] = f"v{k}"

@@ -122,8 +122,10 @@ def _row(w: _Writer, step) -> bool:
         w.emit(f"{out} = np.empty_like({x})")
         rows = f"({x}.size // {x}.shape[-1], {x}.shape[-1])"
         temperature = float(attrs["temperature"] or 1.0)
-        w.emit(f"{row.kernel_name}({x}.reshape({rows}), np.{dtype.name}({temperature!r}), "
-               f"{name == 'log_softmax'}, {out}.reshape({rows}))")
+        w.emit(
+            f"{row.kernel_name}({x}.reshape({rows}), np.{dtype.name}({temperature!r}), "
+            f"{name == 'log_softmax'}, {out}.reshape({rows}))"
+        )
         return True
     if name in ("sum", "mean"):
         axis, keepdims = attrs["axis"], attrs["keepdims"]
@@ -141,8 +143,10 @@ def _row(w: _Writer, step) -> bool:
         w.give_up_if(f"{length} == 0 or {length} > {library.MAX_ROW}")
         scale = f"1.0 / {length}" if name == "mean" else "1.0"
         w.emit(f"{out} = np.empty({shape}, np.{dtype.name})")
-        w.emit(f"{row.kernel_name}({x}.reshape(({x}.size // {length}, {length})), {scale}, "
-               f"{out}.reshape({out}.size))")
+        w.emit(
+            f"{row.kernel_name}({x}.reshape(({x}.size // {length}, {length})), {scale}, "
+            f"{out}.reshape({out}.size))"
+        )
         return True
     if node.inputs[1].dtype not in library.FLOATS or attrs["axis"] % 2 != 1:
         return False
@@ -154,17 +158,21 @@ def _row(w: _Writer, step) -> bool:
         w.give_up_if(f"{index}.size != {data}.shape[0] or {data}.shape[1] == 0")
         shape = f"({data}.shape[0], 1)" if attrs["keepdims"] else f"({data}.shape[0],)"
         w.emit(f"{out} = np.empty({shape}, np.{dtype.name})")
-        w.emit(f"{row.kernel_name}({data}, {index}.reshape({index}.size), {wrap}, "
-               f"{out}.reshape({out}.size))")
+        w.emit(
+            f"{row.kernel_name}({data}, {index}.reshape({index}.size), {wrap}, "
+            f"{out}.reshape({out}.size))"
+        )
         return True
     g, index, like = args  # _pick_grad
     if len(node.inputs[2].shape) != 2:
         return False
-    w.give_up_if(f"{g}.size != {like}.shape[0] or {index}.size != {like}.shape[0] "
-                 f"or {like}.shape[1] == 0")
+    w.give_up_if(
+        f"{g}.size != {like}.shape[0] or {index}.size != {like}.shape[0] or {like}.shape[1] == 0"
+    )
     w.emit(f"{out} = np.empty({like}.shape, np.{dtype.name})")
-    w.emit(f"{row.kernel_name}({g}.reshape({g}.size), {index}.reshape({index}.size), "
-           f"{wrap}, {out})")
+    w.emit(
+        f"{row.kernel_name}({g}.reshape({g}.size), {index}.reshape({index}.size), {wrap}, {out})"
+    )
     return True
 
 
@@ -238,14 +246,28 @@ def generate_entry(plan) -> EntrySource | None:
             _expand_dims(w, step)
         else:
             return None
-    returned = "".join(f"s{slot}.copy(), " if slot < plan.num_inputs else f"s{slot}, "
-                       for _, slot in outputs)
-    params = ([f"s{i}" for i in range(plan.num_inputs)] + [f"c{i}" for i in range(len(constants))]
-              + [f"d{k}" for k, _, _ in destinations] + ["limit"])
-    lines = [_blas_marker(), "@_jit", f"def program_entry({', '.join(params)}):", *w.lines,
-             f"    return (True, {returned})", "", "",
-             # one small function for every way out when the entry gives up
-             "@_jit", "def declined():", f"    return (False, {empties})"]
+    returned = "".join(
+        f"s{slot}.copy(), " if slot < plan.num_inputs else f"s{slot}, " for _, slot in outputs
+    )
+    params = (
+        [f"s{i}" for i in range(plan.num_inputs)]
+        + [f"c{i}" for i in range(len(constants))]
+        + [f"d{k}" for k, _, _ in destinations]
+        + ["limit"]
+    )
+    lines = [
+        _blas_marker(),
+        "@_jit",
+        f"def program_entry({', '.join(params)}):",
+        *w.lines,
+        f"    return (True, {returned})",
+        "",
+        "",
+        # one small function for every way out when the entry gives up
+        "@_jit",
+        "def declined():",
+        f"    return (False, {empties})",
+    ]
     return EntrySource("\n".join(lines) + "\n" + _HELPERS, constants, destinations, outputs)
 
 
@@ -260,7 +282,7 @@ def _blas_marker() -> str:
     return f"# products: blas.py {fingerprint(blas.__file__)}, {blas.IDENTITY}"
 
 
-_HELPERS = '''
+_HELPERS = """
 
 @_jit
 def overlaps(a, b):
@@ -269,7 +291,7 @@ def overlaps(a, b):
         return False
     a0, b0 = a.ctypes.data, b.ctypes.data
     return a0 < b0 + b.size * b.itemsize and b0 < a0 + a.size * a.itemsize
-'''
+"""
 
 
 def _all_plain(args) -> bool:
@@ -294,8 +316,9 @@ def entry_runner(function, source: EntrySource, num_outputs: int, limit: int):
 
     ``limit`` is the loop size from which the step runner would use threads."""
     constants = source.constants
-    specs = [(k, dtype, ndim, np.empty((0,) * ndim, dtype))
-             for k, dtype, ndim in source.destinations]
+    specs = [
+        (k, dtype, ndim, np.empty((0,) * ndim, dtype)) for k, dtype, ndim in source.destinations
+    ]
     empty_out = [spec[3] for spec in specs]
     positions = [k for k, _ in source.outputs]
     in_order = positions == list(range(num_outputs))
@@ -322,8 +345,13 @@ def entry_runner(function, source: EntrySource, num_outputs: int, limit: int):
             targets = []
             for k, dtype, ndim, empty in specs:
                 t = out[k]
-                fits = (t is not None and t.dtype == dtype and t.ndim == ndim
-                        and t.flags.c_contiguous and t.flags.writeable)
+                fits = (
+                    t is not None
+                    and t.dtype == dtype
+                    and t.ndim == ndim
+                    and t.flags.c_contiguous
+                    and t.flags.writeable
+                )
                 targets.append(t if fits else empty)
         results = call(args, targets)
         if results is None or in_order:

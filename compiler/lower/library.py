@@ -30,7 +30,7 @@ FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # float64 running sum would drift further from numpy's pairwise sum.
 MAX_ROW = 4096
 
-_SOURCE = '''
+_SOURCE = """
 @_jit
 def lib_softmax_rows(x, temperature, take_log, out):
     rows, n = x.shape
@@ -94,7 +94,7 @@ def lib_pick_grad_rows(g, index, wrap, out):
         for j in range(n):
             out[i, j] = 0
         out[i, _column(index[i], n, wrap)] = g[i]
-'''
+"""
 
 
 def _contiguous_float(a: np.ndarray) -> bool:
@@ -127,8 +127,9 @@ def _last_axis(axis: int, ndim: int) -> bool:
 
 
 def _softmax(kernel, x, *, axis, temperature, take_log=False):
-    if not (_contiguous_float(x) and x.ndim and _last_axis(axis, x.ndim)
-            and 0 < x.shape[-1] <= MAX_ROW):
+    if not (
+        _contiguous_float(x) and x.ndim and _last_axis(axis, x.ndim) and 0 < x.shape[-1] <= MAX_ROW
+    ):
         return None
     rows = x.reshape(-1, x.shape[-1])
     out = np.empty_like(x)
@@ -143,8 +144,11 @@ def _log_softmax(kernel, x, *, axis, temperature):
 def _reduce(kernel, x, *, axis, keepdims, exclude, mean=False):
     if exclude or not _contiguous_float(x) or x.size == 0:
         return None
-    if axis is None or len(axis) == x.ndim and sorted(a % x.ndim for a in axis) == \
-            list(range(x.ndim)):
+    if (
+        axis is None
+        or len(axis) == x.ndim
+        and sorted(a % x.ndim for a in axis) == list(range(x.ndim))
+    ):
         row, shape = x.size, ((1,) * x.ndim if keepdims else (1,))
     elif len(axis) == 1 and _last_axis(axis[0], x.ndim) and x.ndim > 1:
         row = x.shape[-1]
@@ -163,8 +167,14 @@ def _mean(kernel, x, *, axis, keepdims, exclude):
 
 
 def _pick(kernel, data, index, *, axis, keepdims, mode):
-    if not (data.ndim == 2 and axis % 2 == 1 and _contiguous_float(data)
-            and index.size == data.shape[0] and index.dtype in FLOATS and data.shape[1] > 0):
+    if not (
+        data.ndim == 2
+        and axis % 2 == 1
+        and _contiguous_float(data)
+        and index.size == data.shape[0]
+        and index.dtype in FLOATS
+        and data.shape[1] > 0
+    ):
         return None
     out = np.empty((data.shape[0], 1) if keepdims else (data.shape[0],), data.dtype)
     kernel(data, np.ascontiguousarray(index).reshape(-1), mode == "wrap", out.reshape(-1))
@@ -172,12 +182,23 @@ def _pick(kernel, data, index, *, axis, keepdims, mode):
 
 
 def _pick_grad(kernel, g, index, like, *, axis, mode):
-    if not (like.ndim == 2 and axis % 2 == 1 and g.dtype in FLOATS and g.size == like.shape[0]
-            and index.size == like.shape[0] and index.dtype in FLOATS and like.shape[1] > 0):
+    if not (
+        like.ndim == 2
+        and axis % 2 == 1
+        and g.dtype in FLOATS
+        and g.size == like.shape[0]
+        and index.size == like.shape[0]
+        and index.dtype in FLOATS
+        and like.shape[1] > 0
+    ):
         return None
     out = np.empty(like.shape, g.dtype)
-    kernel(np.ascontiguousarray(g).reshape(-1), np.ascontiguousarray(index).reshape(-1),
-           mode == "wrap", out)
+    kernel(
+        np.ascontiguousarray(g).reshape(-1),
+        np.ascontiguousarray(index).reshape(-1),
+        mode == "wrap",
+        out,
+    )
     return out
 
 
@@ -207,16 +228,24 @@ def module_text() -> str:
     return _SOURCE.strip()
 
 
-def gemm_into(a: np.ndarray, b: np.ndarray, target: np.ndarray, *, transpose_a: bool,
-              transpose_b: bool) -> bool:
+def gemm_into(
+    a: np.ndarray, b: np.ndarray, target: np.ndarray, *, transpose_a: bool, transpose_b: bool
+) -> bool:
     """Write the 2-D product ``dot(a, b)`` (transposes applied) into ``target`` if it
     has the product's shape and dtype and is C-contiguous; False if not (nothing
     is written then)."""
     a = a.T if transpose_a else a
     b = b.T if transpose_b else b
-    if not (target.flags.c_contiguous and target.dtype == a.dtype == b.dtype and
-            target.shape == (a.shape[0], b.shape[1]) and target.dtype in FLOATS) \
-            or np.may_share_memory(target, a) or np.may_share_memory(target, b):
+    if (
+        not (
+            target.flags.c_contiguous
+            and target.dtype == a.dtype == b.dtype
+            and target.shape == (a.shape[0], b.shape[1])
+            and target.dtype in FLOATS
+        )
+        or np.may_share_memory(target, a)
+        or np.may_share_memory(target, b)
+    ):
         return False
     np.dot(a, b, out=target)
     return True

@@ -43,8 +43,11 @@ class _FusedStep:
         self.dtypes = [spec.dtype for spec in source.outputs]
         self.shape_from = source.shape_from
         # outputs that are means: (index, loop axes they keep); the launcher divides
-        self.means = [(j, {a for a in spec.axes if a is not None})
-                      for j, spec in enumerate(source.outputs) if spec.mean]
+        self.means = [
+            (j, {a for a in spec.axes if a is not None})
+            for j, spec in enumerate(source.outputs)
+            if spec.mean
+        ]
         self._shapes: tuple[tuple, list] = ((), [])  # (loop sizes, output shapes) last seen
 
     @staticmethod
@@ -54,20 +57,30 @@ class _FusedStep:
     def loop_shape(self, args: Sequence[np.ndarray]) -> tuple[int, ...]:
         return tuple([args[i].shape[axis] for i, axis in self.shape_from])
 
-    def allocate(self, loop: Sequence[int], destinations: dict | None = None,
-                 ) -> list[np.ndarray]:
+    def allocate(
+        self,
+        loop: Sequence[int],
+        destinations: dict | None = None,
+    ) -> list[np.ndarray]:
         seen, shapes = self._shapes
         if loop != seen:  # a new batch size: new output shapes, the same kernel
-            shapes = [tuple(1 if a is None else loop[a] for a in spec.axes)
-                      for spec in self.source.outputs]
+            shapes = [
+                tuple(1 if a is None else loop[a] for a in spec.axes)
+                for spec in self.source.outputs
+            ]
             self._shapes = (loop, shapes)
         if not destinations:
             return [np.empty(shape, dtype) for shape, dtype in zip(shapes, self.dtypes)]
         outs = []
         for slot, shape, dtype, reduces in zip(self.outputs, shapes, self.dtypes, self.reduces):
             target = destinations.get(slot)
-            if target is not None and target.shape == shape and target.dtype == dtype \
-                    and target.flags.c_contiguous and not reduces:
+            if (
+                target is not None
+                and target.shape == shape
+                and target.dtype == dtype
+                and target.flags.c_contiguous
+                and not reduces
+            ):
                 outs.append(target)
             else:
                 outs.append(np.empty(shape, dtype))
@@ -94,16 +107,21 @@ class _FusedStep:
             return
         # Reductions get one partial result per piece, rows of one array summed
         # by a single numpy call afterwards.
-        partials = {j: np.empty((len(pieces), *o.shape), o.dtype)
-                    for j, (o, r) in enumerate(zip(outs, self.reduces)) if r}
+        partials = {
+            j: np.empty((len(pieces), *o.shape), o.dtype)
+            for j, (o, r) in enumerate(zip(outs, self.reduces))
+            if r
+        }
         along = [self._along_rows(a, loop) for a in args]
         calls = []
         for k, (lo, hi) in enumerate(pieces):
             # Arrays that run along the outermost loop axis are cut to the slice;
             # broadcast ones are passed whole.
             part_args = [a[lo:hi] if cut else a for a, cut in zip(args, along)]
-            part_outs = [partials[j][k] if r else o[lo:hi]
-                         for j, (o, r) in enumerate(zip(outs, self.reduces))]
+            part_outs = [
+                partials[j][k] if r else o[lo:hi]
+                for j, (o, r) in enumerate(zip(outs, self.reduces))
+            ]
             calls.append((*part_args, *part_outs))
         threads.run(self.kernel, calls)
         for j, partial in partials.items():
@@ -114,8 +132,9 @@ class _LibraryStep:
     """An op that is not fused: its numpy implementation, or a row kernel (see
     :mod:`.library`) where the op has one."""
 
-    def __init__(self, node: Node, inputs: list[int], outputs: list[int],
-                 row: library.RowStep | None = None):
+    def __init__(
+        self, node: Node, inputs: list[int], outputs: list[int], row: library.RowStep | None = None
+    ):
         self.node, self.inputs, self.outputs, self.row = node, inputs, outputs, row
         self.gemm = node.op.name == "dot" and all(len(e.shape) == 2 for e in node.inputs)
 
@@ -172,9 +191,12 @@ class _Plan:
         returned = {id(o.node) for o in self.graph.outputs if o is not None}
         # A fill read only by kernels can be shared by every call; a library op
         # might hand out a view of it (a reshape), which the caller could write.
-        read_by_library = {id(e.node) for node in self.graph.nodes()
-                           if not node.is_variable and node.op.name != "_fused"
-                           for e in node.inputs}
+        read_by_library = {
+            id(e.node)
+            for node in self.graph.nodes()
+            if not node.is_variable and node.op.name != "_fused"
+            for e in node.inputs
+        }
         for node in self.graph.nodes():
             if node.is_variable:
                 continue
@@ -199,17 +221,22 @@ class _Plan:
         self.num_slots = count
         self.num_inputs = len(self.graph.inputs)
         # User callbacks (autograd Functions) are the ops that take a "callback" attr.
-        self.has_callbacks = any(isinstance(step, _LibraryStep) and "callback" in step.node.op.attrs
-                                 for step in self.steps)
-        self.output_slots = [None if o is None else slot[(id(o.node), o.index)]
-                             for o in self.graph.outputs]
+        self.has_callbacks = any(
+            isinstance(step, _LibraryStep) and "callback" in step.node.op.attrs
+            for step in self.steps
+        )
+        self.output_slots = [
+            None if o is None else slot[(id(o.node), o.index)] for o in self.graph.outputs
+        ]
         # More than one step: worth one compiled call for the whole program.
         self.entry: EntrySource | None = None
         if len(self.steps) > 1 and not self.has_callbacks:
             self.entry = generate_entry(self)
-        self.module_text = "\n\n".join(["@_jit\n" + step.source.source for step in self.fused]
-                                       + ([library.module_text()] if self.rows else [])
-                                       + ([self.entry.source] if self.entry else []))
+        self.module_text = "\n\n".join(
+            ["@_jit\n" + step.source.source for step in self.fused]
+            + ([library.module_text()] if self.rows else [])
+            + ([self.entry.source] if self.entry else [])
+        )
 
 
 class CompiledProgram:
@@ -282,14 +309,17 @@ class CompiledProgram:
             self._compile_kernels(args)
         except Exception as err:  # noqa: BLE001  (any failure has the same remedy)
             self._failed = True
-            warnings.warn(f"symgrad: cannot compile a program ({type(err).__name__}: "
-                          f"{err}); running it on the interpreter", RuntimeWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"symgrad: cannot compile a program ({type(err).__name__}: "
+                f"{err}); running it on the interpreter",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def _compile_kernels(self, args: Sequence[np.ndarray]) -> None:
         self._bind_kernels()
         slots: list = [None] * self.plan.num_slots
-        slots[:len(args)] = args
+        slots[: len(args)] = args
         for step in self.steps:
             if isinstance(step, _FusedStep):
                 kernel_args = [slots[i] for i in step.inputs]
@@ -322,8 +352,12 @@ class CompiledProgram:
             targets = [np.empty((0,) * ndim, dtype) for _, dtype, ndim in source.destinations]
             cache.first_call(function, [*arrays, *source.constants, *targets, limit])
         except Exception as err:  # noqa: BLE001
-            warnings.warn(f"symgrad: cannot compile a program's entry ({type(err).__name__}: "
-                          f"{err}); running it step by step", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"symgrad: cannot compile a program's entry ({type(err).__name__}: "
+                f"{err}); running it step by step",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             return None
         return run
 
@@ -370,18 +404,23 @@ class CompiledProgram:
                 return results
         plan = self._plan
         slots: list = [None] * plan.num_slots
-        slots[:len(args)] = args
+        slots[: len(args)] = args
         destinations = None
         # A program with user callbacks could fail half-way, after writing some
         # destinations; it computes into fresh arrays instead.
         if out is not None and not plan.has_callbacks:
-            destinations = {slot: target for slot, target in zip(plan.output_slots, out)
-                            if slot is not None and target is not None}
+            destinations = {
+                slot: target
+                for slot, target in zip(plan.output_slots, out)
+                if slot is not None and target is not None
+            }
         for step in plan.steps:
             step(slots, destinations)
         # An output that simplification reduced to an input must not alias it.
-        return [None if s is None else slots[s].copy() if s < plan.num_inputs else slots[s]
-                for s in plan.output_slots]
+        return [
+            None if s is None else slots[s].copy() if s < plan.num_inputs else slots[s]
+            for s in plan.output_slots
+        ]
 
     def specialised(self, args: Sequence[np.ndarray]) -> Callable | None:
         """``fast(args, outs=None)`` for calls with inputs of exactly the classes,
@@ -395,14 +434,17 @@ class CompiledProgram:
         """The program after the passes and the source of its kernels."""
         parts = [format_graph(self.graph)]
         for step in self.fused:
-            parts.append(f"# {step.source.name}: loop rank {step.source.rank}\n"
-                         f"{step.source.source}")
+            parts.append(
+                f"# {step.source.name}: loop rank {step.source.rank}\n{step.source.source}"
+            )
         if self.plan.rows:
             names = ", ".join(sorted({row.node.op.name for row in self.plan.rows}))
             parts.append(f"# row kernels (for {names})\n{library.module_text()}")
         if self.plan.entry:
-            parts.append("# the whole program as one call (when it fits; see "
-                         f"compiler/lower/entry.py)\n{self.plan.entry.source}")
+            parts.append(
+                "# the whole program as one call (when it fits; see "
+                f"compiler/lower/entry.py)\n{self.plan.entry.source}"
+            )
         return "\n\n".join(parts)
 
 
@@ -426,8 +468,14 @@ def _direct_runner(plan: _Plan) -> Callable | None:
     in_order = inputs == list(range(plan.num_inputs))
     # each program output: None, a kernel output (index) or an input (copied:
     # simplification may reduce an output to an input, which must not alias it)
-    picks = [None if slot is None else (False, slot) if slot < plan.num_inputs
-             else (True, step.outputs.index(slot)) for slot in plan.output_slots]
+    picks = [
+        None
+        if slot is None
+        else (False, slot)
+        if slot < plan.num_inputs
+        else (True, step.outputs.index(slot))
+        for slot in plan.output_slots
+    ]
     all_outs = plan.output_slots == step.outputs
     shape_of = operator.attrgetter("shape")
     # (input shapes, output shapes) last seen: one tuple, replaced whole, so that
@@ -443,11 +491,17 @@ def _direct_runner(plan: _Plan) -> Callable | None:
             if target is None or pick is None or not pick[0]:
                 continue
             j = pick[1]
-            if target.shape == shapes[j] and target.dtype == dtypes[j] \
-                    and target.flags.c_contiguous and not reduces[j]:
+            if (
+                target.shape == shapes[j]
+                and target.dtype == dtypes[j]
+                and target.flags.c_contiguous
+                and not reduces[j]
+            ):
                 outs[j] = target
-        return [np.empty(shape, dtype) if o is None else o
-                for o, shape, dtype in zip(outs, shapes, dtypes)]
+        return [
+            np.empty(shape, dtype) if o is None else o
+            for o, shape, dtype in zip(outs, shapes, dtypes)
+        ]
 
     def run(args: Sequence[np.ndarray], out: Sequence[Any] | None = None) -> list | None:
         shapes_in = tuple(map(shape_of, args))
@@ -465,8 +519,10 @@ def _direct_runner(plan: _Plan) -> Callable | None:
             kernel(*[args[i] for i in inputs], *outs)
         if all_outs:
             return outs
-        return [None if pick is None else outs[pick[1]] if pick[0] else args[pick[1]].copy()
-                for pick in picks]
+        return [
+            None if pick is None else outs[pick[1]] if pick[0] else args[pick[1]].copy()
+            for pick in picks
+        ]
 
     def specialised(args: Sequence[np.ndarray]) -> Callable | None:
         """``fast(args, outs=None)`` for calls whose inputs have exactly the shapes
@@ -480,8 +536,10 @@ def _direct_runner(plan: _Plan) -> Callable | None:
         loop = tuple([args[i].shape[axis] for i, axis in loop_from])
         if math.prod(loop) >= threads.MINIMUM:
             return None
-        outputs = [(tuple([1 if a is None else loop[a] for a in spec]), dtype)
-                   for spec, dtype in zip(axes, dtypes)]
+        outputs = [
+            (tuple([1 if a is None else loop[a] for a in spec]), dtype)
+            for spec, dtype in zip(axes, dtypes)
+        ]
         empty = np.empty
 
         def fast(args: Sequence[np.ndarray], outs: list | None = None) -> list:

@@ -117,8 +117,9 @@ def _worker() -> None:
 def _start_workers() -> None:
     with _workers_lock:
         while len(_workers) < _THREADS - 1:
-            worker = threading.Thread(target=_worker, daemon=True,
-                                      name=f"symgrad-kernel-{len(_workers)}")
+            worker = threading.Thread(
+                target=_worker, daemon=True, name=f"symgrad-kernel-{len(_workers)}"
+            )
             worker.start()
             _workers.append(worker)
 

@@ -309,10 +309,12 @@ def _scale_shifted(typingctx: Any, p: Any, kf: Any) -> Any:
         k1 = builder.ashr(k, ir.Constant(it, 1))
         k2 = builder.sub(k, k1)
         ft = args[0].type
-        f1 = builder.bitcast(builder.shl(builder.add(k1, ir.Constant(it, bias)),
-                                         ir.Constant(it, mant)), ft)
-        f2 = builder.bitcast(builder.shl(builder.add(k2, ir.Constant(it, bias)),
-                                         ir.Constant(it, mant)), ft)
+        f1 = builder.bitcast(
+            builder.shl(builder.add(k1, ir.Constant(it, bias)), ir.Constant(it, mant)), ft
+        )
+        f2 = builder.bitcast(
+            builder.shl(builder.add(k2, ir.Constant(it, bias)), ir.Constant(it, mant)), ft
+        )
         return builder.fmul(builder.fmul(args[0], f1), f2)
 
     return p(p, kf), codegen
@@ -386,15 +388,18 @@ def _taylor(kind: str, ft: type, n: int) -> tuple:
     elif kind == "cos":  # (cos(r) - 1 + z/2) / z^2 = sum (-1)^j z^j / (2j+4)!
         c = [(-1.0) ** j / math.factorial(2 * j + 4) for j in range(n)]
     elif kind == "erf":  # erf(x) / x = 2/sqrt(pi) sum (-1)^j z^j / (j! (2j+1))
-        c = [2 / math.sqrt(math.pi) * (-1.0) ** j / (math.factorial(j) * (2 * j + 1))
-             for j in range(n)]
+        c = [
+            2 / math.sqrt(math.pi) * (-1.0) ** j / (math.factorial(j) * (2 * j + 1))
+            for j in range(n)
+        ]
     else:
         raise ValueError(kind)
     return tuple(ft(v) for v in c)
 
 
-def _chebyshev_fit(f: Callable[[np.ndarray], np.ndarray], lo: float, hi: float,
-                   degree: int) -> np.ndarray:
+def _chebyshev_fit(
+    f: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, degree: int
+) -> np.ndarray:
     """Power-basis coefficients (lowest order first) of the polynomial of
     ``degree`` interpolating ``f`` at the Chebyshev points of [lo, hi].
 
@@ -492,10 +497,10 @@ def _build(ft: type) -> dict[str, Callable]:
         # degree 4 on |x| <= TANH_SMALL.
         exp_tail = _chebyshev_fit(_exp_tail, -0.347, 0.347, 4)
         exp_poly = _make_polyval(tuple(ft(c) for c in (1.0, 1.0, *exp_tail)))
-        expm1_poly = _make_polyval(tuple(
-            ft(c) for c in _chebyshev_fit(_exp_tail, -0.347, 0.347, 5)))
-        tanh_poly = _make_polyval(tuple(
-            ft(c) for c in _chebyshev_fit(_tanh_tail, 0.0, 0.55**2, 4)))
+        expm1_poly = _make_polyval(
+            tuple(ft(c) for c in _chebyshev_fit(_exp_tail, -0.347, 0.347, 5))
+        )
+        tanh_poly = _make_polyval(tuple(ft(c) for c in _chebyshev_fit(_tanh_tail, 0.0, 0.55**2, 4)))
     else:
         exp_poly = _make_polyval(_taylor("exp", ft, n_exp))
         expm1_poly = _make_polyval(_taylor("expm1", ft, n_expm1))
@@ -739,9 +744,22 @@ def _build(ft: type) -> dict[str, Callable]:
         return ONE / _sqrt(x)
 
     return dict(
-        exp=exp_, expm1=expm1_, log=log_, log1p=log1p_, log2=log2_, log10=log10_,
-        tanh=tanh_, sigmoid=sigmoid_, softplus=softplus_, sinh=sinh_, cosh=cosh_,
-        sin=sin_, cos=cos_, tan=tan_, sqrt=sqrt_, rsqrt=rsqrt_,
+        exp=exp_,
+        expm1=expm1_,
+        log=log_,
+        log1p=log1p_,
+        log2=log2_,
+        log10=log10_,
+        tanh=tanh_,
+        sigmoid=sigmoid_,
+        softplus=softplus_,
+        sinh=sinh_,
+        cosh=cosh_,
+        sin=sin_,
+        cos=cos_,
+        tan=tan_,
+        sqrt=sqrt_,
+        rsqrt=rsqrt_,
     )
 
 
@@ -757,9 +775,15 @@ _IMPL64 = _build(np.float64)
 def _add_libm_fallbacks() -> None:
     """Scalar libm calls (numba picks the float32 libm variant for float32):
     correct to libm accuracy but not vectorised."""
-    for name, fn in [("arcsin", math.asin), ("arccos", math.acos), ("arctan", math.atan),
-                     ("arcsinh", math.asinh), ("arccosh", math.acosh),
-                     ("arctanh", math.atanh), ("erf", math.erf)]:
+    for name, fn in [
+        ("arcsin", math.asin),
+        ("arccos", math.acos),
+        ("arctan", math.atan),
+        ("arcsinh", math.asinh),
+        ("arccosh", math.acosh),
+        ("arctanh", math.atanh),
+        ("erf", math.erf),
+    ]:
         for table in (_IMPL32, _IMPL64):
             table[name] = _jit(lambda x, fn=fn: fn(x))
     _IMPL32["cbrt"] = _jit(lambda x: np.cbrt(x))
@@ -1126,30 +1150,38 @@ def _overload_extremum(stub: Callable, greater: bool) -> None:
         if not (isinstance(x, numeric) and isinstance(y, numeric)):
             return None
         # numpy casts a scalar operand to the array's type before comparing
-        float_type = x if isinstance(x, types.Float) else y if isinstance(y, types.Float) \
-            else None
-        cast = None if float_type is None else \
-            (np.float32 if float_type.bitwidth == 32 else np.float64)
+        float_type = x if isinstance(x, types.Float) else y if isinstance(y, types.Float) else None
+        cast = (
+            None
+            if float_type is None
+            else (np.float32 if float_type.bitwidth == 32 else np.float64)
+        )
         if cast is None:
             if greater:
+
                 def plain(x, y):  # type: ignore[no-untyped-def]
                     _inline_always()
                     return x if x > y else y
             else:
+
                 def plain(x, y):  # type: ignore[no-untyped-def]
                     _inline_always()
                     return x if x < y else y
+
             return plain
         if greater:
+
             def impl(x, y):  # type: ignore[no-untyped-def]
                 _inline_always()
                 a, b = cast(x), cast(y)
                 return a if (a > b or a != a) else b
         else:
+
             def impl(x, y):  # type: ignore[no-untyped-def]
                 _inline_always()
                 a, b = cast(x), cast(y)
                 return a if (a < b or a != a) else b
+
         return impl
 
 
@@ -1185,9 +1217,11 @@ def mod(x: Any, y: Any) -> Any:
 @overload(sign, jit_options=dict(fastmath=_INNER_FLAGS, error_model="numpy"))
 def _overload_sign(x):  # type: ignore[no-untyped-def]  # numba compares signatures
     if isinstance(x, types.Integer):
+
         def integer(x):  # type: ignore[no-untyped-def]
             _inline_always()
             return (x > 0) - (x < 0)
+
         return integer
     if not isinstance(x, types.Float):
         return None
@@ -1207,10 +1241,12 @@ def _overload_mod(x, y):  # type: ignore[no-untyped-def]  # numba compares signa
     if not (isinstance(x, numeric) and isinstance(y, numeric)):
         return None
     if isinstance(x, types.Integer) and isinstance(y, types.Integer):
+
         def integer(x, y):  # type: ignore[no-untyped-def]
             _inline_always()
             # numpy: the divisor's sign, and 0 (not an error) for a zero divisor
             return x % y if y != 0 else x - x
+
         return integer
     float_type = x if isinstance(x, types.Float) else y
     cast = np.float32 if float_type.bitwidth == 32 else np.float64

@@ -37,9 +37,12 @@ def _exp_negative_part(x):
 # LeakyReLU
 # ---------------------------------------------------------------------------
 
-LEAKY_ATTRS = {"act_type": Attr(one_of("leaky", "elu", "selu", "gelu", "prelu"), "leaky"),
-               "slope": Attr(as_float, 0.25), "lower_bound": Attr(as_float, 0.125),
-               "upper_bound": Attr(as_float, 0.334)}
+LEAKY_ATTRS = {
+    "act_type": Attr(one_of("leaky", "elu", "selu", "gelu", "prelu"), "leaky"),
+    "slope": Attr(as_float, 0.25),
+    "lower_bound": Attr(as_float, 0.125),
+    "upper_bound": Attr(as_float, 0.334),
+}
 
 
 def _leaky_inputs(attrs):
@@ -52,8 +55,9 @@ def _leaky_types(types, *, act_type, **_attrs):
         if len(data.shape) < 2:
             raise GraphError("prelu needs data with a channel axis 1")
         if types[1].shape not in ((1,), (data.shape[1],)):
-            raise GraphError(f"gamma must have shape (1,) or ({data.shape[1]},), got "
-                             f"{types[1].shape}")
+            raise GraphError(
+                f"gamma must have shape (1,) or ({data.shape[1]},), got {types[1].shape}"
+            )
         if types[1].dtype != data.dtype:
             raise GraphError("gamma and data dtypes differ")
     return [data]
@@ -94,8 +98,7 @@ def leaky_relu_grad(g, x, gamma=None, *, out, act_type, slope, lower_bound, uppe
     if act_type == "elu":
         return g * (positive + (1 - positive) * _exp_negative_part(x) * slope)
     if act_type == "selu":
-        return g * (positive + (1 - positive) * _exp_negative_part(x) * SELU_ALPHA) * \
-            SELU_LAMBDA
+        return g * (positive + (1 - positive) * _exp_negative_part(x) * SELU_ALPHA) * SELU_LAMBDA
     cdf = (F.erf(x * _SQRT_HALF) + 1) * 0.5
     density = F.exp(x * x * -0.5) * _INV_SQRT_2PI
     return g * (cdf + x * density)
@@ -108,8 +111,10 @@ def _leaky_template(attrs):
     if act_type == "elu":
         return "({0} if {0} > 0 else {slope} * vm.expm1(min({0}, 0.0)))"
     if act_type == "selu":
-        return (f"{SELU_LAMBDA!r} * ({{0}} if {{0}} > 0 else "
-                f"{SELU_ALPHA!r} * vm.expm1(min({{0}}, 0.0)))")
+        return (
+            f"{SELU_LAMBDA!r} * ({{0}} if {{0}} > 0 else "
+            f"{SELU_ALPHA!r} * vm.expm1(min({{0}}, 0.0)))"
+        )
     if act_type == "gelu":
         return f"0.5 * {{0}} * (1 + vm.erf({{0}} * {_SQRT_HALF!r}))"
     return None  # prelu broadcasts gamma along axis 1: not a plain elementwise op
@@ -119,18 +124,26 @@ def _prelu_test_inputs(rng):
     return [rng.uniform(-2, 2, (2, 3, 4)), rng.uniform(0.1, 0.5, (3,))]
 
 
-register(OpDef(name="LeakyReLU", infer=_leaky_types, impl=_leaky_relu,
-               grad=leaky_relu_grad, inputs=_leaky_inputs, attrs=LEAKY_ATTRS,
-               kind="opaque",
-               doc="Leaky rectifiers: leaky (slope x below 0), prelu (learned per-channel "
-                   "slope gamma), elu, selu, and gelu (exact, with erf).",
-               test=TestSpec(make_inputs=_prelu_test_inputs, attrs={"act_type": "prelu"},
-                             order=1)))
+register(
+    OpDef(
+        name="LeakyReLU",
+        infer=_leaky_types,
+        impl=_leaky_relu,
+        grad=leaky_relu_grad,
+        inputs=_leaky_inputs,
+        attrs=LEAKY_ATTRS,
+        kind="opaque",
+        doc="Leaky rectifiers: leaky (slope x below 0), prelu (learned per-channel "
+        "slope gamma), elu, selu, and gelu (exact, with erf).",
+        test=TestSpec(make_inputs=_prelu_test_inputs, attrs={"act_type": "prelu"}, order=1),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # elementwise activations
 # ---------------------------------------------------------------------------
+
 
 def hard_sigmoid_grad(g, x, *, out, alpha, beta):
     """g alpha where 0 < alpha x + beta < 1, else 0"""
@@ -142,12 +155,20 @@ def _hard_sigmoid(x, *, alpha, beta):
     return np.clip(x * alpha + beta, 0, 1).astype(x.dtype, copy=False)
 
 
-register(OpDef(name="hard_sigmoid", infer=same_as_first, impl=_hard_sigmoid,
-               grad=hard_sigmoid_grad, kind="elemwise",
-               scalar="min(max({0} * {alpha} + {beta}, 0.0), 1.0)",
-               attrs={"alpha": Attr(as_float, 0.2), "beta": Attr(as_float, 0.5)},
-               method="hard_sigmoid", doc="clip(alpha x + beta, 0, 1).",
-               test=TestSpec(domain=(-4.0, 4.0), order=1)))
+register(
+    OpDef(
+        name="hard_sigmoid",
+        infer=same_as_first,
+        impl=_hard_sigmoid,
+        grad=hard_sigmoid_grad,
+        kind="elemwise",
+        scalar="min(max({0} * {alpha} + {beta}, 0.0), 1.0)",
+        attrs={"alpha": Attr(as_float, 0.2), "beta": Attr(as_float, 0.5)},
+        method="hard_sigmoid",
+        doc="clip(alpha x + beta, 0, 1).",
+        test=TestSpec(domain=(-4.0, 4.0), order=1),
+    )
+)
 
 
 def _log_sigmoid(x):
@@ -159,8 +180,7 @@ def log_sigmoid_grad(g, x, *, out):
     return g * F.sigmoid(-x)
 
 
-unary("log_sigmoid", _log_sigmoid, "-vm.softplus(-{0})", log_sigmoid_grad,
-      domain=(-3.0, 3.0))
+unary("log_sigmoid", _log_sigmoid, "-vm.softplus(-{0})", log_sigmoid_grad, domain=(-3.0, 3.0))
 
 
 def _mish(x):
@@ -176,10 +196,28 @@ def mish_grad(g, x, *, out):
 unary("mish", _mish, "{0} * vm.tanh(vm.softplus({0}))", mish_grad, domain=(-3.0, 3.0))
 
 
-_ERFINV_CENTRAL = (2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06,
-                   0.00021858087, -0.00125372503, -0.00417768164, 0.246640727, 1.50140941)
-_ERFINV_TAIL = (-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844,
-                0.00573950773, -0.0076224613, 0.00943887047, 1.00167406, 2.83297682)
+_ERFINV_CENTRAL = (
+    2.81022636e-08,
+    3.43273939e-07,
+    -3.5233877e-06,
+    -4.39150654e-06,
+    0.00021858087,
+    -0.00125372503,
+    -0.00417768164,
+    0.246640727,
+    1.50140941,
+)
+_ERFINV_TAIL = (
+    -0.000200214257,
+    0.000100950558,
+    0.00134934322,
+    -0.00367342844,
+    0.00573950773,
+    -0.0076224613,
+    0.00943887047,
+    1.00167406,
+    2.83297682,
+)
 
 
 def _erfinv(y):
@@ -190,8 +228,7 @@ def _erfinv(y):
     finite = np.abs(y) < 1
     safe = np.where(finite, y, 0.0).astype(np.float64)
     w = -np.log((1.0 - safe) * (1.0 + safe))
-    central, tail = np.polyval(_ERFINV_CENTRAL, w - 2.5), \
-        np.polyval(_ERFINV_TAIL, np.sqrt(w) - 3.0)
+    central, tail = np.polyval(_ERFINV_CENTRAL, w - 2.5), np.polyval(_ERFINV_TAIL, np.sqrt(w) - 3.0)
     x = np.where(w < 5.0, central, tail) * safe
     erf = np.vectorize(math.erf, otypes=[np.float64])
     for _ in range(2):
@@ -205,8 +242,15 @@ def erfinv_grad(g, x, *, out):
     return g * F.exp(out * out) * _SQRT_PI_HALF
 
 
-register(OpDef(name="erfinv", infer=same_as_first, impl=_quiet(_erfinv), grad=erfinv_grad,
-               kind="opaque", method="erfinv",
-               doc="Inverse error function (no fused-kernel template yet: vmath has no "
-                   "erfinv).",
-               test=TestSpec(domain=(-0.9, 0.9))))
+register(
+    OpDef(
+        name="erfinv",
+        infer=same_as_first,
+        impl=_quiet(_erfinv),
+        grad=erfinv_grad,
+        kind="opaque",
+        method="erfinv",
+        doc="Inverse error function (no fused-kernel template yet: vmath has no erfinv).",
+        test=TestSpec(domain=(-0.9, 0.9)),
+    )
+)

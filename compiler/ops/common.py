@@ -34,6 +34,7 @@ F = _OpNamespace()
 # type rules
 # ---------------------------------------------------------------------------
 
+
 def require_same_dtype(types) -> np.dtype:
     """The common dtype of ``types``; MXNet refuses to mix dtypes in one op."""
     dtype = types[0].dtype
@@ -49,9 +50,9 @@ def broadcast_types(types, **_attrs) -> list[TensorType]:
     first = types[0].shape
     if len(types) == 2:  # the common call; a bias added to rows, say
         second = types[1].shape
-        if first[len(first) - len(second):] == second:
+        if first[len(first) - len(second) :] == second:
             return [TensorType(first, dtype)]
-        if second[len(second) - len(first):] == first:
+        if second[len(second) - len(first) :] == first:
             return [TensorType(second, dtype)]
     elif all(t.shape == first for t in types):
         return [TensorType(first, dtype)]
@@ -91,40 +92,94 @@ def normalize_axis(axis: int, ndim: int) -> int:
 SCALAR = {"scalar": Attr(as_float)}
 
 
-def unary(name: str, impl: Callable, scalar: str, grad: Callable | None, *,
-          domain: tuple[float, float] = (-2.0, 2.0), method: bool = True,
-          aliases: tuple[str, ...] = (), differentiable: bool = True, order: int = 3,
-          doc: str = "") -> OpDef:
+def unary(
+    name: str,
+    impl: Callable,
+    scalar: str,
+    grad: Callable | None,
+    *,
+    domain: tuple[float, float] = (-2.0, 2.0),
+    method: bool = True,
+    aliases: tuple[str, ...] = (),
+    differentiable: bool = True,
+    order: int = 3,
+    doc: str = "",
+) -> OpDef:
     """Register an elementwise op of one input."""
-    return register(OpDef(
-        name=name, infer=same_as_first, impl=impl, grad=grad, kind="elemwise",
-        scalar=scalar, method=name if method else None, aliases=aliases,
-        differentiable=differentiable, doc=doc or (grad.__doc__ if grad else ""),
-        test=TestSpec(shapes=((3, 4),), domain=domain, order=order)))
+    return register(
+        OpDef(
+            name=name,
+            infer=same_as_first,
+            impl=impl,
+            grad=grad,
+            kind="elemwise",
+            scalar=scalar,
+            method=name if method else None,
+            aliases=aliases,
+            differentiable=differentiable,
+            doc=doc or (grad.__doc__ if grad else ""),
+            test=TestSpec(shapes=((3, 4),), domain=domain, order=order),
+        )
+    )
 
 
-def binary(name: str, impl: Callable, scalar: str, grad: Callable | None, *,
-           broadcast: bool = True, domain=(-2.0, 2.0), differentiable: bool = True,
-           aliases: tuple[str, ...] = (), doc: str = "") -> OpDef:
+def binary(
+    name: str,
+    impl: Callable,
+    scalar: str,
+    grad: Callable | None,
+    *,
+    broadcast: bool = True,
+    domain=(-2.0, 2.0),
+    differentiable: bool = True,
+    aliases: tuple[str, ...] = (),
+    doc: str = "",
+) -> OpDef:
     """Register an elementwise op of two inputs (broadcasting or equal shapes)."""
     shapes = ((3, 4), (1, 4)) if broadcast else ((3, 4), (3, 4))
-    return register(OpDef(
-        name=name, infer=broadcast_types if broadcast else same_shape_types, impl=impl,
-        grad=grad, inputs=("lhs", "rhs"), kind="elemwise", scalar=scalar,
-        differentiable=differentiable, aliases=aliases,
-        doc=doc or (grad.__doc__ if grad else ""),
-        test=TestSpec(shapes=shapes, domain=domain)))
+    return register(
+        OpDef(
+            name=name,
+            infer=broadcast_types if broadcast else same_shape_types,
+            impl=impl,
+            grad=grad,
+            inputs=("lhs", "rhs"),
+            kind="elemwise",
+            scalar=scalar,
+            differentiable=differentiable,
+            aliases=aliases,
+            doc=doc or (grad.__doc__ if grad else ""),
+            test=TestSpec(shapes=shapes, domain=domain),
+        )
+    )
 
 
-def with_scalar(name: str, impl: Callable, scalar: str, grad: Callable | None, *,
-                domain=(-2.0, 2.0), test_scalar: float = 1.5,
-                differentiable: bool = True, doc: str = "") -> OpDef:
+def with_scalar(
+    name: str,
+    impl: Callable,
+    scalar: str,
+    grad: Callable | None,
+    *,
+    domain=(-2.0, 2.0),
+    test_scalar: float = 1.5,
+    differentiable: bool = True,
+    doc: str = "",
+) -> OpDef:
     """Register an elementwise op of one array and a scalar attribute."""
-    return register(OpDef(
-        name=name, infer=same_as_first, impl=impl, grad=grad, attrs=SCALAR,
-        kind="elemwise", scalar=scalar, differentiable=differentiable,
-        doc=doc or (grad.__doc__ if grad else ""),
-        test=TestSpec(shapes=((3, 4),), domain=domain, attrs={"scalar": test_scalar})))
+    return register(
+        OpDef(
+            name=name,
+            infer=same_as_first,
+            impl=impl,
+            grad=grad,
+            attrs=SCALAR,
+            kind="elemwise",
+            scalar=scalar,
+            differentiable=differentiable,
+            doc=doc or (grad.__doc__ if grad else ""),
+            test=TestSpec(shapes=((3, 4),), domain=domain, attrs={"scalar": test_scalar}),
+        )
+    )
 
 
 def as_dtype_of(result: Any, like: np.ndarray) -> np.ndarray:

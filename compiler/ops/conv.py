@@ -49,11 +49,20 @@ def _optional_bool(value):
     return None if value is None or str(value) in ("None", "") else as_bool(value)
 
 
-CONV_GEOMETRY = {"kernel": Attr(as_shape), "stride": Attr(as_shape, ()),
-                 "dilate": Attr(as_shape, ()), "pad": Attr(as_shape, ()),
-                 "num_filter": Attr(as_int), "num_group": Attr(as_int, 1)}
-BACKEND_HINTS = {"workspace": Attr(as_int, 1024), "cudnn_tune": Attr(_optional_str, None),
-                 "cudnn_off": Attr(as_bool, False), "layout": Attr(_layout, None)}
+CONV_GEOMETRY = {
+    "kernel": Attr(as_shape),
+    "stride": Attr(as_shape, ()),
+    "dilate": Attr(as_shape, ()),
+    "pad": Attr(as_shape, ()),
+    "num_filter": Attr(as_int),
+    "num_group": Attr(as_int, 1),
+}
+BACKEND_HINTS = {
+    "workspace": Attr(as_int, 1024),
+    "cudnn_tune": Attr(_optional_str, None),
+    "cudnn_off": Attr(as_bool, False),
+    "layout": Attr(_layout, None),
+}
 
 
 def _expand(values: tuple, rank: int, default: int, name: str) -> tuple[int, ...]:
@@ -68,8 +77,12 @@ def _spatial(kernel, stride, dilate, pad, rank):
     """Kernel, stride, dilate and pad as full tuples for ``rank`` spatial axes."""
     if len(kernel) != rank:
         raise GraphError(f"kernel {kernel} needs {rank} entries for data of rank {rank + 2}")
-    return (tuple(kernel), _expand(stride, rank, 1, "stride"),
-            _expand(dilate, rank, 1, "dilate"), _expand(pad, rank, 0, "pad"))
+    return (
+        tuple(kernel),
+        _expand(stride, rank, 1, "stride"),
+        _expand(dilate, rank, 1, "dilate"),
+        _expand(pad, rank, 0, "pad"),
+    )
 
 
 def conv_out_size(size: int, kernel: int, stride: int, dilate: int, pad: int) -> int:
@@ -82,7 +95,8 @@ def _window_slices(offset, stride, dilate, out_sizes):
     output position: ``x[n, c, o*stride + offset*dilate]``."""
     return (slice(None), slice(None)) + tuple(
         slice(k * d, k * d + s * (o - 1) + 1, s)
-        for k, s, d, o in zip(offset, stride, dilate, out_sizes))
+        for k, s, d, o in zip(offset, stride, dilate, out_sizes)
+    )
 
 
 def _pad_spatial(x, pad, value=0.0, extra=None):
@@ -107,14 +121,14 @@ def im2col(x, kernel, stride, dilate, pad, out_sizes):
 def col2im(cols, in_shape, kernel, stride, dilate, pad):
     """Add columns (C, *kernel, N, *out_sizes) back into an array of ``in_shape``:
     the adjoint of :func:`im2col`."""
-    out_sizes = cols.shape[len(kernel) + 2:]
+    out_sizes = cols.shape[len(kernel) + 2 :]
     padded = in_shape[:2] + tuple(s + 2 * p for s, p in zip(in_shape[2:], pad))
     xp = np.zeros(padded, dtype=cols.dtype)
     for offset in itertools.product(*(range(k) for k in kernel)):
-        xp[_window_slices(offset, stride, dilate, out_sizes)] += \
-            cols[(slice(None),) + offset].swapaxes(0, 1)
-    crop = (slice(None), slice(None)) + tuple(slice(p, p + s)
-                                              for p, s in zip(pad, in_shape[2:]))
+        xp[_window_slices(offset, stride, dilate, out_sizes)] += cols[
+            (slice(None),) + offset
+        ].swapaxes(0, 1)
+    crop = (slice(None), slice(None)) + tuple(slice(p, p + s) for p, s in zip(pad, in_shape[2:]))
     return xp[crop]
 
 
@@ -122,8 +136,9 @@ def conv_forward(x, w, kernel, stride, dilate, pad, groups):
     """Convolution of ``x`` (N, C, ...) with ``w`` (F, C/groups, *kernel), no bias."""
     n, f = x.shape[0], w.shape[0]
     out_sizes = tuple(conv_out_size(*a) for a in zip(x.shape[2:], kernel, stride, dilate, pad))
-    cols = im2col(x, kernel, stride, dilate, pad, out_sizes).reshape(groups, -1, n * int(
-        np.prod(out_sizes)))
+    cols = im2col(x, kernel, stride, dilate, pad, out_sizes).reshape(
+        groups, -1, n * int(np.prod(out_sizes))
+    )
     out = np.matmul(w.reshape(groups, f // groups, -1), cols)
     return np.ascontiguousarray(out.reshape((f, n) + out_sizes).swapaxes(0, 1))
 
@@ -142,8 +157,9 @@ def conv_weight_grad(g, x, w_shape, kernel, stride, dilate, pad, groups):
     """Gradient of :func:`conv_forward` with respect to its weight, of ``w_shape``."""
     n, f = g.shape[:2]
     out_sizes = g.shape[2:]
-    cols = im2col(x, kernel, stride, dilate, pad, out_sizes).reshape(groups, -1, n * int(
-        np.prod(out_sizes)))
+    cols = im2col(x, kernel, stride, dilate, pad, out_sizes).reshape(
+        groups, -1, n * int(np.prod(out_sizes))
+    )
     flat_g = g.swapaxes(0, 1).reshape(groups, f // groups, -1)
     return np.matmul(flat_g, cols.transpose(0, 2, 1)).reshape(w_shape)
 
@@ -157,12 +173,26 @@ def _channel_sum(g):
 # Convolution
 # ---------------------------------------------------------------------------
 
+
 def _bias_inputs(attrs):
     return ("data", "weight") if attrs.get("no_bias") else ("data", "weight", "bias")
 
 
-def _conv_types(types, *, kernel, stride, dilate, pad, num_filter, num_group, no_bias,
-                workspace, cudnn_tune, cudnn_off, layout):
+def _conv_types(
+    types,
+    *,
+    kernel,
+    stride,
+    dilate,
+    pad,
+    num_filter,
+    num_group,
+    no_bias,
+    workspace,
+    cudnn_tune,
+    cudnn_off,
+    layout,
+):
     dtype = require_same_dtype(types)
     data, weight = types[0].shape, types[1].shape
     rank = len(data) - 2
@@ -170,8 +200,9 @@ def _conv_types(types, *, kernel, stride, dilate, pad, num_filter, num_group, no
         raise GraphError("data must be (N, C, W), (N, C, H, W) or (N, C, D, H, W)")
     kernel, stride, dilate, pad = _spatial(kernel, stride, dilate, pad, rank)
     if data[1] % num_group or num_filter % num_group:
-        raise GraphError(f"channels {data[1]} and num_filter {num_filter} must divide "
-                         f"by num_group {num_group}")
+        raise GraphError(
+            f"channels {data[1]} and num_filter {num_filter} must divide by num_group {num_group}"
+        )
     expected = (num_filter, data[1] // num_group) + kernel
     if weight != expected:
         raise GraphError(f"weight must have shape {expected}, got {weight}")
@@ -179,8 +210,9 @@ def _conv_types(types, *, kernel, stride, dilate, pad, num_filter, num_group, no
         raise GraphError(f"bias must have shape ({num_filter},), got {types[2].shape}")
     out = tuple(conv_out_size(*a) for a in zip(data[2:], kernel, stride, dilate, pad))
     if min(out) < 1:
-        raise GraphError(f"the kernel {kernel} (dilated {dilate}) does not fit the padded "
-                         f"input {data[2:]}")
+        raise GraphError(
+            f"the kernel {kernel} (dilated {dilate}) does not fit the padded input {data[2:]}"
+        )
     return [TensorType((data[0], num_filter) + out, dtype)]
 
 
@@ -188,37 +220,78 @@ def _geometry(x_ndim, kernel, stride, dilate, pad):
     return _spatial(kernel, stride, dilate, pad, x_ndim - 2)
 
 
-def _convolution(x, w, b=None, *, kernel, stride, dilate, pad, num_filter, num_group,
-                 no_bias, workspace, cudnn_tune, cudnn_off, layout):
+def _convolution(
+    x,
+    w,
+    b=None,
+    *,
+    kernel,
+    stride,
+    dilate,
+    pad,
+    num_filter,
+    num_group,
+    no_bias,
+    workspace,
+    cudnn_tune,
+    cudnn_off,
+    layout,
+):
     out = conv_forward(x, w, *_geometry(x.ndim, kernel, stride, dilate, pad), num_group)
     if b is not None:
         out += b.reshape((1, -1) + (1,) * (x.ndim - 2))
     return out
 
 
-def convolution_grad(g, x, w, b=None, *, out, kernel, stride, dilate, pad, num_filter,
-                     num_group, no_bias, **_hints):
+def convolution_grad(
+    g, x, w, b=None, *, out, kernel, stride, dilate, pad, num_filter, num_group, no_bias, **_hints
+):
     """gx = conv^T_w(g), gw = conv^T_x(g), gb = sum of g over all axes but 1"""
-    geometry = dict(kernel=kernel, stride=stride, dilate=dilate, pad=pad,
-                    num_filter=num_filter, num_group=num_group)
+    geometry = dict(
+        kernel=kernel,
+        stride=stride,
+        dilate=dilate,
+        pad=pad,
+        num_filter=num_filter,
+        num_group=num_group,
+    )
     grad_x = F._conv_data_grad(g, w, x, **geometry)
     grad_w = F._conv_weight_grad(g, x, w, **geometry)
     return (grad_x, grad_w) if no_bias else (grad_x, grad_w, _channel_sum(g))
 
 
 def _conv_test_inputs(rng):
-    return [rng.uniform(-1, 1, (2, 4, 5, 6)), rng.uniform(-1, 1, (6, 2, 3, 2)),
-            rng.uniform(-1, 1, (6,))]
+    return [
+        rng.uniform(-1, 1, (2, 4, 5, 6)),
+        rng.uniform(-1, 1, (6, 2, 3, 2)),
+        rng.uniform(-1, 1, (6,)),
+    ]
 
 
-register(OpDef(name="Convolution", infer=_conv_types, impl=_convolution,
-               grad=convolution_grad, inputs=_bias_inputs, kind="blas",
-               attrs={**CONV_GEOMETRY, "no_bias": Attr(as_bool, False), **BACKEND_HINTS},
-               doc="1-, 2- or 3-D convolution (cross-correlation) of NC... data with a "
-                   "weight (num_filter, C/num_group, *kernel), plus a bias.",
-               test=TestSpec(make_inputs=_conv_test_inputs, attrs={
-                   "kernel": (3, 2), "stride": (2, 1), "pad": (1, 0), "dilate": (1, 2),
-                   "num_filter": 6, "num_group": 2})))
+register(
+    OpDef(
+        name="Convolution",
+        infer=_conv_types,
+        impl=_convolution,
+        grad=convolution_grad,
+        inputs=_bias_inputs,
+        kind="blas",
+        attrs={**CONV_GEOMETRY, "no_bias": Attr(as_bool, False), **BACKEND_HINTS},
+        doc="1-, 2- or 3-D convolution (cross-correlation) of NC... data with a "
+        "weight (num_filter, C/num_group, *kernel), plus a bias.",
+        test=TestSpec(
+            make_inputs=_conv_test_inputs,
+            attrs={
+                "kernel": (3, 2),
+                "stride": (2, 1),
+                "pad": (1, 0),
+                "dilate": (1, 2),
+                "num_filter": 6,
+                "num_group": 2,
+            },
+        ),
+    )
+)
 
 
 def _like_third(types, **_attrs):
@@ -230,30 +303,55 @@ def _conv_data_grad(g, w, like, *, kernel, stride, dilate, pad, num_filter, num_
     return conv_data_grad(g, w, like.shape, *geometry, num_group)
 
 
-def conv_data_grad_grad(h, g, w, like, *, out, kernel, stride, dilate, pad, num_filter,
-                        num_group):
+def conv_data_grad_grad(h, g, w, like, *, out, kernel, stride, dilate, pad, num_filter, num_group):
     """linear in (g, w): dg = conv_w(h), dw = conv^T_h(g)"""
-    geometry = dict(kernel=kernel, stride=stride, dilate=dilate, pad=pad,
-                    num_filter=num_filter, num_group=num_group)
-    return (F.Convolution(h, w, no_bias=True, **geometry),
-            F._conv_weight_grad(g, h, w, **geometry), None)
+    geometry = dict(
+        kernel=kernel,
+        stride=stride,
+        dilate=dilate,
+        pad=pad,
+        num_filter=num_filter,
+        num_group=num_group,
+    )
+    return (
+        F.Convolution(h, w, no_bias=True, **geometry),
+        F._conv_weight_grad(g, h, w, **geometry),
+        None,
+    )
 
 
 def _conv_grad_test_inputs(rng):
-    return [rng.uniform(-1, 1, (2, 6, 3, 4)), rng.uniform(-1, 1, (6, 2, 3, 2)),
-            np.zeros((2, 4, 5, 6))]
+    return [
+        rng.uniform(-1, 1, (2, 6, 3, 4)),
+        rng.uniform(-1, 1, (6, 2, 3, 2)),
+        np.zeros((2, 4, 5, 6)),
+    ]
 
 
-GRAD_TEST_ATTRS = {"kernel": (3, 2), "stride": (2, 1), "pad": (1, 0), "dilate": (1, 2),
-                   "num_filter": 6, "num_group": 2}
+GRAD_TEST_ATTRS = {
+    "kernel": (3, 2),
+    "stride": (2, 1),
+    "pad": (1, 0),
+    "dilate": (1, 2),
+    "num_filter": 6,
+    "num_group": 2,
+}
 
-register(OpDef(name="_conv_data_grad", infer=_like_third, impl=_conv_data_grad, shape_only=(2,),
-               grad=conv_data_grad_grad, inputs=("data", "weight", "like"),
-               attrs=CONV_GEOMETRY, kind="blas",
-               doc="Gradient of Convolution with respect to its data, shaped like "
-                   "``like`` (read at run time).",
-               test=TestSpec(make_inputs=_conv_grad_test_inputs, attrs=GRAD_TEST_ATTRS,
-                             wrt=(0, 1))))
+register(
+    OpDef(
+        name="_conv_data_grad",
+        infer=_like_third,
+        impl=_conv_data_grad,
+        shape_only=(2,),
+        grad=conv_data_grad_grad,
+        inputs=("data", "weight", "like"),
+        attrs=CONV_GEOMETRY,
+        kind="blas",
+        doc="Gradient of Convolution with respect to its data, shaped like "
+        "``like`` (read at run time).",
+        test=TestSpec(make_inputs=_conv_grad_test_inputs, attrs=GRAD_TEST_ATTRS, wrt=(0, 1)),
+    )
+)
 
 
 def _conv_weight_grad(g, x, like, *, kernel, stride, dilate, pad, num_filter, num_group):
@@ -261,36 +359,55 @@ def _conv_weight_grad(g, x, like, *, kernel, stride, dilate, pad, num_filter, nu
     return conv_weight_grad(g, x, like.shape, *geometry, num_group)
 
 
-def conv_weight_grad_grad(h, g, x, like, *, out, kernel, stride, dilate, pad, num_filter,
-                          num_group):
+def conv_weight_grad_grad(
+    h, g, x, like, *, out, kernel, stride, dilate, pad, num_filter, num_group
+):
     """linear in (g, x): dg = conv_h(x), dx = conv^T_h(g)"""
-    geometry = dict(kernel=kernel, stride=stride, dilate=dilate, pad=pad,
-                    num_filter=num_filter, num_group=num_group)
-    return (F.Convolution(x, h, no_bias=True, **geometry),
-            F._conv_data_grad(g, h, x, **geometry), None)
+    geometry = dict(
+        kernel=kernel,
+        stride=stride,
+        dilate=dilate,
+        pad=pad,
+        num_filter=num_filter,
+        num_group=num_group,
+    )
+    return (
+        F.Convolution(x, h, no_bias=True, **geometry),
+        F._conv_data_grad(g, h, x, **geometry),
+        None,
+    )
 
 
 def _conv_weight_grad_test_inputs(rng):
-    return [rng.uniform(-1, 1, (2, 6, 3, 4)), rng.uniform(-1, 1, (2, 4, 5, 6)),
-            np.zeros((6, 2, 3, 2))]
+    return [
+        rng.uniform(-1, 1, (2, 6, 3, 4)),
+        rng.uniform(-1, 1, (2, 4, 5, 6)),
+        np.zeros((6, 2, 3, 2)),
+    ]
 
 
-register(OpDef(name="_conv_weight_grad", infer=_like_third, impl=_conv_weight_grad,
-               shape_only=(2,),
-               grad=conv_weight_grad_grad, inputs=("data", "input", "like"),
-               attrs=CONV_GEOMETRY, kind="blas",
-               doc="Gradient of Convolution with respect to its weight, shaped like "
-                   "``like`` (read at run time).",
-               test=TestSpec(make_inputs=_conv_weight_grad_test_inputs,
-                             attrs=GRAD_TEST_ATTRS, wrt=(0, 1))))
+register(
+    OpDef(
+        name="_conv_weight_grad",
+        infer=_like_third,
+        impl=_conv_weight_grad,
+        shape_only=(2,),
+        grad=conv_weight_grad_grad,
+        inputs=("data", "input", "like"),
+        attrs=CONV_GEOMETRY,
+        kind="blas",
+        doc="Gradient of Convolution with respect to its weight, shaped like "
+        "``like`` (read at run time).",
+        test=TestSpec(make_inputs=_conv_weight_grad_test_inputs, attrs=GRAD_TEST_ATTRS, wrt=(0, 1)),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # Deconvolution: a convolution's data gradient used as a layer
 # ---------------------------------------------------------------------------
 
-DECONV_GEOMETRY = {**CONV_GEOMETRY, "adj": Attr(as_shape, ()),
-                   "target_shape": Attr(as_shape, ())}
+DECONV_GEOMETRY = {**CONV_GEOMETRY, "adj": Attr(as_shape, ()), "target_shape": Attr(as_shape, ())}
 
 
 def deconv_geometry(in_sizes, kernel, stride, dilate, pad, adj, target_shape):
@@ -309,22 +426,41 @@ def deconv_geometry(in_sizes, kernel, stride, dilate, pad, adj, target_shape):
             pad.append((total + 1) // 2)
             adj.append(total % 2)
         pad, adj = tuple(pad), tuple(adj)
-    out = tuple(s * (size - 1) + d * (k - 1) + 1 - 2 * p + a
-                for size, k, s, d, p, a in zip(in_sizes, kernel, stride, dilate, pad, adj))
+    out = tuple(
+        s * (size - 1) + d * (k - 1) + 1 - 2 * p + a
+        for size, k, s, d, p, a in zip(in_sizes, kernel, stride, dilate, pad, adj)
+    )
     return kernel, stride, dilate, pad, out
 
 
-def _deconv_types(types, *, kernel, stride, dilate, pad, adj, target_shape, num_filter,
-                  num_group, no_bias, workspace, cudnn_tune, cudnn_off, layout):
+def _deconv_types(
+    types,
+    *,
+    kernel,
+    stride,
+    dilate,
+    pad,
+    adj,
+    target_shape,
+    num_filter,
+    num_group,
+    no_bias,
+    workspace,
+    cudnn_tune,
+    cudnn_off,
+    layout,
+):
     dtype = require_same_dtype(types)
     data, weight = types[0].shape, types[1].shape
     if len(data) not in (3, 4, 5):
         raise GraphError("data must be (N, C, W), (N, C, H, W) or (N, C, D, H, W)")
-    kernel, stride, dilate, pad, out = deconv_geometry(data[2:], kernel, stride, dilate,
-                                                       pad, adj, target_shape)
+    kernel, stride, dilate, pad, out = deconv_geometry(
+        data[2:], kernel, stride, dilate, pad, adj, target_shape
+    )
     if data[1] % num_group or num_filter % num_group:
-        raise GraphError(f"channels {data[1]} and num_filter {num_filter} must divide "
-                         f"by num_group {num_group}")
+        raise GraphError(
+            f"channels {data[1]} and num_filter {num_filter} must divide by num_group {num_group}"
+        )
     expected = (data[1], num_filter // num_group) + kernel
     if weight != expected:
         raise GraphError(f"weight must have shape {expected}, got {weight}")
@@ -335,12 +471,31 @@ def _deconv_types(types, *, kernel, stride, dilate, pad, adj, target_shape, num_
     return [TensorType((data[0], num_filter) + out, dtype)]
 
 
-def _deconvolution(x, w, b=None, *, kernel, stride, dilate, pad, adj, target_shape,
-                   num_filter, num_group, no_bias, workspace, cudnn_tune, cudnn_off, layout):
+def _deconvolution(
+    x,
+    w,
+    b=None,
+    *,
+    kernel,
+    stride,
+    dilate,
+    pad,
+    adj,
+    target_shape,
+    num_filter,
+    num_group,
+    no_bias,
+    workspace,
+    cudnn_tune,
+    cudnn_off,
+    layout,
+):
     kernel, stride, dilate, pad, out_sizes = deconv_geometry(
-        x.shape[2:], kernel, stride, dilate, pad, adj, target_shape)
-    out = conv_data_grad(x, w, (x.shape[0], num_filter) + out_sizes, kernel, stride,
-                         dilate, pad, num_group)
+        x.shape[2:], kernel, stride, dilate, pad, adj, target_shape
+    )
+    out = conv_data_grad(
+        x, w, (x.shape[0], num_filter) + out_sizes, kernel, stride, dilate, pad, num_group
+    )
     out = np.ascontiguousarray(out)
     if b is not None:
         out += b.reshape((1, -1) + (1,) * (x.ndim - 2))
@@ -348,70 +503,130 @@ def _deconvolution(x, w, b=None, *, kernel, stride, dilate, pad, adj, target_sha
 
 
 def _deconv_attrs(kernel, stride, dilate, pad, adj, target_shape, num_filter, num_group):
-    return dict(kernel=kernel, stride=stride, dilate=dilate, pad=pad, adj=adj,
-                target_shape=target_shape, num_filter=num_filter, num_group=num_group)
+    return dict(
+        kernel=kernel,
+        stride=stride,
+        dilate=dilate,
+        pad=pad,
+        adj=adj,
+        target_shape=target_shape,
+        num_filter=num_filter,
+        num_group=num_group,
+    )
 
 
-def deconvolution_grad(g, x, w, b=None, *, out, kernel, stride, dilate, pad, adj,
-                       target_shape, num_filter, num_group, no_bias, **_hints):
+def deconvolution_grad(
+    g,
+    x,
+    w,
+    b=None,
+    *,
+    out,
+    kernel,
+    stride,
+    dilate,
+    pad,
+    adj,
+    target_shape,
+    num_filter,
+    num_group,
+    no_bias,
+    **_hints,
+):
     """gx = conv_w(g), gw = conv^T_g(x) (deconv's adjoints), gb = sum of g but axis 1"""
-    attrs = _deconv_attrs(kernel, stride, dilate, pad, adj, target_shape, num_filter,
-                          num_group)
+    attrs = _deconv_attrs(kernel, stride, dilate, pad, adj, target_shape, num_filter, num_group)
     grad_x = F._deconv_data_grad(g, w, x, **attrs)
     grad_w = F._deconv_weight_grad(g, x, w, **attrs)
     return (grad_x, grad_w) if no_bias else (grad_x, grad_w, _channel_sum(g))
 
 
-DECONV_TEST_ATTRS = {"kernel": (3, 2), "stride": (2, 1), "pad": (1, 0), "adj": (1, 0),
-                     "num_filter": 4, "num_group": 2}
+DECONV_TEST_ATTRS = {
+    "kernel": (3, 2),
+    "stride": (2, 1),
+    "pad": (1, 0),
+    "adj": (1, 0),
+    "num_filter": 4,
+    "num_group": 2,
+}
 
 
 def _deconv_test_inputs(rng):
-    return [rng.uniform(-1, 1, (2, 6, 3, 4)), rng.uniform(-1, 1, (6, 2, 3, 2)),
-            rng.uniform(-1, 1, (4,))]
+    return [
+        rng.uniform(-1, 1, (2, 6, 3, 4)),
+        rng.uniform(-1, 1, (6, 2, 3, 2)),
+        rng.uniform(-1, 1, (4,)),
+    ]
 
 
-register(OpDef(name="Deconvolution", infer=_deconv_types, impl=_deconvolution,
-               grad=deconvolution_grad, inputs=_bias_inputs, kind="blas",
-               attrs={**DECONV_GEOMETRY, "no_bias": Attr(as_bool, True), **BACKEND_HINTS},
-               doc="Transposed convolution: the gradient of Convolution with respect to "
-                   "its data, used forwards. Weight (C, num_filter/num_group, *kernel).",
-               test=TestSpec(make_inputs=_deconv_test_inputs,
-                             attrs={**DECONV_TEST_ATTRS, "no_bias": False})))
+register(
+    OpDef(
+        name="Deconvolution",
+        infer=_deconv_types,
+        impl=_deconvolution,
+        grad=deconvolution_grad,
+        inputs=_bias_inputs,
+        kind="blas",
+        attrs={**DECONV_GEOMETRY, "no_bias": Attr(as_bool, True), **BACKEND_HINTS},
+        doc="Transposed convolution: the gradient of Convolution with respect to "
+        "its data, used forwards. Weight (C, num_filter/num_group, *kernel).",
+        test=TestSpec(
+            make_inputs=_deconv_test_inputs, attrs={**DECONV_TEST_ATTRS, "no_bias": False}
+        ),
+    )
+)
 
 
-def _deconv_data_grad(g, w, like, *, kernel, stride, dilate, pad, adj, target_shape,
-                      num_filter, num_group):
-    kernel, stride, dilate, pad, _ = deconv_geometry(like.shape[2:], kernel, stride, dilate,
-                                                     pad, adj, target_shape)
+def _deconv_data_grad(
+    g, w, like, *, kernel, stride, dilate, pad, adj, target_shape, num_filter, num_group
+):
+    kernel, stride, dilate, pad, _ = deconv_geometry(
+        like.shape[2:], kernel, stride, dilate, pad, adj, target_shape
+    )
     return conv_forward(g, w, kernel, stride, dilate, pad, num_group)
 
 
 def deconv_data_grad_grad(h, g, w, like, *, out, **attrs):
     """linear in (g, w): dg = deconv_w(h), dw = deconv weight gradient of (h, g)"""
-    return (F.Deconvolution(h, w, no_bias=True, **attrs),
-            F._deconv_weight_grad(g, h, w, **attrs), None)
+    return (
+        F.Deconvolution(h, w, no_bias=True, **attrs),
+        F._deconv_weight_grad(g, h, w, **attrs),
+        None,
+    )
 
 
 def _deconv_data_grad_test_inputs(rng):
-    return [rng.uniform(-1, 1, (2, 4, 6, 5)), rng.uniform(-1, 1, (6, 2, 3, 2)),
-            np.zeros((2, 6, 3, 4))]
+    return [
+        rng.uniform(-1, 1, (2, 4, 6, 5)),
+        rng.uniform(-1, 1, (6, 2, 3, 2)),
+        np.zeros((2, 6, 3, 4)),
+    ]
 
 
-register(OpDef(name="_deconv_data_grad", infer=_like_third, impl=_deconv_data_grad,
-               shape_only=(2,),
-               grad=deconv_data_grad_grad, inputs=("data", "weight", "like"),
-               attrs=DECONV_GEOMETRY, kind="blas",
-               doc="Gradient of Deconvolution with respect to its data (a convolution), "
-                   "shaped like ``like``.",
-               test=TestSpec(make_inputs=_deconv_data_grad_test_inputs,
-                             attrs=DECONV_TEST_ATTRS, wrt=(0, 1))))
+register(
+    OpDef(
+        name="_deconv_data_grad",
+        infer=_like_third,
+        impl=_deconv_data_grad,
+        shape_only=(2,),
+        grad=deconv_data_grad_grad,
+        inputs=("data", "weight", "like"),
+        attrs=DECONV_GEOMETRY,
+        kind="blas",
+        doc="Gradient of Deconvolution with respect to its data (a convolution), "
+        "shaped like ``like``.",
+        test=TestSpec(
+            make_inputs=_deconv_data_grad_test_inputs, attrs=DECONV_TEST_ATTRS, wrt=(0, 1)
+        ),
+    )
+)
 
 
-def _deconv_weight_grad(g, x, like, *, kernel, stride, dilate, pad, adj, target_shape,
-                        num_filter, num_group):
-    kernel, stride, dilate, pad, _ = deconv_geometry(x.shape[2:], kernel, stride, dilate,
-                                                     pad, adj, target_shape)
+def _deconv_weight_grad(
+    g, x, like, *, kernel, stride, dilate, pad, adj, target_shape, num_filter, num_group
+):
+    kernel, stride, dilate, pad, _ = deconv_geometry(
+        x.shape[2:], kernel, stride, dilate, pad, adj, target_shape
+    )
     # deconv(x, w) = conv^T_w(x): its weight gradient is the convolution weight
     # gradient with the roles of the image (g) and the output gradient (x) swapped.
     return conv_weight_grad(x, g, like.shape, kernel, stride, dilate, pad, num_group)
@@ -419,36 +634,55 @@ def _deconv_weight_grad(g, x, like, *, kernel, stride, dilate, pad, adj, target_
 
 def deconv_weight_grad_grad(h, g, x, like, *, out, **attrs):
     """linear in (g, x): dg = deconv_h(x), dx = conv_h(g)"""
-    return (F.Deconvolution(x, h, no_bias=True, **attrs),
-            F._deconv_data_grad(g, h, x, **attrs), None)
+    return (
+        F.Deconvolution(x, h, no_bias=True, **attrs),
+        F._deconv_data_grad(g, h, x, **attrs),
+        None,
+    )
 
 
 def _deconv_weight_grad_test_inputs(rng):
-    return [rng.uniform(-1, 1, (2, 4, 6, 5)), rng.uniform(-1, 1, (2, 6, 3, 4)),
-            np.zeros((6, 2, 3, 2))]
+    return [
+        rng.uniform(-1, 1, (2, 4, 6, 5)),
+        rng.uniform(-1, 1, (2, 6, 3, 4)),
+        np.zeros((6, 2, 3, 2)),
+    ]
 
 
-register(OpDef(name="_deconv_weight_grad", infer=_like_third, impl=_deconv_weight_grad,
-               shape_only=(2,),
-               grad=deconv_weight_grad_grad, inputs=("data", "input", "like"),
-               attrs=DECONV_GEOMETRY, kind="blas",
-               doc="Gradient of Deconvolution with respect to its weight, shaped like "
-                   "``like``.",
-               test=TestSpec(make_inputs=_deconv_weight_grad_test_inputs,
-                             attrs=DECONV_TEST_ATTRS, wrt=(0, 1))))
+register(
+    OpDef(
+        name="_deconv_weight_grad",
+        infer=_like_third,
+        impl=_deconv_weight_grad,
+        shape_only=(2,),
+        grad=deconv_weight_grad_grad,
+        inputs=("data", "input", "like"),
+        attrs=DECONV_GEOMETRY,
+        kind="blas",
+        doc="Gradient of Deconvolution with respect to its weight, shaped like ``like``.",
+        test=TestSpec(
+            make_inputs=_deconv_weight_grad_test_inputs, attrs=DECONV_TEST_ATTRS, wrt=(0, 1)
+        ),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # Pooling
 # ---------------------------------------------------------------------------
 
-POOL_ATTRS = {"kernel": Attr(as_shape, ()), "pool_type": Attr(one_of("max", "avg", "sum"),
-                                                              "max"),
-              "global_pool": Attr(as_bool, False), "cudnn_off": Attr(as_bool, False),
-              "pooling_convention": Attr(one_of("valid", "full"), "valid"),
-              "stride": Attr(as_shape, ()), "pad": Attr(as_shape, ()),
-              "p_value": Attr(_optional_str, None),
-              "count_include_pad": Attr(_optional_bool, None), "layout": Attr(_layout, None)}
+POOL_ATTRS = {
+    "kernel": Attr(as_shape, ()),
+    "pool_type": Attr(one_of("max", "avg", "sum"), "max"),
+    "global_pool": Attr(as_bool, False),
+    "cudnn_off": Attr(as_bool, False),
+    "pooling_convention": Attr(one_of("valid", "full"), "valid"),
+    "stride": Attr(as_shape, ()),
+    "pad": Attr(as_shape, ()),
+    "p_value": Attr(_optional_str, None),
+    "count_include_pad": Attr(_optional_bool, None),
+    "layout": Attr(_layout, None),
+}
 
 
 def pool_geometry(in_sizes, kernel, stride, pad, global_pool, pooling_convention):
@@ -459,24 +693,28 @@ def pool_geometry(in_sizes, kernel, stride, pad, global_pool, pooling_convention
         kernel, stride, pad = tuple(in_sizes), (1,) * rank, (0,) * rank
     else:
         if len(kernel) != rank:
-            raise GraphError(f"kernel {kernel} needs {rank} entries for data of rank "
-                             f"{rank + 2}")
+            raise GraphError(f"kernel {kernel} needs {rank} entries for data of rank {rank + 2}")
         stride, pad = _expand(stride, rank, 1, "stride"), _expand(pad, rank, 0, "pad")
     rounding = math.ceil if pooling_convention == "full" else math.floor
-    out = tuple(int(rounding((i + 2 * p - k) / s)) + 1
-                for i, k, s, p in zip(in_sizes, kernel, stride, pad))
-    extra = tuple(max(0, (o - 1) * s + k - (i + 2 * p))
-                  for i, k, s, p, o in zip(in_sizes, kernel, stride, pad, out))
+    out = tuple(
+        int(rounding((i + 2 * p - k) / s)) + 1 for i, k, s, p in zip(in_sizes, kernel, stride, pad)
+    )
+    extra = tuple(
+        max(0, (o - 1) * s + k - (i + 2 * p))
+        for i, k, s, p, o in zip(in_sizes, kernel, stride, pad, out)
+    )
     return tuple(kernel), stride, pad, out, extra
 
 
-def _pool_types(types, *, kernel, pool_type, global_pool, pooling_convention, stride, pad,
-                **_hints):
+def _pool_types(
+    types, *, kernel, pool_type, global_pool, pooling_convention, stride, pad, **_hints
+):
     data = types[0].shape
     if len(data) not in (3, 4, 5):
         raise GraphError("data must be (N, C, W), (N, C, H, W) or (N, C, D, H, W)")
-    kernel, stride, pad, out, _ = pool_geometry(data[2:], kernel, stride, pad, global_pool,
-                                                pooling_convention)
+    kernel, stride, pad, out, _ = pool_geometry(
+        data[2:], kernel, stride, pad, global_pool, pooling_convention
+    )
     if min(out) < 1 or any(k > i + 2 * p for k, i, p in zip(kernel, data[2:], pad)):
         raise GraphError(f"kernel {kernel} does not fit the padded input {data[2:]}")
     return [TensorType(data[:2] + out, types[0].dtype)]
@@ -485,12 +723,13 @@ def _pool_types(types, *, kernel, pool_type, global_pool, pooling_convention, st
 class _Windows:
     """The pooling windows of one input: geometry, padding, and per-window counts."""
 
-    def __init__(self, shape, kernel, stride, pad, global_pool, pooling_convention,
-                 count_include_pad=None):
+    def __init__(
+        self, shape, kernel, stride, pad, global_pool, pooling_convention, count_include_pad=None
+    ):
         self.shape = shape
-        (self.kernel, self.stride, self.pad, self.out,
-         self.extra) = pool_geometry(shape[2:], kernel, stride, pad, global_pool,
-                                     pooling_convention)
+        (self.kernel, self.stride, self.pad, self.out, self.extra) = pool_geometry(
+            shape[2:], kernel, stride, pad, global_pool, pooling_convention
+        )
         self.dilate = (1,) * len(self.kernel)
         self.include_pad = count_include_pad is None or count_include_pad
 
@@ -505,14 +744,17 @@ class _Windows:
 
     def crop(self, xp):
         """The unpadded part of a padded array."""
-        return xp[(slice(None), slice(None)) + tuple(
-            slice(p, p + s) for p, s in zip(self.pad, self.shape[2:]))]
+        return xp[
+            (slice(None), slice(None))
+            + tuple(slice(p, p + s) for p, s in zip(self.pad, self.shape[2:]))
+        ]
 
     def counts(self, dtype):
         """How many elements each window averages over (MXNet counts the padding,
         but never the 'full' convention's overhang, unless count_include_pad=False)."""
-        region = np.ones((1, 1) + tuple(s + 2 * p for s, p in zip(self.shape[2:], self.pad)),
-                         dtype=dtype)
+        region = np.ones(
+            (1, 1) + tuple(s + 2 * p for s, p in zip(self.shape[2:], self.pad)), dtype=dtype
+        )
         if not self.include_pad:
             region = _pad_spatial(np.ones((1, 1) + self.shape[2:], dtype), self.pad)
         mask = _pad_spatial(region, (0,) * len(self.pad), 0.0, self.extra)
@@ -536,10 +778,12 @@ class _Windows:
         return best, arg
 
 
-def _windows(x, kernel, stride, pad, global_pool, pooling_convention, count_include_pad=None,
-             **_hints):
-    return _Windows(x.shape, kernel, stride, pad, global_pool, pooling_convention,
-                    count_include_pad)
+def _windows(
+    x, kernel, stride, pad, global_pool, pooling_convention, count_include_pad=None, **_hints
+):
+    return _Windows(
+        x.shape, kernel, stride, pad, global_pool, pooling_convention, count_include_pad
+    )
 
 
 def _pooling(x, *, pool_type, **attrs):
@@ -562,13 +806,29 @@ def _pool_test_inputs(rng):
     return [rng.permutation(2 * 3 * 5 * 6).reshape(2, 3, 5, 6) / 20.0]
 
 
-register(OpDef(name="Pooling", infer=_pool_types, impl=_pooling, grad=pooling_grad,
-               attrs=POOL_ATTRS, kind="pool",
-               doc="Max, average or sum pooling over 1-3 spatial axes, optionally global; "
-                   "'valid' (floor) or 'full' (ceil) output sizes.",
-               test=TestSpec(make_inputs=_pool_test_inputs, order=1, attrs={
-                   "kernel": (3, 2), "stride": (2, 2), "pad": (1, 0), "pool_type": "max",
-                   "pooling_convention": "full"})))
+register(
+    OpDef(
+        name="Pooling",
+        infer=_pool_types,
+        impl=_pooling,
+        grad=pooling_grad,
+        attrs=POOL_ATTRS,
+        kind="pool",
+        doc="Max, average or sum pooling over 1-3 spatial axes, optionally global; "
+        "'valid' (floor) or 'full' (ceil) output sizes.",
+        test=TestSpec(
+            make_inputs=_pool_test_inputs,
+            order=1,
+            attrs={
+                "kernel": (3, 2),
+                "stride": (2, 2),
+                "pad": (1, 0),
+                "pool_type": "max",
+                "pooling_convention": "full",
+            },
+        ),
+    )
+)
 
 
 def _like_second(types, **_attrs):
@@ -577,9 +837,11 @@ def _like_second(types, **_attrs):
 
 def _pooling_grad(g, x, *, pool_type, **attrs):
     windows = _windows(x, **attrs)
-    grad = np.zeros(x.shape[:2] + tuple(s + 2 * p + e for s, p, e in
-                                        zip(x.shape[2:], windows.pad, windows.extra)),
-                    dtype=g.dtype)
+    grad = np.zeros(
+        x.shape[:2]
+        + tuple(s + 2 * p + e for s, p, e in zip(x.shape[2:], windows.pad, windows.extra)),
+        dtype=g.dtype,
+    )
     if pool_type == "max":
         arg = windows.argmax(x)[1]
         for position, (_, index) in enumerate(windows.offsets()):
@@ -602,14 +864,26 @@ def _pool_grad_test_inputs(rng):
     return [rng.uniform(-1, 1, (2, 3, 3, 3)), rng.permutation(180).reshape(2, 3, 5, 6) / 20.0]
 
 
-POOL_GRAD_TEST_ATTRS = {"kernel": (3, 2), "stride": (2, 2), "pad": (1, 0),
-                        "pool_type": "avg", "pooling_convention": "full"}
-register(OpDef(name="_pooling_grad", infer=_like_second, impl=_pooling_grad,
-               grad=pooling_grad_grad, inputs=("data", "like"), attrs=POOL_ATTRS,
-               kind="pool",
-               doc="Gradient of Pooling: ``data`` spread over the windows of ``like``.",
-               test=TestSpec(make_inputs=_pool_grad_test_inputs, attrs=POOL_GRAD_TEST_ATTRS,
-                             wrt=(0,))))
+POOL_GRAD_TEST_ATTRS = {
+    "kernel": (3, 2),
+    "stride": (2, 2),
+    "pad": (1, 0),
+    "pool_type": "avg",
+    "pooling_convention": "full",
+}
+register(
+    OpDef(
+        name="_pooling_grad",
+        infer=_like_second,
+        impl=_pooling_grad,
+        grad=pooling_grad_grad,
+        inputs=("data", "like"),
+        attrs=POOL_ATTRS,
+        kind="pool",
+        doc="Gradient of Pooling: ``data`` spread over the windows of ``like``.",
+        test=TestSpec(make_inputs=_pool_grad_test_inputs, attrs=POOL_GRAD_TEST_ATTRS, wrt=(0,)),
+    )
+)
 
 
 def _pooling_max_gather(h, x, *, pool_type, **attrs):
@@ -631,12 +905,24 @@ def pooling_max_gather_grad(g, h, x, *, out, **attrs):
     return F._pooling_grad(g, x, **attrs), None
 
 
-register(OpDef(name="_pooling_max_gather", infer=_pool_gather_types,
-               impl=_pooling_max_gather, grad=pooling_max_gather_grad,
-               inputs=("data", "like"), attrs=POOL_ATTRS, kind="pool",
-               doc="``data`` read at the position of each window maximum of ``like``: "
-                   "the gradient of max pooling's gradient.",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-1, 1, (2, 3, 5, 6)),
-                                                      rng.permutation(180).reshape(
-                                                          2, 3, 5, 6) / 20.0],
-                             attrs={**POOL_GRAD_TEST_ATTRS, "pool_type": "max"}, wrt=(0,))))
+register(
+    OpDef(
+        name="_pooling_max_gather",
+        infer=_pool_gather_types,
+        impl=_pooling_max_gather,
+        grad=pooling_max_gather_grad,
+        inputs=("data", "like"),
+        attrs=POOL_ATTRS,
+        kind="pool",
+        doc="``data`` read at the position of each window maximum of ``like``: "
+        "the gradient of max pooling's gradient.",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-1, 1, (2, 3, 5, 6)),
+                rng.permutation(180).reshape(2, 3, 5, 6) / 20.0,
+            ],
+            attrs={**POOL_GRAD_TEST_ATTRS, "pool_type": "max"},
+            wrt=(0,),
+        ),
+    )
+)

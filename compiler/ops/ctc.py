@@ -39,14 +39,17 @@ from ..ir import GraphError, TensorType
 from ..registry import Attr, OpDef, TestSpec, as_bool, one_of, register
 from .common import F
 
-CTC_ATTRS = {"use_data_lengths": Attr(as_bool, False),
-             "use_label_lengths": Attr(as_bool, False),
-             "blank_label": Attr(one_of("first", "last"), "first")}
+CTC_ATTRS = {
+    "use_data_lengths": Attr(as_bool, False),
+    "use_label_lengths": Attr(as_bool, False),
+    "blank_label": Attr(one_of("first", "last"), "first"),
+}
 
 
 def _ctc_inputs(attrs: dict) -> tuple[str, ...]:
-    optional = (("data_lengths",) if attrs.get("use_data_lengths") else ()) + \
-        (("label_lengths",) if attrs.get("use_label_lengths") else ())
+    optional = (("data_lengths",) if attrs.get("use_data_lengths") else ()) + (
+        ("label_lengths",) if attrs.get("use_label_lengths") else ()
+    )
     return ("data", "label", *optional)
 
 
@@ -70,8 +73,10 @@ def _check_ctc_types(types, use_data_lengths, use_label_lengths) -> None:
 def _check_label_fits(label: tuple, data: tuple) -> None:
     # MXNet's rule (eager calls skip the type rule: the lattice checks it too)
     if label[1] > data[0]:
-        raise GraphError(f"the max number of labels ({label[1]}) cannot exceed the "
-                         f"sequence length of the data ({data[0]})")
+        raise GraphError(
+            f"the max number of labels ({label[1]}) cannot exceed the "
+            f"sequence length of the data ({data[0]})"
+        )
 
 
 def _loss_types(types, *, use_data_lengths, use_label_lengths, blank_label):
@@ -86,31 +91,47 @@ def _posterior_types(types, *, use_data_lengths, use_label_lengths, blank_label)
 
 def _vjp_types(types, *, use_data_lengths, use_label_lengths, blank_label):
     if types[1].shape != types[0].shape:
-        raise GraphError(f"the cotangent must have data's shape {types[0].shape}, "
-                         f"got {types[1].shape}")
-    return _posterior_types([types[0], *types[2:]], use_data_lengths=use_data_lengths,
-                            use_label_lengths=use_label_lengths, blank_label=blank_label)
+        raise GraphError(
+            f"the cotangent must have data's shape {types[0].shape}, got {types[1].shape}"
+        )
+    return _posterior_types(
+        [types[0], *types[2:]],
+        use_data_lengths=use_data_lengths,
+        use_label_lengths=use_label_lengths,
+        blank_label=blank_label,
+    )
 
 
 # ---------------------------------------------------------------------------
 # the alignment lattice, in numpy (float64, log space)
 # ---------------------------------------------------------------------------
 
+
 class _Lattice:
     """The extended label rows (blank between and around the labels) of a batch,
     with the per-frame scores of their states and the forward/backward
     log-probabilities ``alpha``/``beta`` (both include the frame's own score)."""
 
-    def __init__(self, scores: np.ndarray, label: np.ndarray, lengths: list,
-                 use_data_lengths: bool, use_label_lengths: bool, blank_label: str):
+    def __init__(
+        self,
+        scores: np.ndarray,
+        label: np.ndarray,
+        lengths: list,
+        use_data_lengths: bool,
+        use_label_lengths: bool,
+        blank_label: str,
+    ):
         steps, batch, alphabet = scores.shape
         _check_label_fits(label.shape, scores.shape)
         blank = 0 if blank_label == "first" else alphabet - 1
         given = iter(lengths)
         data_lengths = next(given) if use_data_lengths else None
         label_lengths = next(given) if use_label_lengths else None
-        self.frames = np.full(batch, steps, np.int64) if data_lengths is None else \
-            np.clip(np.asarray(data_lengths).astype(np.int64), 0, steps)
+        self.frames = (
+            np.full(batch, steps, np.int64)
+            if data_lengths is None
+            else np.clip(np.asarray(data_lengths).astype(np.int64), 0, steps)
+        )
         rows = label.astype(np.int64)
         if label_lengths is not None:
             counts = np.clip(np.asarray(label_lengths).astype(np.int64), 0, rows.shape[1])
@@ -121,25 +142,33 @@ class _Lattice:
         self.states = 2 * counts + 1
         width = 2 * rows.shape[1] + 1
         position = np.arange(width)
-        self.valid = position[None, :] < self.states[:, None]                  # (N, S)
+        self.valid = position[None, :] < self.states[:, None]  # (N, S)
         extended = np.full((batch, width), blank, np.int64)
-        extended[:, 1::2] = np.where(np.arange(rows.shape[1])[None, :] < counts[:, None],
-                                     np.clip(rows, 0, alphabet - 1), blank)
+        extended[:, 1::2] = np.where(
+            np.arange(rows.shape[1])[None, :] < counts[:, None],
+            np.clip(rows, 0, alphabet - 1),
+            blank,
+        )
         self.extended = extended
         # a state may be entered from two states back: a label unlike the one before
         same_as_two_back = np.zeros_like(self.valid)
         same_as_two_back[:, 2:] = extended[:, 2:] == extended[:, :-2]
         self.skip = (extended != blank) & ~same_as_two_back
-        self.emit = np.where(self.valid[None], np.take_along_axis(
-            scores, np.broadcast_to(extended[None], (steps, batch, width)), axis=2), -np.inf)
+        self.emit = np.where(
+            self.valid[None],
+            np.take_along_axis(
+                scores, np.broadcast_to(extended[None], (steps, batch, width)), axis=2
+            ),
+            -np.inf,
+        )
         self.alpha = self._forward()
         last = self.frames - 1
         ends = np.stack([self.states - 1, np.maximum(self.states - 2, 0)], axis=1)
-        at_end = np.take_along_axis(self.alpha[np.maximum(last, 0), np.arange(batch)],
-                                    ends, axis=1)
+        at_end = np.take_along_axis(self.alpha[np.maximum(last, 0), np.arange(batch)], ends, axis=1)
         at_end[:, 1] = np.where(self.states > 1, at_end[:, 1], -np.inf)
-        self.log_likelihood = np.where(self.frames > 0, np.logaddexp(*at_end.T),
-                                       np.where(counts == 0, 0.0, -np.inf))
+        self.log_likelihood = np.where(
+            self.frames > 0, np.logaddexp(*at_end.T), np.where(counts == 0, 0.0, -np.inf)
+        )
 
     def _in_time(self, step: int) -> np.ndarray:
         return (step < self.frames)[:, None]
@@ -161,12 +190,17 @@ class _Lattice:
         alone needs only ``alpha``."""
         steps, batch, width = self.emit.shape
         beta = np.full((steps, batch, width), -np.inf)
-        finish = np.where((np.arange(width)[None, :] >= self.states[:, None] - 2)
-                          & self.valid, 0.0, -np.inf)
+        finish = np.where(
+            (np.arange(width)[None, :] >= self.states[:, None] - 2) & self.valid, 0.0, -np.inf
+        )
         for step in range(steps - 1, -1, -1):
-            after = finish if step == steps - 1 else \
-                np.where((step == self.frames - 1)[:, None], finish,
-                         self._successors(beta[step + 1]))
+            after = (
+                finish
+                if step == steps - 1
+                else np.where(
+                    (step == self.frames - 1)[:, None], finish, self._successors(beta[step + 1])
+                )
+            )
             beta[step] = np.where(self._in_time(step), after + self.emit[step], -np.inf)
         return beta
 
@@ -217,8 +251,14 @@ def _split(arrays, attrs) -> tuple:
 
 
 def _lattice(scores, label, lengths, attrs) -> _Lattice:
-    return _Lattice(np.asarray(scores, np.float64), label, lengths, attrs["use_data_lengths"],
-                    attrs["use_label_lengths"], attrs["blank_label"])
+    return _Lattice(
+        np.asarray(scores, np.float64),
+        label,
+        lengths,
+        attrs["use_data_lengths"],
+        attrs["use_label_lengths"],
+        attrs["blank_label"],
+    )
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -230,6 +270,7 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 # CTCLoss
 # ---------------------------------------------------------------------------
 
+
 def _ctc_loss(*arrays, **attrs):
     data, label, lengths = _split(arrays, attrs)
     lattice = _lattice(_log_softmax(data.astype(np.float64)), label, lengths, attrs)
@@ -239,18 +280,21 @@ def _ctc_loss(*arrays, **attrs):
     return np.where(np.isfinite(likelihood), -likelihood, 0.0).astype(data.dtype)
 
 
-def ctc_loss_grad(g, data, label, *lengths, out, use_data_lengths, use_label_lengths,
-                  blank_label):
+def ctc_loss_grad(g, data, label, *lengths, out, use_data_lengths, use_label_lengths, blank_label):
     """g * (softmax(data) * in_sequence - gamma), gamma = _ctc_posterior(log_softmax(data));
     each frame's gamma sums to 1 inside the sequence and 0 past it, so the sum of
     gamma over classes is the in-sequence mask. Labels and lengths get none."""
-    attrs = {"use_data_lengths": use_data_lengths, "use_label_lengths": use_label_lengths,
-             "blank_label": blank_label}
+    attrs = {
+        "use_data_lengths": use_data_lengths,
+        "use_label_lengths": use_label_lengths,
+        "blank_label": blank_label,
+    }
     gamma = F._ctc_posterior(F.log_softmax(data, axis=-1), label, *lengths, **attrs)
     in_sequence = F.sum(gamma, axis=(-1,), keepdims=True)
     per_sequence = F.reshape(g, shape=(1, -1, 1))
-    grad = F.broadcast_mul(F.broadcast_mul(F.softmax(data, axis=-1), in_sequence) - gamma,
-                           per_sequence)
+    grad = F.broadcast_mul(
+        F.broadcast_mul(F.softmax(data, axis=-1), in_sequence) - gamma, per_sequence
+    )
     return (grad, None, *(None for _ in lengths))
 
 
@@ -260,18 +304,32 @@ def _ctc_test_inputs(rng):
     return [data, label, np.array([6, 5, 4.0]), np.array([3, 1, 1.0])]
 
 
-register(OpDef(name="CTCLoss", aliases=("ctc_loss", "_contrib_CTCLoss", "_contrib_ctc_loss"),
-               infer=_loss_types, impl=_ctc_loss, grad=ctc_loss_grad, inputs=_ctc_inputs,
-               attrs=CTC_ATTRS, kind="gather",
-               doc="Connectionist Temporal Classification loss per sequence: -log of the "
-                   "summed softmax probability of every alignment of the label.",
-               test=TestSpec(make_inputs=_ctc_test_inputs, wrt=(0,), rtol=1e-5,
-                             attrs={"use_data_lengths": True, "use_label_lengths": True})))
+register(
+    OpDef(
+        name="CTCLoss",
+        aliases=("ctc_loss", "_contrib_CTCLoss", "_contrib_ctc_loss"),
+        infer=_loss_types,
+        impl=_ctc_loss,
+        grad=ctc_loss_grad,
+        inputs=_ctc_inputs,
+        attrs=CTC_ATTRS,
+        kind="gather",
+        doc="Connectionist Temporal Classification loss per sequence: -log of the "
+        "summed softmax probability of every alignment of the label.",
+        test=TestSpec(
+            make_inputs=_ctc_test_inputs,
+            wrt=(0,),
+            rtol=1e-5,
+            attrs={"use_data_lengths": True, "use_label_lengths": True},
+        ),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # _ctc_posterior: d log p / d scores, and its vector-Jacobian product
 # ---------------------------------------------------------------------------
+
 
 def _ctc_posterior(*arrays, **attrs):
     scores, label, lengths = _split(arrays, attrs)
@@ -280,15 +338,22 @@ def _ctc_posterior(*arrays, **attrs):
     return gamma.astype(scores.dtype)
 
 
-def ctc_posterior_grad(g, scores, label, *lengths, out, use_data_lengths, use_label_lengths,
-                       blank_label):
+def ctc_posterior_grad(
+    g, scores, label, *lengths, out, use_data_lengths, use_label_lengths, blank_label
+):
     """gamma[t, k] = E[1{path_t = k}] under p(path) ~ exp(sum_t scores[t, path_t]), so
     d gamma[t, k] / d scores[u, j] = Cov(1{path_t = k}, 1{path_u = j}), contracted
     with g by _ctc_posterior_vjp."""
-    attrs = {"use_data_lengths": use_data_lengths, "use_label_lengths": use_label_lengths,
-             "blank_label": blank_label}
-    return (F._ctc_posterior_vjp(scores, g, label, *lengths, **attrs), None,
-            *(None for _ in lengths))
+    attrs = {
+        "use_data_lengths": use_data_lengths,
+        "use_label_lengths": use_label_lengths,
+        "blank_label": blank_label,
+    }
+    return (
+        F._ctc_posterior_vjp(scores, g, label, *lengths, **attrs),
+        None,
+        *(None for _ in lengths),
+    )
 
 
 def _posterior_test_inputs(rng):
@@ -296,14 +361,27 @@ def _posterior_test_inputs(rng):
     return [data, label, lengths[1]]
 
 
-register(OpDef(name="_ctc_posterior", infer=_posterior_types, impl=_ctc_posterior,
-               grad=ctc_posterior_grad, inputs=_ctc_inputs, attrs=CTC_ATTRS, kind="gather",
-               doc="Expected emissions (T, N, C) of each class at each frame under the "
-                   "posterior over CTC alignments given per-frame scores: the gradient "
-                   "of CTC's log-likelihood with respect to the scores.",
-               test=TestSpec(make_inputs=_posterior_test_inputs, wrt=(0,), order=1,
-                             rtol=1e-5, attrs={"use_label_lengths": True,
-                                               "blank_label": "last"})))
+register(
+    OpDef(
+        name="_ctc_posterior",
+        infer=_posterior_types,
+        impl=_ctc_posterior,
+        grad=ctc_posterior_grad,
+        inputs=_ctc_inputs,
+        attrs=CTC_ATTRS,
+        kind="gather",
+        doc="Expected emissions (T, N, C) of each class at each frame under the "
+        "posterior over CTC alignments given per-frame scores: the gradient "
+        "of CTC's log-likelihood with respect to the scores.",
+        test=TestSpec(
+            make_inputs=_posterior_test_inputs,
+            wrt=(0,),
+            order=1,
+            rtol=1e-5,
+            attrs={"use_label_lengths": True, "blank_label": "last"},
+        ),
+    )
+)
 
 
 def _ctc_posterior_vjp(*arrays, **attrs):
@@ -311,15 +389,18 @@ def _ctc_posterior_vjp(*arrays, **attrs):
     lattice = _lattice(scores, label, lengths, attrs)
     steps, batch, width = lattice.emit.shape
     # the cotangent read by each state: what a path through it adds to S = sum_t v[t, path_t]
-    picked = np.take_along_axis(cotangent.astype(np.float64), np.broadcast_to(
-        lattice.extended[None], (steps, batch, width)), axis=2)
+    picked = np.take_along_axis(
+        cotangent.astype(np.float64),
+        np.broadcast_to(lattice.extended[None], (steps, batch, width)),
+        axis=2,
+    )
     picked = np.where(lattice.valid[None], picked, 0.0)
     prefix, suffix = _prefix_expectation(lattice, picked), _suffix_expectation(lattice, picked)
     # E[S | in state s at frame t] counts the frame's own term once
     given_state = prefix + suffix - picked
     occupancy = lattice.occupancy()
-    joint = occupancy * given_state                        # E[S 1{state s at t}]
-    total = joint[0].sum(axis=1)                           # E[S]: every in-time frame agrees
+    joint = occupancy * given_state  # E[S 1{state s at t}]
+    total = joint[0].sum(axis=1)  # E[S]: every in-time frame agrees
     gamma = lattice.per_class(occupancy, scores.shape[2])
     result = lattice.per_class(joint, scores.shape[2]) - gamma * total[None, :, None]
     return result.astype(scores.dtype)
@@ -339,7 +420,7 @@ def _prefix_expectation(lattice: _Lattice, picked: np.ndarray) -> np.ndarray:
     out[0] = picked[0]
     for step in range(1, picked.shape[0]):
         with np.errstate(invalid="ignore"):  # -inf - -inf: a state no path reaches
-            arrive = alpha[step] - emit[step]      # log sum of the predecessors' alphas
+            arrive = alpha[step] - emit[step]  # log sum of the predecessors' alphas
         previous, expected = alpha[step - 1], out[step - 1]
         carried = _weights(previous, arrive) * expected
         carried = carried + _weights(_shift(previous, 1), arrive) * _shift(expected, 1, 0.0)
@@ -357,7 +438,7 @@ def _suffix_expectation(lattice: _Lattice, picked: np.ndarray) -> np.ndarray:
     out[steps - 1] = picked[steps - 1]
     for step in range(steps - 2, -1, -1):
         with np.errstate(invalid="ignore"):
-            leave = beta[step] - emit[step]        # log sum of the successors' betas
+            leave = beta[step] - emit[step]  # log sum of the successors' betas
         following, expected = beta[step + 1], out[step + 1]
         carried = _weights(following, leave) * expected
         carried = carried + _weights(_shift(following, -1), leave) * _shift(expected, -1, 0.0)
@@ -374,12 +455,23 @@ def _vjp_test_inputs(rng):
     return [data, rng.uniform(-1, 1, data.shape), label, *lengths]
 
 
-register(OpDef(name="_ctc_posterior_vjp", infer=_vjp_types, impl=_ctc_posterior_vjp,
-               inputs=_with_cotangent_inputs, attrs=CTC_ATTRS, kind="gather",
-               doc="The cotangent contracted with the derivative of _ctc_posterior: "
-                   "E[S 1{path_t = k}] - E[S] gamma[t, k] with S = sum_t v[t, path_t]. "
-                   "It has no gradient rule (CTC is differentiable twice here); its "
-                   "values are checked as _ctc_posterior's gradient and through "
-                   "CTCLoss's second order.",
-               test=TestSpec(make_inputs=_vjp_test_inputs, wrt=(),
-                             attrs={"use_data_lengths": True, "use_label_lengths": True})))
+register(
+    OpDef(
+        name="_ctc_posterior_vjp",
+        infer=_vjp_types,
+        impl=_ctc_posterior_vjp,
+        inputs=_with_cotangent_inputs,
+        attrs=CTC_ATTRS,
+        kind="gather",
+        doc="The cotangent contracted with the derivative of _ctc_posterior: "
+        "E[S 1{path_t = k}] - E[S] gamma[t, k] with S = sum_t v[t, path_t]. "
+        "It has no gradient rule (CTC is differentiable twice here); its "
+        "values are checked as _ctc_posterior's gradient and through "
+        "CTCLoss's second order.",
+        test=TestSpec(
+            make_inputs=_vjp_test_inputs,
+            wrt=(),
+            attrs={"use_data_lengths": True, "use_label_lengths": True},
+        ),
+    )
+)

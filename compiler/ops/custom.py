@@ -27,35 +27,54 @@ def _custom(*arrays, callback):
 def custom_grad(g, *inputs, out, callback):
     """the callback's own backward"""
     grads = g if isinstance(g, tuple) else (g,)
-    results = grads[0]._apply("_CustomFunctionBackward", (*grads, *inputs),
-                              {"callback": callback})
+    results = grads[0]._apply("_CustomFunctionBackward", (*grads, *inputs), {"callback": callback})
     return results if isinstance(results, tuple) else (results,)
 
 
-register(OpDef(name="_CustomFunction", infer=_custom_types, impl=_custom, grad=custom_grad,
-               attrs={"callback": Attr(_identity)}, variadic=True, kind="opaque",
-               doc="Forward of a user-defined autograd Function."))
+register(
+    OpDef(
+        name="_CustomFunction",
+        infer=_custom_types,
+        impl=_custom,
+        grad=custom_grad,
+        attrs={"callback": Attr(_identity)},
+        variadic=True,
+        kind="opaque",
+        doc="Forward of a user-defined autograd Function.",
+    )
+)
 
 
 def _custom_backward_types(types, *, callback):
-    inputs = types[len(callback.output_types):]
+    inputs = types[len(callback.output_types) :]
     return [TensorType(t.shape, t.dtype) for t in inputs]
 
 
 def _custom_backward(*arrays, callback):
-    grads = tuple(callback.backward(*arrays[:len(callback.output_types)]))
-    inputs = arrays[len(callback.output_types):]
+    grads = tuple(callback.backward(*arrays[: len(callback.output_types)]))
+    inputs = arrays[len(callback.output_types) :]
     if len(grads) != len(inputs):
-        raise GraphError(f"Function.backward returned {len(grads)} gradient(s) for "
-                         f"{len(inputs)} input(s)")
+        raise GraphError(
+            f"Function.backward returned {len(grads)} gradient(s) for {len(inputs)} input(s)"
+        )
     for i, (grad, x) in enumerate(zip(grads, inputs)):
         if grad.shape != x.shape:
-            raise GraphError(f"Function.backward: gradient {i} has shape {grad.shape}, "
-                             f"its input has shape {x.shape}")
+            raise GraphError(
+                f"Function.backward: gradient {i} has shape {grad.shape}, "
+                f"its input has shape {x.shape}"
+            )
     return tuple(grad.astype(x.dtype, copy=False) for grad, x in zip(grads, inputs))
 
 
-register(OpDef(name="_CustomFunctionBackward", infer=_custom_backward_types,
-               impl=_custom_backward, attrs={"callback": Attr(_identity)}, variadic=True,
-               differentiable=False, kind="opaque",
-               doc="Backward of a user-defined autograd Function (not differentiable)."))
+register(
+    OpDef(
+        name="_CustomFunctionBackward",
+        infer=_custom_backward_types,
+        impl=_custom_backward,
+        attrs={"callback": Attr(_identity)},
+        variadic=True,
+        differentiable=False,
+        kind="opaque",
+        doc="Backward of a user-defined autograd Function (not differentiable).",
+    )
+)

@@ -33,6 +33,7 @@ def _quiet(ufunc):
 # unary math
 # ---------------------------------------------------------------------------
 
+
 def negative_grad(g, x, *, out):
     """-g"""
     return -g
@@ -102,8 +103,7 @@ def rsqrt_grad(g, x, *, out):
     return g * (out * out * out) * -0.5
 
 
-unary("rsqrt", _quiet(lambda x: 1 / np.sqrt(x)), "vm.rsqrt({0})", rsqrt_grad,
-      domain=(0.2, 3.0))
+unary("rsqrt", _quiet(lambda x: 1 / np.sqrt(x)), "vm.rsqrt({0})", rsqrt_grad, domain=(0.2, 3.0))
 
 
 def cbrt_grad(g, x, *, out):
@@ -144,14 +144,20 @@ def zero_grad(g, x, *, out):
 
 
 unary("sign", np.sign, "vm.sign({0})", zero_grad)
+
+
 def _round_half_away(x):
     # MXNet's round sends halves away from zero (numpy's goes to even).
     whole = np.trunc(x)
     return whole + np.sign(x) * (np.abs(x - whole) >= 0.5)
 
 
-unary("round", _round_half_away,
-      "np.trunc({0}) + vm.sign({0}) * (abs({0} - np.trunc({0})) >= 0.5)", zero_grad)
+unary(
+    "round",
+    _round_half_away,
+    "np.trunc({0}) + vm.sign({0}) * (abs({0} - np.trunc({0})) >= 0.5)",
+    zero_grad,
+)
 unary("rint", np.rint, "np.rint({0})", zero_grad)
 unary("floor", np.floor, "np.floor({0})", zero_grad)
 unary("ceil", np.ceil, "np.ceil({0})", zero_grad)
@@ -273,8 +279,9 @@ def relu_grad(g, x, *, out):
     return g * (x > 0)
 
 
-unary("relu", lambda x: np.maximum(x, 0), "vm.maximum({0}, 0)", relu_grad,
-      domain=(-2.0, 2.0), order=1)
+unary(
+    "relu", lambda x: np.maximum(x, 0), "vm.maximum({0}, 0)", relu_grad, domain=(-2.0, 2.0), order=1
+)
 
 
 def _softsign(x):
@@ -322,8 +329,16 @@ def identity_grad(g, x, *, out):
 unary("_copy", np.copy, "{0}", identity_grad, method=False, aliases=("identity",))
 
 # stop_gradient has no gradient rule: differentiation stops at it.
-unary("stop_gradient", np.copy, "{0}", None, aliases=("BlockGrad",),
-      differentiable=False, method=False, doc="Identity that blocks gradients.")
+unary(
+    "stop_gradient",
+    np.copy,
+    "{0}",
+    None,
+    aliases=("BlockGrad",),
+    differentiable=False,
+    method=False,
+    doc="Identity that blocks gradients.",
+)
 
 
 def _clip(x, a_min, a_max):
@@ -335,11 +350,20 @@ def clip_grad(g, x, *, out, a_min, a_max):
     return g * ((x >= a_min) * (x <= a_max))
 
 
-register(OpDef(name="clip", infer=same_as_first, impl=_clip, grad=clip_grad,
-               attrs={"a_min": Attr(as_float), "a_max": Attr(as_float)}, kind="elemwise",
-               scalar="vm.minimum(vm.maximum({0}, {a_min}), {a_max})", method="clip",
-               doc="Clip values to [a_min, a_max].",
-               test=TestSpec(attrs={"a_min": -1.0, "a_max": 1.0}, order=1)))
+register(
+    OpDef(
+        name="clip",
+        infer=same_as_first,
+        impl=_clip,
+        grad=clip_grad,
+        attrs={"a_min": Attr(as_float), "a_max": Attr(as_float)},
+        kind="elemwise",
+        scalar="vm.minimum(vm.maximum({0}, {a_min}), {a_max})",
+        method="clip",
+        doc="Clip values to [a_min, a_max].",
+        test=TestSpec(attrs={"a_min": -1.0, "a_max": 1.0}, order=1),
+    )
+)
 
 
 def _constant_like(value):
@@ -349,17 +373,38 @@ def _constant_like(value):
     return impl
 
 
-register(OpDef(name="zeros_like", infer=same_as_first, impl=_constant_like(0),
-               kind="elemwise", scalar="0", differentiable=False, shape_only=(0,),
-               doc="Zeros of the input's shape and dtype.", test=TestSpec()))
-register(OpDef(name="ones_like", infer=same_as_first, impl=_constant_like(1),
-               kind="elemwise", scalar="1", differentiable=False, shape_only=(0,),
-               doc="Ones of the input's shape and dtype.", test=TestSpec()))
+register(
+    OpDef(
+        name="zeros_like",
+        infer=same_as_first,
+        impl=_constant_like(0),
+        kind="elemwise",
+        scalar="0",
+        differentiable=False,
+        shape_only=(0,),
+        doc="Zeros of the input's shape and dtype.",
+        test=TestSpec(),
+    )
+)
+register(
+    OpDef(
+        name="ones_like",
+        infer=same_as_first,
+        impl=_constant_like(1),
+        kind="elemwise",
+        scalar="1",
+        differentiable=False,
+        shape_only=(0,),
+        doc="Ones of the input's shape and dtype.",
+        test=TestSpec(),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # binary arithmetic (broadcast_* broadcast, elemwise_* need equal shapes)
 # ---------------------------------------------------------------------------
+
 
 def add_grad(g, a, b, *, out):
     """g, g"""
@@ -387,8 +432,10 @@ def _equal_shapes(impl):
 
     def checked(a, b):
         if a.shape != b.shape:
-            raise GraphError(f"input shapes {a.shape} and {b.shape} differ "
-                             "(elemwise ops do not broadcast; use broadcast_*)")
+            raise GraphError(
+                f"input shapes {a.shape} and {b.shape} differ "
+                "(elemwise ops do not broadcast; use broadcast_*)"
+            )
         return impl(a, b)
 
     checked.__name__ = getattr(impl, "__name__", "elemwise")
@@ -396,17 +443,36 @@ def _equal_shapes(impl):
 
 
 for _suffix, _impl, _template, _rule in (
-        ("add", np.add, "{0} + {1}", add_grad),
-        ("sub", np.subtract, "{0} - {1}", sub_grad),
-        ("mul", np.multiply, "{0} * {1}", mul_grad),
-        ("div", _quiet(np.divide), "{0} / {1}", div_grad)):
-    binary(f"broadcast_{_suffix}", _impl, _template, _rule,
-           aliases=("broadcast_plus",) if _suffix == "add" else
-           ("broadcast_minus",) if _suffix == "sub" else ())
-    binary(f"elemwise_{_suffix}", _equal_shapes(_impl), _template, _rule, broadcast=False,
-           aliases=("_plus", "_add") if _suffix == "add" else
-           ("_minus", "_sub") if _suffix == "sub" else
-           ("_mul",) if _suffix == "mul" else ("_div",))
+    ("add", np.add, "{0} + {1}", add_grad),
+    ("sub", np.subtract, "{0} - {1}", sub_grad),
+    ("mul", np.multiply, "{0} * {1}", mul_grad),
+    ("div", _quiet(np.divide), "{0} / {1}", div_grad),
+):
+    binary(
+        f"broadcast_{_suffix}",
+        _impl,
+        _template,
+        _rule,
+        aliases=("broadcast_plus",)
+        if _suffix == "add"
+        else ("broadcast_minus",)
+        if _suffix == "sub"
+        else (),
+    )
+    binary(
+        f"elemwise_{_suffix}",
+        _equal_shapes(_impl),
+        _template,
+        _rule,
+        broadcast=False,
+        aliases=("_plus", "_add")
+        if _suffix == "add"
+        else ("_minus", "_sub")
+        if _suffix == "sub"
+        else ("_mul",)
+        if _suffix == "mul"
+        else ("_div",),
+    )
 
 
 def power_grad(g, a, b, *, out):
@@ -414,8 +480,14 @@ def power_grad(g, a, b, *, out):
     return g * b * a ** (b - 1), g * out * F.log(a)
 
 
-binary("broadcast_power", _quiet(np.power), "vm.pow({0}, {1})", power_grad,
-       domain=(0.5, 2.0), aliases=("_power",))
+binary(
+    "broadcast_power",
+    _quiet(np.power),
+    "vm.pow({0}, {1})",
+    power_grad,
+    domain=(0.5, 2.0),
+    aliases=("_power",),
+)
 
 
 def maximum_grad(g, a, b, *, out):
@@ -428,10 +500,8 @@ def minimum_grad(g, a, b, *, out):
     return g * (a <= b), g * (a > b)
 
 
-binary("broadcast_maximum", np.maximum, "vm.maximum({0}, {1})", maximum_grad,
-       aliases=("_maximum",))
-binary("broadcast_minimum", np.minimum, "vm.minimum({0}, {1})", minimum_grad,
-       aliases=("_minimum",))
+binary("broadcast_maximum", np.maximum, "vm.maximum({0}, {1})", maximum_grad, aliases=("_maximum",))
+binary("broadcast_minimum", np.minimum, "vm.minimum({0}, {1})", minimum_grad, aliases=("_minimum",))
 
 
 def mod_grad(g, a, b, *, out):
@@ -439,26 +509,47 @@ def mod_grad(g, a, b, *, out):
     return g, -g * F.floor(a / b)
 
 
-binary("broadcast_mod", _quiet(np.mod), "vm.mod({0}, {1})", mod_grad,
-       domain=(0.5, 2.0), aliases=("_mod",))
+binary(
+    "broadcast_mod",
+    _quiet(np.mod),
+    "vm.mod({0}, {1})",
+    mod_grad,
+    domain=(0.5, 2.0),
+    aliases=("_mod",),
+)
 
 
 # comparisons: 0/1 in the input dtype, no gradient
 for _name, _ufunc, _symbol in (
-        ("equal", np.equal, "=="), ("not_equal", np.not_equal, "!="),
-        ("greater", np.greater, ">"), ("greater_equal", np.greater_equal, ">="),
-        ("lesser", np.less, "<"), ("lesser_equal", np.less_equal, "<=")):
-    binary(f"broadcast_{_name}", lambda a, b, _u=_ufunc: as_dtype_of(_u(a, b), a),
-           f"({{0}} {_symbol} {{1}})", None, differentiable=False,
-           doc=f"1 where lhs {_symbol} rhs, else 0.")
-    with_scalar(f"_{_name}_scalar", lambda x, scalar, _u=_ufunc: as_dtype_of(_u(x, scalar), x),
-                f"({{0}} {_symbol} {{scalar}})", None, differentiable=False,
-                doc=f"1 where x {_symbol} scalar, else 0.")
+    ("equal", np.equal, "=="),
+    ("not_equal", np.not_equal, "!="),
+    ("greater", np.greater, ">"),
+    ("greater_equal", np.greater_equal, ">="),
+    ("lesser", np.less, "<"),
+    ("lesser_equal", np.less_equal, "<="),
+):
+    binary(
+        f"broadcast_{_name}",
+        lambda a, b, _u=_ufunc: as_dtype_of(_u(a, b), a),
+        f"({{0}} {_symbol} {{1}})",
+        None,
+        differentiable=False,
+        doc=f"1 where lhs {_symbol} rhs, else 0.",
+    )
+    with_scalar(
+        f"_{_name}_scalar",
+        lambda x, scalar, _u=_ufunc: as_dtype_of(_u(x, scalar), x),
+        f"({{0}} {_symbol} {{scalar}})",
+        None,
+        differentiable=False,
+        doc=f"1 where x {_symbol} scalar, else 0.",
+    )
 
 
 # ---------------------------------------------------------------------------
 # ops with a scalar attribute (what MXNet records for ``x + 1``, ``2 / x`` ...)
 # ---------------------------------------------------------------------------
+
 
 def scalar_identity_grad(g, x, *, out, scalar):
     """g"""
@@ -515,45 +606,77 @@ def rmod_scalar_grad(g, x, *, out, scalar):
     return -g * F.floor(scalar / x)
 
 
-with_scalar("_plus_scalar", lambda x, scalar: x + scalar, "{0} + {scalar}",
-            scalar_identity_grad)
-with_scalar("_minus_scalar", lambda x, scalar: x - scalar, "{0} - {scalar}",
-            scalar_identity_grad)
-with_scalar("_rminus_scalar", lambda x, scalar: scalar - x, "{scalar} - {0}",
-            scalar_negate_grad)
+with_scalar("_plus_scalar", lambda x, scalar: x + scalar, "{0} + {scalar}", scalar_identity_grad)
+with_scalar("_minus_scalar", lambda x, scalar: x - scalar, "{0} - {scalar}", scalar_identity_grad)
+with_scalar("_rminus_scalar", lambda x, scalar: scalar - x, "{scalar} - {0}", scalar_negate_grad)
 with_scalar("_mul_scalar", lambda x, scalar: x * scalar, "{0} * {scalar}", mul_scalar_grad)
-with_scalar("_div_scalar", _quiet(lambda x, scalar: x / scalar), "{0} / {scalar}",
-            div_scalar_grad)
-with_scalar("_rdiv_scalar", _quiet(lambda x, scalar: scalar / x), "{scalar} / {0}",
-            rdiv_scalar_grad, domain=(0.5, 2.0))
+with_scalar("_div_scalar", _quiet(lambda x, scalar: x / scalar), "{0} / {scalar}", div_scalar_grad)
+with_scalar(
+    "_rdiv_scalar",
+    _quiet(lambda x, scalar: scalar / x),
+    "{scalar} / {0}",
+    rdiv_scalar_grad,
+    domain=(0.5, 2.0),
+)
+
+
 def _power_scalar_template(attrs: dict) -> str:
     # numpy computes array ** 0.5, 2, 1, -1 and 0 as sqrt, square, copy, reciprocal
     # and ones (sqrt(-inf) is NaN where pow(-inf, 0.5) is inf): so must the kernel
-    special = {0.5: "vm.sqrt({0})", 2.0: "{0} * {0}", 1.0: "{0}", -1.0: "1.0 / {0}",
-               0.0: "1.0"}
+    special = {0.5: "vm.sqrt({0})", 2.0: "{0} * {0}", 1.0: "{0}", -1.0: "1.0 / {0}", 0.0: "1.0"}
     scalar = attrs["scalar"]
     if type(scalar) is float and scalar in special:
         return special[scalar]
     return "vm.pow({0}, {scalar})"
 
 
-with_scalar("_power_scalar", _quiet(lambda x, scalar: x ** scalar), _power_scalar_template,
-            power_scalar_grad, domain=(0.5, 2.0))
-with_scalar("_rpower_scalar", _quiet(lambda x, scalar: scalar ** x), "vm.pow({scalar}, {0})",
-            rpower_scalar_grad)
-with_scalar("_maximum_scalar", lambda x, scalar: np.maximum(x, np.asarray(scalar, x.dtype)),
-            "vm.maximum({0}, {scalar})", maximum_scalar_grad, test_scalar=0.3)
-with_scalar("_minimum_scalar", lambda x, scalar: np.minimum(x, np.asarray(scalar, x.dtype)),
-            "vm.minimum({0}, {scalar})", minimum_scalar_grad, test_scalar=0.3)
-with_scalar("_mod_scalar", _quiet(lambda x, scalar: np.mod(x, scalar)), "vm.mod({0}, {scalar})",
-            mod_scalar_grad, domain=(0.1, 1.4))
-with_scalar("_rmod_scalar", _quiet(lambda x, scalar: np.mod(scalar, x)),
-            "vm.mod({scalar}, {0})", rmod_scalar_grad, domain=(1.6, 2.9))
+with_scalar(
+    "_power_scalar",
+    _quiet(lambda x, scalar: x**scalar),
+    _power_scalar_template,
+    power_scalar_grad,
+    domain=(0.5, 2.0),
+)
+with_scalar(
+    "_rpower_scalar",
+    _quiet(lambda x, scalar: scalar**x),
+    "vm.pow({scalar}, {0})",
+    rpower_scalar_grad,
+)
+with_scalar(
+    "_maximum_scalar",
+    lambda x, scalar: np.maximum(x, np.asarray(scalar, x.dtype)),
+    "vm.maximum({0}, {scalar})",
+    maximum_scalar_grad,
+    test_scalar=0.3,
+)
+with_scalar(
+    "_minimum_scalar",
+    lambda x, scalar: np.minimum(x, np.asarray(scalar, x.dtype)),
+    "vm.minimum({0}, {scalar})",
+    minimum_scalar_grad,
+    test_scalar=0.3,
+)
+with_scalar(
+    "_mod_scalar",
+    _quiet(lambda x, scalar: np.mod(x, scalar)),
+    "vm.mod({0}, {scalar})",
+    mod_scalar_grad,
+    domain=(0.1, 1.4),
+)
+with_scalar(
+    "_rmod_scalar",
+    _quiet(lambda x, scalar: np.mod(scalar, x)),
+    "vm.mod({scalar}, {0})",
+    rmod_scalar_grad,
+    domain=(1.6, 2.9),
+)
 
 
 # ---------------------------------------------------------------------------
 # casting
 # ---------------------------------------------------------------------------
+
 
 def _cast_types(types, *, dtype):
     return [types[0]._replace(dtype=np.dtype(dtype))]
@@ -564,8 +687,17 @@ def cast_grad(g, x, *, out, dtype):
     return F.Cast(g, dtype=x.dtype.name)
 
 
-register(OpDef(name="Cast", aliases=("cast",), infer=_cast_types,
-               impl=lambda x, dtype: x.astype(dtype), grad=cast_grad,
-               attrs={"dtype": Attr(as_dtype_name)}, kind="elemwise", scalar="{0}",
-               doc="Convert to ``dtype``.",
-               test=TestSpec(attrs={"dtype": "float64"})))
+register(
+    OpDef(
+        name="Cast",
+        aliases=("cast",),
+        infer=_cast_types,
+        impl=lambda x, dtype: x.astype(dtype),
+        grad=cast_grad,
+        attrs={"dtype": Attr(as_dtype_name)},
+        kind="elemwise",
+        scalar="{0}",
+        doc="Convert to ``dtype``.",
+        test=TestSpec(attrs={"dtype": "float64"}),
+    )
+)

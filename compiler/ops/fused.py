@@ -29,6 +29,7 @@ class FusedBody:
     def nodes(self) -> list[Node]:
         """The body's op nodes in topological order."""
         from ..ir import topo_order
+
         return [n for n in topo_order(self.outputs) if not n.is_variable]
 
 
@@ -40,8 +41,15 @@ def _fused(*arrays, body: FusedBody):
     return tuple(evaluate(body.outputs, {var: (a,) for var, a in zip(body.inputs, arrays)}))
 
 
-register(OpDef(name="_fused", infer=_fused_types, impl=_fused,
-               attrs={"body": Attr(lambda body: body)}, variadic=True,
-               differentiable=False, kind="fused",
-               doc="An elementwise subgraph (with the reductions that end it) run as "
-                   "one loop."))
+register(
+    OpDef(
+        name="_fused",
+        infer=_fused_types,
+        impl=_fused,
+        attrs={"body": Attr(lambda body: body)},
+        variadic=True,
+        differentiable=False,
+        kind="fused",
+        doc="An elementwise subgraph (with the reductions that end it) run as one loop.",
+    )
+)

@@ -40,8 +40,11 @@ def _group_norm(x, gamma, beta, *, num_groups, eps, output_mean_var):
     var = grouped.var(axis=2, keepdims=True)
     xhat = (grouped - mean) / np.sqrt(var + eps)
     out = xhat * gamma.reshape(1, -1, 1) + beta.reshape(1, -1, 1)
-    return (out.reshape(x.shape).astype(x.dtype), mean[..., 0].astype(x.dtype),
-            np.sqrt(var[..., 0] + eps).astype(x.dtype))
+    return (
+        out.reshape(x.shape).astype(x.dtype),
+        mean[..., 0].astype(x.dtype),
+        np.sqrt(var[..., 0] + eps).astype(x.dtype),
+    )
 
 
 def group_norm_grad(gs, x, gamma, beta, *, out, num_groups, eps, output_mean_var):
@@ -53,25 +56,38 @@ def group_norm_grad(gs, x, gamma, beta, *, out, num_groups, eps, output_mean_var
     xhat, rstd = normalized(grouped_x, (2,), eps)
     scaled = grouped_g * F.reshape(gamma, shape=(1, -1, 1))
     grad_x = F.reshape_like(normalized_grad(scaled, xhat, rstd, (2,)), x)
-    return (grad_x, F.sum(grouped_g * xhat, axis=(1,), exclude=True),
-            F.sum(grouped_g, axis=(1,), exclude=True))
+    return (
+        grad_x,
+        F.sum(grouped_g * xhat, axis=(1,), exclude=True),
+        F.sum(grouped_g, axis=(1,), exclude=True),
+    )
 
 
 def _group_norm_inputs(rng):
-    return [rng.uniform(-2, 2, (2, 4, 3)), rng.uniform(0.5, 1.5, (2,)),
-            rng.uniform(-1, 1, (2,))]
+    return [rng.uniform(-2, 2, (2, 4, 3)), rng.uniform(0.5, 1.5, (2,)), rng.uniform(-1, 1, (2,))]
 
 
-register(OpDef(name="GroupNorm", infer=_group_norm_types, impl=_group_norm,
-               grad=group_norm_grad, inputs=("data", "gamma", "beta"), visible_outputs=1,
-               kind="norm",
-               attrs={"num_groups": Attr(as_int, 1), "eps": Attr(as_float, 1e-5),
-                      "output_mean_var": Attr(as_bool, False)},
-               doc="Split the channels (axis 1) into num_groups groups, normalise each "
-                   "group of each sample to zero mean and unit variance, then scale by "
-                   "gamma and shift by beta (one value per group, as MXNet 1.x); "
-                   "output_mean_var also returns the (N, num_groups) mean and std.\n\n"
-                   "Gradient: on the (N, num_groups, rest) view, gx = rstd (gg - mean(gg) "
-                   "- xhat mean(gg xhat)) with gg = g gamma and the means over rest; "
-                   "ggamma = sum(g xhat), gbeta = sum(g) over all axes but the group.",
-               test=TestSpec(make_inputs=_group_norm_inputs, attrs={"num_groups": 2})))
+register(
+    OpDef(
+        name="GroupNorm",
+        infer=_group_norm_types,
+        impl=_group_norm,
+        grad=group_norm_grad,
+        inputs=("data", "gamma", "beta"),
+        visible_outputs=1,
+        kind="norm",
+        attrs={
+            "num_groups": Attr(as_int, 1),
+            "eps": Attr(as_float, 1e-5),
+            "output_mean_var": Attr(as_bool, False),
+        },
+        doc="Split the channels (axis 1) into num_groups groups, normalise each "
+        "group of each sample to zero mean and unit variance, then scale by "
+        "gamma and shift by beta (one value per group, as MXNet 1.x); "
+        "output_mean_var also returns the (N, num_groups) mean and std.\n\n"
+        "Gradient: on the (N, num_groups, rest) view, gx = rstd (gg - mean(gg) "
+        "- xhat mean(gg xhat)) with gg = g gamma and the means over rest; "
+        "ggamma = sum(g xhat), gbeta = sum(g) over all axes but the group.",
+        test=TestSpec(make_inputs=_group_norm_inputs, attrs={"num_groups": 2}),
+    )
+)

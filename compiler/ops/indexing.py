@@ -37,6 +37,7 @@ def _like_last(types, **_attrs):
 # gathering and scattering along one axis (gradients of sort and topk)
 # ---------------------------------------------------------------------------
 
+
 def _along_axis_index(index, shape, axis):
     """Open-mesh index tuple addressing ``index`` positions along ``axis``."""
     grids = list(np.ogrid[tuple(slice(n) for n in index.shape)])
@@ -47,8 +48,9 @@ def _along_axis_index(index, shape, axis):
 def _gather_along_axis_types(types, *, axis):
     data, index = types[0].shape, types[1].shape
     ax = normalize_axis(axis, len(data))
-    if len(index) != len(data) or any(a != b for i, (a, b) in enumerate(zip(data, index))
-                                      if i != ax):
+    if len(index) != len(data) or any(
+        a != b for i, (a, b) in enumerate(zip(data, index)) if i != ax
+    ):
         raise GraphError(f"index {index} must match data {data} off axis {ax}")
     return [TensorType(index, types[0].dtype)]
 
@@ -62,13 +64,25 @@ def gather_along_axis_grad(g, data, index, *, out, axis):
     return F._scatter_along_axis(g, index, data, axis=axis), None
 
 
-register(OpDef(name="_gather_along_axis", infer=_gather_along_axis_types,
-               impl=_gather_along_axis, grad=gather_along_axis_grad,
-               inputs=("data", "index"), attrs={"axis": Attr(as_int, -1)}, kind="gather",
-               doc="numpy's take_along_axis: ``data`` at ``index`` along ``axis``.",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (3, 4)),
-                                                      np.array([[1, 1], [0, 3], [2, 0.0]])],
-                             wrt=(0,))))
+register(
+    OpDef(
+        name="_gather_along_axis",
+        infer=_gather_along_axis_types,
+        impl=_gather_along_axis,
+        grad=gather_along_axis_grad,
+        inputs=("data", "index"),
+        attrs={"axis": Attr(as_int, -1)},
+        kind="gather",
+        doc="numpy's take_along_axis: ``data`` at ``index`` along ``axis``.",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-2, 2, (3, 4)),
+                np.array([[1, 1], [0, 3], [2, 0.0]]),
+            ],
+            wrt=(0,),
+        ),
+    )
+)
 
 
 def _scatter_along_axis(data, index, like, *, axis):
@@ -82,20 +96,34 @@ def scatter_along_axis_grad(g, data, index, like, *, out, axis):
     return F._gather_along_axis(g, index, axis=axis), None, None
 
 
-register(OpDef(name="_scatter_along_axis", infer=_like_last, impl=_scatter_along_axis,
-               shape_only=(2,),
-               grad=scatter_along_axis_grad, inputs=("data", "index", "like"),
-               attrs={"axis": Attr(as_int, -1)}, kind="gather",
-               doc="Zeros shaped like ``like`` with ``data`` added at ``index`` along "
-                   "``axis``: the adjoint of _gather_along_axis.",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (3, 2)),
-                                                      np.array([[1, 1], [0, 3], [2, 0.0]]),
-                                                      np.zeros((3, 4))], wrt=(0,))))
+register(
+    OpDef(
+        name="_scatter_along_axis",
+        infer=_like_last,
+        impl=_scatter_along_axis,
+        shape_only=(2,),
+        grad=scatter_along_axis_grad,
+        inputs=("data", "index", "like"),
+        attrs={"axis": Attr(as_int, -1)},
+        kind="gather",
+        doc="Zeros shaped like ``like`` with ``data`` added at ``index`` along "
+        "``axis``: the adjoint of _gather_along_axis.",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-2, 2, (3, 2)),
+                np.array([[1, 1], [0, 3], [2, 0.0]]),
+                np.zeros((3, 4)),
+            ],
+            wrt=(0,),
+        ),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # Embedding
 # ---------------------------------------------------------------------------
+
 
 def _embedding_types(types, *, input_dim, output_dim, dtype, sparse_grad):
     weight = types[1]
@@ -113,20 +141,34 @@ def embedding_grad(g, data, weight, *, out, input_dim, output_dim, dtype, sparse
     return None, F._take_grad(g, data, weight, axis=0, mode="clip")
 
 
-register(OpDef(name="Embedding", infer=_embedding_types, impl=_embedding,
-               grad=embedding_grad, inputs=("data", "weight"), kind="gather",
-               attrs={"input_dim": Attr(as_int), "output_dim": Attr(as_int),
-                      "dtype": Attr(as_dtype_name, "float32"),
-                      "sparse_grad": Attr(as_bool, False)},
-               doc="Rows of ``weight`` (input_dim, output_dim) at the indices in ``data``.",
-               test=TestSpec(make_inputs=lambda rng: [np.array([[0, 3], [3, 1.0]]),
-                                                      rng.uniform(-1, 1, (5, 3))],
-                             attrs={"input_dim": 5, "output_dim": 3}, wrt=(1,))))
+register(
+    OpDef(
+        name="Embedding",
+        infer=_embedding_types,
+        impl=_embedding,
+        grad=embedding_grad,
+        inputs=("data", "weight"),
+        kind="gather",
+        attrs={
+            "input_dim": Attr(as_int),
+            "output_dim": Attr(as_int),
+            "dtype": Attr(as_dtype_name, "float32"),
+            "sparse_grad": Attr(as_bool, False),
+        },
+        doc="Rows of ``weight`` (input_dim, output_dim) at the indices in ``data``.",
+        test=TestSpec(
+            make_inputs=lambda rng: [np.array([[0, 3], [3, 1.0]]), rng.uniform(-1, 1, (5, 3))],
+            attrs={"input_dim": 5, "output_dim": 3},
+            wrt=(1,),
+        ),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # gather_nd and scatter_nd
 # ---------------------------------------------------------------------------
+
 
 def _nd_index(indices, shape):
     count = indices.shape[0]
@@ -138,7 +180,7 @@ def _gather_nd_types(types):
     data, indices = types[0].shape, types[1].shape
     if not indices or indices[0] > len(data):
         raise GraphError(f"indices {indices} must be (M, ...) with M <= {len(data)}")
-    return [TensorType(indices[1:] + data[indices[0]:] or (1,), types[0].dtype)]
+    return [TensorType(indices[1:] + data[indices[0] :] or (1,), types[0].dtype)]
 
 
 def _gather_nd(data, indices):
@@ -155,17 +197,25 @@ def _gather_nd_inputs(rng):
     return [rng.uniform(-2, 2, (3, 4, 2)), np.array([[0, 2, 2], [1, 3, 1.0]])]
 
 
-register(OpDef(name="gather_nd", infer=_gather_nd_types, impl=_gather_nd,
-               grad=gather_nd_grad, inputs=("data", "indices"), kind="gather",
-               doc="Elements or slices of ``data`` at the index columns of ``indices`` "
-                   "(M, ...): out[y] = data[indices[0, y], ..., indices[M-1, y]].",
-               test=TestSpec(make_inputs=_gather_nd_inputs, wrt=(0,))))
+register(
+    OpDef(
+        name="gather_nd",
+        infer=_gather_nd_types,
+        impl=_gather_nd,
+        grad=gather_nd_grad,
+        inputs=("data", "indices"),
+        kind="gather",
+        doc="Elements or slices of ``data`` at the index columns of ``indices`` "
+        "(M, ...): out[y] = data[indices[0, y], ..., indices[M-1, y]].",
+        test=TestSpec(make_inputs=_gather_nd_inputs, wrt=(0,)),
+    )
+)
 
 
 def _gather_nd_grad(g, indices, like):
     out = np.zeros(like.shape, dtype=g.dtype)
     index = _nd_index(indices, like.shape)
-    np.add.at(out, index, g.reshape(index[0].shape + like.shape[indices.shape[0]:]))
+    np.add.at(out, index, g.reshape(index[0].shape + like.shape[indices.shape[0] :]))
     return out
 
 
@@ -174,21 +224,37 @@ def gather_nd_grad_grad(h, g, indices, like, *, out):
     return F.reshape_like(F.gather_nd(h, indices), g), None, None
 
 
-register(OpDef(name="_gather_nd_grad", aliases=("_backward_gather_nd",), infer=_like_last,
-               impl=_gather_nd_grad, grad=gather_nd_grad_grad, shape_only=(2,),
-               inputs=("data", "indices", "like"), kind="gather",
-               doc="Zeros shaped like ``like`` with ``data`` added at ``indices``: the "
-                   "gradient of gather_nd.",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (3, 2)),
-                                                      np.array([[0, 2, 0], [1, 3, 1.0]]),
-                                                      np.zeros((3, 4, 2))], wrt=(0,))))
+register(
+    OpDef(
+        name="_gather_nd_grad",
+        aliases=("_backward_gather_nd",),
+        infer=_like_last,
+        impl=_gather_nd_grad,
+        grad=gather_nd_grad_grad,
+        shape_only=(2,),
+        inputs=("data", "indices", "like"),
+        kind="gather",
+        doc="Zeros shaped like ``like`` with ``data`` added at ``indices``: the "
+        "gradient of gather_nd.",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-2, 2, (3, 2)),
+                np.array([[0, 2, 0], [1, 3, 1.0]]),
+                np.zeros((3, 4, 2)),
+            ],
+            wrt=(0,),
+        ),
+    )
+)
 
 
 def _scatter_nd_types(types, *, shape):
     data, indices = types[0].shape, types[1].shape
-    if not indices or indices[0] > len(shape) or data != indices[1:] + shape[indices[0]:]:
-        raise GraphError(f"data {data} must be indices.shape[1:] + shape[M:] for indices "
-                         f"{indices} and shape {shape}")
+    if not indices or indices[0] > len(shape) or data != indices[1:] + shape[indices[0] :]:
+        raise GraphError(
+            f"data {data} must be indices.shape[1:] + shape[M:] for indices "
+            f"{indices} and shape {shape}"
+        )
     return [TensorType(tuple(shape), types[0].dtype)]
 
 
@@ -203,19 +269,33 @@ def scatter_nd_grad(g, data, indices, *, out, shape):
     return F.reshape_like(F.gather_nd(g, indices), data), None
 
 
-register(OpDef(name="scatter_nd", infer=_scatter_nd_types, impl=_scatter_nd,
-               grad=scatter_nd_grad, inputs=("data", "indices"),
-               attrs={"shape": Attr(as_shape)}, kind="gather",
-               doc="Zeros of ``shape`` with ``data`` written at ``indices`` (the inverse "
-                   "of gather_nd; with repeated indices one write wins).",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (3, 2)),
-                                                      np.array([[0, 2, 1], [1, 3, 1.0]])],
-                             attrs={"shape": (3, 4, 2)}, wrt=(0,))))
+register(
+    OpDef(
+        name="scatter_nd",
+        infer=_scatter_nd_types,
+        impl=_scatter_nd,
+        grad=scatter_nd_grad,
+        inputs=("data", "indices"),
+        attrs={"shape": Attr(as_shape)},
+        kind="gather",
+        doc="Zeros of ``shape`` with ``data`` written at ``indices`` (the inverse "
+        "of gather_nd; with repeated indices one write wins).",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-2, 2, (3, 2)),
+                np.array([[0, 2, 1], [1, 3, 1.0]]),
+            ],
+            attrs={"shape": (3, 4, 2)},
+            wrt=(0,),
+        ),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # where
 # ---------------------------------------------------------------------------
+
 
 def _where_types(types):
     condition, x, y = types
@@ -232,21 +312,32 @@ def where_grad(g, condition, x, y, *, out):
 
 
 def _where_inputs(rng):
-    return [rng.integers(0, 2, (3, 4)).astype(np.float64), rng.uniform(-2, 2, (3, 4)),
-            rng.uniform(-2, 2, (3, 4))]
+    return [
+        rng.integers(0, 2, (3, 4)).astype(np.float64),
+        rng.uniform(-2, 2, (3, 4)),
+        rng.uniform(-2, 2, (3, 4)),
+    ]
 
 
-register(OpDef(name="where", infer=_where_types,
-               impl=lambda condition, x, y: np.where(condition != 0, x, y),
-               grad=where_grad, inputs=("condition", "x", "y"), kind="elemwise",
-               scalar="({1} if {0} != 0 else {2})",
-               doc="x where condition is nonzero, else y.",
-               test=TestSpec(make_inputs=_where_inputs, wrt=(1, 2))))
+register(
+    OpDef(
+        name="where",
+        infer=_where_types,
+        impl=lambda condition, x, y: np.where(condition != 0, x, y),
+        grad=where_grad,
+        inputs=("condition", "x", "y"),
+        kind="elemwise",
+        scalar="({1} if {0} != 0 else {2})",
+        doc="x where condition is nonzero, else y.",
+        test=TestSpec(make_inputs=_where_inputs, wrt=(1, 2)),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # tile and repeat
 # ---------------------------------------------------------------------------
+
 
 def _tile_shapes(shape, reps):
     rank = max(len(shape), len(reps))
@@ -265,10 +356,19 @@ def tile_grad(g, x, *, out, reps):
     return F._tile_grad(g, x, reps=reps)
 
 
-register(OpDef(name="tile", infer=_tile_types, impl=lambda x, reps: np.tile(x, reps),
-               grad=tile_grad, attrs={"reps": Attr(as_shape)}, kind="shape",
-               method="tile", doc="Repeat the whole array ``reps`` times along each axis.",
-               test=TestSpec(shapes=((2, 3),), attrs={"reps": (2, 1, 2)})))
+register(
+    OpDef(
+        name="tile",
+        infer=_tile_types,
+        impl=lambda x, reps: np.tile(x, reps),
+        grad=tile_grad,
+        attrs={"reps": Attr(as_shape)},
+        kind="shape",
+        method="tile",
+        doc="Repeat the whole array ``reps`` times along each axis.",
+        test=TestSpec(shapes=((2, 3),), attrs={"reps": (2, 1, 2)}),
+    )
+)
 
 
 def _tile_grad(g, like, *, reps):
@@ -283,12 +383,20 @@ def tile_grad_grad(h, g, like, *, out, reps):
     return F.tile(h, reps=reps), None
 
 
-register(OpDef(name="_tile_grad", infer=_like_last, impl=_tile_grad, grad=tile_grad_grad,
-               shape_only=(1,),
-               inputs=("data", "like"), attrs={"reps": Attr(as_shape)}, kind="reduce",
-               doc="Sum of the tiles of ``data`` shaped like ``like``: the gradient of tile.",
-               test=TestSpec(shapes=((2, 2, 6), (2, 3)), attrs={"reps": (2, 1, 2)},
-                             wrt=(0,))))
+register(
+    OpDef(
+        name="_tile_grad",
+        infer=_like_last,
+        impl=_tile_grad,
+        grad=tile_grad_grad,
+        shape_only=(1,),
+        inputs=("data", "like"),
+        attrs={"reps": Attr(as_shape)},
+        kind="reduce",
+        doc="Sum of the tiles of ``data`` shaped like ``like``: the gradient of tile.",
+        test=TestSpec(shapes=((2, 2, 6), (2, 3)), attrs={"reps": (2, 1, 2)}, wrt=(0,)),
+    )
+)
 
 
 def _repeat_types(types, *, repeats, axis):
@@ -296,8 +404,11 @@ def _repeat_types(types, *, repeats, axis):
     if axis is None:
         return [TensorType((int(np.prod(shape)) * repeats,), types[0].dtype)]
     ax = normalize_axis(axis, len(shape))
-    return [TensorType(tuple(s * repeats if i == ax else s for i, s in enumerate(shape)),
-                       types[0].dtype)]
+    return [
+        TensorType(
+            tuple(s * repeats if i == ax else s for i, s in enumerate(shape)), types[0].dtype
+        )
+    ]
 
 
 def repeat_grad(g, x, *, out, repeats, axis):
@@ -306,19 +417,27 @@ def repeat_grad(g, x, *, out, repeats, axis):
 
 
 REPEAT_ATTRS = {"repeats": Attr(as_int), "axis": Attr(as_optional_int, None)}
-register(OpDef(name="repeat", infer=_repeat_types,
-               impl=lambda x, repeats, axis: np.repeat(x, repeats, axis=axis),
-               grad=repeat_grad, attrs=REPEAT_ATTRS, kind="shape", method="repeat",
-               doc="Repeat each element ``repeats`` times along ``axis`` (of the flattened "
-                   "array if None).",
-               test=TestSpec(shapes=((2, 3),), attrs={"repeats": 2, "axis": 1})))
+register(
+    OpDef(
+        name="repeat",
+        infer=_repeat_types,
+        impl=lambda x, repeats, axis: np.repeat(x, repeats, axis=axis),
+        grad=repeat_grad,
+        attrs=REPEAT_ATTRS,
+        kind="shape",
+        method="repeat",
+        doc="Repeat each element ``repeats`` times along ``axis`` (of the flattened "
+        "array if None).",
+        test=TestSpec(shapes=((2, 3),), attrs={"repeats": 2, "axis": 1}),
+    )
+)
 
 
 def _repeat_grad(g, like, *, repeats, axis):
     if axis is None:
         return g.reshape(-1, repeats).sum(axis=1).reshape(like.shape)
     ax = axis % like.ndim
-    split = like.shape[:ax] + (like.shape[ax], repeats) + like.shape[ax + 1:]
+    split = like.shape[:ax] + (like.shape[ax], repeats) + like.shape[ax + 1 :]
     return g.reshape(split).sum(axis=ax + 1)
 
 
@@ -327,19 +446,31 @@ def repeat_grad_grad(h, g, like, *, out, repeats, axis):
     return F.repeat(h, repeats=repeats, axis=axis), None
 
 
-register(OpDef(name="_repeat_grad", infer=_like_last, impl=_repeat_grad, shape_only=(1,),
-               grad=repeat_grad_grad, inputs=("data", "like"), attrs=REPEAT_ATTRS,
-               kind="reduce", doc="Sum of each element's repeats: the gradient of repeat.",
-               test=TestSpec(shapes=((2, 6), (2, 3)), attrs={"repeats": 2, "axis": 1},
-                             wrt=(0,))))
+register(
+    OpDef(
+        name="_repeat_grad",
+        infer=_like_last,
+        impl=_repeat_grad,
+        shape_only=(1,),
+        grad=repeat_grad_grad,
+        inputs=("data", "like"),
+        attrs=REPEAT_ATTRS,
+        kind="reduce",
+        doc="Sum of each element's repeats: the gradient of repeat.",
+        test=TestSpec(shapes=((2, 6), (2, 3)), attrs={"repeats": 2, "axis": 1}, wrt=(0,)),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # pad
 # ---------------------------------------------------------------------------
 
-PAD_ATTRS = {"mode": Attr(one_of("constant", "edge", "reflect"), "constant"),
-             "pad_width": Attr(as_shape), "constant_value": Attr(as_float, 0.0)}
+PAD_ATTRS = {
+    "mode": Attr(one_of("constant", "edge", "reflect"), "constant"),
+    "pad_width": Attr(as_shape),
+    "constant_value": Attr(as_float, 0.0),
+}
 
 
 def _pad_pairs(ndim, pad_width):
@@ -367,17 +498,29 @@ def pad_grad(g, x, *, out, mode, pad_width, constant_value):
     """constant: the unpadded part of g; edge/reflect: g folded back onto its sources"""
     pairs = _pad_pairs(x.ndim, pad_width)
     if mode == "constant":
-        return F.slice(g, begin=tuple(a for a, _ in pairs),
-                       end=tuple(-b if b else None for _, b in pairs))
+        return F.slice(
+            g, begin=tuple(a for a, _ in pairs), end=tuple(-b if b else None for _, b in pairs)
+        )
     return F._pad_grad(g, x, mode=mode, pad_width=pad_width, constant_value=0.0)
 
 
-register(OpDef(name="Pad", aliases=("pad",), infer=_pad_types, impl=_pad, grad=pad_grad,
-               attrs=PAD_ATTRS, kind="shape", method="pad",
-               doc="Pad every axis by (before, after) from ``pad_width`` with a constant, "
-                   "the edge value, or a reflection.",
-               test=TestSpec(shapes=((2, 3, 4),), attrs={"mode": "reflect",
-                                                         "pad_width": (0, 0, 1, 2, 2, 1)})))
+register(
+    OpDef(
+        name="Pad",
+        aliases=("pad",),
+        infer=_pad_types,
+        impl=_pad,
+        grad=pad_grad,
+        attrs=PAD_ATTRS,
+        kind="shape",
+        method="pad",
+        doc="Pad every axis by (before, after) from ``pad_width`` with a constant, "
+        "the edge value, or a reflection.",
+        test=TestSpec(
+            shapes=((2, 3, 4),), attrs={"mode": "reflect", "pad_width": (0, 0, 1, 2, 2, 1)}
+        ),
+    )
+)
 
 
 def _pad_grad(g, like, *, mode, pad_width, constant_value):
@@ -386,7 +529,7 @@ def _pad_grad(g, like, *, mode, pad_width, constant_value):
         if not before and not after:
             continue
         source = np.pad(np.arange(size), (before, after), mode=mode)
-        folded = np.zeros((size,) + g.shape[:axis] + g.shape[axis + 1:], dtype=g.dtype)
+        folded = np.zeros((size,) + g.shape[:axis] + g.shape[axis + 1 :], dtype=g.dtype)
         np.add.at(folded, source, np.moveaxis(g, axis, 0))
         g = np.moveaxis(folded, 0, axis)
     return np.ascontiguousarray(g)
@@ -397,29 +540,51 @@ def pad_grad_grad(h, g, like, *, out, mode, pad_width, constant_value):
     return F.Pad(h, mode=mode, pad_width=pad_width), None
 
 
-register(OpDef(name="_pad_grad", infer=_like_last, impl=_pad_grad, grad=pad_grad_grad,
-               shape_only=(1,),
-               inputs=("data", "like"), attrs=PAD_ATTRS, kind="gather",
-               doc="Each padded element added back onto the element it copies: the "
-                   "gradient of edge and reflect padding.",
-               test=TestSpec(shapes=((2, 6, 7), (2, 3, 4)), wrt=(0,), attrs={
-                   "mode": "edge", "pad_width": (0, 0, 1, 2, 2, 1)})))
+register(
+    OpDef(
+        name="_pad_grad",
+        infer=_like_last,
+        impl=_pad_grad,
+        grad=pad_grad_grad,
+        shape_only=(1,),
+        inputs=("data", "like"),
+        attrs=PAD_ATTRS,
+        kind="gather",
+        doc="Each padded element added back onto the element it copies: the "
+        "gradient of edge and reflect padding.",
+        test=TestSpec(
+            shapes=((2, 6, 7), (2, 3, 4)),
+            wrt=(0,),
+            attrs={"mode": "edge", "pad_width": (0, 0, 1, 2, 2, 1)},
+        ),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # reverse, sort, argsort
 # ---------------------------------------------------------------------------
 
+
 def reverse_grad(g, x, *, out, axis):
     """g reversed back"""
     return F.reverse(g, axis=axis)
 
 
-register(OpDef(name="reverse", aliases=("flip",), infer=lambda types, axis: [types[0]],
-               impl=lambda x, axis: np.flip(x, axis=axis).copy(), grad=reverse_grad,
-               attrs={"axis": Attr(as_axes)}, kind="shape", method="flip",
-               doc="Reverse the order of elements along the given axes.",
-               test=TestSpec(shapes=((3, 4),), attrs={"axis": (1,)})))
+register(
+    OpDef(
+        name="reverse",
+        aliases=("flip",),
+        infer=lambda types, axis: [types[0]],
+        impl=lambda x, axis: np.flip(x, axis=axis).copy(),
+        grad=reverse_grad,
+        attrs={"axis": Attr(as_axes)},
+        kind="shape",
+        method="flip",
+        doc="Reverse the order of elements along the given axes.",
+        test=TestSpec(shapes=((3, 4),), attrs={"axis": (1,)}),
+    )
+)
 
 
 def _sort_types(types, *, axis, is_ascend, **_dtype):
@@ -442,8 +607,7 @@ def _sort(x, *, axis, is_ascend):
 
 def sort_grad(g, x, *, out, axis, is_ascend):
     """g sent back to the positions the sorted values came from"""
-    order = F.argsort(F.stop_gradient(x), axis=axis, is_ascend=is_ascend,
-                      dtype=x.dtype.name)
+    order = F.argsort(F.stop_gradient(x), axis=axis, is_ascend=is_ascend, dtype=x.dtype.name)
     if axis is None:
         flat = F.reshape(x, shape=(-1,))
         return F.reshape_like(F._scatter_along_axis(g, order, flat, axis=0), x)
@@ -451,22 +615,38 @@ def sort_grad(g, x, *, out, axis, is_ascend):
 
 
 SORT_ATTRS = {"axis": Attr(as_optional_int, -1), "is_ascend": Attr(as_bool, True)}
-register(OpDef(name="sort", infer=_sort_types, impl=_sort, grad=sort_grad,
-               attrs=SORT_ATTRS, kind="gather", method="sort",
-               doc="Sorted copy along ``axis`` (flattened if None); ties keep their order.",
-               test=TestSpec(make_inputs=lambda rng: [rng.permutation(12).reshape(3, 4)
-                                                      / 4.0], attrs={"is_ascend": False})))
+register(
+    OpDef(
+        name="sort",
+        infer=_sort_types,
+        impl=_sort,
+        grad=sort_grad,
+        attrs=SORT_ATTRS,
+        kind="gather",
+        method="sort",
+        doc="Sorted copy along ``axis`` (flattened if None); ties keep their order.",
+        test=TestSpec(
+            make_inputs=lambda rng: [rng.permutation(12).reshape(3, 4) / 4.0],
+            attrs={"is_ascend": False},
+        ),
+    )
+)
 
 
 def _argsort_types(types, *, axis, is_ascend, dtype):
-    return [_sort_types(types, axis=axis, is_ascend=is_ascend)[0]._replace(
-        dtype=np.dtype(dtype))]
+    return [_sort_types(types, axis=axis, is_ascend=is_ascend)[0]._replace(dtype=np.dtype(dtype))]
 
 
-register(OpDef(name="argsort", infer=_argsort_types,
-               impl=lambda x, axis, is_ascend, dtype: _order(x, axis, is_ascend)[2]
-               .astype(dtype),
-               attrs={**SORT_ATTRS, "dtype": Attr(as_dtype_name, "float32")},
-               differentiable=False, kind="gather", method="argsort",
-               doc="Positions that sort the array along ``axis`` (no gradient).",
-               test=TestSpec(shapes=((3, 4),), attrs={"is_ascend": False})))
+register(
+    OpDef(
+        name="argsort",
+        infer=_argsort_types,
+        impl=lambda x, axis, is_ascend, dtype: _order(x, axis, is_ascend)[2].astype(dtype),
+        attrs={**SORT_ATTRS, "dtype": Attr(as_dtype_name, "float32")},
+        differentiable=False,
+        kind="gather",
+        method="argsort",
+        doc="Positions that sort the array along ``axis`` (no gradient).",
+        test=TestSpec(shapes=((3, 4),), attrs={"is_ascend": False}),
+    )
+)

@@ -25,6 +25,7 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # shared helpers: type checks, transposes, triangles
 # ---------------------------------------------------------------------------
 
+
 def _matrix_type(t: TensorType, name: str = "A") -> TensorType:
     if len(t.shape) < 2:
         raise GraphError(f"{name} must have at least 2 dimensions, got shape {t.shape}")
@@ -97,6 +98,7 @@ def _lower_triangular(rng, *batch_and_n):
 # gemm, gemm2: alpha op(A) op(B) (+ beta C), rows on ``axis``
 # ---------------------------------------------------------------------------
 
+
 def _rows_last(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
     axis = axis % len(shape)
     rest = [s for i, s in enumerate(shape[:-1]) if i != axis]
@@ -110,8 +112,9 @@ def _rows_back(shape: tuple[int, ...], axis: int, ndim: int) -> tuple[int, ...]:
     return (*dims, shape[-1])
 
 
-def _product_shape(a: TensorType, b: TensorType, transpose_a: bool, transpose_b: bool,
-                   axis: int) -> tuple[int, ...]:
+def _product_shape(
+    a: TensorType, b: TensorType, transpose_a: bool, transpose_b: bool, axis: int
+) -> tuple[int, ...]:
     _matrix_type(a, "A")
     _matrix_type(b, "B")
     if a.dtype != b.dtype:
@@ -163,22 +166,35 @@ def gemm2_grad(g, a, b, *, out, transpose_a, transpose_b, alpha, axis):
     return _product_grads(g, a, b, transpose_a, transpose_b, alpha, axis)
 
 
-_PRODUCT_ATTRS = {"transpose_a": Attr(as_bool, False), "transpose_b": Attr(as_bool, False),
-                  "alpha": Attr(as_float, 1.0), "axis": Attr(as_int, -2)}
+_PRODUCT_ATTRS = {
+    "transpose_a": Attr(as_bool, False),
+    "transpose_b": Attr(as_bool, False),
+    "alpha": Attr(as_float, 1.0),
+    "axis": Attr(as_int, -2),
+}
 
-register(OpDef(name="_linalg_gemm2", aliases=("linalg_gemm2",), infer=_gemm2_types,
-               impl=_gemm2, grad=gemm2_grad, inputs=("A", "B"), attrs=_PRODUCT_ATTRS,
-               doc="alpha * op(A) op(B) over the last two axes (rows on ``axis``), "
-                   "op transposing when transpose_a/transpose_b.",
-               test=TestSpec(shapes=((2, 4, 3), (2, 4, 5)),
-                             attrs={"transpose_a": True, "alpha": 1.5})))
+register(
+    OpDef(
+        name="_linalg_gemm2",
+        aliases=("linalg_gemm2",),
+        infer=_gemm2_types,
+        impl=_gemm2,
+        grad=gemm2_grad,
+        inputs=("A", "B"),
+        attrs=_PRODUCT_ATTRS,
+        doc="alpha * op(A) op(B) over the last two axes (rows on ``axis``), "
+        "op transposing when transpose_a/transpose_b.",
+        test=TestSpec(shapes=((2, 4, 3), (2, 4, 5)), attrs={"transpose_a": True, "alpha": 1.5}),
+    )
+)
 
 
 def _gemm_types(types, *, transpose_a, transpose_b, alpha, beta, axis):
     shape = _product_shape(types[0], types[1], transpose_a, transpose_b, axis)
     if types[2].shape != shape or types[2].dtype != types[0].dtype:
-        raise GraphError(f"C must be {shape} {types[0].dtype}, got {types[2].shape} "
-                         f"{types[2].dtype}")
+        raise GraphError(
+            f"C must be {shape} {types[0].dtype}, got {types[2].shape} {types[2].dtype}"
+        )
     return [TensorType(shape, types[0].dtype)]
 
 
@@ -192,19 +208,28 @@ def gemm_grad(g, a, b, c, *, out, transpose_a, transpose_b, alpha, beta, axis):
     return (*_product_grads(g, a, b, transpose_a, transpose_b, alpha, axis), g * beta)
 
 
-register(OpDef(name="_linalg_gemm", aliases=("linalg_gemm",), infer=_gemm_types, impl=_gemm,
-               grad=gemm_grad, inputs=("A", "B", "C"),
-               attrs={**_PRODUCT_ATTRS, "beta": Attr(as_float, 1.0)},
-               doc="alpha * op(A) op(B) + beta * C over the last two axes (rows on "
-                   "``axis``).",
-               test=TestSpec(shapes=((3, 2, 4), (5, 2, 3), (4, 2, 5)),
-                             attrs={"transpose_a": True, "transpose_b": True, "alpha": 0.7,
-                                    "beta": -1.3, "axis": 0})))
+register(
+    OpDef(
+        name="_linalg_gemm",
+        aliases=("linalg_gemm",),
+        infer=_gemm_types,
+        impl=_gemm,
+        grad=gemm_grad,
+        inputs=("A", "B", "C"),
+        attrs={**_PRODUCT_ATTRS, "beta": Attr(as_float, 1.0)},
+        doc="alpha * op(A) op(B) + beta * C over the last two axes (rows on ``axis``).",
+        test=TestSpec(
+            shapes=((3, 2, 4), (5, 2, 3), (4, 2, 5)),
+            attrs={"transpose_a": True, "transpose_b": True, "alpha": 0.7, "beta": -1.3, "axis": 0},
+        ),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # triangular products and solves: trmm, trsm
 # ---------------------------------------------------------------------------
+
 
 def _triangular_types(types, *, transpose, rightside, lower, alpha):
     a, b = _square_type(types[0]), _matrix_type(types[1], "B")
@@ -230,31 +255,52 @@ def _trmm(a, b, *, transpose, rightside, lower, alpha):
 def trmm_grad(g, a, b, *, out, transpose, rightside, lower, alpha):
     """dB = alpha op(A)^T g (g op(A)^T on the right side), a trmm; dA = alpha g B^T
     (B^T g on the right side; transposed if transpose) on A's triangle."""
-    grad_b = F._linalg_trmm(a, g, transpose=not transpose, rightside=rightside, lower=lower,
-                            alpha=alpha)
+    grad_b = F._linalg_trmm(
+        a, g, transpose=not transpose, rightside=rightside, lower=lower, alpha=alpha
+    )
     if rightside:
-        grad_a = F._linalg_gemm2(g, b, transpose_a=True, alpha=alpha) if transpose else \
-            F._linalg_gemm2(b, g, transpose_a=True, alpha=alpha)
+        grad_a = (
+            F._linalg_gemm2(g, b, transpose_a=True, alpha=alpha)
+            if transpose
+            else F._linalg_gemm2(b, g, transpose_a=True, alpha=alpha)
+        )
     else:
-        grad_a = F._linalg_gemm2(b, g, transpose_b=True, alpha=alpha) if transpose else \
-            F._linalg_gemm2(g, b, transpose_b=True, alpha=alpha)
+        grad_a = (
+            F._linalg_gemm2(b, g, transpose_b=True, alpha=alpha)
+            if transpose
+            else F._linalg_gemm2(g, b, transpose_b=True, alpha=alpha)
+        )
     return _keep_triangle(grad_a, lower), grad_b
 
 
-_TRIANGULAR_ATTRS = {"transpose": Attr(as_bool, False), "rightside": Attr(as_bool, False),
-                     "lower": Attr(as_bool, True), "alpha": Attr(as_float, 1.0)}
+_TRIANGULAR_ATTRS = {
+    "transpose": Attr(as_bool, False),
+    "rightside": Attr(as_bool, False),
+    "lower": Attr(as_bool, True),
+    "alpha": Attr(as_float, 1.0),
+}
 
 
 def _triangular_inputs(rng):
     return [_lower_triangular(rng, 2, 3), rng.uniform(-1, 1, (2, 4, 3))]
 
 
-register(OpDef(name="_linalg_trmm", aliases=("linalg_trmm",), infer=_triangular_types,
-               impl=_trmm, grad=trmm_grad, inputs=("A", "B"), attrs=_TRIANGULAR_ATTRS,
-               doc="alpha * op(A) B (B op(A) with rightside) for the triangle of A "
-                   "(lower or upper) only.",
-               test=TestSpec(make_inputs=_triangular_inputs,
-                             attrs={"rightside": True, "transpose": True, "alpha": 1.3})))
+register(
+    OpDef(
+        name="_linalg_trmm",
+        aliases=("linalg_trmm",),
+        infer=_triangular_types,
+        impl=_trmm,
+        grad=trmm_grad,
+        inputs=("A", "B"),
+        attrs=_TRIANGULAR_ATTRS,
+        doc="alpha * op(A) B (B op(A) with rightside) for the triangle of A (lower or upper) only.",
+        test=TestSpec(
+            make_inputs=_triangular_inputs,
+            attrs={"rightside": True, "transpose": True, "alpha": 1.3},
+        ),
+    )
+)
 
 
 def _trsm(a, b, *, transpose, rightside, lower, alpha):
@@ -274,26 +320,43 @@ def trsm_grad(g, a, b, *, out, transpose, rightside, lower, alpha):
     y = solve(a, g, transpose=not transpose, rightside=rightside, lower=lower)
     gemm2 = F._linalg_gemm2
     if rightside:
-        grad_a = gemm2(y, out, transpose_a=True, alpha=-1.0) if transpose else \
-            gemm2(out, y, transpose_a=True, alpha=-1.0)
+        grad_a = (
+            gemm2(y, out, transpose_a=True, alpha=-1.0)
+            if transpose
+            else gemm2(out, y, transpose_a=True, alpha=-1.0)
+        )
     else:
-        grad_a = gemm2(out, y, transpose_b=True, alpha=-1.0) if transpose else \
-            gemm2(y, out, transpose_b=True, alpha=-1.0)
+        grad_a = (
+            gemm2(out, y, transpose_b=True, alpha=-1.0)
+            if transpose
+            else gemm2(y, out, transpose_b=True, alpha=-1.0)
+        )
     return _keep_triangle(grad_a, lower), y * alpha
 
 
-register(OpDef(name="_linalg_trsm", aliases=("linalg_trsm",), infer=_triangular_types,
-               impl=_trsm, grad=trsm_grad, inputs=("A", "B"), attrs=_TRIANGULAR_ATTRS,
-               doc="alpha * op(A)^-1 B (B op(A)^-1 with rightside): a solve with the "
-                   "triangle of A (lower or upper).",
-               test=TestSpec(make_inputs=lambda rng: [_lower_triangular(rng, 2, 4),
-                                                      rng.uniform(-1, 1, (2, 4, 3))],
-                             attrs={"transpose": True, "alpha": 0.8})))
+register(
+    OpDef(
+        name="_linalg_trsm",
+        aliases=("linalg_trsm",),
+        infer=_triangular_types,
+        impl=_trsm,
+        grad=trsm_grad,
+        inputs=("A", "B"),
+        attrs=_TRIANGULAR_ATTRS,
+        doc="alpha * op(A)^-1 B (B op(A)^-1 with rightside): a solve with the "
+        "triangle of A (lower or upper).",
+        test=TestSpec(
+            make_inputs=lambda rng: [_lower_triangular(rng, 2, 4), rng.uniform(-1, 1, (2, 4, 3))],
+            attrs={"transpose": True, "alpha": 0.8},
+        ),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # syrk: alpha A A^T (alpha A^T A with transpose)
 # ---------------------------------------------------------------------------
+
 
 def _syrk_types(types, *, transpose, alpha):
     a = _matrix_type(types[0])
@@ -309,20 +372,32 @@ def _syrk(a, *, transpose, alpha):
 def syrk_grad(g, a, *, out, transpose, alpha):
     """alpha (g + g^T) A (alpha A (g + g^T) with transpose)"""
     both = g + _t(g)
-    return F._linalg_gemm2(a, both, alpha=alpha) if transpose else \
-        F._linalg_gemm2(both, a, alpha=alpha)
+    return (
+        F._linalg_gemm2(a, both, alpha=alpha)
+        if transpose
+        else F._linalg_gemm2(both, a, alpha=alpha)
+    )
 
 
-register(OpDef(name="_linalg_syrk", aliases=("linalg_syrk",), infer=_syrk_types, impl=_syrk,
-               grad=syrk_grad, attrs={"transpose": Attr(as_bool, False),
-                                      "alpha": Attr(as_float, 1.0)},
-               inputs=("A",), doc="alpha A A^T (alpha A^T A with transpose).",
-               test=TestSpec(shapes=((2, 3, 4),), attrs={"alpha": 0.6})))
+register(
+    OpDef(
+        name="_linalg_syrk",
+        aliases=("linalg_syrk",),
+        infer=_syrk_types,
+        impl=_syrk,
+        grad=syrk_grad,
+        attrs={"transpose": Attr(as_bool, False), "alpha": Attr(as_float, 1.0)},
+        inputs=("A",),
+        doc="alpha A A^T (alpha A^T A with transpose).",
+        test=TestSpec(shapes=((2, 3, 4),), attrs={"alpha": 0.6}),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # potrf, potri: Cholesky factor and inverse from it
 # ---------------------------------------------------------------------------
+
 
 def _square_same(types, **_attrs):
     return [_square_type(types[0])]
@@ -344,11 +419,18 @@ def potrf_grad(g, a, *, out):
     return F._linalg_trsm(out, left, rightside=True)
 
 
-register(OpDef(name="_linalg_potrf", aliases=("linalg_potrf",), infer=_square_same,
-               impl=_potrf, grad=potrf_grad, inputs=("A",),
-               doc="The lower Cholesky factor L of a symmetric positive definite A "
-                   "(A = L L^T).",
-               test=TestSpec(make_inputs=lambda rng: [_spd(rng, 2, 3)])))
+register(
+    OpDef(
+        name="_linalg_potrf",
+        aliases=("linalg_potrf",),
+        infer=_square_same,
+        impl=_potrf,
+        grad=potrf_grad,
+        inputs=("A",),
+        doc="The lower Cholesky factor L of a symmetric positive definite A (A = L L^T).",
+        test=TestSpec(make_inputs=lambda rng: [_spd(rng, 2, 3)]),
+    )
+)
 
 
 def _potri(a):
@@ -360,20 +442,27 @@ def _potri(a):
 def potri_grad(g, a, *, out):
     """dL = -tril(out (g + g^T) L^-T), out = (L L^T)^-1"""
     both = F._linalg_gemm2(out, g + _t(g))
-    return _keep_triangle(F._linalg_trsm(a, both, rightside=True, transpose=True,
-                                         alpha=-1.0), True)
+    return _keep_triangle(F._linalg_trsm(a, both, rightside=True, transpose=True, alpha=-1.0), True)
 
 
-register(OpDef(name="_linalg_potri", aliases=("linalg_potri",), infer=_square_same,
-               impl=_potri, grad=potri_grad, inputs=("A",),
-               doc="(L L^T)^-1 from the lower-triangular L (the inverse of A from its "
-                   "Cholesky factor).",
-               test=TestSpec(make_inputs=lambda rng: [_lower_triangular(rng, 2, 3)])))
+register(
+    OpDef(
+        name="_linalg_potri",
+        aliases=("linalg_potri",),
+        infer=_square_same,
+        impl=_potri,
+        grad=potri_grad,
+        inputs=("A",),
+        doc="(L L^T)^-1 from the lower-triangular L (the inverse of A from its Cholesky factor).",
+        test=TestSpec(make_inputs=lambda rng: [_lower_triangular(rng, 2, 3)]),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # gelqf: A = L Q
 # ---------------------------------------------------------------------------
+
 
 def _gelqf_types(types):
     a = _matrix_type(types[0])
@@ -392,22 +481,32 @@ def gelqf_grad(gs, a, *, out):
     """dA = L^-T (gQ + copyLTU(M) Q) with M = L^T gL - gQ Q^T"""
     grad_q, grad_l = gs
     q, lower = out
-    m = F._linalg_gemm2(lower, grad_l, transpose_a=True) - \
-        F._linalg_gemm2(grad_q, q, transpose_b=True)
+    m = F._linalg_gemm2(lower, grad_l, transpose_a=True) - F._linalg_gemm2(
+        grad_q, q, transpose_b=True
+    )
     inner = grad_q + F._linalg_gemm2(_copy_lower_to_upper(m), q)
     return F._linalg_trsm(lower, inner, transpose=True)
 
 
-register(OpDef(name="_linalg_gelqf", aliases=("linalg_gelqf",), infer=_gelqf_types,
-               impl=_gelqf, grad=gelqf_grad, inputs=("A",),
-               doc="The LQ factorisation A = L Q of a matrix with rows <= columns: "
-                   "outputs Q (orthonormal rows) and the lower-triangular L.",
-               test=TestSpec(shapes=((2, 3, 4),), domain=(-1.0, 1.0))))
+register(
+    OpDef(
+        name="_linalg_gelqf",
+        aliases=("linalg_gelqf",),
+        infer=_gelqf_types,
+        impl=_gelqf,
+        grad=gelqf_grad,
+        inputs=("A",),
+        doc="The LQ factorisation A = L Q of a matrix with rows <= columns: "
+        "outputs Q (orthonormal rows) and the lower-triangular L.",
+        test=TestSpec(shapes=((2, 3, 4),), domain=(-1.0, 1.0)),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # syevd: A = U^T diag(lambda) U
 # ---------------------------------------------------------------------------
+
 
 def _syevd_types(types):
     a = _square_type(types[0])
@@ -429,11 +528,18 @@ def syevd_grad(gs, a, *, out):
     return F._backward_linalg_syevd(gs[0], gs[1], out[0], out[1])
 
 
-register(OpDef(name="_linalg_syevd", infer=_syevd_types,
-               impl=_syevd, grad=syevd_grad, inputs=("A",),
-               doc="The eigendecomposition A = U^T diag(L) U of a symmetric A: rows of U "
-                   "are the eigenvectors, L ascending.",
-               test=TestSpec(make_inputs=lambda rng: [_spd(rng, 2, 3)], order=1)))
+register(
+    OpDef(
+        name="_linalg_syevd",
+        infer=_syevd_types,
+        impl=_syevd,
+        grad=syevd_grad,
+        inputs=("A",),
+        doc="The eigendecomposition A = U^T diag(L) U of a symmetric A: rows of U "
+        "are the eigenvectors, L ascending.",
+        test=TestSpec(make_inputs=lambda rng: [_spd(rng, 2, 3)], order=1),
+    )
+)
 
 
 def _syevd_backward_types(types):
@@ -452,17 +558,23 @@ def _syevd_backward(grad_u, grad_l, u, values):
     return _symmetric(full).astype(u.dtype)
 
 
-register(OpDef(name="_backward_linalg_syevd", infer=_syevd_backward_types,
-               impl=_syevd_backward, inputs=("grad_U", "grad_L", "U", "L"),
-               differentiable=False,
-               doc="The gradient of syevd with respect to A, given the output gradients "
-                   "and outputs.",
-               test=TestSpec(shapes=((2, 3, 3), (2, 3), (2, 3, 3), (2, 3)))))
+register(
+    OpDef(
+        name="_backward_linalg_syevd",
+        infer=_syevd_backward_types,
+        impl=_syevd_backward,
+        inputs=("grad_U", "grad_L", "U", "L"),
+        differentiable=False,
+        doc="The gradient of syevd with respect to A, given the output gradients and outputs.",
+        test=TestSpec(shapes=((2, 3, 3), (2, 3), (2, 3, 3), (2, 3))),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # diagonals and triangles
 # ---------------------------------------------------------------------------
+
 
 def _diag_length(n: int, offset: int) -> int:
     if abs(offset) >= n:
@@ -486,12 +598,19 @@ def extractdiag_grad(g, a, *, out, offset):
 
 _OFFSET = {"offset": Attr(as_int, 0)}
 
-register(OpDef(name="_linalg_extractdiag", aliases=("linalg_extractdiag",),
-               infer=_extractdiag_types, impl=_extractdiag, grad=extractdiag_grad,
-               inputs=("A",), attrs=_OFFSET,
-               doc="The diagonal ``offset`` (above the main one if positive) of square "
-                   "matrices.",
-               test=TestSpec(shapes=((2, 4, 4),), attrs={"offset": 1})))
+register(
+    OpDef(
+        name="_linalg_extractdiag",
+        aliases=("linalg_extractdiag",),
+        infer=_extractdiag_types,
+        impl=_extractdiag,
+        grad=extractdiag_grad,
+        inputs=("A",),
+        attrs=_OFFSET,
+        doc="The diagonal ``offset`` (above the main one if positive) of square matrices.",
+        test=TestSpec(shapes=((2, 4, 4),), attrs={"offset": 1}),
+    )
+)
 
 
 def _makediag_types(types, *, offset):
@@ -515,11 +634,19 @@ def makediag_grad(g, a, *, out, offset):
     return F._linalg_extractdiag(g, offset=offset)
 
 
-register(OpDef(name="_linalg_makediag", aliases=("linalg_makediag",), infer=_makediag_types,
-               impl=_makediag, grad=makediag_grad, inputs=("A",), attrs=_OFFSET,
-               doc="Square matrices with the vectors of A on diagonal ``offset``, zero "
-                   "elsewhere.",
-               test=TestSpec(shapes=((2, 3),), attrs={"offset": -1})))
+register(
+    OpDef(
+        name="_linalg_makediag",
+        aliases=("linalg_makediag",),
+        infer=_makediag_types,
+        impl=_makediag,
+        grad=makediag_grad,
+        inputs=("A",),
+        attrs=_OFFSET,
+        doc="Square matrices with the vectors of A on diagonal ``offset``, zero elsewhere.",
+        test=TestSpec(shapes=((2, 3),), attrs={"offset": -1}),
+    )
+)
 
 
 def _triangle_positions(n: int, offset: int, lower: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -550,13 +677,21 @@ def extracttrian_grad(g, a, *, out, offset, lower):
 
 _TRIANGLE_ATTRS = {"offset": Attr(as_int, 0), "lower": Attr(as_bool, True)}
 
-register(OpDef(name="_linalg_extracttrian", aliases=("linalg_extracttrian",),
-               infer=_extracttrian_types, impl=_extracttrian, grad=extracttrian_grad,
-               inputs=("A",), attrs=_TRIANGLE_ATTRS,
-               doc="The triangle of square matrices (lower or upper; beyond diagonal "
-                   "``offset``) packed in a vector: a lower one row by row, an upper one "
-                   "column by column.",
-               test=TestSpec(shapes=((2, 4, 4),), attrs={"offset": 1})))
+register(
+    OpDef(
+        name="_linalg_extracttrian",
+        aliases=("linalg_extracttrian",),
+        infer=_extracttrian_types,
+        impl=_extracttrian,
+        grad=extracttrian_grad,
+        inputs=("A",),
+        attrs=_TRIANGLE_ATTRS,
+        doc="The triangle of square matrices (lower or upper; beyond diagonal "
+        "``offset``) packed in a vector: a lower one row by row, an upper one "
+        "column by column.",
+        test=TestSpec(shapes=((2, 4, 4),), attrs={"offset": 1}),
+    )
+)
 
 
 def _maketrian_size(length: int, offset: int) -> int:
@@ -587,12 +722,20 @@ def maketrian_grad(g, a, *, out, offset, lower):
     return F._linalg_extracttrian(g, offset=offset, lower=lower)
 
 
-register(OpDef(name="_linalg_maketrian", aliases=("linalg_maketrian",),
-               infer=_maketrian_types, impl=_maketrian, grad=maketrian_grad, inputs=("A",),
-               attrs=_TRIANGLE_ATTRS,
-               doc="Square triangular matrices from packed triangles (the inverse of "
-                   "extracttrian), zero elsewhere.",
-               test=TestSpec(shapes=((2, 6),), attrs={"lower": False})))
+register(
+    OpDef(
+        name="_linalg_maketrian",
+        aliases=("linalg_maketrian",),
+        infer=_maketrian_types,
+        impl=_maketrian,
+        grad=maketrian_grad,
+        inputs=("A",),
+        attrs=_TRIANGLE_ATTRS,
+        doc="Square triangular matrices from packed triangles (the inverse of "
+        "extracttrian), zero elsewhere.",
+        test=TestSpec(shapes=((2, 6),), attrs={"lower": False}),
+    )
+)
 
 
 def _per_matrix_types(types, **_attrs):
@@ -614,15 +757,24 @@ def sumlogdiag_grad(g, a, *, out):
     return F._linalg_makediag(per_row)
 
 
-register(OpDef(name="_linalg_sumlogdiag", aliases=("linalg_sumlogdiag",),
-               infer=_per_matrix_types, impl=_sumlogdiag, grad=sumlogdiag_grad, inputs=("A",),
-               doc="The sum of the logarithms of the diagonal of square matrices.",
-               test=TestSpec(make_inputs=lambda rng: [_spd(rng, 2, 3)])))
+register(
+    OpDef(
+        name="_linalg_sumlogdiag",
+        aliases=("linalg_sumlogdiag",),
+        infer=_per_matrix_types,
+        impl=_sumlogdiag,
+        grad=sumlogdiag_grad,
+        inputs=("A",),
+        doc="The sum of the logarithms of the diagonal of square matrices.",
+        test=TestSpec(make_inputs=lambda rng: [_spd(rng, 2, 3)]),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # inverse, det, slogdet
 # ---------------------------------------------------------------------------
+
 
 def _inverse(a):
     return np.linalg.inv(a)
@@ -630,15 +782,25 @@ def _inverse(a):
 
 def inverse_grad(g, a, *, out):
     """-out^T g out^T"""
-    return F._linalg_gemm2(F._linalg_gemm2(out, g, transpose_a=True), out, transpose_b=True,
-                           alpha=-1.0)
+    return F._linalg_gemm2(
+        F._linalg_gemm2(out, g, transpose_a=True), out, transpose_b=True, alpha=-1.0
+    )
 
 
-register(OpDef(name="_linalg_inverse", aliases=("linalg_inverse",), infer=_square_same,
-               impl=_inverse, grad=inverse_grad, inputs=("A",),
-               doc="The inverse of square matrices.",
-               test=TestSpec(make_inputs=lambda rng: [_spd(rng, 2, 3)
-                                                      + rng.uniform(-0.5, 0.5, (2, 3, 3))])))
+register(
+    OpDef(
+        name="_linalg_inverse",
+        aliases=("linalg_inverse",),
+        infer=_square_same,
+        impl=_inverse,
+        grad=inverse_grad,
+        inputs=("A",),
+        doc="The inverse of square matrices.",
+        test=TestSpec(
+            make_inputs=lambda rng: [_spd(rng, 2, 3) + rng.uniform(-0.5, 0.5, (2, 3, 3))]
+        ),
+    )
+)
 
 
 def _det(a):
@@ -650,11 +812,20 @@ def det_grad(g, a, *, out):
     return F.broadcast_mul(_per_matrix(g * out, a), _t(F._linalg_inverse(a)))
 
 
-register(OpDef(name="_linalg_det", aliases=("linalg_det",), infer=_per_matrix_types,
-               impl=_det, grad=det_grad, inputs=("A",),
-               doc="The determinant of square matrices.",
-               test=TestSpec(make_inputs=lambda rng: [_spd(rng, 2, 3)
-                                                      + rng.uniform(-0.5, 0.5, (2, 3, 3))])))
+register(
+    OpDef(
+        name="_linalg_det",
+        aliases=("linalg_det",),
+        infer=_per_matrix_types,
+        impl=_det,
+        grad=det_grad,
+        inputs=("A",),
+        doc="The determinant of square matrices.",
+        test=TestSpec(
+            make_inputs=lambda rng: [_spd(rng, 2, 3) + rng.uniform(-0.5, 0.5, (2, 3, 3))]
+        ),
+    )
+)
 
 
 def _slogdet_types(types):
@@ -666,8 +837,10 @@ def _slogdet_types(types):
 def _slogdet(a):
     sign, logabs = np.linalg.slogdet(a)
     shape = _batch(a.shape)
-    return (np.asarray(sign, dtype=a.dtype).reshape(shape),
-            np.asarray(logabs, dtype=a.dtype).reshape(shape))
+    return (
+        np.asarray(sign, dtype=a.dtype).reshape(shape),
+        np.asarray(logabs, dtype=a.dtype).reshape(shape),
+    )
 
 
 def slogdet_grad(gs, a, *, out):
@@ -675,11 +848,18 @@ def slogdet_grad(gs, a, *, out):
     return F.broadcast_mul(_per_matrix(gs[1], a), _t(F._linalg_inverse(a)))
 
 
-register(OpDef(name="_linalg_slogdet", aliases=("linalg_slogdet",), infer=_slogdet_types,
-               impl=_slogdet, grad=slogdet_grad, inputs=("A",),
-               doc="The sign and the logarithm of the absolute value of the determinant.",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-1, 1, (2, 3, 3))
-                                                      + 2 * np.eye(3)])))
+register(
+    OpDef(
+        name="_linalg_slogdet",
+        aliases=("linalg_slogdet",),
+        infer=_slogdet_types,
+        impl=_slogdet,
+        grad=slogdet_grad,
+        inputs=("A",),
+        doc="The sign and the logarithm of the absolute value of the determinant.",
+        test=TestSpec(make_inputs=lambda rng: [rng.uniform(-1, 1, (2, 3, 3)) + 2 * np.eye(3)]),
+    )
+)
 
 
 # Output counts known before shapes (a Symbol over variables of unknown shape)

@@ -43,11 +43,15 @@ def _one_hot_like(label, data, axis):
 # ---------------------------------------------------------------------------
 
 SOFTMAX_OUTPUT_ATTRS = {
-    "grad_scale": Attr(as_float, 1.0), "ignore_label": Attr(as_float, -1.0),
-    "multi_output": Attr(as_bool, False), "use_ignore": Attr(as_bool, False),
+    "grad_scale": Attr(as_float, 1.0),
+    "ignore_label": Attr(as_float, -1.0),
+    "multi_output": Attr(as_bool, False),
+    "use_ignore": Attr(as_bool, False),
     "preserve_shape": Attr(as_bool, False),
     "normalization": Attr(one_of("null", "batch", "valid"), "null"),
-    "out_grad": Attr(as_bool, False), "smooth_alpha": Attr(as_float, 0.0)}
+    "out_grad": Attr(as_bool, False),
+    "smooth_alpha": Attr(as_float, 0.0),
+}
 
 
 def _class_layout(ndim, multi_output, preserve_shape):
@@ -83,15 +87,31 @@ def _softmax_output(data, label, *, multi_output, preserve_shape, **_attrs):
     return (e / e.sum(axis=axis, keepdims=True)).reshape(data.shape)
 
 
-def softmax_output_grad(g, data, label, *, out, grad_scale, ignore_label, multi_output,
-                        use_ignore, preserve_shape, normalization, out_grad, smooth_alpha):
+def softmax_output_grad(
+    g,
+    data,
+    label,
+    *,
+    out,
+    grad_scale,
+    ignore_label,
+    multi_output,
+    use_ignore,
+    preserve_shape,
+    normalization,
+    out_grad,
+    smooth_alpha,
+):
     """(softmax(data) - target) * grad_scale / norm, zero where label == ignore_label
     (use_ignore); the head gradient is ignored unless out_grad. The softmax is
     recomputed from data so that the rule differentiates again as a softmax."""
     axis, flatten = _class_layout(data.ndim, multi_output, preserve_shape)
     z = F.reshape(data, shape=(0, -1)) if flatten else data
-    index = F.reshape(label, shape=(-1,)) if not multi_output and not preserve_shape \
+    index = (
+        F.reshape(label, shape=(-1,))
+        if not multi_output and not preserve_shape
         else F.reshape_like(label, F.sum(z, axis=(axis,)))
+    )
     target = _one_hot_like(index, z, axis)
     if smooth_alpha:
         others = F._reduced_size(z, axis=(axis,)) - 1
@@ -99,14 +119,16 @@ def softmax_output_grad(g, data, label, *, out, grad_scale, ignore_label, multi_
     grad = F.softmax(z, axis=axis) - target
     valid = None
     if use_ignore:
-        valid = F.Cast(F._not_equal_scalar(F.stop_gradient(index), scalar=ignore_label),
-                       dtype=data.dtype.name)
+        valid = F.Cast(
+            F._not_equal_scalar(F.stop_gradient(index), scalar=ignore_label), dtype=data.dtype.name
+        )
         grad = grad * F.expand_dims(valid, axis=axis)
     if normalization == "batch":
         grad = grad / F._reduced_size(data, axis=(0,))
     elif normalization == "valid":
-        count = F.sum(valid) if valid is not None else \
-            F._reduced_size(z, axis=(axis,), exclude=True)
+        count = (
+            F.sum(valid) if valid is not None else F._reduced_size(z, axis=(axis,), exclude=True)
+        )
         grad = grad / F._maximum_scalar(count, scalar=1.0)
     if grad_scale != 1.0:
         grad = grad * grad_scale
@@ -120,17 +142,27 @@ def _softmax_output_inputs(rng):
     return [rng.uniform(-2, 2, (4, 5)), np.array([0, 4, 2, 1.0])]
 
 
-register(OpDef(name="SoftmaxOutput", aliases=("Softmax",), infer=_softmax_output_types,
-               impl=_softmax_output, grad=softmax_output_grad, inputs=("data", "label"),
-               attrs=SOFTMAX_OUTPUT_ATTRS, kind="softmax",
-               doc="Softmax forward whose backward is the cross-entropy gradient "
-                   "(softmax - one_hot(label)) scaled as MXNet's SoftmaxOutput does.",
-               test=TestSpec(make_inputs=_softmax_output_inputs, wrt=(), order=1)))
+register(
+    OpDef(
+        name="SoftmaxOutput",
+        aliases=("Softmax",),
+        infer=_softmax_output_types,
+        impl=_softmax_output,
+        grad=softmax_output_grad,
+        inputs=("data", "label"),
+        attrs=SOFTMAX_OUTPUT_ATTRS,
+        kind="softmax",
+        doc="Softmax forward whose backward is the cross-entropy gradient "
+        "(softmax - one_hot(label)) scaled as MXNet's SoftmaxOutput does.",
+        test=TestSpec(make_inputs=_softmax_output_inputs, wrt=(), order=1),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # softmax_cross_entropy
 # ---------------------------------------------------------------------------
+
 
 def _cross_entropy_types(types):
     data, label = types[0].shape, types[1].shape
@@ -151,16 +183,24 @@ def softmax_cross_entropy_grad(g, data, label, *, out):
     return g * (F.softmax(data, axis=1) - _one_hot_like(label, data, 1)), None
 
 
-register(OpDef(name="softmax_cross_entropy", infer=_cross_entropy_types,
-               impl=_softmax_cross_entropy, grad=softmax_cross_entropy_grad,
-               inputs=("data", "label"), kind="softmax",
-               doc="Sum over the batch of -log softmax(data)[label], computed stably.",
-               test=TestSpec(make_inputs=_softmax_output_inputs, wrt=(0,))))
+register(
+    OpDef(
+        name="softmax_cross_entropy",
+        infer=_cross_entropy_types,
+        impl=_softmax_cross_entropy,
+        grad=softmax_cross_entropy_grad,
+        inputs=("data", "label"),
+        kind="softmax",
+        doc="Sum over the batch of -log softmax(data)[label], computed stably.",
+        test=TestSpec(make_inputs=_softmax_output_inputs, wrt=(0,)),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # one_hot, argmax, argmin (no gradient)
 # ---------------------------------------------------------------------------
+
 
 def _one_hot_types(types, *, depth, on_value, off_value, dtype):
     return [TensorType(types[0].shape + (depth,), np.dtype(dtype))]
@@ -172,15 +212,29 @@ def _one_hot(indices, *, depth, on_value, off_value, dtype):
     return out.astype(dtype)
 
 
-register(OpDef(name="one_hot", infer=_one_hot_types, impl=_one_hot, inputs=("indices",),
-               attrs={"depth": Attr(as_int), "on_value": Attr(as_float, 1.0),
-                      "off_value": Attr(as_float, 0.0),
-                      "dtype": Attr(as_dtype_name, "float32")},
-               differentiable=False, kind="gather", method="one_hot",
-               doc="A new last axis of length ``depth`` holding on_value at each index "
-                   "(indices outside [0, depth) give a row of off_value).",
-               test=TestSpec(make_inputs=lambda rng: [np.array([[0, 3], [5, -1.0]])],
-                             attrs={"depth": 4, "on_value": 2.0, "dtype": "float64"})))
+register(
+    OpDef(
+        name="one_hot",
+        infer=_one_hot_types,
+        impl=_one_hot,
+        inputs=("indices",),
+        attrs={
+            "depth": Attr(as_int),
+            "on_value": Attr(as_float, 1.0),
+            "off_value": Attr(as_float, 0.0),
+            "dtype": Attr(as_dtype_name, "float32"),
+        },
+        differentiable=False,
+        kind="gather",
+        method="one_hot",
+        doc="A new last axis of length ``depth`` holding on_value at each index "
+        "(indices outside [0, depth) give a row of off_value).",
+        test=TestSpec(
+            make_inputs=lambda rng: [np.array([[0, 3], [5, -1.0]])],
+            attrs={"depth": 4, "on_value": 2.0, "dtype": "float64"},
+        ),
+    )
+)
 
 
 def _arg_types(types, *, axis, keepdims):
@@ -188,8 +242,11 @@ def _arg_types(types, *, axis, keepdims):
     if axis is None:
         return [TensorType((1,) * len(shape) if keepdims else (1,), types[0].dtype)]
     ax = normalize_axis(axis, len(shape))
-    out = tuple(1 if i == ax else s for i, s in enumerate(shape)) if keepdims else \
-        tuple(s for i, s in enumerate(shape) if i != ax)
+    out = (
+        tuple(1 if i == ax else s for i, s in enumerate(shape))
+        if keepdims
+        else tuple(s for i, s in enumerate(shape) if i != ax)
+    )
     return [TensorType(out or (1,), types[0].dtype)]
 
 
@@ -205,22 +262,33 @@ def _arg_reduction(numpy_arg):
 
 
 for _name, _numpy in (("argmax", np.argmax), ("argmin", np.argmin)):
-    register(OpDef(name=_name, infer=_arg_types, impl=_arg_reduction(_numpy),
-                   attrs={"axis": Attr(as_optional_int, None),
-                          "keepdims": Attr(as_bool, False)},
-                   differentiable=False, kind="reduce", method=_name,
-                   doc=f"Index of the first {_name[3:]}imum along ``axis`` (of the "
-                       f"flattened array if None), in the input's dtype.",
-                   test=TestSpec(shapes=((3, 4),), attrs={"axis": 1})))
+    register(
+        OpDef(
+            name=_name,
+            infer=_arg_types,
+            impl=_arg_reduction(_numpy),
+            attrs={"axis": Attr(as_optional_int, None), "keepdims": Attr(as_bool, False)},
+            differentiable=False,
+            kind="reduce",
+            method=_name,
+            doc=f"Index of the first {_name[3:]}imum along ``axis`` (of the "
+            f"flattened array if None), in the input's dtype.",
+            test=TestSpec(shapes=((3, 4),), attrs={"axis": 1}),
+        )
+    )
 
 
 # ---------------------------------------------------------------------------
 # topk
 # ---------------------------------------------------------------------------
 
-TOPK_ATTRS = {"axis": Attr(as_optional_int, -1), "k": Attr(as_int, 1),
-              "ret_typ": Attr(one_of("value", "indices", "mask", "both"), "indices"),
-              "is_ascend": Attr(as_bool, False), "dtype": Attr(as_dtype_name, "float32")}
+TOPK_ATTRS = {
+    "axis": Attr(as_optional_int, -1),
+    "k": Attr(as_int, 1),
+    "ret_typ": Attr(one_of("value", "indices", "mask", "both"), "indices"),
+    "is_ascend": Attr(as_bool, False),
+    "dtype": Attr(as_dtype_name, "float32"),
+}
 
 
 def _topk_types(types, *, axis, k, ret_typ, is_ascend, dtype):
@@ -251,8 +319,9 @@ def _topk(x, *, axis, k, ret_typ, is_ascend, dtype):
         np.put_along_axis(mask, index, 1, axis=ax)
         return mask.reshape(x.shape)
     values = np.take_along_axis(data, index, axis=ax)
-    return {"value": values, "indices": index.astype(dtype),
-            "both": (values, index.astype(dtype))}[ret_typ]
+    return {"value": values, "indices": index.astype(dtype), "both": (values, index.astype(dtype))}[
+        ret_typ
+    ]
 
 
 def topk_grad(g, x, *, out, axis, k, ret_typ, is_ascend, dtype):
@@ -262,18 +331,29 @@ def topk_grad(g, x, *, out, axis, k, ret_typ, is_ascend, dtype):
     if ret_typ == "both":
         g, index = g[0], F.stop_gradient(out[1])
     else:
-        index = F.topk(F.stop_gradient(x), axis=axis, k=k, ret_typ="indices",
-                       is_ascend=is_ascend, dtype=dtype)
+        index = F.topk(
+            F.stop_gradient(x), axis=axis, k=k, ret_typ="indices", is_ascend=is_ascend, dtype=dtype
+        )
     if axis is None:
         flat = F.reshape(x, shape=(-1,))
         return F.reshape_like(F._scatter_along_axis(g, index, flat, axis=0), x)
     return F._scatter_along_axis(g, index, x, axis=axis)
 
 
-register(OpDef(name="topk", infer=_topk_types, impl=_topk, grad=topk_grad,
-               attrs=TOPK_ATTRS, kind="gather", method="topk",
-               doc="The k largest (smallest with is_ascend) entries along ``axis``: their "
-                   "values, indices, both, or a 0/1 mask. Values have a gradient.",
-               test=TestSpec(make_inputs=lambda rng: [rng.permutation(12).reshape(3, 4)
-                                                      / 4.0],
-                             attrs={"k": 2, "ret_typ": "value"})))
+register(
+    OpDef(
+        name="topk",
+        infer=_topk_types,
+        impl=_topk,
+        grad=topk_grad,
+        attrs=TOPK_ATTRS,
+        kind="gather",
+        method="topk",
+        doc="The k largest (smallest with is_ascend) entries along ``axis``: their "
+        "values, indices, both, or a 0/1 mask. Values have a gradient.",
+        test=TestSpec(
+            make_inputs=lambda rng: [rng.permutation(12).reshape(3, 4) / 4.0],
+            attrs={"k": 2, "ret_typ": "value"},
+        ),
+    )
+)

@@ -60,11 +60,15 @@ def dot_grad(g, a, b, *, out, transpose_a, transpose_b):
         if transpose_a or transpose_b:
             # N-d transposes reverse every axis: the gradient of dot(a^T, b^T) is
             # that of the plain dot of the transposed operands, transposed back
-            ga, gb = dot_grad(g, F.transpose(a) if transpose_a else a,
-                              F.transpose(b) if transpose_b else b, out=out,
-                              transpose_a=False, transpose_b=False)
-            return (F.transpose(ga) if transpose_a else ga,
-                    F.transpose(gb) if transpose_b else gb)
+            ga, gb = dot_grad(
+                g,
+                F.transpose(a) if transpose_a else a,
+                F.transpose(b) if transpose_b else b,
+                out=out,
+                transpose_a=False,
+                transpose_b=False,
+            )
+            return (F.transpose(ga) if transpose_a else ga, F.transpose(gb) if transpose_b else gb)
         # N-d: the same contraction as 2-D dots of a flattened to (m, k), b to
         # (k, n) and g to (m, n), so that the gradient differentiates again. The
         # reshapes use MXNet's codes (0 copies an axis, -1 takes the rest), not
@@ -73,28 +77,46 @@ def dot_grad(g, a, b, *, out, transpose_a, transpose_b):
         flat_b = F.reshape(b, shape=(0, -1))
         leading = F.reshape(g, shape=(-1,) + (0,) * (b.ndim - 1), reverse=True)
         flat_g = F.reshape(leading, shape=(0, -1))
-        return (F.reshape_like(F.dot(flat_g, flat_b, transpose_b=True), a),
-                F.reshape_like(F.dot(flat_a, flat_g, transpose_a=True), b))
+        return (
+            F.reshape_like(F.dot(flat_g, flat_b, transpose_b=True), a),
+            F.reshape_like(F.dot(flat_a, flat_g, transpose_a=True), b),
+        )
     if a.ndim == 1:
-        return (F.dot(g, b) if transpose_b else F.dot(b, g),
-                _outer(g, a) if transpose_b else _outer(a, g))
+        return (
+            F.dot(g, b) if transpose_b else F.dot(b, g),
+            _outer(g, a) if transpose_b else _outer(a, g),
+        )
     if b.ndim == 1:
-        return (_outer(b, g) if transpose_a else _outer(g, b),
-                F.dot(a, g, transpose_a=not transpose_a))
+        return (
+            _outer(b, g) if transpose_a else _outer(g, b),
+            F.dot(a, g, transpose_a=not transpose_a),
+        )
     if not transpose_a and not transpose_b:
         return F.dot(g, b, transpose_b=True), F.dot(a, g, transpose_a=True)
     if transpose_a and not transpose_b:
         return F.dot(b, g, transpose_b=True), F.dot(a, g)
     if not transpose_a and transpose_b:
         return F.dot(g, b), F.dot(g, a, transpose_a=True)
-    return (F.dot(b, g, transpose_a=True, transpose_b=True),
-            F.dot(g, a, transpose_a=True, transpose_b=True))
+    return (
+        F.dot(b, g, transpose_a=True, transpose_b=True),
+        F.dot(g, a, transpose_a=True, transpose_b=True),
+    )
 
 
-register(OpDef(name="dot", infer=_dot_types, impl=_dot, grad=dot_grad,
-               inputs=("lhs", "rhs"), attrs=DOT_ATTRS, kind="blas", method="dot",
-               doc="Matrix product; contracts the last axis of lhs with the first of rhs.",
-               test=TestSpec(shapes=((3, 4), (4, 2)))))
+register(
+    OpDef(
+        name="dot",
+        infer=_dot_types,
+        impl=_dot,
+        grad=dot_grad,
+        inputs=("lhs", "rhs"),
+        attrs=DOT_ATTRS,
+        kind="blas",
+        method="dot",
+        doc="Matrix product; contracts the last axis of lhs with the first of rhs.",
+        test=TestSpec(shapes=((3, 4), (4, 2))),
+    )
+)
 
 
 def _batch_dot_types(types, *, transpose_a, transpose_b):
@@ -110,8 +132,7 @@ def _batch_dot_types(types, *, transpose_a, transpose_b):
 
 
 def _batch_dot(a, b, *, transpose_a, transpose_b):
-    return np.matmul(a.swapaxes(1, 2) if transpose_a else a,
-                     b.swapaxes(1, 2) if transpose_b else b)
+    return np.matmul(a.swapaxes(1, 2) if transpose_a else a, b.swapaxes(1, 2) if transpose_b else b)
 
 
 def batch_dot_grad(g, a, b, *, out, transpose_a, transpose_b):
@@ -123,14 +144,25 @@ def batch_dot_grad(g, a, b, *, out, transpose_a, transpose_b):
         return bd(b, g, transpose_b=True), bd(a, g)
     if not transpose_a and transpose_b:
         return bd(g, b), bd(g, a, transpose_a=True)
-    return (bd(b, g, transpose_a=True, transpose_b=True),
-            bd(g, a, transpose_a=True, transpose_b=True))
+    return (
+        bd(b, g, transpose_a=True, transpose_b=True),
+        bd(g, a, transpose_a=True, transpose_b=True),
+    )
 
 
-register(OpDef(name="batch_dot", infer=_batch_dot_types, impl=_batch_dot,
-               grad=batch_dot_grad, inputs=("lhs", "rhs"), attrs=DOT_ATTRS, kind="blas",
-               doc="Batched matrix product of (B, m, k) and (B, k, n).",
-               test=TestSpec(shapes=((2, 3, 4), (2, 4, 2)))))
+register(
+    OpDef(
+        name="batch_dot",
+        infer=_batch_dot_types,
+        impl=_batch_dot,
+        grad=batch_dot_grad,
+        inputs=("lhs", "rhs"),
+        attrs=DOT_ATTRS,
+        kind="blas",
+        doc="Batched matrix product of (B, m, k) and (B, k, n).",
+        test=TestSpec(shapes=((2, 3, 4), (2, 4, 2))),
+    )
+)
 
 
 def _fc_inputs(attrs):
@@ -169,12 +201,23 @@ def fully_connected_grad(g, x, weight, bias=None, *, out, num_hidden, no_bias, f
     return grad_x, grad_w, F.sum(flat_g, axis=(0,))
 
 
-register(OpDef(name="FullyConnected", infer=_fc_types, impl=_fully_connected,
-               grad=fully_connected_grad, inputs=_fc_inputs, kind="blas",
-               attrs={"num_hidden": Attr(as_int), "no_bias": Attr(as_bool, False),
-                      "flatten": Attr(as_bool, True)},
-               doc="data @ weight.T + bias, with weight of shape (num_hidden, in).",
-               test=TestSpec(shapes=((3, 2, 2), (5, 4), (5,)), attrs={"num_hidden": 5})))
+register(
+    OpDef(
+        name="FullyConnected",
+        infer=_fc_types,
+        impl=_fully_connected,
+        grad=fully_connected_grad,
+        inputs=_fc_inputs,
+        kind="blas",
+        attrs={
+            "num_hidden": Attr(as_int),
+            "no_bias": Attr(as_bool, False),
+            "flatten": Attr(as_bool, True),
+        },
+        doc="data @ weight.T + bias, with weight of shape (num_hidden, in).",
+        test=TestSpec(shapes=((3, 2, 2), (5, 4), (5,)), attrs={"num_hidden": 5}),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
@@ -182,35 +225,53 @@ register(OpDef(name="FullyConnected", infer=_fc_types, impl=_fully_connected,
 # ---------------------------------------------------------------------------
 
 _ACTIVATIONS = {  # act_type -> the elementwise op that defines it
-    "relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softrelu": "softrelu",
-    "softsign": "softsign", "log_sigmoid": "log_sigmoid", "mish": "mish"}
+    "relu": "relu",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "softrelu": "softrelu",
+    "softsign": "softsign",
+    "log_sigmoid": "log_sigmoid",
+    "mish": "mish",
+}
 
 
 def _activation(x, *, act_type):
     from ..registry import get_op
+
     return get_op(_ACTIVATIONS[act_type]).impl(x)
 
 
 def activation_grad(g, x, *, out, act_type):
     """the gradient of the elementwise op named by act_type"""
     from ..registry import get_op
+
     return get_op(_ACTIVATIONS[act_type]).grad(g, x, out=out)
 
 
 def _activation_template(attrs):
     from ..registry import get_op
+
     return get_op(_ACTIVATIONS[attrs["act_type"]]).scalar
 
 
-register(OpDef(name="Activation", infer=same_as_first, impl=_activation,
-               grad=activation_grad, kind="elemwise", scalar=_activation_template,
-               attrs={"act_type": Attr(one_of(*_ACTIVATIONS))},
-               doc="Elementwise activation: relu, sigmoid, tanh, softrelu, softsign, "
-                   "log_sigmoid or mish.",
-               test=TestSpec(attrs={"act_type": "tanh"})))
+register(
+    OpDef(
+        name="Activation",
+        infer=same_as_first,
+        impl=_activation,
+        grad=activation_grad,
+        kind="elemwise",
+        scalar=_activation_template,
+        attrs={"act_type": Attr(one_of(*_ACTIVATIONS))},
+        doc="Elementwise activation: relu, sigmoid, tanh, softrelu, softsign, log_sigmoid or mish.",
+        test=TestSpec(attrs={"act_type": "tanh"}),
+    )
+)
 
-SOFTMAX_ATTRS = {"axis": Attr(as_int, -1), "temperature": Attr(
-    lambda v: None if v is None or v == "None" else as_float(v), None)}
+SOFTMAX_ATTRS = {
+    "axis": Attr(as_int, -1),
+    "temperature": Attr(lambda v: None if v is None or v == "None" else as_float(v), None),
+}
 
 
 def _softmax(x, *, axis, temperature):
@@ -238,18 +299,38 @@ def log_softmax_grad(g, x, *, out, axis, temperature):
     return grad / temperature if temperature else grad
 
 
-register(OpDef(name="softmax", infer=same_as_first, impl=_softmax, grad=softmax_grad,
-               attrs=SOFTMAX_ATTRS, kind="softmax", method="softmax",
-               doc="exp(x / T) normalised along ``axis``.", test=TestSpec()))
-register(OpDef(name="log_softmax", infer=same_as_first, impl=_log_softmax,
-               grad=log_softmax_grad, attrs=SOFTMAX_ATTRS, kind="softmax",
-               method="log_softmax", doc="log of softmax, computed stably.",
-               test=TestSpec()))
+register(
+    OpDef(
+        name="softmax",
+        infer=same_as_first,
+        impl=_softmax,
+        grad=softmax_grad,
+        attrs=SOFTMAX_ATTRS,
+        kind="softmax",
+        method="softmax",
+        doc="exp(x / T) normalised along ``axis``.",
+        test=TestSpec(),
+    )
+)
+register(
+    OpDef(
+        name="log_softmax",
+        infer=same_as_first,
+        impl=_log_softmax,
+        grad=log_softmax_grad,
+        attrs=SOFTMAX_ATTRS,
+        kind="softmax",
+        method="log_softmax",
+        doc="log of softmax, computed stably.",
+        test=TestSpec(),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # Dropout: the mask is an output, so the backward is a plain product
 # ---------------------------------------------------------------------------
+
 
 def _dropout_types(types, *, p, mode, axes, is_train):
     return [types[0], types[0]]
@@ -269,26 +350,40 @@ def dropout_grad(gs, x, *, out, p, mode, axes, is_train):
     return gs[0] * F.stop_gradient(out[1])
 
 
-register(OpDef(name="Dropout", infer=_dropout_types, impl=_dropout, grad=dropout_grad,
-               attrs={"p": Attr(as_float, 0.5), "mode": Attr(one_of("training", "always"),
-                                                             "training"),
-                      "axes": Attr(as_shape, ()), "is_train": Attr(as_bool, False)},
-               uses_train_mode=True, visible_outputs=1, kind="random",
-               doc="Zero each element with probability p and scale the rest by 1/(1-p) "
-                   "in training (or always with mode='always'); identity otherwise.",
-               test=TestSpec(attrs={"p": 0.3, "is_train": True})))
+register(
+    OpDef(
+        name="Dropout",
+        infer=_dropout_types,
+        impl=_dropout,
+        grad=dropout_grad,
+        attrs={
+            "p": Attr(as_float, 0.5),
+            "mode": Attr(one_of("training", "always"), "training"),
+            "axes": Attr(as_shape, ()),
+            "is_train": Attr(as_bool, False),
+        },
+        uses_train_mode=True,
+        visible_outputs=1,
+        kind="random",
+        doc="Zero each element with probability p and scale the rest by 1/(1-p) "
+        "in training (or always with mode='always'); identity otherwise.",
+        test=TestSpec(attrs={"p": 0.3, "is_train": True}),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # BatchNorm
 # ---------------------------------------------------------------------------
 
+
 def _channel_shape(ndim: int, axis: int) -> tuple[int, ...]:
     return tuple(-1 if i == axis else 1 for i in range(ndim))
 
 
-def _batchnorm_types(types, *, eps, momentum, fix_gamma, use_global_stats,
-                     output_mean_var, axis, is_train):
+def _batchnorm_types(
+    types, *, eps, momentum, fix_gamma, use_global_stats, output_mean_var, axis, is_train
+):
     data = types[0]
     ax = normalize_axis(axis, len(data.shape))
     channels = (data.shape[ax],)
@@ -299,8 +394,21 @@ def _batchnorm_types(types, *, eps, momentum, fix_gamma, use_global_stats,
     return [data, stat, stat]
 
 
-def _batchnorm(x, gamma, beta, moving_mean, moving_var, *, eps, momentum, fix_gamma,
-               use_global_stats, output_mean_var, axis, is_train):
+def _batchnorm(
+    x,
+    gamma,
+    beta,
+    moving_mean,
+    moving_var,
+    *,
+    eps,
+    momentum,
+    fix_gamma,
+    use_global_stats,
+    output_mean_var,
+    axis,
+    is_train,
+):
     ax = axis % x.ndim
     reduce_axes = tuple(i for i in range(x.ndim) if i != ax)
     shape = _channel_shape(x.ndim, ax)
@@ -323,8 +431,23 @@ def _batchnorm(x, gamma, beta, moving_mean, moving_var, *, eps, momentum, fix_ga
     return out.astype(x.dtype), mean.astype(x.dtype), inverse_std.astype(x.dtype)
 
 
-def batchnorm_grad(gs, x, gamma, beta, moving_mean, moving_var, *, out, eps, momentum,
-                   fix_gamma, use_global_stats, output_mean_var, axis, is_train):
+def batchnorm_grad(
+    gs,
+    x,
+    gamma,
+    beta,
+    moving_mean,
+    moving_var,
+    *,
+    out,
+    eps,
+    momentum,
+    fix_gamma,
+    use_global_stats,
+    output_mean_var,
+    axis,
+    is_train,
+):
     """train: gx = gamma rstd (g - mean(g) - xhat mean(g xhat)); predict: g gamma rstd.
     Rebuilt from x with registered ops so that it differentiates again."""
     g = gs[0]
@@ -348,22 +471,42 @@ def batchnorm_grad(gs, x, gamma, beta, moving_mean, moving_var, *, out, eps, mom
 
 
 def _batchnorm_inputs(rng):
-    return [rng.uniform(-2, 2, (4, 3, 2)), rng.uniform(0.5, 1.5, (3,)),
-            rng.uniform(-1, 1, (3,)), np.zeros(3), np.ones(3)]
+    return [
+        rng.uniform(-2, 2, (4, 3, 2)),
+        rng.uniform(0.5, 1.5, (3,)),
+        rng.uniform(-1, 1, (3,)),
+        np.zeros(3),
+        np.ones(3),
+    ]
 
 
-register(OpDef(name="BatchNorm", infer=_batchnorm_types, impl=_batchnorm,
-               grad=batchnorm_grad,
-               inputs=("data", "gamma", "beta", "moving_mean", "moving_var"),
-               aux=("moving_mean", "moving_var"), uses_train_mode=True,
-               visible_outputs=1, kind="norm",
-               attrs={"eps": Attr(as_float, 1e-3), "momentum": Attr(as_float, 0.9),
-                      "fix_gamma": Attr(as_bool, True),
-                      "use_global_stats": Attr(as_bool, False),
-                      "output_mean_var": Attr(as_bool, False), "axis": Attr(as_int, 1),
-                      "is_train": Attr(as_bool, False)},
-               doc="Batch normalisation over all axes but ``axis``; batch statistics "
-                   "(biased variance) in training, moving statistics otherwise; "
-                   "output_mean_var also returns the mean and 1/sqrt(var + eps).",
-               test=TestSpec(make_inputs=_batchnorm_inputs, wrt=(0, 1, 2),
-                             attrs={"fix_gamma": False, "is_train": True})))
+register(
+    OpDef(
+        name="BatchNorm",
+        infer=_batchnorm_types,
+        impl=_batchnorm,
+        grad=batchnorm_grad,
+        inputs=("data", "gamma", "beta", "moving_mean", "moving_var"),
+        aux=("moving_mean", "moving_var"),
+        uses_train_mode=True,
+        visible_outputs=1,
+        kind="norm",
+        attrs={
+            "eps": Attr(as_float, 1e-3),
+            "momentum": Attr(as_float, 0.9),
+            "fix_gamma": Attr(as_bool, True),
+            "use_global_stats": Attr(as_bool, False),
+            "output_mean_var": Attr(as_bool, False),
+            "axis": Attr(as_int, 1),
+            "is_train": Attr(as_bool, False),
+        },
+        doc="Batch normalisation over all axes but ``axis``; batch statistics "
+        "(biased variance) in training, moving statistics otherwise; "
+        "output_mean_var also returns the mean and 1/sqrt(var + eps).",
+        test=TestSpec(
+            make_inputs=_batchnorm_inputs,
+            wrt=(0, 1, 2),
+            attrs={"fix_gamma": False, "is_train": True},
+        ),
+    )
+)

@@ -49,12 +49,12 @@ def _check_affine(types, channels):
 # LayerNorm
 # ---------------------------------------------------------------------------
 
+
 def _layer_norm_types(types, *, axis, eps, output_mean_var):
     data = types[0]
     ax = normalize_axis(axis, len(data.shape))
     _check_affine(types, data.shape[ax])
-    moments = TensorType(tuple(1 if i == ax else s for i, s in enumerate(data.shape)),
-                         data.dtype)
+    moments = TensorType(tuple(1 if i == ax else s for i, s in enumerate(data.shape)), data.dtype)
     return [data, moments, moments]
 
 
@@ -73,32 +73,50 @@ def layer_norm_grad(gs, x, gamma, beta, *, out, axis, eps, output_mean_var):
     ax = axis % x.ndim
     xhat, rstd = normalized(x, (ax,), eps)
     scaled = g * F.reshape(gamma, shape=_along(x.ndim, ax))
-    return (normalized_grad(scaled, xhat, rstd, (ax,)),
-            F.sum(g * xhat, axis=(ax,), exclude=True), F.sum(g, axis=(ax,), exclude=True))
+    return (
+        normalized_grad(scaled, xhat, rstd, (ax,)),
+        F.sum(g * xhat, axis=(ax,), exclude=True),
+        F.sum(g, axis=(ax,), exclude=True),
+    )
 
 
 def _affine_inputs(shape, channel_axis):
     def make(rng):
         channels = shape[channel_axis]
-        return [rng.uniform(-2, 2, shape), rng.uniform(0.5, 1.5, (channels,)),
-                rng.uniform(-1, 1, (channels,))]
+        return [
+            rng.uniform(-2, 2, shape),
+            rng.uniform(0.5, 1.5, (channels,)),
+            rng.uniform(-1, 1, (channels,)),
+        ]
 
     return make
 
 
-register(OpDef(name="LayerNorm", infer=_layer_norm_types, impl=_layer_norm,
-               grad=layer_norm_grad, inputs=("data", "gamma", "beta"), visible_outputs=1,
-               kind="norm",
-               attrs={"axis": Attr(as_int, -1), "eps": Attr(as_float, 1e-5),
-                      "output_mean_var": Attr(as_bool, False)},
-               doc="Normalise along ``axis`` to zero mean and unit variance, then scale by "
-                   "gamma and shift by beta; output_mean_var also returns mean and std.",
-               test=TestSpec(make_inputs=_affine_inputs((3, 4), 1))))
+register(
+    OpDef(
+        name="LayerNorm",
+        infer=_layer_norm_types,
+        impl=_layer_norm,
+        grad=layer_norm_grad,
+        inputs=("data", "gamma", "beta"),
+        visible_outputs=1,
+        kind="norm",
+        attrs={
+            "axis": Attr(as_int, -1),
+            "eps": Attr(as_float, 1e-5),
+            "output_mean_var": Attr(as_bool, False),
+        },
+        doc="Normalise along ``axis`` to zero mean and unit variance, then scale by "
+        "gamma and shift by beta; output_mean_var also returns mean and std.",
+        test=TestSpec(make_inputs=_affine_inputs((3, 4), 1)),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # InstanceNorm
 # ---------------------------------------------------------------------------
+
 
 def _instance_norm_types(types, *, eps):
     data = types[0]
@@ -120,21 +138,33 @@ def instance_norm_grad(g, x, gamma, beta, *, out, eps):
     axes = tuple(range(2, x.ndim))
     xhat, rstd = normalized(x, axes, eps)
     scaled = g * F.reshape(gamma, shape=_along(x.ndim, 1))
-    return (normalized_grad(scaled, xhat, rstd, axes),
-            F.sum(g * xhat, axis=(1,), exclude=True), F.sum(g, axis=(1,), exclude=True))
+    return (
+        normalized_grad(scaled, xhat, rstd, axes),
+        F.sum(g * xhat, axis=(1,), exclude=True),
+        F.sum(g, axis=(1,), exclude=True),
+    )
 
 
-register(OpDef(name="InstanceNorm", infer=_instance_norm_types, impl=_instance_norm,
-               grad=instance_norm_grad, inputs=("data", "gamma", "beta"), kind="norm",
-               attrs={"eps": Attr(as_float, 1e-3)},
-               doc="Normalise each channel of each sample over its spatial axes, then "
-                   "scale by gamma and shift by beta (per channel).",
-               test=TestSpec(make_inputs=_affine_inputs((2, 3, 4), 1))))
+register(
+    OpDef(
+        name="InstanceNorm",
+        infer=_instance_norm_types,
+        impl=_instance_norm,
+        grad=instance_norm_grad,
+        inputs=("data", "gamma", "beta"),
+        kind="norm",
+        attrs={"eps": Attr(as_float, 1e-3)},
+        doc="Normalise each channel of each sample over its spatial axes, then "
+        "scale by gamma and shift by beta (per channel).",
+        test=TestSpec(make_inputs=_affine_inputs((2, 3, 4), 1)),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # L2Normalization
 # ---------------------------------------------------------------------------
+
 
 def _l2_axes(ndim, mode):
     if mode == "instance":
@@ -163,10 +193,19 @@ def l2_normalization_grad(g, x, *, out, eps, mode):
     return (g - y * F.sum(g * y, **over)) * rnorm
 
 
-register(OpDef(name="L2Normalization", infer=_l2_types, impl=_l2_normalization,
-               grad=l2_normalization_grad, kind="norm",
-               attrs={"eps": Attr(as_float, 1e-10),
-                      "mode": Attr(one_of("instance", "channel", "spatial"), "instance")},
-               doc="x / sqrt(sum(x^2) + eps), summed per sample (instance), across "
-                   "channels (channel) or over each channel's spatial axes (spatial).",
-               test=TestSpec(shapes=((2, 3, 4),), attrs={"mode": "channel"})))
+register(
+    OpDef(
+        name="L2Normalization",
+        infer=_l2_types,
+        impl=_l2_normalization,
+        grad=l2_normalization_grad,
+        kind="norm",
+        attrs={
+            "eps": Attr(as_float, 1e-10),
+            "mode": Attr(one_of("instance", "channel", "spatial"), "instance"),
+        },
+        doc="x / sqrt(sum(x^2) + eps), summed per sample (instance), across "
+        "channels (channel) or over each channel's spatial axes (spatial).",
+        test=TestSpec(shapes=((2, 3, 4),), attrs={"mode": "channel"}),
+    )
+)

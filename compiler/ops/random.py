@@ -36,6 +36,7 @@ def _special():
 
     return special
 
+
 _generator = np.random.default_rng()
 
 
@@ -58,16 +59,32 @@ SHAPE_DTYPE = {"shape": Attr(as_shape, ()), "dtype": Attr(as_dtype_name, "float3
 
 
 def _creation(name, impl, extra, doc, test_attrs=None):
-    register(OpDef(name=name, infer=_creation_types, impl=impl, inputs=(),
-                   attrs={**SHAPE_DTYPE, **extra}, differentiable=False, kind="creation",
-                   doc=doc, test=TestSpec(shapes=(), attrs={"shape": (2, 3),
-                                                            **(test_attrs or {})})))
+    register(
+        OpDef(
+            name=name,
+            infer=_creation_types,
+            impl=impl,
+            inputs=(),
+            attrs={**SHAPE_DTYPE, **extra},
+            differentiable=False,
+            kind="creation",
+            doc=doc,
+            test=TestSpec(shapes=(), attrs={"shape": (2, 3), **(test_attrs or {})}),
+        )
+    )
 
 
 _creation("_zeros", lambda *, shape, dtype: np.zeros(shape, dtype), {}, "Zeros.")
 _creation("_ones", lambda *, shape, dtype: np.ones(shape, dtype), {}, "Ones.")
-_creation("_full", lambda *, shape, dtype, value: np.full(shape, value, dtype),
-          {"value": Attr(as_float)}, "An array filled with ``value``.", {"value": 2.5})
+_creation(
+    "_full",
+    lambda *, shape, dtype, value: np.full(shape, value, dtype),
+    {"value": Attr(as_float)},
+    "An array filled with ``value``.",
+    {"value": 2.5},
+)
+
+
 def _arange_count(start: float, stop: float | None, step: float) -> int:
     """ceil((stop - start) / step) in double precision, as MXNet sizes it."""
     if stop is None:
@@ -91,20 +108,31 @@ def _arange(*, start, stop, step, repeat, dtype):
     return np.repeat(values.astype(kind), repeat)
 
 
-register(OpDef(name="_arange", infer=_arange_types, impl=_arange, inputs=(),
-               attrs={"start": Attr(as_float), "stop": Attr(
-                   lambda v: None if v is None or v == "None" else as_float(v), None),
-                      "step": Attr(as_float, 1.0), "repeat": Attr(int, 1),
-                      "dtype": Attr(as_dtype_name, "float32")},
-               differentiable=False, kind="creation",
-               doc="Evenly spaced values in [start, stop), each repeated ``repeat`` times.",
-               test=TestSpec(shapes=(), attrs={"start": 1, "stop": 7, "step": 2,
-                                               "repeat": 2})))
+register(
+    OpDef(
+        name="_arange",
+        infer=_arange_types,
+        impl=_arange,
+        inputs=(),
+        attrs={
+            "start": Attr(as_float),
+            "stop": Attr(lambda v: None if v is None or v == "None" else as_float(v), None),
+            "step": Attr(as_float, 1.0),
+            "repeat": Attr(int, 1),
+            "dtype": Attr(as_dtype_name, "float32"),
+        },
+        differentiable=False,
+        kind="creation",
+        doc="Evenly spaced values in [start, stop), each repeated ``repeat`` times.",
+        test=TestSpec(shapes=(), attrs={"start": 1, "stop": 7, "step": 2, "repeat": 2}),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # random draws: attribute parsers and the samplers behind every draw op
 # ---------------------------------------------------------------------------
+
 
 def as_draw_dtype(value) -> str:
     """A draw's dtype: MXNet's ``'None'`` (unset) means float32."""
@@ -154,27 +182,45 @@ def _generalized_negative_binomial(rng, mu, alpha, size):
     mu, alpha = np.asarray(mu, dtype=np.float64), np.asarray(alpha, dtype=np.float64)
     positive = alpha > 0
     safe = np.where(positive, alpha, 1.0)
-    rates = np.where(positive, rng.gamma(1.0 / safe, mu * safe, size),
-                     np.broadcast_to(mu, size))
+    rates = np.where(positive, rng.gamma(1.0 / safe, mu * safe, size), np.broadcast_to(mu, size))
     return rng.poisson(rates)
 
 
 # name: (the _random_ op's parameters with defaults and parsers, the _sample_ op's
 # input names, the sampler, the TestSpec inputs of the _sample_ op)
 DISTRIBUTIONS = {
-    "uniform": ((("low", 0.0, as_float), ("high", 1.0, as_float)), ("low", "high"),
-                _uniform, ((-1.0, 0.0), (1.0, 2.0))),
-    "normal": ((("loc", 0.0, as_float), ("scale", 1.0, as_float)), ("mu", "sigma"),
-               _normal, ((-1.0, 1.0), (0.5, 2.0))),
-    "gamma": ((("alpha", 1.0, as_float), ("beta", 1.0, as_float)), ("alpha", "beta"),
-              _gamma, ((0.5, 3.0), (0.5, 2.0))),
+    "uniform": (
+        (("low", 0.0, as_float), ("high", 1.0, as_float)),
+        ("low", "high"),
+        _uniform,
+        ((-1.0, 0.0), (1.0, 2.0)),
+    ),
+    "normal": (
+        (("loc", 0.0, as_float), ("scale", 1.0, as_float)),
+        ("mu", "sigma"),
+        _normal,
+        ((-1.0, 1.0), (0.5, 2.0)),
+    ),
+    "gamma": (
+        (("alpha", 1.0, as_float), ("beta", 1.0, as_float)),
+        ("alpha", "beta"),
+        _gamma,
+        ((0.5, 3.0), (0.5, 2.0)),
+    ),
     "exponential": ((("lam", 1.0, as_float),), ("lam",), _exponential, ((0.5, 3.0),)),
     "poisson": ((("lam", 1.0, as_float),), ("lam",), _poisson, ((0.5, 5.0),)),
-    "negative_binomial": ((("k", 1, as_int), ("p", 1.0, as_float)), ("k", "p"),
-                          _negative_binomial, ((1.0, 5.0), (0.2, 0.8))),
-    "generalized_negative_binomial": ((("mu", 1.0, as_float), ("alpha", 1.0, as_float)),
-                                      ("mu", "alpha"), _generalized_negative_binomial,
-                                      ((0.5, 3.0), (0.1, 1.5))),
+    "negative_binomial": (
+        (("k", 1, as_int), ("p", 1.0, as_float)),
+        ("k", "p"),
+        _negative_binomial,
+        ((1.0, 5.0), (0.2, 0.8)),
+    ),
+    "generalized_negative_binomial": (
+        (("mu", 1.0, as_float), ("alpha", 1.0, as_float)),
+        ("mu", "alpha"),
+        _generalized_negative_binomial,
+        ((0.5, 3.0), (0.1, 1.5)),
+    ),
 }
 
 _DRAW = {"_draw": Attr(as_optional_int, None)}
@@ -183,6 +229,7 @@ _DRAW = {"_draw": Attr(as_optional_int, None)}
 # ---------------------------------------------------------------------------
 # _random_<distribution>: scalar parameters, a shape and a dtype
 # ---------------------------------------------------------------------------
+
 
 def _scalar_draw_impl(sampler, names):
     def impl(*, shape, dtype, _draw, **params):
@@ -207,22 +254,40 @@ def _draw_attrs(params) -> dict:
 for _dist, (_params, _inputs, _sampler, _domains) in DISTRIBUTIONS.items():
     _names = tuple(name for name, _, _ in _params)
     _extra_aliases = (_dist,) if _dist in ("uniform", "normal") else ()
-    register(OpDef(
-        name=f"_random_{_dist}", aliases=(f"random_{_dist}", *_extra_aliases),
-        infer=_creation_types, impl=_scalar_draw_impl(_sampler, _names), inputs=(),
-        attrs={**_draw_attrs(_params), "shape": Attr(as_draw_shape, ()),
-               "dtype": Attr(as_draw_dtype, "float32"), **_DRAW},
-        differentiable=False, kind="creation",
-        doc=f"Draws from the {_dist.replace('_', ' ')} distribution with parameters "
+    register(
+        OpDef(
+            name=f"_random_{_dist}",
+            aliases=(f"random_{_dist}", *_extra_aliases),
+            infer=_creation_types,
+            impl=_scalar_draw_impl(_sampler, _names),
+            inputs=(),
+            attrs={
+                **_draw_attrs(_params),
+                "shape": Attr(as_draw_shape, ()),
+                "dtype": Attr(as_draw_dtype, "float32"),
+                **_DRAW,
+            },
+            differentiable=False,
+            kind="creation",
+            doc=f"Draws from the {_dist.replace('_', ' ')} distribution with parameters "
             f"{', '.join(_names)}, of ``shape`` and ``dtype`` (float32 by default).",
-        test=TestSpec(shapes=(), attrs={"shape": (2, 3)})))
-    register(OpDef(
-        name=f"_random_{_dist}_like", infer=same_as_first, impl=_like_impl(_sampler, _names),
-        attrs={**_draw_attrs(_params), **_DRAW}, shape_only=(0,), differentiable=False,
-        kind="random",
-        doc=f"Draws from the {_dist.replace('_', ' ')} distribution with the shape and "
+            test=TestSpec(shapes=(), attrs={"shape": (2, 3)}),
+        )
+    )
+    register(
+        OpDef(
+            name=f"_random_{_dist}_like",
+            infer=same_as_first,
+            impl=_like_impl(_sampler, _names),
+            attrs={**_draw_attrs(_params), **_DRAW},
+            shape_only=(0,),
+            differentiable=False,
+            kind="random",
+            doc=f"Draws from the {_dist.replace('_', ' ')} distribution with the shape and "
             f"dtype of ``data``.",
-        test=TestSpec(shapes=((2, 3),))))
+            test=TestSpec(shapes=((2, 3),)),
+        )
+    )
 
 
 def _randint(*, low, high, shape, dtype, _draw):
@@ -235,19 +300,32 @@ def _randint_types(types, *, low, high, shape, dtype, _draw):
     return [TensorType(shape, np.dtype(dtype))]
 
 
-register(OpDef(name="_random_randint", aliases=("random_randint",), infer=_randint_types,
-               impl=_randint, inputs=(),
-               attrs={"low": Attr(as_int), "high": Attr(as_int),
-                      "shape": Attr(as_draw_shape, ()), "dtype": Attr(as_int_dtype, "int32"),
-                      **_DRAW},
-               differentiable=False, kind="creation",
-               doc="Integers drawn uniformly from [low, high), int32 by default.",
-               test=TestSpec(shapes=(), attrs={"low": -3, "high": 7, "shape": (4, 5)})))
+register(
+    OpDef(
+        name="_random_randint",
+        aliases=("random_randint",),
+        infer=_randint_types,
+        impl=_randint,
+        inputs=(),
+        attrs={
+            "low": Attr(as_int),
+            "high": Attr(as_int),
+            "shape": Attr(as_draw_shape, ()),
+            "dtype": Attr(as_int_dtype, "int32"),
+            **_DRAW,
+        },
+        differentiable=False,
+        kind="creation",
+        doc="Integers drawn uniformly from [low, high), int32 by default.",
+        test=TestSpec(shapes=(), attrs={"low": -3, "high": 7, "shape": (4, 5)}),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # _sample_<distribution>: parameter arrays; one draw of ``shape`` per element
 # ---------------------------------------------------------------------------
+
 
 def _sample_types(types, *, shape, dtype, _draw):
     first = types[0]
@@ -275,16 +353,26 @@ def _sample_inputs(domains):
 
 
 for _dist, (_params, _inputs, _sampler, _domains) in DISTRIBUTIONS.items():
-    register(OpDef(
-        name=f"_sample_{_dist}", aliases=(f"sample_{_dist}",), infer=_sample_types,
-        impl=_sample_impl(_sampler), inputs=_inputs,
-        attrs={"shape": Attr(as_draw_shape, ()), "dtype": Attr(as_draw_dtype, "float32"),
-               **_DRAW},
-        differentiable=False, kind="random",
-        doc=f"Draws from {_dist.replace('_', ' ')} distributions whose parameters "
+    register(
+        OpDef(
+            name=f"_sample_{_dist}",
+            aliases=(f"sample_{_dist}",),
+            infer=_sample_types,
+            impl=_sample_impl(_sampler),
+            inputs=_inputs,
+            attrs={
+                "shape": Attr(as_draw_shape, ()),
+                "dtype": Attr(as_draw_dtype, "float32"),
+                **_DRAW,
+            },
+            differentiable=False,
+            kind="random",
+            doc=f"Draws from {_dist.replace('_', ' ')} distributions whose parameters "
             f"({', '.join(_inputs)}) are arrays of one shape: ``shape`` draws per element, "
             f"output shape ``params.shape + shape``. No gradient (MXNet's zeros).",
-        test=TestSpec(make_inputs=_sample_inputs(_domains), attrs={"shape": (2,)})))
+            test=TestSpec(make_inputs=_sample_inputs(_domains), attrs={"shape": (2,)}),
+        )
+    )
 
 del _dist, _params, _inputs, _sampler, _domains, _names, _extra_aliases
 
@@ -292,6 +380,7 @@ del _dist, _params, _inputs, _sampler, _domains, _names, _extra_aliases
 # ---------------------------------------------------------------------------
 # _sample_multinomial and _shuffle
 # ---------------------------------------------------------------------------
+
 
 def _multinomial_shape(data_shape: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
     # one distribution (a vector) and no shape: MXNet draws one value, shape (1,)
@@ -318,8 +407,9 @@ def _multinomial(data, *, shape, get_prob, dtype, _draw):
     samples = index.reshape(out_shape).astype(dtype)
     if not get_prob:
         return samples
-    probabilities = np.broadcast_to(data.reshape(batch + (1,) * len(shape) + (categories,)),
-                                    batch + shape + (categories,))
+    probabilities = np.broadcast_to(
+        data.reshape(batch + (1,) * len(shape) + (categories,)), batch + shape + (categories,)
+    )
     chosen = np.take_along_axis(probabilities, index[..., None], -1)[..., 0]
     with np.errstate(divide="ignore"):
         return samples, np.log(chosen).reshape(out_shape).astype(data.dtype)
@@ -349,16 +439,30 @@ def _probability_rows(rng):
     return [rows / rows.sum(-1, keepdims=True)]
 
 
-_MULTINOMIAL = register(OpDef(name="_sample_multinomial", aliases=("sample_multinomial",),
-               infer=_multinomial_types, impl=_multinomial, grad=multinomial_grad,
-               attrs={"shape": Attr(as_draw_shape, ()), "get_prob": Attr(as_bool, False),
-                      "dtype": Attr(as_dtype_name, "int32"), **_DRAW},
-               kind="random",
-               doc="Category indices drawn from the distributions along the last axis of "
-                   "``data``, ``shape`` per distribution; with get_prob, also the "
-                   "log-probability of each draw (differentiable w.r.t. ``data``).",
-               test=TestSpec(make_inputs=_probability_rows, order=1,
-                             attrs={"shape": (3,), "get_prob": True, "dtype": "float64"})))
+_MULTINOMIAL = register(
+    OpDef(
+        name="_sample_multinomial",
+        aliases=("sample_multinomial",),
+        infer=_multinomial_types,
+        impl=_multinomial,
+        grad=multinomial_grad,
+        attrs={
+            "shape": Attr(as_draw_shape, ()),
+            "get_prob": Attr(as_bool, False),
+            "dtype": Attr(as_dtype_name, "int32"),
+            **_DRAW,
+        },
+        kind="random",
+        doc="Category indices drawn from the distributions along the last axis of "
+        "``data``, ``shape`` per distribution; with get_prob, also the "
+        "log-probability of each draw (differentiable w.r.t. ``data``).",
+        test=TestSpec(
+            make_inputs=_probability_rows,
+            order=1,
+            attrs={"shape": (3,), "get_prob": True, "dtype": "float64"},
+        ),
+    )
+)
 # output counts known before shapes (a Symbol over variables of unknown shape)
 _MULTINOMIAL.num_outputs = lambda attrs, num_inputs: 2 if attrs["get_prob"] else 1
 
@@ -367,16 +471,26 @@ def _shuffle(data, *, _draw):
     return data[generator().permutation(data.shape[0])] if data.ndim else data.copy()
 
 
-register(OpDef(name="_shuffle", aliases=("shuffle",), infer=same_as_first, impl=_shuffle,
-               attrs=dict(_DRAW), differentiable=False, kind="random",
-               doc="The rows of ``data`` (its first axis) in a random order.",
-               test=TestSpec(shapes=((5, 3),))))
+register(
+    OpDef(
+        name="_shuffle",
+        aliases=("shuffle",),
+        infer=same_as_first,
+        impl=_shuffle,
+        attrs=dict(_DRAW),
+        differentiable=False,
+        kind="random",
+        doc="The rows of ``data`` (its first axis) in a random order.",
+        test=TestSpec(shapes=((5, 3),)),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # _random_pdf_<distribution>: densities (or with is_log their logarithms) of
 # samples; parameter arrays of shape P, samples of shape P + extra axes
 # ---------------------------------------------------------------------------
+
 
 def _logpdf_uniform(x, low, high):
     # MXNet's density is 1 / (high - low) wherever the sample is
@@ -404,8 +518,11 @@ def _logpdf_gamma(x, alpha, beta):
 
 
 def _score_gamma(x, alpha, beta):
-    return ((alpha - 1) / x - beta, np.log(beta) - _special().digamma(alpha) + np.log(x),
-            alpha / beta - x)
+    return (
+        (alpha - 1) / x - beta,
+        np.log(beta) - _special().digamma(alpha) + np.log(x),
+        alpha / beta - x,
+    )
 
 
 def _logpdf_exponential(x, lam):
@@ -425,13 +542,21 @@ def _score_poisson(x, lam):
 
 
 def _logpdf_negative_binomial(x, k, p):
-    return (_special().gammaln(x + k) - _special().gammaln(x + 1) - _special().gammaln(k)
-            + k * np.log(p) + x * np.log1p(-p))
+    return (
+        _special().gammaln(x + k)
+        - _special().gammaln(x + 1)
+        - _special().gammaln(k)
+        + k * np.log(p)
+        + x * np.log1p(-p)
+    )
 
 
 def _score_negative_binomial(x, k, p):
-    return (None, _special().digamma(x + k) - _special().digamma(k) + np.log(p),
-            k / p - x / (1 - p))
+    return (
+        None,
+        _special().digamma(x + k) - _special().digamma(k) + np.log(p),
+        k / p - x / (1 - p),
+    )
 
 
 def _logpdf_generalized_negative_binomial(x, mu, alpha):
@@ -442,14 +567,22 @@ def _logpdf_generalized_negative_binomial(x, mu, alpha):
 def _score_generalized_negative_binomial(x, mu, alpha):
     k, spread = 1.0 / alpha, 1.0 + alpha * mu
     d_mu = x / mu - (alpha * x + 1) / spread
-    d_alpha = (-(_special().digamma(x + k) - _special().digamma(k)) * k * k
-               + np.log(spread) * k * k - mu * k / spread + x * k - x * mu / spread)
+    d_alpha = (
+        -(_special().digamma(x + k) - _special().digamma(k)) * k * k
+        + np.log(spread) * k * k
+        - mu * k / spread
+        + x * k
+        - x * mu / spread
+    )
     return None, d_mu, d_alpha
 
 
 def _logpdf_dirichlet(x, alpha):
-    return (_special().gammaln(alpha.sum(-1)) - _special().gammaln(alpha).sum(-1)
-            + ((alpha - 1) * np.log(x)).sum(-1))
+    return (
+        _special().gammaln(alpha.sum(-1))
+        - _special().gammaln(alpha).sum(-1)
+        + ((alpha - 1) * np.log(x)).sum(-1)
+    )
 
 
 def _score_dirichlet(x, alpha):
@@ -468,29 +601,62 @@ def _simplex(rng, shape):
 # name: (parameter names, log-density, scores (d log-density / d each input; None
 # where MXNet has no gradient), TestSpec input maker)
 DENSITIES = {
-    "uniform": (("low", "high"), _logpdf_uniform, _score_uniform,
-                lambda rng: [rng.uniform(0, 1, (2, 3)), rng.uniform(-1, -0.5, (2,)),
-                             rng.uniform(1.5, 2, (2,))]),
-    "normal": (("mu", "sigma"), _logpdf_normal, _score_normal,
-               lambda rng: [rng.normal(0, 1, (2, 3)), rng.uniform(-1, 1, (2,)),
-                            rng.uniform(0.5, 2, (2,))]),
-    "gamma": (("alpha", "beta"), _logpdf_gamma, _score_gamma,
-              lambda rng: [rng.uniform(0.5, 3, (2, 3)), rng.uniform(1.5, 3, (2,)),
-                           rng.uniform(0.5, 2, (2,))]),
-    "exponential": (("lam",), _logpdf_exponential, _score_exponential,
-                    lambda rng: [rng.uniform(0.2, 2, (2, 3)), rng.uniform(0.5, 2, (2,))]),
-    "poisson": (("lam",), _logpdf_poisson, _score_poisson,
-                lambda rng: [_counts(rng, (2, 3)), rng.uniform(0.5, 3, (2,))]),
-    "negative_binomial": (("k", "p"), _logpdf_negative_binomial, _score_negative_binomial,
-                          lambda rng: [_counts(rng, (2, 3)), rng.uniform(1, 4, (2,)),
-                                       rng.uniform(0.2, 0.8, (2,))]),
+    "uniform": (
+        ("low", "high"),
+        _logpdf_uniform,
+        _score_uniform,
+        lambda rng: [
+            rng.uniform(0, 1, (2, 3)),
+            rng.uniform(-1, -0.5, (2,)),
+            rng.uniform(1.5, 2, (2,)),
+        ],
+    ),
+    "normal": (
+        ("mu", "sigma"),
+        _logpdf_normal,
+        _score_normal,
+        lambda rng: [rng.normal(0, 1, (2, 3)), rng.uniform(-1, 1, (2,)), rng.uniform(0.5, 2, (2,))],
+    ),
+    "gamma": (
+        ("alpha", "beta"),
+        _logpdf_gamma,
+        _score_gamma,
+        lambda rng: [
+            rng.uniform(0.5, 3, (2, 3)),
+            rng.uniform(1.5, 3, (2,)),
+            rng.uniform(0.5, 2, (2,)),
+        ],
+    ),
+    "exponential": (
+        ("lam",),
+        _logpdf_exponential,
+        _score_exponential,
+        lambda rng: [rng.uniform(0.2, 2, (2, 3)), rng.uniform(0.5, 2, (2,))],
+    ),
+    "poisson": (
+        ("lam",),
+        _logpdf_poisson,
+        _score_poisson,
+        lambda rng: [_counts(rng, (2, 3)), rng.uniform(0.5, 3, (2,))],
+    ),
+    "negative_binomial": (
+        ("k", "p"),
+        _logpdf_negative_binomial,
+        _score_negative_binomial,
+        lambda rng: [_counts(rng, (2, 3)), rng.uniform(1, 4, (2,)), rng.uniform(0.2, 0.8, (2,))],
+    ),
     "generalized_negative_binomial": (
-        ("mu", "alpha"), _logpdf_generalized_negative_binomial,
+        ("mu", "alpha"),
+        _logpdf_generalized_negative_binomial,
         _score_generalized_negative_binomial,
-        lambda rng: [_counts(rng, (2, 3)), rng.uniform(0.5, 3, (2,)),
-                     rng.uniform(0.2, 1.5, (2,))]),
-    "dirichlet": (("alpha",), _logpdf_dirichlet, _score_dirichlet,
-                  lambda rng: [_simplex(rng, (2, 3, 4)), rng.uniform(0.5, 3, (2, 4))]),
+        lambda rng: [_counts(rng, (2, 3)), rng.uniform(0.5, 3, (2,)), rng.uniform(0.2, 1.5, (2,))],
+    ),
+    "dirichlet": (
+        ("alpha",),
+        _logpdf_dirichlet,
+        _score_dirichlet,
+        lambda rng: [_simplex(rng, (2, 3, 4)), rng.uniform(0.5, 3, (2, 4))],
+    ),
 }
 
 
@@ -500,8 +666,7 @@ def _expand_params(sample: np.ndarray, params, vector: bool) -> list[np.ndarray]
     extra = sample.ndim - params[0].ndim
     out = []
     for p in params:
-        shape = p.shape[:-1] + (1,) * extra + p.shape[-1:] if vector else \
-            p.shape + (1,) * extra
+        shape = p.shape[:-1] + (1,) * extra + p.shape[-1:] if vector else p.shape + (1,) * extra
         out.append(p.reshape(shape))
     return out
 
@@ -514,8 +679,10 @@ def _pdf_types(vector: bool):
             if t.shape != shape or t.dtype != sample.dtype:
                 raise GraphError("parameters need one shape and the sample's dtype")
         lead = shape[:-1] if vector else shape
-        if sample.shape[:len(lead)] != lead or (vector and (
-                not shape or sample.shape[-1:] != shape[-1:] or len(sample.shape) < len(shape))):
+        if sample.shape[: len(lead)] != lead or (
+            vector
+            and (not shape or sample.shape[-1:] != shape[-1:] or len(sample.shape) < len(shape))
+        ):
             raise GraphError(f"samples {sample.shape} do not extend parameters {shape}")
         return [TensorType(sample.shape[:-1] if vector else sample.shape, sample.dtype)]
 
@@ -537,9 +704,12 @@ def _score_impl(score, vector: bool):
         expanded = _expand_params(sample, params, vector)
         with np.errstate(all="ignore"):
             parts = score(sample, *expanded)
-        return tuple(np.zeros_like(sample) if part is None else
-                     np.ascontiguousarray(np.broadcast_to(part, sample.shape), sample.dtype)
-                     for part in parts)
+        return tuple(
+            np.zeros_like(sample)
+            if part is None
+            else np.ascontiguousarray(np.broadcast_to(part, sample.shape), sample.dtype)
+            for part in parts
+        )
 
     return impl
 
@@ -563,32 +733,48 @@ def _pdf_grad(dist: str, vector: bool, sample_gradient: bool):
         return tuple(grads)
 
     grad.__name__ = f"pdf_{dist}_grad"
-    grad.__doc__ = ("g * pdf * d log pdf / d input (g * d log pdf / d input with is_log), "
-                    "summed over the sample axes for parameters; the scores come from "
-                    f"_backward_random_pdf_{dist}")
+    grad.__doc__ = (
+        "g * pdf * d log pdf / d input (g * d log pdf / d input with is_log), "
+        "summed over the sample axes for parameters; the scores come from "
+        f"_backward_random_pdf_{dist}"
+    )
     return grad
 
 
 for _dist, (_params, _logpdf, _score, _make) in DENSITIES.items():
     _vector = _dist == "dirichlet"
     _discrete = _dist in ("poisson", "negative_binomial", "generalized_negative_binomial")
-    register(OpDef(
-        name=f"_random_pdf_{_dist}", aliases=(f"random_pdf_{_dist}",),
-        infer=_pdf_types(_vector), impl=_pdf_impl(_logpdf, _vector),
-        grad=_pdf_grad(_dist, _vector, not (_discrete or _dist == "uniform")),
-        inputs=("sample", *_params),
-        attrs={"is_log": Attr(as_bool, False)},
-        doc=f"The {_dist.replace('_', ' ')} density (log-density with is_log) of each "
+    register(
+        OpDef(
+            name=f"_random_pdf_{_dist}",
+            aliases=(f"random_pdf_{_dist}",),
+            infer=_pdf_types(_vector),
+            impl=_pdf_impl(_logpdf, _vector),
+            grad=_pdf_grad(_dist, _vector, not (_discrete or _dist == "uniform")),
+            inputs=("sample", *_params),
+            attrs={"is_log": Attr(as_bool, False)},
+            doc=f"The {_dist.replace('_', ' ')} density (log-density with is_log) of each "
             f"sample given its parameters ({', '.join(_params)}): parameters of shape P, "
             f"samples of shape P + extra axes{' + (k,)' if _vector else ''}.",
-        test=TestSpec(make_inputs=_make, order=1,
-                      wrt=tuple(range(1, len(_params) + 1)) if _discrete else None)))
-    _score_op = register(OpDef(
-        name=f"_backward_random_pdf_{_dist}", infer=_score_types,
-        impl=_score_impl(_score, _vector), inputs=("sample", *_params), differentiable=False,
-        doc=f"d log pdf / d input for the {_dist.replace('_', ' ')} density, one array "
+            test=TestSpec(
+                make_inputs=_make,
+                order=1,
+                wrt=tuple(range(1, len(_params) + 1)) if _discrete else None,
+            ),
+        )
+    )
+    _score_op = register(
+        OpDef(
+            name=f"_backward_random_pdf_{_dist}",
+            infer=_score_types,
+            impl=_score_impl(_score, _vector),
+            inputs=("sample", *_params),
+            differentiable=False,
+            doc=f"d log pdf / d input for the {_dist.replace('_', ' ')} density, one array "
             f"of the samples' shape per input (zeros where MXNet has no gradient).",
-        test=TestSpec(make_inputs=_make)))
+            test=TestSpec(make_inputs=_make),
+        )
+    )
     _score_op.num_outputs = len(_params) + 1
 
 del _dist, _params, _logpdf, _score, _make, _vector, _discrete, _score_op

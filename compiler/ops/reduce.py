@@ -11,8 +11,11 @@ from ..ir import GraphError, TensorType
 from ..registry import Attr, OpDef, TestSpec, as_axes, as_bool, as_shape, one_of, register
 from .common import F, normalize_axis
 
-REDUCE_ATTRS = {"axis": Attr(as_axes, None), "keepdims": Attr(as_bool, False),
-                "exclude": Attr(as_bool, False)}
+REDUCE_ATTRS = {
+    "axis": Attr(as_axes, None),
+    "keepdims": Attr(as_bool, False),
+    "exclude": Attr(as_bool, False),
+}
 
 
 def reduced_axes(ndim: int, axis, exclude: bool) -> tuple[int, ...]:
@@ -55,8 +58,11 @@ def _sum(x, axis=None, keepdims=False):
 
 def _mean(x, axis=None, keepdims=False):
     count = math.prod(x.shape[a] for a in axis) if axis is not None else x.size
-    return np.add.reduce(x, axis=axis, keepdims=keepdims) / max(count, 1) \
-        if count else np.mean(x, axis=axis, keepdims=keepdims)
+    return (
+        np.add.reduce(x, axis=axis, keepdims=keepdims) / max(count, 1)
+        if count
+        else np.mean(x, axis=axis, keepdims=keepdims)
+    )
 
 
 def restore_reduced(g, ndim: int, axis, keepdims: bool, exclude: bool):
@@ -98,20 +104,37 @@ def prod_grad(g, x, *, out, axis, keepdims, exclude):
 
 def nansum_grad(g, x, *, out, axis, keepdims, exclude):
     """g broadcast back where x is not NaN, 0 where it is"""
-    return sum_grad(g, x, out=out, axis=axis, keepdims=keepdims, exclude=exclude) * \
-        F.broadcast_equal(x, x)
+    return sum_grad(
+        g, x, out=out, axis=axis, keepdims=keepdims, exclude=exclude
+    ) * F.broadcast_equal(x, x)
 
 
-for _name, _numpy, _rule in (("sum", _sum, sum_grad), ("mean", _mean, mean_grad),
-                             ("max", np.max, extremum_grad), ("min", np.min, extremum_grad),
-                             ("prod", np.prod, prod_grad), ("nansum", np.nansum, nansum_grad)):
-    register(OpDef(name=_name, infer=reduce_types, impl=_reduction(_numpy), grad=_rule,
-                   attrs=REDUCE_ATTRS, kind="reduce", method=_name,
-                   aliases=(f"{_name}_axis",) if _name != "nansum" else (),
-                   doc=f"{_name} over ``axis`` (all axes if None); ``exclude`` reduces "
-                       f"the other axes.",
-                   test=TestSpec(shapes=((3, 4),), attrs={"axis": (1,)},
-                                 domain=(0.5, 2.0) if _name == "prod" else (-2.0, 2.0))))
+for _name, _numpy, _rule in (
+    ("sum", _sum, sum_grad),
+    ("mean", _mean, mean_grad),
+    ("max", np.max, extremum_grad),
+    ("min", np.min, extremum_grad),
+    ("prod", np.prod, prod_grad),
+    ("nansum", np.nansum, nansum_grad),
+):
+    register(
+        OpDef(
+            name=_name,
+            infer=reduce_types,
+            impl=_reduction(_numpy),
+            grad=_rule,
+            attrs=REDUCE_ATTRS,
+            kind="reduce",
+            method=_name,
+            aliases=(f"{_name}_axis",) if _name != "nansum" else (),
+            doc=f"{_name} over ``axis`` (all axes if None); ``exclude`` reduces the other axes.",
+            test=TestSpec(
+                shapes=((3, 4),),
+                attrs={"axis": (1,)},
+                domain=(0.5, 2.0) if _name == "prod" else (-2.0, 2.0),
+            ),
+        )
+    )
 
 
 def _norm_types(types, *, ord, axis, out_dtype, keepdims):
@@ -137,15 +160,26 @@ def norm_grad(g, x, *, out, ord, axis, out_dtype, keepdims):
     return x * (g / restore_reduced(out, x.ndim, axis, keepdims, False))
 
 
-register(OpDef(name="norm", infer=_norm_types, impl=_norm, grad=norm_grad,
-               attrs={"ord": Attr(lambda v: int(one_of("1", "2")(str(v))), 2),
-                      "axis": Attr(as_axes, None),
-                      "out_dtype": Attr(lambda v: None if v is None or str(v) == "None"
-                                        else np.dtype(v).name, None),
-                      "keepdims": Attr(as_bool, False)},
-               kind="reduce", method="norm",
-               doc="L1 (ord=1) or L2 (ord=2) norm over ``axis`` (all axes if None).",
-               test=TestSpec(shapes=((3, 4),), attrs={"axis": (1,)})))
+register(
+    OpDef(
+        name="norm",
+        infer=_norm_types,
+        impl=_norm,
+        grad=norm_grad,
+        attrs={
+            "ord": Attr(lambda v: int(one_of("1", "2")(str(v))), 2),
+            "axis": Attr(as_axes, None),
+            "out_dtype": Attr(
+                lambda v: None if v is None or str(v) == "None" else np.dtype(v).name, None
+            ),
+            "keepdims": Attr(as_bool, False),
+        },
+        kind="reduce",
+        method="norm",
+        doc="L1 (ord=1) or L2 (ord=2) norm over ``axis`` (all axes if None).",
+        test=TestSpec(shapes=((3, 4),), attrs={"axis": (1,)}),
+    )
+)
 
 
 def _reduced_size_types(types, *, axis, exclude):
@@ -160,23 +194,33 @@ def _reduced_size(x, *, axis, exclude):
     return np.array([size], dtype=x.dtype)
 
 
-register(OpDef(name="_reduced_size", infer=_reduced_size_types, impl=_reduced_size,
-               attrs={"axis": Attr(as_axes, None), "exclude": Attr(as_bool, False)},
-               differentiable=False, shape_only=(0,), kind="shape",
-               doc="How many elements a reduction over ``axis`` combines, as a (1,) "
-                   "array, so that gradients of ``mean`` do not bake sizes into attrs.",
-               test=TestSpec(attrs={"axis": (1,)})))
+register(
+    OpDef(
+        name="_reduced_size",
+        infer=_reduced_size_types,
+        impl=_reduced_size,
+        attrs={"axis": Attr(as_axes, None), "exclude": Attr(as_bool, False)},
+        differentiable=False,
+        shape_only=(0,),
+        kind="shape",
+        doc="How many elements a reduction over ``axis`` combines, as a (1,) "
+        "array, so that gradients of ``mean`` do not bake sizes into attrs.",
+        test=TestSpec(attrs={"axis": (1,)}),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # broadcasting and its reverse
 # ---------------------------------------------------------------------------
 
+
 def unbroadcast_axes(shape: tuple[int, ...], target: tuple[int, ...]) -> tuple[int, ...]:
     """Axes of ``shape`` to sum so that it becomes ``target`` (which broadcasts to it)."""
     lead = len(shape) - len(target)
-    return tuple(range(lead)) + tuple(lead + i for i, size in enumerate(target)
-                                      if size == 1 and shape[lead + i] != 1)
+    return tuple(range(lead)) + tuple(
+        lead + i for i, size in enumerate(target) if size == 1 and shape[lead + i] != 1
+    )
 
 
 def _unbroadcast_types(types):
@@ -197,11 +241,20 @@ def unbroadcast_grad(g, x, like, *, out):
     return F.broadcast_like(g, x), None
 
 
-register(OpDef(name="_unbroadcast", infer=_unbroadcast_types, impl=_unbroadcast,
-               grad=unbroadcast_grad, inputs=("data", "like"), kind="reduce", shape_only=(1,),
-               doc="Sum ``data`` down to the shape of ``like``: the gradient of "
-                   "broadcasting. ``like`` gives only its shape.",
-               test=TestSpec(shapes=((3, 4), (1, 4)), wrt=(0,))))
+register(
+    OpDef(
+        name="_unbroadcast",
+        infer=_unbroadcast_types,
+        impl=_unbroadcast,
+        grad=unbroadcast_grad,
+        inputs=("data", "like"),
+        kind="reduce",
+        shape_only=(1,),
+        doc="Sum ``data`` down to the shape of ``like``: the gradient of "
+        "broadcasting. ``like`` gives only its shape.",
+        test=TestSpec(shapes=((3, 4), (1, 4)), wrt=(0,)),
+    )
+)
 
 
 def _broadcast_like_types(types):
@@ -216,12 +269,21 @@ def broadcast_like_grad(g, x, like, *, out):
     return F._unbroadcast(g, x), None
 
 
-register(OpDef(name="broadcast_like", infer=_broadcast_like_types,
-               impl=lambda x, like: np.array(np.broadcast_to(x, like.shape)),
-               grad=broadcast_like_grad, inputs=("lhs", "rhs"), kind="elemwise", shape_only=(1,),
-               scalar="{0}", method="broadcast_like",
-               doc="Broadcast ``lhs`` to the shape of ``rhs``.",
-               test=TestSpec(shapes=((1, 4), (3, 4)), wrt=(0,))))
+register(
+    OpDef(
+        name="broadcast_like",
+        infer=_broadcast_like_types,
+        impl=lambda x, like: np.array(np.broadcast_to(x, like.shape)),
+        grad=broadcast_like_grad,
+        inputs=("lhs", "rhs"),
+        kind="elemwise",
+        shape_only=(1,),
+        scalar="{0}",
+        method="broadcast_like",
+        doc="Broadcast ``lhs`` to the shape of ``rhs``.",
+        test=TestSpec(shapes=((1, 4), (3, 4)), wrt=(0,)),
+    )
+)
 
 
 def _target_shape(shape, target):
@@ -242,9 +304,17 @@ def broadcast_to_grad(g, x, *, out, shape):
     return F._unbroadcast(g, x)
 
 
-register(OpDef(name="broadcast_to", infer=_broadcast_to_types,
-               impl=lambda x, shape: np.array(np.broadcast_to(x, _target_shape(x.shape, shape))),
-               grad=broadcast_to_grad, attrs={"shape": Attr(as_shape)}, kind="elemwise",
-               scalar="{0}", method="broadcast_to",
-               doc="Broadcast to ``shape`` (0 keeps the input's size).",
-               test=TestSpec(shapes=((1, 4),), attrs={"shape": (3, 4)})))
+register(
+    OpDef(
+        name="broadcast_to",
+        infer=_broadcast_to_types,
+        impl=lambda x, shape: np.array(np.broadcast_to(x, _target_shape(x.shape, shape))),
+        grad=broadcast_to_grad,
+        attrs={"shape": Attr(as_shape)},
+        kind="elemwise",
+        scalar="{0}",
+        method="broadcast_to",
+        doc="Broadcast to ``shape`` (0 keeps the input's size).",
+        test=TestSpec(shapes=((1, 4),), attrs={"shape": (3, 4)}),
+    )
+)

@@ -76,9 +76,15 @@ RNN_ATTRS = {
 # the packed parameter layout
 # ---------------------------------------------------------------------------
 
-def rnn_param_shapes(mode: str, num_layers: int, input_size: int, state_size: int,
-                     bidirectional: bool = False, projection_size: int | None = None
-                     ) -> list[tuple[str, tuple[int, ...]]]:
+
+def rnn_param_shapes(
+    mode: str,
+    num_layers: int,
+    input_size: int,
+    state_size: int,
+    bidirectional: bool = False,
+    projection_size: int | None = None,
+) -> list[tuple[str, tuple[int, ...]]]:
     """The pieces of the RNN op's packed ``parameters`` vector, in order.
 
     Returns ``(name, shape)`` pairs named as Gluon names them (``l0_i2h_weight``,
@@ -103,20 +109,31 @@ def rnn_param_shapes(mode: str, num_layers: int, input_size: int, state_size: in
     return weights + biases
 
 
-def rnn_param_size(mode: str, num_layers: int, input_size: int, state_size: int,
-                   bidirectional: bool = False, projection_size: int | None = None) -> int:
+def rnn_param_size(
+    mode: str,
+    num_layers: int,
+    input_size: int,
+    state_size: int,
+    bidirectional: bool = False,
+    projection_size: int | None = None,
+) -> int:
     """Length of the RNN op's packed ``parameters`` vector.
 
     >>> rnn_param_size("lstm", 1, 3, 2)
     56
     """
-    return sum(int(np.prod(shape)) for _, shape in rnn_param_shapes(
-        mode, num_layers, input_size, state_size, bidirectional, projection_size))
+    return sum(
+        int(np.prod(shape))
+        for _, shape in rnn_param_shapes(
+            mode, num_layers, input_size, state_size, bidirectional, projection_size
+        )
+    )
 
 
 # ---------------------------------------------------------------------------
 # kits: the array operations the recurrence needs, on numpy and on graphs
 # ---------------------------------------------------------------------------
+
 
 class _NumpyKit:
     """The recurrence's operations on numpy arrays (the op's implementation)."""
@@ -125,7 +142,7 @@ class _NumpyKit:
         return [x[k] for k in range(count)]
 
     def piece(self, params: np.ndarray, offset: int, shape: tuple[int, ...]) -> np.ndarray:
-        return params[offset:offset + int(np.prod(shape))].reshape(shape)
+        return params[offset : offset + int(np.prod(shape))].reshape(shape)
 
     def linear(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
         # one 2-D GEMM: numpy's 3-D matmul loops over the leading axis (20x slower)
@@ -170,9 +187,14 @@ class _GraphKit:
         return F.reshape(flat, shape=shape)
 
     def linear(self, x: Expr, weight: Expr, bias: Expr | None) -> Expr:
-        return F.FullyConnected(x, weight, *(() if bias is None else (bias,)),
-                                num_hidden=weight.shape[0], no_bias=bias is None,
-                                flatten=False)
+        return F.FullyConnected(
+            x,
+            weight,
+            *(() if bias is None else (bias,)),
+            num_hidden=weight.shape[0],
+            no_bias=bias is None,
+            flatten=False,
+        )
 
     def gates(self, z: Expr, count: int) -> list[Expr]:
         return list(F.split(z, num_outputs=count, axis=z.ndim - 1)) if count > 1 else [z]
@@ -213,8 +235,18 @@ GRAPH_KIT = _GraphKit()
 # the recurrence, written once for both kits
 # ---------------------------------------------------------------------------
 
-def _cell_step(kit, mode: str, x_part, h, c, h2h_weight, h2h_bias, h2r_weight,
-               clip: tuple[float, float, bool] | None):
+
+def _cell_step(
+    kit,
+    mode: str,
+    x_part,
+    h,
+    c,
+    h2h_weight,
+    h2h_bias,
+    h2r_weight,
+    clip: tuple[float, float, bool] | None,
+):
     """One step of one layer and direction: the new (h, c) from the input's
     projection ``x_part`` (W_i2h x + b_i2h) and the previous states."""
     h_part = kit.linear(h, h2h_weight, h2h_bias)
@@ -238,9 +270,28 @@ def _cell_step(kit, mode: str, x_part, h, c, h2h_weight, h2h_bias, h2r_weight,
     return act(x_part + h_part), None
 
 
-def _recurrence(kit, data, params, state, cell, lengths, masks, *, state_size, num_layers,
-                mode, bidirectional, p, state_outputs, projection_size, lstm_state_clip_min,
-                lstm_state_clip_max, lstm_state_clip_nan, use_sequence_length, is_train):
+def _recurrence(
+    kit,
+    data,
+    params,
+    state,
+    cell,
+    lengths,
+    masks,
+    *,
+    state_size,
+    num_layers,
+    mode,
+    bidirectional,
+    p,
+    state_outputs,
+    projection_size,
+    lstm_state_clip_min,
+    lstm_state_clip_max,
+    lstm_state_clip_nan,
+    use_sequence_length,
+    is_train,
+):
     """Run every layer and direction: returns (out, h_n, c_n or None).
 
     With ``lengths``, steps at or past a sequence's length leave its states as
@@ -248,8 +299,9 @@ def _recurrence(kit, data, params, state, cell, lengths, masks, *, state_size, n
     own last step and the final states are those of its last valid step."""
     steps = data.shape[0]
     directions = 2 if bidirectional else 1
-    shapes = rnn_param_shapes(mode, num_layers, data.shape[2], state_size, bidirectional,
-                              projection_size)
+    shapes = rnn_param_shapes(
+        mode, num_layers, data.shape[2], state_size, bidirectional, projection_size
+    )
     pieces, offset = {}, 0
     for name, shape in shapes:
         pieces[name] = kit.piece(params, offset, shape)
@@ -267,17 +319,25 @@ def _recurrence(kit, data, params, state, cell, lengths, masks, *, state_size, n
         for direction, tag in enumerate("lr"[:directions]):
             k = layer * directions + direction
             name = f"{tag}{layer}_"
-            projected = kit.rows(kit.linear(x, pieces[name + "i2h_weight"],
-                                            pieces[name + "i2h_bias"]), steps)
+            projected = kit.rows(
+                kit.linear(x, pieces[name + "i2h_weight"], pieces[name + "i2h_bias"]), steps
+            )
             h = h_rows[k]
             c = c_rows[k] if c_rows is not None else None
             outs: list[Any] = [None] * steps
             order = range(steps) if direction == 0 else range(steps - 1, -1, -1)
             for t in order:
-                h_new, c_new = _cell_step(kit, mode, projected[t], h, c,
-                                          pieces[name + "h2h_weight"],
-                                          pieces[name + "h2h_bias"],
-                                          pieces.get(name + "h2r_weight"), clip)
+                h_new, c_new = _cell_step(
+                    kit,
+                    mode,
+                    projected[t],
+                    h,
+                    c,
+                    pieces[name + "h2h_weight"],
+                    pieces[name + "h2h_bias"],
+                    pieces.get(name + "h2r_weight"),
+                    clip,
+                )
                 if lengths is not None:
                     valid = kit.valid(lengths, t, h_new)
                     outs[t] = h_new * valid
@@ -299,6 +359,7 @@ def _recurrence(kit, data, params, state, cell, lengths, masks, *, state_size, n
 # ---------------------------------------------------------------------------
 # the RNN op
 # ---------------------------------------------------------------------------
+
 
 def _rnn_inputs(attrs: dict) -> tuple[str, ...]:
     names = ("data", "parameters", "state")
@@ -327,7 +388,7 @@ def _rnn_types(types, **attrs) -> list[TensorType]:
     data = types[0].shape
     if len(data) != 3:
         raise GraphError(f"data must be (T, N, I), got {data}")
-    dtype = require_same_dtype(types[:4 if mode == "lstm" else 3])
+    dtype = require_same_dtype(types[: 4 if mode == "lstm" else 3])
     steps, batch, features = data
     directions = 2 if attrs["bidirectional"] else 1
     out_size = projection or hidden
@@ -362,14 +423,14 @@ def _rnn(data, params, state, *rest, **attrs):
     masks = None
     if _draws_masks(attrs):
         steps, batch, _ = data.shape
-        width = (2 if attrs["bidirectional"] else 1) * \
-            (attrs["projection_size"] or attrs["state_size"])
+        width = (2 if attrs["bidirectional"] else 1) * (
+            attrs["projection_size"] or attrs["state_size"]
+        )
         keep = generator().random((attrs["num_layers"] - 1, steps, batch, width)) >= attrs["p"]
         masks = (keep / (1.0 - attrs["p"])).astype(data.dtype)
     with np.errstate(over="ignore"):
         out, hy, cy = _recurrence(NUMPY_KIT, data, params, state, cell, lengths, masks, **attrs)
-    outputs = [out, hy] + ([cy] if cy is not None else []) + ([masks] if masks is not None
-                                                                else [])
+    outputs = [out, hy] + ([cy] if cy is not None else []) + ([masks] if masks is not None else [])
     return tuple(np.ascontiguousarray(o, dtype=data.dtype) for o in outputs)
 
 
@@ -394,25 +455,39 @@ def rnn_grad(gs, data, params, state, *rest, out, **attrs):
     # the op is computed from another.
     stand_ins = [F.identity(x) for x in inputs]
     masks = F.stop_gradient(out[-1]) if _draws_masks(attrs) else None
-    rebuilt = _recurrence(GRAPH_KIT, stand_ins[0], stand_ins[1], stand_ins[2],
-                          stand_ins[3] if cell is not None else None, lengths, masks, **attrs)
+    rebuilt = _recurrence(
+        GRAPH_KIT,
+        stand_ins[0],
+        stand_ins[1],
+        stand_ins[2],
+        stand_ins[3] if cell is not None else None,
+        lengths,
+        masks,
+        **attrs,
+    )
     heads, seeds = [], []
     for value, g in zip(rebuilt, gs):
         if value is not None and g is not None and g.entry.node.op.name != "zeros_like":
             heads.append(value.entry)
             seeds.append(g.entry)
-    grads = differentiate(heads, seeds, [s.entry for s in stand_ins]) if heads else \
-        [None] * len(stand_ins)
-    result = tuple(Expr(g) if g is not None else F.zeros_like(x)
-                   for g, x in zip(grads, inputs))
+    grads = (
+        differentiate(heads, seeds, [s.entry for s in stand_ins])
+        if heads
+        else [None] * len(stand_ins)
+    )
+    result = tuple(Expr(g) if g is not None else F.zeros_like(x) for g, x in zip(grads, inputs))
     return result + ((None,) if lengths is not None else ())
 
 
 def _rnn_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     # an LSTM of 2 layers, bidirectional, with a projection: every piece of the layout
     size = rnn_param_size("lstm", 2, 3, 3, True, 2)
-    return [rng.uniform(-1, 1, (3, 2, 3)), rng.uniform(-0.6, 0.6, (size,)),
-            rng.uniform(-1, 1, (4, 2, 2)), rng.uniform(-1, 1, (4, 2, 3))]
+    return [
+        rng.uniform(-1, 1, (3, 2, 3)),
+        rng.uniform(-0.6, 0.6, (size,)),
+        rng.uniform(-1, 1, (4, 2, 2)),
+        rng.uniform(-1, 1, (4, 2, 3)),
+    ]
 
 
 def rnn_output_count(attrs: dict, num_inputs: int) -> int:
@@ -430,9 +505,20 @@ def rnn_input_shapes(shapes: list, **attrs: Any) -> list:
     directions = 2 if attrs["bidirectional"] else 1
     rows = attrs["num_layers"] * directions
     hidden, projection = attrs["state_size"], attrs["projection_size"]
-    learned = [data, (rnn_param_size(attrs["mode"], attrs["num_layers"], data[2], hidden,
-                                     attrs["bidirectional"], projection),),
-               (rows, data[1], projection or hidden)]
+    learned = [
+        data,
+        (
+            rnn_param_size(
+                attrs["mode"],
+                attrs["num_layers"],
+                data[2],
+                hidden,
+                attrs["bidirectional"],
+                projection,
+            ),
+        ),
+        (rows, data[1], projection or hidden),
+    ]
     if attrs["mode"] == "lstm":
         learned.append((rows, data[1], hidden))
     if attrs["use_sequence_length"]:
@@ -440,20 +526,38 @@ def rnn_input_shapes(shapes: list, **attrs: Any) -> list:
     return learned
 
 
-RNN_OP = register(OpDef(
-    name="RNN", infer=_rnn_types, impl=_rnn, grad=rnn_grad, inputs=_rnn_inputs,
-    attrs=RNN_ATTRS, uses_train_mode=True, visible_outputs=_visible, kind="random",
-    doc="Recurrent layers (vanilla RNN with relu or tanh, LSTM, GRU) over time-major "
+RNN_OP = register(
+    OpDef(
+        name="RNN",
+        infer=_rnn_types,
+        impl=_rnn,
+        grad=rnn_grad,
+        inputs=_rnn_inputs,
+        attrs=RNN_ATTRS,
+        uses_train_mode=True,
+        visible_outputs=_visible,
+        kind="random",
+        doc="Recurrent layers (vanilla RNN with relu or tanh, LSTM, GRU) over time-major "
         "data, multi-layer and bidirectional, with MXNet's packed parameters. "
         "Outputs: out (T, N, D*P), then with state_outputs h_n (and c_n for an LSTM)."
         "\n\nGradient\n--------\nBack-propagation through time: the vector-Jacobian "
         "product of the recurrence unrolled into registered ops (per step "
         "FullyConnected, SliceChannel, sigmoid/tanh/relu and elementwise products), "
         "so it differentiates again; none for sequence_length.",
-    test=TestSpec(make_inputs=_rnn_test_inputs, rtol=1e-5,
-                  attrs={"state_size": 3, "num_layers": 2, "mode": "lstm",
-                         "bidirectional": True, "projection_size": 2,
-                         "state_outputs": True})))
+        test=TestSpec(
+            make_inputs=_rnn_test_inputs,
+            rtol=1e-5,
+            attrs={
+                "state_size": 3,
+                "num_layers": 2,
+                "mode": "lstm",
+                "bidirectional": True,
+                "projection_size": 2,
+                "state_outputs": True,
+            },
+        ),
+    )
+)
 # the output count of a node made before its shapes are known (symbol_types reads it)
 RNN_OP.num_outputs = rnn_output_count  # type: ignore[attr-defined]
 
@@ -470,9 +574,16 @@ def rnn_param_concat_grad(g, *inputs, out, dim):
     return _CONCAT.grad(g, *inputs, out=out, dim=dim)
 
 
-register(OpDef(name="_rnn_param_concat", infer=_CONCAT.infer, impl=_CONCAT.impl,
-               grad=rnn_param_concat_grad, attrs={"dim": Attr(as_int, 1)}, variadic=True,
-               kind="shape",
-               doc="Join arrays along axis ``dim`` (Concat under the name MXNet's RNN "
-                   "layers export).",
-               test=TestSpec(shapes=((6,), (4,)), attrs={"dim": 0})))
+register(
+    OpDef(
+        name="_rnn_param_concat",
+        infer=_CONCAT.infer,
+        impl=_CONCAT.impl,
+        grad=rnn_param_concat_grad,
+        attrs={"dim": Attr(as_int, 1)},
+        variadic=True,
+        kind="shape",
+        doc="Join arrays along axis ``dim`` (Concat under the name MXNet's RNN layers export).",
+        test=TestSpec(shapes=((6,), (4,)), attrs={"dim": 0}),
+    )
+)

@@ -14,8 +14,10 @@ from ..ir import GraphError, TensorType
 from ..registry import Attr, OpDef, TestSpec, as_bool, as_float, one_of, register
 from .common import F
 
-SEQUENCE_ATTRS = {"use_sequence_length": Attr(as_bool, False),
-                  "axis": Attr(lambda v: int(one_of("0", "1")(str(v))), 0)}
+SEQUENCE_ATTRS = {
+    "use_sequence_length": Attr(as_bool, False),
+    "axis": Attr(lambda v: int(one_of("0", "1")(str(v))), 0),
+}
 
 
 def _sequence_inputs(attrs):
@@ -27,8 +29,9 @@ def _check_sequence(types, use_sequence_length, axis):
     if len(data) < 2:
         raise GraphError("data must be (T, N, ...) or (N, T, ...)")
     if use_sequence_length and types[-1].shape != (data[1 - axis],):
-        raise GraphError(f"sequence_length must have shape ({data[1 - axis]},), got "
-                         f"{types[-1].shape}")
+        raise GraphError(
+            f"sequence_length must have shape ({data[1 - axis]},), got {types[-1].shape}"
+        )
 
 
 def _time_major(x, axis):
@@ -51,6 +54,7 @@ def _steps_by_batch(shape, ndim):
 # SequenceMask
 # ---------------------------------------------------------------------------
 
+
 def _mask_types(types, *, use_sequence_length, value, axis):
     _check_sequence(types, use_sequence_length, axis)
     return [types[0]]
@@ -60,8 +64,7 @@ def _sequence_mask(x, lengths=None, *, use_sequence_length, value, axis):
     data = _time_major(x, axis)
     keep = np.arange(data.shape[0])[:, None] < _lengths(data, lengths)[None, :]
     keep = keep.reshape(_steps_by_batch(keep.shape, data.ndim))
-    return np.ascontiguousarray(_time_major(np.where(keep, data, value).astype(x.dtype),
-                                            axis))
+    return np.ascontiguousarray(_time_major(np.where(keep, data, value).astype(x.dtype), axis))
 
 
 def sequence_mask_grad(g, x, lengths=None, *, out, use_sequence_length, value, axis):
@@ -75,17 +78,29 @@ def _sequence_test_inputs(rng):
     return [rng.uniform(-2, 2, (4, 3, 2)), np.array([2, 4, 1.0])]
 
 
-register(OpDef(name="SequenceMask", infer=_mask_types, impl=_sequence_mask,
-               grad=sequence_mask_grad, inputs=_sequence_inputs,
-               attrs={**SEQUENCE_ATTRS, "value": Attr(as_float, 0.0)}, kind="gather",
-               doc="Set the steps past each sequence's length to ``value``.",
-               test=TestSpec(make_inputs=_sequence_test_inputs, wrt=(0,),
-                             attrs={"use_sequence_length": True, "value": -1.0})))
+register(
+    OpDef(
+        name="SequenceMask",
+        infer=_mask_types,
+        impl=_sequence_mask,
+        grad=sequence_mask_grad,
+        inputs=_sequence_inputs,
+        attrs={**SEQUENCE_ATTRS, "value": Attr(as_float, 0.0)},
+        kind="gather",
+        doc="Set the steps past each sequence's length to ``value``.",
+        test=TestSpec(
+            make_inputs=_sequence_test_inputs,
+            wrt=(0,),
+            attrs={"use_sequence_length": True, "value": -1.0},
+        ),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # SequenceLast
 # ---------------------------------------------------------------------------
+
 
 def _last_types(types, *, use_sequence_length, axis):
     _check_sequence(types, use_sequence_length, axis)
@@ -110,16 +125,29 @@ def sequence_last_grad(g, x, lengths=None, *, out, use_sequence_length, axis):
     return F._sequence_last_grad(g, x, lengths, **attrs), None
 
 
-register(OpDef(name="SequenceLast", infer=_last_types, impl=_sequence_last,
-               grad=sequence_last_grad, inputs=_sequence_inputs, attrs=SEQUENCE_ATTRS,
-               kind="gather", doc="Each sequence's last valid step.",
-               test=TestSpec(make_inputs=_sequence_test_inputs, wrt=(0,),
-                             attrs={"use_sequence_length": True})))
+register(
+    OpDef(
+        name="SequenceLast",
+        infer=_last_types,
+        impl=_sequence_last,
+        grad=sequence_last_grad,
+        inputs=_sequence_inputs,
+        attrs=SEQUENCE_ATTRS,
+        kind="gather",
+        doc="Each sequence's last valid step.",
+        test=TestSpec(
+            make_inputs=_sequence_test_inputs, wrt=(0,), attrs={"use_sequence_length": True}
+        ),
+    )
+)
 
 
 def _last_grad_inputs(attrs):
-    return ("data", "like", "sequence_length") if attrs.get("use_sequence_length") else \
-        ("data", "like")
+    return (
+        ("data", "like", "sequence_length")
+        if attrs.get("use_sequence_length")
+        else ("data", "like")
+    )
 
 
 def _last_grad_types(types, *, use_sequence_length, axis):
@@ -140,21 +168,35 @@ def sequence_last_grad_grad(h, g, like, lengths=None, *, out, use_sequence_lengt
     return F.SequenceLast(h, lengths, **attrs), None, None
 
 
-register(OpDef(name="_sequence_last_grad", infer=_last_grad_types, impl=_sequence_last_grad,
-               shape_only=(1,),
-               grad=sequence_last_grad_grad, inputs=_last_grad_inputs, attrs=SEQUENCE_ATTRS,
-               kind="gather",
-               doc="Zeros shaped like ``like`` with ``data`` at each sequence's last step: "
-                   "the gradient of SequenceLast.",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (3, 2)),
-                                                      np.zeros((4, 3, 2)),
-                                                      np.array([2, 4, 1.0])],
-                             wrt=(0,), attrs={"use_sequence_length": True})))
+register(
+    OpDef(
+        name="_sequence_last_grad",
+        infer=_last_grad_types,
+        impl=_sequence_last_grad,
+        shape_only=(1,),
+        grad=sequence_last_grad_grad,
+        inputs=_last_grad_inputs,
+        attrs=SEQUENCE_ATTRS,
+        kind="gather",
+        doc="Zeros shaped like ``like`` with ``data`` at each sequence's last step: "
+        "the gradient of SequenceLast.",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-2, 2, (3, 2)),
+                np.zeros((4, 3, 2)),
+                np.array([2, 4, 1.0]),
+            ],
+            wrt=(0,),
+            attrs={"use_sequence_length": True},
+        ),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # SequenceReverse
 # ---------------------------------------------------------------------------
+
 
 def _sequence_reverse(x, lengths=None, *, use_sequence_length, axis):
     data = _time_major(x, axis)
@@ -177,9 +219,18 @@ def _reverse_types(types, *, use_sequence_length, axis):
     return [types[0]]
 
 
-register(OpDef(name="SequenceReverse", infer=_reverse_types, impl=_sequence_reverse,
-               grad=sequence_reverse_grad, inputs=_sequence_inputs, attrs=SEQUENCE_ATTRS,
-               kind="gather",
-               doc="Reverse the valid steps of each sequence; steps past its length stay.",
-               test=TestSpec(make_inputs=_sequence_test_inputs, wrt=(0,),
-                             attrs={"use_sequence_length": True})))
+register(
+    OpDef(
+        name="SequenceReverse",
+        infer=_reverse_types,
+        impl=_sequence_reverse,
+        grad=sequence_reverse_grad,
+        inputs=_sequence_inputs,
+        attrs=SEQUENCE_ATTRS,
+        kind="gather",
+        doc="Reverse the valid steps of each sequence; steps past its length stay.",
+        test=TestSpec(
+            make_inputs=_sequence_test_inputs, wrt=(0,), attrs={"use_sequence_length": True}
+        ),
+    )
+)

@@ -31,6 +31,7 @@ def _like_input_grad(g, x, *, out, **_attrs):
 # reshape family
 # ---------------------------------------------------------------------------
 
+
 def mxnet_reshape(shape: tuple[int, ...], spec: tuple[int, ...], reverse: bool = False):
     """The output shape of MXNet's ``reshape``, with its special codes:
     0 copies an input axis, -1 infers one axis, -2 copies all remaining axes,
@@ -87,12 +88,19 @@ def _reshape_types(types, *, shape, reverse):
     return [TensorType(mxnet_reshape(types[0].shape, shape, reverse), types[0].dtype)]
 
 
-register(OpDef(name="Reshape", aliases=("reshape",), infer=_reshape_types,
-               impl=lambda x, shape, reverse: x.reshape(mxnet_reshape(x.shape, shape, reverse)),
-               grad=_like_input_grad, attrs={"shape": Attr(as_shape),
-                                             "reverse": Attr(as_bool, False)},
-               kind="shape", doc="Reshape, with MXNet's codes 0, -1, -2, -3, -4.",
-               test=TestSpec(shapes=((3, 4),), attrs={"shape": (2, -1)})))
+register(
+    OpDef(
+        name="Reshape",
+        aliases=("reshape",),
+        infer=_reshape_types,
+        impl=lambda x, shape, reverse: x.reshape(mxnet_reshape(x.shape, shape, reverse)),
+        grad=_like_input_grad,
+        attrs={"shape": Attr(as_shape), "reverse": Attr(as_bool, False)},
+        kind="shape",
+        doc="Reshape, with MXNet's codes 0, -1, -2, -3, -4.",
+        test=TestSpec(shapes=((3, 4),), attrs={"shape": (2, -1)}),
+    )
+)
 
 
 def _reshape_like_types(types):
@@ -107,23 +115,40 @@ def reshape_like_grad(g, x, like, *, out):
     return F.reshape_like(g, x), None
 
 
-register(OpDef(name="reshape_like", infer=_reshape_like_types,
-               impl=lambda x, like: x.reshape(like.shape), grad=reshape_like_grad, shape_only=(1,),
-               inputs=("lhs", "rhs"), kind="shape", method="reshape_like",
-               doc="Reshape ``lhs`` to the shape of ``rhs``.",
-               test=TestSpec(shapes=((3, 4), (4, 3)), wrt=(0,))))
+register(
+    OpDef(
+        name="reshape_like",
+        infer=_reshape_like_types,
+        impl=lambda x, like: x.reshape(like.shape),
+        grad=reshape_like_grad,
+        shape_only=(1,),
+        inputs=("lhs", "rhs"),
+        kind="shape",
+        method="reshape_like",
+        doc="Reshape ``lhs`` to the shape of ``rhs``.",
+        test=TestSpec(shapes=((3, 4), (4, 3)), wrt=(0,)),
+    )
+)
 
 
 def _flatten_types(types):
     shape = types[0].shape
-    return [TensorType((shape[0], int(np.prod(shape[1:]))) if shape else (1, 1),
-                       types[0].dtype)]
+    return [TensorType((shape[0], int(np.prod(shape[1:]))) if shape else (1, 1), types[0].dtype)]
 
 
-register(OpDef(name="Flatten", aliases=("flatten",), infer=_flatten_types,
-               impl=lambda x: x.reshape(x.shape[0], -1), grad=_like_input_grad,
-               kind="shape", method="flatten", doc="Collapse all axes but the first.",
-               test=TestSpec(shapes=((2, 3, 2),))))
+register(
+    OpDef(
+        name="Flatten",
+        aliases=("flatten",),
+        infer=_flatten_types,
+        impl=lambda x: x.reshape(x.shape[0], -1),
+        grad=_like_input_grad,
+        kind="shape",
+        method="flatten",
+        doc="Collapse all axes but the first.",
+        test=TestSpec(shapes=((2, 3, 2),)),
+    )
+)
 
 
 def _expand_dims_types(types, *, axis):
@@ -132,11 +157,19 @@ def _expand_dims_types(types, *, axis):
     return [TensorType(tuple(shape), types[0].dtype)]
 
 
-register(OpDef(name="expand_dims", infer=_expand_dims_types,
-               impl=lambda x, axis: np.expand_dims(x, axis), grad=_like_input_grad,
-               attrs={"axis": Attr(as_int)}, kind="shape", method="expand_dims",
-               doc="Insert an axis of length one.",
-               test=TestSpec(attrs={"axis": 1})))
+register(
+    OpDef(
+        name="expand_dims",
+        infer=_expand_dims_types,
+        impl=lambda x, axis: np.expand_dims(x, axis),
+        grad=_like_input_grad,
+        attrs={"axis": Attr(as_int)},
+        kind="shape",
+        method="expand_dims",
+        doc="Insert an axis of length one.",
+        test=TestSpec(attrs={"axis": 1}),
+    )
+)
 
 
 def _squeeze_axes(shape, axis):
@@ -151,8 +184,9 @@ def _squeeze_axes(shape, axis):
 def _squeeze_types(types, *, axis):
     shape = types[0].shape
     axes = _squeeze_axes(shape, axis)
-    return [TensorType(tuple(s for i, s in enumerate(shape) if i not in axes) or (1,),
-                       types[0].dtype)]
+    return [
+        TensorType(tuple(s for i, s in enumerate(shape) if i not in axes) or (1,), types[0].dtype)
+    ]
 
 
 def _squeeze(x, *, axis):
@@ -160,10 +194,19 @@ def _squeeze(x, *, axis):
     return out.reshape(1) if out.ndim == 0 else out
 
 
-register(OpDef(name="squeeze", infer=_squeeze_types, impl=_squeeze, grad=_like_input_grad,
-               attrs={"axis": Attr(as_axes, None)}, kind="shape", method="squeeze",
-               doc="Remove axes of length one.",
-               test=TestSpec(shapes=((3, 1, 4),), attrs={"axis": (1,)})))
+register(
+    OpDef(
+        name="squeeze",
+        infer=_squeeze_types,
+        impl=_squeeze,
+        grad=_like_input_grad,
+        attrs={"axis": Attr(as_axes, None)},
+        kind="shape",
+        method="squeeze",
+        doc="Remove axes of length one.",
+        test=TestSpec(shapes=((3, 1, 4),), attrs={"axis": (1,)}),
+    )
+)
 
 
 def _transpose_types(types, *, axes):
@@ -182,11 +225,19 @@ def transpose_grad(g, x, *, out, axes):
     return F.transpose(g, axes=inverse)
 
 
-register(OpDef(name="transpose", infer=_transpose_types,
-               impl=lambda x, axes: np.transpose(x, axes or None), grad=transpose_grad,
-               attrs={"axes": Attr(as_shape, ())}, kind="shape", method="transpose",
-               doc="Permute axes (reverse them by default).",
-               test=TestSpec(shapes=((2, 3, 4),), attrs={"axes": (1, 2, 0)})))
+register(
+    OpDef(
+        name="transpose",
+        infer=_transpose_types,
+        impl=lambda x, axes: np.transpose(x, axes or None),
+        grad=transpose_grad,
+        attrs={"axes": Attr(as_shape, ())},
+        kind="shape",
+        method="transpose",
+        doc="Permute axes (reverse them by default).",
+        test=TestSpec(shapes=((2, 3, 4),), attrs={"axes": (1, 2, 0)}),
+    )
+)
 
 
 def swapaxes_grad(g, x, *, out, dim1, dim2):
@@ -201,24 +252,35 @@ def _swapaxes_types(types, *, dim1, dim2):
     return [TensorType(tuple(shape), types[0].dtype)]
 
 
-register(OpDef(name="SwapAxis", aliases=("swapaxes",), infer=_swapaxes_types,
-               impl=lambda x, dim1, dim2: np.swapaxes(x, dim1, dim2), grad=swapaxes_grad,
-               attrs={"dim1": Attr(as_int, 0), "dim2": Attr(as_int, 0)}, kind="shape",
-               method="swapaxes", doc="Swap two axes.",
-               test=TestSpec(shapes=((2, 3),), attrs={"dim1": 0, "dim2": 1})))
+register(
+    OpDef(
+        name="SwapAxis",
+        aliases=("swapaxes",),
+        infer=_swapaxes_types,
+        impl=lambda x, dim1, dim2: np.swapaxes(x, dim1, dim2),
+        grad=swapaxes_grad,
+        attrs={"dim1": Attr(as_int, 0), "dim2": Attr(as_int, 0)},
+        kind="shape",
+        method="swapaxes",
+        doc="Swap two axes.",
+        test=TestSpec(shapes=((2, 3),), attrs={"dim1": 0, "dim2": 1}),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # joining and splitting
 # ---------------------------------------------------------------------------
 
+
 def _concat_types(types, *, dim):
     dtype = require_same_dtype(types)
     rank = len(types[0].shape)
     axis = normalize_axis(dim, rank)
     for t in types[1:]:
-        if len(t.shape) != rank or any(a != b for k, (a, b) in
-                                       enumerate(zip(t.shape, types[0].shape)) if k != axis):
+        if len(t.shape) != rank or any(
+            a != b for k, (a, b) in enumerate(zip(t.shape, types[0].shape)) if k != axis
+        ):
             raise GraphError(f"shapes differ off axis {axis}")
     shape = list(types[0].shape)
     shape[axis] = sum(t.shape[axis] for t in types)
@@ -231,11 +293,20 @@ def concat_grad(g, *inputs, out, dim):
     return pieces if len(inputs) > 1 else (pieces,)
 
 
-register(OpDef(name="Concat", aliases=("concat",), infer=_concat_types,
-               impl=lambda *xs, dim: np.concatenate(xs, axis=dim), grad=concat_grad,
-               attrs={"dim": Attr(as_int, 1)}, variadic=True, kind="shape",
-               doc="Join arrays along axis ``dim``.",
-               test=TestSpec(shapes=((3, 2), (3, 4)), attrs={"dim": 1})))
+register(
+    OpDef(
+        name="Concat",
+        aliases=("concat",),
+        infer=_concat_types,
+        impl=lambda *xs, dim: np.concatenate(xs, axis=dim),
+        grad=concat_grad,
+        attrs={"dim": Attr(as_int, 1)},
+        variadic=True,
+        kind="shape",
+        doc="Join arrays along axis ``dim``.",
+        test=TestSpec(shapes=((3, 2), (3, 4)), attrs={"dim": 1}),
+    )
+)
 
 
 def _split_like_types(types, *, axis):
@@ -252,12 +323,20 @@ def split_like_grad(gs, g, *likes, out, axis):
     return (F.Concat(*gs, dim=axis),) + (None,) * len(likes)
 
 
-register(OpDef(name="_split_like", infer=_split_like_types, impl=_split_like,
-               grad=split_like_grad, variadic=True, kind="shape",
-               attrs={"axis": Attr(as_int, 1)},
-               doc="Cut ``data`` along ``axis`` into pieces as long as each further "
-                   "input: the gradient of concat, with sizes taken at run time.",
-               test=TestSpec(shapes=((3, 6), (3, 2), (3, 4)), attrs={"axis": 1}, wrt=(0,))))
+register(
+    OpDef(
+        name="_split_like",
+        infer=_split_like_types,
+        impl=_split_like,
+        grad=split_like_grad,
+        variadic=True,
+        kind="shape",
+        attrs={"axis": Attr(as_int, 1)},
+        doc="Cut ``data`` along ``axis`` into pieces as long as each further "
+        "input: the gradient of concat, with sizes taken at run time.",
+        test=TestSpec(shapes=((3, 6), (3, 2), (3, 4)), attrs={"axis": 1}, wrt=(0,)),
+    )
+)
 
 
 def _stack_types(types, *, axis):
@@ -275,19 +354,28 @@ def stack_grad(g, *inputs, out, axis):
     return pieces if len(inputs) > 1 else (pieces,)
 
 
-register(OpDef(name="stack", infer=_stack_types,
-               impl=lambda *xs, axis: np.stack(xs, axis=axis), grad=stack_grad,
-               attrs={"axis": Attr(as_int, 0)}, variadic=True, kind="shape",
-               doc="Join equal-shaped arrays along a new axis.",
-               test=TestSpec(shapes=((3, 4), (3, 4)), attrs={"axis": 1})))
+register(
+    OpDef(
+        name="stack",
+        infer=_stack_types,
+        impl=lambda *xs, axis: np.stack(xs, axis=axis),
+        grad=stack_grad,
+        attrs={"axis": Attr(as_int, 0)},
+        variadic=True,
+        kind="shape",
+        doc="Join equal-shaped arrays along a new axis.",
+        test=TestSpec(shapes=((3, 4), (3, 4)), attrs={"axis": 1}),
+    )
+)
 
 
 def _split_types(types, *, num_outputs, axis, squeeze_axis):
     shape = list(types[0].shape)
     a = normalize_axis(axis, len(shape))
     if num_outputs < 1 or shape[a] % num_outputs:
-        raise GraphError(f"axis {a} of length {shape[a]} does not split into "
-                         f"{num_outputs} equal parts")
+        raise GraphError(
+            f"axis {a} of length {shape[a]} does not split into {num_outputs} equal parts"
+        )
     if squeeze_axis and shape[a] != num_outputs:
         raise GraphError("squeeze_axis needs parts of length one")
     shape[a] //= num_outputs
@@ -312,17 +400,30 @@ def split_grad(gs, x, *, out, num_outputs, axis, squeeze_axis):
     return F.Concat(*gs, dim=axis)
 
 
-register(OpDef(name="SliceChannel", aliases=("split",), infer=_split_types, impl=_split,
-               grad=split_grad, kind="shape",
-               attrs={"num_outputs": Attr(as_int), "axis": Attr(as_int, 1),
-                      "squeeze_axis": Attr(as_bool, False)},
-               method="split", doc="Split into ``num_outputs`` equal parts along ``axis``.",
-               test=TestSpec(shapes=((3, 4),), attrs={"num_outputs": 2, "axis": 1})))
+register(
+    OpDef(
+        name="SliceChannel",
+        aliases=("split",),
+        infer=_split_types,
+        impl=_split,
+        grad=split_grad,
+        kind="shape",
+        attrs={
+            "num_outputs": Attr(as_int),
+            "axis": Attr(as_int, 1),
+            "squeeze_axis": Attr(as_bool, False),
+        },
+        method="split",
+        doc="Split into ``num_outputs`` equal parts along ``axis``.",
+        test=TestSpec(shapes=((3, 4),), attrs={"num_outputs": 2, "axis": 1}),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # slicing
 # ---------------------------------------------------------------------------
+
 
 def slice_tuple(shape, begin, end, step) -> tuple[slice, ...]:
     """Python slices for MXNet's begin/end/step (None means the default)."""
@@ -336,11 +437,14 @@ def _slice_types(types, *, begin, end, step):
     shape = types[0].shape
     index = slice_tuple(shape, begin, end, step)
     sizes = [len(range(*sl.indices(n))) for sl, n in zip(index, shape)]
-    return [TensorType(tuple(sizes) + tuple(shape[len(index):]), types[0].dtype)]
+    return [TensorType(tuple(sizes) + tuple(shape[len(index) :]), types[0].dtype)]
 
 
-SLICE_ATTRS = {"begin": Attr(as_optional_ints), "end": Attr(as_optional_ints),
-               "step": Attr(as_optional_ints, ())}
+SLICE_ATTRS = {
+    "begin": Attr(as_optional_ints),
+    "end": Attr(as_optional_ints),
+    "step": Attr(as_optional_ints, ()),
+}
 
 
 def slice_grad(g, x, *, out, begin, end, step):
@@ -348,12 +452,22 @@ def slice_grad(g, x, *, out, begin, end, step):
     return F._slice_grad(g, x, begin=begin, end=end, step=step)
 
 
-register(OpDef(name="slice", aliases=("crop",), infer=_slice_types,
-               impl=lambda x, begin, end, step: x[slice_tuple(x.shape, begin, end, step)].copy(),
-               grad=slice_grad, attrs=SLICE_ATTRS, kind="shape", method="slice",
-               doc="Slice with per-axis begin/end/step (None for the default).",
-               test=TestSpec(shapes=((4, 5),), attrs={"begin": (1, None), "end": (3, None),
-                                                      "step": (1, 2)})))
+register(
+    OpDef(
+        name="slice",
+        aliases=("crop",),
+        infer=_slice_types,
+        impl=lambda x, begin, end, step: x[slice_tuple(x.shape, begin, end, step)].copy(),
+        grad=slice_grad,
+        attrs=SLICE_ATTRS,
+        kind="shape",
+        method="slice",
+        doc="Slice with per-axis begin/end/step (None for the default).",
+        test=TestSpec(
+            shapes=((4, 5),), attrs={"begin": (1, None), "end": (3, None), "step": (1, 2)}
+        ),
+    )
+)
 
 
 def _slice_grad_types(types, *, begin, end, step):
@@ -374,13 +488,20 @@ def slice_grad_grad(g, g_in, like, *, out, begin, end, step):
     return F.slice(g, begin=begin, end=end, step=step), None
 
 
-register(OpDef(name="_slice_grad", infer=_slice_grad_types, impl=_slice_grad,
-               grad=slice_grad_grad, inputs=("data", "like"), attrs=SLICE_ATTRS, shape_only=(1,),
-               kind="shape",
-               doc="Zeros shaped like ``like`` with ``data`` in the slice: the gradient "
-                   "of slice.",
-               test=TestSpec(shapes=((2, 5), (4, 5)), attrs={"begin": (1,), "end": (3,)},
-                             wrt=(0,))))
+register(
+    OpDef(
+        name="_slice_grad",
+        infer=_slice_grad_types,
+        impl=_slice_grad,
+        grad=slice_grad_grad,
+        inputs=("data", "like"),
+        attrs=SLICE_ATTRS,
+        shape_only=(1,),
+        kind="shape",
+        doc="Zeros shaped like ``like`` with ``data`` in the slice: the gradient of slice.",
+        test=TestSpec(shapes=((2, 5), (4, 5)), attrs={"begin": (1,), "end": (3,)}, wrt=(0,)),
+    )
+)
 
 
 def _axis_slice(ndim, axis, begin, end):
@@ -404,17 +525,25 @@ def slice_axis_grad(g, x, *, out, axis, begin, end):
     return F._slice_grad(g, x, begin=b, end=e)
 
 
-register(OpDef(name="slice_axis", infer=_slice_axis_types, impl=_slice_axis,
-               grad=slice_axis_grad, kind="shape", method="slice_axis",
-               attrs={"axis": Attr(as_int), "begin": Attr(as_int),
-                      "end": Attr(as_optional_int)},
-               doc="Slice ``[begin, end)`` along one axis.",
-               test=TestSpec(shapes=((3, 5),), attrs={"axis": 1, "begin": 1, "end": -1})))
+register(
+    OpDef(
+        name="slice_axis",
+        infer=_slice_axis_types,
+        impl=_slice_axis,
+        grad=slice_axis_grad,
+        kind="shape",
+        method="slice_axis",
+        attrs={"axis": Attr(as_int), "begin": Attr(as_int), "end": Attr(as_optional_int)},
+        doc="Slice ``[begin, end)`` along one axis.",
+        test=TestSpec(shapes=((3, 5),), attrs={"axis": 1, "begin": 1, "end": -1}),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # gathering by index arrays
 # ---------------------------------------------------------------------------
+
 
 def _indices(index, size, mode):
     index = np.asarray(index).astype(np.int64)
@@ -428,7 +557,7 @@ def _indices(index, size, mode):
 def _take_types(types, *, axis, mode):
     a, idx = types
     ax = normalize_axis(axis, len(a.shape))
-    return [TensorType(a.shape[:ax] + idx.shape + a.shape[ax + 1:], a.dtype)]
+    return [TensorType(a.shape[:ax] + idx.shape + a.shape[ax + 1 :], a.dtype)]
 
 
 def _take(a, indices, *, axis, mode):
@@ -441,12 +570,23 @@ def take_grad(g, a, indices, *, out, axis, mode):
 
 
 TAKE_ATTRS = {"axis": Attr(as_int, 0), "mode": Attr(one_of("clip", "wrap", "raise"), "clip")}
-register(OpDef(name="take", infer=_take_types, impl=_take, grad=take_grad,
-               inputs=("a", "indices"), attrs=TAKE_ATTRS, kind="gather", method="take",
-               doc="Gather slices along ``axis`` at ``indices``.",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (4, 3)),
-                                                      np.array([[0, 3], [3, 1.0]])],
-                             wrt=(0,))))
+register(
+    OpDef(
+        name="take",
+        infer=_take_types,
+        impl=_take,
+        grad=take_grad,
+        inputs=("a", "indices"),
+        attrs=TAKE_ATTRS,
+        kind="gather",
+        method="take",
+        doc="Gather slices along ``axis`` at ``indices``.",
+        test=TestSpec(
+            make_inputs=lambda rng: [rng.uniform(-2, 2, (4, 3)), np.array([[0, 3], [3, 1.0]])],
+            wrt=(0,),
+        ),
+    )
+)
 
 
 def _take_grad_types(types, *, axis, mode):
@@ -458,8 +598,11 @@ def _take_grad(g, indices, like, *, axis, mode):
     out = np.zeros(like.shape, dtype=g.dtype)
     idx = _indices(indices, like.shape[axis], mode)
     moved = np.moveaxis(out, axis, 0)
-    g_moved = np.moveaxis(g.reshape(like.shape[:axis] + idx.shape + like.shape[axis + 1:]),
-                          list(range(axis, axis + idx.ndim)), list(range(idx.ndim)))
+    g_moved = np.moveaxis(
+        g.reshape(like.shape[:axis] + idx.shape + like.shape[axis + 1 :]),
+        list(range(axis, axis + idx.ndim)),
+        list(range(idx.ndim)),
+    )
     np.add.at(moved, idx, g_moved)
     return out
 
@@ -469,27 +612,44 @@ def take_grad_grad(g, g_in, indices, like, *, out, axis, mode):
     return F.take(g, indices, axis=axis, mode=mode), None, None
 
 
-register(OpDef(name="_take_grad", infer=_take_grad_types, impl=_take_grad,
-               grad=take_grad_grad, inputs=("data", "indices", "like"), attrs=TAKE_ATTRS,
-               shape_only=(2,),
-               kind="gather", doc="Scatter-add ``data`` into zeros shaped like ``like``.",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (2, 2, 3)),
-                                                      np.array([[0, 3], [3, 1.0]]),
-                                                      np.zeros((4, 3))], wrt=(0,))))
+register(
+    OpDef(
+        name="_take_grad",
+        infer=_take_grad_types,
+        impl=_take_grad,
+        grad=take_grad_grad,
+        inputs=("data", "indices", "like"),
+        attrs=TAKE_ATTRS,
+        shape_only=(2,),
+        kind="gather",
+        doc="Scatter-add ``data`` into zeros shaped like ``like``.",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-2, 2, (2, 2, 3)),
+                np.array([[0, 3], [3, 1.0]]),
+                np.zeros((4, 3)),
+            ],
+            wrt=(0,),
+        ),
+    )
+)
 
 
 def _pick_types(types, *, axis, keepdims, mode):
     data = types[0]
     ax = normalize_axis(axis, len(data.shape))
-    shape = tuple(1 if i == ax else s for i, s in enumerate(data.shape)) if keepdims else \
-        tuple(s for i, s in enumerate(data.shape) if i != ax)
+    shape = (
+        tuple(1 if i == ax else s for i, s in enumerate(data.shape))
+        if keepdims
+        else tuple(s for i, s in enumerate(data.shape) if i != ax)
+    )
     return [TensorType(shape or (1,), data.dtype)]
 
 
 def _pick_index(data, index, axis, mode):
     ax = axis % data.ndim
     idx = _indices(index, data.shape[ax], mode)
-    return ax, np.expand_dims(idx.reshape(data.shape[:ax] + data.shape[ax + 1:]), ax)
+    return ax, np.expand_dims(idx.reshape(data.shape[:ax] + data.shape[ax + 1 :]), ax)
 
 
 def _rows(data, index, axis, mode):
@@ -517,13 +677,27 @@ def pick_grad(g, data, index, *, out, axis, keepdims, mode):
     return F._pick_grad(g, index, data, axis=axis, mode=mode), None
 
 
-PICK_ATTRS = {"axis": Attr(as_int, -1), "keepdims": Attr(as_bool, False),
-              "mode": Attr(one_of("clip", "wrap"), "clip")}
-register(OpDef(name="pick", infer=_pick_types, impl=_pick, grad=pick_grad,
-               inputs=("data", "index"), attrs=PICK_ATTRS, kind="gather", method="pick",
-               doc="Pick one element along ``axis`` per position of ``index``.",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (3, 4)),
-                                                      np.array([0, 3, 1.0])], wrt=(0,))))
+PICK_ATTRS = {
+    "axis": Attr(as_int, -1),
+    "keepdims": Attr(as_bool, False),
+    "mode": Attr(one_of("clip", "wrap"), "clip"),
+}
+register(
+    OpDef(
+        name="pick",
+        infer=_pick_types,
+        impl=_pick,
+        grad=pick_grad,
+        inputs=("data", "index"),
+        attrs=PICK_ATTRS,
+        kind="gather",
+        method="pick",
+        doc="Pick one element along ``axis`` per position of ``index``.",
+        test=TestSpec(
+            make_inputs=lambda rng: [rng.uniform(-2, 2, (3, 4)), np.array([0, 3, 1.0])], wrt=(0,)
+        ),
+    )
+)
 
 
 def _pick_grad_types(types, *, axis, mode):
@@ -546,11 +720,25 @@ def pick_grad_grad(g, g_in, index, like, *, out, axis, mode):
     return F.reshape_like(F.pick(g, index, axis=axis, mode=mode), g_in), None, None
 
 
-register(OpDef(name="_pick_grad", infer=_pick_grad_types, impl=_pick_grad,
-               grad=pick_grad_grad, inputs=("data", "index", "like"), shape_only=(2,),
-               attrs={"axis": Attr(as_int, -1), "mode": Attr(one_of("clip", "wrap"), "clip")},
-               kind="gather", doc="Zeros shaped like ``like`` with ``data`` at the picked "
-                                  "positions: the gradient of pick.",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (3,)),
-                                                      np.array([0, 3, 1.0]),
-                                                      np.zeros((3, 4))], wrt=(0,))))
+register(
+    OpDef(
+        name="_pick_grad",
+        infer=_pick_grad_types,
+        impl=_pick_grad,
+        grad=pick_grad_grad,
+        inputs=("data", "index", "like"),
+        shape_only=(2,),
+        attrs={"axis": Attr(as_int, -1), "mode": Attr(one_of("clip", "wrap"), "clip")},
+        kind="gather",
+        doc="Zeros shaped like ``like`` with ``data`` at the picked "
+        "positions: the gradient of pick.",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-2, 2, (3,)),
+                np.array([0, 3, 1.0]),
+                np.zeros((3, 4)),
+            ],
+            wrt=(0,),
+        ),
+    )
+)

@@ -38,16 +38,18 @@ def format_graph(graph: ProgramGraph) -> str:
         if id(node) in names:
             continue
         names[id(node)] = f"%{len(names)}"
-        args = ", ".join(f"{names[id(e.node)]}" + (f"[{e.index}]" if e.index else "")
-                         for e in node.inputs)
+        args = ", ".join(
+            f"{names[id(e.node)]}" + (f"[{e.index}]" if e.index else "") for e in node.inputs
+        )
         attrs = {k: v for k, v in node.attrs.items() if k != "body"}
         shapes = " ".join(str(t.shape) for t in node.types)
         lines.append(f"{names[id(node)]} = {node.op.name}({args}) {attrs or ''} -> {shapes}")
         if node.op.name == "_fused":
             body = node.attrs["body"]
             lines.append("    { " + "; ".join(n.op.name for n in body.nodes()) + " }")
-    outs = ", ".join("None" if o is None else names[id(o.node)] + f"[{o.index}]"
-                     for o in graph.outputs)
+    outs = ", ".join(
+        "None" if o is None else names[id(o.node)] + f"[{o.index}]" for o in graph.outputs
+    )
     lines.append(f"return {outs}")
     return "\n".join(lines)
 

@@ -26,8 +26,12 @@ REDUCTIONS = ("sum", "mean", "_unbroadcast")
 
 def is_elementwise(node: Node) -> bool:
     """Can this node be a member computed inside a fused loop?"""
-    return (node.op.kind == "elemwise" and node.op.scalar is not None and not node.is_variable
-            and all(np.issubdtype(t.dtype, np.floating) for t in node.types))
+    return (
+        node.op.kind == "elemwise"
+        and node.op.scalar is not None
+        and not node.is_variable
+        and all(np.issubdtype(t.dtype, np.floating) for t in node.types)
+    )
 
 
 def is_reduction(node: Node) -> bool:
@@ -43,6 +47,7 @@ def data_inputs(node: Node) -> list[Entry]:
 # ---------------------------------------------------------------------------
 # shape-only inputs: take shapes from what is computed anyway
 # ---------------------------------------------------------------------------
+
 
 def reroute_shape_inputs(graph: ProgramGraph) -> ProgramGraph:
     """Point every shape-only input at the earliest entry with the same shape and
@@ -71,14 +76,17 @@ def reroute_shape_inputs(graph: ProgramGraph) -> ProgramGraph:
                 if e.type == new.types[0]:
                     source[(id(new), 0)] = origin(e)
                     break
-    outputs = [None if out is None else rebuilt.get((id(out.node), out.index), out)
-               for out in graph.outputs]
+    outputs = [
+        None if out is None else rebuilt.get((id(out.node), out.index), out)
+        for out in graph.outputs
+    ]
     return rewrite(ProgramGraph(graph.inputs, outputs), [])
 
 
 # ---------------------------------------------------------------------------
 # grouping
 # ---------------------------------------------------------------------------
+
 
 class _Groups:
     """Groups being formed, with what each depends on at the group level."""
@@ -159,15 +167,20 @@ def assign_groups(order: list[Node]) -> dict[int, int]:
             candidates = []
             for e in data_inputs(node):
                 group = groups.group_of.get(id(e.node))
-                if group is not None and group not in candidates and \
-                        id(e.node) not in groups.ends_loop and groups.shape[group] == shape:
+                if (
+                    group is not None
+                    and group not in candidates
+                    and id(e.node) not in groups.ends_loop
+                    and groups.shape[group] == shape
+                ):
                     candidates.append(group)
             for group in candidates:
                 if choice is None:
                     if groups.can_join(node, group):
                         choice = group
-                elif choice not in groups.closure({group}) and \
-                        group not in groups.closure({choice}):  # independent: merging is convex
+                elif choice not in groups.closure({group}) and group not in groups.closure(
+                    {choice}
+                ):  # independent: merging is convex
                     groups.merge(choice, group)
                     if not groups.can_join(node, choice):
                         raise AssertionError("merging groups broke convexity")
@@ -176,8 +189,12 @@ def assign_groups(order: list[Node]) -> dict[int, int]:
         elif is_reduction(node):
             data = node.inputs[0].node
             group = groups.group_of.get(id(data))
-            if group is not None and id(data) not in groups.ends_loop and \
-                    groups.shape[group] == data.types[0].shape and groups.can_join(node, group):
+            if (
+                group is not None
+                and id(data) not in groups.ends_loop
+                and groups.shape[group] == data.types[0].shape
+                and groups.can_join(node, group)
+            ):
                 choice = group
                 groups.ends_loop.add(id(node))
         touched = frozenset().union(*(groups.touches.get(id(e.node), ()) for e in node.inputs))
@@ -210,8 +227,9 @@ def fuse(graph: ProgramGraph) -> ProgramGraph:
     for node in order:
         if id(node) in group_of:
             members[group_of[id(node)]].append(node)
-    units = {g: nodes for g, nodes in members.items()
-             if len(nodes) > 1 or _lone_worth_a_kernel(nodes[0])}
+    units = {
+        g: nodes for g, nodes in members.items() if len(nodes) > 1 or _lone_worth_a_kernel(nodes[0])
+    }
     unit_of = {id(n): ("group", g) for g, nodes in units.items() for n in nodes}
 
     condensed = nx.DiGraph()
@@ -246,8 +264,9 @@ def fuse(graph: ProgramGraph) -> ProgramGraph:
     for kind, ident in nx.lexicographical_topological_sort(condensed, key=first_position):
         if kind == "node":
             node = by_id[ident]
-            new = Node(node.op, node.attrs, tuple(lookup(e) for e in node.inputs),
-                       node.types, node._name)
+            new = Node(
+                node.op, node.attrs, tuple(lookup(e) for e in node.inputs), node.types, node._name
+            )
             for k in range(node.num_outputs):
                 mapped[(id(node), k)] = Entry(new, k)
         else:
@@ -274,11 +293,18 @@ def _build_group(nodes: list[Node], used_outside, lookup, mapped) -> None:
                 external.append(lookup(e))
             inputs.append(Entry(body_var[key], 0))
         clones[id(node)] = Node(node.op, node.attrs, tuple(inputs), node.types, node._name)
-    produced = [(node, k) for node in nodes for k in range(node.num_outputs)
-                if (id(node), k) in used_outside]
-    body = FusedBody(list(body_var.values()),
-                     [Entry(clones[id(node)], k) for node, k in produced])
-    fused = Node(FUSED, {"body": body}, tuple(external),
-                 tuple(clones[id(node)].types[k] for node, k in produced))
+    produced = [
+        (node, k)
+        for node in nodes
+        for k in range(node.num_outputs)
+        if (id(node), k) in used_outside
+    ]
+    body = FusedBody(list(body_var.values()), [Entry(clones[id(node)], k) for node, k in produced])
+    fused = Node(
+        FUSED,
+        {"body": body},
+        tuple(external),
+        tuple(clones[id(node)].types[k] for node, k in produced),
+    )
     for i, (node, k) in enumerate(produced):
         mapped[(id(node), k)] = Entry(fused, i)

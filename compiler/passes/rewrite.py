@@ -24,8 +24,11 @@ def value_number(node: Node) -> tuple:
     """What makes two nodes compute the same value: op, attrs and input entries."""
     if node.op.kind == "random" or "_draw" in node.op.attrs:
         return (id(node),)  # a random draw equals no other, whatever its attrs
-    return (node.op.name, tuple(node.attrs.items()),
-            tuple((id(e.node), e.index) for e in node.inputs))
+    return (
+        node.op.name,
+        tuple(node.attrs.items()),
+        tuple((id(e.node), e.index) for e in node.inputs),
+    )
 
 
 def rewrite(graph: ProgramGraph, rules: Sequence[Rule]) -> ProgramGraph:
@@ -48,8 +51,10 @@ def rewrite(graph: ProgramGraph, rules: Sequence[Rule]) -> ProgramGraph:
             outputs[0] = _apply_rules(outputs[0], rules, settle)
         for i, out in enumerate(outputs):
             replaced[(id(node), i)] = out
-    outputs = [None if out is None else replaced.get((id(out.node), out.index), out)
-               for out in graph.outputs]
+    outputs = [
+        None if out is None else replaced.get((id(out.node), out.index), out)
+        for out in graph.outputs
+    ]
     return ProgramGraph(graph.inputs, outputs)
 
 
@@ -60,8 +65,11 @@ def _apply_rules(entry: Entry, rules: Sequence[Rule], settle) -> Entry:
         for rule in rules:
             result = rule(entry.node)
             if result is not None:
-                entry = Entry(settle(result.node), result.index) if not \
-                    result.node.is_variable else result
+                entry = (
+                    Entry(settle(result.node), result.index)
+                    if not result.node.is_variable
+                    else result
+                )
                 break
         else:
             return entry

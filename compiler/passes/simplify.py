@@ -29,9 +29,13 @@ def _scalar_is(n: Node, name: str, value: float) -> bool:
 
 def identity_scalar_ops(n: Node) -> Entry | None:
     """x * 1, x / 1, x + 0, x - 0, x ** 1  ->  x"""
-    if (_scalar_is(n, "_mul_scalar", 1.0) or _scalar_is(n, "_div_scalar", 1.0)
-            or _scalar_is(n, "_plus_scalar", 0.0) or _scalar_is(n, "_minus_scalar", 0.0)
-            or _scalar_is(n, "_power_scalar", 1.0)):
+    if (
+        _scalar_is(n, "_mul_scalar", 1.0)
+        or _scalar_is(n, "_div_scalar", 1.0)
+        or _scalar_is(n, "_plus_scalar", 0.0)
+        or _scalar_is(n, "_minus_scalar", 0.0)
+        or _scalar_is(n, "_power_scalar", 1.0)
+    ):
         return _input(n)
     return None
 
@@ -55,8 +59,7 @@ def scale_twice(n: Node) -> Entry | None:
     """(x * a) * b  ->  x * (a b)"""
     if n.op.name == "_mul_scalar" and _op(_input(n)) == "_mul_scalar":
         inner = _input(n).node
-        return make("_mul_scalar", _input(inner),
-                    scalar=inner.attrs["scalar"] * n.attrs["scalar"])
+        return make("_mul_scalar", _input(inner), scalar=inner.attrs["scalar"] * n.attrs["scalar"])
     return None
 
 
@@ -69,8 +72,9 @@ def square_power(n: Node) -> Entry | None:
 
 def no_op_shape_change(n: Node) -> Entry | None:
     """broadcast_like / _unbroadcast / reshape_like to the shape x already has  ->  x"""
-    if n.op.name in ("broadcast_like", "_unbroadcast", "reshape_like") and \
-            _same_shape(_input(n), Entry(n, 0)):
+    if n.op.name in ("broadcast_like", "_unbroadcast", "reshape_like") and _same_shape(
+        _input(n), Entry(n, 0)
+    ):
         return _input(n)
     return None
 
@@ -128,8 +132,10 @@ def plus_zeros(n: Node) -> Entry | None:
 def fill_of_fill(n: Node) -> Entry | None:
     """ones_like(zeros_like(x)) and the like  ->  ones_like(x): a fill needs only a
     shape, so the inner fill (and what it reads) can become dead"""
-    if n.op.name in ("ones_like", "zeros_like") and _input(n).node.op.name in \
-            ("ones_like", "zeros_like"):
+    if n.op.name in ("ones_like", "zeros_like") and _input(n).node.op.name in (
+        "ones_like",
+        "zeros_like",
+    ):
         return make(n.op.name, _input(_input(n).node))
     return None
 
@@ -148,15 +154,17 @@ def negate_fill(n: Node) -> Entry | None:
     if n.op.name == "negative" and _op(_input(n)) in ("_ones", "_full"):
         inner = _input(n).node
         value = inner.attrs["value"] if inner.op.name == "_full" else 1.0
-        return make("_full", shape=inner.attrs["shape"], dtype=inner.attrs["dtype"],
-                    value=-value)
+        return make("_full", shape=inner.attrs["shape"], dtype=inner.attrs["dtype"], value=-value)
     return None
 
 
 def broadcast_fill(n: Node) -> Entry | None:
     """broadcast_like(ones, y)  ->  ones_like(y) (and zeros alike)"""
-    if n.op.name == "broadcast_like" and _op(_input(n)) in ("_ones", "_zeros") and \
-            _input(n).dtype == _input(n, 1).dtype:
+    if (
+        n.op.name == "broadcast_like"
+        and _op(_input(n)) in ("_ones", "_zeros")
+        and _input(n).dtype == _input(n, 1).dtype
+    ):
         op = "ones_like" if _op(_input(n)) == "_ones" else "zeros_like"
         return make(op, _input(n, 1))
     return None
@@ -182,7 +190,22 @@ def fully_connected_as_dot(n: Node) -> Entry | None:
     return make("broadcast_add", product, _input(n, 2))
 
 
-RULES = [identity_after_differentiation, fully_connected_as_dot, fill_of_unit_shape,
-         negate_fill, broadcast_fill, identity_scalar_ops, double_negation, negate_scaled,
-         scale_twice, square_power, no_op_shape_change, no_op_reshape, no_op_flatten,
-         no_op_cast, times_ones, plus_zeros, fill_of_fill]
+RULES = [
+    identity_after_differentiation,
+    fully_connected_as_dot,
+    fill_of_unit_shape,
+    negate_fill,
+    broadcast_fill,
+    identity_scalar_ops,
+    double_negation,
+    negate_scaled,
+    scale_twice,
+    square_power,
+    no_op_shape_change,
+    no_op_reshape,
+    no_op_flatten,
+    no_op_cast,
+    times_ones,
+    plus_zeros,
+    fill_of_fill,
+]

@@ -78,8 +78,11 @@ def grad_and_loss(func: Callable, argnum: Any = None) -> Callable:
 
     @functools.wraps(func)
     def wrapped(*args: NDArray) -> tuple[list[NDArray], Any]:
-        positions = range(len(args)) if argnum is None else \
-            ([argnum] if isinstance(argnum, int) else list(argnum))
+        positions = (
+            range(len(args))
+            if argnum is None
+            else ([argnum] if isinstance(argnum, int) else list(argnum))
+        )
         variables = [args[i] for i in positions]
         for x in variables:
             if not isinstance(x, NDArray):
@@ -105,5 +108,14 @@ def grad(func: Callable, argnum: Any = None) -> Callable:
     return wrapped
 
 
-__all__ = ["set_is_training", "train_section", "test_section", "mark_variables",
-           "backward", "compute_gradient", "grad_and_loss", "grad", "TrainingStateScope"]
+__all__ = [
+    "set_is_training",
+    "train_section",
+    "test_section",
+    "mark_variables",
+    "backward",
+    "compute_gradient",
+    "grad_and_loss",
+    "grad",
+    "TrainingStateScope",
+]

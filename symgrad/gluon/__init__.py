@@ -12,5 +12,18 @@ from . import rnn as rnn
 from . import model_zoo as model_zoo
 from .trainer import *  # noqa: F401,F403
 
-__all__ = ["Block", "HybridBlock", "SymbolBlock", "Parameter", "ParameterDict", "Constant",
-           "DeferredInitializationError", "nn", "loss", "data", "utils", "trainer", "contrib"]
+__all__ = [
+    "Block",
+    "HybridBlock",
+    "SymbolBlock",
+    "Parameter",
+    "ParameterDict",
+    "Constant",
+    "DeferredInitializationError",
+    "nn",
+    "loss",
+    "data",
+    "utils",
+    "trainer",
+    "contrib",
+]

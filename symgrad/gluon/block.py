@@ -84,8 +84,9 @@ class _BlockScope:
         self._previous: list[_BlockScope | None] = []
 
     @staticmethod
-    def create(prefix: str | None, params: ParameterDict | None,
-               hint: str) -> tuple[str, ParameterDict]:
+    def create(
+        prefix: str | None, params: ParameterDict | None, hint: str
+    ) -> tuple[str, ParameterDict]:
         """The full prefix and the Parameter dict of a new block."""
         current = getattr(_local, "scope", None)
         if current is None:
@@ -130,6 +131,7 @@ def _indent(text: str, spaces: int) -> str:
 # Block
 # ---------------------------------------------------------------------------
 
+
 class Block:
     """The base of every layer and model: a name scope, Parameters, child
     Blocks and a ``forward``.
@@ -157,8 +159,10 @@ class Block:
         return self.__class__.__name__.lower()
 
     def __repr__(self) -> str:
-        children = "\n".join(f"  ({key}): {_indent(repr(block), 2)}"
-                             for key, block in self.__dict__.get("_children", {}).items())
+        children = "\n".join(
+            f"  ({key}): {_indent(repr(block), 2)}"
+            for key, block in self.__dict__.get("_children", {}).items()
+        )
         return f"{self.__class__.__name__}(\n{children}\n)"
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -166,16 +170,19 @@ class Block:
         if hasattr(self, name):
             existing = getattr(self, name)
             if isinstance(existing, (Parameter, Block)) and not isinstance(value, type(existing)):
-                raise TypeError(f"Changing attribute type for {name} from {type(existing)} to "
-                                f"{type(value)} is not allowed.")
+                raise TypeError(
+                    f"Changing attribute type for {name} from {type(existing)} to "
+                    f"{type(value)} is not allowed."
+                )
         if isinstance(value, Block):
             self.register_child(value, name)
         elif isinstance(value, Parameter):
-            if name in self.__dict__.get("_reg_params", {}) and \
-                    self._reg_params[name] is not value:
-                raise MXNetError(f"Overriding Parameter attribute {name} is not allowed. If "
-                                 "you want to share parameters between blocks, please set "
-                                 "'params' at Block construction instead.")
+            if name in self.__dict__.get("_reg_params", {}) and self._reg_params[name] is not value:
+                raise MXNetError(
+                    f"Overriding Parameter attribute {name} is not allowed. If "
+                    "you want to share parameters between blocks, please set "
+                    "'params' at Block construction instead."
+                )
             self._reg_params[name] = value
         super().__setattr__(name, value)
 
@@ -239,8 +246,9 @@ class Block:
         fn(self)
         return self
 
-    def initialize(self, init: Any = None, ctx: Any = None, verbose: bool = False,
-                   force_reinit: bool = False) -> None:
+    def initialize(
+        self, init: Any = None, ctx: Any = None, verbose: bool = False, force_reinit: bool = False
+    ) -> None:
         """Initialize all Parameters (``collect_params().initialize``)."""
         self.collect_params().initialize(init, ctx, verbose, force_reinit)
 
@@ -277,9 +285,15 @@ class Block:
             params = {key: p for key, p in params.items() if last[id(p)] == key}
         nd.save(filename, {key: p._reduce() for key, p in params.items()})
 
-    def load_parameters(self, filename: str, ctx: Any = None, allow_missing: bool = False,
-                        ignore_extra: bool = False, cast_dtype: bool = False,
-                        dtype_source: str = "current") -> None:
+    def load_parameters(
+        self,
+        filename: str,
+        ctx: Any = None,
+        allow_missing: bool = False,
+        ignore_extra: bool = False,
+        cast_dtype: bool = False,
+        dtype_source: str = "current",
+    ) -> None:
         """Read values written by ``save_parameters`` (or, for files keyed by full
         names, by ``collect_params().save``/MXNet's ``export``)."""
         loaded = nd.load(filename)
@@ -290,15 +304,22 @@ class Block:
             return
         if not any("." in key for key in loaded):
             # full names (the legacy format): load through the ParameterDict
-            self.collect_params().load(filename, ctx, allow_missing, ignore_extra, self.prefix,
-                                       cast_dtype=cast_dtype, dtype_source=dtype_source)
+            self.collect_params().load(
+                filename,
+                ctx,
+                allow_missing,
+                ignore_extra,
+                self.prefix,
+                cast_dtype=cast_dtype,
+                dtype_source=dtype_source,
+            )
             return
-        check_loaded_names(params, loaded, filename, allow_missing, ignore_extra,
-                           "this Block")
+        check_loaded_names(params, loaded, filename, allow_missing, ignore_extra, "this Block")
         for name, value in loaded.items():
             if name in params:
-                params[name]._load_init(value, ctx, cast_dtype=cast_dtype,
-                                        dtype_source=dtype_source)
+                params[name]._load_init(
+                    value, ctx, cast_dtype=cast_dtype, dtype_source=dtype_source
+                )
 
     # MXNet 1.x's older names
     def save_params(self, filename: str) -> None:
@@ -306,8 +327,13 @@ class Block:
         warnings.warn("save_params is deprecated. Please use save_parameters.", stacklevel=2)
         self.collect_params().save(filename, strip_prefix=self.prefix)
 
-    def load_params(self, filename: str, ctx: Any = None, allow_missing: bool = False,
-                    ignore_extra: bool = False) -> None:
+    def load_params(
+        self,
+        filename: str,
+        ctx: Any = None,
+        allow_missing: bool = False,
+        ignore_extra: bool = False,
+    ) -> None:
         """Deprecated spelling of ``load_parameters``."""
         warnings.warn("load_params is deprecated. Please use load_parameters.", stacklevel=2)
         self.load_parameters(filename, ctx, allow_missing, ignore_extra)
@@ -330,10 +356,10 @@ class Block:
         """Print each layer's output shape and parameter count for ``inputs``
         (refused, as MXNet, when a block in it is hybridized: hooks see no
         layer inside a traced graph)."""
+
         def refuse_hybridized(block: Block) -> None:
             if getattr(block, "_active", False):
-                raise AssertionError(f'"{block.name}" must not be hybridized to print '
-                                     "summary.")
+                raise AssertionError(f'"{block.name}" must not be hybridized to print summary.')
 
         self.apply(refuse_hybridized)
         rows: list[tuple[str, str, int]] = []
@@ -345,12 +371,16 @@ class Block:
             return str(value.shape) if hasattr(value, "shape") else repr(value)
 
         def hook(block: Block, args: Any, out: Any) -> None:
-            count = sum(int(np.prod(p.shape)) for p in block._reg_params.values()
-                        if p.shape is not None)
+            count = sum(
+                int(np.prod(p.shape)) for p in block._reg_params.values() if p.shape is not None
+            )
             rows.append((f"{block.__class__.__name__}-{len(rows) + 1}", shape_of(out), count))
 
-        self.apply(lambda block: handles.append(block.register_forward_hook(hook))
-                   if block is not self else None)
+        self.apply(
+            lambda block: (
+                handles.append(block.register_forward_hook(hook)) if block is not self else None
+            )
+        )
         try:
             out = self(*inputs)
         finally:
@@ -367,13 +397,15 @@ class Block:
         print("=" * 80)
         params = self.collect_params().values()
         total = sum(int(np.prod(p.shape)) for p in params if p.shape is not None)
-        trainable = sum(int(np.prod(p.shape)) for p in params
-                        if p.shape is not None and p.grad_req != "null")
-        print(f"Parameters in forward computation graph, duplicate included\n"
-              f"   Total params: {total}\n   Trainable params: {trainable}\n"
-              f"   Non-trainable params: {total - trainable}")
-        print(f"Shared params in forward computation graph: 0\nUnique parameters in model: "
-              f"{total}")
+        trainable = sum(
+            int(np.prod(p.shape)) for p in params if p.shape is not None and p.grad_req != "null"
+        )
+        print(
+            f"Parameters in forward computation graph, duplicate included\n"
+            f"   Total params: {total}\n   Trainable params: {trainable}\n"
+            f"   Non-trainable params: {total - trainable}"
+        )
+        print(f"Shared params in forward computation graph: 0\nUnique parameters in model: {total}")
         print(line)
         del out
 
@@ -403,6 +435,7 @@ class _HookHandle:
 # ---------------------------------------------------------------------------
 # HybridBlock
 # ---------------------------------------------------------------------------
+
 
 def _flatten(args: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     """The arrays (or symbols) of nested lists ``args``, and the nesting to undo it."""
@@ -463,25 +496,34 @@ class HybridBlock(Block):
     def register_child(self, block: Block, name: str | None = None) -> None:
         """Make ``block`` a child; a HybridBlock's children must be HybridBlocks."""
         if not isinstance(block, HybridBlock):
-            raise ValueError(f"Children of HybridBlock must also be HybridBlock, but "
-                             f"{block!s} has type {type(block)!s}. If you are using "
-                             "Sequential, please try HybridSequential instead.")
+            raise ValueError(
+                f"Children of HybridBlock must also be HybridBlock, but "
+                f"{block!s} has type {type(block)!s}. If you are using "
+                "Sequential, please try HybridSequential instead."
+            )
         super().register_child(block, name)
         self._clear_cached_op()
 
-    def hybridize(self, active: bool = True, static_alloc: bool = False,
-                  static_shape: bool = False, **kwargs: Any) -> None:
+    def hybridize(
+        self,
+        active: bool = True,
+        static_alloc: bool = False,
+        static_shape: bool = False,
+        **kwargs: Any,
+    ) -> None:
         """Run this block as its traced Symbol from the next call on (a compiled
         replay; see the module's docstring). ``static_alloc``/``static_shape`` are
         accepted: programs always plan their buffers once per shape."""
         self._active = active
         self._clear_cached_op()
         if active and (self._forward_hooks or self._forward_pre_hooks):
-            warnings.warn(f'"{self.name}" is being hybridized while still having forward '
-                          "hook/pre-hook. If \"{self.name}\" is a child of HybridBlock, the "
-                          "hooks will not take effect.", stacklevel=2)
-        super().hybridize(active, static_alloc=static_alloc, static_shape=static_shape,
-                          **kwargs)
+            warnings.warn(
+                f'"{self.name}" is being hybridized while still having forward '
+                'hook/pre-hook. If "{self.name}" is a child of HybridBlock, the '
+                "hooks will not take effect.",
+                stacklevel=2,
+            )
+        super().hybridize(active, static_alloc=static_alloc, static_shape=static_shape, **kwargs)
 
     def _clear_cached_op(self) -> None:
         self._cached_graph = None
@@ -507,16 +549,18 @@ class HybridBlock(Block):
             self._in_format = in_format
             names = ["data"] if len(flat) == 1 else [f"data{i}" for i in range(len(flat))]
             inputs = [sym.var(name) for name in names]
-            grouped = _regroup(inputs, in_format) if len(args) > 1 or \
-                isinstance(args[0], (list, tuple)) else [inputs[0]]
+            grouped = (
+                _regroup(inputs, in_format)
+                if len(args) > 1 or isinstance(args[0], (list, tuple))
+                else [inputs[0]]
+            )
             if not isinstance(grouped, list):
                 grouped = [grouped]
             params = {name: p.var() for name, p in self._reg_params.items()}
             with self.name_scope():
                 out = self.hybrid_forward(sym, *grouped, **params)
             outputs, self._out_format = _flatten([out])
-            self._cached_graph = (inputs, outputs[0] if len(outputs) == 1
-                                  else sym.Group(outputs))
+            self._cached_graph = (inputs, outputs[0] if len(outputs) == 1 else sym.Group(outputs))
         return self._cached_graph
 
     def infer_shape(self, *args: Any) -> None:
@@ -535,8 +579,7 @@ class HybridBlock(Block):
         params = {p.name: p for p in self.collect_params().values()}
         graph_inputs = set(out.list_inputs())
         for name, param in params.items():
-            if name in graph_inputs and param.shape is not None and \
-                    all(s > 0 for s in param.shape):
+            if name in graph_inputs and param.shape is not None and all(s > 0 for s in param.shape):
                 given[name] = param.shape
         if what == "dtype":
             out.infer_type(**dtypes)
@@ -553,8 +596,9 @@ class HybridBlock(Block):
         try:
             self.infer_shape(*args)
         except Exception as err:
-            raise ValueError(f"Deferred initialization failed because shape cannot be "
-                             f"inferred. {err}") from err
+            raise ValueError(
+                f"Deferred initialization failed because shape cannot be inferred. {err}"
+            ) from err
 
     # -- calling --------------------------------------------------------------
     def forward(self, x: Any, *args: Any) -> Any:
@@ -595,13 +639,17 @@ class HybridBlock(Block):
         flat, in_format = _flatten(args)
         if self._in_format is not None and in_format != self._in_format:
             # MXNet's message, its two formats named as MXNet names them
-            raise ValueError("The argument structure of HybridBlock does not match the "
-                             f"cached version. Stored format = {in_format}, input format = "
-                             f"{self._in_format}")
+            raise ValueError(
+                "The argument structure of HybridBlock does not match the "
+                f"cached version. Stored format = {in_format}, input format = "
+                f"{self._in_format}"
+            )
         for name, array in zip(plan.input_names, flat):
             if not isinstance(array, NDArray):
-                raise TypeError(f"{self.name}: inputs of a hybridized block must be NDArrays, "
-                                f"got {type(array).__name__}")
+                raise TypeError(
+                    f"{self.name}: inputs of a hybridized block must be NDArrays, "
+                    f"got {type(array).__name__}"
+                )
             values[name] = array
         if autograd.is_recording():
             results = plan.record(values)
@@ -609,20 +657,22 @@ class HybridBlock(Block):
             training = autograd.is_training()
             replay = self._replays.get(training)
             if replay is None:
-                replay = self._replays[training] = CompiledSymbol(plan.out, wrt=[],
-                                                                  is_train=training)
+                replay = self._replays[training] = CompiledSymbol(
+                    plan.out, wrt=[], is_train=training
+                )
             value, _ = replay(**values)
             results = value if isinstance(value, list) else [value]
             results = [r if isinstance(r, NDArray) else NDArray(r) for r in results]
         return _regroup(results, self._out_format[0])
 
-    def export(self, path: str, epoch: int = 0, remove_amp_cast: bool = True
-               ) -> tuple[str, str]:
+    def export(self, path: str, epoch: int = 0, remove_amp_cast: bool = True) -> tuple[str, str]:
         """Write ``path-symbol.json`` (the traced Symbol) and ``path-%04d.params``
         ('arg:'/'aux:' keys) for MXNet's ``SymbolBlock.imports``; returns both names."""
         if self._cached_graph is None:
-            raise RuntimeError("Please first call block.hybridize() and then run forward with "
-                               "this block at least once before calling export.")
+            raise RuntimeError(
+                "Please first call block.hybridize() and then run forward with "
+                "this block at least once before calling export."
+            )
         out = self._cached_graph[1]
         sym_file = f"{path}-symbol.json"
         out.save(sym_file)
@@ -665,9 +715,15 @@ class _CallPlan:
         order = topo_order(out.entries)
         names = [node.name for node in order if node.is_variable]
         self.params = [(name, params[name]) for name in names if name in params]
-        self.steps = [(node, None if node.is_variable else
-                       {k: v for k, v in node.attrs.items() if k not in _STATE_ATTRS})
-                      for node in order]
+        self.steps = [
+            (
+                node,
+                None
+                if node.is_variable
+                else {k: v for k, v in node.attrs.items() if k not in _STATE_ATTRS},
+            )
+            for node in order
+        ]
 
     def record(self, values: dict[str, NDArray]) -> list[NDArray]:
         """Add the graph's nodes to the current recording, its variables bound to
@@ -677,8 +733,9 @@ class _CallPlan:
             if attrs is None:
                 computed[node] = (values[node.name],)
                 continue
-            result = invoke(node.op, [computed[entry.node][entry.index]
-                                      for entry in node.inputs], attrs)
+            result = invoke(
+                node.op, [computed[entry.node][entry.index] for entry in node.inputs], attrs
+            )
             computed[node] = tuple(result) if isinstance(result, list) else (result,)
         return [computed[entry.node][entry.index] for entry in self.out.entries]
 
@@ -686,6 +743,7 @@ class _CallPlan:
 # ---------------------------------------------------------------------------
 # SymbolBlock
 # ---------------------------------------------------------------------------
+
 
 class SymbolBlock(HybridBlock):
     """A Block running a given Symbol: ``outputs`` as a function of the ``inputs``
@@ -709,8 +767,10 @@ class SymbolBlock(HybridBlock):
         input_names = [i.name for i in inputs]
         for name in input_names:
             if name not in out.list_inputs():
-                raise MXNetError(f"SymbolBlock: input {name!r} is not an input of the symbol, "
-                                 f"whose inputs are {out.list_inputs()}")
+                raise MXNetError(
+                    f"SymbolBlock: input {name!r} is not an input of the symbol, "
+                    f"whose inputs are {out.list_inputs()}"
+                )
         self._input_names = input_names
         aux = set(out.list_auxiliary_states())
         for name in out.list_inputs():
@@ -720,8 +780,9 @@ class SymbolBlock(HybridBlock):
             if shared is not None:
                 self._params._params[name] = shared
             else:
-                self._params.get(name, grad_req="null" if name in aux else "write",
-                                 allow_deferred_init=True)
+                self._params.get(
+                    name, grad_req="null" if name in aux else "write", allow_deferred_init=True
+                )
         # the symbol's own variables stand for the inputs, in the order given
         variables = {node.name: node for node in topo_order(out.entries) if node.is_variable}
         self._cached_graph = ([Symbol([Entry(variables[n], 0)]) for n in input_names], out)
@@ -736,9 +797,14 @@ class SymbolBlock(HybridBlock):
         self._plan = None
 
     @staticmethod
-    def imports(symbol_file: str, input_names: Any, param_file: str | None = None,
-                ctx: Any = None, allow_missing: bool = False, ignore_extra: bool = False
-                ) -> SymbolBlock:
+    def imports(
+        symbol_file: str,
+        input_names: Any,
+        param_file: str | None = None,
+        ctx: Any = None,
+        allow_missing: bool = False,
+        ignore_extra: bool = False,
+    ) -> SymbolBlock:
         """A SymbolBlock from ``-symbol.json`` (and its ``.params``) files written by
         ``export`` here or by MXNet."""
         out = sym.load(symbol_file)
@@ -746,8 +812,9 @@ class SymbolBlock(HybridBlock):
         block = SymbolBlock(out, [sym.var(n) for n in names])
         if param_file is not None:
             # as MXNet: the parameters take the saved files' dtypes (float64 exports load)
-            block.collect_params().load(param_file, ctx, allow_missing, ignore_extra,
-                                        cast_dtype=True, dtype_source="saved")
+            block.collect_params().load(
+                param_file, ctx, allow_missing, ignore_extra, cast_dtype=True, dtype_source="saved"
+            )
         return block
 
     def forward(self, x: Any, *args: Any) -> Any:

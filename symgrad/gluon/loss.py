@@ -22,10 +22,25 @@ from typing import Any
 
 from .block import HybridBlock
 
-__all__ = ["Loss", "L2Loss", "L1Loss", "SigmoidBinaryCrossEntropyLoss", "SigmoidBCELoss",
-           "SoftmaxCrossEntropyLoss", "SoftmaxCELoss", "KLDivLoss", "CTCLoss", "HuberLoss",
-           "HingeLoss", "SquaredHingeLoss", "LogisticLoss", "TripletLoss", "PoissonNLLLoss",
-           "CosineEmbeddingLoss", "SDMLLoss"]
+__all__ = [
+    "Loss",
+    "L2Loss",
+    "L1Loss",
+    "SigmoidBinaryCrossEntropyLoss",
+    "SigmoidBCELoss",
+    "SoftmaxCrossEntropyLoss",
+    "SoftmaxCELoss",
+    "KLDivLoss",
+    "CTCLoss",
+    "HuberLoss",
+    "HingeLoss",
+    "SquaredHingeLoss",
+    "LogisticLoss",
+    "TripletLoss",
+    "PoissonNLLLoss",
+    "CosineEmbeddingLoss",
+    "SDMLLoss",
+]
 
 # Added inside logarithms of probabilities, as MXNet does, so that p = 0 gives a
 # large finite loss rather than inf.
@@ -37,8 +52,9 @@ class _WeightError(TypeError, AssertionError):
     and a TypeError by its meaning)."""
 
 
-def _apply_weighting(F: Any, loss: Any, weight: float | None = None,
-                     sample_weight: Any = None) -> Any:
+def _apply_weighting(
+    F: Any, loss: Any, weight: float | None = None, sample_weight: Any = None
+) -> Any:
     """``loss * sample_weight * weight``: ``sample_weight`` (an array broadcast
     against ``loss``) and ``weight`` (a number) are each optional.
 
@@ -175,13 +191,19 @@ class SigmoidBinaryCrossEntropyLoss(Loss):
         The axis that indexes samples.
     """
 
-    def __init__(self, from_sigmoid: bool = False, weight: float | None = None,
-                 batch_axis: int = 0, **kwargs: Any):
+    def __init__(
+        self,
+        from_sigmoid: bool = False,
+        weight: float | None = None,
+        batch_axis: int = 0,
+        **kwargs: Any,
+    ):
         super().__init__(weight, batch_axis, **kwargs)
         self._from_sigmoid = from_sigmoid
 
-    def hybrid_forward(self, F: Any, pred: Any, label: Any, sample_weight: Any = None,
-                       pos_weight: Any = None) -> Any:
+    def hybrid_forward(
+        self, F: Any, pred: Any, label: Any, sample_weight: Any = None, pos_weight: Any = None
+    ) -> Any:
         """The per-sample loss, shape (batch,); ``pos_weight`` broadcasts against
         the label."""
         label = _reshape_like(F, label, pred)
@@ -190,8 +212,11 @@ class SigmoidBinaryCrossEntropyLoss(Loss):
                 loss = F.relu(pred) - pred * label + _softplus_of_negative_abs(F, pred)
             else:
                 positive_scale = F.broadcast_mul(pos_weight - 1, label) + 1
-                loss = pred - pred * label + positive_scale * (
-                    _softplus_of_negative_abs(F, pred) + F.relu(-pred))
+                loss = (
+                    pred
+                    - pred * label
+                    + positive_scale * (_softplus_of_negative_abs(F, pred) + F.relu(-pred))
+                )
         else:
             log_p = F.log(pred + _LOG_EPSILON)
             log_not_p = F.log(1.0 - pred + _LOG_EPSILON)
@@ -236,8 +261,15 @@ class SoftmaxCrossEntropyLoss(Loss):
     array([0.6931, 0.1269], dtype=float32)
     """
 
-    def __init__(self, axis: int = -1, sparse_label: bool = True, from_logits: bool = False,
-                 weight: float | None = None, batch_axis: int = 0, **kwargs: Any):
+    def __init__(
+        self,
+        axis: int = -1,
+        sparse_label: bool = True,
+        from_logits: bool = False,
+        weight: float | None = None,
+        batch_axis: int = 0,
+        **kwargs: Any,
+    ):
         super().__init__(weight, batch_axis, **kwargs)
         self._axis = axis
         self._sparse_label = sparse_label
@@ -279,8 +311,14 @@ class KLDivLoss(Loss):
         The axis that indexes samples.
     """
 
-    def __init__(self, from_logits: bool = True, axis: int = -1, weight: float | None = None,
-                 batch_axis: int = 0, **kwargs: Any):
+    def __init__(
+        self,
+        from_logits: bool = True,
+        axis: int = -1,
+        weight: float | None = None,
+        batch_axis: int = 0,
+        **kwargs: Any,
+    ):
         super().__init__(weight, batch_axis, **kwargs)
         self._from_logits = from_logits
         self._axis = axis
@@ -327,28 +365,46 @@ class CTCLoss(Loss):
     3.0
     """
 
-    def __init__(self, layout: str = "NTC", label_layout: str = "NT",
-                 weight: float | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        layout: str = "NTC",
+        label_layout: str = "NT",
+        weight: float | None = None,
+        **kwargs: Any,
+    ):
         if layout not in ("NTC", "TNC"):
-            raise ValueError(f"Only 'NTC' and 'TNC' layouts for pred are supported. "
-                             f"Got: {layout}")
+            raise ValueError(f"Only 'NTC' and 'TNC' layouts for pred are supported. Got: {layout}")
         if label_layout not in ("NT", "TN"):
-            raise ValueError(f"Only 'NT' and 'TN' layouts for label are supported. "
-                             f"Got: {label_layout}")
+            raise ValueError(
+                f"Only 'NT' and 'TN' layouts for label are supported. Got: {label_layout}"
+            )
         self._layout = layout
         self._label_layout = label_layout
         super().__init__(weight, label_layout.find("N"), **kwargs)
 
-    def hybrid_forward(self, F: Any, pred: Any, label: Any, pred_lengths: Any = None,
-                       label_lengths: Any = None, sample_weight: Any = None) -> Any:
+    def hybrid_forward(
+        self,
+        F: Any,
+        pred: Any,
+        label: Any,
+        pred_lengths: Any = None,
+        label_lengths: Any = None,
+        sample_weight: Any = None,
+    ) -> Any:
         """The per-sequence loss, shape (batch,)."""
         if self._layout == "NTC":
             pred = F.swapaxes(pred, dim1=0, dim2=1)
         if self._batch_axis == 1:
             label = F.swapaxes(label, dim1=0, dim2=1)
         lengths = [x for x in (pred_lengths, label_lengths) if x is not None]
-        loss = F.CTCLoss(pred, label, *lengths, use_data_lengths=pred_lengths is not None,
-                         use_label_lengths=label_lengths is not None, blank_label="last")
+        loss = F.CTCLoss(
+            pred,
+            label,
+            *lengths,
+            use_data_lengths=pred_lengths is not None,
+            use_label_lengths=label_lengths is not None,
+            blank_label="last",
+        )
         return _apply_weighting(F, loss, self._weight, sample_weight)
 
 
@@ -369,8 +425,9 @@ class HuberLoss(Loss):
         The axis that indexes samples.
     """
 
-    def __init__(self, rho: float = 1, weight: float | None = None, batch_axis: int = 0,
-                 **kwargs: Any):
+    def __init__(
+        self, rho: float = 1, weight: float | None = None, batch_axis: int = 0, **kwargs: Any
+    ):
         super().__init__(weight, batch_axis, **kwargs)
         self._rho = rho
 
@@ -378,8 +435,9 @@ class HuberLoss(Loss):
         """The per-sample loss, shape (batch,)."""
         label = _reshape_like(F, label, pred)
         distance = F.abs(label - pred)
-        loss = F.where(distance > self._rho, distance - 0.5 * self._rho,
-                       (0.5 / self._rho) * F.square(distance))
+        loss = F.where(
+            distance > self._rho, distance - 0.5 * self._rho, (0.5 / self._rho) * F.square(distance)
+        )
         return self._per_sample(F, loss, sample_weight)
 
 
@@ -387,8 +445,9 @@ class _MarginLoss(Loss):
     """A loss with a ``margin`` (1 by default) besides the scalar ``weight`` and the
     ``batch_axis``: the hinge losses and TripletLoss."""
 
-    def __init__(self, margin: float = 1, weight: float | None = None, batch_axis: int = 0,
-                 **kwargs: Any):
+    def __init__(
+        self, margin: float = 1, weight: float | None = None, batch_axis: int = 0, **kwargs: Any
+    ):
         super().__init__(weight, batch_axis, **kwargs)
         self._margin = margin
 
@@ -454,12 +513,16 @@ class LogisticLoss(Loss):
         Labels in {-1, 1} or in {0, 1}.
     """
 
-    def __init__(self, weight: float | None = None, batch_axis: int = 0,
-                 label_format: str = "signed", **kwargs: Any):
+    def __init__(
+        self,
+        weight: float | None = None,
+        batch_axis: int = 0,
+        label_format: str = "signed",
+        **kwargs: Any,
+    ):
         super().__init__(weight, batch_axis, **kwargs)
         if label_format not in ("signed", "binary"):
-            raise ValueError(f"label_format can only be signed or binary, received "
-                             f"{label_format}.")
+            raise ValueError(f"label_format can only be signed or binary, received {label_format}.")
         self._label_format = label_format
 
     def hybrid_forward(self, F: Any, pred: Any, label: Any, sample_weight: Any = None) -> Any:
@@ -489,14 +552,18 @@ class TripletLoss(_MarginLoss):
         The axis that indexes samples.
     """
 
-    def hybrid_forward(self, F: Any, pred: Any, positive: Any, negative: Any,
-                       sample_weight: Any = None) -> Any:
+    def hybrid_forward(
+        self, F: Any, pred: Any, positive: Any, negative: Any, sample_weight: Any = None
+    ) -> Any:
         """The per-sample loss, shape (batch,). ``sample_weight`` is an extension
         (MXNet 1.9.1 takes none)."""
         positive = _reshape_like(F, positive, pred)
         negative = _reshape_like(F, negative, pred)
-        loss = F.sum(F.square(positive - pred) - F.square(negative - pred),
-                     axis=self._batch_axis, exclude=True)
+        loss = F.sum(
+            F.square(positive - pred) - F.square(negative - pred),
+            axis=self._batch_axis,
+            exclude=True,
+        )
         loss = F.relu(loss + self._margin)
         return _apply_weighting(F, loss, self._weight, sample_weight)
 
@@ -524,14 +591,21 @@ class PoissonNLLLoss(Loss):
         Whether to add the Stirling term.
     """
 
-    def __init__(self, weight: float | None = None, from_logits: bool = True,
-                 batch_axis: int = 0, compute_full: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        weight: float | None = None,
+        from_logits: bool = True,
+        batch_axis: int = 0,
+        compute_full: bool = False,
+        **kwargs: Any,
+    ):
         super().__init__(weight, batch_axis, **kwargs)
         self._from_logits = from_logits
         self._compute_full = compute_full
 
-    def hybrid_forward(self, F: Any, pred: Any, target: Any, sample_weight: Any = None,
-                       epsilon: float = 1e-08) -> Any:
+    def hybrid_forward(
+        self, F: Any, pred: Any, target: Any, sample_weight: Any = None, epsilon: float = 1e-08
+    ) -> Any:
         """The loss averaged over every element, shape (1,)."""
         target = _reshape_like(F, target, pred)
         if self._from_logits:
@@ -567,13 +641,15 @@ class CosineEmbeddingLoss(Loss):
         The cosine below which dissimilar pairs cost nothing.
     """
 
-    def __init__(self, weight: float | None = None, batch_axis: int = 0, margin: float = 0,
-                 **kwargs: Any):
+    def __init__(
+        self, weight: float | None = None, batch_axis: int = 0, margin: float = 0, **kwargs: Any
+    ):
         super().__init__(weight, batch_axis, **kwargs)
         self._margin = margin
 
-    def hybrid_forward(self, F: Any, input1: Any, input2: Any, label: Any,
-                       sample_weight: Any = None) -> Any:
+    def hybrid_forward(
+        self, F: Any, input1: Any, input2: Any, label: Any, sample_weight: Any = None
+    ) -> Any:
         """The per-sample loss, shape (batch, 1)."""
         input1 = _reshape_like(F, input1, input2)
         label = F.reshape(label, shape=(-1, 1))
@@ -611,8 +687,13 @@ class SDMLLoss(Loss):
         The axis that indexes samples.
     """
 
-    def __init__(self, smoothing_parameter: float = 0.3, weight: float = 1.0,
-                 batch_axis: int = 0, **kwargs: Any):
+    def __init__(
+        self,
+        smoothing_parameter: float = 0.3,
+        weight: float = 1.0,
+        batch_axis: int = 0,
+        **kwargs: Any,
+    ):
         super().__init__(weight, batch_axis, **kwargs)
         self.smoothing_parameter = smoothing_parameter
 

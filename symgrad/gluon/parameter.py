@@ -74,14 +74,25 @@ class Parameter:
         False makes ``grad_req`` 'null' for good (auxiliary states).
     """
 
-    def __init__(self, name: str, grad_req: str = "write", shape: Any = None,
-                 dtype: Any = np.float32, lr_mult: float = 1.0, wd_mult: float = 1.0,
-                 init: Any = None, allow_deferred_init: bool = False,
-                 differentiable: bool = True, stype: str = "default",
-                 grad_stype: str = "default"):
+    def __init__(
+        self,
+        name: str,
+        grad_req: str = "write",
+        shape: Any = None,
+        dtype: Any = np.float32,
+        lr_mult: float = 1.0,
+        wd_mult: float = 1.0,
+        init: Any = None,
+        allow_deferred_init: bool = False,
+        differentiable: bool = True,
+        stype: str = "default",
+        grad_stype: str = "default",
+    ):
         if stype != "default" or grad_stype != "default":
-            raise MXNetError(f"Parameter {name!r}: sparse storage ({stype!r}/{grad_stype!r}) "
-                             "is not supported by symgrad; use 'default'")
+            raise MXNetError(
+                f"Parameter {name!r}: sparse storage ({stype!r}/{grad_stype!r}) "
+                "is not supported by symgrad; use 'default'"
+            )
         self.name = name
         if isinstance(shape, (int, np.integer)):
             shape = (shape,)
@@ -98,8 +109,9 @@ class Parameter:
         self._differentiable = differentiable
         self._grad_req = grad_req if differentiable else "null"
         if self._grad_req not in _GRAD_REQS:
-            raise ValueError(f"Parameter {name!r}: grad_req must be one of {_GRAD_REQS}, "
-                             f"not {grad_req!r}")
+            raise ValueError(
+                f"Parameter {name!r}: grad_req must be one of {_GRAD_REQS}, not {grad_req!r}"
+            )
         self._data: NDArray | None = None
         self._ctx: list[Context] = [cpu()]
         # (init, ctx, default_init, data) while waiting for the shape
@@ -120,10 +132,13 @@ class Parameter:
         new_shape = tuple(int(s) for s in new_shape)
         if self._shape is not None:
             compatible = len(self._shape) == len(new_shape) and all(
-                old in (0, new) for old, new in zip(self._shape, new_shape))
+                old in (0, new) for old, new in zip(self._shape, new_shape)
+            )
             if not compatible:
-                raise MXNetError(f"Parameter {self.name!r}: expected shape {new_shape} is "
-                                 f"incompatible with given shape {self._shape}")
+                raise MXNetError(
+                    f"Parameter {self.name!r}: expected shape {new_shape} is "
+                    f"incompatible with given shape {self._shape}"
+                )
         self._shape = new_shape
 
     @property
@@ -134,8 +149,9 @@ class Parameter:
     @grad_req.setter
     def grad_req(self, req: str) -> None:
         if req not in _GRAD_REQS:
-            raise ValueError(f"Parameter {self.name!r}: grad_req must be one of "
-                             f"{_GRAD_REQS}, not {req!r}")
+            raise ValueError(
+                f"Parameter {self.name!r}: grad_req must be one of {_GRAD_REQS}, not {req!r}"
+            )
         if not self._differentiable:
             req = "null"
         if self._grad_req == req:
@@ -145,16 +161,24 @@ class Parameter:
             self._attach_grad()
 
     # -- initialisation -------------------------------------------------------
-    def initialize(self, init: Any = None, ctx: Any = None, default_init: Any = None,
-                   force_reinit: bool = False) -> None:
+    def initialize(
+        self,
+        init: Any = None,
+        ctx: Any = None,
+        default_init: Any = None,
+        force_reinit: bool = False,
+    ) -> None:
         """Make the array and fill it: with ``init``, else this parameter's own
         ``init``, else ``default_init`` (Uniform by default). Waits for the first
         forward when the shape is not known yet and deferral is allowed."""
         if default_init is None:
             default_init = initializer.Uniform()
         if self._data is not None and not force_reinit:
-            warnings.warn(f"Parameter '{self.name}' is already initialized, ignoring. "
-                          "Set force_reinit=True to re-initialize.", stacklevel=2)
+            warnings.warn(
+                f"Parameter '{self.name}' is already initialized, ignoring. "
+                "Set force_reinit=True to re-initialize.",
+                stacklevel=2,
+            )
             return
         self._data = None
         ctxs = _contexts(ctx)
@@ -164,8 +188,10 @@ class Parameter:
             if self._allow_deferred_init:
                 self._deferred_init = (init, ctxs, default_init, None)
                 return
-            raise ValueError(f"Cannot initialize Parameter '{self.name}' because it has "
-                             f"invalid shape: {self._shape}.")
+            raise ValueError(
+                f"Cannot initialize Parameter '{self.name}' because it has "
+                f"invalid shape: {self._shape}."
+            )
         self._deferred_init = (init, ctxs, default_init, None)
         self._finish_deferred_init()
 
@@ -178,14 +204,16 @@ class Parameter:
         if not _shape_known(self._shape):
             raise DeferredInitializationError(
                 f"Cannot initialize Parameter '{self.name}' because it has invalid shape: "
-                f"{self._shape}. Please specify in_units, in_channels, etc for `Block`s.")
+                f"{self._shape}. Please specify in_units, in_channels, etc for `Block`s."
+            )
         with autograd.pause():
             if data is None:
                 data = nd.zeros(self._shape, dtype=self.dtype)
                 # the parameter's own initializer travels in the description, as
                 # MXNet does, so that the global one can defer to it
                 initializer.create(default_init)(
-                    initializer.InitDesc(self.name, {"__init__": init}), data)
+                    initializer.InitDesc(self.name, {"__init__": init}), data
+                )
             self._init_impl(data, ctxs)
 
     def _init_impl(self, data: Any, ctxs: list[Context]) -> None:
@@ -204,17 +232,20 @@ class Parameter:
             return
         self._data.attach_grad(self._grad_req)
 
-    def _load_init(self, data: Any, ctx: Any = None, cast_dtype: bool = False,
-                   dtype_source: str = "current") -> None:
+    def _load_init(
+        self, data: Any, ctx: Any = None, cast_dtype: bool = False, dtype_source: str = "current"
+    ) -> None:
         """Take loaded values (checking shape and dtype against this parameter)."""
         data = data if isinstance(data, NDArray) else nd.array(data)
         if self._shape is not None:
             fits = len(self._shape) == len(data.shape) and all(
-                mine in (0, theirs) for mine, theirs in zip(self._shape, data.shape))
+                mine in (0, theirs) for mine, theirs in zip(self._shape, data.shape)
+            )
             if not fits:
                 raise IncompatibleParameterError(
                     f"Failed loading Parameter '{self.name}' from saved params: shape "
-                    f"incompatible expected {self._shape} vs saved {data.shape}")
+                    f"incompatible expected {self._shape} vs saved {data.shape}"
+                )
         self._shape = tuple(data.shape)
         if np.dtype(self.dtype) != np.dtype(data.dtype):
             if not cast_dtype:
@@ -222,7 +253,8 @@ class Parameter:
                     f"Failed loading Parameter '{self.name}' from saved params: dtype "
                     f"incompatible expected {np.dtype(self.dtype).name} vs saved "
                     f"{np.dtype(data.dtype).name}. Set cast_dtype=True to cast the dtype of "
-                    "saved params.")
+                    "saved params."
+                )
             if dtype_source == "saved":
                 self.dtype = np.dtype(data.dtype).type
             data = data.astype(self.dtype)
@@ -242,11 +274,14 @@ class Parameter:
                 f"Parameter '{self.name}' has not been initialized yet because "
                 "initialization was deferred. Actual initialization happens during the "
                 "first forward pass. Please pass one batch of data through the network "
-                "before accessing Parameters.")
-        raise RuntimeError(f"Parameter '{self.name}' has not been initialized. Note that you "
-                           "should initialize parameters and create Trainer with "
-                           "Block.collect_params() instead of Block.params because the later "
-                           "does not include Parameters of nested child Blocks")
+                "before accessing Parameters."
+            )
+        raise RuntimeError(
+            f"Parameter '{self.name}' has not been initialized. Note that you "
+            "should initialize parameters and create Trainer with "
+            "Block.collect_params() instead of Block.params because the later "
+            "does not include Parameters of nested child Blocks"
+        )
 
     def data(self, ctx: Any = None) -> NDArray:
         """The parameter's array (the one CPU copy)."""
@@ -264,8 +299,9 @@ class Parameter:
             check_context(ctx)
         data = self._check_and_get()
         if data._grad is None:
-            raise RuntimeError(f"Cannot get gradient array for Parameter '{self.name}' "
-                               "because grad_req='null'")
+            raise RuntimeError(
+                f"Cannot get gradient array for Parameter '{self.name}' because grad_req='null'"
+            )
         return data._grad
 
     def list_grad(self) -> list[NDArray]:
@@ -325,8 +361,14 @@ class Parameter:
         variable, made at the first call, as MXNet keeps one)."""
         if self._var is None:
             shape = None if self._shape is None else tuple(self._shape)
-            self._var = symbol.var(self.name, shape=shape, dtype=self.dtype,
-                                   lr_mult=self.lr_mult, wd_mult=self.wd_mult, init=self.init)
+            self._var = symbol.var(
+                self.name,
+                shape=shape,
+                dtype=self.dtype,
+                lr_mult=self.lr_mult,
+                wd_mult=self.wd_mult,
+                init=self.init,
+            )
         return self._var
 
     def _reduce(self) -> NDArray:
@@ -343,8 +385,14 @@ class Constant(Parameter):
             values = values.astype(np.float32)  # as mx.nd.array makes a list float32
         self.value = nd.array(values, dtype=values.dtype)
         init = initializer.Constant(self.value.asnumpy())
-        super().__init__(name, grad_req="null", shape=values.shape, dtype=values.dtype.type,
-                         init=init, differentiable=False)
+        super().__init__(
+            name,
+            grad_req="null",
+            shape=values.shape,
+            dtype=values.dtype.type,
+            init=init,
+            differentiable=False,
+        )
 
     def __repr__(self) -> str:
         # MXNet's dtype here is the values' numpy type: <class 'numpy.float32'>
@@ -422,16 +470,18 @@ class ParameterDict:
                     continue
                 value = (value,) if isinstance(value, int) else tuple(value)
                 if len(value) == len(existing) and all(
-                        a in (0, b) or b == 0 for a, b in zip(value, existing)):
+                    a in (0, b) or b == 0 for a, b in zip(value, existing)
+                ):
                     param.shape = tuple(b if b else a for a, b in zip(value, existing))
                     continue
-            elif key == "dtype" and existing is not None and \
-                    np.dtype(value) == np.dtype(existing):
+            elif key == "dtype" and existing is not None and np.dtype(value) == np.dtype(existing):
                 continue
             if existing is not None and value is not None and existing != value:
-                raise MXNetError(f"Cannot retrieve Parameter '{name}' because desired "
-                                 f"attribute does not match with stored for attribute "
-                                 f"'{key}': desired '{value}' vs stored '{existing}'.")
+                raise MXNetError(
+                    f"Cannot retrieve Parameter '{name}' because desired "
+                    f"attribute does not match with stored for attribute "
+                    f"'{key}': desired '{value}' vs stored '{existing}'."
+                )
             if existing is None and value is not None:
                 setattr(param, key, value)
         return param
@@ -442,8 +492,10 @@ class ParameterDict:
         param = self._get_impl(name)
         if param is None:
             if value is None:
-                raise KeyError(f"No constant named '{name}'. Please specify value if you "
-                               "want to create a new constant.")
+                raise KeyError(
+                    f"No constant named '{name}'. Please specify value if you "
+                    "want to create a new constant."
+                )
             param = Constant(name, value)
             self._params[name] = param
         elif not isinstance(param, Constant):
@@ -454,13 +506,16 @@ class ParameterDict:
         """Add the Parameters of ``other`` (a name bound to another object is an error)."""
         for name, param in other.items():
             if name in self._params and self._params[name] is not param:
-                raise MXNetError(f"Cannot update self with other because they have different "
-                                 f"Parameters with the same name '{name}'")
+                raise MXNetError(
+                    f"Cannot update self with other because they have different "
+                    f"Parameters with the same name '{name}'"
+                )
         for name, param in other.items():
             self._params[name] = param
 
-    def initialize(self, init: Any = None, ctx: Any = None, verbose: bool = False,
-                   force_reinit: bool = False) -> None:
+    def initialize(
+        self, init: Any = None, ctx: Any = None, verbose: bool = False, force_reinit: bool = False
+    ) -> None:
         """Initialize every Parameter, with ``init`` as the default (Uniform if None)."""
         if init is None:
             init = initializer.Uniform()
@@ -499,30 +554,53 @@ class ParameterDict:
         arrays = {}
         for param in self.values():
             if not param.name.startswith(strip_prefix):
-                raise ValueError(f"Prefix '{strip_prefix}' is to be striped before saving, "
-                                 f"but Parameter's name '{param.name}' does not start with "
-                                 f"'{strip_prefix}'. This may be due to your Block shares "
-                                 "parameters from other Blocks or you forgot to use "
-                                 "'with name_scope()' when creating child blocks.")
-            arrays[param.name[len(strip_prefix):]] = param._reduce()
+                raise ValueError(
+                    f"Prefix '{strip_prefix}' is to be striped before saving, "
+                    f"but Parameter's name '{param.name}' does not start with "
+                    f"'{strip_prefix}'. This may be due to your Block shares "
+                    "parameters from other Blocks or you forgot to use "
+                    "'with name_scope()' when creating child blocks."
+                )
+            arrays[param.name[len(strip_prefix) :]] = param._reduce()
         nd.save(filename, arrays)
 
-    def load(self, filename: str, ctx: Any = None, allow_missing: bool = False,
-             ignore_extra: bool = False, restore_prefix: str = "", cast_dtype: bool = False,
-             dtype_source: str = "current") -> None:
+    def load(
+        self,
+        filename: str,
+        ctx: Any = None,
+        allow_missing: bool = False,
+        ignore_extra: bool = False,
+        restore_prefix: str = "",
+        cast_dtype: bool = False,
+        dtype_source: str = "current",
+    ) -> None:
         """Read values written by ``save`` (or MXNet's ``export``: 'arg:'/'aux:' keys)
         into the Parameters, each name prefixed with ``restore_prefix``."""
         loaded = nd.load(filename)
         if not isinstance(loaded, dict):
-            raise MXNetError(f"{filename!r} holds an unnamed list of arrays, not named "
-                             "parameters")
-        self.load_dict(loaded, ctx, allow_missing, ignore_extra, restore_prefix, filename,
-                       cast_dtype, dtype_source)
+            raise MXNetError(f"{filename!r} holds an unnamed list of arrays, not named parameters")
+        self.load_dict(
+            loaded,
+            ctx,
+            allow_missing,
+            ignore_extra,
+            restore_prefix,
+            filename,
+            cast_dtype,
+            dtype_source,
+        )
 
-    def load_dict(self, param_dict: dict, ctx: Any = None, allow_missing: bool = False,
-                  ignore_extra: bool = False, restore_prefix: str = "",
-                  filename: str | None = None, cast_dtype: bool = False,
-                  dtype_source: str = "current") -> None:
+    def load_dict(
+        self,
+        param_dict: dict,
+        ctx: Any = None,
+        allow_missing: bool = False,
+        ignore_extra: bool = False,
+        restore_prefix: str = "",
+        filename: str | None = None,
+        cast_dtype: bool = False,
+        dtype_source: str = "current",
+    ) -> None:
         """Load the arrays of ``param_dict`` (name -> NDArray, 'arg:'/'aux:' keys
         allowed) into the Parameters, each name prefixed with ``restore_prefix``;
         ``filename`` only names the source in errors."""
@@ -531,12 +609,14 @@ class ParameterDict:
             if key.startswith(("arg:", "aux:")):
                 key = key[4:]
             values[restore_prefix + key] = value
-        check_loaded_names(self._params, values, filename or "<dict>", allow_missing,
-                           ignore_extra, "ParameterDict")
+        check_loaded_names(
+            self._params, values, filename or "<dict>", allow_missing, ignore_extra, "ParameterDict"
+        )
         for name, value in values.items():
             if name in self._params:
-                self._params[name]._load_init(value, ctx, cast_dtype=cast_dtype,
-                                              dtype_source=dtype_source)
+                self._params[name]._load_init(
+                    value, ctx, cast_dtype=cast_dtype, dtype_source=dtype_source
+                )
 
 
 class IncompatibleParameterError(MXNetError, AssertionError):
@@ -554,8 +634,14 @@ class UnexpectedParameterError(MXNetError, ValueError):
     have (a ValueError, as MXNet raises)."""
 
 
-def check_loaded_names(params: dict[str, Parameter], loaded: Iterable[str], filename: str,
-                       allow_missing: bool, ignore_extra: bool, owner: str) -> None:
+def check_loaded_names(
+    params: dict[str, Parameter],
+    loaded: Iterable[str],
+    filename: str,
+    allow_missing: bool,
+    ignore_extra: bool,
+    owner: str,
+) -> None:
     """Raise MXNet's errors for the Parameters of ``params`` that none of the
     ``loaded`` names gives (a shared Parameter counts as given under any of its
     names: a deduplicated file holds it once), unless ``allow_missing``, and for
@@ -568,14 +654,16 @@ def check_loaded_names(params: dict[str, Parameter], loaded: Iterable[str], file
             raise MissingParameterError(
                 f"Parameter {missing[0]!r} is missing in file {filename!r} (missing: "
                 f"{missing}), which contains parameters: {sorted(loaded)}. Set "
-                "allow_missing=True to ignore missing parameters.")
+                "allow_missing=True to ignore missing parameters."
+            )
     if not ignore_extra:
         extra = [name for name in loaded if name not in params]
         if extra:
             raise UnexpectedParameterError(
                 f"Parameter {extra[0]!r} loaded from file {filename!r} is not present in "
                 f"{owner}, which contains parameters {sorted(params)}. Set "
-                "ignore_extra=True to ignore.")
+                "ignore_extra=True to ignore."
+            )
 
 
 def select_parameters(params: ParameterDict, select: str | None) -> ParameterDict:

@@ -56,20 +56,29 @@ class Trainer:
     [0.0, 0.0]
     """
 
-    def __init__(self, params: Any, optimizer: Any, optimizer_params: dict | None = None,
-                 kvstore: Any = "device", compression_params: dict | None = None,
-                 update_on_kvstore: bool | None = None):
+    def __init__(
+        self,
+        params: Any,
+        optimizer: Any,
+        optimizer_params: dict | None = None,
+        kvstore: Any = "device",
+        compression_params: dict | None = None,
+        update_on_kvstore: bool | None = None,
+    ):
         if isinstance(params, (dict, ParameterDict)):
             params = [params[key] for key in sorted(params.keys())]
         if not isinstance(params, (list, tuple)):
-            raise ValueError(f"First argument must be a list or dict of Parameters, got "
-                             f"{type(params)}.")
+            raise ValueError(
+                f"First argument must be a list or dict of Parameters, got {type(params)}."
+            )
         self._params: list[Parameter] = []
         self._param2idx: dict[str, int] = {}
         for i, param in enumerate(params):
             if not isinstance(param, Parameter):
-                raise ValueError(f"First argument must be a list or dict of Parameters, got "
-                                 f"list of {type(param)}.")
+                raise ValueError(
+                    f"First argument must be a list or dict of Parameters, got "
+                    f"list of {type(param)}."
+                )
             self._param2idx[param.name] = i
             self._params.append(param)
             param.list_ctx()  # MXNet reads every context now: uninitialized raises
@@ -103,19 +112,20 @@ class Trainer:
         else:
             raise TypeError("kvstore must be KVStore, str or None")
         update_on_kvstore = kv is not None and bool(
-            int(os.environ.get("MXNET_UPDATE_ON_KVSTORE", "1")))
+            int(os.environ.get("MXNET_UPDATE_ON_KVSTORE", "1"))
+        )
         self._distributed = kv is not None and "dist" in kv.type
         if self._distributed and "async" in kv.type:
             update_on_kvstore = True
             if config["update_on_kvstore"] is False:
-                raise ValueError("Please set update_on_kvstore=True when training in async "
-                                 "mode.")
+                raise ValueError("Please set update_on_kvstore=True when training in async mode.")
         if config["update_on_kvstore"] is not None:
             update_on_kvstore = config["update_on_kvstore"]
         if update_on_kvstore and not kv.is_capable("optimizer"):
             if config["update_on_kvstore"]:
-                raise ValueError(f"Please set update_on_kvstore=False when training with "
-                                 f"{type(kv)}")
+                raise ValueError(
+                    f"Please set update_on_kvstore=False when training with {type(kv)}"
+                )
             update_on_kvstore = False
         if kv is not None:
             if self._compression_params:
@@ -141,8 +151,10 @@ class Trainer:
         param_dict = dict(enumerate(self._params))
         if isinstance(optimizer, opt.Optimizer):
             if optimizer_params:
-                raise AssertionError("optimizer_params must be None if optimizer is an "
-                                     "instance of Optimizer instead of str")
+                raise AssertionError(
+                    "optimizer_params must be None if optimizer is an "
+                    "instance of Optimizer instead of str"
+                )
             self._optimizer = optimizer
             self._optimizer.param_dict = param_dict
         else:
@@ -161,15 +173,15 @@ class Trainer:
     def learning_rate(self) -> float:
         """The optimizer's current learning rate."""
         if not isinstance(self._optimizer, opt.Optimizer):
-            raise UserWarning("Optimizer has to be defined before its learning rate can be "
-                              "accessed.")
+            raise UserWarning(
+                "Optimizer has to be defined before its learning rate can be accessed."
+            )
         return self._optimizer.learning_rate
 
     def set_learning_rate(self, lr: float) -> None:
         """Set the optimizer's learning rate (refused when a scheduler sets it)."""
         if not isinstance(self._optimizer, opt.Optimizer):
-            raise UserWarning("Optimizer has to be defined before its learning rate is "
-                              "mutated.")
+            raise UserWarning("Optimizer has to be defined before its learning rate is mutated.")
         self._optimizer.set_learning_rate(lr)
 
     # -- steps ------------------------------------------------------------------
@@ -196,10 +208,12 @@ class Trainer:
     def _check_and_rescale_grad(self, scale: float) -> None:
         if self._update_on_kvstore and self._distributed and self._kv_initialized:
             if self._optimizer.rescale_grad != scale:
-                raise UserWarning("Possible change in the `batch_size` from previous `step` "
-                                  "detected. Optimizer gradient normalizing factor will not "
-                                  "change w.r.t new batch_size when update_on_kvstore=True "
-                                  "and when distributed kvstore is used.")
+                raise UserWarning(
+                    "Possible change in the `batch_size` from previous `step` "
+                    "detected. Optimizer gradient normalizing factor will not "
+                    "change w.r.t new batch_size when update_on_kvstore=True "
+                    "and when distributed kvstore is used."
+                )
         self._optimizer.rescale_grad = scale
 
     def allreduce_grads(self) -> None:
@@ -210,9 +224,11 @@ class Trainer:
         if self._kvstore is not None and self._params_to_init:
             self._init_params()
         if self._update_on_kvstore:
-            raise AssertionError("allreduce_grads() when parameters are updated on kvstore "
-                                 "is not supported. Try setting `update_on_kvstore` to False "
-                                 "when creating trainer.")
+            raise AssertionError(
+                "allreduce_grads() when parameters are updated on kvstore "
+                "is not supported. Try setting `update_on_kvstore` to False "
+                "when creating trainer."
+            )
         self._allreduce_grads()
 
     def _allreduce_grads(self) -> None:
@@ -236,9 +252,11 @@ class Trainer:
         if not self._kv_initialized:
             self._init_kvstore()
         if self._update_on_kvstore:
-            raise AssertionError("update() when parameters are updated on kvstore is not "
-                                 "supported. Try setting `update_on_kvstore` to False when "
-                                 "creating trainer.")
+            raise AssertionError(
+                "update() when parameters are updated on kvstore is not "
+                "supported. Try setting `update_on_kvstore` to False when "
+                "creating trainer."
+            )
         self._check_and_rescale_grad(self._scale / batch_size)
         self._update(ignore_stale_grad)
 
@@ -258,7 +276,8 @@ class Trainer:
                             "Parameters (Blocks) for this iteration. If you are intentionally "
                             "only using a subset, call step with ignore_stale_grad=True to "
                             "suppress this warning and skip updating of Parameters with "
-                            "stale gradient")
+                            "stale gradient"
+                        )
             if self._kvstore is not None and self._update_on_kvstore:
                 # the store applied the update: fetch the new weights (below)
                 pulls.append((i, arrays))

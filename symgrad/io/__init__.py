@@ -10,5 +10,13 @@ from .file_iters import CSVIter, MNISTIter
 from .ndarray_iter import NDArrayIter
 from .wrappers import PrefetchingIter, ResizeIter
 
-__all__ = ["DataBatch", "DataDesc", "DataIter", "NDArrayIter", "PrefetchingIter",
-           "ResizeIter", "CSVIter", "MNISTIter"]
+__all__ = [
+    "DataBatch",
+    "DataDesc",
+    "DataIter",
+    "NDArrayIter",
+    "PrefetchingIter",
+    "ResizeIter",
+    "CSVIter",
+    "MNISTIter",
+]

@@ -18,8 +18,9 @@ class DataDesc(namedtuple("DataDesc", ["name", "shape"])):
     DataDesc[data,(2, 3),<class 'numpy.float32'>,NCHW]
     """
 
-    def __new__(cls, name: str, shape: tuple, dtype: Any = np.float32,
-                layout: str = "NCHW") -> DataDesc:
+    def __new__(
+        cls, name: str, shape: tuple, dtype: Any = np.float32, layout: str = "NCHW"
+    ) -> DataDesc:
         desc = super().__new__(cls, name, shape)
         desc.dtype = dtype
         desc.layout = layout
@@ -50,9 +51,16 @@ class DataBatch:
     trailing samples are filler), ``index``, ``bucket_key`` and the
     descriptions of its inputs."""
 
-    def __init__(self, data: list | None, label: list | None = None, pad: int | None = None,
-                 index: Any = None, bucket_key: Any = None, provide_data: list | None = None,
-                 provide_label: list | None = None):
+    def __init__(
+        self,
+        data: list | None,
+        label: list | None = None,
+        pad: int | None = None,
+        index: Any = None,
+        bucket_key: Any = None,
+        provide_data: list | None = None,
+        provide_label: list | None = None,
+    ):
         if data is not None and not isinstance(data, (list, tuple)):
             raise AssertionError("Data must be list of NDArrays")
         if label is not None and not isinstance(label, (list, tuple)):
@@ -68,8 +76,7 @@ class DataBatch:
     def __str__(self) -> str:
         data_shapes = [d.shape for d in self.data]
         label_shapes = [x.shape for x in self.label] if self.label else None
-        return (f"{self.__class__.__name__}: data shapes: {data_shapes} "
-                f"label shapes: {label_shapes}")
+        return f"{self.__class__.__name__}: data shapes: {data_shapes} label shapes: {label_shapes}"
 
 
 class DataIter:
@@ -89,8 +96,9 @@ class DataIter:
     def next(self) -> DataBatch:
         """The next batch; raises ``StopIteration`` at the end."""
         if self.iter_next():
-            return DataBatch(data=self.getdata(), label=self.getlabel(), pad=self.getpad(),
-                             index=self.getindex())
+            return DataBatch(
+                data=self.getdata(), label=self.getlabel(), pad=self.getpad(), index=self.getindex()
+            )
         raise StopIteration
 
     def __next__(self) -> DataBatch:

@@ -22,9 +22,16 @@ class _RowBatcher(DataIter):
     rows after its own (``pad`` counts them). ``drop_last`` drops a short batch
     instead (MNISTIter)."""
 
-    def __init__(self, data: np.ndarray, label: np.ndarray, batch_size: int,
-                 round_batch: bool, drop_last: bool, data_name: str = "data",
-                 label_name: str = "softmax_label"):
+    def __init__(
+        self,
+        data: np.ndarray,
+        label: np.ndarray,
+        batch_size: int,
+        round_batch: bool,
+        drop_last: bool,
+        data_name: str = "data",
+        label_name: str = "softmax_label",
+    ):
         super().__init__(batch_size)
         self._data = data
         self._label = label
@@ -34,9 +41,11 @@ class _RowBatcher(DataIter):
         self._position = 0
         self._done = False
         # the batch buffers, whose stale rows a short batch keeps (zeros at first)
-        self._buffers = (np.zeros((batch_size, *data.shape[1:]), data.dtype),
-                         np.zeros((batch_size, *label.shape[1:]), label.dtype),
-                         np.zeros(batch_size, np.uint64))
+        self._buffers = (
+            np.zeros((batch_size, *data.shape[1:]), data.dtype),
+            np.zeros((batch_size, *label.shape[1:]), label.dtype),
+            np.zeros(batch_size, np.uint64),
+        )
         self.provide_data = [DataDesc(data_name, (batch_size, *data.shape[1:]))]
         self.provide_label = [DataDesc(label_name, (batch_size, *label.shape[1:]))]
         self._batch: DataBatch | None = None
@@ -62,10 +71,10 @@ class _RowBatcher(DataIter):
             self._start = overflow
             self._done = True
         elif overflow:
-            rows = rows[:self.batch_size - overflow]
-        data[:len(rows)] = self._data[rows]
-        label[:len(rows)] = self._label[rows]
-        index[:len(rows)] = rows
+            rows = rows[: self.batch_size - overflow]
+        data[: len(rows)] = self._data[rows]
+        label[: len(rows)] = self._label[rows]
+        index[: len(rows)] = rows
         self._buffers = (data, label, index)
         self._position += self.batch_size
         self._batch = DataBatch([array(data)], [array(label)], pad=overflow, index=index)
@@ -111,9 +120,17 @@ class CSVIter(_RowBatcher):
     [0, 1]
     """
 
-    def __init__(self, data_csv: str, data_shape: tuple, label_csv: str | None = None,
-                 label_shape: tuple = (1,), batch_size: int = 1, round_batch: bool = True,
-                 dtype: Any = None, **kwargs: Any):
+    def __init__(
+        self,
+        data_csv: str,
+        data_shape: tuple,
+        label_csv: str | None = None,
+        label_shape: tuple = (1,),
+        batch_size: int = 1,
+        round_batch: bool = True,
+        dtype: Any = None,
+        **kwargs: Any,
+    ):
         data = np.loadtxt(data_csv, delimiter=",", dtype=np.float32, ndmin=2)
         data = data.reshape(len(data), *data_shape)
         shape = _label_shape(label_shape)
@@ -132,7 +149,7 @@ def _read_idx_file(path: str) -> np.ndarray:
     with opener(path, "rb") as handle:
         raw = handle.read()
     ndim = raw[3]
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -143,10 +160,19 @@ class MNISTIter(_RowBatcher):
     contiguous part. ``shuffle`` permutes once with numpy's ``RandomState(seed)``
     (MXNet's own generator gives another order)."""
 
-    def __init__(self, image: str = "./train-images-idx3-ubyte",
-                 label: str = "./train-labels-idx1-ubyte", batch_size: int = 128,
-                 shuffle: bool = True, flat: bool = False, seed: int = 0, silent: bool = False,
-                 num_parts: int = 1, part_index: int = 0, **kwargs: Any):
+    def __init__(
+        self,
+        image: str = "./train-images-idx3-ubyte",
+        label: str = "./train-labels-idx1-ubyte",
+        batch_size: int = 128,
+        shuffle: bool = True,
+        flat: bool = False,
+        seed: int = 0,
+        silent: bool = False,
+        num_parts: int = 1,
+        part_index: int = 0,
+        **kwargs: Any,
+    ):
         images = _read_idx_file(image).astype(np.float32) / np.float32(256)
         labels = _read_idx_file(label).astype(np.float32)
         count = len(labels)

@@ -17,8 +17,10 @@ def _to_ndarray(value: Any) -> NDArray:
     try:
         values = np.asarray(value)
     except Exception as err:  # noqa: BLE001  (any failure means: not array-like)
-        raise TypeError(f"Invalid type '{type(value)}' for data, should be NDArray, "
-                        f"numpy.ndarray or h5py.Dataset") from err
+        raise TypeError(
+            f"Invalid type '{type(value)}' for data, should be NDArray, "
+            f"numpy.ndarray or h5py.Dataset"
+        ) from err
     # MXNet's array() makes float32 of anything but an NDArray
     return array(values)
 
@@ -38,8 +40,10 @@ def init_data(data: Any, allow_empty: bool, default_name: str) -> list[tuple[str
         else:
             data = OrderedDict((f"_{i}_{default_name}", d) for i, d in enumerate(data))
     if not isinstance(data, dict):
-        raise TypeError("Input must be NDArray, numpy.ndarray, h5py.Dataset a list of them "
-                        "or dict with them as values")
+        raise TypeError(
+            "Input must be NDArray, numpy.ndarray, h5py.Dataset a list of them "
+            "or dict with them as values"
+        )
     return sorted((name, _to_ndarray(value)) for name, value in data.items())
 
 
@@ -60,10 +64,17 @@ class NDArrayIter(DataIter):
     [0, 0, 1]
     """
 
-    def __init__(self, data: Any, label: Any = None, batch_size: int = 1,
-                 shuffle: bool = False, last_batch_handle: str = "pad",
-                 data_name: str = "data", label_name: str = "softmax_label",
-                 layout: str = "NCHW"):
+    def __init__(
+        self,
+        data: Any,
+        label: Any = None,
+        batch_size: int = 1,
+        shuffle: bool = False,
+        last_batch_handle: str = "pad",
+        data_name: str = "data",
+        label_name: str = "softmax_label",
+        layout: str = "NCHW",
+    ):
         super().__init__(batch_size)
         # other values are accepted, as MXNet accepts them: they act as 'discard'
         self.data = init_data(data, allow_empty=False, default_name=data_name)
@@ -85,14 +96,17 @@ class NDArrayIter(DataIter):
     @property
     def provide_data(self) -> list[DataDesc]:
         """Name, batch shape and dtype of each data input."""
-        return [DataDesc(k, (self.batch_size, *v.shape[1:]), v.dtype, self.layout)
-                for k, v in self.data]
+        return [
+            DataDesc(k, (self.batch_size, *v.shape[1:]), v.dtype, self.layout) for k, v in self.data
+        ]
 
     @property
     def provide_label(self) -> list[DataDesc]:
         """Name, batch shape and dtype of each label input."""
-        return [DataDesc(k, (self.batch_size, *v.shape[1:]), v.dtype, self.layout)
-                for k, v in self.label]
+        return [
+            DataDesc(k, (self.batch_size, *v.shape[1:]), v.dtype, self.layout)
+            for k, v in self.label
+        ]
 
     def hard_reset(self) -> None:
         """Start again from the first sample, dropping any rolled-over batch."""
@@ -137,8 +151,10 @@ class NDArrayIter(DataIter):
 
     @staticmethod
     def _join(first: list, second: list) -> list[NDArray]:
-        return [NDArray(np.concatenate([a.asnumpy(), b.asnumpy()], axis=0))
-                for a, b in zip(first, second)]
+        return [
+            NDArray(np.concatenate([a.asnumpy(), b.asnumpy()], axis=0))
+            for a, b in zip(first, second)
+        ]
 
     def _batchify(self, source: list, cache_name: str) -> list[NDArray]:
         if not self.cursor < self.num_data:

@@ -69,8 +69,14 @@ class ResizeIter(_CurrentBatchIter):
         return True
 
 
-def _prefetch(it: DataIter, slots: list, i: int, ready: threading.Event,
-              taken: threading.Event, stop: threading.Event) -> None:
+def _prefetch(
+    it: DataIter,
+    slots: list,
+    i: int,
+    ready: threading.Event,
+    taken: threading.Event,
+    stop: threading.Event,
+) -> None:
     """Read ``it``'s next batch into ``slots[i]`` whenever the last one was taken."""
     while True:
         taken.wait()
@@ -91,8 +97,12 @@ class PrefetchingIter(_CurrentBatchIter):
     (one dict per iterator) rename their inputs in ``provide_data``/
     ``provide_label``."""
 
-    def __init__(self, iters: DataIter | list[DataIter], rename_data: list | None = None,
-                 rename_label: list | None = None):
+    def __init__(
+        self,
+        iters: DataIter | list[DataIter],
+        rename_data: list | None = None,
+        rename_label: list | None = None,
+    ):
         super().__init__()
         self.iters = iters if isinstance(iters, list) else [iters]
         self.n_iter = len(self.iters)
@@ -110,10 +120,14 @@ class PrefetchingIter(_CurrentBatchIter):
         self._stop = threading.Event()
         for event in self._taken:
             event.set()
-        self._threads = [threading.Thread(target=_prefetch, daemon=True,
-                                          args=(self.iters[i], self._next, i, self._ready[i],
-                                                self._taken[i], self._stop))
-                         for i in range(self.n_iter)]
+        self._threads = [
+            threading.Thread(
+                target=_prefetch,
+                daemon=True,
+                args=(self.iters[i], self._next, i, self._ready[i], self._taken[i], self._stop),
+            )
+            for i in range(self.n_iter)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -168,11 +182,14 @@ class PrefetchingIter(_CurrentBatchIter):
         for batch in self._next:
             if batch.pad != first.pad:
                 raise AssertionError("Number of entry mismatches between iterators")
-        self.current_batch = DataBatch(sum([list(b.data) for b in self._next], []),
-                                       sum([list(b.label or []) for b in self._next], []),
-                                       first.pad, first.index,
-                                       provide_data=self.provide_data,
-                                       provide_label=self.provide_label)
+        self.current_batch = DataBatch(
+            sum([list(b.data) for b in self._next], []),
+            sum([list(b.label or []) for b in self._next], []),
+            first.pad,
+            first.index,
+            provide_data=self.provide_data,
+            provide_label=self.provide_label,
+        )
         for event in self._ready:
             event.clear()
         for event in self._taken:

@@ -17,9 +17,20 @@ from .kvstore import KVStore
 
 __all__ = ["KVStore", "create"]
 
-_TYPES = ("local", "device", "local_update_cpu", "local_allreduce_cpu",
-          "local_allreduce_device", "nccl", "dist_sync", "dist_device_sync", "dist_async",
-          "dist_sync_device", "dist_async_device", "dist")
+_TYPES = (
+    "local",
+    "device",
+    "local_update_cpu",
+    "local_allreduce_cpu",
+    "local_allreduce_device",
+    "nccl",
+    "dist_sync",
+    "dist_device_sync",
+    "dist_async",
+    "dist_sync_device",
+    "dist_async_device",
+    "dist",
+)
 
 
 def create(name: str = "local") -> KVStore:

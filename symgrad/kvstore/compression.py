@@ -41,8 +41,9 @@ class TwoBitCompression:
 
     def __init__(self, threshold: float = 0.5):
         if not threshold > 0:
-            raise MXNetError(f"2bit gradient compression needs a positive threshold, got "
-                             f"{threshold}")
+            raise MXNetError(
+                f"2bit gradient compression needs a positive threshold, got {threshold}"
+            )
         self.threshold = float(threshold)
         self._residuals: dict[tuple[Any, int], np.ndarray] = {}
 
@@ -79,8 +80,10 @@ def from_params(params: dict) -> TwoBitCompression | None:
         return None
     if kind == "2bit":
         return TwoBitCompression(float(params.get("threshold", 0.5)))
-    raise MXNetError(f"Unknown type for gradient compression {params['type']}: symgrad "
-                     "has MXNet's '2bit' compression (and 'none')")
+    raise MXNetError(
+        f"Unknown type for gradient compression {params['type']}: symgrad "
+        "has MXNet's '2bit' compression (and 'none')"
+    )
 
 
 def pack(sent: np.ndarray, threshold: float) -> tuple:
@@ -95,8 +98,8 @@ def pack(sent: np.ndarray, threshold: float) -> tuple:
     """
     flat = sent.reshape(-1)
     codes = np.zeros(-(-flat.size // 4) * 4, np.uint8)
-    codes[:flat.size][flat > 0] = 1
-    codes[:flat.size][flat < 0] = 2
+    codes[: flat.size][flat > 0] = 1
+    codes[: flat.size][flat < 0] = 2
     packed = codes[0::4] | (codes[1::4] << 2) | (codes[2::4] << 4) | (codes[3::4] << 6)
     return ("2bit", float(threshold), packed, flat.size, flat.dtype.str)
 

@@ -54,25 +54,32 @@ class DistKVStore(KVStore):
 
         self._settings = settings = settings or config.read()
         if not 0 <= settings.rank < settings.num_workers:
-            raise MXNetError(f"rank {settings.rank} is not below the number of workers "
-                             f"{settings.num_workers}")
+            raise MXNetError(
+                f"rank {settings.rank} is not below the number of workers {settings.num_workers}"
+            )
         self._sync = "async" not in name
         self._name = f"symgrad-kvstore-{settings.job}-{next(_made)}"
         self._cluster = None
         address = settings.scheduler
         if address is None:
             if settings.num_workers != 1:
-                raise MXNetError(f"{name} with {settings.num_workers} workers needs a Dask "
-                                 "scheduler: set DASK_SCHEDULER_ADDRESS, or start the "
-                                 "workers with python -m symgrad.launch")
+                raise MXNetError(
+                    f"{name} with {settings.num_workers} workers needs a Dask "
+                    "scheduler: set DASK_SCHEDULER_ADDRESS, or start the "
+                    "workers with python -m symgrad.launch"
+                )
             # one worker and no cluster: a private one, in this process
-            self._cluster = LocalCluster(n_workers=settings.num_servers or 1,
-                                         threads_per_worker=1, processes=False,
-                                         dashboard_address=None)
+            self._cluster = LocalCluster(
+                n_workers=settings.num_servers or 1,
+                threads_per_worker=1,
+                processes=False,
+                dashboard_address=None,
+            )
             address = self._cluster.scheduler_address
         # direct_to_workers: actor calls go to the servers, not through the scheduler
-        self._client = Client(address, set_as_default=False, timeout=settings.timeout,
-                              direct_to_workers=True)
+        self._client = Client(
+            address, set_as_default=False, timeout=settings.timeout, direct_to_workers=True
+        )
         self._keys: dict[Key, tuple[tuple, np.dtype, list]] = {}
         self._pushes: dict[Key, int] = {}
         self._inflight: list = []
@@ -107,10 +114,18 @@ class DistKVStore(KVStore):
             client.wait_for_workers(1, timeout=settings.timeout)
             workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
             count = settings.num_servers or len(workers)
-            futures = [client.submit(KVServer, self.num_workers, self._sync, actor=True,
-                                     workers=[workers[i % len(workers)]], pure=False,
-                                     key=f"{self._name}-server-{i}")
-                       for i in range(count)]
+            futures = [
+                client.submit(
+                    KVServer,
+                    self.num_workers,
+                    self._sync,
+                    actor=True,
+                    workers=[workers[i % len(workers)]],
+                    pure=False,
+                    key=f"{self._name}-server-{i}",
+                )
+                for i in range(count)
+            ]
             client.publish_dataset(futures, name=self._name)
         else:
             while True:
@@ -126,25 +141,31 @@ class DistKVStore(KVStore):
     def _check_alive(self, what: str, deadline: float, missing: list[int]) -> None:
         """Raise when a worker's process has gone, or when ``deadline`` passed."""
         ranks = self._client.get_metadata([self._name, "ranks"], default={})
-        connected = set(self._client.run_on_scheduler(
-            lambda dask_scheduler: list(dask_scheduler.clients)))
-        lost = sorted(int(rank) for rank, client_id in ranks.items()
-                      if client_id not in connected)
+        connected = set(
+            self._client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.clients))
+        )
+        lost = sorted(int(rank) for rank, client_id in ranks.items() if client_id not in connected)
         if lost:
-            raise MXNetError(f"KVStore worker rank {lost[0]} was lost (its process left the "
-                             f"Dask cluster) while rank {self.rank} waited for {what}")
+            raise MXNetError(
+                f"KVStore worker rank {lost[0]} was lost (its process left the "
+                f"Dask cluster) while rank {self.rank} waited for {what}"
+            )
         if time.monotonic() > deadline:
-            raise MXNetError(f"KVStore rank {self.rank} timed out after "
-                             f"{self._settings.timeout:g} s waiting for {what}; ranks not "
-                             f"there yet: {missing}")
+            raise MXNetError(
+                f"KVStore rank {self.rank} timed out after "
+                f"{self._settings.timeout:g} s waiting for {what}; ranks not "
+                f"there yet: {missing}"
+            )
 
     def _result(self, future: Any, wait: float, server: int) -> Any:
         try:
             return future.result(timeout=wait + _GRACE)
         except (OSError, TimeoutError, asyncio.TimeoutError) as err:
             # CommClosedError is an OSError: the server's process is gone
-            raise MXNetError(f"KVStore server {server} did not answer rank {self.rank}: "
-                             f"{type(err).__name__}: {err}") from err
+            raise MXNetError(
+                f"KVStore server {server} did not answer rank {self.rank}: "
+                f"{type(err).__name__}: {err}"
+            ) from err
         except (RuntimeError, ValueError, KeyError) as err:
             raise MXNetError(f"KVStore server {server}: {err}") from err
 
@@ -237,8 +258,10 @@ class DistKVStore(KVStore):
         for key in keys:
             for server, _, _ in self._keys[key][2]:
                 wants.setdefault(server, []).append((key, self._pushes[key]))
-        requests = {server: self._servers[server].pull(self.rank, want, 1.0)
-                    for server, want in wants.items()}
+        requests = {
+            server: self._servers[server].pull(self.rank, want, 1.0)
+            for server, want in wants.items()
+        }
         self.stats["calls"] += len(requests)
         self._flush()
         slices: dict[tuple[int, Key], np.ndarray] = {}
@@ -248,7 +271,9 @@ class DistKVStore(KVStore):
                 actor, want = self._servers[server], wants[server]
                 values, _missing = self._wait(
                     lambda wait, actor=actor, want=want: actor.pull(self.rank, want, wait),
-                    server, "keys " + ", ".join(f"{k!r} (push {n})" for k, n in want))
+                    server,
+                    "keys " + ", ".join(f"{k!r} (push {n})" for k, n in want),
+                )
             for (key, _), value in zip(wants[server], values):
                 slices[(server, key)] = value
                 self.stats["bytes_pulled"] += value.nbytes
@@ -270,8 +295,9 @@ class DistKVStore(KVStore):
         self._flush()
         self._generation += 1
         generation, server = self._generation, self._servers[0]
-        self._wait(lambda wait: server.barrier(self.rank, generation, wait), 0,
-                   f"barrier {generation}")
+        self._wait(
+            lambda wait: server.barrier(self.rank, generation, wait), 0, f"barrier {generation}"
+        )
 
     def set_optimizer(self, optimizer: opt.Optimizer) -> None:
         """Send ``optimizer`` to the servers, which then apply it to every step's
@@ -285,13 +311,14 @@ class DistKVStore(KVStore):
         self.barrier()
 
     def _set_updater(self, updater: Any) -> None:
-        raise MXNetError("a distributed KVStore applies updates on its servers: use "
-                         "set_optimizer")
+        raise MXNetError("a distributed KVStore applies updates on its servers: use set_optimizer")
 
     def _get_states(self, dump_optimizer: bool) -> bytes:
         self._flush()
-        shards = [self._result(actor.get_states(), self._settings.timeout, i)
-                  for i, actor in enumerate(self._servers)]
+        shards = [
+            self._result(actor.get_states(), self._settings.timeout, i)
+            for i, actor in enumerate(self._servers)
+        ]
         updater = opt.get_updater(self._optimizer)
         for key, (shape, _dtype, parts) in self._keys.items():
             pieces = [shards[server].get(key) for server, _, _ in parts]
@@ -320,8 +347,10 @@ class DistKVStore(KVStore):
 
     def traffic(self) -> list[dict]:
         """Each server's counts of array bytes received and sent."""
-        return [self._result(actor.traffic(), self._settings.timeout, i)
-                for i, actor in enumerate(self._servers)]
+        return [
+            self._result(actor.traffic(), self._settings.timeout, i)
+            for i, actor in enumerate(self._servers)
+        ]
 
     def close(self) -> None:
         """Leave the cluster (rank 0's servers stay while others still use them)."""

@@ -118,8 +118,10 @@ class KVStore:
         """Give each key its first value (once: a second init of a key raises)."""
         for k, values in _grouped(key, value):
             if k in self._known_keys():
-                raise MXNetError(f"duplicate init of key {k}. Please double check if you "
-                                 "called kv.init or kv.broadcast with this key multiple times")
+                raise MXNetError(
+                    f"duplicate init of key {k}. Please double check if you "
+                    "called kv.init or kv.broadcast with this key multiple times"
+                )
             self._store_init(k, values[0].asnumpy())
 
     def push(self, key: Any, value: Any, priority: int = 0) -> None:
@@ -134,19 +136,24 @@ class KVStore:
             arrays = []
             for val in values:
                 if val.shape != shape:
-                    raise MXNetError(f"push of key {k!r}: value of shape {val.shape} does not "
-                                     f"match the shape {shape} it was initialised with")
+                    raise MXNetError(
+                        f"push of key {k!r}: value of shape {val.shape} does not "
+                        f"match the shape {shape} it was initialised with"
+                    )
                 if np.dtype(val.dtype) != dtype:
-                    raise MXNetError(f"push of key {k!r}: value of dtype "
-                                     f"{np.dtype(val.dtype).name} does not match the dtype "
-                                     f"{dtype.name} it was initialised with")
+                    raise MXNetError(
+                        f"push of key {k!r}: value of dtype "
+                        f"{np.dtype(val.dtype).name} does not match the dtype "
+                        f"{dtype.name} it was initialised with"
+                    )
                 # no copy here: _merge makes the one copy a push needs
                 arrays.append(val.handle)
             merged.append((k, self._merge(k, arrays)))
         self._push_values(merged)
 
-    def pull(self, key: Any, out: Any = None, priority: int = 0,
-             ignore_sparse: bool = True) -> None:
+    def pull(
+        self, key: Any, out: Any = None, priority: int = 0, ignore_sparse: bool = True
+    ) -> None:
         """Copy each key's value into its output array(s)."""
         if out is None:
             raise AssertionError("out must be given to pull")
@@ -155,8 +162,10 @@ class KVStore:
             shape, _ = self._shape_dtype(k, "pull")
             for target in outs:
                 if target.shape != shape:
-                    raise MXNetError(f"pull of key {k!r}: output of shape {target.shape} does "
-                                     f"not match the value's shape {shape}")
+                    raise MXNetError(
+                        f"pull of key {k!r}: output of shape {target.shape} does "
+                        f"not match the value's shape {shape}"
+                    )
         for (_, outs), value in zip(groups, self._pull_values([k for k, _ in groups])):
             for target in outs:
                 target[:] = value
@@ -171,8 +180,9 @@ class KVStore:
         self.init(key, value)
         self.pull(key, out, priority)
 
-    def row_sparse_pull(self, key: Any, out: Any = None, priority: int = 0,
-                        row_ids: Any = None) -> None:
+    def row_sparse_pull(
+        self, key: Any, out: Any = None, priority: int = 0, row_ids: Any = None
+    ) -> None:
         """Pull only the rows ``row_ids`` of each value; the other rows of ``out``
         are zero. symgrad's arrays are all dense, so ``out`` is the dense form of
         MXNet's row-sparse result."""

@@ -42,12 +42,12 @@ class KVServer:
         self.num_workers = num_workers
         self.sync = sync
         self.values: dict[Any, np.ndarray] = {}
-        self.pending: dict[Any, dict[int, list]] = {}     # key -> step -> [sum, ranks]
-        self.pushed: dict[tuple[Any, int], int] = {}       # (key, rank) -> pushes received
-        self.applied: dict[tuple[Any, int], int] = {}      # (key, rank) -> pushes applied
-        self.steps: dict[Any, int] = {}                    # key -> steps applied (sync)
+        self.pending: dict[Any, dict[int, list]] = {}  # key -> step -> [sum, ranks]
+        self.pushed: dict[tuple[Any, int], int] = {}  # (key, rank) -> pushes received
+        self.applied: dict[tuple[Any, int], int] = {}  # (key, rank) -> pushes applied
+        self.steps: dict[Any, int] = {}  # key -> steps applied (sync)
         self.updater: Any = None
-        self.arrived: dict[int, set] = {}                  # barrier generation -> ranks
+        self.arrived: dict[int, set] = {}  # barrier generation -> ranks
         self.bytes_in = 0
         self.bytes_out = 0
         self._changed: asyncio.Condition | None = None
@@ -104,8 +104,10 @@ class KVServer:
         self.pushed[(key, rank)] = step
         if not self.sync:
             if self.updater is None:
-                raise RuntimeError(f"push of key {key!r}: Updater needs to be set for async "
-                                   "mode (set_optimizer, or update_on_kvstore=True)")
+                raise RuntimeError(
+                    f"push of key {key!r}: Updater needs to be set for async "
+                    "mode (set_optimizer, or update_on_kvstore=True)"
+                )
             self._apply(key, value)
             self.applied[(key, rank)] = step
             return
@@ -142,9 +144,12 @@ class KVServer:
         """For ``wants``, a list of ``(key, need)``: ``(True, [values], [])`` once
         ``need`` pushes of ``rank`` are applied for every key, or ``(False, None,
         ranks still to push)`` after ``wait`` seconds."""
+
         def ready() -> bool:
-            return all(key in self.values and self.applied.get((key, rank), 0) >= need
-                       for key, need in wants)
+            return all(
+                key in self.values and self.applied.get((key, rank), 0) >= need
+                for key, need in wants
+            )
 
         if not ready() and not await self._wait(ready, wait):
             missing: set = set()

@@ -39,31 +39,36 @@ def _as_list(obj: Any) -> list:
     return list(obj) if isinstance(obj, (list, tuple)) else [obj]
 
 
-def _check_input_names(symbol: Any, names: Sequence[str], typename: str,
-                       throw: bool) -> None:
+def _check_input_names(symbol: Any, names: Sequence[str], typename: str, throw: bool) -> None:
     """Every name in ``names`` must be an argument of ``symbol``: raise (``throw``)
     or warn, listing the arguments that are not learned parameters, as MXNet does."""
     args = symbol.list_arguments()
     for name in names:
         if name in args:
             continue
-        candidates = [arg for arg in args
-                      if not arg.endswith(("_weight", "_bias", "_gamma", "_beta"))]
-        msg = (f"You created Module with Module(..., {typename}_names={list(names)}) but "
-               f"input with name '{name}' is not found in symbol.list_arguments(). "
-               "Did you mean one of:\n\t" + "\n\t".join(candidates))
+        candidates = [
+            arg for arg in args if not arg.endswith(("_weight", "_bias", "_gamma", "_beta"))
+        ]
+        msg = (
+            f"You created Module with Module(..., {typename}_names={list(names)}) but "
+            f"input with name '{name}' is not found in symbol.list_arguments(). "
+            "Did you mean one of:\n\t" + "\n\t".join(candidates)
+        )
         if throw:
             raise ValueError(msg)
         warnings.warn(msg, stacklevel=3)
 
 
-def _check_names_match(data_names: Sequence[str], provided: Sequence[DataDesc], name: str,
-                       throw: bool) -> None:
+def _check_names_match(
+    data_names: Sequence[str], provided: Sequence[DataDesc], name: str, throw: bool
+) -> None:
     """The names of ``provided`` must be ``data_names`` (in any order)."""
     actual = [desc[0] for desc in provided]
     if sorted(data_names) != sorted(actual):
-        msg = (f"Data provided by {name}_shapes don't match names specified by {name}_names "
-               f"({provided} vs. {list(data_names)})")
+        msg = (
+            f"Data provided by {name}_shapes don't match names specified by {name}_names "
+            f"({provided} vs. {list(data_names)})"
+        )
         if throw:
             raise ValueError(msg)
         warnings.warn(msg, stacklevel=3)
@@ -73,8 +78,9 @@ def _as_desc(item: Any) -> DataDesc:
     return item if isinstance(item, DataDesc) else DataDesc(*item)
 
 
-def _parse_data_desc(data_names: Sequence[str], label_names: Sequence[str], data_shapes: Any,
-                     label_shapes: Any) -> tuple[list[DataDesc], list[DataDesc] | None]:
+def _parse_data_desc(
+    data_names: Sequence[str], label_names: Sequence[str], data_shapes: Any, label_shapes: Any
+) -> tuple[list[DataDesc], list[DataDesc] | None]:
     """``DataDesc`` lists from ``(name, shape)`` pairs or descs, names checked."""
     data = [_as_desc(x) for x in data_shapes]
     _check_names_match(data_names, data, "data", True)
@@ -115,10 +121,17 @@ class BaseModule:
         self.forward(data_batch, is_train=True)
         self.backward()
 
-    def score(self, eval_data: DataIter, eval_metric: Any, num_batch: int | None = None,
-              batch_end_callback: Any = None, score_end_callback: Any = None,
-              reset: bool = True, epoch: int = 0, sparse_row_id_fn: Any = None
-              ) -> list[tuple[str, float]]:
+    def score(
+        self,
+        eval_data: DataIter,
+        eval_metric: Any,
+        num_batch: int | None = None,
+        batch_end_callback: Any = None,
+        score_end_callback: Any = None,
+        reset: bool = True,
+        epoch: int = 0,
+        sparse_row_id_fn: Any = None,
+    ) -> list[tuple[str, float]]:
         """Run inference over ``eval_data`` (at most ``num_batch`` batches) and
         return ``eval_metric``'s global ``(name, value)`` pairs.
 
@@ -138,21 +151,27 @@ class BaseModule:
             self.forward(eval_batch, is_train=False)
             self.update_metric(eval_metric, eval_batch.label)
             if batch_end_callback is not None:
-                params = BatchEndParam(epoch=epoch, nbatch=nbatch, eval_metric=eval_metric,
-                                       locals=locals())
+                params = BatchEndParam(
+                    epoch=epoch, nbatch=nbatch, eval_metric=eval_metric, locals=locals()
+                )
                 for callback in _as_list(batch_end_callback):
                     callback(params)
             actual_num_batch += 1
         if score_end_callback:
-            params = BatchEndParam(epoch=epoch, nbatch=actual_num_batch,
-                                   eval_metric=eval_metric, locals=locals())
+            params = BatchEndParam(
+                epoch=epoch, nbatch=actual_num_batch, eval_metric=eval_metric, locals=locals()
+            )
             for callback in _as_list(score_end_callback):
                 callback(params)
         return eval_metric.get_global_name_value()
 
-    def iter_predict(self, eval_data: DataIter, num_batch: int | None = None,
-                     reset: bool = True, sparse_row_id_fn: Any = None
-                     ) -> Iterator[tuple[list[NDArray], int, DataBatch]]:
+    def iter_predict(
+        self,
+        eval_data: DataIter,
+        num_batch: int | None = None,
+        reset: bool = True,
+        sparse_row_id_fn: Any = None,
+    ) -> Iterator[tuple[list[NDArray], int, DataBatch]]:
         """Yield ``(outputs, nbatch, batch)`` per batch, the outputs without the
         padded samples (views of the module's output arrays)."""
         assert self.binded and self.params_initialized
@@ -164,12 +183,18 @@ class BaseModule:
             self.prepare(eval_batch, sparse_row_id_fn=sparse_row_id_fn)
             self.forward(eval_batch, is_train=False)
             pad = eval_batch.pad or 0
-            outputs = [out[0:out.shape[0] - pad] for out in self.get_outputs()]
+            outputs = [out[0 : out.shape[0] - pad] for out in self.get_outputs()]
             yield outputs, nbatch, eval_batch
 
-    def predict(self, eval_data: Any, num_batch: int | None = None, merge_batches: bool = True,
-                reset: bool = True, always_output_list: bool = False,
-                sparse_row_id_fn: Any = None) -> Any:
+    def predict(
+        self,
+        eval_data: Any,
+        num_batch: int | None = None,
+        merge_batches: bool = True,
+        reset: bool = True,
+        always_output_list: bool = False,
+        sparse_row_id_fn: Any = None,
+    ) -> Any:
         """The outputs over ``eval_data`` in inference mode, padding removed.
 
         ``eval_data`` may be a DataIter, or one NDArray/numpy batch (then the first
@@ -194,32 +219,46 @@ class BaseModule:
             self.prepare(eval_batch, sparse_row_id_fn=sparse_row_id_fn)
             self.forward(eval_batch, is_train=False)
             pad = eval_batch.pad or 0
-            output_list.append([out[0:out.shape[0] - pad].copy()
-                                for out in self.get_outputs()])
+            output_list.append([out[0 : out.shape[0] - pad].copy() for out in self.get_outputs()])
         if not output_list:
             return output_list
         if not merge_batches:
             return output_list
         num_outputs = len(output_list[0])
         for outs in output_list:
-            assert len(outs) == num_outputs, \
-                "Cannot merge batches, as num of outputs is not the same in mini-batches. " \
+            assert len(outs) == num_outputs, (
+                "Cannot merge batches, as num of outputs is not the same in mini-batches. "
                 "Maybe bucketing is used?"
+            )
         merged = [concatenate([outs[i] for outs in output_list]) for i in range(num_outputs)]
         if num_outputs == 1 and not always_output_list:
             return merged[0]
         return merged
 
-    def fit(self, train_data: DataIter, eval_data: DataIter | None = None,
-            eval_metric: Any = "acc", epoch_end_callback: Any = None,
-            batch_end_callback: Any = None, kvstore: Any = "local", optimizer: Any = "sgd",
-            optimizer_params: Any = (("learning_rate", 0.01),),
-            eval_end_callback: Any = None, eval_batch_end_callback: Any = None,
-            initializer: Any = DEFAULT_INITIALIZER, arg_params: dict | None = None,
-            aux_params: dict | None = None, allow_missing: bool = False,
-            force_rebind: bool = False, force_init: bool = False, begin_epoch: int = 0,
-            num_epoch: int | None = None, validation_metric: Any = None, monitor: Any = None,
-            sparse_row_id_fn: Any = None) -> None:
+    def fit(
+        self,
+        train_data: DataIter,
+        eval_data: DataIter | None = None,
+        eval_metric: Any = "acc",
+        epoch_end_callback: Any = None,
+        batch_end_callback: Any = None,
+        kvstore: Any = "local",
+        optimizer: Any = "sgd",
+        optimizer_params: Any = (("learning_rate", 0.01),),
+        eval_end_callback: Any = None,
+        eval_batch_end_callback: Any = None,
+        initializer: Any = DEFAULT_INITIALIZER,
+        arg_params: dict | None = None,
+        aux_params: dict | None = None,
+        allow_missing: bool = False,
+        force_rebind: bool = False,
+        force_init: bool = False,
+        begin_epoch: int = 0,
+        num_epoch: int | None = None,
+        validation_metric: Any = None,
+        monitor: Any = None,
+        sparse_row_id_fn: Any = None,
+    ) -> None:
         """Train for epochs ``begin_epoch`` .. ``num_epoch - 1``.
 
         Binds to ``train_data``'s shapes, initialises parameters (``initializer``,
@@ -232,15 +271,22 @@ class BaseModule:
         ``Epoch[i] Validation-<metric>=<value>``.
         """
         assert num_epoch is not None, "please specify number of epochs"
-        self.bind(data_shapes=train_data.provide_data, label_shapes=train_data.provide_label,
-                  for_training=True, force_rebind=force_rebind)
+        self.bind(
+            data_shapes=train_data.provide_data,
+            label_shapes=train_data.provide_label,
+            for_training=True,
+            force_rebind=force_rebind,
+        )
         if monitor is not None:
             self.install_monitor(monitor)
-        self.init_params(initializer=initializer, arg_params=arg_params,
-                         aux_params=aux_params, allow_missing=allow_missing,
-                         force_init=force_init)
-        self.init_optimizer(kvstore=kvstore, optimizer=optimizer,
-                            optimizer_params=optimizer_params)
+        self.init_params(
+            initializer=initializer,
+            arg_params=arg_params,
+            aux_params=aux_params,
+            allow_missing=allow_missing,
+            force_init=force_init,
+        )
+        self.init_optimizer(kvstore=kvstore, optimizer=optimizer, optimizer_params=optimizer_params)
         if validation_metric is None:
             validation_metric = eval_metric
         if not isinstance(eval_metric, metric_mod.EvalMetric):
@@ -267,8 +313,9 @@ class BaseModule:
                 if end_of_batch:
                     eval_name_vals = eval_metric.get_global_name_value()
                 if batch_end_callback is not None:
-                    params = BatchEndParam(epoch=epoch, nbatch=nbatch, eval_metric=eval_metric,
-                                           locals=locals())
+                    params = BatchEndParam(
+                        epoch=epoch, nbatch=nbatch, eval_metric=eval_metric, locals=locals()
+                    )
                     for callback in _as_list(batch_end_callback):
                         callback(params)
                 nbatch += 1
@@ -283,9 +330,13 @@ class BaseModule:
                 for callback in _as_list(epoch_end_callback):
                     callback(epoch, self.symbol, arg_params_now, aux_params_now)
             if eval_data:
-                res = self.score(eval_data, validation_metric,
-                                 score_end_callback=eval_end_callback,
-                                 batch_end_callback=eval_batch_end_callback, epoch=epoch)
+                res = self.score(
+                    eval_data,
+                    validation_metric,
+                    score_end_callback=eval_end_callback,
+                    batch_end_callback=eval_batch_end_callback,
+                    epoch=epoch,
+                )
                 for name, value in res:
                     self.logger.info("Epoch[%d] Validation-%s=%f", epoch, name, value)
             train_data.reset()
@@ -304,33 +355,58 @@ class BaseModule:
         """Get ready for ``data_batch`` (MXNet pulls sparse rows here; dense
         modules have nothing to do)."""
         if sparse_row_id_fn is not None:
-            warnings.warn("sparse_row_id_fn is ignored: symgrad has no row-sparse "
-                          "parameters", stacklevel=2)
+            warnings.warn(
+                "sparse_row_id_fn is ignored: symgrad has no row-sparse parameters", stacklevel=2
+            )
 
     def install_monitor(self, mon: Any) -> None:
         """Not supported: symgrad's compiled programs keep no per-op outputs."""
         raise NotImplementedError("Module.install_monitor is not supported by symgrad")
 
-    def set_params(self, arg_params: dict, aux_params: dict, allow_missing: bool = False,
-                   force_init: bool = True, allow_extra: bool = False) -> None:
+    def set_params(
+        self,
+        arg_params: dict,
+        aux_params: dict,
+        allow_missing: bool = False,
+        force_init: bool = True,
+        allow_extra: bool = False,
+    ) -> None:
         """Assign parameter values: ``init_params`` with no initializer."""
-        self.init_params(initializer=None, arg_params=arg_params, aux_params=aux_params,
-                         allow_missing=allow_missing, force_init=force_init,
-                         allow_extra=allow_extra)
+        self.init_params(
+            initializer=None,
+            arg_params=arg_params,
+            aux_params=aux_params,
+            allow_missing=allow_missing,
+            force_init=force_init,
+            allow_extra=allow_extra,
+        )
 
-    def _set_params_settled(self, arg_params: dict, aux_params: dict, allow_missing: bool,
-                            force_init: bool, allow_extra: bool) -> bool:
+    def _set_params_settled(
+        self,
+        arg_params: dict,
+        aux_params: dict,
+        allow_missing: bool,
+        force_init: bool,
+        allow_extra: bool,
+    ) -> bool:
         """What every module's ``set_params`` does first, as MXNet's: without
         ``allow_missing`` it is ``init_params``; an initialized module asked not to
         force ignores the call with a warning. True when nothing is left to do."""
         if not allow_missing:
-            self.init_params(initializer=None, arg_params=arg_params, aux_params=aux_params,
-                             allow_missing=allow_missing, force_init=force_init,
-                             allow_extra=allow_extra)
+            self.init_params(
+                initializer=None,
+                arg_params=arg_params,
+                aux_params=aux_params,
+                allow_missing=allow_missing,
+                force_init=force_init,
+                allow_extra=allow_extra,
+            )
             return True
         if self.params_initialized and not force_init:
-            warnings.warn("Parameters already initialized and force_init=False. "
-                          "set_params call ignored.", stacklevel=3)
+            warnings.warn(
+                "Parameters already initialized and force_init=False. set_params call ignored.",
+                stacklevel=3,
+            )
             return True
         return False
 

@@ -52,21 +52,33 @@ class BucketingModule(BaseModule):
         As for :class:`Module`, passed to every bucket's module.
     """
 
-    def __init__(self, sym_gen: Callable[[Any], tuple], default_bucket_key: Any = None,
-                 logger: Any = logging, context: Any = None, work_load_list: Any = None,
-                 fixed_param_names: Any = None, state_names: Any = None,
-                 group2ctxs: Any = None, compression_params: Any = None):
+    def __init__(
+        self,
+        sym_gen: Callable[[Any], tuple],
+        default_bucket_key: Any = None,
+        logger: Any = logging,
+        context: Any = None,
+        work_load_list: Any = None,
+        fixed_param_names: Any = None,
+        state_names: Any = None,
+        group2ctxs: Any = None,
+        compression_params: Any = None,
+    ):
         super().__init__(logger=logger)
         assert default_bucket_key is not None
         self._default_bucket_key = default_bucket_key
         self._sym_gen = sym_gen
         symbol, data_names, label_names = self._call_sym_gen(default_bucket_key)
         self._check_names(symbol, data_names, label_names)
-        self._module_args = {"logger": logger, "context": context,
-                             "work_load_list": work_load_list,
-                             "fixed_param_names": fixed_param_names,
-                             "state_names": state_names, "group2ctxs": group2ctxs,
-                             "compression_params": compression_params}
+        self._module_args = {
+            "logger": logger,
+            "context": context,
+            "work_load_list": work_load_list,
+            "fixed_param_names": fixed_param_names,
+            "state_names": state_names,
+            "group2ctxs": group2ctxs,
+            "compression_params": compression_params,
+        }
         self._buckets: dict[Any, Module] = {}
         self._curr_module: Module | None = None
         self._curr_bucket_key: Any = None
@@ -84,12 +96,14 @@ class BucketingModule(BaseModule):
         arguments = symbol.list_arguments()
         for name in list(data_names or []):
             if name not in arguments:
-                raise ValueError(f"sym_gen: data name {name!r} is not an argument of the "
-                                 f"symbol ({arguments})")
+                raise ValueError(
+                    f"sym_gen: data name {name!r} is not an argument of the symbol ({arguments})"
+                )
         for name in list(label_names or []):
             if name not in arguments:
-                warnings.warn(f"sym_gen: label name {name!r} is not an argument of the "
-                              "symbol", stacklevel=3)
+                warnings.warn(
+                    f"sym_gen: label name {name!r} is not an argument of the symbol", stacklevel=3
+                )
 
     def _reset_bind(self) -> None:
         self.binded = False
@@ -147,36 +161,62 @@ class BucketingModule(BaseModule):
         self._params_dirty = False
         return params
 
-    def init_params(self, initializer: Any = DEFAULT_INITIALIZER,
-                    arg_params: dict | None = None, aux_params: dict | None = None,
-                    allow_missing: bool = False, force_init: bool = False,
-                    allow_extra: bool = False) -> None:
+    def init_params(
+        self,
+        initializer: Any = DEFAULT_INITIALIZER,
+        arg_params: dict | None = None,
+        aux_params: dict | None = None,
+        allow_missing: bool = False,
+        force_init: bool = False,
+        allow_extra: bool = False,
+    ) -> None:
         """Initialise the shared parameters (see :meth:`Module.init_params`)."""
         if self.params_initialized and not force_init:
             return
         assert self.binded, "call bind before initializing the parameters"
         self._curr_module.init_params(  # type: ignore[union-attr]
-            initializer=initializer, arg_params=arg_params, aux_params=aux_params,
-            allow_missing=allow_missing, force_init=force_init, allow_extra=allow_extra)
+            initializer=initializer,
+            arg_params=arg_params,
+            aux_params=aux_params,
+            allow_missing=allow_missing,
+            force_init=force_init,
+            allow_extra=allow_extra,
+        )
         self._params_dirty = False
         self.params_initialized = True
 
-    def set_params(self, arg_params: dict, aux_params: dict, allow_missing: bool = False,
-                   force_init: bool = True, allow_extra: bool = False) -> None:
+    def set_params(
+        self,
+        arg_params: dict,
+        aux_params: dict,
+        allow_missing: bool = False,
+        force_init: bool = True,
+        allow_extra: bool = False,
+    ) -> None:
         """Assign the shared parameters by name."""
-        if self._set_params_settled(arg_params, aux_params, allow_missing, force_init,
-                                    allow_extra):
+        if self._set_params_settled(arg_params, aux_params, allow_missing, force_init, allow_extra):
             return
         self._curr_module.set_params(  # type: ignore[union-attr]
-            arg_params, aux_params, allow_missing=allow_missing, force_init=force_init,
-            allow_extra=allow_extra)
+            arg_params,
+            aux_params,
+            allow_missing=allow_missing,
+            force_init=force_init,
+            allow_extra=allow_extra,
+        )
         self._params_dirty = True
         self.params_initialized = True
 
     # -- binding ----------------------------------------------------------------------
-    def bind(self, data_shapes: Any, label_shapes: Any = None, for_training: bool = True,
-             inputs_need_grad: bool = False, force_rebind: bool = False,
-             shared_module: Any = None, grad_req: Any = "write") -> None:
+    def bind(
+        self,
+        data_shapes: Any,
+        label_shapes: Any = None,
+        for_training: bool = True,
+        inputs_need_grad: bool = False,
+        force_rebind: bool = False,
+        shared_module: Any = None,
+        grad_req: Any = "write",
+    ) -> None:
         """Bind the default bucket's module to these shapes."""
         if self._loaded is not None:  # from load(): the file's parameters
             arg_params, aux_params = self._loaded
@@ -195,35 +235,49 @@ class BucketingModule(BaseModule):
         self._grad_req = grad_req
         symbol, data_names, label_names = self._call_sym_gen(self._default_bucket_key)
         module = Module(symbol, data_names, label_names, **self._module_args)
-        module.bind(data_shapes, label_shapes, for_training, inputs_need_grad,
-                    force_rebind=False, shared_module=None, grad_req=grad_req)
+        module.bind(
+            data_shapes,
+            label_shapes,
+            for_training,
+            inputs_need_grad,
+            force_rebind=False,
+            shared_module=None,
+            grad_req=grad_req,
+        )
         self._curr_module = module
         self._curr_bucket_key = self._default_bucket_key
         self._buckets[self._default_bucket_key] = module
         if self.params_initialized:  # re-binding, or loaded: the parameters go in
             self.set_params(arg_params, aux_params, allow_extra=True)
 
-    def switch_bucket(self, bucket_key: Any, data_shapes: Any,
-                      label_shapes: Any = None) -> None:
+    def switch_bucket(self, bucket_key: Any, data_shapes: Any, label_shapes: Any = None) -> None:
         """Make ``bucket_key``'s module current, binding it (sharing the default
         bucket's parameters and optimizer) the first time."""
         assert self.binded, "call bind before switching bucket"
         if bucket_key not in self._buckets:
             symbol, data_names, label_names = self._call_sym_gen(bucket_key)
             module = Module(symbol, data_names, label_names, **self._module_args)
-            module.bind(data_shapes, label_shapes, self._curr_module.for_training,  # type: ignore
-                        self._curr_module.inputs_need_grad,  # type: ignore[union-attr]
-                        force_rebind=False,
-                        shared_module=self._buckets[self._default_bucket_key],
-                        grad_req=self._grad_req)
+            module.bind(
+                data_shapes,
+                label_shapes,
+                self._curr_module.for_training,  # type: ignore
+                self._curr_module.inputs_need_grad,  # type: ignore[union-attr]
+                force_rebind=False,
+                shared_module=self._buckets[self._default_bucket_key],
+                grad_req=self._grad_req,
+            )
             self._buckets[bucket_key] = module
         self._curr_module = self._buckets[bucket_key]
         self._curr_bucket_key = bucket_key
 
     # -- optimizer --------------------------------------------------------------------
-    def init_optimizer(self, kvstore: Any = "local", optimizer: Any = "sgd",
-                       optimizer_params: Any = (("learning_rate", 0.01),),
-                       force_init: bool = False) -> None:
+    def init_optimizer(
+        self,
+        kvstore: Any = "local",
+        optimizer: Any = "sgd",
+        optimizer_params: Any = (("learning_rate", 0.01),),
+        force_init: bool = False,
+    ) -> None:
         """One optimizer and updater for every bucket."""
         assert self.binded and self.params_initialized
         if self.optimizer_initialized and not force_init:
@@ -242,16 +296,14 @@ class BucketingModule(BaseModule):
         """Bind the batch's bucket ahead of its forward (the current bucket stays)."""
         assert self.binded and self.params_initialized
         original = self._curr_bucket_key
-        self.switch_bucket(data_batch.bucket_key, data_batch.provide_data,
-                           data_batch.provide_label)
+        self.switch_bucket(data_batch.bucket_key, data_batch.provide_data, data_batch.provide_label)
         self._curr_module.prepare(data_batch, sparse_row_id_fn)  # type: ignore[union-attr]
         self.switch_bucket(original, None, None)
 
     def forward(self, data_batch: DataBatch, is_train: bool | None = None) -> None:
         """Switch to the batch's bucket and run its forward."""
         assert self.binded and self.params_initialized
-        self.switch_bucket(data_batch.bucket_key, data_batch.provide_data,
-                           data_batch.provide_label)
+        self.switch_bucket(data_batch.bucket_key, data_batch.provide_data, data_batch.provide_label)
         self._curr_module.forward(data_batch, is_train=is_train)  # type: ignore[union-attr]
 
     def backward(self, out_grads: Any = None) -> None:
@@ -290,8 +342,7 @@ class BucketingModule(BaseModule):
 
     def install_monitor(self, mon: Any) -> None:
         """Not supported: symgrad's compiled programs keep no per-op outputs."""
-        raise NotImplementedError("BucketingModule.install_monitor is not supported by "
-                                  "symgrad")
+        raise NotImplementedError("BucketingModule.install_monitor is not supported by symgrad")
 
     # -- checkpoints ------------------------------------------------------------------
     def save_checkpoint(self, prefix: str, epoch: int, remove_amp_cast: bool = False) -> None:
@@ -307,23 +358,29 @@ class BucketingModule(BaseModule):
         param_name = f"{prefix}-{epoch:04d}.params"
         self.save_params(param_name)
         logging.info('Saved checkpoint to "%s"', param_name)
-        keys = [self._default_bucket_key] + [k for k in self._buckets
-                                             if k != self._default_bucket_key]
+        keys = [self._default_bucket_key] + [
+            k for k in self._buckets if k != self._default_bucket_key
+        ]
         save(f"{prefix}.buckets", [array(keys, dtype="int32")])
 
     @staticmethod
-    def load(prefix: str, epoch: int, sym_gen: Callable[[Any], tuple] | None = None,
-             default_bucket_key: Any = None, **kwargs: Any) -> BucketingModule:
+    def load(
+        prefix: str,
+        epoch: int,
+        sym_gen: Callable[[Any], tuple] | None = None,
+        default_bucket_key: Any = None,
+        **kwargs: Any,
+    ) -> BucketingModule:
         """A BucketingModule holding the parameters of ``prefix-%04d.params``, set
         at ``bind``; ``sym_gen`` and ``default_bucket_key`` are required, as in
         MXNet (``kwargs`` go to the constructor)."""
         from ..model import load_params
 
         assert sym_gen is not None, "sym_gen is required for loading BucketingModule"
-        assert default_bucket_key is not None, \
+        assert default_bucket_key is not None, (
             "default_bucket_key is required for loading BucketingModule"
+        )
         module = BucketingModule(sym_gen, default_bucket_key, **kwargs)
         module._loaded = load_params(prefix, epoch)
         module.params_initialized = True
         return module
-

@@ -98,17 +98,29 @@ class Module(BaseModule):
         Inputs that are states set with :meth:`set_states` (no gradient).
     """
 
-    def __init__(self, symbol: Any, data_names: Any = ("data",),
-                 label_names: Any = ("softmax_label",), logger: Any = logging,
-                 context: Any = None, work_load_list: Any = None,
-                 fixed_param_names: Any = None, state_names: Any = None,
-                 group2ctxs: Any = None, compression_params: Any = None):
+    def __init__(
+        self,
+        symbol: Any,
+        data_names: Any = ("data",),
+        label_names: Any = ("softmax_label",),
+        logger: Any = logging,
+        context: Any = None,
+        work_load_list: Any = None,
+        fixed_param_names: Any = None,
+        state_names: Any = None,
+        group2ctxs: Any = None,
+        compression_params: Any = None,
+    ):
         super().__init__(logger=logger)
-        self._context = [cpu()] if context is None else \
-            (list(context) if isinstance(context, (list, tuple)) else [context])
+        self._context = (
+            [cpu()]
+            if context is None
+            else (list(context) if isinstance(context, (list, tuple)) else [context])
+        )
         if len(self._context) > 1:
-            warnings.warn("symgrad runs a Module on one device; the other contexts are "
-                          "ignored", stacklevel=2)
+            warnings.warn(
+                "symgrad runs a Module on one device; the other contexts are ignored", stacklevel=2
+            )
         self._symbol = symbol
         data_names = list(data_names) if data_names is not None else []
         label_names = list(label_names) if label_names is not None else []
@@ -142,8 +154,7 @@ class Module(BaseModule):
 
     # -- checkpoints ---------------------------------------------------------------
     @staticmethod
-    def load(prefix: str, epoch: int, load_optimizer_states: bool = False,
-             **kwargs: Any) -> Module:
+    def load(prefix: str, epoch: int, load_optimizer_states: bool = False, **kwargs: Any) -> Module:
         """A Module on the checkpoint ``prefix``/``epoch`` (``kwargs`` go to the
         constructor). Its parameters are set at ``bind``; the optimizer states of
         ``prefix-%04d.states`` are loaded at ``init_optimizer`` if asked."""
@@ -156,13 +167,19 @@ class Module(BaseModule):
             mod._preload_opt_states = f"{prefix}-{epoch:04d}.states"
         return mod
 
-    def save_checkpoint(self, prefix: str, epoch: int, save_optimizer_states: bool = False,
-                        remove_amp_cast: bool = True) -> None:
+    def save_checkpoint(
+        self,
+        prefix: str,
+        epoch: int,
+        save_optimizer_states: bool = False,
+        remove_amp_cast: bool = True,
+    ) -> None:
         """Write ``prefix-symbol.json``, ``prefix-%04d.params`` and, if asked, the
         optimizer states to ``prefix-%04d.states``."""
         arg_params, aux_params = self.get_params()
-        _save_checkpoint(prefix, epoch, self._symbol, arg_params, aux_params,
-                         remove_amp_cast=remove_amp_cast)
+        _save_checkpoint(
+            prefix, epoch, self._symbol, arg_params, aux_params, remove_amp_cast=remove_amp_cast
+        )
         if save_optimizer_states:
             state_name = f"{prefix}-{epoch:04d}.states"
             self.save_optimizer_states(state_name)
@@ -200,8 +217,7 @@ class Module(BaseModule):
     def output_shapes(self) -> list[tuple[str, tuple]]:
         """``(name, shape)`` of each output."""
         assert self.binded
-        return [(name, out.shape) for name, out in zip(self._output_names,
-                                                       self._exec.outputs)]  # type: ignore
+        return [(name, out.shape) for name, out in zip(self._output_names, self._exec.outputs)]  # type: ignore
 
     # -- parameters ----------------------------------------------------------------
     def get_params(self) -> tuple[dict[str, NDArray], dict[str, NDArray]]:
@@ -211,10 +227,15 @@ class Module(BaseModule):
             self._sync_params_from_devices()
         return self._arg_params, self._aux_params  # type: ignore[return-value]
 
-    def init_params(self, initializer: Any = DEFAULT_INITIALIZER,
-                    arg_params: dict | None = None,
-                    aux_params: dict | None = None, allow_missing: bool = False,
-                    force_init: bool = False, allow_extra: bool = False) -> None:
+    def init_params(
+        self,
+        initializer: Any = DEFAULT_INITIALIZER,
+        arg_params: dict | None = None,
+        aux_params: dict | None = None,
+        allow_missing: bool = False,
+        force_init: bool = False,
+        allow_extra: bool = False,
+    ) -> None:
         """Fill the parameters: from ``arg_params``/``aux_params`` by name, else
         (only where ``allow_missing``, or when those dicts are None) with
         ``initializer`` (``Uniform(0.01)`` by default; None leaves them), in sorted
@@ -226,8 +247,10 @@ class Module(BaseModule):
             When a parameter is missing from a given dict and not ``allow_missing``.
         """
         if self.params_initialized and not force_init:
-            warnings.warn("Parameters already initialized and force_init=False. "
-                          "init_params call ignored.", stacklevel=2)
+            warnings.warn(
+                "Parameters already initialized and force_init=False. init_params call ignored.",
+                stacklevel=2,
+            )
             return
         assert self.binded, "call bind before initializing the parameters"
         attrs = self._symbol.attr_dict()
@@ -239,9 +262,11 @@ class Module(BaseModule):
                     cached = cache[name]
                     if cached is not arr:
                         if tuple(cached.shape) != tuple(arr.shape):
-                            raise ValueError(f"init_params: {name!r} has shape "
-                                             f"{tuple(cached.shape)}, the network needs "
-                                             f"{tuple(arr.shape)}")
+                            raise ValueError(
+                                f"init_params: {name!r} has shape "
+                                f"{tuple(cached.shape)}, the network needs "
+                                f"{tuple(arr.shape)}"
+                            )
                         np.copyto(arr._data, _numpy(cached), casting="unsafe")
                     return
                 if not allow_missing:
@@ -257,24 +282,32 @@ class Module(BaseModule):
         self._params_dirty = False
         self._exec_set_params(self._arg_params, self._aux_params, allow_extra=allow_extra)
 
-    def set_params(self, arg_params: dict, aux_params: dict, allow_missing: bool = False,
-                   force_init: bool = True, allow_extra: bool = False) -> None:
+    def set_params(
+        self,
+        arg_params: dict,
+        aux_params: dict,
+        allow_missing: bool = False,
+        force_init: bool = True,
+        allow_extra: bool = False,
+    ) -> None:
         """Assign parameter values by name. With ``allow_missing`` the given values
         go straight to the executor and the others keep theirs."""
-        if self._set_params_settled(arg_params, aux_params, allow_missing, force_init,
-                                    allow_extra):
+        if self._set_params_settled(arg_params, aux_params, allow_missing, force_init, allow_extra):
             return
         self._exec_set_params(arg_params, aux_params, allow_extra=allow_extra)
         self._params_dirty = True
         self.params_initialized = True
 
-    def _exec_set_params(self, arg_params: dict | None, aux_params: dict | None,
-                         allow_extra: bool = False) -> None:
+    def _exec_set_params(
+        self, arg_params: dict | None, aux_params: dict | None, allow_extra: bool = False
+    ) -> None:
         """Copy values into the executor's arrays (names not in the network are an
         error unless ``allow_extra``)."""
         assert self._exec is not None
-        for params, target in ((arg_params or {}, self._exec.arg_dict),
-                               (aux_params or {}, self._exec.aux_dict)):
+        for params, target in (
+            (arg_params or {}, self._exec.arg_dict),
+            (aux_params or {}, self._exec.aux_dict),
+        ):
             for name, value in params.items():
                 if name in target:
                     np.copyto(target[name]._data, _numpy(value), casting="unsafe")
@@ -284,8 +317,10 @@ class Module(BaseModule):
     def _sync_params_from_devices(self) -> None:
         """Copy the executor's parameter values into ``arg_params``/``aux_params``."""
         assert self._exec is not None
-        for params, source in ((self._arg_params, self._exec.arg_dict),
-                               (self._aux_params, self._exec.aux_dict)):
+        for params, source in (
+            (self._arg_params, self._exec.arg_dict),
+            (self._aux_params, self._exec.aux_dict),
+        ):
             for name, arr in params.items():  # type: ignore[union-attr]
                 if name in source:  # a loaded checkpoint may hold other names too
                     np.copyto(arr._data, source[name]._data, casting="unsafe")
@@ -323,8 +358,9 @@ class Module(BaseModule):
             reqs.update(grad_req)
         return reqs
 
-    def _bind_executor(self, data_shapes: list[DataDesc],
-                       label_shapes: list[DataDesc] | None) -> Executor:
+    def _bind_executor(
+        self, data_shapes: list[DataDesc], label_shapes: list[DataDesc] | None
+    ) -> Executor:
         descs = list(data_shapes) + list(label_shapes or [])
         shapes = {d.name: tuple(d.shape) for d in descs}
         types = {d.name: d.dtype for d in descs}
@@ -335,9 +371,16 @@ class Module(BaseModule):
         self._frozen_aux = _frozen_statistics(self._symbol, reqs)
         return simple_bind(self._symbol, reqs, types, shapes)
 
-    def bind(self, data_shapes: Any, label_shapes: Any = None, for_training: bool = True,
-             inputs_need_grad: bool = False, force_rebind: bool = False,
-             shared_module: Any = None, grad_req: Any = "write") -> None:
+    def bind(
+        self,
+        data_shapes: Any,
+        label_shapes: Any = None,
+        for_training: bool = True,
+        inputs_need_grad: bool = False,
+        force_rebind: bool = False,
+        shared_module: Any = None,
+        grad_req: Any = "write",
+    ) -> None:
         """Allocate the executor for ``data_shapes``/``label_shapes`` (lists of
         ``DataDesc`` or ``(name, shape)``). Parameters already initialised (by
         ``init_params`` or :meth:`load`) are copied into it; otherwise zero
@@ -357,7 +400,8 @@ class Module(BaseModule):
         if not for_training:
             assert not inputs_need_grad
         self._data_shapes, self._label_shapes = _parse_data_desc(
-            self._data_names, self._label_names, data_shapes, label_shapes)
+            self._data_names, self._label_names, data_shapes, label_shapes
+        )
         self._exec = self._bind_executor(self._data_shapes, self._label_shapes)
         self.binded = True
         if shared_module is not None:
@@ -375,21 +419,23 @@ class Module(BaseModule):
             self._adopt_missing_params()
         else:
             assert self._arg_params is None and self._aux_params is None
-            self._arg_params = {name: zeros(self._exec.arg_dict[name].shape,
-                                            dtype=self._exec.arg_dict[name].dtype)
-                                for name in self._param_names}
-            self._aux_params = {name: zeros(self._exec.aux_dict[name].shape,
-                                            dtype=self._exec.aux_dict[name].dtype)
-                                for name in self._aux_names}
+            self._arg_params = {
+                name: zeros(self._exec.arg_dict[name].shape, dtype=self._exec.arg_dict[name].dtype)
+                for name in self._param_names
+            }
+            self._aux_params = {
+                name: zeros(self._exec.aux_dict[name].shape, dtype=self._exec.aux_dict[name].dtype)
+                for name in self._aux_names
+            }
 
     def _adopt_missing_params(self) -> None:
         """After binding a loaded module, make sure ``arg_params``/``aux_params``
         name every parameter (a checkpoint may lack some: they keep zeros)."""
         assert self._exec is not None
-        for params, names, source in ((self._arg_params, self._param_names,
-                                       self._exec.arg_dict),
-                                      (self._aux_params, self._aux_names,
-                                       self._exec.aux_dict)):
+        for params, names, source in (
+            (self._arg_params, self._param_names, self._exec.arg_dict),
+            (self._aux_params, self._aux_names, self._exec.aux_dict),
+        ):
             for name in names:
                 if name not in params:  # type: ignore[operator]
                     params[name] = source[name].copy()  # type: ignore[index]
@@ -400,14 +446,19 @@ class Module(BaseModule):
         values."""
         assert self.binded
         self._data_shapes, self._label_shapes = _parse_data_desc(
-            self._data_names, self._label_names, data_shapes, label_shapes)
+            self._data_names, self._label_names, data_shapes, label_shapes
+        )
         old = self._exec
         assert old is not None
         self._exec = self._bind_executor(self._data_shapes, self._label_shapes)
         self._share_arrays(old)
-        self._exec.copy_params_from({n: old.arg_dict[n] for n in self._state_names
-                                     if old.arg_dict[n].shape ==
-                                     self._exec.arg_dict[n].shape})
+        self._exec.copy_params_from(
+            {
+                n: old.arg_dict[n]
+                for n in self._state_names
+                if old.arg_dict[n].shape == self._exec.arg_dict[n].shape
+            }
+        )
 
     def _share_arrays(self, source: Executor) -> None:
         """Make the executor use ``source``'s parameter and auxiliary arrays (the
@@ -418,18 +469,24 @@ class Module(BaseModule):
             if name not in source.arg_dict:
                 continue
             if source.arg_dict[name].shape != exe.arg_dict[name].shape:
-                raise ValueError(f"shared parameter {name!r} has shape "
-                                 f"{source.arg_dict[name].shape} there and "
-                                 f"{exe.arg_dict[name].shape} here")
+                raise ValueError(
+                    f"shared parameter {name!r} has shape "
+                    f"{source.arg_dict[name].shape} there and "
+                    f"{exe.arg_dict[name].shape} here"
+                )
             exe.arg_dict[name] = source.arg_dict[name]
         for name in self._aux_names:
             if name in source.aux_dict:
                 exe.aux_dict[name] = source.aux_dict[name]
 
     # -- optimizer ------------------------------------------------------------------
-    def init_optimizer(self, kvstore: Any = "local", optimizer: Any = "sgd",
-                       optimizer_params: Any = (("learning_rate", 0.01),),
-                       force_init: bool = False) -> None:
+    def init_optimizer(
+        self,
+        kvstore: Any = "local",
+        optimizer: Any = "sgd",
+        optimizer_params: Any = (("learning_rate", 0.01),),
+        force_init: bool = False,
+    ) -> None:
         """Create the optimizer and its updater. An optimizer given by name gets
         ``rescale_grad = 1 / batch_size`` unless ``optimizer_params`` sets it, and
         the parameters' names by index (so ``_weight``/``_gamma`` alone get weight
@@ -441,24 +498,28 @@ class Module(BaseModule):
         if self._params_dirty:
             self._sync_params_from_devices()
         if kvstore is not None and not isinstance(kvstore, str):
-            warnings.warn("symgrad's Module updates on one device: the kvstore is not used",
-                          stacklevel=2)
+            warnings.warn(
+                "symgrad's Module updates on one device: the kvstore is not used", stacklevel=2
+            )
         batch_size = self._data_shapes[0].shape[  # type: ignore[index]
-            DataDesc.get_batch_axis(getattr(self._data_shapes[0], "layout", None))]
+            DataDesc.get_batch_axis(getattr(self._data_shapes[0], "layout", None))
+        ]
         rescale_grad = 1.0 / batch_size
         idx2name = dict(enumerate(self._param_names))
         if isinstance(optimizer, str):
             params = dict(optimizer_params)
             params.setdefault("rescale_grad", rescale_grad)
-            optimizer = opt.create(optimizer, sym=self._symbol, param_idx2name=idx2name,
-                                   **params)
+            optimizer = opt.create(optimizer, sym=self._symbol, param_idx2name=idx2name, **params)
         else:
             assert isinstance(optimizer, opt.Optimizer)
             if optimizer.rescale_grad != rescale_grad:
-                warnings.warn("Optimizer created manually outside Module but rescale_grad "
-                              "is not normalized to 1.0/batch_size/num_workers "
-                              f"({optimizer.rescale_grad} vs. {rescale_grad}). "
-                              "Is this intended?", stacklevel=2)
+                warnings.warn(
+                    "Optimizer created manually outside Module but rescale_grad "
+                    "is not normalized to 1.0/batch_size/num_workers "
+                    f"({optimizer.rescale_grad} vs. {rescale_grad}). "
+                    "Is this intended?",
+                    stacklevel=2,
+                )
             if not optimizer.idx2name:
                 optimizer.idx2name = idx2name.copy()
         self._optimizer = optimizer
@@ -494,14 +555,18 @@ class Module(BaseModule):
         new = tuple(tuple(d.shape) for d in data_batch.data)
         if current != new:
             provided = getattr(data_batch, "provide_data", None)
-            new_dshape = provided or [DataDesc(d.name, shape, d.dtype, d.layout) for d, shape
-                                      in zip(self._data_shapes, new)]  # type: ignore[arg-type]
+            new_dshape = provided or [
+                DataDesc(d.name, shape, d.dtype, d.layout)
+                for d, shape in zip(self._data_shapes, new)
+            ]  # type: ignore[arg-type]
             provided_label = getattr(data_batch, "provide_label", None)
             if provided_label:
                 new_lshape = provided_label
             elif data_batch.label and self._label_shapes:
-                new_lshape = [DataDesc(d.name, tuple(lab.shape), d.dtype, d.layout)
-                              for d, lab in zip(self._label_shapes, data_batch.label)]
+                new_lshape = [
+                    DataDesc(d.name, tuple(lab.shape), d.dtype, d.layout)
+                    for d, lab in zip(self._label_shapes, data_batch.label)
+                ]
             else:
                 new_lshape = None
             self.reshape(new_dshape, new_lshape)
@@ -513,8 +578,9 @@ class Module(BaseModule):
             for desc, value in zip(self._label_shapes, data_batch.label):
                 np.copyto(exe.arg_dict[desc.name]._data, _numpy(value), casting="unsafe")
         is_train = self.for_training if is_train is None else is_train
-        kept = [exe.aux_dict[name].asnumpy().copy() for name in self._frozen_aux] \
-            if is_train else []
+        kept = (
+            [exe.aux_dict[name].asnumpy().copy() for name in self._frozen_aux] if is_train else []
+        )
         exe.forward(is_train=is_train)
         for name, value in zip(self._frozen_aux, kept):  # see _frozen_statistics
             np.copyto(exe.aux_dict[name]._data, value)

@@ -52,36 +52,59 @@ def empty(shape: Any, ctx: Any = None, dtype: Any = "float32") -> NDArray:
     return zeros(shape, ctx, dtype)
 
 
-def zeros(shape: Any, ctx: Any = None, dtype: Any = "float32", out: NDArray | None = None,
-          **kwargs: Any) -> NDArray:
+def zeros(
+    shape: Any, ctx: Any = None, dtype: Any = "float32", out: NDArray | None = None, **kwargs: Any
+) -> NDArray:
     """Zeros of ``shape`` (written into ``out`` if given, as MXNet does)."""
     check_context(ctx)
-    return _finish(invoke("_zeros", (), dict(_extra(kwargs), shape=shape,
-                                             dtype=dtype or "float32")), out)
+    return _finish(
+        invoke("_zeros", (), dict(_extra(kwargs), shape=shape, dtype=dtype or "float32")), out
+    )
 
 
-def ones(shape: Any, ctx: Any = None, dtype: Any = "float32", out: NDArray | None = None,
-         **kwargs: Any) -> NDArray:
+def ones(
+    shape: Any, ctx: Any = None, dtype: Any = "float32", out: NDArray | None = None, **kwargs: Any
+) -> NDArray:
     """Ones of ``shape`` (written into ``out`` if given, as MXNet does)."""
     check_context(ctx)
-    return _finish(invoke("_ones", (), dict(_extra(kwargs), shape=shape,
-                                            dtype=dtype or "float32")), out)
+    return _finish(
+        invoke("_ones", (), dict(_extra(kwargs), shape=shape, dtype=dtype or "float32")), out
+    )
 
 
-def full(shape: Any, val: float, ctx: Any = None, dtype: Any = "float32",
-         out: NDArray | None = None) -> NDArray:
+def full(
+    shape: Any, val: float, ctx: Any = None, dtype: Any = "float32", out: NDArray | None = None
+) -> NDArray:
     """An array of ``shape`` filled with ``val``."""
     check_context(ctx)
-    return _finish(invoke("_full", (), {"shape": shape, "dtype": dtype or "float32",
-                                        "value": val}), out)
+    return _finish(
+        invoke("_full", (), {"shape": shape, "dtype": dtype or "float32", "value": val}), out
+    )
 
 
-def arange(start: float, stop: float | None = None, step: float = 1.0, repeat: int = 1,
-           ctx: Any = None, dtype: Any = "float32", **kwargs: Any) -> NDArray:
+def arange(
+    start: float,
+    stop: float | None = None,
+    step: float = 1.0,
+    repeat: int = 1,
+    ctx: Any = None,
+    dtype: Any = "float32",
+    **kwargs: Any,
+) -> NDArray:
     """Evenly spaced values in [start, stop)."""
     check_context(ctx)
-    return invoke("_arange", (), dict(_extra(kwargs), start=start, stop=stop, step=step,
-                                      repeat=repeat, dtype=dtype or "float32"))
+    return invoke(
+        "_arange",
+        (),
+        dict(
+            _extra(kwargs),
+            start=start,
+            stop=stop,
+            step=step,
+            repeat=repeat,
+            dtype=dtype or "float32",
+        ),
+    )
 
 
 def _array_or_scalar(tensor_op: str, scalar_op: str, reflected_op: str):
@@ -92,12 +115,15 @@ def _array_or_scalar(tensor_op: str, scalar_op: str, reflected_op: str):
             return invoke(scalar_op, (lhs,), {"scalar": rhs})
         if isinstance(rhs, NDArray) and isinstance(lhs, numbers.Number):
             return invoke(reflected_op, (rhs,), {"scalar": lhs})
-        raise TypeError(f"{tensor_op}: expected NDArrays or numbers, got "
-                        f"{type(lhs).__name__} and {type(rhs).__name__}")
+        raise TypeError(
+            f"{tensor_op}: expected NDArrays or numbers, got "
+            f"{type(lhs).__name__} and {type(rhs).__name__}"
+        )
 
     function.__name__ = tensor_op.replace("broadcast_", "")
-    function.__doc__ = (f"Elementwise ``{function.__name__}`` of arrays (broadcasting) "
-                        f"or of an array and a scalar.")
+    function.__doc__ = (
+        f"Elementwise ``{function.__name__}`` of arrays (broadcasting) or of an array and a scalar."
+    )
     return function
 
 
@@ -123,6 +149,22 @@ from ..operator import custom as Custom  # noqa: E402,F401,N812  (mx.nd.Custom)
 
 fill_namespace(globals(), invoke, is_ndarray, _finish)
 
-__all__ = ["NDArray", "array", "zeros", "ones", "full", "arange", "empty", "maximum",
-           "minimum", "power", "waitall", "random", "linalg", "MXNetError", "save", "load",
-           "load_frombuffer"]
+__all__ = [
+    "NDArray",
+    "array",
+    "zeros",
+    "ones",
+    "full",
+    "arange",
+    "empty",
+    "maximum",
+    "minimum",
+    "power",
+    "waitall",
+    "random",
+    "linalg",
+    "MXNetError",
+    "save",
+    "load",
+    "load_frombuffer",
+]

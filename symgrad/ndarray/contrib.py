@@ -35,8 +35,9 @@ def _finish(result: Any, out: NDArray | None = None, name: str | None = None) ->
 
 for _name, _opdef in OPS.items():
     if _name.startswith(PREFIX):
-        globals()[_name[len(PREFIX):]] = _make_function(_name[len(PREFIX):], _opdef, invoke,
-                                                        is_ndarray, _finish)
+        globals()[_name[len(PREFIX) :]] = _make_function(
+            _name[len(PREFIX) :], _opdef, invoke, is_ndarray, _finish
+        )
 del _name, _opdef
 
 _boolean_mask_op = globals()["boolean_mask"]
@@ -69,8 +70,9 @@ def isnan(data: NDArray) -> NDArray:
     return invoke("broadcast_not_equal", (data, data), {})
 
 
-def rand_zipfian(true_classes: NDArray, num_sampled: int, range_max: int,
-                 ctx: Any = None) -> tuple[NDArray, NDArray, NDArray]:
+def rand_zipfian(
+    true_classes: NDArray, num_sampled: int, range_max: int, ctx: Any = None
+) -> tuple[NDArray, NDArray, NDArray]:
     """Draw ``num_sampled`` classes in [0, range_max) from the approximately
     Zipfian (log-uniform) distribution P(c) = log((c + 2) / (c + 1)) / log(range_max
     + 1), as for sampled softmax.
@@ -79,11 +81,17 @@ def rand_zipfian(true_classes: NDArray, num_sampled: int, range_max: int,
     and of each sampled class in ``num_sampled`` draws (float64).
     """
     log_range = float(np.log(range_max + 1))
-    draws = invoke("_random_uniform", (), {"low": 0.0, "high": log_range,
-                                           "shape": (num_sampled,), "dtype": "float64"})
+    draws = invoke(
+        "_random_uniform",
+        (),
+        {"low": 0.0, "high": log_range, "shape": (num_sampled,), "dtype": "float64"},
+    )
     # floor(exp(u) - 1) mod range_max, in float64 (exact for these integers)
-    classes = invoke("_mod_scalar", (invoke("floor", (invoke("expm1", (draws,), {}),), {}),),
-                     {"scalar": float(range_max)})
+    classes = invoke(
+        "_mod_scalar",
+        (invoke("floor", (invoke("expm1", (draws,), {}),), {}),),
+        {"scalar": float(range_max)},
+    )
 
     def expected(counts_of: NDArray) -> NDArray:
         ratio = (counts_of + 2.0) / (counts_of + 1.0)
@@ -97,6 +105,7 @@ def rand_zipfian(true_classes: NDArray, num_sampled: int, range_max: int,
 # control flow
 # ---------------------------------------------------------------------------
 
+
 def _as_list(value: Any) -> tuple[list, bool]:
     """``value`` as a list, and whether it was one (a single array is not)."""
     if isinstance(value, (list, tuple)):
@@ -105,8 +114,7 @@ def _as_list(value: Any) -> tuple[list, bool]:
 
 
 def _stack(steps: list[list[NDArray]]) -> list[NDArray]:
-    return [invoke("stack", tuple(parts), {"axis": 0})
-            for parts in zip(*steps)]
+    return [invoke("stack", tuple(parts), {"axis": 0}) for parts in zip(*steps)]
 
 
 def foreach(body: Callable, data: Any, init_states: Any) -> tuple[Any, Any]:
@@ -122,14 +130,17 @@ def foreach(body: Callable, data: Any, init_states: Any) -> tuple[Any, Any]:
     outputs_are_list = False
     for i in range(arrays[0].shape[0]):
         items = [a[i] for a in arrays]
-        out, new_states = body(items if data_is_list else items[0],
-                               states if states_are_list else states[0])
+        out, new_states = body(
+            items if data_is_list else items[0], states if states_are_list else states[0]
+        )
         outs, outputs_are_list = _as_list(out)
         steps.append(outs)
         states, _ = _as_list(new_states)
     stacked = _stack(steps) if steps else []
-    return (stacked if outputs_are_list else (stacked[0] if stacked else []),
-            states if states_are_list else states[0])
+    return (
+        stacked if outputs_are_list else (stacked[0] if stacked else []),
+        states if states_are_list else states[0],
+    )
 
 
 def _truth(value: Any) -> bool:
@@ -140,8 +151,9 @@ def _truth(value: Any) -> bool:
     return bool(value)
 
 
-def while_loop(cond: Callable, func: Callable, loop_vars: Any,
-               max_iterations: int | None = None) -> tuple[Any, Any]:
+def while_loop(
+    cond: Callable, func: Callable, loop_vars: Any, max_iterations: int | None = None
+) -> tuple[Any, Any]:
     """Run ``func(*loop_vars) -> (step_output, new_loop_vars)`` while
     ``cond(*loop_vars)`` is true, at most ``max_iterations`` times.
 
@@ -161,8 +173,9 @@ def while_loop(cond: Callable, func: Callable, loop_vars: Any,
         outs, outputs_are_list = _as_list(result[0])
         new_vars, _ = _as_list(result[1])
         if len(new_vars) != len(variables):
-            raise ValueError(f"func returned {len(new_vars)} loop variables, expected "
-                             f"{len(variables)}")
+            raise ValueError(
+                f"func returned {len(new_vars)} loop variables, expected {len(variables)}"
+            )
         steps.append(outs)
         variables = new_vars
     outputs = _stack(steps) if steps and steps[0] else []
@@ -170,8 +183,11 @@ def while_loop(cond: Callable, func: Callable, loop_vars: Any,
     for out in outputs:
         missing = max_iterations - out.shape[0]
         if missing:
-            zeros = invoke("_zeros", (), {"shape": (missing,) + out.shape[1:],
-                                          "dtype": np.dtype(out.dtype).name})
+            zeros = invoke(
+                "_zeros",
+                (),
+                {"shape": (missing,) + out.shape[1:], "dtype": np.dtype(out.dtype).name},
+            )
             out = invoke("Concat", (out, zeros), {"dim": 0})
         padded.append(out)
     result_outputs = padded if outputs_are_list or not padded else padded[0]
@@ -183,5 +199,15 @@ def cond(pred: Any, then_func: Callable, else_func: Callable) -> Any:
     return then_func() if _truth(pred) else else_func()
 
 
-__all__ = sorted({"foreach", "while_loop", "cond", "isinf", "isfinite", "isnan", "rand_zipfian",
-                  *(name[len(PREFIX):] for name in OPS if name.startswith(PREFIX))})
+__all__ = sorted(
+    {
+        "foreach",
+        "while_loop",
+        "cond",
+        "isinf",
+        "isfinite",
+        "isnan",
+        "rand_zipfian",
+        *(name[len(PREFIX) :] for name in OPS if name.startswith(PREFIX)),
+    }
+)

@@ -30,9 +30,9 @@ def _finish(result: Any, out: NDArray | None = None, name: str | None = None) ->
 def _public_functions() -> dict[str, Any]:
     every: dict[str, Any] = {}
     fill_namespace(every, invoke, is_ndarray, _finish)
-    return {name[len(PREFIX):]: every[name] for name in OPS if name.startswith(PREFIX)}
+    return {name[len(PREFIX) :]: every[name] for name in OPS if name.startswith(PREFIX)}
 
 
 globals().update(_public_functions())
 
-__all__ = sorted(name[len(PREFIX):] for name in OPS if name.startswith(PREFIX))
+__all__ = sorted(name[len(PREFIX) :] for name in OPS if name.startswith(PREFIX))

@@ -104,7 +104,8 @@ class _Overwritten:
             f"a variable of shape {self.shape} ({self.dtype}) that this graph was recorded "
             "from was modified in place afterwards (x[:] = ..., x += ..., copyto); its "
             "gradient would use the new values. Differentiate before the write, or "
-            "record the computation again after it.")
+            "record the computation again after it."
+        )
 
 
 def invoke(op: str | OpDef, inputs: Sequence[NDArray], attrs: dict) -> Any:
@@ -184,8 +185,10 @@ def _run(opdef: OpDef, inputs: Sequence[NDArray], attrs: dict, record: bool) -> 
     except (ValueError, IndexError, TypeError) as err:
         _raise_op_error(opdef, inputs, attrs, err)
     except MemoryError as err:  # _zeros of 10^15 elements: MXNet's error, not numpy's
-        raise MXNetError(f"{opdef.name}: cannot allocate the result for input shapes "
-                         f"({_shapes(inputs)}) and attrs {attrs}: {err}") from None
+        raise MXNetError(
+            f"{opdef.name}: cannot allocate the result for input shapes "
+            f"({_shapes(inputs)}) and attrs {attrs}: {err}"
+        ) from None
     outputs = result if isinstance(result, tuple) else (result,)
     if any(o.base is not None for o in outputs):  # a view (shape ops): MXNet copies
         outputs = tuple([_unshared(o, arrays) for o in outputs])
@@ -196,8 +199,13 @@ def _run(opdef: OpDef, inputs: Sequence[NDArray], attrs: dict, record: bool) -> 
         # gradient), so no recorded graph sees a variable changed behind it.
         inputs[i][:] = outputs[k + 1]
     if record:
-        node = Node(opdef, attrs, tuple(_input_entry(x) for x in inputs),
-                    tuple(TensorType(o.shape, o.dtype) for o in outputs), value=outputs)
+        node = Node(
+            opdef,
+            attrs,
+            tuple(_input_entry(x) for x in inputs),
+            tuple(TensorType(o.shape, o.dtype) for o in outputs),
+            value=outputs,
+        )
         _state.recording.get().add(node)
         if _state.anomaly:
             note_site(node)
@@ -208,8 +216,7 @@ def _run(opdef: OpDef, inputs: Sequence[NDArray], attrs: dict, record: bool) -> 
 
 
 def _visible(opdef: OpDef, attrs: dict, arrays: list[NDArray]) -> Any:
-    count = len(arrays) if attrs.get("output_mean_var") else (opdef.visible(attrs) or
-                                                               len(arrays))
+    count = len(arrays) if attrs.get("output_mean_var") else (opdef.visible(attrs) or len(arrays))
     return arrays[0] if count == 1 else arrays[:count]
 
 
@@ -219,8 +226,9 @@ def _raise_op_error(opdef: OpDef, inputs: Sequence[NDArray], attrs: dict, err: E
         opdef.infer_types(types, opdef.canonical_attrs(attrs))
     except GraphError as shape_error:
         raise MXNetShapeError(str(shape_error)) from None
-    raise MXNetShapeError(f"{opdef.name}: failed on input shapes ({_shapes(inputs)}): "
-                          f"{err}") from err
+    raise MXNetShapeError(
+        f"{opdef.name}: failed on input shapes ({_shapes(inputs)}): {err}"
+    ) from err
 
 
 class NDArray(OperatorMixin):
@@ -386,8 +394,9 @@ class NDArray(OperatorMixin):
 
     def __bool__(self) -> bool:
         if self._data.size != 1:
-            raise ValueError("the truth value of an NDArray with more than one element "
-                             "is ambiguous")
+            raise ValueError(
+                "the truth value of an NDArray with more than one element is ambiguous"
+            )
         return bool(self._data.reshape(-1)[0])
 
     def __float__(self) -> float:
@@ -418,16 +427,19 @@ class NDArray(OperatorMixin):
         """Make this array a variable whose gradient ``backward`` computes into
         ``self.grad`` (a new zero buffer) according to ``grad_req``."""
         from ..autograd import mark_variables
+
         mark_variables([self], [NDArray(np.zeros_like(self._data))], grad_req)
 
     def detach(self) -> NDArray:
         """The same values with no history: gradients stop here."""
         return NDArray(self._data)
 
-    def backward(self, out_grad: NDArray | None = None, retain_graph: bool = False,
-                 train_mode: bool = True) -> None:
+    def backward(
+        self, out_grad: NDArray | None = None, retain_graph: bool = False, train_mode: bool = True
+    ) -> None:
         """Compute gradients of this array into the ``.grad`` of marked variables."""
         from ..autograd import backward
+
         backward([self], [out_grad], retain_graph=retain_graph, train_mode=train_mode)
 
     # -- indexing ---------------------------------------------------------------
@@ -447,24 +459,28 @@ class NDArray(OperatorMixin):
             elif isinstance(item, numbers.Integral):
                 index = int(item) + (self.shape[axis] if item < 0 else 0)
                 if not 0 <= index < self.shape[axis]:
-                    raise IndexError(f"index {item} is out of range for axis {axis} "
-                                     f"of length {self.shape[axis]}")
+                    raise IndexError(
+                        f"index {item} is out of range for axis {axis} of length {self.shape[axis]}"
+                    )
                 begin.append(index)
                 end.append(index + 1)
                 step.append(None)
                 squeeze.append(axis)
             else:
                 raise IndexError(f"unsupported index {item!r}")
-        result = invoke("slice", (self,), {"begin": tuple(begin), "end": tuple(end),
-                                          "step": tuple(step)})
+        result = invoke(
+            "slice", (self,), {"begin": tuple(begin), "end": tuple(end), "step": tuple(step)}
+        )
         if squeeze:
             result = invoke("squeeze", (result,), {"axis": tuple(squeeze)})
         return result
 
     def __setitem__(self, key: Any, value: Any) -> None:
         if _state.recording.get() and self._entry is not None and not self._entry.node.is_variable:
-            raise MXNetError("in-place assignment to an array with recorded history is not "
-                             "supported while recording; compute a new array instead")
+            raise MXNetError(
+                "in-place assignment to an array with recorded history is not "
+                "supported while recording; compute a new array instead"
+            )
         if isinstance(key, NDArray):
             key = key._data.astype(np.int64)
         value = value._data if isinstance(value, NDArray) else value
@@ -473,8 +489,10 @@ class NDArray(OperatorMixin):
 
     def _inplace(self, op_result: NDArray) -> NDArray:
         if _state.recording.get() and self._entry is not None:
-            raise MXNetError("in-place arithmetic (+=, -=, ...) on an array with history "
-                             "is not supported while recording; write x = x + y")
+            raise MXNetError(
+                "in-place arithmetic (+=, -=, ...) on an array with history "
+                "is not supported while recording; write x = x + y"
+            )
         value = op_result._data
         self._before_write()
         self._data[...] = value

@@ -54,8 +54,14 @@ V3_MAGIC = 0xF993FACA
 
 # MXNet's (mshadow's) type flags.
 _DTYPE_OF_FLAG: dict[int, np.dtype] = {
-    0: np.dtype("<f4"), 1: np.dtype("<f8"), 2: np.dtype("<f2"), 3: np.dtype("u1"),
-    4: np.dtype("<i4"), 5: np.dtype("i1"), 6: np.dtype("<i8"), 7: np.dtype("?"),
+    0: np.dtype("<f4"),
+    1: np.dtype("<f8"),
+    2: np.dtype("<f2"),
+    3: np.dtype("u1"),
+    4: np.dtype("<i4"),
+    5: np.dtype("i1"),
+    6: np.dtype("<i8"),
+    7: np.dtype("?"),
 }
 _FLAG_OF_DTYPE: dict[np.dtype, int] = {dtype: flag for flag, dtype in _DTYPE_OF_FLAG.items()}
 # Flags MXNet knows that have no numpy dtype here, named in the error.
@@ -72,34 +78,41 @@ _U64 = struct.Struct("<Q")
 
 # -- writing -------------------------------------------------------------------------------
 
+
 def _arrays_and_names(data: Any) -> tuple[list[NDArray], list[str]]:
     """Check ``data`` as MXNet's ``save`` does and split it into arrays and names."""
     if isinstance(data, NDArray):
         return [data], []
     if isinstance(data, dict):
         if any(not isinstance(key, str) for key in data) or any(
-                not isinstance(value, NDArray) for value in data.values()):
+            not isinstance(value, NDArray) for value in data.values()
+        ):
             raise TypeError("save only accept dict str->NDArray or list of NDArray")
         return list(data.values()), list(data.keys())
     if isinstance(data, list):
         if any(not isinstance(value, NDArray) for value in data):
             raise TypeError("save only accept dict str->NDArray or list of NDArray")
         return list(data), []
-    raise ValueError("data needs to either be a NDArray, dict of str, NDArray pairs "
-                     "or a list of NDarrays.")
+    raise ValueError(
+        "data needs to either be a NDArray, dict of str, NDArray pairs or a list of NDarrays."
+    )
 
 
 def _array_chunks(array: NDArray, magic: int) -> list[bytes | np.ndarray]:
     if array.stype != "default":
-        raise MXNetError(f"cannot save an array of storage type {array.stype}: symgrad "
-                         f"writes dense arrays only")
+        raise MXNetError(
+            f"cannot save an array of storage type {array.stype}: symgrad writes dense arrays only"
+        )
     values = array._data
     flag = _FLAG_OF_DTYPE.get(values.dtype.newbyteorder("<"))
     if flag is None:
-        raise MXNetError(f"cannot save an array of dtype {values.dtype}: MXNet's NDArray "
-                         f"files hold float16/32/64, uint8, int8/32/64 and bool")
-    header = struct.pack(f"<Iii{values.ndim}qiii", magic, 0, values.ndim, *values.shape,
-                         *_CPU_CONTEXT, flag)
+        raise MXNetError(
+            f"cannot save an array of dtype {values.dtype}: MXNet's NDArray "
+            f"files hold float16/32/64, uint8, int8/32/64 and bool"
+        )
+    header = struct.pack(
+        f"<Iii{values.ndim}qiii", magic, 0, values.ndim, *values.shape, *_CPU_CONTEXT, flag
+    )
     # The data as raw bytes through the buffer protocol: no copy for a C-contiguous
     # little-endian array, which is what arrays almost always are.
     data = np.ascontiguousarray(values, dtype=_DTYPE_OF_FLAG[flag]).reshape(-1).view(np.uint8)
@@ -171,6 +184,7 @@ def save(fname: str | os.PathLike, data: Any) -> None:
 
 # -- reading -------------------------------------------------------------------------------
 
+
 class _Reader:
     """A cursor over the bytes of one NDArray file that names the file, the part
     being read and what is wrong in every error it raises."""
@@ -187,11 +201,12 @@ class _Reader:
     def take(self, count: int, what: str) -> memoryview:
         left = len(self.blob) - self.offset
         if count > left:
-            raise self.fail(f"truncated: {what} needs {count} bytes at offset "
-                            f"{self.offset}, only {left} left")
+            raise self.fail(
+                f"truncated: {what} needs {count} bytes at offset {self.offset}, only {left} left"
+            )
         start = self.offset
         self.offset += count
-        return self.blob[start:self.offset]
+        return self.blob[start : self.offset]
 
     def unpack(self, layout: struct.Struct, what: str) -> int:
         return layout.unpack(self.take(layout.size, what))[0]
@@ -220,14 +235,18 @@ def _read_dense(reader: _Reader, shape: tuple[int, ...]) -> np.ndarray:
     flag = reader.unpack(_I32, "the type flag")
     dtype = _DTYPE_OF_FLAG.get(flag)
     if dtype is None:
-        known = f" ({_UNSUPPORTED_FLAGS[flag]}, not supported)" if flag in _UNSUPPORTED_FLAGS \
-            else ""
+        known = (
+            f" ({_UNSUPPORTED_FLAGS[flag]}, not supported)" if flag in _UNSUPPORTED_FLAGS else ""
+        )
         raise reader.fail(f"unknown dtype flag {flag}{known}")
     count = int(np.prod(shape, dtype=object))
     raw = reader.take(count * dtype.itemsize, f"the data ({count} {dtype.name})")
     # A copy: the arrays own writable buffers and do not keep the file's bytes alive.
-    return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape).astype(
-        dtype.newbyteorder("="), copy=True)
+    return (
+        np.frombuffer(raw, dtype=dtype, count=count)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="), copy=True)
+    )
 
 
 def _read_array(reader: _Reader) -> np.ndarray:
@@ -259,14 +278,16 @@ def _read_file(reader: _Reader) -> list[NDArray] | dict[str, NDArray]:
     if reader.left() == 0:
         raise reader.fail("empty file, not an NDArray file")
     head = bytes(reader.blob[:8])
-    if head != _U64.pack(LIST_MAGIC)[:len(head)]:
+    if head != _U64.pack(LIST_MAGIC)[: len(head)]:
         raise reader.fail("bad magic, not an NDArray file (MXNet's files start with 0x112)")
     reader.unpack(_U64, "the list magic")
     reader.unpack(_U64, "the reserved word")
     count = reader.unpack(_U64, "the array count")
     if count > reader.left() // 4:
-        raise reader.fail(f"truncated, or a bad array count: {count} arrays cannot fit "
-                          f"in the {reader.left()} bytes left")
+        raise reader.fail(
+            f"truncated, or a bad array count: {count} arrays cannot fit "
+            f"in the {reader.left()} bytes left"
+        )
     arrays = []
     for index in range(count):
         reader.part = f"array {index} of {count}"

@@ -14,6 +14,25 @@ from .sgd import DCASGD, NAG, SGD, SGLD, Signum
 from .adaptive import FTRL, LAMB, AdaDelta, AdaGrad, Adam, Adamax, AdamW, Ftrl, Nadam, RMSProp
 from .updater import Updater, get_updater
 
-__all__ = ["Optimizer", "create", "register", "SGD", "NAG", "Signum", "DCASGD", "SGLD",
-           "Adam", "AdamW", "AdaGrad", "AdaDelta", "Adamax", "Nadam", "RMSProp", "Ftrl",
-           "FTRL", "LAMB", "Updater", "get_updater"]
+__all__ = [
+    "Optimizer",
+    "create",
+    "register",
+    "SGD",
+    "NAG",
+    "Signum",
+    "DCASGD",
+    "SGLD",
+    "Adam",
+    "AdamW",
+    "AdaGrad",
+    "AdaDelta",
+    "Adamax",
+    "Nadam",
+    "RMSProp",
+    "Ftrl",
+    "FTRL",
+    "LAMB",
+    "Updater",
+    "get_updater",
+]

@@ -15,8 +15,18 @@ from .. import ndarray as nd
 from ..ndarray import NDArray
 from .optimizer import Optimizer, register, zeros_like_weight
 
-__all__ = ["Adam", "AdamW", "AdaGrad", "AdaDelta", "Adamax", "Nadam", "RMSProp", "Ftrl",
-           "FTRL", "LAMB"]
+__all__ = [
+    "Adam",
+    "AdamW",
+    "AdaGrad",
+    "AdaDelta",
+    "Adamax",
+    "Nadam",
+    "RMSProp",
+    "Ftrl",
+    "FTRL",
+    "LAMB",
+]
 
 
 def _two_zero_states(weight: NDArray) -> tuple[NDArray, NDArray]:
@@ -31,9 +41,15 @@ class Adam(Optimizer):
     ``var = beta2 var + (1 - beta2) g^2``, ``weight -= lr_t mean / (sqrt(var) +
     epsilon)`` (``adam_update``)."""
 
-    def __init__(self, learning_rate: float = 0.001, beta1: float = 0.9,
-                 beta2: float = 0.999, epsilon: float = 1e-8, lazy_update: bool = True,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        epsilon: float = 1e-8,
+        lazy_update: bool = True,
+        **kwargs: Any,
+    ):
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.beta1 = beta1
         self.beta2 = beta2
@@ -46,16 +62,27 @@ class Adam(Optimizer):
 
     def _corrected_lr(self, index: int) -> float:
         t = self._index_update_count[index]
-        return self._get_lr(index) * math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
+        return self._get_lr(index) * math.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
 
     def update(self, index: int, weight: NDArray, grad: NDArray, state: Any) -> None:
         """One Adam step (see the class)."""
         self._update_count(index)
         lr, wd = self._corrected_lr(index), self._get_wd(index)
         mean, var = state
-        nd.adam_update(weight, grad, mean, var, out=weight, lazy_update=self.lazy_update,
-                       lr=lr, wd=wd, beta1=self.beta1, beta2=self.beta2,
-                       epsilon=self.epsilon, **self._grad_kwargs())
+        nd.adam_update(
+            weight,
+            grad,
+            mean,
+            var,
+            out=weight,
+            lazy_update=self.lazy_update,
+            lr=lr,
+            wd=wd,
+            beta1=self.beta1,
+            beta2=self.beta2,
+            epsilon=self.epsilon,
+            **self._grad_kwargs(),
+        )
 
 
 @register
@@ -71,11 +98,18 @@ class AdamW(Adam):
         Scale the step by Adam's bias correction.
     """
 
-    def __init__(self, learning_rate: float = 0.001, beta1: float = 0.9,
-                 beta2: float = 0.999, epsilon: float = 1e-6, correct_bias: bool = True,
-                 **kwargs: Any):
-        super().__init__(learning_rate=learning_rate, beta1=beta1, beta2=beta2,
-                         epsilon=epsilon, **kwargs)
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        epsilon: float = 1e-6,
+        correct_bias: bool = True,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            learning_rate=learning_rate, beta1=beta1, beta2=beta2, epsilon=epsilon, **kwargs
+        )
         self.correct_bias = correct_bias
 
     def update(self, index: int, weight: NDArray, grad: NDArray, state: Any) -> None:
@@ -85,9 +119,21 @@ class AdamW(Adam):
         mean, var = state
         kwargs = {"clip_gradient": self.clip_gradient} if self.clip_gradient else {}
         scale = nd.full((1,), self.rescale_grad, dtype=weight.dtype)
-        nd.adamw_update(weight, grad, mean, var, scale, out=weight, lr=1.0, eta=lr,
-                        wd=self._get_wd(index), beta1=self.beta1, beta2=self.beta2,
-                        epsilon=self.epsilon, **kwargs)
+        nd.adamw_update(
+            weight,
+            grad,
+            mean,
+            var,
+            scale,
+            out=weight,
+            lr=1.0,
+            eta=lr,
+            wd=self._get_wd(index),
+            beta1=self.beta1,
+            beta2=self.beta2,
+            epsilon=self.epsilon,
+            **kwargs,
+        )
 
 
 @register
@@ -152,8 +198,9 @@ class Adamax(Optimizer):
     weight)``, ``m = beta1 m + (1 - beta1) g``, ``u = max(beta2 u, |g|)``,
     ``weight -= lr / (1 - beta1^t) * m / u``."""
 
-    def __init__(self, learning_rate: float = 0.002, beta1: float = 0.9,
-                 beta2: float = 0.999, **kwargs: Any):
+    def __init__(
+        self, learning_rate: float = 0.002, beta1: float = 0.9, beta2: float = 0.999, **kwargs: Any
+    ):
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.beta1 = beta1
         self.beta2 = beta2
@@ -181,9 +228,15 @@ class Nadam(Optimizer):
     and ``weight -= lr m_bar / (sqrt(v / (1 - beta2^t)) + epsilon)``. As in MXNet,
     the running product of the schedule is one for all parameters."""
 
-    def __init__(self, learning_rate: float = 0.001, beta1: float = 0.9,
-                 beta2: float = 0.999, epsilon: float = 1e-8, schedule_decay: float = 0.004,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        epsilon: float = 1e-8,
+        schedule_decay: float = 0.004,
+        **kwargs: Any,
+    ):
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.beta1 = beta1
         self.beta2 = beta2
@@ -235,9 +288,16 @@ class RMSProp(Optimizer):
         Clip weights to [-clip_weights, clip_weights] after each step.
     """
 
-    def __init__(self, learning_rate: float = 0.001, gamma1: float = 0.9,
-                 gamma2: float = 0.9, epsilon: float = 1e-8, centered: bool = False,
-                 clip_weights: float | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        gamma1: float = 0.9,
+        gamma2: float = 0.9,
+        epsilon: float = 1e-8,
+        centered: bool = False,
+        clip_weights: float | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.gamma1 = gamma1
         self.gamma2 = gamma2
@@ -258,8 +318,9 @@ class RMSProp(Optimizer):
             kwargs["clip_weights"] = self.clip_weights
         if self.centered:
             n, g, delta = state
-            nd.rmspropalex_update(weight, grad, n, g, delta, out=weight, lr=lr, wd=wd,
-                                  gamma2=self.gamma2, **kwargs)
+            nd.rmspropalex_update(
+                weight, grad, n, g, delta, out=weight, lr=lr, wd=wd, gamma2=self.gamma2, **kwargs
+            )
         else:
             nd.rmsprop_update(weight, grad, state[0], out=weight, lr=lr, wd=wd, **kwargs)
 
@@ -279,8 +340,9 @@ class Ftrl(Optimizer):
         Per-coordinate learning-rate offset.
     """
 
-    def __init__(self, lamda1: float = 0.01, learning_rate: float = 0.1, beta: float = 1,
-                 **kwargs: Any):
+    def __init__(
+        self, lamda1: float = 0.01, learning_rate: float = 0.1, beta: float = 1, **kwargs: Any
+    ):
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.lamda1 = lamda1
         self.beta = beta
@@ -293,8 +355,18 @@ class Ftrl(Optimizer):
         """One FTRL step (see the class)."""
         lr, wd = self._count_update(index)
         z, n = state
-        nd.ftrl_update(weight, grad, z, n, out=weight, lr=lr, wd=wd, lamda1=self.lamda1,
-                       beta=self.beta, **self._grad_kwargs())
+        nd.ftrl_update(
+            weight,
+            grad,
+            z,
+            n,
+            out=weight,
+            lr=lr,
+            wd=wd,
+            lamda1=self.lamda1,
+            beta=self.beta,
+            **self._grad_kwargs(),
+        )
 
 
 FTRL = Ftrl
@@ -307,10 +379,17 @@ class LAMB(Optimizer):
     d`` with ``r1 = ||weight||`` clamped to [lower_bound, upper_bound] and
     ``r2 = ||d||`` (``lamb_update_phase2``)."""
 
-    def __init__(self, learning_rate: float = 0.001, beta1: float = 0.9,
-                 beta2: float = 0.999, epsilon: float = 1e-6,
-                 lower_bound: float | None = None, upper_bound: float | None = None,
-                 bias_correction: bool = True, **kwargs: Any):
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        epsilon: float = 1e-6,
+        lower_bound: float | None = None,
+        upper_bound: float | None = None,
+        bias_correction: bool = True,
+        **kwargs: Any,
+    ):
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.beta1 = beta1
         self.beta2 = beta2
@@ -330,13 +409,23 @@ class LAMB(Optimizer):
         t = self._index_update_count[index]
         mean, var = state
         direction = nd.lamb_update_phase1(
-            weight, grad, mean, var, t=t, wd=wd, beta1=self.beta1, beta2=self.beta2,
-            epsilon=self.epsilon, bias_correction=self.bias_correction,
-            **self._grad_kwargs())
+            weight,
+            grad,
+            mean,
+            var,
+            t=t,
+            wd=wd,
+            beta1=self.beta1,
+            beta2=self.beta2,
+            epsilon=self.epsilon,
+            bias_correction=self.bias_correction,
+            **self._grad_kwargs(),
+        )
         bounds = {}
         if self.lower_bound:
             bounds["lower_bound"] = self.lower_bound
         if self.upper_bound:
             bounds["upper_bound"] = self.upper_bound
-        nd.lamb_update_phase2(weight, direction, weight.norm(), direction.norm(), lr=lr,
-                              out=weight, **bounds)
+        nd.lamb_update_phase2(
+            weight, direction, weight.norm(), direction.norm(), lr=lr, out=weight, **bounds
+        )

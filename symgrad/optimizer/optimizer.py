@@ -47,11 +47,19 @@ class Optimizer:
 
     opt_registry: dict[str, type] = {}
 
-    def __init__(self, rescale_grad: float = 1.0, param_idx2name: dict | None = None,
-                 wd: float = 0.0, clip_gradient: float | None = None,
-                 learning_rate: float | None = None, lr_scheduler: Any = None,
-                 sym: Any = None, begin_num_update: int = 0, multi_precision: bool = False,
-                 param_dict: dict | None = None):
+    def __init__(
+        self,
+        rescale_grad: float = 1.0,
+        param_idx2name: dict | None = None,
+        wd: float = 0.0,
+        clip_gradient: float | None = None,
+        learning_rate: float | None = None,
+        lr_scheduler: Any = None,
+        sym: Any = None,
+        begin_num_update: int = 0,
+        multi_precision: bool = False,
+        param_dict: dict | None = None,
+    ):
         self.rescale_grad = rescale_grad
         self.lr_scheduler = lr_scheduler
         if self.lr_scheduler is None and learning_rate is None:
@@ -59,8 +67,12 @@ class Optimizer:
         self.lr = learning_rate
         if self.lr_scheduler is not None and learning_rate is not None:
             if self.lr_scheduler.base_lr != learning_rate:
-                print(UserWarning("learning rate from ``lr_scheduler`` has been overwritten "
-                                  "by ``learning_rate`` in optimizer."))
+                print(
+                    UserWarning(
+                        "learning rate from ``lr_scheduler`` has been overwritten "
+                        "by ``learning_rate`` in optimizer."
+                    )
+                )
                 self.lr_scheduler.base_lr = learning_rate
         self.wd = wd
         self.lr_mult: dict = {}
@@ -101,10 +113,13 @@ class Optimizer:
             raise AssertionError("register needs a class")
         name = klass.__name__.lower()
         if name in Optimizer.opt_registry:
-            warnings.warn(f"WARNING: New optimizer {klass.__module__}.{klass.__name__} is "
-                          f"overriding existing optimizer "
-                          f"{Optimizer.opt_registry[name].__module__}."
-                          f"{Optimizer.opt_registry[name].__name__}", stacklevel=2)
+            warnings.warn(
+                f"WARNING: New optimizer {klass.__module__}.{klass.__name__} is "
+                f"overriding existing optimizer "
+                f"{Optimizer.opt_registry[name].__module__}."
+                f"{Optimizer.opt_registry[name].__name__}",
+                stacklevel=2,
+            )
         Optimizer.opt_registry[name] = klass
         return klass
 
@@ -126,17 +141,21 @@ class Optimizer:
             master = weight.astype(np.float32)
             return (master, self.create_state(index, master))
         if weight.dtype == np.float16 and not self.multi_precision:
-            warnings.warn("Accumulating with float16 in optimizer can lead to poor accuracy "
-                          "or slow convergence. Consider using multi_precision=True option "
-                          "of the optimizer", stacklevel=2)
+            warnings.warn(
+                "Accumulating with float16 in optimizer can lead to poor accuracy "
+                "or slow convergence. Consider using multi_precision=True option "
+                "of the optimizer",
+                stacklevel=2,
+            )
         return self.create_state(index, weight)
 
     def update(self, index: int, weight: NDArray, grad: NDArray, state: Any) -> None:
         """Update ``weight`` in place from ``grad`` and ``state``."""
         raise NotImplementedError()
 
-    def update_multi_precision(self, index: int, weight: NDArray, grad: NDArray,
-                               state: Any) -> None:
+    def update_multi_precision(
+        self, index: int, weight: NDArray, grad: NDArray, state: Any
+    ) -> None:
         """``update``; for float16 weights under ``multi_precision``, update the
         float32 master copy with the float32 gradient and cast it into ``weight``."""
         if self.multi_precision and weight.dtype == np.float16:
@@ -150,10 +169,12 @@ class Optimizer:
     def set_learning_rate(self, lr: float) -> None:
         """Set the learning rate (refused when a scheduler sets it)."""
         if self.lr_scheduler is not None:
-            raise UserWarning("LRScheduler of the optimizer has already been defined. Note "
-                              "that set_learning_rate can mutate the value of the learning "
-                              "rate of the optimizer only when the LRScheduler of the "
-                              "optimizer is undefined.")
+            raise UserWarning(
+                "LRScheduler of the optimizer has already been defined. Note "
+                "that set_learning_rate can mutate the value of the learning "
+                "rate of the optimizer only when the LRScheduler of the "
+                "optimizer is undefined."
+            )
         self.lr = lr
 
     @property
@@ -232,8 +253,9 @@ class Optimizer:
         return [self._get_wd(index) for index in indices]
 
     # -- helpers for subclasses -------------------------------------------------
-    def _prepared_grad(self, grad: NDArray, weight: NDArray | None = None,
-                       wd: float = 0.0) -> NDArray:
+    def _prepared_grad(
+        self, grad: NDArray, weight: NDArray | None = None, wd: float = 0.0
+    ) -> NDArray:
         """rescale_grad * grad (+ wd * weight), then clipped if clip_gradient is set."""
         grad = grad * self.rescale_grad
         if weight is not None:

@@ -25,8 +25,16 @@ from ..ndarray import NDArray
 # int64 sizes), context (device type, id), type flag, then the C-order data.
 _MAGIC_V2 = 0xF993FAC9
 _MAGIC_V3 = 0xF993FACA  # the same layout, written when numpy shape semantics are on
-_DTYPE_FLAGS = {0: np.float32, 1: np.float64, 2: np.float16, 3: np.uint8, 4: np.int32,
-                5: np.int8, 6: np.int64, 7: np.bool_}
+_DTYPE_FLAGS = {
+    0: np.float32,
+    1: np.float64,
+    2: np.float16,
+    3: np.uint8,
+    4: np.int32,
+    5: np.int8,
+    6: np.int64,
+    7: np.bool_,
+}
 _FLAG_OF_DTYPE = {np.dtype(dtype): flag for flag, dtype in _DTYPE_FLAGS.items()}
 _CPU = (1, 0)
 

@@ -40,8 +40,9 @@ class _MomentumMultiPrecision(Optimizer):
         """One step on ``weight`` (see the class)."""
         self._update_impl(index, weight, grad, state, multi_precision=False)
 
-    def update_multi_precision(self, index: int, weight: NDArray, grad: NDArray,
-                               state: Any) -> None:
+    def update_multi_precision(
+        self, index: int, weight: NDArray, grad: NDArray, state: Any
+    ) -> None:
         """``update``, on the float32 master copy for float16 weights under
         ``multi_precision``."""
         use_mp = self.multi_precision and weight.dtype == np.float16
@@ -92,8 +93,9 @@ class SGD(_MomentumMultiPrecision):
             else:
                 nd.sgd_update(weight, grad, out=weight, lr=lr, wd=wd, **kwargs)
         elif state[0] is not None:
-            nd.mp_sgd_mom_update(weight, grad, state[0], state[1], out=weight, lr=lr, wd=wd,
-                                 **kwargs)
+            nd.mp_sgd_mom_update(
+                weight, grad, state[0], state[1], out=weight, lr=lr, wd=wd, **kwargs
+            )
         else:
             nd.mp_sgd_update(weight, grad, state[1], out=weight, lr=lr, wd=wd, **kwargs)
 
@@ -122,8 +124,7 @@ class NAG(_MomentumMultiPrecision):
         if multi_precision:
             mom, target = state
             if mom is not None:
-                nd.mp_nag_mom_update(weight, grad, mom, target, out=weight, lr=lr, wd=wd,
-                                     **kwargs)
+                nd.mp_nag_mom_update(weight, grad, mom, target, out=weight, lr=lr, wd=wd, **kwargs)
                 return
             grad = grad.astype(np.float32)
         if mom is not None:
@@ -154,8 +155,9 @@ class Signum(Optimizer):
         Decoupled weight decay (Loshchilov and Hutter).
     """
 
-    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.9,
-                 wd_lh: float = 0.0, **kwargs: Any):
+    def __init__(
+        self, learning_rate: float = 0.01, momentum: float = 0.9, wd_lh: float = 0.0, **kwargs: Any
+    ):
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.momentum = momentum
         self.wd_lh = wd_lh

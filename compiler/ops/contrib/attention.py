@@ -27,6 +27,7 @@ from ..common import F
 # implementation and the gradient are checked against each other by the
 # generated finite-difference tests.
 
+
 def _split_heads_numpy(x, heads, parts, part):
     length, batch, width = x.shape
     depth = width // (heads * parts)
@@ -39,16 +40,19 @@ def _split_heads(x, heads, parts, part):
     length, batch, width = x.shape
     depth = width // (heads * parts)
     five = F.Reshape(x, shape=(length, batch, heads, parts, depth))
-    picked = F.Reshape(F.slice_axis(five, axis=3, begin=part, end=part + 1),
-                       shape=(length, batch, heads, depth))
-    return F.Reshape(F.transpose(picked, axes=(1, 2, 0, 3)),
-                     shape=(batch * heads, length, depth))
+    picked = F.Reshape(
+        F.slice_axis(five, axis=3, begin=part, end=part + 1), shape=(length, batch, heads, depth)
+    )
+    return F.Reshape(F.transpose(picked, axes=(1, 2, 0, 3)), shape=(batch * heads, length, depth))
 
 
 def _merge_heads_numpy(x, heads, length, batch):
     depth = x.shape[-1]
-    return x.reshape(batch, heads, length, depth).transpose(2, 0, 1, 3).reshape(
-        length, batch, heads * depth)
+    return (
+        x.reshape(batch, heads, length, depth)
+        .transpose(2, 0, 1, 3)
+        .reshape(length, batch, heads * depth)
+    )
 
 
 def _merge_heads(x, heads, length, batch):
@@ -63,6 +67,7 @@ def _composite_grad(build):
 
     def grad(g, *inputs, out, **attrs):
         from ...autodiff import differentiate  # autodiff imports the op namespace
+
         result = build(*inputs, **attrs)
         entries = differentiate([result.entry], [g.entry], [x.entry for x in inputs])
         return tuple(None if e is None else Expr(e) for e in entries)
@@ -99,14 +104,22 @@ def _selfatt_qk_graph(qkv, *, heads):
 _HEADS = {"heads": Attr(as_int)}
 _QKV_INPUTS = lambda rng: [rng.uniform(-1, 1, (3, 2, 12))]  # noqa: E731
 
-register(OpDef(name="_contrib_interleaved_matmul_selfatt_qk", infer=_selfatt_qk_types,
-               impl=_selfatt_qk, grad=_composite_grad(_selfatt_qk_graph),
-               inputs=("queries_keys_values",), attrs=_HEADS, kind="opaque",
-               doc="Self-attention scores q k^T / sqrt(d) per head from interleaved "
-                   "projections (length, batch, heads*3*d) -> (batch*heads, length, length)."
-                   "\n\nGradient\n--------\nthe composition's (reshape, transpose, "
-                   "batch_dot) gradient",
-               test=TestSpec(make_inputs=_QKV_INPUTS, attrs={"heads": 2})))
+register(
+    OpDef(
+        name="_contrib_interleaved_matmul_selfatt_qk",
+        infer=_selfatt_qk_types,
+        impl=_selfatt_qk,
+        grad=_composite_grad(_selfatt_qk_graph),
+        inputs=("queries_keys_values",),
+        attrs=_HEADS,
+        kind="opaque",
+        doc="Self-attention scores q k^T / sqrt(d) per head from interleaved "
+        "projections (length, batch, heads*3*d) -> (batch*heads, length, length)."
+        "\n\nGradient\n--------\nthe composition's (reshape, transpose, "
+        "batch_dot) gradient",
+        test=TestSpec(make_inputs=_QKV_INPUTS, attrs={"heads": 2}),
+    )
+)
 
 
 def _selfatt_valatt_types(types, *, heads):
@@ -128,16 +141,24 @@ def _selfatt_valatt_graph(qkv, attention, *, heads):
     return _merge_heads(F.batch_dot(attention, v), heads, qkv.shape[0], qkv.shape[1])
 
 
-register(OpDef(name="_contrib_interleaved_matmul_selfatt_valatt",
-               infer=_selfatt_valatt_types, impl=_selfatt_valatt,
-               grad=_composite_grad(_selfatt_valatt_graph),
-               inputs=("queries_keys_values", "attention"), attrs=_HEADS, kind="opaque",
-               doc="Self-attention output: attention times each head's values, heads "
-                   "merged to (length, batch, heads*d).\n\nGradient\n--------\nthe "
-                   "composition's gradient",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-1, 1, (3, 2, 12)),
-                                                      rng.uniform(-1, 1, (4, 3, 3))],
-                             attrs={"heads": 2})))
+register(
+    OpDef(
+        name="_contrib_interleaved_matmul_selfatt_valatt",
+        infer=_selfatt_valatt_types,
+        impl=_selfatt_valatt,
+        grad=_composite_grad(_selfatt_valatt_graph),
+        inputs=("queries_keys_values", "attention"),
+        attrs=_HEADS,
+        kind="opaque",
+        doc="Self-attention output: attention times each head's values, heads "
+        "merged to (length, batch, heads*d).\n\nGradient\n--------\nthe "
+        "composition's gradient",
+        test=TestSpec(
+            make_inputs=lambda rng: [rng.uniform(-1, 1, (3, 2, 12)), rng.uniform(-1, 1, (4, 3, 3))],
+            attrs={"heads": 2},
+        ),
+    )
+)
 
 
 def _encdec_qk_types(types, *, heads):
@@ -145,8 +166,9 @@ def _encdec_qk_types(types, *, heads):
     kvlen = types[1].shape[0]
     _check_width(types[1].shape, heads, 2)
     if width * 2 != types[1].shape[2] or types[1].shape[1] != batch:
-        raise GraphError("queries (q, batch, heads*d) and keys_values (k, batch, heads*2*d) "
-                         "do not match")
+        raise GraphError(
+            "queries (q, batch, heads*d) and keys_values (k, batch, heads*2*d) do not match"
+        )
     return [TensorType((batch * heads, qlen, kvlen), types[0].dtype)]
 
 
@@ -163,15 +185,24 @@ def _encdec_qk_graph(queries, keys_values, *, heads):
     return F.batch_dot(q, k, transpose_b=True) * (1.0 / math.sqrt(q.shape[-1]))
 
 
-register(OpDef(name="_contrib_interleaved_matmul_encdec_qk", infer=_encdec_qk_types,
-               impl=_encdec_qk, grad=_composite_grad(_encdec_qk_graph),
-               inputs=("queries", "keys_values"), attrs=_HEADS, kind="opaque",
-               doc="Encoder-decoder attention scores q k^T / sqrt(d) per head -> "
-                   "(batch*heads, q_length, kv_length).\n\nGradient\n--------\nthe "
-                   "composition's gradient",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-1, 1, (4, 2, 6)),
-                                                      rng.uniform(-1, 1, (3, 2, 12))],
-                             attrs={"heads": 2})))
+register(
+    OpDef(
+        name="_contrib_interleaved_matmul_encdec_qk",
+        infer=_encdec_qk_types,
+        impl=_encdec_qk,
+        grad=_composite_grad(_encdec_qk_graph),
+        inputs=("queries", "keys_values"),
+        attrs=_HEADS,
+        kind="opaque",
+        doc="Encoder-decoder attention scores q k^T / sqrt(d) per head -> "
+        "(batch*heads, q_length, kv_length).\n\nGradient\n--------\nthe "
+        "composition's gradient",
+        test=TestSpec(
+            make_inputs=lambda rng: [rng.uniform(-1, 1, (4, 2, 6)), rng.uniform(-1, 1, (3, 2, 12))],
+            attrs={"heads": 2},
+        ),
+    )
+)
 
 
 def _encdec_valatt_types(types, *, heads):
@@ -185,24 +216,32 @@ def _encdec_valatt_types(types, *, heads):
 
 def _encdec_valatt(keys_values, attention, *, heads):
     v = _split_heads_numpy(keys_values, heads, 2, 1)
-    return _merge_heads_numpy(np.matmul(attention, v), heads, attention.shape[1],
-                              keys_values.shape[1])
+    return _merge_heads_numpy(
+        np.matmul(attention, v), heads, attention.shape[1], keys_values.shape[1]
+    )
 
 
 def _encdec_valatt_graph(keys_values, attention, *, heads):
     """attention v per head, values from interleaved keys_values, heads merged"""
     v = _split_heads(keys_values, heads, 2, 1)
-    return _merge_heads(F.batch_dot(attention, v), heads, attention.shape[1],
-                        keys_values.shape[1])
+    return _merge_heads(F.batch_dot(attention, v), heads, attention.shape[1], keys_values.shape[1])
 
 
-register(OpDef(name="_contrib_interleaved_matmul_encdec_valatt",
-               infer=_encdec_valatt_types, impl=_encdec_valatt,
-               grad=_composite_grad(_encdec_valatt_graph),
-               inputs=("keys_values", "attention"), attrs=_HEADS, kind="opaque",
-               doc="Encoder-decoder attention output: attention times each head's "
-                   "values, heads merged to (q_length, batch, heads*d).\n\nGradient\n"
-                   "--------\nthe composition's gradient",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-1, 1, (3, 2, 12)),
-                                                      rng.uniform(-1, 1, (4, 4, 3))],
-                             attrs={"heads": 2})))
+register(
+    OpDef(
+        name="_contrib_interleaved_matmul_encdec_valatt",
+        infer=_encdec_valatt_types,
+        impl=_encdec_valatt,
+        grad=_composite_grad(_encdec_valatt_graph),
+        inputs=("keys_values", "attention"),
+        attrs=_HEADS,
+        kind="opaque",
+        doc="Encoder-decoder attention output: attention times each head's "
+        "values, heads merged to (q_length, batch, heads*d).\n\nGradient\n"
+        "--------\nthe composition's gradient",
+        test=TestSpec(
+            make_inputs=lambda rng: [rng.uniform(-1, 1, (3, 2, 12)), rng.uniform(-1, 1, (4, 4, 3))],
+            attrs={"heads": 2},
+        ),
+    )
+)

@@ -42,11 +42,19 @@ def quadratic_grad(g, x, *, out, a, b, c):
     return g * (x * (2.0 * a) + b)
 
 
-register(OpDef(name="_contrib_quadratic", infer=same_as_first, impl=_quadratic,
-               grad=quadratic_grad, attrs=_QUADRATIC_ATTRS, kind="elemwise",
-               scalar="{a} * {0} * {0} + {b} * {0} + {c}",
-               doc="a x^2 + b x + c, elementwise.\n\nGradient\n--------\ng (2 a x + b)",
-               test=TestSpec(attrs={"a": 1.5, "b": -0.5, "c": 2.0})))
+register(
+    OpDef(
+        name="_contrib_quadratic",
+        infer=same_as_first,
+        impl=_quadratic,
+        grad=quadratic_grad,
+        attrs=_QUADRATIC_ATTRS,
+        kind="elemwise",
+        scalar="{a} * {0} * {0} + {b} * {0} + {c}",
+        doc="a x^2 + b x + c, elementwise.\n\nGradient\n--------\ng (2 a x + b)",
+        test=TestSpec(attrs={"a": 1.5, "b": -0.5, "c": 2.0}),
+    )
+)
 
 
 def _div_sqrt_dim(x):
@@ -58,11 +66,16 @@ def div_sqrt_dim_grad(g, x, *, out):
     return g * (1.0 / math.sqrt(x.shape[-1]))
 
 
-register(OpDef(name="_contrib_div_sqrt_dim", infer=same_as_first, impl=_div_sqrt_dim,
-               grad=div_sqrt_dim_grad,
-               doc="data / sqrt(data.shape[-1]) (attention's scaling).\n\nGradient\n"
-                   "--------\ng / sqrt(d)",
-               test=TestSpec(shapes=((2, 3, 4),))))
+register(
+    OpDef(
+        name="_contrib_div_sqrt_dim",
+        infer=same_as_first,
+        impl=_div_sqrt_dim,
+        grad=div_sqrt_dim_grad,
+        doc="data / sqrt(data.shape[-1]) (attention's scaling).\n\nGradient\n--------\ng / sqrt(d)",
+        test=TestSpec(shapes=((2, 3, 4),)),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
@@ -71,16 +84,25 @@ register(OpDef(name="_contrib_div_sqrt_dim", infer=same_as_first, impl=_div_sqrt
 # tests/test_ops_generated.py, tested in tests/test_contrib.py)
 # ---------------------------------------------------------------------------
 
+
 def gradient_multiplier_grad(g, x, *, out, scalar):
     """g * scalar (the forward is the identity)"""
     return g * scalar
 
 
-register(OpDef(name="_contrib_gradientmultiplier", infer=same_as_first,
-               impl=lambda x, *, scalar: x.copy(), grad=gradient_multiplier_grad,
-               attrs={"scalar": Attr(as_float)}, kind="elemwise", scalar="{0}",
-               doc="The identity, whose gradient is scaled by ``scalar`` (a gradient "
-                   "reversal layer with -1).\n\nGradient\n--------\ng * scalar"))
+register(
+    OpDef(
+        name="_contrib_gradientmultiplier",
+        infer=same_as_first,
+        impl=lambda x, *, scalar: x.copy(),
+        grad=gradient_multiplier_grad,
+        attrs={"scalar": Attr(as_float)},
+        kind="elemwise",
+        scalar="{0}",
+        doc="The identity, whose gradient is scaled by ``scalar`` (a gradient "
+        "reversal layer with -1).\n\nGradient\n--------\ng * scalar",
+    )
+)
 
 
 def straight_through_grad(g, x, *, out):
@@ -92,20 +114,34 @@ def _round_half_away(x):
     return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(x.dtype, copy=False)
 
 
-register(OpDef(name="_contrib_round_ste", infer=same_as_first, impl=_round_half_away,
-               grad=straight_through_grad, kind="elemwise",
-               scalar="math.copysign(math.floor(abs({0}) + 0.5), {0})",
-               doc="Round half away from zero, with the identity's gradient.\n\n"
-                   "Gradient\n--------\ng"))
-register(OpDef(name="_contrib_sign_ste", infer=same_as_first,
-               impl=lambda x: np.sign(x), grad=straight_through_grad, kind="elemwise",
-               scalar="(1.0 if {0} > 0 else (-1.0 if {0} < 0 else 0.0 * {0}))",
-               doc="sign(x), with the identity's gradient.\n\nGradient\n--------\ng"))
+register(
+    OpDef(
+        name="_contrib_round_ste",
+        infer=same_as_first,
+        impl=_round_half_away,
+        grad=straight_through_grad,
+        kind="elemwise",
+        scalar="math.copysign(math.floor(abs({0}) + 0.5), {0})",
+        doc="Round half away from zero, with the identity's gradient.\n\nGradient\n--------\ng",
+    )
+)
+register(
+    OpDef(
+        name="_contrib_sign_ste",
+        infer=same_as_first,
+        impl=lambda x: np.sign(x),
+        grad=straight_through_grad,
+        kind="elemwise",
+        scalar="(1.0 if {0} > 0 else (-1.0 if {0} < 0 else 0.0 * {0}))",
+        doc="sign(x), with the identity's gradient.\n\nGradient\n--------\ng",
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # allclose, index_array, arange_like (no gradient)
 # ---------------------------------------------------------------------------
+
 
 def _allclose_types(types, **_attrs):
     if types[0].shape != types[1].shape:
@@ -114,16 +150,25 @@ def _allclose_types(types, **_attrs):
 
 
 def _allclose(a, b, *, rtol, atol, equal_nan):
-    return np.array(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan),
-                    dtype=np.uint8)
+    return np.array(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan), dtype=np.uint8)
 
 
-register(OpDef(name="_contrib_allclose", infer=_allclose_types, impl=_allclose,
-               inputs=("a", "b"), differentiable=False,
-               attrs={"rtol": Attr(as_float, 1e-5), "atol": Attr(as_float, 1e-8),
-                      "equal_nan": Attr(as_bool, True)},
-               doc="1 (uint8, shape ()) if |a - b| <= atol + rtol |b| everywhere, else 0.",
-               test=TestSpec(shapes=((3, 4), (3, 4)))))
+register(
+    OpDef(
+        name="_contrib_allclose",
+        infer=_allclose_types,
+        impl=_allclose,
+        inputs=("a", "b"),
+        differentiable=False,
+        attrs={
+            "rtol": Attr(as_float, 1e-5),
+            "atol": Attr(as_float, 1e-8),
+            "equal_nan": Attr(as_bool, True),
+        },
+        doc="1 (uint8, shape ()) if |a - b| <= atol + rtol |b| everywhere, else 0.",
+        test=TestSpec(shapes=((3, 4), (3, 4))),
+    )
+)
 
 
 def _index_axes(ndim: int, axes) -> tuple[int, ...]:
@@ -138,14 +183,20 @@ def _index_array_types(types, *, axes):
 def _index_array(data, *, axes):
     grids = np.indices(data.shape, dtype=np.int64)
     picked = [grids[a] for a in _index_axes(data.ndim, axes)]
-    return np.stack(picked, axis=-1) if picked else \
-        np.zeros(data.shape + (0,), dtype=np.int64)
+    return np.stack(picked, axis=-1) if picked else np.zeros(data.shape + (0,), dtype=np.int64)
 
 
-register(OpDef(name="_contrib_index_array", infer=_index_array_types, impl=_index_array,
-               attrs={"axes": Attr(as_axes, None)}, differentiable=False,
-               doc="Each element's index (int64): shape data.shape + (len(axes),).",
-               test=TestSpec(shapes=((2, 3),), attrs={"axes": (-1, 0)})))
+register(
+    OpDef(
+        name="_contrib_index_array",
+        infer=_index_array_types,
+        impl=_index_array,
+        attrs={"axes": Attr(as_axes, None)},
+        differentiable=False,
+        doc="Each element's index (int64): shape data.shape + (len(axes),).",
+        test=TestSpec(shapes=((2, 3),), attrs={"axes": (-1, 0)}),
+    )
+)
 
 
 def _arange_like_types(types, *, start, step, repeat, axis):
@@ -162,19 +213,30 @@ def _arange_like(data, *, start, step, repeat, axis):
     return values.astype(data.dtype).reshape(shape)
 
 
-register(OpDef(name="_contrib_arange_like", infer=_arange_like_types, impl=_arange_like,
-               differentiable=False, shape_only=(0,),
-               attrs={"start": Attr(as_float, 0.0), "step": Attr(as_float, 1.0),
-                      "repeat": Attr(as_int, 1), "axis": Attr(as_optional_int, None)},
-               doc="start, start + step, ... shaped like data (or like its ``axis``), "
-                   "each value repeated ``repeat`` times.",
-               test=TestSpec(shapes=((2, 3),), attrs={"start": 1.0, "step": 0.5,
-                                                     "repeat": 2})))
+register(
+    OpDef(
+        name="_contrib_arange_like",
+        infer=_arange_like_types,
+        impl=_arange_like,
+        differentiable=False,
+        shape_only=(0,),
+        attrs={
+            "start": Attr(as_float, 0.0),
+            "step": Attr(as_float, 1.0),
+            "repeat": Attr(as_int, 1),
+            "axis": Attr(as_optional_int, None),
+        },
+        doc="start, start + step, ... shaped like data (or like its ``axis``), "
+        "each value repeated ``repeat`` times.",
+        test=TestSpec(shapes=((2, 3),), attrs={"start": 1.0, "step": 0.5, "repeat": 2}),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # index_copy
 # ---------------------------------------------------------------------------
+
 
 def _index_copy_types(types):
     old, index, new = types
@@ -193,37 +255,45 @@ def _index_copy(old, index, new):
 
 def index_copy_grad(g, old, index, new, *, out):
     """old: g with the copied rows zeroed; new: the rows of g at index"""
-    return (F._contrib_index_copy(g, index, F.zeros_like(new)), None,
-            F.take(g, index, axis=0))
+    return (F._contrib_index_copy(g, index, F.zeros_like(new)), None, F.take(g, index, axis=0))
 
 
 def _index_copy_inputs(rng):
     return [rng.uniform(-2, 2, (5, 3)), np.array([3.0, 0.0]), rng.uniform(-2, 2, (2, 3))]
 
 
-register(OpDef(name="_contrib_index_copy", infer=_index_copy_types, impl=_index_copy,
-               grad=index_copy_grad, inputs=("old_tensor", "index_vector", "new_tensor"),
-               kind="gather",
-               doc="old_tensor with its rows at index_vector replaced by new_tensor's.\n\n"
-                   "Gradient\n--------\nold: g with those rows zeroed; new: g's rows there",
-               test=TestSpec(make_inputs=_index_copy_inputs, wrt=(0, 2))))
+register(
+    OpDef(
+        name="_contrib_index_copy",
+        infer=_index_copy_types,
+        impl=_index_copy,
+        grad=index_copy_grad,
+        inputs=("old_tensor", "index_vector", "new_tensor"),
+        kind="gather",
+        doc="old_tensor with its rows at index_vector replaced by new_tensor's.\n\n"
+        "Gradient\n--------\nold: g with those rows zeroed; new: g's rows there",
+        test=TestSpec(make_inputs=_index_copy_inputs, wrt=(0, 2)),
+    )
+)
 
 
 # ---------------------------------------------------------------------------
 # boolean_mask: its output length depends on the mask's values
 # ---------------------------------------------------------------------------
 
+
 def _boolean_mask_types(types, *, axis):
-    raise GraphError("the output length of boolean_mask depends on the mask's values: "
-                     "it runs imperatively (mx.nd), not inside a symbol")
+    raise GraphError(
+        "the output length of boolean_mask depends on the mask's values: "
+        "it runs imperatively (mx.nd), not inside a symbol"
+    )
 
 
 def _boolean_mask(data, index, *, axis):
     if axis != 0:
         raise GraphError(f"axis={axis}: only axis 0 is supported (as in MXNet)")
     if index.ndim != 1 or index.shape[0] != data.shape[0]:
-        raise GraphError(f"index of shape {index.shape} must be 1-D of length "
-                         f"{data.shape[0]}")
+        raise GraphError(f"index of shape {index.shape} must be 1-D of length {data.shape[0]}")
     return data[index != 0]
 
 
@@ -232,11 +302,19 @@ def boolean_mask_grad(g, data, index, *, out, axis):
     return F._backward_contrib_boolean_mask(g, data, index, axis=axis), None
 
 
-register(OpDef(name="_contrib_boolean_mask", infer=_boolean_mask_types, impl=_boolean_mask,
-               grad=boolean_mask_grad, inputs=("data", "index"),
-               attrs={"axis": Attr(as_int, 0)}, kind="opaque",
-               doc="The rows of data whose index entry is nonzero.\n\nGradient\n--------\n"
-                   "g scattered back to the kept rows"))
+register(
+    OpDef(
+        name="_contrib_boolean_mask",
+        infer=_boolean_mask_types,
+        impl=_boolean_mask,
+        grad=boolean_mask_grad,
+        inputs=("data", "index"),
+        attrs={"axis": Attr(as_int, 0)},
+        kind="opaque",
+        doc="The rows of data whose index entry is nonzero.\n\nGradient\n--------\n"
+        "g scattered back to the kept rows",
+    )
+)
 
 
 def _boolean_unmask_types(types, *, axis):
@@ -249,22 +327,35 @@ def _boolean_unmask(g, like, index, *, axis):
     return out
 
 
-register(OpDef(name="_backward_contrib_boolean_mask", infer=_boolean_unmask_types,
-               impl=_boolean_unmask, shape_only=(1,), differentiable=False,
-               inputs=("grad", "data", "index"), attrs={"axis": Attr(as_int, 0)},
-               kind="opaque",
-               doc="Zeros shaped like data with grad's rows at the mask's nonzero rows "
-                   "(not differentiable: its gradient, boolean_mask, has a value-dependent "
-                   "shape that no recorded graph can hold).",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (2, 3)),
-                                                      np.zeros((4, 3)),
-                                                      np.array([0, 1, 0, 1.0])],
-                             wrt=(0,))))
+register(
+    OpDef(
+        name="_backward_contrib_boolean_mask",
+        infer=_boolean_unmask_types,
+        impl=_boolean_unmask,
+        shape_only=(1,),
+        differentiable=False,
+        inputs=("grad", "data", "index"),
+        attrs={"axis": Attr(as_int, 0)},
+        kind="opaque",
+        doc="Zeros shaped like data with grad's rows at the mask's nonzero rows "
+        "(not differentiable: its gradient, boolean_mask, has a value-dependent "
+        "shape that no recorded graph can hold).",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-2, 2, (2, 3)),
+                np.zeros((4, 3)),
+                np.array([0, 1, 0, 1.0]),
+            ],
+            wrt=(0,),
+        ),
+    )
+)
 
 # ---------------------------------------------------------------------------
 # SyncBatchNorm: on one device, BatchNorm over axis 1 (ndev and key name the
 # devices that would share statistics)
 # ---------------------------------------------------------------------------
+
 
 def _sync_types(types, *, ndev, key, **attrs):
     return _batchnorm_types(types, axis=1, **attrs)
@@ -280,21 +371,41 @@ def sync_batchnorm_grad(gs, *inputs, out, ndev, key, **attrs):
 
 
 _BN = get_op("BatchNorm")
-SYNC_BATCHNORM = register(OpDef(
-    name="_contrib_SyncBatchNorm", infer=_sync_types, impl=_sync_batchnorm,
-    grad=sync_batchnorm_grad, inputs=_BN.inputs, aux=_BN.aux, uses_train_mode=True,
-    visible_outputs=1, kind="opaque",
-    attrs={**{k: v for k, v in _BN.attrs.items() if k != "axis"},
-           "ndev": Attr(as_int, 1), "key": Attr(str, "")},
-    doc="Batch normalisation over axis 1 with statistics shared across ``ndev`` "
+SYNC_BATCHNORM = register(
+    OpDef(
+        name="_contrib_SyncBatchNorm",
+        infer=_sync_types,
+        impl=_sync_batchnorm,
+        grad=sync_batchnorm_grad,
+        inputs=_BN.inputs,
+        aux=_BN.aux,
+        uses_train_mode=True,
+        visible_outputs=1,
+        kind="opaque",
+        attrs={
+            **{k: v for k, v in _BN.attrs.items() if k != "axis"},
+            "ndev": Attr(as_int, 1),
+            "key": Attr(str, ""),
+        },
+        doc="Batch normalisation over axis 1 with statistics shared across ``ndev`` "
         "devices; on one CPU it is BatchNorm.\n\nGradient\n--------\nBatchNorm's",
-    test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (4, 3, 2)),
-                                           rng.uniform(0.5, 1.5, (3,)),
-                                           rng.uniform(-1, 1, (3,)), np.zeros(3), np.ones(3)],
-                  wrt=(0, 1, 2), attrs={"fix_gamma": False, "is_train": True, "key": "k"})))
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-2, 2, (4, 3, 2)),
+                rng.uniform(0.5, 1.5, (3,)),
+                rng.uniform(-1, 1, (3,)),
+                np.zeros(3),
+                np.ones(3),
+            ],
+            wrt=(0, 1, 2),
+            attrs={"fix_gamma": False, "is_train": True, "key": "k"},
+        ),
+    )
+)
 
 
 # BatchNormWithReLU: relu(BatchNorm(x)), MXNet's fused CPU kernel
+
 
 def _bn_relu(*arrays, **attrs):
     out, mean, inverse_std = _batchnorm(*arrays, **attrs)
@@ -307,16 +418,34 @@ def bn_relu_grad(gs, *inputs, out, **attrs):
     return batchnorm_grad((passed, *gs[1:]), *inputs, out=out, **attrs)
 
 
-BN_RELU = register(OpDef(
-    name="_contrib_BatchNormWithReLU", infer=_batchnorm_types, impl=_bn_relu,
-    grad=bn_relu_grad, inputs=_BN.inputs, aux=_BN.aux, uses_train_mode=True,
-    visible_outputs=1, kind="opaque", attrs=dict(_BN.attrs),
-    doc="relu(BatchNorm(data)) in one op.\n\nGradient\n--------\nBatchNorm's gradient "
+BN_RELU = register(
+    OpDef(
+        name="_contrib_BatchNormWithReLU",
+        infer=_batchnorm_types,
+        impl=_bn_relu,
+        grad=bn_relu_grad,
+        inputs=_BN.inputs,
+        aux=_BN.aux,
+        uses_train_mode=True,
+        visible_outputs=1,
+        kind="opaque",
+        attrs=dict(_BN.attrs),
+        doc="relu(BatchNorm(data)) in one op.\n\nGradient\n--------\nBatchNorm's gradient "
         "of g where the output is positive",
-    test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (4, 3, 2)),
-                                           rng.uniform(0.5, 1.5, (3,)),
-                                           rng.uniform(-1, 1, (3,)), np.zeros(3), np.ones(3)],
-                  wrt=(0, 1, 2), attrs={"fix_gamma": False, "is_train": True}, order=1)))
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-2, 2, (4, 3, 2)),
+                rng.uniform(0.5, 1.5, (3,)),
+                rng.uniform(-1, 1, (3,)),
+                np.zeros(3),
+                np.ones(3),
+            ],
+            wrt=(0, 1, 2),
+            attrs={"fix_gamma": False, "is_train": True},
+            order=1,
+        ),
+    )
+)
 
 
 # Output counts before shapes are known (read by the Symbol frontend for nodes

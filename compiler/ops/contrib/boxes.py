@@ -26,6 +26,7 @@ from ..common import F
 # MultiBoxPrior: SSD's anchor boxes for a feature map
 # ---------------------------------------------------------------------------
 
+
 def _floats(value) -> tuple[float, ...]:
     """Parse a tuple of floats (a number, a sequence, or MXNet's string of one)."""
     value = ast.literal_eval(value) if isinstance(value, str) else value
@@ -34,9 +35,13 @@ def _floats(value) -> tuple[float, ...]:
     return tuple(float(v) for v in value)
 
 
-_PRIOR_ATTRS = {"sizes": Attr(_floats, (1.0,)), "ratios": Attr(_floats, (1.0,)),
-                "clip": Attr(as_bool, False), "steps": Attr(_floats, (-1.0, -1.0)),
-                "offsets": Attr(_floats, (0.5, 0.5))}
+_PRIOR_ATTRS = {
+    "sizes": Attr(_floats, (1.0,)),
+    "ratios": Attr(_floats, (1.0,)),
+    "clip": Attr(as_bool, False),
+    "steps": Attr(_floats, (-1.0, -1.0)),
+    "offsets": Attr(_floats, (0.5, 0.5)),
+}
 
 
 def _prior_types(types, *, sizes, ratios, clip, steps, offsets):
@@ -55,10 +60,16 @@ def _multibox_prior(data, *, sizes, ratios, clip, steps, offsets):
     step_y = f32(steps[0]) if steps[0] > 0 else f32(1.0) / f32(height)
     step_x = f32(steps[1]) if steps[1] > 0 else f32(1.0) / f32(width)
     # per location: every size at the first ratio, then the first size at the others
-    shapes = [(f32(size), np.sqrt(f32(ratios[0]))) for size in sizes] + \
-        [(f32(sizes[0]), np.sqrt(f32(r))) for r in ratios[1:]]
-    half = np.array([[size * f32(height) / f32(width) * root / f32(2), size / root / f32(2)]
-                     for size, root in shapes], dtype=f32)
+    shapes = [(f32(size), np.sqrt(f32(ratios[0]))) for size in sizes] + [
+        (f32(sizes[0]), np.sqrt(f32(r))) for r in ratios[1:]
+    ]
+    half = np.array(
+        [
+            [size * f32(height) / f32(width) * root / f32(2), size / root / f32(2)]
+            for size, root in shapes
+        ],
+        dtype=f32,
+    )
     cy = (np.arange(height, dtype=f32) + f32(offsets[0])) * step_y
     cx = (np.arange(width, dtype=f32) + f32(offsets[1])) * step_x
     cy, cx = np.meshgrid(cy, cx, indexing="ij")
@@ -69,21 +80,38 @@ def _multibox_prior(data, *, sizes, ratios, clip, steps, offsets):
     return boxes.astype(data.dtype)
 
 
-register(OpDef(name="_contrib_MultiBoxPrior", infer=_prior_types, impl=_multibox_prior,
-               attrs=_PRIOR_ATTRS, differentiable=False, shape_only=(0,), kind="opaque",
-               doc="Anchor boxes (xmin, ymin, xmax, ymax, relative to the image) centred "
-                   "on each cell of the feature map: every size at the first ratio, then "
-                   "the first size at each other ratio.",
-               test=TestSpec(shapes=((1, 3, 2, 3),), attrs={"sizes": (0.5, 0.25),
-                                                            "ratios": (1, 2, 0.5)})))
+register(
+    OpDef(
+        name="_contrib_MultiBoxPrior",
+        infer=_prior_types,
+        impl=_multibox_prior,
+        attrs=_PRIOR_ATTRS,
+        differentiable=False,
+        shape_only=(0,),
+        kind="opaque",
+        doc="Anchor boxes (xmin, ymin, xmax, ymax, relative to the image) centred "
+        "on each cell of the feature map: every size at the first ratio, then "
+        "the first size at each other ratio.",
+        test=TestSpec(shapes=((1, 3, 2, 3),), attrs={"sizes": (0.5, 0.25), "ratios": (1, 2, 0.5)}),
+    )
+)
 
 
 def _box_encode_types(types):
     samples, matches, anchors, refs, means, stds = (t.shape for t in types)
-    if matches != samples or anchors != samples + (4,) or len(refs) != 3 or \
-            refs[0] != samples[0] or refs[2] != 4 or means != (4,) or stds != (4,):
-        raise GraphError("expected samples, matches (B, N), anchors (B, N, 4), refs "
-                         "(B, M, 4), means and stds (4,)")
+    if (
+        matches != samples
+        or anchors != samples + (4,)
+        or len(refs) != 3
+        or refs[0] != samples[0]
+        or refs[2] != 4
+        or means != (4,)
+        or stds != (4,)
+    ):
+        raise GraphError(
+            "expected samples, matches (B, N), anchors (B, N, 4), refs "
+            "(B, M, 4), means and stds (4,)"
+        )
     return [TensorType(anchors, types[2].dtype), TensorType(anchors, types[2].dtype)]
 
 
@@ -96,22 +124,35 @@ def _box_encode(samples, matches, anchors, refs, means, stds):
     positive = (samples > 0.5)[..., None]
     with np.errstate(all="ignore"):
         targets = np.where(positive, (raw - means) / stds, 0.0)
-    return (targets.astype(anchors.dtype),
-            np.broadcast_to(positive, anchors.shape).astype(anchors.dtype))
+    return (
+        targets.astype(anchors.dtype),
+        np.broadcast_to(positive, anchors.shape).astype(anchors.dtype),
+    )
 
 
-BOX_ENCODE = register(OpDef(name="_contrib_box_encode", infer=_box_encode_types, impl=_box_encode,
-               inputs=("samples", "matches", "anchors", "refs", "means", "stds"),
-               differentiable=False, kind="opaque",
-               doc="Training targets of positive samples (samples > 0.5): the matched "
-                   "reference box's normalised centre offsets and log sizes against the "
-                   "anchor, minus means, over stds; and their mask.",
-               test=TestSpec(make_inputs=lambda rng: [
-                   np.array([[1.0, -1.0, 1.0]]), np.array([[1.0, 0.0, 0.0]]),
-                   np.array([[[0.1, 0.1, 0.4, 0.5], [0.5, 0.2, 0.9, 0.6],
-                              [0.3, 0.3, 0.5, 0.9]]]),
-                   np.array([[[0.1, 0.15, 0.45, 0.5], [0.5, 0.25, 0.85, 0.6]]]),
-                   np.array([0.0, 0.1, 0.0, 0.0]), np.array([0.1, 0.1, 0.2, 0.3])])))
+BOX_ENCODE = register(
+    OpDef(
+        name="_contrib_box_encode",
+        infer=_box_encode_types,
+        impl=_box_encode,
+        inputs=("samples", "matches", "anchors", "refs", "means", "stds"),
+        differentiable=False,
+        kind="opaque",
+        doc="Training targets of positive samples (samples > 0.5): the matched "
+        "reference box's normalised centre offsets and log sizes against the "
+        "anchor, minus means, over stds; and their mask.",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                np.array([[1.0, -1.0, 1.0]]),
+                np.array([[1.0, 0.0, 0.0]]),
+                np.array([[[0.1, 0.1, 0.4, 0.5], [0.5, 0.2, 0.9, 0.6], [0.3, 0.3, 0.5, 0.9]]]),
+                np.array([[[0.1, 0.15, 0.45, 0.5], [0.5, 0.25, 0.85, 0.6]]]),
+                np.array([0.0, 0.1, 0.0, 0.0]),
+                np.array([0.1, 0.1, 0.2, 0.3]),
+            ]
+        ),
+    )
+)
 
 
 def _box_decode_types(types, **_attrs):
@@ -134,23 +175,38 @@ def _box_decode(data, anchors, *, std0, std1, std2, std3, clip, format):
     if clip > 0:
         dw, dh = np.minimum(dw, clip), np.minimum(dh, clip)
     half_w, half_h = np.exp(dw) * aw / 2, np.exp(dh) * ah / 2
-    return np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h],
-                    axis=-1).astype(data.dtype)
+    return np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=-1).astype(
+        data.dtype
+    )
 
 
-register(OpDef(name="_contrib_box_decode", infer=_box_decode_types, impl=_box_decode,
-               inputs=("data", "anchors"), differentiable=False, kind="opaque",
-               attrs={"std0": Attr(as_float, 1.0), "std1": Attr(as_float, 1.0),
-                      "std2": Attr(as_float, 1.0), "std3": Attr(as_float, 1.0),
-                      "clip": Attr(as_float, -1.0),
-                      "format": Attr(one_of("center", "corner"), "center")},
-               doc="Corner boxes from predicted offsets against anchors (the inverse of "
-                   "box_encode); MXNet's gradient is zero.",
-               test=TestSpec(make_inputs=lambda rng: [
-                   rng.normal(scale=0.3, size=(2, 3, 4)),
-                   np.array([[[0.1, 0.1, 0.4, 0.5], [0.5, 0.2, 0.9, 0.6],
-                              [0.3, 0.3, 0.5, 0.9]]])],
-                   attrs={"std2": 0.2, "clip": 0.5, "format": "corner"})))
+register(
+    OpDef(
+        name="_contrib_box_decode",
+        infer=_box_decode_types,
+        impl=_box_decode,
+        inputs=("data", "anchors"),
+        differentiable=False,
+        kind="opaque",
+        attrs={
+            "std0": Attr(as_float, 1.0),
+            "std1": Attr(as_float, 1.0),
+            "std2": Attr(as_float, 1.0),
+            "std3": Attr(as_float, 1.0),
+            "clip": Attr(as_float, -1.0),
+            "format": Attr(one_of("center", "corner"), "center"),
+        },
+        doc="Corner boxes from predicted offsets against anchors (the inverse of "
+        "box_encode); MXNet's gradient is zero.",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.normal(scale=0.3, size=(2, 3, 4)),
+                np.array([[[0.1, 0.1, 0.4, 0.5], [0.5, 0.2, 0.9, 0.6], [0.3, 0.3, 0.5, 0.9]]]),
+            ],
+            attrs={"std2": 0.2, "clip": 0.5, "format": "corner"},
+        ),
+    )
+)
 
 # ---------------------------------------------------------------------------
 # MultiBoxTarget and MultiBoxDetection: SSD's training targets and decoding
@@ -166,13 +222,22 @@ def _center_form(boxes: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def _target_types(types, **_attrs):
     anchors, labels, preds = (t.shape for t in types)
-    if len(anchors) != 3 or anchors[2] != 4 or len(labels) != 3 or labels[2] < 5 or \
-            len(preds) != 3 or preds[2] != anchors[1]:
+    if (
+        len(anchors) != 3
+        or anchors[2] != 4
+        or len(labels) != 3
+        or labels[2] < 5
+        or len(preds) != 3
+        or preds[2] != anchors[1]
+    ):
         raise GraphError("expected anchor (1, N, 4), label (B, M, 5+), cls_pred (B, C, N)")
     batch, count = labels[0], anchors[1]
     dtype = types[0].dtype
-    return [TensorType((batch, count * 4), dtype), TensorType((batch, count * 4), dtype),
-            TensorType((batch, count), dtype)]
+    return [
+        TensorType((batch, count * 4), dtype),
+        TensorType((batch, count * 4), dtype),
+        TensorType((batch, count), dtype),
+    ]
 
 
 def _match_anchors(iou: np.ndarray, overlap_threshold: float) -> np.ndarray:
@@ -197,9 +262,18 @@ def _match_anchors(iou: np.ndarray, overlap_threshold: float) -> np.ndarray:
     return match
 
 
-def _multibox_target(anchor, label, cls_pred, *, overlap_threshold, ignore_label,
-                     negative_mining_ratio, negative_mining_thresh,
-                     minimum_negative_samples, variances):
+def _multibox_target(
+    anchor,
+    label,
+    cls_pred,
+    *,
+    overlap_threshold,
+    ignore_label,
+    negative_mining_ratio,
+    negative_mining_thresh,
+    minimum_negative_samples,
+    variances,
+):
     # IoUs in the inputs' precision, as MXNet: its near-ties decide matches
     anchors = anchor.reshape(-1, 4)
     count = anchors.shape[0]
@@ -231,20 +305,33 @@ def _multibox_target(anchor, label, cls_pred, *, overlap_threshold, ignore_label
             order = np.argsort(np.log(background), kind="stable")
             cls_target[b, candidates[order[:wanted]]] = 0
         gx, gy, gw, gh = _center_form(truths[match[positive], 1:5].astype(np.float64))
-        loc_target[b, positive] = np.stack([
-            (gx - ax[positive]) / aw[positive] / variances[0],
-            (gy - ay[positive]) / ah[positive] / variances[1],
-            np.log(gw / aw[positive]) / variances[2],
-            np.log(gh / ah[positive]) / variances[3]], axis=-1)
+        loc_target[b, positive] = np.stack(
+            [
+                (gx - ax[positive]) / aw[positive] / variances[0],
+                (gy - ay[positive]) / ah[positive] / variances[1],
+                np.log(gw / aw[positive]) / variances[2],
+                np.log(gh / ah[positive]) / variances[3],
+            ],
+            axis=-1,
+        )
         loc_mask[b, positive] = 1.0
     dtype = anchor.dtype
-    return (loc_target.reshape(batch, -1).astype(dtype),
-            loc_mask.reshape(batch, -1).astype(dtype), cls_target.astype(dtype))
+    return (
+        loc_target.reshape(batch, -1).astype(dtype),
+        loc_mask.reshape(batch, -1).astype(dtype),
+        cls_target.astype(dtype),
+    )
 
 
 def _target_inputs(rng):
-    anchors = _multibox_prior(np.zeros((1, 1, 3, 3)), sizes=(0.4, 0.2), ratios=(1.0, 2.0),
-                              clip=False, steps=(-1.0, -1.0), offsets=(0.5, 0.5))
+    anchors = _multibox_prior(
+        np.zeros((1, 1, 3, 3)),
+        sizes=(0.4, 0.2),
+        ratios=(1.0, 2.0),
+        clip=False,
+        steps=(-1.0, -1.0),
+        offsets=(0.5, 0.5),
+    )
     labels = np.full((2, 2, 5), -1.0)
     labels[0, 0] = [0, 0.1, 0.1, 0.5, 0.45]
     labels[0, 1] = [1, 0.5, 0.4, 0.9, 0.9]
@@ -252,19 +339,29 @@ def _target_inputs(rng):
     return [anchors, labels, rng.normal(size=(2, 4, anchors.shape[1]))]
 
 
-MULTIBOX_TARGET = register(OpDef(name="_contrib_MultiBoxTarget", infer=_target_types,
-                                 impl=_multibox_target,
-               inputs=("anchor", "label", "cls_pred"), differentiable=False, kind="opaque",
-               attrs={"overlap_threshold": Attr(as_float, 0.5),
-                      "ignore_label": Attr(as_float, -1.0),
-                      "negative_mining_ratio": Attr(as_float, -1.0),
-                      "negative_mining_thresh": Attr(as_float, 0.5),
-                      "minimum_negative_samples": Attr(as_int, 0), "variances": _VARIANCES},
-               doc="SSD training targets: each anchor matched to a ground-truth box "
-                   "(greedy bipartite, then IoU > overlap_threshold) gives its box "
-                   "offsets, their mask and its class (0 background; hard negative "
-                   "mining with negative_mining_ratio > 0).",
-               test=TestSpec(make_inputs=_target_inputs, wrt=())))
+MULTIBOX_TARGET = register(
+    OpDef(
+        name="_contrib_MultiBoxTarget",
+        infer=_target_types,
+        impl=_multibox_target,
+        inputs=("anchor", "label", "cls_pred"),
+        differentiable=False,
+        kind="opaque",
+        attrs={
+            "overlap_threshold": Attr(as_float, 0.5),
+            "ignore_label": Attr(as_float, -1.0),
+            "negative_mining_ratio": Attr(as_float, -1.0),
+            "negative_mining_thresh": Attr(as_float, 0.5),
+            "minimum_negative_samples": Attr(as_int, 0),
+            "variances": _VARIANCES,
+        },
+        doc="SSD training targets: each anchor matched to a ground-truth box "
+        "(greedy bipartite, then IoU > overlap_threshold) gives its box "
+        "offsets, their mask and its class (0 background; hard negative "
+        "mining with negative_mining_ratio > 0).",
+        test=TestSpec(make_inputs=_target_inputs, wrt=()),
+    )
+)
 
 
 def _detection_types(types, **_attrs):
@@ -274,8 +371,19 @@ def _detection_types(types, **_attrs):
     return [TensorType((probs[0], probs[2], 6), types[0].dtype)]
 
 
-def _multibox_detection(cls_prob, loc_pred, anchor, *, clip, threshold, background_id,
-                        nms_threshold, force_suppress, variances, nms_topk):
+def _multibox_detection(
+    cls_prob,
+    loc_pred,
+    anchor,
+    *,
+    clip,
+    threshold,
+    background_id,
+    nms_threshold,
+    force_suppress,
+    variances,
+    nms_topk,
+):
     batch, classes, count = cls_prob.shape
     anchors = anchor.reshape(-1, 4).astype(np.float64)
     ax, ay, aw, ah = _center_form(anchors)
@@ -295,63 +403,95 @@ def _multibox_detection(cls_prob, loc_pred, anchor, *, clip, threshold, backgrou
             boxes = np.clip(boxes, 0.0, 1.0)
         valid = np.nonzero(score >= threshold)[0]
         order = valid[np.argsort(-score[valid], kind="stable")]
-        rows = np.concatenate([best[order, None].astype(np.float64), score[order, None],
-                               boxes[order]], axis=1)
+        rows = np.concatenate(
+            [best[order, None].astype(np.float64), score[order, None], boxes[order]], axis=1
+        )
         kept = len(rows) if nms_topk <= 0 else min(nms_topk, len(rows))
         rows[kept:, 0] = -1  # past nms_topk: dropped, their score and box still shown
         for i in range(kept):
             if rows[i, 0] < 0:
                 continue
             for j in range(i + 1, kept):
-                if rows[j, 0] >= 0 and (force_suppress or rows[i, 0] == rows[j, 0]) and \
-                        _iou(rows[i, 2:], rows[j, 2:]) > nms_threshold:
+                if (
+                    rows[j, 0] >= 0
+                    and (force_suppress or rows[i, 0] == rows[j, 0])
+                    and _iou(rows[i, 2:], rows[j, 2:]) > nms_threshold
+                ):
                     rows[j, 0] = -1
-        out[b, :len(rows)] = rows
+        out[b, : len(rows)] = rows
     return out.astype(cls_prob.dtype)
 
 
 def _detection_inputs(rng):
-    anchors = _multibox_prior(np.zeros((1, 1, 3, 3)), sizes=(0.4, 0.2), ratios=(1.0, 2.0),
-                              clip=False, steps=(-1.0, -1.0), offsets=(0.5, 0.5))
+    anchors = _multibox_prior(
+        np.zeros((1, 1, 3, 3)),
+        sizes=(0.4, 0.2),
+        ratios=(1.0, 2.0),
+        clip=False,
+        steps=(-1.0, -1.0),
+        offsets=(0.5, 0.5),
+    )
     logits = rng.normal(size=(2, 3, anchors.shape[1]))
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     return [probs, rng.normal(scale=0.3, size=(2, anchors.shape[1] * 4)), anchors]
 
 
-register(OpDef(name="_contrib_MultiBoxDetection", infer=_detection_types,
-               impl=_multibox_detection, inputs=("cls_prob", "loc_pred", "anchor"),
-               differentiable=False, kind="opaque",
-               attrs={"clip": Attr(as_bool, True), "threshold": Attr(as_float, 0.01),
-                      "background_id": Attr(as_int, 0), "nms_threshold": Attr(as_float, 0.5),
-                      "force_suppress": Attr(as_bool, False), "variances": _VARIANCES,
-                      "nms_topk": Attr(as_int, -1)},
-               doc="SSD detections: each anchor's best class and decoded box, those "
-                   "scoring at least ``threshold`` sorted by score, overlapping ones of "
-                   "a class suppressed (class -1); rows [class, score, xmin, ymin, xmax, "
-                   "ymax], -1 rows after the last detection.",
-               test=TestSpec(make_inputs=_detection_inputs, wrt=(),
-                             attrs={"threshold": 0.2})))
+register(
+    OpDef(
+        name="_contrib_MultiBoxDetection",
+        infer=_detection_types,
+        impl=_multibox_detection,
+        inputs=("cls_prob", "loc_pred", "anchor"),
+        differentiable=False,
+        kind="opaque",
+        attrs={
+            "clip": Attr(as_bool, True),
+            "threshold": Attr(as_float, 0.01),
+            "background_id": Attr(as_int, 0),
+            "nms_threshold": Attr(as_float, 0.5),
+            "force_suppress": Attr(as_bool, False),
+            "variances": _VARIANCES,
+            "nms_topk": Attr(as_int, -1),
+        },
+        doc="SSD detections: each anchor's best class and decoded box, those "
+        "scoring at least ``threshold`` sorted by score, overlapping ones of "
+        "a class suppressed (class -1); rows [class, score, xmin, ymin, xmax, "
+        "ymax], -1 rows after the last detection.",
+        test=TestSpec(make_inputs=_detection_inputs, wrt=(), attrs={"threshold": 0.2}),
+    )
+)
 
 # ---------------------------------------------------------------------------
 # Proposal / MultiProposal: Faster R-CNN's region proposals (pixel boxes with
 # the +1 width convention of its reference code)
 # ---------------------------------------------------------------------------
 
-_PROPOSAL_ATTRS = {"rpn_pre_nms_top_n": Attr(as_int, 6000),
-                   "rpn_post_nms_top_n": Attr(as_int, 300), "threshold": Attr(as_float, 0.7),
-                   "rpn_min_size": Attr(as_int, 16),
-                   "scales": Attr(_floats, (4.0, 8.0, 16.0, 32.0)),
-                   "ratios": Attr(_floats, (0.5, 1.0, 2.0)), "feature_stride": Attr(as_int, 16),
-                   "output_score": Attr(as_bool, False), "iou_loss": Attr(as_bool, False)}
+_PROPOSAL_ATTRS = {
+    "rpn_pre_nms_top_n": Attr(as_int, 6000),
+    "rpn_post_nms_top_n": Attr(as_int, 300),
+    "threshold": Attr(as_float, 0.7),
+    "rpn_min_size": Attr(as_int, 16),
+    "scales": Attr(_floats, (4.0, 8.0, 16.0, 32.0)),
+    "ratios": Attr(_floats, (0.5, 1.0, 2.0)),
+    "feature_stride": Attr(as_int, 16),
+    "output_score": Attr(as_bool, False),
+    "iou_loss": Attr(as_bool, False),
+}
 
 
 def _proposal_types(types, *, rpn_post_nms_top_n, scales, ratios, **_attrs):
     scores, deltas, info = (t.shape for t in types)
     anchors = len(scales) * len(ratios)
-    if len(scores) != 4 or scores[1] != 2 * anchors or deltas != (scores[0], 4 * anchors) + \
-            scores[2:] or info != (scores[0], 3):
-        raise GraphError(f"expected cls_prob (B, {2 * anchors}, H, W), bbox_pred (B, "
-                         f"{4 * anchors}, H, W) and im_info (B, 3)")
+    if (
+        len(scores) != 4
+        or scores[1] != 2 * anchors
+        or deltas != (scores[0], 4 * anchors) + scores[2:]
+        or info != (scores[0], 3)
+    ):
+        raise GraphError(
+            f"expected cls_prob (B, {2 * anchors}, H, W), bbox_pred (B, "
+            f"{4 * anchors}, H, W) and im_info (B, 3)"
+        )
     count = scores[0] * rpn_post_nms_top_n
     return [TensorType((count, 5), types[0].dtype), TensorType((count, 1), types[0].dtype)]
 
@@ -365,8 +505,14 @@ def _base_anchors(stride: int, scales, ratios) -> np.ndarray:
         height = math.floor(width * ratio + 0.5)
         for scale in scales:
             w, h = width * scale, height * scale
-            anchors.append([center - 0.5 * (w - 1), center - 0.5 * (h - 1),
-                            center + 0.5 * (w - 1), center + 0.5 * (h - 1)])
+            anchors.append(
+                [
+                    center - 0.5 * (w - 1),
+                    center - 0.5 * (h - 1),
+                    center + 0.5 * (w - 1),
+                    center + 0.5 * (h - 1),
+                ]
+            )
     return np.array(anchors)
 
 
@@ -381,23 +527,44 @@ def _pixel_nms(boxes: np.ndarray, threshold: float, limit: int) -> list[int]:
         keep.append(i)
         if len(keep) >= limit:
             break
-        width = np.maximum(0.0, np.minimum(boxes[i, 2], boxes[i + 1:, 2]) -
-                           np.maximum(boxes[i, 0], boxes[i + 1:, 0]) + 1)
-        height = np.maximum(0.0, np.minimum(boxes[i, 3], boxes[i + 1:, 3]) -
-                            np.maximum(boxes[i, 1], boxes[i + 1:, 1]) + 1)
+        width = np.maximum(
+            0.0,
+            np.minimum(boxes[i, 2], boxes[i + 1 :, 2])
+            - np.maximum(boxes[i, 0], boxes[i + 1 :, 0])
+            + 1,
+        )
+        height = np.maximum(
+            0.0,
+            np.minimum(boxes[i, 3], boxes[i + 1 :, 3])
+            - np.maximum(boxes[i, 1], boxes[i + 1 :, 1])
+            + 1,
+        )
         inter = width * height
-        suppressed[i + 1:] |= inter / (areas[i] + areas[i + 1:] - inter) > threshold
+        suppressed[i + 1 :] |= inter / (areas[i] + areas[i + 1 :] - inter) > threshold
     return keep
 
 
-def _proposal(cls_prob, bbox_pred, im_info, *, rpn_pre_nms_top_n, rpn_post_nms_top_n,
-              threshold, rpn_min_size, scales, ratios, feature_stride, output_score,
-              iou_loss):
+def _proposal(
+    cls_prob,
+    bbox_pred,
+    im_info,
+    *,
+    rpn_pre_nms_top_n,
+    rpn_post_nms_top_n,
+    threshold,
+    rpn_min_size,
+    scales,
+    ratios,
+    feature_stride,
+    output_score,
+    iou_loss,
+):
     batch, _, height, width = cls_prob.shape
     base = _base_anchors(feature_stride, scales, ratios)
     count = len(base)
-    shift_y, shift_x = np.meshgrid(np.arange(height) * feature_stride,
-                                   np.arange(width) * feature_stride, indexing="ij")
+    shift_y, shift_x = np.meshgrid(
+        np.arange(height) * feature_stride, np.arange(width) * feature_stride, indexing="ij"
+    )
     shifts = np.stack([shift_x, shift_y, shift_x, shift_y], axis=-1)  # (H, W, 4)
     anchors = (shifts[:, :, None, :] + base).reshape(-1, 4)  # cell-major, anchor last
     rois = np.zeros((batch, rpn_post_nms_top_n, 5))
@@ -415,19 +582,23 @@ def _proposal(cls_prob, bbox_pred, im_info, *, rpn_pre_nms_top_n, rpn_post_nms_t
             cx = anchors[:, 0] + 0.5 * (widths - 1) + deltas[:, 0] * widths
             cy = anchors[:, 1] + 0.5 * (heights - 1) + deltas[:, 1] * heights
             w, h = np.exp(deltas[:, 2]) * widths, np.exp(deltas[:, 3]) * heights
-            boxes = np.stack([cx - 0.5 * (w - 1), cy - 0.5 * (h - 1), cx + 0.5 * (w - 1),
-                              cy + 0.5 * (h - 1)], axis=-1)
+            boxes = np.stack(
+                [cx - 0.5 * (w - 1), cy - 0.5 * (h - 1), cx + 0.5 * (w - 1), cy + 0.5 * (h - 1)],
+                axis=-1,
+            )
         boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, im_width - 1)
         boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, im_height - 1)
         # cells past the image (its size over the stride, truncated) score -1
         cell_y, cell_x = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-        outside = (cell_y >= int(im_height / feature_stride)) | \
-            (cell_x >= int(im_width / feature_stride))
+        outside = (cell_y >= int(im_height / feature_stride)) | (
+            cell_x >= int(im_width / feature_stride)
+        )
         scores[np.repeat(outside.reshape(-1), count)] = -1
         # boxes smaller than the minimum: score -1, grown by half the minimum each side
         min_size = rpn_min_size * im_scale
-        small = ((boxes[:, 2] - boxes[:, 0] + 1 < min_size) |
-                 (boxes[:, 3] - boxes[:, 1] + 1 < min_size))
+        small = (boxes[:, 2] - boxes[:, 0] + 1 < min_size) | (
+            boxes[:, 3] - boxes[:, 1] + 1 < min_size
+        )
         boxes[small] += np.array([-1, -1, 1, 1]) * (min_size / 2)
         scores[small] = -1
         order = np.argsort(-scores, kind="stable")
@@ -443,25 +614,45 @@ def _proposal(cls_prob, bbox_pred, im_info, *, rpn_pre_nms_top_n, rpn_post_nms_t
 
 
 def _proposal_inputs(rng):
-    return [rng.uniform(size=(2, 12, 3, 4)), rng.normal(scale=0.2, size=(2, 24, 3, 4)),
-            np.array([[40.0, 60.0, 1.0], [48.0, 30.0, 0.5]])]
+    return [
+        rng.uniform(size=(2, 12, 3, 4)),
+        rng.normal(scale=0.2, size=(2, 24, 3, 4)),
+        np.array([[40.0, 60.0, 1.0], [48.0, 30.0, 0.5]]),
+    ]
 
 
-PROPOSAL = register(OpDef(
-    name="_contrib_Proposal", aliases=("_contrib_MultiProposal",), infer=_proposal_types,
-    impl=_proposal, inputs=("cls_prob", "bbox_pred", "im_info"), attrs=_PROPOSAL_ATTRS,
-    visible_outputs=lambda attrs: 2 if attrs["output_score"] else 1, differentiable=False,
-    kind="opaque",
-    doc="Region proposals: anchors shifted over the feature map, moved by bbox_pred, "
+PROPOSAL = register(
+    OpDef(
+        name="_contrib_Proposal",
+        aliases=("_contrib_MultiProposal",),
+        infer=_proposal_types,
+        impl=_proposal,
+        inputs=("cls_prob", "bbox_pred", "im_info"),
+        attrs=_PROPOSAL_ATTRS,
+        visible_outputs=lambda attrs: 2 if attrs["output_score"] else 1,
+        differentiable=False,
+        kind="opaque",
+        doc="Region proposals: anchors shifted over the feature map, moved by bbox_pred, "
         "clipped to the image, too small ones dropped, sorted by score, NMS; rows "
         "[batch index, x1, y1, x2, y2] (MultiProposal: any batch size).",
-    test=TestSpec(make_inputs=_proposal_inputs, attrs={
-        "rpn_pre_nms_top_n": 20, "rpn_post_nms_top_n": 6, "rpn_min_size": 4,
-        "scales": (2.0, 4.0), "ratios": (0.5, 1.0, 2.0), "output_score": True})))
+        test=TestSpec(
+            make_inputs=_proposal_inputs,
+            attrs={
+                "rpn_pre_nms_top_n": 20,
+                "rpn_post_nms_top_n": 6,
+                "rpn_min_size": 4,
+                "scales": (2.0, 4.0),
+                "ratios": (0.5, 1.0, 2.0),
+                "output_score": True,
+            },
+        ),
+    )
+)
 
 # ---------------------------------------------------------------------------
 # boxes: box_iou, box_nms, bipartite_matching
 # ---------------------------------------------------------------------------
+
 
 def _corners(boxes: np.ndarray, box_format: str) -> np.ndarray:
     """Boxes (..., 4) as corners xmin, ymin, xmax, ymax."""
@@ -500,22 +691,37 @@ def _box_iou(lhs, rhs, *, format):
     return _iou(_corners(lhs, format), _corners(rhs, format)).astype(lhs.dtype)
 
 
-register(OpDef(name="_contrib_box_iou", infer=_box_iou_types, impl=_box_iou,
-               inputs=("lhs", "rhs"), attrs={"format": Attr(one_of("corner", "center"),
-                                                            "corner")},
-               differentiable=False,
-               doc="Intersection over union of every lhs box with every rhs box "
-                   "(MXNet's gradient is zero).",
-               test=TestSpec(make_inputs=lambda rng: [
-                   np.array([[0, 0, 2, 2], [1, 1, 3, 3.5]]),
-                   np.array([[[0, 0, 1, 1], [0.5, 0.5, 2, 2]]])])))
+register(
+    OpDef(
+        name="_contrib_box_iou",
+        infer=_box_iou_types,
+        impl=_box_iou,
+        inputs=("lhs", "rhs"),
+        attrs={"format": Attr(one_of("corner", "center"), "corner")},
+        differentiable=False,
+        doc="Intersection over union of every lhs box with every rhs box "
+        "(MXNet's gradient is zero).",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                np.array([[0, 0, 2, 2], [1, 1, 3, 3.5]]),
+                np.array([[[0, 0, 1, 1], [0.5, 0.5, 2, 2]]]),
+            ]
+        ),
+    )
+)
 
-_NMS_ATTRS = {"overlap_thresh": Attr(as_float, 0.5), "valid_thresh": Attr(as_float, 0.0),
-              "topk": Attr(as_int, -1), "coord_start": Attr(as_int, 2),
-              "score_index": Attr(as_int, 1), "id_index": Attr(as_int, -1),
-              "background_id": Attr(as_int, -1), "force_suppress": Attr(as_bool, False),
-              "in_format": Attr(one_of("corner", "center"), "corner"),
-              "out_format": Attr(one_of("corner", "center"), "corner")}
+_NMS_ATTRS = {
+    "overlap_thresh": Attr(as_float, 0.5),
+    "valid_thresh": Attr(as_float, 0.0),
+    "topk": Attr(as_int, -1),
+    "coord_start": Attr(as_int, 2),
+    "score_index": Attr(as_int, 1),
+    "id_index": Attr(as_int, -1),
+    "background_id": Attr(as_int, -1),
+    "force_suppress": Attr(as_bool, False),
+    "in_format": Attr(one_of("corner", "center"), "corner"),
+    "out_format": Attr(one_of("corner", "center"), "corner"),
+}
 
 
 def _box_nms_types(types, **_attrs):
@@ -533,8 +739,8 @@ def _nms_keep(batch: np.ndarray, attrs: dict) -> list[int]:
         valid &= batch[:, ident] != attrs["background_id"]
     order = [int(i) for i in np.argsort(-batch[:, score], kind="stable") if valid[i]]
     if attrs["topk"] > 0:
-        order = order[:attrs["topk"]]
-    corners = _corners(batch[:, start:start + 4].astype(np.float64), attrs["in_format"])
+        order = order[: attrs["topk"]]
+    corners = _corners(batch[:, start : start + 4].astype(np.float64), attrs["in_format"])
     kept: list[int] = []
     for i in order:
         suppressed = False
@@ -555,13 +761,14 @@ def _box_nms(data, **attrs):
     start = attrs["coord_start"]
     for b, batch in enumerate(batches):
         kept = _nms_keep(batch, attrs)
-        out[b, :len(kept)] = batch[kept]
-        where[b, :len(kept)] = kept
+        out[b, : len(kept)] = batch[kept]
+        where[b, : len(kept)] = kept
         if kept and attrs["in_format"] != attrs["out_format"]:
-            coords = batch[kept, start:start + 4].astype(np.float64)
-            converted = _centers(coords) if attrs["out_format"] == "center" else \
-                _corners(coords, "center")
-            out[b, :len(kept), start:start + 4] = converted
+            coords = batch[kept, start : start + 4].astype(np.float64)
+            converted = (
+                _centers(coords) if attrs["out_format"] == "center" else _corners(coords, "center")
+            )
+            out[b, : len(kept), start : start + 4] = converted
     return out.reshape(data.shape), where.reshape(data.shape[:-1])
 
 
@@ -570,17 +777,36 @@ def box_nms_grad(g, data, *, out, **attrs):
     return F._backward_contrib_box_nms(g[0], out[1], data)
 
 
-BOX_NMS = register(OpDef(name="_contrib_box_nms", aliases=("_contrib_box_non_maximum_suppression",),
-               infer=_box_nms_types, impl=_box_nms, grad=box_nms_grad, attrs=_NMS_ATTRS,
-               visible_outputs=1, kind="opaque",
-               doc="Non-maximum suppression: boxes sorted by score, overlapping ones "
-                   "(IoU > overlap_thresh) dropped, the rest of the rows -1.\n\nGradient\n"
-                   "--------\nthe output rows' gradients back at their input rows",
-               test=TestSpec(make_inputs=lambda rng: [np.array(
-                   [[0, 0.5, 0.1, 0.1, 0.2, 0.2], [1, 0.4, 0.1, 0.1, 0.2, 0.2],
-                    [0, 0.3, 0.1, 0.1, 0.14, 0.14], [0, 0.6, 0.5, 0.5, 0.7, 0.8]])
-                   + rng.uniform(0, 1e-3, (4, 6)) * [0, 1, 0, 0, 0, 0]],
-                   attrs={"overlap_thresh": 0.1}, order=1)))
+BOX_NMS = register(
+    OpDef(
+        name="_contrib_box_nms",
+        aliases=("_contrib_box_non_maximum_suppression",),
+        infer=_box_nms_types,
+        impl=_box_nms,
+        grad=box_nms_grad,
+        attrs=_NMS_ATTRS,
+        visible_outputs=1,
+        kind="opaque",
+        doc="Non-maximum suppression: boxes sorted by score, overlapping ones "
+        "(IoU > overlap_thresh) dropped, the rest of the rows -1.\n\nGradient\n"
+        "--------\nthe output rows' gradients back at their input rows",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                np.array(
+                    [
+                        [0, 0.5, 0.1, 0.1, 0.2, 0.2],
+                        [1, 0.4, 0.1, 0.1, 0.2, 0.2],
+                        [0, 0.3, 0.1, 0.1, 0.14, 0.14],
+                        [0, 0.6, 0.5, 0.5, 0.7, 0.8],
+                    ]
+                )
+                + rng.uniform(0, 1e-3, (4, 6)) * [0, 1, 0, 0, 0, 0]
+            ],
+            attrs={"overlap_thresh": 0.1},
+            order=1,
+        ),
+    )
+)
 
 
 def _nms_back_types(types):
@@ -597,21 +823,35 @@ def _nms_back(g, where, like):
     return out.reshape(like.shape)
 
 
-register(OpDef(name="_backward_contrib_box_nms", infer=_nms_back_types, impl=_nms_back,
-               inputs=("grad", "index", "data"), shape_only=(2,), differentiable=False,
-               kind="opaque",
-               doc="box_nms's gradient: rows of grad moved to the input rows in index.",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (3, 2)),
-                                                      np.array([2.0, 0.0, -1.0]),
-                                                      np.zeros((3, 2))])))
+register(
+    OpDef(
+        name="_backward_contrib_box_nms",
+        infer=_nms_back_types,
+        impl=_nms_back,
+        inputs=("grad", "index", "data"),
+        shape_only=(2,),
+        differentiable=False,
+        kind="opaque",
+        doc="box_nms's gradient: rows of grad moved to the input rows in index.",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-2, 2, (3, 2)),
+                np.array([2.0, 0.0, -1.0]),
+                np.zeros((3, 2)),
+            ]
+        ),
+    )
+)
 
 
 def _matching_types(types, *, is_ascend, threshold, topk):
     shape = types[0].shape
     if len(shape) < 2:
         raise GraphError("data must be (..., N, M)")
-    return [TensorType(shape[:-1], types[0].dtype),
-            TensorType(shape[:-2] + shape[-1:], types[0].dtype)]
+    return [
+        TensorType(shape[:-1], types[0].dtype),
+        TensorType(shape[:-2] + shape[-1:], types[0].dtype),
+    ]
 
 
 def _bipartite_matching(data, *, is_ascend, threshold, topk):
@@ -636,18 +876,33 @@ def _bipartite_matching(data, *, is_ascend, threshold, topk):
     return rows.reshape(data.shape[:-1]), cols.reshape(data.shape[:-2] + data.shape[-1:])
 
 
-MATCHING = register(OpDef(name="_contrib_bipartite_matching", infer=_matching_types,
-               impl=_bipartite_matching, differentiable=False, kind="opaque",
-               attrs={"is_ascend": Attr(as_bool, False), "threshold": Attr(as_float),
-                      "topk": Attr(as_int, -1)},
-               doc="Greedy bipartite matching of a score matrix (best score first): each "
-                   "row's matched column and each column's row, -1 if none.",
-               test=TestSpec(shapes=((2, 3, 4),), attrs={"threshold": 1e-12})))
+MATCHING = register(
+    OpDef(
+        name="_contrib_bipartite_matching",
+        infer=_matching_types,
+        impl=_bipartite_matching,
+        differentiable=False,
+        kind="opaque",
+        attrs={
+            "is_ascend": Attr(as_bool, False),
+            "threshold": Attr(as_float),
+            "topk": Attr(as_int, -1),
+        },
+        doc="Greedy bipartite matching of a score matrix (best score first): each "
+        "row's matched column and each column's row, -1 if none.",
+        test=TestSpec(shapes=((2, 3, 4),), attrs={"threshold": 1e-12}),
+    )
+)
 
 
 # Output counts before shapes are known (read by the Symbol frontend for nodes
 # whose input shapes are pending), for the ops above with several outputs.
-for _opdef, _count in ((BOX_ENCODE, 2), (BOX_NMS, 2), (MATCHING, 2), (MULTIBOX_TARGET, 3),
-                      (PROPOSAL, 2)):
+for _opdef, _count in (
+    (BOX_ENCODE, 2),
+    (BOX_NMS, 2),
+    (MATCHING, 2),
+    (MULTIBOX_TARGET, 3),
+    (PROPOSAL, 2),
+):
     _opdef.num_outputs = _count  # type: ignore[attr-defined]
 del _opdef, _count

@@ -22,6 +22,7 @@ from ...registry import (
 # follow from the input types through the callback (``infer``), as MXNet's
 # CustomOpProp.infer_shape does.
 
+
 def _identity(value):
     return value
 
@@ -38,8 +39,7 @@ def custom_op_grad(g, *inputs, out, op_type, callback, is_train, **_kwargs):
     """the user's CustomOp.backward(out_grad, in_data, out_data)"""
     grads = g if isinstance(g, tuple) else (g,)
     outs = out if isinstance(out, tuple) else (out,)
-    results = grads[0]._apply("_backward_Custom", (*grads, *inputs, *outs),
-                              {"callback": callback})
+    results = grads[0]._apply("_backward_Custom", (*grads, *inputs, *outs), {"callback": callback})
     results = results if isinstance(results, tuple) else (results,)
     arguments = callback.num_arguments
     return tuple(results[:arguments]) + (None,) * (len(inputs) - arguments)
@@ -56,14 +56,25 @@ def _custom_inputs(attrs: dict) -> tuple[str, ...]:
     return ("data",) if callback is None else tuple(callback.arguments + callback.aux_names)
 
 
-CUSTOM = register(OpDef(
-    name="Custom", infer=_custom_op_types, impl=_custom_op, grad=custom_op_grad,
-    inputs=_custom_inputs, attrs={"op_type": Attr(str), "callback": Attr(_identity, None),
-                                  "is_train": Attr(as_bool, False)},
-    uses_train_mode=True, kind="opaque",
-    doc="A user-defined operator registered with mx.operator.register(op_type); "
+CUSTOM = register(
+    OpDef(
+        name="Custom",
+        infer=_custom_op_types,
+        impl=_custom_op,
+        grad=custom_op_grad,
+        inputs=_custom_inputs,
+        attrs={
+            "op_type": Attr(str),
+            "callback": Attr(_identity, None),
+            "is_train": Attr(as_bool, False),
+        },
+        uses_train_mode=True,
+        kind="opaque",
+        doc="A user-defined operator registered with mx.operator.register(op_type); "
         "other attributes go to its prop.\n\nGradient\n--------\nthe operator's own "
-        "backward"))
+        "backward",
+    )
+)
 _declared_attrs = CUSTOM.canonical_attrs
 
 
@@ -72,8 +83,11 @@ def _custom_canonical_attrs(given: dict) -> dict:
     does: they are the prop's constructor arguments and go to JSON with the node.
     (Set on the Custom OpDef itself: the frontend's recording fast path takes
     OpDef instances by exact type, so no subclass.)"""
-    extra = {key: str(value) for key, value in given.items()
-             if key not in CUSTOM.attrs and key not in INERT_ATTRS}
+    extra = {
+        key: str(value)
+        for key, value in given.items()
+        if key not in CUSTOM.attrs and key not in INERT_ATTRS
+    }
     out = _declared_attrs({k: v for k, v in given.items() if k in CUSTOM.attrs})
     if out["callback"] is None:
         if not CUSTOM_CALLBACK_FACTORY:
@@ -87,21 +101,29 @@ CUSTOM.canonical_attrs = _custom_canonical_attrs  # type: ignore[method-assign]
 
 def _custom_back_types(types, *, callback):
     count = len(callback.output_types)
-    return [TensorType(t.shape, t.dtype) for t in types[count:count + callback.num_arguments]]
+    return [TensorType(t.shape, t.dtype) for t in types[count : count + callback.num_arguments]]
 
 
 def _custom_back(*arrays, callback):
     count = len(callback.output_types)
     grads, rest = arrays[:count], arrays[count:]
-    inputs, outputs = rest[:len(rest) - count], rest[len(rest) - count:]
+    inputs, outputs = rest[: len(rest) - count], rest[len(rest) - count :]
     return tuple(callback.backward(grads, inputs, outputs))
 
 
-register(OpDef(name="_backward_Custom", infer=_custom_back_types, impl=_custom_back,
-               attrs={"callback": Attr(_identity)}, variadic=True, differentiable=False,
-               kind="opaque",
-               doc="The backward of a Custom op: gradients of its arguments (inputs are "
-                   "the output gradients, the inputs and the outputs)."))
+register(
+    OpDef(
+        name="_backward_Custom",
+        infer=_custom_back_types,
+        impl=_custom_back,
+        attrs={"callback": Attr(_identity)},
+        variadic=True,
+        differentiable=False,
+        kind="opaque",
+        doc="The backward of a Custom op: gradients of its arguments (inputs are "
+        "the output gradients, the inputs and the outputs).",
+    )
+)
 
 
 # ---------------------------------------------------------------------------
@@ -113,6 +135,7 @@ register(OpDef(name="_backward_Custom", infer=_custom_back_types, impl=_custom_b
 # arrays)`` on numpy arrays, as Custom's does. Inputs: the loop's own inputs
 # (data and states, or loop variables), then the body's free variables; outputs:
 # the stacked step outputs, then the final states.
+
 
 def _foreach_types(types, *, callback):
     return list(callback.infer(types))
@@ -136,14 +159,23 @@ foreach_grad = _loop_grad("_backward_foreach")
 while_loop_grad = _loop_grad("_backward_while_loop")
 
 
-register(OpDef(name="_foreach", infer=_foreach_types, impl=_foreach, grad=foreach_grad,
-               attrs={"callback": Attr(_identity)}, variadic=True, kind="opaque",
-               doc="contrib.foreach over a traced body (data length known at run time)."
-                   "\n\nGradient\n--------\nthe body's gradient, step by step in reverse"))
+register(
+    OpDef(
+        name="_foreach",
+        infer=_foreach_types,
+        impl=_foreach,
+        grad=foreach_grad,
+        attrs={"callback": Attr(_identity)},
+        variadic=True,
+        kind="opaque",
+        doc="contrib.foreach over a traced body (data length known at run time)."
+        "\n\nGradient\n--------\nthe body's gradient, step by step in reverse",
+    )
+)
 
 
 def _foreach_back_types(types, *, callback):
-    return list(types[callback.num_outputs:])
+    return list(types[callback.num_outputs :])
 
 
 def _foreach_back(*arrays, callback):
@@ -151,29 +183,70 @@ def _foreach_back(*arrays, callback):
     return tuple(callback.backward(arrays[:count], arrays[count:]))
 
 
-register(OpDef(name="_backward_foreach", infer=_foreach_back_types, impl=_foreach_back,
-               attrs={"callback": Attr(_identity)}, variadic=True, differentiable=False,
-               kind="opaque",
-               doc="The backward of _foreach: the gradients of its inputs (inputs are "
-                   "its output gradients, then its inputs)."))
-register(OpDef(name="_while_loop", infer=_foreach_types, impl=_foreach, grad=while_loop_grad,
-               attrs={"callback": Attr(_identity)}, variadic=True, kind="opaque",
-               doc="contrib.while_loop over traced cond and func graphs: func runs while "
-                   "cond holds, at most max_iterations times; outputs padded with zeros."
-                   "\n\nGradient\n--------\nfunc's gradient, step by step in reverse"))
-register(OpDef(name="_cond", infer=_foreach_types, impl=_foreach,
-               grad=_loop_grad("_backward_cond"), attrs={"callback": Attr(_identity)},
-               variadic=True, kind="opaque",
-               doc="contrib.cond over traced branches: the predicate (input 0) picks "
-                   "which branch runs.\n\nGradient\n--------\nthe chosen branch's "
-                   "gradient; none for the predicate"))
-register(OpDef(name="_backward_cond", infer=_foreach_back_types, impl=_foreach_back,
-               attrs={"callback": Attr(_identity)}, variadic=True, differentiable=False,
-               kind="opaque",
-               doc="The backward of _cond: the gradients of its inputs (inputs are its "
-                   "output gradients, then its inputs)."))
-register(OpDef(name="_backward_while_loop", infer=_foreach_back_types, impl=_foreach_back,
-               attrs={"callback": Attr(_identity)}, variadic=True, differentiable=False,
-               kind="opaque",
-               doc="The backward of _while_loop: the gradients of its inputs (inputs are "
-                   "its output gradients, then its inputs)."))
+register(
+    OpDef(
+        name="_backward_foreach",
+        infer=_foreach_back_types,
+        impl=_foreach_back,
+        attrs={"callback": Attr(_identity)},
+        variadic=True,
+        differentiable=False,
+        kind="opaque",
+        doc="The backward of _foreach: the gradients of its inputs (inputs are "
+        "its output gradients, then its inputs).",
+    )
+)
+register(
+    OpDef(
+        name="_while_loop",
+        infer=_foreach_types,
+        impl=_foreach,
+        grad=while_loop_grad,
+        attrs={"callback": Attr(_identity)},
+        variadic=True,
+        kind="opaque",
+        doc="contrib.while_loop over traced cond and func graphs: func runs while "
+        "cond holds, at most max_iterations times; outputs padded with zeros."
+        "\n\nGradient\n--------\nfunc's gradient, step by step in reverse",
+    )
+)
+register(
+    OpDef(
+        name="_cond",
+        infer=_foreach_types,
+        impl=_foreach,
+        grad=_loop_grad("_backward_cond"),
+        attrs={"callback": Attr(_identity)},
+        variadic=True,
+        kind="opaque",
+        doc="contrib.cond over traced branches: the predicate (input 0) picks "
+        "which branch runs.\n\nGradient\n--------\nthe chosen branch's "
+        "gradient; none for the predicate",
+    )
+)
+register(
+    OpDef(
+        name="_backward_cond",
+        infer=_foreach_back_types,
+        impl=_foreach_back,
+        attrs={"callback": Attr(_identity)},
+        variadic=True,
+        differentiable=False,
+        kind="opaque",
+        doc="The backward of _cond: the gradients of its inputs (inputs are its "
+        "output gradients, then its inputs).",
+    )
+)
+register(
+    OpDef(
+        name="_backward_while_loop",
+        infer=_foreach_back_types,
+        impl=_foreach_back,
+        attrs={"callback": Attr(_identity)},
+        variadic=True,
+        differentiable=False,
+        kind="opaque",
+        doc="The backward of _while_loop: the gradients of its inputs (inputs are "
+        "its output gradients, then its inputs).",
+    )
+)

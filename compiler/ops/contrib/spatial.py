@@ -31,15 +31,23 @@ from ..conv import BACKEND_HINTS, CONV_GEOMETRY, _spatial, conv_out_size
 # BilinearResize2D: out = Wh @ x @ Ww^T on the last two axes
 # ---------------------------------------------------------------------------
 
-_RESIZE_MODES = ("size", "like", "odd_scale", "to_even_down", "to_even_up", "to_odd_down",
-                 "to_odd_up")
-_RESIZE_ATTRS = {"height": Attr(as_int, 1), "width": Attr(as_int, 1),
-                 "scale_height": Attr(lambda v: None if v in (None, "None") else as_float(v),
-                                      None),
-                 "scale_width": Attr(lambda v: None if v in (None, "None") else as_float(v),
-                                     None),
-                 "mode": Attr(one_of(*_RESIZE_MODES), "size"),
-                 "align_corners": Attr(as_bool, True)}
+_RESIZE_MODES = (
+    "size",
+    "like",
+    "odd_scale",
+    "to_even_down",
+    "to_even_up",
+    "to_odd_down",
+    "to_odd_up",
+)
+_RESIZE_ATTRS = {
+    "height": Attr(as_int, 1),
+    "width": Attr(as_int, 1),
+    "scale_height": Attr(lambda v: None if v in (None, "None") else as_float(v), None),
+    "scale_width": Attr(lambda v: None if v in (None, "None") else as_float(v), None),
+    "mode": Attr(one_of(*_RESIZE_MODES), "size"),
+    "align_corners": Attr(as_bool, True),
+}
 
 
 def _resized(size: int, target: int, scale: float | None, mode: str) -> int:
@@ -98,10 +106,10 @@ def _resize_matrices(in_shape, out_shape, align_corners, dtype):
 
 
 def _bilinear_resize(data, *like, **attrs):
-    (out_type,) = _resize_types([TensorType(data.shape, data.dtype)] +
-                                [TensorType(x.shape, x.dtype) for x in like], **attrs)
-    rows, cols = _resize_matrices(data.shape, out_type.shape, attrs["align_corners"],
-                                  data.dtype)
+    (out_type,) = _resize_types(
+        [TensorType(data.shape, data.dtype)] + [TensorType(x.shape, x.dtype) for x in like], **attrs
+    )
+    rows, cols = _resize_matrices(data.shape, out_type.shape, attrs["align_corners"], data.dtype)
     return np.einsum("oh,nchw,pw->ncop", rows, data, cols).astype(data.dtype, copy=False)
 
 
@@ -111,14 +119,23 @@ def bilinear_resize_grad(g, data, *like, out, **attrs):
     return (back,) + (None,) * len(like)
 
 
-register(OpDef(name="_contrib_BilinearResize2D", infer=_resize_types, impl=_bilinear_resize,
-               grad=bilinear_resize_grad, inputs=_resize_inputs, attrs=_RESIZE_ATTRS,
-               kind="opaque",
-               doc="Bilinear resize of NCHW data's last two axes (MXNet's sampling, "
-                   "align_corners or half-pixel).\n\nGradient\n--------\nWh^T g Ww, the "
-                   "interpolation matrices transposed",
-               test=TestSpec(shapes=((2, 2, 3, 4),), attrs={"height": 5, "width": 3,
-                                                             "align_corners": False})))
+register(
+    OpDef(
+        name="_contrib_BilinearResize2D",
+        infer=_resize_types,
+        impl=_bilinear_resize,
+        grad=bilinear_resize_grad,
+        inputs=_resize_inputs,
+        attrs=_RESIZE_ATTRS,
+        kind="opaque",
+        doc="Bilinear resize of NCHW data's last two axes (MXNet's sampling, "
+        "align_corners or half-pixel).\n\nGradient\n--------\nWh^T g Ww, the "
+        "interpolation matrices transposed",
+        test=TestSpec(
+            shapes=((2, 2, 3, 4),), attrs={"height": 5, "width": 3, "align_corners": False}
+        ),
+    )
+)
 
 
 def _resize_back_types(types, *, align_corners):
@@ -135,16 +152,28 @@ def resize_back_grad(gg, g, like, *, out, align_corners):
     return F._contrib_BilinearResize2D(gg, g, mode="like", align_corners=align_corners), None
 
 
-register(OpDef(name="_backward_contrib_BilinearResize2D", infer=_resize_back_types,
-               impl=_resize_back, grad=resize_back_grad, inputs=("grad", "data"),
-               shape_only=(1,), attrs={"align_corners": Attr(as_bool, True)}, kind="opaque",
-               doc="The adjoint of BilinearResize2D: grad (N, C, h, w) back to data's size.",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (1, 2, 5, 3)),
-                                                      np.zeros((1, 2, 3, 4))], wrt=(0,))))
+register(
+    OpDef(
+        name="_backward_contrib_BilinearResize2D",
+        infer=_resize_back_types,
+        impl=_resize_back,
+        grad=resize_back_grad,
+        inputs=("grad", "data"),
+        shape_only=(1,),
+        attrs={"align_corners": Attr(as_bool, True)},
+        kind="opaque",
+        doc="The adjoint of BilinearResize2D: grad (N, C, h, w) back to data's size.",
+        test=TestSpec(
+            make_inputs=lambda rng: [rng.uniform(-2, 2, (1, 2, 5, 3)), np.zeros((1, 2, 3, 4))],
+            wrt=(0,),
+        ),
+    )
+)
 
 # ---------------------------------------------------------------------------
 # AdaptiveAvgPooling2D: out = Ph @ x @ Pw^T, P averaging over each bin
 # ---------------------------------------------------------------------------
+
 
 def _output_size(value) -> tuple[int, int]:
     size = as_shape(value)
@@ -180,13 +209,20 @@ def adaptive_pool_grad(g, data, *, out, output_size):
     return F._backward_contrib_AdaptiveAvgPooling2D(g, data)
 
 
-register(OpDef(name="_contrib_AdaptiveAvgPooling2D", infer=_adaptive_types,
-               impl=_adaptive_pool, grad=adaptive_pool_grad,
-               attrs={"output_size": Attr(_output_size, (1, 1))}, kind="opaque",
-               doc="Average pooling of NCHW data to ``output_size`` bins (PyTorch's "
-                   "adaptive bins).\n\nGradient\n--------\neach output's gradient "
-                   "divided evenly over its bin",
-               test=TestSpec(shapes=((2, 2, 5, 7),), attrs={"output_size": (2, 3)})))
+register(
+    OpDef(
+        name="_contrib_AdaptiveAvgPooling2D",
+        infer=_adaptive_types,
+        impl=_adaptive_pool,
+        grad=adaptive_pool_grad,
+        attrs={"output_size": Attr(_output_size, (1, 1))},
+        kind="opaque",
+        doc="Average pooling of NCHW data to ``output_size`` bins (PyTorch's "
+        "adaptive bins).\n\nGradient\n--------\neach output's gradient "
+        "divided evenly over its bin",
+        test=TestSpec(shapes=((2, 2, 5, 7),), attrs={"output_size": (2, 3)}),
+    )
+)
 
 
 def _adaptive_back(g, like):
@@ -204,24 +240,37 @@ def _like_second_types(types):
     return [TensorType(types[1].shape, types[0].dtype)]
 
 
-register(OpDef(name="_backward_contrib_AdaptiveAvgPooling2D", infer=_like_second_types,
-               impl=lambda g, like: _adaptive_back(g, like), grad=adaptive_back_grad,
-               inputs=("grad", "data"), shape_only=(1,), kind="opaque",
-               doc="The adjoint of AdaptiveAvgPooling2D.",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-2, 2, (1, 2, 2, 3)),
-                                                      np.zeros((1, 2, 5, 7))], wrt=(0,))))
+register(
+    OpDef(
+        name="_backward_contrib_AdaptiveAvgPooling2D",
+        infer=_like_second_types,
+        impl=lambda g, like: _adaptive_back(g, like),
+        grad=adaptive_back_grad,
+        inputs=("grad", "data"),
+        shape_only=(1,),
+        kind="opaque",
+        doc="The adjoint of AdaptiveAvgPooling2D.",
+        test=TestSpec(
+            make_inputs=lambda rng: [rng.uniform(-2, 2, (1, 2, 2, 3)), np.zeros((1, 2, 5, 7))],
+            wrt=(0,),
+        ),
+    )
+)
 
 # ---------------------------------------------------------------------------
 # ROIAlign: each output cell averages bilinear samples, a linear map of data
 # ---------------------------------------------------------------------------
 
-_ROI_ATTRS = {"pooled_size": Attr(as_shape), "spatial_scale": Attr(as_float),
-              "sample_ratio": Attr(as_int, -1), "position_sensitive": Attr(as_bool, False),
-              "aligned": Attr(as_bool, False)}
+_ROI_ATTRS = {
+    "pooled_size": Attr(as_shape),
+    "spatial_scale": Attr(as_float),
+    "sample_ratio": Attr(as_int, -1),
+    "position_sensitive": Attr(as_bool, False),
+    "aligned": Attr(as_bool, False),
+}
 
 
-def _roi_types(types, *, pooled_size, spatial_scale, sample_ratio, position_sensitive,
-               aligned):
+def _roi_types(types, *, pooled_size, spatial_scale, sample_ratio, position_sensitive, aligned):
     data, rois = types[0].shape, types[1].shape
     if len(data) != 4 or len(rois) != 2 or rois[1] != 5:
         raise GraphError("data must be NCHW and rois (R, 5)")
@@ -248,12 +297,15 @@ def _bilinear_taps(y: float, x: float, height: int, width: int) -> list[tuple[in
         x_high = x_low + 1
     ly, lx = y - y_low, x - x_low
     hy, hx = 1.0 - ly, 1.0 - lx
-    return [(y_low * width + x_low, hy * hx), (y_low * width + x_high, hy * lx),
-            (y_high * width + x_low, ly * hx), (y_high * width + x_high, ly * lx)]
+    return [
+        (y_low * width + x_low, hy * hx),
+        (y_low * width + x_high, hy * lx),
+        (y_high * width + x_low, ly * hx),
+        (y_high * width + x_high, ly * lx),
+    ]
 
 
-def _roi_weights(rois, height, width, *, pooled_size, spatial_scale, sample_ratio,
-                 aligned, **_):
+def _roi_weights(rois, height, width, *, pooled_size, spatial_scale, sample_ratio, aligned, **_):
     """(R, ph*pw, H*W) weights: output cell k of roi r is weights[r, k] . image."""
     pooled_h, pooled_w = pooled_size
     weights = np.zeros((rois.shape[0], pooled_h * pooled_w, height * width))
@@ -293,17 +345,28 @@ def roi_align_grad(g, data, rois, *, out, **attrs):
     return F._backward_contrib_ROIAlign(g, rois, data, **attrs), None
 
 
-register(OpDef(name="_contrib_ROIAlign", infer=_roi_types, impl=_roi_align,
-               grad=roi_align_grad, inputs=("data", "rois"), attrs=_ROI_ATTRS,
-               kind="opaque",
-               doc="Region-of-interest pooling by averaged bilinear samples (rois rows: "
-                   "batch index, x1, y1, x2, y2).\n\nGradient\n--------\nW^T g for data (W "
-                   "the sampling weights); none for rois",
-               test=TestSpec(make_inputs=lambda rng: [
-                   rng.uniform(-2, 2, (2, 2, 5, 6)),
-                   np.array([[0, 0.5, 0.5, 3.7, 4.1], [1, 1.2, 0.3, 5.0, 2.5]])],
-                   attrs={"pooled_size": (2, 3), "spatial_scale": 1.0, "sample_ratio": 2},
-                   wrt=(0,))))
+register(
+    OpDef(
+        name="_contrib_ROIAlign",
+        infer=_roi_types,
+        impl=_roi_align,
+        grad=roi_align_grad,
+        inputs=("data", "rois"),
+        attrs=_ROI_ATTRS,
+        kind="opaque",
+        doc="Region-of-interest pooling by averaged bilinear samples (rois rows: "
+        "batch index, x1, y1, x2, y2).\n\nGradient\n--------\nW^T g for data (W "
+        "the sampling weights); none for rois",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-2, 2, (2, 2, 5, 6)),
+                np.array([[0, 0.5, 0.5, 3.7, 4.1], [1, 1.2, 0.3, 5.0, 2.5]]),
+            ],
+            attrs={"pooled_size": (2, 3), "spatial_scale": 1.0, "sample_ratio": 2},
+            wrt=(0,),
+        ),
+    )
+)
 
 
 def _roi_back_types(types, **_attrs):
@@ -315,8 +378,11 @@ def _roi_back(g, rois, like, **attrs):
     weights = _roi_weights(rois, h, w, **attrs).astype(g.dtype)
     cells = g.reshape(g.shape[0], c, -1)
     out = np.zeros((n, c, h * w), dtype=g.dtype)
-    np.add.at(out, np.clip(rois[:, 0].astype(np.int64), 0, n - 1),
-              np.einsum("rkp,rck->rcp", weights, cells))
+    np.add.at(
+        out,
+        np.clip(rois[:, 0].astype(np.int64), 0, n - 1),
+        np.einsum("rkp,rck->rcp", weights, cells),
+    )
     return out.reshape(like.shape)
 
 
@@ -325,23 +391,40 @@ def roi_back_grad(gg, g, rois, like, *, out, **attrs):
     return F._contrib_ROIAlign(gg, rois, **attrs), None, None
 
 
-register(OpDef(name="_backward_contrib_ROIAlign", infer=_roi_back_types, impl=_roi_back,
-               grad=roi_back_grad, inputs=("grad", "rois", "data"), shape_only=(2,),
-               attrs=_ROI_ATTRS, kind="opaque",
-               doc="The adjoint of ROIAlign: cell gradients back onto data's pixels.",
-               test=TestSpec(make_inputs=lambda rng: [
-                   rng.uniform(-2, 2, (2, 2, 2, 3)),
-                   np.array([[0, 0.5, 0.5, 3.7, 4.1], [1, 1.2, 0.3, 5.0, 2.5]]),
-                   np.zeros((2, 2, 5, 6))],
-                   attrs={"pooled_size": (2, 3), "spatial_scale": 1.0}, wrt=(0,))))
+register(
+    OpDef(
+        name="_backward_contrib_ROIAlign",
+        infer=_roi_back_types,
+        impl=_roi_back,
+        grad=roi_back_grad,
+        inputs=("grad", "rois", "data"),
+        shape_only=(2,),
+        attrs=_ROI_ATTRS,
+        kind="opaque",
+        doc="The adjoint of ROIAlign: cell gradients back onto data's pixels.",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-2, 2, (2, 2, 2, 3)),
+                np.array([[0, 0.5, 0.5, 3.7, 4.1], [1, 1.2, 0.3, 5.0, 2.5]]),
+                np.zeros((2, 2, 5, 6)),
+            ],
+            attrs={"pooled_size": (2, 3), "spatial_scale": 1.0},
+            wrt=(0,),
+        ),
+    )
+)
 
 # ---------------------------------------------------------------------------
 # DeformableConvolution: each kernel tap samples the input (bilinearly) at its
 # place moved by a learned offset
 # ---------------------------------------------------------------------------
 
-_DCN_ATTRS = {**CONV_GEOMETRY, "num_deformable_group": Attr(as_int, 1),
-              "no_bias": Attr(as_bool, False), "layout": BACKEND_HINTS["layout"]}
+_DCN_ATTRS = {
+    **CONV_GEOMETRY,
+    "num_deformable_group": Attr(as_int, 1),
+    "no_bias": Attr(as_bool, False),
+    "layout": BACKEND_HINTS["layout"],
+}
 # (im2col_step only batches MXNet's own work)
 _MODULATED_ATTRS = {**_DCN_ATTRS, "im2col_step": Attr(as_int, 64)}
 
@@ -358,13 +441,29 @@ def _modulated_inputs(attrs: dict) -> tuple[str, ...]:
 
 def _dcn_geometry(data_shape, kernel, stride, dilate, pad):
     kernel, stride, dilate, pad = _spatial(kernel, stride, dilate, pad, 2)
-    out = tuple(conv_out_size(data_shape[2 + a], kernel[a], stride[a], dilate[a], pad[a])
-                for a in range(2))
+    out = tuple(
+        conv_out_size(data_shape[2 + a], kernel[a], stride[a], dilate[a], pad[a]) for a in range(2)
+    )
     return kernel, stride, dilate, pad, out
 
 
-def _check_dcn(data, offset, mask, weight, bias, *, kernel, stride, dilate, pad, num_filter,
-               num_group, num_deformable_group, no_bias, **_attrs):
+def _check_dcn(
+    data,
+    offset,
+    mask,
+    weight,
+    bias,
+    *,
+    kernel,
+    stride,
+    dilate,
+    pad,
+    num_filter,
+    num_group,
+    num_deformable_group,
+    no_bias,
+    **_attrs,
+):
     if len(data) != 4:
         raise GraphError("deformable convolutions take NCHW data only")
     kernel, _, _, _, out = _dcn_geometry(data, kernel, stride, dilate, pad)
@@ -373,8 +472,11 @@ def _check_dcn(data, offset, mask, weight, bias, *, kernel, stride, dilate, pad,
         raise GraphError(f"offset must be {(data[0], 2 * taps) + out}")
     if mask is not None and mask != (data[0], taps) + out:
         raise GraphError(f"mask must be {(data[0], taps) + out}")
-    if weight != (num_filter, data[1] // num_group) + kernel or data[1] % num_group or \
-            data[1] % num_deformable_group:
+    if (
+        weight != (num_filter, data[1] // num_group) + kernel
+        or data[1] % num_group
+        or data[1] % num_deformable_group
+    ):
         raise GraphError(f"weight must be {(num_filter, data[1] // num_group) + kernel}")
     if not no_bias and bias != (num_filter,):
         raise GraphError(f"bias must be ({num_filter},)")
@@ -383,8 +485,11 @@ def _check_dcn(data, offset, mask, weight, bias, *, kernel, stride, dilate, pad,
 
 def _dcn_types(types, **attrs):
     shapes = [t.shape for t in types] + [None]
-    return [TensorType(_check_dcn(shapes[0], shapes[1], None, shapes[2], shapes[3], **attrs),
-                       types[0].dtype)]
+    return [
+        TensorType(
+            _check_dcn(shapes[0], shapes[1], None, shapes[2], shapes[3], **attrs), types[0].dtype
+        )
+    ]
 
 
 def _modulated_types(types, **attrs):
@@ -424,8 +529,12 @@ def _dcn_samples(data_shape, offset, kernel, stride, dilate, pad, out, groups, c
     y0, y1, ly = axis(y, height)
     x0, x1, lx = axis(x, width)
     corners = []
-    for cy, cx, weight in ((y0, x0, (1 - ly) * (1 - lx)), (y0, x1, (1 - ly) * lx),
-                           (y1, x0, ly * (1 - lx)), (y1, x1, ly * lx)):
+    for cy, cx, weight in (
+        (y0, x0, (1 - ly) * (1 - lx)),
+        (y0, x1, (1 - ly) * lx),
+        (y1, x0, ly * (1 - lx)),
+        (y1, x1, ly * lx),
+    ):
         valid = inside & (cy >= 0) & (cx >= 0) & (cy <= height - 1) & (cx <= width - 1)
         index = (np.clip(cy, 0, height - 1) * width + np.clip(cx, 0, width - 1)).astype(np.int64)
         corners.append((index, valid, weight))
@@ -439,30 +548,40 @@ def _gather_corners(data, corners, groups):
     values = []
     for index, valid, _ in corners:
         picked = np.take_along_axis(flat, index.reshape(n, groups, 1, -1), axis=3)
-        values.append(picked.reshape(n, groups, channels // groups, *index.shape[2:]) *
-                      valid[:, :, None])
+        values.append(
+            picked.reshape(n, groups, channels // groups, *index.shape[2:]) * valid[:, :, None]
+        )
     return values
 
 
 def _deformable(data, offset, mask, weight, bias, attrs, clamp):
     """Forward of both deformable convolutions; also the sampled columns
     (N, G, C/G, K, Ho, Wo) before the mask and the sampling, for the backward."""
-    groups, num_group, num_filter = (attrs["num_deformable_group"], attrs["num_group"],
-                                     attrs["num_filter"])
-    kernel, stride, dilate, pad, out = _dcn_geometry(data.shape, attrs["kernel"],
-                                                     attrs["stride"], attrs["dilate"],
-                                                     attrs["pad"])
-    fractions, inside, corners = _dcn_samples(data.shape, offset, kernel, stride, dilate, pad,
-                                              out, groups, clamp)
+    groups, num_group, num_filter = (
+        attrs["num_deformable_group"],
+        attrs["num_group"],
+        attrs["num_filter"],
+    )
+    kernel, stride, dilate, pad, out = _dcn_geometry(
+        data.shape, attrs["kernel"], attrs["stride"], attrs["dilate"], attrs["pad"]
+    )
+    fractions, inside, corners = _dcn_samples(
+        data.shape, offset, kernel, stride, dilate, pad, out, groups, clamp
+    )
     values = _gather_corners(data, corners, groups)
     columns = sum(v * w[:, :, None] for v, (_, _, w) in zip(values, corners))
-    masked = columns if mask is None else \
-        columns * mask.reshape(mask.shape[0], groups, 1, -1, *out).astype(np.float64)
+    masked = (
+        columns
+        if mask is None
+        else columns * mask.reshape(mask.shape[0], groups, 1, -1, *out).astype(np.float64)
+    )
     n, channels = data.shape[:2]
-    filters = weight.reshape(num_group, num_filter // num_group, channels // num_group,
-                             -1).astype(np.float64)
-    result = np.einsum("gfck,ngckhw->ngfhw", filters,
-                       masked.reshape(n, num_group, channels // num_group, -1, *out))
+    filters = weight.reshape(num_group, num_filter // num_group, channels // num_group, -1).astype(
+        np.float64
+    )
+    result = np.einsum(
+        "gfck,ngckhw->ngfhw", filters, masked.reshape(n, num_group, channels // num_group, -1, *out)
+    )
     result = result.reshape(n, num_filter, *out)
     if bias is not None:
         result = result + bias.reshape(1, -1, 1, 1)
@@ -473,13 +592,16 @@ def _deformable(data, offset, mask, weight, bias, attrs, clamp):
 def _deformable_backward(g, data, offset, mask, weight, attrs, clamp):
     """Gradients of data, offset, (mask,) weight."""
     _, ((ly, lx), inside, corners, values, columns, filters, out) = _deformable(
-        data, offset, mask, weight, None, attrs, clamp)
-    groups, num_group, num_filter = (attrs["num_deformable_group"], attrs["num_group"],
-                                     attrs["num_filter"])
+        data, offset, mask, weight, None, attrs, clamp
+    )
+    groups, num_group, num_filter = (
+        attrs["num_deformable_group"],
+        attrs["num_group"],
+        attrs["num_filter"],
+    )
     n, channels, height, width = data.shape
     grad = g.reshape(n, num_group, num_filter // num_group, *out).astype(np.float64)
-    scale = 1.0 if mask is None else \
-        mask.reshape(n, groups, 1, -1, *out).astype(np.float64)
+    scale = 1.0 if mask is None else mask.reshape(n, groups, 1, -1, *out).astype(np.float64)
     masked = (columns * scale).reshape(n, num_group, channels // num_group, -1, *out)
     grad_weight = np.einsum("ngfhw,ngckhw->gfck", grad, masked).reshape(weight.shape)
     grad_columns = np.einsum("gfck,ngfhw->ngckhw", filters, grad).reshape(columns.shape)
@@ -491,16 +613,20 @@ def _deformable_backward(g, data, offset, mask, weight, attrs, clamp):
         targets = np.broadcast_to(index[:, :, None], share.shape)
         for b in range(n):
             for d in range(groups):
-                np.add.at(grad_data[b, d], (np.arange(per_group)[:, None],
-                                            targets[b, d].reshape(per_group, -1)),
-                          share[b, d].reshape(per_group, -1))
+                np.add.at(
+                    grad_data[b, d],
+                    (np.arange(per_group)[:, None], targets[b, d].reshape(per_group, -1)),
+                    share[b, d].reshape(per_group, -1),
+                )
     v00, v01, v10, v11 = values
     ly, lx = ly[:, :, None], lx[:, :, None]
     slope_y = (1 - lx) * (v10 - v00) + lx * (v11 - v01)
     slope_x = (1 - ly) * (v01 - v00) + ly * (v11 - v10)
     live = inside[:, :, None]
-    grad_offset = np.stack([(grad_sampled * slope_y * live).sum(axis=2),
-                            (grad_sampled * slope_x * live).sum(axis=2)], axis=3)
+    grad_offset = np.stack(
+        [(grad_sampled * slope_y * live).sum(axis=2), (grad_sampled * slope_x * live).sum(axis=2)],
+        axis=3,
+    )
     grads = [grad_data.reshape(data.shape), grad_offset.reshape(offset.shape)]
     if mask is not None:
         grads.append((grad_columns * columns).sum(axis=2).reshape(mask.shape))
@@ -522,8 +648,10 @@ def _deformable_grad(backward_op: str, num_inputs: int):
         bias_grad = (F.sum(g, axis=(0, 2, 3)),) if len(inputs) > num_inputs else ()
         return (*grads, *bias_grad)
 
-    grad.__doc__ = ("data and offset (and mask) through the bilinear sampling, weight "
-                    "against the sampled columns, in one backward op; bias: g summed")
+    grad.__doc__ = (
+        "data and offset (and mask) through the bilinear sampling, weight "
+        "against the sampled columns, in one backward op; bias: g summed"
+    )
     return grad
 
 
@@ -534,59 +662,110 @@ def _dcn_test_inputs(rng, modulated):
     return arrays + [rng.uniform(-1, 1, (4, 2, 3, 3)), rng.uniform(-1, 1, (4,))]
 
 
-_DCN_TEST_ATTRS = {"kernel": (3, 3), "stride": (2, 2), "pad": (1, 1), "num_filter": 4,
-                   "num_group": 2, "num_deformable_group": 2}
-_DCN_DOC = ("\n\nGradient\n--------\ndata: the sampling's bilinear weights times the "
-            "columns' gradient; offset: the interpolation's slope; weight: g against the "
-            "sampled columns; bias: g summed")
+_DCN_TEST_ATTRS = {
+    "kernel": (3, 3),
+    "stride": (2, 2),
+    "pad": (1, 1),
+    "num_filter": 4,
+    "num_group": 2,
+    "num_deformable_group": 2,
+}
+_DCN_DOC = (
+    "\n\nGradient\n--------\ndata: the sampling's bilinear weights times the "
+    "columns' gradient; offset: the interpolation's slope; weight: g against the "
+    "sampled columns; bias: g summed"
+)
 
-register(OpDef(name="_contrib_DeformableConvolution", infer=_dcn_types, impl=_dcn_forward,
-               grad=_deformable_grad("_backward_contrib_DeformableConvolution", 3),
-               inputs=_dcn_inputs, attrs=_DCN_ATTRS, kind="opaque",
-               doc="Deformable convolution (NCHW): each kernel tap reads the input at its "
-                   "place plus a learned offset, bilinearly (MXNet's sampling: zero outside "
-                   "the image, the last row and column clamped)." + _DCN_DOC,
-               test=TestSpec(make_inputs=lambda rng: _dcn_test_inputs(rng, False),
-                             attrs=_DCN_TEST_ATTRS, order=1)))
-register(OpDef(name="_contrib_ModulatedDeformableConvolution", infer=_modulated_types,
-               impl=_modulated_forward,
-               grad=_deformable_grad("_backward_contrib_ModulatedDeformableConvolution", 4),
-               inputs=_modulated_inputs, attrs=_MODULATED_ATTRS, kind="opaque",
-               doc="Modulated deformable convolution (DCNv2): each tap's sample, taken "
-                   "zero-padded within a pixel of the image, is scaled by its mask."
-                   + _DCN_DOC + "; mask: the columns' gradient times the samples",
-               test=TestSpec(make_inputs=lambda rng: _dcn_test_inputs(rng, True),
-                             attrs=_DCN_TEST_ATTRS, order=1)))
+register(
+    OpDef(
+        name="_contrib_DeformableConvolution",
+        infer=_dcn_types,
+        impl=_dcn_forward,
+        grad=_deformable_grad("_backward_contrib_DeformableConvolution", 3),
+        inputs=_dcn_inputs,
+        attrs=_DCN_ATTRS,
+        kind="opaque",
+        doc="Deformable convolution (NCHW): each kernel tap reads the input at its "
+        "place plus a learned offset, bilinearly (MXNet's sampling: zero outside "
+        "the image, the last row and column clamped)." + _DCN_DOC,
+        test=TestSpec(
+            make_inputs=lambda rng: _dcn_test_inputs(rng, False), attrs=_DCN_TEST_ATTRS, order=1
+        ),
+    )
+)
+register(
+    OpDef(
+        name="_contrib_ModulatedDeformableConvolution",
+        infer=_modulated_types,
+        impl=_modulated_forward,
+        grad=_deformable_grad("_backward_contrib_ModulatedDeformableConvolution", 4),
+        inputs=_modulated_inputs,
+        attrs=_MODULATED_ATTRS,
+        kind="opaque",
+        doc="Modulated deformable convolution (DCNv2): each tap's sample, taken "
+        "zero-padded within a pixel of the image, is scaled by its mask."
+        + _DCN_DOC
+        + "; mask: the columns' gradient times the samples",
+        test=TestSpec(
+            make_inputs=lambda rng: _dcn_test_inputs(rng, True), attrs=_DCN_TEST_ATTRS, order=1
+        ),
+    )
+)
 
 
 def _dcn_back_types(types, **_attrs):
     return [TensorType(t.shape, types[0].dtype) for t in types[1:]]
 
 
-register(OpDef(name="_backward_contrib_DeformableConvolution", infer=_dcn_back_types,
-               impl=lambda g, data, offset, weight, **attrs: _deformable_backward(
-                   g, data, offset, None, weight, attrs, True),
-               inputs=("grad", "data", "offset", "weight"), attrs=_DCN_ATTRS,
-               differentiable=False, kind="opaque",
-               doc="The gradients of DeformableConvolution's data, offset and weight.",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-1, 1, (2, 4, 3, 3))] +
-                             _dcn_test_inputs(rng, False)[:2] +
-                             [rng.uniform(-1, 1, (4, 2, 3, 3))], attrs=_DCN_TEST_ATTRS)))
-register(OpDef(name="_backward_contrib_ModulatedDeformableConvolution",
-               infer=_dcn_back_types,
-               impl=lambda g, data, offset, mask, weight, **attrs: _deformable_backward(
-                   g, data, offset, mask, weight, attrs, False),
-               inputs=("grad", "data", "offset", "mask", "weight"), attrs=_MODULATED_ATTRS,
-               differentiable=False, kind="opaque",
-               doc="The gradients of ModulatedDeformableConvolution's data, offset, mask "
-                   "and weight.",
-               test=TestSpec(make_inputs=lambda rng: [rng.uniform(-1, 1, (2, 4, 3, 3))] +
-                             _dcn_test_inputs(rng, True)[:3] +
-                             [rng.uniform(-1, 1, (4, 2, 3, 3))], attrs=_DCN_TEST_ATTRS)))
+register(
+    OpDef(
+        name="_backward_contrib_DeformableConvolution",
+        infer=_dcn_back_types,
+        impl=lambda g, data, offset, weight, **attrs: _deformable_backward(
+            g, data, offset, None, weight, attrs, True
+        ),
+        inputs=("grad", "data", "offset", "weight"),
+        attrs=_DCN_ATTRS,
+        differentiable=False,
+        kind="opaque",
+        doc="The gradients of DeformableConvolution's data, offset and weight.",
+        test=TestSpec(
+            make_inputs=lambda rng: (
+                [rng.uniform(-1, 1, (2, 4, 3, 3))]
+                + _dcn_test_inputs(rng, False)[:2]
+                + [rng.uniform(-1, 1, (4, 2, 3, 3))]
+            ),
+            attrs=_DCN_TEST_ATTRS,
+        ),
+    )
+)
+register(
+    OpDef(
+        name="_backward_contrib_ModulatedDeformableConvolution",
+        infer=_dcn_back_types,
+        impl=lambda g, data, offset, mask, weight, **attrs: _deformable_backward(
+            g, data, offset, mask, weight, attrs, False
+        ),
+        inputs=("grad", "data", "offset", "mask", "weight"),
+        attrs=_MODULATED_ATTRS,
+        differentiable=False,
+        kind="opaque",
+        doc="The gradients of ModulatedDeformableConvolution's data, offset, mask and weight.",
+        test=TestSpec(
+            make_inputs=lambda rng: (
+                [rng.uniform(-1, 1, (2, 4, 3, 3))]
+                + _dcn_test_inputs(rng, True)[:3]
+                + [rng.uniform(-1, 1, (4, 2, 3, 3))]
+            ),
+            attrs=_DCN_TEST_ATTRS,
+        ),
+    )
+)
 
 # ---------------------------------------------------------------------------
 # RROIAlign: ROIAlign over rotated boxes (text detection); no gradient in MXNet
 # ---------------------------------------------------------------------------
+
 
 def _rroi_types(types, *, pooled_size, spatial_scale, sampling_ratio):
     data, rois = types[0].shape, types[1].shape
@@ -622,34 +801,48 @@ def _rroi_align(data, rois, *, pooled_size, spatial_scale, sampling_ratio):
     return out.reshape((rois.shape[0], channels, pooled_h, pooled_w)).astype(data.dtype)
 
 
-register(OpDef(name="_contrib_RROIAlign", infer=_rroi_types, impl=_rroi_align,
-               inputs=("data", "rois"), differentiable=False, kind="opaque",
-               attrs={"pooled_size": Attr(as_shape), "spatial_scale": Attr(as_float),
-                      "sampling_ratio": Attr(as_int, -1)},
-               doc="ROIAlign over rotated boxes (rows: batch index, centre x, centre y, "
-                   "width, height, angle in degrees); MXNet defines no gradient.",
-               test=TestSpec(make_inputs=lambda rng: [
-                   rng.uniform(-2, 2, (2, 2, 6, 8)),
-                   np.array([[0, 3, 2.5, 4, 2, 0], [1, 4, 3, 4, 2, 90],
-                             [0, 3.5, 3, 5, 3, 30]])],
-                   attrs={"pooled_size": (2, 2), "spatial_scale": 1.0,
-                          "sampling_ratio": 2})))
+register(
+    OpDef(
+        name="_contrib_RROIAlign",
+        infer=_rroi_types,
+        impl=_rroi_align,
+        inputs=("data", "rois"),
+        differentiable=False,
+        kind="opaque",
+        attrs={
+            "pooled_size": Attr(as_shape),
+            "spatial_scale": Attr(as_float),
+            "sampling_ratio": Attr(as_int, -1),
+        },
+        doc="ROIAlign over rotated boxes (rows: batch index, centre x, centre y, "
+        "width, height, angle in degrees); MXNet defines no gradient.",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-2, 2, (2, 2, 6, 8)),
+                np.array([[0, 3, 2.5, 4, 2, 0], [1, 4, 3, 4, 2, 90], [0, 3.5, 3, 5, 3, 30]]),
+            ],
+            attrs={"pooled_size": (2, 2), "spatial_scale": 1.0, "sampling_ratio": 2},
+        ),
+    )
+)
 
 # ---------------------------------------------------------------------------
 # PSROIPooling: position-sensitive average pooling (R-FCN)
 # ---------------------------------------------------------------------------
 
-_PSROI_ATTRS = {"spatial_scale": Attr(as_float), "output_dim": Attr(as_int),
-                "pooled_size": Attr(as_int), "group_size": Attr(as_int, 0)}
+_PSROI_ATTRS = {
+    "spatial_scale": Attr(as_float),
+    "output_dim": Attr(as_int),
+    "pooled_size": Attr(as_int),
+    "group_size": Attr(as_int, 0),
+}
 
 
 def _psroi_types(types, *, spatial_scale, output_dim, pooled_size, group_size):
     data, rois = types[0].shape, types[1].shape
     group = group_size or pooled_size
-    if len(data) != 4 or len(rois) != 2 or rois[1] != 5 or \
-            data[1] != output_dim * group * group:
-        raise GraphError(f"expected data (N, {output_dim * group * group}, H, W) and rois "
-                         "(R, 5)")
+    if len(data) != 4 or len(rois) != 2 or rois[1] != 5 or data[1] != output_dim * group * group:
+        raise GraphError(f"expected data (N, {output_dim * group * group}, H, W) and rois (R, 5)")
     return [TensorType((rois[0], output_dim, pooled_size, pooled_size), types[0].dtype)]
 
 
@@ -680,8 +873,11 @@ def _psroi_bins(rois, height, width, *, spatial_scale, output_dim, pooled_size, 
 
 
 def _psroi_pool(data, rois, **attrs):
-    out = np.zeros(_psroi_types([TensorType(data.shape, data.dtype),
-                                 TensorType(rois.shape, rois.dtype)], **attrs)[0].shape)
+    out = np.zeros(
+        _psroi_types(
+            [TensorType(data.shape, data.dtype), TensorType(rois.shape, rois.dtype)], **attrs
+        )[0].shape
+    )
     batch = np.clip(rois[:, 0].astype(np.int64), 0, data.shape[0] - 1)
     for r, top, ph, pw, c, h0, h1, w0, w1 in _psroi_bins(rois, *data.shape[2:], **attrs):
         if h1 > h0 and w1 > w0:
@@ -695,19 +891,32 @@ def psroi_pool_grad(g, data, rois, *, out, **attrs):
 
 
 def _psroi_inputs(rng):
-    return [rng.uniform(-2, 2, (2, 8, 6, 7)),
-            np.array([[0, 0.4, 1.0, 4.6, 5.2], [1, 2.0, 0.0, 6.0, 3.0], [0, 5.0, 4.0, 5.0, 4.0]])]
+    return [
+        rng.uniform(-2, 2, (2, 8, 6, 7)),
+        np.array([[0, 0.4, 1.0, 4.6, 5.2], [1, 2.0, 0.0, 6.0, 3.0], [0, 5.0, 4.0, 5.0, 4.0]]),
+    ]
 
 
-register(OpDef(name="_contrib_PSROIPooling", infer=_psroi_types, impl=_psroi_pool,
-               grad=psroi_pool_grad, inputs=("data", "rois"), attrs=_PSROI_ATTRS,
-               kind="opaque",
-               doc="Position-sensitive ROI average pooling: bin (i, j) of output channel "
-                   "k averages input channel (k * group + i') * group + j'.\n\nGradient"
-                   "\n--------\neach bin's gradient over its rectangle, divided by its "
-                   "area; none for rois",
-               test=TestSpec(make_inputs=_psroi_inputs, wrt=(0,), attrs={
-                   "spatial_scale": 0.5, "output_dim": 2, "pooled_size": 2})))
+register(
+    OpDef(
+        name="_contrib_PSROIPooling",
+        infer=_psroi_types,
+        impl=_psroi_pool,
+        grad=psroi_pool_grad,
+        inputs=("data", "rois"),
+        attrs=_PSROI_ATTRS,
+        kind="opaque",
+        doc="Position-sensitive ROI average pooling: bin (i, j) of output channel "
+        "k averages input channel (k * group + i') * group + j'.\n\nGradient"
+        "\n--------\neach bin's gradient over its rectangle, divided by its "
+        "area; none for rois",
+        test=TestSpec(
+            make_inputs=_psroi_inputs,
+            wrt=(0,),
+            attrs={"spatial_scale": 0.5, "output_dim": 2, "pooled_size": 2},
+        ),
+    )
+)
 
 
 def _psroi_back_types(types, **_attrs):
@@ -728,11 +937,25 @@ def psroi_back_grad(gg, g, rois, like, *, out, **attrs):
     return F._contrib_PSROIPooling(gg, rois, **attrs), None, None
 
 
-register(OpDef(name="_backward_contrib_PSROIPooling", infer=_psroi_back_types,
-               impl=_psroi_back, grad=psroi_back_grad, inputs=("grad", "rois", "data"),
-               shape_only=(2,), attrs=_PSROI_ATTRS, kind="opaque",
-               doc="The adjoint of PSROIPooling.",
-               test=TestSpec(make_inputs=lambda rng: [
-                   rng.uniform(-2, 2, (3, 2, 2, 2)), _psroi_inputs(rng)[1],
-                   np.zeros((2, 8, 6, 7))], wrt=(0,),
-                   attrs={"spatial_scale": 0.5, "output_dim": 2, "pooled_size": 2})))
+register(
+    OpDef(
+        name="_backward_contrib_PSROIPooling",
+        infer=_psroi_back_types,
+        impl=_psroi_back,
+        grad=psroi_back_grad,
+        inputs=("grad", "rois", "data"),
+        shape_only=(2,),
+        attrs=_PSROI_ATTRS,
+        kind="opaque",
+        doc="The adjoint of PSROIPooling.",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-2, 2, (3, 2, 2, 2)),
+                _psroi_inputs(rng)[1],
+                np.zeros((2, 8, 6, 7)),
+            ],
+            wrt=(0,),
+            attrs={"spatial_scale": 0.5, "output_dim": 2, "pooled_size": 2},
+        ),
+    )
+)

@@ -119,11 +119,23 @@ class DataLoader:
     [(2,), (2,), (1,)]
     """
 
-    def __init__(self, dataset: Any, batch_size: int | None = None, shuffle: bool = False,
-                 sampler: Any = None, last_batch: str | None = None, batch_sampler: Any = None,
-                 batchify_fn: Callable | None = None, num_workers: int = 0,
-                 pin_memory: bool = False, pin_device_id: int = 0, prefetch: int | None = None,
-                 thread_pool: bool = False, timeout: int = 120, auto_reload: bool = False):
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int | None = None,
+        shuffle: bool = False,
+        sampler: Any = None,
+        last_batch: str | None = None,
+        batch_sampler: Any = None,
+        batchify_fn: Callable | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        pin_device_id: int = 0,
+        prefetch: int | None = None,
+        thread_pool: bool = False,
+        timeout: int = 120,
+        auto_reload: bool = False,
+    ):
         self._dataset = dataset
         self._pin_memory = pin_memory
         self._pin_device_id = pin_device_id
@@ -131,25 +143,27 @@ class DataLoader:
         self._timeout = timeout
         if batch_sampler is None:
             if batch_size is None:
-                raise ValueError("batch_size must be specified unless batch_sampler is "
-                                 "specified")
+                raise ValueError("batch_size must be specified unless batch_sampler is specified")
             if sampler is None:
-                sampler = RandomSampler(len(dataset)) if shuffle else \
-                    SequentialSampler(len(dataset))
+                sampler = (
+                    RandomSampler(len(dataset)) if shuffle else SequentialSampler(len(dataset))
+                )
             elif shuffle:
                 raise ValueError("shuffle must not be specified if sampler is specified")
-            batch_sampler = BatchSampler(sampler, batch_size,
-                                         last_batch if last_batch else "keep")
-        elif batch_size is not None or shuffle or sampler is not None or \
-                last_batch is not None:
-            raise ValueError("batch_size, shuffle, sampler and last_batch must not be "
-                             "specified if batch_sampler is specified.")
+            batch_sampler = BatchSampler(sampler, batch_size, last_batch if last_batch else "keep")
+        elif batch_size is not None or shuffle or sampler is not None or last_batch is not None:
+            raise ValueError(
+                "batch_size, shuffle, sampler and last_batch must not be "
+                "specified if batch_sampler is specified."
+            )
         self._batch_sampler = batch_sampler
         self._num_workers = max(0, int(num_workers))
-        self._prefetch = max(0, int(prefetch) if prefetch is not None
-                             else 2 * self._num_workers)
-        self._batchify_fn = batchify_fn if batchify_fn is not None else (
-            default_mp_batchify_fn if self._num_workers > 0 else default_batchify_fn)
+        self._prefetch = max(0, int(prefetch) if prefetch is not None else 2 * self._num_workers)
+        self._batchify_fn = (
+            batchify_fn
+            if batchify_fn is not None
+            else (default_mp_batchify_fn if self._num_workers > 0 else default_batchify_fn)
+        )
         self._worker_pool: Any = None
         if self._num_workers > 0:
             if thread_pool:
@@ -157,8 +171,11 @@ class DataLoader:
             else:
                 # fork: the workers inherit the dataset instead of unpickling it
                 context = multiprocessing.get_context("fork")
-                self._worker_pool = context.Pool(self._num_workers, initializer=_worker_init,
-                                                 initargs=(dataset, self._batchify_fn))
+                self._worker_pool = context.Pool(
+                    self._num_workers,
+                    initializer=_worker_init,
+                    initargs=(dataset, self._batchify_fn),
+                )
 
     def __iter__(self) -> Iterator:
         if self._num_workers == 0:
@@ -190,9 +207,11 @@ class DataLoader:
             try:
                 batch = result.get(self._timeout)
             except multiprocessing.TimeoutError:
-                raise RuntimeError(f"Worker timed out after {self._timeout} seconds. This "
-                                   "might be caused by slow transformations or a worker that "
-                                   "died; consider a larger timeout.") from None
+                raise RuntimeError(
+                    f"Worker timed out after {self._timeout} seconds. This "
+                    "might be caused by slow transformations or a worker that "
+                    "died; consider a larger timeout."
+                ) from None
             submit()
             yield batch if self._thread_pool else _to_ndarray(batch)
 

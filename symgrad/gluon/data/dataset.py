@@ -147,9 +147,11 @@ class ArrayDataset(Dataset):
         for i, data in enumerate(args):
             if len(data) != self._length:
                 # MXNet's message numbers the arrays from 1 after the first, kept as is
-                raise AssertionError(f"All arrays must have the same length; array[0] has "
-                                     f"length {self._length} while array[{i + 1}] has "
-                                     f"{len(data)}.")
+                raise AssertionError(
+                    f"All arrays must have the same length; array[0] has "
+                    f"length {self._length} while array[{i + 1}] has "
+                    f"{len(data)}."
+                )
             if isinstance(data, NDArray) and data.ndim == 1:
                 data = data.asnumpy()
             self._data.append(data)

@@ -7,8 +7,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Sampler", "SequentialSampler", "RandomSampler", "FilterSampler", "BatchSampler",
-           "IntervalSampler", "SplitSampler"]
+__all__ = [
+    "Sampler",
+    "SequentialSampler",
+    "RandomSampler",
+    "FilterSampler",
+    "BatchSampler",
+    "IntervalSampler",
+    "SplitSampler",
+]
 
 
 class Sampler:
@@ -103,8 +110,7 @@ class SplitSampler(Sampler):
     [3, 4, 5]
     """
 
-    def __init__(self, length: int, num_parts: int = 1, part_index: int = 0,
-                 shuffle: bool = False):
+    def __init__(self, length: int, num_parts: int = 1, part_index: int = 0, shuffle: bool = False):
         if not 0 <= part_index < num_parts:
             raise ValueError(f"part_index {part_index} must be in [0, {num_parts})")
         self._part_len = length // num_parts
@@ -155,8 +161,10 @@ class BatchSampler(Sampler):
                 self._prev = batch
             elif self._last_batch != "discard":
                 # checked only here, where it matters, as MXNet checks it
-                raise ValueError("last_batch must be one of 'keep', 'discard', or "
-                                 f"'rollover', but got {self._last_batch}")
+                raise ValueError(
+                    "last_batch must be one of 'keep', 'discard', or "
+                    f"'rollover', but got {self._last_batch}"
+                )
 
     def __len__(self) -> int:
         if self._last_batch == "keep":
@@ -165,5 +173,7 @@ class BatchSampler(Sampler):
             return len(self._sampler) // self._batch_size
         if self._last_batch == "rollover":
             return (len(self._prev) + len(self._sampler)) // self._batch_size
-        raise ValueError("last_batch must be one of 'keep', 'discard', or 'rollover', but "
-                         f"got {self._last_batch}")
+        raise ValueError(
+            "last_batch must be one of 'keep', 'discard', or 'rollover', but "
+            f"got {self._last_batch}"
+        )

@@ -107,10 +107,14 @@ def get_model_file(name: str, root: str | None = None) -> str:
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"Pretrained weights for {name!r} not found: expected the file {path}. symgrad "
-            f"downloads nothing; place MXNet's {file_name} there (or pass root=<its folder>).")
+            f"downloads nothing; place MXNet's {file_name} there (or pass root=<its folder>)."
+        )
     if not check_sha1(path, _MODEL_SHA1[name]):
-        warnings.warn(f"{path} is not the file MXNet publishes for {name!r} (its sha1 "
-                      "differs); loading it anyway.", stacklevel=2)
+        warnings.warn(
+            f"{path} is not the file MXNet publishes for {name!r} (its sha1 "
+            "differs); loading it anyway.",
+            stacklevel=2,
+        )
     return path
 
 

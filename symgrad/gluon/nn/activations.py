@@ -92,15 +92,14 @@ class PReLU(HybridBlock):
     ``galpha = sum(g min(x, 0))`` per channel.
     """
 
-    def __init__(self, alpha_initializer: Any = None, in_channels: int = 1,
-                 **kwargs: Any) -> None:
+    def __init__(self, alpha_initializer: Any = None, in_channels: int = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if alpha_initializer is None:
             from ... import initializer
+
             alpha_initializer = initializer.Constant(0.25)
         with self.name_scope():
-            self.alpha = self.params.get("alpha", shape=(in_channels,),
-                                         init=alpha_initializer)
+            self.alpha = self.params.get("alpha", shape=(in_channels,), init=alpha_initializer)
 
     def hybrid_forward(self, F: Any, x: Any, alpha: Any) -> Any:
         """``LeakyReLU(x, alpha, act_type='prelu')``."""

@@ -19,9 +19,21 @@ from ... import ndarray
 from ..block import Block, HybridBlock
 from .activations import optional_activation
 
-__all__ = ["Sequential", "HybridSequential", "Dense", "Dropout", "BatchNorm", "LayerNorm",
-           "InstanceNorm", "GroupNorm", "Embedding", "Flatten", "Lambda", "HybridLambda",
-           "Identity"]
+__all__ = [
+    "Sequential",
+    "HybridSequential",
+    "Dense",
+    "Dropout",
+    "BatchNorm",
+    "LayerNorm",
+    "InstanceNorm",
+    "GroupNorm",
+    "Embedding",
+    "Flatten",
+    "Lambda",
+    "HybridLambda",
+    "Identity",
+]
 
 
 def _chain(blocks: Any, x: Any, args: tuple) -> Any:
@@ -41,6 +53,7 @@ def _chain(blocks: Any, x: Any, args: tuple) -> Any:
 # ---------------------------------------------------------------------------
 # containers
 # ---------------------------------------------------------------------------
+
 
 class _Stack:
     """What Sequential and HybridSequential share: children kept in the order
@@ -99,9 +112,12 @@ class Sequential(_Stack, Block):
         HybridBlock (a HybridSequential would hybridize the whole stack)."""
         children = list(self._children.values())
         if children and all(isinstance(c, HybridBlock) for c in children):
-            warnings.warn(f"All children of this Sequential layer '{self.prefix}' are "
-                          "HybridBlocks. Consider using HybridSequential for the best "
-                          "performance.", stacklevel=2)
+            warnings.warn(
+                f"All children of this Sequential layer '{self.prefix}' are "
+                "HybridBlocks. Consider using HybridSequential for the best "
+                "performance.",
+                stacklevel=2,
+            )
         super().hybridize(active, **kwargs)
 
 
@@ -124,6 +140,7 @@ class HybridSequential(_Stack, HybridBlock):
 # ---------------------------------------------------------------------------
 # Dense, Dropout
 # ---------------------------------------------------------------------------
+
 
 class Dense(HybridBlock):
     """A fully connected layer: ``activation(dot(x, weight.T) + bias)``.
@@ -166,28 +183,53 @@ class Dense(HybridBlock):
     Dense(2 -> 3, linear)
     """
 
-    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
-                 flatten: bool = True, dtype: Any = "float32", weight_initializer: Any = None,
-                 bias_initializer: Any = "zeros", in_units: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        units: int,
+        activation: str | None = None,
+        use_bias: bool = True,
+        flatten: bool = True,
+        dtype: Any = "float32",
+        weight_initializer: Any = None,
+        bias_initializer: Any = "zeros",
+        in_units: int = 0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         with self.name_scope():
             self._units = units
             self._in_units = in_units
             self._flatten = flatten
-            self.weight = self.params.get("weight", shape=(units, in_units),
-                                          init=weight_initializer, dtype=dtype,
-                                          allow_deferred_init=True)
+            self.weight = self.params.get(
+                "weight",
+                shape=(units, in_units),
+                init=weight_initializer,
+                dtype=dtype,
+                allow_deferred_init=True,
+            )
             if use_bias:
-                self.bias = self.params.get("bias", shape=(units,), init=bias_initializer,
-                                            dtype=dtype, allow_deferred_init=True)
+                self.bias = self.params.get(
+                    "bias",
+                    shape=(units,),
+                    init=bias_initializer,
+                    dtype=dtype,
+                    allow_deferred_init=True,
+                )
             else:
                 self.bias = None
             self.act = optional_activation(activation)
 
     def hybrid_forward(self, F: Any, x: Any, weight: Any, bias: Any = None) -> Any:
         """``activation(FullyConnected(x, weight, bias))``."""
-        out = F.FullyConnected(x, weight, bias, no_bias=bias is None, num_hidden=self._units,
-                               flatten=self._flatten, name="fwd")
+        out = F.FullyConnected(
+            x,
+            weight,
+            bias,
+            no_bias=bias is None,
+            num_hidden=self._units,
+            flatten=self._flatten,
+            name="fwd",
+        )
         if self.act is not None:
             out = self.act(out)
         return out
@@ -233,21 +275,36 @@ class Dropout(HybridBlock):
 # normalisation layers
 # ---------------------------------------------------------------------------
 
-def _add_gamma_beta(block: HybridBlock, size: int, center: bool, scale: bool,
-                    gamma_initializer: Any, beta_initializer: Any,
-                    fixed_when_off: bool = False) -> None:
+
+def _add_gamma_beta(
+    block: HybridBlock,
+    size: int,
+    center: bool,
+    scale: bool,
+    gamma_initializer: Any,
+    beta_initializer: Any,
+    fixed_when_off: bool = False,
+) -> None:
     """Give a normalisation layer its ``gamma`` (learned if ``scale``) and ``beta``
     (learned if ``center``) of shape (size,), 0 inferred at the first call;
     ``fixed_when_off`` makes a switched-off one non-differentiable (BatchNorm's
     rule in MXNet) rather than only ``grad_req='null'``."""
     block.gamma = block.params.get(
-        "gamma", grad_req="write" if scale else "null", shape=(size,),
-        init=gamma_initializer, allow_deferred_init=True,
-        differentiable=scale or not fixed_when_off)
+        "gamma",
+        grad_req="write" if scale else "null",
+        shape=(size,),
+        init=gamma_initializer,
+        allow_deferred_init=True,
+        differentiable=scale or not fixed_when_off,
+    )
     block.beta = block.params.get(
-        "beta", grad_req="write" if center else "null", shape=(size,),
-        init=beta_initializer, allow_deferred_init=True,
-        differentiable=center or not fixed_when_off)
+        "beta",
+        grad_req="write" if center else "null",
+        shape=(size,),
+        init=beta_initializer,
+        allow_deferred_init=True,
+        differentiable=center or not fixed_when_off,
+    )
 
 
 def _settings_repr(block: Any, tail: str = "") -> str:
@@ -287,27 +344,56 @@ class BatchNorm(HybridBlock):
     ``gbeta = sum(g)``.
     """
 
-    def __init__(self, axis: int = 1, momentum: float = 0.9, epsilon: float = 1e-5,
-                 center: bool = True, scale: bool = True, use_global_stats: bool = False,
-                 beta_initializer: Any = "zeros", gamma_initializer: Any = "ones",
-                 running_mean_initializer: Any = "zeros",
-                 running_variance_initializer: Any = "ones", in_channels: int = 0,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        axis: int = 1,
+        momentum: float = 0.9,
+        epsilon: float = 1e-5,
+        center: bool = True,
+        scale: bool = True,
+        use_global_stats: bool = False,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        running_mean_initializer: Any = "zeros",
+        running_variance_initializer: Any = "ones",
+        in_channels: int = 0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self._kwargs = {"axis": axis, "eps": epsilon, "momentum": momentum,
-                        "fix_gamma": not scale, "use_global_stats": use_global_stats}
+        self._kwargs = {
+            "axis": axis,
+            "eps": epsilon,
+            "momentum": momentum,
+            "fix_gamma": not scale,
+            "use_global_stats": use_global_stats,
+        }
         if in_channels != 0:
             self.in_channels = in_channels
-        _add_gamma_beta(self, in_channels, center, scale, gamma_initializer,
-                        beta_initializer, fixed_when_off=True)
-        self.running_mean = self.params.get("running_mean", grad_req="null",
-                                            shape=(in_channels,),
-                                            init=running_mean_initializer,
-                                            allow_deferred_init=True, differentiable=False)
-        self.running_var = self.params.get("running_var", grad_req="null",
-                                           shape=(in_channels,),
-                                           init=running_variance_initializer,
-                                           allow_deferred_init=True, differentiable=False)
+        _add_gamma_beta(
+            self,
+            in_channels,
+            center,
+            scale,
+            gamma_initializer,
+            beta_initializer,
+            fixed_when_off=True,
+        )
+        self.running_mean = self.params.get(
+            "running_mean",
+            grad_req="null",
+            shape=(in_channels,),
+            init=running_mean_initializer,
+            allow_deferred_init=True,
+            differentiable=False,
+        )
+        self.running_var = self.params.get(
+            "running_var",
+            grad_req="null",
+            shape=(in_channels,),
+            init=running_variance_initializer,
+            allow_deferred_init=True,
+            differentiable=False,
+        )
 
     def cast(self, dtype: Any) -> None:
         """Cast the parameters; float16 stays float32, as MXNet keeps it."""
@@ -315,11 +401,11 @@ class BatchNorm(HybridBlock):
             dtype = "float32"
         super().cast(dtype)
 
-    def hybrid_forward(self, F: Any, x: Any, gamma: Any, beta: Any, running_mean: Any,
-                       running_var: Any) -> Any:
+    def hybrid_forward(
+        self, F: Any, x: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any
+    ) -> Any:
         """``BatchNorm(x, gamma, beta, running_mean, running_var)``."""
-        return F.BatchNorm(x, gamma, beta, running_mean, running_var, name="fwd",
-                           **self._kwargs)
+        return F.BatchNorm(x, gamma, beta, running_mean, running_var, name="fwd", **self._kwargs)
 
     def __repr__(self) -> str:
         channels = self.gamma.shape[0]
@@ -349,10 +435,18 @@ class LayerNorm(HybridBlock):
     ``gg = g gamma``, ``ggamma = sum(g xhat)``, ``gbeta = sum(g)``.
     """
 
-    def __init__(self, axis: int = -1, epsilon: float = 1e-5, center: bool = True,
-                 scale: bool = True, beta_initializer: Any = "zeros",
-                 gamma_initializer: Any = "ones", in_channels: int = 0,
-                 prefix: str | None = None, params: Any = None) -> None:
+    def __init__(
+        self,
+        axis: int = -1,
+        epsilon: float = 1e-5,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        in_channels: int = 0,
+        prefix: str | None = None,
+        params: Any = None,
+    ) -> None:
         super().__init__(prefix=prefix, params=params)
         self._kwargs = {"eps": epsilon, "axis": axis, "center": center, "scale": scale}
         self._axis = axis
@@ -392,10 +486,17 @@ class InstanceNorm(HybridBlock):
     axis); ``gx = rstd (gg - mean(gg) - xhat mean(gg xhat))`` per (sample, channel).
     """
 
-    def __init__(self, axis: int = 1, epsilon: float = 1e-5, center: bool = True,
-                 scale: bool = False, beta_initializer: Any = "zeros",
-                 gamma_initializer: Any = "ones", in_channels: int = 0,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        axis: int = 1,
+        epsilon: float = 1e-5,
+        center: bool = True,
+        scale: bool = False,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        in_channels: int = 0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._kwargs = {"eps": epsilon, "axis": axis, "center": center, "scale": scale}
         self._axis = axis
@@ -436,21 +537,26 @@ class GroupNorm(HybridBlock):
     ``rstd (gg - mean(gg) - xhat mean(gg xhat))`` with ``gg = g gamma``.
     """
 
-    def __init__(self, num_groups: int = 1, epsilon: float = 1e-5, center: bool = True,
-                 scale: bool = True, beta_initializer: Any = "zeros",
-                 gamma_initializer: Any = "ones", prefix: str | None = None,
-                 params: Any = None) -> None:
+    def __init__(
+        self,
+        num_groups: int = 1,
+        epsilon: float = 1e-5,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        prefix: str | None = None,
+        params: Any = None,
+    ) -> None:
         super().__init__(prefix=prefix, params=params)
-        self._kwargs = {"eps": epsilon, "num_groups": num_groups, "center": center,
-                        "scale": scale}
+        self._kwargs = {"eps": epsilon, "num_groups": num_groups, "center": center, "scale": scale}
         self._num_groups = num_groups
         self._epsilon = epsilon
         _add_gamma_beta(self, num_groups, center, scale, gamma_initializer, beta_initializer)
 
     def hybrid_forward(self, F: Any, data: Any, gamma: Any, beta: Any) -> Any:
         """``GroupNorm(data, gamma, beta)``."""
-        return F.GroupNorm(data, gamma, beta, num_groups=self._num_groups,
-                           eps=self._epsilon)
+        return F.GroupNorm(data, gamma, beta, num_groups=self._num_groups, eps=self._epsilon)
 
     def __repr__(self) -> str:
         return _settings_repr(self, ")")
@@ -459,6 +565,7 @@ class GroupNorm(HybridBlock):
 # ---------------------------------------------------------------------------
 # Embedding, Flatten, Lambda, HybridLambda, Identity
 # ---------------------------------------------------------------------------
+
 
 class Embedding(HybridBlock):
     """Maps integer indices to rows of a (input_dim, output_dim) ``weight``.
@@ -482,23 +589,39 @@ class Embedding(HybridBlock):
     index names; the indices get no gradient.
     """
 
-    def __init__(self, input_dim: int, output_dim: int, dtype: Any = "float32",
-                 weight_initializer: Any = None, sparse_grad: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        dtype: Any = "float32",
+        weight_initializer: Any = None,
+        sparse_grad: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self._kwargs = {"input_dim": input_dim, "output_dim": output_dim, "dtype": dtype,
-                        "sparse_grad": sparse_grad}
-        self.weight = self.params.get("weight", shape=(input_dim, output_dim),
-                                      init=weight_initializer, dtype=dtype,
-                                      allow_deferred_init=True)
+        self._kwargs = {
+            "input_dim": input_dim,
+            "output_dim": output_dim,
+            "dtype": dtype,
+            "sparse_grad": sparse_grad,
+        }
+        self.weight = self.params.get(
+            "weight",
+            shape=(input_dim, output_dim),
+            init=weight_initializer,
+            dtype=dtype,
+            allow_deferred_init=True,
+        )
 
     def hybrid_forward(self, F: Any, x: Any, weight: Any) -> Any:
         """``Embedding(x, weight)``."""
         return F.Embedding(x, weight, name="fwd", **self._kwargs)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self._kwargs['input_dim']} -> "
-                f"{self._kwargs['output_dim']}, {self._kwargs['dtype']})")
+        return (
+            f"{type(self).__name__}({self._kwargs['input_dim']} -> "
+            f"{self._kwargs['output_dim']}, {self._kwargs['dtype']})"
+        )
 
 
 class Flatten(HybridBlock):
@@ -544,8 +667,9 @@ class Lambda(Block):
             self._func = function
             self._func_name = function.__name__
         else:
-            raise ValueError(f"Unrecognized function in lambda: {function} of type "
-                             f"{type(function)}")
+            raise ValueError(
+                f"Unrecognized function in lambda: {function} of type {type(function)}"
+            )
 
     def forward(self, *args: Any) -> Any:
         """The function applied to the inputs."""
@@ -572,9 +696,9 @@ class HybridLambda(HybridBlock):
         super().__init__(prefix=prefix)
         if isinstance(function, str):
             from ... import symbol
+
             if not (hasattr(ndarray, function) and hasattr(symbol, function)):
-                raise AssertionError(f"Function name {function} is not found in "
-                                     "symbol/ndarray.")
+                raise AssertionError(f"Function name {function} is not found in symbol/ndarray.")
             name = function
             self._func = lambda F, *args: getattr(F, name)(*args)
             self._func_name = function
@@ -582,8 +706,9 @@ class HybridLambda(HybridBlock):
             self._func = function
             self._func_name = function.__name__
         else:
-            raise ValueError(f"Unrecognized function in lambda: {function} of type "
-                             f"{type(function)}")
+            raise ValueError(
+                f"Unrecognized function in lambda: {function} of type {type(function)}"
+            )
 
     def hybrid_forward(self, F: Any, x: Any, *args: Any) -> Any:
         """The function applied to ``F`` and the inputs."""

@@ -9,10 +9,27 @@ from typing import Any
 from ..block import HybridBlock
 from .activations import optional_activation
 
-__all__ = ["Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
-           "Conv3DTranspose", "MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool1D",
-           "AvgPool2D", "AvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",
-           "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D", "ReflectionPad2D"]
+__all__ = [
+    "Conv1D",
+    "Conv2D",
+    "Conv3D",
+    "Conv1DTranspose",
+    "Conv2DTranspose",
+    "Conv3DTranspose",
+    "MaxPool1D",
+    "MaxPool2D",
+    "MaxPool3D",
+    "AvgPool1D",
+    "AvgPool2D",
+    "AvgPool3D",
+    "GlobalMaxPool1D",
+    "GlobalMaxPool2D",
+    "GlobalMaxPool3D",
+    "GlobalAvgPool1D",
+    "GlobalAvgPool2D",
+    "GlobalAvgPool3D",
+    "ReflectionPad2D",
+]
 
 _LAYOUTS = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
 
@@ -29,14 +46,17 @@ def _tuple(value: Any, rank: int, name: str) -> tuple[int, ...]:
 
 def _check_layout(layout: str, rank: int) -> None:
     if layout != _LAYOUTS[rank]:
-        raise ValueError(f"layout {layout!r} is not supported: symgrad's {rank}-D "
-                         f"convolutions and pooling take channel-first data "
-                         f"({_LAYOUTS[rank]!r})")
+        raise ValueError(
+            f"layout {layout!r} is not supported: symgrad's {rank}-D "
+            f"convolutions and pooling take channel-first data "
+            f"({_LAYOUTS[rank]!r})"
+        )
 
 
 # ---------------------------------------------------------------------------
 # convolutions
 # ---------------------------------------------------------------------------
+
 
 class _Conv(HybridBlock):
     """Shared body of the convolution layers: parameters, the op call and repr.
@@ -46,32 +66,54 @@ class _Conv(HybridBlock):
     *kernel), with ``adj`` as the output padding).
     """
 
-    def __init__(self, channels: int, kernel_size: tuple[int, ...], strides: tuple[int, ...],
-                 padding: tuple[int, ...], dilation: tuple[int, ...], groups: int, layout: str,
-                 in_channels: int = 0, activation: str | None = None, use_bias: bool = True,
-                 weight_initializer: Any = None, bias_initializer: Any = "zeros",
-                 op_name: str = "Convolution", adj: tuple[int, ...] | None = None,
-                 prefix: str | None = None, params: Any = None) -> None:
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: tuple[int, ...],
+        strides: tuple[int, ...],
+        padding: tuple[int, ...],
+        dilation: tuple[int, ...],
+        groups: int,
+        layout: str,
+        in_channels: int = 0,
+        activation: str | None = None,
+        use_bias: bool = True,
+        weight_initializer: Any = None,
+        bias_initializer: Any = "zeros",
+        op_name: str = "Convolution",
+        adj: tuple[int, ...] | None = None,
+        prefix: str | None = None,
+        params: Any = None,
+    ) -> None:
         super().__init__(prefix=prefix, params=params)
         _check_layout(layout, len(kernel_size))
         with self.name_scope():
             self._channels = channels
             self._in_channels = in_channels
             self._op_name = op_name
-            self._kwargs = {"kernel": kernel_size, "stride": strides, "dilate": dilation,
-                            "pad": padding, "num_filter": channels, "num_group": groups,
-                            "no_bias": not use_bias, "layout": layout}
+            self._kwargs = {
+                "kernel": kernel_size,
+                "stride": strides,
+                "dilate": dilation,
+                "pad": padding,
+                "num_filter": channels,
+                "num_group": groups,
+                "no_bias": not use_bias,
+                "layout": layout,
+            }
             if adj is not None:
                 self._kwargs["adj"] = adj
             if op_name == "Convolution":
                 weight_shape = (channels, in_channels // groups) + tuple(kernel_size)
             else:
                 weight_shape = (in_channels, channels // groups) + tuple(kernel_size)
-            self.weight = self.params.get("weight", shape=weight_shape,
-                                          init=weight_initializer, allow_deferred_init=True)
+            self.weight = self.params.get(
+                "weight", shape=weight_shape, init=weight_initializer, allow_deferred_init=True
+            )
             if use_bias:
-                self.bias = self.params.get("bias", shape=(channels,), init=bias_initializer,
-                                            allow_deferred_init=True)
+                self.bias = self.params.get(
+                    "bias", shape=(channels,), init=bias_initializer, allow_deferred_init=True
+                )
             else:
                 self.bias = None
             self.act = optional_activation(activation)
@@ -93,8 +135,10 @@ class _Conv(HybridBlock):
     def __repr__(self) -> str:
         kwargs = self._kwargs
         rank = len(kwargs["kernel"])
-        text = (f"{type(self).__name__}({{mapping}}, kernel_size={kwargs['kernel']}, "
-                f"stride={kwargs['stride']}")
+        text = (
+            f"{type(self).__name__}({{mapping}}, kernel_size={kwargs['kernel']}, "
+            f"stride={kwargs['stride']}"
+        )
         if kwargs["pad"] != (0,) * rank:
             text += f", padding={kwargs['pad']}"
         if kwargs["dilate"] != (1,) * rank:
@@ -139,15 +183,37 @@ class Conv1D(_Conv):
     weight, ``gw`` the correlation of ``g`` with ``x``, ``gb = sum(g)`` per channel.
     """
 
-    def __init__(self, channels: int, kernel_size: Any, strides: Any = 1, padding: Any = 0,
-                 dilation: Any = 1, groups: int = 1, layout: str = "NCW",
-                 activation: str | None = None, use_bias: bool = True,
-                 weight_initializer: Any = None, bias_initializer: Any = "zeros",
-                 in_channels: int = 0, **kwargs: Any) -> None:
-        super().__init__(channels, _tuple(kernel_size, 1, "kernel_size"),
-                         _tuple(strides, 1, "strides"), _tuple(padding, 1, "padding"),
-                         _tuple(dilation, 1, "dilation"), groups, layout, in_channels,
-                         activation, use_bias, weight_initializer, bias_initializer, **kwargs)
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: Any,
+        strides: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: int = 1,
+        layout: str = "NCW",
+        activation: str | None = None,
+        use_bias: bool = True,
+        weight_initializer: Any = None,
+        bias_initializer: Any = "zeros",
+        in_channels: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            channels,
+            _tuple(kernel_size, 1, "kernel_size"),
+            _tuple(strides, 1, "strides"),
+            _tuple(padding, 1, "padding"),
+            _tuple(dilation, 1, "dilation"),
+            groups,
+            layout,
+            in_channels,
+            activation,
+            use_bias,
+            weight_initializer,
+            bias_initializer,
+            **kwargs,
+        )
 
 
 class Conv2D(_Conv):
@@ -170,15 +236,37 @@ class Conv2D(_Conv):
     Conv2D(2 -> 4, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))
     """
 
-    def __init__(self, channels: int, kernel_size: Any, strides: Any = (1, 1),
-                 padding: Any = (0, 0), dilation: Any = (1, 1), groups: int = 1,
-                 layout: str = "NCHW", activation: str | None = None, use_bias: bool = True,
-                 weight_initializer: Any = None, bias_initializer: Any = "zeros",
-                 in_channels: int = 0, **kwargs: Any) -> None:
-        super().__init__(channels, _tuple(kernel_size, 2, "kernel_size"),
-                         _tuple(strides, 2, "strides"), _tuple(padding, 2, "padding"),
-                         _tuple(dilation, 2, "dilation"), groups, layout, in_channels,
-                         activation, use_bias, weight_initializer, bias_initializer, **kwargs)
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: Any,
+        strides: Any = (1, 1),
+        padding: Any = (0, 0),
+        dilation: Any = (1, 1),
+        groups: int = 1,
+        layout: str = "NCHW",
+        activation: str | None = None,
+        use_bias: bool = True,
+        weight_initializer: Any = None,
+        bias_initializer: Any = "zeros",
+        in_channels: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            channels,
+            _tuple(kernel_size, 2, "kernel_size"),
+            _tuple(strides, 2, "strides"),
+            _tuple(padding, 2, "padding"),
+            _tuple(dilation, 2, "dilation"),
+            groups,
+            layout,
+            in_channels,
+            activation,
+            use_bias,
+            weight_initializer,
+            bias_initializer,
+            **kwargs,
+        )
 
 
 class Conv3D(_Conv):
@@ -191,30 +279,78 @@ class Conv3D(_Conv):
     Computes ``Convolution``; gradients as :class:`Conv1D`.
     """
 
-    def __init__(self, channels: int, kernel_size: Any, strides: Any = (1, 1, 1),
-                 padding: Any = (0, 0, 0), dilation: Any = (1, 1, 1), groups: int = 1,
-                 layout: str = "NCDHW", activation: str | None = None, use_bias: bool = True,
-                 weight_initializer: Any = None, bias_initializer: Any = "zeros",
-                 in_channels: int = 0, **kwargs: Any) -> None:
-        super().__init__(channels, _tuple(kernel_size, 3, "kernel_size"),
-                         _tuple(strides, 3, "strides"), _tuple(padding, 3, "padding"),
-                         _tuple(dilation, 3, "dilation"), groups, layout, in_channels,
-                         activation, use_bias, weight_initializer, bias_initializer, **kwargs)
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: Any,
+        strides: Any = (1, 1, 1),
+        padding: Any = (0, 0, 0),
+        dilation: Any = (1, 1, 1),
+        groups: int = 1,
+        layout: str = "NCDHW",
+        activation: str | None = None,
+        use_bias: bool = True,
+        weight_initializer: Any = None,
+        bias_initializer: Any = "zeros",
+        in_channels: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            channels,
+            _tuple(kernel_size, 3, "kernel_size"),
+            _tuple(strides, 3, "strides"),
+            _tuple(padding, 3, "padding"),
+            _tuple(dilation, 3, "dilation"),
+            groups,
+            layout,
+            in_channels,
+            activation,
+            use_bias,
+            weight_initializer,
+            bias_initializer,
+            **kwargs,
+        )
 
 
 class _ConvTranspose(_Conv):
     """Shared constructor of the transposed convolutions (``Deconvolution``)."""
 
-    def __init__(self, rank: int, channels: int, kernel_size: Any, strides: Any,
-                 padding: Any, output_padding: Any, dilation: Any, groups: int, layout: str,
-                 activation: str | None, use_bias: bool, weight_initializer: Any,
-                 bias_initializer: Any, in_channels: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        rank: int,
+        channels: int,
+        kernel_size: Any,
+        strides: Any,
+        padding: Any,
+        output_padding: Any,
+        dilation: Any,
+        groups: int,
+        layout: str,
+        activation: str | None,
+        use_bias: bool,
+        weight_initializer: Any,
+        bias_initializer: Any,
+        in_channels: int,
+        **kwargs: Any,
+    ) -> None:
         output_padding = _tuple(output_padding, rank, "output_padding")
-        super().__init__(channels, _tuple(kernel_size, rank, "kernel_size"),
-                         _tuple(strides, rank, "strides"), _tuple(padding, rank, "padding"),
-                         _tuple(dilation, rank, "dilation"), groups, layout, in_channels,
-                         activation, use_bias, weight_initializer, bias_initializer,
-                         op_name="Deconvolution", adj=output_padding, **kwargs)
+        super().__init__(
+            channels,
+            _tuple(kernel_size, rank, "kernel_size"),
+            _tuple(strides, rank, "strides"),
+            _tuple(padding, rank, "padding"),
+            _tuple(dilation, rank, "dilation"),
+            groups,
+            layout,
+            in_channels,
+            activation,
+            use_bias,
+            weight_initializer,
+            bias_initializer,
+            op_name="Deconvolution",
+            adj=output_padding,
+            **kwargs,
+        )
         self.outpad = output_padding
 
 
@@ -231,14 +367,40 @@ class Conv1DTranspose(_ConvTranspose):
     weight, ``gw`` the correlation of ``x`` with ``g``, ``gb = sum(g)`` per channel.
     """
 
-    def __init__(self, channels: int, kernel_size: Any, strides: Any = 1, padding: Any = 0,
-                 output_padding: Any = 0, dilation: Any = 1, groups: int = 1,
-                 layout: str = "NCW", activation: str | None = None, use_bias: bool = True,
-                 weight_initializer: Any = None, bias_initializer: Any = "zeros",
-                 in_channels: int = 0, **kwargs: Any) -> None:
-        super().__init__(1, channels, kernel_size, strides, padding, output_padding,
-                         dilation, groups, layout, activation, use_bias, weight_initializer,
-                         bias_initializer, in_channels, **kwargs)
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: Any,
+        strides: Any = 1,
+        padding: Any = 0,
+        output_padding: Any = 0,
+        dilation: Any = 1,
+        groups: int = 1,
+        layout: str = "NCW",
+        activation: str | None = None,
+        use_bias: bool = True,
+        weight_initializer: Any = None,
+        bias_initializer: Any = "zeros",
+        in_channels: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            1,
+            channels,
+            kernel_size,
+            strides,
+            padding,
+            output_padding,
+            dilation,
+            groups,
+            layout,
+            activation,
+            use_bias,
+            weight_initializer,
+            bias_initializer,
+            in_channels,
+            **kwargs,
+        )
 
 
 class Conv2DTranspose(_ConvTranspose):
@@ -251,15 +413,40 @@ class Conv2DTranspose(_ConvTranspose):
     Computes ``Deconvolution``; gradients as :class:`Conv1DTranspose`.
     """
 
-    def __init__(self, channels: int, kernel_size: Any, strides: Any = (1, 1),
-                 padding: Any = (0, 0), output_padding: Any = (0, 0), dilation: Any = (1, 1),
-                 groups: int = 1, layout: str = "NCHW", activation: str | None = None,
-                 use_bias: bool = True, weight_initializer: Any = None,
-                 bias_initializer: Any = "zeros", in_channels: int = 0,
-                 **kwargs: Any) -> None:
-        super().__init__(2, channels, kernel_size, strides, padding, output_padding,
-                         dilation, groups, layout, activation, use_bias, weight_initializer,
-                         bias_initializer, in_channels, **kwargs)
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: Any,
+        strides: Any = (1, 1),
+        padding: Any = (0, 0),
+        output_padding: Any = (0, 0),
+        dilation: Any = (1, 1),
+        groups: int = 1,
+        layout: str = "NCHW",
+        activation: str | None = None,
+        use_bias: bool = True,
+        weight_initializer: Any = None,
+        bias_initializer: Any = "zeros",
+        in_channels: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            2,
+            channels,
+            kernel_size,
+            strides,
+            padding,
+            output_padding,
+            dilation,
+            groups,
+            layout,
+            activation,
+            use_bias,
+            weight_initializer,
+            bias_initializer,
+            in_channels,
+            **kwargs,
+        )
 
 
 class Conv3DTranspose(_ConvTranspose):
@@ -272,20 +459,46 @@ class Conv3DTranspose(_ConvTranspose):
     Computes ``Deconvolution``; gradients as :class:`Conv1DTranspose`.
     """
 
-    def __init__(self, channels: int, kernel_size: Any, strides: Any = (1, 1, 1),
-                 padding: Any = (0, 0, 0), output_padding: Any = (0, 0, 0),
-                 dilation: Any = (1, 1, 1), groups: int = 1, layout: str = "NCDHW",
-                 activation: str | None = None, use_bias: bool = True,
-                 weight_initializer: Any = None, bias_initializer: Any = "zeros",
-                 in_channels: int = 0, **kwargs: Any) -> None:
-        super().__init__(3, channels, kernel_size, strides, padding, output_padding,
-                         dilation, groups, layout, activation, use_bias, weight_initializer,
-                         bias_initializer, in_channels, **kwargs)
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: Any,
+        strides: Any = (1, 1, 1),
+        padding: Any = (0, 0, 0),
+        output_padding: Any = (0, 0, 0),
+        dilation: Any = (1, 1, 1),
+        groups: int = 1,
+        layout: str = "NCDHW",
+        activation: str | None = None,
+        use_bias: bool = True,
+        weight_initializer: Any = None,
+        bias_initializer: Any = "zeros",
+        in_channels: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            3,
+            channels,
+            kernel_size,
+            strides,
+            padding,
+            output_padding,
+            dilation,
+            groups,
+            layout,
+            activation,
+            use_bias,
+            weight_initializer,
+            bias_initializer,
+            in_channels,
+            **kwargs,
+        )
 
 
 # ---------------------------------------------------------------------------
 # pooling
 # ---------------------------------------------------------------------------
+
 
 class _Pooling(HybridBlock):
     """Shared body of the pooling layers: ``Pooling`` with MXNet's attributes.
@@ -294,18 +507,32 @@ class _Pooling(HybridBlock):
     (ceil) output-size convention instead of 'valid' (floor).
     """
 
-    def __init__(self, pool_size: tuple[int, ...], strides: Any, padding: Any,
-                 ceil_mode: bool, global_pool: bool, pool_type: str, layout: str,
-                 count_include_pad: bool | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        pool_size: tuple[int, ...],
+        strides: Any,
+        padding: Any,
+        ceil_mode: bool,
+        global_pool: bool,
+        pool_type: str,
+        layout: str,
+        count_include_pad: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         rank = len(pool_size)
         _check_layout(layout, rank)
         if strides is None:
             strides = pool_size
-        self._kwargs = {"kernel": tuple(pool_size), "stride": _tuple(strides, rank, "strides"),
-                        "pad": _tuple(padding, rank, "padding"), "global_pool": global_pool,
-                        "pool_type": pool_type, "layout": layout,
-                        "pooling_convention": "full" if ceil_mode else "valid"}
+        self._kwargs = {
+            "kernel": tuple(pool_size),
+            "stride": _tuple(strides, rank, "strides"),
+            "pad": _tuple(padding, rank, "padding"),
+            "global_pool": global_pool,
+            "pool_type": pool_type,
+            "layout": layout,
+            "pooling_convention": "full" if ceil_mode else "valid",
+        }
         if count_include_pad is not None:
             self._kwargs["count_include_pad"] = count_include_pad
 
@@ -318,11 +545,13 @@ class _Pooling(HybridBlock):
 
     def __repr__(self) -> str:
         kwargs = self._kwargs
-        return (f"{type(self).__name__}(size={kwargs['kernel']}, stride={kwargs['stride']}, "
-                f"padding={kwargs['pad']}, "
-                f"ceil_mode={kwargs['pooling_convention'] == 'full'}, "
-                f"global_pool={kwargs['global_pool']}, pool_type={kwargs['pool_type']}, "
-                f"layout={kwargs['layout']})")
+        return (
+            f"{type(self).__name__}(size={kwargs['kernel']}, stride={kwargs['stride']}, "
+            f"padding={kwargs['pad']}, "
+            f"ceil_mode={kwargs['pooling_convention'] == 'full'}, "
+            f"global_pool={kwargs['global_pool']}, pool_type={kwargs['pool_type']}, "
+            f"layout={kwargs['layout']})"
+        )
 
 
 _POOL_NOTES = """
@@ -334,7 +563,8 @@ _POOL_NOTES = """
 
 
 class MaxPool1D(_Pooling):
-    """Max pooling over (N, C, W) data.
+    (
+        """Max pooling over (N, C, W) data.
 
     Parameters
     ----------
@@ -344,66 +574,176 @@ class MaxPool1D(_Pooling):
         ``'NCW'`` only.
     ceil_mode : bool
         Round the output size up ('full' convention) instead of down.
-    """ + _POOL_NOTES
+    """
+        + _POOL_NOTES
+    )
 
-    def __init__(self, pool_size: Any = 2, strides: Any = None, padding: Any = 0,
-                 layout: str = "NCW", ceil_mode: bool = False, **kwargs: Any) -> None:
-        super().__init__(_tuple(pool_size, 1, "pool_size"), strides, padding, ceil_mode,
-                         False, "max", layout, **kwargs)
+    def __init__(
+        self,
+        pool_size: Any = 2,
+        strides: Any = None,
+        padding: Any = 0,
+        layout: str = "NCW",
+        ceil_mode: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            _tuple(pool_size, 1, "pool_size"),
+            strides,
+            padding,
+            ceil_mode,
+            False,
+            "max",
+            layout,
+            **kwargs,
+        )
 
 
 class MaxPool2D(_Pooling):
-    """Max pooling over (N, C, H, W) data; parameters as :class:`MaxPool1D` with
-    2-tuples and layout ``'NCHW'``.""" + _POOL_NOTES
+    (
+        """Max pooling over (N, C, H, W) data; parameters as :class:`MaxPool1D` with
+    2-tuples and layout ``'NCHW'``."""
+        + _POOL_NOTES
+    )
 
-    def __init__(self, pool_size: Any = (2, 2), strides: Any = None, padding: Any = 0,
-                 layout: str = "NCHW", ceil_mode: bool = False, **kwargs: Any) -> None:
-        super().__init__(_tuple(pool_size, 2, "pool_size"), strides, padding, ceil_mode,
-                         False, "max", layout, **kwargs)
+    def __init__(
+        self,
+        pool_size: Any = (2, 2),
+        strides: Any = None,
+        padding: Any = 0,
+        layout: str = "NCHW",
+        ceil_mode: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            _tuple(pool_size, 2, "pool_size"),
+            strides,
+            padding,
+            ceil_mode,
+            False,
+            "max",
+            layout,
+            **kwargs,
+        )
 
 
 class MaxPool3D(_Pooling):
-    """Max pooling over (N, C, D, H, W) data; parameters as :class:`MaxPool1D` with
-    3-tuples and layout ``'NCDHW'``.""" + _POOL_NOTES
+    (
+        """Max pooling over (N, C, D, H, W) data; parameters as :class:`MaxPool1D` with
+    3-tuples and layout ``'NCDHW'``."""
+        + _POOL_NOTES
+    )
 
-    def __init__(self, pool_size: Any = (2, 2, 2), strides: Any = None, padding: Any = 0,
-                 ceil_mode: bool = False, layout: str = "NCDHW", **kwargs: Any) -> None:
-        super().__init__(_tuple(pool_size, 3, "pool_size"), strides, padding, ceil_mode,
-                         False, "max", layout, **kwargs)
+    def __init__(
+        self,
+        pool_size: Any = (2, 2, 2),
+        strides: Any = None,
+        padding: Any = 0,
+        ceil_mode: bool = False,
+        layout: str = "NCDHW",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            _tuple(pool_size, 3, "pool_size"),
+            strides,
+            padding,
+            ceil_mode,
+            False,
+            "max",
+            layout,
+            **kwargs,
+        )
 
 
 class AvgPool1D(_Pooling):
-    """Average pooling over (N, C, W) data; parameters as :class:`MaxPool1D`, plus
+    (
+        """Average pooling over (N, C, W) data; parameters as :class:`MaxPool1D`, plus
     ``count_include_pad``: whether padded zeros count in each window's average.
-    """ + _POOL_NOTES
+    """
+        + _POOL_NOTES
+    )
 
-    def __init__(self, pool_size: Any = 2, strides: Any = None, padding: Any = 0,
-                 layout: str = "NCW", ceil_mode: bool = False, count_include_pad: bool = True,
-                 **kwargs: Any) -> None:
-        super().__init__(_tuple(pool_size, 1, "pool_size"), strides, padding, ceil_mode,
-                         False, "avg", layout, count_include_pad, **kwargs)
+    def __init__(
+        self,
+        pool_size: Any = 2,
+        strides: Any = None,
+        padding: Any = 0,
+        layout: str = "NCW",
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            _tuple(pool_size, 1, "pool_size"),
+            strides,
+            padding,
+            ceil_mode,
+            False,
+            "avg",
+            layout,
+            count_include_pad,
+            **kwargs,
+        )
 
 
 class AvgPool2D(_Pooling):
-    """Average pooling over (N, C, H, W) data; parameters as :class:`AvgPool1D`
-    with 2-tuples and layout ``'NCHW'``.""" + _POOL_NOTES
+    (
+        """Average pooling over (N, C, H, W) data; parameters as :class:`AvgPool1D`
+    with 2-tuples and layout ``'NCHW'``."""
+        + _POOL_NOTES
+    )
 
-    def __init__(self, pool_size: Any = (2, 2), strides: Any = None, padding: Any = 0,
-                 ceil_mode: bool = False, layout: str = "NCHW", count_include_pad: bool = True,
-                 **kwargs: Any) -> None:
-        super().__init__(_tuple(pool_size, 2, "pool_size"), strides, padding, ceil_mode,
-                         False, "avg", layout, count_include_pad, **kwargs)
+    def __init__(
+        self,
+        pool_size: Any = (2, 2),
+        strides: Any = None,
+        padding: Any = 0,
+        ceil_mode: bool = False,
+        layout: str = "NCHW",
+        count_include_pad: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            _tuple(pool_size, 2, "pool_size"),
+            strides,
+            padding,
+            ceil_mode,
+            False,
+            "avg",
+            layout,
+            count_include_pad,
+            **kwargs,
+        )
 
 
 class AvgPool3D(_Pooling):
-    """Average pooling over (N, C, D, H, W) data; parameters as :class:`AvgPool1D`
-    with 3-tuples and layout ``'NCDHW'``.""" + _POOL_NOTES
+    (
+        """Average pooling over (N, C, D, H, W) data; parameters as :class:`AvgPool1D`
+    with 3-tuples and layout ``'NCDHW'``."""
+        + _POOL_NOTES
+    )
 
-    def __init__(self, pool_size: Any = (2, 2, 2), strides: Any = None, padding: Any = 0,
-                 ceil_mode: bool = False, layout: str = "NCDHW",
-                 count_include_pad: bool = True, **kwargs: Any) -> None:
-        super().__init__(_tuple(pool_size, 3, "pool_size"), strides, padding, ceil_mode,
-                         False, "avg", layout, count_include_pad, **kwargs)
+    def __init__(
+        self,
+        pool_size: Any = (2, 2, 2),
+        strides: Any = None,
+        padding: Any = 0,
+        ceil_mode: bool = False,
+        layout: str = "NCDHW",
+        count_include_pad: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            _tuple(pool_size, 3, "pool_size"),
+            strides,
+            padding,
+            ceil_mode,
+            False,
+            "avg",
+            layout,
+            count_include_pad,
+            **kwargs,
+        )
 
 
 class _GlobalPooling(_Pooling):
@@ -458,6 +798,7 @@ class GlobalAvgPool3D(_GlobalPooling):
 # ---------------------------------------------------------------------------
 # padding
 # ---------------------------------------------------------------------------
+
 
 class ReflectionPad2D(HybridBlock):
     """Pads the two spatial axes of (N, C, H, W) data with their reflection

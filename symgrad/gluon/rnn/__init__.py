@@ -19,6 +19,20 @@ from .rnn_cell import (
 )
 from .rnn_layer import GRU, LSTM, RNN
 
-__all__ = ["RNN", "LSTM", "GRU", "RecurrentCell", "HybridRecurrentCell", "RNNCell",
-           "LSTMCell", "GRUCell", "SequentialRNNCell", "HybridSequentialRNNCell",
-           "DropoutCell", "ModifierCell", "ZoneoutCell", "ResidualCell", "BidirectionalCell"]
+__all__ = [
+    "RNN",
+    "LSTM",
+    "GRU",
+    "RecurrentCell",
+    "HybridRecurrentCell",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "SequentialRNNCell",
+    "HybridSequentialRNNCell",
+    "DropoutCell",
+    "ModifierCell",
+    "ZoneoutCell",
+    "ResidualCell",
+    "BidirectionalCell",
+]

@@ -49,8 +49,9 @@ def _split_steps(F: Any, inputs: Any, axis: int, length: int) -> list:
     return _outputs(parts) if length > 1 else [parts]
 
 
-def _format_sequence(length: int | None, inputs: Any, layout: str, merge: bool | None,
-                     in_layout: str | None = None) -> tuple[Any, int, Any, int]:
+def _format_sequence(
+    length: int | None, inputs: Any, layout: str, merge: bool | None, in_layout: str | None = None
+) -> tuple[Any, int, Any, int]:
     """Bring ``inputs`` (an array in ``in_layout`` or a list of steps) to a merged
     array in ``layout`` (``merge=True``), a list of steps (``merge=False``) or
     leave its form (None). Returns (inputs, time axis, F, batch size)."""
@@ -65,16 +66,14 @@ def _format_sequence(length: int | None, inputs: Any, layout: str, merge: bool |
             batch_size = inputs.shape[layout.find("N")]
             steps = inputs.shape[in_axis]
             if length is not None and length != steps:
-                raise ValueError(f"unroll length {length} differs from the inputs' "
-                                 f"{steps} steps")
+                raise ValueError(f"unroll length {length} differs from the inputs' {steps} steps")
             length = steps
         if merge is False:
             inputs = _split_steps(F, inputs, in_axis, length)
     else:
         inputs = list(inputs)
         if length is not None and len(inputs) != length:
-            raise ValueError(f"unroll length {length} differs from the {len(inputs)} steps "
-                             "given")
+            raise ValueError(f"unroll length {length} differs from the {len(inputs)} steps given")
         if F is nd:
             batch_size = inputs[0].shape[0]
         if merge is True:
@@ -85,8 +84,9 @@ def _format_sequence(length: int | None, inputs: Any, layout: str, merge: bool |
     return inputs, axis, F, batch_size
 
 
-def _mask_sequence_variable_length(F: Any, data: Any, length: int, valid_length: Any,
-                                   time_axis: int, merge: bool) -> Any:
+def _mask_sequence_variable_length(
+    F: Any, data: Any, length: int, valid_length: Any, time_axis: int, merge: bool
+) -> Any:
     """Zero the steps of ``data`` at or past each sequence's ``valid_length``."""
     if not isinstance(data, TENSORS):
         data = F.stack(*data, axis=time_axis)
@@ -120,8 +120,9 @@ def _state_from(func: Callable, name: str, info: dict) -> Any:
             return func(**info)
 
 
-def _get_begin_state(cell: RecurrentCell, F: Any, begin_state: Any, inputs: Any,
-                     batch_size: int, time_axis: int = 0) -> list:
+def _get_begin_state(
+    cell: RecurrentCell, F: Any, begin_state: Any, inputs: Any, batch_size: int, time_axis: int = 0
+) -> list:
     if begin_state is not None:
         return _as_list(begin_state)
     if F is nd:  # states of the inputs' dtype, so that float64 cells run
@@ -134,8 +135,9 @@ def _get_begin_state(cell: RecurrentCell, F: Any, begin_state: Any, inputs: Any,
     else:
         first = F.squeeze(F.slice_axis(inputs, axis=time_axis, begin=0, end=1), axis=time_axis)
     column = F.zeros_like(F.slice_axis(first, axis=-1, begin=0, end=1))  # (N, 1)
-    return [F.broadcast_to(column, shape=(0,) + tuple(info["shape"][1:]))
-            for info in cell.state_info(0)]
+    return [
+        F.broadcast_to(column, shape=(0,) + tuple(info["shape"][1:])) for info in cell.state_info(0)
+    ]
 
 
 def _cells_state_info(cells: Sequence[RecurrentCell], batch_size: int) -> list[dict]:
@@ -159,6 +161,7 @@ def _activation(F: Any, x: Any, activation: Any, **kwargs: Any) -> Any:
 # ---------------------------------------------------------------------------
 # the base classes
 # ---------------------------------------------------------------------------
+
 
 class RecurrentCell(Block):
     """The base of recurrent cells: ``begin_state``, ``state_info``, ``unroll``.
@@ -188,8 +191,7 @@ class RecurrentCell(Block):
         """The shape and layout of each state, as dicts (``{'shape': (N, H), ...}``)."""
         raise NotImplementedError
 
-    def begin_state(self, batch_size: int = 0, func: Callable = nd.zeros,
-                    **kwargs: Any) -> list:
+    def begin_state(self, batch_size: int = 0, func: Callable = nd.zeros, **kwargs: Any) -> list:
         """The initial states: ``func(name=..., shape=..., **kwargs)`` for each state
         of :meth:`state_info` (zeros by default).
 
@@ -198,20 +200,29 @@ class RecurrentCell(Block):
         [(2, 4), (2, 4)]
         """
         if self._modified:
-            raise MXNetError("After applying modifier cells (e.g. ZoneoutCell) the base "
-                             "cell cannot be called directly. Call the modifier cell "
-                             "instead.")
+            raise MXNetError(
+                "After applying modifier cells (e.g. ZoneoutCell) the base "
+                "cell cannot be called directly. Call the modifier cell "
+                "instead."
+            )
         states = []
         for info in self.state_info(batch_size):
             self._init_counter += 1
             info = dict(info or {}, **kwargs)
-            states.append(_state_from(func, f"{self._prefix}begin_state_{self._init_counter}",
-                                      info))
+            states.append(
+                _state_from(func, f"{self._prefix}begin_state_{self._init_counter}", info)
+            )
         return states
 
-    def unroll(self, length: int, inputs: Any, begin_state: Any = None, layout: str = "NTC",
-               merge_outputs: bool | None = None, valid_length: Any = None
-               ) -> tuple[Any, list]:
+    def unroll(
+        self,
+        length: int,
+        inputs: Any,
+        begin_state: Any = None,
+        layout: str = "NTC",
+        merge_outputs: bool | None = None,
+        valid_length: Any = None,
+    ) -> tuple[Any, list]:
         """Run ``length`` steps over ``inputs``.
 
         Parameters
@@ -245,11 +256,13 @@ class RecurrentCell(Block):
             if valid_length is not None:
                 all_states.append(states)
         if valid_length is not None:
-            states = [F.SequenceLast(F.stack(*per_step, axis=0), valid_length,
-                                     use_sequence_length=True, axis=0)
-                      for per_step in zip(*all_states)]
-            outputs = _mask_sequence_variable_length(F, outputs, length, valid_length, axis,
-                                                     True)
+            states = [
+                F.SequenceLast(
+                    F.stack(*per_step, axis=0), valid_length, use_sequence_length=True, axis=0
+                )
+                for per_step in zip(*all_states)
+            ]
+            outputs = _mask_sequence_variable_length(F, outputs, length, valid_length, axis, True)
         outputs, _, _, _ = _format_sequence(length, outputs, layout, merge_outputs)
         return outputs, states
 
@@ -276,24 +289,39 @@ class _GatedCell(HybridRecurrentCell):
 
     _gates = 1
 
-    def __init__(self, hidden_size: int, i2h_weight_initializer: Any,
-                 h2h_weight_initializer: Any, i2h_bias_initializer: Any,
-                 h2h_bias_initializer: Any, input_size: int, prefix: str | None,
-                 params: ParameterDict | None):
+    def __init__(
+        self,
+        hidden_size: int,
+        i2h_weight_initializer: Any,
+        h2h_weight_initializer: Any,
+        i2h_bias_initializer: Any,
+        h2h_bias_initializer: Any,
+        input_size: int,
+        prefix: str | None,
+        params: ParameterDict | None,
+    ):
         super().__init__(prefix=prefix, params=params)
         self._hidden_size = hidden_size
         self._input_size = input_size
         rows = self._gates * hidden_size
-        self.i2h_weight = self.params.get("i2h_weight", shape=(rows, input_size),
-                                          init=i2h_weight_initializer,
-                                          allow_deferred_init=True)
-        self.h2h_weight = self.params.get("h2h_weight", shape=(rows, hidden_size),
-                                          init=h2h_weight_initializer,
-                                          allow_deferred_init=True)
-        self.i2h_bias = self.params.get("i2h_bias", shape=(rows,), init=i2h_bias_initializer,
-                                        allow_deferred_init=True)
-        self.h2h_bias = self.params.get("h2h_bias", shape=(rows,), init=h2h_bias_initializer,
-                                        allow_deferred_init=True)
+        self.i2h_weight = self.params.get(
+            "i2h_weight",
+            shape=(rows, input_size),
+            init=i2h_weight_initializer,
+            allow_deferred_init=True,
+        )
+        self.h2h_weight = self.params.get(
+            "h2h_weight",
+            shape=(rows, hidden_size),
+            init=h2h_weight_initializer,
+            allow_deferred_init=True,
+        )
+        self.i2h_bias = self.params.get(
+            "i2h_bias", shape=(rows,), init=i2h_bias_initializer, allow_deferred_init=True
+        )
+        self.h2h_bias = self.params.get(
+            "h2h_bias", shape=(rows,), init=h2h_bias_initializer, allow_deferred_init=True
+        )
 
     def state_info(self, batch_size: int = 0) -> list[dict]:
         """One (N, H) state ('NC' layout)."""
@@ -303,14 +331,22 @@ class _GatedCell(HybridRecurrentCell):
         """``i2h_weight``'s input size from the step's input."""
         self.i2h_weight.shape = (self._gates * self._hidden_size, inputs.shape[-1])
 
-    def _projections(self, F: Any, inputs: Any, states: list, i2h_weight: Any,
-                     h2h_weight: Any, i2h_bias: Any, h2h_bias: Any) -> tuple[Any, Any]:
+    def _projections(
+        self,
+        F: Any,
+        inputs: Any,
+        states: list,
+        i2h_weight: Any,
+        h2h_weight: Any,
+        i2h_bias: Any,
+        h2h_bias: Any,
+    ) -> tuple[Any, Any]:
         prefix = f"t{self._counter}_"
         rows = self._gates * self._hidden_size
-        i2h = F.FullyConnected(inputs, i2h_weight, i2h_bias, num_hidden=rows,
-                               name=prefix + "i2h")
-        h2h = F.FullyConnected(states[0], h2h_weight, h2h_bias, num_hidden=rows,
-                               name=prefix + "h2h")
+        i2h = F.FullyConnected(inputs, i2h_weight, i2h_bias, num_hidden=rows, name=prefix + "i2h")
+        h2h = F.FullyConnected(
+            states[0], h2h_weight, h2h_bias, num_hidden=rows, name=prefix + "h2h"
+        )
         return i2h, h2h
 
     def __repr__(self) -> str:
@@ -343,27 +379,52 @@ class RNNCell(_GatedCell):
 
     _gates = 1
 
-    def __init__(self, hidden_size: int, activation: Any = "tanh",
-                 i2h_weight_initializer: Any = None, h2h_weight_initializer: Any = None,
-                 i2h_bias_initializer: Any = "zeros", h2h_bias_initializer: Any = "zeros",
-                 input_size: int = 0, prefix: str | None = None,
-                 params: ParameterDict | None = None):
-        super().__init__(hidden_size, i2h_weight_initializer, h2h_weight_initializer,
-                         i2h_bias_initializer, h2h_bias_initializer, input_size, prefix,
-                         params)
+    def __init__(
+        self,
+        hidden_size: int,
+        activation: Any = "tanh",
+        i2h_weight_initializer: Any = None,
+        h2h_weight_initializer: Any = None,
+        i2h_bias_initializer: Any = "zeros",
+        h2h_bias_initializer: Any = "zeros",
+        input_size: int = 0,
+        prefix: str | None = None,
+        params: ParameterDict | None = None,
+    ):
+        super().__init__(
+            hidden_size,
+            i2h_weight_initializer,
+            h2h_weight_initializer,
+            i2h_bias_initializer,
+            h2h_bias_initializer,
+            input_size,
+            prefix,
+            params,
+        )
         self._activation = activation
 
     def _alias(self) -> str:
         return "rnn"
 
-    def hybrid_forward(self, F: Any, inputs: Any, states: list, i2h_weight: Any,
-                       h2h_weight: Any, i2h_bias: Any, h2h_bias: Any) -> tuple[Any, list]:
+    def hybrid_forward(
+        self,
+        F: Any,
+        inputs: Any,
+        states: list,
+        i2h_weight: Any,
+        h2h_weight: Any,
+        i2h_bias: Any,
+        h2h_bias: Any,
+    ) -> tuple[Any, list]:
         """``activation(i2h + h2h)``: the output is the new state."""
-        i2h, h2h = self._projections(F, inputs, states, i2h_weight, h2h_weight, i2h_bias,
-                                     h2h_bias)
+        i2h, h2h = self._projections(F, inputs, states, i2h_weight, h2h_weight, i2h_bias, h2h_bias)
         prefix = f"t{self._counter}_"
-        output = _activation(F, F.elemwise_add(i2h, h2h, name=prefix + "plus0"),
-                             self._activation, name=prefix + "out")
+        output = _activation(
+            F,
+            F.elemwise_add(i2h, h2h, name=prefix + "plus0"),
+            self._activation,
+            name=prefix + "out",
+        )
         return output, [output]
 
 
@@ -371,14 +432,29 @@ class _ActivatedGatedCell(_GatedCell):
     """LSTMCell's and GRUCell's constructor (MXNet's argument order): the gated
     cell's parameters and the two activations."""
 
-    def __init__(self, hidden_size: int, i2h_weight_initializer: Any = None,
-                 h2h_weight_initializer: Any = None, i2h_bias_initializer: Any = "zeros",
-                 h2h_bias_initializer: Any = "zeros", input_size: int = 0,
-                 prefix: str | None = None, params: ParameterDict | None = None,
-                 activation: Any = "tanh", recurrent_activation: Any = "sigmoid"):
-        super().__init__(hidden_size, i2h_weight_initializer, h2h_weight_initializer,
-                         i2h_bias_initializer, h2h_bias_initializer, input_size, prefix,
-                         params)
+    def __init__(
+        self,
+        hidden_size: int,
+        i2h_weight_initializer: Any = None,
+        h2h_weight_initializer: Any = None,
+        i2h_bias_initializer: Any = "zeros",
+        h2h_bias_initializer: Any = "zeros",
+        input_size: int = 0,
+        prefix: str | None = None,
+        params: ParameterDict | None = None,
+        activation: Any = "tanh",
+        recurrent_activation: Any = "sigmoid",
+    ):
+        super().__init__(
+            hidden_size,
+            i2h_weight_initializer,
+            h2h_weight_initializer,
+            i2h_bias_initializer,
+            h2h_bias_initializer,
+            input_size,
+            prefix,
+            params,
+        )
         self._activation = activation
         self._recurrent_activation = recurrent_activation
 
@@ -415,26 +491,37 @@ class LSTMCell(_ActivatedGatedCell):
         info = {"shape": (batch_size, self._hidden_size), "__layout__": "NC"}
         return [dict(info), dict(info)]
 
-    def hybrid_forward(self, F: Any, inputs: Any, states: list, i2h_weight: Any,
-                       h2h_weight: Any, i2h_bias: Any, h2h_bias: Any) -> tuple[Any, list]:
+    def hybrid_forward(
+        self,
+        F: Any,
+        inputs: Any,
+        states: list,
+        i2h_weight: Any,
+        h2h_weight: Any,
+        i2h_bias: Any,
+        h2h_bias: Any,
+    ) -> tuple[Any, list]:
         """One LSTM step: returns ``h', [h', c']``."""
         prefix = f"t{self._counter}_"
-        i2h, h2h = self._projections(F, inputs, states, i2h_weight, h2h_weight, i2h_bias,
-                                     h2h_bias)
+        i2h, h2h = self._projections(F, inputs, states, i2h_weight, h2h_weight, i2h_bias, h2h_bias)
         gates = F.elemwise_add(i2h, h2h, name=prefix + "plus0")
         in_gate, forget_gate, transform, out_gate = _outputs(
-            F.SliceChannel(gates, num_outputs=4, name=prefix + "slice"))
+            F.SliceChannel(gates, num_outputs=4, name=prefix + "slice")
+        )
         in_gate = _activation(F, in_gate, self._recurrent_activation, name=prefix + "i")
-        forget_gate = _activation(F, forget_gate, self._recurrent_activation,
-                                  name=prefix + "f")
+        forget_gate = _activation(F, forget_gate, self._recurrent_activation, name=prefix + "f")
         transform = _activation(F, transform, self._activation, name=prefix + "c")
         out_gate = _activation(F, out_gate, self._recurrent_activation, name=prefix + "o")
-        next_c = F.elemwise_add(F.elemwise_mul(forget_gate, states[1], name=prefix + "mul0"),
-                                F.elemwise_mul(in_gate, transform, name=prefix + "mul1"),
-                                name=prefix + "state")
-        next_h = F.elemwise_mul(out_gate, _activation(F, next_c, self._activation,
-                                                      name=prefix + "activation0"),
-                                name=prefix + "out")
+        next_c = F.elemwise_add(
+            F.elemwise_mul(forget_gate, states[1], name=prefix + "mul0"),
+            F.elemwise_mul(in_gate, transform, name=prefix + "mul1"),
+            name=prefix + "state",
+        )
+        next_h = F.elemwise_mul(
+            out_gate,
+            _activation(F, next_c, self._activation, name=prefix + "activation0"),
+            name=prefix + "out",
+        )
         return next_h, [next_h, next_c]
 
 
@@ -465,35 +552,63 @@ class GRUCell(_ActivatedGatedCell):
     def _alias(self) -> str:
         return "gru"
 
-    def hybrid_forward(self, F: Any, inputs: Any, states: list, i2h_weight: Any,
-                       h2h_weight: Any, i2h_bias: Any, h2h_bias: Any) -> tuple[Any, list]:
+    def hybrid_forward(
+        self,
+        F: Any,
+        inputs: Any,
+        states: list,
+        i2h_weight: Any,
+        h2h_weight: Any,
+        i2h_bias: Any,
+        h2h_bias: Any,
+    ) -> tuple[Any, list]:
         """One GRU step: returns ``h', [h']``."""
         prefix = f"t{self._counter}_"
         previous = states[0]
-        i2h, h2h = self._projections(F, inputs, states, i2h_weight, h2h_weight, i2h_bias,
-                                     h2h_bias)
-        i2h_r, i2h_z, i2h_n = _outputs(F.SliceChannel(i2h, num_outputs=3,
-                                                      name=prefix + "i2h_slice"))
-        h2h_r, h2h_z, h2h_n = _outputs(F.SliceChannel(h2h, num_outputs=3,
-                                                      name=prefix + "h2h_slice"))
-        reset = _activation(F, F.elemwise_add(i2h_r, h2h_r, name=prefix + "plus0"),
-                            self._recurrent_activation, name=prefix + "r_act")
-        update = _activation(F, F.elemwise_add(i2h_z, h2h_z, name=prefix + "plus1"),
-                             self._recurrent_activation, name=prefix + "z_act")
-        candidate = _activation(F, F.elemwise_add(i2h_n, F.elemwise_mul(
-            reset, h2h_n, name=prefix + "mul0"), name=prefix + "plus2"), self._activation,
-            name=prefix + "h_act")
+        i2h, h2h = self._projections(F, inputs, states, i2h_weight, h2h_weight, i2h_bias, h2h_bias)
+        i2h_r, i2h_z, i2h_n = _outputs(
+            F.SliceChannel(i2h, num_outputs=3, name=prefix + "i2h_slice")
+        )
+        h2h_r, h2h_z, h2h_n = _outputs(
+            F.SliceChannel(h2h, num_outputs=3, name=prefix + "h2h_slice")
+        )
+        reset = _activation(
+            F,
+            F.elemwise_add(i2h_r, h2h_r, name=prefix + "plus0"),
+            self._recurrent_activation,
+            name=prefix + "r_act",
+        )
+        update = _activation(
+            F,
+            F.elemwise_add(i2h_z, h2h_z, name=prefix + "plus1"),
+            self._recurrent_activation,
+            name=prefix + "z_act",
+        )
+        candidate = _activation(
+            F,
+            F.elemwise_add(
+                i2h_n, F.elemwise_mul(reset, h2h_n, name=prefix + "mul0"), name=prefix + "plus2"
+            ),
+            self._activation,
+            name=prefix + "h_act",
+        )
         ones = F.ones_like(update, name=prefix + "ones_like0")
         next_h = F.elemwise_add(
-            F.elemwise_mul(F.elemwise_sub(ones, update, name=prefix + "minus0"), candidate,
-                           name=prefix + "mul1"),
-            F.elemwise_mul(update, previous, name=prefix + "mul20"), name=prefix + "out")
+            F.elemwise_mul(
+                F.elemwise_sub(ones, update, name=prefix + "minus0"),
+                candidate,
+                name=prefix + "mul1",
+            ),
+            F.elemwise_mul(update, previous, name=prefix + "mul20"),
+            name=prefix + "out",
+        )
         return next_h, [next_h]
 
 
 # ---------------------------------------------------------------------------
 # containers
 # ---------------------------------------------------------------------------
+
 
 class _SequentialSteps:
     """Stepping and unrolling shared by the two sequential containers."""
@@ -509,11 +624,12 @@ class _SequentialSteps:
     def begin_state(self, batch_size: int = 0, **kwargs: Any) -> list:
         """The children's begin states, in order."""
         if self._modified:
-            raise MXNetError("After applying modifier cells (e.g. ZoneoutCell) the base "
-                             "cell cannot be called directly. Call the modifier cell "
-                             "instead.")
-        return _cells_begin_state(list(self._children.values()), batch_size=batch_size,
-                                  **kwargs)
+            raise MXNetError(
+                "After applying modifier cells (e.g. ZoneoutCell) the base "
+                "cell cannot be called directly. Call the modifier cell "
+                "instead."
+            )
+        return _cells_begin_state(list(self._children.values()), batch_size=batch_size, **kwargs)
 
     def _step(self, inputs: Any, states: list) -> tuple[Any, list]:
         next_states, position = [], 0
@@ -521,14 +637,20 @@ class _SequentialSteps:
             if isinstance(cell, BidirectionalCell):
                 raise MXNetError("BidirectionalCell cannot be stepped; use unroll")
             count = len(cell.state_info())
-            inputs, state = cell(inputs, states[position:position + count])
+            inputs, state = cell(inputs, states[position : position + count])
             position += count
             next_states.extend(state)
         return inputs, next_states
 
-    def unroll(self, length: int, inputs: Any, begin_state: Any = None, layout: str = "NTC",
-               merge_outputs: bool | None = None, valid_length: Any = None
-               ) -> tuple[Any, list]:
+    def unroll(
+        self,
+        length: int,
+        inputs: Any,
+        begin_state: Any = None,
+        layout: str = "NTC",
+        merge_outputs: bool | None = None,
+        valid_length: Any = None,
+    ) -> tuple[Any, list]:
         """Unroll each child over the whole sequence in turn (see
         :meth:`RecurrentCell.unroll`)."""
         self.reset()
@@ -539,9 +661,13 @@ class _SequentialSteps:
         for k, cell in enumerate(cells):
             count = len(cell.state_info())
             inputs, states = cell.unroll(
-                length, inputs=inputs, begin_state=begin_state[position:position + count],
-                layout=layout, merge_outputs=None if k < len(cells) - 1 else merge_outputs,
-                valid_length=valid_length)
+                length,
+                inputs=inputs,
+                begin_state=begin_state[position : position + count],
+                layout=layout,
+                merge_outputs=None if k < len(cells) - 1 else merge_outputs,
+                valid_length=valid_length,
+            )
             position += count
             next_states.extend(states)
         return inputs, next_states
@@ -600,8 +726,13 @@ class DropoutCell(HybridRecurrentCell):
         Axes along which one mask is shared.
     """
 
-    def __init__(self, rate: float, axes: tuple = (), prefix: str | None = None,
-                 params: ParameterDict | None = None):
+    def __init__(
+        self,
+        rate: float,
+        axes: tuple = (),
+        prefix: str | None = None,
+        params: ParameterDict | None = None,
+    ):
         super().__init__(prefix=prefix, params=params)
         if not isinstance(rate, (int, float)):
             raise TypeError("rate must be a number")
@@ -618,20 +749,31 @@ class DropoutCell(HybridRecurrentCell):
     def hybrid_forward(self, F: Any, inputs: Any, states: list) -> tuple[Any, list]:
         """``Dropout(inputs)``, states passed through."""
         if self._rate > 0:
-            inputs = F.Dropout(inputs, p=self._rate, axes=self._axes,
-                               name=f"t{self._counter}_fwd")
+            inputs = F.Dropout(inputs, p=self._rate, axes=self._axes, name=f"t{self._counter}_fwd")
         return inputs, states
 
-    def unroll(self, length: int, inputs: Any, begin_state: Any = None, layout: str = "NTC",
-               merge_outputs: bool | None = None, valid_length: Any = None
-               ) -> tuple[Any, list]:
+    def unroll(
+        self,
+        length: int,
+        inputs: Any,
+        begin_state: Any = None,
+        layout: str = "NTC",
+        merge_outputs: bool | None = None,
+        valid_length: Any = None,
+    ) -> tuple[Any, list]:
         """Dropout over the whole sequence at once when it is one array."""
         self.reset()
         inputs, _, F, _ = _format_sequence(length, inputs, layout, merge_outputs)
         if isinstance(inputs, TENSORS):
             return self.hybrid_forward(F, inputs, begin_state if begin_state else [])
-        return super().unroll(length, inputs, begin_state=begin_state, layout=layout,
-                              merge_outputs=merge_outputs, valid_length=valid_length)
+        return super().unroll(
+            length,
+            inputs,
+            begin_state=begin_state,
+            layout=layout,
+            merge_outputs=merge_outputs,
+            valid_length=valid_length,
+        )
 
     def __repr__(self) -> str:
         return f"DropoutCell(rate={self._rate}, axes={self._axes})"
@@ -644,8 +786,9 @@ class ModifierCell(HybridRecurrentCell):
 
     def __init__(self, base_cell: RecurrentCell):
         if base_cell._modified:
-            raise MXNetError(f"Cell {base_cell.name} is already modified. One cell cannot "
-                             "be modified twice")
+            raise MXNetError(
+                f"Cell {base_cell.name} is already modified. One cell cannot be modified twice"
+            )
         base_cell._modified = True
         super().__init__(prefix=base_cell.prefix + self._alias(), params=None)
         self.base_cell = base_cell
@@ -659,12 +802,13 @@ class ModifierCell(HybridRecurrentCell):
         """The base cell's states."""
         return self.base_cell.state_info(batch_size)
 
-    def begin_state(self, batch_size: int = 0, func: Callable = nd.zeros,
-                    **kwargs: Any) -> list:
+    def begin_state(self, batch_size: int = 0, func: Callable = nd.zeros, **kwargs: Any) -> list:
         """The base cell's begin states."""
         if self._modified:
-            raise MXNetError("After applying modifier cells the base cell cannot be called "
-                             "directly. Call the modifier cell instead.")
+            raise MXNetError(
+                "After applying modifier cells the base cell cannot be called "
+                "directly. Call the modifier cell instead."
+            )
         self.base_cell._modified = False
         try:
             return self.base_cell.begin_state(batch_size=batch_size, func=func, **kwargs)
@@ -691,12 +835,15 @@ class ZoneoutCell(ModifierCell):
         Probabilities of keeping the previous output and state elements.
     """
 
-    def __init__(self, base_cell: RecurrentCell, zoneout_outputs: float = 0.0,
-                 zoneout_states: float = 0.0):
+    def __init__(
+        self, base_cell: RecurrentCell, zoneout_outputs: float = 0.0, zoneout_states: float = 0.0
+    ):
         if isinstance(base_cell, BidirectionalCell):
-            raise MXNetError("BidirectionalCell doesn't support zoneout since it doesn't "
-                             "support step. Please add ZoneoutCell to the cells underneath "
-                             "instead.")
+            raise MXNetError(
+                "BidirectionalCell doesn't support zoneout since it doesn't "
+                "support step. Please add ZoneoutCell to the cells underneath "
+                "instead."
+            )
         super().__init__(base_cell)
         self.zoneout_outputs = zoneout_outputs
         self.zoneout_states = zoneout_states
@@ -717,13 +864,17 @@ class ZoneoutCell(ModifierCell):
         def keep_new(p: float, like: Any) -> Any:
             return F.Dropout(F.ones_like(like), p=p)
 
-        previous = self._prev_output if self._prev_output is not None else \
-            F.zeros_like(next_output)
-        output = F.where(keep_new(self.zoneout_outputs, next_output), next_output, previous) \
-            if self.zoneout_outputs != 0.0 else next_output
+        previous = self._prev_output if self._prev_output is not None else F.zeros_like(next_output)
+        output = (
+            F.where(keep_new(self.zoneout_outputs, next_output), next_output, previous)
+            if self.zoneout_outputs != 0.0
+            else next_output
+        )
         if self.zoneout_states != 0.0:
-            next_states = [F.where(keep_new(self.zoneout_states, new), new, old)
-                           for new, old in zip(next_states, states)]
+            next_states = [
+                F.where(keep_new(self.zoneout_states, new), new, old)
+                for new, old in zip(next_states, states)
+            ]
         self._prev_output = output
         return output, next_states
 
@@ -742,24 +893,36 @@ class ResidualCell(ModifierCell):
         output, states = self.base_cell(inputs, states)
         return F.elemwise_add(output, inputs, name=f"t{self._counter}_fwd"), states
 
-    def unroll(self, length: int, inputs: Any, begin_state: Any = None, layout: str = "NTC",
-               merge_outputs: bool | None = None, valid_length: Any = None
-               ) -> tuple[Any, list]:
+    def unroll(
+        self,
+        length: int,
+        inputs: Any,
+        begin_state: Any = None,
+        layout: str = "NTC",
+        merge_outputs: bool | None = None,
+        valid_length: Any = None,
+    ) -> tuple[Any, list]:
         """The base cell unrolled, plus the inputs (masked past ``valid_length``)."""
         self.reset()
         self.base_cell._modified = False
         try:
             outputs, states = self.base_cell.unroll(
-                length, inputs=inputs, begin_state=begin_state, layout=layout,
-                merge_outputs=merge_outputs, valid_length=valid_length)
+                length,
+                inputs=inputs,
+                begin_state=begin_state,
+                layout=layout,
+                merge_outputs=merge_outputs,
+                valid_length=valid_length,
+            )
         finally:
             self.base_cell._modified = True
         if merge_outputs is None:
             merge_outputs = isinstance(outputs, TENSORS)
         inputs, axis, F, _ = _format_sequence(length, inputs, layout, merge_outputs)
         if valid_length is not None:
-            inputs = _mask_sequence_variable_length(F, inputs, length, valid_length, axis,
-                                                    merge_outputs)
+            inputs = _mask_sequence_variable_length(
+                F, inputs, length, valid_length, axis, merge_outputs
+            )
         if merge_outputs:
             return F.elemwise_add(outputs, inputs), states
         return [F.elemwise_add(o, i) for o, i in zip(outputs, inputs)], states
@@ -777,8 +940,7 @@ class BidirectionalCell(HybridRecurrentCell):
         Prefix of the joined outputs' names.
     """
 
-    def __init__(self, l_cell: RecurrentCell, r_cell: RecurrentCell,
-                 output_prefix: str = "bi_"):
+    def __init__(self, l_cell: RecurrentCell, r_cell: RecurrentCell, output_prefix: str = "bi_"):
         super().__init__(prefix="", params=None)
         self.register_child(l_cell, "l_cell")
         self.register_child(r_cell, "r_cell")
@@ -794,14 +956,21 @@ class BidirectionalCell(HybridRecurrentCell):
     def begin_state(self, batch_size: int = 0, **kwargs: Any) -> list:
         """The left cell's begin states, then the right cell's."""
         if self._modified:
-            raise MXNetError("After applying modifier cells the base cell cannot be called "
-                             "directly. Call the modifier cell instead.")
-        return _cells_begin_state(list(self._children.values()), batch_size=batch_size,
-                                  **kwargs)
+            raise MXNetError(
+                "After applying modifier cells the base cell cannot be called "
+                "directly. Call the modifier cell instead."
+            )
+        return _cells_begin_state(list(self._children.values()), batch_size=batch_size, **kwargs)
 
-    def unroll(self, length: int, inputs: Any, begin_state: Any = None, layout: str = "NTC",
-               merge_outputs: bool | None = None, valid_length: Any = None
-               ) -> tuple[Any, list]:
+    def unroll(
+        self,
+        length: int,
+        inputs: Any,
+        begin_state: Any = None,
+        layout: str = "NTC",
+        merge_outputs: bool | None = None,
+        valid_length: Any = None,
+    ) -> tuple[Any, list]:
         """Both directions over the sequence (the right one on each sequence's valid
         steps reversed); outputs concatenated on the feature axis."""
         self.reset()
@@ -810,27 +979,42 @@ class BidirectionalCell(HybridRecurrentCell):
         states = _get_begin_state(self, F, begin_state, inputs, batch_size)
         l_cell, r_cell = self._children.values()
         split = len(l_cell.state_info(batch_size))
-        l_outputs, l_states = l_cell.unroll(length, inputs=inputs, begin_state=states[:split],
-                                            layout=layout, merge_outputs=merge_outputs,
-                                            valid_length=valid_length)
-        r_outputs, r_states = r_cell.unroll(length, inputs=reversed_inputs,
-                                            begin_state=states[split:], layout=layout,
-                                            merge_outputs=False, valid_length=valid_length)
+        l_outputs, l_states = l_cell.unroll(
+            length,
+            inputs=inputs,
+            begin_state=states[:split],
+            layout=layout,
+            merge_outputs=merge_outputs,
+            valid_length=valid_length,
+        )
+        r_outputs, r_states = r_cell.unroll(
+            length,
+            inputs=reversed_inputs,
+            begin_state=states[split:],
+            layout=layout,
+            merge_outputs=False,
+            valid_length=valid_length,
+        )
         reversed_r_outputs = _reverse_sequences(r_outputs, length, valid_length)
         if merge_outputs is None:
             merge_outputs = isinstance(l_outputs, TENSORS)
         l_outputs, _, _, _ = _format_sequence(None, l_outputs, layout, merge_outputs)
-        reversed_r_outputs, _, _, _ = _format_sequence(None, reversed_r_outputs, layout,
-                                                       merge_outputs)
+        reversed_r_outputs, _, _, _ = _format_sequence(
+            None, reversed_r_outputs, layout, merge_outputs
+        )
         if merge_outputs:
-            outputs = F.concat(l_outputs, reversed_r_outputs, dim=2,
-                               name=f"{self._output_prefix}out")
+            outputs = F.concat(
+                l_outputs, reversed_r_outputs, dim=2, name=f"{self._output_prefix}out"
+            )
         else:
-            outputs = [F.concat(left, right, dim=1, name=f"{self._output_prefix}t{k}")
-                       for k, (left, right) in enumerate(zip(l_outputs, reversed_r_outputs))]
+            outputs = [
+                F.concat(left, right, dim=1, name=f"{self._output_prefix}t{k}")
+                for k, (left, right) in enumerate(zip(l_outputs, reversed_r_outputs))
+            ]
         if valid_length is not None:
-            outputs = _mask_sequence_variable_length(F, outputs, length, valid_length, axis,
-                                                     merge_outputs)
+            outputs = _mask_sequence_variable_length(
+                F, outputs, length, valid_length, axis, merge_outputs
+            )
         return outputs, l_states + r_states
 
     def __repr__(self) -> str:
@@ -838,6 +1022,17 @@ class BidirectionalCell(HybridRecurrentCell):
         return f"BidirectionalCell(forward={l_cell!r}, backward={r_cell!r})"
 
 
-__all__ = ["RecurrentCell", "HybridRecurrentCell", "RNNCell", "LSTMCell", "GRUCell",
-           "SequentialRNNCell", "HybridSequentialRNNCell", "DropoutCell", "ModifierCell",
-           "ZoneoutCell", "ResidualCell", "BidirectionalCell"]
+__all__ = [
+    "RecurrentCell",
+    "HybridRecurrentCell",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "SequentialRNNCell",
+    "HybridSequentialRNNCell",
+    "DropoutCell",
+    "ModifierCell",
+    "ZoneoutCell",
+    "ResidualCell",
+    "BidirectionalCell",
+]

@@ -25,13 +25,28 @@ _GATES = {"rnn_relu": 1, "rnn_tanh": 1, "lstm": 4, "gru": 3}
 class _RNNLayer(HybridBlock):
     """The shared implementation of RNN, LSTM and GRU."""
 
-    def __init__(self, hidden_size: int, num_layers: int, layout: str, dropout: float,
-                 bidirectional: bool, input_size: int, i2h_weight_initializer: Any,
-                 h2h_weight_initializer: Any, i2h_bias_initializer: Any,
-                 h2h_bias_initializer: Any, mode: str, projection_size: int | None,
-                 h2r_weight_initializer: Any, lstm_state_clip_min: float | None,
-                 lstm_state_clip_max: float | None, lstm_state_clip_nan: bool, dtype: Any,
-                 use_sequence_length: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        hidden_size: int,
+        num_layers: int,
+        layout: str,
+        dropout: float,
+        bidirectional: bool,
+        input_size: int,
+        i2h_weight_initializer: Any,
+        h2h_weight_initializer: Any,
+        i2h_bias_initializer: Any,
+        h2h_bias_initializer: Any,
+        mode: str,
+        projection_size: int | None,
+        h2r_weight_initializer: Any,
+        lstm_state_clip_min: float | None,
+        lstm_state_clip_max: float | None,
+        lstm_state_clip_nan: bool,
+        dtype: Any,
+        use_sequence_length: bool = False,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         if layout not in ("TNC", "NTC"):
             raise ValueError(f"Invalid layout {layout}; must be one of ['TNC' or 'NTC']")
@@ -60,23 +75,27 @@ class _RNNLayer(HybridBlock):
         step = self._projection_size or hidden_size
         in_size = input_size
         for layer in range(num_layers):
-            for direction in "lr"[:self._dir]:
+            for direction in "lr"[: self._dir]:
                 name = f"{direction}{layer}_"
-                self._register_param(name + "i2h_weight", (rows, in_size),
-                                     i2h_weight_initializer, dtype)
-                self._register_param(name + "h2h_weight", (rows, step),
-                                     h2h_weight_initializer, dtype)
+                self._register_param(
+                    name + "i2h_weight", (rows, in_size), i2h_weight_initializer, dtype
+                )
+                self._register_param(
+                    name + "h2h_weight", (rows, step), h2h_weight_initializer, dtype
+                )
                 self._register_param(name + "i2h_bias", (rows,), i2h_bias_initializer, dtype)
                 self._register_param(name + "h2h_bias", (rows,), h2h_bias_initializer, dtype)
                 if self._projection_size:
-                    self._register_param(name + "h2r_weight", (self._projection_size,
-                                                               hidden_size),
-                                         h2r_weight_initializer, dtype)
+                    self._register_param(
+                        name + "h2r_weight",
+                        (self._projection_size, hidden_size),
+                        h2r_weight_initializer,
+                        dtype,
+                    )
             in_size = step * self._dir
 
     def _register_param(self, name: str, shape: tuple, init: Any, dtype: Any) -> Any:
-        param = self.params.get(name, shape=shape, init=init, allow_deferred_init=True,
-                                dtype=dtype)
+        param = self.params.get(name, shape=shape, init=init, allow_deferred_init=True, dtype=dtype)
         setattr(self, name, param)
         return param
 
@@ -96,8 +115,7 @@ class _RNNLayer(HybridBlock):
         """The shapes of the begin states: (num_layers * directions, N, H) each."""
         raise NotImplementedError
 
-    def begin_state(self, batch_size: int = 0, func: Any = nd.zeros,
-                    **kwargs: Any) -> list:
+    def begin_state(self, batch_size: int = 0, func: Any = nd.zeros, **kwargs: Any) -> list:
         """The initial states, ``func(name=..., shape=..., **kwargs)`` for each
         state of :meth:`state_info` (zeros by default).
 
@@ -113,14 +131,18 @@ class _RNNLayer(HybridBlock):
     def infer_shape(self, inputs: Any, *args: Any) -> None:
         """Each layer's ``i2h_weight`` input size from the inputs' feature size."""
         if len(inputs.shape) != 3:
-            raise ValueError("Input data should be rank-3 tensor of dim [sequence length, "
-                             "batch size, input size]")
+            raise ValueError(
+                "Input data should be rank-3 tensor of dim [sequence length, "
+                "batch size, input size]"
+            )
         in_size = inputs.shape[2]
         step = self._projection_size or self._hidden_size
         for layer in range(self._num_layers):
-            for direction in "lr"[:self._dir]:
-                getattr(self, f"{direction}{layer}_i2h_weight").shape = \
-                    (self._gates * self._hidden_size, in_size)
+            for direction in "lr"[: self._dir]:
+                getattr(self, f"{direction}{layer}_i2h_weight").shape = (
+                    self._gates * self._hidden_size,
+                    in_size,
+                )
             in_size = step * self._dir
 
     def __call__(self, inputs: Any, states: Any = None, sequence_length: Any = None) -> Any:
@@ -144,28 +166,45 @@ class _RNNLayer(HybridBlock):
             return super().__call__(inputs)
         return super().__call__(inputs, states)
 
-    def hybrid_forward(self, F: Any, inputs: Any, states: list | None = None,
-                       sequence_length: Any = None, **params: Any) -> Any:
+    def hybrid_forward(
+        self,
+        F: Any,
+        inputs: Any,
+        states: list | None = None,
+        sequence_length: Any = None,
+        **params: Any,
+    ) -> Any:
         """One ``RNN`` op over the sequence (TNC inside; NTC swapped in and out)."""
         if F is nd and states is not None:
             batch_size = inputs.shape[self._layout.find("N")]
             for state, info in zip(states, self.state_info(batch_size)):
                 if state.shape != info["shape"]:
-                    raise ValueError(f"Invalid recurrent state shape. Expecting "
-                                     f"{info['shape']}, got {state.shape}.")
+                    raise ValueError(
+                        f"Invalid recurrent state shape. Expecting "
+                        f"{info['shape']}, got {state.shape}."
+                    )
         outputs, new_states = self._forward_kernel(F, inputs, states, sequence_length, params)
         return outputs if self.skip_states else (outputs, new_states)
 
     def _packed_names(self) -> list[str]:
         pieces = ("i2h", "h2h", "h2r") if self._projection_size else ("i2h", "h2h")
-        names = [f"{d}{layer}_{piece}_weight" for layer in range(self._num_layers)
-                 for d in "lr"[:self._dir] for piece in pieces]
-        names += [f"{d}{layer}_{piece}_bias" for layer in range(self._num_layers)
-                  for d in "lr"[:self._dir] for piece in ("i2h", "h2h")]
+        names = [
+            f"{d}{layer}_{piece}_weight"
+            for layer in range(self._num_layers)
+            for d in "lr"[: self._dir]
+            for piece in pieces
+        ]
+        names += [
+            f"{d}{layer}_{piece}_bias"
+            for layer in range(self._num_layers)
+            for d in "lr"[: self._dir]
+            for piece in ("i2h", "h2h")
+        ]
         return names
 
-    def _forward_kernel(self, F: Any, inputs: Any, states: list, sequence_length: Any,
-                        params: dict) -> tuple[Any, list]:
+    def _forward_kernel(
+        self, F: Any, inputs: Any, states: list, sequence_length: Any, params: dict
+    ) -> tuple[Any, list]:
         if self._layout == "NTC":
             inputs = F.swapaxes(inputs, dim1=0, dim2=1)
         if states is None:
@@ -173,14 +212,23 @@ class _RNNLayer(HybridBlock):
         flat = [F.reshape(params[name], shape=(-1,)) for name in self._packed_names()]
         packed = F._rnn_param_concat(*flat, dim=0)
         extra = [sequence_length] if self._use_sequence_length else []
-        result = F.RNN(inputs, packed, *states, *extra,
-                       use_sequence_length=self._use_sequence_length,
-                       state_size=self._hidden_size, projection_size=self._projection_size,
-                       num_layers=self._num_layers, bidirectional=self._dir == 2,
-                       p=self._dropout, state_outputs=True, mode=self._mode,
-                       lstm_state_clip_min=self._lstm_state_clip_min,
-                       lstm_state_clip_max=self._lstm_state_clip_max,
-                       lstm_state_clip_nan=self._lstm_state_clip_nan)
+        result = F.RNN(
+            inputs,
+            packed,
+            *states,
+            *extra,
+            use_sequence_length=self._use_sequence_length,
+            state_size=self._hidden_size,
+            projection_size=self._projection_size,
+            num_layers=self._num_layers,
+            bidirectional=self._dir == 2,
+            p=self._dropout,
+            state_outputs=True,
+            mode=self._mode,
+            lstm_state_clip_min=self._lstm_state_clip_min,
+            lstm_state_clip_max=self._lstm_state_clip_max,
+            lstm_state_clip_nan=self._lstm_state_clip_nan,
+        )
         outputs, new_states = result[0], [result[k] for k in range(1, len(states) + 1)]
         if self._layout == "NTC":
             outputs = F.swapaxes(outputs, dim1=0, dim2=1)
@@ -191,10 +239,13 @@ class _RNNLayer(HybridBlock):
         graph does not know: a (1, N, 1) slice of zeros broadcast to each state's
         shape, so the states follow the batch size of every call (MXNet writes
         ``_zeros`` of batch 0 instead, which needs shape inference to complete)."""
-        column = F.zeros_like(F.slice_axis(F.slice_axis(inputs, axis=0, begin=0, end=1),
-                                           axis=2, begin=0, end=1))
-        return [F.broadcast_to(column, shape=(info["shape"][0], 0, info["shape"][2]))
-                for info in self.state_info(0)]
+        column = F.zeros_like(
+            F.slice_axis(F.slice_axis(inputs, axis=0, begin=0, end=1), axis=2, begin=0, end=1)
+        )
+        return [
+            F.broadcast_to(column, shape=(info["shape"][0], 0, info["shape"][2]))
+            for info in self.state_info(0)
+        ]
 
     def _unfuse(self) -> rnn_cell.HybridSequentialRNNCell:
         """The same network as a stack of cells sharing this layer's Parameters
@@ -215,14 +266,20 @@ class _RNNLayer(HybridBlock):
         with stack.name_scope():
             in_size = self._input_size
             for layer in range(self._num_layers):
-                kwargs = {"input_size": in_size,
-                          "i2h_weight_initializer": self._i2h_weight_initializer,
-                          "h2h_weight_initializer": self._h2h_weight_initializer,
-                          "i2h_bias_initializer": self._i2h_bias_initializer,
-                          "h2h_bias_initializer": self._h2h_bias_initializer}
+                kwargs = {
+                    "input_size": in_size,
+                    "i2h_weight_initializer": self._i2h_weight_initializer,
+                    "h2h_weight_initializer": self._h2h_weight_initializer,
+                    "i2h_bias_initializer": self._i2h_bias_initializer,
+                    "h2h_bias_initializer": self._h2h_bias_initializer,
+                }
                 if self._dir == 2:
-                    stack.add(rnn_cell.BidirectionalCell(make_cell(prefix=f"l{layer}_", **kwargs),
-                                                         make_cell(prefix=f"r{layer}_", **kwargs)))
+                    stack.add(
+                        rnn_cell.BidirectionalCell(
+                            make_cell(prefix=f"l{layer}_", **kwargs),
+                            make_cell(prefix=f"r{layer}_", **kwargs),
+                        )
+                    )
                 else:
                     stack.add(make_cell(prefix=f"l{layer}_", **kwargs))
                 if self._dropout > 0 and layer != self._num_layers - 1:
@@ -266,20 +323,46 @@ class RNN(_RNNLayer):
     registered ops and differentiated (back-propagation through time).
     """
 
-    def __init__(self, hidden_size: int, num_layers: int = 1, activation: str = "relu",
-                 layout: str = "TNC", dropout: float = 0, bidirectional: bool = False,
-                 i2h_weight_initializer: Any = None, h2h_weight_initializer: Any = None,
-                 i2h_bias_initializer: Any = "zeros", h2h_bias_initializer: Any = "zeros",
-                 input_size: int = 0, dtype: Any = "float32", **kwargs: Any):
-        super().__init__(hidden_size, num_layers, layout, dropout, bidirectional, input_size,
-                         i2h_weight_initializer, h2h_weight_initializer,
-                         i2h_bias_initializer, h2h_bias_initializer, "rnn_" + activation,
-                         None, None, None, None, False, dtype, **kwargs)
+    def __init__(
+        self,
+        hidden_size: int,
+        num_layers: int = 1,
+        activation: str = "relu",
+        layout: str = "TNC",
+        dropout: float = 0,
+        bidirectional: bool = False,
+        i2h_weight_initializer: Any = None,
+        h2h_weight_initializer: Any = None,
+        i2h_bias_initializer: Any = "zeros",
+        h2h_bias_initializer: Any = "zeros",
+        input_size: int = 0,
+        dtype: Any = "float32",
+        **kwargs: Any,
+    ):
+        super().__init__(
+            hidden_size,
+            num_layers,
+            layout,
+            dropout,
+            bidirectional,
+            input_size,
+            i2h_weight_initializer,
+            h2h_weight_initializer,
+            i2h_bias_initializer,
+            h2h_bias_initializer,
+            "rnn_" + activation,
+            None,
+            None,
+            None,
+            None,
+            False,
+            dtype,
+            **kwargs,
+        )
 
     def state_info(self, batch_size: int = 0) -> list[dict]:
         """One state (num_layers * directions, N, hidden_size)."""
-        return [_state((self._num_layers * self._dir, batch_size, self._hidden_size),
-                       self._dtype)]
+        return [_state((self._num_layers * self._dir, batch_size, self._hidden_size), self._dtype)]
 
 
 class LSTM(_RNNLayer):
@@ -308,26 +391,55 @@ class LSTM(_RNNLayer):
     unrolled into registered ops and differentiated.
     """
 
-    def __init__(self, hidden_size: int, num_layers: int = 1, layout: str = "TNC",
-                 dropout: float = 0, bidirectional: bool = False, input_size: int = 0,
-                 i2h_weight_initializer: Any = None, h2h_weight_initializer: Any = None,
-                 i2h_bias_initializer: Any = "zeros", h2h_bias_initializer: Any = "zeros",
-                 projection_size: int | None = None, h2r_weight_initializer: Any = None,
-                 state_clip_min: float | None = None, state_clip_max: float | None = None,
-                 state_clip_nan: bool = False, dtype: Any = "float32", **kwargs: Any):
-        super().__init__(hidden_size, num_layers, layout, dropout, bidirectional, input_size,
-                         i2h_weight_initializer, h2h_weight_initializer,
-                         i2h_bias_initializer, h2h_bias_initializer, "lstm", projection_size,
-                         h2r_weight_initializer, state_clip_min, state_clip_max,
-                         state_clip_nan, dtype, **kwargs)
+    def __init__(
+        self,
+        hidden_size: int,
+        num_layers: int = 1,
+        layout: str = "TNC",
+        dropout: float = 0,
+        bidirectional: bool = False,
+        input_size: int = 0,
+        i2h_weight_initializer: Any = None,
+        h2h_weight_initializer: Any = None,
+        i2h_bias_initializer: Any = "zeros",
+        h2h_bias_initializer: Any = "zeros",
+        projection_size: int | None = None,
+        h2r_weight_initializer: Any = None,
+        state_clip_min: float | None = None,
+        state_clip_max: float | None = None,
+        state_clip_nan: bool = False,
+        dtype: Any = "float32",
+        **kwargs: Any,
+    ):
+        super().__init__(
+            hidden_size,
+            num_layers,
+            layout,
+            dropout,
+            bidirectional,
+            input_size,
+            i2h_weight_initializer,
+            h2h_weight_initializer,
+            i2h_bias_initializer,
+            h2h_bias_initializer,
+            "lstm",
+            projection_size,
+            h2r_weight_initializer,
+            state_clip_min,
+            state_clip_max,
+            state_clip_nan,
+            dtype,
+            **kwargs,
+        )
 
     def state_info(self, batch_size: int = 0) -> list[dict]:
         """h (num_layers * directions, N, projection_size or hidden_size) and c
         (num_layers * directions, N, hidden_size)."""
         rows = self._num_layers * self._dir
-        return [_state((rows, batch_size, self._projection_size or self._hidden_size),
-                       self._dtype),
-                _state((rows, batch_size, self._hidden_size), self._dtype)]
+        return [
+            _state((rows, batch_size, self._projection_size or self._hidden_size), self._dtype),
+            _state((rows, batch_size, self._hidden_size), self._dtype),
+        ]
 
 
 class GRU(_RNNLayer):
@@ -350,20 +462,45 @@ class GRU(_RNNLayer):
     unrolled into registered ops and differentiated.
     """
 
-    def __init__(self, hidden_size: int, num_layers: int = 1, layout: str = "TNC",
-                 dropout: float = 0, bidirectional: bool = False, input_size: int = 0,
-                 i2h_weight_initializer: Any = None, h2h_weight_initializer: Any = None,
-                 i2h_bias_initializer: Any = "zeros", h2h_bias_initializer: Any = "zeros",
-                 dtype: Any = "float32", **kwargs: Any):
-        super().__init__(hidden_size, num_layers, layout, dropout, bidirectional, input_size,
-                         i2h_weight_initializer, h2h_weight_initializer,
-                         i2h_bias_initializer, h2h_bias_initializer, "gru", None, None, None,
-                         None, False, dtype, **kwargs)
+    def __init__(
+        self,
+        hidden_size: int,
+        num_layers: int = 1,
+        layout: str = "TNC",
+        dropout: float = 0,
+        bidirectional: bool = False,
+        input_size: int = 0,
+        i2h_weight_initializer: Any = None,
+        h2h_weight_initializer: Any = None,
+        i2h_bias_initializer: Any = "zeros",
+        h2h_bias_initializer: Any = "zeros",
+        dtype: Any = "float32",
+        **kwargs: Any,
+    ):
+        super().__init__(
+            hidden_size,
+            num_layers,
+            layout,
+            dropout,
+            bidirectional,
+            input_size,
+            i2h_weight_initializer,
+            h2h_weight_initializer,
+            i2h_bias_initializer,
+            h2h_bias_initializer,
+            "gru",
+            None,
+            None,
+            None,
+            None,
+            False,
+            dtype,
+            **kwargs,
+        )
 
     def state_info(self, batch_size: int = 0) -> list[dict]:
         """One state (num_layers * directions, N, hidden_size)."""
-        return [_state((self._num_layers * self._dir, batch_size, self._hidden_size),
-                       self._dtype)]
+        return [_state((self._num_layers * self._dir, batch_size, self._hidden_size), self._dtype)]
 
 
 __all__ = ["RNN", "LSTM", "GRU"]

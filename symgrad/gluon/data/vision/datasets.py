@@ -18,8 +18,15 @@ from .... import ndarray as nd
 from .... import recordio
 from ..dataset import Dataset, RecordFileDataset
 
-__all__ = ["MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "ImageFolderDataset",
-           "ImageRecordDataset", "imdecode"]
+__all__ = [
+    "MNIST",
+    "FashionMNIST",
+    "CIFAR10",
+    "CIFAR100",
+    "ImageFolderDataset",
+    "ImageRecordDataset",
+    "imdecode",
+]
 
 
 def _require(root: str, names: list[str], what: str) -> list[str]:
@@ -28,7 +35,8 @@ def _require(root: str, names: list[str], what: str) -> list[str]:
     if missing:
         raise FileNotFoundError(
             f"{what}: missing {', '.join(missing)}. symgrad does not download data sets; "
-            f"put the standard files in {root}")
+            f"put the standard files in {root}"
+        )
     return paths
 
 
@@ -61,8 +69,12 @@ class MNIST(_ImageDataset):
 
     _prefix = {True: "train", False: "t10k"}
 
-    def __init__(self, root: str = os.path.join("~", ".mxnet", "datasets", "mnist"),
-                 train: bool = True, transform: Callable | None = None):
+    def __init__(
+        self,
+        root: str = os.path.join("~", ".mxnet", "datasets", "mnist"),
+        train: bool = True,
+        transform: Callable | None = None,
+    ):
         self._train = train
         super().__init__(root, transform)
 
@@ -74,8 +86,10 @@ class MNIST(_ImageDataset):
 
     def _get_data(self) -> tuple[Any, np.ndarray]:
         prefix = self._prefix[self._train]
-        names = [self._find(f"{prefix}-images-idx3-ubyte"),
-                 self._find(f"{prefix}-labels-idx1-ubyte")]
+        names = [
+            self._find(f"{prefix}-images-idx3-ubyte"),
+            self._find(f"{prefix}-labels-idx1-ubyte"),
+        ]
         images, labels = _require(self._root, names, type(self).__name__)
         label = _read_idx(labels, 1).astype(np.int32)
         data = _read_idx(images, 3)
@@ -86,8 +100,12 @@ class MNIST(_ImageDataset):
 class FashionMNIST(MNIST):
     """Fashion-MNIST: the same files and format as ``MNIST``, in another root."""
 
-    def __init__(self, root: str = os.path.join("~", ".mxnet", "datasets", "fashion-mnist"),
-                 train: bool = True, transform: Callable | None = None):
+    def __init__(
+        self,
+        root: str = os.path.join("~", ".mxnet", "datasets", "fashion-mnist"),
+        train: bool = True,
+        transform: Callable | None = None,
+    ):
         super().__init__(root, train, transform)
 
 
@@ -99,7 +117,7 @@ def _read_idx(path: str, ndim: int) -> np.ndarray:
     magic = struct.unpack(">I", raw[:4])[0]
     if magic != 0x800 + ndim:
         raise ValueError(f"{path}: not an idx file of {ndim} dimensions (magic {magic})")
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
         raise ValueError(f"{path}: {data.size} bytes of data for shape {shape}")
@@ -112,14 +130,17 @@ class CIFAR10(_ImageDataset):
     one label byte and 3x32x32 image bytes). Samples are ``(32x32x3 uint8
     NDArray, int32 label)``."""
 
-    def __init__(self, root: str = os.path.join("~", ".mxnet", "datasets", "cifar10"),
-                 train: bool = True, transform: Callable | None = None):
+    def __init__(
+        self,
+        root: str = os.path.join("~", ".mxnet", "datasets", "cifar10"),
+        train: bool = True,
+        transform: Callable | None = None,
+    ):
         self._train = train
         super().__init__(root, transform)
 
     def _files(self) -> tuple[str, list[str]]:
-        names = [f"data_batch_{i}.bin" for i in range(1, 6)] if self._train else \
-            ["test_batch.bin"]
+        names = [f"data_batch_{i}.bin" for i in range(1, 6)] if self._train else ["test_batch.bin"]
         return "cifar-10-batches-bin", names
 
     def _label_bytes(self) -> tuple[int, int]:
@@ -129,8 +150,9 @@ class CIFAR10(_ImageDataset):
         folder, names = self._files()
         paths = _require(os.path.join(self._root, folder), names, type(self).__name__)
         width, which = self._label_bytes()
-        records = np.concatenate([np.fromfile(path, dtype=np.uint8).reshape(-1, width + 3072)
-                                  for path in paths])
+        records = np.concatenate(
+            [np.fromfile(path, dtype=np.uint8).reshape(-1, width + 3072) for path in paths]
+        )
         data = records[:, width:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         data = np.ascontiguousarray(data)
         return nd.array(data, dtype=data.dtype), records[:, which].astype(np.int32)
@@ -141,9 +163,13 @@ class CIFAR100(CIFAR10):
     records of a coarse and a fine label byte and 3x32x32 image bytes); labels
     are the coarse ones unless ``fine_label``."""
 
-    def __init__(self, root: str = os.path.join("~", ".mxnet", "datasets", "cifar100"),
-                 fine_label: bool = False, train: bool = True,
-                 transform: Callable | None = None):
+    def __init__(
+        self,
+        root: str = os.path.join("~", ".mxnet", "datasets", "cifar100"),
+        fine_label: bool = False,
+        train: bool = True,
+        transform: Callable | None = None,
+    ):
         self._fine_label = fine_label
         super().__init__(root, train, transform)
 
@@ -163,8 +189,9 @@ def imdecode(buf: bytes, flag: int = 1) -> nd.NDArray:
     except ImportError:
         cv2 = None
     if cv2 is not None:
-        image = cv2.imdecode(np.frombuffer(buf, dtype=np.uint8),
-                             cv2.IMREAD_COLOR if flag else cv2.IMREAD_GRAYSCALE)
+        image = cv2.imdecode(
+            np.frombuffer(buf, dtype=np.uint8), cv2.IMREAD_COLOR if flag else cv2.IMREAD_GRAYSCALE
+        )
         if image is None:
             raise ValueError("the image could not be decoded")
         image = image[:, :, ::-1] if flag else image[:, :, None]
@@ -172,9 +199,11 @@ def imdecode(buf: bytes, flag: int = 1) -> nd.NDArray:
         try:
             from PIL import Image
         except ImportError:
-            raise ImportError("decoding images needs an image library: install OpenCV "
-                              "(pip install opencv-python-headless) or Pillow "
-                              "(pip install Pillow)") from None
+            raise ImportError(
+                "decoding images needs an image library: install OpenCV "
+                "(pip install opencv-python-headless) or Pillow "
+                "(pip install Pillow)"
+            ) from None
         image = np.asarray(Image.open(io.BytesIO(buf)).convert("RGB" if flag else "L"))
         image = image if flag else image[:, :, None]
     image = np.ascontiguousarray(image)
@@ -205,8 +234,10 @@ class ImageFolderDataset(Dataset):
                 filename = os.path.join(path, name)
                 ext = os.path.splitext(filename)[1]
                 if ext.lower() not in self._exts:
-                    warnings.warn(f"Ignoring {filename} of type {ext}. Only support "
-                                  f"{', '.join(self._exts)}", stacklevel=3)
+                    warnings.warn(
+                        f"Ignoring {filename} of type {ext}. Only support {', '.join(self._exts)}",
+                        stacklevel=3,
+                    )
                     continue
                 self.items.append((filename, label))
 

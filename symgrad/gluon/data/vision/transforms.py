@@ -25,10 +25,25 @@ from ....ndarray import NDArray
 from ...block import Block
 from ...nn import Sequential
 
-__all__ = ["Compose", "Cast", "ToTensor", "Normalize", "Resize", "CenterCrop", "CropResize",
-           "RandomResizedCrop", "RandomFlipLeftRight", "RandomFlipTopBottom", "RandomApply",
-           "RandomBrightness", "RandomContrast", "RandomSaturation", "RandomHue",
-           "RandomLighting", "RandomColorJitter"]
+__all__ = [
+    "Compose",
+    "Cast",
+    "ToTensor",
+    "Normalize",
+    "Resize",
+    "CenterCrop",
+    "CropResize",
+    "RandomResizedCrop",
+    "RandomFlipLeftRight",
+    "RandomFlipTopBottom",
+    "RandomApply",
+    "RandomBrightness",
+    "RandomContrast",
+    "RandomSaturation",
+    "RandomHue",
+    "RandomLighting",
+    "RandomColorJitter",
+]
 
 
 def _values(x: Any) -> np.ndarray:
@@ -124,8 +139,7 @@ def _bilinear_axis(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray,
 
 def _fixed_weights(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """OpenCV's 11-bit fixed-point weights (rounded half to even) for uint8 images."""
-    return (np.rint((1 - weight) * 2048).astype(np.int64),
-            np.rint(weight * 2048).astype(np.int64))
+    return (np.rint((1 - weight) * 2048).astype(np.int64), np.rint(weight * 2048).astype(np.int64))
 
 
 def _resize_uint8(values: np.ndarray, rows: tuple, cols: tuple, h_axis: int) -> np.ndarray:
@@ -135,8 +149,9 @@ def _resize_uint8(values: np.ndarray, rows: tuple, cols: tuple, h_axis: int) -> 
     shape = [1] * values.ndim
     shape[h_axis + 1] = -1
     left, right = _fixed_weights(cols[2])
-    horizontal = (np.take(work, cols[0], axis=h_axis + 1) * left.reshape(shape)
-                  + np.take(work, cols[1], axis=h_axis + 1) * right.reshape(shape))
+    horizontal = np.take(work, cols[0], axis=h_axis + 1) * left.reshape(shape) + np.take(
+        work, cols[1], axis=h_axis + 1
+    ) * right.reshape(shape)
     shape = [1] * values.ndim
     shape[h_axis] = -1
     top, bottom = _fixed_weights(rows[2])
@@ -152,10 +167,8 @@ def imresize(values: np.ndarray, width: int, height: int, interp: int = 1) -> np
     h_axis = values.ndim - 3
     in_h, in_w = values.shape[h_axis], values.shape[h_axis + 1]
     if interp == 0:
-        rows = np.minimum(np.floor(np.arange(height) * (in_h / height)).astype(np.int64),
-                          in_h - 1)
-        cols = np.minimum(np.floor(np.arange(width) * (in_w / width)).astype(np.int64),
-                          in_w - 1)
+        rows = np.minimum(np.floor(np.arange(height) * (in_h / height)).astype(np.int64), in_h - 1)
+        cols = np.minimum(np.floor(np.arange(width) * (in_w / width)).astype(np.int64), in_w - 1)
         return np.take(np.take(values, rows, axis=h_axis), cols, axis=h_axis + 1)
     rows = _bilinear_axis(height, in_h)
     cols = _bilinear_axis(width, in_w)
@@ -164,12 +177,14 @@ def imresize(values: np.ndarray, width: int, height: int, interp: int = 1) -> np
     work = values.astype(np.float32)
     shape = [1] * values.ndim
     shape[h_axis + 1] = -1
-    work = (np.take(work, cols[0], axis=h_axis + 1) * (1 - cols[2]).reshape(shape)
-            + np.take(work, cols[1], axis=h_axis + 1) * cols[2].reshape(shape))
+    work = np.take(work, cols[0], axis=h_axis + 1) * (1 - cols[2]).reshape(shape) + np.take(
+        work, cols[1], axis=h_axis + 1
+    ) * cols[2].reshape(shape)
     shape = [1] * values.ndim
     shape[h_axis] = -1
-    work = (np.take(work, rows[0], axis=h_axis) * (1 - rows[2]).reshape(shape)
-            + np.take(work, rows[1], axis=h_axis) * rows[2].reshape(shape))
+    work = np.take(work, rows[0], axis=h_axis) * (1 - rows[2]).reshape(shape) + np.take(
+        work, rows[1], axis=h_axis
+    ) * rows[2].reshape(shape)
     if np.issubdtype(values.dtype, np.integer):
         info = np.iinfo(values.dtype)
         work = np.clip(np.rint(work), info.min, info.max)
@@ -182,8 +197,7 @@ class Resize(Block):
     other scaled to keep the aspect ratio. ``interpolation`` 0 is nearest, 1
     (default) bilinear."""
 
-    def __init__(self, size: int | Sequence[int], keep_ratio: bool = False,
-                 interpolation: int = 1):
+    def __init__(self, size: int | Sequence[int], keep_ratio: bool = False, interpolation: int = 1):
         super().__init__()
         self._size = size
         self._keep = keep_ratio
@@ -216,9 +230,10 @@ def _scale_down(src_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, 
     return int(w), int(h)
 
 
-def _fixed_crop(values: np.ndarray, x0: int, y0: int, w: int, h: int,
-                size: tuple[int, int] | None, interp: int) -> np.ndarray:
-    out = values[y0:y0 + h, x0:x0 + w]
+def _fixed_crop(
+    values: np.ndarray, x0: int, y0: int, w: int, h: int, size: tuple[int, int] | None, interp: int
+) -> np.ndarray:
+    out = values[y0 : y0 + h, x0 : x0 + w]
     if size is not None and (w, h) != tuple(size):
         out = imresize(out, size[0], size[1], interp)
     return np.ascontiguousarray(out)
@@ -259,8 +274,13 @@ class RandomResizedCrop(Block):
     tries that do not fit, crop the centre instead. Random numbers come from
     Python's ``random``, as MXNet's."""
 
-    def __init__(self, size: int | Sequence[int], scale: tuple[float, float] = (0.08, 1.0),
-                 ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0), interpolation: int = 1):
+    def __init__(
+        self,
+        size: int | Sequence[int],
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+        interpolation: int = 1,
+    ):
         super().__init__()
         self._size = _pair(size)
         self._scale = scale
@@ -281,8 +301,9 @@ class RandomResizedCrop(Block):
             if new_w <= w and new_h <= h:
                 x0 = random.randint(0, w - new_w)
                 y0 = random.randint(0, h - new_h)
-                return _ndarray(_fixed_crop(values, x0, y0, new_w, new_h, self._size,
-                                            self._interpolation))
+                return _ndarray(
+                    _fixed_crop(values, x0, y0, new_w, new_h, self._size, self._interpolation)
+                )
         return _ndarray(_center_crop(values, self._size, self._interpolation))
 
 
@@ -314,8 +335,15 @@ class CropResize(Block):
     NHWC) image, then resize it to ``size`` (``(width, height)`` or an int) if
     given."""
 
-    def __init__(self, x: int, y: int, width: int, height: int,
-                 size: int | Sequence[int] | None = None, interpolation: int | None = None):
+    def __init__(
+        self,
+        x: int,
+        y: int,
+        width: int,
+        height: int,
+        size: int | Sequence[int] | None = None,
+        interpolation: int | None = None,
+    ):
         super().__init__()
         self._box = (x, y, width, height)
         self._size = None if size is None else _pair(size)
@@ -342,8 +370,7 @@ class RandomApply(Sequential):
         super().__init__()
         self.p = p
         with self.name_scope():
-            for transform in transforms if isinstance(transforms, (list, tuple)) \
-                    else [transforms]:
+            for transform in transforms if isinstance(transforms, (list, tuple)) else [transforms]:
                 self.add(transform if isinstance(transform, Block) else _Function(transform))
 
     def forward(self, x: Any, *args: Any) -> Any:
@@ -416,9 +443,10 @@ class RandomSaturation(Block):
 
 # ImageNet's RGB eigenvalues and eigenvectors (columns), for AlexNet-style PCA noise
 _EIGVAL = np.array([55.46, 4.794, 1.148], dtype=np.float32)
-_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
-                    [-0.5808, -0.0045, -0.8140],
-                    [-0.5836, -0.6948, 0.4203]], dtype=np.float32)
+_EIGVEC = np.array(
+    [[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]],
+    dtype=np.float32,
+)
 
 
 class RandomLighting(Block):
@@ -443,27 +471,36 @@ def _rgb_to_hls(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     spread = high - low
     grey = spread == 0
     safe = np.where(grey, 1, spread)
-    saturation = np.where(lightness <= 0.5, spread / np.where(grey, 1, high + low),
-                          spread / np.where(grey, 1, 2 - high - low))
+    saturation = np.where(
+        lightness <= 0.5,
+        spread / np.where(grey, 1, high + low),
+        spread / np.where(grey, 1, 2 - high - low),
+    )
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     # the sector of the largest channel, then the position within it
-    hue = np.where(high == r, (g - b) / safe,
-                   np.where(high == g, 2 + (b - r) / safe, 4 + (r - g) / safe))
+    hue = np.where(
+        high == r, (g - b) / safe, np.where(high == g, 2 + (b - r) / safe, 4 + (r - g) / safe)
+    )
     hue = np.where(grey, 0, (hue / 6) % 1.0)
     return hue, lightness, np.where(grey, 0, saturation)
 
 
 def _hls_to_rgb(hue: np.ndarray, lightness: np.ndarray, saturation: np.ndarray) -> np.ndarray:
     """RGB values in [0, 1] of hue (turns), lightness and saturation."""
-    high = np.where(lightness <= 0.5, lightness * (1 + saturation),
-                    lightness + saturation - lightness * saturation)
+    high = np.where(
+        lightness <= 0.5,
+        lightness * (1 + saturation),
+        lightness + saturation - lightness * saturation,
+    )
     low = 2 * lightness - high
 
     def channel(h: np.ndarray) -> np.ndarray:
         h = h % 1.0
-        return np.where(h < 1 / 6, low + (high - low) * h * 6,
-                        np.where(h < 0.5, high,
-                                 np.where(h < 2 / 3, low + (high - low) * (2 / 3 - h) * 6, low)))
+        return np.where(
+            h < 1 / 6,
+            low + (high - low) * h * 6,
+            np.where(h < 0.5, high, np.where(h < 2 / 3, low + (high - low) * (2 / 3 - h) * 6, low)),
+        )
 
     rgb = np.stack([channel(hue + 1 / 3), channel(hue), channel(hue - 1 / 3)], axis=-1)
     return np.where((saturation == 0)[..., None], lightness[..., None], rgb)
@@ -490,12 +527,20 @@ class RandomColorJitter(Block):
     """Random brightness, contrast, saturation and hue changes (those with a
     nonzero strength), applied in a random order."""
 
-    def __init__(self, brightness: float = 0, contrast: float = 0, saturation: float = 0,
-                 hue: float = 0):
+    def __init__(
+        self, brightness: float = 0, contrast: float = 0, saturation: float = 0, hue: float = 0
+    ):
         super().__init__()
-        self._jitters = [cls(strength) for cls, strength in
-                         ((RandomBrightness, brightness), (RandomContrast, contrast),
-                          (RandomSaturation, saturation), (RandomHue, hue)) if strength]
+        self._jitters = [
+            cls(strength)
+            for cls, strength in (
+                (RandomBrightness, brightness),
+                (RandomContrast, contrast),
+                (RandomSaturation, saturation),
+                (RandomHue, hue),
+            )
+            if strength
+        ]
 
     def forward(self, x: NDArray, *args: Any) -> NDArray:
         """The image after each jitter, in a random order."""

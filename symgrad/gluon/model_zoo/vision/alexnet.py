@@ -32,18 +32,21 @@ class AlexNet(HybridBlock):
         super().__init__(**kwargs)
         with self.name_scope():
             self.features = HybridSequential(prefix="")
-            self.features.add(Conv2D(64, kernel_size=11, strides=4, padding=2,
-                                     activation="relu"),
-                              MaxPool2D(pool_size=3, strides=2),
-                              Conv2D(192, kernel_size=5, padding=2, activation="relu"),
-                              MaxPool2D(pool_size=3, strides=2),
-                              Conv2D(384, kernel_size=3, padding=1, activation="relu"),
-                              Conv2D(256, kernel_size=3, padding=1, activation="relu"),
-                              Conv2D(256, kernel_size=3, padding=1, activation="relu"),
-                              MaxPool2D(pool_size=3, strides=2),
-                              Flatten(),
-                              Dense(4096, activation="relu"), Dropout(0.5),
-                              Dense(4096, activation="relu"), Dropout(0.5))
+            self.features.add(
+                Conv2D(64, kernel_size=11, strides=4, padding=2, activation="relu"),
+                MaxPool2D(pool_size=3, strides=2),
+                Conv2D(192, kernel_size=5, padding=2, activation="relu"),
+                MaxPool2D(pool_size=3, strides=2),
+                Conv2D(384, kernel_size=3, padding=1, activation="relu"),
+                Conv2D(256, kernel_size=3, padding=1, activation="relu"),
+                Conv2D(256, kernel_size=3, padding=1, activation="relu"),
+                MaxPool2D(pool_size=3, strides=2),
+                Flatten(),
+                Dense(4096, activation="relu"),
+                Dropout(0.5),
+                Dense(4096, activation="relu"),
+                Dropout(0.5),
+            )
             self.output = Dense(classes)
 
     def hybrid_forward(self, F: Any, x: Any) -> Any:
@@ -51,8 +54,9 @@ class AlexNet(HybridBlock):
         return self.output(self.features(x))
 
 
-def alexnet(pretrained: bool = False, ctx: Any = None, root: str | None = None,
-            **kwargs: Any) -> AlexNet:
+def alexnet(
+    pretrained: bool = False, ctx: Any = None, root: str | None = None, **kwargs: Any
+) -> AlexNet:
     """AlexNet; ``pretrained`` loads ``alexnet``'s weights from ``root``
     (default ``~/.mxnet/models``) to ``ctx``. ``kwargs``: classes, prefix, params."""
     net = AlexNet(**kwargs)

@@ -22,8 +22,7 @@ from ...nn import (
 )
 from ._common import load_pretrained
 
-__all__ = ["DenseNet", "densenet121", "densenet161", "densenet169", "densenet201",
-           "get_densenet"]
+__all__ = ["DenseNet", "densenet121", "densenet161", "densenet169", "densenet201", "get_densenet"]
 
 
 def _dense_layer(growth_rate: int, bn_size: int, dropout: float) -> HybridConcurrent:
@@ -31,10 +30,14 @@ def _dense_layer(growth_rate: int, bn_size: int, dropout: float) -> HybridConcur
     ``bn_size * growth_rate`` channels, batch norm, ReLU, 3x3 convolution to
     ``growth_rate`` channels (then dropout if asked)."""
     new_features = HybridSequential(prefix="")
-    new_features.add(BatchNorm(), Activation("relu"),
-                     Conv2D(bn_size * growth_rate, kernel_size=1, use_bias=False),
-                     BatchNorm(), Activation("relu"),
-                     Conv2D(growth_rate, kernel_size=3, padding=1, use_bias=False))
+    new_features.add(
+        BatchNorm(),
+        Activation("relu"),
+        Conv2D(bn_size * growth_rate, kernel_size=1, use_bias=False),
+        BatchNorm(),
+        Activation("relu"),
+        Conv2D(growth_rate, kernel_size=3, padding=1, use_bias=False),
+    )
     if dropout:
         new_features.add(Dropout(dropout))
     out = HybridConcurrent(axis=1, prefix="")
@@ -42,8 +45,9 @@ def _dense_layer(growth_rate: int, bn_size: int, dropout: float) -> HybridConcur
     return out
 
 
-def _dense_block(count: int, bn_size: int, growth_rate: int, dropout: float,
-                 index: int) -> HybridSequential:
+def _dense_block(
+    count: int, bn_size: int, growth_rate: int, dropout: float, index: int
+) -> HybridSequential:
     """Stage ``index``: ``count`` dense layers, each adding ``growth_rate`` channels."""
     out = HybridSequential(prefix=f"stage{index}_")
     with out.name_scope():
@@ -56,8 +60,12 @@ def _transition(channels: int) -> HybridSequential:
     """Between stages: batch norm, ReLU, 1x1 convolution to ``channels``, 2x2
     average pooling."""
     out = HybridSequential(prefix="")
-    out.add(BatchNorm(), Activation("relu"), Conv2D(channels, kernel_size=1, use_bias=False),
-            AvgPool2D(pool_size=2, strides=2))
+    out.add(
+        BatchNorm(),
+        Activation("relu"),
+        Conv2D(channels, kernel_size=1, use_bias=False),
+        AvgPool2D(pool_size=2, strides=2),
+    )
     return out
 
 
@@ -87,16 +95,25 @@ class DenseNet(HybridBlock):
     those of the composed layers.
     """
 
-    def __init__(self, num_init_features: int, growth_rate: int, block_config: list[int],
-                 bn_size: int = 4, dropout: float = 0, classes: int = 1000,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_init_features: int,
+        growth_rate: int,
+        block_config: list[int],
+        bn_size: int = 4,
+        dropout: float = 0,
+        classes: int = 1000,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         with self.name_scope():
             self.features = HybridSequential(prefix="")
-            self.features.add(Conv2D(num_init_features, kernel_size=7, strides=2, padding=3,
-                                     use_bias=False),
-                              BatchNorm(), Activation("relu"),
-                              MaxPool2D(pool_size=3, strides=2, padding=1))
+            self.features.add(
+                Conv2D(num_init_features, kernel_size=7, strides=2, padding=3, use_bias=False),
+                BatchNorm(),
+                Activation("relu"),
+                MaxPool2D(pool_size=3, strides=2, padding=1),
+            )
             channels = num_init_features
             for i, count in enumerate(block_config):
                 self.features.add(_dense_block(count, bn_size, growth_rate, dropout, i + 1))
@@ -104,8 +121,7 @@ class DenseNet(HybridBlock):
                 if i != len(block_config) - 1:
                     channels //= 2
                     self.features.add(_transition(channels))
-            self.features.add(BatchNorm(), Activation("relu"), AvgPool2D(pool_size=7),
-                              Flatten())
+            self.features.add(BatchNorm(), Activation("relu"), AvgPool2D(pool_size=7), Flatten())
             self.output = Dense(classes)
 
     def hybrid_forward(self, F: Any, x: Any) -> Any:
@@ -114,14 +130,21 @@ class DenseNet(HybridBlock):
 
 
 # depth: (stem channels, growth rate, dense layers per stage)
-densenet_spec = {121: (64, 32, [6, 12, 24, 16]),
-                 161: (96, 48, [6, 12, 36, 24]),
-                 169: (64, 32, [6, 12, 32, 32]),
-                 201: (64, 32, [6, 12, 48, 32])}
+densenet_spec = {
+    121: (64, 32, [6, 12, 24, 16]),
+    161: (96, 48, [6, 12, 36, 24]),
+    169: (64, 32, [6, 12, 32, 32]),
+    201: (64, 32, [6, 12, 48, 32]),
+}
 
 
-def get_densenet(num_layers: int, pretrained: bool = False, ctx: Any = None,
-                 root: str | None = None, **kwargs: Any) -> DenseNet:
+def get_densenet(
+    num_layers: int,
+    pretrained: bool = False,
+    ctx: Any = None,
+    root: str | None = None,
+    **kwargs: Any,
+) -> DenseNet:
     """DenseNet of depth ``num_layers`` (121, 161, 169, 201); ``pretrained`` loads
     ``densenet<depth>``'s weights from ``root`` (default ``~/.mxnet/models``).
     ``kwargs``: bn_size, dropout, classes, prefix, params."""
@@ -135,9 +158,11 @@ def get_densenet(num_layers: int, pretrained: bool = False, ctx: Any = None,
 def _named(depth: int) -> Any:
     def make(**kwargs: Any) -> DenseNet:
         return get_densenet(depth, **kwargs)
+
     make.__name__ = f"densenet{depth}"
-    make.__doc__ = (f"DenseNet-{depth} (``get_densenet({depth}, **kwargs)``): pretrained, "
-                    "ctx, root, classes.")
+    make.__doc__ = (
+        f"DenseNet-{depth} (``get_densenet({depth}, **kwargs)``): pretrained, ctx, root, classes."
+    )
     return make
 
 

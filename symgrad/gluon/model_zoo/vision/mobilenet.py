@@ -11,10 +11,22 @@ from ...block import HybridBlock
 from ...nn import Activation, BatchNorm, Conv2D, Dense, Flatten, GlobalAvgPool2D, HybridSequential
 from ._common import load_pretrained
 
-__all__ = ["MobileNet", "MobileNetV2", "RELU6", "LinearBottleneck", "mobilenet1_0",
-           "mobilenet0_75", "mobilenet0_5", "mobilenet0_25", "mobilenet_v2_1_0",
-           "mobilenet_v2_0_75", "mobilenet_v2_0_5", "mobilenet_v2_0_25", "get_mobilenet",
-           "get_mobilenet_v2"]
+__all__ = [
+    "MobileNet",
+    "MobileNetV2",
+    "RELU6",
+    "LinearBottleneck",
+    "mobilenet1_0",
+    "mobilenet0_75",
+    "mobilenet0_5",
+    "mobilenet0_25",
+    "mobilenet_v2_1_0",
+    "mobilenet_v2_0_75",
+    "mobilenet_v2_0_5",
+    "mobilenet_v2_0_25",
+    "get_mobilenet",
+    "get_mobilenet_v2",
+]
 
 
 class RELU6(HybridBlock):
@@ -30,9 +42,16 @@ class RELU6(HybridBlock):
         return F.clip(x, 0, 6, name="relu6")
 
 
-def _add_conv(out: HybridSequential, channels: int = 1, kernel: int = 1, stride: int = 1,
-              pad: int = 0, num_group: int = 1, active: bool = True,
-              relu6: bool = False) -> None:
+def _add_conv(
+    out: HybridSequential,
+    channels: int = 1,
+    kernel: int = 1,
+    stride: int = 1,
+    pad: int = 0,
+    num_group: int = 1,
+    active: bool = True,
+    relu6: bool = False,
+) -> None:
     """Add a convolution without bias, its batch norm and (if ``active``) ReLU or
     ReLU6 to ``out``. The layers are made in the caller's name scope."""
     out.add(Conv2D(channels, kernel, stride, pad, groups=num_group, use_bias=False))
@@ -41,11 +60,11 @@ def _add_conv(out: HybridSequential, channels: int = 1, kernel: int = 1, stride:
         out.add(RELU6() if relu6 else Activation("relu"))
 
 
-def _add_conv_dw(out: HybridSequential, dw_channels: int, channels: int, stride: int,
-                 relu6: bool = False) -> None:
+def _add_conv_dw(
+    out: HybridSequential, dw_channels: int, channels: int, stride: int, relu6: bool = False
+) -> None:
     """A depthwise-separable convolution: 3x3 depthwise (strided), then 1x1."""
-    _add_conv(out, dw_channels, kernel=3, stride=stride, pad=1, num_group=dw_channels,
-              relu6=relu6)
+    _add_conv(out, dw_channels, kernel=3, stride=stride, pad=1, num_group=dw_channels, relu6=relu6)
     _add_conv(out, channels, relu6=relu6)
 
 
@@ -70,8 +89,7 @@ class LinearBottleneck(HybridBlock):
     Gradients are those of the composed layers and of the shortcut's sum.
     """
 
-    def __init__(self, in_channels: int, channels: int, t: int, stride: int,
-                 **kwargs: Any) -> None:
+    def __init__(self, in_channels: int, channels: int, t: int, stride: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.use_shortcut = stride == 1 and in_channels == channels
         with self.name_scope():
@@ -80,8 +98,9 @@ class LinearBottleneck(HybridBlock):
             self.out = HybridSequential()
             expanded = in_channels * t
             _add_conv(self.out, expanded, relu6=True)
-            _add_conv(self.out, expanded, kernel=3, stride=stride, pad=1, num_group=expanded,
-                      relu6=True)
+            _add_conv(
+                self.out, expanded, kernel=3, stride=stride, pad=1, num_group=expanded, relu6=True
+            )
             _add_conv(self.out, channels, active=False, relu6=True)
 
     def hybrid_forward(self, F: Any, x: Any) -> Any:
@@ -110,10 +129,12 @@ class MobileNet(HybridBlock):
 
     def __init__(self, multiplier: float = 1.0, classes: int = 1000, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        dw_channels = [int(c * multiplier)
-                       for c in [32, 64] + [128] * 2 + [256] * 2 + [512] * 6 + [1024]]
-        channels = [int(c * multiplier)
-                    for c in [64] + [128] * 2 + [256] * 2 + [512] * 6 + [1024] * 2]
+        dw_channels = [
+            int(c * multiplier) for c in [32, 64] + [128] * 2 + [256] * 2 + [512] * 6 + [1024]
+        ]
+        channels = [
+            int(c * multiplier) for c in [64] + [128] * 2 + [256] * 2 + [512] * 6 + [1024] * 2
+        ]
         strides = [1, 2] * 3 + [1] * 5 + [2, 1]
         with self.name_scope():
             self.features = HybridSequential(prefix="")
@@ -147,22 +168,26 @@ class MobileNetV2(HybridBlock):
 
     def __init__(self, multiplier: float = 1.0, classes: int = 1000, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        in_channels = [int(c * multiplier)
-                       for c in [32] + [16] + [24] * 2 + [32] * 3 + [64] * 4 + [96] * 3
-                       + [160] * 3]
-        channels = [int(c * multiplier)
-                    for c in [16] + [24] * 2 + [32] * 3 + [64] * 4 + [96] * 3 + [160] * 3
-                    + [320]]
+        in_channels = [
+            int(c * multiplier)
+            for c in [32] + [16] + [24] * 2 + [32] * 3 + [64] * 4 + [96] * 3 + [160] * 3
+        ]
+        channels = [
+            int(c * multiplier)
+            for c in [16] + [24] * 2 + [32] * 3 + [64] * 4 + [96] * 3 + [160] * 3 + [320]
+        ]
         expansions = [1] + [6] * 16
         strides = [1, 2] * 2 + [1, 1, 2] + [1] * 6 + [2] + [1] * 3
         with self.name_scope():
             self.features = HybridSequential(prefix="features_")
             with self.features.name_scope():
-                _add_conv(self.features, int(32 * multiplier), kernel=3, stride=2, pad=1,
-                          relu6=True)
+                _add_conv(
+                    self.features, int(32 * multiplier), kernel=3, stride=2, pad=1, relu6=True
+                )
                 for cin, cout, t, stride in zip(in_channels, channels, expansions, strides):
-                    self.features.add(LinearBottleneck(in_channels=cin, channels=cout, t=t,
-                                                       stride=stride))
+                    self.features.add(
+                        LinearBottleneck(in_channels=cin, channels=cout, t=t, stride=stride)
+                    )
                 last = int(1280 * multiplier) if multiplier > 1.0 else 1280
                 _add_conv(self.features, last, relu6=True)
                 self.features.add(GlobalAvgPool2D())
@@ -181,8 +206,13 @@ def _suffix(multiplier: float) -> str:
     return text[:-1] if text in ("1.00", "0.50") else text
 
 
-def get_mobilenet(multiplier: float, pretrained: bool = False, ctx: Any = None,
-                  root: str | None = None, **kwargs: Any) -> MobileNet:
+def get_mobilenet(
+    multiplier: float,
+    pretrained: bool = False,
+    ctx: Any = None,
+    root: str | None = None,
+    **kwargs: Any,
+) -> MobileNet:
     """MobileNet v1 at width ``multiplier``; ``pretrained`` loads
     ``mobilenet<multiplier>``'s weights from ``root`` (default ``~/.mxnet/models``)."""
     net = MobileNet(multiplier, **kwargs)
@@ -191,8 +221,13 @@ def get_mobilenet(multiplier: float, pretrained: bool = False, ctx: Any = None,
     return net
 
 
-def get_mobilenet_v2(multiplier: float, pretrained: bool = False, ctx: Any = None,
-                     root: str | None = None, **kwargs: Any) -> MobileNetV2:
+def get_mobilenet_v2(
+    multiplier: float,
+    pretrained: bool = False,
+    ctx: Any = None,
+    root: str | None = None,
+    **kwargs: Any,
+) -> MobileNetV2:
     """MobileNet v2 at width ``multiplier``; ``pretrained`` loads
     ``mobilenetv2_<multiplier>``'s weights from ``root`` (default ``~/.mxnet/models``)."""
     net = MobileNetV2(multiplier, **kwargs)
@@ -206,11 +241,14 @@ def _named(version: int, multiplier: float) -> Any:
 
     def make(**kwargs: Any) -> HybridBlock:
         return build(multiplier, **kwargs)
+
     tag = str(multiplier).replace(".", "_")
     make.__name__ = f"mobilenet{tag}" if version == 1 else f"mobilenet_v2_{tag}"
-    make.__doc__ = (f"MobileNet v{version} at width {multiplier} "
-                    f"(``{build.__name__}({multiplier}, **kwargs)``): pretrained, ctx, root, "
-                    "classes.")
+    make.__doc__ = (
+        f"MobileNet v{version} at width {multiplier} "
+        f"(``{build.__name__}({multiplier}, **kwargs)``): pretrained, ctx, root, "
+        "classes."
+    )
     return make
 
 

@@ -23,33 +23,50 @@ from ...nn import (
 )
 from ._common import load_pretrained
 
-__all__ = ["ResNetV1", "ResNetV2", "BasicBlockV1", "BasicBlockV2", "BottleneckV1",
-           "BottleneckV2", "resnet18_v1", "resnet34_v1", "resnet50_v1", "resnet101_v1",
-           "resnet152_v1", "resnet18_v2", "resnet34_v2", "resnet50_v2", "resnet101_v2",
-           "resnet152_v2", "get_resnet"]
+__all__ = [
+    "ResNetV1",
+    "ResNetV2",
+    "BasicBlockV1",
+    "BasicBlockV2",
+    "BottleneckV1",
+    "BottleneckV2",
+    "resnet18_v1",
+    "resnet34_v1",
+    "resnet50_v1",
+    "resnet101_v1",
+    "resnet152_v1",
+    "resnet18_v2",
+    "resnet34_v2",
+    "resnet50_v2",
+    "resnet101_v2",
+    "resnet152_v2",
+    "get_resnet",
+]
 
 
 def _conv3x3(channels: int, stride: int, in_channels: int) -> Conv2D:
     """A 3x3 convolution without bias, padded to keep the size at stride 1."""
-    return Conv2D(channels, kernel_size=3, strides=stride, padding=1, use_bias=False,
-                  in_channels=in_channels)
+    return Conv2D(
+        channels, kernel_size=3, strides=stride, padding=1, use_bias=False, in_channels=in_channels
+    )
 
 
 def _projection(channels: int, stride: int, in_channels: int) -> Conv2D:
     """The 1x1 strided convolution that brings a shortcut to the body's shape."""
-    return Conv2D(channels, kernel_size=1, strides=stride, use_bias=False,
-                  in_channels=in_channels)
+    return Conv2D(channels, kernel_size=1, strides=stride, use_bias=False, in_channels=in_channels)
 
 
 # ---------------------------------------------------------------------------
 # v1 blocks: convolution, batch norm, ReLU; the ReLU after the sum
 # ---------------------------------------------------------------------------
 
+
 class _BlockV1(HybridBlock):
     """``relu(body(x) + shortcut(x))``; the shortcut is ``downsample`` or ``x``."""
 
-    def _make_downsample(self, channels: int, stride: int, downsample: bool,
-                         in_channels: int) -> None:
+    def _make_downsample(
+        self, channels: int, stride: int, downsample: bool, in_channels: int
+    ) -> None:
         if downsample:
             self.downsample = HybridSequential(prefix="")
             self.downsample.add(_projection(channels, stride, in_channels))
@@ -83,12 +100,23 @@ class BasicBlockV1(_BlockV1):
     shortcut, summed.
     """
 
-    def __init__(self, channels: int, stride: int, downsample: bool = False,
-                 in_channels: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        channels: int,
+        stride: int,
+        downsample: bool = False,
+        in_channels: int = 0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.body = HybridSequential(prefix="")
-        self.body.add(_conv3x3(channels, stride, in_channels), BatchNorm(), Activation("relu"),
-                      _conv3x3(channels, 1, channels), BatchNorm())
+        self.body.add(
+            _conv3x3(channels, stride, in_channels),
+            BatchNorm(),
+            Activation("relu"),
+            _conv3x3(channels, 1, channels),
+            BatchNorm(),
+        )
         self._make_downsample(channels, stride, downsample, in_channels)
 
 
@@ -100,20 +128,33 @@ class BottleneckV1(_BlockV1):
     convolutions of the body have biases and infer their input channels.
     """
 
-    def __init__(self, channels: int, stride: int, downsample: bool = False,
-                 in_channels: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        channels: int,
+        stride: int,
+        downsample: bool = False,
+        in_channels: int = 0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.body = HybridSequential(prefix="")
-        self.body.add(Conv2D(channels // 4, kernel_size=1, strides=stride), BatchNorm(),
-                      Activation("relu"), _conv3x3(channels // 4, 1, channels // 4),
-                      BatchNorm(), Activation("relu"), Conv2D(channels, kernel_size=1, strides=1),
-                      BatchNorm())
+        self.body.add(
+            Conv2D(channels // 4, kernel_size=1, strides=stride),
+            BatchNorm(),
+            Activation("relu"),
+            _conv3x3(channels // 4, 1, channels // 4),
+            BatchNorm(),
+            Activation("relu"),
+            Conv2D(channels, kernel_size=1, strides=1),
+            BatchNorm(),
+        )
         self._make_downsample(channels, stride, downsample, in_channels)
 
 
 # ---------------------------------------------------------------------------
 # v2 blocks: batch norm and ReLU before each convolution; nothing after the sum
 # ---------------------------------------------------------------------------
+
 
 class _BlockV2(HybridBlock):
     """``convs(relu(bn1(x))) + shortcut``, the shortcut being ``x`` or the
@@ -156,8 +197,14 @@ class BasicBlockV2(_BlockV2):
 
     _convs = ("conv1", "conv2")
 
-    def __init__(self, channels: int, stride: int, downsample: bool = False,
-                 in_channels: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        channels: int,
+        stride: int,
+        downsample: bool = False,
+        in_channels: int = 0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.bn1 = BatchNorm()
         self.conv1 = _conv3x3(channels, stride, in_channels)
@@ -175,8 +222,14 @@ class BottleneckV2(_BlockV2):
 
     _convs = ("conv1", "conv2", "conv3")
 
-    def __init__(self, channels: int, stride: int, downsample: bool = False,
-                 in_channels: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        channels: int,
+        stride: int,
+        downsample: bool = False,
+        in_channels: int = 0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.bn1 = BatchNorm()
         self.conv1 = Conv2D(channels // 4, kernel_size=1, strides=1, use_bias=False)
@@ -191,17 +244,20 @@ class BottleneckV2(_BlockV2):
 # networks
 # ---------------------------------------------------------------------------
 
+
 class _ResNet(HybridBlock):
     """The stages shared by both versions: ``features`` then the ``output`` Dense."""
 
-    def _make_stage(self, block: type, count: int, channels: int, stride: int, index: int,
-                    in_channels: int) -> HybridSequential:
+    def _make_stage(
+        self, block: type, count: int, channels: int, stride: int, index: int, in_channels: int
+    ) -> HybridSequential:
         """Stage ``index``: ``count`` blocks, the first one strided and projecting
         when the channel count changes."""
         stage = HybridSequential(prefix=f"stage{index}_")
         with stage.name_scope():
-            stage.add(block(channels, stride, channels != in_channels, in_channels=in_channels,
-                            prefix=""))
+            stage.add(
+                block(channels, stride, channels != in_channels, in_channels=in_channels, prefix="")
+            )
             for _ in range(count - 1):
                 stage.add(block(channels, 1, False, in_channels=channels, prefix=""))
         return stage
@@ -212,8 +268,12 @@ class _ResNet(HybridBlock):
         if thumbnail:
             self.features.add(_conv3x3(channels, 1, 0))
         else:
-            self.features.add(Conv2D(channels, 7, 2, 3, use_bias=False), BatchNorm(),
-                              Activation("relu"), MaxPool2D(3, 2, 1))
+            self.features.add(
+                Conv2D(channels, 7, 2, 3, use_bias=False),
+                BatchNorm(),
+                Activation("relu"),
+                MaxPool2D(3, 2, 1),
+            )
 
     def hybrid_forward(self, F: Any, x: Any) -> Any:
         """``output(features(x))``: class scores, (N, classes)."""
@@ -241,16 +301,26 @@ class ResNetV1(_ResNet):
     Gradients are those of the composed layers.
     """
 
-    def __init__(self, block: type, layers: list[int], channels: list[int], classes: int = 1000,
-                 thumbnail: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        block: type,
+        layers: list[int],
+        channels: list[int],
+        classes: int = 1000,
+        thumbnail: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         assert len(layers) == len(channels) - 1
         with self.name_scope():
             self.features = HybridSequential(prefix="")
             self._add_stem(channels[0], thumbnail)
             for i, count in enumerate(layers):
-                self.features.add(self._make_stage(block, count, channels[i + 1],
-                                                   1 if i == 0 else 2, i + 1, channels[i]))
+                self.features.add(
+                    self._make_stage(
+                        block, count, channels[i + 1], 1 if i == 0 else 2, i + 1, channels[i]
+                    )
+                )
             self.features.add(GlobalAvgPool2D())
             self.output = Dense(classes, in_units=channels[-1])
 
@@ -263,8 +333,15 @@ class ResNetV2(_ResNet):
     Parameters are those of ``ResNetV1`` (with ``BasicBlockV2``/``BottleneckV2``).
     """
 
-    def __init__(self, block: type, layers: list[int], channels: list[int], classes: int = 1000,
-                 thumbnail: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        block: type,
+        layers: list[int],
+        channels: list[int],
+        classes: int = 1000,
+        thumbnail: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         assert len(layers) == len(channels) - 1
         with self.name_scope():
@@ -273,26 +350,39 @@ class ResNetV2(_ResNet):
             self._add_stem(channels[0], thumbnail)
             in_channels = channels[0]
             for i, count in enumerate(layers):
-                self.features.add(self._make_stage(block, count, channels[i + 1],
-                                                   1 if i == 0 else 2, i + 1, in_channels))
+                self.features.add(
+                    self._make_stage(
+                        block, count, channels[i + 1], 1 if i == 0 else 2, i + 1, in_channels
+                    )
+                )
                 in_channels = channels[i + 1]
             self.features.add(BatchNorm(), Activation("relu"), GlobalAvgPool2D(), Flatten())
             self.output = Dense(classes, in_units=in_channels)
 
 
 # depth: (block kind, blocks per stage, channels of the stem and the stages)
-resnet_spec = {18: ("basic_block", [2, 2, 2, 2], [64, 64, 128, 256, 512]),
-               34: ("basic_block", [3, 4, 6, 3], [64, 64, 128, 256, 512]),
-               50: ("bottle_neck", [3, 4, 6, 3], [64, 256, 512, 1024, 2048]),
-               101: ("bottle_neck", [3, 4, 23, 3], [64, 256, 512, 1024, 2048]),
-               152: ("bottle_neck", [3, 8, 36, 3], [64, 256, 512, 1024, 2048])}
+resnet_spec = {
+    18: ("basic_block", [2, 2, 2, 2], [64, 64, 128, 256, 512]),
+    34: ("basic_block", [3, 4, 6, 3], [64, 64, 128, 256, 512]),
+    50: ("bottle_neck", [3, 4, 6, 3], [64, 256, 512, 1024, 2048]),
+    101: ("bottle_neck", [3, 4, 23, 3], [64, 256, 512, 1024, 2048]),
+    152: ("bottle_neck", [3, 8, 36, 3], [64, 256, 512, 1024, 2048]),
+}
 resnet_net_versions = [ResNetV1, ResNetV2]
-resnet_block_versions = [{"basic_block": BasicBlockV1, "bottle_neck": BottleneckV1},
-                         {"basic_block": BasicBlockV2, "bottle_neck": BottleneckV2}]
+resnet_block_versions = [
+    {"basic_block": BasicBlockV1, "bottle_neck": BottleneckV1},
+    {"basic_block": BasicBlockV2, "bottle_neck": BottleneckV2},
+]
 
 
-def get_resnet(version: int, num_layers: int, pretrained: bool = False, ctx: Any = None,
-               root: str | None = None, **kwargs: Any) -> HybridBlock:
+def get_resnet(
+    version: int,
+    num_layers: int,
+    pretrained: bool = False,
+    ctx: Any = None,
+    root: str | None = None,
+    **kwargs: Any,
+) -> HybridBlock:
     """ResNet ``version`` (1 or 2) of depth ``num_layers`` (18, 34, 50, 101, 152).
 
     Parameters
@@ -310,12 +400,14 @@ def get_resnet(version: int, num_layers: int, pretrained: bool = False, ctx: Any
     **kwargs
         ``classes``, ``thumbnail``, ``prefix``, ``params``.
     """
-    assert num_layers in resnet_spec, (f"Invalid number of layers: {num_layers}. Options are "
-                                       f"{list(resnet_spec.keys())}")
+    assert num_layers in resnet_spec, (
+        f"Invalid number of layers: {num_layers}. Options are {list(resnet_spec.keys())}"
+    )
     assert 1 <= version <= 2, f"Invalid resnet version: {version}. Options are 1 and 2."
     kind, layers, channels = resnet_spec[num_layers]
-    net = resnet_net_versions[version - 1](resnet_block_versions[version - 1][kind], layers,
-                                           channels, **kwargs)
+    net = resnet_net_versions[version - 1](
+        resnet_block_versions[version - 1][kind], layers, channels, **kwargs
+    )
     if pretrained:
         load_pretrained(net, f"resnet{num_layers}_v{version}", ctx or cpu(), root)
     return net
@@ -324,9 +416,12 @@ def get_resnet(version: int, num_layers: int, pretrained: bool = False, ctx: Any
 def _named(version: int, depth: int) -> Any:
     def make(**kwargs: Any) -> HybridBlock:
         return get_resnet(version, depth, **kwargs)
+
     make.__name__ = f"resnet{depth}_v{version}"
-    make.__doc__ = (f"ResNet-{depth} v{version} (``get_resnet({version}, {depth}, "
-                    "**kwargs)``): pretrained, ctx, root, classes, thumbnail.")
+    make.__doc__ = (
+        f"ResNet-{depth} v{version} (``get_resnet({version}, {depth}, "
+        "**kwargs)``): pretrained, ctx, root, classes, thumbnail."
+    )
     return make
 
 

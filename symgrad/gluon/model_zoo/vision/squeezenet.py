@@ -57,34 +57,57 @@ class SqueezeNet(HybridBlock):
 
     def __init__(self, version: str, classes: int = 1000, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        assert version in ["1.0", "1.1"], (f"Unsupported SqueezeNet version {version}: "
-                                           "1.0 or 1.1 expected")
+        assert version in ["1.0", "1.1"], (
+            f"Unsupported SqueezeNet version {version}: 1.0 or 1.1 expected"
+        )
         with self.name_scope():
             self.features = HybridSequential(prefix="")
             if version == "1.0":
-                self.features.add(Conv2D(96, kernel_size=7, strides=2), Activation("relu"),
-                                  _pool(), _fire(16, 64, 64), _fire(16, 64, 64),
-                                  _fire(32, 128, 128), _pool(), _fire(32, 128, 128),
-                                  _fire(48, 192, 192), _fire(48, 192, 192),
-                                  _fire(64, 256, 256), _pool(), _fire(64, 256, 256))
+                self.features.add(
+                    Conv2D(96, kernel_size=7, strides=2),
+                    Activation("relu"),
+                    _pool(),
+                    _fire(16, 64, 64),
+                    _fire(16, 64, 64),
+                    _fire(32, 128, 128),
+                    _pool(),
+                    _fire(32, 128, 128),
+                    _fire(48, 192, 192),
+                    _fire(48, 192, 192),
+                    _fire(64, 256, 256),
+                    _pool(),
+                    _fire(64, 256, 256),
+                )
             else:
-                self.features.add(Conv2D(64, kernel_size=3, strides=2), Activation("relu"),
-                                  _pool(), _fire(16, 64, 64), _fire(16, 64, 64), _pool(),
-                                  _fire(32, 128, 128), _fire(32, 128, 128), _pool(),
-                                  _fire(48, 192, 192), _fire(48, 192, 192),
-                                  _fire(64, 256, 256), _fire(64, 256, 256))
+                self.features.add(
+                    Conv2D(64, kernel_size=3, strides=2),
+                    Activation("relu"),
+                    _pool(),
+                    _fire(16, 64, 64),
+                    _fire(16, 64, 64),
+                    _pool(),
+                    _fire(32, 128, 128),
+                    _fire(32, 128, 128),
+                    _pool(),
+                    _fire(48, 192, 192),
+                    _fire(48, 192, 192),
+                    _fire(64, 256, 256),
+                    _fire(64, 256, 256),
+                )
             self.features.add(Dropout(0.5))
             self.output = HybridSequential(prefix="")
-            self.output.add(Conv2D(classes, kernel_size=1), Activation("relu"),
-                            AvgPool2D(13), Flatten())
+            self.output.add(
+                Conv2D(classes, kernel_size=1), Activation("relu"), AvgPool2D(13), Flatten()
+            )
 
     def hybrid_forward(self, F: Any, x: Any) -> Any:
         """``output(features(x))``: class scores, (N, classes)."""
         return self.output(self.features(x))
 
 
-def get_squeezenet(version: str, pretrained: bool = False, ctx: Any = None,
-                   root: str | None = None, **kwargs: Any) -> SqueezeNet:
+def get_squeezenet(
+    version: str, pretrained: bool = False, ctx: Any = None, root: str | None = None, **kwargs: Any
+) -> SqueezeNet:
     """SqueezeNet ``version`` (``'1.0'`` or ``'1.1'``); ``pretrained`` loads
     ``squeezenet<version>``'s weights from ``root`` (default ``~/.mxnet/models``)."""
     net = SqueezeNet(version, **kwargs)

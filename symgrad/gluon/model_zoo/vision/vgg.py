@@ -11,8 +11,18 @@ from ...block import HybridBlock
 from ...nn import Activation, BatchNorm, Conv2D, Dense, Dropout, HybridSequential, MaxPool2D
 from ._common import load_pretrained
 
-__all__ = ["VGG", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn",
-           "vgg19_bn", "get_vgg"]
+__all__ = [
+    "VGG",
+    "vgg11",
+    "vgg13",
+    "vgg16",
+    "vgg19",
+    "vgg11_bn",
+    "vgg13_bn",
+    "vgg16_bn",
+    "vgg19_bn",
+    "get_vgg",
+]
 
 
 class VGG(HybridBlock):
@@ -38,26 +48,44 @@ class VGG(HybridBlock):
     the composed layers.
     """
 
-    def __init__(self, layers: list[int], filters: list[int], classes: int = 1000,
-                 batch_norm: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        layers: list[int],
+        filters: list[int],
+        classes: int = 1000,
+        batch_norm: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         assert len(layers) == len(filters)
         with self.name_scope():
             self.features = HybridSequential(prefix="")
             for count, channels in zip(layers, filters):
                 for _ in range(count):
-                    self.features.add(Conv2D(channels, kernel_size=3, padding=1,
-                                             weight_initializer=Xavier(rnd_type="gaussian",
-                                                                       factor_type="out",
-                                                                       magnitude=2),
-                                             bias_initializer="zeros"))
+                    self.features.add(
+                        Conv2D(
+                            channels,
+                            kernel_size=3,
+                            padding=1,
+                            weight_initializer=Xavier(
+                                rnd_type="gaussian", factor_type="out", magnitude=2
+                            ),
+                            bias_initializer="zeros",
+                        )
+                    )
                     if batch_norm:
                         self.features.add(BatchNorm())
                     self.features.add(Activation("relu"))
                 self.features.add(MaxPool2D(strides=2))
             for _ in range(2):
-                self.features.add(Dense(4096, activation="relu", weight_initializer="normal",
-                                        bias_initializer="zeros"))
+                self.features.add(
+                    Dense(
+                        4096,
+                        activation="relu",
+                        weight_initializer="normal",
+                        bias_initializer="zeros",
+                    )
+                )
                 self.features.add(Dropout(rate=0.5))
             self.output = Dense(classes, weight_initializer="normal", bias_initializer="zeros")
 
@@ -67,14 +95,21 @@ class VGG(HybridBlock):
 
 
 # depth: (convolutions per block, channels per block)
-vgg_spec = {11: ([1, 1, 2, 2, 2], [64, 128, 256, 512, 512]),
-            13: ([2, 2, 2, 2, 2], [64, 128, 256, 512, 512]),
-            16: ([2, 2, 3, 3, 3], [64, 128, 256, 512, 512]),
-            19: ([2, 2, 4, 4, 4], [64, 128, 256, 512, 512])}
+vgg_spec = {
+    11: ([1, 1, 2, 2, 2], [64, 128, 256, 512, 512]),
+    13: ([2, 2, 2, 2, 2], [64, 128, 256, 512, 512]),
+    16: ([2, 2, 3, 3, 3], [64, 128, 256, 512, 512]),
+    19: ([2, 2, 4, 4, 4], [64, 128, 256, 512, 512]),
+}
 
 
-def get_vgg(num_layers: int, pretrained: bool = False, ctx: Any = None,
-            root: str | None = None, **kwargs: Any) -> VGG:
+def get_vgg(
+    num_layers: int,
+    pretrained: bool = False,
+    ctx: Any = None,
+    root: str | None = None,
+    **kwargs: Any,
+) -> VGG:
     """VGG of depth ``num_layers`` (11, 13, 16 or 19).
 
     Parameters
@@ -103,10 +138,13 @@ def _named(depth: int, batch_norm: bool) -> Any:
         if batch_norm:
             kwargs["batch_norm"] = True
         return get_vgg(depth, **kwargs)
+
     suffix = "_bn" if batch_norm else ""
     make.__name__ = f"vgg{depth}{suffix}"
-    make.__doc__ = (f"VGG-{depth}{' with batch norm' if batch_norm else ''} "
-                    f"(``get_vgg({depth}, **kwargs)``): pretrained, ctx, root, classes.")
+    make.__doc__ = (
+        f"VGG-{depth}{' with batch norm' if batch_norm else ''} "
+        f"(``get_vgg({depth}, **kwargs)``): pretrained, ctx, root, classes."
+    )
     return make
 
 
