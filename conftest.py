@@ -18,7 +18,7 @@ os.environ.setdefault("SYMGRAD_COMPILE", "sync")
 @pytest.fixture
 def compiled(monkeypatch):
     """Run the test with the compiled backend (synchronous compilation)."""
-    import compiler
+    import symgrad_compiler as compiler
 
     monkeypatch.setenv("SYMGRAD_BACKEND", "compiled")
     monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
@@ -30,7 +30,7 @@ def compiled(monkeypatch):
 @pytest.fixture
 def interpreted(monkeypatch):
     """Run the test with the numpy interpreter backend."""
-    import compiler
+    import symgrad_compiler as compiler
 
     monkeypatch.setenv("SYMGRAD_BACKEND", "interpreter")
     compiler.clear_cache()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
-from compiler.lower import vmath as vm
+from symgrad_compiler.lower import vmath as vm
 
 N = 10**6
 REPEATS = 15

@@ -4,7 +4,7 @@ It knows graphs of registered ops and numpy arrays, nothing of NDArray or
 recording: a graph can be built by hand, differentiated, and run.
 
 >>> import numpy as np
->>> from compiler import variable, make_node, Entry, differentiate, evaluate
+>>> from symgrad_compiler import variable, make_node, Entry, differentiate, evaluate
 >>> x = variable((3,), np.float64)
 >>> y = make_node("tanh", [Entry(x, 0)])
 >>> ones = make_node("ones_like", [Entry(y, 0)])

@@ -23,7 +23,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING
 
-from compiler import Entry, Node
+from symgrad_compiler import Entry, Node
 
 from .base import MXNetError
 

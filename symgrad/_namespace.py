@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from compiler import OPS, OpDef, bind_arguments
+from symgrad_compiler import OPS, OpDef, bind_arguments
 
 
 def _make_function(

@@ -6,8 +6,8 @@ concurrent asyncio tasks apart.
 
 from contextvars import ContextVar
 
-from compiler.chains import ChainTemplate
-from compiler.tape import Tape, Template
+from symgrad_compiler.chains import ChainTemplate
+from symgrad_compiler.tape import Tape, Template
 
 # While recording: the Tape the recorded ops go on (truthy); otherwise False.
 recording: ContextVar[Tape | bool] = ContextVar("symgrad_recording", default=False)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler import Entry, GraphError, Node, differentiate, evaluate, variable
+from symgrad_compiler import Entry, GraphError, Node, differentiate, evaluate, variable
 
 from . import _state
 from .base import MXNetError
@@ -42,7 +42,7 @@ _sites: weakref.WeakKeyDictionary[Node, str] = weakref.WeakKeyDictionary()
 # Frames in these directories are the library's; the first frame outside is the user's.
 _LIBRARY = tuple(
     os.path.dirname(os.path.abspath(m)) + os.sep
-    for m in (__file__, sys.modules["compiler"].__file__)
+    for m in (__file__, sys.modules["symgrad_compiler"].__file__)
 )
 
 

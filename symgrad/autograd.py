@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-import compiler
-from compiler import (
+import symgrad_compiler as compiler
+from symgrad_compiler import (
     Entry,
     GraphError,
     Node,
@@ -28,8 +28,8 @@ from compiler import (
     structural_key,
     topo_order,
 )
-from compiler.chains import ChainTemplate, chain_signature
-from compiler.tape import Template
+from symgrad_compiler.chains import ChainTemplate, chain_signature
+from symgrad_compiler.tape import Template
 
 from . import _state, anomaly
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled, set_detect_anomaly

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-import compiler
-from compiler import Entry, Expr, Node, differentiate, structural_key, topo_order
-from compiler.ops.common import F
-from compiler.registry import variable
+import symgrad_compiler as compiler
+from symgrad_compiler import Entry, Expr, Node, differentiate, structural_key, topo_order
+from symgrad_compiler.ops.common import F
+from symgrad_compiler.registry import variable
 
 from .base import MXNetError
 from .gradient_writer import write_gradient

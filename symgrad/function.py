@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from compiler import TensorType
+from symgrad_compiler import TensorType
 
 from . import _state
 from .base import MXNetError

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler import Entry, GraphError, Node, topo_order
+from symgrad_compiler import Entry, GraphError, Node, topo_order
 
 from .base import MXNetError
 from .symbol import DTYPE_CODES, Symbol, node_attr_strings, visible_count

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from compiler.ops import random as _random_ops
+from symgrad_compiler.ops import random as _random_ops
 
 from .base import MXNetError
 from .ndarray import NDArray

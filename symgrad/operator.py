@@ -30,9 +30,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from compiler import OPS, TensorType
-from compiler.ops.contrib import CUSTOM_CALLBACK_FACTORY
-from compiler.registry import REQUIRED
+from symgrad_compiler import OPS, TensorType
+from symgrad_compiler.ops.contrib import CUSTOM_CALLBACK_FACTORY
+from symgrad_compiler.registry import REQUIRED
 
 from . import _state
 from .base import MXNetError

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from compiler import OPS, Entry, GraphError, Node, OpDef, OperatorMixin, bind_arguments, topo_order
-from compiler.expr import _attrs_for_inputs
-from compiler.ir import TensorType, _fresh_name
-from compiler.registry import NULL, get_op
+from symgrad_compiler import OPS, Entry, GraphError, Node, OpDef, OperatorMixin, bind_arguments, topo_order
+from symgrad_compiler.expr import _attrs_for_inputs
+from symgrad_compiler.ir import TensorType, _fresh_name
+from symgrad_compiler.registry import NULL, get_op
 
 from .base import MXNetError, MXNetShapeError
 from .name import scoped_name

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from compiler import OPS, Entry, TensorType, get_op, topo_order
-from compiler.ir import _fresh_name
+from symgrad_compiler import OPS, Entry, TensorType, get_op, topo_order
+from symgrad_compiler.ir import _fresh_name
 
 from . import symbol_types
 from .base import MXNetError

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from compiler import OPS, Entry, GraphError, Node, OpDef, TensorType, topo_order
-from compiler.registry import NULL
+from symgrad_compiler import OPS, Entry, GraphError, Node, OpDef, TensorType, topo_order
+from symgrad_compiler.registry import NULL
 
 from .base import MXNetError
 from .symbol import DTYPE_NAMES, INTERNAL_ATTRS, Symbol, format_attr, node_attr_strings

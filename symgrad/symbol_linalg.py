@@ -8,7 +8,7 @@ makes a ``_linalg_potrf`` node), generated from the op registry.
 
 from __future__ import annotations
 
-from compiler import OPS
+from symgrad_compiler import OPS
 
 from .symbol import _symbol_function
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from compiler.registry import get_op
+from symgrad_compiler.registry import get_op
 
 from .ndarray.random import make_functions
 from .symbol import Symbol, _is_symbol, _make_symbol, _symbol_function

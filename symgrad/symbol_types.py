@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from compiler import Entry, GraphError, Node, OpDef, TensorType, make_node, topo_order
-from compiler.ops.rnn import rnn_input_shapes
-from compiler.registry import NULL
+from symgrad_compiler import Entry, GraphError, Node, OpDef, TensorType, make_node, topo_order
+from symgrad_compiler.ops.rnn import rnn_input_shapes
+from symgrad_compiler.registry import NULL
 
 from .base import MXNetShapeError
 

@@ -46,8 +46,8 @@ from typing import Any
 
 import numpy as np
 
-import compiler
-from compiler import (
+import symgrad_compiler as compiler
+from symgrad_compiler import (
     OPS,
     Entry,
     Node,
@@ -58,8 +58,8 @@ from compiler import (
     registry,
     topo_order,
 )
-from compiler.ops import random as _random
-from compiler.registry import variable
+from symgrad_compiler.ops import random as _random
+from symgrad_compiler.registry import variable
 
 from . import autograd
 from . import ndarray as nd
@@ -301,7 +301,7 @@ def _compiled_runner(graph: compiler.ProgramGraph) -> Callable:
     for its kernels; the random generator's state is put back afterwards, so
     random ops then draw what the interpreter draws with the same seed.
     """
-    from compiler.lower.runner import compiled_runner
+    from symgrad_compiler.lower.runner import compiled_runner
 
     program = compiled_runner(graph)
     warmed = []
@@ -400,7 +400,7 @@ def check_backends_agree(
 
     Examples
     --------
-    >>> from compiler import variable, make_node, Entry
+    >>> from symgrad_compiler import variable, make_node, Entry
     >>> x = variable((3,), np.float64)
     >>> y = Entry(make_node("exp", [Entry(x, 0)]), 0)
     >>> check_backends_agree([y], [x], [np.zeros(3)])
@@ -481,7 +481,7 @@ def check_graph_gradient(
 
     Examples
     --------
-    >>> from compiler import variable, make_node, Entry
+    >>> from symgrad_compiler import variable, make_node, Entry
     >>> a, b = variable((2, 3), np.float64), variable((1, 3), np.float64)
     >>> y = make_node("broadcast_mul", [Entry(a, 0), Entry(b, 0)])
     >>> z = make_node("sin", [Entry(y, 0)])
@@ -1005,7 +1005,7 @@ def check_op(
     Examples
     --------
     >>> check_op("tanh")
-    >>> from compiler.registry import TestSpec
+    >>> from symgrad_compiler.registry import TestSpec
     >>> check_op("dot", spec=TestSpec(shapes=((4, 3), (2, 4)),
     ...                               attrs={"transpose_a": True, "transpose_b": True}))
     """

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from compiler import Entry, Node, topo_order
+from symgrad_compiler import Entry, Node, topo_order
 
 from .symbol import Symbol, node_attr_strings, output_name, visible_count
 from .symbol_types import materialize

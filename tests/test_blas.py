@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from compiler.lower import blas
+from symgrad_compiler.lower import blas
 
 BOTH = [blas._blas_matmul_into, blas._numba_matmul_into]
 if not blas._found:  # no numpy BLAS here: only the fallback can run

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import compiler
+import symgrad_compiler as compiler
 import symgrad as mx
 from symgrad import test_utils as tu
 from symgrad.contrib import autograd as ag

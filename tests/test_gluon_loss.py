@@ -727,7 +727,7 @@ COMPILED_CASES = [
 @pytest.mark.parametrize("case", [c for c in CASES if c.id in COMPILED_CASES], ids=COMPILED_CASES)
 def test_compiled_backend_equals_interpreter(case, monkeypatch):
     # the same hybridized loss, its gradients run by the numba backend and by numpy
-    import compiler
+    import symgrad_compiler as compiler
 
     values = _values(case)
     given, position = _present(values)

@@ -17,7 +17,7 @@ import zlib
 import numpy as np
 import pytest
 
-import compiler
+import symgrad_compiler as compiler
 import symgrad as mx
 from symgrad import autograd
 from symgrad import test_utils as tu

@@ -6,7 +6,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-import compiler
+import symgrad_compiler as compiler
 import symgrad as mx
 from symgrad.base import MXNetError
 

@@ -25,7 +25,7 @@ import pytest
 from mxnet_interop import _make_venv
 
 import symgrad as mx
-from compiler import topo_order
+from symgrad_compiler import topo_order
 
 pytestmark = pytest.mark.interop
 

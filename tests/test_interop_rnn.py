@@ -20,7 +20,7 @@ import pytest
 from mxnet_interop import run_mxnet
 
 import symgrad as mx
-from compiler.ops.rnn import rnn_param_size
+from symgrad_compiler.ops.rnn import rnn_param_size
 from symgrad import gluon
 from symgrad.gluon import rnn
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent("""
     import json, warnings
     import numpy as np
-    import compiler
+    import symgrad_compiler as compiler
     from symgrad import autograd, nd
     x = nd.array(np.linspace(-1, 1, 64), dtype="float64")
     x.attach_grad()

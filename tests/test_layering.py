@@ -4,7 +4,6 @@ from ``symgrad/``, neither in its source nor at run time."""
 from __future__ import annotations
 
 import ast
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,15 +71,29 @@ def test_relative_imports_are_resolved():
 
 def test_importing_compiler_does_not_import_symgrad():
     code = (
-        "import sys, compiler, compiler.ops\n"
-        "import compiler.autodiff, compiler.interpret, compiler.program\n"
+        "import sys, symgrad_compiler, symgrad_compiler.ops\n"
+        "import symgrad_compiler.autodiff, symgrad_compiler.interpret\n"
         "loaded = sorted(m for m in sys.modules if m == 'symgrad' "
         "or m.startswith('symgrad.'))\n"
         "print(loaded)\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_users_compiler_module_does_not_shadow_symgrad(tmp_path):
+    """A script next to its own compiler.py still imports symgrad: the framework-free
+    compiler installs as ``symgrad_compiler``, a name no user module takes."""
+    (tmp_path / "compiler.py").write_text("RAISE = 'the user module'\n")
+    (tmp_path / "script.py").write_text(
+        "import compiler\nimport symgrad as mx\n"
+        "print(compiler.RAISE, mx.nd.ones((2,)).sum().asscalar())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "script.py"], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "the user module 2.0"

@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import compiler
+import symgrad_compiler as compiler
 import symgrad as mx
-from compiler import registry
-from compiler.ops import random as op_random
+from symgrad_compiler import registry
+from symgrad_compiler.ops import random as op_random
 from symgrad import test_utils as tu
 
 # Ops that need no TestSpec, with the reason. Anything else without one fails

@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pytest
 
-import compiler
+import symgrad_compiler as compiler
 import symgrad as mx
 from symgrad import autograd, nd
 from symgrad.test_utils import check_higher_order, check_numeric_gradient

@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.interpret import evaluate
-from compiler.ir import Entry
-from compiler.lower import library, threads
-from compiler.lower.runner import CompiledProgram
-from compiler.program import ProgramGraph
-from compiler.registry import make_node, variable
+from symgrad_compiler.interpret import evaluate
+from symgrad_compiler.ir import Entry
+from symgrad_compiler.lower import library, threads
+from symgrad_compiler.lower.runner import CompiledProgram
+from symgrad_compiler.program import ProgramGraph
+from symgrad_compiler.registry import make_node, variable
 from symgrad import autograd, nd
 
 

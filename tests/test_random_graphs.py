@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import compiler
+import symgrad_compiler as compiler
 import symgrad as mx
-from compiler.interpret import evaluate
-from compiler.lower.runner import CompiledProgram
-from compiler.passes import format_graph, run_pipeline
+from symgrad_compiler.interpret import evaluate
+from symgrad_compiler.lower.runner import CompiledProgram
+from symgrad_compiler.passes import format_graph, run_pipeline
 from symgrad import autograd, nd
 from symgrad.base import MXNetError
 

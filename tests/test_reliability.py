@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import compiler
+import symgrad_compiler as compiler
 import symgrad as mx
-from compiler import program as program_cache
+from symgrad_compiler import program as program_cache
 from symgrad import _deferred, autograd, nd
 from symgrad.anomaly import AnomalyError, site
 from symgrad.base import MXNetError
@@ -57,7 +57,7 @@ def test_threads_record_and_backward_their_own_graphs_sharing_one_compiled_progr
     rng = np.random.default_rng(0)
     starts = [rng.standard_normal((6, 5)) for _ in range(threads)]
     inputs = [rng.standard_normal((6, 5)) for _ in range(threads)]
-    from compiler.lower import cache
+    from symgrad_compiler.lower import cache
 
     cache.reset_stats()
     barrier = threading.Barrier(threads)
@@ -305,7 +305,7 @@ def test_program_cache_limits_from_the_environment():
         PYTHONPATH=str(ROOT),
     )
     done = subprocess.run(
-        [sys.executable, "-c", "import compiler; print(compiler.cache_limits())"],
+        [sys.executable, "-c", "import symgrad_compiler as c; print(c.cache_limits())"],
         capture_output=True,
         text=True,
         env=env,

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import compiler
+import symgrad_compiler as compiler
 import symgrad as mx
-from compiler.lower.runner import CompiledProgram, wait_for_compilation
+from symgrad_compiler.lower.runner import CompiledProgram, wait_for_compilation
 from symgrad import autograd, executor, nd
 
 RNG = np.random.default_rng(7)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import symgrad as mx
-from compiler.ops.rnn import rnn_param_shapes, rnn_param_size
+from symgrad_compiler.ops.rnn import rnn_param_shapes, rnn_param_size
 from symgrad import autograd
 from symgrad import test_utils as tu
 

@@ -5,9 +5,9 @@ handle (the numpy implementation runs instead)."""
 import numpy as np
 import pytest
 
-from compiler.ir import Entry
-from compiler.lower import cache, library
-from compiler.registry import make_node, variable
+from symgrad_compiler.ir import Entry
+from symgrad_compiler.lower import cache, library
+from symgrad_compiler.registry import make_node, variable
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +127,8 @@ def test_gemm_into_writes_the_product_or_declines():
 def test_shared_fills_never_reach_the_caller():
     # A fill read only by kernels is made once per plan; one a library op reads
     # (a reshape hands out a view) or one that is an output is fresh on every call.
-    from compiler import ProgramGraph
-    from compiler.lower.runner import compiled_runner
+    from symgrad_compiler import ProgramGraph
+    from symgrad_compiler.lower.runner import compiled_runner
 
     x = variable((2, 3), np.float32)
     ones = make_node("_ones", [], {"shape": (1, 6), "dtype": "float32"})
@@ -156,7 +156,7 @@ def test_shared_fills_never_reach_the_caller():
 
 
 def test_explain_shows_the_row_kernels_a_program_uses():
-    import compiler
+    import symgrad_compiler as compiler
     import symgrad as mx
 
     text = compiler.explain(mx.sym.log_softmax(mx.sym.var("x", shape=(4, 3)), axis=1))

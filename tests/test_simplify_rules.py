@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler import Entry, evaluate
-from compiler.passes import simplify
-from compiler.program import ProgramGraph
-from compiler.registry import make_node, variable
+from symgrad_compiler import Entry, evaluate
+from symgrad_compiler.passes import simplify
+from symgrad_compiler.program import ProgramGraph
+from symgrad_compiler.registry import make_node, variable
 
 
 def _ops(graph: ProgramGraph) -> list[str]:

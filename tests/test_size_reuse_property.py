@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import compiler
+import symgrad_compiler as compiler
 import symgrad as mx
 from symgrad import autograd, nd
 

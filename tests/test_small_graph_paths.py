@@ -11,12 +11,12 @@ import weakref
 import numpy as np
 import pytest
 
-import compiler
+import symgrad_compiler as compiler
 import symgrad as mx
-from compiler.chains import chain_signature
-from compiler.lower import cache, threads
-from compiler.lower.entry import entry_runner
-from compiler.lower.runner import wait_for_compilation
+from symgrad_compiler.chains import chain_signature
+from symgrad_compiler.lower import cache, threads
+from symgrad_compiler.lower.entry import entry_runner
+from symgrad_compiler.lower.runner import wait_for_compilation
 from symgrad import autograd, executor, nd
 from symgrad.autograd import _leaf_role
 

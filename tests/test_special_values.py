@@ -17,10 +17,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import compiler
-from compiler import Entry, differentiate, make_node, variable
-from compiler.lower.runner import compiled_runner
-from compiler.program import ProgramGraph, interpret_runner
+import symgrad_compiler as compiler
+from symgrad_compiler import Entry, differentiate, make_node, variable
+from symgrad_compiler.lower.runner import compiled_runner
+from symgrad_compiler.program import ProgramGraph, interpret_runner
 from symgrad import test_utils as tu
 
 
@@ -214,7 +214,7 @@ def test_float32_gradients_at_domain_edges(op, values, want, compiled):
 def test_vmath_mod_and_sign_on_integers_as_numpy():
     import numba
 
-    from compiler.lower import vmath as vm
+    from symgrad_compiler.lower import vmath as vm
 
     @numba.njit
     def mod_plus_sign(a, b):

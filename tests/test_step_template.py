@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import compiler
-from compiler.tape import Tape
+import symgrad_compiler as compiler
+from symgrad_compiler.tape import Tape
 from symgrad import _state, autograd, nd
 
 
@@ -277,7 +277,7 @@ def chain_step(build, x, **kwargs):
 
 
 def chain_walked(monkeypatch, build, x, **kwargs):
-    from compiler.chains import ChainTemplate
+    from symgrad_compiler.chains import ChainTemplate
 
     with monkeypatch.context() as patch:
         patch.setattr(ChainTemplate, "recognise", lambda self, head, role: None)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import symgrad as mx
-from compiler import OPS, GraphError
+from symgrad_compiler import OPS, GraphError
 from symgrad.base import MXNetError, MXNetShapeError
 from symgrad.symbol_types import output_count
 
@@ -171,7 +171,7 @@ def test_pickle_and_copy_round_trip():
 def test_output_count_table_agrees_with_type_rules():
     """Every op with a TestSpec: the count known before shapes equals the count
     its type rule gives (catches a new multi-output op missing from the table)."""
-    from compiler import TensorType
+    from symgrad_compiler import TensorType
 
     for name, opdef in OPS.items():
         spec = opdef.test

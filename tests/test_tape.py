@@ -10,8 +10,8 @@ import weakref
 import numpy as np
 import pytest
 
-import compiler
-from compiler.tape import Tape
+import symgrad_compiler as compiler
+from symgrad_compiler.tape import Tape
 from symgrad import _state, autograd, nd
 from symgrad.autograd import _leaf_role
 

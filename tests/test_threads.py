@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import symgrad as mx
-from compiler.lower import threads
+from symgrad_compiler.lower import threads
 
 
 @pytest.mark.parametrize(

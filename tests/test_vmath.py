@@ -24,7 +24,7 @@ import numba
 import numpy as np
 import pytest
 
-from compiler.lower import vmath as vm
+from symgrad_compiler.lower import vmath as vm
 
 LD = np.longdouble
 
@@ -329,7 +329,7 @@ def test_cache_true_kernel_in_file(tmp_path: Any) -> None:
     (tmp_path / "kern.py").write_text(
         textwrap.dedent("""
         import numba, numpy as np
-        from compiler.lower import vmath as vm
+        from symgrad_compiler.lower import vmath as vm
 
         @numba.njit(cache=True, error_model="numpy", fastmath=vm.FASTMATH)
         def k(x, w, b, out):
@@ -375,7 +375,7 @@ def test_without_avx512(tmp_path: Any) -> None:
     import subprocess
     import sys
 
-    from compiler.lower.vmath import _AVX512
+    from symgrad_compiler.lower.vmath import _AVX512
 
     if not _AVX512:  # the other path needs an AVX-512 CPU to run on
         pytest.skip("this CPU has no AVX-512: the other tests cover its only path")

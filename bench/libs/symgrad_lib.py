@@ -8,7 +8,7 @@ returned NDArrays with ``asnumpy()`` outside the timed loop.
 """
 
 import symgrad as mx
-from compiler.lower.runner import wait_for_compilation as settle  # noqa: F401 (harness hook)
+from symgrad_compiler.lower.runner import wait_for_compilation as settle  # noqa: F401 (harness hook)
 from symgrad import autograd, nd
 
 VERSION = getattr(mx, "__version__", "?")

@@ -11,7 +11,7 @@ into AVX2/AVX-512 code.
 Usage from generated code (the kernel may live in any module and may be
 disk-cached with ``cache=True``)::
 
-    from compiler.lower import vmath as vm
+    from symgrad_compiler.lower import vmath as vm
 
     @numba.njit(cache=True, error_model="numpy", fastmath=vm.FASTMATH)
     def kernel(x, out):
@@ -23,7 +23,7 @@ Every function takes a float32 or float64 scalar and returns the same type
 plain Python on a scalar they run the same compiled scalar code, which is
 handy in tests and doctests:
 
->>> from compiler.lower import vmath as vm
+>>> from symgrad_compiler.lower import vmath as vm
 >>> float(vm.exp(0.0)), float(vm.tanh(-0.0))
 (1.0, -0.0)
 >>> vm.sigmoid(np.float32(0.0)).dtype

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler import Entry, topo_order
+from symgrad_compiler import Entry, topo_order
 
 from .. import autograd
 from .. import ndarray as nd

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler import topo_order
+from symgrad_compiler import topo_order
 
 from .. import optimizer as opt
 from ..context import cpu

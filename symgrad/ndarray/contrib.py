@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler import OPS
+from symgrad_compiler import OPS
 
 from .._namespace import _make_function
 from .ndarray import NDArray, invoke, is_ndarray

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from compiler import OPS
+from symgrad_compiler import OPS
 
 from .._namespace import fill_namespace
 from .ndarray import NDArray, invoke, is_ndarray

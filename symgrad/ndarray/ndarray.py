@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from compiler import Entry, GraphError, Node, OpDef, OperatorMixin, TensorType, get_op
-from compiler.registry import NULL, variable
-from compiler.registry import OPS as _OPS
+from symgrad_compiler import Entry, GraphError, Node, OpDef, OperatorMixin, TensorType, get_op
+from symgrad_compiler.registry import NULL, variable
+from symgrad_compiler.registry import OPS as _OPS
 
 from .. import _state
 from .._deferred import compute, settle_all, track

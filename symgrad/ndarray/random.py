@@ -21,8 +21,8 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
-from compiler import get_op
-from compiler.ops import random as _random
+from symgrad_compiler import get_op
+from symgrad_compiler.ops import random as _random
 
 from .._namespace import _make_function
 from ..context import check_context
