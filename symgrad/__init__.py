@@ -14,7 +14,6 @@ from . import base, context
 from . import ndarray
 from . import ndarray as nd
 from . import autograd, random
-from . import test_utils
 from . import symbol
 from . import symbol as sym
 from . import visualization
@@ -44,6 +43,7 @@ _LAZY = {
     "module": "module",
     "operator": "operator",
     "contrib": "contrib",
+    "test_utils": "test_utils",
 }
 
 
@@ -78,7 +78,6 @@ __all__ = [
     "viz",
     "visualization",
     "compile",
-    "test_utils",
     "name",
     *_LAZY,
 ]

@@ -10,7 +10,7 @@ import pytest
 
 import symgrad_compiler as compiler
 import symgrad as mx
-from symgrad import test_utils as tu
+from symgrad import op_testing as tu
 from symgrad.contrib import autograd as ag
 
 

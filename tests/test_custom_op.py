@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import symgrad as mx
-from symgrad import test_utils as tu
+from symgrad import op_testing as tu
 
 
 class _Scale(mx.operator.CustomOp):

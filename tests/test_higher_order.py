@@ -6,7 +6,7 @@
 2. The ops MXNet 1.9.1 cannot differentiate twice (broadcast and scalar
    arithmetic, sum, Activation, FullyConnected, softmax, log_softmax): second and
    third derivatives checked by finite differences of the recorded lower-order
-   gradient (``symgrad.test_utils.check_higher_order``).
+   gradient (``symgrad.op_testing.check_higher_order``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 import symgrad_compiler as compiler
 import symgrad as mx
 from symgrad import autograd
-from symgrad import test_utils as tu
+from symgrad import op_testing as tu
 
 LN2, LN10 = math.log(2.0), math.log(10.0)
 SQRT_PI = math.sqrt(math.pi)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import symgrad as mx
-from symgrad import test_utils as tu
+from symgrad import op_testing as tu
 
 RNG = np.random.default_rng(30)
 

@@ -5,7 +5,7 @@ reason; its shape/dtype rule checked against its numpy implementation in float32
 and float64; for differentiable ops a float64 finite-difference gradient check of
 every differentiable input, through the compiler directly (up to the spec's
 order, on every backend) and through ``mx.nd`` + ``autograd``; for the others,
-that they block gradients. The checks themselves live in ``symgrad.test_utils``.
+that they block gradients. The checks themselves live in ``symgrad.op_testing``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import symgrad_compiler as compiler
 import symgrad as mx
 from symgrad_compiler import registry
 from symgrad_compiler.ops import random as op_random
-from symgrad import test_utils as tu
+from symgrad import op_testing as tu
 
 # Ops that need no TestSpec, with the reason. Anything else without one fails
 # test_every_op_is_tested, so a new op cannot ship untested.

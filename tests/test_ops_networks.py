@@ -19,7 +19,7 @@ import pytest
 import symgrad_compiler as compiler
 import symgrad as mx
 from symgrad import autograd, nd
-from symgrad.test_utils import check_higher_order, check_numeric_gradient
+from symgrad.op_testing import check_higher_order, check_numeric_gradient
 
 RNG = np.random.default_rng(5)
 

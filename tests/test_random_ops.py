@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 import symgrad as mx
-from symgrad import test_utils as tu
+from symgrad import op_testing as tu
 
 N = 200_000
 

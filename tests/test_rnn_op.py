@@ -12,7 +12,7 @@ import pytest
 import symgrad as mx
 from symgrad_compiler.ops.rnn import rnn_param_shapes, rnn_param_size
 from symgrad import autograd
-from symgrad import test_utils as tu
+from symgrad import op_testing as tu
 
 MODES = ["rnn_relu", "rnn_tanh", "lstm", "gru"]
 

@@ -21,7 +21,7 @@ import symgrad_compiler as compiler
 from symgrad_compiler import Entry, differentiate, make_node, variable
 from symgrad_compiler.lower.runner import compiled_runner
 from symgrad_compiler.program import ProgramGraph, interpret_runner
-from symgrad import test_utils as tu
+from symgrad import op_testing as tu
 
 
 def _special(dtype: type) -> np.ndarray:
