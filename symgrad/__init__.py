@@ -19,6 +19,8 @@ from . import symbol as sym
 from . import visualization
 from . import visualization as viz
 from . import name
+from . import attribute
+from .attribute import AttrScope
 from .executor import compile
 from .base import MXNetError
 from .context import Context, cpu, current_context, gpu

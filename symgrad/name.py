@@ -38,7 +38,7 @@ class NameManager:
         return f"{hint}{count}"
 
     def __enter__(self) -> NameManager:
-        self._previous.append(getattr(_local, "current", None))
+        self._previous.append(NameManager.current())
         _local.current = self
         return self
 
@@ -46,9 +46,13 @@ class NameManager:
         _local.current = self._previous.pop()
 
     @staticmethod
-    def current() -> NameManager | None:
-        """The manager of this thread's innermost ``with`` block (None outside one)."""
-        return getattr(_local, "current", None)
+    def current() -> NameManager:
+        """The manager of this thread's innermost ``with`` block, else the thread's
+        own default manager: each thread counts names from 0, as in MXNet."""
+        manager = getattr(_local, "current", None)
+        if manager is None:
+            manager = _local.current = NameManager()
+        return manager
 
 
 class Prefix(NameManager):
@@ -63,13 +67,9 @@ class Prefix(NameManager):
         return self._prefix + super().get(name, hint)
 
 
-def scoped_name(name: str | None, hint: str) -> str | None:
-    """The name of a new symbol under the current manager; None (the graph's own
-    default naming) when no ``with`` block is open and no name was given."""
-    manager = NameManager.current()
-    if manager is None:
-        return name
-    return manager.get(name, hint)
+def scoped_name(name: str | None, hint: str) -> str:
+    """The name of a new symbol under this thread's current manager."""
+    return NameManager.current().get(name, hint)
 
 
 __all__ = ["NameManager", "Prefix"]

@@ -21,12 +21,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
-from symgrad_compiler import OPS, Entry, GraphError, Node, OpDef, OperatorMixin, bind_arguments, topo_order
+from symgrad_compiler import (
+    OPS,
+    Entry,
+    GraphError,
+    Node,
+    OpDef,
+    OperatorMixin,
+    bind_arguments,
+    topo_order,
+)
 from symgrad_compiler.expr import _attrs_for_inputs
-from symgrad_compiler.ir import TensorType, _fresh_name
+from symgrad_compiler.ir import TensorType
 from symgrad_compiler.registry import NULL, get_op
 
+from .attribute import AttrScope, check_strings, listed, op_node_attrs, set_op_node_attrs
 from .base import MXNetError, MXNetShapeError
 from .name import scoped_name
 from .symbol_types import UNKNOWN, apply_op, materialize, warn_unknown
@@ -142,7 +151,15 @@ class Symbol(OperatorMixin):
         return Symbol(self._entries)
 
     def __deepcopy__(self, memo: dict) -> Symbol:
-        return Symbol(self._entries)
+        # new nodes, so that attributes set on the copy leave the original alone
+        copies: dict[Node, Node] = {}
+        for node in topo_order(self._entries):
+            inputs = tuple(Entry(copies[e.node], e.index) for e in node.inputs)
+            attrs = dict(node.attrs) if node.is_variable else node.attrs
+            copy = Node(node.op, attrs, inputs, node.types, node.name, node.value, node.tag)
+            set_op_node_attrs(copy, dict(op_node_attrs(node)))
+            copies[node] = copy
+        return Symbol([Entry(copies[e.node], e.index) for e in self._entries])
 
     def __getstate__(self) -> dict:
         return {"json": self.tojson()}
@@ -251,34 +268,49 @@ class Symbol(OperatorMixin):
         return Symbol(entries) if entries else None
 
     # -- attributes ----------------------------------------------------------------
-    def list_attr(self) -> dict[str, str]:
-        """The attributes of this symbol's node as strings (internal ones left out).
+    def list_attr(self, recursive: bool = False) -> dict[str, str]:
+        """The attributes of this symbol's node as strings (internal ones left out);
+        MXNet's hidden keys (``__lr_mult__``...) also under their plain name.
 
         >>> import symgrad as mx
         >>> mx.sym.var("w", shape=(2, 3), lr_mult=2.0).list_attr()
-        {'__shape__': '(2, 3)', '__lr_mult__': '2.0'}
+        {'__shape__': '(2, 3)', '__lr_mult__': '2.0', 'lr_mult': '2.0'}
         """
-        node = self._single_entry().node
-        return node_attr_strings(node)
+        if recursive:
+            raise DeprecationWarning(
+                "Symbol.list_attr with recursive=True has been deprecated. "
+                "Please use attr_dict instead."
+            )
+        if len(self._entries) != 1:
+            return {}
+        return listed(node_attr_strings(self._entries[0].node))
 
     def attr(self, key: str) -> str | None:
-        """One attribute of this symbol's node as a string, or None.
-
-        ``key`` may omit the double underscores of a variable's attributes
-        (``attr('shape')`` finds ``__shape__``).
+        """One attribute of this symbol's node as a string, or None (also for a
+        grouped symbol). A hidden key (``ctx_group``, ``lr_mult``...) is found
+        under its stored spelling ``__ctx_group__``.
 
         >>> import symgrad as mx
         >>> mx.sym.Activation(mx.sym.var("x"), act_type="relu").attr("act_type")
         'relu'
         """
-        attrs = self.list_attr()
-        return attrs.get(key, attrs.get(f"__{key}__"))
+        return self.list_attr().get(key)
 
     def attr_dict(self) -> dict[str, dict[str, str]]:
         """Attributes of every node that has any, by node name."""
-        return {
-            node.name: node_attr_strings(node) for node in self._nodes() if node_attr_strings(node)
-        }
+        found = {node.name: node_attr_strings(node) for node in self._nodes()}
+        return {name: listed(attrs) for name, attrs in found.items() if attrs}
+
+    def _set_attr(self, **kwargs: str) -> None:
+        """Set attributes of this symbol's node in place (values must be strings);
+        every symbol sharing the node sees them, as in MXNet."""
+        check_strings(kwargs)
+        attrs = AttrScope().get(kwargs)
+        node = self._single_entry().node
+        if node.is_variable:
+            node.attrs.update(attrs)
+        else:
+            set_op_node_attrs(node, attrs)
 
     # -- composition ---------------------------------------------------------------
     def __call__(self, *args: Symbol, name: str | None = None, **kwargs: Symbol) -> Symbol:
@@ -512,8 +544,12 @@ class Symbol(OperatorMixin):
 
 
 def node_attr_strings(node: Node) -> dict[str, str]:
-    """A node's attributes as MXNet strings, internal attributes left out."""
-    return {k: format_attr(v) for k, v in node.attrs.items() if k not in INTERNAL_ATTRS}
+    """A node's attributes as MXNet strings (an op's parameters, then the user's
+    annotations), internal attributes left out."""
+    strings = {k: format_attr(v) for k, v in node.attrs.items() if k not in INTERNAL_ATTRS}
+    if not node.is_variable:
+        strings.update(op_node_attrs(node))
+    return strings
 
 
 # ---------------------------------------------------------------------------
@@ -564,13 +600,19 @@ def rename(symbol: Symbol, name: str) -> Symbol:
 
 
 def _make_symbol(
-    opdef: OpDef, inputs: Sequence[Entry], attrs: dict, name: str | None = None
+    opdef: OpDef,
+    inputs: Sequence[Entry],
+    attrs: dict,
+    name: str | None = None,
+    attr: dict | None = None,
 ) -> Symbol:
     name = scoped_name(name, opdef.name.lower())
+    annotations = AttrScope.current.get(attr)  # before the node: a bad value raises
     try:
         node = apply_op(opdef, inputs, attrs, name)
     except GraphError as err:
         raise MXNetShapeError(str(err)) from None
+    set_op_node_attrs(node, annotations)
     count = node.num_outputs if attrs.get("output_mean_var") else visible_count(node)
     return Symbol([Entry(node, i) for i in range(count)])
 
@@ -607,9 +649,7 @@ def var(
     """
     if not isinstance(name, str):
         raise TypeError(f"a variable name must be a string, got {type(name).__name__}")
-    attrs: dict[str, str] = {}
-    for key, value in (attr or {}).items():
-        attrs[key] = str(value)
+    attrs = AttrScope.current.get(attr)
     node_type = UNKNOWN
     if shape is not None:
         shape = (
@@ -640,6 +680,12 @@ def var(
             attrs[key] = str(value)
     for key, value in kwargs.items():
         attrs[key if key.startswith("__") else f"__{key}__"] = str(value)
+    if node_type is UNKNOWN and ("__shape__" in attrs or "__dtype__" in attrs):
+        # given as attributes (attr={'__shape__': '(3, 4)'}, __shape__=...): typed
+        # as a variable read from JSON is
+        from .symbol_json import _variable
+
+        return Symbol([Entry(_variable(name, attrs), 0)])
     return Symbol([Entry(Node(NULL, attrs, (), (node_type,), name), 0)])
 
 
@@ -692,12 +738,12 @@ def _symbol_function(public_name: str, opdef: OpDef):
                 raise MXNetError(f"{public_name}: {err}") from None
             missing = [n for i, n in enumerate(names) if i >= leading and n not in kwargs]
             if missing:
-                name = scoped_name(name, public_name.lower()) or _fresh_name(public_name.lower())
+                name = scoped_name(name, public_name.lower())
                 for input_name in missing:
                     init = _AUX_INITS.get(input_name) if input_name in opdef.aux else None
                     kwargs[input_name] = var(f"{name}_{input_name}", init=init)
         inputs, attrs = bind_arguments(opdef, args, kwargs, _is_symbol)
-        return _make_symbol(opdef, [s._single_entry() for s in inputs], attrs, name)
+        return _make_symbol(opdef, [s._single_entry() for s in inputs], attrs, name, attr)
 
     function.__name__ = function.__qualname__ = public_name
     function.__doc__ = (

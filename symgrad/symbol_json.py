@@ -25,10 +25,10 @@ import json
 from typing import Any
 
 import numpy as np
-
 from symgrad_compiler import OPS, Entry, GraphError, Node, OpDef, TensorType, topo_order
 from symgrad_compiler.registry import NULL
 
+from .attribute import set_op_node_attrs
 from .base import MXNetError
 from .symbol import DTYPE_NAMES, INTERNAL_ATTRS, Symbol, format_attr, node_attr_strings
 from .symbol_types import UNKNOWN, apply_op
@@ -241,10 +241,13 @@ def _build_node(i: int, record: dict, built: list) -> Node:
             raise SymbolJSONError(f"{where}: a variable cannot have inputs")
         return _variable(record["name"], record["attrs"])
     opdef = _find_op(record["op"], where)
-    attrs = {}
+    attrs, annotations = {}, {}
     for key, value in record["attrs"].items():
-        if key.startswith("__") and key.endswith("__") or key in INTERNAL_ATTRS:
-            continue  # user annotations (__lr_mult__, __ctx_group__ ...) on ops
+        if key.startswith("__") and key.endswith("__"):
+            annotations[key] = str(value)  # user annotations (__ctx_group__ ...) on ops
+            continue
+        if key in INTERNAL_ATTRS:
+            continue
         if key == "num_args" and opdef.variadic and str(value) != str(len(inputs)):
             raise SymbolJSONError(
                 f"{where}: num_args is {value} but the node has {len(inputs)} inputs"
@@ -253,9 +256,11 @@ def _build_node(i: int, record: dict, built: list) -> Node:
             continue
         attrs[key] = value
     try:
-        return apply_op(opdef, inputs, attrs, record["name"])
+        node = apply_op(opdef, inputs, attrs, record["name"])
     except GraphError as err:
         raise SymbolJSONError(f"{where}: {err}") from None
+    set_op_node_attrs(node, annotations)
+    return node
 
 
 def _find_op(name: str, where: str) -> OpDef:
