@@ -20,5 +20,8 @@ from . import (  # noqa: F401  (registration)  # noqa: F401
     rnn,
     sequence,
     shape,
+    tail_elemwise,
+    tail_losses,
+    tail_shape,
 )
 from .common import F  # noqa: F401
