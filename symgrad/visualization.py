@@ -1,21 +1,24 @@
 """Looking at symbols: a text listing (``print(sym)``) and ``mx.viz.plot_network``.
 
-``plot_network`` always returns the graph as Graphviz DOT text (a ``str``); its
-``render`` method draws it through the ``graphviz`` package when that is
-installed (the ``examples`` extra). Nothing here needs graphviz.
+``plot_network`` returns a ``graphviz.Digraph`` when the ``graphviz`` package is
+installed (the ``examples`` extra), as MXNet's does, so a notebook shows the
+picture; otherwise it returns the same graph as Graphviz DOT text (a
+:class:`DotGraph`, a ``str``). Both have ``.source`` (the DOT text) and
+``render``.
 
 >>> import symgrad as mx
 >>> net = mx.sym.FullyConnected(mx.sym.var("data"), num_hidden=4, name="fc")
->>> dot = mx.viz.plot_network(net, shape={"data": (2, 3)})
->>> dot.splitlines()[0]
+>>> graph = mx.viz.plot_network(net, shape={"data": (2, 3)})
+>>> graph.source.splitlines()[0]
 'digraph plot {'
->>> '"fc" [label="FullyConnected\\\\n4"' in dot
+>>> "FullyConnected" in graph.source and "(2, 4)" in graph.source
 True
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from symgrad_compiler import Entry, Node, topo_order
@@ -112,7 +115,7 @@ def _quote(text: str) -> str:
 def _label(node: Node) -> str:
     attrs = node.attrs
     if node.is_variable:
-        return node.name
+        return node.name  # the variable's own name, as the user gave it
     if node.op.name == "FullyConnected":
         return f"FullyConnected\n{attrs['num_hidden']}"
     if node.op.name == "Activation":
@@ -120,6 +123,101 @@ def _label(node: Node) -> str:
     if "scalar" in attrs:
         return f"{node.op.name}\n{node_attr_strings(node)['scalar']}"
     return f"{node.op.name}\n{node.name}"
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    # (2, 4) as a tuple prints, (3,) for one axis
+    return str(tuple(int(s) for s in shape))
+
+
+@dataclass
+class _Drawing:
+    """The graph to draw, independent of how it is written: nodes as
+    ``(name, label, attrs)`` and edges as ``(tail, head, label)``."""
+
+    nodes: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    edges: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def _drawing(symbol: Symbol, typed: Any, hide_weights: bool) -> _Drawing:
+    drawing = _Drawing()
+    hidden: set[int] = set()
+    order = topo_order(symbol.entries)
+    for node in order:
+        if hide_weights and node.is_variable and node.name.endswith(_WEIGHT_SUFFIXES):
+            hidden.add(id(node))
+            continue
+        label = _label(node)
+        copy = typed.nodes.get(node) if typed is not None else None
+        if copy is not None:
+            # the node's (visible) output shapes under its label
+            shown = copy.types if node.is_variable else copy.types[: visible_count(node)]
+            label += "\n" + ", ".join(_shape_text(t.shape) for t in shown)
+        colour = _COLOURS.get("null" if node.is_variable else node.op.kind, "#d9d9d9")
+        attrs = {"fillcolor": colour}
+        if node.is_variable:
+            attrs["shape"] = "oval"
+        drawing.nodes.append((node.name, label, attrs))
+    for node in order:
+        if id(node) in hidden:
+            continue
+        for entry in node.inputs:
+            if id(entry.node) in hidden:
+                continue
+            label = ""
+            if typed is not None and typed.entry(entry) is not None:
+                label = "x".join(str(s) for s in typed.entry(entry).shape)
+            # edges point from output to input, as data flows (MXNet draws them reversed)
+            drawing.edges.append((entry.node.name, node.name, label))
+    for entry in symbol.entries:
+        name = output_name(entry)
+        drawing.nodes.append(
+            (f"{name} (out)", name, {"shape": "plaintext", "style": "", "fillcolor": ""})
+        )
+        drawing.edges.append((entry.node.name, f"{name} (out)", ""))
+    return drawing
+
+
+def _dot_text(drawing: _Drawing, title: str, base: Mapping[str, str]) -> str:
+    style = ", ".join(f"{k}={_quote(v)}" for k, v in base.items())
+    lines = [
+        f"digraph {_quote(title) if not title.isidentifier() else title} {{",
+        f"  node [{style}];",
+    ]
+    for name, label, attrs in drawing.nodes:
+        extra = "".join(f", {k}={_quote(v)}" for k, v in attrs.items() if v or k == "style")
+        lines.append(f"  {_quote(name)} [label={_quote(label)}{extra}];")
+    for tail, head, label in drawing.edges:
+        shown = f" [label={_quote(label)}]" if label else ""
+        lines.append(f"  {_quote(tail)} -> {_quote(head)}{shown};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _digraph(drawing: _Drawing, title: str, base: Mapping[str, str], save_format: str) -> Any:
+    import graphviz
+
+    # graphviz writes label text as given: a line break is DOT's \n escape
+    graph = graphviz.Digraph(name=title, format=save_format, node_attr=dict(base))
+    for name, label, attrs in drawing.nodes:
+        kept = {k: v for k, v in attrs.items() if v or k == "style"}
+        graph.node(_escape_port(name), label=label.replace("\n", "\\n"), **kept)
+    for tail, head, label in drawing.edges:
+        graph.edge(_escape_port(tail), _escape_port(head), **({"label": label} if label else {}))
+    return graph
+
+
+def _escape_port(name: str) -> str:
+    # graphviz reads "a:b" in an edge as node a, port b; MXNet names rarely hold ':'
+    return name.replace(":", "_")
+
+
+def _graphviz_available() -> bool:
+    try:
+        import graphviz  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def plot_network(
@@ -130,68 +228,47 @@ def plot_network(
     dtype: Any = None,
     node_attrs: Mapping[str, str] | None = None,
     hide_weights: bool = True,
-) -> DotGraph:
-    """The graph of ``symbol`` in Graphviz DOT, in the manner of MXNet's
-    ``mx.viz.plot_network``.
+) -> Any:
+    """Draw the graph of ``symbol``, in the manner of MXNet's ``mx.viz.plot_network``.
+
+    Each op is a box labelled with its op (and its main attribute); each variable
+    is an oval with the variable's own name; each output of ``symbol`` is a
+    plain-text node. With ``shape``, every node also shows its inferred output
+    shape and every edge the shape of the array it carries.
 
     Parameters
     ----------
     symbol : Symbol
+        The graph to draw.
     title : str
-        Graph name (and default file name for :meth:`DotGraph.render`).
-    save_format : {'pdf', 'png', 'svg', 'dot'}
-        Format :meth:`DotGraph.render` writes.
+        Graph name (and default file name for ``render``).
+    save_format : {'pdf', 'png', 'svg', 'jpg', 'dot'}
+        Format that ``render`` writes.
     shape : dict, optional
-        Input shapes by name; edges are then labelled with inferred shapes.
+        Input shapes by variable name; node and edge labels then show shapes.
+    dtype : optional
+        Accepted for MXNet's signature; the dtypes shown are inferred.
     node_attrs : dict, optional
-        Extra Graphviz attributes for every node.
+        Extra Graphviz attributes for every node (``{"fontsize": "10"}``).
     hide_weights : bool
-        Leave out parameter variables (``*_weight``, ``*_bias``, ...).
+        Leave out parameter variables (``*_weight``, ``*_bias``, ...), as MXNet.
+
+    Returns
+    -------
+    graphviz.Digraph or DotGraph
+        A ``graphviz.Digraph`` when the ``graphviz`` package is installed (a
+        notebook displays it as a picture); otherwise the DOT text as a
+        :class:`DotGraph` (a ``str`` with ``.source`` and ``render``).
     """
     if save_format not in ("pdf", "png", "svg", "dot", "jpg"):
-        raise ValueError(f"save_format must be pdf, png, svg or dot, got {save_format!r}")
+        raise ValueError(f"save_format must be pdf, png, svg, jpg or dot, got {save_format!r}")
     typed = _typed(symbol, shape) if shape else None
+    drawing = _drawing(symbol, typed, hide_weights)
     base = {"shape": "box", "fixedsize": "false", "style": "filled", **(node_attrs or {})}
-    style = ", ".join(f"{k}={_quote(v)}" for k, v in base.items())
-    lines = [
-        f"digraph {_quote(title) if not title.isidentifier() else title} {{",
-        f"  node [{style}];",
-    ]
-    hidden: set[int] = set()
-    for node in topo_order(symbol.entries):
-        if hide_weights and node.is_variable and node.name.endswith(_WEIGHT_SUFFIXES):
-            hidden.add(id(node))
-            continue
-        colour = _COLOURS.get("null" if node.is_variable else node.op.kind, "#d9d9d9")
-        shape_attr = ', shape="oval"' if node.is_variable else ""
-        lines.append(
-            f"  {_quote(node.name)} [label={_quote(_label(node))}, "
-            f"fillcolor={_quote(colour)}{shape_attr}];"
-        )
-    for node in topo_order(symbol.entries):
-        if id(node) in hidden:
-            continue
-        for entry in node.inputs:
-            if id(entry.node) in hidden:
-                continue
-            label = ""
-            if typed is not None and typed.entry(entry) is not None:
-                label = "x".join(str(s) for s in typed.entry(entry).shape)
-            # edges point from output to input, as data flows (MXNet draws them reversed)
-            lines.append(
-                f"  {_quote(entry.node.name)} -> {_quote(node.name)}"
-                + (f" [label={_quote(label)}]" if label else "")
-                + ";"
-            )
-    for entry in symbol.entries:
-        lines.append(
-            f"  {_quote(output_name(entry) + ' (out)')} [shape=plaintext, "
-            f'style="", label={_quote(output_name(entry))}];'
-        )
-        lines.append(f"  {_quote(entry.node.name)} -> {_quote(output_name(entry) + ' (out)')};")
-    lines.append("}")
-    dot = DotGraph("\n".join(lines) + "\n")
-    dot.format = "dot" if save_format == "dot" else save_format
+    if _graphviz_available():
+        return _digraph(drawing, title, base, save_format)
+    dot = DotGraph(_dot_text(drawing, title, base))
+    dot.format = save_format
     dot.title = title
     return dot
 

@@ -1,12 +1,15 @@
-"""Looking at symbols: debug_str/print, networkx export and import, plot_network DOT."""
+"""Looking at symbols: debug_str/print, networkx export and import.
+
+plot_network is tested in test_visualization.py.
+"""
 
 from __future__ import annotations
 
 import networkx as nx
 import numpy as np
 import pytest
-
 import symgrad_compiler as compiler
+
 import symgrad as mx
 from symgrad.base import MXNetError
 
@@ -85,33 +88,6 @@ def test_graph_built_in_networkx():
     bad.add_node("z", op="Frobnicate")
     with pytest.raises(MXNetError, match="unknown op 'Frobnicate'"):
         mx.sym.Symbol.from_networkx(bad)
-
-
-def test_plot_network_returns_dot_text():
-    dot = mx.viz.plot_network(net(), title="mlp", save_format="svg")
-    assert isinstance(dot, str) and dot.startswith("digraph mlp {") and dot.endswith("}\n")
-    assert dot.format == "svg" and dot.source == str(dot)
-    assert '"fc" [label="FullyConnected\\n5"' in dot
-    assert '"fc_weight"' not in dot  # weights hidden as in MXNet
-    assert '"parts" -> "both";' in dot
-    shown = mx.viz.plot_network(
-        net(), hide_weights=False, shape={"data": (3, 4)}, node_attrs={"fontsize": "10"}
-    )
-    assert '"fc_weight" -> "fc" [label="5x2"];' in shown and 'fontsize="10"' in shown
-    assert '"t" -> "fc" [label="6x2"];' in shown
-    with pytest.raises(ValueError, match="save_format"):
-        mx.viz.plot_network(net(), save_format="bmp")
-
-
-def test_render_needs_graphviz_only_when_asked():
-    dot = mx.viz.plot_network(net())
-    try:
-        import graphviz  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="graphviz"):
-            dot.render("never-written")
-    else:
-        pytest.skip("graphviz is installed; rendering is graphviz's business")
 
 
 def test_explain_names_inputs_without_shapes():
