@@ -1,6 +1,13 @@
-"""Devices. symgrad computes on the CPU; contexts exist so MXNet code runs."""
+"""Devices. symgrad computes on the CPU; contexts exist so MXNet code runs.
+
+As in MXNet, ``with mx.cpu(1):`` makes a context the current one for the
+thread (or asyncio task) until the block ends, and
+``mx.test_utils.set_default_context`` replaces the default.
+"""
 
 from __future__ import annotations
+
+import contextvars
 
 
 class Context:
@@ -30,10 +37,19 @@ class Context:
         return f"{self.device_type}({self.device_id})"
 
     def __enter__(self) -> Context:
+        # a stack of tokens, so that nested and re-entered ``with`` blocks unwind in order
+        self.__dict__.setdefault("_tokens", []).append(_CURRENT.set(self))
         return self
 
     def __exit__(self, *exc) -> None:
-        return None
+        _CURRENT.reset(self._tokens.pop())
+
+
+# The current context of this thread/task: None until a ``with`` block or
+# ``set_default_context`` sets one, which reads as cpu(0).
+_CURRENT: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
+    "symgrad_context", default=None
+)
 
 
 def cpu(device_id: int = 0) -> Context:
@@ -47,8 +63,36 @@ def gpu(device_id: int = 0) -> Context:
 
 
 def current_context() -> Context:
-    """The default context: always ``cpu(0)``."""
-    return cpu()
+    """The context of the innermost ``with ctx:`` block, else the default (``cpu(0)``).
+
+    >>> with cpu(1):
+    ...     current_context()
+    cpu(1)
+    >>> current_context()
+    cpu(0)
+    """
+    return _CURRENT.get() or cpu()
+
+
+def set_default_context(ctx: Context) -> None:
+    """Make ``ctx`` the current context outside any ``with`` block (of this thread)."""
+    _CURRENT.set(Context(ctx))
+
+
+def num_gpus() -> int:
+    """The number of GPUs symgrad can use: 0 (it computes on the CPU only).
+
+    >>> num_gpus()
+    0
+    """
+    return 0
+
+
+def gpu_memory_info(device_id: int = 0) -> tuple[int, int]:
+    """MXNet's ``(free, total)`` GPU memory query; there are no GPUs to ask about."""
+    from .base import MXNetError
+
+    raise MXNetError(f"gpu_memory_info({device_id}): symgrad has no GPU backend (num_gpus() is 0)")
 
 
 def check_context(ctx: Context | None) -> None:
