@@ -54,6 +54,8 @@ def differentiate(
         if node.op.grad is None:
             raise GraphError(f"op {node.op.name!r} ({node.name}) has no gradient rule")
         outputs = [Expr(Entry(node, i)) for i in range(node.num_outputs)]
+        grad_arg: Expr | tuple[Expr, ...] | None
+        out_arg: Expr | tuple[Expr, ...]
         if node.num_outputs == 1:
             grad_arg, out_arg = grads[0], outputs[0]
         else:
@@ -73,7 +75,7 @@ def differentiate(
                 grad = F._unbroadcast(grad, Expr(entry))
             contributions.setdefault((id(entry.node), entry.index), []).append(grad)
 
-    results = []
+    results: list[Entry | None] = []
     for entry in wrt:
         total = _total(contributions.get((id(entry.node), entry.index)))
         results.append(None if total is None else total.entry)

@@ -9,15 +9,17 @@ records for it) lives in one place. A subclass only says how to apply an op.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from .ir import Entry
 from .registry import OPS, OpDef, get_op, make_node
 
 
 def bind_arguments(
-    opdef: OpDef, args: Sequence[Any], kwargs: dict, is_tensor
+    opdef: OpDef, args: Sequence[Any], kwargs: dict, is_tensor: Callable[[Any], bool]
 ) -> tuple[list[Any], dict]:
     """Split a call ``op(*args, **kwargs)`` into tensor inputs and attributes.
 
@@ -35,6 +37,7 @@ def bind_arguments(
         # the common call: every input positional, attributes (if any) by keyword
         return list(args), dict(kwargs)
     args = list(args)
+    inputs: list[Any]
     if opdef.variadic:
         inputs = [a for a in args if is_tensor(a)]
         attrs = dict(kwargs)
@@ -42,7 +45,7 @@ def bind_arguments(
         return inputs, attrs
     attrs = {k: v for k, v in kwargs.items()}
     names = opdef.input_names(_attrs_for_inputs(opdef, attrs))
-    inputs: list[Any] = []
+    inputs = []
     position = 0
     for input_name in names:
         if input_name in attrs:
@@ -80,8 +83,10 @@ def _attrs_for_inputs(opdef: OpDef, attrs: dict) -> dict:
 _PLAIN_SCALARS = frozenset({int, float})
 
 
-def _binary_operator(tensor_op: str, scalar_op: str | None, reflected: bool = False):
-    def operator(self, other):
+def _binary_operator(
+    tensor_op: str, scalar_op: str | None, reflected: bool = False
+) -> Callable[[Any, Any], Any]:
+    def operator(self: Any, other: Any) -> Any:
         if type(other) in _PLAIN_SCALARS and scalar_op is not None:
             # `x * 2.0`, the common case, first: never a tensor, and no ABC check
             return self._apply(scalar_op, (self,), {"scalar": other})
@@ -98,23 +103,23 @@ def _binary_operator(tensor_op: str, scalar_op: str | None, reflected: bool = Fa
     return operator
 
 
-def _unary_operator(op_name: str):
-    def operator(self):
+def _unary_operator(op_name: str) -> Callable[[Any], Any]:
+    def operator(self: Any) -> Any:
         return self._apply(op_name, (self,), {})
 
     operator.__doc__ = f"Elementwise ``{op_name}``."
     return operator
 
 
-def _fluent_method(opdef: OpDef):
+def _fluent_method(opdef: OpDef) -> Callable[..., Any]:
     one_input = not opdef.variadic and not callable(opdef.inputs) and len(opdef.inputs) == 1
 
-    def method(self, *args, **kwargs):
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         if one_input and not args and not kwargs:
             return self._apply(opdef, (self,), {})  # x.sum(): nothing to bind
         return self._call(opdef, (self, *args), kwargs)
 
-    method.__name__ = opdef.method
+    method.__name__ = opdef.method or opdef.name  # (only ops with a method get one)
     method.__doc__ = f"Same as ``{opdef.name}(self, ...)``.\n\n{opdef.doc}"
     return method
 
@@ -129,13 +134,13 @@ class OperatorMixin:
     __slots__ = ()
     __array_priority__ = 1000.0  # numpy must defer to our reflected operators
 
-    def _apply(self, op: str | OpDef, inputs: Sequence[Any], attrs: dict):
+    def _apply(self, op: str | OpDef, inputs: Sequence[Any], attrs: dict) -> Any:
         raise NotImplementedError
 
-    def _coerce(self, other: Any):
+    def _coerce(self, other: Any) -> Any:
         return other if isinstance(other, type(self)) else None
 
-    def _call(self, opdef: OpDef, args: Sequence[Any], kwargs: dict):
+    def _call(self, opdef: OpDef, args: Sequence[Any], kwargs: dict) -> Any:
         inputs, attrs = bind_arguments(opdef, args, kwargs, self._is_tensor)
         return self._apply(opdef, inputs, attrs)
 
@@ -154,8 +159,9 @@ class OperatorMixin:
     __rmod__ = _binary_operator("broadcast_mod", "_rmod_scalar", reflected=True)
     __pow__ = _binary_operator("broadcast_power", "_power_scalar")
     __rpow__ = _binary_operator("broadcast_power", "_rpower_scalar", reflected=True)
+    # == and != build arrays (as numpy's do), where object's say they return bool
     __eq__ = _binary_operator("broadcast_equal", "_equal_scalar")  # type: ignore[assignment]
-    __ne__ = _binary_operator("broadcast_not_equal", "_not_equal_scalar")  # type: ignore
+    __ne__ = _binary_operator("broadcast_not_equal", "_not_equal_scalar")  # type: ignore[assignment]
     __lt__ = _binary_operator("broadcast_lesser", "_lesser_scalar")
     __le__ = _binary_operator("broadcast_lesser_equal", "_lesser_equal_scalar")
     __gt__ = _binary_operator("broadcast_greater", "_greater_scalar")
@@ -164,7 +170,7 @@ class OperatorMixin:
     __abs__ = _unary_operator("abs")
     __hash__ = object.__hash__
 
-    def __pos__(self):
+    def __pos__(self) -> Any:
         return self
 
 
@@ -184,7 +190,12 @@ class Expr(OperatorMixin):
     def __init__(self, entry: Entry):
         self.entry = entry
 
-    def _apply(self, op, inputs, attrs):
+    if TYPE_CHECKING:
+        # fluent methods (``g.sum(axis=1)``) are installed from the registry at
+        # import time (install_fluent_methods), so the checker cannot list them
+        def __getattr__(self, name: str) -> Any: ...
+
+    def _apply(self, op: str | OpDef, inputs: Sequence[Any], attrs: dict) -> Any:
         node = make_node(op, [x.entry for x in inputs], attrs)
         outputs = [Expr(Entry(node, i)) for i in range(node.num_outputs)]
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
@@ -195,7 +206,7 @@ class Expr(OperatorMixin):
         return self.entry.shape
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         """Inferred dtype."""
         return self.entry.dtype
 
@@ -208,6 +219,6 @@ class Expr(OperatorMixin):
         return f"Expr({self.entry.node.name}[{self.entry.index}]: {self.shape} {self.dtype})"
 
 
-def call(op: str, *inputs: Expr, **attrs) -> Any:
+def call(op: str, *inputs: Expr, **attrs: Any) -> Any:
     """Apply a registered op to graph handles: ``call('sum', g, axis=(1,))``."""
     return inputs[0]._apply(get_op(op), inputs, attrs)

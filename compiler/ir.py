@@ -8,10 +8,13 @@ dtypes are inferred when a node is made, so a bad shape fails at the op call.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:  # the registry imports this module
+    from .registry import OpDef
 
 
 class GraphError(ValueError):
@@ -29,7 +32,8 @@ class Entry(NamedTuple):
     """One output of a node: ``(node, output index)``."""
 
     node: Node
-    index: int
+    # a field named `index` shadows tuple.index (typeshed's method), as intended
+    index: int  # type: ignore[assignment]
 
     @property
     def type(self) -> TensorType:
@@ -47,7 +51,7 @@ class Entry(NamedTuple):
         return self.node.types[self.index].dtype
 
 
-_name_counters: dict[str, Iterable[int]] = {}
+_name_counters: dict[str, Iterator[int]] = {}
 
 
 def _fresh_name(prefix: str) -> str:
@@ -70,7 +74,7 @@ class Node:
 
     def __init__(
         self,
-        op: Any,
+        op: OpDef,
         attrs: dict,
         inputs: tuple[Entry, ...],
         types: tuple[TensorType, ...],
@@ -163,7 +167,7 @@ def unit_axes(types: tuple[TensorType, ...]) -> tuple:
 
 
 def structural_key(
-    nodes: Sequence[Node], heads: Sequence[Entry], leaf_role
+    nodes: Sequence[Node], heads: Sequence[Entry], leaf_role: Callable[[Node], Any]
 ) -> tuple[tuple, dict[int, int]]:
     """A hashable key that identifies a graph up to array sizes, and the position
     of each node (by id) in ``nodes``.
@@ -189,7 +193,7 @@ def structural_key(
     return key, position
 
 
-def _key_part(node: Node, position: dict[int, int], leaf_role) -> tuple:
+def _key_part(node: Node, position: dict[int, int], leaf_role: Callable[[Node], Any]) -> tuple:
     """One node's share of the structural key (its inputs already have positions)."""
     if node.inputs:
         return (
@@ -207,7 +211,9 @@ def _key_part(node: Node, position: dict[int, int], leaf_role) -> tuple:
     )
 
 
-def signature(heads: Sequence[Entry], leaf_role) -> tuple[list[Node], tuple, dict[int, int]]:
+def signature(
+    heads: Sequence[Entry], leaf_role: Callable[[Node], Any]
+) -> tuple[list[Node], tuple, dict[int, int]]:
     """``topo_order(heads)`` and ``structural_key`` of it in one walk (what a
     backward pays on every call): returns the nodes, the key and each node's
     position by id. Equal to computing the two separately."""

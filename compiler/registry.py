@@ -206,11 +206,15 @@ class OpDef:
     ``grad(g, *inputs, out=..., **attrs)`` returns one gradient handle (or None)
     per input, where ``g``/``out`` are tuples for ops with several outputs.
     ``kind`` drives fusion: ``elemwise`` ops have a ``scalar`` template over
-    ``{0}``, ``{1}`` ... and the attrs by name. ``shape_only`` lists inputs whose
+    ``{0}``, ``{1}`` ... and the attrs by name (or a function of the attrs
+    giving it). ``shape_only`` lists inputs whose
     values the op never reads (only their shape), such as ``broadcast_like``'s
     second input. ``mutates`` lists the inputs MXNet updates in place (an
     optimizer's states): the op stays pure, returning their new values as its
     outputs 1, 2, ... in this order, and the eager frontend writes them back.
+    ``num_outputs`` (an int, or a function of the attrs and the input count)
+    declares how many outputs the op has before shapes are known, for the few
+    multi-output ops the frontend cannot count otherwise.
     """
 
     name: str
@@ -221,7 +225,7 @@ class OpDef:
     attrs: dict[str, Attr] = field(default_factory=dict)
     variadic: bool = False
     kind: str = "opaque"
-    scalar: str | None = None
+    scalar: str | Callable[[dict], str] | None = None
     differentiable: bool = True
     aux: tuple[str, ...] = ()
     uses_train_mode: bool = False
@@ -232,6 +236,7 @@ class OpDef:
     mutates: tuple[int, ...] = ()
     test: TestSpec | None = None
     doc: str = ""
+    num_outputs: int | Callable[[dict, int], int] | None = None
 
     def __post_init__(self) -> None:
         # Whether a value of this op may be computed later than the call: true for

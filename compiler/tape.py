@@ -25,7 +25,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from threading import get_ident
-from typing import Any
+from typing import Any, cast
 
 from .ir import _UNIT_AXES, Entry, Node, unit_axes
 
@@ -77,10 +77,10 @@ class Tape:
     __slots__ = ("ops", "template", "matching", "met_leaves", "owner")
 
     def __init__(self, template: Template | None = None) -> None:
-        self.ops: list[weakref.ref] = []
+        self.ops: list[weakref.ref[Node]] = []
         self.template = template
         self.matching = template is not None  # every op so far as in the template
-        self.met_leaves: list[weakref.ref] = []  # the template's leaves, as met here
+        self.met_leaves: list[weakref.ref[Node]] = []  # the template's leaves, as met here
         self.owner = get_ident()
 
     def add(self, node: Node, checked: bool = False) -> None:
@@ -98,9 +98,9 @@ class Tape:
         leaves of this tape): its node in the last graph had them, and the types
         of leaves and ops it depends on are the same. Otherwise None, and the
         tape stops matching."""
-        if not self.matching:
-            return None
         template, at = self.template, len(self.ops)
+        if not self.matching or template is None:  # (matching implies a template)
+            return None
         if get_ident() != self.owner:
             self.matching = False
             return None
@@ -110,16 +110,15 @@ class Tape:
                 op is expected_op
                 and len(inputs) == len(wiring)
                 and (attrs is expected_attrs or attrs == expected_attrs)
-                and self._wired_alike(inputs, wiring)
+                and self._wired_alike(inputs, wiring, template)
             ):
                 return types
         self.matching = False
         return None
 
-    def _wired_alike(self, inputs: tuple[Entry, ...], wiring: tuple) -> bool:
+    def _wired_alike(self, inputs: tuple[Entry, ...], wiring: tuple, template: Template) -> bool:
         """Whether ``inputs`` read what ``wiring`` names (see :class:`Template`),
         meeting the template's new leaves along the way."""
-        template = self.template
         for (child, index), (source, expected) in zip(inputs, wiring):
             if index != expected:
                 return False
@@ -155,21 +154,25 @@ class Tape:
         structure with ``head`` last and its leaves in the same roles; else None."""
         template = self.template
         if (
-            not self.matching
+            template is None  # (matching implies a template)
+            or not self.matching
             or len(self.ops) != len(template.ops)
             or head.index != template.head_index
             or self.ops[-1]() is not head.node
         ):
             return None
-        leaves = [ref() for ref in self.met_leaves]
+        # every leaf met is alive: the head reads the ops, and they their leaves
+        leaves = cast(list[Node], [ref() for ref in self.met_leaves])
         for leaf, (_, _, role) in zip(leaves, template.leaves):
             if leaf_role(leaf) != role:
                 return None
         ops = self.ops
-        # every op is alive: the head reads them all, and they their leaves
-        return [
-            ops[code]() if code >= 0 else leaves[-1 - code] for code in template.layout
-        ], template
+        # every op is alive: the head reads them all
+        nodes = cast(
+            list[Node],
+            [ops[code]() if code >= 0 else leaves[-1 - code] for code in template.layout],
+        )
+        return nodes, template
 
     def signature(
         self, head: Entry, leaf_role: Callable[[Node], Any]
@@ -185,17 +188,19 @@ class Tape:
         the same structure, leaf types, length-one axes and leaf roles."""
         if not self.holds_last(head.node):
             return None
-        ops = [ref() for ref in self.ops]
-        if None in ops:
+        live = [ref() for ref in self.ops]
+        if None in live:
             return None  # part of what was recorded is gone: not this graph alone
+        ops = cast(list[Node], live)
         nodes: list[Node] = []
         position: dict[int, int] = {}
-        parts: list[tuple] = ["tape"]
+        parts: list[str | tuple] = ["tape"]
         read: set[int] = set()  # ops that a later op reads
         template = Template()
         code: dict[int, int] = {}  # the template's code of each node met, by id
         for at, node in enumerate(ops):
-            wiring, sources = [], []
+            wiring: list[tuple[int, int]] = []
+            sources: list[tuple[int, int]] = []
             for child, index in node.inputs:
                 where = position.get(id(child))
                 if where is None:
