@@ -8,10 +8,13 @@ Derivatives are written in terms of the input with guarded exponentials
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from ..ir import GraphError
+from ..expr import Expr
+from ..ir import GraphError, TensorType
 from ..registry import Attr, OpDef, TestSpec, as_float, one_of, register
 from .common import F, same_as_first, unary
 from .elemwise import _erf, _quiet
@@ -45,11 +48,11 @@ LEAKY_ATTRS = {
 }
 
 
-def _leaky_inputs(attrs):
+def _leaky_inputs(attrs: dict) -> tuple[str, ...]:
     return ("data", "gamma") if attrs.get("act_type") == "prelu" else ("data",)
 
 
-def _leaky_types(types, *, act_type, **_attrs):
+def _leaky_types(types: Sequence[TensorType], *, act_type: str, **_attrs: Any) -> list[TensorType]:
     data = types[0]
     if act_type == "prelu":
         if len(data.shape) < 2:
@@ -67,7 +70,15 @@ def _channel_gamma(gamma, ndim):
     return gamma.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-def _leaky_relu(x, gamma=None, *, act_type, slope, lower_bound, upper_bound):
+def _leaky_relu(
+    x: np.ndarray,
+    gamma: np.ndarray | None = None,
+    *,
+    act_type: str,
+    slope: float,
+    lower_bound: float,
+    upper_bound: float,
+) -> np.ndarray:
     with np.errstate(over="ignore"):
         negative_exp = np.expm1(np.minimum(x, 0))
     if act_type == "leaky":
@@ -83,7 +94,17 @@ def _leaky_relu(x, gamma=None, *, act_type, slope, lower_bound, upper_bound):
     return out.astype(x.dtype, copy=False)
 
 
-def leaky_relu_grad(g, x, gamma=None, *, out, act_type, slope, lower_bound, upper_bound):
+def leaky_relu_grad(
+    g: Expr,
+    x: Expr,
+    gamma: Expr | None = None,
+    *,
+    out: Expr,
+    act_type: str,
+    slope: float,
+    lower_bound: float,
+    upper_bound: float,
+) -> Expr | tuple[Expr | None, ...]:
     """leaky: g (x > 0 ? 1 : slope); prelu also ggamma = sum(g min(x, 0)) per channel;
     elu: g (x > 0 ? 1 : slope e^x); selu: g lambda (x > 0 ? 1 : alpha e^x);
     gelu: g (Phi(x) + x phi(x))"""
@@ -120,7 +141,7 @@ def _leaky_template(attrs):
     return None  # prelu broadcasts gamma along axis 1: not a plain elementwise op
 
 
-def _prelu_test_inputs(rng):
+def _prelu_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.uniform(-2, 2, (2, 3, 4)), rng.uniform(0.1, 0.5, (3,))]
 
 
@@ -145,13 +166,13 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def hard_sigmoid_grad(g, x, *, out, alpha, beta):
+def hard_sigmoid_grad(g: Expr, x: Expr, *, out: Expr, alpha: float, beta: float) -> Expr:
     """g alpha where 0 < alpha x + beta < 1, else 0"""
     inside = F._greater_scalar(out, scalar=0.0) * F._lesser_scalar(out, scalar=1.0)
     return g * inside * alpha
 
 
-def _hard_sigmoid(x, *, alpha, beta):
+def _hard_sigmoid(x: np.ndarray, *, alpha: float, beta: float) -> np.ndarray:
     return np.clip(x * alpha + beta, 0, 1).astype(x.dtype, copy=False)
 
 
@@ -171,11 +192,11 @@ register(
 )
 
 
-def _log_sigmoid(x):
+def _log_sigmoid(x: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0, -x).astype(x.dtype, copy=False)
 
 
-def log_sigmoid_grad(g, x, *, out):
+def log_sigmoid_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g sigmoid(-x) = g (1 - sigmoid(x))"""
     return g * F.sigmoid(-x)
 
@@ -183,11 +204,11 @@ def log_sigmoid_grad(g, x, *, out):
 unary("log_sigmoid", _log_sigmoid, "-vm.softplus(-{0})", log_sigmoid_grad, domain=(-3.0, 3.0))
 
 
-def _mish(x):
+def _mish(x: np.ndarray) -> np.ndarray:
     return (x * np.tanh(np.logaddexp(0, x))).astype(x.dtype, copy=False)
 
 
-def mish_grad(g, x, *, out):
+def mish_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g (tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2)) with sp = softplus(x)"""
     t = F.tanh(F.softrelu(x))
     return g * (t + x * F.sigmoid(x) * (1 - t * t))
@@ -237,7 +258,7 @@ def _erfinv(y):
     return out.astype(y.dtype)
 
 
-def erfinv_grad(g, x, *, out):
+def erfinv_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g sqrt(pi)/2 exp(erfinv(x)^2)"""
     return g * F.exp(out * out) * _SQRT_PI_HALF
 

@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import Attr, OpDef, TestSpec, as_bool, as_int, as_shape, one_of, register
 from .common import F, require_same_dtype
@@ -34,18 +37,18 @@ from .common import F, require_same_dtype
 # ---------------------------------------------------------------------------
 
 
-def _layout(value):
+def _layout(value: Any) -> str | None:
     """Parse ``layout``: only channel-first layouts (or None) are supported."""
     if value is None or str(value) in ("None", ""):
         return None
     return one_of("NCW", "NCHW", "NCDHW")(value)
 
 
-def _optional_str(value):
+def _optional_str(value: Any) -> str | None:
     return None if value is None or str(value) in ("None", "") else str(value)
 
 
-def _optional_bool(value):
+def _optional_bool(value: Any) -> bool | None:
     return None if value is None or str(value) in ("None", "") else as_bool(value)
 
 
@@ -65,7 +68,7 @@ BACKEND_HINTS = {
 }
 
 
-def _expand(values: tuple, rank: int, default: int, name: str) -> tuple[int, ...]:
+def _expand(values: Sequence[int], rank: int, default: int, name: str) -> tuple[int, ...]:
     if not values:
         return (default,) * rank
     if len(values) != rank:
@@ -73,7 +76,13 @@ def _expand(values: tuple, rank: int, default: int, name: str) -> tuple[int, ...
     return tuple(values)
 
 
-def _spatial(kernel, stride, dilate, pad, rank):
+def _spatial(
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilate: Sequence[int],
+    pad: Sequence[int],
+    rank: int,
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """Kernel, stride, dilate and pad as full tuples for ``rank`` spatial axes."""
     if len(kernel) != rank:
         raise GraphError(f"kernel {kernel} needs {rank} entries for data of rank {rank + 2}")
@@ -132,7 +141,15 @@ def col2im(cols, in_shape, kernel, stride, dilate, pad):
     return xp[crop]
 
 
-def conv_forward(x, w, kernel, stride, dilate, pad, groups):
+def conv_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    groups: int,
+) -> np.ndarray:
     """Convolution of ``x`` (N, C, ...) with ``w`` (F, C/groups, *kernel), no bias."""
     n, f = x.shape[0], w.shape[0]
     out_sizes = tuple(conv_out_size(*a) for a in zip(x.shape[2:], kernel, stride, dilate, pad))
@@ -143,7 +160,16 @@ def conv_forward(x, w, kernel, stride, dilate, pad, groups):
     return np.ascontiguousarray(out.reshape((f, n) + out_sizes).swapaxes(0, 1))
 
 
-def conv_data_grad(g, w, in_shape, kernel, stride, dilate, pad, groups):
+def conv_data_grad(
+    g: np.ndarray,
+    w: np.ndarray,
+    in_shape: Sequence[int],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    groups: int,
+) -> np.ndarray:
     """Gradient of :func:`conv_forward` with respect to its input, of ``in_shape``."""
     n, f = g.shape[:2]
     out_sizes = g.shape[2:]
@@ -153,7 +179,16 @@ def conv_data_grad(g, w, in_shape, kernel, stride, dilate, pad, groups):
     return col2im(cols, tuple(in_shape), kernel, stride, dilate, pad)
 
 
-def conv_weight_grad(g, x, w_shape, kernel, stride, dilate, pad, groups):
+def conv_weight_grad(
+    g: np.ndarray,
+    x: np.ndarray,
+    w_shape: Sequence[int],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    groups: int,
+) -> np.ndarray:
     """Gradient of :func:`conv_forward` with respect to its weight, of ``w_shape``."""
     n, f = g.shape[:2]
     out_sizes = g.shape[2:]
@@ -174,25 +209,25 @@ def _channel_sum(g):
 # ---------------------------------------------------------------------------
 
 
-def _bias_inputs(attrs):
+def _bias_inputs(attrs: dict) -> tuple[str, ...]:
     return ("data", "weight") if attrs.get("no_bias") else ("data", "weight", "bias")
 
 
 def _conv_types(
-    types,
+    types: Sequence[TensorType],
     *,
-    kernel,
-    stride,
-    dilate,
-    pad,
-    num_filter,
-    num_group,
-    no_bias,
-    workspace,
-    cudnn_tune,
-    cudnn_off,
-    layout,
-):
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    num_filter: int,
+    num_group: int,
+    no_bias: bool,
+    workspace: int,
+    cudnn_tune: str | None,
+    cudnn_off: bool,
+    layout: str | None,
+) -> list[TensorType]:
     dtype = require_same_dtype(types)
     data, weight = types[0].shape, types[1].shape
     rank = len(data) - 2
@@ -216,27 +251,33 @@ def _conv_types(
     return [TensorType((data[0], num_filter) + out, dtype)]
 
 
-def _geometry(x_ndim, kernel, stride, dilate, pad):
+def _geometry(
+    x_ndim: int,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilate: Sequence[int],
+    pad: Sequence[int],
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     return _spatial(kernel, stride, dilate, pad, x_ndim - 2)
 
 
 def _convolution(
-    x,
-    w,
-    b=None,
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None = None,
     *,
-    kernel,
-    stride,
-    dilate,
-    pad,
-    num_filter,
-    num_group,
-    no_bias,
-    workspace,
-    cudnn_tune,
-    cudnn_off,
-    layout,
-):
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    num_filter: int,
+    num_group: int,
+    no_bias: bool,
+    workspace: int,
+    cudnn_tune: str | None,
+    cudnn_off: bool,
+    layout: str | None,
+) -> np.ndarray:
     out = conv_forward(x, w, *_geometry(x.ndim, kernel, stride, dilate, pad), num_group)
     if b is not None:
         out += b.reshape((1, -1) + (1,) * (x.ndim - 2))
@@ -244,8 +285,21 @@ def _convolution(
 
 
 def convolution_grad(
-    g, x, w, b=None, *, out, kernel, stride, dilate, pad, num_filter, num_group, no_bias, **_hints
-):
+    g: Expr,
+    x: Expr,
+    w: Expr,
+    b: Expr | None = None,
+    *,
+    out: Expr,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    num_filter: int,
+    num_group: int,
+    no_bias: bool,
+    **_hints: Any,
+) -> Expr | tuple[Expr | None, ...]:
     """gx = conv^T_w(g), gw = conv^T_x(g), gb = sum of g over all axes but 1"""
     geometry = dict(
         kernel=kernel,
@@ -260,7 +314,7 @@ def convolution_grad(
     return (grad_x, grad_w) if no_bias else (grad_x, grad_w, _channel_sum(g))
 
 
-def _conv_test_inputs(rng):
+def _conv_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [
         rng.uniform(-1, 1, (2, 4, 5, 6)),
         rng.uniform(-1, 1, (6, 2, 3, 2)),
@@ -294,16 +348,40 @@ register(
 )
 
 
-def _like_third(types, **_attrs):
+def _like_third(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     return [TensorType(types[2].shape, types[0].dtype)]
 
 
-def _conv_data_grad(g, w, like, *, kernel, stride, dilate, pad, num_filter, num_group):
+def _conv_data_grad(
+    g: np.ndarray,
+    w: np.ndarray,
+    like: np.ndarray,
+    *,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    num_filter: int,
+    num_group: int,
+) -> np.ndarray:
     geometry = _geometry(like.ndim, kernel, stride, dilate, pad)
     return conv_data_grad(g, w, like.shape, *geometry, num_group)
 
 
-def conv_data_grad_grad(h, g, w, like, *, out, kernel, stride, dilate, pad, num_filter, num_group):
+def conv_data_grad_grad(
+    h: Expr,
+    g: Expr,
+    w: Expr,
+    like: Expr,
+    *,
+    out: Expr,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    num_filter: int,
+    num_group: int,
+) -> tuple[Expr | None, ...]:
     """linear in (g, w): dg = conv_w(h), dw = conv^T_h(g)"""
     geometry = dict(
         kernel=kernel,
@@ -320,7 +398,7 @@ def conv_data_grad_grad(h, g, w, like, *, out, kernel, stride, dilate, pad, num_
     )
 
 
-def _conv_grad_test_inputs(rng):
+def _conv_grad_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [
         rng.uniform(-1, 1, (2, 6, 3, 4)),
         rng.uniform(-1, 1, (6, 2, 3, 2)),
@@ -354,14 +432,36 @@ register(
 )
 
 
-def _conv_weight_grad(g, x, like, *, kernel, stride, dilate, pad, num_filter, num_group):
+def _conv_weight_grad(
+    g: np.ndarray,
+    x: np.ndarray,
+    like: np.ndarray,
+    *,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    num_filter: int,
+    num_group: int,
+) -> np.ndarray:
     geometry = _geometry(x.ndim, kernel, stride, dilate, pad)
     return conv_weight_grad(g, x, like.shape, *geometry, num_group)
 
 
 def conv_weight_grad_grad(
-    h, g, x, like, *, out, kernel, stride, dilate, pad, num_filter, num_group
-):
+    h: Expr,
+    g: Expr,
+    x: Expr,
+    like: Expr,
+    *,
+    out: Expr,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    num_filter: int,
+    num_group: int,
+) -> tuple[Expr | None, ...]:
     """linear in (g, x): dg = conv_h(x), dx = conv^T_h(g)"""
     geometry = dict(
         kernel=kernel,
@@ -378,7 +478,7 @@ def conv_weight_grad_grad(
     )
 
 
-def _conv_weight_grad_test_inputs(rng):
+def _conv_weight_grad_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [
         rng.uniform(-1, 1, (2, 6, 3, 4)),
         rng.uniform(-1, 1, (2, 4, 5, 6)),
@@ -434,22 +534,22 @@ def deconv_geometry(in_sizes, kernel, stride, dilate, pad, adj, target_shape):
 
 
 def _deconv_types(
-    types,
+    types: Sequence[TensorType],
     *,
-    kernel,
-    stride,
-    dilate,
-    pad,
-    adj,
-    target_shape,
-    num_filter,
-    num_group,
-    no_bias,
-    workspace,
-    cudnn_tune,
-    cudnn_off,
-    layout,
-):
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    adj: tuple[int, ...],
+    target_shape: tuple[int, ...],
+    num_filter: int,
+    num_group: int,
+    no_bias: bool,
+    workspace: int,
+    cudnn_tune: str | None,
+    cudnn_off: bool,
+    layout: str | None,
+) -> list[TensorType]:
     dtype = require_same_dtype(types)
     data, weight = types[0].shape, types[1].shape
     if len(data) not in (3, 4, 5):
@@ -472,24 +572,24 @@ def _deconv_types(
 
 
 def _deconvolution(
-    x,
-    w,
-    b=None,
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None = None,
     *,
-    kernel,
-    stride,
-    dilate,
-    pad,
-    adj,
-    target_shape,
-    num_filter,
-    num_group,
-    no_bias,
-    workspace,
-    cudnn_tune,
-    cudnn_off,
-    layout,
-):
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    adj: tuple[int, ...],
+    target_shape: tuple[int, ...],
+    num_filter: int,
+    num_group: int,
+    no_bias: bool,
+    workspace: int,
+    cudnn_tune: str | None,
+    cudnn_off: bool,
+    layout: str | None,
+) -> np.ndarray:
     kernel, stride, dilate, pad, out_sizes = deconv_geometry(
         x.shape[2:], kernel, stride, dilate, pad, adj, target_shape
     )
@@ -516,23 +616,23 @@ def _deconv_attrs(kernel, stride, dilate, pad, adj, target_shape, num_filter, nu
 
 
 def deconvolution_grad(
-    g,
-    x,
-    w,
-    b=None,
+    g: Expr,
+    x: Expr,
+    w: Expr,
+    b: Expr | None = None,
     *,
-    out,
-    kernel,
-    stride,
-    dilate,
-    pad,
-    adj,
-    target_shape,
-    num_filter,
-    num_group,
-    no_bias,
-    **_hints,
-):
+    out: Expr,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    adj: tuple[int, ...],
+    target_shape: tuple[int, ...],
+    num_filter: int,
+    num_group: int,
+    no_bias: bool,
+    **_hints: Any,
+) -> Expr | tuple[Expr | None, ...]:
     """gx = conv_w(g), gw = conv^T_g(x) (deconv's adjoints), gb = sum of g but axis 1"""
     attrs = _deconv_attrs(kernel, stride, dilate, pad, adj, target_shape, num_filter, num_group)
     grad_x = F._deconv_data_grad(g, w, x, **attrs)
@@ -550,7 +650,7 @@ DECONV_TEST_ATTRS = {
 }
 
 
-def _deconv_test_inputs(rng):
+def _deconv_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [
         rng.uniform(-1, 1, (2, 6, 3, 4)),
         rng.uniform(-1, 1, (6, 2, 3, 2)),
@@ -577,15 +677,28 @@ register(
 
 
 def _deconv_data_grad(
-    g, w, like, *, kernel, stride, dilate, pad, adj, target_shape, num_filter, num_group
-):
+    g: np.ndarray,
+    w: np.ndarray,
+    like: np.ndarray,
+    *,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    adj: tuple[int, ...],
+    target_shape: tuple[int, ...],
+    num_filter: int,
+    num_group: int,
+) -> np.ndarray:
     kernel, stride, dilate, pad, _ = deconv_geometry(
         like.shape[2:], kernel, stride, dilate, pad, adj, target_shape
     )
     return conv_forward(g, w, kernel, stride, dilate, pad, num_group)
 
 
-def deconv_data_grad_grad(h, g, w, like, *, out, **attrs):
+def deconv_data_grad_grad(
+    h: Expr, g: Expr, w: Expr, like: Expr, *, out: Expr, **attrs: Any
+) -> tuple[Expr | None, ...]:
     """linear in (g, w): dg = deconv_w(h), dw = deconv weight gradient of (h, g)"""
     return (
         F.Deconvolution(h, w, no_bias=True, **attrs),
@@ -594,7 +707,7 @@ def deconv_data_grad_grad(h, g, w, like, *, out, **attrs):
     )
 
 
-def _deconv_data_grad_test_inputs(rng):
+def _deconv_data_grad_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [
         rng.uniform(-1, 1, (2, 4, 6, 5)),
         rng.uniform(-1, 1, (6, 2, 3, 2)),
@@ -622,8 +735,19 @@ register(
 
 
 def _deconv_weight_grad(
-    g, x, like, *, kernel, stride, dilate, pad, adj, target_shape, num_filter, num_group
-):
+    g: np.ndarray,
+    x: np.ndarray,
+    like: np.ndarray,
+    *,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    adj: tuple[int, ...],
+    target_shape: tuple[int, ...],
+    num_filter: int,
+    num_group: int,
+) -> np.ndarray:
     kernel, stride, dilate, pad, _ = deconv_geometry(
         x.shape[2:], kernel, stride, dilate, pad, adj, target_shape
     )
@@ -632,7 +756,9 @@ def _deconv_weight_grad(
     return conv_weight_grad(x, g, like.shape, kernel, stride, dilate, pad, num_group)
 
 
-def deconv_weight_grad_grad(h, g, x, like, *, out, **attrs):
+def deconv_weight_grad_grad(
+    h: Expr, g: Expr, x: Expr, like: Expr, *, out: Expr, **attrs: Any
+) -> tuple[Expr | None, ...]:
     """linear in (g, x): dg = deconv_h(x), dx = conv_h(g)"""
     return (
         F.Deconvolution(x, h, no_bias=True, **attrs),
@@ -641,7 +767,7 @@ def deconv_weight_grad_grad(h, g, x, like, *, out, **attrs):
     )
 
 
-def _deconv_weight_grad_test_inputs(rng):
+def _deconv_weight_grad_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [
         rng.uniform(-1, 1, (2, 4, 6, 5)),
         rng.uniform(-1, 1, (2, 6, 3, 4)),
@@ -707,8 +833,16 @@ def pool_geometry(in_sizes, kernel, stride, pad, global_pool, pooling_convention
 
 
 def _pool_types(
-    types, *, kernel, pool_type, global_pool, pooling_convention, stride, pad, **_hints
-):
+    types: Sequence[TensorType],
+    *,
+    kernel: tuple[int, ...],
+    pool_type: str,
+    global_pool: bool,
+    pooling_convention: str,
+    stride: tuple[int, ...],
+    pad: tuple[int, ...],
+    **_hints: Any,
+) -> list[TensorType]:
     data = types[0].shape
     if len(data) not in (3, 4, 5):
         raise GraphError("data must be (N, C, W), (N, C, H, W) or (N, C, D, H, W)")
@@ -766,10 +900,11 @@ class _Windows:
     def argmax(self, x):
         """Window maximum of ``x`` and the (first) kernel position that holds it."""
         xp = self.padded(x, -np.inf)
-        best = arg = None
+        best: np.ndarray | None = None
+        arg: np.ndarray | None = None
         for position, (_, index) in enumerate(self.offsets()):
             value = xp[index]
-            if best is None:
+            if best is None or arg is None:  # (set together)
                 best, arg = value.copy(), np.zeros(value.shape, dtype=np.int64)
             else:
                 better = value > best
@@ -786,7 +921,7 @@ def _windows(
     )
 
 
-def _pooling(x, *, pool_type, **attrs):
+def _pooling(x: np.ndarray, *, pool_type: str, **attrs: Any) -> np.ndarray:
     windows = _windows(x, **attrs)
     if pool_type == "max":
         return np.ascontiguousarray(windows.argmax(x)[0])
@@ -797,12 +932,12 @@ def _pooling(x, *, pool_type, **attrs):
     return total / windows.counts(x.dtype) if pool_type == "avg" else total
 
 
-def pooling_grad(g, x, *, out, **attrs):
+def pooling_grad(g: Expr, x: Expr, *, out: Expr, **attrs: Any) -> Expr:
     """g spread back over each window (max: to the window's first maximum)"""
     return F._pooling_grad(g, x, **attrs)
 
 
-def _pool_test_inputs(rng):
+def _pool_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.permutation(2 * 3 * 5 * 6).reshape(2, 3, 5, 6) / 20.0]
 
 
@@ -831,11 +966,11 @@ register(
 )
 
 
-def _like_second(types, **_attrs):
+def _like_second(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     return [TensorType(types[1].shape, types[0].dtype)]
 
 
-def _pooling_grad(g, x, *, pool_type, **attrs):
+def _pooling_grad(g: np.ndarray, x: np.ndarray, *, pool_type: str, **attrs: Any) -> np.ndarray:
     windows = _windows(x, **attrs)
     grad = np.zeros(
         x.shape[:2]
@@ -853,14 +988,16 @@ def _pooling_grad(g, x, *, pool_type, **attrs):
     return np.ascontiguousarray(windows.crop(grad))
 
 
-def pooling_grad_grad(h, g, x, *, out, pool_type, **attrs):
+def pooling_grad_grad(
+    h: Expr, g: Expr, x: Expr, *, out: Expr, pool_type: str, **attrs: Any
+) -> tuple[Expr | None, ...]:
     """linear in g: avg/sum pool h again; max gathers h at the same maxima"""
     if pool_type == "max":
         return F._pooling_max_gather(h, x, pool_type=pool_type, **attrs), None
     return F.Pooling(h, pool_type=pool_type, **attrs), None
 
 
-def _pool_grad_test_inputs(rng):
+def _pool_grad_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.uniform(-1, 1, (2, 3, 3, 3)), rng.permutation(180).reshape(2, 3, 5, 6) / 20.0]
 
 
@@ -886,7 +1023,9 @@ register(
 )
 
 
-def _pooling_max_gather(h, x, *, pool_type, **attrs):
+def _pooling_max_gather(
+    h: np.ndarray, x: np.ndarray, *, pool_type: str, **attrs: Any
+) -> np.ndarray:
     windows = _windows(x, **attrs)
     arg = windows.argmax(x)[1]
     hp = windows.padded(h)
@@ -896,11 +1035,13 @@ def _pooling_max_gather(h, x, *, pool_type, **attrs):
     return out
 
 
-def _pool_gather_types(types, **attrs):
+def _pool_gather_types(types: Sequence[TensorType], **attrs: Any) -> list[TensorType]:
     return [TensorType(_pool_types(types[1:], **attrs)[0].shape, types[0].dtype)]
 
 
-def pooling_max_gather_grad(g, h, x, *, out, **attrs):
+def pooling_max_gather_grad(
+    g: Expr, h: Expr, x: Expr, *, out: Expr, **attrs: Any
+) -> tuple[Expr | None, ...]:
     """g put back at the maxima it was gathered from"""
     return F._pooling_grad(g, x, **attrs), None
 

@@ -31,10 +31,13 @@ CTCLoss are therefore exact; a third order raises, naming the vjp op.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
+from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import Attr, OpDef, TestSpec, as_bool, one_of, register
 from .common import F
@@ -79,17 +82,35 @@ def _check_label_fits(label: tuple, data: tuple) -> None:
         )
 
 
-def _loss_types(types, *, use_data_lengths, use_label_lengths, blank_label):
+def _loss_types(
+    types: Sequence[TensorType],
+    *,
+    use_data_lengths: bool,
+    use_label_lengths: bool,
+    blank_label: str,
+) -> list[TensorType]:
     _check_ctc_types(types, use_data_lengths, use_label_lengths)
     return [TensorType((types[0].shape[1],), types[0].dtype)]
 
 
-def _posterior_types(types, *, use_data_lengths, use_label_lengths, blank_label):
+def _posterior_types(
+    types: Sequence[TensorType],
+    *,
+    use_data_lengths: bool,
+    use_label_lengths: bool,
+    blank_label: str,
+) -> list[TensorType]:
     _check_ctc_types(types, use_data_lengths, use_label_lengths)
     return [types[0]]
 
 
-def _vjp_types(types, *, use_data_lengths, use_label_lengths, blank_label):
+def _vjp_types(
+    types: Sequence[TensorType],
+    *,
+    use_data_lengths: bool,
+    use_label_lengths: bool,
+    blank_label: str,
+) -> list[TensorType]:
     if types[1].shape != types[0].shape:
         raise GraphError(
             f"the cotangent must have data's shape {types[0].shape}, got {types[1].shape}"
@@ -198,7 +219,7 @@ class _Lattice:
                 finish
                 if step == steps - 1
                 else np.where(
-                    (step == self.frames - 1)[:, None], finish, self._successors(beta[step + 1])
+                    (self.frames - 1 == step)[:, None], finish, self._successors(beta[step + 1])
                 )
             )
             beta[step] = np.where(self._in_time(step), after + self.emit[step], -np.inf)
@@ -271,7 +292,7 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-def _ctc_loss(*arrays, **attrs):
+def _ctc_loss(*arrays: np.ndarray, **attrs: Any) -> np.ndarray:
     data, label, lengths = _split(arrays, attrs)
     lattice = _lattice(_log_softmax(data.astype(np.float64)), label, lengths, attrs)
     # a label that no alignment fits in its frames (repeats need a blank between
@@ -280,7 +301,16 @@ def _ctc_loss(*arrays, **attrs):
     return np.where(np.isfinite(likelihood), -likelihood, 0.0).astype(data.dtype)
 
 
-def ctc_loss_grad(g, data, label, *lengths, out, use_data_lengths, use_label_lengths, blank_label):
+def ctc_loss_grad(
+    g: Expr,
+    data: Expr,
+    label: Expr,
+    *lengths: Expr,
+    out: Expr,
+    use_data_lengths: bool,
+    use_label_lengths: bool,
+    blank_label: str,
+) -> tuple[Expr | None, ...]:
     """g * (softmax(data) * in_sequence - gamma), gamma = _ctc_posterior(log_softmax(data));
     each frame's gamma sums to 1 inside the sequence and 0 past it, so the sum of
     gamma over classes is the in-sequence mask. Labels and lengths get none."""
@@ -298,7 +328,7 @@ def ctc_loss_grad(g, data, label, *lengths, out, use_data_lengths, use_label_len
     return (grad, None, *(None for _ in lengths))
 
 
-def _ctc_test_inputs(rng):
+def _ctc_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     data = rng.uniform(-1.5, 1.5, (6, 3, 4))
     label = np.array([[1, 1, 2], [2, 0, 3], [3, 0, 0]], dtype=np.float64)
     return [data, label, np.array([6, 5, 4.0]), np.array([3, 1, 1.0])]
@@ -331,7 +361,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _ctc_posterior(*arrays, **attrs):
+def _ctc_posterior(*arrays: np.ndarray, **attrs: Any) -> np.ndarray:
     scores, label, lengths = _split(arrays, attrs)
     lattice = _lattice(scores, label, lengths, attrs)
     gamma = lattice.per_class(lattice.occupancy(), scores.shape[2])
@@ -339,8 +369,15 @@ def _ctc_posterior(*arrays, **attrs):
 
 
 def ctc_posterior_grad(
-    g, scores, label, *lengths, out, use_data_lengths, use_label_lengths, blank_label
-):
+    g: Expr,
+    scores: Expr,
+    label: Expr,
+    *lengths: Expr,
+    out: Expr,
+    use_data_lengths: bool,
+    use_label_lengths: bool,
+    blank_label: str,
+) -> tuple[Expr | None, ...]:
     """gamma[t, k] = E[1{path_t = k}] under p(path) ~ exp(sum_t scores[t, path_t]), so
     d gamma[t, k] / d scores[u, j] = Cov(1{path_t = k}, 1{path_u = j}), contracted
     with g by _ctc_posterior_vjp."""
@@ -356,7 +393,7 @@ def ctc_posterior_grad(
     )
 
 
-def _posterior_test_inputs(rng):
+def _posterior_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     data, label, *lengths = _ctc_test_inputs(rng)
     return [data, label, lengths[1]]
 
@@ -384,7 +421,7 @@ register(
 )
 
 
-def _ctc_posterior_vjp(*arrays, **attrs):
+def _ctc_posterior_vjp(*arrays: np.ndarray, **attrs: Any) -> np.ndarray:
     scores, cotangent, label, *lengths = arrays
     lattice = _lattice(scores, label, lengths, attrs)
     steps, batch, width = lattice.emit.shape
@@ -445,12 +482,12 @@ def _suffix_expectation(lattice: _Lattice, picked: np.ndarray) -> np.ndarray:
         two_on = np.where(_shift(lattice.skip, -2, False), _shift(following, -2), -np.inf)
         carried = carried + _weights(two_on, leave) * _shift(expected, -2, 0.0)
         # the last frame of a sequence has no successors
-        last = (step == lattice.frames - 1)[:, None]
+        last = (lattice.frames - 1 == step)[:, None]
         out[step] = np.where(last, 0.0, carried) + picked[step]
     return out
 
 
-def _vjp_test_inputs(rng):
+def _vjp_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     data, label, *lengths = _ctc_test_inputs(rng)
     return [data, rng.uniform(-1, 1, data.shape), label, *lengths]
 

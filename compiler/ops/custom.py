@@ -8,23 +8,29 @@ cannot be differentiated twice (as in MXNet).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import Attr, OpDef, register
 
 
-def _identity(value):
+def _identity(value: Any) -> Any:
     return value
 
 
-def _custom_types(types, *, callback):
+def _custom_types(types: Sequence[TensorType], *, callback: Any) -> list[TensorType]:
     return list(callback.output_types)
 
 
-def _custom(*arrays, callback):
+def _custom(*arrays: np.ndarray, callback: Any) -> np.ndarray | tuple[np.ndarray, ...]:
     return tuple(callback.forward(*arrays))
 
 
-def custom_grad(g, *inputs, out, callback):
+def custom_grad(g: Expr, *inputs: Expr, out: Expr, callback: Any) -> Expr | tuple[Expr | None, ...]:
     """the callback's own backward"""
     grads = g if isinstance(g, tuple) else (g,)
     results = grads[0]._apply("_CustomFunctionBackward", (*grads, *inputs), {"callback": callback})
@@ -45,12 +51,12 @@ register(
 )
 
 
-def _custom_backward_types(types, *, callback):
+def _custom_backward_types(types: Sequence[TensorType], *, callback: Any) -> list[TensorType]:
     inputs = types[len(callback.output_types) :]
     return [TensorType(t.shape, t.dtype) for t in inputs]
 
 
-def _custom_backward(*arrays, callback):
+def _custom_backward(*arrays: np.ndarray, callback: Any) -> np.ndarray | tuple[np.ndarray, ...]:
     grads = tuple(callback.backward(*arrays[: len(callback.output_types)]))
     inputs = arrays[len(callback.output_types) :]
     if len(grads) != len(inputs):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from ..interpret import evaluate
-from ..ir import Entry, Node
+from ..ir import Entry, Node, TensorType
 from ..registry import Attr, OpDef, register
 
 
@@ -33,11 +35,11 @@ class FusedBody:
         return [n for n in topo_order(self.outputs) if not n.is_variable]
 
 
-def _fused_types(types, *, body: FusedBody):
+def _fused_types(types: Sequence[TensorType], *, body: FusedBody) -> list[TensorType]:
     return [out.type for out in body.outputs]
 
 
-def _fused(*arrays, body: FusedBody):
+def _fused(*arrays: np.ndarray, body: FusedBody) -> np.ndarray | tuple[np.ndarray, ...]:
     return tuple(evaluate(body.outputs, {var: (a,) for var, a in zip(body.inputs, arrays)}))
 
 

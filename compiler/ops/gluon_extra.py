@@ -8,8 +8,11 @@ gradient graph and the gradient differentiates again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import Attr, OpDef, TestSpec, as_bool, as_float, as_int, register
 from .common import F
@@ -20,7 +23,9 @@ from .normalization import normalized, normalized_grad
 # ---------------------------------------------------------------------------
 
 
-def _group_norm_types(types, *, num_groups, eps, output_mean_var):
+def _group_norm_types(
+    types: Sequence[TensorType], *, num_groups: int, eps: float, output_mean_var: bool
+) -> list[TensorType]:
     data = types[0]
     if len(data.shape) < 2:
         raise GraphError("data must be (N, C, ...)")
@@ -34,7 +39,15 @@ def _group_norm_types(types, *, num_groups, eps, output_mean_var):
     return [data, moments, moments]
 
 
-def _group_norm(x, gamma, beta, *, num_groups, eps, output_mean_var):
+def _group_norm(
+    x: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    *,
+    num_groups: int,
+    eps: float,
+    output_mean_var: bool,
+) -> tuple[np.ndarray, ...]:
     grouped = x.reshape(x.shape[0], num_groups, -1)
     mean = grouped.mean(axis=2, keepdims=True)
     var = grouped.var(axis=2, keepdims=True)
@@ -47,7 +60,17 @@ def _group_norm(x, gamma, beta, *, num_groups, eps, output_mean_var):
     )
 
 
-def group_norm_grad(gs, x, gamma, beta, *, out, num_groups, eps, output_mean_var):
+def group_norm_grad(
+    gs: tuple[Expr, ...],
+    x: Expr,
+    gamma: Expr,
+    beta: Expr,
+    *,
+    out: Expr,
+    num_groups: int,
+    eps: float,
+    output_mean_var: bool,
+) -> tuple[Expr | None, ...]:
     """on the (N, G, rest) view: gx = rstd (gg - mean(gg) - xhat mean(gg xhat)) with
     gg = g gamma_group; ggamma = sum(g xhat), gbeta = sum(g) over all axes but 1"""
     view = {"shape": (0, num_groups, -1)}
@@ -63,7 +86,7 @@ def group_norm_grad(gs, x, gamma, beta, *, out, num_groups, eps, output_mean_var
     )
 
 
-def _group_norm_inputs(rng):
+def _group_norm_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.uniform(-2, 2, (2, 4, 3)), rng.uniform(0.5, 1.5, (2,)), rng.uniform(-1, 1, (2,))]
 
 

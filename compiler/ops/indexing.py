@@ -9,8 +9,12 @@ its gather twin) as its own gradient, so they differentiate to any order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
+from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import (
     Attr,
@@ -29,7 +33,7 @@ from ..registry import (
 from .common import F, normalize_axis, require_same_dtype
 
 
-def _like_last(types, **_attrs):
+def _like_last(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     return [TensorType(types[-1].shape, types[0].dtype)]
 
 
@@ -45,7 +49,7 @@ def _along_axis_index(index, shape, axis):
     return tuple(grids)
 
 
-def _gather_along_axis_types(types, *, axis):
+def _gather_along_axis_types(types: Sequence[TensorType], *, axis: int) -> list[TensorType]:
     data, index = types[0].shape, types[1].shape
     ax = normalize_axis(axis, len(data))
     if len(index) != len(data) or any(
@@ -55,11 +59,13 @@ def _gather_along_axis_types(types, *, axis):
     return [TensorType(index, types[0].dtype)]
 
 
-def _gather_along_axis(data, index, *, axis):
+def _gather_along_axis(data: np.ndarray, index: np.ndarray, *, axis: int) -> np.ndarray:
     return data[_along_axis_index(index, data.shape, axis % data.ndim)]
 
 
-def gather_along_axis_grad(g, data, index, *, out, axis):
+def gather_along_axis_grad(
+    g: Expr, data: Expr, index: Expr, *, out: Expr, axis: int
+) -> tuple[Expr | None, ...]:
     """g added back at the gathered positions"""
     return F._scatter_along_axis(g, index, data, axis=axis), None
 
@@ -85,13 +91,17 @@ register(
 )
 
 
-def _scatter_along_axis(data, index, like, *, axis):
+def _scatter_along_axis(
+    data: np.ndarray, index: np.ndarray, like: np.ndarray, *, axis: int
+) -> np.ndarray:
     out = np.zeros(like.shape, dtype=data.dtype)
     np.add.at(out, _along_axis_index(index, like.shape, axis % like.ndim), data)
     return out
 
 
-def scatter_along_axis_grad(g, data, index, like, *, out, axis):
+def scatter_along_axis_grad(
+    g: Expr, data: Expr, index: Expr, like: Expr, *, out: Expr, axis: int
+) -> tuple[Expr | None, ...]:
     """g gathered at the same positions"""
     return F._gather_along_axis(g, index, axis=axis), None, None
 
@@ -125,18 +135,38 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _embedding_types(types, *, input_dim, output_dim, dtype, sparse_grad):
+def _embedding_types(
+    types: Sequence[TensorType], *, input_dim: int, output_dim: int, dtype: str, sparse_grad: bool
+) -> list[TensorType]:
     weight = types[1]
     if weight.shape != (input_dim, output_dim):
         raise GraphError(f"weight must be ({input_dim}, {output_dim}), got {weight.shape}")
     return [TensorType(types[0].shape + (output_dim,), weight.dtype)]
 
 
-def _embedding(data, weight, *, input_dim, output_dim, dtype, sparse_grad):
+def _embedding(
+    data: np.ndarray,
+    weight: np.ndarray,
+    *,
+    input_dim: int,
+    output_dim: int,
+    dtype: str,
+    sparse_grad: bool,
+) -> np.ndarray:
     return weight[np.clip(data.astype(np.int64), 0, input_dim - 1)]
 
 
-def embedding_grad(g, data, weight, *, out, input_dim, output_dim, dtype, sparse_grad):
+def embedding_grad(
+    g: Expr,
+    data: Expr,
+    weight: Expr,
+    *,
+    out: Expr,
+    input_dim: int,
+    output_dim: int,
+    dtype: str,
+    sparse_grad: bool,
+) -> tuple[Expr | None, ...]:
     """rows of g added into zeros shaped like weight at each index (repeats add up)"""
     return None, F._take_grad(g, data, weight, axis=0, mode="clip")
 
@@ -176,24 +206,24 @@ def _nd_index(indices, shape):
     return tuple(np.clip(index[i], -shape[i], shape[i] - 1) for i in range(count))
 
 
-def _gather_nd_types(types):
+def _gather_nd_types(types: Sequence[TensorType]) -> list[TensorType]:
     data, indices = types[0].shape, types[1].shape
     if not indices or indices[0] > len(data):
         raise GraphError(f"indices {indices} must be (M, ...) with M <= {len(data)}")
     return [TensorType(indices[1:] + data[indices[0] :] or (1,), types[0].dtype)]
 
 
-def _gather_nd(data, indices):
+def _gather_nd(data: np.ndarray, indices: np.ndarray) -> np.ndarray:
     out = data[_nd_index(indices, data.shape)]
     return out.reshape(1) if out.ndim == 0 else out
 
 
-def gather_nd_grad(g, data, indices, *, out):
+def gather_nd_grad(g: Expr, data: Expr, indices: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """g added back at the gathered positions (repeats add up)"""
     return F._gather_nd_grad(g, indices, data), None
 
 
-def _gather_nd_inputs(rng):
+def _gather_nd_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.uniform(-2, 2, (3, 4, 2)), np.array([[0, 2, 2], [1, 3, 1.0]])]
 
 
@@ -212,14 +242,16 @@ register(
 )
 
 
-def _gather_nd_grad(g, indices, like):
+def _gather_nd_grad(g: np.ndarray, indices: np.ndarray, like: np.ndarray) -> np.ndarray:
     out = np.zeros(like.shape, dtype=g.dtype)
     index = _nd_index(indices, like.shape)
     np.add.at(out, index, g.reshape(index[0].shape + like.shape[indices.shape[0] :]))
     return out
 
 
-def gather_nd_grad_grad(h, g, indices, like, *, out):
+def gather_nd_grad_grad(
+    h: Expr, g: Expr, indices: Expr, like: Expr, *, out: Expr
+) -> tuple[Expr | None, ...]:
     """h gathered at the same positions"""
     return F.reshape_like(F.gather_nd(h, indices), g), None, None
 
@@ -248,7 +280,7 @@ register(
 )
 
 
-def _scatter_nd_types(types, *, shape):
+def _scatter_nd_types(types: Sequence[TensorType], *, shape: tuple[int, ...]) -> list[TensorType]:
     data, indices = types[0].shape, types[1].shape
     if not indices or indices[0] > len(shape) or data != indices[1:] + shape[indices[0] :]:
         raise GraphError(
@@ -258,13 +290,15 @@ def _scatter_nd_types(types, *, shape):
     return [TensorType(tuple(shape), types[0].dtype)]
 
 
-def _scatter_nd(data, indices, *, shape):
+def _scatter_nd(data: np.ndarray, indices: np.ndarray, *, shape: tuple[int, ...]) -> np.ndarray:
     out = np.zeros(shape, dtype=data.dtype)
     out[_nd_index(indices, shape)] = data
     return out
 
 
-def scatter_nd_grad(g, data, indices, *, out, shape):
+def scatter_nd_grad(
+    g: Expr, data: Expr, indices: Expr, *, out: Expr, shape: tuple[int, ...]
+) -> tuple[Expr | None, ...]:
     """g gathered at the scattered positions"""
     return F.reshape_like(F.gather_nd(g, indices), data), None
 
@@ -297,7 +331,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _where_types(types):
+def _where_types(types: Sequence[TensorType]) -> list[TensorType]:
     condition, x, y = types
     dtype = require_same_dtype([x, y])
     if not condition.shape == x.shape == y.shape:
@@ -305,13 +339,13 @@ def _where_types(types):
     return [TensorType(x.shape, dtype)]
 
 
-def where_grad(g, condition, x, y, *, out):
+def where_grad(g: Expr, condition: Expr, x: Expr, y: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """g where condition is nonzero (for x), g elsewhere (for y)"""
     zeros = F.zeros_like(g)
     return None, F.where(condition, g, zeros), F.where(condition, zeros, g)
 
 
-def _where_inputs(rng):
+def _where_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [
         rng.integers(0, 2, (3, 4)).astype(np.float64),
         rng.uniform(-2, 2, (3, 4)),
@@ -346,12 +380,12 @@ def _tile_shapes(shape, reps):
     return shape, reps
 
 
-def _tile_types(types, *, reps):
+def _tile_types(types: Sequence[TensorType], *, reps: tuple[int, ...]) -> list[TensorType]:
     shape, reps = _tile_shapes(types[0].shape, reps)
     return [TensorType(tuple(s * r for s, r in zip(shape, reps)), types[0].dtype)]
 
 
-def tile_grad(g, x, *, out, reps):
+def tile_grad(g: Expr, x: Expr, *, out: Expr, reps: tuple[int, ...]) -> Expr:
     """the sum of g's tiles"""
     return F._tile_grad(g, x, reps=reps)
 
@@ -371,14 +405,16 @@ register(
 )
 
 
-def _tile_grad(g, like, *, reps):
+def _tile_grad(g: np.ndarray, like: np.ndarray, *, reps: tuple[int, ...]) -> np.ndarray:
     shape, reps = _tile_shapes(like.shape, reps)
     split = tuple(n for pair in zip(reps, shape) for n in pair)
     total = g.reshape(split).sum(axis=tuple(range(0, 2 * len(shape), 2)))
     return total.reshape(like.shape)
 
 
-def tile_grad_grad(h, g, like, *, out, reps):
+def tile_grad_grad(
+    h: Expr, g: Expr, like: Expr, *, out: Expr, reps: tuple[int, ...]
+) -> tuple[Expr | None, ...]:
     """h tiled again"""
     return F.tile(h, reps=reps), None
 
@@ -399,7 +435,9 @@ register(
 )
 
 
-def _repeat_types(types, *, repeats, axis):
+def _repeat_types(
+    types: Sequence[TensorType], *, repeats: int, axis: int | None
+) -> list[TensorType]:
     shape = types[0].shape
     if axis is None:
         return [TensorType((int(np.prod(shape)) * repeats,), types[0].dtype)]
@@ -411,7 +449,7 @@ def _repeat_types(types, *, repeats, axis):
     ]
 
 
-def repeat_grad(g, x, *, out, repeats, axis):
+def repeat_grad(g: Expr, x: Expr, *, out: Expr, repeats: int, axis: int | None) -> Expr:
     """the sum of each element's repeats"""
     return F._repeat_grad(g, x, repeats=repeats, axis=axis)
 
@@ -433,7 +471,7 @@ register(
 )
 
 
-def _repeat_grad(g, like, *, repeats, axis):
+def _repeat_grad(g: np.ndarray, like: np.ndarray, *, repeats: int, axis: int | None) -> np.ndarray:
     if axis is None:
         return g.reshape(-1, repeats).sum(axis=1).reshape(like.shape)
     ax = axis % like.ndim
@@ -441,7 +479,9 @@ def _repeat_grad(g, like, *, repeats, axis):
     return g.reshape(split).sum(axis=ax + 1)
 
 
-def repeat_grad_grad(h, g, like, *, out, repeats, axis):
+def repeat_grad_grad(
+    h: Expr, g: Expr, like: Expr, *, out: Expr, repeats: int, axis: int | None
+) -> tuple[Expr | None, ...]:
     """h repeated again"""
     return F.repeat(h, repeats=repeats, axis=axis), None
 
@@ -479,7 +519,9 @@ def _pad_pairs(ndim, pad_width):
     return [(pad_width[2 * i], pad_width[2 * i + 1]) for i in range(ndim)]
 
 
-def _pad_types(types, *, mode, pad_width, constant_value):
+def _pad_types(
+    types: Sequence[TensorType], *, mode: str, pad_width: tuple[int, ...], constant_value: float
+) -> list[TensorType]:
     shape = types[0].shape
     pairs = _pad_pairs(len(shape), pad_width)
     if mode == "reflect" and any(max(p) >= s for p, s in zip(pairs, shape) if max(p)):
@@ -487,14 +529,19 @@ def _pad_types(types, *, mode, pad_width, constant_value):
     return [TensorType(tuple(s + a + b for s, (a, b) in zip(shape, pairs)), types[0].dtype)]
 
 
-def _pad(x, *, mode, pad_width, constant_value):
+def _pad(
+    x: np.ndarray, *, mode: str, pad_width: tuple[int, ...], constant_value: float
+) -> np.ndarray:
     pairs = _pad_pairs(x.ndim, pad_width)
     if mode == "constant":
         return np.pad(x, pairs, mode="constant", constant_values=constant_value)
-    return np.pad(x, pairs, mode=mode)
+    # numpy's stubs take mode as a Literal; ours is checked by the attr's one_of
+    return np.pad(x, pairs, mode=mode)  # type: ignore[call-overload]
 
 
-def pad_grad(g, x, *, out, mode, pad_width, constant_value):
+def pad_grad(
+    g: Expr, x: Expr, *, out: Expr, mode: str, pad_width: tuple[int, ...], constant_value: float
+) -> Expr:
     """constant: the unpadded part of g; edge/reflect: g folded back onto its sources"""
     pairs = _pad_pairs(x.ndim, pad_width)
     if mode == "constant":
@@ -523,19 +570,31 @@ register(
 )
 
 
-def _pad_grad(g, like, *, mode, pad_width, constant_value):
+def _pad_grad(
+    g: np.ndarray, like: np.ndarray, *, mode: str, pad_width: tuple[int, ...], constant_value: float
+) -> np.ndarray:
     pairs = _pad_pairs(like.ndim, pad_width)
     for axis, ((before, after), size) in enumerate(zip(pairs, like.shape)):
         if not before and not after:
             continue
-        source = np.pad(np.arange(size), (before, after), mode=mode)
+        # numpy's stubs take mode as a Literal; ours is checked by the attr's one_of
+        source = np.pad(np.arange(size), (before, after), mode=mode)  # type: ignore[call-overload]
         folded = np.zeros((size,) + g.shape[:axis] + g.shape[axis + 1 :], dtype=g.dtype)
         np.add.at(folded, source, np.moveaxis(g, axis, 0))
         g = np.moveaxis(folded, 0, axis)
     return np.ascontiguousarray(g)
 
 
-def pad_grad_grad(h, g, like, *, out, mode, pad_width, constant_value):
+def pad_grad_grad(
+    h: Expr,
+    g: Expr,
+    like: Expr,
+    *,
+    out: Expr,
+    mode: str,
+    pad_width: tuple[int, ...],
+    constant_value: float,
+) -> tuple[Expr | None, ...]:
     """h padded again"""
     return F.Pad(h, mode=mode, pad_width=pad_width), None
 
@@ -566,7 +625,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def reverse_grad(g, x, *, out, axis):
+def reverse_grad(g: Expr, x: Expr, *, out: Expr, axis: tuple[int, ...] | None) -> Expr:
     """g reversed back"""
     return F.reverse(g, axis=axis)
 
@@ -587,7 +646,9 @@ register(
 )
 
 
-def _sort_types(types, *, axis, is_ascend, **_dtype):
+def _sort_types(
+    types: Sequence[TensorType], *, axis: int | None, is_ascend: bool, **_dtype: Any
+) -> list[TensorType]:
     if axis is None:
         return [TensorType((int(np.prod(types[0].shape)),), types[0].dtype)]
     normalize_axis(axis, len(types[0].shape))
@@ -600,12 +661,12 @@ def _order(x, axis, is_ascend):
     return data, ax, np.argsort(data if is_ascend else -data, axis=ax, kind="stable")
 
 
-def _sort(x, *, axis, is_ascend):
+def _sort(x: np.ndarray, *, axis: int | None, is_ascend: bool) -> np.ndarray:
     data, ax, order = _order(x, axis, is_ascend)
     return np.take_along_axis(data, order, axis=ax)
 
 
-def sort_grad(g, x, *, out, axis, is_ascend):
+def sort_grad(g: Expr, x: Expr, *, out: Expr, axis: int | None, is_ascend: bool) -> Expr:
     """g sent back to the positions the sorted values came from"""
     order = F.argsort(F.stop_gradient(x), axis=axis, is_ascend=is_ascend, dtype=x.dtype.name)
     if axis is None:
@@ -633,7 +694,9 @@ register(
 )
 
 
-def _argsort_types(types, *, axis, is_ascend, dtype):
+def _argsort_types(
+    types: Sequence[TensorType], *, axis: int | None, is_ascend: bool, dtype: str
+) -> list[TensorType]:
     return [_sort_types(types, axis=axis, is_ascend=is_ascend)[0]._replace(dtype=np.dtype(dtype))]
 
 

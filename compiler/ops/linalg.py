@@ -12,8 +12,12 @@ the one whose gradient MXNet returns (the symmetric one).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
+from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import Attr, OpDef, TestSpec, as_bool, as_float, as_int, get_op, register
 from .common import F
@@ -138,12 +142,16 @@ def _product(a, b, transpose_a, transpose_b, alpha, axis):
     return np.moveaxis(np.matmul(a, b) * a.dtype.type(alpha), -2, axis)
 
 
-def _gemm2_types(types, *, transpose_a, transpose_b, alpha, axis):
+def _gemm2_types(
+    types: Sequence[TensorType], *, transpose_a: bool, transpose_b: bool, alpha: float, axis: int
+) -> list[TensorType]:
     shape = _product_shape(types[0], types[1], transpose_a, transpose_b, axis)
     return [TensorType(shape, types[0].dtype)]
 
 
-def _gemm2(a, b, *, transpose_a, transpose_b, alpha, axis):
+def _gemm2(
+    a: np.ndarray, b: np.ndarray, *, transpose_a: bool, transpose_b: bool, alpha: float, axis: int
+) -> np.ndarray:
     return np.ascontiguousarray(_product(a, b, transpose_a, transpose_b, alpha, axis))
 
 
@@ -160,7 +168,17 @@ def _product_grads(g, a, b, transpose_a, transpose_b, alpha, axis):
     return grad_a, grad_b
 
 
-def gemm2_grad(g, a, b, *, out, transpose_a, transpose_b, alpha, axis):
+def gemm2_grad(
+    g: Expr,
+    a: Expr,
+    b: Expr,
+    *,
+    out: Expr,
+    transpose_a: bool,
+    transpose_b: bool,
+    alpha: float,
+    axis: int,
+) -> Expr:
     """dA = alpha g op(B)^T (transposed back if transpose_a); dB = alpha op(A)^T g
     (likewise): each a gemm2."""
     return _product_grads(g, a, b, transpose_a, transpose_b, alpha, axis)
@@ -189,7 +207,15 @@ register(
 )
 
 
-def _gemm_types(types, *, transpose_a, transpose_b, alpha, beta, axis):
+def _gemm_types(
+    types: Sequence[TensorType],
+    *,
+    transpose_a: bool,
+    transpose_b: bool,
+    alpha: float,
+    beta: float,
+    axis: int,
+) -> list[TensorType]:
     shape = _product_shape(types[0], types[1], transpose_a, transpose_b, axis)
     if types[2].shape != shape or types[2].dtype != types[0].dtype:
         raise GraphError(
@@ -198,12 +224,34 @@ def _gemm_types(types, *, transpose_a, transpose_b, alpha, beta, axis):
     return [TensorType(shape, types[0].dtype)]
 
 
-def _gemm(a, b, c, *, transpose_a, transpose_b, alpha, beta, axis):
+def _gemm(
+    a: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    *,
+    transpose_a: bool,
+    transpose_b: bool,
+    alpha: float,
+    beta: float,
+    axis: int,
+) -> np.ndarray:
     product = _product(a, b, transpose_a, transpose_b, alpha, axis)
     return np.ascontiguousarray(product + c * c.dtype.type(beta))
 
 
-def gemm_grad(g, a, b, c, *, out, transpose_a, transpose_b, alpha, beta, axis):
+def gemm_grad(
+    g: Expr,
+    a: Expr,
+    b: Expr,
+    c: Expr,
+    *,
+    out: Expr,
+    transpose_a: bool,
+    transpose_b: bool,
+    alpha: float,
+    beta: float,
+    axis: int,
+) -> tuple[Expr | None, ...]:
     """dA, dB as for gemm2; dC = beta g."""
     return (*_product_grads(g, a, b, transpose_a, transpose_b, alpha, axis), g * beta)
 
@@ -231,7 +279,9 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _triangular_types(types, *, transpose, rightside, lower, alpha):
+def _triangular_types(
+    types: Sequence[TensorType], *, transpose: bool, rightside: bool, lower: bool, alpha: float
+) -> list[TensorType]:
     a, b = _square_type(types[0]), _matrix_type(types[1], "B")
     if a.dtype != b.dtype or a.shape[:-2] != b.shape[:-2]:
         raise GraphError("A and B need the same dtype and batch shape")
@@ -246,13 +296,25 @@ def _triangle_of(a: np.ndarray, lower: bool, transpose: bool) -> np.ndarray:
     return _swap(a) if transpose else a
 
 
-def _trmm(a, b, *, transpose, rightside, lower, alpha):
+def _trmm(
+    a: np.ndarray, b: np.ndarray, *, transpose: bool, rightside: bool, lower: bool, alpha: float
+) -> np.ndarray:
     tri = _triangle_of(a, lower, transpose)
     out = np.matmul(b, tri) if rightside else np.matmul(tri, b)
     return np.ascontiguousarray(out * a.dtype.type(alpha))
 
 
-def trmm_grad(g, a, b, *, out, transpose, rightside, lower, alpha):
+def trmm_grad(
+    g: Expr,
+    a: Expr,
+    b: Expr,
+    *,
+    out: Expr,
+    transpose: bool,
+    rightside: bool,
+    lower: bool,
+    alpha: float,
+) -> tuple[Expr | None, ...]:
     """dB = alpha op(A)^T g (g op(A)^T on the right side), a trmm; dA = alpha g B^T
     (B^T g on the right side; transposed if transpose) on A's triangle."""
     grad_b = F._linalg_trmm(
@@ -281,7 +343,7 @@ _TRIANGULAR_ATTRS = {
 }
 
 
-def _triangular_inputs(rng):
+def _triangular_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [_lower_triangular(rng, 2, 3), rng.uniform(-1, 1, (2, 4, 3))]
 
 
@@ -303,7 +365,9 @@ register(
 )
 
 
-def _trsm(a, b, *, transpose, rightside, lower, alpha):
+def _trsm(
+    a: np.ndarray, b: np.ndarray, *, transpose: bool, rightside: bool, lower: bool, alpha: float
+) -> np.ndarray:
     tri = _triangle_of(a, lower, transpose)
     if rightside:  # X op(A) = alpha B  <=>  op(A)^T X^T = alpha B^T
         out = _swap(np.linalg.solve(_swap(tri), _swap(b)))
@@ -312,7 +376,17 @@ def _trsm(a, b, *, transpose, rightside, lower, alpha):
     return np.ascontiguousarray(out * a.dtype.type(alpha))
 
 
-def trsm_grad(g, a, b, *, out, transpose, rightside, lower, alpha):
+def trsm_grad(
+    g: Expr,
+    a: Expr,
+    b: Expr,
+    *,
+    out: Expr,
+    transpose: bool,
+    rightside: bool,
+    lower: bool,
+    alpha: float,
+) -> tuple[Expr | None, ...]:
     """dB = alpha op(A)^-T g (g op(A)^-T on the right side), a trsm; with
     Y = op(A)^-T g: d op(A) = -Y out^T (-out^T Y on the right side), on A's
     triangle."""
@@ -358,18 +432,18 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _syrk_types(types, *, transpose, alpha):
+def _syrk_types(types: Sequence[TensorType], *, transpose: bool, alpha: float) -> list[TensorType]:
     a = _matrix_type(types[0])
     n = a.shape[-1] if transpose else a.shape[-2]
     return [TensorType((*a.shape[:-2], n, n), a.dtype)]
 
 
-def _syrk(a, *, transpose, alpha):
+def _syrk(a: np.ndarray, *, transpose: bool, alpha: float) -> np.ndarray:
     out = np.matmul(_swap(a), a) if transpose else np.matmul(a, _swap(a))
     return out * a.dtype.type(alpha)
 
 
-def syrk_grad(g, a, *, out, transpose, alpha):
+def syrk_grad(g: Expr, a: Expr, *, out: Expr, transpose: bool, alpha: float) -> Expr:
     """alpha (g + g^T) A (alpha A (g + g^T) with transpose)"""
     both = g + _t(g)
     return (
@@ -399,7 +473,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _square_same(types, **_attrs):
+def _square_same(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     return [_square_type(types[0])]
 
 
@@ -407,11 +481,11 @@ def _symmetric(a: np.ndarray) -> np.ndarray:
     return (a + _swap(a)) * a.dtype.type(0.5)
 
 
-def _potrf(a):
+def _potrf(a: np.ndarray) -> np.ndarray:
     return np.linalg.cholesky(_symmetric(a))
 
 
-def potrf_grad(g, a, *, out):
+def potrf_grad(g: Expr, a: Expr, *, out: Expr) -> Expr:
     """dA = 0.5 L^-T S L^-1 with S the symmetric matrix made from the lower
     triangle of L^T g (MXNet's symmetric gradient)."""
     lower_part = _copy_lower_to_upper(F._linalg_gemm2(out, g, transpose_a=True))
@@ -433,13 +507,13 @@ register(
 )
 
 
-def _potri(a):
+def _potri(a: np.ndarray) -> np.ndarray:
     lower = _triangle_of(a, True, False)
     inverse = np.linalg.inv(lower)
     return np.ascontiguousarray(np.matmul(_swap(inverse), inverse))
 
 
-def potri_grad(g, a, *, out):
+def potri_grad(g: Expr, a: Expr, *, out: Expr) -> Expr:
     """dL = -tril(out (g + g^T) L^-T), out = (L L^T)^-1"""
     both = F._linalg_gemm2(out, g + _t(g))
     return _keep_triangle(F._linalg_trsm(a, both, rightside=True, transpose=True, alpha=-1.0), True)
@@ -464,7 +538,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _gelqf_types(types):
+def _gelqf_types(types: Sequence[TensorType]) -> list[TensorType]:
     a = _matrix_type(types[0])
     m, n = a.shape[-2:]
     if m > n:
@@ -472,12 +546,12 @@ def _gelqf_types(types):
     return [a, TensorType((*a.shape[:-2], m, m), a.dtype)]
 
 
-def _gelqf(a):
+def _gelqf(a: np.ndarray) -> tuple[np.ndarray, ...]:
     q, r = np.linalg.qr(_swap(a))
     return np.ascontiguousarray(_swap(q)), np.ascontiguousarray(_swap(r))
 
 
-def gelqf_grad(gs, a, *, out):
+def gelqf_grad(gs: tuple[Expr, ...], a: Expr, *, out: tuple[Expr, ...]) -> Expr:
     """dA = L^-T (gQ + copyLTU(M) Q) with M = L^T gL - gQ Q^T"""
     grad_q, grad_l = gs
     q, lower = out
@@ -508,12 +582,12 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _syevd_types(types):
+def _syevd_types(types: Sequence[TensorType]) -> list[TensorType]:
     a = _square_type(types[0])
     return [a, TensorType(a.shape[:-1], a.dtype)]
 
 
-def _syevd(a):
+def _syevd(a: np.ndarray) -> tuple[np.ndarray, ...]:
     values, vectors = np.linalg.eigh(_symmetric(a))
     rows = _swap(vectors)
     # MXNet's sign: the entry of largest magnitude in each eigenvector is positive
@@ -522,7 +596,7 @@ def _syevd(a):
     return np.ascontiguousarray(rows), values.astype(a.dtype)
 
 
-def syevd_grad(gs, a, *, out):
+def syevd_grad(gs: tuple[Expr, ...], a: Expr, *, out: tuple[Expr, ...]) -> Expr:
     """dA = sym(U^T (diag(gl) + F o (U gU^T)) U), F_ij = 1 / (l_j - l_i) off the
     diagonal: a dedicated backward op (the gaps are not a registered op)."""
     return F._backward_linalg_syevd(gs[0], gs[1], out[0], out[1])
@@ -542,11 +616,13 @@ register(
 )
 
 
-def _syevd_backward_types(types):
+def _syevd_backward_types(types: Sequence[TensorType]) -> list[TensorType]:
     return [types[2]]
 
 
-def _syevd_backward(grad_u, grad_l, u, values):
+def _syevd_backward(
+    grad_u: np.ndarray, grad_l: np.ndarray, u: np.ndarray, values: np.ndarray
+) -> np.ndarray:
     gaps = values[..., None, :] - values[..., :, None]  # l_j - l_i at (i, j)
     n = values.shape[-1]
     eye = np.eye(n, dtype=bool)
@@ -582,16 +658,16 @@ def _diag_length(n: int, offset: int) -> int:
     return n - abs(offset)
 
 
-def _extractdiag_types(types, *, offset):
+def _extractdiag_types(types: Sequence[TensorType], *, offset: int) -> list[TensorType]:
     a = _square_type(types[0])
     return [TensorType((*a.shape[:-2], _diag_length(a.shape[-1], offset)), a.dtype)]
 
 
-def _extractdiag(a, *, offset):
+def _extractdiag(a: np.ndarray, *, offset: int) -> np.ndarray:
     return np.ascontiguousarray(np.diagonal(a, offset, -2, -1))
 
 
-def extractdiag_grad(g, a, *, out, offset):
+def extractdiag_grad(g: Expr, a: Expr, *, out: Expr, offset: int) -> Expr:
     """makediag(g, offset)"""
     return F._linalg_makediag(g, offset=offset)
 
@@ -613,7 +689,7 @@ register(
 )
 
 
-def _makediag_types(types, *, offset):
+def _makediag_types(types: Sequence[TensorType], *, offset: int) -> list[TensorType]:
     a = types[0]
     if a.dtype not in _FLOATS:
         raise GraphError(f"A must be float32 or float64, got {a.dtype}")
@@ -621,7 +697,7 @@ def _makediag_types(types, *, offset):
     return [TensorType((*a.shape[:-1], n, n), a.dtype)]
 
 
-def _makediag(a, *, offset):
+def _makediag(a: np.ndarray, *, offset: int) -> np.ndarray:
     n = a.shape[-1] + abs(offset)
     out = np.zeros((*a.shape[:-1], n, n), dtype=a.dtype)
     rows = np.arange(a.shape[-1]) + max(-offset, 0)
@@ -629,7 +705,7 @@ def _makediag(a, *, offset):
     return out
 
 
-def makediag_grad(g, a, *, out, offset):
+def makediag_grad(g: Expr, a: Expr, *, out: Expr, offset: int) -> Expr:
     """extractdiag(g, offset)"""
     return F._linalg_extractdiag(g, offset=offset)
 
@@ -654,23 +730,26 @@ def _triangle_positions(n: int, offset: int, lower: bool) -> tuple[np.ndarray, n
     by row, an upper one column by column."""
     mask = _triangle_mask(n, offset, lower)
     if offset < 0 or (offset == 0 and lower):
-        return np.nonzero(mask)
+        rows, columns = np.nonzero(mask)
+        return rows, columns
     columns, rows = np.nonzero(mask.T)
     return rows, columns
 
 
-def _extracttrian_types(types, *, offset, lower):
+def _extracttrian_types(
+    types: Sequence[TensorType], *, offset: int, lower: bool
+) -> list[TensorType]:
     a = _square_type(types[0])
     m = _diag_length(a.shape[-1], offset)
     return [TensorType((*a.shape[:-2], m * (m + 1) // 2), a.dtype)]
 
 
-def _extracttrian(a, *, offset, lower):
+def _extracttrian(a: np.ndarray, *, offset: int, lower: bool) -> np.ndarray:
     rows, columns = _triangle_positions(a.shape[-1], offset, lower)
     return np.ascontiguousarray(a[..., rows, columns])
 
 
-def extracttrian_grad(g, a, *, out, offset, lower):
+def extracttrian_grad(g: Expr, a: Expr, *, out: Expr, offset: int, lower: bool) -> Expr:
     """maketrian(g, offset, lower)"""
     return F._linalg_maketrian(g, offset=offset, lower=lower)
 
@@ -701,7 +780,7 @@ def _maketrian_size(length: int, offset: int) -> int:
     return m + abs(offset)
 
 
-def _maketrian_types(types, *, offset, lower):
+def _maketrian_types(types: Sequence[TensorType], *, offset: int, lower: bool) -> list[TensorType]:
     a = types[0]
     if a.dtype not in _FLOATS:
         raise GraphError(f"A must be float32 or float64, got {a.dtype}")
@@ -709,7 +788,7 @@ def _maketrian_types(types, *, offset, lower):
     return [TensorType((*a.shape[:-1], n, n), a.dtype)]
 
 
-def _maketrian(a, *, offset, lower):
+def _maketrian(a: np.ndarray, *, offset: int, lower: bool) -> np.ndarray:
     n = _maketrian_size(a.shape[-1], offset)
     out = np.zeros((*a.shape[:-1], n, n), dtype=a.dtype)
     rows, columns = _triangle_positions(n, offset, lower)
@@ -717,7 +796,7 @@ def _maketrian(a, *, offset, lower):
     return out
 
 
-def maketrian_grad(g, a, *, out, offset, lower):
+def maketrian_grad(g: Expr, a: Expr, *, out: Expr, offset: int, lower: bool) -> Expr:
     """extracttrian(g, offset, lower)"""
     return F._linalg_extracttrian(g, offset=offset, lower=lower)
 
@@ -738,18 +817,18 @@ register(
 )
 
 
-def _per_matrix_types(types, **_attrs):
+def _per_matrix_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     a = _square_type(types[0])
     return [TensorType(_batch(a.shape), a.dtype)]
 
 
-def _sumlogdiag(a):
+def _sumlogdiag(a: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         total = np.log(np.diagonal(a, 0, -2, -1)).sum(-1)
     return np.asarray(total, dtype=a.dtype).reshape(_batch(a.shape))
 
 
-def sumlogdiag_grad(g, a, *, out):
+def sumlogdiag_grad(g: Expr, a: Expr, *, out: Expr) -> Expr:
     """makediag(g / diag(A))"""
     # one matrix: g has shape (1,) and broadcasts against the diagonal as it is
     per_matrix = g if a.ndim == 2 else F.expand_dims(g, axis=-1)
@@ -776,11 +855,11 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _inverse(a):
+def _inverse(a: np.ndarray) -> np.ndarray:
     return np.linalg.inv(a)
 
 
-def inverse_grad(g, a, *, out):
+def inverse_grad(g: Expr, a: Expr, *, out: Expr) -> Expr:
     """-out^T g out^T"""
     return F._linalg_gemm2(
         F._linalg_gemm2(out, g, transpose_a=True), out, transpose_b=True, alpha=-1.0
@@ -803,11 +882,11 @@ register(
 )
 
 
-def _det(a):
+def _det(a: np.ndarray) -> np.ndarray:
     return np.asarray(np.linalg.det(a), dtype=a.dtype).reshape(_batch(a.shape))
 
 
-def det_grad(g, a, *, out):
+def det_grad(g: Expr, a: Expr, *, out: Expr) -> Expr:
     """g det(A) A^-T"""
     return F.broadcast_mul(_per_matrix(g * out, a), _t(F._linalg_inverse(a)))
 
@@ -828,13 +907,13 @@ register(
 )
 
 
-def _slogdet_types(types):
+def _slogdet_types(types: Sequence[TensorType]) -> list[TensorType]:
     a = _square_type(types[0])
     per = TensorType(_batch(a.shape), a.dtype)
     return [per, per]
 
 
-def _slogdet(a):
+def _slogdet(a: np.ndarray) -> tuple[np.ndarray, ...]:
     sign, logabs = np.linalg.slogdet(a)
     shape = _batch(a.shape)
     return (
@@ -843,7 +922,7 @@ def _slogdet(a):
     )
 
 
-def slogdet_grad(gs, a, *, out):
+def slogdet_grad(gs: tuple[Expr, ...], a: Expr, *, out: Expr) -> Expr:
     """g_logabsdet A^-T (the sign is piecewise constant)"""
     return F.broadcast_mul(_per_matrix(gs[1], a), _t(F._linalg_inverse(a)))
 

@@ -9,8 +9,12 @@ an attribute of a gradient graph.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
+from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import (
     Attr,
@@ -63,7 +67,9 @@ def _class_layout(ndim, multi_output, preserve_shape):
     return 1, ndim > 2
 
 
-def _softmax_output_types(types, *, multi_output, preserve_shape, **_attrs):
+def _softmax_output_types(
+    types: Sequence[TensorType], *, multi_output: bool, preserve_shape: bool, **_attrs: Any
+) -> list[TensorType]:
     data, label = types[0].shape, types[1].shape
     if len(data) < 2:
         raise GraphError("data must have a batch axis and a class axis")
@@ -79,7 +85,9 @@ def _softmax_output_types(types, *, multi_output, preserve_shape, **_attrs):
     return [types[0]]
 
 
-def _softmax_output(data, label, *, multi_output, preserve_shape, **_attrs):
+def _softmax_output(
+    data: np.ndarray, label: np.ndarray, *, multi_output: bool, preserve_shape: bool, **_attrs: Any
+) -> np.ndarray:
     axis, flatten = _class_layout(data.ndim, multi_output, preserve_shape)
     z = data.reshape(data.shape[0], -1) if flatten else data
     shifted = z - z.max(axis=axis, keepdims=True)
@@ -88,20 +96,20 @@ def _softmax_output(data, label, *, multi_output, preserve_shape, **_attrs):
 
 
 def softmax_output_grad(
-    g,
-    data,
-    label,
+    g: Expr,
+    data: Expr,
+    label: Expr,
     *,
-    out,
-    grad_scale,
-    ignore_label,
-    multi_output,
-    use_ignore,
-    preserve_shape,
-    normalization,
-    out_grad,
-    smooth_alpha,
-):
+    out: Expr,
+    grad_scale: float,
+    ignore_label: float,
+    multi_output: bool,
+    use_ignore: bool,
+    preserve_shape: bool,
+    normalization: str,
+    out_grad: bool,
+    smooth_alpha: float,
+) -> tuple[Expr | None, ...]:
     """(softmax(data) - target) * grad_scale / norm, zero where label == ignore_label
     (use_ignore); the head gradient is ignored unless out_grad. The softmax is
     recomputed from data so that the rule differentiates again as a softmax."""
@@ -138,7 +146,7 @@ def softmax_output_grad(
     return grad, None
 
 
-def _softmax_output_inputs(rng):
+def _softmax_output_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.uniform(-2, 2, (4, 5)), np.array([0, 4, 2, 1.0])]
 
 
@@ -164,21 +172,23 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _cross_entropy_types(types):
+def _cross_entropy_types(types: Sequence[TensorType]) -> list[TensorType]:
     data, label = types[0].shape, types[1].shape
     if len(data) != 2 or label != (data[0],):
         raise GraphError(f"need data (N, K) and label (N,), got {data} and {label}")
     return [TensorType((1,), types[0].dtype)]
 
 
-def _softmax_cross_entropy(data, label):
+def _softmax_cross_entropy(data: np.ndarray, label: np.ndarray) -> np.ndarray:
     log_p = _log_softmax_rows(data, 1)
     index = np.clip(label.astype(np.int64), 0, data.shape[1] - 1)
     picked = np.take_along_axis(log_p, index[:, None], axis=1)
     return np.array([-picked.sum()], dtype=data.dtype)
 
 
-def softmax_cross_entropy_grad(g, data, label, *, out):
+def softmax_cross_entropy_grad(
+    g: Expr, data: Expr, label: Expr, *, out: Expr
+) -> tuple[Expr | None, ...]:
     """g (softmax(data) - one_hot(label))"""
     return g * (F.softmax(data, axis=1) - _one_hot_like(label, data, 1)), None
 
@@ -202,11 +212,15 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _one_hot_types(types, *, depth, on_value, off_value, dtype):
+def _one_hot_types(
+    types: Sequence[TensorType], *, depth: int, on_value: float, off_value: float, dtype: str
+) -> list[TensorType]:
     return [TensorType(types[0].shape + (depth,), np.dtype(dtype))]
 
 
-def _one_hot(indices, *, depth, on_value, off_value, dtype):
+def _one_hot(
+    indices: np.ndarray, *, depth: int, on_value: float, off_value: float, dtype: str
+) -> np.ndarray:
     index = indices.astype(np.int64)
     out = np.where(index[..., None] == np.arange(depth), on_value, off_value)
     return out.astype(dtype)
@@ -237,7 +251,9 @@ register(
 )
 
 
-def _arg_types(types, *, axis, keepdims):
+def _arg_types(
+    types: Sequence[TensorType], *, axis: int | None, keepdims: bool
+) -> list[TensorType]:
     shape = types[0].shape
     if axis is None:
         return [TensorType((1,) * len(shape) if keepdims else (1,), types[0].dtype)]
@@ -251,7 +267,7 @@ def _arg_types(types, *, axis, keepdims):
 
 
 def _arg_reduction(numpy_arg):
-    def impl(x, *, axis, keepdims):
+    def impl(x: np.ndarray, *, axis: int | None, keepdims: bool) -> np.ndarray:
         if axis is None:
             index = np.array(numpy_arg(x), dtype=x.dtype)
             return index.reshape((1,) * x.ndim if keepdims else (1,))
@@ -291,7 +307,15 @@ TOPK_ATTRS = {
 }
 
 
-def _topk_types(types, *, axis, k, ret_typ, is_ascend, dtype):
+def _topk_types(
+    types: Sequence[TensorType],
+    *,
+    axis: int | None,
+    k: int,
+    ret_typ: str,
+    is_ascend: bool,
+    dtype: str,
+) -> list[TensorType]:
     shape = types[0].shape
     if axis is None:
         shape, axis = (int(np.prod(shape)),), 0
@@ -310,7 +334,9 @@ def topk_order(x, axis, is_ascend):
     return np.argsort(x if is_ascend else -x, axis=axis, kind="stable")
 
 
-def _topk(x, *, axis, k, ret_typ, is_ascend, dtype):
+def _topk(
+    x: np.ndarray, *, axis: int | None, k: int, ret_typ: str, is_ascend: bool, dtype: str
+) -> np.ndarray | tuple[np.ndarray, ...]:
     data = x.reshape(-1) if axis is None else x
     ax = 0 if axis is None else axis % x.ndim
     index = np.take(topk_order(data, ax, is_ascend), np.arange(k), axis=ax)
@@ -319,16 +345,30 @@ def _topk(x, *, axis, k, ret_typ, is_ascend, dtype):
         np.put_along_axis(mask, index, 1, axis=ax)
         return mask.reshape(x.shape)
     values = np.take_along_axis(data, index, axis=ax)
-    return {"value": values, "indices": index.astype(dtype), "both": (values, index.astype(dtype))}[
-        ret_typ
-    ]
+    results: dict[str, np.ndarray | tuple[np.ndarray, ...]] = {
+        "value": values,
+        "indices": index.astype(dtype),
+        "both": (values, index.astype(dtype)),
+    }
+    return results[ret_typ]
 
 
-def topk_grad(g, x, *, out, axis, k, ret_typ, is_ascend, dtype):
+def topk_grad(
+    g: Expr | tuple[Expr, ...],
+    x: Expr,
+    *,
+    out: Expr | tuple[Expr, ...],
+    axis: int | None,
+    k: int,
+    ret_typ: str,
+    is_ascend: bool,
+    dtype: str,
+) -> Expr | None:
     """values: g scattered back to the positions they came from; indices: none"""
     if ret_typ in ("indices", "mask"):
         return None
     if ret_typ == "both":
+        assert isinstance(g, tuple) and isinstance(out, tuple)  # two outputs
         g, index = g[0], F.stop_gradient(out[1])
     else:
         index = F.topk(

@@ -3,8 +3,12 @@ Activation, softmax, log_softmax, Dropout, BatchNorm."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
+from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import (
     Attr,
@@ -27,7 +31,9 @@ from .random import generator
 DOT_ATTRS = {"transpose_a": Attr(as_bool, False), "transpose_b": Attr(as_bool, False)}
 
 
-def _dot_types(types, *, transpose_a, transpose_b):
+def _dot_types(
+    types: Sequence[TensorType], *, transpose_a: bool, transpose_b: bool
+) -> list[TensorType]:
     dtype = require_same_dtype(types)
     a, b = (t.shape for t in types)
     if transpose_a:
@@ -39,7 +45,7 @@ def _dot_types(types, *, transpose_a, transpose_b):
     return [TensorType(a[:-1] + b[1:] or (1,), dtype)]
 
 
-def _dot(a, b, *, transpose_a, transpose_b):
+def _dot(a: np.ndarray, b: np.ndarray, *, transpose_a: bool, transpose_b: bool) -> np.ndarray:
     if transpose_a:
         a = a.T
     if transpose_b:
@@ -52,7 +58,9 @@ def _outer(u, v):
     return F.reshape(u, shape=(-1, 1)) * F.reshape(v, shape=(1, -1))
 
 
-def dot_grad(g, a, b, *, out, transpose_a, transpose_b):
+def dot_grad(
+    g: Expr, a: Expr, b: Expr, *, out: Expr, transpose_a: bool, transpose_b: bool
+) -> tuple[Expr | None, ...]:
     """ga = g b^T, gb = a^T g (with the transposes and vector cases folded in)"""
     if a.ndim == 1 and b.ndim == 1:
         return g * b, g * a
@@ -119,7 +127,9 @@ register(
 )
 
 
-def _batch_dot_types(types, *, transpose_a, transpose_b):
+def _batch_dot_types(
+    types: Sequence[TensorType], *, transpose_a: bool, transpose_b: bool
+) -> list[TensorType]:
     dtype = require_same_dtype(types)
     a, b = (t.shape for t in types)
     if len(a) != 3 or len(b) != 3 or a[0] != b[0]:
@@ -131,11 +141,13 @@ def _batch_dot_types(types, *, transpose_a, transpose_b):
     return [TensorType((a[0], m, n), dtype)]
 
 
-def _batch_dot(a, b, *, transpose_a, transpose_b):
+def _batch_dot(a: np.ndarray, b: np.ndarray, *, transpose_a: bool, transpose_b: bool) -> np.ndarray:
     return np.matmul(a.swapaxes(1, 2) if transpose_a else a, b.swapaxes(1, 2) if transpose_b else b)
 
 
-def batch_dot_grad(g, a, b, *, out, transpose_a, transpose_b):
+def batch_dot_grad(
+    g: Expr, a: Expr, b: Expr, *, out: Expr, transpose_a: bool, transpose_b: bool
+) -> tuple[Expr | None, ...]:
     """per batch: ga = g b^T, gb = a^T g"""
     bd = F.batch_dot
     if not transpose_a and not transpose_b:
@@ -165,11 +177,13 @@ register(
 )
 
 
-def _fc_inputs(attrs):
+def _fc_inputs(attrs: dict) -> tuple[str, ...]:
     return ("data", "weight") if attrs.get("no_bias") else ("data", "weight", "bias")
 
 
-def _fc_types(types, *, num_hidden, no_bias, flatten):
+def _fc_types(
+    types: Sequence[TensorType], *, num_hidden: int, no_bias: bool, flatten: bool
+) -> list[TensorType]:
     dtype = require_same_dtype(types)
     data, weight = types[0].shape, types[1].shape
     features = int(np.prod(data[1:])) if flatten else data[-1]
@@ -181,7 +195,15 @@ def _fc_types(types, *, num_hidden, no_bias, flatten):
     return [TensorType(out, dtype)]
 
 
-def _fully_connected(x, weight, bias=None, *, num_hidden, no_bias, flatten):
+def _fully_connected(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    *,
+    num_hidden: int,
+    no_bias: bool,
+    flatten: bool,
+) -> np.ndarray:
     if flatten:
         x = x.reshape(x.shape[0], -1)
     out = np.dot(x, weight.T) if x.ndim == 2 else np.tensordot(x, weight, axes=([-1], [1]))
@@ -190,7 +212,17 @@ def _fully_connected(x, weight, bias=None, *, num_hidden, no_bias, flatten):
     return out
 
 
-def fully_connected_grad(g, x, weight, bias=None, *, out, num_hidden, no_bias, flatten):
+def fully_connected_grad(
+    g: Expr,
+    x: Expr,
+    weight: Expr,
+    bias: Expr | None = None,
+    *,
+    out: Expr,
+    num_hidden: int,
+    no_bias: bool,
+    flatten: bool,
+) -> tuple[Expr | None, ...]:
     """gx = g W, gW = g^T x, gb = sum of g over all but the last axis"""
     flat_x = F.Flatten(x) if flatten else F.reshape(x, shape=(-1, 0), reverse=True)
     flat_g = g if flatten else F.reshape(g, shape=(-1, 0), reverse=True)
@@ -235,23 +267,27 @@ _ACTIVATIONS = {  # act_type -> the elementwise op that defines it
 }
 
 
-def _activation(x, *, act_type):
+def _activation(x: np.ndarray, *, act_type: str) -> np.ndarray:
     from ..registry import get_op
 
     return get_op(_ACTIVATIONS[act_type]).impl(x)
 
 
-def activation_grad(g, x, *, out, act_type):
+def activation_grad(g: Expr, x: Expr, *, out: Expr, act_type: str) -> Expr:
     """the gradient of the elementwise op named by act_type"""
     from ..registry import get_op
 
-    return get_op(_ACTIVATIONS[act_type]).grad(g, x, out=out)
+    rule = get_op(_ACTIVATIONS[act_type]).grad
+    assert rule is not None  # every activation has one
+    return rule(g, x, out=out)
 
 
-def _activation_template(attrs):
+def _activation_template(attrs: dict) -> str:
     from ..registry import get_op
 
-    return get_op(_ACTIVATIONS[attrs["act_type"]]).scalar
+    template = get_op(_ACTIVATIONS[attrs["act_type"]]).scalar
+    assert isinstance(template, str)  # the activations' own templates are plain
+    return template
 
 
 register(
@@ -274,26 +310,26 @@ SOFTMAX_ATTRS = {
 }
 
 
-def _softmax(x, *, axis, temperature):
+def _softmax(x: np.ndarray, *, axis: int, temperature: Any) -> np.ndarray:
     z = x / temperature if temperature else x
     shifted = z - z.max(axis=axis, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def _log_softmax(x, *, axis, temperature):
+def _log_softmax(x: np.ndarray, *, axis: int, temperature: Any) -> np.ndarray:
     z = x / temperature if temperature else x
     shifted = z - z.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
-def softmax_grad(g, x, *, out, axis, temperature):
+def softmax_grad(g: Expr, x: Expr, *, out: Expr, axis: int, temperature: Any) -> Expr:
     """out * (g - sum(g * out)) / T"""
     grad = out * (g - F.sum(g * out, axis=(axis,), keepdims=True))
     return grad / temperature if temperature else grad
 
 
-def log_softmax_grad(g, x, *, out, axis, temperature):
+def log_softmax_grad(g: Expr, x: Expr, *, out: Expr, axis: int, temperature: Any) -> Expr:
     """(g - exp(out) * sum(g)) / T"""
     grad = g - F.exp(out) * F.sum(g, axis=(axis,), keepdims=True)
     return grad / temperature if temperature else grad
@@ -332,11 +368,15 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _dropout_types(types, *, p, mode, axes, is_train):
+def _dropout_types(
+    types: Sequence[TensorType], *, p: float, mode: str, axes: tuple[int, ...], is_train: bool
+) -> list[TensorType]:
     return [types[0], types[0]]
 
 
-def _dropout(x, *, p, mode, axes, is_train):
+def _dropout(
+    x: np.ndarray, *, p: float, mode: str, axes: tuple[int, ...], is_train: bool
+) -> tuple[np.ndarray, ...]:
     if not (is_train or mode == "always") or p == 0:
         return x.copy(), np.ones_like(x)
     mask_shape = tuple(1 if i in axes else s for i, s in enumerate(x.shape))
@@ -345,7 +385,16 @@ def _dropout(x, *, p, mode, axes, is_train):
     return x * mask, np.broadcast_to(mask, x.shape).copy()
 
 
-def dropout_grad(gs, x, *, out, p, mode, axes, is_train):
+def dropout_grad(
+    gs: tuple[Expr, ...],
+    x: Expr,
+    *,
+    out: tuple[Expr, ...],
+    p: float,
+    mode: str,
+    axes: tuple[int, ...],
+    is_train: bool,
+) -> Expr:
     """g * mask: the mask drawn in the forward pass (output 1)"""
     return gs[0] * F.stop_gradient(out[1])
 
@@ -382,8 +431,16 @@ def _channel_shape(ndim: int, axis: int) -> tuple[int, ...]:
 
 
 def _batchnorm_types(
-    types, *, eps, momentum, fix_gamma, use_global_stats, output_mean_var, axis, is_train
-):
+    types: Sequence[TensorType],
+    *,
+    eps: float,
+    momentum: float,
+    fix_gamma: bool,
+    use_global_stats: bool,
+    output_mean_var: bool,
+    axis: int,
+    is_train: bool,
+) -> list[TensorType]:
     data = types[0]
     ax = normalize_axis(axis, len(data.shape))
     channels = (data.shape[ax],)
@@ -395,20 +452,20 @@ def _batchnorm_types(
 
 
 def _batchnorm(
-    x,
-    gamma,
-    beta,
-    moving_mean,
-    moving_var,
+    x: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    moving_mean: np.ndarray,
+    moving_var: np.ndarray,
     *,
-    eps,
-    momentum,
-    fix_gamma,
-    use_global_stats,
-    output_mean_var,
-    axis,
-    is_train,
-):
+    eps: float,
+    momentum: float,
+    fix_gamma: bool,
+    use_global_stats: bool,
+    output_mean_var: bool,
+    axis: int,
+    is_train: bool,
+) -> tuple[np.ndarray, ...]:
     ax = axis % x.ndim
     reduce_axes = tuple(i for i in range(x.ndim) if i != ax)
     shape = _channel_shape(x.ndim, ax)
@@ -432,22 +489,22 @@ def _batchnorm(
 
 
 def batchnorm_grad(
-    gs,
-    x,
-    gamma,
-    beta,
-    moving_mean,
-    moving_var,
+    gs: tuple[Expr, ...],
+    x: Expr,
+    gamma: Expr,
+    beta: Expr,
+    moving_mean: Expr,
+    moving_var: Expr,
     *,
-    out,
-    eps,
-    momentum,
-    fix_gamma,
-    use_global_stats,
-    output_mean_var,
-    axis,
-    is_train,
-):
+    out: tuple[Expr, ...],
+    eps: float,
+    momentum: float,
+    fix_gamma: bool,
+    use_global_stats: bool,
+    output_mean_var: bool,
+    axis: int,
+    is_train: bool,
+) -> tuple[Expr | None, ...]:
     """train: gx = gamma rstd (g - mean(g) - xhat mean(g xhat)); predict: g gamma rstd.
     Rebuilt from x with registered ops so that it differentiates again."""
     g = gs[0]
@@ -470,7 +527,7 @@ def batchnorm_grad(
     return grad_x, grad_gamma, F.sum(g, axis=(axis,), exclude=True), None, None
 
 
-def _batchnorm_inputs(rng):
+def _batchnorm_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [
         rng.uniform(-2, 2, (4, 3, 2)),
         rng.uniform(0.5, 1.5, (3,)),

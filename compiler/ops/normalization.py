@@ -7,8 +7,11 @@ elementwise parts fuse with their neighbours.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import Attr, OpDef, TestSpec, as_bool, as_float, as_int, one_of, register
 from .common import F, normalize_axis
@@ -50,7 +53,9 @@ def _check_affine(types, channels):
 # ---------------------------------------------------------------------------
 
 
-def _layer_norm_types(types, *, axis, eps, output_mean_var):
+def _layer_norm_types(
+    types: Sequence[TensorType], *, axis: int, eps: float, output_mean_var: bool
+) -> list[TensorType]:
     data = types[0]
     ax = normalize_axis(axis, len(data.shape))
     _check_affine(types, data.shape[ax])
@@ -58,7 +63,15 @@ def _layer_norm_types(types, *, axis, eps, output_mean_var):
     return [data, moments, moments]
 
 
-def _layer_norm(x, gamma, beta, *, axis, eps, output_mean_var):
+def _layer_norm(
+    x: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    *,
+    axis: int,
+    eps: float,
+    output_mean_var: bool,
+) -> tuple[np.ndarray, ...]:
     ax = axis % x.ndim
     xhat, mean, var = _numpy_normalized(x, (ax,), eps)
     shape = _along(x.ndim, ax)
@@ -66,7 +79,17 @@ def _layer_norm(x, gamma, beta, *, axis, eps, output_mean_var):
     return out.astype(x.dtype), mean.astype(x.dtype), np.sqrt(var + eps).astype(x.dtype)
 
 
-def layer_norm_grad(gs, x, gamma, beta, *, out, axis, eps, output_mean_var):
+def layer_norm_grad(
+    gs: tuple[Expr, ...],
+    x: Expr,
+    gamma: Expr,
+    beta: Expr,
+    *,
+    out: Expr,
+    axis: int,
+    eps: float,
+    output_mean_var: bool,
+) -> tuple[Expr | None, ...]:
     """gx = rstd (gg - mean(gg) - xhat mean(gg xhat)) with gg = g gamma;
     ggamma = sum(g xhat), gbeta = sum(g) over all axes but ``axis``"""
     g = gs[0]
@@ -81,7 +104,7 @@ def layer_norm_grad(gs, x, gamma, beta, *, out, axis, eps, output_mean_var):
 
 
 def _affine_inputs(shape, channel_axis):
-    def make(rng):
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
         channels = shape[channel_axis]
         return [
             rng.uniform(-2, 2, shape),
@@ -118,7 +141,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _instance_norm_types(types, *, eps):
+def _instance_norm_types(types: Sequence[TensorType], *, eps: float) -> list[TensorType]:
     data = types[0]
     if len(data.shape) < 3:
         raise GraphError("data must be (N, C, spatial...)")
@@ -126,13 +149,15 @@ def _instance_norm_types(types, *, eps):
     return [data]
 
 
-def _instance_norm(x, gamma, beta, *, eps):
+def _instance_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *, eps: float) -> np.ndarray:
     xhat = _numpy_normalized(x, tuple(range(2, x.ndim)), eps)[0]
     shape = _along(x.ndim, 1)
     return (xhat * gamma.reshape(shape) + beta.reshape(shape)).astype(x.dtype)
 
 
-def instance_norm_grad(g, x, gamma, beta, *, out, eps):
+def instance_norm_grad(
+    g: Expr, x: Expr, gamma: Expr, beta: Expr, *, out: Expr, eps: float
+) -> tuple[Expr | None, ...]:
     """per (sample, channel) over the spatial axes: gx = rstd (gg - mean(gg) -
     xhat mean(gg xhat)) with gg = g gamma; ggamma = sum(g xhat), gbeta = sum(g)"""
     axes = tuple(range(2, x.ndim))
@@ -174,18 +199,18 @@ def _l2_axes(ndim, mode):
     return tuple(range(2, ndim))
 
 
-def _l2_types(types, *, eps, mode):
+def _l2_types(types: Sequence[TensorType], *, eps: float, mode: str) -> list[TensorType]:
     if len(types[0].shape) < (3 if mode == "spatial" else 2):
         raise GraphError(f"mode {mode!r} needs more axes than {types[0].shape}")
     return [types[0]]
 
 
-def _l2_normalization(x, *, eps, mode):
+def _l2_normalization(x: np.ndarray, *, eps: float, mode: str) -> np.ndarray:
     norm = np.sqrt((x * x).sum(axis=_l2_axes(x.ndim, mode), keepdims=True) + eps)
     return (x / norm).astype(x.dtype)
 
 
-def l2_normalization_grad(g, x, *, out, eps, mode):
+def l2_normalization_grad(g: Expr, x: Expr, *, out: Expr, eps: float, mode: str) -> Expr:
     """(g - y sum(g y)) / n with n = sqrt(sum(x^2) + eps), y = x / n"""
     over = {"axis": _l2_axes(x.ndim, mode), "keepdims": True}
     rnorm = F.rsqrt(F.sum(x * x, **over) + eps)

@@ -14,6 +14,9 @@ training step, never part of what is differentiated.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 from ..ir import GraphError, TensorType
@@ -31,7 +34,7 @@ def _state_types(*state_inputs: int):
     """The type rule of an update op whose inputs all have the weight's shape:
     the weight's type, then one per updated state input."""
 
-    def infer(types, **_attrs) -> list[TensorType]:
+    def infer(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
         weight = types[0]
         for t in types[1:]:
             if t.shape != weight.shape:
@@ -69,7 +72,7 @@ def _same_shape_inputs(count: int, positive: tuple[int, ...] = ()):
     """Test inputs: ``count`` arrays of one shape; those in ``positive`` are > 0
     (second-moment states)."""
 
-    def make(rng):
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
         return [
             rng.uniform(0.1, 1.0, (3, 4)) if i in positive else rng.uniform(-1, 1, (3, 4))
             for i in range(count)
@@ -118,7 +121,16 @@ def update_op(
 # order of operations of MXNet's kernels.
 
 
-def _sgd(weight, grad, *, lr, wd, rescale_grad, clip_gradient, lazy_update):
+def _sgd(
+    weight: np.ndarray,
+    grad: np.ndarray,
+    *,
+    lr: float,
+    wd: float,
+    rescale_grad: float,
+    clip_gradient: float,
+    lazy_update: bool,
+) -> np.ndarray:
     new = np.multiply(weight, _f(weight, 1 - lr * wd))
     step = _rescaled(grad, rescale_grad, clip_gradient, out=np.empty_like(new))
     step *= _f(weight, lr)
@@ -145,7 +157,18 @@ update_op(
 )
 
 
-def _sgd_mom(weight, grad, mom, *, lr, momentum, wd, rescale_grad, clip_gradient, lazy_update):
+def _sgd_mom(
+    weight: np.ndarray,
+    grad: np.ndarray,
+    mom: np.ndarray,
+    *,
+    lr: float,
+    momentum: float,
+    wd: float,
+    rescale_grad: float,
+    clip_gradient: float,
+    lazy_update: bool,
+) -> tuple[np.ndarray, ...]:
     new_mom = np.multiply(mom, _f(mom, momentum))
     scratch = np.multiply(weight, _f(mom, lr * wd))
     new_mom -= scratch
@@ -167,7 +190,17 @@ update_op(
 )
 
 
-def _nag_mom(weight, grad, mom, *, lr, momentum, wd, rescale_grad, clip_gradient):
+def _nag_mom(
+    weight: np.ndarray,
+    grad: np.ndarray,
+    mom: np.ndarray,
+    *,
+    lr: float,
+    momentum: float,
+    wd: float,
+    rescale_grad: float,
+    clip_gradient: float,
+) -> tuple[np.ndarray, ...]:
     step = _f(weight, lr) * (_rescaled(grad, rescale_grad, clip_gradient) + _f(weight, wd) * weight)
     mom = _f(mom, momentum) * mom - step
     weight = weight + _f(weight, momentum) * mom - step
@@ -191,7 +224,7 @@ update_op(
 
 
 def _mp_types(*float32_inputs: int):
-    def infer(types, **_attrs) -> list[TensorType]:
+    def infer(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
         weight = types[0]
         if types[1].dtype != weight.dtype:
             raise GraphError("grad must have the weight's dtype")
@@ -210,14 +243,24 @@ def _mp_types(*float32_inputs: int):
 
 
 def _mp_inputs(count: int):
-    def make(rng):
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
         values = [rng.uniform(-1, 1, (3, 4)).astype(np.float16) for _ in range(2)]
         return values + [rng.uniform(-1, 1, (3, 4)).astype(np.float32) for _ in range(count - 2)]
 
     return make
 
 
-def _mp_sgd(weight, grad, weight32, *, lr, wd, rescale_grad, clip_gradient, lazy_update):
+def _mp_sgd(
+    weight: np.ndarray,
+    grad: np.ndarray,
+    weight32: np.ndarray,
+    *,
+    lr: float,
+    wd: float,
+    rescale_grad: float,
+    clip_gradient: float,
+    lazy_update: bool,
+) -> tuple[np.ndarray, ...]:
     new32 = _sgd(
         weight32,
         grad.astype(weight32.dtype),
@@ -231,8 +274,18 @@ def _mp_sgd(weight, grad, weight32, *, lr, wd, rescale_grad, clip_gradient, lazy
 
 
 def _mp_sgd_mom(
-    weight, grad, mom, weight32, *, lr, momentum, wd, rescale_grad, clip_gradient, lazy_update
-):
+    weight: np.ndarray,
+    grad: np.ndarray,
+    mom: np.ndarray,
+    weight32: np.ndarray,
+    *,
+    lr: float,
+    momentum: float,
+    wd: float,
+    rescale_grad: float,
+    clip_gradient: float,
+    lazy_update: bool,
+) -> tuple[np.ndarray, ...]:
     new32, mom = _sgd_mom(
         weight32,
         grad.astype(weight32.dtype),
@@ -287,20 +340,20 @@ register(
 
 
 def _adam(
-    weight,
-    grad,
-    mean,
-    var,
+    weight: np.ndarray,
+    grad: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
     *,
-    lr,
-    beta1,
-    beta2,
-    epsilon,
-    wd,
-    rescale_grad,
-    clip_gradient,
-    lazy_update,
-):
+    lr: float,
+    beta1: float,
+    beta2: float,
+    epsilon: float,
+    wd: float,
+    rescale_grad: float,
+    clip_gradient: float,
+    lazy_update: bool,
+) -> tuple[np.ndarray, ...]:
     # Adam's weight decay joins the gradient before clipping, as MXNet's kernel does.
     g = grad * _f(grad, rescale_grad) + _f(grad, wd) * weight
     if clip_gradient >= 0:
@@ -335,15 +388,27 @@ update_op(
 )
 
 
-def _adamw_types(types, **_attrs):
+def _adamw_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     if types[4].shape not in ((), (1,)):
         raise GraphError(f"rescale_grad must hold one value, got shape {types[4].shape}")
     return _state_types(2, 3)(types[:4])
 
 
 def _adamw(
-    weight, grad, mean, var, rescale_grad, *, lr, eta, beta1, beta2, epsilon, wd, clip_gradient
-):
+    weight: np.ndarray,
+    grad: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    rescale_grad: np.ndarray,
+    *,
+    lr: float,
+    eta: float,
+    beta1: float,
+    beta2: float,
+    epsilon: float,
+    wd: float,
+    clip_gradient: float,
+) -> tuple[np.ndarray, ...]:
     scale = float(np.asarray(rescale_grad).reshape(-1)[0])
     if not np.isfinite(scale):
         # MXNet skips the whole update when the scale is inf or NaN (loss scaling
@@ -357,7 +422,7 @@ def _adamw(
     return weight.astype(grad.dtype), mean.astype(grad.dtype), var.astype(grad.dtype)
 
 
-def _adamw_inputs(rng):
+def _adamw_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [
         rng.uniform(-1, 1, (3, 4)),
         rng.uniform(-1, 1, (3, 4)),
@@ -406,8 +471,18 @@ def _clip_weights(weight, clip_weights):
 
 
 def _rmsprop(
-    weight, grad, n, *, lr, gamma1, epsilon, wd, rescale_grad, clip_gradient, clip_weights
-):
+    weight: np.ndarray,
+    grad: np.ndarray,
+    n: np.ndarray,
+    *,
+    lr: float,
+    gamma1: float,
+    epsilon: float,
+    wd: float,
+    rescale_grad: float,
+    clip_gradient: float,
+    clip_weights: float,
+) -> tuple[np.ndarray, ...]:
     g = grad * _f(grad, rescale_grad) + _f(grad, wd) * weight
     if clip_gradient >= 0:
         g = np.clip(g, -clip_gradient, clip_gradient)
@@ -438,21 +513,21 @@ update_op(
 
 
 def _rmspropalex(
-    weight,
-    grad,
-    n,
-    g_avg,
-    delta,
+    weight: np.ndarray,
+    grad: np.ndarray,
+    n: np.ndarray,
+    g_avg: np.ndarray,
+    delta: np.ndarray,
     *,
-    lr,
-    gamma1,
-    gamma2,
-    epsilon,
-    wd,
-    rescale_grad,
-    clip_gradient,
-    clip_weights,
-):
+    lr: float,
+    gamma1: float,
+    gamma2: float,
+    epsilon: float,
+    wd: float,
+    rescale_grad: float,
+    clip_gradient: float,
+    clip_weights: float,
+) -> tuple[np.ndarray, ...]:
     g = grad * _f(grad, rescale_grad) + _f(grad, wd) * weight
     if clip_gradient >= 0:
         g = np.clip(g, -clip_gradient, clip_gradient)
@@ -464,7 +539,7 @@ def _rmspropalex(
     return weight.astype(dtype), n.astype(dtype), g_avg.astype(dtype), delta.astype(dtype)
 
 
-def _rmspropalex_inputs(rng):
+def _rmspropalex_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     weight, grad, g_avg, delta = (rng.uniform(-1, 1, (3, 4)) for _ in range(4))
     n = g_avg * g_avg + rng.uniform(0.1, 1, (3, 4))  # n >= g_avg^2, as the states keep it
     return [weight, grad, n, g_avg, delta]
@@ -495,7 +570,19 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _ftrl(weight, grad, z, n, *, lr, lamda1, beta, wd, rescale_grad, clip_gradient):
+def _ftrl(
+    weight: np.ndarray,
+    grad: np.ndarray,
+    z: np.ndarray,
+    n: np.ndarray,
+    *,
+    lr: float,
+    lamda1: float,
+    beta: float,
+    wd: float,
+    rescale_grad: float,
+    clip_gradient: float,
+) -> tuple[np.ndarray, ...]:
     g = _rescaled(grad, rescale_grad, clip_gradient)
     lr_ = _f(weight, lr)
     z = z + g - (np.sqrt(n + g * g) - np.sqrt(n)) * weight / lr_
@@ -531,7 +618,15 @@ update_op(
 # ---------------------------------------------------------------------------
 
 
-def _signsgd(weight, grad, *, lr, wd, rescale_grad, clip_gradient):
+def _signsgd(
+    weight: np.ndarray,
+    grad: np.ndarray,
+    *,
+    lr: float,
+    wd: float,
+    rescale_grad: float,
+    clip_gradient: float,
+) -> np.ndarray:
     g = _rescaled(grad, rescale_grad, clip_gradient)
     return (_f(weight, 1 - lr * wd) * weight - _f(weight, lr) * np.sign(g)).astype(grad.dtype)
 
@@ -547,7 +642,18 @@ update_op(
 )
 
 
-def _signum(weight, grad, mom, *, lr, momentum, wd, rescale_grad, clip_gradient, wd_lh):
+def _signum(
+    weight: np.ndarray,
+    grad: np.ndarray,
+    mom: np.ndarray,
+    *,
+    lr: float,
+    momentum: float,
+    wd: float,
+    rescale_grad: float,
+    clip_gradient: float,
+    wd_lh: float,
+) -> tuple[np.ndarray, ...]:
     g = _rescaled(grad, rescale_grad, clip_gradient) + _f(grad, wd) * weight
     mom = _f(mom, momentum) * mom - _f(mom, 1 - momentum) * g
     weight = _f(weight, 1 - lr * wd_lh) * weight + _f(weight, lr) * np.sign(mom)
@@ -577,25 +683,25 @@ update_op(
 # ---------------------------------------------------------------------------
 
 
-def _lamb_phase1_types(types, **_attrs):
+def _lamb_phase1_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     return _state_types(2, 3)(types)
 
 
 def _lamb1(
-    weight,
-    grad,
-    mean,
-    var,
+    weight: np.ndarray,
+    grad: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
     *,
-    beta1,
-    beta2,
-    epsilon,
-    t,
-    bias_correction,
-    wd,
-    rescale_grad,
-    clip_gradient,
-):
+    beta1: float,
+    beta2: float,
+    epsilon: float,
+    t: int,
+    bias_correction: bool,
+    wd: float,
+    rescale_grad: float,
+    clip_gradient: float,
+) -> tuple[np.ndarray, ...]:
     g = _rescaled(grad, rescale_grad, clip_gradient)
     mean = _f(mean, beta1) * mean + _f(mean, 1 - beta1) * g
     var = _f(var, beta2) * var + _f(var, 1 - beta2) * g * g
@@ -633,7 +739,7 @@ update_op(
 )
 
 
-def _lamb2_types(types, **_attrs):
+def _lamb2_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     weight, direction, r1, r2 = types
     if direction.shape != weight.shape:
         raise GraphError("g must have the weight's shape")
@@ -643,18 +749,27 @@ def _lamb2_types(types, **_attrs):
     return [weight]
 
 
-def _lamb2(weight, direction, r1, r2, *, lr, lower_bound, upper_bound):
-    r1 = float(np.asarray(r1).reshape(-1)[0])
-    r2 = float(np.asarray(r2).reshape(-1)[0])
+def _lamb2(
+    weight: np.ndarray,
+    direction: np.ndarray,
+    r1: np.ndarray,
+    r2: np.ndarray,
+    *,
+    lr: float,
+    lower_bound: float,
+    upper_bound: float,
+) -> np.ndarray:
+    norm1 = float(np.asarray(r1).reshape(-1)[0])
+    norm2 = float(np.asarray(r2).reshape(-1)[0])
     if lower_bound >= 0:
-        r1 = max(r1, lower_bound)
+        norm1 = max(norm1, lower_bound)
     if upper_bound >= 0:
-        r1 = min(r1, upper_bound)
-    ratio = 1.0 if r1 == 0 or r2 == 0 else r1 / r2
+        norm1 = min(norm1, upper_bound)
+    ratio = 1.0 if norm1 == 0 or norm2 == 0 else norm1 / norm2
     return (weight - _f(weight, lr * ratio) * direction).astype(weight.dtype)
 
 
-def _lamb2_inputs(rng):
+def _lamb2_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [
         rng.uniform(-1, 1, (3, 4)),
         rng.uniform(-1, 1, (3, 4)),
@@ -688,7 +803,18 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _mp_nag_mom(weight, grad, mom, weight32, *, lr, momentum, wd, rescale_grad, clip_gradient):
+def _mp_nag_mom(
+    weight: np.ndarray,
+    grad: np.ndarray,
+    mom: np.ndarray,
+    weight32: np.ndarray,
+    *,
+    lr: float,
+    momentum: float,
+    wd: float,
+    rescale_grad: float,
+    clip_gradient: float,
+) -> tuple[np.ndarray, ...]:
     g = _rescaled(grad.astype(weight32.dtype), rescale_grad, clip_gradient)
     step = _f(weight32, lr) * (g + _f(weight32, wd) * weight32)
     new32 = weight32 + _f(weight32, momentum) * (_f(mom, momentum) * mom - step) - step

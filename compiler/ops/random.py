@@ -8,10 +8,12 @@ fresh ``_draw`` attribute when put in a graph, so no pass ever merges two draws.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from ..expr import call
+from ..expr import Expr, call
 from ..ir import GraphError, TensorType
 from ..registry import (
     Attr,
@@ -51,7 +53,9 @@ def seed(value: int) -> None:
     _generator = np.random.default_rng(value)
 
 
-def _creation_types(types, *, shape, dtype, **_attrs):
+def _creation_types(
+    types: Sequence[TensorType], *, shape: tuple[int, ...], dtype: str, **_attrs: Any
+) -> list[TensorType]:
     return [TensorType(shape, np.dtype(dtype))]
 
 
@@ -92,11 +96,13 @@ def _arange_count(start: float, stop: float | None, step: float) -> int:
     return max(0, math.ceil((stop - start) / step))
 
 
-def _arange_types(types, *, start, stop, step, repeat, dtype):
+def _arange_types(
+    types: Sequence[TensorType], *, start: float, stop: Any, step: float, repeat: int, dtype: str
+) -> list[TensorType]:
     return [TensorType((_arange_count(start, stop, step) * repeat,), np.dtype(dtype))]
 
 
-def _arange(*, start, stop, step, repeat, dtype):
+def _arange(*, start: float, stop: Any, step: float, repeat: int, dtype: str) -> np.ndarray:
     kind = np.dtype(dtype)
     # MXNet casts start and step to the dtype first, then computes start + i * step
     # in it: arange(1.3, 456.6, 1.3, dtype='int32') is 1, 2, 3, ...
@@ -134,17 +140,17 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def as_draw_dtype(value) -> str:
+def as_draw_dtype(value: Any) -> str:
     """A draw's dtype: MXNet's ``'None'`` (unset) means float32."""
     return "float32" if value is None or value == "None" else as_dtype_name(value)
 
 
-def as_draw_shape(value) -> tuple[int, ...]:
+def as_draw_shape(value: Any) -> tuple[int, ...]:
     """A draw's shape: MXNet's ``None`` (unset) means no extra axes."""
     return () if value is None or value == "None" else as_shape(value)
 
 
-def as_int_dtype(value) -> str:
+def as_int_dtype(value: Any) -> str:
     """randint's dtype: int32 (also for MXNet's ``'None'``) or int64."""
     name = "int32" if value is None or value == "None" else as_dtype_name(value)
     if name not in ("int32", "int64"):
@@ -232,7 +238,7 @@ _DRAW = {"_draw": Attr(as_optional_int, None)}
 
 
 def _scalar_draw_impl(sampler, names):
-    def impl(*, shape, dtype, _draw, **params):
+    def impl(*, shape: tuple[int, ...], dtype: str, _draw: int | None, **params: Any) -> np.ndarray:
         values = sampler(generator(), *[params[name] for name in names], shape)
         return np.asarray(values).astype(dtype)
 
@@ -240,7 +246,7 @@ def _scalar_draw_impl(sampler, names):
 
 
 def _like_impl(sampler, names):
-    def impl(data, *, _draw, **params):
+    def impl(data: np.ndarray, *, _draw: int | None, **params: Any) -> np.ndarray:
         values = sampler(generator(), *[params[name] for name in names], data.shape)
         return np.asarray(values).astype(data.dtype)
 
@@ -290,11 +296,21 @@ for _dist, (_params, _inputs, _sampler, _domains) in DISTRIBUTIONS.items():
     )
 
 
-def _randint(*, low, high, shape, dtype, _draw):
+def _randint(
+    *, low: int, high: int, shape: tuple[int, ...], dtype: str, _draw: int | None
+) -> np.ndarray:
     return generator().integers(low, high, shape).astype(dtype)
 
 
-def _randint_types(types, *, low, high, shape, dtype, _draw):
+def _randint_types(
+    types: Sequence[TensorType],
+    *,
+    low: int,
+    high: int,
+    shape: tuple[int, ...],
+    dtype: str,
+    _draw: int | None,
+) -> list[TensorType]:
     if high <= low:
         raise GraphError(f"randint needs low < high, got [{low}, {high})")
     return [TensorType(shape, np.dtype(dtype))]
@@ -327,7 +343,9 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _sample_types(types, *, shape, dtype, _draw):
+def _sample_types(
+    types: Sequence[TensorType], *, shape: tuple[int, ...], dtype: str, _draw: int | None
+) -> list[TensorType]:
     first = types[0]
     for t in types[1:]:
         if t.shape != first.shape:
@@ -336,7 +354,9 @@ def _sample_types(types, *, shape, dtype, _draw):
 
 
 def _sample_impl(sampler):
-    def impl(*params, shape, dtype, _draw):
+    def impl(
+        *params: np.ndarray, shape: tuple[int, ...], dtype: str, _draw: int | None
+    ) -> np.ndarray:
         size = params[0].shape + shape
         # each parameter element broadcasts over its own block of ``shape`` draws
         expanded = [p.astype(np.float64).reshape(p.shape + (1,) * len(shape)) for p in params]
@@ -346,7 +366,7 @@ def _sample_impl(sampler):
 
 
 def _sample_inputs(domains):
-    def make(rng):
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
         return [rng.uniform(low, high, (2, 3)) for low, high in domains]
 
     return make
@@ -387,7 +407,14 @@ def _multinomial_shape(data_shape: tuple[int, ...], shape: tuple[int, ...]) -> t
     return (data_shape[:-1] + shape) or (1,)
 
 
-def _multinomial_types(types, *, shape, get_prob, dtype, _draw):
+def _multinomial_types(
+    types: Sequence[TensorType],
+    *,
+    shape: tuple[int, ...],
+    get_prob: bool,
+    dtype: str,
+    _draw: int | None,
+) -> list[TensorType]:
     data = types[0]
     if not data.shape:
         raise GraphError("data must hold probabilities along its last axis")
@@ -396,7 +423,9 @@ def _multinomial_types(types, *, shape, get_prob, dtype, _draw):
     return [samples, TensorType(out_shape, data.dtype)] if get_prob else [samples]
 
 
-def _multinomial(data, *, shape, get_prob, dtype, _draw):
+def _multinomial(
+    data: np.ndarray, *, shape: tuple[int, ...], get_prob: bool, dtype: str, _draw: int | None
+) -> np.ndarray | tuple[np.ndarray, ...]:
     batch, categories = data.shape[:-1], data.shape[-1]
     out_shape = _multinomial_shape(data.shape, shape)
     uniform = generator().random(batch + shape).reshape(batch + shape + (1,))
@@ -415,7 +444,16 @@ def _multinomial(data, *, shape, get_prob, dtype, _draw):
         return samples, np.log(chosen).reshape(out_shape).astype(data.dtype)
 
 
-def multinomial_grad(gs, data, *, out, shape, get_prob, dtype, _draw):
+def multinomial_grad(
+    gs: tuple[Expr, ...],
+    data: Expr,
+    *,
+    out: tuple[Expr, ...],
+    shape: tuple[int, ...],
+    get_prob: bool,
+    dtype: str,
+    _draw: int | None,
+) -> Expr | None:
     """d log p[k] / d p[k] = 1 / p[k] at each drawn category k: the one-hot draws
     times g, summed over the draws of each distribution, over p (log-probabilities
     only; the draws themselves have none)"""
@@ -434,7 +472,7 @@ def multinomial_grad(gs, data, *, out, shape, get_prob, dtype, _draw):
     return per_draw / data
 
 
-def _probability_rows(rng):
+def _probability_rows(rng: np.random.Generator) -> list[np.ndarray]:
     rows = rng.uniform(0.2, 1.0, (2, 4))
     return [rows / rows.sum(-1, keepdims=True)]
 
@@ -467,7 +505,7 @@ _MULTINOMIAL = register(
 _MULTINOMIAL.num_outputs = lambda attrs, num_inputs: 2 if attrs["get_prob"] else 1
 
 
-def _shuffle(data, *, _draw):
+def _shuffle(data: np.ndarray, *, _draw: int | None) -> np.ndarray:
     return data[generator().permutation(data.shape[0])] if data.ndim else data.copy()
 
 
@@ -672,7 +710,7 @@ def _expand_params(sample: np.ndarray, params, vector: bool) -> list[np.ndarray]
 
 
 def _pdf_types(vector: bool):
-    def infer(types, *, is_log):
+    def infer(types: Sequence[TensorType], *, is_log: bool) -> list[TensorType]:
         sample, params = types[0], types[1:]
         shape = params[0].shape
         for t in params:
@@ -690,7 +728,7 @@ def _pdf_types(vector: bool):
 
 
 def _pdf_impl(logpdf, vector: bool):
-    def impl(sample, *params, is_log):
+    def impl(sample: np.ndarray, *params: np.ndarray, is_log: bool) -> np.ndarray:
         expanded = _expand_params(sample, params, vector)
         with np.errstate(all="ignore"):
             value = logpdf(sample, *expanded)
@@ -700,7 +738,7 @@ def _pdf_impl(logpdf, vector: bool):
 
 
 def _score_impl(score, vector: bool):
-    def impl(sample, *params):
+    def impl(sample: np.ndarray, *params: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
         expanded = _expand_params(sample, params, vector)
         with np.errstate(all="ignore"):
             parts = score(sample, *expanded)
@@ -714,12 +752,14 @@ def _score_impl(score, vector: bool):
     return impl
 
 
-def _score_types(types):
+def _score_types(types: Sequence[TensorType]) -> list[TensorType]:
     return [types[0]] * len(types)
 
 
 def _pdf_grad(dist: str, vector: bool, sample_gradient: bool):
-    def grad(g, sample, *params, out, is_log):
+    def grad(
+        g: Expr, sample: Expr, *params: Expr, out: Expr, is_log: bool
+    ) -> Expr | tuple[Expr | None, ...]:
         scores = call(f"_backward_random_pdf_{dist}", sample, *params)
         factor = g if is_log else g * out  # d pdf = pdf d log pdf
         if vector:
@@ -741,7 +781,7 @@ def _pdf_grad(dist: str, vector: bool, sample_gradient: bool):
     return grad
 
 
-for _dist, (_params, _logpdf, _score, _make) in DENSITIES.items():
+for _dist, (_pdf_params, _logpdf, _score, _make) in DENSITIES.items():
     _vector = _dist == "dirichlet"
     _discrete = _dist in ("poisson", "negative_binomial", "generalized_negative_binomial")
     register(
@@ -751,15 +791,15 @@ for _dist, (_params, _logpdf, _score, _make) in DENSITIES.items():
             infer=_pdf_types(_vector),
             impl=_pdf_impl(_logpdf, _vector),
             grad=_pdf_grad(_dist, _vector, not (_discrete or _dist == "uniform")),
-            inputs=("sample", *_params),
+            inputs=("sample", *_pdf_params),
             attrs={"is_log": Attr(as_bool, False)},
             doc=f"The {_dist.replace('_', ' ')} density (log-density with is_log) of each "
-            f"sample given its parameters ({', '.join(_params)}): parameters of shape P, "
+            f"sample given its parameters ({', '.join(_pdf_params)}): parameters of shape P, "
             f"samples of shape P + extra axes{' + (k,)' if _vector else ''}.",
             test=TestSpec(
                 make_inputs=_make,
                 order=1,
-                wrt=tuple(range(1, len(_params) + 1)) if _discrete else None,
+                wrt=tuple(range(1, len(_pdf_params) + 1)) if _discrete else None,
             ),
         )
     )
@@ -768,13 +808,13 @@ for _dist, (_params, _logpdf, _score, _make) in DENSITIES.items():
             name=f"_backward_random_pdf_{_dist}",
             infer=_score_types,
             impl=_score_impl(_score, _vector),
-            inputs=("sample", *_params),
+            inputs=("sample", *_pdf_params),
             differentiable=False,
             doc=f"d log pdf / d input for the {_dist.replace('_', ' ')} density, one array "
             f"of the samples' shape per input (zeros where MXNet has no gradient).",
             test=TestSpec(make_inputs=_make),
         )
     )
-    _score_op.num_outputs = len(_params) + 1
+    _score_op.num_outputs = len(_pdf_params) + 1
 
-del _dist, _params, _logpdf, _score, _make, _vector, _discrete, _score_op
+del _dist, _pdf_params, _logpdf, _score, _make, _vector, _discrete, _score_op

@@ -25,6 +25,7 @@ gradient graph.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -96,7 +97,8 @@ def rnn_param_shapes(
     gates = GATES[mode]
     directions = ("l", "r") if bidirectional else ("l",)
     out_size = projection_size or state_size
-    weights, biases = [], []
+    weights: list[tuple[str, tuple[int, ...]]] = []
+    biases: list[tuple[str, tuple[int, ...]]] = []
     for layer in range(num_layers):
         in_size = input_size if layer == 0 else len(directions) * out_size
         for d in directions:
@@ -362,7 +364,7 @@ def _recurrence(
 
 
 def _rnn_inputs(attrs: dict) -> tuple[str, ...]:
-    names = ("data", "parameters", "state")
+    names: tuple[str, ...] = ("data", "parameters", "state")
     if attrs.get("mode") == "lstm":
         names += ("state_cell",)
     if attrs.get("use_sequence_length"):
@@ -380,7 +382,7 @@ def _visible(attrs: dict) -> int:
     return 3 if attrs["mode"] == "lstm" else 2
 
 
-def _rnn_types(types, **attrs) -> list[TensorType]:
+def _rnn_types(types: Sequence[TensorType], **attrs: Any) -> list[TensorType]:
     mode, hidden, layers = attrs["mode"], attrs["state_size"], attrs["num_layers"]
     projection = attrs["projection_size"]
     if projection and mode != "lstm":
@@ -418,7 +420,9 @@ def _split_inputs(inputs: tuple, attrs: dict) -> tuple[Any, Any]:
     return cell, lengths
 
 
-def _rnn(data, params, state, *rest, **attrs):
+def _rnn(
+    data: np.ndarray, params: np.ndarray, state: np.ndarray, *rest: np.ndarray, **attrs: Any
+) -> np.ndarray | tuple[np.ndarray, ...]:
     cell, lengths = _split_inputs(rest, attrs)
     masks = None
     if _draws_masks(attrs):
@@ -434,7 +438,15 @@ def _rnn(data, params, state, *rest, **attrs):
     return tuple(np.ascontiguousarray(o, dtype=data.dtype) for o in outputs)
 
 
-def rnn_grad(gs, data, params, state, *rest, out, **attrs):
+def rnn_grad(
+    gs: tuple[Expr, ...],
+    data: Expr,
+    params: Expr,
+    state: Expr,
+    *rest: Expr,
+    out: tuple[Expr, ...],
+    **attrs: Any,
+) -> Expr | tuple[Expr | None, ...]:
     """The vector-Jacobian product of the unrolled recurrence.
 
     Gradient
@@ -569,9 +581,11 @@ RNN_OP.num_outputs = rnn_output_count  # type: ignore[attr-defined]
 _CONCAT = get_op("Concat")
 
 
-def rnn_param_concat_grad(g, *inputs, out, dim):
+def rnn_param_concat_grad(g: Expr, *inputs: Expr, out: Expr, dim: int) -> Expr:
     """the pieces of g that line up with each input (as Concat)"""
-    return _CONCAT.grad(g, *inputs, out=out, dim=dim)
+    rule = _CONCAT.grad
+    assert rule is not None
+    return rule(g, *inputs, out=out, dim=dim)
 
 
 register(

@@ -8,8 +8,12 @@ itself (mask, reverse) or its scatter twin ``_sequence_last_grad``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
+from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import Attr, OpDef, TestSpec, as_bool, as_float, one_of, register
 from .common import F
@@ -20,7 +24,7 @@ SEQUENCE_ATTRS = {
 }
 
 
-def _sequence_inputs(attrs):
+def _sequence_inputs(attrs: dict) -> tuple[str, ...]:
     return ("data", "sequence_length") if attrs.get("use_sequence_length") else ("data",)
 
 
@@ -55,26 +59,44 @@ def _steps_by_batch(shape, ndim):
 # ---------------------------------------------------------------------------
 
 
-def _mask_types(types, *, use_sequence_length, value, axis):
+def _mask_types(
+    types: Sequence[TensorType], *, use_sequence_length: bool, value: float, axis: Any
+) -> list[TensorType]:
     _check_sequence(types, use_sequence_length, axis)
     return [types[0]]
 
 
-def _sequence_mask(x, lengths=None, *, use_sequence_length, value, axis):
+def _sequence_mask(
+    x: np.ndarray,
+    lengths: np.ndarray | None = None,
+    *,
+    use_sequence_length: bool,
+    value: float,
+    axis: Any,
+) -> np.ndarray:
     data = _time_major(x, axis)
     keep = np.arange(data.shape[0])[:, None] < _lengths(data, lengths)[None, :]
     keep = keep.reshape(_steps_by_batch(keep.shape, data.ndim))
     return np.ascontiguousarray(_time_major(np.where(keep, data, value).astype(x.dtype), axis))
 
 
-def sequence_mask_grad(g, x, lengths=None, *, out, use_sequence_length, value, axis):
+def sequence_mask_grad(
+    g: Expr,
+    x: Expr,
+    lengths: Expr | None = None,
+    *,
+    out: Expr,
+    use_sequence_length: bool,
+    value: float,
+    axis: Any,
+) -> Expr | tuple[Expr | None, ...]:
     """g inside each sequence, 0 in the masked steps"""
     if not use_sequence_length:
         return g
     return F.SequenceMask(g, lengths, use_sequence_length=True, value=0.0, axis=axis), None
 
 
-def _sequence_test_inputs(rng):
+def _sequence_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.uniform(-2, 2, (4, 3, 2)), np.array([2, 4, 1.0])]
 
 
@@ -102,7 +124,9 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _last_types(types, *, use_sequence_length, axis):
+def _last_types(
+    types: Sequence[TensorType], *, use_sequence_length: bool, axis: Any
+) -> list[TensorType]:
     _check_sequence(types, use_sequence_length, axis)
     shape = types[0].shape
     return [TensorType(tuple(s for i, s in enumerate(shape) if i != axis), types[0].dtype)]
@@ -112,12 +136,22 @@ def _last_positions(data, lengths):
     return np.maximum(_lengths(data, lengths) - 1, 0), np.arange(data.shape[1])
 
 
-def _sequence_last(x, lengths=None, *, use_sequence_length, axis):
+def _sequence_last(
+    x: np.ndarray, lengths: np.ndarray | None = None, *, use_sequence_length: bool, axis: Any
+) -> np.ndarray:
     data = _time_major(x, axis)
     return data[_last_positions(data, lengths)]
 
 
-def sequence_last_grad(g, x, lengths=None, *, out, use_sequence_length, axis):
+def sequence_last_grad(
+    g: Expr,
+    x: Expr,
+    lengths: Expr | None = None,
+    *,
+    out: Expr,
+    use_sequence_length: bool,
+    axis: Any,
+) -> Expr | tuple[Expr | None, ...]:
     """g placed at each sequence's last step of zeros shaped like the data"""
     attrs = {"use_sequence_length": use_sequence_length, "axis": axis}
     if not use_sequence_length:
@@ -142,7 +176,7 @@ register(
 )
 
 
-def _last_grad_inputs(attrs):
+def _last_grad_inputs(attrs: dict) -> tuple[str, ...]:
     return (
         ("data", "like", "sequence_length")
         if attrs.get("use_sequence_length")
@@ -150,17 +184,35 @@ def _last_grad_inputs(attrs):
     )
 
 
-def _last_grad_types(types, *, use_sequence_length, axis):
+def _last_grad_types(
+    types: Sequence[TensorType], *, use_sequence_length: bool, axis: Any
+) -> list[TensorType]:
     return [TensorType(types[1].shape, types[0].dtype)]
 
 
-def _sequence_last_grad(g, like, lengths=None, *, use_sequence_length, axis):
+def _sequence_last_grad(
+    g: np.ndarray,
+    like: np.ndarray,
+    lengths: np.ndarray | None = None,
+    *,
+    use_sequence_length: bool,
+    axis: Any,
+) -> np.ndarray:
     out = np.zeros(_time_major(like, axis).shape, dtype=g.dtype)
     out[_last_positions(out, lengths)] = g
     return np.ascontiguousarray(_time_major(out, axis))
 
 
-def sequence_last_grad_grad(h, g, like, lengths=None, *, out, use_sequence_length, axis):
+def sequence_last_grad_grad(
+    h: Expr,
+    g: Expr,
+    like: Expr,
+    lengths: Expr | None = None,
+    *,
+    out: Expr,
+    use_sequence_length: bool,
+    axis: Any,
+) -> tuple[Expr | None, ...]:
     """h read at each sequence's last step"""
     attrs = {"use_sequence_length": use_sequence_length, "axis": axis}
     if not use_sequence_length:
@@ -198,7 +250,9 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _sequence_reverse(x, lengths=None, *, use_sequence_length, axis):
+def _sequence_reverse(
+    x: np.ndarray, lengths: np.ndarray | None = None, *, use_sequence_length: bool, axis: Any
+) -> np.ndarray:
     data = _time_major(x, axis)
     steps = np.arange(data.shape[0])[:, None]
     length = _lengths(data, lengths)[None, :]
@@ -207,14 +261,24 @@ def _sequence_reverse(x, lengths=None, *, use_sequence_length, axis):
     return np.ascontiguousarray(_time_major(out, axis))
 
 
-def sequence_reverse_grad(g, x, lengths=None, *, out, use_sequence_length, axis):
+def sequence_reverse_grad(
+    g: Expr,
+    x: Expr,
+    lengths: Expr | None = None,
+    *,
+    out: Expr,
+    use_sequence_length: bool,
+    axis: Any,
+) -> Expr | tuple[Expr | None, ...]:
     """g reversed back (the reversal is its own inverse)"""
     if not use_sequence_length:
         return F.SequenceReverse(g, use_sequence_length=False, axis=axis)
     return F.SequenceReverse(g, lengths, use_sequence_length=True, axis=axis), None
 
 
-def _reverse_types(types, *, use_sequence_length, axis):
+def _reverse_types(
+    types: Sequence[TensorType], *, use_sequence_length: bool, axis: Any
+) -> list[TensorType]:
     _check_sequence(types, use_sequence_length, axis)
     return [types[0]]
 

@@ -3,8 +3,12 @@ slicing and gathering, each with a gradient that moves it back."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
+from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import (
     Attr,
@@ -22,7 +26,7 @@ from ..registry import (
 from .common import F, normalize_axis, require_same_dtype
 
 
-def _like_input_grad(g, x, *, out, **_attrs):
+def _like_input_grad(g: Expr, x: Expr, *, out: Expr, **_attrs: Any) -> Expr:
     """g reshaped to x's shape"""
     return F.reshape_like(g, x)
 
@@ -84,7 +88,9 @@ def mxnet_reshape(shape: tuple[int, ...], spec: tuple[int, ...], reverse: bool =
     return tuple(out)
 
 
-def _reshape_types(types, *, shape, reverse):
+def _reshape_types(
+    types: Sequence[TensorType], *, shape: tuple[int, ...], reverse: bool
+) -> list[TensorType]:
     return [TensorType(mxnet_reshape(types[0].shape, shape, reverse), types[0].dtype)]
 
 
@@ -103,14 +109,14 @@ register(
 )
 
 
-def _reshape_like_types(types):
+def _reshape_like_types(types: Sequence[TensorType]) -> list[TensorType]:
     x, like = types
     if int(np.prod(x.shape)) != int(np.prod(like.shape)):
         raise GraphError(f"cannot reshape {x.shape} to {like.shape}")
     return [TensorType(like.shape, x.dtype)]
 
 
-def reshape_like_grad(g, x, like, *, out):
+def reshape_like_grad(g: Expr, x: Expr, like: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """g reshaped to x's shape"""
     return F.reshape_like(g, x), None
 
@@ -131,7 +137,7 @@ register(
 )
 
 
-def _flatten_types(types):
+def _flatten_types(types: Sequence[TensorType]) -> list[TensorType]:
     shape = types[0].shape
     return [TensorType((shape[0], int(np.prod(shape[1:]))) if shape else (1, 1), types[0].dtype)]
 
@@ -151,7 +157,7 @@ register(
 )
 
 
-def _expand_dims_types(types, *, axis):
+def _expand_dims_types(types: Sequence[TensorType], *, axis: int) -> list[TensorType]:
     shape = list(types[0].shape)
     shape.insert(normalize_axis(axis, len(shape) + 1), 1)
     return [TensorType(tuple(shape), types[0].dtype)]
@@ -181,7 +187,9 @@ def _squeeze_axes(shape, axis):
     return axes
 
 
-def _squeeze_types(types, *, axis):
+def _squeeze_types(
+    types: Sequence[TensorType], *, axis: tuple[int, ...] | None
+) -> list[TensorType]:
     shape = types[0].shape
     axes = _squeeze_axes(shape, axis)
     return [
@@ -189,7 +197,7 @@ def _squeeze_types(types, *, axis):
     ]
 
 
-def _squeeze(x, *, axis):
+def _squeeze(x: np.ndarray, *, axis: tuple[int, ...] | None) -> np.ndarray:
     out = np.squeeze(x, axis=_squeeze_axes(x.shape, axis))
     return out.reshape(1) if out.ndim == 0 else out
 
@@ -209,7 +217,7 @@ register(
 )
 
 
-def _transpose_types(types, *, axes):
+def _transpose_types(types: Sequence[TensorType], *, axes: tuple[int, ...]) -> list[TensorType]:
     shape = types[0].shape
     order = axes or tuple(reversed(range(len(shape))))
     if sorted(normalize_axis(a, len(shape)) for a in order) != list(range(len(shape))):
@@ -217,7 +225,7 @@ def _transpose_types(types, *, axes):
     return [TensorType(tuple(shape[a] for a in order), types[0].dtype)]
 
 
-def transpose_grad(g, x, *, out, axes):
+def transpose_grad(g: Expr, x: Expr, *, out: Expr, axes: tuple[int, ...]) -> Expr:
     """g transposed back by the inverse permutation"""
     if not axes:
         return F.transpose(g)
@@ -240,12 +248,12 @@ register(
 )
 
 
-def swapaxes_grad(g, x, *, out, dim1, dim2):
+def swapaxes_grad(g: Expr, x: Expr, *, out: Expr, dim1: int, dim2: int) -> Expr:
     """g with the axes swapped back"""
     return F.SwapAxis(g, dim1=dim1, dim2=dim2)
 
 
-def _swapaxes_types(types, *, dim1, dim2):
+def _swapaxes_types(types: Sequence[TensorType], *, dim1: int, dim2: int) -> list[TensorType]:
     shape = list(types[0].shape)
     a, b = normalize_axis(dim1, len(shape)), normalize_axis(dim2, len(shape))
     shape[a], shape[b] = shape[b], shape[a]
@@ -273,7 +281,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _concat_types(types, *, dim):
+def _concat_types(types: Sequence[TensorType], *, dim: int) -> list[TensorType]:
     dtype = require_same_dtype(types)
     rank = len(types[0].shape)
     axis = normalize_axis(dim, rank)
@@ -287,7 +295,7 @@ def _concat_types(types, *, dim):
     return [TensorType(tuple(shape), dtype)]
 
 
-def concat_grad(g, *inputs, out, dim):
+def concat_grad(g: Expr, *inputs: Expr, out: Expr, dim: int) -> Expr | tuple[Expr | None, ...]:
     """the pieces of g that line up with each input"""
     pieces = F._split_like(g, *inputs, axis=dim)
     return pieces if len(inputs) > 1 else (pieces,)
@@ -309,16 +317,20 @@ register(
 )
 
 
-def _split_like_types(types, *, axis):
+def _split_like_types(types: Sequence[TensorType], *, axis: int) -> list[TensorType]:
     return [TensorType(t.shape, types[0].dtype) for t in types[1:]]
 
 
-def _split_like(g, *likes, axis):
+def _split_like(
+    g: np.ndarray, *likes: np.ndarray, axis: int
+) -> np.ndarray | tuple[np.ndarray, ...]:
     bounds = np.cumsum([like.shape[axis] for like in likes])[:-1]
     return tuple(np.split(g, bounds, axis=axis))
 
 
-def split_like_grad(gs, g, *likes, out, axis):
+def split_like_grad(
+    gs: tuple[Expr, ...], g: Expr, *likes: Expr, out: Expr, axis: int
+) -> Expr | tuple[Expr | None, ...]:
     """the pieces' gradients joined again"""
     return (F.Concat(*gs, dim=axis),) + (None,) * len(likes)
 
@@ -339,7 +351,7 @@ register(
 )
 
 
-def _stack_types(types, *, axis):
+def _stack_types(types: Sequence[TensorType], *, axis: int) -> list[TensorType]:
     dtype = require_same_dtype(types)
     if any(t.shape != types[0].shape for t in types):
         raise GraphError("stack needs equal shapes")
@@ -348,7 +360,7 @@ def _stack_types(types, *, axis):
     return [TensorType(tuple(shape), dtype)]
 
 
-def stack_grad(g, *inputs, out, axis):
+def stack_grad(g: Expr, *inputs: Expr, out: Expr, axis: int) -> Expr | tuple[Expr | None, ...]:
     """g split back into its slices"""
     pieces = F.SliceChannel(g, num_outputs=len(inputs), axis=axis, squeeze_axis=True)
     return pieces if len(inputs) > 1 else (pieces,)
@@ -369,7 +381,9 @@ register(
 )
 
 
-def _split_types(types, *, num_outputs, axis, squeeze_axis):
+def _split_types(
+    types: Sequence[TensorType], *, num_outputs: int, axis: int, squeeze_axis: bool
+) -> list[TensorType]:
     shape = list(types[0].shape)
     a = normalize_axis(axis, len(shape))
     if num_outputs < 1 or shape[a] % num_outputs:
@@ -384,14 +398,18 @@ def _split_types(types, *, num_outputs, axis, squeeze_axis):
     return [TensorType(tuple(shape), types[0].dtype)] * num_outputs
 
 
-def _split(x, *, num_outputs, axis, squeeze_axis):
+def _split(
+    x: np.ndarray, *, num_outputs: int, axis: int, squeeze_axis: bool
+) -> np.ndarray | tuple[np.ndarray, ...]:
     parts = np.split(x, num_outputs, axis=axis)
     if squeeze_axis:
         parts = [np.squeeze(p, axis=axis) for p in parts]
     return tuple(parts)
 
 
-def split_grad(gs, x, *, out, num_outputs, axis, squeeze_axis):
+def split_grad(
+    gs: tuple[Expr, ...], x: Expr, *, out: Expr, num_outputs: int, axis: int, squeeze_axis: bool
+) -> Expr:
     """the parts' gradients joined again (unused parts arrive as zeros)"""
     if num_outputs == 1:  # one part: its gradient comes alone, not as a tuple
         return F.expand_dims(gs, axis=axis) if squeeze_axis else F._copy(gs)
@@ -433,7 +451,13 @@ def slice_tuple(shape, begin, end, step) -> tuple[slice, ...]:
     return tuple(slice(b, e, s) for b, e, s in zip(begin, end, step))
 
 
-def _slice_types(types, *, begin, end, step):
+def _slice_types(
+    types: Sequence[TensorType],
+    *,
+    begin: tuple[int | None, ...],
+    end: tuple[int | None, ...],
+    step: tuple[int | None, ...],
+) -> list[TensorType]:
     shape = types[0].shape
     index = slice_tuple(shape, begin, end, step)
     sizes = [len(range(*sl.indices(n))) for sl, n in zip(index, shape)]
@@ -447,7 +471,15 @@ SLICE_ATTRS = {
 }
 
 
-def slice_grad(g, x, *, out, begin, end, step):
+def slice_grad(
+    g: Expr,
+    x: Expr,
+    *,
+    out: Expr,
+    begin: tuple[int | None, ...],
+    end: tuple[int | None, ...],
+    step: tuple[int | None, ...],
+) -> Expr:
     """g placed in the sliced region of zeros"""
     return F._slice_grad(g, x, begin=begin, end=end, step=step)
 
@@ -470,20 +502,42 @@ register(
 )
 
 
-def _slice_grad_types(types, *, begin, end, step):
+def _slice_grad_types(
+    types: Sequence[TensorType],
+    *,
+    begin: tuple[int | None, ...],
+    end: tuple[int | None, ...],
+    step: tuple[int | None, ...],
+) -> list[TensorType]:
     region = _slice_types(types[1:], begin=begin, end=end, step=step)[0].shape
     if types[0].shape != region:
         raise GraphError(f"data of shape {types[0].shape} does not fill the slice {region}")
     return [TensorType(types[1].shape, types[0].dtype)]
 
 
-def _slice_grad(g, like, *, begin, end, step):
+def _slice_grad(
+    g: np.ndarray,
+    like: np.ndarray,
+    *,
+    begin: tuple[int | None, ...],
+    end: tuple[int | None, ...],
+    step: tuple[int | None, ...],
+) -> np.ndarray:
     out = np.zeros(like.shape, dtype=g.dtype)
     out[slice_tuple(like.shape, begin, end, step)] = g
     return out
 
 
-def slice_grad_grad(g, g_in, like, *, out, begin, end, step):
+def slice_grad_grad(
+    g: Expr,
+    g_in: Expr,
+    like: Expr,
+    *,
+    out: Expr,
+    begin: tuple[int | None, ...],
+    end: tuple[int | None, ...],
+    step: tuple[int | None, ...],
+) -> tuple[Expr | None, ...]:
     """the sliced region of g"""
     return F.slice(g, begin=begin, end=end, step=step), None
 
@@ -509,17 +563,19 @@ def _axis_slice(ndim, axis, begin, end):
     return (None,) * axis + (begin,), (None,) * axis + (end,)
 
 
-def _slice_axis_types(types, *, axis, begin, end):
+def _slice_axis_types(
+    types: Sequence[TensorType], *, axis: int, begin: int, end: int | None
+) -> list[TensorType]:
     b, e = _axis_slice(len(types[0].shape), axis, begin, end)
     return _slice_types(types, begin=b, end=e, step=())
 
 
-def _slice_axis(x, *, axis, begin, end):
+def _slice_axis(x: np.ndarray, *, axis: int, begin: int, end: int | None) -> np.ndarray:
     b, e = _axis_slice(x.ndim, axis, begin, end)
     return x[slice_tuple(x.shape, b, e, ())].copy()
 
 
-def slice_axis_grad(g, x, *, out, axis, begin, end):
+def slice_axis_grad(g: Expr, x: Expr, *, out: Expr, axis: int, begin: int, end: int | None) -> Expr:
     """g placed in the sliced region of zeros"""
     b, e = _axis_slice(x.ndim, axis, begin, end)
     return F._slice_grad(g, x, begin=b, end=e)
@@ -554,17 +610,19 @@ def _indices(index, size, mode):
     return np.clip(index, 0, size - 1)
 
 
-def _take_types(types, *, axis, mode):
+def _take_types(types: Sequence[TensorType], *, axis: int, mode: str) -> list[TensorType]:
     a, idx = types
     ax = normalize_axis(axis, len(a.shape))
     return [TensorType(a.shape[:ax] + idx.shape + a.shape[ax + 1 :], a.dtype)]
 
 
-def _take(a, indices, *, axis, mode):
+def _take(a: np.ndarray, indices: np.ndarray, *, axis: int, mode: str) -> np.ndarray:
     return np.take(a, _indices(indices, a.shape[axis], mode), axis=axis)
 
 
-def take_grad(g, a, indices, *, out, axis, mode):
+def take_grad(
+    g: Expr, a: Expr, indices: Expr, *, out: Expr, axis: int, mode: str
+) -> tuple[Expr | None, ...]:
     """g scattered back, repeated indices adding up"""
     return F._take_grad(g, indices, a, axis=axis, mode=mode), None
 
@@ -589,11 +647,13 @@ register(
 )
 
 
-def _take_grad_types(types, *, axis, mode):
+def _take_grad_types(types: Sequence[TensorType], *, axis: int, mode: str) -> list[TensorType]:
     return [TensorType(types[2].shape, types[0].dtype)]
 
 
-def _take_grad(g, indices, like, *, axis, mode):
+def _take_grad(
+    g: np.ndarray, indices: np.ndarray, like: np.ndarray, *, axis: int, mode: str
+) -> np.ndarray:
     axis %= like.ndim  # a negative axis counts from the end, as take's does
     out = np.zeros(like.shape, dtype=g.dtype)
     idx = _indices(indices, like.shape[axis], mode)
@@ -607,7 +667,9 @@ def _take_grad(g, indices, like, *, axis, mode):
     return out
 
 
-def take_grad_grad(g, g_in, indices, like, *, out, axis, mode):
+def take_grad_grad(
+    g: Expr, g_in: Expr, indices: Expr, like: Expr, *, out: Expr, axis: int, mode: str
+) -> tuple[Expr | None, ...]:
     """g gathered at the same indices"""
     return F.take(g, indices, axis=axis, mode=mode), None, None
 
@@ -635,7 +697,9 @@ register(
 )
 
 
-def _pick_types(types, *, axis, keepdims, mode):
+def _pick_types(
+    types: Sequence[TensorType], *, axis: int, keepdims: bool, mode: str
+) -> list[TensorType]:
     data = types[0]
     ax = normalize_axis(axis, len(data.shape))
     shape = (
@@ -660,7 +724,9 @@ def _rows(data, index, axis, mode):
     return None
 
 
-def _pick(data, index, *, axis, keepdims, mode):
+def _pick(
+    data: np.ndarray, index: np.ndarray, *, axis: int, keepdims: bool, mode: str
+) -> np.ndarray:
     rows = _rows(data, index, axis, mode)
     if rows is not None:
         out = data[rows]
@@ -672,7 +738,9 @@ def _pick(data, index, *, axis, keepdims, mode):
     return out.reshape(1) if out.ndim == 0 else out
 
 
-def pick_grad(g, data, index, *, out, axis, keepdims, mode):
+def pick_grad(
+    g: Expr, data: Expr, index: Expr, *, out: Expr, axis: int, keepdims: bool, mode: str
+) -> tuple[Expr | None, ...]:
     """g placed at the picked positions of zeros"""
     return F._pick_grad(g, index, data, axis=axis, mode=mode), None
 
@@ -700,11 +768,13 @@ register(
 )
 
 
-def _pick_grad_types(types, *, axis, mode):
+def _pick_grad_types(types: Sequence[TensorType], *, axis: int, mode: str) -> list[TensorType]:
     return [TensorType(types[2].shape, types[0].dtype)]
 
 
-def _pick_grad(g, index, like, *, axis, mode):
+def _pick_grad(
+    g: np.ndarray, index: np.ndarray, like: np.ndarray, *, axis: int, mode: str
+) -> np.ndarray:
     out = np.zeros(like.shape, dtype=g.dtype)
     rows = _rows(like, index, axis, mode)
     if rows is not None:
@@ -715,7 +785,9 @@ def _pick_grad(g, index, like, *, axis, mode):
     return out
 
 
-def pick_grad_grad(g, g_in, index, like, *, out, axis, mode):
+def pick_grad_grad(
+    g: Expr, g_in: Expr, index: Expr, like: Expr, *, out: Expr, axis: int, mode: str
+) -> tuple[Expr | None, ...]:
     """g picked at the same positions"""
     return F.reshape_like(F.pick(g, index, axis=axis, mode=mode), g_in), None, None
 

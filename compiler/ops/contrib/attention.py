@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +67,7 @@ def _composite_grad(build):
     """A gradient rule: differentiate ``build(*inputs, **attrs)``, the op's
     forward made of registered ops, seeded with g."""
 
-    def grad(g, *inputs, out, **attrs):
+    def grad(g: Expr, *inputs: Expr, out: Expr, **attrs: Any) -> Expr | tuple[Expr | None, ...]:
         from ...autodiff import differentiate  # autodiff imports the op namespace
 
         result = build(*inputs, **attrs)
@@ -82,13 +84,13 @@ def _check_width(shape, heads, parts):
     return shape[2] // (heads * parts)
 
 
-def _selfatt_qk_types(types, *, heads):
+def _selfatt_qk_types(types: Sequence[TensorType], *, heads: int) -> list[TensorType]:
     length, batch, _ = types[0].shape
     _check_width(types[0].shape, heads, 3)
     return [TensorType((batch * heads, length, length), types[0].dtype)]
 
 
-def _selfatt_qk(qkv, *, heads):
+def _selfatt_qk(qkv: np.ndarray, *, heads: int) -> np.ndarray:
     q = _split_heads_numpy(qkv, heads, 3, 0)
     k = _split_heads_numpy(qkv, heads, 3, 1)
     scale = 1.0 / math.sqrt(q.shape[-1])
@@ -122,7 +124,7 @@ register(
 )
 
 
-def _selfatt_valatt_types(types, *, heads):
+def _selfatt_valatt_types(types: Sequence[TensorType], *, heads: int) -> list[TensorType]:
     length, batch, _ = types[0].shape
     depth = _check_width(types[0].shape, heads, 3)
     if types[1].shape != (batch * heads, length, length):
@@ -130,7 +132,7 @@ def _selfatt_valatt_types(types, *, heads):
     return [TensorType((length, batch, heads * depth), types[0].dtype)]
 
 
-def _selfatt_valatt(qkv, attention, *, heads):
+def _selfatt_valatt(qkv: np.ndarray, attention: np.ndarray, *, heads: int) -> np.ndarray:
     v = _split_heads_numpy(qkv, heads, 3, 2)
     return _merge_heads_numpy(np.matmul(attention, v), heads, qkv.shape[0], qkv.shape[1])
 
@@ -161,7 +163,7 @@ register(
 )
 
 
-def _encdec_qk_types(types, *, heads):
+def _encdec_qk_types(types: Sequence[TensorType], *, heads: int) -> list[TensorType]:
     qlen, batch, width = types[0].shape
     kvlen = types[1].shape[0]
     _check_width(types[1].shape, heads, 2)
@@ -172,7 +174,7 @@ def _encdec_qk_types(types, *, heads):
     return [TensorType((batch * heads, qlen, kvlen), types[0].dtype)]
 
 
-def _encdec_qk(queries, keys_values, *, heads):
+def _encdec_qk(queries: np.ndarray, keys_values: np.ndarray, *, heads: int) -> np.ndarray:
     q = _split_heads_numpy(queries, heads, 1, 0)
     k = _split_heads_numpy(keys_values, heads, 2, 0)
     scale = 1.0 / math.sqrt(q.shape[-1])
@@ -205,7 +207,7 @@ register(
 )
 
 
-def _encdec_valatt_types(types, *, heads):
+def _encdec_valatt_types(types: Sequence[TensorType], *, heads: int) -> list[TensorType]:
     kvlen, batch, _ = types[0].shape
     depth = _check_width(types[0].shape, heads, 2)
     rows, qlen, cols = types[1].shape
@@ -214,7 +216,7 @@ def _encdec_valatt_types(types, *, heads):
     return [TensorType((qlen, batch, heads * depth), types[0].dtype)]
 
 
-def _encdec_valatt(keys_values, attention, *, heads):
+def _encdec_valatt(keys_values: np.ndarray, attention: np.ndarray, *, heads: int) -> np.ndarray:
     v = _split_heads_numpy(keys_values, heads, 2, 1)
     return _merge_heads_numpy(
         np.matmul(attention, v), heads, attention.shape[1], keys_values.shape[1]

@@ -5,9 +5,12 @@ SyncBatchNorm and BatchNormWithReLU."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from ...expr import Expr
 from ...ir import GraphError, TensorType
 from ...registry import (
     Attr,
@@ -32,12 +35,12 @@ from ..nn import _batchnorm, _batchnorm_types, batchnorm_grad
 _QUADRATIC_ATTRS = {"a": Attr(as_float, 0.0), "b": Attr(as_float, 0.0), "c": Attr(as_float, 0.0)}
 
 
-def _quadratic(x, *, a, b, c):
+def _quadratic(x: np.ndarray, *, a: float, b: float, c: float) -> np.ndarray:
     with np.errstate(all="ignore"):  # inf and NaN results are silent, as in MXNet
         return (a * x * x + b * x + c).astype(x.dtype, copy=False)
 
 
-def quadratic_grad(g, x, *, out, a, b, c):
+def quadratic_grad(g: Expr, x: Expr, *, out: Expr, a: float, b: float, c: float) -> Expr:
     """g * (2 a x + b)"""
     return g * (x * (2.0 * a) + b)
 
@@ -57,11 +60,11 @@ register(
 )
 
 
-def _div_sqrt_dim(x):
+def _div_sqrt_dim(x: np.ndarray) -> np.ndarray:
     return (x / np.sqrt(x.shape[-1])).astype(x.dtype, copy=False)
 
 
-def div_sqrt_dim_grad(g, x, *, out):
+def div_sqrt_dim_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g / sqrt(d), d the length of the last axis"""
     return g * (1.0 / math.sqrt(x.shape[-1]))
 
@@ -85,7 +88,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def gradient_multiplier_grad(g, x, *, out, scalar):
+def gradient_multiplier_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
     """g * scalar (the forward is the identity)"""
     return g * scalar
 
@@ -105,12 +108,12 @@ register(
 )
 
 
-def straight_through_grad(g, x, *, out):
+def straight_through_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g, as if the op were the identity (straight-through estimator)"""
     return g
 
 
-def _round_half_away(x):
+def _round_half_away(x: np.ndarray) -> np.ndarray:
     return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(x.dtype, copy=False)
 
 
@@ -143,13 +146,15 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _allclose_types(types, **_attrs):
+def _allclose_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     if types[0].shape != types[1].shape:
         raise GraphError("a and b must have one shape")
     return [TensorType((), np.dtype(np.uint8))]
 
 
-def _allclose(a, b, *, rtol, atol, equal_nan):
+def _allclose(
+    a: np.ndarray, b: np.ndarray, *, rtol: float, atol: float, equal_nan: bool
+) -> np.ndarray:
     return np.array(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan), dtype=np.uint8)
 
 
@@ -175,12 +180,14 @@ def _index_axes(ndim: int, axes) -> tuple[int, ...]:
     return tuple(range(ndim)) if axes is None else tuple(normalize_axis(a, ndim) for a in axes)
 
 
-def _index_array_types(types, *, axes):
+def _index_array_types(
+    types: Sequence[TensorType], *, axes: tuple[int, ...] | None
+) -> list[TensorType]:
     shape = types[0].shape
     return [TensorType(shape + (len(_index_axes(len(shape), axes)),), np.dtype(np.int64))]
 
 
-def _index_array(data, *, axes):
+def _index_array(data: np.ndarray, *, axes: tuple[int, ...] | None) -> np.ndarray:
     grids = np.indices(data.shape, dtype=np.int64)
     picked = [grids[a] for a in _index_axes(data.ndim, axes)]
     return np.stack(picked, axis=-1) if picked else np.zeros(data.shape + (0,), dtype=np.int64)
@@ -199,14 +206,18 @@ register(
 )
 
 
-def _arange_like_types(types, *, start, step, repeat, axis):
+def _arange_like_types(
+    types: Sequence[TensorType], *, start: float, step: float, repeat: int, axis: int | None
+) -> list[TensorType]:
     shape = types[0].shape
     if axis is not None:
         shape = (shape[normalize_axis(axis, len(shape))],)
     return [TensorType(shape, types[0].dtype)]
 
 
-def _arange_like(data, *, start, step, repeat, axis):
+def _arange_like(
+    data: np.ndarray, *, start: float, step: float, repeat: int, axis: int | None
+) -> np.ndarray:
     shape = data.shape if axis is None else (data.shape[axis % data.ndim],)
     count = int(np.prod(shape))
     values = start + step * (np.arange(count) // max(repeat, 1))
@@ -238,7 +249,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _index_copy_types(types):
+def _index_copy_types(types: Sequence[TensorType]) -> list[TensorType]:
     old, index, new = types
     if len(index.shape) != 1 or new.shape != index.shape + old.shape[1:]:
         raise GraphError(f"new_tensor must be {index.shape + old.shape[1:]}")
@@ -247,18 +258,20 @@ def _index_copy_types(types):
     return [old]
 
 
-def _index_copy(old, index, new):
+def _index_copy(old: np.ndarray, index: np.ndarray, new: np.ndarray) -> np.ndarray:
     out = old.copy()
     out[index.astype(np.int64)] = new
     return out
 
 
-def index_copy_grad(g, old, index, new, *, out):
+def index_copy_grad(
+    g: Expr, old: Expr, index: Expr, new: Expr, *, out: Expr
+) -> tuple[Expr | None, ...]:
     """old: g with the copied rows zeroed; new: the rows of g at index"""
     return (F._contrib_index_copy(g, index, F.zeros_like(new)), None, F.take(g, index, axis=0))
 
 
-def _index_copy_inputs(rng):
+def _index_copy_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.uniform(-2, 2, (5, 3)), np.array([3.0, 0.0]), rng.uniform(-2, 2, (2, 3))]
 
 
@@ -282,14 +295,14 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _boolean_mask_types(types, *, axis):
+def _boolean_mask_types(types: Sequence[TensorType], *, axis: int) -> list[TensorType]:
     raise GraphError(
         "the output length of boolean_mask depends on the mask's values: "
         "it runs imperatively (mx.nd), not inside a symbol"
     )
 
 
-def _boolean_mask(data, index, *, axis):
+def _boolean_mask(data: np.ndarray, index: np.ndarray, *, axis: int) -> np.ndarray:
     if axis != 0:
         raise GraphError(f"axis={axis}: only axis 0 is supported (as in MXNet)")
     if index.ndim != 1 or index.shape[0] != data.shape[0]:
@@ -297,7 +310,9 @@ def _boolean_mask(data, index, *, axis):
     return data[index != 0]
 
 
-def boolean_mask_grad(g, data, index, *, out, axis):
+def boolean_mask_grad(
+    g: Expr, data: Expr, index: Expr, *, out: Expr, axis: int
+) -> tuple[Expr | None, ...]:
     """g's rows back at the rows the mask kept, zeros elsewhere"""
     return F._backward_contrib_boolean_mask(g, data, index, axis=axis), None
 
@@ -317,11 +332,11 @@ register(
 )
 
 
-def _boolean_unmask_types(types, *, axis):
+def _boolean_unmask_types(types: Sequence[TensorType], *, axis: int) -> list[TensorType]:
     return [TensorType(types[1].shape, types[0].dtype)]
 
 
-def _boolean_unmask(g, like, index, *, axis):
+def _boolean_unmask(g: np.ndarray, like: np.ndarray, index: np.ndarray, *, axis: int) -> np.ndarray:
     out = np.zeros(like.shape, dtype=g.dtype)
     out[index != 0] = g
     return out
@@ -357,15 +372,21 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _sync_types(types, *, ndev, key, **attrs):
+def _sync_types(
+    types: Sequence[TensorType], *, ndev: int, key: str, **attrs: Any
+) -> list[TensorType]:
     return _batchnorm_types(types, axis=1, **attrs)
 
 
-def _sync_batchnorm(*arrays, ndev, key, **attrs):
+def _sync_batchnorm(
+    *arrays: np.ndarray, ndev: int, key: str, **attrs: Any
+) -> np.ndarray | tuple[np.ndarray, ...]:
     return _batchnorm(*arrays, axis=1, **attrs)
 
 
-def sync_batchnorm_grad(gs, *inputs, out, ndev, key, **attrs):
+def sync_batchnorm_grad(
+    gs: tuple[Expr, ...], *inputs: Expr, out: tuple[Expr, ...], ndev: int, key: str, **attrs: Any
+) -> Expr | tuple[Expr | None, ...]:
     """BatchNorm's gradient over axis 1"""
     return batchnorm_grad(gs, *inputs, out=out, axis=1, **attrs)
 
@@ -407,12 +428,14 @@ SYNC_BATCHNORM = register(
 # BatchNormWithReLU: relu(BatchNorm(x)), MXNet's fused CPU kernel
 
 
-def _bn_relu(*arrays, **attrs):
+def _bn_relu(*arrays: np.ndarray, **attrs: Any) -> tuple[np.ndarray, ...]:
     out, mean, inverse_std = _batchnorm(*arrays, **attrs)
     return np.maximum(out, 0).astype(out.dtype, copy=False), mean, inverse_std
 
 
-def bn_relu_grad(gs, *inputs, out, **attrs):
+def bn_relu_grad(
+    gs: tuple[Expr, ...], *inputs: Expr, out: tuple[Expr, ...], **attrs: Any
+) -> Expr | tuple[Expr | None, ...]:
     """BatchNorm's gradient of g where the output is positive"""
     passed = gs[0] * F._greater_scalar(out[0], scalar=0.0)
     return batchnorm_grad((passed, *gs[1:]), *inputs, out=out, **attrs)

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import ast
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from ...expr import Expr
 from ...ir import GraphError, TensorType
 from ...registry import (
     Attr,
@@ -27,7 +30,7 @@ from ..common import F
 # ---------------------------------------------------------------------------
 
 
-def _floats(value) -> tuple[float, ...]:
+def _floats(value: Any) -> tuple[float, ...]:
     """Parse a tuple of floats (a number, a sequence, or MXNet's string of one)."""
     value = ast.literal_eval(value) if isinstance(value, str) else value
     if isinstance(value, (int, float)):
@@ -44,7 +47,15 @@ _PRIOR_ATTRS = {
 }
 
 
-def _prior_types(types, *, sizes, ratios, clip, steps, offsets):
+def _prior_types(
+    types: Sequence[TensorType],
+    *,
+    sizes: tuple[float, ...],
+    ratios: tuple[float, ...],
+    clip: bool,
+    steps: tuple[float, ...],
+    offsets: tuple[float, ...],
+) -> list[TensorType]:
     data = types[0].shape
     if len(data) != 4:
         raise GraphError("data must be NCHW")
@@ -52,7 +63,15 @@ def _prior_types(types, *, sizes, ratios, clip, steps, offsets):
     return [TensorType((1, count, 4), types[0].dtype)]
 
 
-def _multibox_prior(data, *, sizes, ratios, clip, steps, offsets):
+def _multibox_prior(
+    data: np.ndarray,
+    *,
+    sizes: tuple[float, ...],
+    ratios: tuple[float, ...],
+    clip: bool,
+    steps: tuple[float, ...],
+    offsets: tuple[float, ...],
+) -> np.ndarray:
     # In float32, step by step as MXNet's kernel: anchors equal to the last bit,
     # whose IoU ties then break as MXNet's do in MultiBoxTarget.
     f32 = np.float32
@@ -97,7 +116,7 @@ register(
 )
 
 
-def _box_encode_types(types):
+def _box_encode_types(types: Sequence[TensorType]) -> list[TensorType]:
     samples, matches, anchors, refs, means, stds = (t.shape for t in types)
     if (
         matches != samples
@@ -115,7 +134,14 @@ def _box_encode_types(types):
     return [TensorType(anchors, types[2].dtype), TensorType(anchors, types[2].dtype)]
 
 
-def _box_encode(samples, matches, anchors, refs, means, stds):
+def _box_encode(
+    samples: np.ndarray,
+    matches: np.ndarray,
+    anchors: np.ndarray,
+    refs: np.ndarray,
+    means: np.ndarray,
+    stds: np.ndarray,
+) -> tuple[np.ndarray, ...]:
     rows = np.arange(refs.shape[0])[:, None]
     picked = refs[rows, np.clip(matches.astype(np.int64), 0, refs.shape[1] - 1)]
     gx, gy, gw, gh = _center_form(picked.astype(np.float64))
@@ -155,14 +181,24 @@ BOX_ENCODE = register(
 )
 
 
-def _box_decode_types(types, **_attrs):
+def _box_decode_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     data, anchors = types[0].shape, types[1].shape
     if len(data) != 3 or data[2] != 4 or anchors[1:] != data[1:]:
         raise GraphError("expected data (B, N, 4) and anchors (1, N, 4)")
     return [types[0]]
 
 
-def _box_decode(data, anchors, *, std0, std1, std2, std3, clip, format):
+def _box_decode(
+    data: np.ndarray,
+    anchors: np.ndarray,
+    *,
+    std0: float,
+    std1: float,
+    std2: float,
+    std3: float,
+    clip: float,
+    format: str,
+) -> np.ndarray:
     boxes = anchors.astype(np.float64)
     if format == "corner":
         ax, ay, aw, ah = _center_form(boxes)
@@ -220,7 +256,7 @@ def _center_form(boxes: np.ndarray) -> tuple[np.ndarray, ...]:
     return (boxes[..., 0] + width / 2, boxes[..., 1] + height / 2, width, height)
 
 
-def _target_types(types, **_attrs):
+def _target_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     anchors, labels, preds = (t.shape for t in types)
     if (
         len(anchors) != 3
@@ -263,17 +299,17 @@ def _match_anchors(iou: np.ndarray, overlap_threshold: float) -> np.ndarray:
 
 
 def _multibox_target(
-    anchor,
-    label,
-    cls_pred,
+    anchor: np.ndarray,
+    label: np.ndarray,
+    cls_pred: np.ndarray,
     *,
-    overlap_threshold,
-    ignore_label,
-    negative_mining_ratio,
-    negative_mining_thresh,
-    minimum_negative_samples,
-    variances,
-):
+    overlap_threshold: float,
+    ignore_label: float,
+    negative_mining_ratio: float,
+    negative_mining_thresh: float,
+    minimum_negative_samples: int,
+    variances: tuple[float, ...],
+) -> tuple[np.ndarray, ...]:
     # IoUs in the inputs' precision, as MXNet: its near-ties decide matches
     anchors = anchor.reshape(-1, 4)
     count = anchors.shape[0]
@@ -323,7 +359,7 @@ def _multibox_target(
     )
 
 
-def _target_inputs(rng):
+def _target_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     anchors = _multibox_prior(
         np.zeros((1, 1, 3, 3)),
         sizes=(0.4, 0.2),
@@ -364,7 +400,7 @@ MULTIBOX_TARGET = register(
 )
 
 
-def _detection_types(types, **_attrs):
+def _detection_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     probs, loc, anchors = (t.shape for t in types)
     if len(probs) != 3 or loc != (probs[0], probs[2] * 4) or anchors[1:] != (probs[2], 4):
         raise GraphError("expected cls_prob (B, C, N), loc_pred (B, N*4), anchor (1, N, 4)")
@@ -372,18 +408,18 @@ def _detection_types(types, **_attrs):
 
 
 def _multibox_detection(
-    cls_prob,
-    loc_pred,
-    anchor,
+    cls_prob: np.ndarray,
+    loc_pred: np.ndarray,
+    anchor: np.ndarray,
     *,
-    clip,
-    threshold,
-    background_id,
-    nms_threshold,
-    force_suppress,
-    variances,
-    nms_topk,
-):
+    clip: bool,
+    threshold: float,
+    background_id: int,
+    nms_threshold: float,
+    force_suppress: bool,
+    variances: tuple[float, ...],
+    nms_topk: int,
+) -> np.ndarray:
     batch, classes, count = cls_prob.shape
     anchors = anchor.reshape(-1, 4).astype(np.float64)
     ax, ay, aw, ah = _center_form(anchors)
@@ -422,7 +458,7 @@ def _multibox_detection(
     return out.astype(cls_prob.dtype)
 
 
-def _detection_inputs(rng):
+def _detection_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     anchors = _multibox_prior(
         np.zeros((1, 1, 3, 3)),
         sizes=(0.4, 0.2),
@@ -479,7 +515,14 @@ _PROPOSAL_ATTRS = {
 }
 
 
-def _proposal_types(types, *, rpn_post_nms_top_n, scales, ratios, **_attrs):
+def _proposal_types(
+    types: Sequence[TensorType],
+    *,
+    rpn_post_nms_top_n: int,
+    scales: tuple[float, ...],
+    ratios: tuple[float, ...],
+    **_attrs: Any,
+) -> list[TensorType]:
     scores, deltas, info = (t.shape for t in types)
     anchors = len(scales) * len(ratios)
     if (
@@ -545,20 +588,20 @@ def _pixel_nms(boxes: np.ndarray, threshold: float, limit: int) -> list[int]:
 
 
 def _proposal(
-    cls_prob,
-    bbox_pred,
-    im_info,
+    cls_prob: np.ndarray,
+    bbox_pred: np.ndarray,
+    im_info: np.ndarray,
     *,
-    rpn_pre_nms_top_n,
-    rpn_post_nms_top_n,
-    threshold,
-    rpn_min_size,
-    scales,
-    ratios,
-    feature_stride,
-    output_score,
-    iou_loss,
-):
+    rpn_pre_nms_top_n: int,
+    rpn_post_nms_top_n: int,
+    threshold: float,
+    rpn_min_size: int,
+    scales: tuple[float, ...],
+    ratios: tuple[float, ...],
+    feature_stride: int,
+    output_score: bool,
+    iou_loss: bool,
+) -> tuple[np.ndarray, ...]:
     batch, _, height, width = cls_prob.shape
     base = _base_anchors(feature_stride, scales, ratios)
     count = len(base)
@@ -613,7 +656,7 @@ def _proposal(
     return (rois.reshape(-1, 5).astype(dtype), scores_out.reshape(-1, 1).astype(dtype))
 
 
-def _proposal_inputs(rng):
+def _proposal_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [
         rng.uniform(size=(2, 12, 3, 4)),
         rng.normal(scale=0.2, size=(2, 24, 3, 4)),
@@ -680,14 +723,14 @@ def _iou(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
-def _box_iou_types(types, *, format):
+def _box_iou_types(types: Sequence[TensorType], *, format: str) -> list[TensorType]:
     lhs, rhs = types[0].shape, types[1].shape
     if lhs[-1:] != (4,) or rhs[-1:] != (4,):
         raise GraphError("boxes must have 4 coordinates on the last axis")
     return [TensorType(lhs[:-1] + rhs[:-1], types[0].dtype)]
 
 
-def _box_iou(lhs, rhs, *, format):
+def _box_iou(lhs: np.ndarray, rhs: np.ndarray, *, format: str) -> np.ndarray:
     return _iou(_corners(lhs, format), _corners(rhs, format)).astype(lhs.dtype)
 
 
@@ -724,7 +767,7 @@ _NMS_ATTRS = {
 }
 
 
-def _box_nms_types(types, **_attrs):
+def _box_nms_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     shape = types[0].shape
     if len(shape) < 2:
         raise GraphError("data must be (..., num_boxes, box_width)")
@@ -754,7 +797,7 @@ def _nms_keep(batch: np.ndarray, attrs: dict) -> list[int]:
     return kept
 
 
-def _box_nms(data, **attrs):
+def _box_nms(data: np.ndarray, **attrs: Any) -> tuple[np.ndarray, ...]:
     batches = data.reshape((-1,) + data.shape[-2:])
     out = np.full_like(batches, -1)
     where = np.full(batches.shape[:2], -1, dtype=data.dtype)
@@ -772,7 +815,7 @@ def _box_nms(data, **attrs):
     return out.reshape(data.shape), where.reshape(data.shape[:-1])
 
 
-def box_nms_grad(g, data, *, out, **attrs):
+def box_nms_grad(g: tuple[Expr, ...], data: Expr, *, out: tuple[Expr, ...], **attrs: Any) -> Expr:
     """each kept box's gradient row moved back to the box's input row"""
     return F._backward_contrib_box_nms(g[0], out[1], data)
 
@@ -809,11 +852,11 @@ BOX_NMS = register(
 )
 
 
-def _nms_back_types(types):
+def _nms_back_types(types: Sequence[TensorType]) -> list[TensorType]:
     return [TensorType(types[2].shape, types[0].dtype)]
 
 
-def _nms_back(g, where, like):
+def _nms_back(g: np.ndarray, where: np.ndarray, like: np.ndarray) -> np.ndarray:
     rows = g.reshape((-1,) + g.shape[-2:])
     index = where.reshape(rows.shape[:2]).astype(np.int64)
     out = np.zeros(rows.shape, dtype=g.dtype)
@@ -844,7 +887,9 @@ register(
 )
 
 
-def _matching_types(types, *, is_ascend, threshold, topk):
+def _matching_types(
+    types: Sequence[TensorType], *, is_ascend: bool, threshold: float, topk: int
+) -> list[TensorType]:
     shape = types[0].shape
     if len(shape) < 2:
         raise GraphError("data must be (..., N, M)")
@@ -854,7 +899,9 @@ def _matching_types(types, *, is_ascend, threshold, topk):
     ]
 
 
-def _bipartite_matching(data, *, is_ascend, threshold, topk):
+def _bipartite_matching(
+    data: np.ndarray, *, is_ascend: bool, threshold: float, topk: int
+) -> tuple[np.ndarray, ...]:
     scores = data.reshape((-1,) + data.shape[-2:])
     rows = np.full(scores.shape[:2], -1, dtype=data.dtype)
     cols = np.full((scores.shape[0], scores.shape[2]), -1, dtype=data.dtype)

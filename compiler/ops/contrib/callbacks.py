@@ -3,6 +3,12 @@ CustomOp) and the control-flow loops _foreach, _while_loop and _cond."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ...expr import Expr
 from ...ir import GraphError, TensorType
 from ...registry import (
     INERT_ATTRS,
@@ -23,19 +29,25 @@ from ...registry import (
 # CustomOpProp.infer_shape does.
 
 
-def _identity(value):
+def _identity(value: Any) -> Any:
     return value
 
 
-def _custom_op_types(types, *, op_type, callback, is_train, **_kwargs):
+def _custom_op_types(
+    types: Sequence[TensorType], *, op_type: str, callback: Any, is_train: bool, **_kwargs: Any
+) -> list[TensorType]:
     return list(callback.infer(types))
 
 
-def _custom_op(*arrays, op_type, callback, is_train, **_kwargs):
+def _custom_op(
+    *arrays: np.ndarray, op_type: str, callback: Any, is_train: bool, **_kwargs: Any
+) -> np.ndarray | tuple[np.ndarray, ...]:
     return tuple(callback.forward(arrays, is_train))
 
 
-def custom_op_grad(g, *inputs, out, op_type, callback, is_train, **_kwargs):
+def custom_op_grad(
+    g: Expr, *inputs: Expr, out: Expr, op_type: str, callback: Any, is_train: bool, **_kwargs: Any
+) -> Expr:
     """the user's CustomOp.backward(out_grad, in_data, out_data)"""
     grads = g if isinstance(g, tuple) else (g,)
     outs = out if isinstance(out, tuple) else (out,)
@@ -99,12 +111,12 @@ def _custom_canonical_attrs(given: dict) -> dict:
 CUSTOM.canonical_attrs = _custom_canonical_attrs  # type: ignore[method-assign]
 
 
-def _custom_back_types(types, *, callback):
+def _custom_back_types(types: Sequence[TensorType], *, callback: Any) -> list[TensorType]:
     count = len(callback.output_types)
     return [TensorType(t.shape, t.dtype) for t in types[count : count + callback.num_arguments]]
 
 
-def _custom_back(*arrays, callback):
+def _custom_back(*arrays: np.ndarray, callback: Any) -> np.ndarray | tuple[np.ndarray, ...]:
     count = len(callback.output_types)
     grads, rest = arrays[:count], arrays[count:]
     inputs, outputs = rest[: len(rest) - count], rest[len(rest) - count :]
@@ -137,16 +149,16 @@ register(
 # the stacked step outputs, then the final states.
 
 
-def _foreach_types(types, *, callback):
+def _foreach_types(types: Sequence[TensorType], *, callback: Any) -> list[TensorType]:
     return list(callback.infer(types))
 
 
-def _foreach(*arrays, callback):
+def _foreach(*arrays: np.ndarray, callback: Any) -> np.ndarray | tuple[np.ndarray, ...]:
     return tuple(callback.forward(arrays))
 
 
 def _loop_grad(backward_op: str):
-    def grad(g, *inputs, out, callback):
+    def grad(g: Expr, *inputs: Expr, out: Expr, callback: Any) -> Expr | tuple[Expr | None, ...]:
         grads = g if isinstance(g, tuple) else (g,)
         results = grads[0]._apply(backward_op, (*grads, *inputs), {"callback": callback})
         return results if isinstance(results, tuple) else (results,)
@@ -174,11 +186,11 @@ register(
 )
 
 
-def _foreach_back_types(types, *, callback):
+def _foreach_back_types(types: Sequence[TensorType], *, callback: Any) -> list[TensorType]:
     return list(types[callback.num_outputs :])
 
 
-def _foreach_back(*arrays, callback):
+def _foreach_back(*arrays: np.ndarray, callback: Any) -> np.ndarray | tuple[np.ndarray, ...]:
     count = callback.num_outputs
     return tuple(callback.backward(arrays[:count], arrays[count:]))
 

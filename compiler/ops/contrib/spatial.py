@@ -9,9 +9,12 @@ the forward op again, so both differentiate to any order."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from ...expr import Expr
 from ...ir import GraphError, TensorType
 from ...registry import (
     Attr,
@@ -69,7 +72,16 @@ def _resize_inputs(attrs: dict) -> tuple[str, ...]:
     return ("data", "like") if attrs.get("mode") == "like" else ("data",)
 
 
-def _resize_types(types, *, height, width, scale_height, scale_width, mode, align_corners):
+def _resize_types(
+    types: Sequence[TensorType],
+    *,
+    height: int,
+    width: int,
+    scale_height: Any,
+    scale_width: Any,
+    mode: str,
+    align_corners: bool,
+) -> list[TensorType]:
     data = types[0].shape
     if len(data) != 4:
         raise GraphError("data must be NCHW")
@@ -105,7 +117,7 @@ def _resize_matrices(in_shape, out_shape, align_corners, dtype):
     return rows, cols
 
 
-def _bilinear_resize(data, *like, **attrs):
+def _bilinear_resize(data: np.ndarray, *like: np.ndarray, **attrs: Any) -> np.ndarray:
     (out_type,) = _resize_types(
         [TensorType(data.shape, data.dtype)] + [TensorType(x.shape, x.dtype) for x in like], **attrs
     )
@@ -113,7 +125,9 @@ def _bilinear_resize(data, *like, **attrs):
     return np.einsum("oh,nchw,pw->ncop", rows, data, cols).astype(data.dtype, copy=False)
 
 
-def bilinear_resize_grad(g, data, *like, out, **attrs):
+def bilinear_resize_grad(
+    g: Expr, data: Expr, *like: Expr, out: Expr, **attrs: Any
+) -> Expr | tuple[Expr | None, ...]:
     """the adjoint: Wh^T g Ww"""
     back = F._backward_contrib_BilinearResize2D(g, data, align_corners=attrs["align_corners"])
     return (back,) + (None,) * len(like)
@@ -138,16 +152,18 @@ register(
 )
 
 
-def _resize_back_types(types, *, align_corners):
+def _resize_back_types(types: Sequence[TensorType], *, align_corners: bool) -> list[TensorType]:
     return [TensorType(types[1].shape, types[0].dtype)]
 
 
-def _resize_back(g, like, *, align_corners):
+def _resize_back(g: np.ndarray, like: np.ndarray, *, align_corners: bool) -> np.ndarray:
     rows, cols = _resize_matrices(like.shape, g.shape, align_corners, g.dtype)
     return np.einsum("oh,ncop,pw->nchw", rows, g, cols).astype(g.dtype, copy=False)
 
 
-def resize_back_grad(gg, g, like, *, out, align_corners):
+def resize_back_grad(
+    gg: Expr, g: Expr, like: Expr, *, out: Expr, align_corners: bool
+) -> tuple[Expr | None, ...]:
     """the forward resize of gg to g's size"""
     return F._contrib_BilinearResize2D(gg, g, mode="like", align_corners=align_corners), None
 
@@ -175,12 +191,14 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _output_size(value) -> tuple[int, int]:
+def _output_size(value: Any) -> tuple[int, int]:
     size = as_shape(value)
     return (size[0], size[0]) if len(size) == 1 else (size[0], size[1])
 
 
-def _adaptive_types(types, *, output_size):
+def _adaptive_types(
+    types: Sequence[TensorType], *, output_size: tuple[int, int]
+) -> list[TensorType]:
     data = types[0].shape
     if len(data) != 4:
         raise GraphError("data must be NCHW")
@@ -197,14 +215,14 @@ def _averaging(size: int, out: int) -> np.ndarray:
     return weights
 
 
-def _adaptive_pool(data, *, output_size):
+def _adaptive_pool(data: np.ndarray, *, output_size: tuple[int, int]) -> np.ndarray:
     # in float64: a bin's mean of float32 values then rounds as MXNet's sum / count
     rows = _averaging(data.shape[2], output_size[0])
     cols = _averaging(data.shape[3], output_size[1])
     return np.einsum("oh,nchw,pw->ncop", rows, data, cols).astype(data.dtype, copy=False)
 
 
-def adaptive_pool_grad(g, data, *, out, output_size):
+def adaptive_pool_grad(g: Expr, data: Expr, *, out: Expr, output_size: tuple[int, int]) -> Expr:
     """Ph^T g Pw: each output's gradient shared evenly over its bin"""
     return F._backward_contrib_AdaptiveAvgPooling2D(g, data)
 
@@ -231,12 +249,12 @@ def _adaptive_back(g, like):
     return np.einsum("oh,ncop,pw->nchw", rows, g, cols).astype(g.dtype, copy=False)
 
 
-def adaptive_back_grad(gg, g, like, *, out):
+def adaptive_back_grad(gg: Expr, g: Expr, like: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """adaptive pooling of gg to g's size"""
     return F._contrib_AdaptiveAvgPooling2D(gg, output_size=g.shape[2:]), None
 
 
-def _like_second_types(types):
+def _like_second_types(types: Sequence[TensorType]) -> list[TensorType]:
     return [TensorType(types[1].shape, types[0].dtype)]
 
 
@@ -270,7 +288,15 @@ _ROI_ATTRS = {
 }
 
 
-def _roi_types(types, *, pooled_size, spatial_scale, sample_ratio, position_sensitive, aligned):
+def _roi_types(
+    types: Sequence[TensorType],
+    *,
+    pooled_size: tuple[int, ...],
+    spatial_scale: float,
+    sample_ratio: int,
+    position_sensitive: bool,
+    aligned: bool,
+) -> list[TensorType]:
     data, rois = types[0].shape, types[1].shape
     if len(data) != 4 or len(rois) != 2 or rois[1] != 5:
         raise GraphError("data must be NCHW and rois (R, 5)")
@@ -332,7 +358,7 @@ def _roi_weights(rois, height, width, *, pooled_size, spatial_scale, sample_rati
     return weights
 
 
-def _roi_align(data, rois, **attrs):
+def _roi_align(data: np.ndarray, rois: np.ndarray, **attrs: Any) -> np.ndarray:
     n, c, h, w = data.shape
     weights = _roi_weights(rois, h, w, **attrs).astype(data.dtype)
     images = data.reshape(n, c, h * w)[np.clip(rois[:, 0].astype(np.int64), 0, n - 1)]
@@ -340,7 +366,9 @@ def _roi_align(data, rois, **attrs):
     return out.reshape((rois.shape[0], c) + tuple(attrs["pooled_size"])).astype(data.dtype)
 
 
-def roi_align_grad(g, data, rois, *, out, **attrs):
+def roi_align_grad(
+    g: Expr, data: Expr, rois: Expr, *, out: Expr, **attrs: Any
+) -> tuple[Expr | None, ...]:
     """each cell's gradient spread back over the pixels it sampled; none for rois"""
     return F._backward_contrib_ROIAlign(g, rois, data, **attrs), None
 
@@ -369,11 +397,11 @@ register(
 )
 
 
-def _roi_back_types(types, **_attrs):
+def _roi_back_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     return [TensorType(types[2].shape, types[0].dtype)]
 
 
-def _roi_back(g, rois, like, **attrs):
+def _roi_back(g: np.ndarray, rois: np.ndarray, like: np.ndarray, **attrs: Any) -> np.ndarray:
     n, c, h, w = like.shape
     weights = _roi_weights(rois, h, w, **attrs).astype(g.dtype)
     cells = g.reshape(g.shape[0], c, -1)
@@ -386,7 +414,9 @@ def _roi_back(g, rois, like, **attrs):
     return out.reshape(like.shape)
 
 
-def roi_back_grad(gg, g, rois, like, *, out, **attrs):
+def roi_back_grad(
+    gg: Expr, g: Expr, rois: Expr, like: Expr, *, out: Expr, **attrs: Any
+) -> tuple[Expr | None, ...]:
     """ROIAlign of gg"""
     return F._contrib_ROIAlign(gg, rois, **attrs), None, None
 
@@ -483,7 +513,7 @@ def _check_dcn(
     return (data[0], num_filter) + out
 
 
-def _dcn_types(types, **attrs):
+def _dcn_types(types: Sequence[TensorType], **attrs: Any) -> list[TensorType]:
     shapes = [t.shape for t in types] + [None]
     return [
         TensorType(
@@ -492,7 +522,7 @@ def _dcn_types(types, **attrs):
     ]
 
 
-def _modulated_types(types, **attrs):
+def _modulated_types(types: Sequence[TensorType], **attrs: Any) -> list[TensorType]:
     shapes = [t.shape for t in types] + [None]
     return [TensorType(_check_dcn(*shapes[:5], **attrs), types[0].dtype)]
 
@@ -634,16 +664,25 @@ def _deformable_backward(g, data, offset, mask, weight, attrs, clamp):
     return tuple(x.astype(g.dtype) for x in grads)
 
 
-def _dcn_forward(data, offset, weight, *bias, **attrs):
+def _dcn_forward(
+    data: np.ndarray, offset: np.ndarray, weight: np.ndarray, *bias: np.ndarray, **attrs: Any
+) -> np.ndarray:
     return _deformable(data, offset, None, weight, bias[0] if bias else None, attrs, True)[0]
 
 
-def _modulated_forward(data, offset, mask, weight, *bias, **attrs):
+def _modulated_forward(
+    data: np.ndarray,
+    offset: np.ndarray,
+    mask: np.ndarray,
+    weight: np.ndarray,
+    *bias: np.ndarray,
+    **attrs: Any,
+) -> np.ndarray:
     return _deformable(data, offset, mask, weight, bias[0] if bias else None, attrs, False)[0]
 
 
 def _deformable_grad(backward_op: str, num_inputs: int):
-    def grad(g, *inputs, out, **attrs):
+    def grad(g: Expr, *inputs: Expr, out: Expr, **attrs: Any) -> tuple[Expr | None, ...]:
         grads = getattr(F, backward_op)(g, *inputs[:num_inputs], **attrs)
         bias_grad = (F.sum(g, axis=(0, 2, 3)),) if len(inputs) > num_inputs else ()
         return (*grads, *bias_grad)
@@ -713,7 +752,7 @@ register(
 )
 
 
-def _dcn_back_types(types, **_attrs):
+def _dcn_back_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     return [TensorType(t.shape, types[0].dtype) for t in types[1:]]
 
 
@@ -767,14 +806,27 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _rroi_types(types, *, pooled_size, spatial_scale, sampling_ratio):
+def _rroi_types(
+    types: Sequence[TensorType],
+    *,
+    pooled_size: tuple[int, ...],
+    spatial_scale: float,
+    sampling_ratio: int,
+) -> list[TensorType]:
     data, rois = types[0].shape, types[1].shape
     if len(data) != 4 or len(rois) != 2 or rois[1] != 6:
         raise GraphError("data must be NCHW and rois (R, 6): batch, cx, cy, w, h, degrees")
     return [TensorType((rois[0], data[1]) + tuple(pooled_size), types[0].dtype)]
 
 
-def _rroi_align(data, rois, *, pooled_size, spatial_scale, sampling_ratio):
+def _rroi_align(
+    data: np.ndarray,
+    rois: np.ndarray,
+    *,
+    pooled_size: tuple[int, ...],
+    spatial_scale: float,
+    sampling_ratio: int,
+) -> np.ndarray:
     n, channels, height, width = data.shape
     pooled_h, pooled_w = pooled_size
     out = np.zeros((rois.shape[0], channels, pooled_h * pooled_w))
@@ -838,7 +890,14 @@ _PSROI_ATTRS = {
 }
 
 
-def _psroi_types(types, *, spatial_scale, output_dim, pooled_size, group_size):
+def _psroi_types(
+    types: Sequence[TensorType],
+    *,
+    spatial_scale: float,
+    output_dim: int,
+    pooled_size: int,
+    group_size: int,
+) -> list[TensorType]:
     data, rois = types[0].shape, types[1].shape
     group = group_size or pooled_size
     if len(data) != 4 or len(rois) != 2 or rois[1] != 5 or data[1] != output_dim * group * group:
@@ -872,7 +931,7 @@ def _psroi_bins(rois, height, width, *, spatial_scale, output_dim, pooled_size, 
                     yield r, top, ph, pw, (top * group + gh) * group + gw, h0, h1, w0, w1
 
 
-def _psroi_pool(data, rois, **attrs):
+def _psroi_pool(data: np.ndarray, rois: np.ndarray, **attrs: Any) -> np.ndarray:
     out = np.zeros(
         _psroi_types(
             [TensorType(data.shape, data.dtype), TensorType(rois.shape, rois.dtype)], **attrs
@@ -885,12 +944,14 @@ def _psroi_pool(data, rois, **attrs):
     return out.astype(data.dtype)
 
 
-def psroi_pool_grad(g, data, rois, *, out, **attrs):
+def psroi_pool_grad(
+    g: Expr, data: Expr, rois: Expr, *, out: Expr, **attrs: Any
+) -> tuple[Expr | None, ...]:
     """each bin's gradient spread evenly over its rectangle; none for rois"""
     return F._backward_contrib_PSROIPooling(g, rois, data, **attrs), None
 
 
-def _psroi_inputs(rng):
+def _psroi_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [
         rng.uniform(-2, 2, (2, 8, 6, 7)),
         np.array([[0, 0.4, 1.0, 4.6, 5.2], [1, 2.0, 0.0, 6.0, 3.0], [0, 5.0, 4.0, 5.0, 4.0]]),
@@ -919,11 +980,11 @@ register(
 )
 
 
-def _psroi_back_types(types, **_attrs):
+def _psroi_back_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     return [TensorType(types[2].shape, types[0].dtype)]
 
 
-def _psroi_back(g, rois, like, **attrs):
+def _psroi_back(g: np.ndarray, rois: np.ndarray, like: np.ndarray, **attrs: Any) -> np.ndarray:
     out = np.zeros(like.shape, dtype=np.float64)
     batch = np.clip(rois[:, 0].astype(np.int64), 0, like.shape[0] - 1)
     for r, top, ph, pw, c, h0, h1, w0, w1 in _psroi_bins(rois, *like.shape[2:], **attrs):
@@ -932,7 +993,9 @@ def _psroi_back(g, rois, like, **attrs):
     return out.astype(g.dtype)
 
 
-def psroi_back_grad(gg, g, rois, like, *, out, **attrs):
+def psroi_back_grad(
+    gg: Expr, g: Expr, rois: Expr, like: Expr, *, out: Expr, **attrs: Any
+) -> tuple[Expr | None, ...]:
     """PSROIPooling of gg"""
     return F._contrib_PSROIPooling(gg, rois, **attrs), None, None
 
