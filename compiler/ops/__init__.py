@@ -23,5 +23,6 @@ from . import (  # noqa: F401  (registration)  # noqa: F401
     tail_elemwise,
     tail_losses,
     tail_shape,
+    tail_spatial,
 )
 from .common import F  # noqa: F401
