@@ -3,7 +3,7 @@ for the many elementwise ops, and ``F``, the op namespace gradient rules use."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ def require_same_dtype(types) -> np.dtype:
     return dtype
 
 
-def broadcast_types(types, **_attrs) -> list[TensorType]:
+def broadcast_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     """numpy broadcasting of all input shapes; dtypes must agree."""
     dtype = require_same_dtype(types)
     first = types[0].shape
@@ -70,7 +70,7 @@ def broadcast_types(types, **_attrs) -> list[TensorType]:
     return [TensorType(tuple(shape), dtype)]
 
 
-def same_shape_types(types, **_attrs) -> list[TensorType]:
+def same_shape_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     """All inputs must have one shape (MXNet's ``elemwise_*`` ops)."""
     dtype = require_same_dtype(types)
     if any(t.shape != types[0].shape for t in types):
@@ -117,7 +117,7 @@ def unary(
             method=name if method else None,
             aliases=aliases,
             differentiable=differentiable,
-            doc=doc or (grad.__doc__ if grad else ""),
+            doc=doc or (grad.__doc__ or "" if grad else ""),
             test=TestSpec(shapes=((3, 4),), domain=domain, order=order),
         )
     )
@@ -148,7 +148,7 @@ def binary(
             scalar=scalar,
             differentiable=differentiable,
             aliases=aliases,
-            doc=doc or (grad.__doc__ if grad else ""),
+            doc=doc or (grad.__doc__ or "" if grad else ""),
             test=TestSpec(shapes=shapes, domain=domain),
         )
     )
@@ -157,7 +157,7 @@ def binary(
 def with_scalar(
     name: str,
     impl: Callable,
-    scalar: str,
+    scalar: str | Callable[[dict], str],
     grad: Callable | None,
     *,
     domain=(-2.0, 2.0),
@@ -176,7 +176,7 @@ def with_scalar(
             kind="elemwise",
             scalar=scalar,
             differentiable=differentiable,
-            doc=doc or (grad.__doc__ if grad else ""),
+            doc=doc or (grad.__doc__ or "" if grad else ""),
             test=TestSpec(shapes=((3, 4),), domain=domain, attrs={"scalar": test_scalar}),
         )
     )

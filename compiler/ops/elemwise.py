@@ -5,10 +5,13 @@ template and its gradient rule right above it."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from ..ir import GraphError
+from ..expr import Expr
+from ..ir import GraphError, TensorType
 from ..registry import Attr, OpDef, TestSpec, as_dtype_name, as_float, register
 from .common import F, as_dtype_of, binary, same_as_first, unary, with_scalar
 
@@ -21,7 +24,7 @@ def _quiet(ufunc):
     """Wrap a numpy function so overflow to inf or a NaN result does not warn:
     MXNet returns such values silently, and so do we."""
 
-    def impl(*args, **attrs):
+    def impl(*args: np.ndarray, **attrs: Any) -> np.ndarray:
         with np.errstate(all="ignore"):
             return ufunc(*args, **attrs)
 
@@ -34,7 +37,7 @@ def _quiet(ufunc):
 # ---------------------------------------------------------------------------
 
 
-def negative_grad(g, x, *, out):
+def negative_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """-g"""
     return -g
 
@@ -42,7 +45,7 @@ def negative_grad(g, x, *, out):
 unary("negative", np.negative, "-{0}", negative_grad)
 
 
-def exp_grad(g, x, *, out):
+def exp_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g * exp(x), reusing the output"""
     return g * out
 
@@ -50,7 +53,7 @@ def exp_grad(g, x, *, out):
 unary("exp", _quiet(np.exp), "vm.exp({0})", exp_grad)
 
 
-def expm1_grad(g, x, *, out):
+def expm1_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g * (out + 1)"""
     return g * (out + 1)
 
@@ -58,7 +61,7 @@ def expm1_grad(g, x, *, out):
 unary("expm1", _quiet(np.expm1), "vm.expm1({0})", expm1_grad)
 
 
-def log_grad(g, x, *, out):
+def log_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g / x"""
     return g / x
 
@@ -66,7 +69,7 @@ def log_grad(g, x, *, out):
 unary("log", _quiet(np.log), "vm.log({0})", log_grad, domain=(0.2, 3.0))
 
 
-def log2_grad(g, x, *, out):
+def log2_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g / (x ln 2)"""
     return g / (x * _LN2)
 
@@ -74,7 +77,7 @@ def log2_grad(g, x, *, out):
 unary("log2", _quiet(np.log2), "vm.log2({0})", log2_grad, domain=(0.2, 3.0))
 
 
-def log10_grad(g, x, *, out):
+def log10_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g / (x ln 10)"""
     return g / (x * _LN10)
 
@@ -82,7 +85,7 @@ def log10_grad(g, x, *, out):
 unary("log10", _quiet(np.log10), "vm.log10({0})", log10_grad, domain=(0.2, 3.0))
 
 
-def log1p_grad(g, x, *, out):
+def log1p_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g / (1 + x)"""
     return g / (x + 1)
 
@@ -90,7 +93,7 @@ def log1p_grad(g, x, *, out):
 unary("log1p", _quiet(np.log1p), "vm.log1p({0})", log1p_grad, domain=(-0.5, 2.0))
 
 
-def sqrt_grad(g, x, *, out):
+def sqrt_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g / (2 sqrt(x))"""
     return g * 0.5 / out
 
@@ -98,7 +101,7 @@ def sqrt_grad(g, x, *, out):
 unary("sqrt", _quiet(np.sqrt), "vm.sqrt({0})", sqrt_grad, domain=(0.2, 3.0))
 
 
-def rsqrt_grad(g, x, *, out):
+def rsqrt_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """-g / (2 x^1.5) = -0.5 g out^3"""
     return g * (out * out * out) * -0.5
 
@@ -106,7 +109,7 @@ def rsqrt_grad(g, x, *, out):
 unary("rsqrt", _quiet(lambda x: 1 / np.sqrt(x)), "vm.rsqrt({0})", rsqrt_grad, domain=(0.2, 3.0))
 
 
-def cbrt_grad(g, x, *, out):
+def cbrt_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g / (3 out^2)"""
     return g / (out * out * 3)
 
@@ -114,7 +117,7 @@ def cbrt_grad(g, x, *, out):
 unary("cbrt", np.cbrt, "vm.cbrt({0})", cbrt_grad, domain=(0.2, 3.0))
 
 
-def square_grad(g, x, *, out):
+def square_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """2 g x"""
     return g * x * 2
 
@@ -122,7 +125,7 @@ def square_grad(g, x, *, out):
 unary("square", np.square, "{0} * {0}", square_grad)
 
 
-def reciprocal_grad(g, x, *, out):
+def reciprocal_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """-g / x^2 = -g out^2"""
     return -g * out * out
 
@@ -130,7 +133,7 @@ def reciprocal_grad(g, x, *, out):
 unary("reciprocal", _quiet(np.reciprocal), "1 / {0}", reciprocal_grad, domain=(0.3, 2.0))
 
 
-def abs_grad(g, x, *, out):
+def abs_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g sign(x)"""
     return g * F.sign(x)
 
@@ -138,7 +141,7 @@ def abs_grad(g, x, *, out):
 unary("abs", np.abs, "abs({0})", abs_grad)
 
 
-def zero_grad(g, x, *, out):
+def zero_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """0: piecewise constant (MXNet's gradient of sign, round, floor, ceil)"""
     return F.zeros_like(x)
 
@@ -146,7 +149,7 @@ def zero_grad(g, x, *, out):
 unary("sign", np.sign, "vm.sign({0})", zero_grad)
 
 
-def _round_half_away(x):
+def _round_half_away(x: np.ndarray) -> np.ndarray:
     # MXNet's round sends halves away from zero (numpy's goes to even).
     whole = np.trunc(x)
     return whole + np.sign(x) * (np.abs(x - whole) >= 0.5)
@@ -165,7 +168,7 @@ unary("trunc", np.trunc, "np.trunc({0})", zero_grad)
 unary("fix", np.fix, "np.trunc({0})", zero_grad)
 
 
-def sin_grad(g, x, *, out):
+def sin_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g cos(x)"""
     return g * F.cos(x)
 
@@ -173,7 +176,7 @@ def sin_grad(g, x, *, out):
 unary("sin", np.sin, "vm.sin({0})", sin_grad)
 
 
-def cos_grad(g, x, *, out):
+def cos_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """-g sin(x)"""
     return -g * F.sin(x)
 
@@ -181,7 +184,7 @@ def cos_grad(g, x, *, out):
 unary("cos", np.cos, "vm.cos({0})", cos_grad)
 
 
-def tan_grad(g, x, *, out):
+def tan_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g (1 + tan^2 x)"""
     return g * (out * out + 1)
 
@@ -189,7 +192,7 @@ def tan_grad(g, x, *, out):
 unary("tan", np.tan, "vm.tan({0})", tan_grad, domain=(-1.2, 1.2))
 
 
-def arcsin_grad(g, x, *, out):
+def arcsin_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g / sqrt(1 - x^2)"""
     return g * F.rsqrt(1 - x * x)
 
@@ -197,7 +200,7 @@ def arcsin_grad(g, x, *, out):
 unary("arcsin", _quiet(np.arcsin), "vm.arcsin({0})", arcsin_grad, domain=(-0.9, 0.9))
 
 
-def arccos_grad(g, x, *, out):
+def arccos_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """-g / sqrt(1 - x^2)"""
     return -g * F.rsqrt(1 - x * x)
 
@@ -205,7 +208,7 @@ def arccos_grad(g, x, *, out):
 unary("arccos", _quiet(np.arccos), "vm.arccos({0})", arccos_grad, domain=(-0.9, 0.9))
 
 
-def arctan_grad(g, x, *, out):
+def arctan_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g / (1 + x^2)"""
     return g / (x * x + 1)
 
@@ -213,7 +216,7 @@ def arctan_grad(g, x, *, out):
 unary("arctan", np.arctan, "vm.arctan({0})", arctan_grad)
 
 
-def sinh_grad(g, x, *, out):
+def sinh_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g cosh(x)"""
     return g * F.cosh(x)
 
@@ -221,7 +224,7 @@ def sinh_grad(g, x, *, out):
 unary("sinh", _quiet(np.sinh), "vm.sinh({0})", sinh_grad)
 
 
-def cosh_grad(g, x, *, out):
+def cosh_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g sinh(x)"""
     return g * F.sinh(x)
 
@@ -229,7 +232,7 @@ def cosh_grad(g, x, *, out):
 unary("cosh", _quiet(np.cosh), "vm.cosh({0})", cosh_grad)
 
 
-def tanh_grad(g, x, *, out):
+def tanh_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g (1 - tanh^2 x), reusing the output"""
     return g * (1 - out * out)
 
@@ -237,7 +240,7 @@ def tanh_grad(g, x, *, out):
 unary("tanh", np.tanh, "vm.tanh({0})", tanh_grad)
 
 
-def arcsinh_grad(g, x, *, out):
+def arcsinh_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g / sqrt(x^2 + 1)"""
     return g * F.rsqrt(x * x + 1)
 
@@ -245,7 +248,7 @@ def arcsinh_grad(g, x, *, out):
 unary("arcsinh", np.arcsinh, "vm.arcsinh({0})", arcsinh_grad)
 
 
-def arccosh_grad(g, x, *, out):
+def arccosh_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g / sqrt(x^2 - 1)"""
     return g * F.rsqrt(x * x - 1)
 
@@ -253,7 +256,7 @@ def arccosh_grad(g, x, *, out):
 unary("arccosh", _quiet(np.arccosh), "vm.arccosh({0})", arccosh_grad, domain=(1.2, 3.0))
 
 
-def arctanh_grad(g, x, *, out):
+def arctanh_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g / (1 - x^2)"""
     return g / (1 - x * x)
 
@@ -261,12 +264,12 @@ def arctanh_grad(g, x, *, out):
 unary("arctanh", _quiet(np.arctanh), "vm.arctanh({0})", arctanh_grad, domain=(-0.8, 0.8))
 
 
-def _sigmoid(x):
+def _sigmoid(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         return 1 / (1 + np.exp(-x))
 
 
-def sigmoid_grad(g, x, *, out):
+def sigmoid_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g out (1 - out)"""
     return g * out * (1 - out)
 
@@ -274,7 +277,7 @@ def sigmoid_grad(g, x, *, out):
 unary("sigmoid", _sigmoid, "vm.sigmoid({0})", sigmoid_grad)
 
 
-def relu_grad(g, x, *, out):
+def relu_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g (x > 0)"""
     return g * (x > 0)
 
@@ -284,11 +287,11 @@ unary(
 )
 
 
-def _softsign(x):
+def _softsign(x: np.ndarray) -> np.ndarray:
     return x / (1 + np.abs(x))
 
 
-def softsign_grad(g, x, *, out):
+def softsign_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g / (1 + |x|)^2"""
     denominator = F.abs(x) + 1
     return g / (denominator * denominator)
@@ -297,11 +300,11 @@ def softsign_grad(g, x, *, out):
 unary("softsign", _softsign, "{0} / (1 + abs({0}))", softsign_grad)
 
 
-def _softrelu(x):
+def _softrelu(x: np.ndarray) -> np.ndarray:
     return np.logaddexp(0, x).astype(x.dtype, copy=False)
 
 
-def softrelu_grad(g, x, *, out):
+def softrelu_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g sigmoid(x)"""
     return g * F.sigmoid(x)
 
@@ -309,11 +312,11 @@ def softrelu_grad(g, x, *, out):
 unary("softrelu", _softrelu, "vm.softplus({0})", softrelu_grad, method=False)
 
 
-def _erf(x):
+def _erf(x: np.ndarray) -> np.ndarray:
     return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x.copy()
 
 
-def erf_grad(g, x, *, out):
+def erf_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g 2/sqrt(pi) exp(-x^2)"""
     return g * F.exp(-(x * x)) * _TWO_OVER_SQRT_PI
 
@@ -321,7 +324,7 @@ def erf_grad(g, x, *, out):
 unary("erf", _erf, "vm.erf({0})", erf_grad)
 
 
-def identity_grad(g, x, *, out):
+def identity_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g"""
     return g
 
@@ -341,11 +344,11 @@ unary(
 )
 
 
-def _clip(x, a_min, a_max):
+def _clip(x: np.ndarray, a_min: float, a_max: float) -> np.ndarray:
     return np.clip(x, a_min, a_max)
 
 
-def clip_grad(g, x, *, out, a_min, a_max):
+def clip_grad(g: Expr, x: Expr, *, out: Expr, a_min: float, a_max: float) -> Expr:
     """g where a_min <= x <= a_max, else 0"""
     return g * ((x >= a_min) * (x <= a_max))
 
@@ -367,7 +370,7 @@ register(
 
 
 def _constant_like(value):
-    def impl(x):
+    def impl(x: np.ndarray) -> np.ndarray:
         return np.full_like(x, value)
 
     return impl
@@ -406,22 +409,22 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def add_grad(g, a, b, *, out):
+def add_grad(g: Expr, a: Expr, b: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """g, g"""
     return g, g
 
 
-def sub_grad(g, a, b, *, out):
+def sub_grad(g: Expr, a: Expr, b: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """g, -g"""
     return g, -g
 
 
-def mul_grad(g, a, b, *, out):
+def mul_grad(g: Expr, a: Expr, b: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """g b, g a"""
     return g * b, g * a
 
 
-def div_grad(g, a, b, *, out):
+def div_grad(g: Expr, a: Expr, b: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """g / b, -g a / b^2 = -g out / b"""
     return g / b, -g * out / b
 
@@ -430,7 +433,7 @@ def _equal_shapes(impl):
     """``impl`` for an ``elemwise_*`` op: numpy would broadcast, MXNet refuses, and the
     eager path must refuse as recording does (found by the random-graph tests)."""
 
-    def checked(a, b):
+    def checked(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         if a.shape != b.shape:
             raise GraphError(
                 f"input shapes {a.shape} and {b.shape} differ "
@@ -475,7 +478,7 @@ for _suffix, _impl, _template, _rule in (
     )
 
 
-def power_grad(g, a, b, *, out):
+def power_grad(g: Expr, a: Expr, b: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """g b a^(b-1), g out ln(a)"""
     return g * b * a ** (b - 1), g * out * F.log(a)
 
@@ -490,12 +493,12 @@ binary(
 )
 
 
-def maximum_grad(g, a, b, *, out):
+def maximum_grad(g: Expr, a: Expr, b: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """g where a >= b, g where a < b"""
     return g * (a >= b), g * (a < b)
 
 
-def minimum_grad(g, a, b, *, out):
+def minimum_grad(g: Expr, a: Expr, b: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """g where a <= b, g where a > b"""
     return g * (a <= b), g * (a > b)
 
@@ -504,7 +507,7 @@ binary("broadcast_maximum", np.maximum, "vm.maximum({0}, {1})", maximum_grad, al
 binary("broadcast_minimum", np.minimum, "vm.minimum({0}, {1})", minimum_grad, aliases=("_minimum",))
 
 
-def mod_grad(g, a, b, *, out):
+def mod_grad(g: Expr, a: Expr, b: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """g, -g floor(a / b)"""
     return g, -g * F.floor(a / b)
 
@@ -551,57 +554,57 @@ for _name, _ufunc, _symbol in (
 # ---------------------------------------------------------------------------
 
 
-def scalar_identity_grad(g, x, *, out, scalar):
+def scalar_identity_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
     """g"""
     return g
 
 
-def scalar_negate_grad(g, x, *, out, scalar):
+def scalar_negate_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
     """-g"""
     return -g
 
 
-def mul_scalar_grad(g, x, *, out, scalar):
+def mul_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
     """g s"""
     return g * scalar
 
 
-def div_scalar_grad(g, x, *, out, scalar):
+def div_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
     """g / s"""
     return g / scalar
 
 
-def rdiv_scalar_grad(g, x, *, out, scalar):
+def rdiv_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
     """-g s / x^2 = -g out / x"""
     return -g * out / x
 
 
-def power_scalar_grad(g, x, *, out, scalar):
+def power_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
     """g s x^(s-1)"""
     return g * (x ** (scalar - 1)) * scalar
 
 
-def rpower_scalar_grad(g, x, *, out, scalar):
+def rpower_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
     """g out ln(s)"""
     return g * out * math.log(scalar)
 
 
-def maximum_scalar_grad(g, x, *, out, scalar):
+def maximum_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
     """g where x >= s"""
     return g * (x >= scalar)
 
 
-def minimum_scalar_grad(g, x, *, out, scalar):
+def minimum_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
     """g where x <= s"""
     return g * (x <= scalar)
 
 
-def mod_scalar_grad(g, x, *, out, scalar):
+def mod_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
     """g"""
     return g
 
 
-def rmod_scalar_grad(g, x, *, out, scalar):
+def rmod_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
     """-g floor(s / x)"""
     return -g * F.floor(scalar / x)
 
@@ -678,11 +681,11 @@ with_scalar(
 # ---------------------------------------------------------------------------
 
 
-def _cast_types(types, *, dtype):
+def _cast_types(types: Sequence[TensorType], *, dtype: str) -> list[TensorType]:
     return [types[0]._replace(dtype=np.dtype(dtype))]
 
 
-def cast_grad(g, x, *, out, dtype):
+def cast_grad(g: Expr, x: Expr, *, out: Expr, dtype: str) -> Expr:
     """g cast back to the input's dtype"""
     return F.Cast(g, dtype=x.dtype.name)
 

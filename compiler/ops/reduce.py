@@ -4,9 +4,12 @@ ops are made of."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import Attr, OpDef, TestSpec, as_axes, as_bool, as_shape, one_of, register
 from .common import F, normalize_axis
@@ -29,7 +32,9 @@ def reduced_axes(ndim: int, axis, exclude: bool) -> tuple[int, ...]:
     return chosen
 
 
-def reduce_types(types, *, axis, keepdims, exclude) -> list[TensorType]:
+def reduce_types(
+    types: Sequence[TensorType], *, axis: tuple[int, ...] | None, keepdims: bool, exclude: bool
+) -> list[TensorType]:
     """Shape rule of every reduction; a whole-array result has shape (1,) as in MXNet."""
     shape = types[0].shape
     axes = reduced_axes(len(shape), axis, exclude)
@@ -41,7 +46,9 @@ def reduce_types(types, *, axis, keepdims, exclude) -> list[TensorType]:
 
 
 def _reduction(numpy_reduce):
-    def impl(x, *, axis, keepdims, exclude):
+    def impl(
+        x: np.ndarray, *, axis: tuple[int, ...] | None, keepdims: bool, exclude: bool
+    ) -> np.ndarray:
         axes = reduced_axes(x.ndim, axis, exclude)
         result = numpy_reduce(x, axis=axes, keepdims=keepdims)
         result = np.asarray(result, dtype=x.dtype)
@@ -78,31 +85,41 @@ def restore_reduced(g, ndim: int, axis, keepdims: bool, exclude: bool):
     return g
 
 
-def sum_grad(g, x, *, out, axis, keepdims, exclude):
+def sum_grad(
+    g: Expr, x: Expr, *, out: Expr, axis: tuple[int, ...] | None, keepdims: bool, exclude: bool
+) -> Expr:
     """broadcast g back over the summed axes"""
     return F.broadcast_like(restore_reduced(g, x.ndim, axis, keepdims, exclude), x)
 
 
-def mean_grad(g, x, *, out, axis, keepdims, exclude):
+def mean_grad(
+    g: Expr, x: Expr, *, out: Expr, axis: tuple[int, ...] | None, keepdims: bool, exclude: bool
+) -> Expr:
     """broadcast g back over the averaged axes, divided by their size"""
     spread = F.broadcast_like(restore_reduced(g, x.ndim, axis, keepdims, exclude), x)
     return spread / F._reduced_size(x, axis=axis, exclude=exclude)
 
 
-def extremum_grad(g, x, *, out, axis, keepdims, exclude):
+def extremum_grad(
+    g: Expr, x: Expr, *, out: Expr, axis: tuple[int, ...] | None, keepdims: bool, exclude: bool
+) -> Expr:
     """g where x equals the extremum (every tied element gets it), else 0"""
     g = restore_reduced(g, x.ndim, axis, keepdims, exclude)
     out = restore_reduced(out, x.ndim, axis, keepdims, exclude)
     return F.broadcast_like(g, x) * F.broadcast_equal(x, out)
 
 
-def prod_grad(g, x, *, out, axis, keepdims, exclude):
+def prod_grad(
+    g: Expr, x: Expr, *, out: Expr, axis: tuple[int, ...] | None, keepdims: bool, exclude: bool
+) -> Expr:
     """g prod(x) / x"""
     scaled = restore_reduced(g * out, x.ndim, axis, keepdims, exclude)
     return F.broadcast_like(scaled, x) / x
 
 
-def nansum_grad(g, x, *, out, axis, keepdims, exclude):
+def nansum_grad(
+    g: Expr, x: Expr, *, out: Expr, axis: tuple[int, ...] | None, keepdims: bool, exclude: bool
+) -> Expr:
     """g broadcast back where x is not NaN, 0 where it is"""
     return sum_grad(
         g, x, out=out, axis=axis, keepdims=keepdims, exclude=exclude
@@ -137,12 +154,21 @@ for _name, _numpy, _rule in (
     )
 
 
-def _norm_types(types, *, ord, axis, out_dtype, keepdims):
+def _norm_types(
+    types: Sequence[TensorType],
+    *,
+    ord: Any,
+    axis: tuple[int, ...] | None,
+    out_dtype: Any,
+    keepdims: bool,
+) -> list[TensorType]:
     out = reduce_types(types, axis=axis, keepdims=keepdims, exclude=False)[0]
     return [out._replace(dtype=np.dtype(out_dtype or types[0].dtype))]
 
 
-def _norm(x, *, ord, axis, out_dtype, keepdims):
+def _norm(
+    x: np.ndarray, *, ord: Any, axis: tuple[int, ...] | None, out_dtype: Any, keepdims: bool
+) -> np.ndarray:
     axes = reduced_axes(x.ndim, axis, False)
     if ord == 1:
         result = np.abs(x).sum(axis=axes, keepdims=keepdims)
@@ -152,7 +178,16 @@ def _norm(x, *, ord, axis, out_dtype, keepdims):
     return result.reshape(1) if result.ndim == 0 else result
 
 
-def norm_grad(g, x, *, out, ord, axis, out_dtype, keepdims):
+def norm_grad(
+    g: Expr,
+    x: Expr,
+    *,
+    out: Expr,
+    ord: Any,
+    axis: tuple[int, ...] | None,
+    out_dtype: Any,
+    keepdims: bool,
+) -> Expr:
     """ord 1: g sign(x); ord 2: g x / norm"""
     g = restore_reduced(g, x.ndim, axis, keepdims, False)
     if ord == 1:
@@ -182,11 +217,13 @@ register(
 )
 
 
-def _reduced_size_types(types, *, axis, exclude):
+def _reduced_size_types(
+    types: Sequence[TensorType], *, axis: tuple[int, ...] | None, exclude: bool
+) -> list[TensorType]:
     return [TensorType((1,), types[0].dtype)]
 
 
-def _reduced_size(x, *, axis, exclude):
+def _reduced_size(x: np.ndarray, *, axis: tuple[int, ...] | None, exclude: bool) -> np.ndarray:
     if axis is None and not exclude:
         size = x.size  # the gradient of a full mean: the common case, kept cheap
     else:
@@ -223,20 +260,20 @@ def unbroadcast_axes(shape: tuple[int, ...], target: tuple[int, ...]) -> tuple[i
     )
 
 
-def _unbroadcast_types(types):
+def _unbroadcast_types(types: Sequence[TensorType]) -> list[TensorType]:
     g, like = types
     if np.broadcast_shapes(g.shape, like.shape) != tuple(g.shape):
         raise GraphError(f"{like.shape} does not broadcast to {g.shape}")
     return [TensorType(like.shape, g.dtype)]
 
 
-def _unbroadcast(g, like):
+def _unbroadcast(g: np.ndarray, like: np.ndarray) -> np.ndarray:
     if g.shape == like.shape:
         return g
     return g.sum(axis=unbroadcast_axes(g.shape, like.shape)).reshape(like.shape)
 
 
-def unbroadcast_grad(g, x, like, *, out):
+def unbroadcast_grad(g: Expr, x: Expr, like: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """broadcast g back to x's shape"""
     return F.broadcast_like(g, x), None
 
@@ -257,14 +294,14 @@ register(
 )
 
 
-def _broadcast_like_types(types):
+def _broadcast_like_types(types: Sequence[TensorType]) -> list[TensorType]:
     x, like = types
     if np.broadcast_shapes(x.shape, like.shape) != tuple(like.shape):
         raise GraphError(f"{x.shape} does not broadcast to {like.shape}")
     return [TensorType(like.shape, x.dtype)]
 
 
-def broadcast_like_grad(g, x, like, *, out):
+def broadcast_like_grad(g: Expr, x: Expr, like: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """sum g back to x's shape"""
     return F._unbroadcast(g, x), None
 
@@ -292,14 +329,14 @@ def _target_shape(shape, target):
     return tuple(shape[i - lead] if t == 0 and i >= lead else t for i, t in enumerate(target))
 
 
-def _broadcast_to_types(types, *, shape):
+def _broadcast_to_types(types: Sequence[TensorType], *, shape: tuple[int, ...]) -> list[TensorType]:
     target = _target_shape(types[0].shape, shape)
     if np.broadcast_shapes(types[0].shape, target) != target:
         raise GraphError(f"{types[0].shape} does not broadcast to {target}")
     return [TensorType(target, types[0].dtype)]
 
 
-def broadcast_to_grad(g, x, *, out, shape):
+def broadcast_to_grad(g: Expr, x: Expr, *, out: Expr, shape: tuple[int, ...]) -> Expr:
     """sum g back to x's shape"""
     return F._unbroadcast(g, x)
 
