@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from symgrad_compiler import OPS, OpDef, bind_arguments
 
 
@@ -23,6 +24,7 @@ def _make_function(
         ):
             return apply(opdef, args, {})
         options = {k: kwargs.pop(k) for k in ("out", "name") if k in kwargs}
+        _refuse_numpy(public_name, opdef, args, kwargs)
         inputs, attrs = bind_arguments(opdef, args, kwargs, is_tensor)
         return finish(apply(opdef, inputs, attrs), **options)
 
@@ -34,6 +36,28 @@ def _make_function(
         f"{', '.join(opdef.attrs) or 'none'}. MXNet op ``{opdef.name}``."
     )
     return function
+
+
+def _refuse_numpy(public_name: str, opdef: OpDef, args: tuple, kwargs: dict) -> None:
+    """Raise MXNet's error for a numpy array given where an array input is expected
+    (MXNet asserts ``Argument data must have NDArray type``), naming the op and the
+    argument, instead of binding it as an attribute."""
+    try:
+        names = list(opdef.input_names({})) if not opdef.variadic else []
+    except Exception:  # input lists that depend on attrs: name by position
+        names = []
+    given = [(names[i] if i < len(names) else f"#{i}", v) for i, v in enumerate(args)]
+    for argument, value in given + list(kwargs.items()):
+        if isinstance(value, np.ndarray):
+            raise NDArrayTypeError(
+                f"{public_name}: argument {argument!r} must be an NDArray, got a "
+                f"numpy.ndarray of shape {value.shape} (wrap it with mx.nd.array)"
+            )
+
+
+class NDArrayTypeError(TypeError, AssertionError):
+    """A numpy array given where an NDArray is expected. A TypeError; also an
+    AssertionError, which is what MXNet 1.9.1 raises for op arguments."""
 
 
 def fill_namespace(namespace: dict, apply: Callable, is_tensor: Callable, finish: Callable) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import symgrad as mx
+from symgrad.base import MXNetError
 
 nd, sym = mx.nd, mx.sym
 
@@ -136,3 +137,156 @@ def test_get_children():
     fc = sym.FullyConnected(sym.var("data"), num_hidden=4, name="fc")
     assert fc.get_children().list_outputs() == ["data", "fc_weight", "fc_bias"]
     assert sym.var("data").get_children() is None
+
+
+# ---------------------------------------------------------------------------
+# integer arithmetic keeps MXNet's dtypes; rint; axis=()
+# ---------------------------------------------------------------------------
+
+# (expression, MXNet 1.9.1's dtype and values) for x = [-7, -3, 3, 7] int32
+_INT_CASES = [
+    ("x / 2", "int32", [-3, -1, 1, 3]),
+    ("x / -2", "int32", [3, 1, -1, -3]),
+    ("x * 2.5", "int32", [-14, -6, 6, 14]),
+    ("x + 0.5", "int32", [-7, -3, 3, 7]),
+    ("x - 1.5", "int32", [-8, -4, 2, 6]),
+    ("1.5 - x", "int32", [8, 4, -2, -6]),
+    ("7.0 / x", "int32", [-1, -2, 2, 1]),
+    ("x % 3", "int32", [2, 0, 0, 1]),
+    ("x % -3", "int32", [-1, 0, 0, -2]),
+    ("5 % x", "int32", [-2, -1, 2, 5]),
+    ("x ** 2", "int32", [49, 9, 9, 49]),
+    ("x > 2.5", "int32", [0, 0, 1, 1]),
+    ("x == 3.7", "int32", [0, 0, 1, 0]),
+    ("x + True", "int32", [-6, -2, 4, 8]),
+    ("nd.maximum(x, 2.5)", "int32", [2, 2, 3, 7]),
+    ("x / nd.array([2, 2, 2, 2], dtype='int32')", "int32", [-3, -1, 1, 3]),
+    ("nd.broadcast_div(x, nd.array([-2], dtype='int32'))", "int32", [3, 1, -1, -3]),
+    ("x % nd.array([3, 3, 3, 3], dtype='int32')", "int32", [2, 0, 0, 1]),
+    ("nd.array([1, 2, 3], dtype='uint8') * 300", "uint8", [44, 88, 132]),
+    ("nd.array([-7, 7], dtype='int8') / 2", "int8", [-3, 3]),
+    ("nd.array([1, 2, 3], dtype='int64') / 2", "int64", [0, 1, 1]),
+]
+
+
+@pytest.mark.parametrize("expression, dtype, expected", _INT_CASES)
+def test_integer_arithmetic_keeps_the_dtype_as_mxnet(expression, dtype, expected):
+    x = nd.array([-7, -3, 3, 7], dtype="int32")
+    result = eval(expression, {"x": x, "nd": nd})
+    assert np.dtype(result.dtype).name == dtype
+    assert result.asnumpy().tolist() == expected
+
+
+def test_integer_arithmetic_while_recording_matches_eager():
+    x = nd.array([-7, -3, 3, 7], dtype="int32")
+    w = nd.array([1.0, 2.0, 3.0, 4.0])
+    w.attach_grad()
+    with mx.autograd.record():
+        y = (x / 2) * 2.5 + 1  # deferred while recording
+        loss = (w * y.astype("float32")).sum()
+    assert y.dtype == np.int32 and y.asnumpy().tolist() == [-5, -1, 3, 7]
+    loss.backward()
+    assert w.grad.asnumpy().tolist() == [-5, -1, 3, 7]
+
+
+def test_mixed_int_and_float_arrays_are_refused_as_mxnet():
+    i, f = nd.array([1, 2], dtype="int32"), nd.array([0.5, 1.5])
+    for make in (lambda: i + f, lambda: f * i, lambda: nd.broadcast_add(i, f)):
+        with pytest.raises(MXNetError):
+            make()
+
+
+def test_rint_sends_halves_down_as_mxnet():
+    values = [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.5, 0.4, -0.6, 2.7]
+    expected = [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 0.0, -1.0, 3.0]
+    assert nd.rint(nd.array(values)).asnumpy().tolist() == expected
+    assert nd.round(nd.array(values[:7])).asnumpy().tolist() == [-3, -2, -1, 1, 2, 3, 4]
+
+
+def test_rint_compiled_equals_interpreted(compiled):
+    x = nd.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.5, 0.4, -0.6, 2.7])
+    x.attach_grad()
+    with mx.autograd.record():
+        y = nd.rint(x * 1.0) * x
+    y.backward()
+    assert x.grad.asnumpy().tolist() == [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 0.0, -1.0, 3.0]
+
+
+def test_empty_axis_reduces_every_axis_as_mxnet():
+    y = nd.arange(6).reshape((2, 3))
+    assert nd.sum(y, axis=()).asnumpy().tolist() == [15.0]
+    assert nd.mean(y, axis=()).asnumpy().tolist() == [2.5]
+    assert nd.max(y, axis=()).asnumpy().tolist() == [5.0]
+    assert nd.sum(y, axis=(), keepdims=True).asnumpy().tolist() == [[15.0]]
+    assert nd.sum(y, axis=(), exclude=True).asnumpy().tolist() == [15.0]
+    assert nd.sum(y, exclude=True).asnumpy().tolist() == [15.0]
+    assert sym.sum(sym.var("a"), axis=()).eval(a=y)[0].asnumpy().tolist() == [15.0]
+    x = y.copy()
+    x.attach_grad()
+    with mx.autograd.record():
+        z = nd.mean(x, axis=())
+    z.backward()
+    np.testing.assert_allclose(x.grad.asnumpy(), np.full((2, 3), 1 / 6), rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# numpy arrays where NDArrays are expected
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call, op, argument",
+    [
+        (lambda: nd.exp(np.ones(3)), "exp", "data"),
+        (lambda: nd.exp(data=np.ones(3)), "exp", "data"),
+        (lambda: nd.broadcast_add(nd.ones(3), np.ones(3)), "broadcast_add", "rhs"),
+        (lambda: nd.dot(np.ones((2, 2)), nd.ones((2, 2))), "dot", "lhs"),
+        (
+            lambda: nd.FullyConnected(np.ones((2, 3)), nd.ones((4, 3)), nd.ones(4), num_hidden=4),
+            "FullyConnected",
+            "data",
+        ),
+        (lambda: nd.concat(nd.ones(3), np.ones(3), dim=0), "concat", "#1"),
+    ],
+)
+def test_numpy_array_for_an_ndarray_raises_type_error_naming_op_and_argument(call, op, argument):
+    with pytest.raises(TypeError, match=f"{op}: argument '{argument}' must be an NDArray"):
+        call()
+    # MXNet 1.9.1 asserts here: code catching AssertionError keeps working
+    with pytest.raises(AssertionError):
+        call()
+
+
+def test_numpy_array_in_an_operator_raises_type_error():
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        nd.ones(3) + np.ones(3)
+    with pytest.raises(TypeError):
+        np.ones(3) * nd.ones(3)
+    assert (nd.ones(3) * np.float32(2)).asnumpy().tolist() == [2, 2, 2]  # numpy scalars are fine
+
+
+# ---------------------------------------------------------------------------
+# item 10: relu's gradient at NaN
+# ---------------------------------------------------------------------------
+
+
+def _gradient(function, values):
+    x = nd.array(values)
+    x.attach_grad()
+    with mx.autograd.record():
+        y = function(x)
+    y.backward()
+    return y.asnumpy().tolist(), x.grad.asnumpy().tolist()
+
+
+_NAN = [float("nan"), -1.0, 0.0, 2.0]
+
+
+@pytest.mark.parametrize("backend", ["interpreted", "compiled"])
+def test_relu_and_activation_relu_at_nan_as_mxnet(backend, request):
+    request.getfixturevalue(backend)
+    out, grad = _gradient(nd.relu, _NAN)
+    np.testing.assert_array_equal(out, [np.nan, 0, 0, 2])  # nd.relu keeps NaN...
+    np.testing.assert_array_equal(grad, [np.nan, 0, 0, 1])  # ...both ways
+    out, grad = _gradient(lambda x: nd.Activation(x, act_type="relu"), _NAN)
+    assert out == [0, 0, 0, 2] and grad == [0, 0, 0, 1]  # Activation maps NaN to 0

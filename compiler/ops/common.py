@@ -3,6 +3,7 @@ for the many elementwise ops, and ``F``, the op namespace gradient rules use."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -170,7 +171,7 @@ def with_scalar(
         OpDef(
             name=name,
             infer=same_as_first,
-            impl=impl,
+            impl=_integer_scalar(impl),
             grad=grad,
             attrs=SCALAR,
             kind="elemwise",
@@ -180,6 +181,38 @@ def with_scalar(
             test=TestSpec(shapes=((3, 4),), domain=domain, attrs={"scalar": test_scalar}),
         )
     )
+
+
+def _integer_scalar(impl: Callable) -> Callable:
+    """``impl`` as MXNet runs it on an integer array: the scalar is cast to the
+    array's dtype first (``x * 2.5`` is ``x * 2``, ``x + 300`` on uint8 wraps) and
+    the result keeps that dtype (``x / 2`` truncates toward zero)."""
+
+    def run(x: np.ndarray, scalar: Any) -> np.ndarray:
+        if x.dtype.kind not in "iu" or not math.isfinite(scalar):
+            return impl(x, scalar)
+        cast = np.array(int(scalar)).astype(x.dtype)[()]  # C's wrap-around, as MXNet
+        with np.errstate(all="ignore"):
+            return np.asarray(impl(x, cast)).astype(x.dtype, copy=False)
+
+    run.__name__ = getattr(impl, "__name__", "impl")
+    return run
+
+
+def integer_truncating(divide: Callable) -> Callable:
+    """``divide`` for two arrays, truncating toward zero in the integer dtype when
+    both are integers, as MXNet's integer division does (numpy's gives floats)."""
+
+    def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+            with np.errstate(all="ignore"):
+                quotient = np.floor_divide(a, b)
+                inexact = (np.remainder(a, b) != 0) & ((a < 0) != (b < 0))
+                return (quotient + inexact).astype(np.result_type(a, b), copy=False)
+        return divide(a, b)
+
+    run.__name__ = getattr(divide, "__name__", "divide")
+    return run
 
 
 def as_dtype_of(result: Any, like: np.ndarray) -> np.ndarray:

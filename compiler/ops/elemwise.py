@@ -13,7 +13,15 @@ import numpy as np
 from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import Attr, OpDef, TestSpec, as_dtype_name, as_float, register
-from .common import F, as_dtype_of, binary, same_as_first, unary, with_scalar
+from .common import (
+    F,
+    as_dtype_of,
+    binary,
+    integer_truncating,
+    same_as_first,
+    unary,
+    with_scalar,
+)
 
 _LN2 = math.log(2.0)
 _LN10 = math.log(10.0)
@@ -161,7 +169,21 @@ unary(
     "np.trunc({0}) + vm.sign({0}) * (abs({0} - np.trunc({0})) >= 0.5)",
     zero_grad,
 )
-unary("rint", np.rint, "np.rint({0})", zero_grad)
+
+
+def _rint_halves_down(x: np.ndarray) -> np.ndarray:
+    # MXNet's rint takes the floor when x is as near it as the ceiling: halves go
+    # down (-0.5 -> -1, 0.5 -> 0, 2.5 -> 2); numpy's go to even.
+    low, high = np.floor(x), np.ceil(x)
+    return np.where(x - low <= high - x, low, high).astype(x.dtype, copy=False)
+
+
+unary(
+    "rint",
+    _rint_halves_down,
+    "(np.floor({0}) if {0} - np.floor({0}) <= np.ceil({0}) - {0} else np.ceil({0}))",
+    zero_grad,
+)
 unary("floor", np.floor, "np.floor({0})", zero_grad)
 unary("ceil", np.ceil, "np.ceil({0})", zero_grad)
 unary("trunc", np.trunc, "np.trunc({0})", zero_grad)
@@ -278,8 +300,9 @@ unary("sigmoid", _sigmoid, "vm.sigmoid({0})", sigmoid_grad)
 
 
 def relu_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
-    """g (x > 0)"""
-    return g * (x > 0)
+    """g (x > 0), NaN where x is NaN: MXNet's relu passes NaN on both ways
+    (``Activation(act_type='relu')`` does not: see ops/nn.py)"""
+    return g * F.where(x == x, x > 0, x)
 
 
 unary(
@@ -449,7 +472,7 @@ for _suffix, _impl, _template, _rule in (
     ("add", np.add, "{0} + {1}", add_grad),
     ("sub", np.subtract, "{0} - {1}", sub_grad),
     ("mul", np.multiply, "{0} * {1}", mul_grad),
-    ("div", _quiet(np.divide), "{0} / {1}", div_grad),
+    ("div", _quiet(integer_truncating(np.divide)), "{0} / {1}", div_grad),
 ):
     binary(
         f"broadcast_{_suffix}",

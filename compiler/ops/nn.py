@@ -270,13 +270,17 @@ _ACTIVATIONS = {  # act_type -> the elementwise op that defines it
 def _activation(x: np.ndarray, *, act_type: str) -> np.ndarray:
     from ..registry import get_op
 
+    if act_type == "relu":  # MXNet's Activation relu maps NaN to 0 (nd.relu keeps it)
+        return np.where(x > 0, x, np.zeros((), x.dtype))
     return get_op(_ACTIVATIONS[act_type]).impl(x)
 
 
 def activation_grad(g: Expr, x: Expr, *, out: Expr, act_type: str) -> Expr:
-    """the gradient of the elementwise op named by act_type"""
+    """the gradient of the elementwise op named by act_type; relu: g (x > 0), 0 at NaN"""
     from ..registry import get_op
 
+    if act_type == "relu":
+        return g * (x > 0)
     rule = get_op(_ACTIVATIONS[act_type]).grad
     assert rule is not None  # every activation has one
     return rule(g, x, out=out)
@@ -285,6 +289,8 @@ def activation_grad(g: Expr, x: Expr, *, out: Expr, act_type: str) -> Expr:
 def _activation_template(attrs: dict) -> str:
     from ..registry import get_op
 
+    if attrs["act_type"] == "relu":
+        return "({0} if {0} > 0 else 0.0)"
     template = get_op(_ACTIVATIONS[attrs["act_type"]]).scalar
     assert isinstance(template, str)  # the activations' own templates are plain
     return template

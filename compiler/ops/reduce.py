@@ -22,11 +22,11 @@ REDUCE_ATTRS = {
 
 
 def reduced_axes(ndim: int, axis, exclude: bool) -> tuple[int, ...]:
-    """The axes a reduction sums over, as sorted non-negative ints."""
-    if axis is None:
-        chosen: tuple[int, ...] = tuple(range(ndim))
-    else:
-        chosen = tuple(sorted({normalize_axis(a, ndim) for a in axis}))
+    """The axes a reduction sums over, as sorted non-negative ints. No axis (None
+    or ``()``) reduces every axis, with or without ``exclude``, as in MXNet."""
+    if not axis:
+        return tuple(range(ndim))
+    chosen = tuple(sorted({normalize_axis(a, ndim) for a in axis}))
     if exclude:
         chosen = tuple(a for a in range(ndim) if a not in chosen)
     return chosen

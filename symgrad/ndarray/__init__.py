@@ -39,6 +39,50 @@ def array(source_array: Any, ctx: Any = None, dtype: Any = None) -> NDArray:
     return NDArray(np.array(source_array, dtype=dtype or np.float32))
 
 
+def from_numpy(ndarray: np.ndarray, zero_copy: bool = True) -> NDArray:
+    """An NDArray of a numpy array. With ``zero_copy`` (MXNet's default) it shares
+    the array's memory, which must be C-contiguous, and, as MXNet does, the numpy
+    array becomes read-only (write through the NDArray)."""
+    if not zero_copy:
+        return NDArray(np.array(ndarray))
+    if not ndarray.flags.c_contiguous:
+        raise ValueError("Only c-contiguous arrays are supported for zero-copy")
+    shared = ndarray.view()  # keeps its write flag when the original loses it
+    ndarray.flags.writeable = False
+    return NDArray(shared)
+
+
+class _Capsule:
+    """A bare DLPack capsule dressed as the array API object numpy imports."""
+
+    def __init__(self, capsule: Any):
+        self._capsule = capsule
+
+    def __dlpack__(self, stream: Any = None, **kwargs: Any) -> Any:
+        return self._capsule
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (1, 0)  # kDLCPU
+
+
+def from_dlpack(dlpack: Any) -> NDArray:
+    """An NDArray sharing the memory of a DLPack capsule (from
+    ``to_dlpack_for_read``/``_write``, or another library) or of any object with
+    ``__dlpack__``. A capsule can be consumed once."""
+    source = dlpack if hasattr(dlpack, "__dlpack__") else _Capsule(dlpack)
+    return NDArray(np.from_dlpack(source))
+
+
+def to_dlpack_for_read(data: NDArray) -> Any:
+    """``data.to_dlpack_for_read()``."""
+    return data.to_dlpack_for_read()
+
+
+def to_dlpack_for_write(data: NDArray) -> Any:
+    """``data.to_dlpack_for_write()``."""
+    return data.to_dlpack_for_write()
+
+
 def _extra(kwargs: dict) -> dict:
     """Keywords a creation function passes on to its op, which refuses unknown
     ones (``dtyp=``) as MXNet does; dense storage is the only one there is."""
@@ -167,4 +211,8 @@ __all__ = [
     "save",
     "load",
     "load_frombuffer",
+    "from_numpy",
+    "from_dlpack",
+    "to_dlpack_for_read",
+    "to_dlpack_for_write",
 ]

@@ -9,7 +9,6 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-
 from symgrad_compiler import Entry, GraphError, Node, OpDef, OperatorMixin, TensorType, get_op
 from symgrad_compiler.registry import NULL, variable
 from symgrad_compiler.registry import OPS as _OPS
@@ -284,7 +283,12 @@ class NDArray(OperatorMixin):
         if isinstance(other, NDArray):
             return other
         if isinstance(other, np.ndarray):
-            return NDArray(other)
+            # MXNet refuses it too (a numpy array would otherwise meet NDArray's
+            # float32 with float64, or take over the operator through __radd__)
+            raise TypeError(
+                f"an NDArray operator got a numpy.ndarray of shape {other.shape}: "
+                "type <class 'numpy.ndarray'> not supported; wrap it with mx.nd.array"
+            )
         return None
 
     # -- properties ----------------------------------------------------------
@@ -341,10 +345,46 @@ class NDArray(OperatorMixin):
         return self._data.copy()
 
     def asscalar(self) -> Any:
-        """The value of a one-element array as a numpy scalar."""
+        """The value of a one-element array as a numpy scalar (ValueError otherwise,
+        as MXNet: ``The current array is not a scalar``)."""
         if self._data.size != 1:
-            raise MXNetError(f"asscalar needs an array of one element, not shape {self.shape}")
+            raise MXNetShapeError(
+                f"The current array is not a scalar: asscalar needs one element, "
+                f"not shape {self.shape}"
+            )
         return self._data.reshape(-1)[0]
+
+    # -- pickling, numpy and DLPack interchange ------------------------------
+    def __getstate__(self) -> dict:
+        # the values only, as MXNet pickles them: no history, no gradient buffer
+        return {"handle": self.asnumpy()}
+
+    def __setstate__(self, state: dict) -> None:
+        self._value = np.asarray(state["handle"])
+        self._entry = None
+        self._grad = None
+        self._grad_req = "null"
+
+    def to_dlpack_for_read(self) -> Any:
+        """A DLPack capsule sharing this array's memory, for reading (pending
+        values are computed first)."""
+        return self._data.__dlpack__()
+
+    def to_dlpack_for_write(self) -> Any:
+        """A DLPack capsule sharing this array's memory, for writing: recorded
+        graphs that read the current values keep a copy of them first."""
+        self._before_write()
+        # DLPack 1.0's capsule carries a writable flag (numpy imports the older
+        # one read-only)
+        return self._data.__dlpack__(max_version=(1, 0))
+
+    def __dlpack__(self, stream: Any = None, **kwargs: Any) -> Any:
+        """The array API's DLPack export (``np.from_dlpack(x)``), sharing memory."""
+        return self._data.__dlpack__(stream=stream, **kwargs)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        """``(1, 0)``: DLPack's CPU device."""
+        return (1, 0)
 
     def astype(self, dtype: Any, copy: bool = True) -> NDArray:
         """Cast to ``dtype`` (recorded as MXNet's ``Cast``)."""
@@ -400,10 +440,18 @@ class NDArray(OperatorMixin):
         return bool(self._data.reshape(-1)[0])
 
     def __float__(self) -> float:
-        return float(self.asscalar())
+        return float(self._one_element("float"))
 
     def __int__(self) -> int:
-        return int(self.asscalar())
+        return int(self._one_element("int"))
+
+    def _one_element(self, kind: str) -> Any:
+        if self._data.size != 1:
+            raise TypeError(
+                f"only one-element arrays can be converted to Python scalars ({kind}() of "
+                f"an NDArray of shape {self.shape})"
+            )
+        return self._data.reshape(-1)[0]
 
     def __repr__(self) -> str:
         shape = "x".join(str(s) for s in self.shape)
