@@ -17,8 +17,11 @@ import numpy as np
 from ..registry import OPS, Attr, OpDef, TestSpec, as_float, as_int, register
 from .common import F, as_dtype_of, binary, same_as_first, unary, with_scalar
 
-_DEGREES_PER_RADIAN = 180.0 / math.pi
-_RADIANS_PER_DEGREE = math.pi / 180.0
+# MXNet's factors are 180 / pi and pi / 180 computed in float32, whatever the
+# dtype: so are ours, to give its numbers bit for bit (its float64 results differ
+# from numpy.degrees by about 5e-8 relative)
+_DEGREES_PER_RADIAN = float(np.float32(180.0) / np.float32(math.pi))
+_RADIANS_PER_DEGREE = float(np.float32(math.pi) / np.float32(180.0))
 
 
 def _quiet(function):

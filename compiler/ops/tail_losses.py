@@ -106,9 +106,11 @@ def _regression_types(types, **_attrs):
     return [data]
 
 
-def _per_sample(label):
-    """How many outputs each sample has: label.size / batch size."""
-    return F._reduced_size(label, axis=(0,), exclude=True)
+def _scale(label, grad_scale, dtype):
+    """grad_scale / (outputs per sample: label.size / batch size), computed in
+    float32 as MXNet does (1/3 is 0.33333334 even for float64 data)."""
+    per_sample = F.Cast(F._reduced_size(label, axis=(0,), exclude=True), dtype="float32")
+    return F.Cast(F._rdiv_scalar(per_sample, scalar=grad_scale), dtype=dtype.name)
 
 
 def _difference(out, label):
@@ -117,12 +119,12 @@ def _difference(out, label):
 
 def linear_regression_grad(g, data, label, *, out, grad_scale):
     """(out - label) grad_scale / outputs per sample; none for the label"""
-    return _difference(out, label) * grad_scale / _per_sample(label), None
+    return _difference(out, label) * _scale(label, grad_scale, out.dtype), None
 
 
 def mae_regression_grad(g, data, label, *, out, grad_scale):
     """sign(out - label) grad_scale / outputs per sample; none for the label"""
-    return F.sign(_difference(out, label)) * grad_scale / _per_sample(label), None
+    return F.sign(_difference(out, label)) * _scale(label, grad_scale, out.dtype), None
 
 
 def _sigmoid(x, **_attrs):

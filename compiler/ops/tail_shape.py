@@ -36,20 +36,27 @@ from .reduce import reduce_types, reduced_axes, restore_reduced
 # ---------------------------------------------------------------------------
 
 
-def add_n_grad(g, *inputs, out):
+def add_n_grad(g, *inputs, out, num_args):
     """g for every input"""
     return tuple(g for _ in inputs)
 
 
-def _add_n_types(types, **_attrs):
+def _check_count(types, num_args):
+    """MXNet's num_args, when given (not 0), must count the inputs."""
+    if num_args and num_args != len(types):
+        raise GraphError(f"num_args is {num_args} but {len(types)} inputs were given")
+
+
+def _add_n_types(types, *, num_args):
     if not types:
         raise GraphError("add_n needs at least one input")
+    _check_count(types, num_args)
     if any(t.shape != types[0].shape for t in types):
         raise GraphError("add_n adds arrays of one shape")
     return broadcast_types(types)
 
 
-def _add_n(*arrays):
+def _add_n(*arrays, num_args):
     total = arrays[0].copy()
     for array in arrays[1:]:
         total += array
@@ -63,6 +70,7 @@ register(
         infer=_add_n_types,
         impl=_add_n,
         grad=add_n_grad,
+        attrs={"num_args": Attr(as_int, 0)},
         variadic=True,
         kind="reduce",
         doc="The sum of any number of arrays of one shape.\n\nGradient\n--------\n"
@@ -263,15 +271,11 @@ register(
 
 
 CROP_ATTRS = {
-    "num_args": Attr(as_int, 1),
+    "num_args": Attr(as_int, 0),
     "offset": Attr(as_shape, (0, 0)),
     "h_w": Attr(as_shape, (0, 0)),
     "center_crop": Attr(as_bool, False),
 }
-
-
-def _crop_inputs(attrs):
-    return ("data", "crop_like") if attrs.get("num_args", 1) == 2 else ("data",)
 
 
 def _crop_shape(data, like, h_w):
@@ -282,21 +286,23 @@ def _crop_shape(data, like, h_w):
 
 
 def _crop_types(types, *, num_args, offset, h_w, center_crop):
-    like = types[1].shape if num_args == 2 else None
+    _check_count(types, num_args)
+    if len(types) not in (1, 2):
+        raise GraphError("Crop takes data and, optionally, crop_like")
+    like = types[1].shape if len(types) == 2 else None
     shape = _crop_shape(types[0].shape, like, h_w)
     _block(types[0].shape, shape, offset, center_crop)
     return [TensorType(shape, types[0].dtype)]
 
 
-def _crop(data, like=None, *, num_args, offset, h_w, center_crop):
-    shape = _crop_shape(data.shape, None if like is None else like.shape, h_w)
+def _crop(data, *like, num_args, offset, h_w, center_crop):
+    shape = _crop_shape(data.shape, like[0].shape if like else None, h_w)
     return data[_block(data.shape, shape, offset, center_crop)].copy()
 
 
-def crop_grad(g, data, like=None, *, out, num_args, offset, h_w, center_crop):
+def crop_grad(g, data, *like, out, num_args, offset, h_w, center_crop):
     """g placed where the crop was taken, zeros elsewhere; none for crop_like"""
-    placed = F._place(g, data, offset=offset, center=center_crop)
-    return placed if like is None else (placed, None)
+    return (F._place(g, data, offset=offset, center=center_crop), *(None for _ in like))
 
 
 register(
@@ -305,7 +311,8 @@ register(
         infer=_crop_types,
         impl=_crop,
         grad=crop_grad,
-        inputs=_crop_inputs,
+        inputs=("data", "crop_like"),
+        variadic=True,
         attrs=CROP_ATTRS,
         shape_only=(1,),
         kind="shape",

@@ -40,15 +40,8 @@ UPSAMPLING_ATTRS = {
     "num_filter": Attr(as_int, 0),
     "sample_type": Attr(one_of("nearest", "bilinear"), "nearest"),
     "multi_input_mode": Attr(one_of("concat", "sum"), "concat"),
-    "num_args": Attr(as_int, 1),
+    "num_args": Attr(as_int, 0),
 }
-
-
-def _upsampling_inputs(attrs):
-    count = attrs.get("num_args", 1)
-    if attrs.get("sample_type") == "bilinear":
-        return ("data", "weight")
-    return ("data",) if count == 1 else tuple(f"arg{i}" for i in range(count))
 
 
 def _bilinear_deconvolution(channels, scale):
@@ -72,7 +65,11 @@ def _deconvolution_attrs(channels, scale):
 def _upsampling_types(types, *, scale, num_filter, sample_type, multi_input_mode, num_args):
     if any(len(t.shape) != 4 for t in types):
         raise GraphError("UpSampling takes NCHW inputs")
+    if num_args and num_args != len(types):
+        raise GraphError(f"num_args is {num_args} but {len(types)} inputs were given")
     if sample_type == "bilinear":
+        if len(types) != 2:
+            raise GraphError("bilinear UpSampling takes data and weight")
         attrs = _deconvolution_attrs(types[0].shape[1], scale)
         return list(OPS["Deconvolution"].infer_types(types, attrs))
     n, _, h, w = types[0].shape
@@ -133,16 +130,15 @@ register(
         infer=_upsampling_types,
         impl=_upsampling,
         grad=upsampling_grad,
-        inputs=_upsampling_inputs,
+        inputs=("data", "weight"),
+        variadic=True,
         attrs=UPSAMPLING_ATTRS,
         kind="pool",
         doc="Scale NCHW inputs up by ``scale``: nearest neighbour (several inputs, "
         "each to the first's size times scale, joined along channels or summed) or "
         "bilinear (a grouped Deconvolution with the given weight).\n\nGradient\n"
         "--------\n" + upsampling_grad.__doc__,
-        test=TestSpec(
-            make_inputs=_upsampling_test_inputs, attrs={"scale": 2, "num_args": 2}, order=2
-        ),
+        test=TestSpec(make_inputs=_upsampling_test_inputs, attrs={"scale": 2}, order=2),
     )
 )
 
