@@ -11,6 +11,8 @@ and compare.
 from __future__ import annotations
 
 import copy
+import json
+import pickle
 import threading
 
 import numpy as np
@@ -290,3 +292,222 @@ def test_relu_and_activation_relu_at_nan_as_mxnet(backend, request):
     np.testing.assert_array_equal(grad, [np.nan, 0, 0, 1])  # ...both ways
     out, grad = _gradient(lambda x: nd.Activation(x, act_type="relu"), _NAN)
     assert out == [0, 0, 0, 2] and grad == [0, 0, 0, 1]  # Activation maps NaN to 0
+
+
+# ---------------------------------------------------------------------------
+# NDArray conversions: pickling, __array__, DLPack, from_numpy, scalars
+# ---------------------------------------------------------------------------
+
+
+def test_pickle_keeps_values_and_dtype_and_drops_gradient_and_history():
+    x = nd.array([[1, 2], [3, 4]])
+    assert pickle.loads(pickle.dumps(x)).asnumpy().tolist() == [[1, 2], [3, 4]]
+    x.attach_grad()
+    with mx.autograd.record():
+        y = (x * x).sum()
+    y.backward()
+    restored = pickle.loads(pickle.dumps(x))  # failed: the graph's lambdas
+    assert restored.asnumpy().tolist() == [[1, 2], [3, 4]] and restored.grad is None
+    assert x.__getstate__().keys() == {"handle"}  # MXNet's state key
+    assert pickle.loads(pickle.dumps(nd.array([1, 2], dtype="int64"))).dtype == np.int64
+    with mx.autograd.record():
+        pending = x * 2  # a deferred value is computed for pickling
+    assert pickle.loads(pickle.dumps(pending)).asnumpy().tolist() == [[2, 4], [6, 8]]
+
+
+def test_array_protocol():
+    x = nd.array([[1, 2], [3, 4]])
+    assert np.asarray(x).dtype == np.float32 and np.array(x).tolist() == [[1, 2], [3, 4]]
+    assert np.asarray(x, dtype="float64").dtype == np.float64
+
+
+def test_dlpack_read_and_write_share_memory():
+    a = nd.array([1, 2, 3])
+    assert type(a.to_dlpack_for_read()).__name__ == "PyCapsule"
+    read = nd.from_dlpack(a.to_dlpack_for_read())
+    a[:] = 5
+    assert read.asnumpy().tolist() == [5, 5, 5]
+    b = nd.array([1, 2, 3])
+    written = nd.from_dlpack(nd.to_dlpack_for_write(b))
+    written[:] = 9
+    assert b.asnumpy().tolist() == [9, 9, 9]
+    assert nd.from_dlpack(nd.to_dlpack_for_read(b)).asnumpy().tolist() == [9, 9, 9]
+    assert a.__dlpack_device__() == (1, 0)
+    assert np.from_dlpack(a).tolist() == [5, 5, 5]
+    assert nd.from_dlpack(np.arange(3.0)).asnumpy().tolist() == [0, 1, 2]
+
+
+def test_from_numpy_is_zero_copy_and_makes_the_source_read_only():
+    source = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+    shared = nd.from_numpy(source)
+    assert not source.flags.writeable  # as MXNet 1.9.1
+    shared[0] = 5
+    assert source.tolist() == [5, 2, 3] and shared.asnumpy().tolist() == [5, 2, 3]
+    assert nd.from_numpy(np.array([1.0, 2.0])).dtype == np.float64
+    with pytest.raises(ValueError, match="c-contiguous"):
+        nd.from_numpy(np.ones((3, 3))[:, 1])
+    copied = nd.from_numpy(np.ones((3, 3))[:, 1], zero_copy=False)
+    assert copied.asnumpy().tolist() == [1, 1, 1]
+
+
+def test_scalars_of_one_element_arrays():
+    assert nd.array([3]).asscalar() == 3 and type(nd.array([3]).asscalar()) is np.float32
+    assert type(nd.array([3], dtype="int32").asscalar()) is np.int32
+    with pytest.raises(ValueError, match="not a scalar"):
+        nd.array([3, 4]).asscalar()
+    assert (float(nd.array([2.5])), int(nd.array([2.5])), int(nd.array([[7]], dtype="int32"))) == (
+        2.5,
+        2,
+        7,
+    )
+    for convert in (float, int):
+        with pytest.raises(TypeError):
+            convert(nd.array([2.5, 1]))
+
+
+# ---------------------------------------------------------------------------
+# errors: MXNetError at the call, and the arrays stay usable
+# ---------------------------------------------------------------------------
+
+
+def test_failed_op_raises_mxnet_error_and_arrays_stay_usable():
+    a = nd.ones((2, 2))
+    with pytest.raises(MXNetError):
+        nd.random.normal(0, -1, (2, 2))
+    with pytest.raises(MXNetError):
+        nd.dot(nd.ones((2, 3)), nd.ones((2, 3)))
+    nd.waitall()  # nothing pending is left failing
+    a[:] = 3
+    a.wait_to_read()
+    assert a.asnumpy().tolist() == [[3, 3], [3, 3]]
+
+
+# ---------------------------------------------------------------------------
+# Symbol inference: unknown (0) sizes, partial inference, types without shapes
+# ---------------------------------------------------------------------------
+
+
+def _fc():
+    return sym.FullyConnected(sym.var("data"), num_hidden=4, name="fc")
+
+
+def test_infer_shape_partial_as_mxnet():
+    assert _fc().infer_shape_partial() == ([(), (), ()], [()], [])
+    assert _fc().infer_shape_partial(fc_weight=(4, 3)) == ([(), (4, 3), ()], [()], [])
+    conv = sym.Convolution(sym.var("data"), kernel=(3, 3), num_filter=8, name="conv")
+    assert conv.infer_shape_partial(data=(2, 0, 8, 8)) == (
+        [(2, 0, 8, 8), (8, 0, 3, 3), (8,)],
+        [(2, 8, 6, 6)],
+        [],
+    )
+    bn = sym.BatchNorm(sym.var("data"), name="bn")
+    assert bn.infer_shape_partial(data=(2, 3, 4)) == (
+        [(2, 3, 4), (3,), (3,)],
+        [(2, 3, 4)],
+        [(3,), (3,)],
+    )
+    a, b = sym.var("a"), sym.var("b")
+    assert sym.elemwise_add(a, b).infer_shape_partial(a=(2, 3)) == (
+        [(2, 3), (2, 3)],
+        [(2, 3)],
+        [],
+    )
+
+
+def test_infer_shape_with_an_unknown_size_it_cannot_fill_gives_none():
+    with pytest.warns(UserWarning, match="Cannot decide shape"):
+        assert _fc().infer_shape(data=(0, 3)) == (None, None, None)
+    chain = sym.FullyConnected(sym.relu(sym.var("data")), num_hidden=2, name="f2")
+    with pytest.warns(UserWarning):
+        assert chain.infer_shape(data=(0, 5)) == (None, None, None)
+    with pytest.warns(UserWarning):
+        assert sym.broadcast_add(sym.var("a"), sym.var("b")).infer_shape(a=(2, 0), b=(2, 1)) == (
+            None,
+            None,
+            None,
+        )
+
+
+def test_infer_shape_fills_unknown_sizes_from_other_inputs():
+    a, b = sym.var("a"), sym.var("b")
+    filled = sym.elemwise_add(a, b).infer_shape(a=(0, 3), b=(2, 0))
+    assert filled == ([(2, 3), (2, 3)], [(2, 3)], [])
+    assert sym.concat(a, b, dim=1).infer_shape(a=(0, 3), b=(2, 4)) == (
+        [(2, 3), (2, 4)],
+        [(2, 7)],
+        [],
+    )
+    z, w = sym.var("z", shape=(0, 3)), sym.var("w", shape=(2, 3))
+    assert sym.elemwise_mul(z, w).infer_shape() == ([(2, 3), (2, 3)], [(2, 3)], [])
+
+
+def test_infer_type_without_shapes():
+    assert _fc().infer_type(data="float64") == ([np.float64] * 3, [np.float64], [])
+    with pytest.warns(UserWarning):
+        assert _fc().infer_type() == (None, None, None)
+    a, b = sym.var("a"), sym.var("b")
+    assert (a + b).infer_type_partial() == ([None, None], [None], [])
+    assert (a + b).infer_type(b=np.int32) == ([np.int32, np.int32], [np.int32], [])
+    assert sym.Cast(a, dtype="int32").infer_type(a="float32") == ([np.float32], [np.int32], [])
+    bn = sym.BatchNorm(sym.var("data"), name="bn")
+    f16, f32 = np.float16, np.float32
+    assert bn.infer_type(data="float16") == ([f16, f32, f32], [f16], [f32, f32])
+
+
+# ---------------------------------------------------------------------------
+# the same probes run in MXNet 1.9.1 (interop virtualenv)
+# ---------------------------------------------------------------------------
+
+PROBE = """
+import json, threading
+import numpy as np
+nd, sym = mx.nd, mx.sym
+out = {}
+x = nd.array([-7, -3, 3, 7], dtype='int32')
+for text in ['x / 2', 'x * 2.5', '7.0 / x', 'x % 3', '5 % x', 'x == 3.7', 'x + True',
+             "x / nd.array([2, 2, 2, 2], dtype='int32')",
+             "nd.array([1, 2, 3], dtype='uint8') * 300"]:
+    value = eval(text)
+    out[text] = [np.dtype(value.dtype).name, value.asnumpy().tolist()]
+halves = nd.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.5])
+out['rint'] = nd.rint(halves).asnumpy().tolist()
+y = nd.arange(6).reshape((2, 3))
+out['sum()'] = nd.sum(y, axis=()).asnumpy().tolist()
+out['mean()'] = nd.mean(y, axis=()).asnumpy().tolist()
+def grad(function):
+    v = nd.array([float('nan'), -1.0, 0.0, 2.0])
+    v.attach_grad()
+    with mx.autograd.record():
+        r = function(v)
+    r.backward()
+    return [str(t) for t in r.asnumpy().tolist() + v.grad.asnumpy().tolist()]
+out['relu'] = grad(nd.relu)
+out['Activation'] = grad(lambda v: nd.Activation(v, act_type='relu'))
+seen = {}
+def other():
+    seen['rec'] = mx.autograd.is_recording()
+    seen['name'] = sym.FullyConnected(sym.var('d'), num_hidden=2).name
+    seen['attr'] = sym.var('d').list_attr()
+with mx.autograd.record(), mx.AttrScope(group='4'):
+    t = threading.Thread(target=other); t.start(); t.join()
+out['thread'] = seen
+with mx.AttrScope(ctx_group='stage1'):
+    out['scope'] = sym.relu(sym.var('x1'), name='y1').attr_dict()
+fc = sym.FullyConnected(sym.var('data'), num_hidden=4, name='fc')
+out['partial'] = fc.infer_shape_partial(fc_weight=(4, 3))
+out['type'] = [[np.dtype(t).name for t in part] for part in fc.infer_type(data='float64')]
+a, b = sym.var('a'), sym.var('b')
+out['fill'] = sym.elemwise_add(a, b).infer_shape(a=(0, 3), b=(2, 0))
+out['concat'] = sym.concat(a, b, dim=1).infer_shape(a=(0, 3), b=(2, 4))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.interop
+def test_probes_equal_mxnet(mxnet_python, tmp_path, capsys):
+    from mxnet_interop import run_mxnet
+
+    theirs = json.loads(run_mxnet(mxnet_python, "import mxnet as mx\n" + PROBE, tmp_path))
+    exec(PROBE, {"mx": mx})
+    ours = json.loads(capsys.readouterr().out)
+    assert ours == theirs
