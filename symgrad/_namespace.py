@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from symgrad_compiler import OPS, OpDef, bind_arguments
 
+from ._op_docs import op_docstring
+
 
 def _make_function(
     public_name: str, opdef: OpDef, apply: Callable, is_tensor: Callable, finish: Callable
@@ -30,11 +32,7 @@ def _make_function(
 
     function.__name__ = public_name
     function.__qualname__ = public_name
-    function.__doc__ = (
-        f"{opdef.doc}\n\nInputs: {', '.join(opdef.input_names({}) or ())}"
-        f"{' (any number)' if opdef.variadic else ''}. Attributes: "
-        f"{', '.join(opdef.attrs) or 'none'}. MXNet op ``{opdef.name}``."
-    )
+    function.__doc__ = op_docstring(opdef, public_name, "nd")
     return function
 
 

@@ -74,12 +74,14 @@ def from_dlpack(dlpack: Any) -> NDArray:
 
 
 def to_dlpack_for_read(data: NDArray) -> Any:
-    """``data.to_dlpack_for_read()``."""
+    """A DLPack capsule sharing ``data``'s memory, for another library to read
+    (``data.to_dlpack_for_read()``)."""
     return data.to_dlpack_for_read()
 
 
 def to_dlpack_for_write(data: NDArray) -> Any:
-    """``data.to_dlpack_for_write()``."""
+    """A DLPack capsule sharing ``data``'s memory, for another library to write
+    into (``data.to_dlpack_for_write()``)."""
     return data.to_dlpack_for_write()
 
 

@@ -562,9 +562,17 @@ _POOL_NOTES = """
 """
 
 
+def _with_pool_notes(cls: type) -> type:
+    """Append the pooling gradient notes to a layer's docstring (a class body
+    that starts with a string expression such as ``"..." + _POOL_NOTES`` has no
+    docstring at all: only a plain literal is one)."""
+    cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + _POOL_NOTES
+    return cls
+
+
+@_with_pool_notes
 class MaxPool1D(_Pooling):
-    (
-        """Max pooling over (N, C, W) data.
+    """Max pooling over (N, C, W) data.
 
     Parameters
     ----------
@@ -575,8 +583,6 @@ class MaxPool1D(_Pooling):
     ceil_mode : bool
         Round the output size up ('full' convention) instead of down.
     """
-        + _POOL_NOTES
-    )
 
     def __init__(
         self,
@@ -599,12 +605,10 @@ class MaxPool1D(_Pooling):
         )
 
 
+@_with_pool_notes
 class MaxPool2D(_Pooling):
-    (
-        """Max pooling over (N, C, H, W) data; parameters as :class:`MaxPool1D` with
+    """Max pooling over (N, C, H, W) data; parameters as :class:`MaxPool1D` with
     2-tuples and layout ``'NCHW'``."""
-        + _POOL_NOTES
-    )
 
     def __init__(
         self,
@@ -627,12 +631,10 @@ class MaxPool2D(_Pooling):
         )
 
 
+@_with_pool_notes
 class MaxPool3D(_Pooling):
-    (
-        """Max pooling over (N, C, D, H, W) data; parameters as :class:`MaxPool1D` with
+    """Max pooling over (N, C, D, H, W) data; parameters as :class:`MaxPool1D` with
     3-tuples and layout ``'NCDHW'``."""
-        + _POOL_NOTES
-    )
 
     def __init__(
         self,
@@ -655,13 +657,11 @@ class MaxPool3D(_Pooling):
         )
 
 
+@_with_pool_notes
 class AvgPool1D(_Pooling):
-    (
-        """Average pooling over (N, C, W) data; parameters as :class:`MaxPool1D`, plus
+    """Average pooling over (N, C, W) data; parameters as :class:`MaxPool1D`, plus
     ``count_include_pad``: whether padded zeros count in each window's average.
     """
-        + _POOL_NOTES
-    )
 
     def __init__(
         self,
@@ -686,12 +686,10 @@ class AvgPool1D(_Pooling):
         )
 
 
+@_with_pool_notes
 class AvgPool2D(_Pooling):
-    (
-        """Average pooling over (N, C, H, W) data; parameters as :class:`AvgPool1D`
+    """Average pooling over (N, C, H, W) data; parameters as :class:`AvgPool1D`
     with 2-tuples and layout ``'NCHW'``."""
-        + _POOL_NOTES
-    )
 
     def __init__(
         self,
@@ -716,12 +714,10 @@ class AvgPool2D(_Pooling):
         )
 
 
+@_with_pool_notes
 class AvgPool3D(_Pooling):
-    (
-        """Average pooling over (N, C, D, H, W) data; parameters as :class:`AvgPool1D`
+    """Average pooling over (N, C, D, H, W) data; parameters as :class:`AvgPool1D`
     with 3-tuples and layout ``'NCDHW'``."""
-        + _POOL_NOTES
-    )
 
     def __init__(
         self,
@@ -753,43 +749,49 @@ class _GlobalPooling(_Pooling):
         super().__init__((1,) * rank, None, 0, True, True, pool_type, layout, **kwargs)
 
 
+@_with_pool_notes
 class GlobalMaxPool1D(_GlobalPooling):
-    """The maximum of each channel over W: (N, C, W) -> (N, C, 1).""" + _POOL_NOTES
+    """The maximum of each channel over W: (N, C, W) -> (N, C, 1)."""
 
     def __init__(self, layout: str = "NCW", **kwargs: Any) -> None:
         super().__init__(1, "max", layout, **kwargs)
 
 
+@_with_pool_notes
 class GlobalMaxPool2D(_GlobalPooling):
-    """The maximum of each channel over (H, W): -> (N, C, 1, 1).""" + _POOL_NOTES
+    """The maximum of each channel over (H, W): -> (N, C, 1, 1)."""
 
     def __init__(self, layout: str = "NCHW", **kwargs: Any) -> None:
         super().__init__(2, "max", layout, **kwargs)
 
 
+@_with_pool_notes
 class GlobalMaxPool3D(_GlobalPooling):
-    """The maximum of each channel over (D, H, W): -> (N, C, 1, 1, 1).""" + _POOL_NOTES
+    """The maximum of each channel over (D, H, W): -> (N, C, 1, 1, 1)."""
 
     def __init__(self, layout: str = "NCDHW", **kwargs: Any) -> None:
         super().__init__(3, "max", layout, **kwargs)
 
 
+@_with_pool_notes
 class GlobalAvgPool1D(_GlobalPooling):
-    """The mean of each channel over W: (N, C, W) -> (N, C, 1).""" + _POOL_NOTES
+    """The mean of each channel over W: (N, C, W) -> (N, C, 1)."""
 
     def __init__(self, layout: str = "NCW", **kwargs: Any) -> None:
         super().__init__(1, "avg", layout, **kwargs)
 
 
+@_with_pool_notes
 class GlobalAvgPool2D(_GlobalPooling):
-    """The mean of each channel over (H, W): -> (N, C, 1, 1).""" + _POOL_NOTES
+    """The mean of each channel over (H, W): -> (N, C, 1, 1)."""
 
     def __init__(self, layout: str = "NCHW", **kwargs: Any) -> None:
         super().__init__(2, "avg", layout, **kwargs)
 
 
+@_with_pool_notes
 class GlobalAvgPool3D(_GlobalPooling):
-    """The mean of each channel over (D, H, W): -> (N, C, 1, 1, 1).""" + _POOL_NOTES
+    """The mean of each channel over (D, H, W): -> (N, C, 1, 1, 1)."""
 
     def __init__(self, layout: str = "NCDHW", **kwargs: Any) -> None:
         super().__init__(3, "avg", layout, **kwargs)
