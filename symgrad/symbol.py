@@ -15,8 +15,10 @@ how such graphs are typed later (``infer_shape``, ``bind``).
 
 from __future__ import annotations
 
+import ast
 import builtins
 import numbers
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -364,7 +366,11 @@ class Symbol(OperatorMixin):
         return given
 
     def _infer(self, shapes: dict, dtypes: dict, partial: bool, field: str):
-        typed = materialize(self._entries, shapes, dtypes, partial=True)
+        if field == "shape":
+            shapes = _fill_zero_dims(self._nodes(), shapes)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (type inference warns below, if at all)
+            typed = materialize(self._entries, shapes, dtypes, partial=True)
 
         def pick(node_type: TensorType | None):
             if node_type is None:
@@ -376,6 +382,15 @@ class Symbol(OperatorMixin):
             pick(None if typed.entry(e) is None else typed.entry(e).type) for e in self._entries
         ]
         aux = [pick(typed.type_of(n)) for n in self._aux_state_nodes()]
+        if field == "type" and any(v is None for v in args + outs + aux):
+            # shapes unknown: dtypes follow from dtypes alone, as in MXNet
+            found = _dtypes_without_shapes(self._nodes(), dtypes)
+            args = [found.get(n) for n in self._argument_nodes()]
+            outs = [found.get(e.node) for e in self._entries]
+            aux = [found.get(n) for n in self._aux_state_nodes()]
+        if field == "shape" and not partial:
+            # MXNet's 0 is an unknown size: such a shape is not inferred
+            args, outs, aux = ([None if v and 0 in v else v for v in p] for p in (args, outs, aux))
         if any(v is None for v in args + outs + aux):
             if not partial:
                 warn_unknown([name for name, v in zip(self.list_arguments(), args) if v is None])
@@ -542,6 +557,101 @@ class Symbol(OperatorMixin):
         from .graph_export import from_networkx
 
         return from_networkx(graph)
+
+
+# ops whose inputs and output all have one shape, and those that join inputs
+# along one axis: MXNet fills unknown (0) sizes of their inputs from each other
+_EQUAL_SHAPE_OPS = frozenset({"elemwise_add", "elemwise_sub", "elemwise_mul", "elemwise_div"})
+
+
+def _fill_zero_dims(nodes: Sequence[Node], shapes: dict) -> dict:
+    """``shapes`` with the unknown (0) sizes of variables that meet at an
+    elementwise op or a Concat filled from the other inputs (both ways, as MXNet's
+    shape inference does); a variable of no known shape gets a complete one."""
+    shapes = dict(shapes)
+
+    def known(entry: Entry) -> tuple | None:
+        node = entry.node
+        if not node.is_variable:
+            return None
+        given = shapes.get(node.name, node.types[0].shape)
+        if given is None and "__shape__" in node.attrs:
+            given = ast.literal_eval(node.attrs["__shape__"])
+        return None if given is None else tuple(int(v) for v in given)
+
+    for _ in range(len(nodes) + 1):
+        changed = False
+        for node in nodes:
+            if node.is_variable or (
+                node.op.name not in _EQUAL_SHAPE_OPS and node.op.name != "Concat"
+            ):
+                continue
+            found = [known(e) for e in node.inputs]
+            ranks = {len(shape) for shape in found if shape is not None}
+            if len(ranks) != 1:
+                continue
+            rank = ranks.pop()
+            free = node.attrs["dim"] % rank if node.op.name == "Concat" else None
+            sizes = [
+                builtins.max([shape[axis] for shape in found if shape is not None])
+                for axis in range(rank)
+            ]
+            for entry, shape in zip(node.inputs, found):
+                if not entry.node.is_variable:
+                    continue
+                base = shape or (0,) * rank
+                new = tuple(
+                    size if axis == free or size != 0 else sizes[axis]
+                    for axis, size in enumerate(base)
+                )
+                if new != shape and (shape is not None or 0 not in new):
+                    shapes[entry.node.name] = new
+                    changed = True
+        if not changed:
+            break
+    return shapes
+
+
+# ops whose parameters stay float32 when the data is float16, as MXNet types them
+_FLOAT32_PARAMETERS = frozenset({"BatchNorm", "LayerNorm", "InstanceNorm", "GroupNorm"})
+
+
+def _dtypes_without_shapes(nodes: Sequence[Node], given: dict) -> dict[Node, type]:
+    """Each node's output dtype (numpy scalar type) from the variables' dtypes
+    alone: an op's output takes its inputs' dtype (``Cast`` and creation ops their
+    ``dtype`` attr), and a variable of unknown dtype takes that of the other
+    inputs of the op it feeds, in both directions until nothing changes."""
+    found: dict[Node, np.dtype] = {}
+    for node in nodes:
+        if node.is_variable:
+            dtype = given.get(node.name, node.types[0].dtype)
+            if dtype is not None:
+                found[node] = np.dtype(dtype)
+    for _ in range(len(nodes) + 1):
+        changed = False
+        for node in nodes:
+            if node.is_variable:
+                continue
+            if "dtype" in node.attrs and (node.op.name == "Cast" or not node.inputs):
+                out = np.dtype(node.attrs["dtype"])
+            else:
+                out = next((found[e.node] for e in node.inputs if e.node in found), None)
+            if out is None:
+                continue
+            if node not in found:
+                found[node] = out
+                changed = True
+            if node.op.name == "Cast" or not node.inputs:
+                continue
+            data = found.get(node.inputs[0].node, out)
+            for position, entry in enumerate(node.inputs):
+                if entry.node.is_variable and entry.node not in found:
+                    float32 = position and node.op.name in _FLOAT32_PARAMETERS
+                    found[entry.node] = np.dtype(np.float32) if float32 else data
+                    changed = True
+        if not changed:
+            break
+    return {node: dtype.type for node, dtype in found.items()}
 
 
 def node_attr_strings(node: Node) -> dict[str, str]:
