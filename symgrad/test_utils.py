@@ -72,6 +72,7 @@ __all__ = [
 ]
 
 _FLOAT64 = np.dtype(np.float64)
+_LEGACY_REPR = "1.25" if int(np.__version__.split(".")[0]) >= 2 else False
 _EXACT_TYPES = ("bool", "int8", "uint8", "int32", "uint32", "int64", "uint64")
 
 
@@ -176,9 +177,16 @@ def _numpy(value: Any) -> np.ndarray:
     return value.asnumpy() if isinstance(value, NDArray) else np.asarray(value)
 
 
-def _shape_message(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> str:
-    msg = f"a.shape = {a.shape} and b.shape = {b.shape} are not equal"
-    return build_err_msg([a, b], msg)
+def _report(arrays: Sequence[Any], message: str) -> str:
+    # MXNet shows the arrays summarised (threshold 4) without scientific notation;
+    # it sets numpy's print options globally to do so, here they are set for the call.
+    # numpy 1.x reprs (MXNet's numpy) have no ", shape=..." suffix nor np.float64(...)
+    with np.printoptions(threshold=4, suppress=True, legacy=_LEGACY_REPR):
+        return build_err_msg(arrays, message)
+
+
+def _shape_message(a: np.ndarray, b: np.ndarray) -> str:
+    return _report([a, b], f"a.shape = {a.shape} and b.shape = {b.shape} are not equal")
 
 
 def almost_equal(
@@ -202,7 +210,7 @@ def almost_equal(
     rtol = get_tolerance(np.result_type(a, b), rtol, {np.dtype(np.float64): get_rtol()})
     atol = get_tolerance(np.result_type(a, b), atol, {np.dtype(np.float64): get_atol()})
     if not use_broadcast and a.shape != b.shape:
-        raise AssertionError(_shape_message(a, b, ("a", "b")))
+        raise AssertionError(_shape_message(a, b))
     return bool(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
 
 
@@ -267,24 +275,23 @@ def assert_almost_equal(
     shown_b = b.asnumpy() if isinstance(b, NDArray) else b
     a, b = np.asarray(shown_a), np.asarray(shown_b)
     if a.dtype == np.bool_ and b.dtype == np.bool_:
-        np.testing.assert_array_equal(a, b)
+        _assert_equal_booleans(a, b)
         return
     rtol = _pair_tolerance(a, b, rtol, default_rtols())
     atol = _pair_tolerance(a, b, atol, default_atols())
     if not use_broadcast and a.shape != b.shape:
-        raise AssertionError(_shape_message(a, b, names))
+        raise AssertionError(_shape_message(a, b))
     with np.errstate(all="ignore"):
         bad = ~np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
     if not bad.any():
         return
     a, b = np.broadcast_arrays(a, b)
     bad = np.broadcast_to(bad, a.shape)
-    wide = np.result_type(a, b)
-    if wide.kind in "ub":  # unsigned differences would wrap around
-        wide = np.dtype(np.float64)
+    if a.dtype.kind in "ub" or b.dtype.kind in "ub":  # unsigned differences would wrap
+        a, b = a.astype(np.float64), b.astype(np.float64)
     with np.errstate(all="ignore"):
-        a_w, b_w = a.astype(wide), b.astype(wide)
-        error = np.abs(a_w - b_w) / (atol + rtol * np.abs(b_w) + 1e-20)
+        # in the arrays' own dtypes, as MXNet: the tolerance takes b's (float32 stays float32)
+        error = np.abs(a - b) / (atol + rtol * np.abs(b) + 1e-20)
     # worst first; NaN errors (NaN or opposite infinities) rank worst, ties in index order
     rank = np.where(np.isnan(error), np.inf, error)[bad]
     flat_bad = np.flatnonzero(bad)[np.argsort(-rank, kind="stable")]
@@ -304,7 +311,21 @@ def assert_almost_equal(
             f"atol={atol:e} ({share}).\n"
             f"Location of maximum error: {_where(a, worst, names, b)}"
         )
-    raise AssertionError(build_err_msg([shown_a, shown_b], message))
+    raise AssertionError(_report([shown_a, shown_b], message))
+
+
+def _assert_equal_booleans(a: np.ndarray, b: np.ndarray) -> None:
+    """Booleans must be equal; the message is numpy 1.x's ``assert_array_equal``
+    one, which MXNet's users see."""
+    if a.shape != b.shape:
+        np.testing.assert_array_equal(a, b)
+        return
+    differ = int(np.count_nonzero(a != b))
+    if differ:
+        share = f"Mismatched elements: {differ} / {a.size} ({100.0 * differ / a.size:.3g}%)"
+        with np.printoptions(legacy=_LEGACY_REPR):
+            message = build_err_msg([a, b], "\n" + share, "Arrays are not equal", names=("x", "y"))
+        raise AssertionError(message)
 
 
 def _where(a: np.ndarray, flat: int, names: tuple[str, str], b: np.ndarray) -> str:
@@ -466,7 +487,8 @@ def rand_ndarray(
         )
     _context.check_context(ctx)
     dtype = default_dtype() if dtype is None else dtype
-    return nd.array(np.random.normal(size=shape), dtype=dtype)
+    # drawn in float64, stored as float32, then cast: MXNet's numbers for every dtype
+    return nd.array(np.random.normal(size=shape), dtype=np.float32).astype(dtype)
 
 
 def random_arrays(*shapes: Any) -> np.ndarray | list[np.ndarray]:
@@ -838,6 +860,17 @@ def check_numeric_gradient(
         )
 
 
+def _all_types(sym: Any, entry: Mapping) -> dict | None:
+    """The entry's ``type_dict`` completed by type inference (weights take the
+    data's dtype, as MXNet infers them)."""
+    given = entry.get("type_dict")
+    if not given:
+        return None
+    arg_types, _, aux_types = sym.infer_type(**given)
+    names = sym.list_arguments() + sym.list_auxiliary_states()
+    return {n: t for n, t in zip(names, list(arg_types) + list(aux_types)) if t is not None}
+
+
 def check_consistency(
     sym: Any,
     ctx_list: Sequence[Mapping],
@@ -877,7 +910,7 @@ def check_consistency(
     for s, entry in zip(syms, ctx_list):
         shapes = {k: v for k, v in entry.items() if k not in ("ctx", "type_dict")}
         executors.append(
-            s.simple_bind(cpu(), grad_req=grad_req, type_dict=entry.get("type_dict"), **shapes)
+            s.simple_bind(cpu(), grad_req=grad_req, type_dict=_all_types(s, entry), **shapes)
         )
     first = executors[0]
     draw = (
