@@ -511,3 +511,22 @@ def test_probes_equal_mxnet(mxnet_python, tmp_path, capsys):
     exec(PROBE, {"mx": mx})
     ours = json.loads(capsys.readouterr().out)
     assert ours == theirs
+
+
+def test_error_of_a_deferred_op_is_an_mxnet_error_when_read_and_arrays_stay_usable():
+    x = nd.array([[1.0, 2.0], [2.0, 4.0]])
+    x.attach_grad()
+    with mx.autograd.record():
+        bad = nd.take(x, nd.array([5]), mode="raise")  # deferred: fails when computed
+        good = x * 2
+    for _ in range(2):  # raised IndexError before; raises each time it is read
+        with pytest.raises(MXNetError, match="take"):
+            bad.asnumpy()
+    with pytest.raises(MXNetError):
+        bad.wait_to_read()
+    assert good.asnumpy().tolist() == [[2, 4], [4, 8]]
+    nd.waitall()
+    with mx.autograd.record():
+        loss = (x * x).sum()
+    loss.backward()
+    assert x.grad.asnumpy().tolist() == [[2, 4], [4, 8]]

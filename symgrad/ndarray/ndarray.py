@@ -87,6 +87,21 @@ def _recorded_sources(entry: Entry) -> list[np.ndarray]:
     return found
 
 
+def _compute_deferred(entry: Entry) -> None:
+    """Compute a deferred value; an op that fails raises MXNetError here, when the
+    value is read, as MXNet raises an asynchronous op's error at ``asnumpy`` or
+    ``wait_to_read`` (the arrays stay usable; reading this one raises again)."""
+    try:
+        compute(entry)
+    except MXNetError:
+        raise
+    except Exception as err:
+        raise MXNetError(
+            f"{entry.node.op.name}: failed when its value was computed (it was recorded "
+            f"and deferred): {type(err).__name__}: {err}"
+        ) from err
+
+
 class _Overwritten:
     """Takes the place of an array as the tag of its old variable node after an
     in-place write: a graph recorded before the write would compute gradients from
@@ -259,7 +274,7 @@ class NDArray(OperatorMixin):
         if value is None:
             entry = self._entry
             if entry.node.value is None:
-                compute(entry)
+                _compute_deferred(entry)
             value = entry.node.value[entry.index]
             if value.base is not None and entry.node.op.kind == "shape":
                 value = _unshared(value, _recorded_sources(entry))
@@ -424,7 +439,9 @@ class NDArray(OperatorMixin):
         return invoke("Reshape", (self,), dict(kwargs, shape=spec))
 
     def wait_to_read(self) -> None:
-        """Block until the values are ready (they always are: symgrad is synchronous)."""
+        """Block until the values are ready: a deferred value is computed now, and
+        an op that failed raises MXNetError here, as in MXNet."""
+        self._data  # noqa: B018  (computes a pending value)
 
     def __len__(self) -> int:
         return self._data.shape[0]
