@@ -530,3 +530,37 @@ def test_error_of_a_deferred_op_is_an_mxnet_error_when_read_and_arrays_stay_usab
         loss = (x * x).sum()
     loss.backward()
     assert x.grad.asnumpy().tolist() == [[2, 4], [4, 8]]
+
+
+# ---------------------------------------------------------------------------
+# item 10: the gradient of an integer mod is zero (MXNet 1.9.1's executor)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda a: a % 3, [0, 0, 0]),
+        (lambda a: 9 % a, [0, 0, 0]),
+        (lambda a: sym.broadcast_mod(a, sym.var("b", dtype="int32", shape=(3,))), [0, 0, 0]),
+        (lambda a: a * 3, [3, 3, 3]),
+    ],
+)
+def test_integer_mod_gradient_is_zero(make, expected):
+    a = sym.var("a", dtype="int32")
+    exe = make(a).simple_bind(mx.cpu(), a=(3,), b=(3,), type_dict={"a": "int32", "b": "int32"})
+    feed = {"a": nd.array([7, -7, 5], dtype="int32")}
+    if "b" in exe.arg_dict:
+        feed["b"] = nd.array([3, 3, 3], dtype="int32")
+    exe.forward(is_train=True, **feed)
+    exe.backward(nd.ones((3,), dtype="int32"))
+    grad = exe.grad_dict["a"]
+    assert grad.dtype == np.int32 and grad.asnumpy().tolist() == expected
+
+
+def test_float_mod_gradient_is_unchanged():
+    f = sym.var("f")
+    exe = (f % 3).simple_bind(mx.cpu(), f=(3,))
+    exe.forward(is_train=True, f=nd.array([7.5, -7.5, 5]))
+    exe.backward(nd.ones((3,)))
+    assert exe.grad_dict["f"].asnumpy().tolist() == [1, 1, 1]

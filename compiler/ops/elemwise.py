@@ -530,8 +530,15 @@ binary("broadcast_maximum", np.maximum, "vm.maximum({0}, {1})", maximum_grad, al
 binary("broadcast_minimum", np.minimum, "vm.minimum({0}, {1})", minimum_grad, aliases=("_minimum",))
 
 
+def _integral(x: Expr) -> bool:
+    # MXNet's gradient of an integer mod is zero: the result is piecewise constant
+    return np.dtype(x.dtype).kind in "iub"
+
+
 def mod_grad(g: Expr, a: Expr, b: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
-    """g, -g floor(a / b)"""
+    """g, -g floor(a / b); zeros for integer arrays, as MXNet"""
+    if _integral(a):
+        return F.zeros_like(g), F.zeros_like(g)
     return g, -g * F.floor(a / b)
 
 
@@ -623,13 +630,13 @@ def minimum_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
 
 
 def mod_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
-    """g"""
-    return g
+    """g; zero for integer arrays, as MXNet"""
+    return F.zeros_like(g) if _integral(x) else g
 
 
 def rmod_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
-    """-g floor(s / x)"""
-    return -g * F.floor(scalar / x)
+    """-g floor(s / x); zero for integer arrays, as MXNet"""
+    return F.zeros_like(g) if _integral(x) else -g * F.floor(scalar / x)
 
 
 with_scalar("_plus_scalar", lambda x, scalar: x + scalar, "{0} + {scalar}", scalar_identity_grad)
