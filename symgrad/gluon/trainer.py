@@ -314,6 +314,11 @@ class Trainer:
         saved with them replaces this Trainer's."""
         if not self._kv_initialized:
             self._init_kvstore()
+        if self._kvstore is not None and self._kvstore.lost:
+            # a parameter server died: new ones get the parameters (the
+            # checkpoint's, once loaded) at the next step, as at the first
+            self._kvstore.resume()
+            self._params_to_init = list(self._params)
         if self._update_on_kvstore:
             self._kvstore.load_optimizer_states(fname)
             # the file's optimizer replaces the store's; the Trainer follows it

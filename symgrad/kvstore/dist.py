@@ -11,10 +11,17 @@ out-of-band buffers, pickle protocol 5 style, not copied into the message);
 a pull names how many of this worker's pushes it must see applied.
 
 No wait is unbounded: a pull or barrier waits in slices of at most a second,
-and between slices asks the scheduler which workers' clients are still
-connected, so a worker whose process died is named in an ``MXNetError``
-within about a second, and any wait ends with an error after
+and between slices asks the scheduler which workers' clients and which servers'
+Dask workers are still connected, so a worker whose process died is named in
+an ``MXNetError`` within about a second, and any wait ends with an error after
 ``SYMGRAD_KVSTORE_TIMEOUT`` seconds.
+
+A server lost with its Dask worker's process makes every call raise an
+``MXNetError`` naming it, until the workers resume from a checkpoint: each calls
+``load_optimizer_states`` (``Trainer.load_states``) or :meth:`DistKVStore.resume`,
+which starts a new set of servers (the survivors' values are newer than any
+checkpoint, so none is kept); the keys are then given their values again by
+``init``, which ``Trainer`` does at its next step from the loaded parameters.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from .. import optimizer as opt
 from ..base import MXNetError
 from ..ndarray import NDArray
 from . import config
-from .compression import pack
+from .compression import TwoBitCompression, pack
 from .kvstore import Key, KVStore
 from .server import KVServer
 
@@ -87,7 +94,12 @@ class DistKVStore(KVStore):
         self._optimizer: opt.Optimizer | None = None
         self.stats = {"bytes_pushed": 0, "bytes_pulled": 0, "calls": 0}
         self._client.set_metadata([self._name, "ranks", str(self.rank)], self._client.id)
-        self._servers = self._start_servers()
+        # servers: how many times they were re-created, which are lost, and the
+        # keys whose values went with the servers a resume replaced
+        self._incarnation = 0
+        self._lost: list[int] = []
+        self._forgotten: set = set()
+        self._servers, self._addresses = self._start_servers(settings.num_servers)
         self.barrier()
 
     # -- who we are -------------------------------------------------------------
@@ -107,49 +119,86 @@ class DistKVStore(KVStore):
         return len(self._servers)
 
     # -- servers --------------------------------------------------------------------
-    def _start_servers(self) -> list:
+    def _dataset(self) -> str:
+        """The name the current servers are published under on the scheduler."""
+        return self._name if self._incarnation == 0 else f"{self._name}-r{self._incarnation}"
+
+    def _start_servers(self, count: int | None) -> tuple[list, list[str]]:
+        """Rank 0 starts ``count`` server actors (default: one per Dask worker) and
+        publishes them; the other ranks wait for them. Returns the actors and the
+        addresses of the Dask workers holding them."""
         client, settings = self._client, self._settings
         deadline = time.monotonic() + settings.timeout
+        name = self._dataset()
         if self.rank == 0:
-            client.wait_for_workers(1, timeout=settings.timeout)
-            workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
-            count = settings.num_servers or len(workers)
+            # not on a worker that died (the scheduler may not have heard yet)
+            dead = set(self._addresses[i] for i in self._lost) if self._incarnation else set()
+            while True:
+                workers = sorted(set(client.scheduler_info(n_workers=-1)["workers"]) - dead)
+                if workers:
+                    break
+                self._check_alive("a Dask worker to hold the servers", deadline, [], servers=False)
+                time.sleep(0.1)
+            placed = [workers[i % len(workers)] for i in range(count or len(workers))]
             futures = [
                 client.submit(
                     KVServer,
                     self.num_workers,
                     self._sync,
                     actor=True,
-                    workers=[workers[i % len(workers)]],
+                    workers=[address],
                     pure=False,
-                    key=f"{self._name}-server-{i}",
+                    key=f"{name}-server-{i}",
                 )
-                for i in range(count)
+                for i, address in enumerate(placed)
             ]
-            client.publish_dataset(futures, name=self._name)
+            client.set_metadata([name, "servers"], placed)
+            client.publish_dataset(futures, name=name)
         else:
             while True:
-                futures = client.get_dataset(self._name, default=None)
+                futures = client.get_dataset(name, default=None)
                 if futures is not None:
                     break
-                self._check_alive("the servers from rank 0", deadline, [0])
+                self._check_alive("the servers from rank 0", deadline, [0], servers=False)
                 time.sleep(0.05)
+            placed = client.get_metadata([name, "servers"])
         # an Actor handle binds to the current client when it is made
         with client.as_current():
-            return [future.result(timeout=settings.timeout) for future in futures]
+            try:
+                actors = [future.result(timeout=settings.timeout) for future in futures]
+            except (TimeoutError, asyncio.TimeoutError) as err:
+                raise MXNetError(
+                    f"KVStore rank {self.rank} timed out after {settings.timeout:g} s "
+                    f"waiting for the servers to start on {placed}"
+                ) from err
+        return actors, placed
 
-    def _check_alive(self, what: str, deadline: float, missing: list[int]) -> None:
-        """Raise when a worker's process has gone, or when ``deadline`` passed."""
-        ranks = self._client.get_metadata([self._name, "ranks"], default={})
-        connected = set(
-            self._client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.clients))
+    def _membership(self) -> tuple[set, set]:
+        """The ids of the clients and the addresses of the workers the scheduler
+        has now."""
+        clients, workers = self._client.run_on_scheduler(
+            lambda dask_scheduler: (list(dask_scheduler.clients), list(dask_scheduler.workers))
         )
+        return set(clients), set(workers)
+
+    def _check_alive(
+        self, what: str, deadline: float, missing: list[int], servers: bool = True
+    ) -> None:
+        """Raise when a worker's process has gone, when a server's Dask worker has
+        (``servers``), or when ``deadline`` passed."""
+        ranks = self._client.get_metadata([self._name, "ranks"], default={})
+        connected, workers = self._membership()
         lost = sorted(int(rank) for rank, client_id in ranks.items() if client_id not in connected)
         if lost:
             raise MXNetError(
                 f"KVStore worker rank {lost[0]} was lost (its process left the "
                 f"Dask cluster) while rank {self.rank} waited for {what}"
             )
+        if servers:
+            gone = [i for i, address in enumerate(self._addresses) if address not in workers]
+            if gone:
+                self._lost = gone
+                raise self._lost_error(what)
         if time.monotonic() > deadline:
             raise MXNetError(
                 f"KVStore rank {self.rank} timed out after "
@@ -157,15 +206,73 @@ class DistKVStore(KVStore):
                 f"there yet: {missing}"
             )
 
+    def _lost_error(self, what: str, cause: str = "left the cluster") -> MXNetError:
+        server = self._lost[0]
+        return MXNetError(
+            f"KVStore server {server} was lost (its Dask worker "
+            f"{self._addresses[server]} {cause}) while rank "
+            f"{self.rank} waited for {what}. To resume, every worker loads the "
+            "last checkpoint: the parameters (net.load_parameters) and the "
+            "optimizer states (trainer.load_states or kv.load_optimizer_states), "
+            "which start new servers"
+        )
+
+    def _check_servers(self, what: str) -> None:
+        """Raise at once while a lost server waits for a resume."""
+        if self._lost:
+            raise self._lost_error(what)
+
+    @property
+    def lost(self) -> bool:
+        """Whether a server's Dask worker has left the cluster (its values and
+        optimizer states are gone): the store needs :meth:`resume`."""
+        if not self._lost:
+            _, workers = self._membership()
+            self._lost = [i for i, address in enumerate(self._addresses) if address not in workers]
+        return bool(self._lost)
+
+    def resume(self) -> None:
+        """Start a new set of servers in place of the current ones (every worker
+        calls it, as after a lost server; ``load_optimizer_states`` and
+        ``Trainer.load_states`` call it when a server was lost).
+
+        The new servers hold no values: every key must be given its value again
+        with ``init`` (the Trainer does this at its next step, from its
+        parameters), and the optimizer states by ``load_optimizer_states``. The
+        optimizer set with ``set_optimizer`` is kept; 2-bit compression residuals
+        restart from zero. Bounded by ``SYMGRAD_KVSTORE_TIMEOUT``, as every wait.
+        """
+        old = self._dataset()
+        self._inflight = []
+        self._incarnation += 1
+        self._generation = 0
+        self._forgotten = set(self._keys)
+        if self._compression is not None:
+            self._compression = TwoBitCompression(self._compression.threshold)
+        self._servers, self._addresses = self._start_servers(len(self._servers))
+        self._lost = []
+        if self.rank == 0:
+            # free the old servers (a survivor's actor goes with its future)
+            self._client.unpublish_dataset(old)
+            if self._optimizer is not None:
+                payload = pickle.dumps(self._optimizer)
+                for server, actor in enumerate(self._servers):
+                    self._inflight.append((server, actor.set_updater(payload)))
+        self.barrier()
+
     def _result(self, future: Any, wait: float, server: int) -> Any:
         try:
             return future.result(timeout=wait + _GRACE)
-        except (OSError, TimeoutError, asyncio.TimeoutError) as err:
-            # CommClosedError is an OSError: the server's process is gone
+        except (TimeoutError, asyncio.TimeoutError) as err:  # before OSError, its base
             raise MXNetError(
                 f"KVStore server {server} did not answer rank {self.rank}: "
                 f"{type(err).__name__}: {err}"
             ) from err
+        except OSError as err:
+            # Dask cannot reach the actor's worker (CommClosedError is an OSError):
+            # the server's process is gone, with its values
+            self._lost = [server]
+            raise self._lost_error("its answer", f"cannot be reached: {err}") from err
         except (RuntimeError, ValueError, KeyError) as err:
             raise MXNetError(f"KVStore server {server}: {err}") from err
 
@@ -198,17 +305,23 @@ class DistKVStore(KVStore):
         return [(i, int(bounds[i]), int(bounds[i + 1])) for i in range(count)]
 
     def _known_keys(self) -> Any:
-        return self._keys
+        return self._keys.keys() - self._forgotten
 
     def _shape_dtype(self, key: Key, verb: str) -> tuple[tuple, np.dtype]:
         known = self._keys.get(key)
         if known is None:
             raise MXNetError(f"{verb}: key {key!r} has not been inited")
+        if key in self._forgotten:
+            raise MXNetError(
+                f"{verb}: key {key!r} has not been inited since the store resumed "
+                "on new servers (init it again)"
+            )
         return known[0], known[1]
 
     def init(self, key: Any, value: Any) -> None:
         """Give each key its first value: rank 0's values are stored, then every
         worker waits at a barrier (MXNet's semantics)."""
+        self._check_servers("init")
         super().init(key, value)
         self._flush()
         self.barrier()
@@ -216,6 +329,7 @@ class DistKVStore(KVStore):
     def _store_init(self, key: Key, value: np.ndarray) -> None:
         parts = self._parts(key, value.size)
         self._keys[key] = (value.shape, value.dtype, parts)
+        self._forgotten.discard(key)
         self._pushes[key] = 0
         if self.rank == 0:
             flat = value.reshape(-1)
@@ -234,6 +348,7 @@ class DistKVStore(KVStore):
 
     def _push_values(self, merged: list[tuple[Key, np.ndarray]]) -> None:
         # one message per server with every slice it holds
+        self._check_servers("push")
         items: dict[int, list] = {}
         for key, value in merged:
             self._pushes[key] += 1
@@ -254,6 +369,7 @@ class DistKVStore(KVStore):
     def _pull_values(self, keys: list[Key]) -> list[np.ndarray]:
         # one request per server for all its slices, every request sent before any
         # answer is awaited (and before the pushes' acknowledgements are collected)
+        self._check_servers("pull")
         wants: dict[int, list] = {}
         for key in keys:
             for server, _, _ in self._keys[key][2]:
@@ -292,6 +408,7 @@ class DistKVStore(KVStore):
     def barrier(self) -> None:
         """Wait until every worker has called ``barrier`` as often as this one (or
         raise naming a worker that was lost, or on timeout)."""
+        self._check_servers("barrier")
         self._flush()
         self._generation += 1
         generation, server = self._generation, self._servers[0]
@@ -313,7 +430,15 @@ class DistKVStore(KVStore):
     def _set_updater(self, updater: Any) -> None:
         raise MXNetError("a distributed KVStore applies updates on its servers: use set_optimizer")
 
+    def load_optimizer_states(self, fname: str) -> None:
+        """Read states written by ``save_optimizer_states`` into the servers; when
+        a server was lost, first start new servers (:meth:`resume`)."""
+        if self.lost:
+            self.resume()
+        super().load_optimizer_states(fname)
+
     def _get_states(self, dump_optimizer: bool) -> bytes:
+        self._check_servers("save_optimizer_states")
         self._flush()
         shards = [
             self._result(actor.get_states(), self._settings.timeout, i)

@@ -223,6 +223,17 @@ class KVStore:
     def barrier(self) -> None:
         """Wait until every worker reaches this call (one worker: at once)."""
 
+    @property
+    def lost(self) -> bool:
+        """Whether the store lost values it held (a distributed store's server
+        whose process died) and needs :meth:`resume`; never, in one process."""
+        return False
+
+    def resume(self) -> None:
+        """Start afresh after ``lost``: a distributed store starts new servers,
+        whose keys are then given their values again by ``init``. Nothing to do
+        in one process."""
+
     def save_optimizer_states(self, fname: str, dump_optimizer: bool = False) -> None:
         """Write the updater's states (with the optimizer if asked) as MXNet pickles
         them."""
