@@ -570,6 +570,14 @@ def _fill_zero_dims(nodes: Sequence[Node], shapes: dict) -> dict:
     shape inference does); a variable of no known shape gets a complete one."""
     shapes = dict(shapes)
 
+    def source(entry: Entry) -> Entry:
+        # through one-input elementwise ops (relu, x * 2...), which keep the shape
+        while not entry.node.is_variable and (
+            entry.node.op.kind == "elemwise" and len(entry.node.inputs) == 1
+        ):
+            entry = entry.node.inputs[0]
+        return entry
+
     def known(entry: Entry) -> tuple | None:
         node = entry.node
         if not node.is_variable:
@@ -586,7 +594,8 @@ def _fill_zero_dims(nodes: Sequence[Node], shapes: dict) -> dict:
                 node.op.name not in _EQUAL_SHAPE_OPS and node.op.name != "Concat"
             ):
                 continue
-            found = [known(e) for e in node.inputs]
+            inputs = [source(e) for e in node.inputs]
+            found = [known(e) for e in inputs]
             ranks = {len(shape) for shape in found if shape is not None}
             if len(ranks) != 1:
                 continue
@@ -596,7 +605,7 @@ def _fill_zero_dims(nodes: Sequence[Node], shapes: dict) -> dict:
                 builtins.max([shape[axis] for shape in found if shape is not None])
                 for axis in range(rank)
             ]
-            for entry, shape in zip(node.inputs, found):
+            for entry, shape in zip(inputs, found):
                 if not entry.node.is_variable:
                     continue
                 base = shape or (0,) * rank

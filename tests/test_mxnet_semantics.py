@@ -437,6 +437,11 @@ def test_infer_shape_fills_unknown_sizes_from_other_inputs():
         [(2, 7)],
         [],
     )
+    # through one-input elementwise ops too (MXNet 1.9.1 gives the same)
+    chained = sym.elemwise_add(sym.relu(a) * 2, b).infer_shape(a=(0, 3), b=(2, 0))
+    assert chained == ([(2, 3), (2, 3)], [(2, 3)], [])
+    joined = sym.concat(sym.tanh(a), b, dim=0).infer_shape(a=(4, 0), b=(2, 5))
+    assert joined == ([(4, 5), (2, 5)], [(6, 5)], [])
     z, w = sym.var("z", shape=(0, 3)), sym.var("w", shape=(2, 3))
     assert sym.elemwise_mul(z, w).infer_shape() == ([(2, 3), (2, 3)], [(2, 3)], [])
 
@@ -499,6 +504,7 @@ out['type'] = [[np.dtype(t).name for t in part] for part in fc.infer_type(data='
 a, b = sym.var('a'), sym.var('b')
 out['fill'] = sym.elemwise_add(a, b).infer_shape(a=(0, 3), b=(2, 0))
 out['concat'] = sym.concat(a, b, dim=1).infer_shape(a=(0, 3), b=(2, 4))
+out['chain'] = sym.elemwise_add(sym.relu(a) * 2, b).infer_shape(a=(0, 3), b=(2, 0))
 print(json.dumps(out))
 """
 
