@@ -46,6 +46,9 @@ _LAZY = {
     "operator": "operator",
     "contrib": "contrib",
     "test_utils": "test_utils",
+    "util": "util",
+    "runtime": "runtime",
+    "image": "image",
 }
 
 
