@@ -77,6 +77,13 @@ class _CurrentScope(type):
             scope = _local.current = AttrScope()
         return scope
 
+    @current.setter
+    def current(cls, scope: AttrScope) -> None:
+        """Make ``scope`` this thread's current scope (``AttrScope.current = ...``)."""
+        if not isinstance(scope, AttrScope):
+            raise TypeError(f"AttrScope.current must be an AttrScope, not {scope!r}")
+        _local.current = scope
+
 
 class AttrScope(metaclass=_CurrentScope):
     """Attributes given to every symbol made inside ``with AttrScope(**kwargs):``.

@@ -19,10 +19,29 @@ from typing import Any
 _local = threading.local()
 
 
-class NameManager:
+class _CurrentManager(type):
+    @property
+    def current(cls) -> NameManager:
+        """The manager of this thread's innermost ``with`` block, else the thread's
+        own default manager: each thread counts names from 0, as in MXNet. It can
+        be assigned (``NameManager.current = NameManager()``), for this thread."""
+        manager = getattr(_local, "current", None)
+        if manager is None:
+            manager = _local.current = NameManager()
+        return manager
+
+    @current.setter
+    def current(cls, manager: NameManager) -> None:
+        if not isinstance(manager, NameManager):
+            raise TypeError(f"NameManager.current must be a NameManager, not {manager!r}")
+        _local.current = manager
+
+
+class NameManager(metaclass=_CurrentManager):
     """Gives names: a given one is kept, otherwise ``hint`` and a counter per hint.
 
-    Use it as a ``with`` block to make it the current manager of this thread.
+    Use it as a ``with`` block to make it the current manager of this thread
+    (``NameManager.current``).
     """
 
     def __init__(self) -> None:
@@ -38,21 +57,12 @@ class NameManager:
         return f"{hint}{count}"
 
     def __enter__(self) -> NameManager:
-        self._previous.append(NameManager.current())
+        self._previous.append(NameManager.current)
         _local.current = self
         return self
 
     def __exit__(self, *exc: Any) -> None:
         _local.current = self._previous.pop()
-
-    @staticmethod
-    def current() -> NameManager:
-        """The manager of this thread's innermost ``with`` block, else the thread's
-        own default manager: each thread counts names from 0, as in MXNet."""
-        manager = getattr(_local, "current", None)
-        if manager is None:
-            manager = _local.current = NameManager()
-        return manager
 
 
 class Prefix(NameManager):
@@ -69,7 +79,7 @@ class Prefix(NameManager):
 
 def scoped_name(name: str | None, hint: str) -> str:
     """The name of a new symbol under this thread's current manager."""
-    return NameManager.current().get(name, hint)
+    return NameManager.current.get(name, hint)
 
 
 __all__ = ["NameManager", "Prefix"]

@@ -61,6 +61,30 @@ def test_name_counters_are_per_thread():
         assert fc_name() == "fullyconnected0"
 
 
+def test_current_manager_and_scope_can_be_assigned_per_thread():
+    saved_manager, saved_scope = mx.name.NameManager.current, mx.AttrScope.current
+    try:
+        mx.name.NameManager.current = mx.name.NameManager()
+        mx.name.NameManager.current.get(None, "main_thread")
+        mx.AttrScope.current = mx.AttrScope(y="hi", z="hey")
+
+        def other():
+            fresh = "main_thread" not in mx.name.NameManager.current._counter
+            mx.name.NameManager.current = mx.name.NameManager()
+            mx.name.NameManager.current.get(None, "spawned")
+            mx.AttrScope.current = mx.AttrScope(x="hello")
+            return fresh, mx.AttrScope.current._attr, sym.var("v").list_attr()
+
+        assert _in_thread(other) == (True, {"x": "hello"}, {"x": "hello"})
+        assert "spawned" not in mx.name.NameManager.current._counter
+        assert mx.AttrScope.current._attr == {"y": "hi", "z": "hey"}
+        assert sym.var("v").list_attr() == {"y": "hi", "z": "hey"}
+        with pytest.raises(TypeError):
+            mx.AttrScope.current = {"x": "1"}
+    finally:
+        mx.name.NameManager.current, mx.AttrScope.current = saved_manager, saved_scope
+
+
 def test_prefix_is_not_inherited_by_a_new_thread():
     with mx.name.Prefix("p_"):
         assert sym.relu(sym.var("x"), name="r").name == "p_r"
