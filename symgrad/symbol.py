@@ -727,7 +727,17 @@ def _make_symbol(
     attr: dict | None = None,
 ) -> Symbol:
     name = scoped_name(name, opdef.name.lower())
-    annotations = AttrScope.current.get(attr)  # before the node: a bad value raises
+    annotations = AttrScope.current.get(attr)
+    plain = [k for k in annotations if not (k.startswith("__") and k.endswith("__"))]
+    if plain and opdef.attrs:
+        # MXNet passes them to the op's parameter parser, which refuses them (and
+        # could not load a file that had them)
+        raise MXNetError(
+            f"{opdef.name}: Cannot find argument {plain[0]!r} (from attr= or an "
+            f"AttrScope); an op with parameters takes only hidden user attributes "
+            f"(ctx_group, lr_mult, wd_mult... or __name__); its arguments are "
+            f"{sorted(opdef.attrs)}"
+        )
     try:
         node = apply_op(opdef, inputs, attrs, name)
     except GraphError as err:

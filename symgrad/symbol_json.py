@@ -254,6 +254,11 @@ def _build_node(i: int, record: dict, built: list) -> Node:
             )
         if key in IGNORED_ATTRS and key not in opdef.attrs:
             continue
+        if not opdef.attrs:
+            # an op without parameters keeps any attribute as the user's, as MXNet
+            # does (an op with parameters refuses an unknown one, below)
+            annotations[key] = str(value)
+            continue
         attrs[key] = value
     try:
         node = apply_op(opdef, inputs, attrs, record["name"])

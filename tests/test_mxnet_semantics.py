@@ -122,6 +122,31 @@ def test_op_attr_argument_is_kept():
     assert r.list_attr() == {"__ctx_group__": "g1", "ctx_group": "g1"}
 
 
+def test_plain_user_attributes_only_on_ops_without_parameters_as_mxnet():
+    data = sym.var("data")
+    assert sym.relu(data, attr={"mood": "calm"}).list_attr() == {"mood": "calm"}
+    with pytest.raises(MXNetError, match="Cannot find argument 'mood'"):
+        sym.Activation(data, act_type="relu", attr={"mood": "calm"})
+    with mx.AttrScope(group="4"), pytest.raises(MXNetError, match="'group'"):
+        sym.FullyConnected(data, num_hidden=2)
+    record = {"act_type": "relu", "__note__": "1"}
+    for op, attrs, kept in (
+        ("tanh", {"bogus": "1"}, {"bogus": "1"}),
+        ("Activation", record, record),
+    ):
+        text = json.dumps(
+            {
+                "nodes": [
+                    {"op": "null", "name": "x", "inputs": []},
+                    {"op": op, "name": "t", "attrs": attrs, "inputs": [[0, 0, 0]]},
+                ],
+                "arg_nodes": [0],
+                "heads": [[1, 0, 0]],
+            }
+        )
+        assert sym.load_json(text).list_attr() == kept  # as MXNet 1.9.1 loads them
+
+
 def test_var_attributes_as_mxnet_lists_them():
     v = sym.var("v", shape=(2, 3), dtype="float64", lr_mult=2, init="zeros")
     assert v.list_attr() == {

@@ -156,9 +156,9 @@ def test_loads_mxnet_written_json_with_legacy_names_and_versions():
         ),
         (
             '{"nodes": [{"op": "null", "name": "x", "inputs": []},'
-            '{"op": "tanh", "name": "t", "attrs": {"bogus": "1"}, '
+            '{"op": "Activation", "name": "t", "attrs": {"act_type": "relu", "bogus": "1"}, '
             '"inputs": [[0, 0, 0]]}], "heads": [[1, 0, 0]]}',
-            "unknown attribute",
+            "unknown attribute",  # (an op without parameters keeps it, as MXNet)
         ),
         (
             '{"nodes": [{"op": "null", "name": "x", "inputs": []},'
