@@ -619,3 +619,22 @@ def test_float_mod_gradient_is_unchanged():
     exe.forward(is_train=True, f=nd.array([7.5, -7.5, 5]))
     exe.backward(nd.ones((3,)))
     assert exe.grad_dict["f"].asnumpy().tolist() == [1, 1, 1]
+
+
+@pytest.mark.interop
+def test_mxnet_loads_the_attributes_symgrad_writes(mxnet_python, tmp_path):
+    from mxnet_interop import run_mxnet
+
+    data = sym.var("data", lr_mult=2)
+    with mx.AttrScope(ctx_group="stage1"):
+        act = sym.Activation(data, act_type="relu", name="act")
+    net = sym.relu(act, name="r", attr={"mood": "calm"})
+    (tmp_path / "net.json").write_text(net.tojson())
+    theirs = run_mxnet(
+        mxnet_python,
+        "import json, mxnet as mx\n"
+        "net = mx.sym.load('net.json')\n"
+        "print(json.dumps(net.attr_dict(), sort_keys=True))\n",
+        tmp_path,
+    )
+    assert json.loads(theirs) == net.attr_dict()
