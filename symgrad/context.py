@@ -8,6 +8,7 @@ thread (or asyncio task) until the block ends, and
 from __future__ import annotations
 
 import contextvars
+import threading
 
 
 class Context:
@@ -37,12 +38,22 @@ class Context:
         return f"{self.device_type}({self.device_id})"
 
     def __enter__(self) -> Context:
-        # a stack of tokens, so that nested and re-entered ``with`` blocks unwind in order
-        self.__dict__.setdefault("_tokens", []).append(_CURRENT.set(self))
+        # one stack per thread: ``with`` blocks nest within a thread, and the same
+        # Context object may be entered by several threads at once
+        _stack().append(_CURRENT.set(self))
         return self
 
     def __exit__(self, *exc) -> None:
-        _CURRENT.reset(self._tokens.pop())
+        _CURRENT.reset(_stack().pop())
+
+
+_THREAD = threading.local()
+
+
+def _stack() -> list:
+    if not hasattr(_THREAD, "tokens"):
+        _THREAD.tokens = []
+    return _THREAD.tokens
 
 
 # The current context of this thread/task: None until a ``with`` block or
