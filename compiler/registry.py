@@ -207,11 +207,12 @@ class OpDef:
     per input, where ``g``/``out`` are tuples for ops with several outputs.
     ``kind`` drives fusion: ``elemwise`` ops have a ``scalar`` template over
     ``{0}``, ``{1}`` ... and the attrs by name (or a function of the attrs
-    giving it). ``shape_only`` lists inputs whose
-    values the op never reads (only their shape), such as ``broadcast_like``'s
-    second input. ``mutates`` lists the inputs MXNet updates in place (an
-    optimizer's states): the op stays pure, returning their new values as its
-    outputs 1, 2, ... in this order, and the eager frontend writes them back.
+    giving it, or None where those attrs make the op not elementwise).
+    ``shape_only`` lists inputs whose values the op never reads (only their
+    shape), such as ``broadcast_like``'s second input. ``mutates`` lists the
+    inputs MXNet updates in place (an optimizer's states): the op stays pure,
+    returning their new values as its outputs 1, 2, ... in this order, and the
+    eager frontend writes them back.
     ``num_outputs`` (an int, or a function of the attrs and the input count)
     declares how many outputs the op has before shapes are known, for the few
     multi-output ops the frontend cannot count otherwise.
@@ -225,7 +226,7 @@ class OpDef:
     attrs: dict[str, Attr] = field(default_factory=dict)
     variadic: bool = False
     kind: str = "opaque"
-    scalar: str | Callable[[dict], str] | None = None
+    scalar: str | Callable[[dict], str | None] | None = None
     differentiable: bool = True
     aux: tuple[str, ...] = ()
     uses_train_mode: bool = False

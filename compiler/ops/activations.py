@@ -26,12 +26,12 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_PI_HALF = math.sqrt(math.pi) / 2.0
 
 
-def _positive(x):
+def _positive(x: Expr) -> Expr:
     """1 where x > 0, else 0, in x's dtype."""
     return F._greater_scalar(x, scalar=0.0)
 
 
-def _exp_negative_part(x):
+def _exp_negative_part(x: Expr) -> Expr:
     """exp(min(x, 0)): exp(x) where it is used (x <= 0), never overflowing."""
     return F.exp(F._minimum_scalar(x, scalar=0.0))
 
@@ -66,7 +66,7 @@ def _leaky_types(types: Sequence[TensorType], *, act_type: str, **_attrs: Any) -
     return [data]
 
 
-def _channel_gamma(gamma, ndim):
+def _channel_gamma(gamma: np.ndarray, ndim: int) -> np.ndarray:
     return gamma.reshape((1, -1) + (1,) * (ndim - 2))
 
 
@@ -84,6 +84,7 @@ def _leaky_relu(
     if act_type == "leaky":
         out = np.where(x > 0, x, x * slope)
     elif act_type == "prelu":
+        assert gamma is not None  # prelu's inputs include gamma
         out = np.where(x > 0, x, x * _channel_gamma(gamma, x.ndim))
     elif act_type == "elu":
         out = np.where(x > 0, x, slope * negative_exp)
@@ -125,7 +126,7 @@ def leaky_relu_grad(
     return g * (cdf + x * density)
 
 
-def _leaky_template(attrs):
+def _leaky_template(attrs: dict) -> str | None:
     act_type = attrs["act_type"]
     if act_type == "leaky":
         return "({0} if {0} > 0 else {0} * {slope})"
@@ -241,7 +242,7 @@ _ERFINV_TAIL = (
 )
 
 
-def _erfinv(y):
+def _erfinv(y: np.ndarray) -> np.ndarray:
     """Inverse error function: Giles' single-precision polynomials in
     w = -log(1 - y^2) as a first guess, refined by two Newton steps on erf
     (erf' = 2/sqrt(pi) exp(-x^2)); +-1 give +-inf and |y| > 1 NaN, as MXNet."""

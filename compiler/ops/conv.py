@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -99,7 +99,9 @@ def conv_out_size(size: int, kernel: int, stride: int, dilate: int, pad: int) ->
     return (size + 2 * pad - dilate * (kernel - 1) - 1) // stride + 1
 
 
-def _window_slices(offset, stride, dilate, out_sizes):
+def _window_slices(
+    offset: Sequence[int], stride: Sequence[int], dilate: Sequence[int], out_sizes: Sequence[int]
+) -> tuple[slice, ...]:
     """Index of the input elements that kernel position ``offset`` meets, for every
     output position: ``x[n, c, o*stride + offset*dilate]``."""
     return (slice(None), slice(None)) + tuple(
@@ -108,7 +110,9 @@ def _window_slices(offset, stride, dilate, out_sizes):
     )
 
 
-def _pad_spatial(x, pad, value=0.0, extra=None):
+def _pad_spatial(
+    x: np.ndarray, pad: Sequence[int], value: float = 0.0, extra: Sequence[int] | None = None
+) -> np.ndarray:
     extra = extra or (0,) * len(pad)
     if not any(pad) and not any(extra):
         return x
@@ -116,7 +120,14 @@ def _pad_spatial(x, pad, value=0.0, extra=None):
     return np.pad(x, widths, constant_values=value)
 
 
-def im2col(x, kernel, stride, dilate, pad, out_sizes):
+def im2col(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilate: Sequence[int],
+    pad: Sequence[int],
+    out_sizes: Sequence[int],
+) -> np.ndarray:
     """Columns of ``x`` (N, C, *spatial) as an array (C, *kernel, N, *out_sizes)."""
     xp = _pad_spatial(x, pad)
     n, c = x.shape[:2]
@@ -127,7 +138,14 @@ def im2col(x, kernel, stride, dilate, pad, out_sizes):
     return cols
 
 
-def col2im(cols, in_shape, kernel, stride, dilate, pad):
+def col2im(
+    cols: np.ndarray,
+    in_shape: tuple[int, ...],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilate: Sequence[int],
+    pad: Sequence[int],
+) -> np.ndarray:
     """Add columns (C, *kernel, N, *out_sizes) back into an array of ``in_shape``:
     the adjoint of :func:`im2col`."""
     out_sizes = cols.shape[len(kernel) + 2 :]
@@ -199,7 +217,7 @@ def conv_weight_grad(
     return np.matmul(flat_g, cols.transpose(0, 2, 1)).reshape(w_shape)
 
 
-def _channel_sum(g):
+def _channel_sum(g: Expr) -> Expr:
     """Sum of ``g`` over every axis but the channel axis 1 (the bias gradient)."""
     return F.sum(g, axis=(1,), exclude=True)
 
@@ -510,7 +528,15 @@ register(
 DECONV_GEOMETRY = {**CONV_GEOMETRY, "adj": Attr(as_shape, ()), "target_shape": Attr(as_shape, ())}
 
 
-def deconv_geometry(in_sizes, kernel, stride, dilate, pad, adj, target_shape):
+def deconv_geometry(
+    in_sizes: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilate: Sequence[int],
+    pad: Sequence[int],
+    adj: Sequence[int],
+    target_shape: Sequence[int],
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """Kernel, stride, dilate, pad, adj and output sizes of a deconvolution; a
     ``target_shape`` overrides pad and adj as MXNet does."""
     rank = len(in_sizes)
@@ -602,7 +628,16 @@ def _deconvolution(
     return out
 
 
-def _deconv_attrs(kernel, stride, dilate, pad, adj, target_shape, num_filter, num_group):
+def _deconv_attrs(
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    adj: tuple[int, ...],
+    target_shape: tuple[int, ...],
+    num_filter: int,
+    num_group: int,
+) -> dict[str, Any]:
     return dict(
         kernel=kernel,
         stride=stride,
@@ -811,7 +846,14 @@ POOL_ATTRS = {
 }
 
 
-def pool_geometry(in_sizes, kernel, stride, pad, global_pool, pooling_convention):
+def pool_geometry(
+    in_sizes: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    pad: Sequence[int],
+    global_pool: bool,
+    pooling_convention: str,
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """Kernel, stride, pad, output sizes and the extra right padding that the 'full'
     convention's last window needs, for spatial sizes ``in_sizes``."""
     rank = len(in_sizes)
@@ -858,8 +900,15 @@ class _Windows:
     """The pooling windows of one input: geometry, padding, and per-window counts."""
 
     def __init__(
-        self, shape, kernel, stride, pad, global_pool, pooling_convention, count_include_pad=None
-    ):
+        self,
+        shape: tuple[int, ...],
+        kernel: tuple[int, ...],
+        stride: tuple[int, ...],
+        pad: tuple[int, ...],
+        global_pool: bool,
+        pooling_convention: str,
+        count_include_pad: bool | None = None,
+    ) -> None:
         self.shape = shape
         (self.kernel, self.stride, self.pad, self.out, self.extra) = pool_geometry(
             shape[2:], kernel, stride, pad, global_pool, pooling_convention
@@ -867,23 +916,23 @@ class _Windows:
         self.dilate = (1,) * len(self.kernel)
         self.include_pad = count_include_pad is None or count_include_pad
 
-    def offsets(self):
+    def offsets(self) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
         """Every kernel position with the index of the elements it meets."""
         for offset in itertools.product(*(range(k) for k in self.kernel)):
             yield offset, _window_slices(offset, self.stride, self.dilate, self.out)
 
-    def padded(self, x, value=0.0):
+    def padded(self, x: np.ndarray, value: float = 0.0) -> np.ndarray:
         """``x`` padded on both sides (and the 'full' convention's extra)."""
         return _pad_spatial(x, self.pad, value, self.extra)
 
-    def crop(self, xp):
+    def crop(self, xp: np.ndarray) -> np.ndarray:
         """The unpadded part of a padded array."""
         return xp[
             (slice(None), slice(None))
             + tuple(slice(p, p + s) for p, s in zip(self.pad, self.shape[2:]))
         ]
 
-    def counts(self, dtype):
+    def counts(self, dtype: np.dtype) -> np.ndarray:
         """How many elements each window averages over (MXNet counts the padding,
         but never the 'full' convention's overhang, unless count_include_pad=False)."""
         region = np.ones(
@@ -897,7 +946,7 @@ class _Windows:
             total += mask[index]
         return np.maximum(total, 1)
 
-    def argmax(self, x):
+    def argmax(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Window maximum of ``x`` and the (first) kernel position that holds it."""
         xp = self.padded(x, -np.inf)
         best: np.ndarray | None = None
@@ -910,12 +959,20 @@ class _Windows:
                 better = value > best
                 best[better] = value[better]
                 arg[better] = position
+        assert best is not None and arg is not None  # a window has a position
         return best, arg
 
 
 def _windows(
-    x, kernel, stride, pad, global_pool, pooling_convention, count_include_pad=None, **_hints
-):
+    x: np.ndarray,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    pad: tuple[int, ...],
+    global_pool: bool,
+    pooling_convention: str,
+    count_include_pad: bool | None = None,
+    **_hints: Any,
+) -> _Windows:
     return _Windows(
         x.shape, kernel, stride, pad, global_pool, pooling_convention, count_include_pad
     )

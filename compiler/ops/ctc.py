@@ -61,7 +61,9 @@ def _with_cotangent_inputs(attrs: dict) -> tuple[str, ...]:
     return (data, "cotangent", label, *lengths)
 
 
-def _check_ctc_types(types, use_data_lengths, use_label_lengths) -> None:
+def _check_ctc_types(
+    types: Sequence[TensorType], use_data_lengths: bool, use_label_lengths: bool
+) -> None:
     data, label = types[0].shape, types[1].shape
     if len(data) != 3:
         raise GraphError(f"data must be (sequence_length, batch, alphabet), got {data}")
@@ -141,7 +143,7 @@ class _Lattice:
         use_data_lengths: bool,
         use_label_lengths: bool,
         blank_label: str,
-    ):
+    ) -> None:
         steps, batch, alphabet = scores.shape
         _check_label_fits(label.shape, scores.shape)
         blank = 0 if blank_label == "first" else alphabet - 1
@@ -249,7 +251,7 @@ class _Lattice:
         return np.einsum("tns,nsc->tnc", per_state, classes.astype(per_state.dtype))
 
 
-def _shift(table: np.ndarray, by: int, fill=-np.inf) -> np.ndarray:
+def _shift(table: np.ndarray, by: int, fill: float = -np.inf) -> np.ndarray:
     """Entries moved ``by`` states along the last axis (right if positive)."""
     out = np.full_like(table, fill)
     if by > 0:
@@ -266,12 +268,16 @@ def _log_sum(*terms: np.ndarray) -> np.ndarray:
         return safe + np.log(sum(np.exp(t - safe) for t in terms))
 
 
-def _split(arrays, attrs) -> tuple:
+def _split(
+    arrays: Sequence[np.ndarray], attrs: dict
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     data, label, *lengths = arrays
     return data, label, lengths
 
 
-def _lattice(scores, label, lengths, attrs) -> _Lattice:
+def _lattice(
+    scores: np.ndarray, label: np.ndarray, lengths: list[np.ndarray], attrs: dict
+) -> _Lattice:
     return _Lattice(
         np.asarray(scores, np.float64),
         label,

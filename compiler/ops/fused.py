@@ -20,7 +20,7 @@ class FusedBody:
     """The subgraph of a ``_fused`` node: ``inputs`` are variables standing for the
     node's inputs, ``outputs`` the entries it produces, in order."""
 
-    def __init__(self, inputs: Sequence[Node], outputs: Sequence[Entry]):
+    def __init__(self, inputs: Sequence[Node], outputs: Sequence[Entry]) -> None:
         self.inputs = list(inputs)
         self.outputs = list(outputs)
 

@@ -42,7 +42,9 @@ def _like_last(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
 # ---------------------------------------------------------------------------
 
 
-def _along_axis_index(index, shape, axis):
+def _along_axis_index(
+    index: np.ndarray, shape: tuple[int, ...], axis: int
+) -> tuple[np.ndarray, ...]:
     """Open-mesh index tuple addressing ``index`` positions along ``axis``."""
     grids = list(np.ogrid[tuple(slice(n) for n in index.shape)])
     grids[axis] = np.clip(index.astype(np.int64), 0, shape[axis] - 1)
@@ -200,7 +202,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _nd_index(indices, shape):
+def _nd_index(indices: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
     count = indices.shape[0]
     index = indices.astype(np.int64)
     return tuple(np.clip(index[i], -shape[i], shape[i] - 1) for i in range(count))
@@ -373,7 +375,9 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _tile_shapes(shape, reps):
+def _tile_shapes(
+    shape: Sequence[int], reps: Sequence[int]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     rank = max(len(shape), len(reps))
     shape = (1,) * (rank - len(shape)) + tuple(shape)
     reps = (1,) * (rank - len(reps)) + tuple(reps)
@@ -513,7 +517,7 @@ PAD_ATTRS = {
 }
 
 
-def _pad_pairs(ndim, pad_width):
+def _pad_pairs(ndim: int, pad_width: Sequence[int]) -> list[tuple[int, int]]:
     if len(pad_width) != 2 * ndim:
         raise GraphError(f"pad_width {pad_width} needs two entries per axis ({2 * ndim})")
     return [(pad_width[2 * i], pad_width[2 * i + 1]) for i in range(ndim)]
@@ -655,7 +659,7 @@ def _sort_types(
     return [types[0]]
 
 
-def _order(x, axis, is_ascend):
+def _order(x: np.ndarray, axis: int | None, is_ascend: bool) -> tuple[np.ndarray, int, np.ndarray]:
     data = x.reshape(-1) if axis is None else x
     ax = 0 if axis is None else axis % x.ndim
     return data, ax, np.argsort(data if is_ascend else -data, axis=ax, kind="stable")

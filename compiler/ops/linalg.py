@@ -54,7 +54,7 @@ def _swap(x: np.ndarray) -> np.ndarray:
     return np.swapaxes(x, -1, -2)
 
 
-def _t(x):
+def _t(x: Expr) -> Expr:
     """The transpose of the last two axes of a graph handle."""
     return F.SwapAxis(x, dim1=-1, dim2=-2)
 
@@ -65,18 +65,18 @@ def _triangle_mask(n: int, offset: int, lower: bool) -> np.ndarray:
     return np.triu(np.ones((n, n), dtype=bool), offset)
 
 
-def _keep_triangle(x, lower: bool):
+def _keep_triangle(x: Expr, lower: bool) -> Expr:
     """The lower (or upper) triangle of a graph handle, the rest zero."""
     return F._linalg_maketrian(F._linalg_extracttrian(x, lower=lower), lower=lower)
 
 
-def _copy_lower_to_upper(x):
+def _copy_lower_to_upper(x: Expr) -> Expr:
     """A symmetric matrix from the lower triangle of ``x`` (diagonal kept once)."""
     strict = F._linalg_maketrian(F._linalg_extracttrian(x, offset=-1), offset=-1)
     return _keep_triangle(x, True) + _t(strict)
 
 
-def _per_matrix(g, like):
+def _per_matrix(g: Expr, like: Expr) -> Expr:
     """A per-matrix value (shape batch, or (1,) for one matrix) shaped to broadcast
     against the matrices of ``like``."""
     if like.ndim == 2:
@@ -84,14 +84,14 @@ def _per_matrix(g, like):
     return F.expand_dims(F.expand_dims(g, axis=-1), axis=-1)
 
 
-def _spd(rng, *batch_and_n):
+def _spd(rng: np.random.Generator, *batch_and_n: int) -> np.ndarray:
     """Symmetric positive definite test matrices: M M^T + n I."""
     *batch, n = batch_and_n
     m = rng.uniform(-1.0, 1.0, (*batch, n, n))
     return m @ _swap(m) + n * np.eye(n)
 
 
-def _lower_triangular(rng, *batch_and_n):
+def _lower_triangular(rng: np.random.Generator, *batch_and_n: int) -> np.ndarray:
     """Well conditioned lower-triangular test matrices (diagonal in [1, 2])."""
     *batch, n = batch_and_n
     m = np.tril(rng.uniform(-0.5, 0.5, (*batch, n, n)), -1)
@@ -135,7 +135,9 @@ def _product_shape(
     return _rows_back((*sa[:-2], m, n), axis, len(a.shape))
 
 
-def _product(a, b, transpose_a, transpose_b, alpha, axis):
+def _product(
+    a: np.ndarray, b: np.ndarray, transpose_a: bool, transpose_b: bool, alpha: float, axis: int
+) -> np.ndarray:
     a, b = np.moveaxis(a, axis, -2), np.moveaxis(b, axis, -2)
     a = _swap(a) if transpose_a else a
     b = _swap(b) if transpose_b else b
@@ -155,7 +157,9 @@ def _gemm2(
     return np.ascontiguousarray(_product(a, b, transpose_a, transpose_b, alpha, axis))
 
 
-def _product_grads(g, a, b, transpose_a, transpose_b, alpha, axis):
+def _product_grads(
+    g: Expr, a: Expr, b: Expr, transpose_a: bool, transpose_b: bool, alpha: float, axis: int
+) -> tuple[Expr, Expr]:
     gemm2 = F._linalg_gemm2
     if transpose_a:
         grad_a = gemm2(b, g, transpose_a=transpose_b, transpose_b=True, alpha=alpha, axis=axis)
@@ -178,7 +182,7 @@ def gemm2_grad(
     transpose_b: bool,
     alpha: float,
     axis: int,
-) -> Expr:
+) -> tuple[Expr, Expr]:
     """dA = alpha g op(B)^T (transposed back if transpose_a); dB = alpha op(A)^T g
     (likewise): each a gemm2."""
     return _product_grads(g, a, b, transpose_a, transpose_b, alpha, axis)

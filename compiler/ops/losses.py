@@ -9,7 +9,7 @@ an attribute of a gradient graph.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,12 +31,12 @@ from ..registry import (
 from .common import F, normalize_axis
 
 
-def _log_softmax_rows(z, axis):
+def _log_softmax_rows(z: np.ndarray, axis: int) -> np.ndarray:
     shifted = z - z.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
-def _one_hot_like(label, data, axis):
+def _one_hot_like(label: Expr, data: Expr, axis: int) -> Expr:
     """Ones at the label positions along ``axis`` of zeros shaped like ``data``."""
     ones = F.ones_like(F.Cast(F.stop_gradient(label), dtype=data.dtype.name))
     return F._pick_grad(ones, F.stop_gradient(label), data, axis=axis, mode="clip")
@@ -58,7 +58,7 @@ SOFTMAX_OUTPUT_ATTRS = {
 }
 
 
-def _class_layout(ndim, multi_output, preserve_shape):
+def _class_layout(ndim: int, multi_output: bool, preserve_shape: bool) -> tuple[int, bool]:
     """(class axis, whether data is viewed as (N, -1) first)."""
     if multi_output:
         return 1, False
@@ -266,7 +266,7 @@ def _arg_types(
     return [TensorType(out or (1,), types[0].dtype)]
 
 
-def _arg_reduction(numpy_arg):
+def _arg_reduction(numpy_arg: Callable[..., Any]) -> Callable[..., np.ndarray]:
     def impl(x: np.ndarray, *, axis: int | None, keepdims: bool) -> np.ndarray:
         if axis is None:
             index = np.array(numpy_arg(x), dtype=x.dtype)
@@ -329,7 +329,7 @@ def _topk_types(
     return {"value": [values], "indices": [indices], "both": [values, indices]}[ret_typ]
 
 
-def topk_order(x, axis, is_ascend):
+def topk_order(x: np.ndarray, axis: int, is_ascend: bool) -> np.ndarray:
     """Positions along ``axis`` sorted by value (ties keep their order)."""
     return np.argsort(x if is_ascend else -x, axis=axis, kind="stable")
 

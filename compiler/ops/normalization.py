@@ -7,7 +7,7 @@ elementwise parts fuse with their neighbours.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ def _along(ndim: int, axis: int) -> tuple[int, ...]:
     return tuple(-1 if i == axis else 1 for i in range(ndim))
 
 
-def normalized(x, axes, eps):
+def normalized(x: Expr, axes: tuple[int, ...], eps: float) -> tuple[Expr, Expr]:
     """(x - mean) / sqrt(var + eps) over ``axes`` as a graph, with its rstd."""
     over = {"axis": axes, "keepdims": True}
     centred = x - F.mean(x, **over)
@@ -30,19 +30,21 @@ def normalized(x, axes, eps):
     return centred * rstd, rstd
 
 
-def normalized_grad(g, xhat, rstd, axes):
+def normalized_grad(g: Expr, xhat: Expr, rstd: Expr, axes: tuple[int, ...]) -> Expr:
     """rstd (g - mean(g) - xhat mean(g xhat)): the gradient through normalisation."""
     over = {"axis": axes, "keepdims": True}
     return (g - F.mean(g, **over) - xhat * F.mean(g * xhat, **over)) * rstd
 
 
-def _numpy_normalized(x, axes, eps):
+def _numpy_normalized(
+    x: np.ndarray, axes: tuple[int, ...], eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mean = x.mean(axis=axes, keepdims=True)
     var = x.var(axis=axes, keepdims=True)
     return (x - mean) / np.sqrt(var + eps), mean, var
 
 
-def _check_affine(types, channels):
+def _check_affine(types: Sequence[TensorType], channels: int) -> None:
     for name, t in zip(("gamma", "beta"), types[1:]):
         if t.shape != (channels,):
             raise GraphError(f"{name} must have shape ({channels},), got {t.shape}")
@@ -103,7 +105,9 @@ def layer_norm_grad(
     )
 
 
-def _affine_inputs(shape, channel_axis):
+def _affine_inputs(
+    shape: tuple[int, ...], channel_axis: int
+) -> Callable[[np.random.Generator], list[np.ndarray]]:
     def make(rng: np.random.Generator) -> list[np.ndarray]:
         channels = shape[channel_axis]
         return [
@@ -191,7 +195,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _l2_axes(ndim, mode):
+def _l2_axes(ndim: int, mode: str) -> tuple[int, ...]:
     if mode == "instance":
         return tuple(range(1, ndim))
     if mode == "channel":

@@ -14,7 +14,7 @@ training step, never part of what is differentiated.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,7 @@ from .common import require_same_dtype
 GRAD_ATTRS = {"rescale_grad": Attr(as_float, 1.0), "clip_gradient": Attr(as_float, -1.0)}
 
 
-def _state_types(*state_inputs: int):
+def _state_types(*state_inputs: int) -> Callable[..., list[TensorType]]:
     """The type rule of an update op whose inputs all have the weight's shape:
     the weight's type, then one per updated state input."""
 
@@ -63,12 +63,14 @@ def _rescaled(
     return scaled
 
 
-def _f(like: np.ndarray, value: float):
+def _f(like: np.ndarray, value: float) -> np.floating:
     """A scalar attribute in the arrays' dtype (float32 arithmetic stays float32)."""
     return like.dtype.type(value)
 
 
-def _same_shape_inputs(count: int, positive: tuple[int, ...] = ()):
+def _same_shape_inputs(
+    count: int, positive: tuple[int, ...] = ()
+) -> Callable[[np.random.Generator], list[np.ndarray]]:
     """Test inputs: ``count`` arrays of one shape; those in ``positive`` are > 0
     (second-moment states)."""
 
@@ -83,7 +85,7 @@ def _same_shape_inputs(count: int, positive: tuple[int, ...] = ()):
 
 def update_op(
     name: str,
-    impl,
+    impl: Callable[..., Any],
     inputs: tuple[str, ...],
     attrs: dict,
     mutates: tuple[int, ...],
@@ -91,7 +93,7 @@ def update_op(
     doc: str,
     positive: tuple[int, ...] = (),
     aliases: tuple[str, ...] = (),
-    infer=None,
+    infer: Callable[..., list[TensorType]] | None = None,
 ) -> OpDef:
     """Register an update op: non-differentiable, states written back in place."""
     return register(
@@ -223,7 +225,7 @@ update_op(
 # float32, the weight written as the master copy cast to float16
 
 
-def _mp_types(*float32_inputs: int):
+def _mp_types(*float32_inputs: int) -> Callable[..., list[TensorType]]:
     def infer(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
         weight = types[0]
         if types[1].dtype != weight.dtype:
@@ -242,7 +244,7 @@ def _mp_types(*float32_inputs: int):
     return infer
 
 
-def _mp_inputs(count: int):
+def _mp_inputs(count: int) -> Callable[[np.random.Generator], list[np.ndarray]]:
     def make(rng: np.random.Generator) -> list[np.ndarray]:
         values = [rng.uniform(-1, 1, (3, 4)).astype(np.float16) for _ in range(2)]
         return values + [rng.uniform(-1, 1, (3, 4)).astype(np.float32) for _ in range(count - 2)]
@@ -464,7 +466,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _clip_weights(weight, clip_weights):
+def _clip_weights(weight: np.ndarray, clip_weights: float) -> np.ndarray:
     if clip_weights >= 0:
         return np.clip(weight, -clip_weights, clip_weights)
     return weight

@@ -8,7 +8,7 @@ fresh ``_draw`` attribute when put in a graph, so no pass ever merges two draws.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,8 +30,12 @@ from ..registry import (
 )
 from .common import F
 
+# what a density's score function gives: d log pdf / d input for each input
+# (None where it has none)
+Scores = tuple[np.ndarray | None, ...]
 
-def _special():
+
+def _special() -> Any:
     """``scipy.special``, imported at first use: importing it costs about 0.3 s,
     which every ``import symgrad`` would pay."""
     from scipy import special
@@ -62,7 +66,13 @@ def _creation_types(
 SHAPE_DTYPE = {"shape": Attr(as_shape, ()), "dtype": Attr(as_dtype_name, "float32")}
 
 
-def _creation(name, impl, extra, doc, test_attrs=None):
+def _creation(
+    name: str,
+    impl: Callable[..., np.ndarray],
+    extra: dict[str, Attr],
+    doc: str,
+    test_attrs: dict | None = None,
+) -> None:
     register(
         OpDef(
             name=name,
@@ -158,31 +168,57 @@ def as_int_dtype(value: Any) -> str:
     return name
 
 
-def _uniform(rng, low, high, size):
+def _uniform(
+    rng: np.random.Generator,
+    low: np.ndarray | float,
+    high: np.ndarray | float,
+    size: tuple[int, ...],
+) -> np.ndarray:
     return rng.uniform(low, high, size)
 
 
-def _normal(rng, loc, scale, size):
+def _normal(
+    rng: np.random.Generator,
+    loc: np.ndarray | float,
+    scale: np.ndarray | float,
+    size: tuple[int, ...],
+) -> np.ndarray:
     return rng.normal(loc, scale, size)
 
 
-def _gamma(rng, alpha, beta, size):
+def _gamma(
+    rng: np.random.Generator,
+    alpha: np.ndarray | float,
+    beta: np.ndarray | float,
+    size: tuple[int, ...],
+) -> np.ndarray:
     return rng.gamma(alpha, beta, size)  # beta is the scale, as MXNet draws
 
 
-def _exponential(rng, lam, size):
+def _exponential(
+    rng: np.random.Generator, lam: np.ndarray | float, size: tuple[int, ...]
+) -> np.ndarray:
     return rng.exponential(1.0 / np.asarray(lam, dtype=np.float64), size)
 
 
-def _poisson(rng, lam, size):
+def _poisson(
+    rng: np.random.Generator, lam: np.ndarray | float, size: tuple[int, ...]
+) -> np.ndarray:
     return rng.poisson(lam, size)
 
 
-def _negative_binomial(rng, k, p, size):
+def _negative_binomial(
+    rng: np.random.Generator, k: np.ndarray | float, p: np.ndarray | float, size: tuple[int, ...]
+) -> np.ndarray:
     return rng.negative_binomial(k, p, size)  # failures before the k-th success
 
 
-def _generalized_negative_binomial(rng, mu, alpha, size):
+def _generalized_negative_binomial(
+    rng: np.random.Generator,
+    mu: np.ndarray | float,
+    alpha: np.ndarray | float,
+    size: tuple[int, ...],
+) -> np.ndarray:
     # A Poisson draw whose rate is Gamma(1/alpha, mu alpha): mean mu, variance
     # mu + alpha mu^2; alpha = 0 is the Poisson distribution itself.
     mu, alpha = np.asarray(mu, dtype=np.float64), np.asarray(alpha, dtype=np.float64)
@@ -194,7 +230,15 @@ def _generalized_negative_binomial(rng, mu, alpha, size):
 
 # name: (the _random_ op's parameters with defaults and parsers, the _sample_ op's
 # input names, the sampler, the TestSpec inputs of the _sample_ op)
-DISTRIBUTIONS = {
+DISTRIBUTIONS: dict[
+    str,
+    tuple[
+        tuple[tuple[str, Any, Callable[[Any], Any]], ...],
+        tuple[str, ...],
+        Callable[..., np.ndarray],
+        tuple[tuple[float, float], ...],
+    ],
+] = {
     "uniform": (
         (("low", 0.0, as_float), ("high", 1.0, as_float)),
         ("low", "high"),
@@ -237,7 +281,9 @@ _DRAW = {"_draw": Attr(as_optional_int, None)}
 # ---------------------------------------------------------------------------
 
 
-def _scalar_draw_impl(sampler, names):
+def _scalar_draw_impl(
+    sampler: Callable[..., np.ndarray], names: Sequence[str]
+) -> Callable[..., np.ndarray]:
     def impl(*, shape: tuple[int, ...], dtype: str, _draw: int | None, **params: Any) -> np.ndarray:
         values = sampler(generator(), *[params[name] for name in names], shape)
         return np.asarray(values).astype(dtype)
@@ -245,7 +291,9 @@ def _scalar_draw_impl(sampler, names):
     return impl
 
 
-def _like_impl(sampler, names):
+def _like_impl(
+    sampler: Callable[..., np.ndarray], names: Sequence[str]
+) -> Callable[..., np.ndarray]:
     def impl(data: np.ndarray, *, _draw: int | None, **params: Any) -> np.ndarray:
         values = sampler(generator(), *[params[name] for name in names], data.shape)
         return np.asarray(values).astype(data.dtype)
@@ -253,7 +301,7 @@ def _like_impl(sampler, names):
     return impl
 
 
-def _draw_attrs(params) -> dict:
+def _draw_attrs(params: Sequence[tuple[str, Any, Callable[[Any], Any]]]) -> dict:
     return {name: Attr(parse, default) for name, default, parse in params}
 
 
@@ -353,7 +401,7 @@ def _sample_types(
     return [TensorType(first.shape + shape, np.dtype(dtype))]
 
 
-def _sample_impl(sampler):
+def _sample_impl(sampler: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     def impl(
         *params: np.ndarray, shape: tuple[int, ...], dtype: str, _draw: int | None
     ) -> np.ndarray:
@@ -365,7 +413,9 @@ def _sample_impl(sampler):
     return impl
 
 
-def _sample_inputs(domains):
+def _sample_inputs(
+    domains: Sequence[tuple[float, float]],
+) -> Callable[[np.random.Generator], list[np.ndarray]]:
     def make(rng: np.random.Generator) -> list[np.ndarray]:
         return [rng.uniform(low, high, (2, 3)) for low, high in domains]
 
@@ -530,32 +580,32 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _logpdf_uniform(x, low, high):
+def _logpdf_uniform(x: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     # MXNet's density is 1 / (high - low) wherever the sample is
     return np.broadcast_to(-np.log(high - low), x.shape)
 
 
-def _score_uniform(x, low, high):
+def _score_uniform(x: np.ndarray, low: np.ndarray, high: np.ndarray) -> Scores:
     width = np.broadcast_to(high - low, x.shape)
     return None, 1.0 / width, -1.0 / width
 
 
-def _logpdf_normal(x, mu, sigma):
+def _logpdf_normal(x: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     z = (x - mu) / sigma
     return -0.5 * z * z - np.log(sigma) - 0.5 * np.log(2 * np.pi)
 
 
-def _score_normal(x, mu, sigma):
+def _score_normal(x: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> Scores:
     z = (x - mu) / sigma
     return -z / sigma, z / sigma, (z * z - 1.0) / sigma
 
 
-def _logpdf_gamma(x, alpha, beta):
+def _logpdf_gamma(x: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
     # MXNet's density takes beta as the rate (its sampler as the scale)
     return alpha * np.log(beta) - _special().gammaln(alpha) + (alpha - 1) * np.log(x) - beta * x
 
 
-def _score_gamma(x, alpha, beta):
+def _score_gamma(x: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> Scores:
     return (
         (alpha - 1) / x - beta,
         np.log(beta) - _special().digamma(alpha) + np.log(x),
@@ -563,23 +613,23 @@ def _score_gamma(x, alpha, beta):
     )
 
 
-def _logpdf_exponential(x, lam):
+def _logpdf_exponential(x: np.ndarray, lam: np.ndarray) -> np.ndarray:
     return np.log(lam) - lam * x
 
 
-def _score_exponential(x, lam):
+def _score_exponential(x: np.ndarray, lam: np.ndarray) -> Scores:
     return -lam + 0 * x, 1.0 / lam - x
 
 
-def _logpdf_poisson(x, lam):
+def _logpdf_poisson(x: np.ndarray, lam: np.ndarray) -> np.ndarray:
     return x * np.log(lam) - lam - _special().gammaln(x + 1)
 
 
-def _score_poisson(x, lam):
+def _score_poisson(x: np.ndarray, lam: np.ndarray) -> Scores:
     return None, x / lam - 1.0  # counts: no gradient for the sample (as MXNet)
 
 
-def _logpdf_negative_binomial(x, k, p):
+def _logpdf_negative_binomial(x: np.ndarray, k: np.ndarray, p: np.ndarray) -> np.ndarray:
     return (
         _special().gammaln(x + k)
         - _special().gammaln(x + 1)
@@ -589,7 +639,7 @@ def _logpdf_negative_binomial(x, k, p):
     )
 
 
-def _score_negative_binomial(x, k, p):
+def _score_negative_binomial(x: np.ndarray, k: np.ndarray, p: np.ndarray) -> Scores:
     return (
         None,
         _special().digamma(x + k) - _special().digamma(k) + np.log(p),
@@ -597,12 +647,16 @@ def _score_negative_binomial(x, k, p):
     )
 
 
-def _logpdf_generalized_negative_binomial(x, mu, alpha):
+def _logpdf_generalized_negative_binomial(
+    x: np.ndarray, mu: np.ndarray, alpha: np.ndarray
+) -> np.ndarray:
     # the negative binomial with k = 1/alpha and success probability 1/(1 + alpha mu)
     return _logpdf_negative_binomial(x, 1.0 / alpha, 1.0 / (1.0 + alpha * mu))
 
 
-def _score_generalized_negative_binomial(x, mu, alpha):
+def _score_generalized_negative_binomial(
+    x: np.ndarray, mu: np.ndarray, alpha: np.ndarray
+) -> Scores:
     k, spread = 1.0 / alpha, 1.0 + alpha * mu
     d_mu = x / mu - (alpha * x + 1) / spread
     d_alpha = (
@@ -615,7 +669,7 @@ def _score_generalized_negative_binomial(x, mu, alpha):
     return None, d_mu, d_alpha
 
 
-def _logpdf_dirichlet(x, alpha):
+def _logpdf_dirichlet(x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return (
         _special().gammaln(alpha.sum(-1))
         - _special().gammaln(alpha).sum(-1)
@@ -623,22 +677,30 @@ def _logpdf_dirichlet(x, alpha):
     )
 
 
-def _score_dirichlet(x, alpha):
+def _score_dirichlet(x: np.ndarray, alpha: np.ndarray) -> Scores:
     total = _special().digamma(alpha.sum(-1, keepdims=True))
     return (alpha - 1) / x, total - _special().digamma(alpha) + np.log(x) + 0 * x
 
 
-def _counts(rng, shape):
+def _counts(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return rng.integers(0, 6, shape).astype(np.float64)
 
 
-def _simplex(rng, shape):
+def _simplex(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return rng.dirichlet(np.full(shape[-1], 2.0), shape[:-1])
 
 
 # name: (parameter names, log-density, scores (d log-density / d each input; None
 # where MXNet has no gradient), TestSpec input maker)
-DENSITIES = {
+DENSITIES: dict[
+    str,
+    tuple[
+        tuple[str, ...],
+        Callable[..., np.ndarray],
+        Callable[..., Scores],
+        Callable[[np.random.Generator], list[np.ndarray]],
+    ],
+] = {
     "uniform": (
         ("low", "high"),
         _logpdf_uniform,
@@ -698,7 +760,9 @@ DENSITIES = {
 }
 
 
-def _expand_params(sample: np.ndarray, params, vector: bool) -> list[np.ndarray]:
+def _expand_params(
+    sample: np.ndarray, params: Sequence[np.ndarray], vector: bool
+) -> list[np.ndarray]:
     """Parameters (shape P, or P + (k,) for a vector distribution) reshaped to
     broadcast against samples of shape P + extra (+ (k,))."""
     extra = sample.ndim - params[0].ndim
@@ -709,7 +773,7 @@ def _expand_params(sample: np.ndarray, params, vector: bool) -> list[np.ndarray]
     return out
 
 
-def _pdf_types(vector: bool):
+def _pdf_types(vector: bool) -> Callable[..., list[TensorType]]:
     def infer(types: Sequence[TensorType], *, is_log: bool) -> list[TensorType]:
         sample, params = types[0], types[1:]
         shape = params[0].shape
@@ -727,7 +791,7 @@ def _pdf_types(vector: bool):
     return infer
 
 
-def _pdf_impl(logpdf, vector: bool):
+def _pdf_impl(logpdf: Callable[..., np.ndarray], vector: bool) -> Callable[..., np.ndarray]:
     def impl(sample: np.ndarray, *params: np.ndarray, is_log: bool) -> np.ndarray:
         expanded = _expand_params(sample, params, vector)
         with np.errstate(all="ignore"):
@@ -737,7 +801,9 @@ def _pdf_impl(logpdf, vector: bool):
     return impl
 
 
-def _score_impl(score, vector: bool):
+def _score_impl(
+    score: Callable[..., Scores], vector: bool
+) -> Callable[..., np.ndarray | tuple[np.ndarray, ...]]:
     def impl(sample: np.ndarray, *params: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
         expanded = _expand_params(sample, params, vector)
         with np.errstate(all="ignore"):
@@ -756,7 +822,9 @@ def _score_types(types: Sequence[TensorType]) -> list[TensorType]:
     return [types[0]] * len(types)
 
 
-def _pdf_grad(dist: str, vector: bool, sample_gradient: bool):
+def _pdf_grad(
+    dist: str, vector: bool, sample_gradient: bool
+) -> Callable[..., Expr | tuple[Expr | None, ...]]:
     def grad(
         g: Expr, sample: Expr, *params: Expr, out: Expr, is_log: bool
     ) -> Expr | tuple[Expr | None, ...]:

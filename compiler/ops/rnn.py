@@ -239,16 +239,16 @@ GRAPH_KIT = _GraphKit()
 
 
 def _cell_step(
-    kit,
+    kit: Any,  # _NumpyKit or _GraphKit: the same steps on arrays or on graph handles
     mode: str,
-    x_part,
-    h,
-    c,
-    h2h_weight,
-    h2h_bias,
-    h2r_weight,
+    x_part: Any,
+    h: Any,
+    c: Any,
+    h2h_weight: Any,
+    h2h_bias: Any,
+    h2r_weight: Any,
     clip: tuple[float, float, bool] | None,
-):
+) -> tuple[Any, Any]:
     """One step of one layer and direction: the new (h, c) from the input's
     projection ``x_part`` (W_i2h x + b_i2h) and the previous states."""
     h_part = kit.linear(h, h2h_weight, h2h_bias)
@@ -273,27 +273,27 @@ def _cell_step(
 
 
 def _recurrence(
-    kit,
-    data,
-    params,
-    state,
-    cell,
-    lengths,
-    masks,
+    kit: Any,  # _NumpyKit or _GraphKit: the same steps on arrays or on graph handles
+    data: Any,
+    params: Any,
+    state: Any,
+    cell: Any,
+    lengths: Any,
+    masks: Any,
     *,
-    state_size,
-    num_layers,
-    mode,
-    bidirectional,
-    p,
-    state_outputs,
-    projection_size,
-    lstm_state_clip_min,
-    lstm_state_clip_max,
-    lstm_state_clip_nan,
-    use_sequence_length,
-    is_train,
-):
+    state_size: int,
+    num_layers: int,
+    mode: str,
+    bidirectional: bool,
+    p: float,
+    state_outputs: bool,
+    projection_size: int | None,
+    lstm_state_clip_min: float | None,
+    lstm_state_clip_max: float | None,
+    lstm_state_clip_nan: bool,
+    use_sequence_length: bool,
+    is_train: bool,
+) -> tuple[Any, Any, Any]:
     """Run every layer and direction: returns (out, h_n, c_n or None).
 
     With ``lengths``, steps at or past a sequence's length leave its states as

@@ -28,7 +28,7 @@ def _sequence_inputs(attrs: dict) -> tuple[str, ...]:
     return ("data", "sequence_length") if attrs.get("use_sequence_length") else ("data",)
 
 
-def _check_sequence(types, use_sequence_length, axis):
+def _check_sequence(types: Sequence[TensorType], use_sequence_length: bool, axis: int) -> None:
     data = types[0].shape
     if len(data) < 2:
         raise GraphError("data must be (T, N, ...) or (N, T, ...)")
@@ -38,18 +38,18 @@ def _check_sequence(types, use_sequence_length, axis):
         )
 
 
-def _time_major(x, axis):
+def _time_major(x: np.ndarray, axis: int) -> np.ndarray:
     return x if axis == 0 else np.swapaxes(x, 0, 1)
 
 
-def _lengths(x_time_major, lengths):
+def _lengths(x_time_major: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
     steps, batch = x_time_major.shape[:2]
     if lengths is None:
         return np.full(batch, steps, dtype=np.int64)
     return np.clip(lengths.astype(np.int64), 0, steps)
 
 
-def _steps_by_batch(shape, ndim):
+def _steps_by_batch(shape: tuple[int, ...], ndim: int) -> tuple[int, ...]:
     """Reshape a (T, N) table so it broadcasts against time-major data."""
     return shape + (1,) * (ndim - 2)
 
@@ -132,7 +132,7 @@ def _last_types(
     return [TensorType(tuple(s for i, s in enumerate(shape) if i != axis), types[0].dtype)]
 
 
-def _last_positions(data, lengths):
+def _last_positions(data: np.ndarray, lengths: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     return np.maximum(_lengths(data, lengths) - 1, 0), np.arange(data.shape[1])
 
 

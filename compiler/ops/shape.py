@@ -36,7 +36,9 @@ def _like_input_grad(g: Expr, x: Expr, *, out: Expr, **_attrs: Any) -> Expr:
 # ---------------------------------------------------------------------------
 
 
-def mxnet_reshape(shape: tuple[int, ...], spec: tuple[int, ...], reverse: bool = False):
+def mxnet_reshape(
+    shape: tuple[int, ...], spec: tuple[int, ...], reverse: bool = False
+) -> tuple[int, ...]:
     """The output shape of MXNet's ``reshape``, with its special codes:
     0 copies an input axis, -1 infers one axis, -2 copies all remaining axes,
     -3 merges two axes, -4 splits one axis into the next two numbers."""
@@ -178,7 +180,7 @@ register(
 )
 
 
-def _squeeze_axes(shape, axis):
+def _squeeze_axes(shape: tuple[int, ...], axis: tuple[int, ...] | None) -> tuple[int, ...]:
     if axis is None:
         return tuple(i for i, s in enumerate(shape) if s == 1)
     axes = tuple(normalize_axis(a, len(shape)) for a in axis)
@@ -443,7 +445,12 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def slice_tuple(shape, begin, end, step) -> tuple[slice, ...]:
+def slice_tuple(
+    shape: tuple[int, ...],
+    begin: Sequence[int | None],
+    end: Sequence[int | None],
+    step: Sequence[int | None],
+) -> tuple[slice, ...]:
     """Python slices for MXNet's begin/end/step (None means the default)."""
     step = step or (None,) * len(begin)
     if not len(begin) == len(end) == len(step) or len(begin) > len(shape):
@@ -558,7 +565,9 @@ register(
 )
 
 
-def _axis_slice(ndim, axis, begin, end):
+def _axis_slice(
+    ndim: int, axis: int, begin: int | None, end: int | None
+) -> tuple[tuple[int | None, ...], tuple[int | None, ...]]:
     axis = normalize_axis(axis, ndim)
     return (None,) * axis + (begin,), (None,) * axis + (end,)
 
@@ -601,7 +610,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _indices(index, size, mode):
+def _indices(index: np.ndarray, size: int, mode: str) -> np.ndarray:
     index = np.asarray(index).astype(np.int64)
     if mode == "wrap":
         return np.mod(index, size)
@@ -710,13 +719,17 @@ def _pick_types(
     return [TensorType(shape or (1,), data.dtype)]
 
 
-def _pick_index(data, index, axis, mode):
+def _pick_index(
+    data: np.ndarray, index: np.ndarray, axis: int, mode: str
+) -> tuple[int, np.ndarray]:
     ax = axis % data.ndim
     idx = _indices(index, data.shape[ax], mode)
     return ax, np.expand_dims(idx.reshape(data.shape[:ax] + data.shape[ax + 1 :]), ax)
 
 
-def _rows(data, index, axis, mode):
+def _rows(
+    data: np.ndarray, index: np.ndarray, axis: int, mode: str
+) -> tuple[np.ndarray, np.ndarray] | None:
     """For the common case (2-D data, picking along the last axis), the row and
     column indices of the picked elements: fancy indexing beats take_along_axis."""
     if data.ndim == 2 and axis % 2 == 1:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,14 +30,14 @@ from ..common import F
 # generated finite-difference tests.
 
 
-def _split_heads_numpy(x, heads, parts, part):
+def _split_heads_numpy(x: np.ndarray, heads: int, parts: int, part: int) -> np.ndarray:
     length, batch, width = x.shape
     depth = width // (heads * parts)
     picked = x.reshape(length, batch, heads, parts, depth)[:, :, :, part]
     return picked.transpose(1, 2, 0, 3).reshape(batch * heads, length, depth)
 
 
-def _split_heads(x, heads, parts, part):
+def _split_heads(x: Expr, heads: int, parts: int, part: int) -> Expr:
     """The numpy split above, on graph handles."""
     length, batch, width = x.shape
     depth = width // (heads * parts)
@@ -48,7 +48,7 @@ def _split_heads(x, heads, parts, part):
     return F.Reshape(F.transpose(picked, axes=(1, 2, 0, 3)), shape=(batch * heads, length, depth))
 
 
-def _merge_heads_numpy(x, heads, length, batch):
+def _merge_heads_numpy(x: np.ndarray, heads: int, length: int, batch: int) -> np.ndarray:
     depth = x.shape[-1]
     return (
         x.reshape(batch, heads, length, depth)
@@ -57,13 +57,13 @@ def _merge_heads_numpy(x, heads, length, batch):
     )
 
 
-def _merge_heads(x, heads, length, batch):
+def _merge_heads(x: Expr, heads: int, length: int, batch: int) -> Expr:
     depth = x.shape[-1]
     four = F.Reshape(x, shape=(batch, heads, length, depth))
     return F.Reshape(F.transpose(four, axes=(2, 0, 1, 3)), shape=(length, batch, heads * depth))
 
 
-def _composite_grad(build):
+def _composite_grad(build: Callable[..., Expr]) -> Callable[..., Expr | tuple[Expr | None, ...]]:
     """A gradient rule: differentiate ``build(*inputs, **attrs)``, the op's
     forward made of registered ops, seeded with g."""
 
@@ -78,7 +78,7 @@ def _composite_grad(build):
     return grad
 
 
-def _check_width(shape, heads, parts):
+def _check_width(shape: tuple[int, ...], heads: int, parts: int) -> int:
     if len(shape) != 3 or shape[2] % (heads * parts):
         raise GraphError(f"expected (length, batch, heads * {parts} * d), got {shape}")
     return shape[2] // (heads * parts)
@@ -97,7 +97,7 @@ def _selfatt_qk(qkv: np.ndarray, *, heads: int) -> np.ndarray:
     return (np.matmul(q, k.transpose(0, 2, 1)) * scale).astype(qkv.dtype, copy=False)
 
 
-def _selfatt_qk_graph(qkv, *, heads):
+def _selfatt_qk_graph(qkv: Expr, *, heads: int) -> Expr:
     """q k^T / sqrt(d) per head"""
     q, k = _split_heads(qkv, heads, 3, 0), _split_heads(qkv, heads, 3, 1)
     return F.batch_dot(q, k, transpose_b=True) * (1.0 / math.sqrt(q.shape[-1]))
@@ -137,7 +137,7 @@ def _selfatt_valatt(qkv: np.ndarray, attention: np.ndarray, *, heads: int) -> np
     return _merge_heads_numpy(np.matmul(attention, v), heads, qkv.shape[0], qkv.shape[1])
 
 
-def _selfatt_valatt_graph(qkv, attention, *, heads):
+def _selfatt_valatt_graph(qkv: Expr, attention: Expr, *, heads: int) -> Expr:
     """attention v per head, heads merged"""
     v = _split_heads(qkv, heads, 3, 2)
     return _merge_heads(F.batch_dot(attention, v), heads, qkv.shape[0], qkv.shape[1])
@@ -181,7 +181,7 @@ def _encdec_qk(queries: np.ndarray, keys_values: np.ndarray, *, heads: int) -> n
     return (np.matmul(q, k.transpose(0, 2, 1)) * scale).astype(queries.dtype, copy=False)
 
 
-def _encdec_qk_graph(queries, keys_values, *, heads):
+def _encdec_qk_graph(queries: Expr, keys_values: Expr, *, heads: int) -> Expr:
     """q k^T / sqrt(d) per head, keys from interleaved keys_values"""
     q, k = _split_heads(queries, heads, 1, 0), _split_heads(keys_values, heads, 2, 0)
     return F.batch_dot(q, k, transpose_b=True) * (1.0 / math.sqrt(q.shape[-1]))
@@ -223,7 +223,7 @@ def _encdec_valatt(keys_values: np.ndarray, attention: np.ndarray, *, heads: int
     )
 
 
-def _encdec_valatt_graph(keys_values, attention, *, heads):
+def _encdec_valatt_graph(keys_values: Expr, attention: Expr, *, heads: int) -> Expr:
     """attention v per head, values from interleaved keys_values, heads merged"""
     v = _split_heads(keys_values, heads, 2, 1)
     return _merge_heads(F.batch_dot(attention, v), heads, attention.shape[1], keys_values.shape[1])

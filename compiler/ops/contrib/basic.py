@@ -124,7 +124,7 @@ register(
         impl=_round_half_away,
         grad=straight_through_grad,
         kind="elemwise",
-        scalar="math.copysign(math.floor(abs({0}) + 0.5), {0})",
+        scalar="np.copysign(np.floor(abs({0}) + 0.5), {0})",
         doc="Round half away from zero, with the identity's gradient.\n\nGradient\n--------\ng",
     )
 )
@@ -176,7 +176,7 @@ register(
 )
 
 
-def _index_axes(ndim: int, axes) -> tuple[int, ...]:
+def _index_axes(ndim: int, axes: Sequence[int] | None) -> tuple[int, ...]:
     return tuple(range(ndim)) if axes is None else tuple(normalize_axis(a, ndim) for a in axes)
 
 

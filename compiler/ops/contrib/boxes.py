@@ -539,7 +539,7 @@ def _proposal_types(
     return [TensorType((count, 5), types[0].dtype), TensorType((count, 1), types[0].dtype)]
 
 
-def _base_anchors(stride: int, scales, ratios) -> np.ndarray:
+def _base_anchors(stride: int, scales: Sequence[float], ratios: Sequence[float]) -> np.ndarray:
     """The reference anchors of one cell: every ratio, each at every scale."""
     center = 0.5 * (stride - 1)
     anchors = []

@@ -158,7 +158,9 @@ def _foreach(*arrays: np.ndarray, callback: Any) -> np.ndarray | tuple[np.ndarra
 
 
 def _loop_grad(backward_op: str):
-    def grad(g: Expr, *inputs: Expr, out: Expr, callback: Any) -> Expr | tuple[Expr | None, ...]:
+    def grad(
+        g: Expr | tuple[Expr, ...], *inputs: Expr, out: Expr | tuple[Expr, ...], callback: Any
+    ) -> Expr | tuple[Expr | None, ...]:
         grads = g if isinstance(g, tuple) else (g,)
         results = grads[0]._apply(backward_op, (*grads, *inputs), {"callback": callback})
         return results if isinstance(results, tuple) else (results,)

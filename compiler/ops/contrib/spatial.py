@@ -9,8 +9,8 @@ the forward op again, so both differentiate to any order."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, cast
 
 import numpy as np
 
@@ -111,7 +111,9 @@ def _interpolation(size: int, out: int, align_corners: bool) -> np.ndarray:
     return weights
 
 
-def _resize_matrices(in_shape, out_shape, align_corners, dtype):
+def _resize_matrices(
+    in_shape: tuple[int, ...], out_shape: tuple[int, ...], align_corners: bool, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray]:
     rows = _interpolation(in_shape[2], out_shape[2], align_corners).astype(dtype)
     cols = _interpolation(in_shape[3], out_shape[3], align_corners).astype(dtype)
     return rows, cols
@@ -243,7 +245,7 @@ register(
 )
 
 
-def _adaptive_back(g, like):
+def _adaptive_back(g: np.ndarray, like: np.ndarray) -> np.ndarray:
     rows = _averaging(like.shape[2], g.shape[2])
     cols = _averaging(like.shape[3], g.shape[3])
     return np.einsum("oh,ncop,pw->nchw", rows, g, cols).astype(g.dtype, copy=False)
@@ -331,7 +333,17 @@ def _bilinear_taps(y: float, x: float, height: int, width: int) -> list[tuple[in
     ]
 
 
-def _roi_weights(rois, height, width, *, pooled_size, spatial_scale, sample_ratio, aligned, **_):
+def _roi_weights(
+    rois: np.ndarray,
+    height: int,
+    width: int,
+    *,
+    pooled_size: tuple[int, ...],
+    spatial_scale: float,
+    sample_ratio: int,
+    aligned: bool,
+    **_: Any,
+) -> np.ndarray:
     """(R, ph*pw, H*W) weights: output cell k of roi r is weights[r, k] . image."""
     pooled_h, pooled_w = pooled_size
     weights = np.zeros((rois.shape[0], pooled_h * pooled_w, height * width))
@@ -469,7 +481,17 @@ def _modulated_inputs(attrs: dict) -> tuple[str, ...]:
     return base if attrs.get("no_bias") else base + ("bias",)
 
 
-def _dcn_geometry(data_shape, kernel, stride, dilate, pad):
+# one of a sampling place's four neighbours: flat index, validity, bilinear weight
+Corner = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _dcn_geometry(
+    data_shape: tuple[int, ...],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilate: Sequence[int],
+    pad: Sequence[int],
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     kernel, stride, dilate, pad = _spatial(kernel, stride, dilate, pad, 2)
     out = tuple(
         conv_out_size(data_shape[2 + a], kernel[a], stride[a], dilate[a], pad[a]) for a in range(2)
@@ -478,22 +500,22 @@ def _dcn_geometry(data_shape, kernel, stride, dilate, pad):
 
 
 def _check_dcn(
-    data,
-    offset,
-    mask,
-    weight,
-    bias,
+    data: tuple[int, ...],
+    offset: tuple[int, ...],
+    mask: tuple[int, ...] | None,
+    weight: tuple[int, ...],
+    bias: tuple[int, ...] | None,
     *,
-    kernel,
-    stride,
-    dilate,
-    pad,
-    num_filter,
-    num_group,
-    num_deformable_group,
-    no_bias,
-    **_attrs,
-):
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    num_filter: int,
+    num_group: int,
+    num_deformable_group: int,
+    no_bias: bool,
+    **_attrs: Any,
+) -> tuple[int, ...]:
     if len(data) != 4:
         raise GraphError("deformable convolutions take NCHW data only")
     kernel, _, _, _, out = _dcn_geometry(data, kernel, stride, dilate, pad)
@@ -514,7 +536,7 @@ def _check_dcn(
 
 
 def _dcn_types(types: Sequence[TensorType], **attrs: Any) -> list[TensorType]:
-    shapes = [t.shape for t in types] + [None]
+    shapes: list[Any] = [t.shape for t in types] + [None]  # (no bias: None)
     return [
         TensorType(
             _check_dcn(shapes[0], shapes[1], None, shapes[2], shapes[3], **attrs), types[0].dtype
@@ -523,11 +545,21 @@ def _dcn_types(types: Sequence[TensorType], **attrs: Any) -> list[TensorType]:
 
 
 def _modulated_types(types: Sequence[TensorType], **attrs: Any) -> list[TensorType]:
-    shapes = [t.shape for t in types] + [None]
+    shapes: list[Any] = [t.shape for t in types] + [None]  # (no bias: None)
     return [TensorType(_check_dcn(*shapes[:5], **attrs), types[0].dtype)]
 
 
-def _dcn_samples(data_shape, offset, kernel, stride, dilate, pad, out, groups, clamp):
+def _dcn_samples(
+    data_shape: tuple[int, ...],
+    offset: np.ndarray,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+    out: tuple[int, ...],
+    groups: int,
+    clamp: bool,
+) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, list[Corner]]:
     """Sampling places of every tap (N, groups, K, Ho, Wo) as MXNet's deformable
     im2col: the fractions (ly, lx), and for the four neighbours their flat indices,
     validity and bilinear weights.
@@ -548,7 +580,7 @@ def _dcn_samples(data_shape, offset, kernel, stride, dilate, pad, out, groups, c
     else:
         inside = (y > -1) & (x > -1) & (y < height) & (x < width)
 
-    def axis(place, size):
+    def axis(place: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         low = np.floor(place)
         if not clamp:
             return low, low + 1, place - low
@@ -571,7 +603,7 @@ def _dcn_samples(data_shape, offset, kernel, stride, dilate, pad, out, groups, c
     return (ly, lx), inside, corners
 
 
-def _gather_corners(data, corners, groups):
+def _gather_corners(data: np.ndarray, corners: list[Corner], groups: int) -> list[np.ndarray]:
     """Each neighbour's value (zero where not valid): 4 x (N, G, C/G, K, Ho, Wo)."""
     n, channels = data.shape[:2]
     flat = data.reshape(n, groups, channels // groups, -1).astype(np.float64)
@@ -584,7 +616,15 @@ def _gather_corners(data, corners, groups):
     return values
 
 
-def _deformable(data, offset, mask, weight, bias, attrs, clamp):
+def _deformable(
+    data: np.ndarray,
+    offset: np.ndarray,
+    mask: np.ndarray | None,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    attrs: dict,
+    clamp: bool,
+) -> tuple[np.ndarray, tuple]:
     """Forward of both deformable convolutions; also the sampled columns
     (N, G, C/G, K, Ho, Wo) before the mask and the sampling, for the backward."""
     groups, num_group, num_filter = (
@@ -599,7 +639,7 @@ def _deformable(data, offset, mask, weight, bias, attrs, clamp):
         data.shape, offset, kernel, stride, dilate, pad, out, groups, clamp
     )
     values = _gather_corners(data, corners, groups)
-    columns = sum(v * w[:, :, None] for v, (_, _, w) in zip(values, corners))
+    columns = cast(np.ndarray, sum(v * w[:, :, None] for v, (_, _, w) in zip(values, corners)))
     masked = (
         columns
         if mask is None
@@ -619,7 +659,15 @@ def _deformable(data, offset, mask, weight, bias, attrs, clamp):
     return result.astype(data.dtype), sampling
 
 
-def _deformable_backward(g, data, offset, mask, weight, attrs, clamp):
+def _deformable_backward(
+    g: np.ndarray,
+    data: np.ndarray,
+    offset: np.ndarray,
+    mask: np.ndarray | None,
+    weight: np.ndarray,
+    attrs: dict,
+    clamp: bool,
+) -> tuple[np.ndarray, ...]:
     """Gradients of data, offset, (mask,) weight."""
     _, ((ly, lx), inside, corners, values, columns, filters, out) = _deformable(
         data, offset, mask, weight, None, attrs, clamp
@@ -681,7 +729,7 @@ def _modulated_forward(
     return _deformable(data, offset, mask, weight, bias[0] if bias else None, attrs, False)[0]
 
 
-def _deformable_grad(backward_op: str, num_inputs: int):
+def _deformable_grad(backward_op: str, num_inputs: int) -> Callable[..., tuple[Expr | None, ...]]:
     def grad(g: Expr, *inputs: Expr, out: Expr, **attrs: Any) -> tuple[Expr | None, ...]:
         grads = getattr(F, backward_op)(g, *inputs[:num_inputs], **attrs)
         bias_grad = (F.sum(g, axis=(0, 2, 3)),) if len(inputs) > num_inputs else ()
@@ -694,7 +742,7 @@ def _deformable_grad(backward_op: str, num_inputs: int):
     return grad
 
 
-def _dcn_test_inputs(rng, modulated):
+def _dcn_test_inputs(rng: np.random.Generator, modulated: bool) -> list[np.ndarray]:
     arrays = [rng.uniform(-2, 2, (2, 4, 5, 6)), rng.uniform(-1.3, 1.3, (2, 36, 3, 3))]
     if modulated:
         arrays.append(rng.uniform(0, 1, (2, 18, 3, 3)))
@@ -909,7 +957,16 @@ def _c_round(value: float) -> float:
     return math.floor(value + 0.5) if value >= 0 else math.ceil(value - 0.5)
 
 
-def _psroi_bins(rois, height, width, *, spatial_scale, output_dim, pooled_size, group_size):
+def _psroi_bins(
+    rois: np.ndarray,
+    height: int,
+    width: int,
+    *,
+    spatial_scale: float,
+    output_dim: int,
+    pooled_size: int,
+    group_size: int,
+) -> Iterator[tuple[int, int, int, int, int, int, int, int, int]]:
     """For each roi, output channel and bin: (input channel, h0, h1, w0, w1), the
     rectangle its average is taken over (empty when h1 <= h0 or w1 <= w0)."""
     group = group_size or pooled_size
