@@ -615,10 +615,8 @@ def power_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
 
 
 def rpower_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
-    """g out ln(s) (ln of 0 is -inf and of a negative s NaN, as in C: math.log
-    would raise while differentiating)"""
-    with np.errstate(all="ignore"):
-        return g * out * float(np.log(np.float64(scalar)))
+    """g out ln(s)"""
+    return g * out * math.log(scalar)
 
 
 def maximum_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
