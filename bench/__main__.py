@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import harness
 from .cell import MARK
-from .libs import BASELINE, select
+from .libs import BASELINE, select, short_script
 from .workloads import COLD_ROWS, ROW_BY_KEY, ROWS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -135,6 +135,30 @@ def cold_start(columns, quick, repeats):
     }
 
 
+SHORT_ROWS = ("short script, empty cache", "short script, warm cache")  # (× vs MXNet)
+
+
+def short_scripts(columns, repeats):
+    """The short script: a fresh process of ``libs/short_script.py`` per column with an
+    empty compile cache, then a second one sharing it; each pair ``repeats`` times.
+    Returns {(row label, col key): result} with ``times`` one per repetition."""
+    results = {}
+    for rep in range(repeats):
+        for col in columns:
+            python = str(REPO_ROOT / col.python) if col.python else sys.executable
+            with tempfile.TemporaryDirectory(prefix="bench-short-") as d:
+                env = harness.cell_env({**col.env, **cache_env(d)})
+                env["PYTHONPATH"] = os.pathsep.join(
+                    filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])
+                )
+                for label in SHORT_ROWS:
+                    res = short_script.run(col, d, env, python)
+                    if not res.get("absent"):
+                        _log(f"[short {rep + 1}/{repeats}] {col.key:15} {label}: {_brief(res)}")
+                    results[label, col.key] = _pool(results.get((label, col.key)), res)
+    return results
+
+
 def _escape(text):
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -157,14 +181,15 @@ def format_cell(res, base):
     return text
 
 
-def format_table(row_labels, columns, results):
-    """Markdown table: one line per row label, one column per library."""
+def format_table(row_labels, columns, results, baselines=None):
+    """Markdown table: one line per row label, one column per library; a row's ratios
+    are against ``baselines[label]`` (default PyTorch eager)."""
     lines = [
         "| workload | " + " | ".join(c.title for c in columns) + " |",
         "|---" * (len(columns) + 1) + "|",
     ]
     for label in row_labels:
-        base = results.get((label, BASELINE))
+        base = results.get((label, (baselines or {}).get(label) or BASELINE))
         cells = [format_cell(results.get((label, c.key)), base) for c in columns]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -191,7 +216,9 @@ def _applicable(columns, labels, results):
 def main(argv=None):
     """Command-line entry point."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("--only", help="workloads or rows, e.g. W1,W3 or W1-1e6,W5")
+    p.add_argument(
+        "--only", help="workloads or rows, e.g. W1,W3 or W1-1e6,W5 or zoo-resnet18_v1,short"
+    )
     p.add_argument("--libs", help="columns by key or group, e.g. symgrad,torch")
     p.add_argument(
         "--quick",
@@ -212,8 +239,10 @@ def main(argv=None):
     wanted = {s.strip() for s in a.only.split(",")} if a.only else None
     rows = [r for r in ROWS if wanted is None or _selects(wanted, r)]
     do_cold = wanted is None or "W5" in wanted
+    do_short = wanted is None or "short" in wanted
     if wanted:
-        unknown = {w for w in wanted if not any(_selects({w}, r) for r in ROWS)} - {"W5"}
+        unknown = {w for w in wanted if not any(_selects({w}, r) for r in ROWS)}
+        unknown -= {"W5", "short"}
         if unknown:
             raise SystemExit(f"unknown workload {sorted(unknown)}")
 
@@ -235,6 +264,9 @@ def main(argv=None):
         results.update(cold)
         firsts = [label for label, _ in cold if "first call" in label]
         labels += list(dict.fromkeys(firsts)) + [f"W5 import, {w}" for w in CACHE_STATES]
+    if do_short:
+        results.update(short_scripts(columns, repeats=1 if a.quick else 3))
+        labels += list(SHORT_ROWS)
 
     samples = "5 samples of ~0.03 s" if a.quick else "7 samples of ~0.1 s"
     if a.rounds > 1:
@@ -243,8 +275,9 @@ def main(argv=None):
         "Time per iteration (forward + backward; W6 step: and the optimizer update): "
         f"median (min-max) of {samples} each; "
         "ratio `N×` = PyTorch eager time / this time (>1: faster than PyTorch eager), "
-        "same run. W5: wall time of import and of the first call (setup + first "
-        "forward+backward) in fresh processes, "
+        "same run; rows marked `(× vs MXNet)`: MXNet 1.9.1's time / this time. "
+        "W5 and the short script: wall time of import and of the first call (setup + first "
+        "forward+backward), of the whole script, in fresh processes, "
         f"{'1 repetition' if a.quick else 'median (min-max) of 3 repetitions'}. "
         f"{harness.THREADS} threads per library, one process per cell. "
         f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs; "
@@ -260,7 +293,10 @@ def main(argv=None):
         + ", ".join(f"{c.title} {versions[c.key]}" for c in columns if c.key in versions)
         + "."
     )
-    table = header + "\n\n" + format_table(labels, _applicable(columns, labels, results), results)
+    baselines = {r.label: r.baseline for r in ROWS if r.baseline}
+    baselines.update(dict.fromkeys(SHORT_ROWS, "mxnet"))
+    shown = _applicable(columns, labels, results)
+    table = header + "\n\n" + format_table(labels, shown, results, baselines)
     print(table)
     if a.markdown:
         path = Path(a.markdown)

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .harness import RTOL
+from .libs import gluon_w7, gluon_w8, zoo
+
 
 @dataclass(frozen=True)
 class Row:
@@ -20,6 +23,13 @@ class Row:
     # A training row changes its state at every call: its check after timing starts
     # from the state the timing left (cell.py).
     trains: bool = False
+    # Warm-up calls and samples when not the protocol's (the model zoo: seconds a call).
+    warmup: int = 0
+    samples: int = 0
+    # The column its ratios are against when not PyTorch eager (the zoo: MXNet's).
+    baseline: str = ""
+    # The gradients' tolerance (the value's stays harness.RTOL): see zoo.GRAD_RTOL.
+    grad_rtol: float = RTOL
 
 
 ROWS = [
@@ -36,6 +46,24 @@ ROWS = [
     Row("W6-1024", "W6 fwd+bwd B=1024", "W6", {"B": 1024}),
     Row("W6-128-step", "W6 step B=128", "W6_step", {"B": 128}, trains=True),
     Row("W6-1024-step", "W6 step B=1024", "W6_step", {"B": 1024}, trains=True),
+    # W7 and W8 (issues 16 and 17): the Gluon CNN and LSTM language-model training steps.
+    Row("W7", "W7 CNN step B=32", "W7", trains=True),
+    Row("W8", "W8 LSTM LM step 35x32", "W8", trains=True),
+    # The model zoo (issue 17): forward+backward in training mode, batch 8, against
+    # MXNet 1.9.1; one warm-up and three samples, a call taking seconds.
+    *(
+        Row(
+            f"zoo-{m}",
+            f"zoo {m} B=8 (× vs MXNet)",
+            "ZOO",
+            {"model": m},
+            warmup=1,
+            samples=3,
+            baseline="mxnet",
+            grad_rtol=zoo.GRAD_RTOL,
+        )
+        for m in zoo.MODELS
+    ),
 ]
 
 # W5 cold start measures the first call of these rows in fresh processes.
@@ -52,6 +80,8 @@ GRAD_NAMES = {
     "CNN": ["conv_w", "gamma", "beta", "fc_w", "fc_b"],
     "W6": ["W1", "b1", "W2", "b2"],  # gradients of sum(L) (Gluon's L.backward())
     "W6_step": ["W1", "b1", "W2", "b2"],  # the parameters after the update
+    "W7": gluon_w7.param_names(),  # the parameters after the update
+    "W8": gluon_w8.PARAM_NAMES,  # the parameters after the update
 }
 
 # W6 (workloads.md, Gluon-era): Dense(256, relu) -> Dense(10) -> SoftmaxCrossEntropyLoss;
@@ -123,6 +153,12 @@ def make_inputs(row):
         return out
     if row.workload in ("W6", "W6_step"):
         return _w6_inputs(rng, row.params["B"])
+    if row.workload == "W7":
+        return gluon_w7.make_inputs(rng, {**gluon_w7.DEFAULT_SIZES, **row.params})
+    if row.workload == "W8":
+        return gluon_w8.make_inputs(rng, {**gluon_w8.DEFAULT_SIZES, **row.params})
+    if row.workload == "ZOO":
+        return zoo.make_inputs(rng, row.params["model"], row.params.get("batch", zoo.BATCH))
     raise ValueError(f"unknown workload {row.workload}")
 
 

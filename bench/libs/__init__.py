@@ -24,14 +24,24 @@ class Column:
     python: str | None = None
     # The workloads it has (empty: ask the module); other rows show n/a, no process.
     workloads: tuple = ()
+    # Workloads whose setup lives in another module than ``module`` (W7, W8, the zoo).
+    modules: dict = field(default_factory=dict)
 
     def runs(self, workload):
         """Whether this column has a setup for ``workload`` as far as is declared."""
         return not self.workloads or workload in self.workloads
 
+    def module_for(self, workload):
+        """The module in bench.libs holding this column's setup for ``workload``."""
+        return self.modules.get(workload, self.module)
 
-GLUON_WORKLOADS = ("W6", "W6_step")
+
+GLUON_WORKLOADS = ("W6", "W6_step", "W7", "W8")
 MXNET_PYTHON = "build/mxnet-venv/bin/python"
+# W7 and W8 (issue 16) and the model zoo (issue 17): one module per workload, each
+# running the same Gluon script on symgrad and MXNet (and the PyTorch port on torch).
+GLUON_MODULES = {"W7": "gluon_w7", "W8": "gluon_w8", "ZOO": "zoo"}
+TORCH = {"BENCH_MX": "torch"}
 
 COLUMNS = [
     Column("symgrad", "symgrad compiled", "symgrad_lib", "symgrad"),
@@ -44,8 +54,15 @@ COLUMNS = [
     ),
     Column("symgrad-replay", "symgrad replay", "symgrad_replay", "symgrad"),
     Column("numpy", "numpy by hand", "numpy_hand", "numpy"),
-    Column("torch", "PyTorch eager", "torch_eager", "torch"),
-    Column("torch-compile", "torch.compile", "torch_compile", "torch"),
+    Column("torch", "PyTorch eager", "torch_eager", "torch", TORCH, modules=GLUON_MODULES),
+    Column(
+        "torch-compile",
+        "torch.compile",
+        "torch_compile",
+        "torch",
+        {**TORCH, "BENCH_TORCH_COMPILE": "1"},
+        modules={"W7": "gluon_w7"},
+    ),
     Column("jax", "jax.jit", "jax_jit", "jax"),
     Column("limit", "limit (numba)", "limit_numba", "limit"),
     # W6: one Gluon script (gluon_w6.py) on symgrad, imperative and hybridized, and on
@@ -57,6 +74,7 @@ COLUMNS = [
         "symgrad",
         {"BENCH_MX": "symgrad"},
         workloads=GLUON_WORKLOADS,
+        modules=GLUON_MODULES,
     ),
     Column(
         "symgrad-hybrid",
@@ -64,7 +82,8 @@ COLUMNS = [
         "gluon_w6",
         "symgrad",
         {"BENCH_MX": "symgrad", "BENCH_HYBRIDIZE": "1"},
-        workloads=GLUON_WORKLOADS,
+        workloads=GLUON_WORKLOADS + ("ZOO",),
+        modules=GLUON_MODULES,
     ),
     Column(
         "mxnet",
@@ -73,7 +92,8 @@ COLUMNS = [
         "mxnet",
         {"BENCH_MX": "mxnet", "BENCH_HYBRIDIZE": "1"},
         python=MXNET_PYTHON,
-        workloads=GLUON_WORKLOADS,
+        workloads=GLUON_WORKLOADS + ("ZOO",),
+        modules=GLUON_MODULES,
     ),
 ]
 
