@@ -85,7 +85,7 @@ class ChainTemplate:
 
     __slots__ = ("ops", "attrs", "indices", "leaf", "key", "memo")
 
-    def __init__(self, nodes: list[Node], key: tuple, leaf_role: Callable[[Node], Any]):
+    def __init__(self, nodes: list[Node], key: tuple, leaf_role: Callable[[Node], Any]) -> None:
         """The template of the chain ``nodes`` (as :func:`chain_signature` lists
         them, leaf first) whose key is ``key``."""
         ops = nodes[:0:-1]

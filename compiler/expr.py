@@ -187,7 +187,7 @@ class Expr(OperatorMixin):
 
     __slots__ = ("entry",)
 
-    def __init__(self, entry: Entry):
+    def __init__(self, entry: Entry) -> None:
         self.entry = entry
 
     if TYPE_CHECKING:

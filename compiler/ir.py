@@ -81,7 +81,7 @@ class Node:
         name: str | None = None,
         value: tuple | None = None,
         tag: Any = None,
-    ):
+    ) -> None:
         self.op = op
         self.attrs = attrs
         self.inputs = inputs

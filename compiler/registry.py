@@ -12,7 +12,7 @@ import ast
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -163,7 +163,7 @@ def one_of(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
-def same_as_first(types, **_attrs) -> list[TensorType]:
+def same_as_first(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     """Output has the type of the first input."""
     return [types[0]]
 
@@ -368,7 +368,7 @@ def make_node(
     return Node(opdef, attrs, tuple(inputs), types, name)
 
 
-def _no_impl(*_args, **_attrs):
+def _no_impl(*_args: Any, **_attrs: Any) -> NoReturn:
     raise GraphError("a variable has no implementation; give its value")
 
 
