@@ -13,13 +13,15 @@ Run it with the launcher (it starts a local Dask cluster for the servers)::
     python -m symgrad.launch -n 1 examples/train_distributed.py --kvstore dist_async
 
 Rank 0 prints the throughput (samples per second over all workers, after the
-first epoch), the time a step spends computing (forward and backward) and in
-``trainer.step`` (KVStore traffic and the update), and the test accuracy.
+first epoch), the median time a step spends computing (forward and backward) and
+in ``trainer.step`` (KVStore traffic and the update; medians, as the machine may
+be shared), the load average, and the test accuracy.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -124,7 +126,8 @@ def main() -> None:
     )
     # the global batch: each step sums the gradients of every worker's batch
     global_batch = args.batch_size * kv.num_workers
-    timed_samples, timed_seconds, compute, step_time, steps = 0, 0.0, 0.0, 0.0, 0
+    timed_samples, timed_seconds, compute, step_time = 0, 0.0, [], []
+    load = os.getloadavg()[0]
     for epoch in range(args.epochs):
         start, total_loss, batches = time.perf_counter(), 0.0, 0
         for data, label in loader:
@@ -135,13 +138,13 @@ def main() -> None:
             mx.nd.waitall()
             t1 = time.perf_counter()
             trainer.step(global_batch)
+            mx.nd.waitall()
             t2 = time.perf_counter()
             total_loss += float(loss.mean().asscalar())
             batches += 1
             if epoch > 0:  # the first epoch pays compilation and connection start-up
-                compute += t1 - t0
-                step_time += t2 - t1
-                steps += 1
+                compute.append(t1 - t0)
+                step_time.append(t2 - t1)
         elapsed = time.perf_counter() - start
         if epoch > 0:
             timed_samples += batches * global_batch
@@ -154,14 +157,15 @@ def main() -> None:
             )
     kv.barrier()
     if kv.rank == 0:
-        if steps:
+        if compute:
             print(
                 f"throughput: {timed_samples / timed_seconds:.0f} samples/s "
                 f"({kv.num_workers} workers, {global_batch} samples per step)"
             )
             print(
-                f"per step: compute {1e3 * compute / steps:.2f} ms, "
-                f"trainer.step {1e3 * step_time / steps:.2f} ms"
+                f"per step (median): compute {1e3 * np.median(compute):.2f} ms, "
+                f"trainer.step {1e3 * np.median(step_time):.2f} ms; load average "
+                f"{load:.1f} -> {os.getloadavg()[0]:.1f}"
             )
         print(f"test accuracy: {accuracy(net, x_test, y_test):.4f}")
 

@@ -13,6 +13,12 @@ printed line by line prefixed with ``[rank]``; the launcher exits with the
 first non-zero status a worker exits with (0 when all succeed). When one
 worker fails, the others get ``grace`` seconds to end before they are
 stopped.
+
+The scripts get the environment the launcher was started with (not the one
+Dask's nannies leave in the launcher's process, which pins BLAS to one thread).
+Unless one of ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``
+or ``SYMGRAD_NUM_THREADS`` is set, each is set to the machine's cores divided
+by N (at least 1), so N workers on one machine do not oversubscribe its cores.
 """
 
 from __future__ import annotations
@@ -26,6 +32,14 @@ import time
 import uuid
 
 __all__ = ["main"]
+
+# thread counts of the BLAS (OpenMP, OpenBLAS, MKL) and of symgrad's kernels
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "SYMGRAD_NUM_THREADS",
+)
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -102,13 +116,25 @@ def _stream(rank: int, process: subprocess.Popen, lock: threading.Lock) -> None:
             sys.stdout.flush()
 
 
-def _run_workers(options: argparse.Namespace, address: str) -> int:
+def _worker_environment(environment: dict[str, str], workers: int) -> dict[str, str]:
+    """The environment the scripts start from: the launcher's own, with the
+    thread counts shared out between ``workers`` processes unless the user set
+    one of them."""
+    environment = dict(environment)
+    if not any(name in environment for name in THREAD_VARIABLES):
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        environment.update(dict.fromkeys(THREAD_VARIABLES, threads))
+    return environment
+
+
+def _run_workers(options: argparse.Namespace, address: str, environment: dict[str, str]) -> int:
     job = options.job or uuid.uuid4().hex[:12]
     lock = threading.Lock()
     processes, readers = [], []
+    base = _worker_environment(environment, options.num_workers)
     for rank in range(options.first_rank, options.first_rank + options.num_workers):
         env = {
-            **os.environ,
+            **base,
             "DASK_SCHEDULER_ADDRESS": address,
             "SYMGRAD_KVSTORE_RANK": str(rank),
             "SYMGRAD_KVSTORE_NUM_WORKERS": str(options.world_size),
@@ -165,15 +191,18 @@ def main(argv: list[str] | None = None) -> int:
     """Run the launcher with ``argv`` (the command line by default); returns the
     exit status."""
     options = _arguments(argv)
+    # taken before a LocalCluster starts: Dask's nannies write their workers'
+    # settings (one BLAS thread, malloc trimming) into this process's environment
+    environment = dict(os.environ)
     if options.scheduler:
-        return _run_workers(options, options.scheduler)
+        return _run_workers(options, options.scheduler, environment)
     from distributed import LocalCluster
 
     servers = options.num_servers or options.num_workers
     with LocalCluster(
         n_workers=servers, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
-        return _run_workers(options, cluster.scheduler_address)
+        return _run_workers(options, cluster.scheduler_address, environment)
 
 
 if __name__ == "__main__":
