@@ -42,7 +42,28 @@ from .context import Context, cpu
 from .ndarray.ndarray import NDArray
 
 __all__ = [
+    "DummyIter",
     "almost_equal",
+    "assert_almost_equal_ignore_nan",
+    "assert_almost_equal_with_err",
+    "assign_each",
+    "assign_each2",
+    "check_speed",
+    "chi_square_check",
+    "collapse_sum_like",
+    "compare_ndarray_tuple",
+    "create_2d_tensor",
+    "create_vector",
+    "discard_stderr",
+    "gen_buckets_probs_with_ppf",
+    "get_etol",
+    "has_tvm_ops",
+    "is_op_runnable",
+    "list_gpus",
+    "mean_check",
+    "same_array",
+    "var_check",
+    "verify_generator",
     "assert_almost_equal",
     "assert_exception",
     "check_consistency",
@@ -956,3 +977,291 @@ def check_consistency(
                     raise
                 print(error)
     return reference
+
+
+# ---------------------------------------------------------------------------
+# smaller helpers of MXNet's test suites
+# ---------------------------------------------------------------------------
+
+
+def get_etol(etol: float | None = None) -> float:
+    """``etol``, or the default allowed share of mismatches: 0."""
+    return 0 if etol is None else etol
+
+
+def assert_almost_equal_with_err(
+    a: Any,
+    b: Any,
+    rtol: float | None = None,
+    atol: float | None = None,
+    etol: float | None = None,
+    names: tuple[str, str] = ("a", "b"),
+    equal_nan: bool = False,
+    mismatches: tuple[int, int] = (10, 10),
+) -> None:
+    """:func:`assert_almost_equal`, passing while at most a share ``etol`` of the
+    elements is out of tolerance."""
+    etol = get_etol(etol)
+    if etol > 0:
+        x, y = _numpy(a), _numpy(b)
+        rtol_ = _pair_tolerance(x, y, rtol, default_rtols())
+        atol_ = _pair_tolerance(x, y, atol, default_atols())
+        with np.errstate(all="ignore"):
+            bad = ~np.isclose(x, y, rtol=rtol_, atol=atol_, equal_nan=equal_nan)
+        if bad.size == 0 or bad.mean() <= etol:
+            return
+    assert_almost_equal(a, b, rtol, atol, names, equal_nan, mismatches=mismatches)
+
+
+def assert_almost_equal_ignore_nan(
+    a: Any,
+    b: Any,
+    rtol: float | None = None,
+    atol: float | None = None,
+    names: tuple[str, str] = ("a", "b"),
+) -> None:
+    """:func:`assert_almost_equal` where a NaN in either array counts as equal
+    (both elements are compared as 0); the inputs are not changed.
+
+    >>> assert_almost_equal_ignore_nan(np.array([1.0, np.nan, 3.0]), np.array([1.0, 2.0, np.nan]))
+    """
+    x, y = np.array(_numpy(a), copy=True), np.array(_numpy(b), copy=True)
+    either = np.isnan(x) | np.isnan(y)
+    x[either], y[either] = 0, 0
+    assert_almost_equal(x, y, rtol, atol, names)
+
+
+def same_array(array1: NDArray, array2: NDArray) -> bool:
+    """Whether the two NDArrays share memory (writing one changes the other)."""
+    def buffer(array: Any) -> np.ndarray:
+        return array._data if isinstance(array, NDArray) else np.asarray(array)
+
+    return bool(np.shares_memory(buffer(array1), buffer(array2)))
+
+
+def assign_each(the_input: np.ndarray, function: Callable) -> np.ndarray:
+    """``function`` applied to each element (the result's dtype is the function's).
+
+    >>> assign_each(np.array([1, 2]), lambda v: v / 2)
+    array([0.5, 1. ])
+    """
+    return np.vectorize(function)(the_input)
+
+
+def assign_each2(input1: np.ndarray, input2: np.ndarray, function: Callable) -> np.ndarray:
+    """``function`` applied to each pair of elements."""
+    return np.vectorize(function)(input1, input2)
+
+
+def collapse_sum_like(a: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """``a`` summed over the axes that ``shape`` broadcasts along, to ``shape``.
+
+    >>> collapse_sum_like(np.ones((2, 3, 4)), (3, 1)).ravel().tolist()
+    [8.0, 8.0, 8.0]
+    """
+    shape = tuple(shape)
+    lead = a.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, size in enumerate(shape) if size == 1 and a.shape[lead + i] != 1
+    )
+    return np.sum(a, axis=axes).reshape(shape) if axes else a.reshape(shape)
+
+
+def create_vector(size: int, dtype: Any = np.int64) -> NDArray:
+    """``0, 1, ..., size - 1`` as an NDArray."""
+    return nd.array(np.arange(size, dtype=dtype), dtype=dtype)
+
+
+def create_2d_tensor(rows: int, columns: int, dtype: Any = np.int64) -> NDArray:
+    """A ``rows`` x ``columns`` NDArray whose row ``i`` holds ``i``."""
+    values = np.repeat(np.arange(rows, dtype=dtype)[:, None], columns, axis=1)
+    return nd.array(values, dtype=dtype)
+
+
+def compare_ndarray_tuple(t1: Any, t2: Any, rtol: float | None = None, atol: float | None = None):
+    """Compare two (nested) tuples of arrays element by element; None is skipped."""
+    if t1 is None or t2 is None:
+        return
+    if isinstance(t1, tuple):
+        for s1, s2 in zip(t1, t2):
+            compare_ndarray_tuple(s1, s2, rtol, atol)
+    else:
+        assert_almost_equal(t1, t2, rtol=rtol, atol=atol)
+
+
+def list_gpus() -> range:
+    """The GPUs symgrad can use: none."""
+    return range(0)
+
+
+def is_op_runnable() -> bool:
+    """Whether ops run in this configuration: always, on the CPU."""
+    return True
+
+
+def has_tvm_ops() -> bool:
+    """Whether TVM-generated operators are present: never in symgrad."""
+    return False
+
+
+@contextlib.contextmanager
+def discard_stderr() -> Iterator[None]:
+    """Discard what is written to the process's standard error (file descriptor
+    2, so native libraries' messages too) inside the block."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as sink:
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class DummyIter:
+    """A data iterator that returns the first batch of ``real_iter`` forever
+    (for timing a model without the cost of its data)."""
+
+    def __init__(self, real_iter: Any):
+        self.real_iter = real_iter
+        self.provide_data = getattr(real_iter, "provide_data", None)
+        self.provide_label = getattr(real_iter, "provide_label", None)
+        self.batch_size = getattr(real_iter, "batch_size", None)
+        self.the_batch = next(iter(real_iter))
+
+    def __iter__(self) -> DummyIter:
+        return self
+
+    def reset(self) -> None:
+        """Nothing to reset."""
+
+    def next(self) -> Any:
+        """The first batch again."""
+        return self.the_batch
+
+    __next__ = next
+
+
+def check_speed(
+    sym: Any,
+    location: Mapping | None = None,
+    ctx: Context | None = None,
+    N: int = 20,
+    grad_req: Any = None,
+    typ: str = "whole",
+    **kwargs: Any,
+) -> float:
+    """The mean time in seconds of one run of ``sym`` over ``N`` runs (after one
+    warm-up): ``typ='whole'`` a training forward and backward, ``'forward'`` a
+    prediction forward. Inputs come from ``location`` (a dict of arrays) or are
+    drawn (normal) for the shapes given as keyword arguments."""
+    import time
+
+    _context.check_context(ctx)
+    if location is None:
+        executor = sym.simple_bind(cpu(), grad_req=grad_req or "write", **kwargs)
+        location = {n: np.random.normal(size=a.shape) for n, a in executor.arg_dict.items()}
+    args = {n: nd.array(_numpy(v)) for n, v in location.items()}
+    reqs = grad_req or "write"
+    grads = {n: nd.zeros(a.shape, dtype=a.dtype) for n, a in args.items()}
+    executor = sym.bind(cpu(), args, args_grad=grads, grad_req=reqs)
+
+    def once() -> None:
+        if typ == "whole":
+            outputs = executor.forward(is_train=True)
+            executor.backward([o.copy() for o in outputs])
+        elif typ == "forward":
+            executor.forward(is_train=False)
+        else:
+            raise ValueError(f"check_speed: typ must be 'whole' or 'forward', not {typ!r}")
+        for output in executor.outputs:
+            output.wait_to_read()
+
+    once()
+    start = time.perf_counter()
+    for _ in range(N):
+        once()
+    return (time.perf_counter() - start) / N
+
+
+# ---------------------------------------------------------------------------
+# testing random generators (chi-square), as MXNet's random-op tests do
+# ---------------------------------------------------------------------------
+
+
+def gen_buckets_probs_with_ppf(ppf: Callable, nbuckets: int) -> tuple[list, list]:
+    """``nbuckets`` equally likely buckets ``(low, high)`` of a continuous
+    distribution given by its quantile function ``ppf``, and their probabilities.
+
+    >>> gen_buckets_probs_with_ppf(lambda q: q, 2)
+    ([(0.0, 0.5), (0.5, 1.0)], [0.5, 0.5])
+    """
+    edges = [ppf(i / nbuckets) for i in range(nbuckets + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(nbuckets)], [1.0 / nbuckets] * nbuckets
+
+
+def _bucket_counts(samples: np.ndarray, buckets: Sequence) -> np.ndarray:
+    if isinstance(buckets[0], (tuple, list)):  # continuous: [low, high) intervals
+        return np.array([np.sum((samples >= lo) & (samples < hi)) for lo, hi in buckets])
+    return np.array([np.sum(samples == value) for value in buckets])  # discrete values
+
+
+def chi_square_check(
+    generator: Callable, buckets: Sequence, probs: Sequence[float], nsamples: int = 1000000
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Pearson's chi-square test of ``generator(n)`` (n samples) against the
+    bucket probabilities.
+
+    Returns
+    -------
+    tuple
+        The p-value, the observed counts and the expected counts.
+    """
+    from scipy import stats
+
+    samples = np.asarray(_numpy(generator(nsamples))).ravel()
+    observed = _bucket_counts(samples, buckets)
+    expected = np.asarray(probs, dtype=np.float64) * nsamples
+    statistic = float(np.sum((observed - expected) ** 2 / expected))
+    p_value = float(stats.chi2.sf(statistic, len(buckets) - 1))
+    return p_value, observed, expected
+
+
+def verify_generator(
+    generator: Callable,
+    buckets: Sequence,
+    probs: Sequence[float],
+    nsamples: int = 1000000,
+    nrepeat: int = 5,
+    success_rate: float = 0.2,
+    alpha: float = 0.05,
+) -> list[float]:
+    """Run :func:`chi_square_check` ``nrepeat`` times; fail (AssertionError) if
+    fewer than a share ``success_rate`` of the runs have a p-value above
+    ``alpha``. Returns the p-values."""
+    p_values = [chi_square_check(generator, buckets, probs, nsamples)[0] for _ in range(nrepeat)]
+    passed = sum(p > alpha for p in p_values)
+    if passed < success_rate * nrepeat:
+        raise AssertionError(
+            f"the generator fails the chi-square test: {passed} of {nrepeat} runs have "
+            f"p > {alpha} (p-values {p_values})"
+        )
+    return p_values
+
+
+def mean_check(generator: Callable, mu: float, sigma: float, nsamples: int = 1000000) -> bool:
+    """Whether the mean of ``generator(nsamples)`` is within three standard
+    errors (``3 sigma / sqrt(n)``) of ``mu``."""
+    samples = np.asarray(_numpy(generator(nsamples)), dtype=np.float64)
+    return bool(abs(samples.mean() - mu) < 3 * sigma / np.sqrt(nsamples))
+
+
+def var_check(generator: Callable, sigma: float, nsamples: int = 1000000) -> bool:
+    """Whether the variance of ``generator(nsamples)`` is within three standard
+    errors of ``sigma**2`` (normal-theory standard error ``sigma**2 sqrt(2/(n-1))``)."""
+    samples = np.asarray(_numpy(generator(nsamples)), dtype=np.float64)
+    return bool(abs(samples.var(ddof=1) - sigma**2) < 3 * sigma**2 * np.sqrt(2 / (nsamples - 1)))

@@ -357,3 +357,76 @@ def test_environment_exceptions_and_contexts_as_mxnet(mxnet_python, tmp_path):
 def test_sparse_storage_is_refused_not_faked():
     with pytest.raises(symgrad.MXNetError, match="dense storage only"):
         tu.rand_ndarray((2, 3), stype="csr")
+
+
+HELPERS = """
+tu = mx.test_utils
+out = {}
+out["assign_each"] = [tu.assign_each(np.array([1, 2]), lambda v: v / 2).tolist(),
+                      tu.assign_each2(np.array([1., 2.]), np.array([3, 4]),
+                                      lambda p, q: p * q).tolist()]
+a, b = np.array([1., np.nan, 3.]), np.array([1., 2., np.nan])
+out["ignore_nan_ok"] = attempt(tu.assert_almost_equal_ignore_nan, a, b)
+out["inputs_kept"] = [str(a.tolist()), str(b.tolist())]
+out["ignore_nan_bad"] = attempt(tu.assert_almost_equal_ignore_nan, np.array([1., np.nan]),
+                                np.array([1.1, 2.]))
+x = mx.nd.zeros(3)
+out["same_array"] = [tu.same_array(x, x), tu.same_array(x, x.copy())]
+out["collapse"] = [tu.collapse_sum_like(np.ones((2, 3, 4)), (3, 1)).tolist(),
+                   tu.collapse_sum_like(np.arange(6.).reshape(2, 3), (1, 3)).tolist(),
+                   tu.collapse_sum_like(np.arange(6.).reshape(2, 3), (2, 3)).tolist()]
+v, t = tu.create_vector(4), tu.create_2d_tensor(2, 3)
+out["create"] = [v.asnumpy().tolist(), str(np.dtype(v.dtype)), t.asnumpy().tolist()]
+few = np.arange(10.) + np.array([0] * 9 + [1])
+many = np.arange(10.) + np.array([0] * 7 + [1] * 3)
+out["with_err"] = [attempt(tu.assert_almost_equal_with_err, np.arange(10.), few, etol=0.2),
+                   attempt(tu.assert_almost_equal_with_err, np.arange(10.), many, etol=0.2),
+                   attempt(tu.assert_almost_equal_with_err, np.arange(10.), few)]
+out["etol"] = [tu.get_etol(), tu.get_etol(0.1)]
+out["gpus"] = [list(tu.list_gpus()), tu.is_op_runnable(), tu.has_tvm_ops()]
+out["buckets"] = [[list(b) for b in tu.gen_buckets_probs_with_ppf(lambda q: 2 * q, 4)[0]],
+                  tu.gen_buckets_probs_with_ppf(lambda q: 2 * q, 4)[1]]
+json.dump(out, open("out.json", "w"))
+"""
+
+
+def test_smaller_helpers_as_mxnet(mxnet_python, tmp_path):
+    theirs, ours = _both(mxnet_python, tmp_path, HELPERS)
+    assert [(k, ours[k], theirs[k]) for k in theirs if ours[k] != theirs[k]] == []
+
+
+def test_verify_generator_tells_a_good_generator_from_a_bad_one():
+    # (MXNet's own chi-square helpers need scipy, which the interop venv lacks)
+    np.random.seed(1)
+    buckets, probs = tu.gen_buckets_probs_with_ppf(lambda q: q, 5)
+    p_values = tu.verify_generator(
+        lambda n: symgrad.nd.random.uniform(shape=n), buckets, probs, nsamples=20000, nrepeat=4
+    )
+    assert len(p_values) == 4 and sum(p > 0.05 for p in p_values) >= 1
+    with pytest.raises(AssertionError, match="chi-square"):
+        tu.verify_generator(lambda n: np.random.uniform(size=n) ** 2, buckets, probs, 20000, 3)
+    p, observed, expected = tu.chi_square_check(
+        lambda n: np.random.randint(0, 3, size=n), [0, 1, 2], [1 / 3] * 3, nsamples=3000
+    )
+    assert observed.sum() == 3000 and np.allclose(expected, 1000) and 0 <= p <= 1
+    assert tu.mean_check(lambda n: np.random.normal(2.0, 3.0, size=n), 2.0, 3.0, 100000)
+    assert not tu.mean_check(lambda n: np.random.normal(2.5, 3.0, size=n), 2.0, 3.0, 100000)
+    assert tu.var_check(lambda n: np.random.normal(0.0, 3.0, size=n), 3.0, 100000)
+
+
+def test_check_speed_dummy_iter_and_discard_stderr(capfd):
+    x = symgrad.sym.var("x")
+    sym = symgrad.sym.tanh(x) * 2
+    for typ in ("whole", "forward"):
+        seconds = tu.check_speed(sym, location={"x": np.ones((4, 3))}, N=3, typ=typ)
+        assert 0 < seconds < 5
+    assert 0 < tu.check_speed(sym, N=2, x=(4, 3)) < 5
+    with pytest.raises(ValueError, match="typ"):
+        tu.check_speed(sym, location={"x": np.ones(3)}, N=1, typ="backward")
+    batches = iter([["first"], ["second"]])
+    dummy = tu.DummyIter(batches)
+    assert [next(dummy), next(dummy)] == [["first"], ["first"]]
+    with tu.discard_stderr():
+        os.write(2, b"hidden\n")
+    os.write(2, b"shown\n")
+    assert capfd.readouterr().err == "shown\n"
