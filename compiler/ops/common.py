@@ -36,7 +36,7 @@ F = _OpNamespace()
 # ---------------------------------------------------------------------------
 
 
-def require_same_dtype(types) -> np.dtype:
+def require_same_dtype(types: Sequence[TensorType]) -> np.dtype:
     """The common dtype of ``types``; MXNet refuses to mix dtypes in one op."""
     dtype = types[0].dtype
     for t in types[1:]:
@@ -131,7 +131,7 @@ def binary(
     grad: Callable | None,
     *,
     broadcast: bool = True,
-    domain=(-2.0, 2.0),
+    domain: tuple[float, float] = (-2.0, 2.0),
     differentiable: bool = True,
     aliases: tuple[str, ...] = (),
     doc: str = "",
@@ -158,10 +158,10 @@ def binary(
 def with_scalar(
     name: str,
     impl: Callable,
-    scalar: str | Callable[[dict], str],
+    scalar: str | Callable[[dict], str | None],
     grad: Callable | None,
     *,
-    domain=(-2.0, 2.0),
+    domain: tuple[float, float] = (-2.0, 2.0),
     test_scalar: float = 1.5,
     differentiable: bool = True,
     doc: str = "",

@@ -54,7 +54,7 @@ def _dot(a: np.ndarray, b: np.ndarray, *, transpose_a: bool, transpose_b: bool) 
     return out.reshape(1) if out.ndim == 0 else out
 
 
-def _outer(u, v):
+def _outer(u: Expr, v: Expr) -> Expr:
     return F.reshape(u, shape=(-1, 1)) * F.reshape(v, shape=(1, -1))
 
 

@@ -4,7 +4,7 @@ ops are made of."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ REDUCE_ATTRS = {
 }
 
 
-def reduced_axes(ndim: int, axis, exclude: bool) -> tuple[int, ...]:
+def reduced_axes(ndim: int, axis: Sequence[int] | None, exclude: bool) -> tuple[int, ...]:
     """The axes a reduction sums over, as sorted non-negative ints. No axis (None
     or ``()``) reduces every axis, with or without ``exclude``, as in MXNet."""
     if not axis:
@@ -45,7 +45,7 @@ def reduce_types(
     return [TensorType(out, types[0].dtype)]
 
 
-def _reduction(numpy_reduce):
+def _reduction(numpy_reduce: Callable[..., Any]) -> Callable[..., np.ndarray]:
     def impl(
         x: np.ndarray, *, axis: tuple[int, ...] | None, keepdims: bool, exclude: bool
     ) -> np.ndarray:
@@ -57,22 +57,27 @@ def _reduction(numpy_reduce):
     return impl
 
 
-def _sum(x, axis=None, keepdims=False):
+def _sum(x: np.ndarray, axis: tuple[int, ...] | None = None, keepdims: bool = False) -> np.ndarray:
     # np.add.reduce is np.sum without its Python-level dispatch (microseconds
     # that count for the small reductions of a training step).
-    return np.add.reduce(x, axis=axis, keepdims=keepdims)
+    # (numpy's stubs overload reduce on keepdims Literal[True]/[False], not on a bool)
+    return np.add.reduce(x, axis=axis, keepdims=keepdims)  # type: ignore[call-overload]
 
 
-def _mean(x, axis=None, keepdims=False):
+def _mean(x: np.ndarray, axis: tuple[int, ...] | None = None, keepdims: bool = False) -> np.ndarray:
     count = math.prod(x.shape[a] for a in axis) if axis is not None else x.size
+    # (the ignore: numpy's keepdims overloads, as in _sum)
     return (
-        np.add.reduce(x, axis=axis, keepdims=keepdims) / max(count, 1)
+        np.add.reduce(x, axis=axis, keepdims=keepdims)  # type: ignore[call-overload]
+        / max(count, 1)
         if count
         else np.mean(x, axis=axis, keepdims=keepdims)
     )
 
 
-def restore_reduced(g, ndim: int, axis, keepdims: bool, exclude: bool):
+def restore_reduced(
+    g: Expr, ndim: int, axis: Sequence[int] | None, keepdims: bool, exclude: bool
+) -> Expr:
     """Give a reduction's output gradient back the reduced axes (as length one), so
     that it broadcasts against the input. Uses only the rank, never sizes."""
     if keepdims:
@@ -323,7 +328,7 @@ register(
 )
 
 
-def _target_shape(shape, target):
+def _target_shape(shape: tuple[int, ...], target: tuple[int, ...]) -> tuple[int, ...]:
     # MXNet's broadcast_to: 0 in the target keeps the input's size.
     lead = len(target) - len(shape)
     return tuple(shape[i - lead] if t == 0 and i >= lead else t for i, t in enumerate(target))

@@ -3,7 +3,7 @@ CustomOp) and the control-flow loops _foreach, _while_loop and _cond."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -157,7 +157,7 @@ def _foreach(*arrays: np.ndarray, callback: Any) -> np.ndarray | tuple[np.ndarra
     return tuple(callback.forward(arrays))
 
 
-def _loop_grad(backward_op: str):
+def _loop_grad(backward_op: str) -> Callable[..., Expr | tuple[Expr | None, ...]]:
     def grad(
         g: Expr | tuple[Expr, ...], *inputs: Expr, out: Expr | tuple[Expr, ...], callback: Any
     ) -> Expr | tuple[Expr | None, ...]:
