@@ -5,7 +5,7 @@ template and its gradient rule right above it."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ _LN10 = math.log(10.0)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
-def _quiet(ufunc):
+def _quiet(ufunc: Callable[..., Any]) -> Callable[..., np.ndarray]:
     """Wrap a numpy function so overflow to inf or a NaN result does not warn:
     MXNet returns such values silently, and so do we."""
 
@@ -392,7 +392,7 @@ register(
 )
 
 
-def _constant_like(value):
+def _constant_like(value: float) -> Callable[[np.ndarray], np.ndarray]:
     def impl(x: np.ndarray) -> np.ndarray:
         return np.full_like(x, value)
 
@@ -452,7 +452,9 @@ def div_grad(g: Expr, a: Expr, b: Expr, *, out: Expr) -> tuple[Expr | None, ...]
     return g / b, -g * out / b
 
 
-def _equal_shapes(impl):
+def _equal_shapes(
+    impl: Callable[..., np.ndarray],
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """``impl`` for an ``elemwise_*`` op: numpy would broadcast, MXNet refuses, and the
     eager path must refuse as recording does (found by the random-graph tests)."""
 
