@@ -35,6 +35,22 @@ _local = threading.local()
 _OP_NODE_ATTRS: weakref.WeakKeyDictionary[Node, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
+# The op parameters a symbol-building call was given (MXNet lists only those, not
+# the defaults), by op node; nodes made otherwise (recorded) list all of theirs.
+_GIVEN_KEYS: weakref.WeakKeyDictionary[Node, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def given_keys(node: Node) -> tuple[str, ...] | None:
+    """The parameters given when ``node`` was made by a symbol call (None if unknown)."""
+    return _GIVEN_KEYS.get(node)
+
+
+def set_given_keys(node: Node, keys: tuple[str, ...] | None) -> None:
+    """Record which parameters a symbol call gave ``node``."""
+    if keys is not None:
+        _GIVEN_KEYS[node] = tuple(keys)
+
+
 def stored_key(key: str) -> str:
     """The key an attribute is stored under (``__ctx_group__`` for ``ctx_group``)."""
     return f"__{key}__" if key in HIDDEN_KEYS else key

@@ -38,7 +38,15 @@ from symgrad_compiler.ir import TensorType
 from symgrad_compiler.registry import NULL, get_op
 
 from ._op_docs import op_docstring
-from .attribute import AttrScope, check_strings, listed, op_node_attrs, set_op_node_attrs
+from .attribute import (
+    AttrScope,
+    check_strings,
+    given_keys,
+    listed,
+    op_node_attrs,
+    set_given_keys,
+    set_op_node_attrs,
+)
 from .base import MXNetError, MXNetShapeError
 from .name import scoped_name
 from .symbol_types import UNKNOWN, apply_op, materialize, warn_unknown
@@ -151,7 +159,8 @@ class Symbol(OperatorMixin):
         return (Symbol([entry]) for entry in self._entries)
 
     def __copy__(self) -> Symbol:
-        return Symbol(self._entries)
+        # MXNet's copy is a new graph too: attributes set on it stay on it
+        return self.__deepcopy__({})
 
     def __deepcopy__(self, memo: dict) -> Symbol:
         # new nodes, so that attributes set on the copy leave the original alone
@@ -161,6 +170,7 @@ class Symbol(OperatorMixin):
             attrs = dict(node.attrs) if node.is_variable else node.attrs
             copy = Node(node.op, attrs, inputs, node.types, node.name, node.value, node.tag)
             set_op_node_attrs(copy, dict(op_node_attrs(node)))
+            set_given_keys(copy, given_keys(node))
             copies[node] = copy
         return Symbol([Entry(copies[e.node], e.index) for e in self._entries])
 
@@ -286,7 +296,7 @@ class Symbol(OperatorMixin):
             )
         if len(self._entries) != 1:
             return {}
-        return listed(node_attr_strings(self._entries[0].node))
+        return listed(node_attr_strings(self._entries[0].node, given_only=True))
 
     def attr(self, key: str) -> str | None:
         """One attribute of this symbol's node as a string, or None (also for a
@@ -301,7 +311,7 @@ class Symbol(OperatorMixin):
 
     def attr_dict(self) -> dict[str, dict[str, str]]:
         """Attributes of every node that has any, by node name."""
-        found = {node.name: node_attr_strings(node) for node in self._nodes()}
+        found = {node.name: node_attr_strings(node, given_only=True) for node in self._nodes()}
         return {name: listed(attrs) for name, attrs in found.items() if attrs}
 
     def _set_attr(self, **kwargs: str) -> None:
@@ -663,10 +673,14 @@ def _dtypes_without_shapes(nodes: Sequence[Node], given: dict) -> dict[Node, typ
     return {node: dtype.type for node, dtype in found.items()}
 
 
-def node_attr_strings(node: Node) -> dict[str, str]:
+def node_attr_strings(node: Node, given_only: bool = False) -> dict[str, str]:
     """A node's attributes as MXNet strings (an op's parameters, then the user's
-    annotations), internal attributes left out."""
+    annotations), internal attributes left out. ``given_only``: of the parameters,
+    only those the symbol call gave, as MXNet lists them (all for recorded nodes)."""
     strings = {k: format_attr(v) for k, v in node.attrs.items() if k not in INTERNAL_ATTRS}
+    given = given_keys(node) if given_only and not node.is_variable else None
+    if given is not None:
+        strings = {k: v for k, v in strings.items() if k in given}
     if not node.is_variable:
         strings.update(op_node_attrs(node))
     return strings
@@ -743,6 +757,7 @@ def _make_symbol(
     except GraphError as err:
         raise MXNetShapeError(str(err)) from None
     set_op_node_attrs(node, annotations)
+    set_given_keys(node, tuple(attrs))
     count = node.num_outputs if attrs.get("output_mean_var") else visible_count(node)
     return Symbol([Entry(node, i) for i in range(count)])
 
@@ -835,6 +850,10 @@ def Group(symbols: Sequence[Symbol]) -> Symbol:
     return Symbol([e for s in symbols for e in s._entries])
 
 
+def _as_strings(attrs: dict) -> dict[str, str]:
+    return {k: format_attr(v) for k, v in attrs.items() if v is not None}
+
+
 def _is_symbol(value: Any) -> bool:
     return isinstance(value, Symbol)
 
@@ -871,7 +890,10 @@ def _symbol_function(public_name: str, opdef: OpDef):
                 name = scoped_name(name, public_name.lower())
                 for input_name in missing:
                     init = _AUX_INITS.get(input_name) if input_name in opdef.aux else None
-                    kwargs[input_name] = var(f"{name}_{input_name}", init=init)
+                    # MXNet gives the variables it makes the call's parameters too
+                    kwargs[input_name] = var(
+                        f"{name}_{input_name}", init=init, attr=_as_strings(plain)
+                    )
         inputs, attrs = bind_arguments(opdef, args, kwargs, _is_symbol)
         return _make_symbol(opdef, [s._single_entry() for s in inputs], attrs, name, attr)
 

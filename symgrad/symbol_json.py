@@ -28,7 +28,7 @@ import numpy as np
 from symgrad_compiler import OPS, Entry, GraphError, Node, OpDef, TensorType, topo_order
 from symgrad_compiler.registry import NULL
 
-from .attribute import set_op_node_attrs
+from .attribute import set_given_keys, set_op_node_attrs
 from .base import MXNetError
 from .symbol import DTYPE_NAMES, INTERNAL_ATTRS, Symbol, format_attr, node_attr_strings
 from .symbol_types import UNKNOWN, apply_op
@@ -265,6 +265,7 @@ def _build_node(i: int, record: dict, built: list) -> Node:
     except GraphError as err:
         raise SymbolJSONError(f"{where}: {err}") from None
     set_op_node_attrs(node, annotations)
+    set_given_keys(node, tuple(attrs))
     return node
 
 

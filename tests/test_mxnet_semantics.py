@@ -169,7 +169,9 @@ def test_set_attr_is_shared_by_the_node_and_deepcopy_is_independent():
     d = copy.deepcopy(y)
     d._set_attr(mood="zz")
     assert y.list_attr() == {"mood": "calm"} and d.list_attr() == {"mood": "zz"}
-    assert copy.copy(y).list_attr() == {"mood": "calm"}
+    shallow = copy.copy(y)
+    shallow._set_attr(mood="other")  # copy.copy is a new graph in MXNet too
+    assert y.list_attr() == {"mood": "calm"} and shallow.list_attr() == {"mood": "other"}
     assert d.tojson() != y.tojson() and copy.deepcopy(z).tojson() == z.tojson()
     with pytest.raises(ValueError):
         y._set_attr(mood=1)
@@ -182,6 +184,23 @@ def test_shape_and_dtype_given_as_attributes_type_the_variable():
     s2 = sym.var("s2", attr={"__shape__": "(3,4)", "__dtype__": "1"})
     assert (s2 + 1).infer_shape() == ([(3, 4)], [(3, 4)], [])
     assert (s2 + 1).infer_type() == ([np.float64], [np.float64], [])
+
+
+def test_listings_show_the_given_parameters_and_made_variables_carry_them():
+    fc = sym.FullyConnected(sym.var("data"), num_hidden=4, name="fc")
+    assert fc.list_attr() == {"num_hidden": "4"}  # not the defaults, as MXNet
+    assert fc.attr_dict() == {
+        "fc_weight": {"num_hidden": "4"},
+        "fc_bias": {"num_hidden": "4"},
+        "fc": {"num_hidden": "4"},
+    }
+    conv = sym.Convolution(sym.var("d"), kernel=(3, 3), num_filter=2, name="cv")
+    assert conv.list_attr() == {"kernel": "(3, 3)", "num_filter": "2"}
+    assert (sym.var("d") + 1).list_attr() == {"scalar": "1"}
+    bn = sym.BatchNorm(sym.var("data"), fix_gamma=False, name="bn")
+    assert bn.attr_dict()["bn_moving_var"] == {"__init__": '["one", {}]', "fix_gamma": "False"}
+    # a graph read from JSON lists what the file holds
+    assert sym.load_json(fc.tojson()).attr_dict()["fc_weight"] == {"num_hidden": "4"}
 
 
 def test_get_children():
