@@ -50,7 +50,7 @@ class GeneratedOps(griffe.Extension):
                 griffe.Parameter("kwargs", kind=griffe.ParameterKind.var_keyword),
             )
             function = griffe.Function(name, parameters=parameters)
-            function.docstring = griffe.Docstring(doc, parent=function)
+            function.docstring = griffe.Docstring(doc, parent=function, parser="numpy")
             mod.set_member(name, function)
             added.append(name)
         if mod.exports is not None:
