@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ def _make_function(
         ):
             return apply(opdef, args, {})
         options = {k: kwargs.pop(k) for k in ("out", "name") if k in kwargs}
-        _refuse_numpy(public_name, opdef, args, kwargs)
+        refuse_numpy(public_name, opdef, args, kwargs)
         inputs, attrs = bind_arguments(opdef, args, kwargs, is_tensor)
         return finish(apply(opdef, inputs, attrs), **options)
 
@@ -36,10 +36,16 @@ def _make_function(
     return function
 
 
-def _refuse_numpy(public_name: str, opdef: OpDef, args: tuple, kwargs: dict) -> None:
+def refuse_numpy(
+    public_name: str, opdef: OpDef, args: Sequence[Any], kwargs: dict, expected: str = "an NDArray"
+) -> None:
     """Raise MXNet's error for a numpy array given where an array input is expected
     (MXNet asserts ``Argument data must have NDArray type``), naming the op and the
     argument, instead of binding it as an attribute."""
+    if not any(isinstance(v, np.ndarray) for v in args) and not any(
+        isinstance(v, np.ndarray) for v in kwargs.values()
+    ):
+        return  # the usual case, kept cheap: fluent methods call this while recording
     try:
         names = list(opdef.input_names({})) if not opdef.variadic else []
     except Exception:  # input lists that depend on attrs: name by position
@@ -48,8 +54,9 @@ def _refuse_numpy(public_name: str, opdef: OpDef, args: tuple, kwargs: dict) -> 
     for argument, value in given + list(kwargs.items()):
         if isinstance(value, np.ndarray):
             raise NDArrayTypeError(
-                f"{public_name}: argument {argument!r} must be an NDArray, got a "
-                f"numpy.ndarray of shape {value.shape} (wrap it with mx.nd.array)"
+                f"{public_name}: argument {argument!r} must be {expected}, got a "
+                f"numpy.ndarray of shape {value.shape}"
+                + (" (wrap it with mx.nd.array)" if "NDArray" in expected else "")
             )
 
 

@@ -37,6 +37,7 @@ from symgrad_compiler.expr import _attrs_for_inputs
 from symgrad_compiler.ir import TensorType
 from symgrad_compiler.registry import NULL, get_op
 
+from ._namespace import refuse_numpy
 from ._op_docs import op_docstring
 from .attribute import (
     AttrScope,
@@ -876,6 +877,7 @@ def _symbol_function(public_name: str, opdef: OpDef):
         out: Any = None,
         **kwargs: Any,
     ) -> Symbol:
+        refuse_numpy(public_name, opdef, args, kwargs, expected="a Symbol")
         if not opdef.variadic:
             leading = 0
             while leading < len(args) and isinstance(args[leading], Symbol):

@@ -327,6 +327,16 @@ def test_numpy_array_for_an_ndarray_raises_type_error_naming_op_and_argument(cal
         call()
 
 
+def test_numpy_array_in_a_method_a_contrib_op_or_a_symbol_call_raises_type_error():
+    with pytest.raises(TypeError, match="dot: argument 'rhs' must be an NDArray"):
+        nd.ones(3).dot(np.ones(3))
+    with pytest.raises(TypeError, match="boolean_mask: argument 'index'"):
+        nd.contrib.boolean_mask(nd.ones(3), np.ones(3))
+    with pytest.raises(TypeError, match="exp: argument 'data' must be a Symbol"):
+        sym.exp(np.ones(3))
+    assert nd.ones(3).dot(nd.ones(3)).asnumpy().tolist() == [3]
+
+
 def test_numpy_array_in_an_operator_raises_type_error():
     with pytest.raises(TypeError, match="numpy.ndarray"):
         nd.ones(3) + np.ones(3)

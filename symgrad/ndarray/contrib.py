@@ -17,10 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
 from symgrad_compiler import OPS
 
-from .._namespace import _make_function
+from .._namespace import NDArrayTypeError, _make_function
 from .ndarray import NDArray, invoke, is_ndarray
 
 PREFIX = "_contrib_"
@@ -49,6 +48,12 @@ def boolean_mask(data: NDArray, index: NDArray, axis: int = 0, **kwargs: Any) ->
 
     Gradient: the output's gradient rows back at the kept rows, zeros elsewhere.
     """
+    for argument, value in (("data", data), ("index", index)):
+        if not isinstance(value, NDArray):
+            raise NDArrayTypeError(
+                f"boolean_mask: argument {argument!r} must be an NDArray, got "
+                f"{type(value).__name__}"
+            )
     if index.dtype != data.dtype:
         index = invoke("Cast", (index,), {"dtype": np.dtype(data.dtype).name})
     return _boolean_mask_op(data, index, axis=axis, **kwargs)

@@ -15,6 +15,7 @@ from symgrad_compiler.registry import OPS as _OPS
 
 from .. import _state
 from .._deferred import compute, settle_all, track
+from .._namespace import refuse_numpy
 from ..anomaly import note_site
 from ..base import MXNetError, MXNetShapeError
 from ..context import Context, check_context, cpu
@@ -293,6 +294,11 @@ class NDArray(OperatorMixin):
     # Operators call ``self._apply(op, inputs, attrs)``: invoke itself, one
     # Python frame less on every recorded op.
     _apply = staticmethod(invoke)
+
+    def _call(self, opdef: OpDef, args: Sequence[Any], kwargs: dict) -> Any:
+        # fluent methods (x.dot(y)): a numpy argument is refused by name, as in mx.nd
+        refuse_numpy(opdef.name, opdef, args, kwargs)
+        return super()._call(opdef, args, kwargs)
 
     def _coerce(self, other):
         if isinstance(other, NDArray):
