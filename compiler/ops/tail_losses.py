@@ -11,8 +11,12 @@ gradients against MXNet 1.9.1's. Labels get no gradient.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
+from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import Attr, OpDef, TestSpec, as_bool, as_float, one_of, register
 from .common import F, same_as_first
@@ -22,7 +26,7 @@ from .common import F, same_as_first
 # ---------------------------------------------------------------------------
 
 
-def make_loss_grad(g, x, *, out):
+def make_loss_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """ones: the output is the loss itself"""
     return F.ones_like(x)
 
@@ -41,7 +45,7 @@ register(
 )
 
 
-def _valid_count(x, *, valid_thresh):
+def _valid_count(x: np.ndarray, *, valid_thresh: float) -> np.ndarray:
     # how many elements exceed the threshold, at least one (MXNet's 'valid')
     return np.array([max(int((x > valid_thresh).sum()), 1)], dtype=x.dtype)
 
@@ -61,7 +65,9 @@ register(
 )
 
 
-def MakeLoss_grad(g, x, *, out, grad_scale, valid_thresh, normalization):  # noqa: N802
+def MakeLoss_grad(
+    g: Expr, x: Expr, *, out: Expr, grad_scale: float, valid_thresh: float, normalization: str
+) -> Expr:  # noqa: N802
     """grad_scale, divided by the batch size ('batch') or by the count of
     elements above valid_thresh ('valid')"""
     grad = F.ones_like(x) * grad_scale
@@ -86,7 +92,7 @@ register(
         kind="shape",
         doc="The identity, marking its input as a loss; the gradient is grad_scale, "
         "normalised as asked, whatever the head gradient.\n\nGradient\n--------\n"
-        + MakeLoss_grad.__doc__,
+        + (MakeLoss_grad.__doc__ or ""),
         test=TestSpec(attrs={"grad_scale": 2.0, "normalization": "valid"}, wrt=()),
     )
 )
@@ -97,7 +103,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _regression_types(types, **_attrs):
+def _regression_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     data, label = types
     if int(np.prod(data.shape)) != int(np.prod(label.shape)) or (
         data.shape and label.shape and data.shape[0] != label.shape[0]
@@ -117,12 +123,16 @@ def _difference(out, label):
     return out - F.reshape_like(F.Cast(F.stop_gradient(label), dtype=out.dtype.name), out)
 
 
-def linear_regression_grad(g, data, label, *, out, grad_scale):
+def linear_regression_grad(
+    g: Expr, data: Expr, label: Expr, *, out: Expr, grad_scale: float
+) -> tuple[Expr | None, ...]:
     """(out - label) grad_scale / outputs per sample; none for the label"""
     return _difference(out, label) * _scale(label, grad_scale, out.dtype), None
 
 
-def mae_regression_grad(g, data, label, *, out, grad_scale):
+def mae_regression_grad(
+    g: Expr, data: Expr, label: Expr, *, out: Expr, grad_scale: float
+) -> tuple[Expr | None, ...]:
     """sign(out - label) grad_scale / outputs per sample; none for the label"""
     return F.sign(_difference(out, label)) * _scale(label, grad_scale, out.dtype), None
 
@@ -132,7 +142,7 @@ def _sigmoid(x, **_attrs):
         return (1 / (1 + np.exp(-x))).astype(x.dtype)
 
 
-def _regression_inputs(rng):
+def _regression_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.uniform(-2, 2, (3, 4)), rng.uniform(-1, 1, (3, 4))]
 
 
@@ -162,14 +172,23 @@ for _name, _impl, _rule, _what in (
 # ---------------------------------------------------------------------------
 
 
-def _svm_types(types, **_attrs):
+def _svm_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     data, label = types
     if len(data.shape) < 2 or int(np.prod(label.shape)) * data.shape[1] != int(np.prod(data.shape)):
         raise GraphError(f"label of shape {label.shape} does not fit data {data.shape}")
     return [data]
 
 
-def svm_grad(g, data, label, *, out, margin, regularization_coefficient, use_linear):
+def svm_grad(
+    g: Expr,
+    data: Expr,
+    label: Expr,
+    *,
+    out: Expr,
+    margin: float,
+    regularization_coefficient: float,
+    use_linear: bool,
+) -> tuple[Expr | None, ...]:
     """per class j of a sample with label y (c: the coefficient, m: the margin):
     L2 (default): 2c max(m + x_j, 0) for j != y, -2c max(m - x_y, 0) for y;
     L1 (use_linear): c (m + x_j > 0) for j != y, -c (m - x_y > 0) for y;
@@ -191,7 +210,7 @@ def svm_grad(g, data, label, *, out, margin, regularization_coefficient, use_lin
     return hinge * signed * regularization_coefficient, None
 
 
-def _svm_inputs(rng):
+def _svm_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.uniform(-2, 2, (4, 3)), rng.integers(0, 3, 4).astype(np.float64)]
 
 
@@ -210,7 +229,7 @@ register(
         kind="shape",
         doc="The identity forward; the backward is the one-vs-all hinge loss's "
         "gradient (squared unless use_linear), head gradient ignored.\n\nGradient\n"
-        "--------\n" + svm_grad.__doc__,
+        "--------\n" + (svm_grad.__doc__ or ""),
         test=TestSpec(make_inputs=_svm_inputs, wrt=()),
     )
 )

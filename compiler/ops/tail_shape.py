@@ -11,8 +11,12 @@ gradient graph.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
+from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import (
     Attr,
@@ -36,7 +40,7 @@ from .reduce import reduce_types, reduced_axes, restore_reduced
 # ---------------------------------------------------------------------------
 
 
-def add_n_grad(g, *inputs, out, num_args):
+def add_n_grad(g: Expr, *inputs: Expr, out: Expr, num_args: int) -> Expr | tuple[Expr | None, ...]:
     """g for every input"""
     return tuple(g for _ in inputs)
 
@@ -47,7 +51,7 @@ def _check_count(types, num_args):
         raise GraphError(f"num_args is {num_args} but {len(types)} inputs were given")
 
 
-def _add_n_types(types, *, num_args):
+def _add_n_types(types: Sequence[TensorType], *, num_args: int) -> list[TensorType]:
     if not types:
         raise GraphError("add_n needs at least one input")
     _check_count(types, num_args)
@@ -56,7 +60,7 @@ def _add_n_types(types, *, num_args):
     return broadcast_types(types)
 
 
-def _add_n(*arrays, num_args):
+def _add_n(*arrays: np.ndarray, num_args: int) -> np.ndarray:
     total = arrays[0].copy()
     for array in arrays[1:]:
         total += array
@@ -85,7 +89,9 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _broadcast_axis_types(types, *, axis, size):
+def _broadcast_axis_types(
+    types: Sequence[TensorType], *, axis: tuple[int, ...], size: tuple[int, ...]
+) -> list[TensorType]:
     shape = list(types[0].shape)
     if len(axis) != len(size):
         raise GraphError(f"axis {axis} and size {size} differ in length")
@@ -97,11 +103,15 @@ def _broadcast_axis_types(types, *, axis, size):
     return [TensorType(tuple(shape), types[0].dtype)]
 
 
-def _broadcast_axis(x, *, axis, size):
-    return np.broadcast_to(x, _broadcast_axis_types([x], axis=axis, size=size)[0].shape).copy()
+def _broadcast_axis(x: np.ndarray, *, axis: tuple[int, ...], size: tuple[int, ...]) -> np.ndarray:
+    return np.broadcast_to(
+        x, _broadcast_axis_types([TensorType(x.shape, x.dtype)], axis=axis, size=size)[0].shape
+    ).copy()
 
 
-def broadcast_axis_grad(g, x, *, out, axis, size):
+def broadcast_axis_grad(
+    g: Expr, x: Expr, *, out: Expr, axis: tuple[int, ...], size: tuple[int, ...]
+) -> Expr:
     """g summed over the broadcast axes (kept)"""
     return F.sum(g, axis=tuple(normalize_axis(a, x.ndim) for a in axis), keepdims=True)
 
@@ -117,7 +127,7 @@ register(
         kind="shape",
         method="broadcast_axes",
         doc="Repeat length-one axes ``axis`` to lengths ``size``.\n\nGradient\n--------\n"
-        + broadcast_axis_grad.__doc__,
+        + (broadcast_axis_grad.__doc__ or ""),
         test=TestSpec(shapes=((3, 1, 1),), attrs={"axis": (1, 2), "size": (2, 4)}),
     )
 )
@@ -145,7 +155,9 @@ def _block(big, small, offset, center):
 PLACE_ATTRS = {"offset": Attr(as_shape, ()), "center": Attr(as_bool, False)}
 
 
-def _place_types(types, *, offset, center):
+def _place_types(
+    types: Sequence[TensorType], *, offset: tuple[int, ...], center: bool
+) -> list[TensorType]:
     small, big = types[0].shape, types[1].shape
     if len(small) != len(big):
         raise GraphError(f"ranks differ: {small} and {big}")
@@ -153,13 +165,17 @@ def _place_types(types, *, offset, center):
     return [TensorType(big, types[0].dtype)]
 
 
-def _place(data, like, *, offset, center):
+def _place(
+    data: np.ndarray, like: np.ndarray, *, offset: tuple[int, ...], center: bool
+) -> np.ndarray:
     out = np.zeros(like.shape, dtype=data.dtype)
     out[_block(like.shape, data.shape, offset, center)] = data
     return out
 
 
-def place_grad(g, data, like, *, out, offset, center):
+def place_grad(
+    g: Expr, data: Expr, like: Expr, *, out: Expr, offset: tuple[int, ...], center: bool
+) -> tuple[Expr | None, ...]:
     """the block of g where data was placed"""
     return F._take_place(g, data, offset=offset, center=center), None
 
@@ -176,13 +192,15 @@ register(
         kind="shape",
         doc="Zeros shaped like ``like`` with ``data`` at ``offset`` (last axes; or "
         "centred): the gradient of slice_like and Crop.\n\nGradient\n--------\n"
-        + place_grad.__doc__,
+        + (place_grad.__doc__ or ""),
         test=TestSpec(shapes=((2, 2, 3), (2, 4, 5)), attrs={"offset": (1, 2)}, wrt=(0,)),
     )
 )
 
 
-def _take_place_types(types, *, offset, center):
+def _take_place_types(
+    types: Sequence[TensorType], *, offset: tuple[int, ...], center: bool
+) -> list[TensorType]:
     big, small = types[0].shape, types[1].shape
     if len(small) != len(big):
         raise GraphError(f"ranks differ: {big} and {small}")
@@ -190,11 +208,15 @@ def _take_place_types(types, *, offset, center):
     return [TensorType(small, types[0].dtype)]
 
 
-def _take_place(data, like, *, offset, center):
+def _take_place(
+    data: np.ndarray, like: np.ndarray, *, offset: tuple[int, ...], center: bool
+) -> np.ndarray:
     return data[_block(data.shape, like.shape, offset, center)].copy()
 
 
-def take_place_grad(g, data, like, *, out, offset, center):
+def take_place_grad(
+    g: Expr, data: Expr, like: Expr, *, out: Expr, offset: tuple[int, ...], center: bool
+) -> tuple[Expr | None, ...]:
     """g placed back into zeros shaped like data"""
     return F._place(g, data, offset=offset, center=center), None
 
@@ -210,7 +232,7 @@ register(
         shape_only=(1,),
         kind="shape",
         doc="The block of ``data`` shaped like ``like`` at ``offset`` (last axes; or "
-        "centred).\n\nGradient\n--------\n" + take_place_grad.__doc__,
+        "centred).\n\nGradient\n--------\n" + (take_place_grad.__doc__ or ""),
         test=TestSpec(shapes=((2, 4, 5), (2, 2, 3)), attrs={"center": True}, wrt=(0,)),
     )
 )
@@ -235,19 +257,21 @@ def _slice_like_shape(data, like, axes):
     return tuple(shape)
 
 
-def _slice_like_types(types, *, axes):
+def _slice_like_types(types: Sequence[TensorType], *, axes: tuple[int, ...]) -> list[TensorType]:
     shape = _slice_like_shape(types[0].shape, types[1].shape, axes)
     if any(s > d for s, d in zip(shape, types[0].shape)):
         raise GraphError(f"cannot slice {types[0].shape} to {shape}")
     return [TensorType(shape, types[0].dtype)]
 
 
-def _slice_like(data, like, *, axes):
+def _slice_like(data: np.ndarray, like: np.ndarray, *, axes: tuple[int, ...]) -> np.ndarray:
     shape = _slice_like_shape(data.shape, like.shape, axes)
     return data[tuple(slice(0, n) for n in shape)].copy()
 
 
-def slice_like_grad(g, data, like, *, out, axes):
+def slice_like_grad(
+    g: Expr, data: Expr, like: Expr, *, out: Expr, axes: tuple[int, ...]
+) -> tuple[Expr | None, ...]:
     """g placed at the origin of zeros shaped like data; none for shape_like"""
     return F._place(g, data), None
 
@@ -264,7 +288,7 @@ register(
         kind="shape",
         method="slice_like",
         doc="The first elements of data along ``axes`` (all if empty), as many as "
-        "shape_like has.\n\nGradient\n--------\n" + slice_like_grad.__doc__,
+        "shape_like has.\n\nGradient\n--------\n" + (slice_like_grad.__doc__ or ""),
         test=TestSpec(shapes=((4, 5), (2, 3)), attrs={"axes": (1,)}, wrt=(0,)),
     )
 )
@@ -285,7 +309,14 @@ def _crop_shape(data, like, h_w):
     return data[:2] + (height, width)
 
 
-def _crop_types(types, *, num_args, offset, h_w, center_crop):
+def _crop_types(
+    types: Sequence[TensorType],
+    *,
+    num_args: int,
+    offset: tuple[int, ...],
+    h_w: tuple[int, ...],
+    center_crop: bool,
+) -> list[TensorType]:
     _check_count(types, num_args)
     if len(types) not in (1, 2):
         raise GraphError("Crop takes data and, optionally, crop_like")
@@ -295,12 +326,28 @@ def _crop_types(types, *, num_args, offset, h_w, center_crop):
     return [TensorType(shape, types[0].dtype)]
 
 
-def _crop(data, *like, num_args, offset, h_w, center_crop):
+def _crop(
+    data: np.ndarray,
+    *like: np.ndarray,
+    num_args: int,
+    offset: tuple[int, ...],
+    h_w: tuple[int, ...],
+    center_crop: bool,
+) -> np.ndarray:
     shape = _crop_shape(data.shape, like[0].shape if like else None, h_w)
     return data[_block(data.shape, shape, offset, center_crop)].copy()
 
 
-def crop_grad(g, data, *like, out, num_args, offset, h_w, center_crop):
+def crop_grad(
+    g: Expr,
+    data: Expr,
+    *like: Expr,
+    out: Expr,
+    num_args: int,
+    offset: tuple[int, ...],
+    h_w: tuple[int, ...],
+    center_crop: bool,
+) -> tuple[Expr | None, ...]:
     """g placed where the crop was taken, zeros elsewhere; none for crop_like"""
     return (F._place(g, data, offset=offset, center=center_crop), *(None for _ in like))
 
@@ -317,7 +364,7 @@ register(
         shape_only=(1,),
         kind="shape",
         doc="Crop NCHW data to (h, w) = h_w, or to crop_like's height and width, at "
-        "offset (y, x) or centred.\n\nGradient\n--------\n" + crop_grad.__doc__,
+        "offset (y, x) or centred.\n\nGradient\n--------\n" + (crop_grad.__doc__ or ""),
         test=TestSpec(shapes=((2, 1, 5, 6),), attrs={"offset": (1, 2), "h_w": (3, 3)}),
     )
 )
@@ -328,7 +375,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _depth_to_space_types(types, *, block_size):
+def _depth_to_space_types(types: Sequence[TensorType], *, block_size: int) -> list[TensorType]:
     n, c, h, w = _nchw(types[0].shape)
     if c % (block_size * block_size):
         raise GraphError(f"channels {c} are not a multiple of block_size^2")
@@ -342,14 +389,14 @@ def _nchw(shape):
     return shape
 
 
-def _depth_to_space(x, *, block_size):
+def _depth_to_space(x: np.ndarray, *, block_size: int) -> np.ndarray:
     n, c, h, w = x.shape
     b = block_size
     blocks = x.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
     return blocks.reshape(n, c // (b * b), h * b, w * b).copy()
 
 
-def _space_to_depth_types(types, *, block_size):
+def _space_to_depth_types(types: Sequence[TensorType], *, block_size: int) -> list[TensorType]:
     n, c, h, w = _nchw(types[0].shape)
     if h % block_size or w % block_size:
         raise GraphError(f"height {h} and width {w} are not multiples of {block_size}")
@@ -357,19 +404,19 @@ def _space_to_depth_types(types, *, block_size):
     return [TensorType(shape, types[0].dtype)]
 
 
-def _space_to_depth(x, *, block_size):
+def _space_to_depth(x: np.ndarray, *, block_size: int) -> np.ndarray:
     n, c, h, w = x.shape
     b = block_size
     blocks = x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
     return blocks.reshape(n, c * b * b, h // b, w // b).copy()
 
 
-def depth_to_space_grad(g, x, *, out, block_size):
+def depth_to_space_grad(g: Expr, x: Expr, *, out: Expr, block_size: int) -> Expr:
     """space_to_depth(g): the inverse permutation"""
     return F.space_to_depth(g, block_size=block_size)
 
 
-def space_to_depth_grad(g, x, *, out, block_size):
+def space_to_depth_grad(g: Expr, x: Expr, *, out: Expr, block_size: int) -> Expr:
     """depth_to_space(g): the inverse permutation"""
     return F.depth_to_space(g, block_size=block_size)
 
@@ -401,7 +448,7 @@ for _name, _infer, _impl, _rule, _shape in (
 DIAG_ATTRS = {"k": Attr(as_int, 0), "axis1": Attr(as_int, 0), "axis2": Attr(as_int, 1)}
 
 
-def _diag_types(types, *, k, axis1, axis2):
+def _diag_types(types: Sequence[TensorType], *, k: int, axis1: int, axis2: int) -> list[TensorType]:
     shape = types[0].shape
     if len(shape) == 1:
         n = shape[0] + abs(k)
@@ -414,13 +461,13 @@ def _diag_types(types, *, k, axis1, axis2):
     return [TensorType(rest + (length,), types[0].dtype)]
 
 
-def _diag(x, *, k, axis1, axis2):
+def _diag(x: np.ndarray, *, k: int, axis1: int, axis2: int) -> np.ndarray:
     if x.ndim == 1:
         return np.diag(x, k)
     return np.diagonal(x, k, axis1, axis2).copy()
 
 
-def diag_grad(g, x, *, out, k, axis1, axis2):
+def diag_grad(g: Expr, x: Expr, *, out: Expr, k: int, axis1: int, axis2: int) -> Expr:
     """1-D input: the k-th diagonal of g; else g placed on the diagonal of zeros"""
     if x.ndim == 1:
         return F.diag(g, k=k)
@@ -438,13 +485,13 @@ register(
         method="diag",
         doc="A 1-D array as a square matrix with it on the k-th diagonal, or the k-th "
         "diagonal of axes axis1, axis2 (as the last axis).\n\nGradient\n--------\n"
-        + diag_grad.__doc__,
+        + (diag_grad.__doc__ or ""),
         test=TestSpec(shapes=((2, 3, 4),), attrs={"k": 1, "axis1": 1, "axis2": 2}),
     )
 )
 
 
-def _diag_grad(g, like, *, k, axis1, axis2):
+def _diag_grad(g: np.ndarray, like: np.ndarray, *, k: int, axis1: int, axis2: int) -> np.ndarray:
     out = np.zeros(like.shape, dtype=g.dtype)
     a1, a2 = axis1 % like.ndim, axis2 % like.ndim
     rows = np.arange(g.shape[-1]) + max(-k, 0)
@@ -454,7 +501,9 @@ def _diag_grad(g, like, *, k, axis1, axis2):
     return out
 
 
-def diag_grad_grad(h, g, like, *, out, k, axis1, axis2):
+def diag_grad_grad(
+    h: Expr, g: Expr, like: Expr, *, out: Expr, k: int, axis1: int, axis2: int
+) -> tuple[Expr | None, ...]:
     """the k-th diagonal of h"""
     return F.diag(h, k=k, axis1=axis1, axis2=axis2), None
 
@@ -470,7 +519,8 @@ register(
         shape_only=(1,),
         kind="gather",
         doc="Zeros shaped like ``like`` with ``data`` on the k-th diagonal of axes "
-        "axis1, axis2: the gradient of diag.\n\nGradient\n--------\n" + diag_grad_grad.__doc__,
+        "axis1, axis2: the gradient of diag.\n\nGradient\n--------\n"
+        + (diag_grad_grad.__doc__ or ""),
         test=TestSpec(shapes=((2, 3), (2, 3, 4)), attrs={"k": 1, "axis1": 1, "axis2": 2}, wrt=(0,)),
     )
 )
@@ -481,7 +531,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _cumsum_types(types, *, axis, dtype):
+def _cumsum_types(types: Sequence[TensorType], *, axis: int | None, dtype: Any) -> list[TensorType]:
     shape = types[0].shape
     out_dtype = np.dtype(dtype) if dtype else types[0].dtype
     if axis is None:
@@ -490,11 +540,11 @@ def _cumsum_types(types, *, axis, dtype):
     return [TensorType(shape, out_dtype)]
 
 
-def _cumsum(a, *, axis, dtype):
+def _cumsum(a: np.ndarray, *, axis: int | None, dtype: Any) -> np.ndarray:
     return np.cumsum(a, axis=axis, dtype=dtype or a.dtype)
 
 
-def cumsum_grad(g, a, *, out, axis, dtype):
+def cumsum_grad(g: Expr, a: Expr, *, out: Expr, axis: int | None, dtype: Any) -> Expr:
     """the reversed cumulative sum of g (over the flattened array if axis is None)"""
     along = 0 if axis is None else normalize_axis(axis, a.ndim)
     back = F.reverse(F.cumsum(F.reverse(g, axis=along), axis=along), axis=along)
@@ -514,7 +564,7 @@ register(
         },
         kind="gather",
         doc="Cumulative sum along ``axis`` (of the flattened array if None).\n\n"
-        "Gradient\n--------\n" + cumsum_grad.__doc__,
+        "Gradient\n--------\n" + (cumsum_grad.__doc__ or ""),
         test=TestSpec(shapes=((3, 4),), attrs={"axis": 1}),
     )
 )
@@ -551,12 +601,16 @@ for _name, _shape_of, _what in (
 # ---------------------------------------------------------------------------
 
 
-def _moments_types(types, *, axes, keepdims):
+def _moments_types(
+    types: Sequence[TensorType], *, axes: tuple[int, ...] | None, keepdims: bool
+) -> list[TensorType]:
     (reduced,) = reduce_types(types, axis=axes, keepdims=keepdims, exclude=False)
     return [reduced, reduced]
 
 
-def _moments(x, *, axes, keepdims):
+def _moments(
+    x: np.ndarray, *, axes: tuple[int, ...] | None, keepdims: bool
+) -> tuple[np.ndarray, ...]:
     mean = x.mean(axis=axes, keepdims=True)
     var = np.square(x - mean).mean(axis=axes, keepdims=keepdims)
     mean = mean if keepdims else np.squeeze(mean, axis=axes if axes is not None else None)
@@ -565,7 +619,14 @@ def _moments(x, *, axes, keepdims):
     return mean.astype(x.dtype), var.astype(x.dtype)
 
 
-def moments_grad(g, x, *, out, axes, keepdims):
+def moments_grad(
+    g: tuple[Expr, ...],
+    x: Expr,
+    *,
+    out: tuple[Expr, ...],
+    axes: tuple[int, ...] | None,
+    keepdims: bool,
+) -> Expr:
     """(g_mean + 2 g_var (x - mean)) / n, with n the count averaged over"""
     g_mean, g_var = (restore_reduced(h, x.ndim, axes, keepdims, False) for h in g)
     mean = restore_reduced(out[0], x.ndim, axes, keepdims, False)
@@ -582,13 +643,15 @@ register(
         attrs={"axes": Attr(as_axes, None), "keepdims": Attr(as_bool, False)},
         kind="reduce",
         doc="Mean and (population) variance over ``axes``: two outputs.\n\nGradient\n"
-        "--------\n" + moments_grad.__doc__,
+        "--------\n" + (moments_grad.__doc__ or ""),
         test=TestSpec(shapes=((3, 4, 2),), attrs={"axes": (0, 2)}),
     )
 )
 
 
-def _nanprod(x, *, axis, keepdims, exclude):
+def _nanprod(
+    x: np.ndarray, *, axis: tuple[int, ...] | None, keepdims: bool, exclude: bool
+) -> np.ndarray:
     axes = reduced_axes(x.ndim, axis, exclude)
     out = np.nanprod(x, axis=axes, keepdims=keepdims)
     return np.asarray(out, dtype=x.dtype).reshape(
@@ -598,7 +661,9 @@ def _nanprod(x, *, axis, keepdims, exclude):
     )
 
 
-def nanprod_grad(g, x, *, out, axis, keepdims, exclude):
+def nanprod_grad(
+    g: Expr, x: Expr, *, out: Expr, axis: tuple[int, ...] | None, keepdims: bool, exclude: bool
+) -> Expr:
     """g nanprod(x) / x where x is not NaN, 0 where it is"""
     scaled = F.broadcast_like(restore_reduced(g * out, x.ndim, axis, keepdims, exclude), x)
     present = F.broadcast_equal(x, x)
@@ -620,7 +685,7 @@ register(
         kind="reduce",
         method="nanprod",
         doc="The product over ``axis``, NaN counted as 1.\n\nGradient\n--------\n"
-        + nanprod_grad.__doc__,
+        + (nanprod_grad.__doc__ or ""),
         test=TestSpec(shapes=((3, 4),), domain=(0.5, 2.0), attrs={"axis": (1,)}),
     )
 )
@@ -637,12 +702,12 @@ def _softmax_along(x, axes):
     return e / e.sum(axis=axes, keepdims=True)
 
 
-def _softmin(x, *, axis, temperature):
+def _softmin(x: np.ndarray, *, axis: int, temperature: Any) -> np.ndarray:
     z = -x / temperature if temperature else -x
     return _softmax_along(z, axis).astype(x.dtype)
 
 
-def softmin_grad(g, x, *, out, axis, temperature):
+def softmin_grad(g: Expr, x: Expr, *, out: Expr, axis: int, temperature: Any) -> Expr:
     """-out (g - sum(g out)) / T"""
     grad = out * (F.sum(g * out, axis=(axis,), keepdims=True) - g)
     return grad / temperature if temperature else grad
@@ -657,7 +722,8 @@ register(
         attrs=SOFTMAX_ATTRS,
         kind="softmax",
         method="softmin",
-        doc="softmax(-x / T) along ``axis``.\n\nGradient\n--------\n" + softmin_grad.__doc__,
+        doc="softmax(-x / T) along ``axis``.\n\nGradient\n--------\n"
+        + (softmin_grad.__doc__ or ""),
         test=TestSpec(),
     )
 )
@@ -667,11 +733,11 @@ def _activation_axes(ndim, mode):
     return (1,) if mode == "channel" else tuple(range(1, ndim))
 
 
-def _softmax_activation(x, *, mode):
+def _softmax_activation(x: np.ndarray, *, mode: str) -> np.ndarray:
     return _softmax_along(x, _activation_axes(x.ndim, mode)).astype(x.dtype)
 
 
-def softmax_activation_grad(g, x, *, out, mode):
+def softmax_activation_grad(g: Expr, x: Expr, *, out: Expr, mode: str) -> Expr:
     """out (g - sum(g out)), summed over the softmax's axes"""
     axes = _activation_axes(x.ndim, mode)
     return out * (g - F.sum(g * out, axis=axes, keepdims=True))
@@ -686,7 +752,7 @@ register(
         attrs={"mode": Attr(one_of("instance", "channel"), "instance")},
         kind="softmax",
         doc="Softmax over all axes but the first ('instance') or over axis 1 "
-        "('channel').\n\nGradient\n--------\n" + softmax_activation_grad.__doc__,
+        "('channel').\n\nGradient\n--------\n" + (softmax_activation_grad.__doc__ or ""),
         test=TestSpec(shapes=((2, 3, 4),), attrs={"mode": "channel"}),
     )
 )
@@ -697,7 +763,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _argmax_channel_types(types):
+def _argmax_channel_types(types: Sequence[TensorType]) -> list[TensorType]:
     shape = types[0].shape
     if len(shape) < 2:
         raise GraphError("argmax_channel needs at least two axes")
@@ -717,19 +783,19 @@ register(
 )
 
 
-def _batch_take_types(types):
+def _batch_take_types(types: Sequence[TensorType]) -> list[TensorType]:
     data, index = types
     if len(data.shape) != 2 or index.shape != data.shape[:1]:
         raise GraphError(f"expects data (N, M) and indices (N,), got {data.shape}, {index.shape}")
     return [TensorType(index.shape, data.dtype)]
 
 
-def _batch_take(a, indices):
+def _batch_take(a: np.ndarray, indices: np.ndarray) -> np.ndarray:
     columns = np.clip(indices.astype(np.int64), 0, a.shape[1] - 1)
     return a[np.arange(a.shape[0]), columns]
 
 
-def batch_take_grad(g, a, indices, *, out):
+def batch_take_grad(g: Expr, a: Expr, indices: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """g at the taken positions of zeros; none for the indices"""
     return F._pick_grad(g, F.stop_gradient(indices), a, axis=1, mode="clip"), None
 
@@ -743,7 +809,7 @@ register(
         inputs=("a", "indices"),
         kind="gather",
         doc="a[i, indices[i]] for each row i (indices clipped).\n\nGradient\n--------\n"
-        + batch_take_grad.__doc__,
+        + (batch_take_grad.__doc__ or ""),
         test=TestSpec(
             make_inputs=lambda rng: [rng.uniform(-2, 2, (3, 4)), np.array([0, 5, -1.0])],
             wrt=(0,),

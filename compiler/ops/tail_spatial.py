@@ -13,9 +13,12 @@ written: differentiating through them twice raises, naming the op.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import (
     OPS,
@@ -62,7 +65,15 @@ def _deconvolution_attrs(channels, scale):
     return OPS["Deconvolution"].canonical_attrs(_bilinear_deconvolution(channels, scale))
 
 
-def _upsampling_types(types, *, scale, num_filter, sample_type, multi_input_mode, num_args):
+def _upsampling_types(
+    types: Sequence[TensorType],
+    *,
+    scale: int,
+    num_filter: int,
+    sample_type: str,
+    multi_input_mode: str,
+    num_args: int,
+) -> list[TensorType]:
     if any(len(t.shape) != 4 for t in types):
         raise GraphError("UpSampling takes NCHW inputs")
     if num_args and num_args != len(types):
@@ -91,7 +102,14 @@ def _nearest(x, height, width):
     return x.repeat(rows, axis=2).repeat(columns, axis=3)
 
 
-def _upsampling(*inputs, scale, num_filter, sample_type, multi_input_mode, num_args):
+def _upsampling(
+    *inputs: np.ndarray,
+    scale: int,
+    num_filter: int,
+    sample_type: str,
+    multi_input_mode: str,
+    num_args: int,
+) -> np.ndarray:
     if sample_type == "bilinear":
         data, weight = inputs
         attrs = _deconvolution_attrs(data.shape[1], scale)
@@ -103,13 +121,24 @@ def _upsampling(*inputs, scale, num_filter, sample_type, multi_input_mode, num_a
     return np.concatenate(scaled, axis=1)
 
 
-def upsampling_grad(g, *inputs, out, scale, num_filter, sample_type, multi_input_mode, num_args):
+def upsampling_grad(
+    g: Expr,
+    *inputs: Expr,
+    out: Expr,
+    scale: int,
+    num_filter: int,
+    sample_type: str,
+    multi_input_mode: str,
+    num_args: int,
+) -> Expr | tuple[Expr | None, ...]:
     """nearest: each input's block sums of g (its channels of g in 'concat' mode);
     bilinear: the gradients of the grouped Deconvolution it is"""
     if sample_type == "bilinear":
         data, weight = inputs
         attrs = _deconvolution_attrs(data.shape[1], scale)
-        return OPS["Deconvolution"].grad(g, data, weight, out=out, **attrs)
+        rule = OPS["Deconvolution"].grad
+        assert rule is not None
+        return rule(g, data, weight, out=out, **attrs)
     if multi_input_mode == "concat":
         bounds = np.cumsum([0] + [x.shape[1] for x in inputs])
         pieces = [
@@ -120,7 +149,7 @@ def upsampling_grad(g, *inputs, out, scale, num_filter, sample_type, multi_input
     return tuple(F._upsampling_grad(p, x) for p, x in zip(pieces, inputs))
 
 
-def _upsampling_test_inputs(rng):
+def _upsampling_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.uniform(-2, 2, (2, 2, 3, 2)), rng.uniform(-2, 2, (2, 1, 6, 4))]
 
 
@@ -137,19 +166,19 @@ register(
         doc="Scale NCHW inputs up by ``scale``: nearest neighbour (several inputs, "
         "each to the first's size times scale, joined along channels or summed) or "
         "bilinear (a grouped Deconvolution with the given weight).\n\nGradient\n"
-        "--------\n" + upsampling_grad.__doc__,
+        "--------\n" + (upsampling_grad.__doc__ or ""),
         test=TestSpec(make_inputs=_upsampling_test_inputs, attrs={"scale": 2}, order=2),
     )
 )
 
 
-def _upsampling_grad(g, like):
+def _upsampling_grad(g: np.ndarray, like: np.ndarray) -> np.ndarray:
     n, c, h, w = like.shape
     rows, columns = g.shape[2] // h, g.shape[3] // w
     return g.reshape(n, c, h, rows, w, columns).sum(axis=(3, 5))
 
 
-def upsampling_grad_grad(h, g, like, *, out):
+def upsampling_grad_grad(h: Expr, g: Expr, like: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """h scaled up again (nearest) to g's height and width"""
     return F._upsampling_like(h, g), None
 
@@ -164,13 +193,13 @@ register(
         shape_only=(1,),
         kind="pool",
         doc="The sums of ``data``'s blocks, shaped like ``like``: the gradient of "
-        "nearest UpSampling.\n\nGradient\n--------\n" + upsampling_grad_grad.__doc__,
+        "nearest UpSampling.\n\nGradient\n--------\n" + (upsampling_grad_grad.__doc__ or ""),
         test=TestSpec(shapes=((2, 3, 4, 6), (2, 3, 2, 3)), wrt=(0,)),
     )
 )
 
 
-def upsampling_like_grad(h, data, like, *, out):
+def upsampling_like_grad(h: Expr, data: Expr, like: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """the block sums of h"""
     return F._upsampling_grad(h, data), None
 
@@ -185,7 +214,7 @@ register(
         shape_only=(1,),
         kind="pool",
         doc="``data`` scaled up (nearest) to ``like``'s height and width.\n\nGradient\n"
-        "--------\n" + upsampling_like_grad.__doc__,
+        "--------\n" + (upsampling_like_grad.__doc__ or ""),
         test=TestSpec(shapes=((2, 3, 2, 3), (2, 3, 4, 6)), wrt=(0,)),
     )
 )
@@ -204,7 +233,9 @@ def _base_grid(height, width):
     return np.stack([x.ravel(), y.ravel(), np.ones(height * width)])
 
 
-def _grid_types(types, *, transform_type, target_shape):
+def _grid_types(
+    types: Sequence[TensorType], *, transform_type: str, target_shape: tuple[int, ...]
+) -> list[TensorType]:
     data = types[0].shape
     if transform_type == "affine":
         if len(data) != 2 or data[1] != 6:
@@ -216,7 +247,9 @@ def _grid_types(types, *, transform_type, target_shape):
     return [types[0]]
 
 
-def _grid_generator(data, *, transform_type, target_shape):
+def _grid_generator(
+    data: np.ndarray, *, transform_type: str, target_shape: tuple[int, ...]
+) -> np.ndarray:
     if transform_type == "affine":
         height, width = target_shape
         grid = data.reshape(-1, 2, 3).astype(np.float64) @ _base_grid(height, width)
@@ -228,7 +261,9 @@ def _grid_generator(data, *, transform_type, target_shape):
     return np.stack([x, y], axis=1).astype(data.dtype)
 
 
-def grid_generator_grad(g, data, *, out, transform_type, target_shape):
+def grid_generator_grad(
+    g: Expr, data: Expr, *, out: Expr, transform_type: str, target_shape: tuple[int, ...]
+) -> Expr:
     """affine: sum over pixels of g times (x, y, 1); warp: g scaled by 2 / (W - 1)
     and 2 / (H - 1)"""
     if transform_type == "affine":
@@ -250,19 +285,19 @@ register(
         kind="gather",
         doc="A sampling grid (N, 2, H, W) of x, y in [-1, 1]: an affine map (N, 6) of the "
         "target's pixel grid, or a flow field added to pixel positions ('warp').\n\n"
-        "Gradient\n--------\n" + grid_generator_grad.__doc__,
+        "Gradient\n--------\n" + (grid_generator_grad.__doc__ or ""),
         test=TestSpec(shapes=((2, 6),), attrs={"target_shape": (3, 4)}),
     )
 )
 
 
-def _grid_affine_grad(g):
+def _grid_affine_grad(g: np.ndarray) -> np.ndarray:
     n, _, height, width = g.shape
     flat = g.reshape(n, 2, height * width).astype(np.float64)
     return (flat @ _base_grid(height, width).T).reshape(n, 6).astype(g.dtype)
 
 
-def grid_affine_grad_grad(h, g, *, out):
+def grid_affine_grad_grad(h: Expr, g: Expr, *, out: Expr) -> Expr:
     """the affine grid of h"""
     return F.GridGenerator(h, transform_type="affine", target_shape=tuple(g.shape[2:]))
 
@@ -275,19 +310,19 @@ register(
         grad=grid_affine_grad_grad,
         kind="gather",
         doc="The gradient of an affine GridGenerator: g summed against the target's "
-        "(x, y, 1).\n\nGradient\n--------\n" + grid_affine_grad_grad.__doc__,
+        "(x, y, 1).\n\nGradient\n--------\n" + (grid_affine_grad_grad.__doc__ or ""),
         test=TestSpec(shapes=((2, 2, 3, 4),)),
     )
 )
 
 
-def _grid_warp_grad(g):
+def _grid_warp_grad(g: np.ndarray) -> np.ndarray:
     _, _, height, width = g.shape
     scale = np.array([2.0 / (width - 1), 2.0 / (height - 1)]).reshape(1, 2, 1, 1)
     return (g * scale).astype(g.dtype)
 
 
-def grid_warp_grad_grad(h, g, *, out):
+def grid_warp_grad_grad(h: Expr, g: Expr, *, out: Expr) -> Expr:
     """h scaled again (the op is linear and diagonal)"""
     return F._grid_warp_grad(h)
 
@@ -300,7 +335,7 @@ register(
         grad=grid_warp_grad_grad,
         kind="gather",
         doc="The gradient of a warp GridGenerator: g's x and y scaled by 2 / (W - 1) and "
-        "2 / (H - 1).\n\nGradient\n--------\n" + grid_warp_grad_grad.__doc__,
+        "2 / (H - 1).\n\nGradient\n--------\n" + (grid_warp_grad_grad.__doc__ or ""),
         test=TestSpec(shapes=((2, 2, 3, 4),)),
     )
 )
@@ -345,21 +380,23 @@ def _gather(data, rows, columns):
     return np.moveaxis(data[batch, :, rows, columns], -1, 1)
 
 
-def _bilinear_sampler_types(types, **_attrs):
+def _bilinear_sampler_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     data, grid = types[0].shape, types[1].shape
     if len(data) != 4 or len(grid) != 4 or grid[1] != 2 or grid[0] != data[0]:
         raise GraphError(f"expects data (N, C, H, W) and grid (N, 2, h, w), got {data}, {grid}")
     return [TensorType((data[0], data[1], grid[2], grid[3]), types[0].dtype)]
 
 
-def _bilinear_sampler(data, grid, **_attrs):
+def _bilinear_sampler(data: np.ndarray, grid: np.ndarray, **_attrs: Any) -> np.ndarray:
     out = np.zeros(data.shape[:2] + grid.shape[2:])
     for rows, columns, weight, _, _ in _corners(data.shape, grid):
         out += _gather(data, rows, columns) * weight[:, None]
     return out.astype(data.dtype)
 
 
-def bilinear_sampler_grad(g, data, grid, *, out, **_attrs):
+def bilinear_sampler_grad(
+    g: Expr, data: Expr, grid: Expr, *, out: Expr, **_attrs: Any
+) -> tuple[Expr | None, ...]:
     """data: g spread back to the four neighbours with their weights; grid: g times
     the interpolation's slope in x and y, times (W - 1) / 2 and (H - 1) / 2"""
     return F._bilinear_sampler_grad(g, data, grid, wrt=0), F._bilinear_sampler_grad(
@@ -370,7 +407,7 @@ def bilinear_sampler_grad(g, data, grid, *, out, **_attrs):
 SAMPLER_ATTRS = {"cudnn_off": Attr(as_bool, False)}
 
 
-def _sampler_inputs(rng):
+def _sampler_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.uniform(-2, 2, (2, 2, 4, 5)), rng.uniform(-1.1, 1.1, (2, 2, 3, 3))]
 
 
@@ -384,13 +421,15 @@ register(
         attrs=SAMPLER_ATTRS,
         kind="gather",
         doc="Sample NCHW data bilinearly at a grid of (x, y) in [-1, 1] (zeros outside)."
-        "\n\nGradient\n--------\n" + bilinear_sampler_grad.__doc__,
+        "\n\nGradient\n--------\n" + (bilinear_sampler_grad.__doc__ or ""),
         test=TestSpec(make_inputs=_sampler_inputs, order=1, rtol=1e-5),
     )
 )
 
 
-def _bilinear_sampler_grad(g, data, grid, *, wrt):
+def _bilinear_sampler_grad(
+    g: np.ndarray, data: np.ndarray, grid: np.ndarray, *, wrt: int
+) -> np.ndarray:
     g = g.astype(np.float64)
     if wrt == 0:
         out = np.zeros(data.shape)
@@ -399,7 +438,9 @@ def _bilinear_sampler_grad(g, data, grid, *, wrt):
         )
         for rows, columns, weight, _, _ in _corners(data.shape, grid):
             spread = np.moveaxis(g * weight[:, None], 1, -1)  # (N, h, w, C)
-            np.add.at(out, (batch, slice(None), rows, columns), spread)
+            # numpy's stubs take ufunc.at's indices as integer arrays only, not a
+            # tuple of arrays and slices (a plain index, which numpy accepts)
+            np.add.at(out, (batch, slice(None), rows, columns), spread)  # type: ignore[arg-type]
         return out.astype(data.dtype)
     _, _, height, width = data.shape
     dx = np.zeros(g.shape[:1] + g.shape[2:])
@@ -435,19 +476,42 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _spatial_transformer_types(types, *, target_shape, transform_type, sampler_type, cudnn_off):
+def _spatial_transformer_types(
+    types: Sequence[TensorType],
+    *,
+    target_shape: tuple[int, ...],
+    transform_type: str,
+    sampler_type: str,
+    cudnn_off: bool,
+) -> list[TensorType]:
     (grid,) = _grid_types(types[1:], transform_type="affine", target_shape=target_shape)
     return _bilinear_sampler_types([types[0], grid])
 
 
-def _spatial_transformer(data, loc, *, target_shape, transform_type, sampler_type, cudnn_off):
+def _spatial_transformer(
+    data: np.ndarray,
+    loc: np.ndarray,
+    *,
+    target_shape: tuple[int, ...],
+    transform_type: str,
+    sampler_type: str,
+    cudnn_off: bool,
+) -> np.ndarray:
     grid = _grid_generator(loc, transform_type="affine", target_shape=target_shape)
     return _bilinear_sampler(data, grid)
 
 
 def spatial_transformer_grad(
-    g, data, loc, *, out, target_shape, transform_type, sampler_type, cudnn_off
-):
+    g: Expr,
+    data: Expr,
+    loc: Expr,
+    *,
+    out: Expr,
+    target_shape: tuple[int, ...],
+    transform_type: str,
+    sampler_type: str,
+    cudnn_off: bool,
+) -> tuple[Expr | None, ...]:
     """BilinearSampler's gradients at the affine grid of loc, the grid's passed
     on through GridGenerator's"""
     grid = F.GridGenerator(loc, transform_type="affine", target_shape=target_shape)
@@ -470,7 +534,7 @@ register(
         },
         kind="gather",
         doc="BilinearSampler(data, GridGenerator(loc, 'affine', target_shape)).\n\n"
-        "Gradient\n--------\n" + spatial_transformer_grad.__doc__,
+        "Gradient\n--------\n" + (spatial_transformer_grad.__doc__ or ""),
         test=TestSpec(
             make_inputs=lambda rng: [
                 rng.uniform(-2, 2, (2, 2, 4, 5)),
@@ -515,14 +579,18 @@ def _roi_bins(rois, shape, pooled_size, spatial_scale):
         yield batch, cells
 
 
-def _roi_pooling_types(types, *, pooled_size, spatial_scale):
+def _roi_pooling_types(
+    types: Sequence[TensorType], *, pooled_size: tuple[int, ...], spatial_scale: float
+) -> list[TensorType]:
     data, rois = types[0].shape, types[1].shape
     if len(data) != 4 or len(rois) != 2 or rois[1] != 5:
         raise GraphError(f"expects data (N, C, H, W) and rois (R, 5), got {data}, {rois}")
     return [TensorType((rois[0], data[1]) + tuple(pooled_size), types[0].dtype)]
 
 
-def _roi_pooling(data, rois, *, pooled_size, spatial_scale):
+def _roi_pooling(
+    data: np.ndarray, rois: np.ndarray, *, pooled_size: tuple[int, ...], spatial_scale: float
+) -> np.ndarray:
     out = np.zeros((rois.shape[0], data.shape[1]) + tuple(pooled_size), dtype=data.dtype)
     for r, (batch, cells) in enumerate(_roi_bins(rois, data.shape, pooled_size, spatial_scale)):
         for i, j, rows, columns in cells:
@@ -532,7 +600,15 @@ def _roi_pooling(data, rois, *, pooled_size, spatial_scale):
     return out
 
 
-def roi_pooling_grad(g, data, rois, *, out, pooled_size, spatial_scale):
+def roi_pooling_grad(
+    g: Expr,
+    data: Expr,
+    rois: Expr,
+    *,
+    out: Expr,
+    pooled_size: tuple[int, ...],
+    spatial_scale: float,
+) -> tuple[Expr | None, ...]:
     """g sent to the first largest element of each bin; none for the rois"""
     grad = F._roi_pooling_grad(
         g, data, F.stop_gradient(rois), pooled_size=pooled_size, spatial_scale=spatial_scale
@@ -543,7 +619,7 @@ def roi_pooling_grad(g, data, rois, *, out, pooled_size, spatial_scale):
 ROI_ATTRS = {"pooled_size": Attr(as_shape), "spatial_scale": Attr(as_float)}
 
 
-def _roi_inputs(rng):
+def _roi_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     rois = np.array([[0, 0, 0, 5, 4], [1, 2, 1, 7, 6], [0, 3, 3, 3, 3.0]])
     # distinct values so that every bin's maximum is unique (finite differences)
     data = rng.permutation(2 * 2 * 8 * 9).reshape(2, 2, 8, 9) / 40.0
@@ -561,7 +637,7 @@ register(
         kind="pool",
         doc="Max pooling of each region (batch index, x1, y1, x2, y2, scaled by "
         "spatial_scale and rounded) into pooled_size bins; empty bins give 0.\n\n"
-        "Gradient\n--------\n" + roi_pooling_grad.__doc__,
+        "Gradient\n--------\n" + (roi_pooling_grad.__doc__ or ""),
         test=TestSpec(
             make_inputs=_roi_inputs,
             attrs={"pooled_size": (2, 2), "spatial_scale": 1.0},
@@ -572,7 +648,14 @@ register(
 )
 
 
-def _roi_pooling_grad(g, data, rois, *, pooled_size, spatial_scale):
+def _roi_pooling_grad(
+    g: np.ndarray,
+    data: np.ndarray,
+    rois: np.ndarray,
+    *,
+    pooled_size: tuple[int, ...],
+    spatial_scale: float,
+) -> np.ndarray:
     out = np.zeros(data.shape, dtype=g.dtype)
     channels = np.arange(data.shape[1])
     for r, (batch, cells) in enumerate(_roi_bins(rois, data.shape, pooled_size, spatial_scale)):
@@ -635,7 +718,7 @@ def _correlation_geometry(shape, kernel_size, max_displacement, stride1, stride2
     return out_h, out_w, max_displacement // stride2
 
 
-def _correlation_types(types, **attrs):
+def _correlation_types(types: Sequence[TensorType], **attrs: Any) -> list[TensorType]:
     a, b = types[0].shape, types[1].shape
     if len(a) != 4 or a != b:
         raise GraphError(f"expects two NCHW inputs of one shape, got {a}, {b}")
@@ -665,7 +748,7 @@ def _pad(x, pad_size):
     return np.pad(x.astype(np.float64), width)
 
 
-def _correlation(data1, data2, **attrs):
+def _correlation(data1: np.ndarray, data2: np.ndarray, **attrs: Any) -> np.ndarray:
     k, pad_size, multiply = attrs["kernel_size"], attrs["pad_size"], attrs["is_multiply"]
     displacements, rows, columns = _correlation_windows(data1.shape, **_geometry(attrs))
     a, b = _pad(data1, pad_size), _pad(data2, pad_size)
@@ -685,7 +768,9 @@ def _geometry(attrs):
     return {key: attrs[key] for key in CORRELATION_ATTRS if key != "is_multiply"}
 
 
-def correlation_grad(g, data1, data2, *, out, **attrs):
+def correlation_grad(
+    g: Expr, data1: Expr, data2: Expr, *, out: Expr, **attrs: Any
+) -> tuple[Expr | None, ...]:
     """multiply: for each displacement, g times the other input's matching window,
     summed back onto each input's pixels, over k^2 C; absolute difference: the
     same with sign(a - b) and -sign(a - b)"""
@@ -707,7 +792,7 @@ register(
         doc="FlowNet's correlation of two NCHW inputs: per displacement within "
         "max_displacement (in steps of stride2), the mean over a kernel window and the "
         "channels of data1 times (or minus, in absolute value) the displaced data2."
-        "\n\nGradient\n--------\n" + correlation_grad.__doc__,
+        "\n\nGradient\n--------\n" + (correlation_grad.__doc__ or ""),
         test=TestSpec(
             shapes=((1, 2, 5, 6), (1, 2, 5, 6)),
             attrs={"kernel_size": 3, "max_displacement": 1, "pad_size": 1, "stride2": 1},
@@ -717,7 +802,9 @@ register(
 )
 
 
-def _correlation_grad(g, data1, data2, *, wrt, **attrs):
+def _correlation_grad(
+    g: np.ndarray, data1: np.ndarray, data2: np.ndarray, *, wrt: int, **attrs: Any
+) -> np.ndarray:
     k, pad_size, multiply = attrs["kernel_size"], attrs["pad_size"], attrs["is_multiply"]
     displacements, rows, columns = _correlation_windows(data1.shape, **_geometry(attrs))
     a, b = _pad(data1, pad_size), _pad(data2, pad_size)
@@ -740,7 +827,8 @@ def _correlation_grad(g, data1, data2, *, wrt, **attrs):
                 else:
                     sign = np.sign(first - second)
                     term = weight * (sign if wrt == 0 else -sign)
-                np.add.at(grad, index_a if wrt == 0 else index_b, term)
+                # (ignore: ufunc.at's index, as in _bilinear_sampler_grad)
+                np.add.at(grad, index_a if wrt == 0 else index_b, term)  # type: ignore[arg-type]
     height, width = data1.shape[2:]
     return grad[:, :, pad_size : pad_size + height, pad_size : pad_size + width].astype(data1.dtype)
 
