@@ -1033,6 +1033,7 @@ def assert_almost_equal_ignore_nan(
 
 def same_array(array1: NDArray, array2: NDArray) -> bool:
     """Whether the two NDArrays share memory (writing one changes the other)."""
+
     def buffer(array: Any) -> np.ndarray:
         return array._data if isinstance(array, NDArray) else np.asarray(array)
 
