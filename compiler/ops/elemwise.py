@@ -158,15 +158,16 @@ unary("sign", np.sign, "vm.sign({0})", zero_grad)
 
 
 def _round_half_away(x: np.ndarray) -> np.ndarray:
-    # MXNet's round sends halves away from zero (numpy's goes to even).
+    # MXNet's round sends halves away from zero (numpy's goes to even), and keeps
+    # the sign of zero (round(-0.0) and round(-0.2) are -0.0), as C's round does.
     whole = np.trunc(x)
-    return whole + np.sign(x) * (np.abs(x - whole) >= 0.5)
+    return np.copysign(whole + np.sign(x) * (np.abs(x - whole) >= 0.5), x)
 
 
 unary(
     "round",
     _round_half_away,
-    "np.trunc({0}) + vm.sign({0}) * (abs({0} - np.trunc({0})) >= 0.5)",
+    "np.copysign(np.trunc({0}) + vm.sign({0}) * (abs({0} - np.trunc({0})) >= 0.5), {0})",
     zero_grad,
 )
 
@@ -617,8 +618,10 @@ def power_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
 
 
 def rpower_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
-    """g out ln(s)"""
-    return g * out * math.log(scalar)
+    """g out ln(s) (ln of 0 is -inf and of a negative s NaN, as in C: math.log
+    would raise while differentiating)"""
+    with np.errstate(all="ignore"):
+        return g * out * float(np.log(np.float64(scalar)))
 
 
 def maximum_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:

@@ -11,9 +11,11 @@ return 0/1 in the input dtype and have no gradient.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
+from ..expr import Expr
 from ..registry import OPS, Attr, OpDef, TestSpec, as_float, as_int, register
 from .common import F, as_dtype_of, binary, same_as_first, unary, with_scalar
 
@@ -28,7 +30,7 @@ def _quiet(function):
     """``function`` with numpy's overflow and invalid-value warnings silenced:
     MXNet returns inf and NaN without a warning."""
 
-    def impl(*args, **attrs):
+    def impl(*args: np.ndarray, **attrs: Any) -> np.ndarray:
         with np.errstate(all="ignore"):
             return function(*args, **attrs)
 
@@ -62,7 +64,10 @@ def _lgamma_scalar(v: float) -> float:
         return v
     if math.isinf(v) or (v <= 0 and v == math.floor(v)):
         return math.inf
-    return math.lgamma(v)
+    try:
+        return math.lgamma(v)
+    except OverflowError:
+        return math.inf
 
 
 def _elementwise(scalar_function):
@@ -119,7 +124,7 @@ def _polygamma(x: np.ndarray, *, n: int) -> np.ndarray:
         return (total + series).astype(np.asarray(x).dtype)
 
 
-def polygamma_grad(g, x, *, out, n):
+def polygamma_grad(g: Expr, x: Expr, *, out: Expr, n: int) -> Expr:
     """g psi_(n+1)(x)"""
     return g * F._polygamma(x, n=n + 1)
 
@@ -139,26 +144,34 @@ register(
 )
 
 
-def gamma_grad(g, x, *, out):
+def gamma_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g gamma(x) psi(x)"""
     return g * out * F._polygamma(x, n=0)
 
 
-unary("gamma", _quiet(_elementwise(_gamma_scalar)), "math.gamma({0})", gamma_grad, domain=(0.3, 3))
-
-
-def gammaln_grad(g, x, *, out):
+def gammaln_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g psi(x)"""
     return g * F._polygamma(x, n=0)
 
 
-unary(
-    "gammaln",
-    _quiet(_elementwise(_lgamma_scalar)),
-    "math.lgamma({0})",
-    gammaln_grad,
-    domain=(0.3, 3.0),
-)
+# No kernel template: generated kernel modules see only np and vm, and vmath has
+# no gamma yet; so these run as numpy steps, as erfinv does.
+for _name, _scalar_function, _rule, _what in (
+    ("gamma", _gamma_scalar, gamma_grad, "The gamma function (C's tgamma)"),
+    ("gammaln", _lgamma_scalar, gammaln_grad, "log |gamma(x)| (C's lgamma)"),
+):
+    register(
+        OpDef(
+            name=_name,
+            infer=same_as_first,
+            impl=_quiet(_elementwise(_scalar_function)),
+            grad=_rule,
+            kind="opaque",
+            method=_name,
+            doc=f"{_what}.\n\nGradient\n--------\n{_rule.__doc__}",
+            test=TestSpec(domain=(0.3, 3.0)),
+        )
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -166,7 +179,7 @@ unary(
 # ---------------------------------------------------------------------------
 
 
-def degrees_grad(g, x, *, out):
+def degrees_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g 180 / pi"""
     return g * _DEGREES_PER_RADIAN
 
@@ -179,7 +192,7 @@ unary(
 )
 
 
-def radians_grad(g, x, *, out):
+def radians_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g pi / 180"""
     return g * _RADIANS_PER_DEGREE
 
@@ -192,7 +205,7 @@ unary(
 )
 
 
-def rcbrt_grad(g, x, *, out):
+def rcbrt_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """-g / (3 x^(4/3)) = -g out^4 / 3"""
     out_squared = out * out
     return g * (out_squared * out_squared) * (-1.0 / 3.0)
@@ -212,17 +225,20 @@ unary(
 # ---------------------------------------------------------------------------
 
 
-def _smooth_l1(x, *, scalar):
+def _smooth_l1(x: np.ndarray, *, scalar: float) -> np.ndarray:
     sigma2 = x.dtype.type(scalar * scalar)
     with np.errstate(all="ignore"):
         inside = np.abs(x) < 1 / sigma2
-        return np.where(inside, 0.5 * sigma2 * x * x, np.abs(x) - 0.5 / sigma2).astype(x.dtype)
+        # MXNet's order, 0.5 x x sigma^2: with sigma 0 a huge x gives NaN, as there
+        return np.where(inside, 0.5 * x * x * sigma2, np.abs(x) - 0.5 / sigma2).astype(x.dtype)
 
 
-def smooth_l1_grad(g, x, *, out, scalar):
+def smooth_l1_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
     """g sigma^2 x where |x| < 1/sigma^2, else g sign(x)"""
     sigma2 = scalar * scalar
-    inside = F.abs(x) < 1.0 / sigma2
+    with np.errstate(all="ignore"):
+        threshold = float(np.float64(1.0) / np.float64(sigma2))  # sigma 0: inf, no raise
+    inside = F.abs(x) < threshold
     return g * (inside * x * sigma2 + (1 - inside) * F.sign(x))
 
 
@@ -234,7 +250,7 @@ register(
         grad=smooth_l1_grad,
         attrs={"scalar": Attr(as_float, 1.0)},
         kind="elemwise",
-        scalar="(0.5 * ({scalar} * {scalar}) * {0} * {0} if abs({0}) < 1.0 / ({scalar} * "
+        scalar="(0.5 * {0} * {0} * ({scalar} * {scalar}) if abs({0}) < 1.0 / ({scalar} * "
         "{scalar}) else abs({0}) - 0.5 / ({scalar} * {scalar}))",
         method="smooth_l1",
         doc="Smooth L1 (Huber-like) loss with sigma = ``scalar``: 0.5 (sigma x)^2 where "
@@ -249,16 +265,16 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def hypot_grad(g, a, b, *, out):
+def hypot_grad(g: Expr, a: Expr, b: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """g a / out, g b / out"""
     return g * a / out, g * b / out
 
 
-binary("broadcast_hypot", np.hypot, "math.hypot({0}, {1})", hypot_grad, domain=(0.3, 2.0))
+binary("broadcast_hypot", np.hypot, "np.hypot({0}, {1})", hypot_grad, domain=(0.3, 2.0))
 binary(
     "_hypot",
     np.hypot,
-    "math.hypot({0}, {1})",
+    "np.hypot({0}, {1})",
     hypot_grad,
     broadcast=False,
     domain=(0.3, 2.0),
@@ -266,7 +282,7 @@ binary(
 )
 
 
-def hypot_scalar_grad(g, x, *, out, scalar):
+def hypot_scalar_grad(g: Expr, x: Expr, *, out: Expr, scalar: float) -> Expr:
     """g x / out"""
     return g * x / out
 
@@ -274,7 +290,7 @@ def hypot_scalar_grad(g, x, *, out, scalar):
 with_scalar(
     "_hypot_scalar",
     lambda x, scalar: np.hypot(x, x.dtype.type(scalar)),
-    "math.hypot({0}, {scalar})",
+    "np.hypot({0}, {scalar})",
     hypot_scalar_grad,
 )
 
@@ -319,7 +335,7 @@ for _word, _ufunc, _template in _LOGICAL:
     )
     with_scalar(
         f"_logical_{_word}_scalar",
-        lambda x, scalar, _u=_ufunc: as_dtype_of(_u(x, scalar), x),
+        lambda x, scalar, _u=_ufunc: as_dtype_of(_u(x, x.dtype.type(scalar)), x),
         _template.replace("{1}", "{scalar}"),
         None,
         differentiable=False,

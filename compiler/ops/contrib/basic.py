@@ -135,7 +135,7 @@ register(
         impl=lambda x: np.sign(x),
         grad=straight_through_grad,
         kind="elemwise",
-        scalar="(1.0 if {0} > 0 else (-1.0 if {0} < 0 else 0.0 * {0}))",
+        scalar="vm.sign({0})",
         doc="sign(x), with the identity's gradient.\n\nGradient\n--------\ng",
     )
 )
