@@ -254,7 +254,8 @@ register(
         "{scalar}) else abs({0}) - 0.5 / ({scalar} * {scalar}))",
         method="smooth_l1",
         doc="Smooth L1 (Huber-like) loss with sigma = ``scalar``: 0.5 (sigma x)^2 where "
-        "|x| < 1/sigma^2, else |x| - 0.5/sigma^2.\n\nGradient\n--------\n" + smooth_l1_grad.__doc__,
+        "|x| < 1/sigma^2, else |x| - 0.5/sigma^2.\n\nGradient\n--------\n"
+        + (smooth_l1_grad.__doc__ or ""),
         test=TestSpec(attrs={"scalar": 1.3}, order=1),
     )
 )
@@ -309,7 +310,7 @@ unary(
     doc="1 where x is 0, else 0 (NaN counts as true).",
 )
 
-_LOGICAL = (
+_LOGICAL: tuple[tuple[str, np.ufunc, str], ...] = (
     ("and", np.logical_and, "(({0} != 0) & ({1} != 0))"),
     ("or", np.logical_or, "(({0} != 0) | ({1} != 0))"),
     ("xor", np.logical_xor, "(({0} != 0) != ({1} != 0))"),
@@ -342,7 +343,7 @@ for _word, _ufunc, _template in _LOGICAL:
         doc=f"Logical {_word} of x and a scalar (nonzero is true), as 0/1.",
     )
 
-_COMPARISONS = (
+_COMPARISONS: tuple[tuple[str, np.ufunc, str, str], ...] = (
     ("equal", np.equal, "==", "_Equal"),
     ("not_equal", np.not_equal, "!=", "_Not_Equal"),
     ("greater", np.greater, ">", "_Greater"),
