@@ -50,7 +50,13 @@ class GeneratedOps(griffe.Extension):
                 griffe.Parameter("kwargs", kind=griffe.ParameterKind.var_keyword),
             )
             function = griffe.Function(name, parameters=parameters)
-            function.docstring = griffe.Docstring(doc, parent=function, parser="numpy")
+            # the parameters are documented by name; the signature is (*args, **kwargs)
+            function.docstring = griffe.Docstring(
+                doc,
+                parent=function,
+                parser="numpy",
+                parser_options={"warn_unknown_params": False},
+            )
             mod.set_member(name, function)
             added.append(name)
         if mod.exports is not None:
