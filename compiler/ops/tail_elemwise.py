@@ -11,6 +11,7 @@ return 0/1 in the input dtype and have no gradient.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ _DEGREES_PER_RADIAN = float(np.float32(180.0) / np.float32(math.pi))
 _RADIANS_PER_DEGREE = float(np.float32(math.pi) / np.float32(180.0))
 
 
-def _quiet(function):
+def _quiet(function: Callable[..., Any]) -> Callable[..., np.ndarray]:
     """``function`` with numpy's overflow and invalid-value warnings silenced:
     MXNet returns inf and NaN without a warning."""
 
@@ -70,8 +71,8 @@ def _lgamma_scalar(v: float) -> float:
         return math.inf
 
 
-def _elementwise(scalar_function):
-    def impl(x):
+def _elementwise(scalar_function: Callable[[float], float]) -> Callable[[np.ndarray], np.ndarray]:
+    def impl(x: np.ndarray) -> np.ndarray:
         if x.size == 0:
             return x.copy()
         return np.vectorize(scalar_function, otypes=[np.float64])(x).astype(x.dtype)

@@ -112,14 +112,14 @@ def _regression_types(types: Sequence[TensorType], **_attrs: Any) -> list[Tensor
     return [data]
 
 
-def _scale(label, grad_scale, dtype):
+def _scale(label: Expr, grad_scale: float, dtype: np.dtype) -> Expr:
     """grad_scale / (outputs per sample: label.size / batch size), computed in
     float32 as MXNet does (1/3 is 0.33333334 even for float64 data)."""
     per_sample = F.Cast(F._reduced_size(label, axis=(0,), exclude=True), dtype="float32")
     return F.Cast(F._rdiv_scalar(per_sample, scalar=grad_scale), dtype=dtype.name)
 
 
-def _difference(out, label):
+def _difference(out: Expr, label: Expr) -> Expr:
     return out - F.reshape_like(F.Cast(F.stop_gradient(label), dtype=out.dtype.name), out)
 
 
@@ -137,7 +137,7 @@ def mae_regression_grad(
     return F.sign(_difference(out, label)) * _scale(label, grad_scale, out.dtype), None
 
 
-def _sigmoid(x, **_attrs):
+def _sigmoid(x: np.ndarray, **_attrs: Any) -> np.ndarray:
     with np.errstate(over="ignore"):
         return (1 / (1 + np.exp(-x))).astype(x.dtype)
 

@@ -45,7 +45,7 @@ def add_n_grad(g: Expr, *inputs: Expr, out: Expr, num_args: int) -> Expr | tuple
     return tuple(g for _ in inputs)
 
 
-def _check_count(types, num_args):
+def _check_count(types: Sequence[TensorType], num_args: int) -> None:
     """MXNet's num_args, when given (not 0), must count the inputs."""
     if num_args and num_args != len(types):
         raise GraphError(f"num_args is {num_args} but {len(types)} inputs were given")
@@ -138,7 +138,9 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _block(big, small, offset, center):
+def _block(
+    big: tuple[int, ...], small: tuple[int, ...], offset: Sequence[int], center: bool
+) -> tuple[slice, ...]:
     """The index of ``small``'s block inside ``big``: axes before the offset's
     start at 0; the last len(offset) axes at the offset, or centred."""
     lead = len(big) - len(offset)
@@ -243,7 +245,9 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _slice_like_shape(data, like, axes):
+def _slice_like_shape(
+    data: tuple[int, ...], like: tuple[int, ...], axes: Sequence[int] | None
+) -> tuple[int, ...]:
     if not axes:
         if len(like) > len(data):
             raise GraphError(f"shape_like {like} has more axes than data {data}")
@@ -302,7 +306,9 @@ CROP_ATTRS = {
 }
 
 
-def _crop_shape(data, like, h_w):
+def _crop_shape(
+    data: tuple[int, ...], like: tuple[int, ...] | None, h_w: tuple[int, ...]
+) -> tuple[int, ...]:
     if len(data) != 4:
         raise GraphError(f"Crop takes NCHW data, got shape {data}")
     height, width = (like[2], like[3]) if like is not None else h_w
@@ -383,7 +389,7 @@ def _depth_to_space_types(types: Sequence[TensorType], *, block_size: int) -> li
     return [TensorType(shape, types[0].dtype)]
 
 
-def _nchw(shape):
+def _nchw(shape: tuple[int, ...]) -> tuple[int, ...]:
     if len(shape) != 4:
         raise GraphError(f"expects NCHW data, got shape {shape}")
     return shape
@@ -696,7 +702,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _softmax_along(x, axes):
+def _softmax_along(x: np.ndarray, axes: int | tuple[int, ...]) -> np.ndarray:
     shifted = x - x.max(axis=axes, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=axes, keepdims=True)
@@ -729,7 +735,7 @@ register(
 )
 
 
-def _activation_axes(ndim, mode):
+def _activation_axes(ndim: int, mode: str) -> tuple[int, ...]:
     return (1,) if mode == "channel" else tuple(range(1, ndim))
 
 

@@ -13,7 +13,7 @@ written: differentiating through them twice raises, naming the op.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,7 +47,7 @@ UPSAMPLING_ATTRS = {
 }
 
 
-def _bilinear_deconvolution(channels, scale):
+def _bilinear_deconvolution(channels: int, scale: int) -> dict[str, Any]:
     """The attrs of the grouped Deconvolution MXNet's bilinear UpSampling is."""
     kernel = 2 * scale - scale % 2
     pad = math.ceil((scale - 1) / 2)
@@ -61,7 +61,7 @@ def _bilinear_deconvolution(channels, scale):
     }
 
 
-def _deconvolution_attrs(channels, scale):
+def _deconvolution_attrs(channels: int, scale: int) -> dict:
     return OPS["Deconvolution"].canonical_attrs(_bilinear_deconvolution(channels, scale))
 
 
@@ -97,7 +97,7 @@ def _upsampling_types(
     return [TensorType((n, channels, height, width), types[0].dtype)]
 
 
-def _nearest(x, height, width):
+def _nearest(x: np.ndarray, height: int, width: int) -> np.ndarray:
     rows, columns = height // x.shape[2], width // x.shape[3]
     return x.repeat(rows, axis=2).repeat(columns, axis=3)
 
@@ -225,7 +225,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _base_grid(height, width):
+def _base_grid(height: int, width: int) -> np.ndarray:
     """(3, height * width): normalised x, y and ones of every target pixel."""
     xs = np.linspace(-1.0, 1.0, width) if width > 1 else np.array([-1.0])
     ys = np.linspace(-1.0, 1.0, height) if height > 1 else np.array([-1.0])
@@ -346,7 +346,9 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _corners(data_shape, grid):
+def _corners(
+    data_shape: tuple[int, ...], grid: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Per corner of each sampling position: (rows, columns, weight, d weight / dx,
     d weight / dy, inside), the positions in pixels as MXNet maps them."""
     _, _, height, width = data_shape
@@ -374,7 +376,7 @@ def _corners(data_shape, grid):
     return corners
 
 
-def _gather(data, rows, columns):
+def _gather(data: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
     """data[n, :, rows[n, i, j], columns[n, i, j]] as (N, C, Ho, Wo)."""
     batch = np.arange(data.shape[0])[:, None, None]
     return np.moveaxis(data[batch, :, rows, columns], -1, 1)
@@ -554,11 +556,13 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _round_half_away(value):
+def _round_half_away(value: float) -> int:
     return math.floor(value + 0.5) if value >= 0 else -math.floor(-value + 0.5)
 
 
-def _roi_bins(rois, shape, pooled_size, spatial_scale):
+def _roi_bins(
+    rois: np.ndarray, shape: tuple[int, ...], pooled_size: tuple[int, ...], spatial_scale: float
+) -> Iterator[tuple[int, list[tuple[int, int, slice, slice]]]]:
     """Per roi: its batch index and, per output cell, the (row, column) slices of
     its bin (empty bins give empty slices), as MXNet's ROIPooling rounds them."""
     _, _, height, width = shape
@@ -707,7 +711,14 @@ CORRELATION_ATTRS = {
 }
 
 
-def _correlation_geometry(shape, kernel_size, max_displacement, stride1, stride2, pad_size):
+def _correlation_geometry(
+    shape: tuple[int, ...],
+    kernel_size: int,
+    max_displacement: int,
+    stride1: int,
+    stride2: int,
+    pad_size: int,
+) -> tuple[int, int, int]:
     """(output height, output width, displacement radius in steps)."""
     _, _, height, width = shape
     border = max_displacement + (kernel_size - 1) // 2
@@ -726,7 +737,14 @@ def _correlation_types(types: Sequence[TensorType], **attrs: Any) -> list[Tensor
     return [TensorType((a[0], (2 * radius + 1) ** 2, out_h, out_w), types[0].dtype)]
 
 
-def _correlation_windows(shape, kernel_size, max_displacement, stride1, stride2, pad_size):
+def _correlation_windows(
+    shape: tuple[int, ...],
+    kernel_size: int,
+    max_displacement: int,
+    stride1: int,
+    stride2: int,
+    pad_size: int,
+) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
     """Per output channel: the displacement (dy, dx) in pixels; and per kernel
     offset (ky, kx): the rows and columns of data1's padded image each output
     position reads."""
@@ -743,7 +761,7 @@ def _correlation_windows(shape, kernel_size, max_displacement, stride1, stride2,
     return displacements, rows, columns
 
 
-def _pad(x, pad_size):
+def _pad(x: np.ndarray, pad_size: int) -> np.ndarray:
     width = ((0, 0), (0, 0), (pad_size, pad_size), (pad_size, pad_size))
     return np.pad(x.astype(np.float64), width)
 
@@ -764,7 +782,7 @@ def _correlation(data1: np.ndarray, data2: np.ndarray, **attrs: Any) -> np.ndarr
     return (out / (k * k * c)).astype(data1.dtype)
 
 
-def _geometry(attrs):
+def _geometry(attrs: dict) -> dict:
     return {key: attrs[key] for key in CORRELATION_ATTRS if key != "is_multiply"}
 
 
