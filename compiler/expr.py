@@ -159,9 +159,9 @@ class OperatorMixin:
     __rmod__ = _binary_operator("broadcast_mod", "_rmod_scalar", reflected=True)
     __pow__ = _binary_operator("broadcast_power", "_power_scalar")
     __rpow__ = _binary_operator("broadcast_power", "_rpower_scalar", reflected=True)
-    # == and != build arrays (as numpy's do), where object's say they return bool
-    __eq__ = _binary_operator("broadcast_equal", "_equal_scalar")  # type: ignore[assignment]
-    __ne__ = _binary_operator("broadcast_not_equal", "_not_equal_scalar")  # type: ignore[assignment]
+    # == and != build arrays, as numpy's do
+    __eq__ = _binary_operator("broadcast_equal", "_equal_scalar")
+    __ne__ = _binary_operator("broadcast_not_equal", "_not_equal_scalar")
     __lt__ = _binary_operator("broadcast_lesser", "_lesser_scalar")
     __le__ = _binary_operator("broadcast_lesser_equal", "_lesser_equal_scalar")
     __gt__ = _binary_operator("broadcast_greater", "_greater_scalar")

@@ -571,7 +571,7 @@ RNN_OP = register(
     )
 )
 # the output count of a node made before its shapes are known (symbol_types reads it)
-RNN_OP.num_outputs = rnn_output_count  # type: ignore[attr-defined]
+RNN_OP.num_outputs = rnn_output_count
 
 
 # ---------------------------------------------------------------------------

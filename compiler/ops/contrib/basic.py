@@ -474,5 +474,5 @@ BN_RELU = register(
 # Output counts before shapes are known (read by the Symbol frontend for nodes
 # whose input shapes are pending), for the ops above with several outputs.
 for _opdef, _count in ((SYNC_BATCHNORM, 3), (BN_RELU, 3)):
-    _opdef.num_outputs = _count  # type: ignore[attr-defined]
+    _opdef.num_outputs = _count
 del _opdef, _count

@@ -951,5 +951,5 @@ for _opdef, _count in (
     (MULTIBOX_TARGET, 3),
     (PROPOSAL, 2),
 ):
-    _opdef.num_outputs = _count  # type: ignore[attr-defined]
+    _opdef.num_outputs = _count
 del _opdef, _count
