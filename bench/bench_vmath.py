@@ -1,4 +1,4 @@
-"""Micro-benchmark of compiler/lower/vmath.py against numpy and numba's math.*.
+"""Micro-benchmark of compiler/backends/numba/vmath.py against numpy and numba's math.*.
 
 For each function and dtype (float32, float64), 10**6 elements, one thread:
 median wall time of a numba loop calling ``vm.<name>``, of the numpy ufunc
@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
-from symgrad_compiler.lower import vmath as vm
+from symgrad_compiler.backends.numba import vmath as vm
 
 N = 10**6
 REPEATS = 15

@@ -13,38 +13,51 @@ recording: a graph can be built by hand, differentiated, and run.
 array([1., 1., 1.])
 """
 
-from . import ops  # noqa: F401  (fills the registry)
+from . import (
+    ops,  # noqa: F401  (fills the registry)
+    settings,
+)
 from .autodiff import differentiate
-from .expr import Expr, OperatorMixin, bind_arguments, call, install_fluent_methods
-from .inspect import explain, stats
-from .interpret import evaluate
-from .ir import Entry, GraphError, Node, TensorType, structural_key, topo_order
-from .program import (
-    Program,
-    ProgramGraph,
+from .backends import (
+    Backend,
+    Executable,
     backend,
+    get_backend,
+    register_backend,
+    set_backend,
+    unregister_backend,
+)
+from .backends.numba import wait_for_compilation
+from .cache import (
     cache_generation,
     cache_limits,
     cached_program,
     clear_cache,
     count_hit,
-    interpret_runner,
-    runner,
-    set_backend,
     set_cache_limit,
 )
+from .driver import PassRun, compile_graph
+from .expr import Expr, OperatorMixin, bind_arguments, call, install_fluent_methods
+from .graph import ProgramGraph
+from .inspect import explain, stats
+from .interpret import evaluate
+from .ir import Entry, GraphError, Node, TensorType, structural_key, topo_order
+from .program import Program
 from .registry import OPS, OpDef, get_op, make_node, variable
 
 install_fluent_methods(OperatorMixin)
 
 __all__ = [
     "OPS",
+    "Backend",
     "Entry",
+    "Executable",
     "Expr",
     "GraphError",
     "Node",
     "OpDef",
     "OperatorMixin",
+    "PassRun",
     "Program",
     "ProgramGraph",
     "TensorType",
@@ -55,18 +68,22 @@ __all__ = [
     "cached_program",
     "call",
     "clear_cache",
+    "compile_graph",
     "count_hit",
     "differentiate",
     "evaluate",
     "explain",
+    "get_backend",
     "get_op",
-    "interpret_runner",
     "make_node",
-    "runner",
+    "register_backend",
     "set_backend",
     "set_cache_limit",
+    "settings",
     "stats",
     "structural_key",
     "topo_order",
+    "unregister_backend",
     "variable",
+    "wait_for_compilation",
 ]

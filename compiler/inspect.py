@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from . import cache as _cache
 from . import program as _program
 from .ir import Entry, Node, topo_order
 
@@ -16,10 +17,11 @@ def stats() -> dict[str, Any]:
     >>> sorted(stats())[:3]
     ['cache_warnings', 'compile_seconds', 'evictions']
     """
-    result = _program.stats()
-    from .lower import cache  # numba is imported only when kernels are needed
+    result: dict[str, Any] = dict(_cache.stats())
+    # numba is imported only when kernels are needed
+    from .backends.numba import disk_cache
 
-    result.update(cache.stats())
+    result.update(disk_cache.stats())
     return result
 
 
@@ -35,8 +37,6 @@ def explain(target: Any, wrt: Sequence[Node] | None = None) -> str:
     """The compiled program for the values of ``target`` (entries, or a Symbol)
     and their gradients with respect to ``wrt`` (default: every variable): the
     graph after each pass's work, the fused groups and their generated source."""
-    from .lower.runner import CompiledProgram
-
     heads = _entries(target)
     nodes = topo_order(heads)
     unknown = [n.name for n in nodes if n.is_variable and any(t.shape is None for t in n.types)]
@@ -55,6 +55,6 @@ def explain(target: Any, wrt: Sequence[Node] | None = None) -> str:
         [False] * len(heads),
         [(position[id(h.node)], h.index) for h in heads],
         lambda node: False,
-        CompiledProgram,
+        "numba",
     )
     return program.run_graph.explain()

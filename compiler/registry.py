@@ -235,6 +235,7 @@ class OpDef:
     method: str | None = None
     shape_only: tuple[int, ...] = ()
     mutates: tuple[int, ...] = ()
+    transcendental: bool | None = None
     test: TestSpec | None = None
     doc: str = ""
     num_outputs: int | Callable[[dict, int], int] | None = None
@@ -248,6 +249,14 @@ class OpDef:
             and not self.mutates
             and self.kind not in ("random", "opaque", "creation")
         )
+        # Whether each call draws new random numbers (a random op, or a creation
+        # op that takes a draw counter), and whether the op is a constant: its
+        # value depends on its attrs only (a fill, arange), so it may be computed
+        # once when a program is planned, or folded.
+        self.random = self.kind == "random" or "_draw" in self.attrs
+        if self.transcendental is None:  # by default: its scalar calls vector math
+            self.transcendental = isinstance(self.scalar, str) and "vm." in self.scalar
+        self.constant = self.kind == "creation" and not self.random
         # Recording shortcuts (an op costs microseconds to record; these are most
         # ops): the output has the input's type, and the only attr is a float.
         self.keeps_type = self.infer is same_as_first

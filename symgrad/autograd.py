@@ -268,7 +268,13 @@ def _run_program(
             program = compiler.cached_program(
                 key,
                 lambda: compiler.Program(
-                    nodes, heads, wrt_positions, given, values, _is_program_input, compiler.runner()
+                    nodes,
+                    heads,
+                    wrt_positions,
+                    given,
+                    values,
+                    _is_program_input,
+                    compiler.backend(),
                 ),
             )
             if template is not None and program.reusable:
@@ -464,7 +470,7 @@ def _recorded_gradients(entries, nodes, wrt, heads, head_grads) -> list[NDArray]
             given_flags,
             (),
             lambda node: True,
-            lambda graph: None,
+            compiled=False,
         ),
     )
     supplied = [g for g in head_grads if g is not None]

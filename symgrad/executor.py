@@ -74,7 +74,7 @@ def _run_program(
     outputs may be written into (a result that was is that very array).
 
     This is the only place symgrad executes symbol graphs. The runner of the
-    backend chosen by ``SYMGRAD_BACKEND`` (see :func:`compiler.runner`) is built
+    backend chosen by ``SYMGRAD_BACKEND`` (see :func:`compiler.compile_graph`) is built
     on the first run and kept on the graph, so a replayed graph goes through the
     compiler's passes once and, on the compiled backend, runs as fused numba
     kernels and library calls from then on (the numpy interpreter meanwhile,
@@ -86,7 +86,9 @@ def _run_program(
     if run is None:
         # SYMGRAD_BACKEND is read here, once per graph: a call must not pay for
         # reading the environment.
-        run = graph.runner = compiler.runner()(compiler.ProgramGraph(graph.inputs, graph.outputs))
+        run = graph.runner = compiler.compile_graph(
+            compiler.ProgramGraph(graph.inputs, graph.outputs)
+        )
     return run(args, out)
 
 

@@ -41,14 +41,16 @@ against the interpreter by every generated per-op test.
 
 from __future__ import annotations
 
+import functools
 import os
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 import symgrad_compiler as compiler
+import symgrad_compiler.backends
 from symgrad_compiler import (
     OPS,
     Entry,
@@ -295,17 +297,15 @@ def _type_checked_apply(node: Node, args: Sequence[Any]) -> Any:
     return result
 
 
-def _compiled_runner(graph: compiler.ProgramGraph) -> Callable:
-    """The compiled backend (fused numba kernels) as a runner whose results are
-    always the compiled program's, never the interpreter's it runs meanwhile.
+def _compiled_runner(graph: compiler.ProgramGraph, backend: str = "numba") -> Callable:
+    """A registered backend as a runner whose results are always the compiled
+    program's, never those of the interpreter it may answer with meanwhile.
 
     The first call runs the program once on copies of the arguments and waits
-    for its kernels; the random generator's state is put back afterwards, so
+    for its compilation; the random generator's state is put back afterwards, so
     random ops then draw what the interpreter draws with the same seed.
     """
-    from symgrad_compiler.lower.runner import compiled_runner
-
-    program = compiled_runner(graph)
+    program = compiler.compile_graph(graph, backend)
     warmed = []
 
     def run(args: Sequence[Any], out: Sequence[Any] | None = None) -> list[Any]:
@@ -322,17 +322,32 @@ def _compiled_runner(graph: compiler.ProgramGraph) -> Callable:
 
 REFERENCE_BACKEND = "interpreter"
 
-BACKENDS: dict[str, Callable[[compiler.ProgramGraph], Callable]] = {
-    REFERENCE_BACKEND: _type_checked_interpreter,
-}
-"""Backends that run graphs, as runners: ``name -> runner`` where
-``runner(compiler.ProgramGraph)`` returns ``run(args) -> list of arrays`` (the
-interface of ``compiler.interpret_runner``). A backend is added with one line,
-as the compiled one is below; every generated per-op test compares it with the
-interpreter when ``SYMGRAD_BACKEND`` names it (``SYMGRAD_BACKEND=compiled``; off
-in the default test run, where each op's kernels would cost a numba compile)."""
 
-BACKENDS["compiled"] = _compiled_runner
+class _Backends(Mapping):
+    """``name -> runner`` for every backend registered with the compiler
+    (:func:`symgrad_compiler.register_backend`), where ``runner(ProgramGraph)``
+    returns ``run(args) -> list of arrays``; the reference interpreter checks
+    every op's results against its shape/dtype rule as well."""
+
+    def __getitem__(self, name: str) -> Callable[[compiler.ProgramGraph], Callable]:
+        if name == REFERENCE_BACKEND:
+            return _type_checked_interpreter
+        if name not in compiler.backends.backend_names():
+            raise KeyError(name)
+        return functools.partial(_compiled_runner, backend=name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(compiler.backends.backend_names())
+
+    def __len__(self) -> int:
+        return len(compiler.backends.backend_names())
+
+
+BACKENDS = _Backends()
+"""Backends that run graphs, as runners: the compiler's registry of backends.
+A backend registered there is compared with the interpreter by every generated
+per-op test when ``SYMGRAD_BACKEND`` names it (``SYMGRAD_BACKEND=compiled``; off
+in the default test run, where each op's kernels would cost a numba compile)."""
 
 
 def gradient_backends() -> tuple[str, ...]:

@@ -19,7 +19,7 @@ SCRIPT = r"""
 import sys, time
 import numpy as np
 import symgrad as mx
-from symgrad_compiler.lower import background
+from symgrad_compiler.backends.numba import background
 
 x = mx.sym.var("x")
 y = x
@@ -32,7 +32,7 @@ for _ in range(3):
 assert background._pending, "a compilation should be in progress"
 print("started", flush=True)
 if sys.argv[1] == "wait":
-    from symgrad_compiler.lower.runner import wait_for_compilation
+    from symgrad_compiler import wait_for_compilation
     wait_for_compilation()
 print("done %.6f" % time.time(), flush=True)
 """

@@ -1,4 +1,4 @@
-"""Matrix products in compiled code (compiler/lower/blas.py) go through the BLAS
+"""Matrix products in compiled code (compiler/backends/numba/blas.py) go through the BLAS
 numpy uses, and give numpy's products for every transpose, both float dtypes,
 empty sizes and operands that are not contiguous; so does the fallback through
 numba's np.dot."""
@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from symgrad_compiler.lower import blas
+from symgrad_compiler.backends.numba import blas
 
 BOTH = [blas._blas_matmul_into, blas._numba_matmul_into]
 if not blas._found:  # no numpy BLAS here: only the fallback can run

@@ -4,7 +4,7 @@ what the generator writes shows up here as a readable diff."""
 import numpy as np
 
 from symgrad_compiler import Entry, Expr, ProgramGraph, call, variable
-from symgrad_compiler.lower.codegen import generate
+from symgrad_compiler.backends.numba.codegen import generate
 from symgrad_compiler.passes import run_pipeline
 
 BIAS_AND_TOTAL = """\
@@ -53,7 +53,7 @@ def test_float64_literals_stay_float64():
 def test_wide_vectors_can_be_turned_off(monkeypatch):
     """SYMGRAD_WIDE_VECTORS=0 leaves the 512-bit hint out of the kernel text (and
     so out of its cache identity)."""
-    from symgrad_compiler.lower import codegen
+    from symgrad_compiler.backends.numba import codegen
 
     x = variable((4,), np.float32)
     graph = ProgramGraph([x], [(call("tanh", Expr(Entry(x, 0))) * 2.0).entry])

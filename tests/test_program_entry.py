@@ -1,4 +1,4 @@
-"""The whole-program entry (compiler/lower/entry.py): a program of several steps
+"""The whole-program entry (compiler/backends/numba/entry.py): a program of several steps
 runs as one compiled call, gives what the step runner gives, writes into the
 destinations it may write, and hands back to the step runner what it must not
 run (loops big enough for threads, rows the row kernels decline, inputs of
@@ -9,13 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from symgrad import autograd, nd
+from symgrad_compiler import PassRun, ProgramGraph
+from symgrad_compiler.backends.numba import threads
+from symgrad_compiler.backends.numba.executable import NumbaExecutable as CompiledProgram
+from symgrad_compiler.backends.numba.lowerings import rows
 from symgrad_compiler.interpret import evaluate
 from symgrad_compiler.ir import Entry
-from symgrad_compiler.lower import library, threads
-from symgrad_compiler.lower.runner import CompiledProgram
-from symgrad_compiler.program import ProgramGraph
 from symgrad_compiler.registry import make_node, variable
-from symgrad import autograd, nd
 
 
 def op(name, *inputs, **attrs):
@@ -48,7 +49,7 @@ def mlp_inputs(batch, features, classes, dtype, seed=0):
 
 
 def compiled(graph, args):
-    program = CompiledProgram(graph)
+    program = CompiledProgram(PassRun(graph))
     program._compile([np.array(a) for a in args])
     assert program._ready
     return program
@@ -142,7 +143,7 @@ def test_loops_big_enough_for_threads_go_to_the_step_runner():
 
 
 def test_rows_the_row_kernels_decline_go_to_the_step_runner():
-    classes = library.MAX_ROW + 1
+    classes = rows.MAX_ROW + 1
     graph = mlp_graph(2, 3, classes, np.float64)
     args = mlp_inputs(2, 3, classes, np.float64)
     program = compiled(graph, mlp_inputs(2, 3, 4, np.float64))

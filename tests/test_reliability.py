@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import symgrad_compiler as compiler
 import symgrad as mx
-from symgrad_compiler import program as program_cache
+import symgrad_compiler as compiler
 from symgrad import _deferred, autograd, nd
 from symgrad.anomaly import AnomalyError, site
 from symgrad.base import MXNetError
+from symgrad_compiler import cache as program_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = os.path.basename(__file__)
@@ -57,7 +57,7 @@ def test_threads_record_and_backward_their_own_graphs_sharing_one_compiled_progr
     rng = np.random.default_rng(0)
     starts = [rng.standard_normal((6, 5)) for _ in range(threads)]
     inputs = [rng.standard_normal((6, 5)) for _ in range(threads)]
-    from symgrad_compiler.lower import cache
+    from symgrad_compiler.backends.numba import disk_cache as cache
 
     cache.reset_stats()
     barrier = threading.Barrier(threads)
@@ -630,7 +630,8 @@ def test_second_head_after_its_shared_graph_was_freed_is_a_clear_error(op):
         ),
         (
             '{"nodes": [{"op": "null", "name": "x", "inputs": []},'
-            '{"op": "tanh", "name": "t", "inputs": [[0, 0, 0]]}], "heads": [[1, 0, 0]], "arg_nodes": [7]}',
+            '{"op": "tanh", "name": "t", "inputs": [[0, 0, 0]]}], "heads": [[1, 0, 0]], '
+            '"arg_nodes": [7]}',
             None,
         ),
         (

@@ -7,10 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import symgrad_compiler as compiler
 import symgrad as mx
-from symgrad_compiler.lower.runner import CompiledProgram, wait_for_compilation
+import symgrad_compiler as compiler
 from symgrad import autograd, executor, nd
+from symgrad_compiler import wait_for_compilation
+from symgrad_compiler.backends.numba.executable import NumbaExecutable as CompiledProgram
 
 RNG = np.random.default_rng(7)
 

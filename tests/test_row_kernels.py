@@ -1,26 +1,41 @@
-"""Row kernels (compiler/lower/library.py) compute what the ops' numpy
+"""Row kernels (compiler/backends/numba/lowerings/rows.py) compute what the ops' numpy
 implementations compute, special values included, and decline what they do not
 handle (the numpy implementation runs instead)."""
 
 import numpy as np
 import pytest
 
+from symgrad_compiler.backends.numba import disk_cache as cache
+from symgrad_compiler.backends.numba.lowerings import lowering_for, products, rows
+from symgrad_compiler.backends.numba.plan import LibraryStep
 from symgrad_compiler.ir import Entry
-from symgrad_compiler.lower import cache, library
 from symgrad_compiler.registry import make_node, variable
 
 
 @pytest.fixture(scope="module")
 def module():
-    return cache.load(library.module_text())
+    return cache.load(rows._SOURCE.strip())
+
+
+class _RowStep:
+    """A lowered library step called on arrays (as the plan calls it on slots)."""
+
+    def __init__(self, step: LibraryStep):
+        self.step, self.kernel = step, step.kernel
+
+    def __call__(self, *arrays):
+        slots = [*arrays, None]
+        self.step.inputs, self.step.outputs = list(range(len(arrays))), [len(arrays)]
+        self.step(slots)
+        return slots[-1]
 
 
 def row_step(module, op, inputs, **attrs):
     node = make_node(op, [Entry(variable(a.shape, a.dtype), 0) for a in inputs], attrs)
-    step = library.row_step(node)
-    assert step is not None
-    step.kernel = getattr(module, step.kernel_name)
-    return step, node
+    step = LibraryStep(node, [], [])
+    assert step.lowering is not None
+    step.kernel = getattr(module, step.lowering.kernel_name)
+    return _RowStep(step), node
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -96,30 +111,30 @@ def test_declined_cases_run_numpy(module):
     np.testing.assert_array_equal(step(x), node.op.impl(x, **node.attrs))
     strided = x[:, ::2]
     step, node = row_step(module, "softmax", [strided], axis=-1, temperature=None)
-    assert library._softmax(step.kernel, strided, axis=-1, temperature=None) is None
+    assert rows._softmax(step.kernel, strided, axis=-1, temperature=None) is None
     np.testing.assert_array_equal(step(strided), node.op.impl(strided, **node.attrs))
-    long_row = np.ones((1, library.MAX_ROW + 1), np.float32)
+    long_row = np.ones((1, rows.MAX_ROW + 1), np.float32)
     step, node = row_step(module, "sum", [long_row], axis=(1,), keepdims=False, exclude=False)
-    assert library._reduce(step.kernel, long_row, axis=(1,), keepdims=False, exclude=False) is None
+    assert rows._reduce(step.kernel, long_row, axis=(1,), keepdims=False, exclude=False) is None
 
 
 def test_integer_data_has_no_row_kernel():
     node = make_node("sum", [Entry(variable((2, 3), np.int32), 0)], {"axis": (1,)})
-    assert library.row_step(node) is None
+    assert lowering_for(node) is None
 
 
 def test_gemm_into_writes_the_product_or_declines():
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(5, 4)), rng.normal(size=(5, 3))
     target = np.empty((4, 3))
-    assert library.gemm_into(a, b, target, transpose_a=True, transpose_b=False)
+    assert products.gemm_into(a, b, target, transpose_a=True, transpose_b=False)
     np.testing.assert_allclose(target, a.T @ b)
-    assert not library.gemm_into(a, b, np.empty((3, 4)), transpose_a=True, transpose_b=False)
-    assert not library.gemm_into(
+    assert not products.gemm_into(a, b, np.empty((3, 4)), transpose_a=True, transpose_b=False)
+    assert not products.gemm_into(
         a, b, np.empty((4, 3), np.float32), transpose_a=True, transpose_b=False
     )
     square = rng.normal(size=(4, 4))
-    assert not library.gemm_into(
+    assert not products.gemm_into(
         square, square, square, transpose_a=False, transpose_b=False
     )  # would overwrite its own input
 
@@ -127,8 +142,7 @@ def test_gemm_into_writes_the_product_or_declines():
 def test_shared_fills_never_reach_the_caller():
     # A fill read only by kernels is made once per plan; one a library op reads
     # (a reshape hands out a view) or one that is an output is fresh on every call.
-    from symgrad_compiler import ProgramGraph
-    from symgrad_compiler.lower.runner import compiled_runner
+    from symgrad_compiler import ProgramGraph, compile_graph
 
     x = variable((2, 3), np.float32)
     ones = make_node("_ones", [], {"shape": (1, 6), "dtype": "float32"})
@@ -142,8 +156,9 @@ def test_shared_fills_never_reach_the_caller():
     )
     viewed = make_node("Reshape", [Entry(ones, 0)], {"shape": (2, 3)})
     returned = make_node("_ones", [], {"shape": (6, 1), "dtype": "float32"})
-    program = compiled_runner(
-        ProgramGraph([x], [Entry(through_kernel, 0), Entry(viewed, 0), Entry(returned, 0)])
+    program = compile_graph(
+        ProgramGraph([x], [Entry(through_kernel, 0), Entry(viewed, 0), Entry(returned, 0)]),
+        "numba",
     )
     arg = np.zeros((2, 3), np.float32)
     first = program([arg])
@@ -156,8 +171,8 @@ def test_shared_fills_never_reach_the_caller():
 
 
 def test_explain_shows_the_row_kernels_a_program_uses():
-    import symgrad_compiler as compiler
     import symgrad as mx
+    import symgrad_compiler as compiler
 
     text = compiler.explain(mx.sym.log_softmax(mx.sym.var("x", shape=(4, 3)), axis=1))
     assert "# row kernels (for log_softmax)" in text and "def lib_softmax_rows" in text

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from symgrad_compiler import Entry, evaluate
+from symgrad_compiler import Entry, ProgramGraph, evaluate
 from symgrad_compiler.passes import simplify
-from symgrad_compiler.program import ProgramGraph
 from symgrad_compiler.registry import make_node, variable
 
 

@@ -11,14 +11,15 @@ import weakref
 import numpy as np
 import pytest
 
-import symgrad_compiler as compiler
 import symgrad as mx
-from symgrad_compiler.chains import chain_signature
-from symgrad_compiler.lower import cache, threads
-from symgrad_compiler.lower.entry import entry_runner
-from symgrad_compiler.lower.runner import wait_for_compilation
+import symgrad_compiler as compiler
 from symgrad import autograd, executor, nd
 from symgrad.autograd import _leaf_role
+from symgrad_compiler import wait_for_compilation
+from symgrad_compiler.backends.numba import disk_cache as cache
+from symgrad_compiler.backends.numba import threads
+from symgrad_compiler.backends.numba.entry import entry_runner
+from symgrad_compiler.chains import chain_signature
 
 
 def use_sync(monkeypatch) -> None:

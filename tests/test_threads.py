@@ -1,4 +1,4 @@
-"""Splitting kernel loops over threads (compiler/lower/threads.py)."""
+"""Splitting kernel loops over threads (compiler/backends/numba/threads.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import symgrad as mx
-from symgrad_compiler.lower import threads
+from symgrad_compiler.backends.numba import threads
 
 
 @pytest.mark.parametrize(

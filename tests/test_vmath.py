@@ -1,4 +1,4 @@
-"""Accuracy tests for compiler/lower/vmath.py.
+"""Accuracy tests for compiler/backends/numba/vmath.py.
 
 Every function is run inside a numba loop compiled with ``vm.FASTMATH`` (as
 generated kernels are) and compared in ulp against a reference:
@@ -24,7 +24,7 @@ import numba
 import numpy as np
 import pytest
 
-from symgrad_compiler.lower import vmath as vm
+from symgrad_compiler.backends.numba import vmath as vm
 
 LD = np.longdouble
 
@@ -329,7 +329,7 @@ def test_cache_true_kernel_in_file(tmp_path: Any) -> None:
     (tmp_path / "kern.py").write_text(
         textwrap.dedent("""
         import numba, numpy as np
-        from symgrad_compiler.lower import vmath as vm
+        from symgrad_compiler.backends.numba import vmath as vm
 
         @numba.njit(cache=True, error_model="numpy", fastmath=vm.FASTMATH)
         def k(x, w, b, out):
@@ -375,7 +375,7 @@ def test_without_avx512(tmp_path: Any) -> None:
     import subprocess
     import sys
 
-    from symgrad_compiler.lower.vmath import _AVX512
+    from symgrad_compiler.backends.numba.vmath import _AVX512
 
     if not _AVX512:  # the other path needs an AVX-512 CPU to run on
         pytest.skip("this CPU has no AVX-512: the other tests cover its only path")
@@ -386,7 +386,7 @@ def test_without_avx512(tmp_path: Any) -> None:
     cpu = dict(NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=haswell)
     script = (
         "import numpy as np, test_vmath as t\n"
-        "from compiler.lower.vmath import _AVX512\n"
+        "from symgrad_compiler.backends.numba.vmath import _AVX512\n"
         "assert not _AVX512\n"
         "for name in ('exp', 'sigmoid', 'cosh'):\n"
         "    for dt in t.DTYPES:\n"

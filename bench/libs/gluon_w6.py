@@ -23,7 +23,7 @@ VERSION = mx.__version__
 
 if IMPL == "symgrad":
     # symgrad compiles in the background: steady state is measured after it is done
-    from symgrad_compiler.lower.runner import wait_for_compilation as settle  # noqa: F401
+    from symgrad_compiler import wait_for_compilation as settle  # noqa: F401
 
 
 def _network(inp):

@@ -13,7 +13,7 @@ import numpy as np
 
 import symgrad as mx
 from bench.workloads import CNN_EPS
-from symgrad_compiler.lower.runner import wait_for_compilation
+from symgrad_compiler import wait_for_compilation
 
 VERSION = getattr(mx, "__version__", "?")
 

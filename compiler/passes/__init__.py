@@ -1,17 +1,20 @@
 """The compiler's passes, run in one visible list.
 
-Each pass is a pure function from :class:`~compiler.program.ProgramGraph` to
-ProgramGraph. Set ``SYMGRAD_PRINT_PASSES=1`` (or pass ``verbose=True``) to print
-the graph after each pass.
+Each pass is a pure function from :class:`~symgrad_compiler.graph.ProgramGraph`
+to ProgramGraph; :data:`PIPELINE` is every pass, in order, and the compile
+driver (:mod:`..driver`) runs exactly that list. Set ``SYMGRAD_PRINT_PASSES=1``
+(or pass ``verbose=True``) to print the graph after each pass. Passes know
+nothing of the program cache or of any backend.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
-from ..program import ProgramGraph
-from .fuse import fuse
+from .. import settings
+from ..graph import ProgramGraph
+from .fold import fold_constants
+from .fuse import fuse, reroute_shape_inputs
 from .rewrite import rewrite
 from .simplify import RULES
 
@@ -21,8 +24,12 @@ def simplify(graph: ProgramGraph) -> ProgramGraph:
     return rewrite(graph, RULES)
 
 
-PIPELINE: list[tuple[str, Callable[[ProgramGraph], ProgramGraph]]] = [
+Pass = Callable[[ProgramGraph], ProgramGraph]
+
+PIPELINE: list[tuple[str, Pass]] = [
+    ("fold_constants", fold_constants),
     ("simplify", simplify),
+    ("reroute_shape_inputs", reroute_shape_inputs),
     ("fuse", fuse),
 ]
 
@@ -54,15 +61,29 @@ def format_graph(graph: ProgramGraph) -> str:
     return "\n".join(lines)
 
 
-def run_pipeline(graph: ProgramGraph, verbose: bool | None = None) -> ProgramGraph:
-    """Run every pass of :data:`PIPELINE` in order."""
-    if verbose is None:
-        verbose = os.environ.get("SYMGRAD_PRINT_PASSES", "") not in ("", "0")
-    for name, apply in PIPELINE:
-        graph = apply(graph)
-        if verbose:
-            print(f"--- after {name}\n{format_graph(graph)}")
+def run_pass(name: str, apply: Pass, graph: ProgramGraph, verbose: bool | None = None):
+    """``apply(graph)``, printing the result under ``name`` when asked to (see the
+    module docstring)."""
+    graph = apply(graph)
+    if settings.current().print_passes if verbose is None else verbose:
+        print(f"--- after {name}\n{format_graph(graph)}")
     return graph
 
 
-__all__ = ["PIPELINE", "run_pipeline", "simplify", "fuse", "format_graph"]
+def run_pipeline(graph: ProgramGraph, verbose: bool | None = None) -> ProgramGraph:
+    """Run every pass of :data:`PIPELINE` in order."""
+    for name, apply in PIPELINE:
+        graph = run_pass(name, apply, graph, verbose)
+    return graph
+
+
+__all__ = [
+    "PIPELINE",
+    "fold_constants",
+    "format_graph",
+    "fuse",
+    "reroute_shape_inputs",
+    "run_pass",
+    "run_pipeline",
+    "simplify",
+]

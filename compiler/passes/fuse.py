@@ -14,9 +14,9 @@ from collections import defaultdict
 
 import numpy as np
 
+from ..graph import ProgramGraph
 from ..ir import Entry, Node
 from ..ops.fused import FusedBody
-from ..program import ProgramGraph
 from ..registry import get_op, variable
 from .rewrite import rewrite
 
@@ -210,8 +210,11 @@ def _lone_worth_a_kernel(node: Node) -> bool:
     arithmetic does (as fast as numpy on big arrays, several times cheaper per
     call on small ones); a lone transcendental stays with numpy, whose
     vectorised math beats the kernels' on big arrays."""
-    template = node.op.scalar
-    return node.op.kind == "elemwise" and isinstance(template, str) and "vm." not in template
+    return (
+        node.op.kind == "elemwise"
+        and isinstance(node.op.scalar, str)
+        and not node.op.transcendental
+    )
 
 
 def fuse(graph: ProgramGraph) -> ProgramGraph:
@@ -220,7 +223,6 @@ def fuse(graph: ProgramGraph) -> ProgramGraph:
     import networkx as nx  # here, not at the top: it takes ~0.3 s to import, and a
     # program's first call (answered by the interpreter) never needs it
 
-    graph = reroute_shape_inputs(graph)
     order = [n for n in graph.nodes() if not n.is_variable]
     group_of = assign_groups(order)
     members: dict[int, list[Node]] = defaultdict(list)

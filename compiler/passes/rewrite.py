@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from ..graph import ProgramGraph
 from ..ir import Entry, Node, topo_order
-from ..program import ProgramGraph
 from ..registry import make_node
 
 Rule = Callable[[Node], "Entry | None"]
@@ -22,7 +22,7 @@ _MAX_REWRITES_PER_NODE = 16
 
 def value_number(node: Node) -> tuple:
     """What makes two nodes compute the same value: op, attrs and input entries."""
-    if node.op.kind == "random" or "_draw" in node.op.attrs:
+    if node.op.random:
         return (id(node),)  # a random draw equals no other, whatever its attrs
     return (
         node.op.name,

@@ -1,1 +1,40 @@
-"""Lowering of fused groups to numba kernels, and the kernel cache."""
+"""The numba backend: fused loops, lowered ops and one whole-program entry,
+compiled by numba on the CPU and kept in a disk cache.
+
+Layout: :mod:`.plan` turns the passes' output into steps, :mod:`.codegen`
+writes a fused group's loop, :mod:`.lowerings` holds every other op's lowering
+(one registration each), :mod:`.entry` writes the whole program as one
+function, :mod:`.executable` compiles (in the background, :mod:`.background`)
+and runs it; :mod:`.disk_cache`, :mod:`.threads`, :mod:`.blas` and
+:mod:`.vmath` are its runtime.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ...driver import PassRun
+    from .executable import NumbaExecutable
+
+
+class NumbaBackend:
+    """Compiles programs to numba kernels (``SYMGRAD_BACKEND=compiled``)."""
+
+    name = "numba"
+
+    def compile(self, passes: PassRun) -> NumbaExecutable:
+        """A :class:`~.executable.NumbaExecutable` for ``passes``' graph."""
+        from .executable import NumbaExecutable  # numba is imported on first use
+
+        return NumbaExecutable(passes)
+
+
+def wait_for_compilation(timeout: float | None = None) -> None:
+    """Block until every background compilation started so far has finished."""
+    from . import background
+
+    background.wait(timeout)
+
+
+__all__ = ["NumbaBackend", "wait_for_compilation"]

@@ -16,18 +16,18 @@ are never loaded under the other.
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir import Entry, Node
-from ..ops.fused import FusedBody
-from ..ops.reduce import reduced_axes, unbroadcast_axes
+from ... import settings
+from ...ir import Entry, Node
+from ...ops.fused import FusedBody
+from ...ops.reduce import reduced_axes, unbroadcast_axes
 
 # Read once: part of every kernel's text (and so of its cache identity).
-WIDE_VECTORS = os.environ.get("SYMGRAD_WIDE_VECTORS", "1") not in ("0", "false", "no")
+WIDE_VECTORS = settings.current().wide_vectors
 
 _NUMBER = re.compile(r"(?<![\w.{])(\d+\.\d*|\d*\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.}])")
 

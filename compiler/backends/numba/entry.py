@@ -11,7 +11,7 @@ kernels, numpy's BLAS (``blas.py``) and the row kernels itself: one dispatch.
 The entry runs a step only as the step runner would on the calling thread. It
 gives up (returns ``False`` first, and empty arrays) when a fused loop is big
 enough to be split over threads or a row kernel would decline (a row longer
-than ``library.MAX_ROW``, sizes that disagree); the caller then remembers the
+than ``lowerings.rows.MAX_ROW``, sizes that disagree); the caller then remembers the
 input shapes and takes the step runner for them, which computes everything
 again from the inputs. Giving up never leaves a wrong result behind: the entry
 writes only into destinations that do not overlap an input.
@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ..ops.reduce import reduced_axes
-from . import library
+from .emit import Writer, empty_of, shape_tuple
+from .lowerings import warn_step_by_step
 
 
 @dataclass
@@ -45,28 +45,7 @@ class EntrySource:
     outputs: list[tuple[int, int]]  # (output position, slot), in the order returned
 
 
-class _Writer:
-    """Accumulates the entry's lines; names arrays by slot (``s12``)."""
-
-    def __init__(self):
-        self.lines: list[str] = []
-        # slot -> destination parameter for slots that are program outputs
-        self.destination: dict[int, str] = {}
-        self.bail = ""  # the statement that gives up, set once outputs are known
-
-    def emit(self, line: str) -> None:
-        self.lines.append("    " + line)
-
-    def give_up_if(self, condition: str) -> None:
-        self.emit(f"if {condition}:")
-        self.emit(f"    {self.bail}")
-
-
-def _shape_tuple(parts: list[str]) -> str:
-    return f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"
-
-
-def _fused(w: _Writer, step) -> None:
+def _fused(w: Writer, step) -> None:
     source = step.source
     dims = []
     for axis, (i, input_axis) in enumerate(source.shape_from):
@@ -76,13 +55,11 @@ def _fused(w: _Writer, step) -> None:
         # the step runner would split this loop over threads
         w.give_up_if(f"{dims[0]} > 1 and {' * '.join(dims)} >= limit")
     for spec, slot in zip(source.outputs, step.outputs):
-        shape = _shape_tuple(["1" if a is None else dims[a] for a in spec.axes])
-        fresh = f"np.empty({shape}, np.{spec.dtype.name})"
-        target = w.destination.get(slot)
-        if target is not None and not spec.reduce:
-            w.emit(f"s{slot} = {target} if {target}.shape == {shape} else {fresh}")
+        shape = shape_tuple(["1" if a is None else dims[a] for a in spec.axes])
+        if spec.reduce:  # partial sums are added up: never into the caller's buffer
+            w.emit(f"s{slot} = np.empty({shape}, np.{spec.dtype.name})")
         else:
-            w.emit(f"s{slot} = {fresh}")
+            w.result(slot, shape, spec.dtype)
     arguments = [f"s{i}" for i in step.inputs] + [f"s{o}" for o in step.outputs]
     w.emit(f"{source.name}({', '.join(arguments)})")
     for j, kept in step.means:
@@ -90,125 +67,11 @@ def _fused(w: _Writer, step) -> None:
         w.emit(f"s{step.outputs[j]} /= np.{source.outputs[j].dtype.name}({count})")
 
 
-def _dot(w: _Writer, step) -> bool:
-    node = step.node
-    if not (step.gemm and node.types[0].dtype in library.FLOATS):
-        return False
-    a, b = (f"s{i}" for i in step.inputs)
-    transpose_a, transpose_b = node.attrs["transpose_a"], node.attrs["transpose_b"]
-    shape = f"({a}.shape[{int(transpose_a)}], {b}.shape[{1 - int(transpose_b)}])"
-    slot = step.outputs[0]
-    fresh = f"np.empty({shape}, np.{node.types[0].dtype.name})"
-    target = w.destination.get(slot)
-    if target is None:
-        w.emit(f"s{slot} = {fresh}")
-    else:
-        w.emit(f"s{slot} = {target} if {target}.shape == {shape} else {fresh}")
-    w.emit(f"blas.matmul_into({a}, {b}, {transpose_a}, {transpose_b}, s{slot})")
-    return True
-
-
-def _row(w: _Writer, step) -> bool:
-    node, row = step.node, step.row
-    name, attrs = node.op.name, node.attrs
-    args = [f"s{i}" for i in step.inputs]
-    out = f"s{step.outputs[0]}"
-    ndim, dtype = len(node.inputs[0].shape), node.types[0].dtype
-    if name in ("softmax", "log_softmax"):
-        if not (ndim and attrs["axis"] in (-1, ndim - 1)):
-            return False
-        x = args[0]
-        w.give_up_if(f"{x}.shape[-1] == 0 or {x}.shape[-1] > {library.MAX_ROW}")
-        w.emit(f"{out} = np.empty_like({x})")
-        rows = f"({x}.size // {x}.shape[-1], {x}.shape[-1])"
-        temperature = float(attrs["temperature"] or 1.0)
-        w.emit(
-            f"{row.kernel_name}({x}.reshape({rows}), np.{dtype.name}({temperature!r}), "
-            f"{name == 'log_softmax'}, {out}.reshape({rows}))"
-        )
-        return True
-    if name in ("sum", "mean"):
-        axis, keepdims = attrs["axis"], attrs["keepdims"]
-        if attrs["exclude"] or not ndim:
-            return False
-        x = args[0]
-        if axis is None or sorted(a % ndim for a in axis) == list(range(ndim)):
-            length, shape = f"{x}.size", _shape_tuple(["1"] * (ndim if keepdims else 1))
-        elif len(axis) == 1 and axis[0] in (-1, ndim - 1) and ndim > 1:
-            length = f"{x}.shape[-1]"
-            kept = [f"{x}.shape[{a}]" for a in range(ndim - 1)]
-            shape = _shape_tuple(kept + ["1"] if keepdims else kept)
-        else:
-            return False
-        w.give_up_if(f"{length} == 0 or {length} > {library.MAX_ROW}")
-        scale = f"1.0 / {length}" if name == "mean" else "1.0"
-        w.emit(f"{out} = np.empty({shape}, np.{dtype.name})")
-        w.emit(
-            f"{row.kernel_name}({x}.reshape(({x}.size // {length}, {length})), {scale}, "
-            f"{out}.reshape({out}.size))"
-        )
-        return True
-    if node.inputs[1].dtype not in library.FLOATS or attrs["axis"] % 2 != 1:
-        return False
-    wrap = attrs["mode"] == "wrap"
-    if name == "pick":
-        data, index = args
-        if ndim != 2:
-            return False
-        w.give_up_if(f"{index}.size != {data}.shape[0] or {data}.shape[1] == 0")
-        shape = f"({data}.shape[0], 1)" if attrs["keepdims"] else f"({data}.shape[0],)"
-        w.emit(f"{out} = np.empty({shape}, np.{dtype.name})")
-        w.emit(
-            f"{row.kernel_name}({data}, {index}.reshape({index}.size), {wrap}, "
-            f"{out}.reshape({out}.size))"
-        )
-        return True
-    g, index, like = args  # _pick_grad
-    if len(node.inputs[2].shape) != 2:
-        return False
-    w.give_up_if(
-        f"{g}.size != {like}.shape[0] or {index}.size != {like}.shape[0] or {like}.shape[1] == 0"
-    )
-    w.emit(f"{out} = np.empty({like}.shape, np.{dtype.name})")
-    w.emit(
-        f"{row.kernel_name}({g}.reshape({g}.size), {index}.reshape({index}.size), {wrap}, {out})"
-    )
-    return True
-
-
-def _reduced_size(w: _Writer, step) -> bool:
-    node = step.node
-    x = f"s{step.inputs[0]}"
-    ndim = len(node.inputs[0].shape)
-    axes = reduced_axes(ndim, node.attrs["axis"], node.attrs["exclude"])
-    size = " * ".join(f"{x}.shape[{a}]" for a in axes) or "1"
-    w.emit(f"s{step.outputs[0]} = np.full(1, {size}, np.{node.types[0].dtype.name})")
-    return True
-
-
-def _expand_dims(w: _Writer, step) -> bool:
-    """expand_dims as a reshape (a view; copied when it is a program output, which
-    must not alias what it was made from)."""
-    node = step.node
-    x, slot = f"s{step.inputs[0]}", step.outputs[0]
-    ndim = len(node.inputs[0].shape)
-    dims = [f"{x}.shape[{i}]" for i in range(ndim)]
-    dims.insert(node.attrs["axis"] % (ndim + 1), "1")
-    copy = ".copy()" if slot in w.destination else ""
-    w.emit(f"s{slot} = np.ascontiguousarray({x}).reshape({_shape_tuple(dims)}){copy}")
-    return True
-
-
-def _empty(dtype: np.dtype, ndim: int) -> str:
-    return f"np.empty({_shape_tuple(['0'] * ndim) if ndim else '()'}, np.{dtype.name})"
-
-
 def generate_entry(plan) -> EntrySource | None:
-    """The entry's source for ``plan`` (a ``runner._Plan``), or None when some step
-    has no numba form (then the program runs step by step)."""
-    from .runner import _ConstantStep, _FusedStep  # the step classes live there
-
-    w = _Writer()
+    """The entry's source for ``plan`` (a :class:`.plan.Plan`), or None when some
+    step has no form in it (then the program runs step by step, and
+    :func:`.lowerings.warn_step_by_step` names the op)."""
+    w = Writer()
     outputs = [(k, slot) for k, slot in enumerate(plan.output_slots) if slot is not None]
     destinations = []
     for k, slot in outputs:
@@ -222,30 +85,25 @@ def generate_entry(plan) -> EntrySource | None:
         clashes = " or ".join(f"overlaps(d{k}, s{i})" for i in range(plan.num_inputs))
         if clashes:
             w.emit(f"if {clashes}:")
-            w.emit(f"    d{k} = {_empty(dtype, ndim)}")
+            w.emit(f"    d{k} = {empty_of(dtype, ndim)}")
     types = [plan.slot_types[slot] for _, slot in outputs]
-    empties = "".join(f"{_empty(t.dtype, len(t.shape))}, " for t in types)
+    empties = "".join(f"{empty_of(t.dtype, len(t.shape))}, " for t in types)
     w.bail = "return declined()"
     constants = []
     for step in plan.steps:
-        if isinstance(step, _ConstantStep):
+        if step.kind == "constant" or step.fill is not None:
+            # a fill a library op reads (it may hand out a view) is a fresh copy
+            copy = step.kind != "constant" or step.is_output
             name = f"c{len(constants)}"
-            constants.append(step.value)
-            w.emit(f"s{step.outputs[0]} = {name}{'.copy()' if step.is_output else ''}")
-        elif isinstance(step, _FusedStep):
+            constants.append(step.value if step.kind == "constant" else step.fill)
+            w.emit(f"s{step.outputs[0]} = {name}{'.copy()' if copy else ''}")
+        elif step.kind == "fused":
             _fused(w, step)
-        elif step.node.op.name == "dot":
-            if not _dot(w, step):
-                return None
-        elif step.row is not None:
-            if not _row(w, step):
-                return None
-        elif step.node.op.name == "_reduced_size":
-            _reduced_size(w, step)
-        elif step.node.op.name == "expand_dims":
-            _expand_dims(w, step)
         else:
-            return None
+            lowering = step.lowering
+            if lowering is None or lowering.entry is None or not lowering.entry(w, step):
+                warn_step_by_step(step.node.op.name)
+                return None
     returned = "".join(
         f"s{slot}.copy(), " if slot < plan.num_inputs else f"s{slot}, " for _, slot in outputs
     )
@@ -277,7 +135,7 @@ def _blas_marker() -> str:
     checks only the generated file, and the entry's machine code holds blas.py's
     products, so a changed blas.py or BLAS must give the module another name."""
     from . import blas
-    from .cache import fingerprint
+    from .disk_cache import fingerprint
 
     return f"# products: blas.py {fingerprint(blas.__file__)}, {blas.IDENTITY}"
 

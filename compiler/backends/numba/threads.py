@@ -25,16 +25,18 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 
+from ... import settings
+
 
 def count() -> int:
     """How many threads a large loop is split over."""
-    configured = os.environ.get("SYMGRAD_NUM_THREADS")
-    return max(1, int(configured) if configured else (os.cpu_count() or 1))
+    configured = settings.current().num_threads
+    return configured if configured else max(1, os.cpu_count() or 1)
 
 
 # Read once: split() runs on every kernel call, and small programs cost microseconds.
 _THREADS = count()
-MINIMUM = int(os.environ.get("SYMGRAD_PARALLEL_MIN", 1 << 16))
+MINIMUM = settings.current().parallel_min
 # No piece smaller than this many elements (unless a loop has fewer than this per
 # thread): each piece costs slicing its arrays and a kernel dispatch, 10-20 us of
 # Python on the benchmark machine. At 10**6 elements, 6 pieces measured faster

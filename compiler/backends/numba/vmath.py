@@ -11,7 +11,7 @@ into AVX2/AVX-512 code.
 Usage from generated code (the kernel may live in any module and may be
 disk-cached with ``cache=True``)::
 
-    from symgrad_compiler.lower import vmath as vm
+    from symgrad_compiler.backends.numba import vmath as vm
 
     @numba.njit(cache=True, error_model="numpy", fastmath=vm.FASTMATH)
     def kernel(x, out):
@@ -23,7 +23,7 @@ Every function takes a float32 or float64 scalar and returns the same type
 plain Python on a scalar they run the same compiled scalar code, which is
 handy in tests and doctests:
 
->>> from symgrad_compiler.lower import vmath as vm
+>>> from symgrad_compiler.backends.numba import vmath as vm
 >>> float(vm.exp(0.0)), float(vm.tanh(-0.0))
 (1.0, -0.0)
 >>> vm.sigmoid(np.float32(0.0)).dtype
@@ -184,7 +184,7 @@ def prefer_512_bit_vectors(typingctx: Any) -> Any:
     target has, and the attribute changes nothing.  numba's disk cache keys
     machine code by CPU name and features, so a kernel built with it never
     loads on another CPU.  Generated kernels call it first unless
-    ``SYMGRAD_WIDE_VECTORS=0`` (see ``compiler/lower/codegen.py``).
+    ``SYMGRAD_WIDE_VECTORS=0`` (see ``compiler/backends/numba/codegen.py``).
     """
 
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:

@@ -1,0 +1,49 @@
+"""Writing generated source: the whole-program entry's line writer and helpers
+shared by the entry (:mod:`.entry`) and the lowerings' entry emitters."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Writer:
+    """Accumulates the entry's lines; names arrays by slot (``s12``).
+
+    ``destination`` maps the slots that are program outputs to the parameter
+    holding the caller's buffer for them; ``bail`` is the statement that gives
+    up (the caller then runs the program step by step).
+    """
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.destination: dict[int, str] = {}
+        self.bail = ""
+
+    def emit(self, line: str) -> None:
+        """Add one line to the entry's body."""
+        self.lines.append("    " + line)
+
+    def give_up_if(self, condition: str) -> None:
+        """Add a test that gives up when ``condition`` holds at run time."""
+        self.emit(f"if {condition}:")
+        self.emit(f"    {self.bail}")
+
+    def result(self, slot: int, shape: str, dtype: np.dtype) -> None:
+        """Bind ``s<slot>`` to the caller's buffer for it when it has ``shape``,
+        else to a new array: the one rule for where an output goes."""
+        fresh = f"np.empty({shape}, np.{dtype.name})"
+        target = self.destination.get(slot)
+        if target is None:
+            self.emit(f"s{slot} = {fresh}")
+        else:
+            self.emit(f"s{slot} = {target} if {target}.shape == {shape} else {fresh}")
+
+
+def shape_tuple(parts: list[str]) -> str:
+    """Source of a tuple of the expressions ``parts``."""
+    return f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"
+
+
+def empty_of(dtype: np.dtype, ndim: int) -> str:
+    """Source of an empty array of ``dtype`` and ``ndim`` dimensions."""
+    return f"np.empty({shape_tuple(['0'] * ndim) if ndim else '()'}, np.{dtype.name})"

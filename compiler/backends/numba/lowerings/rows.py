@@ -1,0 +1,274 @@
+"""Row kernels: lowerings of the ops that work along one axis.
+
+softmax, log_softmax, pick, its gradient and the sums and means over the last
+axis are not elementwise, so fusion leaves them alone. On small arrays (a
+classifier head: a batch of rows of ten logits) numpy's per-call cost
+dominates: a ``max(axis=1)`` on a (128, 10) array costs about 15 us on the
+benchmark machine, log_softmax about 50 us. Here each such op, on
+C-contiguous float data along the last axis, becomes one loop over rows in the
+program's generated module (so it is compiled, cached on disk and inspected
+like any other kernel); anything else (another axis, a strided view, integer
+data, a very long row) keeps the numpy implementation.
+
+Accumulations run in float64 whatever the data type: float32 results agree
+with numpy's float32 pairwise sums to a few ulp (rows are at most ``MAX_ROW``
+long), float64 ones to rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ....ir import Node
+from ..emit import Writer, shape_tuple
+from .table import FLOATS, Lowering, register_lowering
+
+# Longer rows gain nothing from a kernel (numpy's overhead is amortised) and a
+# float64 running sum would drift further from numpy's pairwise sum.
+MAX_ROW = 4096
+
+_SOURCE = """
+@_jit
+def lib_softmax_rows(x, temperature, take_log, out):
+    rows, n = x.shape
+    for i in range(rows):
+        top = x[i, 0] / temperature
+        for j in range(n):
+            v = x[i, j] / temperature
+            out[i, j] = v
+            top = v if (v > top or v != v) else top  # NaN wins, as in numpy's max
+        for j in range(n):
+            out[i, j] -= top
+    # exp over the whole block in one flat loop: rows are often too short
+    # (ten logits) for the vectoriser, the block is not
+    shifted = out.reshape(-1)
+    e = np.empty_like(shifted)
+    for k in range(rows * n):
+        e[k] = vm.exp(shifted[k])
+    for i in range(rows):
+        total = 0.0
+        for j in range(n):
+            total += e[i * n + j]
+        if take_log:
+            log_total = vm.log(total)
+            for j in range(n):
+                out[i, j] = out[i, j] - log_total
+        else:
+            for j in range(n):
+                out[i, j] = e[i * n + j] / total
+
+
+@_jit
+def lib_sum_rows(x, scale, out):
+    for i in range(x.shape[0]):
+        total = 0.0
+        for j in range(x.shape[1]):
+            total += x[i, j]
+        out[i] = total * scale
+
+
+@_jit
+def _column(value, size, wrap):
+    # numpy's float -> int64 cast, then clip or wrap; NaN and huge values take
+    # the value x86 gives them (INT64_MIN), so both modes match numpy.
+    k = np.int64(value) if abs(value) < 9.2e18 else np.int64(-9223372036854775808)
+    if wrap:
+        return k % size
+    return min(max(k, 0), size - 1)
+
+
+@_jit
+def lib_pick_rows(data, index, wrap, out):
+    n = data.shape[1]
+    for i in range(data.shape[0]):
+        out[i] = data[i, _column(index[i], n, wrap)]
+
+
+@_jit
+def lib_pick_grad_rows(g, index, wrap, out):
+    n = out.shape[1]
+    for i in range(out.shape[0]):
+        for j in range(n):
+            out[i, j] = 0
+        out[i, _column(index[i], n, wrap)] = g[i]
+"""
+
+
+def _contiguous_float(a: np.ndarray) -> bool:
+    return a.dtype in FLOATS and a.flags.c_contiguous
+
+
+def _float_result(node: Node) -> bool:
+    """The kernels accumulate in float64 and write floats."""
+    return node.types[0].dtype in FLOATS
+
+
+def _last_axis(axis: int, ndim: int) -> bool:
+    return axis in (-1, ndim - 1)
+
+
+def _softmax(kernel, x, *, axis, temperature, take_log=False):
+    if not (
+        _contiguous_float(x) and x.ndim and _last_axis(axis, x.ndim) and 0 < x.shape[-1] <= MAX_ROW
+    ):
+        return None
+    rows = x.reshape(-1, x.shape[-1])
+    out = np.empty_like(x)
+    kernel(rows, x.dtype.type(temperature or 1.0), take_log, out.reshape(rows.shape))
+    return out
+
+
+def _log_softmax(kernel, x, *, axis, temperature):
+    return _softmax(kernel, x, axis=axis, temperature=temperature, take_log=True)
+
+
+def _reduce(kernel, x, *, axis, keepdims, exclude, mean=False):
+    if exclude or not _contiguous_float(x) or x.size == 0:
+        return None
+    if (
+        axis is None
+        or len(axis) == x.ndim
+        and sorted(a % x.ndim for a in axis) == list(range(x.ndim))
+    ):
+        row, shape = x.size, ((1,) * x.ndim if keepdims else (1,))
+    elif len(axis) == 1 and _last_axis(axis[0], x.ndim) and x.ndim > 1:
+        row = x.shape[-1]
+        shape = x.shape[:-1] + (1,) if keepdims else x.shape[:-1]
+    else:
+        return None
+    if row > MAX_ROW:
+        return None
+    out = np.empty(shape, x.dtype)
+    kernel(x.reshape(-1, row), 1.0 / row if mean else 1.0, out.reshape(-1))
+    return out
+
+
+def _mean(kernel, x, *, axis, keepdims, exclude):
+    return _reduce(kernel, x, axis=axis, keepdims=keepdims, exclude=exclude, mean=True)
+
+
+def _pick(kernel, data, index, *, axis, keepdims, mode):
+    if not (
+        data.ndim == 2
+        and axis % 2 == 1
+        and _contiguous_float(data)
+        and index.size == data.shape[0]
+        and index.dtype in FLOATS
+        and data.shape[1] > 0
+    ):
+        return None
+    out = np.empty((data.shape[0], 1) if keepdims else (data.shape[0],), data.dtype)
+    kernel(data, np.ascontiguousarray(index).reshape(-1), mode == "wrap", out.reshape(-1))
+    return out
+
+
+def _pick_grad(kernel, g, index, like, *, axis, mode):
+    if not (
+        like.ndim == 2
+        and axis % 2 == 1
+        and g.dtype in FLOATS
+        and g.size == like.shape[0]
+        and index.size == like.shape[0]
+        and index.dtype in FLOATS
+        and like.shape[1] > 0
+    ):
+        return None
+    out = np.empty(like.shape, g.dtype)
+    kernel(
+        np.ascontiguousarray(g).reshape(-1),
+        np.ascontiguousarray(index).reshape(-1),
+        mode == "wrap",
+        out,
+    )
+    return out
+
+
+# -- the whole-program entry's forms (see ..entry) ------------------------------
+
+
+def _softmax_entry(w: Writer, step) -> bool:
+    node, kernel = step.node, step.lowering.kernel_name
+    ndim, dtype = len(node.inputs[0].shape), node.types[0].dtype
+    if not (ndim and node.attrs["axis"] in (-1, ndim - 1)):
+        return False
+    x, out = f"s{step.inputs[0]}", f"s{step.outputs[0]}"
+    w.give_up_if(f"{x}.shape[-1] == 0 or {x}.shape[-1] > {MAX_ROW}")
+    w.emit(f"{out} = np.empty_like({x})")
+    rows = f"({x}.size // {x}.shape[-1], {x}.shape[-1])"
+    temperature = float(node.attrs["temperature"] or 1.0)
+    take_log = node.op.name == "log_softmax"
+    w.emit(
+        f"{kernel}({x}.reshape({rows}), np.{dtype.name}({temperature!r}), "
+        f"{take_log}, {out}.reshape({rows}))"
+    )
+    return True
+
+
+def _reduce_entry(w: Writer, step) -> bool:
+    node, kernel, attrs = step.node, step.lowering.kernel_name, step.node.attrs
+    ndim, dtype = len(node.inputs[0].shape), node.types[0].dtype
+    axis, keepdims = attrs["axis"], attrs["keepdims"]
+    if attrs["exclude"] or not ndim:
+        return False
+    x, out = f"s{step.inputs[0]}", f"s{step.outputs[0]}"
+    if axis is None or sorted(a % ndim for a in axis) == list(range(ndim)):
+        length, shape = f"{x}.size", shape_tuple(["1"] * (ndim if keepdims else 1))
+    elif len(axis) == 1 and axis[0] in (-1, ndim - 1) and ndim > 1:
+        length = f"{x}.shape[-1]"
+        kept = [f"{x}.shape[{a}]" for a in range(ndim - 1)]
+        shape = shape_tuple(kept + ["1"] if keepdims else kept)
+    else:
+        return False
+    w.give_up_if(f"{length} == 0 or {length} > {MAX_ROW}")
+    scale = f"1.0 / {length}" if step.lowering.run is _mean else "1.0"
+    w.emit(f"{out} = np.empty({shape}, np.{dtype.name})")
+    rows = f"{x}.reshape(({x}.size // {length}, {length}))"
+    w.emit(f"{kernel}({rows}, {scale}, {out}.reshape({out}.size))")
+    return True
+
+
+def _float_index_on_axis_1(node: Node) -> bool:
+    return node.inputs[1].dtype in FLOATS and node.attrs["axis"] % 2 == 1
+
+
+def _pick_entry(w: Writer, step) -> bool:
+    node, kernel = step.node, step.lowering.kernel_name
+    if len(node.inputs[0].shape) != 2 or not _float_index_on_axis_1(node):
+        return False
+    data, index = (f"s{i}" for i in step.inputs)
+    out, dtype = f"s{step.outputs[0]}", node.types[0].dtype
+    wrap = node.attrs["mode"] == "wrap"
+    w.give_up_if(f"{index}.size != {data}.shape[0] or {data}.shape[1] == 0")
+    shape = f"({data}.shape[0], 1)" if node.attrs["keepdims"] else f"({data}.shape[0],)"
+    w.emit(f"{out} = np.empty({shape}, np.{dtype.name})")
+    w.emit(f"{kernel}({data}, {index}.reshape({index}.size), {wrap}, {out}.reshape({out}.size))")
+    return True
+
+
+def _pick_grad_entry(w: Writer, step) -> bool:
+    node, kernel = step.node, step.lowering.kernel_name
+    if len(node.inputs[2].shape) != 2 or not _float_index_on_axis_1(node):
+        return False
+    g, index, like = (f"s{i}" for i in step.inputs)
+    out, dtype = f"s{step.outputs[0]}", node.types[0].dtype
+    wrap = node.attrs["mode"] == "wrap"
+    w.give_up_if(
+        f"{g}.size != {like}.shape[0] or {index}.size != {like}.shape[0] or {like}.shape[1] == 0"
+    )
+    w.emit(f"{out} = np.empty({like}.shape, np.{dtype.name})")
+    w.emit(f"{kernel}({g}.reshape({g}.size), {index}.reshape({index}.size), {wrap}, {out})")
+    return True
+
+
+def _row_lowering(op: str, kernel: str, run, entry) -> Lowering:
+    return register_lowering(
+        Lowering(op, _SOURCE, kernel, run=run, entry=entry, accepts=_float_result)
+    )
+
+
+_row_lowering("softmax", "lib_softmax_rows", _softmax, _softmax_entry)
+_row_lowering("log_softmax", "lib_softmax_rows", _log_softmax, _softmax_entry)
+_row_lowering("sum", "lib_sum_rows", _reduce, _reduce_entry)
+_row_lowering("mean", "lib_sum_rows", _mean, _reduce_entry)
+_row_lowering("pick", "lib_pick_rows", _pick, _pick_entry)
+_row_lowering("_pick_grad", "lib_pick_grad_rows", _pick_grad, _pick_grad_entry)

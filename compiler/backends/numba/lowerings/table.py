@@ -1,0 +1,83 @@
+"""The lowering table itself: :class:`Lowering` and its registry (see the
+package docstring)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ....ir import Node
+
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _always(node: Node) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """How the numba backend runs one op.
+
+    ``kernels`` is numba source added to a program's generated module when one
+    of its steps uses this lowering, and ``kernel_name`` the name of the function
+    in it that ``run`` calls. ``run(kernel, *arrays, **attrs)`` returns the op's
+    result, or None to let the op's numpy implementation run (arrays it does not
+    handle). ``into(*arrays, target, **attrs)`` computes the result into
+    ``target`` and returns True, or returns False having written nothing.
+    ``entry(writer, step)`` writes the step into the whole-program entry (see
+    :mod:`..entry`) and returns False where it cannot. ``accepts(node)`` says
+    whether the lowering applies to this node at all.
+    """
+
+    op: str
+    kernels: str = ""
+    kernel_name: str | None = None
+    run: Callable[..., Any] | None = None
+    into: Callable[..., bool] | None = None
+    entry: Callable[[Any, Any], bool] | None = None
+    accepts: Callable[[Node], bool] = field(default=_always)
+
+
+LOWERINGS: dict[str, Lowering] = {}
+
+
+def register_lowering(lowering: Lowering) -> Lowering:
+    """Add ``lowering`` to the table (replacing any for the same op)."""
+    LOWERINGS[lowering.op] = lowering
+    return lowering
+
+
+def lowering_for(node: Node) -> Lowering | None:
+    """The lowering registered for ``node``'s op, if it accepts the node."""
+    lowering = LOWERINGS.get(node.op.name)
+    return lowering if lowering is not None and lowering.accepts(node) else None
+
+
+def module_text(lowerings: list[Lowering]) -> str:
+    """The kernel source ``lowerings`` need, each distinct source once."""
+    sources = dict.fromkeys(lowering.kernels.strip() for lowering in lowerings)
+    return "\n\n\n".join(source for source in sources if source)
+
+
+_warned: set[str] = set()
+
+
+def warn_step_by_step(op: str) -> None:
+    """Warn, once per op and process, that programs using ``op`` run step by step
+    because it has no whole-program lowering in the numba backend."""
+    if op in _warned:
+        return
+    _warned.add(op)
+    warnings.warn(
+        f"symgrad: the numba backend has no whole-program lowering for {op!r} (with the "
+        f"attrs a program used); programs using it run step by step (one Python call per "
+        f"step) instead of as one compiled call. A lowering registered in "
+        f"compiler/backends/numba/lowerings/ removes this.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
