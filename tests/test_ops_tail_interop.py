@@ -34,8 +34,10 @@ def run_cases(mx, cases, inputs, heads):
         ]
         for i in wrt:
             args[i].attach_grad()
+        # MXNet keeps some ops in nd._internal; symgrad has them all in nd
+        function = getattr(mx.nd, op, None) or getattr(mx.nd._internal, op)
         with mx.autograd.record():
-            outs = getattr(mx.nd, op)(*args, **attrs)
+            outs = function(*args, **attrs)
         outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
         if wrt:
             head_grads = [
@@ -101,6 +103,12 @@ def _inputs() -> dict[str, np.ndarray]:
         "rois": np.array([[0, 0, 0, 10, 8], [1, 4, 2, 15, 13], [0, 6, 6, 6, 6.0]]),
         "corr_a": u(1, 3, 6, 7),
         "corr_b": u(1, 3, 6, 7),
+        "m2": u(2),
+        "ridx": np.array([[0.0, 2, 1, 2], [3, 0, 1, 2]]),
+        "flat": np.array([0.0, 5, 11, 7]),
+        "cols": u(1, 12, 18),
+        "kr_a": u(2, 3),
+        "kr_b": u(4, 3),
     }
 
 
@@ -162,6 +170,42 @@ CASES = [
     ("broadcast_logical_and", ["bool23", "bool13"], {}, F64, [], []),
     ("broadcast_logical_or", ["bool23", "bool13"], {}, F64, [], []),
     ("broadcast_logical_xor", ["bool23", "bool13"], {}, F64, [], []),
+    # creation, assignment, patches, normalisation, checks
+    ("eye", [], {"N": 3, "M": 4, "k": 1, "dtype": "float64"}, F64, [], []),
+    ("eye", [], {"N": 3, "k": -1}, F32, [], []),
+    ("linspace", [], {"start": 0.3, "stop": 2.9, "num": 7}, F32, [], []),
+    ("linspace", [], {"start": -1, "stop": 1, "num": 4, "endpoint": False}, F32, [], []),
+    ("_slice_assign", ["x45", "x23"], {"begin": (1, 1), "end": (3, 4)}, F64, [], []),
+    (
+        "_slice_assign_scalar",
+        ["x45"],
+        {"scalar": 2.5, "begin": (1, 0), "end": (3, 5), "step": (1, 2)},
+        F64,
+        [],  # MXNet registers no gradient for the slice assignments
+        [],
+    ),
+    ("ravel_multi_index", ["ridx"], {"shape": (3, 4)}, F32, [], []),
+    ("unravel_index", ["flat"], {"shape": (3, 4)}, F32, [], []),
+    ("choose_element_0index", ["x23", "idx2"], {}, F32, [0], []),
+    ("fill_element_0index", ["x23", "m2", "idx2"], {}, F32, [], []),  # MXNet: no gradient
+    ("im2col", ["img1256"], {"kernel": (2, 3), "stride": (2, 1), "pad": (1, 1)}, F64, [0], []),
+    (
+        "col2im",
+        ["cols"],
+        {"output_size": (5, 6), "kernel": (2, 3), "stride": (2, 1), "pad": (1, 1)},
+        F64,
+        [0],
+        [],
+    ),
+    ("LRN", ["img2246"], {"nsize": 3, "alpha": 0.5, "beta": 0.75, "knorm": 1.5}, F32, [0], []),
+    ("khatri_rao", ["kr_a", "kr_b"], {}, F64, [], []),
+    ("all_finite", ["nan23"], {}, F32, [], []),
+    ("all_finite", ["x23"], {}, F32, [], []),
+    ("multi_all_finite", ["x23", "y23"], {"num_arrays": 2}, F32, [], []),
+    ("multi_sum_sq", ["x23", "x45"], {"num_arrays": 2}, F32, [], []),
+    ("amp_cast", ["x23"], {"dtype": "float16"}, F32, [0], []),
+    ("cast_storage", ["x23"], {"stype": "default"}, F64, [0], []),
+    ("_identity_with_attr_like_rhs", ["x23", "y23"], {}, F64, [0], []),
     # spatial
     ("UpSampling", ["img2223"], {"scale": 2, "sample_type": "nearest"}, F32, [0], []),
     (

@@ -22,6 +22,7 @@ from . import (  # noqa: F401  (registration)  # noqa: F401
     shape,
     tail_elemwise,
     tail_losses,
+    tail_misc,
     tail_shape,
     tail_spatial,
 )
