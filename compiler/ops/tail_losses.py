@@ -233,3 +233,67 @@ register(
         test=TestSpec(make_inputs=_svm_inputs, wrt=()),
     )
 )
+
+
+# ---------------------------------------------------------------------------
+# IdentityAttachKLSparseReg
+# ---------------------------------------------------------------------------
+
+
+def _feature_axes(ndim):
+    return tuple(a for a in range(ndim) if a != 1)
+
+
+def _kl_types(types, **_attrs):
+    data, moving_avg = types
+    if len(data.shape) < 2 or moving_avg.shape != data.shape[1:2]:
+        raise GraphError(f"moving_avg must have shape {data.shape[1:2]}, got {moving_avg.shape}")
+    return [data]
+
+
+def _kl_sparse_reg(data, moving_avg, *, sparseness_target, penalty, momentum, is_train):
+    if is_train:
+        # MXNet updates the average activation in its backward pass, and its
+        # gradient reads the updated value; symgrad updates it in the training
+        # forward pass (as BatchNorm's statistics), so the gradient sees the same.
+        mean = data.mean(axis=_feature_axes(data.ndim))
+        moving_avg *= momentum
+        moving_avg += (1 - momentum) * mean
+    return data.copy()
+
+
+def kl_sparse_reg_grad(g, data, moving_avg, *, out, sparseness_target, penalty, momentum, is_train):
+    """g + penalty (-target / avg + (1 - target) / (1 - avg)), avg the moving average
+    activation of each feature (axis 1); none for the average"""
+    avg = F.stop_gradient(moving_avg)
+    term = (-sparseness_target / avg + (1 - sparseness_target) / (1 - avg)) * penalty
+    shape = (1, -1) + (1,) * (data.ndim - 2)
+    return g + F.broadcast_like(F.reshape(term, shape=shape), data), None
+
+
+def _kl_inputs(rng):
+    return [rng.uniform(0.1, 0.9, (4, 3)), np.full(3, 0.5)]
+
+
+register(
+    OpDef(
+        name="IdentityAttachKLSparseReg",
+        infer=_kl_types,
+        impl=_kl_sparse_reg,
+        grad=kl_sparse_reg_grad,
+        inputs=("data", "moving_avg"),
+        aux=("moving_avg",),
+        uses_train_mode=True,
+        attrs={
+            "sparseness_target": Attr(as_float, 0.1),
+            "penalty": Attr(as_float, 0.001),
+            "momentum": Attr(as_float, 0.9),
+            "is_train": Attr(as_bool, False),
+        },
+        kind="norm",
+        doc="The identity, whose gradient adds a KL sparseness penalty pulling each "
+        "feature's moving average activation towards sparseness_target (the average "
+        "is updated in training).\n\nGradient\n--------\n" + kl_sparse_reg_grad.__doc__,
+        test=TestSpec(make_inputs=_kl_inputs, attrs={"is_train": True}, wrt=()),
+    )
+)

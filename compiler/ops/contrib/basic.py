@@ -114,7 +114,8 @@ def straight_through_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
 
 
 def _round_half_away(x: np.ndarray) -> np.ndarray:
-    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(x.dtype, copy=False)
+    # copysign keeps the sign of zero, as C's round and MXNet (round(-0.0) is -0.0)
+    return np.copysign(np.floor(np.abs(x) + 0.5), x).astype(x.dtype, copy=False)
 
 
 register(
