@@ -52,7 +52,11 @@ def chain_signature(
                 node.op,
                 tuple(attrs.items()) if attrs else (),
                 index,
-                None if node.op.keeps_type else known(node.types) or unit_axes(node.types),
+                None
+                if node.op.keeps_type
+                else node.types  # all sizes: its gradient graph is built from them
+                if node.op.sized_grad
+                else known(node.types) or unit_axes(node.types),
             )
         )
         node = parent

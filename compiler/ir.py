@@ -200,7 +200,11 @@ def _key_part(node: Node, position: dict[int, int], leaf_role: Callable[[Node], 
             node.op,
             tuple(node.attrs.items()),
             tuple([(position[id(e.node)], e.index) for e in node.inputs]),
-            None if node.op.keeps_type else _UNIT_AXES.get(node.types) or unit_axes(node.types),
+            None
+            if node.op.keeps_type
+            else node.types  # all sizes: its gradient graph is built from them
+            if node.op.sized_grad
+            else _UNIT_AXES.get(node.types) or unit_axes(node.types),
         )
     leaf_type = node.types[0]
     return (

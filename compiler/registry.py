@@ -216,6 +216,9 @@ class OpDef:
     ``num_outputs`` (an int, or a function of the attrs and the input count)
     declares how many outputs the op has before shapes are known, for the few
     multi-output ops the frontend cannot count otherwise.
+    ``sized_grad`` marks an op whose gradient graph is built from its sizes (the
+    ``RNN`` op unrolls its sequence length): its full output shapes join the
+    structural key, not only their length-one axes.
     """
 
     name: str
@@ -239,6 +242,7 @@ class OpDef:
     test: TestSpec | None = None
     doc: str = ""
     num_outputs: int | Callable[[dict, int], int] | None = None
+    sized_grad: bool = False
 
     def __post_init__(self) -> None:
         # Whether a value of this op may be computed later than the call: true for

@@ -237,6 +237,8 @@ class Tape:
                     tuple(wiring),
                     None
                     if node.op.keeps_type
+                    else node.types  # all sizes: its gradient graph is built from them
+                    if node.op.sized_grad
                     else _UNIT_AXES.get(node.types) or unit_axes(node.types),
                 )
             )

@@ -547,6 +547,7 @@ RNN_OP = register(
         inputs=_rnn_inputs,
         attrs=RNN_ATTRS,
         uses_train_mode=True,
+        sized_grad=True,  # the gradient unrolls the sequence: one step per time step
         visible_outputs=_visible,
         kind="random",
         doc="Recurrent layers (vanilla RNN with relu or tanh, LSTM, GRU) over time-major "
