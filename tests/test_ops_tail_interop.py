@@ -327,3 +327,42 @@ def test_every_tail_case_op_is_in_both_namespaces():
     for op, *_ in CASES:
         assert callable(getattr(symgrad.nd, op)), op
         assert callable(getattr(symgrad.sym, op)), op
+
+
+KL_SCRIPT = """
+import numpy as np
+
+def run_kl(mx):
+    data = mx.sym.var("data")
+    net = mx.sym.IdentityAttachKLSparseReg(
+        data, sparseness_target=0.2, penalty=0.01, momentum=0.8, name="kl"
+    )
+    x = np.array([[0.1, 0.5, 0.9], [0.3, 0.7, 0.2]], dtype=np.float32)
+    ex = net.simple_bind(mx.cpu(), data=(2, 3), kl_moving_avg=(3,), grad_req="write")
+    ex.aux_dict["kl_moving_avg"][:] = 0.5
+    ex.arg_dict["data"][:] = x
+    results = {}
+    for step in range(2):
+        ex.forward(is_train=True)
+        ex.backward(mx.nd.ones((2, 3)))
+        results[f"out{step}"] = ex.outputs[0].asnumpy()
+        results[f"avg{step}"] = ex.aux_dict["kl_moving_avg"].asnumpy()
+        results[f"grad{step}"] = ex.grad_dict["data"].asnumpy()
+    ex.forward(is_train=False)
+    results["avg_after_predict"] = ex.aux_dict["kl_moving_avg"].asnumpy()
+    return results
+"""
+
+
+def test_kl_sparse_reg_equals_mxnet(mxnet_python, tmp_path):
+    # MXNet updates the moving average in backward, symgrad in the training
+    # forward: after each forward + backward step they agree
+    main = 'import mxnet as mx\nnp.savez("mxnet.npz", **run_kl(mx))\n'
+    run_mxnet(mxnet_python, KL_SCRIPT + main, tmp_path)
+    expected = dict(np.load(tmp_path / "mxnet.npz"))
+    namespace: dict = {}
+    exec(KL_SCRIPT, namespace)
+    actual = namespace["run_kl"](symgrad)
+    assert sorted(actual) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(actual[key], expected[key], rtol=1e-6, err_msg=key)
