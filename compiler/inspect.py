@@ -57,4 +57,6 @@ def explain(target: Any, wrt: Sequence[Node] | None = None) -> str:
         lambda node: False,
         "numba",
     )
-    return program.run_graph.explain()
+    executable = program.run_graph
+    assert executable is not None  # compiled=True, the default, compiles the graph
+    return executable.explain()

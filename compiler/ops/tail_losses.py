@@ -240,18 +240,26 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _feature_axes(ndim):
+def _feature_axes(ndim: int) -> tuple[int, ...]:
     return tuple(a for a in range(ndim) if a != 1)
 
 
-def _kl_types(types, **_attrs):
+def _kl_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     data, moving_avg = types
     if len(data.shape) < 2 or moving_avg.shape != data.shape[1:2]:
         raise GraphError(f"moving_avg must have shape {data.shape[1:2]}, got {moving_avg.shape}")
     return [data]
 
 
-def _kl_sparse_reg(data, moving_avg, *, sparseness_target, penalty, momentum, is_train):
+def _kl_sparse_reg(
+    data: np.ndarray,
+    moving_avg: np.ndarray,
+    *,
+    sparseness_target: float,
+    penalty: float,
+    momentum: float,
+    is_train: bool,
+) -> np.ndarray:
     if is_train:
         # MXNet updates the average activation in its backward pass, and its
         # gradient reads the updated value; symgrad updates it in the training
@@ -262,7 +270,17 @@ def _kl_sparse_reg(data, moving_avg, *, sparseness_target, penalty, momentum, is
     return data.copy()
 
 
-def kl_sparse_reg_grad(g, data, moving_avg, *, out, sparseness_target, penalty, momentum, is_train):
+def kl_sparse_reg_grad(
+    g: Expr,
+    data: Expr,
+    moving_avg: Expr,
+    *,
+    out: Expr,
+    sparseness_target: float,
+    penalty: float,
+    momentum: float,
+    is_train: bool,
+) -> tuple[Expr | None, ...]:
     """g + penalty (-target / avg + (1 - target) / (1 - avg)), avg the moving average
     activation of each feature (axis 1); none for the average"""
     avg = F.stop_gradient(moving_avg)
@@ -271,7 +289,7 @@ def kl_sparse_reg_grad(g, data, moving_avg, *, out, sparseness_target, penalty, 
     return g + F.broadcast_like(F.reshape(term, shape=shape), data), None
 
 
-def _kl_inputs(rng):
+def _kl_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.uniform(0.1, 0.9, (4, 3)), np.full(3, 0.5)]
 
 
@@ -293,7 +311,7 @@ register(
         kind="norm",
         doc="The identity, whose gradient adds a KL sparseness penalty pulling each "
         "feature's moving average activation towards sparseness_target (the average "
-        "is updated in training).\n\nGradient\n--------\n" + kl_sparse_reg_grad.__doc__,
+        "is updated in training).\n\nGradient\n--------\n" + (kl_sparse_reg_grad.__doc__ or ""),
         test=TestSpec(make_inputs=_kl_inputs, attrs={"is_train": True}, wrt=()),
     )
 )

@@ -8,8 +8,12 @@ aliases of the ops they are.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
+
 import numpy as np
 
+from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import (
     Attr,
@@ -34,7 +38,9 @@ from .tail_elemwise import add_aliases
 # ---------------------------------------------------------------------------
 
 
-def _eye_types(types, *, N, M, k, dtype):  # noqa: N803 (MXNet's attribute names)
+def _eye_types(
+    types: Sequence[TensorType], *, N: int, M: int, k: int, dtype: str
+) -> list[TensorType]:  # noqa: N803 (MXNet's attribute names)
     return [TensorType((N, M or N), np.dtype(dtype))]
 
 
@@ -61,11 +67,13 @@ register(
 )
 
 
-def _linspace_types(types, *, start, stop, num, endpoint, dtype):
+def _linspace_types(
+    types: Sequence[TensorType], *, start: float, stop: float, num: int, endpoint: bool, dtype: str
+) -> list[TensorType]:
     return [TensorType((num,), np.dtype(dtype))]
 
 
-def _linspace(*, start, stop, num, endpoint, dtype):
+def _linspace(*, start: float, stop: float, num: int, endpoint: bool, dtype: str) -> np.ndarray:
     return np.linspace(start, stop, num, endpoint=endpoint).astype(dtype)
 
 
@@ -97,7 +105,13 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _slice_assign_types(types, *, begin, end, step):
+def _slice_assign_types(
+    types: Sequence[TensorType],
+    *,
+    begin: tuple[int | None, ...],
+    end: tuple[int | None, ...],
+    step: tuple[int | None, ...],
+) -> list[TensorType]:
     region = tuple(
         len(range(*sl.indices(n)))
         for sl, n in zip(slice_tuple(types[0].shape, begin, end, step), types[0].shape)
@@ -108,13 +122,29 @@ def _slice_assign_types(types, *, begin, end, step):
     return [types[0]]
 
 
-def _slice_assign(lhs, rhs, *, begin, end, step):
+def _slice_assign(
+    lhs: np.ndarray,
+    rhs: np.ndarray,
+    *,
+    begin: tuple[int | None, ...],
+    end: tuple[int | None, ...],
+    step: tuple[int | None, ...],
+) -> np.ndarray:
     out = lhs.copy()
     out[slice_tuple(lhs.shape, begin, end, step)] = rhs
     return out
 
 
-def slice_assign_grad(g, lhs, rhs, *, out, begin, end, step):
+def slice_assign_grad(
+    g: Expr,
+    lhs: Expr,
+    rhs: Expr,
+    *,
+    out: Expr,
+    begin: tuple[int | None, ...],
+    end: tuple[int | None, ...],
+    step: tuple[int | None, ...],
+) -> tuple[Expr | None, ...]:
     """lhs: g with zeros in the slice; rhs: the slice of g"""
     return (
         F._slice_assign_scalar(g, scalar=0.0, begin=begin, end=end, step=step),
@@ -133,19 +163,35 @@ register(
         attrs=SLICE_ATTRS,
         kind="shape",
         doc="lhs with its slice replaced by rhs.\n\nGradient\n--------\n"
-        + slice_assign_grad.__doc__,
+        + (slice_assign_grad.__doc__ or ""),
         test=TestSpec(shapes=((4, 5), (2, 5)), attrs={"begin": (1,), "end": (3,)}),
     )
 )
 
 
-def _slice_assign_scalar(data, *, scalar, begin, end, step):
+def _slice_assign_scalar(
+    data: np.ndarray,
+    *,
+    scalar: float,
+    begin: tuple[int | None, ...],
+    end: tuple[int | None, ...],
+    step: tuple[int | None, ...],
+) -> np.ndarray:
     out = data.copy()
     out[slice_tuple(data.shape, begin, end, step)] = scalar
     return out
 
 
-def slice_assign_scalar_grad(g, data, *, out, scalar, begin, end, step):
+def slice_assign_scalar_grad(
+    g: Expr,
+    data: Expr,
+    *,
+    out: Expr,
+    scalar: float,
+    begin: tuple[int | None, ...],
+    end: tuple[int | None, ...],
+    step: tuple[int | None, ...],
+) -> Expr:
     """g with zeros in the slice"""
     return F._slice_assign_scalar(g, scalar=0.0, begin=begin, end=end, step=step)
 
@@ -160,7 +206,7 @@ register(
         attrs={"scalar": Attr(as_float, 0.0), **SLICE_ATTRS},
         kind="shape",
         doc="data with its slice set to ``scalar``.\n\nGradient\n--------\n"
-        + slice_assign_scalar_grad.__doc__,
+        + (slice_assign_scalar_grad.__doc__ or ""),
         test=TestSpec(
             shapes=((4, 5),), attrs={"scalar": 2.0, "begin": (1, 0), "end": (3, 5), "step": (1, 2)}
         ),
@@ -173,7 +219,9 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _square_sum(x, *, axis, keepdims, exclude):
+def _square_sum(
+    x: np.ndarray, *, axis: tuple[int, ...] | None, keepdims: bool, exclude: bool
+) -> np.ndarray:
     axes = reduced_axes(x.ndim, axis, exclude)
     shape = reduce_types(
         [TensorType(x.shape, x.dtype)], axis=axis, keepdims=keepdims, exclude=exclude
@@ -181,7 +229,9 @@ def _square_sum(x, *, axis, keepdims, exclude):
     return np.square(x).sum(axis=axes, keepdims=keepdims).astype(x.dtype).reshape(shape)
 
 
-def square_sum_grad(g, x, *, out, axis, keepdims, exclude):
+def square_sum_grad(
+    g: Expr, x: Expr, *, out: Expr, axis: tuple[int, ...] | None, keepdims: bool, exclude: bool
+) -> Expr:
     """2 x g, g broadcast back over the summed axes"""
     return F.broadcast_like(restore_reduced(g, x.ndim, axis, keepdims, exclude), x) * x * 2
 
@@ -198,7 +248,8 @@ register(
             "exclude": Attr(as_bool, False),
         },
         kind="reduce",
-        doc="The sum of squares over ``axis``.\n\nGradient\n--------\n" + square_sum_grad.__doc__,
+        doc="The sum of squares over ``axis``.\n\nGradient\n--------\n"
+        + (square_sum_grad.__doc__ or ""),
         test=TestSpec(shapes=((3, 4),), attrs={"axis": (1,)}),
     )
 )
@@ -209,22 +260,22 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _ravel_types(types, *, shape):
+def _ravel_types(types: Sequence[TensorType], *, shape: tuple[int, ...]) -> list[TensorType]:
     if len(types[0].shape) != 2 or types[0].shape[0] != len(shape):
         raise GraphError(f"expects indices ({len(shape)}, N), got {types[0].shape}")
     return [TensorType(types[0].shape[1:], types[0].dtype)]
 
 
-def _ravel(data, *, shape):
+def _ravel(data: np.ndarray, *, shape: tuple[int, ...]) -> np.ndarray:
     strides = np.cumprod((1,) + tuple(shape[:0:-1]))[::-1]
     return (data.astype(np.int64) * strides[:, None]).sum(axis=0).astype(data.dtype)
 
 
-def _unravel_types(types, *, shape):
+def _unravel_types(types: Sequence[TensorType], *, shape: tuple[int, ...]) -> list[TensorType]:
     return [TensorType((len(shape),) + types[0].shape, types[0].dtype)]
 
 
-def _unravel(data, *, shape):
+def _unravel(data: np.ndarray, *, shape: tuple[int, ...]) -> np.ndarray:
     flat = data.astype(np.int64)
     return np.stack(np.unravel_index(flat % int(np.prod(shape)), shape)).astype(data.dtype)
 
@@ -256,18 +307,18 @@ for _name, _infer, _impl, _shape, _what in (
 # ---------------------------------------------------------------------------
 
 
-def _rows_types(types):
+def _rows_types(types: Sequence[TensorType]) -> tuple[int, ...]:
     data, index = types[0].shape, types[-1].shape
     if len(data) != 2 or index != data[:1]:
         raise GraphError(f"expects lhs (N, M) and rhs (N,), got {data}, {index}")
     return data
 
 
-def _column(index, width):
+def _column(index: np.ndarray, width: int) -> np.ndarray:
     return np.clip(index.astype(np.int64), 0, width - 1)
 
 
-def choose_grad(g, lhs, rhs, *, out):
+def choose_grad(g: Expr, lhs: Expr, rhs: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """g at the chosen positions of zeros; none for the indices"""
     return F._pick_grad(g, F.stop_gradient(rhs), lhs, axis=1, mode="clip"), None
 
@@ -280,7 +331,7 @@ register(
         grad=choose_grad,
         inputs=("lhs", "rhs"),
         kind="gather",
-        doc="lhs[i, rhs[i]] for each row i.\n\nGradient\n--------\n" + choose_grad.__doc__,
+        doc="lhs[i, rhs[i]] for each row i.\n\nGradient\n--------\n" + (choose_grad.__doc__ or ""),
         test=TestSpec(
             make_inputs=lambda rng: [rng.uniform(-2, 2, (3, 4)), np.array([0, 3, 1.0])],
             wrt=(0,),
@@ -289,20 +340,20 @@ register(
 )
 
 
-def _fill(lhs, mhs, rhs):
+def _fill(lhs: np.ndarray, mhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     out = lhs.copy()
     out[np.arange(lhs.shape[0]), _column(rhs, lhs.shape[1])] = mhs
     return out
 
 
-def fill_grad(g, lhs, mhs, rhs, *, out):
+def fill_grad(g: Expr, lhs: Expr, mhs: Expr, rhs: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """lhs: g with zeros at the filled positions; mhs: g at them; none for rhs"""
     index = F.stop_gradient(rhs)
     taken = F.pick(g, index, axis=1, mode="clip")
     return g - F._pick_grad(taken, index, lhs, axis=1, mode="clip"), taken, None
 
 
-def _fill_types(types):
+def _fill_types(types: Sequence[TensorType]) -> list[TensorType]:
     _rows_types(types)
     if types[1].shape != types[0].shape[:1]:
         raise GraphError(f"mhs must have shape {types[0].shape[:1]}, got {types[1].shape}")
@@ -318,7 +369,7 @@ register(
         inputs=("lhs", "mhs", "rhs"),
         kind="gather",
         doc="lhs with lhs[i, rhs[i]] set to mhs[i] for each row i.\n\nGradient\n--------\n"
-        + fill_grad.__doc__,
+        + (fill_grad.__doc__ or ""),
         test=TestSpec(
             make_inputs=lambda rng: [
                 rng.uniform(-2, 2, (3, 4)),
@@ -343,7 +394,13 @@ PATCH_ATTRS = {
 }
 
 
-def _geometry(size, kernel, stride, dilate, pad):
+def _geometry(
+    size: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilate: Sequence[int],
+    pad: Sequence[int],
+) -> list[tuple[int, int, int, int, int]]:
     """Per spatial axis: (kernel, stride, dilation, pad, output length)."""
     axes = []
     for axis, (n, k) in enumerate(zip(size, kernel)):
@@ -357,12 +414,19 @@ def _geometry(size, kernel, stride, dilate, pad):
     return axes
 
 
-def _check_2d(kernel):
+def _check_2d(kernel: Sequence[int]) -> None:
     if len(kernel) != 2:
         raise GraphError(f"only 2-D kernels are implemented, got {kernel}")
 
 
-def _im2col_types(types, *, kernel, stride, dilate, pad):
+def _im2col_types(
+    types: Sequence[TensorType],
+    *,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+) -> list[TensorType]:
     _check_2d(kernel)
     n, c, *size = types[0].shape
     axes = _geometry(size, kernel, stride, dilate, pad)
@@ -370,7 +434,13 @@ def _im2col_types(types, *, kernel, stride, dilate, pad):
     return [TensorType((n, c * int(np.prod(kernel)), length), types[0].dtype)]
 
 
-def _windows(size, kernel, stride, dilate, pad):
+def _windows(
+    size: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilate: Sequence[int],
+    pad: Sequence[int],
+) -> Iterator[tuple[int, int, slice, slice]]:
     """Per kernel offset (ki, kj): the slices of the padded image it reads."""
     (kh, sh, dh, _, oh), (kw, sw, dw, _, ow) = _geometry(size, kernel, stride, dilate, pad)
     for ki in range(kh):
@@ -380,11 +450,18 @@ def _windows(size, kernel, stride, dilate, pad):
             yield ki, kj, rows, columns
 
 
-def _padding(kernel, pad):
+def _padding(kernel: Sequence[int], pad: Sequence[int]) -> tuple[tuple[int, int], ...]:
     return ((0, 0), (0, 0)) + tuple((p, p) for p in (pad or (0,) * len(kernel)))
 
 
-def _im2col(data, *, kernel, stride, dilate, pad):
+def _im2col(
+    data: np.ndarray,
+    *,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+) -> np.ndarray:
     n, c, *size = data.shape
     padded = np.pad(data, _padding(kernel, pad))
     (*_, oh), (*_, ow) = _geometry(size, kernel, stride, dilate, pad)
@@ -394,7 +471,16 @@ def _im2col(data, *, kernel, stride, dilate, pad):
     return columns_out.reshape(n, c * kernel[0] * kernel[1], oh * ow)
 
 
-def im2col_grad(g, data, *, out, kernel, stride, dilate, pad):
+def im2col_grad(
+    g: Expr,
+    data: Expr,
+    *,
+    out: Expr,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+) -> Expr:
     """col2im(g): each patch entry summed back onto its pixel"""
     return F.col2im(
         g, output_size=tuple(data.shape[2:]), kernel=kernel, stride=stride, dilate=dilate, pad=pad
@@ -410,7 +496,7 @@ register(
         attrs=PATCH_ATTRS,
         kind="gather",
         doc="The sliding patches of NCHW data as columns: (N, C kh kw, patches).\n\n"
-        "Gradient\n--------\n" + im2col_grad.__doc__,
+        "Gradient\n--------\n" + (im2col_grad.__doc__ or ""),
         test=TestSpec(
             shapes=((2, 2, 5, 6),), attrs={"kernel": (2, 3), "stride": (2, 1), "pad": (1, 1)}
         ),
@@ -418,7 +504,15 @@ register(
 )
 
 
-def _col2im_types(types, *, output_size, kernel, stride, dilate, pad):
+def _col2im_types(
+    types: Sequence[TensorType],
+    *,
+    output_size: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+) -> list[TensorType]:
     _check_2d(kernel)
     n, rows, length = types[0].shape
     axes = _geometry(output_size, kernel, stride, dilate, pad)
@@ -428,7 +522,15 @@ def _col2im_types(types, *, output_size, kernel, stride, dilate, pad):
     return [TensorType((n, rows // patch) + tuple(output_size), types[0].dtype)]
 
 
-def _col2im(data, *, output_size, kernel, stride, dilate, pad):
+def _col2im(
+    data: np.ndarray,
+    *,
+    output_size: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+) -> np.ndarray:
     n, rows, _ = data.shape
     c = rows // (kernel[0] * kernel[1])
     (*_, oh), (*_, ow) = _geometry(output_size, kernel, stride, dilate, pad)
@@ -443,7 +545,17 @@ def _col2im(data, *, output_size, kernel, stride, dilate, pad):
     return padded[:, :, top : top + output_size[0], left : left + output_size[1]].copy()
 
 
-def col2im_grad(g, data, *, out, output_size, kernel, stride, dilate, pad):
+def col2im_grad(
+    g: Expr,
+    data: Expr,
+    *,
+    out: Expr,
+    output_size: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilate: tuple[int, ...],
+    pad: tuple[int, ...],
+) -> Expr:
     """im2col(g)"""
     return F.im2col(g, kernel=kernel, stride=stride, dilate=dilate, pad=pad)
 
@@ -457,7 +569,7 @@ register(
         attrs={"output_size": Attr(as_shape), **PATCH_ATTRS},
         kind="gather",
         doc="Columns of patches summed back into an NCHW image of output_size: the "
-        "adjoint of im2col.\n\nGradient\n--------\n" + col2im_grad.__doc__,
+        "adjoint of im2col.\n\nGradient\n--------\n" + (col2im_grad.__doc__ or ""),
         test=TestSpec(
             shapes=((2, 12, 18),),
             attrs={"output_size": (5, 6), "kernel": (2, 3), "stride": (2, 1), "pad": (1, 1)},
@@ -471,13 +583,13 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _window_sum(x, *, nsize):
+def _window_sum(x: np.ndarray, *, nsize: int) -> np.ndarray:
     half = nsize // 2
     padded = np.pad(x, ((0, 0), (half, half)) + ((0, 0),) * (x.ndim - 2))
-    return sum(padded[:, i : i + x.shape[1]] for i in range(nsize))
+    return cast(np.ndarray, sum(padded[:, i : i + x.shape[1]] for i in range(nsize)))
 
 
-def window_sum_grad(g, x, *, out, nsize):
+def window_sum_grad(g: Expr, x: Expr, *, out: Expr, nsize: int) -> Expr:
     """the window sum of g (the window is symmetric)"""
     return F._lrn_window_sum(g, nsize=nsize)
 
@@ -491,7 +603,7 @@ register(
         attrs={"nsize": Attr(as_int)},
         kind="pool",
         doc="Per channel, the sum over the nsize channels centred on it (zeros beyond "
-        "the ends): LRN's normaliser.\n\nGradient\n--------\n" + window_sum_grad.__doc__,
+        "the ends): LRN's normaliser.\n\nGradient\n--------\n" + (window_sum_grad.__doc__ or ""),
         test=TestSpec(shapes=((2, 5, 3),), attrs={"nsize": 3}),
     )
 )
@@ -504,12 +616,14 @@ LRN_ATTRS = {
 }
 
 
-def _lrn(x, *, alpha, beta, knorm, nsize):
+def _lrn(x: np.ndarray, *, alpha: float, beta: float, knorm: float, nsize: int) -> np.ndarray:
     scale = knorm + _window_sum(np.square(x), nsize=nsize) * (alpha / nsize)
     return (x * scale ** (-beta)).astype(x.dtype)
 
 
-def lrn_grad(g, x, *, out, alpha, beta, knorm, nsize):
+def lrn_grad(
+    g: Expr, x: Expr, *, out: Expr, alpha: float, beta: float, knorm: float, nsize: int
+) -> Expr:
     """with d = knorm + alpha/n S(x^2): g d^-beta - 2 x alpha beta / n S(g x d^(-beta-1))"""
     d = F._lrn_window_sum(x * x, nsize=nsize) * (alpha / nsize) + knorm
     inner = F._lrn_window_sum(g * x * d ** (-beta - 1.0), nsize=nsize)
@@ -525,7 +639,7 @@ register(
         attrs=LRN_ATTRS,
         kind="norm",
         doc="Local response normalisation across channels: x / (knorm + alpha/nsize "
-        "sum of x^2 over nsize channels)^beta.\n\nGradient\n--------\n" + lrn_grad.__doc__,
+        "sum of x^2 over nsize channels)^beta.\n\nGradient\n--------\n" + (lrn_grad.__doc__ or ""),
         test=TestSpec(
             shapes=((2, 5, 3, 2),), attrs={"alpha": 0.5, "beta": 0.75, "knorm": 1.5, "nsize": 3}
         ),
@@ -538,7 +652,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _khatri_rao_types(types):
+def _khatri_rao_types(types: Sequence[TensorType]) -> list[TensorType]:
     if not types or any(len(t.shape) != 2 for t in types):
         raise GraphError("khatri_rao takes matrices")
     columns = types[0].shape[1]
@@ -548,14 +662,14 @@ def _khatri_rao_types(types):
     return [TensorType((rows, columns), types[0].dtype)]
 
 
-def _khatri_rao(*matrices):
+def _khatri_rao(*matrices: np.ndarray) -> np.ndarray:
     out = matrices[0]
     for m in matrices[1:]:
         out = (out[:, None, :] * m[None, :, :]).reshape(-1, m.shape[1])
     return out.copy()
 
 
-def khatri_rao_grad(g, *matrices, out):
+def khatri_rao_grad(g: Expr, *matrices: Expr, out: Expr) -> Expr | tuple[Expr | None, ...]:
     """per input i: g (as n_1 x ... x n_k x C) times the other inputs, summed over
     their rows"""
     return tuple(F._khatri_rao_grad(g, *matrices, index=i) for i in range(len(matrices)))
@@ -570,13 +684,13 @@ register(
         variadic=True,
         kind="blas",
         doc="The column-wise Kronecker product of matrices with one column count.\n\n"
-        "Gradient\n--------\n" + khatri_rao_grad.__doc__,
+        "Gradient\n--------\n" + (khatri_rao_grad.__doc__ or ""),
         test=TestSpec(shapes=((2, 3), (4, 3), (2, 3)), order=1),
     )
 )
 
 
-def _khatri_rao_grad(g, *matrices, index):
+def _khatri_rao_grad(g: np.ndarray, *matrices: np.ndarray, index: int) -> np.ndarray:
     rows = [m.shape[0] for m in matrices]
     total = g.reshape(*rows, g.shape[1]).astype(np.float64)
     for j, m in enumerate(matrices):
@@ -608,7 +722,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _flag_types(types, **_attrs):
+def _flag_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
     return [TensorType((1,), np.dtype(np.float32))]
 
 
@@ -656,22 +770,28 @@ register(
 )
 
 
-def _multicast_dtype(types, cast_narrow):
+def _multicast_dtype(types: Sequence[TensorType], cast_narrow: bool) -> np.dtype:
     sizes = sorted({t.dtype for t in types}, key=lambda d: d.itemsize)
     return sizes[0] if cast_narrow else sizes[-1]
 
 
-def _amp_multicast_types(types, *, num_outputs, cast_narrow):
+def _amp_multicast_types(
+    types: Sequence[TensorType], *, num_outputs: int, cast_narrow: bool
+) -> list[TensorType]:
     dtype = _multicast_dtype(types, cast_narrow)
     return [TensorType(t.shape, dtype) for t in types]
 
 
-def _amp_multicast(*xs, num_outputs, cast_narrow):
+def _amp_multicast(
+    *xs: np.ndarray, num_outputs: int, cast_narrow: bool
+) -> np.ndarray | tuple[np.ndarray, ...]:
     dtype = _multicast_dtype([TensorType(x.shape, x.dtype) for x in xs], cast_narrow)
     return tuple(x.astype(dtype) for x in xs)
 
 
-def amp_multicast_grad(gs, *xs, out, num_outputs, cast_narrow):
+def amp_multicast_grad(
+    gs: tuple[Expr, ...], *xs: Expr, out: Expr, num_outputs: int, cast_narrow: bool
+) -> Expr | tuple[Expr | None, ...]:
     """each g cast back to its input's dtype"""
     gs = gs if isinstance(gs, tuple) else (gs,)
     return tuple(F.Cast(g, dtype=x.dtype.name) for g, x in zip(gs, xs))
@@ -687,13 +807,13 @@ register(
         variadic=True,
         kind="shape",
         doc="Every input cast to the widest (cast_narrow: the narrowest) of their "
-        "dtypes.\n\nGradient\n--------\n" + amp_multicast_grad.__doc__,
+        "dtypes.\n\nGradient\n--------\n" + (amp_multicast_grad.__doc__ or ""),
         test=TestSpec(shapes=((3, 4), (2,)), attrs={"num_outputs": 2}),
     )
 )
 
 
-def cast_storage_grad(g, x, *, out, stype):
+def cast_storage_grad(g: Expr, x: Expr, *, out: Expr, stype: str) -> Expr:
     """g"""
     return g
 
@@ -713,7 +833,7 @@ register(
 )
 
 
-def identity_like_rhs_grad(g, lhs, rhs, *, out):
+def identity_like_rhs_grad(g: Expr, lhs: Expr, rhs: Expr, *, out: Expr) -> tuple[Expr | None, ...]:
     """g for lhs, none for rhs"""
     return g, None
 
@@ -728,7 +848,7 @@ register(
         shape_only=(1,),
         kind="shape",
         doc="lhs unchanged (MXNet uses rhs only for its attributes).\n\nGradient\n--------\n"
-        + identity_like_rhs_grad.__doc__,
+        + (identity_like_rhs_grad.__doc__ or ""),
         test=TestSpec(shapes=((3, 4), (3, 4)), wrt=(0,)),
     )
 )
@@ -742,3 +862,118 @@ for _name, _aliases in {
     "Pooling": ("Pooling_v1",),
 }.items():
     add_aliases(_name, _aliases)
+
+
+# ---------------------------------------------------------------------------
+# _split_v2, _histogram
+# ---------------------------------------------------------------------------
+
+SPLIT_V2_ATTRS = {
+    "indices": Attr(as_shape, ()),
+    "axis": Attr(as_int, 0),
+    "squeeze_axis": Attr(as_bool, False),
+    "sections": Attr(as_int, 0),
+}
+
+
+def _split_bounds(length, indices, sections):
+    """The (begin, end) of each piece along the split axis: ``sections`` equal
+    pieces, or pieces starting at ``indices`` (MXNet passes a leading 0)."""
+    if sections > 0:
+        if length % sections:
+            raise GraphError(f"axis of length {length} does not split into {sections}")
+        step = length // sections
+        return [(i * step, (i + 1) * step) for i in range(sections)]
+    starts = list(indices) or [0]
+    ends = starts[1:] + [length]
+    if any(b > e for b, e in zip(starts, ends)) or ends[-1] > length:
+        raise GraphError(f"indices {indices} do not split an axis of length {length}")
+    return list(zip(starts, ends))
+
+
+def _split_v2_types(types, *, indices, axis, squeeze_axis, sections):
+    shape = types[0].shape
+    ax = axis % len(shape)
+    pieces = []
+    for begin, end in _split_bounds(shape[ax], indices, sections):
+        if squeeze_axis and end - begin != 1:
+            raise GraphError("squeeze_axis needs pieces of length 1")
+        size = () if squeeze_axis else (end - begin,)
+        pieces.append(TensorType(shape[:ax] + size + shape[ax + 1 :], types[0].dtype))
+    return pieces
+
+
+def _split_v2(x, *, indices, axis, squeeze_axis, sections):
+    ax = axis % x.ndim
+    pieces = []
+    for begin, end in _split_bounds(x.shape[ax], indices, sections):
+        piece = np.take(x, np.arange(begin, end), axis=ax)
+        pieces.append(np.squeeze(piece, axis=ax) if squeeze_axis else piece)
+    return tuple(pieces)
+
+
+def split_v2_grad(gs, x, *, out, indices, axis, squeeze_axis, sections):
+    """the pieces' gradients joined again along axis"""
+    gs = gs if isinstance(gs, tuple) else (gs,)
+    ax = axis % x.ndim
+    if squeeze_axis:
+        gs = tuple(F.expand_dims(g, axis=ax) for g in gs)
+    return F.Concat(*gs, dim=ax) if len(gs) > 1 else gs[0]
+
+
+register(
+    OpDef(
+        name="_split_v2",
+        infer=_split_v2_types,
+        impl=_split_v2,
+        grad=split_v2_grad,
+        attrs=SPLIT_V2_ATTRS,
+        kind="shape",
+        doc="Split along ``axis`` into ``sections`` equal pieces or at ``indices`` "
+        "(mx.nd.split_v2).\n\nGradient\n--------\n" + split_v2_grad.__doc__,
+        test=TestSpec(shapes=((3, 5),), attrs={"indices": (0, 1, 3), "axis": 1}),
+    )
+)
+
+
+def as_shape_float(value):
+    """A pair of floats (histogram's range), from Python or MXNet's "(0, 3)"."""
+    if isinstance(value, str):
+        value = [float(v) for v in value.strip("()[] ").split(",") if v.strip()]
+    return tuple(float(v) for v in value)
+
+
+def _histogram_types(types, *, bin_cnt, range):  # noqa: A002 (MXNet's name)
+    count = bin_cnt if len(types) == 1 else types[1].shape[0] - 1
+    if count is None or count < 1:
+        raise GraphError("histogram needs bin_cnt or a bins array of two or more edges")
+    edges = TensorType((count + 1,), types[0].dtype)
+    return [TensorType((count,), np.dtype(np.int64)), edges]
+
+
+def _histogram(data, *bins, bin_cnt, range):  # noqa: A002
+    values = data.astype(np.float64).ravel()
+    edges_given = bins[0].astype(np.float64) if bins else bin_cnt
+    counts, edges = np.histogram(values, bins=edges_given, range=range)
+    return counts.astype(np.int64), edges.astype(data.dtype)
+
+
+register(
+    OpDef(
+        name="_histogram",
+        infer=_histogram_types,
+        impl=_histogram,
+        inputs=("data", "bins"),
+        variadic=True,
+        attrs={
+            "bin_cnt": Attr(lambda v: None if v in (None, "None") else as_int(v), None),
+            "range": Attr(lambda v: None if v in (None, "None") else as_shape_float(v), None),
+        },
+        differentiable=False,
+        kind="reduce",
+        doc="Counts of data in bin_cnt equal bins over range (default: data's min to "
+        "max) or between the given bin edges, and the edges (mx.nd.histogram). No "
+        "gradient.",
+        test=TestSpec(shapes=((3, 4),), attrs={"bin_cnt": 3, "range": (-2.0, 2.0)}),
+    )
+)
