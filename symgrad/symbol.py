@@ -982,3 +982,6 @@ __all__ = [
 # mx.sym.contrib (and mx.sym.Custom): made from this module's function builder too
 from . import symbol_contrib as contrib  # noqa: E402, F401
 from .symbol_contrib import Custom  # noqa: E402, F401
+
+# arange, full, hypot, histogram, split_v2: MXNet's Python wrappers of registered ops
+from .symbol_tail import arange, full, histogram, hypot, split_v2  # noqa: E402, F401

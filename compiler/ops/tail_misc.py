@@ -797,7 +797,8 @@ def amp_multicast_grad(
     return tuple(F.Cast(g, dtype=x.dtype.name) for g, x in zip(gs, xs))
 
 
-register(
+# outputs counted before shapes are known (mx.sym): one per input
+_amp_multicast_op = register(
     OpDef(
         name="amp_multicast",
         infer=_amp_multicast_types,
@@ -811,6 +812,7 @@ register(
         test=TestSpec(shapes=((3, 4), (2,)), attrs={"num_outputs": 2}),
     )
 )
+_amp_multicast_op.num_outputs = lambda attrs, inputs: inputs
 
 
 def cast_storage_grad(g: Expr, x: Expr, *, out: Expr, stype: str) -> Expr:
@@ -862,3 +864,122 @@ for _name, _aliases in {
     "Pooling": ("Pooling_v1",),
 }.items():
     add_aliases(_name, _aliases)
+
+
+# ---------------------------------------------------------------------------
+# _split_v2, _histogram
+# ---------------------------------------------------------------------------
+
+SPLIT_V2_ATTRS = {
+    "indices": Attr(as_shape, ()),
+    "axis": Attr(as_int, 0),
+    "squeeze_axis": Attr(as_bool, False),
+    "sections": Attr(as_int, 0),
+}
+
+
+def _split_bounds(length, indices, sections):
+    """The (begin, end) of each piece along the split axis: ``sections`` equal
+    pieces, or pieces starting at ``indices`` (MXNet passes a leading 0)."""
+    if sections > 0:
+        if length % sections:
+            raise GraphError(f"axis of length {length} does not split into {sections}")
+        step = length // sections
+        return [(i * step, (i + 1) * step) for i in range(sections)]
+    starts = list(indices) or [0]
+    ends = starts[1:] + [length]
+    if any(b > e for b, e in zip(starts, ends)) or ends[-1] > length:
+        raise GraphError(f"indices {indices} do not split an axis of length {length}")
+    return list(zip(starts, ends))
+
+
+def _split_v2_types(types, *, indices, axis, squeeze_axis, sections):
+    shape = types[0].shape
+    ax = axis % len(shape)
+    pieces = []
+    for begin, end in _split_bounds(shape[ax], indices, sections):
+        if squeeze_axis and end - begin != 1:
+            raise GraphError("squeeze_axis needs pieces of length 1")
+        size = () if squeeze_axis else (end - begin,)
+        pieces.append(TensorType(shape[:ax] + size + shape[ax + 1 :], types[0].dtype))
+    return pieces
+
+
+def _split_v2(x, *, indices, axis, squeeze_axis, sections):
+    ax = axis % x.ndim
+    pieces = []
+    for begin, end in _split_bounds(x.shape[ax], indices, sections):
+        piece = np.take(x, np.arange(begin, end), axis=ax)
+        pieces.append(np.squeeze(piece, axis=ax) if squeeze_axis else piece)
+    return tuple(pieces)
+
+
+def split_v2_grad(gs, x, *, out, indices, axis, squeeze_axis, sections):
+    """the pieces' gradients joined again along axis"""
+    gs = gs if isinstance(gs, tuple) else (gs,)
+    ax = axis % x.ndim
+    if squeeze_axis:
+        gs = tuple(F.expand_dims(g, axis=ax) for g in gs)
+    return F.Concat(*gs, dim=ax) if len(gs) > 1 else gs[0]
+
+
+# outputs counted before shapes are known (mx.sym): one per piece
+_split_v2_op = register(
+    OpDef(
+        name="_split_v2",
+        infer=_split_v2_types,
+        impl=_split_v2,
+        grad=split_v2_grad,
+        attrs=SPLIT_V2_ATTRS,
+        kind="shape",
+        doc="Split along ``axis`` into ``sections`` equal pieces or at ``indices`` "
+        "(mx.nd.split_v2).\n\nGradient\n--------\n" + split_v2_grad.__doc__,
+        test=TestSpec(shapes=((3, 5),), attrs={"indices": (0, 1, 3), "axis": 1}),
+    )
+)
+_split_v2_op.num_outputs = lambda attrs, inputs: attrs["sections"] or max(len(attrs["indices"]), 1)
+
+
+def as_shape_float(value):
+    """A pair of floats (histogram's range), from Python or MXNet's "(0, 3)"."""
+    if isinstance(value, str):
+        value = [float(v) for v in value.strip("()[] ").split(",") if v.strip()]
+    return tuple(float(v) for v in value)
+
+
+def _histogram_types(types, *, bin_cnt, range):  # noqa: A002 (MXNet's name)
+    count = bin_cnt if len(types) == 1 else types[1].shape[0] - 1
+    if count is None or count < 1:
+        raise GraphError("histogram needs bin_cnt or a bins array of two or more edges")
+    edges = TensorType((count + 1,), types[0].dtype)
+    return [TensorType((count,), np.dtype(np.int64)), edges]
+
+
+def _histogram(data, *bins, bin_cnt, range):  # noqa: A002
+    values = data.astype(np.float64).ravel()
+    edges_given = bins[0].astype(np.float64) if bins else bin_cnt
+    counts, edges = np.histogram(values, bins=edges_given, range=range)
+    return counts.astype(np.int64), edges.astype(data.dtype)
+
+
+# outputs counted before shapes are known (mx.sym): the counts and the edges
+_histogram_op = register(
+    OpDef(
+        name="_histogram",
+        infer=_histogram_types,
+        impl=_histogram,
+        inputs=("data", "bins"),
+        variadic=True,
+        attrs={
+            "bin_cnt": Attr(lambda v: None if v in (None, "None") else as_int(v), None),
+            "range": Attr(lambda v: None if v in (None, "None") else as_shape_float(v), None),
+        },
+        differentiable=False,
+        kind="reduce",
+        doc="Counts of data in bin_cnt equal bins over range (default: data's min to "
+        "max) or between the given bin edges, and the edges (mx.nd.histogram). No "
+        "gradient.",
+        test=TestSpec(shapes=((3, 4),), attrs={"bin_cnt": 3, "range": (-2.0, 2.0)}),
+    )
+)
+_histogram_op.num_outputs = 2

@@ -640,7 +640,8 @@ def moments_grad(
     return spread / F._reduced_size(x, axis=axes)
 
 
-register(
+# outputs counted before shapes are known (mx.sym): the mean and the variance
+_moments_op = register(
     OpDef(
         name="moments",
         infer=_moments_types,
@@ -653,6 +654,7 @@ register(
         test=TestSpec(shapes=((3, 4, 2),), attrs={"axes": (0, 2)}),
     )
 )
+_moments_op.num_outputs = 2
 
 
 def _nanprod(
