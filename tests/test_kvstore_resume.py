@@ -98,6 +98,17 @@ def train(kv, rank, workers, update_on_kvstore):
     start = time.monotonic()
     net.load_parameters(params)
     trainer.load_states(states)
+    # a checkpoint at once, as the loop in docs/distributed.md writes one
+    trainer.save_states(states + ".again")
+    if update_on_kvstore:
+        first, again = (mx.optimizer.get_updater(mx.optimizer.create("sgd")) for _ in "12")
+        first.set_states(open(states, "rb").read())
+        again.set_states(open(states + ".again", "rb").read())
+        report["same_states"] = len(first.states) == 4 and sorted(first.states) == sorted(
+            again.states
+        ) and all(
+            np.array_equal(first.states[k].asnumpy(), again.states[k].asnumpy())
+            for k in first.states)
     for s in range(CHECKPOINT, STEPS):
         step(net, trainer, loss_fn, s, rank, workers)
     report["resume_and_train"] = time.monotonic() - start
@@ -154,6 +165,8 @@ def test_a_lost_server_is_recreated_from_the_last_checkpoint(tmp_path):
             assert report["waited"] < 10, (where, report["waited"])
             assert "KVStore server 1 was lost" in report["again"], where
             assert report["servers"] == 2, where
+            if mode == "True":  # the states came back from the new servers whole
+                assert report["same_states"] is True, where
             for got, want in zip(report["params"], expected):
                 np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=where)
     # the check is not of the initial weights
