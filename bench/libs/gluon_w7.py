@@ -21,9 +21,17 @@ import os
 
 import numpy as np
 
-IMPL = os.environ.get("BENCH_MX", "symgrad")
-HYBRIDIZE = os.environ.get("BENCH_HYBRIDIZE") == "1"
-TORCH_COMPILE = os.environ.get("BENCH_TORCH_COMPILE") == "1"
+
+def library() -> str:
+    """``BENCH_MX``, read when needed: a cell run alone sets its column's environment
+    after importing the harness, which imports this module."""
+    return os.environ.get("BENCH_MX", "symgrad")
+
+
+def option(name: str) -> bool:
+    """Whether ``BENCH_<name>`` (HYBRIDIZE, TORCH_COMPILE) is "1"."""
+    return os.environ.get(f"BENCH_{name}") == "1"
+
 
 EPS = 1e-5  # BatchNorm's epsilon (Gluon's and PyTorch's default)
 DEFAULT_SIZES = {"B": 32, "side": 32, "widths": (32, 64), "classes": 10}
@@ -77,22 +85,22 @@ def __getattr__(name: str):
     looked up lazily: importing this module imports no framework."""
     if name == "VERSION":
         return _framework().__version__
-    if name == "settle" and IMPL == "symgrad":
+    if name == "settle" and library() == "symgrad":
         return symgrad_settle
     raise AttributeError(name)
 
 
 def _framework():
     """The library ``BENCH_MX`` names, imported on first use."""
-    return importlib.import_module(IMPL)
+    return importlib.import_module(library())
 
 
 def symgrad_settle() -> None:
     """Wait for symgrad's background compilation (steady state means compiled code)."""
-    try:  # the numba backend's module moved from lower/ to backends/numba/
-        from symgrad_compiler.backends.numba.executable import wait_for_compilation
-    except ImportError:
+    try:  # public from the compiler's restructuring on
         from symgrad_compiler import wait_for_compilation
+    except ImportError:  # before it
+        from symgrad_compiler.lower.runner import wait_for_compilation
     wait_for_compilation()
 
 
@@ -140,7 +148,7 @@ def gluon_train_step(mx, net, params, loss, X, y, batch: int):
     """step() = record the loss, backward, ``trainer.step(batch)``, wait; returns the
     losses and the parameters after the update."""
     autograd, nd = mx.autograd, mx.nd
-    if HYBRIDIZE:
+    if option("HYBRIDIZE"):
         net.hybridize(static_alloc=True, static_shape=True)
     trainer = mx.gluon.Trainer(net.collect_params(), "sgd", _sgd())
 
@@ -194,7 +202,7 @@ def torch_train_step(net, params, forward):
     ``BENCH_TORCH_COMPILE=1``; the compiling call runs in setup and updates nothing)."""
     import torch
 
-    if TORCH_COMPILE:
+    if option("TORCH_COMPILE"):
         forward = torch.compile(forward)
         forward().backward()
         net.zero_grad(set_to_none=True)
@@ -216,7 +224,7 @@ def torch_train_step(net, params, forward):
 def w7(inp: dict):
     """W7 setup: returns ``step`` (see the module docstring) for the library of
     ``BENCH_MX``; the sizes are read from the inputs."""
-    return (_torch_w7 if IMPL == "torch" else _gluon_w7)(inp)
+    return (_torch_w7 if library() == "torch" else _gluon_w7)(inp)
 
 
 # ---------------------------------------------------------------- float64 reference

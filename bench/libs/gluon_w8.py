@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.libs import gluon_w7
-from bench.libs.gluon_w7 import IMPL, xavier
+from bench.libs.gluon_w7 import library, xavier
 
 DEFAULT_SIZES = {"T": 35, "N": 32, "vocab": 10000, "hidden": 200, "layers": 2}
 LAYER_PARAMS = ("i2h_weight", "h2h_weight", "i2h_bias", "h2h_bias")
@@ -125,7 +125,7 @@ def _torch_w8(inp: dict):
 
 def w8(inp: dict):
     """W8 setup: returns ``step`` for the library of ``BENCH_MX``; sizes from the inputs."""
-    return (_torch_w8 if IMPL == "torch" else _gluon_w8)(inp)
+    return (_torch_w8 if library() == "torch" else _gluon_w8)(inp)
 
 
 # ---------------------------------------------------------------- float64 reference

@@ -142,7 +142,7 @@ def zoo(inp: dict):
     expected = inp.get("param_shapes")
     if expected is not None and [list(s) for s in shapes] != json.loads(str(expected)):
         raise RuntimeError("the network's parameters differ from the reference's")
-    if gluon_w7.HYBRIDIZE:
+    if gluon_w7.option("HYBRIDIZE"):
         net.hybridize(static_alloc=True, static_shape=True)
     loss = mx.gluon.loss.SoftmaxCrossEntropyLoss()
     checked = [params[i] for i in picks]
