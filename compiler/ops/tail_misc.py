@@ -878,7 +878,7 @@ SPLIT_V2_ATTRS = {
 }
 
 
-def _split_bounds(length, indices, sections):
+def _split_bounds(length: int, indices: Sequence[int], sections: int) -> list[tuple[int, int]]:
     """The (begin, end) of each piece along the split axis: ``sections`` equal
     pieces, or pieces starting at ``indices`` (MXNet passes a leading 0)."""
     if sections > 0:
@@ -893,10 +893,17 @@ def _split_bounds(length, indices, sections):
     return list(zip(starts, ends))
 
 
-def _split_v2_types(types, *, indices, axis, squeeze_axis, sections):
+def _split_v2_types(
+    types: Sequence[TensorType],
+    *,
+    indices: tuple[int, ...],
+    axis: int,
+    squeeze_axis: bool,
+    sections: int,
+) -> list[TensorType]:
     shape = types[0].shape
     ax = axis % len(shape)
-    pieces = []
+    pieces: list[TensorType] = []
     for begin, end in _split_bounds(shape[ax], indices, sections):
         if squeeze_axis and end - begin != 1:
             raise GraphError("squeeze_axis needs pieces of length 1")
@@ -905,21 +912,32 @@ def _split_v2_types(types, *, indices, axis, squeeze_axis, sections):
     return pieces
 
 
-def _split_v2(x, *, indices, axis, squeeze_axis, sections):
+def _split_v2(
+    x: np.ndarray, *, indices: tuple[int, ...], axis: int, squeeze_axis: bool, sections: int
+) -> tuple[np.ndarray, ...]:
     ax = axis % x.ndim
-    pieces = []
+    pieces: list[np.ndarray] = []
     for begin, end in _split_bounds(x.shape[ax], indices, sections):
         piece = np.take(x, np.arange(begin, end), axis=ax)
         pieces.append(np.squeeze(piece, axis=ax) if squeeze_axis else piece)
     return tuple(pieces)
 
 
-def split_v2_grad(gs, x, *, out, indices, axis, squeeze_axis, sections):
+def split_v2_grad(
+    g: Expr | tuple[Expr, ...],
+    x: Expr,
+    *,
+    out: Expr | tuple[Expr, ...],
+    indices: tuple[int, ...],
+    axis: int,
+    squeeze_axis: bool,
+    sections: int,
+) -> Expr:
     """the pieces' gradients joined again along axis"""
-    gs = gs if isinstance(gs, tuple) else (gs,)
+    gs = g if isinstance(g, tuple) else (g,)
     ax = axis % x.ndim
     if squeeze_axis:
-        gs = tuple(F.expand_dims(g, axis=ax) for g in gs)
+        gs = tuple(F.expand_dims(piece, axis=ax) for piece in gs)
     return F.Concat(*gs, dim=ax) if len(gs) > 1 else gs[0]
 
 
@@ -933,21 +951,40 @@ _split_v2_op = register(
         attrs=SPLIT_V2_ATTRS,
         kind="shape",
         doc="Split along ``axis`` into ``sections`` equal pieces or at ``indices`` "
-        "(mx.nd.split_v2).\n\nGradient\n--------\n" + split_v2_grad.__doc__,
+        "(mx.nd.split_v2).\n\nGradient\n--------\n" + str(split_v2_grad.__doc__),
         test=TestSpec(shapes=((3, 5),), attrs={"indices": (0, 1, 3), "axis": 1}),
     )
 )
-_split_v2_op.num_outputs = lambda attrs, inputs: attrs["sections"] or max(len(attrs["indices"]), 1)
 
 
-def as_shape_float(value):
+def _split_v2_count(attrs: dict, inputs: int) -> int:
+    return int(attrs["sections"]) or max(len(attrs["indices"]), 1)
+
+
+_split_v2_op.num_outputs = _split_v2_count  # read by mx.sym
+
+
+def as_shape_float(value: Any) -> tuple[float, ...]:
     """A pair of floats (histogram's range), from Python or MXNet's "(0, 3)"."""
     if isinstance(value, str):
         value = [float(v) for v in value.strip("()[] ").split(",") if v.strip()]
     return tuple(float(v) for v in value)
 
 
-def _histogram_types(types, *, bin_cnt, range):  # noqa: A002 (MXNet's name)
+def _optional_int(value: Any) -> int | None:
+    return None if value in (None, "None") else as_int(value)
+
+
+def _optional_range(value: Any) -> tuple[float, ...] | None:
+    return None if value in (None, "None") else as_shape_float(value)
+
+
+def _histogram_types(
+    types: Sequence[TensorType],
+    *,
+    bin_cnt: int | None,
+    range: tuple[float, ...] | None,  # noqa: A002 (MXNet's name)
+) -> list[TensorType]:
     count = bin_cnt if len(types) == 1 else types[1].shape[0] - 1
     if count is None or count < 1:
         raise GraphError("histogram needs bin_cnt or a bins array of two or more edges")
@@ -955,10 +992,16 @@ def _histogram_types(types, *, bin_cnt, range):  # noqa: A002 (MXNet's name)
     return [TensorType((count,), np.dtype(np.int64)), edges]
 
 
-def _histogram(data, *bins, bin_cnt, range):  # noqa: A002
+def _histogram(
+    data: np.ndarray,
+    *bins: np.ndarray,
+    bin_cnt: int | None,
+    range: tuple[float, ...] | None,  # noqa: A002
+) -> tuple[np.ndarray, np.ndarray]:
     values = data.astype(np.float64).ravel()
-    edges_given = bins[0].astype(np.float64) if bins else bin_cnt
-    counts, edges = np.histogram(values, bins=edges_given, range=range)
+    edges_given: Any = bins[0].astype(np.float64) if bins else bin_cnt
+    span = None if range is None else (range[0], range[1])
+    counts, edges = np.histogram(values, bins=edges_given, range=span)
     return counts.astype(np.int64), edges.astype(data.dtype)
 
 
@@ -971,8 +1014,8 @@ _histogram_op = register(
         inputs=("data", "bins"),
         variadic=True,
         attrs={
-            "bin_cnt": Attr(lambda v: None if v in (None, "None") else as_int(v), None),
-            "range": Attr(lambda v: None if v in (None, "None") else as_shape_float(v), None),
+            "bin_cnt": Attr(_optional_int, None),
+            "range": Attr(_optional_range, None),
         },
         differentiable=False,
         kind="reduce",
@@ -982,4 +1025,4 @@ _histogram_op = register(
         test=TestSpec(shapes=((3, 4),), attrs={"bin_cnt": 3, "range": (-2.0, 2.0)}),
     )
 )
-_histogram_op.num_outputs = 2
+_histogram_op.num_outputs = 2  # read by mx.sym
