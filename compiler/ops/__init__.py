@@ -23,6 +23,7 @@ from . import (  # noqa: F401  (registration)  # noqa: F401
     tail_elemwise,
     tail_losses,
     tail_misc,
+    tail_optimizer,
     tail_shape,
     tail_spatial,
 )

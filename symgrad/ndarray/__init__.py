@@ -22,9 +22,14 @@ from .ndarray import NDArray, invoke, is_ndarray
 from .serialization import load, load_frombuffer, save
 
 
-def _finish(result: Any, out: NDArray | None = None, name: str | None = None) -> Any:
+def _finish(result: Any, out: Any = None, name: str | None = None) -> Any:
     if out is None:
         return result
+    if isinstance(out, (list, tuple)):
+        # several outputs (multi_sgd_update's new weights): each into its array
+        for target, value in zip(out, result if isinstance(result, list) else [result]):
+            target[:] = value
+        return out
     out[:] = result
     return out
 
@@ -192,6 +197,7 @@ def concatenate(arrays: list, axis: int = 0, always_copy: bool = True) -> NDArra
 
 
 from ..operator import custom as Custom  # noqa: E402,F401,N812  (mx.nd.Custom)
+from .tail import *  # noqa: E402, F403  (equal, greater ..., moveaxis, histogram, split_v2)
 
 fill_namespace(globals(), invoke, is_ndarray, _finish)
 
