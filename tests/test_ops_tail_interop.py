@@ -37,7 +37,11 @@ def run_cases(mx, cases, inputs, heads):
         for i in wrt:
             args[i].attach_grad()
         # MXNet keeps some ops in nd._internal; symgrad has them all in nd
-        function = getattr(mx.nd, op, None) or getattr(mx.nd._internal, op)
+        function = (
+            getattr(mx.nd, op, None)
+            or getattr(mx.nd.contrib, op, None)
+            or getattr(mx.nd._internal, op)
+        )
         with mx.autograd.record():
             outs = function(*args, **attrs)
         outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
@@ -111,6 +115,7 @@ def _inputs() -> dict[str, np.ndarray]:
         "cols": u(1, 12, 18),
         "kr_a": u(2, 3),
         "kr_b": u(4, 3),
+        "oh_idx": np.array([1.0, 5.0]),
     }
 
 
@@ -208,6 +213,9 @@ CASES = [
     ("amp_cast", ["x23"], {"dtype": "float16"}, F32, [0], []),
     ("cast_storage", ["x23"], {"stype": "default"}, F64, [0], []),
     ("_identity_with_attr_like_rhs", ["x23", "y23"], {}, F64, [0], []),
+    ("_onehot_encode", ["oh_idx", "x23"], {}, F32, [], []),
+    # (MXNet has no dense-storage backward for SparseEmbedding)
+    ("SparseEmbedding", ["oh_idx", "x45"], {"input_dim": 4, "output_dim": 5}, F32, [], []),
     # MXNet's Python-level functions over these ops
     ("equal", ["x23", "y23"], {}, F64, [], []),
     ("greater", ["x23"], {"rhs": 0.5}, F64, [], []),
@@ -298,7 +306,7 @@ def _heads(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             symgrad.nd.array(inputs[n], dtype="int32" if i in integer else dtype)
             for i, n in enumerate(names)
         ]
-        outs = getattr(symgrad.nd, op)(*args, **attrs)
+        outs = (getattr(symgrad.nd, op, None) or getattr(symgrad.nd.contrib, op))(*args, **attrs)
         outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
         for k, out in enumerate(outs):
             heads[f"{index}_{k}"] = rng.uniform(-1, 1, out.shape)
@@ -340,8 +348,8 @@ def test_every_tail_case_op_is_in_both_namespaces():
     from symgrad_compiler import OPS
 
     for op, *_ in CASES:
-        assert callable(getattr(symgrad.nd, op)), op
-        if op in OPS:  # the others are MXNet's mx.nd-only Python functions
+        assert callable(getattr(symgrad.nd, op, None) or getattr(symgrad.nd.contrib, op)), op
+        if op in OPS:  # the others: mx.nd-only Python functions, or in mx.nd.contrib
             assert callable(getattr(symgrad.sym, op)), op
     for name in ("arange", "full", "hypot", "histogram", "split_v2"):
         assert callable(getattr(symgrad.sym, name)), name
@@ -421,15 +429,22 @@ def run_updates(mx, inputs):
             getattr(mx.nd, op)(*arrays, out=weights, **attrs)
             for k, array in enumerate(arrays):
                 results[f"{op}_in{k}"] = array.asnumpy()  # the states, updated in place
+    arrays = [mx.nd.array(inputs[f"ftml_{k}"]) for k in "wgdvz"]
+    attrs = {"lr": 0.1, "t": 3, "wd": 0.01, "rescale_grad": 0.5, "clip_grad": 0.8}
+    mx.nd.ftml_update(*arrays, out=arrays[0], **attrs)
+    for k, array in zip("wgdvz", arrays):
+        results[f"ftml_{k}"] = array.asnumpy()
     return results
 """
 
 
-def test_multi_sgd_updates_equal_mxnet(mxnet_python, tmp_path):
+def test_multi_sgd_and_ftml_updates_equal_mxnet(mxnet_python, tmp_path):
     rng = np.random.default_rng(7)
     inputs = {
         f"{kind}{i}": rng.uniform(-1, 1, (3, 4)) for kind in ("w", "g", "m") for i in range(2)
     }
+    inputs.update({f"ftml_{k}": rng.uniform(-1, 1, (3, 4)) for k in "wgz"})
+    inputs.update({f"ftml_{k}": rng.uniform(0.1, 1, (3, 4)) for k in "dv"})
     np.savez(tmp_path / "inputs.npz", **inputs)
     main = (
         'import mxnet as mx\ninputs = dict(np.load("inputs.npz"))\n'

@@ -1026,3 +1026,43 @@ _histogram_op = register(
     )
 )
 _histogram_op.num_outputs = 2  # read by mx.sym
+
+
+# ---------------------------------------------------------------------------
+# _onehot_encode (legacy)
+# ---------------------------------------------------------------------------
+
+
+def _onehot_encode(indices: np.ndarray, like: np.ndarray) -> np.ndarray:
+    out = np.zeros(like.shape, dtype=like.dtype)
+    columns = indices.astype(np.int64)
+    rows = np.flatnonzero((columns >= 0) & (columns < like.shape[1]))  # others: zero rows
+    out[rows, columns[rows]] = 1
+    return out
+
+
+def _onehot_encode_types(types: Sequence[TensorType]) -> list[TensorType]:
+    indices, like = types
+    if len(like.shape) != 2 or indices.shape != like.shape[:1]:
+        raise GraphError(f"expects indices (N,) and rhs (N, K), got {indices.shape}, {like.shape}")
+    return [like]
+
+
+register(
+    OpDef(
+        name="_onehot_encode",
+        infer=_onehot_encode_types,
+        impl=_onehot_encode,
+        inputs=("lhs", "rhs"),
+        shape_only=(1,),
+        differentiable=False,
+        kind="gather",
+        doc="Rows of rhs's shape with a 1 at column lhs[i] (none if out of range). No gradient.",
+        test=TestSpec(
+            make_inputs=lambda rng: [np.array([1.0, 0.0, 5.0]), np.zeros((3, 4))],
+        ),
+    )
+)
+
+# SparseEmbedding's rows are Embedding's (symgrad stores the gradient densely)
+add_aliases("Embedding", ("_contrib_SparseEmbedding",))

@@ -1,7 +1,8 @@
-"""MXNet's aggregated SGD updates: ``multi_sgd_update``, ``multi_sgd_mom_update``,
-their multi-precision forms ``multi_mp_sgd_update`` and ``multi_mp_sgd_mom_update``,
-and the ``preloaded_`` forms of all four, which take the learning rates and weight
-decays as the last two input arrays instead of attributes.
+"""MXNet's ftml_update and its aggregated SGD updates: multi_sgd_update,
+multi_sgd_mom_update, their multi-precision forms multi_mp_sgd_update and
+multi_mp_sgd_mom_update, and the ``preloaded_`` forms of all four, which take the
+learning rates and weight decays as the last two input arrays instead of
+attributes.
 
 Inputs come in groups per weight: (weight, grad), plus mom, plus weight32 (the
 float32 master copy) as the op's name says. Each weight's update is the single
@@ -22,7 +23,7 @@ import numpy as np
 
 from ..ir import GraphError, TensorType
 from ..registry import Attr, OpDef, TestSpec, as_float, as_int, register
-from .optimizer import _mp_sgd, _mp_sgd_mom, _sgd, _sgd_mom
+from .optimizer import _mp_sgd, _mp_sgd_mom, _rescaled, _sgd, _sgd_mom, update_op
 
 
 def _as_floats(value: Any) -> tuple[float, ...]:
@@ -145,3 +146,62 @@ def _weight_count(attrs: dict, inputs: int) -> int:
 for _variant in _VARIANTS:
     for _preloaded in (False, True):
         _make(_variant, _preloaded)
+
+
+# ---------------------------------------------------------------------------
+# FTML
+# ---------------------------------------------------------------------------
+
+
+def _ftml(
+    weight: np.ndarray,
+    grad: np.ndarray,
+    d: np.ndarray,
+    v: np.ndarray,
+    z: np.ndarray,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    epsilon: float,
+    t: int,
+    wd: float,
+    rescale_grad: float,
+    clip_grad: float,
+) -> tuple[np.ndarray, ...]:
+    # in the weight's dtype, as MXNet's kernel computes, powers included (beta2^t
+    # of float32 0.999 differs from 0.999^t by 1e-5 relative, and 1 - beta2^t
+    # keeps all of it), with the float attributes rounded to float32 first
+    f = weight.dtype.type
+    b1, b2 = float(np.float32(beta1)), float(np.float32(beta2))
+    g = _rescaled(grad, rescale_grad, clip_grad) + f(wd) * weight
+    new_v = f(b2) * v + (f(1) - f(b2)) * g * g
+    bias1, bias2 = f(1) - f(b1) ** t, f(1) - f(b2) ** t
+    new_d = bias1 / f(lr) * (np.sqrt(new_v / bias2) + f(epsilon))
+    sigma = new_d - f(b1) * d
+    new_z = f(b1) * z + (f(1) - f(b1)) * g - sigma * weight
+    return (-new_z / new_d).astype(weight.dtype), new_d, new_v, new_z
+
+
+update_op(
+    "ftml_update",
+    _ftml,
+    ("weight", "grad", "d", "v", "z"),
+    {
+        "lr": Attr(as_float),
+        "beta1": Attr(as_float, 0.6),
+        "beta2": Attr(as_float, 0.999),
+        "epsilon": Attr(as_float, 1e-8),
+        "t": Attr(as_int),
+        "wd": Attr(as_float, 0.0),
+        "rescale_grad": Attr(as_float, 1.0),
+        "clip_grad": Attr(as_float, -1.0),
+    },
+    (2, 3, 4),
+    {"lr": 0.1, "t": 3, "wd": 0.01},
+    "FTML (follow the moving leader): g = clip(rescale_grad grad) + wd weight; "
+    "v = beta2 v + (1 - beta2) g^2; d' = (1 - beta1^t) / lr (sqrt(v / (1 - beta2^t)) + "
+    "epsilon); z = beta1 z + (1 - beta1) g - (d' - beta1 d) weight; weight = -z / d'; "
+    "d = d'",
+    positive=(2, 3),
+)
