@@ -434,6 +434,52 @@ def run_updates(mx, inputs):
     mx.nd.ftml_update(*arrays, out=arrays[0], **attrs)
     for k, array in zip("wgdvz", arrays):
         results[f"ftml_{k}"] = array.asnumpy()
+
+    def internal(name):
+        return getattr(mx.nd, name, None) or getattr(mx.nd._internal, name)
+
+    # mixed-precision AdamW and LAMB: float16 weights, float32 states
+    def adam_group(i, mp):
+        group = [
+            mx.nd.array(inputs[f"w{i}"], dtype="float16" if mp else "float32"),
+            mx.nd.array(inputs[f"g{i}"], dtype="float16" if mp else "float32"),
+            mx.nd.array(inputs[f"m{i}"], dtype="float32"),
+            mx.nd.array(np.abs(inputs[f"g{i}"]) + 0.1, dtype="float32"),
+        ]
+        return group + ([mx.nd.array(inputs[f"w{i}"], dtype="float32")] if mp else [])
+
+    scale = mx.nd.array([0.5])
+    group = adam_group(0, True)
+    internal("_mp_adamw_update")(
+        *group, scale, lr=0.01, eta=0.5, wd=0.1, clip_gradient=0.3, out=group[0]
+    )
+    for k, array in enumerate(group):
+        results[f"mp_adamw_{k}"] = array.asnumpy()
+    for mp in (False, True):
+        arrays = adam_group(0, mp) + adam_group(1, mp)
+        size = 5 if mp else 4
+        name = f"_multi_{'mp_' if mp else ''}adamw_update"
+        internal(name)(
+            *arrays,
+            scale,
+            lrs=(0.01, 0.02),
+            wds=(0.1, 0.0),
+            etas=(0.5, 1.0),
+            num_weights=2,
+            out=[arrays[0], arrays[size]],
+        )
+        for k, array in enumerate(arrays):
+            results[f"{name}_{k}"] = array.asnumpy()
+    group = adam_group(1, True)
+    direction = mx.nd.mp_lamb_update_phase1(*group, t=3, wd=0.01, rescale_grad=0.5)
+    results["mp_lamb1_g"] = direction.asnumpy()
+    for k, array in enumerate(group):
+        results[f"mp_lamb1_{k}"] = array.asnumpy()
+    r1, r2 = mx.nd.array([1.5]), mx.nd.array([0.7])
+    weight, weight32 = group[0], group[4]
+    mx.nd.mp_lamb_update_phase2(weight, direction, r1, r2, weight32, lr=0.1, out=weight)
+    mx.nd.waitall()
+    results["mp_lamb2_w"], results["mp_lamb2_w32"] = weight.asnumpy(), weight32.asnumpy()
     return results
 """
 

@@ -22,8 +22,19 @@ from typing import Any
 import numpy as np
 
 from ..ir import GraphError, TensorType
-from ..registry import Attr, OpDef, TestSpec, as_float, as_int, register
-from .optimizer import _mp_sgd, _mp_sgd_mom, _rescaled, _sgd, _sgd_mom, update_op
+from ..registry import OPS, Attr, OpDef, TestSpec, as_float, as_int, register
+from .optimizer import (
+    ADAM_MOMENTS,
+    _adamw,
+    _lamb1,
+    _lamb2,
+    _mp_sgd,
+    _mp_sgd_mom,
+    _rescaled,
+    _sgd,
+    _sgd_mom,
+    update_op,
+)
 
 
 def _as_floats(value: Any) -> tuple[float, ...]:
@@ -204,4 +215,228 @@ update_op(
     "epsilon); z = beta1 z + (1 - beta1) g - (d' - beta1 d) weight; weight = -z / d'; "
     "d = d'",
     positive=(2, 3),
+)
+
+
+# ---------------------------------------------------------------------------
+# mixed-precision AdamW and LAMB, aggregated AdamW
+# ---------------------------------------------------------------------------
+
+
+def _mp_types(count: int, float32_inputs: tuple[int, ...]) -> Callable[..., list[TensorType]]:
+    """weight, grad in one dtype; the float32 states; every input of one shape
+    but those after ``count`` (a rescale array)."""
+
+    def infer(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
+        weight = types[0]
+        for t in types[1:count]:
+            if t.shape != weight.shape:
+                raise GraphError(f"every input must have the weight's shape {weight.shape}")
+        return [weight] + [types[i] for i in float32_inputs]
+
+    return infer
+
+
+def _mp_adamw(
+    weight: np.ndarray,
+    grad: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    weight32: np.ndarray,
+    rescale_grad: np.ndarray,
+    **attrs: Any,
+) -> tuple[np.ndarray, ...]:
+    new32, mean, var = _adamw(
+        weight32, grad.astype(weight32.dtype), mean, var, rescale_grad, **attrs
+    )
+    return new32.astype(weight.dtype), mean, var, new32
+
+
+ADAMW_ATTRS = {
+    "lr": Attr(as_float),
+    "eta": Attr(as_float),
+    **ADAM_MOMENTS,
+    "wd": Attr(as_float, 0.0),
+    "clip_gradient": Attr(as_float, -1.0),
+}
+
+
+def _mp_adamw_inputs(rng: np.random.Generator) -> list[np.ndarray]:
+    return [
+        rng.uniform(-1, 1, (3, 4)),
+        rng.uniform(-1, 1, (3, 4)),
+        rng.uniform(-1, 1, (3, 4)),
+        rng.uniform(0.1, 1, (3, 4)),
+        rng.uniform(-1, 1, (3, 4)),
+        np.array([0.5]),
+    ]
+
+
+register(
+    OpDef(
+        name="_mp_adamw_update",
+        aliases=("_contrib_mp_adamw_update",),
+        infer=_mp_types(5, (2, 3, 4)),
+        impl=_mp_adamw,
+        inputs=("weight", "grad", "mean", "var", "weight32", "rescale_grad"),
+        attrs=ADAMW_ATTRS,
+        kind="update",
+        mutates=(2, 3, 4),
+        differentiable=False,
+        visible_outputs=1,
+        doc="_adamw_update on the float32 master copy weight32 (grad cast to float32); "
+        "weight = weight32 cast to weight's dtype",
+        test=TestSpec(make_inputs=_mp_adamw_inputs, attrs={"lr": 0.01, "eta": 0.5, "wd": 0.1}),
+    )
+)
+
+
+def _multi_adamw(mp: bool) -> None:
+    size = 5 if mp else 4
+    name = f"_multi_{'mp_' if mp else ''}adamw_update"
+    update: Callable[..., tuple[np.ndarray, ...]] = _mp_adamw if mp else _adamw
+
+    def infer(types: Sequence[TensorType], **attrs: Any) -> list[TensorType]:
+        n = attrs["num_weights"]
+        if len(types) != n * size + 1:
+            raise GraphError(f"expects {n} groups of {size} inputs and rescale_grad")
+        for key in ("lrs", "wds", "etas"):
+            if len(attrs[key]) != n:
+                raise GraphError(f"{key} must have {n} values")
+        return [types[i * size] for i in range(n)]
+
+    def impl(*arrays: np.ndarray, **attrs: Any) -> tuple[np.ndarray, ...]:
+        rescale = arrays[-1]
+        weights = []
+        for i in range(attrs["num_weights"]):
+            group = arrays[i * size : (i + 1) * size]
+            options = {
+                "lr": attrs["lrs"][i],
+                "eta": attrs["etas"][i],
+                "wd": attrs["wds"][i],
+                "beta1": attrs["beta1"],
+                "beta2": attrs["beta2"],
+                "epsilon": attrs["epsilon"],
+                "clip_gradient": attrs["clip_gradient"],
+            }
+            result = update(*group, rescale, **options)
+            for position, new in zip(range(2, size), result[1:]):
+                group[position][...] = new  # states in place, as MXNet
+            weights.append(result[0])
+        return tuple(weights)
+
+    def make_inputs(rng: np.random.Generator) -> list[np.ndarray]:
+        arrays = []
+        for _ in range(2):
+            group = [rng.uniform(-1, 1, (3, 4)) for _ in range(size)]
+            group[3] = np.abs(group[3]) + 0.1  # var > 0
+            arrays += group
+        return [*arrays, np.array([0.5])]
+
+    opdef = register(
+        OpDef(
+            name=name,
+            aliases=(f"_contrib{name}",),
+            infer=infer,
+            impl=impl,
+            inputs=("data",),
+            variadic=True,
+            attrs={
+                "lrs": Attr(_as_floats),
+                "wds": Attr(_as_floats),
+                "etas": Attr(_as_floats),
+                **{k: v for k, v in ADAMW_ATTRS.items() if k not in ("lr", "eta", "wd")},
+                "num_weights": Attr(as_int, 1),
+            },
+            kind="opaque",
+            differentiable=False,
+            doc=f"{name[7:]} of num_weights weights at once, rescale_grad the last input: "
+            "the outputs are the new weights; moments and master copies are updated in "
+            "place",
+            test=TestSpec(
+                make_inputs=make_inputs,
+                attrs={
+                    "lrs": (0.1, 0.05),
+                    "wds": (0.01, 0.0),
+                    "etas": (1.0, 0.5),
+                    "num_weights": 2,
+                },
+            ),
+        )
+    )
+    opdef.num_outputs = _weight_count
+
+
+_multi_adamw(mp=False)
+_multi_adamw(mp=True)
+
+
+def _mp_lamb1_inputs(rng: np.random.Generator) -> list[np.ndarray]:
+    return _mp_adamw_inputs(rng)[:5]
+
+
+def _mp_lamb1(
+    weight: np.ndarray,
+    grad: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    weight32: np.ndarray,
+    **attrs: Any,
+) -> tuple[np.ndarray, ...]:
+    direction, mean, var = _lamb1(weight32, grad.astype(weight32.dtype), mean, var, **attrs)
+    return direction, mean, var
+
+
+register(
+    OpDef(
+        name="mp_lamb_update_phase1",
+        infer=lambda types, **_attrs: [types[4], types[2], types[3]],
+        impl=_mp_lamb1,
+        inputs=("weight", "grad", "mean", "var", "weight32"),
+        attrs=dict(OPS["lamb_update_phase1"].attrs),
+        kind="update",
+        mutates=(2, 3),
+        differentiable=False,
+        visible_outputs=1,
+        doc="lamb_update_phase1 on the float32 master copy weight32 (grad cast to "
+        "float32): the float32 direction; mean and var updated",
+        test=TestSpec(make_inputs=_mp_lamb1_inputs, attrs={"t": 3, "wd": 0.01}),
+    )
+)
+
+
+def _mp_lamb2(
+    weight: np.ndarray,
+    direction: np.ndarray,
+    r1: np.ndarray,
+    r2: np.ndarray,
+    weight32: np.ndarray,
+    **attrs: Any,
+) -> np.ndarray:
+    # MXNet 1.9.1 leaves weight32 as it is (measured: the interop test checks it)
+    return _lamb2(weight32, direction, r1, r2, **attrs).astype(weight.dtype)
+
+
+register(
+    OpDef(
+        name="mp_lamb_update_phase2",
+        infer=lambda types, **_attrs: [types[0]],
+        impl=_mp_lamb2,
+        inputs=("weight", "g", "r1", "r2", "weight32"),
+        attrs=dict(OPS["lamb_update_phase2"].attrs),
+        kind="update",
+        differentiable=False,
+        doc="lamb_update_phase2 computed from the float32 master copy weight32, cast to "
+        "weight's dtype (weight32 itself is left unchanged, as by MXNet 1.9.1)",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-1, 1, (3, 4)),
+                rng.uniform(-1, 1, (3, 4)),
+                np.array([1.5]),
+                np.array([0.7]),
+                rng.uniform(-1, 1, (3, 4)),
+            ],
+            attrs={"lr": 0.1},
+        ),
+    )
 )
