@@ -11,8 +11,11 @@ import os
 
 import pytest
 
+# before the compiler is imported: its settings are read from the environment once
 os.environ.setdefault("SYMGRAD_BACKEND", "interpreter")
 os.environ.setdefault("SYMGRAD_COMPILE", "sync")
+
+import symgrad_compiler  # noqa: E402
 
 
 @pytest.fixture
@@ -20,8 +23,8 @@ def compiled(monkeypatch):
     """Run the test with the compiled backend (synchronous compilation)."""
     import symgrad_compiler as compiler
 
-    monkeypatch.setenv("SYMGRAD_BACKEND", "compiled")
-    monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", "compiled")
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "compile", "sync")
     compiler.clear_cache()
     yield
     compiler.clear_cache()
@@ -32,7 +35,7 @@ def interpreted(monkeypatch):
     """Run the test with the numpy interpreter backend."""
     import symgrad_compiler as compiler
 
-    monkeypatch.setenv("SYMGRAD_BACKEND", "interpreter")
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", "interpreter")
     compiler.clear_cache()
     yield
     compiler.clear_cache()

@@ -53,7 +53,8 @@ class Program:
     ):
         template = clone_graph(nodes)
         head_entries = [Entry(template[pos], index) for pos, index in heads]
-        head_vars, seeds = [], []
+        head_vars: list[Node] = []
+        seeds: list[Entry] = []
         for entry, given in zip(head_entries, given_head_grads):
             if given:
                 var = variable(entry.shape, entry.dtype, name=f"head_grad{len(head_vars)}")
@@ -78,7 +79,16 @@ class Program:
         compute an output straight into its destination and return it)."""
         given = [g for g in head_grads if g is not None]
         args = [
-            given[-1 - pos] if pos < 0 else nodes[pos].value[index]
+            given[-1 - pos] if pos < 0 else _value(nodes[pos])[index]
             for pos, index in self.input_refs
         ]
+        if self.run_graph is None:
+            raise RuntimeError("this program was built with compiled=False: it does not run")
         return self.run_graph(args, out)
+
+
+def _value(node: Node) -> tuple[Any, ...]:
+    """The recorded values of ``node`` (a program reads them as its inputs)."""
+    if node.value is None:
+        raise RuntimeError(f"{node.name} has no recorded value for the program to read")
+    return node.value

@@ -28,10 +28,10 @@ from symgrad_compiler import (
     structural_key,
     topo_order,
 )
-from symgrad_compiler.chains import ChainTemplate, chain_signature
+from symgrad_compiler.chains import ChainTemplate
 from symgrad_compiler.tape import Template
 
-from . import _state, anomaly
+from . import _state, anomaly, recognition
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled, set_detect_anomaly
 from .base import MXNetError, MXNetShapeError
 from .gradient_writer import write_gradient
@@ -345,38 +345,14 @@ def backward(
     accepted for MXNet compatibility: train/predict behaviour is fixed when the
     forward pass is recorded.
     """
+    # collect
     heads = _as_list(heads)
     entries = _head_entries(heads, "backward")
     grads_in = _head_gradients(heads, head_grads)
-    # The key, cheapest first: the same graph as the last backward's, recognised
-    # by the tape while recording (a training loop: no key at all) or, for a
-    # chain (one-input ops back to one leaf), by one walk down it; a new chain
-    # keyed by following first inputs; the recording's tape when it holds
-    # exactly this graph; anything else walked.
+    # key: the graph as recognised (a training loop's step: no key at all)
     tape = _state.last_tape.get()
-    found = template = signature = None
-    if len(entries) == 1:
-        if tape is not None:
-            found = tape.recognise(entries[0], _leaf_role)
-        chain = _state.chain_template.get()
-        if found is None and chain is not None:
-            chain_nodes = chain.recognise(entries[0], _leaf_role)
-            found = None if chain_nodes is None else (chain_nodes, chain)
-    if found is not None:
-        nodes, template = found
-        memo = template.memo
-        wrt = [nodes[at] for at in memo.wrt] if memo is not None else _marked(nodes)
-    else:
-        if len(entries) == 1:
-            found = chain_signature(entries[0], _leaf_role)
-            if found is not None:
-                template = ChainTemplate(found[0], found[1], _leaf_role)
-            elif tape is not None:
-                found = tape.signature(entries[0], _leaf_role)
-                template = None if found is None else found[3]
-        nodes, graph_key, position = (found or compiler.ir.signature(entries, _leaf_role))[:3]
-        signature = (graph_key, position)
-        wrt = _marked(nodes)
+    graph = recognition.recognise(entries, _leaf_role, _marked)
+    nodes, wrt = graph.nodes, graph.wrt
     if not wrt:
         raise MXNetError(
             "backward: no variable marked with attach_grad() (or "
@@ -384,20 +360,20 @@ def backward(
         )
     if _state.anomaly:
         anomaly.check(entries, nodes, wrt, [None if g is None else g._data for g in grads_in])
-    # Gradients with grad_req 'write' may be computed straight into their buffers.
+    # fetch and run (gradients with grad_req 'write' may be computed straight
+    # into their buffers)
     destinations = [n.tag._grad._data if n.tag._grad_req == "write" else None for n in wrt]
-    grads = _run_program(entries, nodes, wrt, grads_in, destinations, signature, template)
-    if signature is not None and template is not None and template.memo is not None:
-        # the next graph is checked against it
-        (_state.chain_template if type(template) is ChainTemplate else _state.template).set(
-            template
-        )
+    grads = _run_program(
+        entries, nodes, wrt, grads_in, destinations, graph.signature, graph.template
+    )
+    graph.remember()
+    # write
     for node, grad in zip(wrt, grads):
         array = node.tag
         write_gradient(array._grad._data, grad, array._grad_req)
         array._fresh_grad = True
     if not retain_graph:
-        if tape is not None and type(template) is not Template:
+        if tape is not None and not graph.by_tape_template:
             _settle_outside(tape, nodes)
         _free(nodes)
         if tape is not None and tape.holds_last(entries[0].node):

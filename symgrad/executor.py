@@ -66,6 +66,27 @@ class ReplayGraph:
     runner: Any = field(default=None, repr=False)
 
 
+class ReplayProgram:
+    """A replay graph's compiled program, as the compiler's program cache keeps it
+    (so that :func:`symgrad_compiler.stats` counts it and the cache's limits bound
+    it): ``graph`` the closed graph, ``run_graph`` its executable."""
+
+    def __init__(self, graph: compiler.ProgramGraph):
+        self.graph = graph
+        self.run_graph = compiler.compile_graph(graph)
+
+
+def _runner_for(graph: ReplayGraph) -> compiler.Executable:
+    """The executable for ``graph`` from the program cache: one per structure and
+    backend, shared by every replay graph that differs from it only in sizes (a
+    new batch size, another function replaying the same symbol)."""
+    key = ("replay", compiler.backend(), _size_free_key(graph))
+    program = compiler.cached_program(
+        key, lambda: ReplayProgram(compiler.ProgramGraph(graph.inputs, graph.outputs))
+    )
+    return program.run_graph
+
+
 def _run_program(
     graph: ReplayGraph, args: Sequence[np.ndarray], out: Sequence[np.ndarray | None] | None = None
 ) -> list[np.ndarray | None]:
@@ -73,22 +94,18 @@ def _run_program(
     per output (None where the output is None). ``out`` optionally names arrays the
     outputs may be written into (a result that was is that very array).
 
-    This is the only place symgrad executes symbol graphs. The runner of the
-    backend chosen by ``SYMGRAD_BACKEND`` (see :func:`compiler.compile_graph`) is built
-    on the first run and kept on the graph, so a replayed graph goes through the
-    compiler's passes once and, on the compiled backend, runs as fused numba
-    kernels and library calls from then on (the numpy interpreter meanwhile,
-    while numba compiles in the background). Ops with state (BatchNorm in
-    training) update their auxiliary input arrays in place, as MXNet does;
-    random ops draw once per run: neither is fused.
+    This is the only place symgrad executes symbol graphs. The executable comes
+    from the compiler's program cache on the first run (:func:`_runner_for`) and
+    is kept on the graph, so a replayed graph goes through the compiler's passes
+    once and, on the compiled backend, runs as fused numba kernels and library
+    calls from then on (the numpy interpreter meanwhile, while numba compiles in
+    the background). Ops with state (BatchNorm in training) update their
+    auxiliary input arrays in place, as MXNet does; random ops draw once per
+    run: neither is fused.
     """
     run = graph.runner
     if run is None:
-        # SYMGRAD_BACKEND is read here, once per graph: a call must not pay for
-        # reading the environment.
-        run = graph.runner = compiler.compile_graph(
-            compiler.ProgramGraph(graph.inputs, graph.outputs)
-        )
+        run = graph.runner = _runner_for(graph)
     return run(args, out)
 
 
@@ -265,7 +282,6 @@ class CompiledSymbol:
             )
         self.is_train = is_train
         self._graphs: dict[tuple, ReplayGraph] = {}
-        self._runners: dict[tuple, ReplayGraph] = {}  # by structure, sizes left out
         self._last: dict[tuple, list] = {}  # per signature, the last call's results
         self._direct: dict[tuple, Any] = {}  # per signature, a one-kernel program's fast path
         # calls like the last direct one, run with no key and no lookup (_hot_call)
@@ -359,11 +375,10 @@ class CompiledSymbol:
         if graph is None:
             if len(self._graphs) >= _SIGNATURES:
                 self._forget(next(iter(self._graphs)))
+            # A new batch size is the same program: the program cache gives the
+            # graph the executable (and compiled kernels, which read sizes from
+            # the arrays) of one that differs only in sizes.
             graph = self._graphs[key] = self._graph(dict(zip(self._names, args)), seeded)
-            # A new batch size is the same program: share the runner (and its
-            # compiled kernels, which read sizes from the arrays) of a graph that
-            # differs only in sizes.
-            graph.runner = self._runners.setdefault(_size_free_key(graph), graph).runner
         if seeded:
             head_grads = head_grads if isinstance(head_grads, (list, tuple)) else [head_grads]
             if len(head_grads) != self._count:
@@ -381,8 +396,7 @@ class CompiledSymbol:
         if not (seeded or wrapped) and self._distinct:
             # a program that runs as one compiled call: the next calls with these very
             # classes, shapes and dtypes go straight to it
-            specialised = getattr(graph.runner, "specialised", None)
-            fast = specialised(args) if specialised is not None else None
+            fast = graph.runner.specialised(args)
             if fast is not None and all(r is not None for r in results):
                 self._hot = _hot_call(self._names, args, fast, self._count, self.wrt)
         if any(r is not None and r.nbytes >= _RECYCLE_BYTES for r in results):
@@ -394,7 +408,7 @@ class CompiledSymbol:
         # Nothing to recycle: once compiled, a one-kernel program is called
         # directly from now on (not for seeded calls, which append head
         # gradients, nor where a gradient is structurally zero: see _finish).
-        direct = getattr(graph.runner, "direct", None)
+        direct = graph.runner.direct
         if direct is not None and not seeded and all(r is not None for r in results):
             self._direct[key] = direct
         return self._finish(results, args, wrapped)

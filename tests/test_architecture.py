@@ -230,3 +230,24 @@ def test_settings_override_restores():
     with pytest.raises(TypeError, match="unknown settings"):
         with compiler.settings.override(compile_afer=1):
             pass
+
+
+def test_replay_programs_come_from_the_program_cache():
+    """mx.compile takes its programs from the compiler's cache: stats() counts
+    them, a second function replaying the same symbol hits, and clear_cache
+    forgets them."""
+    import symgrad as mx
+
+    compiler.clear_cache()
+    x = mx.sym.var("x")
+    symbol = mx.sym.sum(mx.sym.tanh(x) * x)
+    first = mx.compile(symbol, wrt=["x"])
+    first(x=np.linspace(-1, 1, 5))
+    assert compiler.stats()["programs"] == 1 and compiler.stats()["misses"] == 1
+    second = mx.compile(symbol, wrt=["x"])
+    value, grads = second(x=np.linspace(-1, 1, 7))  # another size: the same program
+    assert compiler.stats()["programs"] == 1 and compiler.stats()["hits"] >= 1
+    t = np.linspace(-1, 1, 7)
+    np.testing.assert_allclose(grads["x"], np.tanh(t) + t * (1 - np.tanh(t) ** 2))
+    compiler.clear_cache()
+    assert compiler.stats()["programs"] == 0

@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import symgrad_compiler as compiler
 import symgrad as mx
-from symgrad_compiler import OPS
+import symgrad_compiler
+import symgrad_compiler as compiler
 from symgrad import autograd, nd
+from symgrad_compiler import OPS
 
 TOLERANCE = {np.float64: dict(rtol=1e-12, atol=1e-13), np.float32: dict(rtol=2e-6, atol=2e-6)}
 
@@ -23,8 +24,8 @@ def run_both(monkeypatch, build, arrays, dtype, head_grad=False):
     """Gradients (and the value) of ``build(*variables)`` with each backend."""
     results = {}
     for backend in ("interpreter", "compiled"):
-        monkeypatch.setenv("SYMGRAD_BACKEND", backend)
-        monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+        monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", backend)
+        monkeypatch.setattr(symgrad_compiler.settings.current(), "compile", "sync")
         variables = [nd.array(a, dtype=dtype) for a in arrays]
         for v in variables:
             v.attach_grad()
@@ -144,7 +145,7 @@ def test_several_heads_and_grad_req_add(monkeypatch):
     rng = np.random.default_rng(3)
     results = {}
     for backend in ("interpreter", "compiled"):
-        monkeypatch.setenv("SYMGRAD_BACKEND", backend)
+        monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", backend)
         x = nd.array(rng.uniform(-1, 1, (4, 3)), dtype="float64")
         x.attach_grad(grad_req="add")
         for _ in range(2):
@@ -160,7 +161,7 @@ def test_several_heads_and_grad_req_add(monkeypatch):
 def test_create_graph_gradients_compile(monkeypatch):
     results = {}
     for backend in ("interpreter", "compiled"):
-        monkeypatch.setenv("SYMGRAD_BACKEND", backend)
+        monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", backend)
         x = nd.array(np.linspace(-1, 1, 7), dtype="float64")
         x.attach_grad()
         with autograd.record():
@@ -224,7 +225,7 @@ def test_normalisation_means_fuse_and_agree(monkeypatch, dtype):
 
     interpreted, compiled = run_both(monkeypatch, build, [data, gamma, beta], dtype)
     assert_same(interpreted, compiled, dtype, ["value", "x", "gamma", "beta"])
-    monkeypatch.setenv("SYMGRAD_BACKEND", "compiled")
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", "compiled")
     x = mx.sym.var("x", shape=(6, 3, 4))
     text = compiler.explain(mx.sym.mean(mx.sym.tanh(x) * x, axis=(0, 2)))
     assert "mean" in text.split("# kernel0")[0].split("_fused")[1]

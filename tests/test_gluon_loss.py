@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import symgrad as mx
+import symgrad_compiler
 from symgrad import op_testing as tu
 from symgrad.gluon import loss as gloss
 
@@ -733,7 +734,7 @@ def test_compiled_backend_equals_interpreter(case, monkeypatch):
     given, position = _present(values)
     results = {}
     for backend in ("interpreter", "compiled"):
-        monkeypatch.setenv("SYMGRAD_BACKEND", backend)
+        monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", backend)
         compiler.clear_cache()
         fn = _function(case, True, values)
         for _ in range(2):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import symgrad as mx
+import symgrad_compiler
 from symgrad.gluon.model_zoo import model_store, vision
 from symgrad.gluon.model_zoo.vision.mobilenet import RELU6, LinearBottleneck
 from symgrad.gluon.model_zoo.vision.resnet import (
@@ -345,8 +346,8 @@ def test_compiled_backend_gives_the_interpreters_numbers(monkeypatch):
     source(mx.nd.array(x))
     results = {}
     for backend in ("interpreter", "compiled"):
-        monkeypatch.setenv("SYMGRAD_BACKEND", backend)
-        monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+        monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", backend)
+        monkeypatch.setattr(symgrad_compiler.settings.current(), "compile", "sync")
         net = vision.resnet18_v1(classes=7, prefix="net_")
         for key, param in net._collect_params_with_prefix().items():
             param._load_init(source._collect_params_with_prefix()[key].data(), None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import symgrad_compiler
 from symgrad import autograd, nd
 from symgrad_compiler import PassRun, ProgramGraph
 from symgrad_compiler.backends.numba import threads
@@ -187,8 +188,8 @@ def test_training_steps_through_the_entry_match_the_interpreter(monkeypatch, dty
     }
 
     def step(backend):
-        monkeypatch.setenv("SYMGRAD_BACKEND", backend)
-        monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+        monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", backend)
+        monkeypatch.setattr(symgrad_compiler.settings.current(), "compile", "sync")
         X, y = nd.array(data["X"], dtype=dtype), nd.array(data["y"], dtype=dtype)
         params = [nd.array(data[k], dtype=dtype) for k in ("W1", "b1", "W2", "b2")]
         for p in params:

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import symgrad as mx
+import symgrad_compiler
 import symgrad_compiler as compiler
 from symgrad import autograd, nd
 from symgrad.base import MXNetError
@@ -164,7 +165,7 @@ def dtype_of(program):
 
 
 def gradients(program, inputs, backend, monkeypatch, dtype=None):
-    monkeypatch.setenv("SYMGRAD_BACKEND", backend)
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", backend)
     arrays = [nd.array(a, dtype=dtype or dtype_of(program)) for a in inputs]
     for a in arrays:
         a.attach_grad()
@@ -309,7 +310,7 @@ def test_json_and_networkx_round_trips_keep_values(program):
 @settings(max_examples=COMPILED, deadline=None, suppress_health_check=list(HealthCheck))
 @given(program=programs())
 def test_compiled_equals_interpreted_equals_finite_differences(program, monkeypatch):
-    monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "compile", "sync")
     inputs = make_inputs(program)
     interpreted = gradients(program, inputs, "interpreter", monkeypatch)
     assume(all_finite(interpreted))

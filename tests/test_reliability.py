@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import symgrad as mx
+import symgrad_compiler
 import symgrad_compiler as compiler
 from symgrad import _deferred, autograd, nd
 from symgrad.anomaly import AnomalyError, site
@@ -356,7 +357,7 @@ def test_a_nan_scalar_finds_its_program_again(compiled, monkeypatch):
     # was built (and compiled) anew on every backward; and its kernel failed to
     # compile (`nan` written into the generated source), so it ran on the
     # interpreter with a warning
-    monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "compile", "sync")
     x = nd.array([1.0, 2.0], dtype="float64")
     x.attach_grad()
     compiler.clear_cache()

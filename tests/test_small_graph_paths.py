@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import symgrad as mx
+import symgrad_compiler
 import symgrad_compiler as compiler
 from symgrad import autograd, executor, nd
 from symgrad.autograd import _leaf_role
@@ -23,8 +24,8 @@ from symgrad_compiler.chains import chain_signature
 
 
 def use_sync(monkeypatch) -> None:
-    monkeypatch.setenv("SYMGRAD_BACKEND", "compiled")
-    monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", "compiled")
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "compile", "sync")
 
 
 def recorded(build, x: nd.NDArray):
@@ -80,8 +81,8 @@ def test_chain_keys_are_equal_exactly_for_equal_structures():
 
 @pytest.mark.parametrize("backend", ["compiled", "interpreter"])
 def test_chains_differing_in_an_attr_get_their_own_programs(monkeypatch, backend):
-    monkeypatch.setenv("SYMGRAD_BACKEND", backend)
-    monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", backend)
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "compile", "sync")
     x = nd.array(np.linspace(-1, 1, 5))
     x.attach_grad()
     for scale in (2.0, 3.0, 2.0, 3.0):

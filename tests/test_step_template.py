@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import symgrad_compiler
 import symgrad_compiler as compiler
-from symgrad_compiler.tape import Tape
 from symgrad import _state, autograd, nd
+from symgrad_compiler.tape import Tape
 
 
 def marked(values, grad_req="write"):
@@ -36,7 +37,7 @@ def params():
 
 @pytest.fixture(autouse=True)
 def sync(monkeypatch):
-    monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "compile", "sync")
     _state.template.set(None)  # no template from another test
 
 
@@ -74,7 +75,7 @@ def assert_same(got, expected):
 
 @pytest.mark.parametrize("backend", ["compiled", "interpreter"])
 def test_the_second_step_is_recognised_and_equals_the_key_path(monkeypatch, params, backend):
-    monkeypatch.setenv("SYMGRAD_BACKEND", backend)
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", backend)
     first, *_ = step(mlp, *params)
     assert not first  # nothing to recognise yet
     hits = compiler.stats()["hits"]
@@ -277,11 +278,12 @@ def chain_step(build, x, **kwargs):
 
 
 def chain_walked(monkeypatch, build, x, **kwargs):
+    from symgrad import recognition
     from symgrad_compiler.chains import ChainTemplate
 
     with monkeypatch.context() as patch:
         patch.setattr(ChainTemplate, "recognise", lambda self, head, role: None)
-        patch.setattr(autograd, "chain_signature", lambda head, role: None)
+        patch.setattr(recognition, "chain_signature", lambda head, role: None)
         return chain_step(build, x, **kwargs)[1:]
 
 
@@ -293,7 +295,7 @@ def chain_input():
 
 @pytest.mark.parametrize("backend", ["compiled", "interpreter"])
 def test_the_second_chain_is_recognised_and_equals_the_key_path(monkeypatch, chain_input, backend):
-    monkeypatch.setenv("SYMGRAD_BACKEND", backend)
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", backend)
     assert not chain_step(cycle, chain_input)[0]
     misses = compiler.stats()["misses"]
     recognised, *result = chain_step(cycle, chain_input)

@@ -10,10 +10,11 @@ import weakref
 import numpy as np
 import pytest
 
+import symgrad_compiler
 import symgrad_compiler as compiler
-from symgrad_compiler.tape import Tape
 from symgrad import _state, autograd, nd
 from symgrad.autograd import _leaf_role
+from symgrad_compiler.tape import Tape
 
 
 def marked(values, dtype="float64", grad_req="write"):
@@ -121,8 +122,8 @@ def test_recording_scopes_and_tapes():
 
 @pytest.mark.parametrize("backend", ["compiled", "interpreter"])
 def test_gradients_through_the_tape_equal_the_walks(monkeypatch, params, backend):
-    monkeypatch.setenv("SYMGRAD_BACKEND", backend)
-    monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", backend)
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "compile", "sync")
     x, w, b = params
 
     def gradients():

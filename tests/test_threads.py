@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import symgrad as mx
+import symgrad_compiler
 from symgrad_compiler.backends.numba import threads
 
 
@@ -70,7 +71,7 @@ def test_run_reraises_a_kernel_error():
 def test_split_kernel_matches_interpreter(monkeypatch):
     """A loop big enough to be split: elementwise outputs, a column reduction
     (bias gradient) and a whole sum, against the numpy interpreter."""
-    monkeypatch.setenv("SYMGRAD_COMPILE", "sync")
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "compile", "sync")
     monkeypatch.setattr(threads, "_THREADS", 2)
     rng = np.random.default_rng(3)
     inputs = {"x": rng.standard_normal((3000, 40)), "b": rng.standard_normal(40)}
@@ -83,7 +84,7 @@ def test_split_kernel_matches_interpreter(monkeypatch):
     )
     results = {}
     for backend in ("interpreter", "compiled"):
-        monkeypatch.setenv("SYMGRAD_BACKEND", backend)
+        monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", backend)
         function = mx.compile(f, wrt=["x", "b"])
         value, grads = function(**inputs)
         results[backend] = [np.asarray(value), grads["x"], grads["b"]]

@@ -46,6 +46,12 @@ class Executable(Protocol):
         returns None where the general call must run."""
         ...
 
+    @property
+    def direct(self) -> Callable[..., Any] | None:
+        """A cheaper ``direct(args, out=None)`` once the program is one small
+        compiled kernel (it returns None where the general call must run), or None."""
+        ...
+
     def explain(self) -> str:
         """A readable account of what runs: the graph after the passes, kernels."""
         ...

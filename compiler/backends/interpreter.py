@@ -35,6 +35,8 @@ class Interpreted:
         """None: the interpreter has no faster path for fixed shapes."""
         return None
 
+    direct = None  # no cheaper path than evaluating the graph
+
     def explain(self) -> str:
         """The graph the interpreter runs."""
         from ..passes import format_graph

@@ -51,11 +51,11 @@ def rewrite(graph: ProgramGraph, rules: Sequence[Rule]) -> ProgramGraph:
             outputs[0] = _apply_rules(outputs[0], rules, settle)
         for i, out in enumerate(outputs):
             replaced[(id(node), i)] = out
-    outputs = [
+    rebuilt: list[Entry | None] = [
         None if out is None else replaced.get((id(out.node), out.index), out)
         for out in graph.outputs
     ]
-    return ProgramGraph(graph.inputs, outputs)
+    return ProgramGraph(graph.inputs, rebuilt)
 
 
 def _apply_rules(entry: Entry, rules: Sequence[Rule], settle) -> Entry:

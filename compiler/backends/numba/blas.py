@@ -38,8 +38,8 @@ def _numpy_gemm() -> tuple[str, dict[str, int]] | None:
     """The names and addresses of numpy's ``cblas_sgemm``/``cblas_dgemm`` (ILP64),
     or None."""
     try:
-        from numpy._core import _multiarray_umath as extension
-    except ImportError:  # numpy 1.x
+        from numpy._core import _multiarray_umath as extension  # type: ignore[attr-defined]
+    except ImportError:  # numpy 1.x (numpy's stubs do not list the C extension)
         from numpy.core import _multiarray_umath as extension
     try:
         library = ctypes.CDLL(extension.__file__)  # already loaded: the same handle
@@ -48,7 +48,7 @@ def _numpy_gemm() -> tuple[str, dict[str, int]] | None:
     for names in _NAMES:
         if all(hasattr(library, name) for name in names):
             return names[0], {
-                kind: ctypes.cast(getattr(library, name), ctypes.c_void_p).value
+                kind: int(ctypes.cast(getattr(library, name), ctypes.c_void_p).value or 0)
                 for kind, name in zip("sd", names)
             }
     return None

@@ -128,6 +128,7 @@ def generate(body: FusedBody, name: str) -> KernelSource:
             value[(id(node), 0)] = f"<reduction {k}>"
             continue
         template = node.op.scalar(node.attrs) if callable(node.op.scalar) else node.op.scalar
+        assert template is not None, f"{node.op.name} is elementwise without a scalar"
         args = [
             operand(e) if i not in node.op.shape_only else "None" for i, e in enumerate(node.inputs)
         ]

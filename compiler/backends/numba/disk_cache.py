@@ -127,6 +127,8 @@ def _import(digest: str, text: str) -> ModuleType:
         path = _fallback_directory() / f"{name}.py"
         path.write_text(text)
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the generated module {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # numba's disk cache finds functions' globals by module name
     spec.loader.exec_module(module)

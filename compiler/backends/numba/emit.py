@@ -3,7 +3,20 @@ shared by the entry (:mod:`.entry`) and the lowerings' entry emitters."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
 import numpy as np
+
+
+class Runner(Protocol):
+    """A compiled fast path: ``runner(args, out=None)`` returns the outputs, or
+    None where the general path must run; ``runner.specialised(args)`` gives an
+    even cheaper ``fast(args, outs=None)`` for inputs exactly like ``args``."""
+
+    def __call__(self, args: Sequence[Any], out: Sequence[Any] | None = None) -> Any: ...
+
+    specialised: Callable[[Sequence[Any]], Callable[..., Any] | None]
 
 
 class Writer:

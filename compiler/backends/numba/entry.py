@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from .emit import Writer, empty_of, shape_tuple
+from .emit import Runner, Writer, empty_of, shape_tuple
 from .lowerings import warn_step_by_step
 
 
@@ -89,7 +89,7 @@ def generate_entry(plan) -> EntrySource | None:
     types = [plan.slot_types[slot] for _, slot in outputs]
     empties = "".join(f"{empty_of(t.dtype, len(t.shape))}, " for t in types)
     w.bail = "return declined()"
-    constants = []
+    constants: list[Any] = []
     for step in plan.steps:
         if step.kind == "constant" or step.fill is not None:
             # a fill a library op reads (it may hand out a view) is a fresh copy
@@ -166,7 +166,7 @@ def _shapes(args) -> tuple:
     return tuple([a.shape for a in args])
 
 
-def entry_runner(function, source: EntrySource, num_outputs: int, limit: int):
+def entry_runner(function, source: EntrySource, num_outputs: int, limit: int) -> Runner:
     """``run(args, out=None)`` calling the compiled entry ``function``: returns the
     program's outputs, or None when the step runner must run instead (an input
     that is not a writeable C-contiguous array, or input shapes for which the
@@ -239,5 +239,6 @@ def entry_runner(function, source: EntrySource, num_outputs: int, limit: int):
 
         return fast
 
-    run.specialised = specialised
-    return run
+    runner = cast(Runner, run)
+    runner.specialised = specialised
+    return runner

@@ -15,7 +15,7 @@ import operator
 import threading
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -25,8 +25,9 @@ from ...graph import ProgramGraph
 from ...passes import format_graph
 from ..interpreter import Interpreted
 from . import background, disk_cache, threads
+from .emit import Runner
 from .entry import entry_runner
-from .plan import FusedStep, Plan
+from .plan import FusedStep, Plan, not_compiled
 
 
 class NumbaExecutable:
@@ -48,8 +49,8 @@ class NumbaExecutable:
         self._compiling: background.Job | None = None
         self._calls = 0  # calls answered before compiling started (see compile_after)
         self._lock = threading.Lock()
-        self._direct: Callable | None = None  # set once the kernels are ready
-        self._entry: Callable | None = None  # likewise
+        self._direct: Runner | None = None  # set once the kernels are ready
+        self._entry: Runner | None = None  # likewise
 
     @property
     def plan(self) -> Plan:
@@ -74,7 +75,7 @@ class NumbaExecutable:
         return self.plan.fused
 
     @property
-    def direct(self) -> Callable | None:
+    def direct(self) -> Runner | None:
         """Once the kernels are ready and if the program is one small kernel: a
         cheaper way to run it, ``direct(args, out=None)``, which returns None
         when the general path (``self(args, out)``) must run instead."""
@@ -88,6 +89,7 @@ class NumbaExecutable:
         for step in self.fused:
             step.kernel = getattr(module, step.source.name)
         for lowered in self.plan.lowered:
+            assert lowered.lowering is not None and lowered.lowering.kernel_name is not None
             lowered.kernel = getattr(module, lowered.lowering.kernel_name)
 
     def _compile(self, args: Sequence[np.ndarray]) -> None:
@@ -127,7 +129,7 @@ class NumbaExecutable:
         self._ready = True
         self._entry = self._compile_entry(args)
 
-    def _compile_entry(self, args: Sequence[np.ndarray]) -> Callable | None:
+    def _compile_entry(self, args: Sequence[np.ndarray]) -> Runner | None:
         """Compile the whole-program entry (see :mod:`.entry`) if the plan has one.
         A failure is a generator bug, not the user's: one warning, and the program
         runs step by step."""
@@ -192,7 +194,7 @@ class NumbaExecutable:
             results = entry(args, out)
             if results is not None:
                 return results
-        plan = self._plan
+        plan = self.plan
         slots: list = [None] * plan.num_slots
         slots[: len(args)] = args
         destinations = None
@@ -238,7 +240,7 @@ class NumbaExecutable:
         return "\n\n".join(parts)
 
 
-def _direct_runner(plan: Plan) -> Callable | None:
+def _direct_runner(plan: Plan) -> Runner | None:
     """For a program that is one small kernel and nothing else (what a small graph
     usually becomes), a runner that calls the kernel straight from the arguments:
     no slots, no destinations, output shapes worked out once per input shapes.
@@ -250,7 +252,7 @@ def _direct_runner(plan: Plan) -> Callable | None:
     if len(plan.steps) != 1 or plan.steps[0].kind != "fused":
         return None
     step = plan.steps[0]
-    if step.means or step.kernel is None:
+    if step.means or step.kernel is not_compiled:
         return None
     kernel, inputs, dtypes = step.kernel, step.inputs, step.dtypes
     axes = [spec.axes for spec in step.source.outputs]
@@ -340,8 +342,9 @@ def _direct_runner(plan: Plan) -> Callable | None:
 
         return fast
 
-    run.specialised = specialised
-    return run
+    runner = cast(Runner, run)
+    runner.specialised = specialised
+    return runner
 
 
 def wait_for_compilation(timeout: float | None = None) -> None:

@@ -25,6 +25,10 @@ from .entry import EntrySource, generate_entry
 from .lowerings import Lowering, lowering_for, module_text
 
 
+def not_compiled(*args: Any) -> None:
+    raise RuntimeError("a kernel ran before its program's module was loaded")
+
+
 class FusedStep:
     """One generated kernel: allocates its outputs (or writes into given
     destinations) and, for large loops, splits the outermost loop over threads.
@@ -38,7 +42,7 @@ class FusedStep:
     def __init__(self, node: Node, source: KernelSource, inputs: list[int], outputs: list[int]):
         self.node, self.source = node, source
         self.inputs, self.outputs = inputs, outputs
-        self.kernel: Callable | None = None
+        self.kernel: Callable[..., Any] = not_compiled
         self.reduces = [spec.reduce for spec in source.outputs]
         self.dtypes = [spec.dtype for spec in source.outputs]
         self.shape_from = source.shape_from
@@ -48,7 +52,7 @@ class FusedStep:
             for j, spec in enumerate(source.outputs)
             if spec.mean
         ]
-        self._shapes: tuple[tuple, list] = ((), [])  # (loop sizes, output shapes) last seen
+        self._shapes: tuple[Sequence[int], list] = ((), [])  # (loop sizes, output shapes) last seen
 
     @staticmethod
     def _along_rows(array: np.ndarray, loop: Sequence[int]) -> bool:
@@ -172,7 +176,8 @@ class ConstantStep:
     fill = None
 
     def __init__(self, node: Node, outputs: list[int], is_output: bool):
-        self.node, self.inputs, self.outputs = node, [], outputs
+        self.node, self.outputs = node, outputs
+        self.inputs: list[int] = []
         self.value = node.op.impl(**node.attrs)
         self.is_output = is_output
 
@@ -238,7 +243,9 @@ class Plan:
         self.output_slots = [
             None if o is None else slot[(id(o.node), o.index)] for o in self.graph.outputs
         ]
-        self.lowered_text = module_text([step.lowering for step in self.lowered])
+        self.lowered_text = module_text(
+            [step.lowering for step in self.lowered if step.lowering is not None]
+        )
         # More than one step: worth one compiled call for the whole program.
         self.entry: EntrySource | None = None
         if len(self.steps) > 1 and not self.has_callbacks:

@@ -357,7 +357,7 @@ def _mantissa(typingctx: Any, x: Any) -> Any:
 # Constants for Cody-Waite reductions: hi + lo (+ lo2) splits of ln 2 and
 # pi/2 made with mpmath (200 bits).  With FMA, k*hi is exact inside the fma,
 # so hi may use all mantissa bits.
-_SPLITS = {
+_SPLITS: dict[type, dict[str, tuple[float, ...]]] = {
     np.float32: dict(
         ln2=(0.6931471824645996, -1.904654323148236e-09),
         pio2=(1.5707963705062866, -4.371138828673793e-08, -1.7151245100059206e-15),
