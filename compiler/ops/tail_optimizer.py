@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..ir import GraphError, TensorType
-from ..registry import OPS, Attr, OpDef, TestSpec, as_float, as_int, register
+from ..registry import OPS, Attr, OpDef, TestSpec, as_bool, as_float, as_int, as_shape, register
 from .optimizer import (
     ADAM_MOMENTS,
     _adamw,
@@ -435,6 +435,218 @@ register(
                 np.array([1.5]),
                 np.array([0.7]),
                 rng.uniform(-1, 1, (3, 4)),
+            ],
+            attrs={"lr": 0.1},
+        ),
+    )
+)
+
+
+# ---------------------------------------------------------------------------
+# LARS coefficients, aggregated LAMB, group AdaGrad
+# ---------------------------------------------------------------------------
+
+
+def _multi_lars(
+    lrs: np.ndarray,
+    weights_sum_sq: np.ndarray,
+    grads_sum_sq: np.ndarray,
+    wds: np.ndarray,
+    *,
+    eta: float,
+    eps: float,
+    rescale_grad: float,
+) -> np.ndarray:
+    f = lrs.dtype.type
+    w_norm = np.sqrt(weights_sum_sq)
+    g_norm = np.sqrt(grads_sum_sq) * f(rescale_grad)
+    with np.errstate(all="ignore"):
+        scaled = lrs * f(eta) * w_norm / (g_norm + wds * w_norm + f(eps))
+    return np.where((w_norm > 0) & (g_norm > 0), scaled, lrs).astype(lrs.dtype)
+
+
+def _same_vectors(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
+    if any(t.shape != types[0].shape or len(t.shape) != 1 for t in types):
+        raise GraphError("lrs, weights_sum_sq, grads_sum_sq and wds must be vectors of one length")
+    return [types[0]]
+
+
+register(
+    OpDef(
+        name="multi_lars",
+        infer=_same_vectors,
+        impl=_multi_lars,
+        inputs=("lrs", "weights_sum_sq", "grads_sum_sq", "wds"),
+        attrs={"eta": Attr(as_float), "eps": Attr(as_float), "rescale_grad": Attr(as_float, 1.0)},
+        kind="update",
+        differentiable=False,
+        doc="LARS learning rates: lr eta |w| / (|g| + wd |w| + eps) per weight (|g| "
+        "rescaled), lr itself where a norm is 0; from the sums of squares",
+        test=TestSpec(
+            make_inputs=lambda rng: [rng.uniform(0.1, 1, (3,)) for _ in range(4)],
+            attrs={"eta": 0.5, "eps": 1e-3},
+        ),
+    )
+)
+
+
+def _multi_lamb(mp: bool) -> None:
+    size = 5 if mp else 4
+    name = f"_multi_{'mp_' if mp else ''}lamb_update"
+
+    def infer(types: Sequence[TensorType], **attrs: Any) -> list[TensorType]:
+        n = attrs["num_tensors"]
+        if len(types) != n * size:
+            raise GraphError(f"expects {n} groups of {size} inputs")
+        for key in ("learning_rates", "wds", "step_count"):
+            if len(attrs[key]) != n:
+                raise GraphError(f"{key} must have {n} values")
+        return [types[i * size] for i in range(n)]
+
+    def impl(*arrays: np.ndarray, **attrs: Any) -> tuple[np.ndarray, ...]:
+        weights = []
+        for i in range(attrs["num_tensors"]):
+            group = arrays[i * size : (i + 1) * size]
+            master = group[4] if mp else group[0]
+            direction, mean, var = _lamb1(
+                master,
+                group[1].astype(master.dtype),
+                group[2],
+                group[3],
+                beta1=attrs["beta1"],
+                beta2=attrs["beta2"],
+                epsilon=attrs["epsilon"],
+                t=attrs["step_count"][i],
+                bias_correction=attrs["bias_correction"],
+                wd=attrs["wds"][i],
+                rescale_grad=attrs["rescale_grad"],
+                clip_gradient=attrs["clip_gradient"],
+            )
+            # the norms in the master copy's precision, as MXNet's sums of squares;
+            # the weight's own (float16 for _multi_mp_) as MXNet's, not the master's
+            weight = group[0].astype(master.dtype)
+            r1 = np.sqrt(np.square(weight).sum(dtype=master.dtype)).reshape(1)
+            r2 = np.sqrt(np.square(direction).sum(dtype=direction.dtype)).reshape(1)
+            new = _lamb2(
+                master,
+                direction,
+                r1,
+                r2,
+                lr=attrs["learning_rates"][i],
+                lower_bound=attrs["lower_bound"],
+                upper_bound=attrs["upper_bound"],
+            )
+            group[2][...], group[3][...] = mean, var  # states in place, as MXNet
+            if mp:
+                group[4][...] = new
+            weights.append(new.astype(group[0].dtype))
+        return tuple(weights)
+
+    def make_inputs(rng: np.random.Generator) -> list[np.ndarray]:
+        arrays = []
+        for _ in range(2):
+            group = [rng.uniform(-1, 1, (3, 4)) for _ in range(size)]
+            group[3] = np.abs(group[3]) + 0.1  # var > 0
+            arrays += group
+        return arrays
+
+    opdef = register(
+        OpDef(
+            name=name,
+            infer=infer,
+            impl=impl,
+            inputs=("data",),
+            variadic=True,
+            attrs={
+                "learning_rates": Attr(_as_floats),
+                "beta1": Attr(as_float, 0.9),
+                "beta2": Attr(as_float, 0.999),
+                "epsilon": Attr(as_float, 1e-6),
+                "wds": Attr(_as_floats),
+                "rescale_grad": Attr(as_float, 1.0),
+                "lower_bound": Attr(as_float, -1.0),
+                "upper_bound": Attr(as_float, -1.0),
+                "clip_gradient": Attr(as_float, -1.0),
+                "bias_correction": Attr(as_bool, True),
+                "step_count": Attr(as_shape),
+                "num_tensors": Attr(as_int, 1),
+            },
+            kind="opaque",
+            differentiable=False,
+            doc=f"{name[7:]}: LAMB's two phases for num_tensors weights at once (the "
+            "norms of each weight and direction taken here); the outputs are the new "
+            "weights, moments and master copies updated in place",
+            test=TestSpec(
+                make_inputs=make_inputs,
+                attrs={
+                    "learning_rates": (0.1, 0.05),
+                    "wds": (0.01, 0.0),
+                    "step_count": (3, 4),
+                    "num_tensors": 2,
+                },
+            ),
+        )
+    )
+    opdef.num_outputs = _tensor_count
+
+
+def _tensor_count(attrs: dict, inputs: int) -> int:
+    return int(attrs["num_tensors"])
+
+
+_multi_lamb(mp=False)
+_multi_lamb(mp=True)
+
+
+def _group_adagrad(
+    weight: np.ndarray,
+    grad: np.ndarray,
+    history: np.ndarray,
+    *,
+    lr: float,
+    rescale_grad: float,
+    clip_gradient: float,
+    epsilon: float,
+) -> tuple[np.ndarray, ...]:
+    f = weight.dtype.type
+    g = _rescaled(grad, rescale_grad, clip_gradient)
+    axes = tuple(range(1, g.ndim))
+    history = history + np.square(g).mean(axis=axes).reshape(history.shape)
+    shape = (-1,) + (1,) * (g.ndim - 1)
+    new = weight - f(lr) * g / np.sqrt(history.reshape(shape) + f(epsilon))
+    return new.astype(weight.dtype), history.astype(history.dtype)
+
+
+def _group_adagrad_types(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
+    weight, grad, history = types
+    if grad.shape != weight.shape or int(np.prod(history.shape)) != weight.shape[0]:
+        raise GraphError(f"expects grad {weight.shape} and one history value per row")
+    return [weight, history]
+
+
+register(
+    OpDef(
+        name="_contrib_group_adagrad_update",
+        infer=_group_adagrad_types,
+        impl=_group_adagrad,
+        inputs=("weight", "grad", "history"),
+        attrs={
+            "lr": Attr(as_float),
+            "rescale_grad": Attr(as_float, 1.0),
+            "clip_gradient": Attr(as_float, -1.0),
+            "epsilon": Attr(as_float, 1e-5),
+        },
+        kind="update",
+        mutates=(2,),
+        differentiable=False,
+        visible_outputs=1,
+        doc="AdaGrad with one history value per row: g = clip(rescale_grad grad); "
+        "history += mean(g^2 over the row); weight -= lr g / sqrt(history + epsilon)",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-1, 1, (3, 4)),
+                rng.uniform(-1, 1, (3, 4)),
+                rng.uniform(0.1, 1, (3, 1)),
             ],
             attrs={"lr": 0.1},
         ),
