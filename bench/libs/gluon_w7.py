@@ -34,6 +34,15 @@ def option(name: str) -> bool:
 
 
 EPS = 1e-5  # BatchNorm's epsilon (Gluon's and PyTorch's default)
+# The changes' tolerance (the loss keeps 2e-3). Each BatchNorm -> relu layer has about
+# ten relu inputs within 1e-5 of zero and each max pooling a few windows whose two
+# largest values are within 1e-5, where float32 may choose the other side than float64
+# (BatchNorm's float32 statistics are that far off); one such unit moves single
+# elements of the conv weights' changes by up to 2%. MXNet 1.9.1 and torch.compile were
+# 7.9e-3 off on the first step, PyTorch eager and symgrad 6e-4. (W6's relu ties are
+# bounded exactly, reference.SLACK; bounding these would need the slack carried back
+# through the layers.)
+GRAD_RTOL = 2e-2
 DEFAULT_SIZES = {"B": 32, "side": 32, "widths": (32, 64), "classes": 10}
 
 
