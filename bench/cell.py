@@ -57,7 +57,7 @@ def _slack(workload, inputs, trains):
     return [r if s is None else r + s for r, s in zip(rounding, slack or [None] * len(names))]
 
 
-def _check_last_step(step, workload, inputs):
+def _check_last_step(step, workload, inputs, grad_rtol=harness.RTOL):
     """Check one more training step from the state timing left: three steps in a row
     give the weights before the last one and its starting momentum (the change made
     by the step before), from which the reference computes the last step.
@@ -81,7 +81,7 @@ def _check_last_step(step, workload, inputs):
     reference = REFERENCE[workload](state, moms=[b - a for a, b in zip(first, second)])
     floors = [CHANGE_FLOOR * float(np.max(np.abs(state[n]))) for n in names]
     slack = _slack(workload, state, trains=True)
-    return harness.check(_moved(step(), state, names), reference, floors, slack)
+    return harness.check(_moved(step(), state, names), reference, floors, slack, grad_rtol)
 
 
 def run(column_key, row_key, quick=False, cold=False):
@@ -138,7 +138,7 @@ def run(column_key, row_key, quick=False, cold=False):
             warmup=row.warmup or 3,
         )
         if row.trains:
-            ok, err2, msg = _check_last_step(step, row.workload, inputs)
+            ok, err2, msg = _check_last_step(step, row.workload, inputs, row.grad_rtol)
         else:
             ok, err2, msg = harness.check(step(), reference, slack=slack, grad_rtol=row.grad_rtol)
         if not ok:
