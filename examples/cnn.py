@@ -94,7 +94,7 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     mx.random.seed(0)
     np.random.seed(0)
-    epochs = 2 if args.quick else 12
+    epochs = 2 if args.quick else 8
     train_data, val_data = load_data(batch_size=64)
 
     net = build_net()

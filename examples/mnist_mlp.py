@@ -70,7 +70,7 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     mx.random.seed(0)
     np.random.seed(0)
-    epochs = 3 if args.quick else 25
+    epochs = 3 if args.quick else 15
     train_data, val_data = load_data(batch_size=64)
 
     net = build_net()
