@@ -214,6 +214,9 @@ CASES = [
     ("cast_storage", ["x23"], {"stype": "default"}, F64, [0], []),
     ("_identity_with_attr_like_rhs", ["x23", "y23"], {}, F64, [0], []),
     ("_onehot_encode", ["oh_idx", "x23"], {}, F32, [], []),
+    ("_scatter_plus_scalar", ["x23"], {"scalar": 2.0}, F32, [], []),
+    ("_scatter_minus_scalar", ["x23"], {"scalar": 2.0}, F32, [], []),
+    ("_scatter_elemwise_div", ["x23", "pos23"], {}, F32, [], []),
     # (MXNet has no dense-storage backward for SparseEmbedding)
     ("SparseEmbedding", ["oh_idx", "x45"], {"input_dim": 4, "output_dim": 5}, F32, [], []),
     # MXNet's Python-level functions over these ops

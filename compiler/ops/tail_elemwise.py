@@ -373,13 +373,10 @@ LEGACY_ALIASES = {
     "elemwise_add": ("_Plus", "_grad_add"),
     "elemwise_sub": ("_Minus",),
     "elemwise_mul": ("_Mul",),
-    "elemwise_div": ("_Div",),
     "broadcast_power": ("_Power",),
     "broadcast_maximum": ("_Maximum",),
     "broadcast_minimum": ("_Minimum",),
     "broadcast_mod": ("_Mod",),
-    "_plus_scalar": ("_PlusScalar",),
-    "_minus_scalar": ("_MinusScalar",),
     "_rminus_scalar": ("_RMinusScalar",),
     "_mul_scalar": ("_MulScalar",),
     "_div_scalar": ("_DivScalar",),
@@ -401,6 +398,10 @@ LEGACY_ALIASES = {
     "_logical_or_scalar": ("_LogicalOrScalar",),
     "_logical_xor_scalar": ("_LogicalXorScalar",),
     "_copy": ("_copyto",),
+    # MXNet's sparse-aware forms, which on dense arrays are the plain ops
+    "_plus_scalar": ("_PlusScalar", "_scatter_plus_scalar"),
+    "_minus_scalar": ("_MinusScalar", "_scatter_minus_scalar"),
+    "elemwise_div": ("_Div", "_scatter_elemwise_div"),
 }
 
 
