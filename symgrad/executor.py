@@ -19,7 +19,6 @@ the result on the graph.
 from __future__ import annotations
 
 import operator
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -270,8 +269,15 @@ class CompiledSymbol:
     input shapes and dtypes.
     """
 
-    def __init__(self, symbol: Symbol, wrt: Sequence[str] | None = None, is_train: bool = False):
+    def __init__(
+        self,
+        symbol: Symbol,
+        wrt: Sequence[str] | None = None,
+        is_train: bool = False,
+        reuse_outputs: bool = False,
+    ):
         self.symbol = symbol
+        self.reuse_outputs = reuse_outputs
         self.wrt = list(
             symbol.list_arguments() if wrt is None else ([wrt] if isinstance(wrt, str) else wrt)
         )
@@ -369,7 +375,9 @@ class CompiledSymbol:
                 # even the direct runner's shape check
                 fast = direct.specialised(args)
                 if self._distinct and fast is not None:
-                    self._hot = _hot_call(self._names, args, fast, self._count, self.wrt)
+                    self._hot = _hot_call(
+                        self._names, args, fast, self._count, self.wrt, self.reuse_outputs
+                    )
                 return self._direct_result(results)
         graph = self._graphs.get(key)
         if graph is None:
@@ -386,23 +394,25 @@ class CompiledSymbol:
                     f"compile: {len(head_grads)} head gradients for {self._count} outputs"
                 )
             args = args + [_as_numpy(g) for g in head_grads]
-        # The previous call's arrays that the caller has let go of become this
-        # call's output buffers: fresh multi-MB arrays cost page faults on every
-        # call. pop() makes concurrent calls take disjoint buffers.
-        # Small arrays (under _RECYCLE_BYTES) are cheaper to allocate than to
-        # recycle: those calls keep nothing.
+        # With reuse_outputs, the previous call's results become this call's
+        # output buffers (the caller declared it keeps none of them): fresh
+        # multi-MB arrays cost page faults on every call. pop() makes concurrent
+        # calls take disjoint buffers. Small arrays (under _RECYCLE_BYTES) are
+        # cheaper to allocate than to recycle: those calls keep nothing.
         previous = self._last.pop(key, None) if self._last else None
-        results = _run_program(graph, args, _released(previous) if previous else None)
+        results = _run_program(graph, args, previous)
         if not (seeded or wrapped) and self._distinct:
             # a program that runs as one compiled call: the next calls with these very
             # classes, shapes and dtypes go straight to it
             fast = graph.runner.specialised(args)
             if fast is not None and all(r is not None for r in results):
-                self._hot = _hot_call(self._names, args, fast, self._count, self.wrt)
-        if any(r is not None and r.nbytes >= _RECYCLE_BYTES for r in results):
+                self._hot = _hot_call(
+                    self._names, args, fast, self._count, self.wrt, self.reuse_outputs
+                )
+        if self.reuse_outputs and any(
+            r is not None and r.nbytes >= _RECYCLE_BYTES for r in results
+        ):
             finished = self._finish(results, args, wrapped)
-            # only now, while ``finished`` refers to the results: another thread
-            # taking them from ``_last`` sees them held
             self._last[key] = results
             return finished
         # Nothing to recycle: once compiled, a one-kernel program is called
@@ -451,7 +461,12 @@ class CompiledSymbol:
 
 
 def _hot_call(
-    names: list[str], args: list[np.ndarray], fast: Any, count: int, wrt: list[str]
+    names: list[str],
+    args: list[np.ndarray],
+    fast: Any,
+    count: int,
+    wrt: list[str],
+    reuse_outputs: bool,
 ) -> Any:
     """``hot(inputs)``: the result of a call whose keyword ``inputs`` are exactly
     ``names`` bound to numpy arrays of the classes, shapes and dtypes of ``args``,
@@ -460,9 +475,9 @@ def _hot_call(
     the general path.
 
     A W3-sized program computes in about 5 us, so the check is written out per
-    input instead of building and comparing key tuples, and the last call's
-    results are written again if the caller has dropped every one of them
-    (:func:`_all_released`; allocating costs about a microsecond an array here)."""
+    input instead of building and comparing key tuples; with ``reuse_outputs``
+    the last call's results are written again (allocating costs about a
+    microsecond an array here)."""
     expected = [(name, arg.__class__, arg.shape, arg.dtype) for name, arg in zip(names, args)]
     size = len(names)
     single = wrt[0] if len(wrt) == 1 else None
@@ -483,59 +498,27 @@ def _hot_call(
             outs = spare.pop()
         except IndexError:
             outs = None
-        results = fast(given, outs if outs is not None and _all_released(outs) else None)
+        results = fast(given, outs)
         if results is None:  # the entry gave up on these inputs
             return None
         value = results[0] if count == 1 else results[:count]
         grads = {single: results[count]} if single is not None else dict(zip(wrt, results[count:]))
-        # only now, while the caller's objects refer to the results: another
-        # thread taking them from ``spare`` sees them held
-        if _EXACT_REFCOUNTS:
+        if reuse_outputs:
             spare.append(results)
         return value, grads
 
     return hot
 
 
-# Results at least this big are recycled as the next call's output buffers.
+# With reuse_outputs, results at least this big are the next call's output buffers.
 _RECYCLE_BYTES = 1 << 16
-
-
-# Whether sys.getrefcount counts every reference to an array, which telling a
-# result the caller dropped from one it holds relies on. CPython 3.14 borrows
-# references in more places, so counts there can be lower: no reuse at all.
-_EXACT_REFCOUNTS = sys.implementation.name == "cpython" and sys.version_info < (3, 14)
-
-
-def _all_released(arrays: list) -> bool:
-    """Whether nothing but the list ``arrays`` refers to any of them (as
-    :func:`_released` decides for each)."""
-    if not _EXACT_REFCOUNTS:
-        return False
-    for array in arrays:
-        # three references: the list, this loop variable and getrefcount's argument
-        if sys.getrefcount(array) != 3:
-            return False
-    return True
-
-
-def _released(arrays: list) -> list:
-    """``arrays`` where nothing but that list refers to them (the caller dropped
-    them: overwriting them cannot be seen), None elsewhere. A view, an NDArray
-    or any name still holding an array keeps it out."""
-    if not _EXACT_REFCOUNTS:
-        return [None] * len(arrays)
-    free = []
-    for array in arrays:
-        # three references: the list, this loop variable and getrefcount's argument
-        free.append(array if array is not None and sys.getrefcount(array) == 3 else None)
-    return free
 
 
 def compile(
     symbol: Symbol,
     wrt: Sequence[str] | None = None,  # noqa: A001
     is_train: bool = False,
+    reuse_outputs: bool = False,
 ) -> CompiledSymbol:
     """A function computing ``symbol``'s value and its gradients w.r.t. ``wrt``.
 
@@ -547,6 +530,12 @@ def compile(
         Argument names to differentiate with respect to (default: all arguments).
     is_train : bool
         Run Dropout/BatchNorm as in training.
+    reuse_outputs : bool
+        Declare that the caller keeps none of a call's results once it makes the
+        next call with the same input shapes: that call then writes its results
+        into the previous call's arrays instead of new ones (a training loop
+        replaying multi-MB gradients saves their allocation and page faults).
+        Off by default: every call returns new arrays.
 
     >>> import numpy as np, symgrad as mx
     >>> f = mx.compile(mx.sym.tanh(mx.sym.var("x")), wrt=["x"])
@@ -554,7 +543,7 @@ def compile(
     >>> value.tolist(), grads["x"].tolist()
     ([0.0, 0.0], [1.0, 1.0])
     """
-    return CompiledSymbol(symbol, wrt, is_train)
+    return CompiledSymbol(symbol, wrt, is_train, reuse_outputs)
 
 
 # ---------------------------------------------------------------------------

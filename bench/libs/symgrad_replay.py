@@ -24,7 +24,8 @@ def _stepper(symbol, wrt, inputs, is_train=False, grad_names=None):
     """A ``step`` calling ``symgrad.compile(symbol, wrt)`` on ``inputs`` (numpy),
     warmed up and with its kernels compiled; ``step()`` returns
     ``(value, [grads in grad_names order])``."""
-    function = mx.compile(symbol, wrt=wrt, is_train=is_train)
+    # a benchmark loop keeps no result across steps: it declares so
+    function = mx.compile(symbol, wrt=wrt, is_train=is_train, reuse_outputs=True)
     for _ in range(WARMUP_CALLS):
         function(**inputs)
     wait_for_compilation()
