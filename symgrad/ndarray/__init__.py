@@ -18,7 +18,7 @@ from .._namespace import fill_namespace
 from ..base import MXNetError
 from ..context import check_context
 from . import contrib, linalg, random  # noqa: F401  (mx.nd.contrib, .linalg, .random)
-from .ndarray import NDArray, invoke, is_ndarray
+from .ndarray import NDArray, invoke, is_ndarray, raise_pending_failures
 from .serialization import load, load_frombuffer, save
 
 
@@ -188,7 +188,10 @@ divide = _array_or_scalar("broadcast_div", "_div_scalar", "_rdiv_scalar")
 
 
 def waitall() -> None:
-    """Wait for all pending computation (symgrad computes synchronously)."""
+    """Wait for all pending computation: raise MXNetError, once, for an eager op
+    that failed and whose result was not read yet, as MXNet's ``waitall`` does
+    (symgrad computes eagerly, so nothing else waits)."""
+    raise_pending_failures()
 
 
 def concatenate(arrays: list, axis: int = 0, always_copy: bool = True) -> NDArray:

@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+
 from symgrad_compiler import Entry, GraphError, Node, OpDef, OperatorMixin, TensorType, get_op
 from symgrad_compiler.registry import NULL, variable
 from symgrad_compiler.registry import OPS as _OPS
@@ -88,10 +89,70 @@ def _recorded_sources(entry: Entry) -> list[np.ndarray]:
     return found
 
 
+# Eager ops that failed on their values (not their shapes), as MXNet's asynchronous
+# errors: node -> [error, raised]. The node is pending; reading it, or an array
+# computed from it, raises the error once (a later read sees NaN, or 0 for
+# integers: the arrays stay usable, as MXNet's do), and so does waitall.
+_FAILURES: weakref.WeakKeyDictionary[Node, list] = weakref.WeakKeyDictionary()
+
+
+def _failed(opdef: OpDef, inputs: Sequence[NDArray], attrs: dict, error: MXNetError | None) -> Any:
+    """The arrays of an eager op that failed (``error``) or reads a failed array
+    (None): pending, with their inferred types, raising the error when read."""
+    attrs = opdef.canonical_attrs(attrs)
+    entries = tuple(_input_entry(x) for x in inputs)
+    types = tuple(opdef.infer([e.node.types[e.index] for e in entries], **attrs))
+    node = Node(opdef, attrs, entries, types)
+    if error is not None:
+        _FAILURES[node] = [error, False]
+    return _visible(opdef, attrs, [NDArray(None, _entry((node, i))) for i in range(len(types))])
+
+
+def _raise_failures(roots: Sequence[Node]) -> None:
+    """Raise the first not yet raised error of ``roots`` (marking them all raised);
+    once raised, a failed node takes NaN values (0 for integers) and is forgotten."""
+    fresh = [_FAILURES[node] for node in roots if not _FAILURES[node][1]]
+    if fresh:
+        for record in fresh:
+            record[1] = True
+        raise fresh[0][0]
+    for node in roots:
+        del _FAILURES[node]
+        node.value = tuple(
+            np.full(t.shape, np.nan if t.dtype.kind in "fc" else 0, t.dtype) for t in node.types
+        )
+
+
+def _failed_roots(entry: Entry) -> list[Node]:
+    """The failed nodes among the pending ones ``entry`` is computed from."""
+    found, stack, seen = [], [entry.node], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or node.value is not None:
+            continue
+        seen.add(id(node))
+        if node in _FAILURES:
+            found.append(node)
+        stack.extend(e.node for e in node.inputs)
+    return found
+
+
+def raise_pending_failures() -> None:
+    """``waitall``'s check: raise the error of an eager op that failed and was not
+    read yet (once, as MXNet's ``waitall`` rethrows it)."""
+    roots = list(_FAILURES.keys())
+    if any(not _FAILURES[node][1] for node in roots):
+        _raise_failures([node for node in roots if not _FAILURES[node][1]])
+
+
 def _compute_deferred(entry: Entry) -> None:
     """Compute a deferred value; an op that fails raises MXNetError here, when the
     value is read, as MXNet raises an asynchronous op's error at ``asnumpy`` or
     ``wait_to_read`` (the arrays stay usable; reading this one raises again)."""
+    if _FAILURES:
+        roots = _failed_roots(entry)
+        if roots:
+            _raise_failures(roots)
     try:
         compute(entry)
     except MXNetError:
@@ -190,15 +251,22 @@ def _run(opdef: OpDef, inputs: Sequence[NDArray], attrs: dict, record: bool) -> 
             # numpy would silently promote; the op's type rule decides, as it does
             # while recording (most ops refuse mixed dtypes, as MXNet does).
             opdef.infer_types([TensorType(x.shape, np.dtype(x.dtype)) for x in inputs], attrs)
+        if _FAILURES and not record and _reads_a_failure(inputs):
+            # an op on a failed array fails too, when read (MXNet's error propagates)
+            return _failed(opdef, inputs, attrs, None)
         arrays = [x._data for x in inputs]
         result = opdef.impl(*arrays, **attrs)
     except GraphError as err:
         if not str(err).startswith(f"{opdef.name}:"):
             # raised by the numpy implementation itself: name the op and the shapes
-            _raise_op_error(opdef, inputs, attrs, err)
+            _raise_op_error(opdef, inputs, attrs, err, None if record else opdef)
         raise MXNetShapeError(str(err)) from None
-    except (ValueError, IndexError, TypeError) as err:
-        _raise_op_error(opdef, inputs, attrs, err)
+    except (ValueError, IndexError, TypeError, np.linalg.LinAlgError) as err:
+        # MXNet's shape inference, at the call, refuses empty reductions and
+        # softmaxes: an op failing on an empty input is not deferred
+        empty = any(0 in x.shape for x in inputs)
+        deferred = _raise_op_error(opdef, inputs, attrs, err, None if record or empty else opdef)
+        return _failed(opdef, inputs, attrs, deferred)
     except MemoryError as err:  # _zeros of 10^15 elements: MXNet's error, not numpy's
         raise MXNetError(
             f"{opdef.name}: cannot allocate the result for input shapes "
@@ -235,15 +303,30 @@ def _visible(opdef: OpDef, attrs: dict, arrays: list[NDArray]) -> Any:
     return arrays[0] if count == 1 else arrays[:count]
 
 
-def _raise_op_error(opdef: OpDef, inputs: Sequence[NDArray], attrs: dict, err: Exception):
+def _reads_a_failure(inputs: Sequence[NDArray]) -> bool:
+    return any(x._value is None and _failed_roots(x._entry) for x in inputs)
+
+
+def _raise_op_error(
+    opdef: OpDef,
+    inputs: Sequence[NDArray],
+    attrs: dict,
+    err: Exception,
+    defer: OpDef | None = None,
+) -> MXNetError:
+    """Raise the error of a failed op call, naming the op and the shapes. With
+    ``defer``, an error of the values (the shapes and attrs are fine) is returned
+    instead, for the caller to raise when the result is read, as MXNet does."""
     types = [TensorType(x.shape, np.dtype(x.dtype)) for x in inputs]
     try:
         opdef.infer_types(types, opdef.canonical_attrs(attrs))
-    except GraphError as shape_error:
+    except (GraphError, ValueError, TypeError) as shape_error:
         raise MXNetShapeError(str(shape_error)) from None
-    raise MXNetShapeError(
-        f"{opdef.name}: failed on input shapes ({_shapes(inputs)}): {err}"
-    ) from err
+    error = MXNetShapeError(f"{opdef.name}: failed on input shapes ({_shapes(inputs)}): {err}")
+    if defer is not None:
+        error.__cause__ = err
+        return error
+    raise error from err
 
 
 class NDArray(OperatorMixin):
@@ -421,6 +504,8 @@ class NDArray(OperatorMixin):
         """Copy into ``other`` (an NDArray of the same shape) or to a context."""
         if isinstance(other, Context):
             check_context(other)
+            if _FAILURES and self._value is None and _failed_roots(self._entry):
+                return invoke("_copy", (self,), {})  # fails when read, as MXNet's
             return NDArray(self._data.copy())
         if other.shape != self.shape:
             raise MXNetShapeError(f"copyto: shape {self.shape} into {other.shape}")
@@ -450,7 +535,7 @@ class NDArray(OperatorMixin):
         self._data  # noqa: B018  (computes a pending value)
 
     def __len__(self) -> int:
-        return self._data.shape[0]
+        return self.shape[0]
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
