@@ -25,6 +25,9 @@ from symgrad import op_testing as tu
 LN2, LN10 = math.log(2.0), math.log(10.0)
 SQRT_PI = math.sqrt(math.pi)
 SCALAR = 1.5  # the scalar of the _*_scalar ops below
+# MXNet's degree factors, computed in float32 (compiler/ops/tail_elemwise.py)
+_DEGREES = float(np.float32(180.0) / np.float32(np.pi))
+_RADIANS = float(np.float32(np.pi) / np.float32(180.0))
 
 
 def sigmoid(x):
@@ -302,6 +305,39 @@ UNARY = [
             lambda x: math.log(SCALAR) * SCALAR**x,
             lambda x: math.log(SCALAR) ** 2 * SCALAR**x,
             lambda x: math.log(SCALAR) ** 3 * SCALAR**x,
+        ),
+    ),
+    # the tail ops of issue 20 (compiler/ops/tail_elemwise.py)
+    ("degrees", {}, (-2, 2), (constant(_DEGREES), zero, zero)),
+    ("radians", {}, (-2, 2), (constant(_RADIANS), zero, zero)),
+    (
+        "rcbrt",
+        {},
+        (0.2, 3.0),
+        (
+            lambda x: -(x ** (-4 / 3)) / 3,
+            lambda x: 4 / 9 * x ** (-7 / 3),
+            lambda x: -28 / 27 * x ** (-10 / 3),
+        ),
+    ),
+    (
+        "smooth_l1",
+        {"scalar": 1.3},
+        (-2, 2),
+        (
+            lambda x: np.where(np.abs(x) < 1 / 1.69, 1.69 * x, np.sign(x)),
+            lambda x: np.where(np.abs(x) < 1 / 1.69, 1.69, 0.0),
+            zero,
+        ),
+    ),
+    (
+        "_hypot_scalar",
+        {"scalar": SCALAR},
+        (-2, 2),
+        (
+            lambda x: x / np.hypot(x, SCALAR),
+            lambda x: SCALAR**2 / np.hypot(x, SCALAR) ** 3,
+            lambda x: -3 * SCALAR**2 * x / np.hypot(x, SCALAR) ** 5,
         ),
     ),
     (
