@@ -25,7 +25,7 @@ def rng():
 
 
 def test_every_update_op_is_registered_without_gradient():
-    assert len(UPDATE_OPS) == 21  # 15, and the tail ops of issue 20 (compiler/ops/tail_optimizer.py)
+    assert len(UPDATE_OPS) == 21  # 15, and issue 20's (compiler/ops/tail_optimizer.py)
     for name in UPDATE_OPS:
         opdef = compiler.get_op(name)
         assert not opdef.differentiable and opdef.grad is None, name
