@@ -495,6 +495,157 @@ def test_rows_of_a_failed_array_raise_once_then_read():
     assert x.asnumpy().tolist() == [[3, 3], [3, 3]]
 
 
+# ---------------------------------------------------------------------------
+# Symbol inference: unknown (0) sizes, partial inference, types without shapes
+# ---------------------------------------------------------------------------
+
+
+def _fc():
+    return sym.FullyConnected(sym.var("data"), num_hidden=4, name="fc")
+
+
+def test_infer_shape_partial_as_mxnet():
+    assert _fc().infer_shape_partial() == ([(), (), ()], [()], [])
+    assert _fc().infer_shape_partial(fc_weight=(4, 3)) == ([(), (4, 3), ()], [()], [])
+    conv = sym.Convolution(sym.var("data"), kernel=(3, 3), num_filter=8, name="conv")
+    assert conv.infer_shape_partial(data=(2, 0, 8, 8)) == (
+        [(2, 0, 8, 8), (8, 0, 3, 3), (8,)],
+        [(2, 8, 6, 6)],
+        [],
+    )
+    bn = sym.BatchNorm(sym.var("data"), name="bn")
+    assert bn.infer_shape_partial(data=(2, 3, 4)) == (
+        [(2, 3, 4), (3,), (3,)],
+        [(2, 3, 4)],
+        [(3,), (3,)],
+    )
+    a, b = sym.var("a"), sym.var("b")
+    assert sym.elemwise_add(a, b).infer_shape_partial(a=(2, 3)) == (
+        [(2, 3), (2, 3)],
+        [(2, 3)],
+        [],
+    )
+
+
+def test_infer_shape_with_an_unknown_size_it_cannot_fill_gives_none():
+    with pytest.warns(UserWarning, match="Cannot decide shape"):
+        assert _fc().infer_shape(data=(0, 3)) == (None, None, None)
+    chain = sym.FullyConnected(sym.relu(sym.var("data")), num_hidden=2, name="f2")
+    with pytest.warns(UserWarning):
+        assert chain.infer_shape(data=(0, 5)) == (None, None, None)
+    with pytest.warns(UserWarning):
+        assert sym.broadcast_add(sym.var("a"), sym.var("b")).infer_shape(a=(2, 0), b=(2, 1)) == (
+            None,
+            None,
+            None,
+        )
+
+
+def test_infer_shape_fills_unknown_sizes_from_other_inputs():
+    a, b = sym.var("a"), sym.var("b")
+    filled = sym.elemwise_add(a, b).infer_shape(a=(0, 3), b=(2, 0))
+    assert filled == ([(2, 3), (2, 3)], [(2, 3)], [])
+    assert sym.concat(a, b, dim=1).infer_shape(a=(0, 3), b=(2, 4)) == (
+        [(2, 3), (2, 4)],
+        [(2, 7)],
+        [],
+    )
+    # through one-input elementwise ops too (MXNet 1.9.1 gives the same)
+    chained = sym.elemwise_add(sym.relu(a) * 2, b).infer_shape(a=(0, 3), b=(2, 0))
+    assert chained == ([(2, 3), (2, 3)], [(2, 3)], [])
+    joined = sym.concat(sym.tanh(a), b, dim=0).infer_shape(a=(4, 0), b=(2, 5))
+    assert joined == ([(4, 5), (2, 5)], [(6, 5)], [])
+    z, w = sym.var("z", shape=(0, 3)), sym.var("w", shape=(2, 3))
+    assert sym.elemwise_mul(z, w).infer_shape() == ([(2, 3), (2, 3)], [(2, 3)], [])
+
+
+def test_infer_type_without_shapes():
+    assert _fc().infer_type(data="float64") == ([np.float64] * 3, [np.float64], [])
+    with pytest.warns(UserWarning):
+        assert _fc().infer_type() == (None, None, None)
+    a, b = sym.var("a"), sym.var("b")
+    assert (a + b).infer_type_partial() == ([None, None], [None], [])
+    assert (a + b).infer_type(b=np.int32) == ([np.int32, np.int32], [np.int32], [])
+    assert sym.Cast(a, dtype="int32").infer_type(a="float32") == ([np.float32], [np.int32], [])
+    bn = sym.BatchNorm(sym.var("data"), name="bn")
+    f16, f32 = np.float16, np.float32
+    assert bn.infer_type(data="float16") == ([f16, f32, f32], [f16], [f32, f32])
+
+
+# ---------------------------------------------------------------------------
+# the same probes run in MXNet 1.9.1 (interop virtualenv)
+# ---------------------------------------------------------------------------
+
+PROBE = """
+import json, threading
+import numpy as np
+nd, sym = mx.nd, mx.sym
+out = {}
+x = nd.array([-7, -3, 3, 7], dtype='int32')
+for text in ['x / 2', 'x * 2.5', '7.0 / x', 'x % 3', '5 % x', 'x == 3.7', 'x + True',
+             "x / nd.array([2, 2, 2, 2], dtype='int32')",
+             "nd.array([1, 2, 3], dtype='uint8') * 300"]:
+    value = eval(text)
+    out[text] = [np.dtype(value.dtype).name, value.asnumpy().tolist()]
+halves = nd.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.5])
+out['rint'] = nd.rint(halves).asnumpy().tolist()
+y = nd.arange(6).reshape((2, 3))
+out['sum()'] = nd.sum(y, axis=()).asnumpy().tolist()
+out['mean()'] = nd.mean(y, axis=()).asnumpy().tolist()
+def grad(function):
+    v = nd.array([float('nan'), -1.0, 0.0, 2.0])
+    v.attach_grad()
+    with mx.autograd.record():
+        r = function(v)
+    r.backward()
+    return [str(t) for t in r.asnumpy().tolist() + v.grad.asnumpy().tolist()]
+out['relu'] = grad(nd.relu)
+out['Activation'] = grad(lambda v: nd.Activation(v, act_type='relu'))
+seen = {}
+def other():
+    seen['rec'] = mx.autograd.is_recording()
+    seen['name'] = sym.FullyConnected(sym.var('d'), num_hidden=2).name
+    seen['attr'] = sym.var('d').list_attr()
+with mx.autograd.record(), mx.AttrScope(group='4'):
+    t = threading.Thread(target=other); t.start(); t.join()
+out['thread'] = seen
+with mx.AttrScope(ctx_group='stage1'):
+    out['scope'] = sym.relu(sym.var('x1'), name='y1').attr_dict()
+fc = sym.FullyConnected(sym.var('data'), num_hidden=4, name='fc')
+out['partial'] = fc.infer_shape_partial(fc_weight=(4, 3))
+out['type'] = [[np.dtype(t).name for t in part] for part in fc.infer_type(data='float64')]
+a, b = sym.var('a'), sym.var('b')
+out['fill'] = sym.elemwise_add(a, b).infer_shape(a=(0, 3), b=(2, 0))
+out['concat'] = sym.concat(a, b, dim=1).infer_shape(a=(0, 3), b=(2, 4))
+out['chain'] = sym.elemwise_add(sym.relu(a) * 2, b).infer_shape(a=(0, 3), b=(2, 0))
+events = []
+try:
+    bad = nd.random.normal(0, -1, (2, 2))
+    product = nd.dot(bad, bad)
+    events.append('call ok')
+except mx.MXNetError:
+    events.append('call raised')
+for _ in range(2):
+    try:
+        product.asnumpy()
+        events.append('read ok')
+    except mx.MXNetError:
+        events.append('read raised')
+out['async'] = events
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.interop
+def test_probes_equal_mxnet(mxnet_python, tmp_path, capsys):
+    from mxnet_interop import run_mxnet
+
+    theirs = json.loads(run_mxnet(mxnet_python, "import mxnet as mx\n" + PROBE, tmp_path))
+    exec(PROBE, {"mx": mx})
+    ours = json.loads(capsys.readouterr().out)
+    assert ours == theirs
+
+
 def test_error_of_a_deferred_op_is_an_mxnet_error_when_read_and_arrays_stay_usable():
     x = nd.array([[1.0, 2.0], [2.0, 4.0]])
     x.attach_grad()
