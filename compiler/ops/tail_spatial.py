@@ -814,7 +814,6 @@ register(
         test=TestSpec(
             shapes=((1, 2, 5, 6), (1, 2, 5, 6)),
             attrs={"kernel_size": 3, "max_displacement": 1, "pad_size": 1, "stride2": 1},
-            order=1,
         ),
     )
 )
@@ -851,20 +850,41 @@ def _correlation_grad(
     return grad[:, :, pad_size : pad_size + height, pad_size : pad_size + width].astype(data1.dtype)
 
 
+def correlation_grad_grad(
+    h: Expr, g: Expr, data1: Expr, data2: Expr, *, out: Expr, wrt: int, **attrs: Any
+) -> tuple[Expr | None, ...]:
+    """bilinear (is_multiply): wrt=0 gives g Correlation(h, data2) and data2
+    _correlation_grad(g, h, data2, wrt=1); wrt=1 gives g Correlation(data1, h) and data1
+    _correlation_grad(g, data1, h, wrt=0); the absolute difference's raises"""
+    if not attrs["is_multiply"]:
+        raise GraphError("second derivatives of Correlation(is_multiply=False) are not written")
+    if wrt == 0:
+        return (
+            F.Correlation(h, data2, **attrs),
+            None,
+            F._correlation_grad(g, h, data2, wrt=1, **attrs),
+        )
+    return (
+        F.Correlation(data1, h, **attrs),
+        F._correlation_grad(g, data1, h, wrt=0, **attrs),
+        None,
+    )
+
+
 register(
     OpDef(
         name="_correlation_grad",
         infer=lambda types, **_attrs: [types[1 + _attrs["wrt"]]],
         impl=_correlation_grad,
+        grad=correlation_grad_grad,
         inputs=("data", "data1", "data2"),
         attrs={**CORRELATION_ATTRS, "wrt": Attr(as_int)},
         kind="pool",
-        doc="Correlation's gradient for data1 (wrt=0) or data2 (wrt=1). Its own "
-        "gradient is not written (a second derivative raises).",
+        doc="Correlation's gradient for data1 (wrt=0) or data2 (wrt=1).\n\nGradient\n"
+        "--------\n" + str(correlation_grad_grad.__doc__),
         test=TestSpec(
             shapes=((1, 9, 3, 4), (1, 2, 5, 6), (1, 2, 5, 6)),
             attrs={"kernel_size": 3, "max_displacement": 1, "pad_size": 1, "wrt": 1},
-            wrt=(),
         ),
     )
 )
