@@ -843,7 +843,7 @@ register(
         attrs={"stype": Attr(one_of("default", "row_sparse", "csr"), "default")},
         kind="shape",
         doc="A storage-type conversion; symgrad stores every array densely, so the "
-        "values pass unchanged.\n\nGradient\n--------\ng",
+        "values pass unchanged.\n\nGradient\n--------\ng, unchanged (the identity's)",
         test=TestSpec(attrs={"stype": "default"}),
     )
 )
