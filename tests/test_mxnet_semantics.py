@@ -259,6 +259,21 @@ def test_integer_arithmetic_while_recording_matches_eager():
     assert w.grad.asnumpy().tolist() == [-5, -1, 3, 7]
 
 
+def test_integer_arithmetic_in_a_compiled_backward_keeps_mxnet_values(compiled):
+    for _ in range(4):  # the program's later calls run compiled
+        x = nd.array([-7, -3, 3, 7], dtype="int32")
+        w = nd.array([1.0, 2.0, 3.0, 4.0])
+        w.attach_grad()
+        with mx.autograd.record():
+            y = x * 2.5 + 1  # 2.5 is cast to 2 first, as MXNet
+            q = x / 2  # truncates
+            loss = (w * y.astype("float32") * w + w * q.astype("float32")).sum()
+        loss.backward()
+        assert y.asnumpy().tolist() == [-13, -5, 7, 15]
+        expected = 2 * np.array([1, 2, 3, 4]) * np.array([-13, -5, 7, 15]) + [-3, -1, 1, 3]
+        assert w.grad.asnumpy().tolist() == expected.tolist()
+
+
 def test_mixed_int_and_float_arrays_are_refused_as_mxnet():
     i, f = nd.array([1, 2], dtype="int32"), nd.array([0.5, 1.5])
     for make in (lambda: i + f, lambda: f * i, lambda: nd.broadcast_add(i, f)):
