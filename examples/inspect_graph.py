@@ -21,11 +21,11 @@ import shutil
 import time
 
 import numpy as np
-import symgrad_compiler
 from _example_cli import parse_args
 from tqdm import tqdm
 
 import symgrad as mx
+import symgrad_compiler
 from symgrad import autograd, gluon, nd
 from symgrad.gluon import nn
 
