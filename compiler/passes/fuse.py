@@ -88,6 +88,13 @@ def reroute_shape_inputs(graph: ProgramGraph) -> ProgramGraph:
 # ---------------------------------------------------------------------------
 
 
+# The most ops one fused kernel holds. numba's compile time grows faster than
+# linearly with a function's size (a chain of 250 sin ops in one loop took 38 s,
+# 500 took 232 s): a longer group is split, each part a kernel of its own, which
+# costs one pass over memory per part and keeps compiling bounded.
+MAX_GROUP = 48
+
+
 class _Groups:
     """Groups being formed, with what each depends on at the group level."""
 
@@ -115,7 +122,10 @@ class _Groups:
 
     def can_join(self, node: Node, group: int) -> bool:
         """Joining keeps the group convex: no input from outside depends on it, and
-        the node reads no reduction of the same loop."""
+        the node reads no reduction of the same loop; and it stays within
+        :data:`MAX_GROUP` members."""
+        if len(self.members[group]) >= MAX_GROUP:
+            return False
         for e in node.inputs:
             inside = self.group_of.get(id(e.node)) == group
             if inside and id(e.node) in self.ends_loop:
@@ -178,8 +188,10 @@ def assign_groups(order: list[Node]) -> dict[int, int]:
                 if choice is None:
                     if groups.can_join(node, group):
                         choice = group
-                elif choice not in groups.closure({group}) and group not in groups.closure(
-                    {choice}
+                elif (
+                    len(groups.members[choice]) + len(groups.members[group]) < MAX_GROUP
+                    and choice not in groups.closure({group})
+                    and group not in groups.closure({choice})
                 ):  # independent: merging is convex
                     groups.merge(choice, group)
                     if not groups.can_join(node, choice):
