@@ -258,8 +258,6 @@ class OpDef:
         # value depends on its attrs only (a fill, arange), so it may be computed
         # once when a program is planned, or folded.
         self.random = self.kind == "random" or "_draw" in self.attrs
-        if self.transcendental is None:  # by default: its scalar calls vector math
-            self.transcendental = isinstance(self.scalar, str) and "vm." in self.scalar
         self.constant = self.kind == "creation" and not self.random
         # Recording shortcuts (an op costs microseconds to record; these are most
         # ops): the output has the input's type, and the only attr is a float.
@@ -273,6 +271,15 @@ class OpDef:
         self._float_scalar = (
             list(self.attrs) == ["scalar"] and self.attrs["scalar"].parse is as_float
         )
+
+    def is_transcendental(self, attrs: dict) -> bool:
+        """Whether, with these attrs, the op costs a math-library call per element
+        (``transcendental`` when declared; by default, whether its scalar template
+        calls vector math, ``vm.``)."""
+        if self.transcendental is not None:
+            return self.transcendental
+        template = self.scalar(attrs) if callable(self.scalar) else self.scalar
+        return template is not None and "vm." in template
 
     def visible(self, attrs: dict) -> int | None:
         """How many outputs a user sees with these (canonical) attrs; None for all.

@@ -224,8 +224,8 @@ def _lone_worth_a_kernel(node: Node) -> bool:
     vectorised math beats the kernels' on big arrays."""
     return (
         node.op.kind == "elemwise"
-        and isinstance(node.op.scalar, str)
-        and not node.op.transcendental
+        and node.op.scalar is not None
+        and not node.op.is_transcendental(node.attrs)
     )
 
 
