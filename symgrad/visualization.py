@@ -17,7 +17,8 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ast
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -273,9 +274,142 @@ def plot_network(
     return dot
 
 
-def print_summary(symbol: Symbol, shape: Mapping[str, Any] | None = None) -> None:
-    """Print :func:`debug_str` with shapes inferred from ``shape``."""
-    print(debug_str(symbol, shape))
+def print_summary(
+    symbol: Symbol,
+    shape: Mapping[str, Any] | None = None,
+    line_length: int = 120,
+    positions: Sequence[float] = (0.44, 0.64, 0.74, 1.0),
+) -> None:
+    """Print MXNet 1.x's layer table of ``symbol``: one row per op node (and the
+    first variable), with its output shape without the batch axis, its count of
+    parameters, and the layers it reads; then the total.
+
+    Parameters
+    ----------
+    symbol : Symbol
+        The network.
+    shape : dict of str to tuple, optional
+        Input shapes by variable name; without them the shape column is empty
+        and the counts that need an input's width leave it out.
+    line_length : int
+        Width of the table in characters.
+    positions : sequence of float
+        Where each of the four columns ends, as fractions of ``line_length`` (or
+        in characters when the last is over 1).
+
+    Notes
+    -----
+    The counts follow MXNet's rules exactly, quirks included: a layer's input
+    width is the first axis after the batch of the inputs it lists (op outputs,
+    and the graph's first variable), so ``FullyConnected`` counts
+    ``(width + 1) * num_hidden``, ``Convolution``
+    ``width * num_filter / num_group * prod(kernel)`` plus ``num_filter`` for the
+    bias, ``BatchNorm`` ``2 * channels`` and ``Embedding``
+    ``input_dim * output_dim``; other ops count 0.
+
+    Examples
+    --------
+    >>> import symgrad as mx
+    >>> net = mx.sym.FullyConnected(mx.sym.var("data"), num_hidden=4, name="fc")
+    >>> mx.viz.print_summary(net, shape={"data": (2, 3)}, line_length=80)
+    ________________________________________________________________________________
+    Layer (type)                       Output Shape    Param # Previous Layer
+    ================================================================================
+    data(null)                         3               0
+    ________________________________________________________________________________
+    fc(FullyConnected)                 4               16      data
+    ================================================================================
+    Total params: 16
+    ________________________________________________________________________________
+    """
+    for line in summary_lines(symbol, shape, line_length, positions):
+        print(line)
 
 
-__all__ = ["DotGraph", "debug_str", "plot_network", "print_summary"]
+def summary_lines(
+    symbol: Symbol,
+    shape: Mapping[str, Any] | None = None,
+    line_length: int = 120,
+    positions: Sequence[float] = (0.44, 0.64, 0.74, 1.0),
+) -> list[str]:
+    """The lines :func:`print_summary` prints (trailing blanks included)."""
+    import json
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    if shape is not None:
+        internals = symbol.get_internals()
+        _, out_shapes, _ = internals.infer_shape(**shape)
+        if out_shapes is None:
+            raise ValueError("Input shape is incomplete")
+        shapes = dict(zip(internals.list_outputs(), out_shapes))
+    ends = list(positions)
+    if ends[-1] <= 1:
+        ends = [int(line_length * p) for p in ends]
+    conf = json.loads(symbol.tojson())
+    nodes = conf["nodes"]
+    # MXNet takes the first head's [node, index, version] triple as a set of node
+    # ids, so node 0 (usually the data) counts as a "head" too: kept for its numbers.
+    heads = set(conf["heads"][0])
+
+    def row(fields: Sequence[Any]) -> str:
+        line = ""
+        for text, end in zip(fields, ends):
+            line = (line + str(text))[:end]
+            line += " " * (end - len(line))
+        return line
+
+    def shape_of(node: dict[str, Any]) -> tuple[int, ...] | None:
+        key = node["name"] if node["op"] == "null" else node["name"] + "_output"
+        found = shapes.get(key)
+        return None if found is None else tuple(found)[1:]
+
+    lines = ["_" * line_length, row(["Layer (type)", "Output Shape", "Param #", "Previous Layer"])]
+    lines.append("=" * line_length)
+    total = 0
+    for i, node in enumerate(nodes):
+        op = node["op"]
+        if op == "null" and i > 0:
+            continue
+        previous: list[str] = []
+        width = 0
+        if op != "null":
+            for item in node["inputs"]:
+                source = nodes[item[0]]
+                if source["op"] != "null" or item[0] in heads:
+                    previous.append(source["name"])
+                    seen = shape_of(source)
+                    if seen:
+                        width += int(seen[0])
+        params = _layer_params(node, width, shapes)
+        total += params
+        out = shape_of(node) or ()
+        first = previous[0] if previous else ""
+        lines.append(row([f"{node['name']}({op})", "x".join(map(str, out)), params, first]))
+        lines.extend(row(["", "", "", name]) for name in previous[1:])
+        lines.append(("=" if i == len(nodes) - 1 else "_") * line_length)
+    lines.append(f"Total params: {total}")
+    lines.append("_" * line_length)
+    return lines
+
+
+def _layer_params(node: dict[str, Any], width: int, shapes: Mapping[str, Any]) -> int:
+    """MXNet's parameter count of one JSON node whose inputs are ``width`` wide."""
+    op, attrs = node["op"], node.get("attrs", {})
+    bias = attrs.get("no_bias") != "True"
+    if op == "Convolution":
+        count = width * int(attrs["num_filter"]) // int(attrs.get("num_group", "1"))
+        kernel = ast.literal_eval(attrs["kernel"])
+        for size in kernel if isinstance(kernel, tuple) else (kernel,):
+            count *= int(size)
+        return count + (int(attrs["num_filter"]) if bias else 0)
+    if op == "FullyConnected":
+        return (width + (1 if bias else 0)) * int(attrs["num_hidden"])
+    if op == "BatchNorm":
+        found = shapes.get(node["name"] + "_output")
+        return 2 * int(found[1]) if found is not None else 0
+    if op == "Embedding":
+        return int(attrs["input_dim"]) * int(attrs["output_dim"])
+    return 0
+
+
+__all__ = ["DotGraph", "debug_str", "plot_network", "print_summary", "summary_lines"]
