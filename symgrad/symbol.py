@@ -125,7 +125,8 @@ class Symbol(OperatorMixin):
     # -- OperatorMixin ------------------------------------------------------
     def _apply(self, op, inputs, attrs):
         opdef = get_op(op) if isinstance(op, str) else op
-        return _make_symbol(opdef, [s._single_entry() for s in inputs], attrs)
+        name = scoped_name(None, _OPERATOR_HINTS.get(opdef.name, opdef.name.lower()))
+        return _make_symbol(opdef, [s._single_entry() for s in inputs], attrs, name)
 
     def _single_entry(self) -> Entry:
         if len(self._entries) != 1:
@@ -734,6 +735,26 @@ def rename(symbol: Symbol, name: str) -> Symbol:
     return Symbol([Entry(copy, symbol._entries[0].index)])
 
 
+# How MXNet names the nodes Symbol's operators make with a scalar (``a + 1`` is
+# ``_plusscalar0``): from the legacy op names its operators call.
+_OPERATOR_HINTS = {
+    f"_{op}_scalar": f"_{op}scalar"
+    for op in (
+        "plus",
+        "minus",
+        "rminus",
+        "mul",
+        "div",
+        "rdiv",
+        "mod",
+        "rmod",
+        "power",
+        "maximum",
+        "minimum",
+    )
+}
+
+
 def _make_symbol(
     opdef: OpDef,
     inputs: Sequence[Entry],
@@ -844,7 +865,7 @@ def Group(symbols: Sequence[Symbol]) -> Symbol:
     >>> import symgrad as mx
     >>> a = mx.sym.var("a")
     >>> mx.sym.Group([a + 1, a * 2]).list_outputs()  # doctest: +ELLIPSIS
-    ['_plus_scalar..._output', '_mul_scalar..._output']
+    ['_plusscalar..._output', '_mulscalar..._output']
     """
     if not symbols or not all(isinstance(s, Symbol) for s in symbols):
         raise MXNetError("Group needs a non-empty list of Symbols")
@@ -911,8 +932,10 @@ def _scalar_or_symbol(tensor_op: str, scalar_op: str, reflected_op: str):
                 get_op(tensor_op), [lhs._single_entry(), rhs._single_entry()], {}, name
             )
         if isinstance(lhs, Symbol) and isinstance(rhs, numbers.Number):
+            name = scoped_name(name, _OPERATOR_HINTS[scalar_op])
             return _make_symbol(get_op(scalar_op), [lhs._single_entry()], {"scalar": rhs}, name)
         if isinstance(rhs, Symbol) and isinstance(lhs, numbers.Number):
+            name = scoped_name(name, _OPERATOR_HINTS.get(reflected_op, reflected_op))
             return _make_symbol(get_op(reflected_op), [rhs._single_entry()], {"scalar": lhs}, name)
         raise TypeError(
             f"{tensor_op}: expected Symbols or numbers, got "

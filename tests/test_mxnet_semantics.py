@@ -203,6 +203,28 @@ def test_listings_show_the_given_parameters_and_made_variables_carry_them():
     assert sym.load_json(fc.tojson()).attr_dict()["fc_weight"] == {"num_hidden": "4"}
 
 
+def test_operator_nodes_are_named_as_mxnet_names_them():
+    a = sym.var("a")
+    with mx.name.NameManager():
+        names = [s.name for s in (a + 1, a - 1, 1 - a, a * 2, a / 2, 2 / a, a % 2, 2 % a, a**2)]
+        names += [sym.maximum(a, 1).name, sym.minimum(a, 1).name, (a == 1).name, (2**a).name]
+    assert names == [
+        "_plusscalar0",
+        "_minusscalar0",
+        "_rminusscalar0",
+        "_mulscalar0",
+        "_divscalar0",
+        "_rdivscalar0",
+        "_modscalar0",
+        "_rmodscalar0",
+        "_powerscalar0",
+        "_maximumscalar0",
+        "_minimumscalar0",
+        "_equal_scalar0",
+        "_rpower_scalar0",
+    ]
+
+
 def test_get_children():
     fc = sym.FullyConnected(sym.var("data"), num_hidden=4, name="fc")
     assert fc.get_children().list_outputs() == ["data", "fc_weight", "fc_bias"]
