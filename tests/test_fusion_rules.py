@@ -116,10 +116,20 @@ def test_an_integer_chain_is_not_fused():
 # ---------------------------------------------------------------------------
 
 
-def test_a_reduction_ends_the_group_of_its_input():
+@pytest.mark.parametrize("reduction", ["sum", "mean", "_unbroadcast"])
+def test_a_reduction_ends_the_group_of_its_input(reduction):
+    x, like = variable((3, 4)), variable((3, 1))
+    e = _op("exp", x)
+    end = _op(reduction, e, like) if reduction == "_unbroadcast" else _op(reduction, e, axis=1)
+    after = _run(_graph([x, like], end))
+    assert _ops(after) == ["_fused"] and _bodies(after) == [["exp", reduction]]
+
+
+def test_a_reduction_of_a_reduction_is_not_in_the_loop():
     x = variable((3, 4))
-    after = _run(_graph([x], _op("sum", _op("exp", x))))
-    assert _ops(after) == ["_fused"] and _bodies(after) == [["exp", "sum"]]
+    twice = _op("sum", _op("sum", _op("exp", x), axis=1, keepdims=True))
+    after = _run(_graph([x], twice))
+    assert _ops(after) == ["_fused", "sum"] and _bodies(after) == [["exp", "sum"]]
 
 
 def test_a_node_reading_a_reduction_of_its_own_loop_starts_a_new_group():

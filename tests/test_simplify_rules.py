@@ -33,12 +33,17 @@ def _ops(graph: ProgramGraph) -> list[str]:
 
 def _values(graph: ProgramGraph, arrays: list[np.ndarray]) -> list[np.ndarray]:
     given = {var: (value,) for var, value in zip(graph.inputs, arrays)}
-    return [np.asarray(v) for v in evaluate(graph.live_outputs(), given)]
+    with np.errstate(all="ignore"):  # NaN and inf inputs are meant
+        return [np.asarray(v) for v in evaluate(graph.live_outputs(), given)]
 
 
 def _special(shape: tuple[int, ...], dtype=np.float32, seed: int = 0) -> np.ndarray:
-    """Random normal values whose first elements are NaN, inf, -inf, -0.0 and 0.0."""
-    flat = np.random.default_rng(seed).normal(size=int(np.prod(shape))).astype(dtype)
+    """Random normal values whose first elements are NaN, inf, -inf, -0.0 and 0.0
+    (small random integers for an integer dtype)."""
+    rng = np.random.default_rng(seed)
+    if not np.issubdtype(dtype, np.floating):
+        return rng.integers(-5, 5, size=shape).astype(dtype)
+    flat = rng.normal(size=int(np.prod(shape))).astype(dtype)
     specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0], dtype)[: flat.size]
     flat[: specials.size] = specials
     return flat.reshape(shape)
@@ -200,25 +205,34 @@ def test_broadcast_fill_keeps_a_dtype_change():
         ("_div_scalar", 1.0),
         ("_minus_scalar", 0.0),
         ("_power_scalar", 1.0),
-        pytest.param(
-            "_plus_scalar",
-            0.0,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="x + 0 -> x keeps -0.0 where the interpreter (IEEE, MXNet) gives "
-                "-0.0 + 0.0 = +0.0",
-            ),
-        ),
     ],
 )
-def test_identity_scalar_ops(op, scalar):
-    x = variable((5,))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_identity_scalar_ops(op, scalar, dtype):
+    x = variable((5,), dtype)
     out = _check(_graph([x], _op(op, x, scalar=scalar)), [])
     assert out.outputs[0].node is x
 
 
+def test_plus_zero_of_integers():
+    x = variable((5,), np.int32)
+    out = _check(_graph([x], _op("_plus_scalar", x, scalar=0.0)), [])
+    assert out.outputs[0].node is x
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="x + 0 -> x keeps -0.0 where the interpreter (IEEE, MXNet) gives -0.0 + 0.0 = +0.0",
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_plus_zero_keeps_negative_zero(dtype):
+    x = variable((5,), dtype)
+    _check(_graph([x], _op("_plus_scalar", x, scalar=0.0)), None)
+
+
 @pytest.mark.parametrize(
-    "op,scalar", [("_mul_scalar", -1.0), ("_plus_scalar", 1.0), ("_rdiv_scalar", 1.0)]
+    "op,scalar",
+    [("_mul_scalar", -1.0), ("_plus_scalar", 1.0), ("_plus_scalar", -0.0), ("_rdiv_scalar", 1.0)],
 )
 def test_identity_scalar_ops_leaves_other_scalars(op, scalar):
     x = variable((5,))
@@ -360,6 +374,11 @@ def test_no_op_reshape_leaves_a_size_dependent_spec(shape, spec):
     # (3, 4) written out, or -1 inferring an axis, keeps the shape for this size only
     x = variable(shape)
     _untouched(_graph([x], _op("Reshape", x, shape=spec)))
+
+
+def test_no_op_reshape_leaves_a_reversed_spec():
+    x = variable((3, 4))
+    _untouched(_graph([x], _op("Reshape", x, shape=(0, 0), reverse=True)))
 
 
 # ---------------------------------------------------------------------------
