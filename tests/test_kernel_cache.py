@@ -182,3 +182,51 @@ def test_generated_module_truncated_in_the_middle_is_rewritten(warm_cache, tmp_p
     result = run(copy)
     assert result["error"] < 1e-12
     assert len(result["warnings"]) == 1 and "did not match its name" in result["warnings"][0]
+
+
+def _copy_damaged(source: Path, target: Path, damage) -> None:
+    target.mkdir()
+    for path in source.rglob("*"):
+        if path.is_file():
+            copy = target / path.relative_to(source)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_bytes(damage(path))
+
+
+def test_a_generated_module_with_bytes_that_are_not_utf8_is_rebuilt_once(warm_cache, tmp_path):
+    """Issue 20 item 7: non-UTF-8 bytes in a generated module are found, the
+    module rewritten, and the next process runs from the repaired cache."""
+    damaged = tmp_path / "not-utf8"
+    _copy_damaged(
+        warm_cache,
+        damaged,
+        lambda p: (
+            p.read_bytes().replace(b"import numpy", b"import \xff\xfenumpy")
+            if p.suffix == ".py"
+            else p.read_bytes()
+        ),
+    )
+    repaired = run(damaged)
+    assert repaired["error"] < 1e-12
+    assert not any("interpreter" in w for w in repaired["warnings"]), repaired["warnings"]
+    assert all("symgrad kernel cache" in w for w in repaired["warnings"])
+    again = run(damaged)
+    assert again["error"] < 1e-12 and again["warnings"] == []
+    assert again["stats"]["kernels_compiled"] == 0
+
+
+def test_zero_filled_numba_cache_files_are_rebuilt_once(warm_cache, tmp_path):
+    """Issue 20 item 7: zero-filled numba index and object files are dropped and
+    rebuilt; the process after that loads them without a warning."""
+    damaged = tmp_path / "zeros"
+    _copy_damaged(
+        warm_cache,
+        damaged,
+        lambda p: bytes(p.stat().st_size) if p.suffix in (".nbi", ".nbc") else p.read_bytes(),
+    )
+    repaired = run(damaged)
+    assert repaired["error"] < 1e-12
+    assert not any("interpreter" in w for w in repaired["warnings"]), repaired["warnings"]
+    again = run(damaged)
+    assert again["error"] < 1e-12 and again["warnings"] == []
+    assert again["stats"]["kernels_compiled"] == 0 and again["stats"]["kernels_loaded"] >= 1

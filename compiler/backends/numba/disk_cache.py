@@ -107,7 +107,7 @@ def load(functions: str) -> ModuleType:
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
         stream.write(text)
     os.replace(temporary, path)  # atomic: a reader sees the old file or the new one
 
@@ -116,7 +116,8 @@ def _import(digest: str, text: str) -> ModuleType:
     name = f"symgrad_kernels_{digest}"
     path = directory() / f"{name}.py"
     try:
-        if not path.exists() or path.read_text() != text:
+        # compared as bytes: a damaged file may not even be UTF-8
+        if not path.exists() or path.read_bytes() != text.encode():
             if path.exists():
                 _warn(f"{path.name} did not match its name")
             _write(path, text)
