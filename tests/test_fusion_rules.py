@@ -238,6 +238,16 @@ def test_lone_arithmetic_becomes_a_kernel(op, attrs):
     assert _ops(after) == ["_fused"] and _bodies(after) == [[op]]
 
 
+def test_a_lone_op_with_a_template_chosen_by_attrs_stays_unfused():
+    # x ** 3 calls vector pow; its template is a function of the scalar, so
+    # alone it is not counted as plain arithmetic. In a chain it fuses.
+    x = variable((3, 4))
+    cube = _op("_power_scalar", x, scalar=3.0)
+    assert _ops(_run(_graph([x], cube))) == ["_power_scalar"]
+    after = _run(_graph([x], _op("negative", cube)))
+    assert _bodies(after) == [["_power_scalar", "negative"]]
+
+
 def test_lone_binary_arithmetic_becomes_a_kernel():
     x, y = variable((3, 4)), variable((3, 4))
     after = _run(_graph([x, y], _op("elemwise_add", x, y)))

@@ -153,10 +153,10 @@ def test_fill_of_unit_shape_leaves_a_batch_axis():
 # ---------------------------------------------------------------------------
 
 
-def test_negate_ones():
-    out = _check(
-        _graph([], _op("negative", _op("_ones", shape=(2, 3), dtype="float32"))), ["_full"]
-    )
+@pytest.mark.parametrize("dtype", ["float32", "int32", "uint8"])
+def test_negate_ones(dtype):
+    # uint8: -ones wraps to 255, and so does a fill of -1.0 made in uint8
+    out = _check(_graph([], _op("negative", _op("_ones", shape=(2, 3), dtype=dtype))), ["_full"])
     assert out.nodes()[0].attrs["value"] == -1.0
 
 
