@@ -189,6 +189,10 @@ def _integer_scalar(impl: Callable) -> Callable:
     the result keeps that dtype (``x / 2`` truncates toward zero)."""
 
     def run(x: np.ndarray, scalar: Any) -> np.ndarray:
+        if type(scalar) is not float and isinstance(scalar, float):
+            # the canonical -0.0 is a float subclass, which numpy would take for a
+            # float64 array and promote a float32 x with
+            scalar = float(scalar)
         if x.dtype.kind not in "iu" or not math.isfinite(scalar):
             return impl(x, scalar)
         cast = np.array(int(scalar)).astype(x.dtype)[()]  # C's wrap-around, as MXNet

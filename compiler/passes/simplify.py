@@ -8,6 +8,7 @@ axes have length one, never from sizes that a new batch could change.
 from __future__ import annotations
 
 from ..ir import Entry, Node
+from ..registry import NEGATIVE_ZERO
 from .rewrite import node as make
 
 
@@ -28,11 +29,14 @@ def _scalar_is(n: Node, name: str, value: float) -> bool:
 
 
 def identity_scalar_ops(n: Node) -> Entry | None:
-    """x * 1, x / 1, x + 0, x - 0, x ** 1  ->  x"""
+    """x * 1, x / 1, x + (-0), x - 0, x ** 1  ->  x; x + 0 -> x for integers only
+    (for floats -0 + 0 is +0)"""
+    integer = n.types[0].dtype.kind in "iub"
     if (
         _scalar_is(n, "_mul_scalar", 1.0)
         or _scalar_is(n, "_div_scalar", 1.0)
-        or _scalar_is(n, "_plus_scalar", 0.0)
+        or (n.op.name == "_plus_scalar" and n.attrs["scalar"] is NEGATIVE_ZERO)
+        or (integer and _scalar_is(n, "_plus_scalar", 0.0))
         or _scalar_is(n, "_minus_scalar", 0.0)
         or _scalar_is(n, "_power_scalar", 1.0)
     ):
@@ -52,14 +56,6 @@ def negate_scaled(n: Node) -> Entry | None:
     if n.op.name == "negative" and _op(_input(n)) == "_mul_scalar":
         inner = _input(n).node
         return make("_mul_scalar", _input(inner), scalar=-inner.attrs["scalar"])
-    return None
-
-
-def scale_twice(n: Node) -> Entry | None:
-    """(x * a) * b  ->  x * (a b)"""
-    if n.op.name == "_mul_scalar" and _op(_input(n)) == "_mul_scalar":
-        inner = _input(n).node
-        return make("_mul_scalar", _input(inner), scalar=inner.attrs["scalar"] * n.attrs["scalar"])
     return None
 
 
@@ -112,16 +108,19 @@ def times_ones(n: Node) -> Entry | None:
         return None
     for keep, ones in ((0, 1), (1, 0)):
         if _op(_input(n, ones)) == "ones_like" and _input(n, keep).dtype == n.types[0].dtype:
-            x = _input(n, keep)
+            x, like = _input(n, keep), _input(_input(n, ones).node)
             if x.shape == n.types[0].shape:
                 return x
-            return make("broadcast_like", x, _input(_input(n, ones).node))
+            if like.shape == n.types[0].shape:
+                return make("broadcast_like", x, like)
+            return None  # both broadcast: the product's shape is neither's
     return None
 
 
 def plus_zeros(n: Node) -> Entry | None:
-    """x + zeros_like(y)  ->  x, where shapes agree"""
-    if n.op.name not in ("broadcast_add", "elemwise_add"):
+    """x + zeros_like(y)  ->  x, where shapes agree, for integers (for floats
+    -0 + 0 is +0)"""
+    if n.op.name not in ("broadcast_add", "elemwise_add") or n.types[0].dtype.kind not in "iub":
         return None
     for keep, zeros in ((0, 1), (1, 0)):
         if _op(_input(n, zeros)) == "zeros_like" and _same_shape(_input(n, keep), Entry(n, 0)):
@@ -199,7 +198,6 @@ RULES = [
     identity_scalar_ops,
     double_negation,
     negate_scaled,
-    scale_twice,
     square_power,
     no_op_shape_change,
     no_op_reshape,
