@@ -25,6 +25,14 @@ from .entry import EntrySource, generate_entry
 from .lowerings import Lowering, lowering_for, module_text
 
 
+# The most steps a whole-program entry holds. numba links every kernel the entry
+# calls into its module and optimises them again, so its compile time grows
+# faster than the program: a graph of 130 small kernels (every unary op, summed)
+# spent over ten minutes in the entry's LLVM passes. A program that big runs for
+# long enough that the step runner's 5-20 us a step matter little.
+MAX_ENTRY_STEPS = 64
+
+
 def not_compiled(*args: Any) -> None:
     raise RuntimeError("a kernel ran before its program's module was loaded")
 
@@ -246,9 +254,11 @@ class Plan:
         self.lowered_text = module_text(
             [step.lowering for step in self.lowered if step.lowering is not None]
         )
-        # More than one step: worth one compiled call for the whole program.
+        # More than one step: worth one compiled call for the whole program; up to
+        # MAX_ENTRY_STEPS, beyond which compiling the entry costs more than the
+        # Python it saves (see there).
         self.entry: EntrySource | None = None
-        if len(self.steps) > 1 and not self.has_callbacks:
+        if 1 < len(self.steps) <= MAX_ENTRY_STEPS and not self.has_callbacks:
             self.entry = generate_entry(self)
         self.module_text = "\n\n".join(
             ["@_jit\n" + step.source.source for step in self.fused]
