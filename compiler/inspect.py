@@ -35,8 +35,11 @@ def _entries(target: Any) -> list[Entry]:
 
 def explain(target: Any, wrt: Sequence[Node] | None = None) -> str:
     """The compiled program for the values of ``target`` (entries, or a Symbol)
-    and their gradients with respect to ``wrt`` (default: every variable): the
-    graph after each pass's work, the fused groups and their generated source."""
+    and their gradients with respect to ``wrt`` (default: every variable): a
+    header naming each program output (``output 0: gradient w.r.t. x``, ...,
+    ``output k: value of loss_output``; the program returns the gradients first,
+    in ``wrt``'s order, then the values, in the heads' order), then the graph
+    after each pass's work, the fused groups and their generated source."""
     heads = _entries(target)
     nodes = topo_order(heads)
     unknown = [n.name for n in nodes if n.is_variable and any(t.shape is None for t in n.types)]
@@ -59,4 +62,23 @@ def explain(target: Any, wrt: Sequence[Node] | None = None) -> str:
     )
     executable = program.run_graph
     assert executable is not None  # compiled=True, the default, compiles the graph
-    return executable.explain()
+    return _output_header(target, heads, wrt) + executable.explain()
+
+
+def _head_names(target: Any, heads: list[Entry]) -> list[str]:
+    # A frontend Symbol names its outputs as MXNet does (``fc1_output``); bare
+    # entries are named by their node (and output index when it has several).
+    list_outputs = getattr(target, "list_outputs", None)
+    if callable(list_outputs):
+        names = list(list_outputs())
+        if len(names) == len(heads):
+            return names
+    return [h.node.name if len(h.node.types) == 1 else f"{h.node.name}[{h.index}]" for h in heads]
+
+
+def _output_header(target: Any, heads: list[Entry], wrt: Sequence[Node]) -> str:
+    """One line per program output, in the order the program returns them."""
+    labels = [f"gradient w.r.t. {node.name}" for node in wrt]
+    labels += [f"value of {name}" for name in _head_names(target, heads)]
+    lines = [f"# output {i}: {label}" for i, label in enumerate(labels)]
+    return "\n".join(lines) + "\n\n"

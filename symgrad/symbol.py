@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import html
 import numbers
 import warnings
 from collections.abc import Sequence
@@ -550,12 +551,20 @@ class Symbol(OperatorMixin):
         return self.debug_str()
 
     def __repr__(self) -> str:
-        name = self.name
-        return (
-            f"<Symbol {name}>"
-            if name is not None
-            else f"<Symbol group [{', '.join(self.list_outputs())}]>"
-        )
+        # MXNet's text: the node's name when every output comes from one node
+        # (a multi-output op included), else each output's node name.
+        names = [entry.node.name for entry in self._entries]
+        if len({id(entry.node) for entry in self._entries}) == 1:
+            return f"<Symbol {names[0]}>"
+        return f"<Symbol group [{', '.join(names)}]>"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text display: the same text as ``repr``."""
+        printer.text(repr(self))
+
+    def _repr_html_(self) -> str:
+        """A notebook's rich display: ``repr``'s text, escaped, in a ``<pre>``."""
+        return _html_text(repr(self))
 
     def to_networkx(self):
         """The graph as a ``networkx.DiGraph`` (see :mod:`symgrad.graph_export`)."""
@@ -1008,3 +1017,8 @@ from .symbol_contrib import Custom  # noqa: E402, F401
 
 # arange, full, hypot, histogram, split_v2: MXNet's Python wrappers of registered ops
 from .symbol_tail import arange, full, histogram, hypot, split_v2  # noqa: E402, F401
+
+
+def _html_text(text: str) -> str:
+    """``text`` as preformatted HTML, so a notebook shows exactly the ``repr``."""
+    return f"<pre>{html.escape(text)}</pre>"

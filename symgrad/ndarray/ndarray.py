@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import numbers
 import weakref
 from collections.abc import Sequence
@@ -564,6 +565,14 @@ class NDArray(OperatorMixin):
     def __repr__(self) -> str:
         shape = "x".join(str(s) for s in self.shape)
         return f"\n{self._data}\n<NDArray {shape} @{self.context}>"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text display: the same text as ``repr`` (MXNet's)."""
+        printer.text(repr(self))
+
+    def _repr_html_(self) -> str:
+        """A notebook's rich display: ``repr``'s text, escaped, in a ``<pre>``."""
+        return f"<pre>{html.escape(repr(self))}</pre>"
 
     def __array__(self, dtype=None, copy=None):
         return self._data if dtype is None else self._data.astype(dtype)
