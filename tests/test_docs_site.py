@@ -139,3 +139,18 @@ def test_pictures_are_small_pngs_the_pages_use():
         assert data[:8] == b"\x89PNG\r\n\x1a\n", picture.name
         assert len(data) < 200 * 1024, f"{picture.name} is {len(data) // 1024} KB"
         assert f"img/{picture.name}" in text, f"{picture.name} is used by no page"
+
+
+def test_the_benchmarks_page_holds_the_tables_with_their_commands():
+    page = (DOCS / "benchmarks.md").read_text()
+    assert "Benchmarks: benchmarks.md" in (ROOT / "mkdocs.yml").read_text()
+    rows = re.findall(r"^\| (W\d[^|]*|CNN step[^|]*) \|", page, re.M)
+    # the measured rows of the steady-state, start-up and Gluon tables, and each is explained
+    for workload in ("W1", "W2", "W3", "W4", "W5", "W6", "CNN step"):
+        measured = [row for row in rows if row.startswith(workload)]
+        assert len(measured) >= 2, f"{workload}: no measured row and explanation"
+    assert "Command: `python -m bench --rounds 2`" in page
+    assert "`python -m bench --only\nW6-128,W6-1024" in page
+    # the README points here instead of holding the tables
+    readme = (ROOT / "README.md").read_text()
+    assert "docs/benchmarks.md" in readme and "| W1 n=1e6 |" not in readme
