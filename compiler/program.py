@@ -90,5 +90,7 @@ class Program:
 def _value(node: Node) -> tuple[Any, ...]:
     """The recorded values of ``node`` (a program reads them as its inputs)."""
     if node.value is None:
-        raise RuntimeError(f"{node.name} has no recorded value for the program to read")
+        # a TypeError, as reading it would raise: the frontend tells a graph freed
+        # by another backward by it
+        raise TypeError(f"{node.name} has no recorded value for the program to read")
     return node.value
