@@ -176,8 +176,9 @@ def test_groups_of_different_shapes_do_not_merge():
     x, y = variable((3, 1)), variable((3, 4))
     u, v = _op("exp", x), _op("sin", y)
     after = _run(_graph([x, y], _op("broadcast_mul", u, v)))
-    # exp over (3, 1) is its own group (and alone, left to numpy)
-    assert _ops(after) == ["exp", "_fused"] and _bodies(after) == [["sin", "broadcast_mul"]]
+    # exp over (3, 1) is its own group (a small lone transcendental: a kernel too)
+    assert _ops(after) == ["_fused", "_fused"]
+    assert _bodies(after) == [["exp"], ["sin", "broadcast_mul"]]
 
 
 def test_dependent_groups_do_not_merge():
@@ -218,14 +219,24 @@ def test_a_convex_join_is_taken():
 
 
 # ---------------------------------------------------------------------------
-# a lone transcendental stays with numpy; lone arithmetic becomes a kernel
+# a lone transcendental stays with numpy on big arrays (a kernel on small ones);
+# lone arithmetic becomes a kernel
 # ---------------------------------------------------------------------------
+
+BIG = (300, 300)  # at least fuse.LONE_TRANSCENDENTAL_LIMIT elements
 
 
 @pytest.mark.parametrize("op", ["tanh", "exp", "log", "sin", "sqrt"])
 def test_a_lone_transcendental_op_stays_unfused(op):
-    x = variable((3, 4))
+    x = variable(BIG)
     assert _ops(_run(_graph([x], _op(op, x)))) == [op]
+
+
+@pytest.mark.parametrize("op", ["tanh", "exp", "log", "sin", "sqrt"])
+def test_a_small_lone_transcendental_op_becomes_a_kernel(op):
+    x = variable((3, 4))
+    after = _run(_graph([x], _op(op, x)))
+    assert _ops(after) == ["_fused"] and _bodies(after) == [[op]]
 
 
 @pytest.mark.parametrize(
@@ -241,7 +252,7 @@ def test_lone_arithmetic_becomes_a_kernel(op, attrs):
 def test_a_lone_op_with_a_template_chosen_by_attrs_stays_unfused():
     # x ** 3 calls vector pow; its template is a function of the scalar, so
     # alone it is not counted as plain arithmetic. In a chain it fuses.
-    x = variable((3, 4))
+    x = variable(BIG)
     cube = _op("_power_scalar", x, scalar=3.0)
     assert _ops(_run(_graph([x], cube))) == ["_power_scalar"]
     after = _run(_graph([x], _op("negative", cube)))

@@ -10,6 +10,7 @@ condensed graph with networkx. Whether an op fuses is read from the registry
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -217,16 +218,22 @@ def assign_groups(order: list[Node]) -> dict[int, int]:
     return groups.group_of
 
 
+# Elements from which a lone transcendental op is left to numpy (see below).
+LONE_TRANSCENDENTAL_LIMIT = 1 << 16
+
+
 def _lone_worth_a_kernel(node: Node) -> bool:
     """Whether an elementwise op alone in its group still becomes a kernel: plain
     arithmetic does (as fast as numpy on big arrays, several times cheaper per
-    call on small ones); a lone transcendental stays with numpy, whose
-    vectorised math beats the kernels' on big arrays."""
-    return (
-        node.op.kind == "elemwise"
-        and node.op.scalar is not None
-        and not node.op.is_transcendental(node.attrs)
-    )
+    call on small ones); a lone transcendental does on arrays smaller than
+    :data:`LONE_TRANSCENDENTAL_LIMIT` (per-call cost dominates there, and as a
+    kernel it joins the whole-program entry) and stays with numpy, whose
+    vectorised math beats the kernels', on bigger ones."""
+    if node.op.kind != "elemwise" or node.op.scalar is None:
+        return False
+    if not node.op.is_transcendental(node.attrs):
+        return True
+    return math.prod(node.types[0].shape) < LONE_TRANSCENDENTAL_LIMIT
 
 
 def fuse(graph: ProgramGraph) -> ProgramGraph:
