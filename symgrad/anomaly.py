@@ -147,19 +147,23 @@ def check(
     if any(node.freed for node in nodes):
         return  # backward itself reports a freed graph
     values: dict[int, tuple] = {}
-    for node in nodes:
-        if not node.inputs:
-            values[id(node)] = node.value
-            continue
-        args = [values[id(e.node)][e.index] for e in node.inputs]
+
+    def checked(node: Node, args: Sequence[Any]) -> tuple:
+        # the interpreter's evaluation hook: recorded values are read, pending
+        # ones computed, and every result checked as it is made
         result = node.value
         if result is None:
-            result = node.op.impl(*args, **node.attrs)
-            result = result if isinstance(result, tuple) else (result,)
+            computed = node.op.impl(*args, **node.attrs)
+            result = computed if isinstance(computed, tuple) else (computed,)
         values[id(node)] = result
         what = _bad(result)
         if what and not _bad(args):
             _raise(node, "forward", what, "its inputs were finite")
+        return result
+
+    leaves = {node: node.value for node in nodes if not node.inputs}
+    values.update({id(node): value for node, value in leaves.items()})
+    evaluate(list(heads), leaves, checked)
     for node in nodes:  # a non-finite input leaf: name the first op that reads it
         if not node.inputs and _bad(values[id(node)]):
             users = [n for n in nodes if any(e.node is node for e in n.inputs)]
