@@ -52,13 +52,13 @@ _LAZY = {
 }
 
 
-def __getattr__(attribute: str) -> Any:
+def __getattr__(name_: str) -> Any:
     """``mx.gluon`` and the other namespaces of ``_LAZY``, imported when first read."""
-    module = _LAZY.get(attribute)
+    module = _LAZY.get(name_)
     if module is None:
-        raise AttributeError(f"module 'symgrad' has no attribute {attribute!r}")
+        raise AttributeError(f"module 'symgrad' has no attribute {name_!r}")
     value = import_module(f".{module}", __name__)
-    globals()[attribute] = value
+    globals()[name_] = value
     return value
 
 
@@ -84,5 +84,7 @@ __all__ = [
     "visualization",
     "compile",
     "name",
+    "attribute",
+    "AttrScope",
     *_LAZY,
 ]

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
 from symgrad_compiler import OPS, OpDef, bind_arguments
 
 from ._op_docs import op_docstring

@@ -477,7 +477,7 @@ def _apply_recorded(node: Node, args: Sequence[NDArray]) -> tuple:
     return tuple(result) if isinstance(result, list) else (result,)
 
 
-def get_symbol(x: NDArray):
+def get_symbol(x: NDArray) -> Any:
     """The recorded history of ``x`` as a :class:`symgrad.symbol.Symbol`."""
     from .symbol import Symbol
 

@@ -39,7 +39,7 @@ class _Callback:
         self.outputs = outputs
         self.output_types = tuple(TensorType(o.shape, o._data.dtype) for o in outputs)
 
-    def forward(self, *arrays):
+    def forward(self, *arrays: Any) -> Any:
         # The forward already ran eagerly; a replay runs it again.
         if self.outputs is not None:
             outputs, self.outputs = self.outputs, None
@@ -48,7 +48,7 @@ class _Callback:
             result = self.function.forward(*(NDArray(a) for a in arrays))
         return tuple(o._data for o in _as_tuple(result))
 
-    def backward(self, *grads):
+    def backward(self, *grads: Any) -> Any:
         with _paused():
             result = self.function.backward(*(NDArray(g) for g in grads))
         results = _as_tuple(result)

@@ -42,7 +42,7 @@ from .symbol_json import _find_op, _variable
 from .symbol_types import apply_op, materialize
 
 
-def to_networkx(symbol: Symbol):
+def to_networkx(symbol: Symbol) -> Any:
     """The graph of ``symbol`` as a ``networkx.DiGraph`` (layout in the module doc)."""
     import networkx as nx
 
@@ -77,7 +77,7 @@ def to_networkx(symbol: Symbol):
     return graph
 
 
-def from_networkx(graph) -> Symbol:
+def from_networkx(graph: Any) -> Symbol:
     """A Symbol from a ``networkx.DiGraph`` in the layout of :func:`to_networkx`.
 
     Raises :class:`MXNetError` for a cycle, an unknown op or a bad input reference.

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
 from symgrad_compiler import (
     OPS,
     Entry,
@@ -385,7 +386,7 @@ class Symbol(OperatorMixin):
             warnings.simplefilter("ignore")  # (type inference warns below, if at all)
             typed = materialize(self._entries, shapes, dtypes, partial=True)
 
-        def pick(node_type: TensorType | None):
+        def pick(node_type: TensorType | None) -> Any:
             if node_type is None:
                 return None
             return node_type.shape if field == "shape" else node_type.dtype.type
@@ -414,7 +415,9 @@ class Symbol(OperatorMixin):
             )
         return args, outs, aux
 
-    def infer_shape(self, *args: Any, **kwargs: Any):
+    def infer_shape(
+        self, *args: Any, **kwargs: Any
+    ) -> tuple[list | None, list | None, list | None]:
         """Infer shapes from the shapes of some arguments.
 
         Returns ``(arg_shapes, out_shapes, aux_shapes)``, lists in the order of
@@ -429,7 +432,7 @@ class Symbol(OperatorMixin):
         """
         return self._infer(self._named(args, kwargs, "infer_shape"), {}, False, "shape")
 
-    def infer_shape_partial(self, *args: Any, **kwargs: Any):
+    def infer_shape_partial(self, *args: Any, **kwargs: Any) -> tuple[list, list, list]:
         """Like :meth:`infer_shape`, with ``()`` for shapes that cannot be decided.
 
         >>> import symgrad as mx
@@ -438,7 +441,7 @@ class Symbol(OperatorMixin):
         """
         return self._infer(self._named(args, kwargs, "infer_shape_partial"), {}, True, "shape")
 
-    def infer_type(self, *args: Any, **kwargs: Any):
+    def infer_type(self, *args: Any, **kwargs: Any) -> tuple[list | None, list | None, list | None]:
         """Infer dtypes from the dtypes of some arguments.
 
         Returns ``(arg_types, out_types, aux_types)`` of numpy scalar types;
@@ -453,7 +456,7 @@ class Symbol(OperatorMixin):
         shapes = kwargs.pop("shapes", None) or {}
         return self._infer(shapes, self._named(args, kwargs, "infer_type"), False, "type")
 
-    def infer_type_partial(self, *args: Any, **kwargs: Any):
+    def infer_type_partial(self, *args: Any, **kwargs: Any) -> tuple[list, list, list]:
         """Like :meth:`infer_type`, with None where a dtype cannot be decided."""
         shapes = kwargs.pop("shapes", None) or {}
         return self._infer(shapes, self._named(args, kwargs, "infer_type_partial"), True, "type")
@@ -499,7 +502,7 @@ class Symbol(OperatorMixin):
         aux_states: Any = None,
         group2ctx: Any = None,
         shared_exec: Any = None,
-    ):
+    ) -> Any:
         """An :class:`symgrad.executor.Executor` on the given argument arrays."""
         from .executor import Executor
 
@@ -516,7 +519,7 @@ class Symbol(OperatorMixin):
         shared_exec: Any = None,
         shared_buffer: Any = None,
         **kwargs: Any,
-    ):
+    ) -> Any:
         """An Executor with zero-filled arrays of the shapes inferred from ``kwargs``."""
         from .executor import simple_bind
 
@@ -566,14 +569,14 @@ class Symbol(OperatorMixin):
         """A notebook's rich display: ``repr``'s text, escaped, in a ``<pre>``."""
         return _html_text(repr(self))
 
-    def to_networkx(self):
+    def to_networkx(self) -> Any:
         """The graph as a ``networkx.DiGraph`` (see :mod:`symgrad.graph_export`)."""
         from .graph_export import to_networkx
 
         return to_networkx(self)
 
     @staticmethod
-    def from_networkx(graph) -> Symbol:
+    def from_networkx(graph: Any) -> Symbol:
         """A Symbol from a DiGraph in the layout :meth:`to_networkx` writes."""
         from .graph_export import from_networkx
 

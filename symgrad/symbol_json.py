@@ -25,6 +25,7 @@ import json
 from typing import Any
 
 import numpy as np
+
 from symgrad_compiler import OPS, Entry, GraphError, Node, OpDef, TensorType, topo_order
 from symgrad_compiler.registry import NULL
 

@@ -590,7 +590,9 @@ def _bind(sym: Any, args: dict, aux: dict, grads: dict | None = None, reqs: Any 
     return sym.bind(default_context(), args, args_grad=grads, grad_req=reqs, aux_states=aux)
 
 
-def simple_forward(sym: Any, ctx: Context | None = None, is_train: bool = False, **inputs: Any):
+def simple_forward(
+    sym: Any, ctx: Context | None = None, is_train: bool = False, **inputs: Any
+) -> Any:
     """The outputs of ``sym`` on the numpy arrays ``inputs`` (by argument name),
     as numpy arrays: the array itself for one output, else a list.
 
@@ -1079,7 +1081,9 @@ def create_2d_tensor(rows: int, columns: int, dtype: Any = np.int64) -> NDArray:
     return nd.array(values, dtype=dtype)
 
 
-def compare_ndarray_tuple(t1: Any, t2: Any, rtol: float | None = None, atol: float | None = None):
+def compare_ndarray_tuple(
+    t1: Any, t2: Any, rtol: float | None = None, atol: float | None = None
+) -> None:
     """Compare two (nested) tuples of arrays element by element; None is skipped."""
     if t1 is None or t2 is None:
         return

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import symgrad_compiler as compiler
 import symgrad as mx
+import symgrad_compiler as compiler
 from symgrad import op_testing as tu
 from symgrad.contrib import autograd as ag
 

@@ -14,9 +14,9 @@ import inspect
 import types
 
 import pytest
-from symgrad_compiler import OPS
 
 import symgrad as mx
+from symgrad_compiler import OPS
 
 # Fewer words than this is a stub ("Dense layer.", "TODO").
 MIN_WORDS = 4

@@ -17,8 +17,8 @@ import zlib
 import numpy as np
 import pytest
 
-import symgrad_compiler as compiler
 import symgrad as mx
+import symgrad_compiler as compiler
 from symgrad import autograd
 from symgrad import op_testing as tu
 

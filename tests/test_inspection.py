@@ -8,9 +8,9 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 import pytest
-import symgrad_compiler as compiler
 
 import symgrad as mx
+import symgrad_compiler as compiler
 from symgrad.base import MXNetError
 
 RNG = np.random.default_rng(2)

@@ -20,9 +20,9 @@ import pytest
 from mxnet_interop import run_mxnet
 
 import symgrad as mx
-from symgrad_compiler.ops.rnn import rnn_param_size
 from symgrad import gluon
 from symgrad.gluon import rnn
+from symgrad_compiler.ops.rnn import rnn_param_size
 
 pytestmark = pytest.mark.interop
 

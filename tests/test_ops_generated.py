@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import symgrad_compiler as compiler
 import symgrad as mx
+import symgrad_compiler as compiler
+from symgrad import op_testing as tu
 from symgrad_compiler import registry
 from symgrad_compiler.ops import random as op_random
-from symgrad import op_testing as tu
 
 # Ops that need no TestSpec, with the reason. Anything else without one fails
 # test_every_op_is_tested, so a new op cannot ship untested.

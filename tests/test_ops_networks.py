@@ -16,8 +16,8 @@ import math
 import numpy as np
 import pytest
 
-import symgrad_compiler as compiler
 import symgrad as mx
+import symgrad_compiler as compiler
 from symgrad import autograd, nd
 from symgrad.op_testing import check_higher_order, check_numeric_gradient
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import symgrad as mx
-from symgrad_compiler.ops.rnn import rnn_param_shapes, rnn_param_size
 from symgrad import autograd
 from symgrad import op_testing as tu
+from symgrad_compiler.ops.rnn import rnn_param_shapes, rnn_param_size
 
 MODES = ["rnn_relu", "rnn_tanh", "lstm", "gru"]
 

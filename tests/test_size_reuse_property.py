@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import symgrad_compiler as compiler
 import symgrad as mx
+import symgrad_compiler as compiler
 from symgrad import autograd, nd
 
 # Symbolic axis lengths. A *base* length is a set of size variables (a, b),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from symgrad_compiler import OPS, GraphError
 
 import symgrad as mx
 from symgrad.base import MXNetError, MXNetShapeError
 from symgrad.symbol_types import output_count
+from symgrad_compiler import OPS, GraphError
 
 
 def mlp():

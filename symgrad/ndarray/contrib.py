@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from symgrad_compiler import OPS
 
 from .._namespace import NDArrayTypeError, _make_function

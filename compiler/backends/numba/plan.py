@@ -24,7 +24,6 @@ from .codegen import KernelSource, generate
 from .entry import EntrySource, generate_entry
 from .lowerings import Lowering, lowering_for, module_text
 
-
 # The most steps a whole-program entry holds. numba links every kernel the entry
 # calls into its module and optimises them again, so its compile time grows
 # faster than the program: a graph of 130 small kernels (every unary op, summed)
