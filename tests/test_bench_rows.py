@@ -228,6 +228,7 @@ def _assert_rows_correct(out: dict) -> None:
         assert first_error < TOL[name] and later_ok, out
 
 
+@pytest.mark.slow
 def test_torch_ports_of_w7_and_w8():
     pytest.importorskip("torch")
     _assert_rows_correct(_run(COLUMN_BY_KEY["torch"].env))
@@ -247,6 +248,7 @@ def test_short_script_reference_learns():
     assert losses[0] == pytest.approx(2.41, abs=0.01)  # ~log(10) at the start
 
 
+@pytest.mark.slow
 def test_short_script_runs_in_a_fresh_process_and_is_checked(tmp_path):
     column = COLUMN_BY_KEY["symgrad-interp"]
     env = harness.cell_env({**column.env, "SYMGRAD_CACHE_DIR": str(tmp_path)})
