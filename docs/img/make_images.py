@@ -1,7 +1,8 @@
 """Redraw the pictures in docs/img (run from the repository root).
 
-- ``inspect_graph.png``: ``mx.viz.plot_network`` of a small convolutional network,
-  with shapes, drawn by Graphviz's ``dot`` (needs the graphviz package and program).
+- ``inspect_graph.png``: the network graph ``examples/inspect_graph.py`` draws with
+  ``mx.viz.plot_network``, with shapes, by Graphviz's ``dot`` (needs the graphviz
+  package and program).
 - ``front_page.png``: the site's front page in headless Chromium (needs the
   ``chromium`` program and a built site: ``mkdocs build -d site``).
 
@@ -35,11 +36,15 @@ def small_cnn() -> mx.sym.Symbol:
 
 
 def draw_graph(path: str) -> None:
-    graph = mx.viz.plot_network(
-        small_cnn(), title="cnn", save_format="png", shape={"data": (64, 1, 28, 28)}
-    )
-    stem = os.path.splitext(path)[0]
-    graph.render(stem, cleanup=True)
+    """The picture ``examples/inspect_graph.py`` draws with ``mx.viz.plot_network``."""
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run(
+            [sys.executable, "examples/inspect_graph.py", "--quick", "--out", out],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        shutil.copyfile(os.path.join(out, "inspect_graph.png"), path)
 
 
 def screenshot_front_page(site: str, path: str) -> None:
