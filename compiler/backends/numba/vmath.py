@@ -1254,7 +1254,7 @@ def _overload_mod(x, y):  # type: ignore[no-untyped-def]  # numba compares signa
     def impl(x, y):  # type: ignore[no-untyped-def]
         _inline_always()
         a, b = cast(x), cast(y)
-        rest = cast(math.fmod(a, b))
+        rest = cast(np.fmod(a, b))  # numba has no math.fmod
         if rest != 0:
             if (b < 0) != (rest < 0):
                 rest = rest + b
