@@ -336,3 +336,15 @@ def test_a_shape_from_a_different_type_is_kept(make):
     inner = make(x)
     after = _run(_graph([x], _op("ones_like", inner)), reroute_shape_inputs)
     assert _ops(after) == [inner.op.name, "ones_like"]
+
+
+def test_transcendental_ops_count_more_towards_the_bound():
+    from symgrad_compiler.passes.fuse import TRANSCENDENTAL_COST
+
+    x = variable((3, 4))
+    y = x
+    for _ in range(200):
+        y = _op("sin", y)
+    after = _run(_graph([x], y))
+    per_kernel = MAX_GROUP // TRANSCENDENTAL_COST
+    assert [len(body) for body in _bodies(after)] == [per_kernel, 200 - per_kernel]

@@ -89,11 +89,19 @@ def reroute_shape_inputs(graph: ProgramGraph) -> ProgramGraph:
 # ---------------------------------------------------------------------------
 
 
-# The most ops one fused kernel holds. numba's compile time grows faster than
-# linearly with a function's size (a chain of 250 sin ops in one loop took 38 s,
-# 500 took 232 s): a longer group is split, each part a kernel of its own, which
-# costs one pass over memory per part and keeps compiling bounded.
-MAX_GROUP = 48
+# How much one fused kernel holds, in units of a cheap op; a transcendental op
+# (which inlines a vector-math routine) costs TRANSCENDENTAL_COST. numba's compile
+# time grows faster than linearly with a function's size (a chain of 250 sin ops
+# in one loop took 38 s, 500 took 232 s): a bigger group is split, each part a
+# kernel of its own, which costs one pass over memory per part and keeps
+# compiling bounded. A small training step (W3: 50 ops and their gradients)
+# stays one kernel.
+MAX_GROUP = 512
+TRANSCENDENTAL_COST = 4
+
+
+def _cost(node: Node) -> int:
+    return TRANSCENDENTAL_COST if node.op.is_transcendental(node.attrs) else 1
 
 
 class _Groups:
@@ -102,6 +110,7 @@ class _Groups:
     def __init__(self) -> None:
         self.group_of: dict[int, int] = {}
         self.members: dict[int, list[int]] = {}
+        self.cost: dict[int, int] = {}  # per group: the sum of its members' _cost
         self.shape: dict[int, tuple[int, ...]] = {}
         self.deps: dict[int, set[int]] = {}  # groups each group reads from, directly
         self.touches: dict[int, frozenset[int]] = {}  # per node: groups it reads, directly
@@ -124,8 +133,8 @@ class _Groups:
     def can_join(self, node: Node, group: int) -> bool:
         """Joining keeps the group convex: no input from outside depends on it, and
         the node reads no reduction of the same loop; and it stays within
-        :data:`MAX_GROUP` members."""
-        if len(self.members[group]) >= MAX_GROUP:
+        :data:`MAX_GROUP` in cost (see ``_cost``)."""
+        if self.cost[group] + _cost(node) > MAX_GROUP:
             return False
         for e in node.inputs:
             inside = self.group_of.get(id(e.node)) == group
@@ -138,11 +147,13 @@ class _Groups:
     def new(self, shape: tuple[int, ...]) -> int:
         group = len(self.shape)
         self.shape[group], self.members[group], self.deps[group] = shape, [], set()
+        self.cost[group] = 0
         return group
 
     def join(self, node: Node, group: int) -> None:
         self.group_of[id(node)] = group
         self.members[group].append(id(node))
+        self.cost[group] += _cost(node)
         for e in node.inputs:
             if self.group_of.get(id(e.node)) != group:
                 self.deps[group] |= self.touches.get(id(e.node), frozenset())
@@ -152,6 +163,7 @@ class _Groups:
         for member in self.members.pop(gone):
             self.group_of[member] = keep
             self.members[keep].append(member)
+        self.cost[keep] += self.cost.pop(gone)
         self.deps[keep] |= self.deps.pop(gone)
         self.deps[keep] -= {keep, gone}
         for deps in self.deps.values():
@@ -190,7 +202,7 @@ def assign_groups(order: list[Node]) -> dict[int, int]:
                     if groups.can_join(node, group):
                         choice = group
                 elif (
-                    len(groups.members[choice]) + len(groups.members[group]) < MAX_GROUP
+                    groups.cost[choice] + groups.cost[group] + _cost(node) <= MAX_GROUP
                     and choice not in groups.closure({group})
                     and group not in groups.closure({choice})
                 ):  # independent: merging is convex
