@@ -16,9 +16,11 @@ import atexit
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 EXIT_GRACE = 0.1  # seconds a process gives a compilation in progress at exit
+_SLICE = 0.05  # seconds a waiting thread sleeps between looks (see Job.wait)
 
 
 class Job:
@@ -32,8 +34,19 @@ class Job:
         self.done = threading.Event()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the job has run; False if ``timeout`` passed first."""
-        return self.done.wait(timeout)
+        """Block until the job has run; False if ``timeout`` passed first.
+
+        Waits in short slices: a Ctrl-C may be delivered to the worker thread
+        (busy in LLVM), and only the main thread's return to Python runs the
+        handler, so one long wait would hold KeyboardInterrupt until the
+        compilation ends."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = _SLICE if deadline is None else min(_SLICE, deadline - time.monotonic())
+            if self.done.wait(max(remaining, 0.0)):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
 
 _jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
