@@ -97,3 +97,19 @@ def test_a_users_compiler_module_does_not_shadow_symgrad(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "the user module 2.0"
+
+
+def test_no_compiler_line_imports_a_symgrad_name_absolutely():
+    """Not even in generated source or docs: compiler/ reaches its own modules
+    relatively (the generated kernels' preamble fills in ``__package__``), so no
+    line can be read as importing the frontend."""
+    import re
+
+    pattern = re.compile(r"^\s*(from|import)\s+symgrad")
+    offending = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted(COMPILER.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.match(line)
+    ]
+    assert not offending, offending

@@ -9,9 +9,8 @@ intrinsics that have vector forms (``fma``, ``rint``, ``fabs``, ``copysign``,
 into AVX2/AVX-512 code.
 
 Usage from generated code (the kernel may live in any module and may be
-disk-cached with ``cache=True``)::
-
-    from symgrad_compiler.backends.numba import vmath as vm
+disk-cached with ``cache=True``), which imports this module as ``vm`` (see
+``disk_cache``'s preamble)::
 
     @numba.njit(cache=True, error_model="numpy", fastmath=vm.FASTMATH)
     def kernel(x, out):
