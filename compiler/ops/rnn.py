@@ -372,7 +372,8 @@ def _rnn_inputs(attrs: dict) -> tuple[str, ...]:
     return names
 
 
-def _draws_masks(attrs: dict) -> bool:
+def draws_masks(attrs: dict) -> bool:
+    """Whether the op draws dropout masks between layers (returned as its last output)."""
     return bool(attrs["is_train"]) and attrs["p"] > 0 and attrs["num_layers"] > 1
 
 
@@ -408,7 +409,7 @@ def _rnn_types(types: Sequence[TensorType], **attrs: Any) -> list[TensorType]:
         result.append(TensorType(cell, dtype))
     if attrs["use_sequence_length"] and types[-1].shape != (batch,):
         raise GraphError(f"sequence_length must be ({batch},), got {types[-1].shape}")
-    if _draws_masks(attrs):
+    if draws_masks(attrs):
         result.append(TensorType((layers - 1, steps, batch, directions * out_size), dtype))
     return result
 
@@ -425,7 +426,7 @@ def _rnn(
 ) -> np.ndarray | tuple[np.ndarray, ...]:
     cell, lengths = _split_inputs(rest, attrs)
     masks = None
-    if _draws_masks(attrs):
+    if draws_masks(attrs):
         steps, batch, _ = data.shape
         width = (2 if attrs["bidirectional"] else 1) * (
             attrs["projection_size"] or attrs["state_size"]
@@ -438,7 +439,7 @@ def _rnn(
     return tuple(np.ascontiguousarray(o, dtype=data.dtype) for o in outputs)
 
 
-def rnn_grad(
+def unrolled_vjp(
     gs: tuple[Expr, ...],
     data: Expr,
     params: Expr,
@@ -447,7 +448,8 @@ def rnn_grad(
     out: tuple[Expr, ...],
     **attrs: Any,
 ) -> Expr | tuple[Expr | None, ...]:
-    """The vector-Jacobian product of the unrolled recurrence.
+    """The vector-Jacobian product of the recurrence unrolled into registered ops
+    (what ``_rnn_grad``'s own gradient differentiates).
 
     Gradient
     --------
@@ -466,7 +468,7 @@ def rnn_grad(
     # Identity stand-ins: the walk then stops at them, even where one input of
     # the op is computed from another.
     stand_ins = [F.identity(x) for x in inputs]
-    masks = F.stop_gradient(out[-1]) if _draws_masks(attrs) else None
+    masks = F.stop_gradient(out[-1]) if draws_masks(attrs) else None
     rebuilt = _recurrence(
         GRAPH_KIT,
         stand_ins[0],
@@ -491,6 +493,33 @@ def rnn_grad(
     return result + ((None,) if lengths is not None else ())
 
 
+def rnn_grad(
+    gs: tuple[Expr, ...],
+    data: Expr,
+    params: Expr,
+    state: Expr,
+    *rest: Expr,
+    out: tuple[Expr, ...],
+    **attrs: Any,
+) -> tuple[Expr | None, ...]:
+    """Back-propagation through time as one ``_rnn_grad`` node.
+
+    Gradient
+    --------
+    Per step, for an LSTM, ``dc += dh * o * (1 - tanh(c)^2)``, the gates'
+    gradients through sigmoid/tanh, ``dh_prev = dz W_h2h``, ``dc_prev = dc * f``
+    (likewise for GRU and the vanilla RNN); then over all steps of a layer
+    ``dx = dz W_i2h``, ``dW_i2h = dz^T x``, ``dW_h2h = dz^T h_prev``. Computed by
+    ``_rnn_grad`` (see :mod:`.rnn_grad`), whose own gradient is the unrolled
+    recurrence's (:func:`unrolled_vjp`). None for ``sequence_length``.
+    """
+    cell, lengths = _split_inputs(rest, attrs)
+    inputs = [data, params, state] + [x for x in (cell, lengths) if x is not None]
+    seeds = list(gs[: 3 if attrs["mode"] == "lstm" else 2])
+    grads = F._rnn_grad(*inputs, *out, *seeds, **attrs)
+    return tuple(grads) + ((None,) if lengths is not None else ())
+
+
 def _rnn_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     # an LSTM of 2 layers, bidirectional, with a projection: every piece of the layout
     size = rnn_param_size("lstm", 2, 3, 3, True, 2)
@@ -505,7 +534,7 @@ def _rnn_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
 def rnn_output_count(attrs: dict, num_inputs: int) -> int:
     """How many outputs the op has with these canonical attrs (for graphs whose
     shapes are not known yet): out, h_n, c_n for an LSTM, the dropout masks."""
-    return 2 + (attrs["mode"] == "lstm") + _draws_masks(attrs)
+    return 2 + (attrs["mode"] == "lstm") + draws_masks(attrs)
 
 
 def rnn_input_shapes(shapes: list, **attrs: Any) -> list:
@@ -547,16 +576,15 @@ RNN_OP = register(
         inputs=_rnn_inputs,
         attrs=RNN_ATTRS,
         uses_train_mode=True,
-        sized_grad=True,  # the gradient unrolls the sequence: one step per time step
         visible_outputs=_visible,
         kind="random",
         doc="Recurrent layers (vanilla RNN with relu or tanh, LSTM, GRU) over time-major "
         "data, multi-layer and bidirectional, with MXNet's packed parameters. "
         "Outputs: out (T, N, D*P), then with state_outputs h_n (and c_n for an LSTM)."
-        "\n\nGradient\n--------\nBack-propagation through time: the vector-Jacobian "
-        "product of the recurrence unrolled into registered ops (per step "
-        "FullyConnected, SliceChannel, sigmoid/tanh/relu and elementwise products), "
-        "so it differentiates again; none for sequence_length.",
+        "\n\nGradient\n--------\nBack-propagation through time as one ``_rnn_grad`` op "
+        "(a reverse-time loop over matrix products); its own gradient is the recurrence "
+        "unrolled into registered ops, so it differentiates again; none for "
+        "sequence_length.",
         test=TestSpec(
             make_inputs=_rnn_test_inputs,
             rtol=1e-5,
@@ -602,3 +630,7 @@ register(
         test=TestSpec(shapes=((6,), (4,)), attrs={"dim": 0}),
     )
 )
+
+
+# the backward op imports this module's pieces: registered last
+from . import rnn_grad as _rnn_grad_op  # noqa: E402, F401
