@@ -15,6 +15,7 @@ array([1., 1., 1.])
 
 from . import (
     ops,  # noqa: F401  (fills the registry)
+    session,
     settings,
 )
 from .autodiff import differentiate
@@ -78,6 +79,7 @@ __all__ = [
     "make_node",
     "register_backend",
     "set_backend",
+    "session",
     "set_cache_limit",
     "settings",
     "stats",

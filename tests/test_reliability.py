@@ -70,7 +70,7 @@ def test_threads_record_and_backward_their_own_graphs_sharing_one_compiled_progr
         # every thread needed the (uncompiled) program at once: built and compiled once
         if barrier.wait() == 0:
             first.update(compiler.stats())
-            (built,) = program_cache._programs.values()
+            (built,) = compiler.session.current().programs.programs()
             # the fused kernels and the whole-program entry, each compiled once
             plan = built.run_graph.plan
             first["kernels"] = len(plan.fused) + (plan.entry is not None)

@@ -25,7 +25,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 
-from ... import settings
+from ... import session, settings
 
 
 def count() -> int:
@@ -104,34 +104,63 @@ class _Batch:
                 self.finished.release()
 
 
-# Persistent workers blocked on one queue (lighter than a ThreadPoolExecutor,
-# whose futures and conditions cost tens of microseconds of Python per call).
-_queue: queue.SimpleQueue = queue.SimpleQueue()
-_workers: list[threading.Thread] = []
-_workers_lock = threading.Lock()
+class ThreadPool:
+    """Persistent workers blocked on one queue (lighter than a ThreadPoolExecutor,
+    whose futures and conditions cost tens of microseconds of Python per call),
+    started on first need; the session keeps one (see :func:`pool`)."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self.workers: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue[_Batch | None]) -> None:
+        # the queue is an argument, not self.queue: after close() a new queue
+        # serves new workers, and the old ones still find their stop signals
+        while True:
+            batch = jobs.get()
+            if batch is None:  # closed
+                return
+            batch.work()
+
+    def start(self) -> None:
+        """Start workers until there are ``_THREADS - 1`` (the caller is the last)."""
+        with self._lock:
+            while len(self.workers) < _THREADS - 1:
+                worker = threading.Thread(
+                    target=self._serve,
+                    args=(self.queue,),
+                    daemon=True,
+                    name=f"symgrad-kernel-{len(self.workers)}",
+                )
+                worker.start()
+                self.workers.append(worker)
+
+    def close(self) -> None:
+        """Let every worker finish its batch and exit (a later :meth:`start`
+        begins again with new workers)."""
+        with self._lock:
+            for _ in self.workers:
+                self.queue.put(None)
+            self.queue, self.workers = queue.SimpleQueue(), []
+
+    def after_fork(self) -> None:
+        """A forked child has none of the parent's threads: start afresh."""
+        self.queue = queue.SimpleQueue()
+        self.workers = []
+        self._lock = threading.Lock()
 
 
-def _worker() -> None:
-    while True:
-        _queue.get().work()
-
-
-def _start_workers() -> None:
-    with _workers_lock:
-        while len(_workers) < _THREADS - 1:
-            worker = threading.Thread(
-                target=_worker, daemon=True, name=f"symgrad-kernel-{len(_workers)}"
-            )
-            worker.start()
-            _workers.append(worker)
+def pool() -> ThreadPool:
+    """The current session's thread pool."""
+    return session.current().backend_state("numba.threads", ThreadPool)
 
 
 def _after_fork() -> None:
-    """A forked child has none of the parent's threads: start afresh."""
-    global _queue, _workers_lock
-    _queue = queue.SimpleQueue()
-    _workers.clear()
-    _workers_lock = threading.Lock()
+    existing = session.current().existing_state("numba.threads")
+    if existing is not None:
+        existing.after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -143,11 +172,12 @@ def run(kernel: Callable, calls: Sequence[tuple]) -> None:
     if len(calls) == 1:
         kernel(*calls[0])
         return
-    if len(_workers) < _THREADS - 1:
-        _start_workers()
+    workers = pool()
+    if len(workers.workers) < _THREADS - 1:
+        workers.start()
     batch = _Batch(kernel, calls)
     for _ in range(min(_THREADS, len(calls)) - 1):
-        _queue.put(batch)
+        workers.queue.put(batch)
     batch.work()
     batch.finished.acquire()  # blocks (GIL released) until the last call is done
     if batch.error is not None:
