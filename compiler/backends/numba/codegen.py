@@ -159,12 +159,13 @@ def generate(body: FusedBody, name: str) -> KernelSource:
         source_value = dict((id(n), v) for n, v in reductions)[id(node)]
         if all(a is None for a in axes):  # a whole-loop sum: accumulate in a register
             before.append(f"acc{j} = np.{dtype.name}(0)")
-            stores.append(f"acc{j} += {source_value}")
+            stores.append(f"acc{j} = vm.accumulate(acc{j}, {source_value})")
             after.append(f"out{j}[{', '.join('0' for _ in axes)}] = acc{j}")
         else:
             before.append(f"out{j}[...] = 0")
             index = ", ".join("0" if a is None else f"i{a}" for a in axes)
-            stores.append(f"out{j}[{index}] += {source_value}")
+            slot = f"out{j}[{index}]"
+            stores.append(f"{slot} = vm.accumulate({slot}, {source_value})")
 
     shape_from = _shape_sources(body, loop_shape)
     inputs = [f"in{i}" for i in range(len(body.inputs))]

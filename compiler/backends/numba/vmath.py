@@ -77,6 +77,7 @@ from numba.extending import intrinsic, overload
 
 __all__ = [
     "FASTMATH",
+    "accumulate",
     "prefer_512_bit_vectors",
     "exp",
     "expm1",
@@ -105,15 +106,16 @@ __all__ = [
     "arctanh",
 ]
 
-#: LLVM fast-math flags for generated kernels: allow FMA contraction and
-#: reassociation (which vectorises the kernels' sums), but *not* ``nnan`` /
-#: ``ninf``, so NaN and inf propagate exactly as in numpy.
-# Not ``arcp`` nor ``afn``: with them LLVM turns x / y into x * (1 / y) (0 / a
-# subnormal became NaN) and 1 / sqrt(x) into an estimate and a Newton step (NaN at
-# 0 and inf). Not ``nsz``: with reassociation it lets LLVM factor a x x + b x into
-# x (a x + b), inf where numpy's inf - inf is NaN, and flip the sign of zeros;
-# the kernels must give the interpreter's values on those too.
-FASTMATH = {"contract", "reassoc"}  # numba wants a set, not frozenset
+#: LLVM fast-math flags for generated kernels: none. A kernel must give the
+#: interpreter's values, NaN, inf and signed zeros included, and each flag breaks
+#: that somewhere: ``reassoc`` folds ``(1 / x) * s`` into ``s / x`` (no overflow to
+#: inf where numpy overflows; 0 where numpy's ``inf * 0`` is NaN), ``contract``
+#: fuses ``a * b + c`` into one FMA (``max * 2 + -inf`` is -inf, numpy NaN), ``nsz``
+#: flips zeros' signs, ``arcp``/``afn`` turn ``x / y`` into ``x * (1 / y)`` and
+#: ``1 / sqrt`` into an estimate, ``nnan``/``ninf`` drop NaN and inf. Sums still
+#: vectorise: their additions go through :func:`accumulate`, whose one ``fadd``
+#: alone may be reassociated.
+FASTMATH: set[str] = set()  # numba wants a set, not frozenset
 
 # Flags for the bodies in this module: FMA contraction only (see module doc).
 _INNER_FLAGS = {"contract"}
@@ -1186,6 +1188,58 @@ def _overload_extremum(stub: Callable, greater: bool) -> None:
 
 _overload_extremum(maximum, True)
 _overload_extremum(minimum, False)
+
+
+# ---------------------------------------------------------------------------
+# Sums that vectorise without fast-math on the rest of the kernel
+# ---------------------------------------------------------------------------
+
+
+@intrinsic
+def _reassociable_add(typingctx: Any, total: Any, value: Any) -> Any:
+    """``total + value`` as one ``fadd reassoc``: the loop vectoriser may split a
+    sum of such additions into partial sums (LLVM asks for the flag on the
+    reduction's own instruction), while every other instruction of the kernel
+    keeps IEEE order."""
+    if not isinstance(total, types.Float) or total != value:
+        raise TypingError("_reassociable_add needs two floats of one type")
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.fadd(args[0], args[1], flags=("reassoc",))
+
+    return total(total, value), codegen
+
+
+def accumulate(total: Any, value: Any) -> Any:
+    """``total + value``, for the running sums of generated kernels: a float sum
+    may be reassociated (split into partial sums, as numpy's pairwise sum also
+    reorders it), nothing else. ``value`` is cast to the type of ``total``.
+
+    >>> float(accumulate(1.0, 2.0))
+    3.0
+    """
+    return total + value
+
+
+@overload(accumulate, jit_options=dict(fastmath=_INNER_FLAGS, error_model="numpy"))
+def _overload_accumulate(total, value):  # type: ignore[no-untyped-def]  # numba's signature
+    numeric = (types.Float, types.Integer, types.Boolean)
+    if not (isinstance(total, numeric) and isinstance(value, numeric)):
+        return None
+    if isinstance(total, types.Float):
+        cast = np.float32 if total.bitwidth == 32 else np.float64
+
+        def reassociable(total, value):  # type: ignore[no-untyped-def]
+            _inline_always()
+            return _reassociable_add(total, cast(value))
+
+        return reassociable
+
+    def plain(total, value):  # type: ignore[no-untyped-def]
+        _inline_always()
+        return total + value
+
+    return plain
 
 
 # ---------------------------------------------------------------------------

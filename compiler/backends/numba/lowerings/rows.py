@@ -48,7 +48,7 @@ def lib_softmax_rows(x, temperature, take_log, out):
     for i in range(rows):
         total = 0.0
         for j in range(n):
-            total += e[i * n + j]
+            total = vm.accumulate(total, e[i * n + j])
         if take_log:
             log_total = vm.log(total)
             for j in range(n):
@@ -63,7 +63,7 @@ def lib_sum_rows(x, scale, out):
     for i in range(x.shape[0]):
         total = 0.0
         for j in range(x.shape[1]):
-            total += x[i, j]
+            total = vm.accumulate(total, x[i, j])
         out[i] = total * scale
 
 
