@@ -6,8 +6,10 @@ Sampling positions follow MXNet: a grid holds x then y in [-1, 1], mapped to
 pixel x = (gx + 1) (W - 1) / 2; the four neighbours of a position are weighted
 bilinearly and a neighbour outside the image counts as zero. Gradients of the
 sampling and pooling ops are helper ops (``_bilinear_sampler_grad``,
-``_roi_pooling_grad``, ``_correlation_grad``) whose own gradients are not
-written: differentiating through them twice raises, naming the op.
+``_roi_pooling_grad``, ``_correlation_grad``) with gradient rules of their own, made of
+the same few ops, so that every order of derivative exists; where a derivative
+is zero almost everywhere (the sampling weights are piecewise linear, a max or a
+sign piecewise constant) it is a structural zero.
 """
 
 from __future__ import annotations
@@ -149,6 +151,14 @@ def upsampling_grad(
     return tuple(F._upsampling_grad(p, x) for p, x in zip(pieces, inputs))
 
 
+def _upsampling_inputs(attrs: dict) -> tuple[str, ...]:
+    """MXNet's input names: ``data, weight`` when bilinear, else ``arg0 ... arg<n-1>``
+    for ``num_args`` n (the frontend reads them to check and complete a call)."""
+    if attrs.get("sample_type") == "bilinear":
+        return ("data", "weight")
+    return tuple(f"arg{i}" for i in range(max(1, int(attrs.get("num_args") or 1))))
+
+
 def _upsampling_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.uniform(-2, 2, (2, 2, 3, 2)), rng.uniform(-2, 2, (2, 1, 6, 4))]
 
@@ -159,7 +169,7 @@ register(
         infer=_upsampling_types,
         impl=_upsampling,
         grad=upsampling_grad,
-        inputs=("data", "weight"),
+        inputs=_upsampling_inputs,
         variadic=True,
         attrs=UPSAMPLING_ATTRS,
         kind="pool",
@@ -345,33 +355,38 @@ register(
 # BilinearSampler
 # ---------------------------------------------------------------------------
 
+# Every derivative of bilinear sampling with respect to the grid is a sampling
+# with other corner weights: along x a corner weighs 1 - fx or fx, whose
+# derivative in the grid's x is -(W - 1) / 2 or (W - 1) / 2 and whose second
+# derivative is zero (away from pixel borders, where none exists); the same along
+# y. So the sampling ops indexed by the orders (dx, dy) in {0, 1} of their
+# derivative in x and y, with their adjoints, are closed under differentiation:
+# gradients of every order are made of ``_bilinear_sampler_slope`` and
+# ``_bilinear_sampler_grad``, and a derivative of order two in one direction is
+# a structural zero, as MXNet's relu gives.
+
 
 def _corners(
     data_shape: tuple[int, ...], grid: np.ndarray
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """Per corner of each sampling position: (rows, columns, weight, d weight / dx,
-    d weight / dy, inside), the positions in pixels as MXNet maps them."""
+) -> list[tuple[np.ndarray, np.ndarray, tuple, tuple, np.ndarray]]:
+    """Per corner of each sampling position: (rows, columns, wx, wy, inside), the
+    pixel as MXNet maps positions (clipped into the image), its weight along x and
+    that weight's derivative in the grid's x (``wx[0]``, ``wx[1]``), the same along
+    y, and whether the corner lies in the image."""
     _, _, height, width = data_shape
-    x = (grid[:, 0].astype(np.float64) + 1) * (width - 1) / 2
-    y = (grid[:, 1].astype(np.float64) + 1) * (height - 1) / 2
+    half_w, half_h = (width - 1) / 2, (height - 1) / 2
+    x = (grid[:, 0].astype(np.float64) + 1) * half_w
+    y = (grid[:, 1].astype(np.float64) + 1) * half_h
     x0, y0 = np.floor(x), np.floor(y)
     fx, fy = x - x0, y - y0
     corners = []
-    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
-        wx = fx if dx else 1 - fx
-        wy = fy if dy else 1 - fy
-        sx = 1.0 if dx else -1.0
-        sy = 1.0 if dy else -1.0
-        rows, columns = (y0 + dy).astype(np.int64), (x0 + dx).astype(np.int64)
+    for cy, cx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        wx = (fx, half_w) if cx else (1 - fx, -half_w)
+        wy = (fy, half_h) if cy else (1 - fy, -half_h)
+        rows, columns = (y0 + cy).astype(np.int64), (x0 + cx).astype(np.int64)
         inside = (rows >= 0) & (rows < height) & (columns >= 0) & (columns < width)
         corners.append(
-            (
-                np.clip(rows, 0, height - 1),
-                np.clip(columns, 0, width - 1),
-                wx * wy * inside,
-                sx * wy * inside,
-                sy * wx * inside,
-            )
+            (np.clip(rows, 0, height - 1), np.clip(columns, 0, width - 1), wx, wy, inside)
         )
     return corners
 
@@ -389,11 +404,24 @@ def _bilinear_sampler_types(types: Sequence[TensorType], **_attrs: Any) -> list[
     return [TensorType((data[0], data[1], grid[2], grid[3]), types[0].dtype)]
 
 
-def _bilinear_sampler(data: np.ndarray, grid: np.ndarray, **_attrs: Any) -> np.ndarray:
+def _sample(data: np.ndarray, grid: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """The (dx, dy)-th derivative of bilinear sampling in the grid's x and y, in
+    float64."""
     out = np.zeros(data.shape[:2] + grid.shape[2:])
-    for rows, columns, weight, _, _ in _corners(data.shape, grid):
-        out += _gather(data, rows, columns) * weight[:, None]
-    return out.astype(data.dtype)
+    for rows, columns, wx, wy, inside in _corners(data.shape, grid):
+        out += _gather(data, rows, columns) * (wx[dx] * wy[dy] * inside)[:, None]
+    return out
+
+
+def _bilinear_sampler(data: np.ndarray, grid: np.ndarray, **_attrs: Any) -> np.ndarray:
+    return _sample(data, grid, 0, 0).astype(data.dtype)
+
+
+def _sampling_grads(g: Expr, data: Expr, grid: Expr, dx: int, dy: int) -> tuple[Expr, Expr]:
+    return (
+        F._bilinear_sampler_grad(g, data, grid, wrt=0, dx=dx, dy=dy),
+        F._bilinear_sampler_grad(g, data, grid, wrt=1, dx=dx, dy=dy),
+    )
 
 
 def bilinear_sampler_grad(
@@ -401,9 +429,7 @@ def bilinear_sampler_grad(
 ) -> tuple[Expr | None, ...]:
     """data: g spread back to the four neighbours with their weights; grid: g times
     the interpolation's slope in x and y, times (W - 1) / 2 and (H - 1) / 2"""
-    return F._bilinear_sampler_grad(g, data, grid, wrt=0), F._bilinear_sampler_grad(
-        g, data, grid, wrt=1
-    )
+    return _sampling_grads(g, data, grid, 0, 0)
 
 
 SAMPLER_ATTRS = {"cudnn_off": Attr(as_bool, False)}
@@ -424,13 +450,56 @@ register(
         kind="gather",
         doc="Sample NCHW data bilinearly at a grid of (x, y) in [-1, 1] (zeros outside)."
         "\n\nGradient\n--------\n" + (bilinear_sampler_grad.__doc__ or ""),
-        test=TestSpec(make_inputs=_sampler_inputs, order=1, rtol=1e-5),
+        test=TestSpec(make_inputs=_sampler_inputs, order=2, rtol=1e-5),
+    )
+)
+
+ORDER_ATTRS = {"dx": Attr(as_int, 0), "dy": Attr(as_int, 0)}
+
+
+def _slope_types(types: Sequence[TensorType], *, dx: int, dy: int) -> list[TensorType]:
+    if dx not in (0, 1) or dy not in (0, 1):
+        raise GraphError(f"derivative orders dx, dy must be 0 or 1, got {dx}, {dy}")
+    return _bilinear_sampler_types(types)
+
+
+def _bilinear_sampler_slope(data: np.ndarray, grid: np.ndarray, *, dx: int, dy: int) -> np.ndarray:
+    return _sample(data, grid, dx, dy).astype(data.dtype)
+
+
+def bilinear_sampler_slope_grad(
+    g: Expr, data: Expr, grid: Expr, *, out: Expr, dx: int, dy: int
+) -> tuple[Expr | None, ...]:
+    """data: g spread back to the four neighbours with the derivative weights;
+    grid: the next derivatives in x and y (none past order one in a direction)"""
+    return _sampling_grads(g, data, grid, dx, dy)
+
+
+register(
+    OpDef(
+        name="_bilinear_sampler_slope",
+        infer=_slope_types,
+        impl=_bilinear_sampler_slope,
+        grad=bilinear_sampler_slope_grad,
+        inputs=("data", "grid"),
+        attrs=ORDER_ATTRS,
+        kind="gather",
+        doc="The derivative of BilinearSampler(data, grid) dx times in the grid's x and "
+        "dy times in its y (each 0 or 1), at every sampling position.\n\nGradient\n"
+        "--------\n" + (bilinear_sampler_slope_grad.__doc__ or ""),
+        test=TestSpec(make_inputs=_sampler_inputs, attrs={"dx": 1, "dy": 0}, rtol=1e-5),
     )
 )
 
 
+def _next_orders(dx: int, dy: int) -> list[tuple[int, int, int]]:
+    """(grid channel, dx, dy) of the derivatives one order up in x and in y that
+    are not structurally zero."""
+    return [(c, ex, ey) for c, ex, ey in ((0, dx + 1, dy), (1, dx, dy + 1)) if ex < 2 and ey < 2]
+
+
 def _bilinear_sampler_grad(
-    g: np.ndarray, data: np.ndarray, grid: np.ndarray, *, wrt: int
+    g: np.ndarray, data: np.ndarray, grid: np.ndarray, *, wrt: int, dx: int, dy: int
 ) -> np.ndarray:
     g = g.astype(np.float64)
     if wrt == 0:
@@ -438,36 +507,68 @@ def _bilinear_sampler_grad(
         batch = np.broadcast_to(
             np.arange(data.shape[0])[:, None, None], grid.shape[:1] + grid.shape[2:]
         )
-        for rows, columns, weight, _, _ in _corners(data.shape, grid):
-            spread = np.moveaxis(g * weight[:, None], 1, -1)  # (N, h, w, C)
+        for rows, columns, wx, wy, inside in _corners(data.shape, grid):
+            spread = np.moveaxis(g * (wx[dx] * wy[dy] * inside)[:, None], 1, -1)  # (N, h, w, C)
             # numpy's stubs take ufunc.at's indices as integer arrays only, not a
             # tuple of arrays and slices (a plain index, which numpy accepts)
             np.add.at(out, (batch, slice(None), rows, columns), spread)  # type: ignore[arg-type]
         return out.astype(data.dtype)
-    _, _, height, width = data.shape
-    dx = np.zeros(g.shape[:1] + g.shape[2:])
-    dy = np.zeros_like(dx)
-    for rows, columns, _, slope_x, slope_y in _corners(data.shape, grid):
-        weighted = (g * _gather(data, rows, columns)).sum(axis=1)
-        dx += weighted * slope_x
-        dy += weighted * slope_y
-    return np.stack([dx * (width - 1) / 2, dy * (height - 1) / 2], axis=1).astype(grid.dtype)
+    out = np.zeros(grid.shape)
+    for channel, ex, ey in _next_orders(dx, dy):
+        out[:, channel] = (g * _sample(data, grid, ex, ey)).sum(axis=1)
+    return out.astype(grid.dtype)
+
+
+def _total(parts: list[Expr]) -> Expr | None:
+    total = parts[0] if parts else None
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
+def bilinear_sampler_grad_grad(
+    h: Expr, g: Expr, data: Expr, grid: Expr, *, out: Expr, wrt: int, dx: int, dy: int
+) -> tuple[Expr | None, ...]:
+    """wrt=0 (adjoint sampling, whose value <h, A(g)> is <g, S(h)>): g gets S(h),
+    the sampling of h, and the grid the grid gradient of S at data h; data, whose
+    shape only is read, none. wrt=1 (the value is, per direction d of x and y,
+    sum h_d g S_d(data) with S_d the next derivative): g gets sum h_d S_d(data),
+    data the adjoint of S_d applied to g h_d, the grid the grid gradient of S_d
+    with head g h_d; none past order one in a direction"""
+    if wrt == 0:
+        return (
+            F._bilinear_sampler_slope(h, grid, dx=dx, dy=dy),
+            None,
+            F._bilinear_sampler_grad(g, h, grid, wrt=1, dx=dx, dy=dy),
+        )
+    for_g, for_data, for_grid = [], [], []
+    for channel, ex, ey in _next_orders(dx, dy):
+        direction = F.slice_axis(h, axis=1, begin=channel, end=channel + 1)  # (N, 1, h, w)
+        head = F.broadcast_mul(g, direction)
+        slope = F._bilinear_sampler_slope(data, grid, dx=ex, dy=ey)
+        for_g.append(F.broadcast_mul(slope, direction))
+        for_data.append(F._bilinear_sampler_grad(head, data, grid, wrt=0, dx=ex, dy=ey))
+        for_grid.append(F._bilinear_sampler_grad(head, data, grid, wrt=1, dx=ex, dy=ey))
+    return _total(for_g), _total(for_data), _total(for_grid)
 
 
 register(
     OpDef(
         name="_bilinear_sampler_grad",
-        infer=lambda types, *, wrt: [types[1 + wrt]],
+        infer=lambda types, *, wrt, dx, dy: [types[1 + wrt]],
         impl=_bilinear_sampler_grad,
+        grad=bilinear_sampler_grad_grad,
         inputs=("data", "sampled", "grid"),
-        attrs={"wrt": Attr(as_int)},
+        attrs={"wrt": Attr(as_int), **ORDER_ATTRS},
         kind="gather",
-        doc="BilinearSampler's gradient for its data (wrt=0) or its grid (wrt=1). Its "
-        "own gradient is not written (a second derivative raises).",
+        doc="The gradient of _bilinear_sampler_slope(sampled, grid, dx, dy) (with dx = "
+        "dy = 0, BilinearSampler) for its data (wrt=0) or its grid (wrt=1), given the "
+        "head gradient ``data``.\n\nGradient\n--------\n"
+        + (bilinear_sampler_grad_grad.__doc__ or ""),
         test=TestSpec(
             make_inputs=lambda rng: [rng.uniform(-2, 2, (2, 2, 3, 3)), *_sampler_inputs(rng)],
             attrs={"wrt": 1},
-            wrt=(),
+            rtol=1e-5,
         ),
     )
 )
@@ -544,7 +645,7 @@ register(
                 + rng.uniform(-0.05, 0.05, (2, 6)),
             ],
             attrs={"target_shape": (3, 3)},
-            order=1,
+            order=2,
             rtol=1e-5,
         ),
     )
@@ -646,10 +747,32 @@ register(
             make_inputs=_roi_inputs,
             attrs={"pooled_size": (2, 2), "spatial_scale": 1.0},
             wrt=(0,),
-            order=1,
+            order=2,
         ),
     )
 )
+
+
+def _roi_maxima(
+    data: np.ndarray, rois: np.ndarray, pooled_size: tuple[int, ...], spatial_scale: float
+) -> Iterator[tuple[int, int, int, int, np.ndarray, np.ndarray]]:
+    """Per non-empty bin: (roi, batch index, i, j, rows, columns), the pixel of the
+    first largest element of the bin in each channel of ``data``."""
+    for r, (batch, cells) in enumerate(_roi_bins(rois, data.shape, pooled_size, spatial_scale)):
+        for i, j, rows, columns in cells:
+            block = data[batch, :, rows, columns].reshape(data.shape[1], -1)
+            if not block.size:
+                continue
+            where = block.argmax(axis=1)
+            block_width = columns.stop - columns.start
+            yield (
+                r,
+                batch,
+                i,
+                j,
+                rows.start + where // block_width,
+                columns.start + where % block_width,
+            )
 
 
 def _roi_pooling_grad(
@@ -662,20 +785,28 @@ def _roi_pooling_grad(
 ) -> np.ndarray:
     out = np.zeros(data.shape, dtype=g.dtype)
     channels = np.arange(data.shape[1])
-    for r, (batch, cells) in enumerate(_roi_bins(rois, data.shape, pooled_size, spatial_scale)):
-        for i, j, rows, columns in cells:
-            block = data[batch, :, rows, columns].reshape(data.shape[1], -1)
-            if not block.size:
-                continue
-            where = block.argmax(axis=1)
-            block_width = columns.stop - columns.start
-            out[
-                batch,
-                channels,
-                rows.start + where // block_width,
-                columns.start + where % block_width,
-            ] += g[r, :, i, j]
+    for r, batch, i, j, rows, columns in _roi_maxima(data, rois, pooled_size, spatial_scale):
+        out[batch, channels, rows, columns] += g[r, :, i, j]
     return out
+
+
+def roi_pooling_grad_grad(
+    h: Expr,
+    g: Expr,
+    like: Expr,
+    rois: Expr,
+    *,
+    out: Expr,
+    pooled_size: tuple[int, ...],
+    spatial_scale: float,
+) -> tuple[Expr | None, ...]:
+    """g: h read at each bin's largest element of ``like`` (the op is linear in g);
+    ``like`` and the rois only choose those elements, a piecewise-constant choice:
+    none"""
+    picked = F._roi_pooling_pick(
+        h, like, rois, pooled_size=pooled_size, spatial_scale=spatial_scale
+    )
+    return picked, None, None
 
 
 register(
@@ -683,15 +814,71 @@ register(
         name="_roi_pooling_grad",
         infer=lambda types, **_attrs: [TensorType(types[1].shape, types[0].dtype)],
         impl=_roi_pooling_grad,
+        grad=roi_pooling_grad_grad,
         inputs=("data", "like", "rois"),
         attrs=ROI_ATTRS,
         kind="pool",
         doc="ROIPooling's gradient: g added at each bin's first largest element of "
-        "``like``. Its own gradient is not written (a second derivative raises).",
+        "``like``.\n\nGradient\n--------\n" + (roi_pooling_grad_grad.__doc__ or ""),
         test=TestSpec(
             make_inputs=lambda rng: [rng.uniform(-1, 1, (3, 2, 2, 2)), *_roi_inputs(rng)],
             attrs={"pooled_size": (2, 2), "spatial_scale": 1.0},
-            wrt=(),
+            wrt=(0, 1),
+        ),
+    )
+)
+
+
+def _roi_pooling_pick(
+    data: np.ndarray,
+    like: np.ndarray,
+    rois: np.ndarray,
+    *,
+    pooled_size: tuple[int, ...],
+    spatial_scale: float,
+) -> np.ndarray:
+    out = np.zeros((rois.shape[0], data.shape[1]) + tuple(pooled_size), dtype=data.dtype)
+    channels = np.arange(data.shape[1])
+    for r, batch, i, j, rows, columns in _roi_maxima(like, rois, pooled_size, spatial_scale):
+        out[r, :, i, j] = data[batch, channels, rows, columns]
+    return out
+
+
+def roi_pooling_pick_grad(
+    g: Expr,
+    data: Expr,
+    like: Expr,
+    rois: Expr,
+    *,
+    out: Expr,
+    pooled_size: tuple[int, ...],
+    spatial_scale: float,
+) -> tuple[Expr | None, ...]:
+    """data: g added back where it was read (_roi_pooling_grad); ``like`` and the
+    rois only choose where: none"""
+    grad = F._roi_pooling_grad(g, like, rois, pooled_size=pooled_size, spatial_scale=spatial_scale)
+    return grad, None, None
+
+
+register(
+    OpDef(
+        name="_roi_pooling_pick",
+        infer=lambda types, *, pooled_size, spatial_scale: [
+            TensorType((types[2].shape[0], types[0].shape[1]) + tuple(pooled_size), types[0].dtype)
+        ],
+        impl=_roi_pooling_pick,
+        grad=roi_pooling_pick_grad,
+        inputs=("data", "like", "rois"),
+        attrs=ROI_ATTRS,
+        kind="pool",
+        doc="``data`` read, per region and bin, at the bin's first largest element of "
+        "``like`` (0 for an empty bin): ROIPooling of ``like`` with its choices applied "
+        "to ``data``, the adjoint of _roi_pooling_grad.\n\nGradient\n--------\n"
+        + (roi_pooling_pick_grad.__doc__ or ""),
+        test=TestSpec(
+            make_inputs=lambda rng: [rng.uniform(-1, 1, (2, 2, 8, 9)), *_roi_inputs(rng)],
+            attrs={"pooled_size": (2, 2), "spatial_scale": 1.0},
+            wrt=(0, 1),
         ),
     )
 )
@@ -819,33 +1006,43 @@ register(
 )
 
 
-def _correlation_grad(
-    g: np.ndarray, data1: np.ndarray, data2: np.ndarray, *, wrt: int, **attrs: Any
-) -> np.ndarray:
-    k, pad_size, multiply = attrs["kernel_size"], attrs["pad_size"], attrs["is_multiply"]
-    displacements, rows, columns = _correlation_windows(data1.shape, **_geometry(attrs))
-    a, b = _pad(data1, pad_size), _pad(data2, pad_size)
-    grad = np.zeros_like(a)
-    scale = g.astype(np.float64) / (k * k * data1.shape[1])
+def _window_pairs(
+    shape: tuple[int, ...], attrs: dict
+) -> Iterator[tuple[int, tuple[Any, ...], tuple[Any, ...]]]:
+    """Per output channel and kernel offset: (channel, index into the padded data1,
+    index into the padded data2), the pixels each output position reads."""
+    k = attrs["kernel_size"]
+    displacements, rows, columns = _correlation_windows(shape, **_geometry(attrs))
     for channel, (dy, dx) in enumerate(displacements):
-        weight = scale[:, channel][:, None]  # (N, 1, h, w)
         for ky in range(k):
             for kx in range(k):
-                index_a = (slice(None), slice(None), rows[:, None] + ky, columns[None, :] + kx)
-                index_b = (
+                first = (slice(None), slice(None), rows[:, None] + ky, columns[None, :] + kx)
+                second = (
                     slice(None),
                     slice(None),
                     rows[:, None] + ky + dy,
                     columns[None, :] + kx + dx,
                 )
-                first, second = a[index_a], b[index_b]
-                if multiply:
-                    term = weight * (second if wrt == 0 else first)
-                else:
-                    sign = np.sign(first - second)
-                    term = weight * (sign if wrt == 0 else -sign)
-                # (ignore: ufunc.at's index, as in _bilinear_sampler_grad)
-                np.add.at(grad, index_a if wrt == 0 else index_b, term)  # type: ignore[arg-type]
+                yield channel, first, second
+
+
+def _correlation_grad(
+    g: np.ndarray, data1: np.ndarray, data2: np.ndarray, *, wrt: int, **attrs: Any
+) -> np.ndarray:
+    k, pad_size, multiply = attrs["kernel_size"], attrs["pad_size"], attrs["is_multiply"]
+    a, b = _pad(data1, pad_size), _pad(data2, pad_size)
+    grad = np.zeros_like(a)
+    scale = g.astype(np.float64) / (k * k * data1.shape[1])
+    for channel, index_a, index_b in _window_pairs(data1.shape, attrs):
+        weight = scale[:, channel][:, None]  # (N, 1, h, w)
+        first, second = a[index_a], b[index_b]
+        if multiply:
+            term = weight * (second if wrt == 0 else first)
+        else:
+            sign = np.sign(first - second)
+            term = weight * (sign if wrt == 0 else -sign)
+        # (ignore: ufunc.at's index, as in _bilinear_sampler_grad)
+        np.add.at(grad, index_a if wrt == 0 else index_b, term)  # type: ignore[arg-type]
     height, width = data1.shape[2:]
     return grad[:, :, pad_size : pad_size + height, pad_size : pad_size + width].astype(data1.dtype)
 
@@ -855,9 +1052,11 @@ def correlation_grad_grad(
 ) -> tuple[Expr | None, ...]:
     """bilinear (is_multiply): wrt=0 gives g Correlation(h, data2) and data2
     _correlation_grad(g, h, data2, wrt=1); wrt=1 gives g Correlation(data1, h) and data1
-    _correlation_grad(g, data1, h, wrt=0); the absolute difference's raises"""
+    _correlation_grad(g, data1, h, wrt=0). Absolute difference: the op is linear in g,
+    whose gradient is the derivative of the correlation along h
+    (_correlation_tangent); the sign it reads is piecewise constant in the data: none"""
     if not attrs["is_multiply"]:
-        raise GraphError("second derivatives of Correlation(is_multiply=False) are not written")
+        return F._correlation_tangent(h, data1, data2, wrt=wrt, **attrs), None, None
     if wrt == 0:
         return (
             F.Correlation(h, data2, **attrs),
@@ -885,6 +1084,66 @@ register(
         test=TestSpec(
             shapes=((1, 9, 3, 4), (1, 2, 5, 6), (1, 2, 5, 6)),
             attrs={"kernel_size": 3, "max_displacement": 1, "pad_size": 1, "wrt": 1},
+        ),
+    )
+)
+
+
+def _correlation_tangent(
+    h: np.ndarray, data1: np.ndarray, data2: np.ndarray, *, wrt: int, **attrs: Any
+) -> np.ndarray:
+    k, pad_size, multiply = attrs["kernel_size"], attrs["pad_size"], attrs["is_multiply"]
+    a, b, t = (_pad(x, pad_size) for x in (data1, data2, h))
+    out_h, out_w, radius = _correlation_geometry(data1.shape, **_geometry(attrs))
+    out = np.zeros((data1.shape[0], (2 * radius + 1) ** 2, out_h, out_w))
+    for channel, index_a, index_b in _window_pairs(data1.shape, attrs):
+        first, second = a[index_a], b[index_b]
+        if multiply:
+            term = t[index_a] * second if wrt == 0 else first * t[index_b]
+        else:
+            sign = np.sign(first - second)
+            term = sign * t[index_a] if wrt == 0 else -sign * t[index_b]
+        out[:, channel] += term.sum(axis=1)
+    return (out / (k * k * data1.shape[1])).astype(h.dtype)
+
+
+def correlation_tangent_grad(
+    g: Expr, h: Expr, data1: Expr, data2: Expr, *, out: Expr, wrt: int, **attrs: Any
+) -> tuple[Expr | None, ...]:
+    """h: _correlation_grad(g, data1, data2, wrt), the adjoint; bilinear
+    (is_multiply): the other input as in Correlation(h, data2) (wrt=0) or
+    Correlation(data1, h) (wrt=1); absolute difference: none for the data, whose
+    sign is piecewise constant"""
+    if not attrs["is_multiply"]:
+        return F._correlation_grad(g, data1, data2, wrt=wrt, **attrs), None, None
+    if wrt == 0:
+        grads = correlation_grad(g, h, data2, out=out, **attrs)
+        return grads[0], None, grads[1]
+    grads = correlation_grad(g, data1, h, out=out, **attrs)
+    return grads[1], grads[0], None
+
+
+register(
+    OpDef(
+        name="_correlation_tangent",
+        infer=lambda types, *, wrt, **attrs: _correlation_types(types[1:], **attrs),
+        impl=_correlation_tangent,
+        grad=correlation_tangent_grad,
+        inputs=("data", "data1", "data2"),
+        attrs={**CORRELATION_ATTRS, "wrt": Attr(as_int)},
+        kind="pool",
+        doc="The derivative of Correlation(data1, data2) along ``data`` in data1 (wrt=0) "
+        "or data2 (wrt=1); the adjoint of _correlation_grad.\n\nGradient\n--------\n"
+        + str(correlation_tangent_grad.__doc__),
+        test=TestSpec(
+            shapes=((1, 2, 5, 6), (1, 2, 5, 6), (1, 2, 5, 6)),
+            attrs={
+                "kernel_size": 3,
+                "max_displacement": 1,
+                "pad_size": 1,
+                "wrt": 0,
+                "is_multiply": False,
+            },
         ),
     )
 )
