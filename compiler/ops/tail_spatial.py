@@ -514,8 +514,11 @@ def _bilinear_sampler_grad(
             np.add.at(out, (batch, slice(None), rows, columns), spread)  # type: ignore[arg-type]
         return out.astype(data.dtype)
     out = np.zeros(grid.shape)
-    for channel, ex, ey in _next_orders(dx, dy):
-        out[:, channel] = (g * _sample(data, grid, ex, ey)).sum(axis=1)
+    orders = _next_orders(dx, dy)
+    for rows, columns, wx, wy, inside in _corners(data.shape, grid) if orders else ():
+        weighted = (g * _gather(data, rows, columns)).sum(axis=1)  # one gather, both slopes
+        for channel, ex, ey in orders:
+            out[:, channel] += weighted * (wx[ex] * wy[ey] * inside)
     return out.astype(grid.dtype)
 
 
