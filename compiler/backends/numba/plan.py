@@ -148,6 +148,7 @@ class LibraryStep:
     def __init__(self, node: Node, inputs: list[int], outputs: list[int]):
         self.node, self.inputs, self.outputs = node, inputs, outputs
         self.lowering: Lowering | None = lowering_for(node)
+        self.single = node.num_outputs == 1
         self.kernel: Any = None  # the lowering's kernel, bound when the module loads
         # a fill's value, when this step makes one (the entry copies it per call)
         self.fill = node.op.impl(**node.attrs) if ConstantStep.applies(node) else None
@@ -164,7 +165,9 @@ class LibraryStep:
             if lowering.run is not None and self.kernel is not None:
                 result = lowering.run(self.kernel, *args, **attrs)
                 if result is not None:
-                    slots[self.outputs[0]] = result
+                    # a tuple for an op with several outputs (the RNN op's)
+                    for slot, value in zip(self.outputs, (result,) if self.single else result):
+                        slots[slot] = value
                     return
         result = self.node.op.impl(*args, **attrs)
         if not isinstance(result, tuple):

@@ -1,0 +1,600 @@
+"""The recurrent op's time loop as compiled code: ``RNN`` forward and ``_rnn_grad``.
+
+The numpy implementations (``ops/rnn.py``, ``ops/rnn_grad.py``) take one Python
+iteration per step, layer and direction, each a handful of numpy calls on small
+(N, H) arrays. Here each op is one compiled call: per layer and direction the input
+projection of all steps is one product, then every step is one (N, P) x (P, G*H)
+product on numpy's BLAS (:mod:`..blas`) and one loop computing all gates of all rows
+(``vm.sigmoid``/``vm.tanh`` vectorise). The backward runs the forward again keeping
+the gates, then walks time in reverse: per step the gates' derivatives in one loop
+and one product for the state's gradient; the weights' gradients and the data's are
+one product each over all steps of a layer.
+
+Where the numpy implementations compute a masked update ``h + v (h_new - h)``
+(``use_sequence_length``), these kernels select: equal up to rounding.
+A forward that draws dropout masks (training, ``p > 0``, several layers) keeps its
+numpy implementation (the masks come from the frontend's generator); its backward
+reads them and is compiled like any other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ....ir import Node
+from ....ops.rnn import GATES, draws_masks
+from ..emit import Writer, shape_tuple
+from .table import FLOATS, Lowering, register_lowering
+
+_MODE_CODES = {"rnn_relu": 0, "rnn_tanh": 1, "lstm": 2, "gru": 3}
+
+_SOURCE = """
+@_jit
+def _rnn_layout(gates, layers, directions, features, hidden, width, projecting):
+    # per layer and direction (rows): offsets of the i2h weight, h2h weight, h2r
+    # weight, i2h bias, h2h bias in the packed parameters, then the input size
+    table = np.zeros((layers * directions, 6), np.int64)
+    offset = 0
+    for layer in range(layers):
+        size = features if layer == 0 else directions * width
+        for d in range(directions):
+            k = layer * directions + d
+            table[k, 0] = offset
+            offset += gates * hidden * size
+            table[k, 1] = offset
+            offset += gates * hidden * width
+            table[k, 2] = offset
+            if projecting:
+                offset += width * hidden
+            table[k, 5] = size
+    for k in range(layers * directions):
+        table[k, 3] = offset
+        offset += gates * hidden
+        table[k, 4] = offset
+        offset += gates * hidden
+    return table
+
+
+@_jit
+def _rnn_clip(value, low, high, clip_nan):
+    if value != value:
+        return low if clip_nan else value
+    return min(max(value, low), high)
+
+
+@_jit
+def _rnn_direction(mode, hidden, x, wi, bi, wh, bh, wr, projecting, h, c, lengths, use_len,
+                   reverse, clip, low, high, clip_nan, outs, keep, tape, k):
+    # one layer and direction forward from the states h (N, P) and c (N, H), which
+    # it updates; outputs (T, N, P) into outs; with keep, what the backward reads
+    # into row k of the tapes
+    steps, batch, size = x.shape
+    gh = wi.shape[0]
+    width = wh.shape[1]
+    dtype = x.dtype
+    zero = dtype.type(0.0)
+    t_gates, t_hprev, t_cprev, t_c, t_craw, t_r, t_hn = tape
+    projected = np.empty((steps * batch, gh), dtype)
+    blas.matmul_into(x.reshape((steps * batch, size)), wi, False, True, projected)
+    for row in range(steps * batch):
+        for j in range(gh):
+            # both biases go in once, but a GRU's candidate keeps b_hn with W_hn h
+            extra = bh[j] if (mode != 3 or j < 2 * hidden) else zero
+            projected[row, j] += bi[j] + extra
+    zh = np.empty((batch, gh), dtype)
+    cell_h = np.empty((batch, hidden), dtype)
+    c_new = np.empty((batch, hidden), dtype)
+    h_new = np.empty((batch, width), dtype) if projecting else cell_h
+    for s in range(steps):
+        t = steps - 1 - s if reverse else s
+        if keep:
+            t_hprev[k, t] = h
+            if mode == 2:
+                t_cprev[k, t] = c
+        blas.matmul_into(h, wh, False, True, zh)
+        base = t * batch
+        for n in range(batch):
+            xr = projected[base + n]
+            hr = zh[n]
+            if mode == 2:
+                for j in range(hidden):
+                    gi = vm.sigmoid(xr[j] + hr[j])
+                    gf = vm.sigmoid(xr[hidden + j] + hr[hidden + j])
+                    gg = vm.tanh(xr[2 * hidden + j] + hr[2 * hidden + j])
+                    go = vm.sigmoid(xr[3 * hidden + j] + hr[3 * hidden + j])
+                    raw = gf * c[n, j] + gi * gg
+                    cn = _rnn_clip(raw, low, high, clip_nan) if clip else raw
+                    c_new[n, j] = cn
+                    cell_h[n, j] = go * vm.tanh(cn)
+                    if keep:
+                        t_gates[k, t, n, j] = gi
+                        t_gates[k, t, n, hidden + j] = gf
+                        t_gates[k, t, n, 2 * hidden + j] = gg
+                        t_gates[k, t, n, 3 * hidden + j] = go
+                        t_c[k, t, n, j] = cn
+                        if clip:
+                            t_craw[k, t, n, j] = raw
+            elif mode == 3:
+                for j in range(hidden):
+                    gr = vm.sigmoid(xr[j] + hr[j])
+                    gz = vm.sigmoid(xr[hidden + j] + hr[hidden + j])
+                    hn = hr[2 * hidden + j] + bh[2 * hidden + j]
+                    gn = vm.tanh(xr[2 * hidden + j] + gr * hn)
+                    cell_h[n, j] = gn + gz * (h[n, j] - gn)
+                    if keep:
+                        t_gates[k, t, n, j] = gr
+                        t_gates[k, t, n, hidden + j] = gz
+                        t_gates[k, t, n, 2 * hidden + j] = gn
+                        t_hn[k, t, n, j] = hn
+            else:
+                for j in range(hidden):
+                    z = xr[j] + hr[j]
+                    if mode == 0:
+                        a = z if (z > zero or z != z) else zero
+                    else:
+                        a = vm.tanh(z)
+                    cell_h[n, j] = a
+                    if keep:
+                        t_gates[k, t, n, j] = a
+        if projecting:
+            if keep:
+                t_r[k, t] = cell_h
+            blas.matmul_into(cell_h, wr, False, True, h_new)
+        for n in range(batch):
+            if use_len and not lengths[n] > t:
+                for j in range(width):
+                    outs[t, n, j] = zero
+                continue
+            for j in range(width):
+                outs[t, n, j] = h_new[n, j]
+                h[n, j] = h_new[n, j]
+            if mode == 2:
+                for j in range(hidden):
+                    c[n, j] = c_new[n, j]
+
+
+@_jit
+def _rnn_run(data, params, state, cell, lengths, masks, mode, gates, layers, directions,
+             hidden, width, projecting, use_len, clip, low, high, clip_nan, out, hy, cy,
+             keep, tape, above):
+    # every layer and direction forward; the inputs of layers 1... into above
+    steps, batch, features = data.shape
+    dtype = data.dtype
+    table = _rnn_layout(gates, layers, directions, features, hidden, width, projecting)
+    gh = gates * hidden
+    dir_out = np.empty((steps, batch, width), dtype)
+    for layer in range(layers):
+        x = data if layer == 0 else above[layer - 1]
+        for d in range(directions):
+            k = layer * directions + d
+            size = table[k, 5]
+            wi = params[table[k, 0] : table[k, 0] + gh * size].reshape((gh, size))
+            wh = params[table[k, 1] : table[k, 1] + gh * width].reshape((gh, width))
+            wr = params[table[k, 2] : table[k, 2] + width * hidden * projecting].reshape(
+                (width * projecting, hidden)
+            )
+            bi = params[table[k, 3] : table[k, 3] + gh]
+            bh = params[table[k, 4] : table[k, 4] + gh]
+            h = state[k].copy()
+            c = cell[k].copy() if mode == 2 else np.zeros((batch, hidden), dtype)
+            _rnn_direction(mode, hidden, x, wi, bi, wh, bh, wr, projecting, h, c, lengths,
+                           use_len, d == 1, clip, low, high, clip_nan, dir_out, keep, tape, k)
+            hy[k] = h
+            if mode == 2:
+                cy[k] = c
+            target = out if layer == layers - 1 else above[layer]
+            target[:, :, d * width : (d + 1) * width] = dir_out
+        if layer < layers - 1 and masks.shape[0] > 0:
+            above[layer] *= masks[layer]
+
+
+@_jit
+def _rnn_tapes(mode, count, steps, batch, hidden, width, projecting, clip, dtype):
+    gates_size = (4 if mode == 2 else 3 if mode == 3 else 1) * hidden
+    lstm = mode == 2
+    return (
+        np.empty((count, steps, batch, gates_size), dtype),
+        np.empty((count, steps, batch, width), dtype),
+        np.empty((count, steps if lstm else 0, batch, hidden), dtype),
+        np.empty((count, steps if lstm else 0, batch, hidden), dtype),
+        np.empty((count, steps if clip else 0, batch, hidden), dtype),
+        np.empty((count, steps if projecting else 0, batch, hidden), dtype),
+        np.empty((count, steps if mode == 3 else 0, batch, hidden), dtype),
+    )
+
+
+@_jit
+def lib_rnn_forward(data, params, state, cell, lengths, mode, gates, layers, directions,
+                    hidden, width, projecting, use_len, clip, low, high, clip_nan, out, hy,
+                    cy):
+    steps, batch, _ = data.shape
+    dtype = data.dtype
+    tape = _rnn_tapes(mode, 0, 0, 0, 0, 0, False, False, dtype)
+    above = np.empty((max(layers - 1, 0), steps, batch, directions * width), dtype)
+    masks = np.empty((0, 0, 0, 0), dtype)
+    _rnn_run(data, params, state, cell, lengths, masks, mode, gates, layers, directions,
+             hidden, width, projecting, use_len, clip, low, high, clip_nan, out, hy, cy,
+             False, tape, above)
+
+
+@_jit
+def _rnn_back_direction(mode, hidden, projecting, lengths, use_len, reverse, clip, low, high,
+                        x, wi, wh, wr, d_outs, dh, dc, tape, k, d_wi, d_wh, d_wr, d_bi, d_bh,
+                        d_x, add):
+    # one layer and direction backward: the weights' gradients into d_w*, d_b*, the
+    # input's into d_x (added with add), the initial states' into dh, dc
+    steps, batch, size = x.shape
+    gh = wi.shape[0]
+    width = wh.shape[1]
+    dtype = x.dtype
+    zero, one = dtype.type(0.0), dtype.type(1.0)
+    t_gates, t_hprev, t_cprev, t_c, t_craw, t_r, t_hn = tape
+    dz_in = np.empty((steps * batch, gh), dtype)  # d (W_i2h x + b_i2h)
+    dz_state = np.empty((steps * batch, gh), dtype) if mode == 3 else dz_in  # d (W_h2h h + b_h2h)
+    d_new = np.empty((steps * batch if projecting else batch, width), dtype)
+    dr = np.empty((batch, hidden), dtype)
+    dh_prev = np.empty((batch, width), dtype)
+    for s in range(steps):
+        t = s if reverse else steps - 1 - s
+        base = t * batch
+        dhn = d_new[base : base + batch] if projecting else d_new
+        for n in range(batch):
+            valid = not use_len or lengths[n] > t
+            for j in range(width):
+                dhn[n, j] = dh[n, j] + d_outs[t, n, j] if valid else zero
+        if projecting:
+            blas.matmul_into(dhn, wr, False, False, dr)
+        else:
+            dr = dhn
+        for n in range(batch):
+            row = base + n
+            if use_len and not lengths[n] > t:
+                for j in range(gh):
+                    dz_in[row, j] = zero
+                    dz_state[row, j] = zero
+                continue
+            if mode == 2:
+                for j in range(hidden):
+                    gi = t_gates[k, t, n, j]
+                    gf = t_gates[k, t, n, hidden + j]
+                    gg = t_gates[k, t, n, 2 * hidden + j]
+                    go = t_gates[k, t, n, 3 * hidden + j]
+                    tc = vm.tanh(t_c[k, t, n, j])
+                    dct = dc[n, j] + dr[n, j] * go * (one - tc * tc)
+                    if clip:
+                        raw = t_craw[k, t, n, j]
+                        if not (raw >= low and raw <= high):
+                            dct = zero
+                    dz_in[row, j] = dct * gg * gi * (one - gi)
+                    dz_in[row, hidden + j] = dct * t_cprev[k, t, n, j] * gf * (one - gf)
+                    dz_in[row, 2 * hidden + j] = dct * gi * (one - gg * gg)
+                    dz_in[row, 3 * hidden + j] = dr[n, j] * tc * go * (one - go)
+                    dc[n, j] = dct * gf
+            elif mode == 3:
+                for j in range(hidden):
+                    gr = t_gates[k, t, n, j]
+                    gz = t_gates[k, t, n, hidden + j]
+                    gn = t_gates[k, t, n, 2 * hidden + j]
+                    dn = dhn[n, j] * (one - gz) * (one - gn * gn)
+                    dgr = dn * t_hn[k, t, n, j] * gr * (one - gr)
+                    dgz = dhn[n, j] * (t_hprev[k, t, n, j] - gn) * gz * (one - gz)
+                    dz_in[row, j] = dgr
+                    dz_in[row, hidden + j] = dgz
+                    dz_in[row, 2 * hidden + j] = dn
+                    dz_state[row, j] = dgr
+                    dz_state[row, hidden + j] = dgz
+                    dz_state[row, 2 * hidden + j] = dn * gr
+            else:
+                for j in range(hidden):
+                    a = t_gates[k, t, n, j]
+                    if mode == 0:
+                        slope = (one if a > zero else zero) if a == a else a
+                    else:
+                        slope = one - a * a
+                    dz_in[row, j] = dhn[n, j] * slope
+        blas.matmul_into(dz_state[base : base + batch], wh, False, False, dh_prev)
+        for n in range(batch):
+            if use_len and not lengths[n] > t:
+                continue
+            for j in range(width):
+                carried = dhn[n, j] * t_gates[k, t, n, hidden + j] if mode == 3 else zero
+                dh[n, j] = dh_prev[n, j] + carried
+    rows = steps * batch
+    blas.matmul_into(dz_in, x.reshape((rows, size)), True, False, d_wi)
+    blas.matmul_into(dz_state, t_hprev[k].reshape((rows, width)), True, False, d_wh)
+    if projecting:
+        blas.matmul_into(d_new, t_r[k].reshape((rows, hidden)), True, False, d_wr)
+    for j in range(gh):
+        total_in = 0.0
+        total_state = 0.0
+        for row in range(rows):
+            total_in += dz_in[row, j]
+            total_state += dz_state[row, j]
+        d_bi[j] = total_in
+        d_bh[j] = total_state
+    flat = d_x.reshape((rows, size))
+    if add:
+        part = np.empty((rows, size), dtype)
+        blas.matmul_into(dz_in, wi, False, False, part)
+        flat += part
+    else:
+        blas.matmul_into(dz_in, wi, False, False, flat)
+
+
+@_jit
+def lib_rnn_backward(data, params, state, cell, lengths, masks, d_out, d_hy, d_cy, mode, gates,
+                     layers, directions, hidden, width, projecting, use_len, clip, low, high,
+                     clip_nan, d_data, d_params, d_state, d_cell):
+    steps, batch, features = data.shape
+    dtype = data.dtype
+    count = layers * directions
+    tape = _rnn_tapes(mode, count, steps, batch, hidden, width, projecting, clip, dtype)
+    above = np.empty((max(layers - 1, 0), steps, batch, directions * width), dtype)
+    out = np.empty((steps, batch, directions * width), dtype)
+    hy = np.empty((count, batch, width), dtype)
+    cy = np.empty((count if mode == 2 else 0, batch, hidden), dtype)
+    _rnn_run(data, params, state, cell, lengths, masks, mode, gates, layers, directions,
+             hidden, width, projecting, use_len, clip, low, high, clip_nan, out, hy, cy,
+             True, tape, above)
+    table = _rnn_layout(gates, layers, directions, features, hidden, width, projecting)
+    gh = gates * hidden
+    d_params[:] = 0
+    d_above = d_out
+    d_part = np.empty((steps, batch, width), dtype)
+    dh = np.empty((batch, width), dtype)
+    dc = np.zeros((batch, hidden), dtype)
+    for layer in range(layers - 1, -1, -1):
+        x = data if layer == 0 else above[layer - 1]
+        d_x = d_data if layer == 0 else np.empty(x.shape, dtype)
+        for d in range(directions):
+            k = layer * directions + d
+            size = table[k, 5]
+            wi = params[table[k, 0] : table[k, 0] + gh * size].reshape((gh, size))
+            wh = params[table[k, 1] : table[k, 1] + gh * width].reshape((gh, width))
+            n_r = width * hidden * projecting
+            wr = params[table[k, 2] : table[k, 2] + n_r].reshape((width * projecting, hidden))
+            d_wi = d_params[table[k, 0] : table[k, 0] + gh * size].reshape((gh, size))
+            d_wh = d_params[table[k, 1] : table[k, 1] + gh * width].reshape((gh, width))
+            d_wr = d_params[table[k, 2] : table[k, 2] + n_r].reshape((width * projecting, hidden))
+            d_bi = d_params[table[k, 3] : table[k, 3] + gh]
+            d_bh = d_params[table[k, 4] : table[k, 4] + gh]
+            d_part[:] = d_above[:, :, d * width : (d + 1) * width]
+            dh[:] = d_hy[k]
+            if mode == 2:
+                dc[:] = d_cy[k]
+            _rnn_back_direction(mode, hidden, projecting, lengths, use_len, d == 1, clip, low,
+                                high, x, wi, wh, wr, d_part, dh, dc, tape, k, d_wi, d_wh, d_wr,
+                                d_bi, d_bh, d_x, d == 1)
+            d_state[k] = dh
+            if mode == 2:
+                d_cell[k] = dc
+        if layer > 0:
+            if masks.shape[0] > 0:
+                d_x *= masks[layer - 1]
+            d_above = d_x
+"""
+
+
+# -- the attrs as kernel arguments ---------------------------------------------
+
+
+def _settings(attrs: dict, dtype: np.dtype) -> tuple:
+    """(mode, gates, layers, directions, hidden, width, projecting, use_len, clip, low,
+    high, clip_nan): the attrs as the kernels take them."""
+    mode = attrs["mode"]
+    low, high = attrs["lstm_state_clip_min"], attrs["lstm_state_clip_max"]
+    clip = mode == "lstm" and low is not None and high is not None
+    projection = attrs["projection_size"]
+    hidden = attrs["state_size"]
+    scalar = dtype.type
+    return (
+        _MODE_CODES[mode],
+        GATES[mode],
+        attrs["num_layers"],
+        2 if attrs["bidirectional"] else 1,
+        hidden,
+        projection or hidden,
+        bool(projection),
+        bool(attrs["use_sequence_length"]),
+        clip,
+        scalar(low if clip else 0.0),
+        scalar(high if clip else 0.0),
+        bool(attrs["lstm_state_clip_nan"]),
+    )
+
+
+def _split(arrays: tuple, attrs: dict) -> tuple[Any, Any, list]:
+    """(state_cell or None, sequence_length or None, the arrays after them)."""
+    rest = list(arrays)
+    cell = rest.pop(0) if attrs["mode"] == "lstm" else None
+    lengths = rest.pop(0) if attrs["use_sequence_length"] else None
+    return cell, lengths, rest
+
+
+def _ready(a: np.ndarray) -> np.ndarray:
+    """``a`` as the kernels take it: C-contiguous and writeable (numba types a
+    read-only array apart, which would compile the kernels again)."""
+    return a if a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C")
+
+
+def _floats(arrays: list) -> bool:
+    return len({a.dtype for a in arrays}) == 1 and arrays[0].dtype in FLOATS
+
+
+def _float_data(node: Node) -> bool:
+    return node.inputs[0].dtype in FLOATS
+
+
+def _forward_lowerable(node: Node) -> bool:
+    # dropout masks come from the frontend's generator: that forward stays numpy
+    return _float_data(node) and not draws_masks(node.attrs)
+
+
+# -- run from the step runner ----------------------------------------------------
+
+
+def _forward(kernel, data, params, state, *rest, **attrs):
+    cell, lengths, _ = _split(rest, attrs)
+    data, params, state = _ready(data), _ready(params), _ready(state)
+    cell = _ready(cell) if cell is not None else None
+    floats = [data, params, state] + ([cell] if cell is not None else [])
+    if not _floats(floats) or 0 in data.shape:
+        return None
+    dtype = data.dtype
+    options = _settings(attrs, dtype)
+    _, _, layers, directions, hidden, width = options[:6]
+    steps, batch, _ = data.shape
+    out = np.empty((steps, batch, directions * width), dtype)
+    hy = np.empty((layers * directions, batch, width), dtype)
+    lstm = attrs["mode"] == "lstm"
+    cy = np.empty((layers * directions if lstm else 0, batch, hidden), dtype)
+    kernel(
+        data,
+        params,
+        state,
+        cell if cell is not None else np.empty((0, 0, 0), dtype),
+        _ready(lengths) if lengths is not None else np.empty(0, dtype),
+        *options,
+        out,
+        hy,
+        cy,
+    )
+    return (out, hy, cy) if lstm else (out, hy)
+
+
+def _backward(kernel, data, params, state, *rest, **attrs):
+    cell, lengths, after = _split(rest, attrs)
+    lstm = attrs["mode"] == "lstm"
+    forward = 2 + lstm + draws_masks(attrs)
+    masks = _ready(after[forward - 1]) if draws_masks(attrs) else None
+    grads = [_ready(g) for g in after[forward:]]
+    data, params, state = _ready(data), _ready(params), _ready(state)
+    cell = _ready(cell) if cell is not None else None
+    floats = [data, params, state] + ([cell] if cell is not None else [])
+    floats += grads + ([masks] if masks is not None else [])
+    if not _floats(floats) or 0 in data.shape:
+        return None
+    dtype = data.dtype
+    d_data, d_params, d_state = (np.empty_like(a) for a in (data, params, state))
+    d_cell = np.empty_like(cell) if cell is not None else np.empty((0, 0, 0), dtype)
+    empty3 = np.empty((0, 0, 0), dtype)
+    kernel(
+        data,
+        params,
+        state,
+        cell if cell is not None else empty3,
+        _ready(lengths) if lengths is not None else np.empty(0, dtype),
+        masks if masks is not None else np.empty((0, 0, 0, 0), dtype),
+        grads[0],
+        grads[1],
+        grads[2] if lstm else empty3,
+        *_settings(attrs, dtype),
+        d_data,
+        d_params,
+        d_state,
+        d_cell,
+    )
+    return (d_data, d_params, d_state, d_cell) if lstm else (d_data, d_params, d_state)
+
+
+# -- the whole-program entry's forms (see ..entry) ------------------------------
+
+
+def _literal_settings(attrs: dict, dtype: np.dtype) -> str:
+    values = []
+    for value in _settings(attrs, dtype):
+        if isinstance(value, np.floating):
+            values.append(f"np.{dtype.name}({float(value)!r})")
+        else:
+            values.append(repr(value))
+    return ", ".join(values)
+
+
+def _contiguous(slot: int) -> str:
+    # a no-op for the C-contiguous arrays slots usually hold; a copy otherwise
+    return f"np.ascontiguousarray(s{slot})"
+
+
+def _forward_entry(w: Writer, step) -> bool:
+    node, kernel, attrs = step.node, step.lowering.kernel_name, step.node.attrs
+    dtype = node.types[0].dtype
+    lstm = attrs["mode"] == "lstm"
+    data, params, state = (_contiguous(i) for i in step.inputs[:3])
+    cell = _contiguous(step.inputs[3]) if lstm else f"np.empty((0, 0, 0), np.{dtype.name})"
+    lengths = (
+        _contiguous(step.inputs[-1])
+        if attrs["use_sequence_length"]
+        else f"np.empty(0, np.{dtype.name})"
+    )
+    first = f"s{step.inputs[0]}"
+    w.give_up_if(f"{first}.shape[0] == 0 or {first}.shape[1] == 0")
+    for slot, entry_type in zip(step.outputs, node.types):
+        shape = [str(n) for n in entry_type.shape]
+        # sizes from the data: the first two axes of out, the batch of the states
+        if slot == step.outputs[0]:
+            shape[:2] = [f"{first}.shape[0]", f"{first}.shape[1]"]
+        else:
+            shape[1] = f"{first}.shape[1]"
+        w.result(slot, shape_tuple(shape), dtype)
+    cy = f"s{step.outputs[2]}" if lstm else f"np.empty((0, 0, 0), np.{dtype.name})"
+    w.emit(
+        f"{kernel}({data}, {params}, {state}, {cell}, {lengths}, "
+        f"{_literal_settings(attrs, dtype)}, s{step.outputs[0]}, s{step.outputs[1]}, {cy})"
+    )
+    return True
+
+
+def _backward_entry(w: Writer, step) -> bool:
+    node, kernel, attrs = step.node, step.lowering.kernel_name, step.node.attrs
+    dtype = node.types[0].dtype
+    empty3 = f"np.empty((0, 0, 0), np.{dtype.name})"
+    lstm, masked = attrs["mode"] == "lstm", draws_masks(attrs)
+    inputs = list(step.inputs)
+    data, params, state = (_contiguous(i) for i in inputs[:3])
+    del inputs[:3]
+    cell = _contiguous(inputs.pop(0)) if lstm else empty3
+    lengths = (
+        _contiguous(inputs.pop(0))
+        if attrs["use_sequence_length"]
+        else f"np.empty(0, np.{dtype.name})"
+    )
+    forward = 2 + lstm + masked
+    masks = (
+        _contiguous(inputs[forward - 1]) if masked else f"np.empty((0, 0, 0, 0), np.{dtype.name})"
+    )
+    grads = [_contiguous(i) for i in inputs[forward:]]
+    first = f"s{step.inputs[0]}"
+    w.give_up_if(f"{first}.shape[0] == 0 or {first}.shape[1] == 0")
+    for slot, source in zip(step.outputs, step.inputs):
+        w.result(slot, f"s{source}.shape", dtype)
+    d_cell = f"s{step.outputs[3]}" if lstm else empty3
+    w.emit(
+        f"{kernel}({data}, {params}, {state}, {cell}, {lengths}, {masks}, {grads[0]}, "
+        f"{grads[1]}, {grads[2] if lstm else empty3}, {_literal_settings(attrs, dtype)}, "
+        f"s{step.outputs[0]}, s{step.outputs[1]}, s{step.outputs[2]}, {d_cell})"
+    )
+    return True
+
+
+register_lowering(
+    Lowering(
+        "RNN",
+        _SOURCE,
+        "lib_rnn_forward",
+        run=_forward,
+        entry=_forward_entry,
+        accepts=_forward_lowerable,
+    )
+)
+register_lowering(
+    Lowering(
+        "_rnn_grad",
+        _SOURCE,
+        "lib_rnn_backward",
+        run=_backward,
+        entry=_backward_entry,
+        accepts=_float_data,
+    )
+)
