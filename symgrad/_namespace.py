@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from symgrad_compiler import OPS, OpDef, bind_arguments
+from symgrad_compiler import OPS, GraphError, OpDef, bind_arguments
 
 from ._op_docs import op_docstring
+from .base import MXNetError
 
 
 def _make_function(
@@ -29,6 +31,14 @@ def _make_function(
         options = {k: kwargs.pop(k) for k in ("out", "name") if k in kwargs}
         refuse_numpy(public_name, opdef, args, kwargs)
         inputs, attrs = bind_arguments(opdef, args, kwargs, is_tensor)
+        if opdef.variadic and "num_args" in opdef.attrs:
+            expected = num_args_inputs(opdef, attrs, len(inputs))
+            if len(expected) != len(inputs):
+                raise MXNetError(
+                    f"Check failed: num_inputs == infered_num_inputs ({len(inputs)} vs. "
+                    f"{len(expected)}) : Operator {opdef.name} expects {len(expected)} "
+                    f"inputs, but got {len(inputs)} instead."
+                )
         return finish(apply(opdef, inputs, attrs), **options)
 
     function.__name__ = public_name
@@ -59,6 +69,45 @@ def refuse_numpy(
                 f"numpy.ndarray of shape {value.shape}"
                 + (" (wrap it with mx.nd.array)" if "NDArray" in expected else "")
             )
+
+
+def num_args_inputs(opdef: OpDef, attrs: dict, count: int) -> tuple[str, ...]:
+    """The names of the inputs a variadic op that takes MXNet's ``num_args`` expects,
+    given its call's ``attrs`` and ``count`` array inputs.
+
+    ``num_args`` is removed from ``attrs`` (a node's attrs keep it canonical, 0: the
+    number of its inputs, so two spellings of one call share their programs); when
+    absent it is ``count``, as MXNet's generated functions set it. The names are
+    ``arg0, arg1, ...`` (MXNet's), or the op's own for an op whose input list depends
+    on its attrs (bilinear ``UpSampling`` takes ``data`` and ``weight``).
+
+    Raises
+    ------
+    MXNetError
+        With MXNet's text, for a ``num_args`` that is not an integer or is below 1.
+    """
+    value = attrs.pop("num_args", count)
+    number = None
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        number = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        number = int(value)
+    if number is None:
+        raise MXNetError(
+            f"Invalid Parameter format for num_args expect int but value='{value}', "
+            f'in operator {opdef.name}(name="", num_args="{value}")'
+        )
+    if number < 1:
+        raise MXNetError(
+            f"value {number} for Parameter num_args should be greater equal to 1, "
+            f'in operator {opdef.name}(name="", num_args="{number}")'
+        )
+    if callable(opdef.inputs):
+        try:
+            return opdef.input_names(opdef.canonical_attrs(dict(attrs, num_args=number)))
+        except GraphError:
+            pass  # attrs the call itself will refuse, naming them
+    return tuple(f"arg{i}" for i in range(number))
 
 
 class NDArrayTypeError(TypeError, AssertionError):

@@ -39,7 +39,7 @@ from symgrad_compiler.expr import _attrs_for_inputs
 from symgrad_compiler.ir import TensorType
 from symgrad_compiler.registry import NULL, get_op
 
-from ._namespace import refuse_numpy
+from ._namespace import num_args_inputs, refuse_numpy
 from ._op_docs import op_docstring
 from .attribute import (
     AttrScope,
@@ -773,8 +773,10 @@ def _make_symbol(
     attrs: dict,
     name: str | None = None,
     attr: dict | None = None,
+    scoped: bool = False,
 ) -> Symbol:
-    name = scoped_name(name, opdef.name.lower())
+    if not scoped:
+        name = scoped_name(name, opdef.name.lower())
     annotations = AttrScope.current.get(attr)
     plain = [k for k in annotations if not (k.startswith("__") and k.endswith("__"))]
     if plain and opdef.attrs:
@@ -911,6 +913,8 @@ def _symbol_function(public_name: str, opdef: OpDef):
         **kwargs: Any,
     ) -> Symbol:
         refuse_numpy(public_name, opdef, args, kwargs, expected="a Symbol")
+        # named once, here: a Prefix scope must not prefix the name twice
+        name = scoped_name(name, public_name.lower())
         if not opdef.variadic:
             leading = 0
             while leading < len(args) and isinstance(args[leading], Symbol):
@@ -922,7 +926,6 @@ def _symbol_function(public_name: str, opdef: OpDef):
                 raise MXNetError(f"{public_name}: {err}") from None
             missing = [n for i, n in enumerate(names) if i >= leading and n not in kwargs]
             if missing:
-                name = scoped_name(name, public_name.lower())
                 for input_name in missing:
                     init = _AUX_INITS.get(input_name) if input_name in opdef.aux else None
                     # MXNet gives the variables it makes the call's parameters too
@@ -930,11 +933,33 @@ def _symbol_function(public_name: str, opdef: OpDef):
                         f"{name}_{input_name}", init=init, attr=_as_strings(plain)
                     )
         inputs, attrs = bind_arguments(opdef, args, kwargs, _is_symbol)
-        return _make_symbol(opdef, [s._single_entry() for s in inputs], attrs, name, attr)
+        if opdef.variadic and "num_args" in opdef.attrs:
+            inputs = _num_args_inputs(public_name, opdef, inputs, attrs, name)
+        entries = [s._single_entry() for s in inputs]
+        return _make_symbol(opdef, entries, attrs, name, attr, scoped=True)
 
     function.__name__ = function.__qualname__ = public_name
     function.__doc__ = op_docstring(opdef, public_name, "sym")
     return function
+
+
+def _num_args_inputs(public_name: str, opdef: OpDef, inputs: list, attrs: dict, name: str) -> list:
+    """The inputs of a variadic symbol call that takes ``num_args``, and its name.
+
+    As in MXNet: more symbols than ``num_args`` is an error; fewer leaves the rest
+    as variables ``<name>_arg<i>`` (``<name>_weight`` for bilinear UpSampling),
+    which carry the call's parameters as attributes. ``num_args`` leaves ``attrs``.
+    """
+    given = {k: v for k, v in attrs.items() if v is not None}
+    expected = num_args_inputs(opdef, attrs, len(inputs))
+    if len(expected) < len(inputs):
+        raise MXNetError(
+            f"{public_name}: Check failed: arg_vec.size() <= n_req ({len(inputs)} vs. "
+            f"{len(expected)}) : Incorrect number of arguments, requires "
+            f"{len(expected)}, provided {len(inputs)}"
+        )
+    made = [var(f"{name}_{n}", attr=_as_strings(given)) for n in expected[len(inputs) :]]
+    return [*inputs, *made]
 
 
 def _scalar_or_symbol(tensor_op: str, scalar_op: str, reflected_op: str):

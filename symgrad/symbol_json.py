@@ -29,6 +29,7 @@ import numpy as np
 from symgrad_compiler import OPS, Entry, GraphError, Node, OpDef, TensorType, topo_order
 from symgrad_compiler.registry import NULL
 
+from ._namespace import num_args_inputs
 from .attribute import set_given_keys, set_op_node_attrs
 from .base import MXNetError
 from .symbol import DTYPE_NAMES, INTERNAL_ATTRS, Symbol, format_attr, node_attr_strings
@@ -87,8 +88,8 @@ def to_json(symbol: Symbol) -> str:
     for node in nodes:
         record: dict[str, Any] = {"op": node.op.name, "name": node.name}
         attrs = node_attr_strings(node)
-        if node.op.variadic:
-            attrs["num_args"] = str(len(node.inputs))
+        if node.op.variadic and "num_args" in node.op.attrs:
+            attrs["num_args"] = str(node.attrs.get("num_args") or len(node.inputs))
         if attrs:
             record["attrs"] = attrs
         record["inputs"] = [[position[id(e.node)], e.index, 0] for e in node.inputs]
@@ -249,10 +250,18 @@ def _build_node(i: int, record: dict, built: list) -> Node:
             continue
         if key in INTERNAL_ATTRS:
             continue
-        if key == "num_args" and opdef.variadic and str(value) != str(len(inputs)):
-            raise SymbolJSONError(
-                f"{where}: num_args is {value} but the node has {len(inputs)} inputs"
-            )
+        if key == "num_args" and opdef.variadic and "num_args" in opdef.attrs:
+            try:
+                own = {k: v for k, v in record["attrs"].items() if k in opdef.attrs}
+                expected = num_args_inputs(opdef, own, len(inputs))
+            except MXNetError as err:
+                raise SymbolJSONError(f"{where}: {err}") from None
+            if len(expected) != len(inputs):
+                raise SymbolJSONError(
+                    f"{where}: num_args is {value}, so {opdef.name} takes "
+                    f"{len(expected)} inputs, but the node has {len(inputs)}"
+                )
+            continue  # (kept canonical, 0: the node's input count)
         if key in IGNORED_ATTRS and key not in opdef.attrs:
             continue
         if not opdef.attrs:

@@ -610,7 +610,7 @@ RNN_OP.num_outputs = rnn_output_count
 _CONCAT = get_op("Concat")
 
 
-def rnn_param_concat_grad(g: Expr, *inputs: Expr, out: Expr, dim: int) -> Expr:
+def rnn_param_concat_grad(g: Expr, *inputs: Expr, out: Expr, dim: int, num_args: int = 0) -> Expr:
     """the pieces of g that line up with each input (as Concat)"""
     rule = _CONCAT.grad
     assert rule is not None
@@ -623,7 +623,7 @@ register(
         infer=_CONCAT.infer,
         impl=_CONCAT.impl,
         grad=rnn_param_concat_grad,
-        attrs={"dim": Attr(as_int, 1)},
+        attrs={"dim": Attr(as_int, 1), "num_args": Attr(as_int, 0)},
         variadic=True,
         kind="shape",
         doc="Join arrays along axis ``dim`` (Concat under the name MXNet's RNN layers export).",

@@ -283,7 +283,12 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _concat_types(types: Sequence[TensorType], *, dim: int) -> list[TensorType]:
+# MXNet's count of a variadic op's inputs: the frontend checks it against the call
+# and stores 0 ("as many as the node has"), so it never changes a value
+NUM_ARGS = Attr(as_int, 0)
+
+
+def _concat_types(types: Sequence[TensorType], *, dim: int, num_args: int = 0) -> list[TensorType]:
     dtype = require_same_dtype(types)
     rank = len(types[0].shape)
     axis = normalize_axis(dim, rank)
@@ -297,7 +302,13 @@ def _concat_types(types: Sequence[TensorType], *, dim: int) -> list[TensorType]:
     return [TensorType(tuple(shape), dtype)]
 
 
-def concat_grad(g: Expr, *inputs: Expr, out: Expr, dim: int) -> Expr | tuple[Expr | None, ...]:
+def _concat(*arrays: np.ndarray, dim: int, num_args: int = 0) -> np.ndarray:
+    return np.concatenate(arrays, axis=dim)
+
+
+def concat_grad(
+    g: Expr, *inputs: Expr, out: Expr, dim: int, num_args: int = 0
+) -> Expr | tuple[Expr | None, ...]:
     """the pieces of g that line up with each input"""
     pieces = F._split_like(g, *inputs, axis=dim)
     return pieces if len(inputs) > 1 else (pieces,)
@@ -308,9 +319,9 @@ register(
         name="Concat",
         aliases=("concat",),
         infer=_concat_types,
-        impl=lambda *xs, dim: np.concatenate(xs, axis=dim),
+        impl=_concat,
         grad=concat_grad,
-        attrs={"dim": Attr(as_int, 1)},
+        attrs={"dim": Attr(as_int, 1), "num_args": NUM_ARGS},
         variadic=True,
         kind="shape",
         doc="Join arrays along axis ``dim``.",
@@ -353,7 +364,7 @@ register(
 )
 
 
-def _stack_types(types: Sequence[TensorType], *, axis: int) -> list[TensorType]:
+def _stack_types(types: Sequence[TensorType], *, axis: int, num_args: int = 0) -> list[TensorType]:
     dtype = require_same_dtype(types)
     if any(t.shape != types[0].shape for t in types):
         raise GraphError("stack needs equal shapes")
@@ -362,7 +373,13 @@ def _stack_types(types: Sequence[TensorType], *, axis: int) -> list[TensorType]:
     return [TensorType(tuple(shape), dtype)]
 
 
-def stack_grad(g: Expr, *inputs: Expr, out: Expr, axis: int) -> Expr | tuple[Expr | None, ...]:
+def _stack(*arrays: np.ndarray, axis: int, num_args: int = 0) -> np.ndarray:
+    return np.stack(arrays, axis=axis)
+
+
+def stack_grad(
+    g: Expr, *inputs: Expr, out: Expr, axis: int, num_args: int = 0
+) -> Expr | tuple[Expr | None, ...]:
     """g split back into its slices"""
     pieces = F.SliceChannel(g, num_outputs=len(inputs), axis=axis, squeeze_axis=True)
     return pieces if len(inputs) > 1 else (pieces,)
@@ -372,9 +389,9 @@ register(
     OpDef(
         name="stack",
         infer=_stack_types,
-        impl=lambda *xs, axis: np.stack(xs, axis=axis),
+        impl=_stack,
         grad=stack_grad,
-        attrs={"axis": Attr(as_int, 0)},
+        attrs={"axis": Attr(as_int, 0), "num_args": NUM_ARGS},
         variadic=True,
         kind="shape",
         doc="Join equal-shaped arrays along a new axis.",

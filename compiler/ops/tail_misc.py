@@ -652,7 +652,7 @@ register(
 # ---------------------------------------------------------------------------
 
 
-def _khatri_rao_types(types: Sequence[TensorType]) -> list[TensorType]:
+def _khatri_rao_types(types: Sequence[TensorType], num_args: int = 0) -> list[TensorType]:
     if not types or any(len(t.shape) != 2 for t in types):
         raise GraphError("khatri_rao takes matrices")
     columns = types[0].shape[1]
@@ -662,14 +662,16 @@ def _khatri_rao_types(types: Sequence[TensorType]) -> list[TensorType]:
     return [TensorType((rows, columns), types[0].dtype)]
 
 
-def _khatri_rao(*matrices: np.ndarray) -> np.ndarray:
+def _khatri_rao(*matrices: np.ndarray, num_args: int = 0) -> np.ndarray:
     out = matrices[0]
     for m in matrices[1:]:
         out = (out[:, None, :] * m[None, :, :]).reshape(-1, m.shape[1])
     return out.copy()
 
 
-def khatri_rao_grad(g: Expr, *matrices: Expr, out: Expr) -> Expr | tuple[Expr | None, ...]:
+def khatri_rao_grad(
+    g: Expr, *matrices: Expr, out: Expr, num_args: int = 0
+) -> Expr | tuple[Expr | None, ...]:
     """per input i: g (as n_1 x ... x n_k x C) times the other inputs, summed over
     their rows"""
     return tuple(F._khatri_rao_grad(g, *matrices, index=i) for i in range(len(matrices)))
@@ -681,6 +683,7 @@ register(
         infer=_khatri_rao_types,
         impl=_khatri_rao,
         grad=khatri_rao_grad,
+        attrs={"num_args": Attr(as_int, 0)},  # MXNet's input count (checked by the frontend)
         variadic=True,
         kind="blas",
         doc="The column-wise Kronecker product of matrices with one column count.\n\n"
