@@ -6,31 +6,31 @@ that can be simplified, compiled, run, or differentiated again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 from .expr import Expr
-from .ir import Entry, GraphError, topo_order
+from .ir import Entry, GraphError, Node, topo_order
 from .ops.common import F
 
 
 def _total(parts: list[Expr] | None) -> Expr | None:
-    if not parts:
-        return None
-    total = parts[0]
-    for part in parts[1:]:
-        total = F.elemwise_add(total, part)
-    return total
+    return functools.reduce(F.elemwise_add, parts) if parts else None
 
 
 def differentiate(
-    heads: Sequence[Entry], head_grads: Sequence[Entry], wrt: Sequence[Entry]
+    heads: Sequence[Entry],
+    head_grads: Sequence[Entry],
+    wrt: Sequence[Entry],
+    on_rule: Callable[[Node, list[Expr | None], tuple[Expr | None, ...]], None] | None = None,
 ) -> list[Entry | None]:
     """Gradients of ``heads`` (seeded with ``head_grads``) with respect to ``wrt``.
 
     Only nodes on a path from a ``wrt`` entry to a head are visited; ops without
     a gradient (``differentiable=False``) stop the walk. Contributions to a shared
     entry are summed, and an input that was broadcast gets its gradient summed back
-    to its own shape. Returns None for an entry no head depends on.
+    to its own shape. Returns None for an entry no head depends on. ``on_rule``
+    (if given) sees each node, its output gradients and its rule's results.
     """
     order = topo_order(heads)
     targets = {id(entry.node) for entry in wrt}
@@ -68,6 +68,8 @@ def differentiate(
         )
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
+        if on_rule is not None:
+            on_rule(node, grads, input_grads)
         for entry, grad in zip(node.inputs, input_grads):
             if grad is None or id(entry.node) not in on_path:
                 continue

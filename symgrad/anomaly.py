@@ -3,10 +3,12 @@
 With ``mx.autograd.set_detect_anomaly(True)`` (or inside
 ``with mx.autograd.detect_anomaly():``) every op recorded notes the line of user
 code that called it, and ``backward``/``grad`` first replay the graph on the numpy
-interpreter one node at a time: forward values in topological order, then each
-node's gradient in reverse. The first node whose output is NaN or inf while its
-inputs (and, for a gradient, the incoming gradient) are finite is named, with its
-call site, in an :class:`AnomalyError`. Nothing is written to any gradient buffer.
+interpreter: forward values in topological order through the interpreter's
+evaluation hook, then the gradient graph the compiler's ``differentiate`` builds,
+checked op by op in the order their gradient rules were applied (heads first).
+The first node whose output is NaN or inf while its inputs (and, for a gradient,
+the incoming gradient) are finite is named, with its call site, in an
+:class:`AnomalyError`. Nothing is written to any gradient buffer.
 
 The mode costs a frame walk per recorded op and a second, slow evaluation per
 backward, so it is off by default; when off, recording pays one flag test.
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from symgrad_compiler import Entry, GraphError, Node, differentiate, evaluate, variable
+from symgrad_compiler.interpret import numpy_apply
 
 from . import _state
 from .base import MXNetError
@@ -142,90 +145,88 @@ def _raise(node: Node, phase: str, what: str, detail: str) -> None:
 def check(
     heads: Sequence[Entry], nodes: Sequence[Node], wrt: Sequence[Node], head_grads: Sequence[Any]
 ) -> None:
-    """Replay forward and backward node by node; raise :class:`AnomalyError` at the
-    first node that turns finite values into NaN or inf."""
+    """Replay forward and backward on the interpreter; raise :class:`AnomalyError`
+    at the first node that turns finite values into NaN or inf.
+
+    The forward runs through the interpreter's evaluation hook, checking each
+    node as it is made; the backward is the compiler's own gradient graph
+    (:func:`differentiate`, which reports each op's rule as it applies it), run on
+    the interpreter and checked rule by rule in the order they were applied."""
     if any(node.freed for node in nodes):
         return  # backward itself reports a freed graph
-    values: dict[int, tuple] = {}
+    values = _checked_forward(heads, nodes)
+    _check_input_leaves(nodes, values)
+    _check_gradients(heads, wrt, head_grads, values)
+
+
+def _checked_forward(heads: Sequence[Entry], nodes: Sequence[Node]) -> dict[Node, tuple]:
+    """Every node's outputs: recorded values read, pending ones computed, and each
+    result checked as it is made."""
+    values: dict[Node, tuple] = {node: node.value for node in nodes if not node.inputs}
 
     def checked(node: Node, args: Sequence[Any]) -> tuple:
-        # the interpreter's evaluation hook: recorded values are read, pending
-        # ones computed, and every result checked as it is made
         result = node.value
         if result is None:
-            computed = node.op.impl(*args, **node.attrs)
+            computed = numpy_apply(node, args)
             result = computed if isinstance(computed, tuple) else (computed,)
-        values[id(node)] = result
+        values[node] = result
         what = _bad(result)
         if what and not _bad(args):
             _raise(node, "forward", what, "its inputs were finite")
         return result
 
-    leaves = {node: node.value for node in nodes if not node.inputs}
-    values.update({id(node): value for node, value in leaves.items()})
-    evaluate(list(heads), leaves, checked)
-    for node in nodes:  # a non-finite input leaf: name the first op that reads it
-        if not node.inputs and _bad(values[id(node)]):
-            users = [n for n in nodes if any(e.node is node for e in n.inputs)]
+    evaluate(list(heads), dict(values), checked)
+    return values
+
+
+def _check_input_leaves(nodes: Sequence[Node], values: dict[Node, tuple]) -> None:
+    """A non-finite input leaf: name the first op that reads it."""
+    for node in nodes:
+        what = None if node.inputs else _bad(values[node])
+        users = [n for n in nodes if any(e.node is node for e in n.inputs)] if what else []
+        if users:
             raise AnomalyError(
-                f"an input of shape {node.types[0].shape} holds {_bad(values[id(node)])}; "
+                f"an input of shape {node.types[0].shape} holds {what}; "
                 f"it is first read by {_describe(users[0])}",
-                users[0].op.name if users else None,
-                site(users[0]) if users else None,
+                users[0].op.name,
+                site(users[0]),
                 "forward",
             )
 
-    targets = {id(n) for n in wrt}
-    on_path: set[int] = set()
-    for node in nodes:
-        if id(node) in targets or (
-            node.op.differentiable and any(id(e.node) in on_path for e in node.inputs)
-        ):
-            on_path.add(id(node))
-    grads: dict[tuple[int, int], Any] = {}
-    for head, given in zip(heads, head_grads):
-        seed = np.ones_like(values[id(head.node)][head.index]) if given is None else given
-        _accumulate(grads, head, seed)
-    for node in reversed(nodes):
-        if id(node) not in on_path or not node.inputs:
-            continue
-        incoming = [grads.get((id(node), i)) for i in range(node.num_outputs)]
-        if all(g is None for g in incoming):
-            continue
-        input_grads = _node_gradients(node, values, incoming)
-        what = _bad([g for g in input_grads if g is not None])
-        if what and not _bad([g for g in incoming if g is not None]) and not _bad(values[id(node)]):
-            _raise(node, "gradient", what, "its inputs, outputs and incoming gradient were finite")
-        for entry, grad in zip(node.inputs, input_grads):
-            if grad is not None and id(entry.node) in on_path:
-                _accumulate(grads, entry, grad)
 
-
-def _accumulate(grads: dict, entry: Entry, grad: Any) -> None:
-    key = (id(entry.node), entry.index)
-    grads[key] = grad if key not in grads else grads[key] + grad
-
-
-def _node_gradients(node: Node, values: dict, incoming: list) -> list:
-    """The gradients of one node's inputs, by differentiating a copy of the node
-    alone and running that small graph on the interpreter."""
-    inputs = [variable(e.shape, e.dtype) for e in node.inputs]
-    copy = Node(node.op, node.attrs, tuple(Entry(v, 0) for v in inputs), node.types)
-    live = [i for i, g in enumerate(incoming) if g is not None]
-    seeds = [variable(node.types[i].shape, node.types[i].dtype) for i in live]
-    given = {v: (values[id(e.node)][e.index],) for v, e in zip(inputs, node.inputs)}
-    given.update({s: (incoming[i],) for s, i in zip(seeds, live)})
-    given[copy] = values[id(node)]
+def _check_gradients(
+    heads: Sequence[Entry],
+    wrt: Sequence[Node],
+    head_grads: Sequence[Any],
+    values: dict[Node, tuple],
+) -> None:
+    """Differentiate the graph, run its gradient graph on the interpreter, and name
+    the first op (in the order the rules were applied) whose rule turned finite
+    output gradients and values into non-finite input gradients."""
+    seeds = [variable(head.shape, head.dtype) for head in heads]
+    given = dict(values)
+    for seed, head, grad in zip(seeds, heads, head_grads):
+        given[seed] = (np.ones_like(values[head.node][head.index]) if grad is None else grad,)
+    rules: list[tuple[Node, list, tuple]] = []
     try:
-        outputs = differentiate(
-            [Entry(copy, i) for i in live],
-            [Entry(s, 0) for s in seeds],
-            [Entry(v, 0) for v in inputs],
+        differentiate(
+            list(heads),
+            [Entry(seed, 0) for seed in seeds],
+            [Entry(node, 0) for node in wrt],
+            on_rule=lambda node, incoming, returned: rules.append((node, incoming, returned)),
         )
     except GraphError:
-        return [None] * len(inputs)  # no gradient rule: backward itself will say so
-    computed = iter(evaluate([o for o in outputs if o is not None], given))
-    return [None if o is None else next(computed) for o in outputs]
+        return  # an op without a gradient rule: backward itself says so
+    wanted = [
+        g.entry for _, incoming, returned in rules for g in (*incoming, *returned) if g is not None
+    ]
+    with np.errstate(all="ignore"):  # a bad value is reported below, by op
+        computed = dict(zip(wanted, evaluate(wanted, given)))
+    for node, incoming, returned in rules:
+        what = _bad([computed[g.entry] for g in returned if g is not None])
+        finite_before = not _bad([computed[g.entry] for g in incoming if g is not None])
+        if what and finite_before and not _bad(values[node]):
+            _raise(node, "gradient", what, "its inputs, outputs and incoming gradient were finite")
 
 
 __all__ = ["AnomalyError", "detect_anomaly", "is_anomaly_enabled", "set_detect_anomaly"]
