@@ -260,13 +260,8 @@ def _kl_sparse_reg(
     momentum: float,
     is_train: bool,
 ) -> np.ndarray:
-    if is_train:
-        # MXNet updates the average activation in its backward pass, and its
-        # gradient reads the updated value; symgrad updates it in the training
-        # forward pass (as BatchNorm's statistics), so the gradient sees the same.
-        mean = data.mean(axis=_feature_axes(data.ndim))
-        moving_avg *= momentum
-        moving_avg += (1 - momentum) * mean
+    # the identity: MXNet 1.9.1 updates the moving average in the backward pass
+    # (_kl_sparse_reg_update, in the gradient), never in a forward one
     return data.copy()
 
 
@@ -282,8 +277,9 @@ def kl_sparse_reg_grad(
     is_train: bool,
 ) -> tuple[Expr | None, ...]:
     """g + penalty (-target / avg + (1 - target) / (1 - avg)), avg the moving average
-    activation of each feature (axis 1); none for the average"""
-    avg = F.stop_gradient(moving_avg)
+    activation of each feature (axis 1) after this backward pass updated it with
+    data's mean (as MXNet's backward does, once per pass); none for the average"""
+    avg = F._kl_sparse_reg_update(data, moving_avg, momentum=momentum)
     term = (-sparseness_target / avg + (1 - sparseness_target) / (1 - avg)) * penalty
     shape = (1, -1) + (1,) * (data.ndim - 2)
     return g + F.broadcast_like(F.reshape(term, shape=shape), data), None
@@ -311,7 +307,37 @@ register(
         kind="norm",
         doc="The identity, whose gradient adds a KL sparseness penalty pulling each "
         "feature's moving average activation towards sparseness_target (the average "
-        "is updated in training).\n\nGradient\n--------\n" + (kl_sparse_reg_grad.__doc__ or ""),
+        "is updated by each backward pass).\n\nGradient\n--------\n"
+        + (kl_sparse_reg_grad.__doc__ or ""),
         test=TestSpec(make_inputs=_kl_inputs, attrs={"is_train": True}, wrt=()),
+    )
+)
+
+
+def _kl_sparse_reg_update(
+    data: np.ndarray, moving_avg: np.ndarray, *, momentum: float
+) -> np.ndarray:
+    # In place, as BatchNorm's statistics: moving_avg is the auxiliary array itself
+    # (an executor's aux_dict entry, or the NDArray given to nd), which MXNet's
+    # backward updates.
+    mean = data.mean(axis=_feature_axes(data.ndim))
+    moving_avg *= momentum
+    moving_avg += (1 - momentum) * mean
+    return moving_avg.copy()
+
+
+register(
+    OpDef(
+        name="_kl_sparse_reg_update",
+        infer=lambda types, *, momentum: [types[1]],
+        impl=_kl_sparse_reg_update,
+        inputs=("data", "moving_avg"),
+        attrs={"momentum": Attr(as_float, 0.9)},
+        differentiable=False,
+        kind="opaque",
+        doc="Update ``moving_avg`` in place to momentum moving_avg + (1 - momentum) "
+        "mean(data) (the mean over all axes but 1) and return its new value: "
+        "IdentityAttachKLSparseReg's backward step. No gradient.",
+        test=TestSpec(make_inputs=_kl_inputs),
     )
 )
