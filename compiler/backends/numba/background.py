@@ -2,12 +2,19 @@
 the order they asked, so a process never runs more than one numba compilation
 behind the user's back, however many graphs it builds.
 
-A process does not wait for it at exit: ``atexit`` gives the job in progress a
-short grace period (``EXIT_GRACE`` seconds), then leaves it (the thread is a
-daemon). What an abandoned compilation wrote is safe to read later: generated
-modules and numba's cache files are written to a temporary name and renamed
-into place, so a reader sees a whole file or none. The main thread never blocks
-on the worker except through :func:`wait`, so Ctrl-C is never held up.
+The worker hands each program to the compiler process (:mod:`.subprocess_compile`)
+and waits for it there, off the interpreter lock, so the user's script keeps its
+cores and its speed while numba works; the compiled kernels are then loaded from
+the disk cache. A program the compiler process cannot take compiles on the
+worker thread itself.
+
+A process does not wait for it at exit: ``atexit`` ends the compiler process,
+gives a job compiling on the worker thread a short grace period (``EXIT_GRACE``
+seconds), then leaves it (the thread is a daemon). What an abandoned compilation
+wrote is safe to read later: generated modules and numba's cache files are
+written to a temporary name and renamed into place, so a reader sees a whole
+file or none. The main thread never blocks on the worker except through
+:func:`wait`, so Ctrl-C is never held up.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+
+from . import subprocess_compile
 
 EXIT_GRACE = 0.1  # seconds a process gives a compilation in progress at exit
 _SLICE = 0.05  # seconds a waiting thread sleeps between looks (see Job.wait)
@@ -91,9 +100,11 @@ def wait(timeout: float | None = None) -> None:
 
 
 def _at_exit() -> None:
-    """Drop queued jobs and give the one in progress ``EXIT_GRACE`` seconds."""
+    """Drop queued jobs, end the compiler process, and give a job compiling on
+    this process's thread ``EXIT_GRACE`` seconds."""
     global _closing
     _closing = True
+    subprocess_compile.abandon()
     wait(EXIT_GRACE)
 
 

@@ -9,6 +9,7 @@ failure becomes one warning and a fresh compile, never an error.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -17,8 +18,10 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from ... import session, settings
 
@@ -159,9 +162,67 @@ def _fallback_directory() -> Path:
     return state.temporary
 
 
+class NotCached(Exception):
+    """A kernel called inside :func:`cached_only` is not in the disk cache for
+    these argument types (nor already compiled in this process)."""
+
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def cached_only() -> Iterator[None]:
+    """Within the block, :func:`first_call` on this thread loads kernels from the
+    disk cache and raises :class:`NotCached` where it would have to compile: the
+    background worker's way to load a warm program here, and to leave a cold one to
+    the compiler process (:mod:`.subprocess_compile`)."""
+    _local.cached_only = True
+    try:
+        yield
+    finally:
+        _local.cached_only = False
+
+
+class _LoadOnly:
+    """A numba function's disk cache that raises :class:`NotCached` on a miss, for
+    the thread that installed it only (another program sharing the module may be
+    compiling the same function on another thread meanwhile)."""
+
+    def __init__(self, inner: Any, thread: int):
+        self._inner, self._thread = inner, thread
+
+    def load_overload(self, sig: Any, target_context: Any) -> Any:
+        """The wrapped cache's entry for ``sig``; NotCached for a miss."""
+        data = self._inner.load_overload(sig, target_context)
+        if data is None and threading.get_ident() == self._thread:
+            raise NotCached(sig)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _first_call_cached(kernel, args) -> None:
+    """:func:`first_call` inside :func:`cached_only`: any other failure is raised
+    as it is (the caller then compiles the usual way, which reports it)."""
+    known = len(kernel.signatures)
+    inner = kernel._cache
+    kernel._cache = _LoadOnly(inner, threading.get_ident())
+    try:
+        kernel(*args)
+    finally:
+        kernel._cache = inner
+    if len(kernel.signatures) > known:
+        _state().stats["kernels_loaded"] += 1
+
+
 def first_call(kernel, args) -> None:
     """Call a kernel the first time, counting compile or cache-load time, and
-    recovering from an unreadable numba cache by recompiling."""
+    recovering from an unreadable numba cache by recompiling (inside
+    :func:`cached_only`: loading only)."""
+    if getattr(_local, "cached_only", False):
+        _first_call_cached(kernel, args)
+        return
     start = time.perf_counter()
     known, hits = len(kernel.signatures), sum(kernel.stats.cache_hits.values())
     try:

@@ -24,7 +24,7 @@ from ...driver import PassRun
 from ...graph import ProgramGraph
 from ...passes import format_graph
 from ..interpreter import Interpreted
-from . import background, disk_cache, threads
+from . import background, disk_cache, subprocess_compile, threads
 from .emit import Runner
 from .entry import entry_runner
 from .plan import FusedStep, Plan, not_compiled
@@ -82,16 +82,6 @@ class NumbaExecutable:
         return self._direct
 
     # -- compilation ------------------------------------------------------------
-    def _bind_kernels(self) -> None:
-        if not self.plan.module_text:
-            return
-        module = disk_cache.load(self.plan.module_text)
-        for step in self.fused:
-            step.kernel = getattr(module, step.source.name)
-        for lowered in self.plan.lowered:
-            assert lowered.lowering is not None and lowered.lowering.kernel_name is not None
-            lowered.kernel = getattr(module, lowered.lowering.kernel_name)
-
     def _compile(self, args: Sequence[np.ndarray]) -> None:
         """Load or compile every kernel for the types of ``args``, by running the
         program once on them. A kernel the generator or numba cannot handle (a
@@ -109,19 +99,7 @@ class NumbaExecutable:
             )
 
     def _compile_kernels(self, args: Sequence[np.ndarray]) -> None:
-        self._bind_kernels()
-        slots: list = [None] * self.plan.num_slots
-        slots[: len(args)] = args
-        for step in self.steps:
-            if step.kind == "fused":
-                kernel_args = [slots[i] for i in step.inputs]
-                loop = step.loop_shape(kernel_args)
-                outs = step.allocate(loop)
-                disk_cache.first_call(step.kernel, [*kernel_args, *outs])
-                for slot, value in zip(step.outputs, outs):
-                    slots[slot] = value
-            else:
-                step(slots)
+        warm_kernels(self.plan, args)
         self._direct = _direct_runner(self.plan)
         # The kernels are ready: calls run step by step while the whole-program
         # entry compiles (with an empty cache a W2-sized entry takes seconds), then
@@ -133,16 +111,8 @@ class NumbaExecutable:
         """Compile the whole-program entry (see :mod:`.entry`) if the plan has one.
         A failure is a generator bug, not the user's: one warning, and the program
         runs step by step."""
-        source = self.plan.entry
-        if source is None or not all(isinstance(a, np.ndarray) for a in args):
-            return None
-        limit = threads.split_limit()
         try:
-            function = disk_cache.load(self.plan.module_text).program_entry
-            run = entry_runner(function, source, len(self.plan.output_slots), limit)
-            arrays = [np.ascontiguousarray(a) for a in args]
-            targets = [np.empty((0,) * ndim, dtype) for _, dtype, ndim in source.destinations]
-            disk_cache.first_call(function, [*arrays, *source.constants, *targets, limit])
+            return compile_entry(self.plan, args)
         except Exception as err:  # noqa: BLE001
             warnings.warn(
                 f"symgrad: cannot compile a program's entry ({type(err).__name__}: "
@@ -151,11 +121,45 @@ class NumbaExecutable:
                 stacklevel=2,
             )
             return None
-        return run
 
     def _start(self, args: Sequence[np.ndarray]) -> None:
         copies = [np.array(a) for a in args]  # the caller may overwrite its arrays
-        self._compiling = background.submit(lambda: self._compile(copies))
+        self._compiling = background.submit(lambda: self._compile_in_background(copies))
+
+    def _compile_in_background(self, args: Sequence[np.ndarray]) -> None:
+        """The background worker's job: numba compiles the program's module in the
+        compiler process (:mod:`.subprocess_compile`), which leaves this process's
+        threads and interpreter lock to the user's script; then the kernels load
+        here from the disk cache it wrote (milliseconds). Where no compiler process
+        can run the program, it compiles on this thread as before."""
+        try:
+            # A warm disk cache: everything loads here, no compiler process needed.
+            with disk_cache.cached_only():
+                warm_kernels(self.plan, args)
+                compile_entry(self.plan, args)
+        except disk_cache.NotCached:
+            pass
+        except Exception:  # noqa: BLE001  (_compile below meets it again and reports it)
+            self._compile(args)
+            return
+        else:
+            self._compile(args)  # binds what just loaded
+            return
+        outcome = subprocess_compile.compile_elsewhere(self.plan, args)
+        if outcome is subprocess_compile.Outcome.ABANDONED:
+            return  # the process is exiting
+        if outcome is subprocess_compile.Outcome.DIED:
+            # What killed the compiler process (LLVM crashing on this module, say)
+            # would kill this one: the program stays on the interpreter.
+            self._failed = True
+            warnings.warn(
+                "symgrad: the compiler process died compiling a program; running it "
+                "on the interpreter",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return
+        self._compile(args)
 
     def wait(self) -> None:
         """Block until the kernels are ready."""
@@ -238,6 +242,53 @@ class NumbaExecutable:
                 f"compiler/backends/numba/entry.py)\n{self.plan.entry.source}"
             )
         return "\n\n".join(parts)
+
+
+def _bind_kernels(plan: Plan) -> None:
+    """Point the plan's kernel steps at the functions of its generated module."""
+    if not plan.module_text:
+        return
+    module = disk_cache.load(plan.module_text)
+    for step in plan.fused:
+        step.kernel = getattr(module, step.source.name)
+    for lowered in plan.lowered:
+        assert lowered.lowering is not None and lowered.lowering.kernel_name is not None
+        lowered.kernel = getattr(module, lowered.lowering.kernel_name)
+
+
+def warm_kernels(plan: Plan, args: Sequence[np.ndarray]) -> None:
+    """Load or compile every kernel of ``plan`` for the types of ``args``, by
+    running the plan once on them (each fused kernel's first call counted by
+    :func:`.disk_cache.first_call`). Raises what the generator or numba raises."""
+    _bind_kernels(plan)
+    slots: list = [None] * plan.num_slots
+    slots[: len(args)] = args
+    for step in plan.steps:
+        if step.kind == "fused":
+            kernel_args = [slots[i] for i in step.inputs]
+            loop = step.loop_shape(kernel_args)
+            outs = step.allocate(loop)
+            disk_cache.first_call(step.kernel, [*kernel_args, *outs])
+            for slot, value in zip(step.outputs, outs):
+                slots[slot] = value
+        else:
+            step(slots)
+
+
+def compile_entry(plan: Plan, args: Sequence[np.ndarray]) -> Runner | None:
+    """Load or compile ``plan``'s whole-program entry for the types of ``args``
+    and return its runner; None where the plan has no entry or ``args`` are not
+    all arrays. Raises what numba raises."""
+    source = plan.entry
+    if source is None or not all(isinstance(a, np.ndarray) for a in args):
+        return None
+    limit = threads.split_limit()
+    function = disk_cache.load(plan.module_text).program_entry
+    run = entry_runner(function, source, len(plan.output_slots), limit)
+    arrays = [np.ascontiguousarray(a) for a in args]
+    targets = [np.empty((0,) * ndim, dtype) for _, dtype, ndim in source.destinations]
+    disk_cache.first_call(function, [*arrays, *source.constants, *targets, limit])
+    return run
 
 
 def _direct_runner(plan: Plan) -> Runner | None:
