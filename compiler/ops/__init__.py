@@ -2,6 +2,7 @@
 
 from . import (  # noqa: F401  (registration)  # noqa: F401
     activations,
+    aliases_legacy,
     contrib,
     conv,
     ctc,
