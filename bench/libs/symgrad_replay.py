@@ -2,9 +2,10 @@
 ``symgrad.compile`` (value and gradients of one fused program per call, no
 recording, no Python per op).
 
-Setup (not timed) builds the symbol, compiles it, warms it up and waits for
-numba's background compilation (``wait_for_compilation``), so the timed steps
-run the compiled kernels, not the interpreter fallback. With
+Setup (not timed) builds the symbol, compiles it and warms it up; the harness
+waits for numba's background compilation (``settle``) before steady-state
+timing, so the timed steps run the compiled kernels, while W5's first call is
+what a user waits for (the interpreter answers until the kernels are ready). With
 ``SYMGRAD_BACKEND=interpreter`` the same module replays on the numpy
 interpreter.
 """
@@ -13,7 +14,7 @@ import numpy as np
 
 import symgrad as mx
 from bench.workloads import CNN_EPS
-from symgrad_compiler import wait_for_compilation
+from symgrad_compiler import wait_for_compilation as settle  # noqa: F401 (harness hook)
 
 VERSION = getattr(mx, "__version__", "?")
 
@@ -22,13 +23,12 @@ WARMUP_CALLS = 2
 
 def _stepper(symbol, wrt, inputs, is_train=False, grad_names=None):
     """A ``step`` calling ``symgrad.compile(symbol, wrt)`` on ``inputs`` (numpy),
-    warmed up and with its kernels compiled; ``step()`` returns
+    warmed up (the harness settles the compilation); ``step()`` returns
     ``(value, [grads in grad_names order])``."""
     # a benchmark loop keeps no result across steps: it declares so
     function = mx.compile(symbol, wrt=wrt, is_train=is_train, reuse_outputs=True)
     for _ in range(WARMUP_CALLS):
         function(**inputs)
-    wait_for_compilation()
     names = grad_names or wrt
 
     def step():
