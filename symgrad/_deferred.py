@@ -87,6 +87,40 @@ def compute(entry: Entry) -> None:
         node.value = result if isinstance(result, tuple) else (result,)
 
 
+def wait_all() -> None:
+    """Compute every pending value (``mx.nd.waitall``), as MXNet's waits for all
+    pushed work: each array computes at most once, and a value whose graph a
+    ``backward`` freed is skipped (it can never be read).
+
+    Raises
+    ------
+    MXNetError
+        The first error a computation raised, after every other pending value was
+        computed. An array whose computation failed stays pending: reading it
+        raises again; it is no longer waited on.
+    """
+    with _lock:
+        count = len(_pending)
+        refs = _pending[:count]
+        del _pending[:count]
+    first: MXNetError | None = None
+    for ref in refs:
+        array = ref()
+        if not _is_pending(array) or _freed(array):
+            continue
+        try:
+            array._data  # noqa: B018  (reading computes it)
+        except MXNetError as err:
+            first = first or err
+    if first is not None:
+        raise first
+
+
+def _freed(array: NDArray) -> bool:
+    entry = array._entry
+    return entry is None or entry.node.freed
+
+
 def settle_all() -> None:
     """Compute every pending value (before an in-place write)."""
     with _lock:

@@ -36,6 +36,7 @@ import numpy as np
 
 from symgrad_compiler import Entry, GraphError, Node, topo_order
 
+from .attribute import set_given_keys
 from .base import MXNetError
 from .symbol import DTYPE_CODES, Symbol, node_attr_strings, visible_count
 from .symbol_json import _find_op, _variable
@@ -56,7 +57,7 @@ def to_networkx(symbol: Symbol) -> Any:
             i,
             name=node.name,
             op=node.op.name,
-            attrs=node_attr_strings(node),
+            attrs=node_attr_strings(node, given_only=True),
             shape=None if copy is None else copy.types[0].shape,
             dtype=None if copy is None else copy.types[0].dtype.name,
             num_outputs=node.num_outputs,
@@ -116,6 +117,7 @@ def from_networkx(graph: Any) -> Symbol:
         }
         try:
             built[key] = apply_op(opdef, inputs, attrs, name)
+            set_given_keys(built[key], tuple(attrs))  # JSON writes them, as the original
         except GraphError as err:
             raise MXNetError(f"from_networkx: node {key!r} ({name!r}): {err}") from None
     heads = graph.graph.get("heads")

@@ -37,6 +37,7 @@ from symgrad_compiler import (
 )
 from symgrad_compiler.expr import _attrs_for_inputs
 from symgrad_compiler.ir import TensorType
+from symgrad_compiler.ops.common import same_shape_types
 from symgrad_compiler.registry import NULL, get_op
 
 from ._namespace import num_args_inputs, refuse_numpy
@@ -105,6 +106,67 @@ def visible_count(node: Node) -> int:
     return node.op.visible(node.attrs) or node.num_outputs
 
 
+# How MXNet names the nodes Symbol's operators and functions make with a scalar
+# (``a + 1`` is ``_plusscalar0``): from the legacy op names they call.
+_OPERATOR_HINTS = {
+    f"_{op}_scalar": f"_{op}scalar"
+    for op in (
+        "plus",
+        "minus",
+        "rminus",
+        "mul",
+        "div",
+        "rdiv",
+        "mod",
+        "rmod",
+        "power",
+        "rpower",
+        "maximum",
+        "minimum",
+        "hypot",
+    )
+}
+
+
+def _scalar_symbol(op: str, symbol: Symbol, scalar: Any, hint: str | None) -> Symbol:
+    """``op`` of a symbol and a number, named as MXNet's operators name it."""
+    if isinstance(scalar, (bool, np.bool_)):
+        # MXNet parses the scalar as a double and refuses 'True'
+        raise MXNetError(
+            f"Invalid Parameter format for scalar expect double but value='{scalar}', "
+            f'in operator {op}(name="", scalar="{scalar}")'
+        )
+    name = scoped_name(None, hint or _OPERATOR_HINTS.get(op, op))
+    return _make_symbol(get_op(op), [symbol._single_entry()], {"scalar": scalar}, name, scoped=True)
+
+
+def _operator(
+    tensor_op: str,
+    tensor_hint: str,
+    scalar_op: str,
+    scalar_hint: str | None = None,
+    reflected: bool = False,
+):
+    """A Symbol operator: ``tensor_op`` of two symbols (a node named ``tensor_hint``
+    and a counter), ``scalar_op`` of a symbol and a number."""
+
+    def operator(self: Symbol, other: Any) -> Any:
+        if isinstance(other, Symbol):
+            pair = (other, self) if reflected else (self, other)
+            entries = [pair[0]._single_entry(), pair[1]._single_entry()]
+            name = scoped_name(None, tensor_hint)
+            return _make_symbol(get_op(tensor_op), entries, {}, name, scoped=True)
+        if isinstance(other, (numbers.Number, np.bool_)):
+            return _scalar_symbol(scalar_op, self, other, scalar_hint)
+        return NotImplemented
+
+    operator.__name__ = tensor_op
+    operator.__doc__ = (
+        f"``{tensor_op}`` of two Symbols of one shape; ``{scalar_op}`` with a number."
+    )
+    return operator
+
+
 class Symbol(OperatorMixin):
     """A symbolic graph: one or several outputs of graph nodes.
 
@@ -137,6 +199,31 @@ class Symbol(OperatorMixin):
                 "an op input; index it first"
             )
         return self._entries[0]
+
+    # -- operators: MXNet's ops and node names (``a + b`` is ``elemwise_add``,
+    # named ``_plus0``); two symbols must have one shape, as in MXNet ---------------
+    __add__ = __radd__ = _operator("elemwise_add", "_plus", "_plus_scalar")
+    __sub__ = _operator("elemwise_sub", "_minus", "_minus_scalar")
+    __rsub__ = _operator("elemwise_sub", "_minus", "_rminus_scalar", reflected=True)
+    __mul__ = __rmul__ = _operator("elemwise_mul", "_mul", "_mul_scalar")
+    __truediv__ = _operator("elemwise_div", "_div", "_div_scalar")
+    __rtruediv__ = _operator("elemwise_div", "_div", "_rdiv_scalar", reflected=True)
+    __pow__ = _operator("_power", "_power", "_power_scalar")
+    # MXNet's __rpow__ calls the op by its own name, so the node is `_rpower_scalar0`
+    __rpow__ = _operator("_power", "_power", "_rpower_scalar", "_rpower_scalar", reflected=True)
+    __mod__ = _operator("_mod", "_mod", "_mod_scalar")
+    __rmod__ = _operator("_mod", "_mod", "_rmod_scalar", reflected=True)
+    __eq__ = _operator("_equal", "_equal", "_equal_scalar")  # type: ignore[assignment]
+    __ne__ = _operator("_not_equal", "_not_equal", "_not_equal_scalar")  # type: ignore[assignment]
+    __lt__ = _operator("_lesser", "_lesser", "_lesser_scalar")
+    __le__ = _operator("_lesser_equal", "_lesser_equal", "_lesser_equal_scalar")
+    __gt__ = _operator("_greater", "_greater", "_greater_scalar")
+    __ge__ = _operator("_greater_equal", "_greater_equal", "_greater_equal_scalar")
+    __hash__ = OperatorMixin.__hash__
+
+    def __neg__(self) -> Symbol:
+        # MXNet's -x is x * -1.0
+        return _scalar_symbol("_mul_scalar", self, -1.0, None)
 
     # -- identity and structure ------------------------------------------------
     @property
@@ -583,11 +670,6 @@ class Symbol(OperatorMixin):
         return from_networkx(graph)
 
 
-# ops whose inputs and output all have one shape, and those that join inputs
-# along one axis: MXNet fills unknown (0) sizes of their inputs from each other
-_EQUAL_SHAPE_OPS = frozenset({"elemwise_add", "elemwise_sub", "elemwise_mul", "elemwise_div"})
-
-
 def _fill_zero_dims(nodes: Sequence[Node], shapes: dict) -> dict:
     """``shapes`` with the unknown (0) sizes of variables that meet at an
     elementwise op or a Concat filled from the other inputs (both ways, as MXNet's
@@ -615,7 +697,7 @@ def _fill_zero_dims(nodes: Sequence[Node], shapes: dict) -> dict:
         changed = False
         for node in nodes:
             if node.is_variable or (
-                node.op.name not in _EQUAL_SHAPE_OPS and node.op.name != "Concat"
+                node.op.infer is not same_shape_types and node.op.name != "Concat"
             ):
                 continue
             inputs = [source(e) for e in node.inputs]
@@ -690,11 +772,22 @@ def _dtypes_without_shapes(nodes: Sequence[Node], given: dict) -> dict[Node, typ
 def node_attr_strings(node: Node, given_only: bool = False) -> dict[str, str]:
     """A node's attributes as MXNet strings (an op's parameters, then the user's
     annotations), internal attributes left out. ``given_only``: of the parameters,
-    only those the symbol call gave, as MXNet lists them (all for recorded nodes)."""
+    only those the symbol call gave, as MXNet lists and writes them (for a node
+    whose call is unknown, a recorded one, those that differ from the defaults)."""
     strings = {k: format_attr(v) for k, v in node.attrs.items() if k not in INTERNAL_ATTRS}
-    given = given_keys(node) if given_only and not node.is_variable else None
-    if given is not None:
+    if strings.get("num_args") == "0" and node.op.variadic:
+        del strings["num_args"]  # canonical: as many as the node has (listed below)
+    if given_only and not node.is_variable:
+        given = given_keys(node)
+        if given is None:
+            specs = node.op.attrs
+            given = tuple(
+                k for k, v in node.attrs.items() if k not in specs or v != specs[k].default
+            )
         strings = {k: v for k, v in strings.items() if k in given}
+        if node.op.variadic and "num_args" in node.op.attrs:
+            # kept canonical (0) on the node; MXNet's calls always pass the count
+            strings["num_args"] = str(node.attrs.get("num_args") or len(node.inputs))
     if not node.is_variable:
         strings.update(op_node_attrs(node))
     return strings
@@ -732,9 +825,17 @@ def substitute(entries: Sequence[Entry], replace: dict[str, Entry]) -> Symbol:
 
 def _remake(node: Node, inputs: Sequence[Entry]) -> Node:
     try:
-        return apply_op(node.op, inputs, dict(node.attrs), node.name)
+        made = apply_op(node.op, inputs, dict(node.attrs), node.name)
     except GraphError as err:
         raise MXNetShapeError(f"in node {node.name!r}: {err}") from None
+    _keep_call_facts(node, made)
+    return made
+
+
+def _keep_call_facts(node: Node, made: Node) -> None:
+    """Give ``made``, a copy of ``node``, its user attributes and given parameters."""
+    set_op_node_attrs(made, dict(op_node_attrs(node)))
+    set_given_keys(made, given_keys(node))
 
 
 def rename(symbol: Symbol, name: str) -> Symbol:
@@ -744,27 +845,8 @@ def rename(symbol: Symbol, name: str) -> Symbol:
         copy = Node(NULL, dict(node.attrs), (), node.types, name, node.value, node.tag)
     else:
         copy = Node(node.op, node.attrs, node.inputs, node.types, name)
+        _keep_call_facts(node, copy)
     return Symbol([Entry(copy, symbol._entries[0].index)])
-
-
-# How MXNet names the nodes Symbol's operators make with a scalar (``a + 1`` is
-# ``_plusscalar0``): from the legacy op names its operators call.
-_OPERATOR_HINTS = {
-    f"_{op}_scalar": f"_{op}scalar"
-    for op in (
-        "plus",
-        "minus",
-        "rminus",
-        "mul",
-        "div",
-        "rdiv",
-        "mod",
-        "rmod",
-        "power",
-        "maximum",
-        "minimum",
-    )
-}
 
 
 def _make_symbol(
@@ -776,7 +858,7 @@ def _make_symbol(
     scoped: bool = False,
 ) -> Symbol:
     if not scoped:
-        name = scoped_name(name, opdef.name.lower())
+        name = scoped_name(name, _OPERATOR_HINTS.get(opdef.name, opdef.name.lower()))
     annotations = AttrScope.current.get(attr)
     plain = [k for k in annotations if not (k.startswith("__") and k.endswith("__"))]
     if plain and opdef.attrs:
@@ -965,28 +1047,31 @@ def _num_args_inputs(public_name: str, opdef: OpDef, inputs: list, attrs: dict, 
 def _scalar_or_symbol(tensor_op: str, scalar_op: str, reflected_op: str):
     def function(lhs: Any, rhs: Any, name: str | None = None) -> Symbol:
         if isinstance(lhs, Symbol) and isinstance(rhs, Symbol):
+            entries = [lhs._single_entry(), rhs._single_entry()]
             return _make_symbol(
-                get_op(tensor_op), [lhs._single_entry(), rhs._single_entry()], {}, name
+                get_op(tensor_op), entries, {}, scoped_name(name, tensor_op), scoped=True
             )
         if isinstance(lhs, Symbol) and isinstance(rhs, numbers.Number):
             name = scoped_name(name, _OPERATOR_HINTS[scalar_op])
-            return _make_symbol(get_op(scalar_op), [lhs._single_entry()], {"scalar": rhs}, name)
+            entries = [lhs._single_entry()]
+            return _make_symbol(get_op(scalar_op), entries, {"scalar": rhs}, name, scoped=True)
         if isinstance(rhs, Symbol) and isinstance(lhs, numbers.Number):
             name = scoped_name(name, _OPERATOR_HINTS.get(reflected_op, reflected_op))
-            return _make_symbol(get_op(reflected_op), [rhs._single_entry()], {"scalar": lhs}, name)
+            entries = [rhs._single_entry()]
+            return _make_symbol(get_op(reflected_op), entries, {"scalar": lhs}, name, scoped=True)
         raise TypeError(
             f"{tensor_op}: expected Symbols or numbers, got "
             f"{type(lhs).__name__} and {type(rhs).__name__}"
         )
 
-    function.__name__ = tensor_op.replace("broadcast_", "")
+    function.__name__ = tensor_op.lstrip("_")
     function.__doc__ = f"Elementwise ``{function.__name__}`` of symbols or a symbol and a number."
     return function
 
 
-maximum = _scalar_or_symbol("broadcast_maximum", "_maximum_scalar", "_maximum_scalar")
-minimum = _scalar_or_symbol("broadcast_minimum", "_minimum_scalar", "_minimum_scalar")
-power = pow = _scalar_or_symbol("broadcast_power", "_power_scalar", "_rpower_scalar")
+maximum = _scalar_or_symbol("_maximum", "_maximum_scalar", "_maximum_scalar")
+minimum = _scalar_or_symbol("_minimum", "_minimum_scalar", "_minimum_scalar")
+power = pow = _scalar_or_symbol("_power", "_power_scalar", "_rpower_scalar")
 
 
 def zeros(shape: Any, dtype: Any = "float32", **kwargs: Any) -> Symbol:

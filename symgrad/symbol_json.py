@@ -87,11 +87,11 @@ def to_json(symbol: Symbol) -> str:
     records, row_ptr = [], [0]
     for node in nodes:
         record: dict[str, Any] = {"op": node.op.name, "name": node.name}
-        attrs = node_attr_strings(node)
-        if node.op.variadic and "num_args" in node.op.attrs:
-            attrs["num_args"] = str(node.attrs.get("num_args") or len(node.inputs))
+        # the parameters the call gave (defaults are filled again on reading), in
+        # MXNet's order (sorted by key)
+        attrs = node_attr_strings(node, given_only=True)
         if attrs:
-            record["attrs"] = attrs
+            record["attrs"] = dict(sorted(attrs.items()))
         record["inputs"] = [[position[id(e.node)], e.index, 0] for e in node.inputs]
         records.append(record)
         row_ptr.append(row_ptr[-1] + node.num_outputs)

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from symgrad_compiler import Entry, GraphError, Node, OpDef, TensorType, make_node, topo_order
+from symgrad_compiler.ops.common import same_shape_types
 from symgrad_compiler.ops.rnn import rnn_input_shapes
 from symgrad_compiler.registry import NULL
 
@@ -197,11 +198,17 @@ _PARAMETER_SHAPES: dict[str, Callable[..., list]] = {
     "LeakyReLU": _leaky_relu_params,
     "SoftmaxOutput": _softmax_output_params,
     "RNN": rnn_input_shapes,
-    "elemwise_add": _same_shape,
-    "elemwise_sub": _same_shape,
-    "elemwise_mul": _same_shape,
-    "elemwise_div": _same_shape,
 }
+
+
+def _parameter_shape_rule(opdef: OpDef) -> Callable[..., list] | None:
+    """The rule giving an op's inputs their shapes from the others' (None if none):
+    a declared one, or one shape for all for ops whose inputs must have one shape
+    (``elemwise_add``, ``_power``, the comparisons...), as MXNet infers them."""
+    rule = _PARAMETER_SHAPES.get(opdef.name)
+    if rule is None and opdef.infer is same_shape_types:
+        return _same_shape
+    return rule
 
 
 # ---------------------------------------------------------------------------
@@ -442,7 +449,7 @@ def _wanted_shape(conflict: _ShapeConflict) -> list[int | None] | None:
 def _wanted_by_rule(conflict: _ShapeConflict) -> list | None:
     """Per input, the shape the op's parameter-shape rule gives it from the other
     inputs (an RNN's begin states from its data), or None."""
-    rule = _PARAMETER_SHAPES.get(conflict.node.op.name)
+    rule = _parameter_shape_rule(conflict.node.op)
     if rule is None:
         return None
     shapes = rule([entry.shape for entry in conflict.inputs], **conflict.node.attrs)
@@ -507,7 +514,7 @@ def _fill_zero_dims(
 def _learn_parameter_shapes(
     node: Node, inputs: Sequence[Entry | None], var_shape: dict[Node, tuple | None]
 ) -> bool:
-    rule = _PARAMETER_SHAPES.get(node.op.name)
+    rule = _parameter_shape_rule(node.op)
     if rule is None:
         return False
     known = [None if e is None else e.shape for e in inputs]

@@ -140,8 +140,11 @@ def test_missing_inputs_are_named():
         sym.bind(mx.cpu(), {"a": mx.nd.ones((2,))})
     with pytest.raises(MXNetError, match="no input named"):
         sym.eval(a=mx.nd.ones((2,)), b=mx.nd.ones((2,)), c=mx.nd.ones((2,)))
+    broadcast = mx.sym.broadcast_mul(mx.sym.var("a"), mx.sym.var("b"))
     with pytest.raises(MXNetShapeError, match=r"cannot infer the shapes of \['b'\]"):
-        sym.simple_bind(mx.cpu(), a=(2,))
+        broadcast.simple_bind(mx.cpu(), a=(2,))
+    # a * b of two symbols is elemwise_mul (MXNet 1.9.1): b takes a's shape
+    assert sym.simple_bind(mx.cpu(), a=(2,)).arg_dict["b"].shape == (2,)
     exe = sym.simple_bind(mx.cpu(), a=(2,), b=(2,))
     with pytest.raises(MXNetError, match="call forward first"):
         exe.backward()

@@ -28,7 +28,7 @@ def test_debug_str_lists_one_node_a_line():
     text = sym.debug_str()
     lines = text.splitlines()
     assert lines[0] == "Symbol outputs: fc_output"
-    assert "  both = Concat(parts[1], broadcast_mul" in text
+    assert "  both = Concat(parts[1], _mul0" in text  # a * b is elemwise_mul, named _mul0
     assert "dim=0" in text and "num_args" not in text
     fc = next(line for line in lines if line.startswith("  fc ="))
     assert "FullyConnected(t, fc_weight, fc_bias; num_hidden=5" in fc
@@ -50,7 +50,7 @@ def test_networkx_export_layout():
     assert graph.nodes[by_name["fc_weight"]]["shape"] == (5, 2)
     assert (mx.sym.var("q") + 1).to_networkx().nodes[1]["shape"] is None
     assert graph.edges[parts, both]["index"] == 1
-    square = by_name[next(n for n in by_name if n.startswith("broadcast_mul"))]
+    square = by_name[next(n for n in by_name if n.startswith("_mul"))]
     assert graph.edges[parts, square]["connections"] == [(0, 0), (0, 1)]
     assert graph.graph["heads"] == [(by_name["fc"], 0)]
 

@@ -515,7 +515,6 @@ binary(
     "vm.pow({0}, {1})",
     power_grad,
     domain=(0.5, 2.0),
-    aliases=("_power",),
 )
 
 
@@ -529,8 +528,8 @@ def minimum_grad(g: Expr, a: Expr, b: Expr, *, out: Expr) -> tuple[Expr | None, 
     return g * (a <= b), g * (a > b)
 
 
-binary("broadcast_maximum", np.maximum, "vm.maximum({0}, {1})", maximum_grad, aliases=("_maximum",))
-binary("broadcast_minimum", np.minimum, "vm.minimum({0}, {1})", minimum_grad, aliases=("_minimum",))
+binary("broadcast_maximum", np.maximum, "vm.maximum({0}, {1})", maximum_grad)
+binary("broadcast_minimum", np.minimum, "vm.minimum({0}, {1})", minimum_grad)
 
 
 def _integral(x: Expr) -> bool:
@@ -551,8 +550,17 @@ binary(
     "vm.mod({0}, {1})",
     mod_grad,
     domain=(0.5, 2.0),
-    aliases=("_mod",),
 )
+
+# MXNet's equal-shape forms of the four above: what Symbol's ``**`` and ``%`` and
+# ``sym.maximum``/``minimum``/``pow`` of two symbols build (they refuse broadcasting)
+for _name, _impl, _template, _rule, _domain in (
+    ("_power", _quiet(np.power), "vm.pow({0}, {1})", power_grad, (0.5, 2.0)),
+    ("_maximum", np.maximum, "vm.maximum({0}, {1})", maximum_grad, (-2.0, 2.0)),
+    ("_minimum", np.minimum, "vm.minimum({0}, {1})", minimum_grad, (-2.0, 2.0)),
+    ("_mod", _quiet(np.mod), "vm.mod({0}, {1})", mod_grad, (0.5, 2.0)),
+):
+    binary(_name, _equal_shapes(_impl), _template, _rule, broadcast=False, domain=_domain)
 
 
 # comparisons: 0/1 in the input dtype, no gradient

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .._deferred import wait_all
 from .._namespace import fill_namespace
 from ..base import MXNetError
 from ..context import check_context
@@ -188,10 +189,15 @@ divide = _array_or_scalar("broadcast_div", "_div_scalar", "_rdiv_scalar")
 
 
 def waitall() -> None:
-    """Wait for all pending computation: raise MXNetError, once, for an eager op
-    that failed and whose result was not read yet, as MXNet's ``waitall`` does
-    (symgrad computes eagerly, so nothing else waits)."""
-    raise_pending_failures()
+    """Wait for all pending computation: compute every value a recording deferred,
+    then raise MXNetError for a computation that failed, as MXNet's ``waitall``
+    rethrows an asynchronous op's error (once for an eager op whose result was not
+    read yet; an array whose deferred computation failed raises again when read).
+    Every other array stays usable."""
+    try:
+        wait_all()
+    finally:
+        raise_pending_failures()
 
 
 def concatenate(arrays: list, axis: int = 0, always_copy: bool = True) -> NDArray:
