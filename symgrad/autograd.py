@@ -324,7 +324,10 @@ def _settle_outside(tape: Any, nodes: Sequence[Node]) -> None:
         for array_ref in node.tag or ():
             array = array_ref()
             if array is not None and array._value is None:
-                array._data  # noqa: B018  (reading computes it, and what it reads)
+                try:
+                    array._data  # noqa: B018  (reading computes it, and what it reads)
+                except MXNetError:
+                    pass  # a failed computation: reading the array raises, not backward
 
 
 def _free(nodes: Sequence[Node]) -> None:
