@@ -11,10 +11,11 @@ arguments' types) and so writes numba's disk cache; this process then loads the
 compiled functions from that cache in milliseconds.
 
 - One compiler process, one program at a time (the worker is one thread).
-- Abandoned at exit: :func:`abandon` sends it SIGTERM and does not wait. It
-  blocks SIGTERM while numba writes a cache entry (an index and a data file), so
-  it dies before or after a write, never inside one; numba writes each file to a
-  temporary name and renames it, so a reader never sees half a file either.
+- Abandoned at exit: :func:`abandon` sends it SIGTERM and does not wait. It ends
+  at once, except while numba writes a cache entry (an index, then a data file),
+  which it finishes first, so an index never names a data file left unwritten;
+  numba writes each file to a temporary name and renames it, so a reader never
+  sees half a file either.
 - It runs in its own session: a Ctrl-C at the terminal interrupts the user's
   script, never the compilation of the next process's kernels halfway.
 - Where it cannot help, the caller compiles on its own thread as before: no disk
@@ -24,6 +25,7 @@ compiled functions from that cache in milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import io
@@ -35,7 +37,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from ... import settings
@@ -261,26 +263,57 @@ os.register_at_fork(after_in_child=_after_fork)
 # ---------------------------------------------------------------------------
 
 
+class _ExitGuard:
+    """The compiler process's SIGTERM handling: end at once, except inside a cache
+    write, which ends first. (Blocking the signal would not do: numpy's BLAS
+    threads would take it, and its default action ends the process anywhere.)"""
+
+    def __init__(self) -> None:
+        self.saving = False
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        if self.saving:
+            self.requested = True
+        else:
+            self.end()
+
+    @staticmethod
+    def end() -> None:
+        """End the process by SIGTERM's default action."""
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    @contextlib.contextmanager
+    def whole(self) -> Iterator[None]:
+        """A block SIGTERM does not cut short: the process ends after it."""
+        self.saving = True
+        try:
+            yield
+        finally:
+            self.saving = False
+            if self.requested:
+                self.end()
+
+
 class _WholeSaves:
     """A numba function's disk cache whose writes SIGTERM cannot cut in two: the
-    signal waits (blocked) until the index and data files are both written."""
+    index and data files of an entry are both written before the process ends."""
 
-    def __init__(self, inner: Any):
-        self._inner = inner
+    def __init__(self, inner: Any, guard: _ExitGuard):
+        self._inner, self._guard = inner, guard
 
     def save_overload(self, sig: Any, data: Any) -> None:
-        """The wrapped cache's save, with SIGTERM held until it returns."""
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        try:
+        """The wrapped cache's save, whole."""
+        with self._guard.whole():
             self._inner.save_overload(sig, data)
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
 
-def _guard_saves(*modules: Any) -> None:
+def _guard_saves(guard: _ExitGuard, *modules: Any) -> None:
     """Wrap the disk cache of every numba function in ``modules`` (see
     :class:`_WholeSaves`); the functions a kernel calls are compiled, and saved,
     through their own dispatchers."""
@@ -291,10 +324,10 @@ def _guard_saves(*modules: Any) -> None:
             if isinstance(value, Dispatcher):
                 cache = getattr(value, "_cache", None)
                 if cache is not None and not isinstance(cache, _WholeSaves):
-                    value._cache = _WholeSaves(cache)  # type: ignore[attr-defined]
+                    value._cache = _WholeSaves(cache, guard)  # type: ignore[attr-defined]
 
 
-def _compile_job(job: tuple) -> dict[str, Any]:
+def _compile_job(job: tuple, guard: _ExitGuard) -> dict[str, Any]:
     """Compile one program (see :func:`compile_elsewhere`); the reply's keys say
     what happened: ``unavailable`` (this process would not write the files the
     parent reads), ``error``, else the counts."""
@@ -310,7 +343,7 @@ def _compile_job(job: tuple) -> dict[str, Any]:
         module = disk_cache.load(text)
         if os.path.realpath(str(module.__file__)) != path:
             return {"unavailable": f"the generated module is at {module.__file__}, not {path}"}
-        _guard_saves(module, blas)
+        _guard_saves(guard, module, blas)
         before = disk_cache.stats()
         reply: dict[str, Any] = {}
         try:
@@ -336,6 +369,8 @@ def main() -> None:
     requests = sys.stdin.buffer
     from . import executable  # noqa: F401  (numba and the lowerings, before "ready")
 
+    guard = _ExitGuard()
+
     _send(replies, pickle.dumps({"module": os.path.realpath(__file__)}))
     while True:
         payload = _receive_bytes(requests)
@@ -347,7 +382,7 @@ def main() -> None:
             reply: dict[str, Any] = {"unavailable": f"{type(err).__name__}: {err}"}
         else:
             try:
-                reply = _compile_job(job)
+                reply = _compile_job(job, guard)
             except Exception as err:  # noqa: BLE001
                 reply = {"error": f"{type(err).__name__}: {err}"}
         _send(replies, pickle.dumps(reply))
