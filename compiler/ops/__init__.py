@@ -10,6 +10,7 @@ from . import (  # noqa: F401  (registration)  # noqa: F401
     elemwise,
     fused,
     gluon_extra,
+    image,
     indexing,
     linalg,
     losses,
