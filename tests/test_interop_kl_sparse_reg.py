@@ -97,11 +97,14 @@ def test_forward_under_record_leaves_the_average():
     np.testing.assert_array_equal(y.asnumpy(), X)
 
 
-def test_autograd_backward_updates_the_average_once_per_pass():
+@pytest.mark.parametrize("backend", ["interpreter", "compiled"])
+def test_autograd_backward_updates_the_average_once_per_pass(backend, request):
+    if backend == "compiled":
+        request.getfixturevalue("compiled")
     x, avg = symgrad.nd.array(X), symgrad.nd.full((4,), 0.4)
     x.attach_grad()
     expected = np.full(4, 0.4)
-    for _ in range(3):
+    for _ in range(4):  # the interpreter, then the compiled program
         with symgrad.autograd.record():
             y = _kl(x, avg)
         y.backward()
