@@ -181,6 +181,11 @@ def _softmax_output_params(shapes, *, multi_output, preserve_shape, **_):
     return [data, label]
 
 
+def _kl_sparse_reg_params(shapes, **_):
+    data = shapes[0]
+    return shapes if data is None else [data, (data[1],)]  # one average per feature
+
+
 def _same_shape(shapes, **_):
     known = next((s for s in shapes if s is not None), None)
     return [known] * len(shapes)
@@ -197,6 +202,7 @@ _PARAMETER_SHAPES: dict[str, Callable[..., list]] = {
     "GroupNorm": _groupnorm_params,
     "LeakyReLU": _leaky_relu_params,
     "SoftmaxOutput": _softmax_output_params,
+    "IdentityAttachKLSparseReg": _kl_sparse_reg_params,
     "RNN": rnn_input_shapes,
 }
 

@@ -24,8 +24,7 @@ def run(mx, x):
     net = mx.sym.IdentityAttachKLSparseReg(
         data, sparseness_target=0.15, penalty=0.02, momentum=0.7, name="kl"
     )
-    # (symgrad cannot infer kl_moving_avg's shape from data yet: given here)
-    ex = net.simple_bind(mx.cpu(), data=x.shape, kl_moving_avg=x.shape[1:2], grad_req="write")
+    ex = net.simple_bind(mx.cpu(), data=x.shape, grad_req="write")  # the average's inferred
     ex.aux_dict["kl_moving_avg"][:] = 0.4
     ex.arg_dict["data"][:] = x
     results = {}
