@@ -36,9 +36,8 @@ import numpy as np
 
 from symgrad_compiler import Entry, GraphError, Node, topo_order
 
-from .attribute import set_given_keys
 from .base import MXNetError
-from .symbol import DTYPE_CODES, Symbol, node_attr_strings, visible_count
+from .symbol import DTYPE_CODES, Symbol, node_attr_strings, remember_call, visible_count
 from .symbol_json import _find_op, _variable
 from .symbol_types import apply_op, materialize
 
@@ -117,7 +116,7 @@ def from_networkx(graph: Any) -> Symbol:
         }
         try:
             built[key] = apply_op(opdef, inputs, attrs, name)
-            set_given_keys(built[key], tuple(attrs))  # JSON writes them, as the original
+            remember_call(built[key], attrs)  # JSON writes them, as the original
         except GraphError as err:
             raise MXNetError(f"from_networkx: node {key!r} ({name!r}): {err}") from None
     heads = graph.graph.get("heads")

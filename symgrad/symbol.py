@@ -20,6 +20,7 @@ import builtins
 import html
 import numbers
 import warnings
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -260,8 +261,7 @@ class Symbol(OperatorMixin):
             inputs = tuple(Entry(copies[e.node], e.index) for e in node.inputs)
             attrs = dict(node.attrs) if node.is_variable else node.attrs
             copy = Node(node.op, attrs, inputs, node.types, node.name, node.value, node.tag)
-            set_op_node_attrs(copy, dict(op_node_attrs(node)))
-            set_given_keys(copy, given_keys(node))
+            _keep_call_facts(node, copy)
             copies[node] = copy
         return Symbol([Entry(copies[e.node], e.index) for e in self._entries])
 
@@ -785,6 +785,7 @@ def node_attr_strings(node: Node, given_only: bool = False) -> dict[str, str]:
                 k for k, v in node.attrs.items() if k not in specs or v != specs[k].default
             )
         strings = {k: v for k, v in strings.items() if k in given}
+        strings.update({k: t for k, t in _GIVEN_TEXT.get(node, {}).items() if k in strings})
         if node.op.variadic and "num_args" in node.op.attrs:
             # kept canonical (0) on the node; MXNet's calls always pass the count
             strings["num_args"] = str(node.attrs.get("num_args") or len(node.inputs))
@@ -836,6 +837,47 @@ def _keep_call_facts(node: Node, made: Node) -> None:
     """Give ``made``, a copy of ``node``, its user attributes and given parameters."""
     set_op_node_attrs(made, dict(op_node_attrs(node)))
     set_given_keys(made, given_keys(node))
+    if node in _GIVEN_TEXT:
+        _GIVEN_TEXT[made] = _GIVEN_TEXT[node]
+
+
+# The text of each parameter a symbol call (or a JSON file) gave a node, as MXNet
+# keeps it: ``axis=1`` is '1', ``kernel=[3, 3]`` '[3, 3]', ``x * 2.0`` '2.0'.
+# JSON and ``list_attr`` write it back; the node's attrs hold the parsed values.
+_GIVEN_TEXT: weakref.WeakKeyDictionary[Node, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def remember_call(node: Node, attrs: dict) -> None:
+    """Record the parameters ``attrs`` a symbol call or a JSON file gave ``node``
+    (their keys and MXNet's text of their values)."""
+    set_given_keys(node, tuple(attrs))
+    texts = {}
+    for key, value in attrs.items():
+        text = None if key == "dtype" else _value_text(value)
+        if text is not None:
+            texts[key] = text
+    if texts:
+        _GIVEN_TEXT[node] = texts
+
+
+def _value_text(value: Any) -> str | None:
+    """``str(value)`` as MXNet's Python frontend sends a parameter (numpy scalars as
+    their Python values print), or None for a value it would spell otherwise."""
+    if value is None or isinstance(value, str):
+        return "None" if value is None else value
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (numbers.Integral, numbers.Real)) and not isinstance(value, complex):
+        return str(value)
+    if isinstance(value, (tuple, list)):
+        items = [_value_text(v) for v in value]
+        if any(item is None for item in items):
+            return None
+        inner = ", ".join(str(item) for item in items)
+        if isinstance(value, list):
+            return f"[{inner}]"
+        return f"({inner},)" if len(items) == 1 else f"({inner})"
+    return None
 
 
 def rename(symbol: Symbol, name: str) -> Symbol:
@@ -875,7 +917,7 @@ def _make_symbol(
     except GraphError as err:
         raise MXNetShapeError(str(err)) from None
     set_op_node_attrs(node, annotations)
-    set_given_keys(node, tuple(attrs))
+    remember_call(node, attrs)
     count = node.num_outputs if attrs.get("output_mean_var") else visible_count(node)
     return Symbol([Entry(node, i) for i in range(count)])
 
@@ -1076,12 +1118,14 @@ power = pow = _scalar_or_symbol("_power", "_power_scalar", "_rpower_scalar")
 
 def zeros(shape: Any, dtype: Any = "float32", **kwargs: Any) -> Symbol:
     """A constant symbol of zeros."""
-    return _make_symbol(get_op("_zeros"), [], {"shape": shape, "dtype": dtype})
+    name = kwargs.pop("name", None)
+    return _make_symbol(get_op("_zeros"), [], {"shape": shape, "dtype": dtype, **kwargs}, name)
 
 
 def ones(shape: Any, dtype: Any = "float32", **kwargs: Any) -> Symbol:
     """A constant symbol of ones."""
-    return _make_symbol(get_op("_ones"), [], {"shape": shape, "dtype": dtype})
+    name = kwargs.pop("name", None)
+    return _make_symbol(get_op("_ones"), [], {"shape": shape, "dtype": dtype, **kwargs}, name)
 
 
 def load(fname: str) -> Symbol:

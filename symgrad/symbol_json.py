@@ -30,9 +30,16 @@ from symgrad_compiler import OPS, Entry, GraphError, Node, OpDef, TensorType, to
 from symgrad_compiler.registry import NULL
 
 from ._namespace import num_args_inputs
-from .attribute import set_given_keys, set_op_node_attrs
+from .attribute import set_op_node_attrs
 from .base import MXNetError
-from .symbol import DTYPE_NAMES, INTERNAL_ATTRS, Symbol, format_attr, node_attr_strings
+from .symbol import (
+    DTYPE_NAMES,
+    INTERNAL_ATTRS,
+    Symbol,
+    format_attr,
+    node_attr_strings,
+    remember_call,
+)
 from .symbol_types import UNKNOWN, apply_op
 
 MXNET_VERSION = 10901
@@ -275,7 +282,7 @@ def _build_node(i: int, record: dict, built: list) -> Node:
     except GraphError as err:
         raise SymbolJSONError(f"{where}: {err}") from None
     set_op_node_attrs(node, annotations)
-    set_given_keys(node, tuple(attrs))
+    remember_call(node, attrs)
     return node
 
 

@@ -28,7 +28,7 @@ def test_debug_str_lists_one_node_a_line():
     text = sym.debug_str()
     lines = text.splitlines()
     assert lines[0] == "Symbol outputs: fc_output"
-    assert "  both = Concat(parts[1], _mul0" in text  # a * b is elemwise_mul, named _mul0
+    assert "  both = Concat(parts[1], _mul" in text  # a * b is elemwise_mul, named _mul<n>
     assert "dim=0" in text and "num_args" not in text
     fc = next(line for line in lines if line.startswith("  fc ="))
     assert "FullyConnected(t, fc_weight, fc_bias; num_hidden=5" in fc
