@@ -10,6 +10,7 @@ graph's topological order.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .autodiff import differentiate
@@ -17,11 +18,27 @@ from .backends import Backend
 from .driver import compile_graph
 from .expr import Expr
 from .graph import ProgramGraph, clone_graph, cut_inputs
-from .ir import Entry, Node
+from .ir import Entry, Node, TensorType
 from .ops.common import F
+from .ops.update_rules import rule_for
 from .registry import variable
 
-__all__ = ["Program", "ProgramGraph"]
+__all__ = ["Program", "ProgramGraph", "UpdateSpec"]
+
+
+@dataclass(frozen=True)
+class UpdateSpec:
+    """An optimizer update a program applies after computing the gradients (a
+    fused training step): update op ``op`` (one with a rule in
+    :mod:`.ops.update_rules`) on the weight ``wrt[grad]`` with its gradient,
+    reading states of ``state_types`` and the rule's scalars, with the graph
+    shaped by ``structure``. Its outputs (new weight, new states) follow the
+    program's values."""
+
+    op: str
+    grad: int
+    state_types: tuple[TensorType, ...]
+    structure: tuple
 
 
 class Program:
@@ -34,6 +51,10 @@ class Program:
     rather than computes (leaves always). ``backend`` (a backend, its name, or
     None for the one in force) compiles the closed program graph; with
     ``compiled=False`` nothing is compiled (a caller that only reads ``graph``).
+
+    ``updates`` makes it a training step: each :class:`UpdateSpec` adds the
+    updated weight and states after the values; the states and the update
+    scalars are the program's last inputs, given to :meth:`run` as ``extra``.
     """
 
     # False for a program made for one call (its key holds a per-call callback):
@@ -50,6 +71,7 @@ class Program:
         is_input: Callable[[Node], bool],
         backend: Backend | str | None = None,
         compiled: bool = True,
+        updates: Sequence[UpdateSpec] = (),
     ):
         template = clone_graph(nodes)
         head_entries = [Entry(template[pos], index) for pos, index in heads]
@@ -63,21 +85,33 @@ class Program:
             else:
                 seeds.append(F.ones_like(Expr(entry)).entry)
         grads = differentiate(head_entries, seeds, [Entry(template[pos], 0) for pos in wrt])
-        outputs = grads + [Entry(template[pos], index) for pos, index in values]
+        outputs: list[Entry | None] = grads + [Entry(template[pos], index) for pos, index in values]
+        extra: list[Node] = []
+        for spec in updates:
+            weight = Entry(template[wrt[spec.grad]], 0)
+            outputs += _update_outputs(spec, weight, grads[spec.grad], extra)
         self.graph, self.input_refs = cut_inputs(
-            outputs, template, lambda node: not node.inputs or is_input(node), head_vars
+            outputs, template, lambda node: not node.inputs or is_input(node), head_vars + extra
         )
         self.num_grads = len(wrt)
         self.run_graph = compile_graph(self.graph, backend) if compiled else None
 
     def run(
-        self, nodes: Sequence[Node], head_grads: Sequence[Any], out: Sequence[Any] | None = None
+        self,
+        nodes: Sequence[Node],
+        head_grads: Sequence[Any],
+        out: Sequence[Any] | None = None,
+        extra: Sequence[Any] = (),
     ) -> list[Any]:
-        """Gradients then values, for a graph with this program's structure:
-        inputs are read from ``nodes[i].value`` and ``head_grads`` (those given).
-        ``out`` optionally names destination arrays for the outputs (a runner may
-        compute an output straight into its destination and return it)."""
+        """Gradients then values (then updated weights and states), for a graph
+        with this program's structure: inputs are read from ``nodes[i].value``,
+        ``head_grads`` (those given) and ``extra`` (an update's states and
+        scalars, in the order of ``updates``). ``out`` optionally names
+        destination arrays for the outputs (a runner may compute an output
+        straight into its destination and return it)."""
         given = [g for g in head_grads if g is not None]
+        if extra:
+            given += extra
         args = [
             given[-1 - pos] if pos < 0 else _value(nodes[pos])[index]
             for pos, index in self.input_refs
@@ -85,6 +119,34 @@ class Program:
         if self.run_graph is None:
             raise RuntimeError("this program was built with compiled=False: it does not run")
         return self.run_graph(args, out)
+
+
+def _update_outputs(
+    spec: UpdateSpec, weight: Entry, grad: Entry | None, extra: list[Node]
+) -> list[Entry | None]:
+    """The new weight and states of ``spec`` on ``weight`` and its gradient,
+    adding the variables it reads (states, then scalars) to ``extra``."""
+    rule = rule_for(spec.op)
+    if rule is None:
+        raise ValueError(f"{spec.op}: no rule rebuilds this update op from elementwise ops")
+    dtype = weight.dtype
+    states = [
+        variable(t.shape, t.dtype, name=f"state{len(extra) + i}")
+        for i, t in enumerate(spec.state_types)
+    ]
+    extra.extend(states)
+    count = len(rule.scalar_names)
+    scalars = [variable((), dtype, name=f"scalar{len(extra) + i}") for i in range(count)]
+    extra.extend(scalars)
+    g = Expr(grad) if grad is not None else F.zeros_like(Expr(weight))
+    built = rule.build(
+        Expr(weight),
+        g,
+        [Expr(Entry(s, 0)) for s in states],
+        [Expr(Entry(v, 0)) for v in scalars],
+        spec.structure,
+    )
+    return [e.entry for e in built]
 
 
 def _value(node: Node) -> tuple[Any, ...]:

@@ -42,3 +42,17 @@ def recording_state(on: bool) -> Tape | bool:
 # debugger switch, because recording reads it on every op and a ContextVar read costs
 # more than an attribute read.
 anomaly: bool = False
+
+
+# A fused training step (see symgrad.training_step): the capture a Trainer's update
+# ops go to instead of running, and the step a backward computed ahead for the
+# Trainer (weights and states updated into buffers of its own, committed by
+# Trainer.step if its updates are those foreseen).
+update_capture: ContextVar = ContextVar("symgrad_update_capture", default=None)
+staged_step: ContextVar = ContextVar("symgrad_staged_step", default=None)
+# The template and variables of this thread's latest backward, which a Trainer's
+# step learns the fused step from.
+last_backward: ContextVar = ContextVar("symgrad_last_backward", default=None)
+# Counts in-place writes to arrays: a step computed ahead is committed only if no
+# array was written in place since (a gradient clipped, a weight set).
+in_place_writes: int = 0

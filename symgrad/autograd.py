@@ -230,6 +230,7 @@ class _Memo(NamedTuple):
     program: compiler.Program
     conditions: tuple
     wrt: tuple[int, ...]
+    step: Any = None  # a Trainer's updates fused after it (training_step.StepPlan)
 
 
 def _run_program(
@@ -252,37 +253,34 @@ def _run_program(
     values = tuple([(pos, index) for pos, index, _ in pending_arrays])
     conditions = (given, values, compiler.backend(), compiler.cache_generation())
     memo = None if template is None else template.memo
+    ahead = None
     try:
         if memo is not None and memo.conditions == conditions:
             program = memo.program
             compiler.count_hit()
+            if memo.step is not None:
+                # a Trainer's step follows: compute its updates too, in the same call
+                ahead = memo.step.foresee()
+                if ahead is not None:
+                    program = memo.step.program
+                    if program is None:
+                        program = memo.step.program = _fetch_program(
+                            entries, nodes, wrt, template, signature, conditions, memo.step.specs
+                        )[0]
         else:
-            if signature is None and template is not None:
-                # recognised, but run under other conditions: the tape's key (the
-                # nodes are in its order), so that the cached program is found
-                signature = (template.key, {id(node): at for at, node in enumerate(nodes)})
-            graph_key, position = signature or structural_key(nodes, entries, _leaf_role)
-            wrt_positions = tuple([position[id(node)] for node in wrt])
-            heads = graph_key[1]
-            key = (graph_key, wrt_positions, given, values, conditions[2])
-            program = compiler.cached_program(
-                key,
-                lambda: compiler.Program(
-                    nodes,
-                    heads,
-                    wrt_positions,
-                    given,
-                    values,
-                    _is_program_input,
-                    compiler.backend(),
-                ),
+            program, wrt_positions = _fetch_program(
+                entries, nodes, wrt, template, signature, conditions
             )
             if template is not None and program.reusable:
                 template.memo = _Memo(program, conditions, wrt_positions)
+        destinations = None if out is None else out + [None] * len(values)
+        if ahead is not None:
+            destinations = (destinations or [None] * (len(wrt) + len(values))) + ahead.plan.buffers
         results = program.run(
             nodes,
             [None if g is None else g._data for g in head_grads],
-            None if out is None else out + [None] * len(values),
+            destinations,
+            () if ahead is None else ahead.extra,
         )
     except TypeError:
         # A value the program reads is gone: another head's backward freed this
@@ -296,7 +294,45 @@ def _run_program(
         raise MXNetShapeError(str(err)) from None
     for (_, _, array), value in zip(pending_arrays, results[len(wrt) :]):
         array._settle(value)
+    if ahead is not None:
+        ahead.results = results[len(wrt) + len(values) :]
+        _state.staged_step.set(ahead)
     return results[: len(wrt)]
+
+
+def _fetch_program(
+    entries: list[Entry],
+    nodes: list[Node],
+    wrt: list[Node],
+    template: Template | ChainTemplate | None,
+    signature: tuple | None,
+    conditions: tuple,
+    updates: tuple = (),
+) -> tuple[Any, tuple[int, ...]]:
+    """The program for this graph from the program cache, with ``updates``
+    fused after its gradients if given; and the positions of ``wrt``."""
+    if signature is None and template is not None:
+        # recognised, but run under other conditions: the tape's key (the
+        # nodes are in its order), so that the cached program is found
+        signature = (template.key, {id(node): at for at, node in enumerate(nodes)})
+    graph_key, position = signature or structural_key(nodes, entries, _leaf_role)
+    wrt_positions = tuple([position[id(node)] for node in wrt])
+    given, values, backend = conditions[0], conditions[1], conditions[2]
+    key = (graph_key, wrt_positions, given, values, backend) + ((updates,) if updates else ())
+    program = compiler.cached_program(
+        key,
+        lambda: compiler.Program(
+            nodes,
+            graph_key[1],
+            wrt_positions,
+            given,
+            values,
+            _is_program_input,
+            backend,
+            updates=updates,
+        ),
+    )
+    return program, wrt_positions
 
 
 _FREED_SHARED = (
@@ -348,7 +384,8 @@ def backward(
     accepted for MXNet compatibility: train/predict behaviour is fixed when the
     forward pass is recorded.
     """
-    # collect
+    # collect (a step computed ahead by an earlier backward is now stale)
+    _state.staged_step.set(None)
     heads = _as_list(heads)
     entries = _head_entries(heads, "backward")
     grads_in = _head_gradients(heads, head_grads)
@@ -375,6 +412,9 @@ def backward(
         array = node.tag
         write_gradient(array._grad._data, grad, array._grad_req)
         array._fresh_grad = True
+    # what a Trainer's step after this learns to fuse (see training_step)
+    template = graph.template
+    _state.last_backward.set(None if template is None else (template, [node.tag for node in wrt]))
     if not retain_graph:
         if tape is not None and not graph.by_tape_template:
             _settle_outside(tape, nodes)

@@ -19,6 +19,7 @@ import os
 from typing import Any
 
 from .. import optimizer as opt
+from .. import training_step
 from .parameter import Parameter, ParameterDict
 
 __all__ = ["Trainer"]
@@ -293,7 +294,8 @@ class Trainer:
         if pulls:
             self._kvstore.pull([i for i, _ in pulls], out=[arrays for _, arrays in pulls])
         if indices:
-            self._updaters[0](indices, grads, weights)
+            # the updates may have been computed ahead, fused into the backward
+            training_step.update(self, self._updaters[0], indices, grads, weights)
 
     # -- states -----------------------------------------------------------------
     def save_states(self, fname: str) -> None:

@@ -237,6 +237,11 @@ def invoke(op: str | OpDef, inputs: Sequence[NDArray], attrs: dict) -> Any:
         arrays = [NDArray(None, _entry((node, i))) for i in range(len(types))]
         node.tag = tuple(track(a) for a in arrays)
         return _visible(opdef, attrs, arrays)
+    if opdef.kind == "update":
+        # a Trainer collecting its updates to fuse them into the backward program
+        capture = _state.update_capture.get()
+        if capture is not None:
+            return capture.take(opdef, inputs, attrs)
     return _run(opdef, inputs, attrs, False)
 
 
@@ -646,6 +651,8 @@ class NDArray(OperatorMixin):
                 "in-place assignment to an array with recorded history is not "
                 "supported while recording; compute a new array instead"
             )
+        if value is self and (key is Ellipsis or (type(key) is slice and key == slice(None))):
+            return  # x[:] = x (an update op called with out= its own weight)
         if isinstance(key, NDArray):
             key = key._data.astype(np.int64)
         value = value._data if isinstance(value, NDArray) else value
@@ -673,6 +680,7 @@ class NDArray(OperatorMixin):
         recorded before the write raises (copying every parameter at every update
         would cost more than the rare misuse it guards against).
         """
+        _state.in_place_writes += 1  # a fused training step checks nothing changed
         settle_all()
         data = self._data
         leaves = getattr(self, "_leaves", None)

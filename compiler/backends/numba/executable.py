@@ -285,7 +285,8 @@ def compile_entry(plan: Plan, args: Sequence[np.ndarray]) -> Runner | None:
     limit = threads.split_limit()
     function = disk_cache.load(plan.module_text).program_entry
     run = entry_runner(function, source, len(plan.output_slots), limit)
-    arrays = [np.ascontiguousarray(a) for a in args]
+    # (np.ascontiguousarray makes a 0-d array 1-d: an update step's scalars are 0-d)
+    arrays = [np.ascontiguousarray(a) if a.ndim else a for a in args]
     targets = [np.empty((0,) * ndim, dtype) for _, dtype, ndim in source.destinations]
     disk_cache.first_call(function, [*arrays, *source.constants, *targets, limit])
     return run

@@ -1,0 +1,260 @@
+"""One compiled training step: a Trainer's optimizer updates fused into the
+program that computes their gradients.
+
+A training loop repeats ``record``, ``backward``, ``trainer.step``. The
+updates cannot run inside ``backward`` (the learning rate, the batch size and
+the optimizer's counters are known only at ``step``), so the step is computed
+*ahead* and committed only if it is what ``step`` then does:
+
+1. **Learn** (a step run as usual). ``Trainer.step`` runs its updater with the
+   update ops *captured* (:class:`Capture`) instead of run. If every captured
+   call is an update op with a rule in ``symgrad_compiler.ops.update_rules``
+   on a weight the last ``backward`` differentiated (``grad_req='write'``) and
+   its gradient, the calls are run, and a :class:`StepPlan` is kept with the
+   program ``backward`` ran (its memo on the step template).
+2. **Ahead** (the next steps). ``backward`` recognises the graph, finds the plan,
+   and runs the updater once more under a capture with the optimizer's
+   counters restored afterwards (:meth:`StepPlan.foresee`): these are the calls
+   ``step`` will make. The program it runs is the backward program with those
+   updates appended (``Program(..., updates=...)``, keyed like any program):
+   one compiled call computes the gradients (into the ``.grad`` buffers, as
+   always) and the updated weights and states, into buffers of the plan's own.
+3. **Commit.** ``Trainer.step`` captures its calls again. If they are the
+   foreseen ones (the same ops on the same arrays with equal attrs) and no
+   array was written in place since ``backward`` (a clipped gradient, a
+   weight set by hand), the computed weights and states are copied in; if
+   not, the captured calls run as usual. Either way the results are those of
+   running the updates one by one.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+import symgrad_compiler as compiler
+from symgrad_compiler import OpDef
+from symgrad_compiler.ops.update_rules import rule_for, scalar_inputs
+from symgrad_compiler.program import UpdateSpec
+
+from . import _state
+
+__all__ = ["Capture", "StepPlan", "Foreseen", "update"]
+
+
+class Call(NamedTuple):
+    """One captured update-op call: ``op(*inputs, **attrs)``, ``out=inputs[0]``."""
+
+    op: OpDef
+    inputs: tuple
+    attrs: dict
+
+
+class Capture:
+    """Collects the update ops a Trainer's updater calls (``mx.nd.sgd_update(...,
+    out=weight)`` and the like), without running them.
+
+    An update op it cannot defer (several visible outputs, a multi-tensor
+    update) runs every call collected so far and itself at once, and the
+    capture collects nothing more: the order of the updates is kept.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.fusable = True
+
+    def take(self, opdef: OpDef, inputs: Sequence[Any], attrs: dict) -> Any:
+        """Collect the call (the caller's ``out=weight`` then writes the weight
+        into itself: nothing), or run it (see the class)."""
+        if self.fusable and opdef.visible_outputs == 1 and rule_for(opdef.name) is not None:
+            self.calls.append(Call(opdef, tuple(inputs), opdef.canonical_attrs(attrs)))
+            return inputs[0]
+        self.run()
+        self.fusable = False
+        from .ndarray.ndarray import _run
+
+        return _run(opdef, inputs, attrs, False)
+
+    def run(self) -> None:
+        """Run the collected calls as the updater would have."""
+        from .ndarray.ndarray import _run
+
+        calls, self.calls = self.calls, []
+        for call in calls:
+            call.inputs[0][:] = _run(call.op, call.inputs, call.attrs, False)
+
+    def collect(self, updater: Any, indices: list, grads: list, weights: list) -> None:
+        """Run ``updater(indices, grads, weights)`` collecting its update ops."""
+        token = _state.update_capture.set(self)
+        try:
+            updater(indices, grads, weights)
+        finally:
+            _state.update_capture.reset(token)
+
+
+def _same_calls(a: Sequence[Call], b: Sequence[Call]) -> bool:
+    return len(a) == len(b) and all(
+        x.op is y.op
+        and len(x.inputs) == len(y.inputs)
+        and all(p is q for p, q in zip(x.inputs, y.inputs))
+        and x.attrs == y.attrs
+        for x, y in zip(a, b)
+    )
+
+
+class Foreseen:
+    """A step computed ahead by ``backward``: the calls foreseen, the program's
+    extra inputs for them (states, then scalars, per call) and, once it ran,
+    ``results``: per call the new weight and states (computed into the plan's
+    buffers where the program could)."""
+
+    def __init__(self, plan: StepPlan, calls: list[Call], writes: int):
+        self.plan = plan
+        self.calls = calls
+        self.writes = writes
+        self.results: list[np.ndarray] = []  # the new weights and states, once run
+        self.extra: list[np.ndarray] = []
+        for call in calls:
+            rule = rule_for(call.op.name)
+            assert rule is not None  # checked when the plan was learnt
+            self.extra += [x._data for x in call.inputs[2:]]
+            self.extra += scalar_inputs(rule, call.attrs, call.inputs[0].dtype)
+
+    def commit(self, trainer: Any, calls: Sequence[Call]) -> bool:
+        """Write the computed weights and states if ``calls`` are the ones foreseen
+        for ``trainer`` and no array was written in place since; say whether."""
+        if (
+            self.plan.trainer() is not trainer
+            or _state.in_place_writes != self.writes
+            or not _same_calls(self.calls, calls)
+        ):
+            return False
+        results = iter(self.results)
+        for call in calls:
+            for array in (call.inputs[0], *call.inputs[2:]):
+                array._before_write()
+                np.copyto(array._value, next(results))
+        return True
+
+
+class StepPlan:
+    """What a step template's backward fuses: the updates ``trainer`` made
+    after it (``specs``), and how to foresee them (the updater and its
+    arguments)."""
+
+    def __init__(
+        self,
+        trainer: Any,
+        updater: Any,
+        arguments: tuple[list, list, list],
+        specs: tuple[UpdateSpec, ...],
+        calls: list[Call],
+    ):
+        self.trainer = weakref.ref(trainer)
+        self.updater = updater
+        self.arguments = arguments
+        self.specs = specs
+        self.calls = calls
+        self.program: Any = None  # the fused program, fetched at the first step ahead
+        self.buffers = [
+            np.empty(x.shape, x.dtype) for call in calls for x in (call.inputs[0], *call.inputs[2:])
+        ]
+
+    @classmethod
+    def learn(cls, trainer: Any, updater: Any, arguments: tuple, calls: list[Call]) -> Any:
+        """The plan for ``calls`` after the last backward, or None where the step
+        cannot be fused (see the module docstring)."""
+        last = _state.last_backward.get()
+        if last is None or not calls or trainer._kvstore is not None:
+            return None
+        template, variables = last
+        if template.memo is None:
+            return None
+        where = {id(array): k for k, array in enumerate(variables)}
+        specs = []
+        for call in calls:
+            weight, grad = call.inputs[0], call.inputs[1]
+            k = where.get(id(weight))
+            if (
+                k is None
+                or weight._grad is not grad
+                or weight._grad_req != "write"
+                or weight.dtype not in (np.float32, np.float64)
+                or any(s.shape != weight.shape or s.dtype != weight.dtype for s in call.inputs[2:])
+            ):
+                return None
+            rule = rule_for(call.op.name)
+            assert rule is not None
+            specs.append(
+                UpdateSpec(
+                    call.op.name,
+                    k,
+                    tuple(compiler.TensorType(s.shape, np.dtype(s.dtype)) for s in call.inputs[2:]),
+                    rule.structure(call.attrs),
+                )
+            )
+        plan = cls(trainer, updater, arguments, tuple(specs), calls)
+        template.memo = template.memo._replace(step=plan)
+        return plan
+
+    def foresee(self) -> Foreseen | None:
+        """The calls the trainer's next step will make (the updater run under a
+        capture, the optimizer's counters put back), or None if they are not
+        those the plan fuses."""
+        trainer = self.trainer()
+        if trainer is None:
+            return None
+        optimizer = self.updater.optimizer
+        counts = optimizer._index_update_count
+        saved, num_update = dict(counts), optimizer.num_update
+        capture = Capture()
+        try:
+            capture.collect(self.updater, *self.arguments)
+        finally:
+            counts.clear()
+            counts.update(saved)
+            optimizer.num_update = num_update
+        calls = capture.calls
+        if not capture.fusable or len(calls) != len(self.calls):
+            return None
+        for call, known, spec in zip(calls, self.calls, self.specs):
+            if (
+                call.op is not known.op
+                or any(p is not q for p, q in zip(call.inputs, known.inputs))
+                or rule_for(call.op.name).structure(call.attrs) != spec.structure  # type: ignore[union-attr]
+            ):
+                return None
+        return Foreseen(self, calls, _state.in_place_writes)
+
+
+def _fusable_optimizer(optimizer: Any) -> bool:
+    """Optimizers whose update is exactly their update op and counters (run twice
+    per step, once ahead): SGD and Adam, not subclasses that may do more."""
+    from .optimizer import SGD, Adam
+
+    return type(optimizer) in (SGD, Adam)
+
+
+def update(trainer: Any, updater: Any, indices: list, grads: list, weights: list) -> None:
+    """``updater(indices, grads, weights)`` for ``trainer.step``: committing the
+    step the last backward computed ahead when it is this one, learning to
+    compute it ahead otherwise (see the module docstring)."""
+    foreseen = _state.staged_step.get()
+    _state.staged_step.set(None)
+    if not _fusable_optimizer(updater.optimizer):
+        updater(indices, grads, weights)
+        return
+    capture = Capture()
+    capture.collect(updater, indices, grads, weights)
+    if not capture.fusable:
+        _state.last_backward.set(None)
+        return
+    if foreseen is not None and foreseen.commit(trainer, capture.calls):
+        return
+    calls = list(capture.calls)
+    capture.run()
+    StepPlan.learn(trainer, updater, (list(indices), list(grads), list(weights)), calls)
+    _state.last_backward.set(None)
