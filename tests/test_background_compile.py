@@ -1,6 +1,7 @@
 """Background compilation never holds a process up: it starts once a program has
-been called twice, runs on one worker thread, is abandoned at exit after a short
-grace period, and never blocks Ctrl-C. Each case runs in a fresh process with an
+been called twice, runs in one compiler process behind one worker thread, is
+abandoned at exit (the compiler process ends with its parent), and never blocks
+Ctrl-C. Each case runs in a fresh process with an
 empty kernel cache, so a compilation really is in progress."""
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ data = np.linspace(-1, 1, 1000)
 for _ in range(3):
     f(x=data)
 assert background._pending, "a compilation should be in progress"
-print("started", flush=True)
+from symgrad_compiler.backends.numba import subprocess_compile
+deadline = time.monotonic() + 120
+while subprocess_compile._compiler is None and time.monotonic() < deadline:
+    time.sleep(0.05)  # the worker starts the compiler process
+print("started", subprocess_compile._compiler.process.pid, flush=True)
 if sys.argv[1] == "wait":
     from symgrad_compiler import wait_for_compilation
     wait_for_compilation()
@@ -67,11 +72,26 @@ def test_a_process_exits_without_waiting_for_a_compilation(tmp_path):
     assert lines[0] == "started"
     done = float(lines[lines.index("done") + 1])
     assert exited - done < 1.0, f"the process took {exited - done:.2f} s to exit"
+    # the compiler process it left ends too (at once, or after the cache write it is in)
+    compiler = int(lines[1])
+    deadline = time.monotonic() + 5.0
+    while _alive(compiler) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(compiler), "the compiler process outlived its parent"
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie waiting to be reaped does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_ctrl_c_while_waiting_for_a_compilation_interrupts_promptly(tmp_path):
     process = _spawn(tmp_path, "wait")
-    assert process.stdout.readline().strip() == "started"
+    assert process.stdout.readline().split()[0] == "started"
     time.sleep(0.2)
     sent = time.time()
     process.send_signal(signal.SIGINT)
