@@ -94,6 +94,18 @@ def _spatial(
     )
 
 
+def spatial_geometry(
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilate: Sequence[int],
+    pad: Sequence[int],
+    rank: int,
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Kernel, stride, dilate and pad as full tuples for ``rank`` spatial axes (an
+    empty stride or dilate means 1 on every axis, an empty pad 0)."""
+    return _spatial(kernel, stride, dilate, pad, rank)
+
+
 def conv_out_size(size: int, kernel: int, stride: int, dilate: int, pad: int) -> int:
     """Output length of a convolution along one axis."""
     return (size + 2 * pad - dilate * (kernel - 1) - 1) // stride + 1
@@ -214,7 +226,12 @@ def conv_weight_grad(
         groups, -1, n * int(np.prod(out_sizes))
     )
     flat_g = g.swapaxes(0, 1).reshape(groups, f // groups, -1)
-    return np.matmul(flat_g, cols.transpose(0, 2, 1)).reshape(w_shape)
+    # one np.dot per group: BLAS takes the transposed columns as a flag, where a
+    # batched matmul over the transposed view ran 3x slower
+    out = np.empty((groups, f // groups, cols.shape[1]), dtype=g.dtype)
+    for k in range(groups):
+        np.dot(flat_g[k], cols[k].T, out=out[k])
+    return out.reshape(w_shape)
 
 
 def _channel_sum(g: Expr) -> Expr:
@@ -956,9 +973,9 @@ class _Windows:
             if best is None or arg is None:  # (set together)
                 best, arg = value.copy(), np.zeros(value.shape, dtype=np.int64)
             else:
-                better = value > best
-                best[better] = value[better]
-                arg[better] = position
+                better = np.greater(value, best)
+                np.copyto(best, value, where=better)
+                np.copyto(arg, position, where=better)
         assert best is not None and arg is not None  # a window has a position
         return best, arg
 

@@ -1,0 +1,713 @@
+"""Convolution and Deconvolution (and their gradients) as numba kernels around BLAS.
+
+Every rank is run as 3-D: data (N, C, W) is viewed as (N, C, 1, 1, W) and
+(N, C, H, W) as (N, C, 1, H, W), with kernel, stride and dilation 1 and pad 0 on
+the added axes, so three kernels serve all six ops:
+
+- ``lib_conv_forward``: per image and group, the windows gathered into a column
+  matrix (im2col, one image at a time so it stays in cache) and one GEMM
+  ``w (F/g, K) @ cols (K, P)`` written straight into the NCDHW output;
+- ``lib_conv_data_grad``: the transposed GEMM ``w^T @ g`` into the columns, added
+  back into the image (col2im); Deconvolution's forward is this kernel;
+- ``lib_conv_weight_grad``: ``g @ cols^T`` summed over the images.
+
+Two shapes skip the columns: a 1x1 convolution with stride 1 and no padding is
+the GEMM alone (its data already is the column matrix), and a convolution with
+one input channel per group (depthwise, as in MobileNet) runs as direct loops:
+its GEMMs would have one row and its im2col would copy every pixel k*k times.
+
+The GEMMs are numpy's own BLAS (``blas.matmul_into``). The step runner splits
+the batch over the backend's threads (:mod:`..threads`; the kernels release the
+GIL); the whole-program entry runs the batch on the calling thread and hands big
+convolutions back to the step runner, as it does with big fused loops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ....ir import Node
+from ....ops.conv import conv_out_size, deconv_geometry, spatial_geometry
+from .. import threads
+from ..emit import Writer, shape_tuple
+from .table import FLOATS, Lowering, register_lowering
+
+_SOURCE = """
+@_jit
+def _cv_span(size, start, step, count):
+    # [first, end) of the positions o < count with 0 <= start + o * step < size
+    first = min(count, max(0, (step - 1 - start) // step))
+    end = min(count, max(0, (size - start + step - 1) // step))
+    return first, max(first, end)
+
+
+@_jit
+def _cv_gather(x, n, c0, cg, kernel, stride, dilate, pad, osz, cols):
+    # im2col of one image and group: cols[(c, a, b, e), (i, j, k)] =
+    # x[n, c0 + c, i*sd + a*dd - pd, j*sh + b*dh - ph, k*sw + e*dw - pw], 0 outside
+    kd, kh, kw = kernel
+    sd, sh, sw = stride
+    dd, dh, dw = dilate
+    pd, ph, pw = pad
+    od, oh, ow = osz
+    D, H, W = x.shape[2], x.shape[3], x.shape[4]
+    row = 0
+    for c in range(cg):
+        for a in range(kd):
+            z0 = a * dd - pd
+            ia, ib = _cv_span(D, z0, sd, od)
+            for b in range(kh):
+                y0 = b * dh - ph
+                ja, jb = _cv_span(H, y0, sh, oh)
+                for e in range(kw):
+                    x0 = e * dw - pw
+                    ka, kb = _cv_span(W, x0, sw, ow)
+                    dst = cols[row]
+                    if ia > 0 or ib < od or ja > 0 or jb < oh or ka > 0 or kb < ow:
+                        dst[:] = 0
+                    for i in range(ia, ib):
+                        for j in range(ja, jb):
+                            src = x[n, c0 + c, z0 + i * sd, y0 + j * sh]
+                            base = (i * oh + j) * ow
+                            for k in range(ka, kb):
+                                dst[base + k] = src[x0 + k * sw]
+                    row += 1
+
+
+@_jit
+def _cv_scatter(cols, dx, n, c0, cg, kernel, stride, dilate, pad, osz):
+    # col2im, the adjoint of _cv_gather: adds the columns into dx[n, c0:c0+cg]
+    kd, kh, kw = kernel
+    sd, sh, sw = stride
+    dd, dh, dw = dilate
+    pd, ph, pw = pad
+    od, oh, ow = osz
+    D, H, W = dx.shape[2], dx.shape[3], dx.shape[4]
+    row = 0
+    for c in range(cg):
+        for a in range(kd):
+            z0 = a * dd - pd
+            ia, ib = _cv_span(D, z0, sd, od)
+            for b in range(kh):
+                y0 = b * dh - ph
+                ja, jb = _cv_span(H, y0, sh, oh)
+                for e in range(kw):
+                    x0 = e * dw - pw
+                    ka, kb = _cv_span(W, x0, sw, ow)
+                    src = cols[row]
+                    for i in range(ia, ib):
+                        for j in range(ja, jb):
+                            dst = dx[n, c0 + c, z0 + i * sd, y0 + j * sh]
+                            base = (i * oh + j) * ow
+                            for k in range(ka, kb):
+                                dst[x0 + k * sw] += src[base + k]
+                    row += 1
+
+
+@_jit
+def _cv_pointwise(kernel, stride, pad):
+    return (
+        kernel[0] == 1 and kernel[1] == 1 and kernel[2] == 1
+        and stride[0] == 1 and stride[1] == 1 and stride[2] == 1
+        and pad[0] == 0 and pad[1] == 0 and pad[2] == 0
+    )
+
+
+@_jit
+def _cv_direct(x, w, out, n, kernel, stride, dilate, pad, mode):
+    # one input channel per group (depthwise): output channel f reads channel
+    # f // (F / C). mode 0: out[n] += conv(x[n], w); mode 1: x[n] += conv^T(out[n], w)
+    # (the data gradient, out holding g); mode 2: w += conv^T_x(out) (weight gradient)
+    kd, kh, kw = kernel
+    sd, sh, sw = stride
+    dd, dh, dw = dilate
+    pd, ph, pw = pad
+    C, D, H, W = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    F, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    fg = F // C
+    for f in range(F):
+        c = f // fg
+        for a in range(kd):
+            z0 = a * dd - pd
+            ia, ib = _cv_span(D, z0, sd, od)
+            for b in range(kh):
+                y0 = b * dh - ph
+                ja, jb = _cv_span(H, y0, sh, oh)
+                for e in range(kw):
+                    x0 = e * dw - pw
+                    ka, kb = _cv_span(W, x0, sw, ow)
+                    wv = w[f, 0, a, b, e]
+                    total = 0.0
+                    for i in range(ia, ib):
+                        for j in range(ja, jb):
+                            xs = x[n, c, z0 + i * sd, y0 + j * sh]
+                            os = out[n, f, i, j]
+                            if mode == 0:
+                                for k in range(ka, kb):
+                                    os[k] += wv * xs[x0 + k * sw]
+                            elif mode == 1:
+                                for k in range(ka, kb):
+                                    xs[x0 + k * sw] += wv * os[k]
+                            else:
+                                part = 0.0
+                                for k in range(ka, kb):
+                                    part += os[k] * xs[x0 + k * sw]
+                                total += part
+                    if mode == 2:
+                        w[f, 0, a, b, e] += total
+
+
+@_jit
+def _cv_add_bias(out, bias, n):
+    if bias.size:
+        for f in range(out.shape[1]):
+            o = out[n, f]
+            for i in range(o.shape[0]):
+                for j in range(o.shape[1]):
+                    for k in range(o.shape[2]):
+                        o[i, j, k] += bias[f]
+
+
+@_jit
+def lib_conv_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate, pad):
+    # out[lo:hi] = conv(x[lo:hi], w) + bias; every array 5-D (N, C, D, H, W)
+    x = np.ascontiguousarray(x)
+    w = np.ascontiguousarray(w)
+    N, C = x.shape[0], x.shape[1]
+    F = w.shape[0]
+    cg, fg = C // groups, F // groups
+    osz = (out.shape[2], out.shape[3], out.shape[4])
+    P = osz[0] * osz[1] * osz[2]
+    kg = cg * kernel[0] * kernel[1] * kernel[2]
+    flat = out.reshape((N, F * P))
+    if cg == 1 and kg > 1:
+        for n in range(lo, hi):
+            flat[n, :] = 0
+            _cv_direct(x, w, out, n, kernel, stride, dilate, pad, 0)
+            _cv_add_bias(out, bias, n)
+        return
+    w3 = w.reshape((groups, fg, kg))
+    out4 = out.reshape((N, groups, fg, P))
+    pointwise = _cv_pointwise(kernel, stride, pad)
+    x4 = x.reshape((N, groups, cg, x.shape[2] * x.shape[3] * x.shape[4]))
+    cols = np.empty((0 if pointwise else kg, P), x.dtype)
+    for n in range(lo, hi):
+        for gi in range(groups):
+            if pointwise:
+                blas.matmul_into(w3[gi], x4[n, gi], False, False, out4[n, gi])
+            else:
+                _cv_gather(x, n, gi * cg, cg, kernel, stride, dilate, pad, osz, cols)
+                blas.matmul_into(w3[gi], cols, False, False, out4[n, gi])
+        _cv_add_bias(out, bias, n)
+
+
+@_jit
+def lib_conv_data_grad(g, w, bias, dx, lo, hi, groups, kernel, stride, dilate, pad):
+    # dx[lo:hi] = conv^T_w(g[lo:hi]) + bias (the bias for Deconvolution's forward)
+    g = np.ascontiguousarray(g)
+    w = np.ascontiguousarray(w)
+    N, C = dx.shape[0], dx.shape[1]
+    F = w.shape[0]
+    cg, fg = C // groups, F // groups
+    osz = (g.shape[2], g.shape[3], g.shape[4])
+    P = osz[0] * osz[1] * osz[2]
+    kg = cg * kernel[0] * kernel[1] * kernel[2]
+    flat = dx.reshape((N, C * dx.shape[2] * dx.shape[3] * dx.shape[4]))
+    if cg == 1 and kg > 1:
+        for n in range(lo, hi):
+            flat[n, :] = 0
+            _cv_direct(dx, w, g, n, kernel, stride, dilate, pad, 1)
+            _cv_add_bias(dx, bias, n)
+        return
+    w3 = w.reshape((groups, fg, kg))
+    g4 = g.reshape((N, groups, fg, P))
+    pointwise = _cv_pointwise(kernel, stride, pad)
+    dx4 = dx.reshape((N, groups, cg, dx.shape[2] * dx.shape[3] * dx.shape[4]))
+    cols = np.empty((0 if pointwise else kg, P), g.dtype)
+    for n in range(lo, hi):
+        if not pointwise:
+            flat[n, :] = 0
+        for gi in range(groups):
+            if pointwise:
+                blas.matmul_into(w3[gi], g4[n, gi], True, False, dx4[n, gi])
+            else:
+                blas.matmul_into(w3[gi], g4[n, gi], True, False, cols)
+                _cv_scatter(cols, dx, n, gi * cg, cg, kernel, stride, dilate, pad, osz)
+        _cv_add_bias(dx, bias, n)
+
+
+@_jit
+def lib_conv_weight_grad(g, x, dw, lo, hi, groups, kernel, stride, dilate, pad):
+    # dw = sum over images lo..hi of conv^T_x(g): the weight gradient
+    g = np.ascontiguousarray(g)
+    x = np.ascontiguousarray(x)
+    N, C = x.shape[0], x.shape[1]
+    F = dw.shape[0]
+    cg, fg = C // groups, F // groups
+    osz = (g.shape[2], g.shape[3], g.shape[4])
+    P = osz[0] * osz[1] * osz[2]
+    kg = cg * kernel[0] * kernel[1] * kernel[2]
+    dw3 = dw.reshape((groups, fg, kg))
+    dw3[:] = 0
+    if cg == 1 and kg > 1:
+        for n in range(lo, hi):
+            _cv_direct(x, dw, g, n, kernel, stride, dilate, pad, 2)
+        return
+    g4 = g.reshape((N, groups, fg, P))
+    pointwise = _cv_pointwise(kernel, stride, pad)
+    x4 = x.reshape((N, groups, cg, x.shape[2] * x.shape[3] * x.shape[4]))
+    cols = np.empty((0 if pointwise else kg, P), x.dtype)
+    part = np.empty((fg, kg), dw.dtype)
+    for n in range(lo, hi):
+        for gi in range(groups):
+            if pointwise:
+                blas.matmul_into(g4[n, gi], x4[n, gi], False, True, part)
+            else:
+                _cv_gather(x, n, gi * cg, cg, kernel, stride, dilate, pad, osz, cols)
+                blas.matmul_into(g4[n, gi], cols, False, True, part)
+            target = dw3[gi]
+            for f in range(fg):
+                for k in range(kg):
+                    target[f, k] += part[f, k]
+"""
+
+
+def _openblas_threads() -> tuple[Any, Any] | None:
+    """numpy's OpenBLAS ``set_num_threads`` and ``get_num_threads``, or None."""
+    try:
+        from numpy._core import _multiarray_umath as extension  # type: ignore[attr-defined]
+    except ImportError:  # numpy 1.x
+        from numpy.core import _multiarray_umath as extension
+    try:
+        library = ctypes.CDLL(extension.__file__)
+    except OSError:
+        return None
+    for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", "")):
+        setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
+        getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
+        if setter is not None and getter is not None:
+            setter.argtypes, getter.restype = [ctypes.c_int], ctypes.c_int
+            return setter, getter
+    return None
+
+
+_OPENBLAS = _openblas_threads()
+_alone_lock = threading.Lock()
+_alone = [0, 1]  # convolutions running, OpenBLAS's thread count before the first
+
+
+@contextlib.contextmanager
+def blas_alone() -> Iterator[None]:
+    """numpy's OpenBLAS on one thread while convolutions run.
+
+    A convolution makes one small GEMM per image and group, and splits the images
+    over the backend's threads itself. OpenBLAS would also hand each GEMM to its
+    own threads: on the 2-core benchmark machine under load, 32 GEMMs of
+    (32, 288) x (288, 1024) took 734 ms that way and 10 ms on our two threads with
+    OpenBLAS on one. The count is process-wide: the first convolution in sets it,
+    the last one out puts it back."""
+    if _OPENBLAS is None:
+        yield
+        return
+    setter, getter = _OPENBLAS
+    with _alone_lock:
+        if _alone[0] == 0:
+            _alone[1] = getter()
+            setter(1)
+        _alone[0] += 1
+    try:
+        yield
+    finally:
+        with _alone_lock:
+            _alone[0] -= 1
+            if _alone[0] == 0:
+                setter(_alone[1])
+
+
+# Below this many multiply-adds a convolution stays on one thread (and in the
+# whole-program entry): a hand-off to the pool costs tens of microseconds.
+PARALLEL_WORK = 1 << 20
+
+Triple = tuple[int, int, int]
+
+
+def _three(values: tuple[int, ...], fill: int) -> Triple:
+    """``values`` for the last spatial axes of a 3-D geometry, ``fill`` before them."""
+    full = (fill,) * (3 - len(values)) + tuple(values)
+    return (int(full[0]), int(full[1]), int(full[2]))
+
+
+def _as5(a: np.ndarray) -> np.ndarray:
+    """(N, C, *spatial) viewed as (N, C, D, H, W), C-contiguous."""
+    a = np.ascontiguousarray(a)
+    return a.reshape(a.shape[:2] + (1,) * (5 - a.ndim) + a.shape[2:])
+
+
+def geometry3(
+    rank: int, kernel: tuple, stride: tuple, dilate: tuple, pad: tuple
+) -> tuple[Triple, Triple, Triple, Triple]:
+    """Kernel, stride, dilation and padding of a ``rank``-D convolution as 3-D
+    triples (the added axes: kernel, stride and dilation 1, padding 0)."""
+    kernel, stride, dilate, pad = spatial_geometry(kernel, stride, dilate, pad, rank)
+    return _three(kernel, 1), _three(stride, 1), _three(dilate, 1), _three(pad, 0)
+
+
+def out_sizes(sizes: tuple[int, ...], geometry: tuple[Triple, ...]) -> list[int]:
+    """Output sizes of a convolution of the spatial ``sizes`` with 3-D ``geometry``."""
+    last = 3 - len(sizes)  # the triples hold the real axes last
+    return [
+        conv_out_size(size, k[last + a], s[last + a], d[last + a], p[last + a])
+        for a, size in enumerate(sizes)
+        for k, s, d, p in [geometry]
+    ]
+
+
+def _work(out_elements: int, taps: int) -> int:
+    return out_elements * taps
+
+
+def _launch(compiled: Any, batch: int, work: int, call: Any) -> None:
+    """Run ``compiled(*call(lo, hi))`` over the images, split over threads when
+    the work is big enough."""
+    if batch < 2:  # one image: BLAS's own threads are the only parallelism
+        compiled(*call(0, batch))
+        return
+    with blas_alone():
+        if work < PARALLEL_WORK or threads.count() < 2:
+            compiled(*call(0, batch))
+        else:
+            pieces = threads.split(batch, max(work, threads.MINIMUM))
+            threads.run(compiled, [call(lo, hi) for lo, hi in pieces])
+
+
+def _floats(*arrays: np.ndarray | None) -> bool:
+    """One float dtype for every array given."""
+    present = [a for a in arrays if a is not None]
+    return present[0].dtype in FLOATS and all(a.dtype == present[0].dtype for a in present)
+
+
+def _bias(b: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
+    return np.empty(0, dtype) if b is None else np.ascontiguousarray(b)
+
+
+def _forward(compiled, x, w, b, out_sizes, groups, geometry) -> np.ndarray:
+    """Convolution of ``x`` with ``w`` (conv layout) plus ``b`` into a new array."""
+    out = np.empty((x.shape[0], w.shape[0]) + tuple(out_sizes), x.dtype)
+    x5, w5, out5, bias = _as5(x), _as5(w), _as5(out), _bias(b, x.dtype)
+    taps = w[0].size
+    _launch(
+        compiled,
+        x.shape[0],
+        _work(out.size, taps),
+        lambda lo, hi: (x5, w5, bias, out5, lo, hi, groups, *geometry),
+    )
+    return out
+
+
+def _transposed(compiled, g, w, b, out_shape, groups, geometry) -> np.ndarray:
+    """The data gradient conv^T_w(g) (plus ``b``), of ``out_shape``."""
+    out = np.empty(tuple(out_shape), g.dtype)
+    g5, w5, out5, bias = _as5(g), _as5(w), _as5(out), _bias(b, g.dtype)
+    taps = w[0].size
+    _launch(
+        compiled,
+        g.shape[0],
+        _work(g.size, taps),
+        lambda lo, hi: (g5, w5, bias, out5, lo, hi, groups, *geometry),
+    )
+    return out
+
+
+def _weights(compiled, g, x, w_shape, groups, geometry) -> np.ndarray:
+    """The weight gradient conv^T_x(g), of ``w_shape``: partial sums per piece of
+    the batch, added up."""
+    g5, x5 = _as5(g), _as5(x)
+    batch, taps = x.shape[0], int(np.prod(w_shape[1:]))
+    work = _work(g.size, taps)
+    if batch < 2 or work < PARALLEL_WORK or threads.count() < 2:
+        out = np.empty(tuple(w_shape), g.dtype)
+        _launch(compiled, batch, 0, lambda lo, hi: (g5, x5, _as5(out), lo, hi, groups, *geometry))
+        return out
+    pieces = threads.split(batch, max(work, threads.MINIMUM))
+    partials = np.empty((len(pieces),) + tuple(w_shape), g.dtype)
+    calls = [
+        (g5, x5, _as5(partials[k]), lo, hi, groups, *geometry) for k, (lo, hi) in enumerate(pieces)
+    ]
+    with blas_alone():
+        threads.run(compiled, calls)
+    return partials.sum(axis=0) if len(pieces) > 1 else partials[0]
+
+
+# -- the step runner's calls ------------------------------------------------------
+
+
+def _convolution(compiled, x, w, b=None, *, kernel, stride, dilate, pad, num_group, **_):
+    if not _floats(x, w, b):
+        return None
+    geometry = geometry3(x.ndim - 2, kernel, stride, dilate, pad)
+    return _forward(compiled, x, w, b, out_sizes(x.shape[2:], geometry), num_group, geometry)
+
+
+def _conv_data_grad(compiled, g, w, like, *, kernel, stride, dilate, pad, num_group, **_):
+    if not _floats(g, w):
+        return None
+    geometry = geometry3(like.ndim - 2, kernel, stride, dilate, pad)
+    return _transposed(compiled, g, w, None, like.shape, num_group, geometry)
+
+
+def _conv_weight_grad(compiled, g, x, like, *, kernel, stride, dilate, pad, num_group, **_):
+    if not _floats(g, x):
+        return None
+    geometry = geometry3(x.ndim - 2, kernel, stride, dilate, pad)
+    return _weights(compiled, g, x, like.shape, num_group, geometry)
+
+
+def _deconv_geometry(sizes, kernel, stride, dilate, pad, adj, target_shape):
+    kernel, stride, dilate, pad, out = deconv_geometry(
+        sizes, kernel, stride, dilate, pad, adj, target_shape
+    )
+    geometry = (_three(kernel, 1), _three(stride, 1), _three(dilate, 1), _three(pad, 0))
+    return geometry, out
+
+
+def _deconvolution(
+    compiled, x, w, b=None, *, kernel, stride, dilate, pad, adj, target_shape, num_filter,
+    num_group, **_,
+):  # fmt: skip
+    if not _floats(x, w, b):
+        return None
+    geometry, out = _deconv_geometry(x.shape[2:], kernel, stride, dilate, pad, adj, target_shape)
+    shape = (x.shape[0], num_filter) + tuple(out)
+    return _transposed(compiled, x, w, b, shape, num_group, geometry)
+
+
+def _deconv_data_grad(
+    compiled, g, w, like, *, kernel, stride, dilate, pad, adj, target_shape, num_group, **_
+):
+    if not _floats(g, w):
+        return None
+    geometry, _out = _deconv_geometry(
+        like.shape[2:], kernel, stride, dilate, pad, adj, target_shape
+    )
+    return _forward(compiled, g, w, None, like.shape[2:], num_group, geometry)
+
+
+def _deconv_weight_grad(
+    compiled, g, x, like, *, kernel, stride, dilate, pad, adj, target_shape, num_group, **_
+):
+    if not _floats(g, x):
+        return None
+    geometry, _out = _deconv_geometry(x.shape[2:], kernel, stride, dilate, pad, adj, target_shape)
+    # deconv(x, w) = conv^T_w(x): the roles of image and output gradient swap
+    return _weights(compiled, x, g, like.shape, num_group, geometry)
+
+
+# -- the whole-program entry's forms (see ..entry) -----------------------------------
+
+_ONE_THREAD = threads.split_limit() >= 1 << 62
+
+
+def as5_source(name: str, ndim: int) -> str:
+    """Source viewing the (N, C, *spatial) array ``name`` as 5-D."""
+    dims = [f"{name}.shape[0]", f"{name}.shape[1]"] + ["1"] * (5 - ndim)
+    dims += [f"{name}.shape[{a}]" for a in range(2, ndim)]
+    return f"{name}.reshape({shape_tuple(dims)})"
+
+
+def guard_shapes(w: Writer, step, batch_inputs: tuple[int, ...]) -> None:
+    """Give up unless every input has the shape the node was built with, but for the
+    batch axis of ``batch_inputs``, which must agree among them: the geometry
+    written into the entry holds for those shapes only."""
+    node, names = step.node, [f"s{i}" for i in step.inputs]
+    tests = []
+    for k, (entry, name) in enumerate(zip(node.inputs, names)):
+        tests += [
+            f"{name}.shape[{axis}] != {size}"
+            for axis, size in enumerate(entry.shape)
+            if not (axis == 0 and k in batch_inputs)
+        ]
+    tests += [f"{names[k]}.shape[0] != {names[batch_inputs[0]]}.shape[0]" for k in batch_inputs[1:]]
+    if tests:
+        w.give_up_if(" or ".join(tests))
+
+
+def _conv_entry_call(
+    w: Writer,
+    step,
+    *,
+    operands: tuple[int, int],
+    bias: int | None,
+    batch_inputs: tuple[int, ...],
+    batched_output: bool,
+    per_image_work: int,
+    groups: int,
+    geometry: tuple[Triple, ...],
+) -> bool:
+    """Write one convolution kernel call: the shape checks, the hand-back of big
+    batches to the threaded step runner, the output and the call."""
+    node = step.node
+    if node.types[0].dtype not in FLOATS or any(
+        e.dtype != node.types[0].dtype for e in node.inputs
+    ):
+        return False
+    guard_shapes(w, step, batch_inputs)
+    batch = f"s{step.inputs[batch_inputs[0]]}.shape[0]"
+    if not _ONE_THREAD:
+        w.give_up_if(f"{batch} > 1 and {batch} * {per_image_work} >= {PARALLEL_WORK}")
+    out_shape = list(node.types[0].shape)
+    dims = [batch if batched_output else str(out_shape[0])] + [str(s) for s in out_shape[1:]]
+    slot, dtype = step.outputs[0], node.types[0].dtype
+    w.result(slot, shape_tuple(dims), dtype)
+    arrays = [as5_source(f"s{step.inputs[i]}", len(node.inputs[i].shape)) for i in operands]
+    if node.op.name != "_conv_weight_grad" and node.op.name != "_deconv_weight_grad":
+        has_bias = bias is not None and bias < len(step.inputs)
+        arrays.append(f"s{step.inputs[bias]}" if has_bias else f"np.empty(0, np.{dtype.name})")
+    arrays.append(as5_source(f"s{slot}", len(out_shape)))
+    w.emit(
+        f"{step.lowering.kernel_name}({', '.join(arrays)}, 0, {batch}, {groups}, "
+        f"{', '.join(repr(t) for t in geometry)})"
+    )
+    return True
+
+
+def _geometry_of(node: Node, sizes: tuple[int, ...]) -> tuple[Triple, ...]:
+    a = node.attrs
+    return geometry3(len(sizes), a["kernel"], a["stride"], a["dilate"], a["pad"])
+
+
+def _deconv_geometry_of(node: Node, sizes: tuple[int, ...]) -> tuple[Triple, ...]:
+    a = node.attrs
+    geometry, _out = _deconv_geometry(
+        sizes, a["kernel"], a["stride"], a["dilate"], a["pad"], a["adj"], a["target_shape"]
+    )
+    return geometry
+
+
+def _per_image(shape: tuple[int, ...], weight: tuple[int, ...]) -> int:
+    """Multiply-adds per image of a convolution whose larger side is ``shape``."""
+    return math.prod(shape[1:]) * math.prod(weight[1:])
+
+
+def _convolution_entry(w: Writer, step) -> bool:
+    node = step.node
+    x, weight = node.inputs[0].shape, node.inputs[1].shape
+    return _conv_entry_call(
+        w,
+        step,
+        operands=(0, 1),
+        bias=2,
+        batch_inputs=(0,),
+        batched_output=True,
+        per_image_work=_per_image(node.types[0].shape, weight),
+        groups=node.attrs["num_group"],
+        geometry=_geometry_of(node, x[2:]),
+    )
+
+
+def _conv_data_grad_entry(w: Writer, step) -> bool:
+    node = step.node
+    g, weight, like = (e.shape for e in node.inputs)
+    return _conv_entry_call(
+        w,
+        step,
+        operands=(0, 1),
+        bias=None,
+        batch_inputs=(0, 2),
+        batched_output=True,
+        per_image_work=_per_image(g, weight),
+        groups=node.attrs["num_group"],
+        geometry=_geometry_of(node, like[2:]),
+    )
+
+
+def _conv_weight_grad_entry(w: Writer, step) -> bool:
+    node = step.node
+    g, x, like = (e.shape for e in node.inputs)
+    return _conv_entry_call(
+        w,
+        step,
+        operands=(0, 1),
+        bias=None,
+        batch_inputs=(0, 1),
+        batched_output=False,
+        per_image_work=_per_image(g, like),
+        groups=node.attrs["num_group"],
+        geometry=_geometry_of(node, x[2:]),
+    )
+
+
+def _deconvolution_entry(w: Writer, step) -> bool:
+    node = step.node
+    x, weight = node.inputs[0].shape, node.inputs[1].shape
+    return _conv_entry_call(
+        w,
+        step,
+        operands=(0, 1),
+        bias=2,
+        batch_inputs=(0,),
+        batched_output=True,
+        per_image_work=_per_image(x, weight),
+        groups=node.attrs["num_group"],
+        geometry=_deconv_geometry_of(node, x[2:]),
+    )
+
+
+def _deconv_data_grad_entry(w: Writer, step) -> bool:
+    node = step.node
+    g, weight, like = (e.shape for e in node.inputs)
+    return _conv_entry_call(
+        w,
+        step,
+        operands=(0, 1),
+        bias=None,
+        batch_inputs=(0, 2),
+        batched_output=True,
+        per_image_work=_per_image(like, weight),
+        groups=node.attrs["num_group"],
+        geometry=_deconv_geometry_of(node, like[2:]),
+    )
+
+
+def _deconv_weight_grad_entry(w: Writer, step) -> bool:
+    node = step.node
+    g, x, like = (e.shape for e in node.inputs)
+    # the kernel takes (output gradient, image) = (x, g): deconv is conv^T
+    return _conv_entry_call(
+        w,
+        step,
+        operands=(1, 0),
+        bias=None,
+        batch_inputs=(0, 1),
+        batched_output=False,
+        per_image_work=_per_image(x, like),
+        groups=node.attrs["num_group"],
+        geometry=_deconv_geometry_of(node, x[2:]),
+    )
+
+
+def _float_op(node: Node) -> bool:
+    """The kernels compute in the data's float type."""
+    return node.types[0].dtype in FLOATS
+
+
+def _conv_lowering(op: str, kernel: str, run, entry) -> Lowering:
+    return register_lowering(Lowering(op, _SOURCE, kernel, run=run, entry=entry, accepts=_float_op))
+
+
+_conv_lowering("Convolution", "lib_conv_forward", _convolution, _convolution_entry)
+_conv_lowering("_conv_data_grad", "lib_conv_data_grad", _conv_data_grad, _conv_data_grad_entry)
+_conv_lowering(
+    "_conv_weight_grad", "lib_conv_weight_grad", _conv_weight_grad, _conv_weight_grad_entry
+)
+_conv_lowering("Deconvolution", "lib_conv_data_grad", _deconvolution, _deconvolution_entry)
+_conv_lowering("_deconv_data_grad", "lib_conv_forward", _deconv_data_grad, _deconv_data_grad_entry)
+_conv_lowering(
+    "_deconv_weight_grad", "lib_conv_weight_grad", _deconv_weight_grad, _deconv_weight_grad_entry
+)

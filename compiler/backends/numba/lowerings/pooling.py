@@ -1,0 +1,311 @@
+"""Pooling (max, avg, sum; 1-3-D, global, 'valid' and 'full') and its gradients as
+direct loops over the windows.
+
+Every rank runs as 3-D over rows: data (N, C, *spatial) is viewed as
+(N * C, D, H, W) with kernel and stride 1 and pad 0 on added axes, and the rows
+are split over the backend's threads (:mod:`..threads`). The windows follow
+``symgrad_compiler.ops.conv`` exactly: a max window takes its first largest
+element in kernel order, padding counting as -inf (so the gradient goes to the
+first maximum, and to no element when a pad position wins); an average divides
+by the window's positions inside the padded input (or inside the input, with
+``count_include_pad=False``), never counting the 'full' convention's overhang.
+Sums run in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ....ir import Node
+from ....ops.conv import pool_geometry
+from .. import threads
+from ..emit import Writer, shape_tuple
+from .conv import Triple, guard_shapes
+from .table import FLOATS, Lowering, register_lowering
+
+_MODES = {"max": 0, "avg": 1, "sum": 2}
+
+_SOURCE = """
+@_jit
+def _pl_count(z0, y0, x0, kernel, lo, hi):
+    # positions of the window at (z0, y0, x0) inside [lo, hi) on every axis
+    total = 1
+    for axis in range(3):
+        start = (z0, y0, x0)[axis]
+        inside = 0
+        for a in range(kernel[axis]):
+            if lo[axis] <= start + a < hi[axis]:
+                inside += 1
+        total *= inside
+    return max(total, 1)
+
+
+@_jit
+def _pl_argmax(x, r, z0, y0, x0, kernel):
+    # the first largest position (flat, in kernel order) of the window; pads are
+    # -inf; returns (position, is the position inside the data)
+    kd, kh, kw = kernel
+    D, H, W = x.shape[1], x.shape[2], x.shape[3]
+    best = -np.inf
+    where = 0
+    inside = False
+    position = 0
+    for a in range(kd):
+        z = z0 + a
+        for b in range(kh):
+            y = y0 + b
+            for e in range(kw):
+                xx = x0 + e
+                real = 0 <= z < D and 0 <= y < H and 0 <= xx < W
+                v = x[r, z, y, xx] if real else -np.inf
+                if position == 0 or v > best:
+                    best, where, inside = v, position, real
+                position += 1
+    return best, where, inside
+
+
+@_jit
+def _pl_unflat(position, kernel):
+    e = position % kernel[2]
+    b = (position // kernel[2]) % kernel[1]
+    return position // (kernel[1] * kernel[2]), b, e
+
+
+@_jit
+def lib_pool_forward(x, out, lo, hi, kernel, stride, pad, mode, include_pad):
+    # out[r] = pooling of x[r] for rows lo..hi; x (R, D, H, W), out (R, od, oh, ow)
+    x = np.ascontiguousarray(x)
+    kd, kh, kw = kernel
+    D, H, W = x.shape[1], x.shape[2], x.shape[3]
+    od, oh, ow = out.shape[1], out.shape[2], out.shape[3]
+    if include_pad:
+        count_lo = (-pad[0], -pad[1], -pad[2])
+        count_hi = (D + pad[0], H + pad[1], W + pad[2])
+    else:
+        count_lo = (0, 0, 0)
+        count_hi = (D, H, W)
+    for r in range(lo, hi):
+        for i in range(od):
+            z0 = i * stride[0] - pad[0]
+            for j in range(oh):
+                y0 = j * stride[1] - pad[1]
+                for k in range(ow):
+                    x0 = k * stride[2] - pad[2]
+                    if mode == 0:
+                        out[r, i, j, k] = _pl_argmax(x, r, z0, y0, x0, kernel)[0]
+                        continue
+                    total = 0.0
+                    for z in range(max(z0, 0), min(z0 + kd, D)):
+                        for y in range(max(y0, 0), min(y0 + kh, H)):
+                            for xx in range(max(x0, 0), min(x0 + kw, W)):
+                                total += x[r, z, y, xx]
+                    if mode == 1:
+                        total /= _pl_count(z0, y0, x0, kernel, count_lo, count_hi)
+                    out[r, i, j, k] = total
+
+
+@_jit
+def lib_pool_backward(g, x, dx, lo, hi, kernel, stride, pad, mode, include_pad):
+    # dx[r] = g[r] spread back over the windows of x[r] (max: to each window's
+    # first maximum); mode 3 instead gathers g at the maxima of x into dx, which
+    # then has the pooled shape (the gradient of max pooling's gradient)
+    g = np.ascontiguousarray(g)
+    x = np.ascontiguousarray(x)
+    kd, kh, kw = kernel
+    D, H, W = x.shape[1], x.shape[2], x.shape[3]
+    od, oh, ow = g.shape[1], g.shape[2], g.shape[3]
+    if mode == 3:
+        od, oh, ow = dx.shape[1], dx.shape[2], dx.shape[3]
+    if include_pad:
+        count_lo = (-pad[0], -pad[1], -pad[2])
+        count_hi = (D + pad[0], H + pad[1], W + pad[2])
+    else:
+        count_lo = (0, 0, 0)
+        count_hi = (D, H, W)
+    for r in range(lo, hi):
+        if mode != 3:
+            dx[r] = 0
+        for i in range(od):
+            z0 = i * stride[0] - pad[0]
+            for j in range(oh):
+                y0 = j * stride[1] - pad[1]
+                for k in range(ow):
+                    x0 = k * stride[2] - pad[2]
+                    if mode == 0 or mode == 3:
+                        _, where, inside = _pl_argmax(x, r, z0, y0, x0, kernel)
+                        a, b, e = _pl_unflat(where, kernel)
+                        if mode == 0:
+                            if inside:
+                                dx[r, z0 + a, y0 + b, x0 + e] += g[r, i, j, k]
+                        else:
+                            dx[r, i, j, k] = g[r, z0 + a, y0 + b, x0 + e] if inside else 0
+                        continue
+                    share = g[r, i, j, k]
+                    if mode == 1:
+                        share = share / _pl_count(z0, y0, x0, kernel, count_lo, count_hi)
+                    for z in range(max(z0, 0), min(z0 + kd, D)):
+                        for y in range(max(y0, 0), min(y0 + kh, H)):
+                            for xx in range(max(x0, 0), min(x0 + kw, W)):
+                                dx[r, z, y, xx] += share
+"""
+
+
+def _three(values: tuple[int, ...], fill: int) -> Triple:
+    full = (fill,) * (3 - len(values)) + tuple(values)
+    return (int(full[0]), int(full[1]), int(full[2]))
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """(N, C, *spatial) viewed as (N * C, D, H, W), C-contiguous."""
+    a = np.ascontiguousarray(a)
+    return a.reshape((a.shape[0] * a.shape[1],) + (1,) * (5 - a.ndim) + a.shape[2:])
+
+
+def pool_plan(sizes: tuple[int, ...], attrs: dict) -> tuple[tuple[Triple, Triple, Triple], tuple]:
+    """The 3-D kernel, stride and pad of a pooling of the spatial ``sizes``, and its
+    output sizes."""
+    kernel, stride, pad, out, _extra = pool_geometry(
+        sizes,
+        attrs["kernel"],
+        attrs["stride"],
+        attrs["pad"],
+        attrs["global_pool"],
+        attrs["pooling_convention"],
+    )
+    return (_three(kernel, 1), _three(stride, 1), _three(pad, 0)), out
+
+
+def _include_pad(attrs: dict) -> bool:
+    return attrs["count_include_pad"] is None or bool(attrs["count_include_pad"])
+
+
+def _supported(attrs: dict) -> bool:
+    return attrs["pool_type"] in _MODES
+
+
+def _launch(compiled: Any, rows: int, work: int, call: Any) -> None:
+    pieces = threads.split(rows, work)
+    if len(pieces) == 1:
+        compiled(*call(0, rows))
+    else:
+        threads.run(compiled, [call(lo, hi) for lo, hi in pieces])
+
+
+def _pooling(compiled, x, **attrs):
+    if not (x.dtype in FLOATS and _supported(attrs)):
+        return None
+    geometry, out_sizes = pool_plan(x.shape[2:], attrs)
+    out = np.empty(x.shape[:2] + tuple(out_sizes), x.dtype)
+    x4, out4 = _rows(x), _rows(out)
+    mode, include = _MODES[attrs["pool_type"]], _include_pad(attrs)
+    taps = math.prod(geometry[0])
+    _launch(
+        compiled,
+        x4.shape[0],
+        out.size * taps,
+        lambda lo, hi: (x4, out4, lo, hi, *geometry, mode, include),
+    )
+    return out
+
+
+def _backward(compiled, g, x, out_shape, mode, attrs) -> np.ndarray:
+    geometry, _ = pool_plan(x.shape[2:], attrs)
+    out = np.empty(out_shape, g.dtype)
+    g4, x4, out4 = _rows(g), _rows(x), _rows(out)
+    include = _include_pad(attrs)
+    taps = math.prod(geometry[0])
+    _launch(
+        compiled,
+        x4.shape[0],
+        g.size * taps,
+        lambda lo, hi: (g4, x4, out4, lo, hi, *geometry, mode, include),
+    )
+    return out
+
+
+def _pooling_grad(compiled, g, x, **attrs):
+    if not (g.dtype in FLOATS and x.dtype in FLOATS and _supported(attrs)):
+        return None
+    return _backward(compiled, g, x, x.shape, _MODES[attrs["pool_type"]], attrs)
+
+
+def _pooling_max_gather(compiled, h, x, **attrs):
+    if not (h.dtype in FLOATS and x.dtype in FLOATS and h.shape == x.shape):
+        return None
+    _, out_sizes = pool_plan(x.shape[2:], attrs)
+    return _backward(compiled, h, x, x.shape[:2] + tuple(out_sizes), 3, attrs)
+
+
+# -- the whole-program entry's forms (see ..entry) -----------------------------------
+
+_ONE_THREAD = threads.split_limit() >= 1 << 62
+
+
+def _rows_source(name: str, shape: tuple[int, ...]) -> str:
+    dims = [f"{name}.shape[0] * {shape[1]}"] + ["1"] * (5 - len(shape))
+    dims += [str(s) for s in shape[2:]]
+    return f"{name}.reshape({shape_tuple(dims)})"
+
+
+def _pool_entry_call(w: Writer, step, *, batch_inputs, operands, mode, geometry_from) -> bool:
+    node = step.node
+    attrs = node.attrs
+    dtype = node.types[0].dtype
+    if dtype not in FLOATS or any(e.dtype not in FLOATS for e in node.inputs):
+        return False
+    if not _supported(attrs):
+        return False
+    geometry, _ = pool_plan(node.inputs[geometry_from].shape[2:], attrs)
+    guard_shapes(w, step, batch_inputs)
+    batch = f"s{step.inputs[0]}.shape[0]"
+    out_shape = node.types[0].shape
+    per_image = math.prod(out_shape[1:]) * math.prod(geometry[0])
+    if mode != 0 and mode != 3:  # the gradients loop over the windows of g
+        per_image = math.prod(node.inputs[0].shape[1:]) * math.prod(geometry[0])
+    if not _ONE_THREAD:
+        w.give_up_if(f"{batch} > 1 and {batch} * {per_image} >= limit")
+    slot = step.outputs[0]
+    dims = [batch] + [str(s) for s in out_shape[1:]]
+    w.result(slot, shape_tuple(dims), dtype)
+    arrays = [_rows_source(f"s{step.inputs[i]}", node.inputs[i].shape) for i in operands]
+    arrays.append(_rows_source(f"s{slot}", out_shape))
+    rows = f"{batch} * {out_shape[1]}"
+    w.emit(
+        f"{step.lowering.kernel_name}({', '.join(arrays)}, 0, {rows}, "
+        f"{', '.join(repr(t) for t in geometry)}, {mode}, {_include_pad(attrs)})"
+    )
+    return True
+
+
+def _pooling_entry(w: Writer, step) -> bool:
+    mode = _MODES.get(step.node.attrs["pool_type"], -1)
+    return _pool_entry_call(w, step, batch_inputs=(0,), operands=(0,), mode=mode, geometry_from=0)
+
+
+def _pooling_grad_entry(w: Writer, step) -> bool:
+    mode = _MODES.get(step.node.attrs["pool_type"], -1)
+    return _pool_entry_call(
+        w, step, batch_inputs=(0, 1), operands=(0, 1), mode=mode, geometry_from=1
+    )
+
+
+def _pooling_max_gather_entry(w: Writer, step) -> bool:
+    return _pool_entry_call(w, step, batch_inputs=(0, 1), operands=(0, 1), mode=3, geometry_from=1)
+
+
+def _float_op(node: Node) -> bool:
+    return node.types[0].dtype in FLOATS and _supported(node.attrs)
+
+
+def _pool_lowering(op: str, kernel: str, run, entry) -> Lowering:
+    return register_lowering(Lowering(op, _SOURCE, kernel, run=run, entry=entry, accepts=_float_op))
+
+
+_pool_lowering("Pooling", "lib_pool_forward", _pooling, _pooling_entry)
+_pool_lowering("_pooling_grad", "lib_pool_backward", _pooling_grad, _pooling_grad_entry)
+_pool_lowering(
+    "_pooling_max_gather", "lib_pool_backward", _pooling_max_gather, _pooling_max_gather_entry
+)
