@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from mxnet_interop import run_mxnet
 
@@ -23,8 +24,8 @@ from symgrad_compiler.ops.aliases_legacy import MXNET_ALIASES
 
 # Measured with this test: 482 of 1,167 before issue 20's aliases
 # (compiler/ops/aliases_legacy.py), 620 after them, 626 with the _image_ ops
-# (compiler/ops/image.py).
-FLOOR = 626
+# (compiler/ops/image.py), 627 with reset_arrays.
+FLOOR = 627
 
 # Names that are one operator in MXNet 1.9.1 but two ops here, with the reason.
 KNOWN_SPLITS = {
@@ -146,3 +147,43 @@ def test_an_alias_computes_what_its_op_does():
         assert (got == expected).all(), alias
     symbol = mx.sym._npx_batch_flatten(mx.sym.var("data"))
     assert symbol.infer_shape(data=(2, 3, 4))[1] == [(2, 12)]
+
+
+RESET_SCRIPT = """
+import numpy as np
+
+def run(mx):
+    a = mx.nd.array(np.arange(6.0).reshape(2, 3))
+    b = mx.nd.array([1, 2, 3], dtype="float64")
+    c = mx.nd.ones((2,))
+    returned = mx.nd.reset_arrays(a, b, num_arrays=2)
+    return {
+        "returned": np.array(len(returned)),
+        "a": a.asnumpy(),
+        "b": b.asnumpy(),
+        "c": c.asnumpy(),
+    }
+"""
+
+
+@pytest.mark.interop
+def test_reset_arrays_zeroes_its_arrays_as_mxnet(mxnet_python, tmp_path):
+    main = 'import mxnet as mx\nnp.savez("mxnet.npz", **run(mx))\n'
+    run_mxnet(mxnet_python, RESET_SCRIPT + main, tmp_path)
+    expected = dict(np.load(tmp_path / "mxnet.npz"))
+    namespace: dict = {}
+    exec(RESET_SCRIPT, namespace)
+    actual = namespace["run"](mx)
+    assert sorted(actual) == sorted(expected)
+    for key, value in expected.items():
+        assert actual[key].dtype == value.dtype, key
+        np.testing.assert_array_equal(actual[key], value, err_msg=key)
+
+
+def test_reset_arrays_checks_its_arguments():
+    with pytest.raises(mx.base.MXNetError, match="num_arrays"):
+        mx.nd.reset_arrays(mx.nd.ones((2,)), mx.nd.ones((3,)), num_arrays=3)
+    integers = mx.nd.ones((2,), dtype="int32")
+    with pytest.raises(mx.base.MXNetError, match="floating"):  # MXNet's refusal too
+        mx.nd.reset_arrays(integers, num_arrays=1)
+    assert (integers.asnumpy() == 1).all()

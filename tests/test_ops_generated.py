@@ -45,6 +45,8 @@ EXEMPT = {
     "(tested in tests/test_contrib.py)",
     "_contrib_sign_ste": "straight-through: the gradient is g, not sign's derivative "
     "(tested in tests/test_contrib.py)",
+    "reset_arrays": "no output to check or differentiate (it zeroes its inputs in place): "
+    "tested against MXNet 1.9.1 in tests/test_mxnet_op_names.py",
     "_fused": "holds a subgraph made by the fusion pass: the pass tests check that fused "
     "graphs compute the values of the graphs they replace",
 }

@@ -19,6 +19,7 @@ from . import (  # noqa: F401  (registration)  # noqa: F401
     optimizer,
     random,
     reduce,
+    reset_arrays,
     rnn,
     sequence,
     shape,
