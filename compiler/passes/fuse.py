@@ -248,6 +248,21 @@ def _lone_worth_a_kernel(node: Node) -> bool:
     return math.prod(node.types[0].shape) < LONE_TRANSCENDENTAL_LIMIT
 
 
+def _sized_by_inputs(nodes: list[Node]) -> bool:
+    """Whether each loop axis of a group takes its length from one of its inputs,
+    as a kernel reads its loop sizes: a lone ``broadcast_to`` of a (1, N, 1) column
+    to (L, N, H) (a recurrent layer's zero states) has none for L and H, so it
+    stays an op."""
+    inside = {id(n) for n in nodes}
+    shape = next(n.types[0].shape for n in nodes if is_elementwise(n))
+    shapes = [e.shape for n in nodes for e in n.inputs if id(e.node) not in inside]
+    rank = len(shape)
+    return all(
+        size == 1 or any(len(s) >= rank - a and s[a - rank + len(s)] != 1 for s in shapes)
+        for a, size in enumerate(shape)
+    )
+
+
 def fuse(graph: ProgramGraph) -> ProgramGraph:
     """Replace each group of two or more members, or a lone op worth a kernel
     (see :func:`_lone_worth_a_kernel`), by one ``_fused`` node."""
@@ -261,7 +276,9 @@ def fuse(graph: ProgramGraph) -> ProgramGraph:
         if id(node) in group_of:
             members[group_of[id(node)]].append(node)
     units = {
-        g: nodes for g, nodes in members.items() if len(nodes) > 1 or _lone_worth_a_kernel(nodes[0])
+        g: nodes
+        for g, nodes in members.items()
+        if (len(nodes) > 1 or _lone_worth_a_kernel(nodes[0])) and _sized_by_inputs(nodes)
     }
     unit_of = {id(n): ("group", g) for g, nodes in units.items() for n in nodes}
 
