@@ -39,6 +39,8 @@ VARIADIC = [
     ("ElementWiseSum", {}, (2, 3)),
     ("khatri_rao", {}, (2, 3)),
     ("_rnn_param_concat", {"dim": 0}, (2, 3)),
+    ("_sparse_concat", {"dim": 0}, (2, 3)),
+    ("_sparse_add_n", {}, (2, 3)),
 ]
 
 
@@ -85,7 +87,7 @@ def test_sym_num_args_checks_and_completes_the_inputs(op, attrs, shape):
     record = json.loads(more.tojson())
     assert record["nodes"][-1]["attrs"]["num_args"] == "3"
     assert record["nodes"][2]["attrs"]["num_args"] == "3"  # the variable has the call's attrs
-    if op != "_rnn_param_concat":
+    if not op.startswith("_"):
         mx.name.NameManager.current = mx.name.NameManager()
         made = getattr(mx.sym, op)(num_args=2, **attrs)
         assert made.list_arguments() == [f"{op.lower()}0_arg0", f"{op.lower()}0_arg1"]
@@ -196,7 +198,7 @@ def _error_text(err: Exception) -> str:
 
 @pytest.mark.interop
 def test_num_args_matches_mxnet(mxnet_python, tmp_path: Path):
-    cases = [c for c in VARIADIC if c[0] != "_rnn_param_concat"]
+    cases = [c for c in VARIADIC if not c[0].startswith("_")]
     cases_json = json.dumps([[op, attrs, list(shape)] for op, attrs, shape in cases])
     source = _NUM_ARGS_SCRIPT.replace("CASES_JSON", cases_json)
     theirs = json.loads(run_mxnet(mxnet_python, source, tmp_path))
