@@ -3,8 +3,11 @@
 A program answers its first calls on the interpreter (over the simplified
 graph); once it has been called often enough that compiling pays, the rest of
 the pipeline runs and numba compiles its kernels in the background (unless
-``SYMGRAD_COMPILE=sync``), so a first backward never waits for numba. Then
-calls run, from the cheapest that applies: one small kernel called directly,
+``SYMGRAD_COMPILE=sync``): in the compiler process (:mod:`.subprocess_compile`),
+from whose disk cache they then load here, so a first backward never waits for
+numba, nor gives it the interpreter lock. Replay programs
+(``mx.compile``, executors, hybridized blocks) tier the same way. Then calls
+run, from the cheapest that applies: one small kernel called directly,
 the whole-program entry (one compiled call), or the plan's steps one by one.
 """
 
