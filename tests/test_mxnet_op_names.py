@@ -24,8 +24,8 @@ from symgrad_compiler.ops.aliases_legacy import MXNET_ALIASES
 
 # Measured with this test: 482 of 1,167 before issue 20's aliases
 # (compiler/ops/aliases_legacy.py), 620 after them, 626 with the _image_ ops
-# (compiler/ops/image.py), 627 with reset_arrays.
-FLOOR = 627
+# (compiler/ops/image.py), 627 with reset_arrays, 628 with _scatter_set_nd.
+FLOOR = 628
 
 # Names that are one operator in MXNet 1.9.1 but two ops here, with the reason.
 KNOWN_SPLITS = {
@@ -187,3 +187,49 @@ def test_reset_arrays_checks_its_arguments():
     with pytest.raises(mx.base.MXNetError, match="floating"):  # MXNet's refusal too
         mx.nd.reset_arrays(integers, num_arrays=1)
     assert (integers.asnumpy() == 1).all()
+
+
+SCATTER_SET_SCRIPT = """
+import numpy as np
+
+def run(mx):
+    results = {}
+    for name, shape, index in (
+        ("2d", (3, 4), [[0, 2, 1], [1, 3, 3]]),
+        ("rows", (3, 4), [[2, 0]]),  # whole rows: rhs (2, 4)
+        ("n-d indices", (2, 3, 4), [[[0, 1], [1, 0]], [[2, 0], [1, 1]]]),
+    ):
+        lhs = mx.nd.array(np.arange(np.prod(shape), dtype="float32").reshape(shape))
+        indices = mx.nd.array(index)
+        rhs_shape = np.shape(index)[1:] + shape[len(index):]
+        rhs = mx.nd.array(-1 - np.arange(np.prod(rhs_shape), dtype="float32").reshape(rhs_shape))
+        f = getattr(getattr(mx.nd, "_internal", mx.nd), "_scatter_set_nd")
+        out = f(lhs, rhs, indices, shape=shape, out=lhs)
+        results[name] = out.asnumpy()
+        results[name + " lhs"] = lhs.asnumpy()
+    return results
+"""
+
+
+@pytest.mark.interop
+def test_scatter_set_nd_equals_mxnet(mxnet_python, tmp_path):
+    main = 'import mxnet as mx\nnp.savez("mxnet.npz", **run(mx))\n'
+    run_mxnet(mxnet_python, SCATTER_SET_SCRIPT + main, tmp_path)
+    expected = dict(np.load(tmp_path / "mxnet.npz"))
+    namespace: dict = {}
+    exec(SCATTER_SET_SCRIPT, namespace)
+    actual = namespace["run"](mx)
+    assert sorted(actual) == sorted(expected)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(actual[key], value, err_msg=key)
+
+
+def test_scatter_set_nd_skips_positions_outside():
+    # MXNet 1.9.1 writes outside its array there (heap corruption): symgrad skips
+    lhs = mx.nd.array(np.arange(6.0).reshape(2, 3))
+    out = mx.nd._scatter_set_nd(
+        lhs, mx.nd.array([7.0, 8.0, 9.0]), mx.nd.array([[-1, 1, 2], [-2, 1, 0]]), shape=(2, 3)
+    )
+    expected = np.arange(6.0).reshape(2, 3)
+    expected[1, 1] = 8.0
+    np.testing.assert_array_equal(out.asnumpy(), expected)

@@ -21,6 +21,7 @@ from . import (  # noqa: F401  (registration)  # noqa: F401
     reduce,
     reset_arrays,
     rnn,
+    scatter_set_nd,
     sequence,
     shape,
     tail_elemwise,
