@@ -204,6 +204,7 @@ _PARAMETER_SHAPES: dict[str, Callable[..., list]] = {
     "SoftmaxOutput": _softmax_output_params,
     "IdentityAttachKLSparseReg": _kl_sparse_reg_params,
     "RNN": rnn_input_shapes,
+    "add_n": _same_shape,
 }
 
 

@@ -93,6 +93,12 @@ def test_sym_num_args_checks_and_completes_the_inputs(op, attrs, shape):
         assert made.list_arguments() == [f"{op.lower()}0_arg0", f"{op.lower()}0_arg1"]
 
 
+def test_add_n_infers_a_made_variables_shape_from_the_others():
+    a, b = mx.sym.var("a"), mx.sym.var("b")
+    summed = mx.sym.add_n(a, b, num_args=3, name="s")
+    assert summed.infer_shape(a=(2, 3)) == ([(2, 3)] * 3, [(2, 3)], [])  # as MXNet 1.9.1
+
+
 def test_sym_num_args_symbol_runs_with_the_made_variable():
     a, b = mx.sym.var("a"), mx.sym.var("b")
     joined = mx.sym.Concat(a, b, num_args=3, dim=0, name="j")
