@@ -40,15 +40,17 @@ from typing import Any
 
 import numpy as np
 
-from symgrad_compiler import Entry, topo_order
+from symgrad_compiler import Entry, Node, topo_order
 
-from .. import autograd
+from .. import _state, autograd
 from .. import ndarray as nd
 from .. import symbol as sym
+from .._deferred import track
+from ..anomaly import note_site
 from ..base import MXNetError
 from ..executor import CompiledSymbol
 from ..name import Prefix
-from ..ndarray.ndarray import NDArray, invoke
+from ..ndarray.ndarray import NDArray, _input_entry, invoke
 from ..symbol import Symbol
 from .parameter import (
     DeferredInitializationError,
@@ -715,29 +717,80 @@ class _CallPlan:
         order = topo_order(out.entries)
         names = [node.name for node in order if node.is_variable]
         self.params = [(name, params[name]) for name in names if name in params]
-        self.steps = [
-            (
-                node,
-                None
-                if node.is_variable
-                else {k: v for k, v in node.attrs.items() if k not in _STATE_ATTRS},
-            )
-            for node in order
-        ]
+        self.steps = []
+        for node in order:
+            if node.is_variable:
+                self.steps.append((node, None, False))
+                continue
+            attrs = {k: v for k, v in node.attrs.items() if k not in _STATE_ATTRS}
+            # ops recorded without running (most): their nodes are made here, with
+            # the attrs made canonical once; the others go through invoke
+            direct = node.op.deferrable and not node.op.uses_train_mode
+            self.steps.append((node, node.op.canonical_attrs(attrs) if direct else attrs, direct))
 
     def record(self, values: dict[str, NDArray]) -> list[NDArray]:
         """Add the graph's nodes to the current recording, its variables bound to
-        ``values`` by name; returns the arrays of its outputs."""
+        ``values`` by name; returns the arrays of its outputs.
+
+        Only the outputs become arrays: the nodes in between are made as
+        ``invoke`` would make them (checked against the step template, types
+        inferred otherwise) but with no array of their own, which is what makes
+        a hybridized call cheaper to record than the same ops called one by one.
+        """
+        tape = _state.recording.get()
+        # per node, its outputs: an NDArray, or the Entry of a node made here
         computed: dict[Any, tuple] = {}
-        for node, attrs in self.steps:
+        for node, attrs, direct in self.steps:
             if attrs is None:
                 computed[node] = (values[node.name],)
                 continue
-            result = invoke(
-                node.op, [computed[entry.node][entry.index] for entry in node.inputs], attrs
-            )
+            inputs = [computed[entry.node][entry.index] for entry in node.inputs]
+            if direct and any(type(x) is Entry or x._entry is not None for x in inputs):
+                made = _made_node(tape, node.op, attrs, inputs)
+                if made is not None:
+                    computed[node] = tuple(Entry(made, i) for i in range(made.num_outputs))
+                    continue
+            arrays = [NDArray(None, x) if type(x) is Entry else x for x in inputs]
+            result = invoke(node.op, arrays, attrs)
             computed[node] = tuple(result) if isinstance(result, list) else (result,)
-        return [computed[entry.node][entry.index] for entry in self.out.entries]
+        return [_as_array(computed[entry.node][entry.index]) for entry in self.out.entries]
+
+
+def _made_node(tape: Any, op: Any, attrs: dict, inputs: list) -> Any:
+    """The recorded node of ``op`` on ``inputs`` (arrays or entries), made as
+    ``invoke`` makes a deferred op's; None where its types cannot be inferred
+    (``invoke`` then raises MXNet's error, naming the op and the shapes)."""
+    entries = tuple([x if type(x) is Entry else _input_entry(x) for x in inputs])
+    types = tape.expect(op, attrs, entries)
+    checked = types is not None
+    if not checked:
+        try:
+            types = tuple(op.infer([e.node.types[e.index] for e in entries], **attrs))
+        except Exception:  # noqa: BLE001
+            return None
+    made = Node(op, attrs, entries, types)
+    made.tag = (_gone,) * len(types)  # no array reads it yet (see _as_array)
+    tape.add(made, checked)
+    if _state.anomaly:
+        note_site(made)
+    return made
+
+
+def _gone() -> None:
+    """The weak reference of an output no array holds."""
+    return None
+
+
+def _as_array(value: Any) -> NDArray:
+    """An output of a recorded hybridized call as an array: a node made by
+    ``_made_node`` gets its deferred array here (tracked as invoke's are)."""
+    if type(value) is not Entry:
+        return value
+    array = NDArray(None, value)
+    refs = list(value.node.tag)
+    refs[value.index] = track(array)
+    value.node.tag = tuple(refs)
+    return array
 
 
 # ---------------------------------------------------------------------------
