@@ -34,6 +34,12 @@ _pending: list[weakref.ref] = []
 _prune_at = 1024
 _lock = threading.Lock()
 
+# Nodes whose computation failed (their error was raised to whoever read them), and
+# per thread the node of the last failure: ``wait_all`` raises only failures no read
+# has raised yet, as MXNet's ``waitall`` rethrows an error once.
+_failed: weakref.WeakSet[Node] = weakref.WeakSet()
+_local = threading.local()
+
 
 def track(array: NDArray) -> weakref.ref:
     """Note a deferred array; returns the weak reference kept for it."""
@@ -83,7 +89,12 @@ def compute(entry: Entry) -> None:
                 "the value of this array was never computed and its graph "
                 "has been freed by backward"
             )
-        result = node.op.impl(*[v[e.index] for v, e in zip(values, node.inputs)], **node.attrs)
+        try:
+            result = node.op.impl(*[v[e.index] for v, e in zip(values, node.inputs)], **node.attrs)
+        except Exception:
+            _failed.add(node)
+            _local.failed = node
+            raise
         node.value = result if isinstance(result, tuple) else (result,)
 
 
@@ -95,23 +106,26 @@ def wait_all() -> None:
     Raises
     ------
     MXNetError
-        The first error a computation raised, after every other pending value was
-        computed. An array whose computation failed stays pending: reading it
-        raises again; it is no longer waited on.
+        The first error of a failed computation that no read has raised yet, after
+        every other pending value was computed. An array whose computation failed
+        stays pending: reading it raises again; it is no longer waited on.
     """
     with _lock:
         count = len(_pending)
         refs = _pending[:count]
         del _pending[:count]
+    raised_before = set(_failed)
     first: MXNetError | None = None
     for ref in refs:
         array = ref()
         if not _is_pending(array) or _freed(array):
             continue
+        _local.failed = None
         try:
             array._data  # noqa: B018  (reading computes it)
         except MXNetError as err:
-            first = first or err
+            if _local.failed not in raised_before:
+                first = first or err
     if first is not None:
         raise first
 
