@@ -573,3 +573,32 @@ def test_waitall_still_reports_an_eager_failure_once():
         mx.nd.waitall()
     mx.nd.waitall()
     assert bad.shape == (2,)
+
+
+_ATTRIBUTES_SCRIPT = r"""
+import json
+import mxnet as mx
+
+x = mx.sym.var("x")
+h = mx.sym.Convolution(x, kernel=(3, 3), num_filter=4, name="c")
+h = mx.sym.Activation(h, act_type="relu", name="r")
+h = mx.sym.Concat(h, h, dim=1, name="cc")
+h = mx.sym.Pooling(h, kernel=[2, 2], pool_type="avg", global_pool=True, name="p")
+h = h + mx.sym.var("z") * 2
+listed = [h.attr_dict(), h.list_attr(), h.get_internals().list_outputs(), h.list_arguments()]
+print(json.dumps([listed, json.loads(h.tojson())["nodes"]]))
+"""
+
+
+@pytest.mark.interop
+def test_attributes_names_and_json_of_a_small_net_match_mxnet(mxnet_python, tmp_path: Path):
+    theirs = json.loads(run_mxnet(mxnet_python, _ATTRIBUTES_SCRIPT, tmp_path))
+    x = mx.sym.var("x")
+    h = mx.sym.Convolution(x, kernel=(3, 3), num_filter=4, name="c")
+    h = mx.sym.Activation(h, act_type="relu", name="r")
+    h = mx.sym.Concat(h, h, dim=1, name="cc")
+    h = mx.sym.Pooling(h, kernel=[2, 2], pool_type="avg", global_pool=True, name="p")
+    h = h + mx.sym.var("z") * 2
+    listed = [h.attr_dict(), h.list_attr(), h.get_internals().list_outputs(), h.list_arguments()]
+    assert json.loads(json.dumps(listed)) == theirs[0]
+    assert json.loads(h.tojson())["nodes"] == theirs[1]  # the same file, node for node
