@@ -306,3 +306,27 @@ def test_a_program_with_an_rnn_runs_as_one_compiled_call(config):
     _, other = _program(config, 2, 5)
     for g, e in zip(executable(other), interpreted(other)):
         np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+
+
+def test_zero_states_broadcast_from_a_column_compile():
+    """Gluon's recurrent layers make their zero states as a (1, N, 1) column broadcast
+    to (L, N, H): no input gives a kernel the lengths L and H, so fusion leaves the
+    op alone (its kernel had failed to generate, sending every hybridized recurrent
+    model's program to the interpreter)."""
+    from symgrad_compiler.passes.fuse import fuse
+
+    column = variable((1, 3, 1), np.float64, name="column")
+    zeros = compiler.make_node("broadcast_to", [compiler.Entry(column, 0)], {"shape": (2, 0, 4)})
+    doubled = compiler.call("tanh", compiler.Expr(compiler.Entry(zeros, 0))) * 2.0
+    graph = compiler.ProgramGraph([column], [compiler.Entry(zeros, 0), doubled.entry])
+    # the group of the broadcast and what follows it has no sized input: plain ops
+    ops = [n.op.name for n in fuse(graph).nodes() if not n.is_variable]
+    assert ops == ["broadcast_to", "tanh", "_mul_scalar"]
+    value = np.arange(3.0).reshape(1, 3, 1)
+    with settings.override(compile="sync"), warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*cannot compile")
+        executable = compiler.compile_graph(graph, "numba")
+        for _ in range(3):
+            got = executable([value])
+    np.testing.assert_array_equal(got[0], np.broadcast_to(value, (2, 3, 4)))
+    np.testing.assert_allclose(got[1], 2 * np.tanh(np.broadcast_to(value, (2, 3, 4))))

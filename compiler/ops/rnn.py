@@ -14,13 +14,14 @@ The recurrence is written once, in :func:`_recurrence`, against a small kit of
 array operations. The numpy kit runs it for the op's implementation: one Python
 iteration per step, layer and direction, each a (N, P) x (P, G*H) product plus
 elementwise numpy calls (the input projections of a whole layer are one product).
-The graph kit runs the same code on graph handles inside the gradient rule: the
-recurrence unrolled into registered ops (FullyConnected, SliceChannel, sigmoid,
-tanh, elementwise), differentiated by the ordinary reverse walk. So the gradient is
-a graph of registered ops and differentiates again, to any order. Its cost: about
-15 nodes per step, layer and direction for the recomputed forward and three times
-that for the backward; the graph depends on T, so each sequence length is its own
-gradient graph.
+The gradient is one ``_rnn_grad`` node (:mod:`.rnn_grad`): a reverse-time loop over
+matrix products, the same graph for every sequence length (the numba backend runs
+both ops as compiled loops, ``backends/numba/lowerings/rnn.py``). The graph kit runs
+the recurrence on graph handles: unrolled into registered ops (FullyConnected,
+SliceChannel, sigmoid, tanh, elementwise) and differentiated by the ordinary
+reverse walk (:func:`unrolled_vjp`), it is ``_rnn_grad``'s own gradient, so RNN
+gradients differentiate again to any order (about 15 nodes per step, layer and
+direction, a graph per sequence length, for second and higher orders only).
 """
 
 from __future__ import annotations

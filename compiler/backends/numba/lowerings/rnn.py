@@ -3,9 +3,10 @@
 The numpy implementations (``ops/rnn.py``, ``ops/rnn_grad.py``) take one Python
 iteration per step, layer and direction, each a handful of numpy calls on small
 (N, H) arrays. Here each op is one compiled call: per layer and direction the input
-projection of all steps is one product, then every step is one (N, P) x (P, G*H)
-product on numpy's BLAS (:mod:`..blas`) and one loop computing all gates of all rows
-(``vm.sigmoid``/``vm.tanh`` vectorise). The backward runs the forward again keeping
+projection of all steps is one product on numpy's BLAS (:mod:`..blas`), then every
+step is one (N, P) x (P, G*H) product (a loop of its own below 2^24 multiply-adds,
+where BLAS's threads cost more than they save) and one loop computing all gates of
+all rows (``vm.sigmoid``/``vm.tanh`` vectorise). The backward runs the forward again keeping
 the gates, then walks time in reverse: per step the gates' derivatives in one loop
 and one product for the state's gradient; the weights' gradients and the data's are
 one product each over all steps of a layer.
@@ -58,6 +59,40 @@ def _rnn_layout(gates, layers, directions, features, hidden, width, projecting):
 
 
 @_jit
+def _rnn_product(a, b, out):
+    # out = a @ b for the per-step products ((N, P) x (P, G*H) and the like). Small
+    # ones here: four rows at a time, each row of b read once per four rows of out;
+    # run on numpy's threaded BLAS, such a product costs a handoff between threads
+    # every step, which on a busy machine took 3-10x this loop's time.
+    rows, inner = a.shape
+    if rows * inner * b.shape[1] >= 1 << 24:
+        blas.matmul_into(a, b, False, False, out)
+        return
+    out[:] = 0
+    i = 0
+    while i + 4 <= rows:
+        o0, o1, o2, o3 = out[i], out[i + 1], out[i + 2], out[i + 3]
+        for k in range(inner):
+            a0, a1, a2, a3 = a[i, k], a[i + 1, k], a[i + 2, k], a[i + 3, k]
+            w = b[k]
+            for j in range(w.shape[0]):
+                wj = w[j]
+                o0[j] += a0 * wj
+                o1[j] += a1 * wj
+                o2[j] += a2 * wj
+                o3[j] += a3 * wj
+        i += 4
+    while i < rows:
+        o = out[i]
+        for k in range(inner):
+            ak = a[i, k]
+            w = b[k]
+            for j in range(w.shape[0]):
+                o[j] += ak * w[j]
+        i += 1
+
+
+@_jit
 def _rnn_clip(value, low, high, clip_nan):
     if value != value:
         return low if clip_nan else value
@@ -83,6 +118,8 @@ def _rnn_direction(mode, hidden, x, wi, bi, wh, bh, wr, projecting, h, c, length
             # both biases go in once, but a GRU's candidate keeps b_hn with W_hn h
             extra = bh[j] if (mode != 3 or j < 2 * hidden) else zero
             projected[row, j] += bi[j] + extra
+    wh_t = np.ascontiguousarray(wh.T)  # (P, G*H): the per-step product's layout
+    wr_t = np.ascontiguousarray(wr.T)
     zh = np.empty((batch, gh), dtype)
     cell_h = np.empty((batch, hidden), dtype)
     c_new = np.empty((batch, hidden), dtype)
@@ -93,7 +130,7 @@ def _rnn_direction(mode, hidden, x, wi, bi, wh, bh, wr, projecting, h, c, length
             t_hprev[k, t] = h
             if mode == 2:
                 t_cprev[k, t] = c
-        blas.matmul_into(h, wh, False, True, zh)
+        _rnn_product(h, wh_t, zh)
         base = t * batch
         for n in range(batch):
             xr = projected[base + n]
@@ -141,7 +178,7 @@ def _rnn_direction(mode, hidden, x, wi, bi, wh, bh, wr, projecting, h, c, length
         if projecting:
             if keep:
                 t_r[k, t] = cell_h
-            blas.matmul_into(cell_h, wr, False, True, h_new)
+            _rnn_product(cell_h, wr_t, h_new)
         for n in range(batch):
             if use_len and not lengths[n] > t:
                 for j in range(width):
@@ -245,7 +282,7 @@ def _rnn_back_direction(mode, hidden, projecting, lengths, use_len, reverse, cli
             for j in range(width):
                 dhn[n, j] = dh[n, j] + d_outs[t, n, j] if valid else zero
         if projecting:
-            blas.matmul_into(dhn, wr, False, False, dr)
+            _rnn_product(dhn, wr, dr)
         else:
             dr = dhn
         for n in range(batch):
@@ -294,7 +331,7 @@ def _rnn_back_direction(mode, hidden, projecting, lengths, use_len, reverse, cli
                     else:
                         slope = one - a * a
                     dz_in[row, j] = dhn[n, j] * slope
-        blas.matmul_into(dz_state[base : base + batch], wh, False, False, dh_prev)
+        _rnn_product(dz_state[base : base + batch], wh, dh_prev)
         for n in range(batch):
             if use_len and not lengths[n] > t:
                 continue
