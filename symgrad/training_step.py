@@ -29,6 +29,8 @@ the optimizer's counters are known only at ``step``), so the step is computed
 
 from __future__ import annotations
 
+import copy
+import logging
 import weakref
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -59,18 +61,26 @@ class Capture:
 
     An update op it cannot defer (several visible outputs, a multi-tensor
     update) runs every call collected so far and itself at once, and the
-    capture collects nothing more: the order of the updates is kept.
+    capture collects nothing more: the order of the updates is kept. A ``dry``
+    capture (a step foreseen inside ``backward``) never runs an update: it
+    only notes that the step cannot be fused.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, dry: bool = False) -> None:
         self.calls: list[Call] = []
         self.fusable = True
+        self.dry = dry
 
     def take(self, opdef: OpDef, inputs: Sequence[Any], attrs: dict) -> Any:
         """Collect the call (the caller's ``out=weight`` then writes the weight
         into itself: nothing), or run it (see the class)."""
         if self.fusable and opdef.visible_outputs == 1 and rule_for(opdef.name) is not None:
             self.calls.append(Call(opdef, tuple(inputs), opdef.canonical_attrs(attrs)))
+            return inputs[0]
+        if self.dry:
+            # foreseeing must change nothing: running this update inside backward
+            # would apply it twice (once more at step)
+            self.fusable = False
             return inputs[0]
         self.run()
         self.fusable = False
@@ -126,10 +136,13 @@ class Foreseen:
     def commit(self, trainer: Any, calls: Sequence[Call]) -> bool:
         """Write the computed weights and states if ``calls`` are the ones foreseen
         for ``trainer`` and no array was written in place since; say whether."""
+        last = _state.last_backward.get()
         if (
             self.plan.trainer() is not trainer
             or _state.in_place_writes != self.writes
             or not _same_calls(self.calls, calls)
+            or last is None
+            or not self.plan.binds(last[1])
         ):
             return False
         results = iter(self.results)
@@ -200,20 +213,53 @@ class StepPlan:
         template.memo = template.memo._replace(step=plan)
         return plan
 
+    def binds(self, variables: Sequence[Any]) -> bool:
+        """Whether the backward that differentiated ``variables`` (its marked
+        arrays, in its program's order) had, at each position the plan's updates
+        read, the weight the plan's call updates, writing its gradient buffer.
+
+        The step template recognises a graph by its structure, not by which arrays
+        are bound where: a network calling two blocks of one shape in another
+        order gives the same template, and the program would update one weight
+        from another's values."""
+        for spec, call in zip(self.specs, self.calls):
+            if spec.grad >= len(variables):
+                return False
+            weight = variables[spec.grad]
+            if (
+                weight is not call.inputs[0]
+                or weight._grad is not call.inputs[1]
+                or weight._grad_req != "write"
+            ):
+                return False
+        return True
+
     def foresee(self) -> Foreseen | None:
         """The calls the trainer's next step will make (the updater run under a
         capture, the optimizer's counters put back), or None if they are not
         those the plan fuses."""
         trainer = self.trainer()
-        if trainer is None:
-            return None
         optimizer = self.updater.optimizer
+        # (load_states may have put another optimizer into the updater since)
+        if trainer is None or not _fusable_optimizer(optimizer):
+            return None
         counts = optimizer._index_update_count
         saved, num_update = dict(counts), optimizer.num_update
-        capture = Capture()
+        # a scheduler keeps state (FactorScheduler's rate falls when it is asked
+        # past a boundary): a copy answers here, so that trainer.learning_rate
+        # read before step is unchanged and the rate changes (and logs) at step
+        scheduler = optimizer.lr_scheduler
+        muted = logging.root.manager.disable
+        capture = Capture(dry=True)
         try:
+            optimizer.lr_scheduler = copy.copy(scheduler)
+            logging.disable(max(muted, logging.INFO))
             capture.collect(self.updater, *self.arguments)
+        except Exception:  # noqa: BLE001  (step raises it, as it would unfused)
+            return None
         finally:
+            logging.disable(muted)
+            optimizer.lr_scheduler = scheduler
             counts.clear()
             counts.update(saved)
             optimizer.num_update = num_update
@@ -238,13 +284,22 @@ def _fusable_optimizer(optimizer: Any) -> bool:
     return type(optimizer) in (SGD, Adam)
 
 
+def _through_master_copy(optimizer: Any, weights: Sequence[Any]) -> bool:
+    """Whether ``optimizer`` updates a float32 copy of some float16 weight and
+    casts it back (``multi_precision``): the cast reads the copy right after its
+    update op, so the update cannot be captured to run later."""
+    return bool(optimizer.multi_precision) and any(w.dtype == np.float16 for w in weights)
+
+
 def update(trainer: Any, updater: Any, indices: list, grads: list, weights: list) -> None:
     """``updater(indices, grads, weights)`` for ``trainer.step``: committing the
     step the last backward computed ahead when it is this one, learning to
     compute it ahead otherwise (see the module docstring)."""
     foreseen = _state.staged_step.get()
     _state.staged_step.set(None)
-    if not _fusable_optimizer(updater.optimizer):
+    if not _fusable_optimizer(updater.optimizer) or _through_master_copy(
+        updater.optimizer, weights
+    ):
         updater(indices, grads, weights)
         return
     capture = Capture()
@@ -253,6 +308,9 @@ def update(trainer: Any, updater: Any, indices: list, grads: list, weights: list
         _state.last_backward.set(None)
         return
     if foreseen is not None and foreseen.commit(trainer, capture.calls):
+        # learnt: another Trainer stepping after this backward must not replace
+        # the plan (two Trainers over parts of one network: the first one fuses)
+        _state.last_backward.set(None)
         return
     calls = list(capture.calls)
     capture.run()

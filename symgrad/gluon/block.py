@@ -786,6 +786,12 @@ def _as_array(value: Any) -> NDArray:
     ``_made_node`` gets its deferred array here (tracked as invoke's are)."""
     if type(value) is not Entry:
         return value
+    made = value.node.tag[value.index]()
+    if made is not None:
+        # the graph returns this output twice (``return y, y``): one array, as
+        # the block's own forward returns; a second would be tracked by nothing
+        # and unreadable once backward frees the graph
+        return made
     array = NDArray(None, value)
     refs = list(value.node.tag)
     refs[value.index] = track(array)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import autograd, initializer, symbol
+from .. import _state, autograd, initializer, symbol
 from .. import ndarray as nd
 from ..base import MXNetError
 from ..context import Context, check_context, cpu
@@ -334,6 +334,7 @@ class Parameter:
         """Set the gradient buffer to zeros (for grad_req='add')."""
         if self._data is not None and self._data._grad is not None:
             self._data._grad._data[...] = 0
+            _state.in_place_writes += 1  # a step computed ahead read the old gradient
 
     def reset_ctx(self, ctx: Any) -> None:
         """Move to ``ctx`` (only CPU contexts exist here)."""
