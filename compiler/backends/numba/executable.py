@@ -18,7 +18,7 @@ import operator
 import threading
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -27,10 +27,16 @@ from ...driver import PassRun
 from ...graph import ProgramGraph
 from ...passes import format_graph
 from ..interpreter import Interpreted
-from . import background, disk_cache, subprocess_compile, threads
+from . import disk_cache, threads
 from .emit import Runner
-from .entry import entry_runner
-from .plan import FusedStep, Plan, not_compiled
+
+# The plan, its generator and lowerings, and the background compiler are imported
+# when a program first compiles, not when it is made: a program's first calls run
+# on the interpreter and need none of them (a fifth of a W2 replay's first call,
+# where Python finds no bytecode cache).
+if TYPE_CHECKING:
+    from . import background
+    from .plan import FusedStep, Plan
 
 
 class NumbaExecutable:
@@ -59,6 +65,8 @@ class NumbaExecutable:
     def plan(self) -> Plan:
         """The program after the passes (made on first use)."""
         if self._plan is None:
+            from .plan import Plan
+
             self._plan = Plan(self.passes.final())
         return self._plan
 
@@ -90,6 +98,10 @@ class NumbaExecutable:
         program once on them. A kernel the generator or numba cannot handle (a
         loop nest deeper than Python allows, say) leaves the program on the
         interpreter for good, with one warning: slower, never wrong or fatal."""
+        # (the background compiler's exit hook also freezes the collector's objects
+        # once numba is loaded, which a synchronous compile loads too)
+        from . import background  # noqa: F401
+
         try:
             self._compile_kernels(args)
         except Exception as err:  # noqa: BLE001  (any failure has the same remedy)
@@ -126,6 +138,8 @@ class NumbaExecutable:
             return None
 
     def _start(self, args: Sequence[np.ndarray]) -> None:
+        from . import background
+
         copies = [np.array(a) for a in args]  # the caller may overwrite its arrays
         self._compiling = background.submit(lambda: self._compile_in_background(copies))
 
@@ -135,6 +149,8 @@ class NumbaExecutable:
         threads and interpreter lock to the user's script; then the kernels load
         here from the disk cache it wrote (milliseconds). Where no compiler process
         can run the program, it compiles on this thread as before."""
+        from . import subprocess_compile
+
         try:
             # A warm disk cache: everything loads here, no compiler process needed.
             with disk_cache.cached_only():
@@ -282,6 +298,8 @@ def compile_entry(plan: Plan, args: Sequence[np.ndarray]) -> Runner | None:
     """Load or compile ``plan``'s whole-program entry for the types of ``args``
     and return its runner; None where the plan has no entry or ``args`` are not
     all arrays. Raises what numba raises."""
+    from .entry import entry_runner
+
     source = plan.entry
     if source is None or not all(isinstance(a, np.ndarray) for a in args):
         return None
@@ -304,6 +322,8 @@ def _direct_runner(plan: Plan) -> Runner | None:
     threads: it only ever runs what ``FusedStep.__call__`` would run on the
     calling thread. A W3-sized call (tens of microseconds) saves several; the
     C-level ``map`` calls below are there because comprehensions cost more."""
+    from .plan import not_compiled
+
     if len(plan.steps) != 1 or plan.steps[0].kind != "fused":
         return None
     step = plan.steps[0]
@@ -404,4 +424,6 @@ def _direct_runner(plan: Plan) -> Runner | None:
 
 def wait_for_compilation(timeout: float | None = None) -> None:
     """Block until every background compilation started so far has finished."""
+    from . import background
+
     background.wait(timeout)

@@ -367,7 +367,9 @@ def main() -> None:
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     requests = sys.stdin.buffer
-    from . import executable  # noqa: F401  (numba and the lowerings, before "ready")
+    # numba, the plan and the lowerings, before "ready" (the executable imports the
+    # plan and the entry generator only when a program first compiles)
+    from . import entry, executable, plan  # noqa: F401
 
     guard = _ExitGuard()
 
