@@ -414,7 +414,13 @@ def backward(
         array._fresh_grad = True
     # what a Trainer's step after this learns to fuse (see training_step)
     template = graph.template
-    _state.last_backward.set(None if template is None else (template, [node.tag for node in wrt]))
+    # (only a template that keeps a program: one holding a per-call callback keeps
+    # none, and must not keep its Function alive either)
+    _state.last_backward.set(
+        None
+        if template is None or template.memo is None
+        else (template, [node.tag for node in wrt])
+    )
     if not retain_graph:
         if tape is not None and not graph.by_tape_template:
             _settle_outside(tape, nodes)
