@@ -149,9 +149,15 @@ def _cv_direct(x, w, out, n, kernel, stride, dilate, pad, mode):
                         for j in range(ja, jb):
                             xs = x[n, c, z0 + i * sd, y0 + j * sh]
                             os = out[n, f, i, j]
-                            if mode == 0:
+                            if mode == 0 and sw == 1:  # unit stride: a vector loop
+                                for k in range(ka, kb):
+                                    os[k] += wv * xs[x0 + k]
+                            elif mode == 0:
                                 for k in range(ka, kb):
                                     os[k] += wv * xs[x0 + k * sw]
+                            elif mode == 1 and sw == 1:
+                                for k in range(ka, kb):
+                                    xs[x0 + k] += wv * os[k]
                             elif mode == 1:
                                 for k in range(ka, kb):
                                     xs[x0 + k * sw] += wv * os[k]
