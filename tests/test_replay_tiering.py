@@ -39,6 +39,9 @@ SCRIPT = textwrap.dedent(r"""
 
     rng = np.random.default_rng(5)
     report = {"calls": {}, "pending_after_first_calls": {}}
+    # (this script imports the background compiler itself, to read its state)
+    COMPILE_MODULES = tuple(f"symgrad_compiler.backends.numba.{name}" for name in
+                            ("plan", "entry", "lowerings", "codegen"))
 
     def replay_programs():
         return [p.run_graph for p in session.current().programs._programs.values()
@@ -50,6 +53,8 @@ SCRIPT = textwrap.dedent(r"""
             start = time.perf_counter()
             results.append(call())
             report["calls"].setdefault(name, []).append(time.perf_counter() - start)
+            report.setdefault("loaded_after_first_call", sorted(
+                m for m in sys.modules if m == "numba" or m.startswith(COMPILE_MODULES)))
         report["pending_after_first_calls"][name] = bool(background._pending)
         return results
 
@@ -162,6 +167,9 @@ def test_replay_answers_its_first_calls_while_it_compiles_elsewhere(cold_and_war
     assert cold["subprocess"]["kernels_compiled"] >= 3
     assert cold["stats"]["kernels_compiled"] == 0
     assert cold["stats"]["kernels_loaded"] >= 3
+    # the first call needed neither numba nor the plan and its generators: they
+    # load when the program first compiles
+    assert cold["loaded_after_first_call"] == [], cold["loaded_after_first_call"]
 
 
 @pytest.mark.slow
@@ -331,3 +339,81 @@ def test_background_module_state_is_reset_in_a_forked_child():
     os.close(write)
     os.waitpid(pid, 0)
     assert os.read(read, 1) == b"1"
+
+
+FIRST_CALL_SCRIPT = textwrap.dedent(r"""
+    import json, sys
+    import numpy as np
+    import symgrad as mx
+
+    x, w = mx.sym.var("x"), mx.sym.var("w")
+    f = mx.compile(mx.sym.sum(mx.sym.tanh(x * w) * mx.sym.exp(-w)), wrt=["x", "w"])
+    rng = np.random.default_rng(3)
+    inputs = {"x": rng.standard_normal(20), "w": rng.standard_normal(20)}
+    value, grads = f(**inputs)
+    prefix = "symgrad_compiler.backends.numba."
+    loaded = sorted(m for m in sys.modules if m == "numba" or m.startswith(prefix))
+    print("REPORT " + json.dumps({
+        "loaded": loaded, "inputs": {k: v.tolist() for k, v in inputs.items()},
+        "value": float(np.asarray(value).reshape(())),
+        "grads": {k: v.tolist() for k, v in grads.items()},
+    }), flush=True)
+""")
+
+
+def test_a_first_call_loads_no_compiler_machinery(tmp_path):
+    """A program's first call runs on the interpreter: it imports numba's backend only
+    as far as the executable needs (not numba, the plan, the entry generator, the
+    lowerings or the background compiler, which compiling imports). With no
+    bytecode cache these imports were a fifth of a W2 replay's first call."""
+    environment = dict(
+        os.environ,
+        SYMGRAD_BACKEND="compiled",
+        SYMGRAD_COMPILE="background",
+        SYMGRAD_CACHE_DIR=str(tmp_path / "kernels"),
+        NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+        PYTHONPATH=str(ROOT),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_CALL_SCRIPT],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = [s for s in done.stdout.splitlines() if s.startswith("REPORT ")][-1]
+    report = json.loads(line[len("REPORT ") :])
+    prefix = "symgrad_compiler.backends.numba."
+    assert "symgrad_compiler.backends.numba.executable" in report["loaded"]
+    for name in ("plan", "entry", "lowerings", "background", "subprocess_compile", "codegen"):
+        assert prefix + name not in report["loaded"], report["loaded"]
+    assert "numba" not in report["loaded"]
+    x, w = (np.array(report["inputs"][k]) for k in "xw")
+    t, e = np.tanh(x * w), np.exp(-w)
+    np.testing.assert_allclose(report["value"], np.sum(t * e), rtol=1e-13)
+    np.testing.assert_allclose(report["grads"]["x"], (1 - t * t) * w * e, rtol=1e-13)
+    np.testing.assert_allclose(report["grads"]["w"], (1 - t * t) * x * e - t * e, rtol=1e-13)
+
+
+def test_the_replay_benchmark_times_one_forward_backward_as_its_first_call():
+    """W5 times setup plus the first step: the replay column's setup compiles the
+    symbol but runs nothing, so its first call is one forward+backward, as W5
+    defines it (it used to be three: two warm-up calls in setup)."""
+    sys.path.insert(0, str(ROOT))
+    from bench.libs import symgrad_replay
+    from bench.reference import REFERENCE
+    from bench.workloads import ROW_BY_KEY, make_inputs
+
+    inputs = make_inputs(ROW_BY_KEY["W2-128"])
+    symgrad_compiler.clear_cache()
+    step = symgrad_replay.w2(inputs)
+    assert symgrad_compiler.stats()["misses"] == 0  # no program was asked for
+    value, grads = step()
+    assert symgrad_compiler.stats()["misses"] == 1
+    want_value, want_grads = REFERENCE["W2"](inputs)
+    np.testing.assert_allclose(np.asarray(value).reshape(()), want_value, rtol=1e-5)
+    for got, want in zip(grads, want_grads):
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-6)
+    symgrad_compiler.clear_cache()
