@@ -472,3 +472,27 @@ def test_compiled_reuse_across_sizes_many(graph, compiled):
     for _ in range(SEQUENCES_PER_GRAPH):
         sizes = [random_sizes(rng) for _ in range(2)]
         check_sequence(leaves, steps, sizes, seed, "compiled", references)
+
+
+# The reuse keys are the program cache's, the same for every backend: on the
+# interpreter (no compilation) the slow run affords many graphs, so the 10^4
+# sequences cover graph shapes as well as sizes.
+GRAPHS_SLOW_INTERPRETED = 125
+SEQUENCES_PER_INTERPRETED_GRAPH = 80  # 125 x 80 = 10^4 graph/size sequences
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=GRAPHS_SLOW_INTERPRETED, deadline=None, suppress_health_check=list(HealthCheck)
+)
+@given(graph=graphs())
+def test_interpreter_reuse_across_sizes_many(graph):
+    """10^4 graph/size sequences on the interpreter: 125 graphs, each re-recorded
+    through 80 random sequences of 2 to 4 sizes with one cache."""
+    leaves, steps, seed = graph
+    rng = np.random.default_rng(seed)
+    references: dict = {}
+    compiler.clear_cache()
+    for _ in range(SEQUENCES_PER_INTERPRETED_GRAPH):
+        sizes = [random_sizes(rng) for _ in range(int(rng.integers(2, 5)))]
+        check_sequence(leaves, steps, sizes, seed, "interpreter", references)

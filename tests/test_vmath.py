@@ -400,3 +400,43 @@ def test_without_avx512(tmp_path: Any) -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, **cpu, PYTHONPATH=os.pathsep.join([os.path.dirname(here), here]))
     subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, check=True)
+
+
+def test_generated_modules_import_math() -> None:
+    """A kernel template may use ``math.*``: the generated module's preamble imports
+    it (as it does ``np`` and ``vm``), so the kernel compiles instead of sending
+    its program to the interpreter."""
+    from symgrad_compiler.backends.numba import disk_cache
+
+    assert "\nimport math\n" in disk_cache.module_source("")
+    module = disk_cache.load(
+        "@_jit\n"
+        "def kernel_using_math(x, out):\n"
+        "    for i in range(x.shape[0]):\n"
+        "        out[i] = math.copysign(math.floor(abs(x[i])), x[i]) + vm.exp(np.float64(0))\n"
+    )
+    x = np.array([-2.5, -0.0, 0.7, 3.2])
+    out = np.empty_like(x)
+    module.kernel_using_math(x, out)
+    np.testing.assert_array_equal(out, np.copysign(np.floor(np.abs(x)), x) + 1.0)
+    assert module.kernel_using_math.signatures  # compiled by numba, not run as Python
+
+
+def test_sums_vectorise_without_fast_math() -> None:
+    """Generated kernels carry no fast-math flags (``vm.FASTMATH`` is empty), and a
+    running sum through ``vm.accumulate`` still becomes vector code: its one
+    ``fadd reassoc`` is the only reassociable instruction."""
+    assert vm.FASTMATH == set()
+
+    @numba.njit(error_model="numpy", fastmath=vm.FASTMATH)
+    def total(x):  # type: ignore[no-untyped-def]
+        acc = np.float32(0)
+        for i in range(x.shape[0]):
+            acc = vm.accumulate(acc, x[i] * x[i])
+        return acc
+
+    x = np.linspace(-1, 1, 1001, dtype=np.float32)
+    assert abs(float(total(x)) - float(np.sum(x.astype(np.float64) ** 2))) < 1e-3
+    llvm = total.inspect_llvm(total.signatures[0])
+    assert "fadd reassoc <" in llvm  # a vector reduction
+    assert "fmul fast" not in llvm and "fmul reassoc" not in llvm
