@@ -646,6 +646,46 @@ def test_a_block_called_twice_in_one_recording():
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+class _Blocked(gluon.HybridBlock):
+    def __init__(self):
+        super().__init__()
+        with self.name_scope():
+            self.a = nn.Dense(4, in_units=10)
+            self.b = nn.Dense(4, in_units=10)
+
+    def hybrid_forward(self, F, x):
+        return self.a(x) + F.BlockGrad(self.b(x))
+
+
+def test_a_parameter_whose_gradient_is_structurally_zero(monkeypatch):
+    # b's gradient is zeros (no path): the fused update rebuilds it as zeros
+    assert _both(monkeypatch, _loop(), make=_Blocked) == [True] * 4
+
+
+def test_batchnorm_in_both_modes_and_two_batch_sizes_in_one_recording():
+    def make():
+        net = nn.HybridSequential()
+        net.add(nn.Dense(6, in_units=10), nn.BatchNorm(in_channels=6), nn.Dense(3, in_units=6))
+        return net
+
+    seen = []
+    for hybridize in (True, False):
+        net = _net(make, hybridize)
+        values = []
+        for it in range(3):
+            small = nd.array(np.random.default_rng(it).random((3, 10)))
+            large = nd.array(np.random.default_rng(it + 10).random((5, 10)))
+            with autograd.record(train_mode=it % 2 == 0):
+                head = net(small).sum() + (net(large) ** 2).sum()
+            head.backward()
+            params = list(net.collect_params().values())
+            values += [p.grad().asnumpy() for p in params if p.grad_req != "null"]
+            values += [p.data().asnumpy() for p in params]
+        seen.append(values)
+    for a, b in zip(*seen):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 # -- the compiled backend -----------------------------------------------------------------
 
 
