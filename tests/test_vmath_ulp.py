@@ -84,7 +84,7 @@ FLOAT64_BOUND = {
     "log2": 1.5,
     "log10": 1.6,
     "tanh": 1.6,
-    "sigmoid": 2.3,
+    "sigmoid": 1.9,
     "softplus": 2.0,
     "sinh": 2.4,
     "cosh": 1.3,

@@ -643,7 +643,10 @@ def _build(ft: type) -> dict[str, Callable]:
         # (down to subnormals) keep full relative accuracy.
         e = exp_(-_fabs(x))
         num = ONE if x >= ZERO else e
-        return num / (ONE + e)
+        s = ONE + e
+        c = (ONE - s) + e  # the rounding error of 1 + e, exact as e <= 1
+        q = num / s
+        return _fma(-q, c / s, q)  # num / (s + c) to first order
 
     @_jit
     def softplus_(x):  # type: ignore[no-untyped-def]
