@@ -252,14 +252,16 @@ class StepPlan:
         muted = logging.root.manager.disable
         capture = Capture(dry=True)
         try:
-            optimizer.lr_scheduler = copy.copy(scheduler)
-            logging.disable(max(muted, logging.INFO))
+            if scheduler is not None:
+                optimizer.lr_scheduler = copy.copy(scheduler)
+                logging.disable(max(muted, logging.INFO))
             capture.collect(self.updater, *self.arguments)
         except Exception:  # noqa: BLE001  (step raises it, as it would unfused)
             return None
         finally:
-            logging.disable(muted)
-            optimizer.lr_scheduler = scheduler
+            if scheduler is not None:
+                logging.disable(muted)
+                optimizer.lr_scheduler = scheduler
             counts.clear()
             counts.update(saved)
             optimizer.num_update = num_update

@@ -686,6 +686,23 @@ def test_batchnorm_in_both_modes_and_two_batch_sizes_in_one_recording():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_an_output_outside_the_loss_read_after_step(monkeypatch):
+    # its value is that of the weights it was recorded with, not the updated ones
+    def loop(net, trainer, loss):
+        seen = []
+        for step in range(5):
+            X, y = _data(step)
+            with autograd.record():
+                aside = net(X * 2)
+                L = loss(net(X), y)
+            L.backward()
+            trainer.step(8)
+            seen.append(aside.asnumpy())
+        return seen
+
+    _both(monkeypatch, loop)  # (not fused: the recording holds more than the graph)
+
+
 # -- the compiled backend -----------------------------------------------------------------
 
 
