@@ -13,16 +13,19 @@ the optimizer's counters are known only at ``step``), so the step is computed
    its gradient, the calls are run, and a :class:`StepPlan` is kept with the
    program ``backward`` ran (its memo on the step template).
 2. **Ahead** (the next steps). ``backward`` recognises the graph, finds the plan,
-   and runs the updater once more under a capture with the optimizer's
-   counters restored afterwards (:meth:`StepPlan.foresee`): these are the calls
-   ``step`` will make. The program it runs is the backward program with those
-   updates appended (``Program(..., updates=...)``, keyed like any program):
-   one compiled call computes the gradients (into the ``.grad`` buffers, as
-   always) and the updated weights and states, into buffers of the plan's own.
+   and runs the updater once more under a capture that runs nothing, with the
+   optimizer's counters restored afterwards and a copy of its scheduler
+   (:meth:`StepPlan.foresee`): these are the calls ``step`` will make. The
+   program it runs is the backward program with those updates appended
+   (``Program(..., updates=...)``, keyed like any program): one compiled call
+   computes the gradients (into the ``.grad`` buffers, as always) and the
+   updated weights and states, into buffers of the plan's own.
 3. **Commit.** ``Trainer.step`` captures its calls again. If they are the
-   foreseen ones (the same ops on the same arrays with equal attrs) and no
-   array was written in place since ``backward`` (a clipped gradient, a
-   weight set by hand), the computed weights and states are copied in; if
+   foreseen ones (the same ops on the same arrays with equal attrs), the last
+   backward bound those weights where the plan reads them (the template knows
+   the graph's structure, not its arrays), and no array was written in place
+   since (a clipped gradient, a weight set by hand, ``zero_grad``), the
+   computed weights and states are copied in; if
    not, the captured calls run as usual. Either way the results are those of
    running the updates one by one.
 """
