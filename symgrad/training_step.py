@@ -25,9 +25,9 @@ the optimizer's counters are known only at ``step``), so the step is computed
    backward bound those weights where the plan reads them (the template knows
    the graph's structure, not its arrays), and no array was written in place
    since (a clipped gradient, a weight set by hand, ``zero_grad``), the
-   computed weights and states are copied in; if
-   not, the captured calls run as usual. Either way the results are those of
-   running the updates one by one.
+   computed weights and states are copied in; if not, the captured calls run
+   as usual. Either way the results are those of running the updates one by
+   one.
 """
 
 from __future__ import annotations
