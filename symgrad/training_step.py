@@ -128,6 +128,9 @@ class Foreseen:
         self.plan = plan
         self.calls = calls
         self.writes = writes
+        # the backward before this one: a commit needs the one that computed it
+        # (not one that raised after computing it, leaving the earlier one's)
+        self.earlier = _state.last_backward.get()
         self.results: list[np.ndarray] = []  # the new weights and states, once run
         self.extra: list[np.ndarray] = []
         for call in calls:
@@ -145,6 +148,7 @@ class Foreseen:
             or _state.in_place_writes != self.writes
             or not _same_calls(self.calls, calls)
             or last is None
+            or last is self.earlier
             or not self.plan.binds(last[1])
         ):
             return False
