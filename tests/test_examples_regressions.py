@@ -4,6 +4,8 @@ lstm_lm.py: a backward of a recurrent layer over a shorter sequence reused the
 gradient program of a longer one (the structural key held only which axes have
 length one, while the RNN op's gradient unrolls one step per time step), and
 failed in the program's split of the sequence or, worse, could compute garbage.
+(RNN's gradient is now one ``_rnn_grad`` op for any length; the tests keep the
+lengths changing, and the second-order key, whose graph unrolls, holding them.)
 """
 
 from __future__ import annotations
@@ -59,17 +61,21 @@ def test_lstm_backward_after_a_longer_sequence_compiled(compiled):
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-6)
 
 
-def test_rnn_op_key_holds_the_sequence_length():
-    # the same recording over 5 and 3 steps: equal up to the sequence length,
-    # so their keys must differ (a batch size alone would not)
+def test_rnn_second_order_key_holds_the_sequence_length():
+    # RNN's gradient is one _rnn_grad node, which serves any sequence length; its
+    # own gradient unrolls the recurrence (sized_grad): a graph holding _rnn_grad
+    # over 5 and over 3 steps must have different keys (a batch size alone would not)
     layer = make_layer(hybridize=False)
     keys = []
     for steps, batch in ((5, 2), (3, 2)):
         data = nd.ones((steps, batch, 3))
+        data.attach_grad()
         with autograd.record():
             outputs, _ = layer(data, layer.begin_state(batch_size=batch))
-        entries = autograd.get_symbol(outputs)._entries
+            (d_data,) = autograd.grad(outputs.sum(), [data], create_graph=True)
+        entries = autograd.get_symbol(d_data)._entries
         nodes = compiler.ir.topo_order(entries)
+        assert any(node.op.name == "_rnn_grad" for node in nodes)
         key, _ = compiler.ir.structural_key(nodes, entries, lambda node: None)
         keys.append(key)
     assert keys[0] != keys[1]

@@ -21,6 +21,7 @@ from . import (  # noqa: F401  (registration)  # noqa: F401
     reduce,
     reset_arrays,
     rnn,
+    rnn_grad,  # RNN's backward op (it imports rnn's pieces)
     scatter_set_nd,
     sequence,
     shape,

@@ -631,7 +631,3 @@ register(
         test=TestSpec(shapes=((6,), (4,)), attrs={"dim": 0}),
     )
 )
-
-
-# the backward op imports this module's pieces: registered last
-from . import rnn_grad as _rnn_grad_op  # noqa: E402, F401
