@@ -219,6 +219,10 @@ class OpDef:
     ``sized_grad`` marks an op whose gradient graph is built from its sizes (the
     ``RNN`` op unrolls its sequence length): its full output shapes join the
     structural key, not only their length-one axes.
+    ``pure_when(attrs)``, for an op that is not deferrable in general (random or
+    train-mode), says whether a call with these (canonical) attrs is pure after
+    all: ``RNN`` without dropout masks draws nothing, so its value may be
+    computed later, inside the program that differentiates it.
     """
 
     name: str
@@ -243,6 +247,7 @@ class OpDef:
     doc: str = ""
     num_outputs: int | Callable[[dict, int], int] | None = None
     sized_grad: bool = False
+    pure_when: Callable[[dict], bool] | None = None
 
     def __post_init__(self) -> None:
         # Whether a value of this op may be computed later than the call: true for
@@ -402,6 +407,12 @@ NULL = register(
         doc="A graph input (variable).",
     )
 )
+
+
+def defers(op: OpDef, attrs: dict) -> bool:
+    """Whether a call of ``op`` with these canonical attrs may be computed later
+    than the call (see ``OpDef.deferrable`` and ``OpDef.pure_when``)."""
+    return op.deferrable or (op.pure_when is not None and op.pure_when(attrs))
 
 
 def variable(

@@ -29,6 +29,7 @@ from symgrad_compiler import (
     topo_order,
 )
 from symgrad_compiler.chains import ChainTemplate
+from symgrad_compiler.registry import defers
 from symgrad_compiler.tape import Template
 
 from . import _state, anomaly, recognition
@@ -199,7 +200,7 @@ def _leaf_role(node: Node) -> Any:
 def _is_program_input(node: Node) -> bool:
     # Deferred ops are recomputed inside the program (fused with the backward);
     # others (random draws, side effects, callbacks) are read as recorded.
-    return not node.op.deferrable
+    return not defers(node.op, node.attrs)
 
 
 def _pending_outputs(nodes: Sequence[Node]) -> list[tuple[int, int, NDArray]]:

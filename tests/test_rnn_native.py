@@ -330,3 +330,22 @@ def test_zero_states_broadcast_from_a_column_compile():
             got = executable([value])
     np.testing.assert_array_equal(got[0], np.broadcast_to(value, (2, 3, 4)))
     np.testing.assert_allclose(got[1], 2 * np.tanh(np.broadcast_to(value, (2, 3, 4))))
+
+
+def test_rnn_without_dropout_masks_is_recorded_deferred():
+    # RNN is a random op, but a call that draws no masks is pure: recorded without
+    # running, so the program that differentiates it computes its forward too
+    # (compiled); a call that draws masks runs at once, as before
+    from symgrad import autograd, nd
+    from symgrad.gluon import rnn as grnn
+
+    for dropout, deferred in ((0.0, True), (0.5, False)):
+        layer = grnn.LSTM(4, num_layers=2, dropout=dropout, input_size=3)
+        layer.initialize()
+        data = nd.array(np.linspace(-1, 1, 5 * 2 * 3).reshape(5, 2, 3))
+        with autograd.record():
+            out = layer(data)
+        assert (out._value is None) == deferred
+        out.backward()
+        grads = [p.grad().asnumpy() for p in layer.collect_params().values()]
+        assert all(np.isfinite(g).all() for g in grads)

@@ -579,6 +579,7 @@ RNN_OP = register(
         uses_train_mode=True,
         visible_outputs=_visible,
         kind="random",
+        pure_when=lambda attrs: not draws_masks(attrs),
         doc="Recurrent layers (vanilla RNN with relu or tanh, LSTM, GRU) over time-major "
         "data, multi-layer and bidirectional, with MXNet's packed parameters. "
         "Outputs: out (T, N, D*P), then with state_outputs h_n (and c_n for an LSTM)."

@@ -204,7 +204,9 @@ def invoke(op: str | OpDef, inputs: Sequence[NDArray], attrs: dict) -> Any:
                 break
         else:
             return _run(opdef, inputs, attrs, False)
-        if not opdef.deferrable:
+        if not opdef.deferrable and (
+            opdef.pure_when is None or not opdef.pure_when(opdef.canonical_attrs(attrs))
+        ):
             return _run(opdef, inputs, attrs, True)
         # The recording hot path: make the node and pending arrays, nothing more.
         # (One-input ops, most of them, skip the comprehensions: microseconds count.)
