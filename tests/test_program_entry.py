@@ -129,7 +129,11 @@ def test_a_destination_that_overlaps_an_input_is_not_written():
 
 
 def test_loops_big_enough_for_threads_go_to_the_step_runner():
-    rows = threads.MINIMUM // 8 + 1  # a (rows, 8) loop reaches the threshold
+    # a (rows, 8) loop reaches the threshold (of cheap ops only: CHEAP_LOOP_FACTOR
+    # times the threading threshold, memory-bound loops gaining little from threads)
+    from symgrad_compiler.backends.numba.entry import CHEAP_LOOP_FACTOR
+
+    rows = threads.MINIMUM * CHEAP_LOOP_FACTOR // 8 + 1
     graph = mlp_graph(rows, 3, 8, np.float32)
     args = mlp_inputs(rows, 3, 8, np.float32)
     program = compiled(graph, mlp_inputs(4, 3, 8, np.float32))

@@ -31,6 +31,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from ...ir import Node
 from .emit import Runner, Writer, empty_of, shape_tuple
 from .lowerings import warn_step_by_step
 
@@ -45,6 +46,16 @@ class EntrySource:
     outputs: list[tuple[int, int]]  # (output position, slot), in the order returned
 
 
+# How many times the threading threshold a loop of cheap elementwise ops may be
+# and still run inside the entry on one thread.
+CHEAP_LOOP_FACTOR = 16
+
+
+def _has_transcendental(node: Node) -> bool:
+    """Whether a ``_fused`` node's body computes a transcendental function."""
+    return any(n.op.is_transcendental(n.attrs) for n in node.attrs["body"].nodes())
+
+
 def _fused(w: Writer, step) -> None:
     source = step.source
     dims = []
@@ -52,8 +63,13 @@ def _fused(w: Writer, step) -> None:
         w.emit(f"n{step.outputs[0]}_{axis} = s{step.inputs[i]}.shape[{input_axis}]")
         dims.append(f"n{step.outputs[0]}_{axis}")
     if len(dims) > 0:
-        # the step runner would split this loop over threads
-        w.give_up_if(f"{dims[0]} > 1 and {' * '.join(dims)} >= limit")
+        # the step runner would split this loop over threads; a loop of cheap ops
+        # only (an optimizer's update, a bias and a mask) is bound by memory, and
+        # gains less from a second thread than leaving the entry costs, up to
+        # CHEAP_LOOP_FACTOR times as many elements
+        factor = 1 if _has_transcendental(step.node) else CHEAP_LOOP_FACTOR
+        bound = "limit" if factor == 1 else f"limit * {factor}"
+        w.give_up_if(f"{dims[0]} > 1 and {' * '.join(dims)} >= {bound}")
     for spec, slot in zip(source.outputs, step.outputs):
         shape = shape_tuple(["1" if a is None else dims[a] for a in spec.axes])
         if spec.reduce:  # partial sums are added up: never into the caller's buffer
