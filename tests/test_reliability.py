@@ -27,7 +27,6 @@ import symgrad_compiler as compiler
 from symgrad import _deferred, autograd, nd
 from symgrad.anomaly import AnomalyError, site
 from symgrad.base import MXNetError
-from symgrad_compiler import cache as program_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = os.path.basename(__file__)
