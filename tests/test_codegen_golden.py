@@ -21,8 +21,8 @@ def kernel0(in0, in1, out0, out1):
             v0 = np.float32(a0 + a1)
             v1 = np.float32(vm.tanh(v0))
             v2 = np.float32(v1 * np.float32(2.0))
-            out0[i1] += v2
-            acc1 += v1
+            out0[i1] = vm.accumulate(out0[i1], v2)
+            acc1 = vm.accumulate(acc1, v1)
     out1[0] = acc1
 """
 

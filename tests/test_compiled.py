@@ -17,7 +17,9 @@ import symgrad_compiler as compiler
 from symgrad import autograd, nd
 from symgrad_compiler import OPS
 
-TOLERANCE = {np.float64: dict(rtol=1e-12, atol=1e-13), np.float32: dict(rtol=2e-6, atol=2e-6)}
+# float32: compiled transcendentals are correctly rounded, numpy's (the
+# interpreter's) up to a few ulp off, and sums add in another order
+TOLERANCE = {np.float64: dict(rtol=1e-12, atol=1e-13), np.float32: dict(rtol=1e-5, atol=1e-5)}
 
 
 def run_both(monkeypatch, build, arrays, dtype, head_grad=False):
