@@ -326,7 +326,7 @@ def test_compiled_gradients_match_finite_differences(pool_type, deconv):
     outputs = program(args)
 
     def value(arrays):
-        return float(reference(ProgramGraph(graph.inputs, graph.outputs[:1]), arrays)[0])
+        return float(np.sum(reference(ProgramGraph(graph.inputs, graph.outputs[:1]), arrays)[0]))
 
     rng = np.random.default_rng(3)
     for k in range(len(args) - 1):  # every input but r
