@@ -523,8 +523,10 @@ class Symbol(OperatorMixin):
         """Like :meth:`infer_shape`, with ``()`` for shapes that cannot be decided.
 
         >>> import symgrad as mx
-        >>> (mx.sym.var("a") + mx.sym.var("b")).infer_shape_partial(a=(2,))
+        >>> mx.sym.broadcast_add(mx.sym.var("a"), mx.sym.var("b")).infer_shape_partial(a=(2,))
         ([(2,), ()], [()], [])
+        >>> (mx.sym.var("a") + mx.sym.var("b")).infer_shape_partial(a=(2,))  # equal shapes
+        ([(2,), (2,)], [(2,)], [])
         """
         return self._infer(self._named(args, kwargs, "infer_shape_partial"), {}, True, "shape")
 
