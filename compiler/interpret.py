@@ -2,15 +2,21 @@
 
 Every compiled result is tested against it, and it runs graphs while their
 compiled programs are not ready. ``apply`` lets a frontend execute the same walk
-through its own op calls (to record a gradient computation, for instance).
+through its own op calls (to record a gradient computation, or keep each value).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Container, Sequence
+from typing import Any, Protocol
 
 from .ir import Entry, GraphError, Node, topo_order
+
+
+class KnownValues(Container, Protocol):
+    """Known outputs of nodes, by node (a dict is one): ``node in known``, ``known[node]``."""
+
+    def __getitem__(self, node: Node, /) -> tuple: ...
 
 
 def numpy_apply(node: Node, args: Sequence[Any]) -> Any:
@@ -20,17 +26,18 @@ def numpy_apply(node: Node, args: Sequence[Any]) -> Any:
 
 def evaluate(
     outputs: Sequence[Entry],
-    given: Mapping[Node, tuple],
+    given: KnownValues,
     apply: Callable[[Node, Sequence[Any]], Any] = numpy_apply,
 ) -> list[Any]:
     """Values of ``outputs``, computing every node not in ``given`` from its inputs.
 
     ``given`` maps nodes (variables, or any node whose outputs are already known)
-    to the tuple of their output values.
+    to the tuple of their output values; the walk stops at them.
     """
-    values: dict[Node, tuple] = dict(given)
-    for node in topo_order(outputs):
-        if node in values:
+    values: dict[Node, tuple] = {}
+    for node in topo_order(outputs, given):
+        if node in given:
+            values[node] = given[node]
             continue
         if node.is_variable:
             raise GraphError(f"no value given for variable {node.name!r}")

@@ -8,7 +8,7 @@ dtypes are inferred when a node is made, so a bad shape fails at the op call.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -62,15 +62,13 @@ def _fresh_name(prefix: str) -> str:
 
 
 class Node:
-    """One op application.
+    """One op application: op, canonical attrs, input entries, inferred output types.
 
-    ``value`` holds the computed outputs of a recorded node (numpy arrays) while a
-    recorded graph is alive; compiled programs treat such nodes as inputs.
-    ``tag`` is an opaque object a frontend may attach to a variable (for example
-    the array whose gradient it collects); the compiler never looks inside it.
+    It carries no runtime state: a frontend keeps values and the like on a
+    subclass of its own, and hands a program the values it reads (``Program.run``).
     """
 
-    __slots__ = ("op", "attrs", "inputs", "types", "_name", "value", "tag", "freed", "__weakref__")
+    __slots__ = ("op", "attrs", "inputs", "types", "_name", "__weakref__")
 
     def __init__(
         self,
@@ -79,17 +77,12 @@ class Node:
         inputs: tuple[Entry, ...],
         types: tuple[TensorType, ...],
         name: str | None = None,
-        value: tuple | None = None,
-        tag: Any = None,
     ) -> None:
         self.op = op
         self.attrs = attrs
         self.inputs = inputs
         self.types = types
         self._name = name
-        self.value = value
-        self.tag = tag
-        self.freed = False
 
     @property
     def name(self) -> str:
@@ -116,18 +109,19 @@ class Node:
         return f"<Node {self.name}: {self.op.name}>"
 
 
-def topo_order(heads: Sequence[Entry]) -> list[Node]:
+def topo_order(heads: Sequence[Entry], known: Container[Node] = ()) -> list[Node]:
     """Nodes reachable from ``heads``, inputs before users, in a deterministic order.
 
     The order is a depth-first post-order that visits inputs left to right, so two
-    recordings of the same code list their nodes in the same order.
+    recordings of the same code list their nodes in the same order. A node in
+    ``known`` is listed, but what only its inputs reach is not.
     """
     order: list[Node] = []
     seen: set[int] = set()
     for head in heads:
         if id(head.node) in seen:
             continue
-        stack = [(head.node, iter(head.node.inputs))]
+        stack = [(head.node, iter(() if head.node in known else head.node.inputs))]
         seen.add(id(head.node))
         while stack:
             node, pending = stack[-1]
@@ -135,7 +129,7 @@ def topo_order(heads: Sequence[Entry]) -> list[Node]:
                 child = entry.node
                 if id(child) not in seen:
                     seen.add(id(child))
-                    stack.append((child, iter(child.inputs)))
+                    stack.append((child, iter(() if child in known else child.inputs)))
                     break
             else:
                 stack.pop()

@@ -55,6 +55,10 @@ class Program:
     ``updates`` makes it a training step: each :class:`UpdateSpec` adds the
     updated weight and states after the values; the states and the update
     scalars are the program's last inputs, given to :meth:`run` as ``extra``.
+
+    ``input_refs`` lists, per input of the closed ``graph``, the ``(position,
+    output index)`` of the recorded entry it reads (negative positions: the
+    head gradients given, then ``extra``).
     """
 
     # False for a program made for one call (its key holds a per-call callback):
@@ -99,21 +103,24 @@ class Program:
     def run(
         self,
         nodes: Sequence[Node],
+        value_of: Callable[[Node], Sequence[Any]],
         head_grads: Sequence[Any],
         out: Sequence[Any] | None = None,
         extra: Sequence[Any] = (),
     ) -> list[Any]:
         """Gradients then values (then updated weights and states), for a graph
-        with this program's structure: inputs are read from ``nodes[i].value``,
-        ``head_grads`` (those given) and ``extra`` (an update's states and
-        scalars, in the order of ``updates``). ``out`` optionally names
-        destination arrays for the outputs (a runner may compute an output
-        straight into its destination and return it)."""
+        ``nodes`` with this program's structure. Its inputs are the values the
+        frontend keeps for the nodes it reads (``value_of(node)``: the node's
+        outputs; the program reads the nodes at :attr:`input_refs`), the
+        ``head_grads`` given and ``extra`` (an update's states and scalars, in
+        the order of ``updates``). ``out`` optionally names destination arrays
+        for the outputs (a runner may compute an output straight into its
+        destination and return it)."""
         given = [g for g in head_grads if g is not None]
         if extra:
             given += extra
         args = [
-            given[-1 - pos] if pos < 0 else _value(nodes[pos])[index]
+            given[-1 - pos] if pos < 0 else value_of(nodes[pos])[index]
             for pos, index in self.input_refs
         ]
         if self.run_graph is None:
@@ -147,12 +154,3 @@ def _update_outputs(
         spec.structure,
     )
     return [e.entry for e in built]
-
-
-def _value(node: Node) -> tuple[Any, ...]:
-    """The recorded values of ``node`` (a program reads them as its inputs)."""
-    if node.value is None:
-        # a TypeError, as reading it would raise: the frontend tells a graph freed
-        # by another backward by it
-        raise TypeError(f"{node.name} has no recorded value for the program to read")
-    return node.value

@@ -419,9 +419,7 @@ def variable(
     shape: Sequence[int],
     dtype: Any = np.float32,
     name: str | None = None,
-    value: Any = None,
-    tag: Any = None,
 ) -> Node:
-    """A variable node of the given type, optionally holding a value."""
+    """A variable node (a graph input) of the given type."""
     node_type = TensorType(tuple(int(s) for s in shape), np.dtype(dtype))
-    return Node(NULL, {}, (), (node_type,), name, None if value is None else (value,), tag)
+    return Node(NULL, {}, (), (node_type,), name)

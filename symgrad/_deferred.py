@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from symgrad_compiler import Entry, Node
+from symgrad_compiler import Entry, Node, evaluate
 
 from .base import MXNetError
 
@@ -65,37 +66,49 @@ def _is_pending(array: NDArray | None) -> bool:
     return array is not None and array._value is None
 
 
+_FREED = "the value of this array was never computed and its graph has been freed by backward"
+
+
+class _RecordedValues:
+    """The values known in a recorded graph, as the interpreter reads them: a
+    node's own values once computed. A freed node counts as known and raises
+    when read: its value is gone for good (and so is one that another thread's
+    backward freed since it was looked at)."""
+
+    __slots__ = ()
+
+    def __contains__(self, node: object) -> bool:
+        return node.value is not None or node.freed
+
+    def __getitem__(self, node: Node) -> tuple:
+        value = node.value  # read once: see above
+        if value is None:
+            raise MXNetError(_FREED)
+        return value
+
+
+_RECORDED = _RecordedValues()
+
+
+def _apply_and_keep(node: Node, args: Sequence[Any]) -> tuple:
+    """Run one pending node with numpy and keep its values on it (a failure is
+    noted for ``wait_all``, then raised)."""
+    try:
+        result = node.op.impl(*args, **node.attrs)
+    except Exception:
+        _failed.add(node)
+        _local.failed = node
+        raise
+    value = result if isinstance(result, tuple) else (result,)
+    node.value = value
+    return value
+
+
 def compute(entry: Entry) -> None:
     """Compute, with numpy, the value of ``entry`` and of every pending node it
-    needs, storing them on the nodes."""
-    stack = [entry.node]
-    order: list[Node] = []
-    seen: set[int] = set()
-    while stack:  # post-order walk that stops at nodes whose values are known
-        node = stack[-1]
-        missing = [e.node for e in node.inputs if e.node.value is None and id(e.node) not in seen]
-        if missing and id(node) not in seen:
-            seen.add(id(node))
-            stack.extend(missing)
-            continue
-        stack.pop()
-        if node.value is None and node not in order:
-            order.append(node)
-    for node in order:
-        # Read each input's value once: another thread's backward may free the graph.
-        values = [e.node.value for e in node.inputs]
-        if node.freed or any(value is None for value in values):
-            raise MXNetError(
-                "the value of this array was never computed and its graph "
-                "has been freed by backward"
-            )
-        try:
-            result = node.op.impl(*[v[e.index] for v, e in zip(values, node.inputs)], **node.attrs)
-        except Exception:
-            _failed.add(node)
-            _local.failed = node
-            raise
-        node.value = result if isinstance(result, tuple) else (result,)
+    needs, storing them on the nodes: the interpreter's walk, from the values
+    already known, each node's values kept as it computes them."""
+    evaluate([entry], _RECORDED, _apply_and_keep)
 
 
 def wait_all() -> None:

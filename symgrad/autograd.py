@@ -33,6 +33,7 @@ from symgrad_compiler.registry import defers
 from symgrad_compiler.tape import Template
 
 from . import _state, anomaly, recognition
+from ._recorded import program_input, recorded_variable
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled, set_detect_anomaly
 from .base import MXNetError, MXNetShapeError
 from .gradient_writer import write_gradient
@@ -148,8 +149,7 @@ def mark_variables(variables: Any, gradients: Any, grad_reqs: Any = "write") -> 
             )
     for var, grad, req in zip(variables, gradients, reqs):
         var._grad, var._grad_req = grad, req
-        node = compiler.variable(var._data.shape, var._data.dtype, value=var._data, tag=var)
-        var._entry = Entry(node, 0)
+        var._entry = Entry(recorded_variable(var._data, marked=var), 0)
 
 
 # ---------------------------------------------------------------------------
@@ -194,7 +194,8 @@ def _head_gradients(heads: Sequence[NDArray], head_grads: Any) -> list[NDArray |
 
 
 def _leaf_role(node: Node) -> Any:
-    return None if node.tag is None else node.tag._grad_req
+    marked = node.marked
+    return None if marked is None else marked._grad_req
 
 
 def _is_program_input(node: Node) -> bool:
@@ -209,7 +210,7 @@ def _pending_outputs(nodes: Sequence[Node]) -> list[tuple[int, int, NDArray]]:
     found = []
     for position, node in enumerate(nodes):
         if node.value is None and node.inputs:
-            refs = node.tag  # None: freed, not deferred
+            refs = node.pending  # None: not deferred (run when recorded, or failed eagerly)
             if refs is not None and len(refs) == 1:  # most ops: skip the inner loop
                 array = refs[0]()
                 if array is not None and array._value is None:
@@ -279,6 +280,7 @@ def _run_program(
             destinations = (destinations or [None] * (len(wrt) + len(values))) + ahead.plan.buffers
         results = program.run(
             nodes,
+            program_input,
             [None if g is None else g._data for g in head_grads],
             destinations,
             () if ahead is None else ahead.extra,
@@ -345,7 +347,9 @@ _FREED_SHARED = (
 
 def _marked(nodes: Sequence[Node]) -> list[Node]:
     """The variables among ``nodes`` whose gradients backward computes."""
-    return [n for n in nodes if not n.inputs and n.tag is not None and n.tag._grad_req != "null"]
+    return [
+        n for n in nodes if not n.inputs and n.marked is not None and n.marked._grad_req != "null"
+    ]
 
 
 def _settle_outside(tape: Any, nodes: Sequence[Node]) -> None:
@@ -358,7 +362,7 @@ def _settle_outside(tape: Any, nodes: Sequence[Node]) -> None:
         node = ref()
         if node is None or id(node) in inside or node.value is not None or node.freed:
             continue
-        for array_ref in node.tag or ():
+        for array_ref in node.pending or ():
             array = array_ref()
             if array is not None and array._value is None:
                 try:
@@ -369,7 +373,7 @@ def _settle_outside(tape: Any, nodes: Sequence[Node]) -> None:
 
 def _free(nodes: Sequence[Node]) -> None:
     for node in nodes:
-        if node.tag is None or node.inputs:
+        if node.marked is None or node.inputs:
             node.value = None
             node.freed = True
 
@@ -403,14 +407,14 @@ def backward(
         anomaly.check(entries, nodes, wrt, [None if g is None else g._data for g in grads_in])
     # fetch and run (gradients with grad_req 'write' may be computed straight
     # into their buffers)
-    destinations = [n.tag._grad._data if n.tag._grad_req == "write" else None for n in wrt]
+    destinations = [n.marked._grad._data if n.marked._grad_req == "write" else None for n in wrt]
     grads = _run_program(
         entries, nodes, wrt, grads_in, destinations, graph.signature, graph.template
     )
     graph.remember()
     # write
     for node, grad in zip(wrt, grads):
-        array = node.tag
+        array = node.marked
         write_gradient(array._grad._data, grad, array._grad_req)
         array._fresh_grad = True
     # what a Trainer's step after this learns to fuse (see training_step)
@@ -420,7 +424,7 @@ def backward(
     _state.last_backward.set(
         None
         if template is None or template.memo is None
-        else (template, [node.tag for node in wrt])
+        else (template, [node.marked for node in wrt])
     )
     if not retain_graph:
         if tape is not None and not graph.by_tape_template:

@@ -30,6 +30,7 @@ from symgrad_compiler import Entry, Expr, Node, differentiate, structural_key, t
 from symgrad_compiler.ops.common import F
 from symgrad_compiler.registry import variable
 
+from ._recorded import recorded_value
 from .base import MXNetError
 from .gradient_writer import write_gradient
 from .ndarray.ndarray import NDArray
@@ -207,8 +208,8 @@ def _input_arrays(symbol: Symbol, given: Mapping[str, Any], what: str) -> dict[s
             continue
         if node.name in given:
             arrays[node.name] = _as_numpy(given[node.name])
-        elif node.value is not None:
-            arrays[node.name] = node.value[0]
+        elif recorded_value(node) is not None:
+            arrays[node.name] = recorded_value(node)[0]
         else:
             raise MXNetError(
                 f"{what}: no value given for input {node.name!r}; the symbol's "
@@ -337,12 +338,13 @@ class CompiledSymbol:
         for node in self._variables:
             value = inputs.get(node.name)
             if value is None:
-                if node.value is None:
+                recorded = recorded_value(node)
+                if recorded is None:
                     raise MXNetError(
                         f"compile: no value given for input {node.name!r}; the "
                         f"symbol's inputs are {self._names}"
                     )
-                args.append(node.value[0])  # a recorded graph's own value
+                args.append(recorded[0])  # a recorded graph's own value
                 continue
             found += 1
             if isinstance(value, NDArray):

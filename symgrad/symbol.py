@@ -43,6 +43,7 @@ from symgrad_compiler.registry import NULL, get_op
 
 from ._namespace import num_args_inputs, refuse_numpy
 from ._op_docs import op_docstring
+from ._recorded import copy_node
 from .attribute import (
     AttrScope,
     check_strings,
@@ -260,7 +261,7 @@ class Symbol(OperatorMixin):
         for node in topo_order(self._entries):
             inputs = tuple(Entry(copies[e.node], e.index) for e in node.inputs)
             attrs = dict(node.attrs) if node.is_variable else node.attrs
-            copy = Node(node.op, attrs, inputs, node.types, node.name, node.value, node.tag)
+            copy = copy_node(node, attrs, inputs, node.types, node.name)
             _keep_call_facts(node, copy)
             copies[node] = copy
         return Symbol([Entry(copies[e.node], e.index) for e in self._entries])
@@ -886,7 +887,7 @@ def rename(symbol: Symbol, name: str) -> Symbol:
     """A copy of a single-output symbol whose head node is called ``name``."""
     node = symbol._single_entry().node
     if node.is_variable:
-        copy = Node(NULL, dict(node.attrs), (), node.types, name, node.value, node.tag)
+        copy = copy_node(node, dict(node.attrs), (), node.types, name)
     else:
         copy = Node(node.op, node.attrs, node.inputs, node.types, name)
         _keep_call_facts(node, copy)

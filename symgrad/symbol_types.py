@@ -42,8 +42,8 @@ import numpy as np
 from symgrad_compiler import Entry, GraphError, Node, OpDef, TensorType, make_node, topo_order
 from symgrad_compiler.ops.common import same_shape_types
 from symgrad_compiler.ops.rnn import rnn_input_shapes
-from symgrad_compiler.registry import NULL
 
+from ._recorded import copy_node
 from .base import MXNetShapeError
 
 UNKNOWN = TensorType(None, None)  # type: ignore[arg-type]
@@ -382,14 +382,8 @@ def _walk(
             result.nodes[node] = (
                 None
                 if shape is None
-                else Node(
-                    NULL,
-                    dict(node.attrs),
-                    (),
-                    (TensorType(shape, var_dtype[node]),),
-                    node.name,
-                    node.value,
-                    node.tag,
+                else copy_node(
+                    node, dict(node.attrs), (), (TensorType(shape, var_dtype[node]),), node.name
                 )
             )
             continue

@@ -48,7 +48,9 @@ def step(build, *args, **kwargs):
         head = build(*args, **kwargs)
     tape = _state.last_tape.get()
     recognised = (
-        tape.recognise(head._entry, lambda node: None if node.tag is None else node.tag._grad_req)
+        tape.recognise(
+            head._entry, lambda node: None if node.marked is None else node.marked._grad_req
+        )
         is not None
     )
     head.backward()
@@ -269,7 +271,7 @@ def chain_step(build, x, **kwargs):
     recognised = (
         chain is not None
         and chain.recognise(
-            head._entry, lambda node: None if node.tag is None else node.tag._grad_req
+            head._entry, lambda node: None if node.marked is None else node.marked._grad_req
         )
         is not None
     )

@@ -40,12 +40,13 @@ from typing import Any
 
 import numpy as np
 
-from symgrad_compiler import Entry, Node, topo_order
+from symgrad_compiler import Entry, topo_order
 
 from .. import _state, autograd
 from .. import ndarray as nd
 from .. import symbol as sym
 from .._deferred import track
+from .._recorded import RecordedNode
 from ..anomaly import note_site
 from ..base import MXNetError
 from ..executor import CompiledSymbol
@@ -768,8 +769,8 @@ def _made_node(tape: Any, op: Any, attrs: dict, inputs: list) -> Any:
             types = tuple(op.infer([e.node.types[e.index] for e in entries], **attrs))
         except Exception:  # noqa: BLE001
             return None
-    made = Node(op, attrs, entries, types)
-    made.tag = (_gone,) * len(types)  # no array reads it yet (see _as_array)
+    made = RecordedNode(op, attrs, entries, types)
+    made.pending = (_gone,) * len(types)  # no array reads it yet (see _as_array)
     tape.add(made, checked)
     if _state.anomaly:
         note_site(made)
@@ -786,16 +787,16 @@ def _as_array(value: Any) -> NDArray:
     ``_made_node`` gets its deferred array here (tracked as invoke's are)."""
     if type(value) is not Entry:
         return value
-    made = value.node.tag[value.index]()
+    made = value.node.pending[value.index]()
     if made is not None:
         # the graph returns this output twice (``return y, y``): one array, as
         # the block's own forward returns; a second would be tracked by nothing
         # and unreadable once backward frees the graph
         return made
     array = NDArray(None, value)
-    refs = list(value.node.tag)
+    refs = list(value.node.pending)
     refs[value.index] = track(array)
-    value.node.tag = tuple(refs)
+    value.node.pending = tuple(refs)
     return array
 
 

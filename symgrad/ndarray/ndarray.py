@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 
 from symgrad_compiler import Entry, GraphError, Node, OpDef, OperatorMixin, TensorType, get_op
-from symgrad_compiler.registry import NULL, variable
+from symgrad_compiler.registry import NULL
 from symgrad_compiler.registry import OPS as _OPS
 
 from .. import _state
 from .._deferred import compute, settle_all, track
 from .._namespace import refuse_numpy
+from .._recorded import RecordedNode, recorded_variable
 from ..anomaly import note_site
 from ..base import MXNetError, MXNetShapeError
 from ..context import Context, check_context, cpu
@@ -35,9 +36,8 @@ def _input_entry(array: NDArray) -> Entry:
     if entry is not None and not entry.node.freed:
         return entry
     data = array._data
-    # what variable(data.shape, data.dtype, value=data) makes, without its
-    # conversions: a numpy array's shape and dtype are already canonical
-    node = Node(NULL, {}, (), (TensorType(data.shape, data.dtype),), None, (data,))
+    # recorded_variable(data), one call less: a constant input is made per op call
+    node = RecordedNode(NULL, {}, (), (TensorType(data.shape, data.dtype),), None, (data,))
     _remember_leaf(array, node)
     return _entry((node, 0))
 
@@ -103,7 +103,7 @@ def _failed(opdef: OpDef, inputs: Sequence[NDArray], attrs: dict, error: MXNetEr
     attrs = opdef.canonical_attrs(attrs)
     entries = tuple(_input_entry(x) for x in inputs)
     types = tuple(opdef.infer([e.node.types[e.index] for e in entries], **attrs))
-    node = Node(opdef, attrs, entries, types)
+    node = RecordedNode(opdef, attrs, entries, types)
     if error is not None:
         _FAILURES[node] = [error, False]
     return _visible(opdef, attrs, [NDArray(None, _entry((node, i))) for i in range(len(types))])
@@ -166,7 +166,7 @@ def _compute_deferred(entry: Entry) -> None:
 
 
 class _Overwritten:
-    """Takes the place of an array as the tag of its old variable node after an
+    """Takes the place of an array as the ``marked`` array of its old variable node after an
     in-place write: a graph recorded before the write would compute gradients from
     the new values, so differentiating it raises instead."""
 
@@ -228,16 +228,16 @@ def invoke(op: str | OpDef, inputs: Sequence[NDArray], attrs: dict) -> Any:
                     types = tuple(opdef.infer([e.node.types[e.index] for e in entries], **attrs))
         except Exception as err:  # rebuild the message with the op and the shapes
             _raise_op_error(opdef, inputs, attrs, err)
-        node = Node(opdef, attrs, entries, types)
+        node = RecordedNode(opdef, attrs, entries, types)
         tape.add(node, checked)
         if _state.anomaly:
             note_site(node)
         if len(types) == 1:
             array = NDArray(None, _entry((node, 0)))
-            node.tag = (track(array),)
+            node.pending = (track(array),)
             return array
         arrays = [NDArray(None, _entry((node, i))) for i in range(len(types))]
-        node.tag = tuple(track(a) for a in arrays)
+        node.pending = tuple(track(a) for a in arrays)
         return _visible(opdef, attrs, arrays)
     if opdef.kind == "update":
         # a Trainer collecting its updates to fuse them into the backward program
@@ -290,7 +290,7 @@ def _run(opdef: OpDef, inputs: Sequence[NDArray], attrs: dict, record: bool) -> 
         # gradient), so no recorded graph sees a variable changed behind it.
         inputs[i][:] = outputs[k + 1]
     if record:
-        node = Node(
+        node = RecordedNode(
             opdef,
             attrs,
             tuple(_input_entry(x) for x in inputs),
@@ -693,9 +693,9 @@ class NDArray(OperatorMixin):
                     node.value = (data.copy(),)
             self._leaves = []
         entry = self._entry
-        if entry is not None and entry.node.tag is self:
-            entry.node.tag = _Overwritten(self)
-            self._entry = Entry(variable(data.shape, data.dtype, value=data, tag=self), 0)
+        if entry is not None and entry.node.marked is self:
+            entry.node.marked = _Overwritten(self)
+            self._entry = Entry(recorded_variable(data, marked=self), 0)
 
     def __iadd__(self, other):
         return self._inplace(self + other)
