@@ -15,7 +15,7 @@ import pytest
 import symgrad_compiler as compiler
 from symgrad import autograd, nd
 from symgrad_compiler import session
-from symgrad_compiler.backends.numba import disk_cache, threads
+from symgrad_compiler.backends.numba import disk_cache, subprocess_compile, threads
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,6 +83,25 @@ def test_kernel_modules_and_their_counters_belong_to_the_session():
     assert disk_cache.load(text) is outer
 
 
+def test_the_compiler_process_counters_belong_to_the_session():
+    subprocess_compile.stats()  # made on first use
+    outer = session.current().existing_state("numba.compiler_process")
+    before = subprocess_compile.stats()
+    outer.programs += 1  # as a program the compiler process compiled out here counts
+    try:
+        with session.fresh() as inner:
+            assert subprocess_compile.stats() == dict.fromkeys(
+                ("programs", "kernels_compiled", "compile_seconds", "start_seconds"), 0
+            )
+            counts = inner.existing_state("numba.compiler_process")
+            assert counts is not None and counts is not outer
+            counts.programs += 2
+            assert subprocess_compile.stats()["programs"] == 2
+        assert subprocess_compile.stats()["programs"] == before["programs"] + 1
+    finally:
+        outer.programs -= 1
+
+
 def test_the_thread_pool_belongs_to_the_session_and_stops_with_it(monkeypatch):
     monkeypatch.setattr(threads, "_THREADS", 3)
     seen: list[int] = []
@@ -146,8 +165,6 @@ JUSTIFIED = {
     "backends/numba/subprocess_compile.py:_lock": "the one compiler process",
     "backends/numba/subprocess_compile.py:_cannot_start": "the one compiler process",
     "backends/numba/subprocess_compile.py:_closing": "the one compiler process",
-    # not yet as designed: counters belong in the session, beside disk_cache's
-    "backends/numba/subprocess_compile.py:_stats": "TO MOVE: the compiler process's counters",
     # per-thread flags for a with block: no state outlives the block
     "backends/numba/disk_cache.py:_local": "a per-thread flag set inside cached_only()",
 }

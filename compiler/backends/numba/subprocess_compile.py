@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-from ... import settings
+from ... import session, settings
 from ...ir import Node
 from ...registry import OpDef, get_op
 from . import disk_cache
@@ -62,20 +62,26 @@ class Outcome(enum.Enum):
 
 
 @dataclasses.dataclass
-class _Stats:
+class CompilerProcessStats:
+    """This module's share of the session: the compiler process's counters."""
+
     programs: int = 0
     kernels_compiled: int = 0
     compile_seconds: float = 0.0
     start_seconds: float = 0.0
 
 
-_stats = _Stats()
+def _stats() -> CompilerProcessStats:
+    """The current session's counters (the process itself is one per process, the
+    counters, like the kernel modules', belong to the session)."""
+    return session.current().backend_state("numba.compiler_process", CompilerProcessStats)
 
 
 def stats() -> dict[str, Any]:
     """Programs the compiler process compiled, the kernels it compiled (not
-    loaded) and the seconds it spent on them, and the seconds its start took."""
-    return dataclasses.asdict(_stats)
+    loaded) and the seconds it spent on them, and the seconds its start took, in
+    the current session."""
+    return dataclasses.asdict(_stats())
 
 
 # ---------------------------------------------------------------------------
@@ -163,7 +169,7 @@ class _Compiler:
         if not isinstance(hello, dict) or hello.get("module") != os.path.realpath(__file__):
             self.process.kill()
             raise OSError(f"the compiler process did not start ({hello!r})")
-        _stats.start_seconds += time.perf_counter() - start
+        _stats().start_seconds += time.perf_counter() - start
 
     def ask(self, payload: bytes) -> Any:
         """Send one job; its reply, or None if the process died."""
@@ -233,9 +239,10 @@ def compile_elsewhere(plan: Plan, args: Sequence[Any]) -> Outcome:
             return Outcome.DIED
     if "unavailable" in reply:
         return Outcome.UNAVAILABLE
-    _stats.programs += 1
-    _stats.kernels_compiled += reply.get("kernels_compiled", 0)
-    _stats.compile_seconds += reply.get("compile_seconds", 0.0)
+    counts = _stats()
+    counts.programs += 1
+    counts.kernels_compiled += reply.get("kernels_compiled", 0)
+    counts.compile_seconds += reply.get("compile_seconds", 0.0)
     return Outcome.FAILED if "error" in reply else Outcome.DONE
 
 
