@@ -13,9 +13,10 @@ the optimizer's counters are known only at ``step``), so the step is computed
    its gradient, the calls are run, and a :class:`StepPlan` is kept with the
    program ``backward`` ran (its memo on the step template).
 2. **Ahead** (the next steps). ``backward`` recognises the graph, finds the plan,
-   and runs the updater once more under a capture that runs nothing, with the
-   optimizer's counters restored afterwards and a copy of its scheduler
-   (:meth:`StepPlan.foresee`): these are the calls ``step`` will make. The
+   and foresees the calls ``step`` will make (:meth:`StepPlan.foresee`): the
+   last step's calls again while the steps repeat (SGD at a fixed rate), or else
+   the updater run once more under a capture that runs nothing, with the
+   optimizer's counters restored afterwards and a copy of its scheduler. The
    program it runs is the backward program with those updates appended
    (``Program(..., updates=...)``, keyed like any program): one compiled call
    computes the gradients (into the ``.grad`` buffers, as always) and the
@@ -25,9 +26,10 @@ the optimizer's counters are known only at ``step``), so the step is computed
    backward bound those weights where the plan reads them (the template knows
    the graph's structure, not its arrays), and no array was written in place
    since (a clipped gradient, a weight set by hand, ``zero_grad``), the
-   computed weights and states are copied in; if not, the captured calls run
-   as usual. Either way the results are those of running the updates one by
-   one.
+   computed weights and states become the arrays' buffers (the old buffers
+   the plan's, for the next step); if not, the captured calls run as usual,
+   and the step is learnt anew. Either way the results are those of running
+   the updates one by one.
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ class Foreseen:
     ``results``: per call the new weight and states (computed into the plan's
     buffers where the program could)."""
 
-    def __init__(self, plan: StepPlan, calls: list[Call], writes: int):
+    def __init__(self, plan: StepPlan, calls: list[Call], writes: int, scalars: list | None = None):
         self.plan = plan
         self.calls = calls
         self.writes = writes
@@ -133,11 +135,11 @@ class Foreseen:
         self.earlier = _state.last_backward.get()
         self.results: list[np.ndarray] = []  # the new weights and states, once run
         self.extra: list[np.ndarray] = []
-        for call in calls:
-            rule = rule_for(call.op.name)
-            assert rule is not None  # checked when the plan was learnt
+        if scalars is None:
+            scalars = _scalars_of(calls)
+        for call, values in zip(calls, scalars):
             self.extra += [x._data for x in call.inputs[2:]]
-            self.extra += scalar_inputs(rule, call.attrs, call.inputs[0].dtype)
+            self.extra += values
 
     def commit(self, trainer: Any, calls: Sequence[Call]) -> bool:
         """Write the computed weights and states if ``calls`` are the ones foreseen
@@ -152,11 +154,17 @@ class Foreseen:
             or not self.plan.binds(last[1])
         ):
             return False
-        results = iter(self.results)
-        for call in calls:
-            for array in (call.inputs[0], *call.inputs[2:]):
+        buffers = self.plan.buffers
+        arrays = [array for call in calls for array in (call.inputs[0], *call.inputs[2:])]
+        for k, (array, result) in enumerate(zip(arrays, self.results)):
+            if result is buffers[k]:
+                # computed into the plan's buffer: it becomes the array's, and the
+                # array's old buffer the plan's (no copy)
+                buffers[k] = array._write_swapping(result)
+            else:
                 array._before_write()
-                np.copyto(array._value, next(results))
+                np.copyto(array._value, result)
+        self.plan.note(calls)
         return True
 
 
@@ -179,6 +187,11 @@ class StepPlan:
         self.specs = specs
         self.calls = calls
         self.program: Any = None  # the fused program, fetched at the first step ahead
+        # the calls of the last step, and whether they repeated the step's before
+        # (then the next step is foreseen as the same calls, without the updater)
+        self.last = calls
+        self.steady = False
+        self.scalars: list | None = None  # the program's scalar inputs for ``last``
         self.buffers = [
             np.empty(x.shape, x.dtype) for call in calls for x in (call.inputs[0], *call.inputs[2:])
         ]
@@ -241,15 +254,26 @@ class StepPlan:
                 return False
         return True
 
+    def note(self, calls: Sequence[Call]) -> None:
+        """Note the calls of a step committed: the plan is steady while each
+        step's calls equal the step's before (SGD at a fixed learning rate)."""
+        self.steady = _same_calls(self.last, calls)
+        self.last = list(calls)
+        self.scalars = _scalars_of(self.last) if self.steady else None
+
     def foresee(self) -> Foreseen | None:
-        """The calls the trainer's next step will make (the updater run under a
-        capture, the optimizer's counters put back), or None if they are not
-        those the plan fuses."""
+        """The calls the trainer's next step will make, or None if they are not
+        those the plan fuses. A steady plan foresees the last step's calls again
+        (a step that then differs is not committed, and learnt anew); otherwise
+        the updater runs under a capture, the optimizer's counters put back."""
         trainer = self.trainer()
         optimizer = self.updater.optimizer
         # (load_states may have put another optimizer into the updater since)
         if trainer is None or not _fusable_optimizer(optimizer):
             return None
+        if self.steady and optimizer.lr_scheduler is None:
+            # (a schedule's changes are foreseen by asking it: the updater below)
+            return Foreseen(self, self.last, _state.in_place_writes, self.scalars)
         counts = optimizer._index_update_count
         saved, num_update = dict(counts), optimizer.num_update
         # a scheduler keeps state (FactorScheduler's rate falls when it is asked
@@ -283,6 +307,16 @@ class StepPlan:
             ):
                 return None
         return Foreseen(self, calls, _state.in_place_writes)
+
+
+def _scalars_of(calls: Sequence[Call]) -> list[list[np.ndarray]]:
+    """Per call, its update rule's scalars as the program's 0-d inputs."""
+    result = []
+    for call in calls:
+        rule = rule_for(call.op.name)
+        assert rule is not None  # checked when the plan was learnt
+        result.append(scalar_inputs(rule, call.attrs, call.inputs[0].dtype))
+    return result
 
 
 def _fusable_optimizer(optimizer: Any) -> bool:

@@ -55,7 +55,9 @@ def from_numpy(ndarray: np.ndarray, zero_copy: bool = True) -> NDArray:
         raise ValueError("Only c-contiguous arrays are supported for zero-copy")
     shared = ndarray.view()  # keeps its write flag when the original loses it
     ndarray.flags.writeable = False
-    return NDArray(shared)
+    result = NDArray(shared)
+    result._shared = True  # its buffer is the caller's array
+    return result
 
 
 class _Capsule:

@@ -352,7 +352,18 @@ class NDArray(OperatorMixin):
     # weak references to the graph leaves that share its buffer.
     # ``_fresh`` (set only once a backward wrote this variable's gradient) backs
     # ``_fresh_grad``, which Trainer reads to find stale gradients.
-    __slots__ = ("_value", "_entry", "_grad", "_grad_req", "_leaves", "_fresh", "__weakref__")
+    # ``_shared`` (set only once the buffer was handed out: ``__array__``, DLPack,
+    # ``from_numpy``) keeps ``_write_swapping`` from replacing the buffer.
+    __slots__ = (
+        "_value",
+        "_entry",
+        "_grad",
+        "_grad_req",
+        "_leaves",
+        "_fresh",
+        "_shared",
+        "__weakref__",
+    )
 
     def __init__(self, data: np.ndarray | None, entry: Entry | None = None):
         self._value = data  # None while the value is deferred (see symgrad._deferred)
@@ -480,18 +491,21 @@ class NDArray(OperatorMixin):
     def to_dlpack_for_read(self) -> Any:
         """A DLPack capsule sharing this array's memory, for reading (pending
         values are computed first)."""
+        self._shared = True
         return self._data.__dlpack__()
 
     def to_dlpack_for_write(self) -> Any:
         """A DLPack capsule sharing this array's memory, for writing: recorded
         graphs that read the current values keep a copy of them first."""
         self._before_write()
+        self._shared = True
         # DLPack 1.0's capsule carries a writable flag (numpy imports the older
         # one read-only)
         return self._data.__dlpack__(max_version=(1, 0))
 
     def __dlpack__(self, stream: Any = None, **kwargs: Any) -> Any:
         """The array API's DLPack export (``np.from_dlpack(x)``), sharing memory."""
+        self._shared = True
         return self._data.__dlpack__(stream=stream, **kwargs)
 
     def __dlpack_device__(self) -> tuple[int, int]:
@@ -582,7 +596,10 @@ class NDArray(OperatorMixin):
         return f"<pre>{html.escape(repr(self))}</pre>"
 
     def __array__(self, dtype=None, copy=None):
-        return self._data if dtype is None else self._data.astype(dtype)
+        if dtype is not None:
+            return self._data.astype(dtype)
+        self._shared = True
+        return self._data
 
     # -- autograd -------------------------------------------------------------
     @property
@@ -682,6 +699,26 @@ class NDArray(OperatorMixin):
         recorded before the write raises (copying every parameter at every update
         would cost more than the rare misuse it guards against).
         """
+        self._replace_buffer(None)
+
+    def _write_swapping(self, values: np.ndarray) -> np.ndarray:
+        """Set every element to ``values``, as ``self[:] = values`` does, but by
+        taking ``values`` (a buffer of this shape and dtype that its caller owns and
+        gives up) as this array's buffer; returns the buffer the caller owns now:
+        the old one, which nothing recorded reads any more, or ``values`` itself,
+        copied in, if the old buffer was handed out (``__array__``, DLPack,
+        ``from_numpy``: someone may read or write it as this array's memory)."""
+        old = self._data
+        shared = getattr(self, "_shared", False)
+        if shared or old.shape != values.shape or old.dtype != values.dtype:
+            self._before_write()
+            np.copyto(old, values)
+            return values
+        self._replace_buffer(values)
+        return old
+
+    def _replace_buffer(self, values: np.ndarray | None) -> None:
+        # _before_write, then (with ``values``) the buffer replaced by ``values``
         _state.in_place_writes += 1  # a fused training step checks nothing changed
         settle_all()
         data = self._data
@@ -692,6 +729,8 @@ class NDArray(OperatorMixin):
                 if _reads_buffer(node, data):
                     node.value = (data.copy(),)
             self._leaves = []
+        if values is not None:
+            self._value = data = values
         entry = self._entry
         if entry is not None and entry.node.marked is self:
             entry.node.marked = _Overwritten(self)

@@ -1,0 +1,98 @@
+"""The fused training step's steady state (symgrad.training_step): a step that
+repeats the step before is foreseen without running the optimizer, and its
+results become the arrays' buffers without a copy. Each script runs fused and
+unfused (``_both``): the parameters must come out bit-identical."""
+
+import numpy as np
+from test_training_step_adversarial import _both, _data, _loop, _train
+
+from symgrad import autograd
+from symgrad import training_step as ts
+
+STEPS = 8
+
+
+def _counting_collect(monkeypatch):
+    counts = []
+    real = ts.Capture.collect
+
+    def collect(self, updater, indices, grads, weights):
+        counts.append(self.dry)
+        return real(self, updater, indices, grads, weights)
+
+    monkeypatch.setattr(ts.Capture, "collect", collect)
+    return counts
+
+
+def test_a_repeating_sgd_step_runs_the_optimizer_once_per_step(monkeypatch):
+    counts = _counting_collect(monkeypatch)
+    _, commits, _ = _train(True, monkeypatch, _loop(steps=STEPS))
+    assert commits == [True] * (STEPS - 1)
+    # step 0 learns; the backward of step 1 foresees by running the updater (dry);
+    # from step 2 on the plan is steady: only the step's own run of the updater
+    assert counts.count(False) == STEPS
+    assert counts.count(True) == 1
+
+
+def test_a_learning_rate_changed_between_steps_is_not_foreseen_wrongly(monkeypatch):
+    def loop(net, trainer, loss):
+        for step in range(STEPS):
+            X, y = _data(step)
+            with autograd.record():
+                L = loss(net(X), y)
+            L.backward()
+            trainer.step(8)
+            if step == 4:
+                trainer.set_learning_rate(0.05)
+
+    commits = _both(monkeypatch, loop)
+    # the backward after the change foresaw the old rate: that step runs unfused
+    # and is learnt anew; the steps after are fused again
+    assert commits[4] is False
+    assert commits[5:] == [True] * (STEPS - 6)
+    assert commits[:4] == [True] * 4
+
+
+def test_a_changed_rate_between_backward_and_step_is_not_committed(monkeypatch):
+    def between(net, trainer, step):
+        if step == 5:
+            trainer.set_learning_rate(0.02)
+
+    commits = _both(monkeypatch, _loop(steps=STEPS, between=between))
+    assert commits[4] is False  # the step of iteration 5 (step 0 learns)
+
+
+def test_steady_steps_swap_buffers_instead_of_copying(compiled, monkeypatch):
+    buffers = []
+
+    def between(net, trainer, step):
+        weight = next(iter(net.collect_params().values())).data()
+        buffers.append(weight._data)
+
+    _train(True, monkeypatch, _loop(steps=STEPS, between=between))
+    # after the first fused steps, two buffers alternate (each step's new weights
+    # are computed into the one the weight does not hold)
+    late = {id(b) for b in buffers[2:]}
+    assert len(late) == 2
+    assert all(buffers[k] is not buffers[k + 1] for k in range(2, STEPS - 1))
+
+
+def test_an_array_handed_out_through_numpy_keeps_its_buffer(compiled, monkeypatch):
+    # np.asarray(weight) shares its memory: the weight must keep that buffer, and
+    # the numpy array must see every update, as with unfused steps
+    seen = {}
+
+    def between(net, trainer, step):
+        weight = next(iter(net.collect_params().values())).data()
+        if step == 0:
+            seen["view"] = np.asarray(weight)
+        seen["last"] = weight
+
+    def loop(net, trainer, loss):
+        _loop(steps=STEPS, between=between)(net, trainer, loss)
+        return [seen["view"].copy()]
+
+    commits = _both(monkeypatch, loop)
+    assert commits == [True] * (STEPS - 1)
+    np.testing.assert_array_equal(seen["view"], seen["last"].asnumpy())
+    assert seen["last"]._data is seen["view"]
