@@ -718,16 +718,27 @@ class _CallPlan:
         order = topo_order(out.entries)
         names = [node.name for node in order if node.is_variable]
         self.params = [(name, params[name]) for name in names if name in params]
-        self.steps = []
+        # each variable and each op output has a slot; a step reads slots
+        first: dict[Any, int] = {}  # node -> its first output's slot
+        self.variables: list[tuple[str, int]] = []
+        self.steps: list[tuple] = []
+        slots = 0
         for node in order:
+            first[node] = slots
             if node.is_variable:
-                self.steps.append((node, None, False))
+                self.variables.append((node.name, slots))
+                slots += 1
                 continue
             attrs = {k: v for k, v in node.attrs.items() if k not in _STATE_ATTRS}
             # ops recorded without running (most): their nodes are made here, with
             # the attrs made canonical once; the others go through invoke
             direct = node.op.deferrable and not node.op.uses_train_mode
-            self.steps.append((node, node.op.canonical_attrs(attrs) if direct else attrs, direct))
+            reads = tuple([first[entry.node] + entry.index for entry in node.inputs])
+            attrs = node.op.canonical_attrs(attrs) if direct else attrs
+            self.steps.append((node.op, attrs, direct, reads, slots, node.num_outputs))
+            slots += node.num_outputs
+        self.slots = slots
+        self.outputs = [first[entry.node] + entry.index for entry in out.entries]
 
     def record(self, values: dict[str, NDArray]) -> list[NDArray]:
         """Add the graph's nodes to the current recording, its variables bound to
@@ -739,22 +750,23 @@ class _CallPlan:
         a hybridized call cheaper to record than the same ops called one by one.
         """
         tape = _state.recording.get()
-        # per node, its outputs: an NDArray, or the Entry of a node made here
-        computed: dict[Any, tuple] = {}
-        for node, attrs, direct in self.steps:
-            if attrs is None:
-                computed[node] = (values[node.name],)
-                continue
-            inputs = [computed[entry.node][entry.index] for entry in node.inputs]
+        # per slot: an NDArray, or the Entry of a node made here
+        slots: list[Any] = [None] * self.slots
+        for name, slot in self.variables:
+            slots[slot] = values[name]
+        for op, attrs, direct, reads, at, count in self.steps:
+            inputs = [slots[k] for k in reads]
             if direct and any(type(x) is Entry or x._entry is not None for x in inputs):
-                made = _made_node(tape, node.op, attrs, inputs)
+                made = _made_node(tape, op, attrs, inputs)
                 if made is not None:
-                    computed[node] = tuple(Entry(made, i) for i in range(made.num_outputs))
+                    for i in range(count):
+                        slots[at + i] = Entry(made, i)
                     continue
             arrays = [NDArray(None, x) if type(x) is Entry else x for x in inputs]
-            result = invoke(node.op, arrays, attrs)
-            computed[node] = tuple(result) if isinstance(result, list) else (result,)
-        return [_as_array(computed[entry.node][entry.index]) for entry in self.out.entries]
+            result = invoke(op, arrays, attrs)
+            for i, array in enumerate(result if isinstance(result, list) else (result,)):
+                slots[at + i] = array
+        return [_as_array(slots[k]) for k in self.outputs]
 
 
 def _made_node(tape: Any, op: Any, attrs: dict, inputs: list) -> Any:
