@@ -125,9 +125,22 @@ def test_fully_connected_without_bias_and_of_higher_rank():
     x, w = variable((4, 3)), variable((2, 3))
     fc = _op("FullyConnected", x, w, num_hidden=2, no_bias=True)
     assert _ops(simplify(_graph([x, w], fc))) == ["dot"]
-    x3, w6 = variable((4, 3, 2)), variable((2, 6))
-    # a 3-D input flattens first: left as it is
-    _untouched(_graph([x3, w6], _op("FullyConnected", x3, w6, num_hidden=2, no_bias=True)))
+    x3, w3 = variable((4, 3, 2)), variable((2, 2))
+    # a 3-D input without flatten multiplies its last axis: left as it is
+    fc3 = _op("FullyConnected", x3, w3, num_hidden=2, no_bias=True, flatten=False)
+    _untouched(_graph([x3, w3], fc3))
+
+
+def test_fully_connected_of_higher_rank_flattens_first():
+    x, w, b = variable((4, 3, 1, 2)), variable((5, 6)), variable((5,))
+    graph = _graph([x, w, b], _op("FullyConnected", x, w, b, num_hidden=5))
+    rng = np.random.default_rng(1)
+    arrays = [rng.normal(size=v.types[0].shape).astype(np.float32) for v in (x, w, b)]
+    simplified = simplify(graph)
+    assert _ops(simplified) == ["Flatten", "dot", "broadcast_add"]
+    before, after = _values(graph, arrays)[0], _values(simplified, arrays)[0]
+    assert after.shape == (4, 5)
+    assert np.allclose(before, after, rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------

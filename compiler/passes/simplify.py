@@ -180,10 +180,16 @@ def identity_after_differentiation(n: Node) -> Entry | None:
 def fully_connected_as_dot(n: Node) -> Entry | None:
     """FullyConnected(x, W, b) of a matrix x  ->  dot(x, W^T) + b: a matrix product
     and a broadcast add, which backends run in their one-call programs (Gluon's
-    Dense is this op)"""
-    if n.op.name != "FullyConnected" or len(_input(n).shape) != 2:
+    Dense is this op); with ``flatten``, an x of more axes is Flatten(x) first
+    (a classifier after global pooling)"""
+    if n.op.name != "FullyConnected":
         return None
-    product = make("dot", _input(n), _input(n, 1), transpose_b=True)
+    x = _input(n)
+    if len(x.shape) != 2:
+        if not n.attrs["flatten"] or len(x.shape) < 2:
+            return None
+        x = make("Flatten", x)
+    product = make("dot", x, _input(n, 1), transpose_b=True)
     if n.attrs["no_bias"]:
         return product
     return make("broadcast_add", product, _input(n, 2))

@@ -61,7 +61,18 @@ def _reshape_entry(w: Writer, step) -> bool:
     return True
 
 
+def _reshape_like_entry(w: Writer, step) -> bool:
+    """``lhs`` reshaped to the shape of ``rhs`` (a shape-only input: its slot holds
+    an array of that shape, rerouted to whatever the program computes anyway)."""
+    like, ndim = f"s{step.inputs[1]}", len(step.node.inputs[1].shape)
+    if ndim == 0:
+        return False
+    _reshaped(w, step, [f"{like}.shape[{i}]" for i in range(ndim)])
+    return True
+
+
 register_lowering(Lowering("_reduced_size", entry=_reduced_size_entry))
+register_lowering(Lowering("reshape_like", entry=_reshape_like_entry))
 register_lowering(Lowering("expand_dims", entry=_expand_dims_entry))
 register_lowering(Lowering("Flatten", entry=_flatten_entry))
 register_lowering(Lowering("Reshape", entry=_reshape_entry))
