@@ -35,6 +35,7 @@ the optimizer's counters are known only at ``step``), so the step is computed
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import weakref
 from collections.abc import Sequence
@@ -257,9 +258,13 @@ class StepPlan:
     def note(self, calls: Sequence[Call]) -> None:
         """Note the calls of a step committed: the plan is steady while each
         step's calls equal the step's before (SGD at a fixed learning rate)."""
-        self.steady = _same_calls(self.last, calls)
+        steady = _same_calls(self.last, calls)
+        if not steady:
+            self.scalars = None
+        elif not self.steady:  # (while it stays steady, the scalars are those)
+            self.scalars = _scalars_of(calls)
+        self.steady = steady
         self.last = list(calls)
-        self.scalars = _scalars_of(self.last) if self.steady else None
 
     def foresee(self) -> Foreseen | None:
         """The calls the trainer's next step will make, or None if they are not
@@ -322,9 +327,14 @@ def _scalars_of(calls: Sequence[Call]) -> list[list[np.ndarray]]:
 def _fusable_optimizer(optimizer: Any) -> bool:
     """Optimizers whose update is exactly their update op and counters (run twice
     per step, once ahead): SGD and Adam, not subclasses that may do more."""
-    from .optimizer import SGD, Adam
+    return type(optimizer) in _exact_optimizers()
 
-    return type(optimizer) in (SGD, Adam)
+
+@functools.cache
+def _exact_optimizers() -> tuple[type, ...]:
+    from .optimizer import SGD, Adam  # (the optimizers import the ndarray layer)
+
+    return (SGD, Adam)
 
 
 def _through_master_copy(optimizer: Any, weights: Sequence[Any]) -> bool:
