@@ -3,9 +3,11 @@ found by key, in the current session's :class:`~symgrad_compiler.session.Program
 
 Gradient programs (``backward``), replay programs (``mx.compile``, executors,
 hybridized blocks) all come from here, so :func:`stats` counts them all and the
-limits bound them all. Least recently used programs are evicted first. The
-programs and counters belong to the session (:func:`session.current`), so a test
-running in ``session.fresh()`` starts from an empty cache.
+limits bound them all, and what replayed functions keep per input signature
+(``ProgramCache.signature``, which replay calls directly: it runs on every call).
+Least recently used entries are evicted first. The programs and counters belong
+to the session (:func:`session.current`), so a test running in
+``session.fresh()`` starts from an empty cache.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def cache_limits() -> dict[str, int]:
 
 def stats() -> dict[str, int]:
     """Counts of program-cache hits, misses and evictions since start-up (or
-    ``clear_cache``), and the programs and estimated bytes held now."""
+    ``clear_cache``), and the programs, signature entries and estimated bytes held
+    now."""
     return session.current().programs.stats()
 
 

@@ -37,9 +37,14 @@ _GENERATIONS = itertools.count()
 
 
 def program_bytes(program: Any) -> int:
-    """An estimate of the memory ``program`` keeps alive: its graph (a compiled
-    program's plan and kernel source are of the same order; estimated when the
-    program is stored, before they exist, as twice the graph)."""
+    """An estimate of the memory ``program`` keeps alive: what it declares as its
+    ``cache_bytes`` (a replayed function's entry for one signature: itself and the
+    results it may keep), else its graph (a compiled program's plan and kernel
+    source are of the same order; estimated when the program is stored, before
+    they exist, as twice the graph)."""
+    declared = getattr(program, "cache_bytes", None)
+    if declared is not None:
+        return int(declared)
     graph = getattr(program, "graph", None)
     count = len(graph.nodes()) if isinstance(graph, ProgramGraph) else 1
     compiled = getattr(program, "run_graph", None) is not None
@@ -67,11 +72,20 @@ class ProgramCache:
     Gradient programs (``backward``) and replay programs (``mx.compile``,
     executors, hybridized blocks) all come from here, so :meth:`stats` counts
     them all and the limits bound them all.
+
+    Beside programs it holds *signature entries* (:meth:`signature`,
+    :meth:`keep_signature`): what a replayed function keeps for one input
+    signature (which program serves it, the results it may write into again).
+    They share the programs' order and limits, so a function called with ever new
+    shapes cannot grow memory without bound, and are counted apart
+    (``signatures``), not as programs, hits or misses: many signatures share one
+    program.
     """
 
     def __init__(self, entries: int, bytes: int) -> None:
         self._programs: OrderedDict[tuple, Any] = OrderedDict()
         self._sizes: dict[tuple, int] = {}
+        self._signatures: set[tuple] = set()  # the keys of signature entries
         self._lock = threading.Lock()
         self._building: dict[tuple, threading.Lock] = {}
         # The program of the latest hit, already last in the LRU order (unless a
@@ -114,6 +128,35 @@ class ProgramCache:
                     self._building.pop(key, None)
         return program
 
+    def signature(self, key: tuple) -> Any:
+        """The signature entry kept for ``key``, or None (a replayed function's
+        call then builds one and keeps it with :meth:`keep_signature`). Neither
+        counts as a program's hit or miss. Two methods, not a ``build`` callback:
+        this runs on every replayed call that is not the last one's again."""
+        entry = self._programs.get(key)
+        if entry is not None and entry is not self._most_recent:
+            self._most_recent = entry
+            try:
+                self._programs.move_to_end(key)
+            except KeyError:  # evicted by another thread meanwhile: still valid
+                pass
+        return entry
+
+    def keep_signature(self, key: tuple, entry: Any) -> Any:
+        """Keep ``entry`` for ``key`` and return it, or the entry another thread
+        kept for it meanwhile."""
+        size = program_bytes(entry)
+        with self._lock:
+            kept = self._programs.get(key)
+            if kept is not None:
+                return kept
+            self._most_recent = None
+            self._programs[key] = entry
+            self._sizes[key] = size
+            self._signatures.add(key)
+            self._evict()
+        return entry
+
     def _store(self, key: tuple, program: Any) -> None:
         size = program_bytes(program)
         with self._lock:
@@ -131,6 +174,7 @@ class ProgramCache:
         while len(self._programs) > 1 and (len(self._programs) > entries or total > most):
             old_key, _ = self._programs.popitem(last=False)
             total -= self._sizes.pop(old_key, 0)
+            self._signatures.discard(old_key)
             self.evictions += 1
 
     def set_limits(self, entries: int | None = None, bytes: int | None = None) -> dict[str, int]:
@@ -151,25 +195,34 @@ class ProgramCache:
     def programs(self) -> list[Any]:
         """The programs held now, least recently used first."""
         with self._lock:
-            return list(self._programs.values())
+            return [p for k, p in self._programs.items() if k not in self._signatures]
+
+    def signatures(self) -> dict[tuple, Any]:
+        """The signature entries held now by key, least recently used first."""
+        with self._lock:
+            return {k: p for k, p in self._programs.items() if k in self._signatures}
 
     def stats(self) -> dict[str, int]:
-        """Hits, misses and evictions since the cache was made or cleared, and the
-        programs and estimated bytes held now."""
+        """Hits, misses and evictions (of programs and signature entries) since the
+        cache was made or cleared; the programs and signature entries held now, and
+        the bytes estimated for all of them."""
         with self._lock:
             return {
                 "hits": self.hits,
                 "misses": self.misses,
                 "evictions": self.evictions,
-                "programs": len(self._programs),
+                "programs": len(self._programs) - len(self._signatures),
+                "signatures": len(self._signatures),
                 "program_bytes": sum(self._sizes.values()),
             }
 
     def clear(self) -> None:
-        """Forget every program, zero the counters and start a new generation."""
+        """Forget every program and signature entry, zero the counters and start a
+        new generation."""
         with self._lock:
             self._programs.clear()
             self._sizes.clear()
+            self._signatures.clear()
             self._most_recent = None
             self.hits = self.misses = self.evictions = 0
             self.generation = next(_GENERATIONS)

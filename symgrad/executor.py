@@ -3,10 +3,12 @@
 
 Everything that executes a symbol goes through one function,
 :func:`_run_program`, on a :class:`ReplayGraph`: a closed graph whose inputs are
-variable nodes and whose outputs are entries (values and gradients together).
-A graph is built once per executor, mode (train/predict) or input signature
-and then run many times, so a compiled backend can compile it once and keep
-the result on the graph.
+variable nodes and whose outputs are entries (values and gradients together),
+or on a :class:`ReplayCall`, what a replayed function keeps for one input
+signature. Executables come from the compiler's program cache, one per graph
+structure (shared across batch sizes); a replayed function's per-signature
+entries live in that cache too, so ``compiler.stats()`` counts them and the
+cache's limits bound them.
 
 >>> import numpy as np, symgrad as mx
 >>> x, w = mx.sym.var("x"), mx.sym.var("w")
@@ -18,6 +20,7 @@ the result on the graph.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +29,7 @@ from typing import Any
 import numpy as np
 
 import symgrad_compiler as compiler
-from symgrad_compiler import Entry, Expr, Node, differentiate, structural_key, topo_order
+from symgrad_compiler import Entry, Expr, Node, differentiate, session, structural_key, topo_order
 from symgrad_compiler.ops.common import F
 from symgrad_compiler.registry import variable
 
@@ -38,10 +41,6 @@ from .symbol import Symbol
 from .symbol_types import materialize
 
 _GRAD_REQS = ("write", "add", "null")
-# Input signatures (shapes and dtypes) a replayed function keeps a graph and
-# results for: a function called with ever new shapes must not grow without
-# bound (each graph costs ~100 KiB), while a training loop's few shapes stay.
-_SIGNATURES = 64
 # (shape, dtype) of an array, as a C-level call: a replayed call's cache key is
 # made of these, on every call
 _SHAPE_AND_DTYPE = operator.attrgetter("shape", "dtype")
@@ -66,6 +65,29 @@ class ReplayGraph:
     runner: Any = field(default=None, repr=False)
 
 
+@dataclass(eq=False, slots=True)
+class ReplayCall:
+    """What calls of one replayed function with one input signature (shapes,
+    dtypes, head gradients given or not) need, kept in the compiler's program
+    cache under :attr:`key`: the function holds nothing per signature itself, so
+    ``compiler.stats()`` counts these and the cache's limits bound them (a
+    function called with ever new shapes grows no memory without bound).
+
+    ``runner`` is the executable (from the program cache as well, shared by
+    every signature and function whose graph differs only in sizes); ``direct``,
+    once compiled, a one-kernel program's cheaper runner; ``spare`` (only with
+    ``reuse_outputs``) the last call's results, which the next call writes into;
+    ``cache_bytes`` what the cache counts for this entry, including the results
+    it may keep.
+    """
+
+    key: tuple
+    runner: compiler.Executable
+    spare: list | None
+    cache_bytes: int
+    direct: Any = None
+
+
 class ReplayProgram:
     """A replay graph's compiled program, as the compiler's program cache keeps it
     (so that :func:`symgrad_compiler.stats` counts it and the cache's limits bound
@@ -88,15 +110,19 @@ def _runner_for(graph: ReplayGraph) -> compiler.Executable:
 
 
 def _run_program(
-    graph: ReplayGraph, args: Sequence[np.ndarray], out: Sequence[np.ndarray | None] | None = None
+    graph: ReplayGraph | ReplayCall,
+    args: Sequence[np.ndarray],
+    out: Sequence[np.ndarray | None] | None = None,
 ) -> list[np.ndarray | None]:
-    """Run ``graph`` on numpy arrays ``args`` (one per input), returning one array
-    per output (None where the output is None). ``out`` optionally names arrays the
-    outputs may be written into (a result that was is that very array).
+    """Run ``graph`` (or a replayed function's entry for one signature) on numpy
+    arrays ``args`` (one per input), returning one array per output (None where the
+    output is None). ``out`` optionally names arrays the outputs may be written
+    into (a result that was is that very array).
 
     This is the only place symgrad executes symbol graphs. The executable comes
     from the compiler's program cache on the first run (:func:`_runner_for`) and
-    is kept on the graph, so a replayed graph goes through the compiler's passes
+    is kept on the graph (a :class:`ReplayCall` is made with it), so a replayed
+    graph goes through the compiler's passes
     once and, on the compiled backend, runs as fused numba kernels and library
     calls from then on (the numpy interpreter meanwhile, while numba compiles in
     the background). Ops with state (BatchNorm in training) update their
@@ -105,6 +131,7 @@ def _run_program(
     """
     run = graph.runner
     if run is None:
+        assert isinstance(graph, ReplayGraph)
         run = graph.runner = _runner_for(graph)
     return run(args, out)
 
@@ -267,7 +294,8 @@ class CompiledSymbol:
     their products with ``head_grads``). Inputs may be numpy arrays or NDArrays;
     results are NDArrays if any input was one, numpy arrays otherwise. One
     replay graph computes values and gradients together; it is built once per
-    input shapes and dtypes.
+    input shapes and dtypes, and what a signature's calls need (a
+    :class:`ReplayCall`) is kept in the compiler's program cache, not here.
     """
 
     def __init__(
@@ -288,10 +316,12 @@ class CompiledSymbol:
                 f"compile: no argument named {missing}; the arguments are {symbol.list_arguments()}"
             )
         self.is_train = is_train
-        self._graphs: dict[tuple, ReplayGraph] = {}
-        self._last: dict[tuple, list] = {}  # per signature, the last call's results
-        self._direct: dict[tuple, Any] = {}  # per signature, a one-kernel program's fast path
-        # calls like the last direct one, run with no key and no lookup (_hot_call)
+        # this function's part of its entries' keys in the program cache: equal to
+        # nothing else (an id() could be taken by a later function, a number could
+        # begin some program's key)
+        self._token = object()
+        # calls like the last hot one, run with no key and no lookup (_hot_call):
+        # one signature's, however many the function is called with
         self._hot: Any = None
         # The input variables in graph order, found once: a call must not walk the
         # graph (W3-sized programs run in tens of microseconds).
@@ -302,6 +332,41 @@ class CompiledSymbol:
         # besides them must still be reported).
         self._distinct = len(set(self._names)) == len(self._names)
         self._count = len(symbol)
+
+    def _replay_call(self, key: tuple, args: list[np.ndarray], seeded: bool) -> ReplayCall:
+        """A new :class:`ReplayCall` for calls with the signature of ``args``. Its
+        graph is built, keyed and dropped: the executable it finds (or makes) in
+        the program cache is all it keeps."""
+        graph = self._graph(dict(zip(self._names, args)), seeded)
+        spare, size = None, _CALL_BYTES
+        if self.reuse_outputs:
+            spare = []
+            sizes = [
+                math.prod(out.shape) * np.dtype(out.dtype).itemsize
+                for out in graph.outputs
+                if out is not None
+            ]
+            if max(sizes, default=0) >= _RECYCLE_BYTES:  # results this call keeps
+                size += sum(sizes)
+        return ReplayCall(key, _runner_for(graph), spare, size)
+
+    def _calls(self) -> dict[tuple, ReplayCall]:
+        """This function's entries in the program cache now, by key."""
+        return {
+            key: call
+            for key, call in session.current().programs.signatures().items()
+            if key[0] is self._token
+        }
+
+    @property
+    def _graphs(self) -> dict[tuple, ReplayCall]:
+        """The signatures held for this function now (for inspection)."""
+        return self._calls()
+
+    @property
+    def _direct(self) -> dict[tuple, Any]:
+        """The signatures whose one-kernel program runs directly (for inspection)."""
+        return {key: call.direct for key, call in self._calls().items() if call.direct}
 
     def _graph(self, arrays: dict[str, np.ndarray], seeded: bool) -> ReplayGraph:
         shapes = {k: v.shape for k, v in arrays.items()}
@@ -323,7 +388,7 @@ class CompiledSymbol:
 
     def _arrays(self, inputs: dict[str, Any]) -> tuple[list[np.ndarray], bool]:
         """The input arrays in graph order, and whether any was an NDArray."""
-        if len(inputs) == len(self._names) and self._distinct:  # every input, as numpy
+        if len(inputs) == len(self._names) and self._distinct:  # every input given
             try:
                 args = [inputs[name] for name in self._names]
             except KeyError:
@@ -334,6 +399,11 @@ class CompiledSymbol:
                         break
                 else:
                     return args, False
+                for arg in args:  # all NDArrays (a hybridized block's call)
+                    if type(arg) is not NDArray:
+                        break
+                else:
+                    return [arg._data for arg in args], True
         args, wrapped, found = [], False, 0
         for node in self._variables:
             value = inputs.get(node.name)
@@ -366,8 +436,15 @@ class CompiledSymbol:
                 return results
         args, wrapped = self._arrays(inputs)
         seeded = head_grads is not None
-        key = (seeded, *map(_SHAPE_AND_DTYPE, args))
-        direct = self._direct.get(key)
+        key = (self._token, seeded, *map(_SHAPE_AND_DTYPE, args))
+        programs = session.current().programs
+        call = programs.signature(key)
+        if call is None:
+            # A new batch size is the same program: the cache gives the new
+            # signature's entry the executable (and compiled kernels, which read
+            # sizes from the arrays) of one that differs only in sizes.
+            call = programs.keep_signature(key, self._replay_call(key, args, seeded))
+        direct = call.direct
         if direct is not None:  # a small one-kernel program, already compiled
             results = direct(args)
             if results is not None:
@@ -381,14 +458,6 @@ class CompiledSymbol:
                         self._names, args, fast, self._count, self.wrt, self.reuse_outputs
                     )
                 return self._direct_result(results)
-        graph = self._graphs.get(key)
-        if graph is None:
-            if len(self._graphs) >= _SIGNATURES:
-                self._forget(next(iter(self._graphs)))
-            # A new batch size is the same program: the program cache gives the
-            # graph the executable (and compiled kernels, which read sizes from
-            # the arrays) of one that differs only in sizes.
-            graph = self._graphs[key] = self._graph(dict(zip(self._names, args)), seeded)
         if seeded:
             head_grads = head_grads if isinstance(head_grads, (list, tuple)) else [head_grads]
             if len(head_grads) != self._count:
@@ -401,38 +470,34 @@ class CompiledSymbol:
         # multi-MB arrays cost page faults on every call. pop() makes concurrent
         # calls take disjoint buffers. Small arrays (under _RECYCLE_BYTES) are
         # cheaper to allocate than to recycle: those calls keep nothing.
-        previous = self._last.pop(key, None) if self._last else None
-        results = _run_program(graph, args, previous)
+        spare, previous = call.spare, None
+        if spare is not None:
+            try:
+                previous = spare.pop()
+            except IndexError:
+                pass
+        results = _run_program(call, args, previous)
+        runner = call.runner
         if not (seeded or wrapped) and self._distinct:
             # a program that runs as one compiled call: the next calls with these very
             # classes, shapes and dtypes go straight to it
-            fast = graph.runner.specialised(args)
+            fast = runner.specialised(args)
             if fast is not None and all(r is not None for r in results):
                 self._hot = _hot_call(
                     self._names, args, fast, self._count, self.wrt, self.reuse_outputs
                 )
-        if self.reuse_outputs and any(
-            r is not None and r.nbytes >= _RECYCLE_BYTES for r in results
-        ):
+        if spare is not None and any(r is not None and r.nbytes >= _RECYCLE_BYTES for r in results):
             finished = self._finish(results, args, wrapped)
-            self._last[key] = results
+            if not spare:  # (one set kept, even if concurrent calls each made one)
+                spare.append(results)
             return finished
         # Nothing to recycle: once compiled, a one-kernel program is called
         # directly from now on (not for seeded calls, which append head
         # gradients, nor where a gradient is structurally zero: see _finish).
-        direct = graph.runner.direct
+        direct = runner.direct
         if direct is not None and not seeded and all(r is not None for r in results):
-            self._direct[key] = direct
+            call.direct = direct
         return self._finish(results, args, wrapped)
-
-    def _forget(self, key: tuple) -> None:
-        """Drop the oldest input signature's graph and results (replay keeps at most
-        ``_SIGNATURES``; a signature seen again is rebuilt and reuses the runner its
-        structure shares, so nothing is compiled again)."""
-        self._graphs.pop(key, None)
-        self._last.pop(key, None)
-        self._direct.pop(key, None)
-        self._hot = None
 
     def _direct_result(self, results: list):
         """``(value, grads)`` from a direct run's results (numpy inputs; direct
@@ -514,6 +579,9 @@ def _hot_call(
 
 # With reuse_outputs, results at least this big are the next call's output buffers.
 _RECYCLE_BYTES = 1 << 16
+# What a ReplayCall holds besides results: the object, its key (a shape and a
+# dtype per input) and the cache's bookkeeping (measured with tracemalloc: ~1 KiB)
+_CALL_BYTES = 1024
 
 
 def compile(
@@ -786,6 +854,7 @@ def simple_bind(
 __all__ = [
     "Executor",
     "CompiledSymbol",
+    "ReplayCall",
     "ReplayGraph",
     "compile",
     "evaluate_symbol",

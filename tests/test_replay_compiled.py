@@ -4,6 +4,9 @@ same computation with autograd; random and stateful ops stay library steps."""
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -11,7 +14,7 @@ import symgrad as mx
 import symgrad_compiler
 import symgrad_compiler as compiler
 from symgrad import autograd, executor, nd
-from symgrad_compiler import wait_for_compilation
+from symgrad_compiler import session, wait_for_compilation
 from symgrad_compiler.backends.numba.executable import NumbaExecutable as CompiledProgram
 
 RNG = np.random.default_rng(7)
@@ -342,21 +345,65 @@ def test_compile_with_reuse_outputs_writes_into_the_last_results(compiled):
     np.testing.assert_allclose(again["x"], expected["x"], rtol=1e-12)
 
 
-def test_replay_keeps_a_bounded_number_of_input_signatures():
-    """Issue 20 item 8: a replayed function called with ever new shapes keeps at
-    most ``_SIGNATURES`` graphs (each ~100 KiB), and an evicted shape still runs."""
-    from symgrad.executor import _SIGNATURES
-
-    compiler.clear_cache()
+def test_replay_signatures_live_in_the_program_cache_under_its_limits():
+    """Issue 20 item 8: a replayed function called with 4,000 different shapes
+    keeps nothing per shape itself. What it needs per input signature is an entry
+    of the program cache, which counts it (``signatures``, apart from programs) and
+    bounds it with its limits; memory stops growing, and an evicted shape still
+    runs."""
     x = mx.sym.var("x")
-    f = mx.compile(mx.sym.sum(mx.sym.tanh(x) * x), wrt=["x"])
-    for n in range(1, _SIGNATURES + 40):
-        value, grads = f(x=np.linspace(-1, 1, n))
-        assert len(f._graphs) <= _SIGNATURES
-    # one structure, with and without a length-one axis (programs come from the cache)
-    assert compiler.stats()["programs"] == 2
-    data = np.linspace(-1, 1, 1)  # the first shape, evicted long ago
-    value, grads = f(x=data)
-    t = np.tanh(data)
-    np.testing.assert_allclose(value, (t * data).sum(), rtol=1e-12)
-    np.testing.assert_allclose(grads["x"], t + data * (1 - t * t), rtol=1e-12)
+    with session.fresh():
+        compiler.set_cache_limit(entries=40)
+        f = mx.compile(mx.sym.sum(mx.sym.tanh(x) * x), wrt=["x"])
+
+        def call(n: int) -> None:
+            data = np.linspace(-1, 1, n)
+            value, grads = f(x=data)
+            if n % 100 != 1:
+                return
+            t = np.tanh(data)
+            np.testing.assert_allclose(value, (t * data).sum(), rtol=1e-12)
+            np.testing.assert_allclose(grads["x"], t + data * (1 - t * t), rtol=1e-12)
+
+        for n in range(1, 1001):
+            call(n)
+        wait_for_compilation()  # numba's import and kernels are not replay's memory
+        call(1001)
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(1002, 4001):
+            call(n)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        stats = compiler.stats()
+        # the entries limit holds programs and signatures together (the program
+        # for a length-one axis, used by the first shape only, was evicted)
+        assert stats["programs"] + stats["signatures"] == 40
+        assert stats["signatures"] == len(f._graphs) == 39
+        assert stats["evictions"] == 4000 + 1 - 39
+        # (what grows is the IR's bounded memo of unit axes, ~300 bytes a shape up to
+        # 4,096 shapes; the replay of issue 20 held ~94 KiB a shape, 280 MiB here)
+        assert grown < 2 << 20, f"3,000 new shapes grew memory by {grown} bytes"
+        call(1)  # the first shape, evicted long ago
+
+
+def test_results_kept_for_reuse_count_against_the_cache_byte_limit(compiled):
+    """With ``reuse_outputs`` a signature's entry keeps its last results to write
+    into again; the cache counts their bytes, and its byte limit drops the least
+    recently used signatures with their results."""
+    n = 2 * executor._RECYCLE_BYTES // 8  # each gradient 128 KiB: kept for reuse
+    limit = 8 << 20
+    with session.fresh():
+        compiler.set_cache_limit(bytes=limit)
+        f = mx.compile(w1_symbol(), wrt=["x", "w", "b"], reuse_outputs=True)
+        for size in range(n, n + 40):
+            f(**w1_inputs(size))
+        stats = compiler.stats()
+        held = f._graphs.values()
+        kept = sum(r.nbytes for call in held for results in call.spare for r in results)
+        # three gradients of at least 128 KiB per signature: 40 would be 15 MiB
+        assert kept >= 3 * n * 8 * stats["signatures"]
+        assert kept <= stats["program_bytes"] <= limit
+        assert stats["signatures"] < 40 and stats["evictions"] >= 40 - stats["signatures"]
