@@ -429,6 +429,15 @@ def _exp_tail(r: np.ndarray) -> np.ndarray:
     return total
 
 
+def _series(terms: Callable[[int], float], x: np.ndarray, count: int = 40) -> np.ndarray:
+    """sum_j terms(j) x**j in long double (|x| small enough to converge)."""
+    x = np.asarray(x, np.longdouble)
+    total = np.zeros_like(x)
+    for j in reversed(range(count)):
+        total = total * x + np.longdouble(terms(j))
+    return total
+
+
 def _tanh_tail(z: np.ndarray) -> np.ndarray:
     """(tanh(x) - x) / x**3 as a function of z = x**2 > 0 (long double: the
     cancellation costs ~eps/z, harmless at the Chebyshev points used)."""
@@ -835,35 +844,93 @@ def _narrow(impl64: Callable) -> Callable:
     return impl32
 
 
-def _build_narrow_exp() -> dict[str, Callable]:
-    """exp, sigmoid and tanh for float32, in float64 with shorter polynomials
-    than the float64 kernels need (they are the hot ones: vectorised float64
-    lanes are half as many).
+def _build_narrow() -> dict[str, Callable]:
+    """The float32 hot functions (exp, sigmoid, tanh, expm1, log, log1p, softplus,
+    sin, cos), each computed in float64 with the shortest polynomial and reduction
+    that keep its relative error below ~2**-38 (2**-14 of a float32 ulp), then
+    rounded once; branch-free, so loops vectorise.
 
-    The exponent argument of a float32 exp is clamped to [-104, 89] (results
-    beyond round to 0 or inf in float32), so 2**k is a normal float64 and is
-    applied with one exact multiplication; the float32 rounding does the rest.
+    A float32 argument has 24 bits, which keeps each step exact or nearly so:
+    x - k ln2 with a one-part ln2 (|k| < 2**8), 1 + x exact above 2**-29, no
+    subnormal logarithm arguments (float32 subnormals are normal float64s), and
+    an exact reduction by pi/2 of any float32 (see ``reduce_pio2_wide``).
     """
     f64 = np.float64
-    s = _SPLITS[np.float64]
-    ln2_hi, ln2_lo = f64(s["ln2"][0]), f64(s["ln2"][1])
-    log2e, shifter = f64(1.0 / math.log(2.0)), f64(1.5 * 2.0**52)
-    hi, lo = f64(89.0), f64(-104.0)
-    # e**r on |r| <= ln2/2 (+ rounding): degree 10, interpolation error 2e-16
-    poly = _make_polyval(tuple(f64(c) for c in _chebyshev_fit(np.exp, -0.3466, 0.3466, 10)))
-    one, third = f64(1.0), f64(1.0 / 3.0)
-    tiny = f64(2.0**-12)  # below it tanh(x) = x - x**3/3 to 2**-48 relative
+    ln2, log2e = f64(math.log(2.0)), f64(1.0 / math.log(2.0))
+    shifter = f64(1.5 * 2.0**52)
+    hi, lo = f64(89.0), f64(-104.0)  # exp beyond: inf / 0 in float32
+    zero, half, one, two, four, quarter = (f64(v) for v in (0.0, 0.5, 1.0, 2.0, 4.0, 0.25))
+    inf, nan = f64(np.inf), f64(np.nan)
+    sqrt2 = f64(math.sqrt(2.0))
+    # (e**r - 1)/r on |r| <= ln2/2 (+ rounding): degree 8 Chebyshev fit, 2**-40
+    expm1_over_r = _make_polyval(
+        tuple(_chebyshev_fit(lambda r: 1 + r * _exp_tail(r), -0.3466, 0.3466, 8))
+    )
+    # log(1+f) = 2s + s z T(z), s = f/(2+f), z = s**2 <= 0.0295: degree 5 fit of T
+    log_t = _make_polyval(
+        tuple(_chebyshev_fit(lambda z: _series(lambda j: 2 / (2 * j + 3), z), 0.0, 0.0295, 5))
+    )
+    sin_poly = _make_polyval(_taylor("sin", f64, 6))
+    cos_poly = _make_polyval(_taylor("cos", f64, 6))
+    # 2/pi in 28-bit chunks (mpmath, 400 bits): x c_j is exact for a float32 x
+    two_over_pi = (
+        0.6366197690367699,
+        3.3308114738561656e-09,
+        2.276010047810136e-18,
+        2.5268260189002822e-26,
+        1.6682867657019525e-34,
+        1.158871328288855e-43,
+        7.053959174404295e-52,
+    )
+    c0, c1, c2, c3, c4, c5, c6 = (f64(c) for c in two_over_pi)
+    pio2 = f64(math.pi / 2)
+    tiny = f64(2.0**-30)  # below: expm1, log1p, sin round to x in float32
+    series_max = f64(2.0**-10)  # below: log1p by its series
 
     @_jit
-    def exp_wide(xd):  # type: ignore[no-untyped-def]
-        """e**xd in float64 for xd a widened float32 (to 2**-52 relative)."""
+    def exp_reduce(xd):  # type: ignore[no-untyped-def]
+        """(k + SHIFTER, r) with xd = k ln2 + r, xd clamped to [-104, 89]."""
         xc = hi if xd > hi else xd
         xc = lo if xc < lo else xc
         kf = _fma(xc, log2e, shifter)
-        k = kf - shifter
-        r = _fma(-k, ln2_hi, xc)
-        r = _fma(-k, ln2_lo, r)
-        return poly(r) * _pow2_shifted(kf)
+        return kf, _fma(-(kf - shifter), ln2, xc)
+
+    @_jit
+    def exp_wide(xd):  # type: ignore[no-untyped-def]
+        kf, r = exp_reduce(xd)
+        return _fma(r, expm1_over_r(r), one) * _pow2_shifted(kf)
+
+    @_jit
+    def expm1_wide(xd):  # type: ignore[no-untyped-def]
+        """e**xd - 1 = 2**k (e**r - 1) + (2**k - 1): one rounding after exact
+        terms, relative accuracy near 0 from e**r - 1 = r P(r)."""
+        kf, r = exp_reduce(xd)
+        two_k = _pow2_shifted(kf)
+        return _fma(two_k, r * expm1_over_r(r), two_k - one)
+
+    @_jit
+    def log_wide(u):  # type: ignore[no-untyped-def]
+        """log(u) for a normal float64 u > 0 (garbage elsewhere)."""
+        e = _exponent(u)
+        m = _mantissa(u)
+        big = m > sqrt2
+        m = m * half if big else m
+        e = e + one if big else e
+        f = m - one
+        s = f / (two + f)
+        z = s * s
+        return _fma(e, ln2, _fma(s * z, log_t(z), s + s))
+
+    @_jit
+    def log_special(u, y):  # type: ignore[no-untyped-def]
+        y = nan if u < zero else y
+        y = -inf if u == zero else y
+        return u if not (u < inf) else y
+
+    @_jit
+    def log1p_small(x):  # type: ignore[no-untyped-def]
+        """log(1 + x) = x - x**2/2 + x**3/3 - x**4/4 for |x| < 2**-10."""
+        return _fma(x * x, _fma(x, _fma(x, f64(-0.25), f64(1 / 3)), -half), x)
 
     @_jit
     def exp32(x):  # type: ignore[no-untyped-def]
@@ -875,24 +942,116 @@ def _build_narrow_exp() -> dict[str, Callable]:
         _inline_always()
         xd = np.float64(x)
         e = exp_wide(-_fabs(xd))  # never overflows; tiny results keep their accuracy
-        num = one if xd >= 0.0 else e
+        num = one if xd >= zero else e
         return np.float32(num / (one + e))
 
     @_jit
     def tanh32(x):  # type: ignore[no-untyped-def]
         _inline_always()
         xd = np.float64(x)
-        ax = _fabs(xd)
-        # (e - 1) / (e + 1) with e = e**(2|x|): e - 1 cancels at most 2**-11 of
-        # float64's bits above |x| = 2**-12, below it the series is exact enough;
-        # beyond 2|x| = 64 tanh is 1 and the clamp of exp_wide is harmless.
-        e = exp_wide(ax + ax)
-        t = (e - one) / (e + one)
-        t = _fma(-ax * ax * ax, third, ax) if ax < tiny else t
-        t = one if ax > 32.0 else t
-        return np.float32(_copysign(t, xd))
+        # E / (E + 2) with E = expm1(2|x|), accurate near 0; 2|x| capped at 64,
+        # where tanh is 1 (nan passes)
+        a = _fabs(xd + xd)
+        a = f64(64.0) if a > f64(64.0) else a
+        em1 = expm1_wide(a)
+        return np.float32(_copysign(em1 / (em1 + two), xd))
 
-    return dict(exp=exp32, sigmoid=sigmoid32, tanh=tanh32)
+    @_jit
+    def expm1_32(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        xd = np.float64(x)
+        y = expm1_wide(xd)
+        return np.float32(xd if _fabs(xd) < tiny else y)  # keeps -0.0
+
+    @_jit
+    def log32(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        xd = np.float64(x)
+        return np.float32(log_special(xd, log_wide(xd)))
+
+    @_jit
+    def log1p32(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        xd = np.float64(x)
+        u = one + xd  # exact for |x| >= 2**-29 (and 1 + 2**-53 relative beyond 2**53)
+        y = log_special(u, log_wide(u))
+        return np.float32(log1p_small(xd) if _fabs(xd) < series_max else y)
+
+    @_jit
+    def softplus32(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        xd = np.float64(x)
+        # max(x, 0) + log1p(e), e = e**-|x| in (0, 1]
+        e = exp_wide(-_fabs(xd))
+        l1p = log1p_small(e) if e < series_max else log_wide(one + e)
+        pos = xd if xd > zero else zero
+        return np.float32(xd if not (xd < inf) else pos + l1p)
+
+    @_jit
+    def frac4(p):  # type: ignore[no-untyped-def]
+        """p mod 4 in [-2, 2], exact (p - 4 rint(p/4): both multiples of the
+        ulp of p, and the difference is small)."""
+        return _fma(-four, _rint(p * quarter), p)
+
+    @_jit
+    def reduce_pio2_wide(xd):  # type: ignore[no-untyped-def]
+        """For a float32 xd: (k mod 4, r) with xd = k pi/2 + r, |r| <= pi/4.
+
+        x 2/pi mod 4 is summed from x c_j mod 4 (each product exact, each
+        remainder exact) as a double-double: the chunks above those that matter
+        give multiples of 4, the ones below x 2**-196, so every float32 is
+        reduced to ~2**-68 absolute without a table or a branch."""
+        s, lo = _two_sum(frac4(xd * c0), frac4(xd * c1))
+        s, e = _two_sum(s, frac4(xd * c2))
+        lo = lo + e
+        s, e = _two_sum(s, frac4(xd * c3))
+        lo = lo + e
+        s, e = _two_sum(s, frac4(xd * c4))
+        lo = lo + e
+        s, e = _two_sum(s, frac4(xd * c5))
+        lo = lo + (e + frac4(xd * c6))
+        k = _rint(s)
+        fh, fl = _fast_two_sum(s - k, lo)
+        # the remainder may still round to just past +-1/2: that is harmless
+        q = k - four * _floor(quarter * k)
+        return q, _fma(fh, pio2, fl * pio2)
+
+    @_jit
+    def sin_cos_wide(r):  # type: ignore[no-untyped-def]
+        z = r * r
+        return _fma(r * z, sin_poly(z), r), _fma(z * z, cos_poly(z), _fma(-half, z, one))
+
+    @_jit
+    def sin32(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        xd = np.float64(x)
+        q, r = reduce_pio2_wide(xd)
+        sr, cr = sin_cos_wide(r)
+        y = cr if (q == one or q == f64(3.0)) else sr
+        y = -y if q >= two else y
+        return np.float32(xd if _fabs(xd) < tiny else y)  # keeps -0.0; inf -> nan
+
+    @_jit
+    def cos32(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        xd = np.float64(x)
+        q, r = reduce_pio2_wide(xd)
+        sr, cr = sin_cos_wide(r)
+        y = sr if (q == one or q == f64(3.0)) else cr
+        y = -y if (q == one or q == two) else y
+        return np.float32(y)
+
+    return dict(
+        exp=exp32,
+        sigmoid=sigmoid32,
+        tanh=tanh32,
+        expm1=expm1_32,
+        log=log32,
+        log1p=log1p32,
+        softplus=softplus32,
+        sin=sin32,
+        cos=cos32,
+    )
 
 
 for _name in (
@@ -918,7 +1077,7 @@ for _name in (
     "arctanh",
 ):
     _IMPL32[_name] = _narrow(_IMPL64[_name])
-_IMPL32.update(_build_narrow_exp())
+_IMPL32.update(_build_narrow())
 
 
 def _make_pow32() -> Callable:
@@ -950,6 +1109,490 @@ def _make_pow32() -> Callable:
 
 _IMPL32["pow"] = _make_pow32()
 _IMPL64["pow"] = _jit(lambda x, y: math.pow(x, y))
+
+
+# ---------------------------------------------------------------------------
+# float64: results within 1 ulp (double-double final steps)
+# ---------------------------------------------------------------------------
+# The kernels of _build round every intermediate step, and a few such roundings
+# add up to 1.2-3.4 ulp. The float64 kernels below carry the last steps as an
+# unevaluated sum hi + lo (double-double), built from error-free transforms:
+# a + b = s + err exactly (two_sum), a * b = p + err exactly (two_prod, FMA),
+# so that the only sizeable error is the final rounding of hi + lo (0.5 ulp)
+# plus the polynomial's, far below it. float32 keeps the faster kernels of
+# _build: their 2**-50 relative error is 2**-26 of a float32 ulp.
+
+
+@intrinsic
+def _mul(typingctx: Any, x: Any, y: Any) -> Any:
+    """``x * y`` rounded, as an ``fmul`` without the ``contract`` flag: LLVM may not
+    fuse it into an FMA with an addition that uses it, which would change the
+    rounding that ``_two_prod`` measures."""
+    if not isinstance(x, types.Float) or x != y:
+        raise TypingError("_mul needs two floats of one type")
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.fmul(args[0], args[1])
+
+    return x(x, y), codegen
+
+
+@_jit
+def _two_sum(a, b):  # type: ignore[no-untyped-def]
+    """(s, e) with s = a + b rounded and s + e = a + b exactly."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+@_jit
+def _fast_two_sum(a, b):  # type: ignore[no-untyped-def]
+    """`_two_sum` for |a| >= |b| (or a == 0): three operations."""
+    s = a + b
+    return s, b - (s - a)
+
+
+@_jit
+def _two_prod(a, b):  # type: ignore[no-untyped-def]
+    """(p, e) with p = a * b rounded and p + e = a * b exactly (FMA)."""
+    p = _mul(a, b)
+    return p, _fma(a, b, -p)
+
+
+def _build_accurate64() -> dict[str, Callable]:
+    """float64 kernels within 1 ulp (max error on the dense sweeps of
+    tests/test_vmath_ulp.py in each docstring of the public functions)."""
+    f64 = np.float64
+    s = _SPLITS[np.float64]
+    LN2_HI, LN2_LO = f64(s["ln2"][0]), f64(s["ln2"][1])
+    PIO2_1, PIO2_2, PIO2_3 = (f64(v) for v in s["pio2"])
+    LOG2E_HI, LOG2E_LO = f64(s["log2e"][0]), f64(s["log2e"][1])
+    LOG10E_HI, LOG10E_LO = f64(s["log10e"][0]), f64(s["log10e"][1])
+    # ln2 with a 42-bit head: e * head is exact for any float64 exponent e
+    LN2_42 = f64(math.ldexp(round(math.ldexp(LN2_HI, 42)), -42))
+    LN2_42_LO = f64((LN2_HI - LN2_42) + LN2_LO)
+    LOG2E = f64(1.0 / math.log(2.0))
+    SHIFTER = f64(1.5 * 2.0**52)
+    TWO_OVER_PI = f64(2.0 / math.pi)
+    ZERO, HALF, ONE, TWO, FOUR, QUARTER = (f64(v) for v in (0.0, 0.5, 1.0, 2.0, 4.0, 0.25))
+    THREE = f64(3.0)
+    INF, NAN = f64(np.inf), f64(np.nan)
+    MIN_NORMAL = f64(np.finfo(np.float64).tiny)
+    SUBNORMAL_SCALE, SUBNORMAL_SHIFT = f64(2.0**54), f64(54.0)
+    SQRT2 = f64(math.sqrt(2.0))
+    TINY = f64(2.0**-54)
+    EXP_HI, EXP_LO = f64(710.0), f64(-746.0)
+    EXPM1_LO = f64(-55 * math.log(2.0))
+    # tanh: odd polynomial below TANH_SMALL (the double-double form of the exp
+    # branch loses nothing to the cancellation in 1 - 2/(E + 1) above it)
+    TANH_SMALL, TANH_EXP_CAP = f64(0.125), f64(64.0)
+    LOG1P_SMALL = f64(2.0**-20)
+    SINH_SMALL = f64(0.5)
+    HYP_CAP = f64(711.0)  # sinh and cosh overflow below it
+    TRIG_MAX = f64(1.6e6)
+    ARC_TINY, ARC_BIG = f64(2.0**-28), f64(2.0**28)
+
+    # e**r - 1 - r - r**2/2 = r**3 c(r) on |r| <= ln2/2 (+ rounding): degree 9
+    # Chebyshev fit, error ~1e-17 relative to c
+    exp_c = _make_polyval(
+        tuple(
+            _chebyshev_fit(
+                lambda r: _series(lambda j: 1 / math.factorial(j + 3), r), -0.35, 0.35, 9
+            )
+        )
+    )
+    # R = z T(z), T(z) = sum 2 z**j / (2j+3) (2 atanh(s) = 2s + s R, z = s**2 <=
+    # 0.1716**2): degree 8 Chebyshev fit
+    atanh_t = _make_polyval(
+        tuple(_chebyshev_fit(lambda z: _series(lambda j: 2 / (2 * j + 3), z), 0.0, 0.0295, 8))
+    )
+    sin_poly = _make_polyval(_taylor("sin", f64, 8))
+    cos_poly = _make_polyval(_taylor("cos", f64, 8))
+    # sinh(a) = a + a**3 S(a**2) for a <= 1/2: Taylor, 8 terms
+    sinh_poly = _make_polyval(tuple(f64(1 / math.factorial(2 * j + 3)) for j in range(8)))
+    # tanh(x) = x + x**3 P(x**2) for |x| < TANH_SMALL: degree 7 Chebyshev fit
+    tanh_poly = _make_polyval(tuple(_chebyshev_fit(_tanh_tail, 0.0, 0.125**2, 7)))
+
+    @_jit
+    def exp_parts(x):  # type: ignore[no-untyped-def]
+        """For |x| < 2**50: (k + SHIFTER, k, h, l) with e**x = 2**k (1 + h + l),
+        h + l = e**r - 1 (|r| <= ln2/2) to ~2**-57 of e**r, l below an ulp of h."""
+        kf = _fma(x, LOG2E, SHIFTER)
+        k = kf - SHIFTER
+        r1 = _fma(-k, LN2_HI, x)  # exact: k LN2_HI is exact inside the FMA
+        r = _fma(-k, LN2_LO, r1)
+        rl = _fma(-k, LN2_LO, r1 - r)  # r + rl = x - k ln2 (r1 - r is exact)
+        # e**r - 1 = r + (r**2/2 + r**3 c(r)); both sums keep their rounding
+        # errors (exact: r - h and the error of a sum are representable, and
+        # |t| < |r|/5)
+        zh, zl = _two_prod(r, r)
+        hz = HALF * zh
+        tail = (r * zh) * exp_c(r)
+        t = hz + tail
+        tl = (hz - t) + tail
+        h = r + t
+        # e**(r + rl) - 1 = (e**r - 1) + rl e**r
+        l = ((r - h) + t) + (tl + _fma(HALF, zl, _fma(rl, h, rl)))
+        return kf, k, h, l
+
+    @_jit
+    def expm1_(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        xc = EXP_HI if x > EXP_HI else x
+        xc = EXPM1_LO if xc < EXPM1_LO else xc
+        kf, k, h, l = exp_parts(xc)
+        # e**x - 1 = 2**k (1 + h + l) - 1, regrouped so that nothing cancels:
+        #   k > 0:  2**k ((1 - 2**-k) + h + l), 1 - 2**-k exact for k <= 53
+        #   k < 0:  (2**k - 1) + 2**k (h + l), 2**k - 1 exact as a double-double
+        c = ONE if k > 53.0 else ONE - _pow2(-k)
+        rest = ZERO if k <= 53.0 else -_pow2(-(f64(100.0) if k > 100.0 else k))
+        a, al = _fast_two_sum(c, h)
+        pos = _scale_shifted(a + (al + (l + rest)), kf)
+        two_k = _pow2_shifted(kf)
+        b, bl = _fast_two_sum(-ONE, two_k)
+        n, nl = _fast_two_sum(b, two_k * h)
+        neg = n + (nl + _fma(two_k, l, bl))
+        y = pos if k > 0.0 else (neg if k < 0.0 else h + l)
+        y = x if _fabs(x) < TINY else y  # keeps -0.0 and subnormals exact
+        return x if x != x else y
+
+    @_jit
+    def log_parts(x):  # type: ignore[no-untyped-def]
+        """(e, s, a, lo) with log(x) = e ln2 + a + lo, s = f/(2+f) (x = 2**e (1+f)),
+        for finite x > 0."""
+        sub = x < MIN_NORMAL
+        xs = x * SUBNORMAL_SCALE if sub else x
+        e = _exponent(xs)
+        m = _mantissa(xs)  # [1, 2)
+        big = m > SQRT2
+        m = m * HALF if big else m
+        e = e + ONE if big else e
+        e = e - SUBNORMAL_SHIFT if sub else e
+        # log(1+f) = f - f**2/2 + s (f**2/2 + R), s = f/(2+f), R = s**2 T(s**2)/2
+        # (the identity of _build's log_parts); f - f**2/2 kept as a double-double
+        f = m - ONE  # exact
+        sv = f / (TWO + f)
+        z = sv * sv
+        f2, f2l = _two_prod(f, f)
+        hf = HALF * f2
+        a, al = _fast_two_sum(f, -hf)
+        corr = sv * (hf + z * atanh_t(z))
+        return e, sv, a, (al - HALF * f2l) + corr
+
+    @_jit
+    def log_join(e, a, lo):  # type: ignore[no-untyped-def]
+        """e ln2 + a + lo as (h, l) (e ln2 with an exact head)."""
+        h, hl = _fast_two_sum(e * LN2_42, a)
+        return h, hl + _fma(e, LN2_42_LO, lo)
+
+    @_jit
+    def log_core(x):  # type: ignore[no-untyped-def]
+        """log(x) as (h, l), for finite x > 0."""
+        e, sv, a, lo = log_parts(x)
+        return log_join(e, a, lo)
+
+    @_jit
+    def log_core_dd(x, xl):  # type: ignore[no-untyped-def]
+        """log(x + xl) as (h, l), for finite x > 0 and |xl| <= ulp(x)."""
+        e, sv, a, lo = log_parts(x)
+        # xl / x = xl 2**-e / (1 + f), and 1/(1+f) = (1-s)/(1+s) = 1 - 2s + 2s**2 - ...
+        # (|s| < 0.18: 2**-14 relative is plenty for a term below an ulp)
+        g = _fma(sv, _fma(sv, _fma(sv, _fma(sv, -TWO, TWO), -TWO), TWO), -TWO)
+        g = _fma(sv, g, ONE)
+        ec = f64(1000.0) if e > 1000.0 else (f64(-1000.0) if e < -1000.0 else e)
+        return log_join(e, a, _fma(xl * _pow2(-ec), g, lo))
+
+    @_jit
+    def log_special(x, y):  # type: ignore[no-untyped-def]
+        """numpy's special cases for the log family."""
+        y = NAN if x < ZERO else y
+        y = -INF if x == ZERO else y
+        return x if not (x < INF) else y  # +inf -> inf, nan -> nan
+
+    @_jit
+    def log_(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        h, l = log_core(x)
+        return log_special(x, h + l)
+
+    @_jit
+    def log2_(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        h, l = log_core(x)
+        # log2 = (h + l) log2(e) as a double-double (exact for powers of two)
+        p, pl = _two_prod(h, LOG2E_HI)
+        pl = pl + _fma(h, LOG2E_LO, l * LOG2E_HI)
+        return log_special(x, p + pl)
+
+    @_jit
+    def log10_(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        h, l = log_core(x)
+        p, pl = _two_prod(h, LOG10E_HI)
+        pl = pl + _fma(h, LOG10E_LO, l * LOG10E_HI)
+        return log_special(x, p + pl)
+
+    @_jit
+    def log1p_(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        u, ul = _two_sum(ONE, x)  # 1 + x exactly
+        h, l = log_core_dd(u, ul)
+        y = log_special(u, h + l)
+        # tiny x: log(u) and ul nearly cancel (both ~x), so the series instead
+        small = _fma(x * x, _fma(x, f64(1.0 / 3.0), -HALF), x)
+        return small if _fabs(x) < LOG1P_SMALL else y
+
+    @_jit
+    def exp_neg_abs(x):  # type: ignore[no-untyped-def]
+        """(k + SHIFTER, eh, el, ph, pl): e**-|x| = eh + el = 2**k (ph + pl)."""
+        xc = -_fabs(x)
+        xc = EXP_LO if xc < EXP_LO else xc
+        kf, k, h, l = exp_parts(xc)
+        ph, pl = _fast_two_sum(ONE, h)
+        pl = pl + l
+        return kf, _scale_shifted(ph, kf), _scale_shifted(pl, kf), ph, pl
+
+    @_jit
+    def sigmoid_(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        # with E = e**-|x|: 1/(1+E) for x >= 0, E/(1+E) for x < 0 (tiny results
+        # keep their relative accuracy); one division, refined by a Newton step
+        kf, eh, el, ph, pl = exp_neg_abs(x)
+        dh, dl = _fast_two_sum(ONE, eh)
+        dl = dl + el
+        q = ONE / dh
+        ql = q * (_fma(-q, dh, ONE) - q * dl)
+        pos = q + ql
+        m, ml = _two_prod(ph, q)
+        ml = ml + _fma(ph, ql, pl * q)
+        neg = _scale_shifted(m + ml, kf)
+        return pos if x >= ZERO else neg
+
+    @_jit
+    def softplus_(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        # log(1 + e**x) = max(x, 0) + log1p(e**-|x|)
+        kf, eh, el, ph, pl = exp_neg_abs(x)
+        u, ul = _fast_two_sum(ONE, eh)
+        h, l = log_core_dd(u, ul + el)
+        pos = x if x > ZERO else ZERO
+        t, tl = _two_sum(pos, h)
+        y = t + (tl + l)
+        return x if not (x < INF) else y  # inf -> inf, nan -> nan
+
+    @_jit
+    def tanh_(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        ax = _fabs(x)
+        # |x| < 0.55: odd polynomial; above, 1 - 2/(E + 1), E = e**2|x| (>= 3)
+        z = ax * ax
+        small = _fma(ax * z, tanh_poly(z), ax)
+        a = ax + ax
+        a = TANH_EXP_CAP if a > TANH_EXP_CAP else a
+        kf, k, h, l = exp_parts(a)
+        ph, pl = _fast_two_sum(ONE, h)
+        two_k = _pow2_shifted(kf)
+        dh, dl = _fast_two_sum(ph * two_k, ONE)
+        dl = _fma(pl + l, two_k, dl)
+        q = TWO / dh
+        ql = (_fma(-q, dh, TWO) - q * dl) * (HALF * q)
+        w, wl = _fast_two_sum(ONE, -q)
+        big = w + (wl - ql)
+        return _copysign(small if ax < TANH_SMALL else big, x)
+
+    @_jit
+    def hyperbolic(x, sign):  # type: ignore[no-untyped-def]
+        """(e**a + sign e**-a) / 2 for a = |x| > 1/4 (overflowing where the
+        result does)."""
+        a = _fabs(x)
+        a = HYP_CAP if a > HYP_CAP else a
+        kf, k, h, l = exp_parts(a)
+        ph, pl = _fast_two_sum(ONE, h)
+        pl = pl + l
+        inv = ONE / ph  # e**-a = 2**-k (inv + invl)
+        invl = inv * (_fma(-inv, ph, ONE) - inv * pl)
+        kk = f64(40.0) if k > 40.0 else k
+        m = _pow2(-(kk + kk)) * sign  # 2**-2k: negligible beyond k = 40
+        t, tl = _two_sum(ph, m * inv)
+        tl = tl + _fma(m, invl, pl)
+        return _scale_shifted(t + tl, kf - ONE)
+
+    @_jit
+    def sinh_(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        ax = _fabs(x)
+        z = ax * ax
+        small = _fma(ax * z, sinh_poly(z), ax)
+        y = small if ax <= SINH_SMALL else hyperbolic(x, -ONE)
+        return x if x != x else _copysign(y, x)
+
+    @_jit
+    def cosh_(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        return x if x != x else hyperbolic(x, ONE)
+
+    @_jit
+    def reduce_pio2(x):  # type: ignore[no-untyped-def]
+        """x = k pi/2 + (rh + rl), |rh| <= pi/4, rl below an ulp of rh, for
+        |x| <= TRIG_MAX; returns (k mod 4, rh, rl)."""
+        kf = _rint(x * TWO_OVER_PI)
+        r1 = _fma(-kf, PIO2_1, x)  # exact
+        t, tl = _two_prod(kf, PIO2_2)
+        rh, rl = _two_sum(r1, -t)
+        rl = rl - _fma(kf, PIO2_3, tl)
+        rh, rl = _fast_two_sum(rh, rl)
+        q = kf - FOUR * _floor(QUARTER * kf)
+        return q, rh, rl
+
+    @_jit
+    def sin_cos(rh, rl):  # type: ignore[no-untyped-def]
+        """sin(r) = rh + sl and cos(r) = ch + cl for r = rh + rl, |r| <= pi/4."""
+        z, zl = _two_prod(rh, rh)
+        sl = _fma(rh * z, sin_poly(z), rl * _fma(-HALF, z, ONE))
+        ch, cl = _fast_two_sum(ONE, -HALF * z)
+        cl = cl + (_fma(z * z, cos_poly(z), -rh * rl) - HALF * zl)
+        return sl, ch, cl
+
+    @_jit
+    def sin_(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        if _fabs(x) > TRIG_MAX:  # rare: libm's exact Payne-Hanek reduction
+            return math.sin(x)
+        q, rh, rl = reduce_pio2(x)
+        sl, ch, cl = sin_cos(rh, rl)
+        y = ch + cl if (q == ONE or q == THREE) else rh + sl
+        y = -y if q >= TWO else y
+        y = x if _fabs(x) < TINY else y
+        return x - x if _fabs(x) == INF else y  # inf -> nan
+
+    @_jit
+    def cos_(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        if _fabs(x) > TRIG_MAX:
+            return math.cos(x)
+        q, rh, rl = reduce_pio2(x)
+        sl, ch, cl = sin_cos(rh, rl)
+        y = rh + sl if (q == ONE or q == THREE) else ch + cl
+        y = -y if (q == ONE or q == TWO) else y
+        return x - x if _fabs(x) == INF else y
+
+    @_jit
+    def tan_(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        if _fabs(x) > TRIG_MAX:
+            return math.tan(x)
+        q, rh, rl = reduce_pio2(x)
+        sl, ch, cl = sin_cos(rh, rl)
+        # sin/cos or -cos/sin, divided as double-doubles: t + (n - t d)/d
+        sh, sl = _fast_two_sum(rh, sl)  # normalised: the low parts are below an ulp
+        ch, cl = _fast_two_sum(ch, cl)
+        odd = q == ONE or q == THREE
+        nh, nl = (ch, cl) if odd else (sh, sl)
+        dh, dl = (sh, sl) if odd else (ch, cl)
+        t = nh / dh
+        rem = _fma(-t, dh, nh) + _fma(-t, dl, nl)
+        y = t + rem / dh
+        y = -y if odd else y
+        y = x if _fabs(x) < TINY else y
+        return x - x if _fabs(x) == INF else y
+
+    @_jit
+    def rsqrt_(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        # y = 1/sqrt(x) (two roundings) refined by one Newton step on the
+        # residual 1 - x y**2, computed nearly exactly with FMA; x is scaled by
+        # 2**+-64 near the ends of the range so that y**2 stays normal
+        big = x > f64(2.0**1000)
+        tiny = x < f64(2.0**-1000)
+        xs = x * f64(2.0**-64) if big else (x * f64(2.0**64) if tiny else x)
+        y = ONE / _sqrt(xs)
+        yy, yyl = _two_prod(y, y)
+        r = _fma(-xs, yy, ONE) - xs * yyl
+        y = _fma(HALF * y, r, y)
+        y = y * f64(2.0**-32) if big else (y * f64(2.0**32) if tiny else y)
+        return y if (x > ZERO and x < INF) else ONE / _sqrt(x)
+
+    @_jit
+    def sqrt_dd(h, l):  # type: ignore[no-untyped-def]
+        """sqrt(h + l) as a double-double, h > 0."""
+        r = _sqrt(h)
+        return r, (_fma(-r, r, h) + l) / (r + r)
+
+    @_jit
+    def arcsinh_(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        a = _fabs(x)
+        # log(a + sqrt(a**2 + 1)) with the argument as a double-double; log(2a)
+        # for a > 2**28, a for a < 2**-28
+        v, vl = _two_prod(a, a)
+        w, wl = _two_sum(ONE, v)
+        sh, sl = sqrt_dd(w, wl + vl)
+        u, ul = _two_sum(a, sh)
+        big = a > ARC_BIG
+        h, l = log_core_dd(a if big else u, ZERO if big else ul + sl)
+        h, hl = _fast_two_sum(h, LN2_HI) if big else (h, ZERO)
+        y = h + (l + hl + (LN2_LO if big else ZERO))
+        y = a if (a < ARC_TINY or a == INF) else y
+        return x if x != x else _copysign(y, x)
+
+    @_jit
+    def arccosh_(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        # log(x + sqrt(x**2 - 1)): x**2 - 1 is exact as a double-double near 1
+        v, vl = _two_prod(x, x)
+        w, wl = _two_sum(v, -ONE)
+        ok = w > ZERO
+        sh, sl = sqrt_dd(w if ok else ONE, wl + vl)
+        sh, sl = (sh, sl) if ok else (ZERO, ZERO)
+        u, ul = _two_sum(x, sh)
+        big = x > ARC_BIG
+        h, l = log_core_dd(x if big else u, ZERO if big else ul + sl)
+        h, hl = _fast_two_sum(h, LN2_HI) if big else (h, ZERO)
+        y = h + (l + hl + (LN2_LO if big else ZERO))
+        y = NAN if x < ONE else y
+        return x if not (x < INF) else y  # inf -> inf, nan -> nan
+
+    @_jit
+    def arctanh_(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        a = _fabs(x)
+        # log1p(2a / (1 - a)) / 2, the quotient as a double-double
+        d, dl = _two_sum(ONE, -a)
+        q = (a + a) / d
+        ql = (_fma(-q, d, a + a) - q * dl) / d
+        u, ul = _two_sum(ONE, q)
+        h, l = log_core_dd(u, ul + ql)
+        y = HALF * (h + l)
+        y = a if a < ARC_TINY else y
+        y = INF if a == ONE else y
+        y = NAN if a > ONE else y
+        return _copysign(y, x) if a == a else x
+
+    return dict(
+        expm1=expm1_,
+        log=log_,
+        log1p=log1p_,
+        log2=log2_,
+        log10=log10_,
+        tanh=tanh_,
+        sigmoid=sigmoid_,
+        softplus=softplus_,
+        sinh=sinh_,
+        cosh=cosh_,
+        sin=sin_,
+        cos=cos_,
+        tan=tan_,
+        rsqrt=rsqrt_,
+        arcsinh=arcsinh_,
+        arccosh=arccosh_,
+        arctanh=arctanh_,
+    )
+
+
+_IMPL64.update(_build_accurate64())
+# float32 inverse hyperbolics: the (vectorisable) float64 kernels rounded once
+for _name in ("arcsinh", "arccosh", "arctanh"):
+    _IMPL32[_name] = _narrow(_IMPL64[_name])
 
 
 # ---------------------------------------------------------------------------
