@@ -7,7 +7,7 @@ and the versions' runs alternate; the table gives medians (ms) and their ratio.
 
     git show d91064f^:compiler/backends/numba/vmath.py > /tmp/vmath_old.py
     python bench/vmath_ab.py /tmp/vmath_old.py compiler/backends/numba/vmath.py \
-        --dtype float32 --sizes 1000000 10000000 [--names exp log ...]
+        --dtype float32 --sizes 1000000 10000000 [--names exp log ...] [--wide]
 """
 
 from __future__ import annotations
@@ -35,8 +35,18 @@ def load(path: str, tag: str) -> ModuleType:
     return module
 
 
-def kernel(vm: ModuleType, name: str) -> Callable:
+def kernel(vm: ModuleType, name: str, wide: bool) -> Callable:
     fn = getattr(vm, name)
+    if wide:  # as generated kernels are (codegen.py): 512-bit vectors where the CPU has them
+        prefer = vm.prefer_512_bit_vectors
+
+        @numba.njit(error_model="numpy", fastmath=vm.FASTMATH)
+        def run_wide(x, out):  # type: ignore[no-untyped-def]
+            prefer()
+            for i in range(x.shape[0]):
+                out[i] = fn(x[i])
+
+        return run_wide
 
     @numba.njit(error_model="numpy", fastmath=vm.FASTMATH)
     def run(x, out):  # type: ignore[no-untyped-def]
@@ -54,12 +64,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10**6, 10**7])
     parser.add_argument("--names", nargs="+", default=NAMES)
     parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--wide", action="store_true", help="kernels prefer 512-bit vectors")
     args = parser.parse_args()
     modules = [load(args.a, "a"), load(args.b, "b")]
     dtype = np.dtype(args.dtype)
-    print(f"{'function':10} {'n':>9} {'A ms':>8} {'B ms':>8} {'B/A':>6}  (dtype {dtype})")
+    wide = ", 512-bit" if args.wide else ""
+    print(f"{'function':10} {'n':>9} {'A ms':>8} {'B ms':>8} {'B/A':>6}  (dtype {dtype}{wide})")
     for name in args.names:
-        kernels = [kernel(vm, name) for vm in modules]
+        kernels = [kernel(vm, name, args.wide) for vm in modules]
         for n in args.sizes:
             lo, hi = RANGES.get(name, (-10.0, 10.0))
             x = np.random.default_rng(0).uniform(lo, hi, n).astype(dtype)

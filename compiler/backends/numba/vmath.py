@@ -46,21 +46,30 @@ Design rules that keep the results as accurate as numpy's:
   ``vscalefps``); elsewhere integer exponent arithmetic with the same results.
 
 Vectorised: exp, expm1, log, log1p, log2, log10, tanh, sigmoid, softplus,
-sinh, cosh, sqrt, rsqrt, pow (float32 only).
-Not vectorised yet: sin, cos, tan.  Their Cody-Waite path is branch-free
-and accurate for |x| <= 2.6e5 (float32) / 1.6e6 (float64), but the scalar
-libm branch that keeps larger arguments correct is speculated by LLVM (it
-calls libm for every lane), so a loop using them runs at libm speed.
-Without that branch they measured 1.4 ms (float32) and 2.9 ms (float64) per
-10**6 elements vs numpy's 1.0-1.9 ms and 32 ms; a branch-free Payne-Hanek
-reduction is the missing piece.
+sinh, cosh, sqrt, rsqrt, arcsinh, arccosh, arctanh, and for float32 also
+sin, cos, tan and pow.
+float64 sin, cos, tan are not vectorised yet: their Cody-Waite path is
+branch-free and accurate for |x| <= 1.6e6, but the scalar libm branch that
+keeps larger arguments correct is speculated by LLVM (it calls libm for
+every lane), so a loop using them runs at libm speed; a branch-free float64
+Payne-Hanek reduction is the missing piece (float32 has one: every float32
+is reduced exactly by 2/pi in 28-bit chunks, see ``_build_narrow``).
 Scalar libm fallbacks (correct, not vectorised): pow (float64), erf, cbrt,
-arcsin, arccos, arctan, arcsinh, arccosh, arctanh.
+arcsin, arccos, arctan.
 
-float32: every function is the float64 one (or a shorter float64 kernel:
-exp, sigmoid, tanh) rounded once, so float32 results are correctly rounded
-except within ~2**-26 ulp of a tie (float32 kernels in float32 arithmetic
-were 1-3 ulp off; the float64 lanes cost about 3x their time).  Measured
+float64: within 1 ulp everywhere (issue 20).  Where a plain evaluation
+collects 1.2-3.4 ulp, the last steps are double-double (an unevaluated
+hi + lo from error-free transforms), so the error is the final rounding plus
+a few hundredths of an ulp; that costs ~1.5x the time of the plain kernels in
+tanh, sigmoid and expm1 (see ``_build_accurate64``).
+
+float32: computed in float64 and rounded once, so results are correctly
+rounded except within ~2**-14 ulp of a tie (float32 kernels in float32
+arithmetic were 1-3 ulp off).  The hot functions have their own short
+float64 kernels (``_build_narrow``: relative error ~2**-38, not float64's
+2**-52); the others are the float64 kernels of ``_build`` rounded.  float64
+lanes are half as many as float32 ones, so these take ~1.3-2.5x the time
+float32 arithmetic took (sin, cos: 5x faster, being vectorised).  Measured
 accuracy (max error in ulp against a long double reference over the dense
 sweeps of ``tests/test_vmath_ulp.py``) is given in each docstring; that test
 holds the float64 bounds.
@@ -846,7 +855,7 @@ def _narrow(impl64: Callable) -> Callable:
 
 def _build_narrow() -> dict[str, Callable]:
     """The float32 hot functions (exp, sigmoid, tanh, expm1, log, log1p, softplus,
-    sin, cos), each computed in float64 with the shortest polynomial and reduction
+    sin, cos, tan), each computed in float64 with the shortest polynomial and reduction
     that keep its relative error below ~2**-38 (2**-14 of a float32 ulp), then
     rounded once; branch-free, so loops vectorise.
 
@@ -888,12 +897,16 @@ def _build_narrow() -> dict[str, Callable]:
     series_max = f64(2.0**-10)  # below: log1p by its series
 
     @_jit
-    def exp_reduce(xd):  # type: ignore[no-untyped-def]
-        """(k + SHIFTER, r) with xd = k ln2 + r, xd clamped to [-104, 89]."""
-        xc = hi if xd > hi else xd
-        xc = lo if xc < lo else xc
+    def exp_reduce(xc):  # type: ignore[no-untyped-def]
+        """(k + SHIFTER, r) with xc = k ln2 + r, for xc in [-104, 89] (or nan);
+        callers clamp only the side their arguments can reach."""
         kf = _fma(xc, log2e, shifter)
         return kf, _fma(-(kf - shifter), ln2, xc)
+
+    @_jit
+    def clamp(xd):  # type: ignore[no-untyped-def]
+        xc = hi if xd > hi else xd
+        return lo if xc < lo else xc
 
     @_jit
     def exp_wide(xd):  # type: ignore[no-untyped-def]
@@ -935,13 +948,14 @@ def _build_narrow() -> dict[str, Callable]:
     @_jit
     def exp32(x):  # type: ignore[no-untyped-def]
         _inline_always()
-        return np.float32(exp_wide(np.float64(x)))
+        return np.float32(exp_wide(clamp(np.float64(x))))
 
     @_jit
     def sigmoid32(x):  # type: ignore[no-untyped-def]
         _inline_always()
         xd = np.float64(x)
-        e = exp_wide(-_fabs(xd))  # never overflows; tiny results keep their accuracy
+        e = -_fabs(xd)
+        e = exp_wide(lo if e < lo else e)  # tiny results keep their accuracy
         num = one if xd >= zero else e
         return np.float32(num / (one + e))
 
@@ -960,7 +974,7 @@ def _build_narrow() -> dict[str, Callable]:
     def expm1_32(x):  # type: ignore[no-untyped-def]
         _inline_always()
         xd = np.float64(x)
-        y = expm1_wide(xd)
+        y = expm1_wide(clamp(xd))
         return np.float32(xd if _fabs(xd) < tiny else y)  # keeps -0.0
 
     @_jit
@@ -982,7 +996,8 @@ def _build_narrow() -> dict[str, Callable]:
         _inline_always()
         xd = np.float64(x)
         # max(x, 0) + log1p(e), e = e**-|x| in (0, 1]
-        e = exp_wide(-_fabs(xd))
+        e = -_fabs(xd)
+        e = exp_wide(lo if e < lo else e)
         l1p = log1p_small(e) if e < series_max else log_wide(one + e)
         pos = xd if xd > zero else zero
         return np.float32(xd if not (xd < inf) else pos + l1p)
@@ -1041,6 +1056,15 @@ def _build_narrow() -> dict[str, Callable]:
         y = -y if (q == one or q == two) else y
         return np.float32(y)
 
+    @_jit
+    def tan32(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        xd = np.float64(x)
+        q, r = reduce_pio2_wide(xd)
+        sr, cr = sin_cos_wide(r)
+        y = -cr / sr if (q == one or q == f64(3.0)) else sr / cr
+        return np.float32(xd if _fabs(xd) < tiny else y)
+
     return dict(
         exp=exp32,
         sigmoid=sigmoid32,
@@ -1051,6 +1075,7 @@ def _build_narrow() -> dict[str, Callable]:
         softplus=softplus32,
         sin=sin32,
         cos=cos32,
+        tan=tan32,
     )
 
 
@@ -1645,12 +1670,12 @@ def _register_unary(stub: Callable) -> Callable:
 def exp(x: Any) -> Any:
     """Exponential e**x.
 
-    Cody-Waite reduction x = k ln2 + r (two-part ln2, FMA; k rounded with a
-    shifter constant), polynomial for e**r (float32: degree-6 Chebyshev fit,
-    float64: Taylor), and p * 2**k applied so that subnormal results and
-    overflow round once, as in numpy (``vscalefps`` with AVX-512, else two
-    exact-then-rounding factors built from integer bits).
-    Max error: float32 0.5 ulp, float64 1 ulp.
+    Cody-Waite reduction x = k ln2 + r (FMA; k rounded with a shifter
+    constant), a polynomial for e**r (float64: Taylor, degree 13; float32: a
+    degree-8 Chebyshev fit of (e**r - 1)/r in float64, rounded once), and
+    p * 2**k applied so that subnormal results and overflow round once, as in
+    numpy (``vscalefpd`` with AVX-512, else two exact-then-rounding factors).
+    Max error: float32 0.5 ulp, float64 0.83 ulp.
     """
     return _call_scalar("exp", x)
 
@@ -1659,11 +1684,12 @@ def exp(x: Any) -> Any:
 def expm1(x: Any) -> Any:
     """e**x - 1, accurate near 0.
 
-    Same reduction as `exp`; e**r - 1 = r + r**2 q(r) (float32: degree-5
-    Chebyshev fit q, float64: Taylor), then 2**k (1 + p) - 1 regrouped so
-    that no bits cancel (exact 1 - 2**-k or 2**k - 1).  |x| < 2**-(p+2)
-    returns x (keeps -0.0 and subnormals).
-    Max error: float32 0.5 ulp, float64 2 ulp.
+    float64: e**r - 1 = h + l (double-double, the reduction's rounding error
+    kept), then 2**k ((1 - 2**-k) + h + l) for k > 0 and
+    (2**k - 1) + 2**k (h + l) for k < 0, both exact regroupings, rounded once.
+    float32: fma(2**k, e**r - 1, 2**k - 1) in float64.  |x| below 2**-54
+    (float32: 2**-30) returns x, keeping -0.0 and subnormals.
+    Max error: float32 0.5 ulp, float64 0.75 ulp.
     """
     return _call_scalar("expm1", x)
 
@@ -1672,10 +1698,11 @@ def expm1(x: Any) -> Any:
 def log(x: Any) -> Any:
     """Natural logarithm.
 
-    Exponent/mantissa split by bit casts (subnormals pre-scaled), mantissa
-    m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(f/(2+f)) with a Taylor
-    polynomial, then e*ln2 (two-part, FMA).  log(0) = -inf, log(<0) = nan.
-    Max error: float32 0.5 ulp, float64 1 ulp.
+    Exponent/mantissa split by bit casts (float64 subnormals pre-scaled),
+    m = 1 + f in [sqrt(1/2), sqrt(2)), log(1 + f) = f - f**2/2 + s (f**2/2 + R)
+    with s = f/(2+f) and R a Chebyshev fit in s**2; float64 keeps
+    f - f**2/2 and e ln2 (42-bit head, exact) as double-doubles.
+    log(0) = -inf, log(<0) = nan.  Max error: float32 0.5 ulp, float64 0.57 ulp.
     """
     return _call_scalar("log", x)
 
@@ -1684,26 +1711,28 @@ def log(x: Any) -> Any:
 def log1p(x: Any) -> Any:
     """log(1 + x), accurate near 0.
 
-    log(u) + c/u with u = 1 + x rounded and c = x - (u - 1) its exact
-    rounding error; |x| < 2**-(p+2) returns x.
-    Max error: float32 0.5 ulp, float64 1 ulp.
+    float64: log of u + ul, u = 1 + x rounded and ul its exact rounding
+    error, ul/u from a short series in s; the series x - x**2/2 + x**3/3 below
+    2**-20.  float32: log(1 + x) in float64 (exact sum) or the series below
+    2**-10.  Max error: float32 0.5 ulp, float64 0.61 ulp.
     """
     return _call_scalar("log1p", x)
 
 
 @_register_unary
 def log2(x: Any) -> Any:
-    """Base-2 logarithm: e + log(m) * log2(e) with a two-part log2(e).
+    """Base-2 logarithm: the double-double log times a two-part log2(e).
 
-    Exact for powers of two.  Max error: float32 0.5 ulp, float64 1 ulp.
+    Exact for powers of two.  Max error: float32 0.5 ulp, float64 0.61 ulp.
     """
     return _call_scalar("log2", x)
 
 
 @_register_unary
 def log10(x: Any) -> Any:
-    """Base-10 logarithm: e log10(2) + log(m) log10(e), both constants split
-    in two parts and summed with FMA.  Max error: float32 0.5 ulp, float64 1 ulp.
+    """Base-10 logarithm: the double-double log times a two-part log10(e).
+
+    Max error: float32 0.5 ulp, float64 0.6 ulp.
     """
     return _call_scalar("log10", x)
 
@@ -1712,13 +1741,12 @@ def log10(x: Any) -> Any:
 def tanh(x: Any) -> Any:
     """Hyperbolic tangent.
 
-    float64: for |x| < 0.55, x + x**3 P(x**2) with a degree-10 Chebyshev fit
-    P; above, 1 - 2/(e**(2|x|) + 1), which is >= 0.5 there so the
-    subtraction loses nothing (2|x| capped at 64, where tanh is 1); the two
-    are computed and one selected.  float32: (e - 1)/(e + 1) with
-    e = e**(2|x|) in float64 (x - x**3/3 below 2**-12), rounded once.  Sign
-    restored with copysign, so tanh(-0.0) = -0.0.
-    Max error: float32 0.5 ulp, float64 1.6 ulp.
+    float64: for |x| < 1/8, x + x**3 P(x**2) (degree-7 Chebyshev fit P);
+    above, 1 - 2/(E + 1) with E = e**(2|x|), every step double-double so the
+    cancellation near 1/8 costs nothing (2|x| capped at 64, where tanh is 1).
+    float32: E'/(E' + 2) with E' = expm1(2|x|) in float64.  Sign restored with
+    copysign, so tanh(-0.0) = -0.0.
+    Max error: float32 0.5 ulp, float64 0.66 ulp.
     """
     return _call_scalar("tanh", x)
 
@@ -1727,9 +1755,10 @@ def tanh(x: Any) -> Any:
 def sigmoid(x: Any) -> Any:
     """Logistic function 1 / (1 + e**-x).
 
-    With e = exp(-|x|) (never overflows): 1/(1+e) for x >= 0 and e/(1+e)
-    for x < 0, so results down to the subnormal range keep relative accuracy.
-    Max error: float32 0.5 ulp, float64 2 ulp.
+    With E = exp(-|x|) (never overflows): 1/(1+E) for x >= 0 and E/(1+E)
+    for x < 0, so results down to the subnormal range keep relative accuracy;
+    float64 divides once and refines the quotient with a Newton step on the
+    double-double 1 + E.  Max error: float32 0.5 ulp, float64 0.56 ulp.
     """
     return _call_scalar("sigmoid", x)
 
@@ -1738,24 +1767,25 @@ def sigmoid(x: Any) -> Any:
 def softplus(x: Any) -> Any:
     """log(1 + e**x) computed stably as max(x, 0) + log1p(e**-|x|).
 
-    Max error: float32 0.5 ulp, float64 2 ulp (vs numpy.logaddexp(0, x)).
+    Max error: float32 0.5 ulp, float64 0.66 ulp (vs numpy.logaddexp(0, x)).
     """
     return _call_scalar("softplus", x)
 
 
 @_register_unary
 def sinh(x: Any) -> Any:
-    """Hyperbolic sine: with e = expm1(|x|), (e + e/(e+1))/2 (no
-    cancellation near 0); for |x| > 88 / 709, exp(|x|/2)**2 / 2 so the result
-    overflows only where sinh does.  Max error: float32 0.5 ulp, float64 2 ulp.
+    """Hyperbolic sine: a + a**3 S(a**2) for a = |x| <= 1/2; above,
+    2**(k-1) ((p + pl) - 2**-2k / (p + pl)) with e**a = 2**k (p + pl) as a
+    double-double, so the result overflows only where sinh does.
+    Max error: float32 0.5 ulp, float64 0.56 ulp.
     """
     return _call_scalar("sinh", x)
 
 
 @_register_unary
 def cosh(x: Any) -> Any:
-    """Hyperbolic cosine: (e + 1/e)/2 with e = exp(|x|); exp(|x|/2)**2 / 2
-    for large |x|.  Max error: float32 0.5 ulp, float64 1 ulp.
+    """Hyperbolic cosine: 2**(k-1) ((p + pl) + 2**-2k / (p + pl)) with
+    e**|x| = 2**k (p + pl).  Max error: float32 0.5 ulp, float64 0.57 ulp.
     """
     return _call_scalar("cosh", x)
 
@@ -1764,12 +1794,14 @@ def cosh(x: Any) -> Any:
 def sin(x: Any) -> Any:
     """Sine.
 
-    Cody-Waite reduction by pi/2 in three parts with FMA (the first step is
-    exact), Taylor polynomials for sin and cos on |r| <= pi/4, quadrant
-    select, accurate for |x| <= 2.6e5 (float32) / 1.6e6 (float64); larger
-    |x| take a scalar libm branch, which currently stops the loop from
-    vectorising (see the module docstring).  sin(-0.0) = -0.0,
-    sin(+-inf) = nan.  Max error: float32 0.5 ulp, float64 2 ulp.
+    float64: Cody-Waite reduction by pi/2 in three parts with FMA to
+    r = rh + rl (double-double), Taylor polynomials for sin and cos on
+    |r| <= pi/4 with rl's first-order term, quadrant select; accurate for
+    |x| <= 1.6e6, larger |x| take a scalar libm branch, which stops the loop
+    from vectorising (see the module docstring).  float32: every float32 is
+    reduced exactly (2/pi in 28-bit chunks) and the loop vectorises.
+    sin(-0.0) = -0.0, sin(+-inf) = nan.
+    Max error: float32 0.5 ulp, float64 0.72 ulp.
     """
     return _call_scalar("sin", x)
 
@@ -1777,14 +1809,15 @@ def sin(x: Any) -> Any:
 @_register_unary
 def cos(x: Any) -> Any:
     """Cosine; method, range and vectorisation as `sin`.  Max error: float32
-    0.5 ulp, float64 1.6 ulp."""
+    0.5 ulp, float64 0.73 ulp."""
     return _call_scalar("cos", x)
 
 
 @_register_unary
 def tan(x: Any) -> Any:
     """Tangent: sin(r)/cos(r) or -cos(r)/sin(r) by quadrant, reduction as
-    `sin`.  Max error: float32 0.5 ulp, float64 3 ulp."""
+    `sin`; float64 divides the double-doubles (quotient plus the remainder's
+    correction).  Max error: float32 0.5 ulp, float64 0.81 ulp."""
     return _call_scalar("tan", x)
 
 
@@ -1802,8 +1835,10 @@ def sqrt(x: Any) -> Any:
 
 @_register_unary
 def rsqrt(x: Any) -> Any:
-    """1 / sqrt(x) (two correctly rounded steps: <= 1 ulp; vectorised).
-    rsqrt(+0) = inf, rsqrt(-0) = -inf, as numpy's 1/np.sqrt."""
+    """1 / sqrt(x), vectorised.  float64: 1/sqrt(x) refined by one Newton step
+    whose residual 1 - x y**2 is computed with FMA (x scaled by 2**+-64 near
+    the ends of the range).  rsqrt(+0) = inf, rsqrt(-0) = -inf, as numpy's
+    1/np.sqrt.  Max error: float32 0.5 ulp, float64 0.51 ulp."""
     return _call_scalar("rsqrt", x)
 
 
@@ -1833,19 +1868,24 @@ def arctan(x: Any) -> Any:
 
 @_register_unary
 def arcsinh(x: Any) -> Any:
-    """Inverse hyperbolic sine.  Scalar libm fallback (not vectorised)."""
+    """Inverse hyperbolic sine: log(a + sqrt(a**2 + 1)) with the argument a
+    double-double (a = |x|; log(2a) above 2**28, a below 2**-28), sign
+    restored.  Max error: float32 0.5 ulp, float64 0.59 ulp."""
     return _call_scalar("arcsinh", x)
 
 
 @_register_unary
 def arccosh(x: Any) -> Any:
-    """Inverse hyperbolic cosine.  Scalar libm fallback (not vectorised)."""
+    """Inverse hyperbolic cosine: log(x + sqrt(x**2 - 1)), x**2 - 1 exact as a
+    double-double near 1.  Max error: float32 0.5 ulp, float64 0.56 ulp."""
     return _call_scalar("arccosh", x)
 
 
 @_register_unary
 def arctanh(x: Any) -> Any:
-    """Inverse hyperbolic tangent.  Scalar libm fallback (not vectorised)."""
+    """Inverse hyperbolic tangent: log1p(2a / (1 - a)) / 2 with the quotient a
+    double-double (a = |x|), sign restored.  Max error: float32 0.5 ulp,
+    float64 0.63 ulp."""
     return _call_scalar("arctanh", x)
 
 
