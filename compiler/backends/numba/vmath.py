@@ -1400,6 +1400,10 @@ def _build_accurate64() -> dict[str, Callable]:
         kf, eh, el, ph, pl = exp_neg_abs(x)
         u, ul = _fast_two_sum(ONE, eh)
         h, l = log_core_dd(u, ul + el)
+        # tiny E: log(u) and ul nearly cancel, so E - E**2/2 + E**3/3 instead
+        small = eh < LOG1P_SMALL
+        h = eh if small else h
+        l = _fma(eh * eh, _fma(eh, f64(1.0 / 3.0), -HALF), el) if small else l
         pos = x if x > ZERO else ZERO
         t, tl = _two_sum(pos, h)
         y = t + (tl + l)
