@@ -18,6 +18,7 @@ rounded ``expf``; numpy's SIMD exp is 1 ulp off there).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import numba
@@ -193,6 +194,36 @@ def test_float64_error_bound(name: str) -> None:
     got = compiled(name, x)
     error, where = worst(name, x, got, want)
     assert error <= FLOAT64_BOUND[name], where
+
+
+# float64 arguments near the switch points of the kernels (series vs log, the
+# polynomial vs the exp form, k = 0 vs +-1, underflow), where a sweep seldom lands
+SWITCH_POINTS: list[tuple[str, float, float]] = [
+    ("expm1", 0.3466, 0.05),
+    ("expm1", -0.3466, 0.05),
+    ("expm1", -37.0, 2.0),
+    ("tanh", 0.125, 0.02),
+    ("sigmoid", -36.0, 3.0),
+    ("sigmoid", -708.5, 1.0),
+    ("softplus", -36.0, 3.0),
+    ("softplus", -707.0, 3.0),
+    ("log1p", 0.0, 2.0**-19),
+    ("log", 1.0, 1e-3),
+    ("sinh", 0.5, 0.01),
+    ("sinh", 710.0, 0.5),
+    ("cosh", 710.0, 0.5),
+    ("tan", math.pi / 2, 1e-3),
+    ("arcsinh", 2.0**28, 2.0**27),
+    ("arccosh", 1.0 + 1e-4, 1e-4),
+    ("arctanh", 1.0 - 1e-4, 1e-4),
+]
+
+
+@pytest.mark.parametrize("name, center, width", SWITCH_POINTS)
+def test_float64_within_one_ulp_near_switch_points(name: str, center: float, width: float) -> None:
+    x = np.random.default_rng(3).uniform(center - width, center + width, 20_000)
+    error, where = worst(name, x, compiled(name, x), reference(name, x))
+    assert error <= 1.0, where
 
 
 def test_float32_exp_of_one_is_mxnets() -> None:
