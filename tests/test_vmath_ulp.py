@@ -6,8 +6,10 @@ over a dense sweep of its dtype: evenly spaced bit patterns over the whole range
 The error is measured against a long double reference (64-bit mantissa; the input is
 exact in it), in units of the ulp of the dtype at the reference value:
 
-* float32: every function is computed in float64 and rounded once, so it must be the
-  correctly rounded result up to ties: error <= 0.5 ulp plus 1/1000 of an ulp.
+* float32: most functions are computed in float64 and rounded once, so they must be
+  the correctly rounded result up to ties: error <= 0.5 ulp plus 1/1000 of an ulp;
+  ``FLOAT32_FAST`` pins the measured bounds (all <= 1 ulp) of those computed in
+  float32 arithmetic for speed.
 * float64: at most 1 ulp (issue 20); ``FLOAT64_BOUND`` holds each function's measured
   maximum, rounded up, so the test fails if one gets worse.
 
@@ -72,8 +74,12 @@ REFERENCES: dict[str, tuple[Callable[[np.ndarray], np.ndarray], tuple[float, flo
 }
 NAMES = sorted(REFERENCES)
 
-# float32: correctly rounded but for results within this much of a tie
-FLOAT32_BOUND = 0.501
+# float32: correctly rounded but for results within this much of a tie (0.501),
+# except the hot functions with float32-arithmetic kernels (16 lanes per AVX-512
+# vector; computing them in float64 made them 1.3-2.6x slower): their measured
+# maximum, rounded up, at most 1 ulp (issue 20)
+FLOAT32_FAST = {"exp": 0.9, "log": 0.79, "sigmoid": 0.92, "tanh": 0.85}
+FLOAT32_BOUND = {name: FLOAT32_FAST.get(name, 0.501) for name in NAMES}
 # float64: max error in ulp over the sweeps below (measured, rounded up); all within
 # 1 ulp (erf, arcsin, arccos, arctan: libm's)
 FLOAT64_BOUND = {
@@ -173,7 +179,7 @@ def test_float32_is_correctly_rounded(name: str) -> None:
     x = inputs(name, np.float32)
     got = compiled(name, x)
     error, where = worst(name, x, got, reference(name, x))
-    assert error <= FLOAT32_BOUND, where
+    assert error <= FLOAT32_BOUND[name], where
 
 
 def _erf_mpmath(x: np.ndarray) -> np.ndarray:
@@ -255,7 +261,8 @@ def compiled_backend_exp(compiled: None) -> np.ndarray:
 def test_float32_matches_mxnet(mxnet_python, tmp_path) -> None:
     """MXNet 1.9.1's float32 exp, log, tanh, sigmoid, sqrt, sin, cos (glibc's float32
     libm and its own formulas) on 20,000 values: exp(1) is its number, and every
-    compiled result is at least as close to the true value as MXNet's."""
+    compiled result is at least as close to the true value as MXNet's or within the
+    function's pinned bound (``FLOAT32_BOUND``: the float32-arithmetic kernels)."""
     from mxnet_interop import run_mxnet
 
     rng = np.random.default_rng(5)
@@ -279,4 +286,5 @@ def test_float32_matches_mxnet(mxnet_python, tmp_path) -> None:
             assert ours[0] == theirs[name][0] == np.float32(2.7182817)
         want = reference(name, arg)
         mine, its = (ulp_error(v, want, np.float32) for v in (ours, theirs[name]))
-        assert np.all(mine <= its + 1e-3), (name, arg[np.argmax(mine - its)])
+        allowed = np.maximum(its, FLOAT32_BOUND.get(name, 0.0)) + 1e-3
+        assert np.all(mine <= allowed), (name, arg[np.argmax(mine - allowed)])

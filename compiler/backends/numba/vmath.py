@@ -38,7 +38,7 @@ Design rules that keep the results as accurate as numpy's:
 * Special values are handled with selects at the end of each function, not
   branches, so the vectoriser can if-convert them.
 * Polynomial coefficients are computed here when the module is imported:
-  Taylor coefficients from exact rationals, or (float32 exp and tanh)
+  Taylor coefficients from exact rationals, or (float32 exp, sigmoid, tanh)
   Chebyshev interpolants of the Taylor series or of a long-double function,
   which are near-minimax and need fewer terms.  Degrees are chosen so that
   the approximation error is below 1/4 ulp on the reduced range.
@@ -63,13 +63,16 @@ hi + lo from error-free transforms), so the error is the final rounding plus
 a few hundredths of an ulp; that costs ~1.5x the time of the plain kernels in
 tanh, sigmoid and expm1 (see ``_build_accurate64``).
 
-float32: computed in float64 and rounded once, so results are correctly
-rounded except within ~2**-14 ulp of a tie (float32 kernels in float32
-arithmetic were 1-3 ulp off).  The hot functions have their own short
-float64 kernels (``_build_narrow``: relative error ~2**-38, not float64's
-2**-52); the others are the float64 kernels of ``_build`` rounded.  float64
-lanes are half as many as float32 ones, so these take ~1.3-2.5x the time
-float32 arithmetic took (sin, cos: 5x faster, being vectorised).  Measured
+float32: exp, log, sigmoid and tanh are computed in float32 arithmetic
+(16 lanes per AVX-512 vector), within 0.79-0.92 ulp (``_build_fast32``;
+issue 20 asks for at most 1 ulp).  The others are computed in float64 and
+rounded once, so results are correctly rounded except within ~2**-14 ulp
+of a tie (plain float32 kernels were 1.2-1.8 ulp off).  expm1, log1p,
+softplus, sin, cos, tan have their own short float64 kernels
+(``_build_narrow``: relative error ~2**-38, not float64's 2**-52); the
+others are the float64 kernels of ``_build`` rounded.  float64 lanes are
+half as many as float32 ones, so these take ~1.3-2.5x the time float32
+arithmetic took (sin, cos: 5x faster, being vectorised).  Measured
 accuracy (max error in ulp against a long double reference over the dense
 sweeps of ``tests/test_vmath_ulp.py``) is given in each docstring; that test
 holds the float64 bounds.
@@ -854,8 +857,8 @@ def _narrow(impl64: Callable) -> Callable:
 
 
 def _build_narrow() -> dict[str, Callable]:
-    """The float32 hot functions (exp, sigmoid, tanh, expm1, log, log1p, softplus,
-    sin, cos, tan), each computed in float64 with the shortest polynomial and reduction
+    """The float32 expm1, log1p, softplus, sin, cos and tan, each computed in
+    float64 with the shortest polynomial and reduction
     that keep its relative error below ~2**-38 (2**-14 of a float32 ulp), then
     rounded once; branch-free, so loops vectorise.
 
@@ -946,42 +949,11 @@ def _build_narrow() -> dict[str, Callable]:
         return _fma(x * x, _fma(x, _fma(x, f64(-0.25), f64(1 / 3)), -half), x)
 
     @_jit
-    def exp32(x):  # type: ignore[no-untyped-def]
-        _inline_always()
-        return np.float32(exp_wide(clamp(np.float64(x))))
-
-    @_jit
-    def sigmoid32(x):  # type: ignore[no-untyped-def]
-        _inline_always()
-        xd = np.float64(x)
-        e = -_fabs(xd)
-        e = exp_wide(lo if e < lo else e)  # tiny results keep their accuracy
-        num = one if xd >= zero else e
-        return np.float32(num / (one + e))
-
-    @_jit
-    def tanh32(x):  # type: ignore[no-untyped-def]
-        _inline_always()
-        xd = np.float64(x)
-        # E / (E + 2) with E = expm1(2|x|), accurate near 0; 2|x| capped at 64,
-        # where tanh is 1 (nan passes)
-        a = _fabs(xd + xd)
-        a = f64(64.0) if a > f64(64.0) else a
-        em1 = expm1_wide(a)
-        return np.float32(_copysign(em1 / (em1 + two), xd))
-
-    @_jit
     def expm1_32(x):  # type: ignore[no-untyped-def]
         _inline_always()
         xd = np.float64(x)
         y = expm1_wide(clamp(xd))
         return np.float32(xd if _fabs(xd) < tiny else y)  # keeps -0.0
-
-    @_jit
-    def log32(x):  # type: ignore[no-untyped-def]
-        _inline_always()
-        xd = np.float64(x)
-        return np.float32(log_special(xd, log_wide(xd)))
 
     @_jit
     def log1p32(x):  # type: ignore[no-untyped-def]
@@ -1066,11 +1038,7 @@ def _build_narrow() -> dict[str, Callable]:
         return np.float32(xd if _fabs(xd) < tiny else y)
 
     return dict(
-        exp=exp32,
-        sigmoid=sigmoid32,
-        tanh=tanh32,
         expm1=expm1_32,
-        log=log32,
         log1p=log1p32,
         softplus=softplus32,
         sin=sin32,
@@ -1081,7 +1049,6 @@ def _build_narrow() -> dict[str, Callable]:
 
 for _name in (
     "expm1",
-    "log",
     "log1p",
     "log2",
     "log10",
@@ -1103,6 +1070,95 @@ for _name in (
 ):
     _IMPL32[_name] = _narrow(_IMPL64[_name])
 _IMPL32.update(_build_narrow())
+
+
+# ---------------------------------------------------------------------------
+# float32 sigmoid and tanh in float32 arithmetic
+# ---------------------------------------------------------------------------
+# The float64 route above is correctly rounded but halves the lanes per vector:
+# float32 sigmoid and tanh took 2-2.5x the time of float32 arithmetic, and they
+# are hot in generated kernels (activations and their gradients).  These kernels
+# stay in float32 (16 lanes per AVX-512 vector) and keep the error below 1 ulp
+# by dividing once by a denominator held as two floats.  float32 exp and log are
+# _build's float32 kernels (0.89 and 0.79 ulp).
+
+
+def _build_fast32() -> dict[str, Callable]:
+    """float32 sigmoid (max 0.92 ulp) and tanh (0.85 ulp), branch-free.
+
+    With e**a = 2**k (1 + v) (a = |x|, k = rint(a / ln2), v = e**r - 1 by a
+    degree-6 fit) and p = 2**-k:
+    sigmoid(-a) = 2**-k / D and sigmoid(a) = 1 - p / D, tanh(a/2) = 1 - 2p / D,
+    D = (1 + p) + v.  D is kept as dh + dl (both sums' rounding errors) and
+    1/D as one division refined by one Newton step on dh + dl, so the result
+    rounds about once; 2**-k scales last, so subnormal sigmoids round once.
+    """
+    f32 = np.float32
+    ln2_hi, ln2_lo = (f32(v) for v in _SPLITS[np.float32]["ln2"])
+    log2e = f32(1.0 / math.log(2.0))
+    shifter = f32(1.5 * 2.0**23)  # kf = k + shifter (see reduce_ln2)
+    shifter2 = f32(3.0 * 2.0**23)  # shifter2 - kf = -k + shifter
+    p_min = f32(1.5 * 2.0**23 - 64)  # -k capped at -64: p stays normal
+    zero, one = f32(0.0), f32(1.0)
+    a_max = f32(104.0)  # sigmoid(-104) rounds to 0, sigmoid(104) to 1
+    tanh_cap = f32(64.0)  # 2|x| capped: tanh(32) is 1
+    tanh_small = f32(0.55)  # below: the odd polynomial (tanh < 0.5)
+    # (e**r - 1 - r) / r**2 on |r| <= ln2/2 (+ rounding): degree 4 (3 gives 5 ulp)
+    exp_tail = _make_polyval(tuple(f32(c) for c in _chebyshev_fit(_exp_tail, -0.3467, 0.3467, 4)))
+    tanh_poly = _make_polyval(tuple(f32(c) for c in _chebyshev_fit(_tanh_tail, 0.0, 0.55**2, 4)))
+
+    @_jit
+    def exp_v(a):  # type: ignore[no-untyped-def]
+        """(kf, v) with e**a = 2**k (1 + v), kf = k + shifter, for 0 <= a < 2**8.
+        a - k ln2_hi is exact (both are multiples of 2**-25 and the difference
+        is below 2**24 of them); the rounding of r is ~2**-26 absolute."""
+        kf = _fma(a, log2e, shifter)
+        k = kf - shifter
+        r = _fma(-k, ln2_lo, _fma(-k, ln2_hi, a))
+        return kf, _fma(r * r, exp_tail(r), r)
+
+    @_jit
+    def inv_den(p, v, exact_p):  # type: ignore[no-untyped-def]
+        """1 / ((1 + p) + v) to ~2**-30 relative; with exact_p False the
+        rounding of 1 + p is dropped (right where 1 - 2p/D rounds to 1)."""
+        w = one + p
+        den = w + v
+        dl = (w - den) + v  # |w| > |v|: exact
+        if exact_p:
+            dl = dl + ((one - w) + p)
+        inv = one / den
+        return _fma(inv, _fma(-inv, dl, _fma(-inv, den, one)), inv)
+
+    @_jit
+    def sigmoid32(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        a = _fabs(x)
+        a = a_max if a > a_max else a  # nan passes
+        kf, v = exp_v(a)
+        kn = shifter2 - kf
+        p = _pow2_shifted(p_min if kn < p_min else kn)
+        inv = inv_den(p, v, True)
+        pos = one - p * inv
+        neg = _scale_shifted(inv, kn)  # one rounding into the subnormals
+        return pos if x >= zero else neg
+
+    @_jit
+    def tanh32(x):  # type: ignore[no-untyped-def]
+        _inline_always()
+        ax = _fabs(x)
+        z = ax * ax
+        small = _fma(ax * z, tanh_poly(z), ax)
+        a = ax + ax
+        a = tanh_cap if a > tanh_cap else a
+        kf, v = exp_v(a)
+        p = _pow2_shifted(shifter2 - kf)
+        big = one - (p + p) * inv_den(p, v, False)
+        return _copysign(small if ax < tanh_small else big, x)
+
+    return dict(sigmoid=sigmoid32, tanh=tanh32)
+
+
+_IMPL32.update(_build_fast32())
 
 
 def _make_pow32() -> Callable:
@@ -1675,11 +1731,12 @@ def exp(x: Any) -> Any:
     """Exponential e**x.
 
     Cody-Waite reduction x = k ln2 + r (FMA; k rounded with a shifter
-    constant), a polynomial for e**r (float64: Taylor, degree 13; float32: a
-    degree-8 Chebyshev fit of (e**r - 1)/r in float64, rounded once), and
+    constant), a polynomial for e**r (float64: Taylor, degree 13; float32, in
+    float32 arithmetic: 1 + r + r**2 Q(r), Q a degree-4 Chebyshev fit), and
     p * 2**k applied so that subnormal results and overflow round once, as in
     numpy (``vscalefpd`` with AVX-512, else two exact-then-rounding factors).
-    Max error: float32 0.5 ulp, float64 0.83 ulp.
+    exp(float32(1)) = 2.7182817, MXNet's (glibc's) value.
+    Max error: float32 0.9 ulp, float64 0.83 ulp.
     """
     return _call_scalar("exp", x)
 
@@ -1705,8 +1762,9 @@ def log(x: Any) -> Any:
     Exponent/mantissa split by bit casts (float64 subnormals pre-scaled),
     m = 1 + f in [sqrt(1/2), sqrt(2)), log(1 + f) = f - f**2/2 + s (f**2/2 + R)
     with s = f/(2+f) and R a Chebyshev fit in s**2; float64 keeps
-    f - f**2/2 and e ln2 (42-bit head, exact) as double-doubles.
-    log(0) = -inf, log(<0) = nan.  Max error: float32 0.5 ulp, float64 0.57 ulp.
+    f - f**2/2 and e ln2 (42-bit head, exact) as double-doubles; float32 is
+    computed in float32 arithmetic.
+    log(0) = -inf, log(<0) = nan.  Max error: float32 0.79 ulp, float64 0.57 ulp.
     """
     return _call_scalar("log", x)
 
@@ -1748,9 +1806,10 @@ def tanh(x: Any) -> Any:
     float64: for |x| < 1/8, x + x**3 P(x**2) (degree-7 Chebyshev fit P);
     above, 1 - 2/(E + 1) with E = e**(2|x|), every step double-double so the
     cancellation near 1/8 costs nothing (2|x| capped at 64, where tanh is 1).
-    float32: E'/(E' + 2) with E' = expm1(2|x|) in float64.  Sign restored with
-    copysign, so tanh(-0.0) = -0.0.
-    Max error: float32 0.5 ulp, float64 0.66 ulp.
+    float32 (float32 arithmetic): x + x**3 P(x**2) below 0.55, above it
+    1 - 2p/D with one refined division (see ``_build_fast32``).  Sign restored
+    with copysign, so tanh(-0.0) = -0.0.
+    Max error: float32 0.85 ulp, float64 0.66 ulp.
     """
     return _call_scalar("tanh", x)
 
@@ -1762,7 +1821,9 @@ def sigmoid(x: Any) -> Any:
     With E = exp(-|x|) (never overflows): 1/(1+E) for x >= 0 and E/(1+E)
     for x < 0, so results down to the subnormal range keep relative accuracy;
     float64 divides once and refines the quotient with a Newton step on the
-    double-double 1 + E.  Max error: float32 0.5 ulp, float64 0.56 ulp.
+    double-double 1 + E.  float32 (float32 arithmetic): 2**-k / D or 1 - p/D,
+    D = 1 + e**-|x| scaled by 2**-k, one refined division (``_build_fast32``).
+    Max error: float32 0.92 ulp, float64 0.56 ulp.
     """
     return _call_scalar("sigmoid", x)
 
