@@ -96,3 +96,16 @@ def test_an_array_handed_out_through_numpy_keeps_its_buffer(compiled, monkeypatc
     assert commits == [True] * (STEPS - 1)
     np.testing.assert_array_equal(seen["view"], seen["last"].asnumpy())
     assert seen["last"]._data is seen["view"]
+
+
+def test_a_buffer_that_is_a_view_is_copied_into_not_swapped():
+    # an array whose buffer is a view of a bigger one: swapping it out would hand
+    # the bigger array's memory to the step's next program
+    from symgrad import nd
+
+    whole = np.zeros(6, np.float32)
+    array = nd.NDArray(whole[:3])
+    fresh = np.arange(3, dtype=np.float32)
+    kept = array._write_swapping(fresh)
+    assert kept is fresh and array._data.base is whole
+    np.testing.assert_array_equal(whole, [0, 1, 2, 0, 0, 0])

@@ -707,9 +707,10 @@ class NDArray(OperatorMixin):
         gives up) as this array's buffer; returns the buffer the caller owns now:
         the old one, which nothing recorded reads any more, or ``values`` itself,
         copied in, if the old buffer was handed out (``__array__``, DLPack,
-        ``from_numpy``: someone may read or write it as this array's memory)."""
+        ``from_numpy``: someone may read or write it as this array's memory) or
+        is a view of another array's memory (which the caller would then write)."""
         old = self._data
-        shared = getattr(self, "_shared", False)
+        shared = getattr(self, "_shared", False) or old.base is not None
         if shared or old.shape != values.shape or old.dtype != values.dtype:
             self._before_write()
             np.copyto(old, values)
