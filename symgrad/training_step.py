@@ -165,7 +165,8 @@ class Foreseen:
             else:
                 array._before_write()
                 np.copyto(array._value, result)
-        self.plan.note(calls)
+        # calls equal to those foreseen; a steady plan foresaw its last step's
+        self.plan.note(calls, repeated=self.calls is self.plan.last)
         return True
 
 
@@ -255,10 +256,11 @@ class StepPlan:
                 return False
         return True
 
-    def note(self, calls: Sequence[Call]) -> None:
+    def note(self, calls: Sequence[Call], repeated: bool = False) -> None:
         """Note the calls of a step committed: the plan is steady while each
-        step's calls equal the step's before (SGD at a fixed learning rate)."""
-        steady = _same_calls(self.last, calls)
+        step's calls equal the step's before (SGD at a fixed learning rate).
+        ``repeated``: already known to (the commit compared them)."""
+        steady = repeated or _same_calls(self.last, calls)
         if not steady:
             self.scalars = None
         elif not self.steady:  # (while it stays steady, the scalars are those)
