@@ -194,6 +194,9 @@ class StepPlan:
         self.last = calls
         self.steady = False
         self.scalars: list | None = None  # the program's scalar inputs for ``last``
+        # what the updater read when it made ``last`` (see ``_reads``): while it
+        # is unchanged, a steady step's calls are ``last`` without running it
+        self.reads: tuple | None = None
         self.buffers = [
             np.empty(x.shape, x.dtype) for call in calls for x in (call.inputs[0], *call.inputs[2:])
         ]
@@ -339,6 +342,55 @@ def _exact_optimizers() -> tuple[type, ...]:
     return (SGD, Adam)
 
 
+def _reads(updater: Any, indices: Sequence[int]) -> tuple | None:
+    """What SGD's update reads to make its calls, besides the arrays: its
+    hyperparameters and, per index, the learning rate and weight decay it would
+    use (the arrays it updates are compared by identity: ``_repeats``). None
+    for other optimizers (Adam's calls change every step: its rate follows the
+    step count)."""
+    optimizer = updater.optimizer
+    if type(optimizer) is not _exact_optimizers()[0] or optimizer.lr_scheduler is not None:
+        return None
+    return (
+        optimizer,
+        optimizer.momentum,
+        optimizer.rescale_grad,
+        optimizer.clip_gradient,
+        optimizer.lazy_update,
+        optimizer.multi_precision,
+        tuple(indices),
+        tuple([optimizer._get_lr(i) for i in indices]),
+        tuple([optimizer._get_wd(i) for i in indices]),
+    )
+
+
+def _repeats(
+    foreseen: Foreseen, updater: Any, indices: Sequence[int], grads: list, weights: list
+) -> bool:
+    """Whether ``updater(indices, grads, weights)`` would make exactly the calls of a
+    steady plan's last step, which ``foreseen`` repeats: the same weights,
+    gradients and states (one call each, in order), and everything else the
+    updater reads unchanged since it made them."""
+    plan = foreseen.plan
+    calls = foreseen.calls
+    if (
+        plan.reads is None
+        or calls is not plan.last
+        or plan.updater is not updater
+        or len(calls) != len(weights)
+    ):
+        return False
+    states = updater.states
+    for call, index, grad, weight in zip(calls, indices, grads, weights):
+        inputs = call.inputs
+        if inputs[0] is not weight or inputs[1] is not grad:
+            return False
+        state = states.get(index)
+        if (inputs[2] if len(inputs) > 2 else None) is not state:
+            return False
+    return _reads(updater, indices) == plan.reads
+
+
 def _through_master_copy(optimizer: Any, weights: Sequence[Any]) -> bool:
     """Whether ``optimizer`` updates a float32 copy of some float16 weight and
     casts it back (``multi_precision``): the cast reads the copy right after its
@@ -357,6 +409,14 @@ def update(trainer: Any, updater: Any, indices: list, grads: list, weights: list
     ):
         updater(indices, grads, weights)
         return
+    if foreseen is not None and _repeats(foreseen, updater, indices, grads, weights):
+        # the updater would make the foreseen calls again: count the updates as
+        # it would, without making the calls (the program computed them)
+        if foreseen.commit(trainer, foreseen.calls):
+            updater.optimizer._update_count(list(indices))
+            _state.last_backward.set(None)
+            return
+        foreseen = None  # (the same calls captured would not commit either)
     capture = Capture()
     capture.collect(updater, indices, grads, weights)
     if not capture.fusable:
@@ -365,6 +425,7 @@ def update(trainer: Any, updater: Any, indices: list, grads: list, weights: list
     if foreseen is not None and foreseen.commit(trainer, capture.calls):
         # learnt: another Trainer stepping after this backward must not replace
         # the plan (two Trainers over parts of one network: the first one fuses)
+        foreseen.plan.reads = _reads(updater, indices)
         _state.last_backward.set(None)
         return
     calls = list(capture.calls)

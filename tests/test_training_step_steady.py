@@ -24,14 +24,71 @@ def _counting_collect(monkeypatch):
     return counts
 
 
-def test_a_repeating_sgd_step_runs_the_optimizer_once_per_step(monkeypatch):
+def test_a_repeating_sgd_step_runs_the_optimizer_only_until_it_is_steady(monkeypatch):
     counts = _counting_collect(monkeypatch)
     _, commits, _ = _train(True, monkeypatch, _loop(steps=STEPS))
     assert commits == [True] * (STEPS - 1)
-    # step 0 learns; the backward of step 1 foresees by running the updater (dry);
-    # from step 2 on the plan is steady: only the step's own run of the updater
-    assert counts.count(False) == STEPS
-    assert counts.count(True) == 1
+    # step 0 learns; the backward of step 1 foresees by running the updater (dry)
+    # and step 1 runs it to compare; from step 2 on the calls are known to repeat
+    # (the same arrays, rates and hyperparameters): the updater runs no more
+    assert counts == [False, True, False]
+
+
+def _optimizer_counters(trainer):
+    optimizer = trainer._optimizer
+    return optimizer.num_update, dict(optimizer._index_update_count)
+
+
+def test_steady_steps_count_the_updates_as_the_optimizer_does(monkeypatch):
+    def between(net, trainer, step):
+        return np.array(_optimizer_counters(trainer)[0])
+
+    commits = _both(monkeypatch, _loop(steps=STEPS, between=between))
+    assert commits == [True] * (STEPS - 1)
+
+    def last(net, trainer, loss):
+        _loop(steps=STEPS)(net, trainer, loss)
+        return [np.array(sorted(_optimizer_counters(trainer)[1].items()))]
+
+    assert _both(monkeypatch, last) == [True] * (STEPS - 1)
+
+
+def _changed_at(step_changed, change):
+    def between(net, trainer, step):
+        if step == step_changed:
+            change(net, trainer)
+
+    return _loop(steps=STEPS, between=between)
+
+
+def test_a_parameter_lr_mult_changed_in_a_steady_run_is_used(monkeypatch):
+    def change(net, trainer):
+        list(net.collect_params().values())[0].lr_mult = 0.25
+
+    commits = _both(monkeypatch, _changed_at(5, change))
+    assert commits[4] is False  # computed ahead with the old multiplier
+    assert commits[5:] == [True] * (STEPS - 6)
+
+
+def test_optimizer_hyperparameters_changed_in_a_steady_run_are_used(monkeypatch):
+    for name, value in (("momentum", 0.5), ("wd", 0.01), ("clip_gradient", 1e-3)):
+
+        def change(net, trainer, name=name, value=value):
+            setattr(trainer._optimizer, name, value)
+
+        commits = _both(monkeypatch, _changed_at(5, change))
+        assert commits[4] is False, name
+        assert commits[5:] == [True] * (STEPS - 6), name
+
+
+def test_a_state_replaced_in_a_steady_run_is_the_one_updated(monkeypatch):
+    def change(net, trainer):
+        updater = trainer._updaters[0]
+        for index, state in list(updater.states.items()):
+            updater.states[index] = state.copy()
+
+    commits = _both(monkeypatch, _changed_at(5, change))
+    assert commits[4] is False
 
 
 def test_a_learning_rate_changed_between_steps_is_not_foreseen_wrongly(monkeypatch):
