@@ -321,8 +321,10 @@ class CompiledSymbol:
         # begin some program's key)
         self._token = object()
         # calls like the last hot one, run with no key and no lookup (_hot_call):
-        # one signature's, however many the function is called with
+        # one signature's, however many the function is called with; only while
+        # the backend and the program cache are those it was made under
         self._hot: Any = None
+        self._hot_under: tuple = ()
         # The input variables in graph order, found once: a call must not walk the
         # graph (W3-sized programs run in tens of microseconds).
         self._variables = [node for node in topo_order(symbol.entries) if node.is_variable]
@@ -430,13 +432,13 @@ class CompiledSymbol:
 
     def __call__(self, head_grads: Any = None, **inputs: Any):
         hot = self._hot
-        if hot is not None and head_grads is None:
+        if hot is not None and head_grads is None and self._hot_under == _replay_epoch():
             results = hot(inputs)
             if results is not None:
                 return results
         args, wrapped = self._arrays(inputs)
         seeded = head_grads is not None
-        key = (self._token, seeded, *map(_SHAPE_AND_DTYPE, args))
+        key = (self._token, seeded, compiler.backend(), *map(_SHAPE_AND_DTYPE, args))
         programs = session.current().programs
         call = programs.signature(key)
         if call is None:
@@ -457,6 +459,7 @@ class CompiledSymbol:
                     self._hot = _hot_call(
                         self._names, args, fast, self._count, self.wrt, self.reuse_outputs
                     )
+                    self._hot_under = _replay_epoch()
                 return self._direct_result(results)
         if seeded:
             head_grads = head_grads if isinstance(head_grads, (list, tuple)) else [head_grads]
@@ -486,6 +489,7 @@ class CompiledSymbol:
                 self._hot = _hot_call(
                     self._names, args, fast, self._count, self.wrt, self.reuse_outputs
                 )
+                self._hot_under = _replay_epoch()
         if spare is not None and any(r is not None and r.nbytes >= _RECYCLE_BYTES for r in results):
             finished = self._finish(results, args, wrapped)
             if not spare:  # (one set kept, even if concurrent calls each made one)
@@ -525,6 +529,15 @@ class CompiledSymbol:
             if grad is None:
                 grad = np.zeros_like(args[self._names.index(name)])
                 grads[name] = NDArray(grad) if wrapped else grad
+
+
+def _replay_epoch() -> tuple:
+    """What a replayed function's fast path was made under and must still hold:
+    the backend chosen (by ``set_backend`` or the settings) and the program
+    cache's generation (``clear_cache``). Read on every hot call: the settings'
+    fields, not ``compiler.backend()``, which also validates the name."""
+    chosen = compiler.settings.current()
+    return chosen.chosen_backend, chosen.backend, session.current().programs.generation
 
 
 def _hot_call(

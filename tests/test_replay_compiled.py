@@ -407,3 +407,42 @@ def test_results_kept_for_reuse_count_against_the_cache_byte_limit(compiled):
         assert kept >= 3 * n * 8 * stats["signatures"]
         assert kept <= stats["program_bytes"] <= limit
         assert stats["signatures"] < 40 and stats["evictions"] >= 40 - stats["signatures"]
+
+
+def _hot_tanh(monkeypatch):
+    """A replayed function whose calls take the one-signature fast path, and its
+    input."""
+    use(monkeypatch, "compiled")
+    f = mx.compile(mx.sym.sum(mx.sym.tanh(mx.sym.var("x"))), wrt=["x"])
+    x = np.linspace(-1, 1, 4)
+    for _ in range(3):
+        f(x=x)
+    assert f._hot is not None
+    return f, x
+
+
+def test_a_backend_chosen_after_a_replay_runs_the_next_calls(monkeypatch):
+    f, x = _hot_tanh(monkeypatch)
+    expected_value, expected_grads = f(x=x)
+    (call,) = f._graphs.values()
+    assert isinstance(call.runner, CompiledProgram)
+    compiler.set_backend("interpreter")
+    try:
+        value, grads = f(x=x)
+        # a signature and program of the interpreter's, beside the compiled one's
+        runners = [c.runner for c in f._graphs.values()]
+        assert len(runners) == 2
+        assert sum(not isinstance(r, CompiledProgram) for r in runners) == 1
+    finally:
+        compiler.set_backend(None)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(grads["x"], expected_grads["x"], rtol=1e-12)
+
+
+def test_a_cleared_cache_is_not_bypassed_by_the_last_signature(monkeypatch):
+    f, x = _hot_tanh(monkeypatch)
+    compiler.clear_cache()
+    f(x=x)
+    # the call looked its signature up again: the cleared cache holds it anew
+    assert compiler.stats()["misses"] == 1
+    assert len(f._graphs) == 1
