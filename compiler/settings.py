@@ -18,6 +18,7 @@ Tests and users change it for a block with :func:`override`::
 | ``SYMGRAD_NUM_THREADS`` | ``num_threads`` | the cores |
 | ``SYMGRAD_PARALLEL_MIN`` | ``parallel_min`` | 65536 |
 | ``SYMGRAD_WIDE_VECTORS`` | ``wide_vectors`` | on |
+| ``SYMGRAD_ADAPT_THREADS`` | ``adapt_threads`` | on (OpenBLAS's threads follow free cores) |
 | ``SYMGRAD_PROGRAM_CACHE_ENTRIES`` | ``program_cache_entries`` | 1024 |
 | ``SYMGRAD_PROGRAM_CACHE_BYTES`` | ``program_cache_bytes`` | 256 MiB |
 """
@@ -76,6 +77,7 @@ class Settings:
     num_threads: int | None = None
     parallel_min: int = 1 << 16
     wide_vectors: bool = True
+    adapt_threads: bool = True
     program_cache_entries: int = 1024
     program_cache_bytes: int = 256 << 20
 
@@ -98,6 +100,7 @@ class Settings:
             num_threads=_threads(env.get("SYMGRAD_NUM_THREADS")),
             parallel_min=int(env.get("SYMGRAD_PARALLEL_MIN", str(1 << 16))),
             wide_vectors=_flag(env.get("SYMGRAD_WIDE_VECTORS"), True),
+            adapt_threads=_flag(env.get("SYMGRAD_ADAPT_THREADS"), True),
             program_cache_entries=int(env.get("SYMGRAD_PROGRAM_CACHE_ENTRIES", "1024")),
             program_cache_bytes=int(env.get("SYMGRAD_PROGRAM_CACHE_BYTES", str(256 << 20))),
         )

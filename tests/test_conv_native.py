@@ -338,8 +338,11 @@ def test_compiled_gradients_match_finite_differences(pool_type, deconv):
 
 def test_blas_threads_are_restored():
     """Convolutions run OpenBLAS on one thread and put its count back after."""
-    assert lconv._OPENBLAS is not None  # numpy's wheels bundle OpenBLAS
-    setter, getter = lconv._OPENBLAS
+    from symgrad_compiler.backends.numba.blas_threads import _openblas_controls
+
+    controls = _openblas_controls()
+    assert controls is not None  # numpy's wheels bundle OpenBLAS
+    setter, getter = controls
     before = getter()
     with lconv.blas_alone():
         assert getter() == 1

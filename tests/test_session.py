@@ -151,8 +151,8 @@ JUSTIFIED = {
     "ir.py:_name_counters": "node names <op><n>, process-wide as MXNet's name manager",
     "ir.py:_UNIT_AXES": "a bounded memo of a pure function of its key",
     "ops/random.py:_generator": "the random stream mx.random.seed sets, process-wide as in MXNet",
-    "backends/numba/lowerings/conv.py:_alone": "convolutions running and OpenBLAS's thread "
-    "count, itself process-wide",
+    "backends/numba/blas_threads.py:_THREADS": "OpenBLAS's thread count and the machine's "
+    "samples, process-wide as OpenBLAS's own count",
     "backends/numba/lowerings/table.py:_warned": "a step-by-step warning once per op and process",
     "backends/numba/background.py:_jobs": "the one background compiler (at most one numba "
     "compilation per process, joined at exit)",

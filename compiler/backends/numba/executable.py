@@ -28,6 +28,7 @@ from ...graph import ProgramGraph
 from ...passes import format_graph
 from ..interpreter import Interpreted
 from . import disk_cache, threads
+from .blas_threads import adapt as adapt_blas_threads
 from .emit import Runner
 
 # The plan, its generator and lowerings, and the background compiler are imported
@@ -207,6 +208,7 @@ class NumbaExecutable:
                         if self._compiling is None and not self._ready and not self._failed:
                             self._start(args)
                 return result
+        adapt_blas_threads()
         direct = self._direct
         if direct is not None:
             results = direct(args, out)

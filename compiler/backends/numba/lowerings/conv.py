@@ -25,10 +25,7 @@ convolutions back to the step runner, as it does with big fused loops.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import math
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -36,6 +33,7 @@ import numpy as np
 from ....ir import Node
 from ....ops.conv import conv_out_size, deconv_geometry, spatial_geometry
 from .. import threads
+from ..blas_threads import blas_threads
 from ..emit import Writer, shape_tuple
 from .table import FLOATS, Lowering, register_lowering
 
@@ -285,56 +283,15 @@ def lib_conv_weight_grad(g, x, dw, lo, hi, groups, kernel, stride, dilate, pad):
 """
 
 
-def _openblas_threads() -> tuple[Any, Any] | None:
-    """numpy's OpenBLAS ``set_num_threads`` and ``get_num_threads``, or None."""
-    try:
-        from numpy._core import _multiarray_umath as extension  # type: ignore[attr-defined]
-    except ImportError:  # numpy 1.x
-        from numpy.core import _multiarray_umath as extension
-    try:
-        library = ctypes.CDLL(extension.__file__)
-    except OSError:
-        return None
-    for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", "")):
-        setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
-        getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
-        if setter is not None and getter is not None:
-            setter.argtypes, getter.restype = [ctypes.c_int], ctypes.c_int
-            return setter, getter
-    return None
-
-
-_OPENBLAS = _openblas_threads()
-_alone_lock = threading.Lock()
-_alone = [0, 1]  # convolutions running, OpenBLAS's thread count before the first
-
-
-@contextlib.contextmanager
-def blas_alone() -> Iterator[None]:
+def blas_alone() -> contextlib.AbstractContextManager[None]:
     """numpy's OpenBLAS on one thread while convolutions run.
 
     A convolution makes one small GEMM per image and group, and splits the images
     over the backend's threads itself. OpenBLAS would also hand each GEMM to its
     own threads: on the 2-core benchmark machine under load, 32 GEMMs of
     (32, 288) x (288, 1024) took 734 ms that way and 10 ms on our two threads with
-    OpenBLAS on one. The count is process-wide: the first convolution in sets it,
-    the last one out puts it back."""
-    if _OPENBLAS is None:
-        yield
-        return
-    setter, getter = _OPENBLAS
-    with _alone_lock:
-        if _alone[0] == 0:
-            _alone[1] = getter()
-            setter(1)
-        _alone[0] += 1
-    try:
-        yield
-    finally:
-        with _alone_lock:
-            _alone[0] -= 1
-            if _alone[0] == 0:
-                setter(_alone[1])
+    OpenBLAS on one (``blas_threads.BlasThreads.alone``)."""
+    return blas_threads().alone()
 
 
 # Below this many multiply-adds a convolution stays on one thread (and in the

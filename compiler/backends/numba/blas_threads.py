@@ -1,0 +1,152 @@
+"""How many threads numpy's OpenBLAS runs a product on: all it was given while
+the cores are free, fewer while other processes compete for them.
+
+OpenBLAS splits a product over its threads, and a thread that finishes its
+share spins until the others are done. When another process holds a core, one
+share waits for the scheduler and every other thread spins meanwhile: on the
+2-core benchmark machine with one other busy process, W6's forward+backward (two
+(128, 784)-sized products) took 12.9 ms on two threads and 1.9 ms on one (1.1 ms
+on two with the machine free). PyTorch's step took 11 ms in the same conditions.
+
+So before a program runs, :func:`adapt` counts the runnable tasks of the whole
+machine (``/proc/loadavg``, at most every :data:`SAMPLE_SECONDS`), subtracts the
+threads this process runs products on, and gives OpenBLAS the cores the others
+leave: ``max(1, cores - others)``, never more than it had at start (the user's
+``OPENBLAS_NUM_THREADS``). A task count is a snapshot, so a new count takes
+effect only once two samples in a row agree. ``SYMGRAD_ADAPT_THREADS=0`` keeps
+OpenBLAS's own count. :func:`alone` holds it at one thread while convolutions
+split their images over the backend's threads themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ... import settings
+
+SAMPLE_SECONDS = 0.05  # reading /proc/loadavg costs about 10 us
+
+
+def _openblas_controls() -> tuple[Any, Any] | None:
+    """numpy's OpenBLAS ``set_num_threads`` and ``get_num_threads``, or None."""
+    try:
+        from numpy._core import _multiarray_umath as extension  # type: ignore[attr-defined]
+    except ImportError:  # numpy 1.x
+        from numpy.core import _multiarray_umath as extension
+    try:
+        library = ctypes.CDLL(extension.__file__)
+    except OSError:
+        return None
+    for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", "")):
+        setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
+        getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
+        if setter is not None and getter is not None:
+            setter.argtypes, getter.restype = [ctypes.c_int], ctypes.c_int
+            return setter, getter
+    return None
+
+
+def runnable_tasks() -> int | None:
+    """The machine's runnable tasks now (the first number of ``/proc/loadavg``'s
+    fourth field, this reading thread included), or None where there is none."""
+    try:
+        with open("/proc/loadavg", "rb") as file:
+            field = file.read().split()[3]
+        return int(field.split(b"/")[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class BlasThreads:
+    """OpenBLAS's thread count for products, chosen as the module docstring says.
+
+    ``controls`` are OpenBLAS's setter and getter (None: nothing to control);
+    ``count_tasks`` and ``cores`` are the machine's, replaceable in tests."""
+
+    def __init__(
+        self,
+        controls: tuple[Any, Any] | None,
+        count_tasks: Callable[[], int | None] = runnable_tasks,
+        cores: int | None = None,
+    ):
+        self._set: Any = None
+        get: Any = None
+        if controls is not None:
+            self._set, get = controls
+        self.most = get() if get is not None else 1  # what OpenBLAS was given
+        self.current = self.most
+        self._count_tasks = count_tasks
+        self._cores = cores or len(os.sched_getaffinity(0))
+        self._next_sample = 0.0
+        self._proposed = self.most  # the last sample's count, awaiting a second
+        self._alone = 0  # convolutions running (see alone)
+        self._lock = threading.Lock()
+
+    def wanted(self, tasks: int) -> int:
+        """Threads to run products on when ``tasks`` tasks are runnable, this
+        process's product threads (``current``) among them."""
+        others = max(0, tasks - self.current)
+        return max(1, min(self.most, self._cores - others))
+
+    def adapt(self) -> None:
+        """Sample the machine if due and move OpenBLAS to the count two samples in
+        a row ask for (see the module docstring)."""
+        if self._set is None or self.most == 1:
+            return
+        now = time.monotonic()
+        if now < self._next_sample:
+            return
+        self._next_sample = now + SAMPLE_SECONDS
+        tasks = self._count_tasks()
+        if tasks is None:
+            return
+        wanted = self.wanted(tasks)
+        proposed, self._proposed = self._proposed, wanted
+        if wanted == proposed and wanted != self.current:
+            with self._lock:
+                self.current = wanted
+                if not self._alone:
+                    self._set(wanted)
+
+    @contextlib.contextmanager
+    def alone(self) -> Iterator[None]:
+        """OpenBLAS on one thread for the block (process-wide: the first block in
+        sets it, the last one out puts back the adapted count)."""
+        if self._set is None:
+            yield
+            return
+        with self._lock:
+            if self._alone == 0:
+                self._set(1)
+            self._alone += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._alone -= 1
+                if self._alone == 0:
+                    self._set(self.current)
+
+
+_THREADS: BlasThreads | None = None
+
+
+def blas_threads() -> BlasThreads:
+    """The process's :class:`BlasThreads` (made at first use)."""
+    global _THREADS
+    if _THREADS is None:
+        _THREADS = BlasThreads(_openblas_controls())
+    return _THREADS
+
+
+def adapt() -> None:
+    """Before a program runs: OpenBLAS's thread count for the machine now
+    (``SYMGRAD_ADAPT_THREADS=0``: left as it is)."""
+    if settings.current().adapt_threads:
+        blas_threads().adapt()

@@ -1,0 +1,113 @@
+"""OpenBLAS's thread count follows the free cores (compiler/backends/numba/
+blas_threads.py): fewer threads while other processes compete for the cores,
+all of them again once they are free, one while convolutions run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symgrad_compiler
+from symgrad_compiler.backends.numba import blas_threads as bt
+
+
+class FakeOpenBLAS:
+    """OpenBLAS's setter and getter, recording the counts set."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.calls: list[int] = []
+
+    def set(self, n: int) -> None:
+        self.calls.append(n)
+        self.threads = n
+
+    def get(self) -> int:
+        return self.threads
+
+
+def _controlled(monkeypatch, tasks: list[int], cores: int = 2, threads: int = 2):
+    monkeypatch.setattr(bt, "SAMPLE_SECONDS", 0.0)  # sample at every call
+    blas = FakeOpenBLAS(threads)
+    samples = iter(tasks)
+    control = bt.BlasThreads((blas.set, blas.get), lambda: next(samples), cores=cores)
+    return control, blas
+
+
+def test_the_threads_wanted_are_the_cores_the_other_tasks_leave():
+    blas = FakeOpenBLAS(4)
+    control = bt.BlasThreads((blas.set, blas.get), lambda: None, cores=4)
+    # this process's 4 product threads among the tasks: the others are the rest
+    assert [control.wanted(t) for t in (1, 4, 5, 6, 7, 9)] == [4, 4, 3, 2, 1, 1]
+    control.current = 1  # on one thread now: 1 task of ours
+    assert [control.wanted(t) for t in (1, 2, 3, 4, 5)] == [4, 3, 2, 1, 1]
+
+
+def test_never_more_threads_than_openblas_was_given():
+    blas = FakeOpenBLAS(2)
+    control = bt.BlasThreads((blas.set, blas.get), lambda: None, cores=8)
+    assert control.wanted(2) == 2
+
+
+def test_a_count_changes_once_two_samples_agree_and_comes_back(monkeypatch):
+    # free, one busy process (a snapshot alone is not trusted), busy again: one
+    # thread (then 1 task is ours); the other process ends: two threads again
+    control, blas = _controlled(monkeypatch, [2, 3, 2, 3, 3, 1, 1, 1])
+    seen = []
+    for _ in range(8):
+        control.adapt()
+        seen.append(control.current)
+    assert seen == [2, 2, 2, 2, 1, 1, 2, 2]
+    assert blas.calls == [1, 2]
+
+
+def test_convolutions_hold_one_thread_and_give_back_the_adapted_count(monkeypatch):
+    control, blas = _controlled(monkeypatch, [3, 3])
+    with control.alone():
+        assert blas.threads == 1
+        with control.alone():  # nested (two threads' convolutions)
+            pass
+        assert blas.threads == 1
+        control.adapt()
+        control.adapt()  # adapted to one thread meanwhile: OpenBLAS stays at one
+        assert control.current == 1 and blas.calls == [1]
+    assert blas.threads == 1
+    control.current = 2
+    with control.alone():
+        pass
+    assert blas.threads == 2
+
+
+def test_without_openblas_controls_nothing_is_done():
+    control = bt.BlasThreads(None, lambda: 99, cores=2)
+    control.adapt()
+    with control.alone():
+        pass
+    assert control.current == control.most == 1
+
+
+def test_the_setting_turns_adapting_off(monkeypatch):
+    calls = []
+    monkeypatch.setattr(bt.BlasThreads, "adapt", lambda self: calls.append(1))
+    with symgrad_compiler.settings.override(adapt_threads=False):
+        bt.adapt()
+    assert calls == []
+    bt.adapt()
+    assert calls == [1]
+
+
+@pytest.mark.skipif(bt.runnable_tasks() is None, reason="no /proc/loadavg on this system")
+def test_the_machine_s_runnable_tasks_include_the_reading_thread():
+    assert bt.runnable_tasks() >= 1
+
+
+def test_products_give_the_same_numbers_on_any_thread_count():
+    control = bt.blas_threads()
+    if control.most == 1:
+        pytest.skip("OpenBLAS runs on one thread here")
+    rng = np.random.default_rng(0)
+    a, b = rng.random((200, 300)), rng.random((300, 100))
+    expected = a @ b
+    with control.alone():
+        np.testing.assert_allclose(a @ b, expected, rtol=1e-13)
+    np.testing.assert_allclose(a @ b, expected, rtol=1e-13)
