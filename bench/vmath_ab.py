@@ -6,6 +6,7 @@ one process: a numba loop like ``tests/test_vmath_ulp.py``'s ``_kernel``
 and the versions' runs alternate; the table gives medians (ms) and their ratio.
 
     git show d91064f^:compiler/backends/numba/vmath.py > /tmp/vmath_old.py
+    # before the backends/ move (e.g. 3c9210f) the file was compiler/lower/vmath.py
     python bench/vmath_ab.py /tmp/vmath_old.py compiler/backends/numba/vmath.py \
         --dtype float32 --sizes 1000000 10000000 [--names exp log ...] [--wide]
 """

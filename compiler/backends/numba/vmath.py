@@ -474,12 +474,19 @@ def _make_polyval(coeffs: tuple) -> Callable:
 
 
 def _build(ft: type) -> dict[str, Callable]:
-    """Compile-ready scalar implementations for float type ``ft``."""
+    """Compile-ready scalar implementations for float type ``ft``.
+
+    float32 takes only exp, log and sqrt from here (``_FROM_BUILD32``); its
+    other functions are the float64 ones rounded or kernels of their own
+    (below), so the bodies here serve float64, and float32 constants exist
+    only where those three read them.
+    """
     f32 = ft is np.float32
     mant = 23 if f32 else 52  # explicit mantissa bits
     # Taylor degrees giving truncation error < 1/4 ulp on the reduced ranges
-    # (float32 exp and expm1 use the shorter Chebyshev fits below instead).
-    n_exp, n_expm1, n_atanh, n_sin, n_cos = (8, 8, 5, 4, 4) if f32 else (14, 13, 11, 8, 8)
+    # (float32 exp uses the shorter Chebyshev fit below instead; of the
+    # others float32 builds only log's atanh series).
+    n_exp, n_expm1, n_atanh, n_sin, n_cos = 14, 13, (5 if f32 else 11), 8, 8
 
     s = _SPLITS[ft]
     LN2_HI, LN2_LO = (ft(v) for v in s["ln2"])
@@ -505,31 +512,20 @@ def _build(ft: type) -> dict[str, Callable]:
     EXP_HI, EXP_LO = (ft(89.0), ft(-104.0)) if f32 else (ft(710.0), ft(-746.0))
     # expm1 is -1 to working precision below this.
     EXPM1_LO = ft(-(mant + 3) * math.log(2.0))
-    # tanh: odd polynomial below TANH_SMALL, where tanh < 0.5; the
-    # argument of its exp is capped at TANH_EXP_CAP (tanh(32) == 1 exactly).
-    TANH_SMALL, TANH_EXP_CAP = ft(0.55), ft(64.0)
     # sinh/cosh switch to exp(|x|/2)^2/2 where exp(|x|) itself could overflow.
-    HYP_BIG = ft(88.0) if f32 else ft(709.0)
+    HYP_BIG = ft(709.0)
     # Cody-Waite pi/2 reduction is exact-enough up to here (checked in tests).
-    TRIG_MAX = ft(2.6e5) if f32 else ft(1.6e6)
+    TRIG_MAX = ft(1.6e6)
     MAX_SHORT_K = ft(mant + 3)  # 2^-k is below half an ulp of 1 for larger k
 
     if f32:
-        # Chebyshev fits are within 0.2 ulp with fewer terms than Taylor:
-        # e**r = 1 + r + r**2 q(r) with q of degree 4 on |r| <= ln2/2; expm1
-        # (r + r**2 q(r), relative accuracy near 0 matters) takes degree 5
-        # (degree 4 measured 2 ulp); tanh(x) = x + x**3 P(x**2) with P of
-        # degree 4 on |x| <= TANH_SMALL.
+        # a Chebyshev fit is within 0.2 ulp with fewer terms than Taylor:
+        # e**r = 1 + r + r**2 q(r) with q of degree 4 on |r| <= ln2/2
         exp_tail = _chebyshev_fit(_exp_tail, -0.347, 0.347, 4)
         exp_poly = _make_polyval(tuple(ft(c) for c in (1.0, 1.0, *exp_tail)))
-        expm1_poly = _make_polyval(
-            tuple(ft(c) for c in _chebyshev_fit(_exp_tail, -0.347, 0.347, 5))
-        )
-        tanh_poly = _make_polyval(tuple(ft(c) for c in _chebyshev_fit(_tanh_tail, 0.0, 0.55**2, 4)))
     else:
         exp_poly = _make_polyval(_taylor("exp", ft, n_exp))
-        expm1_poly = _make_polyval(_taylor("expm1", ft, n_expm1))
-        tanh_poly = _make_polyval(tuple(_chebyshev_fit(_tanh_tail, 0.0, 0.55**2, 10)))
+    expm1_poly = _make_polyval(_taylor("expm1", ft, n_expm1))
     atanh_poly = _make_polyval(_taylor("atanh", ft, n_atanh))
     sin_poly = _make_polyval(_taylor("sin", ft, n_sin))
     cos_poly = _make_polyval(_taylor("cos", ft, n_cos))
@@ -639,37 +635,6 @@ def _build(ft: type) -> dict[str, Callable]:
         return x if _fabs(x) < TINY else y
 
     @_jit
-    def tanh_exp(x):  # type: ignore[no-untyped-def]
-        _inline_always()
-        ax = _fabs(x)
-        # Small |x|: the odd polynomial.  Elsewhere tanh|x| = 1 - 2/(e**2|x| + 1)
-        # is >= 0.5, so the subtraction is exact and loses nothing.  2|x| is
-        # capped where tanh is 1 to working precision, which keeps 2**k normal
-        # (one scale factor); nan passes through both branches.
-        z = ax * ax
-        small = _fma(ax * z, tanh_poly(z), ax)
-        a = ax + ax
-        a = TANH_EXP_CAP if a > TANH_EXP_CAP else a
-        kf, k, r = reduce_ln2(a)
-        e = exp_poly(r) * _pow2_shifted(kf)
-        big = ONE - TWO / (e + ONE)
-        return _copysign(small if ax < TANH_SMALL else big, x)
-
-    tanh_ = tanh_exp  # float32's own is replaced by the float64 one rounded (below)
-
-    @_jit
-    def sigmoid_(x):  # type: ignore[no-untyped-def]
-        _inline_always()
-        # e^-|x| never overflows; for x < 0 return e^x/(1+e^x) so tiny results
-        # (down to subnormals) keep full relative accuracy.
-        e = exp_(-_fabs(x))
-        num = ONE if x >= ZERO else e
-        s = ONE + e
-        c = (ONE - s) + e  # the rounding error of 1 + e, exact as e <= 1
-        q = num / s
-        return _fma(-q, c / s, q)  # num / (s + c) to first order
-
-    @_jit
     def softplus_(x):  # type: ignore[no-untyped-def]
         _inline_always()
         # log(1 + e^x) = max(x, 0) + log1p(e^-|x|)
@@ -767,8 +732,6 @@ def _build(ft: type) -> dict[str, Callable]:
         log1p=log1p_,
         log2=log2_,
         log10=log10_,
-        tanh=tanh_,
-        sigmoid=sigmoid_,
         softplus=softplus_,
         sinh=sinh_,
         cosh=cosh_,
@@ -780,7 +743,9 @@ def _build(ft: type) -> dict[str, Callable]:
     )
 
 
-_IMPL32 = _build(np.float32)
+# tanh and sigmoid are not here: _build_fast32 and _build_accurate64 have them
+_FROM_BUILD32 = ("exp", "log", "sqrt")
+_IMPL32 = {name: fn for name, fn in _build(np.float32).items() if name in _FROM_BUILD32}
 _IMPL64 = _build(np.float64)
 
 
@@ -1396,22 +1361,22 @@ def _build_accurate64() -> dict[str, Callable]:
         h, l = log_core(x)
         return log_special(x, h + l)
 
-    @_jit
-    def log2_(x):  # type: ignore[no-untyped-def]
-        _inline_always()
-        h, l = log_core(x)
-        # log2 = (h + l) log2(e) as a double-double (exact for powers of two)
-        p, pl = _two_prod(h, LOG2E_HI)
-        pl = pl + _fma(h, LOG2E_LO, l * LOG2E_HI)
-        return log_special(x, p + pl)
+    def log_base(c_hi: float, c_lo: float) -> Callable:
+        """log(x) * (c_hi + c_lo) for c = 1/ln(base), as a double-double product
+        of (h + l) = log(x) and c, rounded once (log2 of a power of two exact)."""
 
-    @_jit
-    def log10_(x):  # type: ignore[no-untyped-def]
-        _inline_always()
-        h, l = log_core(x)
-        p, pl = _two_prod(h, LOG10E_HI)
-        pl = pl + _fma(h, LOG10E_LO, l * LOG10E_HI)
-        return log_special(x, p + pl)
+        @_jit
+        def log_times_c(x):  # type: ignore[no-untyped-def]
+            _inline_always()
+            h, l = log_core(x)
+            p, pl = _two_prod(h, c_hi)
+            pl = pl + _fma(h, c_lo, l * c_hi)
+            return log_special(x, p + pl)
+
+        return log_times_c
+
+    log2_ = log_base(LOG2E_HI, LOG2E_LO)
+    log10_ = log_base(LOG10E_HI, LOG10E_LO)
 
     @_jit
     def log1p_(x):  # type: ignore[no-untyped-def]
