@@ -48,7 +48,8 @@ class Program:
     ``(position, output index)`` pairs, ``wrt`` positions of nodes;
     ``given_head_grads[i]`` says whether head ``i`` comes with a gradient
     (otherwise it is ones). ``is_input(node)`` says which nodes the program reads
-    rather than computes (leaves always). ``backend`` (a backend, its name, or
+    rather than computes (leaves always), and ``read`` adds the nodes at those
+    positions (values the caller already has). ``backend`` (a backend, its name, or
     None for the one in force) compiles the closed program graph; with
     ``compiled=False`` nothing is compiled (a caller that only reads ``graph``).
 
@@ -76,6 +77,7 @@ class Program:
         backend: Backend | str | None = None,
         compiled: bool = True,
         updates: Sequence[UpdateSpec] = (),
+        read: Sequence[int] = (),
     ):
         template = clone_graph(nodes)
         head_entries = [Entry(template[pos], index) for pos, index in heads]
@@ -94,8 +96,12 @@ class Program:
         for spec in updates:
             weight = Entry(template[wrt[spec.grad]], 0)
             outputs += _update_outputs(spec, weight, grads[spec.grad], extra)
+        known = {id(template[pos]) for pos in read}
         self.graph, self.input_refs = cut_inputs(
-            outputs, template, lambda node: not node.inputs or is_input(node), head_vars + extra
+            outputs,
+            template,
+            lambda node: not node.inputs or id(node) in known or is_input(node),
+            head_vars + extra,
         )
         self.num_grads = len(wrt)
         self.run_graph = compile_graph(self.graph, backend) if compiled else None

@@ -223,6 +223,27 @@ def _pending_outputs(nodes: Sequence[Node]) -> list[tuple[int, int, NDArray]]:
     return found
 
 
+# Deferred ops whose values, once computed (read while recording: a BatchNorm's
+# input, a printed loss), the program reads instead of computing them again:
+# products, convolutions and poolings cost far more than reading their outputs.
+# An elementwise op is cheaper to recompute inside a fused loop than to read.
+_READ_ONCE_COMPUTED = frozenset({"blas", "pool"})
+
+
+def _computed_values(nodes: Sequence[Node]) -> tuple[int, ...]:
+    """Positions of deferred nodes of those kinds whose values are known already."""
+    return tuple(
+        [
+            position
+            for position, node in enumerate(nodes)
+            if node.value is not None
+            and node.inputs
+            and node.op.kind in _READ_ONCE_COMPUTED
+            and defers(node.op, node.attrs)
+        ]
+    )
+
+
 class _Memo(NamedTuple):
     """What backward keeps on a step template (``Template.memo``): the program it
     ran, the conditions it ran it for ``(head gradients given, live deferred
@@ -253,28 +274,36 @@ def _run_program(
     given = tuple([g is not None for g in head_grads])
     pending_arrays = _pending_outputs(nodes)
     values = tuple([(pos, index) for pos, index, _ in pending_arrays])
-    conditions = (given, values, compiler.backend(), compiler.cache_generation())
+    read = _computed_values(nodes)
+    conditions = (given, values, read, compiler.backend(), compiler.cache_generation())
     memo = None if template is None else template.memo
     ahead = None
     try:
         if memo is not None and memo.conditions == conditions:
             program = memo.program
             compiler.count_hit()
-            if memo.step is not None:
-                # a Trainer's step follows: compute its updates too, in the same call
-                ahead = memo.step.foresee()
-                if ahead is not None:
-                    program = memo.step.program
-                    if program is None:
-                        program = memo.step.program = _fetch_program(
-                            entries, nodes, wrt, template, signature, conditions, memo.step.specs
-                        )[0]
         else:
             program, wrt_positions = _fetch_program(
                 entries, nodes, wrt, template, signature, conditions
             )
             if template is not None and program.reusable:
-                template.memo = _Memo(program, conditions, wrt_positions)
+                # the graph is the same: a Trainer's step learnt on it still
+                # follows, its fused program fetched again for these conditions
+                step = None if memo is None else memo.step
+                if step is not None:
+                    step.program = None
+                memo = template.memo = _Memo(program, conditions, wrt_positions, step)
+            else:
+                memo = None
+        if memo is not None and memo.step is not None:
+            # a Trainer's step follows: compute its updates too, in the same call
+            ahead = memo.step.foresee()
+            if ahead is not None:
+                program = memo.step.program
+                if program is None:
+                    program = memo.step.program = _fetch_program(
+                        entries, nodes, wrt, template, signature, conditions, memo.step.specs
+                    )[0]
         destinations = None if out is None else out + [None] * len(values)
         if ahead is not None:
             destinations = (destinations or [None] * (len(wrt) + len(values))) + ahead.plan.buffers
@@ -320,8 +349,8 @@ def _fetch_program(
         signature = (template.key, {id(node): at for at, node in enumerate(nodes)})
     graph_key, position = signature or structural_key(nodes, entries, _leaf_role)
     wrt_positions = tuple([position[id(node)] for node in wrt])
-    given, values, backend = conditions[0], conditions[1], conditions[2]
-    key = (graph_key, wrt_positions, given, values, backend) + ((updates,) if updates else ())
+    given, values, read, backend = conditions[:4]
+    key = (graph_key, wrt_positions, given, values, read, backend) + ((updates,) if updates else ())
     program = compiler.cached_program(
         key,
         lambda: compiler.Program(
@@ -333,6 +362,7 @@ def _fetch_program(
             _is_program_input,
             backend,
             updates=updates,
+            read=read,
         ),
     )
     return program, wrt_positions
