@@ -111,3 +111,25 @@ def test_products_give_the_same_numbers_on_any_thread_count():
     with control.alone():
         np.testing.assert_allclose(a @ b, expected, rtol=1e-13)
     np.testing.assert_allclose(a @ b, expected, rtol=1e-13)
+
+
+def test_the_pool_runs_on_the_calling_thread_while_one_core_is_free(monkeypatch):
+    import threading
+
+    from symgrad_compiler.backends.numba import threads
+
+    control, _ = _controlled(monkeypatch, [5, 5])
+    monkeypatch.setattr(bt, "_THREADS", control)
+    ran_on = []
+
+    def kernel(k):
+        ran_on.append(threading.get_ident())
+
+    threads.run(kernel, [(k,) for k in range(8)])
+    assert control.free == 2
+    control.adapt()
+    control.adapt()  # three other tasks on two cores, twice
+    assert control.free == 1 and control.current == 1
+    ran_on.clear()
+    threads.run(kernel, [(k,) for k in range(8)])
+    assert ran_on == [threading.get_ident()] * 8

@@ -12,10 +12,13 @@ So before a program runs, :func:`adapt` counts the runnable tasks of the whole
 machine (``/proc/loadavg``, at most every :data:`SAMPLE_SECONDS`), subtracts the
 threads this process runs products on, and gives OpenBLAS the cores the others
 leave: ``max(1, cores - others)``, never more than it had at start (the user's
-``OPENBLAS_NUM_THREADS``). A task count is a snapshot, so a new count takes
-effect only once two samples in a row agree. ``SYMGRAD_ADAPT_THREADS=0`` keeps
-OpenBLAS's own count. :func:`alone` holds it at one thread while convolutions
-split their images over the backend's threads themselves.
+``OPENBLAS_NUM_THREADS``). When that is one core, the backend's own pool
+(``threads.run``) runs its pieces on the calling thread too: a piece handed to a
+worker the scheduler does not run holds up the whole loop. A task count is a
+snapshot, so a new count takes effect only once two samples in a row agree.
+``SYMGRAD_ADAPT_THREADS=0`` keeps OpenBLAS's own count and the pool's threads.
+:func:`alone` holds OpenBLAS at one thread while convolutions split their images
+over the backend's threads themselves.
 """
 
 from __future__ import annotations
@@ -64,7 +67,9 @@ def runnable_tasks() -> int | None:
 
 
 class BlasThreads:
-    """OpenBLAS's thread count for products, chosen as the module docstring says.
+    """OpenBLAS's thread count for products, chosen as the module docstring says,
+    and :attr:`free`: the cores other processes leave this one (the backend's
+    own thread pool runs on the calling thread alone when that is one).
 
     ``controls`` are OpenBLAS's setter and getter (None: nothing to control);
     ``count_tasks`` and ``cores`` are the machine's, replaceable in tests."""
@@ -83,21 +88,26 @@ class BlasThreads:
         self.current = self.most
         self._count_tasks = count_tasks
         self._cores = cores or len(os.sched_getaffinity(0))
+        self.free = self._cores
         self._next_sample = 0.0
-        self._proposed = self.most  # the last sample's count, awaiting a second
+        self._proposed = self._cores  # the last sample's free cores, awaiting a second
         self._alone = 0  # convolutions running (see alone)
         self._lock = threading.Lock()
 
+    def free_cores(self, tasks: int) -> int:
+        """The cores free for this process when ``tasks`` tasks are runnable, its
+        product threads (``current``, or the sampling thread) among them."""
+        others = max(0, tasks - max(1, self.current))
+        return max(1, self._cores - others)
+
     def wanted(self, tasks: int) -> int:
-        """Threads to run products on when ``tasks`` tasks are runnable, this
-        process's product threads (``current``) among them."""
-        others = max(0, tasks - self.current)
-        return max(1, min(self.most, self._cores - others))
+        """Threads to run products on when ``tasks`` tasks are runnable."""
+        return min(self.most, self.free_cores(tasks))
 
     def adapt(self) -> None:
-        """Sample the machine if due and move OpenBLAS to the count two samples in
-        a row ask for (see the module docstring)."""
-        if self._set is None or self.most == 1:
+        """Sample the machine if due; once two samples in a row agree, take their
+        free cores and move OpenBLAS to them (see the module docstring)."""
+        if self._cores == 1:
             return
         now = time.monotonic()
         if now < self._next_sample:
@@ -106,9 +116,13 @@ class BlasThreads:
         tasks = self._count_tasks()
         if tasks is None:
             return
-        wanted = self.wanted(tasks)
-        proposed, self._proposed = self._proposed, wanted
-        if wanted == proposed and wanted != self.current:
+        free = self.free_cores(tasks)
+        proposed, self._proposed = self._proposed, free
+        if free != proposed or free == self.free:
+            return
+        self.free = free
+        wanted = min(self.most, free)
+        if self._set is not None and wanted != self.current:
             with self._lock:
                 self.current = wanted
                 if not self._alone:

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from ... import session, settings
+from .blas_threads import blas_threads
 
 
 def count() -> int:
@@ -169,8 +170,10 @@ os.register_at_fork(after_in_child=_after_fork)
 def run(kernel: Callable, calls: Sequence[tuple]) -> None:
     """Run ``kernel(*args)`` for every ``args`` in ``calls``, on this thread and
     the workers, and return when all have finished (re-raising the first error)."""
-    if len(calls) == 1:
-        kernel(*calls[0])
+    if len(calls) == 1 or blas_threads().free == 1:
+        # (another process holds the other cores: see blas_threads.py)
+        for args in calls:
+            kernel(*args)
         return
     workers = pool()
     if len(workers.workers) < _THREADS - 1:
