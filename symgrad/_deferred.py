@@ -24,7 +24,8 @@ import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from symgrad_compiler import Entry, Node, evaluate
+import symgrad_compiler as compiler
+from symgrad_compiler import Entry, Node, evaluate, topo_order
 
 from .base import MXNetError
 
@@ -105,10 +106,84 @@ def _apply_and_keep(node: Node, args: Sequence[Any]) -> tuple:
 
 
 def compute(entry: Entry) -> None:
-    """Compute, with numpy, the value of ``entry`` and of every pending node it
-    needs, storing them on the nodes: the interpreter's walk, from the values
-    already known, each node's values kept as it computes them."""
-    evaluate([entry], _RECORDED, _apply_and_keep)
+    """Compute the value of ``entry`` and of every pending node it needs, storing
+    them on the nodes: the interpreter's walk, from the values already known,
+    each node's values kept as it computes them; or, where the walk would run a
+    product, a convolution or a pooling, a program of the backend in force that
+    computes ``entry``'s node from the known values (:func:`_compute_compiled`)."""
+    if not _compute_compiled(entry):
+        evaluate([entry], _RECORDED, _apply_and_keep)
+
+
+# Pending work that is worth a compiled program when it must be computed while
+# recording (a BatchNorm's input convolution): numpy's convolution and pooling are
+# several times slower than the backend's kernels. Elementwise work alone is not.
+_COMPILED_KINDS = frozenset({"blas", "pool"})
+
+
+def _compute_compiled(entry: Entry) -> bool:
+    """Compute ``entry``'s node with a cached program of the backend in force and
+    keep its values; False (nothing done) where the interpreter's walk should:
+    no costly op to run, the interpreter in force, anomaly detection on, or a
+    freed value the walk must report."""
+    from . import _state
+
+    if _state.anomaly or compiler.backend() == "interpreter":
+        return False
+    order = topo_order([entry], _RECORDED)
+    known = [node in _RECORDED for node in order]
+    if not any(
+        not is_known and node.op.kind in _COMPILED_KINDS for node, is_known in zip(order, known)
+    ):
+        return False
+    if any(is_known and node.value is None for node, is_known in zip(order, known)):
+        return False  # freed: the walk raises the error
+    node = entry.node
+    at = order.index(node)
+    values = tuple([(at, index) for index in range(len(node.types))])
+    key = ("deferred", _subgraph_key(order, known), values, compiler.backend())
+    program = compiler.cached_program(
+        key, lambda: compiler.Program(_cut(order, known), (), (), (), values, _never)
+    )
+    try:
+        node.value = tuple(program.run(order, _value_of, ()))
+    except Exception:  # noqa: BLE001  (the walk computes it again, and raises as it does)
+        return False
+    return True
+
+
+def _subgraph_key(order: Sequence[Node], known: Sequence[bool]) -> tuple:
+    """The pending subgraph ``order`` up to its known values: each node's op,
+    attrs, wiring and types; a known node only its types."""
+    position = {id(node): k for k, node in enumerate(order)}
+    parts: list[tuple] = []
+    for node, is_known in zip(order, known):
+        if is_known:
+            parts.append(("known", node.types))
+        else:
+            wiring = tuple([(position[id(e.node)], e.index) for e in node.inputs])
+            parts.append((node.op.name, tuple(node.attrs.items()), wiring, node.types))
+    return tuple(parts)
+
+
+def _cut(order: Sequence[Node], known: Sequence[bool]) -> list[Node]:
+    """``order`` as a closed graph: each known node a leaf of its types (the
+    program reads its values), the pending nodes rewired to those leaves."""
+    copies: dict[int, Node] = {}
+    for node, is_known in zip(order, known):
+        inputs: tuple[Entry, ...] = ()
+        if not is_known:
+            inputs = tuple([Entry(copies[id(e.node)], e.index) for e in node.inputs])
+        copies[id(node)] = Node(node.op, node.attrs, inputs, node.types, node._name)
+    return [copies[id(node)] for node in order]
+
+
+def _never(node: Node) -> bool:
+    return False
+
+
+def _value_of(node: Node) -> tuple:
+    return node.value
 
 
 def wait_all() -> None:
