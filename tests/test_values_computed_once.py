@@ -133,7 +133,6 @@ def test_values_a_batchnorm_needs_are_computed_alike_on_every_backend(monkeypatc
     subgraph and sizes: the sizes vary within this process), and the results,
     running statistics and gradients equal the interpreter's."""
     import symgrad_compiler
-
     from symgrad import _deferred
 
     ran = []
