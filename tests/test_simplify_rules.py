@@ -126,10 +126,9 @@ def test_fully_connected_without_bias_and_of_higher_rank():
     fc = _op("FullyConnected", x, w, num_hidden=2, no_bias=True)
     assert _ops(simplify(_graph([x, w], fc))) == ["dot"]
     x3, w3 = variable((4, 3, 2)), variable((2, 2))
-    # a 3-D input without flatten multiplies its last axis: an N-d product
-    # (tests/test_w8_entry.py checks its values)
+    # a 3-D input without flatten multiplies its last axis: left as it is
     fc3 = _op("FullyConnected", x3, w3, num_hidden=2, no_bias=True, flatten=False)
-    assert _ops(simplify(_graph([x3, w3], fc3))) == ["dot"]
+    _untouched(_graph([x3, w3], fc3))
 
 
 def test_fully_connected_of_higher_rank_flattens_first():

@@ -3,7 +3,8 @@ softmax cross-entropy over a 10000-word vocabulary) as one compiled call: the
 entry forms of the ops that had sent it step by step (``_rnn_param_concat`` and
 ``Concat``, ``_split_like``, ``slice_axis``, ``broadcast_to``, a reversed
 ``Reshape``, a sum over the leading axes), Dense of a 3-D input as one product
-(simplify: ``FullyConnected(flatten=False)`` -> ``dot`` of the N-d input), and the
+(a GEMM on the rows of ``FullyConnected(flatten=False)``'s input, its bias added in
+place), and the
 row kernels on float32 rows longer than ``MAX_ROW``. Each is compiled equal to
 interpreted, NaN and inf included, at several sizes through one cached program."""
 
@@ -22,7 +23,6 @@ from symgrad_compiler.backends.numba.executable import NumbaExecutable
 from symgrad_compiler.backends.numba.lowerings import products, rows
 from symgrad_compiler.interpret import evaluate
 from symgrad_compiler.ir import Entry
-from symgrad_compiler.passes import simplify
 from symgrad_compiler.registry import make_node, variable
 
 
@@ -138,23 +138,30 @@ def test_shape_ops_the_entry_cannot_size_go_to_the_step_runner():
 # ---------------------------------------------------------------- Dense over time
 
 
-def test_fully_connected_over_time_becomes_an_nd_product_and_an_add():
-    x, w, b = variable((5, 4, 3)), variable((6, 3)), variable((6,))
-    graph = ProgramGraph([x, w, b], [op("FullyConnected", x, w, b, num_hidden=6, flatten=False)])
-    simplified = simplify(graph)
-    ops = [n.op.name for n in simplified.nodes() if not n.is_variable]
-    assert ops == ["dot", "broadcast_add"], (graph, simplified)
-    (dot,) = [n for n in simplified.nodes() if n.op.name == "dot"]
-    assert dot.attrs["transpose_b"] and not dot.attrs["transpose_a"]
-    arrays = [with_specials(v.types[0].shape, np.float32, i) for i, v in enumerate((x, w, b))]
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_over_time_is_one_product_with_its_bias_added_in_place(dtype):
+    x = variable((5, 4, 3), dtype, "x")
+    w, b = variable((6, 3), dtype, "w"), variable((6,), dtype, "b")
+    dense = op("FullyConnected", x, w, b, num_hidden=6, flatten=False)
+    bare = op("FullyConnected", x, w, num_hidden=6, flatten=False, no_bias=True)
+    graph = ProgramGraph([x, w, b], [dense, op("tanh", dense), bare])
+    rtol = 2e-6 if dtype == np.float32 else 1e-13
+    program = None
+    for seed, (steps, batch) in enumerate([(5, 4), (1, 1), (7, 3)]):
+        args = [
+            with_specials((steps, batch, 3), dtype, seed),
+            with_specials((6, 3), dtype, seed + 1),
+            with_specials((6,), dtype, seed + 2),
+        ]
+        program = program or program_of(graph, args)
+        assert [s.node.op.name for s in program.plan.steps].count("FullyConnected") == 2
+        got = assert_as_interpreted(program, graph, args, rtol)
+        assert got[0].shape == (steps, batch, 6)
+    # the step runner's form
+    step = next(s for s in program.plan.steps if s.kind == "library")
     with np.errstate(all="ignore"):
-        (before,) = evaluate(graph.live_outputs(), {v: (a,) for v, a in zip(graph.inputs, arrays)})
-        (after,) = evaluate(
-            simplified.live_outputs(), {v: (a,) for v, a in zip(simplified.inputs, arrays)}
-        )
-    assert after.shape == before.shape == (5, 4, 6)
-    np.testing.assert_allclose(after, before, rtol=1e-5, equal_nan=True)
-    assert np.array_equal(np.isnan(before), np.isnan(after))
+        ran = step.lowering.run(step.kernel, *args, **step.node.attrs)
+    np.testing.assert_allclose(ran, got[0], rtol=rtol, equal_nan=True)
 
 
 @pytest.mark.parametrize("transpose_b", [True, False])

@@ -181,16 +181,14 @@ def fully_connected_as_dot(n: Node) -> Entry | None:
     """FullyConnected(x, W, b) of a matrix x  ->  dot(x, W^T) + b: a matrix product
     and a broadcast add, which backends run in their one-call programs (Gluon's
     Dense is this op); with ``flatten``, an x of more axes is Flatten(x) first
-    (a classifier after global pooling); without, dot(x, W^T) of the N-d x, which
-    contracts its last axis (Dense over every time step)"""
+    (a classifier after global pooling)"""
     if n.op.name != "FullyConnected":
         return None
     x = _input(n)
     if len(x.shape) != 2:
-        if len(x.shape) < 2:
+        if not n.attrs["flatten"] or len(x.shape) < 2:
             return None
-        if n.attrs["flatten"]:
-            x = make("Flatten", x)
+        x = make("Flatten", x)
     product = make("dot", x, _input(n, 1), transpose_b=True)
     if n.attrs["no_bias"]:
         return product

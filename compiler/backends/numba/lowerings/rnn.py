@@ -4,8 +4,9 @@ The numpy implementations (``ops/rnn.py``, ``ops/rnn_grad.py``) take one Python
 iteration per step, layer and direction, each a handful of numpy calls on small
 (N, H) arrays. Here each op is one compiled call: per layer and direction the input
 projection of all steps is one product on numpy's BLAS (:mod:`..blas`), then every
-step is one (N, P) x (P, G*H) product (a loop of its own below 2^24 multiply-adds,
-where BLAS's threads cost more than they save) and one loop computing all gates of
+step is one product of the (N, P) state by the rows of the (G*H, P) weight (a
+register-blocked loop of its own below 2^24 multiply-adds, where BLAS's threads cost
+more than they save) and one loop computing all gates of
 all rows (``vm.sigmoid``/``vm.tanh`` vectorise). The backward runs the forward again keeping
 the gates, then walks time in reverse: per step the gates' derivatives in one loop
 and one product for the state's gradient; the weights' gradients and the data's are
@@ -59,37 +60,51 @@ def _rnn_layout(gates, layers, directions, features, hidden, width, projecting):
 
 
 @_jit
-def _rnn_product(a, b, out):
-    # out = a @ b for the per-step products ((N, P) x (P, G*H) and the like). Small
-    # ones here: four rows at a time, each row of b read once per four rows of out;
-    # run on numpy's threaded BLAS, such a product costs a handoff between threads
-    # every step, which on a busy machine took 3-10x this loop's time.
+def _rnn_product(a, w, out):
+    # out = a @ w.T for the per-step products: a (N, P) by a weight w (G*H, P) in
+    # its own row-major layout. Small ones here: each 4 x 4 block of out is 16
+    # dot products along rows of a and w (contiguous, summed reassociably so the
+    # loop vectorises; the 16 sums stay in registers). Edge blocks repeat the last
+    # row or column, writing the same value twice. Run on numpy's threaded BLAS,
+    # such a product costs a handoff between threads every step, which on a busy
+    # machine took 3-10x this loop's time; a big one goes there all the same.
     rows, inner = a.shape
-    if rows * inner * b.shape[1] >= 1 << 24:
-        blas.matmul_into(a, b, False, False, out)
+    cols = w.shape[0]
+    if rows * inner * cols >= 1 << 24:
+        blas.matmul_into(a, w, False, True, out)
         return
-    out[:] = 0
-    i = 0
-    while i + 4 <= rows:
-        o0, o1, o2, o3 = out[i], out[i + 1], out[i + 2], out[i + 3]
-        for k in range(inner):
-            a0, a1, a2, a3 = a[i, k], a[i + 1, k], a[i + 2, k], a[i + 3, k]
-            w = b[k]
-            for j in range(w.shape[0]):
-                wj = w[j]
-                o0[j] += a0 * wj
-                o1[j] += a1 * wj
-                o2[j] += a2 * wj
-                o3[j] += a3 * wj
-        i += 4
-    while i < rows:
-        o = out[i]
-        for k in range(inner):
-            ak = a[i, k]
-            w = b[k]
-            for j in range(w.shape[0]):
-                o[j] += ak * w[j]
-        i += 1
+    zero = out.dtype.type(0.0)
+    for i in range(0, rows, 4):
+        i1, i2, i3 = min(i + 1, rows - 1), min(i + 2, rows - 1), min(i + 3, rows - 1)
+        a0, a1, a2, a3 = a[i], a[i1], a[i2], a[i3]
+        for j in range(0, cols, 4):
+            j1, j2, j3 = min(j + 1, cols - 1), min(j + 2, cols - 1), min(j + 3, cols - 1)
+            w0, w1, w2, w3 = w[j], w[j1], w[j2], w[j3]
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
+            s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
+            for k in range(inner):
+                x0, x1, x2, x3 = a0[k], a1[k], a2[k], a3[k]
+                y0, y1, y2, y3 = w0[k], w1[k], w2[k], w3[k]
+                s00 = vm.accumulate(s00, x0 * y0)
+                s01 = vm.accumulate(s01, x0 * y1)
+                s02 = vm.accumulate(s02, x0 * y2)
+                s03 = vm.accumulate(s03, x0 * y3)
+                s10 = vm.accumulate(s10, x1 * y0)
+                s11 = vm.accumulate(s11, x1 * y1)
+                s12 = vm.accumulate(s12, x1 * y2)
+                s13 = vm.accumulate(s13, x1 * y3)
+                s20 = vm.accumulate(s20, x2 * y0)
+                s21 = vm.accumulate(s21, x2 * y1)
+                s22 = vm.accumulate(s22, x2 * y2)
+                s23 = vm.accumulate(s23, x2 * y3)
+                s30 = vm.accumulate(s30, x3 * y0)
+                s31 = vm.accumulate(s31, x3 * y1)
+                s32 = vm.accumulate(s32, x3 * y2)
+                s33 = vm.accumulate(s33, x3 * y3)
+            out[i, j], out[i, j1], out[i, j2], out[i, j3] = s00, s01, s02, s03
+            out[i1, j], out[i1, j1], out[i1, j2], out[i1, j3] = s10, s11, s12, s13
+            out[i2, j], out[i2, j1], out[i2, j2], out[i2, j3] = s20, s21, s22, s23
+            out[i3, j], out[i3, j1], out[i3, j2], out[i3, j3] = s30, s31, s32, s33
 
 
 @_jit
@@ -118,8 +133,6 @@ def _rnn_direction(mode, hidden, x, wi, bi, wh, bh, wr, projecting, h, c, length
             # both biases go in once, but a GRU's candidate keeps b_hn with W_hn h
             extra = bh[j] if (mode != 3 or j < 2 * hidden) else zero
             projected[row, j] += bi[j] + extra
-    wh_t = np.ascontiguousarray(wh.T)  # (P, G*H): the per-step product's layout
-    wr_t = np.ascontiguousarray(wr.T)
     zh = np.empty((batch, gh), dtype)
     cell_h = np.empty((batch, hidden), dtype)
     c_new = np.empty((batch, hidden), dtype)
@@ -130,7 +143,7 @@ def _rnn_direction(mode, hidden, x, wi, bi, wh, bh, wr, projecting, h, c, length
             t_hprev[k, t] = h
             if mode == 2:
                 t_cprev[k, t] = c
-        _rnn_product(h, wh_t, zh)
+        _rnn_product(h, wh, zh)
         base = t * batch
         for n in range(batch):
             xr = projected[base + n]
@@ -178,7 +191,7 @@ def _rnn_direction(mode, hidden, x, wi, bi, wh, bh, wr, projecting, h, c, length
         if projecting:
             if keep:
                 t_r[k, t] = cell_h
-            _rnn_product(cell_h, wr_t, h_new)
+            _rnn_product(cell_h, wr, h_new)
         for n in range(batch):
             if use_len and not lengths[n] > t:
                 for j in range(width):
@@ -273,6 +286,9 @@ def _rnn_back_direction(mode, hidden, projecting, lengths, use_len, reverse, cli
     d_new = np.empty((steps * batch if projecting else batch, width), dtype)
     dr = np.empty((batch, hidden), dtype)
     dh_prev = np.empty((batch, width), dtype)
+    # the per-step products' weights as rows of their columns (see _rnn_product)
+    wh_t = np.ascontiguousarray(wh.T)
+    wr_t = np.ascontiguousarray(wr.T)
     for s in range(steps):
         t = s if reverse else steps - 1 - s
         base = t * batch
@@ -282,7 +298,7 @@ def _rnn_back_direction(mode, hidden, projecting, lengths, use_len, reverse, cli
             for j in range(width):
                 dhn[n, j] = dh[n, j] + d_outs[t, n, j] if valid else zero
         if projecting:
-            _rnn_product(dhn, wr, dr)
+            _rnn_product(dhn, wr_t, dr)
         else:
             dr = dhn
         for n in range(batch):
@@ -331,7 +347,7 @@ def _rnn_back_direction(mode, hidden, projecting, lengths, use_len, reverse, cli
                     else:
                         slope = one - a * a
                     dz_in[row, j] = dhn[n, j] * slope
-        _rnn_product(dz_state[base : base + batch], wh, dh_prev)
+        _rnn_product(dz_state[base : base + batch], wh_t, dh_prev)
         for n in range(batch):
             if use_len and not lengths[n] > t:
                 continue
@@ -343,14 +359,17 @@ def _rnn_back_direction(mode, hidden, projecting, lengths, use_len, reverse, cli
     blas.matmul_into(dz_state, t_hprev[k].reshape((rows, width)), True, False, d_wh)
     if projecting:
         blas.matmul_into(d_new, t_r[k].reshape((rows, hidden)), True, False, d_wr)
+    # the biases' gradients: column totals in float64, a row at a time (down a
+    # column, every element is another cache line)
+    total_in = np.zeros(gh)
+    total_state = np.zeros(gh)
+    for row in range(rows):
+        for j in range(gh):
+            total_in[j] += dz_in[row, j]
+            total_state[j] += dz_state[row, j]
     for j in range(gh):
-        total_in = 0.0
-        total_state = 0.0
-        for row in range(rows):
-            total_in += dz_in[row, j]
-            total_state += dz_state[row, j]
-        d_bi[j] = total_in
-        d_bh[j] = total_state
+        d_bi[j] = total_in[j]
+        d_bh[j] = total_state[j]
     flat = d_x.reshape((rows, size))
     if add:
         part = np.empty((rows, size), dtype)
