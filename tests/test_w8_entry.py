@@ -209,13 +209,20 @@ def test_float32_rows_longer_than_max_row_run_in_the_row_kernels():
         ],
     )
     program = None
-    for count in (3, 5):
+    for count in (3, 9):  # 9 rows: shared out over the threads by the step runner
         args = [np.random.default_rng(count).normal(size=(count, length)).astype(np.float32) * 4]
         args[0][1, 7] = np.inf  # a row with inf and one with NaN
         args[0][2, 9] = np.nan
         program = program or program_of(graph, args)
         got = assert_as_interpreted(program, graph, args, 2e-5)
         assert np.isfinite(got[0][0]).all() and np.isnan(got[0][2]).all()
+        # the step runner's forms of the same kernels
+        steps = [s for s in program.plan.steps if s.kind == "library"]
+        assert len(steps) == len(got)
+        for step, expected in zip(steps, got):
+            with np.errstate(all="ignore"):
+                ran = step.lowering.run(step.kernel, args[0], **step.node.attrs)
+            np.testing.assert_allclose(ran, expected, rtol=2e-5, atol=2e-5, equal_nan=True)
     # float64 rows that long still go to numpy
     assert not rows.row_fits(np.dtype(np.float64), length)
     assert rows.row_fits(np.dtype(np.float32), length)
