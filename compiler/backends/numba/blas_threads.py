@@ -8,10 +8,10 @@ share waits for the scheduler and every other thread spins meanwhile: on the
 (128, 784)-sized products) took 12.9 ms on two threads and 1.9 ms on one (1.1 ms
 on two with the machine free). PyTorch's step took 11 ms in the same conditions.
 
-So before a program runs, :func:`adapt` counts the runnable tasks of the whole
-machine (``/proc/loadavg``, at most every :data:`SAMPLE_SECONDS`), subtracts the
-threads this process runs products on, and gives OpenBLAS the cores the others
-leave: ``max(1, cores - others)``, never more than it had at start (the user's
+So before a program runs, :func:`adapt` counts the runnable tasks of other
+processes (``/proc/loadavg``'s count less this process's running threads, at
+most every :data:`SAMPLE_SECONDS`) and gives OpenBLAS the cores they leave:
+``max(1, cores - others)``, never more than it had at start (the user's
 ``OPENBLAS_NUM_THREADS``). When that is one core, the backend's own pool
 (``threads.run``) runs its pieces on the calling thread too: a piece handed to a
 worker the scheduler does not run holds up the whole loop. A task count is a
@@ -33,7 +33,7 @@ from typing import Any
 
 from ... import settings
 
-SAMPLE_SECONDS = 0.05  # reading /proc/loadavg costs about 10 us
+SAMPLE_SECONDS = 0.05  # a sample reads /proc/loadavg and this process's tasks
 
 
 def _openblas_controls() -> tuple[Any, Any] | None:
@@ -55,15 +55,22 @@ def _openblas_controls() -> tuple[Any, Any] | None:
     return None
 
 
-def runnable_tasks() -> int | None:
-    """The machine's runnable tasks now (the first number of ``/proc/loadavg``'s
-    fourth field, this reading thread included), or None where there is none."""
+def other_runnable_tasks() -> int | None:
+    """The machine's runnable tasks now that belong to other processes (the
+    first number of ``/proc/loadavg``'s fourth field, less this process's
+    threads in state R), or None where there is no such count."""
     try:
         with open("/proc/loadavg", "rb") as file:
             field = file.read().split()[3]
-        return int(field.split(b"/")[0])
+        total = int(field.split(b"/")[0])
+        own = 0
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/stat", "rb") as file:
+                # the state follows the command name, which may hold spaces
+                own += file.read().rpartition(b")")[2].split()[0] == b"R"
     except (OSError, IndexError, ValueError):
         return None
+    return max(0, total - own)
 
 
 class BlasThreads:
@@ -77,7 +84,7 @@ class BlasThreads:
     def __init__(
         self,
         controls: tuple[Any, Any] | None,
-        count_tasks: Callable[[], int | None] = runnable_tasks,
+        count_tasks: Callable[[], int | None] = other_runnable_tasks,
         cores: int | None = None,
     ):
         self._set: Any = None
@@ -94,15 +101,15 @@ class BlasThreads:
         self._alone = 0  # convolutions running (see alone)
         self._lock = threading.Lock()
 
-    def free_cores(self, tasks: int) -> int:
-        """The cores free for this process when ``tasks`` tasks are runnable, its
-        product threads (``current``, or the sampling thread) among them."""
-        others = max(0, tasks - max(1, self.current))
+    def free_cores(self, others: int) -> int:
+        """The cores free for this process while ``others`` tasks of other
+        processes are runnable."""
         return max(1, self._cores - others)
 
-    def wanted(self, tasks: int) -> int:
-        """Threads to run products on when ``tasks`` tasks are runnable."""
-        return min(self.most, self.free_cores(tasks))
+    def wanted(self, others: int) -> int:
+        """Threads to run products on while ``others`` tasks of other processes
+        are runnable."""
+        return min(self.most, self.free_cores(others))
 
     def adapt(self) -> None:
         """Sample the machine if due; once two samples in a row agree, take their
@@ -113,10 +120,10 @@ class BlasThreads:
         if now < self._next_sample:
             return
         self._next_sample = now + SAMPLE_SECONDS
-        tasks = self._count_tasks()
-        if tasks is None:
+        others = self._count_tasks()
+        if others is None:
             return
-        free = self.free_cores(tasks)
+        free = self.free_cores(others)
         proposed, self._proposed = self._proposed, free
         if free != proposed or free == self.free:
             return
