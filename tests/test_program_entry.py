@@ -147,6 +147,19 @@ def test_loops_big_enough_for_threads_go_to_the_step_runner():
         assert calls == {"ran": 1, "declined": 2}
 
 
+def test_on_one_thread_every_loop_runs_in_the_entry(monkeypatch):
+    # the entry compares loop sizes with multiples of the threading threshold,
+    # which on one thread is "never": the multiples must not overflow int64
+    # (they wrapped to 0, and every loop of more than one row gave up)
+    monkeypatch.setattr(threads, "_THREADS", 1)
+    graph = mlp_graph(16, 12, 5, np.float64)
+    args = mlp_inputs(16, 12, 5, np.float64)
+    program = compiled(graph, args)
+    calls = counting(program)
+    assert_outputs(program(args), graph, args, np.float64)
+    assert calls == {"ran": 1, "declined": 0}
+
+
 def test_rows_the_row_kernels_decline_go_to_the_step_runner():
     classes = rows.MAX_ROW + 1
     graph = mlp_graph(2, 3, classes, np.float64)

@@ -50,7 +50,8 @@ def split_limit() -> int:
     one row into pieces: ``MINIMUM``, or never when there is one thread. Code
     that runs loops without splitting them (the whole-program entry) hands the
     bigger ones back to the split path."""
-    return MINIMUM if _THREADS > 1 else 1 << 62
+    # "never": a bound the entry may still multiply (``limit * 16``) in int64
+    return MINIMUM if _THREADS > 1 else 1 << 56
 
 
 def split(rows: int, elements: int) -> list[tuple[int, int]]:
