@@ -204,25 +204,6 @@ def _is_program_input(node: Node) -> bool:
     return not defers(node.op, node.attrs)
 
 
-def _pending_outputs(nodes: Sequence[Node]) -> list[tuple[int, int, NDArray]]:
-    """Deferred arrays of this graph that are still alive: the program computes
-    their values too, so they survive the graph being freed."""
-    found = []
-    for position, node in enumerate(nodes):
-        if node.value is None and node.inputs:
-            refs = node.pending  # None: not deferred (run when recorded, or failed eagerly)
-            if refs is not None and len(refs) == 1:  # most ops: skip the inner loop
-                array = refs[0]()
-                if array is not None and array._value is None:
-                    found.append((position, 0, array))
-                continue
-            for index, ref in enumerate(refs or ()):
-                array = ref()
-                if array is not None and array._value is None:
-                    found.append((position, index, array))
-    return found
-
-
 # Deferred ops whose values, once computed (read while recording: a BatchNorm's
 # input, a printed loss), the program reads instead of computing them again:
 # products, convolutions and poolings cost far more than reading their outputs.
@@ -230,18 +211,30 @@ def _pending_outputs(nodes: Sequence[Node]) -> list[tuple[int, int, NDArray]]:
 _READ_ONCE_COMPUTED = frozenset({"blas", "pool"})
 
 
-def _computed_values(nodes: Sequence[Node]) -> tuple[int, ...]:
-    """Positions of deferred nodes of those kinds whose values are known already."""
-    return tuple(
-        [
-            position
-            for position, node in enumerate(nodes)
-            if node.value is not None
-            and node.inputs
-            and node.op.kind in _READ_ONCE_COMPUTED
-            and defers(node.op, node.attrs)
-        ]
-    )
+def _graph_values(nodes: Sequence[Node]) -> tuple[list[tuple[int, int, NDArray]], tuple]:
+    """What the program does with this graph's recorded values, in one pass:
+    the deferred arrays still alive and pending (it computes their values too,
+    so they survive the graph being freed), and the positions of deferred nodes
+    of the kinds above whose values are known already (it reads them)."""
+    pending = []
+    read = []
+    for position, node in enumerate(nodes):
+        if not node.inputs:
+            continue
+        if node.value is None:
+            refs = node.pending  # None: not deferred (run when recorded, or failed eagerly)
+            if refs is not None and len(refs) == 1:  # most ops: skip the inner loop
+                array = refs[0]()
+                if array is not None and array._value is None:
+                    pending.append((position, 0, array))
+                continue
+            for index, ref in enumerate(refs or ()):
+                array = ref()
+                if array is not None and array._value is None:
+                    pending.append((position, index, array))
+        elif node.op.kind in _READ_ONCE_COMPUTED and defers(node.op, node.attrs):
+            read.append(position)
+    return pending, tuple(read)
 
 
 class _Memo(NamedTuple):
@@ -272,9 +265,8 @@ def _run_program(
     gradients given, the live deferred arrays, the backend and the cache stay
     the same."""
     given = tuple([g is not None for g in head_grads])
-    pending_arrays = _pending_outputs(nodes)
+    pending_arrays, read = _graph_values(nodes)
     values = tuple([(pos, index) for pos, index, _ in pending_arrays])
-    read = _computed_values(nodes)
     conditions = (given, values, read, compiler.backend(), compiler.cache_generation())
     memo = None if template is None else template.memo
     ahead = None

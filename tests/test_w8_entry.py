@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
+from test_program_entry import counting
 
 import symgrad as mx
 import symgrad_compiler
@@ -40,20 +41,6 @@ def program_of(graph: ProgramGraph, args: list[np.ndarray]) -> NumbaExecutable:
     program._compile([np.array(a) for a in args])
     assert program._ready and program.plan.entry is not None, "no whole-program entry"
     return program
-
-
-def counting(program: NumbaExecutable) -> dict:
-    """Wrap the program's entry so that a test sees whether it ran."""
-    calls = {"ran": 0, "declined": 0}
-    entry = program._entry
-
-    def run(args, out=None):
-        result = entry(args, out)
-        calls["ran" if result is not None else "declined"] += 1
-        return result
-
-    program._entry = run
-    return calls
 
 
 def with_specials(shape, dtype, seed) -> np.ndarray:
