@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import symgrad_compiler as compiler
 from symgrad_compiler import Entry, Node, evaluate, topo_order
 
+from . import _state
+from ._recorded import program_input
 from .base import MXNetError
 
 if TYPE_CHECKING:
@@ -126,8 +128,6 @@ def _compute_compiled(entry: Entry) -> bool:
     keep its values; False (nothing done) where the interpreter's walk should:
     no costly op to run, the interpreter in force, anomaly detection on, or a
     freed value the walk must report."""
-    from . import _state
-
     if _state.anomaly or compiler.backend() == "interpreter":
         return False
     order = topo_order([entry], _RECORDED)
@@ -146,7 +146,7 @@ def _compute_compiled(entry: Entry) -> bool:
         key, lambda: compiler.Program(_cut(order, known), (), (), (), values, _never)
     )
     try:
-        node.value = tuple(program.run(order, _value_of, ()))
+        node.value = tuple(program.run(order, program_input, ()))
     except Exception:  # noqa: BLE001  (the walk computes it again, and raises as it does)
         return False
     return True
@@ -180,10 +180,6 @@ def _cut(order: Sequence[Node], known: Sequence[bool]) -> list[Node]:
 
 def _never(node: Node) -> bool:
     return False
-
-
-def _value_of(node: Node) -> tuple:
-    return node.value
 
 
 def wait_all() -> None:
