@@ -194,11 +194,13 @@ def wait_all() -> None:
         every other pending value was computed. An array whose computation failed
         stays pending: reading it raises again; it is no longer waited on.
     """
+    if not _pending:
+        return  # (a training loop's waitall: backward computed everything)
     with _lock:
         count = len(_pending)
         refs = _pending[:count]
         del _pending[:count]
-    raised_before = set(_failed)
+    raised_before = set(_failed) if _failed else set()
     first: MXNetError | None = None
     for ref in refs:
         array = ref()
@@ -221,6 +223,8 @@ def _freed(array: NDArray) -> bool:
 
 def settle_all() -> None:
     """Compute every pending value (before an in-place write)."""
+    if not _pending:
+        return
     with _lock:
         count = len(_pending)
         refs = _pending[:count]

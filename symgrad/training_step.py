@@ -49,6 +49,7 @@ from symgrad_compiler.ops.update_rules import rule_for, scalar_inputs
 from symgrad_compiler.program import UpdateSpec
 
 from . import _state
+from ._deferred import settle_all
 
 __all__ = ["Capture", "StepPlan", "Foreseen", "update"]
 
@@ -157,11 +158,12 @@ class Foreseen:
             return False
         buffers = self.plan.buffers
         arrays = [array for call in calls for array in (call.inputs[0], *call.inputs[2:])]
+        settle_all()  # (once for every swap below)
         for k, (array, result) in enumerate(zip(arrays, self.results)):
             if result is buffers[k]:
                 # computed into the plan's buffer: it becomes the array's, and the
                 # array's old buffer the plan's (no copy)
-                buffers[k] = array._write_swapping(result)
+                buffers[k] = array._write_swapping(result, settled=True)
             else:
                 array._before_write()
                 np.copyto(array._value, result)

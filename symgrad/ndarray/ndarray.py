@@ -18,7 +18,7 @@ from symgrad_compiler.registry import OPS as _OPS
 from .. import _state
 from .._deferred import compute, settle_all, track
 from .._namespace import refuse_numpy
-from .._recorded import RecordedNode, recorded_variable
+from .._recorded import RecordedNode
 from ..anomaly import note_site
 from ..base import MXNetError, MXNetShapeError
 from ..context import Context, check_context, cpu
@@ -141,6 +141,8 @@ def _failed_roots(entry: Entry) -> list[Node]:
 def raise_pending_failures() -> None:
     """``waitall``'s check: raise the error of an eager op that failed and was not
     read yet (once, as MXNet's ``waitall`` rethrows it)."""
+    if not _FAILURES:
+        return
     roots = list(_FAILURES.keys())
     if any(not _FAILURES[node][1] for node in roots):
         _raise_failures([node for node in roots if not _FAILURES[node][1]])
@@ -172,8 +174,8 @@ class _Overwritten:
 
     __slots__ = ("shape", "dtype")
 
-    def __init__(self, array: NDArray):
-        self.shape, self.dtype = array.shape, np.dtype(array.dtype)
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype):
+        self.shape, self.dtype = shape, dtype
 
     @property
     def _grad_req(self) -> str:
@@ -701,27 +703,30 @@ class NDArray(OperatorMixin):
         """
         self._replace_buffer(None)
 
-    def _write_swapping(self, values: np.ndarray) -> np.ndarray:
+    def _write_swapping(self, values: np.ndarray, settled: bool = False) -> np.ndarray:
         """Set every element to ``values``, as ``self[:] = values`` does, but by
         taking ``values`` (a buffer of this shape and dtype that its caller owns and
         gives up) as this array's buffer; returns the buffer the caller owns now:
         the old one, which nothing recorded reads any more, or ``values`` itself,
         copied in, if the old buffer was handed out (``__array__``, DLPack,
         ``from_numpy``: someone may read or write it as this array's memory) or
-        is a view of another array's memory (which the caller would then write)."""
+        is a view of another array's memory (which the caller would then write).
+        ``settled``: the caller computed every pending value already (a training
+        step swapping many buffers settles once)."""
         old = self._data
         shared = getattr(self, "_shared", False) or old.base is not None
         if shared or old.shape != values.shape or old.dtype != values.dtype:
             self._before_write()
             np.copyto(old, values)
             return values
-        self._replace_buffer(values)
+        self._replace_buffer(values, settled)
         return old
 
-    def _replace_buffer(self, values: np.ndarray | None) -> None:
+    def _replace_buffer(self, values: np.ndarray | None, settled: bool = False) -> None:
         # _before_write, then (with ``values``) the buffer replaced by ``values``
         _state.in_place_writes += 1  # a fused training step checks nothing changed
-        settle_all()
+        if not settled:
+            settle_all()
         data = self._data
         leaves = getattr(self, "_leaves", None)
         if leaves:
@@ -733,9 +738,14 @@ class NDArray(OperatorMixin):
         if values is not None:
             self._value = data = values
         entry = self._entry
-        if entry is not None and entry.node.marked is self:
-            entry.node.marked = _Overwritten(self)
-            self._entry = Entry(recorded_variable(data, marked=self), 0)
+        if entry is not None:
+            node = entry.node
+            if node.marked is self:
+                node.marked = _Overwritten(data.shape, data.dtype)
+                # (the old node's types: the buffer has the same shape and dtype)
+                fresh = RecordedNode(NULL, {}, (), node.types, None, (data,))
+                fresh.marked = self
+                self._entry = Entry(fresh, 0)
 
     def __iadd__(self, other):
         return self._inplace(self + other)
