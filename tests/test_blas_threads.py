@@ -155,3 +155,31 @@ def test_the_pool_runs_on_the_calling_thread_while_one_core_is_free(monkeypatch)
     ran_on.clear()
     threads.run(kernel, [(k,) for k in range(8)])
     assert ran_on == [threading.get_ident()] * 8
+
+
+def test_a_replayed_product_follows_the_free_cores_on_its_hot_path(monkeypatch):
+    """``mx.compile``'s hot path (the entry specialised to the inputs) adapts
+    OpenBLAS's threads before each call of a program with a product, as the
+    general path does; a program without one pays nothing for it."""
+    import symgrad as mx
+    from symgrad_compiler.backends.numba import executable
+
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", "compiled")
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "compile", "sync")
+    calls: list[int] = []
+    monkeypatch.setattr(executable, "adapt_blas_threads", lambda: calls.append(1))
+    X, W = mx.sym.var("X"), mx.sym.var("W")
+    product = mx.compile(mx.sym.sum(mx.sym.tanh(mx.sym.dot(X, W))), wrt=["W"])
+    elementwise = mx.compile(mx.sym.sum(mx.sym.tanh(X) * X), wrt=["X"])
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((8, 5)), rng.standard_normal((5, 3))
+    for _ in range(3):  # compiled, then on the hot path
+        product(X=x, W=w)
+        elementwise(X=x)
+    assert product._hot is not None and elementwise._hot is not None
+    before = len(calls)
+    value, grads = product(X=x, W=w)
+    assert len(calls) == before + 1
+    assert np.allclose(grads["W"], x.T @ (1 - np.tanh(x @ w) ** 2))
+    elementwise(X=x)
+    assert len(calls) == before + 1

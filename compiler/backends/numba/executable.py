@@ -245,7 +245,26 @@ class NumbaExecutable:
         checks and bookkeeping (see ``entry_runner``); None where the program does
         not run as one call. ``fast`` returns None when the step runner must run."""
         entry = self._entry
-        return None if entry is None or self._direct is not None else entry.specialised(args)
+        if entry is None or self._direct is not None:
+            return None
+        fast = entry.specialised(args)
+        if fast is None or not self._multithreaded():
+            return fast
+
+        def adapted(args: Sequence[np.ndarray], outs: Any = None) -> Any:
+            # a replayed product beside a busy process: OpenBLAS on the free cores
+            adapt_blas_threads()
+            return fast(args, outs)
+
+        return adapted
+
+    def _multithreaded(self) -> bool:
+        """Whether the program runs products, convolutions or poolings, whose
+        thread counts follow the free cores (see :mod:`.blas_threads`)."""
+        return any(
+            step.kind == "library" and step.node.op.kind in ("blas", "pool")
+            for step in self.plan.steps
+        )
 
     def explain(self) -> str:
         """The program after the passes and the source of its kernels."""
