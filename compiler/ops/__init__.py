@@ -22,6 +22,7 @@ from . import (  # noqa: F401  (registration)  # noqa: F401
     reset_arrays,
     rnn,
     rnn_grad,  # RNN's backward op (it imports rnn's pieces)
+    rnn_tape,  # the RNN op and its backward sharing the forward's tape
     scatter_set_nd,
     sequence,
     shape,

@@ -88,7 +88,7 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.dot(a, b)
 
 
-class _Tape:
+class Tape:
     """What the backward of one layer and direction reads, per step."""
 
     def __init__(
@@ -112,12 +112,12 @@ def _run_direction(
     valid: np.ndarray | None,
     reverse: bool,
     clip: tuple | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, _Tape]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Tape]:
     """One layer and direction forward: (outputs (T, N, P), h_n, c_n, tape)."""
     steps, batch = x.shape[:2]
     hidden = w["h2h_weight"].shape[0] // GATES[mode]
     width = w["h2h_weight"].shape[1]
-    tape = _Tape(steps, batch, hidden, width, GATES[mode], x.dtype)
+    tape = Tape(steps, batch, hidden, width, GATES[mode], x.dtype)
     projected = _dot(x.reshape(steps * batch, -1), w["i2h_weight"].T) + w["i2h_bias"]
     projected = projected.reshape(steps, batch, -1)
     outs = np.empty((steps, batch, width), x.dtype)
@@ -174,7 +174,7 @@ def _back_direction(
     mode: str,
     x: np.ndarray,
     w: dict,
-    tape: _Tape,
+    tape: Tape,
     d_outs: np.ndarray,
     dh: np.ndarray,
     dc: np.ndarray | None,
@@ -262,73 +262,138 @@ def _unpack(params: np.ndarray, shapes: list) -> dict[str, np.ndarray]:
     return pieces
 
 
-def _rnn_grad(*arrays: np.ndarray, **attrs: Any) -> tuple[np.ndarray, ...]:
-    parts = _Parts(arrays, attrs)
-    data, params = parts.data, parts.params
-    mode, layers = attrs["mode"], attrs["num_layers"]
-    directions = 2 if attrs["bidirectional"] else 1
-    dtype = data.dtype
-    steps, batch, _ = data.shape
-    shapes = rnn_param_shapes(
-        mode, layers, data.shape[2], attrs["state_size"], directions == 2, attrs["projection_size"]
-    )
-    pieces = _unpack(params, shapes)
-    d_params = np.zeros_like(params)
-    d_pieces = _unpack(d_params, shapes)
-    clip = None
-    low, high = attrs["lstm_state_clip_min"], attrs["lstm_state_clip_max"]
-    if mode == "lstm" and low is not None and high is not None:
-        clip = (low, high, attrs["lstm_state_clip_nan"])
-    valid = None
-    if parts.lengths is not None:
-        valid = (parts.lengths[None, :] > np.arange(steps)[:, None]).astype(dtype)[..., None]
-    masks = parts.masks
-    d_out, d_hy = parts.grads[0], parts.grads[1]
-    d_cy = parts.grads[2] if mode == "lstm" else None
+class Setup:
+    """What both halves of the backward read: the unpacked weights, the clip, the
+    per-step validity of ``sequence_length`` and the sizes."""
+
+    def __init__(self, data: np.ndarray, params: np.ndarray, lengths: Any, attrs: dict):
+        self.mode, self.layers = attrs["mode"], attrs["num_layers"]
+        self.directions = 2 if attrs["bidirectional"] else 1
+        self.dtype = data.dtype
+        steps = data.shape[0]
+        self.shapes = rnn_param_shapes(
+            self.mode,
+            self.layers,
+            data.shape[2],
+            attrs["state_size"],
+            self.directions == 2,
+            attrs["projection_size"],
+        )
+        self.pieces = _unpack(params, self.shapes)
+        self.clip = None
+        low, high = attrs["lstm_state_clip_min"], attrs["lstm_state_clip_max"]
+        if self.mode == "lstm" and low is not None and high is not None:
+            self.clip = (low, high, attrs["lstm_state_clip_nan"])
+        self.valid = None
+        if lengths is not None:
+            self.valid = (lengths[None, :] > np.arange(steps)[:, None]).astype(self.dtype)[
+                ..., None
+            ]
+
+    def weights(self, layer: int, direction: int) -> dict[str, np.ndarray]:
+        """The pieces of one layer and direction, by their names after the prefix."""
+        prefix = f"{'lr'[direction]}{layer}_"
+        return {n[3:]: v for n, v in self.pieces.items() if n[:3] == prefix}
+
+
+def forward_tapes(
+    setup: Setup, data: np.ndarray, state: np.ndarray, cell: Any, masks: Any
+) -> tuple[list[np.ndarray], list[Tape], np.ndarray, np.ndarray, np.ndarray | None]:
+    """Every layer and direction forward, keeping what the backward reads:
+    (each layer's input, each direction's tape, out, h_n, c_n)."""
+    layer_inputs, tapes, x = [], [], data
+    hy = np.empty_like(state)
+    cy = np.empty_like(cell) if cell is not None else None
     with np.errstate(over="ignore", invalid="ignore"):
-        # forward again, keeping each layer's input and each direction's tape
-        layer_inputs, tapes, x = [], [], data
-        for layer in range(layers):
+        for layer in range(setup.layers):
             outs = []
-            for direction in range(directions):
-                k = layer * directions + direction
-                w = {n[3:]: v for n, v in pieces.items() if n[:3] == f"{'lr'[direction]}{layer}_"}
-                c0 = parts.cell[k] if parts.cell is not None else None
-                out, _, _, tape = _run_direction(
-                    mode, x, w, parts.state[k], c0, valid, direction == 1, clip
+            for direction in range(setup.directions):
+                k = layer * setup.directions + direction
+                c0 = cell[k] if cell is not None else None
+                out, h, c, tape = _run_direction(
+                    setup.mode,
+                    x,
+                    setup.weights(layer, direction),
+                    state[k],
+                    c0,
+                    setup.valid,
+                    direction == 1,
+                    setup.clip,
                 )
+                hy[k] = h
+                if cy is not None:
+                    cy[k] = c
                 outs.append(out)
                 tapes.append(tape)
             layer_inputs.append(x)
-            x = np.concatenate(outs, axis=2) if directions == 2 else outs[0]
-            if masks is not None and layer < layers - 1:
+            x = np.concatenate(outs, axis=2) if setup.directions == 2 else outs[0]
+            if masks is not None and layer < setup.layers - 1:
                 x = x * masks[layer]
-        # then backward, top layer first
-        d_state = np.empty_like(parts.state)
-        d_cell = np.empty_like(parts.cell) if parts.cell is not None else None
-        d_above = d_out
-        width = d_out.shape[2] // directions
-        for layer in range(layers - 1, -1, -1):
+    return layer_inputs, tapes, x.astype(setup.dtype, copy=False), hy, cy
+
+
+def backward_tapes(
+    setup: Setup,
+    params: np.ndarray,
+    layer_inputs: list[np.ndarray],
+    tapes: list[Tape],
+    masks: Any,
+    grads: tuple,
+    cell: Any,
+    state: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """The reverse walk from the forward's tapes: the gradients of data,
+    parameters, state (and state_cell) from those of out, h_n (and c_n)."""
+    d_out, d_hy = grads[0], grads[1]
+    d_cy = grads[2] if setup.mode == "lstm" else None
+    d_params = np.zeros_like(params)
+    d_pieces = _unpack(d_params, setup.shapes)
+    d_state = np.empty_like(state)
+    d_cell = np.empty_like(cell) if cell is not None else None
+    d_above = d_out
+    width = d_out.shape[2] // setup.directions
+    with np.errstate(over="ignore", invalid="ignore"):
+        for layer in range(setup.layers - 1, -1, -1):
             x = layer_inputs[layer]
-            d_x = np.zeros(x.shape, dtype)
-            for direction in range(directions):
-                k = layer * directions + direction
+            d_x = np.zeros(x.shape, setup.dtype)
+            for direction in range(setup.directions):
+                k = layer * setup.directions + direction
                 prefix = f"{'lr'[direction]}{layer}_"
-                w = {n[3:]: v for n, v in pieces.items() if n[:3] == prefix}
                 d_part = d_above[:, :, direction * width : (direction + 1) * width]
                 dc0 = d_cy[k] if d_cy is not None else None
-                dx, grads, dh, dc = _back_direction(
-                    mode, x, w, tapes[k], d_part, d_hy[k], dc0, valid, direction == 1, clip
+                dx, pieces, dh, dc = _back_direction(
+                    setup.mode,
+                    x,
+                    setup.weights(layer, direction),
+                    tapes[k],
+                    d_part,
+                    d_hy[k],
+                    dc0,
+                    setup.valid,
+                    direction == 1,
+                    setup.clip,
                 )
                 d_x += dx
-                for name, value in grads.items():
+                for name, value in pieces.items():
                     d_pieces[prefix + name][...] = value
                 d_state[k] = dh
                 if d_cell is not None:
                     d_cell[k] = dc
             d_above = d_x * masks[layer - 1] if masks is not None and layer > 0 else d_x
-    result = [d_above.astype(dtype, copy=False), d_params, d_state]
+    result = [d_above.astype(setup.dtype, copy=False), d_params, d_state]
     return tuple(result + ([d_cell] if d_cell is not None else []))
+
+
+def _rnn_grad(*arrays: np.ndarray, **attrs: Any) -> tuple[np.ndarray, ...]:
+    parts = _Parts(arrays, attrs)
+    setup = Setup(parts.data, parts.params, parts.lengths, attrs)
+    # forward again, keeping each layer's input and each direction's tape
+    layer_inputs, tapes, _, _, _ = forward_tapes(
+        setup, parts.data, parts.state, parts.cell, parts.masks
+    )
+    return backward_tapes(
+        setup, parts.params, layer_inputs, tapes, parts.masks, parts.grads, parts.cell, parts.state
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from ..graph import ProgramGraph
 from .fold import fold_constants
 from .fuse import fuse, reroute_shape_inputs
 from .rewrite import rewrite
+from .rnn_tape import keep_rnn_tapes
 from .simplify import RULES
 
 
@@ -29,6 +30,7 @@ Pass = Callable[[ProgramGraph], ProgramGraph]
 PIPELINE: list[tuple[str, Pass]] = [
     ("fold_constants", fold_constants),
     ("simplify", simplify),
+    ("keep_rnn_tapes", keep_rnn_tapes),
     ("reroute_shape_inputs", reroute_shape_inputs),
     ("fuse", fuse),
 ]
@@ -82,6 +84,7 @@ __all__ = [
     "fold_constants",
     "format_graph",
     "fuse",
+    "keep_rnn_tapes",
     "reroute_shape_inputs",
     "run_pass",
     "run_pipeline",

@@ -27,6 +27,7 @@ import numpy as np
 
 from ....ir import Node
 from ....ops.rnn import GATES, draws_masks
+from ....ops.rnn_tape import tape_size
 from ..emit import Writer, shape_tuple
 from .table import FLOATS, Lowering, register_lowering
 
@@ -256,6 +257,57 @@ def _rnn_tapes(mode, count, steps, batch, hidden, width, projecting, clip, dtype
 
 
 @_jit
+def _rnn_tape_size(mode, layers, directions, steps, batch, hidden, width, projecting, clip):
+    # the length of _rnn_forward_taped's tape (ops/rnn_tape.py: the same blocks)
+    count = layers * directions
+    gates_size = (4 if mode == 2 else 3 if mode == 3 else 1) * hidden
+    rows = count * steps * batch
+    kept = (2 if mode == 2 else 0) + (1 if clip else 0) + (1 if projecting else 0)
+    kept += 1 if mode == 3 else 0
+    return rows * (gates_size + width + kept * hidden) + (
+        max(layers - 1, 0) * steps * batch * directions * width
+    )
+
+
+@_jit
+def _rnn_tape_block(flat, offset, d0, d1, d2, d3):
+    return flat[offset : offset + d0 * d1 * d2 * d3].reshape((d0, d1, d2, d3)), (
+        offset + d0 * d1 * d2 * d3
+    )
+
+
+@_jit
+def _rnn_tape_views(flat, mode, layers, directions, steps, batch, hidden, width, projecting,
+                    clip):
+    # the blocks of a flat tape as the kernels' tape tuple and the layers' inputs
+    count = layers * directions
+    gates_size = (4 if mode == 2 else 3 if mode == 3 else 1) * hidden
+    lstm = mode == 2
+    gates, at = _rnn_tape_block(flat, 0, count, steps, batch, gates_size)
+    hprev, at = _rnn_tape_block(flat, at, count, steps, batch, width)
+    cprev, at = _rnn_tape_block(flat, at, count, steps if lstm else 0, batch, hidden)
+    c, at = _rnn_tape_block(flat, at, count, steps if lstm else 0, batch, hidden)
+    craw, at = _rnn_tape_block(flat, at, count, steps if clip else 0, batch, hidden)
+    r, at = _rnn_tape_block(flat, at, count, steps if projecting else 0, batch, hidden)
+    hn, at = _rnn_tape_block(flat, at, count, steps if mode == 3 else 0, batch, hidden)
+    above, at = _rnn_tape_block(flat, at, max(layers - 1, 0), steps, batch, directions * width)
+    return (gates, hprev, cprev, c, craw, r, hn), above
+
+
+@_jit
+def lib_rnn_forward_taped(data, params, state, cell, lengths, mode, gates, layers, directions,
+                          hidden, width, projecting, use_len, clip, low, high, clip_nan, out, hy,
+                          cy, flat):
+    steps, batch, _ = data.shape
+    tape, above = _rnn_tape_views(flat, mode, layers, directions, steps, batch, hidden, width,
+                                  projecting, clip)
+    masks = np.empty((0, 0, 0, 0), data.dtype)
+    _rnn_run(data, params, state, cell, lengths, masks, mode, gates, layers, directions,
+             hidden, width, projecting, use_len, clip, low, high, clip_nan, out, hy, cy,
+             True, tape, above)
+
+
+@_jit
 def lib_rnn_forward(data, params, state, cell, lengths, mode, gates, layers, directions,
                     hidden, width, projecting, use_len, clip, low, high, clip_nan, out, hy,
                     cy):
@@ -394,6 +446,31 @@ def lib_rnn_backward(data, params, state, cell, lengths, masks, d_out, d_hy, d_c
     _rnn_run(data, params, state, cell, lengths, masks, mode, gates, layers, directions,
              hidden, width, projecting, use_len, clip, low, high, clip_nan, out, hy, cy,
              True, tape, above)
+    _rnn_back_layers(data, params, lengths, masks, d_out, d_hy, d_cy, mode, gates, layers,
+                     directions, hidden, width, projecting, use_len, clip, low, high, tape,
+                     above, d_data, d_params, d_state, d_cell)
+
+
+@_jit
+def lib_rnn_backward_taped(data, params, state, cell, lengths, flat, d_out, d_hy, d_cy, mode,
+                           gates, layers, directions, hidden, width, projecting, use_len, clip,
+                           low, high, clip_nan, d_data, d_params, d_state, d_cell):
+    steps, batch, _ = data.shape
+    tape, above = _rnn_tape_views(flat, mode, layers, directions, steps, batch, hidden, width,
+                                  projecting, clip)
+    masks = np.empty((0, 0, 0, 0), data.dtype)
+    _rnn_back_layers(data, params, lengths, masks, d_out, d_hy, d_cy, mode, gates, layers,
+                     directions, hidden, width, projecting, use_len, clip, low, high, tape,
+                     above, d_data, d_params, d_state, d_cell)
+
+
+@_jit
+def _rnn_back_layers(data, params, lengths, masks, d_out, d_hy, d_cy, mode, gates, layers,
+                     directions, hidden, width, projecting, use_len, clip, low, high, tape,
+                     above, d_data, d_params, d_state, d_cell):
+    # every layer and direction backward, top layer first, from the forward's tape
+    steps, batch, features = data.shape
+    dtype = data.dtype
     table = _rnn_layout(gates, layers, directions, features, hidden, width, projecting)
     gh = gates * hidden
     d_params[:] = 0
@@ -555,6 +632,75 @@ def _backward(kernel, data, params, state, *rest, **attrs):
     return (d_data, d_params, d_state, d_cell) if lstm else (d_data, d_params, d_state)
 
 
+def _taped(attrs: dict, steps: int, batch: int, dtype: np.dtype) -> np.ndarray:
+    """A tape for data of ``steps`` x ``batch`` (see ``ops/rnn_tape.py``)."""
+    return np.empty(tape_size(attrs, steps, batch), dtype)
+
+
+def _forward_taped(kernel, data, params, state, *rest, **attrs):
+    cell, lengths, _ = _split(rest, attrs)
+    data, params, state = _ready(data), _ready(params), _ready(state)
+    cell = _ready(cell) if cell is not None else None
+    if not _floats([data, params, state] + ([cell] if cell is not None else [])):
+        return None
+    if 0 in data.shape:
+        return None
+    dtype = data.dtype
+    options = _settings(attrs, dtype)
+    _, _, layers, directions, hidden, width = options[:6]
+    steps, batch, _ = data.shape
+    out = np.empty((steps, batch, directions * width), dtype)
+    hy = np.empty((layers * directions, batch, width), dtype)
+    lstm = attrs["mode"] == "lstm"
+    cy = np.empty((layers * directions if lstm else 0, batch, hidden), dtype)
+    tape = _taped(attrs, steps, batch, dtype)
+    kernel(
+        data,
+        params,
+        state,
+        cell if cell is not None else np.empty((0, 0, 0), dtype),
+        _ready(lengths) if lengths is not None else np.empty(0, dtype),
+        *options,
+        out,
+        hy,
+        cy,
+        tape,
+    )
+    return (out, hy, cy, tape) if lstm else (out, hy, tape)
+
+
+def _backward_taped(kernel, data, params, state, *rest, **attrs):
+    cell, lengths, after = _split(rest, attrs)
+    lstm = attrs["mode"] == "lstm"
+    tape, grads = _ready(after[0]), [_ready(g) for g in after[1:]]
+    data, params, state = _ready(data), _ready(params), _ready(state)
+    cell = _ready(cell) if cell is not None else None
+    floats = [data, params, state, tape] + ([cell] if cell is not None else []) + grads
+    if not _floats(floats) or 0 in data.shape:
+        return None
+    dtype = data.dtype
+    d_data, d_params, d_state = (np.empty_like(a) for a in (data, params, state))
+    d_cell = np.empty_like(cell) if cell is not None else np.empty((0, 0, 0), dtype)
+    empty3 = np.empty((0, 0, 0), dtype)
+    kernel(
+        data,
+        params,
+        state,
+        cell if cell is not None else empty3,
+        _ready(lengths) if lengths is not None else np.empty(0, dtype),
+        tape,
+        grads[0],
+        grads[1],
+        grads[2] if lstm else empty3,
+        *_settings(attrs, dtype),
+        d_data,
+        d_params,
+        d_state,
+        d_cell,
+    )
+    return (d_data, d_params, d_state, d_cell) if lstm else (d_data, d_params, d_state)
+
+
 # -- the whole-program entry's forms (see ..entry) ------------------------------
 
 
@@ -586,7 +732,9 @@ def _forward_entry(w: Writer, step) -> bool:
     )
     first = f"s{step.inputs[0]}"
     w.give_up_if(f"{first}.shape[0] == 0 or {first}.shape[1] == 0")
-    for slot, entry_type in zip(step.outputs, node.types):
+    taped = node.op.name == "_rnn_forward_taped"
+    states = step.outputs[: len(step.outputs) - taped]
+    for slot, entry_type in zip(states, node.types):
         shape = [str(n) for n in entry_type.shape]
         # sizes from the data: the first two axes of out, the batch of the states
         if slot == step.outputs[0]:
@@ -595,9 +743,20 @@ def _forward_entry(w: Writer, step) -> bool:
             shape[1] = f"{first}.shape[1]"
         w.result(slot, shape_tuple(shape), dtype)
     cy = f"s{step.outputs[2]}" if lstm else f"np.empty((0, 0, 0), np.{dtype.name})"
+    tape = ""
+    if taped:
+        mode, _, layers, directions, hidden, width, projecting, _, clip = _settings(attrs, dtype)[
+            :9
+        ]
+        size = (
+            f"_rnn_tape_size({mode}, {layers}, {directions}, {first}.shape[0], "
+            f"{first}.shape[1], {hidden}, {width}, {projecting}, {clip})"
+        )
+        w.result(step.outputs[-1], f"({size},)", dtype)
+        tape = f", s{step.outputs[-1]}"
     w.emit(
         f"{kernel}({data}, {params}, {state}, {cell}, {lengths}, "
-        f"{_literal_settings(attrs, dtype)}, s{step.outputs[0]}, s{step.outputs[1]}, {cy})"
+        f"{_literal_settings(attrs, dtype)}, s{step.outputs[0]}, s{step.outputs[1]}, {cy}{tape})"
     )
     return True
 
@@ -616,10 +775,15 @@ def _backward_entry(w: Writer, step) -> bool:
         if attrs["use_sequence_length"]
         else f"np.empty(0, np.{dtype.name})"
     )
-    forward = 2 + lstm + masked
-    masks = (
-        _contiguous(inputs[forward - 1]) if masked else f"np.empty((0, 0, 0, 0), np.{dtype.name})"
-    )
+    if node.op.name == "_rnn_grad_taped":
+        forward, masks = 1, _contiguous(inputs[0])  # the tape where the masks would go
+    else:
+        forward = 2 + lstm + masked
+        masks = (
+            _contiguous(inputs[forward - 1])
+            if masked
+            else f"np.empty((0, 0, 0, 0), np.{dtype.name})"
+        )
     grads = [_contiguous(i) for i in inputs[forward:]]
     first = f"s{step.inputs[0]}"
     w.give_up_if(f"{first}.shape[0] == 0 or {first}.shape[1] == 0")
@@ -650,6 +814,26 @@ register_lowering(
         _SOURCE,
         "lib_rnn_backward",
         run=_backward,
+        entry=_backward_entry,
+        accepts=_float_data,
+    )
+)
+register_lowering(
+    Lowering(
+        "_rnn_forward_taped",
+        _SOURCE,
+        "lib_rnn_forward_taped",
+        run=_forward_taped,
+        entry=_forward_entry,
+        accepts=_float_data,
+    )
+)
+register_lowering(
+    Lowering(
+        "_rnn_grad_taped",
+        _SOURCE,
+        "lib_rnn_backward_taped",
+        run=_backward_taped,
         entry=_backward_entry,
         accepts=_float_data,
     )
