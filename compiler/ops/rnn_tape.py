@@ -35,7 +35,8 @@ import numpy as np
 
 from ..ir import GraphError, TensorType
 from ..registry import OpDef, TestSpec, register
-from .rnn import GATES, RNN_ATTRS, RNN_OP, draws_masks, rnn_param_size
+from .rnn import GATES, RNN_ATTRS, RNN_OP, draws_masks
+from .rnn import _rnn_test_inputs as _test_inputs  # (the RNN op's own test inputs)
 from .rnn_grad import Setup, Tape, backward_tapes, forward_tapes
 
 # the per-direction blocks, by the Tape field each comes from
@@ -142,17 +143,6 @@ def _forward_inputs(attrs: dict) -> tuple[str, ...]:
     names: tuple[str, ...] = ("data", "parameters", "state")
     names += ("state_cell",) if attrs.get("mode") == "lstm" else ()
     return names + (("sequence_length",) if attrs.get("use_sequence_length") else ())
-
-
-def _test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
-    # an LSTM of 2 layers, bidirectional, with a projection: every block but the GRU's
-    size = rnn_param_size("lstm", 2, 3, 3, True, 2)
-    return [
-        rng.uniform(-1, 1, (3, 2, 3)),
-        rng.uniform(-0.6, 0.6, (size,)),
-        rng.uniform(-1, 1, (4, 2, 2)),
-        rng.uniform(-1, 1, (4, 2, 3)),
-    ]
 
 
 _TEST_ATTRS = {"state_size": 3, "num_layers": 2, "mode": "lstm", "bidirectional": True}
