@@ -610,27 +610,37 @@ def _forward(kernel, data, params, state, *rest, **attrs):
 
 def _backward(kernel, data, params, state, *rest, **attrs):
     cell, lengths, after = _split(rest, attrs)
-    lstm = attrs["mode"] == "lstm"
-    forward = 2 + lstm + draws_masks(attrs)
+    forward = 2 + (attrs["mode"] == "lstm") + draws_masks(attrs)
     masks = _ready(after[forward - 1]) if draws_masks(attrs) else None
-    grads = [_ready(g) for g in after[forward:]]
+    data = _ready(data)
+    if masks is None:
+        masks = np.empty((0, 0, 0, 0), data.dtype)
+    grads = after[forward:]
+    return _run_gradient(kernel, data, params, state, cell, lengths, masks, grads, attrs)
+
+
+def _run_gradient(kernel, data, params, state, cell, lengths, middle, grads, attrs):
+    """A gradient kernel's results for the recurrence's inputs (the plain one reading
+    the dropout masks, the taped one the forward's tape: ``middle``), or None for
+    arrays it does not take."""
+    lstm = attrs["mode"] == "lstm"
+    grads = [_ready(g) for g in grads]
     data, params, state = _ready(data), _ready(params), _ready(state)
     cell = _ready(cell) if cell is not None else None
-    floats = [data, params, state] + ([cell] if cell is not None else [])
-    floats += grads + ([masks] if masks is not None else [])
+    floats = [data, params, state, middle] + ([cell] if cell is not None else []) + grads
     if not _floats(floats) or 0 in data.shape:
         return None
     dtype = data.dtype
     d_data, d_params, d_state = (np.empty_like(a) for a in (data, params, state))
-    d_cell = np.empty_like(cell) if cell is not None else np.empty((0, 0, 0), dtype)
     empty3 = np.empty((0, 0, 0), dtype)
+    d_cell = np.empty_like(cell) if cell is not None else empty3
     kernel(
         data,
         params,
         state,
         cell if cell is not None else empty3,
         _ready(lengths) if lengths is not None else np.empty(0, dtype),
-        masks if masks is not None else np.empty((0, 0, 0, 0), dtype),
+        middle,
         grads[0],
         grads[1],
         grads[2] if lstm else empty3,
@@ -682,34 +692,8 @@ def _forward_taped(kernel, data, params, state, *rest, **attrs):
 
 def _backward_taped(kernel, data, params, state, *rest, **attrs):
     cell, lengths, after = _split(rest, attrs)
-    lstm = attrs["mode"] == "lstm"
-    tape, grads = _ready(after[0]), [_ready(g) for g in after[1:]]
-    data, params, state = _ready(data), _ready(params), _ready(state)
-    cell = _ready(cell) if cell is not None else None
-    floats = [data, params, state, tape] + ([cell] if cell is not None else []) + grads
-    if not _floats(floats) or 0 in data.shape:
-        return None
-    dtype = data.dtype
-    d_data, d_params, d_state = (np.empty_like(a) for a in (data, params, state))
-    d_cell = np.empty_like(cell) if cell is not None else np.empty((0, 0, 0), dtype)
-    empty3 = np.empty((0, 0, 0), dtype)
-    kernel(
-        data,
-        params,
-        state,
-        cell if cell is not None else empty3,
-        _ready(lengths) if lengths is not None else np.empty(0, dtype),
-        tape,
-        grads[0],
-        grads[1],
-        grads[2] if lstm else empty3,
-        *_settings(attrs, dtype),
-        d_data,
-        d_params,
-        d_state,
-        d_cell,
-    )
-    return (d_data, d_params, d_state, d_cell) if lstm else (d_data, d_params, d_state)
+    tape = _ready(after[0])
+    return _run_gradient(kernel, data, params, state, cell, lengths, tape, after[1:], attrs)
 
 
 # -- the whole-program entry's forms (see ..entry) ------------------------------
