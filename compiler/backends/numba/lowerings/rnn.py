@@ -580,6 +580,12 @@ def _forward_lowerable(node: Node) -> bool:
 
 
 def _forward(kernel, data, params, state, *rest, **attrs):
+    return _run_forward(kernel, data, params, state, rest, attrs, taped=False)
+
+
+def _run_forward(kernel, data, params, state, rest, attrs, taped):
+    """A forward kernel's outputs (with ``taped``, the tape last: see ``_taped``),
+    or None for arrays it does not take."""
     cell, lengths, _ = _split(rest, attrs)
     data, params, state = _ready(data), _ready(params), _ready(state)
     cell = _ready(cell) if cell is not None else None
@@ -594,6 +600,7 @@ def _forward(kernel, data, params, state, *rest, **attrs):
     hy = np.empty((layers * directions, batch, width), dtype)
     lstm = attrs["mode"] == "lstm"
     cy = np.empty((layers * directions if lstm else 0, batch, hidden), dtype)
+    tape = (_taped(attrs, steps, batch, dtype),) if taped else ()
     kernel(
         data,
         params,
@@ -604,8 +611,9 @@ def _forward(kernel, data, params, state, *rest, **attrs):
         out,
         hy,
         cy,
+        *tape,
     )
-    return (out, hy, cy) if lstm else (out, hy)
+    return ((out, hy, cy) if lstm else (out, hy)) + tape
 
 
 def _backward(kernel, data, params, state, *rest, **attrs):
@@ -659,35 +667,7 @@ def _taped(attrs: dict, steps: int, batch: int, dtype: np.dtype) -> np.ndarray:
 
 
 def _forward_taped(kernel, data, params, state, *rest, **attrs):
-    cell, lengths, _ = _split(rest, attrs)
-    data, params, state = _ready(data), _ready(params), _ready(state)
-    cell = _ready(cell) if cell is not None else None
-    if not _floats([data, params, state] + ([cell] if cell is not None else [])):
-        return None
-    if 0 in data.shape:
-        return None
-    dtype = data.dtype
-    options = _settings(attrs, dtype)
-    _, _, layers, directions, hidden, width = options[:6]
-    steps, batch, _ = data.shape
-    out = np.empty((steps, batch, directions * width), dtype)
-    hy = np.empty((layers * directions, batch, width), dtype)
-    lstm = attrs["mode"] == "lstm"
-    cy = np.empty((layers * directions if lstm else 0, batch, hidden), dtype)
-    tape = _taped(attrs, steps, batch, dtype)
-    kernel(
-        data,
-        params,
-        state,
-        cell if cell is not None else np.empty((0, 0, 0), dtype),
-        _ready(lengths) if lengths is not None else np.empty(0, dtype),
-        *options,
-        out,
-        hy,
-        cy,
-        tape,
-    )
-    return (out, hy, cy, tape) if lstm else (out, hy, tape)
+    return _run_forward(kernel, data, params, state, rest, attrs, taped=True)
 
 
 def _backward_taped(kernel, data, params, state, *rest, **attrs):
