@@ -14,29 +14,9 @@ from test_conv_native import close, compile_program, conv_arrays, lowered, op, r
 
 from symgrad_compiler import ProgramGraph
 from symgrad_compiler.autodiff import differentiate
-from symgrad_compiler.backends.numba import disk_cache
-from symgrad_compiler.backends.numba.lowerings import LOWERINGS, module_text, pooling
 from symgrad_compiler.backends.numba.lowerings import conv as lconv
 from symgrad_compiler.ir import Entry
 from symgrad_compiler.registry import variable
-
-
-@pytest.fixture(scope="module")
-def kernels():
-    """The convolution and pooling kernels, compiled (or loaded from the disk cache)."""
-    return disk_cache.load(module_text([LOWERINGS["Convolution"], LOWERINGS["Pooling"]]))
-
-
-@pytest.fixture(params=["serial", "threads"])
-def split_mode(request, monkeypatch):
-    """Both ways the step runner runs a kernel: the whole batch on this thread, or
-    split over the pool (every size counts as big)."""
-    if request.param == "threads":
-        monkeypatch.setattr(lconv, "PARALLEL_WORK", 0)
-        monkeypatch.setattr(pooling.threads, "MINIMUM", 1)
-        monkeypatch.setattr(pooling.threads, "PIECE_MINIMUM", 1)
-    return request.param
-
 
 # (data shape, attrs, whether the data gradient is wide too): unit stride throughout
 WIDE_CASES = {
@@ -60,7 +40,6 @@ WIDE_CASES = {
 
 
 def geometry(x_shape, attrs):
-    from symgrad_compiler.backends.numba.lowerings import conv as lconv
 
     rank = len(x_shape) - 2
     full = dict(stride=(1,) * rank, dilate=(1,) * rank, pad=(0,) * rank)
@@ -70,34 +49,34 @@ def geometry(x_shape, attrs):
 
 
 @pytest.mark.parametrize("case", sorted(WIDE_CASES))
-def test_the_cases_take_the_wide_path(kernels, case):
+def test_the_cases_take_the_wide_path(conv_kernels, case):
     """Each case's forward (and data gradient where marked) runs the wide kernels,
     and the wide plan declines an output size it was not made for."""
     shape, attrs, data_grad_wide = WIDE_CASES[case]
     (kernel, _stride, dilate, pad), out = geometry(shape, attrs)
     sizes = (1,) * (5 - len(shape)) + shape[2:]
     osz = (1,) * (3 - len(out)) + tuple(out)
-    assert kernels._cv_wide_plan(sizes, pad, kernel, dilate, osz)[3] > 0
+    assert conv_kernels._cv_wide_plan(sizes, pad, kernel, dilate, osz)[3] > 0
     bigger = osz[:2] + (osz[2] + 1,)
-    assert kernels._cv_wide_plan(sizes, pad, kernel, dilate, bigger)[3] == 0
+    assert conv_kernels._cv_wide_plan(sizes, pad, kernel, dilate, bigger)[3] == 0
     tpad = [(k - 1) * d - p for k, d, p in zip(kernel, dilate, pad)]
     assert (min(tpad) >= 0) == data_grad_wide
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", sorted(WIDE_CASES))
-def test_wide_convolution_and_gradients_match_numpy(kernels, split_mode, case, dtype):
+def test_wide_convolution_and_gradients_match_numpy(conv_kernels, threading_mode, case, dtype):
     shape, attrs, _ = WIDE_CASES[case]
     rng = np.random.default_rng(7)
     # batch and spatial sizes varied within one process, on the same kernels
     for batch, grow in ((shape[0], 0), (1, 1), (shape[0] + 3, 2), (shape[0], 0)):
         spatial = tuple(s + grow for s in shape[2:])
         x, w, b = conv_arrays(rng, shape[:2] + spatial, attrs, dtype, batch)
-        got, expected = lowered(kernels, "Convolution", (x, w, b), no_bias=False, **attrs)
+        got, expected = lowered(conv_kernels, "Convolution", (x, w, b), no_bias=False, **attrs)
         close(got, expected, dtype)
         g = rng.uniform(-1, 1, expected.shape).astype(dtype)
-        close(*lowered(kernels, "_conv_data_grad", (g, w, x), **attrs), dtype)
-        close(*lowered(kernels, "_conv_weight_grad", (g, x, w), **attrs), dtype)
+        close(*lowered(conv_kernels, "_conv_data_grad", (g, w, x), **attrs), dtype)
+        close(*lowered(conv_kernels, "_conv_weight_grad", (g, x, w), **attrs), dtype)
 
 
 DECONV_CASES = {
@@ -112,7 +91,7 @@ DECONV_CASES = {
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", sorted(DECONV_CASES))
-def test_unit_stride_deconvolution_matches_numpy(kernels, split_mode, case, dtype):
+def test_unit_stride_deconvolution_matches_numpy(conv_kernels, threading_mode, case, dtype):
     """Deconvolution's forward is the data-gradient kernel (with a bias), its data
     gradient the forward kernel: both wide at unit stride."""
     shape, attrs = DECONV_CASES[case]
@@ -122,15 +101,15 @@ def test_unit_stride_deconvolution_matches_numpy(kernels, split_mode, case, dtyp
         x = rng.uniform(-1, 1, (batch,) + shape[1:]).astype(dtype)
         w = rng.uniform(-1, 1, (shape[1], attrs["num_filter"] // groups) + attrs["kernel"])
         w, b = w.astype(dtype), rng.uniform(-1, 1, attrs["num_filter"]).astype(dtype)
-        got, expected = lowered(kernels, "Deconvolution", (x, w, b), no_bias=False, **attrs)
+        got, expected = lowered(conv_kernels, "Deconvolution", (x, w, b), no_bias=False, **attrs)
         close(got, expected, dtype)
         g = rng.uniform(-1, 1, expected.shape).astype(dtype)
-        close(*lowered(kernels, "_deconv_data_grad", (g, w, x), **attrs), dtype)
-        close(*lowered(kernels, "_deconv_weight_grad", (g, x, w), **attrs), dtype)
+        close(*lowered(conv_kernels, "_deconv_data_grad", (g, w, x), **attrs), dtype)
+        close(*lowered(conv_kernels, "_deconv_weight_grad", (g, x, w), **attrs), dtype)
 
 
 @pytest.mark.parametrize("case", sorted(WIDE_CASES))
-def test_wide_gradients_match_finite_differences(kernels, case):
+def test_wide_gradients_match_finite_differences(conv_kernels, case):
     """float64: the data and weight gradient kernels against central differences
     of sum(conv(x, w) * r) computed by the forward kernel."""
     shape, attrs, _ = WIDE_CASES[case]
@@ -138,12 +117,14 @@ def test_wide_gradients_match_finite_differences(kernels, case):
     x, w, _b = conv_arrays(rng, shape, attrs, np.float64)
 
     def value(x, w):
-        out, _ = lowered(kernels, "Convolution", (x, w), no_bias=True, **attrs)
+        out, _ = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
         return float(np.sum(out * r))
 
-    r = rng.standard_normal(lowered(kernels, "Convolution", (x, w), no_bias=True, **attrs)[0].shape)
-    dx, _ = lowered(kernels, "_conv_data_grad", (r, w, x), **attrs)
-    dw, _ = lowered(kernels, "_conv_weight_grad", (r, x, w), **attrs)
+    r = rng.standard_normal(
+        lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)[0].shape
+    )
+    dx, _ = lowered(conv_kernels, "_conv_data_grad", (r, w, x), **attrs)
+    dw, _ = lowered(conv_kernels, "_conv_weight_grad", (r, x, w), **attrs)
     eps = 1e-6
     for grad, k in ((dx, 0), (dw, 1)):
         direction = rng.standard_normal(grad.shape)

@@ -15,9 +15,7 @@ import pytest
 
 from symgrad_compiler import PassRun, ProgramGraph
 from symgrad_compiler.autodiff import differentiate
-from symgrad_compiler.backends.numba import disk_cache
 from symgrad_compiler.backends.numba.executable import NumbaExecutable
-from symgrad_compiler.backends.numba.lowerings import LOWERINGS, module_text, pooling
 from symgrad_compiler.backends.numba.lowerings import conv as lconv
 from symgrad_compiler.backends.numba.plan import LibraryStep
 from symgrad_compiler.interpret import evaluate
@@ -25,33 +23,17 @@ from symgrad_compiler.ir import Entry
 from symgrad_compiler.registry import make_node, variable
 
 
-@pytest.fixture(scope="module")
-def module():
-    return disk_cache.load(module_text([LOWERINGS["Convolution"], LOWERINGS["Pooling"]]))
-
-
-@pytest.fixture(params=["serial", "threads"])
-def threading_mode(request, monkeypatch):
-    """Both ways the step runner runs a kernel: the whole batch on this thread, or
-    split over the pool (every size counts as big)."""
-    if request.param == "threads":
-        monkeypatch.setattr(lconv, "PARALLEL_WORK", 0)
-        monkeypatch.setattr(pooling.threads, "MINIMUM", 1)
-        monkeypatch.setattr(pooling.threads, "PIECE_MINIMUM", 1)
-    return request.param
-
-
 def node_of(op, arrays, **attrs):
     return make_node(op, [Entry(variable(a.shape, a.dtype), 0) for a in arrays], attrs)
 
 
-def lowered(module, op, arrays, **attrs):
+def lowered(conv_kernels, op, arrays, **attrs):
     """The lowering's result for ``arrays`` (run as the plan's step runner runs it)
     and the op's numpy result."""
     node = node_of(op, arrays, **attrs)
     step = LibraryStep(node, list(range(len(arrays))), [len(arrays)])
     assert step.lowering is not None, op
-    step.kernel = getattr(module, step.lowering.kernel_name)
+    step.kernel = getattr(conv_kernels, step.lowering.kernel_name)
     result = step.lowering.run(step.kernel, *arrays, **node.attrs)
     assert result is not None, f"{op} declined"
     return result, node.op.impl(*arrays, **node.attrs)
@@ -104,17 +86,17 @@ def conv_arrays(rng, shape, attrs, dtype, batch=None):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", sorted(CONV_CASES))
-def test_convolution_and_gradients_match_numpy(module, threading_mode, case, dtype):
+def test_convolution_and_gradients_match_numpy(conv_kernels, threading_mode, case, dtype):
     shape, attrs = CONV_CASES[case]
     rng = np.random.default_rng(0)
     for batch in (shape[0], 1, shape[0] + 2):  # sizes varied within one process
         x, w, b = conv_arrays(rng, shape, attrs, dtype, batch)
         for inputs, no_bias in (((x, w, b), False), ((x, w), True)):
-            got, expected = lowered(module, "Convolution", inputs, no_bias=no_bias, **attrs)
+            got, expected = lowered(conv_kernels, "Convolution", inputs, no_bias=no_bias, **attrs)
             close(got, expected, dtype)
         g = rng.uniform(-1, 1, expected.shape).astype(dtype)
-        close(*lowered(module, "_conv_data_grad", (g, w, x), **attrs), dtype)
-        close(*lowered(module, "_conv_weight_grad", (g, x, w), **attrs), dtype)
+        close(*lowered(conv_kernels, "_conv_data_grad", (g, w, x), **attrs), dtype)
+        close(*lowered(conv_kernels, "_conv_weight_grad", (g, x, w), **attrs), dtype)
 
 
 DECONV_CASES = {
@@ -137,7 +119,7 @@ DECONV_CASES = {
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", sorted(DECONV_CASES))
-def test_deconvolution_and_gradients_match_numpy(module, threading_mode, case, dtype):
+def test_deconvolution_and_gradients_match_numpy(conv_kernels, threading_mode, case, dtype):
     shape, attrs = DECONV_CASES[case]
     rng = np.random.default_rng(1)
     groups = attrs.get("num_group", 1)
@@ -145,11 +127,11 @@ def test_deconvolution_and_gradients_match_numpy(module, threading_mode, case, d
         x = rng.uniform(-1, 1, (batch,) + shape[1:]).astype(dtype)
         w = rng.uniform(-1, 1, (shape[1], attrs["num_filter"] // groups) + attrs["kernel"])
         w, b = w.astype(dtype), rng.uniform(-1, 1, attrs["num_filter"]).astype(dtype)
-        got, expected = lowered(module, "Deconvolution", (x, w, b), no_bias=False, **attrs)
+        got, expected = lowered(conv_kernels, "Deconvolution", (x, w, b), no_bias=False, **attrs)
         close(got, expected, dtype)
         g = rng.uniform(-1, 1, expected.shape).astype(dtype)
-        close(*lowered(module, "_deconv_data_grad", (g, w, x), **attrs), dtype)
-        close(*lowered(module, "_deconv_weight_grad", (g, x, w), **attrs), dtype)
+        close(*lowered(conv_kernels, "_deconv_data_grad", (g, w, x), **attrs), dtype)
+        close(*lowered(conv_kernels, "_deconv_weight_grad", (g, x, w), **attrs), dtype)
 
 
 POOL_SHAPES = {
@@ -163,7 +145,7 @@ POOL_SHAPES = {
 @pytest.mark.parametrize("case", sorted(POOL_SHAPES))
 @pytest.mark.parametrize("pool_type", ["max", "avg", "sum"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_pooling_and_gradients_match_numpy(module, threading_mode, case, pool_type, dtype):
+def test_pooling_and_gradients_match_numpy(conv_kernels, threading_mode, case, pool_type, dtype):
     shape, geometry = POOL_SHAPES[case]
     rng = np.random.default_rng(2)
     options = itertools.product(["valid", "full"], [None, True, False], [False, True])
@@ -178,22 +160,22 @@ def test_pooling_and_gradients_match_numpy(module, threading_mode, case, pool_ty
         # distinct values: the maximum of a window is one element
         size = batch * int(np.prod(shape[1:]))
         x = (rng.permutation(size).reshape((batch,) + shape[1:]) / size - 0.5).astype(dtype)
-        got, expected = lowered(module, "Pooling", (x,), **attrs)
+        got, expected = lowered(conv_kernels, "Pooling", (x,), **attrs)
         close(got, expected, dtype)
         g = rng.uniform(-1, 1, expected.shape).astype(dtype)
-        close(*lowered(module, "_pooling_grad", (g, x), **attrs), dtype)
+        close(*lowered(conv_kernels, "_pooling_grad", (g, x), **attrs), dtype)
         if pool_type == "max":
             h = rng.uniform(-1, 1, x.shape).astype(dtype)
-            close(*lowered(module, "_pooling_max_gather", (h, x), **attrs), dtype)
+            close(*lowered(conv_kernels, "_pooling_max_gather", (h, x), **attrs), dtype)
 
 
-def test_max_pooling_special_values_as_numpy(module):
+def test_max_pooling_special_values_as_numpy(conv_kernels):
     x = np.array([[[[np.nan, 1.0, -np.inf, 2.0], [3.0, np.nan, 0.0, np.inf], [-np.inf] * 4]]])
     attrs = dict(kernel=(2, 2), stride=(1, 1), pad=(1, 1), pool_type="max")
-    got, expected = lowered(module, "Pooling", (x,), **attrs)
+    got, expected = lowered(conv_kernels, "Pooling", (x,), **attrs)
     np.testing.assert_array_equal(got, expected)
     g = np.arange(expected.size, dtype=float).reshape(expected.shape)
-    np.testing.assert_array_equal(*lowered(module, "_pooling_grad", (g, x), **attrs))
+    np.testing.assert_array_equal(*lowered(conv_kernels, "_pooling_grad", (g, x), **attrs))
 
 
 # -- whole programs through the compiled backend ------------------------------------
