@@ -3,8 +3,9 @@
 The loop runs over the group's output shape; an input of smaller rank or with
 axes of length one is read with index 0 on those axes (the ones-pattern is part
 of the graph key, so this never depends on sizes). Each member's scalar template
-is inlined in topological order; reductions accumulate, into a scalar when the
-whole loop reduces to one value. Kernels specialise on rank, dtype and layout
+is inlined in topological order; reductions accumulate, in a register over the
+innermost loops they sum (the whole loop, for a single value), added into the
+output after them. Kernels specialise on rank, dtype and layout
 only: sizes are read from the arrays.
 
 Each kernel starts with ``vm.prefer_512_bit_vectors()`` (512-bit vectors where
@@ -146,6 +147,9 @@ def generate(body: FusedBody, name: str) -> KernelSource:
         loads.append(f"a{i} = in{i}[{_index(var.types[0].shape, rank)}]")
 
     out_args, specs, stores, before, after = [], [], [], [], []
+    # per loop axis: registers set to zero before that loop, added to outputs after it
+    resets: dict[int, list[str]] = {}
+    flushes: dict[int, list[str]] = {}
     for j, out in enumerate(body.outputs):
         node = out.node
         dtype = out.dtype
@@ -165,7 +169,17 @@ def generate(body: FusedBody, name: str) -> KernelSource:
             before.append(f"out{j}[...] = 0")
             index = ", ".join("0" if a is None else f"i{a}" for a in axes)
             slot = f"out{j}[{index}]"
-            stores.append(f"{slot} = vm.accumulate({slot}, {source_value})")
+            inner = max(a for a in axes if a is not None) + 1
+            if inner == rank:  # the innermost loop axis is kept: add into the output
+                stores.append(f"{slot} = vm.accumulate({slot}, {source_value})")
+                continue
+            # The loops from `inner` on are all summed: a register takes their sum
+            # (it vectorises; an output element read and written per element is a
+            # dependency through memory, several times slower), added to the output
+            # once per iteration of the loop outside them.
+            resets.setdefault(inner, []).append(f"acc{j} = np.{dtype.name}(0)")
+            stores.append(f"acc{j} = vm.accumulate(acc{j}, {source_value})")
+            flushes.setdefault(inner, []).append(f"{slot} = vm.accumulate({slot}, acc{j})")
 
     shape_from = _shape_sources(body, loop_shape)
     inputs = [f"in{i}" for i in range(len(body.inputs))]
@@ -177,10 +191,14 @@ def generate(body: FusedBody, name: str) -> KernelSource:
     lines += [f"    {line}" for line in before]
     indent = "    "
     for axis in range(rank):
+        lines += [indent + line for line in resets.get(axis, [])]
         lines.append(f"{indent}for i{axis} in range(n{axis}):")
         indent += "    "
     for line in loads + statements + stores:
         lines.append(indent + line)
+    for axis in reversed(range(rank)):
+        indent = indent[:-4]  # back at the level of loop `axis`
+        lines += [indent + line for line in flushes.get(axis, [])]
     lines += [f"    {line}" for line in after]
     return KernelSource(name, "\n".join(lines) + "\n", rank, shape_from, tuple(specs))
 

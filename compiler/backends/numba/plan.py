@@ -51,6 +51,10 @@ class FusedStep:
         self.inputs, self.outputs = inputs, outputs
         self.kernel: Callable[..., Any] = not_compiled
         self.reduces = [spec.reduce for spec in source.outputs]
+        # Reductions that sum over the outermost loop axis take one partial result per
+        # piece of a split loop; one that keeps that axis (a sum per row) writes its
+        # piece's rows, as an elementwise output does.
+        self.partial = [spec.reduce and 0 not in spec.axes for spec in source.outputs]
         self.dtypes = [spec.dtype for spec in source.outputs]
         self.shape_from = source.shape_from
         # outputs that are means: (index, loop axes they keep); the launcher divides
@@ -116,11 +120,11 @@ class FusedStep:
         if len(pieces) == 1:
             self.kernel(*args, *outs)
             return
-        # Reductions get one partial result per piece, rows of one array summed
-        # by a single numpy call afterwards.
+        # Reductions over the outermost axis get one partial result per piece, rows
+        # of one array summed by a single numpy call afterwards.
         partials = {
             j: np.empty((len(pieces), *o.shape), o.dtype)
-            for j, (o, r) in enumerate(zip(outs, self.reduces))
+            for j, (o, r) in enumerate(zip(outs, self.partial))
             if r
         }
         along = [self._along_rows(a, loop) for a in args]
@@ -131,7 +135,7 @@ class FusedStep:
             part_args = [a[lo:hi] if cut else a for a, cut in zip(args, along)]
             part_outs = [
                 partials[j][k] if r else o[lo:hi]
-                for j, (o, r) in enumerate(zip(outs, self.reduces))
+                for j, (o, r) in enumerate(zip(outs, self.partial))
             ]
             calls.append((*part_args, *part_outs))
         threads.run(self.kernel, calls)
