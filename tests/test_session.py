@@ -156,6 +156,7 @@ JUSTIFIED = {
     "backends/numba/blas_threads.py:_THREADS": "OpenBLAS's thread count and the machine's "
     "samples, process-wide as OpenBLAS's own count",
     "backends/numba/lowerings/table.py:_warned": "a step-by-step warning once per op and process",
+    "backends/numba/memory.py:_applied": "the C allocator's thresholds, set once per process",
     "backends/numba/background.py:_jobs": "the one background compiler (at most one numba "
     "compilation per process, joined at exit)",
     "backends/numba/background.py:_pending": "the one background compiler",

@@ -6,7 +6,7 @@ writes a fused group's loop, :mod:`.lowerings` holds every other op's lowering
 (one registration each), :mod:`.entry` writes the whole program as one
 function, :mod:`.executable` compiles (in the background, :mod:`.background`)
 and runs it; :mod:`.disk_cache`, :mod:`.threads`, :mod:`.blas` and
-:mod:`.vmath` are its runtime.
+:mod:`.vmath` are its runtime, and :mod:`.memory` its allocator's policy.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ class NumbaBackend:
     def compile(self, passes: PassRun) -> NumbaExecutable:
         """A :class:`~.executable.NumbaExecutable` for ``passes``' graph."""
         from .executable import NumbaExecutable  # numba is imported on first use
+        from .memory import keep_freed_memory
 
+        keep_freed_memory()  # once per process: see memory.py
         return NumbaExecutable(passes)
 
 
