@@ -8,6 +8,7 @@ axes have length one, never from sizes that a new batch could change.
 from __future__ import annotations
 
 from ..ir import Entry, Node
+from ..ops.reduce import reduced_axes
 from ..registry import NEGATIVE_ZERO
 from .rewrite import node as make
 
@@ -195,6 +196,24 @@ def fully_connected_as_dot(n: Node) -> Entry | None:
     return make("broadcast_add", product, _input(n, 2))
 
 
+def sum_of_pick_grad(n: Node) -> Entry | None:
+    """sum(_pick_grad(g, index, like), over the picked axis)  ->  g + 0: each row of
+    the one-hot holds g once and zeros (numpy's sum starts from +0, so a -0 g sums
+    to +0, as g + 0 is; NaN and inf stay); the one-hot then need not be read (a
+    softmax cross-entropy's gradient, W8: a (1120, 10000) pass)"""
+    if n.op.name != "sum" or _op(_input(n)) != "_pick_grad":
+        return None
+    pick_grad = _input(n).node
+    g, like = _input(pick_grad), _input(pick_grad, 2)
+    rank = len(like.shape)
+    if not rank or not _same_shape(g, Entry(n, 0)):
+        return None
+    summed = reduced_axes(rank, n.attrs["axis"], n.attrs["exclude"])
+    if summed != (pick_grad.attrs["axis"] % rank,):
+        return None
+    return make("_plus_scalar", g, scalar=0.0)
+
+
 RULES = [
     identity_after_differentiation,
     fully_connected_as_dot,
@@ -212,4 +231,5 @@ RULES = [
     times_ones,
     plus_zeros,
     fill_of_fill,
+    sum_of_pick_grad,
 ]
