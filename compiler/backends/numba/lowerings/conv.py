@@ -48,6 +48,11 @@ from ..emit import Writer, shape_tuple
 from .table import FLOATS, Lowering, register_lowering
 
 _SOURCE = """
+# the weight gradient's products take images side by side up to this many
+# wide positions (images of 16x16 and more, 288 positions each, go one by one)
+_CV_WIDE_BATCH = 256
+
+
 @_jit
 def _cv_span(size, start, step, count):
     # [first, end) of the positions o < count with 0 <= start + o * step < size
@@ -214,13 +219,12 @@ def _cv_pad_into(x, n, c0, pad, Hp, Wp, xp):
 
 
 @_jit
-def _cv_wide_gather(xp, kernel, dilate, Hp, Wp, cols):
-    # the wide columns of a unit-stride convolution: cols[(c, a, b, e), q] =
-    # xp[c, q + offset(a, b, e)], where the output position (i, j, k) is
+def _cv_wide_gather(xp, kernel, dilate, Hp, Wp, cols, start, L):
+    # the wide columns of a unit-stride convolution: cols[(c, a, b, e), start + q] =
+    # xp[c, q + offset(a, b, e)] for q < L, where the output position (i, j, k) is
     # q = (i * Hp + j) * Wp + k; the q of no output position (k >= ow) are junk
     # that the products carry along (a few percent) and nobody reads
     kd, kh, kw = kernel
-    L = cols.shape[1]
     row = 0
     for c in range(xp.shape[0]):
         src = xp[c]
@@ -230,7 +234,7 @@ def _cv_wide_gather(xp, kernel, dilate, Hp, Wp, cols):
                     off = (a * dilate[0] * Hp + b * dilate[1]) * Wp + e * dilate[2]
                     dst = cols[row]
                     for q in range(L):
-                        dst[numba.uint64(q)] = src[numba.uint64(off + q)]
+                        dst[numba.uint64(start + q)] = src[numba.uint64(off + q)]
                     row += 1
 
 
@@ -275,7 +279,7 @@ def _cv_wide_forward(x, w, bias, out, lo, hi, groups, kernel, dilate, pad):
     for n in range(lo, hi):
         for gi in range(groups):
             _cv_pad_into(x, n, gi * cg, pad, Hp, Wp, xp)
-            _cv_wide_gather(xp, kernel, dilate, Hp, Wp, cols)
+            _cv_wide_gather(xp, kernel, dilate, Hp, Wp, cols, 0, cols.shape[1])
             blas.matmul_into(w3[gi], cols, False, False, wide)
             _cv_wide_copy(wide, out, n, gi * fg, Hp, Wp, False)
         _cv_add_bias(out, bias, n)
@@ -329,25 +333,35 @@ def _cv_wide_weight_grad(g, x, dw3, lo, hi, groups, kernel, dilate, pad):
     Dp, Hp, Wp, L = _cv_wide_plan(xsz, pad, kernel, dilate, osz)
     if L == 0:
         return False
+    # Images side by side in one product, _CV_WIDE_BATCH wide positions or more: one
+    # image of a small layer (7x7: 63 positions) made a product with a short inner
+    # axis and a (kg, fg) result as big as the weights, added up per image
+    per = max(1, min(hi - lo, (_CV_WIDE_BATCH + L - 1) // L))
     xp = np.zeros((cg, Dp * Hp * Wp), x.dtype)
-    cols = np.empty((kg, L), x.dtype)
-    gt = np.zeros((L, fg), g.dtype)
+    cols = np.empty((kg, per * L), x.dtype)
+    gt = np.zeros((per * L, fg), g.dtype)
     part = np.empty((kg, fg), dw3.dtype)
     od, oh, ow = osz
-    for n in range(lo, hi):
+    for n0 in range(lo, hi, per):
+        m = min(per, hi - n0)
         for gi in range(groups):
-            _cv_pad_into(x, n, gi * cg, pad, Hp, Wp, xp)
-            _cv_wide_gather(xp, kernel, dilate, Hp, Wp, cols)
-            # g transposed onto the wide positions: cols @ gt is a product of two
-            # untransposed operands, 1.4x faster in OpenBLAS than g @ cols^T
-            for f in range(fg):
-                for i in range(od):
-                    for j in range(oh):
-                        row = g[n, gi * fg + f, i, j]
-                        s = (i * Hp + j) * Wp
-                        for k in range(ow):
-                            gt[s + k, f] = row[k]
-            blas.matmul_into(cols, gt, False, False, part)
+            for b in range(m):
+                n = n0 + b
+                _cv_pad_into(x, n, gi * cg, pad, Hp, Wp, xp)
+                _cv_wide_gather(xp, kernel, dilate, Hp, Wp, cols, b * L, L)
+                # g transposed onto the wide positions: cols @ gt is a product of
+                # two untransposed operands, 1.4x faster in OpenBLAS than g @ cols^T
+                for f in range(fg):
+                    for i in range(od):
+                        for j in range(oh):
+                            row = g[n, gi * fg + f, i, j]
+                            s = b * L + (i * Hp + j) * Wp
+                            for k in range(ow):
+                                gt[s + k, f] = row[k]
+            if m == per:
+                blas.matmul_into(cols, gt, False, False, part)
+            else:  # the last, shorter batch (its columns are copied out)
+                blas.matmul_into(cols[:, : m * L], gt[: m * L], False, False, part)
             target = dw3[gi]
             for f in range(fg):
                 for k in range(kg):
