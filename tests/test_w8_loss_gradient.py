@@ -1,10 +1,13 @@
 """W8's loss gradient (softmax cross-entropy over a 10000-word vocabulary): the
-one-hot that pick's gradient writes is not summed again. ``sum_of_pick_grad``
-turns the row sums of ``_pick_grad(g, ...)`` into ``g + 0``; shown on the graph
-before and after, on the values (NaN, inf and signed zero among g and the
-indices, both modes, any picked axis), on graphs it must leave alone, and on the
-differentiated loss of a language model's head compiled at several sizes through
-one program."""
+one-hot that pick's gradient writes is neither summed again nor written.
+``sum_of_pick_grad`` turns the row sums of ``_pick_grad(g, ...)`` into ``g + 0``;
+the pass ``one_hots_in_loops`` turns a ``_pick_grad`` read by an elementwise op
+into ``_one_hot_at`` of ``_pick_positions``, which fuses into the reading loop.
+Shown on the graphs before and after, on the values (NaN, inf and signed zero
+among g and the indices, both modes, any picked axis), on graphs they must leave
+alone, on the differentiated loss of a language model's head compiled at several
+sizes through one program, and by a float64 finite-difference gradient of the
+compiled program."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from symgrad_compiler.autodiff import differentiate
 from symgrad_compiler.backends.numba.executable import NumbaExecutable
 from symgrad_compiler.interpret import evaluate
 from symgrad_compiler.ir import Entry
-from symgrad_compiler.passes import simplify
+from symgrad_compiler.passes import one_hots_in_loops, simplify
 from symgrad_compiler.registry import variable
 
 
@@ -154,3 +157,89 @@ def test_compiled_loss_gradient_equals_interpreted_at_every_size(dtype):
             assert np.array_equal(
                 np.signbit(c[exact & ~np.isnan(e)]), np.signbit(e[exact & ~np.isnan(e)])
             )
+
+
+def test_the_compiled_loss_gradient_writes_no_one_hot():
+    graph = loss_gradient_graph(7, 11, np.float32)
+    rng = np.random.default_rng(0)
+    args = [rng.normal(size=(7, 11)).astype(np.float32), _indices(7, 11, 0), np.ones(7, np.float32)]
+    program = NumbaExecutable(PassRun(graph))
+    program._compile(args)
+    assert program.plan.entry is not None
+    names = [s.node.op.name for s in program.plan.steps]
+    assert "_pick_grad" not in names and "sum" not in names and "_pick_positions" in names
+    fused = [n.op.name for s in program.fused for n in s.node.attrs["body"].nodes()]
+    assert "_one_hot_at" in fused and "exp" in fused
+
+
+# ---------------------------------------------------------------- the pass
+
+
+def _pick_grad_read_by_an_add(g_shape, like_shape, axis, mode, dtype=np.float32):
+    g, index = variable(g_shape, dtype, "g"), variable(tuple(np.delete(like_shape, axis)), dtype)
+    like = variable(like_shape, dtype, "like")
+    one_hot = _op("_pick_grad", g, index, like, axis=axis, mode=mode)
+    return _graph([g, index, like], _op("elemwise_add", one_hot, _op("negative", like)))
+
+
+@pytest.mark.parametrize(
+    "g_shape, like_shape, axis, mode",
+    [((6, 1), (6, 5), -1, "clip"), ((6,), (6, 5), 1, "wrap"), ((2, 1, 3), (2, 4, 3), 1, "wrap")],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pick_grad_read_by_an_elementwise_op_becomes_a_select(
+    g_shape, like_shape, axis, mode, dtype
+):
+    graph = _pick_grad_read_by_an_add(g_shape, like_shape, axis, mode, dtype)
+    assert _ops(graph) == ["_pick_grad", "negative", "elemwise_add"]
+    after = one_hots_in_loops(graph)
+    expected = ["_pick_positions", "_one_hot_at", "negative", "elemwise_add"]
+    if len(g_shape) != len(like_shape):
+        expected.insert(1, "reshape_like")
+    assert sorted(_ops(after)) == sorted(expected)
+    rng = np.random.default_rng(1)
+    g = rng.normal(size=g_shape).astype(dtype)
+    g.reshape(-1)[:4] = [-0.0, np.nan, -np.inf, 0.0]
+    index = _indices(int(np.prod(np.delete(like_shape, axis))), like_shape[axis], 2).astype(dtype)
+    index = index.reshape(np.delete(like_shape, axis))
+    like = rng.normal(size=like_shape).astype(dtype)
+    like.reshape(-1)[:3] = [-0.0, np.inf, np.nan]
+    arrays = [g, index, like]
+    with np.errstate(all="ignore"):
+        (before,) = evaluate(graph.live_outputs(), dict(zip(graph.inputs, [(a,) for a in arrays])))
+        (now,) = evaluate(after.live_outputs(), dict(zip(after.inputs, [(a,) for a in arrays])))
+        program = NumbaExecutable(PassRun(graph))
+        program._compile(arrays)
+        (compiled,) = program(arrays)
+    for got in (now, compiled):
+        assert got.dtype == before.dtype and got.shape == before.shape
+        assert np.array_equal(got, before, equal_nan=True)
+        kept = ~np.isnan(before)
+        assert np.array_equal(np.signbit(got[kept]), np.signbit(before[kept]))
+
+
+def test_pass_leaves_a_pick_grad_no_elementwise_op_reads():
+    g, index, like = variable((6, 1)), variable((6,)), variable((6, 5))
+    one_hot = _op("_pick_grad", g, index, like, axis=-1, mode="clip")
+    graph = _graph([g, index, like], _op("dot", one_hot, like, transpose_b=True))
+    assert one_hots_in_loops(graph) is graph
+
+
+def test_compiled_loss_gradient_matches_finite_differences_float64():
+    graph = loss_gradient_graph(3, 6, np.float64)
+    rng = np.random.default_rng(3)
+    z, y, seed = rng.normal(size=(3, 6)), np.array([0.0, 5.0, 9.0]), np.ones(3)
+    program = NumbaExecutable(PassRun(graph))
+    program._compile([z, y, seed])
+    loss, grad = program([z, y, seed])
+
+    def total(values):
+        (out,) = evaluate([graph.outputs[0]], {graph.inputs[0]: (values,), graph.inputs[1]: (y,)})
+        return float(np.sum(out))
+
+    numeric = np.zeros_like(z)
+    for k in np.ndindex(z.shape):
+        step = np.zeros_like(z)
+        step[k] = 1e-6
+        numeric[k] = (total(z + step) - total(z - step)) / 2e-6
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8)

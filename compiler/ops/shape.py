@@ -844,3 +844,83 @@ register(
         ),
     )
 )
+
+
+# pick's gradient inside a fused loop: the one-hot is never written where an
+# elementwise op reads it (the pass ``one_hots_in_loops``). ``_pick_positions``
+# gives each picked position's column and each column's number, both float64
+# (exact below 2**53), and ``_one_hot_at`` selects g where they are equal.
+
+
+def _kept_shape(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
+    return shape[:axis] + (1,) + shape[axis + 1 :]
+
+
+def _pick_positions_types(types: Sequence[TensorType], *, axis: int, mode: str) -> list[TensorType]:
+    shape = types[1].shape
+    ax = axis % len(shape)
+    ones = tuple(n if a == ax else 1 for a, n in enumerate(shape))
+    double = np.dtype(np.float64)
+    return [TensorType(_kept_shape(shape, ax), double), TensorType(ones, double)]
+
+
+def _pick_positions(
+    index: np.ndarray, like: np.ndarray, *, axis: int, mode: str
+) -> tuple[np.ndarray, np.ndarray]:
+    ax = axis % like.ndim
+    size = like.shape[ax]
+    columns = _indices(index, size, mode).astype(np.float64).reshape(_kept_shape(like.shape, ax))
+    ones = tuple(size if a == ax else 1 for a in range(like.ndim))
+    return columns, np.arange(size, dtype=np.float64).reshape(ones)
+
+
+register(
+    OpDef(
+        name="_pick_positions",
+        infer=_pick_positions_types,
+        impl=_pick_positions,
+        inputs=("index", "like"),
+        shape_only=(1,),
+        attrs={"axis": Attr(as_int, -1), "mode": Attr(one_of("clip", "wrap"), "clip")},
+        differentiable=False,
+        num_outputs=2,
+        doc="The column each ``index`` picks along ``axis`` of ``like`` (clipped or "
+        "wrapped, shaped like ``like`` with that axis of length one) and the column "
+        "numbers (shaped ones but along ``axis``), both float64.",
+        test=TestSpec(
+            make_inputs=lambda rng: [np.array([0, 7, -1.0, 2.9]), np.zeros((4, 3))],
+            attrs={"mode": "wrap"},
+        ),
+    )
+)
+
+
+def _one_hot_at_types(types: Sequence[TensorType]) -> list[TensorType]:
+    shape = tuple(np.broadcast_shapes(*(t.shape for t in types)))
+    return [TensorType(shape, types[0].dtype)]
+
+
+def _one_hot_at(g: np.ndarray, columns: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    return np.where(columns == positions, g, np.zeros((), g.dtype))
+
+
+register(
+    OpDef(
+        name="_one_hot_at",
+        infer=_one_hot_at_types,
+        impl=_one_hot_at,
+        inputs=("data", "columns", "positions"),
+        differentiable=False,
+        kind="elemwise",
+        scalar="({0} if {1} == {2} else 0.0)",
+        doc="g where ``columns`` equals ``positions`` (broadcast), else +0: "
+        "``_pick_grad`` as an elementwise op, from ``_pick_positions``.",
+        test=TestSpec(
+            make_inputs=lambda rng: [
+                rng.uniform(-2, 2, (3, 1)),
+                np.array([[0.0], [3.0], [1.0]]),
+                np.arange(4.0).reshape(1, 4),
+            ],
+        ),
+    )
+)

@@ -15,6 +15,7 @@ from .. import settings
 from ..graph import ProgramGraph
 from .fold import fold_constants
 from .fuse import fuse, reroute_shape_inputs
+from .one_hots import one_hots_in_loops
 from .rewrite import rewrite
 from .rnn_tape import keep_rnn_tapes
 from .simplify import RULES
@@ -31,6 +32,7 @@ PIPELINE: list[tuple[str, Pass]] = [
     ("fold_constants", fold_constants),
     ("simplify", simplify),
     ("keep_rnn_tapes", keep_rnn_tapes),
+    ("one_hots_in_loops", one_hots_in_loops),
     ("reroute_shape_inputs", reroute_shape_inputs),
     ("fuse", fuse),
 ]
@@ -85,6 +87,7 @@ __all__ = [
     "format_graph",
     "fuse",
     "keep_rnn_tapes",
+    "one_hots_in_loops",
     "reroute_shape_inputs",
     "run_pass",
     "run_pipeline",

@@ -184,6 +184,14 @@ def lib_pick_rows(data, index, wrap, out):
 
 
 @_jit
+def lib_pick_positions(index, size, wrap, columns, positions):
+    for i in range(index.shape[0]):
+        columns[i] = _column(index[i], size, wrap)
+    for j in range(size):
+        positions[j] = j
+
+
+@_jit
 def lib_pick_grad_rows(g, index, wrap, out):
     n = out.shape[1]
     for i in range(out.shape[0]):
@@ -312,6 +320,20 @@ def _pick_grad(kernel, g, index, like, *, axis, mode):
     return out
 
 
+def _pick_positions(kernel, index, like, *, axis, mode):
+    if not like.ndim or index.dtype not in FLOATS:
+        return None
+    ax = axis % like.ndim
+    size = like.shape[ax]
+    if size == 0 or index.size * size != like.size:
+        return None
+    columns = np.empty(like.shape[:ax] + (1,) + like.shape[ax + 1 :], np.float64)
+    positions = np.empty(tuple(size if a == ax else 1 for a in range(like.ndim)), np.float64)
+    flat_index = np.ascontiguousarray(index).reshape(-1)
+    kernel(flat_index, size, mode == "wrap", columns.reshape(-1), positions.reshape(-1))
+    return columns, positions
+
+
 # -- the whole-program entry's forms (see ..entry) ------------------------------
 
 
@@ -389,6 +411,28 @@ def _pick_grad_entry(w: Writer, step) -> bool:
     return True
 
 
+def _pick_positions_entry(w: Writer, step) -> bool:
+    node, kernel = step.node, step.lowering.kernel_name
+    rank = len(node.inputs[1].shape)
+    if not rank or node.inputs[0].dtype not in FLOATS:
+        return False
+    ax = node.attrs["axis"] % rank
+    index, like = (f"s{i}" for i in step.inputs)
+    columns, positions = (f"s{i}" for i in step.outputs)
+    size = f"{like}.shape[{ax}]"
+    w.give_up_if(f"{size} == 0 or {index}.size * {size} != {like}.size")
+    kept = shape_tuple(["1" if a == ax else f"{like}.shape[{a}]" for a in range(rank)])
+    ones = shape_tuple([size if a == ax else "1" for a in range(rank)])
+    w.emit(f"{columns} = np.empty({kept}, np.float64)")
+    w.emit(f"{positions} = np.empty({ones}, np.float64)")
+    wrap = node.attrs["mode"] == "wrap"
+    w.emit(
+        f"{kernel}({index}.reshape({index}.size), {size}, {wrap}, "
+        f"{columns}.reshape({columns}.size), {positions}.reshape({positions}.size))"
+    )
+    return True
+
+
 def _row_lowering(op: str, kernel: str, run, entry) -> Lowering:
     return register_lowering(
         Lowering(op, _SOURCE, kernel, run=run, entry=entry, accepts=_float_result)
@@ -401,3 +445,4 @@ _row_lowering("sum", "lib_sum_rows", _reduce, _reduce_entry)
 _row_lowering("mean", "lib_sum_rows", _mean, _reduce_entry)
 _row_lowering("pick", "lib_pick_rows", _pick, _pick_entry)
 _row_lowering("_pick_grad", "lib_pick_grad_rows", _pick_grad, _pick_grad_entry)
+_row_lowering("_pick_positions", "lib_pick_positions", _pick_positions, _pick_positions_entry)
