@@ -48,8 +48,8 @@ from ..emit import Writer, shape_tuple
 from .table import FLOATS, Lowering, register_lowering
 
 _SOURCE = """
-# the weight gradient's products take images side by side up to this many
-# wide positions (images of 16x16 and more, 288 positions each, go one by one)
+# the unit-stride products take images side by side up to this many wide
+# positions (images of 16x16 and more, 288 positions each, go one by one)
 _CV_WIDE_BATCH = 256
 
 
@@ -239,16 +239,16 @@ def _cv_wide_gather(xp, kernel, dilate, Hp, Wp, cols, start, L):
 
 
 @_jit
-def _cv_wide_copy(wide, a, n, f0, Hp, Wp, to_wide):
-    # between the wide rows wide[f] and a[n, f0 + f] (N, F, od, oh, ow): the
-    # output positions only (to_wide: into wide, whose junk stays as it is)
+def _cv_wide_copy(wide, start, a, n, f0, Hp, Wp, to_wide):
+    # between the wide rows wide[f] from column start and a[n, f0 + f] (N, F, od,
+    # oh, ow): the output positions only (to_wide: into wide, whose junk stays)
     od, oh, ow = a.shape[2], a.shape[3], a.shape[4]
     for f in range(wide.shape[0]):
         w = wide[f]
         for i in range(od):
             for j in range(oh):
                 row = a[n, f0 + f, i, j]
-                s = (i * Hp + j) * Wp
+                s = start + (i * Hp + j) * Wp
                 if to_wide:
                     for k in range(ow):
                         w[numba.uint64(s + k)] = row[numba.uint64(k)]
@@ -261,7 +261,8 @@ def _cv_wide_copy(wide, a, n, f0, Hp, Wp, to_wide):
 def _cv_wide_forward(x, w, bias, out, lo, hi, groups, kernel, dilate, pad):
     # out[lo:hi] = conv(x[lo:hi], w) + bias for stride 1 without im2col's
     # bounds: the image is padded once, each column row is one contiguous copy
-    # of it, and one GEMM per image and group writes the wide output, whose
+    # of it, and one GEMM per group (and image, or batch of small images) writes
+    # the wide output, whose
     # output positions are copied out. False (nothing written) where the
     # geometry does not fit (see _cv_wide_plan)
     C, F = x.shape[1], w.shape[0]
@@ -273,16 +274,25 @@ def _cv_wide_forward(x, w, bias, out, lo, hi, groups, kernel, dilate, pad):
     if L == 0:
         return False
     w3 = w.reshape((groups, fg, kg))
+    # images side by side in one product, as in _cv_wide_weight_grad
+    per = max(1, min(hi - lo, (_CV_WIDE_BATCH + L - 1) // L))
     xp = np.zeros((cg, Dp * Hp * Wp), x.dtype)
-    cols = np.empty((kg, L), x.dtype)
-    wide = np.empty((fg, L), x.dtype)
-    for n in range(lo, hi):
+    cols = np.empty((kg, per * L), x.dtype)
+    wide = np.empty((fg, per * L), x.dtype)
+    for n0 in range(lo, hi, per):
+        m = min(per, hi - n0)
+        if m < per:  # the last, shorter batch
+            cols = np.empty((kg, m * L), x.dtype)
+            wide = np.empty((fg, m * L), x.dtype)
         for gi in range(groups):
-            _cv_pad_into(x, n, gi * cg, pad, Hp, Wp, xp)
-            _cv_wide_gather(xp, kernel, dilate, Hp, Wp, cols, 0, cols.shape[1])
+            for b in range(m):
+                _cv_pad_into(x, n0 + b, gi * cg, pad, Hp, Wp, xp)
+                _cv_wide_gather(xp, kernel, dilate, Hp, Wp, cols, b * L, L)
             blas.matmul_into(w3[gi], cols, False, False, wide)
-            _cv_wide_copy(wide, out, n, gi * fg, Hp, Wp, False)
-        _cv_add_bias(out, bias, n)
+            for b in range(m):
+                _cv_wide_copy(wide, b * L, out, n0 + b, gi * fg, Hp, Wp, False)
+        for b in range(m):
+            _cv_add_bias(out, bias, n0 + b)
     return True
 
 

@@ -1,8 +1,10 @@
-"""The unit-stride weight gradient takes the images of a small layer side by side in
-one product (``_CV_WIDE_BATCH`` wide positions: ResNet's 7x7 and 14x14 layers,
-63 and 224 positions per image, made a product per image as big as the weights);
-it computes what the op's numpy implementation computes for batches that fill,
-overfill and underfill that product, on one thread and split over threads."""
+"""The unit-stride convolution kernels take the images of a small layer side by side
+in one product (``_CV_WIDE_BATCH`` wide positions: ResNet's 7x7 and 14x14 layers,
+63 and 224 positions per image; the weight gradient's product per image was as big
+as the weights): the forward, the data gradient (the forward of the flipped weights)
+and the weight gradient compute what the ops' numpy implementations compute for
+batches that fill, overfill and underfill that product, on one thread and split
+over threads."""
 
 from __future__ import annotations
 
@@ -23,16 +25,18 @@ SMALL_LAYERS = {
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", sorted(SMALL_LAYERS))
-def test_batched_weight_gradient_matches_numpy(conv_kernels, threading_mode, case, dtype):
+def test_batched_products_match_numpy(conv_kernels, threading_mode, case, dtype):
     shape, attrs = SMALL_LAYERS[case]
     rng = np.random.default_rng(11)
     # batches of one product, of several with a shorter last one, and sizes varied
     # within one process (the same kernels)
     for batch, grow in ((1, 0), (3, 0), (37, 0), (80, 1), (9, 2), (37, 0)):
         spatial = tuple(s + grow for s in shape[1:])
-        x, w, _ = conv_arrays(rng, (batch, shape[0]) + spatial, attrs, dtype)
-        _, out = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
+        x, w, b = conv_arrays(rng, (batch, shape[0]) + spatial, attrs, dtype)
+        got, out = lowered(conv_kernels, "Convolution", (x, w, b), no_bias=False, **attrs)
+        close(got, out, dtype)
         g = rng.uniform(-1, 1, out.shape).astype(dtype)
+        close(*lowered(conv_kernels, "_conv_data_grad", (g, w, x), **attrs), dtype)
         close(*lowered(conv_kernels, "_conv_weight_grad", (g, x, w), **attrs), dtype)
 
 
