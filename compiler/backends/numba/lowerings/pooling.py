@@ -14,6 +14,9 @@ Sums run in float64.
 2x2 windows at stride 2 without padding (W7's and most CNNs' max pooling) have
 loops of their own, written out for that window and branch-free, which numba
 vectorises: 40-70x faster forward, about 10x faster gradient on W7's shapes.
+Every other max pooling (ResNet's, SqueezeNet's and AlexNet's 3x3 at stride 2)
+runs by output rows, a row's windows one vector (``_pl_max_rows``): 2.3-4x faster
+forward and 2-3.5x faster gradient on those networks' layers.
 """
 
 from __future__ import annotations
@@ -177,6 +180,160 @@ def _pl_pair_gather(h, x, out, lo, hi):
                     o[k] = (h0 if where < 2 else h1)[2 * k + (where & 1)]
 
 
+
+# Max pooling by output rows: the windows of one output row are a vector, handled
+# one kernel position at a time. Each input row is first laid out in stride
+# phases, ph[p, t] = the padded row at p + sw * t (-inf in the padding and past
+# the row's end), so kernel position e reads ph[e % sw, k + e // sw], contiguous
+# in the window k; the vectors are rounded up to _PL_LANES windows, so the loops
+# never end in a scalar remainder (short rows of 27 windows spent most of their
+# time there, in mispredicted branches).
+_PL_LANES = 32
+
+
+@_jit
+def _pl_phases(row, real, sw, pw, fill, ph):
+    # ph[p, t] = row[p + sw * t - pw], fill outside the row (or everywhere when the
+    # row is not real: a padding row)
+    W = row.shape[0]
+    for p in range(sw):
+        dst = ph[p]
+        for t in range(dst.shape[0]):
+            dst[numba.uint64(t)] = fill
+        if not real:
+            continue
+        # the t with 0 <= p + sw * t - pw < W
+        lo = max(0, (pw - p + sw - 1) // sw)
+        hi = min(dst.shape[0], (W - 1 + pw - p) // sw + 1)
+        for t in range(lo, hi):
+            dst[numba.uint64(t)] = row[numba.uint64(p + sw * t - pw)]
+
+
+@_jit
+def _pl_tap_max(src, position, best, where):
+    # one kernel position of a vector of windows: src[k] replaces best[k] (and its
+    # position where[k]) when larger, or always at position 0: the scalar scan's
+    # order and its NaN rule, as selects. Unsigned indices vectorise (see conv's
+    # _cv_pad_into)
+    if position == 0:
+        for k in range(best.shape[0]):
+            u = numba.uint64(k)
+            best[u] = src[u]
+            where[u] = 0
+        return
+    for k in range(best.shape[0]):
+        u = numba.uint64(k)
+        v = src[u]
+        better = v > best[u]
+        best[u] = v if better else best[u]
+        where[u] = position if better else where[u]
+
+
+@_jit
+def _pl_row_argmax(x, r, z0, y0, kernel, sw, pw, ph, best, where):
+    # best[k], where[k]: the first largest element of window k of the output row at
+    # depth z0, height y0 (padding -inf), and its kernel position
+    D, H = x.shape[1], x.shape[2]
+    position = 0
+    for a in range(kernel[0]):
+        for b in range(kernel[1]):
+            z, y = z0 + a, y0 + b
+            real = 0 <= z < D and 0 <= y < H
+            _pl_phases(x[r, max(z, 0) % D, max(y, 0) % H], real, sw, pw, -np.inf, ph)
+            for e in range(kernel[2]):
+                t0 = e // sw
+                _pl_tap_max(ph[e % sw, t0 : t0 + best.shape[0]], position, best, where)
+                position += 1
+
+
+@_jit
+def _pl_tap_scatter(acc, grow, where, position, zero):
+    # acc[k] += grow[k] where window k's maximum is at this position (a select: the
+    # other windows add zero, of acc's type)
+    for k in range(grow.shape[0]):
+        u = numba.uint64(k)
+        acc[u] += grow[u] if where[u] == position else zero
+
+
+@_jit
+def _pl_tap_gather(src, orow, where, position):
+    # orow[k] = src[k] where window k's maximum is at this position
+    for k in range(orow.shape[0]):
+        u = numba.uint64(k)
+        orow[u] = src[u] if where[u] == position else orow[u]
+
+
+@_jit
+def _pl_add_phases(acc, sw, pw, row):
+    # row[i] += acc[p, t] for i = p + sw * t - pw inside the row: the adjoint of
+    # _pl_phases
+    W = row.shape[0]
+    for p in range(sw):
+        src = acc[p]
+        lo = max(0, (pw - p + sw - 1) // sw)
+        hi = min(src.shape[0], (W - 1 + pw - p) // sw + 1)
+        for t in range(lo, hi):
+            row[numba.uint64(p + sw * t - pw)] += src[numba.uint64(t)]
+
+
+@_jit
+def _pl_max_rows(g, x, out, lo, hi, kernel, stride, pad, mode):
+    # max pooling of rows lo..hi by output rows: mode 0 the forward (out pooled, g
+    # unused), 1 the gradient (g pooled, out like x), 3 the gather of g at the
+    # maxima (out pooled)
+    D, H, W = x.shape[1], x.shape[2], x.shape[3]
+    pooled = g if mode == 1 else out
+    od, oh, ow = pooled.shape[1], pooled.shape[2], pooled.shape[3]
+    sw, pw = stride[2], pad[2]
+    n = (ow + _PL_LANES - 1) // _PL_LANES * _PL_LANES
+    T = n + (kernel[2] - 1) // sw + 1
+    ph = np.empty((sw, T), x.dtype)
+    acc = np.empty((sw, T), out.dtype)
+    best = np.empty(n, x.dtype)
+    where = np.empty(n, np.int64)
+    grow = np.zeros(n, out.dtype)  # a row of g, zero past ow
+    zero = np.zeros(1, out.dtype)[0]
+    for r in range(lo, hi):
+        if mode == 1:
+            out[r] = 0
+        for i in range(od):
+            z0 = i * stride[0] - pad[0]
+            for j in range(oh):
+                y0 = j * stride[1] - pad[1]
+                _pl_row_argmax(x, r, z0, y0, kernel, sw, pw, ph, best, where)
+                if mode == 0:
+                    out[r, i, j, :] = best[:ow]
+                    continue
+                if mode == 1:
+                    grow[:ow] = g[r, i, j, :]
+                else:
+                    grow[:] = 0
+                position = 0
+                for a in range(kernel[0]):
+                    for b in range(kernel[1]):
+                        z, y = z0 + a, y0 + b
+                        real = 0 <= z < D and 0 <= y < H
+                        if not real:  # nothing to add or read there
+                            position += kernel[2]
+                            continue
+                        if mode == 1:
+                            acc[:] = 0
+                        else:
+                            _pl_phases(g[r, z, y], True, sw, pw, 0.0, acc)
+                        for e in range(kernel[2]):
+                            t0 = e // sw
+                            part = acc[e % sw, t0 : t0 + n]
+                            if mode == 1:
+                                _pl_tap_scatter(part, grow, where, position, zero)
+                            else:
+                                _pl_tap_gather(part, grow, where, position)
+                            position += 1
+                        if mode == 1:
+                            _pl_add_phases(acc, sw, pw, out[r, z, y])
+                if mode == 3:
+                    out[r, i, j, :] = grow[:ow]
+
+
 @_jit
 def lib_pool_forward(x, out, lo, hi, kernel, stride, pad, mode, include_pad):
     # out[r] = pooling of x[r] for rows lo..hi; x (R, D, H, W), out (R, od, oh, ow)
@@ -186,6 +343,9 @@ def lib_pool_forward(x, out, lo, hi, kernel, stride, pad, mode, include_pad):
     od, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     if _pl_pairs(x, od, oh, ow, kernel, stride, pad):
         _pl_pair_forward(x, out, lo, hi, mode)
+        return
+    if mode == 0:
+        _pl_max_rows(x, x, out, lo, hi, kernel, stride, pad, 0)
         return
     if include_pad:
         count_lo = (-pad[0], -pad[1], -pad[2])
@@ -230,6 +390,9 @@ def lib_pool_backward(g, x, dx, lo, hi, kernel, stride, pad, mode, include_pad):
             _pl_pair_gather(g, x, dx, lo, hi)
         else:
             _pl_pair_backward(g, x, dx, lo, hi, mode)
+        return
+    if mode == 0 or mode == 3:
+        _pl_max_rows(g, x, dx, lo, hi, kernel, stride, pad, 1 if mode == 0 else 3)
         return
     if include_pad:
         count_lo = (-pad[0], -pad[1], -pad[2])
