@@ -15,6 +15,8 @@ Two shapes skip the columns: a 1x1 convolution with stride 1 and no padding is
 the GEMM alone (its data already is the column matrix), and a convolution with
 one input channel per group (depthwise, as in MobileNet) runs as direct loops:
 its GEMMs would have one row and its im2col would copy every pixel k*k times.
+At unit stride a depthwise channel is padded once and convolved on its wide
+positions (below), one flat vector loop per kernel position.
 
 At unit stride (every 3x3 layer of W7 and of most CNNs) the columns are "wide":
 the image is padded once and output position (i, j, k) is taken as position
@@ -238,6 +240,118 @@ def _cv_direct(x, w, out, n, kernel, stride, dilate, pad, mode):
                                 total += part
                     if mode == 2:
                         w[f, 0, a, b, e] += total
+
+
+@_jit
+def _cv_tap_offsets(kernel, dilate, Hp, Wp, flip):
+    # the wide offset of every kernel position (a, b, e) in kernel order, or of the
+    # position turned by 180 degrees (flip: the data gradient's taps)
+    kd, kh, kw = kernel
+    offsets = np.empty(kd * kh * kw, np.int64)
+    t = 0
+    for a in range(kd):
+        for b in range(kh):
+            for e in range(kw):
+                if flip:
+                    a_, b_, e_ = kd - 1 - a, kh - 1 - b, kw - 1 - e
+                else:
+                    a_, b_, e_ = a, b, e
+                offsets[t] = (a_ * dilate[0] * Hp + b_ * dilate[1]) * Wp + e_ * dilate[2]
+                t += 1
+    return offsets
+
+
+@_jit
+def _cv_plane_taps(xp, taps, offsets, L, wide):
+    # wide[q] = sum over kernel positions t of taps[t] * xp[q + offsets[t]], q < L:
+    # one depthwise channel on the wide positions, one vector loop per position
+    for q in range(L):
+        wide[0, numba.uint64(q)] = 0
+    for t in range(offsets.shape[0]):
+        wv, off = taps[t], offsets[t]
+        dst = wide[0]
+        for q in range(L):
+            dst[numba.uint64(q)] += wv * xp[0, numba.uint64(q + off)]
+
+
+@_jit
+def _cv_depthwise_wide(x, w, out, lo, hi, kernel, dilate, pad, flip):
+    # a unit-stride depthwise convolution on wide positions (see _cv_wide_gather),
+    # images lo..hi: out[n, f] = conv(x[n, f // fg], w[f]) (flip False), or the data
+    # gradient, x[n, c] = sum over the fg filters f of c of conv(g[n, f], w[f] turned
+    # by 180 degrees) with out holding g and pad the transposed padding (flip
+    # True). False (nothing written) where the geometry does not fit
+    F, C = w.shape[0], x.shape[1]  # x: the data, or its gradient (flip)
+    fg = F // C
+    src = out if flip else x  # the padded operand
+    dst = x if flip else out
+    xsz = (src.shape[2], src.shape[3], src.shape[4])
+    osz = (dst.shape[2], dst.shape[3], dst.shape[4])
+    Dp, Hp, Wp, L = _cv_wide_plan(xsz, pad, kernel, dilate, osz)
+    if L == 0:
+        return False
+    offsets = _cv_tap_offsets(kernel, dilate, Hp, Wp, flip)
+    xp = np.zeros((1, Dp * Hp * Wp), x.dtype)
+    wide = np.empty((1, L), x.dtype)
+    total = np.empty((1, L), x.dtype)
+    taps = np.empty(offsets.shape[0], w.dtype)
+    for n in range(lo, hi):
+        for f in range(F):
+            taps[:] = w[f, 0].reshape(taps.shape[0])
+            if flip:  # the filters of channel f // fg add up into its gradient
+                _cv_pad_into(src, n, f, pad, Hp, Wp, xp)
+                _cv_plane_taps(xp, taps, offsets, L, wide)
+                if f % fg == 0:
+                    total[:] = wide
+                else:
+                    total += wide
+                if f % fg == fg - 1:
+                    _cv_wide_copy(total, 0, dst, n, f // fg, Hp, Wp, False)
+                continue
+            if f % fg == 0:  # a new input channel
+                _cv_pad_into(src, n, f // fg, pad, Hp, Wp, xp)
+            _cv_plane_taps(xp, taps, offsets, L, wide)
+            _cv_wide_copy(wide, 0, dst, n, f, Hp, Wp, False)
+    return True
+
+
+@_jit
+def _cv_depthwise_wide_weight_grad(g, x, dw, lo, hi, kernel, dilate, pad):
+    # dw[f] += the weight gradient of a unit-stride depthwise convolution over
+    # images lo..hi on wide positions: per kernel position, the dot product of g on
+    # the wide positions (zero at the junk) with the padded image shifted by the
+    # position's offset, summed in 8 lanes (a float sum kept in order does not
+    # vectorise). False where the geometry does not fit
+    F, C = g.shape[1], x.shape[1]
+    fg = F // C
+    xsz = (x.shape[2], x.shape[3], x.shape[4])
+    osz = (g.shape[2], g.shape[3], g.shape[4])
+    Dp, Hp, Wp, L = _cv_wide_plan(xsz, pad, kernel, dilate, osz)
+    if L == 0:
+        return False
+    L8 = (L + 7) // 8 * 8
+    offsets = _cv_tap_offsets(kernel, dilate, Hp, Wp, False)
+    T = offsets.shape[0]
+    # 8 spare zeros: the lanes past L read them (and gw's zeros)
+    xp = np.zeros((1, Dp * Hp * Wp + 8), x.dtype)
+    gw = np.zeros((1, L8), g.dtype)
+    lanes = np.zeros((T, 8), dw.dtype)
+    for f in range(F):
+        lanes[:] = 0
+        for n in range(lo, hi):
+            _cv_pad_into(x, n, f // fg, pad, Hp, Wp, xp)
+            _cv_wide_copy(gw, 0, g, n, f, Hp, Wp, True)
+            src, gr = xp[0], gw[0]
+            for t in range(T):
+                off = offsets[t]
+                acc = lanes[t]
+                for q0 in range(0, L8, 8):
+                    for k in range(8):
+                        acc[k] += gr[numba.uint64(q0 + k)] * src[numba.uint64(q0 + k + off)]
+        target = dw[f, 0].reshape(T)
+        for t in range(T):
+            target[t] += lanes[t].sum()
+    return True
 
 
 @_jit
@@ -469,14 +583,19 @@ def lib_conv_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate, pa
     P = osz[0] * osz[1] * osz[2]
     kg = cg * kernel[0] * kernel[1] * kernel[2]
     flat = out.reshape((N, F * P))
+    unit = stride[0] == 1 and stride[1] == 1 and stride[2] == 1
     if cg == 1 and kg > 1:
+        if unit and _cv_depthwise_wide(x, w, out, lo, hi, kernel, dilate, pad, False):
+            for n in range(lo, hi):
+                _cv_add_bias(out, bias, n)
+            return
         for n in range(lo, hi):
             flat[n, :] = 0
             _cv_direct(x, w, out, n, kernel, stride, dilate, pad, 0)
             _cv_add_bias(out, bias, n)
         return
     pointwise = _cv_pointwise(kernel, stride, pad)
-    if not pointwise and stride[0] == 1 and stride[1] == 1 and stride[2] == 1:
+    if not pointwise and unit:
         if _cv_wide_forward(x, w, bias, out, lo, hi, groups, kernel, dilate, pad):
             return
     w3 = w.reshape((groups, fg, kg))
@@ -505,18 +624,29 @@ def lib_conv_data_grad(g, w, bias, dx, lo, hi, groups, kernel, stride, dilate, p
     P = osz[0] * osz[1] * osz[2]
     kg = cg * kernel[0] * kernel[1] * kernel[2]
     flat = dx.reshape((N, C * dx.shape[2] * dx.shape[3] * dx.shape[4]))
+    # The wide data gradient multiplies every weight by g's zero border, which the
+    # adjoint never does: a NaN or infinite weight would make NaN there, so such
+    # weights take the exact paths (the test reads the weights once, small)
+    unit = stride[0] == 1 and stride[1] == 1 and stride[2] == 1
+    wide = unit and _cv_all_finite(w.reshape(w.size))
     if cg == 1 and kg > 1:
+        tpad = (
+            (kernel[0] - 1) * dilate[0] - pad[0],
+            (kernel[1] - 1) * dilate[1] - pad[1],
+            (kernel[2] - 1) * dilate[2] - pad[2],
+        )
+        fits = tpad[0] >= 0 and tpad[1] >= 0 and tpad[2] >= 0
+        if wide and fits and _cv_depthwise_wide(dx, w, g, lo, hi, kernel, dilate, tpad, True):
+            for n in range(lo, hi):
+                _cv_add_bias(dx, bias, n)
+            return
         for n in range(lo, hi):
             flat[n, :] = 0
             _cv_direct(dx, w, g, n, kernel, stride, dilate, pad, 1)
             _cv_add_bias(dx, bias, n)
         return
     pointwise = _cv_pointwise(kernel, stride, pad)
-    # The wide data gradient multiplies every weight by g's zero border, which the
-    # adjoint never does: a NaN or infinite weight would make NaN there, so such
-    # weights take the exact path below (the test reads the weights once, small)
-    unit = stride[0] == 1 and stride[1] == 1 and stride[2] == 1
-    if not pointwise and unit and _cv_all_finite(w.reshape(w.size)):
+    if not pointwise and wide:
         if _cv_wide_data_grad(g, w, bias, dx, lo, hi, groups, kernel, dilate, pad):
             return
     w3 = w.reshape((groups, fg, kg))
@@ -548,7 +678,13 @@ def lib_conv_weight_grad(g, x, dw, lo, hi, groups, kernel, stride, dilate, pad):
     kg = cg * kernel[0] * kernel[1] * kernel[2]
     dw3 = dw.reshape((groups, fg, kg))
     dw3[:] = 0
+    unit = stride[0] == 1 and stride[1] == 1 and stride[2] == 1
     if cg == 1 and kg > 1:
+        # the junk positions again (see below): a non-finite result is redone
+        if unit and _cv_depthwise_wide_weight_grad(g, x, dw, lo, hi, kernel, dilate, pad):
+            if _cv_all_finite(dw3.reshape(dw3.size)):
+                return
+            dw3[:] = 0
         for n in range(lo, hi):
             _cv_direct(x, dw, g, n, kernel, stride, dilate, pad, 2)
         return

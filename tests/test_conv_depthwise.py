@@ -1,0 +1,109 @@
+"""Unit-stride depthwise convolutions on wide positions in the numba backend
+(compiler/backends/numba/lowerings/conv.py: ``_cv_depthwise_wide`` for the forward
+and the data gradient, ``_cv_depthwise_wide_weight_grad``): the padded channel
+as one flat vector per kernel position (MobileNet's 3x3 layers). They compute what
+the ops' numpy implementations compute for ranks 1-3, pads (beyond the kernel
+too, where the data gradient takes the direct loops), dilations, channel
+multipliers 1-3 and sizes varied within one process, on one thread and split over
+threads; the gradients agree with float64 finite differences of the forward."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_conv_native import close, conv_arrays, lowered
+
+# (data shape, attrs): num_group = channels throughout, stride 1
+CASES = {
+    "3x3_pad1": ((2, 4, 9, 8), dict(kernel=(3, 3), pad=(1, 1))),
+    "3x3_multiplier2": ((2, 3, 7, 6), dict(kernel=(3, 3), pad=(1, 1), multiplier=2)),
+    "5x3_dilate_pad": ((3, 2, 11, 9), dict(kernel=(5, 3), pad=(4, 1), dilate=(2, 1))),
+    "no_pad_multiplier3": ((2, 2, 6, 7), dict(kernel=(3, 2), multiplier=3)),
+    "pad_beyond_kernel": ((2, 3, 5, 6), dict(kernel=(3, 3), pad=(3, 2))),
+    "1d": ((3, 3, 17), dict(kernel=(5,), pad=(2,))),
+    "3d": ((2, 2, 4, 5, 6), dict(kernel=(3, 3, 3), pad=(1, 1, 1))),
+    "big_plane": ((2, 2, 40, 37), dict(kernel=(3, 3), pad=(1, 1))),
+}
+
+
+def depthwise_attrs(channels, attrs):
+    """The Convolution attrs of a depthwise case (``multiplier`` filters a channel)."""
+    full = {k: v for k, v in attrs.items() if k != "multiplier"}
+    full["num_filter"] = channels * attrs.get("multiplier", 1)
+    full["num_group"] = channels
+    return full
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_depthwise_wide_matches_numpy(conv_kernels, threading_mode, case, dtype):
+    shape, extra = CASES[case]
+    attrs = depthwise_attrs(shape[1], extra)
+    rng = np.random.default_rng(13)
+    for batch, grow in ((shape[0], 0), (1, 2), (shape[0] + 3, 1), (shape[0], 0)):
+        spatial = tuple(s + grow for s in shape[2:])
+        x, w, b = conv_arrays(rng, shape[:2] + spatial, attrs, dtype, batch)
+        got, expected = lowered(conv_kernels, "Convolution", (x, w, b), no_bias=False, **attrs)
+        close(got, expected, dtype)
+        g = rng.uniform(-1, 1, expected.shape).astype(dtype)
+        close(*lowered(conv_kernels, "_conv_data_grad", (g, w, x), **attrs), dtype)
+        close(*lowered(conv_kernels, "_conv_weight_grad", (g, x, w), **attrs), dtype)
+
+
+def test_the_cases_take_the_wide_path(conv_kernels):
+    """The wide kernels accept every case's forward and weight gradient (and
+    decline nothing they were meant for); the data gradient's transposed padding
+    is negative only where the pad exceeds the kernel."""
+    for case in sorted(CASES):
+        shape, extra = CASES[case]
+        attrs = depthwise_attrs(shape[1], extra)
+        rng = np.random.default_rng(0)
+        x, w, _ = conv_arrays(rng, shape, attrs, np.float64)
+        x5, w5 = _five(x), _five(w)
+        rank = x.ndim - 2
+        kernel = (1,) * (3 - rank) + attrs["kernel"]
+        dilate = (1,) * (3 - rank) + attrs.get("dilate", (1,) * rank)
+        pad = (0,) * (3 - rank) + attrs.get("pad", (0,) * rank)
+        out_sizes = [
+            s + 2 * p - d * (k - 1) for s, k, d, p in zip(x5.shape[2:], kernel, dilate, pad)
+        ]
+        out = np.empty((x.shape[0], attrs["num_filter"], *out_sizes))
+        assert conv_kernels._cv_depthwise_wide(
+            x5, w5, out, 0, x.shape[0], kernel, dilate, pad, False
+        )
+        dw = np.zeros(w5.shape)
+        assert conv_kernels._cv_depthwise_wide_weight_grad(
+            out, x5, dw, 0, x.shape[0], kernel, dilate, pad
+        )
+
+
+def _five(a):
+    return a.reshape(a.shape[:2] + (1,) * (5 - a.ndim) + a.shape[2:])
+
+
+@pytest.mark.parametrize("case", ["3x3_multiplier2", "5x3_dilate_pad", "1d", "3d"])
+def test_depthwise_gradients_match_finite_differences(conv_kernels, case):
+    shape, extra = CASES[case]
+    attrs = depthwise_attrs(shape[1], extra)
+    rng = np.random.default_rng(21)
+    x, w, _ = conv_arrays(rng, shape, attrs, np.float64)
+    out, _ = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
+    r = rng.standard_normal(out.shape)
+    gx, _ = lowered(conv_kernels, "_conv_data_grad", (r, w, x), **attrs)
+    gw, _ = lowered(conv_kernels, "_conv_weight_grad", (r, x, w), **attrs)
+    eps = 1e-6
+    for k, analytic in ((0, gx), (1, gw)):
+        direction = rng.standard_normal((x, w)[k].shape)
+        plus, minus = [x, w], [x, w]
+        plus[k] = plus[k] + eps * direction
+        minus[k] = minus[k] - eps * direction
+        numeric = (_value(conv_kernels, plus, r, attrs) - _value(conv_kernels, minus, r, attrs)) / (
+            2 * eps
+        )
+        assert abs(float(np.sum(analytic * direction)) - numeric) <= 1e-7 * max(1.0, abs(numeric))
+
+
+def _value(conv_kernels, arrays, r, attrs):
+    """sum(conv(x, w) * r) by the lowered forward."""
+    out, _ = lowered(conv_kernels, "Convolution", tuple(arrays), no_bias=True, **attrs)
+    return float(np.sum(out * r))
