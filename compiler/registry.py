@@ -223,6 +223,10 @@ class OpDef:
     train-mode), says whether a call with these (canonical) attrs is pure after
     all: ``RNN`` without dropout masks draws nothing, so its value may be
     computed later, inside the program that differentiates it.
+    ``expand(*inputs, **attrs)``, for an op whose compiled form is a composition
+    of registered ops, builds its outputs (a tuple of handles) from them: the pass
+    ``expand_composites`` puts that graph in its place, so that it fuses with its
+    neighbours (``_batch_norm_train``: its statistics become fused reductions).
     """
 
     name: str
@@ -248,6 +252,7 @@ class OpDef:
     num_outputs: int | Callable[[dict, int], int] | None = None
     sized_grad: bool = False
     pure_when: Callable[[dict], bool] | None = None
+    expand: Callable[..., tuple] | None = None
 
     def __post_init__(self) -> None:
         # Whether a value of this op may be computed later than the call: true for

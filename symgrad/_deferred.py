@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 import symgrad_compiler as compiler
-from symgrad_compiler import Entry, Node, evaluate, topo_order
+from symgrad_compiler import Entry, Node, evaluate, get_op, topo_order
 
 from . import _state
 from ._recorded import program_input
@@ -118,8 +120,9 @@ def compute(entry: Entry) -> None:
 
 
 # Pending work that is worth a compiled program when it must be computed while
-# recording (a BatchNorm's input convolution): numpy's convolution and pooling are
-# several times slower than the backend's kernels. Elementwise work alone is not.
+# recording (a value read, or the input of an op that runs at once): numpy's
+# convolution and pooling are several times slower than the backend's kernels.
+# Elementwise work alone is not.
 _COMPILED_KINDS = frozenset({"blas", "pool"})
 
 
@@ -236,3 +239,80 @@ def settle_all() -> None:
                 array._data  # noqa: B018  (reading computes it)
             except MXNetError:
                 pass  # its graph was freed (by another thread): it can never be read
+
+
+# ---------------------------------------------------------------------------
+# ops with a side effect, recorded in a pure form
+# ---------------------------------------------------------------------------
+# BatchNorm in training updates its moving statistics in place, so ``invoke``
+# would run it at once (and the convolution before it, in a program of its own).
+# Recorded instead as ``_batch_norm_train``, a pure op whose outputs include the
+# new statistics, it is deferred like any other: the moving-statistic arrays take
+# those outputs as their pending values, so reading them computes them, and the
+# program ``backward`` runs computes them with the rest of the step.
+
+_BATCH_NORM = get_op("BatchNorm")
+_BATCH_NORM_TRAIN = get_op("_batch_norm_train")
+_TRAIN_ATTRS = ("eps", "momentum", "fix_gamma", "output_mean_var", "axis")
+
+
+def _takes_pending_value(array: NDArray, dtype: Any) -> bool:
+    """Whether ``array`` can be given a pending value: a float array of ``dtype``,
+    not marked for a gradient, whose buffer was never handed out (whoever holds
+    it would expect the update written into it)."""
+    entry = array._entry
+    return (
+        array.dtype == dtype
+        and (entry is None or entry.node.marked is None)
+        and not getattr(array, "_shared", False)
+    )
+
+
+def _give_pending_value(array: NDArray, node: Node, index: int) -> None:
+    """Make ``array``'s value output ``index`` of the recorded ``node``, pending."""
+    old = array._entry
+    if old is not None and old.node.pending is not None and not old.node.freed:
+        # another node's output it was: that node no longer settles this array
+        refs = list(old.node.pending)
+        if refs[old.index]() is array:
+            refs[old.index] = _no_array
+            old.node.pending = tuple(refs)
+    array._value = None
+    array._entry = Entry(node, index)
+    refs = list(node.pending or ())
+    refs[index] = track(array)
+    node.pending = tuple(refs)
+
+
+def _no_array() -> None:
+    """The weak reference of an output no array holds."""
+    return None
+
+
+def _record_batch_norm(inputs: Sequence[NDArray], attrs: dict) -> Any:
+    """BatchNorm recorded as ``_batch_norm_train`` (see above), returning its
+    visible outputs; None (it runs at once, as before) outside training, with
+    global statistics, for integer data, and where the moving statistics cannot
+    take pending values (see :func:`_takes_pending_value`)."""
+    canonical = _BATCH_NORM.canonical_attrs(attrs)
+    if not canonical["is_train"] or canonical["use_global_stats"] or len(inputs) != 5:
+        return None
+    data, moving_mean, moving_var = inputs[0], inputs[3], inputs[4]
+    dtype = np.dtype(data.dtype)
+    if dtype.kind != "f" or moving_mean is moving_var:
+        return None
+    if not (_takes_pending_value(moving_mean, dtype) and _takes_pending_value(moving_var, dtype)):
+        return None
+    from .ndarray.ndarray import invoke  # (the array module imports this one)
+
+    result = invoke(_BATCH_NORM_TRAIN, inputs, {k: canonical[k] for k in _TRAIN_ATTRS})
+    node = (result[0] if isinstance(result, list) else result)._entry.node
+    _give_pending_value(moving_mean, node, 3)
+    _give_pending_value(moving_var, node, 4)
+    return result
+
+
+# op name -> how a recorded call of it is made pure (None: the call runs at once)
+PURE_FORMS: dict[str, Callable[[Sequence[NDArray], dict], Any]] = {
+    "BatchNorm": _record_batch_norm,
+}

@@ -396,8 +396,20 @@ def _settle_outside(tape: Any, nodes: Sequence[Node]) -> None:
 def _free(nodes: Sequence[Node]) -> None:
     for node in nodes:
         if node.marked is None or node.inputs:
+            if node.value is not None and node.pending is not None:
+                _keep_computed(node)
             node.value = None
             node.freed = True
+
+
+def _keep_computed(node: Node) -> None:
+    """Give the live arrays of ``node``'s outputs that are still pending the values
+    computed for the node (read through another output, as BatchNorm's moving
+    statistics are when its output was read): they outlive the graph."""
+    for index, ref in enumerate(node.pending):
+        array = ref()
+        if array is not None and array._value is None:
+            array._settle(node.value[index])
 
 
 def backward(

@@ -1,4 +1,5 @@
-"""Normalisation layers: LayerNorm, InstanceNorm and L2Normalization.
+"""Normalisation layers: LayerNorm, InstanceNorm and L2Normalization, and
+``_batch_norm_train``, BatchNorm's training forward as a pure op.
 
 Their gradients recompute the normalised input from the data with registered ops
 (mean, rsqrt, sums over ranks, never sizes), so they differentiate again; the
@@ -13,7 +14,17 @@ import numpy as np
 
 from ..expr import Expr
 from ..ir import GraphError, TensorType
-from ..registry import Attr, OpDef, TestSpec, as_bool, as_float, as_int, one_of, register
+from ..registry import (
+    Attr,
+    OpDef,
+    TestSpec,
+    as_bool,
+    as_float,
+    as_int,
+    get_op,
+    one_of,
+    register,
+)
 from .common import F, normalize_axis
 
 
@@ -236,5 +247,185 @@ register(
         doc="x / sqrt(sum(x^2) + eps), summed per sample (instance), across "
         "channels (channel) or over each channel's spatial axes (spatial).",
         test=TestSpec(shapes=((2, 3, 4),), attrs={"mode": "channel"}),
+    )
+)
+
+
+# ---------------------------------------------------------------------------
+# _batch_norm_train: BatchNorm in training, its running statistics as outputs
+# ---------------------------------------------------------------------------
+# MXNet's BatchNorm updates its moving statistics in place when it runs, so it
+# runs as soon as it is recorded, and its input convolution with it. This op is
+# the same computation without the side effect: the new moving statistics are
+# outputs 3 and 4, which the frontend gives to the moving-statistics arrays as
+# deferred values. Recorded in its place, it waits for the program that
+# differentiates the step, where ``expand_composites`` turns it into registered
+# ops: its statistics become fused reductions beside the convolution's consumers.
+
+
+def _batch_norm_train_types(
+    types: Sequence[TensorType],
+    *,
+    eps: float,
+    momentum: float,
+    fix_gamma: bool,
+    output_mean_var: bool,
+    axis: int,
+) -> list[TensorType]:
+    data = types[0]
+    if len(data.shape) < 1:
+        raise GraphError("data must have at least one axis")
+    channels = (data.shape[normalize_axis(axis, len(data.shape))],)
+    for name, t in zip(("gamma", "beta", "moving_mean", "moving_var"), types[1:]):
+        if t.shape != channels:
+            raise GraphError(f"{name} must have shape {channels}, got {t.shape}")
+    stat = TensorType(channels, data.dtype)
+    return [data, stat, stat, types[3], types[4]]
+
+
+def _batch_norm_train(
+    x: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    moving_mean: np.ndarray,
+    moving_var: np.ndarray,
+    *,
+    eps: float,
+    momentum: float,
+    fix_gamma: bool,
+    output_mean_var: bool,
+    axis: int,
+) -> tuple[np.ndarray, ...]:
+    # BatchNorm's own numpy implementation, updating copies of the statistics
+    new_mean, new_var = moving_mean.copy(), moving_var.copy()
+    out, mean, inverse_std = get_op("BatchNorm").impl(
+        x, gamma, beta, new_mean, new_var, eps=eps, momentum=momentum, fix_gamma=fix_gamma,
+        use_global_stats=False, output_mean_var=output_mean_var, axis=axis, is_train=True,
+    )  # fmt: skip
+    return out, mean, inverse_std, new_mean, new_var
+
+
+def _filled_in(g: Expr) -> bool:
+    """Whether ``g`` is the zeros the gradient walk gives an output nobody reads."""
+    return g.entry.node.op.name == "zeros_like"
+
+
+def batch_norm_train_grad(
+    gs: tuple[Expr, ...],
+    x: Expr,
+    gamma: Expr,
+    beta: Expr,
+    moving_mean: Expr,
+    moving_var: Expr,
+    *,
+    out: tuple[Expr, ...],
+    eps: float,
+    momentum: float,
+    fix_gamma: bool,
+    output_mean_var: bool,
+    axis: int,
+) -> tuple[Expr | None, ...]:
+    """gx = gamma r (g - mean(g) - xhat mean(g xhat)), xhat = (x - mean) r with the
+    forward's mean and r = 1/sqrt(var + eps) (outputs 1 and 2), plus gm / N and
+    -gr r xhat r / N where those outputs get gradients gm, gr (a gradient of the
+    gradient); ggamma = sum(g xhat) (0 with fix_gamma), gbeta = sum(g); the new
+    moving statistics pass no gradient back, as MXNet's auxiliary states"""
+    g = gs[0]
+    ax = axis % x.ndim
+    shape = _along(x.ndim, ax)
+    others = tuple(i for i in range(x.ndim) if i != ax)
+    rstd = F.reshape(out[2], shape=shape)
+    xhat = (x - F.reshape(out[1], shape=shape)) * rstd
+    scaled = g if fix_gamma else g * F.reshape(gamma, shape=shape)
+    grad_x = normalized_grad(scaled, xhat, rstd, others)
+    size = F._reduced_size(x, axis=(ax,), exclude=True)
+    if not _filled_in(gs[1]):
+        grad_x = grad_x + F.broadcast_like(F.reshape(gs[1], shape=shape), x) / size
+    if not _filled_in(gs[2]):
+        grad_x = grad_x - F.reshape(gs[2], shape=shape) * rstd * rstd * xhat / size
+    grad_gamma = F.zeros_like(gamma) if fix_gamma else F.sum(g * xhat, axis=(ax,), exclude=True)
+    return grad_x, grad_gamma, F.sum(g, axis=(ax,), exclude=True), None, None
+
+
+def expand_batch_norm_train(
+    x: Expr,
+    gamma: Expr,
+    beta: Expr,
+    moving_mean: Expr,
+    moving_var: Expr,
+    *,
+    eps: float,
+    momentum: float,
+    fix_gamma: bool,
+    output_mean_var: bool,
+    axis: int,
+) -> tuple[Expr, ...]:
+    """The op from registered ops, as its numpy implementation computes it: the
+    statistics summed in float64 (float32 sums of many rows drift), the data
+    centred and scaled in its own dtype."""
+    ax = axis % x.ndim
+    shape = _along(x.ndim, ax)
+    over = {"axis": (ax,), "exclude": True, "keepdims": True}
+    dtype = x.dtype.name
+    mean = F.mean(F.Cast(x, dtype="float64"), **over)
+    centred = x - F.Cast(mean, dtype=dtype)
+    wide = F.Cast(centred, dtype="float64")
+    variance = F.mean(wide * wide, **over)
+    inverse_std = F.rsqrt(variance + eps)
+    scale = inverse_std
+    if not fix_gamma:
+        scale = scale * F.Cast(F.reshape(gamma, shape=shape), dtype="float64")
+    normalized = centred * F.Cast(scale, dtype=dtype) + F.Cast(
+        F.reshape(beta, shape=shape), dtype=dtype
+    )
+    return (
+        normalized,
+        F.Cast(F.reshape(mean, shape=(-1,)), dtype=dtype),
+        F.Cast(F.reshape(inverse_std, shape=(-1,)), dtype=dtype),
+        _moved(moving_mean, F.reshape(mean, shape=(-1,)), momentum),
+        _moved(moving_var, F.reshape(variance, shape=(-1,)), momentum),
+    )
+
+
+def _moved(moving: Expr, batch: Expr, momentum: float) -> Expr:
+    """momentum moving + (1 - momentum) batch, the batch's float64 added in float64
+    (as numpy's in-place update computes it), in the moving statistic's dtype."""
+    kept = F.Cast(moving * momentum, dtype="float64")
+    return F.Cast(kept + batch * (1 - momentum), dtype=moving.dtype.name)
+
+
+def _batch_norm_train_inputs(rng: np.random.Generator) -> list[np.ndarray]:
+    return [
+        rng.uniform(-2, 2, (4, 3, 2)),
+        rng.uniform(0.5, 1.5, (3,)),
+        rng.uniform(-1, 1, (3,)),
+        rng.uniform(-1, 1, (3,)),
+        rng.uniform(0.5, 2, (3,)),
+    ]
+
+
+register(
+    OpDef(
+        name="_batch_norm_train",
+        infer=_batch_norm_train_types,
+        impl=_batch_norm_train,
+        grad=batch_norm_train_grad,
+        expand=expand_batch_norm_train,
+        inputs=("data", "gamma", "beta", "moving_mean", "moving_var"),
+        visible_outputs=lambda attrs: 3 if attrs["output_mean_var"] else 1,
+        kind="norm",
+        attrs={
+            "eps": Attr(as_float, 1e-3),
+            "momentum": Attr(as_float, 0.9),
+            "fix_gamma": Attr(as_bool, True),
+            "output_mean_var": Attr(as_bool, False),
+            "axis": Attr(as_int, 1),
+        },
+        doc="BatchNorm in training with batch statistics, without its side effect: "
+        "outputs the normalised data, the batch mean, 1/sqrt(var + eps), then the "
+        "new moving mean and variance (what BatchNorm writes into its inputs).",
+        test=TestSpec(
+            make_inputs=_batch_norm_train_inputs, wrt=(0, 1, 2), attrs={"fix_gamma": False}
+        ),
     )
 )

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from .. import settings
 from ..graph import ProgramGraph
+from .expand import expand_composites
 from .fold import fold_constants
 from .fuse import fuse, reroute_shape_inputs
 from .one_hots import one_hots_in_loops
@@ -29,6 +30,7 @@ def simplify(graph: ProgramGraph) -> ProgramGraph:
 Pass = Callable[[ProgramGraph], ProgramGraph]
 
 PIPELINE: list[tuple[str, Pass]] = [
+    ("expand_composites", expand_composites),
     ("fold_constants", fold_constants),
     ("simplify", simplify),
     ("keep_rnn_tapes", keep_rnn_tapes),
@@ -83,6 +85,7 @@ def run_pipeline(graph: ProgramGraph, verbose: bool | None = None) -> ProgramGra
 
 __all__ = [
     "PIPELINE",
+    "expand_composites",
     "fold_constants",
     "format_graph",
     "fuse",

@@ -16,7 +16,7 @@ from symgrad_compiler.registry import NULL
 from symgrad_compiler.registry import OPS as _OPS
 
 from .. import _state
-from .._deferred import compute, settle_all, track
+from .._deferred import PURE_FORMS, compute, settle_all, track
 from .._namespace import refuse_numpy
 from .._recorded import RecordedNode
 from ..anomaly import note_site
@@ -209,7 +209,9 @@ def invoke(op: str | OpDef, inputs: Sequence[NDArray], attrs: dict) -> Any:
         if not opdef.deferrable and (
             opdef.pure_when is None or not opdef.pure_when(opdef.canonical_attrs(attrs))
         ):
-            return _run(opdef, inputs, attrs, True)
+            pure_form = PURE_FORMS.get(opdef.name)  # BatchNorm in training: deferred too
+            result = None if pure_form is None else pure_form(inputs, attrs)
+            return _run(opdef, inputs, attrs, True) if result is None else result
         # The recording hot path: make the node and pending arrays, nothing more.
         # (One-input ops, most of them, skip the comprehensions: microseconds count.)
         try:
