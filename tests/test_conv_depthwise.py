@@ -1,11 +1,12 @@
-"""Unit-stride depthwise convolutions on wide positions in the numba backend
-(compiler/backends/numba/lowerings/conv.py: ``_cv_depthwise_wide`` for the forward
-and the data gradient, ``_cv_depthwise_wide_weight_grad``): the padded channel
-as one flat vector per kernel position (MobileNet's 3x3 layers). They compute what
-the ops' numpy implementations compute for ranks 1-3, pads (beyond the kernel
-too, where the data gradient takes the direct loops), dilations, channel
-multipliers 1-3 and sizes varied within one process, on one thread and split over
-threads; the gradients agree with float64 finite differences of the forward."""
+"""Depthwise convolutions on the wide positions of their stride phases in the numba
+backend (compiler/backends/numba/lowerings/conv.py: ``_cv_depthwise_wide`` for the
+forward and the unit-stride data gradient, ``_cv_depthwise_scatter`` for the other
+data gradients, ``_cv_depthwise_wide_weight_grad``): the padded channel laid out
+in stride phases, one flat vector loop per kernel position (MobileNet's 3x3
+layers, at stride 1 and 2). They compute what the ops' numpy implementations
+compute for ranks 1-3, strides 1-3, pads (beyond the kernel too), dilations,
+channel multipliers 1-3 and sizes varied within one process, on one thread and
+split over threads; the gradients agree with float64 finite differences."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ CASES = {
     "1d": ((3, 3, 17), dict(kernel=(5,), pad=(2,))),
     "3d": ((2, 2, 4, 5, 6), dict(kernel=(3, 3, 3), pad=(1, 1, 1))),
     "big_plane": ((2, 2, 40, 37), dict(kernel=(3, 3), pad=(1, 1))),
+    "s2_pad1": ((2, 4, 9, 10), dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1))),
+    "s2_multiplier2_odd": ((3, 2, 11, 7), dict(kernel=(3, 3), stride=(2, 2), multiplier=2)),
+    "s3_dilate": ((2, 3, 13, 12), dict(kernel=(3, 2), stride=(3, 2), dilate=(2, 3), pad=(2, 1))),
+    "s2_rect_stride": ((2, 2, 8, 9), dict(kernel=(5, 3), stride=(1, 2), pad=(2, 1))),
+    "1d_s2": ((3, 2, 15), dict(kernel=(3,), stride=(2,), pad=(1,))),
+    "3d_s2": ((2, 2, 5, 6, 7), dict(kernel=(3, 3, 3), stride=(2, 2, 2), pad=(1, 1, 1))),
 }
 
 
@@ -51,37 +58,38 @@ def test_depthwise_wide_matches_numpy(conv_kernels, threading_mode, case, dtype)
 
 
 def test_the_cases_take_the_wide_path(conv_kernels):
-    """The wide kernels accept every case's forward and weight gradient (and
-    decline nothing they were meant for); the data gradient's transposed padding
-    is negative only where the pad exceeds the kernel."""
+    """The wide kernels accept every case (the data gradient's scatter at any
+    stride, and the turned taps at stride 1 where the pad fits the kernel)."""
     for case in sorted(CASES):
         shape, extra = CASES[case]
         attrs = depthwise_attrs(shape[1], extra)
-        rng = np.random.default_rng(0)
-        x, w, _ = conv_arrays(rng, shape, attrs, np.float64)
-        x5, w5 = _five(x), _five(w)
+        x, w, _ = conv_arrays(np.random.default_rng(0), shape, attrs, np.float64)
         rank = x.ndim - 2
-        kernel = (1,) * (3 - rank) + attrs["kernel"]
-        dilate = (1,) * (3 - rank) + attrs.get("dilate", (1,) * rank)
-        pad = (0,) * (3 - rank) + attrs.get("pad", (0,) * rank)
+        geometry = [
+            (1,) * (3 - rank) + attrs.get(name, (default,) * rank)
+            for name, default in (("kernel", 0), ("stride", 1), ("dilate", 1), ("pad", 0))
+        ]
+        kernel, stride, dilate, pad = geometry
         out_sizes = [
-            s + 2 * p - d * (k - 1) for s, k, d, p in zip(x5.shape[2:], kernel, dilate, pad)
+            (s + 2 * p - d * (k - 1) - 1) // t + 1
+            for s, k, t, d, p in zip(_five(x).shape[2:], kernel, stride, dilate, pad)
         ]
         out = np.empty((x.shape[0], attrs["num_filter"], *out_sizes))
-        assert conv_kernels._cv_depthwise_wide(
-            x5, w5, out, 0, x.shape[0], kernel, dilate, pad, False
-        )
-        dw = np.zeros(w5.shape)
-        assert conv_kernels._cv_depthwise_wide_weight_grad(
-            out, x5, dw, 0, x.shape[0], kernel, dilate, pad
-        )
+        args = (0, x.shape[0], kernel, stride, dilate, pad)
+        assert conv_kernels._cv_depthwise_wide(_five(x), _five(w), out, *args, False), case
+        dx = np.empty(_five(x).shape)
+        assert conv_kernels._cv_depthwise_scatter(out, _five(w), dx, *args), case
+        dw = np.zeros(_five(w).shape)
+        assert conv_kernels._cv_depthwise_wide_weight_grad(out, _five(x), dw, *args), case
 
 
 def _five(a):
     return a.reshape(a.shape[:2] + (1,) * (5 - a.ndim) + a.shape[2:])
 
 
-@pytest.mark.parametrize("case", ["3x3_multiplier2", "5x3_dilate_pad", "1d", "3d"])
+@pytest.mark.parametrize(
+    "case", ["3x3_multiplier2", "5x3_dilate_pad", "1d", "3d", "s2_pad1", "s3_dilate", "3d_s2"]
+)
 def test_depthwise_gradients_match_finite_differences(conv_kernels, case):
     shape, extra = CASES[case]
     attrs = depthwise_attrs(shape[1], extra)

@@ -243,10 +243,34 @@ def _cv_direct(x, w, out, n, kernel, stride, dilate, pad, mode):
 
 
 @_jit
-def _cv_tap_offsets(kernel, dilate, Hp, Wp, flip):
-    # the wide offset of every kernel position (a, b, e) in kernel order, or of the
-    # position turned by 180 degrees (flip: the data gradient's taps)
+def _cv_phase_plan(xsz, pad, stride, kernel, dilate, osz):
+    # A depthwise channel padded and laid out in stride phases: phase (pz, py, px)
+    # holds the padded image at (pz + sd*u, py + sh*v, px + sw*t), so every kernel
+    # position reads one phase at a shift and output position (i, j, k) is wide
+    # position q = (i * Hq + j) * Wq + k of each phase (stride 1: one phase, the
+    # padded image). Returns the phase sizes (Dq, Hq, Wq) and the wide length L, or
+    # L = 0 where osz is not the output size
+    sd, sh, sw = stride
+    Dp, Hp, Wp = xsz[0] + 2 * pad[0], xsz[1] + 2 * pad[1], xsz[2] + 2 * pad[2]
+    Dq, Hq, Wq = (Dp + sd - 1) // sd, (Hp + sh - 1) // sh, (Wp + sw - 1) // sw
+    od, oh, ow = osz
+    if (
+        od != (Dp - (kernel[0] - 1) * dilate[0] - 1) // sd + 1
+        or oh != (Hp - (kernel[1] - 1) * dilate[1] - 1) // sh + 1
+        or ow != (Wp - (kernel[2] - 1) * dilate[2] - 1) // sw + 1
+        or od < 1 or oh < 1 or ow < 1
+    ):
+        return Dq, Hq, Wq, 0
+    return Dq, Hq, Wq, ((od - 1) * Hq + oh - 1) * Wq + ow
+
+
+@_jit
+def _cv_phase_offsets(kernel, stride, dilate, Dq, Hq, Wq, flip):
+    # the wide offset of every kernel position (a, b, e), in kernel order, into the
+    # phases: its phase's start plus its shift; flip (stride 1): of the position
+    # turned by 180 degrees (the data gradient's taps)
     kd, kh, kw = kernel
+    sd, sh, sw = stride
     offsets = np.empty(kd * kh * kw, np.int64)
     t = 0
     for a in range(kd):
@@ -256,42 +280,93 @@ def _cv_tap_offsets(kernel, dilate, Hp, Wp, flip):
                     a_, b_, e_ = kd - 1 - a, kh - 1 - b, kw - 1 - e
                 else:
                     a_, b_, e_ = a, b, e
-                offsets[t] = (a_ * dilate[0] * Hp + b_ * dilate[1]) * Wp + e_ * dilate[2]
+                z, y, x = a_ * dilate[0], b_ * dilate[1], e_ * dilate[2]
+                phase = ((z % sd) * sh + y % sh) * sw + x % sw
+                shift = ((z // sd) * Hq + y // sh) * Wq + x // sw
+                offsets[t] = phase * Dq * Hq * Wq + shift
                 t += 1
     return offsets
 
 
 @_jit
-def _cv_plane_taps(xp, taps, offsets, L, wide):
-    # wide[q] = sum over kernel positions t of taps[t] * xp[q + offsets[t]], q < L:
-    # one depthwise channel on the wide positions, one vector loop per position
-    for q in range(L):
-        wide[0, numba.uint64(q)] = 0
-    for t in range(offsets.shape[0]):
-        wv, off = taps[t], offsets[t]
-        dst = wide[0]
-        for q in range(L):
-            dst[numba.uint64(q)] += wv * xp[0, numba.uint64(q + off)]
+def _cv_phase_span(size, start, step, count):
+    # [lo, hi) of the u < count with 0 <= start + step * u - 0 < size (start may be
+    # negative: the padding before the data)
+    lo = max(0, (step - 1 - start) // step)
+    hi = min(count, (size - 1 - start) // step + 1) if size - 1 - start >= 0 else 0
+    return lo, max(lo, hi)
 
 
 @_jit
-def _cv_depthwise_wide(x, w, out, lo, hi, kernel, dilate, pad, flip):
-    # a unit-stride depthwise convolution on wide positions (see _cv_wide_gather),
-    # images lo..hi: out[n, f] = conv(x[n, f // fg], w[f]) (flip False), or the data
-    # gradient, x[n, c] = sum over the fg filters f of c of conv(g[n, f], w[f] turned
-    # by 180 degrees) with out holding g and pad the transposed padding (flip
-    # True). False (nothing written) where the geometry does not fit
+def _cv_phases(x, n, c, pad, stride, Dq, Hq, Wq, xq, to_phases):
+    # between channel x[n, c] and its padded stride phases xq (flat): to_phases
+    # copies the data in (the border of xq is zero already and never written),
+    # otherwise the data positions of xq are copied back into x[n, c]. Unsigned
+    # indices (see _cv_pad_into)
+    D, H, W = x.shape[2], x.shape[3], x.shape[4]
+    sd, sh, sw = stride
+    for pz in range(sd):
+        ua, ub = _cv_phase_span(D, pz - pad[0], sd, Dq)
+        for py in range(sh):
+            va, vb = _cv_phase_span(H, py - pad[1], sh, Hq)
+            for px in range(sw):
+                ta, tb = _cv_phase_span(W, px - pad[2], sw, Wq)
+                x0 = px - pad[2]
+                base = ((pz * sh + py) * sw + px) * Dq * Hq * Wq
+                for u in range(ua, ub):
+                    for v in range(va, vb):
+                        row = x[n, c, pz - pad[0] + sd * u, py - pad[1] + sh * v]
+                        d = base + (u * Hq + v) * Wq
+                        if to_phases:
+                            for t in range(ta, tb):
+                                xq[0, numba.uint64(d + t)] = row[numba.uint64(x0 + sw * t)]
+                        else:
+                            for t in range(ta, tb):
+                                row[numba.uint64(x0 + sw * t)] = xq[0, numba.uint64(d + t)]
+
+
+@_jit
+def _cv_plane_taps(xq, taps, offsets, L, wide):
+    # wide[q] = sum over kernel positions t of taps[t] * xq[q + offsets[t]], q < L:
+    # one depthwise channel on the wide positions, one vector loop per position
+    dst, src = wide[0], xq[0]
+    for q in range(L):
+        dst[numba.uint64(q)] = 0
+    for t in range(offsets.shape[0]):
+        wv, off = taps[t], offsets[t]
+        for q in range(L):
+            dst[numba.uint64(q)] += wv * src[numba.uint64(q + off)]
+
+
+@_jit
+def _cv_plane_scatter(gw, taps, offsets, L, dq):
+    # dq[q + offsets[t]] += taps[t] * gw[q] for q < L: the adjoint of _cv_plane_taps
+    # (within one position the targets differ, so the loop vectorises)
+    dst, src = dq[0], gw[0]
+    for t in range(offsets.shape[0]):
+        wv, off = taps[t], offsets[t]
+        for q in range(L):
+            dst[numba.uint64(q + off)] += wv * src[numba.uint64(q)]
+
+
+@_jit
+def _cv_depthwise_wide(x, w, out, lo, hi, kernel, stride, dilate, pad, flip):
+    # a depthwise convolution on the wide positions of its stride phases, images
+    # lo..hi: out[n, f] = conv(x[n, f // fg], w[f]) (flip False), or at stride 1
+    # the data gradient, x[n, c] = sum over the fg filters f of c of conv(g[n, f],
+    # w[f] turned by 180 degrees) with out holding g and pad the transposed padding
+    # (flip True). False (nothing written) where the geometry does not fit
     F, C = w.shape[0], x.shape[1]  # x: the data, or its gradient (flip)
     fg = F // C
     src = out if flip else x  # the padded operand
     dst = x if flip else out
     xsz = (src.shape[2], src.shape[3], src.shape[4])
     osz = (dst.shape[2], dst.shape[3], dst.shape[4])
-    Dp, Hp, Wp, L = _cv_wide_plan(xsz, pad, kernel, dilate, osz)
+    Dq, Hq, Wq, L = _cv_phase_plan(xsz, pad, stride, kernel, dilate, osz)
     if L == 0:
         return False
-    offsets = _cv_tap_offsets(kernel, dilate, Hp, Wp, flip)
-    xp = np.zeros((1, Dp * Hp * Wp), x.dtype)
+    offsets = _cv_phase_offsets(kernel, stride, dilate, Dq, Hq, Wq, flip)
+    xq = np.zeros((1, stride[0] * stride[1] * stride[2] * Dq * Hq * Wq), x.dtype)
     wide = np.empty((1, L), x.dtype)
     total = np.empty((1, L), x.dtype)
     taps = np.empty(offsets.shape[0], w.dtype)
@@ -299,49 +374,78 @@ def _cv_depthwise_wide(x, w, out, lo, hi, kernel, dilate, pad, flip):
         for f in range(F):
             taps[:] = w[f, 0].reshape(taps.shape[0])
             if flip:  # the filters of channel f // fg add up into its gradient
-                _cv_pad_into(src, n, f, pad, Hp, Wp, xp)
-                _cv_plane_taps(xp, taps, offsets, L, wide)
+                _cv_phases(src, n, f, pad, stride, Dq, Hq, Wq, xq, True)
+                _cv_plane_taps(xq, taps, offsets, L, wide)
                 if f % fg == 0:
                     total[:] = wide
                 else:
                     total += wide
                 if f % fg == fg - 1:
-                    _cv_wide_copy(total, 0, dst, n, f // fg, Hp, Wp, False)
+                    _cv_wide_copy(total, 0, dst, n, f // fg, Hq, Wq, False)
                 continue
             if f % fg == 0:  # a new input channel
-                _cv_pad_into(src, n, f // fg, pad, Hp, Wp, xp)
-            _cv_plane_taps(xp, taps, offsets, L, wide)
-            _cv_wide_copy(wide, 0, dst, n, f, Hp, Wp, False)
+                _cv_phases(src, n, f // fg, pad, stride, Dq, Hq, Wq, xq, True)
+            _cv_plane_taps(xq, taps, offsets, L, wide)
+            _cv_wide_copy(wide, 0, dst, n, f, Hq, Wq, False)
     return True
 
 
 @_jit
-def _cv_depthwise_wide_weight_grad(g, x, dw, lo, hi, kernel, dilate, pad):
-    # dw[f] += the weight gradient of a unit-stride depthwise convolution over
-    # images lo..hi on wide positions: per kernel position, the dot product of g on
-    # the wide positions (zero at the junk) with the padded image shifted by the
+def _cv_depthwise_scatter(g, w, dx, lo, hi, kernel, stride, dilate, pad):
+    # dx[n, c] = the data gradient of a depthwise convolution at any stride, images
+    # lo..hi: g on the wide positions (zero at the junk) added into the phases of
+    # a zero image at each kernel position's offset, the data positions copied out
+    # (the padding's share dropped). False where the geometry does not fit
+    F, C = w.shape[0], dx.shape[1]
+    fg = F // C
+    xsz = (dx.shape[2], dx.shape[3], dx.shape[4])
+    osz = (g.shape[2], g.shape[3], g.shape[4])
+    Dq, Hq, Wq, L = _cv_phase_plan(xsz, pad, stride, kernel, dilate, osz)
+    if L == 0:
+        return False
+    offsets = _cv_phase_offsets(kernel, stride, dilate, Dq, Hq, Wq, False)
+    dq = np.empty((1, stride[0] * stride[1] * stride[2] * Dq * Hq * Wq), dx.dtype)
+    gw = np.zeros((1, L), g.dtype)
+    taps = np.empty(offsets.shape[0], w.dtype)
+    for n in range(lo, hi):
+        for f in range(F):
+            if f % fg == 0:
+                dq[:] = 0
+            taps[:] = w[f, 0].reshape(taps.shape[0])
+            _cv_wide_copy(gw, 0, g, n, f, Hq, Wq, True)
+            _cv_plane_scatter(gw, taps, offsets, L, dq)
+            if f % fg == fg - 1:
+                _cv_phases(dx, n, f // fg, pad, stride, Dq, Hq, Wq, dq, False)
+    return True
+
+
+@_jit
+def _cv_depthwise_wide_weight_grad(g, x, dw, lo, hi, kernel, stride, dilate, pad):
+    # dw[f] += the weight gradient of a depthwise convolution over images lo..hi on
+    # the wide positions of the stride phases: per kernel position, the dot product
+    # of g on the wide positions (zero at the junk) with the phases shifted by the
     # position's offset, summed in 8 lanes (a float sum kept in order does not
     # vectorise). False where the geometry does not fit
     F, C = g.shape[1], x.shape[1]
     fg = F // C
     xsz = (x.shape[2], x.shape[3], x.shape[4])
     osz = (g.shape[2], g.shape[3], g.shape[4])
-    Dp, Hp, Wp, L = _cv_wide_plan(xsz, pad, kernel, dilate, osz)
+    Dq, Hq, Wq, L = _cv_phase_plan(xsz, pad, stride, kernel, dilate, osz)
     if L == 0:
         return False
     L8 = (L + 7) // 8 * 8
-    offsets = _cv_tap_offsets(kernel, dilate, Hp, Wp, False)
+    offsets = _cv_phase_offsets(kernel, stride, dilate, Dq, Hq, Wq, False)
     T = offsets.shape[0]
     # 8 spare zeros: the lanes past L read them (and gw's zeros)
-    xp = np.zeros((1, Dp * Hp * Wp + 8), x.dtype)
+    xq = np.zeros((1, stride[0] * stride[1] * stride[2] * Dq * Hq * Wq + 8), x.dtype)
     gw = np.zeros((1, L8), g.dtype)
     lanes = np.zeros((T, 8), dw.dtype)
     for f in range(F):
         lanes[:] = 0
         for n in range(lo, hi):
-            _cv_pad_into(x, n, f // fg, pad, Hp, Wp, xp)
-            _cv_wide_copy(gw, 0, g, n, f, Hp, Wp, True)
-            src, gr = xp[0], gw[0]
+            _cv_phases(x, n, f // fg, pad, stride, Dq, Hq, Wq, xq, True)
+            _cv_wide_copy(gw, 0, g, n, f, Hq, Wq, True)
+            src, gr = xq[0], gw[0]
             for t in range(T):
                 off = offsets[t]
                 acc = lanes[t]
@@ -585,7 +689,7 @@ def lib_conv_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate, pa
     flat = out.reshape((N, F * P))
     unit = stride[0] == 1 and stride[1] == 1 and stride[2] == 1
     if cg == 1 and kg > 1:
-        if unit and _cv_depthwise_wide(x, w, out, lo, hi, kernel, dilate, pad, False):
+        if _cv_depthwise_wide(x, w, out, lo, hi, kernel, stride, dilate, pad, False):
             for n in range(lo, hi):
                 _cv_add_bias(out, bias, n)
             return
@@ -624,19 +728,23 @@ def lib_conv_data_grad(g, w, bias, dx, lo, hi, groups, kernel, stride, dilate, p
     P = osz[0] * osz[1] * osz[2]
     kg = cg * kernel[0] * kernel[1] * kernel[2]
     flat = dx.reshape((N, C * dx.shape[2] * dx.shape[3] * dx.shape[4]))
-    # The wide data gradient multiplies every weight by g's zero border, which the
-    # adjoint never does: a NaN or infinite weight would make NaN there, so such
-    # weights take the exact paths (the test reads the weights once, small)
+    # The wide data gradients multiply every weight by g's zero border (or zero
+    # junk), which the adjoint never does: a NaN or infinite weight would make NaN
+    # there, so such weights take the exact paths (the test reads the weights once)
     unit = stride[0] == 1 and stride[1] == 1 and stride[2] == 1
-    wide = unit and _cv_all_finite(w.reshape(w.size))
+    finite = _cv_all_finite(w.reshape(w.size))
     if cg == 1 and kg > 1:
         tpad = (
             (kernel[0] - 1) * dilate[0] - pad[0],
             (kernel[1] - 1) * dilate[1] - pad[1],
             (kernel[2] - 1) * dilate[2] - pad[2],
         )
-        fits = tpad[0] >= 0 and tpad[1] >= 0 and tpad[2] >= 0
-        if wide and fits and _cv_depthwise_wide(dx, w, g, lo, hi, kernel, dilate, tpad, True):
+        fits = unit and tpad[0] >= 0 and tpad[1] >= 0 and tpad[2] >= 0
+        # unit stride: the forward of the turned taps; else g scattered on phases
+        if finite and (
+            (fits and _cv_depthwise_wide(dx, w, g, lo, hi, kernel, stride, dilate, tpad, True))
+            or _cv_depthwise_scatter(g, w, dx, lo, hi, kernel, stride, dilate, pad)
+        ):
             for n in range(lo, hi):
                 _cv_add_bias(dx, bias, n)
             return
@@ -646,7 +754,7 @@ def lib_conv_data_grad(g, w, bias, dx, lo, hi, groups, kernel, stride, dilate, p
             _cv_add_bias(dx, bias, n)
         return
     pointwise = _cv_pointwise(kernel, stride, pad)
-    if not pointwise and wide:
+    if not pointwise and unit and finite:
         if _cv_wide_data_grad(g, w, bias, dx, lo, hi, groups, kernel, dilate, pad):
             return
     w3 = w.reshape((groups, fg, kg))
@@ -681,7 +789,7 @@ def lib_conv_weight_grad(g, x, dw, lo, hi, groups, kernel, stride, dilate, pad):
     unit = stride[0] == 1 and stride[1] == 1 and stride[2] == 1
     if cg == 1 and kg > 1:
         # the junk positions again (see below): a non-finite result is redone
-        if unit and _cv_depthwise_wide_weight_grad(g, x, dw, lo, hi, kernel, dilate, pad):
+        if _cv_depthwise_wide_weight_grad(g, x, dw, lo, hi, kernel, stride, dilate, pad):
             if _cv_all_finite(dw3.reshape(dw3.size)):
                 return
             dw3[:] = 0
