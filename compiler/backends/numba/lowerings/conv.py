@@ -422,10 +422,11 @@ def _cv_depthwise_scatter(g, w, dx, lo, hi, kernel, stride, dilate, pad):
 @_jit
 def _cv_depthwise_wide_weight_grad(g, x, dw, lo, hi, kernel, stride, dilate, pad):
     # dw[f] += the weight gradient of a depthwise convolution over images lo..hi on
-    # the wide positions of the stride phases: per kernel position, the dot product
-    # of g on the wide positions (zero at the junk) with the phases shifted by the
-    # position's offset, summed in 8 lanes (a float sum kept in order does not
-    # vectorise). False where the geometry does not fit
+    # the wide positions of the stride phases: per kernel position, g on the wide
+    # positions (zero at the junk) times the phases shifted by the position's
+    # offset, added up over the images elementwise (a vector loop), then summed
+    # once per position (a float sum kept in order does not vectorise, so the
+    # images share it). False where the geometry does not fit
     F, C = g.shape[1], x.shape[1]
     fg = F // C
     xsz = (x.shape[2], x.shape[3], x.shape[4])
@@ -433,28 +434,25 @@ def _cv_depthwise_wide_weight_grad(g, x, dw, lo, hi, kernel, stride, dilate, pad
     Dq, Hq, Wq, L = _cv_phase_plan(xsz, pad, stride, kernel, dilate, osz)
     if L == 0:
         return False
-    L8 = (L + 7) // 8 * 8
     offsets = _cv_phase_offsets(kernel, stride, dilate, Dq, Hq, Wq, False)
     T = offsets.shape[0]
-    # 8 spare zeros: the lanes past L read them (and gw's zeros)
-    xq = np.zeros((1, stride[0] * stride[1] * stride[2] * Dq * Hq * Wq + 8), x.dtype)
-    gw = np.zeros((1, L8), g.dtype)
-    lanes = np.zeros((T, 8), dw.dtype)
+    xq = np.zeros((1, stride[0] * stride[1] * stride[2] * Dq * Hq * Wq), x.dtype)
+    gw = np.zeros((1, L), g.dtype)
+    products = np.empty((T, L), dw.dtype)
     for f in range(F):
-        lanes[:] = 0
+        products[:] = 0
         for n in range(lo, hi):
             _cv_phases(x, n, f // fg, pad, stride, Dq, Hq, Wq, xq, True)
             _cv_wide_copy(gw, 0, g, n, f, Hq, Wq, True)
             src, gr = xq[0], gw[0]
             for t in range(T):
-                off = offsets[t]
-                acc = lanes[t]
-                for q0 in range(0, L8, 8):
-                    for k in range(8):
-                        acc[k] += gr[numba.uint64(q0 + k)] * src[numba.uint64(q0 + k + off)]
+                off, acc = offsets[t], products[t]
+                for q in range(L):
+                    u = numba.uint64(q)
+                    acc[u] += gr[u] * src[numba.uint64(q + off)]
         target = dw[f, 0].reshape(T)
         for t in range(T):
-            target[t] += lanes[t].sum()
+            target[t] += products[t].sum()
     return True
 
 
