@@ -115,3 +115,30 @@ def _value(conv_kernels, arrays, r, attrs):
     """sum(conv(x, w) * r) by the lowered forward."""
     out, _ = lowered(conv_kernels, "Convolution", tuple(arrays), no_bias=True, **attrs)
     return float(np.sum(out * r))
+
+
+# Deconvolution runs the same kernels with the roles turned: its forward is the
+# data gradient (the scatter at stride > 1), its data gradient the forward
+DECONV_CASES = {
+    "s2_adj": ((2, 3, 5, 6), dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), adj=(1, 0))),
+    "s1_pad1": ((2, 4, 6, 5), dict(kernel=(3, 3), pad=(1, 1))),
+    "s2_target_shape": ((2, 2, 4, 4), dict(kernel=(4, 4), stride=(2, 2), target_shape=(9, 8))),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", sorted(DECONV_CASES))
+def test_depthwise_deconvolution_matches_numpy(conv_kernels, threading_mode, case, dtype):
+    shape, attrs = DECONV_CASES[case]
+    channels = shape[1]
+    attrs = dict(attrs, num_filter=channels, num_group=channels)
+    rng = np.random.default_rng(17)
+    for batch in (shape[0], 1, shape[0] + 2):
+        x = rng.uniform(-1, 1, (batch,) + shape[1:]).astype(dtype)
+        w = rng.uniform(-1, 1, (channels, 1) + attrs["kernel"]).astype(dtype)
+        b = rng.uniform(-1, 1, channels).astype(dtype)
+        got, expected = lowered(conv_kernels, "Deconvolution", (x, w, b), no_bias=False, **attrs)
+        close(got, expected, dtype)
+        g = rng.uniform(-1, 1, expected.shape).astype(dtype)
+        close(*lowered(conv_kernels, "_deconv_data_grad", (g, w, x), **attrs), dtype)
+        close(*lowered(conv_kernels, "_deconv_weight_grad", (g, x, w), **attrs), dtype)
