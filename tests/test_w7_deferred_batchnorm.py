@@ -14,7 +14,7 @@ import pytest
 import symgrad as mx
 import symgrad_compiler as compiler
 from symgrad import autograd, nd
-from symgrad.op_testing import check_backends_agree, check_graph_gradient
+from symgrad.op_testing import check_graph_gradient
 from symgrad_compiler import Entry, make_node, variable
 
 BACKENDS = ["interpreter", "numba"]
@@ -71,17 +71,44 @@ def _specials(rng, dtype):
 @pytest.mark.parametrize("axis", [1, -1])
 def test_compiled_expansion_equals_numpy(dtype, axis, sync_compile):
     """Every output, the new moving statistics included; a NaN or an infinity
-    spoils its own channel only, a channel of -0.0 normalises to beta."""
+    spoils its own channel only (an infinity first in its channel too), a channel
+    of -0.0 normalises to beta."""
     rng = np.random.default_rng(1)
     values = _specials(rng, dtype) if axis == 1 else _op_values(rng, (4, 3, 5), -1, dtype)
     attrs = {"fix_gamma": False, "momentum": 0.8, "eps": 1e-5, "axis": axis}
     variables, node = _op_graph([v.shape for v in values], dtype, **attrs)
+    graph = compiler.ProgramGraph(variables, [Entry(node, k) for k in range(5)])
     with np.errstate(invalid="ignore"):
-        check_backends_agree([Entry(node, k) for k in range(5)], variables, values)
+        want, got = (compiler.compile_graph(graph, chosen)(values) for chosen in BACKENDS)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    for k, (a, b) in enumerate(zip(got, want)):  # (equal infinities count as equal)
+        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance, err_msg=f"output {k}")
     if axis == 1:  # the specials stayed in their channels
         out = compiler.get_op("_batch_norm_train").impl(*values, **node.attrs)[0]
         assert np.isnan(out[:, :2]).all() and np.isfinite(out[:, 3]).all()
         np.testing.assert_array_equal(out[:, 2], np.broadcast_to(values[2][2], out[:, 2].shape))
+
+
+@pytest.mark.parametrize("dtype,offset", [(np.float32, 1e6), (np.float64, 1e9)])
+def test_compiled_statistics_of_data_far_from_zero(dtype, offset, sync_compile):
+    """Channels centred far from zero and at 100, spreads of 4 and 0.01: the
+    compiled statistics (float64 sums of x, then of its centred squares) stay as
+    close to float64's as numpy's two passes; sums of x and x^2 in one pass would
+    lose the float64 data's variance entirely."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 1, (64, 3, 8, 8)) * np.array([4, 0.01, 1])[:, None, None]
+    x = (x + np.array([offset, 100, -3])[:, None, None]).astype(dtype)
+    values = [x] + _op_values(rng, x.shape, 1, dtype)[1:]
+    variables, node = _op_graph([v.shape for v in values], dtype, eps=1e-5, fix_gamma=False)
+    graph = compiler.ProgramGraph(variables, [Entry(node, k) for k in range(3)])
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(axis=(0, 2, 3)), x64.var(axis=(0, 2, 3))
+    for chosen in BACKENDS:
+        _, got_mean, got_inverse_std = compiler.compile_graph(graph, chosen)(values)
+        np.testing.assert_allclose(got_mean, mean, rtol=1e-7, err_msg=chosen)
+        np.testing.assert_allclose(
+            got_inverse_std, 1 / np.sqrt(var + 1e-5), rtol=1e-4, err_msg=chosen
+        )
 
 
 # ---------------------------------------------------------------- the frontend
