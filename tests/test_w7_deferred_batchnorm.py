@@ -253,3 +253,20 @@ def test_global_statistics_and_prediction_run_at_once():
             out = nd.BatchNorm(x, nd.ones(3), nd.zeros(3), mean, var, **extra)
         assert out._value is not None and mean._value is not None
         np.testing.assert_array_equal(mean.asnumpy(), np.zeros(3))
+
+
+def test_moving_statistics_handed_out_or_marked_are_updated_in_place():
+    """A moving statistic whose buffer numpy holds (``np.asarray``) sees its update
+    written into that buffer, and one marked for a gradient keeps its marking:
+    BatchNorm runs at once for them, as before."""
+    x = nd.array(np.random.default_rng(8).standard_normal((5, 3)))
+    x.attach_grad()
+    held_mean, marked_var = nd.zeros(3), nd.ones(3)
+    held = np.asarray(held_mean)
+    marked_var.attach_grad()
+    with autograd.record():
+        out = nd.BatchNorm(x, nd.ones(3), nd.zeros(3), held_mean, nd.ones(3), fix_gamma=False)
+        assert out._value is not None
+        np.testing.assert_allclose(held, 0.1 * x.asnumpy().mean(axis=0), rtol=1e-5)
+        out = nd.BatchNorm(x, nd.ones(3), nd.zeros(3), nd.zeros(3), marked_var, fix_gamma=False)
+        assert out._value is not None and marked_var._entry.node.marked is marked_var
