@@ -901,15 +901,18 @@ SMALL_IMAGE = 256
 
 
 def _pieces(batch: int, work: int, positions: int) -> list[tuple[int, int]]:
-    """``[lo, hi)`` pieces of the batch for the threads. Small images: one piece per
-    thread. The guided pieces of :func:`threads.split` (down to one image) made
-    their products one or two images wide, and the weight gradient one partial sum
-    of the weights per piece: ResNet's 512-channel 7x7 layer, B=8, on two threads
-    took 56 ms for its weight gradient against 23 ms on one."""
+    """``[lo, hi)`` pieces of the batch for the threads. Small images: pieces of as
+    many images as one product takes (about ``SMALL_IMAGE`` positions), but at
+    least one piece per thread; the threads share them out, so a late worker
+    leaves more to the others. The guided pieces of :func:`threads.split` (down to
+    one image) made products one or two images wide and the weight gradient one
+    partial sum of the weights per piece: ResNet's 512-channel 7x7 layer, B=8, on
+    two threads took 56 ms for its weight gradient against 23 ms on one."""
     if positions > SMALL_IMAGE:
         return threads.split(batch, max(work, threads.MINIMUM))
     count = min(batch, threads.count())
-    return [(batch * k // count, batch * (k + 1) // count) for k in range(count)]
+    size = max(1, min(-(-SMALL_IMAGE // positions), batch // count))
+    return [(lo, min(batch, lo + size)) for lo in range(0, batch, size)]
 
 
 def _launch(compiled: Any, batch: int, work: int, positions: int, call: Any) -> None:
