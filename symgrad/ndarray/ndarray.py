@@ -193,7 +193,8 @@ def invoke(op: str | OpDef, inputs: Sequence[NDArray], attrs: dict) -> Any:
     While recording, ops that have a pure numpy implementation are deferred: the
     node is made (its shape and dtype inferred, so errors still surface here) and
     its value is computed when read, or by the program ``backward`` runs. Ops with
-    randomness or side effects (Dropout, BatchNorm) always run at once.
+    randomness or side effects (Dropout) run at once, unless ``PURE_FORMS`` records
+    them in a pure form (BatchNorm in training: see ``symgrad._deferred``).
     Returns one NDArray, or a list for ops with several visible outputs.
     """
     opdef = op if type(op) is OpDef else _OPS.get(op) or get_op(op)
