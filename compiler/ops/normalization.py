@@ -334,10 +334,18 @@ def batch_norm_train_grad(
     ax = axis % x.ndim
     shape = _along(x.ndim, ax)
     others = tuple(i for i in range(x.ndim) if i != ax)
-    rstd = F.reshape(out[2], shape=shape)
-    xhat = (x - F.reshape(out[1], shape=shape)) * rstd
+    rstd, mean = F.reshape(out[2], shape=shape), F.reshape(out[1], shape=shape)
+    xhat = (x - mean) * rstd
     scaled = g if fix_gamma else g * F.reshape(gamma, shape=shape)
-    grad_x = normalized_grad(scaled, xhat, rstd, others)
+    over = {"axis": others, "keepdims": True}
+    mean_scaled, mean_product = F.mean(scaled, **over), F.mean(scaled * xhat, **over)
+    # The last pass computes xhat and the scaled g again, as ops of their own (x +
+    # (-mean) is x - mean to the bit; the products commute): as the same ops they
+    # would be shared with the pass of the means, which would write both out in
+    # full for this one to read back.
+    xhat_again = rstd * (x + F.negative(mean))
+    scaled_again = g if fix_gamma else F.reshape(gamma, shape=shape) * g
+    grad_x = (scaled_again - mean_scaled - xhat_again * mean_product) * rstd
     size = F._reduced_size(x, axis=(ax,), exclude=True)
     if not _filled_in(gs[1]):
         grad_x = grad_x + F.broadcast_like(F.reshape(gs[1], shape=shape), x) / size
