@@ -376,8 +376,12 @@ def expand_batch_norm_train(
     over = {"axis": (ax,), "exclude": True, "keepdims": True}
     dtype = x.dtype.name
     mean = F.mean(F.Cast(x, dtype="float64"), **over)
-    centred = x - F.Cast(mean, dtype=dtype)
-    wide = F.Cast(centred, dtype="float64")
+    narrow_mean = F.Cast(mean, dtype=dtype)
+    centred = x - narrow_mean
+    # The variance's pass centres x the other way round (the same squares), an op
+    # of its own: the one centred array both passes would share is written out in
+    # full by the first for the second to read back.
+    wide = F.Cast(narrow_mean - x, dtype="float64")
     variance = F.mean(wide * wide, **over)
     inverse_std = F.rsqrt(variance + eps)
     scale = inverse_std
