@@ -1,13 +1,15 @@
-"""Max pooling by output rows in the numba backend
-(compiler/backends/numba/lowerings/pooling.py: ``_pl_max_rows``, every max
-pooling but 2x2 at stride 2): the windows of an output row as one vector, each input
-row laid out in stride phases with -inf padding. The forward, the gradient and
-the gather agree with the ops' numpy implementations for kernels, strides, pads,
-both conventions, ranks 1-3 and rows of 1 to 70 windows (across the 32-window
-vector), sizes varied within one process, on one thread and split over threads;
-ties go to the first maximum, a NaN first in a window stays, a window of
--infinities keeps its padding's maximum (no gradient); and the gradient agrees
-with float64 finite differences."""
+"""Pooling by output rows in the numba backend
+(compiler/backends/numba/lowerings/pooling.py: ``_pl_max_rows``, ``_pl_sum_rows``,
+every pooling but 2x2 at stride 2 whose rows have 16 windows or more): the
+windows of an output row as one vector, each input row laid out in stride phases
+(-inf padding for max, zero for sums). For max pooling the forward, the gradient
+and the gather agree with the ops' numpy implementations for kernels, strides,
+pads, both conventions, ranks 1-3 and rows of 1 to 70 windows (across the
+32-window vector), sizes varied within one process, on one thread and split over
+threads; ties go to the first maximum, a NaN first in a window stays, a window of
+-infinities keeps its padding's maximum (no gradient); the gradient agrees with
+float64 finite differences. Average and sum pooling and their gradients agree
+with numpy for the same geometries, counting the padding or not."""
 
 from __future__ import annotations
 
@@ -106,3 +108,29 @@ def test_max_rows_gradient_matches_finite_differences(conv_kernels):
         minus = _weighted_pool(conv_kernels, x - eps * direction, r, attrs)
         numeric = (plus - minus) / (2 * eps)
         assert abs(float(np.sum(grad * direction)) - numeric) <= 1e-6 * max(1.0, abs(numeric))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pool_type", ["avg", "sum"])
+@pytest.mark.parametrize("case", sorted(GEOMETRIES))
+def test_sum_rows_match_numpy(conv_kernels, threading_mode, case, pool_type, dtype):
+    """Average and sum pooling by output rows (``_pl_sum_rows``, rows of 16 windows
+    or more; shorter ones keep the scalar loops), counting the padding or not."""
+    sizes, geometry = GEOMETRIES[case]
+    rng = np.random.default_rng(12)
+    for include_pad, batch, extra in itertools.product((None, False), (1, 3), WIDTHS):
+        attrs = dict(geometry, pool_type=pool_type, count_include_pad=include_pad)
+        shape = (batch, 2) + sizes[:-1] + (sizes[-1] + extra,)
+        x = rng.uniform(-1, 1, shape).astype(dtype)
+        got, expected = lowered(conv_kernels, "Pooling", (x,), **attrs)
+        close(got, expected, dtype)
+        g = rng.uniform(-1, 1, expected.shape).astype(dtype)
+        close(*lowered(conv_kernels, "_pooling_grad", (g, x), **attrs), dtype)
+    x = rng.uniform(-1, 1, (2, 2) + sizes[:-1] + (sizes[-1] + 40,))
+    x.reshape(-1)[::7] = np.nan
+    x.reshape(-1)[3::11] = np.inf
+    attrs = dict(geometry, pool_type=pool_type)
+    with np.errstate(invalid="ignore"):
+        got, expected = lowered(conv_kernels, "Pooling", (x,), **attrs)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
