@@ -281,6 +281,7 @@ def train(backend, monkeypatch, tokens, targets, vocab, hidden, steps=3):
     return losses, [p.data().asnumpy() for p in net.collect_params().values()]
 
 
+@pytest.mark.slow  # compiles the whole W8 step: 2-3 minutes with an empty kernel cache
 def test_the_w8_step_runs_as_one_call_and_trains_as_interpreted(monkeypatch):
     rng = np.random.default_rng(0)
     vocab, hidden = 5000, 6  # rows longer than MAX_ROW
