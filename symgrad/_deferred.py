@@ -19,6 +19,7 @@ frees while it is being read (such a value can never be read anyway).
 
 from __future__ import annotations
 
+import copy
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -316,3 +317,49 @@ def _record_batch_norm(inputs: Sequence[NDArray], attrs: dict) -> Any:
 PURE_FORMS: dict[str, Callable[[Sequence[NDArray], dict], Any]] = {
     "BatchNorm": _record_batch_norm,
 }
+
+
+def _batch_norm_as_recorded(node: Node, inputs: tuple[Entry, ...]) -> Node:
+    """The BatchNorm call a ``_batch_norm_train`` node stands for: its first three
+    outputs are BatchNorm's (the new moving statistics, 3 and 4, are BatchNorm's
+    in-place update, which MXNet's graph does not show)."""
+    from ._recorded import RecordedNode
+
+    attrs = _BATCH_NORM.canonical_attrs(dict(node.attrs, is_train=True))
+    return RecordedNode(_BATCH_NORM, attrs, inputs, node.types[:3], node._name)
+
+
+# pure op name -> the node of the op it stands for, as MXNet records it
+_RECORDED_FORMS: dict[str, Callable[[Node, tuple[Entry, ...]], Node]] = {
+    "_batch_norm_train": _batch_norm_as_recorded,
+}
+
+
+def as_recorded(entries: Sequence[Entry]) -> list[Entry]:
+    """``entries`` with every pure form in their graph (see ``PURE_FORMS``) turned
+    back into the op the user called, so that ``autograd.get_symbol`` shows (and
+    exports) MXNet's ops; the nodes no pure form feeds are kept, shared."""
+    order = topo_order(entries)
+    if not any(node.op.name in _RECORDED_FORMS for node in order):
+        return list(entries)
+    made: dict[int, Node] = {}
+
+    def rebound(entry: Entry) -> Entry:
+        node = made[id(entry.node)]
+        # (an output the op the user called has not: the new moving statistics,
+        # read in the same recording, stay the pure form's)
+        return Entry(node, entry.index) if entry.index < len(node.types) else entry
+
+    for node in order:
+        inputs = tuple([rebound(e) for e in node.inputs])
+        form = _RECORDED_FORMS.get(node.op.name)
+        if form is not None:
+            made[id(node)] = form(node, inputs)
+        elif all(new.node is old.node for new, old in zip(inputs, node.inputs)):
+            made[id(node)] = node
+        else:
+            # (a recorded node: its value and marking go with it)
+            twin = copy.copy(node)
+            twin.inputs = inputs
+            made[id(node)] = twin
+    return [rebound(e) for e in entries]

@@ -567,9 +567,10 @@ def _apply_recorded(node: Node, args: Sequence[NDArray]) -> tuple:
 
 def get_symbol(x: NDArray) -> Any:
     """The recorded history of ``x`` as a :class:`symgrad.symbol.Symbol`."""
+    from ._deferred import as_recorded
     from .symbol import Symbol
 
-    return Symbol(_head_entries([x], "get_symbol"))
+    return Symbol(as_recorded(_head_entries([x], "get_symbol")))
 
 
 from .function import Function  # noqa: E402  (Function uses the scopes above)
