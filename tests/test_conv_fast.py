@@ -163,6 +163,7 @@ def block_arrays(shapes, batch, dtype, seed):
     return out
 
 
+@pytest.mark.slow  # compiles W7's whole block: about a minute with an empty kernel cache
 def test_compiled_w7_block_matches_the_interpreter():
     """The whole-program entry calls the wide kernels (float64, batch sizes varied
     within one process) and agrees with the interpreter; gradients also agree with

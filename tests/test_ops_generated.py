@@ -106,6 +106,15 @@ def test_backends_agree(name):
     tu.check_op_backends(name)
 
 
+# Every op's values and gradient compiled by numba against the interpreter, whatever
+# SYMGRAD_BACKEND says: a program per op (about 7 minutes for all of them with a
+# cold kernel cache), so slow: CI runs it, and SYMGRAD_SLOW=1 locally.
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TESTED)
+def test_numba_agrees_with_the_interpreter(name):
+    tu.check_op_backends(name, backends=("interpreter", "numba"))
+
+
 # ---------------------------------------------------------------------------
 # the checker itself must catch wrong gradients
 # ---------------------------------------------------------------------------

@@ -208,6 +208,7 @@ def bound_executor(sym, shapes, values):
     return exe
 
 
+@pytest.mark.slow  # compiles a CNN training program: 30-40 s with an empty kernel cache
 def test_executor_cnn_training_matches_interpreter_and_updates_state_once(monkeypatch):
     sym = cnn_symbol()
     shapes = {"data": (6, 2, 8, 8), "weight": (6, 3)}
