@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..expr import Expr
 from ..graph import ProgramGraph
 from ..ir import Entry, Node
+from .rewrite import replace_nodes
 
 
 def _expanded(node: Node, inputs: tuple[Entry, ...]) -> list[Entry]:
@@ -28,21 +29,6 @@ def expand_composites(graph: ProgramGraph) -> ProgramGraph:
     nodes = graph.nodes()
     if not any(node.op.expand is not None for node in nodes):
         return graph
-    rebuilt: dict[tuple[int, int], Entry] = {}
-    for node in nodes:
-        if node.is_variable:
-            continue
-        inputs = tuple(rebuilt.get((id(e.node), e.index), e) for e in node.inputs)
-        if node.op.expand is not None:
-            for k, entry in enumerate(_expanded(node, inputs)):
-                rebuilt[(id(node), k)] = entry
-            continue
-        same = all(a.node is b.node and a.index == b.index for a, b in zip(inputs, node.inputs))
-        new = node if same else Node(node.op, node.attrs, inputs, node.types, node._name)
-        for k in range(node.num_outputs):
-            rebuilt[(id(node), k)] = Entry(new, k)
-    outputs = [
-        None if out is None else rebuilt.get((id(out.node), out.index), out)
-        for out in graph.outputs
-    ]
-    return ProgramGraph(graph.inputs, outputs)
+    return replace_nodes(
+        graph, lambda node, inputs: _expanded(node, inputs) if node.op.expand is not None else None
+    )

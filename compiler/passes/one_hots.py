@@ -23,6 +23,7 @@ from ..graph import ProgramGraph
 from ..ir import Entry, Node
 from .fuse import data_inputs, is_elementwise
 from .rewrite import node as make
+from .rewrite import replace_nodes
 
 
 def _read_in_loops(graph: ProgramGraph) -> set[int]:
@@ -53,21 +54,9 @@ def one_hots_in_loops(graph: ProgramGraph) -> ProgramGraph:
     chosen = _read_in_loops(graph)
     if not chosen:
         return graph
-    rebuilt: dict[tuple[int, int], Entry] = {}
-    for node in graph.nodes():
-        if node.is_variable:
-            continue
-        inputs = tuple(rebuilt.get((id(e.node), e.index), e) for e in node.inputs)
+
+    def replace(node: Node, inputs: tuple[Entry, ...]) -> list[Entry] | None:
         replacement = _in_loop(node, inputs) if id(node) in chosen else None
-        if replacement is not None:
-            rebuilt[(id(node), 0)] = replacement
-            continue
-        same = all(a.node is b.node and a.index == b.index for a, b in zip(inputs, node.inputs))
-        new = node if same else Node(node.op, node.attrs, inputs, node.types, node._name)
-        for k in range(node.num_outputs):
-            rebuilt[(id(node), k)] = Entry(new, k)
-    outputs = [
-        None if out is None else rebuilt.get((id(out.node), out.index), out)
-        for out in graph.outputs
-    ]
-    return ProgramGraph(graph.inputs, outputs)
+        return None if replacement is None else [replacement]
+
+    return replace_nodes(graph, replace)

@@ -16,6 +16,8 @@ from ..ir import Entry, Node, topo_order
 from ..registry import make_node
 
 Rule = Callable[[Node], "Entry | None"]
+# a node and its rebuilt inputs -> the entries of its outputs in its place, or None
+Replacement = Callable[[Node, tuple[Entry, ...]], "Sequence[Entry] | None"]
 
 _MAX_REWRITES_PER_NODE = 16
 
@@ -79,3 +81,29 @@ def _apply_rules(entry: Entry, rules: Sequence[Rule], settle) -> Entry:
 def node(op: str, *inputs: Entry, **attrs) -> Entry:
     """Make a node for a rule's replacement (its single output)."""
     return Entry(make_node(op, inputs, attrs), 0)
+
+
+def replace_nodes(graph: ProgramGraph, replace: Replacement) -> ProgramGraph:
+    """Rebuild ``graph`` input-first with each node for which ``replace`` returns
+    entries swapped for them (one per output it replaces); a node whose inputs
+    changed is remade, the rest are kept. For passes that swap nodes one for one,
+    without ``rewrite``'s CSE and fixed point."""
+    rebuilt: dict[tuple[int, int], Entry] = {}
+    for node in graph.nodes():
+        if node.is_variable:
+            continue
+        inputs = tuple(rebuilt.get((id(e.node), e.index), e) for e in node.inputs)
+        replacement = replace(node, inputs)
+        if replacement is not None:
+            for k, entry in enumerate(replacement):
+                rebuilt[(id(node), k)] = entry
+            continue
+        same = all(a.node is b.node and a.index == b.index for a, b in zip(inputs, node.inputs))
+        new = node if same else Node(node.op, node.attrs, inputs, node.types, node._name)
+        for k in range(node.num_outputs):
+            rebuilt[(id(node), k)] = Entry(new, k)
+    outputs = [
+        None if out is None else rebuilt.get((id(out.node), out.index), out)
+        for out in graph.outputs
+    ]
+    return ProgramGraph(graph.inputs, outputs)
