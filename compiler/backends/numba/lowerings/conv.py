@@ -546,22 +546,291 @@ def _cv_wide_copy(wide, start, a, n, f0, Hp, Wp, to_wide):
                         row[numba.uint64(k)] = w[numba.uint64(s + k)]
 
 
+# Winograd F(2x2, 3x3) for 3x3 unit-stride convolutions: each 2x2 block ("tile")
+# of the output comes from a 4x4 block of the padded image through 16 products
+# per channel pair instead of 36, as 16 GEMMs U[e] (F, C) @ V[e] (C, tiles) of the
+# transformed weights U = G w G^T and data V = B^T d B, then Y = A^T M A per tile.
+# Tiles side by side in one product (images of 14x14 have 49), up to this many
+_CV_WINOGRAD_TILES = 256
+# Fewer channels than this on either side make the 16 products too thin for
+# OpenBLAS (K or M of a few): the wide path's one product of 9x the depth wins
+_CV_WINOGRAD_CHANNELS = 16
+
+
+@_jit
+def _cv_winograd_fits(cg, fg, depth, kernel, dilate):
+    # 2-D (depth 1), a 3x3 kernel, no dilation and enough channels per group (cg
+    # in, fg out)
+    return (
+        kernel[0] == 1 and kernel[1] == 3 and kernel[2] == 3
+        and dilate[1] == 1 and dilate[2] == 1 and depth == 1
+        and cg >= _CV_WINOGRAD_CHANNELS and fg >= _CV_WINOGRAD_CHANNELS
+    )
+
+
+@_jit
+def _cv_winograd_stride(size):
+    # the distance between the 16 positions' rows of U, V and M: size rounded up to
+    # 64 more than a multiple of 1024 elements. A tile's 16 values go to the 16
+    # rows; at a distance that is a multiple of 4 KiB (the 64-channel 56x56
+    # layer's C * tiles) they all fall in one set of the L1 cache, whose conflicts
+    # made the data's transform 5x slower than at a 4 KiB + 256 B one
+    return size + (64 - size) % 1024
+
+
+@_jit
+def _cv_winograd_weights(w, gi, fg, cg, U):
+    # U[e, f * cg + c] = (G w[gi*fg + f, c] G^T)[e // 4, e % 4] with G the rows
+    # (1, 0, 0), (1/2, 1/2, 1/2), (1/2, -1/2, 1/2), (0, 0, 1)
+    half = w.dtype.type(0.5)
+    for f in range(fg):
+        for c in range(cg):
+            k = w[gi * fg + f, c, 0]
+            q = f * cg + c
+            for i in range(4):  # G down the kernel's columns (row i of G k)
+                if i == 0:
+                    t0, t1, t2 = k[0, 0], k[0, 1], k[0, 2]
+                elif i == 3:
+                    t0, t1, t2 = k[2, 0], k[2, 1], k[2, 2]
+                elif i == 1:
+                    t0 = half * (k[0, 0] + k[1, 0] + k[2, 0])
+                    t1 = half * (k[0, 1] + k[1, 1] + k[2, 1])
+                    t2 = half * (k[0, 2] + k[1, 2] + k[2, 2])
+                else:
+                    t0 = half * (k[0, 0] - k[1, 0] + k[2, 0])
+                    t1 = half * (k[0, 1] - k[1, 1] + k[2, 1])
+                    t2 = half * (k[0, 2] - k[1, 2] + k[2, 2])
+                U[4 * i, q] = t0  # and G along the rows
+                U[4 * i + 1, q] = half * (t0 + t1 + t2)
+                U[4 * i + 2, q] = half * (t0 - t1 + t2)
+                U[4 * i + 3, q] = t2
+
+
+@_jit
+def _cv_winograd_rows(src, p, Wp):
+    # B^T d for the 4x4 block d at src[p] (row pitch Wp), one column: the rows
+    # (1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1) of B^T
+    d0, d1 = src[p], src[p + Wp]
+    d2, d3 = src[p + 2 * Wp], src[p + 3 * Wp]
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@_jit
+def _cv_winograd_data(xp, Wp, TH, TW, V, T, start):
+    # V[e, c * T + start + ty*TW + tx] = (B^T d B)[e // 4, e % 4] for the 4x4 block
+    # d of the padded plane xp[c] (row pitch Wp) at (2 ty, 2 tx): B^T down each of
+    # the block's columns, then along the rows (B is B^T transposed)
+    W = numba.uint64(Wp)
+    for c in range(xp.shape[0]):
+        src = xp[c]
+        for ty in range(TH):
+            for tx in range(TW):
+                p = numba.uint64(2 * ty * Wp + 2 * tx)
+                a0, a1, a2, a3 = _cv_winograd_rows(src, p, W)
+                b0, b1, b2, b3 = _cv_winograd_rows(src, p + 1, W)
+                c0, c1, c2, c3 = _cv_winograd_rows(src, p + 2, W)
+                d0, d1, d2, d3 = _cv_winograd_rows(src, p + 3, W)
+                q = numba.uint64(c * T + start + ty * TW + tx)
+                V[0, q], V[1, q], V[2, q], V[3, q] = a0 - c0, b0 + c0, c0 - b0, b0 - d0
+                V[4, q], V[5, q], V[6, q], V[7, q] = a1 - c1, b1 + c1, c1 - b1, b1 - d1
+                V[8, q], V[9, q], V[10, q], V[11, q] = a2 - c2, b2 + c2, c2 - b2, b2 - d2
+                V[12, q], V[13, q], V[14, q], V[15, q] = a3 - c3, b3 + c3, c3 - b3, b3 - d3
+
+
+@_jit
+def _cv_winograd_output(M, fg, T, start, TH, TW, out, n, f0):
+    # out[n, f0 + f] = A^T M A per tile (the 2x2 outputs inside the image), M's
+    # block of tile t at M[e, f * T + t], with A^T the rows (1, 1, 1, 0) and
+    # (0, 1, -1, -1): along each row of the block, then down the two columns left
+    oh, ow = out.shape[3], out.shape[4]
+    for f in range(fg):
+        plane = out[n, f0 + f, 0]
+        for ty in range(TH):
+            two_rows = 2 * ty + 1 < oh
+            for tx in range(TW):
+                q = numba.uint64(f * T + start + ty * TW + tx)
+                r00 = M[0, q] + M[1, q] + M[2, q]
+                r01 = M[1, q] - M[2, q] - M[3, q]
+                r10 = M[4, q] + M[5, q] + M[6, q]
+                r11 = M[5, q] - M[6, q] - M[7, q]
+                r20 = M[8, q] + M[9, q] + M[10, q]
+                r21 = M[9, q] - M[10, q] - M[11, q]
+                r30 = M[12, q] + M[13, q] + M[14, q]
+                r31 = M[13, q] - M[14, q] - M[15, q]
+                k = 2 * tx
+                plane[2 * ty, k] = r00 + r10 + r20
+                if two_rows:
+                    plane[2 * ty + 1, k] = r10 - r20 - r30
+                if k + 1 < ow:
+                    plane[2 * ty, k + 1] = r01 + r11 + r21
+                    if two_rows:
+                        plane[2 * ty + 1, k + 1] = r11 - r21 - r31
+
+
+@_jit
+def _cv_winograd_forward(x, w, out, lo, hi, groups, pad):
+    # out[lo:hi] = conv(x[lo:hi], w) for a 3x3 kernel at unit stride (no bias), by
+    # Winograd F(2x2, 3x3): images side by side up to _CV_WINOGRAD_TILES tiles
+    C, F = x.shape[1], w.shape[0]
+    cg, fg = C // groups, F // groups
+    oh, ow = out.shape[3], out.shape[4]
+    TH, TW = (oh + 1) // 2, (ow + 1) // 2
+    # the blocks of the last (partial) tiles read 2 rows and columns past the
+    # output: the plane padded to 2 TH + 2 by 2 TW + 2, zero beyond the image
+    Hp, Wp = 2 * TH + 2, 2 * TW + 2
+    tiles = TH * TW
+    per = max(1, min(hi - lo, (_CV_WINOGRAD_TILES + tiles - 1) // tiles))
+    U = np.empty((groups, 16, _cv_winograd_stride(fg * cg)), w.dtype)
+    for gi in range(groups):
+        _cv_winograd_weights(w, gi, fg, cg, U[gi])
+    xp = np.zeros((cg, Hp * Wp), x.dtype)
+    V = np.empty((16, _cv_winograd_stride(cg * per * tiles)), x.dtype)
+    M = np.empty((16, _cv_winograd_stride(fg * per * tiles)), x.dtype)
+    for n0 in range(lo, hi, per):
+        T = min(per, hi - n0) * tiles  # the tiles of this product
+        for gi in range(groups):
+            for b in range(T // tiles):
+                _cv_pad_into(x, n0 + b, gi * cg, pad, Hp, Wp, xp)
+                _cv_winograd_data(xp, Wp, TH, TW, V, T, b * tiles)
+            for e in range(16):
+                blas.matmul_into(
+                    U[gi, e, : fg * cg].reshape((fg, cg)),
+                    V[e, : cg * T].reshape((cg, T)),
+                    False,
+                    False,
+                    M[e, : fg * T].reshape((fg, T)),
+                )
+            for b in range(T // tiles):
+                _cv_winograd_output(M, fg, T, b * tiles, TH, TW, out, n0 + b, gi * fg)
+
+
+@_jit
+def _cv_winograd_output_grads(g, n, f0, gp, W2, TH, TW, Gt, T, start):
+    # Gt[e, f * T + start + ty*TW + tx] = (A h A^T)[e // 4, e % 4] for the 2x2
+    # block h of g[n, f0 + f] at (2 ty, 2 tx), zero past the output (gp: a zero
+    # plane 2 TH by 2 TW to hold it); A = (A^T)^T, the adjoint of the output's
+    # transform in _cv_winograd_output
+    W = numba.uint64(W2)
+    for f in range(gp.shape[0]):
+        _cv_pad_into(g, n, f0 + f, (0, 0, 0), 2 * TH, W2, gp[f : f + 1])
+        src = gp[f]
+        for ty in range(TH):
+            for tx in range(TW):
+                p = numba.uint64(2 * ty * W2 + 2 * tx)
+                g00, g01 = src[p], src[p + 1]
+                g10, g11 = src[p + W], src[p + W + 1]
+                s0, d0, s1, d1 = g00 + g01, g00 - g01, g10 + g11, g10 - g11
+                q = numba.uint64(f * T + start + ty * TW + tx)
+                Gt[0, q], Gt[1, q], Gt[2, q], Gt[3, q] = g00, s0, d0, -g01
+                Gt[4, q], Gt[5, q] = g00 + g10, s0 + s1
+                Gt[6, q], Gt[7, q] = d0 + d1, -(g01 + g11)
+                Gt[8, q], Gt[9, q] = g00 - g10, s0 - s1
+                Gt[10, q], Gt[11, q] = d0 - d1, g11 - g01
+                Gt[12, q], Gt[13, q], Gt[14, q], Gt[15, q] = -g10, -s1, -d1, g11
+
+
+@_jit
+def _cv_winograd_kernel_grads(S, fg, cg, target):
+    # target[f, c * 9 + a * 3 + b] += (G^T S_fc G)[a, b] with S_fc[e // 4, e % 4] =
+    # S[e, f * cg + c]: the adjoint of _cv_winograd_weights
+    half = S.dtype.type(0.5)
+    m = np.empty((4, 4), S.dtype)
+    t = np.empty((3, 4), S.dtype)
+    for f in range(fg):
+        for c in range(cg):
+            q = f * cg + c
+            for e in range(16):
+                m[e // 4, e % 4] = S[e, q]
+            for s in range(4):  # G^T down the columns of the block
+                t[0, s] = m[0, s] + half * (m[1, s] + m[2, s])
+                t[1, s] = half * (m[1, s] - m[2, s])
+                t[2, s] = half * (m[1, s] + m[2, s]) + m[3, s]
+            for a in range(3):  # and G along its rows
+                k = c * 9 + a * 3
+                target[f, k] += t[a, 0] + half * (t[a, 1] + t[a, 2])
+                target[f, k + 1] += half * (t[a, 1] - t[a, 2])
+                target[f, k + 2] += half * (t[a, 1] + t[a, 2]) + t[a, 3]
+
+
+@_jit
+def _cv_winograd_weight_grad(g, x, dw3, lo, hi, groups, pad):
+    # dw3 += the weight gradient over images lo..hi of a 3x3 kernel at unit
+    # stride, the adjoint of _cv_winograd_forward in w: per position e of the 4x4
+    # blocks, the transformed g (F, tiles) times the transformed data (C, tiles)
+    # transposed, summed over the tiles, then taken back to 3x3 (G^T . G)
+    C, F = x.shape[1], g.shape[1]
+    cg, fg = C // groups, F // groups
+    oh, ow = g.shape[3], g.shape[4]
+    TH, TW = (oh + 1) // 2, (ow + 1) // 2
+    Hp, Wp = 2 * TH + 2, 2 * TW + 2
+    tiles = TH * TW
+    per = max(1, min(hi - lo, (_CV_WINOGRAD_TILES + tiles - 1) // tiles))
+    xp = np.zeros((cg, Hp * Wp), x.dtype)
+    gp = np.zeros((fg, 4 * TH * TW), g.dtype)
+    V = np.empty((16, _cv_winograd_stride(cg * per * tiles)), x.dtype)
+    Gt = np.empty((16, _cv_winograd_stride(fg * per * tiles)), g.dtype)
+    S = np.zeros((groups, 16, _cv_winograd_stride(fg * cg)), dw3.dtype)
+    part = np.empty((fg, cg), dw3.dtype)
+    for n0 in range(lo, hi, per):
+        T = min(per, hi - n0) * tiles
+        for gi in range(groups):
+            for b in range(T // tiles):
+                _cv_pad_into(x, n0 + b, gi * cg, pad, Hp, Wp, xp)
+                _cv_winograd_data(xp, Wp, TH, TW, V, T, b * tiles)
+                _cv_winograd_output_grads(g, n0 + b, gi * fg, gp, 2 * TW, TH, TW, Gt, T, b * tiles)
+            for e in range(16):
+                blas.matmul_into(
+                    Gt[e, : fg * T].reshape((fg, T)),
+                    V[e, : cg * T].reshape((cg, T)),
+                    False,
+                    True,
+                    part,
+                )
+                S[gi, e, : fg * cg] += part.reshape(fg * cg)
+    for gi in range(groups):
+        _cv_winograd_kernel_grads(S[gi], fg, cg, dw3[gi])
+
+
 @_jit
 def _cv_wide_forward(x, w, bias, out, lo, hi, groups, kernel, dilate, pad):
+    # out[lo:hi] = conv(x[lo:hi], w) + bias for stride 1: by Winograd where it
+    # fits (3x3 kernels), else by the wide columns. False (nothing written) where
+    # the geometry does not fit (see _cv_wide_plan)
+    osz = (out.shape[2], out.shape[3], out.shape[4])
+    xsz = (x.shape[2], x.shape[3], x.shape[4])
+    Dp, Hp, Wp, L = _cv_wide_plan(xsz, pad, kernel, dilate, osz)
+    if L == 0:
+        return False
+    cg, fg = x.shape[1] // groups, w.shape[0] // groups
+    if not _cv_winograd_fits(cg, fg, x.shape[2], kernel, dilate):
+        _cv_wide_products(x, w, bias, out, lo, hi, groups, kernel, dilate, pad)
+        return True
+    _cv_winograd_forward(x, w, out, lo, hi, groups, pad)
+    for n in range(lo, hi):
+        # Winograd's sums and differences spread a NaN or infinity over its whole
+        # 2x2 tile (x - x, inf - inf) where numpy's columns keep it to the windows
+        # that read it: an image with a non-finite output (which finite data and
+        # weights give only by overflow) is computed again by the wide columns,
+        # whose pattern is numpy's (the check reads the output once)
+        if _cv_all_finite(out[n].reshape(out[n].size)):
+            _cv_add_bias(out, bias, n)
+        else:
+            _cv_wide_products(x, w, bias, out, n, n + 1, groups, kernel, dilate, pad)
+    return True
+
+
+@_jit
+def _cv_wide_products(x, w, bias, out, lo, hi, groups, kernel, dilate, pad):
     # out[lo:hi] = conv(x[lo:hi], w) + bias for stride 1 without im2col's
     # bounds: the image is padded once, each column row is one contiguous copy
     # of it, and one GEMM per group (and image, or batch of small images) writes
-    # the wide output, whose
-    # output positions are copied out. False (nothing written) where the
-    # geometry does not fit (see _cv_wide_plan)
+    # the wide output, whose output positions are copied out (the geometry fits)
     C, F = x.shape[1], w.shape[0]
     cg, fg = C // groups, F // groups
     kg = cg * kernel[0] * kernel[1] * kernel[2]
     osz = (out.shape[2], out.shape[3], out.shape[4])
     xsz = (x.shape[2], x.shape[3], x.shape[4])
     Dp, Hp, Wp, L = _cv_wide_plan(xsz, pad, kernel, dilate, osz)
-    if L == 0:
-        return False
     w3 = w.reshape((groups, fg, kg))
     # images side by side in one product, as in _cv_wide_weight_grad
     per = max(1, min(hi - lo, (_CV_WIDE_BATCH + L - 1) // L))
@@ -582,7 +851,6 @@ def _cv_wide_forward(x, w, bias, out, lo, hi, groups, kernel, dilate, pad):
                 _cv_wide_copy(wide, b * L, out, n0 + b, gi * fg, Hp, Wp, False)
         for b in range(m):
             _cv_add_bias(out, bias, n0 + b)
-    return True
 
 
 @_jit
@@ -812,7 +1080,16 @@ def lib_conv_weight_grad(g, x, dw, lo, hi, groups, kernel, stride, dilate, pad):
             _cv_direct(x, dw, g, n, kernel, stride, dilate, pad, 2)
         return
     pointwise = _cv_pointwise(kernel, stride, pad)
-    if not pointwise and stride[0] == 1 and stride[1] == 1 and stride[2] == 1:
+    if not pointwise and unit and _cv_winograd_fits(cg, fg, x.shape[2], kernel, dilate):
+        if _cv_wide_plan(
+            (x.shape[2], x.shape[3], x.shape[4]), pad, kernel, dilate, osz
+        )[3] > 0:
+            _cv_winograd_weight_grad(g, x, dw3, lo, hi, groups, pad)
+            # a non-finite result is computed again the exact way, as below
+            if _cv_all_finite(dw3.reshape(dw3.size)):
+                return
+            dw3[:] = 0
+    elif not pointwise and unit:
         if _cv_wide_weight_grad(g, x, dw3, lo, hi, groups, kernel, dilate, pad):
             # The junk positions multiply data read past a row's end by g's zeros:
             # a NaN or infinity in the data makes NaN there, where the exact sum has

@@ -1,0 +1,169 @@
+"""Winograd F(2x2, 3x3) in the numba convolution kernels
+(compiler/backends/numba/lowerings/conv.py: ``_cv_winograd_forward``, the data
+gradient through it with the flipped weights, ``_cv_winograd_weight_grad``): 3x3
+unit-stride convolutions with at least ``_CV_WINOGRAD_CHANNELS`` channels on each
+side of a group compute what the ops' numpy implementations compute, for odd and
+even sizes, pads, groups and batches that fill several products, in float32 and
+float64, on one thread and split over threads; NaN and infinities land where numpy
+puts them (an image or gradient whose Winograd result is not finite is computed
+again by the exact path); the gradients agree with float64 finite differences."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from test_conv_native import close, conv_arrays, lowered
+from test_conv_nonfinite import SPECIALS, _run, _spots
+
+CHANNELS = 16  # the kernels' _CV_WINOGRAD_CHANNELS
+
+# (data shape, attrs): every case takes the Winograd kernels
+CASES = {
+    "even_pad1": ((2, 16, 8, 8), dict(kernel=(3, 3), pad=(1, 1), num_filter=16)),
+    "odd_rect_pad1": ((3, 17, 7, 9), dict(kernel=(3, 3), pad=(1, 1), num_filter=20)),
+    "no_pad_groups": (
+        (2, 32, 5, 6),
+        dict(kernel=(3, 3), num_filter=32, num_group=2),
+    ),
+    "pad2_and_0": ((2, 16, 5, 4), dict(kernel=(3, 3), pad=(2, 0), num_filter=18)),
+    "one_row": ((1, 16, 1, 3), dict(kernel=(3, 3), pad=(1, 1), num_filter=24)),
+    # 49 tiles an image: several images side by side, the last product shorter
+    "14x14_batched": ((9, 16, 14, 14), dict(kernel=(3, 3), pad=(1, 1), num_filter=16)),
+    "7x7": ((5, 16, 7, 7), dict(kernel=(3, 3), pad=(1, 1), num_filter=17)),
+}
+
+
+def geometry(shape, attrs):
+    """The kernel's 3-D (cg, fg, depth, kernel, dilation) of a case."""
+    groups = attrs.get("num_group", 1)
+    return shape[1] // groups, attrs["num_filter"] // groups, 1, (1, 3, 3), (1, 1, 1)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_cases_take_winograd(conv_kernels, case):
+    """Each case fits Winograd, and the data gradient's flipped weights (channels
+    and filters swapped) do too."""
+    shape, attrs = CASES[case]
+    cg, fg, depth, kernel, dilate = geometry(shape, attrs)
+    assert conv_kernels._cv_winograd_fits(cg, fg, depth, kernel, dilate)
+    assert conv_kernels._cv_winograd_fits(fg, cg, depth, kernel, dilate)
+
+
+def test_what_winograd_leaves_to_the_other_paths(conv_kernels):
+    """Few channels (W7's first layer, its data gradient's 3 filters), other
+    kernels, dilation and 3-D keep the wide columns."""
+    fits = conv_kernels._cv_winograd_fits
+    assert not fits(3, 32, 1, (1, 3, 3), (1, 1, 1))
+    assert not fits(32, CHANNELS - 1, 1, (1, 3, 3), (1, 1, 1))
+    assert not fits(32, 32, 1, (1, 5, 5), (1, 1, 1))
+    assert not fits(32, 32, 1, (1, 3, 3), (1, 2, 1))
+    assert not fits(32, 32, 4, (3, 3, 3), (1, 1, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_winograd_matches_numpy(conv_kernels, threading_mode, case, dtype):
+    shape, attrs = CASES[case]
+    rng = np.random.default_rng(11)
+    # batch and spatial sizes varied within one process, on the same kernels
+    for batch, grow in ((shape[0], 0), (1, 1), (shape[0] + 3, 2), (shape[0], 3)):
+        spatial = tuple(s + grow for s in shape[2:])
+        x, w, b = conv_arrays(rng, shape[:2] + spatial, attrs, dtype, batch)
+        got, expected = lowered(conv_kernels, "Convolution", (x, w, b), no_bias=False, **attrs)
+        close(got, expected, dtype)
+        g = rng.uniform(-1, 1, expected.shape).astype(dtype)
+        close(*lowered(conv_kernels, "_conv_data_grad", (g, w, x), **attrs), dtype)
+        close(*lowered(conv_kernels, "_conv_weight_grad", (g, x, w), **attrs), dtype)
+
+
+@pytest.mark.parametrize("case", ["odd_rect_pad1", "14x14_batched", "no_pad_groups"])
+def test_winograd_gradients_match_finite_differences(conv_kernels, case):
+    """float64: the data and weight gradients against central differences of
+    sum(conv(x, w) * r), the forward itself by Winograd."""
+    shape, attrs = CASES[case]
+    rng = np.random.default_rng(12)
+    x, w, _b = conv_arrays(rng, shape, attrs, np.float64)
+
+    def value(x, w):
+        out, _ = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
+        return float(np.sum(out * r))
+
+    r = rng.standard_normal(
+        lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)[0].shape
+    )
+    dx, _ = lowered(conv_kernels, "_conv_data_grad", (r, w, x), **attrs)
+    dw, _ = lowered(conv_kernels, "_conv_weight_grad", (r, x, w), **attrs)
+    eps = 1e-6
+    for grad, k in ((dx, 0), (dw, 1)):
+        direction = rng.standard_normal(grad.shape)
+        plus, minus = [x.copy(), w.copy()], [x.copy(), w.copy()]
+        plus[k] += eps * direction
+        minus[k] -= eps * direction
+        numeric = (value(*plus) - value(*minus)) / (2 * eps)
+        analytic = float(np.sum(grad * direction))
+        assert abs(analytic - numeric) <= 1e-7 * max(1.0, abs(numeric)), (k, analytic, numeric)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ["odd_rect_pad1", "14x14_batched", "no_pad_groups"])
+def test_special_values_land_where_numpy_puts_them(conv_kernels, threading_mode, case, dtype):
+    """Winograd spreads a NaN or infinity over its tile (and turns inf - inf into
+    NaN); the images and gradients where it does are computed again exactly."""
+    shape, attrs = CASES[case]
+    rng = np.random.default_rng(13)
+    for batch in (shape[0], 1):
+        x, w, _ = conv_arrays(rng, shape, attrs, dtype, batch)
+        with np.errstate(invalid="ignore"):
+            out, _ = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
+        g = rng.uniform(-1, 1, out.shape).astype(dtype)
+        for where, value in itertools.product("xwg", SPECIALS):
+            target = {"x": x, "w": w, "g": g}[where]
+            for spot in _spots(target.shape, rng):
+                xs, ws, gs = x.copy(), w.copy(), g.copy()
+                {"x": xs, "w": ws, "g": gs}[where][spot] = value
+                what = f"{case} batch {batch}: {value} in {where} at {spot}"
+                if where != "g":
+                    _run(conv_kernels, "Convolution", (xs, ws), attrs, dtype, what + ", forward")
+                _run(conv_kernels, "_conv_data_grad", (gs, ws, xs), attrs, dtype, what + ", dx")
+                _run(conv_kernels, "_conv_weight_grad", (gs, xs, ws), attrs, dtype, what + ", dw")
+
+
+def test_a_finite_batch_after_a_special_one(conv_kernels):
+    """A batch with a NaN, then the same finite batch: nothing of the exact
+    recomputation is left behind."""
+    shape, attrs = CASES["14x14_batched"]
+    rng = np.random.default_rng(14)
+    x, w, _ = conv_arrays(rng, shape, attrs, np.float64)
+    spoiled = x.copy()
+    spoiled[3, 5, 7, 7] = np.nan
+    _run(conv_kernels, "Convolution", (spoiled, w), attrs, np.float64, "forward")
+    close(*lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs), np.float64)
+    _, out = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
+    g = rng.uniform(-1, 1, out.shape)
+    _run(conv_kernels, "_conv_weight_grad", (g, spoiled, w), attrs, np.float64, "dw")
+    close(*lowered(conv_kernels, "_conv_weight_grad", (g, x, w), **attrs), np.float64)
+
+
+def test_signed_zeros_as_the_interpreter(conv_kernels):
+    """All-zero operands of either sign: the zeros' signs are the interpreter's."""
+    shape, attrs = CASES["odd_rect_pad1"]
+    rng = np.random.default_rng(15)
+    x, w, _ = conv_arrays(rng, shape, attrs, np.float64)
+    _, out = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
+    g = rng.uniform(-1, 1, out.shape)
+    for signs in itertools.product((1.0, -1.0), repeat=3):
+        zx, zw, zg = (s * np.zeros_like(a) for s, a in zip(signs, (x, w, g)))
+        cases = [
+            ("Convolution", (zx, w)),
+            ("Convolution", (x, zw)),
+            ("_conv_data_grad", (zg, w, x)),
+            ("_conv_data_grad", (g, zw, x)),
+            ("_conv_weight_grad", (zg, x, w)),
+            ("_conv_weight_grad", (g, zx, w)),
+        ]
+        for op, arrays in cases:
+            kwargs = dict(no_bias=True) if op == "Convolution" else {}
+            got, interpreted = lowered(conv_kernels, op, arrays, **kwargs, **attrs)
+            assert np.array_equal(np.signbit(got), np.signbit(interpreted)), (op, signs)
