@@ -41,6 +41,9 @@ SHAPE_OPS = {
     "reshape_like": lambda x: nd.reshape_like(x, nd.zeros((3, 2))),
 }
 
+# the methods whose results share memory with their input in MXNet 1.9.1 too
+SHARED_IN_MXNET = {"reshape_method", "slice"}
+
 
 def _existing(names):
     return [
@@ -73,6 +76,12 @@ def test_writing_into_a_shape_op_result_leaves_the_input(name, recording):
             y = SHAPE_OPS[name](x)
     else:
         y = SHAPE_OPS[name](x)
+        if name in SHARED_IN_MXNET:
+            # MXNet 1.9.1's reshape method and contiguous slices are views (checked
+            # against MXNet in test_ndarray_views.py): writes go through, as there
+            y[:] = 100
+            assert (x.asnumpy() == 100).any()
+            return
     before = y.asnumpy()
     y[:] = 100
     np.testing.assert_array_equal(x.asnumpy(), source)

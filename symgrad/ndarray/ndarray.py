@@ -39,6 +39,9 @@ def _input_entry(array: NDArray) -> Entry:
     # recorded_variable(data), one call less: a constant input is made per op call
     node = RecordedNode(NULL, {}, (), (TensorType(data.shape, data.dtype),), None, (data,))
     _remember_leaf(array, node)
+    owner = getattr(array, "_owner", None)
+    if owner is not None:  # a view: a write into its owner changes it too
+        _remember_leaf(owner, node)
     return _entry((node, 0))
 
 
@@ -55,10 +58,46 @@ def _remember_leaf(array: NDArray, node: Node) -> None:
     array._leaves = live
 
 
+def _basic_key(key: tuple, shape: tuple[int, ...]) -> tuple:
+    """An MXNet basic index as numpy takes it: ``...`` replaced by full slices,
+    integers made non-negative and checked (``IndexError`` naming the axis)."""
+    ellipses = sum(1 for item in key if item is Ellipsis)
+    if ellipses > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    indexed = sum(1 for item in key if item is not None and item is not Ellipsis)
+    if indexed > len(shape):
+        raise IndexError(f"too many indices ({indexed}) for shape {shape}")
+    if ellipses:
+        at = key.index(Ellipsis)
+        key = key[:at] + (slice(None),) * (len(shape) - indexed) + key[at + 1 :]
+    out, axis = [], 0
+    for item in key:
+        if item is None:
+            out.append(None)
+            continue
+        if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+            index = int(item) + (shape[axis] if item < 0 else 0)
+            if not 0 <= index < shape[axis]:
+                raise IndexError(
+                    f"index {item} is out of range for axis {axis} of length {shape[axis]}"
+                )
+            out.append(index)
+        elif isinstance(item, slice):
+            out.append(item)
+        else:
+            raise IndexError(f"unsupported index {item!r}")
+        axis += 1
+    return tuple(out)
+
+
 def _reads_buffer(node: Node | None, data: np.ndarray | None) -> bool:
     if node is None or node.freed or node.value is None:
         return False
-    return data is None or node.value[0] is data
+    value = node.value[0]
+    if data is None or value is data:
+        return True
+    # a leaf made for a view reads part of its owner's buffer
+    return value.base is not None and np.may_share_memory(value, data)
 
 
 def _unshared(value: np.ndarray, sources: Sequence[Any]) -> np.ndarray:
@@ -358,7 +397,9 @@ class NDArray(OperatorMixin):
     # ``_fresh`` (set only once a backward wrote this variable's gradient) backs
     # ``_fresh_grad``, which Trainer reads to find stale gradients.
     # ``_shared`` (set only once the buffer was handed out: ``__array__``, DLPack,
-    # ``from_numpy``) keeps ``_write_swapping`` from replacing the buffer.
+    # ``from_numpy``, or a view made by :meth:`_view`) keeps ``_write_swapping``
+    # from replacing the buffer.
+    # ``_owner`` (set only on a view) is the array whose buffer the view's is part of.
     __slots__ = (
         "_value",
         "_entry",
@@ -367,6 +408,7 @@ class NDArray(OperatorMixin):
         "_leaves",
         "_fresh",
         "_shared",
+        "_owner",
         "__weakref__",
     )
 
@@ -554,7 +596,29 @@ class NDArray(OperatorMixin):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         spec = kwargs.pop("shape", shape)
-        return invoke("Reshape", (self,), dict(kwargs, shape=spec))
+        attrs = dict(kwargs, shape=spec)
+        if self._entry is None or not _state.recording.get():
+            # MXNet's reshape method returns a view (``nd.reshape``, the op, a copy)
+            shaped = self._reshaped(attrs)
+            if shaped is not None:
+                return shaped
+        return invoke("Reshape", (self,), attrs)
+
+    def _reshaped(self, attrs: dict) -> NDArray | None:
+        """A view of this array with the shape ``Reshape`` gives for ``attrs``, or
+        None (the op then runs, and raises its own error for a wrong shape)."""
+        if _FAILURES and self._value is None and _failed_roots(self._entry):
+            return None
+        opdef = _OPS["Reshape"]
+        data = self._data
+        try:
+            attrs = opdef.canonical_attrs(attrs)
+            (result,) = opdef.infer_types([TensorType(data.shape, data.dtype)], attrs)
+        except (GraphError, ValueError, TypeError):
+            return None
+        if not data.flags.c_contiguous:
+            return None
+        return self._view(data.reshape(result.shape))
 
     def wait_to_read(self) -> None:
         """Block until the values are ready: a deferred value is computed now, and
@@ -625,8 +689,9 @@ class NDArray(OperatorMixin):
         mark_variables([self], [NDArray(np.zeros_like(self._data))], grad_req)
 
     def detach(self) -> NDArray:
-        """The same values with no history: gradients stop here."""
-        return NDArray(self._data)
+        """The same values with no history: gradients stop here. Shares this
+        array's memory, as MXNet's does."""
+        return self._view(self._data)
 
     def backward(
         self, out_grad: NDArray | None = None, retain_graph: bool = False, train_mode: bool = True
@@ -638,36 +703,70 @@ class NDArray(OperatorMixin):
 
     # -- indexing ---------------------------------------------------------------
     def __getitem__(self, key: Any) -> NDArray:
+        """``x[key]``: integers, slices, ``None`` and one ``...`` (basic indexing), or
+        an NDArray, numpy array or list of indices along the first axis (``take``).
+
+        As in MXNet, basic indexing whose elements are contiguous in memory gives a
+        view: writing into either array changes the other (``x[1:3]``, ``x[2]``,
+        ``x[1, 2:4]``); other keys give a copy. Integer indices on every axis give
+        shape ``(1,)``. While autograd records an array with history, the result is
+        the recorded ``slice`` (a copy), so that gradients flow through it."""
         if isinstance(key, (NDArray, np.ndarray, list)):
             index = key if isinstance(key, NDArray) else NDArray(np.asarray(key))
             return invoke("take", (self, index), {"axis": 0})
-        key = key if isinstance(key, tuple) else (key,)
-        if len(key) > self.ndim:
-            raise IndexError(f"too many indices ({len(key)}) for shape {self.shape}")
+        key = _basic_key(key if isinstance(key, tuple) else (key,), self.shape)
+        if self._entry is None or not _state.recording.get():
+            if not (_FAILURES and self._value is None and _failed_roots(self._entry)):
+                part = self._data[key + (Ellipsis,)]  # (an array even for x[5])
+                if part.ndim == 0:
+                    part = part.reshape(1)
+                if part.size and part.flags.c_contiguous:
+                    return self._view(part)
+        return self._sliced(key)
+
+    def _sliced(self, key: tuple) -> NDArray:
+        """``self[key]`` for a key from :func:`_basic_key`, by the ``slice`` op (then
+        ``squeeze`` for integer indices and ``Reshape`` for new axes): a copy,
+        recorded while autograd records."""
         begin, end, step, squeeze = [], [], [], []
-        for axis, item in enumerate(key):
+        axis = 0
+        for item in key:
+            if item is None:
+                continue
             if isinstance(item, slice):
                 begin.append(item.start)
                 end.append(item.stop)
                 step.append(item.step)
-            elif isinstance(item, numbers.Integral):
-                index = int(item) + (self.shape[axis] if item < 0 else 0)
-                if not 0 <= index < self.shape[axis]:
-                    raise IndexError(
-                        f"index {item} is out of range for axis {axis} of length {self.shape[axis]}"
-                    )
-                begin.append(index)
-                end.append(index + 1)
+            else:
+                begin.append(item)
+                end.append(item + 1)
                 step.append(None)
                 squeeze.append(axis)
-            else:
-                raise IndexError(f"unsupported index {item!r}")
+            axis += 1
         result = invoke(
             "slice", (self,), {"begin": tuple(begin), "end": tuple(end), "step": tuple(step)}
         )
         if squeeze:
             result = invoke("squeeze", (result,), {"axis": tuple(squeeze)})
+        if None in key:
+            # the shape numpy's indexing gives (no memory: a broadcast scalar)
+            shape = np.broadcast_to(np.zeros((), np.int8), self.shape)[key].shape or (1,)
+            result = invoke("Reshape", (result,), {"shape": shape})
         return result
+
+    def _view(self, part: np.ndarray) -> NDArray:
+        """A new array whose buffer is ``part``, memory of this array's, as MXNet's
+        views (contiguous basic indexing, ``reshape``, ``detach``) share it. Neither
+        buffer is ever replaced (``_shared``), so each keeps seeing the other's
+        writes; a write into either first protects what the other's recordings read
+        (see :meth:`_before_write`)."""
+        owner = getattr(self, "_owner", None)
+        owner = self if owner is None else owner
+        view = NDArray(part)
+        view._owner = owner
+        view._shared = True
+        owner._shared = True
+        return view
 
     def __setitem__(self, key: Any, value: Any) -> None:
         if _state.recording.get() and self._entry is not None and not self._entry.node.is_variable:
@@ -703,8 +802,14 @@ class NDArray(OperatorMixin):
         later recordings, and its old node is tagged so that differentiating a graph
         recorded before the write raises (copying every parameter at every update
         would cost more than the rare misuse it guards against).
+
+        A view's write is also a write into its owner's buffer (and so into the
+        owner's other views): what recordings read of the owner is protected too.
         """
         self._replace_buffer(None)
+        owner = getattr(self, "_owner", None)
+        if owner is not None:
+            owner._replace_buffer(None)
 
     def _write_swapping(self, values: np.ndarray, settled: bool = False) -> np.ndarray:
         """Set every element to ``values``, as ``self[:] = values`` does, but by
@@ -736,7 +841,7 @@ class NDArray(OperatorMixin):
             for ref in leaves:
                 node = ref()
                 if _reads_buffer(node, data):
-                    node.value = (data.copy(),)
+                    node.value = (node.value[0].copy(),)
             self._leaves = []
         if values is not None:
             self._value = data = values
