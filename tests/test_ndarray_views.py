@@ -57,6 +57,28 @@ def test_indexing_and_reshape_share_memory_as_mxnet(mxnet_python, tmp_path, caps
         assert a == b, f"case {k}"
 
 
+WRITES = """
+import json
+cases = ["x[1] = 7", "x[:, 1] = 5", "x[...] = 0", "x[1:3] = mx.nd.array([1, 2, 3])",
+         "x[1, 2] = -1", "x[1:3, 0:2] = 9", "x[::2] = 4", "x[-1] = mx.nd.array([[7, 8, 9]])",
+         "x[mx.nd.array([0, 2])] = 3", "x[[0, 2]] = 3", "x[1:3] += 1", "x[1] *= 2",
+         "x[..., 1] = 6", "x[None, 1] = 1", "x[1][1:3] = 8", "x[1:2, ::-1] = mx.nd.array([1, 2, 3])"]
+out = []
+for case in cases:
+    x = mx.nd.arange(12).reshape((4, 3)).copy()
+    exec(case)
+    out.append(x.asnumpy().tolist())
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.interop
+def test_writes_through_indices_are_mxnets(mxnet_python, tmp_path, capsys):
+    theirs = json.loads(run_mxnet(mxnet_python, "import mxnet as mx\n" + WRITES, tmp_path))
+    exec(WRITES, {"mx": mx})
+    assert json.loads(capsys.readouterr().out) == theirs
+
+
 def test_a_view_sees_its_owners_writes_and_its_own_views():
     x = nd.arange(24).reshape((2, 4, 3)).copy()
     row = x[1]
