@@ -579,31 +579,44 @@ def _cv_winograd_stride(size):
 
 
 @_jit
-def _cv_winograd_weights(w, gi, fg, cg, U):
-    # U[e, f * cg + c] = (G w[gi*fg + f, c] G^T)[e // 4, e % 4] with G the rows
-    # (1, 0, 0), (1/2, 1/2, 1/2), (1/2, -1/2, 1/2), (0, 0, 1)
-    half = w.dtype.type(0.5)
-    for f in range(fg):
-        for c in range(cg):
-            k = w[gi * fg + f, c, 0]
-            q = f * cg + c
-            for i in range(4):  # G down the kernel's columns (row i of G k)
-                if i == 0:
-                    t0, t1, t2 = k[0, 0], k[0, 1], k[0, 2]
-                elif i == 3:
-                    t0, t1, t2 = k[2, 0], k[2, 1], k[2, 2]
-                elif i == 1:
-                    t0 = half * (k[0, 0] + k[1, 0] + k[2, 0])
-                    t1 = half * (k[0, 1] + k[1, 1] + k[2, 1])
-                    t2 = half * (k[0, 2] + k[1, 2] + k[2, 2])
-                else:
-                    t0 = half * (k[0, 0] - k[1, 0] + k[2, 0])
-                    t1 = half * (k[0, 1] - k[1, 1] + k[2, 1])
-                    t2 = half * (k[0, 2] - k[1, 2] + k[2, 2])
-                U[4 * i, q] = t0  # and G along the rows
-                U[4 * i + 1, q] = half * (t0 + t1 + t2)
-                U[4 * i + 2, q] = half * (t0 - t1 + t2)
-                U[4 * i + 3, q] = t2
+def _cv_winograd_weights(w, gi, fo, co, U, flip):
+    # U[e, f * co + c] = (G w[gi*fo + f, c] G^T)[e // 4, e % 4]; flip: the data
+    # gradient's weights, U[e, c * fo + f] of w[gi*fo + f, c] turned by 180 degrees
+    # (read in place: a turned copy of ResNet's 512-channel weights took longer
+    # than this transform). U is written in order
+    if flip:
+        for c in range(co):
+            for f in range(fo):
+                _cv_winograd_kernel(w[gi * fo + f, c, 0], True, U, c * fo + f)
+    else:
+        for f in range(fo):
+            for c in range(co):
+                _cv_winograd_kernel(w[gi * fo + f, c, 0], False, U, f * co + c)
+
+
+@_jit
+def _cv_winograd_kernel(k, flip, U, i):
+    # U[e, i] = (G k G^T)[e // 4, e % 4] for the 3x3 kernel k (turned: flip), G the
+    # rows (1, 0, 0), (1/2, 1/2, 1/2), (1/2, -1/2, 1/2), (0, 0, 1)
+    half = k.dtype.type(0.5)
+    k00, k01, k02 = k[0, 0], k[0, 1], k[0, 2]
+    k10, k11, k12 = k[1, 0], k[1, 1], k[1, 2]
+    k20, k21, k22 = k[2, 0], k[2, 1], k[2, 2]
+    if flip:
+        k00, k01, k02, k10, k12, k20, k21, k22 = k22, k21, k20, k12, k10, k02, k01, k00
+    for r in range(4):  # row r of G k (G down the kernel's columns)
+        if r == 0:
+            t0, t1, t2 = k00, k01, k02
+        elif r == 1:
+            t0, t1, t2 = half * (k00 + k10 + k20), half * (k01 + k11 + k21), half * (k02 + k12 + k22)
+        elif r == 2:
+            t0, t1, t2 = half * (k00 - k10 + k20), half * (k01 - k11 + k21), half * (k02 - k12 + k22)
+        else:
+            t0, t1, t2 = k20, k21, k22
+        U[4 * r, i] = t0  # and G along the rows
+        U[4 * r + 1, i] = half * (t0 + t1 + t2)
+        U[4 * r + 2, i] = half * (t0 - t1 + t2)
+        U[4 * r + 3, i] = t2
 
 
 @_jit
@@ -668,11 +681,12 @@ def _cv_winograd_output(M, fg, T, start, TH, TW, out, n, f0):
 
 
 @_jit
-def _cv_winograd_forward(x, w, out, lo, hi, groups, pad):
+def _cv_winograd_forward(x, w, out, lo, hi, groups, pad, flip):
     # out[lo:hi] = conv(x[lo:hi], w) for a 3x3 kernel at unit stride (no bias), by
-    # Winograd F(2x2, 3x3): images side by side up to _CV_WINOGRAD_TILES tiles
-    C, F = x.shape[1], w.shape[0]
-    cg, fg = C // groups, F // groups
+    # Winograd F(2x2, 3x3): images side by side up to _CV_WINOGRAD_TILES tiles.
+    # flip: the data gradient, x holding g and w the forward's weights (turned
+    # and transposed by the transform)
+    cg, fg = x.shape[1] // groups, out.shape[1] // groups
     oh, ow = out.shape[3], out.shape[4]
     TH, TW = (oh + 1) // 2, (ow + 1) // 2
     # the blocks of the last (partial) tiles read 2 rows and columns past the
@@ -682,7 +696,10 @@ def _cv_winograd_forward(x, w, out, lo, hi, groups, pad):
     per = max(1, min(hi - lo, (_CV_WINOGRAD_TILES + tiles - 1) // tiles))
     U = np.empty((groups, 16, _cv_winograd_stride(fg * cg)), w.dtype)
     for gi in range(groups):
-        _cv_winograd_weights(w, gi, fg, cg, U[gi])
+        if flip:
+            _cv_winograd_weights(w, gi, cg, fg, U[gi], True)
+        else:
+            _cv_winograd_weights(w, gi, fg, cg, U[gi], False)
     xp = np.zeros((cg, Hp * Wp), x.dtype)
     V = np.empty((16, _cv_winograd_stride(cg * per * tiles)), x.dtype)
     M = np.empty((16, _cv_winograd_stride(fg * per * tiles)), x.dtype)
@@ -792,20 +809,23 @@ def _cv_winograd_weight_grad(g, x, dw3, lo, hi, groups, pad):
 
 
 @_jit
-def _cv_wide_forward(x, w, bias, out, lo, hi, groups, kernel, dilate, pad):
+def _cv_wide_forward(x, w, bias, out, lo, hi, groups, kernel, dilate, pad, flip):
     # out[lo:hi] = conv(x[lo:hi], w) + bias for stride 1: by Winograd where it
-    # fits (3x3 kernels), else by the wide columns. False (nothing written) where
-    # the geometry does not fit (see _cv_wide_plan)
+    # fits (3x3 kernels), else by the wide columns. flip: the data gradient as
+    # the forward of g (in x) with w turned and transposed (see _cv_flipped). False
+    # (nothing written) where the geometry does not fit (see _cv_wide_plan)
     osz = (out.shape[2], out.shape[3], out.shape[4])
     xsz = (x.shape[2], x.shape[3], x.shape[4])
     Dp, Hp, Wp, L = _cv_wide_plan(xsz, pad, kernel, dilate, osz)
     if L == 0:
         return False
-    cg, fg = x.shape[1] // groups, w.shape[0] // groups
+    cg, fg = x.shape[1] // groups, out.shape[1] // groups
     if not _cv_winograd_fits(cg, fg, x.shape[2], kernel, dilate):
-        _cv_wide_products(x, w, bias, out, lo, hi, groups, kernel, dilate, pad)
+        wf = _cv_flipped(w, groups) if flip else w
+        _cv_wide_products(x, wf, bias, out, lo, hi, groups, kernel, dilate, pad)
         return True
-    _cv_winograd_forward(x, w, out, lo, hi, groups, pad)
+    _cv_winograd_forward(x, w, out, lo, hi, groups, pad, flip)
+    wf = w[:0]  # the flipped weights, made if an image needs them
     for n in range(lo, hi):
         # Winograd's sums and differences spread a NaN or infinity over its whole
         # 2x2 tile (x - x, inf - inf) where numpy's columns keep it to the windows
@@ -814,8 +834,10 @@ def _cv_wide_forward(x, w, bias, out, lo, hi, groups, kernel, dilate, pad):
         # whose pattern is numpy's (the check reads the output once)
         if _cv_all_finite(out[n].reshape(out[n].size)):
             _cv_add_bias(out, bias, n)
-        else:
-            _cv_wide_products(x, w, bias, out, n, n + 1, groups, kernel, dilate, pad)
+            continue
+        if wf.shape[0] == 0:
+            wf = _cv_flipped(w, groups) if flip else w
+        _cv_wide_products(x, wf, bias, out, n, n + 1, groups, kernel, dilate, pad)
     return True
 
 
@@ -884,8 +906,7 @@ def _cv_wide_data_grad(g, w, bias, dx, lo, hi, groups, kernel, dilate, pad):
     )
     if tpad[0] < 0 or tpad[1] < 0 or tpad[2] < 0:
         return False
-    wt = _cv_flipped(w, groups)
-    return _cv_wide_forward(g, wt, bias, dx, lo, hi, groups, kernel, dilate, tpad)
+    return _cv_wide_forward(g, w, bias, dx, lo, hi, groups, kernel, dilate, tpad, True)
 
 
 @_jit
@@ -967,7 +988,7 @@ def lib_conv_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate, pa
         return
     pointwise = _cv_pointwise(kernel, stride, pad)
     if not pointwise and unit:
-        if _cv_wide_forward(x, w, bias, out, lo, hi, groups, kernel, dilate, pad):
+        if _cv_wide_forward(x, w, bias, out, lo, hi, groups, kernel, dilate, pad, False):
             return
     w3 = w.reshape((groups, fg, kg))
     out4 = out.reshape((N, groups, fg, P))
