@@ -608,9 +608,13 @@ def _cv_winograd_kernel(k, flip, U, i):
         if r == 0:
             t0, t1, t2 = k00, k01, k02
         elif r == 1:
-            t0, t1, t2 = half * (k00 + k10 + k20), half * (k01 + k11 + k21), half * (k02 + k12 + k22)
+            t0 = half * (k00 + k10 + k20)
+            t1 = half * (k01 + k11 + k21)
+            t2 = half * (k02 + k12 + k22)
         elif r == 2:
-            t0, t1, t2 = half * (k00 - k10 + k20), half * (k01 - k11 + k21), half * (k02 - k12 + k22)
+            t0 = half * (k00 - k10 + k20)
+            t1 = half * (k01 - k11 + k21)
+            t2 = half * (k02 - k12 + k22)
         else:
             t0, t1, t2 = k20, k21, k22
         U[4 * r, i] = t0  # and G along the rows
