@@ -231,8 +231,10 @@ class NumbaExecutable:
                 for slot, target in zip(plan.output_slots, out)
                 if slot is not None and target is not None
             }
-        for step in plan.steps:
+        for step, dead in zip(plan.steps, plan.dead_after):
             step(slots, destinations)
+            for s in dead:
+                slots[s] = None
         # An output that simplification reduced to an input must not alias it.
         return [
             None if s is None else slots[s].copy() if s < plan.num_inputs else slots[s]
@@ -303,7 +305,7 @@ def warm_kernels(plan: Plan, args: Sequence[np.ndarray]) -> None:
     _bind_kernels(plan)
     slots: list = [None] * plan.num_slots
     slots[: len(args)] = args
-    for step in plan.steps:
+    for step, dead in zip(plan.steps, plan.dead_after):
         if step.kind == "fused":
             kernel_args = [slots[i] for i in step.inputs]
             loop = step.loop_shape(kernel_args)
@@ -313,6 +315,8 @@ def warm_kernels(plan: Plan, args: Sequence[np.ndarray]) -> None:
                 slots[slot] = value
         else:
             step(slots)
+        for s in dead:
+            slots[s] = None
 
 
 def compile_entry(plan: Plan, args: Sequence[np.ndarray]) -> Runner | None:
