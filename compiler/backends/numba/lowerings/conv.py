@@ -28,12 +28,24 @@ and the weight gradient multiplies the columns by g laid out on the same wide
 positions. On W7's shapes, one thread: forward, data and weight gradient each
 about 2x faster than im2col/col2im (the GEMMs are now most of the time).
 
+3x3 unit-stride convolutions of 2-D images with at least 16 channels on each side
+(most of ResNet's, VGG's and AlexNet's layers) run by Winograd F(2x2, 3x3) instead:
+each 2x2 block of the output from a 4x4 block of the padded image through 16
+products per channel pair instead of 36, batched as 16 GEMMs of the transformed
+weights and data (``_cv_winograd_forward``; the data gradient is the same with the
+weights turned and transposed by the transform, the weight gradient its adjoint in
+the weights, ``_cv_winograd_weight_grad``). On ResNet-18's layers, B=8, one thread:
+forward 241 -> 172 ms, data gradient 258 -> 178, weight gradient 278 -> 221. Fewer
+channels make the 16 products too thin, and other kernels keep the wide columns.
+
 NaN and infinities land where numpy's im2col puts them: the junk positions and
 the data gradient's zero border multiply by zero, and so do the padding terms the
 depthwise loops skip; a finite factor makes those terms vanish and a non-finite
 one does not, so the few cases where one can occur are sent to the exact path or
 given their padding terms (see ``lib_conv_weight_grad``, ``lib_conv_data_grad``
-and ``_cv_direct``).
+and ``_cv_direct``). Winograd's sums spread a special value over its tile; an
+image (or a weight gradient) whose Winograd result is not finite is computed again
+by the wide columns or im2col (``_cv_wide_forward``).
 
 The GEMMs are numpy's own BLAS (``blas.matmul_into``). The step runner splits
 the batch over the backend's threads (:mod:`..threads`; the kernels release the
