@@ -38,10 +38,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from ... import session, settings
-from ...ir import Node
+from ...graph import ProgramGraph
+from ...ir import Entry, Node, topo_order
+from ...ops.fused import FusedBody
 from ...registry import OpDef, get_op
 from . import disk_cache
 
@@ -97,9 +99,51 @@ class _GraphPickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, OpDef):
             return get_op, (obj.name,)
+        if isinstance(obj, (ProgramGraph, FusedBody)):
+            return _graph_from_rows, (type(obj), *_graph_rows(obj))
         if isinstance(obj, Node):
             return Node, (obj.op, obj.attrs, obj.inputs, obj.types, obj._name)
         return NotImplemented
+
+
+# A graph (a program, or a fused node's body) goes as a flat list of rows, one per
+# node in topological order, whose inputs are row numbers: pickled node by node, a
+# chain of a few hundred ops (a DenseNet step has thousands) exceeded Python's
+# recursion limit, and such programs compiled on this process's own thread, holding
+# its interpreter lock.
+
+Graph = TypeVar("Graph", ProgramGraph, FusedBody)
+
+
+def _graph_rows(graph: ProgramGraph | FusedBody) -> tuple[list, list[int], list]:
+    """``graph`` as (rows, input rows, output (row, index) pairs or None)."""
+    inputs = {id(node) for node in graph.inputs}
+    order = list(graph.inputs)
+    live = [o for o in graph.outputs if o is not None]
+    order += [n for n in topo_order(live) if id(n) not in inputs]
+    row = {id(node): k for k, node in enumerate(order)}
+    rows = [
+        (
+            node.op,
+            node.attrs,
+            tuple((row[id(e.node)], e.index) for e in node.inputs),
+            node.types,
+            node._name,
+        )
+        for node in order
+    ]
+    outputs = [None if o is None else (row[id(o.node)], o.index) for o in graph.outputs]
+    return rows, list(range(len(graph.inputs))), outputs
+
+
+def _graph_from_rows(kind: type[Graph], rows: list, inputs: list[int], outputs: list) -> Graph:
+    """The graph of class ``kind`` that :func:`_graph_rows` wrote."""
+    nodes: list[Node] = []
+    for op, attrs, links, types, name in rows:
+        nodes.append(Node(op, attrs, tuple(Entry(nodes[k], i) for k, i in links), types, name))
+    # (only a program's outputs may be None: a body's never are)
+    ends: list[Any] = [None if o is None else Entry(nodes[o[0]], o[1]) for o in outputs]
+    return kind([nodes[k] for k in inputs], ends)
 
 
 def _dumps(message: Any) -> bytes:
