@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / "build" / "mxnet-venv"
@@ -96,3 +97,14 @@ def run_mxnet(python: Path, source: str, workdir: Path, *args: str, timeout: flo
     if done.returncode != 0:
         raise AssertionError(f"MXNet script failed:\n{done.stderr[-4000:]}")
     return done.stdout
+
+
+def printed_by_both(python: Path, script: str, workdir: Path, capsys: Any) -> tuple[str, str]:
+    """What ``script`` prints with ``mx`` as real MXNet (in the interop virtualenv)
+    and as symgrad (in this process, through pytest's ``capsys``): (ours, theirs)."""
+    import symgrad
+
+    theirs = run_mxnet(python, "import mxnet as mx\n" + script, workdir)
+    capsys.readouterr()  # (what the test printed before)
+    exec(script, {"mx": symgrad})
+    return capsys.readouterr().out, theirs

@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from mxnet_interop import run_mxnet
-
-import symgrad
+from mxnet_interop import printed_by_both
 
 pytestmark = pytest.mark.interop
 
@@ -26,7 +24,5 @@ print(json.dumps(out))
 
 
 def test_arange_equals_mxnet(mxnet_python, tmp_path, capsys):
-    theirs = json.loads(run_mxnet(mxnet_python, "import mxnet as mx\n" + SCRIPT, tmp_path))
-    exec(SCRIPT, {"mx": symgrad})
-    ours = json.loads(capsys.readouterr().out)
-    assert ours == theirs
+    ours, theirs = printed_by_both(mxnet_python, SCRIPT, tmp_path, capsys)
+    assert json.loads(ours) == json.loads(theirs)

@@ -675,12 +675,10 @@ print(json.dumps(out))
 
 @pytest.mark.interop
 def test_probes_equal_mxnet(mxnet_python, tmp_path, capsys):
-    from mxnet_interop import run_mxnet
+    from mxnet_interop import printed_by_both
 
-    theirs = json.loads(run_mxnet(mxnet_python, "import mxnet as mx\n" + PROBE, tmp_path))
-    exec(PROBE, {"mx": mx})
-    ours = json.loads(capsys.readouterr().out)
-    assert ours == theirs
+    ours, theirs = printed_by_both(mxnet_python, PROBE, tmp_path, capsys)
+    assert json.loads(ours) == json.loads(theirs)
 
 
 def test_error_of_a_deferred_op_is_an_mxnet_error_when_read_and_arrays_stay_usable():

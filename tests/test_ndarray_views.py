@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from mxnet_interop import run_mxnet
+from mxnet_interop import printed_by_both
 
 import symgrad as mx
 from symgrad import autograd, gluon, nd
@@ -49,9 +49,7 @@ print(json.dumps(out))
 
 @pytest.mark.interop
 def test_indexing_and_reshape_share_memory_as_mxnet(mxnet_python, tmp_path, capsys):
-    theirs = json.loads(run_mxnet(mxnet_python, "import mxnet as mx\n" + SCRIPT, tmp_path))
-    exec(SCRIPT, {"mx": mx})
-    ours = json.loads(capsys.readouterr().out)
+    ours, theirs = map(json.loads, printed_by_both(mxnet_python, SCRIPT, tmp_path, capsys))
     assert len(ours) == len(theirs)
     for k, (a, b) in enumerate(zip(ours, theirs)):
         assert a == b, f"case {k}"
@@ -75,9 +73,8 @@ print(json.dumps(out))
 
 @pytest.mark.interop
 def test_writes_through_indices_are_mxnets(mxnet_python, tmp_path, capsys):
-    theirs = json.loads(run_mxnet(mxnet_python, "import mxnet as mx\n" + WRITES, tmp_path))
-    exec(WRITES, {"mx": mx})
-    assert json.loads(capsys.readouterr().out) == theirs
+    ours, theirs = printed_by_both(mxnet_python, WRITES, tmp_path, capsys)
+    assert json.loads(ours) == json.loads(theirs)
 
 
 def test_a_view_sees_its_owners_writes_and_its_own_views():
