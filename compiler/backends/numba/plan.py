@@ -117,7 +117,7 @@ class FusedStep:
 
     def _run_split(self, args: list, outs: list, loop: tuple, elements: int) -> None:
         pieces = threads.split(loop[0] if loop else 1, elements)
-        if len(pieces) == 1:
+        if len(pieces) == 1 or threads.serial():
             self.kernel(*args, *outs)
             return
         # Reductions over the outermost axis get one partial result per piece, rows

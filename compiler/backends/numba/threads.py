@@ -168,11 +168,18 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
+def serial() -> bool:
+    """Whether :func:`run` would run every piece on the calling thread now: other
+    processes hold all cores but this one (see blas_threads.py). A caller that
+    would cut a loop into pieces calls the kernel once on the whole loop instead:
+    the pieces' slicing, dispatches and partial sums cost without any gain."""
+    return blas_threads().free == 1
+
+
 def run(kernel: Callable, calls: Sequence[tuple]) -> None:
     """Run ``kernel(*args)`` for every ``args`` in ``calls``, on this thread and
     the workers, and return when all have finished (re-raising the first error)."""
-    if len(calls) == 1 or blas_threads().free == 1:
-        # (another process holds the other cores: see blas_threads.py)
+    if len(calls) == 1 or serial():
         for args in calls:
             kernel(*args)
         return
