@@ -16,6 +16,7 @@ import symgrad_compiler as compiler
 from symgrad import autograd, nd
 from symgrad.op_testing import check_graph_gradient
 from symgrad_compiler import Entry, make_node, variable
+from symgrad_compiler.passes import run_pipeline
 
 BACKENDS = ["interpreter", "numba"]
 
@@ -92,9 +93,10 @@ def test_compiled_expansion_equals_numpy(dtype, axis, sync_compile):
 @pytest.mark.parametrize("dtype,offset", [(np.float32, 1e6), (np.float64, 1e9)])
 def test_compiled_statistics_of_data_far_from_zero(dtype, offset, sync_compile):
     """Channels centred far from zero and at 100, spreads of 4 and 0.01: the
-    compiled statistics (float64 sums of x, then of its centred squares) stay as
-    close to float64's as numpy's two passes; sums of x and x^2 in one pass would
-    lose the float64 data's variance entirely."""
+    compiled statistics stay as close to float64's as numpy's two passes. float32
+    data takes float64 sums of x and x^2 in one pass (its squares are exact in
+    float64); float64 data sums its centred squares in a second pass, as sums of x
+    and x^2 would lose its variance entirely."""
     rng = np.random.default_rng(7)
     x = rng.normal(0, 1, (64, 3, 8, 8)) * np.array([4, 0.01, 1])[:, None, None]
     x = (x + np.array([offset, 100, -3])[:, None, None]).astype(dtype)
@@ -109,6 +111,48 @@ def test_compiled_statistics_of_data_far_from_zero(dtype, offset, sync_compile):
         np.testing.assert_allclose(
             got_inverse_std, 1 / np.sqrt(var + 1e-5), rtol=1e-4, err_msg=chosen
         )
+
+
+def _statistics_passes(dtype) -> list[int]:
+    """For each pass over the full-size data that ends in means (a fused kernel, or a
+    lone ``mean`` step), how many means it takes."""
+    shapes = [(4, 3, 5, 6), (3,), (3,), (3,), (3,)]
+    variables, node = _op_graph(shapes, dtype, eps=1e-5, fix_gamma=False)
+    graph = compiler.ProgramGraph(variables, [Entry(node, k) for k in range(5)])
+    passes = []
+    for step in run_pipeline(graph).nodes():
+        members = step.attrs["body"].nodes() if step.op.name == "_fused" else [step]
+        means = [n for n in members if n.op.name == "mean" and n.inputs[0].shape == shapes[0]]
+        if means:
+            passes.append(len(means))
+    return passes
+
+
+def test_float32_statistics_read_the_data_once():
+    """float32: the mean and the mean square are two sums of one loop over x;
+    float64: the mean, then a second pass over the centred data."""
+    assert _statistics_passes(np.float32) == [2]
+    assert _statistics_passes(np.float64) == [1, 1]
+
+
+@pytest.mark.parametrize("eps", [1e-5, 1e-3])
+def test_one_pass_variance_of_a_constant_channel_is_not_negative(eps, sync_compile):
+    """A channel of one repeated value, 45 elements (its mean is rounded): mean(x^2)
+    - mean^2 may come out a few float64 units below zero, which is taken as 0, so
+    1/sqrt(var + eps) stays 1/sqrt(eps) as the numpy implementation has it."""
+    rng = np.random.default_rng(5)
+    values = _op_values(rng, (5, 3, 3, 3), 1, np.float32)
+    values[0][:, 1] = np.float32(3.3)
+    variables, node = _op_graph([v.shape for v in values], np.float32, eps=eps, fix_gamma=False)
+    graph = compiler.ProgramGraph(variables, [Entry(node, k) for k in range(5)])
+    want = compiler.get_op("_batch_norm_train").impl(*values, **node.attrs)
+    for chosen in BACKENDS:
+        got = compiler.compile_graph(graph, chosen)(values)
+        assert np.isfinite(got[0]).all() and np.isfinite(got[2]).all()
+        np.testing.assert_allclose(got[2][1], 1 / np.sqrt(np.float32(eps)), rtol=1e-6)
+        assert got[4][1] >= 0
+        for k, (a, b) in enumerate(zip(got, want)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=f"{chosen} {k}")
 
 
 # ---------------------------------------------------------------- the frontend

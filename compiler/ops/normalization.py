@@ -375,14 +375,11 @@ def expand_batch_norm_train(
     shape = _along(x.ndim, ax)
     over = {"axis": (ax,), "exclude": True, "keepdims": True}
     dtype = x.dtype.name
-    mean = F.mean(F.Cast(x, dtype="float64"), **over)
+    wide = F.Cast(x, dtype="float64")
+    mean = F.mean(wide, **over)
     narrow_mean = F.Cast(mean, dtype=dtype)
     centred = x - narrow_mean
-    # The variance's pass centres x the other way round (the same squares), an op
-    # of its own: the one centred array both passes would share is written out in
-    # full by the first for the second to read back.
-    wide = F.Cast(narrow_mean - x, dtype="float64")
-    variance = F.mean(wide * wide, **over)
+    variance = _batch_variance(x, wide, mean, narrow_mean, over)
     inverse_std = F.rsqrt(variance + eps)
     scale = inverse_std
     if not fix_gamma:
@@ -397,6 +394,20 @@ def expand_batch_norm_train(
         _moved(moving_mean, F.reshape(mean, shape=(-1,)), momentum),
         _moved(moving_var, F.reshape(variance, shape=(-1,)), momentum),
     )
+
+
+def _batch_variance(x: Expr, wide: Expr, mean: Expr, narrow_mean: Expr, over: dict) -> Expr:
+    """The batch variance in float64. Data narrower than float64 (float32, float16)
+    squares exactly in float64, so its variance is mean(x^2) - mean^2, from sums the
+    mean's pass takes too (one read of x, not two; the float64 difference keeps
+    float32's precision while |mean| / std < 3e4), at least 0. float64 data takes a
+    second pass over x centred the other way round (the same squares), an op of its
+    own: the one centred array both passes would share is written out in full by
+    the first for the second to read back."""
+    if x.dtype.itemsize < 8:
+        return F.relu(F.mean(wide * wide, **over) - mean * mean)
+    centred = F.Cast(narrow_mean - x, dtype="float64")
+    return F.mean(centred * centred, **over)
 
 
 def _moved(moving: Expr, batch: Expr, momentum: float) -> Expr:
