@@ -6,7 +6,7 @@ A :class:`ProgramGraph` is a function from its input variables to its outputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 
 from .ir import Entry, Node, topo_order
@@ -84,3 +84,23 @@ def cut_inputs(
         )
     graph = ProgramGraph(inputs, [None if out is None else entry_of(out) for out in outputs])
     return graph, refs
+
+
+def walk_dropping(
+    outputs: Sequence[Entry], known: Container[Node] = ()
+) -> list[tuple[Node, list[Node]]]:
+    """``topo_order(outputs, known)``, each node paired with the nodes whose values no
+    later node reads and that are not ``outputs``: what a walk may drop once that
+    node has run, so that a big graph holds only what is still needed (a DenseNet
+    step's concatenations and temporaries add up to many GB)."""
+    order = topo_order(outputs, known)
+    returned = {e.node for e in outputs}
+    last: dict[Node, int] = {}
+    for k, node in enumerate(order):
+        for e in node.inputs:
+            last[e.node] = k
+    dead: list[list[Node]] = [[] for _ in order]
+    for node, k in last.items():
+        if node not in returned:
+            dead[k].append(node)
+    return list(zip(order, dead))

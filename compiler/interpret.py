@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Sequence
 from typing import Any, Protocol
 
-from .ir import Entry, GraphError, Node, topo_order
+from .graph import walk_dropping
+from .ir import Entry, GraphError, Node
 
 
 class KnownValues(Container, Protocol):
@@ -34,10 +35,8 @@ def evaluate(
     ``given`` maps nodes (variables, or any node whose outputs are already known)
     to the tuple of their output values; the walk stops at them.
     """
-    order = topo_order(outputs, given)
-    dead = _dead_after(order, outputs)
     values: dict[Node, tuple] = {}
-    for node, done in zip(order, dead):
+    for node, done in walk_dropping(outputs, given):
         if node in given:
             values[node] = given[node]
             continue
@@ -48,19 +47,3 @@ def evaluate(
         for finished in done:
             del values[finished]
     return [values[e.node][e.index] for e in outputs]
-
-
-def _dead_after(order: Sequence[Node], outputs: Sequence[Entry]) -> list[list[Node]]:
-    """For each node of ``order``, the nodes whose values no later node reads and that
-    are not outputs: dropped once it has run, so that a big graph holds only what is
-    still needed (a DenseNet step's concatenations and temporaries add up to many GB)."""
-    returned = {e.node for e in outputs}
-    last: dict[Node, int] = {}
-    for k, node in enumerate(order):
-        for e in node.inputs:
-            last[e.node] = k
-    dead: list[list[Node]] = [[] for _ in order]
-    for node, k in last.items():
-        if node not in returned:
-            dead[k].append(node)
-    return dead
