@@ -376,6 +376,47 @@ def test_no_op_reshape_leaves_a_reversed_spec():
     _untouched(_graph([x], _op("Reshape", x, shape=(0, 0), reverse=True)))
 
 
+@pytest.mark.parametrize("shape,spec", [((1, 5, 1, 1), (1, -1, 1, 1)), ((1, 5), (0, -1))])
+def test_no_op_reshape_inferring_the_one_longer_axis(shape, spec):
+    # axes of length one are part of the program's key: -1 gives back the other one
+    x = variable(shape)
+    _check(_graph([x], _op("exp", _op("Reshape", x, shape=spec))), ["exp"])
+
+
+@pytest.mark.parametrize(
+    "shape,spec", [((2, 5, 1, 1), (2, -1, 1, 1)), ((1, 5, 1, 1), (1, 5, 1, 1)), ((1, 5), (-1, 1))]
+)
+def test_no_op_reshape_leaves_two_longer_axes_or_sizes(shape, spec):
+    # two axes not of length one (2 written out), a size written out, -1 on an axis of one
+    x = variable(shape)
+    _untouched(_graph([x], _op("exp", _op("Reshape", x, shape=spec))))
+
+
+# ---------------------------------------------------------------------------
+# reshape_of_reshape: Reshape(Reshape(x, a), b) -> Reshape(x, b), b sizes and -1
+# ---------------------------------------------------------------------------
+
+
+def test_reshape_of_reshape_is_one_reshape():
+    x = variable((3, 4))
+    inner = _op("Reshape", x, shape=(-1,))
+    _check(_graph([x], _op("Reshape", inner, shape=(2, -1))), ["Reshape"])
+
+
+def test_statistics_flattened_and_laid_back_along_channels_are_themselves():
+    # BatchNorm's (C,) mean, reshaped back to (1, C, 1, 1) by its gradient
+    x = variable((1, 5, 1, 1))
+    flat = _op("Reshape", x, shape=(-1,))
+    _check(_graph([x], _op("exp", _op("Reshape", flat, shape=(1, -1, 1, 1)))), ["exp"])
+
+
+@pytest.mark.parametrize("spec", [(0, -1), (-3,)])
+def test_reshape_of_reshape_leaves_codes_that_read_the_middle_shape(spec):
+    x = variable((2, 3, 4))
+    inner = _op("Reshape", x, shape=(6, 4))
+    _untouched(_graph([x], _op("Reshape", inner, shape=spec)))
+
+
 # ---------------------------------------------------------------------------
 # no_op_flatten: Flatten of a matrix -> x
 # ---------------------------------------------------------------------------

@@ -387,24 +387,27 @@ def expand_batch_norm_train(
     normalized = centred * F.Cast(scale, dtype=dtype) + F.Cast(
         F.reshape(beta, shape=shape), dtype=dtype
     )
+    # The (C,) statistics are reshapes of the narrowed (1, C, 1, 1) ones: the
+    # gradient lays them back along the channel axis, which simplification turns
+    # into the narrowed values themselves (no reshapes and casts in the backward).
     return (
         normalized,
-        F.Cast(F.reshape(mean, shape=(-1,)), dtype=dtype),
-        F.Cast(F.reshape(inverse_std, shape=(-1,)), dtype=dtype),
+        F.reshape(narrow_mean, shape=(-1,)),
+        F.reshape(F.Cast(inverse_std, dtype=dtype), shape=(-1,)),
         _moved(moving_mean, F.reshape(mean, shape=(-1,)), momentum),
         _moved(moving_var, F.reshape(variance, shape=(-1,)), momentum),
     )
 
 
 def _batch_variance(x: Expr, wide: Expr, mean: Expr, narrow_mean: Expr, over: dict) -> Expr:
-    """The batch variance in float64. Data narrower than float64 (float32, float16)
-    squares exactly in float64, so its variance is mean(x^2) - mean^2, from sums the
+    """The batch variance in float64. Floats narrower than float64 (float32, float16)
+    square exactly in float64, so its variance is mean(x^2) - mean^2, from sums the
     mean's pass takes too (one read of x, not two; the float64 difference keeps
     float32's precision while |mean| / std < 3e4), at least 0. float64 data takes a
     second pass over x centred the other way round (the same squares), an op of its
     own: the one centred array both passes would share is written out in full by
     the first for the second to read back."""
-    if x.dtype.itemsize < 8:
+    if np.issubdtype(x.dtype, np.floating) and x.dtype.itemsize < 8:
         return F.relu(F.mean(wide * wide, **over) - mean * mean)
     centred = F.Cast(narrow_mean - x, dtype="float64")
     return F.mean(centred * centred, **over)

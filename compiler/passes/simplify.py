@@ -84,9 +84,33 @@ def no_op_reshape(n: Node) -> Entry | None:
     spec, x = n.attrs["shape"], _input(n)
     size_free = all(code in (0, -2) for code in spec) or (spec == (-1,) and len(x.shape) == 1)
     ones = all(s == 1 for s in x.shape) and all(s == 1 for s in n.types[0].shape)
-    if x.shape == n.types[0].shape and (size_free or ones):
+    if x.shape == n.types[0].shape and (size_free or ones or _one_axis_inferred(spec, x.shape)):
         return x
     return None
+
+
+def _one_axis_inferred(spec: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Whether ``spec`` gives ``shape`` back for every size of its one axis not of
+    length one (axes of length one are part of a program's key): -1 there, 1 or 0
+    on the others (BatchNorm's (C,) statistics laid along axis 1 of (1, C, 1, 1))."""
+    longer = [axis for axis, size in enumerate(shape) if size != 1]
+    return (
+        len(spec) == len(shape)
+        and len(longer) == 1
+        and spec[longer[0]] == -1
+        and all(code in (0, 1) for axis, code in enumerate(spec) if axis != longer[0])
+    )
+
+
+def reshape_of_reshape(n: Node) -> Entry | None:
+    """Reshape(Reshape(x, a), b)  ->  Reshape(x, b) when b's codes are sizes and -1
+    (none copies an axis of the middle shape): both keep the elements' order"""
+    if n.op.name != "Reshape" or n.attrs["reverse"] or _op(_input(n)) != "Reshape":
+        return None
+    spec = n.attrs["shape"]
+    if any(code == 0 or code < -1 for code in spec):
+        return None
+    return make("Reshape", _input(_input(n).node), shape=spec, reverse=False)
 
 
 def no_op_flatten(n: Node) -> Entry | None:
@@ -226,6 +250,7 @@ RULES = [
     square_power,
     no_op_shape_change,
     no_op_reshape,
+    reshape_of_reshape,
     no_op_flatten,
     no_op_cast,
     times_ones,
