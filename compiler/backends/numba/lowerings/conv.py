@@ -38,6 +38,11 @@ the weights, ``_cv_winograd_weight_grad``). On ResNet-18's layers, B=8, one thre
 forward 241 -> 172 ms, data gradient 258 -> 178, weight gradient 278 -> 221. Fewer
 channels make the 16 products too thin, and other kernels keep the wide columns.
 
+Strided convolutions with a kernel more than twice the stride (ResNet's 7x7/2 stem,
+AlexNet's 11x11/4) or small images (ResNet's 14x14 3x3/2) pad each channel once
+into its stride phases, where the columns are again contiguous copies over wide
+positions (``_cv_strided_forward`` and its two gradients); the others keep im2col.
+
 NaN and infinities land where numpy's im2col puts them: the junk positions and
 the data gradient's zero border multiply by zero, and so do the padding terms the
 depthwise loops skip; a finite factor makes those terms vanish and a non-finite
@@ -971,6 +976,186 @@ def _cv_wide_weight_grad(g, x, dw3, lo, hi, groups, kernel, dilate, pad):
     return True
 
 
+# Strided convolutions (ResNet's 7x7/2 stem and 3x3/2, 1x1/2 downsampling layers):
+# each channel is padded once into its stride phases (see _cv_phase_plan), where
+# every kernel position reads one phase at a shift, so each column row is one
+# contiguous copy over the wide positions of the phases, as at unit stride. im2col's
+# rows read every s-th element within bounds per output row: ResNet-18's stem, B=8,
+# one thread, took 23 ms forward that way
+
+
+@_jit
+def _cv_phase_fill(x, n, c0, pad, stride, Dq, Hq, Wq, xq):
+    # xq[c] = the padded stride phases of x[n, c0 + c] (xq's border stays zero)
+    for c in range(xq.shape[0]):
+        _cv_phases(x, n, c0 + c, pad, stride, Dq, Hq, Wq, xq[c : c + 1], True)
+
+
+@_jit
+def _cv_phase_gather(xq, offsets, cols, start, L):
+    # cols[(c, t), start + q] = xq[c, q + offsets[t]] for q < L: the columns on the
+    # phases' wide positions (kernel positions t in the weights' order)
+    T = offsets.shape[0]
+    for c in range(xq.shape[0]):
+        src = xq[c]
+        for t in range(T):
+            off = offsets[t]
+            dst = cols[c * T + t]
+            for q in range(L):
+                dst[numba.uint64(start + q)] = src[numba.uint64(off + q)]
+
+
+@_jit
+def _cv_phase_scatter(cols, start, offsets, L, dq):
+    # dq[c, q + offsets[t]] += cols[(c, t), start + q] for q < L: the adjoint of
+    # _cv_phase_gather (within one row the targets differ, so the loop vectorises)
+    T = offsets.shape[0]
+    for c in range(dq.shape[0]):
+        dst = dq[c]
+        for t in range(T):
+            off = offsets[t]
+            src = cols[c * T + t]
+            for q in range(L):
+                dst[numba.uint64(off + q)] += src[numba.uint64(start + q)]
+
+
+@_jit
+def _cv_phases_pay(kernel, stride, L):
+    # Whether the phases beat im2col (measured on ResNet's, AlexNet's and Inception's
+    # strided layers, B=8, one thread): for kernels more than twice the stride
+    # (7x7/2, 11x11/4: im2col reads each pixel many times, the phases once), and for
+    # small images, which the phases take several to a product (ResNet's 14x14
+    # 3x3/2 layer made products 49 wide). Not for a 3x3/2 on large images (its
+    # product is a few percent wider with the junk, and the gather it saves is
+    # small) nor for a 1x1 (the phases copy the whole image to read one phase)
+    if kernel[0] * kernel[1] * kernel[2] == 1:
+        return False
+    if 2 * L <= _CV_WIDE_BATCH:
+        return True
+    for a in range(3):
+        if stride[a] > 1 and kernel[a] > 2 * stride[a]:
+            return True
+    return False
+
+
+@_jit
+def _cv_strided_setup(xsz, osz, kernel, stride, dilate, pad):
+    # (Dq, Hq, Wq, L, offsets, phase length) of a strided convolution; L = 0 where
+    # the geometry does not fit or the phases do not pay
+    Dq, Hq, Wq, L = _cv_phase_plan(xsz, pad, stride, kernel, dilate, osz)
+    if not _cv_phases_pay(kernel, stride, L):
+        L = 0
+    offsets = _cv_phase_offsets(kernel, stride, dilate, Dq, Hq, Wq, False)
+    return Dq, Hq, Wq, L, offsets, stride[0] * stride[1] * stride[2] * Dq * Hq * Wq
+
+
+@_jit
+def _cv_strided_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate, pad):
+    # out[lo:hi] = conv(x[lo:hi], w) + bias on the phases' wide positions, small
+    # images side by side in one product; False where the geometry does not fit.
+    # The junk positions are columns of their own in the product, dropped whole
+    cg, fg = x.shape[1] // groups, out.shape[1] // groups
+    kg = cg * kernel[0] * kernel[1] * kernel[2]
+    xsz = (x.shape[2], x.shape[3], x.shape[4])
+    osz = (out.shape[2], out.shape[3], out.shape[4])
+    Dq, Hq, Wq, L, offsets, Q = _cv_strided_setup(xsz, osz, kernel, stride, dilate, pad)
+    if L == 0:
+        return False
+    w3 = w.reshape((groups, fg, kg))
+    per = max(1, min(hi - lo, (_CV_WIDE_BATCH + L - 1) // L))
+    xq = np.zeros((cg, Q), x.dtype)
+    cols = np.empty((kg, per * L), x.dtype)
+    wide = np.empty((fg, per * L), x.dtype)
+    for n0 in range(lo, hi, per):
+        m = min(per, hi - n0)
+        if m < per:  # the last, shorter batch
+            cols = np.empty((kg, m * L), x.dtype)
+            wide = np.empty((fg, m * L), x.dtype)
+        for gi in range(groups):
+            for b in range(m):
+                _cv_phase_fill(x, n0 + b, gi * cg, pad, stride, Dq, Hq, Wq, xq)
+                _cv_phase_gather(xq, offsets, cols, b * L, L)
+            blas.matmul_into(w3[gi], cols, False, False, wide)
+            for b in range(m):
+                _cv_wide_copy(wide, b * L, out, n0 + b, gi * fg, Hq, Wq, False)
+        for b in range(m):
+            _cv_add_bias(out, bias, n0 + b)
+    return True
+
+
+@_jit
+def _cv_strided_data_grad(g, w, bias, dx, lo, hi, groups, kernel, stride, dilate, pad):
+    # dx[lo:hi] = conv^T_w(g[lo:hi]) + bias: w^T times g on the phases' wide
+    # positions (zero at the junk, so finite weights give zero columns there),
+    # added into zero phases at each kernel position's offset, whose data positions
+    # are copied out (the padding's share dropped). False where it does not fit
+    cg, fg = dx.shape[1] // groups, g.shape[1] // groups
+    kg = cg * kernel[0] * kernel[1] * kernel[2]
+    xsz = (dx.shape[2], dx.shape[3], dx.shape[4])
+    osz = (g.shape[2], g.shape[3], g.shape[4])
+    Dq, Hq, Wq, L, offsets, Q = _cv_strided_setup(xsz, osz, kernel, stride, dilate, pad)
+    if L == 0:
+        return False
+    w3 = w.reshape((groups, fg, kg))
+    per = max(1, min(hi - lo, (_CV_WIDE_BATCH + L - 1) // L))
+    dq = np.empty((cg, Q), dx.dtype)
+    gw = np.zeros((fg, per * L), g.dtype)
+    cols = np.empty((kg, per * L), g.dtype)
+    for n0 in range(lo, hi, per):
+        m = min(per, hi - n0)
+        if m < per:
+            gw = np.zeros((fg, m * L), g.dtype)
+            cols = np.empty((kg, m * L), g.dtype)
+        for gi in range(groups):
+            for b in range(m):
+                _cv_wide_copy(gw, b * L, g, n0 + b, gi * fg, Hq, Wq, True)
+            blas.matmul_into(w3[gi], gw, True, False, cols)
+            for b in range(m):
+                dq[:] = 0
+                _cv_phase_scatter(cols, b * L, offsets, L, dq)
+                for c in range(cg):
+                    dqc = dq[c : c + 1]
+                    _cv_phases(dx, n0 + b, gi * cg + c, pad, stride, Dq, Hq, Wq, dqc, False)
+        for b in range(m):
+            _cv_add_bias(dx, bias, n0 + b)
+    return True
+
+
+@_jit
+def _cv_strided_weight_grad(g, x, dw3, lo, hi, groups, kernel, stride, dilate, pad):
+    # dw3 += sum over images lo..hi of the weight gradient: g on the phases' wide
+    # positions (zero at the junk) times the phase columns transposed, as in
+    # _cv_wide_weight_grad. False where the geometry does not fit
+    cg, fg = x.shape[1] // groups, g.shape[1] // groups
+    kg = dw3.shape[2]
+    xsz = (x.shape[2], x.shape[3], x.shape[4])
+    osz = (g.shape[2], g.shape[3], g.shape[4])
+    Dq, Hq, Wq, L, offsets, Q = _cv_strided_setup(xsz, osz, kernel, stride, dilate, pad)
+    if L == 0:
+        return False
+    per = max(1, min(hi - lo, (_CV_WIDE_BATCH + L - 1) // L))
+    xq = np.zeros((cg, Q), x.dtype)
+    cols = np.empty((kg, per * L), x.dtype)
+    gw = np.zeros((fg, per * L), g.dtype)
+    part = np.empty((fg, kg), dw3.dtype)
+    for n0 in range(lo, hi, per):
+        m = min(per, hi - n0)
+        for gi in range(groups):
+            for b in range(m):
+                _cv_phase_fill(x, n0 + b, gi * cg, pad, stride, Dq, Hq, Wq, xq)
+                _cv_phase_gather(xq, offsets, cols, b * L, L)
+                _cv_wide_copy(gw, b * L, g, n0 + b, gi * fg, Hq, Wq, True)
+            if m == per:
+                blas.matmul_into(gw, cols, False, True, part)
+            else:
+                blas.matmul_into(gw[:, : m * L], cols[:, : m * L], False, True, part)
+            target = dw3[gi]
+            for f in range(fg):
+                for k in range(kg):
+                    target[f, k] += part[f, k]
+    return True
+
+
 @_jit
 def _cv_add_bias(out, bias, n):
     if bias.size:
@@ -1008,6 +1193,9 @@ def lib_conv_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate, pa
     pointwise = _cv_pointwise(kernel, stride, pad)
     if not pointwise and unit:
         if _cv_wide_forward(x, w, bias, out, lo, hi, groups, kernel, dilate, pad, False):
+            return
+    if not unit:
+        if _cv_strided_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate, pad):
             return
     w3 = w.reshape((groups, fg, kg))
     out4 = out.reshape((N, groups, fg, P))
@@ -1064,6 +1252,9 @@ def lib_conv_data_grad(g, w, bias, dx, lo, hi, groups, kernel, stride, dilate, p
     if not pointwise and unit and finite:
         if _cv_wide_data_grad(g, w, bias, dx, lo, hi, groups, kernel, dilate, pad):
             return
+    if not unit and finite:
+        if _cv_strided_data_grad(g, w, bias, dx, lo, hi, groups, kernel, stride, dilate, pad):
+            return
     w3 = w.reshape((groups, fg, kg))
     g4 = g.reshape((N, groups, fg, P))
     dx4 = dx.reshape((N, groups, cg, dx.shape[2] * dx.shape[3] * dx.shape[4]))
@@ -1110,6 +1301,12 @@ def lib_conv_weight_grad(g, x, dw, lo, hi, groups, kernel, stride, dilate, pad):
         )[3] > 0:
             _cv_winograd_weight_grad(g, x, dw3, lo, hi, groups, pad)
             # a non-finite result is computed again the exact way, as below
+            if _cv_all_finite(dw3.reshape(dw3.size)):
+                return
+            dw3[:] = 0
+    elif not unit:
+        # the junk positions as below
+        if _cv_strided_weight_grad(g, x, dw3, lo, hi, groups, kernel, stride, dilate, pad):
             if _cv_all_finite(dw3.reshape(dw3.size)):
                 return
             dw3[:] = 0

@@ -1,0 +1,107 @@
+"""The strided convolution kernels on stride phases of the numba backend
+(compiler/backends/numba/lowerings/conv.py: ``_cv_strided_forward``,
+``_cv_strided_data_grad``, ``_cv_strided_weight_grad``): each channel padded into
+its stride phases, the columns contiguous copies over the phases' wide positions.
+They compute what the ops' numpy implementations compute for kernels wider than
+twice the stride and for small images taken several to a product, with pads,
+dilations, groups, ranks and odd sizes varied within one process, on one thread
+and split over threads; the gradients agree with float64 finite differences; and
+the cases im2col keeps (3x3/2 on large images, 1x1) are declined."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_conv_fast import geometry
+from test_conv_native import close, conv_arrays, lowered
+
+# (data shape, attrs): strided throughout, every case on the phases
+STRIDED_CASES = {
+    "stem_7x7_s2": ((2, 3, 19, 17), dict(kernel=(7, 7), stride=(2, 2), pad=(3, 3), num_filter=5)),
+    "alexnet_11x11_s4": (
+        (2, 3, 27, 30),
+        dict(kernel=(11, 11), stride=(4, 4), pad=(2, 2), num_filter=4),
+    ),
+    "small_3x3_s2": ((5, 6, 9, 11), dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), num_filter=4)),
+    "small_no_pad_odd": ((3, 4, 8, 7), dict(kernel=(3, 2), stride=(3, 2), num_filter=3)),
+    "groups_dilate": (
+        (3, 4, 10, 9),
+        dict(kernel=(3, 3), stride=(2, 2), dilate=(2, 1), pad=(2, 1), num_filter=6, num_group=2),
+    ),
+    "pad_beyond_kernel": (
+        (2, 3, 6, 7),
+        dict(kernel=(2, 3), stride=(2, 3), pad=(3, 2), num_filter=2),
+    ),
+    "1d_wide_kernel": ((3, 2, 23), dict(kernel=(7,), stride=(3,), pad=(1,), num_filter=3)),
+    "3d": ((2, 2, 5, 6, 5), dict(kernel=(3, 3, 2), stride=(2, 1, 2), pad=(1, 1, 0), num_filter=3)),
+}
+
+
+def _phase_length(conv_kernels, shape, attrs):
+    (kernel, stride, dilate, pad), out = geometry(shape, attrs)
+    sizes = (1,) * (5 - len(shape)) + shape[2:]
+    osz = (1,) * (3 - len(out)) + tuple(out)
+    return conv_kernels._cv_strided_setup(sizes, osz, kernel, stride, dilate, pad)[3]
+
+
+@pytest.mark.parametrize("case", sorted(STRIDED_CASES))
+def test_the_cases_take_the_phases(conv_kernels, case):
+    shape, attrs = STRIDED_CASES[case]
+    assert _phase_length(conv_kernels, shape, attrs) > 0
+
+
+@pytest.mark.parametrize(
+    "shape, attrs",
+    [
+        ((2, 64, 56, 56), dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), num_filter=8)),
+        ((2, 8, 14, 14), dict(kernel=(1, 1), stride=(2, 2), num_filter=8)),
+    ],
+)
+def test_im2col_keeps_large_3x3_and_1x1(conv_kernels, shape, attrs):
+    """ResNet's 56x56 3x3/2 and any strided 1x1 stay on im2col (measured faster)."""
+    assert _phase_length(conv_kernels, shape, attrs) == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", sorted(STRIDED_CASES))
+def test_strided_convolution_and_gradients_match_numpy(conv_kernels, threading_mode, case, dtype):
+    shape, attrs = STRIDED_CASES[case]
+    rng = np.random.default_rng(11)
+    # batch and spatial sizes varied within one process, on the same kernels
+    for batch, grow in ((shape[0], 0), (1, 1), (shape[0] + 4, 2), (shape[0], 0)):
+        spatial = tuple(s + grow for s in shape[2:])
+        x, w, b = conv_arrays(rng, shape[:2] + spatial, attrs, dtype, batch)
+        got, expected = lowered(conv_kernels, "Convolution", (x, w, b), no_bias=False, **attrs)
+        close(got, expected, dtype)
+        g = rng.uniform(-1, 1, expected.shape).astype(dtype)
+        close(*lowered(conv_kernels, "_conv_data_grad", (g, w, x), **attrs), dtype)
+        close(*lowered(conv_kernels, "_conv_weight_grad", (g, x, w), **attrs), dtype)
+
+
+@pytest.mark.parametrize("case", sorted(STRIDED_CASES))
+def test_strided_gradients_match_finite_differences(conv_kernels, case):
+    """float64: the data and weight gradient kernels against central differences
+    of sum(conv(x, w) * r) computed by the forward kernel."""
+    shape, attrs = STRIDED_CASES[case]
+    rng = np.random.default_rng(12)
+    x, w, _b = conv_arrays(rng, shape, attrs, np.float64)
+
+    def value(x, w):
+        out, _ = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
+        return float(np.sum(out * r))
+
+    r = rng.standard_normal(
+        lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)[0].shape
+    )
+    dx, _ = lowered(conv_kernels, "_conv_data_grad", (r, w, x), **attrs)
+    dw, _ = lowered(conv_kernels, "_conv_weight_grad", (r, x, w), **attrs)
+    eps = 1e-6
+    for grad, k in ((dx, 0), (dw, 1)):
+        direction = rng.standard_normal(grad.shape)
+        plus = [x.copy(), w.copy()]
+        minus = [x.copy(), w.copy()]
+        plus[k] += eps * direction
+        minus[k] -= eps * direction
+        numeric = (value(*plus) - value(*minus)) / (2 * eps)
+        analytic = float(np.sum(grad * direction))
+        assert abs(analytic - numeric) <= 1e-7 * max(1.0, abs(numeric)), (k, analytic, numeric)
