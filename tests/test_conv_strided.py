@@ -15,6 +15,8 @@ import pytest
 from test_conv_fast import geometry
 from test_conv_native import close, conv_arrays, lowered
 
+from symgrad_compiler.backends.numba.lowerings import conv as lconv
+
 # (data shape, attrs): strided throughout, every case on the phases
 STRIDED_CASES = {
     "stem_7x7_s2": ((2, 3, 19, 17), dict(kernel=(7, 7), stride=(2, 2), pad=(3, 3), num_filter=5)),
@@ -105,3 +107,19 @@ def test_strided_gradients_match_finite_differences(conv_kernels, case):
         numeric = (value(*plus) - value(*minus)) / (2 * eps)
         analytic = float(np.sum(grad * direction))
         assert abs(analytic - numeric) <= 1e-7 * max(1.0, abs(numeric)), (k, analytic, numeric)
+
+
+def test_data_gradient_pieces_follow_the_small_gradient(monkeypatch):
+    """A strided data gradient's products grow with g's positions (8x8 here), not
+    the data's (17x17): its batch goes in pieces of one product's images, as the
+    forward's does, not the guided pieces of one image (measured 4.9 -> 4.7 ms for
+    Inception's 17x17 3x3/2 layer, B=8)."""
+    monkeypatch.setattr(lconv.threads, "count", lambda: 2)
+    monkeypatch.setattr(lconv, "PARALLEL_WORK", 0)
+    seen = []
+    monkeypatch.setattr(lconv.threads, "run", lambda kernel, calls: seen.extend(calls))
+    g = np.zeros((8, 320, 8, 8), np.float32)  # the layer's shapes: the guided split
+    w = np.zeros((320, 192, 3, 3), np.float32)  # cuts its work in 7 pieces
+    geo = lconv.geometry3(2, (3, 3), (2, 2), (1, 1), (0, 0))
+    lconv._transposed(None, g, w, None, (8, 192, 17, 17), 1, geo)
+    assert [(call[4], call[5]) for call in seen] == [(0, 4), (4, 8)]

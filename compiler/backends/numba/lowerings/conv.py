@@ -1461,7 +1461,7 @@ def _transposed(compiled, g, w, b, out_shape, groups, geometry) -> np.ndarray:
         compiled,
         g.shape[0],
         _work(g.size, taps),
-        math.prod(out_shape[2:]),
+        math.prod(g.shape[2:]),  # the product grows with g's positions
         lambda lo, hi: (g5, w5, bias, out5, lo, hi, groups, *geometry),
     )
     return out
