@@ -25,6 +25,8 @@ STRIDED_CASES = {
         dict(kernel=(11, 11), stride=(4, 4), pad=(2, 2), num_filter=4),
     ),
     "small_3x3_s2": ((5, 6, 9, 11), dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), num_filter=4)),
+    # more weights than _CV_FEW_WEIGHTS: the weight gradient's product g @ cols^T
+    "many_weights": ((2, 128, 7, 7), dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), num_filter=72)),
     "small_no_pad_odd": ((3, 4, 8, 7), dict(kernel=(3, 2), stride=(3, 2), num_filter=3)),
     "groups_dilate": (
         (3, 4, 10, 9),
