@@ -10,10 +10,13 @@ the cases im2col keeps (3x3/2 on large images, 1x1) are declined."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from test_conv_fast import geometry
 from test_conv_native import close, conv_arrays, lowered
+from test_conv_nonfinite import SPECIALS, _run, _spots
 
 from symgrad_compiler.backends.numba.lowerings import conv as lconv
 
@@ -27,6 +30,11 @@ STRIDED_CASES = {
     "small_3x3_s2": ((5, 6, 9, 11), dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), num_filter=4)),
     # more weights than _CV_FEW_WEIGHTS: the weight gradient's product g @ cols^T
     "many_weights": ((2, 128, 7, 7), dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), num_filter=72)),
+    # more than 2 * _CV_ROW_BLOCK wide positions: the forward by blocks of rows
+    "stem_row_blocks": (
+        (1, 3, 100, 98),
+        dict(kernel=(7, 7), stride=(2, 2), pad=(3, 3), num_filter=4),
+    ),
     "small_no_pad_odd": ((3, 4, 8, 7), dict(kernel=(3, 2), stride=(3, 2), num_filter=3)),
     "groups_dilate": (
         (3, 4, 10, 9),
@@ -125,3 +133,19 @@ def test_data_gradient_pieces_follow_the_small_gradient(monkeypatch):
     geo = lconv.geometry3(2, (3, 3), (2, 2), (1, 1), (0, 0))
     lconv._transposed(None, g, w, None, (8, 192, 17, 17), 1, geo)
     assert [(call[4], call[5]) for call in seen] == [(0, 4), (4, 8)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_special_values_in_row_blocks_land_where_numpy_puts_them(conv_kernels, dtype):
+    """The blocks of rows of a big image's forward (and its gradients): NaN and
+    infinities in the data or the weights where numpy's sum over the taps puts
+    them, a block's junk columns dropped whole."""
+    shape, attrs = STRIDED_CASES["stem_row_blocks"]
+    rng = np.random.default_rng(19)
+    x, w, _ = conv_arrays(rng, shape, attrs, dtype)
+    for where, value in itertools.product("xw", SPECIALS):
+        for spot in _spots((x if where == "x" else w).shape, rng):
+            xs, ws = x.copy(), w.copy()
+            (xs if where == "x" else ws)[spot] = value
+            what = f"{value} in {where} at {spot}"
+            _run(conv_kernels, "Convolution", (xs, ws), attrs, dtype, what)

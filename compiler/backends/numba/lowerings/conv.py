@@ -1019,6 +1019,9 @@ def _cv_phase_scatter(cols, start, offsets, L, dq):
                 dst[numba.uint64(off + q)] += src[numba.uint64(start + q)]
 
 
+# big images' strided forward runs blocks of output rows of about this many wide
+# positions (see _cv_strided_rows)
+_CV_ROW_BLOCK = 1024
 # at most this many weights per group, the strided weight gradient's product is
 # taken the other way round (see _cv_strided_weight_grad)
 _CV_FEW_WEIGHTS = 65536
@@ -1069,6 +1072,13 @@ def _cv_strided_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate,
     w3 = w.reshape((groups, fg, kg))
     per = max(1, min(hi - lo, (_CV_WIDE_BATCH + L - 1) // L))
     xq = np.zeros((cg, Q), x.dtype)
+    if osz[0] == 1 and L > 2 * _CV_ROW_BLOCK:
+        for n in range(lo, hi):
+            for gi in range(groups):
+                _cv_phase_fill(x, n, gi * cg, pad, stride, Dq, Hq, Wq, xq)
+                _cv_strided_rows(xq, offsets, w3[gi], out, n, gi * fg, Wq)
+            _cv_add_bias(out, bias, n)
+        return True
     cols = np.empty((kg, per * L), x.dtype)
     wide = np.empty((fg, per * L), x.dtype)
     for n0 in range(lo, hi, per):
@@ -1086,6 +1096,32 @@ def _cv_strided_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate,
         for b in range(m):
             _cv_add_bias(out, bias, n0 + b)
     return True
+
+
+@_jit
+def _cv_strided_rows(xq, offsets, w, out, n, f0, Wq):
+    # out[n, f0:f0 + F, 0] = w @ the columns of the phases xq, a block of output rows at a
+    # time (2-D images): the stem's whole columns (147 x 12877, 7.6 MB) and product
+    # left the cache between the gather, the product and the copy out
+    oh, ow = out.shape[3], out.shape[4]
+    rows = max(1, _CV_ROW_BLOCK // Wq)
+    cols = np.empty((w.shape[1], rows * Wq), xq.dtype)
+    wide = np.empty((w.shape[0], rows * Wq), xq.dtype)
+    for j0 in range(0, oh, rows):
+        j1 = min(oh, j0 + rows)
+        Lc = (j1 - j0 - 1) * Wq + ow
+        if Lc < cols.shape[1]:  # the last, shorter block
+            cols = np.empty((w.shape[1], Lc), xq.dtype)
+            wide = np.empty((w.shape[0], Lc), xq.dtype)
+        _cv_phase_gather(xq, offsets + j0 * Wq, cols, 0, Lc)
+        blas.matmul_into(w, cols, False, False, wide)
+        for f in range(w.shape[0]):
+            src = wide[f]
+            for j in range(j0, j1):
+                dst = out[n, f0 + f, 0, j]
+                s = (j - j0) * Wq
+                for k in range(ow):
+                    dst[numba.uint64(k)] = src[numba.uint64(s + k)]
 
 
 @_jit
