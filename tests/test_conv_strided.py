@@ -137,15 +137,20 @@ def test_data_gradient_pieces_follow_the_small_gradient(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_special_values_in_row_blocks_land_where_numpy_puts_them(conv_kernels, dtype):
-    """The blocks of rows of a big image's forward (and its gradients): NaN and
+    """The blocks of rows of a big image's forward and weight gradient: NaN and
     infinities in the data or the weights where numpy's sum over the taps puts
     them, a block's junk columns dropped whole."""
     shape, attrs = STRIDED_CASES["stem_row_blocks"]
     rng = np.random.default_rng(19)
     x, w, _ = conv_arrays(rng, shape, attrs, dtype)
+    g = rng.uniform(
+        -1, 1, lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)[1].shape
+    )
+    g = g.astype(dtype)
     for where, value in itertools.product("xw", SPECIALS):
         for spot in _spots((x if where == "x" else w).shape, rng):
             xs, ws = x.copy(), w.copy()
             (xs if where == "x" else ws)[spot] = value
             what = f"{value} in {where} at {spot}"
             _run(conv_kernels, "Convolution", (xs, ws), attrs, dtype, what)
+            _run(conv_kernels, "_conv_weight_grad", (g, xs, ws), attrs, dtype, what + ", dw")

@@ -1183,6 +1183,12 @@ def _cv_strided_weight_grad(g, x, dw3, lo, hi, groups, kernel, stride, dilate, p
     # its small transposed result is cheap to add (not so for ResNet's 512 x 2304)
     flipped = fg * kg <= _CV_FEW_WEIGHTS
     part = np.empty((kg, fg) if flipped else (fg, kg), dw3.dtype)
+    if osz[0] == 1 and L > 2 * _CV_ROW_BLOCK:
+        for n in range(lo, hi):
+            for gi in range(groups):
+                _cv_phase_fill(x, n, gi * cg, pad, stride, Dq, Hq, Wq, xq)
+                _cv_strided_rows_grad(g, n, gi * fg, xq, offsets, part, dw3[gi], flipped, Wq)
+        return True
     for n0 in range(lo, hi, per):
         m = min(per, hi - n0)
         for gi in range(groups):
@@ -1195,6 +1201,33 @@ def _cv_strided_weight_grad(g, x, dw3, lo, hi, groups, kernel, stride, dilate, p
             else:
                 _cv_weight_product(gw[:, : m * L], cols[:, : m * L], part, dw3[gi], flipped)
     return True
+
+
+@_jit
+def _cv_strided_rows_grad(g, n, f0, xq, offsets, part, target, flipped, Wq):
+    # target += the weight gradient of image n (2-D) from its phases xq, a block of
+    # output rows at a time as in _cv_strided_rows: g's rows of the block laid out
+    # wide (zero at the junk) times the block's columns transposed
+    fg, kg = target.shape[0], target.shape[1]
+    oh, ow = g.shape[3], g.shape[4]
+    rows = max(1, _CV_ROW_BLOCK // Wq)
+    cols = np.empty((kg, rows * Wq), xq.dtype)
+    gw = np.zeros((fg, rows * Wq), g.dtype)
+    for j0 in range(0, oh, rows):
+        j1 = min(oh, j0 + rows)
+        Lc = (j1 - j0 - 1) * Wq + ow
+        if Lc < cols.shape[1]:  # the last, shorter block
+            cols = np.empty((kg, Lc), xq.dtype)
+            gw = np.zeros((fg, Lc), g.dtype)
+        _cv_phase_gather(xq, offsets + j0 * Wq, cols, 0, Lc)
+        for f in range(fg):
+            dst = gw[f]
+            for j in range(j0, j1):
+                src = g[n, f0 + f, 0, j]
+                s = (j - j0) * Wq
+                for k in range(ow):
+                    dst[numba.uint64(s + k)] = src[numba.uint64(k)]
+        _cv_weight_product(gw, cols, part, target, flipped)
 
 
 @_jit
