@@ -41,7 +41,10 @@ channels make the 16 products too thin, and other kernels keep the wide columns.
 Strided convolutions with a kernel more than twice the stride (ResNet's 7x7/2 stem,
 AlexNet's 11x11/4) or small images (ResNet's 14x14 3x3/2) pad each channel once
 into its stride phases, where the columns are again contiguous copies over wide
-positions (``_cv_strided_forward`` and its two gradients); the others keep im2col.
+positions (``_cv_strided_forward`` and its two gradients; a big image's forward and
+weight gradient by blocks of output rows that stay in cache); the others keep
+im2col. On ResNet-18's stem, B=8, one thread: forward 25 -> 17 ms, weight gradient
+27 -> 19.
 
 NaN and infinities land where numpy's im2col puts them: the junk positions and
 the data gradient's zero border multiply by zero, and so do the padding terms the
