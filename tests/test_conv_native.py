@@ -332,3 +332,31 @@ def test_blas_threads_are_restored():
             assert getter() == 1
         assert getter() == 1
     assert getter() == before
+
+
+def assert_gradients_match_differences(conv_kernels, shape, attrs, seed):
+    """float64: the lowered data and weight gradient kernels against central
+    differences of sum(conv(x, w) * r), each along one random direction, with the
+    forward computed by the lowered kernel too."""
+    rng = np.random.default_rng(seed)
+    x, w, _b = conv_arrays(rng, shape, attrs, np.float64)
+
+    def value(x, w):
+        out, _ = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
+        return float(np.sum(out * r))
+
+    r = rng.standard_normal(
+        lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)[0].shape
+    )
+    dx, _ = lowered(conv_kernels, "_conv_data_grad", (r, w, x), **attrs)
+    dw, _ = lowered(conv_kernels, "_conv_weight_grad", (r, x, w), **attrs)
+    eps = 1e-6
+    for grad, k in ((dx, 0), (dw, 1)):
+        direction = rng.standard_normal(grad.shape)
+        plus = [x.copy(), w.copy()]
+        minus = [x.copy(), w.copy()]
+        plus[k] += eps * direction
+        minus[k] -= eps * direction
+        numeric = (value(*plus) - value(*minus)) / (2 * eps)
+        analytic = float(np.sum(grad * direction))
+        assert abs(analytic - numeric) <= 1e-7 * max(1.0, abs(numeric)), (k, analytic, numeric)

@@ -15,7 +15,7 @@ import itertools
 import numpy as np
 import pytest
 from test_conv_fast import geometry
-from test_conv_native import close, conv_arrays, lowered
+from test_conv_native import assert_gradients_match_differences, close, conv_arrays, lowered
 from test_conv_nonfinite import SPECIALS, _run, _spots
 
 from symgrad_compiler.backends.numba.lowerings import conv as lconv
@@ -95,28 +95,7 @@ def test_strided_gradients_match_finite_differences(conv_kernels, case):
     """float64: the data and weight gradient kernels against central differences
     of sum(conv(x, w) * r) computed by the forward kernel."""
     shape, attrs = STRIDED_CASES[case]
-    rng = np.random.default_rng(12)
-    x, w, _b = conv_arrays(rng, shape, attrs, np.float64)
-
-    def value(x, w):
-        out, _ = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
-        return float(np.sum(out * r))
-
-    r = rng.standard_normal(
-        lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)[0].shape
-    )
-    dx, _ = lowered(conv_kernels, "_conv_data_grad", (r, w, x), **attrs)
-    dw, _ = lowered(conv_kernels, "_conv_weight_grad", (r, x, w), **attrs)
-    eps = 1e-6
-    for grad, k in ((dx, 0), (dw, 1)):
-        direction = rng.standard_normal(grad.shape)
-        plus = [x.copy(), w.copy()]
-        minus = [x.copy(), w.copy()]
-        plus[k] += eps * direction
-        minus[k] -= eps * direction
-        numeric = (value(*plus) - value(*minus)) / (2 * eps)
-        analytic = float(np.sum(grad * direction))
-        assert abs(analytic - numeric) <= 1e-7 * max(1.0, abs(numeric)), (k, analytic, numeric)
+    assert_gradients_match_differences(conv_kernels, shape, attrs, seed=12)
 
 
 def test_data_gradient_pieces_follow_the_small_gradient(monkeypatch):
