@@ -5,6 +5,8 @@ interpreter: compiling a numba kernel for every small test graph would cost
 seconds each. Tests of the compiled backend select it explicitly (the
 ``compiled`` fixture), with synchronous compilation and a kernel cache shared by
 the whole session, so each kernel is compiled once per machine.
+Background compilation starts after two calls, without the interpreted time
+the default asks first (see compiler/backends/numba/tiering.py).
 """
 
 import os
@@ -14,6 +16,9 @@ import pytest
 # before the compiler is imported: its settings are read from the environment once
 os.environ.setdefault("SYMGRAD_BACKEND", "interpreter")
 os.environ.setdefault("SYMGRAD_COMPILE", "sync")
+# Tests of background compilation (and the processes they start) compile a program
+# from its second call, as they always did; tests/test_tiering.py tests the time rule.
+os.environ.setdefault("SYMGRAD_COMPILE_AFTER_SECONDS", "0")
 
 import symgrad_compiler  # noqa: E402
 

@@ -125,7 +125,8 @@ def run(column_key, row_key, quick=False, cold=False):
             }
         # A library that compiles in the background says when it is done, so that
         # steady state means its compiled code (W5 measures the cold start). symgrad
-        # compiles a program from its second call on (SYMGRAD_COMPILE_AFTER): one
+        # compiles a program from its second call on (SYMGRAD_COMPILE_AFTER; settle,
+        # wait_for_compilation, starts one the tiering time still holds back): one
         # more step first, so that there is a compilation to wait for. A training
         # step's fused program (the updates in the backward program) exists from
         # the second step, so it compiles from the third: three rounds.

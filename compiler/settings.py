@@ -12,6 +12,7 @@ Tests and users change it for a block with :func:`override`::
 | ``SYMGRAD_BACKEND`` | ``backend`` | ``compiled`` |
 | ``SYMGRAD_COMPILE`` | ``compile`` | ``background`` (or ``sync``) |
 | ``SYMGRAD_COMPILE_AFTER`` | ``compile_after`` | 2 |
+| ``SYMGRAD_COMPILE_AFTER_SECONDS`` | ``compile_after_seconds`` | 1.0 (see tiering.py) |
 | ``SYMGRAD_PRINT_PASSES`` | ``print_passes`` | off |
 | ``SYMGRAD_CACHE`` | ``disk_cache`` | on |
 | ``SYMGRAD_CACHE_DIR`` | ``cache_dir`` | ``$XDG_CACHE_HOME/symgrad`` or ``~/.cache/symgrad`` |
@@ -72,6 +73,7 @@ class Settings:
     chosen_backend: str | None = None
     compile: str = "background"
     compile_after: int = 2
+    compile_after_seconds: float = 1.0
     print_passes: bool = False
     disk_cache: bool = True
     cache_dir: Path = dataclasses.field(default_factory=lambda: _default_cache_dir(os.environ))
@@ -96,6 +98,7 @@ class Settings:
             backend=env.get("SYMGRAD_BACKEND", "compiled") or "compiled",
             compile=compile_mode,
             compile_after=int(env.get("SYMGRAD_COMPILE_AFTER", "2")),
+            compile_after_seconds=float(env.get("SYMGRAD_COMPILE_AFTER_SECONDS", "1.0")),
             print_passes=_flag(env.get("SYMGRAD_PRINT_PASSES"), False),
             disk_cache=_flag(env.get("SYMGRAD_CACHE"), True),
             cache_dir=_default_cache_dir(env),

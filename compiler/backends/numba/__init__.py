@@ -4,9 +4,9 @@ compiled by numba on the CPU and kept in a disk cache.
 Layout: :mod:`.plan` turns the passes' output into steps, :mod:`.codegen`
 writes a fused group's loop, :mod:`.lowerings` holds every other op's lowering
 (one registration each), :mod:`.entry` writes the whole program as one
-function, :mod:`.executable` compiles (in the background, :mod:`.background`)
-and runs it; :mod:`.disk_cache`, :mod:`.threads`, :mod:`.blas` and
-:mod:`.vmath` are its runtime, and :mod:`.memory` its allocator's policy.
+function, :mod:`.executable` compiles (when :mod:`.tiering` says it pays, in the
+background, :mod:`.background`) and runs it; :mod:`.disk_cache`, :mod:`.threads`,
+:mod:`.blas` and :mod:`.vmath` are its runtime, and :mod:`.memory` its allocator's policy.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ class NumbaBackend:
 
 
 def wait_for_compilation(timeout: float | None = None) -> None:
-    """Block until every background compilation started so far has finished."""
-    from . import background
+    """Block until every program called often enough to compile runs compiled
+    (see :func:`.executable.wait_for_compilation`)."""
+    from .executable import wait_for_compilation as wait
 
-    background.wait(timeout)
+    wait(timeout)
 
 
 __all__ = ["NumbaBackend", "wait_for_compilation"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import operator
 import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -27,7 +28,7 @@ from ...driver import PassRun
 from ...graph import ProgramGraph
 from ...passes import format_graph
 from ..interpreter import Interpreted
-from . import disk_cache, threads
+from . import disk_cache, threads, tiering
 from .blas_threads import adapt as adapt_blas_threads
 from .emit import Runner
 
@@ -57,7 +58,7 @@ class NumbaExecutable:
         self._ready = False
         self._failed = False
         self._compiling: background.Job | None = None
-        self._calls = 0  # calls answered before compiling started (see compile_after)
+        self._calls = 0  # calls answered on the interpreter (see tiering.py)
         self._lock = threading.Lock()
         self._direct: Runner | None = None  # set once the kernels are ready
         self._entry: Runner | None = None  # likewise
@@ -138,11 +139,16 @@ class NumbaExecutable:
             )
             return None
 
-    def _start(self, args: Sequence[np.ndarray]) -> None:
+    def start_compiling(self, args: Sequence[np.ndarray]) -> None:
+        """Queue this program's compilation for the types of ``args`` on the
+        background compiler (once; tiering decides when)."""
         from . import background
 
-        copies = [np.array(a) for a in args]  # the caller may overwrite its arrays
-        self._compiling = background.submit(lambda: self._compile_in_background(copies))
+        with self._lock:
+            if self._compiling is not None or self._ready or self._failed:
+                return
+            copies = [np.array(a) for a in args]  # the caller may overwrite its arrays
+            self._compiling = background.submit(lambda: self._compile_in_background(copies))
 
     def _compile_in_background(self, args: Sequence[np.ndarray]) -> None:
         """The background worker's job: numba compiles the program's module in the
@@ -182,7 +188,9 @@ class NumbaExecutable:
         self._compile(args)
 
     def wait(self) -> None:
-        """Block until the kernels are ready."""
+        """Block until the kernels are ready (starting their compilation if only
+        the tiering time held it back)."""
+        tiering.start_held(self)
         job = self._compiling
         if job is not None:
             job.wait()
@@ -202,14 +210,14 @@ class NumbaExecutable:
             else:
                 # Answer this call on the interpreter first, then let numba work in the
                 # background: a first backward never waits for, or competes with, it.
-                # A program compiles once it has been called often enough that the
-                # investment may pay (a graph run once never compiles).
+                # A program compiles once it has been called often enough, and the
+                # session has interpreted long enough, that the investment may pay
+                # (see tiering.py).
+                began = time.perf_counter()
                 result = self.fallback(args, out)
                 self._calls += 1
-                if self._calls >= settings.current().compile_after:
-                    with self._lock:
-                        if self._compiling is None and not self._ready and not self._failed:
-                            self._start(args)
+                if self._compiling is None and not self._failed:
+                    tiering.called(self, self._calls, time.perf_counter() - began, args)
                 return result
         direct = self._direct
         if direct is not None:
@@ -450,7 +458,10 @@ def _direct_runner(plan: Plan) -> Runner | None:
 
 
 def wait_for_compilation(timeout: float | None = None) -> None:
-    """Block until every background compilation started so far has finished."""
+    """Block until every program called often enough to compile runs compiled:
+    start the compilations only the tiering time held back (see
+    :mod:`.tiering`), then wait for every one started so far."""
     from . import background
 
+    tiering.start_held()
     background.wait(timeout)

@@ -1,0 +1,166 @@
+"""Tiering by cost (issue 17): a program compiles once it has been called twice *and*
+the session's programs have spent ``compile_after_seconds`` on the interpreter, so
+that a short script never pays numba's start-up in its own process; asking for
+compiled code (``wait_for_compilation``, a program's ``wait``) starts what only
+the time held back (compiler/backends/numba/tiering.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import symgrad as mx
+import symgrad_compiler
+from symgrad_compiler import session, settings
+from symgrad_compiler.backends.numba import tiering
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class FakeProgram:
+    """A Compilable that records when tiering starts it."""
+
+    def __init__(self) -> None:
+        self.started_with: list = []
+
+    def start_compiling(self, args) -> None:
+        self.started_with.append(args)
+
+
+@pytest.fixture
+def rule():
+    with session.fresh(), settings.override(compile_after=2, compile_after_seconds=1.0):
+        yield tiering.state()
+
+
+def test_a_program_called_once_never_compiles(rule):
+    program = FakeProgram()
+    tiering.called(program, calls=1, seconds=5.0, args=["a"])
+    assert program.started_with == [] and not rule.held
+
+
+def test_a_repeated_program_waits_for_the_sessions_interpreted_time(rule):
+    first, second = FakeProgram(), FakeProgram()
+    tiering.called(first, 1, 0.3, ["f1"])
+    tiering.called(first, 2, 0.3, ["f2"])
+    tiering.called(second, 1, 0.1, ["s1"])
+    tiering.called(second, 2, 0.1, ["s2"])
+    assert first.started_with == [] == second.started_with
+    assert rule.held[first] == ["f2"] and rule.held[second] == ["s2"]
+    assert rule.interpreted_seconds == pytest.approx(0.8)
+    # the time is reached on first's third call: it starts, and the held one too
+    tiering.called(first, 3, 0.25, ["f3"])
+    assert first.started_with == [["f3"]] and second.started_with == [["s2"]]
+    assert not rule.held and rule.paid
+
+
+def test_once_compiling_began_the_count_alone_decides(rule):
+    tiering.called(FakeProgram(), 2, 1.5, ["x"])
+    later = FakeProgram()
+    tiering.called(later, 1, 0.0, ["l1"])
+    tiering.called(later, 2, 0.0, ["l2"])
+    assert later.started_with == [["l2"]]
+
+
+def test_asking_for_compiled_code_starts_what_the_time_held_back(rule):
+    first, second = FakeProgram(), FakeProgram()
+    tiering.called(first, 2, 0.01, ["f"])
+    tiering.called(second, 2, 0.01, ["s"])
+    tiering.start_held(first)  # a program's own wait()
+    assert first.started_with == [["f"]] and second.started_with == []
+    tiering.start_held()  # wait_for_compilation()
+    assert second.started_with == [["s"]] and not rule.held
+
+
+def test_a_held_program_is_not_kept_alive(rule):
+    program = FakeProgram()
+    tiering.called(program, 2, 0.01, ["f"])
+    del program
+    assert not rule.held
+
+
+def _background(monkeypatch, tmp_path: Path, seconds: float) -> None:
+    current = settings.current()
+    monkeypatch.setattr(current, "backend", "compiled")
+    monkeypatch.setattr(current, "compile", "background")
+    monkeypatch.setattr(current, "compile_after_seconds", seconds)
+    monkeypatch.setattr(current, "cache_dir", tmp_path / "kernels")
+
+
+def test_a_compiled_program_is_held_then_compiled_on_request(monkeypatch, tmp_path):
+    _background(monkeypatch, tmp_path, seconds=1e9)
+    rng = np.random.default_rng(3)
+    inputs = {"x": rng.standard_normal(20), "w": rng.standard_normal(20)}
+    x, w = mx.sym.var("x"), mx.sym.var("w")
+    with session.fresh():
+        f = mx.compile(mx.sym.sum(mx.sym.sin(x * w) * 2.5), wrt=["x", "w"])
+        first = [f(**inputs) for _ in range(4)]
+        (graph,) = f._graphs.values()
+        program = graph.runner
+        assert program._compiling is None and not program._ready
+        assert program in tiering.state().held
+        symgrad_compiler.wait_for_compilation()
+        assert program._ready
+        last = f(**inputs)
+    np.testing.assert_allclose(last[0], first[0][0], rtol=1e-12)
+    for name in "xw":
+        np.testing.assert_allclose(last[1][name], first[0][1][name], rtol=1e-12)
+
+
+# The d2l softmax regression, short: it interprets for far less than a second, so
+# with the default settings nothing compiles and numba's machinery never loads.
+SHORT_SCRIPT = textwrap.dedent(r"""
+    import json, sys
+    import numpy as np
+    import symgrad as mx
+    from symgrad import nd, autograd
+
+    rng = np.random.default_rng(0)
+    X = nd.array(rng.random((64 * 20, 784)).astype(np.float32))
+    y = nd.array(rng.integers(0, 10, 64 * 20).astype(np.float32))
+    W, b = nd.array(rng.normal(0, 0.01, (784, 10)).astype(np.float32)), nd.zeros(10)
+    W.attach_grad(); b.attach_grad()
+    for i in range(20):
+        Xb, yb = X[i * 64:(i + 1) * 64], y[i * 64:(i + 1) * 64]
+        with autograd.record():
+            Z = nd.exp(nd.dot(Xb, W) + b)
+            l = -nd.pick(Z / Z.sum(axis=1, keepdims=True), yb).log()
+        l.backward()
+        for p in (W, b):
+            p[:] = p - 0.1 * p.grad / 64
+    float(l.sum().asscalar())
+    loaded = sorted(m for m in sys.modules if m.startswith(
+        ("symgrad_compiler.backends.numba.background", "symgrad_compiler.backends.numba.plan",
+         "numba.np.arraymath")))
+    print("REPORT " + json.dumps(loaded))
+""")
+
+
+def test_a_short_script_never_loads_the_compiler(tmp_path):
+    environment = dict(
+        os.environ,
+        SYMGRAD_BACKEND="compiled",
+        SYMGRAD_COMPILE="background",
+        SYMGRAD_CACHE_DIR=str(tmp_path / "kernels"),
+        PYTHONPATH=str(ROOT),
+    )
+    environment.pop("SYMGRAD_COMPILE_AFTER_SECONDS")  # the default, as a user has it
+    done = subprocess.run(
+        [sys.executable, "-c", SHORT_SCRIPT],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = [s for s in done.stdout.splitlines() if s.startswith("REPORT ")][-1]
+    assert json.loads(line[len("REPORT ") :]) == []
+    assert not (tmp_path / "kernels").exists() or not any((tmp_path / "kernels").iterdir())
