@@ -193,12 +193,22 @@ def softmax_cross_entropy_grad(
     return g * (F.softmax(data, axis=1) - _one_hot_like(label, data, 1)), None
 
 
+def expand_softmax_cross_entropy(data: Expr, label: Expr) -> tuple[Expr]:
+    """The op from registered ops, as its numpy implementation computes it:
+    -sum(pick(log_softmax(data, axis=1), label)) as a (1,) array. Inside a
+    program, the row lowerings of log_softmax and pick then run it in the
+    whole-program entry (the op itself has none)."""
+    picked = F.pick(F.log_softmax(data, axis=1), label, axis=1)
+    return (F.reshape(-F.sum(picked), shape=(1,)),)
+
+
 register(
     OpDef(
         name="softmax_cross_entropy",
         infer=_cross_entropy_types,
         impl=_softmax_cross_entropy,
         grad=softmax_cross_entropy_grad,
+        expand=expand_softmax_cross_entropy,
         inputs=("data", "label"),
         kind="softmax",
         doc="Sum over the batch of -log softmax(data)[label], computed stably.",
