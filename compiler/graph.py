@@ -6,11 +6,14 @@ A :class:`ProgramGraph` is a function from its input variables to its outputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .ir import Entry, Node, topo_order
 from .registry import variable
+
+_Value = TypeVar("_Value", bound=Hashable)  # a node, or a plan's slot number
 
 
 @dataclass
@@ -86,21 +89,33 @@ def cut_inputs(
     return graph, refs
 
 
+def dead_after(
+    steps: Sequence[tuple[Iterable[_Value], Iterable[_Value]]], kept: Container[_Value]
+) -> list[list[_Value]]:
+    """For each step, given as (the values it makes, the values it reads), the values
+    that no later step reads and that are not ``kept``: what may be dropped once that
+    step has run. A value nothing reads is dead after the step that made it."""
+    last: dict[_Value, int] = {}
+    for k, (made, read) in enumerate(steps):
+        for value in made:
+            last.setdefault(value, k)
+        for value in read:
+            last[value] = k
+    dead: list[list[_Value]] = [[] for _ in steps]
+    for value, k in last.items():
+        if value not in kept:
+            dead[k].append(value)
+    return dead
+
+
 def walk_dropping(
     outputs: Sequence[Entry], known: Container[Node] = ()
 ) -> list[tuple[Node, list[Node]]]:
     """``topo_order(outputs, known)``, each node paired with the nodes whose values no
-    later node reads and that are not ``outputs``: what a walk may drop once that
-    node has run, so that a big graph holds only what is still needed (a DenseNet
-    step's concatenations and temporaries add up to many GB)."""
+    later node reads and that are not ``outputs`` (:func:`dead_after`): what a walk
+    may drop once that node has run, so that a big graph holds only what is still
+    needed (a DenseNet step's concatenations and temporaries add up to many GB)."""
     order = topo_order(outputs, known)
     returned = {e.node for e in outputs}
-    last: dict[Node, int] = {}
-    for k, node in enumerate(order):
-        for e in node.inputs:
-            last[e.node] = k
-    dead: list[list[Node]] = [[] for _ in order]
-    for node, k in last.items():
-        if node not in returned:
-            dead[k].append(node)
-    return list(zip(order, dead))
+    steps = [((node,), [e.node for e in node.inputs]) for node in order]
+    return list(zip(order, dead_after(steps, returned)))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ...graph import ProgramGraph
+from ...graph import ProgramGraph, dead_after
 from ...ir import Node
 from . import threads
 from .codegen import KernelSource, generate
@@ -204,25 +204,6 @@ class ConstantStep:
         slots[self.outputs[0]] = self.value.copy() if self.is_output else self.value
 
 
-def _dead_after(steps: list, num_inputs: int, output_slots: list) -> list[list[int]]:
-    """For each step, the slots no later step reads and the program does not return:
-    dropped once the step has run, so that a big program (DenseNet's forward and
-    backward: hundreds of concatenations and temporaries) holds what is still needed,
-    not every value it ever made."""
-    kept = set(range(num_inputs)) | {s for s in output_slots if s is not None}
-    last: dict[int, int] = {}
-    for k, step in enumerate(steps):
-        for s in step.outputs:
-            last.setdefault(s, k)  # (a value nothing reads is dead at once)
-        for s in step.inputs:
-            last[s] = k
-    dead: list[list[int]] = [[] for _ in steps]
-    for s, k in last.items():
-        if s not in kept:
-            dead[k].append(s)
-    return dead
-
-
 class Plan:
     """A program after the passes: its steps, their slots and the kernels' module."""
 
@@ -272,7 +253,11 @@ class Plan:
         self.output_slots = [
             None if o is None else slot[(id(o.node), o.index)] for o in self.graph.outputs
         ]
-        self.dead_after = _dead_after(self.steps, self.num_inputs, self.output_slots)
+        # For each step, the slots it may drop once it has run: a big program
+        # (DenseNet's forward and backward: hundreds of concatenations and
+        # temporaries) holds what is still needed, not every value it ever made.
+        kept = {*range(self.num_inputs), *(s for s in self.output_slots if s is not None)}
+        self.dead_after = dead_after([(step.outputs, step.inputs) for step in self.steps], kept)
         # User callbacks (autograd Functions) are the ops that take a "callback" attr.
         self.has_callbacks = any(
             step.kind == "library" and "callback" in step.node.op.attrs for step in self.steps
