@@ -125,14 +125,29 @@ def cold_start(columns, quick, repeats):
                             (f"W5 {label} first call, {which}", "first_s"),
                             (f"W5 import, {which}", "import_s"),
                         ):
-                            prev = samples.setdefault((key, col.key), [])
-                            if res["status"] != "ok":
-                                samples[key, col.key] = res
-                            elif isinstance(prev, list):
-                                prev.append(res[field])
+                            _add_sample(samples, (key, col.key), res, field)
     return {
         k: v if isinstance(v, dict) else {"status": "ok", "times": v} for k, v in samples.items()
     }
+
+
+def _add_sample(samples, key, res, field):
+    """Pool one cold cell's ``res[field]`` into ``samples[key]`` (a list of seconds, or
+    the failed result the table shows instead).
+
+    A first-call row is one row's cells: any failure wins over its samples. The import
+    row pools a column's cells of every cold row, and a cell without a setup for its row
+    (symgrad's own column has no W6) or failing after its import says nothing about the
+    import: such a result shows only while no cell of the column gave a sample (a W6
+    "n/a" used to replace the W1 and W2 imports, leaving symgrad's import cells n/a)."""
+    prev = samples.get(key)
+    if res["status"] == "ok":
+        if isinstance(prev, list):
+            prev.append(res[field])
+        elif prev is None or field == "import_s":
+            samples[key] = [res[field]]
+    elif field == "first_s" or not isinstance(prev, list):
+        samples[key] = res
 
 
 SHORT_ROWS = ("short script, empty cache", "short script, warm cache")  # (× vs MXNet)

@@ -21,12 +21,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import bench.__main__ as bench_main  # noqa: E402
 from bench import harness  # noqa: E402
 from bench.__main__ import SHORT_ROWS, _selects, format_table  # noqa: E402
 from bench.cell import _check_last_step, _moved  # noqa: E402
 from bench.libs import COLUMN_BY_KEY, gluon_w7, gluon_w8, short_script, zoo  # noqa: E402
 from bench.reference import REFERENCE, SLACK  # noqa: E402
-from bench.workloads import GRAD_NAMES, ROWS, Row, make_inputs  # noqa: E402
+from bench.workloads import COLD_ROWS, GRAD_NAMES, ROW_BY_KEY, ROWS, Row, make_inputs  # noqa: E402
 
 W7_TINY = {"B": 4, "side": 8, "widths": (3, 5), "classes": 6}
 W8_TINY = {"T": 4, "N": 3, "vocab": 20, "hidden": 5, "layers": 2}
@@ -273,3 +274,26 @@ def test_only_selects_zoo_rows_and_the_table_uses_each_rows_baseline():
     columns = [COLUMN_BY_KEY[k] for k in ("symgrad-hybrid", "mxnet")]
     table = format_table([label], columns, results, {label: "mxnet"})
     assert "4 s · 0.50×" in table and "2 s |" in table
+
+
+def test_w5_import_row_shows_each_columns_own_imports(monkeypatch):
+    """A column without a setup for one cold row (symgrad's own column has no W6) keeps
+    the import times of its other rows; a row's first call still shows its failure."""
+    imports = {"symgrad": 0.5, "torch": 2.0}
+
+    def fake_cell(column, row_key, cache_dir, quick=False, cold=False):
+        if column.key == "symgrad" and row_key.startswith("W6"):
+            return {"status": "n/a", "reason": "no W6", "absent": True}
+        return {"status": "ok", "import_s": imports[column.key], "first_s": 1.0, "err": 0.0}
+
+    monkeypatch.setattr(bench_main, "run_cell", fake_cell)
+    columns = [COLUMN_BY_KEY[k] for k in imports]
+    results = bench_main.cold_start(columns, quick=True, repeats=1)
+    for which in bench_main.CACHE_STATES:
+        for key, seconds in imports.items():
+            row = results[f"W5 import, {which}", key]
+            # one sample per cold row the column runs
+            runs = len(COLD_ROWS) - (key == "symgrad")
+            assert row == {"status": "ok", "times": [seconds] * runs}, (key, row)
+        w6 = ROW_BY_KEY["W6-128"].label
+        assert results[f"W5 {w6} first call, {which}", "symgrad"]["status"] == "n/a"
