@@ -32,6 +32,16 @@ CASES = {
     # 49 tiles an image: several images side by side, the last product shorter
     "14x14_batched": ((9, 16, 14, 14), dict(kernel=(3, 3), pad=(1, 1), num_filter=16)),
     "7x7": ((5, 16, 7, 7), dict(kernel=(3, 3), pad=(1, 1), num_filter=17)),
+    # outputs 16 or more wide: the transforms by vector loops over planes (odd
+    # sizes, the last row and column of tiles half outside; pads 2 and 0; groups)
+    "planes_odd": ((2, 16, 15, 17), dict(kernel=(3, 3), pad=(1, 1), num_filter=18)),
+    "planes_pad2_0": ((3, 16, 18, 21), dict(kernel=(3, 3), pad=(2, 0), num_filter=16)),
+    "planes_groups": (
+        (2, 32, 16, 16),
+        dict(kernel=(3, 3), pad=(1, 1), num_filter=32, num_group=2),
+    ),
+    # 529 tiles an image: products of 8, 8 and 7 rows of tiles
+    "planes_rows": ((2, 16, 46, 45), dict(kernel=(3, 3), pad=(1, 1), num_filter=16)),
 }
 
 
@@ -62,6 +72,17 @@ def test_what_winograd_leaves_to_the_other_paths(conv_kernels):
     assert not fits(32, 32, 4, (3, 3, 3), (1, 1, 1))
 
 
+def test_which_cases_take_the_planes_and_rows_of_tiles(conv_kernels):
+    """Outputs at least 16 wide take the planes' transforms; an image of more than
+    _CV_WINOGRAD_TILES tiles goes in products of rows of tiles, one image each."""
+    blocks = conv_kernels._cv_winograd_blocks
+    assert blocks(7, 7, 0, 9)[2] is False  # 14x14: tile by tile, 6 images a product
+    assert blocks(7, 7, 0, 9)[:2] == (6, 7)
+    assert blocks(8, 9, 0, 2) == (2, 8, True)  # planes_odd: 15x17
+    assert blocks(23, 23, 0, 2) == (1, 8, True)  # planes_rows: 46x45
+    assert blocks(28, 28, 0, 8) == (1, 7, True)  # ResNet's 56x56: 4 products
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_winograd_matches_numpy(conv_kernels, threading_mode, case, dtype):
@@ -78,7 +99,9 @@ def test_winograd_matches_numpy(conv_kernels, threading_mode, case, dtype):
         close(*lowered(conv_kernels, "_conv_weight_grad", (g, x, w), **attrs), dtype)
 
 
-@pytest.mark.parametrize("case", ["odd_rect_pad1", "14x14_batched", "no_pad_groups"])
+@pytest.mark.parametrize(
+    "case", ["odd_rect_pad1", "14x14_batched", "no_pad_groups", "planes_odd", "planes_rows"]
+)
 def test_winograd_gradients_match_finite_differences(conv_kernels, case):
     """float64: the data and weight gradients against central differences of
     sum(conv(x, w) * r), the forward itself by Winograd."""
@@ -87,7 +110,9 @@ def test_winograd_gradients_match_finite_differences(conv_kernels, case):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case", ["odd_rect_pad1", "14x14_batched", "no_pad_groups"])
+@pytest.mark.parametrize(
+    "case", ["odd_rect_pad1", "14x14_batched", "no_pad_groups", "planes_odd", "planes_rows"]
+)
 def test_special_values_land_where_numpy_puts_them(conv_kernels, threading_mode, case, dtype):
     """Winograd spreads a NaN or infinity over its tile (and turns inf - inf into
     NaN); the images and gradients where it does are computed again exactly."""

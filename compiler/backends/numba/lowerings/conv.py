@@ -37,6 +37,13 @@ weights turned and transposed by the transform, the weight gradient its adjoint 
 the weights, ``_cv_winograd_weight_grad``). On ResNet-18's layers, B=8, one thread:
 forward 241 -> 172 ms, data gradient 258 -> 178, weight gradient 278 -> 221. Fewer
 channels make the 16 products too thin, and other kernels keep the wide columns.
+Outputs 16 or more wide take the transforms as vector loops over whole planes: the
+padded plane laid out first in "streams" of one row parity and one column parity
+from a column on (``_cv_winograd_streams``), where each of the 16 values of every
+tile is one vector loop; an image of more than 256 tiles goes in products of rows
+of tiles, whose V and M stay in cache. B=8 or W7's B=32, one thread: W7's 32-channel
+32x32 layer 5.0/5.0/5.7 -> 3.4/3.4/4.0 ms, ResNet's 64-channel 56x56 layers (x4)
+50/50/61 -> 39/39/57.
 
 Strided convolutions with a kernel more than twice the stride (ResNet's 7x7/2 stem,
 AlexNet's 11x11/4) or small images (ResNet's 14x14 3x3/2) pad each channel once
@@ -575,6 +582,9 @@ _CV_WINOGRAD_TILES = 256
 # Fewer channels than this on either side make the 16 products too thin for
 # OpenBLAS (K or M of a few): the wide path's one product of 9x the depth wins
 _CV_WINOGRAD_CHANNELS = 16
+# Rows of at least this many tiles (outputs of 16 or more wide) take the
+# transforms by vector loops over planes; shorter ones tile by tile
+_CV_WINOGRAD_PLANES = 8
 
 
 @_jit
@@ -644,6 +654,72 @@ def _cv_winograd_kernel(k, flip, U, i):
 
 
 @_jit
+def _cv_winograd_streams(x, n, c0, pad, TW, shifts, size, xs):
+    # xs[c, (2 b + r % 2) * size + (r // 2) * TW + t] = the plane x[n, c0 + c, 0]
+    # padded, at row r and column 2 t + b, for t < TW and b < shifts: the padded
+    # plane as 2 * shifts "streams", each of its rows of one parity read at the
+    # columns of one parity from column b on. A 4x4 block's rows at (2 ty, 2 tx)
+    # are then the streams of rows 0 and 1 at ty * TW + tx and a row of TW
+    # further, its columns the streams b = 0-3, so each value of the transform is
+    # one vector loop over all the tiles of a plane (the block by block loop read
+    # with a stride of 2 and wrote 16 rows a tile: 1.9 of the 4.9 ms of W7's
+    # 32-channel forward). xs's border is zero already and never written;
+    # unsigned indices (see _cv_pad_into)
+    H, W = x.shape[3], x.shape[4]
+    ph, pw = pad[1], pad[2]
+    for c in range(xs.shape[0]):
+        dst = xs[c]
+        for y in range(H):
+            src = x[n, c0 + c, 0, y]
+            r = y + ph
+            for b in range(shifts):
+                # padded column 2 t + b is the data's column 2 t + b - pw
+                ta = max(0, (pw - b + 1) // 2)
+                tb = min(TW, (W - 1 - b + pw) // 2 + 1)
+                d = (2 * b + r % 2) * size + (r // 2) * TW
+                for t in range(ta, tb):
+                    dst[numba.uint64(d + t)] = src[numba.uint64(2 * t + b - pw)]
+
+
+@_jit
+def _cv_scaled(dst, dr, d, src, sr, i, count, scale):
+    # dst[dr, d + k] = scale * src[sr, i + k] for k < count (scale +-1: a copy or
+    # a negation); rows are indexed in place: a view per row and loop cost more
+    # than the loops themselves where they are short
+    d, i = numba.uint64(d), numba.uint64(i)
+    for k in range(count):
+        u = numba.uint64(k)
+        dst[dr, d + u] = scale * src[sr, i + u]
+
+
+@_jit
+def _cv_two(dst, dr, d, src, sr, i, j, count, sign, scale):
+    # dst[dr, d + k] = scale * (src[sr, i + k] + sign * src[sr, j + k]), k < count
+    # (sign and scale +-1, so exactly the values of a +- b and -(a +- b))
+    d, i, j = numba.uint64(d), numba.uint64(i), numba.uint64(j)
+    for k in range(count):
+        u = numba.uint64(k)
+        dst[dr, d + u] = scale * (src[sr, i + u] + sign * src[sr, j + u])
+
+
+@_jit
+def _cv_four(dst, dr, d, src, sr, i, j, k, m, count, inner, outer):
+    # dst[dr, d + l] = (src[i + l] + inner * src[j + l]) + outer * (src[k + l] +
+    # inner * src[m + l]) in row sr, l < count (inner and outer +-1)
+    d, i, j = numba.uint64(d), numba.uint64(i), numba.uint64(j)
+    k, m = numba.uint64(k), numba.uint64(m)
+    for l in range(count):
+        u = numba.uint64(l)
+        a = src[sr, i + u] + inner * src[sr, j + u]
+        dst[dr, d + u] = a + outer * (src[sr, k + u] + inner * src[sr, m + u])
+
+
+# B^T's rows (1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1) as (first,
+# second, sign): row e of B^T x is x[first] + sign * x[second]
+_CV_WINOGRAD_B = ((0, 2, -1), (1, 2, 1), (2, 1, -1), (1, 3, -1))
+
+
+@_jit
 def _cv_winograd_rows(src, p, Wp):
     # B^T d for the 4x4 block d at src[p] (row pitch Wp), one column: the rows
     # (1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1) of B^T
@@ -653,7 +729,7 @@ def _cv_winograd_rows(src, p, Wp):
 
 
 @_jit
-def _cv_winograd_data(xp, Wp, TH, TW, V, T, start):
+def _cv_winograd_data_tiles(xp, Wp, TH, TW, V, T, start):
     # V[e, c * T + start + ty*TW + tx] = (B^T d B)[e // 4, e % 4] for the 4x4 block
     # d of the padded plane xp[c] (row pitch Wp) at (2 ty, 2 tx): B^T down each of
     # the block's columns, then along the rows (B is B^T transposed)
@@ -675,7 +751,32 @@ def _cv_winograd_data(xp, Wp, TH, TW, V, T, start):
 
 
 @_jit
-def _cv_winograd_output(M, fg, T, start, TH, TW, out, n, f0):
+def _cv_winograd_data_planes(xs, TH, TW, ty0, ty1, V, T, start):
+    # V[e, c * T + start + (ty - ty0) * TW + tx] = (B^T d B)[e // 4, e % 4] for the
+    # 4x4 block d at (2 ty, 2 tx), ty0 <= ty < ty1, of the padded plane in streams
+    # xs[c] (see _cv_winograd_streams): B^T down the block's columns, then B along
+    # its rows, each of the 16 values one vector loop over the tiles
+    size = (TH + 1) * TW  # a stream
+    kind = V.dtype.type
+    first, count = ty0 * TW, (ty1 - ty0) * TW
+    for c in range(xs.shape[0]):
+        q = c * T + start
+        for i in range(4):
+            a1, a2, si = _CV_WINOGRAD_B[i]
+            # block row a: the stream of its parity, a row of tiles on for a >= 2
+            r1 = (a1 % 2) * size + (a1 // 2) * TW + first
+            r2 = (a2 % 2) * size + (a2 // 2) * TW + first
+            for j in range(4):
+                b1, b2, sj = _CV_WINOGRAD_B[j]
+                c1, c2 = 2 * b1 * size, 2 * b2 * size  # block columns b1, b2
+                _cv_four(
+                    V, 4 * i + j, q, xs, c, c1 + r1, c1 + r2, c2 + r1, c2 + r2,
+                    count, kind(si), kind(sj),
+                )  # fmt: skip
+
+
+@_jit
+def _cv_winograd_output_tiles(M, fg, T, start, TH, TW, out, n, f0):
     # out[n, f0 + f] = A^T M A per tile (the 2x2 outputs inside the image), M's
     # block of tile t at M[e, f * T + t], with A^T the rows (1, 1, 1, 0) and
     # (0, 1, -1, -1): along each row of the block, then down the two columns left
@@ -705,11 +806,71 @@ def _cv_winograd_output(M, fg, T, start, TH, TW, out, n, f0):
 
 
 @_jit
+def _cv_three(dst, dr, d, src, r1, i1, r2, i2, r3, i3, count, s2, s3):
+    # dst[dr, d + k] = (src[r1, i1 + k] + s2 * src[r2, i2 + k]) + s3 * src[r3, i3 + k]
+    # for k < count (s2, s3 +-1)
+    d, i1, i2, i3 = numba.uint64(d), numba.uint64(i1), numba.uint64(i2), numba.uint64(i3)
+    for k in range(count):
+        u = numba.uint64(k)
+        dst[dr, d + u] = (src[r1, i1 + u] + s2 * src[r2, i2 + u]) + s3 * src[r3, i3 + u]
+
+
+@_jit
+def _cv_winograd_output_planes(M, fg, T, start, ty0, ty1, TW, out, n, f0, ys):
+    # out[n, f0 + f] at the tiles of rows ty0..ty1 = A^T M A per tile as in
+    # _cv_winograd_output_tiles, a vector loop over the tiles per value: along
+    # the block's rows into ys[0:8] (row i's two sums at 2 i, 2 i + 1), down the
+    # columns into ys[8:12] (the output's rows 0 and 1 of every tile, their even
+    # and odd columns), then each output row interleaved from two of those
+    oh, ow = out.shape[3], out.shape[4]
+    count = (ty1 - ty0) * TW
+    one = M.dtype.type(1)
+    half = ow // 2  # the tiles with both columns inside the output
+    for f in range(fg):
+        q = f * T + start
+        for i in range(4):
+            e = 4 * i
+            _cv_three(ys, 2 * i, 0, M, e, q, e + 1, q, e + 2, q, count, one, one)
+            _cv_three(ys, 2 * i + 1, 0, M, e + 1, q, e + 2, q, e + 3, q, count, -one, -one)
+        for k in range(2):
+            _cv_three(ys, 8 + k, 0, ys, k, 0, 2 + k, 0, 4 + k, 0, count, one, one)
+            _cv_three(ys, 10 + k, 0, ys, 2 + k, 0, 4 + k, 0, 6 + k, 0, count, -one, -one)
+        for y in range(2 * ty0, min(oh, 2 * ty1)):
+            r = 8 + 2 * (y % 2)
+            base = numba.uint64((y // 2 - ty0) * TW)
+            for tx in range(half):
+                u = numba.uint64(tx)
+                out[n, f0 + f, 0, y, u + u] = ys[r, base + u]
+                out[n, f0 + f, 0, y, u + u + 1] = ys[r + 1, base + u]
+            if ow % 2:
+                out[n, f0 + f, 0, y, ow - 1] = ys[r, base + half]
+
+
+@_jit
+def _cv_winograd_blocks(TH, TW, lo, hi):
+    # (per, rows, planes) of a Winograd kernel over images lo..hi: images side by
+    # side, per to a product, up to _CV_WINOGRAD_TILES tiles; an image of more
+    # tiles in products of `rows` rows of tiles each (its V and M stay in cache:
+    # a 56x56 image's M, 3.2 MB at 64 filters, did not); planes: the transforms
+    # by vector loops over planes (_cv_winograd_*_planes), for rows of at least
+    # _CV_WINOGRAD_PLANES tiles, else tile by tile (short rows make the planes'
+    # loops too short to pay)
+    tiles = TH * TW
+    per = max(1, min(hi - lo, (_CV_WINOGRAD_TILES + tiles - 1) // tiles))
+    planes = TW >= _CV_WINOGRAD_PLANES
+    rows = TH
+    if planes and tiles > _CV_WINOGRAD_TILES:
+        products = (tiles + _CV_WINOGRAD_TILES - 1) // _CV_WINOGRAD_TILES
+        rows = (TH + products - 1) // products
+    return per, rows, planes
+
+
+@_jit
 def _cv_winograd_forward(x, w, out, lo, hi, groups, pad, flip):
     # out[lo:hi] = conv(x[lo:hi], w) for a 3x3 kernel at unit stride (no bias), by
-    # Winograd F(2x2, 3x3): images side by side up to _CV_WINOGRAD_TILES tiles.
-    # flip: the data gradient, x holding g and w the forward's weights (turned
-    # and transposed by the transform)
+    # Winograd F(2x2, 3x3): images side by side, or rows of tiles of a big image,
+    # to a product (see _cv_winograd_blocks). flip: the data gradient, x holding g
+    # and w the forward's weights (turned and transposed by the transform)
     cg, fg = x.shape[1] // groups, out.shape[1] // groups
     oh, ow = out.shape[3], out.shape[4]
     TH, TW = (oh + 1) // 2, (ow + 1) // 2
@@ -717,40 +878,57 @@ def _cv_winograd_forward(x, w, out, lo, hi, groups, pad, flip):
     # output: the plane padded to 2 TH + 2 by 2 TW + 2, zero beyond the image
     Hp, Wp = 2 * TH + 2, 2 * TW + 2
     tiles = TH * TW
-    per = max(1, min(hi - lo, (_CV_WINOGRAD_TILES + tiles - 1) // tiles))
+    per, rows, planes = _cv_winograd_blocks(TH, TW, lo, hi)
     U = np.empty((groups, 16, _cv_winograd_stride(fg * cg)), w.dtype)
     for gi in range(groups):
         if flip:
             _cv_winograd_weights(w, gi, cg, fg, U[gi], True)
         else:
             _cv_winograd_weights(w, gi, fg, cg, U[gi], False)
-    xp = np.zeros((cg, Hp * Wp), x.dtype)
+    # the padded plane: in streams for the planes' transform, else as it is
+    xs = np.zeros((cg, 8 * (TH + 1) * TW) if planes else (0, 0), x.dtype)
+    xp = np.zeros((0, 0) if planes else (cg, Hp * Wp), x.dtype)
+    ys = np.empty((12, rows * TW), x.dtype)  # the planes' output transform's rows
     V = np.empty((16, _cv_winograd_stride(cg * per * tiles)), x.dtype)
     M = np.empty((16, _cv_winograd_stride(fg * per * tiles)), x.dtype)
     for n0 in range(lo, hi, per):
-        T = min(per, hi - n0) * tiles  # the tiles of this product
+        m = min(per, hi - n0)
         for gi in range(groups):
-            for b in range(T // tiles):
-                _cv_pad_into(x, n0 + b, gi * cg, pad, Hp, Wp, xp)
-                _cv_winograd_data(xp, Wp, TH, TW, V, T, b * tiles)
-            for e in range(16):
-                blas.matmul_into(
-                    U[gi, e, : fg * cg].reshape((fg, cg)),
-                    V[e, : cg * T].reshape((cg, T)),
-                    False,
-                    False,
-                    M[e, : fg * T].reshape((fg, T)),
-                )
-            for b in range(T // tiles):
-                _cv_winograd_output(M, fg, T, b * tiles, TH, TW, out, n0 + b, gi * fg)
+            for ty0 in range(0, TH, rows):  # one product each (per == 1 if several)
+                ty1 = min(TH, ty0 + rows)
+                span = (ty1 - ty0) * TW  # an image's tiles in this product
+                T = m * span
+                for b in range(m):
+                    if planes:
+                        if ty0 == 0:
+                            size = (TH + 1) * TW
+                            _cv_winograd_streams(x, n0 + b, gi * cg, pad, TW, 4, size, xs)
+                        _cv_winograd_data_planes(xs, TH, TW, ty0, ty1, V, T, b * span)
+                    else:
+                        _cv_pad_into(x, n0 + b, gi * cg, pad, Hp, Wp, xp)
+                        _cv_winograd_data_tiles(xp, Wp, TH, TW, V, T, b * span)
+                for e in range(16):
+                    blas.matmul_into(
+                        U[gi, e, : fg * cg].reshape((fg, cg)),
+                        V[e, : cg * T].reshape((cg, T)),
+                        False,
+                        False,
+                        M[e, : fg * T].reshape((fg, T)),
+                    )
+                for b in range(m):
+                    n, f0 = n0 + b, gi * fg
+                    if planes:
+                        _cv_winograd_output_planes(M, fg, T, b * span, ty0, ty1, TW, out, n, f0, ys)
+                    else:
+                        _cv_winograd_output_tiles(M, fg, T, b * span, TH, TW, out, n, f0)
 
 
 @_jit
-def _cv_winograd_output_grads(g, n, f0, gp, W2, TH, TW, Gt, T, start):
+def _cv_winograd_output_grads_tiles(g, n, f0, gp, W2, TH, TW, Gt, T, start):
     # Gt[e, f * T + start + ty*TW + tx] = (A h A^T)[e // 4, e % 4] for the 2x2
     # block h of g[n, f0 + f] at (2 ty, 2 tx), zero past the output (gp: a zero
     # plane 2 TH by 2 TW to hold it); A = (A^T)^T, the adjoint of the output's
-    # transform in _cv_winograd_output
+    # transform in _cv_winograd_output_tiles
     W = numba.uint64(W2)
     for f in range(gp.shape[0]):
         _cv_pad_into(g, n, f0 + f, (0, 0, 0), 2 * TH, W2, gp[f : f + 1])
@@ -768,6 +946,38 @@ def _cv_winograd_output_grads(g, n, f0, gp, W2, TH, TW, Gt, T, start):
                 Gt[8, q], Gt[9, q] = g00 - g10, s0 - s1
                 Gt[10, q], Gt[11, q] = d0 - d1, g11 - g01
                 Gt[12, q], Gt[13, q], Gt[14, q], Gt[15, q] = -g10, -s1, -d1, g11
+
+
+@_jit
+def _cv_winograd_output_grads_planes(gs, fg, TW, ty0, ty1, Gt, T, start):
+    # Gt[e, f * T + start + (ty - ty0) * TW + tx] as in
+    # _cv_winograd_output_grads_tiles for the tiles of rows ty0..ty1, from g's
+    # planes in streams (gs[f]: h[a, b] of every tile at (2 b + a) * L, zero past
+    # the output, see _cv_winograd_streams), each value one vector loop over the
+    # tiles
+    L = gs.shape[1] // 4
+    count = (ty1 - ty0) * TW
+    one = Gt.dtype.type(1)
+    h00, h10 = ty0 * TW, L + ty0 * TW
+    h01, h11 = 2 * L + ty0 * TW, 3 * L + ty0 * TW
+    for f in range(fg):
+        q = f * T + start
+        _cv_scaled(Gt, 0, q, gs, f, h00, count, one)
+        _cv_two(Gt, 1, q, gs, f, h00, h01, count, one, one)
+        _cv_two(Gt, 2, q, gs, f, h00, h01, count, -one, one)
+        _cv_scaled(Gt, 3, q, gs, f, h01, count, -one)
+        _cv_two(Gt, 4, q, gs, f, h00, h10, count, one, one)
+        _cv_four(Gt, 5, q, gs, f, h00, h01, h10, h11, count, one, one)
+        _cv_four(Gt, 6, q, gs, f, h00, h01, h10, h11, count, -one, one)
+        _cv_two(Gt, 7, q, gs, f, h01, h11, count, one, -one)
+        _cv_two(Gt, 8, q, gs, f, h00, h10, count, -one, one)
+        _cv_four(Gt, 9, q, gs, f, h00, h01, h10, h11, count, one, -one)
+        _cv_four(Gt, 10, q, gs, f, h00, h01, h10, h11, count, -one, -one)
+        _cv_two(Gt, 11, q, gs, f, h11, h01, count, -one, one)
+        _cv_scaled(Gt, 12, q, gs, f, h10, count, -one)
+        _cv_two(Gt, 13, q, gs, f, h10, h11, count, one, -one)
+        _cv_two(Gt, 14, q, gs, f, h10, h11, count, -one, -one)
+        _cv_scaled(Gt, 15, q, gs, f, h11, count, one)
 
 
 @_jit
@@ -798,39 +1008,58 @@ def _cv_winograd_weight_grad(g, x, dw3, lo, hi, groups, pad):
     # dw3 += the weight gradient over images lo..hi of a 3x3 kernel at unit
     # stride, the adjoint of _cv_winograd_forward in w: per position e of the 4x4
     # blocks, the transformed g (F, tiles) times the transformed data (C, tiles)
-    # transposed, summed over the tiles, then taken back to 3x3 (G^T . G)
+    # transposed, summed over the tiles, then taken back to 3x3 (G^T . G); the
+    # products as in the forward (see _cv_winograd_blocks)
     C, F = x.shape[1], g.shape[1]
     cg, fg = C // groups, F // groups
     oh, ow = g.shape[3], g.shape[4]
     TH, TW = (oh + 1) // 2, (ow + 1) // 2
     Hp, Wp = 2 * TH + 2, 2 * TW + 2
     tiles = TH * TW
-    per = max(1, min(hi - lo, (_CV_WINOGRAD_TILES + tiles - 1) // tiles))
-    xp = np.zeros((cg, Hp * Wp), x.dtype)
-    gp = np.zeros((fg, 4 * TH * TW), g.dtype)
+    per, rows, planes = _cv_winograd_blocks(TH, TW, lo, hi)
+    # the padded data and g: in streams for the planes' transforms, else as they are
+    xs = np.zeros((cg, 8 * (TH + 1) * TW) if planes else (0, 0), x.dtype)
+    gs = np.zeros((fg, 4 * tiles) if planes else (0, 0), g.dtype)
+    xp = np.zeros((0, 0) if planes else (cg, Hp * Wp), x.dtype)
+    gp = np.zeros((0, 0) if planes else (fg, 4 * tiles), g.dtype)
     V = np.empty((16, _cv_winograd_stride(cg * per * tiles)), x.dtype)
     Gt = np.empty((16, _cv_winograd_stride(fg * per * tiles)), g.dtype)
     S = np.empty((groups, 16, _cv_winograd_stride(fg * cg)), dw3.dtype)
     # the first product writes S itself, the others are added: a piece of the
     # batch is often one product, and S is 16 times the weights (zeroing it and
     # adding a copy cost 2 ms of a 7x7 512-channel layer's 15)
-    part = np.empty((fg if hi - lo > per else 0, cg), dw3.dtype)
+    several = hi - lo > per or rows < TH
+    part = np.empty((fg if several else 0, cg), dw3.dtype)
     for n0 in range(lo, hi, per):
-        T = min(per, hi - n0) * tiles
+        m = min(per, hi - n0)
         for gi in range(groups):
-            for b in range(T // tiles):
-                _cv_pad_into(x, n0 + b, gi * cg, pad, Hp, Wp, xp)
-                _cv_winograd_data(xp, Wp, TH, TW, V, T, b * tiles)
-                _cv_winograd_output_grads(g, n0 + b, gi * fg, gp, 2 * TW, TH, TW, Gt, T, b * tiles)
-            for e in range(16):
-                grads = Gt[e, : fg * T].reshape((fg, T))
-                data = V[e, : cg * T].reshape((cg, T))
-                target = S[gi, e, : fg * cg].reshape((fg, cg))
-                if n0 == lo:
-                    blas.matmul_into(grads, data, False, True, target)
-                else:
-                    blas.matmul_into(grads, data, False, True, part)
-                    target += part
+            for ty0 in range(0, TH, rows):
+                ty1 = min(TH, ty0 + rows)
+                span = (ty1 - ty0) * TW
+                T = m * span
+                for b in range(m):
+                    n = n0 + b
+                    if planes:
+                        if ty0 == 0:
+                            size = (TH + 1) * TW
+                            _cv_winograd_streams(x, n, gi * cg, pad, TW, 4, size, xs)
+                            _cv_winograd_streams(g, n, gi * fg, (0, 0, 0), TW, 2, tiles, gs)
+                        _cv_winograd_data_planes(xs, TH, TW, ty0, ty1, V, T, b * span)
+                        _cv_winograd_output_grads_planes(gs, fg, TW, ty0, ty1, Gt, T, b * span)
+                    else:
+                        _cv_pad_into(x, n, gi * cg, pad, Hp, Wp, xp)
+                        _cv_winograd_data_tiles(xp, Wp, TH, TW, V, T, b * span)
+                        f0, W2 = gi * fg, 2 * TW
+                        _cv_winograd_output_grads_tiles(g, n, f0, gp, W2, TH, TW, Gt, T, b * span)
+                for e in range(16):
+                    grads = Gt[e, : fg * T].reshape((fg, T))
+                    data = V[e, : cg * T].reshape((cg, T))
+                    target = S[gi, e, : fg * cg].reshape((fg, cg))
+                    if n0 == lo and ty0 == 0:
+                        blas.matmul_into(grads, data, False, True, target)
+                    else:
+                        blas.matmul_into(grads, data, False, True, part)
+                        target += part
     for gi in range(groups):
         _cv_winograd_kernel_grads(S[gi], fg, cg, dw3[gi])
 
