@@ -1,8 +1,8 @@
 """The whole-program entry (compiler/backends/numba/entry.py): a program of several steps
 runs as one compiled call, gives what the step runner gives, writes into the
-destinations it may write, and hands back to the step runner what it must not
-run (loops big enough for threads, rows the row kernels decline, inputs of
-another layout)."""
+destinations it may write, runs loops big enough for threads in pieces from
+object mode (staying one call), and hands back to the step runner what it must
+not run (rows the row kernels decline, inputs of another layout)."""
 
 from __future__ import annotations
 
@@ -128,9 +128,11 @@ def test_a_destination_that_overlaps_an_input_is_not_written():
     np.testing.assert_allclose(got[1], expected[1], rtol=1e-12)
 
 
-def test_loops_big_enough_for_threads_go_to_the_step_runner():
+def test_loops_big_enough_for_threads_run_in_pieces_inside_the_entry(monkeypatch):
     # a (rows, 8) loop reaches the threshold (of cheap ops only: CHEAP_LOOP_FACTOR
-    # times the threading threshold, memory-bound loops gaining little from threads)
+    # times the threading threshold, memory-bound loops gaining little from threads);
+    # the entry runs it in the step runner's pieces, from object mode, and stays
+    # one call
     from symgrad_compiler.backends.numba.entry import CHEAP_LOOP_FACTOR
 
     rows = threads.MINIMUM * CHEAP_LOOP_FACTOR // 8 + 1
@@ -138,13 +140,40 @@ def test_loops_big_enough_for_threads_go_to_the_step_runner():
     args = mlp_inputs(rows, 3, 8, np.float32)
     program = compiled(graph, mlp_inputs(4, 3, 8, np.float32))
     calls = counting(program)
+    pieces = []
+    run = threads.run
+    monkeypatch.setattr(threads, "serial", lambda: False)  # a busy machine runs one piece
+    monkeypatch.setattr(threads, "run", lambda k, c: (pieces.append(len(c)), run(k, c)))
     for _ in range(2):
         assert_outputs(program(args), graph, args, np.float32)
     small = mlp_inputs(4, 3, 8, np.float32)
     assert_outputs(program(small), graph, small, np.float32)
+    assert calls == {"ran": 3, "declined": 0}
     if threads.count() > 1:
-        # declined once, then known; the small call still runs as one call
-        assert calls == {"ran": 1, "declined": 2}
+        assert pieces and min(pieces) > 1  # the big loops were cut, only there
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_pooling_big_enough_for_threads_runs_in_pieces_inside_the_entry(monkeypatch, dtype):
+    batch = 64
+    x = variable((batch, 8, 16, 16), dtype, "x")
+    pooled = op("Pooling", x, kernel=(2, 2), stride=(2, 2), pool_type="max")
+    graph = ProgramGraph([x], [op("relu", pooled)])
+    rng = np.random.default_rng(4)
+    args = [rng.normal(size=(batch, 8, 16, 16)).astype(dtype)]
+    args[0][0, 0, :2, :2] = [[np.nan, 1.0], [-np.inf, -0.0]]  # the window's NaN wins
+    program = compiled(graph, [a[:2] for a in args])
+    calls = counting(program)
+    pieces = []
+    run = threads.run
+    monkeypatch.setattr(threads, "serial", lambda: False)
+    monkeypatch.setattr(threads, "run", lambda k, c: (pieces.append(len(c)), run(k, c)))
+    got = program(args)
+    expected = reference(graph, args)
+    np.testing.assert_array_equal(got[0], expected[0])
+    assert calls == {"ran": 1, "declined": 0}
+    if threads.count() > 1:
+        assert pieces and min(pieces) > 1
 
 
 def test_on_one_thread_every_loop_runs_in_the_entry(monkeypatch):

@@ -31,10 +31,40 @@ class Writer:
         self.lines: list[str] = []
         self.destination: dict[int, str] = {}
         self.bail = ""
+        # functions the entry calls, by name: their source (see entry._splitter)
+        self.helpers: dict[str, str] = {}
 
     def emit(self, line: str) -> None:
         """Add one line to the entry's body."""
         self.lines.append("    " + line)
+
+    def object_mode(self, name: str, params: list[str], body: str) -> str:
+        """Define (once per entry) a compiled function ``name(*params)`` that runs
+        the Python statement ``body`` in numba's object mode, and return its name.
+        The entry calls such a function to split a big loop over threads
+        (``threads.run_split``, ``threads.run_rows``) and stay one call. (Object
+        mode in a function of its own: numba lifting it out of a long function
+        with branches produced invalid LLVM; and without ``nogil``, of no use
+        to code that takes the interpreter lock, and about which numba warns.)"""
+        if name not in self.helpers:
+            self.helpers[name] = "\n".join(
+                [
+                    "@_object_jit",
+                    f"def {name}({', '.join(params)}):",
+                    "    with numba.objmode():",
+                    f"        {body}",
+                ]
+            )
+        return name
+
+    def rows_splitter(self, kernel: str) -> str:
+        """A function ``(head, rows, tail, work)`` that runs the row kernel
+        ``kernel(*head, lo, hi, *tail)`` over ``rows`` rows on threads."""
+        return self.object_mode(
+            f"rows_{kernel}",
+            ["head", "rows", "tail", "work"],
+            f"run_rows({kernel}, head, rows, tail, work)",
+        )
 
     def give_up_if(self, condition: str) -> None:
         """Add a test that gives up when ``condition`` holds at run time."""

@@ -8,13 +8,17 @@ arithmetic. Where every step has a numba form, this module writes one more
 function into the program's generated module, ``program_entry``, that calls the
 kernels, numpy's BLAS (``blas.py``) and the row kernels itself: one dispatch.
 
-The entry runs a step only as the step runner would on the calling thread. It
-gives up (returns ``False`` first, and empty arrays) when a fused loop is big
-enough to be split over threads or a row kernel would decline (a row longer
-than ``lowerings.rows.MAX_ROW``, sizes that disagree); the caller then remembers the
-input shapes and takes the step runner for them, which computes everything
-again from the inputs. Giving up never leaves a wrong result behind: the entry
-writes only into destinations that do not overlap an input.
+The entry runs each step as the step runner would. A fused loop or a pooling
+big enough for threads runs in the step runner's pieces, shared out over the
+backend's threads from a small function in numba's object mode
+(``threads.run_split``, ``threads.run_rows``): a few microseconds, and the
+program stays one call. The entry gives up (returns ``False`` first, and empty
+arrays) where a step cannot run in it for these sizes (a row longer than
+``lowerings.rows.MAX_ROW``, sizes that disagree, a convolution big enough for
+threads); the caller then remembers the input shapes and takes the step runner
+for them, which computes everything again from the inputs. Giving up never
+leaves a wrong result behind: the entry writes only into destinations that do
+not overlap an input.
 
 Destinations (``.grad`` buffers with grad_req 'write', or for replay the last
 call's results that its caller dropped) are passed in; a step writes straight
@@ -62,14 +66,6 @@ def _fused(w: Writer, step) -> None:
     for axis, (i, input_axis) in enumerate(source.shape_from):
         w.emit(f"n{step.outputs[0]}_{axis} = s{step.inputs[i]}.shape[{input_axis}]")
         dims.append(f"n{step.outputs[0]}_{axis}")
-    if len(dims) > 0:
-        # the step runner would split this loop over threads; a loop of cheap ops
-        # only (an optimizer's update, a bias and a mask) is bound by memory, and
-        # gains less from a second thread than leaving the entry costs, up to
-        # CHEAP_LOOP_FACTOR times as many elements
-        factor = 1 if _has_transcendental(step.node) else CHEAP_LOOP_FACTOR
-        bound = "limit" if factor == 1 else f"limit * {factor}"
-        w.give_up_if(f"{dims[0]} > 1 and {' * '.join(dims)} >= {bound}")
     for spec, slot in zip(source.outputs, step.outputs):
         shape = shape_tuple(["1" if a is None else dims[a] for a in spec.axes])
         if spec.reduce:  # partial sums are added up: never into the caller's buffer
@@ -77,7 +73,29 @@ def _fused(w: Writer, step) -> None:
         else:
             w.result(slot, shape, spec.dtype)
     arguments = [f"s{i}" for i in step.inputs] + [f"s{o}" for o in step.outputs]
-    w.emit(f"{source.name}({', '.join(arguments)})")
+    call = f"{source.name}({', '.join(arguments)})"
+    if len(dims) > 0:
+        # A loop big enough for threads runs in the step runner's pieces
+        # (threads.run_split), called from object mode: the program stays one
+        # call. A loop of cheap ops only (an optimizer's update, a bias and a mask)
+        # is bound by memory and gains less from a second thread, so it is split
+        # only from CHEAP_LOOP_FACTOR times as many elements.
+        factor = 1 if _has_transcendental(step.node) else CHEAP_LOOP_FACTOR
+        bound = "limit" if factor == 1 else f"limit * {factor}"
+        partial = shape_tuple([str(p) for p in step.partial])
+        split = w.object_mode(
+            f"split_{source.name}",
+            ["ins", "outs", "loop"],
+            f"run_split({source.name}, ins, outs, {partial}, loop)",
+        )
+        ins = shape_tuple([f"s{i}" for i in step.inputs])
+        outs = shape_tuple([f"s{o}" for o in step.outputs])
+        w.emit(f"if {dims[0]} > 1 and {' * '.join(dims)} >= {bound}:")
+        w.emit(f"    {split}({ins}, {outs}, {shape_tuple(dims)})")
+        w.emit("else:")
+        w.emit(f"    {call}")
+    else:
+        w.emit(call)
     for j, kept in step.means:
         count = " * ".join([d for a, d in enumerate(dims) if a not in kept]) or "1"
         w.emit(f"s{step.outputs[j]} /= np.{source.outputs[j].dtype.name}({count})")
@@ -131,6 +149,8 @@ def generate_entry(plan) -> EntrySource | None:
     )
     lines = [
         _blas_marker(),
+        *(_object_mode_preamble() if w.helpers else []),
+        *[f"{helper}\n\n" for helper in w.helpers.values()],
         "@_jit",
         f"def program_entry({', '.join(params)}):",
         *w.lines,
@@ -143,6 +163,18 @@ def generate_entry(plan) -> EntrySource | None:
         f"    return (False, {empties})",
     ]
     return EntrySource("\n".join(lines) + "\n" + _HELPERS, constants, destinations, outputs)
+
+
+def _object_mode_preamble() -> list[str]:
+    """The lines an entry with object-mode functions needs: what they call, and
+    their decorator (the module's, without ``nogil``)."""
+    from .disk_cache import enabled
+
+    return [
+        f"from {__package__}.threads import run_rows, run_split",
+        f'_object_jit = numba.njit(cache={enabled()}, error_model="numpy")',
+        "",
+    ]
 
 
 @functools.cache

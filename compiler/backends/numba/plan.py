@@ -65,10 +65,6 @@ class FusedStep:
         ]
         self._shapes: tuple[Sequence[int], list] = ((), [])  # (loop sizes, output shapes) last seen
 
-    @staticmethod
-    def _along_rows(array: np.ndarray, loop: Sequence[int]) -> bool:
-        return array.ndim == len(loop) and array.shape[0] != 1
-
     def loop_shape(self, args: Sequence[np.ndarray]) -> tuple[int, ...]:
         return tuple([args[i].shape[axis] for i, axis in self.shape_from])
 
@@ -105,42 +101,14 @@ class FusedStep:
         args = [slots[i] for i in self.inputs]
         loop = tuple([args[i].shape[axis] for i, axis in self.shape_from])
         outs = self.allocate(loop, destinations)
-        elements = math.prod(loop)
-        if elements < threads.MINIMUM:
+        if math.prod(loop) < threads.MINIMUM:
             self.kernel(*args, *outs)
         else:
-            self._run_split(args, outs, loop, elements)
+            threads.run_split(self.kernel, args, outs, self.partial, loop)
         for j, kept in self.means:
             outs[j] /= math.prod(n for a, n in enumerate(loop) if a not in kept)
         for slot, value in zip(self.outputs, outs):
             slots[slot] = value
-
-    def _run_split(self, args: list, outs: list, loop: tuple, elements: int) -> None:
-        pieces = threads.split(loop[0] if loop else 1, elements)
-        if len(pieces) == 1 or threads.serial():
-            self.kernel(*args, *outs)
-            return
-        # Reductions over the outermost axis get one partial result per piece, rows
-        # of one array summed by a single numpy call afterwards.
-        partials = {
-            j: np.empty((len(pieces), *o.shape), o.dtype)
-            for j, (o, r) in enumerate(zip(outs, self.partial))
-            if r
-        }
-        along = [self._along_rows(a, loop) for a in args]
-        calls = []
-        for k, (lo, hi) in enumerate(pieces):
-            # Arrays that run along the outermost loop axis are cut to the slice;
-            # broadcast ones are passed whole.
-            part_args = [a[lo:hi] if cut else a for a, cut in zip(args, along)]
-            part_outs = [
-                partials[j][k] if r else o[lo:hi]
-                for j, (o, r) in enumerate(zip(outs, self.partial))
-            ]
-            calls.append((*part_args, *part_outs))
-        threads.run(self.kernel, calls)
-        for j, partial in partials.items():
-            np.sum(partial, axis=0, out=outs[j])
 
 
 class LibraryStep:

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import _thread
 import itertools
+import math
 import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from ... import session, settings
 from .blas_threads import blas_threads
@@ -193,3 +196,48 @@ def run(kernel: Callable, calls: Sequence[tuple]) -> None:
     batch.finished.acquire()  # blocks (GIL released) until the last call is done
     if batch.error is not None:
         raise batch.error
+
+
+def run_split(
+    kernel: Callable,
+    args: Sequence[np.ndarray],
+    outs: Sequence[np.ndarray],
+    partial: Sequence[bool],
+    loop: Sequence[int],
+) -> None:
+    """Run a fused ``kernel(*args, *outs)`` over its loop of sizes ``loop`` in
+    pieces of the outermost axis, shared out by :func:`run`: arrays along that
+    axis are cut to each piece's rows, broadcast ones passed whole; an output
+    flagged ``partial`` (a sum over the outermost axis) gets one partial result
+    per piece, added up after. The step runner calls this for a big loop, and
+    so does the whole-program entry, from object mode, so that a program stays
+    one call however big its loops."""
+    pieces = split(loop[0] if loop else 1, math.prod(loop))
+    if len(pieces) == 1 or serial():
+        kernel(*args, *outs)
+        return
+    partials = {
+        j: np.empty((len(pieces), *o.shape), o.dtype) for j, o in enumerate(outs) if partial[j]
+    }
+    rank = len(loop)
+    along = [a.ndim == rank and a.shape[0] != 1 for a in args]
+    calls = []
+    for k, (lo, hi) in enumerate(pieces):
+        part_args = [a[lo:hi] if cut else a for a, cut in zip(args, along)]
+        part_outs = [partials[j][k] if j in partials else o[lo:hi] for j, o in enumerate(outs)]
+        calls.append((*part_args, *part_outs))
+    run(kernel, calls)
+    for j, sums in partials.items():
+        np.sum(sums, axis=0, out=outs[j])
+
+
+def run_rows(kernel: Callable, head: tuple, rows: int, tail: tuple, work: int) -> None:
+    """Run a row kernel ``kernel(*head, lo, hi, *tail)`` over rows ``[0, rows)``,
+    in pieces shared out by :func:`run` when ``work`` (elements times taps) is big
+    enough: the kernels of poolings take their row range so. Called by the step
+    runner's lowerings and, from object mode, by the whole-program entry."""
+    pieces = split(rows, work)
+    if len(pieces) == 1:
+        kernel(*head, 0, rows, *tail)
+    else:
+        run(kernel, [(*head, lo, hi, *tail) for lo, hi in pieces])

@@ -24,7 +24,6 @@ than 16 windows keep the scalar loops.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
@@ -548,14 +547,6 @@ def _supported(attrs: dict) -> bool:
     return attrs["pool_type"] in _MODES
 
 
-def _launch(compiled: Any, rows: int, work: int, call: Any) -> None:
-    pieces = threads.split(rows, work)
-    if len(pieces) == 1:
-        compiled(*call(0, rows))
-    else:
-        threads.run(compiled, [call(lo, hi) for lo, hi in pieces])
-
-
 def _pooling(compiled, x, **attrs):
     if not (x.dtype in FLOATS and _supported(attrs)):
         return None
@@ -564,12 +555,7 @@ def _pooling(compiled, x, **attrs):
     x4, out4 = _rows(x), _rows(out)
     mode, include = _MODES[attrs["pool_type"]], _include_pad(attrs)
     taps = math.prod(geometry[0])
-    _launch(
-        compiled,
-        x4.shape[0],
-        out.size * taps,
-        lambda lo, hi: (x4, out4, lo, hi, *geometry, mode, include),
-    )
+    threads.run_rows(compiled, (x4, out4), x4.shape[0], (*geometry, mode, include), out.size * taps)
     return out
 
 
@@ -579,11 +565,8 @@ def _backward(compiled, g, x, out_shape, mode, attrs) -> np.ndarray:
     g4, x4, out4 = _rows(g), _rows(x), _rows(out)
     include = _include_pad(attrs)
     taps = math.prod(geometry[0])
-    _launch(
-        compiled,
-        x4.shape[0],
-        g.size * taps,
-        lambda lo, hi: (g4, x4, out4, lo, hi, *geometry, mode, include),
+    threads.run_rows(
+        compiled, (g4, x4, out4), x4.shape[0], (*geometry, mode, include), g.size * taps
     )
     return out
 
@@ -627,18 +610,24 @@ def _pool_entry_call(w: Writer, step, *, batch_inputs, operands, mode, geometry_
     per_image = math.prod(out_shape[1:]) * math.prod(geometry[0])
     if mode != 0 and mode != 3:  # the gradients loop over the windows of g
         per_image = math.prod(node.inputs[0].shape[1:]) * math.prod(geometry[0])
-    if not _ONE_THREAD:
-        w.give_up_if(f"{batch} > 1 and {batch} * {per_image} >= limit")
     slot = step.outputs[0]
     dims = [batch] + [str(s) for s in out_shape[1:]]
     w.result(slot, shape_tuple(dims), dtype)
     arrays = [_rows_source(f"s{step.inputs[i]}", node.inputs[i].shape) for i in operands]
     arrays.append(_rows_source(f"s{slot}", out_shape))
     rows = f"{batch} * {out_shape[1]}"
-    w.emit(
-        f"{step.lowering.kernel_name}({', '.join(arrays)}, 0, {rows}, "
-        f"{', '.join(repr(t) for t in geometry)}, {mode}, {_include_pad(attrs)})"
-    )
+    tail = f"{', '.join(repr(t) for t in geometry)}, {mode}, {_include_pad(attrs)}"
+    kernel = step.lowering.kernel_name
+    call = f"{kernel}({', '.join(arrays)}, 0, {rows}, {tail})"
+    if _ONE_THREAD:
+        w.emit(call)
+        return True
+    # big enough for threads: the row pieces of the step runner, from object mode
+    split = w.rows_splitter(kernel)
+    w.emit(f"if {batch} > 1 and {batch} * {per_image} >= limit:")
+    w.emit(f"    {split}(({', '.join(arrays)},), {rows}, ({tail},), {batch} * {per_image})")
+    w.emit("else:")
+    w.emit(f"    {call}")
     return True
 
 
