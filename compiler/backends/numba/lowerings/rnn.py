@@ -12,6 +12,11 @@ the gates, then walks time in reverse: per step the gates' derivatives in one lo
 and one product for the state's gradient; the weights' gradients and the data's are
 one product each over all steps of a layer.
 
+Every kernel takes a range ``lo..hi`` of the batch's sequences and computes theirs
+only: the sequences are independent through the recurrence, so the step runner
+cuts a big batch into one piece per thread (:func:`batch_pieces`), each running its
+own time loop; only the parameters' gradient is summed over the pieces.
+
 ``_rnn_forward_taped`` and ``_rnn_grad_taped`` (``ops/rnn_tape.py``; a training
 step's RNN and its gradient, paired by ``passes/rnn_tape.py``) are the same loops
 split at the tape: the forward writes what the backward reads into one flat
@@ -33,6 +38,8 @@ import numpy as np
 from ....ir import Node
 from ....ops.rnn import GATES, draws_masks
 from ....ops.rnn_tape import tape_size
+from .. import threads
+from ..blas_threads import blas_threads
 from ..emit import Writer, shape_tuple
 from .table import FLOATS, Lowering, register_lowering
 
@@ -121,39 +128,54 @@ def _rnn_clip(value, low, high, clip_nan):
 
 
 @_jit
-def _rnn_direction(mode, hidden, x, wi, bi, wh, bh, wr, projecting, h, c, lengths, use_len,
-                   reverse, clip, low, high, clip_nan, outs, keep, tape, k):
-    # one layer and direction forward from the states h (N, P) and c (N, H), which
-    # it updates; outputs (T, N, P) into outs; with keep, what the backward reads
-    # into row k of the tapes
+def _rnn_rows_of(x, lo, hi):
+    # sequences lo..hi of x (T, N, F) as one (T * (hi - lo), F) block, step-major:
+    # x itself where that is all of them
     steps, batch, size = x.shape
+    if lo == 0 and hi == batch:
+        return x.reshape((steps * batch, size))
+    part = np.empty((steps * (hi - lo), size), x.dtype)
+    for t in range(steps):
+        part[t * (hi - lo) : (t + 1) * (hi - lo)] = x[t, lo:hi]
+    return part
+
+
+@_jit
+def _rnn_direction(mode, hidden, x, wi, bi, wh, bh, wr, projecting, h, c, lengths, use_len,
+                   reverse, clip, low, high, clip_nan, outs, keep, tape, k, lo, hi):
+    # one layer and direction forward for sequences lo..hi of the batch, from their
+    # states h (hi - lo, P) and c (hi - lo, H), which it updates; outputs (T, N, P)
+    # into rows lo..hi of outs; with keep, what the backward reads into row k of the
+    # tapes (their rows lo..hi)
+    steps, batch, size = x.shape
+    rows = hi - lo
     gh = wi.shape[0]
     width = wh.shape[1]
     dtype = x.dtype
     zero = dtype.type(0.0)
     t_gates, t_hprev, t_cprev, t_c, t_craw, t_r, t_hn = tape
-    projected = np.empty((steps * batch, gh), dtype)
-    blas.matmul_into(x.reshape((steps * batch, size)), wi, False, True, projected)
-    for row in range(steps * batch):
+    projected = np.empty((steps * rows, gh), dtype)
+    blas.matmul_into(_rnn_rows_of(x, lo, hi), wi, False, True, projected)
+    for row in range(steps * rows):
         for j in range(gh):
             # both biases go in once, but a GRU's candidate keeps b_hn with W_hn h
             extra = bh[j] if (mode != 3 or j < 2 * hidden) else zero
             projected[row, j] += bi[j] + extra
-    zh = np.empty((batch, gh), dtype)
-    cell_h = np.empty((batch, hidden), dtype)
-    c_new = np.empty((batch, hidden), dtype)
-    acts = np.empty((batch if mode == 2 else 0, gh), dtype)  # an LSTM's gates, a step
-    c_raw = np.empty((batch if mode == 2 else 0, hidden), dtype)
-    h_new = np.empty((batch, width), dtype) if projecting else cell_h
+    zh = np.empty((rows, gh), dtype)
+    cell_h = np.empty((rows, hidden), dtype)
+    c_new = np.empty((rows, hidden), dtype)
+    acts = np.empty((rows if mode == 2 else 0, gh), dtype)  # an LSTM's gates, a step
+    c_raw = np.empty((rows if mode == 2 else 0, hidden), dtype)
+    h_new = np.empty((rows, width), dtype) if projecting else cell_h
     for s in range(steps):
         t = steps - 1 - s if reverse else s
         if keep:
-            t_hprev[k, t] = h
+            t_hprev[k, t, lo:hi] = h
             if mode == 2:
-                t_cprev[k, t] = c
+                t_cprev[k, t, lo:hi] = c
         _rnn_product(h, wh, zh)
-        base = t * batch
-        for n in range(batch):
+        base = t * rows
+        for n in range(rows):
             xr = projected[base + n]
             hr = zh[n]
             if mode == 2:
@@ -181,10 +203,10 @@ def _rnn_direction(mode, hidden, x, wi, bi, wh, bh, wr, projecting, h, c, length
                     gn = vm.tanh(xr[2 * hidden + j] + gr * hn)
                     cell_h[n, j] = gn + gz * (h[n, j] - gn)
                     if keep:
-                        t_gates[k, t, n, j] = gr
-                        t_gates[k, t, n, hidden + j] = gz
-                        t_gates[k, t, n, 2 * hidden + j] = gn
-                        t_hn[k, t, n, j] = hn
+                        t_gates[k, t, lo + n, j] = gr
+                        t_gates[k, t, lo + n, hidden + j] = gz
+                        t_gates[k, t, lo + n, 2 * hidden + j] = gn
+                        t_hn[k, t, lo + n, j] = hn
             else:
                 for j in range(hidden):
                     z = xr[j] + hr[j]
@@ -194,23 +216,23 @@ def _rnn_direction(mode, hidden, x, wi, bi, wh, bh, wr, projecting, h, c, length
                         a = vm.tanh(z)
                     cell_h[n, j] = a
                     if keep:
-                        t_gates[k, t, n, j] = a
+                        t_gates[k, t, lo + n, j] = a
         if keep and mode == 2:
-            t_gates[k, t] = acts
-            t_c[k, t] = c_new
+            t_gates[k, t, lo:hi] = acts
+            t_c[k, t, lo:hi] = c_new
             if clip:
-                t_craw[k, t] = c_raw
+                t_craw[k, t, lo:hi] = c_raw
         if projecting:
             if keep:
-                t_r[k, t] = cell_h
+                t_r[k, t, lo:hi] = cell_h
             _rnn_product(cell_h, wr, h_new)
-        for n in range(batch):
-            if use_len and not lengths[n] > t:
+        for n in range(rows):
+            if use_len and not lengths[lo + n] > t:
                 for j in range(width):
-                    outs[t, n, j] = zero
+                    outs[t, lo + n, j] = zero
                 continue
             for j in range(width):
-                outs[t, n, j] = h_new[n, j]
+                outs[t, lo + n, j] = h_new[n, j]
                 h[n, j] = h_new[n, j]
             if mode == 2:
                 for j in range(hidden):
@@ -220,8 +242,9 @@ def _rnn_direction(mode, hidden, x, wi, bi, wh, bh, wr, projecting, h, c, length
 @_jit
 def _rnn_run(data, params, state, cell, lengths, masks, mode, gates, layers, directions,
              hidden, width, projecting, use_len, clip, low, high, clip_nan, out, hy, cy,
-             keep, tape, above):
-    # every layer and direction forward; the inputs of layers 1... into above
+             keep, tape, above, lo, hi):
+    # every layer and direction forward for sequences lo..hi of the batch (the rows
+    # lo..hi of every output); the inputs of layers 1... into above
     steps, batch, features = data.shape
     dtype = data.dtype
     table = _rnn_layout(gates, layers, directions, features, hidden, width, projecting)
@@ -239,17 +262,18 @@ def _rnn_run(data, params, state, cell, lengths, masks, mode, gates, layers, dir
             )
             bi = params[table[k, 3] : table[k, 3] + gh]
             bh = params[table[k, 4] : table[k, 4] + gh]
-            h = state[k].copy()
-            c = cell[k].copy() if mode == 2 else np.zeros((batch, hidden), dtype)
+            h = state[k, lo:hi].copy()
+            c = cell[k, lo:hi].copy() if mode == 2 else np.zeros((hi - lo, hidden), dtype)
             _rnn_direction(mode, hidden, x, wi, bi, wh, bh, wr, projecting, h, c, lengths,
-                           use_len, d == 1, clip, low, high, clip_nan, dir_out, keep, tape, k)
-            hy[k] = h
+                           use_len, d == 1, clip, low, high, clip_nan, dir_out, keep, tape, k,
+                           lo, hi)
+            hy[k, lo:hi] = h
             if mode == 2:
-                cy[k] = c
+                cy[k, lo:hi] = c
             target = out if layer == layers - 1 else above[layer]
-            target[:, :, d * width : (d + 1) * width] = dir_out
+            target[:, lo:hi, d * width : (d + 1) * width] = dir_out[:, lo:hi]
         if layer < layers - 1 and masks.shape[0] > 0:
-            above[layer] *= masks[layer]
+            above[layer, :, lo:hi] *= masks[layer, :, lo:hi]
 
 
 @_jit
@@ -308,20 +332,20 @@ def _rnn_tape_views(flat, mode, layers, directions, steps, batch, hidden, width,
 @_jit
 def lib_rnn_forward_taped(data, params, state, cell, lengths, mode, gates, layers, directions,
                           hidden, width, projecting, use_len, clip, low, high, clip_nan, out, hy,
-                          cy, flat):
+                          cy, flat, lo, hi):
     steps, batch, _ = data.shape
     tape, above = _rnn_tape_views(flat, mode, layers, directions, steps, batch, hidden, width,
                                   projecting, clip)
     masks = np.empty((0, 0, 0, 0), data.dtype)
     _rnn_run(data, params, state, cell, lengths, masks, mode, gates, layers, directions,
              hidden, width, projecting, use_len, clip, low, high, clip_nan, out, hy, cy,
-             True, tape, above)
+             True, tape, above, lo, hi)
 
 
 @_jit
 def lib_rnn_forward(data, params, state, cell, lengths, mode, gates, layers, directions,
                     hidden, width, projecting, use_len, clip, low, high, clip_nan, out, hy,
-                    cy):
+                    cy, lo, hi):
     steps, batch, _ = data.shape
     dtype = data.dtype
     tape = _rnn_tapes(mode, 0, 0, 0, 0, 0, False, False, dtype)
@@ -329,73 +353,77 @@ def lib_rnn_forward(data, params, state, cell, lengths, mode, gates, layers, dir
     masks = np.empty((0, 0, 0, 0), dtype)
     _rnn_run(data, params, state, cell, lengths, masks, mode, gates, layers, directions,
              hidden, width, projecting, use_len, clip, low, high, clip_nan, out, hy, cy,
-             False, tape, above)
+             False, tape, above, lo, hi)
 
 
 @_jit
 def _rnn_back_direction(mode, hidden, projecting, lengths, use_len, reverse, clip, low, high,
                         x, wi, wh, wr, d_outs, dh, dc, tape, k, d_wi, d_wh, d_wr, d_bi, d_bh,
-                        d_x, add):
-    # one layer and direction backward: the weights' gradients into d_w*, d_b*, the
-    # input's into d_x (added with add), the initial states' into dh, dc
+                        d_x, add, lo, hi):
+    # one layer and direction backward for sequences lo..hi of the batch: their part
+    # of the weights' gradients into d_w*, d_b*, the input's gradient into rows
+    # lo..hi of d_x (added with add), the initial states' into dh, dc (hi - lo rows,
+    # as d_outs (T, hi - lo, P))
     steps, batch, size = x.shape
+    count = hi - lo
     gh = wi.shape[0]
     width = wh.shape[1]
     dtype = x.dtype
     zero, one = dtype.type(0.0), dtype.type(1.0)
     t_gates, t_hprev, t_cprev, t_c, t_craw, t_r, t_hn = tape
-    dz_in = np.empty((steps * batch, gh), dtype)  # d (W_i2h x + b_i2h)
-    dz_state = np.empty((steps * batch, gh), dtype) if mode == 3 else dz_in  # d (W_h2h h + b_h2h)
-    d_new = np.empty((steps * batch if projecting else batch, width), dtype)
-    dr = np.empty((batch, hidden), dtype)
-    dh_prev = np.empty((batch, width), dtype)
+    dz_in = np.empty((steps * count, gh), dtype)  # d (W_i2h x + b_i2h)
+    dz_state = np.empty((steps * count, gh), dtype) if mode == 3 else dz_in  # d (W_h2h h + b_h2h)
+    d_new = np.empty((steps * count if projecting else count, width), dtype)
+    dr = np.empty((count, hidden), dtype)
+    dh_prev = np.empty((count, width), dtype)
     # the per-step products' weights as rows of their columns (see _rnn_product)
     wh_t = np.ascontiguousarray(wh.T)
     wr_t = np.ascontiguousarray(wr.T)
     for s in range(steps):
         t = s if reverse else steps - 1 - s
-        base = t * batch
-        dhn = d_new[base : base + batch] if projecting else d_new
-        for n in range(batch):
-            valid = not use_len or lengths[n] > t
+        base = t * count
+        dhn = d_new[base : base + count] if projecting else d_new
+        for n in range(count):
+            valid = not use_len or lengths[lo + n] > t
             for j in range(width):
                 dhn[n, j] = dh[n, j] + d_outs[t, n, j] if valid else zero
         if projecting:
             _rnn_product(dhn, wr_t, dr)
         else:
             dr = dhn
-        for n in range(batch):
+        for n in range(count):
             row = base + n
-            if use_len and not lengths[n] > t:
+            m = lo + n  # the sequence's row in the tapes
+            if use_len and not lengths[m] > t:
                 for j in range(gh):
                     dz_in[row, j] = zero
                     dz_state[row, j] = zero
                 continue
             if mode == 2:
                 for j in range(hidden):
-                    gi = t_gates[k, t, n, j]
-                    gf = t_gates[k, t, n, hidden + j]
-                    gg = t_gates[k, t, n, 2 * hidden + j]
-                    go = t_gates[k, t, n, 3 * hidden + j]
-                    tc = vm.tanh(t_c[k, t, n, j])
+                    gi = t_gates[k, t, m, j]
+                    gf = t_gates[k, t, m, hidden + j]
+                    gg = t_gates[k, t, m, 2 * hidden + j]
+                    go = t_gates[k, t, m, 3 * hidden + j]
+                    tc = vm.tanh(t_c[k, t, m, j])
                     dct = dc[n, j] + dr[n, j] * go * (one - tc * tc)
                     if clip:
-                        raw = t_craw[k, t, n, j]
+                        raw = t_craw[k, t, m, j]
                         if not (raw >= low and raw <= high):
                             dct = zero
                     dz_in[row, j] = dct * gg * gi * (one - gi)
-                    dz_in[row, hidden + j] = dct * t_cprev[k, t, n, j] * gf * (one - gf)
+                    dz_in[row, hidden + j] = dct * t_cprev[k, t, m, j] * gf * (one - gf)
                     dz_in[row, 2 * hidden + j] = dct * gi * (one - gg * gg)
                     dz_in[row, 3 * hidden + j] = dr[n, j] * tc * go * (one - go)
                     dc[n, j] = dct * gf
             elif mode == 3:
                 for j in range(hidden):
-                    gr = t_gates[k, t, n, j]
-                    gz = t_gates[k, t, n, hidden + j]
-                    gn = t_gates[k, t, n, 2 * hidden + j]
+                    gr = t_gates[k, t, m, j]
+                    gz = t_gates[k, t, m, hidden + j]
+                    gn = t_gates[k, t, m, 2 * hidden + j]
                     dn = dhn[n, j] * (one - gz) * (one - gn * gn)
-                    dgr = dn * t_hn[k, t, n, j] * gr * (one - gr)
-                    dgz = dhn[n, j] * (t_hprev[k, t, n, j] - gn) * gz * (one - gz)
+                    dgr = dn * t_hn[k, t, m, j] * gr * (one - gr)
+                    dgz = dhn[n, j] * (t_hprev[k, t, m, j] - gn) * gz * (one - gz)
                     dz_in[row, j] = dgr
                     dz_in[row, hidden + j] = dgz
                     dz_in[row, 2 * hidden + j] = dn
@@ -404,24 +432,24 @@ def _rnn_back_direction(mode, hidden, projecting, lengths, use_len, reverse, cli
                     dz_state[row, 2 * hidden + j] = dn * gr
             else:
                 for j in range(hidden):
-                    a = t_gates[k, t, n, j]
+                    a = t_gates[k, t, m, j]
                     if mode == 0:
                         slope = (one if a > zero else zero) if a == a else a
                     else:
                         slope = one - a * a
                     dz_in[row, j] = dhn[n, j] * slope
-        _rnn_product(dz_state[base : base + batch], wh_t, dh_prev)
-        for n in range(batch):
-            if use_len and not lengths[n] > t:
+        _rnn_product(dz_state[base : base + count], wh_t, dh_prev)
+        for n in range(count):
+            if use_len and not lengths[lo + n] > t:
                 continue
             for j in range(width):
-                carried = dhn[n, j] * t_gates[k, t, n, hidden + j] if mode == 3 else zero
+                carried = dhn[n, j] * t_gates[k, t, lo + n, hidden + j] if mode == 3 else zero
                 dh[n, j] = dh_prev[n, j] + carried
-    rows = steps * batch
-    blas.matmul_into(dz_in, x.reshape((rows, size)), True, False, d_wi)
-    blas.matmul_into(dz_state, t_hprev[k].reshape((rows, width)), True, False, d_wh)
+    rows = steps * count
+    blas.matmul_into(dz_in, _rnn_rows_of(x, lo, hi), True, False, d_wi)
+    blas.matmul_into(dz_state, _rnn_rows_of(t_hprev[k], lo, hi), True, False, d_wh)
     if projecting:
-        blas.matmul_into(d_new, t_r[k].reshape((rows, hidden)), True, False, d_wr)
+        blas.matmul_into(d_new, _rnn_rows_of(t_r[k], lo, hi), True, False, d_wr)
     # the biases' gradients: column totals in float64, a row at a time (down a
     # column, every element is another cache line)
     total_in = np.zeros(gh)
@@ -433,19 +461,22 @@ def _rnn_back_direction(mode, hidden, projecting, lengths, use_len, reverse, cli
     for j in range(gh):
         d_bi[j] = total_in[j]
         d_bh[j] = total_state[j]
-    flat = d_x.reshape((rows, size))
-    if add:
-        part = np.empty((rows, size), dtype)
-        blas.matmul_into(dz_in, wi, False, False, part)
-        flat += part
-    else:
-        blas.matmul_into(dz_in, wi, False, False, flat)
+    if count == batch and not add:
+        blas.matmul_into(dz_in, wi, False, False, d_x.reshape((rows, size)))
+        return
+    part = np.empty((rows, size), dtype)
+    blas.matmul_into(dz_in, wi, False, False, part)
+    for t in range(steps):
+        if add:
+            d_x[t, lo:hi] += part[t * count : (t + 1) * count]
+        else:
+            d_x[t, lo:hi] = part[t * count : (t + 1) * count]
 
 
 @_jit
 def lib_rnn_backward(data, params, state, cell, lengths, masks, d_out, d_hy, d_cy, mode, gates,
                      layers, directions, hidden, width, projecting, use_len, clip, low, high,
-                     clip_nan, d_data, d_params, d_state, d_cell):
+                     clip_nan, d_data, d_params, d_state, d_cell, lo, hi):
     steps, batch, features = data.shape
     dtype = data.dtype
     count = layers * directions
@@ -456,39 +487,41 @@ def lib_rnn_backward(data, params, state, cell, lengths, masks, d_out, d_hy, d_c
     cy = np.empty((count if mode == 2 else 0, batch, hidden), dtype)
     _rnn_run(data, params, state, cell, lengths, masks, mode, gates, layers, directions,
              hidden, width, projecting, use_len, clip, low, high, clip_nan, out, hy, cy,
-             True, tape, above)
+             True, tape, above, lo, hi)
     _rnn_back_layers(data, params, lengths, masks, d_out, d_hy, d_cy, mode, gates, layers,
                      directions, hidden, width, projecting, use_len, clip, low, high, tape,
-                     above, d_data, d_params, d_state, d_cell)
+                     above, d_data, d_params, d_state, d_cell, lo, hi)
 
 
 @_jit
 def lib_rnn_backward_taped(data, params, state, cell, lengths, flat, d_out, d_hy, d_cy, mode,
                            gates, layers, directions, hidden, width, projecting, use_len, clip,
-                           low, high, clip_nan, d_data, d_params, d_state, d_cell):
+                           low, high, clip_nan, d_data, d_params, d_state, d_cell, lo, hi):
     steps, batch, _ = data.shape
     tape, above = _rnn_tape_views(flat, mode, layers, directions, steps, batch, hidden, width,
                                   projecting, clip)
     masks = np.empty((0, 0, 0, 0), data.dtype)
     _rnn_back_layers(data, params, lengths, masks, d_out, d_hy, d_cy, mode, gates, layers,
                      directions, hidden, width, projecting, use_len, clip, low, high, tape,
-                     above, d_data, d_params, d_state, d_cell)
+                     above, d_data, d_params, d_state, d_cell, lo, hi)
 
 
 @_jit
 def _rnn_back_layers(data, params, lengths, masks, d_out, d_hy, d_cy, mode, gates, layers,
                      directions, hidden, width, projecting, use_len, clip, low, high, tape,
-                     above, d_data, d_params, d_state, d_cell):
-    # every layer and direction backward, top layer first, from the forward's tape
+                     above, d_data, d_params, d_state, d_cell, lo, hi):
+    # every layer and direction backward, top layer first, from the forward's tape, for
+    # sequences lo..hi of the batch: rows lo..hi of d_data, d_state, d_cell, and
+    # their part of the parameters' gradient, all of d_params
     steps, batch, features = data.shape
     dtype = data.dtype
     table = _rnn_layout(gates, layers, directions, features, hidden, width, projecting)
     gh = gates * hidden
     d_params[:] = 0
     d_above = d_out
-    d_part = np.empty((steps, batch, width), dtype)
-    dh = np.empty((batch, width), dtype)
-    dc = np.zeros((batch, hidden), dtype)
+    d_part = np.empty((steps, hi - lo, width), dtype)
+    dh = np.empty((hi - lo, width), dtype)
+    dc = np.zeros((hi - lo, hidden), dtype)
     for layer in range(layers - 1, -1, -1):
         x = data if layer == 0 else above[layer - 1]
         d_x = d_data if layer == 0 else np.empty(x.shape, dtype)
@@ -504,19 +537,19 @@ def _rnn_back_layers(data, params, lengths, masks, d_out, d_hy, d_cy, mode, gate
             d_wr = d_params[table[k, 2] : table[k, 2] + n_r].reshape((width * projecting, hidden))
             d_bi = d_params[table[k, 3] : table[k, 3] + gh]
             d_bh = d_params[table[k, 4] : table[k, 4] + gh]
-            d_part[:] = d_above[:, :, d * width : (d + 1) * width]
-            dh[:] = d_hy[k]
+            d_part[:] = d_above[:, lo:hi, d * width : (d + 1) * width]
+            dh[:] = d_hy[k, lo:hi]
             if mode == 2:
-                dc[:] = d_cy[k]
+                dc[:] = d_cy[k, lo:hi]
             _rnn_back_direction(mode, hidden, projecting, lengths, use_len, d == 1, clip, low,
                                 high, x, wi, wh, wr, d_part, dh, dc, tape, k, d_wi, d_wh, d_wr,
-                                d_bi, d_bh, d_x, d == 1)
-            d_state[k] = dh
+                                d_bi, d_bh, d_x, d == 1, lo, hi)
+            d_state[k, lo:hi] = dh
             if mode == 2:
-                d_cell[k] = dc
+                d_cell[k, lo:hi] = dc
         if layer > 0:
             if masks.shape[0] > 0:
-                d_x *= masks[layer - 1]
+                d_x[:, lo:hi] *= masks[layer - 1, :, lo:hi]
             d_above = d_x
 """
 
@@ -578,6 +611,44 @@ def _forward_lowerable(node: Node) -> bool:
 
 # -- run from the step runner ----------------------------------------------------
 
+# The sequences of a batch are independent through the whole recurrence, forward
+# and backward: only the parameters' gradient sums over them. So from this many
+# multiply-adds (per-step products and input projections, all layers) the step
+# runner cuts the batch into one piece per thread and runs each piece's whole time
+# loop on its own thread, OpenBLAS on one thread meanwhile (its products are the
+# pieces' own). The time loop alone cannot use more than one core otherwise: its
+# per-step products (W8: 32 x 200 by 200 x 800) are too small to split, and
+# together they were a quarter of W8's step on one thread.
+PARALLEL_WORK = 1 << 22
+# Pieces of a multiple of this many sequences: the per-step product's blocks
+# (_rnn_product) are 4 rows high.
+PIECE_ROWS = 4
+
+
+def batch_pieces(attrs: dict, steps: int, batch: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` pieces of the batch's sequences to run on the threads (one
+    piece, the whole batch, where the work is too small, the batch too narrow or
+    other processes hold the other cores)."""
+    hidden = attrs["state_size"]
+    width = attrs["projection_size"] or hidden
+    gates = GATES[attrs["mode"]] * hidden
+    work = steps * batch * gates * 2 * width * attrs["num_layers"]
+    count = min(threads.count(), batch // PIECE_ROWS)
+    if count < 2 or work < PARALLEL_WORK or threads.serial():
+        return [(0, batch)]
+    size = -(-batch // count)
+    size = -(-size // PIECE_ROWS) * PIECE_ROWS
+    return [(lo, min(batch, lo + size)) for lo in range(0, batch, size)]
+
+
+def _run_pieces(kernel, arguments: tuple, pieces: list[tuple[int, int]]) -> None:
+    """``kernel(*arguments, lo, hi)`` for every piece, on the threads when several."""
+    if len(pieces) == 1:
+        kernel(*arguments, *pieces[0])
+        return
+    with blas_threads().alone():
+        threads.run(kernel, [(*arguments, lo, hi) for lo, hi in pieces])
+
 
 def _forward(kernel, data, params, state, *rest, **attrs):
     return _run_forward(kernel, data, params, state, rest, attrs, taped=False)
@@ -601,7 +672,7 @@ def _run_forward(kernel, data, params, state, rest, attrs, taped):
     lstm = attrs["mode"] == "lstm"
     cy = np.empty((layers * directions if lstm else 0, batch, hidden), dtype)
     tape = (_taped(attrs, steps, batch, dtype),) if taped else ()
-    kernel(
+    arguments = (
         data,
         params,
         state,
@@ -613,6 +684,8 @@ def _run_forward(kernel, data, params, state, rest, attrs, taped):
         cy,
         *tape,
     )
+    # each piece writes its rows of every output (and of the tape)
+    _run_pieces(kernel, arguments, batch_pieces(attrs, steps, batch))
     return ((out, hy, cy) if lstm else (out, hy)) + tape
 
 
@@ -642,7 +715,7 @@ def _run_gradient(kernel, data, params, state, cell, lengths, middle, grads, att
     d_data, d_params, d_state = (np.empty_like(a) for a in (data, params, state))
     empty3 = np.empty((0, 0, 0), dtype)
     d_cell = np.empty_like(cell) if cell is not None else empty3
-    kernel(
+    arguments = (
         data,
         params,
         state,
@@ -654,10 +727,21 @@ def _run_gradient(kernel, data, params, state, cell, lengths, middle, grads, att
         grads[2] if lstm else empty3,
         *_settings(attrs, dtype),
         d_data,
-        d_params,
         d_state,
         d_cell,
     )
+    pieces = batch_pieces(attrs, data.shape[0], data.shape[1])
+    # each piece writes its rows of the data's and the states' gradients, and its
+    # part of the parameters' gradient into a whole array of its own, added up after
+    partials = [d_params] + [np.empty_like(params) for _ in pieces[1:]]
+    calls = [(*arguments[:-2], partial, *arguments[-2:]) for partial in partials]
+    if len(pieces) == 1:
+        kernel(*calls[0], *pieces[0])
+    else:
+        with blas_threads().alone():
+            threads.run(kernel, [(*call, lo, hi) for call, (lo, hi) in zip(calls, pieces)])
+        for partial in partials[1:]:
+            d_params += partial
     return (d_data, d_params, d_state, d_cell) if lstm else (d_data, d_params, d_state)
 
 
@@ -731,7 +815,8 @@ def _forward_entry(w: Writer, step) -> bool:
         tape = f", s{step.outputs[-1]}"
     w.emit(
         f"{kernel}({data}, {params}, {state}, {cell}, {lengths}, "
-        f"{_literal_settings(attrs, dtype)}, s{step.outputs[0]}, s{step.outputs[1]}, {cy}{tape})"
+        f"{_literal_settings(attrs, dtype)}, s{step.outputs[0]}, s{step.outputs[1]}, {cy}{tape}, "
+        f"0, {first}.shape[1])"
     )
     return True
 
@@ -768,7 +853,8 @@ def _backward_entry(w: Writer, step) -> bool:
     w.emit(
         f"{kernel}({data}, {params}, {state}, {cell}, {lengths}, {masks}, {grads[0]}, "
         f"{grads[1]}, {grads[2] if lstm else empty3}, {_literal_settings(attrs, dtype)}, "
-        f"s{step.outputs[0]}, s{step.outputs[1]}, s{step.outputs[2]}, {d_cell})"
+        f"s{step.outputs[0]}, s{step.outputs[1]}, s{step.outputs[2]}, {d_cell}, 0, "
+        f"{first}.shape[1])"
     )
     return True
 
