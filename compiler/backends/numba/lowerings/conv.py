@@ -663,8 +663,12 @@ def _cv_winograd_streams(x, n, c0, pad, TW, shifts, size, xs):
     # further, its columns the streams b = 0-3, so each value of the transform is
     # one vector loop over all the tiles of a plane (the block by block loop read
     # with a stride of 2 and wrote 16 rows a tile: 1.9 of the 4.9 ms of W7's
-    # 32-channel forward). xs's border is zero already and never written;
-    # unsigned indices (see _cv_pad_into)
+    # 32-channel forward). The streams b < 2 are read from the rows (xs's border
+    # there is zero already and never written); the streams b >= 2 are those of
+    # b - 2 one column on, so they are copied whole, one flat loop each, and the
+    # last column of each of their rows put right after (a loop per row and stream
+    # of a few elements each cost more than the copy). Unsigned indices (see
+    # _cv_pad_into)
     H, W = x.shape[3], x.shape[4]
     ph, pw = pad[1], pad[2]
     for c in range(xs.shape[0]):
@@ -672,13 +676,23 @@ def _cv_winograd_streams(x, n, c0, pad, TW, shifts, size, xs):
         for y in range(H):
             src = x[n, c0 + c, 0, y]
             r = y + ph
-            for b in range(shifts):
+            for b in range(min(2, shifts)):
                 # padded column 2 t + b is the data's column 2 t + b - pw
                 ta = max(0, (pw - b + 1) // 2)
                 tb = min(TW, (W - 1 - b + pw) // 2 + 1)
                 d = (2 * b + r % 2) * size + (r // 2) * TW
                 for t in range(ta, tb):
                     dst[numba.uint64(d + t)] = src[numba.uint64(2 * t + b - pw)]
+        for b in range(2, shifts):
+            k = 2 * TW - 2 + b - pw  # the data's column of the rows' last element
+            for parity in range(2):
+                to, frm = (2 * b + parity) * size, (2 * b - 4 + parity) * size + 1
+                for m in range(size - 1):
+                    dst[numba.uint64(to + m)] = dst[numba.uint64(frm + m)]
+                for row in range(size // TW):
+                    y = 2 * row + parity - ph
+                    inside = 0 <= y < H and 0 <= k < W
+                    dst[to + row * TW + TW - 1] = x[n, c0 + c, 0, y, k] if inside else 0
 
 
 @_jit
@@ -1924,21 +1938,33 @@ def _conv_entry_call(
         return False
     guard_shapes(w, step, batch_inputs)
     batch = f"s{step.inputs[batch_inputs[0]]}.shape[0]"
-    if not _ONE_THREAD:
-        w.give_up_if(f"{batch} > 1 and {batch} * {per_image_work} >= {PARALLEL_WORK}")
     out_shape = list(node.types[0].shape)
     dims = [batch if batched_output else str(out_shape[0])] + [str(s) for s in out_shape[1:]]
     slot, dtype = step.outputs[0], node.types[0].dtype
-    w.result(slot, shape_tuple(dims), dtype)
     arrays = [as5_source(f"s{step.inputs[i]}", len(node.inputs[i].shape)) for i in operands]
     if node.op.name != "_conv_weight_grad" and node.op.name != "_deconv_weight_grad":
         has_bias = bias is not None and bias < len(step.inputs)
         arrays.append(f"s{step.inputs[bias]}" if has_bias else f"np.empty(0, np.{dtype.name})")
     arrays.append(as5_source(f"s{slot}", len(out_shape)))
-    w.emit(
+    call = (
         f"{step.lowering.kernel_name}({', '.join(arrays)}, 0, {batch}, {groups}, "
         f"{', '.join(repr(t) for t in geometry)})"
     )
+    threaded = None if _ONE_THREAD else w.library_call(step, step.lowering.kernel_name)
+    if threaded is None:
+        if not _ONE_THREAD:
+            w.give_up_if(f"{batch} > 1 and {batch} * {per_image_work} >= {PARALLEL_WORK}")
+        w.result(slot, shape_tuple(dims), dtype)
+        w.emit(call)
+        return True
+    # big enough for threads: the step runner's paths (pieces of the batch,
+    # Winograd, stride phases), from object mode, and the entry stays one call
+    w.emit(f"if {batch} > 1 and {batch} * {per_image_work} >= {PARALLEL_WORK}:")
+    w.emit(f"    s{slot} = {threaded}")
+    w.emit("else:")
+    with w.indented():
+        w.result(slot, shape_tuple(dims), dtype)
+        w.emit(call)
     return True
 
 
