@@ -176,6 +176,34 @@ def test_a_pooling_big_enough_for_threads_runs_in_pieces_inside_the_entry(monkey
         assert pieces and min(pieces) > 1
 
 
+@pytest.mark.slow  # compiles the convolution kernels into two programs: minutes
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_convolution_big_enough_for_threads_runs_inside_the_entry(dtype):
+    # the step runner's threaded paths (pieces of the batch, Winograd), from
+    # object mode: forward, data and weight gradients, the entry staying one call
+    x = variable((16, 16, 12, 12), dtype, "x")
+    w = variable((16, 16, 3, 3), dtype, "w")
+    g = variable((16, 16, 12, 12), dtype, "g")
+    conv = dict(kernel=(3, 3), pad=(1, 1), num_filter=16)
+    out = op("Convolution", x, w, no_bias=True, **conv)
+    data_grad = op("_conv_data_grad", g, w, x, **conv)
+    weight_grad = op("_conv_weight_grad", g, x, w, **conv)
+    graph = ProgramGraph([x, w, g], [op("relu", out), data_grad, weight_grad])
+    rng = np.random.default_rng(6)
+    shapes = [(16, 16, 12, 12), (16, 16, 3, 3), (16, 16, 12, 12)]
+    args = [rng.normal(size=shape).astype(dtype) for shape in shapes]
+    args[0][3, 2, 4, 5] = np.nan  # one image's outputs are NaN where numpy's are
+    program = compiled(graph, [a[:1] if i != 1 else a for i, a in enumerate(args)])
+    calls = counting(program)
+    got = program(args)
+    expected = reference(graph, args)
+    tolerance = 1e-11 if dtype == np.float64 else 1e-4
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)
+        assert np.array_equal(np.isnan(a), np.isnan(b))
+    assert calls == {"ran": 1, "declined": 0}
+
+
 def test_on_one_thread_every_loop_runs_in_the_entry(monkeypatch):
     # the entry compares loop sizes with multiples of the threading threshold,
     # which on one thread is "never": the multiples must not overflow int64

@@ -3,7 +3,8 @@ shared by the entry (:mod:`.entry`) and the lowerings' entry emitters."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -38,9 +39,11 @@ class Writer:
         """Add one line to the entry's body."""
         self.lines.append("    " + line)
 
-    def object_mode(self, name: str, params: list[str], body: str) -> str:
+    def object_mode(self, name: str, params: list[str], body: str, returns: str = "") -> str:
         """Define (once per entry) a compiled function ``name(*params)`` that runs
-        the Python statement ``body`` in numba's object mode, and return its name.
+        the Python statement ``body`` in numba's object mode, and return its name;
+        with ``returns`` (a numba type), the function returns what ``body``
+        assigns to ``r``.
         The entry calls such a function to split a big loop over threads
         (``threads.run_split``, ``threads.run_rows``) and stay one call. (Object
         mode in a function of its own: numba lifting it out of a long function
@@ -51,11 +54,34 @@ class Writer:
                 [
                     "@_object_jit",
                     f"def {name}({', '.join(params)}):",
-                    "    with numba.objmode():",
+                    f"    with numba.objmode({f'r={returns!r}' if returns else ''}):",
                     f"        {body}",
+                    *(["    return r"] if returns else []),
                 ]
             )
         return name
+
+    def library_call(self, step, kernel: str) -> str | None:
+        """A call, by source, of a function that computes ``step``'s one output as
+        the step runner does (``lowerings.table.run_library``, from object mode:
+        the op's threaded paths); None where the step's attributes cannot be
+        written as a Python literal."""
+        attrs = repr(dict(sorted(step.node.attrs.items())))
+        try:
+            if eval(attrs, {}) != step.node.attrs:  # noqa: S307 (a repr of literals)
+                return None
+        except Exception:  # noqa: BLE001
+            return None
+        output = step.node.types[0]
+        layout = ", ".join([":"] * (len(output.shape) - 1) + ["::1"])
+        ins = [f"a{i}" for i in range(len(step.inputs))]
+        name = self.object_mode(
+            f"library_{step.node.op.name.lstrip('_')}_{step.outputs[0]}",
+            ins,
+            f"r = run_library({step.node.op.name!r}, {kernel}, {shape_tuple(ins)}, {attrs})",
+            returns=f"{output.dtype.name}[{layout}]",
+        )
+        return f"{name}({', '.join(f's{i}' for i in step.inputs)})"
 
     def rows_splitter(self, kernel: str) -> str:
         """A function ``(head, rows, tail, work)`` that runs the row kernel
@@ -65,6 +91,17 @@ class Writer:
             ["head", "rows", "tail", "work"],
             f"run_rows({kernel}, head, rows, tail, work)",
         )
+
+    @contextlib.contextmanager
+    def indented(self) -> Iterator[None]:
+        """Lines emitted in the block are one level deeper (a branch's body)."""
+        lines = self.lines
+        self.lines = []
+        try:
+            yield
+        finally:
+            block, self.lines = self.lines, lines
+            self.lines.extend("    " + line for line in block)
 
     def give_up_if(self, condition: str) -> None:
         """Add a test that gives up when ``condition`` holds at run time."""

@@ -172,6 +172,7 @@ def _object_mode_preamble() -> list[str]:
 
     return [
         f"from {__package__}.threads import run_rows, run_split",
+        f"from {__package__}.lowerings.table import run_library",
         f'_object_jit = numba.njit(cache={enabled()}, error_model="numpy")',
         "",
     ]

@@ -52,6 +52,17 @@ def register_lowering(lowering: Lowering) -> Lowering:
     return lowering
 
 
+def run_library(op: str, kernel: Any, args: tuple, attrs: dict) -> Any:
+    """``op``'s result on ``args`` as the step runner computes it: its lowering's
+    ``run`` with ``kernel``, else the op's numpy implementation. The whole-program
+    entry calls this from object mode for a step it runs as the step runner does
+    (a convolution big enough for the threaded paths)."""
+    from ....registry import get_op
+
+    result = LOWERINGS[op].run(kernel, *args, **attrs)  # type: ignore[misc]
+    return get_op(op).impl(*args, **attrs) if result is None else result
+
+
 def lowering_for(node: Node) -> Lowering | None:
     """The lowering registered for ``node``'s op, if it accepts the node."""
     lowering = LOWERINGS.get(node.op.name)
