@@ -99,6 +99,7 @@ def test_the_batch_is_cut_per_thread_in_blocks_of_four(monkeypatch):
     from symgrad_compiler.backends.numba.lowerings import rnn as lowering
 
     attrs = {"mode": "lstm", "state_size": 200, "projection_size": None, "num_layers": 2}
+    attrs["bidirectional"] = False
     monkeypatch.setattr(threads, "serial", lambda: False)
     monkeypatch.setattr(threads, "count", lambda: 2)
     assert lowering.batch_pieces(attrs, 35, 32) == [(0, 16), (16, 32)]  # W8
@@ -110,3 +111,41 @@ def test_the_batch_is_cut_per_thread_in_blocks_of_four(monkeypatch):
     assert lowering.batch_pieces(attrs, 35, 32) == [(0, 12), (12, 24), (24, 32)]
     monkeypatch.setattr(threads, "serial", lambda: True)  # other processes hold the cores
     assert lowering.batch_pieces(attrs, 35, 32) == [(0, 32)]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"mode": "lstm"}, {"mode": "gru", "bidirectional": True, "lengths": True}],
+    ids=_name,
+)
+def test_the_whole_program_entry_runs_the_pieces_on_the_threads(monkeypatch, config):
+    """A program holding an RNN's forward and gradient stays one compiled call, its
+    recurrences cut into pieces from object mode (here from any work), and equals
+    the interpreter."""
+    from test_rnn_native import _program
+
+    import symgrad_compiler as compiler
+    from symgrad_compiler import settings
+    from symgrad_compiler.backends.numba import threads
+    from symgrad_compiler.backends.numba.lowerings import rnn as lowering
+
+    monkeypatch.setattr(lowering, "PARALLEL_WORK", 0)  # written into the entry's source
+    monkeypatch.setattr(threads, "serial", lambda: False)
+    monkeypatch.setattr(threads, "count", lambda: 2)
+    seen = []
+    run_pieces = lowering.run_pieces
+    monkeypatch.setattr(
+        lowering, "run_pieces", lambda *a, **k: seen.append(a[2]) or run_pieces(*a, **k)
+    )
+    graph, values = _program(config, 6, 9)
+    interpreted = compiler.compile_graph(graph, "interpreter")
+    with settings.override(compile="sync"):
+        executable = compiler.compile_graph(graph, "numba")
+        for _ in range(2):
+            got = executable(values)
+    assert executable._entry is not None
+    seen.clear()
+    assert executable._entry(values) is not None  # the entry itself, not the step runner
+    assert seen == [[(0, 8), (8, 9)]] * 2  # the forward and the gradient
+    for g, e in zip(got, interpreted(values)):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)

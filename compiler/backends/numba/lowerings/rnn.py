@@ -31,7 +31,7 @@ reads them and is compiled like any other.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -609,12 +609,12 @@ def _forward_lowerable(node: Node) -> bool:
     return _float_data(node) and not draws_masks(node.attrs)
 
 
-# -- run from the step runner ----------------------------------------------------
+# -- pieces of the batch on the threads -------------------------------------------
 
 # The sequences of a batch are independent through the whole recurrence, forward
 # and backward: only the parameters' gradient sums over them. So from this many
-# multiply-adds (per-step products and input projections, all layers) the step
-# runner cuts the batch into one piece per thread and runs each piece's whole time
+# multiply-adds (per-step products and input projections, all layers) a kernel call
+# is cut into one piece of the batch per thread, each running its piece's whole time
 # loop on its own thread, OpenBLAS on one thread meanwhile (its products are the
 # pieces' own). The time loop alone cannot use more than one core otherwise: its
 # per-step products (W8: 32 x 200 by 200 x 800) are too small to split, and
@@ -625,14 +625,20 @@ PARALLEL_WORK = 1 << 22
 PIECE_ROWS = 4
 
 
-def batch_pieces(attrs: dict, steps: int, batch: int) -> list[tuple[int, int]]:
-    """``[lo, hi)`` pieces of the batch's sequences to run on the threads (one
-    piece, the whole batch, where the work is too small, the batch too narrow or
-    other processes hold the other cores)."""
+def work_per_sequence_step(attrs: dict) -> int:
+    """Multiply-adds of one sequence's step through every layer (the input
+    projections' and the recurrent products'), for :func:`pieces_of`."""
     hidden = attrs["state_size"]
     width = attrs["projection_size"] or hidden
-    gates = GATES[attrs["mode"]] * hidden
-    work = steps * batch * gates * 2 * width * attrs["num_layers"]
+    directions = 2 if attrs["bidirectional"] else 1
+    return GATES[attrs["mode"]] * hidden * 2 * width * attrs["num_layers"] * directions
+
+
+def pieces_of(batch: int, work: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` pieces of a batch of ``batch`` sequences (``work``
+    multiply-adds in all) to run on the threads: one piece, the whole batch, where
+    the work is too small, the batch too narrow or other processes hold the other
+    cores."""
     count = min(threads.count(), batch // PIECE_ROWS)
     if count < 2 or work < PARALLEL_WORK or threads.serial():
         return [(0, batch)]
@@ -641,13 +647,46 @@ def batch_pieces(attrs: dict, steps: int, batch: int) -> list[tuple[int, int]]:
     return [(lo, min(batch, lo + size)) for lo in range(0, batch, size)]
 
 
-def _run_pieces(kernel, arguments: tuple, pieces: list[tuple[int, int]]) -> None:
-    """``kernel(*arguments, lo, hi)`` for every piece, on the threads when several."""
+def batch_pieces(attrs: dict, steps: int, batch: int) -> list[tuple[int, int]]:
+    """The pieces (:func:`pieces_of`) of a batch of ``batch`` sequences of
+    ``steps`` steps through the recurrence of ``attrs``."""
+    return pieces_of(batch, steps * batch * work_per_sequence_step(attrs))
+
+
+def run_pieces(
+    kernel: Any, arguments: tuple, pieces: list[tuple[int, int]], params_at: int | None = None
+) -> None:
+    """``kernel(*arguments, lo, hi)`` for every piece, on the threads when there
+    are several. ``params_at`` is the position in ``arguments`` of a backward
+    kernel's parameters' gradient: each piece after the first writes its part into
+    a whole array of its own, added in after (a piece writes all of it)."""
     if len(pieces) == 1:
         kernel(*arguments, *pieces[0])
         return
+    calls, partials = [], []
+    for k, (lo, hi) in enumerate(pieces):
+        call = arguments
+        if params_at is not None and k > 0:
+            partials.append(np.empty_like(arguments[params_at]))
+            call = (*arguments[:params_at], partials[-1], *arguments[params_at + 1 :])
+        calls.append((*call, lo, hi))
     with blas_threads().alone():
-        threads.run(kernel, [(*arguments, lo, hi) for lo, hi in pieces])
+        threads.run(kernel, calls)
+    if partials:
+        total = arguments[cast(int, params_at)]  # (a tuple: no augmented assignment into it)
+        for partial in partials:
+            total += partial
+
+
+def entry_pieces(kernel: Any, arguments: tuple, batch: int, work: int, params_at: int) -> None:
+    """:func:`run_pieces` over :func:`pieces_of` ``(batch, work)``: the
+    whole-program entry's call (from object mode; ``params_at`` -1 for a
+    forward kernel)."""
+    at = params_at if params_at >= 0 else None
+    run_pieces(kernel, arguments, pieces_of(batch, work), at)
+
+
+# -- run from the step runner ----------------------------------------------------
 
 
 def _forward(kernel, data, params, state, *rest, **attrs):
@@ -685,7 +724,7 @@ def _run_forward(kernel, data, params, state, rest, attrs, taped):
         *tape,
     )
     # each piece writes its rows of every output (and of the tape)
-    _run_pieces(kernel, arguments, batch_pieces(attrs, steps, batch))
+    run_pieces(kernel, arguments, batch_pieces(attrs, steps, batch))
     return ((out, hy, cy) if lstm else (out, hy)) + tape
 
 
@@ -727,21 +766,13 @@ def _run_gradient(kernel, data, params, state, cell, lengths, middle, grads, att
         grads[2] if lstm else empty3,
         *_settings(attrs, dtype),
         d_data,
+        d_params,
         d_state,
         d_cell,
     )
+    # each piece writes its rows of the data's and the states' gradients
     pieces = batch_pieces(attrs, data.shape[0], data.shape[1])
-    # each piece writes its rows of the data's and the states' gradients, and its
-    # part of the parameters' gradient into a whole array of its own, added up after
-    partials = [d_params] + [np.empty_like(params) for _ in pieces[1:]]
-    calls = [(*arguments[:-2], partial, *arguments[-2:]) for partial in partials]
-    if len(pieces) == 1:
-        kernel(*calls[0], *pieces[0])
-    else:
-        with blas_threads().alone():
-            threads.run(kernel, [(*call, lo, hi) for call, (lo, hi) in zip(calls, pieces)])
-        for partial in partials[1:]:
-            d_params += partial
+    run_pieces(kernel, arguments, pieces, params_at=len(arguments) - 3)
     return (d_data, d_params, d_state, d_cell) if lstm else (d_data, d_params, d_state)
 
 
@@ -778,8 +809,33 @@ def _contiguous(slot: int) -> str:
     return f"np.ascontiguousarray(s{slot})"
 
 
+def _call_in_pieces(w: Writer, step, arguments: list[str], params_at: int) -> None:
+    """Emit the call of ``step``'s kernel on ``arguments`` (source; the kernel's
+    arguments but the piece), cut into pieces of the batch on the threads when the
+    work is big enough (:func:`entry_pieces`, from an object-mode function), else
+    on the whole batch. ``params_at``: see :func:`run_pieces` (-1: none)."""
+    kernel = step.lowering.kernel_name
+    first = f"s{step.inputs[0]}"
+    # an object-mode function's body runs in the generated module: the name it calls
+    w.helpers.setdefault(
+        "rnn_entry_pieces", f"from {__name__} import entry_pieces as rnn_entry_pieces\n"
+    )
+    split = w.object_mode(
+        f"pieces_{kernel}",
+        ["arguments", "batch", "work"],
+        f"rnn_entry_pieces({kernel}, arguments, batch, work, {params_at})",
+    )
+    listed = ", ".join(arguments)
+    batch = f"{first}.shape[1]"
+    work = f"{first}.shape[0] * {batch} * {work_per_sequence_step(step.node.attrs)}"
+    w.emit(f"if {batch} >= {2 * PIECE_ROWS} and {work} >= {PARALLEL_WORK}:")
+    w.emit(f"    {split}(({listed}), {batch}, {work})")
+    w.emit("else:")
+    w.emit(f"    {kernel}({listed}, 0, {batch})")
+
+
 def _forward_entry(w: Writer, step) -> bool:
-    node, kernel, attrs = step.node, step.lowering.kernel_name, step.node.attrs
+    node, attrs = step.node, step.node.attrs
     dtype = node.types[0].dtype
     lstm = attrs["mode"] == "lstm"
     data, params, state = (_contiguous(i) for i in step.inputs[:3])
@@ -813,16 +869,14 @@ def _forward_entry(w: Writer, step) -> bool:
         )
         w.result(step.outputs[-1], f"({size},)", dtype)
         tape = f", s{step.outputs[-1]}"
-    w.emit(
-        f"{kernel}({data}, {params}, {state}, {cell}, {lengths}, "
-        f"{_literal_settings(attrs, dtype)}, s{step.outputs[0]}, s{step.outputs[1]}, {cy}{tape}, "
-        f"0, {first}.shape[1])"
-    )
+    arguments = [data, params, state, cell, lengths, _literal_settings(attrs, dtype)]
+    arguments += [f"s{step.outputs[0]}", f"s{step.outputs[1]}", cy + tape]
+    _call_in_pieces(w, step, arguments, -1)
     return True
 
 
 def _backward_entry(w: Writer, step) -> bool:
-    node, kernel, attrs = step.node, step.lowering.kernel_name, step.node.attrs
+    node, attrs = step.node, step.node.attrs
     dtype = node.types[0].dtype
     empty3 = f"np.empty((0, 0, 0), np.{dtype.name})"
     lstm, masked = attrs["mode"] == "lstm", draws_masks(attrs)
@@ -850,12 +904,11 @@ def _backward_entry(w: Writer, step) -> bool:
     for slot, source in zip(step.outputs, step.inputs):
         w.result(slot, f"s{source}.shape", dtype)
     d_cell = f"s{step.outputs[3]}" if lstm else empty3
-    w.emit(
-        f"{kernel}({data}, {params}, {state}, {cell}, {lengths}, {masks}, {grads[0]}, "
-        f"{grads[1]}, {grads[2] if lstm else empty3}, {_literal_settings(attrs, dtype)}, "
-        f"s{step.outputs[0]}, s{step.outputs[1]}, s{step.outputs[2]}, {d_cell}, 0, "
-        f"{first}.shape[1])"
-    )
+    arguments = [data, params, state, cell, lengths, masks, grads[0], grads[1]]
+    arguments += [grads[2] if lstm else empty3, _literal_settings(attrs, dtype)]
+    arguments += [f"s{slot}" for slot in step.outputs[:3]] + [d_cell]
+    # d_params: after the 9 arrays, the 12 settings and d_data
+    _call_in_pieces(w, step, arguments, 9 + len(_settings(attrs, dtype)) + 1)
     return True
 
 
