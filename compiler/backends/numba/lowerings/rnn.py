@@ -683,6 +683,10 @@ def entry_pieces(kernel: Any, arguments: tuple, batch: int, work: int, params_at
     whole-program entry's call (from object mode; ``params_at`` -1 for a
     forward kernel)."""
     at = params_at if params_at >= 0 else None
+    # object mode boxes the float settings (clip bounds) as Python floats: back to
+    # the data's type, so the kernel runs the step runner's compiled signature
+    scalar = arguments[0].dtype.type
+    arguments = tuple(scalar(a) if isinstance(a, float) else a for a in arguments)
     run_pieces(kernel, arguments, pieces_of(batch, work), at)
 
 
