@@ -41,9 +41,14 @@ Outputs 16 or more wide take the transforms as vector loops over whole planes: t
 padded plane laid out first in "streams" of one row parity and one column parity
 from a column on (``_cv_winograd_streams``), where each of the 16 values of every
 tile is one vector loop; an image of more than 256 tiles goes in products of rows
-of tiles, whose V and M stay in cache. B=8 or W7's B=32, one thread: W7's 32-channel
-32x32 layer 5.0/5.0/5.7 -> 3.4/3.4/4.0 ms, ResNet's 64-channel 56x56 layers (x4)
-50/50/61 -> 39/39/57.
+of tiles, whose V and M stay in cache. The data gradient reads the weights' own
+transform at the turned kernel's positions (``_CV_WINOGRAD_TURN``). W7's B=32 or
+B=8, one thread, fwd/dgrad/wgrad: W7's 32-channel 32x32 layer 4.8/4.9/5.7 ->
+3.1/3.1/3.9 ms, its 64-channel 16x16 one 4.1/4.1/5.1 -> 3.7/3.8/4.6; ResNet's
+64-channel 56x56 layers (x4) 46/46/58 -> 33/34/52, 512-channel 7x7 (x3) 30/36/37
+-> 31/31/36. The weight gradient's 16 products g @ V^T run at 100-110 GFLOP/s in
+OpenBLAS where a (tiles, channels) layout of V would run at 140-170, but laying V
+or the streams out that way (a transpose) cost more than it saved.
 
 Strided convolutions with a kernel more than twice the stride (ResNet's 7x7/2 stem,
 AlexNet's 11x11/4) or small images (ResNet's 14x14 3x3/2) pad each channel once
