@@ -85,3 +85,21 @@ def test_a_deep_program_compiles_in_the_compiler_process():
     program._compile([x, w])  # loads what the compiler process wrote
     expected = evaluate(graph.live_outputs(), {graph.inputs[0]: (x,), graph.inputs[1]: (w,)})
     np.testing.assert_allclose(program([x, w])[0], expected[0], rtol=1e-9, atol=1e-12)
+
+
+def test_a_compiler_process_that_grew_too_big_is_replaced(monkeypatch):
+    # it keeps what numba made for every program it compiled: past RECYCLE_BYTES
+    # it ends after its job, and the next program starts a fresh one
+    monkeypatch.setattr(subprocess_compile, "RECYCLE_BYTES", 0)
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((3, 6)), rng.standard_normal((6, 6)) / 3
+    for depth in (2, 3):
+        program = NumbaExecutable(PassRun(products(depth)))
+        before = subprocess_compile.stats()["recycled"]
+        outcome = subprocess_compile.compile_elsewhere(program.plan, [x, w])
+        assert outcome is subprocess_compile.Outcome.DONE
+        assert subprocess_compile.stats()["recycled"] == before + 1
+        assert subprocess_compile._compiler is None
+        program._compile([x, w])  # loads what the ended process wrote
+        expected = np.sin(x @ np.linalg.matrix_power(w, depth))
+        np.testing.assert_allclose(program([x, w])[0], expected, rtol=1e-9, atol=1e-12)

@@ -91,7 +91,7 @@ def test_the_compiler_process_counters_belong_to_the_session():
     try:
         with session.fresh() as inner:
             assert subprocess_compile.stats() == dict.fromkeys(
-                ("programs", "kernels_compiled", "compile_seconds", "start_seconds"), 0
+                ("programs", "kernels_compiled", "compile_seconds", "start_seconds", "recycled"), 0
             )
             counts = inner.existing_state("numba.compiler_process")
             assert counts is not None and counts is not outer
