@@ -10,7 +10,6 @@ compilation really is in progress while the first calls are answered."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fresh_process import report_of
 
 import symgrad as mx
 import symgrad_compiler
@@ -106,34 +106,11 @@ SCRIPT = textwrap.dedent(r"""
 """)
 
 
-def _run(cache: Path, **env: str) -> dict:
-    environment = dict(
-        os.environ,
-        SYMGRAD_BACKEND="compiled",
-        SYMGRAD_COMPILE="background",
-        SYMGRAD_CACHE_DIR=str(cache / "kernels"),
-        NUMBA_CACHE_DIR=str(cache / "numba"),
-        PYTHONPATH=str(ROOT),
-        **env,
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    line = [s for s in done.stdout.splitlines() if s.startswith("REPORT ")][-1]
-    return json.loads(line[len("REPORT ") :])
-
-
 @pytest.fixture(scope="module")
 def cold_and_warm(tmp_path_factory) -> tuple[dict, dict]:
     """The script with an empty kernel cache, then again with the cache it left."""
     cache = tmp_path_factory.mktemp("tiering")
-    return _run(cache), _run(cache)
+    return report_of(SCRIPT, cache, timeout=1200), report_of(SCRIPT, cache, timeout=1200)
 
 
 def _w2_reference(inputs: dict) -> list:
@@ -366,25 +343,7 @@ def test_a_first_call_loads_no_compiler_machinery(tmp_path):
     as far as the executable needs (not numba, the plan, the entry generator, the
     lowerings or the background compiler, which compiling imports). With no
     bytecode cache these imports were a fifth of a W2 replay's first call."""
-    environment = dict(
-        os.environ,
-        SYMGRAD_BACKEND="compiled",
-        SYMGRAD_COMPILE="background",
-        SYMGRAD_CACHE_DIR=str(tmp_path / "kernels"),
-        NUMBA_CACHE_DIR=str(tmp_path / "numba"),
-        PYTHONPATH=str(ROOT),
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", FIRST_CALL_SCRIPT],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    line = [s for s in done.stdout.splitlines() if s.startswith("REPORT ")][-1]
-    report = json.loads(line[len("REPORT ") :])
+    report = report_of(FIRST_CALL_SCRIPT, tmp_path)
     prefix = "symgrad_compiler.backends.numba."
     assert "symgrad_compiler.backends.numba.executable" in report["loaded"]
     for name in ("plan", "entry", "lowerings", "background", "subprocess_compile", "codegen"):

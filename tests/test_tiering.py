@@ -6,22 +6,17 @@ the time held back (compiler/backends/numba/tiering.py)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fresh_process import report_of
 
 import symgrad as mx
 import symgrad_compiler
 from symgrad_compiler import session, settings
 from symgrad_compiler.backends.numba import tiering
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class FakeProgram:
@@ -144,23 +139,7 @@ SHORT_SCRIPT = textwrap.dedent(r"""
 
 
 def test_a_short_script_never_loads_the_compiler(tmp_path):
-    environment = dict(
-        os.environ,
-        SYMGRAD_BACKEND="compiled",
-        SYMGRAD_COMPILE="background",
-        SYMGRAD_CACHE_DIR=str(tmp_path / "kernels"),
-        PYTHONPATH=str(ROOT),
-    )
-    environment.pop("SYMGRAD_COMPILE_AFTER_SECONDS")  # the default, as a user has it
-    done = subprocess.run(
-        [sys.executable, "-c", SHORT_SCRIPT],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    line = [s for s in done.stdout.splitlines() if s.startswith("REPORT ")][-1]
-    assert json.loads(line[len("REPORT ") :]) == []
+    # SYMGRAD_COMPILE_AFTER_SECONDS as a user has it: the default
+    loaded = report_of(SHORT_SCRIPT, tmp_path, SYMGRAD_COMPILE_AFTER_SECONDS=None)
+    assert loaded == []
     assert not (tmp_path / "kernels").exists() or not any((tmp_path / "kernels").iterdir())
