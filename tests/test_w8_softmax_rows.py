@@ -60,3 +60,42 @@ def test_long_rows_as_numpy(module, length, temperature, op):
     assert exact.any() or (temperature or 1.0) < 0  # (-200 / -2 is the largest)
     assert np.array_equal(special[exact], numpy_special[exact])
     assert np.array_equal(np.signbit(special[exact]), np.signbit(numpy_special[exact]))
+
+
+@pytest.mark.parametrize("op", ["log_softmax", "softmax"])
+def test_the_whole_program_entry_shares_big_blocks_out(monkeypatch, op):
+    """A program whose softmax block is big enough for the threads stays one compiled
+    call and cuts its rows as the step runner does (from object mode), with numpy's
+    values, special rows included."""
+    import symgrad_compiler as compiler
+    from symgrad_compiler import settings
+    from symgrad_compiler.backends.numba import threads
+    from symgrad_compiler.registry import variable
+
+    monkeypatch.setattr(threads, "serial", lambda: False)
+    calls = []
+    by_rows = rows._by_rows
+    monkeypatch.setattr(rows, "_by_rows", lambda *a: calls.append(a[1].shape) or by_rows(*a))
+    x = np.concatenate([logits(5003, seed=k) for k in range(4)])  # 48 rows, 240 K elements
+    node = variable(x.shape, x.dtype, name="x")
+    # (and a second step: a program of one step has no entry)
+    out = compiler.call(op, compiler.Expr(compiler.Entry(node, 0)), axis=-1) * 2.0
+    graph = compiler.ProgramGraph([node], [out.entry])
+    with settings.override(compile="sync"):
+        executable = compiler.compile_graph(graph, "numba")
+        for _ in range(2):
+            executable([x])
+    if threads.split_limit() > x.size:
+        pytest.skip("one kernel thread: nothing to share out")
+    calls.clear()
+    got = executable._entry([x])[0]  # the entry itself, not the step runner
+    assert calls == [x.shape]
+    with np.errstate(all="ignore"):
+        expected = compiler.compile_graph(graph, "interpreter")([x])[0]
+    np.testing.assert_allclose(got, expected, rtol=2e-5, atol=1e-6, equal_nan=True)
+    # the pieces compute each row as the kernel does on the whole block: the same
+    # bits, NaNs and signed zeros included
+    step, _ = row_step(cache.load(rows._SOURCE.strip()), op, [x], axis=-1, temperature=None)
+    monkeypatch.setattr(threads, "serial", lambda: True)
+    whole = step(x) * np.float32(2.0)
+    assert np.array_equal(got.view(np.int32), whole.view(np.int32))
