@@ -11,15 +11,84 @@ as a separate broadcast add, a language model's (1120, 10000) logits cost a fres
 A matrix product that is a gradient with grad_req 'write' goes straight into
 the gradient's buffer: no copy of a weight-sized array. Transposes are passed
 to BLAS as flags, never copied.
+
+A big product (:data:`SPLIT_WORK`) runs on the backend's own threads, cut into
+blocks of its result's rows, each one single-threaded OpenBLAS call
+(:func:`split_product`; from the whole-program entry, through object mode).
+OpenBLAS's own threads spin for a while after every product (its thread
+timeout, about 0.1 s), so in a program that alternates products and the
+backend's threaded loops (W8: three (1120 x 200 x 10000) products among the
+softmax's rows, the recurrences' pieces and the optimizer's loops) its idle
+worker held a core the backend's threads wanted: on two threads W8's step used
+330 ms of CPU time for 215 ms of work.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ....ir import Node
+from .. import threads
+from ..blas_threads import blas_threads
 from ..emit import Writer, shape_tuple
 from .table import FLOATS, Lowering, register_lowering
+
+# From this many multiply-adds a product is cut into blocks of rows on the
+# backend's threads (a hand-off costs tens of microseconds; W2's (128 x 784 x 256)
+# products stay whole).
+SPLIT_WORK = 1 << 26
+
+
+def product_pieces(rows: int, work: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` blocks of a product's ``rows`` result rows (``work``
+    multiply-adds) for the threads: one per thread, or the whole product where it is
+    small, has few rows or other processes hold the other cores."""
+    count = min(threads.count(), rows // 16)
+    if count < 2 or work < SPLIT_WORK or threads.serial():
+        return [(0, rows)]
+    size = -(-rows // count)
+    return [(lo, min(rows, lo + size)) for lo in range(0, rows, size)]
+
+
+def _dot_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    np.dot(a, b, out=out)
+
+
+def split_product(a: Any, b: Any, transpose_a: bool, transpose_b: bool, out: Any) -> None:
+    """``out[...] = op(a) @ op(b)`` for 2-D float arrays (``out`` C-contiguous, of
+    the product's shape, overlapping neither), in blocks of ``out``'s rows on the
+    backend's threads (:func:`product_pieces`), OpenBLAS on one thread meanwhile;
+    the blocks are views (a transposed ``a``'s are strided: BLAS takes them as
+    they are)."""
+    a = a.T if transpose_a else a
+    b = b.T if transpose_b else b
+    rows, inner = a.shape
+    pieces = product_pieces(rows, rows * inner * out.shape[1])
+    if len(pieces) == 1:
+        np.dot(a, b, out=out)
+        return
+    with blas_threads().alone():
+        threads.run(_dot_into, [(a[lo:hi], b, out[lo:hi]) for lo, hi in pieces])
+
+
+def _split_call(w: Writer, a: str, b: str, transpose_a: bool, transpose_b: bool, out: str) -> None:
+    """Emit ``out = op(a) @ op(b)`` (source expressions of 2-D arrays): on the
+    threads through :func:`split_product` when it is big, else one BLAS call."""
+    w.helpers.setdefault(  # an object-mode function's body runs in the generated module
+        "split_product", f"from {__name__} import split_product\n"
+    )
+    name = w.object_mode(
+        f"product_{int(transpose_a)}{int(transpose_b)}",
+        ["a", "b", "out"],
+        f"split_product(a, b, {transpose_a}, {transpose_b}, out)",
+    )
+    inner = f"{a}.shape[{1 - int(transpose_a)}]"
+    w.emit(f"if {out}.shape[0] * {out}.shape[1] * {inner} >= {SPLIT_WORK}:")
+    w.emit(f"    {name}({a}, {b}, {out})")
+    w.emit("else:")
+    w.emit(f"    blas.matmul_into({a}, {b}, {transpose_a}, {transpose_b}, {out})")
 
 
 def _is_matrix_product(node: Node) -> bool:
@@ -61,7 +130,7 @@ def gemm_into(
         or np.may_share_memory(target, b)
     ):
         return False
-    np.dot(a, b, out=target)
+    split_product(a, b, False, False, target)
     return True
 
 
@@ -77,7 +146,7 @@ def _dot_entry(w: Writer, step) -> bool:
     if ndim == 2:
         shape = f"({a}.shape[{int(transpose_a)}], {columns})"
         w.result(slot, shape, node.types[0].dtype)
-        w.emit(f"blas.matmul_into({a}, {b}, {transpose_a}, {transpose_b}, s{slot})")
+        _split_call(w, a, b, transpose_a, transpose_b, f"s{slot}")
         return True
     # N-d a: the product of its (rows, last axis) view, into the result's view
     w.give_up_if(f"{a}.shape[-1] == 0")
@@ -87,10 +156,9 @@ def _dot_entry(w: Writer, step) -> bool:
         node.types[0].dtype,
     )
     rows = f"{a}.size // {a}.shape[-1]"
-    w.emit(
-        f"blas.matmul_into(np.ascontiguousarray({a}).reshape(({rows}, {a}.shape[-1])), {b}, "
-        f"False, {transpose_b}, s{slot}.reshape(({rows}, {columns})))"
-    )
+    w.emit(f"a{slot} = np.ascontiguousarray({a}).reshape(({rows}, {a}.shape[-1]))")
+    w.emit(f"out{slot} = s{slot}.reshape(({rows}, {columns}))")
+    _split_call(w, f"a{slot}", b, False, transpose_b, f"out{slot}")
     return True
 
 
@@ -124,7 +192,7 @@ def _fully_connected(kernel, x, weight, bias=None, *, num_hidden, no_bias, flatt
         return None
     out = np.empty(x.shape[:-1] + (weight.shape[0],), x.dtype)
     rows = out.reshape(-1, weight.shape[0])
-    np.dot(np.ascontiguousarray(x).reshape(-1, x.shape[-1]), weight.T, out=rows)
+    split_product(np.ascontiguousarray(x).reshape(-1, x.shape[-1]), weight, False, True, rows)
     if bias is not None:
         kernel(rows, np.ascontiguousarray(bias))
     return out
@@ -137,11 +205,12 @@ def _fully_connected_entry(w: Writer, step) -> bool:
     w.give_up_if(f"{x}.shape[-1] == 0")
     dims = [f"{x}.shape[{i}]" for i in range(ndim - 1)] + [f"{weight}.shape[0]"]
     w.result(slot, shape_tuple(dims), node.types[0].dtype)
-    rows = f"s{slot}.reshape(({x}.size // {x}.shape[-1], {weight}.shape[0]))"
     flat_x = f"np.ascontiguousarray({x}).reshape(({x}.size // {x}.shape[-1], {x}.shape[-1]))"
-    w.emit(f"blas.matmul_into({flat_x}, {weight}, False, True, {rows})")
+    w.emit(f"x{slot} = {flat_x}")
+    w.emit(f"rows{slot} = s{slot}.reshape(({x}.size // {x}.shape[-1], {weight}.shape[0]))")
+    _split_call(w, f"x{slot}", weight, False, True, f"rows{slot}")
     if not node.attrs["no_bias"]:
-        w.emit(f"{kernel}({rows}, np.ascontiguousarray(s{step.inputs[2]}))")
+        w.emit(f"{kernel}(rows{slot}, np.ascontiguousarray(s{step.inputs[2]}))")
     return True
 
 
