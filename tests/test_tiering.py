@@ -7,6 +7,8 @@ the time held back (compiler/backends/numba/tiering.py)."""
 from __future__ import annotations
 
 import textwrap
+import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +50,7 @@ def test_a_repeated_program_waits_for_the_sessions_interpreted_time(rule):
     tiering.called(second, 1, 0.1, ["s1"])
     tiering.called(second, 2, 0.1, ["s2"])
     assert first.started_with == [] == second.started_with
-    assert rule.held[first] == ["f2"] and rule.held[second] == ["s2"]
+    assert set(rule.held) == {first, second}
     assert rule.interpreted_seconds == pytest.approx(0.8)
     # the time is reached on first's third call: it starts, and the held one too
     tiering.called(first, 3, 0.25, ["f3"])
@@ -79,6 +81,42 @@ def test_a_held_program_is_not_kept_alive(rule):
     tiering.called(program, 2, 0.01, ["f"])
     del program
     assert not rule.held
+
+
+def test_a_held_program_keeps_the_types_of_its_arguments_not_the_arrays(rule):
+    program = FakeProgram()
+    kept = np.arange(6.0).reshape(2, 3)
+    dropped = np.asfortranarray(np.ones((4, 5), np.float32))
+    reference = weakref.ref(dropped)
+    tiering.called(program, 2, 0.01, [kept, dropped])
+    del dropped
+    assert reference() is None  # the caller's array is not kept alive
+    tiering.start_held()
+    ((again, zeros),) = program.started_with
+    assert again is kept  # still alive: compiled on itself
+    assert zeros.shape == (4, 5) and zeros.dtype == np.float32 and zeros.flags.f_contiguous
+    assert not zeros.any()
+
+
+def test_programs_held_and_started_from_several_threads(rule):
+    programs = [FakeProgram() for _ in range(200)]
+    errors = []
+
+    def hold_and_start(mine):
+        try:
+            for program in mine:
+                tiering.called(program, 2, 0.0, [])
+                tiering.start_held()
+        except Exception as err:  # noqa: BLE001
+            errors.append(err)
+
+    workers = [threading.Thread(target=hold_and_start, args=(programs[k::4],)) for k in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not errors
+    assert all(len(p.started_with) == 1 for p in programs)  # each started once
 
 
 def _background(monkeypatch, tmp_path: Path, seconds: float) -> None:

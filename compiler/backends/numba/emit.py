@@ -79,7 +79,8 @@ class Writer:
         name = self.object_mode(
             f"library_{step.node.op.name.lstrip('_')}_{step.outputs[0]}",
             ins,
-            f"r = run_library({step.node.op.name!r}, {kernel}, {shape_tuple(ins)}, {attrs})",
+            f"r = run_library({step.node.op.name!r}, {kernel}, {shape_tuple(ins)}, {attrs}, "
+            f"{output.dtype.name!r})",
             returns=f"{output.dtype.name}[{layout}]",
         )
         return f"{name}({', '.join(f's{i}' for i in step.inputs)})"

@@ -289,7 +289,7 @@ def compile_elsewhere(plan: Plan, args: Sequence[Any]) -> Outcome:
             compiler.terminate()
             _compiler = None
             return Outcome.DIED
-        if reply.get("resident_bytes", 0) > RECYCLE_BYTES:
+        if reply.get("resident_bytes", 0) > RECYCLE_BYTES:  # what numba keeps there
             compiler.terminate()  # idle now: no cache write to interrupt
             _compiler = None
             _stats().recycled += 1
@@ -417,12 +417,20 @@ def _compile_job(job: tuple, guard: _ExitGuard) -> dict[str, Any]:
         after = disk_cache.stats()
         reply["kernels_compiled"] = after["kernels_compiled"] - before["kernels_compiled"]
         reply["compile_seconds"] = after["compile_seconds"] - before["compile_seconds"]
-        reply["resident_bytes"] = _resident_bytes()
         return reply
 
 
-def _resident_bytes() -> int:
-    """This process's resident memory (0 where /proc does not say)."""
+def _kept_bytes() -> int:
+    """This process's resident memory once a job's data is gone: what numba keeps
+    (0 where /proc does not say). The C allocator is asked to give back the
+    freed memory it holds (this backend's policy keeps it: see memory.py), so
+    that a job's arguments and warm run do not count."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
     try:
         with open("/proc/self/statm") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -460,6 +468,9 @@ def main() -> None:
                 reply = _compile_job(job, guard)
             except Exception as err:  # noqa: BLE001
                 reply = {"error": f"{type(err).__name__}: {err}"}
+            del job
+        del payload
+        reply["resident_bytes"] = _kept_bytes()
         _send(replies, pickle.dumps(reply))
 
 

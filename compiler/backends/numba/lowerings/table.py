@@ -52,15 +52,19 @@ def register_lowering(lowering: Lowering) -> Lowering:
     return lowering
 
 
-def run_library(op: str, kernel: Any, args: tuple, attrs: dict) -> Any:
+def run_library(op: str, kernel: Any, args: tuple, attrs: dict, dtype: str) -> np.ndarray:
     """``op``'s result on ``args`` as the step runner computes it: its lowering's
-    ``run`` with ``kernel``, else the op's numpy implementation. The whole-program
-    entry calls this from object mode for a step it runs as the step runner does
-    (a convolution big enough for the threaded paths)."""
+    ``run`` with ``kernel``, else the op's numpy implementation; as a C-contiguous
+    array of ``dtype``. The whole-program entry calls this from object mode for a
+    step it runs as the step runner does (a convolution big enough for the
+    threaded paths), and declares that type: object mode does not check an array's
+    layout, and would read another wrongly."""
     from ....registry import get_op
 
     result = LOWERINGS[op].run(kernel, *args, **attrs)  # type: ignore[misc]
-    return get_op(op).impl(*args, **attrs) if result is None else result
+    if result is None:
+        result = get_op(op).impl(*args, **attrs)
+    return np.ascontiguousarray(result, dtype=dtype)
 
 
 def lowering_for(node: Node) -> Lowering | None:
