@@ -4,6 +4,11 @@ all of them again once they are free, one while convolutions run."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 
@@ -94,7 +99,7 @@ def test_the_setting_turns_adapting_off(monkeypatch):
     assert calls == [1]
 
 
-@pytest.mark.skipif(bt.other_runnable_tasks() is None, reason="no /proc on this system")
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="no /proc on this system")
 def test_this_process_s_own_threads_are_not_counted_as_others():
     import threading
 
@@ -105,22 +110,36 @@ def test_this_process_s_own_threads_are_not_counted_as_others():
         while not stop.is_set():
             np.dot(block, block)
 
+    count = bt.OtherBusyCores(window=0.3)
+    assert count() is None  # a window begins
     spinners = [threading.Thread(target=spin) for _ in range(3)]
     for spinner in spinners:
         spinner.start()
     try:
-        # three busy threads of ours (and the reading one) are runnable: the
-        # machine's count holds them, the count of others does not
-        own = []
-        for _ in range(20):
-            with open("/proc/loadavg") as file:
-                total = int(file.read().split()[3].split("/")[0])
-            own.append(total - bt.other_runnable_tasks())
+        # three busy threads of ours keep the cores busy, and come and go from
+        # the scheduler's run queue: none of it is another process's (a snapshot
+        # of runnable tasks counted them as others half the time)
+        time.sleep(0.4)
+        others = count()
     finally:
         stop.set()
         for spinner in spinners:
             spinner.join()
-    assert max(own) >= 3
+    assert others is not None and others < 2  # 3 or more if ours counted
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="no /proc on this system")
+def test_another_process_s_busy_core_is_counted():
+    count = bt.OtherBusyCores(window=0.5)
+    count()
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.7)
+        others = count()
+    finally:
+        busy.kill()
+        busy.wait()
+    assert others is not None and others >= 1
 
 
 def test_products_give_the_same_numbers_on_any_thread_count():

@@ -8,14 +8,18 @@ share waits for the scheduler and every other thread spins meanwhile: on the
 (128, 784)-sized products) took 12.9 ms on two threads and 1.9 ms on one (1.1 ms
 on two with the machine free). PyTorch's step took 11 ms in the same conditions.
 
-So before a program runs, :func:`adapt` counts the runnable tasks of other
-processes (``/proc/loadavg``'s count less this process's running threads, at
-most every :data:`SAMPLE_SECONDS`) and gives OpenBLAS the cores they leave:
+So before a program runs, :func:`adapt` measures the cores other processes
+keep busy (:class:`OtherBusyCores`: the machine's CPU time less this process's,
+over windows of :data:`WINDOW_SECONDS`, looked at most every
+:data:`SAMPLE_SECONDS`) and gives OpenBLAS the cores they leave:
 ``max(1, cores - others)``, never more than it had at start (the user's
 ``OPENBLAS_NUM_THREADS``). When that is one core, the backend's own pool
 (``threads.run``) runs its pieces on the calling thread too: a piece handed to a
-worker the scheduler does not run holds up the whole loop. A task count is a
-snapshot, so a new count takes effect only once two samples in a row agree.
+worker the scheduler does not run holds up the whole loop. A new measure takes
+effect only once two windows in a row agree. (A snapshot of the runnable tasks,
+``/proc/loadavg``'s count less this process's running threads, raced with this
+process's own threads falling asleep: half the samples of a W2 B=1024 step on a
+free machine saw another process, and put its products on one thread.)
 ``SYMGRAD_ADAPT_THREADS=0`` keeps OpenBLAS's own count and the pool's threads.
 :func:`alone` holds OpenBLAS at one thread while convolutions split their images
 over the backend's threads themselves.
@@ -33,7 +37,8 @@ from typing import Any
 
 from ... import settings
 
-SAMPLE_SECONDS = 0.05  # a sample reads /proc/loadavg and this process's tasks
+SAMPLE_SECONDS = 0.05  # a look reads /proc/stat and this process's stat
+WINDOW_SECONDS = 0.2  # CPU time is counted in ticks (10 ms): windows of 20 per core
 
 
 def _openblas_controls() -> tuple[Any, Any] | None:
@@ -55,22 +60,45 @@ def _openblas_controls() -> tuple[Any, Any] | None:
     return None
 
 
-def other_runnable_tasks() -> int | None:
-    """The machine's runnable tasks now that belong to other processes (the
-    first number of ``/proc/loadavg``'s fourth field, less this process's
-    threads in state R), or None where there is no such count."""
-    try:
-        with open("/proc/loadavg", "rb") as file:
-            field = file.read().split()[3]
-        total = int(field.split(b"/")[0])
-        own = 0
-        for task in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{task}/stat", "rb") as file:
-                # the state follows the command name, which may hold spaces
-                own += file.read().rpartition(b")")[2].split()[0] == b"R"
-    except (OSError, IndexError, ValueError):
-        return None
-    return max(0, total - own)
+def _machine_busy_ticks() -> int:
+    """The CPU time all processes have used since boot, in clock ticks."""
+    with open("/proc/stat", "rb") as file:
+        fields = [int(v) for v in file.readline().split()[1:9]]
+    return sum(fields) - fields[3] - fields[4]  # less idle and iowait
+
+
+def _own_ticks() -> int:
+    """The CPU time this process has used, in clock ticks (utime + stime)."""
+    with open("/proc/self/stat", "rb") as file:
+        after_name = file.read().rpartition(b")")[2].split()  # the name may hold spaces
+    return int(after_name[11]) + int(after_name[12])
+
+
+class OtherBusyCores:
+    """``count()``: the cores other processes kept busy over the last window of at
+    least ``window`` seconds (the machine's CPU time less this process's, rounded
+    to whole cores), or None while a window is not complete or where /proc does
+    not say. This process's own threads never count, however they come and go."""
+
+    def __init__(self, window: float = WINDOW_SECONDS) -> None:
+        self.window = window
+        self._last: tuple[float, int, int] | None = None
+        self._ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __call__(self) -> int | None:
+        try:
+            now, machine, own = time.monotonic(), _machine_busy_ticks(), _own_ticks()
+        except (OSError, IndexError, ValueError):
+            return None
+        last, self._last = self._last, (now, machine, own)
+        if last is None:
+            return None
+        then, machine_then, own_then = last
+        if now - then < self.window:
+            self._last = last  # the window goes on
+            return None
+        busy = ((machine - machine_then) - (own - own_then)) / self._ticks / (now - then)
+        return max(0, int(busy + 0.5))
 
 
 class BlasThreads:
@@ -79,12 +107,13 @@ class BlasThreads:
     own thread pool runs on the calling thread alone when that is one).
 
     ``controls`` are OpenBLAS's setter and getter (None: nothing to control);
-    ``count_tasks`` and ``cores`` are the machine's, replaceable in tests."""
+    ``count_tasks`` (others' busy cores, default :class:`OtherBusyCores`) and
+    ``cores`` are the machine's, replaceable in tests."""
 
     def __init__(
         self,
         controls: tuple[Any, Any] | None,
-        count_tasks: Callable[[], int | None] = other_runnable_tasks,
+        count_tasks: Callable[[], int | None] | None = None,
         cores: int | None = None,
     ):
         self._set: Any = None
@@ -93,7 +122,7 @@ class BlasThreads:
             self._set, get = controls
         self.most = get() if get is not None else 1  # what OpenBLAS was given
         self.current = self.most
-        self._count_tasks = count_tasks
+        self._count_tasks = OtherBusyCores() if count_tasks is None else count_tasks
         self._cores = cores or len(os.sched_getaffinity(0))
         self.free = self._cores
         self._next_sample = 0.0

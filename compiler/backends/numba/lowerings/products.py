@@ -36,9 +36,11 @@ from ..emit import Writer, shape_tuple
 from .table import FLOATS, Lowering, register_lowering
 
 # From this many multiply-adds a product is cut into blocks of rows on the
-# backend's threads (a hand-off costs tens of microseconds; W2's (128 x 784 x 256)
-# products stay whole).
-SPLIT_WORK = 1 << 26
+# backend's threads: W8's (1120 x 200 x 10000) products are. W2's at B=1024
+# (1024 x 784 x 256) stay whole: cut, its step took 6.4 ms against 3.3 ms on
+# OpenBLAS's own two threads (its thread count set twice per product, strided
+# blocks of a transposed operand).
+SPLIT_WORK = 1 << 30
 
 
 def product_pieces(rows: int, work: int) -> list[tuple[int, int]]:
