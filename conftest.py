@@ -19,6 +19,9 @@ os.environ.setdefault("SYMGRAD_COMPILE", "sync")
 # Tests of background compilation (and the processes they start) compile a program
 # from its second call, as they always did; tests/test_tiering.py tests the time rule.
 os.environ.setdefault("SYMGRAD_COMPILE_AFTER_SECONDS", "0")
+# Loops are split over threads from 65536 elements (the default is 262144), so that
+# the tests' modest sizes exercise the threaded paths.
+os.environ.setdefault("SYMGRAD_PARALLEL_MIN", "65536")
 
 import symgrad_compiler  # noqa: E402
 

@@ -17,7 +17,7 @@ Tests and users change it for a block with :func:`override`::
 | ``SYMGRAD_CACHE`` | ``disk_cache`` | on |
 | ``SYMGRAD_CACHE_DIR`` | ``cache_dir`` | ``$XDG_CACHE_HOME/symgrad`` or ``~/.cache/symgrad`` |
 | ``SYMGRAD_NUM_THREADS`` | ``num_threads`` | the cores |
-| ``SYMGRAD_PARALLEL_MIN`` | ``parallel_min`` | 65536 |
+| ``SYMGRAD_PARALLEL_MIN`` | ``parallel_min`` | 262144 |
 | ``SYMGRAD_WIDE_VECTORS`` | ``wide_vectors`` | on |
 | ``SYMGRAD_ADAPT_THREADS`` | ``adapt_threads`` | on (OpenBLAS's threads follow free cores) |
 | ``SYMGRAD_KEEP_MEMORY`` | ``keep_memory`` | on (freed arrays' memory kept for reuse) |
@@ -78,7 +78,7 @@ class Settings:
     disk_cache: bool = True
     cache_dir: Path = dataclasses.field(default_factory=lambda: _default_cache_dir(os.environ))
     num_threads: int | None = None
-    parallel_min: int = 1 << 16
+    parallel_min: int = 1 << 18
     wide_vectors: bool = True
     adapt_threads: bool = True
     keep_memory: bool = True
@@ -103,7 +103,7 @@ class Settings:
             disk_cache=_flag(env.get("SYMGRAD_CACHE"), True),
             cache_dir=_default_cache_dir(env),
             num_threads=_threads(env.get("SYMGRAD_NUM_THREADS")),
-            parallel_min=int(env.get("SYMGRAD_PARALLEL_MIN", str(1 << 16))),
+            parallel_min=int(env.get("SYMGRAD_PARALLEL_MIN", str(1 << 18))),
             wide_vectors=_flag(env.get("SYMGRAD_WIDE_VECTORS"), True),
             adapt_threads=_flag(env.get("SYMGRAD_ADAPT_THREADS"), True),
             keep_memory=_flag(env.get("SYMGRAD_KEEP_MEMORY"), True),

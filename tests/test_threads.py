@@ -27,6 +27,7 @@ from symgrad_compiler.backends.numba.blas_threads import blas_threads
 )
 def test_split_covers_the_loop_once(monkeypatch, rows, elements):
     monkeypatch.setattr(threads, "_THREADS", 2)
+    monkeypatch.setattr(threads, "MINIMUM", 1 << 16)  # the loops above are all split
     pieces = threads.split(rows, elements)
     assert pieces[0][0] == 0 and pieces[-1][1] == rows
     assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))

@@ -4,7 +4,7 @@ Kernels are compiled with ``nogil=True``, so plain Python threads run them in
 parallel. This avoids numba's parallel threading layers: OpenMP's spinning
 workers starve OpenBLAS between GEMMs and clash with PyTorch's own OpenMP in the
 same process, and the workqueue layer cannot be entered from several threads.
-Loops smaller than ``SYMGRAD_PARALLEL_MIN`` elements (default 2**16) stay on the
+Loops smaller than ``SYMGRAD_PARALLEL_MIN`` elements (default 2**18) stay on the
 calling thread, where a hand-off would cost more than it saves.
 ``SYMGRAD_NUM_THREADS`` caps the threads (default: the machine's cores).
 

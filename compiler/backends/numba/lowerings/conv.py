@@ -1697,9 +1697,10 @@ def blas_alone() -> contextlib.AbstractContextManager[None]:
     return blas_threads().alone()
 
 
-# Below this many multiply-adds a convolution stays on one thread (and in the
-# whole-program entry): a hand-off to the pool costs tens of microseconds.
-PARALLEL_WORK = 1 << 20
+# Below this many multiply-adds a convolution stays on one thread: a hand-off to
+# the pool costs 50-200 us while a worker wakes. The CNN step's (32, 8, 26, 26)
+# convolution (1.6M) split over two threads made the step slower than on one.
+PARALLEL_WORK = 1 << 23
 
 Triple = tuple[int, int, int]
 
