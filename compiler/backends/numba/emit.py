@@ -33,23 +33,29 @@ class Writer:
         self.lines: list[str] = []
         self.destination: dict[int, str] = {}
         self.bail = ""
-        # functions the entry calls, by name: their source (see entry._splitter)
+        # object-mode functions the entry calls, by name: their source; and the
+        # imports of the Python functions they call (see object_mode)
         self.helpers: dict[str, str] = {}
+        self.imports: dict[str, str] = {}
 
     def emit(self, line: str) -> None:
         """Add one line to the entry's body."""
         self.lines.append("    " + line)
 
-    def object_mode(self, name: str, params: list[str], body: str, returns: str = "") -> str:
+    def object_mode(
+        self, name: str, params: list[str], calls: Callable, body: str, returns: str = ""
+    ) -> str:
         """Define (once per entry) a compiled function ``name(*params)`` that runs
         the Python statement ``body`` in numba's object mode, and return its name;
-        with ``returns`` (a numba type), the function returns what ``body``
-        assigns to ``r``.
+        ``body`` calls the function ``calls`` by its name (the entry's module
+        imports it: see :attr:`imports`); with ``returns`` (a numba type), the
+        function returns what ``body`` assigns to ``r``.
         The entry calls such a function to split a big loop over threads
         (``threads.run_split``, ``threads.run_rows``) and stay one call. (Object
         mode in a function of its own: numba lifting it out of a long function
         with branches produced invalid LLVM; and without ``nogil``, of no use
         to code that takes the interpreter lock, and about which numba warns.)"""
+        self.imports[calls.__name__] = f"from {calls.__module__} import {calls.__name__}"
         if name not in self.helpers:
             self.helpers[name] = "\n".join(
                 [
@@ -76,9 +82,12 @@ class Writer:
         output = step.node.types[0]
         layout = ", ".join([":"] * (len(output.shape) - 1) + ["::1"])
         ins = [f"a{i}" for i in range(len(step.inputs))]
+        from .lowerings.table import run_library  # (the lowerings import this module)
+
         name = self.object_mode(
             f"library_{step.node.op.name.lstrip('_')}_{step.outputs[0]}",
             ins,
+            run_library,
             f"r = run_library({step.node.op.name!r}, {kernel}, {shape_tuple(ins)}, {attrs}, "
             f"{output.dtype.name!r})",
             returns=f"{output.dtype.name}[{layout}]",
@@ -88,9 +97,12 @@ class Writer:
     def rows_splitter(self, kernel: str) -> str:
         """A function ``(head, rows, tail, work)`` that runs the row kernel
         ``kernel(*head, lo, hi, *tail)`` over ``rows`` rows on threads."""
+        from .threads import run_rows
+
         return self.object_mode(
             f"rows_{kernel}",
             ["head", "rows", "tail", "work"],
+            run_rows,
             f"run_rows({kernel}, head, rows, tail, work)",
         )
 

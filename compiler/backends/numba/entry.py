@@ -36,6 +36,7 @@ from typing import Any, cast
 import numpy as np
 
 from ...ir import Node
+from . import threads
 from .emit import Runner, Writer, empty_of, shape_tuple
 from .lowerings import warn_step_by_step
 
@@ -86,6 +87,7 @@ def _fused(w: Writer, step) -> None:
         split = w.object_mode(
             f"split_{source.name}",
             ["ins", "outs", "loop"],
+            threads.run_split,
             f"run_split({source.name}, ins, outs, {partial}, loop)",
         )
         ins = shape_tuple([f"s{i}" for i in step.inputs])
@@ -149,7 +151,7 @@ def generate_entry(plan) -> EntrySource | None:
     )
     lines = [
         _blas_marker(),
-        *(_object_mode_preamble() if w.helpers else []),
+        *(_object_mode_preamble(w) if w.helpers else []),
         *[f"{helper}\n\n" for helper in w.helpers.values()],
         "@_jit",
         f"def program_entry({', '.join(params)}):",
@@ -165,14 +167,13 @@ def generate_entry(plan) -> EntrySource | None:
     return EntrySource("\n".join(lines) + "\n" + _HELPERS, constants, destinations, outputs)
 
 
-def _object_mode_preamble() -> list[str]:
-    """The lines an entry with object-mode functions needs: what they call, and
-    their decorator (the module's, without ``nogil``)."""
+def _object_mode_preamble(w: Writer) -> list[str]:
+    """The lines an entry with object-mode functions needs: the imports of what
+    they call, and their decorator (the module's, without ``nogil``)."""
     from .disk_cache import enabled
 
     return [
-        f"from {__package__}.threads import run_rows, run_split",
-        f"from {__package__}.lowerings.table import run_library",
+        *sorted(w.imports.values()),
         f'_object_jit = numba.njit(cache={enabled()}, error_model="numpy")',
         "",
     ]

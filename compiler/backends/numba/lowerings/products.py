@@ -78,12 +78,10 @@ def split_product(a: Any, b: Any, transpose_a: bool, transpose_b: bool, out: Any
 def _split_call(w: Writer, a: str, b: str, transpose_a: bool, transpose_b: bool, out: str) -> None:
     """Emit ``out = op(a) @ op(b)`` (source expressions of 2-D arrays): on the
     threads through :func:`split_product` when it is big, else one BLAS call."""
-    w.helpers.setdefault(  # an object-mode function's body runs in the generated module
-        "split_product", f"from {__name__} import split_product\n"
-    )
     name = w.object_mode(
         f"product_{int(transpose_a)}{int(transpose_b)}",
         ["a", "b", "out"],
+        split_product,
         f"split_product(a, b, {transpose_a}, {transpose_b}, out)",
     )
     inner = f"{a}.shape[{1 - int(transpose_a)}]"

@@ -820,14 +820,11 @@ def _call_in_pieces(w: Writer, step, arguments: list[str], params_at: int) -> No
     on the whole batch. ``params_at``: see :func:`run_pieces` (-1: none)."""
     kernel = step.lowering.kernel_name
     first = f"s{step.inputs[0]}"
-    # an object-mode function's body runs in the generated module: the name it calls
-    w.helpers.setdefault(
-        "rnn_entry_pieces", f"from {__name__} import entry_pieces as rnn_entry_pieces\n"
-    )
     split = w.object_mode(
         f"pieces_{kernel}",
         ["arguments", "batch", "work"],
-        f"rnn_entry_pieces({kernel}, arguments, batch, work, {params_at})",
+        entry_pieces,
+        f"entry_pieces({kernel}, arguments, batch, work, {params_at})",
     )
     listed = ", ".join(arguments)
     batch = f"{first}.shape[1]"

@@ -363,12 +363,10 @@ def _softmax_entry(w: Writer, step) -> bool:
     )
     # a block big enough for the threads is shared out as the step runner does
     # (W8's (1120, 10000) log_softmax: 17 ms on one thread), from object mode
-    w.helpers.setdefault(  # an object-mode function's body runs in the generated module
-        "entry_rows", f"from {__name__} import entry_rows\n"
-    )
     split = w.object_mode(
         f"rows_split_{kernel}",
         ["x", "temperature", "take_log", "out"],
+        entry_rows,
         f"entry_rows({kernel}, x, temperature, take_log, out)",
     )
     w.emit(f"if {x}.size >= limit and {x}.size > {x}.shape[-1]:")
