@@ -265,17 +265,20 @@ def test_cnn_program_runs_as_one_call_and_matches_the_interpreter(pool_type, dec
 
 
 @pytest.mark.slow
-def test_big_batches_go_to_the_threaded_step_runner(monkeypatch):
-    """The entry hands a convolution big enough for threads back to the step
-    runner (once per input shapes), which computes the same values."""
+def test_big_batches_run_threaded_inside_the_entry(monkeypatch):
+    """A convolution big enough for threads stays in the one-call entry (its
+    threaded paths are reached through object mode) and computes the same values."""
     monkeypatch.setattr(lconv, "_ONE_THREAD", False)  # as on a machine of several cores
     graph, shapes = cnn_graph(2, np.float32)
     program = compile_program(graph, arrays_for(shapes, 2, np.float32))
     args = arrays_for(shapes, 512, np.float32, seed=5)
     expected = reference(graph, args)
-    assert program._entry(args) is None  # declined: too big for one thread
-    for got, want in zip(program(args), expected):
-        close(got, want, np.float32)
+    got = program._entry(args)
+    assert got is not None  # not handed back to the step runner
+    for value, want in zip(got, expected):
+        close(value, want, np.float32)
+    for value, want in zip(program(args), expected):
+        close(value, want, np.float32)
 
 
 def test_a_new_spatial_size_is_not_run_with_the_old_geometry():
