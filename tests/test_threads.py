@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -96,3 +97,47 @@ def test_split_kernel_matches_interpreter(monkeypatch):
     assert runs and runs[0] >= 2  # the compiled kernel did run split
     for got, want in zip(results["compiled"], results["interpreter"]):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_spin_returns_when_the_counter_changes_and_gives_up_after_its_polls():
+    from symgrad_compiler.backends.numba import spin
+
+    counter = np.zeros(1, np.int64)
+    assert not spin.spin_until_changed(counter, 0, polls=100)  # nothing posted
+    assert spin.spin_until_changed(counter, 5, polls=100)  # already differs
+    changed = []
+    waiter = threading.Thread(
+        target=lambda: changed.append(spin.spin_until_changed(counter, 0, polls=10**9))
+    )
+    waiter.start()
+    counter[0] += 1  # seen by the compiled loop: the polls are not hoisted
+    waiter.join(timeout=30)
+    assert not waiter.is_alive() and changed == [True]
+
+
+@pytest.mark.parametrize("spinning", [True, False])
+def test_workers_take_work_posted_while_they_spin_or_sleep(spinning):
+    """Batches posted back to back, and after the workers stopped spinning, all
+    run to the end; a closed pool's workers exit."""
+    with symgrad_compiler.settings.override(spin=spinning):
+        pool = threads.ThreadPool()
+    assert (pool.posted is not None) == (spinning and threads.spin.available())
+    pool.start()
+
+    def kernel(k, out):
+        out[k] = k
+
+    for round_ in range(40):
+        out = np.zeros(8)
+        batch = threads._Batch(kernel, [(k, out) for k in range(8)])
+        pool.post(batch, len(pool.workers))
+        batch.work()
+        batch.finished.acquire()
+        assert list(out) == list(range(8))
+        if round_ == 20:
+            time.sleep(0.05)  # past the workers' spinning: they sleep on the queue
+    workers = list(pool.workers)
+    pool.close()
+    for worker in workers:
+        worker.join(timeout=30)
+        assert not worker.is_alive()

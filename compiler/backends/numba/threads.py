@@ -14,6 +14,8 @@ sleeping worker takes 50-200 us to wake (much longer on a loaded or virtual
 machine); with one fixed piece per thread the whole call waited for the late
 worker, while here the calling thread simply takes more pieces, and it waits
 only for pieces that are running, never for a worker that has not started.
+An idle worker spins a few milliseconds before it sleeps (spin.py): on a
+virtual machine a sleeping worker's wake-up alone cost 50-300 us.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ... import session, settings
+from . import spin
 from .blas_threads import blas_threads
 
 
@@ -109,6 +112,12 @@ class _Batch:
                 self.finished.release()
 
 
+def _spin_counter() -> np.ndarray | None:
+    """A fresh counter for the workers to spin on, or None where they must not
+    spin (``SYMGRAD_SPIN=0``, or no ``sched_yield``)."""
+    return np.zeros(1, np.int64) if settings.current().spin and spin.available() else None
+
+
 class ThreadPool:
     """Persistent workers blocked on one queue (lighter than a ThreadPoolExecutor,
     whose futures and conditions cost tens of microseconds of Python per call),
@@ -118,16 +127,32 @@ class ThreadPool:
         self.queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self.workers: list[threading.Thread] = []
         self._lock = threading.Lock()
+        # bumped whenever work is posted: idle workers spin on it for a while
+        # before they block on the queue (None: they block at once)
+        self.posted: np.ndarray | None = _spin_counter()
 
     @staticmethod
-    def _serve(jobs: queue.SimpleQueue[_Batch | None]) -> None:
+    def _serve(jobs: queue.SimpleQueue[_Batch | None], posted: np.ndarray | None) -> None:
         # the queue is an argument, not self.queue: after close() a new queue
         # serves new workers, and the old ones still find their stop signals
         while True:
+            if posted is not None:
+                # read before looking at the queue: work posted after the look
+                # bumps the counter past this value (see spin.py)
+                seen = int(posted[0])
+                if jobs.empty():
+                    spin.spin_until_changed(posted, seen)
             batch = jobs.get()
             if batch is None:  # closed
                 return
             batch.work()
+
+    def post(self, batch: _Batch | None, copies: int) -> None:
+        """Queue ``batch`` for ``copies`` workers and signal the spinning ones."""
+        for _ in range(copies):
+            self.queue.put(batch)
+        if self.posted is not None:
+            self.posted[0] += 1
 
     def start(self) -> None:
         """Start workers until there are ``_THREADS - 1`` (the caller is the last)."""
@@ -135,7 +160,7 @@ class ThreadPool:
             while len(self.workers) < _THREADS - 1:
                 worker = threading.Thread(
                     target=self._serve,
-                    args=(self.queue,),
+                    args=(self.queue, self.posted),
                     daemon=True,
                     name=f"symgrad-kernel-{len(self.workers)}",
                 )
@@ -146,15 +171,16 @@ class ThreadPool:
         """Let every worker finish its batch and exit (a later :meth:`start`
         begins again with new workers)."""
         with self._lock:
-            for _ in self.workers:
-                self.queue.put(None)
+            self.post(None, len(self.workers))
             self.queue, self.workers = queue.SimpleQueue(), []
+            self.posted = _spin_counter()
 
     def after_fork(self) -> None:
         """A forked child has none of the parent's threads: start afresh."""
         self.queue = queue.SimpleQueue()
         self.workers = []
         self._lock = threading.Lock()
+        self.posted = _spin_counter()
 
 
 def pool() -> ThreadPool:
@@ -190,8 +216,7 @@ def run(kernel: Callable, calls: Sequence[tuple]) -> None:
     if len(workers.workers) < _THREADS - 1:
         workers.start()
     batch = _Batch(kernel, calls)
-    for _ in range(min(_THREADS, len(calls)) - 1):
-        workers.queue.put(batch)
+    workers.post(batch, min(_THREADS, len(calls)) - 1)
     batch.work()
     batch.finished.acquire()  # blocks (GIL released) until the last call is done
     if batch.error is not None:
