@@ -43,3 +43,22 @@ def test_freed_arrays_come_back_without_page_faults(monkeypatch):
     assert memory._applied is True  # compiling a program applied it
     assert memory.keep_freed_memory() is True  # once per process, then remembered
     assert _faults_per_cycle() < 50
+
+
+def _big_cycle() -> None:
+    """W8's step: blocks bigger than glibc's largest mapping threshold (32 MiB)."""
+    arrays = [np.ones(12 << 20, np.float32) for _ in range(2)]  # 48 MiB each
+    del arrays
+
+
+def test_arrays_above_the_mapping_threshold_are_reused_too(monkeypatch):
+    """A 48 MiB array freed and allocated again comes from the heap: as a separate
+    mapping (glibc's threshold is at most 32 MiB) it faulted in 12,000 pages a time."""
+    monkeypatch.setattr(memory, "_applied", None)
+    assert memory.keep_freed_memory() is True
+    for _ in range(2):
+        _big_cycle()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+        _big_cycle()
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3 < 50

@@ -11,11 +11,18 @@ subtraction that filled it; W7's training step allocates dozens of them (its
 CPU time per step was 150 ms, 105 ms with the memory kept).
 
 So when the numba backend first compiles a program, :func:`keep_freed_memory`
-tells glibc's allocator (``mallopt``) to serve arrays up to
-:data:`MMAP_THRESHOLD` from the heap and to keep up to :data:`TRIM_THRESHOLD`
-of free memory at its top: the same sizes come back from memory already
-mapped. MXNet's pooled storage manager keeps freed buffers for the same reason.
-The process's resident size stays at its peak (up to that much more).
+tells glibc's allocator (``mallopt``) to serve arrays of any size from the heap
+(no separate mappings: ``M_MMAP_MAX`` 0) and to keep up to
+:data:`TRIM_THRESHOLD` of free memory at its top: the same sizes come back
+from memory already mapped. MXNet's pooled storage manager keeps freed buffers
+for the same reason. The process's resident size stays at its peak (up to that
+much more).
+
+The mapping threshold alone (:data:`MMAP_THRESHOLD`, at most 32 MiB in glibc)
+left W8's (1120, 10000) float32 blocks (45 MB: the logits, their log_softmax and
+its gradient) fresh mappings on every step: 32,800 page faults a step, 63 ms of
+its 240 ms of CPU on one thread. glibc still maps memory where the heap cannot
+grow (and a thread's arena beyond its 64 MiB heaps).
 ``SYMGRAD_KEEP_MEMORY=0`` leaves the allocator as it is; so does a C library
 other than glibc.
 """
@@ -30,8 +37,10 @@ from ... import settings
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_MMAP_MAX = -4
 
-MMAP_THRESHOLD = 32 << 20  # glibc's largest: bigger arrays stay separate mappings
+MMAP_THRESHOLD = 32 << 20  # glibc's largest (set, it also stops glibc moving it itself)
+MMAP_MAX = 0  # mappings for allocations: none, bigger arrays come from the heap too
 TRIM_THRESHOLD = 512 << 20
 
 _applied: bool | None = None  # None: not tried yet
@@ -43,7 +52,9 @@ def keep_freed_memory() -> bool:
     global _applied
     if _applied is None:
         _applied = settings.current().keep_memory and _mallopt(
-            (_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+            (_M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+            (_M_MMAP_MAX, MMAP_MAX),
+            (_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
         )
     return _applied
 
