@@ -10,7 +10,7 @@ import pytest
 
 import symgrad as mx
 import symgrad_compiler
-from symgrad_compiler.backends.numba import threads
+from symgrad_compiler.backends.numba import spin, threads
 from symgrad_compiler.backends.numba.blas_threads import blas_threads
 
 
@@ -100,8 +100,6 @@ def test_split_kernel_matches_interpreter(monkeypatch):
 
 
 def test_spin_returns_when_the_counter_changes_and_gives_up_after_its_polls():
-    from symgrad_compiler.backends.numba import spin
-
     counter = np.zeros(1, np.int64)
     assert not spin.spin_until_changed(counter, 0, polls=100)  # nothing posted
     assert spin.spin_until_changed(counter, 5, polls=100)  # already differs
@@ -121,7 +119,7 @@ def test_workers_take_work_posted_while_they_spin_or_sleep(spinning):
     run to the end; a closed pool's workers exit."""
     with symgrad_compiler.settings.override(spin=spinning):
         pool = threads.ThreadPool()
-    assert (pool.posted is not None) == (spinning and threads.spin.available())
+    assert (pool.posted is not None) == (spinning and spin.available())
     pool.start()
 
     def kernel(k, out):

@@ -31,7 +31,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ... import session, settings
-from . import spin
 from .blas_threads import blas_threads
 
 
@@ -115,6 +114,8 @@ class _Batch:
 def _spin_counter() -> np.ndarray | None:
     """A fresh counter for the workers to spin on, or None where they must not
     spin (``SYMGRAD_SPIN=0``, or no ``sched_yield``)."""
+    from . import spin  # (imports numba: only once a loop is split over threads)
+
     return np.zeros(1, np.int64) if settings.current().spin and spin.available() else None
 
 
@@ -135,6 +136,8 @@ class ThreadPool:
     def _serve(jobs: queue.SimpleQueue[_Batch | None], posted: np.ndarray | None) -> None:
         # the queue is an argument, not self.queue: after close() a new queue
         # serves new workers, and the old ones still find their stop signals
+        from . import spin
+
         while True:
             if posted is not None:
                 # read before looking at the queue: work posted after the look
