@@ -348,3 +348,37 @@ def test_transcendental_ops_count_more_towards_the_bound():
     after = _run(_graph([x], y))
     per_kernel = MAX_GROUP // TRANSCENDENTAL_COST
     assert [len(body) for body in _bodies(after)] == [per_kernel, 200 - per_kernel]
+
+
+# ---------------------------------------------------------------------------
+# a cheap op read by one later group only is computed there
+# ---------------------------------------------------------------------------
+
+
+def _mask_graph(keep_activation: bool) -> ProgramGraph:
+    """A relu's forward loop and a later loop (behind an opaque op) that reads the
+    relu's mask, as a backward does; ``keep_activation``: the graph also returns
+    the activation (the next layer would read it)."""
+    x = variable((3, 4))
+    y = _op("relu", _op("_mul_scalar", x, scalar=2.0))
+    mask = _op("_greater_scalar", y, scalar=0.0)
+    later = _op("elemwise_mul", _op("transpose", _op("transpose", _op("exp", y))), mask)
+    return _graph([x], later, y) if keep_activation else _graph([x], later)
+
+
+def test_a_mask_of_a_stored_activation_is_computed_where_it_is_read():
+    after = _run(_mask_graph(keep_activation=True))
+    assert _bodies(after) == [["_mul_scalar", "relu", "exp"], ["_greater_scalar", "elemwise_mul"]]
+    forward = after.nodes()[1]
+    assert forward.num_outputs == 2  # the activation and exp(y): no mask
+
+
+def test_a_mask_stays_with_its_input_when_that_is_not_stored_otherwise():
+    # the relu's output feeds only the mask and exp inside the loop: moving the
+    # mask would store the activation instead, which is no saving
+    x = variable((3, 4))
+    doubled = _op("_mul_scalar", x, scalar=2.0)
+    mask = _op("_greater_scalar", _op("relu", doubled), scalar=0.0)
+    later = _op("elemwise_mul", _op("transpose", _op("transpose", _op("exp", doubled))), mask)
+    after = _run(_graph([x], later))
+    assert _bodies(after) == [["_mul_scalar", "exp", "relu", "_greater_scalar"], ["elemwise_mul"]]

@@ -302,8 +302,12 @@ unary("sigmoid", _sigmoid, "vm.sigmoid({0})", sigmoid_grad)
 
 def relu_grad(g: Expr, x: Expr, *, out: Expr) -> Expr:
     """g (x > 0), NaN where x is NaN: MXNet's relu passes NaN on both ways
-    (``Activation(act_type='relu')`` does not: see ops/nn.py)"""
-    return g * F.where(x == x, x > 0, x)
+    (``Activation(act_type='relu')`` does not: see ops/nn.py).
+
+    Written on the output (``out > 0`` exactly when ``x > 0``, and ``out`` is
+    NaN exactly where ``x`` is): the output is kept anyway (the next layer
+    reads it), so the forward stores no mask and need not keep ``x``."""
+    return g * F.where(out == out, out > 0, out)
 
 
 unary(

@@ -283,7 +283,9 @@ def activation_grad(g: Expr, x: Expr, *, out: Expr, act_type: str) -> Expr:
     from ..registry import get_op
 
     if act_type == "relu":
-        return g * (x > 0)
+        # on the output, which the next layer keeps anyway: out > 0 exactly when
+        # x > 0 (NaN gives 0 both ways), and the forward then stores no mask
+        return g * (out > 0)
     rule = get_op(_ACTIVATIONS[act_type]).grad
     assert rule is not None  # every activation has one
     return rule(g, x, out=out)
