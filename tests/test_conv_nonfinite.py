@@ -3,7 +3,8 @@
 weight gradient put NaN and infinities exactly where the ops' numpy implementations
 (the interpreter, and MXNet's im2col) and a plain numpy sum over the taps put them,
 for a special value in the data, the weights or the head gradient, on every route
-(unit stride "wide", images side by side, strided, depthwise, pointwise), sizes
+(unit stride "wide", images side by side, strided, depthwise, pointwise, packed
+pointwise), sizes
 varied within one process, on one thread and split over threads.
 
 The wide kernels carry junk positions (data read past a row's end, multiplied by
@@ -36,7 +37,19 @@ ROUTES = {
         (2, 3, 9, 9),
         dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), num_filter=6, num_group=3),
     ),
+    # several images a depthwise pass: all of them, and passes of three ending short
+    "depthwise_7x7_one_pass": (
+        (6, 3, 7, 7),
+        dict(kernel=(3, 3), pad=(1, 1), num_filter=3, num_group=3),
+    ),
+    "depthwise_s2_short_last_pass": (
+        (5, 2, 30, 31),
+        dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), num_filter=4, num_group=2),
+    ),
     "pointwise": ((2, 4, 5, 6), dict(kernel=(1, 1), num_filter=3)),
+    # small images packed side by side into one product
+    "pointwise_7x7_packed": ((6, 4, 7, 7), dict(kernel=(1, 1), num_filter=3)),
+    "pointwise_1x1_images": ((5, 6, 1, 1), dict(kernel=(1, 1), num_filter=4)),
     "pointwise_s2": ((2, 4, 7, 6), dict(kernel=(1, 1), stride=(2, 2), num_filter=3)),
 }
 

@@ -298,9 +298,15 @@ def _cv_phase_plan(xsz, pad, stride, kernel, dilate, osz):
 
 @_jit
 def _cv_phase_offsets(kernel, stride, dilate, Dq, Hq, Wq, flip):
+    # _cv_phase_offsets_spaced for the phases of one image, one after the other
+    return _cv_phase_offsets_spaced(kernel, stride, dilate, Dq, Hq, Wq, flip, Dq * Hq * Wq)
+
+
+@_jit
+def _cv_phase_offsets_spaced(kernel, stride, dilate, Dq, Hq, Wq, flip, spacing):
     # the wide offset of every kernel position (a, b, e), in kernel order, into the
-    # phases: its phase's start plus its shift; flip (stride 1): of the position
-    # turned by 180 degrees (the data gradient's taps)
+    # phases, which start ``spacing`` apart: its phase's start plus its shift; flip
+    # (stride 1): of the position turned by 180 degrees (the data gradient's taps)
     kd, kh, kw = kernel
     sd, sh, sw = stride
     offsets = np.empty(kd * kh * kw, np.int64)
@@ -315,7 +321,7 @@ def _cv_phase_offsets(kernel, stride, dilate, Dq, Hq, Wq, flip):
                 z, y, x = a_ * dilate[0], b_ * dilate[1], e_ * dilate[2]
                 phase = ((z % sd) * sh + y % sh) * sw + x % sw
                 shift = ((z // sd) * Hq + y // sh) * Wq + x // sw
-                offsets[t] = phase * Dq * Hq * Wq + shift
+                offsets[t] = phase * spacing + shift
                 t += 1
     return offsets
 
@@ -331,10 +337,18 @@ def _cv_phase_span(size, start, step, count):
 
 @_jit
 def _cv_phases(x, n, c, pad, stride, Dq, Hq, Wq, xq, to_phases):
-    # between channel x[n, c] and its padded stride phases xq (flat): to_phases
-    # copies the data in (the border of xq is zero already and never written),
-    # otherwise the data positions of xq are copied back into x[n, c]. Unsigned
-    # indices (see _cv_pad_into)
+    # _cv_phases_at with the phases of one image at the start of xq
+    _cv_phases_at(x, n, c, pad, stride, Dq, Hq, Wq, xq, 0, Dq * Hq * Wq, to_phases)
+
+
+@_jit
+def _cv_phases_at(x, n, c, pad, stride, Dq, Hq, Wq, xq, start, spacing, to_phases):
+    # between channel x[n, c] and its padded stride phases, the first at xq[0,
+    # start] and the others ``spacing`` apart (several images side by side keep
+    # their phases apart by the images' count, so that a wide position of one
+    # image reads only that image's phases): to_phases copies the data in (the
+    # border is zero already and never written), otherwise the data positions are
+    # copied back into x[n, c]. Unsigned indices (see _cv_pad_into)
     D, H, W = x.shape[2], x.shape[3], x.shape[4]
     sd, sh, sw = stride
     for pz in range(sd):
@@ -344,7 +358,7 @@ def _cv_phases(x, n, c, pad, stride, Dq, Hq, Wq, xq, to_phases):
             for px in range(sw):
                 ta, tb = _cv_phase_span(W, px - pad[2], sw, Wq)
                 x0 = px - pad[2]
-                base = ((pz * sh + py) * sw + px) * Dq * Hq * Wq
+                base = start + ((pz * sh + py) * sw + px) * spacing
                 for u in range(ua, ub):
                     for v in range(va, vb):
                         row = x[n, c, pz - pad[0] + sd * u, py - pad[1] + sh * v]
@@ -360,11 +374,25 @@ def _cv_phases(x, n, c, pad, stride, Dq, Hq, Wq, xq, to_phases):
 @_jit
 def _cv_plane_taps(xq, taps, offsets, L, wide):
     # wide[q] = sum over kernel positions t of taps[t] * xq[q + offsets[t]], q < L:
-    # one depthwise channel on the wide positions, one vector loop per position
+    # depthwise channels on the wide positions, vector loops that take three kernel
+    # positions each (a third of the passes over wide that one position a loop took)
     dst, src = wide[0], xq[0]
     for q in range(L):
         dst[numba.uint64(q)] = 0
-    for t in range(offsets.shape[0]):
+    T = offsets.shape[0]
+    t = 0
+    while t + 3 <= T:
+        w0, w1, w2 = taps[t], taps[t + 1], taps[t + 2]
+        o0, o1, o2 = offsets[t], offsets[t + 1], offsets[t + 2]
+        for q in range(L):
+            u = numba.uint64(q)
+            dst[u] += (
+                w0 * src[numba.uint64(q + o0)]
+                + w1 * src[numba.uint64(q + o1)]
+                + w2 * src[numba.uint64(q + o2)]
+            )
+        t += 3
+    for t in range(t, T):
         wv, off = taps[t], offsets[t]
         for q in range(L):
             dst[numba.uint64(q)] += wv * src[numba.uint64(q + off)]
@@ -381,110 +409,163 @@ def _cv_plane_scatter(gw, taps, offsets, L, dq):
             dst[numba.uint64(q + off)] += wv * src[numba.uint64(q)]
 
 
+# Depthwise passes take the planes of several images of one channel side by side,
+# up to this many positions: a 7x7 channel padded is 81 positions, whose one-image
+# vector loops (61 wide positions) were mostly their scalar remainders and call
+# overhead; eight images make one loop of 628
+_CV_DEPTHWISE_SPAN = 4096
+
+
+@_jit
+def _cv_depthwise_layout(xsz, osz, kernel, stride, dilate, pad, count, flip):
+    # the layout of a depthwise pass over up to ``count`` images side by side: image
+    # b's phase p starts at (p * B + b) * PQ (PQ: one phase's positions), so that
+    # output position q of image b is wide position b * PQ + q, reading only image
+    # b's phases. Returns (Dq, Hq, Wq, L, PQ, B, offsets), L = 0 where the geometry
+    # does not fit (see _cv_phase_plan)
+    Dq, Hq, Wq, L = _cv_phase_plan(xsz, pad, stride, kernel, dilate, osz)
+    PQ = Dq * Hq * Wq
+    phases = stride[0] * stride[1] * stride[2]
+    B = max(1, min(count, _CV_DEPTHWISE_SPAN // (phases * PQ)))
+    offsets = _cv_phase_offsets_spaced(kernel, stride, dilate, Dq, Hq, Wq, flip, B * PQ)
+    return Dq, Hq, Wq, L, PQ, B, offsets
+
+
+@_jit
+def _cv_depthwise_taps(w, f, taps):
+    # taps[:] = the kernel of filter f, in kernel order
+    taps[:] = w[f, 0].reshape(taps.shape[0])
+
+
 @_jit
 def _cv_depthwise_wide(x, w, out, lo, hi, kernel, stride, dilate, pad, flip):
     # a depthwise convolution on the wide positions of its stride phases, images
-    # lo..hi: out[n, f] = conv(x[n, f // fg], w[f]) (flip False), or at stride 1
-    # the data gradient, x[n, c] = sum over the fg filters f of c of conv(g[n, f],
-    # w[f] turned by 180 degrees) with out holding g and pad the transposed padding
-    # (flip True). False (nothing written) where the geometry does not fit
+    # lo..hi side by side (_cv_depthwise_layout): out[n, f] = conv(x[n, f // fg],
+    # w[f]) (flip False), or at stride 1 the data gradient, x[n, c] = sum over the
+    # fg filters f of c of conv(g[n, f], w[f] turned by 180 degrees) with out
+    # holding g and pad the transposed padding (flip True). False (nothing
+    # written) where the geometry does not fit
     F, C = w.shape[0], x.shape[1]  # x: the data, or its gradient (flip)
     fg = F // C
     src = out if flip else x  # the padded operand
     dst = x if flip else out
     xsz = (src.shape[2], src.shape[3], src.shape[4])
     osz = (dst.shape[2], dst.shape[3], dst.shape[4])
-    Dq, Hq, Wq, L = _cv_phase_plan(xsz, pad, stride, kernel, dilate, osz)
+    layout = _cv_depthwise_layout(xsz, osz, kernel, stride, dilate, pad, hi - lo, flip)
+    Dq, Hq, Wq, L, PQ, B, offsets = layout
     if L == 0:
         return False
-    offsets = _cv_phase_offsets(kernel, stride, dilate, Dq, Hq, Wq, flip)
-    xq = np.zeros((1, stride[0] * stride[1] * stride[2] * Dq * Hq * Wq), x.dtype)
-    wide = np.empty((1, L), x.dtype)
-    total = np.empty((1, L), x.dtype)
+    phases = stride[0] * stride[1] * stride[2]
+    xq = np.zeros((1, phases * B * PQ), x.dtype)
+    wide = np.empty((1, (B - 1) * PQ + L), x.dtype)
+    total = np.empty((1, (B - 1) * PQ + L), x.dtype)
     taps = np.empty(offsets.shape[0], w.dtype)
-    for n in range(lo, hi):
-        for f in range(F):
-            taps[:] = w[f, 0].reshape(taps.shape[0])
-            if flip:  # the filters of channel f // fg add up into its gradient
-                _cv_phases(src, n, f, pad, stride, Dq, Hq, Wq, xq, True)
-                _cv_plane_taps(xq, taps, offsets, L, wide)
-                if f % fg == 0:
-                    total[:] = wide
-                else:
-                    total += wide
-                if f % fg == fg - 1:
-                    _cv_wide_copy(total, 0, dst, n, f // fg, Hq, Wq, False)
-                continue
-            if f % fg == 0:  # a new input channel
-                _cv_phases(src, n, f // fg, pad, stride, Dq, Hq, Wq, xq, True)
-            _cv_plane_taps(xq, taps, offsets, L, wide)
-            _cv_wide_copy(wide, 0, dst, n, f, Hq, Wq, False)
+    for n0 in range(lo, hi, B):  # the images' channels in memory order
+        m = min(B, hi - n0)
+        span = (m - 1) * PQ + L
+        for c in range(C):
+            if not flip:  # the channel once, its fg filters from it
+                for b in range(m):
+                    _cv_phases_at(src, n0 + b, c, pad, stride, Dq, Hq, Wq, xq, b * PQ, B * PQ, True)
+            for f in range(c * fg, (c + 1) * fg):
+                _cv_depthwise_taps(w, f, taps)
+                if not flip:
+                    _cv_plane_taps(xq, taps, offsets, span, wide)
+                    for b in range(m):
+                        _cv_wide_copy(wide, b * PQ, dst, n0 + b, f, Hq, Wq, False)
+                    continue
+                # the data gradient: the filters of channel c add up into it
+                for b in range(m):
+                    _cv_phases_at(src, n0 + b, f, pad, stride, Dq, Hq, Wq, xq, b * PQ, B * PQ, True)
+                _cv_plane_taps(xq, taps, offsets, span, total if f == c * fg else wide)
+                if f != c * fg:
+                    total[0, :span] += wide[0, :span]
+            if flip:
+                for b in range(m):
+                    _cv_wide_copy(total, b * PQ, dst, n0 + b, c, Hq, Wq, False)
     return True
 
 
 @_jit
 def _cv_depthwise_scatter(g, w, dx, lo, hi, kernel, stride, dilate, pad):
     # dx[n, c] = the data gradient of a depthwise convolution at any stride, images
-    # lo..hi: g on the wide positions (zero at the junk) added into the phases of
-    # a zero image at each kernel position's offset, the data positions copied out
-    # (the padding's share dropped). False where the geometry does not fit
+    # lo..hi side by side (_cv_depthwise_layout): g on the wide positions (zero at
+    # the junk) added into the phases of a zero image at each kernel position's
+    # offset, the data positions copied out (the padding's share dropped). False
+    # where the geometry does not fit
     F, C = w.shape[0], dx.shape[1]
     fg = F // C
     xsz = (dx.shape[2], dx.shape[3], dx.shape[4])
     osz = (g.shape[2], g.shape[3], g.shape[4])
-    Dq, Hq, Wq, L = _cv_phase_plan(xsz, pad, stride, kernel, dilate, osz)
+    layout = _cv_depthwise_layout(xsz, osz, kernel, stride, dilate, pad, hi - lo, False)
+    Dq, Hq, Wq, L, PQ, B, offsets = layout
     if L == 0:
         return False
-    offsets = _cv_phase_offsets(kernel, stride, dilate, Dq, Hq, Wq, False)
-    dq = np.empty((1, stride[0] * stride[1] * stride[2] * Dq * Hq * Wq), dx.dtype)
-    gw = np.zeros((1, L), g.dtype)
+    phases = stride[0] * stride[1] * stride[2]
+    dq = np.empty((1, phases * B * PQ), dx.dtype)
+    gw = np.zeros((1, (B - 1) * PQ + L), g.dtype)  # only output positions are written
     taps = np.empty(offsets.shape[0], w.dtype)
-    for n in range(lo, hi):
-        for f in range(F):
-            if f % fg == 0:
-                dq[:] = 0
-            taps[:] = w[f, 0].reshape(taps.shape[0])
-            _cv_wide_copy(gw, 0, g, n, f, Hq, Wq, True)
-            _cv_plane_scatter(gw, taps, offsets, L, dq)
-            if f % fg == fg - 1:
-                _cv_phases(dx, n, f // fg, pad, stride, Dq, Hq, Wq, dq, False)
+    for n0 in range(lo, hi, B):  # the images' channels in memory order
+        m = min(B, hi - n0)
+        span = (m - 1) * PQ + L
+        for c in range(C):
+            dq[:] = 0
+            for f in range(c * fg, (c + 1) * fg):
+                _cv_depthwise_taps(w, f, taps)
+                for b in range(m):
+                    _cv_wide_copy(gw, b * PQ, g, n0 + b, f, Hq, Wq, True)
+                _cv_plane_scatter(gw, taps, offsets, span, dq)
+            for b in range(m):
+                _cv_phases_at(dx, n0 + b, c, pad, stride, Dq, Hq, Wq, dq, b * PQ, B * PQ, False)
     return True
 
 
 @_jit
 def _cv_depthwise_wide_weight_grad(g, x, dw, lo, hi, kernel, stride, dilate, pad):
     # dw[f] += the weight gradient of a depthwise convolution over images lo..hi on
-    # the wide positions of the stride phases: per kernel position, g on the wide
-    # positions (zero at the junk) times the phases shifted by the position's
-    # offset, added up over the images elementwise (a vector loop), then summed
-    # once per position (a float sum kept in order does not vectorise, so the
-    # images share it). False where the geometry does not fit
+    # the wide positions of the stride phases, images side by side
+    # (_cv_depthwise_layout): per kernel position, g on the wide positions (zero at
+    # the junk) times the phases shifted by the position's offset, added up over
+    # the images elementwise into a row of L (a vector loop), then summed once per
+    # position (a float sum kept in order does not vectorise, so the images share
+    # it). The rows run on to a multiple of 16 where an image's plane has room,
+    # over junk positions (zero in g; the zero tail of the buffers keeps the last
+    # image's reads in bounds): no scalar remainder loops. False where the
+    # geometry does not fit
     F, C = g.shape[1], x.shape[1]
     fg = F // C
     xsz = (x.shape[2], x.shape[3], x.shape[4])
     osz = (g.shape[2], g.shape[3], g.shape[4])
-    Dq, Hq, Wq, L = _cv_phase_plan(xsz, pad, stride, kernel, dilate, osz)
+    layout = _cv_depthwise_layout(xsz, osz, kernel, stride, dilate, pad, hi - lo, False)
+    Dq, Hq, Wq, L, PQ, B, offsets = layout
     if L == 0:
         return False
-    offsets = _cv_phase_offsets(kernel, stride, dilate, Dq, Hq, Wq, False)
     T = offsets.shape[0]
-    xq = np.zeros((1, stride[0] * stride[1] * stride[2] * Dq * Hq * Wq), x.dtype)
-    gw = np.zeros((1, L), g.dtype)
-    products = np.empty((T, L), dw.dtype)
-    for f in range(F):
-        products[:] = 0
-        for n in range(lo, hi):
-            _cv_phases(x, n, f // fg, pad, stride, Dq, Hq, Wq, xq, True)
-            _cv_wide_copy(gw, 0, g, n, f, Hq, Wq, True)
-            src, gr = xq[0], gw[0]
+    phases = stride[0] * stride[1] * stride[2]
+    Lr = min((L + 15) // 16 * 16, PQ)  # past PQ lies the next image
+    xq = np.zeros((1, phases * B * PQ + 16), x.dtype)
+    gw = np.zeros((1, B * PQ + 16), g.dtype)  # only output positions are written
+    products = np.empty((T, Lr), dw.dtype)
+    for c in range(C):
+        for f in range(c * fg, (c + 1) * fg):
+            products[:] = 0
+            for n0 in range(lo, hi, B):
+                m = min(B, hi - n0)
+                for b in range(m):  # again for each filter: the blocks take turns
+                    _cv_phases_at(x, n0 + b, c, pad, stride, Dq, Hq, Wq, xq, b * PQ, B * PQ, True)
+                for b in range(m):
+                    _cv_wide_copy(gw, b * PQ, g, n0 + b, f, Hq, Wq, True)
+                src, gr = xq[0], gw[0]
+                for t in range(T):
+                    off, acc = offsets[t], products[t]
+                    for b in range(m):
+                        s = b * PQ
+                        for q in range(Lr):
+                            u = numba.uint64(q)
+                            acc[u] += gr[numba.uint64(s + q)] * src[numba.uint64(s + q + off)]
+            target = dw[f, 0].reshape(T)
             for t in range(T):
-                off, acc = offsets[t], products[t]
-                for q in range(L):
-                    u = numba.uint64(q)
-                    acc[u] += gr[u] * src[numba.uint64(q + off)]
-        target = dw[f, 0].reshape(T)
-        for t in range(T):
-            target[t] += _cv_folded_sum(products[t])
+                target[t] += _cv_folded_sum(products[t])
     return True
 
 
@@ -1503,6 +1584,83 @@ def _cv_weight_product(gw, cols, part, target, flipped):
             target[f, k] += part[f, k]
 
 
+# A pointwise (1x1) convolution of one group is a GEMM per image, w (F, C) @ x[n]
+# (C, P). Small images make those products thin: the 7x7 layers of ResNet and
+# MobileNet (P = 49) ran at 70% of the rate of wide ones, a classifier's 1x1 images
+# (P = 1) as GEMVs that read all the weights once per image, and the weight
+# gradient's per-image products g[n] @ x[n]^T (depth P) each added a weights-sized
+# partial. So images of at most _CV_PACK_POSITIONS positions go side by side,
+# (C, B * P), into one product of up to _CV_PACK_SPAN positions (twice that deep for
+# the weight gradient). 14x14 images (P = 196) gained nothing: the copies cost what
+# the wider products saved
+_CV_PACK_SPAN = 1024
+_CV_PACK_POSITIONS = 64
+
+
+@_jit
+def _cv_pack(a, n0, m, cols):
+    # cols[c, b * P + p] = a[n0 + b, c, p] for b < m: images side by side
+    P = a.shape[2]
+    for c in range(a.shape[1]):
+        row = cols[c]
+        for b in range(m):
+            src = a[n0 + b, c]
+            s = b * P
+            for p in range(P):
+                row[numba.uint64(s + p)] = src[numba.uint64(p)]
+
+
+@_jit
+def _cv_unpack(cols, n0, m, a):
+    # a[n0 + b, c, p] = cols[c, b * P + p] for b < m: the adjoint copy of _cv_pack
+    P = a.shape[2]
+    for c in range(a.shape[1]):
+        row = cols[c]
+        for b in range(m):
+            dst = a[n0 + b, c]
+            s = b * P
+            for p in range(P):
+                dst[numba.uint64(p)] = row[numba.uint64(s + p)]
+
+
+@_jit
+def _cv_packed_images(P, count):
+    # images per packed product: as many as fit in _CV_PACK_SPAN, at least one
+    return max(1, min(count, _CV_PACK_SPAN // P))
+
+
+@_jit
+def _cv_packed_product(a, w, out, lo, hi, transpose):
+    # out[n] = w @ a[n] (transpose: w^T @ a[n]) for the images lo..hi, several
+    # images a product (a and out: (N, channels, P); w: (F, C))
+    P = a.shape[2]
+    B = _cv_packed_images(P, hi - lo)
+    for n0 in range(lo, hi, B):
+        m = min(B, hi - n0)
+        cols = np.empty((a.shape[1], m * P), a.dtype)
+        product = np.empty((out.shape[1], m * P), out.dtype)
+        _cv_pack(a, n0, m, cols)
+        blas.matmul_into(w, cols, transpose, False, product)
+        _cv_unpack(product, n0, m, out)
+
+
+@_jit
+def _cv_packed_weight_grad(g, x, dw2, lo, hi):
+    # dw2 (F, C) += sum over the images lo..hi of g[n] @ x[n]^T, several images a
+    # product of depth B * P (g: (N, F, P), x: (N, C, P))
+    P = x.shape[2]
+    B = max(1, min(hi - lo, 2 * _CV_PACK_SPAN // P))
+    part = np.empty(dw2.shape, dw2.dtype)
+    for n0 in range(lo, hi, B):
+        m = min(B, hi - n0)
+        gcols = np.empty((g.shape[1], m * P), g.dtype)
+        xcols = np.empty((x.shape[1], m * P), x.dtype)
+        _cv_pack(g, n0, m, gcols)
+        _cv_pack(x, n0, m, xcols)
+        blas.matmul_into(gcols, xcols, False, True, part)
+        dw2 += part
+
+
 @_jit
 def _cv_add_bias(out, bias, n):
     if bias.size:
@@ -1544,6 +1702,12 @@ def lib_conv_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate, pa
     if not unit:
         if _cv_strided_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate, pad):
             return
+    if pointwise and groups == 1 and P <= _CV_PACK_POSITIONS and hi - lo > 1:
+        x3, out3 = x.reshape((N, C, P)), out.reshape((N, F, P))
+        _cv_packed_product(x3, w.reshape((F, C)), out3, lo, hi, False)
+        for n in range(lo, hi):
+            _cv_add_bias(out, bias, n)
+        return
     w3 = w.reshape((groups, fg, kg))
     out4 = out.reshape((N, groups, fg, P))
     x4 = x.reshape((N, groups, cg, x.shape[2] * x.shape[3] * x.shape[4]))
@@ -1602,6 +1766,12 @@ def lib_conv_data_grad(g, w, bias, dx, lo, hi, groups, kernel, stride, dilate, p
     if not unit and finite:
         if _cv_strided_data_grad(g, w, bias, dx, lo, hi, groups, kernel, stride, dilate, pad):
             return
+    if pointwise and groups == 1 and P <= _CV_PACK_POSITIONS and hi - lo > 1:
+        g3, dx3 = g.reshape((N, F, P)), dx.reshape((N, C, P))
+        _cv_packed_product(g3, w.reshape((F, C)), dx3, lo, hi, True)
+        for n in range(lo, hi):
+            _cv_add_bias(dx, bias, n)
+        return
     w3 = w.reshape((groups, fg, kg))
     g4 = g.reshape((N, groups, fg, P))
     dx4 = dx.reshape((N, groups, cg, dx.shape[2] * dx.shape[3] * dx.shape[4]))
@@ -1668,6 +1838,9 @@ def lib_conv_weight_grad(g, x, dw, lo, hi, groups, kernel, stride, dilate, pad):
             if _cv_all_finite(dw3.reshape(dw3.size)):
                 return
             dw3[:] = 0
+    if pointwise and groups == 1 and P <= _CV_PACK_POSITIONS and hi - lo > 1:
+        _cv_packed_weight_grad(g.reshape((N, F, P)), x.reshape((N, C, P)), dw3[0], lo, hi)
+        return
     g4 = g.reshape((N, groups, fg, P))
     x4 = x.reshape((N, groups, cg, x.shape[2] * x.shape[3] * x.shape[4]))
     cols = np.empty((0 if pointwise else kg, P), x.dtype)
