@@ -15,8 +15,14 @@ Two shapes skip the columns: a 1x1 convolution with stride 1 and no padding is
 the GEMM alone (its data already is the column matrix), and a convolution with
 one input channel per group (depthwise, as in MobileNet) runs as direct loops:
 its GEMMs would have one row and its im2col would copy every pixel k*k times.
-At unit stride a depthwise channel is padded once and convolved on its wide
-positions (below), one flat vector loop per kernel position.
+A depthwise channel is padded once into its stride phases and convolved on its
+wide positions (below), vector loops of three kernel positions each, with the
+planes of several images side by side in one pass (``_cv_depthwise_layout``):
+a 7x7 plane alone made loops of 61 positions, mostly scalar remainders and call
+overhead. Small images of a 1x1 convolution (7x7, and a classifier's 1x1) are
+likewise packed side by side into one GEMM (``_cv_packed_product``). MobileNet
+1.0's layers, B=8, one thread: depthwise forward/data/weight gradient 22/28/26 ->
+19/22/25 ms, its 1024-channel 7x7 1x1 layer 7.5/8.0/8.7 -> 5.1/5.5/5.4 ms.
 
 At unit stride (every 3x3 layer of W7 and of most CNNs) the columns are "wide":
 the image is padded once and output position (i, j, k) is taken as position
