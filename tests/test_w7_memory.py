@@ -62,3 +62,28 @@ def test_arrays_above_the_mapping_threshold_are_reused_too(monkeypatch):
     for _ in range(3):
         _big_cycle()
     assert (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3 < 50
+
+
+def _resident() -> int:
+    with open("/proc/self/statm") as file:
+        return int(file.read().split()[1]) * resource.getpagesize()
+
+
+def test_a_new_program_gives_back_what_earlier_work_kept(monkeypatch):
+    """Freed memory stays with the process while the same work goes on; compiling
+    a new program (the work changed) gives it back once there is more than
+    RELEASE_ABOVE of it: a suite or a notebook does not hold its largest model's
+    memory to the end."""
+    monkeypatch.setattr(memory, "_applied", None)
+    assert memory.keep_freed_memory() is True
+    arrays = [np.ones(12 << 20, np.float32) for _ in range(4)]  # 192 MiB
+    later = np.ones(1 << 16, np.float32)  # allocated after them: above them in the heap
+    del arrays
+    kept = _resident()
+    assert not memory.release_idle_memory(above=1 << 40)  # not that much is free
+    assert _resident() > kept - (16 << 20)
+    monkeypatch.setattr(memory, "RELEASE_ABOVE", 64 << 20)
+    x = variable((5, 7), np.float32)
+    compile_graph(ProgramGraph([x], [(Expr(Entry(x, 0)) * 3.0 + 1.0).entry]), "numba")
+    assert kept - _resident() > 150 << 20
+    del later

@@ -26,9 +26,10 @@ class NumbaBackend:
     def compile(self, passes: PassRun) -> NumbaExecutable:
         """A :class:`~.executable.NumbaExecutable` for ``passes``' graph."""
         from .executable import NumbaExecutable  # numba is imported on first use
-        from .memory import keep_freed_memory
+        from .memory import keep_freed_memory, release_idle_memory
 
         keep_freed_memory()  # once per process: see memory.py
+        release_idle_memory()  # a new program: what earlier work kept may go
         return NumbaExecutable(passes)
 
 

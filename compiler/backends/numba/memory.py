@@ -23,6 +23,14 @@ left W8's (1120, 10000) float32 blocks (45 MB: the logits, their log_softmax and
 its gradient) fresh mappings on every step: 32,800 page faults a step, 63 ms of
 its 240 ms of CPU on one thread. glibc still maps memory where the heap cannot
 grow (and a thread's arena beyond its 64 MiB heaps).
+Memory kept that way is the peak of the work the process did, even after that
+work ended: a test suite or a notebook that trained DenseNet-121 (5.5 GB a step)
+and went on to smaller models held it all (the suite grew to 12 GB). So when a
+new program is compiled (the work changed: a training loop compiles its
+programs once, at its start), :func:`release_idle_memory` gives the allocator's
+free memory back to the system (``malloc_trim``) if it holds more than
+:data:`RELEASE_ABOVE`; a loop that goes on faults its step's pages in once.
+
 ``SYMGRAD_KEEP_MEMORY=0`` leaves the allocator as it is; so does a C library
 other than glibc.
 """
@@ -43,7 +51,20 @@ MMAP_THRESHOLD = 32 << 20  # glibc's largest (set, it also stops glibc moving it
 MMAP_MAX = 0  # mappings for allocations: none, bigger arrays come from the heap too
 TRIM_THRESHOLD = 512 << 20
 
+RELEASE_ABOVE = 1 << 30  # free memory a new program may find kept
+
 _applied: bool | None = None  # None: not tried yet
+
+
+class _MallInfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (malloc.h): the allocator's totals in bytes."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+        ).split()
+    ]
 
 
 def keep_freed_memory() -> bool:
@@ -57,6 +78,25 @@ def keep_freed_memory() -> bool:
             (_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
         )
     return _applied
+
+
+def release_idle_memory(above: int | None = None) -> bool:
+    """Give the free memory the allocator keeps back to the system when it is more
+    than ``above`` bytes (default :data:`RELEASE_ABOVE`); whether it did. Only
+    where :func:`keep_freed_memory` is in force (glibc 2.33 or later)."""
+    if not _applied:
+        return False
+    try:
+        library = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallinfo2, malloc_trim = library.mallinfo2, library.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    mallinfo2.restype = _MallInfo2
+    if mallinfo2().fordblks <= (RELEASE_ABOVE if above is None else above):
+        return False
+    malloc_trim.argtypes, malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    malloc_trim(0)
+    return True
 
 
 def _mallopt(*pairs: tuple[int, int]) -> bool:
