@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_conv_native import close, conv_arrays, lowered
+from test_conv_native import assert_sizes_match_numpy, close, conv_arrays, lowered
 
 # (data shape, attrs): num_group = channels throughout, stride 1
 CASES = {
@@ -46,15 +46,14 @@ def depthwise_attrs(channels, attrs):
 def test_depthwise_wide_matches_numpy(conv_kernels, threading_mode, case, dtype):
     shape, extra = CASES[case]
     attrs = depthwise_attrs(shape[1], extra)
-    rng = np.random.default_rng(13)
-    for batch, grow in ((shape[0], 0), (1, 2), (shape[0] + 3, 1), (shape[0], 0)):
-        spatial = tuple(s + grow for s in shape[2:])
-        x, w, b = conv_arrays(rng, shape[:2] + spatial, attrs, dtype, batch)
-        got, expected = lowered(conv_kernels, "Convolution", (x, w, b), no_bias=False, **attrs)
-        close(got, expected, dtype)
-        g = rng.uniform(-1, 1, expected.shape).astype(dtype)
-        close(*lowered(conv_kernels, "_conv_data_grad", (g, w, x), **attrs), dtype)
-        close(*lowered(conv_kernels, "_conv_weight_grad", (g, x, w), **attrs), dtype)
+    assert_sizes_match_numpy(
+        conv_kernels,
+        shape,
+        attrs,
+        dtype,
+        13,
+        ((shape[0], 0), (1, 2), (shape[0] + 3, 1), (shape[0], 0)),
+    )
 
 
 def test_the_cases_take_the_wide_path(conv_kernels):

@@ -337,6 +337,22 @@ def test_blas_threads_are_restored():
     assert getter() == before
 
 
+def assert_sizes_match_numpy(conv_kernels, shape, attrs, dtype, seed, sizes):
+    """The forward, data-gradient and weight-gradient kernels against numpy on
+    ``shape`` changed by each ``(batch, grow)`` of ``sizes`` in turn (that batch,
+    each spatial size plus ``grow``): the same compiled kernels serve every size
+    within one process."""
+    rng = np.random.default_rng(seed)
+    for batch, grow in sizes:
+        spatial = tuple(s + grow for s in shape[2:])
+        x, w, b = conv_arrays(rng, shape[:2] + spatial, attrs, dtype, batch)
+        got, expected = lowered(conv_kernels, "Convolution", (x, w, b), no_bias=False, **attrs)
+        close(got, expected, dtype)
+        g = rng.uniform(-1, 1, expected.shape).astype(dtype)
+        close(*lowered(conv_kernels, "_conv_data_grad", (g, w, x), **attrs), dtype)
+        close(*lowered(conv_kernels, "_conv_weight_grad", (g, x, w), **attrs), dtype)
+
+
 def assert_gradients_match_differences(conv_kernels, shape, attrs, seed):
     """float64: the lowered data and weight gradient kernels against central
     differences of sum(conv(x, w) * r), each along one random direction, with the
