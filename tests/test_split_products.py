@@ -64,27 +64,35 @@ def test_split_products_equal_numpy(cut, dtype, transpose_a, transpose_b):
     np.testing.assert_allclose(out, expected, rtol=tolerance, atol=tolerance, equal_nan=True)
 
 
-def test_the_whole_program_entry_cuts_its_products(cut):
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_the_whole_program_entry_cuts_its_products(cut, with_bias):
     """Dense over every step (W8's decoder) and its gradients: one
-    compiled call, every product cut, the interpreter's values."""
+    compiled call, every product cut (each thread adding the bias to its
+    block), the interpreter's values."""
     rng = np.random.default_rng(4)
     x_value = rng.normal(size=(5, 8, 6)).astype(np.float32)
     w_value = rng.normal(size=(7, 6)).astype(np.float32)
+    b_value = rng.normal(size=(7,)).astype(np.float32)
+    b_value[2] = np.inf
     x, w = variable(x_value.shape, np.float32, name="x"), variable(w_value.shape, np.float32)
-    xe, we = compiler.Entry(x, 0), compiler.Entry(w, 0)
+    b = variable(b_value.shape, np.float32, name="b")
+    xe, we, be = compiler.Entry(x, 0), compiler.Entry(w, 0), compiler.Entry(b, 0)
     y = compiler.call(
         "FullyConnected",
         compiler.Expr(xe),
         compiler.Expr(we),
+        *([compiler.Expr(be)] if with_bias else []),
         num_hidden=7,
-        no_bias=True,
+        no_bias=not with_bias,
         flatten=False,
     )
     loss = compiler.call("sum", compiler.call("tanh", y) * y)
     one = compiler.make_node("ones_like", [loss.entry], {})
-    grads = compiler.differentiate([loss.entry], [compiler.Entry(one, 0)], [xe, we])
-    graph = compiler.ProgramGraph([x, w], [loss.entry, *grads])
-    values = [x_value, w_value]
+    wrt = [xe, we, be] if with_bias else [xe, we]
+    grads = compiler.differentiate([loss.entry], [compiler.Entry(one, 0)], wrt)
+    inputs = [x, w, b] if with_bias else [x, w]
+    graph = compiler.ProgramGraph(inputs, [loss.entry, *grads, y.entry])
+    values = [x_value, w_value, b_value] if with_bias else [x_value, w_value]
     with settings.override(compile="sync"):
         executable = compiler.compile_graph(graph, "numba")
         for _ in range(2):
@@ -94,5 +102,16 @@ def test_the_whole_program_entry_cuts_its_products(cut):
     got = executable._entry(values)  # the entry itself, not the step runner
     assert got is not None and len(cut) >= 3  # the forward and both gradients
     expected = compiler.compile_graph(graph, "interpreter")(values)
-    for g, e in zip(executable(values), expected):
-        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
+    with np.errstate(all="ignore"):
+        for g, e in zip(executable(values), expected):
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5, equal_nan=True)
+        direct = products._fully_connected(
+            None,
+            x_value,
+            w_value,
+            b_value if with_bias else None,
+            num_hidden=7,
+            no_bias=not with_bias,
+            flatten=False,
+        )  # the step runner's route
+    np.testing.assert_allclose(direct, expected[-1], rtol=1e-5, atol=1e-5)
