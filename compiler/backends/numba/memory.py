@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 
 from ... import settings
 
@@ -80,16 +81,23 @@ def keep_freed_memory() -> bool:
     return _applied
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library, looked up once: ``find_library`` runs ``ldconfig`` (tens of
+    milliseconds), and a new program asks on every compile."""
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
 def release_idle_memory(above: int | None = None) -> bool:
     """Give the free memory the allocator keeps back to the system when it is more
     than ``above`` bytes (default :data:`RELEASE_ABOVE`); whether it did. Only
     where :func:`keep_freed_memory` is in force (glibc 2.33 or later)."""
     if not _applied:
         return False
+    library = _libc()
     try:
-        library = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallinfo2, malloc_trim = library.mallinfo2, library.malloc_trim
-    except (OSError, AttributeError):
+    except AttributeError:
         return False
     mallinfo2.restype = _MallInfo2
     if mallinfo2().fordblks <= (RELEASE_ABOVE if above is None else above):
@@ -103,8 +111,7 @@ def _mallopt(*pairs: tuple[int, int]) -> bool:
     """``mallopt(parameter, value)`` for each pair; False where there is no glibc
     ``mallopt`` or it refuses a value."""
     try:
-        library = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = library.mallopt
+        mallopt = _libc().mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
