@@ -159,6 +159,15 @@ class _Groups:
                 self.deps[group] |= self.touches.get(id(e.node), frozenset())
         self.deps[group].discard(group)
 
+    def move(self, node: Node, group: int) -> None:
+        """Take ``node`` out of its group and into ``group`` (the caller checked
+        that both stay convex)."""
+        home = self.group_of[id(node)]
+        self.members[home].remove(id(node))
+        self.cost[home] -= _cost(node)
+        self.join(node, group)
+        self.touches[id(node)] = frozenset({group})
+
     def merge(self, keep: int, gone: int) -> None:
         for member in self.members.pop(gone):
             self.group_of[member] = keep
@@ -277,13 +286,7 @@ def _recompute_where_used(order: list[Node], groups: _Groups, kept: frozenset[in
         sources = frozenset().union(*(groups.touches.get(id(e.node), ()) for e in node.inputs))
         if target in groups.closure(sources):  # an input depends on the target: a cycle
             continue
-        groups.members[home].remove(id(node))
-        groups.cost[home] -= 1
-        group_of[id(node)] = target
-        groups.members[target].append(id(node))
-        groups.cost[target] += 1
-        groups.deps[target] |= sources - {target}
-        groups.touches[id(node)] = frozenset({target})
+        groups.move(node, target)
 
 
 # Elements from which a lone transcendental op is left to numpy (see below).

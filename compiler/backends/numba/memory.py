@@ -37,8 +37,8 @@ other than glibc.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import ctypes.util
 import functools
 
 from ... import settings
@@ -83,9 +83,17 @@ def keep_freed_memory() -> bool:
 
 @functools.cache
 def _libc() -> ctypes.CDLL:
-    """The C library, looked up once: ``find_library`` runs ``ldconfig`` (tens of
-    milliseconds), and a new program asks on every compile."""
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    """The C library's functions, through the process's own symbols (not
+    ``ctypes.util.find_library``, which runs ``ldconfig``: tens of milliseconds
+    on every new program)."""
+    return ctypes.CDLL(None)
+
+
+def trim() -> None:
+    """Give every free page the C allocator holds back to the system
+    (``malloc_trim``; nothing where the C library has none)."""
+    with contextlib.suppress(AttributeError):
+        _libc().malloc_trim(0)
 
 
 def release_idle_memory(above: int | None = None) -> bool:
@@ -94,16 +102,13 @@ def release_idle_memory(above: int | None = None) -> bool:
     where :func:`keep_freed_memory` is in force (glibc 2.33 or later)."""
     if not _applied:
         return False
-    library = _libc()
-    try:
-        mallinfo2, malloc_trim = library.mallinfo2, library.malloc_trim
-    except AttributeError:
+    mallinfo2 = getattr(_libc(), "mallinfo2", None)
+    if mallinfo2 is None:
         return False
     mallinfo2.restype = _MallInfo2
     if mallinfo2().fordblks <= (RELEASE_ABOVE if above is None else above):
         return False
-    malloc_trim.argtypes, malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
-    malloc_trim(0)
+    trim()
     return True
 
 

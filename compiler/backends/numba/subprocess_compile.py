@@ -425,12 +425,12 @@ def _kept_bytes() -> int:
     (0 where /proc does not say). The C allocator is asked to give back the
     freed memory it holds (this backend's policy keeps it: see memory.py), so
     that a job's arguments and warm run do not count."""
-    import ctypes
     import gc
 
+    from .memory import trim
+
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).malloc_trim(0)
+    trim()
     try:
         with open("/proc/self/statm") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

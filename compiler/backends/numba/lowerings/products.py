@@ -74,7 +74,7 @@ def split_product(
     b = b.T if transpose_b else b
     rows, inner = a.shape
     work = rows * inner * out.shape[1]
-    if transpose_a and CUT_INNER:
+    if transpose_a:
         _split_inner(a, b, out, product_pieces(inner, work))
         if bias is not None:
             np.add(out, bias, out=out)
@@ -85,11 +85,6 @@ def split_product(
         return
     with blas_threads().alone():
         threads.run(_dot_into, [(a[lo:hi], b, out[lo:hi], bias) for lo, hi in pieces])
-
-
-# A transposed ``a`` (a weight gradient ``dz^T @ h``) is cut along the inner axis
-# (see _split_inner); False cuts it by result rows like the others.
-CUT_INNER = True
 
 
 def _split_inner(a: Any, b: Any, out: Any, pieces: list[tuple[int, int]]) -> None:
