@@ -335,7 +335,12 @@ def batch_norm_train_grad(
     shape = _along(x.ndim, ax)
     others = tuple(i for i in range(x.ndim) if i != ax)
     rstd, mean = F.reshape(out[2], shape=shape), F.reshape(out[1], shape=shape)
-    xhat = (x - mean) * rstd
+    # The pass of the means recomputes xhat from x as well, spelt (-mean) + x (the
+    # same bits as x - mean): spelt as the forward's x - mean it would be the
+    # forward's centred value, and the forward loop would write xhat out in full
+    # for this pass to read back (one more array written per BatchNorm; x is
+    # stored anyway).
+    xhat = (F.negative(mean) + x) * rstd
     scaled = g if fix_gamma else g * F.reshape(gamma, shape=shape)
     over = {"axis": others, "keepdims": True}
     mean_scaled, mean_product = F.mean(scaled, **over), F.mean(scaled * xhat, **over)
