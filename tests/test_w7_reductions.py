@@ -20,21 +20,23 @@ def kernel0(in0, in1, out0, out1, out2):
     n1 = in0.shape[1]
     n2 = in0.shape[2]
     n3 = in0.shape[3]
+    fin0 = in0.ravel().reshape((in0.shape[0], in0.shape[1], n2 * n3))
+    fin1 = in1.ravel().reshape((in1.shape[0], in1.shape[1], n2 * n3))
+    fout0 = out0.reshape((out0.shape[0], out0.shape[1], n2 * n3))
     out1[...] = 0
     out2[...] = 0
     for i0 in range(n0):
         for i1 in range(n1):
             acc1 = np.float32(0)
             acc2 = np.float32(0)
-            for i2 in range(n2):
-                for i3 in range(n3):
-                    a0 = in0[i0, i1, i2, i3]
-                    a1 = in1[i0, i1, i2, i3]
-                    v0 = np.float32(a0 * a1)
-                    v2 = np.float32(v0 * a0)
-                    out0[i0, i1, i2, i3] = v0
-                    acc1 = vm.accumulate(acc1, v0)
-                    acc2 = vm.accumulate(acc2, v2)
+            for i2 in range(n2 * n3):
+                a0 = fin0[i0, i1, i2]
+                a1 = fin1[i0, i1, i2]
+                v0 = np.float32(a0 * a1)
+                v2 = np.float32(v0 * a0)
+                fout0[i0, i1, i2] = v0
+                acc1 = vm.accumulate(acc1, v0)
+                acc2 = vm.accumulate(acc2, v2)
             out1[0, i1, 0, 0] = vm.accumulate(out1[0, i1, 0, 0], acc1)
             out2[i1] = vm.accumulate(out2[i1], acc2)
 """
@@ -64,8 +66,8 @@ def _kernel_source(graph: ProgramGraph) -> str:
 
 
 def test_channel_sums_accumulate_in_registers():
-    """The sums over (batch, height, width) run in registers over height and width,
-    added into the channel's output after them."""
+    """The sums over (batch, height, width) run in registers over height and width
+    (one flat loop over both), added into the channel's output after them."""
     assert _kernel_source(_channel_graph((4, 3, 5, 6), np.float32)) == CHANNEL_SUMS
 
 

@@ -8,6 +8,13 @@ innermost loops they sum (the whole loop, for a single value), added into the
 output after them. Kernels specialise on rank, dtype and layout
 only: sizes are read from the arrays.
 
+Trailing loop axes along which every array is either whole or of length one
+(a BatchNorm's (N, C, H, W) data beside its (1, C, 1, 1) statistics) run as one
+flat loop over views of the whole arrays (:func:`_collapsed_from`): a 7x7 or
+14x14 image is one vectorised loop of 49 or 196 elements, not rows of 7 or 14
+(mostly scalar remainder), and a sum over them is reduced across its vector
+lanes once per plane, not once per row.
+
 Each kernel starts with ``vm.prefer_512_bit_vectors()`` (512-bit vectors where
 the CPU has AVX-512; see that function) unless ``SYMGRAD_WIDE_VECTORS=0``. The
 setting is part of the kernel's text, so kernels cached on disk with one setting
@@ -142,9 +149,25 @@ def generate(body: FusedBody, name: str) -> KernelSource:
         statements.append(f"v{k} = np.{dtype.name}({expression})")
         value[(id(node), 0)] = f"v{k}"
 
+    tail = _collapsed_from(body, loop_shape)
+    flat: list[str] = []  # flat views of the arrays whole along the collapsed axes
+
+    def at(array: str, shape: tuple[int, ...], view: str) -> str:
+        """``array``'s element at the loop's indices (its flat view's, if it has one)."""
+        if tail is None or not _whole_along(shape, loop_shape, tail):
+            return f"{array}[{_index(shape, rank)}]"
+        lead = rank - len(shape)
+        dims = [f"{array}.shape[{a - lead}]" for a in range(max(lead, 0), tail)]
+        name = f"f{array}"
+        sizes = dims + [_tail_size(tail, rank)]
+        flat.append(f"{name} = {array}{view}.reshape({_tuple_text(sizes)})")
+        kept = shape[: tail - lead] if tail > lead else ()
+        return f"{name}[{_index(kept + (2,), tail + 1)}]"
+
     for i in sorted(used_inputs):
         var = body.inputs[i]
-        loads.append(f"a{i} = in{i}[{_index(var.types[0].shape, rank)}]")
+        # ravel(): a view of a C-contiguous input, a copy of any other (read only)
+        loads.append(f"a{i} = {at(f'in{i}', var.types[0].shape, '.ravel()')}")
 
     out_args, specs, stores, before, after = [], [], [], [], []
     # per loop axis: registers set to zero before that loop, added to outputs after it
@@ -156,7 +179,8 @@ def generate(body: FusedBody, name: str) -> KernelSource:
         out_args.append(f"out{j}")
         if node.op.kind == "elemwise":
             specs.append(OutputSpec(tuple(range(rank)), False, dtype))
-            stores.append(f"out{j}[{_index(loop_shape, rank)}] = {value[(id(node), 0)]}")
+            # an output is C-contiguous (the launcher allocates it): reshape is a view
+            stores.append(f"{at(f'out{j}', loop_shape, '')} = {value[(id(node), 0)]}")
             continue
         axes = _reduction_axes(node, rank)
         specs.append(OutputSpec(axes, True, dtype, mean=node.op.name == "mean"))
@@ -167,10 +191,20 @@ def generate(body: FusedBody, name: str) -> KernelSource:
             after.append(f"out{j}[{', '.join('0' for _ in axes)}] = acc{j}")
         else:
             before.append(f"out{j}[...] = 0")
-            index = ", ".join("0" if a is None else f"i{a}" for a in axes)
-            slot = f"out{j}[{index}]"
-            inner = max(a for a in axes if a is not None) + 1
-            if inner == rank:  # the innermost loop axis is kept: add into the output
+            kept_shape = tuple(1 if a is None else loop_shape[a] for a in axes)
+            if (
+                tail is not None
+                and len(axes) == rank
+                and _whole_along(kept_shape, loop_shape, tail)
+            ):
+                slot = at(f"out{j}", kept_shape, "")
+                inner = tail + 1
+            else:
+                index = ", ".join("0" if a is None else f"i{a}" for a in axes)
+                slot = f"out{j}[{index}]"
+                inner = max(a for a in axes if a is not None) + 1
+            if inner == (rank if tail is None else tail + 1):
+                # the innermost loop axis is kept: add into the output
                 stores.append(f"{slot} = vm.accumulate({slot}, {source_value})")
                 continue
             # The loops from `inner` on are all summed: a register takes their sum
@@ -188,19 +222,81 @@ def generate(body: FusedBody, name: str) -> KernelSource:
         lines.append("    vm.prefer_512_bit_vectors()")
     for axis, (i, input_axis) in enumerate(shape_from):
         lines.append(f"    n{axis} = in{i}.shape[{input_axis}]")
-    lines += [f"    {line}" for line in before]
+    lines += [f"    {line}" for line in flat + before]
+    loops = rank if tail is None else tail + 1
     indent = "    "
-    for axis in range(rank):
+    for axis in range(loops):
         lines += [indent + line for line in resets.get(axis, [])]
-        lines.append(f"{indent}for i{axis} in range(n{axis}):")
+        size = f"n{axis}" if axis != tail else _tail_size(tail, rank)
+        lines.append(f"{indent}for i{axis} in range({size}):")
         indent += "    "
     for line in loads + statements + stores:
         lines.append(indent + line)
-    for axis in reversed(range(rank)):
+    for axis in reversed(range(loops)):
         indent = indent[:-4]  # back at the level of loop `axis`
         lines += [indent + line for line in flushes.get(axis, [])]
     lines += [f"    {line}" for line in after]
     return KernelSource(name, "\n".join(lines) + "\n", rank, shape_from, tuple(specs))
+
+
+def _tuple_text(parts: list[str]) -> str:
+    return f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"
+
+
+def _tail_size(tail: int, rank: int) -> str:
+    """The length of the flat loop over loop axes ``tail`` to the last."""
+    return " * ".join(f"n{a}" for a in range(tail, rank))
+
+
+def _whole_along(shape: tuple[int, ...], loop_shape: tuple[int, ...], tail: int) -> bool:
+    """Whether an array of ``shape`` (read or written in a loop of ``loop_shape``)
+    spans the loop axes from ``tail`` on rather than being of length one there
+    (an axis the loop has of length one counts as either)."""
+    lead = len(loop_shape) - len(shape)
+    return any(
+        a >= lead and shape[a - lead] != 1 for a in range(tail, len(loop_shape))
+    )
+
+
+def _collapsed_from(body: FusedBody, loop_shape: tuple[int, ...]) -> int | None:
+    """The first loop axis of the trailing ones that the kernel runs as one flat
+    loop, or None. Every array the loop reads or writes must either span all of
+    them or have length one along all of them (axes of loop length one aside),
+    and the kernel keeps the outermost axis (threads split the loop along it):
+    so the loop must have at least three axes."""
+    rank = len(loop_shape)
+    shapes = [var.types[0].shape for var in body.inputs]
+    dropping = []  # the loop axes kept by sums whose outputs drop the summed axes
+    for out in body.outputs:
+        node = out.node
+        if node.op.kind == "elemwise":
+            shapes.append(loop_shape)
+            continue
+        axes = _reduction_axes(node, rank)
+        if len(axes) == rank:
+            shapes.append(tuple(1 if a is None else loop_shape[a] for a in axes))
+        else:
+            dropping.append({a for a in axes if a is not None})
+    for tail in range(1, rank - 1):
+        if sum(loop_shape[a] != 1 for a in range(tail, rank)) < 2:
+            return None  # one real axis or none left to collapse: nothing gained
+        if all(_uniform_along(shape, loop_shape, tail) for shape in shapes) and all(
+            max(kept, default=-1) < tail for kept in dropping
+        ):
+            return tail
+    return None
+
+
+def _uniform_along(shape: tuple[int, ...], loop_shape: tuple[int, ...], tail: int) -> bool:
+    """Whether ``shape`` spans every loop axis from ``tail`` on or none of them
+    (axes of loop length one aside)."""
+    lead = len(loop_shape) - len(shape)
+    spans = {
+        a >= lead and shape[a - lead] != 1
+        for a in range(tail, len(loop_shape))
+        if loop_shape[a] != 1
+    }
+    return len(spans) <= 1
 
 
 def _shape_sources(body: FusedBody, loop_shape: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
