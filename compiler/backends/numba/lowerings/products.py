@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ....ir import Node
-from .. import threads
+from .. import sgemm, threads
 from ..blas_threads import blas_threads
 from ..emit import Writer, shape_tuple
 from .table import FLOATS, Lowering, register_lowering
@@ -69,11 +69,17 @@ def split_product(
     neither), in blocks of ``out``'s rows on the backend's threads
     (:func:`product_pieces`), OpenBLAS on one thread meanwhile; the blocks are
     views. Each thread adds the bias to its own block: as a pass of its own, on
-    one thread, it cost W8's (1120, 10000) logits 3.5 ms."""
+    one thread, it cost W8's (1120, 10000) logits 3.5 ms. A float32 weight
+    gradient over a few inner positions (:func:`sgemm.suits`) goes to our own
+    kernel on the threads instead."""
+    rows, inner = a.shape[::-1] if transpose_a else a.shape
+    work = rows * inner * out.shape[1]
+    thin = sgemm.suits(rows, out.shape[1], inner, out.dtype, transpose_a, transpose_b)
+    if thin and bias is None and work < SPLIT_WORK:
+        sgemm.product(a, b, transpose_a, transpose_b, out)
+        return
     a = a.T if transpose_a else a
     b = b.T if transpose_b else b
-    rows, inner = a.shape
-    work = rows * inner * out.shape[1]
     if transpose_a:
         _split_inner(a, b, out, product_pieces(inner, work))
         if bias is not None:
@@ -113,11 +119,14 @@ def _split_call(
     transpose_b: bool,
     out: str,
     bias: tuple[str, str] | None = None,
+    thin: bool = False,
 ) -> None:
     """Emit ``out = op(a) @ op(b)`` (source expressions of 2-D arrays): on the
-    threads through :func:`split_product` when it is big, else one BLAS call.
-    ``bias``: (row expression, kernel adding it to every row) where the product
-    has a bias, which the threads add to their blocks, or else the kernel."""
+    threads through :func:`split_product` when it is big, or when it is ``thin``
+    (float32 ``a^T @ b``) and has few inner positions and much work
+    (:func:`sgemm.suits`); else one BLAS call. ``bias``: (row expression, kernel
+    adding it to every row) where the product has a bias, which the threads add
+    to their blocks, or else the kernel."""
     params = ["a", "b", "out"] + (["bias"] if bias else [])
     name = w.object_mode(
         f"product_{int(transpose_a)}{int(transpose_b)}{'_bias' if bias else ''}",
@@ -127,12 +136,26 @@ def _split_call(
     )
     inner = f"{a}.shape[{1 - int(transpose_a)}]"
     arguments = ", ".join([a, b, out] + ([bias[0]] if bias else []))
-    w.emit(f"if {out}.shape[0] * {out}.shape[1] * {inner} >= {SPLIT_WORK}:")
+    work = f"{out}.shape[0] * {out}.shape[1] * {inner}"
+    condition = f"{work} >= {SPLIT_WORK}"
+    if thin and sgemm.AVAILABLE:
+        condition += f" or ({inner} <= {sgemm.MOST_INNER} and {work} >= {sgemm.MINIMUM_WORK})"
+    w.emit(f"if {condition}:")
     w.emit(f"    {name}({arguments})")
     w.emit("else:")
     w.emit(f"    blas.matmul_into({a}, {b}, {transpose_a}, {transpose_b}, {out})")
     if bias:
         w.emit(f"    {bias[1]}({out}, {bias[0]})")
+
+
+def _thin(node: Node) -> bool:
+    """Whether the product is a float32 ``a^T @ b``, the layout of a weight
+    gradient, which :mod:`..sgemm` takes when it has few inner positions."""
+    return (
+        np.dtype(node.types[0].dtype) == np.float32
+        and node.attrs["transpose_a"]
+        and not node.attrs["transpose_b"]
+    )
 
 
 def _is_matrix_product(node: Node) -> bool:
@@ -161,20 +184,20 @@ def gemm_into(
         return gemm_into(flat_a, b, flat_target, transpose_a=False, transpose_b=transpose_b)
     if a.ndim != 2 or b.ndim != 2:
         return False
-    a = a.T if transpose_a else a
-    b = b.T if transpose_b else b
+    rows = a.shape[1] if transpose_a else a.shape[0]
+    columns = b.shape[0] if transpose_b else b.shape[1]
     if (
         not (
             target.flags.c_contiguous
             and target.dtype == a.dtype == b.dtype
-            and target.shape == (a.shape[0], b.shape[1])
+            and target.shape == (rows, columns)
             and target.dtype in FLOATS
         )
         or np.may_share_memory(target, a)
         or np.may_share_memory(target, b)
     ):
         return False
-    split_product(a, b, False, False, target)
+    split_product(a, b, transpose_a, transpose_b, target)
     return True
 
 
@@ -190,7 +213,7 @@ def _dot_entry(w: Writer, step) -> bool:
     if ndim == 2:
         shape = f"({a}.shape[{int(transpose_a)}], {columns})"
         w.result(slot, shape, node.types[0].dtype)
-        _split_call(w, a, b, transpose_a, transpose_b, f"s{slot}")
+        _split_call(w, a, b, transpose_a, transpose_b, f"s{slot}", thin=_thin(node))
         return True
     # N-d a: the product of its (rows, last axis) view, into the result's view
     w.give_up_if(f"{a}.shape[-1] == 0")

@@ -1,0 +1,159 @@
+"""Our own float32 product (``backends/numba/sgemm.py``): the register-tile
+GEMM equals numpy's product for every transpose and every size that leaves
+partial tiles, with NaN, inf and signed zeros where numpy has them; the
+threads' blocks cover the result once; and a weight gradient over few inner
+positions takes this route from the whole-program entry and from the step
+runner, equal to the interpreter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symgrad_compiler as compiler
+from symgrad_compiler import settings
+from symgrad_compiler.backends.numba import sgemm, threads
+from symgrad_compiler.backends.numba.lowerings import products
+from symgrad_compiler.registry import variable
+
+needs_avx512 = pytest.mark.skipif(not sgemm.AVAILABLE, reason="the kernel is for AVX-512 CPUs")
+
+# rows, columns, inner: whole and partial tiles (MR=12, NR=32), one inner
+# position, a partial last block of KC=256, no inner positions at all
+SIZES = [
+    (24, 64, 8),
+    (13, 33, 1),
+    (1, 1, 5),
+    (37, 70, 257),
+    (100, 45, 600),
+    (12, 32, 0),
+    (5, 200, 3),
+]
+
+
+def _operands(rng, rows, columns, inner, transpose_a, transpose_b):
+    a = rng.normal(size=(inner, rows) if transpose_a else (rows, inner)).astype(np.float32)
+    b = rng.normal(size=(columns, inner) if transpose_b else (inner, columns)).astype(np.float32)
+    return a, b
+
+
+def _expected(a, b, transpose_a, transpose_b):
+    with np.errstate(all="ignore"):
+        return (a.T if transpose_a else a) @ (b.T if transpose_b else b)
+
+
+@needs_avx512
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_the_tiles_equal_numpy_at_every_size(transpose_a, transpose_b):
+    rng = np.random.default_rng(5)
+    for rows, columns, inner in SIZES:  # one process: nothing cached for one size
+        a, b = _operands(rng, rows, columns, inner, transpose_a, transpose_b)
+        out = np.full((rows, columns), np.nan, np.float32)
+        sgemm.gemm_block(a, transpose_a, b, transpose_b, out, 0, rows, 0, columns)
+        expected = _expected(a, b, transpose_a, transpose_b)
+        np.testing.assert_allclose(out, expected, rtol=2e-5, atol=2e-5 * max(1, inner) ** 0.5)
+
+
+@needs_avx512
+@pytest.mark.parametrize("transpose_a", [False, True])
+def test_nan_inf_and_signed_zeros_as_numpy(transpose_a):
+    rng = np.random.default_rng(6)
+    a, b = _operands(rng, 30, 70, 9, transpose_a, False)
+    op_a = a.T if transpose_a else a  # a view: writes reach a
+    op_a[3, 5], op_a[10, 1], op_a[20, 2] = np.nan, np.inf, -np.inf
+    b[4, 7] = np.inf
+    op_a[25:] = -0.0  # rows of negative zeros: their products sum to +0, as numpy's
+    out = np.empty((30, 70), np.float32)
+    sgemm.gemm_block(a, transpose_a, b, False, out, 0, 30, 0, 70)
+    expected = _expected(a, b, transpose_a, False)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.isposinf(out), np.isposinf(expected))
+    np.testing.assert_array_equal(np.signbit(out[25:]), np.signbit(expected[25:]))
+    np.testing.assert_allclose(out, expected, rtol=2e-5, atol=1e-4)
+
+
+def test_the_blocks_cover_the_result_once():
+    for rows, columns, parts in [
+        (4096, 9216, 2),
+        (1000, 64, 2),
+        (20, 300, 2),
+        (20, 40, 2),
+        (4096, 9216, 1),
+    ]:
+        seen = np.zeros((rows, columns), int)
+        for m0, m1, n0, n1 in sgemm.blocks(rows, columns, parts):
+            seen[m0:m1, n0:n1] += 1
+        assert (seen == 1).all()
+    assert len(sgemm.blocks(4096, 9216, 2)) == 2  # one per thread, whole tiles of rows
+    assert sgemm.blocks(4096, 9216, 2)[0][1] % sgemm.MR == 0
+
+
+@needs_avx512
+def test_threaded_product_equals_one_block(monkeypatch):
+    monkeypatch.setattr(threads, "serial", lambda: False)
+    rng = np.random.default_rng(7)
+    a, b = _operands(rng, 500, 300, 16, True, False)
+    out, whole = np.empty((500, 300), np.float32), np.empty((500, 300), np.float32)
+    sgemm.product(a, b, True, False, out)
+    sgemm.gemm_block(a, True, b, False, whole, 0, 500, 0, 300)
+    np.testing.assert_array_equal(out, whole)  # the same tiles, whoever computes them
+
+
+def test_only_thin_float32_weight_gradients_are_taken():
+    big = 4096, 9216  # rows, columns of AlexNet's first classifier weight
+    assert sgemm.suits(*big, 8, np.float32, True, False) == sgemm.AVAILABLE
+    assert not sgemm.suits(*big, 8, np.float64, True, False)
+    assert not sgemm.suits(*big, 8, np.float32, False, False)  # not a^T @ b
+    assert not sgemm.suits(*big, 8, np.float32, True, True)
+    assert not sgemm.suits(*big, sgemm.MOST_INNER + 1, np.float32, True, False)
+    assert not sgemm.suits(64, 64, 8, np.float32, True, False)  # too small to split
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """sgemm.product's calls, with the thresholds low enough for a small graph."""
+    monkeypatch.setattr(sgemm, "MINIMUM_WORK", 1)
+    calls = []
+    product = sgemm.product
+    monkeypatch.setattr(
+        sgemm, "product", lambda *args: calls.append(args[4].shape) or product(*args)
+    )
+    return calls
+
+
+@needs_avx512
+def test_a_dense_weight_gradient_takes_the_route(counted):
+    """dW = dz^T @ x of a Dense layer at a batch of 6: through the entry and
+    through the step runner, equal to the interpreter."""
+    rng = np.random.default_rng(8)
+    x_value = rng.normal(size=(6, 40)).astype(np.float32)
+    w_value = rng.normal(size=(70, 40)).astype(np.float32)
+    x_value[1, 3] = np.inf
+    x, w = variable(x_value.shape, np.float32, name="x"), variable(w_value.shape, np.float32)
+    xe, we = compiler.Entry(x, 0), compiler.Entry(w, 0)
+    y = compiler.call("dot", compiler.Expr(xe), compiler.Expr(we), transpose_b=True)
+    loss = compiler.call("sum", compiler.call("tanh", y) * y)
+    one = compiler.make_node("ones_like", [loss.entry], {})
+    grads = compiler.differentiate([loss.entry], [compiler.Entry(one, 0)], [xe, we])
+    graph = compiler.ProgramGraph([x, w], [loss.entry, *grads])
+    values = [x_value, w_value]
+    expected = compiler.compile_graph(graph, "interpreter")(values)
+    with settings.override(compile="sync"):
+        executable = compiler.compile_graph(graph, "numba")
+        for _ in range(2):
+            executable(values)
+    assert executable._entry is not None
+    counted.clear()
+    got = executable._entry(values)  # the entry itself
+    assert got is not None and counted == [(70, 40)]
+    with np.errstate(all="ignore"):
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5, equal_nan=True)
+    counted.clear()
+    dz = rng.normal(size=(6, 70)).astype(np.float32)
+    target = np.empty((70, 40), np.float32)
+    assert products.gemm_into(dz, x_value, target, transpose_a=True, transpose_b=False)
+    assert counted == [(70, 40)]  # the step runner's route
+    with np.errstate(all="ignore"):
+        np.testing.assert_allclose(target, dz.T @ x_value, rtol=1e-5, atol=1e-5)
