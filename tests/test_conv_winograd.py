@@ -46,6 +46,9 @@ CASES = {
         (2, 32, 16, 16),
         dict(kernel=(3, 3), pad=(1, 1), num_filter=32, num_group=2),
     ),
+    # V and M of four images over the cache's budget: two images a product, the
+    # last product shorter
+    "cache_limited": ((5, 64, 16, 16), dict(kernel=(3, 3), pad=(1, 1), num_filter=64)),
     # 529 tiles an image: products of 8, 8 and 7 rows of tiles
     "planes_rows": ((2, 16, 46, 45), dict(kernel=(3, 3), pad=(1, 1), num_filter=16)),
 }
@@ -82,11 +85,27 @@ def test_which_cases_take_the_planes_and_rows_of_tiles(conv_kernels):
     """Outputs at least 16 wide take the planes' transforms; an image of more than
     _CV_WINOGRAD_TILES tiles goes in products of rows of tiles, one image each."""
     blocks = conv_kernels._cv_winograd_blocks
-    assert blocks(7, 7, 0, 9)[2] is False  # 14x14: tile by tile, 6 images a product
-    assert blocks(7, 7, 0, 9)[:2] == (6, 7)
-    assert blocks(8, 9, 0, 2) == (2, 8, True)  # planes_odd: 15x17
-    assert blocks(23, 23, 0, 2) == (1, 8, True)  # planes_rows: 46x45
-    assert blocks(28, 28, 0, 8) == (1, 7, True)  # ResNet's 56x56: 4 products
+    assert blocks(7, 7, 0, 9, 0)[2] is False  # 14x14: tile by tile, 6 images a product
+    assert blocks(7, 7, 0, 9, 0)[:2] == (6, 7)
+    assert blocks(8, 9, 0, 2, 0) == (2, 8, True)  # planes_odd: 15x17
+    assert blocks(23, 23, 0, 2, 0) == (1, 8, True)  # planes_rows: 46x45
+    assert blocks(28, 28, 0, 8, 0) == (1, 7, True)  # ResNet's 56x56: 4 products
+
+
+def test_the_forward_keeps_its_products_in_cache(conv_kernels):
+    """The forward's (and data gradient's) products take as many images as keep V
+    and M within _CV_WINOGRAD_CACHED values, where the weights' transform is no
+    bigger: W7's 64-channel 16x16 layer two images (not four), its 32-channel
+    32x32 one a whole image; ResNet's 256- and 512-channel layers as before."""
+    blocks, cached = conv_kernels._cv_winograd_blocks, conv_kernels._cv_winograd_cached
+    assert cached(64, 64) == 16 * 128
+    assert blocks(8, 8, 0, 32, cached(64, 64)) == (2, 8, True)
+    assert blocks(8, 8, 0, 32, 0) == (4, 8, True)  # the weight gradient's
+    assert blocks(8, 8, 0, 32, cached(32, 64)) == (2, 8, True)
+    assert blocks(16, 16, 0, 32, cached(32, 32)) == (1, 16, True)
+    assert blocks(7, 7, 0, 9, cached(16, 16))[:2] == (6, 7)  # 14x14_batched
+    assert cached(256, 256) == 0 and cached(512, 512) == 0
+    assert blocks(4, 4, 0, 8, cached(512, 512)) == (8, 4, False)  # 7x7: 8 images
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -94,7 +94,25 @@ from ..blas_threads import blas_threads
 from ..emit import Writer, shape_tuple
 from .table import FLOATS, Lowering, register_lowering
 
-_SOURCE = """
+# Winograd F(2x2, 3x3) (the kernels' _CV_WINOGRAD_*, defined here once: the step
+# runner cuts the batch by the images one product takes, see _product_images).
+# Tiles side by side in one product (images of 14x14 have 49), up to this many
+WINOGRAD_TILES = 256
+# Fewer channels than this on either side make the 16 products too thin for
+# OpenBLAS (K or M of a few): the wide path's one product of 9x the depth wins
+WINOGRAD_CHANNELS = 16
+
+# The forward's products keep their V and M, the transformed data and output, within
+# this many values (1 MiB of float32, half a core's L2 cache on the benchmark machine)
+# where the weights' transform is no bigger. W7's 64-channel 16x16 layer, B=32, one
+# thread: four images a product (2.1 MB of V and M) -> two, forward 4.0 -> 3.4 ms
+WINOGRAD_CACHED = 1 << 18
+
+_SOURCE = f"""
+_CV_WINOGRAD_TILES = {WINOGRAD_TILES}
+_CV_WINOGRAD_CHANNELS = {WINOGRAD_CHANNELS}
+_CV_WINOGRAD_CACHED = {WINOGRAD_CACHED}
+""" + """
 # the unit-stride products take images side by side up to this many wide
 # positions (images of 16x16 and more, 288 positions each, go one by one)
 _CV_WIDE_BATCH = 256
@@ -668,12 +686,8 @@ def _cv_wide_copy(wide, start, a, n, f0, Hp, Wp, to_wide):
 # Winograd F(2x2, 3x3) for 3x3 unit-stride convolutions: each 2x2 block ("tile")
 # of the output comes from a 4x4 block of the padded image through 16 products
 # per channel pair instead of 36, as 16 GEMMs U[e] (F, C) @ V[e] (C, tiles) of the
-# transformed weights U = G w G^T and data V = B^T d B, then Y = A^T M A per tile.
-# Tiles side by side in one product (images of 14x14 have 49), up to this many
-_CV_WINOGRAD_TILES = 256
-# Fewer channels than this on either side make the 16 products too thin for
-# OpenBLAS (K or M of a few): the wide path's one product of 9x the depth wins
-_CV_WINOGRAD_CHANNELS = 16
+# transformed weights U = G w G^T and data V = B^T d B, then Y = A^T M A per tile
+# (_CV_WINOGRAD_TILES and _CV_WINOGRAD_CHANNELS: see WINOGRAD_TILES at the top).
 # Rows of at least this many tiles (outputs of 16 or more wide) take the
 # transforms by vector loops over planes; shorter ones tile by tile
 _CV_WINOGRAD_PLANES = 8
@@ -948,22 +962,38 @@ def _cv_winograd_output_planes(M, fg, T, start, ty0, ty1, TW, out, n, f0, ys):
 
 
 @_jit
-def _cv_winograd_blocks(TH, TW, lo, hi):
+def _cv_winograd_blocks(TH, TW, lo, hi, cache):
     # (per, rows, planes) of a Winograd kernel over images lo..hi: images side by
     # side, per to a product, up to _CV_WINOGRAD_TILES tiles; an image of more
     # tiles in products of `rows` rows of tiles each (its V and M stay in cache:
     # a 56x56 image's M, 3.2 MB at 64 filters, did not); planes: the transforms
     # by vector loops over planes (_cv_winograd_*_planes), for rows of at least
     # _CV_WINOGRAD_PLANES tiles, else tile by tile (short rows make the planes'
-    # loops too short to pay)
+    # loops too short to pay). cache: the values a tile adds to V and M where the
+    # images go only as many to a product as keep them in cache, else 0 (see
+    # _cv_winograd_cached)
     tiles = TH * TW
     per = max(1, min(hi - lo, (_CV_WINOGRAD_TILES + tiles - 1) // tiles))
+    if cache > 0:
+        per = max(1, min(per, _CV_WINOGRAD_CACHED // (cache * tiles)))
     planes = TW >= _CV_WINOGRAD_PLANES
     rows = TH
     if planes and tiles > _CV_WINOGRAD_TILES:
         products = (tiles + _CV_WINOGRAD_TILES - 1) // _CV_WINOGRAD_TILES
         rows = (TH + products - 1) // products
     return per, rows, planes
+
+
+@_jit
+def _cv_winograd_cached(cg, fg):
+    # the values a tile adds to the forward's V and M (16 per channel and filter)
+    # where its images go only as many to a product as keep V and M within
+    # _CV_WINOGRAD_CACHED values, else 0: where the weights' transform U, which
+    # every product reads whole, is bigger than that, fewer tiles a product would
+    # read it more often than the cache saves (ResNet's 256- and 512-channel
+    # layers keep _CV_WINOGRAD_TILES)
+    values = 16 * (cg + fg)
+    return values if 16 * cg * fg <= _CV_WINOGRAD_CACHED else 0
 
 
 @_jit
@@ -979,7 +1009,7 @@ def _cv_winograd_forward(x, w, out, lo, hi, groups, pad, flip):
     # output: the plane padded to 2 TH + 2 by 2 TW + 2, zero beyond the image
     Hp, Wp = 2 * TH + 2, 2 * TW + 2
     tiles = TH * TW
-    per, rows, planes = _cv_winograd_blocks(TH, TW, lo, hi)
+    per, rows, planes = _cv_winograd_blocks(TH, TW, lo, hi, _cv_winograd_cached(cg, fg))
     # The data gradient's weights, w turned by 180 degrees and transposed, need no
     # transform of their own: turning a kernel reverses its rows and columns (J w
     # J), and G J = P G with P the swap of rows 0 and 3, so the transform of the
@@ -1128,7 +1158,10 @@ def _cv_winograd_weight_grad(g, x, dw3, lo, hi, groups, pad):
     TH, TW = (oh + 1) // 2, (ow + 1) // 2
     Hp, Wp = 2 * TH + 2, 2 * TW + 2
     tiles = TH * TW
-    per, rows, planes = _cv_winograd_blocks(TH, TW, lo, hi)
+    # the weight gradient's products sum over their tiles: it ran faster with more
+    # of them to a product (W7's 64-channel 16x16 layer), so it keeps
+    # _CV_WINOGRAD_TILES whatever the cache
+    per, rows, planes = _cv_winograd_blocks(TH, TW, lo, hi, 0)
     # the padded data and g: in streams for the planes' transforms, else as they are
     xs = np.zeros((cg, 8 * (TH + 1) * TW) if planes else (0, 0), x.dtype)
     gs = np.zeros((fg, 4 * tiles) if planes else (0, 0), g.dtype)
@@ -1925,24 +1958,50 @@ def _work(out_elements: int, taps: int) -> int:
 SMALL_IMAGE = 256
 
 
-def _pieces(batch: int, work: int, positions: int) -> list[tuple[int, int]]:
-    """``[lo, hi)`` pieces of the batch for the threads. Small images: pieces of as
-    many images as one product takes (about ``SMALL_IMAGE`` positions), but at
-    least one piece per thread; the threads share them out, so a late worker
+def winograd_tiles(channels: int, filters: int, sizes: list[int], geometry) -> int:
+    """The 2x2 tiles of one image's output (``sizes``) when the kernels take the
+    convolution by Winograd (as their ``_cv_winograd_fits`` decides: a 2-D 3x3
+    kernel at unit stride, no dilation, ``WINOGRAD_CHANNELS`` or more channels and
+    filters per group), else 0."""
+    kernel, stride, dilate, _pad = geometry
+    fits = (
+        tuple(kernel) == (1, 3, 3)
+        and tuple(stride) == (1, 1, 1)
+        and tuple(dilate[1:]) == (1, 1)
+        and math.prod(sizes[:-2]) == 1
+        and min(channels, filters) >= WINOGRAD_CHANNELS
+    )
+    return (-(-sizes[-2] // 2)) * (-(-sizes[-1] // 2)) if fits else 0
+
+
+def product_images(positions: int, tiles: int) -> int:
+    """How many images the kernels multiply side by side in one product: up to
+    ``WINOGRAD_TILES`` tiles by Winograd (``tiles`` an image's, 0 where it does not
+    apply), else up to ``SMALL_IMAGE`` positions (``positions`` an image's)."""
+    if tiles:
+        return -(-WINOGRAD_TILES // tiles)
+    return -(-SMALL_IMAGE // positions) if positions <= SMALL_IMAGE else 1
+
+
+def _pieces(batch: int, work: int, images: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` pieces of the batch for the threads, ``images`` the images one
+    product takes (:func:`product_images`). Several: pieces of that many images, but
+    at least one piece per thread; the threads share them out, so a late worker
     leaves more to the others. The guided pieces of :func:`threads.split` (down to
     one image) made products one or two images wide and the weight gradient one
     partial sum of the weights per piece: ResNet's 512-channel 7x7 layer, B=8, on
-    two threads took 56 ms for its weight gradient against 23 ms on one."""
-    if positions > SMALL_IMAGE:
+    two threads took 56 ms for its weight gradient against 23 ms on one, and W7's
+    64-channel 16x16 layers (Winograd: four images a product) scaled 1.3x on two."""
+    if images <= 1:
         return threads.split(batch, max(work, threads.MINIMUM))
     count = min(batch, threads.count())
-    size = max(1, min(-(-SMALL_IMAGE // positions), batch // count))
+    size = max(1, min(images, batch // count))
     return [(lo, min(batch, lo + size)) for lo in range(0, batch, size)]
 
 
-def _launch(compiled: Any, batch: int, work: int, positions: int, call: Any) -> None:
+def _launch(compiled: Any, batch: int, work: int, images: int, call: Any) -> None:
     """Run ``compiled(*call(lo, hi))`` over the images, split over threads when
-    the work is big enough (``positions``: an image's, see :func:`_pieces`)."""
+    the work is big enough (``images``: one product's, see :func:`_pieces`)."""
     if batch < 2:  # one image: BLAS's own threads are the only parallelism
         compiled(*call(0, batch))
         return
@@ -1950,8 +2009,15 @@ def _launch(compiled: Any, batch: int, work: int, positions: int, call: Any) -> 
         if work < PARALLEL_WORK or threads.count() < 2:
             compiled(*call(0, batch))
         else:
-            pieces = _pieces(batch, work, positions)
+            pieces = _pieces(batch, work, images)
             threads.run(compiled, [call(lo, hi) for lo, hi in pieces])
+
+
+def _images(channels, filters, groups, sizes, positions, geometry) -> int:
+    """:func:`product_images` of a convolution of ``channels`` (data) and ``filters``
+    (weights' first axis) in ``groups``, its output of spatial ``sizes``."""
+    tiles = winograd_tiles(channels // groups, filters // groups, sizes, geometry)
+    return product_images(positions, tiles)
 
 
 def _floats(*arrays: np.ndarray | None) -> bool:
@@ -1973,7 +2039,7 @@ def _forward(compiled, x, w, b, out_sizes, groups, geometry) -> np.ndarray:
         compiled,
         x.shape[0],
         _work(out.size, taps),
-        math.prod(out_sizes),
+        _images(x.shape[1], w.shape[0], groups, out_sizes, math.prod(out_sizes), geometry),
         lambda lo, hi: (x5, w5, bias, out5, lo, hi, groups, *geometry),
     )
     return out
@@ -1984,11 +2050,14 @@ def _transposed(compiled, g, w, b, out_shape, groups, geometry) -> np.ndarray:
     out = np.empty(tuple(out_shape), g.dtype)
     g5, w5, out5, bias = _as5(g), _as5(w), _as5(out), _bias(b, g.dtype)
     taps = w[0].size
+    # the product grows with g's positions (a strided gradient's are fewer); by
+    # Winograd, with the tiles of the result
+    positions = math.prod(g.shape[2:])
     _launch(
         compiled,
         g.shape[0],
         _work(g.size, taps),
-        math.prod(g.shape[2:]),  # the product grows with g's positions
+        _images(out_shape[1], w.shape[0], groups, list(out_shape[2:]), positions, geometry),
         lambda lo, hi: (g5, w5, bias, out5, lo, hi, groups, *geometry),
     )
     return out
@@ -2005,7 +2074,9 @@ def _weights(compiled, g, x, w_shape, groups, geometry) -> np.ndarray:
         call = (g5, x5, _as5(out), 0, batch, groups, *geometry)
         _launch(compiled, batch, 0, 0, lambda lo, hi: call)
         return out
-    pieces = _pieces(batch, work, math.prod(g.shape[2:]))
+    sizes = list(g.shape[2:])
+    images = _images(x.shape[1], g.shape[1], groups, sizes, math.prod(sizes), geometry)
+    pieces = _pieces(batch, work, images)
     partials = np.empty((len(pieces),) + tuple(w_shape), g.dtype)
     calls = [
         (g5, x5, _as5(partials[k]), lo, hi, groups, *geometry) for k, (lo, hi) in enumerate(pieces)
