@@ -134,7 +134,7 @@ class LibraryStep:
                 if target is not None and lowering.into(*args, target, **attrs):
                     slots[self.outputs[0]] = target
                     return
-            if lowering.run is not None and self.kernel is not None:
+            if lowering.run is not None and (self.kernel is not None or not lowering.kernel_name):
                 result = lowering.run(self.kernel, *args, **attrs)
                 if result is not None:
                     # a tuple for an op with several outputs (the RNN op's)

@@ -48,6 +48,22 @@ MINIMUM_WORK = 1 << 23
 AVAILABLE = _target_has_avx512()
 
 
+FLOAT_POINTER = types.CPointer(types.float32)
+VECTOR = ir.VectorType(ir.FloatType(), LANES)
+
+
+def llvm_function(builder: Any, name: str, returns: Any, params: list) -> Any:
+    """The module's declaration of the LLVM function ``name`` (an intrinsic),
+    declared on first use."""
+    found = builder.module.globals.get(name)
+    return found or ir.Function(builder.module, ir.FunctionType(returns, params), name)
+
+
+def vector_at(builder: Any, base: Any, offset: Any) -> Any:
+    """A pointer to the ``LANES`` floats at ``base + offset`` (any alignment)."""
+    return builder.bitcast(builder.gep(base, [offset]), VECTOR.as_pointer())
+
+
 def _tile_kernel(accumulate: bool) -> Any:
     """An intrinsic ``tile(k, a, lda, b, ldb, c, ldc)``: the ``MR`` x ``NR`` tile
     at ``c`` (row stride ``ldc``) set to (or, with ``accumulate``, increased by)
@@ -56,24 +72,19 @@ def _tile_kernel(accumulate: bool) -> Any:
 
     @intrinsic
     def tile(typingctx, k, a, lda, b, ldb, c, ldc):  # type: ignore[no-untyped-def]
-        pointer = types.CPointer(types.float32)
-        signature = types.void(
-            types.int64, pointer, types.int64, pointer, types.int64, pointer, types.int64
-        )
+        size, pointer = types.int64, FLOAT_POINTER
+        signature = types.void(size, pointer, size, pointer, size, pointer, size)
 
         def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
             count, a_ptr, a_stride, b_ptr, b_stride, c_ptr, c_stride = args
-            vector, i64 = ir.VectorType(ir.FloatType(), LANES), ir.IntType(64)
-            fma_name = f"llvm.fma.v{LANES}f32"
-            fma = builder.module.globals.get(fma_name) or ir.Function(
-                builder.module, ir.FunctionType(vector, [vector] * 3), fma_name
-            )
+            vector, i64 = VECTOR, ir.IntType(64)
+            fma = llvm_function(builder, f"llvm.fma.v{LANES}f32", vector, [vector] * 3)
             zero = ir.Constant(vector, [0.0] * LANES)
             broadcast = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
             halves = NR // LANES
 
             def at(base: Any, offset: Any) -> Any:
-                return builder.bitcast(builder.gep(base, [offset]), vector.as_pointer())
+                return vector_at(builder, base, offset)
 
             before = builder.block
             loop = builder.append_basic_block("tile.loop")

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ....ir import Node
-from .. import sgemm, threads
+from .. import narrow, sgemm, threads
 from ..blas_threads import blas_threads
 from ..emit import Writer, shape_tuple
 from .table import FLOATS, Lowering, register_lowering
@@ -69,14 +69,20 @@ def split_product(
     neither), in blocks of ``out``'s rows on the backend's threads
     (:func:`product_pieces`), OpenBLAS on one thread meanwhile; the blocks are
     views. Each thread adds the bias to its own block: as a pass of its own, on
-    one thread, it cost W8's (1120, 10000) logits 3.5 ms. A float32 weight
-    gradient over a few inner positions (:func:`sgemm.suits`) goes to our own
-    kernel on the threads instead."""
+    one thread, it cost W8's (1120, 10000) logits 3.5 ms. Two float32 layouts
+    that OpenBLAS does slowly go to kernels of our own on the threads instead: a
+    weight gradient over a few inner positions (:func:`sgemm.suits`) and a few
+    rows times a transposed weight (:func:`narrow.suits`)."""
     rows, inner = a.shape[::-1] if transpose_a else a.shape
     work = rows * inner * out.shape[1]
-    thin = sgemm.suits(rows, out.shape[1], inner, out.dtype, transpose_a, transpose_b)
-    if thin and bias is None and work < SPLIT_WORK:
+    shape = rows, out.shape[1], inner, out.dtype, transpose_a, transpose_b
+    if work < SPLIT_WORK and bias is None and sgemm.suits(*shape):
         sgemm.product(a, b, transpose_a, transpose_b, out)
+        return
+    if work < SPLIT_WORK and narrow.suits(*shape):
+        narrow.product(a, b, out)
+        if bias is not None:
+            np.add(out, bias, out=out)
         return
     a = a.T if transpose_a else a
     b = b.T if transpose_b else b
@@ -119,14 +125,14 @@ def _split_call(
     transpose_b: bool,
     out: str,
     bias: tuple[str, str] | None = None,
-    thin: bool = False,
+    single: bool = False,
 ) -> None:
     """Emit ``out = op(a) @ op(b)`` (source expressions of 2-D arrays): on the
-    threads through :func:`split_product` when it is big, or when it is ``thin``
-    (float32 ``a^T @ b``) and has few inner positions and much work
-    (:func:`sgemm.suits`); else one BLAS call. ``bias``: (row expression, kernel
-    adding it to every row) where the product has a bias, which the threads add
-    to their blocks, or else the kernel."""
+    threads through :func:`split_product` when it is big, or when a ``single``
+    (float32) product has a layout and size our own kernels take
+    (:func:`sgemm.suits`, :func:`narrow.suits`); else one BLAS call.
+    ``bias``: (row expression, kernel adding it to every row) where the product
+    has a bias, which the threads add to their blocks, or else the kernel."""
     params = ["a", "b", "out"] + (["bias"] if bias else [])
     name = w.object_mode(
         f"product_{int(transpose_a)}{int(transpose_b)}{'_bias' if bias else ''}",
@@ -138,8 +144,11 @@ def _split_call(
     arguments = ", ".join([a, b, out] + ([bias[0]] if bias else []))
     work = f"{out}.shape[0] * {out}.shape[1] * {inner}"
     condition = f"{work} >= {SPLIT_WORK}"
-    if thin and sgemm.AVAILABLE:
+    if single and sgemm.AVAILABLE and transpose_a and not transpose_b:
         condition += f" or ({inner} <= {sgemm.MOST_INNER} and {work} >= {sgemm.MINIMUM_WORK})"
+    if single and narrow.AVAILABLE and transpose_b and not transpose_a:
+        rows = f"{out}.shape[0]"
+        condition += f" or ({rows} <= {narrow.ROWS} and {work} >= {narrow.MINIMUM_WORK})"
     w.emit(f"if {condition}:")
     w.emit(f"    {name}({arguments})")
     w.emit("else:")
@@ -148,14 +157,9 @@ def _split_call(
         w.emit(f"    {bias[1]}({out}, {bias[0]})")
 
 
-def _thin(node: Node) -> bool:
-    """Whether the product is a float32 ``a^T @ b``, the layout of a weight
-    gradient, which :mod:`..sgemm` takes when it has few inner positions."""
-    return (
-        np.dtype(node.types[0].dtype) == np.float32
-        and node.attrs["transpose_a"]
-        and not node.attrs["transpose_b"]
-    )
+def _single(node: Node) -> bool:
+    """Whether the product's result is float32, the dtype of our own kernels."""
+    return np.dtype(node.types[0].dtype) == np.float32
 
 
 def _is_matrix_product(node: Node) -> bool:
@@ -213,7 +217,7 @@ def _dot_entry(w: Writer, step) -> bool:
     if ndim == 2:
         shape = f"({a}.shape[{int(transpose_a)}], {columns})"
         w.result(slot, shape, node.types[0].dtype)
-        _split_call(w, a, b, transpose_a, transpose_b, f"s{slot}", thin=_thin(node))
+        _split_call(w, a, b, transpose_a, transpose_b, f"s{slot}", single=_single(node))
         return True
     # N-d a: the product of its (rows, last axis) view, into the result's view
     w.give_up_if(f"{a}.shape[-1] == 0")
@@ -225,11 +229,24 @@ def _dot_entry(w: Writer, step) -> bool:
     rows = f"{a}.size // {a}.shape[-1]"
     w.emit(f"a{slot} = np.ascontiguousarray({a}).reshape(({rows}, {a}.shape[-1]))")
     w.emit(f"out{slot} = s{slot}.reshape(({rows}, {columns}))")
-    _split_call(w, f"a{slot}", b, False, transpose_b, f"out{slot}")
+    _split_call(w, f"a{slot}", b, False, transpose_b, f"out{slot}", single=_single(node))
     return True
 
 
-register_lowering(Lowering("dot", into=gemm_into, entry=_dot_entry, accepts=_is_matrix_product))
+def _dot(kernel, a, b, *, transpose_a, transpose_b):
+    """The step runner's product of two matrices: :func:`split_product`'s
+    routes, so a product our own kernels take does here too (None for any other
+    operands: numpy's ``dot``)."""
+    if a.ndim != 2 or b.ndim != 2 or not (a.dtype == b.dtype and a.dtype in FLOATS):
+        return None
+    rows = a.shape[1] if transpose_a else a.shape[0]
+    out = np.empty((rows, b.shape[0] if transpose_b else b.shape[1]), a.dtype)
+    return out if gemm_into(a, b, out, transpose_a=transpose_a, transpose_b=transpose_b) else None
+
+
+register_lowering(
+    Lowering("dot", run=_dot, into=gemm_into, entry=_dot_entry, accepts=_is_matrix_product)
+)
 
 
 # -- FullyConnected(flatten=False) of an N-d input -----------------------------
@@ -278,7 +295,7 @@ def _fully_connected_entry(w: Writer, step) -> bool:
     if not node.attrs["no_bias"]:
         w.emit(f"bias{slot} = np.ascontiguousarray(s{step.inputs[2]})")
         bias = (f"bias{slot}", kernel)
-    _split_call(w, f"x{slot}", weight, False, True, f"rows{slot}", bias)
+    _split_call(w, f"x{slot}", weight, False, True, f"rows{slot}", bias, _single(node))
     return True
 
 
