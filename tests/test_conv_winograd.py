@@ -93,14 +93,15 @@ def test_which_cases_take_the_planes_and_rows_of_tiles(conv_kernels):
 
 
 def test_the_forward_keeps_its_products_in_cache(conv_kernels):
-    """The forward's (and data gradient's) products take as many images as keep V
-    and M within _CV_WINOGRAD_CACHED values, where the weights' transform is no
-    bigger: W7's 64-channel 16x16 layer two images (not four), its 32-channel
-    32x32 one a whole image; ResNet's 256- and 512-channel layers as before."""
+    """Every Winograd product (forward, data and weight gradient) takes as many
+    images as keep its two transformed operands within _CV_WINOGRAD_CACHED values,
+    where the weights' transform is no bigger: W7's 64-channel 16x16 layer two
+    images (not four), its 32-channel 32x32 one a whole image; ResNet's 256- and
+    512-channel layers as before."""
     blocks, cached = conv_kernels._cv_winograd_blocks, conv_kernels._cv_winograd_cached
     assert cached(64, 64) == 16 * 128
     assert blocks(8, 8, 0, 32, cached(64, 64)) == (2, 8, True)
-    assert blocks(8, 8, 0, 32, 0) == (4, 8, True)  # the weight gradient's
+    assert blocks(8, 8, 0, 32, 0) == (4, 8, True)  # without the cache's bound
     assert blocks(8, 8, 0, 32, cached(32, 64)) == (2, 8, True)
     assert blocks(16, 16, 0, 32, cached(32, 32)) == (1, 16, True)
     assert blocks(7, 7, 0, 9, cached(16, 16))[:2] == (6, 7)  # 14x14_batched

@@ -102,17 +102,21 @@ WINOGRAD_TILES = 256
 # OpenBLAS (K or M of a few): the wide path's one product of 9x the depth wins
 WINOGRAD_CHANNELS = 16
 
-# The forward's products keep their V and M, the transformed data and output, within
-# this many values (1 MiB of float32, half a core's L2 cache on the benchmark machine)
-# where the weights' transform is no bigger. W7's 64-channel 16x16 layer, B=32, one
-# thread: four images a product (2.1 MB of V and M) -> two, forward 4.0 -> 3.4 ms
+# Winograd's products keep their two transformed operands (V and M, or V and the
+# output gradient's) within this many values (1 MiB of float32, half a core's L2
+# cache on the benchmark machine) where the weights' transform is no bigger. W7's
+# 64-channel 16x16 layer, B=32, one thread: four images a product (2.1 MB) -> two,
+# forward 4.0 -> 3.4 ms; its 32-to-64-channel weight gradient 3.2 -> 3.0 ms
 WINOGRAD_CACHED = 1 << 18
 
-_SOURCE = f"""
+# the kernels' copies of the constants above
+_CONSTANTS = f"""
 _CV_WINOGRAD_TILES = {WINOGRAD_TILES}
 _CV_WINOGRAD_CHANNELS = {WINOGRAD_CHANNELS}
 _CV_WINOGRAD_CACHED = {WINOGRAD_CACHED}
-""" + """
+"""
+
+_KERNELS = """
 # the unit-stride products take images side by side up to this many wide
 # positions (images of 16x16 and more, 288 positions each, go one by one)
 _CV_WIDE_BATCH = 256
@@ -986,8 +990,8 @@ def _cv_winograd_blocks(TH, TW, lo, hi, cache):
 
 @_jit
 def _cv_winograd_cached(cg, fg):
-    # the values a tile adds to the forward's V and M (16 per channel and filter)
-    # where its images go only as many to a product as keep V and M within
+    # the values a tile adds to a product's V and M (16 per channel and filter)
+    # where its images go only as many to a product as keep them within
     # _CV_WINOGRAD_CACHED values, else 0: where the weights' transform U, which
     # every product reads whole, is bigger than that, fewer tiles a product would
     # read it more often than the cache saves (ResNet's 256- and 512-channel
@@ -1158,10 +1162,7 @@ def _cv_winograd_weight_grad(g, x, dw3, lo, hi, groups, pad):
     TH, TW = (oh + 1) // 2, (ow + 1) // 2
     Hp, Wp = 2 * TH + 2, 2 * TW + 2
     tiles = TH * TW
-    # the weight gradient's products sum over their tiles: it ran faster with more
-    # of them to a product (W7's 64-channel 16x16 layer), so it keeps
-    # _CV_WINOGRAD_TILES whatever the cache
-    per, rows, planes = _cv_winograd_blocks(TH, TW, lo, hi, 0)
+    per, rows, planes = _cv_winograd_blocks(TH, TW, lo, hi, _cv_winograd_cached(cg, fg))
     # the padded data and g: in streams for the planes' transforms, else as they are
     xs = np.zeros((cg, 8 * (TH + 1) * TW) if planes else (0, 0), x.dtype)
     gs = np.zeros((fg, 4 * tiles) if planes else (0, 0), g.dtype)
@@ -1896,6 +1897,7 @@ def lib_conv_weight_grad(g, x, dw, lo, hi, groups, kernel, stride, dilate, pad):
                 for k in range(kg):
                     target[f, k] += part[f, k]
 """
+_SOURCE = _CONSTANTS + _KERNELS
 
 
 def blas_alone() -> contextlib.AbstractContextManager[None]:
