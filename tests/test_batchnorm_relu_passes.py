@@ -52,10 +52,46 @@ def test_the_forward_loop_writes_only_the_activation():
     shape = (4, 3, 5, 6)
     fused = run_pipeline(_bn_relu_step(shape))
     counts = _full_size_outputs(fused, shape)
-    # forward normalise (the activation), the backward's sums (the scaled
-    # gradient the last loop reads), the last loop (dx); the statistics pass
-    # writes none
-    assert [c for c in counts if c] == [1, 1, 1], counts
+    # forward normalise (the activation) and the last loop (dx): the statistics
+    # pass and the backward's sums write none (the last loop recomputes the
+    # masked, scaled gradient from the incoming one: fuse.copies_into_readers)
+    assert [c for c in counts if c] == [1, 1], counts
+
+
+def _full_size_inputs(graph: ProgramGraph, shape: tuple[int, ...]) -> list[int]:
+    """Per fused loop, how many arrays of ``shape`` it reads."""
+    return [
+        sum(e.shape == shape for e in node.inputs)
+        for node in graph.nodes()
+        if node.op.name == "_fused"
+    ]
+
+
+def test_the_backward_loops_read_the_data_and_the_gradient_only():
+    # the relu's mask and the normalised data are recomputed from x in both
+    # backward loops (x is read there anyway): neither reads the activation
+    shape = (4, 3, 5, 6)
+    fused = run_pipeline(_bn_relu_step(shape))
+    reads = _full_size_inputs(fused, shape)
+    writes = _full_size_outputs(fused, shape)
+    loops = [(r, w) for r, w in zip(reads, writes) if r]
+    # statistics, forward normalise, the backward's sums, the loop writing dx
+    assert loops == [(1, 0), (1, 1), (2, 0), (2, 1)], loops
+
+
+def test_a_relu_after_an_opaque_op_masks_on_its_output():
+    # the input of the relu is an array of its own (a convolution's output): the
+    # mask reads the output, which the next layer keeps anyway, so the input
+    # may be freed after the forward
+    x = variable((3, 4), np.float32, name="x")
+    turned = make_node("transpose", [Entry(x, 0)])
+    act = make_node("Activation", [Entry(turned, 0)], {"act_type": "relu"})
+    seed = variable((4, 3), np.float32, name="seed")
+    (grad,) = differentiate([Entry(act, 0)], [Entry(seed, 0)], [Entry(x, 0)])
+    masks = [
+        n for n in ProgramGraph([x, seed], [grad]).nodes() if n.op.name == "_greater_scalar"
+    ]
+    assert [m.inputs[0].node for m in masks] == [act]
 
 
 def _data(shape, rng, special):

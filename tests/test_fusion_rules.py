@@ -382,3 +382,34 @@ def test_a_mask_stays_with_its_input_when_that_is_not_stored_otherwise():
     later = _op("elemwise_mul", _op("transpose", _op("transpose", _op("exp", doubled))), mask)
     after = _run(_graph([x], later))
     assert _bodies(after) == [["_mul_scalar", "exp", "relu", "_greater_scalar"], ["elemwise_mul"]]
+
+
+# ---------------------------------------------------------------------------
+# a loop computes again a short chain of cheap ops it would otherwise read
+# ---------------------------------------------------------------------------
+
+
+def _chain_graph(op: str) -> ProgramGraph:
+    """A loop making ``op(x * 2)`` for itself and a later loop (behind an opaque
+    op) that reads it too."""
+    x = variable((3, 4))
+    made = _op(op, _op("_mul_scalar", x, scalar=2.0))
+    first = _op("elemwise_add", made, x)
+    later = _op("elemwise_mul", _op("transpose", _op("transpose", first)), made)
+    return _graph([x], later, first)
+
+
+def test_a_cheap_chain_on_stored_values_is_computed_again_where_it_is_read():
+    after = _run(_chain_graph("negative"))
+    assert _bodies(after) == [
+        ["_mul_scalar", "negative", "elemwise_add"],
+        ["_mul_scalar", "negative", "elemwise_mul"],
+    ]
+    forward = after.nodes()[1]
+    assert forward.num_outputs == 1  # x * 2 and its negative are not written
+
+
+def test_a_chain_with_a_transcendental_op_is_read_not_computed_again():
+    after = _run(_chain_graph("exp"))
+    assert _bodies(after) == [["_mul_scalar", "exp", "elemwise_add"], ["elemwise_mul"]]
+    assert after.nodes()[1].num_outputs == 2

@@ -278,14 +278,29 @@ def _activation(x: np.ndarray, *, act_type: str) -> np.ndarray:
     return get_op(_ACTIVATIONS[act_type]).impl(x)
 
 
+def _made_by_a_loop(x: Expr) -> bool:
+    """Whether ``x`` is made by an op that fuses into elementwise loops, or by a
+    composite that expands into such ops (``_batch_norm_train``)."""
+    node = x.entry.node
+    if node.is_variable:
+        return False
+    op = node.op
+    return (op.kind == "elemwise" and op.scalar is not None) or op.expand is not None
+
+
 def activation_grad(g: Expr, x: Expr, *, out: Expr, act_type: str) -> Expr:
     """the gradient of the elementwise op named by act_type; relu: g (x > 0), 0 at NaN"""
     from ..registry import get_op
 
     if act_type == "relu":
-        # on the output, which the next layer keeps anyway: out > 0 exactly when
-        # x > 0 (NaN gives 0 both ways), and the forward then stores no mask
-        return g * (out > 0)
+        # out > 0 exactly when x > 0 (NaN gives 0 both ways). An input made by a
+        # fused loop (a BatchNorm's normalise, a residual add) is not stored, but
+        # the backward's loops compute it again from what they read anyway (the
+        # BatchNorm's data: fuse.copies_into_readers), so they need not read the
+        # activation too. Any other input is an array of its own (a convolution's
+        # output): the mask reads the output, which the next layer keeps anyway,
+        # and the input may be freed after the forward.
+        return g * ((x if _made_by_a_loop(x) else out) > 0)
     rule = get_op(_ACTIVATIONS[act_type]).grad
     assert rule is not None  # every activation has one
     return rule(g, x, out=out)

@@ -193,6 +193,11 @@ def assign_groups(order: list[Node], kept: frozenset[int] = frozenset()) -> dict
     only move into it (:func:`_recompute_where_used`). ``kept``: ids of the nodes
     whose values the graph returns.
     """
+    return _grouped(order, kept).group_of
+
+
+def _grouped(order: list[Node], kept: frozenset[int]) -> _Groups:
+    """The groups of :func:`assign_groups`, with their shapes and dependencies."""
     groups = _Groups()
     for node in order:
         choice = None
@@ -239,7 +244,7 @@ def assign_groups(order: list[Node], kept: frozenset[int] = frozenset()) -> dict
             touched = frozenset({choice})
         groups.touches[id(node)] = touched
     _recompute_where_used(order, groups, kept)
-    return groups.group_of
+    return groups
 
 
 def _recompute_where_used(order: list[Node], groups: _Groups, kept: frozenset[int]) -> None:
@@ -289,6 +294,95 @@ def _recompute_where_used(order: list[Node], groups: _Groups, kept: frozenset[in
         groups.move(node, target)
 
 
+# The most ops a group recomputes for one value it reads from another group.
+MAX_COPIED_CHAIN = 8
+
+
+def copies_into_readers(
+    order: list[Node], groups: _Groups, kept: frozenset[int]
+) -> dict[int, list[Node]]:
+    """For each group, the cheap ops of other groups it computes again itself, in
+    topological order: a value of the loop's full size that another loop makes
+    and does not need to store otherwise, computed from values stored anyway.
+
+    The greedy pass leaves such a value with the group that makes it, which then
+    writes it out in full for the reader to load. A chain of a few cheap ops on
+    stored arrays costs the reader a few instructions a element instead: the
+    backward of a BatchNorm+ReLU recomputes the relu's gradient (the incoming
+    gradient masked by the stored activation) and its scaling by gamma in the
+    loop that writes dx, instead of the loop of its sums writing it out for that
+    one to read back (one array written and read per BatchNorm)."""
+    consumers: dict[int, list[Node]] = defaultdict(list)
+    for node in order:
+        for e in node.inputs:
+            consumers[id(e.node)].append(node)
+    group_of = groups.group_of
+    position = {id(n): i for i, n in enumerate(order)}
+
+    copies: dict[int, dict[int, Node]] = defaultdict(dict)
+
+    def stored_anyway(node: Node, reader: int) -> bool:
+        """Whether ``node``'s value is there for ``reader`` without its storing it:
+        made outside loops, returned, or read by a third loop that does not
+        compute it again itself."""
+        home = group_of.get(id(node))
+        return (
+            home is None
+            or home == reader
+            or id(node) in kept
+            or any(
+                group_of.get(id(c)) not in (home, reader)
+                and id(node) not in copies[group_of.get(id(c))]
+                for c in consumers[id(node)]
+            )
+        )
+
+    def chain(node: Node, reader: int, found: dict[int, Node]) -> bool:
+        """Add to ``found`` the ops ``reader`` must compute to have ``node``;
+        False if that is not a short chain of cheap ops on stored values."""
+        if id(node) in found or stored_anyway(node, reader):
+            return True
+        if (
+            not is_elementwise(node)
+            or _cost(node) != 1
+            or node.types[0].shape != groups.shape[reader]
+            or len(found) >= MAX_COPIED_CHAIN
+        ):
+            return False
+        found[id(node)] = node
+        return all(chain(e.node, reader, found) for e in data_inputs(node))
+
+    for node in order:
+        reader = group_of.get(id(node))
+        if reader is None:
+            continue
+        for e in data_inputs(node):
+            source = group_of.get(id(e.node))
+            if source is None or source == reader or id(e.node) in copies[reader]:
+                continue
+            if id(e.node) in groups.ends_loop or e.node.types[0].shape != groups.shape[reader]:
+                continue
+            found: dict[int, Node] = {}
+            if not chain(e.node, reader, found) or not found:
+                continue
+            # the copies read their inputs' groups: none of those may depend on
+            # the reader (a cycle)
+            inputs = [i.node for n in found.values() for i in n.inputs if id(i.node) not in found]
+            sources = frozenset().union(*(groups.touches.get(id(i), ()) for i in inputs))
+            if reader in groups.closure(sources - {reader}):
+                continue
+            if groups.cost[reader] + len(found) > MAX_GROUP:
+                continue
+            groups.cost[reader] += len(found)
+            groups.deps[reader] |= sources - {reader}
+            copies[reader].update(found)
+    return {
+        g: sorted(found.values(), key=lambda n: position[id(n)])
+        for g, found in copies.items()
+        if found
+    }
+
+
 # Elements from which a lone transcendental op is left to numpy (see below).
 LONE_TRANSCENDENTAL_LIMIT = 1 << 16
 
@@ -330,7 +424,8 @@ def fuse(graph: ProgramGraph) -> ProgramGraph:
 
     order = [n for n in graph.nodes() if not n.is_variable]
     kept = frozenset(id(o.node) for o in graph.live_outputs())
-    group_of = assign_groups(order, kept)
+    groups = _grouped(order, kept)
+    group_of = groups.group_of
     members: dict[int, list[Node]] = defaultdict(list)
     for node in order:
         if id(node) in group_of:
@@ -341,14 +436,28 @@ def fuse(graph: ProgramGraph) -> ProgramGraph:
         if (len(nodes) > 1 or _lone_worth_a_kernel(nodes[0])) and _sized_by_inputs(nodes)
     }
     unit_of = {id(n): ("group", g) for g, nodes in units.items() for n in nodes}
+    # ops a unit computes again for itself (their home unit keeps them too)
+    copied = {
+        ("group", g): {id(n) for n in nodes}
+        for g, nodes in copies_into_readers(order, groups, kept).items()
+        if g in units and all(id(n) in unit_of for n in nodes)
+    }
+
+    def reads_from(node: Node, here) -> list:
+        """The units ``node`` (computed in unit ``here``) reads values from."""
+        inside = copied.get(here, ())
+        return [
+            unit_of.get(id(e.node), ("node", id(e.node)))
+            for e in node.inputs
+            if not e.node.is_variable and id(e.node) not in inside
+        ]
 
     condensed = nx.DiGraph()
     for node in order:
-        here = unit_of.get(id(node), ("node", id(node)))
-        condensed.add_node(here)
-        for e in node.inputs:
-            if not e.node.is_variable:
-                there = unit_of.get(id(e.node), ("node", id(e.node)))
+        home = unit_of.get(id(node), ("node", id(node)))
+        condensed.add_node(home)
+        for here in [home] + [u for u, ids in copied.items() if id(node) in ids]:
+            for there in reads_from(node, here):
                 if there != here:
                     condensed.add_edge(there, here)
     if not nx.is_directed_acyclic_graph(condensed):  # fusion must never create a cycle
@@ -356,12 +465,25 @@ def fuse(graph: ProgramGraph) -> ProgramGraph:
 
     used_outside: set[tuple[int, int]] = {(id(o.node), o.index) for o in graph.live_outputs()}
     for node in order:
-        for e in node.inputs:
-            if id(e.node) in unit_of and unit_of[id(e.node)] != unit_of.get(id(node)):
-                used_outside.add((id(e.node), e.index))
+        home = unit_of.get(id(node))
+        for here in [home] + [u for u, ids in copied.items() if id(node) in ids]:
+            inside = copied.get(here, ())
+            for e in node.inputs:
+                if (
+                    id(e.node) in unit_of
+                    and unit_of[id(e.node)] != here
+                    and id(e.node) not in inside
+                ):
+                    used_outside.add((id(e.node), e.index))
+    position = {id(n): i for i, n in enumerate(order)}
+    # a unit runs in the order of its own first op, not of an op it copies
+    first = {g: position[id(nodes[0])] for g, nodes in units.items()}
+    for unit, ids in copied.items():
+        units[unit[1]] = sorted(
+            units[unit[1]] + [n for n in order if id(n) in ids], key=lambda n: position[id(n)]
+        )
 
     by_id = {id(n): n for n in order}
-    position = {id(n): i for i, n in enumerate(order)}
     mapped: dict[tuple[int, int], Entry] = {}
 
     def lookup(e: Entry) -> Entry:
@@ -369,7 +491,7 @@ def fuse(graph: ProgramGraph) -> ProgramGraph:
 
     def first_position(unit) -> int:
         kind, ident = unit
-        return position[ident] if kind == "node" else position[id(units[ident][0])]
+        return position[ident] if kind == "node" else first[ident]
 
     for kind, ident in nx.lexicographical_topological_sort(condensed, key=first_position):
         if kind == "node":
@@ -380,13 +502,15 @@ def fuse(graph: ProgramGraph) -> ProgramGraph:
             for k in range(node.num_outputs):
                 mapped[(id(node), k)] = Entry(new, k)
         else:
-            _build_group(units[ident], used_outside, lookup, mapped)
+            copies = copied.get((kind, ident), set())
+            _build_group(units[ident], used_outside, lookup, mapped, copies)
     outputs = [None if o is None else lookup(o) for o in graph.outputs]
     return ProgramGraph(graph.inputs, outputs)
 
 
-def _build_group(nodes: list[Node], used_outside, lookup, mapped) -> None:
-    """Make the ``_fused`` node for one group and map its members' outputs to it."""
+def _build_group(nodes: list[Node], used_outside, lookup, mapped, copies=frozenset()) -> None:
+    """Make the ``_fused`` node for one group and map its members' outputs to it
+    (not those of ``copies``, ids of ops it computes again for itself)."""
     inside = {id(n) for n in nodes}
     external: list[Entry] = []
     body_var: dict[tuple[int, int], Node] = {}  # insertion order = input order
@@ -407,7 +531,7 @@ def _build_group(nodes: list[Node], used_outside, lookup, mapped) -> None:
         (node, k)
         for node in nodes
         for k in range(node.num_outputs)
-        if (id(node), k) in used_outside
+        if (id(node), k) in used_outside and id(node) not in copies
     ]
     body = FusedBody(list(body_var.values()), [Entry(clones[id(node)], k) for node, k in produced])
     fused = Node(
