@@ -49,10 +49,12 @@ def test_the_tiles_equal_numpy_at_every_size(transpose_a, transpose_b):
     rng = np.random.default_rng(5)
     for rows, columns, inner in SIZES:  # one process: nothing cached for one size
         a, b = _operands(rng, rows, columns, inner, transpose_a, transpose_b)
-        out = np.full((rows, columns), np.nan, np.float32)
-        sgemm.gemm_block(a, transpose_a, b, transpose_b, out, 0, rows, 0, columns)
         expected = _expected(a, b, transpose_a, transpose_b)
-        np.testing.assert_allclose(out, expected, rtol=2e-5, atol=2e-5 * max(1, inner) ** 0.5)
+        for block in (sgemm.KC, sgemm.FEW_ROWS_BLOCK):  # the two routes' passes
+            out = np.full((rows, columns), np.nan, np.float32)
+            sgemm.gemm_block(a, transpose_a, b, transpose_b, out, 0, rows, 0, columns, block)
+            tolerance = 2e-5 * max(1, inner) ** 0.5
+            np.testing.assert_allclose(out, expected, rtol=2e-5, atol=tolerance)
 
 
 @needs_avx512
@@ -65,7 +67,7 @@ def test_nan_inf_and_signed_zeros_as_numpy(transpose_a):
     b[4, 7] = np.inf
     op_a[25:] = -0.0  # rows of negative zeros: their products sum to +0, as numpy's
     out = np.empty((30, 70), np.float32)
-    sgemm.gemm_block(a, transpose_a, b, False, out, 0, 30, 0, 70)
+    sgemm.gemm_block(a, transpose_a, b, False, out, 0, 30, 0, 70, sgemm.FEW_ROWS_BLOCK)
     expected = _expected(a, b, transpose_a, False)
     np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
     np.testing.assert_array_equal(np.isposinf(out), np.isposinf(expected))
@@ -96,18 +98,24 @@ def test_threaded_product_equals_one_block(monkeypatch):
     a, b = _operands(rng, 500, 300, 16, True, False)
     out, whole = np.empty((500, 300), np.float32), np.empty((500, 300), np.float32)
     sgemm.product(a, b, True, False, out)
-    sgemm.gemm_block(a, True, b, False, whole, 0, 500, 0, 300)
+    sgemm.gemm_block(a, True, b, False, whole, 0, 500, 0, 300, sgemm.KC)
     np.testing.assert_array_equal(out, whole)  # the same tiles, whoever computes them
 
 
-def test_only_thin_float32_weight_gradients_are_taken():
-    big = 4096, 9216  # rows, columns of AlexNet's first classifier weight
-    assert sgemm.suits(*big, 8, np.float32, True, False) == sgemm.AVAILABLE
-    assert not sgemm.suits(*big, 8, np.float64, True, False)
-    assert not sgemm.suits(*big, 8, np.float32, False, False)  # not a^T @ b
-    assert not sgemm.suits(*big, 8, np.float32, True, True)
-    assert not sgemm.suits(*big, sgemm.MOST_INNER + 1, np.float32, True, False)
-    assert not sgemm.suits(64, 64, 8, np.float32, True, False)  # too small to split
+def test_the_routes_taken_are_dense_gradients_at_small_batches():
+    weight = 4096, 9216  # AlexNet's first classifier weight: (out, in)
+    taken = sgemm.KC if sgemm.AVAILABLE else 0
+    few_rows = sgemm.FEW_ROWS_BLOCK if sgemm.AVAILABLE else 0
+    # the weight gradient dz^T @ x at batch 8: rows, columns, inner
+    assert sgemm.depth_block(*weight, 8, np.float32, True, False) == taken
+    assert sgemm.depth_block(*weight, 8, np.float64, True, False) == 0
+    assert sgemm.depth_block(*weight, sgemm.MOST_INNER + 1, np.float32, True, False) == 0
+    assert sgemm.depth_block(*weight, 8, np.float32, True, True) == 0
+    # the input gradient dz @ w at batch 8
+    assert sgemm.depth_block(8, weight[1], weight[0], np.float32, False, False) == few_rows
+    assert sgemm.depth_block(sgemm.MR + 1, 9216, 4096, np.float32, False, False) == 0
+    assert sgemm.depth_block(8, 9216, 4096, np.float32, False, True) == 0  # narrow's
+    assert sgemm.depth_block(64, 64, 8, np.float32, True, False) == 0  # too small to split
 
 
 @pytest.fixture
@@ -123,9 +131,9 @@ def counted(monkeypatch):
 
 
 @needs_avx512
-def test_a_dense_weight_gradient_takes_the_route(counted):
-    """dW = dz^T @ x of a Dense layer at a batch of 6: through the entry and
-    through the step runner, equal to the interpreter."""
+def test_a_dense_layers_gradients_take_the_route(counted):
+    """dW = dz^T @ x and dx = dz @ w of a Dense layer at a batch of 6: through
+    the entry and through the step runner, equal to the interpreter."""
     rng = np.random.default_rng(8)
     x_value = rng.normal(size=(6, 40)).astype(np.float32)
     w_value = rng.normal(size=(70, 40)).astype(np.float32)
@@ -146,7 +154,7 @@ def test_a_dense_weight_gradient_takes_the_route(counted):
     assert executable._entry is not None
     counted.clear()
     got = executable._entry(values)  # the entry itself
-    assert got is not None and counted == [(70, 40)]
+    assert got is not None and sorted(counted) == [(6, 40), (70, 40)]
     with np.errstate(all="ignore"):
         for g, e in zip(got, expected):
             np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5, equal_nan=True)
@@ -154,6 +162,8 @@ def test_a_dense_weight_gradient_takes_the_route(counted):
     dz = rng.normal(size=(6, 70)).astype(np.float32)
     target = np.empty((70, 40), np.float32)
     assert products.gemm_into(dz, x_value, target, transpose_a=True, transpose_b=False)
-    assert counted == [(70, 40)]  # the step runner's route
+    assert counted == [(70, 40)]  # the step runner's routes
+    assert products.gemm_into(dz, w_value, x_value.copy(), transpose_a=False, transpose_b=False)
+    assert counted == [(70, 40), (6, 40)]
     with np.errstate(all="ignore"):
         np.testing.assert_allclose(target, dz.T @ x_value, rtol=1e-5, atol=1e-5)

@@ -71,13 +71,14 @@ def split_product(
     views. Each thread adds the bias to its own block: as a pass of its own, on
     one thread, it cost W8's (1120, 10000) logits 3.5 ms. Two float32 layouts
     that OpenBLAS does slowly go to kernels of our own on the threads instead: a
-    weight gradient over a few inner positions (:func:`sgemm.suits`) and a few
-    rows times a transposed weight (:func:`narrow.suits`)."""
+    Dense layer's gradients at a small batch (:func:`sgemm.depth_block`) and a
+    few rows times a transposed weight (:func:`narrow.suits`)."""
     rows, inner = a.shape[::-1] if transpose_a else a.shape
     work = rows * inner * out.shape[1]
     shape = rows, out.shape[1], inner, out.dtype, transpose_a, transpose_b
-    if work < SPLIT_WORK and bias is None and sgemm.suits(*shape):
-        sgemm.product(a, b, transpose_a, transpose_b, out)
+    block = sgemm.depth_block(*shape) if work < SPLIT_WORK and bias is None else 0
+    if block:
+        sgemm.product(a, b, transpose_a, transpose_b, out, block)
         return
     if work < SPLIT_WORK and narrow.suits(*shape):
         narrow.product(a, b, out)
@@ -130,7 +131,7 @@ def _split_call(
     """Emit ``out = op(a) @ op(b)`` (source expressions of 2-D arrays): on the
     threads through :func:`split_product` when it is big, or when a ``single``
     (float32) product has a layout and size our own kernels take
-    (:func:`sgemm.suits`, :func:`narrow.suits`); else one BLAS call.
+    (:func:`sgemm.depth_block`, :func:`narrow.suits`); else one BLAS call.
     ``bias``: (row expression, kernel adding it to every row) where the product
     has a bias, which the threads add to their blocks, or else the kernel."""
     params = ["a", "b", "out"] + (["bias"] if bias else [])
@@ -146,6 +147,9 @@ def _split_call(
     condition = f"{work} >= {SPLIT_WORK}"
     if single and sgemm.AVAILABLE and transpose_a and not transpose_b:
         condition += f" or ({inner} <= {sgemm.MOST_INNER} and {work} >= {sgemm.MINIMUM_WORK})"
+    if single and sgemm.AVAILABLE and not transpose_a and not transpose_b:
+        few = f"{out}.shape[0] <= {sgemm.MR}"
+        condition += f" or ({few} and {work} >= {sgemm.MINIMUM_WORK})"
     if single and narrow.AVAILABLE and transpose_b and not transpose_a:
         rows = f"{out}.shape[0]"
         condition += f" or ({rows} <= {narrow.ROWS} and {work} >= {narrow.MINIMUM_WORK})"
