@@ -253,9 +253,7 @@ def _whole_along(shape: tuple[int, ...], loop_shape: tuple[int, ...], tail: int)
     spans the loop axes from ``tail`` on rather than being of length one there
     (an axis the loop has of length one counts as either)."""
     lead = len(loop_shape) - len(shape)
-    return any(
-        a >= lead and shape[a - lead] != 1 for a in range(tail, len(loop_shape))
-    )
+    return any(a >= lead and shape[a - lead] != 1 for a in range(tail, len(loop_shape)))
 
 
 def _collapsed_from(body: FusedBody, loop_shape: tuple[int, ...]) -> int | None:
