@@ -22,7 +22,16 @@ from numba import types
 from numba.extending import intrinsic
 
 from . import threads
-from .sgemm import AVAILABLE, FLOAT_POINTER, LANES, VECTOR, llvm_function, vector_at
+from .sgemm import (
+    AVAILABLE,
+    FLOAT_POINTER,
+    LANES,
+    VECTOR,
+    fma,
+    llvm_function,
+    load_vector,
+    summing_loop,
+)
 
 ROWS = 8  # x's rows per pass: x is padded with zero rows to this many
 WEIGHT_ROWS = 3  # weight rows per pass: 3 x 8 sums of 16 lanes in registers
@@ -44,49 +53,23 @@ def _dots_kernel(weight_rows: int) -> Any:
         def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
             count, x_ptr, x_stride, w_ptr, w_stride, out_ptr, out_stride = args
             f32, i64 = ir.FloatType(), ir.IntType(64)
-            fma = llvm_function(builder, f"llvm.fma.v{LANES}f32", VECTOR, [VECTOR] * 3)
             add_lanes = llvm_function(
                 builder, f"llvm.vector.reduce.fadd.v{LANES}f32", f32, [f32, VECTOR]
             )
-            zero = ir.Constant(VECTOR, [0.0] * LANES)
 
             def row(base: Any, stride: Any, index: int, position: Any) -> Any:
-                offset = builder.add(builder.mul(i64(index), stride), position)
-                return builder.load(vector_at(builder, base, offset), align=4)
-
-            before = builder.block
-            loop = builder.append_basic_block("dots.loop")
-            done = builder.append_basic_block("dots.done")
-            builder.cbranch(builder.icmp_signed(">", count, i64(0)), loop, done)
-
-            builder.position_at_end(loop)
-            p = builder.phi(i64)
-            p.add_incoming(i64(0), before)
-            sums = [[builder.phi(VECTOR) for _ in range(weight_rows)] for _ in range(ROWS)]
-            for line in sums:
-                for s in line:
-                    s.add_incoming(zero, before)
-            weights = [row(w_ptr, w_stride, r, p) for r in range(weight_rows)]
-            updated = []
-            for b in range(ROWS):
-                xs = row(x_ptr, x_stride, b, p)
-                updated.append(
-                    [builder.call(fma, [xs, weights[r], sums[b][r]]) for r in range(weight_rows)]
+                return load_vector(
+                    builder, base, builder.add(builder.mul(i64(index), stride), position)
                 )
-            following = builder.add(p, i64(LANES))
-            end_of_loop = builder.block
-            p.add_incoming(following, end_of_loop)
-            for b in range(ROWS):
-                for r in range(weight_rows):
-                    sums[b][r].add_incoming(updated[b][r], end_of_loop)
-            builder.cbranch(builder.icmp_signed("<", following, count), loop, done)
 
-            builder.position_at_end(done)
-            results = [[builder.phi(VECTOR) for _ in range(weight_rows)] for _ in range(ROWS)]
-            for b in range(ROWS):
-                for r in range(weight_rows):
-                    results[b][r].add_incoming(zero, before)
-                    results[b][r].add_incoming(updated[b][r], end_of_loop)
+            def step(p: Any, sums: list[list[Any]]) -> list[list[Any]]:
+                weights = [row(w_ptr, w_stride, r, p) for r in range(weight_rows)]
+                return [
+                    [fma(builder, row(x_ptr, x_stride, b, p), w, s) for w, s in zip(weights, line)]
+                    for b, line in enumerate(sums)
+                ]
+
+            results = summing_loop(builder, count, LANES, (ROWS, weight_rows), step)
             for b in range(ROWS):
                 for r in range(weight_rows):
                     # -0.0 is the sum's identity: a sum of +0s stays +0

@@ -31,6 +31,7 @@ valid part copied out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numba
@@ -68,8 +69,55 @@ def llvm_function(builder: Any, name: str, returns: Any, params: list) -> Any:
 
 
 def vector_at(builder: Any, base: Any, offset: Any) -> Any:
-    """A pointer to the ``LANES`` floats at ``base + offset`` (any alignment)."""
+    """A pointer to the ``LANES`` floats at ``base + offset`` (any alignment:
+    loads and stores through it must say ``align=4``, see :func:`load_vector`)."""
     return builder.bitcast(builder.gep(base, [offset]), VECTOR.as_pointer())
+
+
+def load_vector(builder: Any, base: Any, offset: Any) -> Any:
+    """The ``LANES`` floats at ``base + offset``; aligned to a float only (a
+    vector load without ``align`` is assumed aligned to its size, and faults)."""
+    return builder.load(vector_at(builder, base, offset), align=4)
+
+
+def fma(builder: Any, x: Any, y: Any, z: Any) -> Any:
+    """``x * y + z`` on vectors, rounded once."""
+    function = llvm_function(builder, f"llvm.fma.v{LANES}f32", VECTOR, [VECTOR] * 3)
+    return builder.call(function, [x, y, z])
+
+
+def summing_loop(
+    builder: Any, count: Any, step: int, shape: tuple[int, int], body: Callable
+) -> list[list[Any]]:
+    """Emit ``for p in range(0, count, step)`` carrying a ``shape`` grid of vector
+    sums, zero at the start, that ``body(p, sums)`` returns updated; return the
+    grid after the loop (zeros where ``count <= 0``)."""
+    i64 = ir.IntType(64)
+    zero = ir.Constant(VECTOR, [0.0] * LANES)
+    before = builder.block
+    loop = builder.append_basic_block("sums.loop")
+    done = builder.append_basic_block("sums.done")
+    builder.cbranch(builder.icmp_signed(">", count, i64(0)), loop, done)
+
+    builder.position_at_end(loop)
+    p = builder.phi(i64)
+    p.add_incoming(i64(0), before)
+    sums = [[builder.phi(VECTOR) for _ in range(shape[1])] for _ in range(shape[0])]
+    updated = body(p, sums)
+    following = builder.add(p, i64(step))
+    end_of_loop = builder.block
+    p.add_incoming(following, end_of_loop)
+    builder.cbranch(builder.icmp_signed("<", following, count), loop, done)
+
+    builder.position_at_end(done)
+    results = [[builder.phi(VECTOR) for _ in range(shape[1])] for _ in range(shape[0])]
+    for line, new, result in zip(sums, updated, results):
+        for s, n, r in zip(line, new, result):
+            s.add_incoming(zero, before)
+            s.add_incoming(n, end_of_loop)
+            r.add_incoming(zero, before)
+            r.add_incoming(n, end_of_loop)
+    return results
 
 
 def _tile_kernel(accumulate: bool) -> Any:
@@ -86,62 +134,34 @@ def _tile_kernel(accumulate: bool) -> Any:
 
         def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
             count, a_ptr, a_stride, b_ptr, b_stride, c_ptr, c_stride, rows = args
-            vector, i64 = VECTOR, ir.IntType(64)
-            fma = llvm_function(builder, f"llvm.fma.v{LANES}f32", vector, [vector] * 3)
-            zero = ir.Constant(vector, [0.0] * LANES)
+            i64, halves = ir.IntType(64), NR // LANES
             broadcast = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-            halves = NR // LANES
 
-            def at(base: Any, offset: Any) -> Any:
-                return vector_at(builder, base, offset)
+            def step(p: Any, sums: list[list[Any]]) -> list[list[Any]]:
+                b_row = builder.mul(p, b_stride)
+                b_vectors = [
+                    load_vector(builder, b_ptr, builder.add(b_row, i64(h * LANES)))
+                    for h in range(halves)
+                ]
+                a_column = builder.mul(p, a_stride)
+                updated = []
+                for i in range(MR):
+                    scalar = builder.load(builder.gep(a_ptr, [builder.add(a_column, i64(i))]))
+                    splat = builder.insert_element(
+                        ir.Constant(VECTOR, ir.Undefined), scalar, ir.IntType(32)(0)
+                    )
+                    splat = builder.shuffle_vector(
+                        splat, ir.Constant(VECTOR, ir.Undefined), broadcast
+                    )
+                    updated.append([fma(builder, splat, v, s) for v, s in zip(b_vectors, sums[i])])
+                return updated
 
-            before = builder.block
-            loop = builder.append_basic_block("tile.loop")
-            done = builder.append_basic_block("tile.done")
-            builder.cbranch(builder.icmp_signed(">", count, i64(0)), loop, done)
-
-            builder.position_at_end(loop)
-            p = builder.phi(i64)
-            p.add_incoming(i64(0), before)
-            sums = [[builder.phi(vector) for _ in range(halves)] for _ in range(MR)]
-            for row in sums:
-                for s in row:
-                    s.add_incoming(zero, before)
-            b_row = builder.mul(p, b_stride)
-            b_vectors = [
-                builder.load(at(b_ptr, builder.add(b_row, i64(h * LANES))), align=4)
-                for h in range(halves)
-            ]
-            a_column = builder.mul(p, a_stride)
-            updated = []
-            for i in range(MR):
-                scalar = builder.load(builder.gep(a_ptr, [builder.add(a_column, i64(i))]))
-                splat = builder.insert_element(
-                    ir.Constant(vector, ir.Undefined), scalar, ir.IntType(32)(0)
-                )
-                splat = builder.shuffle_vector(splat, ir.Constant(vector, ir.Undefined), broadcast)
-                updated.append(
-                    [builder.call(fma, [splat, b_vectors[h], sums[i][h]]) for h in range(halves)]
-                )
-            following = builder.add(p, i64(1))
-            end_of_loop = builder.block
-            p.add_incoming(following, end_of_loop)
-            for i in range(MR):
-                for h in range(halves):
-                    sums[i][h].add_incoming(updated[i][h], end_of_loop)
-            builder.cbranch(builder.icmp_signed("<", following, count), loop, done)
-
-            builder.position_at_end(done)
-            results = [[builder.phi(vector) for _ in range(halves)] for _ in range(MR)]
-            for i in range(MR):
-                for h in range(halves):
-                    results[i][h].add_incoming(zero, before)
-                    results[i][h].add_incoming(updated[i][h], end_of_loop)
+            results = summing_loop(builder, count, 1, (MR, halves), step)
             for i in range(MR):  # row i is written if i < rows
                 with builder.if_then(builder.icmp_signed("<", i64(i), rows), likely=True):
                     for h in range(halves):
                         offset = builder.add(builder.mul(i64(i), c_stride), i64(h * LANES))
-                        target = at(c_ptr, offset)
+                        target = vector_at(builder, c_ptr, offset)
                         value = results[i][h]
                         if accumulate:
                             value = builder.fadd(builder.load(target, align=4), value)
