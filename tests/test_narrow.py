@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dense_programs import assert_outputs_match, compiled_and_expected, count_calls, dense_program
 
-import symgrad_compiler as compiler
-from symgrad_compiler import settings
 from symgrad_compiler.backends.numba import narrow, threads
-from symgrad_compiler.registry import variable
 
 needs_avx512 = pytest.mark.skipif(not narrow.AVAILABLE, reason="the kernel is for AVX-512 CPUs")
 
@@ -79,10 +77,7 @@ def test_only_few_float32_rows_by_a_transposed_weight_are_taken():
 def counted(monkeypatch):
     """narrow.product's calls, with the threshold low enough for a small graph."""
     monkeypatch.setattr(narrow, "MINIMUM_WORK", 1)
-    calls = []
-    product = narrow.product
-    monkeypatch.setattr(narrow, "product", lambda *a: calls.append(a[2].shape) or product(*a))
-    return calls
+    return count_calls(monkeypatch, narrow)
 
 
 @needs_avx512
@@ -95,41 +90,15 @@ def test_a_dense_forward_at_a_small_batch_takes_the_route(counted, with_bias):
     rng = np.random.default_rng(12)
     x_value = rng.normal(size=(5, 40)).astype(np.float32)
     w_value = rng.normal(size=(50, 40)).astype(np.float32)
-    b_value = rng.normal(size=(50,)).astype(np.float32)
+    b_value = rng.normal(size=(50,)).astype(np.float32) if with_bias else None
     x_value[2, 7] = np.inf
-    x, w = variable(x_value.shape, np.float32, name="x"), variable(w_value.shape, np.float32)
-    b = variable(b_value.shape, np.float32, name="b")
-    xe, we, be = compiler.Entry(x, 0), compiler.Entry(w, 0), compiler.Entry(b, 0)
-    y = compiler.call(
-        "FullyConnected",
-        compiler.Expr(xe),
-        compiler.Expr(we),
-        *([compiler.Expr(be)] if with_bias else []),
-        num_hidden=50,
-        no_bias=not with_bias,
-    )
-    loss = compiler.call("sum", compiler.call("tanh", y) * y)
-    one = compiler.make_node("ones_like", [loss.entry], {})
-    wrt = [xe, we, be] if with_bias else [xe, we]
-    grads = compiler.differentiate([loss.entry], [compiler.Entry(one, 0)], wrt)
-    inputs = [x, w, b] if with_bias else [x, w]
-    graph = compiler.ProgramGraph(inputs, [loss.entry, *grads, y.entry])
-    values = [x_value, w_value, b_value] if with_bias else [x_value, w_value]
-    with np.errstate(all="ignore"):
-        expected = compiler.compile_graph(graph, "interpreter")(values)
-    with settings.override(compile="sync"):
-        executable = compiler.compile_graph(graph, "numba")
-        for _ in range(2):
-            executable(values)
-    assert executable._entry is not None
+    executable, expected = compiled_and_expected(*dense_program(x_value, w_value, b_value))
+    values = [x_value, w_value] + ([b_value] if with_bias else [])
     counted.clear()
     got = executable._entry(values)  # the entry itself
     assert got is not None and counted == [(5, 50)]
+    assert_outputs_match(got, expected)
     executable._entry = None
     counted.clear()
-    by_steps = executable(values)  # the step runner
+    assert_outputs_match(executable(values), expected)  # the step runner
     assert counted == [(5, 50)]
-    with np.errstate(all="ignore"):
-        for results in (got, by_steps):
-            for g, e in zip(results, expected):
-                np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5, equal_nan=True)

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dense_programs import assert_outputs_match, compiled_and_expected, count_calls, dense_program
 
-import symgrad_compiler as compiler
-from symgrad_compiler import settings
 from symgrad_compiler.backends.numba import sgemm, threads
 from symgrad_compiler.backends.numba.lowerings import products
-from symgrad_compiler.registry import variable
 
 needs_avx512 = pytest.mark.skipif(not sgemm.AVAILABLE, reason="the kernel is for AVX-512 CPUs")
 
@@ -122,12 +120,7 @@ def test_the_routes_taken_are_dense_gradients_at_small_batches():
 def counted(monkeypatch):
     """sgemm.product's calls, with the thresholds low enough for a small graph."""
     monkeypatch.setattr(sgemm, "MINIMUM_WORK", 1)
-    calls = []
-    product = sgemm.product
-    monkeypatch.setattr(
-        sgemm, "product", lambda *args: calls.append(args[4].shape) or product(*args)
-    )
-    return calls
+    return count_calls(monkeypatch, sgemm, shape_of=4)
 
 
 @needs_avx512
@@ -138,26 +131,12 @@ def test_a_dense_layers_gradients_take_the_route(counted):
     x_value = rng.normal(size=(6, 40)).astype(np.float32)
     w_value = rng.normal(size=(70, 40)).astype(np.float32)
     x_value[1, 3] = np.inf
-    x, w = variable(x_value.shape, np.float32, name="x"), variable(w_value.shape, np.float32)
-    xe, we = compiler.Entry(x, 0), compiler.Entry(w, 0)
-    y = compiler.call("dot", compiler.Expr(xe), compiler.Expr(we), transpose_b=True)
-    loss = compiler.call("sum", compiler.call("tanh", y) * y)
-    one = compiler.make_node("ones_like", [loss.entry], {})
-    grads = compiler.differentiate([loss.entry], [compiler.Entry(one, 0)], [xe, we])
-    graph = compiler.ProgramGraph([x, w], [loss.entry, *grads])
-    values = [x_value, w_value]
-    expected = compiler.compile_graph(graph, "interpreter")(values)
-    with settings.override(compile="sync"):
-        executable = compiler.compile_graph(graph, "numba")
-        for _ in range(2):
-            executable(values)
-    assert executable._entry is not None
+    graph, values = dense_program(x_value, w_value, op="dot")
+    executable, expected = compiled_and_expected(graph, values)
     counted.clear()
     got = executable._entry(values)  # the entry itself
     assert got is not None and sorted(counted) == [(6, 40), (70, 40)]
-    with np.errstate(all="ignore"):
-        for g, e in zip(got, expected):
-            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5, equal_nan=True)
+    assert_outputs_match(got, expected)
     counted.clear()
     dz = rng.normal(size=(6, 70)).astype(np.float32)
     target = np.empty((70, 40), np.float32)

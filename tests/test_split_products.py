@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dense_programs import assert_outputs_match, compiled_and_expected, dense_program
 
-import symgrad_compiler as compiler
-from symgrad_compiler import settings
 from symgrad_compiler.backends.numba import threads
 from symgrad_compiler.backends.numba.lowerings import products
-from symgrad_compiler.registry import variable
 
 
 @pytest.fixture
@@ -74,37 +72,14 @@ def test_the_whole_program_entry_cuts_its_products(cut, with_bias):
     w_value = rng.normal(size=(7, 6)).astype(np.float32)
     b_value = rng.normal(size=(7,)).astype(np.float32)
     b_value[2] = np.inf
-    x, w = variable(x_value.shape, np.float32, name="x"), variable(w_value.shape, np.float32)
-    b = variable(b_value.shape, np.float32, name="b")
-    xe, we, be = compiler.Entry(x, 0), compiler.Entry(w, 0), compiler.Entry(b, 0)
-    y = compiler.call(
-        "FullyConnected",
-        compiler.Expr(xe),
-        compiler.Expr(we),
-        *([compiler.Expr(be)] if with_bias else []),
-        num_hidden=7,
-        no_bias=not with_bias,
-        flatten=False,
-    )
-    loss = compiler.call("sum", compiler.call("tanh", y) * y)
-    one = compiler.make_node("ones_like", [loss.entry], {})
-    wrt = [xe, we, be] if with_bias else [xe, we]
-    grads = compiler.differentiate([loss.entry], [compiler.Entry(one, 0)], wrt)
-    inputs = [x, w, b] if with_bias else [x, w]
-    graph = compiler.ProgramGraph(inputs, [loss.entry, *grads, y.entry])
-    values = [x_value, w_value, b_value] if with_bias else [x_value, w_value]
-    with settings.override(compile="sync"):
-        executable = compiler.compile_graph(graph, "numba")
-        for _ in range(2):
-            executable(values)
-    assert executable._entry is not None
+    bias = b_value if with_bias else None
+    graph, values = dense_program(x_value, w_value, bias, flatten=False)
+    executable, expected = compiled_and_expected(graph, values)
     cut.clear()
     got = executable._entry(values)  # the entry itself, not the step runner
     assert got is not None and len(cut) >= 3  # the forward and both gradients
-    expected = compiler.compile_graph(graph, "interpreter")(values)
+    assert_outputs_match(executable(values), expected)
     with np.errstate(all="ignore"):
-        for g, e in zip(executable(values), expected):
-            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5, equal_nan=True)
         direct = products._fully_connected(
             None,
             x_value,
