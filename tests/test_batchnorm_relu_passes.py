@@ -88,9 +88,7 @@ def test_a_relu_after_an_opaque_op_masks_on_its_output():
     act = make_node("Activation", [Entry(turned, 0)], {"act_type": "relu"})
     seed = variable((4, 3), np.float32, name="seed")
     (grad,) = differentiate([Entry(act, 0)], [Entry(seed, 0)], [Entry(x, 0)])
-    masks = [
-        n for n in ProgramGraph([x, seed], [grad]).nodes() if n.op.name == "_greater_scalar"
-    ]
+    masks = [n for n in ProgramGraph([x, seed], [grad]).nodes() if n.op.name == "_greater_scalar"]
     assert [m.inputs[0].node for m in masks] == [act]
 
 

@@ -75,7 +75,9 @@ def test_a_loop_whose_arrays_differ_along_the_trailing_axes_keeps_them():
     assert _collapsed_from(body, (4, 3, 5, 6)) is None
     # a sum dropping the batch axis writes (C, H, W): kept (C, H, W) axes of
     # an output of another rank are left as they are
-    (body,) = _fused_bodies(_graph([(4, 3, 5, 6)], lambda x: [x * x, call("sum", x * x, axis=(0,))]))
+    (body,) = _fused_bodies(
+        _graph([(4, 3, 5, 6)], lambda x: [x * x, call("sum", x * x, axis=(0,))])
+    )
     assert _collapsed_from(body, (4, 3, 5, 6)) is None
     # a 2-D loop has nothing to collapse behind the axis threads split
     (body,) = _fused_bodies(_graph([(4, 6), (4, 6)], lambda x, y: [x * y]))

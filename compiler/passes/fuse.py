@@ -326,15 +326,18 @@ def copies_into_readers(
         made outside loops, returned, or read by a third loop that does not
         compute it again itself."""
         home = group_of.get(id(node))
+
+        def read_elsewhere(consumer: Node) -> bool:
+            group = group_of.get(id(consumer))
+            if group in (home, reader):
+                return False
+            return group is None or id(node) not in copies[group]
+
         return (
             home is None
             or home == reader
             or id(node) in kept
-            or any(
-                group_of.get(id(c)) not in (home, reader)
-                and id(node) not in copies[group_of.get(id(c))]
-                for c in consumers[id(node)]
-            )
+            or any(read_elsewhere(c) for c in consumers[id(node)])
         )
 
     def chain(node: Node, reader: int, found: dict[int, Node]) -> bool:
@@ -465,13 +468,14 @@ def fuse(graph: ProgramGraph) -> ProgramGraph:
 
     used_outside: set[tuple[int, int]] = {(id(o.node), o.index) for o in graph.live_outputs()}
     for node in order:
-        home = unit_of.get(id(node))
-        for here in [home] + [u for u, ids in copied.items() if id(node) in ids]:
-            inside = copied.get(here, ())
+        units_computing: list[tuple[str, int] | None] = [unit_of.get(id(node))]
+        units_computing += [u for u, ids in copied.items() if id(node) in ids]
+        for unit in units_computing:
+            inside = copied.get(unit, ()) if unit is not None else ()
             for e in node.inputs:
                 if (
                     id(e.node) in unit_of
-                    and unit_of[id(e.node)] != here
+                    and unit_of[id(e.node)] != unit
                     and id(e.node) not in inside
                 ):
                     used_outside.add((id(e.node), e.index))
