@@ -22,11 +22,10 @@ columns, each one register-resident sum over a block of ``KC`` inner positions
 keep 24 accumulators in registers; in the tile's loop every instruction is a
 load, a broadcast or an FMA, 180-200 GFLOP/s a core from cache). A tile reads
 ``op(A)`` as ``MR`` consecutive floats per inner position, which a transposed A
-already is; an untransposed A is copied into such a sliver first. It reads
-``op(B)`` as rows of ``NR`` consecutive floats, which an untransposed B already
-has; a transposed B is copied into panels. A tile writes only its rows that
-exist; a tile past the last whole panel is computed into a scratch tile and its
-valid part copied out.
+already is; an untransposed A is copied into such a sliver first. It reads B
+(never transposed: no route here needs that) as rows of ``NR`` consecutive
+floats. A tile writes only its rows that exist; a tile past the last whole
+panel is computed into a scratch tile and its valid part copied out.
 """
 
 from __future__ import annotations
@@ -180,17 +179,6 @@ _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 
 
 @_jit
-def _pack_b_transposed(b, k0, depth, n0, width, panels):
-    """``panels[p, k, j] = b[n0 + p*NR + j, k0 + k]`` (zero from ``width`` on):
-    the panels of ``op(B) = b.T``."""
-    for p in range((width + NR - 1) // NR):
-        filled = min(NR, width - p * NR)
-        for k in range(depth):
-            for j in range(NR):
-                panels[p, k, j] = b[n0 + p * NR + j, k0 + k] if j < filled else 0.0
-
-
-@_jit
 def _pack_b_edge(b, k0, depth, n0, filled, panel):
     """``panel[k, j] = b[k0 + k, n0 + j]``, zero from ``filled`` on: a last,
     partial panel of an untransposed B."""
@@ -213,8 +201,8 @@ def _pack_a(a, transpose_a, i0, filled, k0, depth, sliver):
 
 
 @_jit
-def gemm_block(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1, block):
-    """``c[m0:m1, n0:n1] = (op(a) @ op(b))[m0:m1, n0:n1]``, op a transpose where
+def gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block):
+    """``c[m0:m1, n0:n1] = (op(a) @ b)[m0:m1, n0:n1]``, op a transpose where
     asked, for C-contiguous float32 matrices of agreeing shapes, in passes over
     ``block`` inner positions."""
     inner = a.shape[0] if transpose_a else a.shape[1]
@@ -223,17 +211,15 @@ def gemm_block(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1, block):
         return
     width = n1 - n0
     count = (width + NR - 1) // NR
-    panels = np.empty((count, min(block, inner), NR), np.float32)
+    edge = np.empty((min(block, inner), NR), np.float32)  # a last, partial panel
     sliver = np.empty((min(block, inner), MR), np.float32)
     scratch = np.empty((MR, NR), np.float32)
     ldc = c.shape[1]
     for k0 in range(0, inner, block):
         depth = min(block, inner - k0)
-        if transpose_b:
-            _pack_b_transposed(b, k0, depth, n0, width, panels)
-        elif width % NR:
+        if width % NR:
             last = (count - 1) * NR
-            _pack_b_edge(b, k0, depth, n0 + last, width - last, panels[count - 1])
+            _pack_b_edge(b, k0, depth, n0 + last, width - last, edge)
         for i0 in range(m0, m1, MR):
             filled = min(MR, m1 - i0)
             if transpose_a and filled == MR:  # op(A)'s rows are a's columns: read in place
@@ -244,8 +230,8 @@ def gemm_block(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1, block):
             for p in range(count):
                 j0 = n0 + p * NR
                 columns = min(NR, n1 - j0)
-                if transpose_b or columns < NR:
-                    b_ptr, ldb = panels[p].ctypes, NR
+                if columns < NR:
+                    b_ptr, ldb = edge.ctypes, NR
                 else:
                     b_ptr, ldb = b[k0:, j0:].ctypes, b.shape[1]
                 if columns == NR:
@@ -298,21 +284,12 @@ def blocks(rows: int, columns: int, parts: int) -> list[tuple[int, int, int, int
     return [(0, rows, 0, columns)]
 
 
-def product(
-    a: np.ndarray,
-    b: np.ndarray,
-    transpose_a: bool,
-    transpose_b: bool,
-    out: np.ndarray,
-    block: int = KC,
-) -> None:
-    """``out[...] = op(a) @ op(b)`` for float32 matrices (``out`` C-contiguous,
-    of the product's shape, overlapping neither), in one block per thread of
-    the backend's pool, in passes over ``block`` inner positions."""
+def product(a: np.ndarray, b: np.ndarray, transpose_a: bool, out: np.ndarray, block: int) -> None:
+    """``out[...] = op(a) @ b`` for float32 matrices (``out`` C-contiguous, of
+    the product's shape, overlapping neither), in one block per thread of the
+    backend's pool, in passes over ``block`` inner positions."""
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
     parts = 1 if threads.serial() else threads.count()
     rows, columns = out.shape
-    calls = [
-        (a, transpose_a, b, transpose_b, out, *part, block) for part in blocks(rows, columns, parts)
-    ]
+    calls = [(a, transpose_a, b, out, *part, block) for part in blocks(rows, columns, parts)]
     threads.run(gemm_block, calls)

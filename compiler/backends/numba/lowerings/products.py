@@ -78,7 +78,7 @@ def split_product(
     shape = rows, out.shape[1], inner, out.dtype, transpose_a, transpose_b
     block = sgemm.depth_block(*shape) if work < SPLIT_WORK and bias is None else 0
     if block:
-        sgemm.product(a, b, transpose_a, transpose_b, out, block)
+        sgemm.product(a, b, transpose_a, out, block)
         return
     if work < SPLIT_WORK and narrow.suits(*shape):
         narrow.product(a, b, out)
