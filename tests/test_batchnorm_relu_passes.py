@@ -39,11 +39,16 @@ def _bn_relu_step(shape: tuple[int, ...], dtype=np.float32) -> ProgramGraph:
 
 def _full_size_outputs(graph: ProgramGraph, shape: tuple[int, ...]) -> list[int]:
     """Per fused loop, how many arrays of ``shape`` it writes."""
-    return [
-        sum(t.shape == shape for t in node.types)
-        for node in graph.nodes()
-        if node.op.name == "_fused"
-    ]
+    return [sum(t.shape == shape for t in node.types) for node in _fused_loops(graph)]
+
+
+def _full_size_inputs(graph: ProgramGraph, shape: tuple[int, ...]) -> list[int]:
+    """Per fused loop, how many arrays of ``shape`` it reads."""
+    return [sum(e.shape == shape for e in node.inputs) for node in _fused_loops(graph)]
+
+
+def _fused_loops(graph: ProgramGraph) -> list:
+    return [node for node in graph.nodes() if node.op.name == "_fused"]
 
 
 def test_the_forward_loop_writes_only_the_activation():
@@ -56,15 +61,6 @@ def test_the_forward_loop_writes_only_the_activation():
     # pass and the backward's sums write none (the last loop recomputes the
     # masked, scaled gradient from the incoming one: fuse.copies_into_readers)
     assert [c for c in counts if c] == [1, 1], counts
-
-
-def _full_size_inputs(graph: ProgramGraph, shape: tuple[int, ...]) -> list[int]:
-    """Per fused loop, how many arrays of ``shape`` it reads."""
-    return [
-        sum(e.shape == shape for e in node.inputs)
-        for node in graph.nodes()
-        if node.op.name == "_fused"
-    ]
 
 
 def test_the_backward_loops_read_the_data_and_the_gradient_only():

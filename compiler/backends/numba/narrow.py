@@ -132,6 +132,16 @@ def suits(
     )
 
 
+def taken_when(out: str, inner: str, transpose_a: bool, transpose_b: bool) -> str | None:
+    """:func:`suits`'s test on sizes, as source for the whole-program entry
+    (``out`` and ``inner``: expressions of the result and the inner size) for a
+    float32 product of this layout; None where no size of it is taken."""
+    if not AVAILABLE or transpose_a or not transpose_b:
+        return None
+    work = f"{out}.shape[0] * {out}.shape[1] * {inner}"
+    return f"({out}.shape[0] <= {ROWS} and {work} >= {MINIMUM_WORK})"
+
+
 def product(x: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
     """``out[...] = x @ w.T`` for float32 ``x`` of at most ``ROWS`` rows (``out``
     C-contiguous, overlapping neither), ``w``'s rows shared out over the

@@ -271,6 +271,17 @@ def depth_block(
     return 0
 
 
+def taken_when(out: str, inner: str, transpose_a: bool, transpose_b: bool) -> str | None:
+    """:func:`depth_block`'s test on sizes, as source for the whole-program entry
+    (``out`` and ``inner``: expressions of the result and the inner size) for a
+    float32 product of this layout; None where no size of it is taken."""
+    if not AVAILABLE or transpose_b:
+        return None
+    work = f"{out}.shape[0] * {out}.shape[1] * {inner}"
+    few = f"{inner} <= {MOST_INNER}" if transpose_a else f"{out}.shape[0] <= {MR}"
+    return f"({few} and {work} >= {MINIMUM_WORK})"
+
+
 def blocks(rows: int, columns: int, parts: int) -> list[tuple[int, int, int, int]]:
     """``(m0, m1, n0, n1)`` blocks of a (rows, columns) result, one per thread:
     whole tiles of rows, so that each thread writes one contiguous part of the

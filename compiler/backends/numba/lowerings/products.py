@@ -144,16 +144,11 @@ def _split_call(
     inner = f"{a}.shape[{1 - int(transpose_a)}]"
     arguments = ", ".join([a, b, out] + ([bias[0]] if bias else []))
     work = f"{out}.shape[0] * {out}.shape[1] * {inner}"
-    condition = f"{work} >= {SPLIT_WORK}"
-    if single and sgemm.AVAILABLE and transpose_a and not transpose_b:
-        condition += f" or ({inner} <= {sgemm.MOST_INNER} and {work} >= {sgemm.MINIMUM_WORK})"
-    if single and sgemm.AVAILABLE and not transpose_a and not transpose_b:
-        few = f"{out}.shape[0] <= {sgemm.MR}"
-        condition += f" or ({few} and {work} >= {sgemm.MINIMUM_WORK})"
-    if single and narrow.AVAILABLE and transpose_b and not transpose_a:
-        rows = f"{out}.shape[0]"
-        condition += f" or ({rows} <= {narrow.ROWS} and {work} >= {narrow.MINIMUM_WORK})"
-    w.emit(f"if {condition}:")
+    conditions = [f"{work} >= {SPLIT_WORK}"]
+    if single:  # the sizes our own kernels take, as each kernel's module says
+        for kernel in (sgemm, narrow):
+            conditions.append(kernel.taken_when(out, inner, transpose_a, transpose_b))
+    w.emit(f"if {' or '.join(c for c in conditions if c)}:")
     w.emit(f"    {name}({arguments})")
     w.emit("else:")
     w.emit(f"    blas.matmul_into({a}, {b}, {transpose_a}, {transpose_b}, {out})")
