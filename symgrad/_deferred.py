@@ -235,7 +235,7 @@ def settle_all() -> None:
         del _pending[:count]
     for ref in refs:
         array = ref()
-        if _is_pending(array):
+        if array is not None and array._value is None:  # (_is_pending, inlined)
             try:
                 array._data  # noqa: B018  (reading computes it)
             except MXNetError:
@@ -263,9 +263,7 @@ def _takes_pending_value(array: NDArray, dtype: Any) -> bool:
     it would expect the update written into it)."""
     entry = array._entry
     return (
-        array.dtype == dtype
-        and (entry is None or entry.node.marked is None)
-        and not getattr(array, "_shared", False)
+        array.dtype == dtype and (entry is None or entry.node.marked is None) and not array._shared
     )
 
 

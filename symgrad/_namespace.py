@@ -18,16 +18,20 @@ def _make_function(
     public_name: str, opdef: OpDef, apply: Callable, is_tensor: Callable, finish: Callable
 ) -> Callable:
     fixed_arity = None if (opdef.variadic or callable(opdef.inputs)) else len(opdef.inputs)
+    # keywords that are not attributes (inputs by name, and the call's options)
+    not_attrs = frozenset(("out", "name", *(() if fixed_arity is None else opdef.inputs)))
 
     def function(*args: Any, **kwargs: Any) -> Any:
-        # The common call f(x) needs no binding (checked without all(map(...))
-        # for one input: a recorded op costs a few microseconds in all).
-        if (
-            not kwargs
-            and len(args) == fixed_arity
-            and (is_tensor(args[0]) if fixed_arity == 1 else all(map(is_tensor, args)))
+        # The common calls f(x) and f(x, axis=1), every input positional and every
+        # keyword an attribute, need no binding (checked without all(map(...)) for
+        # one input: a recorded op costs a few microseconds in all).
+        if len(args) == fixed_arity and (
+            is_tensor(args[0]) if fixed_arity == 1 else all(map(is_tensor, args))
         ):
-            return apply(opdef, args, {})
+            if not kwargs:
+                return apply(opdef, args, {})
+            if not_attrs.isdisjoint(kwargs) and not _any_numpy(kwargs.values()):
+                return apply(opdef, args, kwargs)  # (kwargs: a fresh dict of this call)
         options = {k: kwargs.pop(k) for k in ("out", "name") if k in kwargs}
         refuse_numpy(public_name, opdef, args, kwargs)
         inputs, attrs = bind_arguments(opdef, args, kwargs, is_tensor)
@@ -45,6 +49,13 @@ def _make_function(
     function.__qualname__ = public_name
     function.__doc__ = op_docstring(opdef, public_name, "nd")
     return function
+
+
+def _any_numpy(values: Any) -> bool:
+    for value in values:
+        if isinstance(value, np.ndarray):
+            return True
+    return False
 
 
 def refuse_numpy(

@@ -441,24 +441,26 @@ def backward(
         anomaly.check(entries, nodes, wrt, [None if g is None else g._data for g in grads_in])
     # fetch and run (gradients with grad_req 'write' may be computed straight
     # into their buffers)
-    destinations = [n.marked._grad._data if n.marked._grad_req == "write" else None for n in wrt]
+    marked = [node.marked for node in wrt]
+    buffers = [array._grad._data for array in marked]
+    destinations = [
+        buffer if array._grad_req == "write" else None for array, buffer in zip(marked, buffers)
+    ]
     grads = _run_program(
         entries, nodes, wrt, grads_in, destinations, graph.signature, graph.template
     )
     graph.remember()
-    # write
-    for node, grad in zip(wrt, grads):
-        array = node.marked
-        write_gradient(array._grad._data, grad, array._grad_req)
-        array._fresh_grad = True
+    # write (a gradient computed into its buffer is there already)
+    for array, buffer, grad in zip(marked, buffers, grads):
+        if grad is not buffer:
+            write_gradient(buffer, grad, array._grad_req)
+        array._fresh = True  # (the _fresh_grad flag)
     # what a Trainer's step after this learns to fuse (see training_step)
     template = graph.template
     # (only a template that keeps a program: one holding a per-call callback keeps
     # none, and must not keep its Function alive either)
     _state.last_backward.set(
-        None
-        if template is None or template.memo is None
-        else (template, [node.marked for node in wrt])
+        None if template is None or template.memo is None else (template, marked)
     )
     if not retain_graph:
         if tape is not None and not graph.by_tape_template:

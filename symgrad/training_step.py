@@ -113,6 +113,8 @@ class Capture:
 
 
 def _same_calls(a: Sequence[Call], b: Sequence[Call]) -> bool:
+    if a is b:  # a steady step's calls, foreseen as the last step's list itself
+        return True
     return len(a) == len(b) and all(
         x.op is y.op
         and len(x.inputs) == len(y.inputs)
@@ -271,7 +273,8 @@ class StepPlan:
         elif not self.steady:  # (while it stays steady, the scalars are those)
             self.scalars = _scalars_of(calls)
         self.steady = steady
-        self.last = list(calls)
+        if calls is not self.last:  # (a list of calls is never changed once made)
+            self.last = list(calls)
 
     def foresee(self) -> Foreseen | None:
         """The calls the trainer's next step will make, or None if they are not
@@ -353,16 +356,21 @@ def _reads(updater: Any, indices: Sequence[int]) -> tuple | None:
     optimizer = updater.optimizer
     if type(optimizer) is not _exact_optimizers()[0] or optimizer.lr_scheduler is not None:
         return None
+    # SGD's rate of index i is lr times its multiplier (no scheduler: see above), and
+    # its decay wd times its own: the factors, compared apart, decide the products
+    multiplier, lr_mult, wd_mult = optimizer._multiplier, optimizer.lr_mult, optimizer.wd_mult
     return (
         optimizer,
+        optimizer.lr,
+        optimizer.wd,
         optimizer.momentum,
         optimizer.rescale_grad,
         optimizer.clip_gradient,
         optimizer.lazy_update,
         optimizer.multi_precision,
         tuple(indices),
-        tuple([optimizer._get_lr(i) for i in indices]),
-        tuple([optimizer._get_wd(i) for i in indices]),
+        tuple([multiplier(i, lr_mult, "lr_mult") for i in indices]),
+        tuple([multiplier(i, wd_mult, "wd_mult") for i in indices]),
     )
 
 

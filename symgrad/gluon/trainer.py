@@ -263,13 +263,14 @@ class Trainer:
 
     def _update(self, ignore_stale_grad: bool = False) -> None:
         indices, grads, weights, pulls = [], [], [], []
+        on_kvstore = self._kvstore is not None and self._update_on_kvstore
         for i, param in enumerate(self._params):
             if param.grad_req == "null":
                 continue
             arrays = param.list_data()
             if not ignore_stale_grad:
                 for data in arrays:
-                    if not data._fresh_grad:
+                    if not data._fresh:  # (_fresh_grad, read as a plain attribute)
                         raise UserWarning(
                             f"Gradient of Parameter `{param.name}` on context {data.context} "
                             "has not been updated by backward since last `step`. This could "
@@ -279,18 +280,18 @@ class Trainer:
                             "suppress this warning and skip updating of Parameters with "
                             "stale gradient"
                         )
-            if self._kvstore is not None and self._update_on_kvstore:
+            if on_kvstore:
                 # the store applied the update: fetch the new weights (below)
                 pulls.append((i, arrays))
                 for data in arrays:
-                    data._fresh_grad = False
+                    data._fresh = False
                 continue
             for data, grad in zip(arrays, param.list_grad()):
-                if not ignore_stale_grad or data._fresh_grad:
+                if not ignore_stale_grad or data._fresh:
                     indices.append(i)
                     grads.append(grad)
                     weights.append(data)
-                    data._fresh_grad = False
+                    data._fresh = False
         if pulls:
             self._kvstore.pull([i for i, _ in pulls], out=[arrays for _, arrays in pulls])
         if indices:

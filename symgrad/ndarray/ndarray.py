@@ -24,6 +24,7 @@ from ..base import MXNetError, MXNetShapeError
 from ..context import Context, check_context, cpu
 
 _CPU = cpu()
+_autograd: Any = None  # symgrad.autograd, once NDArray.backward has imported it
 
 
 def _shapes(inputs: Sequence[NDArray]) -> str:
@@ -39,7 +40,7 @@ def _input_entry(array: NDArray) -> Entry:
     # recorded_variable(data), one call less: a constant input is made per op call
     node = RecordedNode(NULL, {}, (), (TensorType(data.shape, data.dtype),), None, (data,))
     _remember_leaf(array, node)
-    owner = getattr(array, "_owner", None)
+    owner = array._owner
     if owner is not None:  # a view: a write into its owner changes it too
         _remember_leaf(owner, node)
     return _entry((node, 0))
@@ -50,7 +51,7 @@ def _remember_leaf(array: NDArray, node: Node) -> None:
     array first gives the node a copy (see ``NDArray._before_write``). Weak, so a
     dropped graph is not kept alive; freed leaves are forgotten here."""
     live = []
-    for ref in getattr(array, "_leaves", ()):
+    for ref in array._leaves or ():
         leaf = ref()
         if leaf is not None and not leaf.freed and leaf.value is not None:
             live.append(ref)
@@ -392,14 +393,17 @@ class NDArray(OperatorMixin):
     <NDArray 4 @cpu(0)>
     """
 
-    # ``_leaves`` (set only when a recorded op reads this array as a constant) holds
+    # ``_leaves`` (None until a recorded op reads this array as a constant) holds
     # weak references to the graph leaves that share its buffer.
-    # ``_fresh`` (set only once a backward wrote this variable's gradient) backs
+    # ``_fresh`` (True once a backward wrote this variable's gradient) backs
     # ``_fresh_grad``, which Trainer reads to find stale gradients.
-    # ``_shared`` (set only once the buffer was handed out: ``__array__``, DLPack,
+    # ``_shared`` (True once the buffer was handed out: ``__array__``, DLPack,
     # ``from_numpy``, or a view made by :meth:`_view`) keeps ``_write_swapping``
     # from replacing the buffer.
-    # ``_owner`` (set only on a view) is the array whose buffer the view's is part of.
+    # ``_owner`` (set on a view) is the array whose buffer the view's is part of.
+    # Every slot is set in ``__init__``: reading an unset slot through ``getattr``
+    # with a default raises and catches an AttributeError (about 0.2 us), and a
+    # training step reads these some thirty times.
     __slots__ = (
         "_value",
         "_entry",
@@ -417,6 +421,10 @@ class NDArray(OperatorMixin):
         self._entry = entry
         self._grad: NDArray | None = None
         self._grad_req = "null"
+        self._leaves: list | None = None
+        self._fresh = False
+        self._shared = False
+        self._owner: NDArray | None = None
 
     @property
     def _data(self) -> np.ndarray:
@@ -530,10 +538,7 @@ class NDArray(OperatorMixin):
         return {"handle": self.asnumpy()}
 
     def __setstate__(self, state: dict) -> None:
-        self._value = np.asarray(state["handle"])
-        self._entry = None
-        self._grad = None
-        self._grad_req = "null"
+        NDArray.__init__(self, np.asarray(state["handle"]))
 
     def to_dlpack_for_read(self) -> Any:
         """A DLPack capsule sharing this array's memory, for reading (pending
@@ -675,7 +680,7 @@ class NDArray(OperatorMixin):
     def _fresh_grad(self) -> bool:
         """Whether a backward wrote this variable's gradient since the flag was
         last cleared (MXNet's ``_fresh_grad``; a Trainer clears it after a step)."""
-        return getattr(self, "_fresh", False)
+        return self._fresh
 
     @_fresh_grad.setter
     def _fresh_grad(self, value: bool) -> None:
@@ -697,9 +702,10 @@ class NDArray(OperatorMixin):
         self, out_grad: NDArray | None = None, retain_graph: bool = False, train_mode: bool = True
     ) -> None:
         """Compute gradients of this array into the ``.grad`` of marked variables."""
-        from ..autograd import backward
-
-        backward([self], [out_grad], retain_graph=retain_graph, train_mode=train_mode)
+        global _autograd
+        if _autograd is None:  # (imported at the first call: autograd imports this module)
+            from .. import autograd as _autograd
+        _autograd.backward([self], [out_grad], retain_graph=retain_graph, train_mode=train_mode)
 
     # -- indexing ---------------------------------------------------------------
     def __getitem__(self, key: Any) -> NDArray:
@@ -760,7 +766,7 @@ class NDArray(OperatorMixin):
         buffer is ever replaced (``_shared``), so each keeps seeing the other's
         writes; a write into either first protects what the other's recordings read
         (see :meth:`_before_write`)."""
-        owner = getattr(self, "_owner", None)
+        owner = self._owner
         owner = self if owner is None else owner
         view = NDArray(part)
         view._owner = owner
@@ -807,7 +813,7 @@ class NDArray(OperatorMixin):
         owner's other views): what recordings read of the owner is protected too.
         """
         self._replace_buffer(None)
-        owner = getattr(self, "_owner", None)
+        owner = self._owner
         if owner is not None:
             owner._replace_buffer(None)
 
@@ -821,9 +827,15 @@ class NDArray(OperatorMixin):
         is a view of another array's memory (which the caller would then write).
         ``settled``: the caller computed every pending value already (a training
         step swapping many buffers settles once)."""
-        old = self._data
-        shared = getattr(self, "_shared", False) or old.base is not None
-        if shared or old.shape != values.shape or old.dtype != values.dtype:
+        old = self._value
+        if old is None:
+            old = self._data
+        if (
+            self._shared
+            or old.base is not None
+            or old.shape != values.shape
+            or old.dtype != values.dtype
+        ):
             self._before_write()
             np.copyto(old, values)
             return values
@@ -835,8 +847,10 @@ class NDArray(OperatorMixin):
         _state.in_place_writes += 1  # a fused training step checks nothing changed
         if not settled:
             settle_all()
-        data = self._data
-        leaves = getattr(self, "_leaves", None)
+        data = self._value
+        if data is None:
+            data = self._data
+        leaves = self._leaves
         if leaves:
             for ref in leaves:
                 node = ref()
@@ -853,7 +867,7 @@ class NDArray(OperatorMixin):
                 # (the old node's types: the buffer has the same shape and dtype)
                 fresh = RecordedNode(NULL, {}, (), node.types, None, (data,))
                 fresh.marked = self
-                self._entry = Entry(fresh, 0)
+                self._entry = _entry((fresh, 0))
 
     def __iadd__(self, other):
         return self._inplace(self + other)
