@@ -403,12 +403,41 @@ def _cv_phases_at(x, n, c, pad, stride, Dq, Hq, Wq, xq, start, spacing, to_phase
 def _cv_plane_taps(xq, taps, offsets, L, wide):
     # wide[q] = sum over kernel positions t of taps[t] * xq[q + offsets[t]], q < L:
     # depthwise channels on the wide positions, vector loops that take three kernel
-    # positions each (a third of the passes over wide that one position a loop took)
+    # positions each (a third of the passes over wide that one position a loop took),
+    # and a 3x3 kernel's nine in one loop: one pass over wide instead of four (the
+    # zeroing and three), MobileNet 1.0's depthwise forward, B=8, one thread, 23 ->
+    # 17 ms. Each sum starts from +0 as the zeroing pass made it (a sum of -0
+    # products is +0, as the reference's im2col product gives)
     dst, src = wide[0], xq[0]
-    for q in range(L):
-        dst[numba.uint64(q)] = 0
     T = offsets.shape[0]
     t = 0
+    if T == 9:
+        w0, w1, w2, w3, w4 = taps[0], taps[1], taps[2], taps[3], taps[4]
+        w5, w6, w7, w8 = taps[5], taps[6], taps[7], taps[8]
+        o0, o1, o2, o3, o4 = offsets[0], offsets[1], offsets[2], offsets[3], offsets[4]
+        o5, o6, o7, o8 = offsets[5], offsets[6], offsets[7], offsets[8]
+        for q in range(L):
+            u = numba.uint64(q)
+            dst[u] = 0
+            dst[u] += (
+                (
+                    w0 * src[numba.uint64(q + o0)]
+                    + w1 * src[numba.uint64(q + o1)]
+                    + w2 * src[numba.uint64(q + o2)]
+                )
+                + (
+                    w3 * src[numba.uint64(q + o3)]
+                    + w4 * src[numba.uint64(q + o4)]
+                    + w5 * src[numba.uint64(q + o5)]
+                )
+            ) + (
+                w6 * src[numba.uint64(q + o6)]
+                + w7 * src[numba.uint64(q + o7)]
+                + w8 * src[numba.uint64(q + o8)]
+            )
+        return
+    for q in range(L):
+        dst[numba.uint64(q)] = 0
     while t + 3 <= T:
         w0, w1, w2 = taps[t], taps[t + 1], taps[t + 2]
         o0, o1, o2 = offsets[t], offsets[t + 1], offsets[t + 2]
