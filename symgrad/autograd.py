@@ -423,8 +423,10 @@ def backward(
     accepted for MXNet compatibility: train/predict behaviour is fixed when the
     forward pass is recorded.
     """
-    # collect (a step computed ahead by an earlier backward is now stale)
-    _state.staged_step.set(None)
+    # collect (a step computed ahead by an earlier backward is now stale; a
+    # ContextVar's get costs less than its set, which copies the context's map)
+    if _state.staged_step.get() is not None:
+        _state.staged_step.set(None)
     heads = _as_list(heads)
     entries = _head_entries(heads, "backward")
     grads_in = _head_gradients(heads, head_grads)

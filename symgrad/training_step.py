@@ -35,7 +35,6 @@ the optimizer's counters are known only at ``step``), so the step is computed
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import weakref
 from collections.abc import Sequence
@@ -138,12 +137,15 @@ class Foreseen:
         # (not one that raised after computing it, leaving the earlier one's)
         self.earlier = _state.last_backward.get()
         self.results: list[np.ndarray] = []  # the new weights and states, once run
-        self.extra: list[np.ndarray] = []
         if scalars is None:
             scalars = _scalars_of(calls)
+        extra: list[np.ndarray] = []
         for call, values in zip(calls, scalars):
-            self.extra += [x._data for x in call.inputs[2:]]
-            self.extra += values
+            inputs = call.inputs
+            if len(inputs) > 2:  # (sgd_update has no state)
+                extra.extend([x._data for x in inputs[2:]])
+            extra.extend(values)
+        self.extra = extra
 
     def commit(self, trainer: Any, calls: Sequence[Call]) -> bool:
         """Write the computed weights and states if ``calls`` are the ones foreseen
@@ -337,14 +339,19 @@ def _scalars_of(calls: Sequence[Call]) -> list[list[np.ndarray]]:
 def _fusable_optimizer(optimizer: Any) -> bool:
     """Optimizers whose update is exactly their update op and counters (run twice
     per step, once ahead): SGD and Adam, not subclasses that may do more."""
-    return type(optimizer) in _exact_optimizers()
+    return type(optimizer) in (_EXACT or _exact_optimizers())
 
 
-@functools.cache
+_EXACT: tuple[type, ...] = ()  # _exact_optimizers(), once asked (read twice a step)
+
+
 def _exact_optimizers() -> tuple[type, ...]:
-    from .optimizer import SGD, Adam  # (the optimizers import the ndarray layer)
+    global _EXACT
+    if not _EXACT:
+        from .optimizer import SGD, Adam  # (the optimizers import the ndarray layer)
 
-    return (SGD, Adam)
+        _EXACT = (SGD, Adam)
+    return _EXACT
 
 
 def _reads(updater: Any, indices: Sequence[int]) -> tuple | None:
@@ -413,7 +420,8 @@ def update(trainer: Any, updater: Any, indices: list, grads: list, weights: list
     step the last backward computed ahead when it is this one, learning to
     compute it ahead otherwise (see the module docstring)."""
     foreseen = _state.staged_step.get()
-    _state.staged_step.set(None)
+    if foreseen is not None:  # (a ContextVar's set costs more than its get)
+        _state.staged_step.set(None)
     if not _fusable_optimizer(updater.optimizer) or _through_master_copy(
         updater.optimizer, weights
     ):

@@ -166,3 +166,48 @@ def test_a_buffer_that_is_a_view_is_copied_into_not_swapped():
     kept = array._write_swapping(fresh)
     assert kept is fresh and array._data.base is whole
     np.testing.assert_array_equal(whole, [0, 1, 2, 0, 0, 0])
+
+
+def test_a_rate_and_multipliers_changed_to_the_same_products_run_the_updater(monkeypatch):
+    # the steady step compares SGD's rate, decay and the multipliers apart (not
+    # their products): changed together so that every product is the same, the
+    # updater runs once to see the calls (equal to those foreseen: committed)
+    counts = _counting_collect(monkeypatch)
+
+    def change(net, trainer):
+        trainer.set_learning_rate(trainer.learning_rate * 2)
+        for param in net.collect_params().values():
+            param.lr_mult = 0.5
+
+    commits = _both(monkeypatch, _changed_at(5, change))
+    assert commits == [True] * (STEPS - 1)
+    counts.clear()
+    _train(True, monkeypatch, _changed_at(5, change))
+    # learn, foresee once, compare once; after the change the updater runs
+    # again (not dry), then the steps are steady again
+    assert counts == [False, True, False, False]
+
+
+def test_a_parameter_replaced_with_set_data_in_a_steady_run_is_updated(monkeypatch):
+    def change(net, trainer):
+        param = list(net.collect_params().values())[0]
+        param.set_data(param.data() * 0.5)
+
+    commits = _both(monkeypatch, _changed_at(5, change))
+    assert commits[4] is False  # the weights were written after the step was computed
+    assert commits[5:] == [True] * (STEPS - 6)
+
+
+def test_a_new_batch_size_in_a_steady_run_is_fused_anew(monkeypatch):
+    def loop(net, trainer, loss):
+        for step in range(STEPS):
+            batch = 8 if step < 5 else 6
+            X, y = _data(step, "float32", batch)
+            with autograd.record():
+                L = loss(net(X), y)
+            L.backward()
+            trainer.step(batch)
+
+    commits = _both(monkeypatch, loop)
+    assert commits[:4] == [True] * 4
+    assert commits[-1] is True  # steady again at the new shapes

@@ -51,7 +51,7 @@ from ..anomaly import note_site
 from ..base import MXNetError
 from ..executor import CompiledSymbol
 from ..name import Prefix
-from ..ndarray.ndarray import NDArray, _input_entry, invoke
+from ..ndarray.ndarray import NDArray, _entry, _input_entry, invoke
 from ..symbol import Symbol
 from .parameter import (
     DeferredInitializationError,
@@ -756,11 +756,16 @@ class _CallPlan:
             slots[slot] = values[name]
         for op, attrs, direct, reads, at, count in self.steps:
             inputs = [slots[k] for k in reads]
-            if direct and any(type(x) is Entry or x._entry is not None for x in inputs):
-                made = _made_node(tape, op, attrs, inputs)
+            if direct:
+                for x in inputs:  # (any input with history: recorded)
+                    if type(x) is Entry or x._entry is not None:
+                        made = _made_node(tape, op, attrs, inputs)
+                        break
+                else:
+                    made = None
                 if made is not None:
                     for i in range(count):
-                        slots[at + i] = Entry(made, i)
+                        slots[at + i] = _entry((made, i))
                     continue
             arrays = [NDArray(None, x) if type(x) is Entry else x for x in inputs]
             result = invoke(op, arrays, attrs)
