@@ -104,6 +104,13 @@ class Program:
             head_vars + extra,
         )
         self.num_grads = len(wrt)
+        # cut_inputs puts the given inputs (head gradients, then ``extra``) first, in
+        # order: ``run`` passes them on as one list, reading only the rest
+        given_count = len(head_vars) + len(extra)
+        self._node_refs = self.input_refs[given_count:]
+        self._given_first = self.input_refs[:given_count] == [
+            (-1 - k, 0) for k in range(given_count)
+        ] and all(pos >= 0 for pos, _ in self._node_refs)
         self.run_graph = compile_graph(self.graph, backend) if compiled else None
 
     def run(
@@ -125,10 +132,14 @@ class Program:
         given = [g for g in head_grads if g is not None]
         if extra:
             given += extra
-        args = [
-            given[-1 - pos] if pos < 0 else value_of(nodes[pos])[index]
-            for pos, index in self.input_refs
-        ]
+        if self._given_first and len(given) == len(self.input_refs) - len(self._node_refs):
+            given += [value_of(nodes[pos])[index] for pos, index in self._node_refs]
+            args = given
+        else:
+            args = [
+                given[-1 - pos] if pos < 0 else value_of(nodes[pos])[index]
+                for pos, index in self.input_refs
+            ]
         if self.run_graph is None:
             raise RuntimeError("this program was built with compiled=False: it does not run")
         return self.run_graph(args, out)

@@ -74,13 +74,16 @@ class Tape:
     recorded on the thread that made the tape are matched: a tape shared with
     another thread (by copying the context) could interleave two graphs' ops."""
 
-    __slots__ = ("ops", "template", "matching", "met_leaves", "owner")
+    __slots__ = ("ops", "template", "matching", "met_leaves", "met_ids", "owner")
 
     def __init__(self, template: Template | None = None) -> None:
         self.ops: list[weakref.ref[Node]] = []
         self.template = template
         self.matching = template is not None  # every op so far as in the template
         self.met_leaves: list[weakref.ref[Node]] = []  # the template's leaves, as met here
+        # their ids, to tell a leaf met before at once (an id reused by a new leaf
+        # after one met died only stops the matching: the key is then built)
+        self.met_ids: set[int] = set()
         self.owner = get_ident()
 
     def add(self, node: Node, checked: bool = False) -> None:
@@ -134,10 +137,10 @@ class Tape:
                 leaf_op, types, _ = template.leaves[leaf]
                 if child.op is not leaf_op or child.types != types:
                     return False
-                for ref in leaves:  # a leaf met before, where the template has a new one
-                    if ref() is child:
-                        return False
+                if id(child) in self.met_ids:  # met before, where the template has a new one
+                    return False
                 leaves.append(weakref.ref(child))
+                self.met_ids.add(id(child))
             else:
                 return False
         return True

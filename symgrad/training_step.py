@@ -161,7 +161,7 @@ class Foreseen:
         ):
             return False
         buffers = self.plan.buffers
-        arrays = [array for call in calls for array in (call.inputs[0], *call.inputs[2:])]
+        arrays = self.plan.written_by(calls)
         settle_all()  # (once for every swap below)
         for k, (array, result) in enumerate(zip(arrays, self.results)):
             if result is buffers[k]:
@@ -206,6 +206,7 @@ class StepPlan:
         self.buffers = [
             np.empty(x.shape, x.dtype) for call in calls for x in (call.inputs[0], *call.inputs[2:])
         ]
+        self._written: tuple[Sequence[Call], list] | None = None  # see written_by
 
     @classmethod
     def learn(cls, trainer: Any, updater: Any, arguments: tuple, calls: list[Call]) -> Any:
@@ -243,6 +244,17 @@ class StepPlan:
         plan = cls(trainer, updater, arguments, tuple(specs), calls)
         template.memo = template.memo._replace(step=plan)
         return plan
+
+    def written_by(self, calls: Sequence[Call]) -> list:
+        """The arrays ``calls`` write, in the order of :attr:`buffers`: per call
+        its weight, then its states. Kept for the list of calls last asked (a
+        steady plan's, every step; a list of calls is never changed once made)."""
+        written = self._written
+        if written is not None and written[0] is calls:
+            return written[1]
+        arrays = [array for call in calls for array in (call.inputs[0], *call.inputs[2:])]
+        self._written = (calls, arrays)
+        return arrays
 
     def binds(self, variables: Sequence[Any]) -> bool:
         """Whether the backward that differentiated ``variables`` (its marked

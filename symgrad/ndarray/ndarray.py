@@ -38,7 +38,7 @@ def _input_entry(array: NDArray) -> Entry:
         return entry
     data = array._data
     # recorded_variable(data), one call less: a constant input is made per op call
-    node = RecordedNode(NULL, {}, (), (TensorType(data.shape, data.dtype),), None, (data,))
+    node = RecordedNode(NULL, {}, (), (_tensor_type((data.shape, data.dtype)),), None, (data,))
     _remember_leaf(array, node)
     owner = array._owner
     if owner is not None:  # a view: a write into its owner changes it too
@@ -292,8 +292,10 @@ def invoke(op: str | OpDef, inputs: Sequence[NDArray], attrs: dict) -> Any:
     return _run(opdef, inputs, attrs, False)
 
 
-# Entry's generated __new__ is Python code; building the tuple directly skips it.
+# Entry's generated __new__ is Python code; building the tuple directly skips it
+# (likewise TensorType's, for the constant leaf an op reading a plain array makes).
 _entry = partial(tuple.__new__, Entry)
+_tensor_type = partial(tuple.__new__, TensorType)
 
 
 def _run(opdef: OpDef, inputs: Sequence[NDArray], attrs: dict, record: bool) -> Any:
