@@ -281,6 +281,9 @@ class OpDef:
         self._float_scalar = (
             list(self.attrs) == ["scalar"] and self.attrs["scalar"].parse is as_float
         )
+        # the canonical attrs of calls seen, by _seen_key (a loss's F.pick(x, y,
+        # axis=-1, keepdims=True) is parsed once, not at every recorded call)
+        self._seen: dict[tuple, dict] = {}
 
     def is_transcendental(self, attrs: dict) -> bool:
         """Whether, with these attrs, the op costs a math-library call per element
@@ -314,6 +317,20 @@ class OpDef:
                 return defaults
         if self._float_scalar and len(given) == 1 and type(given.get("scalar")) is float:
             return {"scalar": canonical_float(given["scalar"])}  # `x * 1.5`: parsed already
+        key = _seen_key(given)
+        if key is not None:
+            seen = self._seen.get(key)
+            if seen is not None:
+                return seen
+        out = self._parsed(given)
+        if key is not None:
+            if len(self._seen) >= _SEEN_LIMIT:
+                self._seen.clear()  # (bounded: attrs that change every call)
+            self._seen[key] = out
+        return out
+
+    def _parsed(self, given: dict) -> dict:
+        """``given`` parsed and completed with the defaults (see canonical_attrs)."""
         out = {}
         used = 0  # given attrs that this op declares
         for key, spec in self.attrs.items():
@@ -358,6 +375,27 @@ class OpDef:
             raise GraphError(
                 f"{self.name}: cannot apply to input shapes ({shapes}) with attrs {attrs}: {err}"
             ) from None
+
+
+# Values whose type and equality decide their parsed form: equal ints, strings
+# or bools parse alike. Not floats (-0.0 == 0.0 parses to two values: see
+# canonical_float) nor containers (equal tuples may hold an int and a float).
+_SEEN_TYPES = frozenset({int, str, bool, type(None)})
+_SEEN_LIMIT = 64  # calls remembered per op
+
+
+def _seen_key(given: dict) -> tuple | None:
+    """The key under which ``OpDef.canonical_attrs`` remembers the canonical form
+    of ``given``, or None where it is not remembered. Each value is keyed with
+    its type: ``1 == True`` and their hashes are equal, but ``as_str`` parses
+    them apart."""
+    key = []
+    for name, value in given.items():
+        kind = type(value)
+        if kind not in _SEEN_TYPES:
+            return None
+        key.append((name, value, kind))
+    return tuple(key)
 
 
 # MXNet attributes that tune GPU libraries, workspaces or devices and never change

@@ -57,3 +57,38 @@ def test_an_unpickled_array_has_its_flags():
     y.backward()
     assert x._fresh_grad is True
     np.testing.assert_array_equal(x.grad.asnumpy(), 2 * buffer)
+
+
+def test_canonical_attrs_remembered_per_call_are_those_parsed():
+    from symgrad_compiler.registry import (
+        NEGATIVE_ZERO,
+        Attr,
+        OpDef,
+        as_float,
+        as_int,
+        as_str,
+        same_as_first,
+    )
+
+    op = OpDef(
+        name="_remembering",
+        infer=same_as_first,
+        impl=lambda x, **attrs: x,
+        attrs={"s": Attr(as_str, "x"), "n": Attr(as_int, 0), "f": Attr(as_float, 1.0)},
+    )
+    first = op.canonical_attrs({"s": 1, "n": 2})
+    assert first == {"s": "1", "n": 2, "f": 1.0}
+    assert op.canonical_attrs({"s": 1, "n": 2}) is first  # remembered
+    # equal values of other types parse apart (1 == True == 1.0, "1" != "True")
+    assert op.canonical_attrs({"s": True, "n": 2})["s"] == "True"
+    assert op.canonical_attrs({"s": 1.0, "n": 2})["s"] == "1.0"
+    # floats are not remembered: -0.0 == 0.0, parsed apart
+    assert op.canonical_attrs({"f": 0.0})["f"] == 0.0
+    assert op.canonical_attrs({"f": -0.0})["f"] is NEGATIVE_ZERO
+    with pytest.raises(Exception, match="bad value"):
+        op.canonical_attrs({"n": "two"})  # errors are raised at every call
+    with pytest.raises(Exception, match="bad value"):
+        op.canonical_attrs({"n": "two"})
+    for n in range(1000):  # a call whose attrs change every time: bounded
+        assert op.canonical_attrs({"n": n})["n"] == n
+    assert len(op._seen) <= 64
