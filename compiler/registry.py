@@ -321,12 +321,12 @@ class OpDef:
         if key is not None:
             seen = self._seen.get(key)
             if seen is not None:
-                return seen
+                return dict(seen)  # a copy: a caller may add to it (Custom's callback)
         out = self._parsed(given)
         if key is not None:
             if len(self._seen) >= _SEEN_LIMIT:
                 self._seen.clear()  # (bounded: attrs that change every call)
-            self._seen[key] = out
+            self._seen[key] = dict(out)
         return out
 
     def _parsed(self, given: dict) -> dict:

@@ -78,7 +78,10 @@ def test_canonical_attrs_remembered_per_call_are_those_parsed():
     )
     first = op.canonical_attrs({"s": 1, "n": 2})
     assert first == {"s": "1", "n": 2, "f": 1.0}
-    assert op.canonical_attrs({"s": 1, "n": 2}) is first  # remembered
+    again = op.canonical_attrs({"s": 1, "n": 2})
+    assert again == first and again is not first  # remembered, handed out as a copy
+    first["n"] = 99  # (Custom adds its callback to the dict it is given)
+    assert op.canonical_attrs({"s": 1, "n": 2})["n"] == 2
     # equal values of other types parse apart (1 == True == 1.0, "1" != "True")
     assert op.canonical_attrs({"s": True, "n": 2})["s"] == "True"
     assert op.canonical_attrs({"s": 1.0, "n": 2})["s"] == "1.0"

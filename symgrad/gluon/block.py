@@ -654,7 +654,7 @@ class HybridBlock(Block):
                     f"got {type(array).__name__}"
                 )
             values[name] = array
-        if autograd.is_recording():
+        if _state.recording.get():  # (autograd.is_recording())
             results = plan.record(values)
         else:
             training = autograd.is_training()
