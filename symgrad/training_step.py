@@ -49,6 +49,7 @@ from symgrad_compiler.program import UpdateSpec
 
 from . import _state
 from ._deferred import settle_all
+from .ndarray.ndarray import swap_buffers
 
 __all__ = ["Capture", "StepPlan", "Foreseen", "update"]
 
@@ -163,14 +164,9 @@ class Foreseen:
         buffers = self.plan.buffers
         arrays = self.plan.written_by(calls)
         settle_all()  # (once for every swap below)
-        for k, (array, result) in enumerate(zip(arrays, self.results)):
-            if result is buffers[k]:
-                # computed into the plan's buffer: it becomes the array's, and the
-                # array's old buffer the plan's (no copy)
-                buffers[k] = array._write_swapping(result, settled=True)
-            else:
-                array._before_write()
-                np.copyto(array._value, result)
+        # computed into the plan's buffers: they become the arrays', and the arrays'
+        # old buffers the plan's (no copy)
+        swap_buffers(arrays, self.results, buffers)
         # calls equal to those foreseen; a steady plan foresaw its last step's
         self.plan.note(calls, repeated=self.calls is self.plan.last)
         return True

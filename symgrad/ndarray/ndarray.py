@@ -862,14 +862,17 @@ class NDArray(OperatorMixin):
         if values is not None:
             self._value = data = values
         entry = self._entry
-        if entry is not None:
-            node = entry.node
-            if node.marked is self:
-                node.marked = _Overwritten(data.shape, data.dtype)
-                # (the old node's types: the buffer has the same shape and dtype)
-                fresh = RecordedNode(NULL, {}, (), node.types, None, (data,))
-                fresh.marked = self
-                self._entry = _entry((fresh, 0))
+        if entry is not None and entry.node.marked is self:
+            self._new_variable(entry.node, data)
+
+    def _new_variable(self, node: Node, data: np.ndarray) -> None:
+        """After a write: a fresh variable node for later recordings of this marked
+        array (its buffer ``data``), the old ``node`` tagged as overwritten."""
+        node.marked = _Overwritten(data.shape, data.dtype)
+        # (the old node's types: the buffer has the same shape and dtype)
+        fresh = RecordedNode(NULL, {}, (), node.types, None, (data,))
+        fresh.marked = self
+        self._entry = _entry((fresh, 0))
 
     def __iadd__(self, other):
         return self._inplace(self + other)
@@ -882,6 +885,43 @@ class NDArray(OperatorMixin):
 
     def __itruediv__(self, other):
         return self._inplace(self / other)
+
+
+def swap_buffers(
+    arrays: Sequence[NDArray], results: Sequence[np.ndarray], buffers: list[np.ndarray]
+) -> None:
+    """A fused training step's commit (see ``symgrad.training_step``): each array
+    takes the value computed for it, as ``array[:] = result`` would. A result
+    computed into the step's own buffer ``buffers[k]`` becomes the array's buffer
+    and the array's old buffer the step's (``NDArray._write_swapping``); any other
+    result is copied in. The caller has computed every pending value.
+
+    The common case (a buffer of the array's own that no recorded constant reads)
+    is done here in one loop: a steady step swaps every weight and state."""
+    swapped = 0
+    for k, (array, result) in enumerate(zip(arrays, results)):
+        old = array._value
+        if result is not buffers[k]:
+            array._before_write()
+            np.copyto(array._data, result)
+        elif (
+            old is None
+            or array._shared
+            or array._leaves
+            or old.base is not None
+            or old.shape != result.shape
+            or old.dtype != result.dtype
+        ):
+            buffers[k] = array._write_swapping(result, settled=True)
+        else:
+            swapped += 1
+            array._value = result
+            buffers[k] = old
+            entry = array._entry
+            if entry is not None and entry.node.marked is array:
+                array._new_variable(entry.node, result)
+    # (each swap is an in-place write, as _write_swapping counts it)
+    _state.in_place_writes += swapped
 
 
 def is_ndarray(value: Any) -> bool:
