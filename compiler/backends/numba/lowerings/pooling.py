@@ -17,8 +17,10 @@ vectorises: 40-70x faster forward, about 10x faster gradient on W7's shapes.
 Every other max pooling (ResNet's, SqueezeNet's and AlexNet's 3x3 at stride 2)
 runs by output rows, a row's windows one vector (``_pl_max_rows``): 2.3-4x faster
 forward and 2-3.5x faster gradient on those networks' layers; average and sum
-pooling likewise (``_pl_sum_rows``, Inception's 3x3 at stride 1). Rows of fewer
-than 16 windows keep the scalar loops.
+pooling likewise (``_pl_sum_rows``). Rows of fewer than 16 windows keep the scalar
+loops. Average and sum pooling at unit stride padded by half the window
+(Inception's 3x3 at stride 1) take whole planes as flat vector loops instead
+(``_pl_box_rows``): 2-6x faster forward and gradient on Inception's layers.
 """
 
 from __future__ import annotations
@@ -415,6 +417,86 @@ def _pl_sum_rows(g, x, out, lo, hi, kernel, stride, pad, mode, include_pad, forw
 
 
 @_jit
+def _pl_box_fits(x, pooled, kernel, stride, pad):
+    # a 2-D window of odd sides at unit stride, padded by half its side: every
+    # output at the position of its input (Inception's 3x3 average poolings)
+    return (
+        kernel[0] == 1 and stride[0] == 1 and stride[1] == 1 and stride[2] == 1
+        and pad[0] == 0 and 2 * pad[1] + 1 == kernel[1] and 2 * pad[2] + 1 == kernel[2]
+        and x.shape[1] == 1 and pooled.shape[1] == 1
+        and pooled.shape[2] == x.shape[2] and pooled.shape[3] == x.shape[3]
+    )
+
+
+@_jit
+def _pl_box_pass(values, k, p, step, lo, hi, sums):
+    # sums[q] = +0 + values[q + (e - p) * step] over e < k, lo <= q < hi (float64,
+    # flat): one vector loop per kernel position
+    for q in range(lo, hi):
+        sums[numba.uint64(q)] = 0
+    for e in range(k):
+        shift = (e - p) * step
+        for q in range(lo, hi):
+            u = numba.uint64(q)
+            sums[u] += values[numba.uint64(q + shift)]
+
+
+@_jit
+def _pl_box_rows(g, x, out, lo, hi, kernel, pad, mode, include_pad, forward):
+    # average (mode 1) or sum (mode 2) pooling where _pl_box_fits holds, several
+    # planes at a time: the planes padded with zeros side by side in float64, then
+    # flat vector loops over them, each window's sum along its rows, then down its
+    # columns, then over its count (the padding's sums are sums of zeros, junk
+    # nowhere). The gradient is the same passes over each window's share (g over
+    # its count): at unit stride with the padding half the window, the windows that
+    # cover an input position are the window around it turned, which is that
+    # window. _pl_sum_rows made a phase copy per kernel position and output row,
+    # over vectors of 32 for rows of 17 or 35 windows. Inception v3's average
+    # poolings, B=8, one thread: 768 channels of 17x17 forward 8.8 -> 4.1 ms and
+    # gradient 13.1 -> 4.1, 2048 of 8x8 (scalar loops before) 14.5 -> 2.7 and 16.4 ->
+    # 2.8
+    H, W = x.shape[2], x.shape[3]
+    kh, kw, ph, pw = kernel[1], kernel[2], pad[1], pad[2]
+    Hp, Wp = H + 2 * ph, W + 2 * pw
+    P, Pp = H * W, Hp * Wp
+    # the counting region: the padded data, or the data alone
+    gy, gx = (ph, pw) if include_pad else (0, 0)
+    counts = np.empty((H, W), np.float64)
+    for y in range(H):
+        cy = _pl_axis_count(y - ph, kh, -gy, H + gy)
+        for k in range(W):
+            counts[y, k] = max(cy * _pl_axis_count(k - pw, kw, -gx, W + gx), 1)
+    B = max(1, min(hi - lo, _PL_BOX_SPAN // Pp))
+    values = np.zeros(B * Pp, np.float64)  # the padding is never written
+    rows = np.zeros(B * Pp, np.float64)
+    sums = np.empty(B * Pp, np.float64)
+    src = x if forward else g
+    divide_in = mode == 1 and not forward
+    divide_out = mode == 1 and forward
+    for r0 in range(lo, hi, B):
+        m = min(B, hi - r0)
+        for b in range(m):
+            for y in range(H):
+                line, start = src[r0 + b, 0, y], b * Pp + (y + ph) * Wp + pw
+                for k in range(W):
+                    v = np.float64(line[k])
+                    values[numba.uint64(start + k)] = v / counts[y, k] if divide_in else v
+        n = m * Pp
+        _pl_box_pass(values, kw, pw, 1, pw, n - pw, rows)
+        _pl_box_pass(rows, kh, ph, Wp, ph * Wp, n - ph * Wp, sums)
+        for b in range(m):
+            for y in range(H):
+                line, start = out[r0 + b, 0, y], b * Pp + (y + ph) * Wp + pw
+                for k in range(W):
+                    v = sums[numba.uint64(start + k)]
+                    line[k] = v / counts[y, k] if divide_out else v
+
+
+# _pl_box_rows takes planes side by side up to this many positions
+_PL_BOX_SPAN = 4096
+
+
+@_jit
 def lib_pool_forward(x, out, lo, hi, kernel, stride, pad, mode, include_pad):
     # out[r] = pooling of x[r] for rows lo..hi; x (R, D, H, W), out (R, od, oh, ow)
     x = np.ascontiguousarray(x)
@@ -423,6 +505,9 @@ def lib_pool_forward(x, out, lo, hi, kernel, stride, pad, mode, include_pad):
     od, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     if _pl_pairs(x, od, oh, ow, kernel, stride, pad):
         _pl_pair_forward(x, out, lo, hi, mode)
+        return
+    if mode != 0 and _pl_box_fits(x, out, kernel, stride, pad):
+        _pl_box_rows(x, x, out, lo, hi, kernel, pad, mode, include_pad, True)
         return
     if ow >= _PL_ROW_MIN and mode == 0:
         _pl_max_rows(x, x, out, lo, hi, kernel, stride, pad, 0)
@@ -473,6 +558,9 @@ def lib_pool_backward(g, x, dx, lo, hi, kernel, stride, pad, mode, include_pad):
             _pl_pair_gather(g, x, dx, lo, hi)
         else:
             _pl_pair_backward(g, x, dx, lo, hi, mode)
+        return
+    if (mode == 1 or mode == 2) and _pl_box_fits(x, g, kernel, stride, pad):
+        _pl_box_rows(g, x, dx, lo, hi, kernel, pad, mode, include_pad, False)
         return
     if ow >= _PL_ROW_MIN and (mode == 0 or mode == 3):
         _pl_max_rows(g, x, dx, lo, hi, kernel, stride, pad, 1 if mode == 0 else 3)
