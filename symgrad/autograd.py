@@ -444,18 +444,17 @@ def backward(
     # fetch and run (gradients with grad_req 'write' may be computed straight
     # into their buffers)
     marked = [node.marked for node in wrt]
+    reqs = [array._grad_req for array in marked]  # (a variable overwritten raises here)
     buffers = [array._grad._data for array in marked]
-    destinations = [
-        buffer if array._grad_req == "write" else None for array, buffer in zip(marked, buffers)
-    ]
+    destinations = [buffer if req == "write" else None for req, buffer in zip(reqs, buffers)]
     grads = _run_program(
         entries, nodes, wrt, grads_in, destinations, graph.signature, graph.template
     )
     graph.remember()
     # write (a gradient computed into its buffer is there already)
-    for array, buffer, grad in zip(marked, buffers, grads):
+    for array, req, buffer, grad in zip(marked, reqs, buffers, grads):
         if grad is not buffer:
-            write_gradient(buffer, grad, array._grad_req)
+            write_gradient(buffer, grad, req)
         array._fresh = True  # (the _fresh_grad flag)
     # what a Trainer's step after this learns to fuse (see training_step)
     template = graph.template
