@@ -354,11 +354,12 @@ _EXACT: tuple[type, ...] = ()  # _exact_optimizers(), once asked (read twice a s
 
 
 def _exact_optimizers() -> tuple[type, ...]:
+    """SGD and Adam, imported at the first ask (the optimizers import the
+    ndarray layer) and kept in ``_EXACT``."""
     global _EXACT
-    if not _EXACT:
-        from .optimizer import SGD, Adam  # (the optimizers import the ndarray layer)
+    from .optimizer import SGD, Adam
 
-        _EXACT = (SGD, Adam)
+    _EXACT = (SGD, Adam)
     return _EXACT
 
 
@@ -369,7 +370,10 @@ def _reads(updater: Any, indices: Sequence[int]) -> tuple | None:
     for other optimizers (Adam's calls change every step: its rate follows the
     step count)."""
     optimizer = updater.optimizer
-    if type(optimizer) is not _exact_optimizers()[0] or optimizer.lr_scheduler is not None:
+    if (
+        type(optimizer) is not (_EXACT or _exact_optimizers())[0]
+        or optimizer.lr_scheduler is not None
+    ):
         return None
     # SGD's rate of index i is lr times its multiplier (no scheduler: see above), and
     # its decay wd times its own: the factors, compared apart, decide the products

@@ -819,6 +819,17 @@ class NDArray(OperatorMixin):
         if owner is not None:
             owner._replace_buffer(None)
 
+    def _may_give_up(self, old: np.ndarray, values: np.ndarray) -> bool:
+        """Whether this array may take ``values`` as its buffer in place of ``old``
+        (its settled buffer): ``old`` was never handed out, is no view of other
+        memory, and has the shape and dtype of ``values`` (see ``_write_swapping``)."""
+        return (
+            not self._shared
+            and old.base is None
+            and old.shape == values.shape
+            and old.dtype == values.dtype
+        )
+
     def _write_swapping(self, values: np.ndarray, settled: bool = False) -> np.ndarray:
         """Set every element to ``values``, as ``self[:] = values`` does, but by
         taking ``values`` (a buffer of this shape and dtype that its caller owns and
@@ -832,12 +843,7 @@ class NDArray(OperatorMixin):
         old = self._value
         if old is None:
             old = self._data
-        if (
-            self._shared
-            or old.base is not None
-            or old.shape != values.shape
-            or old.dtype != values.dtype
-        ):
+        if not self._may_give_up(old, values):
             self._before_write()
             np.copyto(old, values)
             return values
@@ -904,14 +910,8 @@ def swap_buffers(
         if result is not buffers[k]:
             array._before_write()
             np.copyto(array._data, result)
-        elif (
-            old is None
-            or array._shared
-            or array._leaves
-            or old.base is not None
-            or old.shape != result.shape
-            or old.dtype != result.dtype
-        ):
+        elif old is None or array._leaves or not array._may_give_up(old, result):
+            # (pending, read by a recorded constant, or not to be given up)
             buffers[k] = array._write_swapping(result, settled=True)
         else:
             swapped += 1
