@@ -20,6 +20,7 @@ Tests and users change it for a block with :func:`override`::
 | ``SYMGRAD_PARALLEL_MIN`` | ``parallel_min`` | 262144 |
 | ``SYMGRAD_WIDE_VECTORS`` | ``wide_vectors`` | on |
 | ``SYMGRAD_ADAPT_THREADS`` | ``adapt_threads`` | on (OpenBLAS's threads follow free cores) |
+| ``SYMGRAD_OWN_PRODUCTS`` | ``own_products`` | on (see blas_kernels.py) |
 | ``SYMGRAD_SPIN`` | ``spin`` | on (idle kernel threads spin ~3 ms before sleeping) |
 | ``SYMGRAD_KEEP_MEMORY`` | ``keep_memory`` | on (freed arrays' memory kept for reuse) |
 | ``SYMGRAD_PROGRAM_CACHE_ENTRIES`` | ``program_cache_entries`` | 1024 |
@@ -82,6 +83,7 @@ class Settings:
     parallel_min: int = 1 << 18
     wide_vectors: bool = True
     adapt_threads: bool = True
+    own_products: bool = True
     spin: bool = True
     keep_memory: bool = True
     program_cache_entries: int = 1024
@@ -108,6 +110,7 @@ class Settings:
             parallel_min=int(env.get("SYMGRAD_PARALLEL_MIN", str(1 << 18))),
             wide_vectors=_flag(env.get("SYMGRAD_WIDE_VECTORS"), True),
             adapt_threads=_flag(env.get("SYMGRAD_ADAPT_THREADS"), True),
+            own_products=_flag(env.get("SYMGRAD_OWN_PRODUCTS"), True),
             spin=_flag(env.get("SYMGRAD_SPIN"), True),
             keep_memory=_flag(env.get("SYMGRAD_KEEP_MEMORY"), True),
             program_cache_entries=int(env.get("SYMGRAD_PROGRAM_CACHE_ENTRIES", "1024")),

@@ -134,7 +134,9 @@ def test_a_dense_layers_gradients_take_the_route(counted):
     executable, expected = compiled_and_expected(graph, values)
     counted.clear()
     got = executable._entry(values)  # the entry itself
-    assert got is not None and sorted(counted) == [(6, 40), (70, 40)]
+    # where our tiles beat OpenBLAS (blas_kernels.py) they take the forward x @ w^T too
+    forward = [(6, 70)] if sgemm.OWN_TILES else []
+    assert got is not None and sorted(counted) == sorted([(6, 40), (70, 40)] + forward)
     assert_outputs_match(got, expected)
     counted.clear()
     dz = rng.normal(size=(6, 70)).astype(np.float32)

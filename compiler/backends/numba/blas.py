@@ -14,6 +14,11 @@ loader answers with the library numpy linked, not some other copy. Where none is
 found (a numpy built against another BLAS) or declaring it fails, products go
 through numba's ``np.dot`` instead. ``IDENTITY`` names what was found; entries
 carry it, so machine code cached under one BLAS is never loaded under another.
+
+Where OpenBLAS runs kernels without AVX-512 on a CPU that has it
+(:mod:`.blas_kernels`), float32 products of :data:`TILED_WORK` multiply-adds or
+more go to our own tiles instead (:func:`.sgemm.gemm_any`, or narrow.py's row
+sums for a small result of two row-major operands): 1.4-1.9x faster there.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ import numpy as np
 from numba import types
 from numba.core.errors import TypingError
 from numba.extending import overload
+
+from . import narrow, sgemm
+from .disk_cache import fingerprint
 
 # numpy's wheels bundle an ILP64 OpenBLAS whose symbols carry a suffix (and, from
 # numpy 2, a prefix): the names to try, for float32 and float64
@@ -101,6 +109,8 @@ def _gemm_functions() -> tuple[str, dict] | None:
 _found = _gemm_functions()
 _GEMM = _found[1] if _found else {}
 IDENTITY = f"numpy {np.__version__} {_found[0]}" if _found else "numba np.dot"
+if _found and sgemm.OWN_TILES:  # float32 products run our tiles: see blas_kernels.py
+    IDENTITY += f", float32 by sgemm.py {fingerprint(sgemm.__file__)}"
 
 
 def _gemm(order, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
@@ -194,7 +204,60 @@ def _numba_matmul_into(a, b, transpose_a, transpose_b, out):
         np.dot(a, b, out)
 
 
-matmul_into = _blas_matmul_into if _found else _numba_matmul_into
+# From this many multiply-adds a float32 product goes to our own tiles where they
+# beat OpenBLAS (blas_kernels.py); smaller ones are dominated by each call's setup,
+# where OpenBLAS's small-matrix code wins ((16 x 32) by (32 x 32): 1.0 against 1.5 us)
+TILED_WORK = 1 << 18
+# A small result of two row-major operands (a Winograd or wide weight gradient,
+# (filters, positions) times (channels, positions)^T) is sums along the rows
+# (narrow.py's), which pack nothing: 32 x 32 over 1024 positions, one thread,
+# 17 us, against 28 us packed and 22 us on OpenBLAS's AVX2 kernels; from
+# 128 x 256 on, packing wins
+NARROW_RESULT = 64 * 64
+
+
+def _float32_product(a, b, transpose_a, transpose_b, out, m, n, k):
+    """Typing stub: our tiles for float32 products of :data:`TILED_WORK` or more,
+    else numpy's BLAS."""
+
+
+@overload(_float32_product)
+def _float32_product_for_dtype(a, b, transpose_a, transpose_b, out, m, n, k):
+    if out.dtype != types.float32:  # the tiles are float32 only: decided in typing
+
+        def blas_only(a, b, transpose_a, transpose_b, out, m, n, k):
+            _blas_matmul_into(a, b, transpose_a, transpose_b, out)
+
+        return blas_only
+
+    def tiles(a, b, transpose_a, transpose_b, out, m, n, k):
+        if m * n * k < TILED_WORK:
+            _blas_matmul_into(a, b, transpose_a, transpose_b, out)
+            return
+        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        if transpose_b and not transpose_a and m % narrow.ROWS == 0 and m * n <= NARROW_RESULT:
+            for i in range(0, m, narrow.ROWS):
+                narrow.narrow_block(a[i : i + narrow.ROWS], b, out[i : i + narrow.ROWS], 0, n)
+        else:
+            sgemm.gemm_any(a, transpose_a, b, transpose_b, out, 0, m, 0, n)
+
+    return tiles
+
+
+@_jit
+def _tiled_matmul_into(a, b, transpose_a, transpose_b, out):
+    m, n, k = _product_sizes(a, b, transpose_a, transpose_b, out)
+    if m == 0 or n == 0:
+        return
+    _float32_product(a, b, transpose_a, transpose_b, out, m, n, k)
+
+
+if not _found:
+    matmul_into = _numba_matmul_into
+elif sgemm.OWN_TILES:
+    matmul_into = _tiled_matmul_into
+else:
+    matmul_into = _blas_matmul_into
 matmul_into.__doc__ = (
     "``out[...] = op(a) @ op(b)`` for 2-D arrays of one float dtype, op a transpose "
     "where asked, in compiled code: ``out`` is C-contiguous, of the product's shape, "

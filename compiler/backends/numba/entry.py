@@ -29,7 +29,6 @@ arrays of the right type so that the entry keeps one signature.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -150,7 +149,6 @@ def generate_entry(plan) -> EntrySource | None:
         + ["limit"]
     )
     lines = [
-        _blas_marker(),
         *(_object_mode_preamble(w) if w.helpers else []),
         *[f"{helper}\n\n" for helper in w.helpers.values()],
         "@_jit",
@@ -177,17 +175,6 @@ def _object_mode_preamble(w: Writer) -> list[str]:
         f'_object_jit = numba.njit(cache={enabled()}, error_model="numpy")',
         "",
     ]
-
-
-@functools.cache
-def _blas_marker() -> str:
-    """A comment naming blas.py's hash and the BLAS found: numba's disk cache
-    checks only the generated file, and the entry's machine code holds blas.py's
-    products, so a changed blas.py or BLAS must give the module another name."""
-    from . import blas
-    from .disk_cache import fingerprint
-
-    return f"# products: blas.py {fingerprint(blas.__file__)}, {blas.IDENTITY}"
 
 
 _HELPERS = """

@@ -40,10 +40,12 @@ from numba import types
 from numba.extending import intrinsic
 
 from . import threads
+from .blas_kernels import OWN_TILES
 from .vmath import _target_has_avx512
 
 MR, NR = 12, 32  # a tile's rows and columns: 24 accumulators of 16 floats
 KC = 256  # inner positions per pass over a tile: its B panel is 32 KB (L1)
+NC = 256  # columns of B packed at a time (gemm_panels): 256 KB with KC, in L2
 LANES = 16  # float32 lanes of a 512-bit vector
 
 # The products taken (:func:`depth_block`): weight gradients over at most this
@@ -250,6 +252,79 @@ def gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block):
                             c[i0 + i, j0 + j] += scratch[i, j]
 
 
+@_jit
+def _pack_b_panels(b, k0, depth, n0, width, panels):
+    """``panels[p, k, j] = b[n0 + p * NR + j, k0 + k]`` (B transposed: op(B)'s
+    columns are b's rows) for the ``width`` columns from ``n0``, zero past them:
+    B's block as the tiles read it, ``NR`` consecutive floats per inner position."""
+    for p in range((width + NR - 1) // NR):
+        filled = min(NR, width - p * NR)
+        for j0 in range(0, NR, 8):  # eight rows of b at a time: eight streams
+            for k in range(depth):
+                for j in range(j0, j0 + 8):
+                    panels[p, k, j] = b[n0 + p * NR + j, k0 + k] if j < filled else 0.0
+
+
+@_jit
+def gemm_panels(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1):
+    """``c[m0:m1, n0:n1] = (op(a) @ op(b))[m0:m1, n0:n1]``, op a transpose where
+    asked, for C-contiguous float32 matrices of agreeing shapes: B packed in
+    blocks of ``NC`` columns by ``KC`` inner positions (which then stay in L2
+    while every row tile passes over them), A read in place where it is
+    transposed, else copied a sliver at a time."""
+    inner = a.shape[0] if transpose_a else a.shape[1]
+    if inner == 0:
+        c[m0:m1, n0:n1] = 0.0
+        return
+    panels = np.empty((NC // NR, min(KC, inner), NR), np.float32)
+    sliver = np.empty((min(KC, inner), MR), np.float32)
+    scratch = np.empty((MR, NR), np.float32)
+    ldc = c.shape[1]
+    for nb in range(n0, n1, NC):
+        width = min(NC, n1 - nb)
+        count = (width + NR - 1) // NR
+        for k0 in range(0, inner, KC):
+            depth = min(KC, inner - k0)
+            _pack_b_panels(b, k0, depth, nb, width, panels)
+            for i0 in range(m0, m1, MR):
+                filled = min(MR, m1 - i0)
+                if transpose_a and filled == MR:  # op(A)'s rows are a's columns
+                    a_ptr, lda = a[k0:, i0:].ctypes, a.shape[1]
+                else:
+                    _pack_a(a, transpose_a, i0, filled, k0, depth, sliver)
+                    a_ptr, lda = sliver.ctypes, MR
+                for p in range(count):
+                    j0 = nb + p * NR
+                    columns = min(NR, n1 - j0)
+                    b_ptr = panels[p].ctypes
+                    if columns == NR:
+                        target = c[i0:, j0:].ctypes
+                        if k0 == 0:
+                            _tile_set(depth, a_ptr, lda, b_ptr, NR, target, ldc, filled)
+                        else:
+                            _tile_add(depth, a_ptr, lda, b_ptr, NR, target, ldc, filled)
+                        continue
+                    _tile_set(depth, a_ptr, lda, b_ptr, NR, scratch.ctypes, NR, MR)
+                    for i in range(filled):
+                        for j in range(columns):
+                            if k0 == 0:
+                                c[i0 + i, j0 + j] = scratch[i, j]
+                            else:
+                                c[i0 + i, j0 + j] += scratch[i, j]
+
+
+@_jit
+def gemm_any(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1):
+    """``c[m0:m1, n0:n1] = (op(a) @ op(b))[m0:m1, n0:n1]`` for C-contiguous
+    float32 matrices, any layout: B read in place where it is not transposed
+    (:func:`gemm_block`: packing it cost more than it saved where A has few row
+    tiles, W7's Winograd products 10 -> 24 us), else packed (:func:`gemm_panels`)."""
+    if transpose_b:
+        gemm_panels(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1)
+    else:
+        gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, KC)
+
+
 def depth_block(
     rows: int, columns: int, inner: int, dtype: Any, transpose_a: bool, transpose_b: bool
 ) -> int:
@@ -271,21 +346,38 @@ def depth_block(
     return 0
 
 
+def general(rows: int, columns: int, inner: int, dtype: Any) -> bool:
+    """Whether :func:`product` takes a float32 product of any other layout (in
+    passes of ``KC``): where OpenBLAS runs kernels without AVX-512
+    (:data:`.blas_kernels.OWN_TILES`), from :data:`MINIMUM_WORK` on."""
+    return (
+        AVAILABLE and OWN_TILES and dtype == np.float32 and rows * columns * inner >= MINIMUM_WORK
+    )
+
+
 def taken_when(out: str, inner: str, transpose_a: bool, transpose_b: bool) -> str | None:
     """:func:`depth_block`'s test on sizes, as source for the whole-program entry
     (``out`` and ``inner``: expressions of the result and the inner size) for a
     float32 product of this layout; None where no size of it is taken."""
+    work = f"{out}.shape[0] * {out}.shape[1] * {inner}"
+    if AVAILABLE and OWN_TILES:  # general(): any layout
+        return f"({work} >= {MINIMUM_WORK})"
     if not AVAILABLE or transpose_b:
         return None
-    work = f"{out}.shape[0] * {out}.shape[1] * {inner}"
     few = f"{inner} <= {MOST_INNER}" if transpose_a else f"{out}.shape[0] <= {MR}"
     return f"({few} and {work} >= {MINIMUM_WORK})"
 
 
-def blocks(rows: int, columns: int, parts: int) -> list[tuple[int, int, int, int]]:
+def blocks(
+    rows: int, columns: int, parts: int, columns_first: bool = False
+) -> list[tuple[int, int, int, int]]:
     """``(m0, m1, n0, n1)`` blocks of a (rows, columns) result, one per thread:
     whole tiles of rows, so that each thread writes one contiguous part of the
-    result, or whole panels of columns where there are too few rows."""
+    result, or whole panels of columns where there are too few rows (or, with
+    ``columns_first``, wherever there are enough columns)."""
+    if columns_first and parts > 1 and columns >= 2 * NR * parts:
+        step = -(-columns // parts // NR) * NR
+        return [(0, rows, lo, min(columns, lo + step)) for lo in range(0, columns, step)]
     if parts > 1 and rows >= 2 * MR * parts:
         step = -(-rows // parts // MR) * MR
         return [(lo, min(rows, lo + step), 0, columns) for lo in range(0, rows, step)]
@@ -295,12 +387,37 @@ def blocks(rows: int, columns: int, parts: int) -> list[tuple[int, int, int, int
     return [(0, rows, 0, columns)]
 
 
-def product(a: np.ndarray, b: np.ndarray, transpose_a: bool, out: np.ndarray, block: int) -> None:
-    """``out[...] = op(a) @ b`` for float32 matrices (``out`` C-contiguous, of
-    the product's shape, overlapping neither), in one block per thread of the
-    backend's pool, in passes over ``block`` inner positions."""
+def _packed_block(a, transpose_a, b, c, m0, m1, n0, n1, bias):
+    gemm_panels(a, transpose_a, b, True, c, m0, m1, n0, n1)
+    if bias is not None:  # while this thread's block is the one it just wrote
+        np.add(c[m0:m1, n0:n1], bias[n0:n1], out=c[m0:m1, n0:n1])
+
+
+def _in_place_block(a, transpose_a, b, c, m0, m1, n0, n1, block, bias):
+    gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block)
+    if bias is not None:
+        np.add(c[m0:m1, n0:n1], bias[n0:n1], out=c[m0:m1, n0:n1])
+
+
+def product(
+    a: np.ndarray,
+    b: np.ndarray,
+    transpose_a: bool,
+    out: np.ndarray,
+    block: int,
+    transpose_b: bool = False,
+    bias: np.ndarray | None = None,
+) -> None:
+    """``out[...] = op(a) @ op(b)`` (plus ``bias``, a row added to every row) for
+    float32 matrices (``out`` C-contiguous, of the product's shape, overlapping
+    neither), in one block per thread of the backend's pool: in passes over
+    ``block`` inner positions of B in place, or, for a transposed B, each thread
+    packing the columns of its own block (:func:`gemm_panels`)."""
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
     parts = 1 if threads.serial() else threads.count()
     rows, columns = out.shape
-    calls = [(a, transpose_a, b, out, *part, block) for part in blocks(rows, columns, parts)]
-    threads.run(gemm_block, calls)
+    pieces = blocks(rows, columns, parts, columns_first=transpose_b)
+    if transpose_b:
+        threads.run(_packed_block, [(a, transpose_a, b, out, *p, bias) for p in pieces])
+    else:
+        threads.run(_in_place_block, [(a, transpose_a, b, out, *p, block, bias) for p in pieces])

@@ -73,7 +73,8 @@ and ``_cv_direct``). Winograd's sums spread a special value over its tile; an
 image (or a weight gradient) whose Winograd result is not finite is computed again
 by the wide columns or im2col (``_cv_wide_forward``).
 
-The GEMMs are numpy's own BLAS (``blas.matmul_into``). The step runner splits
+The GEMMs are ``blas.matmul_into``: numpy's own BLAS, or our float32 tiles where
+they beat it (see blas.py). The step runner splits
 the batch over the backend's threads (:mod:`..threads`; the kernels release the
 GIL); the whole-program entry runs the batch on the calling thread and hands big
 convolutions back to the step runner, as it does with big fused loops.
