@@ -72,6 +72,30 @@ def test_nan_inf_and_signed_zeros_as_numpy(transpose_a):
     np.testing.assert_allclose(out, expected, rtol=2e-5, atol=1e-4)
 
 
+@needs_avx512
+def test_packing_a_transposed_b_copies_every_float_bit_for_bit():
+    # whole 16 x 16 blocks are transposed in registers, the rest copied one by
+    # one: depths and widths on both sides of those blocks, NaN, inf and -0
+    rng = np.random.default_rng(8)
+    for rows, inner, k0, depth, n0, width in [
+        (256, 784, 0, 256, 0, 256),
+        (256, 784, 768, 16, 128, 128),
+        (70, 300, 37, 200, 3, 67),
+        (50, 40, 5, 35, 20, 30),
+        (33, 17, 0, 17, 0, 33),
+        (16, 16, 0, 16, 0, 16),
+        (5, 3, 1, 2, 0, 5),
+    ]:
+        b = rng.normal(size=(rows, inner)).astype(np.float32)
+        b.flat[::7], b.flat[3::11], b.flat[5::13] = np.nan, -np.inf, -0.0
+        panels = np.full((-(-width // sgemm.NR), depth, sgemm.NR), 7.0, np.float32)
+        sgemm._pack_b_panels(b, k0, depth, n0, width, panels)
+        expected = np.zeros((panels.shape[0] * sgemm.NR, depth), np.float32)
+        expected[:width] = b[n0 : n0 + width, k0 : k0 + depth]
+        expected = expected.reshape(-1, sgemm.NR, depth).transpose(0, 2, 1)
+        np.testing.assert_array_equal(panels.view(np.int32), expected.view(np.int32))
+
+
 def test_the_blocks_cover_the_result_once():
     for rows, columns, parts in [
         (4096, 9216, 2),

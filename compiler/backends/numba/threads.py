@@ -33,11 +33,15 @@ import numpy as np
 from ... import session, settings
 from .blas_threads import blas_threads
 
+# Read once: os.cpu_count() takes 5 us here (it reads the affinity mask), and
+# count() is asked on every threaded product, two a W6 step
+_CORES = max(1, os.cpu_count() or 1)
+
 
 def count() -> int:
     """How many threads a large loop is split over."""
     configured = settings.current().num_threads
-    return configured if configured else max(1, os.cpu_count() or 1)
+    return configured if configured else _CORES
 
 
 # Read once: split() runs on every kernel call, and small programs cost microseconds.
