@@ -96,6 +96,30 @@ def test_packing_a_transposed_b_copies_every_float_bit_for_bit():
         np.testing.assert_array_equal(panels.view(np.int32), expected.view(np.int32))
 
 
+@needs_avx512
+def test_packing_a_sliver_of_a_copies_every_float_bit_for_bit():
+    # a whole tile of an untransposed A is transposed 16 inner positions at a
+    # time, with stores that spill into the sliver's spare row; the rest, a
+    # partial tile and a transposed A are copied one by one
+    rng = np.random.default_rng(9)
+    for rows, inner, i0, k0, depth in [
+        (128, 784, 0, 0, 256),
+        (128, 784, 116, 768, 16),
+        (40, 300, 12, 37, 200),
+        (30, 50, 24, 5, 35),
+        (12, 7, 0, 0, 7),
+    ]:
+        a = rng.normal(size=(rows, inner)).astype(np.float32)
+        a.flat[::7], a.flat[3::11], a.flat[5::13] = np.nan, -np.inf, -0.0
+        filled = min(sgemm.MR, rows - i0)
+        expected = np.zeros((depth, sgemm.MR), np.float32)
+        expected[:, :filled] = a[i0 : i0 + filled, k0 : k0 + depth].T
+        for transpose_a, operand in [(False, a), (True, np.ascontiguousarray(a.T))]:
+            sliver = np.full((depth + 1, sgemm.MR), 7.0, np.float32)
+            sgemm._pack_a(operand, transpose_a, i0, filled, k0, depth, sliver)
+            np.testing.assert_array_equal(sliver[:depth].view(np.int32), expected.view(np.int32))
+
+
 def test_the_blocks_cover_the_result_once():
     for rows, columns, parts in [
         (4096, 9216, 2),

@@ -191,8 +191,18 @@ def _pack_b_edge(b, k0, depth, n0, filled, panel):
 
 @_jit
 def _pack_a(a, transpose_a, i0, filled, k0, depth, sliver):
-    """``sliver[k, i] = op(A)[i0 + i, k0 + k]``, zero from ``filled`` on."""
-    for k in range(depth):
+    """``sliver[k, i] = op(A)[i0 + i, k0 + k]``, zero from ``filled`` on; ``sliver``
+    has a row more than ``depth`` (see below). Whole tiles of an untransposed A
+    are transposed ``LANES`` inner positions at a time in registers
+    (:func:`_transpose_kernel`, whose stores of ``LANES`` floats into rows of
+    ``MR`` leave a few floats in the row past the last: W6's forward, 128 x 784,
+    22 -> 6 us)."""
+    first = 0
+    if not transpose_a and filled == MR:
+        first = depth - depth % LANES
+        for k in range(0, first, LANES):
+            _transpose(a[i0:, k0 + k :].ctypes, a.shape[1], MR, sliver[k:].ctypes, MR)
+    for k in range(first, depth):
         for i in range(MR):
             if i >= filled:
                 sliver[k, i] = 0.0
@@ -214,7 +224,7 @@ def gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block):
     width = n1 - n0
     count = (width + NR - 1) // NR
     edge = np.empty((min(block, inner), NR), np.float32)  # a last, partial panel
-    sliver = np.empty((min(block, inner), MR), np.float32)
+    sliver = np.empty((min(block, inner) + 1, MR), np.float32)  # see _pack_a
     scratch = np.empty((MR, NR), np.float32)
     ldc = c.shape[1]
     for k0 in range(0, inner, block):
@@ -253,8 +263,13 @@ def gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block):
 
 
 def _transpose_kernel() -> Any:
-    """An intrinsic ``transpose(source, lds, target, ldt)``: ``target[c*ldt + r] =
-    source[r*lds + c]`` for ``r, c < LANES``, float32 pointers, 64-bit strides.
+    """An intrinsic ``transpose(source, lds, rows, target, ldt)``: ``target[c*ldt +
+    r] = source[r*lds + c]`` for ``r < rows`` and ``c < LANES`` (``rows <= LANES``),
+    float32 pointers, 64-bit strides and count. Each ``c`` is one store of
+    ``LANES`` floats, in ascending ``c``: where ``ldt < LANES``, a store's last
+    ``LANES - ldt`` floats are overwritten by the next one's first, and the last
+    store's are left past the block (the caller leaves room for them). Source
+    rows from ``rows`` on are not read.
 
     The ``LANES`` rows are loaded as vectors and transposed in registers in four
     stages, stage ``s`` exchanging bit ``s`` of the row index with bit ``s`` of
@@ -263,17 +278,18 @@ def _transpose_kernel() -> Any:
     load and a store."""
 
     @intrinsic
-    def transpose(typingctx, source, lds, target, ldt):  # type: ignore[no-untyped-def]
+    def transpose(typingctx, source, lds, rows, target, ldt):  # type: ignore[no-untyped-def]
         size, pointer = types.int64, FLOAT_POINTER
-        signature = types.void(pointer, size, pointer, size)
+        signature = types.void(pointer, size, size, pointer, size)
 
         def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-            source_ptr, source_stride, target_ptr, target_stride = args
+            source_ptr, source_stride, count, target_ptr, target_stride = args
             i64, i32 = ir.IntType(64), ir.IntType(32)
-            rows = [
-                load_vector(builder, source_ptr, builder.mul(i64(r), source_stride))
-                for r in range(LANES)
-            ]
+            rows = []
+            for r in range(LANES):  # a row past ``count`` reads row 0 again
+                inside = builder.icmp_signed("<", i64(r), count)
+                offset = builder.select(inside, builder.mul(i64(r), source_stride), i64(0))
+                rows.append(load_vector(builder, source_ptr, offset))
             for stage in range(LANES.bit_length() - 1):
                 bit = 1 << stage
                 low_mask = [c if not c & bit else LANES + (c ^ bit) for c in range(LANES)]
@@ -319,7 +335,8 @@ def _pack_b_panels(b, k0, depth, n0, width, panels):
             if j0 + LANES <= filled:
                 row = b[n0 + p * NR + j0 :]
                 for k in range(0, whole, LANES):
-                    _transpose(row[:, k0 + k :].ctypes, ldb, panels[p, k:, j0:].ctypes, NR)
+                    source = row[:, k0 + k :].ctypes
+                    _transpose(source, ldb, LANES, panels[p, k:, j0:].ctypes, NR)
                 first = whole
             else:
                 first = 0
@@ -340,7 +357,7 @@ def gemm_panels(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1):
         c[m0:m1, n0:n1] = 0.0
         return
     panels = np.empty((NC // NR, min(KC, inner), NR), np.float32)
-    sliver = np.empty((min(KC, inner), MR), np.float32)
+    sliver = np.empty((min(KC, inner) + 1, MR), np.float32)  # see _pack_a
     scratch = np.empty((MR, NR), np.float32)
     ldc = c.shape[1]
     for nb in range(n0, n1, NC):

@@ -163,6 +163,14 @@ class ThreadPool:
 
     def start(self) -> None:
         """Start workers until there are ``_THREADS - 1`` (the caller is the last)."""
+        if self.posted is not None:
+            # the first call of the compiled spin in a process (its load from
+            # numba's cache) did not see other threads' writes to the counter: a
+            # worker's first spin missed every post for its 3 ms (measured: a
+            # bump 10 ms in went unseen for 300 ms of polls). Called here first.
+            from . import spin
+
+            spin.spin_until_changed(np.ones(1, np.int64), 0)
         with self._lock:
             while len(self.workers) < _THREADS - 1:
                 worker = threading.Thread(
