@@ -164,10 +164,11 @@ class ThreadPool:
     def start(self) -> None:
         """Start workers until there are ``_THREADS - 1`` (the caller is the last)."""
         if self.posted is not None:
-            # the first call of the compiled spin in a process (its load from
-            # numba's cache) did not see other threads' writes to the counter: a
-            # worker's first spin missed every post for its 3 ms (measured: a
-            # bump 10 ms in went unseen for 300 ms of polls). Called here first.
+            # the first call of the compiled spin in a process loads it from
+            # numba's cache (or compiles it); a worker whose first wait began
+            # with that load answered none of the posts meanwhile (measured: a
+            # post 10 ms in went unanswered for 300 ms). Loaded here, before any
+            # worker waits.
             from . import spin
 
             spin.spin_until_changed(np.ones(1, np.int64), 0)
