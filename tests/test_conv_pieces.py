@@ -68,10 +68,11 @@ def test_winograd_tiles_follow_the_kernels_choice():
 
 
 def test_w7_layers_go_in_pieces_of_a_product(monkeypatch):
-    """W7's 64-channel 16x16 layer on two threads: its forward, data and weight
-    gradients in pieces of four images (one Winograd product of 256 tiles), not the
-    guided pieces of one image, whose products of 64 tiles and per-piece transforms
-    and partial sums cost 15-30% more CPU time."""
+    """W7's 64-channel 16x16 layer on two threads: its forward and data gradient
+    in pieces of four images (one Winograd product of 256 tiles), its weight
+    gradient of eight (``WINOGRAD_GRAD_TILES``), not the guided pieces of one image,
+    whose products of 64 tiles and per-piece transforms and partial sums cost
+    15-30% more CPU time."""
     monkeypatch.setattr(lconv.threads, "count", lambda: 2)
     monkeypatch.setattr(lconv, "PARALLEL_WORK", 0)
     seen = []
@@ -84,4 +85,6 @@ def test_w7_layers_go_in_pieces_of_a_product(monkeypatch):
     lconv._weights(None, x, x, w.shape, 1, geo)
     expected = [(lo, lo + 4) for lo in range(0, 32, 4)]
     assert [[(call[4], call[5]) for call in calls] for calls in seen[:2]] == [expected] * 2
-    assert [(call[3], call[4]) for call in seen[2]] == expected
+    grads = [(lo, lo + 8) for lo in range(0, 32, 8)]
+    assert lconv.WINOGRAD_GRAD_TILES == 512
+    assert [(call[3], call[4]) for call in seen[2]] == grads

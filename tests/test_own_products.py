@@ -20,12 +20,15 @@ from symgrad_compiler.backends.numba import blas, blas_kernels, sgemm, threads
 needs_avx512 = pytest.mark.skipif(not sgemm.AVAILABLE, reason="the tiles are for AVX-512 CPUs")
 
 # rows, columns, inner: partial tiles (MR=12, NR=32), partial packed blocks (NC=256,
-# KC=256), the narrow route (rows a multiple of 8, a small result), inner positions
-# past whole vectors, and products below TILED_WORK that stay with OpenBLAS
+# KC=256), the narrow route (rows a multiple of 8, a small result over blas's
+# NARROW_INNER positions or fewer columns than a tile), a small result over few
+# positions (the tiles), inner positions past whole vectors, and products below
+# TILED_WORK that stay with OpenBLAS
 SIZES = [
     (37, 70, 257),
     (100, 300, 600),
     (32, 32, 1030),
+    (16, 24, 700),
     (64, 40, 300),
     (8, 600, 77),
     (13, 33, 1),
@@ -63,7 +66,9 @@ def test_compiled_products_equal_numpy_at_every_size(transpose_a, transpose_b):
 @pytest.mark.parametrize("transpose_a, transpose_b", LAYOUTS)
 def test_special_values_land_where_numpys_do(transpose_a, transpose_b):
     rng = np.random.default_rng(12)
-    for rows, columns, inner in [(48, 40, 300), (37, 300, 260)]:  # narrow's, the tiles'
+    # narrow's (a small result over many positions), the tiles' (also a small one
+    # over few positions, blas.NARROW_INNER)
+    for rows, columns, inner in [(48, 40, 800), (37, 300, 260), (48, 40, 300)]:
         a, b = _operands(rng, rows, columns, inner, transpose_a, transpose_b)
         op_a = a.T if transpose_a else a  # views: writes reach a and b
         op_b = b.T if transpose_b else b

@@ -211,9 +211,16 @@ TILED_WORK = 1 << 18
 # A small result of two row-major operands (a Winograd or wide weight gradient,
 # (filters, positions) times (channels, positions)^T) is sums along the rows
 # (narrow.py's), which pack nothing: 32 x 32 over 1024 positions, one thread,
-# 17 us, against 28 us packed and 22 us on OpenBLAS's AVX2 kernels; from
-# 128 x 256 on, packing wins
-NARROW_RESULT = 64 * 64
+# 17 us, against 28 us packed and 22 us on OpenBLAS's AVX2 kernels. But each of
+# its sums ends in a reduction across the lanes, which a short inner size does
+# not amortise: W7's Winograd weight gradients, 32 x 32 over 256 tiles and 64 x
+# 64 over 128, ran at 74 and 55 GFLOP/s that way against 102 and 135 packed
+# (one thread). So the row sums take a result of at most NARROW_RESULT values
+# over NARROW_INNER positions or more, or one narrower than a tile (16 x 16 over
+# 4096: 151 against 34 GFLOP/s packed); 64 x 64 over 1024 already ran 129
+# against 151 packed, 32 x 64 141 against 135
+NARROW_RESULT = 32 * 64
+NARROW_INNER = 768
 
 
 def _float32_product(a, b, transpose_a, transpose_b, out, m, n, k):
@@ -235,7 +242,14 @@ def _float32_product_for_dtype(a, b, transpose_a, transpose_b, out, m, n, k):
             _blas_matmul_into(a, b, transpose_a, transpose_b, out)
             return
         a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-        if transpose_b and not transpose_a and m % narrow.ROWS == 0 and m * n <= NARROW_RESULT:
+        narrow_rows = (
+            transpose_b
+            and not transpose_a
+            and m % narrow.ROWS == 0
+            and m * n <= NARROW_RESULT
+            and (k >= NARROW_INNER or n < sgemm.NR)
+        )
+        if narrow_rows:
             for i in range(0, m, narrow.ROWS):
                 narrow.narrow_block(a[i : i + narrow.ROWS], b, out[i : i + narrow.ROWS], 0, n)
         else:

@@ -110,11 +110,21 @@ WINOGRAD_CHANNELS = 16
 # forward 4.0 -> 3.4 ms; its 32-to-64-channel weight gradient 3.2 -> 3.0 ms
 WINOGRAD_CACHED = 1 << 18
 
+# The weight gradient's products sum over their tiles into a small result (the
+# filters by the channels): a longer sum amortises each product's setup and its
+# addition into the total, so images go side by side up to this many tiles there,
+# past the cache budget above. W7, B=32, two threads (with blas.py's NARROW_INNER):
+# the 64-channel 16x16 layer 3.2 -> 2.0 ms, the 32-to-64 one 1.9 -> 1.4, the
+# 32-channel 32x32 one 2.9 -> 2.7-3.0; 1024 tiles made the 32x32 one 3.1 (4 MB of
+# operands per thread)
+WINOGRAD_GRAD_TILES = 512
+
 # the kernels' copies of the constants above
 _CONSTANTS = f"""
 _CV_WINOGRAD_TILES = {WINOGRAD_TILES}
 _CV_WINOGRAD_CHANNELS = {WINOGRAD_CHANNELS}
 _CV_WINOGRAD_CACHED = {WINOGRAD_CACHED}
+_CV_WINOGRAD_GRAD_TILES = {WINOGRAD_GRAD_TILES}
 """
 
 _KERNELS = """
@@ -1193,6 +1203,8 @@ def _cv_winograd_weight_grad(g, x, dw3, lo, hi, groups, pad):
     Hp, Wp = 2 * TH + 2, 2 * TW + 2
     tiles = TH * TW
     per, rows, planes = _cv_winograd_blocks(TH, TW, lo, hi, _cv_winograd_cached(cg, fg))
+    if rows == TH:  # whole images: up to _CV_WINOGRAD_GRAD_TILES (see the top)
+        per = max(1, min(hi - lo, (_CV_WINOGRAD_GRAD_TILES + tiles - 1) // tiles))
     # the padded data and g: in streams for the planes' transforms, else as they are
     xs = np.zeros((cg, 8 * (TH + 1) * TW) if planes else (0, 0), x.dtype)
     gs = np.zeros((fg, 4 * tiles) if planes else (0, 0), g.dtype)
@@ -2006,12 +2018,13 @@ def winograd_tiles(channels: int, filters: int, sizes: list[int], geometry) -> i
     return (-(-sizes[-2] // 2)) * (-(-sizes[-1] // 2)) if fits else 0
 
 
-def product_images(positions: int, tiles: int) -> int:
+def product_images(positions: int, tiles: int, most: int = WINOGRAD_TILES) -> int:
     """How many images the kernels multiply side by side in one product: up to
-    ``WINOGRAD_TILES`` tiles by Winograd (``tiles`` an image's, 0 where it does not
-    apply), else up to ``SMALL_IMAGE`` positions (``positions`` an image's)."""
+    ``most`` tiles by Winograd (``tiles`` an image's, 0 where it does not apply;
+    ``WINOGRAD_GRAD_TILES`` for the weight gradient), else up to ``SMALL_IMAGE``
+    positions (``positions`` an image's)."""
     if tiles:
-        return -(-WINOGRAD_TILES // tiles)
+        return -(-most // tiles)
     return -(-SMALL_IMAGE // positions) if positions <= SMALL_IMAGE else 1
 
 
@@ -2045,11 +2058,13 @@ def _launch(compiled: Any, batch: int, work: int, images: int, call: Any) -> Non
             threads.run(compiled, [call(lo, hi) for lo, hi in pieces])
 
 
-def _images(channels, filters, groups, sizes, positions, geometry) -> int:
+def _images(
+    channels, filters, groups, sizes, positions, geometry, most: int = WINOGRAD_TILES
+) -> int:
     """:func:`product_images` of a convolution of ``channels`` (data) and ``filters``
     (weights' first axis) in ``groups``, its output of spatial ``sizes``."""
     tiles = winograd_tiles(channels // groups, filters // groups, sizes, geometry)
-    return product_images(positions, tiles)
+    return product_images(positions, tiles, most)
 
 
 def _floats(*arrays: np.ndarray | None) -> bool:
@@ -2107,7 +2122,10 @@ def _weights(compiled, g, x, w_shape, groups, geometry) -> np.ndarray:
         _launch(compiled, batch, 0, 0, lambda lo, hi: call)
         return out
     sizes = list(g.shape[2:])
-    images = _images(x.shape[1], g.shape[1], groups, sizes, math.prod(sizes), geometry)
+    positions = math.prod(sizes)
+    images = _images(
+        x.shape[1], g.shape[1], groups, sizes, positions, geometry, WINOGRAD_GRAD_TILES
+    )
     pieces = _pieces(batch, work, images)
     partials = np.empty((len(pieces),) + tuple(w_shape), g.dtype)
     calls = [
