@@ -62,6 +62,32 @@ def test_run_calls_each_piece_once_on_several_threads():
     assert sorted(seen) == list(range(50))
 
 
+@pytest.mark.skipif(threads.count() < 2, reason="needs a worker thread")
+def test_run_waits_for_a_worker_that_finishes_last(monkeypatch):
+    """The calling thread spins on the batch's ``done`` flag, then takes its lock:
+    a piece still running on a worker when the caller's pieces are done (longer
+    than the spin, too) is waited for, and the flag is set once all are."""
+    monkeypatch.setattr(threads, "serial", lambda: False)
+    batches, finished = [], []
+    made = threads._Batch
+
+    def recording(kernel, calls):
+        batches.append(made(kernel, calls))
+        return batches[-1]
+
+    monkeypatch.setattr(threads, "_Batch", recording)
+
+    def kernel(k, pause):
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(pause)  # the worker's piece ends after the caller's
+        finished.append(k)
+
+    for pause in (0.001, 0.02):  # within the caller's ~3 ms of spinning, and past it
+        finished.clear()
+        threads.run(kernel, [(0, pause), (1, pause)])
+        assert sorted(finished) == [0, 1] and batches[-1].done[0] == 1
+
+
 def test_run_reraises_a_kernel_error():
     def kernel(k):
         if k == 3:

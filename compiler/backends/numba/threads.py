@@ -15,7 +15,11 @@ machine); with one fixed piece per thread the whole call waited for the late
 worker, while here the calling thread simply takes more pieces, and it waits
 only for pieces that are running, never for a worker that has not started.
 An idle worker spins a few milliseconds before it sleeps (spin.py): on a
-virtual machine a sleeping worker's wake-up alone cost 50-300 us.
+virtual machine a sleeping worker's wake-up alone cost 50-300 us. The calling
+thread likewise spins on the batch's ``done`` flag before it blocks on the
+batch's lock: blocked, it woke ~30 us after a worker finished the last piece
+(W6's two products split over two threads: 182 -> 159 us each, the step 549 ->
+500 us, interleaved runs on the quiet machine).
 """
 
 from __future__ import annotations
@@ -97,6 +101,8 @@ class _Batch:
         self.finished_count = itertools.count(1)
         self.finished = _thread.allocate_lock()
         self.finished.acquire()  # released by whoever finishes the last call
+        # set to 1 just before: the calling thread spins on it (see run)
+        self.done = np.zeros(1, np.int64)
         self.error: BaseException | None = None
 
     def work(self) -> None:
@@ -112,6 +118,7 @@ class _Batch:
             except BaseException as err:  # noqa: BLE001 - re-raised by run()
                 self.error = err
             if next(self.finished_count) == total:
+                self.done[0] = 1
                 self.finished.release()
 
 
@@ -234,6 +241,12 @@ def run(kernel: Callable, calls: Sequence[tuple]) -> None:
     batch = _Batch(kernel, calls)
     workers.post(batch, min(_THREADS, len(calls)) - 1)
     batch.work()
+    if workers.posted is not None:
+        # spin a while before blocking: a thread blocked on the lock took ~30 us
+        # to wake once the worker released it (a virtual CPU gone idle)
+        from . import spin
+
+        spin.spin_until_changed(batch.done, 0)
     batch.finished.acquire()  # blocks (GIL released) until the last call is done
     if batch.error is not None:
         raise batch.error
