@@ -129,3 +129,26 @@ def test_the_setting_keeps_openblas():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert shown.stdout.split() == ["False", "True"]
+
+
+def test_an_entry_calls_numpys_blas_for_products_it_knows_are_small():
+    """A product whose traced shapes make fewer than ``blas.SMALL_WORK``
+    multiply-adds does not link the tiles into its program (seconds of compiling
+    on an empty cache); a bigger one below the threads' size takes the tiled
+    route; both equal the interpreter."""
+    from dense_programs import compiled_and_expected, dense_program
+
+    rng = np.random.default_rng(15)
+    for rows, inner, columns, route in [
+        (16, 30, 20, "small_matmul_into"),
+        (160, 240, 150, "matmul_into"),  # 5.8M multiply-adds: over SMALL_WORK
+    ]:
+        x = rng.normal(size=(rows, inner)).astype(np.float32)
+        w = rng.normal(size=(columns, inner)).astype(np.float32)
+        graph, values = dense_program(x, w, op="dot")
+        executable, expected = compiled_and_expected(graph, values)
+        source = executable.plan.entry.source
+        forward = f"blas.{route}(s0, s1, False, True"
+        assert forward in source, source
+        for got, want in zip(executable._entry(values), expected):  # sums of 240 terms
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -272,8 +272,18 @@ elif sgemm.OWN_TILES:
     matmul_into = _tiled_matmul_into
 else:
     matmul_into = _blas_matmul_into
+
+# A product an entry knows to be smaller than this (its traced shapes) calls
+# numpy's BLAS itself: linking the tiles into a program costs 3.8 s more of
+# compiling on an empty cache (4.5 s against 0.7), for at most ~15 us a call at
+# this size; a short script (a (256 x 784) by (784 x 10) product) paid it in the
+# background of its only second of work.
+SMALL_WORK = 1 << 22
+small_matmul_into = _blas_matmul_into if _found else _numba_matmul_into
 matmul_into.__doc__ = (
     "``out[...] = op(a) @ op(b)`` for 2-D arrays of one float dtype, op a transpose "
     "where asked, in compiled code: ``out`` is C-contiguous, of the product's shape, "
     "and overlaps neither operand. Raises ValueError where the shapes disagree."
 )
+if small_matmul_into is not matmul_into:
+    small_matmul_into.__doc__ = matmul_into.__doc__ + " Never our tiles (SMALL_WORK)."

@@ -26,12 +26,13 @@ worker held a core the backend's threads wanted: on two threads W8's step used
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from ....ir import Node
-from .. import narrow, sgemm, threads
+from .. import blas, narrow, sgemm, threads
 from ..blas_threads import blas_threads
 from ..emit import Writer, shape_tuple
 from .table import FLOATS, Lowering, register_lowering
@@ -132,11 +133,14 @@ def _split_call(
     out: str,
     bias: tuple[str, str] | None = None,
     single: bool = False,
+    work_hint: int = 0,
 ) -> None:
     """Emit ``out = op(a) @ op(b)`` (source expressions of 2-D arrays): on the
     threads through :func:`split_product` when it is big, or when a ``single``
     (float32) product has a layout and size our own kernels take
-    (:func:`sgemm.depth_block`, :func:`narrow.suits`); else one BLAS call.
+    (:func:`sgemm.depth_block`, :func:`narrow.suits`); else one BLAS call, which
+    for a product of fewer than :data:`blas.SMALL_WORK` multiply-adds
+    (``work_hint``: the traced shapes') is numpy's BLAS itself.
     ``bias``: (row expression, kernel adding it to every row) where the product
     has a bias, which the threads add to their blocks, or else the kernel."""
     params = ["a", "b", "out"] + (["bias"] if bias else [])
@@ -156,9 +160,19 @@ def _split_call(
     w.emit(f"if {' or '.join(c for c in conditions if c)}:")
     w.emit(f"    {name}({arguments})")
     w.emit("else:")
-    w.emit(f"    blas.matmul_into({a}, {b}, {transpose_a}, {transpose_b}, {out})")
+    route = "small_matmul_into" if work_hint < blas.SMALL_WORK else "matmul_into"
+    w.emit(f"    blas.{route}({a}, {b}, {transpose_a}, {transpose_b}, {out})")
     if bias:
         w.emit(f"    {bias[1]}({out}, {bias[0]})")
+
+
+def _traced_work(node: Node) -> int:
+    """The multiply-adds of a product node (``dot`` or ``FullyConnected``) at the
+    shapes it was traced with: its result's size times its inner size."""
+    a = node.inputs[0].shape
+    transposed = node.op.name == "dot" and len(a) == 2 and node.attrs["transpose_a"]
+    inner = a[0] if transposed else a[-1]
+    return math.prod(node.types[0].shape) * inner
 
 
 def _single(node: Node) -> bool:
@@ -218,10 +232,13 @@ def _dot_entry(w: Writer, step) -> bool:
     columns = f"{b}.shape[{1 - int(transpose_b)}]"
     slot = step.outputs[0]
     ndim = len(node.inputs[0].shape)
+    work = _traced_work(node)
     if ndim == 2:
         shape = f"({a}.shape[{int(transpose_a)}], {columns})"
         w.result(slot, shape, node.types[0].dtype)
-        _split_call(w, a, b, transpose_a, transpose_b, f"s{slot}", single=_single(node))
+        _split_call(
+            w, a, b, transpose_a, transpose_b, f"s{slot}", single=_single(node), work_hint=work
+        )
         return True
     # N-d a: the product of its (rows, last axis) view, into the result's view
     w.give_up_if(f"{a}.shape[-1] == 0")
@@ -233,7 +250,9 @@ def _dot_entry(w: Writer, step) -> bool:
     rows = f"{a}.size // {a}.shape[-1]"
     w.emit(f"a{slot} = np.ascontiguousarray({a}).reshape(({rows}, {a}.shape[-1]))")
     w.emit(f"out{slot} = s{slot}.reshape(({rows}, {columns}))")
-    _split_call(w, f"a{slot}", b, False, transpose_b, f"out{slot}", single=_single(node))
+    _split_call(
+        w, f"a{slot}", b, False, transpose_b, f"out{slot}", single=_single(node), work_hint=work
+    )
     return True
 
 
@@ -299,7 +318,9 @@ def _fully_connected_entry(w: Writer, step) -> bool:
     if not node.attrs["no_bias"]:
         w.emit(f"bias{slot} = np.ascontiguousarray(s{step.inputs[2]})")
         bias = (f"bias{slot}", kernel)
-    _split_call(w, f"x{slot}", weight, False, True, f"rows{slot}", bias, _single(node))
+    _split_call(
+        w, f"x{slot}", weight, False, True, f"rows{slot}", bias, _single(node), _traced_work(node)
+    )
     return True
 
 
