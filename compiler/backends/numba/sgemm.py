@@ -181,6 +181,29 @@ _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 
 
 @_jit
+def _tile_into(depth, a_ptr, lda, b_ptr, ldb, c, i0, j0, filled, columns, k0, scratch):
+    """The tile of ``c`` at row ``i0``, column ``j0`` (its first ``filled`` rows and
+    ``columns`` columns) set to the sum over ``depth`` inner positions of the
+    sliver at ``a_ptr`` outer the panel at ``b_ptr``, or increased by it past the
+    first block of inner positions (``k0 > 0``); a partial tile is computed into
+    ``scratch`` (MR x NR) and its part copied out."""
+    if columns == NR:
+        target = c[i0:, j0:].ctypes
+        if k0 == 0:
+            _tile_set(depth, a_ptr, lda, b_ptr, ldb, target, c.shape[1], filled)
+        else:
+            _tile_add(depth, a_ptr, lda, b_ptr, ldb, target, c.shape[1], filled)
+        return
+    _tile_set(depth, a_ptr, lda, b_ptr, ldb, scratch.ctypes, NR, MR)
+    for i in range(filled):
+        for j in range(columns):
+            if k0 == 0:
+                c[i0 + i, j0 + j] = scratch[i, j]
+            else:
+                c[i0 + i, j0 + j] += scratch[i, j]
+
+
+@_jit
 def _pack_b_edge(b, k0, depth, n0, filled, panel):
     """``panel[k, j] = b[k0 + k, n0 + j]``, zero from ``filled`` on: a last,
     partial panel of an untransposed B."""
@@ -226,7 +249,6 @@ def gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block):
     edge = np.empty((min(block, inner), NR), np.float32)  # a last, partial panel
     sliver = np.empty((min(block, inner) + 1, MR), np.float32)  # see _pack_a
     scratch = np.empty((MR, NR), np.float32)
-    ldc = c.shape[1]
     for k0 in range(0, inner, block):
         depth = min(block, inner - k0)
         if width % NR:
@@ -246,20 +268,7 @@ def gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block):
                     b_ptr, ldb = edge.ctypes, NR
                 else:
                     b_ptr, ldb = b[k0:, j0:].ctypes, b.shape[1]
-                if columns == NR:
-                    target = c[i0:, j0:].ctypes
-                    if k0 == 0:
-                        _tile_set(depth, a_ptr, lda, b_ptr, ldb, target, ldc, filled)
-                    else:
-                        _tile_add(depth, a_ptr, lda, b_ptr, ldb, target, ldc, filled)
-                    continue
-                _tile_set(depth, a_ptr, lda, b_ptr, ldb, scratch.ctypes, NR, MR)
-                for i in range(filled):
-                    for j in range(columns):
-                        if k0 == 0:
-                            c[i0 + i, j0 + j] = scratch[i, j]
-                        else:
-                            c[i0 + i, j0 + j] += scratch[i, j]
+                _tile_into(depth, a_ptr, lda, b_ptr, ldb, c, i0, j0, filled, columns, k0, scratch)
 
 
 def _transpose_kernel() -> Any:
@@ -359,7 +368,6 @@ def gemm_panels(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1):
     panels = np.empty((NC // NR, min(KC, inner), NR), np.float32)
     sliver = np.empty((min(KC, inner) + 1, MR), np.float32)  # see _pack_a
     scratch = np.empty((MR, NR), np.float32)
-    ldc = c.shape[1]
     for nb in range(n0, n1, NC):
         width = min(NC, n1 - nb)
         count = (width + NR - 1) // NR
@@ -377,20 +385,9 @@ def gemm_panels(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1):
                     j0 = nb + p * NR
                     columns = min(NR, n1 - j0)
                     b_ptr = panels[p].ctypes
-                    if columns == NR:
-                        target = c[i0:, j0:].ctypes
-                        if k0 == 0:
-                            _tile_set(depth, a_ptr, lda, b_ptr, NR, target, ldc, filled)
-                        else:
-                            _tile_add(depth, a_ptr, lda, b_ptr, NR, target, ldc, filled)
-                        continue
-                    _tile_set(depth, a_ptr, lda, b_ptr, NR, scratch.ctypes, NR, MR)
-                    for i in range(filled):
-                        for j in range(columns):
-                            if k0 == 0:
-                                c[i0 + i, j0 + j] = scratch[i, j]
-                            else:
-                                c[i0 + i, j0 + j] += scratch[i, j]
+                    _tile_into(
+                        depth, a_ptr, lda, b_ptr, NR, c, i0, j0, filled, columns, k0, scratch
+                    )
 
 
 @_jit
