@@ -32,6 +32,7 @@ from numba.core.errors import TypingError
 from numba.extending import overload
 
 from . import narrow, sgemm
+from .blas_threads import numpy_library
 from .disk_cache import fingerprint
 
 # numpy's wheels bundle an ILP64 OpenBLAS whose symbols carry a suffix (and, from
@@ -45,13 +46,8 @@ _jit = numba.njit(cache=True, nogil=True)
 def _numpy_gemm() -> tuple[str, dict[str, int]] | None:
     """The names and addresses of numpy's ``cblas_sgemm``/``cblas_dgemm`` (ILP64),
     or None."""
-    try:
-        from numpy._core import _multiarray_umath as extension  # type: ignore[attr-defined]
-    except ImportError:  # numpy 1.x (numpy's stubs do not list the C extension)
-        from numpy.core import _multiarray_umath as extension
-    try:
-        library = ctypes.CDLL(extension.__file__)  # already loaded: the same handle
-    except OSError:
+    library = numpy_library()
+    if library is None:
         return None
     for names in _NAMES:
         if all(hasattr(library, name) for name in names):

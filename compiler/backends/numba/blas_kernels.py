@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 
 from ... import settings
+from .blas_threads import numpy_library
 from .vmath import _target_has_avx512
 
 # OpenBLAS's names of its kernels for x86 CPUs with AVX-512 (lower case)
@@ -29,14 +30,8 @@ def openblas_core() -> str | None:
     """The name OpenBLAS gives the kernels numpy's BLAS runs (``Haswell``,
     ``SkylakeX``...), or None where numpy's BLAS does not say (not an OpenBLAS
     built for several CPUs)."""
-    try:
-        from numpy._core import _multiarray_umath as extension  # type: ignore[attr-defined]
-    except ImportError:  # numpy 1.x
-        from numpy.core import _multiarray_umath as extension
-    try:
-        library = ctypes.CDLL(extension.__file__)  # already loaded: the same handle
-        corename = library.gotoblas_corename
-    except (OSError, AttributeError):
+    corename = getattr(numpy_library(), "gotoblas_corename", None)
+    if corename is None:
         return None
     corename.restype = ctypes.c_char_p
     return (corename() or b"").decode() or None

@@ -41,15 +41,24 @@ SAMPLE_SECONDS = 0.05  # a look reads /proc/stat and this process's stat
 WINDOW_SECONDS = 0.2  # CPU time is counted in ticks (10 ms): windows of 20 per core
 
 
-def _openblas_controls() -> tuple[Any, Any] | None:
-    """numpy's OpenBLAS ``set_num_threads`` and ``get_num_threads``, or None."""
+def numpy_library() -> ctypes.CDLL | None:
+    """numpy's C extension as a ctypes library, through which the dynamic loader
+    answers with the BLAS numpy linked (not some other copy); None where it
+    cannot be opened. Already loaded: the same handle."""
     try:
         from numpy._core import _multiarray_umath as extension  # type: ignore[attr-defined]
-    except ImportError:  # numpy 1.x
+    except ImportError:  # numpy 1.x (numpy's stubs do not list the C extension)
         from numpy.core import _multiarray_umath as extension
     try:
-        library = ctypes.CDLL(extension.__file__)
+        return ctypes.CDLL(extension.__file__)
     except OSError:
+        return None
+
+
+def _openblas_controls() -> tuple[Any, Any] | None:
+    """numpy's OpenBLAS ``set_num_threads`` and ``get_num_threads``, or None."""
+    library = numpy_library()
+    if library is None:
         return None
     for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", "")):
         setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)

@@ -452,13 +452,12 @@ def blocks(
     whole tiles of rows, so that each thread writes one contiguous part of the
     result, or whole panels of columns where there are too few rows (or, with
     ``columns_first``, wherever there are enough columns)."""
-    if columns_first and parts > 1 and columns >= 2 * NR * parts:
-        step = -(-columns // parts // NR) * NR
-        return [(0, rows, lo, min(columns, lo + step)) for lo in range(0, columns, step)]
-    if parts > 1 and rows >= 2 * MR * parts:
+    by_rows = parts > 1 and rows >= 2 * MR * parts
+    by_columns = parts > 1 and columns >= 2 * NR * parts
+    if by_rows and not (columns_first and by_columns):
         step = -(-rows // parts // MR) * MR
         return [(lo, min(rows, lo + step), 0, columns) for lo in range(0, rows, step)]
-    if parts > 1 and columns >= 2 * NR * parts:
+    if by_columns:
         step = -(-columns // parts // NR) * NR
         return [(0, rows, lo, min(columns, lo + step)) for lo in range(0, columns, step)]
     return [(0, rows, 0, columns)]
