@@ -9,6 +9,7 @@ failure becomes one warning and a fresh compile, never an error.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import hashlib
@@ -33,6 +34,7 @@ import math
 import numpy as np
 import numba
 from {package} import blas, vmath as vm
+from {package}.disk_cache import library
 
 _jit = numba.njit(cache={cache}, error_model="numpy", fastmath=vm.FASTMATH, nogil=True)
 
@@ -45,7 +47,7 @@ class KernelModules:
     and the kernel counters."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # a program module loads its libraries under it
         self.modules: dict[str, ModuleType] = {}
         self.temporary: Path | None = None
         self.warned: set[str] = set()
@@ -129,7 +131,7 @@ def load(functions: str) -> ModuleType:
     and one compiled copy, and a changed generator never reads a stale file.
     """
     text = module_source(functions)
-    digest = hashlib.sha1(text.encode()).hexdigest()[:24]
+    digest = _digest(text)
     state = _state()
     with state.lock:
         module = state.modules.get(digest)
@@ -137,6 +139,57 @@ def load(functions: str) -> ModuleType:
             module = _import(digest, text)
             state.modules[digest] = module
     return module
+
+
+# The sources of the kernel libraries this process's programs import, by the
+# digest that names their module (see library_line)
+_LIBRARIES: dict[str, str] = {}
+
+
+def library_line(functions: str) -> str:
+    """The line of a program's module that brings in ``functions`` (a lowering's
+    kernels) from a generated module of their own.
+
+    Pasted into every program that used them, a convolution's kernels were typed
+    and compiled again for each: about 20 s for a forward and as much for a weight
+    gradient on an empty cache, and as much memory kept each time. Imported, numba
+    compiles each library function once per process and argument types, and
+    keeps its machine code on disk for the next process; a program compiles only
+    its own code, linking the library's in. The digest names the library's text,
+    so a changed library changes the program's text too.
+    """
+    digest = _digest(module_source(functions))
+    _LIBRARIES[digest] = functions
+    return f"globals().update(library({digest!r}))  # symgrad_kernels_{digest}.py"
+
+
+def library(digest: str) -> dict[str, Any]:
+    """The top-level names (kernels and constants) of the kernel library
+    ``digest``, loaded and imported first if needed (see :func:`library_line`)."""
+    functions = _LIBRARIES[digest]
+    module = load(functions)
+    return {name: getattr(module, name) for name in _defined_names(functions)}
+
+
+@functools.cache
+def _defined_names(functions: str) -> tuple[str, ...]:
+    names: list[str] = []
+    for statement in ast.parse(functions).body:
+        if isinstance(statement, (ast.FunctionDef, ast.ClassDef)):
+            names.append(statement.name)
+        elif isinstance(statement, (ast.Assign, ast.AnnAssign)):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            names.extend(
+                node.id
+                for target in targets
+                for node in ast.walk(target)
+                if isinstance(node, ast.Name)
+            )
+    return tuple(names)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:24]
 
 
 def _write(path: Path, text: str) -> None:

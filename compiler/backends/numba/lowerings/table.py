@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ....ir import Node
+from .. import disk_cache
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -74,9 +75,11 @@ def lowering_for(node: Node) -> Lowering | None:
 
 
 def module_text(lowerings: list[Lowering]) -> str:
-    """The kernel source ``lowerings`` need, each distinct source once."""
+    """The lines of a program's module that bring in the kernels ``lowerings``
+    need: each distinct source is a generated module of its own, compiled once per
+    process and shared by every program using it (:func:`..disk_cache.library_line`)."""
     sources = dict.fromkeys(lowering.kernels.strip() for lowering in lowerings)
-    return "\n\n\n".join(source for source in sources if source)
+    return "\n".join(disk_cache.library_line(source) for source in sources if source)
 
 
 _warned: set[str] = set()
