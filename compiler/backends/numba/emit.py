@@ -138,6 +138,27 @@ def shape_tuple(parts: list[str]) -> str:
     return f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"
 
 
+def runtime_value(value: Any) -> str:
+    """Source of the constant ``value`` (an int, a bool, or a tuple of them) that
+    numba types as a runtime value, not a literal.
+
+    numba compiles a function called from compiled code once for each distinct
+    literal argument: a convolution's kernel size, a pooling's mode or an RNN's
+    hidden size written as ``3`` gave each distinct value its own compile of the
+    whole library (about 20 s for a convolution's forward on an empty cache), and
+    another beside the step runner's, which passes runtime values. Written through
+    ``np.int64``/``np.bool_``, every value shares the step runner's compile.
+    """
+    if isinstance(value, tuple):
+        inner = ", ".join(runtime_value(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, (bool, np.bool_)):
+        return f"np.bool_({bool(value)})"
+    if isinstance(value, (int, np.integer)):
+        return f"np.int64({int(value)})"
+    raise TypeError(f"runtime_value: an int, a bool or a tuple of them, got {value!r}")
+
+
 def empty_of(dtype: np.dtype, ndim: int) -> str:
     """Source of an empty array of ``dtype`` and ``ndim`` dimensions."""
     return f"np.empty({shape_tuple(['0'] * ndim) if ndim else '()'}, np.{dtype.name})"

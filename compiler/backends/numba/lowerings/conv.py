@@ -92,7 +92,7 @@ from ....ir import Node
 from ....ops.conv import conv_out_size, deconv_geometry, spatial_geometry
 from .. import threads
 from ..blas_threads import blas_threads
-from ..emit import Writer, shape_tuple
+from ..emit import Writer, runtime_value, shape_tuple
 from .table import FLOATS, Lowering, register_lowering
 
 # Winograd F(2x2, 3x3) (the kernels' _CV_WINOGRAD_*, defined here once: the step
@@ -2259,8 +2259,8 @@ def _conv_entry_call(
         arrays.append(f"s{step.inputs[bias]}" if has_bias else f"np.empty(0, np.{dtype.name})")
     arrays.append(as5_source(f"s{slot}", len(out_shape)))
     call = (
-        f"{step.lowering.kernel_name}({', '.join(arrays)}, 0, {batch}, {groups}, "
-        f"{', '.join(repr(t) for t in geometry)})"
+        f"{step.lowering.kernel_name}({', '.join(arrays)}, {runtime_value(0)}, {batch}, "
+        f"{runtime_value(groups)}, {', '.join(runtime_value(tuple(t)) for t in geometry)})"
     )
     threaded = None if _ONE_THREAD else w.library_call(step, step.lowering.kernel_name)
     if threaded is None:

@@ -32,7 +32,7 @@ import numpy as np
 from ....ir import Node
 from ....ops.conv import pool_geometry
 from .. import threads
-from ..emit import Writer, shape_tuple
+from ..emit import Writer, runtime_value, shape_tuple
 from .conv import Triple, guard_shapes
 from .table import FLOATS, Lowering, register_lowering
 
@@ -704,9 +704,9 @@ def _pool_entry_call(w: Writer, step, *, batch_inputs, operands, mode, geometry_
     arrays = [_rows_source(f"s{step.inputs[i]}", node.inputs[i].shape) for i in operands]
     arrays.append(_rows_source(f"s{slot}", out_shape))
     rows = f"{batch} * {out_shape[1]}"
-    tail = f"{', '.join(repr(t) for t in geometry)}, {mode}, {_include_pad(attrs)}"
+    tail = ", ".join(runtime_value(v) for v in [*map(tuple, geometry), mode, _include_pad(attrs)])
     kernel = step.lowering.kernel_name
-    call = f"{kernel}({', '.join(arrays)}, 0, {rows}, {tail})"
+    call = f"{kernel}({', '.join(arrays)}, {runtime_value(0)}, {rows}, {tail})"
     if _ONE_THREAD:
         w.emit(call)
         return True

@@ -40,7 +40,7 @@ from ....ops.rnn import GATES, draws_masks
 from ....ops.rnn_tape import tape_size
 from .. import threads
 from ..blas_threads import blas_threads
-from ..emit import Writer, shape_tuple
+from ..emit import Writer, runtime_value, shape_tuple
 from .table import FLOATS, Lowering, register_lowering
 
 _MODE_CODES = {"rnn_relu": 0, "rnn_tanh": 1, "lstm": 2, "gru": 3}
@@ -798,13 +798,13 @@ def _backward_taped(kernel, data, params, state, *rest, **attrs):
 # -- the whole-program entry's forms (see ..entry) ------------------------------
 
 
-def _literal_settings(attrs: dict, dtype: np.dtype) -> str:
+def _runtime_settings(attrs: dict, dtype: np.dtype) -> str:
     values = []
     for value in _settings(attrs, dtype):
         if isinstance(value, np.floating):
             values.append(f"np.{dtype.name}({float(value)!r})")
         else:
-            values.append(repr(value))
+            values.append(runtime_value(value))
     return ", ".join(values)
 
 
@@ -870,7 +870,7 @@ def _forward_entry(w: Writer, step) -> bool:
         )
         w.result(step.outputs[-1], f"({size},)", dtype)
         tape = f", s{step.outputs[-1]}"
-    arguments = [data, params, state, cell, lengths, _literal_settings(attrs, dtype)]
+    arguments = [data, params, state, cell, lengths, _runtime_settings(attrs, dtype)]
     arguments += [f"s{step.outputs[0]}", f"s{step.outputs[1]}", cy + tape]
     _call_in_pieces(w, step, arguments, -1)
     return True
@@ -906,7 +906,7 @@ def _backward_entry(w: Writer, step) -> bool:
         w.result(slot, f"s{source}.shape", dtype)
     d_cell = f"s{step.outputs[3]}" if lstm else empty3
     arguments = [data, params, state, cell, lengths, masks, grads[0], grads[1]]
-    arguments += [grads[2] if lstm else empty3, _literal_settings(attrs, dtype)]
+    arguments += [grads[2] if lstm else empty3, _runtime_settings(attrs, dtype)]
     arguments += [f"s{slot}" for slot in step.outputs[:3]] + [d_cell]
     # d_params: after the 9 arrays, the 12 settings and d_data
     _call_in_pieces(w, step, arguments, 9 + len(_settings(attrs, dtype)) + 1)

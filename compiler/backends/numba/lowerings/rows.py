@@ -28,7 +28,7 @@ import numpy as np
 from ....ir import Node
 from ....ops.reduce import reduced_axes
 from .. import threads
-from ..emit import Writer, shape_tuple
+from ..emit import Writer, runtime_value, shape_tuple
 from .table import FLOATS, Lowering, register_lowering
 
 # Longer float64 rows keep numpy: a float64 running sum would drift further from
@@ -405,7 +405,8 @@ def _softmax_entry(w: Writer, step) -> bool:
     temperature = float(node.attrs["temperature"] or 1.0)
     take_log = node.op.name == "log_softmax"
     arguments = (
-        f"{x}.reshape({rows}), np.{dtype.name}({temperature!r}), {take_log}, {out}.reshape({rows})"
+        f"{x}.reshape({rows}), np.{dtype.name}({temperature!r}), "
+        f"{runtime_value(take_log)}, {out}.reshape({rows})"
     )
     # a block big enough for the threads is shared out as the step runner does
     # (W8's (1120, 10000) log_softmax: 17 ms on one thread), from object mode
