@@ -43,12 +43,15 @@ _jit = numba.njit(cache={cache}, error_model="numpy", fastmath=vm.FASTMATH, nogi
 
 class KernelModules:
     """This backend's share of the session: the generated modules imported so far
-    (by digest), the fallback directory, the disk problems already warned about,
-    and the kernel counters."""
+    (by digest), the kernel libraries' sources, the fallback directory, the disk
+    problems already warned about, and the kernel counters."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()  # a program module loads its libraries under it
         self.modules: dict[str, ModuleType] = {}
+        # the sources of the kernel libraries programs import, by the digest that
+        # names their module (see library_line)
+        self.libraries: dict[str, str] = {}
         self.temporary: Path | None = None
         self.warned: set[str] = set()
         self.stats = {
@@ -141,11 +144,6 @@ def load(functions: str) -> ModuleType:
     return module
 
 
-# The sources of the kernel libraries this process's programs import, by the
-# digest that names their module (see library_line)
-_LIBRARIES: dict[str, str] = {}
-
-
 def library_line(functions: str) -> str:
     """The line of a program's module that brings in ``functions`` (a lowering's
     kernels) from a generated module of their own.
@@ -159,14 +157,14 @@ def library_line(functions: str) -> str:
     so a changed library changes the program's text too.
     """
     digest = _digest(module_source(functions))
-    _LIBRARIES[digest] = functions
+    _state().libraries[digest] = functions
     return f"globals().update(library({digest!r}))  # symgrad_kernels_{digest}.py"
 
 
 def library(digest: str) -> dict[str, Any]:
     """The top-level names (kernels and constants) of the kernel library
     ``digest``, loaded and imported first if needed (see :func:`library_line`)."""
-    functions = _LIBRARIES[digest]
+    functions = _state().libraries[digest]
     module = load(functions)
     return {name: getattr(module, name) for name in _defined_names(functions)}
 

@@ -287,7 +287,10 @@ class NumbaExecutable:
             )
         if self.plan.lowered:
             names = ", ".join(sorted({step.node.op.name for step in self.plan.lowered}))
-            parts.append(f"# row kernels (for {names})\n{self.plan.lowered_text}")
+            parts.append(
+                f"# row kernels (for {names}), from libraries in {disk_cache.directory()}\n"
+                f"{self.plan.lowered_text}"
+            )
         if self.plan.entry:
             parts.append(
                 "# the whole program as one call (when it fits; see "
