@@ -271,10 +271,12 @@ else:
 
 # A product an entry knows to be smaller than this (its traced shapes) calls
 # numpy's BLAS itself: linking the tiles into a program costs 3.8 s more of
-# compiling on an empty cache (4.5 s against 0.7), for at most ~15 us a call at
-# this size; a short script (a (256 x 784) by (784 x 10) product) paid it in the
-# background of its only second of work.
-SMALL_WORK = 1 << 22
+# compiling on an empty cache (4.5 s against 0.7), which a short script (a
+# (256 x 784) by (784 x 10) product, 2.0M multiply-adds) paid in the background
+# of its only second of work. Not more: at 2^22, W2 B=1024's three products of
+# 2.6M with a side of 10 ((1024 x 10) by (10 x 256), say) went to OpenBLAS's AVX2
+# kernels as well, and its step took 4.0 ms against 2.3 on the tiles.
+SMALL_WORK = 1 << 21
 small_matmul_into = _blas_matmul_into if _found else _numba_matmul_into
 matmul_into.__doc__ = (
     "``out[...] = op(a) @ op(b)`` for 2-D arrays of one float dtype, op a transpose "
