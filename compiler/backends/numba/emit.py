@@ -150,8 +150,7 @@ def runtime_value(value: Any) -> str:
     ``np.int64``/``np.bool_``, every value shares the step runner's compile.
     """
     if isinstance(value, tuple):
-        inner = ", ".join(runtime_value(v) for v in value)
-        return f"({inner},)" if len(value) == 1 else f"({inner})"
+        return shape_tuple([runtime_value(v) for v in value])
     if isinstance(value, (bool, np.bool_)):
         return f"np.bool_({bool(value)})"
     if isinstance(value, (int, np.integer)):

@@ -444,7 +444,8 @@ def _reduce_entry(w: Writer, step) -> bool:
     flat = f"{x}.reshape(({rows}, {length}))"
     totals = f"{out}.reshape({out}.size)"
     if mode == "rows":
-        w.emit(f"{kernel}({flat}, {scale}, False, 0, 0, {totals})")
+        flags = f"{runtime_value(False)}, {runtime_value(0)}, {runtime_value(0)}"
+        w.emit(f"{kernel}({flat}, {scale}, {flags}, {totals})")
         return True
     # a block big enough for the threads has its columns shared out as the step
     # runner does (W8's bias gradient), from object mode
@@ -457,7 +458,10 @@ def _reduce_entry(w: Writer, step) -> bool:
     w.emit(f"if {x}.size >= limit and ({rows}) > 1:")
     w.emit(f"    {split}({flat}, {scale}, {totals})")
     w.emit("else:")
-    w.emit(f"    {kernel}({flat}, {scale}, True, 0, {length}, {totals})")
+    w.emit(
+        f"    {kernel}({flat}, {scale}, {runtime_value(True)}, {runtime_value(0)}, {length}, "
+        f"{totals})"
+    )
     return True
 
 
