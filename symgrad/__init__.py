@@ -20,6 +20,7 @@ from . import visualization
 from . import visualization as viz
 from . import name
 from . import attribute
+from . import profiler as profiler
 from .attribute import AttrScope
 from .executor import compile
 from .base import MXNetError

@@ -7,6 +7,7 @@ import numbers
 import weakref
 from collections.abc import Sequence
 from functools import partial
+from time import perf_counter
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from symgrad_compiler.registry import NULL
 from symgrad_compiler.registry import OPS as _OPS
 
 from .. import _state
+from .. import profiler as _profiler
 from .._deferred import PURE_FORMS, compute, settle_all, track
 from .._namespace import refuse_numpy
 from .._recorded import RecordedNode
@@ -310,7 +312,12 @@ def _run(opdef: OpDef, inputs: Sequence[NDArray], attrs: dict, record: bool) -> 
             # an op on a failed array fails too, when read (MXNet's error propagates)
             return _failed(opdef, inputs, attrs, None)
         arrays = [x._data for x in inputs]
-        result = opdef.impl(*arrays, **attrs)
+        if _profiler.imperative:
+            start = perf_counter()
+            result = opdef.impl(*arrays, **attrs)
+            _profiler.record_op(opdef.name, start)
+        else:
+            result = opdef.impl(*arrays, **attrs)
     except GraphError as err:
         if not str(err).startswith(f"{opdef.name}:"):
             # raised by the numpy implementation itself: name the op and the shapes

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from ... import settings
+from ... import profiling, settings
 from ...driver import PassRun
 from ...graph import ProgramGraph
 from ...passes import format_graph
@@ -219,13 +219,14 @@ class NumbaExecutable:
                 if self._compiling is None and not self._failed:
                     tiering.called(self, self._calls, time.perf_counter() - began, args)
                 return result
+        profiled = profiling.listener is not None  # then step by step, each timed
         direct = self._direct
-        if direct is not None:
+        if direct is not None and not profiled:
             results = direct(args, out)
             if results is not None:
                 return results
         entry = self._entry
-        if entry is not None:
+        if entry is not None and not profiled:
             results = entry(args, out)
             if results is not None:
                 return results
@@ -242,7 +243,12 @@ class NumbaExecutable:
                 if slot is not None and target is not None
             }
         for step, dead in zip(plan.steps, plan.dead_after):
-            step(slots, destinations)
+            if profiled:
+                start = time.perf_counter()
+                step(slots, destinations)
+                profiling.report(step.node, start)
+            else:
+                step(slots, destinations)
             for s in dead:
                 slots[s] = None
         # An output that simplification reduced to an input must not alias it.
