@@ -8,10 +8,8 @@ through its own op calls (to record a gradient computation, or keep each value).
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Sequence
-from time import perf_counter
 from typing import Any, Protocol
 
-from . import profiling
 from .graph import walk_dropping
 from .ir import Entry, GraphError, Node
 
@@ -32,27 +30,19 @@ def evaluate(
     given: KnownValues,
     apply: Callable[[Node, Sequence[Any]], Any] = numpy_apply,
 ) -> list[Any]:
-    """Values of ``outputs``, computing every node not in ``given`` from its inputs
-    (each reported to :mod:`.profiling`'s listener while one is set).
+    """Values of ``outputs``, computing every node not in ``given`` from its inputs.
 
     ``given`` maps nodes (variables, or any node whose outputs are already known)
     to the tuple of their output values; the walk stops at them.
     """
     values: dict[Node, tuple] = {}
-    profiled = profiling.listener is not None
     for node, done in walk_dropping(outputs, given):
         if node in given:
             values[node] = given[node]
             continue
         if node.is_variable:
             raise GraphError(f"no value given for variable {node.name!r}")
-        args = [values[e.node][e.index] for e in node.inputs]
-        if profiled:
-            start = perf_counter()
-            result = apply(node, args)
-            profiling.report(node, start)
-        else:
-            result = apply(node, args)
+        result = apply(node, [values[e.node][e.index] for e in node.inputs])
         values[node] = result if isinstance(result, tuple) else (result,)
         for finished in done:
             del values[finished]

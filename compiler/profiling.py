@@ -1,8 +1,8 @@
 """Timing what a program runs, op by op, for a frontend's profiler.
 
 A frontend (``symgrad.profiler``) sets a listener while it records. The
-backends then report each op they run: the interpreter each node, the numba
-backend each step of a program (a fused loop, a library op, a fill) with its
+backends then report each op they run: the interpreter backend each node, the
+numba backend each step of a program (a fused loop, a library op, a fill) with its
 start and end (``time.perf_counter`` seconds). While a listener is set, a
 compiled program runs step by step instead of as one call, so that each step
 has a time of its own (as a profiler's run costs the program some speed).
@@ -12,8 +12,9 @@ is set.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from time import perf_counter
+from typing import Any
 
 from .ir import Node
 
@@ -50,3 +51,15 @@ def report(node: Node, start: float) -> None:
     current = listener
     if current is not None:
         current(op_name(node), "operator", start, perf_counter())
+
+
+def timing(apply: Callable[[Node, Sequence[Any]], Any]) -> Callable[[Node, Sequence[Any]], Any]:
+    """``apply`` (an interpreter's ``apply(node, args)``), each call reported."""
+
+    def timed(node: Node, args: Sequence[Any]) -> Any:
+        start = perf_counter()
+        result = apply(node, args)
+        report(node, start)
+        return result
+
+    return timed

@@ -153,6 +153,7 @@ JUSTIFIED = {
     "ir.py:_name_counters": "node names <op><n>, process-wide as MXNet's name manager",
     "ir.py:_UNIT_AXES": "a bounded memo of a pure function of its key",
     "ops/random.py:_generator": "the random stream mx.random.seed sets, process-wide as in MXNet",
+    "profiling.py:listener": "the profiler's listener, process-wide as MXNet's profiler",
     "backends/numba/blas_threads.py:_THREADS": "OpenBLAS's thread count and the machine's "
     "samples, process-wide as OpenBLAS's own count",
     "backends/numba/lowerings/table.py:_warned": "a step-by-step warning once per op and process",
