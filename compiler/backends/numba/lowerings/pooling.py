@@ -238,9 +238,10 @@ def _pl_tap_max(ph, p, t0, position, best, where):
 
 
 @_jit
-def _pl_row_argmax(x, r, z0, y0, kernel, sw, pw, ph, best, where):
+def _pl_row_argmax(x, r, z0, y0, kernel, sw, pw, ph, best, where, positions):
     # best[k], where[k]: the first largest element of window k of the output row at
-    # depth z0, height y0 (padding -inf), and its kernel position
+    # depth z0, height y0 (padding -inf), and its kernel position; without
+    # positions (the forward), the values alone, by the same scan
     D, H = x.shape[1], x.shape[2]
     position = 0
     for a in range(kernel[0]):
@@ -249,7 +250,10 @@ def _pl_row_argmax(x, r, z0, y0, kernel, sw, pw, ph, best, where):
             real = 0 <= z < D and 0 <= y < H
             _pl_phases(x[r, max(z, 0) % D, max(y, 0) % H], real, sw, pw, -np.inf, ph)
             for e in range(kernel[2]):
-                _pl_tap_max(ph, e % sw, e // sw, position, best, where)
+                if positions:
+                    _pl_tap_max(ph, e % sw, e // sw, position, best, where)
+                else:
+                    _pl_tap_best(ph, e % sw, e // sw, position == 0, best)
                 position += 1
 
 
@@ -267,23 +271,6 @@ def _pl_tap_best(ph, p, t0, first, best):
         u = numba.uint64(k)
         v = ph[p, t0 + u]
         best[u] = v if v > best[u] else best[u]
-
-
-@_jit
-def _pl_row_max(x, r, z0, y0, kernel, sw, pw, ph, best):
-    # best[k]: the largest element of window k of the output row at depth z0,
-    # height y0 (padding -inf), as _pl_row_argmax finds it (its scan, its NaN
-    # rule), without the positions: the forward needs only the values
-    D, H = x.shape[1], x.shape[2]
-    first = True
-    for a in range(kernel[0]):
-        for b in range(kernel[1]):
-            z, y = z0 + a, y0 + b
-            real = 0 <= z < D and 0 <= y < H
-            _pl_phases(x[r, max(z, 0) % D, max(y, 0) % H], real, sw, pw, -np.inf, ph)
-            for e in range(kernel[2]):
-                _pl_tap_best(ph, e % sw, e // sw, first, best)
-                first = False
 
 
 @_jit
@@ -342,11 +329,10 @@ def _pl_max_rows(g, x, out, lo, hi, kernel, stride, pad, mode):
             z0 = i * stride[0] - pad[0]
             for j in range(oh):
                 y0 = j * stride[1] - pad[1]
+                _pl_row_argmax(x, r, z0, y0, kernel, sw, pw, ph, best, where, mode != 0)
                 if mode == 0:
-                    _pl_row_max(x, r, z0, y0, kernel, sw, pw, ph, best)
                     out[r, i, j, :] = best[:ow]
                     continue
-                _pl_row_argmax(x, r, z0, y0, kernel, sw, pw, ph, best, where)
                 if mode == 1:
                     grow[:ow] = g[r, i, j, :]
                 else:
