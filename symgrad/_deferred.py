@@ -142,17 +142,30 @@ def _compute_compiled(entry: Entry) -> bool:
         return False
     if any(is_known and node.value is None for node, is_known in zip(order, known)):
         return False  # freed: the walk raises the error
-    node = entry.node
-    at = order.index(node)
-    values = tuple([(at, index) for index in range(len(node.types))])
+    # the node's values, and those of the costly ops on the way (kept as the walk
+    # keeps every value): a backward then reads them rather than computing them
+    # again (autograd's _READ_ONCE_COMPUTED). A Dropout in training mode reads its
+    # input now, and a network's whole forward ran twice per step without them.
+    at = order.index(entry.node)
+    kept = [
+        k
+        for k, (node, is_known) in enumerate(zip(order, known))
+        if k == at or (not is_known and node.op.kind in _COMPILED_KINDS)
+    ]
+    values = tuple([(k, index) for k in kept for index in range(len(order[k].types))])
     key = ("deferred", _subgraph_key(order, known), values, compiler.backend())
     program = compiler.cached_program(
         key, lambda: compiler.Program(_cut(order, known), (), (), (), values, _never)
     )
     try:
-        node.value = tuple(program.run(order, program_input, ()))
+        results = program.run(order, program_input, ())
     except Exception:  # noqa: BLE001  (the walk computes it again, and raises as it does)
         return False
+    start = 0
+    for k in kept:
+        count = len(order[k].types)
+        order[k].value = tuple(results[start : start + count])
+        start += count
     return True
 
 

@@ -5,6 +5,8 @@ differs (a loss read before backward)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from test_training_step_adversarial import _both, _data, _loop
@@ -80,6 +82,44 @@ def test_a_convolution_read_while_recording_gives_the_same_gradients():
 
     for a, b in zip(grads(True), grads(False)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_the_costly_ops_before_a_value_read_are_computed_once(compiled, tmp_path):
+    """A value read after a convolution and a pooling (a Dropout in training mode
+    reads its input so) keeps their outputs too: backward's program reads them, and
+    each runs once per step. Only the value read was kept, and a network with
+    Dropout computed its whole forward twice per step (SqueezeNet 1.0, B=8: 300 ms
+    a step, 214 ms with its outputs kept)."""
+    rng = np.random.default_rng(5)
+    data = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    weight_value = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+
+    def step(read):
+        x, weight = nd.array(data), nd.array(weight_value)
+        weight.attach_grad()
+        with autograd.record():
+            y = nd.Convolution(x, weight, kernel=(3, 3), num_filter=4, no_bias=True, pad=(1, 1))
+            pooled = nd.Pooling(y, kernel=(2, 2), stride=(2, 2), pool_type="max")
+            scaled = nd.relu(pooled) * 2
+            if read:
+                scaled.asnumpy()  # computes the convolution and the pooling on the way
+            loss = (nd.tanh(scaled) * scaled).sum()
+        loss.backward()
+        return weight.grad.asnumpy()
+
+    for _ in range(2):
+        step(True)  # compiled, both programs
+    mx.profiler.set_config(profile_all=True, filename=str(tmp_path / "profile.json"))
+    mx.profiler.set_state("run")
+    try:
+        got = step(True)
+    finally:
+        mx.profiler.set_state("stop")
+        counts = json.loads(mx.profiler.dumps(format="json", reset=True))["Time"]["operator"]
+        mx.profiler.set_config(profile_all=False, filename="profile.json")
+    assert counts["Convolution"]["Count"] == 1
+    assert counts["Pooling"]["Count"] == 1
+    np.testing.assert_allclose(got, step(False), rtol=1e-5, atol=1e-5)
 
 
 def test_a_fused_step_survives_a_loss_read_before_backward(monkeypatch):
