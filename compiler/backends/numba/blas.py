@@ -268,6 +268,8 @@ elif sgemm.OWN_TILES:
     matmul_into = _tiled_matmul_into
 else:
     matmul_into = _blas_matmul_into
+# whether matmul_into runs float32 products of TILED_WORK or more on our tiles
+TILED = matmul_into is _tiled_matmul_into
 
 # A product an entry knows to be smaller than this (its traced shapes) calls
 # numpy's BLAS itself: linking the tiles into a program costs 3.8 s more of
