@@ -124,7 +124,7 @@ def compute(entry: Entry) -> None:
 # recording (a value read, or the input of an op that runs at once): numpy's
 # convolution and pooling are several times slower than the backend's kernels.
 # Elementwise work alone is not.
-_COMPILED_KINDS = frozenset({"blas", "pool"})
+COSTLY_KINDS = frozenset({"blas", "pool"})
 
 
 def _compute_compiled(entry: Entry) -> bool:
@@ -137,7 +137,7 @@ def _compute_compiled(entry: Entry) -> bool:
     order = topo_order([entry], _RECORDED)
     known = [node in _RECORDED for node in order]
     if not any(
-        not is_known and node.op.kind in _COMPILED_KINDS for node, is_known in zip(order, known)
+        not is_known and node.op.kind in COSTLY_KINDS for node, is_known in zip(order, known)
     ):
         return False
     if any(is_known and node.value is None for node, is_known in zip(order, known)):
@@ -150,7 +150,7 @@ def _compute_compiled(entry: Entry) -> bool:
     kept = [
         k
         for k, (node, is_known) in enumerate(zip(order, known))
-        if k == at or (not is_known and node.op.kind in _COMPILED_KINDS)
+        if k == at or (not is_known and node.op.kind in COSTLY_KINDS)
     ]
     values = tuple([(k, index) for k in kept for index in range(len(order[k].types))])
     key = ("deferred", _subgraph_key(order, known), values, compiler.backend())

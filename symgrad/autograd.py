@@ -33,6 +33,7 @@ from symgrad_compiler.registry import defers
 from symgrad_compiler.tape import Template
 
 from . import _state, anomaly, recognition
+from ._deferred import COSTLY_KINDS
 from ._recorded import program_input, recorded_variable
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled, set_detect_anomaly
 from .base import MXNetError, MXNetShapeError
@@ -208,7 +209,8 @@ def _is_program_input(node: Node) -> bool:
 # input, a printed loss), the program reads instead of computing them again:
 # products, convolutions and poolings cost far more than reading their outputs.
 # An elementwise op is cheaper to recompute inside a fused loop than to read.
-_READ_ONCE_COMPUTED = frozenset({"blas", "pool"})
+# The same kinds as _deferred keeps when it computes a value while recording.
+_READ_ONCE_COMPUTED = COSTLY_KINDS
 
 
 def _graph_values(nodes: Sequence[Node]) -> tuple[list[tuple[int, int, NDArray]], tuple]:
