@@ -88,6 +88,34 @@ def test_run_waits_for_a_worker_that_finishes_last(monkeypatch):
         assert sorted(finished) == [0, 1] and batches[-1].done[0] == 1
 
 
+@pytest.mark.skipif(threads.count() < 2 or not spin.available(), reason="needs a spinning worker")
+def test_a_kernel_that_posts_is_what_signals_the_workers(monkeypatch):
+    """With ``posts``, the calling thread's first call (of the calls a worker
+    woken by the queue did not take first) gets the pool's counter and bumps it
+    itself (post() does not); the other calls get no counter; every call runs
+    once."""
+    monkeypatch.setattr(threads, "serial", lambda: False)
+    workers = threads.pool()
+    workers.start()
+    seen, counters, lock = [], [], threading.Lock()
+
+    def kernel(k, posted=None):
+        if posted is not None:
+            counters.append(int(posted[0]))
+            posted[0] += 1
+        with lock:
+            seen.append((k, posted is not None, threading.current_thread().name))
+
+    for _ in range(20):
+        seen.clear()
+        before = int(workers.posted[0])
+        threads.run(kernel, [(k,) for k in range(6)], posts=True)
+        assert sorted(k for k, _, _ in seen) == list(range(6))
+        posting = [name for _, posted, name in seen if posted]
+        assert posting == [threading.current_thread().name]
+        assert counters[-1] == before and int(workers.posted[0]) == before + 1
+
+
 def test_run_reraises_a_kernel_error():
     def kernel(k):
         if k == 3:

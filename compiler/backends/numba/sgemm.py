@@ -463,14 +463,32 @@ def blocks(
     return [(0, rows, 0, columns)]
 
 
-def _packed_block(a, transpose_a, b, c, m0, m1, n0, n1, bias):
+@_jit
+def _post_then_panels(posted, a, transpose_a, b, c, m0, m1, n0, n1):
+    posted[0] += 1  # the GIL is let go: a worker woken now takes it at once
     gemm_panels(a, transpose_a, b, True, c, m0, m1, n0, n1)
+
+
+@_jit
+def _post_then_block(posted, a, transpose_a, b, c, m0, m1, n0, n1, block):
+    posted[0] += 1
+    gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block)
+
+
+def _packed_block(a, transpose_a, b, c, m0, m1, n0, n1, bias, posted=None):
+    if posted is None:
+        gemm_panels(a, transpose_a, b, True, c, m0, m1, n0, n1)
+    else:  # the first block of threads.run(..., posts=True)
+        _post_then_panels(posted, a, transpose_a, b, c, m0, m1, n0, n1)
     if bias is not None:  # while this thread's block is the one it just wrote
         np.add(c[m0:m1, n0:n1], bias[n0:n1], out=c[m0:m1, n0:n1])
 
 
-def _in_place_block(a, transpose_a, b, c, m0, m1, n0, n1, block, bias):
-    gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block)
+def _in_place_block(a, transpose_a, b, c, m0, m1, n0, n1, block, bias, posted=None):
+    if posted is None:
+        gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block)
+    else:
+        _post_then_block(posted, a, transpose_a, b, c, m0, m1, n0, n1, block)
     if bias is not None:
         np.add(c[m0:m1, n0:n1], bias[n0:n1], out=c[m0:m1, n0:n1])
 
@@ -488,12 +506,15 @@ def product(
     float32 matrices (``out`` C-contiguous, of the product's shape, overlapping
     neither), in one block per thread of the backend's pool: in passes over
     ``block`` inner positions of B in place, or, for a transposed B, each thread
-    packing the columns of its own block (:func:`gemm_panels`)."""
+    packing the columns of its own block (:func:`gemm_panels`). The first block
+    wakes the workers from compiled code (:func:`threads.run`'s ``posts``)."""
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
     parts = 1 if threads.serial() else threads.count()
     rows, columns = out.shape
     pieces = blocks(rows, columns, parts, columns_first=transpose_b)
     if transpose_b:
-        threads.run(_packed_block, [(a, transpose_a, b, out, *p, bias) for p in pieces])
+        packed = [(a, transpose_a, b, out, *p, bias) for p in pieces]
+        threads.run(_packed_block, packed, posts=True)
     else:
-        threads.run(_in_place_block, [(a, transpose_a, b, out, *p, block, bias) for p in pieces])
+        in_place = [(a, transpose_a, b, out, *p, block, bias) for p in pieces]
+        threads.run(_in_place_block, in_place, posts=True)

@@ -105,18 +105,23 @@ class _Batch:
         self.done = np.zeros(1, np.int64)
         self.error: BaseException | None = None
 
-    def work(self) -> None:
-        """Run calls until none is left (on the calling thread or a worker)."""
+    def work(self, posted: np.ndarray | None = None) -> None:
+        """Run calls until none is left (on the calling thread or a worker);
+        with ``posted``, the first through ``kernel(*call, posted=posted)``
+        (see :func:`run`'s ``posts``)."""
         total = len(self.calls)
         while True:
             index = next(self.taken)
             if index >= total:
                 return
             try:
-                if self.error is None:
+                if self.error is None and posted is not None:
+                    self.kernel(*self.calls[index], posted=posted)
+                elif self.error is None:
                     self.kernel(*self.calls[index])
             except BaseException as err:  # noqa: BLE001 - re-raised by run()
                 self.error = err
+            posted = None
             if next(self.finished_count) == total:
                 self.done[0] = 1
                 self.finished.release()
@@ -161,11 +166,12 @@ class ThreadPool:
                 return
             batch.work()
 
-    def post(self, batch: _Batch | None, copies: int) -> None:
-        """Queue ``batch`` for ``copies`` workers and signal the spinning ones."""
+    def post(self, batch: _Batch | None, copies: int, signal: bool = True) -> None:
+        """Queue ``batch`` for ``copies`` workers and signal the spinning ones
+        (unless ``signal`` is false: the caller bumps :attr:`posted` itself)."""
         for _ in range(copies):
             self.queue.put(batch)
-        if self.posted is not None:
+        if signal and self.posted is not None:
             self.posted[0] += 1
 
     def start(self) -> None:
@@ -228,9 +234,17 @@ def serial() -> bool:
     return blas_threads().free == 1
 
 
-def run(kernel: Callable, calls: Sequence[tuple]) -> None:
+def run(kernel: Callable, calls: Sequence[tuple], posts: bool = False) -> None:
     """Run ``kernel(*args)`` for every ``args`` in ``calls``, on this thread and
-    the workers, and return when all have finished (re-raising the first error)."""
+    the workers, and return when all have finished (re-raising the first error).
+
+    ``posts``: ``kernel`` also takes a keyword ``posted``, an int64 counter of
+    one element that it bumps from compiled code, where the GIL is let go, before
+    its work. This thread then runs its first call so, and that bump is what
+    wakes the spinning workers: a worker woken by a bump from Python found the
+    GIL still held by this thread's dispatch, slept on it, and started 28 us
+    after this thread on the benchmark machine (W6's (128 x 784) by (784 x 256)
+    product, split in two: 166 us, of which this thread's half took 137)."""
     if len(calls) == 1 or serial():
         for args in calls:
             kernel(*args)
@@ -239,8 +253,9 @@ def run(kernel: Callable, calls: Sequence[tuple]) -> None:
     if len(workers.workers) < _THREADS - 1:
         workers.start()
     batch = _Batch(kernel, calls)
-    workers.post(batch, min(_THREADS, len(calls)) - 1)
-    batch.work()
+    posts = posts and workers.posted is not None
+    workers.post(batch, min(_THREADS, len(calls)) - 1, signal=not posts)
+    batch.work(workers.posted if posts else None)
     if workers.posted is not None:
         # spin a while before blocking: a thread blocked on the lock took ~30 us
         # to wake once the worker released it (a virtual CPU gone idle)
