@@ -85,6 +85,25 @@ def test_max_rows_special_values_as_numpy(conv_kernels, threading_mode):
                 _check(conv_kernels, x, attrs, np.float64, rng)
 
 
+def test_separable_planes_keep_the_scans_first_maximum(conv_kernels, threading_mode):
+    """The planes without NaN go by rows then columns (``_pl_max_planes``): signed
+    zeros tied with each other (the first in kernel order is the one kept, and
+    its position takes the gradient), infinities, and one plane holding a NaN
+    among them (that image's planes go by output rows) agree with numpy."""
+    rng = np.random.default_rng(5)
+    for case in ("3x3_s2_pad1", "3x3_s2_full", "5x4_s2_pad2", "3x3_s1_pad1", "1d_k3_s2"):
+        sizes, geometry = GEOMETRIES[case]
+        attrs = dict(geometry, pool_type="max")
+        shape = (3, 2) + sizes[:-1] + (sizes[-1] + 40,)
+        x = rng.choice([-0.0, 0.0, -1.0, np.inf, -np.inf], size=shape)
+        _check(conv_kernels, x, attrs, np.float64, rng)
+        got, expected = lowered(conv_kernels, "Pooling", (x,), **attrs)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
+        x.reshape(-1)[x.size // 2] = np.nan  # in the middle image's planes
+        with np.errstate(invalid="ignore"):
+            _check(conv_kernels, x, attrs, np.float64, rng)
+
+
 def _weighted_pool(conv_kernels, x, r, attrs):
     """sum(Pooling(x) * r), by the lowered kernel."""
     return float(np.sum(lowered(conv_kernels, "Pooling", (x,), **attrs)[0] * r))

@@ -14,10 +14,13 @@ Sums run in float64.
 2x2 windows at stride 2 without padding (W7's and most CNNs' max pooling) have
 loops of their own, written out for that window and branch-free, which numba
 vectorises: 40-70x faster forward, about 10x faster gradient on W7's shapes.
-Every other max pooling (ResNet's, SqueezeNet's and AlexNet's 3x3 at stride 2)
-runs by output rows, a row's windows one vector (``_pl_max_rows``): 2.3-4x faster
-forward and 2-3.5x faster gradient on those networks' layers; average and sum
-pooling likewise (``_pl_sum_rows``). Rows of fewer than 16 windows keep the scalar
+Every other 1-D and 2-D max pooling (ResNet's, SqueezeNet's and AlexNet's 3x3
+at stride 2) is separable: each input row's windows are folded once, a vector
+per tap, then each output row folds its window's rows (``_pl_max_planes``): about
+2x faster forward and gradient than folding each output row's windows from the
+input rows (``_pl_max_rows``), which 3-D max pooling and planes holding a NaN
+keep; that was 2.3-4x faster than window by window. Average and sum pooling go
+by output rows (``_pl_sum_rows``). Rows of fewer than 16 windows keep the scalar
 loops. Average and sum pooling at unit stride padded by half the window
 (Inception's 3x3 at stride 1) take whole planes as flat vector loops instead
 (``_pl_box_rows``): 2-6x faster forward and gradient on Inception's layers.
@@ -361,6 +364,178 @@ def _pl_max_rows(g, x, out, lo, hi, kernel, stride, pad, mode):
                     out[r, i, j, :] = grow[:ow]
 
 
+# Max pooling of planes (no window along the depth axis: every 1-D and 2-D max
+# pooling) is separable: a window's first largest element is found along each of
+# its rows first (_pl_row_folds: each input row once, however many windows share
+# it), then down the rows (_pl_max_planes). That is the scan's first maximum in
+# its order, signed zeros included, where no element is NaN; a plane with a NaN
+# (where the scan keeps a NaN first in its window and skips the others) takes
+# _pl_max_rows. ResNet's 3x3/s2 layer (64 channels of 112 x 112, batch 8, one
+# thread, the same process): forward 7.6 -> 3.2 ms, gradient 16.4 -> 7.0 ms.
+
+
+@_jit
+def _pl_row_folds(plane, kw, sw, pw, ph, best, where):
+    # True where the plane holds a NaN (then best and where are not all written);
+    # else for the windows k of each row y: best[y, k] the
+    # largest of its taps e < kw (plane[y, sw*k + e - pw], -inf outside the row);
+    # where[y, k] its tap (the first such), unless where is None (the forward: a
+    # version compiled without those loops; with them, merely present, the value
+    # loops ran 2x slower). Each row is laid out in
+    # its stride phases first (ph, as _pl_phases), so that every tap is a
+    # contiguous vector.
+    # Written for numba's vectoriser, all in this one function: each loop stores
+    # to one or two arrays (a loop storing to a third stayed scalar), reads views
+    # that begin at their first element (a runtime offset in an index kept the
+    # loads scalar), no views are made in calls per row (their reference counts
+    # cost more than a row's work), and one phase buffer serves every row.
+    n = best.shape[1]
+    T = ph.shape[1]
+    W = plane.shape[1]
+    low = ph[0, :1].copy()
+    low[0] = -np.inf  # of the plane's type: a float64 -inf made the folds float64
+    neg = low[0]
+    lo = min(T, (pw + 1) // 2)  # stride 2: the t with both phases inside the row
+    hi = max(lo, min(T, (W - 2 + pw) // 2 + 1))
+    for y in range(plane.shape[0]):
+        row = plane[y]
+        if sw == 2:
+            for t in range(lo):
+                ph[0, t] = neg
+                ph[1, t] = neg
+            for t in range(hi, T):
+                ph[0, t] = neg
+                ph[1, t] = neg
+            src, even, odd = row[2 * lo - pw :], ph[0, lo:], ph[1, lo:]
+            nan = False  # (looking costs nothing here: no store, no branch)
+            for k in range(hi - lo):
+                u = numba.uint64(k)
+                v, w = src[2 * u], src[2 * u + 1]
+                even[u] = v
+                odd[u] = w
+                nan |= (v != v) | (w != w)
+            for t in (lo - 1, hi):  # one phase inside the row (none further out)
+                if 0 <= t < T:
+                    for p in range(2):
+                        c = p + 2 * t - pw
+                        if 0 <= c < W:
+                            ph[p, t] = row[c]
+                            nan |= row[c] != row[c]
+            if nan:
+                return True
+        else:
+            for k in range(W):
+                if row[k] != row[k]:
+                    return True
+            _pl_phases(row, True, sw, pw, neg, ph)
+        b = best[y]
+        if kw == 3 and sw == 2:  # (every 3x3/s2 pooling) the three taps at once
+            t0, t1, t2 = ph[0], ph[1], ph[0, 1:]
+            if where is None:
+                for k in range(n):
+                    u = numba.uint64(k)
+                    top = t1[u] if t1[u] > t0[u] else t0[u]
+                    b[u] = t2[u] if t2[u] > top else top
+                continue
+            at = where[y]
+            for k in range(n):
+                u = numba.uint64(k)
+                one = t1[u] > t0[u]
+                top = t1[u] if one else t0[u]
+                two = t2[u] > top
+                b[u] = t2[u] if two else top
+                at[u] = 2 if two else (1 if one else 0)
+            continue
+        t0 = ph[0]
+        for k in range(n):
+            u = numba.uint64(k)
+            b[u] = t0[u]
+        if where is None:
+            for e in range(1, kw):
+                src = ph[e % sw, e // sw :]
+                for k in range(n):
+                    u = numba.uint64(k)
+                    b[u] = src[u] if src[u] > b[u] else b[u]
+            continue
+        at = where[y]
+        at[:] = 0
+        for e in range(1, kw):
+            src = ph[e % sw, e // sw :]
+            for k in range(n):
+                u = numba.uint64(k)
+                better = src[u] > b[u]
+                b[u] = src[u] if better else b[u]
+                at[u] = e if better else at[u]
+    return False
+
+
+@_jit
+def _pl_max_planes(g, x, out, lo, hi, kernel, stride, pad, mode):
+    # _pl_max_rows for a kernel of one along the depth axis (unit depth stride, no
+    # depth padding), by planes: each input row folded once (_pl_row_folds), then
+    # each output row the fold of its window's rows, as vectors; the gradient's
+    # scatter and the gather go window by window. Rows of x with a NaN take
+    # _pl_max_rows (_pl_row_folds tells)
+    D, H, W = x.shape[1], x.shape[2], x.shape[3]
+    pooled = g if mode == 1 else out
+    oh, ow = pooled.shape[2], pooled.shape[3]
+    kh, kw = kernel[1], kernel[2]
+    sh, sw, pad_h, pw = stride[1], stride[2], pad[1], pad[2]
+    best = np.empty((H, ow), x.dtype)
+    where = np.empty((H, ow), np.int32)
+    phases = np.empty((sw, ow + (kw - 1) // sw + 1), x.dtype)
+    row_of = np.empty(ow, np.int32)
+    top = np.empty(ow, x.dtype)
+    for r in range(lo, hi):
+        for i in range(D):
+            if mode == 1:
+                out[r, i] = 0
+            if mode == 0:
+                nan = _pl_row_folds(x[r, i], kw, sw, pw, phases, best, None)
+            else:
+                nan = _pl_row_folds(x[r, i], kw, sw, pw, phases, best, where)
+            if nan:  # (writes the whole of out[r])
+                _pl_max_rows(g, x, out, r, r + 1, kernel, stride, pad, mode)
+                break
+            for j in range(oh):
+                y0 = j * sh - pad_h
+                o = out[r, i, j] if mode == 0 else top
+                o[:] = -np.inf
+                row_of[:] = 0
+                for b in range(kh):
+                    y = y0 + b
+                    if not 0 <= y < H:
+                        continue
+                    folded = best[y]
+                    if mode == 0:
+                        for k in range(ow):
+                            u = numba.uint64(k)
+                            o[u] = folded[u] if folded[u] > o[u] else o[u]
+                        continue
+                    for k in range(ow):
+                        u = numba.uint64(k)
+                        better = folded[u] > o[u]
+                        o[u] = folded[u] if better else o[u]
+                        row_of[u] = b if better else row_of[u]
+                if mode == 0:
+                    continue
+                for k in range(ow):
+                    y = y0 + row_of[k]
+                    c = k * sw - pw + (where[y, k] if 0 <= y < H else 0)
+                    inside = 0 <= y < H and 0 <= c < W
+                    if mode == 1:
+                        if inside:
+                            out[r, i, y, c] += g[r, i, j, k]
+                    else:
+                        out[r, i, j, k] = g[r, i, y, c] if inside else 0
+
+
+@_jit
+def _pl_separable(kernel, stride, pad):
+    # whether _pl_max_planes takes a max pooling of this geometry
+    return kernel[0] == 1 and stride[0] == 1 and pad[0] == 0
+
+
 @_jit
 def _pl_axis_count(start, size, lo, hi):
     # how many of the positions start .. start + size - 1 lie in [lo, hi)
@@ -530,6 +705,9 @@ def lib_pool_forward(x, out, lo, hi, kernel, stride, pad, mode, include_pad):
     if mode != 0 and _pl_box_fits(x, out, kernel, stride, pad):
         _pl_box_rows(x, x, out, lo, hi, kernel, pad, mode, include_pad, True)
         return
+    if ow >= _PL_ROW_MIN and mode == 0 and _pl_separable(kernel, stride, pad):
+        _pl_max_planes(x, x, out, lo, hi, kernel, stride, pad, 0)
+        return
     if ow >= _PL_ROW_MIN and mode == 0:
         _pl_max_rows(x, x, out, lo, hi, kernel, stride, pad, 0)
         return
@@ -582,6 +760,9 @@ def lib_pool_backward(g, x, dx, lo, hi, kernel, stride, pad, mode, include_pad):
         return
     if (mode == 1 or mode == 2) and _pl_box_fits(x, g, kernel, stride, pad):
         _pl_box_rows(g, x, dx, lo, hi, kernel, pad, mode, include_pad, False)
+        return
+    if ow >= _PL_ROW_MIN and (mode == 0 or mode == 3) and _pl_separable(kernel, stride, pad):
+        _pl_max_planes(g, x, dx, lo, hi, kernel, stride, pad, 1 if mode == 0 else 3)
         return
     if ow >= _PL_ROW_MIN and (mode == 0 or mode == 3):
         _pl_max_rows(g, x, dx, lo, hi, kernel, stride, pad, 1 if mode == 0 else 3)
