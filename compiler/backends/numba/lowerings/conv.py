@@ -1169,24 +1169,51 @@ def _cv_winograd_output_grads_planes(gs, fg, TW, ty0, ty1, Gt, T, start):
 @_jit
 def _cv_winograd_kernel_grads(S, fg, cg, target):
     # target[f, c * 9 + a * 3 + b] += (G^T S_fc G)[a, b] with S_fc[e // 4, e % 4] =
-    # S[e, f * cg + c]: the adjoint of _cv_winograd_weights
+    # S[e, f * cg + c]: the adjoint of _cv_winograd_weights. Per filter, as vector
+    # loops over the channels (each storing one array: numba vectorises those),
+    # laid out as the weights are in a buffer that stays in L1, then added to the
+    # filter's row in one contiguous pass. Pair by pair it was scalar, with nine
+    # strided additions into a row fetched from memory: ResNet's 512-channel 7x7
+    # layer, 3.9 -> 2.1 ms a piece of the batch (each thread does its own)
     half = S.dtype.type(0.5)
-    m = np.empty((4, 4), S.dtype)
-    t = np.empty((3, 4), S.dtype)
+    t = np.empty((12, cg), S.dtype)  # t[a * 4 + s, c]: G^T down the block's columns
+    o = np.empty((9, cg), S.dtype)  # o[a * 3 + b, c]: and G along its rows
+    laid = np.empty(9 * cg, S.dtype)  # o as the weights lie, [c * 9 + a * 3 + b]
     for f in range(fg):
-        for c in range(cg):
-            q = f * cg + c
-            for e in range(16):
-                m[e // 4, e % 4] = S[e, q]
-            for s in range(4):  # G^T down the columns of the block
-                t[0, s] = m[0, s] + half * (m[1, s] + m[2, s])
-                t[1, s] = half * (m[1, s] - m[2, s])
-                t[2, s] = half * (m[1, s] + m[2, s]) + m[3, s]
-            for a in range(3):  # and G along its rows
-                k = c * 9 + a * 3
-                target[f, k] += t[a, 0] + half * (t[a, 1] + t[a, 2])
-                target[f, k + 1] += half * (t[a, 1] - t[a, 2])
-                target[f, k + 2] += half * (t[a, 1] + t[a, 2]) + t[a, 3]
+        q0 = f * cg
+        for s in range(4):
+            m0, m1 = S[s, q0 : q0 + cg], S[4 + s, q0 : q0 + cg]
+            m2, m3 = S[8 + s, q0 : q0 + cg], S[12 + s, q0 : q0 + cg]
+            r0, r1, r2 = t[s], t[4 + s], t[8 + s]
+            for c in range(cg):
+                u = numba.uint64(c)
+                r0[u] = m0[u] + half * (m1[u] + m2[u])
+            for c in range(cg):
+                u = numba.uint64(c)
+                r1[u] = half * (m1[u] - m2[u])
+            for c in range(cg):
+                u = numba.uint64(c)
+                r2[u] = half * (m1[u] + m2[u]) + m3[u]
+        for a in range(3):
+            t0, t1, t2, t3 = t[4 * a], t[4 * a + 1], t[4 * a + 2], t[4 * a + 3]
+            o0, o1, o2 = o[3 * a], o[3 * a + 1], o[3 * a + 2]
+            for c in range(cg):
+                u = numba.uint64(c)
+                o0[u] = t0[u] + half * (t1[u] + t2[u])
+            for c in range(cg):
+                u = numba.uint64(c)
+                o1[u] = half * (t1[u] - t2[u])
+            for c in range(cg):
+                u = numba.uint64(c)
+                o2[u] = half * (t1[u] + t2[u]) + t3[u]
+        for k in range(9):
+            src, dst = o[k], laid[k:]
+            for c in range(cg):
+                dst[numba.uint64(9 * c)] = src[numba.uint64(c)]
+        row = target[f]
+        for k in range(9 * cg):
+            u = numba.uint64(k)
+            row[u] += laid[u]
 
 
 @_jit

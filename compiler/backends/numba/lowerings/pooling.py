@@ -22,8 +22,8 @@ input rows (``_pl_max_rows``), which 3-D max pooling and planes holding a NaN
 keep; that was 2.3-4x faster than window by window (which planes of fewer than
 16 windows a row took: 2.7x slower than by planes on SqueezeNet's 13x13 outputs).
 Average and sum pooling go by output rows (``_pl_sum_rows``), or window by window
-where rows have fewer than 16 windows. Average and sum pooling at unit stride padded by half the window
-(Inception's 3x3 at stride 1) take whole planes as flat vector loops instead
+where rows have fewer than 16 windows; at unit stride padded by half the window
+(Inception's 3x3 at stride 1) they take whole planes as flat vector loops instead
 (``_pl_box_rows``): 2-6x faster forward and gradient on Inception's layers.
 """
 
