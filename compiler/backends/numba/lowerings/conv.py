@@ -1167,45 +1167,41 @@ def _cv_winograd_output_grads_planes(gs, fg, TW, ty0, ty1, Gt, T, start):
 
 
 @_jit
+def _cv_winograd_adjoint_rows(v0, v1, v2, v3, half, r0, r1, r2):
+    # (r0, r1, r2) = G^T (v0, v1, v2, v3), element by element: three vector loops,
+    # each storing one array (numba vectorises those)
+    for c in range(r0.shape[0]):
+        u = numba.uint64(c)
+        r0[u] = v0[u] + half * (v1[u] + v2[u])
+    for c in range(r0.shape[0]):
+        u = numba.uint64(c)
+        r1[u] = half * (v1[u] - v2[u])
+    for c in range(r0.shape[0]):
+        u = numba.uint64(c)
+        r2[u] = half * (v1[u] + v2[u]) + v3[u]
+
+
+@_jit
 def _cv_winograd_kernel_grads(S, fg, cg, target):
     # target[f, c * 9 + a * 3 + b] += (G^T S_fc G)[a, b] with S_fc[e // 4, e % 4] =
     # S[e, f * cg + c]: the adjoint of _cv_winograd_weights. Per filter, as vector
-    # loops over the channels (each storing one array: numba vectorises those),
-    # laid out as the weights are in a buffer that stays in L1, then added to the
-    # filter's row in one contiguous pass. Pair by pair it was scalar, with nine
-    # strided additions into a row fetched from memory: ResNet's 512-channel 7x7
-    # layer, 3.9 -> 2.1 ms a piece of the batch (each thread does its own)
+    # loops over the channels, laid out as the weights lie in a buffer that stays
+    # in L1, then added to the filter's row in one contiguous pass. Pair by pair
+    # it was scalar, with nine strided additions into a row fetched from memory:
+    # ResNet's 512-channel 7x7 layer, 3.9 -> 2.1 ms a piece of the batch (each
+    # thread does its own)
     half = S.dtype.type(0.5)
     t = np.empty((12, cg), S.dtype)  # t[a * 4 + s, c]: G^T down the block's columns
     o = np.empty((9, cg), S.dtype)  # o[a * 3 + b, c]: and G along its rows
     laid = np.empty(9 * cg, S.dtype)  # o as the weights lie, [c * 9 + a * 3 + b]
     for f in range(fg):
-        q0 = f * cg
+        q0, q1 = f * cg, (f + 1) * cg
         for s in range(4):
-            m0, m1 = S[s, q0 : q0 + cg], S[4 + s, q0 : q0 + cg]
-            m2, m3 = S[8 + s, q0 : q0 + cg], S[12 + s, q0 : q0 + cg]
-            r0, r1, r2 = t[s], t[4 + s], t[8 + s]
-            for c in range(cg):
-                u = numba.uint64(c)
-                r0[u] = m0[u] + half * (m1[u] + m2[u])
-            for c in range(cg):
-                u = numba.uint64(c)
-                r1[u] = half * (m1[u] - m2[u])
-            for c in range(cg):
-                u = numba.uint64(c)
-                r2[u] = half * (m1[u] + m2[u]) + m3[u]
+            v0, v1, v2, v3 = S[s, q0:q1], S[4 + s, q0:q1], S[8 + s, q0:q1], S[12 + s, q0:q1]
+            _cv_winograd_adjoint_rows(v0, v1, v2, v3, half, t[s], t[4 + s], t[8 + s])
         for a in range(3):
-            t0, t1, t2, t3 = t[4 * a], t[4 * a + 1], t[4 * a + 2], t[4 * a + 3]
-            o0, o1, o2 = o[3 * a], o[3 * a + 1], o[3 * a + 2]
-            for c in range(cg):
-                u = numba.uint64(c)
-                o0[u] = t0[u] + half * (t1[u] + t2[u])
-            for c in range(cg):
-                u = numba.uint64(c)
-                o1[u] = half * (t1[u] - t2[u])
-            for c in range(cg):
-                u = numba.uint64(c)
-                o2[u] = half * (t1[u] + t2[u]) + t3[u]
+            v0, v1, v2, v3 = t[4 * a], t[4 * a + 1], t[4 * a + 2], t[4 * a + 3]
+            _cv_winograd_adjoint_rows(v0, v1, v2, v3, half, o[3 * a], o[3 * a + 1], o[3 * a + 2])
         for k in range(9):
             src, dst = o[k], laid[k:]
             for c in range(cg):
