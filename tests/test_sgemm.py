@@ -147,6 +147,32 @@ def test_threaded_product_equals_one_block(monkeypatch):
     np.testing.assert_array_equal(out, whole)  # the same tiles, whoever computes them
 
 
+@needs_avx512
+@pytest.mark.parametrize("serial", [False, True])
+def test_a_product_takes_two_blocks_a_thread_or_one_alone(monkeypatch, serial):
+    """Split over the threads, a product big enough is cut into two blocks a thread
+    (the first thread done takes the next); on one thread it stays one block (a
+    packed B's blocks would each pack A again). Either way the same numbers."""
+    monkeypatch.setattr(threads, "serial", lambda: serial)
+    monkeypatch.setattr(threads, "count", lambda: 2)
+    blocks = []
+    made = sgemm.blocks
+
+    def recording(*args, **kwargs):
+        blocks.append(made(*args, **kwargs))
+        return blocks[-1]
+
+    monkeypatch.setattr(sgemm, "blocks", recording)
+    rng = np.random.default_rng(8)
+    for transpose_b in (False, True):
+        a = rng.standard_normal((200, 96)).astype(np.float32)
+        b = rng.standard_normal((300, 96) if transpose_b else (96, 300)).astype(np.float32)
+        out = np.empty((200, 300), np.float32)
+        sgemm.product(a, b, False, out, sgemm.KC, transpose_b)
+        np.testing.assert_allclose(out, a @ (b.T if transpose_b else b), rtol=1e-4, atol=1e-4)
+        assert len(blocks[-1]) == (1 if serial else 4)
+
+
 def test_the_routes_taken_are_dense_gradients_at_small_batches():
     weight = 4096, 9216  # AlexNet's first classifier weight: (out, in)
     taken = sgemm.KC if sgemm.AVAILABLE else 0

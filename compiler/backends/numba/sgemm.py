@@ -516,7 +516,7 @@ def product(
     # the calling thread's core is in that core's cache) holds the call up by
     # half its share, not all of it (W6's (256 x 128) by (128 x 784) weight
     # gradient: 180 -> 161 us, same process, interleaved)
-    pieces = blocks(rows, columns, 2 * parts, columns_first=transpose_b)
+    pieces = blocks(rows, columns, 2 * parts if parts > 1 else 1, columns_first=transpose_b)
     if len(pieces) < parts:
         pieces = blocks(rows, columns, parts, columns_first=transpose_b)
     if transpose_b:
