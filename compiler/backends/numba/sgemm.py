@@ -464,32 +464,26 @@ def blocks(
 
 
 @_jit
-def _post_then_panels(posted, a, transpose_a, b, c, m0, m1, n0, n1):
-    posted[0] += 1  # the GIL is let go: a worker woken now takes it at once
-    gemm_panels(a, transpose_a, b, True, c, m0, m1, n0, n1)
-
-
-@_jit
-def _post_then_block(posted, a, transpose_a, b, c, m0, m1, n0, n1, block):
-    posted[0] += 1
-    gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block)
-
-
-def _packed_block(a, transpose_a, b, c, m0, m1, n0, n1, bias, posted=None):
-    if posted is None:
+def _block_into(posted, a, transpose_a, b, c, m0, m1, n0, n1, block, packed):
+    # a block of product(): B packed (gemm_panels) or read in place (gemm_block);
+    # first posted[0] += 1 where posted has an element (the first block of
+    # threads.run(..., posts=True)): the GIL is let go here, so a worker woken now
+    # takes it at once
+    if posted.shape[0]:
+        posted[0] += 1
+    if packed:
         gemm_panels(a, transpose_a, b, True, c, m0, m1, n0, n1)
-    else:  # the first block of threads.run(..., posts=True)
-        _post_then_panels(posted, a, transpose_a, b, c, m0, m1, n0, n1)
-    if bias is not None:  # while this thread's block is the one it just wrote
-        np.add(c[m0:m1, n0:n1], bias[n0:n1], out=c[m0:m1, n0:n1])
-
-
-def _in_place_block(a, transpose_a, b, c, m0, m1, n0, n1, block, bias, posted=None):
-    if posted is None:
-        gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block)
     else:
-        _post_then_block(posted, a, transpose_a, b, c, m0, m1, n0, n1, block)
-    if bias is not None:
+        gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block)
+
+
+_NOT_POSTING = np.zeros(0, np.int64)
+
+
+def _block(a, transpose_a, b, c, m0, m1, n0, n1, block, packed, bias, posted=None):
+    posted = _NOT_POSTING if posted is None else posted
+    _block_into(posted, a, transpose_a, b, c, m0, m1, n0, n1, block, packed)
+    if bias is not None:  # while this thread's block is the one it just wrote
         np.add(c[m0:m1, n0:n1], bias[n0:n1], out=c[m0:m1, n0:n1])
 
 
@@ -519,9 +513,5 @@ def product(
     pieces = blocks(rows, columns, 2 * parts if parts > 1 else 1, columns_first=transpose_b)
     if len(pieces) < parts:
         pieces = blocks(rows, columns, parts, columns_first=transpose_b)
-    if transpose_b:
-        packed = [(a, transpose_a, b, out, *p, bias) for p in pieces]
-        threads.run(_packed_block, packed, posts=True)
-    else:
-        in_place = [(a, transpose_a, b, out, *p, block, bias) for p in pieces]
-        threads.run(_in_place_block, in_place, posts=True)
+    calls = [(a, transpose_a, b, out, *p, block, transpose_b, bias) for p in pieces]
+    threads.run(_block, calls, posts=True)

@@ -380,13 +380,12 @@ def _pl_max_rows(g, x, out, lo, hi, kernel, stride, pad, mode):
 @_jit
 def _pl_row_folds(plane, kw, sw, pw, ph, best, where):
     # True where the plane holds a NaN (then best and where are not all written);
-    # else for the windows k of each row y: best[y, k] the
-    # largest of its taps e < kw (plane[y, sw*k + e - pw], -inf outside the row);
-    # where[y, k] its tap (the first such), unless where is None (the forward: a
-    # version compiled without those loops; with them, merely present, the value
-    # loops ran 2x slower). Each row is laid out in
-    # its stride phases first (ph, as _pl_phases), so that every tap is a
-    # contiguous vector.
+    # else for the windows k of each row y: best[y, k] the largest of its taps
+    # e < kw (plane[y, sw*k + e - pw], -inf outside the row); where[y, k] its tap
+    # (the first such), unless where is None (the forward: a version compiled
+    # without those loops; with them, merely present, the value loops ran 2x
+    # slower). Each row is laid out in its stride phases first (ph, as
+    # _pl_phases), so that every tap is a contiguous vector.
     # Written for numba's vectoriser, all in this one function: each loop stores
     # to one or two arrays (a loop storing to a third stayed scalar), reads views
     # that begin at their first element (a runtime offset in an index kept the
@@ -395,9 +394,7 @@ def _pl_row_folds(plane, kw, sw, pw, ph, best, where):
     n = best.shape[1]
     T = ph.shape[1]
     W = plane.shape[1]
-    low = ph[0, :1].copy()
-    low[0] = -np.inf  # of the plane's type: a float64 -inf made the folds float64
-    neg = low[0]
+    neg = ph.dtype.type(-np.inf)  # of the plane's type: a float64 one made the folds float64
     lo = min(T, (pw + 1) // 2)  # stride 2: the t with both phases inside the row
     hi = max(lo, min(T, (W - 2 + pw) // 2 + 1))
     for y in range(plane.shape[0]):
