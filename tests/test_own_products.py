@@ -152,3 +152,34 @@ def test_an_entry_calls_numpys_blas_for_products_it_knows_are_small():
         assert forward in source, source
         for got, want in zip(executable._entry(values), expected):  # sums of 240 terms
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_an_entry_that_links_the_tiles_gives_its_small_products_them_too():
+    """Once one product of an entry is big enough to link the tiles, its small
+    products (a classifier's (64 x 128) by (128 x 10), and that layer's gradients)
+    take them as well, at no cost in compiling, and still equal the interpreter."""
+    from dense_programs import compiled_and_expected
+
+    import symgrad_compiler as compiler
+    from symgrad_compiler.backends.numba.lowerings import products
+    from symgrad_compiler.registry import variable
+
+    rng = np.random.default_rng(16)
+    arrays = [rng.normal(size=s).astype(np.float32) for s in [(64, 300), (128, 300), (10, 128)]]
+    inputs = [variable(a.shape, a.dtype, name=f"in{i}") for i, a in enumerate(arrays)]
+    entries = [compiler.Entry(v, 0) for v in inputs]
+    x, w1, w2 = (compiler.Expr(e) for e in entries)
+    hidden = compiler.call("tanh", compiler.call("dot", x, w1, transpose_b=True))  # 2.5M
+    y = compiler.call("dot", hidden, w2, transpose_b=True)  # 82K multiply-adds
+    loss = compiler.call("sum", y * y)
+    one = compiler.make_node("ones_like", [loss.entry], {})
+    grads = compiler.differentiate([loss.entry], [compiler.Entry(one, 0)], entries)
+    graph = compiler.ProgramGraph(inputs, [loss.entry, *grads])
+
+    executable, expected = compiled_and_expected(graph, arrays)
+    assert products.links_tiles(executable.plan.steps)
+    source = executable.plan.entry.source
+    assert "small_matmul_into" not in source, source
+    assert source.count("blas.matmul_into(") >= 4, source  # forward, gradients of both
+    for got, want in zip(executable._entry(arrays), expected):  # sums that cancel
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5 * np.abs(want).max())

@@ -37,6 +37,9 @@ class Writer:
         # imports of the Python functions they call (see object_mode)
         self.helpers: dict[str, str] = {}
         self.imports: dict[str, str] = {}
+        # whether the entry links our float32 product tiles in any case (see
+        # lowerings.products.links_tiles): then its small products take them too
+        self.links_tiles = False
 
     def emit(self, line: str) -> None:
         """Add one line to the entry's body."""

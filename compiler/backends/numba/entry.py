@@ -38,6 +38,7 @@ from ...ir import Node
 from . import threads
 from .emit import Runner, Writer, empty_of, shape_tuple
 from .lowerings import warn_step_by_step
+from .lowerings.products import links_tiles
 
 
 @dataclass
@@ -107,6 +108,7 @@ def generate_entry(plan) -> EntrySource | None:
     step has no form in it (then the program runs step by step, and
     :func:`.lowerings.warn_step_by_step` names the op)."""
     w = Writer()
+    w.links_tiles = links_tiles(plan.steps)
     outputs = [(k, slot) for k, slot in enumerate(plan.output_slots) if slot is not None]
     destinations = []
     for k, slot in outputs:
