@@ -320,7 +320,10 @@ def _bind_kernels(plan: Plan) -> None:
 def warm_kernels(plan: Plan, args: Sequence[np.ndarray]) -> None:
     """Load or compile every kernel of ``plan`` for the types of ``args``, by
     running the plan once on them (each fused kernel's first call counted by
-    :func:`.disk_cache.first_call`). Raises what the generator or numba raises."""
+    :func:`.disk_cache.first_call`), computing what a call computes: a step's
+    input is what the program gives it, so every step meets the values, and takes
+    the paths (a convolution's non-finite fallbacks), of a real call. Raises what
+    the generator or numba raises."""
     _bind_kernels(plan)
     slots: list = [None] * plan.num_slots
     slots[: len(args)] = args
@@ -330,6 +333,9 @@ def warm_kernels(plan: Plan, args: Sequence[np.ndarray]) -> None:
             loop = step.loop_shape(kernel_args)
             outs = step.allocate(loop)
             disk_cache.first_call(step.kernel, [*kernel_args, *outs])
+            # the means' division too: sums in their place had a BatchNorm
+            # normalise by N times the variance, and InceptionV3's warm-up overflowed
+            step.finish(outs, loop)
             for slot, value in zip(step.outputs, outs):
                 slots[slot] = value
         else:

@@ -105,10 +105,15 @@ class FusedStep:
             self.kernel(*args, *outs)
         else:
             threads.run_split(self.kernel, args, outs, self.partial, loop)
-        for j, kept in self.means:
-            outs[j] /= math.prod(n for a, n in enumerate(loop) if a not in kept)
+        self.finish(outs, loop)
         for slot, value in zip(self.outputs, outs):
             slots[slot] = value
+
+    def finish(self, outs: list[np.ndarray], loop: Sequence[int]) -> None:
+        """Turn the kernel's sums into the means it outputs (in place): each is
+        divided by the size of the loop axes it reduced."""
+        for j, kept in self.means:
+            outs[j] /= math.prod(n for a, n in enumerate(loop) if a not in kept)
 
 
 class LibraryStep:
