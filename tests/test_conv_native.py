@@ -70,6 +70,10 @@ CONV_CASES = {
     "pointwise_groups": ((3, 8, 5, 4), dict(kernel=(1, 1), num_filter=6, num_group=2)),
     "pointwise_strided": ((3, 8, 7, 6), dict(kernel=(1, 1), stride=(2, 2), num_filter=4)),
     "single_channel": ((4, 1, 9, 9), dict(kernel=(3, 3), num_filter=8)),
+    # more than 9 taps, at least as many filters as channels: the data gradient
+    # by col2im at unit stride (conv.py's _cv_columns_first)
+    "5x5_more_filters": ((2, 3, 9, 8), dict(kernel=(5, 5), pad=(2, 2), num_filter=6)),
+    "1x7_as_many_filters": ((2, 4, 7, 9), dict(kernel=(1, 7), pad=(0, 3), num_filter=4)),
 }
 
 
@@ -379,3 +383,14 @@ def assert_gradients_match_differences(conv_kernels, shape, attrs, seed):
         numeric = (value(*plus) - value(*minus)) / (2 * eps)
         analytic = float(np.sum(grad * direction))
         assert abs(analytic - numeric) <= 1e-7 * max(1.0, abs(numeric)), (k, analytic, numeric)
+
+
+def test_which_unit_stride_data_gradients_go_by_columns(conv_kernels):
+    """col2im for kernels of 7 taps or more but 3x3 with at least as many filters
+    as channels; the flipped forward (and Winograd) for 3x3 kernels, small
+    kernels or fewer filters."""
+    first = conv_kernels._cv_columns_first
+    assert first(64, 192, (1, 5, 5)) and first(128, 128, (1, 1, 7)) and first(8, 8, (1, 7, 1))
+    assert not first(192, 64, (1, 5, 5))  # fewer filters than channels
+    assert not first(64, 128, (1, 3, 3))  # Winograd's
+    assert not first(4, 4, (1, 2, 2))  # a small kernel

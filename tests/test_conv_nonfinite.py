@@ -46,6 +46,8 @@ ROUTES = {
         (5, 2, 30, 31),
         dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), num_filter=4, num_group=2),
     ),
+    # a data gradient by col2im at unit stride (more than 9 taps, filters >= channels)
+    "columns_first_5x5": ((2, 3, 9, 8), dict(kernel=(5, 5), pad=(2, 2), num_filter=6)),
     "pointwise": ((2, 4, 5, 6), dict(kernel=(1, 1), num_filter=3)),
     # small images packed side by side into one product
     "pointwise_7x7_packed": ((6, 4, 7, 7), dict(kernel=(1, 1), num_filter=3)),

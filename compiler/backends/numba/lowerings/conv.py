@@ -1828,6 +1828,21 @@ def lib_conv_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate, pa
 
 
 @_jit
+def _cv_columns_first(cg, fg, kernel):
+    # whether a unit-stride data gradient goes by the columns w^T g added back
+    # into the image (col2im) rather than as the forward of g with the flipped
+    # weights: at least as many filters as channels, whose flipped forward
+    # gathers fg * taps rows of wide columns against col2im's cg * taps, and a
+    # kernel of 7 taps or more other than 3x3 (which keeps Winograd, or where it
+    # has too few channels, the flipped forward: 64 -> 96 2.5 against 2.9 ms).
+    # Two threads, B=8: AlexNet's 5x5 64 -> 192 layer 17.6 -> 7.9 ms, InceptionV3's
+    # 1x7 128 -> 192 3.1 -> 2.5 and 192 -> 192 4.1 -> 3.1, its 5x5 48 -> 64 4.5 ->
+    # 4.3; fewer filters kept the flipped forward (5x5 192 -> 64: 11.3 against 13.9)
+    taps = kernel[0] * kernel[1] * kernel[2]
+    return fg >= cg and taps >= 7 and not (kernel[1] == 3 and kernel[2] == 3)
+
+
+@_jit
 def lib_conv_data_grad(g, w, bias, dx, lo, hi, groups, kernel, stride, dilate, pad):
     # dx[lo:hi] = conv^T_w(g[lo:hi]) + bias (the bias for Deconvolution's forward)
     g = np.ascontiguousarray(g)
@@ -1865,7 +1880,7 @@ def lib_conv_data_grad(g, w, bias, dx, lo, hi, groups, kernel, stride, dilate, p
             _cv_add_bias(dx, bias, n)
         return
     pointwise = _cv_pointwise(kernel, stride, pad)
-    if not pointwise and unit and finite:
+    if not pointwise and unit and finite and not _cv_columns_first(cg, fg, kernel):
         if _cv_wide_data_grad(g, w, bias, dx, lo, hi, groups, kernel, dilate, pad):
             return
     if not unit and finite:
