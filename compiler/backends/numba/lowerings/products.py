@@ -186,6 +186,10 @@ def _traced_work(node: Node) -> int:
     return math.prod(node.types[0].shape) * inner
 
 
+# the ops whose entry form is _split_call (below): what links_tiles looks at
+_PRODUCT_OPS = ("dot", "FullyConnected")
+
+
 def links_tiles(steps) -> bool:
     """Whether an entry of these plan steps links :func:`blas.matmul_into`'s
     float32 tiles in any case (a float32 product of :data:`blas.SMALL_WORK` or
@@ -200,9 +204,6 @@ def links_tiles(steps) -> bool:
         and _traced_work(step.node) >= blas.SMALL_WORK
         for step in steps
     )
-
-
-_PRODUCT_OPS = ("dot", "FullyConnected")
 
 
 def _single(node: Node) -> bool:
