@@ -79,5 +79,8 @@ def test_the_step_runner_drops_values_and_gives_the_interpreters_results(size, c
     for g, e in zip(got, expected(graph, [x])):
         np.testing.assert_array_equal(g, e)
     if size == SIZE:
-        peak = peak_bytes(lambda: program([x]))
-        assert peak < 7 * SIZE * 8, peak / (SIZE * 8)
+        # five values live at the peak; a sixth was a split kernel's arrays, held
+        # by the pool's worker through its last job until its next (now and then)
+        for _ in range(5):
+            peak = peak_bytes(lambda: program([x]))
+            assert peak < 6 * SIZE * 8, peak / (SIZE * 8)

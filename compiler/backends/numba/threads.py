@@ -165,6 +165,10 @@ class ThreadPool:
             if batch is None:  # closed
                 return
             batch.work()
+            # its calls hold the arrays of the kernel just run: held until the next
+            # job, they kept a value alive past its last use (a program's peak grew
+            # by one or two of its biggest arrays, now and then)
+            del batch
 
     def post(self, batch: _Batch | None, copies: int, signal: bool = True) -> None:
         """Queue ``batch`` for ``copies`` workers and signal the spinning ones
