@@ -15,7 +15,10 @@ import sys
 import numpy as np
 import pytest
 
+import symgrad_compiler as compiler
 from symgrad_compiler.backends.numba import blas, blas_kernels, sgemm, threads
+from symgrad_compiler.backends.numba.lowerings import products
+from symgrad_compiler.registry import variable
 
 needs_avx512 = pytest.mark.skipif(not sgemm.AVAILABLE, reason="the tiles are for AVX-512 CPUs")
 
@@ -159,10 +162,6 @@ def test_an_entry_that_links_the_tiles_gives_its_small_products_them_too():
     products (a classifier's (64 x 128) by (128 x 10), and that layer's gradients)
     take them as well, at no cost in compiling, and still equal the interpreter."""
     from dense_programs import compiled_and_expected
-
-    import symgrad_compiler as compiler
-    from symgrad_compiler.backends.numba.lowerings import products
-    from symgrad_compiler.registry import variable
 
     rng = np.random.default_rng(16)
     arrays = [rng.normal(size=s).astype(np.float32) for s in [(64, 300), (128, 300), (10, 128)]]

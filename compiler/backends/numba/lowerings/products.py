@@ -186,10 +186,6 @@ def _traced_work(node: Node) -> int:
     return math.prod(node.types[0].shape) * inner
 
 
-# the ops whose entry form is _split_call (below): what links_tiles looks at
-_PRODUCT_OPS = ("dot", "FullyConnected")
-
-
 def links_tiles(steps) -> bool:
     """Whether an entry of these plan steps links :func:`blas.matmul_into`'s
     float32 tiles in any case (a float32 product of :data:`blas.SMALL_WORK` or
@@ -197,9 +193,11 @@ def links_tiles(steps) -> bool:
     :data:`blas.TILED_WORK` on, at no cost in compiling: W6's (10 x 128) by
     (128 x 256) weight gradient ran 4.1 us on them against 11.8 on OpenBLAS's
     AVX2 kernels, its (128 x 256) by (256 x 10) output 6.2 against 9.0."""
+    split_calls = (_dot_entry, _fully_connected_entry)  # the entries of _split_call
     return any(
         step.kind == "library"
-        and step.node.op.name in _PRODUCT_OPS
+        and step.lowering is not None
+        and step.lowering.entry in split_calls
         and _single(step.node)
         and _traced_work(step.node) >= blas.SMALL_WORK
         for step in steps
