@@ -83,6 +83,7 @@ def test_wide_convolution_and_gradients_match_numpy(conv_kernels, threading_mode
         dtype,
         7,
         ((shape[0], 0), (1, 1), (shape[0] + 3, 2), (shape[0], 0)),
+        "_cv_wide_weight_grad",
     )
 
 

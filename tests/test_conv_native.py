@@ -341,12 +341,40 @@ def test_blas_threads_are_restored():
     assert getter() == before
 
 
-def assert_sizes_match_numpy(conv_kernels, shape, attrs, dtype, seed, sizes):
+def routed_weight_grad(conv_kernels, route, g, x, w, attrs):
+    """The weight gradient by the kernel ``route`` itself (``_cv_winograd_weight_grad``,
+    ``_cv_wide_weight_grad`` or ``_cv_strided_weight_grad``), over the whole batch
+    on one thread: images of at most _CV_PACK_POSITIONS positions go packed by the
+    op, and their route is checked here. None where the route declines the
+    geometry."""
+    rank = x.ndim - 2
+    full = dict(stride=(1,) * rank, dilate=(1,) * rank, pad=(0,) * rank)
+    full.update({k: v for k, v in attrs.items() if k in full or k == "kernel"})
+    kernel, stride, dilate, pad = lconv.geometry3(
+        rank, full["kernel"], full["stride"], full["dilate"], full["pad"]
+    )
+    groups = attrs.get("num_group", 1)
+    g5, x5 = lconv._as5(g), lconv._as5(x)
+    dw = np.zeros(w.shape, g.dtype)
+    dw3 = dw.reshape((groups, w.shape[0] // groups, -1))
+    geometry = {
+        "_cv_winograd_weight_grad": (pad,),
+        "_cv_wide_weight_grad": (kernel, dilate, pad),
+        "_cv_strided_weight_grad": (kernel, stride, dilate, pad),
+    }[route]
+    taken = getattr(conv_kernels, route)(g5, x5, dw3, 0, x.shape[0], groups, *geometry)
+    return None if taken is False else dw
+
+
+def assert_sizes_match_numpy(conv_kernels, shape, attrs, dtype, seed, sizes, route=None):
     """The forward, data-gradient and weight-gradient kernels against numpy on
     ``shape`` changed by each ``(batch, grow)`` of ``sizes`` in turn (that batch,
     each spatial size plus ``grow``): the same compiled kernels serve every size
-    within one process."""
+    within one process. ``route``: the weight-gradient kernel the cases are about,
+    checked by :func:`routed_weight_grad` too, where it takes the size (at least
+    the first)."""
     rng = np.random.default_rng(seed)
+    routed = 0
     for batch, grow in sizes:
         spatial = tuple(s + grow for s in shape[2:])
         x, w, b = conv_arrays(rng, shape[:2] + spatial, attrs, dtype, batch)
@@ -354,7 +382,13 @@ def assert_sizes_match_numpy(conv_kernels, shape, attrs, dtype, seed, sizes):
         close(got, expected, dtype)
         g = rng.uniform(-1, 1, expected.shape).astype(dtype)
         close(*lowered(conv_kernels, "_conv_data_grad", (g, w, x), **attrs), dtype)
-        close(*lowered(conv_kernels, "_conv_weight_grad", (g, x, w), **attrs), dtype)
+        got, expected = lowered(conv_kernels, "_conv_weight_grad", (g, x, w), **attrs)
+        close(got, expected, dtype)
+        by_route = route and routed_weight_grad(conv_kernels, route, g, x, w, attrs)
+        if by_route is not None:
+            close(by_route, expected, dtype)
+            routed += 1
+    assert route is None or routed, f"{route} declined every size"
 
 
 def assert_gradients_match_differences(conv_kernels, shape, attrs, seed):
@@ -394,3 +428,31 @@ def test_which_unit_stride_data_gradients_go_by_columns(conv_kernels):
     assert not first(192, 64, (1, 5, 5))  # fewer filters than channels
     assert not first(64, 128, (1, 3, 3))  # Winograd's
     assert not first(4, 4, (1, 2, 2))  # a small kernel
+
+
+def test_small_images_weight_gradients_go_by_packed_columns(conv_kernels):
+    """A weight gradient over outputs of at most _CV_PACK_POSITIONS positions (one
+    group, a kernel wider than 1x1) is one product of im2col's columns of several
+    images side by side: the kernel's result is the packed route's bit for bit,
+    for ResNet's 7x7 3x3 layer (Winograd's before) and a strided one; a 9x9 output
+    keeps Winograd's."""
+    rng = np.random.default_rng(21)
+    cases = [
+        ((5, 16, 7, 7), dict(kernel=(3, 3), pad=(1, 1), num_filter=24), True),
+        ((4, 8, 13, 15), dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), num_filter=8), True),
+        ((4, 16, 9, 9), dict(kernel=(3, 3), pad=(1, 1), num_filter=16), False),
+    ]
+    for shape, attrs, packed in cases:
+        x, w, _ = conv_arrays(rng, shape, attrs, np.float32)
+        out = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)[1]
+        g = rng.uniform(-1, 1, out.shape).astype(np.float32)
+        got, expected = lowered(conv_kernels, "_conv_weight_grad", (g, x, w), **attrs)
+        close(got, expected, np.float32)
+        kernel, stride, dilate, pad = lconv.geometry3(
+            2, attrs["kernel"], attrs.get("stride", (1, 1)), (1, 1), attrs["pad"]
+        )
+        direct = np.zeros((w.shape[0], w[0].size), np.float32)
+        conv_kernels._cv_packed_columns_weight_grad(
+            lconv._as5(g), lconv._as5(x), direct, 0, shape[0], kernel, stride, dilate, pad
+        )
+        assert np.array_equal(got.reshape(direct.shape), direct) == packed, (shape, attrs)

@@ -4,7 +4,7 @@ weight gradient put NaN and infinities exactly where the ops' numpy implementati
 (the interpreter, and MXNet's im2col) and a plain numpy sum over the taps put them,
 for a special value in the data, the weights or the head gradient, on every route
 (unit stride "wide", images side by side, strided, depthwise, pointwise, packed
-pointwise), sizes
+pointwise, the packed columns of small images' weight gradient), sizes
 varied within one process, on one thread and split over threads.
 
 The wide kernels carry junk positions (data read past a row's end, multiplied by
@@ -32,6 +32,19 @@ ROUTES = {
     "wide_3d": ((2, 2, 4, 5, 5), dict(kernel=(3, 3, 3), pad=(1, 1, 1), num_filter=3)),
     "strided": ((2, 3, 9, 10), dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), num_filter=4)),
     "stem_7x7_s2": ((2, 3, 15, 15), dict(kernel=(7, 7), stride=(2, 2), pad=(3, 3), num_filter=4)),
+    # outputs of more than 64 positions: the weight gradient on the phases too
+    "stem_7x7_s2_90_positions": (
+        (2, 3, 19, 17),
+        dict(kernel=(7, 7), stride=(2, 2), pad=(3, 3), num_filter=4),
+    ),
+    # the weight gradient of outputs of at most 64 positions (and one group): im2col's
+    # columns of several images side by side in one product, whatever the route of
+    # the forward (the 7x7 and stride-2 cases above take it too)
+    "packed_columns_7x7": ((6, 8, 7, 7), dict(kernel=(3, 3), pad=(1, 1), num_filter=5)),
+    "packed_columns_s2_dilate": (
+        (3, 4, 13, 12),
+        dict(kernel=(3, 3), stride=(2, 2), dilate=(2, 1), pad=(1, 1), num_filter=6),
+    ),
     "depthwise": ((2, 4, 9, 8), dict(kernel=(3, 3), pad=(1, 1), num_filter=4, num_group=4)),
     "depthwise_s2_multiplier": (
         (2, 3, 9, 9),

@@ -91,6 +91,7 @@ def test_strided_convolution_and_gradients_match_numpy(conv_kernels, threading_m
         dtype,
         11,
         ((shape[0], 0), (1, 1), (shape[0] + 4, 2), (shape[0], 0)),
+        "_cv_strided_weight_grad",
     )
 
 

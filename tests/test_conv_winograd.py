@@ -121,6 +121,7 @@ def test_winograd_matches_numpy(conv_kernels, threading_mode, case, dtype):
         dtype,
         11,
         ((shape[0], 0), (1, 1), (shape[0] + 3, 2), (shape[0], 3)),
+        "_cv_winograd_weight_grad",
     )
 
 
