@@ -21,6 +21,7 @@ def threading_mode(request, monkeypatch):
     split over the pool (every size counts as big)."""
     if request.param == "threads":
         monkeypatch.setattr(lconv, "PARALLEL_WORK", 0)
+        monkeypatch.setattr(lconv, "DEPTHWISE_PARALLEL_WORK", 0)
         monkeypatch.setattr(pooling.threads, "MINIMUM", 1)
         monkeypatch.setattr(pooling.threads, "PIECE_MINIMUM", 1)
     return request.param

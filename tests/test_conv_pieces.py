@@ -82,9 +82,43 @@ def test_w7_layers_go_in_pieces_of_a_product(monkeypatch):
     geo = geometry()
     lconv._forward(None, x, w, None, [16, 16], 1, geo)
     lconv._transposed(None, x, w, None, x.shape, 1, geo)
-    lconv._weights(None, x, x, w.shape, 1, geo)
+    with np.errstate(invalid="ignore"):  # the partial sums nothing wrote, added up
+        lconv._weights(None, x, x, w.shape, 1, geo)
     expected = [(lo, lo + 4) for lo in range(0, 32, 4)]
     assert [[(call[4], call[5]) for call in calls] for calls in seen[:2]] == [expected] * 2
     grads = [(lo, lo + 8) for lo in range(0, 32, 8)]
     assert lconv.WINOGRAD_GRAD_TILES == 512
     assert [(call[3], call[4]) for call in seen[2]] == grads
+
+
+def test_depthwise_weight_gradients_go_one_piece_a_thread(monkeypatch):
+    """A depthwise weight gradient is split from DEPTHWISE_PARALLEL_WORK on (below
+    a dense one's PARALLEL_WORK), one piece of the batch per thread: MobileNet's
+    512-channel 14x14 layer at B=8 (7.2M multiply-adds) on two threads, in halves;
+    a dense layer of about that work and a depthwise one below the bound, whole."""
+    monkeypatch.setattr(lconv.threads, "count", lambda: 2)
+    seen = []
+
+    def run(kernel, calls):
+        seen.append(calls)
+        for call in calls:
+            call[2].fill(0)  # the partial sums, added up after
+
+    monkeypatch.setattr(lconv.threads, "run", run)
+    whole = []
+
+    def kernel(g, x, out, lo, hi, groups, *geometry):
+        whole.append((lo, hi, groups))
+
+    geo = geometry()
+    x = np.zeros((8, 512, 14, 14), np.float32)
+    lconv._weights(kernel, x, x, (512, 1, 3, 3), 512, geo)
+    assert [(call[3], call[4]) for call in seen.pop()] == [(0, 4), (4, 8)]
+    dense = np.zeros((8, 64, 14, 14), np.float32)  # 6.4M multiply-adds
+    lconv._weights(kernel, dense, dense, (64, 64, 1, 1), 1, geometry(kernel=(1, 1), pad=(0, 0)))
+    small = np.zeros((8, 64, 7, 7), np.float32)  # 226K multiply-adds
+    lconv._weights(kernel, small, small, (64, 1, 3, 3), 64, geo)
+    assert not seen and whole == [(0, 8, 1), (0, 8, 64)]
+    assert lconv.weights_parallel_work(512, 512, 9) == lconv.DEPTHWISE_PARALLEL_WORK
+    assert lconv.weights_parallel_work(512, 1, 9 * 512) == lconv.PARALLEL_WORK
+    assert lconv.weights_parallel_work(512, 512, 1) == lconv.PARALLEL_WORK  # 1x1 a channel
