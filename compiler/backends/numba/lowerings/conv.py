@@ -22,7 +22,13 @@ a 7x7 plane alone made loops of 61 positions, mostly scalar remainders and call
 overhead. Small images of a 1x1 convolution (7x7, and a classifier's 1x1) are
 likewise packed side by side into one GEMM (``_cv_packed_product``). MobileNet
 1.0's layers, B=8, one thread: depthwise forward/data/weight gradient 22/28/26 ->
-19/22/25 ms, its 1024-channel 7x7 1x1 layer 7.5/8.0/8.7 -> 5.1/5.5/5.4 ms.
+19/22/25 ms, its 1024-channel 7x7 1x1 layer 7.5/8.0/8.7 -> 5.1/5.5/5.4 ms. The
+weight gradient of any kernel over outputs that small (at most 64 positions, one
+group) goes the same way: im2col's columns of several images side by side, one
+product of depth B * P (``_cv_packed_columns_weight_grad``; ResNet's 512-channel
+7x7 layer, two threads, 24-42 ms by Winograd -> 5-7 ms). A depthwise weight
+gradient is split over the threads from less work than a dense one
+(``DEPTHWISE_PARALLEL_WORK``): per multiply-add it costs several times as much.
 
 At unit stride (every 3x3 layer of W7 and of most CNNs) the columns are "wide":
 the image is padded once and output position (i, j, k) is taken as position
