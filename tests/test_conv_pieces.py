@@ -75,6 +75,7 @@ def test_w7_layers_go_in_pieces_of_a_product(monkeypatch):
     15-30% more CPU time."""
     monkeypatch.setattr(lconv.threads, "count", lambda: 2)
     monkeypatch.setattr(lconv, "PARALLEL_WORK", 0)
+    monkeypatch.setattr(lconv, "DEPTHWISE_PARALLEL_WORK", 0)  # as the threads fixture
     seen = []
     monkeypatch.setattr(lconv.threads, "run", lambda kernel, calls: seen.append(calls))
     x = np.zeros((32, 64, 16, 16), np.float32)

@@ -1783,8 +1783,9 @@ def _cv_packed_weight_grad(g, x, dw2, lo, hi):
 # writing a weights-sized block. ResNet's 512-channel 7x7 layer, B=8 on two
 # threads: 24-42 ms by Winograd (a 7x7 image is 16 tiles for 49 positions, and
 # 512-float rows alias in the caches), 4.9 ms packed; 384 channels at 8x8 4.5 ->
-# 3.4 ms. Its forward and data gradient gained 0-20%, less than Winograd's
-# exact-looking results are worth, so they stay
+# 3.4 ms. Their forward and data gradient packed so gained up to 20% on some
+# shapes and lost on others (448 -> 384 at 8x8, data gradient 3.5 -> 4.7 ms):
+# they keep their routes
 
 
 @_jit
@@ -2200,12 +2201,17 @@ def _transposed(compiled, g, w, b, out_shape, groups, geometry) -> np.ndarray:
     return out
 
 
+def _depthwise(channels: int, groups: int, taps: int) -> bool:
+    """Whether a convolution of ``channels`` (its data's) in ``groups``, ``taps``
+    weights a filter, takes the kernels' depthwise loops (one channel a group,
+    a kernel wider than 1x1)."""
+    return channels == groups and taps > 1
+
+
 def weights_parallel_work(channels: int, groups: int, taps: int) -> int:
-    """The work from which the weight gradient of a convolution of ``channels``
-    (its data's) in ``groups``, ``taps`` weights a filter, is split over threads:
-    lower for a depthwise one (``DEPTHWISE_PARALLEL_WORK``)."""
-    depthwise = channels == groups and taps > 1
-    return DEPTHWISE_PARALLEL_WORK if depthwise else PARALLEL_WORK
+    """The work from which the weight gradient of such a convolution is split
+    over threads: lower for a depthwise one (``DEPTHWISE_PARALLEL_WORK``)."""
+    return DEPTHWISE_PARALLEL_WORK if _depthwise(channels, groups, taps) else PARALLEL_WORK
 
 
 def _weights(compiled, g, x, w_shape, groups, geometry) -> np.ndarray:
@@ -2221,7 +2227,7 @@ def _weights(compiled, g, x, w_shape, groups, geometry) -> np.ndarray:
         with blas_alone() if batch > 1 else contextlib.nullcontext():
             compiled(g5, x5, _as5(out), 0, batch, groups, *geometry)
         return out
-    if least == DEPTHWISE_PARALLEL_WORK:  # as many pieces as threads, no more
+    if _depthwise(x.shape[1], groups, taps):  # as many pieces as threads, no more
         count = min(batch, threads.count())
         pieces = [(k * batch // count, (k + 1) * batch // count) for k in range(count)]
     else:
