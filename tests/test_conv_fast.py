@@ -15,6 +15,7 @@ from test_conv_native import (
     assert_sizes_match_numpy,
     close,
     compile_program,
+    geometry,
     lowered,
     op,
     reference,
@@ -22,7 +23,6 @@ from test_conv_native import (
 
 from symgrad_compiler import ProgramGraph
 from symgrad_compiler.autodiff import differentiate
-from symgrad_compiler.backends.numba.lowerings import conv as lconv
 from symgrad_compiler.ir import Entry
 from symgrad_compiler.registry import variable
 
@@ -45,15 +45,6 @@ WIDE_CASES = {
     ),
     "wide_image": ((2, 2, 3, 17), dict(kernel=(3, 5), pad=(1, 2), num_filter=3), True),
 }
-
-
-def geometry(x_shape, attrs):
-
-    rank = len(x_shape) - 2
-    full = dict(stride=(1,) * rank, dilate=(1,) * rank, pad=(0,) * rank)
-    full.update({k: v for k, v in attrs.items() if k in ("kernel", "stride", "dilate", "pad")})
-    geo = lconv.geometry3(rank, full["kernel"], full["stride"], full["dilate"], full["pad"])
-    return geo, lconv.out_sizes(x_shape[2:], geo)
 
 
 @pytest.mark.parametrize("case", sorted(WIDE_CASES))

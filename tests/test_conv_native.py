@@ -341,28 +341,33 @@ def test_blas_threads_are_restored():
     assert getter() == before
 
 
+def geometry(x_shape, attrs):
+    """The kernels' 3-D (kernel, stride, dilate, pad) of a convolution of data of
+    ``x_shape`` with ``attrs`` (defaults filled in), and its output's sizes."""
+    rank = len(x_shape) - 2
+    full = dict(stride=(1,) * rank, dilate=(1,) * rank, pad=(0,) * rank)
+    full.update({k: v for k, v in attrs.items() if k in ("kernel", "stride", "dilate", "pad")})
+    geo = lconv.geometry3(rank, full["kernel"], full["stride"], full["dilate"], full["pad"])
+    return geo, lconv.out_sizes(x_shape[2:], geo)
+
+
 def routed_weight_grad(conv_kernels, route, g, x, w, attrs):
     """The weight gradient by the kernel ``route`` itself (``_cv_winograd_weight_grad``,
     ``_cv_wide_weight_grad`` or ``_cv_strided_weight_grad``), over the whole batch
     on one thread: images of at most _CV_PACK_POSITIONS positions go packed by the
     op, and their route is checked here. None where the route declines the
     geometry."""
-    rank = x.ndim - 2
-    full = dict(stride=(1,) * rank, dilate=(1,) * rank, pad=(0,) * rank)
-    full.update({k: v for k, v in attrs.items() if k in full or k == "kernel"})
-    kernel, stride, dilate, pad = lconv.geometry3(
-        rank, full["kernel"], full["stride"], full["dilate"], full["pad"]
-    )
+    (kernel, stride, dilate, pad), _ = geometry(x.shape, attrs)
     groups = attrs.get("num_group", 1)
     g5, x5 = lconv._as5(g), lconv._as5(x)
     dw = np.zeros(w.shape, g.dtype)
     dw3 = dw.reshape((groups, w.shape[0] // groups, -1))
-    geometry = {
+    route_geometry = {
         "_cv_winograd_weight_grad": (pad,),
         "_cv_wide_weight_grad": (kernel, dilate, pad),
         "_cv_strided_weight_grad": (kernel, stride, dilate, pad),
     }[route]
-    taken = getattr(conv_kernels, route)(g5, x5, dw3, 0, x.shape[0], groups, *geometry)
+    taken = getattr(conv_kernels, route)(g5, x5, dw3, 0, x.shape[0], groups, *route_geometry)
     return None if taken is False else dw
 
 
@@ -448,9 +453,7 @@ def test_small_images_weight_gradients_go_by_packed_columns(conv_kernels):
         g = rng.uniform(-1, 1, out.shape).astype(np.float32)
         got, expected = lowered(conv_kernels, "_conv_weight_grad", (g, x, w), **attrs)
         close(got, expected, np.float32)
-        kernel, stride, dilate, pad = lconv.geometry3(
-            2, attrs["kernel"], attrs.get("stride", (1, 1)), (1, 1), attrs["pad"]
-        )
+        (kernel, stride, dilate, pad), _ = geometry(x.shape, attrs)
         direct = np.zeros((w.shape[0], w[0].size), np.float32)
         conv_kernels._cv_packed_columns_weight_grad(
             lconv._as5(g), lconv._as5(x), direct, 0, shape[0], kernel, stride, dilate, pad

@@ -14,11 +14,11 @@ import itertools
 
 import numpy as np
 import pytest
-from test_conv_fast import geometry
 from test_conv_native import (
     assert_gradients_match_differences,
     assert_sizes_match_numpy,
     conv_arrays,
+    geometry,
     lowered,
 )
 from test_conv_nonfinite import SPECIALS, _run, _spots
