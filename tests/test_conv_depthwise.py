@@ -2,11 +2,13 @@
 backend (compiler/backends/numba/lowerings/conv.py: ``_cv_depthwise_wide`` for the
 forward and the unit-stride data gradient, ``_cv_depthwise_scatter`` for the other
 data gradients, ``_cv_depthwise_wide_weight_grad``): the padded channel laid out
-in stride phases, one flat vector loop per kernel position (MobileNet's 3x3
-layers, at stride 1 and 2). They compute what the ops' numpy implementations
-compute for ranks 1-3, strides 1-3, pads (beyond the kernel too), dilations,
-channel multipliers 1-3 and sizes varied within one process, on one thread and
-split over threads; the gradients agree with float64 finite differences."""
+in stride phases, one flat vector loop per kernel position. They compute what the
+ops' numpy implementations compute for ranks 1-3, strides 1-3, pads (beyond the
+kernel too), dilations, channel multipliers 1-3 and sizes varied within one
+process, on one thread and split over threads; the gradients agree with float64
+finite differences. Float32 3x3 cases at stride 1 or 2 with one filter a channel
+go to depthwise.py's vector kernels instead (test_conv_depthwise_vectors.py);
+``test_the_cases_take_the_wide_path`` calls the wide kernels themselves."""
 
 from __future__ import annotations
 

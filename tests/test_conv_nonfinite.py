@@ -50,6 +50,16 @@ ROUTES = {
         (2, 3, 9, 9),
         dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), num_filter=6, num_group=3),
     ),
+    # depthwise.py's vector kernels (float32): columns of 16 lanes and a partial
+    # one, padding beyond a row
+    "depthwise_vectors": (
+        (2, 3, 6, 21),
+        dict(kernel=(3, 3), pad=(2, 1), num_filter=3, num_group=3),
+    ),
+    "depthwise_vectors_s2": (
+        (2, 2, 7, 35),
+        dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), num_filter=2, num_group=2),
+    ),
     # several images a depthwise pass: all of them, and passes of three ending short
     "depthwise_7x7_one_pass": (
         (6, 3, 7, 7),

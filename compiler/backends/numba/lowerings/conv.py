@@ -1834,7 +1834,9 @@ def lib_conv_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate, pa
     flat = out.reshape((N, F * P))
     unit = stride[0] == 1 and stride[1] == 1 and stride[2] == 1
     if cg == 1 and kg > 1:
-        if _cv_depthwise_wide(x, w, out, lo, hi, kernel, stride, dilate, pad, False):
+        if depthwise.forward(x, w, out, lo, hi, stride, dilate, pad) or _cv_depthwise_wide(
+            x, w, out, lo, hi, kernel, stride, dilate, pad, False
+        ):
             for n in range(lo, hi):
                 _cv_add_bias(out, bias, n)
             return
@@ -1911,7 +1913,8 @@ def lib_conv_data_grad(g, w, bias, dx, lo, hi, groups, kernel, stride, dilate, p
         fits = unit and tpad[0] >= 0 and tpad[1] >= 0 and tpad[2] >= 0
         # unit stride: the forward of the turned taps; else g scattered on phases
         if finite and (
-            (fits and _cv_depthwise_wide(dx, w, g, lo, hi, kernel, stride, dilate, tpad, True))
+            depthwise.data_grad(g, w, dx, lo, hi, stride, dilate, pad)
+            or (fits and _cv_depthwise_wide(dx, w, g, lo, hi, kernel, stride, dilate, tpad, True))
             or _cv_depthwise_scatter(g, w, dx, lo, hi, kernel, stride, dilate, pad)
         ):
             for n in range(lo, hi):
@@ -1967,7 +1970,9 @@ def lib_conv_weight_grad(g, x, dw, lo, hi, groups, kernel, stride, dilate, pad):
     unit = stride[0] == 1 and stride[1] == 1 and stride[2] == 1
     if cg == 1 and kg > 1:
         # the junk positions again (see below): a non-finite result is redone
-        if _cv_depthwise_wide_weight_grad(g, x, dw, lo, hi, kernel, stride, dilate, pad):
+        if depthwise.weight_grad(g, x, dw, lo, hi, stride, dilate, pad) or (
+            _cv_depthwise_wide_weight_grad(g, x, dw, lo, hi, kernel, stride, dilate, pad)
+        ):
             if _cv_all_finite(dw3.reshape(dw3.size)):
                 return
             dw3[:] = 0
