@@ -120,6 +120,32 @@ def test_depthwise_weight_gradients_go_one_piece_a_thread(monkeypatch):
     small = np.zeros((8, 64, 7, 7), np.float32)  # 226K multiply-adds
     lconv._weights(kernel, small, small, (64, 1, 3, 3), 64, geo)
     assert not seen and whole == [(0, 8, 1), (0, 8, 64)]
-    assert lconv.weights_parallel_work(512, 512, 9) == lconv.DEPTHWISE_PARALLEL_WORK
-    assert lconv.weights_parallel_work(512, 1, 9 * 512) == lconv.PARALLEL_WORK
-    assert lconv.weights_parallel_work(512, 512, 1) == lconv.PARALLEL_WORK  # 1x1 a channel
+    assert lconv.parallel_work(512, 512, 9) == lconv.DEPTHWISE_PARALLEL_WORK
+    assert lconv.parallel_work(512, 1, 9 * 512) == lconv.PARALLEL_WORK
+    assert lconv.parallel_work(512, 512, 1) == lconv.PARALLEL_WORK  # 1x1 a channel
+
+
+def test_depthwise_forwards_and_data_gradients_split_from_less_work(monkeypatch):
+    """A depthwise forward and data gradient go over the threads from
+    DEPTHWISE_PARALLEL_WORK on, as the weight gradient: MobileNet's 512-channel
+    14x14 layer at B=8 (7.2M multiply-adds) in pieces; a dense layer of about that
+    work, whole."""
+    monkeypatch.setattr(lconv.threads, "count", lambda: 2)
+    split, whole = [], []
+    monkeypatch.setattr(lconv.threads, "run", lambda kernel, calls: split.append(calls))
+
+    def kernel(a, w, bias, out, lo, hi, groups, *geometry):
+        whole.append((lo, hi, groups))
+
+    geo = geometry()
+    x = np.zeros((8, 512, 14, 14), np.float32)
+    w = np.zeros((512, 1, 3, 3), np.float32)
+    lconv._forward(kernel, x, w, None, [14, 14], 512, geo)
+    lconv._transposed(kernel, x, w, None, x.shape, 512, geo)
+    assert len(split) == 2 and all(len(calls) > 1 for calls in split) and not whole
+    dense = np.zeros((8, 64, 14, 14), np.float32)  # 6.4M multiply-adds
+    pointwise = geometry(kernel=(1, 1), pad=(0, 0))
+    lconv._forward(
+        kernel, dense, np.zeros((64, 64, 1, 1), np.float32), None, [14, 14], 1, pointwise
+    )
+    assert len(split) == 2 and whole == [(0, 8, 1)]

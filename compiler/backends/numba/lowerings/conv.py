@@ -26,9 +26,17 @@ likewise packed side by side into one GEMM (``_cv_packed_product``). MobileNet
 weight gradient of any kernel over outputs that small (at most 64 positions, one
 group) goes the same way: im2col's columns of several images side by side, one
 product of depth B * P (``_cv_packed_columns_weight_grad``; ResNet's 512-channel
-7x7 layer, two threads, 24-42 ms by Winograd -> 5-7 ms). A depthwise weight
-gradient is split over the threads from less work than a dense one
-(``DEPTHWISE_PARALLEL_WORK``): per multiply-add it costs several times as much.
+7x7 layer, two threads, 24-42 ms by Winograd -> 5-7 ms). A depthwise
+convolution is split over the threads from less work than a dense one
+(``DEPTHWISE_PARALLEL_WORK``): per multiply-add it moves as much data.
+
+Float32 3x3 depthwise convolutions at stride 1 or 2 (one filter a channel, no
+dilation: all of MobileNet's) skip the padded planes on CPUs with AVX-512:
+``depthwise.py``'s vector kernels read and write each plane in place, a column of
+16 outputs at a time with its input rows held in registers. MobileNet's
+512-channel 14x14 layer, B=8, one thread: forward/data/weight gradient
+0.74/0.72/1.15 -> 0.17/0.16/0.17 ms. The kernels decline other dtypes and
+geometries, which keep the wide loops.
 
 At unit stride (every 3x3 layer of W7 and of most CNNs) the columns are "wide":
 the image is padded once and output position (i, j, k) is taken as position
@@ -2047,11 +2055,15 @@ def blas_alone() -> contextlib.AbstractContextManager[None]:
 # convolution (1.6M) split over two threads made the step slower than on one.
 PARALLEL_WORK = 1 << 23
 
-# A depthwise weight gradient (one channel a group) costs several times a dense
-# one's time per multiply-add counted (each plane padded into its phases, its
-# sums folded): it is split from this much work on, into one piece of the batch
-# per thread. MobileNet's 512-channel 14x14 layer (7.2M), B=8: 1.17 -> 0.79 ms;
-# its 1024-channel 7x7 one 1.07 -> 0.75; 256 channels at 7x7 (0.9M) 0.28 -> 0.23
+# A depthwise convolution (one channel a group) is split from this much work on:
+# per multiply-add counted it moves a dense one's data, so the hand-off pays from
+# far less work. Its weight gradient goes in one piece of the batch per thread.
+# By the wide kernels, MobileNet's 512-channel 14x14 layer (7.2M), B=8, weight
+# gradient 1.17 -> 0.79 ms, its 1024-channel 7x7 one 1.07 -> 0.75, 256 channels
+# at 7x7 (0.9M) 0.28 -> 0.23; by depthwise.py's vector kernels, two threads
+# against one: forward/data gradient 512 at 14x14 0.18/0.16 -> 0.12/0.10 ms,
+# 1024 at 7x7 0.26/0.16 -> 0.15/0.10, 256 at 28 -> 14 (stride 2) 0.16/0.14 ->
+# 0.10/0.09
 DEPTHWISE_PARALLEL_WORK = 1 << 20
 
 Triple = tuple[int, int, int]
@@ -2140,14 +2152,14 @@ def _pieces(batch: int, work: int, images: int) -> list[tuple[int, int]]:
     return [(lo, min(batch, lo + size)) for lo in range(0, batch, size)]
 
 
-def _launch(compiled: Any, batch: int, work: int, images: int, call: Any) -> None:
-    """Run ``compiled(*call(lo, hi))`` over the images, split over threads when
-    the work is big enough (``images``: one product's, see :func:`_pieces`)."""
+def _launch(compiled: Any, batch: int, work: int, images: int, call: Any, least: int) -> None:
+    """Run ``compiled(*call(lo, hi))`` over the images, split over threads from
+    ``least`` work on (``images``: one product's, see :func:`_pieces`)."""
     if batch < 2:  # one image: BLAS's own threads are the only parallelism
         compiled(*call(0, batch))
         return
     with blas_alone():
-        if work < PARALLEL_WORK or threads.count() < 2:
+        if work < least or threads.count() < 2:
             compiled(*call(0, batch))
         else:
             pieces = _pieces(batch, work, images)
@@ -2184,6 +2196,7 @@ def _forward(compiled, x, w, b, out_sizes, groups, geometry) -> np.ndarray:
         _work(out.size, taps),
         _images(x.shape[1], w.shape[0], groups, out_sizes, math.prod(out_sizes), geometry),
         lambda lo, hi: (x5, w5, bias, out5, lo, hi, groups, *geometry),
+        parallel_work(x.shape[1], groups, taps),
     )
     return out
 
@@ -2202,6 +2215,7 @@ def _transposed(compiled, g, w, b, out_shape, groups, geometry) -> np.ndarray:
         _work(g.size, taps),
         _images(out_shape[1], w.shape[0], groups, list(out_shape[2:]), positions, geometry),
         lambda lo, hi: (g5, w5, bias, out5, lo, hi, groups, *geometry),
+        parallel_work(out_shape[1], groups, taps),
     )
     return out
 
@@ -2213,9 +2227,9 @@ def _depthwise(channels: int, groups: int, taps: int) -> bool:
     return channels == groups and taps > 1
 
 
-def weights_parallel_work(channels: int, groups: int, taps: int) -> int:
-    """The work from which the weight gradient of such a convolution is split
-    over threads: lower for a depthwise one (``DEPTHWISE_PARALLEL_WORK``)."""
+def parallel_work(channels: int, groups: int, taps: int) -> int:
+    """The work from which such a convolution (its forward or either gradient) is
+    split over threads: lower for a depthwise one (``DEPTHWISE_PARALLEL_WORK``)."""
     return DEPTHWISE_PARALLEL_WORK if _depthwise(channels, groups, taps) else PARALLEL_WORK
 
 
@@ -2225,7 +2239,7 @@ def _weights(compiled, g, x, w_shape, groups, geometry) -> np.ndarray:
     g5, x5 = _as5(g), _as5(x)
     batch, taps = x.shape[0], int(np.prod(w_shape[1:]))
     work = _work(g.size, taps)
-    least = weights_parallel_work(x.shape[1], groups, taps)
+    least = parallel_work(x.shape[1], groups, taps)
     if batch < 2 or work < least or threads.count() < 2:
         out = np.empty(tuple(w_shape), g.dtype)
         # one call over the whole batch, BLAS on one thread as _launch keeps it
@@ -2380,10 +2394,11 @@ def _conv_entry_call(
         f"{step.lowering.kernel_name}({', '.join(arrays)}, {runtime_value(0)}, {batch}, "
         f"{runtime_value(groups)}, {', '.join(runtime_value(tuple(t)) for t in geometry)})"
     )
-    least = PARALLEL_WORK
-    if not batched_output:  # a weight gradient: split as _weights splits it
-        kernel_data = node.inputs[operands[1]].shape
-        least = weights_parallel_work(kernel_data[1], groups, math.prod(out_shape[1:]))
+    # the weights in the kernels' layout (filters, channels a group, taps): the
+    # weight gradient's result, else the second operand; split as _launch and
+    # _weights split it
+    weight = out_shape if not batched_output else node.inputs[operands[1]].shape
+    least = parallel_work(groups * weight[1], groups, math.prod(weight[1:]))
     threaded = None if _ONE_THREAD else w.library_call(step, step.lowering.kernel_name)
     if threaded is None:
         if not _ONE_THREAD:
