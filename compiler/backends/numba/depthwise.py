@@ -1,25 +1,27 @@
-"""3x3 depthwise convolutions at unit stride, float32, on CPUs with AVX-512: the
-forward, the data gradient (the forward of the output gradient with the kernel
-turned by 180 degrees) and the weight gradient of MobileNet's stride-1 layers.
+"""3x3 depthwise convolutions at stride 1 and 2, float32, on CPUs with AVX-512:
+the forward, the data gradient and the weight gradient of MobileNet's layers.
 
 The convolution kernels' general depthwise route (lowerings/conv.py) pads every
 plane into a scratch array, convolves its wide positions and copies the result
-out: three passes of scalar copies around a vector loop, which a 14x14 plane
-(one 16-float vector a row) spends mostly on the copies. Here a plane is read
-and written in place, one column of ``LANES`` outputs at a time from top to
-bottom (:func:`_forward_kernel`): the three input rows an output row reads stay
-in registers as three shifted vectors each, so every output row costs three
-masked loads, nine FMAs and one masked store, the masks putting the padding's
-zeros where a row or column falls outside the plane. MobileNet 1.0's layers,
-B=8, one thread, against the general route: 512 channels at 14x14 0.74 ->
-0.13 ms, 1024 at 7x7 0.70 -> 0.15, 256 at 28x28 0.91 -> 0.33; at 56x56 and
-112x112 both are bound by memory (1.3 against 1.1 ms).
+out: passes of scalar copies around a vector loop, which a 14x14 plane (one
+16-float vector a row) spends mostly on the copies. Here a plane is read and
+written in place, one column of ``LANES`` outputs at a time from top to bottom
+(:mod:`.planes`): the input rows an output row shares with the next stay in
+registers, so at unit stride every output row costs three masked loads, nine
+FMAs and one masked store. The data gradient is at stride 1 the forward of the
+output gradient with the kernel turned by 180 degrees, at stride 2 each pair of
+rows and columns of dx from the taps that reach it. MobileNet 1.0's layers, B=8,
+one thread, against the general route, forward/data/weight gradient: 512
+channels at 14x14 0.74/0.72/1.15 -> 0.17/0.16/0.17 ms, 1024 at 7x7
+0.70/0.72/1.11 -> 0.17/0.17/0.20, 256 at 28x28 0.84/0.94/1.44 -> 0.39/0.28/0.30;
+at 112x112 both are bound by memory.
 
 Every output is the sum of all nine products, the padding's included (a weight
-times zero, as im2col's product has them), starting from +0. The weight gradient
-(:func:`_weight_grad_kernel`) keeps a vector sum per kernel position over a
-whole column, added into a (9, LANES) array that the caller folds once per
-channel.
+times zero, as im2col's product has them), starting from +0: the data gradient
+of weights that are not all finite is left to the general route, whose adjoint
+has no such terms. The weight gradient (:func:`_weight_grad_kernel`) keeps a
+vector sum per kernel position over a whole column, added into a (9, LANES)
+array that the caller folds once per channel.
 """
 
 from __future__ import annotations
@@ -28,163 +30,25 @@ from typing import Any
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from .sgemm import AVAILABLE, FLOAT_POINTER, LANES, VECTOR, fma, llvm_function
-
-TAPS = 9  # a 3x3 kernel's positions, in row-major order
-
-_I32 = ir.IntType(32)
-_I64 = ir.IntType(64)
-_INDICES = ir.VectorType(_I32, LANES)
-_MASK = ir.VectorType(ir.IntType(1), LANES)
-_ZERO = ir.Constant(VECTOR, [0.0] * LANES)
-_NONE = ir.Constant(_MASK, [0] * LANES)
-
-
-def _splat(builder: Any, value: Any, vector_type: Any) -> Any:
-    """``value`` in every lane of a ``vector_type``."""
-    single = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value, _I32(0))
-    everywhere = ir.Constant(_INDICES, [0] * LANES)
-    return builder.shuffle_vector(single, ir.Constant(vector_type, ir.Undefined), everywhere)
-
-
-def _lanes_between(builder: Any, lo: Any, hi: Any) -> Any:
-    """The mask of lanes ``l`` with ``lo <= l < hi`` (64-bit bounds, each within
-    a 32-bit range)."""
-    lanes = ir.Constant(_INDICES, list(range(LANES)))
-    low = _splat(builder, builder.trunc(lo, _I32), _INDICES)
-    high = _splat(builder, builder.trunc(hi, _I32), _INDICES)
-    return builder.and_(
-        builder.icmp_signed(">=", lanes, low), builder.icmp_signed("<", lanes, high)
-    )
-
-
-def _pointer(builder: Any, base: Any, offset: Any) -> Any:
-    return builder.bitcast(builder.gep(base, [offset]), VECTOR.as_pointer())
-
-
-def _masked_load(builder: Any, base: Any, offset: Any, mask: Any) -> Any:
-    """The floats at ``base + offset`` in the lanes of ``mask``, zero elsewhere;
-    lanes outside the mask are never read (they may lie outside the array)."""
-    name = f"llvm.masked.load.v{LANES}f32.p0v{LANES}f32"
-    load = llvm_function(builder, name, VECTOR, [VECTOR.as_pointer(), _I32, _MASK, VECTOR])
-    return builder.call(load, [_pointer(builder, base, offset), _I32(4), mask, _ZERO])
-
-
-def _masked_store(builder: Any, value: Any, base: Any, offset: Any, mask: Any) -> None:
-    """``value``'s lanes in ``mask`` written at ``base + offset``."""
-    name = f"llvm.masked.store.v{LANES}f32.p0v{LANES}f32"
-    store = llvm_function(builder, name, ir.VoidType(), [VECTOR, VECTOR.as_pointer(), _I32, _MASK])
-    builder.call(store, [value, _pointer(builder, base, offset), _I32(4), mask])
-
-
-class _Column:
-    """The input rows of one column of outputs at unit stride: row ``r`` as three
-    vectors, lane ``l`` of vector ``e`` the plane's column ``c0 + l + e`` (kernel
-    column ``e`` of output ``l``), zero outside the plane and in lanes past the
-    column's ``count`` outputs."""
-
-    def __init__(self, builder: Any, plane: Any, rows: Any, width: Any, c0: Any, count: Any):
-        self.builder, self.plane, self.rows, self.width = builder, plane, rows, width
-        self.columns, self.masks = [], []
-        for e in range(3):
-            column = builder.add(c0, _I64(e))
-            end = builder.sub(width, column)
-            end = builder.select(builder.icmp_signed("<", end, count), end, count)
-            self.columns.append(column)
-            self.masks.append(_lanes_between(builder, builder.neg(column), end))
-
-    def _loads(self, r: Any) -> list[Any]:
-        b = self.builder
-        inside = b.and_(b.icmp_signed(">=", r, _I64(0)), b.icmp_signed("<", r, self.rows))
-        start = b.mul(b.select(inside, r, _I64(0)), self.width)
-        return [
-            _masked_load(b, self.plane, b.add(start, column), b.select(inside, mask, _NONE))
-            for column, mask in zip(self.columns, self.masks)
-        ]
-
-    def row(self, r: Any) -> list[Any]:
-        return self._loads(r)
-
-
-class _PairedColumn(_Column):
-    """:class:`_Column` at stride 2: lane ``l`` of vector ``e`` is the plane's
-    column ``c0 + 2l + e``. The row's ``2 * count + 1`` columns from ``c0`` are
-    read as three vectors and their even and odd lanes taken apart."""
-
-    def __init__(self, builder: Any, plane: Any, rows: Any, width: Any, c0: Any, count: Any):
-        self.builder, self.plane, self.rows, self.width = builder, plane, rows, width
-        self.columns, self.masks = [], []
-        needed = builder.add(builder.add(count, count), _I64(1))
-        for q in range(3):
-            column = builder.add(c0, _I64(q * LANES))
-            end = builder.sub(width, column)
-            last = builder.sub(needed, _I64(q * LANES))
-            end = builder.select(builder.icmp_signed("<", end, last), end, last)
-            self.columns.append(column)
-            self.masks.append(_lanes_between(builder, builder.neg(column), end))
-
-    def row(self, r: Any) -> list[Any]:
-        b = self.builder
-        first, second, third = self._loads(r)
-        even = b.shuffle_vector(first, second, _indices(range(0, 2 * LANES, 2)))
-        odd = b.shuffle_vector(first, second, _indices(range(1, 2 * LANES, 2)))
-        after = b.shuffle_vector(even, third, _indices(range(1, LANES + 1)))
-        return [even, odd, after]
-
-
-def _indices(values: Any) -> Any:
-    return ir.Constant(_INDICES, list(values))
-
-
-def _down_the_rows(builder: Any, count: Any, carried: list[Any], body: Any) -> list[Any]:
-    """Emit ``for i in range(count)`` carrying the values ``carried`` (their
-    values before the loop), ``body(i, values)`` returning their next values;
-    return their values after the loop."""
-    before = builder.block
-    loop = builder.append_basic_block("rows")
-    done = builder.append_basic_block("rows.done")
-    builder.cbranch(builder.icmp_signed(">", count, _I64(0)), loop, done)
-    builder.position_at_end(loop)
-    i = builder.phi(_I64)
-    i.add_incoming(_I64(0), before)
-    values = [builder.phi(v.type) for v in carried]
-    for phi, value in zip(values, carried):
-        phi.add_incoming(value, before)
-    following = body(i, values)
-    after = builder.add(i, _I64(1))
-    end = builder.block
-    i.add_incoming(after, end)
-    for phi, value in zip(values, following):
-        phi.add_incoming(value, end)
-    builder.cbranch(builder.icmp_signed("<", after, count), loop, done)
-    builder.position_at_end(done)
-    results = []
-    for initial, value in zip(carried, following):
-        result = builder.phi(value.type)
-        result.add_incoming(initial, before)
-        result.add_incoming(value, end)
-        results.append(result)
-    return results
-
-
-def _first_rows(column: _Column, builder: Any, r0: Any, stride: int) -> list[Any]:
-    """The vectors of the rows the first output row shares with the next: rows
-    ``r0 + stride .. r0 + 2`` (the window's last ``3 - stride`` rows come first in
-    the loop; see :func:`_window`)."""
-    return [v for a in range(3 - stride) for v in column.row(builder.add(r0, _I64(a)))]
-
-
-def _window(column: _Column, builder: Any, r0: Any, i: Any, stride: int, kept: list[Any]):
-    """The three input rows of output row ``i`` (rows ``r0 + stride*i + a``), as
-    nine vectors, from the ``kept`` ones of the previous output row and
-    ``stride`` new rows."""
-    top = builder.add(r0, builder.mul(i, _I64(stride)))
-    new = [v for a in range(3 - stride, 3) for v in column.row(builder.add(top, _I64(a)))]
-    return kept + new
+from .planes import (
+    I64,
+    TAPS,
+    ZERO,
+    Column,
+    PairedColumn,
+    down_the_rows,
+    first_rows,
+    lanes_between,
+    masked_load,
+    masked_store,
+    splat,
+    spread_pairs,
+    window,
+)
+from .sgemm import AVAILABLE, FLOAT_POINTER, LANES, VECTOR, fma, vector_at
 
 
 def _forward_kernel(stride: int) -> Any:
@@ -193,7 +57,7 @@ def _forward_kernel(stride: int) -> Any:
     x[(r0 + stride*i + a) * width + c0 + stride*j + e]`` (zero outside the ``rows``
     x ``width`` plane at ``x``) for ``i < out_rows`` and ``j < count`` (at most
     ``LANES``); float32 pointers, 64-bit sizes."""
-    Column = _Column if stride == 1 else _PairedColumn
+    columns = Column if stride == 1 else PairedColumn
 
     @intrinsic
     def forward(typingctx, x, rows, width, r0, c0, out, out_width, out_rows, count, taps):  # type: ignore[no-untyped-def]
@@ -203,25 +67,25 @@ def _forward_kernel(stride: int) -> Any:
         def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
             x_ptr, rows, width, r0, c0, out_ptr, out_width, out_rows, count, taps_ptr = args
             weights = [
-                _splat(builder, builder.load(builder.gep(taps_ptr, [_I64(t)])), VECTOR)
+                splat(builder, builder.load(builder.gep(taps_ptr, [I64(t)])), VECTOR)
                 for t in range(TAPS)
             ]
-            column = Column(builder, x_ptr, rows, width, c0, count)
-            written = _lanes_between(builder, _I64(0), count)
+            column = columns(builder, x_ptr, rows, width, c0, count)
+            written = lanes_between(builder, I64(0), count)
 
             def output_row(i: Any, kept: list[Any]) -> list[Any]:
-                window = _window(column, builder, r0, i, stride, kept)
+                rows_read = window(column, builder, r0, i, stride, kept)
                 sums = []
                 for a in range(3):  # a sum per kernel row: short chains
-                    total = _ZERO
+                    total = ZERO
                     for e in range(3):
-                        total = fma(builder, weights[3 * a + e], window[3 * a + e], total)
+                        total = fma(builder, weights[3 * a + e], rows_read[3 * a + e], total)
                     sums.append(total)
                 result = builder.fadd(builder.fadd(sums[0], sums[1]), sums[2])
-                _masked_store(builder, result, out_ptr, builder.mul(i, out_width), written)
-                return window[3 * stride :]
+                masked_store(builder, result, out_ptr, builder.mul(i, out_width), written)
+                return rows_read[3 * stride :]
 
-            _down_the_rows(builder, out_rows, _first_rows(column, builder, r0, stride), output_row)
+            down_the_rows(builder, out_rows, first_rows(column, builder, r0, stride), output_row)
             return context.get_dummy_value()
 
         return signature, codegen
@@ -235,7 +99,7 @@ def _weight_grad_kernel(stride: int) -> Any:
     * x[(r0 + stride*i + a) * width + c0 + stride*j + e]`` for ``t = 3a + e`` and
     lanes ``j < count`` (the others add zero), ``x`` zero outside its ``rows`` x
     ``width`` plane; float32 pointers, 64-bit sizes."""
-    Column = _Column if stride == 1 else _PairedColumn
+    columns = Column if stride == 1 else PairedColumn
 
     @intrinsic
     def weight_grad(typingctx, g, x, rows, width, r0, c0, g_width, g_rows, count, sums):  # type: ignore[no-untyped-def]
@@ -244,21 +108,21 @@ def _weight_grad_kernel(stride: int) -> Any:
 
         def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
             g_ptr, x_ptr, rows, width, r0, c0, g_width, g_rows, count, sums_ptr = args
-            column = Column(builder, x_ptr, rows, width, c0, count)
-            present = _lanes_between(builder, _I64(0), count)
+            column = columns(builder, x_ptr, rows, width, c0, count)
+            present = lanes_between(builder, I64(0), count)
             kept_count = 3 * (3 - stride)
 
             def output_row(i: Any, carried: list[Any]) -> list[Any]:
                 kept, totals = carried[:kept_count], carried[kept_count:]
-                window = _window(column, builder, r0, i, stride, kept)
-                gradient = _masked_load(builder, g_ptr, builder.mul(i, g_width), present)
-                totals = [fma(builder, gradient, v, s) for v, s in zip(window, totals)]
-                return window[3 * stride :] + totals
+                rows_read = window(column, builder, r0, i, stride, kept)
+                gradient = masked_load(builder, g_ptr, builder.mul(i, g_width), present)
+                totals = [fma(builder, gradient, v, s) for v, s in zip(rows_read, totals)]
+                return rows_read[3 * stride :] + totals
 
-            first = _first_rows(column, builder, r0, stride)
-            totals = _down_the_rows(builder, g_rows, first + [_ZERO] * TAPS, output_row)
+            first = first_rows(column, builder, r0, stride)
+            totals = down_the_rows(builder, g_rows, first + [ZERO] * TAPS, output_row)
             for t, total in enumerate(totals[kept_count:]):
-                target = _pointer(builder, sums_ptr, _I64(t * LANES))
+                target = vector_at(builder, sums_ptr, I64(t * LANES))
                 builder.store(builder.fadd(builder.load(target, align=4), total), target, align=4)
             return context.get_dummy_value()
 
@@ -269,15 +133,11 @@ def _weight_grad_kernel(stride: int) -> Any:
 
 @intrinsic
 def _paired_data_grad_kernel(typingctx, g, g_rows, g_width, i0, j0, dx, rows, width, r0, c0, taps):  # type: ignore[no-untyped-def]
-    """The data gradient of a stride-2 :func:`_forward_kernel`, 32 columns of dx
-    from ``c0 = 2*j0 - pad`` (of the ``rows`` x ``width`` plane at ``dx``) down its
-    rows from ``r0 = 2*i0 - pad``: ``dx[r, c] = sum of taps[3a + e] * g[i, j]`` over
-    the ``r = 2i + a + r0 - 2*i0``, ``c = 2j + e + c0 - 2*j0`` (g zero outside its
-    ``g_rows`` x ``g_width`` plane). Column ``c0 + 2l`` takes kernel columns 0
-    (from g's column ``j0 + l``) and 2 (``j0 + l - 1``), column ``c0 + 2l + 1``
-    kernel column 1; likewise the rows, two a step: ``r0 + 2k`` from g's rows
-    ``i0 + k`` and ``i0 + k - 1``, ``r0 + 2k + 1`` from row ``i0 + k``. Float32
-    pointers, 64-bit sizes."""
+    """The data gradient of a stride-2 forward kernel: 32 columns of the ``rows``
+    x ``width`` plane at ``dx`` from ``c0 = 2*j0 - pad``, all its rows from ``r0 =
+    2*i0 - pad``, each the sum of ``taps[3a + e] * g[i, j]`` over the taps (a, e)
+    of the outputs (i, j) that read it (``planes.spread_pairs``; g zero outside
+    its ``g_rows`` x ``g_width`` plane). Float32 pointers, 64-bit sizes."""
     size, pointer = types.int64, FLOAT_POINTER
     signature = types.void(
         pointer, size, size, size, size, pointer, size, size, size, size, pointer
@@ -286,56 +146,18 @@ def _paired_data_grad_kernel(typingctx, g, g_rows, g_width, i0, j0, dx, rows, wi
     def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
         g_ptr, g_rows, g_width, i0, j0, dx_ptr, rows, width, r0, c0, taps_ptr = args
         b = builder
-        w = [_splat(b, b.load(b.gep(taps_ptr, [_I64(t)])), VECTOR) for t in range(TAPS)]
-        # g's columns j0 + l and j0 + l - 1
-        masks = []
-        for shift in (0, -1):
-            column = b.add(j0, _I64(shift))
-            masks.append((column, _lanes_between(b, b.neg(column), b.sub(g_width, column))))
+        w = [splat(b, b.load(b.gep(taps_ptr, [I64(t)])), VECTOR) for t in range(TAPS)]
+        column = Column(b, g_ptr, g_rows, g_width, b.sub(j0, I64(1)), I64(LANES + 1))
+        # g's columns j0 + l and j0 + l - 1: the Column's kernel columns 1 and 0
 
-        def g_row(i: Any) -> list[Any]:
-            inside = b.and_(b.icmp_signed(">=", i, _I64(0)), b.icmp_signed("<", i, g_rows))
-            start = b.mul(b.select(inside, i, _I64(0)), g_width)
-            return [
-                _masked_load(b, g_ptr, b.add(start, column), b.select(inside, mask, _NONE))
-                for column, mask in masks
-            ]
+        def load(i: Any) -> list[Any]:
+            before, at, _after = column.loads(i)
+            return [at, before]
 
-        # dx's 32 columns, as two stores of interleaved even and odd ones
-        stores = []
-        for half in range(2):
-            column = b.add(c0, _I64(half * LANES))
-            stores.append((column, _lanes_between(b, b.neg(column), b.sub(width, column))))
-        low = _indices(v for l in range(LANES // 2) for v in (l, LANES + l))
-        high = _indices(v for l in range(LANES // 2, LANES) for v in (l, LANES + l))
+        def add(total: Any, t: int, value: Any) -> Any:
+            return fma(b, w[t], value, total)
 
-        def store_row(r: Any, even: Any, odd: Any) -> None:
-            inside = b.and_(b.icmp_signed(">=", r, _I64(0)), b.icmp_signed("<", r, rows))
-            start = b.mul(b.select(inside, r, _I64(0)), width)
-            for (column, mask), order in zip(stores, (low, high)):
-                value = b.shuffle_vector(even, odd, order)
-                _masked_store(b, value, dx_ptr, b.add(start, column), b.select(inside, mask, _NONE))
-
-        def combine(pairs: list[tuple[int, Any]]) -> Any:
-            total = _ZERO
-            for t, vector in pairs:
-                total = fma(b, w[t], vector, total)
-            return total
-
-        steps = b.sdiv(b.add(b.sub(rows, r0), _I64(1)), _I64(2))  # row pairs to cover dx
-
-        def row_pair(k: Any, above: list[Any]) -> list[Any]:
-            here = g_row(b.add(i0, k))
-            top = b.add(r0, b.add(k, k))
-            even = combine([(0, here[0]), (2, here[1]), (6, above[0]), (8, above[1])])
-            odd = combine([(1, here[0]), (7, above[0])])
-            store_row(top, even, odd)
-            store_row(
-                b.add(top, _I64(1)), combine([(3, here[0]), (5, here[1])]), combine([(4, here[0])])
-            )
-            return here
-
-        _down_the_rows(b, steps, g_row(b.sub(i0, _I64(1))), row_pair)
+        spread_pairs(b, load, add, i0, dx_ptr, rows, width, r0, c0)
         return context.get_dummy_value()
 
     return signature, codegen
@@ -345,7 +167,11 @@ _forward_unit, _forward_paired = _forward_kernel(1), _forward_kernel(2)
 _weight_grad_unit, _weight_grad_paired = _weight_grad_kernel(1), _weight_grad_kernel(2)
 
 
-_jit = numba.njit(cache=True, nogil=True, boundscheck=False)
+# Not cached on disk by numba: these functions are linked into the generated
+# kernel modules that call them, which are cached under names that hash this file
+# and planes.py (disk_cache._products); numba's own cache would know only this
+# file's changes, and keep machine code built from an older planes.py.
+_jit = numba.njit(nogil=True, boundscheck=False)
 
 
 @_jit

@@ -109,18 +109,16 @@ _VMATH = fingerprint(os.path.join(os.path.dirname(__file__), "vmath.py"))
 
 @functools.cache
 def _products() -> str:
-    """blas.py's hash and the BLAS it found (:data:`.blas.IDENTITY`), and
-    depthwise.py's hash: the kernels and entries inline their code too (the
-    products of convolutions, recurrences and the entry; depthwise convolutions'
-    vector kernels), so a changed blas.py or depthwise.py, or another BLAS or
-    route, must give the module another name. Imported late: both import numba
-    and blas.py this module."""
-    from . import blas, depthwise
+    """blas.py's hash and the BLAS it found (:data:`.blas.IDENTITY`), and the
+    hashes of the vector kernels over image planes (depthwise.py and planes.py):
+    the kernels and entries inline their code too (the products of convolutions,
+    recurrences and the entry; depthwise convolutions' kernels), so a changed
+    file, or another BLAS or route, must give the module another name. Imported
+    late: they import numba, and blas.py this module."""
+    from . import blas, depthwise, planes
 
-    return (
-        f"blas.py {fingerprint(blas.__file__)}, {blas.IDENTITY}, "
-        f"depthwise.py {fingerprint(depthwise.__file__)}"
-    )
+    planar = f"{fingerprint(depthwise.__file__)} {fingerprint(planes.__file__)}"
+    return f"blas.py {fingerprint(blas.__file__)}, {blas.IDENTITY}, planes {planar}"
 
 
 def module_source(functions: str) -> str:
