@@ -150,12 +150,12 @@ def _paired_data_grad_kernel(typingctx, g, g_rows, g_width, i0, j0, dx, rows, wi
         column = Column(b, g_ptr, g_rows, g_width, b.sub(j0, I64(1)), I64(LANES + 1))
         # g's columns j0 + l and j0 + l - 1: the Column's kernel columns 1 and 0
 
-        def load(i: Any) -> list[Any]:
+        def load(i: Any) -> list[tuple]:
             before, at, _after = column.loads(i)
-            return [at, before]
+            return [(at,), (before,)]
 
-        def add(total: Any, t: int, value: Any) -> Any:
-            return fma(b, w[t], value, total)
+        def add(total: Any, t: int, value: tuple) -> Any:
+            return fma(b, w[t], value[0], total)
 
         spread_pairs(b, load, add, i0, dx_ptr, rows, width, r0, c0)
         return context.get_dummy_value()

@@ -218,11 +218,12 @@ def spread_pairs(
     plane at ``target``: 32 of its columns from ``c0``, two rows a step from
     ``r0`` down to its last, each the sum of the taps that reach it.
 
-    ``load(i)`` gives two values of the windows' row ``i``: for the windows
-    ``j0 + l`` and ``j0 + l - 1``, ``c0 = 2*j0 - pad`` (a row outside gives
-    values that add nothing); ``add(total, t, value)`` adds what tap ``t`` of such
-    a value brings. Column ``c0 + 2l`` takes kernel columns 0 (window ``j0 + l``)
-    and 2 (``j0 + l - 1``), column ``c0 + 2l + 1`` kernel column 1; likewise the
+    ``load(i)`` gives two values of the windows' row ``i`` (each a tuple of
+    vectors): for the windows ``j0 + l`` and ``j0 + l - 1``, ``c0 = 2*j0 - pad``
+    (a row outside gives values that add nothing); ``add(total, t, value)`` adds
+    what tap ``t`` of such a value brings. Column ``c0 + 2l`` takes kernel
+    columns 0 (window ``j0 + l``) and 2 (``j0 + l - 1``), column ``c0 + 2l + 1``
+    kernel column 1; likewise the
     rows: ``r0 + 2k`` takes window rows ``i0 + k`` (kernel row 0) and ``i0 + k -
     1`` (row 2), ``r0 + 2k + 1`` window row ``i0 + k`` (row 1), with ``r0 = 2*i0
     - pad``. Every sum starts from +0."""
@@ -247,14 +248,20 @@ def spread_pairs(
             result = add(result, t, value)
         return result
 
-    def row_pair(k: Any, above: list[Any]) -> list[Any]:
+    def flat(values: list[tuple]) -> list[Any]:
+        return [v for value in values for v in value]
+
+    def row_pair(k: Any, carried: list[Any]) -> list[Any]:
+        half = len(carried) // 2
+        above = [tuple(carried[:half]), tuple(carried[half:])]
         here = load(b.add(i0, k))
         top = b.add(r0, b.add(k, k))
-        even = total([(0, here[0]), (2, here[1]), (6, above[0]), (8, above[1])])
-        store_row(top, even, total([(1, here[0]), (7, above[0])]))
-        odd = total([(3, here[0]), (5, here[1])])
+        # in the windows' row-major order, as a scalar loop over them adds
+        even = total([(8, above[1]), (6, above[0]), (2, here[1]), (0, here[0])])
+        store_row(top, even, total([(7, above[0]), (1, here[0])]))
+        odd = total([(5, here[1]), (3, here[0])])
         store_row(b.add(top, I64(1)), odd, total([(4, here[0])]))
-        return here
+        return flat(here)
 
     steps = b.sdiv(b.add(b.sub(rows, r0), I64(1)), I64(2))  # row pairs to the last row
-    down_the_rows(b, steps, load(b.sub(i0, I64(1))), row_pair)
+    down_the_rows(b, steps, flat(load(b.sub(i0, I64(1)))), row_pair)

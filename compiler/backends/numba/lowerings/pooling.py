@@ -14,6 +14,11 @@ Sums run in float64.
 2x2 windows at stride 2 without padding (W7's and most CNNs' max pooling) have
 loops of their own, written out for that window and branch-free, which numba
 vectorises: 40-70x faster forward, about 10x faster gradient on W7's shapes.
+Float32 3x3 max pooling at stride 2 goes to ``max_pool.py``'s vector kernels on
+CPUs with AVX-512 (planes read in place, a column of 16 windows at a time, the
+gradient written once per element from the windows' maxima); SqueezeNet's
+512-channel 27x27 layer, B=8, one thread: forward 5.2 -> 0.28 ms, gradient
+9.9 -> 2.1.
 Every other 1-D and 2-D max pooling (ResNet's, SqueezeNet's and AlexNet's 3x3
 at stride 2) is separable: each input row's windows are folded once, a vector
 per tap, then each output row folds its window's rows (``_pl_max_planes``): about
@@ -702,6 +707,8 @@ def lib_pool_forward(x, out, lo, hi, kernel, stride, pad, mode, include_pad):
     if _pl_pairs(x, od, oh, ow, kernel, stride, pad):
         _pl_pair_forward(x, out, lo, hi, mode)
         return
+    if mode == 0 and max_pool.forward(x, out, lo, hi, kernel, stride, pad):
+        return
     if mode != 0 and _pl_box_fits(x, out, kernel, stride, pad):
         _pl_box_rows(x, x, out, lo, hi, kernel, pad, mode, include_pad, True)
         return
@@ -757,6 +764,8 @@ def lib_pool_backward(g, x, dx, lo, hi, kernel, stride, pad, mode, include_pad):
             _pl_pair_gather(g, x, dx, lo, hi)
         else:
             _pl_pair_backward(g, x, dx, lo, hi, mode)
+        return
+    if mode == 0 and max_pool.backward(g, x, dx, lo, hi, kernel, stride, pad):
         return
     if (mode == 1 or mode == 2) and _pl_box_fits(x, g, kernel, stride, pad):
         _pl_box_rows(g, x, dx, lo, hi, kernel, pad, mode, include_pad, False)
