@@ -20,8 +20,11 @@ from test_conv_native import (
     close,
     conv_arrays,
     lowered,
+    routed_weight_grad,
 )
 from test_conv_nonfinite import SPECIALS, _run, _spots
+
+from symgrad_compiler.backends.numba.lowerings import conv as lconv
 
 CHANNELS = 16  # the kernels' _CV_WINOGRAD_CHANNELS
 
@@ -198,3 +201,19 @@ def test_signed_zeros_as_the_interpreter(conv_kernels):
             kwargs = dict(no_bias=True) if op == "Convolution" else {}
             got, interpreted = lowered(conv_kernels, op, arrays, **kwargs, **attrs)
             assert np.array_equal(np.signbit(got), np.signbit(interpreted)), (op, signs)
+
+
+def test_weight_gradients_of_many_more_filters_keep_the_wide_columns(conv_kernels):
+    """A weight gradient with _CV_WINOGRAD_GRAD_FILTERS times as many filters as
+    channels or more (SqueezeNet's expand layers) is the wide columns' (bit for
+    bit), though its forward fits Winograd; one filter fewer keeps Winograd's."""
+    assert conv_kernels._CV_WINOGRAD_GRAD_FILTERS == lconv.WINOGRAD_GRAD_FILTERS == 4
+    rng = np.random.default_rng(31)
+    for filters, route in ((64, "_cv_wide_weight_grad"), (63, "_cv_winograd_weight_grad")):
+        attrs = dict(kernel=(3, 3), pad=(1, 1), num_filter=filters)
+        x, w, _ = conv_arrays(rng, (3, CHANNELS, 9, 10), attrs, np.float32)
+        assert conv_kernels._cv_winograd_fits(CHANNELS, filters, 1, (1, 3, 3), (1, 1, 1))
+        g = rng.uniform(-1, 1, (3, filters, 9, 10)).astype(np.float32)
+        got, expected = lowered(conv_kernels, "_conv_weight_grad", (g, x, w), **attrs)
+        close(got, expected, np.float32)
+        np.testing.assert_array_equal(got, routed_weight_grad(conv_kernels, route, g, x, w, attrs))

@@ -137,10 +137,21 @@ WINOGRAD_CACHED = 1 << 18
 # operands per thread)
 WINOGRAD_GRAD_TILES = 512
 
+# A weight gradient with this many times as many filters as channels (a group's)
+# or more keeps the wide columns: Winograd's 16 products then each give a block
+# of fg x cg sums over every tile, too narrow a result for their depth, where the
+# wide columns' one product gives fg x 9cg. SqueezeNet's expand layers, B=8, two
+# threads, Winograd against wide: 3x3 16 -> 64 at 54x54 2.30 against 1.73 ms,
+# 32 -> 128 at 54x54 5.69 / 5.04, 48 -> 192 at 27x27 3.53 / 2.66, 64 -> 256 at
+# 27x27 5.37 / 4.56; as many filters as channels keep Winograd (64 -> 64 at 56x56
+# 5.30 / 6.22, W7's 32 -> 32 at 32x32, B=32, 2.17 / 2.43)
+WINOGRAD_GRAD_FILTERS = 4
+
 # the kernels' copies of the constants above
 _CONSTANTS = f"""
 _CV_WINOGRAD_TILES = {WINOGRAD_TILES}
 _CV_WINOGRAD_CHANNELS = {WINOGRAD_CHANNELS}
+_CV_WINOGRAD_GRAD_FILTERS = {WINOGRAD_GRAD_FILTERS}
 _CV_WINOGRAD_CACHED = {WINOGRAD_CACHED}
 _CV_WINOGRAD_GRAD_TILES = {WINOGRAD_GRAD_TILES}
 """
@@ -1991,7 +2002,8 @@ def lib_conv_weight_grad(g, x, dw, lo, hi, groups, kernel, stride, dilate, pad):
     if not pointwise and groups == 1 and P <= _CV_PACK_POSITIONS:
         _cv_packed_columns_weight_grad(g, x, dw3[0], lo, hi, kernel, stride, dilate, pad)
         return
-    if not pointwise and unit and _cv_winograd_fits(cg, fg, x.shape[2], kernel, dilate):
+    winograd = _cv_winograd_fits(cg, fg, x.shape[2], kernel, dilate)
+    if not pointwise and unit and winograd and fg < _CV_WINOGRAD_GRAD_FILTERS * cg:
         if _cv_wide_plan(
             (x.shape[2], x.shape[3], x.shape[4]), pad, kernel, dilate, osz
         )[3] > 0:
@@ -2255,6 +2267,8 @@ def _weights(compiled, g, x, w_shape, groups, geometry) -> np.ndarray:
         images = _images(
             x.shape[1], g.shape[1], groups, sizes, positions, geometry, WINOGRAD_GRAD_TILES
         )
+        if g.shape[1] >= WINOGRAD_GRAD_FILTERS * x.shape[1]:  # the wide columns (see there)
+            images = product_images(positions, 0)
         pieces = _pieces(batch, work, images)
     partials = np.empty((len(pieces),) + tuple(w_shape), g.dtype)
     calls = [
