@@ -19,8 +19,8 @@ CPUs with AVX-512 (planes read in place, a column of 16 windows at a time, the
 gradient written once per element from the windows' maxima); SqueezeNet's
 512-channel 27x27 layer, B=8, one thread: forward 5.2 -> 0.28 ms, gradient
 9.9 -> 2.1.
-Every other 1-D and 2-D max pooling (ResNet's, SqueezeNet's and AlexNet's 3x3
-at stride 2) is separable: each input row's windows are folded once, a vector
+Every other 1-D and 2-D max pooling (other windows, float64, the gather of the
+gradient's gradient) is separable: each input row's windows are folded once, a vector
 per tap, then each output row folds its window's rows (``_pl_max_planes``): about
 2x faster forward and gradient than folding each output row's windows from the
 input rows (``_pl_max_rows``), which 3-D max pooling and planes holding a NaN
