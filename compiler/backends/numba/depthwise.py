@@ -285,6 +285,26 @@ def _float32(*arrays: Any) -> bool:
     return AVAILABLE and all(a.dtype == types.float32 for a in arrays)
 
 
+def _vector_route(function: Any, fits: Any, planes: Any) -> None:
+    """Give ``function(a, b, c, lo, hi, stride, dilate, pad)`` its compiled form:
+    False for arrays other than float32 (decided in typing) or where ``fits(a, b,
+    c, stride, dilate, pad)`` does not hold, else ``planes(a, b, c, lo, hi,
+    stride[1], pad)`` and True."""
+
+    @overload(function)
+    def typed(a, b, c, lo, hi, stride, dilate, pad):  # type: ignore[no-untyped-def]
+        if not _float32(a, b, c):
+            return lambda a, b, c, lo, hi, stride, dilate, pad: False
+
+        def vector(a, b, c, lo, hi, stride, dilate, pad):  # type: ignore[no-untyped-def]
+            if not fits(a, b, c, stride, dilate, pad):
+                return False
+            planes(a, b, c, lo, hi, stride[1], pad)
+            return True
+
+        return vector
+
+
 def forward(x, w, out, lo, hi, stride, dilate, pad):  # type: ignore[no-untyped-def]
     """``out[n, c] = conv(x[n, c], w[c])`` for images ``lo..hi``: a 3x3 depthwise
     convolution (as many filters as channels) at stride 1 or 2, no dilation, of
@@ -292,20 +312,6 @@ def forward(x, w, out, lo, hi, stride, dilate, pad):  # type: ignore[no-untyped-
     vector kernels. Returns whether it did: False (nothing written) for another
     dtype or geometry, or a CPU without AVX-512. Compiled code only."""
     raise NotImplementedError("depthwise.forward runs in compiled code")
-
-
-@overload(forward)
-def _forward_for_dtype(x, w, out, lo, hi, stride, dilate, pad):  # type: ignore[no-untyped-def]
-    if not _float32(x, w, out):
-        return lambda x, w, out, lo, hi, stride, dilate, pad: False
-
-    def vector(x, w, out, lo, hi, stride, dilate, pad):  # type: ignore[no-untyped-def]
-        if not _fits(x, w, out, stride, dilate, pad):
-            return False
-        _planes_forward(x, w, out, lo, hi, stride[1], pad)
-        return True
-
-    return vector
 
 
 def data_grad(g, w, dx, lo, hi, stride, dilate, pad):  # type: ignore[no-untyped-def]
@@ -318,20 +324,6 @@ def data_grad(g, w, dx, lo, hi, stride, dilate, pad):  # type: ignore[no-untyped
     raise NotImplementedError("depthwise.data_grad runs in compiled code")
 
 
-@overload(data_grad)
-def _data_grad_for_dtype(g, w, dx, lo, hi, stride, dilate, pad):  # type: ignore[no-untyped-def]
-    if not _float32(g, w, dx):
-        return lambda g, w, dx, lo, hi, stride, dilate, pad: False
-
-    def vector(g, w, dx, lo, hi, stride, dilate, pad):  # type: ignore[no-untyped-def]
-        if not _fits(dx, w, g, stride, dilate, pad):
-            return False
-        _planes_data_grad(g, w, dx, lo, hi, stride[1], pad)
-        return True
-
-    return vector
-
-
 def weight_grad(g, x, dw, lo, hi, stride, dilate, pad):  # type: ignore[no-untyped-def]
     """``dw[c] += sum over images lo..hi of the correlation of g[n, c] with x[n, c]
     padded`` (the weight gradient of :func:`forward`, its geometry given); returns
@@ -339,15 +331,16 @@ def weight_grad(g, x, dw, lo, hi, stride, dilate, pad):  # type: ignore[no-untyp
     raise NotImplementedError("depthwise.weight_grad runs in compiled code")
 
 
-@overload(weight_grad)
-def _weight_grad_for_dtype(g, x, dw, lo, hi, stride, dilate, pad):  # type: ignore[no-untyped-def]
-    if not _float32(g, x, dw):
-        return lambda g, x, dw, lo, hi, stride, dilate, pad: False
+@_jit
+def _data_grad_fits(g, w, dx, stride, dilate, pad):
+    return _fits(dx, w, g, stride, dilate, pad)
 
-    def vector(g, x, dw, lo, hi, stride, dilate, pad):  # type: ignore[no-untyped-def]
-        if not _fits(x, dw, g, stride, dilate, pad):
-            return False
-        _planes_weight_grad(g, x, dw, lo, hi, stride[1], pad)
-        return True
 
-    return vector
+@_jit
+def _weight_grad_fits(g, x, dw, stride, dilate, pad):
+    return _fits(x, dw, g, stride, dilate, pad)
+
+
+_vector_route(forward, _fits, _planes_forward)
+_vector_route(data_grad, _data_grad_fits, _planes_data_grad)
+_vector_route(weight_grad, _weight_grad_fits, _planes_weight_grad)

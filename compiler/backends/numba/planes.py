@@ -90,17 +90,17 @@ class Column:
     def __init__(
         self, builder: Any, plane: Any, rows: Any, width: Any, c0: Any, count: Any, fill: Any = ZERO
     ):
-        self.builder, self.plane, self.rows, self.width, self.fill = (
-            builder,
-            plane,
-            rows,
-            width,
-            fill,
-        )
+        self.builder, self.plane, self.rows, self.width = builder, plane, rows, width
+        self.fill = fill
         self.columns: list[Any] = []
         self.masks: list[Any] = []
-        for e in range(3):
-            self._add(builder.add(c0, I64(e)), count)
+        for column, end in self._loaded(c0, count):
+            self._add(column, end)
+
+    def _loaded(self, c0: Any, count: Any) -> list[tuple[Any, Any]]:
+        # the vectors a row is read as: their first column and the lane they end
+        # before (the count's end; the row's end is _add's)
+        return [(self.builder.add(c0, I64(e)), count) for e in range(3)]
 
     def _add(self, column: Any, end: Any) -> None:
         # the loads from ``column``: its lanes inside the row and before ``end``
@@ -130,21 +130,10 @@ class PairedColumn(Column):
     column ``c0 + 2l + e``. The row's ``2 * count + 1`` columns from ``c0`` are
     read as three vectors and their even and odd lanes taken apart."""
 
-    def __init__(
-        self, builder: Any, plane: Any, rows: Any, width: Any, c0: Any, count: Any, fill: Any = ZERO
-    ):
-        self.builder, self.plane, self.rows, self.width, self.fill = (
-            builder,
-            plane,
-            rows,
-            width,
-            fill,
-        )
-        self.columns, self.masks = [], []
-        needed = builder.add(builder.add(count, count), I64(1))
-        for q in range(3):
-            column = builder.add(c0, I64(q * LANES))
-            self._add(column, builder.sub(needed, I64(q * LANES)))
+    def _loaded(self, c0: Any, count: Any) -> list[tuple[Any, Any]]:
+        b = self.builder
+        needed = b.add(b.add(count, count), I64(1))
+        return [(b.add(c0, I64(q * LANES)), b.sub(needed, I64(q * LANES))) for q in range(3)]
 
     def row(self, r: Any) -> list[Any]:
         b = self.builder
