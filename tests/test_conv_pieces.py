@@ -120,9 +120,14 @@ def test_depthwise_weight_gradients_go_one_piece_a_thread(monkeypatch):
     small = np.zeros((8, 64, 7, 7), np.float32)  # 226K multiply-adds
     lconv._weights(kernel, small, small, (64, 1, 3, 3), 64, geo)
     assert not seen and whole == [(0, 8, 1), (0, 8, 64)]
-    assert lconv.parallel_work(512, 512, 9) == lconv.DEPTHWISE_PARALLEL_WORK
-    assert lconv.parallel_work(512, 1, 9 * 512) == lconv.PARALLEL_WORK
-    assert lconv.parallel_work(512, 512, 1) == lconv.PARALLEL_WORK  # 1x1 a channel
+    assert lconv.parallel_work(512, 512, 512, 9, True) == lconv.DEPTHWISE_PARALLEL_WORK
+    assert lconv.parallel_work(512, 512, 1, 9 * 512, True) == lconv.PARALLEL_WORK
+    assert lconv.parallel_work(512, 512, 512, 1, True) == lconv.PARALLEL_WORK  # 1x1 a channel
+    # one input channel, eight filters (the CNN step's first layer): the weight
+    # gradient from the lower bound, the forward and data gradient not
+    assert lconv.parallel_work(1, 8, 1, 9, True) == lconv.DEPTHWISE_PARALLEL_WORK
+    assert lconv.parallel_work(1, 8, 1, 9, False) == lconv.PARALLEL_WORK
+    assert lconv.parallel_work(512, 512, 512, 9, False) == lconv.DEPTHWISE_PARALLEL_WORK
 
 
 def test_depthwise_forwards_and_data_gradients_split_from_less_work(monkeypatch):

@@ -2208,7 +2208,7 @@ def _forward(compiled, x, w, b, out_sizes, groups, geometry) -> np.ndarray:
         _work(out.size, taps),
         _images(x.shape[1], w.shape[0], groups, out_sizes, math.prod(out_sizes), geometry),
         lambda lo, hi: (x5, w5, bias, out5, lo, hi, groups, *geometry),
-        parallel_work(x.shape[1], groups, taps),
+        parallel_work(x.shape[1], w.shape[0], groups, taps, False),
     )
     return out
 
@@ -2227,7 +2227,7 @@ def _transposed(compiled, g, w, b, out_shape, groups, geometry) -> np.ndarray:
         _work(g.size, taps),
         _images(out_shape[1], w.shape[0], groups, list(out_shape[2:]), positions, geometry),
         lambda lo, hi: (g5, w5, bias, out5, lo, hi, groups, *geometry),
-        parallel_work(out_shape[1], groups, taps),
+        parallel_work(out_shape[1], w.shape[0], groups, taps, False),
     )
     return out
 
@@ -2239,10 +2239,14 @@ def _depthwise(channels: int, groups: int, taps: int) -> bool:
     return channels == groups and taps > 1
 
 
-def parallel_work(channels: int, groups: int, taps: int) -> int:
-    """The work from which such a convolution (its forward or either gradient) is
-    split over threads: lower for a depthwise one (``DEPTHWISE_PARALLEL_WORK``)."""
-    return DEPTHWISE_PARALLEL_WORK if _depthwise(channels, groups, taps) else PARALLEL_WORK
+def parallel_work(channels: int, filters: int, groups: int, taps: int, weights: bool) -> int:
+    """The work from which such a convolution is split over threads: lower
+    (``DEPTHWISE_PARALLEL_WORK``) for a depthwise one's weight gradient, and for
+    its forward and data gradient (not ``weights``) with one filter a channel
+    (depthwise.py's kernels; on the wide loops, a single-channel convolution of
+    several filters, as the CNN step's first layer, lost split)."""
+    lower = _depthwise(channels, groups, taps) and (weights or filters == channels)
+    return DEPTHWISE_PARALLEL_WORK if lower else PARALLEL_WORK
 
 
 def _weights(compiled, g, x, w_shape, groups, geometry) -> np.ndarray:
@@ -2251,7 +2255,7 @@ def _weights(compiled, g, x, w_shape, groups, geometry) -> np.ndarray:
     g5, x5 = _as5(g), _as5(x)
     batch, taps = x.shape[0], int(np.prod(w_shape[1:]))
     work = _work(g.size, taps)
-    least = parallel_work(x.shape[1], groups, taps)
+    least = parallel_work(x.shape[1], w_shape[0], groups, taps, True)
     if batch < 2 or work < least or threads.count() < 2:
         out = np.empty(tuple(w_shape), g.dtype)
         # one call over the whole batch, BLAS on one thread as _launch keeps it
@@ -2412,7 +2416,8 @@ def _conv_entry_call(
     # weight gradient's result, else the second operand; split as _launch and
     # _weights split it
     weight = out_shape if not batched_output else node.inputs[operands[1]].shape
-    least = parallel_work(groups * weight[1], groups, math.prod(weight[1:]))
+    taps = math.prod(weight[1:])
+    least = parallel_work(groups * weight[1], weight[0], groups, taps, not batched_output)
     threaded = None if _ONE_THREAD else w.library_call(step, step.lowering.kernel_name)
     if threaded is None:
         if not _ONE_THREAD:
