@@ -117,3 +117,6 @@ def test_other_dtypes_and_geometries_are_declined():
     assert not _weight_grad(out, x, np.zeros((3, 1, 1, 5, 5), np.float32), unit, pad)
     assert _weight_grad(out, x, np.zeros_like(w), unit, pad)
     assert not _data_grad(out, w, x, (1, 2, 1), pad)  # strides that differ
+    wide = np.zeros((2, 3, 1, 8, 16), np.float32)
+    assert not _forward(wide[:, :, :, :, ::2], w, out, unit, pad)  # not contiguous
+    assert not _forward(x, w, wide[:, :, :, :, :8], unit, pad)

@@ -110,3 +110,6 @@ def test_other_dtypes_and_geometries_are_declined():
     g = np.zeros((2, 1, 4, 4), np.float32)
     assert not _backward(g, x, np.empty((2, 1, 9, 8), np.float32), (0, 0, 0))
     assert _backward(g, x, np.empty_like(x), (0, 0, 0))
+    wide = np.zeros((2, 1, 9, 18), np.float32)
+    assert not _forward(wide[:, :, :, ::2], out, (0, 0, 0))  # not contiguous
+    assert not _backward(g, x, wide[:, :, :, :9], (0, 0, 0))

@@ -177,10 +177,14 @@ _jit = numba.njit(nogil=True, boundscheck=False)
 @_jit
 def _fits(x, w, out, stride, dilate, pad):
     # one input channel a filter and as many filters, 3x3 taps, 2-D planes, no
-    # dilation, stride 1 or 2 on both axes, and out of the size that makes
+    # dilation, stride 1 or 2 on both axes, and out of the size that makes; the
+    # kernels step through the planes by their sizes: C-contiguous arrays only
     s = stride[1]
     return (
-        w.shape[0] == x.shape[1] == out.shape[1]
+        x.flags.c_contiguous
+        and w.flags.c_contiguous
+        and out.flags.c_contiguous
+        and w.shape[0] == x.shape[1] == out.shape[1]
         and w.shape[1] == 1
         and w.shape[2] == 1
         and w.shape[3] == 3

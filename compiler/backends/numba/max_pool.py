@@ -138,9 +138,12 @@ _jit = numba.njit(nogil=True, boundscheck=False)
 
 @_jit
 def _fits(x, pooled, kernel, stride, pad):
-    # a 3x3 window at stride 2 over planes (rows of depth one), padded or not
+    # a 3x3 window at stride 2 over planes (rows of depth one), padded or not, of
+    # C-contiguous arrays (the kernels step through the planes by their sizes)
     return (
-        kernel[0] == 1
+        x.flags.c_contiguous
+        and pooled.flags.c_contiguous
+        and kernel[0] == 1
         and kernel[1] == 3
         and kernel[2] == 3
         and stride[0] == 1
@@ -227,7 +230,7 @@ def _backward_for_dtype(g, x, dx, lo, hi, kernel, stride, pad):  # type: ignore[
         return lambda g, x, dx, lo, hi, kernel, stride, pad: False
 
     def vector(g, x, dx, lo, hi, kernel, stride, pad):  # type: ignore[no-untyped-def]
-        if not _fits(x, g, kernel, stride, pad) or dx.shape != x.shape:
+        if not _fits(x, g, kernel, stride, pad) or dx.shape != x.shape or not dx.flags.c_contiguous:
             return False
         _planes_backward(g, x, dx, lo, hi, pad)
         return True
