@@ -267,6 +267,9 @@ def run(kernel: Callable, calls: Sequence[tuple], posts: bool = False) -> None:
 
         spin.spin_until_changed(batch.done, 0)
     batch.finished.acquire()  # blocks (GIL released) until the last call is done
+    # a worker still holds the batch until it next takes the GIL (see _serve):
+    # its calls hold the kernel's arrays, which the caller may be done with
+    batch.calls = ()
     if batch.error is not None:
         raise batch.error
 
