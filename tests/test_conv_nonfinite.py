@@ -3,8 +3,9 @@
 weight gradient put NaN and infinities exactly where the ops' numpy implementations
 (the interpreter, and MXNet's im2col) and a plain numpy sum over the taps put them,
 for a special value in the data, the weights or the head gradient, on every route
-(unit stride "wide", images side by side, strided, depthwise, pointwise, packed
-pointwise, the packed columns of small images' weight gradient), sizes
+(unit stride "wide", images side by side, shifted rows, strided, depthwise,
+pointwise, packed pointwise, the packed columns of small images' weight
+gradient), sizes
 varied within one process, on one thread and split over threads.
 
 The wide kernels carry junk positions (data read past a row's end, multiplied by
@@ -71,6 +72,12 @@ ROUTES = {
     ),
     # a data gradient by col2im at unit stride (more than 9 taps, filters >= channels)
     "columns_first_5x5": ((2, 3, 9, 8), dict(kernel=(5, 5), pad=(2, 2), num_filter=6)),
+    # images of _CV_SHIFTED_POSITIONS wide positions or more (float32: shifted.py)
+    "shifted_3x3": ((2, 3, 24, 23), dict(kernel=(3, 3), pad=(1, 1), num_filter=4)),
+    "shifted_1x7_groups": (
+        (2, 4, 20, 30),
+        dict(kernel=(1, 7), pad=(0, 3), num_filter=2, num_group=2),
+    ),
     "pointwise": ((2, 4, 5, 6), dict(kernel=(1, 1), num_filter=3)),
     # small images packed side by side into one product
     "pointwise_7x7_packed": ((6, 4, 7, 7), dict(kernel=(1, 1), num_filter=3)),

@@ -88,13 +88,21 @@ def fma(builder: Any, x: Any, y: Any, z: Any) -> Any:
 
 
 def summing_loop(
-    builder: Any, count: Any, step: int, shape: tuple[int, int], body: Callable
+    builder: Any,
+    count: Any,
+    step: int,
+    shape: tuple[int, int],
+    body: Callable,
+    initial: list[list[Any]] | None = None,
 ) -> list[list[Any]]:
     """Emit ``for p in range(0, count, step)`` carrying a ``shape`` grid of vector
-    sums, zero at the start, that ``body(p, sums)`` returns updated; return the
-    grid after the loop (zeros where ``count <= 0``)."""
+    sums, ``initial`` (zero by default) at the start, that ``body(p, sums)``
+    returns updated; return the grid after the loop (``initial`` where ``count
+    <= 0``). Loops nest: an outer loop's body passes its sums as ``initial``."""
     i64 = ir.IntType(64)
     zero = ir.Constant(VECTOR, [0.0] * LANES)
+    if initial is None:
+        initial = [[zero] * shape[1] for _ in range(shape[0])]
     before = builder.block
     loop = builder.append_basic_block("sums.loop")
     done = builder.append_basic_block("sums.done")
@@ -112,11 +120,11 @@ def summing_loop(
 
     builder.position_at_end(done)
     results = [[builder.phi(VECTOR) for _ in range(shape[1])] for _ in range(shape[0])]
-    for line, new, result in zip(sums, updated, results):
-        for s, n, r in zip(line, new, result):
-            s.add_incoming(zero, before)
+    for line, new, result, start in zip(sums, updated, results, initial):
+        for s, n, r, s0 in zip(line, new, result, start):
+            s.add_incoming(s0, before)
             s.add_incoming(n, end_of_loop)
-            r.add_incoming(zero, before)
+            r.add_incoming(s0, before)
             r.add_incoming(n, end_of_loop)
     return results
 

@@ -160,6 +160,26 @@ _KERNELS = """
 # the unit-stride products take images side by side up to this many wide
 # positions (images of 16x16 and more, 288 positions each, go one by one)
 _CV_WIDE_BATCH = 256
+# Unit-stride convolutions of images of at least _CV_SHIFTED_POSITIONS wide
+# positions go by products over the padded planes' shifted rows (shifted.py)
+# instead of the wide columns, and so do 3x3 ones of at most _CV_SHIFTED_WINOGRAD
+# channel pairs instead of Winograd. Two threads, B=8, forward and data gradient:
+# InceptionV3's 32 -> 64 147x147 layer 20.0/20.4 -> 15.6/14.9 ms (Winograd's
+# transforms of thin products, then the columns' 25 MB an image, cost more than
+# the 2.25x fewer multiplications saved) and 32 -> 32 149x149 11.8/12.3 ->
+# 7.8/8.0, its 5x5 48 -> 64 35x35 forward 4.4 -> 3.7, AlexNet's 5x5 64 -> 192
+# forward 8.9 -> 8.5. Smaller images (Inception's 17x17 1x7 and 8x8 1x3 layers)
+# were 5-25% slower than their columns several images a product
+_CV_SHIFTED = True
+_CV_SHIFTED_POSITIONS = 512
+_CV_SHIFTED_WINOGRAD = 2048
+
+
+@_jit
+def _cv_shifted(x, w, out, L):
+    # whether shifted.py takes the products of a unit-stride convolution (or the
+    # flipped forward of its data gradient) over L wide positions an image
+    return _CV_SHIFTED and L >= _CV_SHIFTED_POSITIONS and shifted.takes(x, w, out)
 
 
 @_jit
@@ -1317,7 +1337,9 @@ def _cv_wide_forward(x, w, bias, out, lo, hi, groups, kernel, dilate, pad, flip)
     if L == 0:
         return False
     cg, fg = x.shape[1] // groups, out.shape[1] // groups
-    if not _cv_winograd_fits(cg, fg, x.shape[2], kernel, dilate):
+    if not _cv_winograd_fits(cg, fg, x.shape[2], kernel, dilate) or (
+        cg * fg <= _CV_SHIFTED_WINOGRAD and _cv_shifted(x, w, out, L)
+    ):
         wf = _cv_flipped(w, groups) if flip else w
         _cv_wide_products(x, wf, bias, out, lo, hi, groups, kernel, dilate, pad)
         return True
@@ -1350,6 +1372,12 @@ def _cv_wide_products(x, w, bias, out, lo, hi, groups, kernel, dilate, pad):
     osz = (out.shape[2], out.shape[3], out.shape[4])
     xsz = (x.shape[2], x.shape[3], x.shape[4])
     Dp, Hp, Wp, L = _cv_wide_plan(xsz, pad, kernel, dilate, osz)
+    if _cv_shifted(x, w, out, L) and shifted.products(
+        x, w, out, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L
+    ):
+        for n in range(lo, hi):
+            _cv_add_bias(out, bias, n)
+        return
     w3 = w.reshape((groups, fg, kg))
     # images side by side in one product, as in _cv_wide_weight_grad
     per = max(1, min(hi - lo, (_CV_WIDE_BATCH + L - 1) // L))

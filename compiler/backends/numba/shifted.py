@@ -1,0 +1,269 @@
+"""Unit-stride convolutions as products over shifted rows, float32, on CPUs with
+AVX-512: the forward, and the data gradient as the forward of the output
+gradient with the weights turned (see lowerings/conv.py's ``_cv_flipped``).
+
+On the padded image's wide positions (output position (i, j, k) taken as
+``q = (i * Hp + j) * Wp + k``, see lowerings/conv.py) the column row of channel
+c and kernel position t is the padded plane of c read from ``q + offset(t)``.
+The wide route copies every such row into a column matrix before its product:
+``channels x taps`` copies of the image, 25 MB an image for Inception's
+32-channel 147x147 layers, which the product then read one row per page.
+Here the product reads the padded plane itself: a register tile of ``MR``
+filters by ``NR`` wide positions sums over kernel positions and channels,
+``B``'s row for (t, c) found at ``plane[c] + offset(t)`` (:func:`_tile_kernel`),
+so no column matrix is written. The positions go in blocks of ``BLOCK``, whose
+rows of the padded planes and whose results stay in L2 while every tile of
+filters passes over them; each block's output positions are copied out at once.
+
+Every output is the same sum of products as the wide route's, the padding's
+included (a weight times zero, as in im2col's product); the order of the sum
+differs (kernel positions outer, channels inner).
+
+One image, B=8, one thread, against the wide route's column matrix and its
+product (and Winograd where it fits) in the same process: see the notes of
+:func:`products`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, overload
+
+from .sgemm import (
+    AVAILABLE,
+    FLOAT_POINTER,
+    LANES,
+    MR,
+    NR,
+    VECTOR,
+    fma,
+    load_vector,
+    summing_loop,
+    vector_at,
+)
+
+BLOCK = 512  # wide positions a block: its planes' rows and results stay in L2
+DEPTH = 256  # channels x kernel positions summed per pass over a tile (A's sliver in L1)
+
+OFFSET_POINTER = types.CPointer(types.int64)
+
+
+def _tile_kernel(accumulate: bool) -> Any:
+    """An intrinsic ``tile(taps, offsets, depth, a, b, ldb, c, ldc, rows)``: the
+    first ``rows`` (at most ``MR``) rows of the ``MR`` x ``NR`` tile at ``c`` (row
+    stride ``ldc``) set to (with ``accumulate``, increased by) ``sum over t < taps,
+    p < depth of a[(t*depth + p)*MR + i] * b[offsets[t] + p*ldb + j]``; float32
+    pointers, int64 offsets, 64-bit strides and counts."""
+
+    @intrinsic
+    def tile(typingctx, taps, offsets, depth, a, b, ldb, c, ldc, rows):  # type: ignore[no-untyped-def]
+        size, pointer = types.int64, FLOAT_POINTER
+        signature = types.void(
+            size, OFFSET_POINTER, size, pointer, pointer, size, pointer, size, size
+        )
+
+        def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+            taps, offsets, depth, a_ptr, b_ptr, b_stride, c_ptr, c_stride, rows = args
+            i64, halves = ir.IntType(64), NR // LANES
+            lane0 = ir.IntType(32)(0)
+            broadcast = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+            undefined = ir.Constant(VECTOR, ir.Undefined)
+
+            def position(t: Any, outer: list[list[Any]]) -> list[list[Any]]:
+                offset = builder.load(builder.gep(offsets, [t]))
+                b_tap = builder.gep(b_ptr, [offset])
+                a_tap = builder.gep(a_ptr, [builder.mul(builder.mul(t, depth), i64(MR))])
+
+                def channel(p: Any, sums: list[list[Any]]) -> list[list[Any]]:
+                    b_row = builder.mul(p, b_stride)
+                    b_vectors = [
+                        load_vector(builder, b_tap, builder.add(b_row, i64(h * LANES)))
+                        for h in range(halves)
+                    ]
+                    a_column = builder.mul(p, i64(MR))
+                    updated = []
+                    for i in range(MR):
+                        at = builder.gep(a_tap, [builder.add(a_column, i64(i))])
+                        scalar = builder.insert_element(undefined, builder.load(at), lane0)
+                        scalar = builder.shuffle_vector(scalar, undefined, broadcast)
+                        updated.append(
+                            [fma(builder, scalar, v, s) for v, s in zip(b_vectors, sums[i])]
+                        )
+                    return updated
+
+                return summing_loop(builder, depth, 1, (MR, halves), channel, initial=outer)
+
+            results = summing_loop(builder, taps, 1, (MR, halves), position)
+            for i in range(MR):  # row i is written if i < rows
+                with builder.if_then(builder.icmp_signed("<", i64(i), rows), likely=True):
+                    for h in range(halves):
+                        offset = builder.add(builder.mul(i64(i), c_stride), i64(h * LANES))
+                        target = vector_at(builder, c_ptr, offset)
+                        value = results[i][h]
+                        if accumulate:
+                            value = builder.fadd(builder.load(target, align=4), value)
+                        builder.store(value, target, align=4)
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return tile
+
+
+_tile_set = _tile_kernel(accumulate=False)
+_tile_add = _tile_kernel(accumulate=True)
+
+_jit = numba.njit(nogil=True, boundscheck=False)
+
+
+@_jit
+def _slivers(w, gi, fg, taps):
+    # the weights of group gi as the tiles read them: slivers[r, t, c, i] =
+    # w[gi*fg + r*MR + i, c, t] (t the kernel position in row-major order), zero
+    # past the group's last filter
+    cg = w.shape[1]
+    flat = w.reshape((w.shape[0], cg, taps))
+    slivers = np.zeros(((fg + MR - 1) // MR, taps, cg, MR), np.float32)
+    for f in range(fg):
+        r, i = f // MR, f % MR
+        for c in range(cg):
+            for t in range(taps):
+                slivers[r, t, c, i] = flat[gi * fg + f, c, t]
+    return slivers
+
+
+@_jit
+def _offsets(kernel, dilate, Hp, Wp):
+    # offset(t) of every kernel position t, in row-major order
+    offsets = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
+    t = 0
+    for a in range(kernel[0]):
+        for b in range(kernel[1]):
+            for e in range(kernel[2]):
+                offsets[t] = (a * dilate[0] * Hp + b * dilate[1]) * Wp + e * dilate[2]
+                t += 1
+    return offsets
+
+
+@_jit
+def _pad_into(x, n, c0, pad, Hp, Wp, xp):
+    # xp[c] = x[n, c0 + c] inside its zero border (the border is never written)
+    D, H, W = x.shape[2], x.shape[3], x.shape[4]
+    for c in range(xp.shape[0]):
+        dst = xp[c]
+        for z in range(D):
+            for y in range(H):
+                src = x[n, c0 + c, z, y]
+                d = ((z + pad[0]) * Hp + y + pad[1]) * Wp + pad[2]
+                for k in range(W):
+                    dst[numba.uint64(d + k)] = src[numba.uint64(k)]
+
+
+@_jit
+def _copy_out(wide, q0, width, out, n, f0, Hp, Wp):
+    # out[n, f0 + f] at the output positions among wide positions q0 .. q0+width
+    # (wide[f, q - q0]); the junk positions (k >= ow, j >= oh) are dropped
+    od, oh, ow = out.shape[2], out.shape[3], out.shape[4]
+    for r in range(q0 // Wp, (q0 + width - 1) // Wp + 1):
+        i, j = r // Hp, r % Hp
+        if i >= od or j >= oh:
+            continue
+        k0 = max(q0 - r * Wp, 0)
+        k1 = min(q0 + width - r * Wp, ow)
+        s = r * Wp - q0
+        for f in range(wide.shape[0]):
+            src, dst = wide[f], out[n, f0 + f, i, j]
+            for k in range(k0, k1):
+                dst[numba.uint64(k)] = src[numba.uint64(s + k)]
+
+
+@_jit
+def _products(x, w, out, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L):
+    C, F = x.shape[1], w.shape[0]
+    cg, fg = C // groups, F // groups
+    taps = kernel[0] * kernel[1] * kernel[2]
+    plane = (x.shape[2] + 2 * pad[0]) * Hp * Wp
+    span = (L + NR - 1) // NR * NR  # the tiles' wide positions; L + offsets <= plane
+    offsets = _offsets(kernel, dilate, Hp, Wp)
+    per_pass = max(1, DEPTH // cg)  # kernel positions a pass
+    xp = np.zeros((cg, plane + NR), np.float32)  # a last tile reads up to NR - 1 past
+    wide = np.empty((fg, BLOCK), np.float32)
+    for gi in range(groups):
+        slivers = _slivers(w, gi, fg, taps)
+        for n in range(lo, hi):
+            _pad_into(x, n, gi * cg, pad, Hp, Wp, xp)
+            for q0 in range(0, span, BLOCK):
+                width = min(BLOCK, span - q0)
+                for t0 in range(0, taps, per_pass):
+                    count = min(per_pass, taps - t0)
+                    for r in range(slivers.shape[0]):
+                        filled = min(MR, fg - r * MR)
+                        a = slivers[r, t0].ctypes
+                        for p in range(0, width, NR):
+                            b = xp[0, q0 + p :].ctypes
+                            c = wide[r * MR :, p:].ctypes
+                            if t0 == 0:
+                                _tile_set(
+                                    count,
+                                    offsets[t0:].ctypes,
+                                    cg,
+                                    a,
+                                    b,
+                                    xp.shape[1],
+                                    c,
+                                    BLOCK,
+                                    filled,
+                                )
+                            else:
+                                _tile_add(
+                                    count,
+                                    offsets[t0:].ctypes,
+                                    cg,
+                                    a,
+                                    b,
+                                    xp.shape[1],
+                                    c,
+                                    BLOCK,
+                                    filled,
+                                )
+                _copy_out(wide, q0, min(width, L - q0), out, n, gi * fg, Hp, Wp)
+
+
+def products(x, w, out, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L):  # type: ignore[no-untyped-def]
+    """``out[lo:hi] = conv(x[lo:hi], w)`` at unit stride (no bias) for C-contiguous
+    5-D float32 arrays x (N, C, D, H, W), w (F, C/groups, kd, kh, kw) and out (N,
+    F, od, oh, ow), given the padded sizes ``Hp``, ``Wp`` and the wide length
+    ``L`` of lowerings/conv.py's ``_cv_wide_plan`` (which must be nonzero): by
+    register tiles over the padded planes' shifted rows. Returns whether it did:
+    False (nothing written) for another dtype or a CPU without AVX-512. Compiled
+    code only."""
+    raise NotImplementedError("shifted.products runs in compiled code")
+
+
+@overload(products)
+def _products_typed(x, w, out, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L):  # type: ignore[no-untyped-def]
+    if not (AVAILABLE and all(a.dtype == types.float32 for a in (x, w, out))):
+        return lambda x, w, out, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L: False
+
+    def vector(x, w, out, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L):  # type: ignore[no-untyped-def]
+        _products(x, w, out, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L)
+        return True
+
+    return vector
+
+
+def takes(x, w, out):  # type: ignore[no-untyped-def]
+    """Whether :func:`products` takes these arrays (their dtype and the CPU; a
+    constant of the compiled code). Compiled code only."""
+    raise NotImplementedError("shifted.takes runs in compiled code")
+
+
+@overload(takes)
+def _takes_typed(x, w, out):  # type: ignore[no-untyped-def]
+    taken = AVAILABLE and all(a.dtype == types.float32 for a in (x, w, out))
+    return lambda x, w, out: taken

@@ -1,0 +1,95 @@
+"""Unit-stride convolutions by products over shifted rows (compiler/backends/
+numba/shifted.py): float32 on AVX-512 CPUs, images of at least
+_CV_SHIFTED_POSITIONS wide positions. The ops take them (checked bit for bit
+against the kernel called directly, the data gradient as the forward of g with
+the turned weights) and compute what numpy computes for 2-D and 3-D kernels,
+1x7 and 5x5 ones, groups, dilation, more channels than a pass sums and filters
+that leave a partial tile, sizes varied within one process, serial and
+threaded; float64 is declined and keeps the wide columns. NaN, infinities and
+signed zeros: test_conv_nonfinite.py's "shifted" routes."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from test_conv_native import assert_sizes_match_numpy, conv_arrays, geometry, lowered
+
+from symgrad_compiler.backends.numba import shifted
+from symgrad_compiler.backends.numba.lowerings import conv as lconv
+
+pytestmark = pytest.mark.skipif(not shifted.AVAILABLE, reason="the kernels need AVX-512")
+
+
+@numba.njit
+def _products(x, w, out, groups, kernel, dilate, pad):
+    Hp, Wp = x.shape[3] + 2 * pad[1], x.shape[4] + 2 * pad[2]
+    od, oh, ow = out.shape[2], out.shape[3], out.shape[4]
+    L = ((od - 1) * Hp + oh - 1) * Wp + ow
+    return shifted.products(x, w, out, 0, x.shape[0], groups, kernel, dilate, pad, Hp, Wp, L)
+
+
+def _turned(w, groups):
+    """The data gradient's weights as a forward's: filter f and channel c of each
+    group exchanged, the kernel turned by 180 degrees."""
+    fg = w.shape[0] // groups
+    parts = [np.swapaxes(w[g * fg : (g + 1) * fg], 0, 1) for g in range(groups)]
+    turned = np.concatenate(parts)
+    return np.ascontiguousarray(turned[:, :, ::-1, ::-1, ::-1])
+
+
+# (data shape, attrs): every image has at least _CV_SHIFTED_POSITIONS wide positions
+CASES = {
+    "3x3_few_channels": ((2, 3, 24, 23), dict(kernel=(3, 3), pad=(1, 1), num_filter=4)),
+    "3x3_instead_of_winograd": ((2, 16, 23, 22), dict(kernel=(3, 3), pad=(1, 1), num_filter=16)),
+    "5x5_valid": ((2, 2, 28, 27), dict(kernel=(5, 5), num_filter=3)),
+    "1x7_groups": (
+        (2, 4, 20, 30),
+        dict(kernel=(1, 7), pad=(0, 3), num_filter=2, num_group=2),
+    ),
+    "7x1_dilated": ((2, 3, 30, 22), dict(kernel=(3, 1), pad=(2, 0), dilate=(2, 1), num_filter=5)),
+    "deep_partial_tile": ((2, 300, 24, 24), dict(kernel=(3, 3), pad=(1, 1), num_filter=13)),
+    "3d": ((2, 2, 5, 12, 12), dict(kernel=(3, 3, 3), pad=(1, 1, 1), num_filter=3)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_shifted_products_match_numpy(conv_kernels, threading_mode, case):
+    shape, attrs = CASES[case]
+    sizes = ((shape[0], 0), (1, 3), (shape[0] + 1, 1))
+    assert_sizes_match_numpy(conv_kernels, shape, attrs, np.float32, 11, sizes)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_ops_take_the_shifted_products(conv_kernels, case):
+    shape, attrs = CASES[case]
+    groups = attrs.get("num_group", 1)
+    rng = np.random.default_rng(7)
+    x, w, _ = conv_arrays(rng, shape, attrs, np.float32)
+    (kernel, _stride, dilate, pad), sizes = geometry(x.shape, attrs)
+    out, _ = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
+    direct = np.empty(lconv._as5(out).shape, np.float32)
+    assert _products(lconv._as5(x), lconv._as5(w), direct, groups, kernel, dilate, pad)
+    np.testing.assert_array_equal(lconv._as5(out), direct)
+
+    taps = np.prod(kernel)
+    columns_first = w.shape[0] // groups >= w.shape[1] and taps >= 7 and kernel[1:] != (3, 3)
+    if columns_first:  # the data gradient keeps col2im (_cv_columns_first)
+        return
+    g = rng.uniform(-1, 1, out.shape).astype(np.float32)
+    dx, _ = lowered(conv_kernels, "_conv_data_grad", (g, w, x), **attrs)
+    turned_pad = tuple((k - 1) * d - p for k, d, p in zip(kernel, dilate, pad))
+    direct = np.empty(lconv._as5(x).shape, np.float32)
+    turned = _turned(lconv._as5(w), groups)
+    assert _products(lconv._as5(g), turned, direct, groups, kernel, dilate, turned_pad)
+    np.testing.assert_array_equal(lconv._as5(dx), direct)
+
+
+def test_float64_is_declined():
+    x = np.ones((1, 2, 1, 24, 24))
+    w = np.ones((3, 2, 1, 3, 3))
+    out = np.empty((1, 3, 1, 24, 24))
+    assert not _products(x, w, out, 1, (1, 3, 3), (1, 1, 1), (0, 1, 1))
+    assert _products(
+        *(a.astype(np.float32) for a in (x, w, out)), 1, (1, 3, 3), (1, 1, 1), (0, 1, 1)
+    )
