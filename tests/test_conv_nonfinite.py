@@ -74,6 +74,7 @@ ROUTES = {
     "columns_first_5x5": ((2, 3, 9, 8), dict(kernel=(5, 5), pad=(2, 2), num_filter=6)),
     # images of _CV_SHIFTED_POSITIONS wide positions or more (float32: shifted.py)
     "shifted_3x3": ((2, 3, 24, 23), dict(kernel=(3, 3), pad=(1, 1), num_filter=4)),
+    "shifted_weights_3x3": ((2, 28, 24, 23), dict(kernel=(3, 3), pad=(1, 1), num_filter=4)),
     "shifted_1x7_groups": (
         (2, 4, 20, 30),
         dict(kernel=(1, 7), pad=(0, 3), num_filter=2, num_group=2),

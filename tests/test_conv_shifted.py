@@ -2,11 +2,12 @@
 numba/shifted.py): float32 on AVX-512 CPUs, images of at least
 _CV_SHIFTED_POSITIONS wide positions. The ops take them (checked bit for bit
 against the kernel called directly, the data gradient as the forward of g with
-the turned weights) and compute what numpy computes for 2-D and 3-D kernels,
-1x7 and 5x5 ones, groups, dilation, more channels than a pass sums and filters
-that leave a partial tile, sizes varied within one process, serial and
-threaded; float64 is declined and keeps the wide columns. NaN, infinities and
-signed zeros: test_conv_nonfinite.py's "shifted" routes."""
+the turned weights, and the weight gradient where the channels fill most of a
+panel) and compute what numpy computes for 2-D and 3-D kernels, 1x7 and 5x5
+ones, groups, dilation, more channels than a pass sums and filters that leave
+a partial tile, sizes varied within one process, serial and threaded; float64
+is declined and keeps the wide columns. NaN, infinities and signed zeros:
+test_conv_nonfinite.py's "shifted" routes."""
 
 from __future__ import annotations
 
@@ -50,7 +51,20 @@ CASES = {
     "7x1_dilated": ((2, 3, 30, 22), dict(kernel=(3, 1), pad=(2, 0), dilate=(2, 1), num_filter=5)),
     "deep_partial_tile": ((2, 300, 24, 24), dict(kernel=(3, 3), pad=(1, 1), num_filter=13)),
     "3d": ((2, 2, 5, 12, 12), dict(kernel=(3, 3, 3), pad=(1, 1, 1), num_filter=3)),
+    # channels that fill most of a panel of 32: the weight gradient too
+    "weights_28_channels": ((2, 28, 24, 23), dict(kernel=(3, 3), pad=(1, 1), num_filter=8)),
+    "weights_1x7_56_channels": (
+        (2, 56, 20, 30),
+        dict(kernel=(1, 7), pad=(0, 3), num_filter=13),
+    ),
+    "weights_groups_dilated": (
+        (2, 64, 24, 24),
+        dict(kernel=(3, 3), pad=(2, 2), dilate=(2, 2), num_filter=10, num_group=2),
+    ),
+    "weights_3d": ((2, 32, 4, 12, 13), dict(kernel=(2, 3, 3), pad=(0, 1, 1), num_filter=5)),
 }
+# the cases whose weight gradients shifted.py takes (_cv_shifted_weights)
+WEIGHTS = sorted(case for case in CASES if case.startswith("weights"))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -85,10 +99,33 @@ def test_the_ops_take_the_shifted_products(conv_kernels, case):
     np.testing.assert_array_equal(lconv._as5(dx), direct)
 
 
+@numba.njit
+def _weight_products(g, x, dw3, groups, kernel, dilate, pad):
+    Hp, Wp = x.shape[3] + 2 * pad[1], x.shape[4] + 2 * pad[2]
+    od, oh, ow = g.shape[2], g.shape[3], g.shape[4]
+    L = ((od - 1) * Hp + oh - 1) * Wp + ow
+    return shifted.weight_products(g, x, dw3, 0, x.shape[0], groups, kernel, dilate, pad, Hp, Wp, L)
+
+
+@pytest.mark.parametrize("case", WEIGHTS)
+def test_the_op_takes_the_shifted_weight_gradient(conv_kernels, case):
+    shape, attrs = CASES[case]
+    groups = attrs.get("num_group", 1)
+    rng = np.random.default_rng(8)
+    x, w, _ = conv_arrays(rng, shape, attrs, np.float32)
+    (kernel, _stride, dilate, pad), sizes = geometry(x.shape, attrs)
+    g = rng.uniform(-1, 1, (x.shape[0], w.shape[0], *sizes)).astype(np.float32)
+    dw, _ = lowered(conv_kernels, "_conv_weight_grad", (g, x, w), **attrs)
+    direct = np.zeros(lconv._as5(w).shape, np.float32)
+    dw3 = direct.reshape((groups, w.shape[0] // groups, -1))
+    assert _weight_products(lconv._as5(g), lconv._as5(x), dw3, groups, kernel, dilate, pad)
+    np.testing.assert_array_equal(lconv._as5(dw), direct)
+
+
 def test_float64_is_declined():
     x = np.ones((1, 2, 1, 24, 24))
     w = np.ones((3, 2, 1, 3, 3))
-    out = np.empty((1, 3, 1, 24, 24))
+    out = np.zeros((1, 3, 1, 24, 24))
     assert not _products(x, w, out, 1, (1, 3, 3), (1, 1, 1), (0, 1, 1))
     assert _products(
         *(a.astype(np.float32) for a in (x, w, out)), 1, (1, 3, 3), (1, 1, 1), (0, 1, 1)

@@ -1,6 +1,7 @@
 """Unit-stride convolutions as products over shifted rows, float32, on CPUs with
-AVX-512: the forward, and the data gradient as the forward of the output
-gradient with the weights turned (see lowerings/conv.py's ``_cv_flipped``).
+AVX-512: the forward, the data gradient as the forward of the output gradient
+with the weights turned (see lowerings/conv.py's ``_cv_flipped``), and the
+weight gradient.
 
 On the padded image's wide positions (output position (i, j, k) taken as
 ``q = (i * Hp + j) * Wp + k``, see lowerings/conv.py) the column row of channel
@@ -15,13 +16,18 @@ so no column matrix is written. The positions go in blocks of ``BLOCK``, whose
 rows of the padded planes and whose results stay in L2 while every tile of
 filters passes over them; each block's output positions are copied out at once.
 
-Every output is the same sum of products as the wide route's, the padding's
-included (a weight times zero, as in im2col's product); the order of the sum
-differs (kernel positions outer, channels inner).
+The weight gradient sums over the positions instead, ``g[f, q] *
+padded[c, q + offset(t)]``: the same tile over ``MR`` filters (g's rows, laid
+out on the wide positions) by ``NR`` channels, from the padded image transposed
+once an image (positions by channels), where kernel position t is a shift of
+``offset(t)`` rows. Channels are tiled in panels of ``NR``, so the lowering
+gives it only channels that fill most of theirs.
 
-One image, B=8, one thread, against the wide route's column matrix and its
-product (and Winograd where it fits) in the same process: see the notes of
-:func:`products`.
+Every result is the same sum of products as the wide route's, the padding's
+and the junk positions' included (a weight or g's zero times the data, as in
+the columns' product); the order of the sum differs. Where the lowering takes
+these instead of its other routes, and what it measured: conv.py's
+``_CV_SHIFTED_POSITIONS``.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from .sgemm import (
     MR,
     NR,
     VECTOR,
+    _transpose,
     fma,
     load_vector,
     summing_loop,
@@ -49,35 +56,52 @@ from .sgemm import (
 
 BLOCK = 512  # wide positions a block: its planes' rows and results stay in L2
 DEPTH = 256  # channels x kernel positions summed per pass over a tile (A's sliver in L1)
+POSITIONS = 256  # wide positions summed per pass over a weight gradient's tile
 
 OFFSET_POINTER = types.CPointer(types.int64)
 
 
 def _tile_kernel(accumulate: bool) -> Any:
-    """An intrinsic ``tile(taps, offsets, depth, a, b, ldb, c, ldc, rows)``: the
-    first ``rows`` (at most ``MR``) rows of the ``MR`` x ``NR`` tile at ``c`` (row
-    stride ``ldc``) set to (with ``accumulate``, increased by) ``sum over t < taps,
-    p < depth of a[(t*depth + p)*MR + i] * b[offsets[t] + p*ldb + j]``; float32
-    pointers, int64 offsets, 64-bit strides and counts."""
+    """An intrinsic ``tile(taps, offsets, depth, a, a_tap, a_inner, a_row, b, ldb,
+    c, ldc, rows)``: the first ``rows`` (at most ``MR``) rows of the ``MR`` x
+    ``NR`` tile at ``c`` (row stride ``ldc``) set to (with ``accumulate``,
+    increased by) ``sum over t < taps, p < depth of a[t*a_tap + p*a_inner +
+    i*a_row] * b[offsets[t] + p*ldb + j]``; float32 pointers, int64 offsets,
+    64-bit strides and counts. The forward reads packed weights (``a_inner`` is
+    ``MR``, ``a_row`` 1), the weight gradient the output gradient's rows
+    (``a_inner`` 1)."""
 
     @intrinsic
-    def tile(typingctx, taps, offsets, depth, a, b, ldb, c, ldc, rows):  # type: ignore[no-untyped-def]
+    def tile(typingctx, taps, offsets, depth, a, a_tap, a_inner, a_row, b, ldb, c, ldc, rows):  # type: ignore[no-untyped-def]
         size, pointer = types.int64, FLOAT_POINTER
         signature = types.void(
-            size, OFFSET_POINTER, size, pointer, pointer, size, pointer, size, size
+            size,
+            OFFSET_POINTER,
+            size,
+            pointer,
+            size,
+            size,
+            size,
+            pointer,
+            size,
+            pointer,
+            size,
+            size,
         )
 
         def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-            taps, offsets, depth, a_ptr, b_ptr, b_stride, c_ptr, c_stride, rows = args
+            taps, offsets, depth, a_ptr, a_tap, a_inner, a_row, b_ptr, b_stride = args[:9]
+            c_ptr, c_stride, rows = args[9:]
             i64, halves = ir.IntType(64), NR // LANES
             lane0 = ir.IntType(32)(0)
             broadcast = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
             undefined = ir.Constant(VECTOR, ir.Undefined)
+            a_rows = [builder.gep(a_ptr, [builder.mul(i64(i), a_row)]) for i in range(MR)]
 
             def position(t: Any, outer: list[list[Any]]) -> list[list[Any]]:
                 offset = builder.load(builder.gep(offsets, [t]))
                 b_tap = builder.gep(b_ptr, [offset])
-                a_tap = builder.gep(a_ptr, [builder.mul(builder.mul(t, depth), i64(MR))])
+                a_at = builder.mul(t, a_tap)
 
                 def channel(p: Any, sums: list[list[Any]]) -> list[list[Any]]:
                     b_row = builder.mul(p, b_stride)
@@ -85,10 +109,10 @@ def _tile_kernel(accumulate: bool) -> Any:
                         load_vector(builder, b_tap, builder.add(b_row, i64(h * LANES)))
                         for h in range(halves)
                     ]
-                    a_column = builder.mul(p, i64(MR))
+                    a_column = builder.add(a_at, builder.mul(p, a_inner))
                     updated = []
                     for i in range(MR):
-                        at = builder.gep(a_tap, [builder.add(a_column, i64(i))])
+                        at = builder.gep(a_rows[i], [a_column])
                         scalar = builder.insert_element(undefined, builder.load(at), lane0)
                         scalar = builder.shuffle_vector(scalar, undefined, broadcast)
                         updated.append(
@@ -201,37 +225,129 @@ def _products(x, w, out, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L):
                 width = min(BLOCK, span - q0)
                 for t0 in range(0, taps, per_pass):
                     count = min(per_pass, taps - t0)
+                    at, ldb = offsets[t0:].ctypes, xp.shape[1]
                     for r in range(slivers.shape[0]):
                         filled = min(MR, fg - r * MR)
                         a = slivers[r, t0].ctypes
                         for p in range(0, width, NR):
                             b = xp[0, q0 + p :].ctypes
                             c = wide[r * MR :, p:].ctypes
+                            step = cg * MR  # a kernel position's sliver
                             if t0 == 0:
-                                _tile_set(
-                                    count,
-                                    offsets[t0:].ctypes,
-                                    cg,
-                                    a,
-                                    b,
-                                    xp.shape[1],
-                                    c,
-                                    BLOCK,
-                                    filled,
-                                )
+                                _tile_set(count, at, cg, a, step, MR, 1, b, ldb, c, BLOCK, filled)
                             else:
-                                _tile_add(
-                                    count,
-                                    offsets[t0:].ctypes,
-                                    cg,
-                                    a,
-                                    b,
-                                    xp.shape[1],
-                                    c,
-                                    BLOCK,
-                                    filled,
-                                )
+                                _tile_add(count, at, cg, a, step, MR, 1, b, ldb, c, BLOCK, filled)
                 _copy_out(wide, q0, min(width, L - q0), out, n, gi * fg, Hp, Wp)
+
+
+@_jit
+def _transposed_pad_into(x, n, c0, cg, pad, Hp, Wp, xt):
+    # xt[q, c] = x[n, c0 + c] at padded position q, for c < cg: the padded image
+    # transposed, LANES channels by LANES positions at a time in registers. A
+    # block of fewer channels fills its other columns (< its LANES) with copies
+    # of its first channel's: columns past cg, whose sums are never read. The
+    # border rows are zero and never written
+    D, H, W = x.shape[2], x.shape[3], x.shape[4]
+    whole = W - W % LANES
+    ldt = xt.shape[1]
+    for z in range(D):
+        for y in range(H):
+            q = ((z + pad[0]) * Hp + y + pad[1]) * Wp + pad[2]
+            for cb in range(0, cg, LANES):
+                rows = min(LANES, cg - cb)
+                source = x[n, c0 + cb, z, y]
+                for k in range(0, whole, LANES):
+                    _transpose(source[k:].ctypes, D * H * W, rows, xt[q + k, cb:].ctypes, ldt)
+            for k in range(whole, W):
+                for c in range(cg):
+                    xt[q + k, c] = x[n, c0 + c, z, y, k]
+
+
+@_jit
+def _wide_slivers(g, n, f0, fg, Hp, Wp, slivers):
+    # slivers[r, q, i] = g[n, f0 + r*MR + i] at wide position q (i < MR): the
+    # output gradient as the tiles read it, MR filters a position; the junk
+    # positions and the filters past fg stay zero
+    od, oh, ow = g.shape[2], g.shape[3], g.shape[4]
+    for f in range(fg):
+        sliver = slivers[f // MR]
+        i = f % MR
+        for a in range(od):
+            for j in range(oh):
+                s = (a * Hp + j) * Wp
+                src = g[n, f0 + f, a, j]
+                for k in range(ow):
+                    sliver[s + k, i] = src[k]
+
+
+@_jit
+def _weight_products(g, x, dw3, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L):
+    C, F = x.shape[1], g.shape[1]
+    cg, fg = C // groups, F // groups
+    taps = kernel[0] * kernel[1] * kernel[2]
+    plane = (x.shape[2] + 2 * pad[0]) * Hp * Wp
+    width = (cg + NR - 1) // NR * NR  # channels padded to whole panels
+    offsets = _offsets(kernel, dilate, Hp, Wp)
+    unshifted = np.zeros(1, np.int64)
+    xt = np.zeros((plane, width), np.float32)  # rows q + offset(t) for q < L
+    slivers = np.zeros(((fg + MR - 1) // MR, L, MR), np.float32)
+    sums = np.zeros((taps, fg, width), np.float32)
+    for gi in range(groups):
+        sums[:] = 0.0
+        for n in range(lo, hi):
+            _transposed_pad_into(x, n, gi * cg, cg, pad, Hp, Wp, xt)
+            _wide_slivers(g, n, gi * fg, fg, Hp, Wp, slivers)
+            for q0 in range(0, L, POSITIONS):
+                depth = min(POSITIONS, L - q0)
+                for t in range(taps):
+                    for r in range(slivers.shape[0]):
+                        filled = min(MR, fg - r * MR)
+                        a = slivers[r, q0:].ctypes
+                        for cp in range(0, width, NR):
+                            b = xt[q0 + offsets[t], cp:].ctypes
+                            into = sums[t, r * MR :, cp:].ctypes
+                            _tile_add(
+                                1,
+                                unshifted.ctypes,
+                                depth,
+                                a,
+                                0,
+                                MR,
+                                1,
+                                b,
+                                width,
+                                into,
+                                width,
+                                filled,
+                            )
+        target = dw3[gi]
+        for f in range(fg):
+            for c in range(cg):
+                for t in range(taps):
+                    target[f, c * taps + t] += sums[t, f, c]
+
+
+def weight_products(g, x, dw3, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L):  # type: ignore[no-untyped-def]
+    """``dw3[gi] += sum over images lo..hi`` of the weight gradient of
+    :func:`products` (as (groups, F/groups, C/groups * taps)) for the output
+    gradient ``g``: ``sum over q of g[f, q] * padded[c, q + offset(t)]`` on the
+    wide positions, by register tiles of ``MR`` filters by ``NR`` channels over
+    the padded image transposed. The junk positions multiply data past a row's
+    end by zero, as the wide columns' product does. Returns whether it did, as
+    :func:`products`. Compiled code only."""
+    raise NotImplementedError("shifted.weight_products runs in compiled code")
+
+
+@overload(weight_products)
+def _weight_products_typed(g, x, dw3, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L):  # type: ignore[no-untyped-def]
+    if not (AVAILABLE and all(a.dtype == types.float32 for a in (g, x, dw3))):
+        return lambda g, x, dw3, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L: False
+
+    def vector(g, x, dw3, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L):  # type: ignore[no-untyped-def]
+        _weight_products(g, x, dw3, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L)
+        return True
+
+    return vector
 
 
 def products(x, w, out, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L):  # type: ignore[no-untyped-def]

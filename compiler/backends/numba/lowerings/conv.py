@@ -74,6 +74,14 @@ B=8, one thread, fwd/dgrad/wgrad: W7's 32-channel 32x32 layer 4.8/4.9/5.7 ->
 OpenBLAS where a (tiles, channels) layout of V would run at 140-170, but laying V
 or the streams out that way (a transpose) cost more than it saved.
 
+Big images (at least ``_CV_SHIFTED_POSITIONS`` wide positions) skip the column
+matrix on CPUs with AVX-512: ``shifted.py``'s register tiles read each kernel
+position's row straight from the padded plane at its offset, for the forward, the
+data gradient's flipped forward and, where the channels fill most of a panel of
+32, the weight gradient; 3x3 layers of few channels take them instead of Winograd,
+whose transforms cost more than its thin products save (InceptionV3's 32 -> 64
+147x147 layer, two threads, B=8, forward/data gradient 20.0/20.4 -> 15.6/14.9 ms).
+
 Strided convolutions with a kernel more than twice the stride (ResNet's 7x7/2 stem,
 AlexNet's 11x11/4) or small images (ResNet's 14x14 3x3/2) pad each channel once
 into its stride phases, where the columns are again contiguous copies over wide
@@ -169,10 +177,15 @@ _CV_WIDE_BATCH = 256
 # the 2.25x fewer multiplications saved) and 32 -> 32 149x149 11.8/12.3 ->
 # 7.8/8.0, its 5x5 48 -> 64 35x35 forward 4.4 -> 3.7, AlexNet's 5x5 64 -> 192
 # forward 8.9 -> 8.5. Smaller images (Inception's 17x17 1x7 and 8x8 1x3 layers)
-# were 5-25% slower than their columns several images a product
+# were 5-25% slower than their columns several images a product. Weight
+# gradients (_cv_shifted_weights): 32 -> 64 147x147 22.0 -> 16.5 ms, 32 -> 32
+# 149x149 16.7 -> 10.1, AlexNet's 5x5 9.8 -> 9.3; Winograd's stayed faster on
+# more channels (ResNet's 128-channel 28x28 layer 3.7 against 5.2)
 _CV_SHIFTED = True
+_CV_SHIFTED_WEIGHTS = True
 _CV_SHIFTED_POSITIONS = 512
 _CV_SHIFTED_WINOGRAD = 2048
+_CV_SHIFTED_WEIGHTS_WINOGRAD = 2048
 
 
 @_jit
@@ -180,6 +193,22 @@ def _cv_shifted(x, w, out, L):
     # whether shifted.py takes the products of a unit-stride convolution (or the
     # flipped forward of its data gradient) over L wide positions an image
     return _CV_SHIFTED and L >= _CV_SHIFTED_POSITIONS and shifted.takes(x, w, out)
+
+
+@_jit
+def _cv_shifted_weights(g, x, dw3, L, cg, fg, kernel, dilate):
+    # whether shifted.py takes a unit-stride weight gradient: images as for the
+    # forward, and channels that fill at least 5/6 of the panels of 32 it tiles
+    # them in (48 channels, 3/4, were 3% slower than the wide columns' product)
+    width = (cg + 31) // 32 * 32
+    if 5 * width > 6 * cg:
+        return False
+    if (
+        _cv_winograd_fits(cg, fg, x.shape[2], kernel, dilate)
+        and cg * fg > _CV_SHIFTED_WEIGHTS_WINOGRAD
+    ):
+        return False
+    return _CV_SHIFTED_WEIGHTS and L >= _CV_SHIFTED_POSITIONS and shifted.takes(g, x, dw3)
 
 
 @_jit
@@ -1446,6 +1475,10 @@ def _cv_wide_weight_grad(g, x, dw3, lo, hi, groups, kernel, dilate, pad):
     Dp, Hp, Wp, L = _cv_wide_plan(xsz, pad, kernel, dilate, osz)
     if L == 0:
         return False
+    if _cv_shifted_weights(g, x, dw3, L, cg, fg, kernel, dilate) and shifted.weight_products(
+        g, x, dw3, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L
+    ):
+        return True
     # Images side by side in one product, _CV_WIDE_BATCH wide positions or more: one
     # image of a small layer (7x7: 63 positions) made a product with a short inner
     # axis and a (kg, fg) result as big as the weights, added up per image
@@ -2031,10 +2064,11 @@ def lib_conv_weight_grad(g, x, dw, lo, hi, groups, kernel, stride, dilate, pad):
         _cv_packed_columns_weight_grad(g, x, dw3[0], lo, hi, kernel, stride, dilate, pad)
         return
     winograd = _cv_winograd_fits(cg, fg, x.shape[2], kernel, dilate)
+    L = _cv_wide_plan((x.shape[2], x.shape[3], x.shape[4]), pad, kernel, dilate, osz)[3]
+    if winograd and unit and _cv_shifted_weights(g, x, dw3, L, cg, fg, kernel, dilate):
+        winograd = False  # shifted.py's, by the wide route below
     if not pointwise and unit and winograd and fg < _CV_WINOGRAD_GRAD_FILTERS * cg:
-        if _cv_wide_plan(
-            (x.shape[2], x.shape[3], x.shape[4]), pad, kernel, dilate, osz
-        )[3] > 0:
+        if L > 0:
             _cv_winograd_weight_grad(g, x, dw3, lo, hi, groups, pad)
             # a non-finite result is computed again the exact way, as below
             if _cv_all_finite(dw3.reshape(dw3.size)):
