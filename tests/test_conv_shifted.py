@@ -23,10 +23,17 @@ pytestmark = pytest.mark.skipif(not shifted.AVAILABLE, reason="the kernels need 
 
 
 @numba.njit
-def _products(x, w, out, groups, kernel, dilate, pad):
+def _wide(x, out, pad):
+    """The padded sizes Hp, Wp and the wide length L of a unit-stride
+    convolution of x (N, C, D, H, W) into out."""
     Hp, Wp = x.shape[3] + 2 * pad[1], x.shape[4] + 2 * pad[2]
     od, oh, ow = out.shape[2], out.shape[3], out.shape[4]
-    L = ((od - 1) * Hp + oh - 1) * Wp + ow
+    return Hp, Wp, ((od - 1) * Hp + oh - 1) * Wp + ow
+
+
+@numba.njit
+def _products(x, w, out, groups, kernel, dilate, pad):
+    Hp, Wp, L = _wide(x, out, pad)
     return shifted.products(x, w, out, 0, x.shape[0], groups, kernel, dilate, pad, Hp, Wp, L)
 
 
@@ -101,9 +108,7 @@ def test_the_ops_take_the_shifted_products(conv_kernels, case):
 
 @numba.njit
 def _weight_products(g, x, dw3, groups, kernel, dilate, pad):
-    Hp, Wp = x.shape[3] + 2 * pad[1], x.shape[4] + 2 * pad[2]
-    od, oh, ow = g.shape[2], g.shape[3], g.shape[4]
-    L = ((od - 1) * Hp + oh - 1) * Wp + ow
+    Hp, Wp, L = _wide(x, g, pad)
     return shifted.weight_products(g, x, dw3, 0, x.shape[0], groups, kernel, dilate, pad, Hp, Wp, L)
 
 

@@ -129,6 +129,23 @@ def summing_loop(
     return results
 
 
+def store_tile(
+    builder: Any, sums: list[list[Any]], c_ptr: Any, c_stride: Any, rows: Any, accumulate: bool
+) -> None:
+    """Emit the stores of a tile's ``MR`` rows of vector sums to ``c_ptr`` (row
+    stride ``c_stride``): row i only if ``i < rows``, added to what is there with
+    ``accumulate``."""
+    i64 = ir.IntType(64)
+    for i, line in enumerate(sums):
+        with builder.if_then(builder.icmp_signed("<", i64(i), rows), likely=True):
+            for h, value in enumerate(line):
+                offset = builder.add(builder.mul(i64(i), c_stride), i64(h * LANES))
+                target = vector_at(builder, c_ptr, offset)
+                if accumulate:
+                    value = builder.fadd(builder.load(target, align=4), value)
+                builder.store(value, target, align=4)
+
+
 def _tile_kernel(accumulate: bool) -> Any:
     """An intrinsic ``tile(k, a, lda, b, ldb, c, ldc, rows)``: the first ``rows``
     (at most ``MR``) rows of the ``MR`` x ``NR`` tile at ``c`` (row stride
@@ -166,15 +183,7 @@ def _tile_kernel(accumulate: bool) -> Any:
                 return updated
 
             results = summing_loop(builder, count, 1, (MR, halves), step)
-            for i in range(MR):  # row i is written if i < rows
-                with builder.if_then(builder.icmp_signed("<", i64(i), rows), likely=True):
-                    for h in range(halves):
-                        offset = builder.add(builder.mul(i64(i), c_stride), i64(h * LANES))
-                        target = vector_at(builder, c_ptr, offset)
-                        value = results[i][h]
-                        if accumulate:
-                            value = builder.fadd(builder.load(target, align=4), value)
-                        builder.store(value, target, align=4)
+            store_tile(builder, results, c_ptr, c_stride, rows, accumulate)
             return context.get_dummy_value()
 
         return signature, codegen

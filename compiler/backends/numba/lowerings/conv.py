@@ -750,21 +750,9 @@ def _cv_wide_plan(xsz, pad, kernel, dilate, osz):
     return Dp, Hp, Wp, ((od - 1) * Hp + oh - 1) * Wp + ow
 
 
-@_jit
-def _cv_pad_into(x, n, c0, pad, Hp, Wp, xp):
-    # xp[c] = x[n, c0 + c] flattened inside its zero border (xp's border is zero
-    # already and never written). Indices are unsigned here and below: numba
-    # checks a signed index for wrap-around, which keeps LLVM from vectorising
-    # the copies (a 3x3 gather of W7 took 9.6 ms that way and 1.0 ms so)
-    D, H, W = x.shape[2], x.shape[3], x.shape[4]
-    for c in range(xp.shape[0]):
-        dst = xp[c]
-        for z in range(D):
-            for y in range(H):
-                src = x[n, c0 + c, z, y]
-                d = ((z + pad[0]) * Hp + y + pad[1]) * Wp + pad[2]
-                for k in range(W):
-                    dst[numba.uint64(d + k)] = src[numba.uint64(k)]
+# xp[c] = x[n, c0 + c] padded: shifted.py's, shared with its products (its
+# docstring says why the indices there and below are unsigned)
+_cv_pad_into = shifted.pad_into
 
 
 @_jit
