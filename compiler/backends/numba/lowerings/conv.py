@@ -180,12 +180,15 @@ _CV_WIDE_BATCH = 256
 # were 5-25% slower than their columns several images a product. Weight
 # gradients (_cv_shifted_weights): 32 -> 64 147x147 22.0 -> 16.5 ms, 32 -> 32
 # 149x149 16.7 -> 10.1, AlexNet's 5x5 9.8 -> 9.3; Winograd's stayed faster on
-# more channels (ResNet's 128-channel 28x28 layer 3.7 against 5.2)
+# more channels (ResNet's 128-channel 28x28 layer 3.7 against 5.2). Up to 4096
+# pairs: DenseNet's 3x3 128 -> 32 56x56 forward/data/weight gradient
+# 11.6/9.9/13.1 -> 8.7/8.6/9.1 ms (at 28x28 equal), ResNet's 64 -> 64 56x56
+# 4.6/4.6/5.1 -> 4.3/4.4/4.8
 _CV_SHIFTED = True
 _CV_SHIFTED_WEIGHTS = True
 _CV_SHIFTED_POSITIONS = 512
-_CV_SHIFTED_WINOGRAD = 2048
-_CV_SHIFTED_WEIGHTS_WINOGRAD = 2048
+_CV_SHIFTED_WINOGRAD = 4096
+_CV_SHIFTED_WEIGHTS_WINOGRAD = 4096
 
 
 @_jit
