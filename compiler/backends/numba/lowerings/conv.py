@@ -201,9 +201,9 @@ def _cv_shifted(x, w, out, L):
 @_jit
 def _cv_shifted_weights(g, x, dw3, L, cg, fg, kernel, dilate):
     # whether shifted.py takes a unit-stride weight gradient: images as for the
-    # forward, and channels that fill at least 5/6 of the panels of 32 it tiles
-    # them in (48 channels, 3/4, were 3% slower than the wide columns' product)
-    width = (cg + 31) // 32 * 32
+    # forward, and channels that fill at least 5/6 of the panels of NR (32) it
+    # tiles them in (48 channels, 3/4, were 3% slower than the wide columns')
+    width = (cg + shifted.NR - 1) // shifted.NR * shifted.NR
     if 5 * width > 6 * cg:
         return False
     if (
