@@ -182,10 +182,13 @@ def pad_into(x, n, c0, pad, Hp, Wp, xp):
 
 
 @_jit
-def _copy_out(wide, q0, width, out, n, f0, Hp, Wp):
-    # out[n, f0 + f] at the output positions among wide positions q0 .. q0+width
-    # (wide[f, q - q0]); the junk positions (k >= ow, j >= oh) are dropped
-    od, oh, ow = out.shape[2], out.shape[3], out.shape[4]
+def wide_copy(wide, q0, width, a, n, f0, Hp, Wp, to_wide):
+    """Between ``wide[f, q - q0]`` (wide positions ``q0 .. q0 + width``) and
+    ``a[n, f0 + f]`` (N, F, od, oh, ow): the output positions among them only,
+    into ``a`` or, with ``to_wide``, into ``wide``, whose junk positions (k >=
+    ow, j >= oh) are neither read nor written. Indices unsigned, as in
+    :func:`pad_into`."""
+    od, oh, ow = a.shape[2], a.shape[3], a.shape[4]
     for r in range(q0 // Wp, (q0 + width - 1) // Wp + 1):
         i, j = r // Hp, r % Hp
         if i >= od or j >= oh:
@@ -194,9 +197,13 @@ def _copy_out(wide, q0, width, out, n, f0, Hp, Wp):
         k1 = min(q0 + width - r * Wp, ow)
         s = r * Wp - q0
         for f in range(wide.shape[0]):
-            src, dst = wide[f], out[n, f0 + f, i, j]
-            for k in range(k0, k1):
-                dst[numba.uint64(k)] = src[numba.uint64(s + k)]
+            w, row = wide[f], a[n, f0 + f, i, j]
+            if to_wide:
+                for k in range(k0, k1):
+                    w[numba.uint64(s + k)] = row[numba.uint64(k)]
+            else:
+                for k in range(k0, k1):
+                    row[numba.uint64(k)] = w[numba.uint64(s + k)]
 
 
 @_jit
@@ -230,7 +237,7 @@ def _products(x, w, out, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L):
                                 _tile_set(count, at, cg, a, step, MR, 1, b, ldb, c, BLOCK, filled)
                             else:
                                 _tile_add(count, at, cg, a, step, MR, 1, b, ldb, c, BLOCK, filled)
-                _copy_out(wide, q0, min(width, L - q0), out, n, gi * fg, Hp, Wp)
+                wide_copy(wide, q0, min(width, L - q0), out, n, gi * fg, Hp, Wp, False)
 
 
 @_jit

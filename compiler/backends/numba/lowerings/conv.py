@@ -781,20 +781,11 @@ def _cv_wide_gather(xp, kernel, dilate, Hp, Wp, cols, start, L):
 @_jit
 def _cv_wide_copy(wide, start, a, n, f0, Hp, Wp, to_wide):
     # between the wide rows wide[f] from column start and a[n, f0 + f] (N, F, od,
-    # oh, ow): the output positions only (to_wide: into wide, whose junk stays)
+    # oh, ow): the output positions only (to_wide: into wide, whose junk stays),
+    # by shifted.py's wide_copy over the image's L wide positions
     od, oh, ow = a.shape[2], a.shape[3], a.shape[4]
-    for f in range(wide.shape[0]):
-        w = wide[f]
-        for i in range(od):
-            for j in range(oh):
-                row = a[n, f0 + f, i, j]
-                s = start + (i * Hp + j) * Wp
-                if to_wide:
-                    for k in range(ow):
-                        w[numba.uint64(s + k)] = row[numba.uint64(k)]
-                else:
-                    for k in range(ow):
-                        row[numba.uint64(k)] = w[numba.uint64(s + k)]
+    L = ((od - 1) * Hp + oh - 1) * Wp + ow
+    shifted.wide_copy(wide[:, start:], 0, L, a, n, f0, Hp, Wp, to_wide)
 
 
 # Winograd F(2x2, 3x3) for 3x3 unit-stride convolutions: each 2x2 block ("tile")
