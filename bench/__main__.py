@@ -6,6 +6,7 @@ measured in the same run.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -228,6 +229,15 @@ def _applicable(columns, labels, results):
     return [c for c in columns if has(c)]
 
 
+def _cache_root(directory):
+    """The steady-state cells' cache root: ``directory`` (made if missing, kept), or
+    a temporary directory removed afterwards."""
+    if directory is None:
+        return tempfile.TemporaryDirectory(prefix="bench-cache-")
+    os.makedirs(directory, exist_ok=True)
+    return contextlib.nullcontext(os.path.abspath(directory))
+
+
 def main(argv=None):
     """Command-line entry point."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
@@ -248,6 +258,14 @@ def main(argv=None):
         "pool their samples (default 1)",
     )
     p.add_argument("--markdown", metavar="FILE", help="also write the table to FILE")
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="compile caches of the steady-state cells under DIR, kept for the next "
+        "run (default: a new temporary directory): an A/B of a kernel change then "
+        "compiles only what the change touches. W5 and the short script always "
+        "start from empty directories",
+    )
     a = p.parse_args(argv)
 
     columns = select(a.libs)
@@ -269,7 +287,7 @@ def main(argv=None):
             "figures will be noisy (PyTorch and OpenBLAS threads suffer most)"
         )
     results, labels = {}, []
-    with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache_root:
+    with _cache_root(a.cache_dir) as cache_root:
         measured = steady_state(rows, columns, a.quick, cache_root, a.rounds)
         for (row_key, col_key), res in measured.items():
             results[ROW_BY_KEY[row_key].label, col_key] = res

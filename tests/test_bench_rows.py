@@ -11,6 +11,7 @@ per-row baselines.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -297,3 +298,30 @@ def test_w5_import_row_shows_each_columns_own_imports(monkeypatch):
             assert row == {"status": "ok", "times": [seconds] * runs}, (key, row)
         w6 = ROW_BY_KEY["W6-128"].label
         assert results[f"W5 {w6} first call, {which}", "symgrad"]["status"] == "n/a"
+
+
+def test_cache_dir_keeps_the_steady_cells_caches_for_the_next_run(monkeypatch, tmp_path):
+    """``--cache-dir DIR``: each column's steady-state cells compile into a directory
+    of its own under DIR, the same one on the next run; without it, a temporary
+    directory that is gone afterwards."""
+    seen = []
+
+    def fake_cell(column, row_key, cache_dir, quick=False, cold=False):
+        seen.append(cache_dir)
+        os.makedirs(cache_dir, exist_ok=True)
+        return {"status": "ok", "times": [1.0]}
+
+    monkeypatch.setattr(bench_main, "run_cell", fake_cell)
+    argv = ["--only", "W1-1e4", "--libs", "symgrad", "--quick"]
+    kept = tmp_path / "caches"
+    bench_main.main([*argv, "--cache-dir", str(kept)])
+    first = list(seen)
+    assert first and all(os.path.dirname(d) == str(kept) and os.path.isdir(d) for d in first)
+    assert len(set(first)) == len(first)  # a directory per column
+    seen.clear()
+    bench_main.main([*argv, "--cache-dir", str(kept)])
+    assert seen == first
+    seen.clear()
+    bench_main.main(argv)
+    assert len(seen) == len(first) and not any(d.startswith(str(kept)) for d in seen)
+    assert not any(os.path.exists(d) for d in seen)
