@@ -357,8 +357,14 @@ def takes(x, w, out):  # type: ignore[no-untyped-def]
 
 @overload(takes)
 def _takes_typed(x, w, out):  # type: ignore[no-untyped-def]
-    taken = AVAILABLE and all(a.dtype == types.float32 for a in (x, w, out))
+    taken = _vector_types(x, w, out)
     return lambda x, w, out: taken
+
+
+def _vector_types(*arrays: Any) -> bool:
+    """Whether the tiles take arrays of these numba types: float32, on a CPU with
+    AVX-512 (a typing-time decision)."""
+    return AVAILABLE and all(a.dtype == types.float32 for a in arrays)
 
 
 def _float32_route(function: Any, implementation: Any) -> None:
@@ -369,7 +375,7 @@ def _float32_route(function: Any, implementation: Any) -> None:
 
     @overload(function)
     def typed(a, b, c, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L):  # type: ignore[no-untyped-def]
-        if not (AVAILABLE and all(x.dtype == types.float32 for x in (a, b, c))):
+        if not _vector_types(a, b, c):
             return lambda a, b, c, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L: False
 
         def vector(a, b, c, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L):  # type: ignore[no-untyped-def]
