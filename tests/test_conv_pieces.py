@@ -69,10 +69,10 @@ def test_winograd_tiles_follow_the_kernels_choice():
 
 def test_w7_layers_go_in_pieces_of_a_product(monkeypatch):
     """W7's 64-channel 16x16 layer on two threads: its forward and data gradient
-    in pieces of four images (one Winograd product of 256 tiles), its weight
-    gradient of eight (``WINOGRAD_GRAD_TILES``), not the guided pieces of one image,
-    whose products of 64 tiles and per-piece transforms and partial sums cost
-    15-30% more CPU time."""
+    in pieces of four images (one Winograd product of 256 tiles), and its weight
+    gradient too (64 x 64 sums: four images' operands fill WINOGRAD_GRAD_CACHED),
+    not the guided pieces of one image, whose products of 64 tiles and per-piece
+    transforms and partial sums cost 15-30% more CPU time."""
     monkeypatch.setattr(lconv.threads, "count", lambda: 2)
     monkeypatch.setattr(lconv, "PARALLEL_WORK", 0)
     monkeypatch.setattr(lconv, "DEPTHWISE_PARALLEL_WORK", 0)  # as the threads fixture
@@ -87,9 +87,24 @@ def test_w7_layers_go_in_pieces_of_a_product(monkeypatch):
         lconv._weights(None, x, x, w.shape, 1, geo)
     expected = [(lo, lo + 4) for lo in range(0, 32, 4)]
     assert [[(call[4], call[5]) for call in calls] for calls in seen[:2]] == [expected] * 2
-    grads = [(lo, lo + 8) for lo in range(0, 32, 8)]
-    assert lconv.WINOGRAD_GRAD_TILES == 512
-    assert [(call[3], call[4]) for call in seen[2]] == grads
+    assert lconv.WINOGRAD_GRAD_CACHED == 1 << 19
+    assert [(call[3], call[4]) for call in seen[2]] == expected
+
+
+def test_the_weight_gradients_products_take_as_many_images_as_the_kernels(conv_kernels):
+    """The step runner cuts the batch by the images the weight gradient's Winograd
+    products take (``winograd_grad_images``); the kernels decide it again inside
+    (``_cv_winograd_grad_images``): the two agree. Small products keep their
+    operands within WINOGRAD_GRAD_CACHED values (W7's 64-channel 16x16 layer: four
+    images of 64 tiles, not eight), bigger ones take WINOGRAD_GRAD_TILES tiles
+    (ResNet's 256-channel 14x14 layer: eleven images of 49)."""
+    kernel = conv_kernels._cv_winograd_grad_images
+    for cg, fg in [(16, 16), (32, 32), (32, 64), (64, 64), (128, 32), (64, 128), (256, 256)]:
+        for tiles in [1, 16, 49, 64, 196, 256, 784]:
+            assert kernel(cg, fg, tiles) == lconv.winograd_grad_images(cg, fg, tiles)
+    assert lconv.winograd_grad_images(64, 64, 64) == 4
+    assert lconv.winograd_grad_images(32, 32, 256) == 2
+    assert lconv.winograd_grad_images(256, 256, 49) == 11
 
 
 def test_depthwise_weight_gradients_go_one_piece_a_thread(monkeypatch):

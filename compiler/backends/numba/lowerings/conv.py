@@ -145,6 +145,14 @@ WINOGRAD_CACHED = 1 << 18
 # operands per thread)
 WINOGRAD_GRAD_TILES = 512
 
+# ... except where the 16 products are small (a result of at most this many sums,
+# filters by channels): their operands are read at few multiply-adds a value, so
+# the images go only as many to a product as keep both transformed operands
+# within WINOGRAD_GRAD_CACHED values (2 MiB of float32, a core's L2 cache on the
+# benchmark machine). 0: no such cap
+WINOGRAD_GRAD_SMALL = 64 * 64
+WINOGRAD_GRAD_CACHED = 1 << 19
+
 # A weight gradient with this many times as many filters as channels (a group's)
 # or more keeps the wide columns: Winograd's 16 products then each give a block
 # of fg x cg sums over every tile, too narrow a result for their depth, where the
@@ -162,6 +170,8 @@ _CV_WINOGRAD_CHANNELS = {WINOGRAD_CHANNELS}
 _CV_WINOGRAD_GRAD_FILTERS = {WINOGRAD_GRAD_FILTERS}
 _CV_WINOGRAD_CACHED = {WINOGRAD_CACHED}
 _CV_WINOGRAD_GRAD_TILES = {WINOGRAD_GRAD_TILES}
+_CV_WINOGRAD_GRAD_SMALL = {WINOGRAD_GRAD_SMALL}
+_CV_WINOGRAD_GRAD_CACHED = {WINOGRAD_GRAD_CACHED}
 """
 
 _KERNELS = """
@@ -1274,6 +1284,18 @@ def _cv_winograd_kernel_grads(S, fg, cg, target):
 
 
 @_jit
+def _cv_winograd_grad_images(cg, fg, tiles):
+    # the images of `tiles` tiles each the weight gradient's products take side
+    # by side: up to _CV_WINOGRAD_GRAD_TILES tiles, and for small products only
+    # as many as keep their operands within _CV_WINOGRAD_GRAD_CACHED values (see
+    # the top; winograd_grad_images is this, for the step runner)
+    images = (_CV_WINOGRAD_GRAD_TILES + tiles - 1) // tiles
+    if cg * fg <= _CV_WINOGRAD_GRAD_SMALL and _CV_WINOGRAD_GRAD_CACHED > 0:
+        images = min(images, max(1, _CV_WINOGRAD_GRAD_CACHED // (16 * (cg + fg) * tiles)))
+    return images
+
+
+@_jit
 def _cv_winograd_weight_grad(g, x, dw3, lo, hi, groups, pad):
     # dw3 += the weight gradient over images lo..hi of a 3x3 kernel at unit
     # stride, the adjoint of _cv_winograd_forward in w: per position e of the 4x4
@@ -1287,8 +1309,8 @@ def _cv_winograd_weight_grad(g, x, dw3, lo, hi, groups, pad):
     Hp, Wp = 2 * TH + 2, 2 * TW + 2
     tiles = TH * TW
     per, rows, planes = _cv_winograd_blocks(TH, TW, lo, hi, _cv_winograd_cached(cg, fg))
-    if rows == TH:  # whole images: up to _CV_WINOGRAD_GRAD_TILES (see the top)
-        per = max(1, min(hi - lo, (_CV_WINOGRAD_GRAD_TILES + tiles - 1) // tiles))
+    if rows == TH:  # whole images: see _cv_winograd_grad_images
+        per = max(1, min(hi - lo, _cv_winograd_grad_images(cg, fg, tiles)))
     # the padded data and g: in streams for the planes' transforms, else as they are
     xs = np.zeros((cg, 8 * (TH + 1) * TW) if planes else (0, 0), x.dtype)
     gs = np.zeros((fg, 4 * tiles) if planes else (0, 0), g.dtype)
@@ -2231,6 +2253,18 @@ def _images(
     return product_images(positions, tiles, most)
 
 
+def winograd_grad_images(cg: int, fg: int, tiles: int) -> int:
+    """The images (of ``tiles`` Winograd tiles each) the weight gradient's products
+    take side by side, ``cg`` channels and ``fg`` filters a group: up to
+    ``WINOGRAD_GRAD_TILES`` tiles, and for products of at most
+    ``WINOGRAD_GRAD_SMALL`` sums as many as keep their two transformed operands
+    within ``WINOGRAD_GRAD_CACHED`` values (the kernels' _cv_winograd_grad_images)."""
+    images = -(-WINOGRAD_GRAD_TILES // tiles)
+    if cg * fg <= WINOGRAD_GRAD_SMALL and WINOGRAD_GRAD_CACHED > 0:
+        images = min(images, max(1, WINOGRAD_GRAD_CACHED // (16 * (cg + fg) * tiles)))
+    return images
+
+
 def _floats(*arrays: np.ndarray | None) -> bool:
     """One float dtype for every array given."""
     present = [a for a in arrays if a is not None]
@@ -2312,11 +2346,12 @@ def _weights(compiled, g, x, w_shape, groups, geometry) -> np.ndarray:
     else:
         sizes = list(g.shape[2:])
         positions = math.prod(sizes)
-        images = _images(
-            x.shape[1], g.shape[1], groups, sizes, positions, geometry, WINOGRAD_GRAD_TILES
-        )
-        if g.shape[1] >= WINOGRAD_GRAD_FILTERS * x.shape[1]:  # the wide columns (see there)
-            images = product_images(positions, 0)
+        cg, fg = x.shape[1] // groups, g.shape[1] // groups
+        tiles = winograd_tiles(cg, fg, sizes, geometry)
+        if tiles == 0 or g.shape[1] >= WINOGRAD_GRAD_FILTERS * x.shape[1]:
+            images = product_images(positions, 0)  # the wide columns (see there)
+        else:
+            images = winograd_grad_images(cg, fg, tiles)
         pieces = _pieces(batch, work, images)
     partials = np.empty((len(pieces),) + tuple(w_shape), g.dtype)
     calls = [
