@@ -168,8 +168,8 @@ def _pl_pair_backward(g, x, dx, lo, hi, mode):
                 if mode == 0:
                     # the maxima in a loop of their own (vectorised as the
                     # forward's), then the two rows element by element: one loop
-                    # doing both ran 1.3-1.5x slower on W7's layers (one thread,
-                    # 32 channels at 32x32 0.85 -> 0.66 ms, 64 at 16x16 0.41 -> 0.28)
+                    # doing both ran 1.3-1.6x slower on W7's layers (one thread,
+                    # 32 channels at 32x32 0.76 -> 0.60 ms, 64 at 16x16 0.47 -> 0.29)
                     for k in range(ow):
                         wheres[k] = _pl_pair_argmax(r0, r1, k)
                     for j in range(2 * ow):
