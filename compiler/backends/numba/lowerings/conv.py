@@ -2204,13 +2204,14 @@ def winograd_tiles(channels: int, filters: int, sizes: list[int], geometry) -> i
     return (-(-sizes[-2] // 2)) * (-(-sizes[-1] // 2)) if fits else 0
 
 
-def product_images(positions: int, tiles: int, most: int = WINOGRAD_TILES) -> int:
-    """How many images the kernels multiply side by side in one product: up to
-    ``most`` tiles by Winograd (``tiles`` an image's, 0 where it does not apply;
-    ``WINOGRAD_GRAD_TILES`` for the weight gradient), else up to ``SMALL_IMAGE``
-    positions (``positions`` an image's)."""
+def product_images(positions: int, tiles: int) -> int:
+    """How many images the kernels multiply side by side in one product of a
+    forward or a data gradient: up to ``WINOGRAD_TILES`` tiles by Winograd
+    (``tiles`` an image's, 0 where it does not apply), else up to ``SMALL_IMAGE``
+    positions (``positions`` an image's). The weight gradient's Winograd products:
+    :func:`winograd_grad_images`."""
     if tiles:
-        return -(-most // tiles)
+        return -(-WINOGRAD_TILES // tiles)
     return -(-SMALL_IMAGE // positions) if positions <= SMALL_IMAGE else 1
 
 
@@ -2244,13 +2245,11 @@ def _launch(compiled: Any, batch: int, work: int, images: int, call: Any, least:
             threads.run(compiled, [call(lo, hi) for lo, hi in pieces])
 
 
-def _images(
-    channels, filters, groups, sizes, positions, geometry, most: int = WINOGRAD_TILES
-) -> int:
+def _images(channels, filters, groups, sizes, positions, geometry) -> int:
     """:func:`product_images` of a convolution of ``channels`` (data) and ``filters``
     (weights' first axis) in ``groups``, its output of spatial ``sizes``."""
     tiles = winograd_tiles(channels // groups, filters // groups, sizes, geometry)
-    return product_images(positions, tiles, most)
+    return product_images(positions, tiles)
 
 
 def winograd_grad_images(cg: int, fg: int, tiles: int) -> int:
