@@ -225,3 +225,40 @@ def test_a_program_answered_on_numpy_before_it_compiles_follows_the_free_cores(m
         value, grads = product(X=x, W=w)
         assert np.allclose(grads["W"], x.T @ np.ones((6, 2)))
     assert len(calls) == 3
+
+
+def test_a_program_with_convolutions_keeps_openblas_on_one_thread(monkeypatch):
+    """A program whose convolutions share their images out over the backend's
+    threads runs with OpenBLAS on one thread, its products included (Plan.blas_alone:
+    otherwise OpenBLAS's idle worker spins on the core the pool's worker needs,
+    ResNet-18's step 583 -> 460-495 ms); a program of products only keeps
+    OpenBLAS's threads. Both give the same numbers either way."""
+    import symgrad as mx
+
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", "compiled")
+    monkeypatch.setattr(symgrad_compiler.settings.current(), "compile", "sync")
+    blas = FakeOpenBLAS(2)
+    control = bt.BlasThreads((blas.set, blas.get), lambda: 0, cores=2)
+    monkeypatch.setattr(bt, "_THREADS", control)
+    X, W, K = mx.sym.var("X"), mx.sym.var("W"), mx.sym.var("K")
+    features = mx.sym.Convolution(X, K, kernel=(3, 3), num_filter=4, no_bias=True, pad=(1, 1))
+    scores = mx.sym.dot(mx.sym.flatten(mx.sym.relu(features)), W)
+    convolutional = mx.compile(mx.sym.sum(mx.sym.tanh(scores)), wrt=["K", "W"])
+    dense = mx.compile(mx.sym.sum(mx.sym.tanh(mx.sym.dot(mx.sym.flatten(X), W))), wrt=["W"])
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 2, 5, 5))
+    k, w = rng.standard_normal((4, 2, 3, 3)), rng.standard_normal((100, 6))
+    for _ in range(3):  # compiled by the second call
+        convolutional(X=x, K=k, W=w)
+        dense(X=x, W=w[:50])
+    blas.calls.clear()
+    value, grads = convolutional(X=x, K=k, W=w)
+    assert blas.calls and blas.calls[0] == 1 and blas.calls[-1] == 2
+    blas.calls.clear()
+    dense(X=x, W=w[:50])
+    assert 1 not in blas.calls
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))
+    features = np.einsum("ncijab,fcab->nfij", windows, k)
+    expected = np.tanh(np.maximum(features, 0).reshape(3, -1) @ w).sum()
+    assert np.allclose(value, expected, rtol=1e-10)

@@ -30,6 +30,7 @@ from ...passes import format_graph
 from ..interpreter import Interpreted
 from . import disk_cache, threads, tiering
 from .blas_threads import adapt as adapt_blas_threads
+from .blas_threads import blas_threads
 from .emit import Runner
 
 # The plan, its generator and lowerings, and the background compiler are imported
@@ -219,6 +220,14 @@ class NumbaExecutable:
                 if self._compiling is None and not self._failed:
                     tiering.called(self, self._calls, time.perf_counter() - began, args)
                 return result
+        if self.plan.blas_alone:  # see Plan.blas_alone
+            with blas_threads().alone():
+                return self._run(args, out)
+        return self._run(args, out)
+
+    def _run(self, args: Sequence[np.ndarray], out: Sequence[Any] | None) -> list:
+        """A call once the kernels are ready: the one small kernel, the
+        whole-program entry, or step by step (always so while profiling)."""
         profiled = profiling.listener is not None  # then step by step, each timed
         direct = self._direct
         if direct is not None and not profiled:
@@ -268,10 +277,14 @@ class NumbaExecutable:
         fast = entry.specialised(args)
         if fast is None or not self._multithreaded():
             return fast
+        alone = self.plan.blas_alone
 
         def adapted(args: Sequence[np.ndarray], outs: Any = None) -> Any:
             # a replayed product beside a busy process: OpenBLAS on the free cores
             adapt_blas_threads()
+            if alone:  # see Plan.blas_alone
+                with blas_threads().alone():
+                    return fast(args, outs)
             return fast(args, outs)
 
         return adapted

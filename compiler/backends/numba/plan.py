@@ -231,6 +231,20 @@ class Plan:
         # temporaries) holds what is still needed, not every value it ever made.
         kept = {*range(self.num_inputs), *(s for s in self.output_slots if s is not None)}
         self.dead_after = dead_after([(step.outputs, step.inputs) for step in self.steps], kept)
+        # A program that shares convolutions' or poolings' images out over the
+        # backend's threads keeps OpenBLAS on one thread while it runs: after a
+        # product on OpenBLAS's two threads (a classifier's, in ResNet-18 or
+        # MobileNet), its idle worker spins about 0.1 s (its thread timeout), on
+        # the core the pool's worker then needs for the next convolution's half of
+        # the images. ResNet-18's 512-channel data gradient took 18.5 ms there
+        # against 10.2 with OpenBLAS on one thread; the step, 583 -> 460-495 ms;
+        # MobileNet's, 365 -> 268 ms. Such a program's products are small beside
+        # its convolutions, and the biggest ones take the pool's threads anyway
+        # (products.split_product).
+        self.blas_alone = any(
+            step.kind == "library" and step.lowering is not None and step.lowering.threaded
+            for step in self.steps
+        )
         # User callbacks (autograd Functions) are the ops that take a "callback" attr.
         self.has_callbacks = any(
             step.kind == "library" and "callback" in step.node.op.attrs for step in self.steps

@@ -2635,7 +2635,9 @@ def _float_op(node: Node) -> bool:
 
 
 def _conv_lowering(op: str, kernel: str, run, entry) -> Lowering:
-    return register_lowering(Lowering(op, _SOURCE, kernel, run=run, entry=entry, accepts=_float_op))
+    return register_lowering(
+        Lowering(op, _SOURCE, kernel, run=run, entry=entry, accepts=_float_op, threaded=True)
+    )
 
 
 _conv_lowering("Convolution", "lib_conv_forward", _convolution, _convolution_entry)

@@ -959,7 +959,9 @@ def _float_op(node: Node) -> bool:
 
 
 def _pool_lowering(op: str, kernel: str, run, entry) -> Lowering:
-    return register_lowering(Lowering(op, _SOURCE, kernel, run=run, entry=entry, accepts=_float_op))
+    return register_lowering(
+        Lowering(op, _SOURCE, kernel, run=run, entry=entry, accepts=_float_op, threaded=True)
+    )
 
 
 _pool_lowering("Pooling", "lib_pool_forward", _pooling, _pooling_entry)

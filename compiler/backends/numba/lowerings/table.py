@@ -32,7 +32,10 @@ class Lowering:
     ``target`` and returns True, or returns False having written nothing.
     ``entry(writer, step)`` writes the step into the whole-program entry (see
     :mod:`..entry`) and returns False where it cannot. ``accepts(node)`` says
-    whether the lowering applies to this node at all.
+    whether the lowering applies to this node at all. ``threaded``: ``run``
+    shares its work out over the backend's thread pool (a convolution's or a
+    pooling's images), so a program with such a step keeps OpenBLAS on one
+    thread while it runs (see :attr:`..plan.Plan.blas_alone`).
     """
 
     op: str
@@ -42,6 +45,7 @@ class Lowering:
     into: Callable[..., bool] | None = None
     entry: Callable[[Any, Any], bool] | None = None
     accepts: Callable[[Node], bool] = field(default=_always)
+    threaded: bool = False
 
 
 LOWERINGS: dict[str, Lowering] = {}
