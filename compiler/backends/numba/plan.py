@@ -237,8 +237,8 @@ class Plan:
         # MobileNet), its idle worker spins about 0.1 s (its thread timeout), on
         # the core the pool's worker then needs for the next convolution's half of
         # the images. ResNet-18's 512-channel data gradient took 18.5 ms there
-        # against 10.2 with OpenBLAS on one thread; the step, 583 -> 460-495 ms;
-        # MobileNet's, 365 -> 268 ms. Such a program's products are small beside
+        # against 10.2 with OpenBLAS on one thread; the step, 583-605 -> 460-495 ms;
+        # MobileNet's, 360-370 -> 265-271 ms. Such a program's products are small beside
         # its convolutions, and the biggest ones take the pool's threads anyway
         # (products.split_product).
         self.blas_alone = any(
