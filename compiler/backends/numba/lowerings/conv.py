@@ -2234,6 +2234,9 @@ def _pieces(batch: int, work: int, images: int) -> list[tuple[int, int]]:
 def _launch(compiled: Any, batch: int, work: int, images: int, call: Any, least: int) -> None:
     """Run ``compiled(*call(lo, hi))`` over the images, split over threads from
     ``least`` work on (``images``: one product's, see :func:`_pieces`)."""
+    # (a program with a convolution holds OpenBLAS at one thread for its whole
+    # call, Plan.blas_alone, so these holds matter where that is not held: the
+    # kernels' warm-up; one image there keeps OpenBLAS's threads)
     if batch < 2:  # one image: BLAS's own threads are the only parallelism
         compiled(*call(0, batch))
         return
