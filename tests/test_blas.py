@@ -76,6 +76,52 @@ def test_shapes_that_disagree_raise_instead_of_reading_out_of_bounds(
         matmul_into(a, np.ones(b_shape), False, False, np.empty(out_shape))
 
 
+ADDING = [blas._blas_matmul_add_into, blas._separate_matmul_add_into]
+if not blas._found:
+    ADDING = [blas._separate_matmul_add_into]
+
+
+@pytest.mark.parametrize("matmul_add_into", ADDING)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_an_added_product_is_added_to_what_out_holds(
+    matmul_add_into, dtype, transpose_a, transpose_b
+):
+    a, b, expected = operands((5, 3), (3, 4), transpose_a, transpose_b, dtype)
+    start = np.arange(20, dtype=dtype).reshape(5, 4)
+    out = start.copy()
+    matmul_add_into(a, b, transpose_a, transpose_b, out)
+    np.testing.assert_allclose(out, start + expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("matmul_add_into", ADDING)
+def test_an_added_product_of_no_depth_leaves_out_as_it_was(matmul_add_into):
+    a, b, _ = operands((2, 0), (0, 3), False, False, np.float32)
+    out = np.full((2, 3), 7.0, np.float32)
+    matmul_add_into(a, b, False, False, out)
+    assert (out == 7).all()
+
+
+@pytest.mark.parametrize("matmul_add_into", ADDING)
+def test_an_added_product_propagates_a_nan_in_out_or_the_operands(matmul_add_into):
+    a, b = np.ones((2, 2)), np.ones((2, 2))
+    out = np.zeros((2, 2))
+    out[0, 0] = np.nan
+    a[1, 1] = np.nan
+    matmul_add_into(a, b, False, False, out)
+    np.testing.assert_array_equal(np.isnan(out), [[True, False], [True, True]])
+
+
+def test_the_exported_add_route_matches_the_product_route():
+    """Where products go to numpy's BLAS, added products do too (beta 1); any other
+    route adds a product it made through matmul_into."""
+    if blas.matmul_into is blas._blas_matmul_into:
+        assert blas.matmul_add_into is blas._blas_matmul_add_into
+    else:
+        assert blas.matmul_add_into is blas._separate_matmul_add_into
+
+
 def test_products_run_in_the_blas_numpy_linked():
     """The registered gemm lies in the OpenBLAS file numpy loaded (numba loads
     scipy's too at its first compile, but compiled products must not use it: two

@@ -1319,11 +1319,9 @@ def _cv_winograd_weight_grad(g, x, dw3, lo, hi, groups, pad):
     V = np.empty((16, _cv_winograd_stride(cg * per * tiles)), x.dtype)
     Gt = np.empty((16, _cv_winograd_stride(fg * per * tiles)), g.dtype)
     S = np.empty((groups, 16, _cv_winograd_stride(fg * cg)), dw3.dtype)
-    # the first product writes S itself, the others are added: a piece of the
+    # the first product writes S itself, the others add into it: a piece of the
     # batch is often one product, and S is 16 times the weights (zeroing it and
     # adding a copy cost 2 ms of a 7x7 512-channel layer's 15)
-    several = hi - lo > per or rows < TH
-    part = np.empty((fg if several else 0, cg), dw3.dtype)
     for n0 in range(lo, hi, per):
         m = min(per, hi - n0)
         for gi in range(groups):
@@ -1352,8 +1350,7 @@ def _cv_winograd_weight_grad(g, x, dw3, lo, hi, groups, pad):
                     if n0 == lo and ty0 == 0:
                         blas.matmul_into(grads, data, False, True, target)
                     else:
-                        blas.matmul_into(grads, data, False, True, part)
-                        target += part
+                        blas.matmul_add_into(grads, data, False, True, target)
     for gi in range(groups):
         _cv_winograd_kernel_grads(S[gi], fg, cg, dw3[gi])
 
@@ -1494,7 +1491,6 @@ def _cv_wide_weight_grad(g, x, dw3, lo, hi, groups, kernel, dilate, pad):
     # OpenBLAS runs 1.2-1.4x faster) wrote it with a stride of fg: VGG's first
     # layer (3 channels, 224x224, 64 filters) spent 190 of 206 ms there
     gw = np.zeros((fg, per * L), g.dtype)
-    part = np.empty((fg, kg), dw3.dtype)
     for n0 in range(lo, hi, per):
         m = min(per, hi - n0)
         for gi in range(groups):
@@ -1504,13 +1500,9 @@ def _cv_wide_weight_grad(g, x, dw3, lo, hi, groups, kernel, dilate, pad):
                 _cv_wide_gather(xp, kernel, dilate, Hp, Wp, cols, b * L, L)
                 _cv_wide_copy(gw, b * L, g, n, gi * fg, Hp, Wp, True)
             if m == per:
-                blas.matmul_into(gw, cols, False, True, part)
+                blas.matmul_add_into(gw, cols, False, True, dw3[gi])
             else:
-                blas.matmul_into(gw[:, : m * L], cols[:, : m * L], False, True, part)
-            target = dw3[gi]
-            for f in range(fg):
-                for k in range(kg):
-                    target[f, k] += part[f, k]
+                blas.matmul_add_into(gw[:, : m * L], cols[:, : m * L], False, True, dw3[gi])
     return True
 
 
@@ -1770,18 +1762,14 @@ def _cv_strided_rows_grad(g, n, f0, xq, offsets, part, target, flipped, Wq):
 
 @_jit
 def _cv_weight_product(gw, cols, part, target, flipped):
-    # target += gw @ cols^T, by way of part (flipped: part = cols @ gw^T)
-    fg, kg = target.shape[0], target.shape[1]
+    # target += gw @ cols^T (flipped: by way of part = cols @ gw^T, added transposed)
     if flipped:
         blas.matmul_into(cols, gw, False, True, part)
-        for f in range(fg):
-            for k in range(kg):
+        for f in range(target.shape[0]):
+            for k in range(target.shape[1]):
                 target[f, k] += part[k, f]
         return
-    blas.matmul_into(gw, cols, False, True, part)
-    for f in range(fg):
-        for k in range(kg):
-            target[f, k] += part[f, k]
+    blas.matmul_add_into(gw, cols, False, True, target)
 
 
 # A pointwise (1x1) convolution of one group is a GEMM per image, w (F, C) @ x[n]
@@ -1850,15 +1838,13 @@ def _cv_packed_weight_grad(g, x, dw2, lo, hi):
     # product of depth B * P (g: (N, F, P), x: (N, C, P))
     P = x.shape[2]
     B = max(1, min(hi - lo, 2 * _CV_PACK_SPAN // P))
-    part = np.empty(dw2.shape, dw2.dtype)
     for n0 in range(lo, hi, B):
         m = min(B, hi - n0)
         gcols = np.empty((g.shape[1], m * P), g.dtype)
         xcols = np.empty((x.shape[1], m * P), x.dtype)
         _cv_pack(g, n0, m, gcols)
         _cv_pack(x, n0, m, xcols)
-        blas.matmul_into(gcols, xcols, False, True, part)
-        dw2 += part
+        blas.matmul_add_into(gcols, xcols, False, True, dw2)
 
 
 # The weight gradient of a wider kernel over images as small is packed the same
@@ -1881,7 +1867,6 @@ def _cv_packed_columns_weight_grad(g, x, dw2, lo, hi, kernel, stride, dilate, pa
     F, kg = dw2.shape
     g3 = g.reshape((g.shape[0], F, P))
     B = max(1, min(hi - lo, 2 * _CV_PACK_SPAN // P))
-    part = np.empty(dw2.shape, dw2.dtype)
     for n0 in range(lo, hi, B):
         m = min(B, hi - n0)
         gcols = np.empty((F, m * P), g.dtype)
@@ -1889,8 +1874,7 @@ def _cv_packed_columns_weight_grad(g, x, dw2, lo, hi, kernel, stride, dilate, pa
         _cv_pack(g3, n0, m, gcols)
         for b in range(m):
             _cv_gather(x, n0 + b, 0, x.shape[1], kernel, stride, dilate, pad, osz, xcols, b * P)
-        blas.matmul_into(gcols, xcols, False, True, part)
-        dw2 += part
+        blas.matmul_add_into(gcols, xcols, False, True, dw2)
 
 
 @_jit
@@ -2101,18 +2085,13 @@ def lib_conv_weight_grad(g, x, dw, lo, hi, groups, kernel, stride, dilate, pad):
     g4 = g.reshape((N, groups, fg, P))
     x4 = x.reshape((N, groups, cg, x.shape[2] * x.shape[3] * x.shape[4]))
     cols = np.empty((0 if pointwise else kg, P), x.dtype)
-    part = np.empty((fg, kg), dw.dtype)
     for n in range(lo, hi):
         for gi in range(groups):
             if pointwise:
-                blas.matmul_into(g4[n, gi], x4[n, gi], False, True, part)
+                blas.matmul_add_into(g4[n, gi], x4[n, gi], False, True, dw3[gi])
             else:
                 _cv_gather(x, n, gi * cg, cg, kernel, stride, dilate, pad, osz, cols, 0)
-                blas.matmul_into(g4[n, gi], cols, False, True, part)
-            target = dw3[gi]
-            for f in range(fg):
-                for k in range(kg):
-                    target[f, k] += part[f, k]
+                blas.matmul_add_into(g4[n, gi], cols, False, True, dw3[gi])
 """
 _SOURCE = _CONSTANTS + _KERNELS
 
