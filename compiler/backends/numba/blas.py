@@ -159,16 +159,18 @@ def _product_sizes(a, b, transpose_a, transpose_b, out):
 
 
 @_jit
-def _blas_matmul_into(a, b, transpose_a, transpose_b, out):
+def _blas_gemm(a, b, transpose_a, transpose_b, out, beta):
+    """``out[...] = op(a) @ op(b) + beta * out`` on numpy's BLAS: nothing to do for
+    an empty result; for no depth, zeros (beta 0) or ``out`` as it is (beta 1)."""
     m, n, k = _product_sizes(a, b, transpose_a, transpose_b, out)
     if m == 0 or n == 0:
         return
     if k == 0:
-        out[:] = 0
+        if beta == 0:
+            out[:] = 0
         return
     # no copy for the C-contiguous arrays the entry passes; a copy otherwise
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-    one, zero = out.dtype.type(1.0), out.dtype.type(0.0)
     _gemm(
         _ROW_MAJOR,
         _TRANSPOSE if transpose_a else _NO_TRANSPOSE,
@@ -176,41 +178,26 @@ def _blas_matmul_into(a, b, transpose_a, transpose_b, out):
         m,
         n,
         k,
-        one,
+        out.dtype.type(1.0),
         a,
         a.shape[1],
         b,
         b.shape[1],
-        zero,
+        out.dtype.type(beta),
         out,
         n,
     )
 
 
 @_jit
+def _blas_matmul_into(a, b, transpose_a, transpose_b, out):
+    _blas_gemm(a, b, transpose_a, transpose_b, out, 0)
+
+
+@_jit
 def _blas_matmul_add_into(a, b, transpose_a, transpose_b, out):
-    # beta = 1: the GEMM adds its product into ``out`` as it stores each block
-    m, n, k = _product_sizes(a, b, transpose_a, transpose_b, out)
-    if m == 0 or n == 0 or k == 0:
-        return
-    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-    one = out.dtype.type(1.0)
-    _gemm(
-        _ROW_MAJOR,
-        _TRANSPOSE if transpose_a else _NO_TRANSPOSE,
-        _TRANSPOSE if transpose_b else _NO_TRANSPOSE,
-        m,
-        n,
-        k,
-        one,
-        a,
-        a.shape[1],
-        b,
-        b.shape[1],
-        one,
-        out,
-        n,
-    )
+    # beta 1: the GEMM adds its product into ``out`` as it stores each block
+    _blas_gemm(a, b, transpose_a, transpose_b, out, 1)
 
 
 @_jit
