@@ -1712,7 +1712,7 @@ def _cv_strided_weight_grad(g, x, dw3, lo, hi, groups, kernel, stride, dilate, p
     # inner axis: cols @ g^T runs 1.15-1.4x faster in OpenBLAS than g @ cols^T, and
     # its small transposed result is cheap to add (not so for ResNet's 512 x 2304)
     flipped = fg * kg <= _CV_FEW_WEIGHTS
-    part = np.empty((kg, fg) if flipped else (fg, kg), dw3.dtype)
+    part = np.empty((kg, fg) if flipped else (0, 0), dw3.dtype)  # the flipped product
     if osz[0] == 1 and L > 2 * _CV_ROW_BLOCK:
         for n in range(lo, hi):
             for gi in range(groups):
