@@ -135,6 +135,9 @@ def test_loops_big_enough_for_threads_run_in_pieces_inside_the_entry(monkeypatch
     # one call
     from symgrad_compiler.backends.numba.entry import CHEAP_LOOP_FACTOR
 
+    # (its products run on OpenBLAS's threads, which would raise the threshold:
+    # see the next test)
+    monkeypatch.setattr(threads, "SPINNING_BLAS_FACTOR", 1)
     rows = threads.MINIMUM * CHEAP_LOOP_FACTOR // 8 + 1
     graph = mlp_graph(rows, 3, 8, np.float32)
     args = mlp_inputs(rows, 3, 8, np.float32)
@@ -151,6 +154,43 @@ def test_loops_big_enough_for_threads_run_in_pieces_inside_the_entry(monkeypatch
     assert calls == {"ran": 3, "declined": 0}
     if threads.count() > 1:
         assert pieces and min(pieces) > 1  # the big loops were cut, only there
+
+
+def test_a_program_with_products_on_openblas_threads_splits_only_bigger_loops(monkeypatch):
+    # OpenBLAS's idle worker spins on the other core after each product, so such a
+    # program keeps a loop of the usual threshold on one thread (in the entry and
+    # in the step runner) and splits from SPINNING_BLAS_FACTOR times as many
+    # elements; a program without products splits at the usual threshold
+    monkeypatch.setattr(threads, "serial", lambda: False)
+    monkeypatch.setattr(threads, "SPINNING_BLAS_FACTOR", 4)
+    monkeypatch.setattr(threads, "_THREADS", 2)
+    rows = threads.MINIMUM // 2  # tanh over (rows, 2): the usual threshold
+
+    def graphs(batch):
+        x = variable((batch, 2), np.float32, "x")
+        w = variable((2, 2), np.float32, "w")
+        hidden = op("tanh", op("dot", x, w))
+        with_product = ProgramGraph([x, w], [hidden, op("sum", op("exp", hidden))])
+        h = op("tanh", op("broadcast_mul", x, x))
+        without = ProgramGraph([x, w], [h, op("sum", op("exp", h))])
+        return with_product, without
+
+    rng = np.random.default_rng(0)
+    for factor, expect_split in ((1, False), (4, True)):
+        args = [rng.normal(size=(rows * factor, 2)).astype(np.float32), np.eye(2, dtype=np.float32)]
+        for graph, spins in zip(graphs(rows * factor), (True, False)):
+            program = compiled(graph, [a[:4] if a.shape[0] > 2 else a for a in args])
+            assert program.plan.blas_spins == spins
+            assert program.plan.split_limit == threads.MINIMUM * (4 if spins else 1)
+            pieces = []
+            run = threads.run
+            monkeypatch.setattr(threads, "run", lambda k, c: (pieces.append(len(c)), run(k, c)))
+            got = program(args)
+            monkeypatch.setattr(threads, "run", run)
+            expected = reference(graph, args)
+            for g, e in zip(got, expected):
+                np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)  # float32 sums
+            assert bool(pieces) == (expect_split or not spins), (factor, spins, pieces)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

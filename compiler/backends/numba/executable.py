@@ -366,7 +366,7 @@ def compile_entry(plan: Plan, args: Sequence[np.ndarray]) -> Runner | None:
     source = plan.entry
     if source is None or not all(isinstance(a, np.ndarray) for a in args):
         return None
-    limit = threads.split_limit()
+    limit = plan.split_limit
     function = disk_cache.load(plan.module_text).program_entry
     run = entry_runner(function, source, len(plan.output_slots), limit)
     # (np.ascontiguousarray makes a 0-d array 1-d: an update step's scalars are 0-d)

@@ -64,6 +64,7 @@ class FusedStep:
             if spec.mean
         ]
         self._shapes: tuple[Sequence[int], list] = ((), [])  # (loop sizes, output shapes) last seen
+        self.limit = threads.MINIMUM  # from this loop size on, split (the plan's split_limit)
 
     def loop_shape(self, args: Sequence[np.ndarray]) -> tuple[int, ...]:
         return tuple([args[i].shape[axis] for i, axis in self.shape_from])
@@ -101,7 +102,7 @@ class FusedStep:
         args = [slots[i] for i in self.inputs]
         loop = tuple([args[i].shape[axis] for i, axis in self.shape_from])
         outs = self.allocate(loop, destinations)
-        if math.prod(loop) < threads.MINIMUM:
+        if math.prod(loop) < self.limit:
             self.kernel(*args, *outs)
         else:
             threads.run_split(self.kernel, args, outs, self.partial, loop)
@@ -245,6 +246,14 @@ class Plan:
             step.kind == "library" and step.lowering is not None and step.lowering.threaded
             for step in self.steps
         )
+        # A program whose products run on OpenBLAS's own threads (none of the above)
+        # splits its loops only from a bigger size: see threads.SPINNING_BLAS_FACTOR
+        self.blas_spins = not self.blas_alone and any(
+            step.kind == "library" and step.node.op.kind == "blas" for step in self.steps
+        )
+        self.split_limit = threads.split_limit(self.blas_spins)
+        for step in self.fused:
+            step.limit = self.split_limit
         # User callbacks (autograd Functions) are the ops that take a "callback" attr.
         self.has_callbacks = any(
             step.kind == "library" and "callback" in step.node.op.attrs for step in self.steps

@@ -58,13 +58,28 @@ MINIMUM = settings.current().parallel_min
 PIECE_MINIMUM = 1 << 17
 
 
-def split_limit() -> int:
+# A program whose matrix products run on OpenBLAS's own threads splits its loops
+# only from this many times MINIMUM elements. After every such product OpenBLAS's
+# idle worker spins on its core for about 0.1 s (its thread timeout), longer than a
+# training step, so the pool's worker shares that core with it. A tanh loop right
+# after a (1024 x 784 x 256) product on OpenBLAS's two threads (W2 at B=1024's
+# first layer), medians of 40-300 on the benchmark machine, one thread against
+# split: 2**18 elements 170-182 against 224-232 us, 2**20 652-737 / 720-807, 2**21
+# 1262-1326 / 1327-1406, 2**22 2625 / 3006, 2**23 7970 / 6872 (without the product
+# before it, split won from 2**20 on: 447 against 610 us).
+SPINNING_BLAS_FACTOR = 32
+
+
+def split_limit(spinning_blas: bool = False) -> int:
     """The loop size (elements) from which :func:`split` cuts a loop of more than
-    one row into pieces: ``MINIMUM``, or never when there is one thread. Code
-    that runs loops without splitting them (the whole-program entry) hands the
-    bigger ones back to the split path."""
+    one row into pieces: ``MINIMUM`` (``SPINNING_BLAS_FACTOR`` times that in a
+    program whose products run on OpenBLAS's own threads, ``spinning_blas``), or
+    never when there is one thread. Code that runs loops without splitting them
+    (the whole-program entry) hands the bigger ones back to the split path."""
     # "never": a bound the entry may still multiply (``limit * 16``) in int64
-    return MINIMUM if _THREADS > 1 else 1 << 56
+    if _THREADS < 2:
+        return 1 << 56
+    return MINIMUM * SPINNING_BLAS_FACTOR if spinning_blas else MINIMUM
 
 
 def split(rows: int, elements: int) -> list[tuple[int, int]]:
