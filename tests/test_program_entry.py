@@ -175,6 +175,9 @@ def test_a_program_with_products_on_openblas_threads_splits_only_bigger_loops(mo
         without = ProgramGraph([x, w], [h, op("sum", op("exp", h))])
         return with_product, without
 
+    pieces: list[int] = []
+    run = threads.run
+    monkeypatch.setattr(threads, "run", lambda k, c: (pieces.append(len(c)), run(k, c)))
     rng = np.random.default_rng(0)
     for factor, expect_split in ((1, False), (4, True)):
         args = [rng.normal(size=(rows * factor, 2)).astype(np.float32), np.eye(2, dtype=np.float32)]
@@ -182,11 +185,8 @@ def test_a_program_with_products_on_openblas_threads_splits_only_bigger_loops(mo
             program = compiled(graph, [a[:4] if a.shape[0] > 2 else a for a in args])
             assert program.plan.blas_spins == spins
             assert program.plan.split_limit == threads.MINIMUM * (4 if spins else 1)
-            pieces = []
-            run = threads.run
-            monkeypatch.setattr(threads, "run", lambda k, c: (pieces.append(len(c)), run(k, c)))
+            pieces.clear()
             got = program(args)
-            monkeypatch.setattr(threads, "run", run)
             expected = reference(graph, args)
             for g, e in zip(got, expected):
                 np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)  # float32 sums
