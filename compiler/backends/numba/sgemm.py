@@ -146,6 +146,34 @@ def store_tile(
                 builder.store(value, target, align=4)
 
 
+def _tile_code(
+    builder: Any, count: Any, a: Any, lda: Any, b: Any, ldb: Any, c: Any, ldc: Any, rows: Any,
+    accumulate: bool,
+) -> None:  # fmt: skip
+    """Emit the tile of :func:`_tile_kernel` at the pointers ``a``, ``b`` and ``c``."""
+    i64, halves = ir.IntType(64), NR // LANES
+    broadcast = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+
+    def step(p: Any, sums: list[list[Any]]) -> list[list[Any]]:
+        b_row = builder.mul(p, ldb)
+        b_vectors = [
+            load_vector(builder, b, builder.add(b_row, i64(h * LANES))) for h in range(halves)
+        ]
+        a_column = builder.mul(p, lda)
+        updated = []
+        for i in range(MR):
+            scalar = builder.load(builder.gep(a, [builder.add(a_column, i64(i))]))
+            splat = builder.insert_element(
+                ir.Constant(VECTOR, ir.Undefined), scalar, ir.IntType(32)(0)
+            )
+            splat = builder.shuffle_vector(splat, ir.Constant(VECTOR, ir.Undefined), broadcast)
+            updated.append([fma(builder, splat, v, s) for v, s in zip(b_vectors, sums[i])])
+        return updated
+
+    results = summing_loop(builder, count, 1, (MR, halves), step)
+    store_tile(builder, results, c, ldc, rows, accumulate)
+
+
 def _tile_kernel(accumulate: bool) -> Any:
     """An intrinsic ``tile(k, a, lda, b, ldb, c, ldc, rows)``: the first ``rows``
     (at most ``MR``) rows of the ``MR`` x ``NR`` tile at ``c`` (row stride
@@ -159,36 +187,32 @@ def _tile_kernel(accumulate: bool) -> Any:
         signature = types.void(size, pointer, size, pointer, size, pointer, size, size)
 
         def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-            count, a_ptr, a_stride, b_ptr, b_stride, c_ptr, c_stride, rows = args
-            i64, halves = ir.IntType(64), NR // LANES
-            broadcast = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-
-            def step(p: Any, sums: list[list[Any]]) -> list[list[Any]]:
-                b_row = builder.mul(p, b_stride)
-                b_vectors = [
-                    load_vector(builder, b_ptr, builder.add(b_row, i64(h * LANES)))
-                    for h in range(halves)
-                ]
-                a_column = builder.mul(p, a_stride)
-                updated = []
-                for i in range(MR):
-                    scalar = builder.load(builder.gep(a_ptr, [builder.add(a_column, i64(i))]))
-                    splat = builder.insert_element(
-                        ir.Constant(VECTOR, ir.Undefined), scalar, ir.IntType(32)(0)
-                    )
-                    splat = builder.shuffle_vector(
-                        splat, ir.Constant(VECTOR, ir.Undefined), broadcast
-                    )
-                    updated.append([fma(builder, splat, v, s) for v, s in zip(b_vectors, sums[i])])
-                return updated
-
-            results = summing_loop(builder, count, 1, (MR, halves), step)
-            store_tile(builder, results, c_ptr, c_stride, rows, accumulate)
+            count, a, lda, b, ldb, c, ldc, rows = args
+            _tile_code(builder, count, a, lda, b, ldb, c, ldc, rows, accumulate)
             return context.get_dummy_value()
 
         return signature, codegen
 
     return tile
+
+
+@intrinsic
+def _tile_set_at(typingctx, k, a, ia, lda, b, ib, ldb, c, ic, ldc, rows):  # type: ignore[no-untyped-def]
+    """``_tile_set`` at ``a + ia``, ``b + ib`` and ``c + ic`` (64-bit offsets): for
+    a caller that would otherwise make a view per tile for its pointers (see
+    :func:`gemm_block`)."""
+    size, pointer = types.int64, FLOAT_POINTER
+    signature = types.void(
+        size, pointer, size, size, pointer, size, size, pointer, size, size, size
+    )
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        count, a, ia, lda, b, ib, ldb, c, ic, ldc, rows = args
+        at = [builder.gep(base, [offset]) for base, offset in ((a, ia), (b, ib), (c, ic))]
+        _tile_code(builder, count, at[0], lda, at[1], ldb, at[2], ldc, rows, False)
+        return context.get_dummy_value()
+
+    return signature, codegen
 
 
 _tile_set = _tile_kernel(accumulate=False)
@@ -266,6 +290,15 @@ def gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block):
     edge = np.empty((min(block, inner), NR), np.float32)  # a last, partial panel
     sliver = np.empty((min(block, inner) + 1, MR), np.float32)  # see _pack_a
     scratch = np.empty((MR, NR), np.float32)
+    # A product in one pass (a weight gradient at a small batch: a few
+    # multiply-adds a tile) calls its whole tiles here at offsets from the arrays'
+    # pointers. Through _tile_into, a view per tile for its pointers and the three
+    # tiles' code inlined together there made AlexNet's depth-8 classifier weight
+    # gradient 1.2-1.3x slower; deeper products' passes stay there (called here,
+    # the few-rows input gradient's narrow blocks became erratic: 3-15 ms against
+    # 3.5 for a quarter of AlexNet's)
+    one_pass = block >= inner
+    ap, bp, cp, ldc = a.ctypes, b.ctypes, c.ctypes, c.shape[1]
     for k0 in range(0, inner, block):
         depth = min(block, inner - k0)
         if width % NR:
@@ -273,7 +306,8 @@ def gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block):
             _pack_b_edge(b, k0, depth, n0 + last, width - last, edge)
         for i0 in range(m0, m1, MR):
             filled = min(MR, m1 - i0)
-            if transpose_a and filled == MR:  # op(A)'s rows are a's columns: read in place
+            in_place = transpose_a and filled == MR  # op(A)'s rows are a's columns
+            if in_place:
                 a_ptr, lda = a[k0:, i0:].ctypes, a.shape[1]
             else:
                 _pack_a(a, transpose_a, i0, filled, k0, depth, sliver)
@@ -281,6 +315,13 @@ def gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block):
             for p in range(count):
                 j0 = n0 + p * NR
                 columns = min(NR, n1 - j0)
+                if one_pass and columns == NR:
+                    at_a = k0 * a.shape[1] + i0 if in_place else 0
+                    _tile_set_at(
+                        depth, ap if in_place else sliver.ctypes, at_a, lda, bp,
+                        k0 * b.shape[1] + j0, b.shape[1], cp, i0 * ldc + j0, ldc, filled,
+                    )  # fmt: skip
+                    continue
                 if columns < NR:
                     b_ptr, ldb = edge.ctypes, NR
                 else:
