@@ -135,3 +135,20 @@ def test_float64_is_declined():
     assert _products(
         *(a.astype(np.float32) for a in (x, w, out)), 1, (1, 3, 3), (1, 1, 1), (0, 1, 1)
     )
+
+
+def test_more_channel_pairs_than_the_threshold_go_by_winograd(conv_kernels):
+    # a 3x3 forward of 48 -> 64 channels (3072 pairs) takes the shifted products
+    # where our own tiles take Winograd's products, else Winograd (SHIFTED_WINOGRAD)
+    shape, attrs = (2, 48, 24, 23), dict(kernel=(3, 3), pad=(1, 1), num_filter=64)
+    rng = np.random.default_rng(9)
+    x, w, _ = conv_arrays(rng, shape, attrs, np.float32)
+    (kernel, _stride, dilate, pad), _sizes = geometry(x.shape, attrs)
+    out, _ = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
+    x5, w5 = lconv._as5(x), lconv._as5(w)
+    route = np.empty(lconv._as5(out).shape, np.float32)
+    if 48 * 64 <= lconv.SHIFTED_WINOGRAD:
+        assert _products(x5, w5, route, 1, kernel, dilate, pad)
+    else:
+        conv_kernels._cv_winograd_forward(x5, w5, route, 0, shape[0], 1, pad, False)
+    np.testing.assert_array_equal(lconv._as5(out), route)

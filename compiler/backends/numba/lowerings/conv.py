@@ -117,6 +117,7 @@ import numpy as np
 from ....ir import Node
 from ....ops.conv import conv_out_size, deconv_geometry, spatial_geometry
 from .. import threads
+from ..blas_kernels import OWN_TILES
 from ..blas_threads import blas_threads
 from ..emit import Writer, runtime_value, shape_tuple
 from .table import FLOATS, Lowering, register_lowering
@@ -163,8 +164,23 @@ WINOGRAD_GRAD_CACHED = 1 << 19
 # 5.30 / 6.22, W7's 32 -> 32 at 32x32, B=32, 2.17 / 2.43)
 WINOGRAD_GRAD_FILTERS = 4
 
+# A 3x3 forward or data gradient at unit stride of at most this many channel
+# pairs (cg x fg) goes by products over the padded planes' shifted rows instead of
+# Winograd (see _CV_SHIFTED in the kernels) where our own tiles take the products
+# (blas_kernels.OWN_TILES); where OpenBLAS's AVX-512 kernels do, Winograd's thin
+# products win from 2048 pairs on. Sapphire Rapids, two threads, forward/data
+# gradient, shifted against Winograd: ResNet's 64 -> 64 56x56 6.76/6.93 against
+# 5.59/5.32 ms, DenseNet's 128 -> 32 56x56 8.01/7.40 against 7.52/5.73 and at 28x28
+# 2.00/1.85 against 1.77/1.48, InceptionV3's 48 -> 64 35x35 2.33/2.26 against
+# 1.99/1.99; at 2048 pairs and fewer shifted stayed ahead (InceptionV3's 32 -> 64
+# 147x147 26.0/28.3 against 26.8/31.1, SqueezeNet's 16 -> 64 54x54 1.92/2.35
+# against 2.15/2.66). On our tiles (OPENBLAS_CORETYPE=Haswell, same machine) the
+# 64 -> 64 layer took 7.14/6.95 shifted against 8.93/6.90 by Winograd.
+SHIFTED_WINOGRAD = 4096 if OWN_TILES else 2048
+
 # the kernels' copies of the constants above
 _CONSTANTS = f"""
+_CV_SHIFTED_WINOGRAD = {SHIFTED_WINOGRAD}
 _CV_WINOGRAD_TILES = {WINOGRAD_TILES}
 _CV_WINOGRAD_CHANNELS = {WINOGRAD_CHANNELS}
 _CV_WINOGRAD_GRAD_FILTERS = {WINOGRAD_GRAD_FILTERS}
@@ -193,11 +209,12 @@ _CV_WIDE_BATCH = 256
 # more channels (ResNet's 128-channel 28x28 layer 3.7 against 5.2). Up to 4096
 # pairs: DenseNet's 3x3 128 -> 32 56x56 forward/data/weight gradient
 # 11.6/9.9/13.1 -> 8.7/8.6/9.1 ms (at 28x28 equal), ResNet's 64 -> 64 56x56
-# 4.6/4.6/5.1 -> 4.3/4.4/4.8
+# 4.6/4.6/5.1 -> 4.3/4.4/4.8. Those products ran on our own tiles (OpenBLAS without
+# AVX-512 kernels there); on OpenBLAS's AVX-512 kernels Winograd's 16 thin
+# products are the faster ones from fewer pairs on (SHIFTED_WINOGRAD at the top)
 _CV_SHIFTED = True
 _CV_SHIFTED_WEIGHTS = True
 _CV_SHIFTED_POSITIONS = 512
-_CV_SHIFTED_WINOGRAD = 4096
 _CV_SHIFTED_WEIGHTS_WINOGRAD = 4096
 
 
