@@ -306,21 +306,21 @@ def gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block):
             _pack_b_edge(b, k0, depth, n0 + last, width - last, edge)
         for i0 in range(m0, m1, MR):
             filled = min(MR, m1 - i0)
-            in_place = transpose_a and filled == MR  # op(A)'s rows are a's columns
-            if in_place:
+            if transpose_a and filled == MR:  # op(A)'s rows are a's columns: read in place
                 a_ptr, lda = a[k0:, i0:].ctypes, a.shape[1]
+                a_base, a_at = ap, k0 * a.shape[1] + i0
             else:
                 _pack_a(a, transpose_a, i0, filled, k0, depth, sliver)
                 a_ptr, lda = sliver.ctypes, MR
+                a_base, a_at = a_ptr, 0
             for p in range(count):
                 j0 = n0 + p * NR
                 columns = min(NR, n1 - j0)
                 if one_pass and columns == NR:
-                    at_a = k0 * a.shape[1] + i0 if in_place else 0
+                    b_at, c_at = k0 * b.shape[1] + j0, i0 * ldc + j0
                     _tile_set_at(
-                        depth, ap if in_place else sliver.ctypes, at_a, lda, bp,
-                        k0 * b.shape[1] + j0, b.shape[1], cp, i0 * ldc + j0, ldc, filled,
-                    )  # fmt: skip
+                        depth, a_base, a_at, lda, bp, b_at, b.shape[1], cp, c_at, ldc, filled
+                    )
                     continue
                 if columns < NR:
                     b_ptr, ldb = edge.ctypes, NR
