@@ -24,6 +24,7 @@ SIZES = [
     (1, 1, 5),
     (37, 70, 257),
     (100, 45, 600),
+    (30, 64, 1000),
     (12, 32, 0),
     (5, 200, 3),
 ]
@@ -47,7 +48,8 @@ def test_the_tiles_equal_numpy_at_every_size(transpose_a):
     for rows, columns, inner in SIZES:  # one process: nothing cached for one size
         a, b = _operands(rng, rows, columns, inner, transpose_a)
         expected = _expected(a, b, transpose_a)
-        for block in (sgemm.KC, sgemm.FEW_ROWS_BLOCK):  # the two routes' passes
+        # the routes' passes, and one pass over every inner position (pass_depth)
+        for block in (sgemm.KC, sgemm.FEW_ROWS_BLOCK, max(inner, 1)):
             out = np.full((rows, columns), np.nan, np.float32)
             sgemm.gemm_block(a, transpose_a, b, out, 0, rows, 0, columns, block)
             tolerance = 2e-5 * max(1, inner) ** 0.5
@@ -187,6 +189,37 @@ def test_the_routes_taken_are_dense_gradients_at_small_batches():
     assert sgemm.depth_block(sgemm.MR + 1, 9216, 4096, np.float32, False, False) == 0
     assert sgemm.depth_block(8, 9216, 4096, np.float32, False, True) == 0  # narrow's
     assert sgemm.depth_block(64, 64, 8, np.float32, True, False) == 0  # too small to split
+
+
+def test_untransposed_products_up_to_the_bound_take_one_pass():
+    bound = sgemm.ONE_PASS_INNER
+    assert sgemm.pass_depth(784, False, False) == 784  # W2's first layer
+    assert sgemm.pass_depth(bound, False, False) == bound
+    assert sgemm.pass_depth(bound + 1, False, False) == sgemm.KC
+    assert sgemm.pass_depth(784, True, False) == sgemm.KC  # A read in place
+    assert sgemm.pass_depth(784, False, True) == sgemm.KC  # B packed KC deep
+    assert sgemm.pass_depth(0, False, False) == sgemm.KC  # nothing to sum
+
+
+@needs_avx512
+def test_a_general_product_takes_its_pass_depth(monkeypatch):
+    # where our tiles take every big product (sgemm.general), the step runner's
+    # product passes pass_depth's block, and equals numpy's
+    monkeypatch.setattr(sgemm, "general", lambda *shape: True)
+    blocks = []
+    original = sgemm.product
+
+    def recorded(a, b, transpose_a, out, block, *rest):
+        blocks.append(block)
+        original(a, b, transpose_a, out, block, *rest)
+
+    monkeypatch.setattr(sgemm, "product", recorded)
+    rng = np.random.default_rng(7)
+    a, b = _operands(rng, 40, 96, 700, False)
+    out = np.empty((40, 96), np.float32)
+    products.split_product(a, b, False, False, out)
+    assert blocks == [700]
+    np.testing.assert_allclose(out, _expected(a, b, False), rtol=2e-5, atol=1e-3)
 
 
 @pytest.fixture

@@ -481,6 +481,31 @@ def depth_block(
     return 0
 
 
+def pass_depth(inner: int, transpose_a: bool, transpose_b: bool) -> int:
+    """The inner positions per pass with which :func:`product` takes a general
+    product (:func:`general`): all of them, one pass, for an untransposed A and B
+    over at most :data:`ONE_PASS_INNER` positions, else :data:`KC`.
+
+    In one pass each tile is summed in registers over the whole depth and stored
+    once, where passes of ``KC`` load and store every tile of the result again per
+    pass (and the last, short pass of 784 = 3 x 256 + 16 costs nearly what a whole
+    one does). W2's (1024 x 784) by (784 x 256), one thread on the benchmark
+    machine: 2644 us in passes of 256, 2204 us in one (OpenBLAS's AVX-512 kernels
+    2548); W2 B=1024's step on our tiles (``OPENBLAS_CORETYPE=Haswell``) 4379 /
+    4534 -> 4238 / 4397 us, fresh processes alternating. A transposed A is read in
+    place, ``MR`` floats a row apart: deeper passes there were slower (784 x 1024
+    by 1024 x 256: 2935 us in passes of 256, 3185 in one), as is every transposed
+    B, which :func:`gemm_panels` packs ``KC`` deep."""
+    if not transpose_a and not transpose_b and 0 < inner <= ONE_PASS_INNER:
+        return inner
+    return KC
+
+
+# the deepest product taken in one pass: its B panel (ONE_PASS_INNER x NR floats,
+# 128 KB) is read from L2 by every tile of a row of tiles
+ONE_PASS_INNER = 1024
+
+
 def general(rows: int, columns: int, inner: int, dtype: Any) -> bool:
     """Whether :func:`product` takes a float32 product of any other layout (in
     passes of ``KC``): where OpenBLAS runs kernels without AVX-512

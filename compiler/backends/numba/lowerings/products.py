@@ -89,7 +89,8 @@ def split_product(
             np.add(out, bias, out=out)
         return
     if sgemm.general(*shape[:4]):
-        sgemm.product(a, b, transpose_a, out, sgemm.KC, transpose_b, bias)
+        block = sgemm.pass_depth(inner, transpose_a, transpose_b)
+        sgemm.product(a, b, transpose_a, out, block, transpose_b, bias)
         return
     if blas.TILED and out.dtype == np.float32 and work >= blas.TILED_WORK:
         # a mid-size product on our tiles on this thread, as the entry runs it: on
