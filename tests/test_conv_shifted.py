@@ -127,6 +127,32 @@ def test_the_op_takes_the_shifted_weight_gradient(conv_kernels, case):
     np.testing.assert_array_equal(lconv._as5(dw), direct)
 
 
+@numba.njit
+def _phase_products(xq, offsets, w, out, n, Hq, Wq, L):
+    return shifted.phase_products(xq, offsets, w, out, n, 0, Hq, Wq, L)
+
+
+def test_a_stem_takes_the_tiles_over_its_phases(conv_kernels):
+    # a 7x7/2 stem's forward by blocks of rows (_cv_strided_forward): its tiles
+    # over the stride phases, bit for bit, a full and a partial tile of filters
+    attrs = dict(kernel=(7, 7), stride=(2, 2), pad=(3, 3), num_filter=13)
+    rng = np.random.default_rng(9)
+    x, w, _ = conv_arrays(rng, (2, 3, 100, 98), attrs, np.float32)
+    (kernel, stride, dilate, pad), sizes = geometry(x.shape, attrs)
+    out, _ = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
+    x5, osz = lconv._as5(x), (1, *sizes)
+    Dq, Hq, Wq, L, offsets, Q = conv_kernels._cv_strided_setup(
+        x5.shape[2:], osz, kernel, stride, dilate, pad
+    )
+    assert L > 2 * conv_kernels._CV_ROW_BLOCK  # the branch of blocks of rows
+    direct = np.empty(lconv._as5(out).shape, np.float32)
+    for n in range(x.shape[0]):
+        xq = np.zeros((3, Q + shifted.NR), np.float32)
+        conv_kernels._cv_phase_fill(x5, n, 0, pad, stride, Dq, Hq, Wq, xq)
+        assert _phase_products(xq, offsets, w.reshape(13, -1), direct, n, Hq, Wq, L)
+    np.testing.assert_array_equal(lconv._as5(out), direct)
+
+
 def test_float64_is_declined():
     x = np.ones((1, 2, 1, 24, 24))
     w = np.ones((3, 2, 1, 3, 3))
@@ -135,6 +161,9 @@ def test_float64_is_declined():
     assert _products(
         *(a.astype(np.float32) for a in (x, w, out)), 1, (1, 3, 3), (1, 1, 1), (0, 1, 1)
     )
+    xq, offsets = np.zeros((2, 100)), np.zeros(9, np.int64)
+    out64 = np.zeros((1, 3, 1, 4, 4))
+    assert not _phase_products(xq, offsets, np.ones((3, 18)), out64, 0, 5, 5, 20)
 
 
 def test_more_channel_pairs_than_the_threshold_go_by_winograd(conv_kernels):

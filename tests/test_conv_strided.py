@@ -40,6 +40,16 @@ STRIDED_CASES = {
         (1, 3, 100, 98),
         dict(kernel=(7, 7), stride=(2, 2), pad=(3, 3), num_filter=4),
     ),
+    # our tiles over the phases (shifted.phase_products): a full and a partial
+    # tile of filters, and AlexNet's 11x11/4 on an image big enough for blocks of rows
+    "stem_row_blocks_two_tiles": (
+        (2, 3, 100, 98),
+        dict(kernel=(7, 7), stride=(2, 2), pad=(3, 3), num_filter=13),
+    ),
+    "alexnet_row_blocks": (
+        (1, 3, 203, 199),
+        dict(kernel=(11, 11), stride=(4, 4), pad=(2, 2), num_filter=14),
+    ),
     "small_no_pad_odd": ((3, 4, 8, 7), dict(kernel=(3, 2), stride=(3, 2), num_filter=3)),
     "groups_dilate": (
         (3, 4, 10, 9),

@@ -23,6 +23,14 @@ once an image (positions by channels), where kernel position t is a shift of
 ``offset(t)`` rows. Channels are tiled in panels of ``NR``, so the lowering
 gives it only channels that fill most of theirs.
 
+A strided convolution whose phases lowerings/conv.py takes in blocks of rows
+(a stem: 3 channels, 7x7/2 or 11x11/4 on a 224x224 image) goes by the same tile
+over its stride phases (:func:`phase_products`): each channel's padded phases
+laid out as one plane, a kernel position a shift into them, and every channel
+and kernel position one row of B at its own offset (a stem's three channels
+would make the tile's inner loop over channels three long). The wide route
+gathered each block of rows' columns (147 rows for a 7x7 stem) for OpenBLAS.
+
 Every result is the same sum of products as the wide route's, the padding's
 and the junk positions' included (a weight or g's zero times the data, as in
 the columns' product); the order of the sum differs. Where the lowering takes
@@ -241,6 +249,45 @@ def _products(x, w, out, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L):
 
 
 @_jit
+def _phase_products(xq, offsets, w, out, n, f0, Hq, Wq, L):
+    # out[n, f0:f0 + F] = w (F, C * taps) times the columns of the stride phases
+    # xq (C, Q + NR): the tiles over the phases' wide positions, weight column
+    # (c, t) read from channel c's phases at offsets[t], so no column matrix is
+    # written. With the channels flattened into the kernel positions (one offset
+    # each) a stem's three channels make no short inner loops
+    F, kg = w.shape
+    taps = offsets.shape[0]
+    ldq = xq.shape[1]
+    rows = np.empty(kg, np.int64)  # B's row of each weight column, from xq[0, 0]
+    for channel in range(xq.shape[0]):
+        for t in range(taps):
+            rows[channel * taps + t] = channel * ldq + offsets[t]
+    tiles = (F + MR - 1) // MR
+    slivers = np.zeros((tiles, kg, MR), np.float32)
+    for f in range(F):
+        for k in range(kg):
+            slivers[f // MR, k, f % MR] = w[f, k]
+    span = (L + NR - 1) // NR * NR
+    wide = np.empty((F, BLOCK), np.float32)
+    for q0 in range(0, span, BLOCK):
+        width = min(BLOCK, span - q0)
+        for k0 in range(0, kg, DEPTH):
+            count = min(DEPTH, kg - k0)
+            at = rows[k0:].ctypes
+            for p in range(0, width, NR):
+                b = xq[0, q0 + p :].ctypes
+                for r in range(tiles):
+                    filled = min(MR, F - r * MR)
+                    a = slivers[r, k0:].ctypes
+                    c = wide[r * MR :, p:].ctypes
+                    if k0 == 0:
+                        _tile_set(count, at, 1, a, MR, MR, 1, b, 0, c, BLOCK, filled)
+                    else:
+                        _tile_add(count, at, 1, a, MR, MR, 1, b, 0, c, BLOCK, filled)
+        wide_copy(wide, q0, min(width, L - q0), out, n, f0, Hq, Wq, False)
+
+
+@_jit
 def _transposed_pad_into(x, n, c0, cg, pad, Hp, Wp, xt):
     # xt[q, c] = x[n, c0 + c] at padded position q, for c < cg: the padded image
     # transposed, LANES channels by LANES positions at a time in registers. A
@@ -365,6 +412,31 @@ def _vector_types(*arrays: Any) -> bool:
     """Whether the tiles take arrays of these numba types: float32, on a CPU with
     AVX-512 (a typing-time decision)."""
     return AVAILABLE and all(a.dtype == types.float32 for a in arrays)
+
+
+def phase_products(xq, offsets, w, out, n, f0, Hq, Wq, L):  # type: ignore[no-untyped-def]
+    """``out[n, f0:f0 + F] = w @ columns`` (no bias) for a strided convolution on
+    its stride phases: ``xq`` (C, Q + NR) holds image ``n``'s channels' padded
+    phases with ``NR`` zeros past each (a last tile reads up to ``NR - 1`` past),
+    ``offsets`` each kernel position's shift into them, ``w`` the weights (F, C *
+    taps) of one group, ``out`` 5-D (N, F', 1, oh, ow) and ``Hq``, ``Wq``, ``L``
+    the phases' sizes and wide length (lowerings/conv.py's ``_cv_phase_plan``):
+    by register tiles of ``MR`` filters by ``NR`` wide positions over every
+    channel and kernel position. Returns whether it did, as :func:`products`.
+    Compiled code only."""
+    raise NotImplementedError("shifted.phase_products runs in compiled code")
+
+
+@overload(phase_products)
+def _phase_products_typed(xq, offsets, w, out, n, f0, Hq, Wq, L):  # type: ignore[no-untyped-def]
+    if not _vector_types(xq, w, out):
+        return lambda xq, offsets, w, out, n, f0, Hq, Wq, L: False
+
+    def vector(xq, offsets, w, out, n, f0, Hq, Wq, L):  # type: ignore[no-untyped-def]
+        _phase_products(xq, offsets, w, out, n, f0, Hq, Wq, L)
+        return True
+
+    return vector
 
 
 def _float32_route(function: Any, implementation: Any) -> None:

@@ -1569,6 +1569,7 @@ def _cv_phase_scatter(cols, start, offsets, L, dq):
 # big images' strided forward runs blocks of output rows of about this many wide
 # positions (see _cv_strided_rows)
 _CV_ROW_BLOCK = 1024
+_CV_TILE_SLACK = 32  # shifted.NR: the wide positions a tile reads past the last
 # at most this many weights per group, the strided weight gradient's product is
 # taken the other way round (see _cv_strided_weight_grad)
 _CV_FEW_WEIGHTS = 65536
@@ -1617,15 +1618,22 @@ def _cv_strided_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate,
     if L == 0:
         return False
     w3 = w.reshape((groups, fg, kg))
-    per = max(1, min(hi - lo, (_CV_WIDE_BATCH + L - 1) // L))
-    xq = np.zeros((cg, Q), x.dtype)
     if osz[0] == 1 and L > 2 * _CV_ROW_BLOCK:
+        # a stem: our tiles over the phases (shifted.phase_products, which read up
+        # to a tile's width past the last phase), else OpenBLAS's product of each
+        # block of rows' columns. Two threads, B=8: ResNet's 7x7/2 3 -> 64 9.3 ->
+        # 7.6 ms, AlexNet's 11x11/4 3 -> 64 5.9 -> 4.7 (SqueezeNet's 3 -> 96 7x7/2
+        # without padding 12.3 -> 12.2: writing its 37 MB output bounds both)
+        xq = np.zeros((cg, Q + _CV_TILE_SLACK), x.dtype)
         for n in range(lo, hi):
             for gi in range(groups):
                 _cv_phase_fill(x, n, gi * cg, pad, stride, Dq, Hq, Wq, xq)
-                _cv_strided_rows(xq, offsets, w3[gi], out, n, gi * fg, Wq)
+                if not shifted.phase_products(xq, offsets, w3[gi], out, n, gi * fg, Hq, Wq, L):
+                    _cv_strided_rows(xq, offsets, w3[gi], out, n, gi * fg, Wq)
             _cv_add_bias(out, bias, n)
         return True
+    per = max(1, min(hi - lo, (_CV_WIDE_BATCH + L - 1) // L))
+    xq = np.zeros((cg, Q), x.dtype)
     cols = np.empty((kg, per * L), x.dtype)
     wide = np.empty((fg, per * L), x.dtype)
     for n0 in range(lo, hi, per):
