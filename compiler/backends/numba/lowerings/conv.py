@@ -1569,7 +1569,6 @@ def _cv_phase_scatter(cols, start, offsets, L, dq):
 # big images' strided forward runs blocks of output rows of about this many wide
 # positions (see _cv_strided_rows)
 _CV_ROW_BLOCK = 1024
-_CV_TILE_SLACK = 32  # shifted.NR: the wide positions a tile reads past the last
 # at most this many weights per group, the strided weight gradient's product is
 # taken the other way round (see _cv_strided_weight_grad)
 _CV_FEW_WEIGHTS = 65536
@@ -1624,7 +1623,7 @@ def _cv_strided_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate,
         # block of rows' columns. Two threads, B=8: ResNet's 7x7/2 3 -> 64 9.3 ->
         # 7.6 ms, AlexNet's 11x11/4 3 -> 64 5.9 -> 4.7 (SqueezeNet's 3 -> 96 7x7/2
         # without padding 12.3 -> 12.2: writing its 37 MB output bounds both)
-        xq = np.zeros((cg, Q + _CV_TILE_SLACK), x.dtype)
+        xq = np.zeros((cg, Q + shifted.NR), x.dtype)
         for n in range(lo, hi):
             for gi in range(groups):
                 _cv_phase_fill(x, n, gi * cg, pad, stride, Dq, Hq, Wq, xq)
