@@ -149,7 +149,7 @@ def test_a_stem_takes_the_tiles_over_its_phases(conv_kernels):
     for n in range(x.shape[0]):
         xq = np.zeros((3, Q + shifted.NR), np.float32)
         conv_kernels._cv_phase_fill(x5, n, 0, pad, stride, Dq, Hq, Wq, xq)
-        assert _phase_products(xq, offsets, w.reshape(13, -1), direct, n, Hq, Wq, L)
+        assert _phase_products(xq, offsets, lconv._as5(w), direct, n, Hq, Wq, L)
     np.testing.assert_array_equal(lconv._as5(out), direct)
 
 
@@ -163,7 +163,7 @@ def test_float64_is_declined():
     )
     xq, offsets = np.zeros((2, 100)), np.zeros(9, np.int64)
     out64 = np.zeros((1, 3, 1, 4, 4))
-    assert not _phase_products(xq, offsets, np.ones((3, 18)), out64, 0, 5, 5, 20)
+    assert not _phase_products(xq, offsets, np.ones((3, 2, 1, 3, 3)), out64, 0, 5, 5, 20)
 
 
 def test_more_channel_pairs_than_the_threshold_go_by_winograd(conv_kernels):

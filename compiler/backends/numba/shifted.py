@@ -250,23 +250,21 @@ def _products(x, w, out, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L):
 
 @_jit
 def _phase_products(xq, offsets, w, out, n, f0, Hq, Wq, L):
-    # out[n, f0:f0 + F] = w (F, C * taps) times the columns of the stride phases
+    # out[n, f0:f0 + F] = w (F, C, kernel) times the columns of the stride phases
     # xq (C, Q + NR): the tiles over the phases' wide positions, weight column
-    # (c, t) read from channel c's phases at offsets[t], so no column matrix is
-    # written. With the channels flattened into the kernel positions (one offset
-    # each) a stem's three channels make no short inner loops
-    F, kg = w.shape
+    # (t, c) read from channel c's phases at offsets[t], so no column matrix is
+    # written. With every kernel position and channel a row of B at its own
+    # offset, a stem's three channels make no short inner loops
+    F, C = w.shape[0], w.shape[1]
     taps = offsets.shape[0]
-    ldq = xq.shape[1]
+    kg = taps * C
     rows = np.empty(kg, np.int64)  # B's row of each weight column, from xq[0, 0]
-    for channel in range(xq.shape[0]):
-        for t in range(taps):
-            rows[channel * taps + t] = channel * ldq + offsets[t]
-    tiles = (F + MR - 1) // MR
-    slivers = np.zeros((tiles, kg, MR), np.float32)
-    for f in range(F):
-        for k in range(kg):
-            slivers[f // MR, k, f % MR] = w[f, k]
+    for t in range(taps):
+        for channel in range(C):
+            rows[t * C + channel] = channel * xq.shape[1] + offsets[t]
+    slivers = _slivers(w, 0, F, taps)
+    tiles = slivers.shape[0]
+    slivers = slivers.reshape((tiles, kg, MR))
     span = (L + NR - 1) // NR * NR
     wide = np.empty((F, BLOCK), np.float32)
     for q0 in range(0, span, BLOCK):
@@ -418,8 +416,8 @@ def phase_products(xq, offsets, w, out, n, f0, Hq, Wq, L):  # type: ignore[no-un
     """``out[n, f0:f0 + F] = w @ columns`` (no bias) for a strided convolution on
     its stride phases: ``xq`` (C, Q + NR) holds image ``n``'s channels' padded
     phases with ``NR`` zeros past each (a last tile reads up to ``NR - 1`` past),
-    ``offsets`` each kernel position's shift into them, ``w`` the weights (F, C *
-    taps) of one group, ``out`` 5-D (N, F', 1, oh, ow) and ``Hq``, ``Wq``, ``L``
+    ``offsets`` each kernel position's shift into them, ``w`` the weights (F, C,
+    kd, kh, kw) of one group, ``out`` 5-D (N, F', 1, oh, ow) and ``Hq``, ``Wq``, ``L``
     the phases' sizes and wide length (lowerings/conv.py's ``_cv_phase_plan``):
     by register tiles of ``MR`` filters by ``NR`` wide positions over every
     channel and kernel position. Returns whether it did, as :func:`products`.

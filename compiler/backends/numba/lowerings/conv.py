@@ -1627,7 +1627,8 @@ def _cv_strided_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate,
         for n in range(lo, hi):
             for gi in range(groups):
                 _cv_phase_fill(x, n, gi * cg, pad, stride, Dq, Hq, Wq, xq)
-                if not shifted.phase_products(xq, offsets, w3[gi], out, n, gi * fg, Hq, Wq, L):
+                wg = w[gi * fg : (gi + 1) * fg]
+                if not shifted.phase_products(xq, offsets, wg, out, n, gi * fg, Hq, Wq, L):
                     _cv_strided_rows(xq, offsets, w3[gi], out, n, gi * fg, Wq)
             _cv_add_bias(out, bias, n)
         return True
