@@ -5,9 +5,10 @@ against the kernel called directly, the data gradient as the forward of g with
 the turned weights, and the weight gradient where the channels fill most of a
 panel) and compute what numpy computes for 2-D and 3-D kernels, 1x7 and 5x5
 ones, groups, dilation, more channels than a pass sums and filters that leave
-a partial tile, sizes varied within one process, serial and threaded; float64
-is declined and keeps the wide columns. NaN, infinities and signed zeros:
-test_conv_nonfinite.py's "shifted" routes."""
+a partial tile, sizes varied within one process, serial and threaded; a stem's
+forward in blocks of rows takes the same tiles over its stride phases
+(``phase_products``); float64 is declined and keeps the wide columns. NaN,
+infinities and signed zeros: test_conv_nonfinite.py's "shifted" routes."""
 
 from __future__ import annotations
 

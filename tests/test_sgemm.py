@@ -1,7 +1,8 @@
 """Our own float32 product (``backends/numba/sgemm.py``): the register-tile
 GEMM equals numpy's product for A as it is or transposed and every size that leaves
-partial tiles, with NaN, inf and signed zeros where numpy has them; the
-threads' blocks cover the result once; and a weight gradient over few inner
+partial tiles (in passes and in one pass over every inner position, which untransposed
+products up to ``ONE_PASS_INNER`` deep take), with NaN, inf and signed zeros where
+numpy has them; the threads' blocks cover the result once; and a weight gradient over few inner
 positions takes this route from the whole-program entry and from the step
 runner, equal to the interpreter."""
 
