@@ -26,10 +26,9 @@ gives it only channels that fill most of theirs.
 A strided convolution whose phases lowerings/conv.py takes in blocks of rows
 (a stem: 3 channels, 7x7/2 or 11x11/4 on a 224x224 image) goes by the same tile
 over its stride phases (:func:`phase_products`): each channel's padded phases
-laid out as one plane, a kernel position a shift into them, and every channel
-and kernel position one row of B at its own offset (a stem's three channels
-would make the tile's inner loop over channels three long). The wide route
-gathered each block of rows' columns (147 rows for a 7x7 stem) for OpenBLAS.
+laid out as one plane and a kernel position a shift into them, as a padded
+plane and its shifts are at unit stride. The wide route gathered each block of
+rows' columns (147 rows for a 7x7 stem) for OpenBLAS.
 
 Every result is the same sum of products as the wide route's, the padding's
 and the junk positions' included (a weight or g's zero times the data, as in
@@ -215,74 +214,61 @@ def wide_copy(wide, q0, width, a, n, f0, Hp, Wp, to_wide):
 
 
 @_jit
+def _planes_tiles(xp, offsets, slivers, L, out, n, f0, Hp, Wp, wide):
+    # out[n, f0:f0 + fg] (fg = wide's rows) on the wide positions q < L: the sum
+    # over kernel positions t and channels c of slivers[., t, c] times
+    # xp[c, q + offsets[t]], a block of BLOCK positions at a time into wide, whose
+    # output positions are then copied out. xp (C, plane + NR): a last tile reads
+    # up to NR - 1 past
+    taps, cg = slivers.shape[1], slivers.shape[2]
+    fg = wide.shape[0]
+    span = (L + NR - 1) // NR * NR  # the tiles' wide positions; L + offsets <= plane
+    per_pass = max(1, DEPTH // cg)  # kernel positions a pass
+    ldb = xp.shape[1]
+    step = cg * MR  # a kernel position's sliver
+    for q0 in range(0, span, BLOCK):
+        width = min(BLOCK, span - q0)
+        for t0 in range(0, taps, per_pass):
+            count = min(per_pass, taps - t0)
+            at = offsets[t0:].ctypes
+            for r in range(slivers.shape[0]):
+                filled = min(MR, fg - r * MR)
+                a = slivers[r, t0].ctypes
+                for p in range(0, width, NR):
+                    b = xp[0, q0 + p :].ctypes
+                    c = wide[r * MR :, p:].ctypes
+                    if t0 == 0:
+                        _tile_set(count, at, cg, a, step, MR, 1, b, ldb, c, BLOCK, filled)
+                    else:
+                        _tile_add(count, at, cg, a, step, MR, 1, b, ldb, c, BLOCK, filled)
+        wide_copy(wide, q0, min(width, L - q0), out, n, f0, Hp, Wp, False)
+
+
+@_jit
 def _products(x, w, out, lo, hi, groups, kernel, dilate, pad, Hp, Wp, L):
     C, F = x.shape[1], w.shape[0]
     cg, fg = C // groups, F // groups
     taps = kernel[0] * kernel[1] * kernel[2]
     plane = (x.shape[2] + 2 * pad[0]) * Hp * Wp
-    span = (L + NR - 1) // NR * NR  # the tiles' wide positions; L + offsets <= plane
     offsets = _offsets(kernel, dilate, Hp, Wp)
-    per_pass = max(1, DEPTH // cg)  # kernel positions a pass
     xp = np.zeros((cg, plane + NR), np.float32)  # a last tile reads up to NR - 1 past
     wide = np.empty((fg, BLOCK), np.float32)
     for gi in range(groups):
         slivers = _slivers(w, gi, fg, taps)
         for n in range(lo, hi):
             pad_into(x, n, gi * cg, pad, Hp, Wp, xp)
-            for q0 in range(0, span, BLOCK):
-                width = min(BLOCK, span - q0)
-                for t0 in range(0, taps, per_pass):
-                    count = min(per_pass, taps - t0)
-                    at, ldb = offsets[t0:].ctypes, xp.shape[1]
-                    for r in range(slivers.shape[0]):
-                        filled = min(MR, fg - r * MR)
-                        a = slivers[r, t0].ctypes
-                        for p in range(0, width, NR):
-                            b = xp[0, q0 + p :].ctypes
-                            c = wide[r * MR :, p:].ctypes
-                            step = cg * MR  # a kernel position's sliver
-                            if t0 == 0:
-                                _tile_set(count, at, cg, a, step, MR, 1, b, ldb, c, BLOCK, filled)
-                            else:
-                                _tile_add(count, at, cg, a, step, MR, 1, b, ldb, c, BLOCK, filled)
-                wide_copy(wide, q0, min(width, L - q0), out, n, gi * fg, Hp, Wp, False)
+            _planes_tiles(xp, offsets, slivers, L, out, n, gi * fg, Hp, Wp, wide)
 
 
 @_jit
 def _phase_products(xq, offsets, w, out, n, f0, Hq, Wq, L):
     # out[n, f0:f0 + F] = w (F, C, kernel) times the columns of the stride phases
-    # xq (C, Q + NR): the tiles over the phases' wide positions, weight column
-    # (t, c) read from channel c's phases at offsets[t], so no column matrix is
-    # written. With every kernel position and channel a row of B at its own
-    # offset, a stem's three channels make no short inner loops
-    F, C = w.shape[0], w.shape[1]
-    taps = offsets.shape[0]
-    kg = taps * C
-    rows = np.empty(kg, np.int64)  # B's row of each weight column, from xq[0, 0]
-    for t in range(taps):
-        for channel in range(C):
-            rows[t * C + channel] = channel * xq.shape[1] + offsets[t]
-    slivers = _slivers(w, 0, F, taps)
-    tiles = slivers.shape[0]
-    slivers = slivers.reshape((tiles, kg, MR))
-    span = (L + NR - 1) // NR * NR
-    wide = np.empty((F, BLOCK), np.float32)
-    for q0 in range(0, span, BLOCK):
-        width = min(BLOCK, span - q0)
-        for k0 in range(0, kg, DEPTH):
-            count = min(DEPTH, kg - k0)
-            at = rows[k0:].ctypes
-            for p in range(0, width, NR):
-                b = xq[0, q0 + p :].ctypes
-                for r in range(tiles):
-                    filled = min(MR, F - r * MR)
-                    a = slivers[r, k0:].ctypes
-                    c = wide[r * MR :, p:].ctypes
-                    if k0 == 0:
-                        _tile_set(count, at, 1, a, MR, MR, 1, b, 0, c, BLOCK, filled)
-                    else:
-                        _tile_add(count, at, 1, a, MR, MR, 1, b, 0, c, BLOCK, filled)
-        wide_copy(wide, q0, min(width, L - q0), out, n, f0, Hq, Wq, False)
+    # xq (C, Q + NR): the tiles of _products over the phases' wide positions, each
+    # channel's phases one plane and kernel position t a shift of offsets[t]
+    # into it, so no column matrix is written
+    wide = np.empty((w.shape[0], BLOCK), np.float32)
+    slivers = _slivers(w, 0, w.shape[0], offsets.shape[0])
+    _planes_tiles(xq, offsets, slivers, L, out, n, f0, Hq, Wq, wide)
 
 
 @_jit
