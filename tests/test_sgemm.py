@@ -1,7 +1,8 @@
 """Our own float32 product (``backends/numba/sgemm.py``): the register-tile
 GEMM equals numpy's product for A as it is or transposed and every size that leaves
 partial tiles (in passes and in one pass over every inner position, which untransposed
-products up to ``ONE_PASS_INNER`` deep take), with NaN, inf and signed zeros where
+products up to ``ONE_PASS_INNER`` deep take, and with B packed in cache-sized
+blocks, which products of many rows take), with NaN, inf and signed zeros where
 numpy has them; the threads' blocks cover the result once; and a weight gradient over few inner
 positions takes this route from the whole-program entry and from the step
 runner, equal to the interpreter."""
@@ -193,13 +194,110 @@ def test_the_routes_taken_are_dense_gradients_at_small_batches():
 
 
 def test_untransposed_products_up_to_the_bound_take_one_pass():
-    bound = sgemm.ONE_PASS_INNER
-    assert sgemm.pass_depth(784, False, False) == 784  # W2's first layer
-    assert sgemm.pass_depth(bound, False, False) == bound
-    assert sgemm.pass_depth(bound + 1, False, False) == sgemm.KC
-    assert sgemm.pass_depth(784, True, False) == sgemm.KC  # A read in place
-    assert sgemm.pass_depth(784, False, True) == sgemm.KC  # B packed KC deep
-    assert sgemm.pass_depth(0, False, False) == sgemm.KC  # nothing to sum
+    bound, rows = sgemm.ONE_PASS_INNER, sgemm.PACKED_ROWS - 1
+    assert sgemm.pass_depth(128, 784, False, False) == 784  # W6's first layer
+    assert sgemm.pass_depth(rows, bound, False, False) == bound
+    assert sgemm.pass_depth(rows, bound + 1, False, False) == sgemm.KC
+    assert sgemm.pass_depth(rows, 784, True, False) == sgemm.KC  # A read in place
+    assert sgemm.pass_depth(rows, 784, False, True) == sgemm.KC  # B packed KC deep
+    assert sgemm.pass_depth(rows, 0, False, False) == sgemm.KC  # nothing to sum
+
+
+def test_products_of_many_rows_pack_b():
+    rows = sgemm.PACKED_ROWS
+    for transpose_a, transpose_b in [(False, False), (True, False), (False, True)]:
+        assert sgemm.pass_depth(1024, 784, transpose_a, transpose_b) == sgemm.PACKED  # W2's
+        assert sgemm.pass_depth(rows, 5000, transpose_a, transpose_b) == sgemm.PACKED
+
+
+def test_packed_passes_split_the_inner_positions_evenly():
+    most = sgemm.KC_MOST
+    assert sgemm.panel_depth(784) == 262  # three of 262, not 3 x 256 + 16
+    assert sgemm.panel_depth(most) == most
+    assert sgemm.panel_depth(most + 1) == (most + 2) // 2
+    assert sgemm.panel_depth(1024) == 256
+    assert sgemm.panel_depth(1) == 1
+    for inner in range(1, 3 * most):
+        depth = sgemm.panel_depth(inner)
+        assert depth <= most and -(-inner // depth) == -(-inner // most)
+
+
+@needs_avx512
+def test_packing_an_untransposed_b_copies_every_float_bit_for_bit():
+    rng = np.random.default_rng(10)
+    for inner, columns, k0, depth, n0, width in [
+        (784, 256, 0, 262, 0, 256),
+        (784, 256, 524, 260, 128, 128),
+        (300, 70, 37, 200, 3, 67),
+        (5, 33, 1, 2, 0, 33),
+    ]:
+        b = rng.normal(size=(inner, columns)).astype(np.float32)
+        b.flat[::7], b.flat[3::11], b.flat[5::13] = np.nan, -np.inf, -0.0
+        panels = np.full((-(-width // sgemm.NR), depth, sgemm.NR), 7.0, np.float32)
+        sgemm._pack_b_rows(b, k0, depth, n0, width, panels)
+        expected = np.zeros((depth, panels.shape[0] * sgemm.NR), np.float32)
+        expected[:, :width] = b[k0 : k0 + depth, n0 : n0 + width]
+        expected = expected.reshape(depth, -1, sgemm.NR).transpose(1, 0, 2)
+        np.testing.assert_array_equal(panels.view(np.int32), expected.view(np.int32))
+
+
+# sizes for the packed route besides SIZES: several blocks of MC rows, of NC
+# columns and of passes, with partial tiles, panels and blocks in each
+PACKED_SIZES = SIZES + [(200, 300, 700), (96, 256, 784), (97, 257, 321)]
+
+
+@needs_avx512
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_the_packed_blocks_equal_numpy_at_every_size(transpose_a, transpose_b):
+    rng = np.random.default_rng(11)
+    for rows, columns, inner in PACKED_SIZES:  # one process: nothing cached for one size
+        a, b = _operands(rng, rows, columns, inner, transpose_a)
+        a.flat[::17] = -0.0
+        operand = np.ascontiguousarray(b.T) if transpose_b else b
+        expected = _expected(a, b, transpose_a)
+        out = np.full((rows, columns), np.nan, np.float32)
+        sgemm.gemm_panels(a, transpose_a, operand, transpose_b, out, 0, rows, 0, columns)
+        tolerance = 2e-5 * max(1, inner) ** 0.5
+        np.testing.assert_allclose(out, expected, rtol=2e-5, atol=tolerance)
+        # a block of it alone, as a thread takes one, writes that block only
+        if rows > sgemm.MR and columns > sgemm.NR:
+            part = np.full((rows, columns), np.nan, np.float32)
+            m0, n0 = sgemm.MR, sgemm.NR
+            sgemm.gemm_panels(a, transpose_a, operand, transpose_b, part, m0, rows, n0, columns)
+            np.testing.assert_array_equal(part[m0:, n0:], out[m0:, n0:])
+            assert np.isnan(part[:m0]).all() and np.isnan(part[:, :n0]).all()
+
+
+@needs_avx512
+def test_special_values_through_the_packed_blocks_as_numpy():
+    rng = np.random.default_rng(12)
+    a, b = _operands(rng, 130, 70, 400, False)
+    a[3, 5], a[100, 1], a[120, 390] = np.nan, np.inf, -np.inf
+    b[4, 7] = np.inf
+    a[125:] = -0.0  # rows of negative zeros: their products sum to +0, as numpy's
+    out = np.empty((130, 70), np.float32)
+    sgemm.gemm_panels(a, False, b, False, out, 0, 130, 0, 70)
+    expected = _expected(a, b, False)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.isposinf(out), np.isposinf(expected))
+    np.testing.assert_array_equal(np.signbit(out[125:]), np.signbit(expected[125:]))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(out[finite], expected[finite], rtol=2e-5, atol=1e-3)
+
+
+@needs_avx512
+@pytest.mark.parametrize("transpose_a", [False, True])
+def test_a_packed_product_on_the_threads_equals_numpy(transpose_a):
+    # one block a thread, each packing all of B, with a bias added by each
+    rng = np.random.default_rng(13)
+    for rows, columns, inner in [(1030, 100, 300), (600, 64, 784), (30, 33, 7)]:
+        a, b = _operands(rng, rows, columns, inner, transpose_a)
+        bias = rng.normal(size=columns).astype(np.float32)
+        out = np.full((rows, columns), np.nan, np.float32)
+        sgemm.product(a, b, transpose_a, out, sgemm.PACKED, bias=bias)
+        expected = _expected(a, b, transpose_a) + bias
+        np.testing.assert_allclose(out, expected, rtol=2e-5, atol=2e-5 * inner**0.5)
 
 
 @needs_avx512

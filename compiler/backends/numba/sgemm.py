@@ -46,6 +46,8 @@ from .vmath import _target_has_avx512
 MR, NR = 12, 32  # a tile's rows and columns: 24 accumulators of 16 floats
 KC = 256  # inner positions per pass over a tile: its B panel is 32 KB (L1)
 NC = 256  # columns of B packed at a time (gemm_panels): 256 KB with KC, in L2
+KC_MOST = 320  # gemm_panels' deepest pass: a B panel of 320 x NR floats is 40 KB (L1)
+MC = 96  # rows of A packed at a time (gemm_panels): 8 slivers, about 100 KB (L2)
 LANES = 16  # float32 lanes of a 512-bit vector
 
 # The products taken (:func:`depth_block`): weight gradients over at most this
@@ -196,25 +198,31 @@ def _tile_kernel(accumulate: bool) -> Any:
     return tile
 
 
-@intrinsic
-def _tile_set_at(typingctx, k, a, ia, lda, b, ib, ldb, c, ic, ldc, rows):  # type: ignore[no-untyped-def]
-    """``_tile_set`` at ``a + ia``, ``b + ib`` and ``c + ic`` (64-bit offsets): for
-    a caller that would otherwise make a view per tile for its pointers (see
-    :func:`gemm_block`)."""
-    size, pointer = types.int64, FLOAT_POINTER
-    signature = types.void(
-        size, pointer, size, size, pointer, size, size, pointer, size, size, size
-    )
+def _tile_kernel_at(accumulate: bool) -> Any:
+    """:func:`_tile_kernel`'s tile at ``a + ia``, ``b + ib`` and ``c + ic``
+    (64-bit offsets): for a caller that would otherwise make a view per tile for
+    its pointers (see :func:`gemm_block`)."""
 
-    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-        count, a, ia, lda, b, ib, ldb, c, ic, ldc, rows = args
-        at = [builder.gep(base, [offset]) for base, offset in ((a, ia), (b, ib), (c, ic))]
-        _tile_code(builder, count, at[0], lda, at[1], ldb, at[2], ldc, rows, False)
-        return context.get_dummy_value()
+    @intrinsic
+    def tile_at(typingctx, k, a, ia, lda, b, ib, ldb, c, ic, ldc, rows):  # type: ignore[no-untyped-def]
+        size, pointer = types.int64, FLOAT_POINTER
+        signature = types.void(
+            size, pointer, size, size, pointer, size, size, pointer, size, size, size
+        )
 
-    return signature, codegen
+        def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+            count, a, ia, lda, b, ib, ldb, c, ic, ldc, rows = args
+            at = [builder.gep(base, [offset]) for base, offset in ((a, ia), (b, ib), (c, ic))]
+            _tile_code(builder, count, at[0], lda, at[1], ldb, at[2], ldc, rows, accumulate)
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return tile_at
 
 
+_tile_set_at = _tile_kernel_at(accumulate=False)
+_tile_add_at = _tile_kernel_at(accumulate=True)
 _tile_set = _tile_kernel(accumulate=False)
 _tile_add = _tile_kernel(accumulate=True)
 
@@ -413,39 +421,86 @@ def _pack_b_panels(b, k0, depth, n0, width, panels):
 
 
 @_jit
+def _pack_b_rows(b, k0, depth, n0, width, panels):
+    """``panels[p, k, j] = b[k0 + k, n0 + p * NR + j]`` (B untransposed) for the
+    ``width`` columns from ``n0``, zero past them: each panel's row a copy of
+    ``NR`` consecutive floats."""
+    # explicit loops, panel by panel: slices a row made it 2.7x slower
+    for p in range((width + NR - 1) // NR):
+        j0 = n0 + p * NR
+        filled = min(NR, width - p * NR)
+        for k in range(depth):
+            for j in range(NR):
+                panels[p, k, j] = b[k0 + k, j0 + j] if j < filled else 0.0
+
+
+def panel_depth(inner: int) -> int:
+    """The inner positions of each of :func:`gemm_panels`' passes: ``inner`` in
+    as few passes of at most :data:`KC_MOST` as it takes, equal but for the last
+    (784 in three of 262, not three of 256 and one of 16, which stores the whole
+    result once more for a sixteenth of the work)."""
+    passes = -(-inner // KC_MOST)
+    return -(-inner // passes)
+
+
+panel_depth_jit = _jit(panel_depth)
+
+
+@_jit
 def gemm_panels(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1):
     """``c[m0:m1, n0:n1] = (op(a) @ op(b))[m0:m1, n0:n1]``, op a transpose where
-    asked, for C-contiguous float32 matrices of agreeing shapes: B packed in
-    blocks of ``NC`` columns by ``KC`` inner positions (which then stay in L2
-    while every row tile passes over them), A read in place where it is
-    transposed, else copied a sliver at a time."""
+    asked, for C-contiguous float32 matrices of agreeing shapes, in blocks as
+    a cache-blocked GEMM takes them: B packed ``NC`` columns by
+    :func:`panel_depth` inner positions at a time (in L2), A packed ``MC`` rows
+    at a time into slivers (those of a block, about 100 KB, stay in L2), and
+    each panel of B (``NR`` columns, 33 KB: L1) multiplied by every sliver of
+    the block before the next panel. Each tile thus streams its A sliver (48
+    bytes an inner position) from L2 and reads B from L1, where the tiles of a
+    row passing over B in L2 read 128 bytes an inner position from it, and
+    two threads so slowed each other: halves of W2's (1024 x 784) by (784 x 256)
+    on two threads ran 1.65x as fast as the whole on one, 1.9x this way."""
     inner = a.shape[0] if transpose_a else a.shape[1]
     if inner == 0:
         c[m0:m1, n0:n1] = 0.0
         return
-    panels = np.empty((NC // NR, min(KC, inner), NR), np.float32)
-    sliver = np.empty((min(KC, inner) + 1, MR), np.float32)  # see _pack_a
+    kc = panel_depth_jit(inner)
+    panels = np.empty((NC // NR, kc, NR), np.float32)
+    slivers = np.empty((MC // MR, kc + 1, MR), np.float32)  # see _pack_a
     scratch = np.empty((MR, NR), np.float32)
+    # whole tiles at offsets from the buffers' pointers, not a view per tile
+    sp, pp, cp, ldc = slivers.ctypes, panels.ctypes, c.ctypes, c.shape[1]
     for nb in range(n0, n1, NC):
         width = min(NC, n1 - nb)
         count = (width + NR - 1) // NR
-        for k0 in range(0, inner, KC):
-            depth = min(KC, inner - k0)
-            _pack_b_panels(b, k0, depth, nb, width, panels)
-            for i0 in range(m0, m1, MR):
-                filled = min(MR, m1 - i0)
-                if transpose_a and filled == MR:  # op(A)'s rows are a's columns
-                    a_ptr, lda = a[k0:, i0:].ctypes, a.shape[1]
-                else:
-                    _pack_a(a, transpose_a, i0, filled, k0, depth, sliver)
-                    a_ptr, lda = sliver.ctypes, MR
+        for k0 in range(0, inner, kc):
+            depth = min(kc, inner - k0)
+            if transpose_b:
+                _pack_b_panels(b, k0, depth, nb, width, panels)
+            else:
+                _pack_b_rows(b, k0, depth, nb, width, panels)
+            for ib in range(m0, m1, MC):
+                ie = min(m1, ib + MC)
+                tiles = (ie - ib + MR - 1) // MR
+                for t in range(tiles):
+                    i0 = ib + t * MR
+                    _pack_a(a, transpose_a, i0, min(MR, ie - i0), k0, depth, slivers[t])
                 for p in range(count):
                     j0 = nb + p * NR
                     columns = min(NR, n1 - j0)
-                    b_ptr = panels[p].ctypes
-                    _tile_into(
-                        depth, a_ptr, lda, b_ptr, NR, c, i0, j0, filled, columns, k0, scratch
-                    )
+                    b_at = p * kc * NR
+                    for t in range(tiles):
+                        i0 = ib + t * MR
+                        filled = min(MR, ie - i0)
+                        a_at, c_at = t * (kc + 1) * MR, i0 * ldc + j0
+                        if columns < NR:
+                            _tile_into(
+                                depth, slivers[t].ctypes, MR, panels[p].ctypes, NR, c, i0, j0,
+                                filled, columns, k0, scratch,
+                            )  # fmt: skip
+                        elif k0 == 0:
+                            _tile_set_at(depth, sp, a_at, MR, pp, b_at, NR, cp, c_at, ldc, filled)
+                        else:
+                            _tile_add_at(depth, sp, a_at, MR, pp, b_at, NR, cp, c_at, ldc, filled)
 
 
 @_jit
@@ -481,10 +536,12 @@ def depth_block(
     return 0
 
 
-def pass_depth(inner: int, transpose_a: bool, transpose_b: bool) -> int:
-    """The inner positions per pass with which :func:`product` takes a general
-    product (:func:`general`): all of them, one pass, for an untransposed A and B
-    over at most :data:`ONE_PASS_INNER` positions, else :data:`KC`.
+def pass_depth(rows: int, inner: int, transpose_a: bool, transpose_b: bool) -> int:
+    """The ``block`` with which :func:`product` takes a general product
+    (:func:`general`) of ``rows`` result rows: :data:`PACKED` from
+    :data:`PACKED_ROWS` rows on, else all of its inner positions, one pass, for
+    an untransposed A and B over at most :data:`ONE_PASS_INNER` positions, else
+    :data:`KC`.
 
     In one pass each tile is summed in registers over the whole depth and stored
     once, where passes of ``KC`` load and store every tile of the result again per
@@ -494,13 +551,26 @@ def pass_depth(inner: int, transpose_a: bool, transpose_b: bool) -> int:
     2548); W2 B=1024's step on our tiles (``OPENBLAS_CORETYPE=Haswell``) 4379 /
     4534 -> 4238 / 4397 us, fresh processes alternating. A transposed A is read in
     place, ``MR`` floats a row apart: deeper passes there were slower (784 x 1024
-    by 1024 x 256: 2935 us in passes of 256, 3185 in one), as is every transposed
-    B, which :func:`gemm_panels` packs ``KC`` deep."""
+    by 1024 x 256: 2935 us in passes of 256, 3185 in one).
+
+    But two threads each passing their tiles over B in L2 slowed each other;
+    packed (:func:`gemm_panels`) each tile reads B from L1. On two threads, same
+    process: W2's forward product 1558-1619 us in one pass, 1409-1458 packed;
+    its weight gradient ((1024 x 784)^T by (1024 x 256)) 1843-1866 in passes,
+    1583-1622 packed. Where each thread has few rows, its packing of all of B
+    costs more than it saves: W6's (128 x 784) by (784 x 256), 348-372 us in one
+    pass, 435-452 packed."""
+    if rows >= PACKED_ROWS:
+        return PACKED
     if not transpose_a and not transpose_b and 0 < inner <= ONE_PASS_INNER:
         return inner
     return KC
 
 
+# :func:`product`'s block asking for B packed (gemm_panels), and the fewest
+# result rows with which a general product takes it (see pass_depth)
+PACKED = 0
+PACKED_ROWS = 512
 # the deepest product taken in one pass: its B panel (ONE_PASS_INNER x NR floats,
 # 128 KB) is read from L2 by every tile of a row of tiles
 ONE_PASS_INNER = 1024
@@ -547,15 +617,15 @@ def blocks(
 
 
 @_jit
-def _block_into(posted, a, transpose_a, b, c, m0, m1, n0, n1, block, packed):
-    # a block of product(): B packed (gemm_panels) or read in place (gemm_block);
-    # first posted[0] += 1 where posted has an element (the first block of
-    # threads.run(..., posts=True)): the GIL is let go here, so a worker woken now
-    # takes it at once
+def _block_into(posted, a, transpose_a, b, transpose_b, c, m0, m1, n0, n1, block):
+    # a block of product(): B packed (gemm_panels, block PACKED) or read in place in
+    # passes of block inner positions (gemm_block); first posted[0] += 1 where
+    # posted has an element (the first block of threads.run(..., posts=True)):
+    # the GIL is let go here, so a worker woken now takes it at once
     if posted.shape[0]:
         posted[0] += 1
-    if packed:
-        gemm_panels(a, transpose_a, b, True, c, m0, m1, n0, n1)
+    if transpose_b or block == PACKED:
+        gemm_panels(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1)
     else:
         gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block)
 
@@ -563,9 +633,9 @@ def _block_into(posted, a, transpose_a, b, c, m0, m1, n0, n1, block, packed):
 _NOT_POSTING = np.zeros(0, np.int64)
 
 
-def _block(a, transpose_a, b, c, m0, m1, n0, n1, block, packed, bias, posted=None):
+def _block(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1, block, bias, posted=None):
     posted = _NOT_POSTING if posted is None else posted
-    _block_into(posted, a, transpose_a, b, c, m0, m1, n0, n1, block, packed)
+    _block_into(posted, a, transpose_a, b, transpose_b, c, m0, m1, n0, n1, block)
     if bias is not None:  # while this thread's block is the one it just wrote
         np.add(c[m0:m1, n0:n1], bias[n0:n1], out=c[m0:m1, n0:n1])
 
@@ -581,10 +651,11 @@ def product(
 ) -> None:
     """``out[...] = op(a) @ op(b)`` (plus ``bias``, a row added to every row) for
     float32 matrices (``out`` C-contiguous, of the product's shape, overlapping
-    neither), in two blocks per thread of the backend's pool (or one): in passes over
-    ``block`` inner positions of B in place, or, for a transposed B, each thread
-    packing the columns of its own block (:func:`gemm_panels`). The first block
-    wakes the workers from compiled code (:func:`threads.run`'s ``posts``)."""
+    neither), in blocks of rows (or columns) on the backend's threads: with
+    ``block`` :data:`PACKED` or a transposed B, each thread packing B for its own block
+    (:func:`gemm_panels`), else in passes over ``block`` inner positions of B in
+    place (:func:`gemm_block`). The first block wakes the workers from compiled
+    code (:func:`threads.run`'s ``posts``)."""
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
     parts = 1 if threads.serial() else threads.count()
     rows, columns = out.shape
@@ -592,9 +663,12 @@ def product(
     # the next, so a worker that starts late or runs slower (the operand made on
     # the calling thread's core is in that core's cache) holds the call up by
     # half its share, not all of it (W6's (256 x 128) by (128 x 784) weight
-    # gradient: 180 -> 161 us, same process, interleaved)
-    pieces = blocks(rows, columns, 2 * parts if parts > 1 else 1, columns_first=transpose_b)
+    # gradient: 180 -> 161 us, same process, interleaved). Not where each block
+    # packs all of an untransposed B: one block a thread packs it once
+    shared_b = block == PACKED and not transpose_b
+    count = 2 * parts if parts > 1 and not shared_b else parts
+    pieces = blocks(rows, columns, count, columns_first=transpose_b)
     if len(pieces) < parts:
         pieces = blocks(rows, columns, parts, columns_first=transpose_b)
-    calls = [(a, transpose_a, b, out, *p, block, transpose_b, bias) for p in pieces]
+    calls = [(a, transpose_a, b, transpose_b, out, *p, block, bias) for p in pieces]
     threads.run(_block, calls, posts=True)

@@ -89,7 +89,7 @@ def split_product(
             np.add(out, bias, out=out)
         return
     if sgemm.general(*shape[:4]):
-        block = sgemm.pass_depth(inner, transpose_a, transpose_b)
+        block = sgemm.pass_depth(rows, inner, transpose_a, transpose_b)
         sgemm.product(a, b, transpose_a, out, block, transpose_b, bias)
         return
     if blas.TILED and out.dtype == np.float32 and work >= blas.TILED_WORK:
