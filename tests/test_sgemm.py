@@ -103,8 +103,9 @@ def test_packing_a_transposed_b_copies_every_float_bit_for_bit():
 @needs_avx512
 def test_packing_a_sliver_of_a_copies_every_float_bit_for_bit():
     # a whole tile of an untransposed A is transposed 16 inner positions at a
-    # time, with stores that spill into the sliver's spare row; the rest, a
-    # partial tile and a transposed A are copied one by one
+    # time, and a whole tile of a transposed A copied a row of 16 at a time
+    # where a has 16 columns from i0 (not at 116 of 128), both with stores that
+    # spill into the sliver's spare row; the rest, partial tiles, one by one
     rng = np.random.default_rng(9)
     for rows, inner, i0, k0, depth in [
         (128, 784, 0, 0, 256),

@@ -274,6 +274,15 @@ def _pack_a(a, transpose_a, i0, filled, k0, depth, sliver):
         first = depth - depth % LANES
         for k in range(0, first, LANES):
             _transpose(a[i0:, k0 + k :].ctypes, a.shape[1], MR, sliver[k:].ctypes, MR)
+    elif transpose_a and filled == MR and i0 + LANES <= a.shape[1]:
+        # each row of the sliver one vector copy, whose last LANES - MR floats
+        # the next row's copy overwrites: packed a float at a time, W2's weight
+        # gradient (1024 x 784)^T by (1024 x 256) took 2870-2990 us on one
+        # thread, 2320-2480 this way (its forward, untransposed, 2310-2630)
+        first = depth
+        source, target = a.ctypes, sliver.ctypes
+        for k in range(depth):
+            _copy_lanes(source, (k0 + k) * a.shape[1] + i0, target, k * MR)
     for k in range(first, depth):
         for i in range(MR):
             if i >= filled:
@@ -392,6 +401,21 @@ def _transpose_kernel() -> Any:
 
 
 _transpose = _transpose_kernel()
+
+
+@intrinsic
+def _copy_lanes(typingctx, source, at, target, to):  # type: ignore[no-untyped-def]
+    """``target[to : to + LANES] = source[at : at + LANES]``: float32 pointers,
+    64-bit offsets, one vector load and store."""
+    signature = types.void(FLOAT_POINTER, types.int64, FLOAT_POINTER, types.int64)
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        source_ptr, source_at, target_ptr, target_at = args
+        value = load_vector(builder, source_ptr, source_at)
+        builder.store(value, vector_at(builder, target_ptr, target_at), align=4)
+        return context.get_dummy_value()
+
+    return signature, codegen
 
 
 @_jit
