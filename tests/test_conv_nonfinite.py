@@ -79,6 +79,11 @@ ROUTES = {
         (2, 4, 20, 30),
         dict(kernel=(1, 7), pad=(0, 3), num_filter=2, num_group=2),
     ),
+    # a small image's weight gradient of few channel pairs (shifted.py's too)
+    "shifted_weights_small_image": (
+        (2, 32, 10, 9),
+        dict(kernel=(3, 3), pad=(1, 1), num_filter=16),
+    ),
     "pointwise": ((2, 4, 5, 6), dict(kernel=(1, 1), num_filter=3)),
     # small images packed side by side into one product
     "pointwise_7x7_packed": ((6, 4, 7, 7), dict(kernel=(1, 1), num_filter=3)),

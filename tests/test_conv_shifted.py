@@ -71,8 +71,16 @@ CASES = {
     ),
     "weights_3d": ((2, 32, 4, 12, 13), dict(kernel=(2, 3, 3), pad=(0, 1, 1), num_filter=5)),
 }
+# smaller images, whose forward keeps the wide columns or Winograd, but whose
+# weight gradient of few channel pairs shifted.py takes (W7's 16x16 layers)
+SMALL_IMAGE_WEIGHTS = {
+    "small_3x3_64_filters": ((2, 32, 12, 12), dict(kernel=(3, 3), pad=(1, 1), num_filter=64)),
+    "small_3x3_partial_tile": ((2, 64, 11, 12), dict(kernel=(3, 3), pad=(1, 1), num_filter=13)),
+}
 # the cases whose weight gradients shifted.py takes (_cv_shifted_weights)
-WEIGHTS = sorted(case for case in CASES if case.startswith("weights"))
+WEIGHTS = sorted(case for case in CASES if case.startswith("weights")) + sorted(
+    SMALL_IMAGE_WEIGHTS
+)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -115,7 +123,7 @@ def _weight_products(g, x, dw3, groups, kernel, dilate, pad):
 
 @pytest.mark.parametrize("case", WEIGHTS)
 def test_the_op_takes_the_shifted_weight_gradient(conv_kernels, case):
-    shape, attrs = CASES[case]
+    shape, attrs = {**CASES, **SMALL_IMAGE_WEIGHTS}[case]
     groups = attrs.get("num_group", 1)
     rng = np.random.default_rng(8)
     x, w, _ = conv_arrays(rng, shape, attrs, np.float32)
@@ -182,3 +190,33 @@ def test_more_channel_pairs_than_the_threshold_go_by_winograd(conv_kernels):
     else:
         conv_kernels._cv_winograd_forward(x5, w5, route, 0, shape[0], 1, pad, False)
     np.testing.assert_array_equal(lconv._as5(out), route)
+
+
+@pytest.mark.parametrize("case", sorted(SMALL_IMAGE_WEIGHTS))
+def test_small_images_match_numpy(conv_kernels, threading_mode, case):
+    shape, attrs = SMALL_IMAGE_WEIGHTS[case]
+    sizes = ((shape[0], 0), (1, 3), (shape[0] + 1, 1))
+    assert_sizes_match_numpy(conv_kernels, shape, attrs, np.float32, 12, sizes)
+
+
+@pytest.mark.parametrize(
+    "shape, attrs, taken",
+    [
+        # W7's 64 -> 64 16x16 layer: 4096 pairs, the most a small image takes
+        ((2, 64, 16, 16), dict(kernel=(3, 3), pad=(1, 1), num_filter=64), True),
+        # Inception's 1x7 192 -> 192 17x17 layer keeps the wide columns
+        ((2, 192, 17, 17), dict(kernel=(1, 7), pad=(0, 3), num_filter=192), False),
+        # more pairs than that on a big image: Winograd's, as before
+        ((2, 96, 32, 32), dict(kernel=(3, 3), pad=(1, 1), num_filter=96), False),
+    ],
+)
+def test_which_weight_gradients_take_the_shifted_products(conv_kernels, shape, attrs, taken):
+    rng = np.random.default_rng(10)
+    x, w, _ = conv_arrays(rng, shape, attrs, np.float32)
+    (kernel, _stride, dilate, pad), sizes = geometry(x.shape, attrs)
+    g = rng.uniform(-1, 1, (x.shape[0], w.shape[0], *sizes)).astype(np.float32)
+    g5, x5 = lconv._as5(g), lconv._as5(x)
+    dw3 = np.zeros((1, w.shape[0], w[0].size), np.float32)
+    L = _wide(x5, g5, pad)[2]
+    cg, fg = x.shape[1], w.shape[0]
+    assert conv_kernels._cv_shifted_weights(g5, x5, dw3, L, cg, fg, kernel, dilate) == taken

@@ -211,7 +211,14 @@ _CV_WIDE_BATCH = 256
 # 11.6/9.9/13.1 -> 8.7/8.6/9.1 ms (at 28x28 equal), ResNet's 64 -> 64 56x56
 # 4.6/4.6/5.1 -> 4.3/4.4/4.8. Those products ran on our own tiles (OpenBLAS without
 # AVX-512 kernels there); on OpenBLAS's AVX-512 kernels Winograd's 16 thin
-# products are the faster ones from fewer pairs on (SHIFTED_WINOGRAD at the top)
+# products are the faster ones from fewer pairs on (SHIFTED_WINOGRAD at the top).
+# A weight gradient of at most _CV_SHIFTED_WEIGHTS_WINOGRAD pairs takes the
+# shifted products on smaller images too (those of at most _CV_PACK_POSITIONS
+# positions go packed before): one thread, W7's 3x3 64 -> 64 16x16 (B=32)
+# 5.24 ms by Winograd, 4.77 shifted; 32 -> 64 3.44 / 2.42; DenseNet's 128 -> 32
+# 14x14 (B=8) 1.32 / 0.88. With more pairs the wide columns' or Winograd's
+# products stayed faster: Inception's 1x7 192 -> 192 17x17, 7.3 wide against
+# 9.7 shifted; a 256-channel 14x14 3x3, 8.0 by Winograd against 12.8
 _CV_SHIFTED = True
 _CV_SHIFTED_WEIGHTS = True
 _CV_SHIFTED_POSITIONS = 512
@@ -228,17 +235,18 @@ def _cv_shifted(x, w, out, L):
 @_jit
 def _cv_shifted_weights(g, x, dw3, L, cg, fg, kernel, dilate):
     # whether shifted.py takes a unit-stride weight gradient: images as for the
-    # forward, and channels that fill at least 5/6 of the panels of NR (32) it
-    # tiles them in (48 channels, 3/4, were 3% slower than the wide columns')
+    # forward or, with few channel pairs, smaller ones (see above), and channels
+    # that fill at least 5/6 of the panels of NR (32) it tiles them in (48
+    # channels, 3/4, were 3% slower than the wide columns')
     width = (cg + shifted.NR - 1) // shifted.NR * shifted.NR
     if 5 * width > 6 * cg:
         return False
-    if (
-        _cv_winograd_fits(cg, fg, x.shape[2], kernel, dilate)
-        and cg * fg > _CV_SHIFTED_WEIGHTS_WINOGRAD
+    few_pairs = cg * fg <= _CV_SHIFTED_WEIGHTS_WINOGRAD
+    if not few_pairs and (
+        L < _CV_SHIFTED_POSITIONS or _cv_winograd_fits(cg, fg, x.shape[2], kernel, dilate)
     ):
         return False
-    return _CV_SHIFTED_WEIGHTS and L >= _CV_SHIFTED_POSITIONS and shifted.takes(g, x, dw3)
+    return _CV_SHIFTED_WEIGHTS and L > 0 and shifted.takes(g, x, dw3)
 
 
 @_jit
