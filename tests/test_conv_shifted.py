@@ -78,9 +78,7 @@ SMALL_IMAGE_WEIGHTS = {
     "small_3x3_partial_tile": ((2, 64, 11, 12), dict(kernel=(3, 3), pad=(1, 1), num_filter=13)),
 }
 # the cases whose weight gradients shifted.py takes (_cv_shifted_weights)
-WEIGHTS = sorted(case for case in CASES if case.startswith("weights")) + sorted(
-    SMALL_IMAGE_WEIGHTS
-)
+WEIGHTS = sorted(case for case in CASES if case.startswith("weights")) + sorted(SMALL_IMAGE_WEIGHTS)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
