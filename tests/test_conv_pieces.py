@@ -2,7 +2,9 @@
 (compiler/backends/numba/lowerings/conv.py, ``_pieces``): images of a few positions
 (ResNet's 7x7 and 14x14 layers, whose products take several images side by side)
 go in pieces of one product's images, at least one per thread, never the guided
-pieces of one or two images; bigger images keep the guided split. The values
+pieces of one or two images; bigger images keep the guided split; a Winograd
+forward of more filters than the batch has tiles is split by its filters instead,
+to the same values bit for bit. The values
 under either split are checked by the threading_mode tests of
 test_conv_batched.py and test_conv_fast.py."""
 
@@ -169,3 +171,45 @@ def test_depthwise_forwards_and_data_gradients_split_from_less_work(monkeypatch)
         kernel, dense, np.zeros((64, 64, 1, 1), np.float32), None, [14, 14], 1, pointwise
     )
     assert len(split) == 2 and whole == [(0, 8, 1)]
+
+
+def test_winograd_forwards_of_many_filters_split_by_filters(monkeypatch):
+    """ResNet's 512-channel 7x7 layer (B=8: 128 tiles) and InceptionV3's 448 ->
+    384 8x8 one: by filters; its 256-channel 14x14 layer (392 tiles), a non-Winograd
+    kernel, a single image or a single thread: by images."""
+    monkeypatch.setattr(threads, "count", lambda: 2)
+    tiles_7x7 = lconv.winograd_tiles(512, 512, [7, 7], geometry())
+    assert tiles_7x7 == 16 and lconv._by_filters(8, 512, tiles_7x7)
+    assert lconv._by_filters(8, 384, lconv.winograd_tiles(448, 384, [8, 8], geometry()))
+    assert not lconv._by_filters(8, 256, lconv.winograd_tiles(256, 256, [14, 14], geometry()))
+    assert not lconv._by_filters(8, 512, 0)
+    assert not lconv._by_filters(1, 512, tiles_7x7)
+    monkeypatch.setattr(threads, "count", lambda: 1)
+    assert not lconv._by_filters(8, 512, tiles_7x7)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("bias", [False, True])
+def test_a_forward_by_filters_equals_one_by_images(conv_kernels, monkeypatch, workers, bias):
+    # 50 filters over 3 images of 4x5 (6 tiles): by filters from two threads on
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (3, 16, 4, 5)).astype(np.float32)
+    w = rng.uniform(-1, 1, (50, 16, 3, 3)).astype(np.float32)
+    b = rng.uniform(-1, 1, 50).astype(np.float32) if bias else None
+    geo = geometry()
+    monkeypatch.setattr(lconv, "PARALLEL_WORK", 0)
+    monkeypatch.setattr(threads, "count", lambda: 1)
+    by_images = lconv._forward(conv_kernels.lib_conv_forward, x, w, b, [4, 5], 1, geo)
+    monkeypatch.setattr(threads, "count", lambda: workers)
+    assert lconv._by_filters(3, 50, lconv.winograd_tiles(16, 50, [4, 5], geo))
+    calls = []
+    original = threads.run
+
+    def run(kernel, pieces):
+        calls.append([piece[1].shape[0] for piece in pieces])
+        original(kernel, pieces)
+
+    monkeypatch.setattr(threads, "run", run)
+    by_filters = lconv._forward(conv_kernels.lib_conv_forward, x, w, b, [4, 5], 1, geo)
+    assert calls and sum(calls[0]) == 50 and len(calls[0]) == workers
+    np.testing.assert_array_equal(by_filters, by_images)
