@@ -467,7 +467,7 @@ def panel_depth(inner: int) -> int:
     return -(-inner // passes)
 
 
-panel_depth_jit = _jit(panel_depth)
+_panel_depth = _jit(panel_depth)  # for gemm_panels
 
 
 @_jit
@@ -487,7 +487,7 @@ def gemm_panels(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1):
     if inner == 0:
         c[m0:m1, n0:n1] = 0.0
         return
-    kc = panel_depth_jit(inner)
+    kc = _panel_depth(inner)
     panels = np.empty((NC // NR, kc, NR), np.float32)
     slivers = np.empty((MC // MR, kc + 1, MR), np.float32)  # see _pack_a
     scratch = np.empty((MR, NR), np.float32)
@@ -581,7 +581,8 @@ def pass_depth(rows: int, inner: int, transpose_a: bool, transpose_b: bool) -> i
     packed (:func:`gemm_panels`) each tile reads B from L1. On two threads, same
     process: W2's forward product 1558-1619 us in one pass, 1409-1458 packed;
     its weight gradient ((1024 x 784)^T by (1024 x 256)) 1843-1866 in passes,
-    1583-1622 packed. Where each thread has few rows, its packing of all of B
+    1583-1622 packed (1321-1385 once a transposed A was packed a vector a row,
+    see :func:`_pack_a`). Where each thread has few rows, its packing of all of B
     costs more than it saves: W6's (128 x 784) by (784 x 256), 348-372 us in one
     pass, 435-452 packed."""
     if rows >= PACKED_ROWS:

@@ -100,10 +100,12 @@ image (or a weight gradient) whose Winograd result is not finite is computed aga
 by the wide columns or im2col (``_cv_wide_forward``).
 
 The GEMMs are ``blas.matmul_into``: numpy's own BLAS, or our float32 tiles where
-they beat it (see blas.py). The step runner splits
-the batch over the backend's threads (:mod:`..threads`; the kernels release the
-GIL); the whole-program entry runs the batch on the calling thread and hands big
-convolutions back to the step runner, as it does with big fused loops.
+they beat it (see blas.py). The step runner splits the batch over the backend's
+threads (:mod:`..threads`; the kernels release the GIL), or a Winograd forward's
+filters where it has more of them than the batch has tiles (``_by_filters``:
+ResNet's 512-channel 7x7 layers); the whole-program entry runs the batch on the
+calling thread and hands big convolutions back to the step runner, as it does
+with big fused loops.
 """
 
 from __future__ import annotations
