@@ -76,27 +76,38 @@ def test_nan_inf_and_signed_zeros_as_numpy(transpose_a):
     np.testing.assert_allclose(out, expected, rtol=2e-5, atol=1e-4)
 
 
+# (inner, columns, k0, depth, n0, width) of op(B): depths and widths on both sides
+# of the 16 x 16 blocks a transposed B is transposed in, passes of panel_depth's,
+# partial panels
+PACKS = [
+    (784, 256, 0, 256, 0, 256),
+    (784, 256, 768, 16, 128, 128),
+    (784, 256, 524, 260, 128, 128),
+    (300, 70, 37, 200, 3, 67),
+    (40, 50, 5, 35, 20, 30),
+    (17, 33, 0, 17, 0, 33),
+    (16, 16, 0, 16, 0, 16),
+    (3, 5, 1, 2, 0, 5),
+]
+
+
 @needs_avx512
-def test_packing_a_transposed_b_copies_every_float_bit_for_bit():
-    # whole 16 x 16 blocks are transposed in registers, the rest copied one by
-    # one: depths and widths on both sides of those blocks, NaN, inf and -0
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_packing_b_copies_every_float_bit_for_bit(transpose_b):
+    # a transposed B: whole 16 x 16 blocks transposed in registers, the rest
+    # copied one by one; an untransposed one: rows of NR copied; NaN, inf and -0
     rng = np.random.default_rng(8)
-    for rows, inner, k0, depth, n0, width in [
-        (256, 784, 0, 256, 0, 256),
-        (256, 784, 768, 16, 128, 128),
-        (70, 300, 37, 200, 3, 67),
-        (50, 40, 5, 35, 20, 30),
-        (33, 17, 0, 17, 0, 33),
-        (16, 16, 0, 16, 0, 16),
-        (5, 3, 1, 2, 0, 5),
-    ]:
-        b = rng.normal(size=(rows, inner)).astype(np.float32)
-        b.flat[::7], b.flat[3::11], b.flat[5::13] = np.nan, -np.inf, -0.0
+    for inner, columns, k0, depth, n0, width in PACKS:
+        op_b = rng.normal(size=(inner, columns)).astype(np.float32)
+        op_b.flat[::7], op_b.flat[3::11], op_b.flat[5::13] = np.nan, -np.inf, -0.0
         panels = np.full((-(-width // sgemm.NR), depth, sgemm.NR), 7.0, np.float32)
-        sgemm._pack_b_panels(b, k0, depth, n0, width, panels)
-        expected = np.zeros((panels.shape[0] * sgemm.NR, depth), np.float32)
-        expected[:width] = b[n0 : n0 + width, k0 : k0 + depth]
-        expected = expected.reshape(-1, sgemm.NR, depth).transpose(0, 2, 1)
+        if transpose_b:
+            sgemm._pack_b_panels(np.ascontiguousarray(op_b.T), k0, depth, n0, width, panels)
+        else:
+            sgemm._pack_b_rows(op_b, k0, depth, n0, width, panels)
+        expected = np.zeros((depth, panels.shape[0] * sgemm.NR), np.float32)
+        expected[:, :width] = op_b[k0 : k0 + depth, n0 : n0 + width]
+        expected = expected.reshape(depth, -1, sgemm.NR).transpose(1, 0, 2)
         np.testing.assert_array_equal(panels.view(np.int32), expected.view(np.int32))
 
 
@@ -221,25 +232,6 @@ def test_packed_passes_split_the_inner_positions_evenly():
     for inner in range(1, 3 * most):
         depth = sgemm.panel_depth(inner)
         assert depth <= most and -(-inner // depth) == -(-inner // most)
-
-
-@needs_avx512
-def test_packing_an_untransposed_b_copies_every_float_bit_for_bit():
-    rng = np.random.default_rng(10)
-    for inner, columns, k0, depth, n0, width in [
-        (784, 256, 0, 262, 0, 256),
-        (784, 256, 524, 260, 128, 128),
-        (300, 70, 37, 200, 3, 67),
-        (5, 33, 1, 2, 0, 33),
-    ]:
-        b = rng.normal(size=(inner, columns)).astype(np.float32)
-        b.flat[::7], b.flat[3::11], b.flat[5::13] = np.nan, -np.inf, -0.0
-        panels = np.full((-(-width // sgemm.NR), depth, sgemm.NR), 7.0, np.float32)
-        sgemm._pack_b_rows(b, k0, depth, n0, width, panels)
-        expected = np.zeros((depth, panels.shape[0] * sgemm.NR), np.float32)
-        expected[:, :width] = b[k0 : k0 + depth, n0 : n0 + width]
-        expected = expected.reshape(depth, -1, sgemm.NR).transpose(1, 0, 2)
-        np.testing.assert_array_equal(panels.view(np.int32), expected.view(np.int32))
 
 
 # sizes for the packed route besides SIZES: several blocks of MC rows, of NC
