@@ -1,6 +1,7 @@
 """Unit-stride convolutions by products over shifted rows (compiler/backends/
 numba/shifted.py): float32 on AVX-512 CPUs, images of at least
-_CV_SHIFTED_POSITIONS wide positions. The ops take them (checked bit for bit
+_CV_SHIFTED_POSITIONS wide positions, and smaller ones for a weight gradient of
+few channel pairs (which shapes take them is checked too). The ops take them (checked bit for bit
 against the kernel called directly, the data gradient as the forward of g with
 the turned weights, and the weight gradient where the channels fill most of a
 panel) and compute what numpy computes for 2-D and 3-D kernels, 1x7 and 5x5
