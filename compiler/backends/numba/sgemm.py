@@ -177,34 +177,16 @@ def _tile_code(
 
 
 def _tile_kernel(accumulate: bool) -> Any:
-    """An intrinsic ``tile(k, a, lda, b, ldb, c, ldc, rows)``: the first ``rows``
-    (at most ``MR``) rows of the ``MR`` x ``NR`` tile at ``c`` (row stride
-    ``ldc``) set to (or, with ``accumulate``, increased by) those of ``sum over
-    p < k of a[p*lda : p*lda + MR] outer b[p*ldb : p*ldb + NR]``; float32
-    pointers, 64-bit strides and counts, ``k >= 0``."""
+    """An intrinsic ``tile(k, a, ia, lda, b, ib, ldb, c, ic, ldc, rows)``: the
+    first ``rows`` (at most ``MR``) rows of the ``MR`` x ``NR`` tile at ``c + ic``
+    (row stride ``ldc``) set to (or, with ``accumulate``, increased by) those of
+    ``sum over p < k of a[ia + p*lda : ia + p*lda + MR] outer b[ib + p*ldb : ib +
+    p*ldb + NR]``; float32 pointers, 64-bit offsets, strides and counts, ``k >=
+    0``. The offsets spare a caller a view per tile for its pointers (see
+    :func:`gemm_block`)."""
 
     @intrinsic
-    def tile(typingctx, k, a, lda, b, ldb, c, ldc, rows):  # type: ignore[no-untyped-def]
-        size, pointer = types.int64, FLOAT_POINTER
-        signature = types.void(size, pointer, size, pointer, size, pointer, size, size)
-
-        def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-            count, a, lda, b, ldb, c, ldc, rows = args
-            _tile_code(builder, count, a, lda, b, ldb, c, ldc, rows, accumulate)
-            return context.get_dummy_value()
-
-        return signature, codegen
-
-    return tile
-
-
-def _tile_kernel_at(accumulate: bool) -> Any:
-    """:func:`_tile_kernel`'s tile at ``a + ia``, ``b + ib`` and ``c + ic``
-    (64-bit offsets): for a caller that would otherwise make a view per tile for
-    its pointers (see :func:`gemm_block`)."""
-
-    @intrinsic
-    def tile_at(typingctx, k, a, ia, lda, b, ib, ldb, c, ic, ldc, rows):  # type: ignore[no-untyped-def]
+    def tile(typingctx, k, a, ia, lda, b, ib, ldb, c, ic, ldc, rows):  # type: ignore[no-untyped-def]
         size, pointer = types.int64, FLOAT_POINTER
         signature = types.void(
             size, pointer, size, size, pointer, size, size, pointer, size, size, size
@@ -218,11 +200,9 @@ def _tile_kernel_at(accumulate: bool) -> Any:
 
         return signature, codegen
 
-    return tile_at
+    return tile
 
 
-_tile_set_at = _tile_kernel_at(accumulate=False)
-_tile_add_at = _tile_kernel_at(accumulate=True)
 _tile_set = _tile_kernel(accumulate=False)
 _tile_add = _tile_kernel(accumulate=True)
 
@@ -230,20 +210,20 @@ _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 
 
 @_jit
-def _tile_into(depth, a_ptr, lda, b_ptr, ldb, c, i0, j0, filled, columns, k0, scratch):
+def _tile_into(depth, a, ia, lda, b, ib, ldb, c, i0, j0, filled, columns, k0, scratch):
     """The tile of ``c`` at row ``i0``, column ``j0`` (its first ``filled`` rows and
     ``columns`` columns) set to the sum over ``depth`` inner positions of the
-    sliver at ``a_ptr`` outer the panel at ``b_ptr``, or increased by it past the
-    first block of inner positions (``k0 > 0``); a partial tile is computed into
-    ``scratch`` (MR x NR) and its part copied out."""
+    sliver at ``a + ia`` outer the panel at ``b + ib``, or increased by it past
+    the first block of inner positions (``k0 > 0``); a partial tile is computed
+    into ``scratch`` (MR x NR) and its part copied out."""
     if columns == NR:
-        target = c[i0:, j0:].ctypes
+        ldc, ic = c.shape[1], i0 * c.shape[1] + j0
         if k0 == 0:
-            _tile_set(depth, a_ptr, lda, b_ptr, ldb, target, c.shape[1], filled)
+            _tile_set(depth, a, ia, lda, b, ib, ldb, c.ctypes, ic, ldc, filled)
         else:
-            _tile_add(depth, a_ptr, lda, b_ptr, ldb, target, c.shape[1], filled)
+            _tile_add(depth, a, ia, lda, b, ib, ldb, c.ctypes, ic, ldc, filled)
         return
-    _tile_set(depth, a_ptr, lda, b_ptr, ldb, scratch.ctypes, NR, MR)
+    _tile_set(depth, a, ia, lda, b, ib, ldb, scratch.ctypes, 0, NR, MR)
     for i in range(filled):
         for j in range(columns):
             if k0 == 0:
@@ -309,9 +289,10 @@ def gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block):
     scratch = np.empty((MR, NR), np.float32)
     # A product in one pass (a weight gradient at a small batch: a few
     # multiply-adds a tile) calls its whole tiles here at offsets from the arrays'
-    # pointers. Through _tile_into, a view per tile for its pointers and the three
-    # tiles' code inlined together there made AlexNet's depth-8 classifier weight
-    # gradient 1.2-1.3x slower; deeper products' passes stay there (called here,
+    # pointers. Through _tile_into (then with a view per tile for its pointers),
+    # the three tiles' code inlined together there made AlexNet's depth-8
+    # classifier weight gradient 1.2-1.3x slower; deeper products' passes stay
+    # there (called here,
     # the few-rows input gradient's narrow blocks became erratic: 3-15 ms against
     # 3.5 for a quarter of AlexNet's)
     one_pass = block >= inner
@@ -335,15 +316,15 @@ def gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block):
                 columns = min(NR, n1 - j0)
                 if one_pass and columns == NR:
                     b_at, c_at = k0 * b.shape[1] + j0, i0 * ldc + j0
-                    _tile_set_at(
-                        depth, a_base, a_at, lda, bp, b_at, b.shape[1], cp, c_at, ldc, filled
-                    )
+                    _tile_set(depth, a_base, a_at, lda, bp, b_at, b.shape[1], cp, c_at, ldc, filled)
                     continue
                 if columns < NR:
                     b_ptr, ldb = edge.ctypes, NR
                 else:
                     b_ptr, ldb = b[k0:, j0:].ctypes, b.shape[1]
-                _tile_into(depth, a_ptr, lda, b_ptr, ldb, c, i0, j0, filled, columns, k0, scratch)
+                _tile_into(
+                    depth, a_ptr, 0, lda, b_ptr, 0, ldb, c, i0, j0, filled, columns, k0, scratch
+                )
 
 
 def _transpose_kernel() -> Any:
@@ -518,13 +499,13 @@ def gemm_panels(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1):
                         a_at, c_at = t * (kc + 1) * MR, i0 * ldc + j0
                         if columns < NR:
                             _tile_into(
-                                depth, slivers[t].ctypes, MR, panels[p].ctypes, NR, c, i0, j0,
-                                filled, columns, k0, scratch,
+                                depth, sp, a_at, MR, pp, b_at, NR, c, i0, j0, filled, columns,
+                                k0, scratch,
                             )  # fmt: skip
                         elif k0 == 0:
-                            _tile_set_at(depth, sp, a_at, MR, pp, b_at, NR, cp, c_at, ldc, filled)
+                            _tile_set(depth, sp, a_at, MR, pp, b_at, NR, cp, c_at, ldc, filled)
                         else:
-                            _tile_add_at(depth, sp, a_at, MR, pp, b_at, NR, cp, c_at, ldc, filled)
+                            _tile_add(depth, sp, a_at, MR, pp, b_at, NR, cp, c_at, ldc, filled)
 
 
 @_jit
