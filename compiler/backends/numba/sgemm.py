@@ -531,7 +531,9 @@ def depth_block(
     - at most ``MR`` rows of A times B (a Dense layer's input gradient at a small
       batch), in passes of :data:`FEW_ROWS_BLOCK` inner positions: a pass then
       streams that many whole rows of B, which the prefetcher follows, where
-      a tile's pass down all of B's rows read each in a separate page."""
+      a tile's pass down all of B's rows read each in a separate page (a B
+      of 16 MB or more goes to narrow.py's row-by-row product first: the
+      entry's :func:`..lowerings.products.split_product` asks it before)."""
     if not (AVAILABLE and dtype == np.float32 and rows * columns * inner >= MINIMUM_WORK):
         return 0
     if transpose_a and not transpose_b and 0 < inner <= MOST_INNER:

@@ -73,20 +73,23 @@ def split_product(
     one thread, it cost W8's (1120, 10000) logits 3.5 ms. Two float32 layouts
     that OpenBLAS does slowly go to kernels of our own on the threads instead: a
     Dense layer's gradients at a small batch (:func:`sgemm.depth_block`) and a
-    few rows times a transposed weight (:func:`narrow.suits`); so does every
-    big float32 product where OpenBLAS runs kernels without AVX-512
-    (:func:`sgemm.general`)."""
+    few rows times a weight, transposed or too big for the cache
+    (:func:`narrow.suits`); so does every big float32 product where OpenBLAS
+    runs kernels without AVX-512 (:func:`sgemm.general`)."""
     rows, inner = a.shape[::-1] if transpose_a else a.shape
     work = rows * inner * out.shape[1]
     shape = rows, out.shape[1], inner, out.dtype, transpose_a, transpose_b
+    if work < SPLIT_WORK and narrow.suits(*shape):  # (before sgemm's few rows)
+        if transpose_b:
+            narrow.product(a, b, out)
+        else:
+            narrow.product_untransposed(a, b, out)
+        if bias is not None:
+            np.add(out, bias, out=out)
+        return
     block = sgemm.depth_block(*shape) if work < SPLIT_WORK else 0
     if block:
         sgemm.product(a, b, transpose_a, out, block, transpose_b, bias)
-        return
-    if work < SPLIT_WORK and narrow.suits(*shape):
-        narrow.product(a, b, out)
-        if bias is not None:
-            np.add(out, bias, out=out)
         return
     if sgemm.general(*shape[:4]):
         block = sgemm.pass_depth(rows, inner, transpose_a, transpose_b)
