@@ -16,20 +16,41 @@ from symgrad_compiler.backends.numba import narrow, threads
 
 needs_avx512 = pytest.mark.skipif(not narrow.AVAILABLE, reason="the kernel is for AVX-512 CPUs")
 
-# rows, weight rows, inner: a whole pass, one row, a weight row past whole
-# passes, inner sizes below, at and past a vector's 16 lanes, none at all
+# rows, columns (the transposed weight's rows), inner: a whole pass, one row, a
+# weight row past whole passes, inner sizes below, at and past a vector's 16
+# lanes, none at all
 SIZES = [(8, 30, 64), (1, 7, 5), (3, 100, 33), (8, 2, 16), (5, 31, 300), (8, 10, 0)]
+# rows, columns, inner (the untransposed weight's rows): whole passes of DEPTH
+# weight rows and whole vectors; a partial pass and columns past the vectors;
+# fewer columns than a vector; fewer weight rows than a pass; one row; no weight
+# rows at all
+UNTRANSPOSED_SIZES = [(8, 48, 64), (3, 45, 37), (8, 7, 19), (5, 100, 3), (1, 17, 300), (2, 20, 0)]
 
 
 @needs_avx512
-def test_the_passes_equal_numpy_at_every_size():
+@pytest.mark.parametrize("parts", [1, 2, 3])
+@pytest.mark.parametrize("transposed", [True, False])
+def test_the_products_equal_numpy_at_every_size(monkeypatch, transposed, parts):
+    """On 1, 2 and 3 threads (by weight rows: blocks of whole passes and a partial
+    one; the untransposed product's threads sum into arrays of their own), the
+    sums are numpy's."""
+    monkeypatch.setattr(threads, "serial", lambda: parts == 1)
+    monkeypatch.setattr(threads, "count", lambda: parts)
     rng = np.random.default_rng(9)
-    for rows, weight_rows, inner in SIZES:  # one process: nothing cached for one size
+    for rows, columns, inner in SIZES if transposed else UNTRANSPOSED_SIZES:
+        # one process: nothing cached for one size
         x = rng.normal(size=(rows, inner)).astype(np.float32)
-        w = rng.normal(size=(weight_rows, inner)).astype(np.float32)
-        out = np.full((rows, weight_rows), np.nan, np.float32)
-        narrow.product(x, w, out)
-        np.testing.assert_allclose(out, x @ w.T, rtol=2e-5, atol=2e-5 * max(1, inner) ** 0.5)
+        if transposed:
+            w = rng.normal(size=(columns, inner)).astype(np.float32)
+            expected = x.astype(np.float64) @ w.T
+            compute = narrow.product
+        else:
+            w = rng.normal(size=(inner, columns)).astype(np.float32)
+            expected = x.astype(np.float64) @ w
+            compute = narrow.product_untransposed
+        out = np.full((rows, columns), np.nan, np.float32)
+        compute(x, w, out)
+        np.testing.assert_allclose(out, expected, rtol=2e-5, atol=2e-5 * max(1, inner) ** 0.5)
 
 
 @needs_avx512
@@ -71,29 +92,6 @@ def test_only_few_float32_rows_by_a_transposed_weight_are_taken():
     assert not narrow.suits(8, *big, np.float64, False, True)
     assert not narrow.suits(8, *big, np.float32, True, True)
     assert not narrow.suits(8, 10, 10, np.float32, False, True)  # too small to split
-
-
-# rows, inner (the weight's rows), columns: whole passes of DEPTH weight rows and
-# whole vectors; a partial pass and columns past the vectors; fewer columns than
-# a vector; fewer weight rows than a pass; one row; no weight rows at all
-UNTRANSPOSED_SIZES = [(8, 64, 48), (3, 37, 45), (8, 19, 7), (5, 3, 100), (1, 300, 17), (2, 0, 20)]
-
-
-@needs_avx512
-@pytest.mark.parametrize("parts", [1, 2, 3])
-def test_the_untransposed_product_equals_numpy_at_every_size(monkeypatch, parts):
-    """Each thread sums its block of weight rows into an array of its own: on 1, 2
-    and 3 threads (blocks of whole passes and a partial one) the sums are numpy's."""
-    monkeypatch.setattr(threads, "serial", lambda: parts == 1)
-    monkeypatch.setattr(threads, "count", lambda: parts)
-    rng = np.random.default_rng(13)
-    for rows, inner, columns in UNTRANSPOSED_SIZES:  # one process: nothing cached for one size
-        x = rng.normal(size=(rows, inner)).astype(np.float32)
-        w = rng.normal(size=(inner, columns)).astype(np.float32)
-        out = np.full((rows, columns), np.nan, np.float32)
-        narrow.product_untransposed(x, w, out)
-        expected = x.astype(np.float64) @ w
-        np.testing.assert_allclose(out, expected, rtol=2e-5, atol=2e-5 * max(1, inner) ** 0.5)
 
 
 @needs_avx512

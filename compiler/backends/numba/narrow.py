@@ -31,6 +31,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from . import threads
+from .planes import splat
 from .sgemm import (
     AVAILABLE,
     FLOAT_POINTER,
@@ -122,15 +123,12 @@ def _rows_kernel(depth: int) -> Any:
 
         def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
             count, x, ix, ldx, w, iw, ldw, out, io, ldo = args
-            i64, i32 = ir.IntType(64), ir.IntType(32)
+            i64 = ir.IntType(64)
             x, w, out = (builder.gep(base, [at]) for base, at in ((x, ix), (w, iw), (out, io)))
-            everywhere = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
-            undefined = ir.Constant(VECTOR, ir.Undefined)
 
             def factor(b: int, p: int) -> Any:
                 at = builder.add(builder.mul(i64(b), ldx), i64(p))
-                one = builder.insert_element(undefined, builder.load(builder.gep(x, [at])), i32(0))
-                return builder.shuffle_vector(one, undefined, everywhere)
+                return splat(builder, builder.load(builder.gep(x, [at])), VECTOR)
 
             # the factors are loop-invariant: computed once, before the columns
             factors = [[factor(b, p) for p in range(depth)] for b in range(ROWS)]
