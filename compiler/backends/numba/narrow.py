@@ -214,7 +214,8 @@ def suits(
     """Whether :func:`product` (a transposed ``b``) or :func:`product_untransposed`
     takes a product of this size, dtype and layout: float32 on AVX-512, at most
     :data:`ROWS` rows of an untransposed ``a``, with enough work to split (a
-    transposed ``b``) or a ``b`` too big for the cache (an untransposed one)."""
+    transposed ``b``) or a ``b`` of :data:`MINIMUM_WEIGHT` values or more (an
+    untransposed one)."""
     if not (AVAILABLE and dtype == np.float32 and not transpose_a and 0 < rows <= ROWS):
         return False
     if not transpose_b:

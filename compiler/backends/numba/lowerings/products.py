@@ -73,9 +73,9 @@ def split_product(
     one thread, it cost W8's (1120, 10000) logits 3.5 ms. Two float32 layouts
     that OpenBLAS does slowly go to kernels of our own on the threads instead: a
     Dense layer's gradients at a small batch (:func:`sgemm.depth_block`) and a
-    few rows times a weight, transposed or too big for the cache
-    (:func:`narrow.suits`); so does every big float32 product where OpenBLAS
-    runs kernels without AVX-512 (:func:`sgemm.general`)."""
+    few rows times a weight, transposed or of 16 MB or more (:func:`narrow.suits`);
+    so does every big float32 product where OpenBLAS runs kernels without AVX-512
+    (:func:`sgemm.general`)."""
     rows, inner = a.shape[::-1] if transpose_a else a.shape
     work = rows * inner * out.shape[1]
     shape = rows, out.shape[1], inner, out.dtype, transpose_a, transpose_b
