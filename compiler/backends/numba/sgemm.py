@@ -288,13 +288,12 @@ def gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block):
     sliver = np.empty((min(block, inner) + 1, MR), np.float32)  # see _pack_a
     scratch = np.empty((MR, NR), np.float32)
     # A product in one pass (a weight gradient at a small batch: a few
-    # multiply-adds a tile) calls its whole tiles here at offsets from the arrays'
-    # pointers. Through _tile_into (then with a view per tile for its pointers),
-    # the three tiles' code inlined together there made AlexNet's depth-8
-    # classifier weight gradient 1.2-1.3x slower; deeper products' passes stay
-    # there (called here,
-    # the few-rows input gradient's narrow blocks became erratic: 3-15 ms against
-    # 3.5 for a quarter of AlexNet's)
+    # multiply-adds a tile) calls its whole tiles here. Through _tile_into, the
+    # three tiles' code inlined together there made AlexNet's depth-8 classifier
+    # weight gradient 1.2-1.3x slower; deeper products' passes stay there (called
+    # here, the few-rows input gradient's narrow blocks became erratic: 3-15 ms
+    # against 3.5 for a quarter of AlexNet's). Every tile is at offsets from its
+    # arrays' pointers: no view per tile
     one_pass = block >= inner
     ap, bp, cp, ldc = a.ctypes, b.ctypes, c.ctypes, c.shape[1]
     for k0 in range(0, inner, block):
@@ -305,26 +304,25 @@ def gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block):
         for i0 in range(m0, m1, MR):
             filled = min(MR, m1 - i0)
             if transpose_a and filled == MR:  # op(A)'s rows are a's columns: read in place
-                a_ptr, lda = a[k0:, i0:].ctypes, a.shape[1]
-                a_base, a_at = ap, k0 * a.shape[1] + i0
+                a_base, a_at, lda = ap, k0 * a.shape[1] + i0, a.shape[1]
             else:
                 _pack_a(a, transpose_a, i0, filled, k0, depth, sliver)
-                a_ptr, lda = sliver.ctypes, MR
-                a_base, a_at = a_ptr, 0
+                a_base, a_at, lda = sliver.ctypes, 0, MR
             for p in range(count):
                 j0 = n0 + p * NR
                 columns = min(NR, n1 - j0)
-                if one_pass and columns == NR:
-                    b_at, c_at = k0 * b.shape[1] + j0, i0 * ldc + j0
-                    _tile_set(depth, a_base, a_at, lda, bp, b_at, b.shape[1], cp, c_at, ldc, filled)
-                    continue
                 if columns < NR:
-                    b_ptr, ldb = edge.ctypes, NR
+                    b_base, b_at, ldb = edge.ctypes, 0, NR
                 else:
-                    b_ptr, ldb = b[k0:, j0:].ctypes, b.shape[1]
+                    b_base, b_at, ldb = bp, k0 * b.shape[1] + j0, b.shape[1]
+                if one_pass and columns == NR:
+                    c_at = i0 * ldc + j0
+                    _tile_set(depth, a_base, a_at, lda, b_base, b_at, ldb, cp, c_at, ldc, filled)
+                    continue
                 _tile_into(
-                    depth, a_ptr, 0, lda, b_ptr, 0, ldb, c, i0, j0, filled, columns, k0, scratch
-                )
+                    depth, a_base, a_at, lda, b_base, b_at, ldb, c, i0, j0, filled, columns, k0,
+                    scratch,
+                )  # fmt: skip
 
 
 def _transpose_kernel() -> Any:
