@@ -3,10 +3,10 @@
 weight gradient put NaN and infinities exactly where the ops' numpy implementations
 (the interpreter, and MXNet's im2col) and a plain numpy sum over the taps put them,
 for a special value in the data, the weights or the head gradient, on every route
-(unit stride "wide", images side by side, shifted rows, strided, depthwise,
-pointwise, packed pointwise, the packed columns of small images' weight
-gradient), sizes
-varied within one process, on one thread and split over threads.
+(unit stride "wide", images side by side, shifted rows, kernels of one row
+turned, strided, depthwise, pointwise, packed pointwise, the packed columns of
+small images' weight gradient), sizes varied within one process, on one thread
+and split over threads.
 
 The wide kernels carry junk positions (data read past a row's end, multiplied by
 g's zeros) and the data gradient multiplies the weights by g's zero border; the
@@ -79,6 +79,9 @@ ROUTES = {
         (2, 4, 20, 30),
         dict(kernel=(1, 7), pad=(0, 3), num_filter=2, num_group=2),
     ),
+    # a kernel of one row, turned into a column (the weight gradient too: 66
+    # positions, more than go packed)
+    "rows_1x5_turned": ((2, 3, 6, 11), dict(kernel=(1, 5), pad=(0, 2), num_filter=4)),
     # a small image's weight gradient of few channel pairs (shifted.py's too)
     "shifted_weights_small_image": (
         (2, 32, 10, 9),

@@ -1,7 +1,8 @@
 """Unit-stride convolutions by products over shifted rows (compiler/backends/
 numba/shifted.py): float32 on AVX-512 CPUs, images of at least
 _CV_SHIFTED_POSITIONS wide positions, and smaller ones for a weight gradient of
-few channel pairs (which shapes take them is checked too). The ops take them (checked bit for bit
+few channel pairs (which shapes take them is checked too; a kernel of one row,
+1 x k, is taken turned into a column, see test_conv_rows.py). The ops take them (checked bit for bit
 against the kernel called directly, the data gradient as the forward of g with
 the turned weights, and the weight gradient where the channels fill most of a
 panel) and compute what numpy computes for 2-D and 3-D kernels, 1x7 and 5x5
@@ -37,6 +38,18 @@ def _wide(x, out, pad):
 def _products(x, w, out, groups, kernel, dilate, pad):
     Hp, Wp, L = _wide(x, out, pad)
     return shifted.products(x, w, out, 0, x.shape[0], groups, kernel, dilate, pad, Hp, Wp, L)
+
+
+def _as_taken(conv_kernels, arrays, kernel, dilate, pad):
+    """The 5-D arrays and (kernel, dilate, pad) the kernels multiply for a
+    convolution of ``arrays``' first one by their second, and whether they are
+    turned: a kernel of one row goes with the images' last two axes exchanged
+    (``_cv_along_rows``)."""
+    five = [lconv._as5(a) for a in arrays]
+    if not conv_kernels._cv_along_rows(five[0], five[1], kernel, (1, 1, 1), pad):
+        return five, (kernel, dilate, pad), False
+    turned = [np.ascontiguousarray(np.swapaxes(a, 3, 4)) for a in five]
+    return turned, tuple((t[0], t[2], t[1]) for t in (kernel, dilate, pad)), True
 
 
 def _turned(w, groups):
@@ -97,9 +110,11 @@ def test_the_ops_take_the_shifted_products(conv_kernels, case):
     x, w, _ = conv_arrays(rng, shape, attrs, np.float32)
     (kernel, _stride, dilate, pad), sizes = geometry(x.shape, attrs)
     out, _ = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
-    direct = np.empty(lconv._as5(out).shape, np.float32)
-    assert _products(lconv._as5(x), lconv._as5(w), direct, groups, kernel, dilate, pad)
-    np.testing.assert_array_equal(lconv._as5(out), direct)
+    (x5, w5), taken, turned = _as_taken(conv_kernels, (x, w), kernel, dilate, pad)
+    out5 = lconv._as5(out)
+    direct = np.empty(np.swapaxes(out5, 3, 4).shape if turned else out5.shape, np.float32)
+    assert _products(x5, w5, direct, groups, *taken)
+    np.testing.assert_array_equal(out5, np.swapaxes(direct, 3, 4) if turned else direct)
 
     taps = np.prod(kernel)
     columns_first = w.shape[0] // groups >= w.shape[1] and taps >= 7 and kernel[1:] != (3, 3)
@@ -129,10 +144,11 @@ def test_the_op_takes_the_shifted_weight_gradient(conv_kernels, case):
     (kernel, _stride, dilate, pad), sizes = geometry(x.shape, attrs)
     g = rng.uniform(-1, 1, (x.shape[0], w.shape[0], *sizes)).astype(np.float32)
     dw, _ = lowered(conv_kernels, "_conv_weight_grad", (g, x, w), **attrs)
-    direct = np.zeros(lconv._as5(w).shape, np.float32)
+    (x5, w5, g5), taken, turned = _as_taken(conv_kernels, (x, w, g), kernel, dilate, pad)
+    direct = np.zeros(w5.shape, np.float32)
     dw3 = direct.reshape((groups, w.shape[0] // groups, -1))
-    assert _weight_products(lconv._as5(g), lconv._as5(x), dw3, groups, kernel, dilate, pad)
-    np.testing.assert_array_equal(lconv._as5(dw), direct)
+    assert _weight_products(g5, x5, dw3, groups, *taken)
+    np.testing.assert_array_equal(lconv._as5(dw), np.swapaxes(direct, 3, 4) if turned else direct)
 
 
 @numba.njit
@@ -203,8 +219,12 @@ def test_small_images_match_numpy(conv_kernels, threading_mode, case):
     [
         # W7's 64 -> 64 16x16 layer: 4096 pairs, the most a small image takes
         ((2, 64, 16, 16), dict(kernel=(3, 3), pad=(1, 1), num_filter=64), True),
-        # Inception's 1x7 192 -> 192 17x17 layer keeps the wide columns
-        ((2, 192, 17, 17), dict(kernel=(1, 7), pad=(0, 3), num_filter=192), False),
+        # Inception's 1x7 192 -> 192 17x17 layer (turned: 7x1), and its 5x5 48 -> 64
+        # 35x35 one (48 channels, 3/4 of two panels), keep the wide columns on our
+        # own tiles and take the shifted products where OpenBLAS's AVX-512 kernels
+        # would take the columns' (SHIFTED_WEIGHTS_POSITIONS, SHIFTED_WEIGHTS_FILL)
+        ((2, 192, 17, 17), dict(kernel=(7, 1), pad=(3, 0), num_filter=192), not lconv.OWN_TILES),
+        ((2, 48, 35, 35), dict(kernel=(5, 5), pad=(2, 2), num_filter=64), not lconv.OWN_TILES),
         # more pairs than that on a big image: Winograd's, as before
         ((2, 96, 32, 32), dict(kernel=(3, 3), pad=(1, 1), num_filter=96), False),
     ],

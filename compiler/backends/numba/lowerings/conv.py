@@ -52,6 +52,13 @@ more (not 3x3) keeps col2im, whose columns are channels x taps rows where the
 flipped forward's are filters x taps (``_cv_columns_first``: AlexNet's 5x5 64 ->
 192 layer, two threads, 17.6 -> 7.9 ms).
 
+A kernel of one row (1 x k: InceptionV3's 1x7 and 1x3 layers) at unit stride,
+padded along the row only, carries that padding as junk columns on every row of
+wide positions (6 of 23 at 17x17). Its forward and weight gradient go with the
+images' last two axes exchanged, the kernel a column, whose padding is whole rows
+(``_cv_along_rows``): InceptionV3's 1x7 layers, two threads, B=8, forward 20-28%
+and weight gradient 33-52% faster, the copies of the turn included.
+
 3x3 unit-stride convolutions of 2-D images with at least 16 channels on each side
 (most of ResNet's, VGG's and AlexNet's layers) run by Winograd F(2x2, 3x3) instead:
 each 2x2 block of the output from a 4x4 block of the padded image through 16
@@ -180,9 +187,26 @@ WINOGRAD_GRAD_FILTERS = 4
 # 64 -> 64 layer took 7.14/6.95 shifted against 8.93/6.90 by Winograd.
 SHIFTED_WINOGRAD = 4096 if OWN_TILES else 2048
 
+# A weight gradient of more channel pairs than _CV_SHIFTED_WEIGHTS_WINOGRAD that
+# Winograd does not take (a kernel other than 3x3) goes by shifted.py's products
+# from this many wide positions an image, and where its channels fill at least
+# SHIFTED_WEIGHTS_FILL of the panels of 32 they are tiled in. Where OpenBLAS's
+# AVX-512 kernels take the wide columns' products, the shifted tiles won from
+# smaller images and from emptier panels than against our own tiles (below).
+# Zen 4, two threads, B=8, wide columns against shifted, medians of four
+# alternating in one process: InceptionV3's 7x1 (turned 1x7, see
+# _cv_along_rows) 192 -> 192 17x17 14.2 -> 12.3 ms, 160 -> 160 6.6 -> 5.4,
+# 160 -> 192 7.6 -> 6.3, 128 -> 128 4.7 -> 3.7; its 5x5 48 -> 64 35x35 (48
+# channels: 3/4 of two panels) 16.0 -> 12.6. On our tiles the wide columns
+# stayed ahead (the 1x7 192 -> 192 layer 7.3 against 9.7; 48 channels 3% faster)
+SHIFTED_WEIGHTS_POSITIONS = 512 if OWN_TILES else 256
+SHIFTED_WEIGHTS_FILL = (5, 6) if OWN_TILES else (3, 4)
+
 # the kernels' copies of the constants above
 _CONSTANTS = f"""
 _CV_SHIFTED_WINOGRAD = {SHIFTED_WINOGRAD}
+_CV_SHIFTED_WEIGHTS_POSITIONS = {SHIFTED_WEIGHTS_POSITIONS}
+_CV_SHIFTED_WEIGHTS_FILL = {SHIFTED_WEIGHTS_FILL}
 _CV_WINOGRAD_TILES = {WINOGRAD_TILES}
 _CV_WINOGRAD_CHANNELS = {WINOGRAD_CHANNELS}
 _CV_WINOGRAD_GRAD_FILTERS = {WINOGRAD_GRAD_FILTERS}
@@ -219,8 +243,10 @@ _CV_WIDE_BATCH = 256
 # positions go packed before): one thread, W7's 3x3 64 -> 64 16x16 (B=32)
 # 5.24 ms by Winograd, 4.77 shifted; 32 -> 64 3.44 / 2.42; DenseNet's 128 -> 32
 # 14x14 (B=8) 1.32 / 0.88. With more pairs the wide columns' or Winograd's
-# products stayed faster: Inception's 1x7 192 -> 192 17x17, 7.3 wide against
-# 9.7 shifted; a 256-channel 14x14 3x3, 8.0 by Winograd against 12.8
+# products stayed faster on our own tiles: Inception's 1x7 192 -> 192 17x17, 7.3
+# wide against 9.7 shifted; a 256-channel 14x14 3x3, 8.0 by Winograd against
+# 12.8 (on OpenBLAS's AVX-512 kernels, not from 256 wide positions on:
+# SHIFTED_WEIGHTS_POSITIONS at the top)
 _CV_SHIFTED = True
 _CV_SHIFTED_WEIGHTS = True
 _CV_SHIFTED_POSITIONS = 512
@@ -236,16 +262,19 @@ def _cv_shifted(x, w, out, L):
 
 @_jit
 def _cv_shifted_weights(g, x, dw3, L, cg, fg, kernel, dilate):
-    # whether shifted.py takes a unit-stride weight gradient: images as for the
-    # forward or, with few channel pairs, smaller ones (see above), and channels
-    # that fill at least 5/6 of the panels of NR (32) it tiles them in (48
-    # channels, 3/4, were 3% slower than the wide columns')
+    # whether shifted.py takes a unit-stride weight gradient: with few channel
+    # pairs, any image of more than _CV_PACK_POSITIONS (see above); with more,
+    # images of _CV_SHIFTED_WEIGHTS_POSITIONS that Winograd does not take; and
+    # channels that fill at least _CV_SHIFTED_WEIGHTS_FILL of the panels of NR
+    # (32) it tiles them in (both rules: SHIFTED_WEIGHTS_FILL at the top)
     width = (cg + shifted.NR - 1) // shifted.NR * shifted.NR
-    if 5 * width > 6 * cg:
+    least, of = _CV_SHIFTED_WEIGHTS_FILL
+    if least * width > of * cg:
         return False
     few_pairs = cg * fg <= _CV_SHIFTED_WEIGHTS_WINOGRAD
     if not few_pairs and (
-        L < _CV_SHIFTED_POSITIONS or _cv_winograd_fits(cg, fg, x.shape[2], kernel, dilate)
+        L < _CV_SHIFTED_WEIGHTS_POSITIONS
+        or _cv_winograd_fits(cg, fg, x.shape[2], kernel, dilate)
     ):
         return False
     return _CV_SHIFTED_WEIGHTS and L > 0 and shifted.takes(g, x, dw3)
@@ -1924,8 +1953,65 @@ def _cv_add_bias(out, bias, n):
 
 
 @_jit
+def _cv_along_rows(x, w, kernel, stride, pad):
+    # whether a convolution goes with its images' last two axes exchanged: a
+    # dense kernel of one row (1 x k, k > 1) at unit stride, padded along the row
+    # only, over images of several rows (a 1-D one is a single row: no junk but
+    # its end). On the wide positions each of its rows carries the row's padding as
+    # junk columns (6 of 23 for Inception's 1x7 layers at 17x17); turned, the
+    # kernel is a column (k x 1), padded across the rows, and a row of wide
+    # positions is a row of the image. Zen 4, two threads, B=8, medians of four
+    # alternating in one process (the turns' copies included): InceptionV3's
+    # 1x7 192 -> 192 17x17 forward 17.1 -> 13.1 ms, 160 -> 160 7.8 -> 5.6,
+    # 160 -> 192 8.2 -> 6.5, 128 -> 128 4.7 -> 3.9; weight gradients 18.4 ->
+    # 12.3, 11.3 -> 5.4, 9.5 -> 6.3, 5.8 -> 3.7 (shifted.py's products, which
+    # take the turned geometry's: SHIFTED_WEIGHTS_POSITIONS). The data gradient
+    # of these layers keeps its route: col2im (_cv_columns_first) has no junk
+    return (
+        w.shape[1] > 1
+        and x.shape[3] > 1
+        and kernel[0] == 1
+        and kernel[1] == 1
+        and kernel[2] > 1
+        and pad[0] == 0
+        and pad[1] == 0
+        and stride[0] == 1
+        and stride[1] == 1
+        and stride[2] == 1
+    )
+
+
+@_jit
+def _cv_turned(a, lo, hi):
+    # a[lo:hi] (5-D) with its last two axes exchanged, C-contiguous
+    return np.ascontiguousarray(a[lo:hi].transpose((0, 1, 2, 4, 3)))
+
+
+@_jit
+def _cv_turn(triple):
+    # a geometry's triple for the turned images: its last two exchanged
+    return (triple[0], triple[2], triple[1])
+
+
+@_jit
 def lib_conv_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate, pad):
     # out[lo:hi] = conv(x[lo:hi], w) + bias; every array 5-D (N, C, D, H, W)
+    if hi > lo and _cv_along_rows(x, w, kernel, stride, pad):
+        turned = np.empty(
+            (hi - lo, out.shape[1], out.shape[2], out.shape[4], out.shape[3]), out.dtype
+        )
+        _cv_forward(
+            _cv_turned(x, lo, hi), _cv_turned(w, 0, w.shape[0]), bias, turned, 0, hi - lo,
+            groups, _cv_turn(kernel), stride, _cv_turn(dilate), _cv_turn(pad),
+        )
+        out[lo:hi] = turned.transpose((0, 1, 2, 4, 3))
+        return
+    _cv_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate, pad)
+
+
+@_jit
+def _cv_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate, pad):
+    # lib_conv_forward in the images' own layout
     x = np.ascontiguousarray(x)
     w = np.ascontiguousarray(w)
     N, C = x.shape[0], x.shape[1]
@@ -2059,7 +2145,28 @@ def lib_conv_data_grad(g, w, bias, dx, lo, hi, groups, kernel, stride, dilate, p
 
 @_jit
 def lib_conv_weight_grad(g, x, dw, lo, hi, groups, kernel, stride, dilate, pad):
-    # dw = sum over images lo..hi of conv^T_x(g): the weight gradient
+    # dw = sum over images lo..hi of conv^T_x(g): the weight gradient. A kernel
+    # of one row goes turned (see _cv_along_rows), but not over images small
+    # enough to go packed, whose im2col columns carry no junk (InceptionV3's 1x3
+    # 384 -> 384 8x8, two threads: 3.0 ms as it is against 3.5-3.9 turned)
+    positions = g.shape[2] * g.shape[3] * g.shape[4]
+    turn = positions > _CV_PACK_POSITIONS and _cv_along_rows(x, dw, kernel, stride, pad)
+    if hi > lo and turn:
+        turned = np.empty(
+            (dw.shape[0], dw.shape[1], dw.shape[2], dw.shape[4], dw.shape[3]), dw.dtype
+        )
+        _cv_weight_grad(
+            _cv_turned(g, lo, hi), _cv_turned(x, lo, hi), turned, 0, hi - lo, groups,
+            _cv_turn(kernel), stride, _cv_turn(dilate), _cv_turn(pad),
+        )
+        dw[...] = turned.transpose((0, 1, 2, 4, 3))
+        return
+    _cv_weight_grad(g, x, dw, lo, hi, groups, kernel, stride, dilate, pad)
+
+
+@_jit
+def _cv_weight_grad(g, x, dw, lo, hi, groups, kernel, stride, dilate, pad):
+    # lib_conv_weight_grad in the images' own layout
     g = np.ascontiguousarray(g)
     x = np.ascontiguousarray(x)
     N, C = x.shape[0], x.shape[1]
