@@ -459,3 +459,23 @@ def test_small_images_weight_gradients_go_by_packed_columns(conv_kernels):
             lconv._as5(g), lconv._as5(x), direct, 0, shape[0], kernel, stride, dilate, pad
         )
         assert np.array_equal(got.reshape(direct.shape), direct) == packed, (shape, attrs)
+
+
+@pytest.mark.parametrize(
+    "shape, groups",
+    [
+        ((70, 33, 1, 3, 3), 2),
+        ((384, 384, 1, 3, 1), 1),
+        ((6, 4, 2, 3, 2), 2),
+        ((40, 1, 1, 1, 5), 40),
+    ],
+)
+def test_flipped_weights_are_the_transposed_turned_kernels(conv_kernels, shape, groups):
+    # the data gradient's weights as a forward's (_cv_flipped, in blocks of
+    # _CV_FLIP_BLOCK filters and channels): filter and channel exchanged within
+    # each group, every tap turned by 180 degrees
+    w = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    fg = shape[0] // groups
+    parts = [np.swapaxes(w[g * fg : (g + 1) * fg], 0, 1) for g in range(groups)]
+    expected = np.concatenate(parts)[:, :, ::-1, ::-1, ::-1]
+    np.testing.assert_array_equal(conv_kernels._cv_flipped(w, groups), expected)

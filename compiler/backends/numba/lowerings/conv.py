@@ -1486,23 +1486,37 @@ def _cv_wide_products(x, w, bias, out, lo, hi, groups, kernel, dilate, pad):
             _cv_add_bias(out, bias, n0 + b)
 
 
+_CV_FLIP_BLOCK = 32
+
+
 @_jit
 def _cv_flipped(w, groups):
     # the weights of the data gradient as a convolution: wt[g*cg + c, f] =
     # w[g*fg + f, c] turned by 180 degrees (the transpose of a unit-stride
     # convolution is the convolution of g with these, padded d*(k-1) - pad)
+    # In blocks of _CV_FLIP_BLOCK filters by as many channels, whose rows of
+    # either side stay in cache: filter by filter, every write of a channel's
+    # taps went to a line of its own. Each thread's piece of the batch flips them:
+    # InceptionV3's 3x1 384 -> 384 weights 1.19 -> 0.36 ms, 3x3 448 -> 384 2.66 ->
+    # 0.60, 7x1 192 -> 192 0.54 -> 0.13; its 8x8 3x1 data gradient (two threads,
+    # alternating processes) 3.8/4.9 -> 3.3/3.1 ms
     F, cg, kd, kh, kw = w.shape[0], w.shape[1], w.shape[2], w.shape[3], w.shape[4]
     fg = F // groups
+    taps = kd * kh * kw
     wt = np.empty((groups * cg, fg, kd, kh, kw), w.dtype)
+    source, target = w.reshape(w.size), wt.reshape(wt.size)
     for gi in range(groups):
-        for f in range(fg):
-            for c in range(cg):
-                for a in range(kd):
-                    for b in range(kh):
-                        for e in range(kw):
-                            wt[gi * cg + c, f, a, b, e] = w[
-                                gi * fg + f, c, kd - 1 - a, kh - 1 - b, kw - 1 - e
-                            ]
+        for f0 in range(0, fg, _CV_FLIP_BLOCK):
+            f1 = min(fg, f0 + _CV_FLIP_BLOCK)
+            for c0 in range(0, cg, _CV_FLIP_BLOCK):
+                for c in range(c0, min(cg, c0 + _CV_FLIP_BLOCK)):
+                    at = ((gi * cg + c) * fg + f0) * taps
+                    for f in range(f0, f1):
+                        # the taps of w[gi * fg + f, c] in reverse
+                        last = ((gi * fg + f) * cg + c + 1) * taps - 1
+                        for t in range(taps):
+                            target[numba.uint64(at + t)] = source[numba.uint64(last - t)]
+                        at += taps
     return wt
 
 
