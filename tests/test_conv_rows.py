@@ -58,11 +58,13 @@ def test_which_convolutions_go_turned(conv_kernels, x_shape, attrs, turned):
     assert _along_rows(conv_kernels, x_shape, attrs) == turned
 
 
-def _turn(a):
+def turn(a):
+    """``a`` as 5-D with its last two axes exchanged, C-contiguous."""
     return np.ascontiguousarray(np.swapaxes(lconv._as5(a), 3, 4))
 
 
-def _turned_triple(t):
+def turned_triple(t):
+    """A 3-D geometry's triple for the turned images: its last two exchanged."""
     return (t[0], t[2], t[1])
 
 
@@ -74,10 +76,10 @@ def test_the_ops_compute_the_turned_convolution(conv_kernels, case):
     rng = np.random.default_rng(3)
     x, w, b = conv_arrays(rng, shape, attrs, np.float32)
     (kernel, stride, dilate, pad), sizes = geometry(x.shape, attrs)
-    turned = (_turned_triple(kernel), stride, _turned_triple(dilate), _turned_triple(pad))
+    turned = (turned_triple(kernel), stride, turned_triple(dilate), turned_triple(pad))
     out, _ = lowered(conv_kernels, "Convolution", (x, w, b), no_bias=False, **attrs)
-    direct = np.empty(_turn(out).shape, np.float32)
-    conv_kernels._cv_forward(_turn(x), _turn(w), b, direct, 0, len(x), groups, *turned)
+    direct = np.empty(turn(out).shape, np.float32)
+    conv_kernels._cv_forward(turn(x), turn(w), b, direct, 0, len(x), groups, *turned)
     np.testing.assert_array_equal(lconv._as5(out), np.swapaxes(direct, 3, 4))
 
     g = rng.uniform(-1, 1, out.shape).astype(np.float32)
@@ -91,8 +93,8 @@ def test_the_ops_compute_the_turned_convolution(conv_kernels, case):
         )
         np.testing.assert_array_equal(lconv._as5(dw), direct)
         return
-    direct = np.empty(_turn(w).shape, np.float32)
-    conv_kernels._cv_weight_grad(_turn(g), _turn(x), direct, 0, len(x), groups, *turned)
+    direct = np.empty(turn(w).shape, np.float32)
+    conv_kernels._cv_weight_grad(turn(g), turn(x), direct, 0, len(x), groups, *turned)
     np.testing.assert_array_equal(lconv._as5(dw), np.swapaxes(direct, 3, 4))
 
 

@@ -18,6 +18,7 @@ import numba
 import numpy as np
 import pytest
 from test_conv_native import assert_sizes_match_numpy, conv_arrays, geometry, lowered
+from test_conv_rows import turn, turned_triple
 
 from symgrad_compiler.backends.numba import shifted
 from symgrad_compiler.backends.numba.lowerings import conv as lconv
@@ -48,8 +49,7 @@ def _as_taken(conv_kernels, arrays, kernel, dilate, pad):
     five = [lconv._as5(a) for a in arrays]
     if not conv_kernels._cv_along_rows(five[0], five[1], kernel, (1, 1, 1), pad):
         return five, (kernel, dilate, pad), False
-    turned = [np.ascontiguousarray(np.swapaxes(a, 3, 4)) for a in five]
-    return turned, tuple((t[0], t[2], t[1]) for t in (kernel, dilate, pad)), True
+    return [turn(a) for a in five], tuple(turned_triple(t) for t in (kernel, dilate, pad)), True
 
 
 def _turned(w, groups):
