@@ -1,10 +1,14 @@
 """The whole-program entry (compiler/backends/numba/entry.py): a program of several steps
 runs as one compiled call, gives what the step runner gives, writes into the
 destinations it may write, runs loops big enough for threads in pieces from
-object mode (staying one call), and hands back to the step runner what it must
-not run (rows the row kernels decline, inputs of another layout)."""
+object mode (staying one call), calls from object mode the numpy code of the
+elementwise ops and reductions it has no numba form for, and hands back to the
+step runner what it must not run (rows the row kernels decline, inputs of
+another layout)."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
@@ -15,8 +19,10 @@ from symgrad_compiler import PassRun, ProgramGraph
 from symgrad_compiler.backends.numba import threads
 from symgrad_compiler.backends.numba.executable import NumbaExecutable as CompiledProgram
 from symgrad_compiler.backends.numba.lowerings import rows
+from symgrad_compiler.backends.numba.lowerings.table import run_library
 from symgrad_compiler.interpret import evaluate
 from symgrad_compiler.ir import Entry
+from symgrad_compiler.passes.fuse import LONE_TRANSCENDENTAL_LIMIT
 from symgrad_compiler.registry import make_node, variable
 
 
@@ -287,6 +293,55 @@ def test_programs_with_a_step_it_cannot_run_have_no_entry():
     program = compiled(graph, args)
     assert program.plan.entry is None
     assert_outputs(program(args), graph, args, np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ops_without_a_numba_form_run_their_numpy_code_inside_the_entry(dtype):
+    # a lone sigmoid over a big array (the fusion pass leaves it to numpy) and a
+    # sum over the batch and the image (a convolution's bias gradient), each from
+    # object mode: the program stays one call, for every batch size
+    x = variable((4, 5, 60, 60), dtype, "x")
+    g = variable((4, 3, 7, 7), dtype, "g")
+    w = variable((5, 2), dtype, "w")
+    assert 5 * 60 * 60 < LONE_TRANSCENDENTAL_LIMIT <= 4 * 5 * 60 * 60  # lone and big
+    product = op("dot", op("exp", w), w, transpose_a=True)
+    graph = ProgramGraph([x, g, w], [op("sigmoid", x), op("sum", g, axis=(0, 2, 3)), product])
+    rng = np.random.default_rng(8)
+
+    def arguments(batch):
+        args = [
+            rng.normal(size=(batch, 5, 60, 60)).astype(dtype) * 4,
+            rng.normal(size=(batch, 3, 7, 7)).astype(dtype),
+            rng.normal(size=(5, 2)).astype(dtype),
+        ]
+        args[0][0, 2, 3, :3] = [np.nan, np.inf, -np.inf]
+        args[1][batch - 1, 1, 4, 5] = np.nan
+        return args
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "no whole-program lowering" warning
+        program = compiled(graph, arguments(4))
+    text = program.plan.module_text
+    assert program.plan.entry is not None
+    assert "run_library('sigmoid'" in text and "run_library('sum'" in text
+    calls = counting(program)
+    for batch in (4, 1, 6):
+        args = arguments(batch)
+        got = program(args)
+        assert_outputs(got, graph, args, dtype)
+        for a, b in zip(got, reference(graph, args)):
+            assert np.array_equal(np.isnan(a), np.isnan(b))
+            assert not any(np.shares_memory(a, arg) for arg in args)
+    assert calls == {"ran": 3, "declined": 0}
+
+
+def test_library_results_never_share_an_input_s_memory():
+    # run_library (the entry's object-mode calls) copies a result that is a view
+    # of an argument: no step of the entry returns its input
+    x = np.arange(12.0).reshape(3, 4)
+    result = run_library("reshape_like", None, (x, np.empty((4, 3))), {}, "float64")
+    assert result.shape == (4, 3) and not np.shares_memory(result, x)
+    np.testing.assert_array_equal(result, x.reshape(4, 3))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

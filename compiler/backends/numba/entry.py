@@ -12,8 +12,10 @@ The entry runs each step as the step runner would. A fused loop or a pooling
 big enough for threads runs in the step runner's pieces, shared out over the
 backend's threads from a small function in numba's object mode
 (``threads.run_split``, ``threads.run_rows``): a few microseconds, and the
-program stays one call. The entry gives up (returns ``False`` first, and empty
-arrays) where a step cannot run in it for these sizes (a row longer than
+program stays one call. So does an elementwise op or a reduction with no numba
+form, whose numpy code runs from object mode (``_numpy_step``). The entry gives
+up (returns ``False`` first, and empty arrays) where a step cannot run in it for
+these sizes (a row longer than
 ``lowerings.rows.MAX_ROW``, sizes that disagree, a convolution big enough for
 threads); the caller then remembers the input shapes and takes the step runner
 for them, which computes everything again from the inputs. Giving up never
@@ -49,6 +51,32 @@ class EntrySource:
     constants: list[Any]  # the plan's fill arrays, passed after the inputs
     destinations: list[tuple[int, np.dtype, int]]  # (output position, dtype, ndim)
     outputs: list[tuple[int, int]]  # (output position, slot), in the order returned
+
+
+# Ops whose numpy implementation the entry may call from object mode where they
+# have no numba form (see _numpy_step)
+NUMPY_KINDS = ("elemwise", "reduce")
+
+
+def _numpy_step(w: Writer, step) -> bool:
+    """Emit ``step`` as a call of its op's numpy implementation from object mode
+    (:meth:`Writer.library_call`), for an elementwise op or a reduction with one
+    array output and no numba form here: a lone transcendental op on a big array,
+    which the fusion pass leaves to numpy's vectorised math (a sigmoid after
+    d2l's LeNet convolutions), or a sum over axes the row kernels do not take (a
+    convolution's bias gradient, over the batch and the image). The program stays
+    one call, and the user is not warned that it runs step by step; d2l's LeNet
+    step at B=64 took as long either way (3.57/3.44/3.94 ms step by step against
+    3.59/3.45/3.68, alternating processes): its convolutions are the time. False
+    where the op is another kind, or its attributes have no literal."""
+    node = step.node
+    if node.op.kind not in NUMPY_KINDS or node.num_outputs != 1 or not node.types[0].shape:
+        return False
+    call = w.library_call(step, "None")
+    if call is None:
+        return False
+    w.emit(f"s{step.outputs[0]} = {call}")
+    return True
 
 
 # How many times the threading threshold a loop of cheap elementwise ops may be
@@ -105,8 +133,9 @@ def _fused(w: Writer, step) -> None:
 
 def generate_entry(plan) -> EntrySource | None:
     """The entry's source for ``plan`` (a :class:`.plan.Plan`), or None when some
-    step has no form in it (then the program runs step by step, and
-    :func:`.lowerings.warn_step_by_step` names the op)."""
+    step has no form in it, not even its numpy code from object mode
+    (:func:`_numpy_step`): then the program runs step by step, and
+    :func:`.lowerings.warn_step_by_step` names the op."""
     w = Writer()
     w.links_tiles = links_tiles(plan.steps)
     outputs = [(k, slot) for k, slot in enumerate(plan.output_slots) if slot is not None]
@@ -139,8 +168,9 @@ def generate_entry(plan) -> EntrySource | None:
         else:
             lowering = step.lowering
             if lowering is None or lowering.entry is None or not lowering.entry(w, step):
-                warn_step_by_step(step.node.op.name)
-                return None
+                if not _numpy_step(w, step):
+                    warn_step_by_step(step.node.op.name)
+                    return None
     returned = "".join(
         f"s{slot}.copy(), " if slot < plan.num_inputs else f"s{slot}, " for _, slot in outputs
     )

@@ -59,17 +59,24 @@ def register_lowering(lowering: Lowering) -> Lowering:
 
 def run_library(op: str, kernel: Any, args: tuple, attrs: dict, dtype: str) -> np.ndarray:
     """``op``'s result on ``args`` as the step runner computes it: its lowering's
-    ``run`` with ``kernel``, else the op's numpy implementation; as a C-contiguous
-    array of ``dtype``. The whole-program entry calls this from object mode for a
-    step it runs as the step runner does (a convolution big enough for the
-    threaded paths), and declares that type: object mode does not check an array's
-    layout, and would read another wrongly."""
+    ``run`` with ``kernel``, else (or for an op without a lowering) the op's numpy
+    implementation; as a C-contiguous array of ``dtype`` that shares no memory
+    with ``args``. The whole-program entry calls this from object mode for a step
+    it runs as the step runner does (a convolution big enough for the threaded
+    paths, an op with no numba form), and declares that type: object mode does
+    not check an array's layout, and would read another wrongly."""
     from ....registry import get_op
 
-    result = LOWERINGS[op].run(kernel, *args, **attrs)  # type: ignore[misc]
+    lowering = LOWERINGS.get(op)
+    result = None
+    if lowering is not None and lowering.run is not None:
+        result = lowering.run(kernel, *args, **attrs)
     if result is None:
         result = get_op(op).impl(*args, **attrs)
-    return np.ascontiguousarray(result, dtype=dtype)
+    result = np.ascontiguousarray(result, dtype=dtype)
+    if any(np.may_share_memory(result, a) for a in args):  # no step returns its input
+        result = result.copy()
+    return result
 
 
 def lowering_for(node: Node) -> Lowering | None:
