@@ -15,12 +15,11 @@ backend's threads from a small function in numba's object mode
 program stays one call. So does an elementwise op or a reduction with no numba
 form, whose numpy code runs from object mode (``_numpy_step``). The entry gives
 up (returns ``False`` first, and empty arrays) where a step cannot run in it for
-these sizes (a row longer than
-``lowerings.rows.MAX_ROW``, sizes that disagree, a convolution big enough for
-threads); the caller then remembers the input shapes and takes the step runner
-for them, which computes everything again from the inputs. Giving up never
-leaves a wrong result behind: the entry writes only into destinations that do
-not overlap an input.
+these sizes (a row longer than ``lowerings.rows.MAX_ROW``, sizes that disagree,
+a convolution big enough for threads); the caller then remembers the input
+shapes and takes the step runner for them, which computes everything again from
+the inputs. Giving up never leaves a wrong result behind: the entry writes only
+into destinations that do not overlap an input.
 
 Destinations (``.grad`` buffers with grad_req 'write', or for replay the last
 call's results that its caller dropped) are passed in; a step writes straight

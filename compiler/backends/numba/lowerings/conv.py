@@ -56,7 +56,7 @@ A kernel of one row (1 x k: InceptionV3's 1x7 and 1x3 layers) at unit stride,
 padded along the row only, carries that padding as junk columns on every row of
 wide positions (6 of 23 at 17x17). Its forward and weight gradient go with the
 images' last two axes exchanged, the kernel a column, whose padding is whole rows
-(``_cv_along_rows``): InceptionV3's 1x7 layers, two threads, B=8, forward 20-28%
+(``_cv_along_rows``): InceptionV3's 1x7 layers, two threads, B=8, forward 19-28%
 and weight gradient 33-52% faster, the copies of the turn included.
 
 3x3 unit-stride convolutions of 2-D images with at least 16 channels on each side
