@@ -12,14 +12,14 @@ The entry runs each step as the step runner would. A fused loop or a pooling
 big enough for threads runs in the step runner's pieces, shared out over the
 backend's threads from a small function in numba's object mode
 (``threads.run_split``, ``threads.run_rows``): a few microseconds, and the
-program stays one call. So does an elementwise op or a reduction with no numba
-form, whose numpy code runs from object mode (``_numpy_step``). The entry gives
-up (returns ``False`` first, and empty arrays) where a step cannot run in it for
-these sizes (a row longer than ``lowerings.rows.MAX_ROW``, sizes that disagree,
-a convolution big enough for threads); the caller then remembers the input
-shapes and takes the step runner for them, which computes everything again from
-the inputs. Giving up never leaves a wrong result behind: the entry writes only
-into destinations that do not overlap an input.
+program stays one call. So does a pure op with no numba form, whose numpy code
+runs from object mode (``_numpy_step``). The entry gives up (returns ``False``
+first, and empty arrays) where a step cannot run in it for these sizes (a row
+longer than ``lowerings.rows.MAX_ROW``, sizes that disagree, a convolution big
+enough for threads); the caller then remembers the input shapes and takes the
+step runner for them, which computes everything again from the inputs. Giving
+up never leaves a wrong result behind: the entry writes only into destinations
+that do not overlap an input.
 
 Destinations (``.grad`` buffers with grad_req 'write', or for replay the last
 call's results that its caller dropped) are passed in; a step writes straight
@@ -52,24 +52,21 @@ class EntrySource:
     outputs: list[tuple[int, int]]  # (output position, slot), in the order returned
 
 
-# Ops whose numpy implementation the entry may call from object mode where they
-# have no numba form (see _numpy_step)
-NUMPY_KINDS = ("elemwise", "reduce")
-
-
 def _numpy_step(w: Writer, step) -> bool:
-    """Emit ``step`` as a call of its op's numpy implementation from object mode
-    (:meth:`Writer.library_call`), for an elementwise op or a reduction with one
-    array output and no numba form here: a lone transcendental op on a big array,
-    which the fusion pass leaves to numpy's vectorised math (a sigmoid after
-    d2l's LeNet convolutions), or a sum over axes the row kernels do not take (a
-    convolution's bias gradient, over the batch and the image). The program stays
-    one call, and the user is not warned that it runs step by step; d2l's LeNet
-    step at B=64 took as long either way (3.57/3.44/3.94 ms step by step against
-    3.59/3.45/3.68, alternating processes): its convolutions are the time. False
-    where the op is another kind, or its attributes have no literal."""
+    """Emit ``step`` as a call of its op's numpy implementation (or its lowering's
+    run) from object mode (:meth:`Writer.library_call`), for a pure op (one whose
+    value may be computed later than its call: no randomness, state or callback)
+    with one array output and no numba form here: a lone transcendental op on a
+    big array, which the fusion pass leaves to numpy's vectorised math (a sigmoid
+    after d2l's LeNet convolutions), a sum over axes the row kernels do not take
+    (a convolution's bias gradient, over the batch and the image), a transpose, a
+    slice, a sort. The program stays one call, and the user is not warned that it
+    runs step by step; d2l's LeNet step at B=64 took as long either way
+    (3.57/3.44/3.94 ms step by step against 3.59/3.45/3.68, alternating
+    processes): its convolutions are the time. False for other ops, and where the
+    attributes have no literal."""
     node = step.node
-    if node.op.kind not in NUMPY_KINDS or node.num_outputs != 1 or not node.types[0].shape:
+    if not node.op.deferrable or node.num_outputs != 1 or not node.types[0].shape:
         return False
     call = w.library_call(step, "None")
     if call is None:
