@@ -352,6 +352,11 @@ def test_library_results_never_share_an_input_s_memory():
     result = run_library("reshape_like", None, (x, np.empty((4, 3))), {}, "float64")
     assert result.shape == (4, 3) and not np.shares_memory(result, x)
     np.testing.assert_array_equal(result, x.reshape(4, 3))
+    # an op of one output whose numpy code returns a tuple of it
+    attrs = {"num_outputs": 1, "axis": 1, "squeeze_axis": False}
+    result = run_library("SliceChannel", None, (x,), attrs, "float64")
+    assert result.shape == x.shape and not np.shares_memory(result, x)
+    np.testing.assert_array_equal(result, x)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -73,6 +73,8 @@ def run_library(op: str, kernel: Any, args: tuple, attrs: dict, dtype: str) -> n
         result = lowering.run(kernel, *args, **attrs)
     if result is None:
         result = get_op(op).impl(*args, **attrs)
+    if isinstance(result, (tuple, list)):  # an op of one output that returns a tuple
+        (result,) = result  # (SliceChannel with num_outputs=1)
     result = np.ascontiguousarray(result, dtype=dtype)
     if any(np.may_share_memory(result, a) for a in args):  # no step returns its input
         result = result.copy()
