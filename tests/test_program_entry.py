@@ -308,11 +308,13 @@ def test_ops_without_a_numba_form_run_their_numpy_code_inside_the_entry(dtype):
     assert 5 * 60 * 60 < LONE_TRANSCENDENTAL_LIMIT <= 4 * 5 * 60 * 60  # lone and big
     product = op("dot", op("exp", w), w, transpose_a=True)
     outputs = [op("sigmoid", x), op("sum", g, axis=(0, 2, 3)), product]
-    # and pure ops of other kinds: a transpose, a slice, a sort
+    # and pure ops of other kinds: a transpose, a slice, a sort, and a softmax
+    # over an axis its lowering's entry form declines (its run gets the kernel)
     outputs += [
         op("transpose", g, axes=(1, 0, 3, 2)),
         op("slice", g, begin=(None, 1), end=(None, 3)),
         op("sort", op("exp", w), axis=0),
+        op("softmax", g, axis=1),
     ]
     graph = ProgramGraph([x, g, w], outputs)
     rng = np.random.default_rng(8)
@@ -332,7 +334,7 @@ def test_ops_without_a_numba_form_run_their_numpy_code_inside_the_entry(dtype):
         program = compiled(graph, arguments(4))
     text = program.plan.module_text
     assert program.plan.entry is not None
-    for name in ("sigmoid", "sum", "transpose", "slice", "sort"):
+    for name in ("sigmoid", "sum", "transpose", "slice", "sort", "softmax"):
         assert f"run_library('{name}'" in text
     calls = counting(program)
     for batch in (4, 1, 6):

@@ -68,7 +68,11 @@ def _numpy_step(w: Writer, step) -> bool:
     node = step.node
     if not node.op.deferrable or node.num_outputs != 1 or not node.types[0].shape:
         return False
-    call = w.library_call(step, "None")
+    # a lowering's run takes its kernel (in the program's module with the step's
+    # other kernels) for the cases its entry form does not
+    lowering = step.lowering
+    kernel = lowering.kernel_name if lowering is not None else None
+    call = w.library_call(step, kernel or "None")
     if call is None:
         return False
     w.emit(f"s{step.outputs[0]} = {call}")
