@@ -85,14 +85,18 @@ CASES = {
     ),
     "weights_3d": ((2, 32, 4, 12, 13), dict(kernel=(2, 3, 3), pad=(0, 1, 1), num_filter=5)),
 }
-# smaller images, whose forward keeps the wide columns or Winograd, but whose
-# weight gradient of few channel pairs shifted.py takes (W7's 16x16 layers)
-SMALL_IMAGE_WEIGHTS = {
+# cases whose forward keeps the wide columns or Winograd, but whose weight
+# gradient shifted.py takes: smaller images of few channel pairs (W7's 16x16
+# layers), and a 3x3 kernel of four times as many filters as channels, which
+# Winograd's weight gradient does not take (SqueezeNet's expand layers)
+WEIGHTS_ONLY = {
     "small_3x3_64_filters": ((2, 32, 12, 12), dict(kernel=(3, 3), pad=(1, 1), num_filter=64)),
     "small_3x3_partial_tile": ((2, 64, 11, 12), dict(kernel=(3, 3), pad=(1, 1), num_filter=13)),
+    # (one image: two would be split over the threads, their sums added after)
+    "many_filters_3x3": ((1, 64, 24, 23), dict(kernel=(3, 3), pad=(1, 1), num_filter=256)),
 }
 # the cases whose weight gradients shifted.py takes (_cv_shifted_weights)
-WEIGHTS = sorted(case for case in CASES if case.startswith("weights")) + sorted(SMALL_IMAGE_WEIGHTS)
+WEIGHTS = sorted(case for case in CASES if case.startswith("weights")) + sorted(WEIGHTS_ONLY)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -137,7 +141,7 @@ def _weight_products(g, x, dw3, groups, kernel, dilate, pad):
 
 @pytest.mark.parametrize("case", WEIGHTS)
 def test_the_op_takes_the_shifted_weight_gradient(conv_kernels, case):
-    shape, attrs = {**CASES, **SMALL_IMAGE_WEIGHTS}[case]
+    shape, attrs = {**CASES, **WEIGHTS_ONLY}[case]
     groups = attrs.get("num_group", 1)
     rng = np.random.default_rng(8)
     x, w, _ = conv_arrays(rng, shape, attrs, np.float32)
@@ -207,9 +211,9 @@ def test_more_channel_pairs_than_the_threshold_go_by_winograd(conv_kernels):
     np.testing.assert_array_equal(lconv._as5(out), route)
 
 
-@pytest.mark.parametrize("case", sorted(SMALL_IMAGE_WEIGHTS))
-def test_small_images_match_numpy(conv_kernels, threading_mode, case):
-    shape, attrs = SMALL_IMAGE_WEIGHTS[case]
+@pytest.mark.parametrize("case", sorted(WEIGHTS_ONLY))
+def test_weights_only_cases_match_numpy(conv_kernels, threading_mode, case):
+    shape, attrs = WEIGHTS_ONLY[case]
     sizes = ((shape[0], 0), (1, 3), (shape[0] + 1, 1))
     assert_sizes_match_numpy(conv_kernels, shape, attrs, np.float32, 12, sizes)
 
@@ -227,6 +231,11 @@ def test_small_images_match_numpy(conv_kernels, threading_mode, case):
         ((2, 48, 35, 35), dict(kernel=(5, 5), pad=(2, 2), num_filter=64), not lconv.OWN_TILES),
         # more pairs than that on a big image: Winograd's, as before
         ((2, 96, 32, 32), dict(kernel=(3, 3), pad=(1, 1), num_filter=96), False),
+        # ... unless Winograd's does not take it for its many filters (SqueezeNet's
+        # 64 -> 256 27x27 expand layer: four times as many filters as channels);
+        # one filter fewer is Winograd's
+        ((2, 64, 27, 27), dict(kernel=(3, 3), pad=(1, 1), num_filter=256), True),
+        ((2, 64, 27, 27), dict(kernel=(3, 3), pad=(1, 1), num_filter=255), False),
     ],
 )
 def test_which_weight_gradients_take_the_shifted_products(conv_kernels, shape, attrs, taken):

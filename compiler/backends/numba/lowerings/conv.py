@@ -198,7 +198,11 @@ SHIFTED_WINOGRAD = 4096 if OWN_TILES else 2048
 # _cv_along_rows) 192 -> 192 17x17 14.2 -> 12.3 ms, 160 -> 160 6.6 -> 5.4,
 # 160 -> 192 7.6 -> 6.3, 128 -> 128 4.7 -> 3.7; its 5x5 48 -> 64 35x35 (48
 # channels: 3/4 of two panels) 16.0 -> 12.6. On our tiles the wide columns
-# stayed ahead (the 1x7 192 -> 192 layer 7.3 against 9.7; 48 channels 3% faster)
+# stayed ahead (the 1x7 192 -> 192 layer 7.3 against 9.7; 48 channels 3% faster).
+# A 3x3 weight gradient that Winograd's does not take for its many filters
+# (WINOGRAD_GRAD_FILTERS) is such a case too: SqueezeNet's 64 -> 256 27x27, same
+# protocol, wide columns 12.6 -> shifted 10.3 ms (on our own tiles,
+# OPENBLAS_CORETYPE=Haswell, 11.3 -> 9.7); its 48 -> 192 7.7 -> 7.5
 SHIFTED_WEIGHTS_POSITIONS = 512 if OWN_TILES else 256
 SHIFTED_WEIGHTS_FILL = (5, 6) if OWN_TILES else (3, 4)
 
@@ -264,18 +268,22 @@ def _cv_shifted(x, w, out, L):
 def _cv_shifted_weights(g, x, dw3, L, cg, fg, kernel, dilate):
     # whether shifted.py takes a unit-stride weight gradient: with few channel
     # pairs, any image of more than _CV_PACK_POSITIONS (see above); with more,
-    # images of _CV_SHIFTED_WEIGHTS_POSITIONS that Winograd does not take; and
-    # channels that fill at least _CV_SHIFTED_WEIGHTS_FILL of the panels of NR
-    # (32) it tiles them in (both rules: SHIFTED_WEIGHTS_FILL at the top)
+    # images of _CV_SHIFTED_WEIGHTS_POSITIONS that Winograd does not take (a 3x3
+    # kernel of _CV_WINOGRAD_GRAD_FILTERS times as many filters as channels or
+    # more is not Winograd's: SqueezeNet's expand layers, whose wide columns were
+    # slower, see SHIFTED_WEIGHTS_POSITIONS at the top); and channels that fill at
+    # least _CV_SHIFTED_WEIGHTS_FILL of the panels of NR (32) it tiles them in
+    # (both rules: SHIFTED_WEIGHTS_FILL at the top)
     width = (cg + shifted.NR - 1) // shifted.NR * shifted.NR
     least, of = _CV_SHIFTED_WEIGHTS_FILL
     if least * width > of * cg:
         return False
     few_pairs = cg * fg <= _CV_SHIFTED_WEIGHTS_WINOGRAD
-    if not few_pairs and (
-        L < _CV_SHIFTED_WEIGHTS_POSITIONS
-        or _cv_winograd_fits(cg, fg, x.shape[2], kernel, dilate)
-    ):
+    winograd = (
+        _cv_winograd_fits(cg, fg, x.shape[2], kernel, dilate)
+        and fg < _CV_WINOGRAD_GRAD_FILTERS * cg
+    )
+    if not few_pairs and (L < _CV_SHIFTED_WEIGHTS_POSITIONS or winograd):
         return False
     return _CV_SHIFTED_WEIGHTS and L > 0 and shifted.takes(g, x, dw3)
 
