@@ -23,9 +23,12 @@ WINDOWS = {
     "3x1": dict(kernel=(3, 1), pad=(1, 0)),
 }
 
-# (batch, channels, height, width): one position, thin, Inception-like, a plane
-# of more positions than one pass takes (_PL_BOX_SPAN)
-SHAPES = [(2, 3, 6, 7), (1, 1, 1, 1), (3, 2, 2, 9), (2, 5, 17, 17), (1, 2, 70, 65), (4, 3, 8, 8)]
+# (batch, channels, height, width): one position, thin (two rows, one row, one
+# column: no middle for a window of three), Inception-like, a big plane
+SHAPES = [
+    (2, 3, 6, 7), (1, 1, 1, 1), (3, 2, 2, 9), (2, 3, 1, 5), (2, 3, 5, 1), (2, 5, 17, 17),
+    (1, 2, 70, 65), (4, 3, 8, 8),
+]  # fmt: skip
 
 
 def _attrs(window, pool_type, include_pad):
