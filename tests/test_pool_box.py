@@ -3,10 +3,11 @@ backend (compiler/backends/numba/lowerings/pooling.py: ``_pl_box_rows``,
 Inception v3's 3x3 average poolings): the planes padded side by side, flat sums
 along the rows and then down the columns. Forward and gradient agree with the
 ops' numpy implementations for 3x3, 5x5, 1x3 and 3x1 windows, counting the
-padding or not, planes of one position to wider than a pass takes, sizes and
-batches varied within one process (one compiled kernel), on one thread and split
-over threads; NaN, infinities and signed zeros land where numpy puts them; the
-gradient agrees with float64 finite differences."""
+padding or not, planes of one position to big ones, sizes and batches varied
+within one process (one compiled kernel), on one thread and split over threads;
+the sums are float64's along the rows then down the columns, bit for bit; NaN,
+infinities and signed zeros land where numpy puts them; the gradient agrees with
+float64 finite differences."""
 
 from __future__ import annotations
 
@@ -60,6 +61,45 @@ def test_box_matches_numpy(conv_kernels, threading_mode, window, pool_type, dtyp
         close(got, expected, dtype)
         g = rng.uniform(-1, 1, expected.shape).astype(dtype)
         close(*lowered(conv_kernels, "_pooling_grad", (g, x), **attrs), dtype)
+
+
+def _box_sums(values, kh, kw):
+    """Each window's sum as the box kernel forms it, in float64: +0, then along
+    the row (left to right), then down the column (top to bottom), the padding
+    zeros added where they fall."""
+    ph, pw = kh // 2, kw // 2
+    H, W = values.shape[-2:]
+    padded = np.pad(values, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    rows = np.zeros(padded.shape[:-1] + (W,))
+    for e in range(kw):
+        rows += padded[..., e : e + W]
+    sums = np.zeros(values.shape)
+    for a in range(kh):
+        sums += rows[..., a : a + H, :]
+    return sums
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("window", sorted(WINDOWS))
+def test_box_sums_in_float64_rows_then_columns(conv_kernels, window, dtype):
+    """Bit for bit: the window sums in float64 along the rows, then down the
+    columns, then over the count (the gradient: of each window's share), rounded
+    to the data's type once; NaN and infinities included."""
+    rng = np.random.default_rng(34)
+    kh, kw = WINDOWS[window]["kernel"]
+    for include_pad, shape in itertools.product((None, False), SHAPES):
+        attrs = _attrs(window, "avg", include_pad)
+        x = rng.uniform(-1, 1, shape).astype(dtype)
+        x.reshape(-1)[::11] = np.nan
+        x.reshape(-1)[3::13] = np.inf
+        counts = _box_sums(np.ones((1, 1) + shape[2:]), kh, kw) if include_pad is False else kh * kw
+        with np.errstate(invalid="ignore"):
+            got, _ = lowered(conv_kernels, "Pooling", (x,), **attrs)
+            expected = (_box_sums(x.astype(np.float64), kh, kw) / counts).astype(dtype)
+            np.testing.assert_array_equal(got, expected)
+            dx, _ = lowered(conv_kernels, "_pooling_grad", (x, x), **attrs)
+            share = x.astype(np.float64) / counts
+            np.testing.assert_array_equal(dx, _box_sums(share, kh, kw).astype(dtype))
 
 
 @pytest.mark.parametrize("pool_type", ["avg", "sum"])

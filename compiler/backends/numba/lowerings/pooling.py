@@ -646,20 +646,24 @@ def _pl_box_sum(values, sums, inside, k, p, step, P, masked):
     # per kernel position. Skipping a position outside adds nothing a padding
     # zero would: the sum starts at +0, so it is never -0
     if k == 3 and p == 1 and P >= 2 * step:
-        left, right = inside[0], inside[2]
-        back = numba.uint64(step)
-        for q in range(step, P - step):
-            u = numba.uint64(q)
-            total = 0.0
-            if masked:
+        if masked:  # (along the row: step 1, and inside has its three taps)
+            left, right = inside[0], inside[2]
+            for q in range(1, P - 1):
+                u = numba.uint64(q)
+                total = 0.0
                 total += values[u - 1] if left[u] else 0.0
                 total += values[u]
                 total += values[u + 1] if right[u] else 0.0
-            else:
+                sums[u] = total
+        else:
+            back = numba.uint64(step)
+            for q in range(step, P - step):
+                u = numba.uint64(q)
+                total = 0.0
                 total += values[u - back]
                 total += values[u]
                 total += values[u + back]
-            sums[u] = total
+                sums[u] = total
         for q in range(step):
             _pl_box_edge(values, sums, inside, q, step, P, masked)
             _pl_box_edge(values, sums, inside, P - 1 - q, step, P, masked)
