@@ -61,11 +61,11 @@ def run_library(op: str, kernel: Any, args: tuple, attrs: dict, dtype: str) -> n
     """``op``'s result on ``args`` as the step runner computes it: its lowering's
     ``run`` with ``kernel``, else (or with no kernel: a step whose op has no
     lowering that accepts it) the op's numpy implementation; as a C-contiguous
-    array of ``dtype`` that shares no memory
-    with ``args``. The whole-program entry calls this from object mode for a step
-    it runs as the step runner does (a convolution big enough for the threaded
-    paths, an op with no numba form), and declares that type: object mode does
-    not check an array's layout, and would read another wrongly."""
+    array of ``dtype`` that shares no memory with ``args``. The whole-program
+    entry calls this from object mode for a step it runs as the step runner does
+    (a convolution big enough for the threaded paths, an op with no numba form),
+    and declares that type: object mode does not check an array's layout, and
+    would read another wrongly."""
     from ....registry import get_op
 
     lowering = LOWERINGS.get(op)
