@@ -77,6 +77,8 @@ def test_shapes_that_disagree_raise_instead_of_reading_out_of_bounds(
 
 
 ADDING = [blas._blas_matmul_add_into, blas._separate_matmul_add_into]
+if blas.TILED_ADDS:
+    ADDING.append(blas._tiled_matmul_add_into)
 if not blas._found:
     ADDING = [blas._separate_matmul_add_into]
 
@@ -114,12 +116,68 @@ def test_an_added_product_propagates_a_nan_in_out_or_the_operands(matmul_add_int
 
 
 def test_the_exported_add_route_matches_the_product_route():
-    """Where products go to numpy's BLAS, added products do too (beta 1); any other
-    route adds a product it made through matmul_into."""
-    if blas.matmul_into is blas._blas_matmul_into:
+    """Where our tiles exist (and own products are allowed), added products may
+    take them; else where products go to numpy's BLAS, added products do too (beta
+    1); any other route adds a product it made through matmul_into."""
+    if blas.TILED_ADDS:
+        assert blas.matmul_add_into is blas._tiled_matmul_add_into
+    elif blas.matmul_into is blas._blas_matmul_into:
         assert blas.matmul_add_into is blas._blas_matmul_add_into
     else:
         assert blas.matmul_add_into is blas._separate_matmul_add_into
+
+
+needs_tiled_adds = pytest.mark.skipif(
+    not blas.TILED_ADDS, reason="added products take our tiles on AVX-512 CPUs only"
+)
+
+
+@needs_tiled_adds
+def test_added_products_of_a_transposed_b_take_the_tiles_while_openblas_is_alone():
+    """A weight gradient's layout, of a result at least a panel wide and at most
+    TRANSPOSED_MOST_RESULT values, takes our tiles while OpenBLAS runs on one thread
+    (as a convolution holds it); on more, OpenBLAS's threads share it out."""
+    from symgrad_compiler.backends.numba.blas_threads import blas_threads
+
+    take = blas._tiles_take_transposed
+    columns, most = blas.TRANSPOSED_LEAST_COLUMNS, blas.TRANSPOSED_MOST_RESULT
+    with blas_threads().alone():
+        assert take(192, 768, 289)  # InceptionV3's 1x1 768 -> 192 at 17x17
+        assert take(64, columns, 12544)
+        assert not take(256, columns - 1, 1024)  # one partial panel
+        assert not take(most // 512 + 1, 512, 196)  # a result too big
+        assert not take(8, 64, 64)  # too little work
+    assert take(192, 768, 289) == blas.sgemm.OWN_TILES or blas._openblas_threads() == 1
+
+
+@needs_tiled_adds
+def test_the_tiled_added_product_is_numpys_with_special_values():
+    """On the tiles, at sizes varied in one process (partial tiles and panels, one
+    and several passes over the inner positions), the sum numpy gives, NaN and
+    infinities from the operands or the result where numpy has them, and a result's
+    -0.0 kept where the product adds nothing."""
+    from symgrad_compiler.backends.numba.blas_threads import blas_threads
+
+    rng = np.random.default_rng(17)
+    with blas_threads().alone():
+        for m, n, k in [(192, 768, 289), (37, 70, 1000), (13, 33, 700), (64, 32, 300)]:
+            a = rng.standard_normal((m, k)).astype(np.float32)
+            b = rng.standard_normal((n, k)).astype(np.float32)
+            assert blas._tiles_take_transposed(m, n, k)
+            start = rng.standard_normal((m, n)).astype(np.float32)
+            a[1, 2], b[3, 4], start[5, 6] = np.nan, np.inf, -np.inf
+            out = start.copy()
+            blas.matmul_add_into(a, b, False, True, out)
+            with np.errstate(invalid="ignore"):
+                expected = start.astype(np.float64) + a.astype(np.float64) @ b.T.astype(np.float64)
+            np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+            np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
+            finite = np.isfinite(expected)
+            np.testing.assert_allclose(out[finite], expected[finite], rtol=2e-5, atol=1e-4 * k**0.5)
+        out = np.full((40, 64), -0.0, np.float32)
+        empty_a, empty_b = np.zeros((40, 0), np.float32), np.zeros((64, 0), np.float32)
+        blas.matmul_add_into(empty_a, empty_b, False, True, out)
+        assert np.signbit(out).all()
 
 
 def test_products_run_in_the_blas_numpy_linked():

@@ -327,9 +327,9 @@ def test_compiled_gradients_match_finite_differences(pool_type, deconv):
 
 def test_blas_threads_are_restored():
     """Convolutions run OpenBLAS on one thread and put its count back after."""
-    from symgrad_compiler.backends.numba.blas_threads import _openblas_controls
+    from symgrad_compiler.backends.numba.blas_threads import openblas_controls
 
-    controls = _openblas_controls()
+    controls = openblas_controls()
     assert controls is not None  # numpy's wheels bundle OpenBLAS
     setter, getter = controls
     before = getter()

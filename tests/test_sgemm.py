@@ -263,6 +263,33 @@ def test_the_packed_blocks_equal_numpy_at_every_size(transpose_a, transpose_b):
 
 
 @needs_avx512
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_packed_blocks_add_into_the_result(transpose_a, transpose_b):
+    """With ``accumulate`` each tile is added to what the result holds: in one pass
+    over the inner positions, bit for bit the product then added; in several, the
+    passes' sums added in turn (a weight gradient summed over images)."""
+    rng = np.random.default_rng(16)
+    for rows, columns, inner in PACKED_SIZES:  # one process: nothing cached for one size
+        a, b = _operands(rng, rows, columns, inner, transpose_a)
+        operand = np.ascontiguousarray(b.T) if transpose_b else b
+        start = rng.normal(size=(rows, columns)).astype(np.float32)
+        start[0, 0] = -0.0  # an empty product leaves it as it is: -0.0, not +0.0
+        out = start.copy()
+        sgemm.gemm_panels(a, transpose_a, operand, transpose_b, out, 0, rows, 0, columns, True)
+        product = np.empty((rows, columns), np.float32)
+        sgemm.gemm_panels(a, transpose_a, operand, transpose_b, product, 0, rows, 0, columns)
+        if inner == 0:
+            np.testing.assert_array_equal(out, start)
+            assert np.signbit(out[0, 0])
+        elif sgemm.panel_depth(inner) == inner:
+            np.testing.assert_array_equal(out, start + product)
+        expected = start + _expected(a, b, transpose_a)
+        tolerance = 2e-5 * max(1, inner) ** 0.5
+        np.testing.assert_allclose(out, expected, rtol=2e-5, atol=tolerance)
+
+
+@needs_avx512
 def test_special_values_through_the_packed_blocks_as_numpy():
     rng = np.random.default_rng(12)
     a, b = _operands(rng, 130, 70, 400, False)

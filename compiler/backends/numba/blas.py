@@ -16,7 +16,9 @@ through numba's ``np.dot`` instead. ``IDENTITY`` names what was found; entries
 carry it, so machine code cached under one BLAS is never loaded under another.
 
 ``matmul_add_into`` adds a product into its destination (a weight gradient's
-sum over pieces of the batch): OpenBLAS with beta 1, adding as it stores.
+sum over pieces of the batch): OpenBLAS with beta 1, adding as it stores, or
+for a float32 product of a transposed B while OpenBLAS runs on one thread our
+tiles, adding each as they store it (:func:`_tiles_take_transposed`).
 
 Where OpenBLAS runs kernels without AVX-512 on a CPU that has it
 (:mod:`.blas_kernels`), float32 products of :data:`TILED_WORK` multiply-adds or
@@ -34,8 +36,9 @@ from numba import types
 from numba.core.errors import TypingError
 from numba.extending import overload
 
+from ... import settings
 from . import narrow, sgemm
-from .blas_threads import numpy_library
+from .blas_threads import numpy_library, openblas_controls
 from .disk_cache import fingerprint
 
 # numpy's wheels bundle an ILP64 OpenBLAS whose symbols carry a suffix (and, from
@@ -107,8 +110,12 @@ def _gemm_functions() -> tuple[str, dict] | None:
 
 _found = _gemm_functions()
 _GEMM = _found[1] if _found else {}
+# Whether float32 products added into their result (matmul_add_into) may run our
+# tiles: where they exist (AVX-512) and the user allows own products (see
+# _tiles_take_transposed for which)
+TILED_ADDS = bool(_found) and sgemm.AVAILABLE and settings.current().own_products
 IDENTITY = f"numpy {np.__version__} {_found[0]}" if _found else "numba np.dot"
-if _found and sgemm.OWN_TILES:  # float32 products run our tiles: see blas_kernels.py
+if TILED_ADDS:  # float32 products run our tiles: see blas_kernels.py and below
     IDENTITY += f", float32 by sgemm.py {fingerprint(sgemm.__file__)}"
 
 
@@ -299,13 +306,119 @@ def _separate_matmul_add_into(a, b, transpose_a, transpose_b, out):
         flat[i] += add[i]
 
 
+def _declare_threads_getter() -> types.ExternalFunction | None:
+    """numpy's OpenBLAS ``get_num_threads`` declared to numba by a symbol of our
+    own, as the GEMMs are (``_declare``), or None where it is not found."""
+    controls = openblas_controls()
+    address = ctypes.cast(controls[1], ctypes.c_void_p).value if controls else None
+    if not address:
+        return None
+    try:
+        import llvmlite.binding as llvm
+
+        llvm.add_symbol("symgrad_openblas_threads", address)
+    except Exception:  # as in _gemm_functions: the tiles then never take a product
+        return None
+    return types.ExternalFunction("symgrad_openblas_threads", types.intc())
+
+
+_THREADS_GETTER = _declare_threads_getter() if TILED_ADDS else None
+
+
+def _openblas_threads():
+    """Typing stub: the threads numpy's OpenBLAS runs a product on now, 0 where
+    that is not known."""
+
+
+@overload(_openblas_threads)
+def _openblas_threads_declared():
+    getter = _THREADS_GETTER
+    if getter is None:
+        return lambda: 0
+
+    def impl():
+        return getter()
+
+    return impl
+
+
+# An added float32 product of a transposed B, A not transposed (both operands read
+# along the inner axis), is a convolution's weight gradient g @ cols^T summed over
+# images. Where OpenBLAS runs on one thread, as convolutions hold it (blas_alone),
+# our tiles, adding each tile as they store it, beat its AVX-512 kernels in that
+# layout. One thread, AMD Zen 4, OpenBLAS 0.3.31's SkylakeX kernels, eight
+# products on eight pairs of operands, per product, medians, OpenBLAS against
+# ours: (192 x 289) by (768 x 289)^T (InceptionV3's 1x1 768 -> 192 17x17) 1009 /
+# 903 us, (64 x 1225) by (288 x 1225)^T 673 / 586, (128 x 784) by (512 x 784)^T
+# 1298 / 1151, (32 x 3136) by (128 x 3136)^T 495 / 407, (64 x 12544) by (32 x
+# 12544)^T 980 / 867, (512 x 196) by (512 x 196)^T 1115 / 1060. Not for a result
+# narrower than TRANSPOSED_LEAST_COLUMNS, whose one partial panel goes through a
+# scratch tile ((256 x 128) by (10 x 128)^T 14 / 27 us), nor for one of more than
+# TRANSPOSED_MOST_RESULT values, whose tiles' loads and stores cost more than
+# OpenBLAS's: (1024 x 196) by (512 x 196)^T 2153 / 2247, (256 x 196) by (2304 x
+# 196)^T 2616 / 2679, (512 x 49) by (4608 x 49)^T 2660 / 3488 us.
+TRANSPOSED_LEAST_COLUMNS = sgemm.NR
+TRANSPOSED_MOST_RESULT = 3 << 17
+
+
+@_jit
+def _tiles_take_transposed(m, n, k):
+    """Whether our tiles take an added float32 product ``(m x k) @ (n x k)^T``:
+    every one of TILED_WORK or more where they beat OpenBLAS in every layout
+    (OWN_TILES), else the sizes above while OpenBLAS runs on one thread (on more,
+    it would share the product out where the tiles take one core)."""
+    if m * n * k < TILED_WORK:
+        return False
+    if sgemm.OWN_TILES:
+        return True
+    sizes = n >= TRANSPOSED_LEAST_COLUMNS and m * n <= TRANSPOSED_MOST_RESULT
+    return sizes and _openblas_threads() == 1
+
+
+def _float32_added_product(a, b, transpose_a, transpose_b, out, m, n, k):
+    """Typing stub: ``out += op(a) @ op(b)`` on our tiles where they take it, else
+    on numpy's BLAS (beta 1), or for our tiles' other layouts a product added."""
+
+
+@overload(_float32_added_product)
+def _float32_added_product_for_dtype(a, b, transpose_a, transpose_b, out, m, n, k):
+    if out.dtype != types.float32:  # the tiles are float32 only: decided in typing
+
+        def blas_only(a, b, transpose_a, transpose_b, out, m, n, k):
+            _blas_matmul_add_into(a, b, transpose_a, transpose_b, out)
+
+        return blas_only
+
+    def tiles(a, b, transpose_a, transpose_b, out, m, n, k):
+        if transpose_b and not transpose_a and _tiles_take_transposed(m, n, k):
+            a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+            sgemm.gemm_panels(a, False, b, True, out, 0, m, 0, n, True)
+        elif sgemm.OWN_TILES:
+            _separate_matmul_add_into(a, b, transpose_a, transpose_b, out)
+        else:
+            _blas_matmul_add_into(a, b, transpose_a, transpose_b, out)
+
+    return tiles
+
+
+@_jit
+def _tiled_matmul_add_into(a, b, transpose_a, transpose_b, out):
+    m, n, k = _product_sizes(a, b, transpose_a, transpose_b, out)
+    if m == 0 or n == 0:
+        return
+    _float32_added_product(a, b, transpose_a, transpose_b, out, m, n, k)
+
+
 # Weight gradients sum products over pieces of the batch into one result. Through
 # a product into a temporary, then a loop adding it, the adding cost as much as the
 # product where the result is big beside the depth (16 products of 512 x 512 over
 # 49 tiles, one thread: 6.3 ms that way, 3.2 with OpenBLAS adding as it stores)
-matmul_add_into = (
-    _blas_matmul_add_into if matmul_into is _blas_matmul_into else _separate_matmul_add_into
-)
+if TILED_ADDS:
+    matmul_add_into = _tiled_matmul_add_into
+elif matmul_into is _blas_matmul_into:
+    matmul_add_into = _blas_matmul_add_into
+else:
+    matmul_add_into = _separate_matmul_add_into
 matmul_add_into.__doc__ = (
     "``out += op(a) @ op(b)`` for 2-D arrays of one float dtype, as matmul_into "
     "(``out`` C-contiguous, of the product's shape, overlapping neither operand)."

@@ -55,7 +55,7 @@ def numpy_library() -> ctypes.CDLL | None:
         return None
 
 
-def _openblas_controls() -> tuple[Any, Any] | None:
+def openblas_controls() -> tuple[Any, Any] | None:
     """numpy's OpenBLAS ``set_num_threads`` and ``get_num_threads``, or None."""
     library = numpy_library()
     if library is None:
@@ -203,7 +203,7 @@ def blas_threads() -> BlasThreads:
     """The process's :class:`BlasThreads` (made at first use)."""
     global _THREADS
     if _THREADS is None:
-        _THREADS = BlasThreads(_openblas_controls())
+        _THREADS = BlasThreads(openblas_controls())
     return _THREADS
 
 

@@ -210,26 +210,27 @@ _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 
 
 @_jit
-def _tile_into(depth, a, ia, lda, b, ib, ldb, c, i0, j0, filled, columns, k0, scratch):
+def _tile_into(depth, a, ia, lda, b, ib, ldb, c, i0, j0, filled, columns, add, scratch):
     """The tile of ``c`` at row ``i0``, column ``j0`` (its first ``filled`` rows and
     ``columns`` columns) set to the sum over ``depth`` inner positions of the
-    sliver at ``a + ia`` outer the panel at ``b + ib``, or increased by it past
-    the first block of inner positions (``k0 > 0``); a partial tile is computed
-    into ``scratch`` (MR x NR) and its part copied out."""
+    sliver at ``a + ia`` outer the panel at ``b + ib``, or increased by it
+    (``add``: past the first block of inner positions, or a product added into
+    ``c``); a partial tile is computed into ``scratch`` (MR x NR) and its part
+    copied out."""
     if columns == NR:
         ldc, ic = c.shape[1], i0 * c.shape[1] + j0
-        if k0 == 0:
-            _tile_set(depth, a, ia, lda, b, ib, ldb, c.ctypes, ic, ldc, filled)
-        else:
+        if add:
             _tile_add(depth, a, ia, lda, b, ib, ldb, c.ctypes, ic, ldc, filled)
+        else:
+            _tile_set(depth, a, ia, lda, b, ib, ldb, c.ctypes, ic, ldc, filled)
         return
     _tile_set(depth, a, ia, lda, b, ib, ldb, scratch.ctypes, 0, NR, MR)
     for i in range(filled):
         for j in range(columns):
-            if k0 == 0:
-                c[i0 + i, j0 + j] = scratch[i, j]
-            else:
+            if add:
                 c[i0 + i, j0 + j] += scratch[i, j]
+            else:
+                c[i0 + i, j0 + j] = scratch[i, j]
 
 
 @_jit
@@ -320,8 +321,8 @@ def gemm_block(a, transpose_a, b, c, m0, m1, n0, n1, block):
                     _tile_set(depth, a_base, a_at, lda, b_base, b_at, ldb, cp, c_at, ldc, filled)
                     continue
                 _tile_into(
-                    depth, a_base, a_at, lda, b_base, b_at, ldb, c, i0, j0, filled, columns, k0,
-                    scratch,
+                    depth, a_base, a_at, lda, b_base, b_at, ldb, c, i0, j0, filled, columns,
+                    k0 > 0, scratch,
                 )  # fmt: skip
 
 
@@ -450,9 +451,11 @@ _panel_depth = _jit(panel_depth)  # for gemm_panels
 
 
 @_jit
-def gemm_panels(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1):
-    """``c[m0:m1, n0:n1] = (op(a) @ op(b))[m0:m1, n0:n1]``, op a transpose where
-    asked, for C-contiguous float32 matrices of agreeing shapes, in blocks as
+def gemm_panels(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1, accumulate=False):
+    """``c[m0:m1, n0:n1] = (op(a) @ op(b))[m0:m1, n0:n1]`` (with ``accumulate``,
+    ``+=``: each tile added to ``c`` as it is stored, as a convolution's weight
+    gradient sums its images' products), op a transpose where asked, for
+    C-contiguous float32 matrices of agreeing shapes, in blocks as
     a cache-blocked GEMM takes them: B packed ``NC`` columns by
     :func:`panel_depth` inner positions at a time (in L2), A packed ``MC`` rows
     at a time into slivers (those of a block, about 100 KB, stay in L2), and
@@ -464,7 +467,8 @@ def gemm_panels(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1):
     on two threads ran 1.65x as fast as the whole on one, 1.9x this way."""
     inner = a.shape[0] if transpose_a else a.shape[1]
     if inner == 0:
-        c[m0:m1, n0:n1] = 0.0
+        if not accumulate:
+            c[m0:m1, n0:n1] = 0.0
         return
     kc = _panel_depth(inner)
     panels = np.empty((NC // NR, kc, NR), np.float32)
@@ -477,6 +481,7 @@ def gemm_panels(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1):
         count = (width + NR - 1) // NR
         for k0 in range(0, inner, kc):
             depth = min(kc, inner - k0)
+            add = accumulate or k0 > 0
             if transpose_b:
                 _pack_b_panels(b, k0, depth, nb, width, panels)
             else:
@@ -498,12 +503,12 @@ def gemm_panels(a, transpose_a, b, transpose_b, c, m0, m1, n0, n1):
                         if columns < NR:
                             _tile_into(
                                 depth, sp, a_at, MR, pp, b_at, NR, c, i0, j0, filled, columns,
-                                k0, scratch,
+                                add, scratch,
                             )  # fmt: skip
-                        elif k0 == 0:
-                            _tile_set(depth, sp, a_at, MR, pp, b_at, NR, cp, c_at, ldc, filled)
-                        else:
+                        elif add:
                             _tile_add(depth, sp, a_at, MR, pp, b_at, NR, cp, c_at, ldc, filled)
+                        else:
+                            _tile_set(depth, sp, a_at, MR, pp, b_at, NR, cp, c_at, ldc, filled)
 
 
 @_jit
