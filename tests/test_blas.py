@@ -151,33 +151,57 @@ def test_added_products_of_a_transposed_b_take_the_tiles_while_openblas_is_alone
 
 
 @needs_tiled_adds
-def test_the_tiled_added_product_is_numpys_with_special_values():
-    """On the tiles, at sizes varied in one process (partial tiles and panels, one
-    and several passes over the inner positions), the sum numpy gives, NaN and
-    infinities from the operands or the result where numpy has them, and a result's
-    -0.0 kept where the product adds nothing."""
+def test_the_tiled_product_of_a_transposed_b_is_numpys_with_special_values():
+    """On the tiles, written or added, at sizes varied in one process (partial
+    tiles and panels, one and several passes over the inner positions): the
+    product numpy gives, NaN and infinities from the operands or the result where
+    numpy has them, and a result's -0.0 kept where the product adds nothing."""
     from symgrad_compiler.backends.numba.blas_threads import blas_threads
 
     rng = np.random.default_rng(17)
     with blas_threads().alone():
         for m, n, k in [(192, 768, 289), (37, 70, 1000), (13, 33, 700), (64, 32, 300)]:
+            assert blas._tiles_take_transposed(m, n, k)
             a = rng.standard_normal((m, k)).astype(np.float32)
             b = rng.standard_normal((n, k)).astype(np.float32)
-            assert blas._tiles_take_transposed(m, n, k)
             start = rng.standard_normal((m, n)).astype(np.float32)
             a[1, 2], b[3, 4], start[5, 6] = np.nan, np.inf, -np.inf
+            product = a.astype(np.float64) @ b.T.astype(np.float64)
+            for add in (False, True):
+                out = start.copy()
+                blas.matmul_nt_into(a, b, out, add)
+                with np.errstate(invalid="ignore"):
+                    expected = start + product if add else product
+                np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+                np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
+                finite = np.isfinite(expected)
+                np.testing.assert_allclose(
+                    out[finite], expected[finite], rtol=2e-5, atol=1e-4 * k**0.5
+                )
             out = start.copy()
-            blas.matmul_add_into(a, b, False, True, out)
-            with np.errstate(invalid="ignore"):
-                expected = start.astype(np.float64) + a.astype(np.float64) @ b.T.astype(np.float64)
-            np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
-            np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
-            finite = np.isfinite(expected)
-            np.testing.assert_allclose(out[finite], expected[finite], rtol=2e-5, atol=1e-4 * k**0.5)
+            blas.matmul_add_into(a, b, False, True, out)  # the same route
+            expected = start.copy()
+            blas.matmul_nt_into(a, b, expected, True)
+            np.testing.assert_array_equal(out, expected)
         out = np.full((40, 64), -0.0, np.float32)
         empty_a, empty_b = np.zeros((40, 0), np.float32), np.zeros((64, 0), np.float32)
         blas.matmul_add_into(empty_a, empty_b, False, True, out)
         assert np.signbit(out).all()
+        blas.matmul_nt_into(empty_a, empty_b, out, False)  # no depth: zeros
+        assert (out == 0).all() and not np.signbit(out).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("add", [False, True])
+def test_a_product_of_a_transposed_b_off_the_tiles_is_numpys(dtype, add):
+    """Too small for the tiles, float64, or OpenBLAS on its own threads: numpy's
+    BLAS writes or adds the product."""
+    a, b, expected = operands((5, 3), (3, 4), False, True, dtype)
+    start = np.arange(20, dtype=dtype).reshape(5, 4)
+    out = start.copy()
+    blas.matmul_nt_into(a, b, out, add)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, start + expected if add else expected, rtol=rtol)
 
 
 def test_products_run_in_the_blas_numpy_linked():

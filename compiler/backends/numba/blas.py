@@ -375,38 +375,53 @@ def _tiles_take_transposed(m, n, k):
     return sizes and _openblas_threads() == 1
 
 
-def _float32_added_product(a, b, transpose_a, transpose_b, out, m, n, k):
-    """Typing stub: ``out += op(a) @ op(b)`` on our tiles where they take it, else
-    on numpy's BLAS (beta 1), or for our tiles' other layouts a product added."""
+def _float32_transposed_product(a, b, out, m, n, k, add):
+    """Typing stub: ``out[...] = a @ b^T`` (``+=`` with ``add``) on our tiles where
+    they take it, else as matmul_into and matmul_add_into would."""
 
 
-@overload(_float32_added_product)
-def _float32_added_product_for_dtype(a, b, transpose_a, transpose_b, out, m, n, k):
+@overload(_float32_transposed_product)
+def _float32_transposed_product_for_dtype(a, b, out, m, n, k, add):
     if out.dtype != types.float32:  # the tiles are float32 only: decided in typing
 
-        def blas_only(a, b, transpose_a, transpose_b, out, m, n, k):
-            _blas_matmul_add_into(a, b, transpose_a, transpose_b, out)
+        def blas_only(a, b, out, m, n, k, add):
+            if add:
+                _blas_matmul_add_into(a, b, False, True, out)
+            else:
+                _blas_matmul_into(a, b, False, True, out)
 
         return blas_only
 
-    def tiles(a, b, transpose_a, transpose_b, out, m, n, k):
-        if transpose_b and not transpose_a and _tiles_take_transposed(m, n, k):
+    def tiles(a, b, out, m, n, k, add):
+        if _tiles_take_transposed(m, n, k):
             a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-            sgemm.gemm_panels(a, False, b, True, out, 0, m, 0, n, True)
+            sgemm.gemm_panels(a, False, b, True, out, 0, m, 0, n, add)
+        elif not add:
+            matmul_into(a, b, False, True, out)
         elif sgemm.OWN_TILES:
-            _separate_matmul_add_into(a, b, transpose_a, transpose_b, out)
+            _separate_matmul_add_into(a, b, False, True, out)
         else:
-            _blas_matmul_add_into(a, b, transpose_a, transpose_b, out)
+            _blas_matmul_add_into(a, b, False, True, out)
 
     return tiles
 
 
 @_jit
-def _tiled_matmul_add_into(a, b, transpose_a, transpose_b, out):
-    m, n, k = _product_sizes(a, b, transpose_a, transpose_b, out)
+def _tiled_matmul_nt_into(a, b, out, add):
+    m, n, k = _product_sizes(a, b, False, True, out)
     if m == 0 or n == 0:
         return
-    _float32_added_product(a, b, transpose_a, transpose_b, out, m, n, k)
+    _float32_transposed_product(a, b, out, m, n, k, add)
+
+
+@_jit
+def _tiled_matmul_add_into(a, b, transpose_a, transpose_b, out):
+    if transpose_b and not transpose_a:
+        _tiled_matmul_nt_into(a, b, out, True)
+    elif sgemm.OWN_TILES:
+        _separate_matmul_add_into(a, b, transpose_a, transpose_b, out)
+    else:
+        _blas_matmul_add_into(a, b, transpose_a, transpose_b, out)
 
 
 # Weight gradients sum products over pieces of the batch into one result. Through
@@ -422,6 +437,23 @@ else:
 matmul_add_into.__doc__ = (
     "``out += op(a) @ op(b)`` for 2-D arrays of one float dtype, as matmul_into "
     "(``out`` C-contiguous, of the product's shape, overlapping neither operand)."
+)
+
+
+@_jit
+def _plain_matmul_nt_into(a, b, out, add):
+    if add:
+        matmul_add_into(a, b, False, True, out)
+    else:
+        matmul_into(a, b, False, True, out)
+
+
+matmul_nt_into = _tiled_matmul_nt_into if TILED_ADDS else _plain_matmul_nt_into
+matmul_nt_into.__doc__ = (
+    "``out[...] = a @ b^T``, or with ``add`` ``out += a @ b^T``: a weight gradient's "
+    "product, both operands read along the inner axis, as matmul_into and "
+    "matmul_add_into take it (our tiles where they take that layout, see "
+    "_tiles_take_transposed)."
 )
 
 # A product an entry knows to be smaller than this (its traced shapes) calls

@@ -1411,10 +1411,7 @@ def _cv_winograd_weight_grad(g, x, dw3, lo, hi, groups, pad):
                     grads = Gt[e, : fg * T].reshape((fg, T))
                     data = V[e, : cg * T].reshape((cg, T))
                     target = S[gi, e, : fg * cg].reshape((fg, cg))
-                    if n0 == lo and ty0 == 0:
-                        blas.matmul_into(grads, data, False, True, target)
-                    else:
-                        blas.matmul_add_into(grads, data, False, True, target)
+                    blas.matmul_nt_into(grads, data, target, not (n0 == lo and ty0 == 0))
     for gi in range(groups):
         _cv_winograd_kernel_grads(S[gi], fg, cg, dw3[gi])
 
@@ -1850,7 +1847,7 @@ def _cv_strided_rows_grad(g, n, f0, xq, offsets, part, target, flipped, Wq):
 def _cv_weight_product(gw, cols, part, target, flipped):
     # target += gw @ cols^T (flipped: by way of part = cols @ gw^T, added transposed)
     if flipped:
-        blas.matmul_into(cols, gw, False, True, part)
+        blas.matmul_nt_into(cols, gw, part, False)
         for f in range(target.shape[0]):
             for k in range(target.shape[1]):
                 target[f, k] += part[k, f]
