@@ -18,7 +18,8 @@ carry it, so machine code cached under one BLAS is never loaded under another.
 ``matmul_add_into`` adds a product into its destination (a weight gradient's
 sum over pieces of the batch): OpenBLAS with beta 1, adding as it stores, or
 for a float32 product of a transposed B while OpenBLAS runs on one thread our
-tiles, adding each as they store it (:func:`_tiles_take_transposed`).
+tiles, adding each as they store it (:func:`_tiles_take_transposed`);
+``matmul_nt_into`` writes or adds a product of that layout by the same route.
 
 Where OpenBLAS runs kernels without AVX-512 on a CPU that has it
 (:mod:`.blas_kernels`), float32 products of :data:`TILED_WORK` multiply-adds or
@@ -342,11 +343,11 @@ def _openblas_threads_declared():
     return impl
 
 
-# An added float32 product of a transposed B, A not transposed (both operands read
-# along the inner axis), is a convolution's weight gradient g @ cols^T summed over
+# A float32 product of a transposed B, A not transposed (both operands read along
+# the inner axis), is a convolution's weight gradient g @ cols^T, summed over
 # images. Where OpenBLAS runs on one thread, as convolutions hold it (blas_alone),
-# our tiles, adding each tile as they store it, beat its AVX-512 kernels in that
-# layout. One thread, AMD Zen 4, OpenBLAS 0.3.31's SkylakeX kernels, eight
+# our tiles (adding each tile as they store it, for a sum) beat its AVX-512
+# kernels in that layout. One thread, AMD Zen 4, OpenBLAS 0.3.31's SkylakeX kernels, eight
 # products on eight pairs of operands, per product, medians, OpenBLAS against
 # ours: (192 x 289) by (768 x 289)^T (InceptionV3's 1x1 768 -> 192 17x17) 1009 /
 # 903 us, (64 x 1225) by (288 x 1225)^T 673 / 586, (128 x 784) by (512 x 784)^T
@@ -363,7 +364,7 @@ TRANSPOSED_MOST_RESULT = 3 << 17
 
 @_jit
 def _tiles_take_transposed(m, n, k):
-    """Whether our tiles take an added float32 product ``(m x k) @ (n x k)^T``:
+    """Whether our tiles take a float32 product ``(m x k) @ (n x k)^T``:
     every one of TILED_WORK or more where they beat OpenBLAS in every layout
     (OWN_TILES), else the sizes above while OpenBLAS runs on one thread (on more,
     it would share the product out where the tiles take one core)."""
