@@ -191,15 +191,20 @@ def test_the_tiled_product_of_a_transposed_b_is_numpys_with_special_values():
         assert (out == 0).all() and not np.signbit(out).any()
 
 
+NT_ROUTES = [blas._plain_matmul_nt_into] + ([blas._tiled_matmul_nt_into] if blas.TILED_ADDS else [])
+
+
+@pytest.mark.parametrize("matmul_nt_into", NT_ROUTES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("add", [False, True])
-def test_a_product_of_a_transposed_b_off_the_tiles_is_numpys(dtype, add):
-    """Too small for the tiles, float64, or OpenBLAS on its own threads: numpy's
-    BLAS writes or adds the product."""
+def test_a_product_of_a_transposed_b_off_the_tiles_is_numpys(matmul_nt_into, dtype, add):
+    """Too small for the tiles, float64, OpenBLAS on its own threads, or no tiles
+    at all (the plain route, through matmul_into and matmul_add_into): the
+    product written or added as numpy's."""
     a, b, expected = operands((5, 3), (3, 4), False, True, dtype)
     start = np.arange(20, dtype=dtype).reshape(5, 4)
     out = start.copy()
-    blas.matmul_nt_into(a, b, out, add)
+    matmul_nt_into(a, b, out, add)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out, start + expected if add else expected, rtol=rtol)
 
