@@ -25,6 +25,7 @@ NOT_NODES = {
     ("backends/numba/plan.py", "self"),
     ("backends/numba/entry.py", "step"),
     ("backends/numba/blas.py", "ctypes.cast(getattr(library, name), ctypes.c_void_p)"),
+    ("backends/numba/blas.py", "ctypes.cast(controls[1], ctypes.c_void_p)"),
 }
 
 
