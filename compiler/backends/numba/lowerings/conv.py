@@ -2013,6 +2013,23 @@ def _cv_turn(triple):
 
 
 @_jit
+def _cv_rows_forward(x, w, bias, out, lo, hi, kernel, pad, flip):
+    # out[lo:hi] = conv(x[lo:hi], w) + bias for a 7x1 kernel by winograd_rows.py's
+    # F(2, 7); flip: the data gradient (x holding g, pad the forward's). As for the
+    # 3x3 Winograd (_cv_wide_forward), an image whose output is not finite is
+    # computed again by the wide columns, whose NaN pattern is numpy's
+    winograd_rows.forward(x, w, out, lo, hi, pad[1], flip)
+    wf = w[:0]
+    for n in range(lo, hi):
+        if not _cv_all_finite(out[n].reshape(out[n].size)):
+            if wf.shape[0] == 0:
+                wf = _cv_flipped(w, 1) if flip else w
+            tpad = (0, kernel[1] - 1 - pad[1], 0) if flip else pad
+            _cv_wide_products(x, wf, bias[:0], out, n, n + 1, 1, kernel, (1, 1, 1), tpad)
+        _cv_add_bias(out, bias, n)
+
+
+@_jit
 def lib_conv_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate, pad):
     # out[lo:hi] = conv(x[lo:hi], w) + bias; every array 5-D (N, C, D, H, W)
     if hi > lo and _cv_along_rows(x, w, kernel, stride, pad):
@@ -2052,6 +2069,9 @@ def _cv_forward(x, w, bias, out, lo, hi, groups, kernel, stride, dilate, pad):
             flat[n, :] = 0
             _cv_direct(x, w, out, n, kernel, stride, dilate, pad, 0)
             _cv_add_bias(out, bias, n)
+        return
+    if winograd_rows.takes(C, F, x.shape[2], kernel, stride, dilate, pad, groups):
+        _cv_rows_forward(x, w, bias, out, lo, hi, kernel, pad, False)
         return
     pointwise = _cv_pointwise(kernel, stride, pad)
     if not pointwise and unit:
@@ -2097,7 +2117,31 @@ def _cv_columns_first(cg, fg, kernel):
 
 @_jit
 def lib_conv_data_grad(g, w, bias, dx, lo, hi, groups, kernel, stride, dilate, pad):
-    # dx[lo:hi] = conv^T_w(g[lo:hi]) + bias (the bias for Deconvolution's forward)
+    # dx[lo:hi] = conv^T_w(g[lo:hi]) + bias (the bias for Deconvolution's forward).
+    # A 1x7 kernel goes turned where its 7x1 turn is winograd_rows.py's
+    if (
+        hi > lo
+        and _cv_along_rows(dx, w, kernel, stride, pad)
+        and winograd_rows.takes(
+            dx.shape[1], w.shape[0], dx.shape[2], _cv_turn(kernel), stride,
+            _cv_turn(dilate), _cv_turn(pad), groups,
+        )
+    ):
+        turned = np.empty(
+            (hi - lo, dx.shape[1], dx.shape[2], dx.shape[4], dx.shape[3]), dx.dtype
+        )
+        _cv_data_grad(
+            _cv_turned(g, lo, hi), _cv_turned(w, 0, w.shape[0]), bias, turned, 0, hi - lo,
+            groups, _cv_turn(kernel), stride, _cv_turn(dilate), _cv_turn(pad),
+        )
+        dx[lo:hi] = turned.transpose((0, 1, 2, 4, 3))
+        return
+    _cv_data_grad(g, w, bias, dx, lo, hi, groups, kernel, stride, dilate, pad)
+
+
+@_jit
+def _cv_data_grad(g, w, bias, dx, lo, hi, groups, kernel, stride, dilate, pad):
+    # lib_conv_data_grad in the images' own layout
     g = np.ascontiguousarray(g)
     w = np.ascontiguousarray(w)
     N, C = dx.shape[0], dx.shape[1]
@@ -2112,6 +2156,9 @@ def lib_conv_data_grad(g, w, bias, dx, lo, hi, groups, kernel, stride, dilate, p
     # there, so such weights take the exact paths (the test reads the weights once)
     unit = stride[0] == 1 and stride[1] == 1 and stride[2] == 1
     finite = _cv_all_finite(w.reshape(w.size))
+    if finite and winograd_rows.takes(C, F, dx.shape[2], kernel, stride, dilate, pad, groups):
+        _cv_rows_forward(g, w, bias, dx, lo, hi, kernel, pad, True)
+        return
     if cg == 1 and kg > 1:
         tpad = (
             (kernel[0] - 1) * dilate[0] - pad[0],
@@ -2208,6 +2255,13 @@ def _cv_weight_grad(g, x, dw, lo, hi, groups, kernel, stride, dilate, pad):
         for n in range(lo, hi):
             _cv_direct(x, dw, g, n, kernel, stride, dilate, pad, 2)
         return
+    if winograd_rows.takes(C, F, x.shape[2], kernel, stride, dilate, pad, groups):
+        # F(2, 7)'s sums over tiles as Winograd's below: a non-finite result
+        # is computed again by the exact routes that follow
+        winograd_rows.weight_grad(g, x, dw, lo, hi, pad[1])
+        if _cv_all_finite(dw3.reshape(dw3.size)):
+            return
+        dw3[:] = 0
     pointwise = _cv_pointwise(kernel, stride, pad)
     if not pointwise and groups == 1 and P <= _CV_PACK_POSITIONS:
         _cv_packed_columns_weight_grad(g, x, dw3[0], lo, hi, kernel, stride, dilate, pad)
