@@ -78,7 +78,9 @@ def transforms() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 A_T, G, B_T = transforms()
 
-_jit = numba.njit(cache=True, nogil=True)
+# not cached by numba, which would see only this file's changes, not blas.py's
+# it inlines: the generated modules that link it are named by both files' hashes
+_jit = numba.njit(nogil=True, boundscheck=False)
 
 
 @_jit

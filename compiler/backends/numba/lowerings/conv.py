@@ -81,6 +81,14 @@ B=8, one thread, fwd/dgrad/wgrad: W7's 32-channel 32x32 layer 4.8/4.9/5.7 ->
 OpenBLAS where a (tiles, channels) layout of V would run at 140-170, but laying V
 or the streams out that way (a transpose) cost more than it saved.
 
+7x1 unit-stride convolutions with at least 16 channels on each side (InceptionV3's
+17x17 layers; its 1x7 ones turned, see ``_cv_along_rows``, for the data gradient
+too) go by ``winograd_rows.py``'s F(2, 7): each pair of output rows from 8 input
+rows through 8 products per channel pair instead of 14 (``_cv_rows_forward``,
+the data gradient as the forward of g with the weights turned, and the weight
+gradient). InceptionV3's 26 such layers, B=8, two threads, in one process each,
+forward/data/weight gradient: 133/134/128 -> 107/108/106 ms.
+
 Big images (at least ``_CV_SHIFTED_POSITIONS`` wide positions) skip the column
 matrix on CPUs with AVX-512: ``shifted.py``'s register tiles read each kernel
 position's row straight from the padded plane at its offset, for the forward, the
@@ -104,7 +112,7 @@ one does not, so the few cases where one can occur are sent to the exact path or
 given their padding terms (see ``lib_conv_weight_grad``, ``lib_conv_data_grad``
 and ``_cv_direct``). Winograd's sums spread a special value over its tile; an
 image (or a weight gradient) whose Winograd result is not finite is computed again
-by the wide columns or im2col (``_cv_wide_forward``).
+by the wide columns or im2col (``_cv_wide_forward``, ``_cv_rows_forward``).
 
 The GEMMs are ``blas.matmul_into``: numpy's own BLAS, or our float32 tiles where
 they beat it (see blas.py). The step runner splits the batch over the backend's
