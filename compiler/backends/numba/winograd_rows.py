@@ -16,8 +16,11 @@ Every value of ``B^T d`` and of the output transform is one vector loop along a
 row of the plane, the products are numpy's BLAS (:mod:`.blas`), and several
 images go side by side into one product (up to :data:`TILES` tiles). The weight
 gradient is the adjoint: ``dU[e] = (A g)[e] @ V[e]^T`` summed over the tiles,
-then ``dw = G^T dU`` in float64. InceptionV3's layers, B=8, two threads, medians
-(the wide columns against F(2, 7)): see :data:`TILES`.
+then ``dw = G^T dU`` in float64. InceptionV3's 26 layers of 7 taps, B=8, two
+threads, forward/data/weight gradient: 133/134/128 ms by the wide columns,
+107/108/106 here (one thread, 192 -> 192 channels, 4 images: 6.6 -> 5.0 ms
+forward, of which the 8 products 3.6, the data's transform 0.5, the output's
+0.25 and the kernel's 0.4).
 
 Results differ from the exact sum by rounding (a relative 4e-7 root mean square
 in float32, 1e-7 for the columns); a NaN or infinity spreads over its whole tile
@@ -42,7 +45,8 @@ POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)  # and infinity, the eighth
 LEAST_CHANNELS = 16
 
 # Images go side by side into one product up to this many tiles (a 17x17
-# image has 9 x 17 = 153)
+# image has 9 x 17 = 153): InceptionV3's 192-channel products took as long per
+# tile for two images as for four (1.85 against 3.62 ms, one thread)
 TILES = 512
 
 
@@ -108,7 +112,8 @@ G_TURNED = np.ascontiguousarray(G[:, ::-1])
 def _weights(w, flip, dtype):
     """U[e, f, c] = (G w[f, c])[e] (float64 sums, one rounding); flip: the data
     gradient's, U[e, c, f] = (G w[f, c] turned)[e]. Row by row of U's planes, a
-    vector loop along each (per tap and value, 5x faster than value by value)."""
+    loop along the row per tap and value: 0.42 ms for 192 x 192 channels, where
+    value by value took 1.0 and a float64 product with its copies 0.55."""
     F, C = w.shape[0], w.shape[1]
     rows, columns = (C, F) if flip else (F, C)
     coefficients = G_TURNED if flip else G
