@@ -242,12 +242,10 @@ def test_finite_results_still_match_after_a_special(conv_kernels, route):
     close(*lowered(conv_kernels, "_conv_data_grad", (g, w, x), **attrs), np.float64)
 
 
-@pytest.mark.parametrize("route", sorted(ROUTES))
-def test_signed_zeros_as_the_interpreter(conv_kernels, route):
-    """All-zero operands of either sign: the kernels' zeros carry the sign the
-    interpreter's do (both sum from +0, as BLAS does)."""
-    shape, attrs = ROUTES[route]
-    rng = np.random.default_rng(5)
+def assert_zero_signs_as_interpreter(conv_kernels, shape, attrs, seed):
+    """All-zero operands of either sign, float64: the kernels' zeros carry the
+    sign the interpreter's do (both sum from +0, as BLAS does)."""
+    rng = np.random.default_rng(seed)
     x, w, _ = conv_arrays(rng, shape, attrs, np.float64)
     _, out = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
     g = rng.uniform(-1, 1, out.shape)
@@ -265,3 +263,33 @@ def test_signed_zeros_as_the_interpreter(conv_kernels, route):
             kwargs = dict(no_bias=True) if op == "Convolution" else {}
             got, interpreted = lowered(conv_kernels, op, arrays, **kwargs, **attrs)
             assert np.array_equal(np.signbit(got), np.signbit(interpreted)), (op, signs)
+
+
+def assert_specials_land_as_numpy(conv_kernels, shape, attrs, dtype, seed):
+    """NaN and infinities put in the data, the weights or the output gradient (at
+    the corners, a row's end and inside; the whole batch, then one image): the
+    forward, data and weight gradient kernels put them where numpy does."""
+    rng = np.random.default_rng(seed)
+    for batch in (shape[0], 1):
+        x, w, _ = conv_arrays(rng, shape, attrs, dtype, batch)
+        with np.errstate(invalid="ignore"):
+            out, _ = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
+        g = rng.uniform(-1, 1, out.shape).astype(dtype)
+        for where, value in itertools.product("xwg", SPECIALS):
+            target = {"x": x, "w": w, "g": g}[where]
+            for spot in _spots(target.shape, rng):
+                xs, ws, gs = x.copy(), w.copy(), g.copy()
+                {"x": xs, "w": ws, "g": gs}[where][spot] = value
+                what = f"batch {batch}: {value} in {where} at {spot}"
+                if where != "g":
+                    _run(conv_kernels, "Convolution", (xs, ws), attrs, dtype, what + ", forward")
+                _run(conv_kernels, "_conv_data_grad", (gs, ws, xs), attrs, dtype, what + ", dx")
+                _run(conv_kernels, "_conv_weight_grad", (gs, xs, ws), attrs, dtype, what + ", dw")
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_signed_zeros_as_the_interpreter(conv_kernels, route):
+    """All-zero operands of either sign: the kernels' zeros carry the sign the
+    interpreter's do (both sum from +0, as BLAS does)."""
+    shape, attrs = ROUTES[route]
+    assert_zero_signs_as_interpreter(conv_kernels, shape, attrs, seed=5)

@@ -10,8 +10,6 @@ again by the exact path); the gradients agree with float64 finite differences.""
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 from test_conv_native import (
@@ -22,7 +20,11 @@ from test_conv_native import (
     lowered,
     routed_weight_grad,
 )
-from test_conv_nonfinite import SPECIALS, _run, _spots
+from test_conv_nonfinite import (
+    _run,
+    assert_specials_land_as_numpy,
+    assert_zero_signs_as_interpreter,
+)
 
 from symgrad_compiler.backends.numba.lowerings import conv as lconv
 
@@ -146,22 +148,7 @@ def test_special_values_land_where_numpy_puts_them(conv_kernels, threading_mode,
     """Winograd spreads a NaN or infinity over its tile (and turns inf - inf into
     NaN); the images and gradients where it does are computed again exactly."""
     shape, attrs = CASES[case]
-    rng = np.random.default_rng(13)
-    for batch in (shape[0], 1):
-        x, w, _ = conv_arrays(rng, shape, attrs, dtype, batch)
-        with np.errstate(invalid="ignore"):
-            out, _ = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
-        g = rng.uniform(-1, 1, out.shape).astype(dtype)
-        for where, value in itertools.product("xwg", SPECIALS):
-            target = {"x": x, "w": w, "g": g}[where]
-            for spot in _spots(target.shape, rng):
-                xs, ws, gs = x.copy(), w.copy(), g.copy()
-                {"x": xs, "w": ws, "g": gs}[where][spot] = value
-                what = f"{case} batch {batch}: {value} in {where} at {spot}"
-                if where != "g":
-                    _run(conv_kernels, "Convolution", (xs, ws), attrs, dtype, what + ", forward")
-                _run(conv_kernels, "_conv_data_grad", (gs, ws, xs), attrs, dtype, what + ", dx")
-                _run(conv_kernels, "_conv_weight_grad", (gs, xs, ws), attrs, dtype, what + ", dw")
+    assert_specials_land_as_numpy(conv_kernels, shape, attrs, dtype, seed=13)
 
 
 def test_a_finite_batch_after_a_special_one(conv_kernels):
@@ -183,24 +170,7 @@ def test_a_finite_batch_after_a_special_one(conv_kernels):
 def test_signed_zeros_as_the_interpreter(conv_kernels):
     """All-zero operands of either sign: the zeros' signs are the interpreter's."""
     shape, attrs = CASES["odd_rect_pad1"]
-    rng = np.random.default_rng(15)
-    x, w, _ = conv_arrays(rng, shape, attrs, np.float64)
-    _, out = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
-    g = rng.uniform(-1, 1, out.shape)
-    for signs in itertools.product((1.0, -1.0), repeat=3):
-        zx, zw, zg = (s * np.zeros_like(a) for s, a in zip(signs, (x, w, g)))
-        cases = [
-            ("Convolution", (zx, w)),
-            ("Convolution", (x, zw)),
-            ("_conv_data_grad", (zg, w, x)),
-            ("_conv_data_grad", (g, zw, x)),
-            ("_conv_weight_grad", (zg, x, w)),
-            ("_conv_weight_grad", (g, zx, w)),
-        ]
-        for op, arrays in cases:
-            kwargs = dict(no_bias=True) if op == "Convolution" else {}
-            got, interpreted = lowered(conv_kernels, op, arrays, **kwargs, **attrs)
-            assert np.array_equal(np.signbit(got), np.signbit(interpreted)), (op, signs)
+    assert_zero_signs_as_interpreter(conv_kernels, shape, attrs, seed=15)
 
 
 def test_weight_gradients_of_many_more_filters_keep_the_wide_columns(conv_kernels):
