@@ -198,6 +198,23 @@ def _run(conv_kernels, op, arrays, attrs, dtype, what):
     agree(got, interpreted, planned, dtype, what)
 
 
+def _put_specials(conv_kernels, arrays, attrs, dtype, rng, label):
+    """Each of NaN, inf and -inf at each of _spots in the data, the weights and
+    the output gradient in turn: the forward, data and weight gradient kernels
+    agree with the interpreter and the planned reference (_run)."""
+    x, w, g = arrays
+    for where, value in itertools.product("xwg", SPECIALS):
+        target = {"x": x, "w": w, "g": g}[where]
+        for spot in _spots(target.shape, rng):
+            xs, ws, gs = x.copy(), w.copy(), g.copy()
+            {"x": xs, "w": ws, "g": gs}[where][spot] = value
+            what = f"{label}: {value} in {where} at {spot}"
+            if where != "g":
+                _run(conv_kernels, "Convolution", (xs, ws), attrs, dtype, what + ", forward")
+            _run(conv_kernels, "_conv_data_grad", (gs, ws, xs), attrs, dtype, what + ", dx")
+            _run(conv_kernels, "_conv_weight_grad", (gs, xs, ws), attrs, dtype, what + ", dw")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("route", sorted(ROUTES))
 def test_special_values_land_where_numpy_puts_them(conv_kernels, threading_mode, route, dtype):
@@ -210,16 +227,7 @@ def test_special_values_land_where_numpy_puts_them(conv_kernels, threading_mode,
         with np.errstate(invalid="ignore"):
             out = reference("Convolution", (x, w), attrs).astype(dtype)
         g = rng.uniform(-1, 1, out.shape).astype(dtype)
-        for where, value in itertools.product("xwg", SPECIALS):
-            target = {"x": x, "w": w, "g": g}[where]
-            for spot in _spots(target.shape, rng):
-                xs, ws, gs = x.copy(), w.copy(), g.copy()
-                {"x": xs, "w": ws, "g": gs}[where][spot] = value
-                what = f"{route} {batch}x{spatial}: {value} in {where} at {spot}"
-                if where != "g":
-                    _run(conv_kernels, "Convolution", (xs, ws), attrs, dtype, what + ", forward")
-                _run(conv_kernels, "_conv_data_grad", (gs, ws, xs), attrs, dtype, what + ", dx")
-                _run(conv_kernels, "_conv_weight_grad", (gs, xs, ws), attrs, dtype, what + ", dw")
+        _put_specials(conv_kernels, (x, w, g), attrs, dtype, rng, f"{route} {batch}x{spatial}")
 
 
 @pytest.mark.parametrize("route", sorted(ROUTES))
@@ -275,16 +283,7 @@ def assert_specials_land_as_numpy(conv_kernels, shape, attrs, dtype, seed):
         with np.errstate(invalid="ignore"):
             out, _ = lowered(conv_kernels, "Convolution", (x, w), no_bias=True, **attrs)
         g = rng.uniform(-1, 1, out.shape).astype(dtype)
-        for where, value in itertools.product("xwg", SPECIALS):
-            target = {"x": x, "w": w, "g": g}[where]
-            for spot in _spots(target.shape, rng):
-                xs, ws, gs = x.copy(), w.copy(), g.copy()
-                {"x": xs, "w": ws, "g": gs}[where][spot] = value
-                what = f"batch {batch}: {value} in {where} at {spot}"
-                if where != "g":
-                    _run(conv_kernels, "Convolution", (xs, ws), attrs, dtype, what + ", forward")
-                _run(conv_kernels, "_conv_data_grad", (gs, ws, xs), attrs, dtype, what + ", dx")
-                _run(conv_kernels, "_conv_weight_grad", (gs, xs, ws), attrs, dtype, what + ", dw")
+        _put_specials(conv_kernels, (x, w, g), attrs, dtype, rng, f"batch {batch}")
 
 
 @pytest.mark.parametrize("route", sorted(ROUTES))
