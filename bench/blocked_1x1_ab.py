@@ -1,9 +1,11 @@
-"""1x1 convolutions (B=8, forward) by the current route against a probe of a
-channel-blocked layout, in one process: what a layout pass for issue 17 would
-buy, measured before anyone builds it.
+"""1x1 convolutions by the current route against a channel-blocked probe.
+
+B=8, forward and data gradient, in one process: what a layout pass for issue
+17 would buy, measured before anyone builds it.
 
 The current route multiplies ``w (F, C) @ x[n] (C, P)`` per image on numpy's
-OpenBLAS, images split over the backend's two threads (``lib_conv_forward``).
+OpenBLAS (the data gradient ``w^T @ g[n]``), images split over the backend's
+two threads (``lib_conv_forward``, ``lib_conv_data_grad``).
 The probe keeps the images as ``(C / 16, P, 16)``: 16 channels innermost, so a
 register tile of 12 positions reads 12 x 16 consecutive floats per block of
 channels (one stream per block of 16 channels, where the plain layout is one
@@ -159,24 +161,32 @@ def blocked(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def routes(kernels: Any, x: np.ndarray, w: np.ndarray) -> tuple[dict, Callable[[], None]]:
-    """Each route's call computing the layer ``w`` over ``x`` (two threads, four
-    images each), and a check that they agree."""
+def routes(
+    kernels: Any, a: np.ndarray, w: np.ndarray, gradient: bool
+) -> tuple[dict, Callable[[], None]]:
+    """Each route's call computing the layer ``w`` over ``a`` (two threads, four
+    images each), and a check that they agree: the forward of ``a`` the data, or
+    with ``gradient`` the data gradient of ``a`` the output's gradient (the same
+    tile, with ``w`` itself where the forward takes ``w^T``)."""
     filters, channels = w.shape[:2]
-    out = np.empty((x.shape[0], filters) + x.shape[2:], np.float32)
-    xb, wt = blocked(x), np.ascontiguousarray(w.reshape(filters, channels).T)
-    outb = np.zeros((x.shape[0], filters // BLOCK) + xb.shape[2:], np.float32)
+    matrix = w.reshape(filters, channels)
+    if not gradient:
+        matrix = np.ascontiguousarray(matrix.T)
+    out = np.empty((a.shape[0], matrix.shape[1]) + a.shape[2:], np.float32)
+    ab = blocked(a)
+    outb = np.zeros((a.shape[0], matrix.shape[1] // BLOCK) + ab.shape[2:], np.float32)
     halves = [(0, 4), (4, 8)]
     one, no_bias = (1, 1, 1), np.zeros(0, np.float32)
-    plain = [(x, w, no_bias, out, lo, hi, 1, one, one, one, (0, 0, 0)) for lo, hi in halves]
-    probe = [(xb, wt, outb, lo, hi) for lo, hi in halves]
+    plain = [(a, w, no_bias, out, lo, hi, 1, one, one, one, (0, 0, 0)) for lo, hi in halves]
+    probe = [(ab, matrix, outb, lo, hi) for lo, hi in halves]
+    kernel = kernels.lib_conv_data_grad if gradient else kernels.lib_conv_forward
 
     def current() -> None:
         with blas_alone():
-            threads.run(kernels.lib_conv_forward, plain)
+            threads.run(kernel, plain)
 
     def check() -> None:
-        positions = x[0, 0].size
+        positions = a[0, 0].size
         got = outb[:, :, :positions].transpose(0, 1, 3, 2).reshape(out.shape)
         np.testing.assert_allclose(got, out, rtol=1e-4, atol=1e-4 * np.abs(out).max())
 
@@ -201,27 +211,31 @@ def main() -> None:
     flush = np.empty(64 << 20, np.uint8)
     print("| 1x1 layer, B=8 | current, warm | blocked, warm | current, cold | blocked, cold |")
     print("|---|---|---|---|---|")
-    for channels, filters, size in SHAPES:
-        x = rng.standard_normal((8, channels, 1, size, size), dtype=np.float32)
-        w = rng.standard_normal((filters, channels, 1, 1, 1), dtype=np.float32)
-        calls, check = routes(kernels, x, w)
-        for call in calls.values():  # compile, and fault the pages in
-            call()
-        check()
-        times: dict[tuple[str, bool], list[float]] = {}
-        for _ in range(args.rounds):
+    for gradient in (False, True):
+        for channels, filters, size in SHAPES:
+            a = rng.standard_normal(
+                (8, filters if gradient else channels, 1, size, size), dtype=np.float32
+            )
+            w = rng.standard_normal((filters, channels, 1, 1, 1), dtype=np.float32)
+            calls, check = routes(kernels, a, w, gradient)
+            for call in calls.values():  # compile, and fault the pages in
+                call()
+            check()
+            times: dict[tuple[str, bool], list[float]] = {}
+            for _ in range(args.rounds):
+                for cold in (False, True):
+                    for name, call in calls.items():
+                        times.setdefault((name, cold), []).append(
+                            seconds(call, flush if cold else None)
+                        )
+            ms = {key: float(np.median(t)) * 1e3 for key, t in times.items()}
+            cells = []
             for cold in (False, True):
-                for name, call in calls.items():
-                    times.setdefault((name, cold), []).append(
-                        seconds(call, flush if cold else None)
-                    )
-        ms = {key: float(np.median(t)) * 1e3 for key, t in times.items()}
-        cells = []
-        for cold in (False, True):
-            base, new = ms["current", cold], ms["blocked", cold]
-            cells += [f"{base:.2f}", f"{new:.2f} ({base / new:.2f}x)"]
-        label = f"{channels} -> {filters} {size}x{size}"
-        print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+                base, new = ms["current", cold], ms["blocked", cold]
+                cells += [f"{base:.2f}", f"{new:.2f} ({base / new:.2f}x)"]
+            what = "data gradient" if gradient else "forward"
+            label = f"{channels} -> {filters} {size}x{size}, {what}"
+            print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":
