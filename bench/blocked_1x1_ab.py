@@ -194,6 +194,7 @@ def routes(
 
 
 def seconds(call: Callable[[], None], flush: np.ndarray | None) -> float:
+    """The wall time of ``call()``, after writing ``flush`` (if given) first."""
     if flush is not None:
         flush[:] = 1  # evict the operands: the layer as a training step meets it
     start = time.perf_counter()
@@ -202,6 +203,7 @@ def seconds(call: Callable[[], None], flush: np.ndarray | None) -> float:
 
 
 def main() -> None:
+    """Print the table: each layer's routes, warm and cold, medians of the rounds."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9)
     args = parser.parse_args()
