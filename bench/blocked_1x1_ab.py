@@ -56,7 +56,8 @@ from symgrad_compiler.backends.numba.sgemm import (  # noqa: E402
 
 BLOCK = 16  # channels (and filters) innermost
 
-# (channels, filters, height = width): MobileNet's, SqueezeNet's, ResNet's shapes
+# (channels, filters, height = width): MobileNet 1.0's pointwise layers, then
+# SqueezeNet's squeeze layers
 SHAPES = [
     (32, 64, 112),
     (128, 128, 56),
