@@ -1,7 +1,7 @@
 """1x1 convolutions by the current route against a channel-blocked probe.
 
-B=8, forward and data gradient, in one process: what a layout pass for issue
-17 would buy, measured before anyone builds it.
+B=8, forward, data gradient and weight gradient, in one process: what a
+layout pass for issue 17 would buy, measured before anyone builds it.
 
 The current route multiplies ``w (F, C) @ x[n] (C, P)`` per image on numpy's
 OpenBLAS (the data gradient ``w^T @ g[n]``), images split over the backend's
@@ -12,7 +12,9 @@ channels (one stream per block of 16 channels, where the plain layout is one
 per channel and a GEMM first copies the image into packed panels). Each tile
 sums 12 positions x 32 filters (or 24 x 16) in 24 vector registers over every
 channel, from sgemm.py's vector helpers, and stores into an output of the same
-layout. The conversions between layouts are not timed: in a network the layout
+layout; the weight gradient sums 16 x 16 outer products of a block of filters
+and one of channels over the positions. The conversions between layouts are
+not timed: in a network the layout
 would be carried from layer to layer (the elementwise loops between them
 writing it), which is the project this measures. Rounds alternate the routes,
 warm and after 64 MB written elsewhere (cold); medians, ms, and the probe's
@@ -153,6 +155,61 @@ def blocked_forward(xb, wt, outb, lo, hi):
                 )  # fmt: skip
 
 
+@intrinsic
+def _outer_tile(typingctx, depth, g, ig, x, ix, out, io, ldo, add):  # type: ignore[no-untyped-def]
+    """The 16 x 16 block of ``out`` at ``io`` (row stride ``ldo``) set to, or with
+    ``add`` increased by, the sum over ``depth`` positions of the outer product
+    of g's 16 filters and x's 16 channels at each (blocked: position p at
+    ``16 p`` from ``ig`` and ``ix``): one broadcast a filter, 16 sums in vector
+    registers. float32 pointers, 64-bit offsets and counts."""
+    size, pointer = types.int64, FLOAT_POINTER
+    signature = types.void(size, pointer, size, pointer, size, pointer, size, size, size)
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        depth, g, ig, x, ix, out, io, ldo, add = args
+        i64 = ir.IntType(64)
+        g, x, out = builder.gep(g, [ig]), builder.gep(x, [ix]), builder.gep(out, [io])
+
+        def step(p: Any, sums: list[list[Any]]) -> list[list[Any]]:
+            at = builder.mul(p, i64(BLOCK))
+            channels = load_vector(builder, x, at)
+            updated = []
+            for f in range(BLOCK):
+                value = builder.load(builder.gep(g, [builder.add(at, i64(f))]))
+                spread = splat(builder, value, VECTOR)
+                updated.append([fma(builder, spread, channels, sums[f][0])])
+            return updated
+
+        sums = summing_loop(builder, depth, 1, (BLOCK, 1), step)
+        adding = builder.icmp_signed("!=", add, i64(0))
+        for f, line in enumerate(sums):
+            target = vector_at(builder, out, builder.mul(i64(f), ldo))
+            before = builder.load(target, align=4)
+            value = builder.select(adding, builder.fadd(before, line[0]), line[0])
+            builder.store(value, target, align=4)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@numba.njit(nogil=True, boundscheck=False)
+def blocked_weight_grad(gb, xb, dw, lo, hi):
+    """``dw (F, C) = sum over the images lo..hi of g[n] @ x[n]^T`` in the blocked
+    layout: gb (N, F / 16, P + SLACK, 16), xb (N, C / 16, P + SLACK, 16)."""
+    filters, channels = dw.shape
+    padded = gb.shape[2]
+    plane = padded * BLOCK
+    positions = padded - SLACK
+    g, x, out = gb.ctypes, xb.ctypes, dw.ctypes
+    for f in range(filters // BLOCK):
+        for c in range(channels // BLOCK):
+            for n in range(lo, hi):
+                g_at = (n * (filters // BLOCK) + f) * plane
+                x_at = (n * (channels // BLOCK) + c) * plane
+                at = f * BLOCK * channels + c * BLOCK
+                _outer_tile(positions, g, g_at, x, x_at, out, at, channels, n > lo)
+
+
 def blocked(a: np.ndarray) -> np.ndarray:
     """``a`` (N, C, 1, H, W) in the blocked layout (N, C / 16, H W + SLACK, 16)."""
     n, c = a.shape[:2]
@@ -162,36 +219,59 @@ def blocked(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def routes(
-    kernels: Any, a: np.ndarray, w: np.ndarray, gradient: bool
-) -> tuple[dict, Callable[[], None]]:
-    """Each route's call computing the layer ``w`` over ``a`` (two threads, four
-    images each), and a check that they agree: the forward of ``a`` the data, or
-    with ``gradient`` the data gradient of ``a`` the output's gradient (the same
-    tile, with ``w`` itself where the forward takes ``w^T``)."""
-    filters, channels = w.shape[:2]
-    matrix = w.reshape(filters, channels)
-    if not gradient:
-        matrix = np.ascontiguousarray(matrix.T)
-    out = np.empty((a.shape[0], matrix.shape[1]) + a.shape[2:], np.float32)
-    ab = blocked(a)
-    outb = np.zeros((a.shape[0], matrix.shape[1] // BLOCK) + ab.shape[2:], np.float32)
+MODES = ("forward", "data gradient", "weight gradient")
+
+
+def routes(kernels: Any, rng: Any, layer: tuple, mode: str) -> tuple[dict, Callable[[], None]]:
+    """Each route's call computing ``mode`` of the 1x1 ``layer`` (channels,
+    filters, size) at B=8 on random operands (two threads, four images each),
+    and a check that they agree. The data gradient is the forward's tile with
+    ``w`` itself where the forward takes ``w^T``; the weight gradient is each
+    thread's sum over its images (a partial per thread, for both routes)."""
+    channels, filters, size = layer
+    x = rng.standard_normal((8, channels, 1, size, size), dtype=np.float32)
+    g = rng.standard_normal((8, filters, 1, size, size), dtype=np.float32)
+    w = rng.standard_normal((filters, channels, 1, 1, 1), dtype=np.float32)
     halves = [(0, 4), (4, 8)]
-    one, no_bias = (1, 1, 1), np.zeros(0, np.float32)
-    plain = [(a, w, no_bias, out, lo, hi, 1, one, one, one, (0, 0, 0)) for lo, hi in halves]
-    probe = [(ab, matrix, outb, lo, hi) for lo, hi in halves]
-    kernel = kernels.lib_conv_data_grad if gradient else kernels.lib_conv_forward
+    one, no_bias, no_pad = (1, 1, 1), np.zeros(0, np.float32), (0, 0, 0)
+    if mode == "weight gradient":
+        parts = np.zeros((2, filters, channels, 1, 1, 1), np.float32)
+        parts_b = np.zeros((2, filters, channels), np.float32)
+        gb, xb = blocked(g), blocked(x)
+        plain = [
+            (g, x, parts[k], lo, hi, 1, one, one, one, no_pad) for k, (lo, hi) in enumerate(halves)
+        ]
+        probe = [(gb, xb, parts_b[k], lo, hi) for k, (lo, hi) in enumerate(halves)]
+        kernel, probe_kernel = kernels.lib_conv_weight_grad, blocked_weight_grad
+
+        def check() -> None:
+            want = parts.sum(axis=0).reshape(filters, channels)
+            scale = np.abs(want).max()
+            np.testing.assert_allclose(parts_b.sum(axis=0), want, rtol=1e-4, atol=1e-4 * scale)
+
+    else:
+        gradient = mode == "data gradient"
+        a = g if gradient else x
+        matrix = w.reshape(filters, channels)
+        if not gradient:
+            matrix = np.ascontiguousarray(matrix.T)
+        out = np.empty((8, matrix.shape[1], 1, size, size), np.float32)
+        ab = blocked(a)
+        outb = np.zeros((8, matrix.shape[1] // BLOCK) + ab.shape[2:], np.float32)
+        plain = [(a, w, no_bias, out, lo, hi, 1, one, one, one, no_pad) for lo, hi in halves]
+        probe = [(ab, matrix, outb, lo, hi) for lo, hi in halves]
+        kernel = kernels.lib_conv_data_grad if gradient else kernels.lib_conv_forward
+        probe_kernel = blocked_forward
+
+        def check() -> None:
+            got = outb[:, :, : size * size].transpose(0, 1, 3, 2).reshape(out.shape)
+            np.testing.assert_allclose(got, out, rtol=1e-4, atol=1e-4 * np.abs(out).max())
 
     def current() -> None:
         with blas_alone():
             threads.run(kernel, plain)
 
-    def check() -> None:
-        positions = a[0, 0].size
-        got = outb[:, :, :positions].transpose(0, 1, 3, 2).reshape(out.shape)
-        np.testing.assert_allclose(got, out, rtol=1e-4, atol=1e-4 * np.abs(out).max())
-
-    return {"current": current, "blocked": lambda: threads.run(blocked_forward, probe)}, check
+    return {"current": current, "blocked": lambda: threads.run(probe_kernel, probe)}, check
 
 
 def seconds(call: Callable[[], None], flush: np.ndarray | None) -> float:
@@ -214,13 +294,9 @@ def main() -> None:
     flush = np.empty(64 << 20, np.uint8)
     print("| 1x1 layer, B=8 | current, warm | blocked, warm | current, cold | blocked, cold |")
     print("|---|---|---|---|---|")
-    for gradient in (False, True):
-        for channels, filters, size in SHAPES:
-            a = rng.standard_normal(
-                (8, filters if gradient else channels, 1, size, size), dtype=np.float32
-            )
-            w = rng.standard_normal((filters, channels, 1, 1, 1), dtype=np.float32)
-            calls, check = routes(kernels, a, w, gradient)
+    for mode in MODES:
+        for layer in SHAPES:
+            calls, check = routes(kernels, rng, layer, mode)
             for call in calls.values():  # compile, and fault the pages in
                 call()
             check()
@@ -236,8 +312,8 @@ def main() -> None:
             for cold in (False, True):
                 base, new = ms["current", cold], ms["blocked", cold]
                 cells += [f"{base:.2f}", f"{new:.2f} ({base / new:.2f}x)"]
-            what = "data gradient" if gradient else "forward"
-            label = f"{channels} -> {filters} {size}x{size}, {what}"
+            channels, filters, size = layer
+            label = f"{channels} -> {filters} {size}x{size}, {mode}"
             print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
 
 
