@@ -195,7 +195,8 @@ def _outer_tile(typingctx, depth, g, ig, x, ix, out, io, ldo, add):  # type: ign
 @numba.njit(nogil=True, boundscheck=False)
 def blocked_weight_grad(gb, xb, dw, lo, hi):
     """``dw (F, C) = sum over the images lo..hi of g[n] @ x[n]^T`` in the blocked
-    layout: gb (N, F / 16, P + SLACK, 16), xb (N, C / 16, P + SLACK, 16)."""
+    layout: gb (N, F / 16, P + SLACK, 16), xb (N, C / 16, P + SLACK, 16); F and
+    C multiples of 16."""
     filters, channels = dw.shape
     padded = gb.shape[2]
     plane = padded * BLOCK
@@ -222,7 +223,9 @@ def blocked(a: np.ndarray) -> np.ndarray:
 MODES = ("forward", "data gradient", "weight gradient")
 
 
-def routes(kernels: Any, rng: Any, layer: tuple, mode: str) -> tuple[dict, Callable[[], None]]:
+def routes(
+    kernels: Any, rng: Any, layer: tuple, mode: str
+) -> tuple[dict[str, Callable[[], None]], Callable[[], None]]:
     """Each route's call computing ``mode`` of the 1x1 ``layer`` (channels,
     filters, size) at B=8 on random operands (two threads, four images each),
     and a check that they agree. The data gradient is the forward's tile with
