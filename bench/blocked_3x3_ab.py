@@ -15,8 +15,9 @@ is one offset, ``ky (W + 2) + kx`` positions, for every output position. An
 output row is then computed over the padded width too (the two extra
 positions a row land on the next layer's border, and are zeroed after), and
 a register tile of 12 positions by 32 filters (or 24 by 16) sums over the
-nine taps and every channel in 24 vector registers (blocked_1x1_ab.py's tile
-with a loop over the taps around its loop over the channels). It stores into
+nine taps and every channel in 24 vector registers (``blocked_tiles.py``: a
+loop over the taps around the 1x1 probe's loop over the channels, the weights
+packed by blocks of 16 filters). It stores into
 the same padded layout, which is what the next 3x3 layer reads. The data
 gradient is the same tile on the padded gradient with the flipped, transposed
 weights; the weight gradient sums 16 x 16 outer products over the positions,
@@ -27,42 +28,30 @@ alternate the routes, warm and after 64 MB written elsewhere (cold); medians,
 ms, and the probe's speed-up.
 
     python -m bench.blocked_3x3_ab [--rounds 9]
-
-Not a route of the library: the tile lives here, with this measurement.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Callable
 from typing import Any
 
-for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # the bench's two threads
-    os.environ.setdefault(_name, "2")
+import numba
+import numpy as np
 
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-from llvmlite import ir  # noqa: E402
-from numba import types  # noqa: E402
-from numba.extending import intrinsic  # noqa: E402
-
-from bench.blocked_1x1_ab import BLOCK, _outer_tile, seconds  # noqa: E402
-from symgrad_compiler.backends.numba import disk_cache, memory, threads  # noqa: E402
-from symgrad_compiler.backends.numba.lowerings import LOWERINGS, conv  # noqa: E402
-from symgrad_compiler.backends.numba.planes import splat  # noqa: E402
-from symgrad_compiler.backends.numba.sgemm import (  # noqa: E402
-    FLOAT_POINTER,
-    VECTOR,
-    fma,
-    load_vector,
-    summing_loop,
-    vector_at,
+from bench.blocked_tiles import (
+    BLOCK,
+    Routes,
+    outer_tile,
+    packed,
+    print_table,
+    tile_pairs,
+    tile_single,
 )
+from symgrad_compiler.backends.numba import threads
+from symgrad_compiler.backends.numba.lowerings import conv
 
 TAPS = 9
 SLACK = 32  # positions past the padded plane, read by a last partial tile
-INT_POINTER = types.CPointer(types.int64)
 
 # (channels, filters, height = width), all 3x3 stride 1 padding 1: ResNet-18's
 # four stages, SqueezeNet's expand layers, VGG-11's second layer, InceptionV3's
@@ -78,74 +67,6 @@ SHAPES = [
     (64, 128, 112),
     (64, 96, 35),
 ]
-
-
-def _taps_tile_kernel(rows: int, halves: int) -> Any:
-    """An intrinsic ``tile(taps, offsets, depth, x, ix, plane, w, iw, out, io,
-    filled)``: ``out`` at ``io`` (blocked: filter block h at ``h * plane``,
-    position i at ``16 i``) set to the sum over ``taps`` taps t and ``depth``
-    channels q of x's ``rows`` positions at ``ix + offsets[t]`` (blocked:
-    channel q at ``(q // 16) * plane + q % 16``) times the weights of ``halves``
-    blocks of 16 filters from ``iw`` (packed: block h's row t depth + q at ``(h
-    taps depth + t depth + q) 16``), in ``rows x halves`` vector registers;
-    only the first ``filled`` positions are stored. float32 pointers (offsets:
-    int64), 64-bit offsets and counts."""
-
-    @intrinsic
-    def tile(typingctx, taps, offsets, depth, x, ix, plane, w, iw, out, io, filled):  # type: ignore[no-untyped-def]
-        size, pointer = types.int64, FLOAT_POINTER
-        signature = types.void(
-            size, INT_POINTER, size, pointer, size, size, pointer, size, pointer, size, size
-        )  # fmt: skip
-
-        def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-            taps, offsets, depth, x, ix, plane, w, iw, out, io, filled = args
-            i64 = ir.IntType(64)
-            x, w, out = builder.gep(x, [ix]), builder.gep(w, [iw]), builder.gep(out, [io])
-            # a block of 16 filters' weights, contiguous: a column block of a (9 C,
-            # F) matrix, read row by row, strode F floats, a power of two that
-            # mapped every row to the same few cache sets (512 -> 512 7x7 at a
-            # quarter of the 64-channel layers' rate)
-            block_of_weights = builder.mul(builder.mul(taps, depth), i64(BLOCK))
-
-            def tap(t: Any, outer: list[list[Any]]) -> list[list[Any]]:
-                shifted = builder.gep(x, [builder.load(builder.gep(offsets, [t]))])
-                first_row = builder.mul(t, depth)
-
-                def step(q: Any, sums: list[list[Any]]) -> list[list[Any]]:
-                    block = builder.mul(builder.ashr(q, i64(4)), plane)
-                    at = builder.add(block, builder.and_(q, i64(BLOCK - 1)))
-                    row = builder.mul(builder.add(first_row, q), i64(BLOCK))
-                    weights = [row]
-                    for _ in range(halves - 1):
-                        weights.append(builder.add(weights[-1], block_of_weights))
-                    weights = [load_vector(builder, w, at_row) for at_row in weights]
-                    updated = []
-                    for i in range(rows):
-                        where = builder.gep(shifted, [builder.add(at, i64(BLOCK * i))])
-                        spread = splat(builder, builder.load(where), VECTOR)
-                        line = zip(weights, sums[i])
-                        updated.append([fma(builder, spread, v, s) for v, s in line])
-                    return updated
-
-                return summing_loop(builder, depth, 1, (rows, halves), step, initial=outer)
-
-            sums = summing_loop(builder, taps, 1, (rows, halves), tap)
-            for i, line in enumerate(sums):
-                with builder.if_then(builder.icmp_signed("<", i64(i), filled), likely=True):
-                    for h, value in enumerate(line):
-                        offset = builder.add(builder.mul(i64(h), plane), i64(BLOCK * i))
-                        builder.store(value, vector_at(builder, out, offset), align=4)
-            return context.get_dummy_value()
-
-        return signature, codegen
-
-    return tile
-
-
-# 24 sums of 16 lanes in registers, as blocked_1x1_ab.py's tiles
-_tile_pairs = _taps_tile_kernel(12, 2)
-_tile_single = _taps_tile_kernel(24, 1)
 
 
 @numba.njit(nogil=True, boundscheck=False)
@@ -168,14 +89,14 @@ def blocked_conv(xb, wt, outb, offsets, width, lo, hi):
         x_at, out_at = n * blocks * plane, n * (filters // BLOCK) * plane + shift
         for f in range(pairs):
             for p in range(0, positions, 12):
-                _tile_pairs(
+                tile_pairs(
                     TAPS, taps, channels, x, x_at + p * BLOCK, plane, w, 2 * f * weights_block,
                     out, out_at + 2 * f * plane + p * BLOCK, min(12, positions - p),
                 )  # fmt: skip
         if filters % (2 * BLOCK):
             f = 2 * pairs
             for p in range(0, positions, 24):
-                _tile_single(
+                tile_single(
                     TAPS, taps, channels, x, x_at + p * BLOCK, plane, w, f * weights_block,
                     out, out_at + f * plane + p * BLOCK, min(24, positions - p),
                 )  # fmt: skip
@@ -205,7 +126,7 @@ def blocked_weight_grad(gb, xb, dw, offsets, width, lo, hi):
                 x_at = (n * (channels // BLOCK) + c) * plane
                 for t in range(TAPS):
                     at = (t * filters + f * BLOCK) * channels + c * BLOCK
-                    _outer_tile(
+                    outer_tile(
                         positions, g, g_at, x, x_at + offsets[t], out, at, channels, n > lo
                     )  # fmt: skip
 
@@ -230,12 +151,6 @@ def unblocked(b: np.ndarray, h: int, w: int) -> np.ndarray:
     return inner.transpose(0, 1, 4, 2, 3).reshape(n, blocks * BLOCK, h, w)
 
 
-def packed(matrix: np.ndarray) -> np.ndarray:
-    """A (9 C, F) weight matrix as F / 16 contiguous blocks (F / 16, 9 C, 16)."""
-    rows, filters = matrix.shape
-    return np.ascontiguousarray(matrix.reshape(rows, filters // BLOCK, BLOCK).transpose(1, 0, 2))
-
-
 def tap_offsets(width: int) -> np.ndarray:
     """Tap t = (ky, kx)'s offset in floats in a padded plane of row ``width``."""
     return np.array([(ky * width + kx) * BLOCK for ky in range(3) for kx in range(3)], np.int64)
@@ -245,9 +160,7 @@ MODES = ("forward", "data gradient", "weight gradient")
 GEOMETRY = dict(kernel=(3, 3), stride=(1, 1), dilate=(1, 1), pad=(1, 1), num_group=1)
 
 
-def routes(
-    kernels: Any, rng: Any, layer: tuple, mode: str
-) -> tuple[dict[str, Callable[[], None]], Callable[[], None]]:
+def routes(kernels: Any, rng: Any, layer: tuple, mode: str) -> Routes:
     """Each route's call computing ``mode`` of the 3x3 ``layer`` (channels,
     filters, size) at B=8 on random operands, and a check that they agree. The
     probe runs two threads, four images each (the weight gradient: a partial
@@ -320,33 +233,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--modes", default=",".join(MODES))
     args = parser.parse_args()
-    memory.keep_freed_memory()
-    kernels = disk_cache.load(LOWERINGS["Convolution"].kernels.strip())
-    rng = np.random.default_rng(0)
-    flush = np.empty(64 << 20, np.uint8)
-    print("| 3x3 layer, B=8 | current, warm | blocked, warm | current, cold | blocked, cold |")
-    print("|---|---|---|---|---|")
-    for mode in args.modes.split(","):
-        for layer in SHAPES:
-            calls, check = routes(kernels, rng, layer, mode)
-            for call in calls.values():  # compile, and fault the pages in
-                call()
-            check()
-            times: dict[tuple[str, bool], list[float]] = {}
-            for _ in range(args.rounds):
-                for cold in (False, True):
-                    for name, call in calls.items():
-                        times.setdefault((name, cold), []).append(
-                            seconds(call, flush if cold else None)
-                        )
-            ms = {key: float(np.median(t)) * 1e3 for key, t in times.items()}
-            cells = []
-            for cold in (False, True):
-                base, new = ms["current", cold], ms["blocked", cold]
-                cells += [f"{base:.2f}", f"{new:.2f} ({base / new:.2f}x)"]
-            channels, filters, size = layer
-            label = f"{channels} -> {filters} {size}x{size}, {mode}"
-            print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+    print_table("3x3", SHAPES, args.modes.split(","), routes, args.rounds)
 
 
 if __name__ == "__main__":
