@@ -1,0 +1,345 @@
+"""Convolutions on the channel-blocked layout, float32: the kernels of the
+``_blocked_*`` ops that the pass ``blocked_layouts`` puts in a program.
+
+A blocked array is (N, C / 16, H, W, 16): each position's 16 channels of a
+block are one 512-bit vector, and a block of channels is one stream. A
+convolution then reads its image in order, packs nothing, and multiplies in
+register tiles (:func:`taps_tile`): 12 positions by 32 filters, or 24 by 16,
+in 24 vector registers, summed over every tap of the kernel and every
+channel; the weights are packed by blocks of 16 filters first (:func:`pack`:
+read from the (taps C, F) matrix itself, rows F floats apart, a power of two
+in most networks, they fell on a few cache sets and ran a 512-channel layer
+at a quarter of the rate). Measured against the NCHW routes in
+``bench/blocked_1x1_ab.py`` and ``bench/blocked_3x3_ab.py`` (docs/benchmarks.md,
+twenty-eighth session): 1x1 layers 1.0-2.6x, 3x3 layers 0.82-1.76x (forward,
+data gradient and weight gradient together).
+
+Stride 1, no dilation, one group, any kernel and padding (the data gradient:
+a padding of at most the kernel's size less one). A padded image is first
+copied into a zero-bordered scratch of the padded size, and the outputs are
+computed over the padded width, two (or kernel less one) positions a row past
+the image that are dropped when the tile is stored (:func:`_store_rows`); a
+1x1 kernel without padding reads the image in place. The data gradient is the
+forward with the weights flipped and transposed; the weight gradient sums
+16 x 16 outer products of a block of filters and one of channels over each
+output row (:func:`outer_tile`), one tap's offset into the image at a time.
+
+The drivers take a range of images ``lo..hi``: the lowering shares the batch
+out over the backend's threads (``lowerings/blocked.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from .planes import splat
+from .sgemm import FLOAT_POINTER, VECTOR, fma, load_vector, summing_loop, vector_at
+
+BLOCK = 16  # channels innermost, a vector of float32
+SLACK = 32  # positions past a scratch plane that a last partial tile reads
+INT_POINTER = types.CPointer(types.int64)
+
+_jit = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+
+
+def taps_tile(rows: int, halves: int) -> Any:
+    """An intrinsic ``tile(taps, offsets, depth, x, ix, plane, w, iw, bias, ib,
+    out, io, half, filled)``: ``out`` at ``io`` (position i at ``16 i``, filter
+    block h at ``h * half``) set to ``bias`` at ``ib`` (16 values a block of
+    filters) plus the sum over ``taps`` taps t and ``depth`` channels q of x's
+    ``rows`` positions at ``ix + offsets[t]`` (blocked: channel q at ``(q // 16)
+    * plane + q % 16``) times the weights of ``halves`` blocks of 16 filters
+    from ``iw`` (:func:`pack`: block h's row t depth + q at ``(h taps depth + t
+    depth + q) 16``), in ``rows x halves`` vector registers; only the first
+    ``filled`` positions are stored. float32 pointers (offsets: int64),
+    offsets and counts in values, 64-bit."""
+
+    @intrinsic
+    def tile(typingctx, taps, offsets, depth, x, ix, plane, w, iw, bias, ib, out, io, half, filled):  # type: ignore[no-untyped-def]
+        size, pointer = types.int64, FLOAT_POINTER
+        signature = types.void(
+            size, INT_POINTER, size, pointer, size, size, pointer, size,
+            pointer, size, pointer, size, size, size,
+        )  # fmt: skip
+
+        def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+            taps, offsets, depth, x, ix, plane, w, iw, bias, ib, out, io, half, filled = args
+            i64 = ir.IntType(64)
+            x, w, out = builder.gep(x, [ix]), builder.gep(w, [iw]), builder.gep(out, [io])
+            bias = builder.gep(bias, [ib])
+            block_of_weights = builder.mul(builder.mul(taps, depth), i64(BLOCK))
+            start = [load_vector(builder, bias, i64(h * BLOCK)) for h in range(halves)]
+
+            def tap(t: Any, outer: list[list[Any]]) -> list[list[Any]]:
+                shifted = builder.gep(x, [builder.load(builder.gep(offsets, [t]))])
+                first_row = builder.mul(t, depth)
+
+                def step(q: Any, sums: list[list[Any]]) -> list[list[Any]]:
+                    block = builder.mul(builder.ashr(q, i64(4)), plane)
+                    at = builder.add(block, builder.and_(q, i64(BLOCK - 1)))
+                    rows_at = [builder.mul(builder.add(first_row, q), i64(BLOCK))]
+                    for _ in range(halves - 1):
+                        rows_at.append(builder.add(rows_at[-1], block_of_weights))
+                    weights = [load_vector(builder, w, row) for row in rows_at]
+                    updated = []
+                    for i in range(rows):
+                        where = builder.gep(shifted, [builder.add(at, i64(BLOCK * i))])
+                        spread = splat(builder, builder.load(where), VECTOR)
+                        line = zip(weights, sums[i])
+                        updated.append([fma(builder, spread, v, s) for v, s in line])
+                    return updated
+
+                return summing_loop(builder, depth, 1, (rows, halves), step, initial=outer)
+
+            initial = [list(start) for _ in range(rows)]
+            sums = summing_loop(builder, taps, 1, (rows, halves), tap, initial=initial)
+            for i, line in enumerate(sums):
+                with builder.if_then(builder.icmp_signed("<", i64(i), filled), likely=True):
+                    for h, value in enumerate(line):
+                        offset = builder.add(builder.mul(i64(h), half), i64(BLOCK * i))
+                        builder.store(value, vector_at(builder, out, offset), align=4)
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return tile
+
+
+# 24 sums of 16 lanes in registers: 12 positions by 32 filters, or 24 by 16 (the
+# filters' last block where their count is an odd multiple of 16)
+PAIR_ROWS, SINGLE_ROWS = 12, 24
+tile_pairs = taps_tile(PAIR_ROWS, 2)
+tile_single = taps_tile(SINGLE_ROWS, 1)
+
+
+@intrinsic
+def outer_tile(typingctx, depth, g, ig, x, ix, out, io, ldo, add):  # type: ignore[no-untyped-def]
+    """The 16 x 16 block of ``out`` at ``io`` (row stride ``ldo``) set to, or with
+    ``add`` increased by, the sum over ``depth`` positions of the outer product
+    of g's 16 filters and x's 16 channels at each (blocked: position p at
+    ``16 p`` from ``ig`` and ``ix``): one broadcast a filter, 16 sums in vector
+    registers. float32 pointers, 64-bit offsets and counts."""
+    size, pointer = types.int64, FLOAT_POINTER
+    signature = types.void(size, pointer, size, pointer, size, pointer, size, size, size)
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        depth, g, ig, x, ix, out, io, ldo, add = args
+        i64 = ir.IntType(64)
+        g, x, out = builder.gep(g, [ig]), builder.gep(x, [ix]), builder.gep(out, [io])
+
+        def step(p: Any, sums: list[list[Any]]) -> list[list[Any]]:
+            at = builder.mul(p, i64(BLOCK))
+            channels = load_vector(builder, x, at)
+            updated = []
+            for f in range(BLOCK):
+                value = builder.load(builder.gep(g, [builder.add(at, i64(f))]))
+                spread = splat(builder, value, VECTOR)
+                updated.append([fma(builder, spread, channels, sums[f][0])])
+            return updated
+
+        sums = summing_loop(builder, depth, 1, (BLOCK, 1), step)
+        adding = builder.icmp_signed("!=", add, i64(0))
+        for f, line in enumerate(sums):
+            target = vector_at(builder, out, builder.mul(i64(f), ldo))
+            before = builder.load(target, align=4)
+            value = builder.select(adding, builder.fadd(before, line[0]), line[0])
+            builder.store(value, target, align=4)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+# -- layouts ---------------------------------------------------------------------
+
+
+@_jit
+def to_blocked(x, out, lo, hi):
+    """``out[n, b, y, x, i] = x[n, 16 b + i, y, x]`` for the images lo..hi: x
+    (N, C, H, W), out (N, C / 16, H, W, 16)."""
+    blocks, positions = out.shape[1], out.shape[2] * out.shape[3]
+    for n in range(lo, hi):
+        for b in range(blocks):
+            source = x[n, b * BLOCK : (b + 1) * BLOCK].reshape((BLOCK, positions))
+            target = out[n, b].reshape((positions, BLOCK))
+            for p in range(positions):
+                for i in range(BLOCK):
+                    target[p, i] = source[i, p]
+
+
+@_jit
+def from_blocked(y, out, lo, hi):
+    """``out[n, 16 b + i, y, x] = y[n, b, y, x, i]`` for the images lo..hi."""
+    blocks, positions = y.shape[1], y.shape[2] * y.shape[3]
+    for n in range(lo, hi):
+        for b in range(blocks):
+            source = y[n, b].reshape((positions, BLOCK))
+            target = out[n, b * BLOCK : (b + 1) * BLOCK].reshape((BLOCK, positions))
+            for i in range(BLOCK):
+                for p in range(positions):
+                    target[i, p] = source[p, i]
+
+
+def pack(w: np.ndarray, transposed: bool) -> np.ndarray:
+    """A convolution's weights (F, C, kh, kw) as the tiles read them: (out / 16,
+    taps in, 16), row t in + q the weights of input channel q at tap t for 16
+    outputs. ``transposed``: for the data gradient, outputs and inputs swapped
+    and the taps flipped (the convolution's adjoint)."""
+    filters, channels, kh, kw = w.shape
+    if transposed:
+        taps_first = w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)  # (kh, kw, F, C)
+        outputs = channels
+    else:
+        taps_first = w.transpose(2, 3, 1, 0)  # (kh, kw, C, F)
+        outputs = filters
+    matrix = taps_first.reshape(-1, outputs // BLOCK, BLOCK)
+    return np.ascontiguousarray(matrix.transpose(1, 0, 2), dtype=np.float32)
+
+
+# -- forward and data gradient -------------------------------------------------------
+
+
+@_jit
+def _store_rows(buffer, rows, halves, out, n, f, p, width, out_width, positions):
+    """Copy a tile's ``rows`` positions from ``p`` (computed over rows of
+    ``width``) to ``out[n, f + h]``, dropping those past ``out_width`` in a row."""
+    y = p // width
+    x = p - y * width
+    for i in range(rows):
+        if p + i >= positions:
+            return
+        if x < out_width:
+            for h in range(halves):
+                out[n, f + h, y, x] = buffer[h, i]
+        x += 1
+        if x == width:
+            x = 0
+            y += 1
+
+
+@_jit
+def _flat(a):
+    return a.reshape(a.size)
+
+
+@_jit
+def conv_images(xb, weights, bias, out, kh, kw, ph, pw, lo, hi):
+    """``out[n]`` = the convolution of ``xb[n]`` (blocked, stride 1) with the
+    packed ``weights`` (:func:`pack`), plus ``bias`` (one value an output; zeros
+    for none), for the images lo..hi. ``ph``, ``pw``: the padding, zeros."""
+    images, blocks, height, width = xb.shape[0], xb.shape[1], xb.shape[2], xb.shape[3]
+    taps = kh * kw
+    channels = blocks * BLOCK
+    filters = weights.shape[0] * BLOCK
+    weights_block = weights.shape[1] * BLOCK
+    out_w = out.shape[3]
+    w, b, target = _flat(weights).ctypes, bias.ctypes, _flat(out).ctypes
+    direct = kh == 1 and kw == 1 and ph == 0 and pw == 0
+    wide = width + 2 * pw
+    # outputs computed a tile at a time over the rows of the padded width
+    positions = out.shape[2] * wide
+    offsets = np.empty(taps, np.int64)
+    for ky in range(kh):
+        for kx in range(kw):
+            offsets[ky * kw + kx] = (ky * wide + kx) * BLOCK
+    # the padded image, or (read in place) the batch's last positions: zeros
+    # around what is copied in
+    if direct:
+        scratch_positions = SINGLE_ROWS
+    else:
+        scratch_positions = (height + 2 * ph) * wide + SLACK
+    scratch = np.zeros((blocks, scratch_positions, BLOCK), np.float32)
+    buffer = np.empty((2, SINGLE_ROWS, BLOCK), np.float32)
+    tap = offsets.ctypes
+    for n in range(lo, hi):
+        if direct:
+            source, plane = _flat(xb).ctypes, height * width * BLOCK
+            at = n * blocks * plane
+        else:
+            for c in range(blocks):
+                for y in range(height):
+                    row = (y + ph) * wide + pw
+                    scratch[c, row : row + width] = xb[n, c, y]
+            source, plane, at = _flat(scratch).ctypes, scratch_positions * BLOCK, 0
+        for f in range(0, filters, 2 * BLOCK):
+            pair = f + 2 * BLOCK <= filters
+            rows = PAIR_ROWS if pair else SINGLE_ROWS
+            weights_at = (f // BLOCK) * weights_block
+            for p in range(0, positions, rows):
+                count = min(rows, positions - p)
+                tile_source, tile_plane, tile_at = source, plane, at + p * BLOCK
+                if direct and count < rows and n == images - 1:
+                    # the batch's last positions, read from a copy (a tile reads
+                    # its rows whole, and would read past the array)
+                    for c in range(blocks):
+                        scratch[c, :count] = xb[n, c].reshape((positions, BLOCK))[p:]
+                    tile_source, tile_plane = _flat(scratch).ctypes, scratch_positions * BLOCK
+                    tile_at = 0
+                if direct:  # no position to drop: stored in place
+                    into, into_at = (
+                        target,
+                        ((n * (filters // BLOCK) + f // BLOCK) * positions + p) * BLOCK,
+                    )
+                    half = positions * BLOCK
+                else:
+                    into, into_at, half = _flat(buffer).ctypes, 0, SINGLE_ROWS * BLOCK
+                if pair:
+                    tile_pairs(
+                        taps, tap, channels, tile_source, tile_at, tile_plane, w, weights_at,
+                        b, f, into, into_at, half, count,
+                    )  # fmt: skip
+                else:
+                    tile_single(
+                        taps, tap, channels, tile_source, tile_at, tile_plane, w, weights_at,
+                        b, f, into, into_at, half, count,
+                    )  # fmt: skip
+                if not direct:
+                    halves = 2 if pair else 1
+                    _store_rows(
+                        buffer, count, halves, out, n, f // BLOCK, p, wide, out_w, positions
+                    )
+
+
+# -- weight gradient -------------------------------------------------------------------
+
+
+@_jit
+def weight_grad_images(gb, xb, dw, kh, kw, ph, pw, lo, hi):
+    """``dw`` (taps, F, C) = the sum over the images lo..hi of each tap's outer
+    products of the gradient ``gb`` (blocked, F) and the image ``xb`` (blocked,
+    C) shifted by that tap, over the gradient's rows (its positions only: the
+    padding's columns are never terms of the sums)."""
+    blocks, height, width = xb.shape[1], xb.shape[2], xb.shape[3]
+    filter_blocks, out_h, out_w = gb.shape[1], gb.shape[2], gb.shape[3]
+    channels = blocks * BLOCK
+    filters = filter_blocks * BLOCK
+    if hi <= lo or out_h * out_w == 0:
+        _flat(dw)[:] = 0
+        return
+    wide = width + 2 * pw
+    padded = (height + 2 * ph) * wide + SLACK
+    scratch = np.zeros((hi - lo, blocks, padded, BLOCK), np.float32)
+    for k in range(hi - lo):
+        for c in range(blocks):
+            for y in range(height):
+                row = (y + ph) * wide + pw
+                scratch[k, c, row : row + width] = xb[lo + k, c, y]
+    x, g, out = _flat(scratch).ctypes, _flat(gb).ctypes, _flat(dw).ctypes
+    for f in range(filter_blocks):
+        for c in range(blocks):
+            for k in range(hi - lo):
+                x_at = (k * blocks + c) * padded * BLOCK
+                g_at = ((lo + k) * filter_blocks + f) * out_h * out_w * BLOCK
+                for y in range(out_h):
+                    add = 0 if k == 0 and y == 0 else 1
+                    row_at = g_at + y * out_w * BLOCK
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            at = ((ky * kw + kx) * filters + f * BLOCK) * channels + c * BLOCK
+                            image_at = x_at + ((y + ky) * wide + kx) * BLOCK
+                            outer_tile(out_w, g, row_at, x, image_at, out, at, channels, add)
