@@ -3,6 +3,7 @@
 from . import (  # noqa: F401  (registration)  # noqa: F401
     activations,
     aliases_legacy,
+    blocked,  # the channel-blocked convolutions of the pass blocked_layouts
     contrib,
     conv,
     ctc,
