@@ -17,7 +17,7 @@ runs step by step, and :func:`warn_step_by_step` says so once per op.
 from __future__ import annotations
 
 # the lowerings themselves register their ops on import
-from . import conv, gather, pooling, products, rnn, rows, shapes  # noqa: F401
+from . import blocked, conv, gather, pooling, products, rnn, rows, shapes  # noqa: F401
 from .table import (
     FLOATS,
     LOWERINGS,

@@ -59,8 +59,9 @@ def register_lowering(lowering: Lowering) -> Lowering:
 
 def run_library(op: str, kernel: Any, args: tuple, attrs: dict, dtype: str) -> np.ndarray:
     """``op``'s result on ``args`` as the step runner computes it: its lowering's
-    ``run`` with ``kernel``, else (or with no kernel: a step whose op has no
-    lowering that accepts it) the op's numpy implementation; as a C-contiguous
+    ``run`` with ``kernel`` (None for a lowering with no kernel library), else
+    (with no kernel for a lowering that has one: a step whose op has no lowering
+    that accepts it) the op's numpy implementation; as a C-contiguous
     array of ``dtype`` that shares no memory with ``args``. The whole-program
     entry calls this from object mode for a step it runs as the step runner does
     (a convolution big enough for the threaded paths, an op with no numba form),
@@ -70,7 +71,11 @@ def run_library(op: str, kernel: Any, args: tuple, attrs: dict, dtype: str) -> n
 
     lowering = LOWERINGS.get(op)
     result = None
-    if kernel is not None and lowering is not None and lowering.run is not None:
+    if (
+        lowering is not None
+        and lowering.run is not None
+        and (kernel is not None or not lowering.kernel_name)
+    ):  # (a lowering of no kernel library runs with None, as in the step runner)
         result = lowering.run(kernel, *args, **attrs)
     if result is None:
         result = get_op(op).impl(*args, **attrs)

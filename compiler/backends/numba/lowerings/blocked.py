@@ -1,0 +1,131 @@
+"""The channel-blocked layout's ops (``ops/blocked.py``) on ``..blocked``'s kernels.
+
+Each op runs its kernel over pieces of the batch on the backend's threads, one
+piece a thread (a piece's images share the scratch a kernel pads them into),
+float32 only: other dtypes take the ops' numpy forms. In the whole-program
+entry each is one call of the step runner's path from object mode, as a big
+convolution is (``conv._conv_entry_call``), after checking the shapes the
+program was traced with (the batch may differ).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ....ir import Node
+from ....ops.blocked import blocked_shape, plain_shape
+from .. import blocked, threads
+from ..emit import Writer
+from .conv import guard_shapes
+from .table import Lowering, register_lowering
+
+_FLOAT32 = np.dtype(np.float32)
+
+
+def _pieces(batch: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` pieces of the batch, as many as threads (at most one an image)."""
+    count = max(1, min(batch, threads.count()))
+    edges = [k * batch // count for k in range(count + 1)]
+    return [(lo, hi) for lo, hi in zip(edges, edges[1:]) if hi > lo]
+
+
+def _float32(*arrays: np.ndarray | None) -> bool:
+    return all(a is None or a.dtype == _FLOAT32 for a in arrays)
+
+
+def _run(kernel, calls: list[tuple]) -> None:
+    threads.run(kernel, calls)
+
+
+def _to_blocked(_kernel, x: np.ndarray) -> np.ndarray | None:
+    if not _float32(x):
+        return None
+    out = np.empty(blocked_shape(x.shape), x.dtype)
+    _run(blocked.to_blocked, [(x, out, lo, hi) for lo, hi in _pieces(x.shape[0])])
+    return out
+
+
+def _from_blocked(_kernel, y: np.ndarray) -> np.ndarray | None:
+    if not _float32(y):
+        return None
+    out = np.empty(plain_shape(y.shape), y.dtype)
+    _run(blocked.from_blocked, [(y, out, lo, hi) for lo, hi in _pieces(y.shape[0])])
+    return out
+
+
+def _blocked_conv(_kernel, x, w, b=None, *, kernel, pad, num_filter, no_bias):
+    if not _float32(x, w, b):
+        return None
+    (kh, kw), (ph, pw) = kernel, pad
+    n, _, h, width, _ = x.shape
+    sizes = (h + 2 * ph - kh + 1, width + 2 * pw - kw + 1)
+    out = np.empty((n, num_filter // blocked.BLOCK, *sizes, blocked.BLOCK), x.dtype)
+    weights = blocked.pack(w, transposed=False)
+    bias = np.zeros(num_filter, x.dtype) if b is None else np.ascontiguousarray(b)
+    calls = [(x, weights, bias, out, kh, kw, ph, pw, lo, hi) for lo, hi in _pieces(n)]
+    _run(blocked.conv_images, calls)
+    return out
+
+
+def _blocked_conv_data_grad(_kernel, g, w, like, *, kernel, pad, num_filter):
+    (kh, kw), (ph, pw) = kernel, pad
+    if not _float32(g, w) or ph > kh - 1 or pw > kw - 1:
+        return None
+    out = np.empty(like.shape, g.dtype)
+    weights = blocked.pack(w, transposed=True)
+    bias = np.zeros(like.shape[1] * blocked.BLOCK, g.dtype)
+    calls = [
+        (g, weights, bias, out, kh, kw, kh - 1 - ph, kw - 1 - pw, lo, hi)
+        for lo, hi in _pieces(g.shape[0])
+    ]
+    _run(blocked.conv_images, calls)
+    return out
+
+
+def _blocked_conv_weight_grad(_kernel, g, x, like, *, kernel, pad, num_filter):
+    if not _float32(g, x):
+        return None
+    (kh, kw), (ph, pw) = kernel, pad
+    filters, channels = like.shape[0], like.shape[1]
+    pieces = _pieces(g.shape[0])
+    partials = np.empty((len(pieces), kh * kw, filters, channels), g.dtype)
+    calls = [(g, x, partials[k], kh, kw, ph, pw, lo, hi) for k, (lo, hi) in enumerate(pieces)]
+    _run(blocked.weight_grad_images, calls)
+    total = partials[0]
+    for partial in partials[1:]:
+        np.add(total, partial, out=total)
+    return np.ascontiguousarray(total.reshape(kh, kw, filters, channels).transpose(2, 3, 0, 1))
+
+
+def _entry(batch_inputs: tuple[int, ...]):
+    """The entry form: the step runner's call from object mode, for the shapes
+    traced (but the batch axis of ``batch_inputs``)."""
+
+    def write(w: Writer, step) -> bool:
+        node = step.node
+        if any(e.dtype != _FLOAT32 for e in node.inputs):
+            return False
+        call = w.library_call(step, "None")
+        if call is None:
+            return False
+        guard_shapes(w, step, batch_inputs)
+        w.emit(f"s{step.outputs[0]} = {call}")
+        return True
+
+    return write
+
+
+def _float_data(node: Node) -> bool:
+    return node.types[0].dtype == _FLOAT32
+
+
+for _op, _run_op, _batched in (
+    ("_to_blocked", _to_blocked, (0,)),
+    ("_from_blocked", _from_blocked, (0,)),
+    ("_blocked_conv", _blocked_conv, (0,)),
+    ("_blocked_conv_data_grad", _blocked_conv_data_grad, (0, 2)),
+    ("_blocked_conv_weight_grad", _blocked_conv_weight_grad, (0, 1)),
+):
+    register_lowering(
+        Lowering(_op, run=_run_op, entry=_entry(_batched), accepts=_float_data, threaded=True)
+    )
