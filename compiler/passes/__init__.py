@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from .. import settings
 from ..graph import ProgramGraph
+from .blocked_layout import blocked_layouts
 from .expand import expand_composites
 from .fold import fold_constants
 from .fuse import fuse, reroute_shape_inputs
@@ -35,6 +36,7 @@ PIPELINE: list[tuple[str, Pass]] = [
     ("simplify", simplify),
     ("keep_rnn_tapes", keep_rnn_tapes),
     ("one_hots_in_loops", one_hots_in_loops),
+    ("blocked_layouts", blocked_layouts),
     ("reroute_shape_inputs", reroute_shape_inputs),
     ("fuse", fuse),
 ]
