@@ -19,6 +19,9 @@ rule and differentiates to any order like the counterpart:
   ``b`` as Convolution's); its gradients are ``_blocked_conv_data_grad`` and
   ``_blocked_conv_weight_grad``, related among themselves as
   ``_conv_data_grad`` and ``_conv_weight_grad`` are.
+- ``_blocked_pooling(x)`` is ``Pooling`` (its attrs) on blocked data, with
+  gradient ``_blocked_pooling_grad``, whose own gradient is Pooling's rule
+  through the conversions.
 """
 
 from __future__ import annotations
@@ -32,7 +35,16 @@ from ..expr import Expr
 from ..ir import GraphError, TensorType
 from ..registry import Attr, OpDef, TestSpec, as_bool, as_int, as_shape, register
 from .common import F, require_same_dtype
-from .conv import _conv_data_grad, _conv_weight_grad, _convolution
+from .conv import (
+    POOL_ATTRS,
+    _conv_data_grad,
+    _conv_weight_grad,
+    _convolution,
+    _pooling,
+    _pooling_grad,
+    pooling_grad_grad,
+)
+from .conv import _pool_types as _plain_pool_types
 
 BLOCK = 16
 
@@ -355,5 +367,77 @@ register(
         doc="Gradient of _blocked_conv with respect to its weight, shaped like "
         "``like`` (read at run time).",
         test=TestSpec(make_inputs=_weight_grad_test_inputs, attrs=TEST_GEOMETRY, wrt=(0, 1)),
+    )
+)
+
+
+# -- max pooling ----------------------------------------------------------------------
+
+
+def _pool_types(types: Sequence[TensorType], **attrs: Any) -> list[TensorType]:
+    plain = [TensorType(plain_shape(types[0].shape), types[0].dtype)]
+    (out,) = _plain_pool_types(plain, **attrs)
+    return [TensorType(blocked_shape(out.shape), out.dtype)]
+
+
+def _blocked_pooling(x: np.ndarray, **attrs: Any) -> np.ndarray:
+    return to_blocked(_pooling(from_blocked(x), **attrs))
+
+
+def _blocked_pooling_grad(g: np.ndarray, x: np.ndarray, **attrs: Any) -> np.ndarray:
+    return to_blocked(_pooling_grad(from_blocked(g), from_blocked(x), **attrs))
+
+
+def _blocked_pooling_grad_grad(
+    h: Expr, g: Expr, x: Expr, *, out: Expr, **attrs: Any
+) -> tuple[Expr | None, ...]:
+    """linear in g: Pooling's rule, through the conversions"""
+    plain = pooling_grad_grad(
+        F._from_blocked(h), F._from_blocked(g), F._from_blocked(x), out=out, **attrs
+    )
+    return (F._to_blocked(plain[0]),) + tuple(plain[1:])
+
+
+def _pool_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
+    values = rng.permutation(2 * 16 * 5 * 6).reshape(2, 16, 5, 6) / 40.0
+    return [to_blocked(values)]
+
+
+POOL_TEST = {"kernel": (3, 3), "stride": (2, 2), "pooling_convention": "full", "pad": (1, 0)}
+
+register(
+    OpDef(
+        name="_blocked_pooling",
+        infer=_pool_types,
+        impl=_blocked_pooling,
+        grad=lambda g, x, *, out, **attrs: F._blocked_pooling_grad(g, x, **attrs),
+        attrs=POOL_ATTRS,
+        kind="pool",
+        doc="Pooling of channel-blocked data to channel-blocked windows.",
+        test=TestSpec(make_inputs=_pool_test_inputs, attrs=POOL_TEST),
+    )
+)
+
+
+def _like_second(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
+    return [TensorType(types[1].shape, types[0].dtype)]
+
+
+def _pool_grad_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
+    (x,) = _pool_test_inputs(rng)
+    return [to_blocked(rng.uniform(-1, 1, (2, 16, 3, 3))), x]
+
+
+register(
+    OpDef(
+        name="_blocked_pooling_grad",
+        infer=_like_second,
+        impl=_blocked_pooling_grad,
+        grad=_blocked_pooling_grad_grad,
+        inputs=("data", "like"),
+        attrs=POOL_ATTRS,
+        kind="pool",
+        doc="Gradient of _blocked_pooling with respect to its data.",
+        test=TestSpec(make_inputs=_pool_grad_test_inputs, attrs=POOL_TEST, wrt=(0,)),
     )
 )

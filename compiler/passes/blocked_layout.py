@@ -20,8 +20,11 @@ through the ops between them. The pass:
    convolutions become ``_blocked_conv``, ``_blocked_conv_data_grad`` and
    ``_blocked_conv_weight_grad``, the ops between them their own blocked
    forms (a per-channel sum, ``sum(axis=1, exclude=True)``, sums the blocked
-   channels' two axes), and ``_to_blocked`` / ``_from_blocked`` convert where
-   a component meets any other op, a graph input or an output.
+   channels' two axes; a max pooling, and its gradient, whose values are all
+   blocked, ``_blocked_pooling``), and ``_to_blocked`` / ``_from_blocked``
+   convert where a component meets any other op, a graph input or an output.
+   A pooling is no port: a pooling between a convolution it cannot take
+   and one it can (SqueezeNet's first) converts its smaller side.
 
 The values are the program's values: every blocked op computes what its NCHW
 counterpart computes, in another order of the same sums. ``SYMGRAD_BLOCKED_LAYOUT``
@@ -122,6 +125,18 @@ def _carried(node: Node) -> list[Entry] | None:
     return None
 
 
+def _max_pooling(node: Node) -> list[Entry] | None:
+    """The values of a 2-D max pooling step (its data and result; a gradient's
+    too), which runs blocked where all are blocked; None for other steps."""
+    if node.is_variable or node.op.name not in ("Pooling", "_pooling_grad"):
+        return None
+    attrs = node.attrs
+    if attrs["pool_type"] != "max" or attrs.get("layout") not in (None, "NCHW"):
+        return None
+    values = [*node.inputs, Entry(node, 0)]
+    return values if all(_blockable(e) for e in values) else None
+
+
 def _channel_sum(node: Node) -> bool:
     """A sum or mean over every axis but the channels of an (N, C, H, W) value."""
     attrs = node.attrs
@@ -219,6 +234,10 @@ class _Rewrite:
                 self._carry(node)
             elif _channel_sum(node) and self.is_blocked(node.inputs[0]):
                 self._channel_sum(node)
+            elif (pooled := _max_pooling(node)) and all(self.is_blocked(e) for e in pooled):
+                op = "_blocked_pooling" if node.op.name == "Pooling" else "_blocked_pooling_grad"
+                operands = [self.as_blocked(e) for e in node.inputs]
+                self.blocked[(id(node), 0)] = _make(op, *operands, **node.attrs)
             else:
                 self._keep(node)
         outputs = [None if out is None else self.as_plain(out) for out in self.graph.outputs]

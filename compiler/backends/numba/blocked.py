@@ -343,3 +343,76 @@ def weight_grad_images(gb, xb, dw, kh, kw, ph, pw, lo, hi):
                             at = ((ky * kw + kx) * filters + f * BLOCK) * channels + c * BLOCK
                             image_at = x_at + ((y + ky) * wide + kx) * BLOCK
                             outer_tile(out_w, g, row_at, x, image_at, out, at, channels, add)
+
+
+# -- max pooling ----------------------------------------------------------------------
+
+
+@_jit
+def max_pool_images(xb, out, kh, kw, sh, sw, ph, pw, lo, hi):
+    """``out[n]`` = the windows' maxima of ``xb[n]`` for the images lo..hi, a
+    position's 16 channels a vector: a window's first position in kernel order
+    starts its maximum (-inf where it is padding) and a later one replaces it
+    only where larger, so a NaN counts where it comes first, as Pooling's."""
+    height, width = xb.shape[2], xb.shape[3]
+    out_h, out_w = out.shape[2], out.shape[3]
+    best = np.empty(BLOCK, np.float32)
+    for n in range(lo, hi):
+        for b in range(xb.shape[1]):
+            for oy in range(out_h):
+                for ox in range(out_w):
+                    for ky in range(kh):
+                        y = oy * sh - ph + ky
+                        for kx in range(kw):
+                            x = ox * sw - pw + kx
+                            inside = 0 <= y < height and 0 <= x < width
+                            if ky == 0 and kx == 0:
+                                for i in range(BLOCK):
+                                    best[i] = xb[n, b, y, x, i] if inside else -np.inf
+                            elif inside:
+                                for i in range(BLOCK):
+                                    value = xb[n, b, y, x, i]
+                                    if value > best[i]:
+                                        best[i] = value
+                    out[n, b, oy, ox] = best
+
+
+@_jit
+def max_pool_grad_images(gb, xb, dx, kh, kw, sh, sw, ph, pw, lo, hi):
+    """``dx[n]`` = each window's gradient ``gb`` added at its maximum's position
+    (the first largest in kernel order, as :func:`max_pool_images` finds it;
+    nowhere where padding holds it), for the images lo..hi."""
+    height, width = xb.shape[2], xb.shape[3]
+    out_h, out_w = gb.shape[2], gb.shape[3]
+    best = np.empty(BLOCK, np.float32)
+    where = np.empty(BLOCK, np.int64)
+    for n in range(lo, hi):
+        dx[n] = 0
+        for b in range(xb.shape[1]):
+            for oy in range(out_h):
+                for ox in range(out_w):
+                    for ky in range(kh):
+                        y = oy * sh - ph + ky
+                        for kx in range(kw):
+                            x = ox * sw - pw + kx
+                            inside = 0 <= y < height and 0 <= x < width
+                            position = ky * kw + kx
+                            if position == 0:
+                                for i in range(BLOCK):
+                                    best[i] = xb[n, b, y, x, i] if inside else -np.inf
+                                    where[i] = 0
+                            elif inside:
+                                for i in range(BLOCK):
+                                    value = xb[n, b, y, x, i]
+                                    if value > best[i]:
+                                        best[i] = value
+                                        where[i] = position
+                    for ky in range(kh):
+                        y = oy * sh - ph + ky
+                        for kx in range(kw):
+                            x = ox * sw - pw + kx
+                            if 0 <= y < height and 0 <= x < width:
+                                position = ky * kw + kx
+                                for i in range(BLOCK):
+                                    if where[i] == position:
+                                        dx[n, b, y, x, i] += gb[n, b, oy, ox, i]

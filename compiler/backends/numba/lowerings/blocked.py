@@ -14,6 +14,7 @@ import numpy as np
 
 from ....ir import Node
 from ....ops.blocked import blocked_shape, plain_shape
+from ....ops.conv import pool_geometry
 from .. import blocked, threads
 from ..emit import Writer
 from .conv import guard_shapes
@@ -97,6 +98,44 @@ def _blocked_conv_weight_grad(_kernel, g, x, like, *, kernel, pad, num_filter):
     return np.ascontiguousarray(total.reshape(kh, kw, filters, channels).transpose(2, 3, 0, 1))
 
 
+def _max_windows(x: np.ndarray, attrs: dict) -> tuple | None:
+    """A 2-D max pooling's (kernel, stride, pad, out sizes) on blocked ``x``, or
+    None for other poolings (their numpy forms)."""
+    if attrs["pool_type"] != "max" or x.ndim != 5 or not _float32(x):
+        return None
+    kernel, stride, pad, out, _ = pool_geometry(
+        x.shape[2:4],
+        attrs["kernel"],
+        attrs["stride"],
+        attrs["pad"],
+        attrs["global_pool"],
+        attrs["pooling_convention"],
+    )
+    return kernel, stride, pad, out
+
+
+def _blocked_pooling(_kernel, x, **attrs):
+    windows = _max_windows(x, attrs)
+    if windows is None:
+        return None
+    (kh, kw), (sh, sw), (ph, pw), sizes = windows
+    out = np.empty(x.shape[:2] + tuple(sizes) + (blocked.BLOCK,), x.dtype)
+    calls = [(x, out, kh, kw, sh, sw, ph, pw, lo, hi) for lo, hi in _pieces(x.shape[0])]
+    _run(blocked.max_pool_images, calls)
+    return out
+
+
+def _blocked_pooling_grad(_kernel, g, x, **attrs):
+    windows = _max_windows(x, attrs)
+    if windows is None or not _float32(g):
+        return None
+    (kh, kw), (sh, sw), (ph, pw), _sizes = windows
+    dx = np.empty(x.shape, g.dtype)
+    calls = [(g, x, dx, kh, kw, sh, sw, ph, pw, lo, hi) for lo, hi in _pieces(x.shape[0])]
+    _run(blocked.max_pool_grad_images, calls)
+    return dx
+
+
 def _entry(batch_inputs: tuple[int, ...]):
     """The entry form: the step runner's call from object mode, for the shapes
     traced (but the batch axis of ``batch_inputs``)."""
@@ -125,6 +164,8 @@ for _op, _run_op, _batched in (
     ("_blocked_conv", _blocked_conv, (0,)),
     ("_blocked_conv_data_grad", _blocked_conv_data_grad, (0, 2)),
     ("_blocked_conv_weight_grad", _blocked_conv_weight_grad, (0, 1)),
+    ("_blocked_pooling", _blocked_pooling, (0,)),
+    ("_blocked_pooling_grad", _blocked_pooling_grad, (0, 1)),
 ):
     register_lowering(
         Lowering(_op, run=_run_op, entry=_entry(_batched), accepts=_float_data, threaded=True)
