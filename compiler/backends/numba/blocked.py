@@ -36,6 +36,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .planes import splat
@@ -348,71 +349,208 @@ def weight_grad_images(gb, xb, dw, kh, kw, ph, pw, lo, hi):
 # -- max pooling ----------------------------------------------------------------------
 
 
+def _window_loop(builder: Any, count: Any, body: Any) -> None:
+    """Emit ``for j in range(count): body(j)``."""
+    with cgutils.for_range(builder, count) as loop:
+        body(loop.index)
+
+
+def _offset(builder: Any, offsets: Any, t: Any) -> Any:
+    return builder.load(builder.gep(offsets, [t]))
+
+
+@intrinsic
+def max_windows(typingctx, taps, offsets, x, ix, step, count, out, io):  # type: ignore[no-untyped-def]
+    """``count`` windows' maxima, 16 channels a vector: window j's positions at
+    ``x + ix + j step + offsets[t]`` for its ``taps`` positions in kernel
+    order, the first taken as it is (a NaN there stays) and each later one
+    where larger; stored 16 values apart from ``out + io``. float32 pointers
+    (offsets: int64), offsets in values, 64-bit."""
+    size, pointer = types.int64, FLOAT_POINTER
+    signature = types.void(size, INT_POINTER, pointer, size, size, size, pointer, size)
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        taps, offsets, x, ix, step, count, out, io = args
+        i64 = ir.IntType(64)
+        later = builder.gep(offsets, [i64(1)])
+
+        def window(j: Any) -> None:
+            base = builder.add(ix, builder.mul(j, step))
+            first = load_vector(builder, x, builder.add(base, _offset(builder, offsets, i64(0))))
+
+            def tap(t: Any, best: list[list[Any]]) -> list[list[Any]]:
+                value = load_vector(builder, x, builder.add(base, _offset(builder, later, t)))
+                larger = builder.fcmp_ordered(">", value, best[0][0])
+                return [[builder.select(larger, value, best[0][0])]]
+
+            rest = builder.sub(taps, i64(1))
+            (best,) = summing_loop(builder, rest, 1, (1, 1), tap, initial=[[first]])
+            target = builder.add(io, builder.mul(j, i64(BLOCK)))
+            builder.store(best[0], vector_at(builder, out, target), align=4)
+
+        _window_loop(builder, count, window)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@intrinsic
+def max_windows_grad(typingctx, taps, offsets, x, ix, step, count, g, ig, dx):  # type: ignore[no-untyped-def]
+    """For ``count`` windows as :func:`max_windows` reads them: each window's
+    gradient (16 values apart from ``g + ig``) added to ``dx`` at the position
+    of its maximum (per channel, the first largest in kernel order), and zero
+    added at its other positions, as Pooling's gradient does; ``dx`` laid out
+    as ``x``. float32 pointers (offsets: int64), offsets in values, 64-bit."""
+    size, pointer = types.int64, FLOAT_POINTER
+    signature = types.void(size, INT_POINTER, pointer, size, size, size, pointer, size, pointer)
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        taps, offsets, x, ix, step, count, g, ig, dx = args
+        i64 = ir.IntType(64)
+        later = builder.gep(offsets, [i64(1)])
+        zero = ir.Constant(VECTOR, [0.0] * BLOCK)
+
+        def window(j: Any) -> None:
+            base = builder.add(ix, builder.mul(j, step))
+            first = load_vector(builder, x, builder.add(base, _offset(builder, offsets, i64(0))))
+
+            def tap(t: Any, carried: list[list[Any]]) -> list[list[Any]]:
+                best, where = carried[0]
+                value = load_vector(builder, x, builder.add(base, _offset(builder, later, t)))
+                larger = builder.fcmp_ordered(">", value, best)
+                position = splat(
+                    builder, builder.sitofp(builder.add(t, i64(1)), ir.FloatType()), VECTOR
+                )
+                return [
+                    [builder.select(larger, value, best), builder.select(larger, position, where)]
+                ]
+
+            rest = builder.sub(taps, i64(1))
+            ((_, where),) = summing_loop(builder, rest, 1, (1, 2), tap, initial=[[first, zero]])
+            share = load_vector(builder, g, builder.add(ig, builder.mul(j, i64(BLOCK))))
+
+            def add(t: Any) -> None:
+                position = splat(builder, builder.sitofp(t, ir.FloatType()), VECTOR)
+                chosen = builder.fcmp_ordered("==", where, position)
+                target = vector_at(builder, dx, builder.add(base, _offset(builder, offsets, t)))
+                before = builder.load(target, align=4)
+                builder.store(
+                    builder.fadd(before, builder.select(chosen, share, zero)), target, align=4
+                )
+
+            _window_loop(builder, taps, add)
+
+        _window_loop(builder, count, window)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@_jit
+def _inside(out_size, size, kernel, stride, pad):
+    """The range of windows lying wholly inside the data along one axis."""
+    first = -(-pad // stride)
+    last = (size + pad - kernel) // stride + 1
+    return min(first, out_size), max(min(last, out_size), min(first, out_size))
+
+
+@_jit
+def _window_max(xb, n, b, oy, ox, kh, kw, sh, sw, ph, pw, best, where):
+    """One window's maxima and their positions (a window touching the padding,
+    which is -inf): the first position as it is, each later one where larger."""
+    height, width = xb.shape[2], xb.shape[3]
+    best[:] = -np.inf
+    where[:] = 0
+    for ky in range(kh):
+        y = oy * sh - ph + ky
+        for kx in range(kw):
+            x = ox * sw - pw + kx
+            if y < 0 or y >= height or x < 0 or x >= width:
+                continue
+            position = ky * kw + kx
+            for i in range(BLOCK):
+                value = xb[n, b, y, x, i]
+                if position == 0 or value > best[i]:
+                    best[i] = value
+                    where[i] = position
+
+
 @_jit
 def max_pool_images(xb, out, kh, kw, sh, sw, ph, pw, lo, hi):
     """``out[n]`` = the windows' maxima of ``xb[n]`` for the images lo..hi, a
-    position's 16 channels a vector: a window's first position in kernel order
-    starts its maximum (-inf where it is padding) and a later one replaces it
-    only where larger, so a NaN counts where it comes first, as Pooling's."""
-    height, width = xb.shape[2], xb.shape[3]
+    position's 16 channels a vector (:func:`max_windows` for the windows inside
+    the data, :func:`_window_max` for those touching the padding, -inf as
+    Pooling pads, the 'full' convention's last windows too)."""
+    blocks, height, width = xb.shape[1], xb.shape[2], xb.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
-    best = np.empty(BLOCK, np.float32)
+    offsets = np.empty(kh * kw, np.int64)
+    for ky in range(kh):
+        for kx in range(kw):
+            offsets[ky * kw + kx] = (ky * width + kx) * BLOCK
+    best, where = np.empty(BLOCK, np.float32), np.empty(BLOCK, np.int64)
+    x, target, taps = _flat(xb).ctypes, _flat(out).ctypes, offsets.ctypes
+    rows_in, rows_out = _inside(out_h, height, kh, sh, ph)
+    cols_in, cols_out = _inside(out_w, width, kw, sw, pw)
     for n in range(lo, hi):
-        for b in range(xb.shape[1]):
+        for b in range(blocks):
+            plane = (n * blocks + b) * height * width * BLOCK
+            out_plane = (n * blocks + b) * out_h * out_w * BLOCK
             for oy in range(out_h):
+                inside = rows_in <= oy < rows_out
+                if inside and cols_out > cols_in:
+                    start = ((oy * sh - ph) * width + cols_in * sw - pw) * BLOCK
+                    max_windows(
+                        kh * kw, taps, x, plane + start, sw * BLOCK, cols_out - cols_in,
+                        target, out_plane + (oy * out_w + cols_in) * BLOCK,
+                    )  # fmt: skip
                 for ox in range(out_w):
-                    for ky in range(kh):
-                        y = oy * sh - ph + ky
-                        for kx in range(kw):
-                            x = ox * sw - pw + kx
-                            inside = 0 <= y < height and 0 <= x < width
-                            if ky == 0 and kx == 0:
-                                for i in range(BLOCK):
-                                    best[i] = xb[n, b, y, x, i] if inside else -np.inf
-                            elif inside:
-                                for i in range(BLOCK):
-                                    value = xb[n, b, y, x, i]
-                                    if value > best[i]:
-                                        best[i] = value
+                    if inside and cols_in <= ox < cols_out:
+                        continue
+                    _window_max(xb, n, b, oy, ox, kh, kw, sh, sw, ph, pw, best, where)
                     out[n, b, oy, ox] = best
 
 
 @_jit
 def max_pool_grad_images(gb, xb, dx, kh, kw, sh, sw, ph, pw, lo, hi):
     """``dx[n]`` = each window's gradient ``gb`` added at its maximum's position
-    (the first largest in kernel order, as :func:`max_pool_images` finds it;
-    nowhere where padding holds it), for the images lo..hi."""
-    height, width = xb.shape[2], xb.shape[3]
+    (:func:`max_windows_grad`, :func:`_window_max` for the windows touching the
+    padding; nowhere where padding holds it), for the images lo..hi."""
+    blocks, height, width = xb.shape[1], xb.shape[2], xb.shape[3]
     out_h, out_w = gb.shape[2], gb.shape[3]
-    best = np.empty(BLOCK, np.float32)
-    where = np.empty(BLOCK, np.int64)
+    offsets = np.empty(kh * kw, np.int64)
+    for ky in range(kh):
+        for kx in range(kw):
+            offsets[ky * kw + kx] = (ky * width + kx) * BLOCK
+    best, where = np.empty(BLOCK, np.float32), np.empty(BLOCK, np.int64)
+    x, g, into, taps = _flat(xb).ctypes, _flat(gb).ctypes, _flat(dx).ctypes, offsets.ctypes
+    rows_in, rows_out = _inside(out_h, height, kh, sh, ph)
+    cols_in, cols_out = _inside(out_w, width, kw, sw, pw)
     for n in range(lo, hi):
         dx[n] = 0
-        for b in range(xb.shape[1]):
+        for b in range(blocks):
+            plane = (n * blocks + b) * height * width * BLOCK
+            g_plane = (n * blocks + b) * out_h * out_w * BLOCK
             for oy in range(out_h):
+                inside = rows_in <= oy < rows_out
+                if inside and cols_out > cols_in:
+                    start = ((oy * sh - ph) * width + cols_in * sw - pw) * BLOCK
+                    max_windows_grad(
+                        kh * kw, taps, x, plane + start, sw * BLOCK, cols_out - cols_in,
+                        g, g_plane + (oy * out_w + cols_in) * BLOCK, into,
+                    )  # fmt: skip
                 for ox in range(out_w):
+                    if inside and cols_in <= ox < cols_out:
+                        continue
+                    _window_max(xb, n, b, oy, ox, kh, kw, sh, sw, ph, pw, best, where)
                     for ky in range(kh):
                         y = oy * sh - ph + ky
                         for kx in range(kw):
-                            x = ox * sw - pw + kx
-                            inside = 0 <= y < height and 0 <= x < width
+                            x_ = ox * sw - pw + kx
+                            if y < 0 or y >= height or x_ < 0 or x_ >= width:
+                                continue
                             position = ky * kw + kx
-                            if position == 0:
-                                for i in range(BLOCK):
-                                    best[i] = xb[n, b, y, x, i] if inside else -np.inf
-                                    where[i] = 0
-                            elif inside:
-                                for i in range(BLOCK):
-                                    value = xb[n, b, y, x, i]
-                                    if value > best[i]:
-                                        best[i] = value
-                                        where[i] = position
-                    for ky in range(kh):
-                        y = oy * sh - ph + ky
-                        for kx in range(kw):
-                            x = ox * sw - pw + kx
-                            if 0 <= y < height and 0 <= x < width:
-                                position = ky * kw + kx
-                                for i in range(BLOCK):
-                                    if where[i] == position:
-                                        dx[n, b, y, x, i] += gb[n, b, oy, ox, i]
+                            for i in range(BLOCK):
+                                if where[i] == position:
+                                    dx[n, b, y, x_, i] += gb[n, b, oy, ox, i]
+                                else:
+                                    dx[n, b, y, x_, i] += 0.0
