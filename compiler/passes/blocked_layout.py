@@ -20,9 +20,10 @@ through the ops between them. The pass:
    convolutions become ``_blocked_conv``, ``_blocked_conv_data_grad`` and
    ``_blocked_conv_weight_grad``, the ops between them their own blocked
    forms (a per-channel sum, ``sum(axis=1, exclude=True)``, sums the blocked
-   channels' two axes; a max pooling, and its gradient, whose values are all
-   blocked, ``_blocked_pooling``), and ``_to_blocked`` / ``_from_blocked``
-   convert where a component meets any other op, a graph input or an output.
+   channels' two axes; a sum of every value is the same sum; a max pooling
+   whose values are all blocked, and its gradient, ``_blocked_pooling``), and
+   ``_to_blocked`` / ``_from_blocked`` convert where a component meets any
+   other op, a graph input or an output.
    A pooling is no port: a pooling between a convolution it cannot take
    and one it can (SqueezeNet's first) converts its smaller side.
 
@@ -150,6 +151,21 @@ def _channel_sum(node: Node) -> bool:
     )
 
 
+def _total(node: Node) -> bool:
+    """A sum or mean of every value of an (N, C, H, W) value, to one number: the
+    same of its blocked form."""
+    attrs = node.attrs
+    return (
+        not node.is_variable
+        and node.op.name in _CHANNEL_SUMS
+        and attrs.get("axis") in (None, ())
+        and not attrs.get("exclude")
+        and not attrs.get("keepdims")
+        and len(node.inputs) == 1
+        and _blockable(node.inputs[0])
+    )
+
+
 class _Components:
     """Union-find over values (by key)."""
 
@@ -234,6 +250,9 @@ class _Rewrite:
                 self._carry(node)
             elif _channel_sum(node) and self.is_blocked(node.inputs[0]):
                 self._channel_sum(node)
+            elif _total(node) and self.is_blocked(node.inputs[0]):
+                total = _make(node.op.name, self.as_blocked(node.inputs[0]), **node.attrs)
+                self.plain[(id(node), 0)] = total
             elif (pooled := _max_pooling(node)) and all(self.is_blocked(e) for e in pooled):
                 op = "_blocked_pooling" if node.op.name == "Pooling" else "_blocked_pooling_grad"
                 operands = [self.as_blocked(e) for e in node.inputs]
