@@ -19,13 +19,13 @@ through the ops between them. The pass:
 3. puts every component holding a port on the blocked layout: the
    convolutions become ``_blocked_conv``, ``_blocked_conv_data_grad`` and
    ``_blocked_conv_weight_grad``, the ops between them their own blocked
-   forms (a per-channel sum, ``sum(axis=1, exclude=True)``, sums the blocked
-   channels' two axes; a sum of every value is the same sum; a max pooling
-   whose values are all blocked, and its gradient, ``_blocked_pooling``), and
-   ``_to_blocked`` / ``_from_blocked`` convert where a component meets any
-   other op, a graph input or an output.
-   A pooling is no port: a pooling between a convolution it cannot take
-   and one it can (SqueezeNet's first) converts its smaller side.
+   forms (a per-channel sum or mean, as BatchNorm's statistics and the bias
+   gradients take, sums the blocked value's axes 0, 2 and 3; a sum of every
+   value is the same sum; a max pooling whose values are all blocked, and its
+   gradient, ``_blocked_pooling``), and ``_to_blocked`` / ``_from_blocked``
+   convert where a component meets any other op, a graph input or an
+   output. A pooling is no port: a pooling between a convolution the pass
+   cannot take and one it can (SqueezeNet's first) converts its smaller side.
 
 The values are the program's values: every blocked op computes what its NCHW
 counterpart computes, in another order of the same sums. ``SYMGRAD_BLOCKED_LAYOUT``
@@ -47,6 +47,7 @@ from .fuse import data_inputs, is_elementwise
 
 BLOCK = 16
 _FLOAT32 = np.dtype(np.float32)
+_FLOATS = (_FLOAT32, np.dtype(np.float64))
 _CONVOLUTIONS = ("Convolution", "_conv_data_grad", "_conv_weight_grad")
 _CHANNEL_SUMS = ("sum", "mean")
 
@@ -58,9 +59,10 @@ def _key(entry: Entry) -> Key:
 
 
 def _blockable(entry: Entry) -> bool:
-    """Whether a value can be held blocked: float32 (N, C, H, W), C a multiple of 16."""
+    """Whether a value can be held blocked: float (N, C, H, W), C a multiple of
+    16 (float64 too: BatchNorm's statistics sum a float64 copy of the data)."""
     shape = entry.shape
-    return entry.dtype == _FLOAT32 and len(shape) == 4 and shape[1] % BLOCK == 0
+    return entry.dtype in _FLOATS and len(shape) == 4 and shape[1] % BLOCK == 0
 
 
 def convolution_ports(node: Node) -> list[Entry] | None:
@@ -88,7 +90,9 @@ def convolution_ports(node: Node) -> list[Entry] | None:
         ports = [node.inputs[0], node.inputs[2], Entry(node, 0)]
     else:
         ports = [node.inputs[0], node.inputs[1]]
-    if not all(_blockable(p) for p in ports) or node.types[0].dtype != _FLOAT32:
+    if not all(_blockable(p) and p.dtype == _FLOAT32 for p in ports):
+        return None
+    if node.types[0].dtype != _FLOAT32:
         return None
     return ports
 
@@ -98,7 +102,7 @@ def _scalar_like(entry: Entry) -> bool:
 
 
 def _per_channel(entry: Entry, channels: int) -> bool:
-    return entry.shape == (1, channels, 1, 1) and entry.dtype == _FLOAT32
+    return entry.shape == (1, channels, 1, 1) and entry.dtype in _FLOATS
 
 
 def _carried(node: Node) -> list[Entry] | None:
@@ -139,16 +143,13 @@ def _max_pooling(node: Node) -> list[Entry] | None:
 
 
 def _channel_sum(node: Node) -> bool:
-    """A sum or mean over every axis but the channels of an (N, C, H, W) value."""
-    attrs = node.attrs
-    return (
-        not node.is_variable
-        and node.op.name in _CHANNEL_SUMS
-        and tuple(attrs.get("axis") or ()) == (1,)
-        and bool(attrs.get("exclude"))
-        and len(node.inputs) == 1
-        and _blockable(node.inputs[0])
-    )
+    """A sum or mean over every axis but the channels of an (N, C, H, W) value
+    (``axis=1, exclude=True`` or ``axis=(0, 2, 3)``)."""
+    if node.is_variable or node.op.name not in _CHANNEL_SUMS or len(node.inputs) != 1:
+        return False
+    axes = tuple(sorted(node.attrs.get("axis") or ()))
+    reduced = (0, 2, 3) if node.attrs.get("exclude") and axes == (1,) else axes
+    return reduced == (0, 2, 3) and _blockable(node.inputs[0])
 
 
 def _total(node: Node) -> bool:
@@ -300,7 +301,8 @@ class _Rewrite:
     def _channel_sum(self, node: Node) -> None:
         channels = node.inputs[0].shape[1]
         keepdims = bool(node.attrs.get("keepdims"))
-        attrs = dict(node.attrs, axis=(1, 4), exclude=True, keepdims=keepdims)
+        # the same axes of the blocked value: the channels are its axes 1 and 4
+        attrs = dict(node.attrs, axis=(0, 2, 3), exclude=False, keepdims=keepdims)
         sums = _make(node.op.name, self.as_blocked(node.inputs[0]), **attrs)
         if keepdims:  # (1, C / 16, 1, 1, 16)
             self.plain[(id(node), 0)] = _make("_from_blocked", sums)
