@@ -554,3 +554,194 @@ def max_pool_grad_images(gb, xb, dx, kh, kw, sh, sw, ph, pw, lo, hi):
                                     dx[n, b, y, x_, i] += gb[n, b, oy, ox, i]
                                 else:
                                     dx[n, b, y, x_, i] += 0.0
+
+
+# -- 3x3 convolutions by Winograd's F(2x2, 3x3) -------------------------------------
+#
+# A 3x3 convolution at stride 1 multiplies 16 transformed values a 2x2 block of
+# outputs, channel and filter, where the direct tile multiplies 36. Each 4x4
+# block of the padded image is transformed, 16 channels a vector
+# (:func:`winograd_in`: B^T d B, adds only); for each of the 16 transformed
+# positions the products are a 1x1 convolution over the blocks, by the tile
+# above; each 4x4 block of products becomes its 2x2 outputs (:func:`winograd_out`:
+# A^T m A) plus the bias. The weights are transformed once a call (G w G^T, in
+# numpy: :func:`winograd_weights`).
+
+_B_T = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
+_A_T = ((1, 1, 1, 0), (0, 1, -1, -1))
+_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+
+
+def _combine(builder: Any, row: tuple[int, ...], values: list[Any]) -> Any:
+    """sum of row[k] * values[k] for coefficients 0, 1 and -1."""
+    total = None
+    for coefficient, value in zip(row, values):
+        if coefficient == 0:
+            continue
+        if total is None:
+            total = value if coefficient == 1 else builder.fneg(value)
+        elif coefficient == 1:
+            total = builder.fadd(total, value)
+        else:
+            total = builder.fsub(total, value)
+    return total
+
+
+@intrinsic
+def winograd_in(typingctx, x, ix, row, v, iv, point):  # type: ignore[no-untyped-def]
+    """The 4x4 block of x at ``ix`` (rows ``row`` values apart, 16 channels a
+    vector) transformed (B^T d B) into ``v`` at ``iv``, its 16 positions
+    ``point`` values apart. float32 pointers, offsets in values, 64-bit."""
+    size, pointer = types.int64, FLOAT_POINTER
+    signature = types.void(pointer, size, size, pointer, size, size)
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        x, ix, row, v, iv, point = args
+        i64 = ir.IntType(64)
+        d = [
+            [
+                load_vector(
+                    builder, x, builder.add(ix, builder.add(builder.mul(i64(r), row), i64(16 * c)))
+                )
+                for c in range(4)
+            ]
+            for r in range(4)
+        ]
+        rows = [[_combine(builder, b, [d[k][c] for k in range(4)]) for c in range(4)] for b in _B_T]
+        for r in range(4):
+            for c, b in enumerate(_B_T):
+                value = _combine(builder, b, rows[r])
+                at = builder.add(iv, builder.mul(i64(4 * r + c), point))
+                builder.store(value, vector_at(builder, v, at), align=4)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@intrinsic
+def winograd_out(typingctx, m, im, point, bias, ib, out, io, row, rows, cols):  # type: ignore[no-untyped-def]
+    """The 4x4 block of products at ``m + im`` (positions ``point`` values
+    apart) transformed (A^T m A) into a 2x2 block of outputs plus ``bias`` at
+    ``ib``, stored at ``out + io`` (rows ``row`` values apart, 16 values a
+    position), only its first ``rows`` rows and ``cols`` columns. float32
+    pointers, offsets in values, 64-bit."""
+    size, pointer = types.int64, FLOAT_POINTER
+    signature = types.void(pointer, size, size, pointer, size, pointer, size, size, size, size)
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        m, im, point, bias, ib, out, io, row, rows, cols = args
+        i64 = ir.IntType(64)
+        values = [
+            [
+                load_vector(builder, m, builder.add(im, builder.mul(i64(4 * r + c), point)))
+                for c in range(4)
+            ]
+            for r in range(4)
+        ]
+        offset = load_vector(builder, bias, ib)
+        rows_t = [
+            [_combine(builder, a, [values[k][c] for k in range(4)]) for c in range(4)] for a in _A_T
+        ]
+        for i in range(2):
+            for j, a in enumerate(_A_T):
+                value = builder.fadd(_combine(builder, a, rows_t[i]), offset)
+                inside = builder.and_(
+                    builder.icmp_signed("<", i64(i), rows), builder.icmp_signed("<", i64(j), cols)
+                )
+                with builder.if_then(inside, likely=True):
+                    at = builder.add(io, builder.add(builder.mul(i64(i), row), i64(16 * j)))
+                    builder.store(value, vector_at(builder, out, at), align=4)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+def winograd_weights(w: np.ndarray, transposed: bool) -> np.ndarray:
+    """A 3x3 convolution's weights (F, C, 3, 3) transformed (G w G^T) for each
+    of the 16 positions and packed as the tile reads them: (16, out / 16, in,
+    16). ``transposed``: for the data gradient (flipped, outputs and inputs
+    swapped), as :func:`pack`."""
+    if transposed:
+        w = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+    outputs, inputs = w.shape[0], w.shape[1]
+    u = np.einsum("ak,fckl,bl->abcf", _G, w.astype(np.float64), _G)  # (4, 4, in, out)
+    u = u.reshape(16, inputs, outputs // BLOCK, BLOCK).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(u, dtype=np.float32)
+
+
+@_jit
+def _finite(values):
+    for value in values:
+        if not np.isfinite(value):
+            return False
+    return True
+
+
+@_jit
+def winograd_images(xb, weights, direct, bias, out, pad, lo, hi):
+    """``out[n]`` = the 3x3 convolution (stride 1, padding ``pad``) of ``xb[n]``
+    with the transformed ``weights`` (:func:`winograd_weights`) plus ``bias``,
+    for the images lo..hi. An image whose result is not finite is computed
+    again by the direct tile with the packed weights ``direct`` (:func:`pack`):
+    the transforms subtract, and would turn an infinity into NaN where the
+    convolution's sums keep it."""
+    blocks, height, width = xb.shape[1], xb.shape[2], xb.shape[3]
+    out_blocks, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
+    channels = blocks * BLOCK
+    filters = out_blocks * BLOCK
+    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
+    tiles = tiles_h * tiles_w
+    spaced = tiles + SINGLE_ROWS  # a plane of blocks, and what a last tile reads past it
+    wide = max(width + 2 * pad, 2 * tiles_w + 2)
+    tall = max(height + 2 * pad, 2 * tiles_h + 2)
+    scratch = np.zeros((blocks, tall * wide, BLOCK), np.float32)
+    v = np.zeros((16, blocks, spaced, BLOCK), np.float32)
+    m = np.empty((16, out_blocks, spaced, BLOCK), np.float32)
+    no_bias = np.zeros(filters, np.float32)
+    one_tap = np.zeros(1, np.int64)
+    x, vp, mp, w = _flat(scratch).ctypes, _flat(v).ctypes, _flat(m).ctypes, _flat(weights).ctypes
+    target, b, zero, tap = _flat(out).ctypes, bias.ctypes, no_bias.ctypes, one_tap.ctypes
+    v_point, m_point = blocks * spaced * BLOCK, out_blocks * spaced * BLOCK
+    weights_point = weights.shape[1] * weights.shape[2] * BLOCK
+    weights_block = weights.shape[2] * BLOCK
+    for n in range(lo, hi):
+        for c in range(blocks):
+            for y in range(height):
+                row = (y + pad) * wide + pad
+                scratch[c, row : row + width] = xb[n, c, y]
+        for c in range(blocks):
+            for ty in range(tiles_h):
+                for tx in range(tiles_w):
+                    at = (c * tall * wide + 2 * ty * wide + 2 * tx) * BLOCK
+                    into = (c * spaced + ty * tiles_w + tx) * BLOCK
+                    winograd_in(x, at, wide * BLOCK, vp, into, v_point)
+        for point in range(16):
+            v_at, m_at = point * v_point, point * m_point
+            for f in range(0, filters, 2 * BLOCK):
+                weights_at = point * weights_point + (f // BLOCK) * weights_block
+                if f + 2 * BLOCK <= filters:
+                    for p in range(0, tiles, PAIR_ROWS):
+                        tile_pairs(
+                            1, tap, channels, vp, v_at + p * BLOCK, spaced * BLOCK, w,
+                            weights_at, zero, f, mp, m_at + ((f // BLOCK) * spaced + p) * BLOCK,
+                            spaced * BLOCK, min(PAIR_ROWS, tiles - p),
+                        )  # fmt: skip
+                else:
+                    for p in range(0, tiles, SINGLE_ROWS):
+                        tile_single(
+                            1, tap, channels, vp, v_at + p * BLOCK, spaced * BLOCK, w,
+                            weights_at, zero, f, mp, m_at + ((f // BLOCK) * spaced + p) * BLOCK,
+                            spaced * BLOCK, min(SINGLE_ROWS, tiles - p),
+                        )  # fmt: skip
+        for f in range(out_blocks):
+            plane = ((n * out_blocks) + f) * out_h * out_w * BLOCK
+            for ty in range(tiles_h):
+                for tx in range(tiles_w):
+                    at = (f * spaced + ty * tiles_w + tx) * BLOCK
+                    corner = plane + (2 * ty * out_w + 2 * tx) * BLOCK
+                    rows, cols = min(2, out_h - 2 * ty), min(2, out_w - 2 * tx)
+                    winograd_out(
+                        mp, at, m_point, b, f * BLOCK, target, corner, out_w * BLOCK, rows, cols
+                    )
+        if not _finite(_flat(out[n])):
+            conv_images(xb, direct, bias, out, 3, 3, pad, pad, n, n + 1)

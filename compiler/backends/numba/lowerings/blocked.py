@@ -54,6 +54,14 @@ def _from_blocked(_kernel, y: np.ndarray) -> np.ndarray | None:
     return out
 
 
+def _winograd(kernel: tuple, pad: tuple) -> bool:
+    """Whether a blocked convolution goes by Winograd's F(2x2, 3x3): a 3x3 kernel
+    padded alike on both axes by at most 2 (its data gradient's padding, 2 less
+    that, stays whole). One thread, 4 images, SqueezeNet's 32 -> 128 54x54
+    layer's forward took half the direct tile's time (9.07 -> 4.48 ms)."""
+    return tuple(kernel) == (3, 3) and pad[0] == pad[1] and 0 <= pad[0] <= 2
+
+
 def _blocked_conv(_kernel, x, w, b=None, *, kernel, pad, num_filter, no_bias):
     if not _float32(x, w, b):
         return None
@@ -63,6 +71,11 @@ def _blocked_conv(_kernel, x, w, b=None, *, kernel, pad, num_filter, no_bias):
     out = np.empty((n, num_filter // blocked.BLOCK, *sizes, blocked.BLOCK), x.dtype)
     weights = blocked.pack(w, transposed=False)
     bias = np.zeros(num_filter, x.dtype) if b is None else np.ascontiguousarray(b)
+    if _winograd(kernel, pad):
+        transformed = blocked.winograd_weights(w, transposed=False)
+        calls = [(x, transformed, weights, bias, out, ph, lo, hi) for lo, hi in _pieces(n)]
+        _run(blocked.winograd_images, calls)
+        return out
     calls = [(x, weights, bias, out, kh, kw, ph, pw, lo, hi) for lo, hi in _pieces(n)]
     _run(blocked.conv_images, calls)
     return out
@@ -75,10 +88,14 @@ def _blocked_conv_data_grad(_kernel, g, w, like, *, kernel, pad, num_filter):
     out = np.empty(like.shape, g.dtype)
     weights = blocked.pack(w, transposed=True)
     bias = np.zeros(like.shape[1] * blocked.BLOCK, g.dtype)
-    calls = [
-        (g, weights, bias, out, kh, kw, kh - 1 - ph, kw - 1 - pw, lo, hi)
-        for lo, hi in _pieces(g.shape[0])
-    ]
+    pieces = _pieces(g.shape[0])
+    if _winograd(kernel, pad):
+        transformed = blocked.winograd_weights(w, transposed=True)
+        calls = [(g, transformed, weights, bias, out, 2 - ph, lo, hi) for lo, hi in pieces]
+        _run(blocked.winograd_images, calls)
+        return out
+    flipped_pad = (kh - 1 - ph, kw - 1 - pw)
+    calls = [(g, weights, bias, out, kh, kw, *flipped_pad, lo, hi) for lo, hi in pieces]
     _run(blocked.conv_images, calls)
     return out
 
