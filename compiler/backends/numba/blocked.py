@@ -50,31 +50,33 @@ _jit = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy"
 
 
 def taps_tile(rows: int, halves: int) -> Any:
-    """An intrinsic ``tile(taps, offsets, depth, x, ix, plane, w, iw, bias, ib,
-    out, io, half, filled)``: ``out`` at ``io`` (position i at ``16 i``, filter
-    block h at ``h * half``) set to ``bias`` at ``ib`` (16 values a block of
-    filters) plus the sum over ``taps`` taps t and ``depth`` channels q of x's
-    ``rows`` positions at ``ix + offsets[t]`` (blocked: channel q at ``(q // 16)
-    * plane + q % 16``) times the weights of ``halves`` blocks of 16 filters
-    from ``iw`` (:func:`pack`: block h's row t depth + q at ``(h taps depth + t
-    depth + q) 16``), in ``rows x halves`` vector registers; only the first
-    ``filled`` positions are stored. float32 pointers (offsets: int64),
-    offsets and counts in values, 64-bit."""
+    """An intrinsic ``tile(taps, offsets, depth, x, ix, plane, w, iw, ldw, bias,
+    ib, out, io, half, filled)``: ``out`` at ``io`` (position i at ``16 i``,
+    filter block h at ``h * half``) set to ``bias`` at ``ib`` (16 values a
+    block of filters) plus the sum over ``taps`` taps t and ``depth`` channels
+    q of x's ``rows`` positions at ``ix + offsets[t]`` (blocked: channel q at
+    ``(q // 16) * plane + q % 16``) times the weights of ``halves`` blocks of
+    16 filters from ``iw`` (:func:`pack`: block h's row t depth + q at ``(h taps
+    depth + t depth + q) ldw``), in ``rows x halves`` vector registers; only
+    the first ``filled`` positions are stored. float32 pointers (offsets:
+    int64), offsets and counts in values, 64-bit."""
 
     @intrinsic
-    def tile(typingctx, taps, offsets, depth, x, ix, plane, w, iw, bias, ib, out, io, half, filled):  # type: ignore[no-untyped-def]
+    def tile(  # type: ignore[no-untyped-def]
+        typingctx, taps, offsets, depth, x, ix, plane, w, iw, ldw, bias, ib, out, io, half, filled
+    ):
         size, pointer = types.int64, FLOAT_POINTER
         signature = types.void(
-            size, INT_POINTER, size, pointer, size, size, pointer, size,
+            size, INT_POINTER, size, pointer, size, size, pointer, size, size,
             pointer, size, pointer, size, size, size,
         )  # fmt: skip
 
         def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-            taps, offsets, depth, x, ix, plane, w, iw, bias, ib, out, io, half, filled = args
+            taps, offsets, depth, x, ix, plane, w, iw, ldw, bias, ib, out, io, half, filled = args
             i64 = ir.IntType(64)
             x, w, out = builder.gep(x, [ix]), builder.gep(w, [iw]), builder.gep(out, [io])
             bias = builder.gep(bias, [ib])
-            block_of_weights = builder.mul(builder.mul(taps, depth), i64(BLOCK))
+            block_of_weights = builder.mul(builder.mul(taps, depth), ldw)
             start = [load_vector(builder, bias, i64(h * BLOCK)) for h in range(halves)]
 
             def tap(t: Any, outer: list[list[Any]]) -> list[list[Any]]:
@@ -84,7 +86,7 @@ def taps_tile(rows: int, halves: int) -> Any:
                 def step(q: Any, sums: list[list[Any]]) -> list[list[Any]]:
                     block = builder.mul(builder.ashr(q, i64(4)), plane)
                     at = builder.add(block, builder.and_(q, i64(BLOCK - 1)))
-                    rows_at = [builder.mul(builder.add(first_row, q), i64(BLOCK))]
+                    rows_at = [builder.mul(builder.add(first_row, q), ldw)]
                     for _ in range(halves - 1):
                         rows_at.append(builder.add(rows_at[-1], block_of_weights))
                     weights = [load_vector(builder, w, row) for row in rows_at]
@@ -229,6 +231,14 @@ def _flat(a):
 
 
 @_jit
+def _finite(values):
+    for value in values:
+        if not np.isfinite(value):
+            return False
+    return True
+
+
+@_jit
 def conv_images(xb, weights, bias, out, kh, kw, ph, pw, lo, hi):
     """``out[n]`` = the convolution of ``xb[n]`` (blocked, stride 1) with the
     packed ``weights`` (:func:`pack`), plus ``bias`` (one value an output; zeros
@@ -292,12 +302,12 @@ def conv_images(xb, weights, bias, out, kh, kw, ph, pw, lo, hi):
                 if pair:
                     tile_pairs(
                         taps, tap, channels, tile_source, tile_at, tile_plane, w, weights_at,
-                        b, f, into, into_at, half, count,
+                        BLOCK, b, f, into, into_at, half, count,
                     )  # fmt: skip
                 else:
                     tile_single(
                         taps, tap, channels, tile_source, tile_at, tile_plane, w, weights_at,
-                        b, f, into, into_at, half, count,
+                        BLOCK, b, f, into, into_at, half, count,
                     )  # fmt: skip
                 if not direct:
                     halves = 2 if pair else 1
@@ -310,11 +320,43 @@ def conv_images(xb, weights, bias, out, kh, kw, ph, pw, lo, hi):
 
 
 @_jit
+def _weight_grad_planes(gb, scratch, dw, kh, kw, wide, lo, hi):
+    """:func:`weight_grad_images` a plane at a time: the gradient laid out over
+    the padded rows of ``wide`` positions, zero past each row's outputs, so
+    that each tap's sum is one outer-product loop over the plane (row by row,
+    ResNet's 7x7 images made loops of 7 positions, each storing its 16 x 16
+    sums). Only for finite images: a zero there times an infinity past a row
+    would be NaN in a sum that has none."""
+    filter_blocks, out_h, out_w = gb.shape[1], gb.shape[2], gb.shape[3]
+    blocks, padded = scratch.shape[1], scratch.shape[2]
+    channels, filters = blocks * BLOCK, filter_blocks * BLOCK
+    depth = out_h * wide
+    spread = np.zeros((hi - lo, filter_blocks, depth, BLOCK), np.float32)
+    for k in range(hi - lo):
+        for f in range(filter_blocks):
+            for y in range(out_h):
+                spread[k, f, y * wide : y * wide + out_w] = gb[lo + k, f, y]
+    x, g, out = _flat(scratch).ctypes, _flat(spread).ctypes, _flat(dw).ctypes
+    for f in range(filter_blocks):
+        for c in range(blocks):
+            for k in range(hi - lo):
+                x_at = (k * blocks + c) * padded * BLOCK
+                g_at = (k * filter_blocks + f) * depth * BLOCK
+                add = 0 if k == 0 else 1
+                for ky in range(kh):
+                    for kx in range(kw):
+                        at = ((ky * kw + kx) * filters + f * BLOCK) * channels + c * BLOCK
+                        image_at = x_at + (ky * wide + kx) * BLOCK
+                        outer_tile(depth, g, g_at, x, image_at, out, at, channels, add)
+
+
+@_jit
 def weight_grad_images(gb, xb, dw, kh, kw, ph, pw, lo, hi):
     """``dw`` (taps, F, C) = the sum over the images lo..hi of each tap's outer
     products of the gradient ``gb`` (blocked, F) and the image ``xb`` (blocked,
-    C) shifted by that tap, over the gradient's rows (its positions only: the
-    padding's columns are never terms of the sums)."""
+    C) shifted by that tap, over the gradient's positions (a plane at a time,
+    :func:`_weight_grad_planes`, where the images are finite; else row by row:
+    the padding's columns are never terms of the sums)."""
     blocks, height, width = xb.shape[1], xb.shape[2], xb.shape[3]
     filter_blocks, out_h, out_w = gb.shape[1], gb.shape[2], gb.shape[3]
     channels = blocks * BLOCK
@@ -330,6 +372,9 @@ def weight_grad_images(gb, xb, dw, kh, kw, ph, pw, lo, hi):
             for y in range(height):
                 row = (y + ph) * wide + pw
                 scratch[k, c, row : row + width] = xb[lo + k, c, y]
+    if _finite(_flat(xb[lo:hi])):
+        _weight_grad_planes(gb, scratch, dw, kh, kw, wide, lo, hi)
+        return
     x, g, out = _flat(scratch).ctypes, _flat(gb).ctypes, _flat(dw).ctypes
     for f in range(filter_blocks):
         for c in range(blocks):
@@ -657,50 +702,58 @@ def winograd_out(typingctx, m, im, point, bias, ib, out, io, row, rows, cols):  
 
 def winograd_weights(w: np.ndarray, transposed: bool) -> np.ndarray:
     """A 3x3 convolution's weights (F, C, 3, 3) transformed (G w G^T) for each
-    of the 16 positions and packed as the tile reads them: (16, out / 16, in,
-    16). ``transposed``: for the data gradient (flipped, outputs and inputs
-    swapped), as :func:`pack`."""
+    of the 16 positions, as the tile reads them: (out / 16, in, 16 positions,
+    16 outputs), a position's rows 256 values apart. ``transposed``: for the
+    data gradient (flipped, outputs and inputs swapped), as :func:`pack`."""
     if transposed:
         w = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
     outputs, inputs = w.shape[0], w.shape[1]
-    packed = np.empty((16, outputs // BLOCK, inputs, BLOCK), np.float32)
+    packed = np.empty((outputs // BLOCK, inputs, 16, BLOCK), np.float32)
     _transform_weights(np.ascontiguousarray(w, dtype=np.float32), packed)
     return packed
 
 
 @_jit
 def _transform_weights(w, packed):
-    """``packed[a 4 + b, f // 16, c, f % 16]`` = (G w[f, c] G^T)[a, b], in float64
-    (numpy's einsum took 4 ms for a 256 x 64 layer's weights, each call)."""
-    g = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
-    left = np.empty((4, 3))
-    for f in range(w.shape[0]):
+    """``packed[f // 16, c, a 4 + b, f % 16]`` = (G w[f, c] G^T)[a, b]: each row
+    of the kernel to 4 values (its first, half the sum, half the alternating
+    sum, its last), then each column so; 16 filters at a time, stored in one
+    stream (the 16 positions 1 MB apart, a 512 x 512 layer's took 10.6 ms)."""
+    half = np.float32(0.5)
+    rows = np.empty((4, 3), np.float32)
+    for block in range(packed.shape[0]):
         for c in range(w.shape[1]):
-            for a in range(4):
-                for k in range(3):
-                    column = w[f, c, 0, k], w[f, c, 1, k], w[f, c, 2, k]
-                    left[a, k] = g[a, 0] * column[0] + g[a, 1] * column[1] + g[a, 2] * column[2]
-            for a in range(4):
-                for b in range(4):
-                    value = left[a, 0] * g[b, 0] + left[a, 1] * g[b, 1] + left[a, 2] * g[b, 2]
-                    packed[a * 4 + b, f // BLOCK, c, f % BLOCK] = value
+            for lane in range(BLOCK):
+                k = w[block * BLOCK + lane, c]
+                for j in range(3):
+                    top, middle, bottom = k[0, j], k[1, j], k[2, j]
+                    rows[0, j] = top
+                    rows[1, j] = (top + middle + bottom) * half
+                    rows[2, j] = (top - middle + bottom) * half
+                    rows[3, j] = bottom
+                for a in range(4):
+                    left, middle, right = rows[a, 0], rows[a, 1], rows[a, 2]
+                    packed[block, c, 4 * a, lane] = left
+                    packed[block, c, 4 * a + 1, lane] = (left + middle + right) * half
+                    packed[block, c, 4 * a + 2, lane] = (left - middle + right) * half
+                    packed[block, c, 4 * a + 3, lane] = right
+
+
+# Images transformed and multiplied together (up to this many blocks of 2x2
+# outputs): the weights are read once a group. ResNet's 512-channel 7x7 layer
+# (16 blocks an image, 16 MB of transformed weights) read them once an image
+# and took 32 ms at B=8 on two threads.
+GROUP_BLOCKS = 192
 
 
 @_jit
-def _finite(values):
-    for value in values:
-        if not np.isfinite(value):
-            return False
-    return True
-
-
-@_jit
-def winograd_images(xb, weights, direct, bias, out, pad, lo, hi):
+def winograd_images(xb, weights, bias, out, pad, redo, lo, hi):
     """``out[n]`` = the 3x3 convolution (stride 1, padding ``pad``) of ``xb[n]``
     with the transformed ``weights`` (:func:`winograd_weights`) plus ``bias``,
-    for the images lo..hi. An image whose result is not finite is computed
-    again by the direct tile with the packed weights ``direct`` (:func:`pack`):
-    the transforms subtract, and would turn an infinity into NaN where the
+    for the images lo..hi, a few images at a time where they are small
+    (:data:`GROUP_BLOCKS`). ``redo[n]`` is set for an image whose result is not
+    finite, for the caller to compute again by the direct tile: the
+    transforms subtract, and would turn an infinity into NaN where the
     convolution's sums keep it."""
     blocks, height, width = xb.shape[1], xb.shape[2], xb.shape[3]
     out_blocks, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
@@ -708,7 +761,8 @@ def winograd_images(xb, weights, direct, bias, out, pad, lo, hi):
     filters = out_blocks * BLOCK
     tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
     tiles = tiles_h * tiles_w
-    spaced = tiles + SINGLE_ROWS  # a plane of blocks, and what a last tile reads past it
+    group = max(1, min(hi - lo, GROUP_BLOCKS // max(tiles, 1)))
+    spaced = group * tiles + SINGLE_ROWS  # a plane of blocks, and what a tile reads past it
     wide = max(width + 2 * pad, 2 * tiles_w + 2)
     tall = max(height + 2 * pad, 2 * tiles_h + 2)
     scratch = np.zeros((blocks, tall * wide, BLOCK), np.float32)
@@ -719,46 +773,51 @@ def winograd_images(xb, weights, direct, bias, out, pad, lo, hi):
     x, vp, mp, w = _flat(scratch).ctypes, _flat(v).ctypes, _flat(m).ctypes, _flat(weights).ctypes
     target, b, zero, tap = _flat(out).ctypes, bias.ctypes, no_bias.ctypes, one_tap.ctypes
     v_point, m_point = blocks * spaced * BLOCK, out_blocks * spaced * BLOCK
-    weights_point = weights.shape[1] * weights.shape[2] * BLOCK
-    weights_block = weights.shape[2] * BLOCK
-    for n in range(lo, hi):
-        for c in range(blocks):
-            for y in range(height):
-                row = (y + pad) * wide + pad
-                scratch[c, row : row + width] = xb[n, c, y]
-        for c in range(blocks):
-            for ty in range(tiles_h):
-                for tx in range(tiles_w):
-                    at = (c * tall * wide + 2 * ty * wide + 2 * tx) * BLOCK
-                    into = (c * spaced + ty * tiles_w + tx) * BLOCK
-                    winograd_in(x, at, wide * BLOCK, vp, into, v_point)
+    weights_row = 16 * BLOCK  # a channel's 16 positions of 16 filters
+    weights_block = weights.shape[1] * weights_row
+    for first in range(lo, hi, group):
+        last = min(hi, first + group)
+        count = (last - first) * tiles
+        for n in range(first, last):
+            for c in range(blocks):
+                for y in range(height):
+                    row = (y + pad) * wide + pad
+                    scratch[c, row : row + width] = xb[n, c, y]
+            for c in range(blocks):
+                for ty in range(tiles_h):
+                    for tx in range(tiles_w):
+                        at = (c * tall * wide + 2 * ty * wide + 2 * tx) * BLOCK
+                        block = (n - first) * tiles + ty * tiles_w + tx
+                        winograd_in(x, at, wide * BLOCK, vp, (c * spaced + block) * BLOCK, v_point)
         for point in range(16):
             v_at, m_at = point * v_point, point * m_point
             for f in range(0, filters, 2 * BLOCK):
-                weights_at = point * weights_point + (f // BLOCK) * weights_block
+                weights_at = (f // BLOCK) * weights_block + point * BLOCK
+                into = m_at + (f // BLOCK) * spaced * BLOCK
                 if f + 2 * BLOCK <= filters:
-                    for p in range(0, tiles, PAIR_ROWS):
+                    for p in range(0, count, PAIR_ROWS):
                         tile_pairs(
                             1, tap, channels, vp, v_at + p * BLOCK, spaced * BLOCK, w,
-                            weights_at, zero, f, mp, m_at + ((f // BLOCK) * spaced + p) * BLOCK,
-                            spaced * BLOCK, min(PAIR_ROWS, tiles - p),
+                            weights_at, weights_row, zero, f, mp, into + p * BLOCK,
+                            spaced * BLOCK, min(PAIR_ROWS, count - p),
                         )  # fmt: skip
                 else:
-                    for p in range(0, tiles, SINGLE_ROWS):
+                    for p in range(0, count, SINGLE_ROWS):
                         tile_single(
                             1, tap, channels, vp, v_at + p * BLOCK, spaced * BLOCK, w,
-                            weights_at, zero, f, mp, m_at + ((f // BLOCK) * spaced + p) * BLOCK,
-                            spaced * BLOCK, min(SINGLE_ROWS, tiles - p),
+                            weights_at, weights_row, zero, f, mp, into + p * BLOCK,
+                            spaced * BLOCK, min(SINGLE_ROWS, count - p),
                         )  # fmt: skip
-        for f in range(out_blocks):
-            plane = ((n * out_blocks) + f) * out_h * out_w * BLOCK
-            for ty in range(tiles_h):
-                for tx in range(tiles_w):
-                    at = (f * spaced + ty * tiles_w + tx) * BLOCK
-                    corner = plane + (2 * ty * out_w + 2 * tx) * BLOCK
-                    rows, cols = min(2, out_h - 2 * ty), min(2, out_w - 2 * tx)
-                    winograd_out(
-                        mp, at, m_point, b, f * BLOCK, target, corner, out_w * BLOCK, rows, cols
-                    )
-        if not _finite(_flat(out[n])):
-            conv_images(xb, direct, bias, out, 3, 3, pad, pad, n, n + 1)
+        for n in range(first, last):
+            for f in range(out_blocks):
+                plane = ((n * out_blocks) + f) * out_h * out_w * BLOCK
+                for ty in range(tiles_h):
+                    for tx in range(tiles_w):
+                        block = (n - first) * tiles + ty * tiles_w + tx
+                        corner = plane + (2 * ty * out_w + 2 * tx) * BLOCK
+                        rows, cols = min(2, out_h - 2 * ty), min(2, out_w - 2 * tx)
+                        winograd_out(
+                            mp, (f * spaced + block) * BLOCK, m_point, b, f * BLOCK, target,
+                            corner, out_w * BLOCK, rows, cols,
+                        )  # fmt: skip
+            redo[n] = not _finite(_flat(out[n]))

@@ -62,6 +62,20 @@ def _winograd(kernel: tuple, pad: tuple) -> bool:
     return tuple(kernel) == (3, 3) and pad[0] == pad[1] and 0 <= pad[0] <= 2
 
 
+def _by_winograd(x, w, bias, out, pad: int, transposed: bool) -> None:
+    """``out`` = the 3x3 convolution of ``x`` (stride 1, ``pad``) by
+    ``blocked.winograd_images``, its adjoint where ``transposed``; the images
+    whose result is not finite again by the direct tile."""
+    transformed = blocked.winograd_weights(w, transposed)
+    redo = np.zeros(x.shape[0], np.bool_)
+    calls = [(x, transformed, bias, out, pad, redo, lo, hi) for lo, hi in _pieces(x.shape[0])]
+    _run(blocked.winograd_images, calls)
+    if redo.any():
+        direct = blocked.pack(w, transposed)
+        for n in np.flatnonzero(redo):
+            blocked.conv_images(x, direct, bias, out, 3, 3, pad, pad, n, n + 1)
+
+
 def _blocked_conv(_kernel, x, w, b=None, *, kernel, pad, num_filter, no_bias):
     if not _float32(x, w, b):
         return None
@@ -69,13 +83,11 @@ def _blocked_conv(_kernel, x, w, b=None, *, kernel, pad, num_filter, no_bias):
     n, _, h, width, _ = x.shape
     sizes = (h + 2 * ph - kh + 1, width + 2 * pw - kw + 1)
     out = np.empty((n, num_filter // blocked.BLOCK, *sizes, blocked.BLOCK), x.dtype)
-    weights = blocked.pack(w, transposed=False)
     bias = np.zeros(num_filter, x.dtype) if b is None else np.ascontiguousarray(b)
     if _winograd(kernel, pad):
-        transformed = blocked.winograd_weights(w, transposed=False)
-        calls = [(x, transformed, weights, bias, out, ph, lo, hi) for lo, hi in _pieces(n)]
-        _run(blocked.winograd_images, calls)
+        _by_winograd(x, w, bias, out, ph, transposed=False)
         return out
+    weights = blocked.pack(w, transposed=False)
     calls = [(x, weights, bias, out, kh, kw, ph, pw, lo, hi) for lo, hi in _pieces(n)]
     _run(blocked.conv_images, calls)
     return out
@@ -86,14 +98,12 @@ def _blocked_conv_data_grad(_kernel, g, w, like, *, kernel, pad, num_filter):
     if not _float32(g, w) or ph > kh - 1 or pw > kw - 1:
         return None
     out = np.empty(like.shape, g.dtype)
-    weights = blocked.pack(w, transposed=True)
     bias = np.zeros(like.shape[1] * blocked.BLOCK, g.dtype)
-    pieces = _pieces(g.shape[0])
     if _winograd(kernel, pad):
-        transformed = blocked.winograd_weights(w, transposed=True)
-        calls = [(g, transformed, weights, bias, out, 2 - ph, lo, hi) for lo, hi in pieces]
-        _run(blocked.winograd_images, calls)
+        _by_winograd(g, w, bias, out, 2 - ph, transposed=True)
         return out
+    weights = blocked.pack(w, transposed=True)
+    pieces = _pieces(g.shape[0])
     flipped_pad = (kh - 1 - ph, kw - 1 - pw)
     calls = [(g, weights, bias, out, kh, kw, *flipped_pad, lo, hi) for lo, hi in pieces]
     _run(blocked.conv_images, calls)
