@@ -71,20 +71,24 @@ def blocked_forward(xb, wt, outb, lo, hi):
     pairs = filters // (2 * BLOCK)
     weights_block = channels * BLOCK
     x, w, out, tap = xb.ctypes, wt.ctypes, outb.ctypes, ONE_TAP.ctypes
+    no_bias = np.zeros(2 * BLOCK, np.float32)
+    zero = no_bias.ctypes
     for n in range(lo, hi):
         x_at, out_at = n * blocks * plane, n * (filters // BLOCK) * plane
         for f in range(pairs):
             for p in range(0, positions, 12):
                 tile_pairs(
                     1, tap, channels, x, x_at + p * BLOCK, plane, w, 2 * f * weights_block,
-                    out, out_at + 2 * f * plane + p * BLOCK, min(12, positions - p),
+                    BLOCK, zero, 0, out, out_at + 2 * f * plane + p * BLOCK, plane,
+                    min(12, positions - p),
                 )  # fmt: skip
         if filters % (2 * BLOCK):
             f = 2 * pairs
             for p in range(0, positions, 24):
                 tile_single(
                     1, tap, channels, x, x_at + p * BLOCK, plane, w, f * weights_block,
-                    out, out_at + f * plane + p * BLOCK, min(24, positions - p),
+                    BLOCK, zero, 0, out, out_at + f * plane + p * BLOCK, plane,
+                    min(24, positions - p),
                 )  # fmt: skip
 
 

@@ -85,20 +85,24 @@ def blocked_conv(xb, wt, outb, offsets, width, lo, hi):
     shift = (width + 1) * BLOCK  # an output position's place in the padded plane
     pairs = filters // (2 * BLOCK)
     x, w, out, taps = xb.ctypes, wt.ctypes, outb.ctypes, offsets.ctypes
+    no_bias = np.zeros(2 * BLOCK, np.float32)
+    zero = no_bias.ctypes
     for n in range(lo, hi):
         x_at, out_at = n * blocks * plane, n * (filters // BLOCK) * plane + shift
         for f in range(pairs):
             for p in range(0, positions, 12):
                 tile_pairs(
                     TAPS, taps, channels, x, x_at + p * BLOCK, plane, w, 2 * f * weights_block,
-                    out, out_at + 2 * f * plane + p * BLOCK, min(12, positions - p),
+                    BLOCK, zero, 0, out, out_at + 2 * f * plane + p * BLOCK, plane,
+                    min(12, positions - p),
                 )  # fmt: skip
         if filters % (2 * BLOCK):
             f = 2 * pairs
             for p in range(0, positions, 24):
                 tile_single(
                     TAPS, taps, channels, x, x_at + p * BLOCK, plane, w, f * weights_block,
-                    out, out_at + f * plane + p * BLOCK, min(24, positions - p),
+                    BLOCK, zero, 0, out, out_at + f * plane + p * BLOCK, plane,
+                    min(24, positions - p),
                 )  # fmt: skip
         # each row's two positions past the image fell on the border: zero again
         for b in range(filters // BLOCK):
