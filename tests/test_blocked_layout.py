@@ -71,6 +71,7 @@ def test_convolution_kernels_match_the_nchw_ops(
 
 
 def test_non_finite_values_propagate_as_in_the_nchw_convolution():
+    # (3x3 goes by Winograd, which computes such an image again directly)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 16, 6, 7)).astype(np.float32)
     x[0, 3, 2, 2], x[1, 0, 0, 6], x[1, 9, 5, 0] = np.nan, np.inf, -np.inf
@@ -87,6 +88,15 @@ def test_non_finite_values_propagate_as_in_the_nchw_convolution():
     assert np.array_equal(np.isinf(got), np.isinf(want))
     finite = np.isfinite(want)
     assert np.allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
+    # the weight gradient of such an image goes row by row: no zero of a row's
+    # padding meets its infinities
+    g = rng.standard_normal(want.shape).astype(np.float32)
+    want = _conv_weight_grad(g, x, w, **attrs, **GEOMETRY)
+    got = lowering._blocked_conv_weight_grad(None, ops.to_blocked(g), ops.to_blocked(x), w, **attrs)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    assert np.allclose(got[finite], want[finite], rtol=1e-4, atol=1e-3)
 
 
 POOLINGS = [
