@@ -211,3 +211,24 @@ def test_compiled_blocked_programs_keep_the_values_at_every_size():
             for a, b in zip(run(args), want):
                 assert a.shape == b.shape
                 assert _relative(a, b) < 1e-5
+
+
+def test_kernels_take_views_of_blocked_values():
+    # a split's part of a blocked concatenation is a view (DenseNet's blocks)
+    rng = np.random.default_rng(3)
+    joined = ops.to_blocked(rng.standard_normal((3, 48, 5, 6)).astype(np.float32))
+    part = joined[:, 1:3]  # channels 16..47, not contiguous
+    g = ops.to_blocked(rng.standard_normal((3, 16, 5, 6)).astype(np.float32))
+    w = rng.standard_normal((16, 32, 3, 3)).astype(np.float32)
+    attrs = dict(kernel=(3, 3), pad=(1, 1), num_filter=16)
+    plain = dict(attrs, **GEOMETRY)
+    x = ops.from_blocked(np.ascontiguousarray(part))
+    got = lowering._blocked_conv_weight_grad(None, g, part, w, **attrs)
+    assert _relative(got, _conv_weight_grad(ops.from_blocked(g), x, w, **plain)) < 1e-5
+    got = ops.from_blocked(lowering._blocked_conv(None, part, w, no_bias=True, **attrs))
+    want = _convolution(
+        x, w, None, **plain, no_bias=True, workspace=0, cudnn_tune=None, cudnn_off=False,
+        layout=None,
+    )  # fmt: skip
+    assert _relative(got, want) < 1e-5
+    assert np.array_equal(lowering._from_blocked(None, part), x)

@@ -34,6 +34,12 @@ def _float32(*arrays: np.ndarray | None) -> bool:
     return all(a is None or a.dtype == _FLOAT32 for a in arrays)
 
 
+def _whole(*arrays: np.ndarray) -> list[np.ndarray]:
+    """The arrays C-contiguous, as the kernels read them (a split's part, a
+    slice of a concatenation's result, may be a view: DenseNet's blocks)."""
+    return [np.ascontiguousarray(a) for a in arrays]
+
+
 def _run(kernel, calls: list[tuple]) -> None:
     threads.run(kernel, calls)
 
@@ -41,6 +47,7 @@ def _run(kernel, calls: list[tuple]) -> None:
 def _to_blocked(_kernel, x: np.ndarray) -> np.ndarray | None:
     if not _float32(x):
         return None
+    (x,) = _whole(x)
     out = np.empty(blocked_shape(x.shape), x.dtype)
     _run(blocked.to_blocked, [(x, out, lo, hi) for lo, hi in _pieces(x.shape[0])])
     return out
@@ -49,6 +56,7 @@ def _to_blocked(_kernel, x: np.ndarray) -> np.ndarray | None:
 def _from_blocked(_kernel, y: np.ndarray) -> np.ndarray | None:
     if not _float32(y):
         return None
+    (y,) = _whole(y)
     out = np.empty(plain_shape(y.shape), y.dtype)
     _run(blocked.from_blocked, [(y, out, lo, hi) for lo, hi in _pieces(y.shape[0])])
     return out
@@ -79,6 +87,7 @@ def _by_winograd(x, w, bias, out, pad: int, transposed: bool) -> None:
 def _blocked_conv(_kernel, x, w, b=None, *, kernel, pad, num_filter, no_bias):
     if not _float32(x, w, b):
         return None
+    x, w = _whole(x, w)
     (kh, kw), (ph, pw) = kernel, pad
     n, _, h, width, _ = x.shape
     sizes = (h + 2 * ph - kh + 1, width + 2 * pw - kw + 1)
@@ -97,6 +106,7 @@ def _blocked_conv_data_grad(_kernel, g, w, like, *, kernel, pad, num_filter):
     (kh, kw), (ph, pw) = kernel, pad
     if not _float32(g, w) or ph > kh - 1 or pw > kw - 1:
         return None
+    g, w = _whole(g, w)
     out = np.empty(like.shape, g.dtype)
     bias = np.zeros(like.shape[1] * blocked.BLOCK, g.dtype)
     if _winograd(kernel, pad):
@@ -113,6 +123,7 @@ def _blocked_conv_data_grad(_kernel, g, w, like, *, kernel, pad, num_filter):
 def _blocked_conv_weight_grad(_kernel, g, x, like, *, kernel, pad, num_filter):
     if not _float32(g, x):
         return None
+    g, x = _whole(g, x)
     (kh, kw), (ph, pw) = kernel, pad
     filters, channels = like.shape[0], like.shape[1]
     pieces = _pieces(g.shape[0])
@@ -145,6 +156,7 @@ def _blocked_pooling(_kernel, x, **attrs):
     windows = _max_windows(x, attrs)
     if windows is None:
         return None
+    (x,) = _whole(x)
     (kh, kw), (sh, sw), (ph, pw), sizes = windows
     out = np.empty(x.shape[:2] + tuple(sizes) + (blocked.BLOCK,), x.dtype)
     calls = [(x, out, kh, kw, sh, sw, ph, pw, lo, hi) for lo, hi in _pieces(x.shape[0])]
@@ -156,6 +168,7 @@ def _blocked_pooling_grad(_kernel, g, x, **attrs):
     windows = _max_windows(x, attrs)
     if windows is None or not _float32(g):
         return None
+    g, x = _whole(g, x)
     (kh, kw), (sh, sw), (ph, pw), _sizes = windows
     dx = np.empty(x.shape, g.dtype)
     calls = [(g, x, dx, kh, kw, sh, sw, ph, pw, lo, hi) for lo, hi in _pieces(x.shape[0])]
