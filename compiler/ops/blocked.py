@@ -250,36 +250,16 @@ def _like_third(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
 
 
 def _blocked_conv_data_grad(
-    g: np.ndarray,
-    w: np.ndarray,
-    like: np.ndarray,
-    *,
-    kernel: tuple[int, ...],
-    pad: tuple[int, ...],
-    num_filter: int,
+    g: np.ndarray, w: np.ndarray, like: np.ndarray, **geometry: Any
 ) -> np.ndarray:
-    plain = _conv_data_grad(
-        from_blocked(g),
-        w,
-        np.empty(plain_shape(like.shape), like.dtype),
-        **_plain_attrs(kernel, pad, num_filter),
-    )
-    return to_blocked(plain)
+    shaped = np.empty(plain_shape(like.shape), like.dtype)  # (only its shape is read)
+    return to_blocked(_conv_data_grad(from_blocked(g), w, shaped, **_plain_attrs(**geometry)))
 
 
 def _blocked_data_grad_grad(
-    h: Expr,
-    g: Expr,
-    w: Expr,
-    like: Expr,
-    *,
-    out: Expr,
-    kernel: tuple[int, ...],
-    pad: tuple[int, ...],
-    num_filter: int,
+    h: Expr, g: Expr, w: Expr, like: Expr, *, out: Expr, **geometry: Any
 ) -> tuple[Expr | None, ...]:
     """linear in (g, w): dg = conv_w(h), dw = conv^T_h(g)"""
-    geometry = dict(kernel=kernel, pad=pad, num_filter=num_filter)
     return (
         F._blocked_conv(h, w, no_bias=True, **geometry),
         F._blocked_conv_weight_grad(g, h, w, **geometry),
@@ -313,32 +293,15 @@ register(
 
 
 def _blocked_conv_weight_grad(
-    g: np.ndarray,
-    x: np.ndarray,
-    like: np.ndarray,
-    *,
-    kernel: tuple[int, ...],
-    pad: tuple[int, ...],
-    num_filter: int,
+    g: np.ndarray, x: np.ndarray, like: np.ndarray, **geometry: Any
 ) -> np.ndarray:
-    return _conv_weight_grad(
-        from_blocked(g), from_blocked(x), like, **_plain_attrs(kernel, pad, num_filter)
-    )
+    return _conv_weight_grad(from_blocked(g), from_blocked(x), like, **_plain_attrs(**geometry))
 
 
 def _blocked_weight_grad_grad(
-    h: Expr,
-    g: Expr,
-    x: Expr,
-    like: Expr,
-    *,
-    out: Expr,
-    kernel: tuple[int, ...],
-    pad: tuple[int, ...],
-    num_filter: int,
+    h: Expr, g: Expr, x: Expr, like: Expr, *, out: Expr, **geometry: Any
 ) -> tuple[Expr | None, ...]:
     """linear in (g, x): dg = conv_h(x), dx = conv^T_h(g)"""
-    geometry = dict(kernel=kernel, pad=pad, num_filter=num_filter)
     return (
         F._blocked_conv(x, h, no_bias=True, **geometry),
         F._blocked_conv_data_grad(g, h, x, **geometry),

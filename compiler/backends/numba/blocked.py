@@ -231,6 +231,17 @@ def _flat(a):
 
 
 @_jit
+def _tap_offsets(kh, kw, row):
+    """Each tap's offset (kernel order, in values) in a plane of rows of ``row``
+    positions, 16 values a position."""
+    offsets = np.empty(kh * kw, np.int64)
+    for ky in range(kh):
+        for kx in range(kw):
+            offsets[ky * kw + kx] = (ky * row + kx) * BLOCK
+    return offsets
+
+
+@_jit
 def _finite(values):
     for value in values:
         if not np.isfinite(value):
@@ -254,10 +265,7 @@ def conv_images(xb, weights, bias, out, kh, kw, ph, pw, lo, hi):
     wide = width + 2 * pw
     # outputs computed a tile at a time over the rows of the padded width
     positions = out.shape[2] * wide
-    offsets = np.empty(taps, np.int64)
-    for ky in range(kh):
-        for kx in range(kw):
-            offsets[ky * kw + kx] = (ky * wide + kx) * BLOCK
+    offsets = _tap_offsets(kh, kw, wide)
     # the padded image, or (read in place) the batch's last positions: zeros
     # around what is copied in
     if direct:
@@ -528,10 +536,7 @@ def max_pool_images(xb, out, kh, kw, sh, sw, ph, pw, lo, hi):
     Pooling pads, the 'full' convention's last windows too)."""
     blocks, height, width = xb.shape[1], xb.shape[2], xb.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
-    offsets = np.empty(kh * kw, np.int64)
-    for ky in range(kh):
-        for kx in range(kw):
-            offsets[ky * kw + kx] = (ky * width + kx) * BLOCK
+    offsets = _tap_offsets(kh, kw, width)
     best, where = np.empty(BLOCK, np.float32), np.empty(BLOCK, np.int64)
     x, target, taps = _flat(xb).ctypes, _flat(out).ctypes, offsets.ctypes
     rows_in, rows_out = _inside(out_h, height, kh, sh, ph)
@@ -562,10 +567,7 @@ def max_pool_grad_images(gb, xb, dx, kh, kw, sh, sw, ph, pw, lo, hi):
     padding; nowhere where padding holds it), for the images lo..hi."""
     blocks, height, width = xb.shape[1], xb.shape[2], xb.shape[3]
     out_h, out_w = gb.shape[2], gb.shape[3]
-    offsets = np.empty(kh * kw, np.int64)
-    for ky in range(kh):
-        for kx in range(kw):
-            offsets[ky * kw + kx] = (ky * width + kx) * BLOCK
+    offsets = _tap_offsets(kh, kw, width)
     best, where = np.empty(BLOCK, np.float32), np.empty(BLOCK, np.int64)
     x, g, into, taps = _flat(xb).ctypes, _flat(gb).ctypes, _flat(dx).ctypes, offsets.ctypes
     rows_in, rows_out = _inside(out_h, height, kh, sh, ph)
