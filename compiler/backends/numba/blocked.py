@@ -21,8 +21,11 @@ computed over the padded width, two (or kernel less one) positions a row past
 the image that are dropped when the tile is stored (:func:`_store_rows`); a
 1x1 kernel without padding reads the image in place. The data gradient is the
 forward with the weights flipped and transposed; the weight gradient sums
-16 x 16 outer products of a block of filters and one of channels over each
-output row (:func:`outer_tile`), one tap's offset into the image at a time.
+16 x 16 outer products of a block of filters and one of channels over the
+gradient's plane (:func:`outer_tile`), one tap's offset into the image at a
+time. 3x3 kernels go by Winograd's F(2x2, 3x3) instead (:func:`winograd_images`:
+2.25x fewer products, its transforms vector intrinsics), and max pooling by
+vector window maxima (:func:`max_windows`).
 
 The drivers take a range of images ``lo..hi``: the lowering shares the batch
 out over the backend's threads (``lowerings/blocked.py``).
