@@ -40,16 +40,12 @@ def _whole(*arrays: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(a) for a in arrays]
 
 
-def _run(kernel, calls: list[tuple]) -> None:
-    threads.run(kernel, calls)
-
-
 def _to_blocked(_kernel, x: np.ndarray) -> np.ndarray | None:
     if not _float32(x):
         return None
     (x,) = _whole(x)
     out = np.empty(blocked_shape(x.shape), x.dtype)
-    _run(blocked.to_blocked, [(x, out, lo, hi) for lo, hi in _pieces(x.shape[0])])
+    threads.run(blocked.to_blocked, [(x, out, lo, hi) for lo, hi in _pieces(x.shape[0])])
     return out
 
 
@@ -58,7 +54,7 @@ def _from_blocked(_kernel, y: np.ndarray) -> np.ndarray | None:
         return None
     (y,) = _whole(y)
     out = np.empty(plain_shape(y.shape), y.dtype)
-    _run(blocked.from_blocked, [(y, out, lo, hi) for lo, hi in _pieces(y.shape[0])])
+    threads.run(blocked.from_blocked, [(y, out, lo, hi) for lo, hi in _pieces(y.shape[0])])
     return out
 
 
@@ -77,7 +73,7 @@ def _by_winograd(x, w, bias, out, pad: int, transposed: bool) -> None:
     transformed = blocked.winograd_weights(w, transposed)
     redo = np.zeros(x.shape[0], np.bool_)
     calls = [(x, transformed, bias, out, pad, redo, lo, hi) for lo, hi in _pieces(x.shape[0])]
-    _run(blocked.winograd_images, calls)
+    threads.run(blocked.winograd_images, calls)
     if redo.any():
         direct = blocked.pack(w, transposed)
         for n in np.flatnonzero(redo):
@@ -98,7 +94,7 @@ def _blocked_conv(_kernel, x, w, b=None, *, kernel, pad, num_filter, no_bias):
         return out
     weights = blocked.pack(w, transposed=False)
     calls = [(x, weights, bias, out, kh, kw, ph, pw, lo, hi) for lo, hi in _pieces(n)]
-    _run(blocked.conv_images, calls)
+    threads.run(blocked.conv_images, calls)
     return out
 
 
@@ -116,7 +112,7 @@ def _blocked_conv_data_grad(_kernel, g, w, like, *, kernel, pad, num_filter):
     pieces = _pieces(g.shape[0])
     flipped_pad = (kh - 1 - ph, kw - 1 - pw)
     calls = [(g, weights, bias, out, kh, kw, *flipped_pad, lo, hi) for lo, hi in pieces]
-    _run(blocked.conv_images, calls)
+    threads.run(blocked.conv_images, calls)
     return out
 
 
@@ -129,7 +125,7 @@ def _blocked_conv_weight_grad(_kernel, g, x, like, *, kernel, pad, num_filter):
     pieces = _pieces(g.shape[0])
     partials = np.empty((len(pieces), kh * kw, filters, channels), g.dtype)
     calls = [(g, x, partials[k], kh, kw, ph, pw, lo, hi) for k, (lo, hi) in enumerate(pieces)]
-    _run(blocked.weight_grad_images, calls)
+    threads.run(blocked.weight_grad_images, calls)
     total = partials[0]
     for partial in partials[1:]:
         np.add(total, partial, out=total)
@@ -160,7 +156,7 @@ def _blocked_pooling(_kernel, x, **attrs):
     (kh, kw), (sh, sw), (ph, pw), sizes = windows
     out = np.empty(x.shape[:2] + tuple(sizes) + (blocked.BLOCK,), x.dtype)
     calls = [(x, out, kh, kw, sh, sw, ph, pw, lo, hi) for lo, hi in _pieces(x.shape[0])]
-    _run(blocked.max_pool_images, calls)
+    threads.run(blocked.max_pool_images, calls)
     return out
 
 
@@ -172,7 +168,7 @@ def _blocked_pooling_grad(_kernel, g, x, **attrs):
     (kh, kw), (sh, sw), (ph, pw), _sizes = windows
     dx = np.empty(x.shape, g.dtype)
     calls = [(g, x, dx, kh, kw, sh, sw, ph, pw, lo, hi) for lo, hi in _pieces(x.shape[0])]
-    _run(blocked.max_pool_grad_images, calls)
+    threads.run(blocked.max_pool_grad_images, calls)
     return dx
 
 
