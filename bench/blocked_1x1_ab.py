@@ -35,7 +35,7 @@ from bench.blocked_tiles import (
     BLOCK,
     Routes,
     outer_tile,
-    packed,
+    pack,
     print_table,
     tile_pairs,
     tile_single,
@@ -153,8 +153,7 @@ def routes(kernels: Any, rng: Any, layer: tuple, mode: str) -> Routes:
     else:
         gradient = mode == "data gradient"
         a = g if gradient else x
-        matrix = w.reshape(filters, channels)
-        matrix = packed(matrix if gradient else matrix.T)
+        matrix = pack(w.reshape(filters, channels, 1, 1), transposed=gradient)
         out = np.empty((8, matrix.shape[0] * BLOCK, 1, size, size), np.float32)
         ab = blocked(a)
         outb = np.zeros((8, matrix.shape[0]) + ab.shape[2:], np.float32)

@@ -42,7 +42,7 @@ from bench.blocked_tiles import (
     BLOCK,
     Routes,
     outer_tile,
-    packed,
+    pack,
     print_table,
     tile_pairs,
     tile_single,
@@ -73,7 +73,7 @@ SHAPES = [
 def blocked_conv(xb, wt, outb, offsets, width, lo, hi):
     """The 3x3 stride-1 convolution of the images lo..hi in the padded blocked
     layout: xb (N, C / 16, (H + 2) width + SLACK, 16) with ``width`` = W + 2 and
-    a zero border, wt (F / 16, 9 C, 16) (:func:`packed`), outb (N, F / 16, same
+    a zero border, wt (F / 16, 9 C, 16) (the library's ``pack``), outb (N, F / 16, same
     plane, 16), written inside its border (the border left as it is, zero);
     ``offsets`` the taps' offsets in floats. C and F multiples of 16."""
     blocks, padded = xb.shape[1], xb.shape[2]
@@ -202,11 +202,7 @@ def routes(kernels: Any, rng: Any, layer: tuple, mode: str) -> Routes:
 
     gradient = mode == "data gradient"
     a = g if gradient else x
-    if gradient:  # dx = conv(g, w flipped, filters and channels swapped)
-        taps_first = w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)  # (3, 3, F, C)
-    else:
-        taps_first = w.transpose(2, 3, 1, 0)  # (3, 3, C, F)
-    wt = packed(taps_first.reshape(TAPS * a.shape[1], -1))
+    wt = pack(w, transposed=gradient)  # the data gradient: w flipped and transposed
     ab = padded_blocked(a)
     outb = np.zeros((8, wt.shape[0]) + ab.shape[2:], np.float32)
     probe_calls = [(ab, wt, outb, offsets, width, lo, hi) for lo, hi in halves]

@@ -6,9 +6,9 @@ layout pass for issue 17 would buy: images kept as ``(C / 16, positions, 16)``,
 vector and a block of channels as one stream. This module holds what they
 share: the library's tiles (``compiler/backends/numba/blocked.py``, which
 grew from these probes: ``tile_pairs``/``tile_single`` summing positions by
-filters, ``outer_tile`` summing outer products for a weight gradient), the
-weights' packing the probes use, and the rounds that time the routes against
-each other.
+filters, ``outer_tile`` summing outer products for a weight gradient,
+``pack`` for the weights), and the rounds that time the routes against each
+other.
 """
 
 from __future__ import annotations
@@ -27,24 +27,13 @@ from symgrad_compiler.backends.numba import disk_cache, memory  # noqa: E402
 from symgrad_compiler.backends.numba.blocked import (  # noqa: E402, F401  (the probes' tiles)
     BLOCK,
     outer_tile,
+    pack,
     tile_pairs,
     tile_single,
 )
 from symgrad_compiler.backends.numba.lowerings import LOWERINGS  # noqa: E402
 
 Routes = tuple[dict[str, Callable[[], None]], Callable[[], None]]
-
-
-def packed(matrix: np.ndarray) -> np.ndarray:
-    """A (rows, F) weight matrix as F / 16 contiguous blocks (F / 16, rows, 16).
-
-    The tiles read a block of 16 or 32 filters row by row; from the matrix
-    itself those rows are F floats apart, a power of two in most networks,
-    which maps them all to a few cache sets: the 3x3 tile ran ResNet's 512 ->
-    512 7x7 layer at a quarter of its 64-channel layers' rate so (20.7 ms,
-    packed 12.4)."""
-    rows, filters = matrix.shape
-    return np.ascontiguousarray(matrix.reshape(rows, filters // BLOCK, BLOCK).transpose(1, 0, 2))
 
 
 def seconds(call: Callable[[], None], flush: np.ndarray | None) -> float:

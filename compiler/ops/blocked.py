@@ -37,9 +37,12 @@ from ..registry import Attr, OpDef, TestSpec, as_bool, as_int, as_shape, registe
 from .common import F, require_same_dtype
 from .conv import (
     POOL_ATTRS,
+    _bias_inputs,
     _conv_data_grad,
     _conv_weight_grad,
     _convolution,
+    _like_second,
+    _like_third,
     _pooling,
     _pooling_grad,
     pooling_grad_grad,
@@ -215,10 +218,6 @@ def _blocked_conv_grad(
     return grad_x, grad_w, F.reshape(sums, shape=(num_filter,))
 
 
-def _bias_inputs(attrs: dict) -> tuple[str, ...]:
-    return ("data", "weight") if attrs.get("no_bias") else ("data", "weight", "bias")
-
-
 def _conv_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [
         to_blocked(rng.uniform(-1, 1, (2, 16, 4, 5))),
@@ -243,10 +242,6 @@ register(
         test=TestSpec(make_inputs=_conv_test_inputs, attrs=TEST_GEOMETRY),
     )
 )
-
-
-def _like_third(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
-    return [TensorType(types[2].shape, types[0].dtype)]
 
 
 def _blocked_conv_data_grad(
@@ -380,10 +375,6 @@ register(
         test=TestSpec(make_inputs=_pool_test_inputs, attrs=POOL_TEST),
     )
 )
-
-
-def _like_second(types: Sequence[TensorType], **_attrs: Any) -> list[TensorType]:
-    return [TensorType(types[1].shape, types[0].dtype)]
 
 
 def _pool_grad_test_inputs(rng: np.random.Generator) -> list[np.ndarray]:
