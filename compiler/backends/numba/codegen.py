@@ -15,6 +15,14 @@ flat loop over views of the whole arrays (:func:`_collapsed_from`): a 7x7 or
 (mostly scalar remainder), and a sum over them is reduced across its vector
 lanes once per plane, not once per row.
 
+A loop whose operands span its last axis alone beside whole ones (a value on
+the channel-blocked layout (N, C / 16, H, W, 16) and its (1, C / 16, 1, 1, 16)
+per-channel operands and sums, BatchNorm's steps on that layout) runs its
+trailing axes as one *periodic* flat loop instead (:func:`_periodic_from`):
+the per-lane operands read from tiles of their lanes repeated, the sums that
+keep the lanes into partial sums a chunk long, so every array of the loop is
+read at one index and it vectorises.
+
 Each kernel starts with ``vm.prefer_512_bit_vectors()`` (512-bit vectors where
 the CPU has AVX-512; see that function) unless ``SYMGRAD_WIDE_VECTORS=0``. The
 setting is part of the kernel's text, so kernels cached on disk with one setting
@@ -149,6 +157,11 @@ def generate(body: FusedBody, name: str) -> KernelSource:
         statements.append(f"v{k} = np.{dtype.name}({expression})")
         value[(id(node), 0)] = f"v{k}"
 
+    periodic = _periodic_from(body, loop_shape)
+    if periodic is not None:
+        return _periodic_kernel(
+            body, name, loop_shape, periodic, used_inputs, statements, value, reductions
+        )
     tail = _collapsed_from(body, loop_shape)
     flat: list[str] = []  # flat views of the arrays whole along the collapsed axes
 
@@ -314,3 +327,223 @@ def _shape_sources(body: FusedBody, loop_shape: tuple[int, ...]) -> tuple[tuple[
             raise ValueError(f"no input gives the length of loop axis {axis}")
         sources.append(found)
     return tuple(sources)
+
+
+# The flat loop of a periodic kernel runs in chunks of about this many elements:
+# a per-lane operand is a tile of that length (the lanes repeated), so the loop
+# reads every array at one index and vectorises; a sum keeping the lanes adds
+# into a chunk of partial sums, folded into its lanes once per outer iteration.
+PERIODIC_CHUNK = 256
+# ... for periods of at most this many elements (as traced; the kernel is right
+# for any): a longer last axis (an (N, T, D) activation beside its (D,) bias) is
+# a vector loop of its own, as it was
+PERIODIC_LONGEST = 64
+
+
+def _spans(shape: tuple[int, ...], loop_shape: tuple[int, ...], axis: int) -> bool:
+    lead = len(loop_shape) - len(shape)
+    return axis >= lead and shape[axis - lead] != 1
+
+
+def _periodic_role(shape: tuple[int, ...], loop_shape: tuple[int, ...], tail: int) -> str | None:
+    """How an array of ``shape`` meets the loop axes from ``tail`` on: "whole" (it
+    spans every one of them that is not of length one), "lane" (the last alone),
+    "none" (none of them), or None (some other way)."""
+    rank = len(loop_shape)
+    real = [a for a in range(tail, rank) if loop_shape[a] != 1]
+    spanned = [a for a in real if _spans(shape, loop_shape, a)]
+    if not spanned:
+        return "none"
+    if spanned == real:
+        return "whole"
+    if spanned == [rank - 1]:
+        return "lane"
+    return None
+
+
+def _periodic_from(body: FusedBody, loop_shape: tuple[int, ...]) -> int | None:
+    """The first loop axis of a *periodic* kernel's flat loop, or None.
+
+    A channel-blocked value (N, C / 16, H, W, 16) beside its per-channel operands
+    (1, C / 16, 1, 1, 16) and sums (BatchNorm's, on the blocked layout) can be
+    collapsed by neither the trailing flat loop (the operands span the last axis
+    alone) nor the lanes loop of 16 (its runtime bound and the sums kept per lane
+    leave it scalar, 2-5x slower than the NCHW loop). A periodic kernel runs the
+    axes from the returned one on as one flat loop in which every array is whole,
+    of one lane period (the last axis), or constant: it needs an array of each of
+    the first two kinds, a kept outermost axis, and sums that keep none of the
+    flat axes, the last alone, or all."""
+    rank = len(loop_shape)
+    if rank < 3 or not 1 < loop_shape[-1] <= PERIODIC_LONGEST:
+        return None
+    shapes = [var.types[0].shape for var in body.inputs]
+    kept_sets = []
+    for out in body.outputs:
+        node = out.node
+        if node.op.kind == "elemwise":
+            shapes.append(loop_shape)
+        else:
+            axes = _reduction_axes(node, rank)
+            kept_sets.append({a for a in axes if a is not None})
+    for tail in range(1, rank - 1):
+        if sum(loop_shape[a] != 1 for a in range(tail, rank - 1)) == 0:
+            return None  # no axis before the lanes: nothing to collapse
+        roles = [_periodic_role(shape, loop_shape, tail) for shape in shapes]
+        real = {a for a in range(tail, rank) if loop_shape[a] != 1}
+        kinds = [kept & real for kept in kept_sets]
+        if None in roles or "whole" not in roles:
+            continue
+        if "lane" not in roles and {rank - 1} not in kinds:
+            continue  # nothing periodic: the trailing flat loop's case
+        if all(kind in (set(), {rank - 1}, real) for kind in kinds):
+            return tail
+    return None
+
+
+def _periodic_kernel(
+    body: FusedBody,
+    name: str,
+    loop_shape: tuple[int, ...],
+    tail: int,
+    used_inputs: set[int],
+    statements: list[str],
+    value: dict[tuple[int, int], str],
+    reductions: list[tuple[Node, str]],
+) -> KernelSource:
+    """The kernel of :func:`generate` as a periodic loop (see :func:`_periodic_from`):
+    loops over the axes before ``tail``, then over ``span`` flat elements in
+    chunks of whole lane periods. A per-lane operand is read from its tiles (its
+    lanes repeated a chunk long, one row per index of its outer axes, made once
+    a call), a sum keeping the lanes adds into its chunk-long partial sums (one
+    row per index of the output's outer axes), folded into its lanes after the
+    loops: the flat loop's arrays are all read and written at one index."""
+    rank = len(loop_shape)
+    last = rank - 1
+
+    def outer(shape: tuple[int, ...]) -> list[tuple[str, str]]:
+        """(size, index) per outer loop axis an array of ``shape`` has."""
+        lead = rank - len(shape)
+        return [
+            ("1", "0") if shape[a - lead] == 1 else (f"n{a}", f"i{a}")
+            for a in range(max(lead, 0), tail)
+        ]
+
+    def row(axes: list[tuple[str, str]]) -> str:
+        """The row of a table with one row per index of ``axes`` (row-major)."""
+        text = "0"
+        for size, index in axes:
+            text = index if text == "0" else f"({text}) * {size} + {index}"
+        return text
+
+    def rows(axes: list[tuple[str, str]]) -> str:
+        return " * ".join(size for size, _ in axes) or "1"
+
+    prologue = [
+        f"period = n{last}",
+        f"span = {_tail_size(tail, rank)}",
+        # (no lanes: no elements, and no tiles to fill)
+        f"chunk = max(period, 1) * max(1, {PERIODIC_CHUNK} // max(period, 1))",
+        "fill = chunk if span else 0",
+    ]
+    per_outer: list[str] = []  # at the start of every innermost outer iteration
+    views: list[str] = []  # a chunk's part of the whole arrays: indices from 0 vectorise
+    loads: list[str] = []
+    for i in sorted(used_inputs):
+        shape = body.inputs[i].types[0].shape
+        role = _periodic_role(shape, loop_shape, tail)
+        if role == "none":
+            loads.append(f"a{i} = in{i}[{_index(shape, rank)}]")
+            continue
+        axes = outer(shape)
+        if role == "whole":
+            dims = [f"in{i}.shape[{k}]" for k in range(len(shape) - (rank - tail))]
+            prologue.append(f"fin{i} = in{i}.ravel().reshape({_tuple_text(dims + ['span'])})")
+            at = ", ".join([index for _, index in axes] + ["j0 : j0 + width"])
+            views.append(f"c{i} = fin{i}[{at}]")
+            loads.append(f"a{i} = c{i}[j]")
+            continue
+        prologue += [
+            f"fin{i} = in{i}.ravel().reshape(({rows(axes)}, period))",
+            f"tile{i} = np.empty(({rows(axes)}, chunk), in{i}.dtype)",
+            f"for r in range({rows(axes)}):",
+            "    for t in range(0, fill, period):",
+            "        for j in range(period):",
+            f"            tile{i}[r, t + j] = fin{i}[r, j]",
+        ]
+        per_outer.append(f"tl{i} = tile{i}[{row(axes)}]")
+        loads.append(f"a{i} = tl{i}[j]")
+
+    out_args, specs, stores, before, flushes, after = [], [], [], [], [], []
+    sources = dict((id(n), v) for n, v in reductions)
+    for j, out in enumerate(body.outputs):
+        node, dtype = out.node, out.dtype
+        out_args.append(f"out{j}")
+        if node.op.kind == "elemwise":
+            specs.append(OutputSpec(tuple(range(rank)), False, dtype))
+            dims = [f"out{j}.shape[{a}]" for a in range(tail)]
+            prologue.append(f"fout{j} = out{j}.reshape({_tuple_text(dims + ['span'])})")
+            at = ", ".join([f"i{a}" for a in range(tail)] + ["j0 : j0 + width"])
+            views.append(f"w{j} = fout{j}[{at}]")
+            stores.append(f"w{j}[j] = {value[(id(node), 0)]}")
+            continue
+        axes = _reduction_axes(node, rank)
+        specs.append(OutputSpec(axes, True, dtype, mean=node.op.name == "mean"))
+        before.append(f"out{j}[...] = 0")
+        flat = {a for a in range(tail, rank) if loop_shape[a] != 1}
+        kept = {a for a in axes if a is not None} & flat
+        summed = sources[id(node)]
+        if not kept:  # every flat axis summed: a register per outer iteration
+            slot = ", ".join("0" if a is None else f"i{a}" for a in axes)
+            per_outer.append(f"acc{j} = np.{dtype.name}(0)")
+            stores.append(f"acc{j} = vm.accumulate(acc{j}, {summed})")
+            flushes.append(f"out{j}[{slot}] = vm.accumulate(out{j}[{slot}], acc{j})")
+        elif kept == {last}:
+            # the lanes kept: partial sums a chunk long per index of the kept
+            # outer axes, folded into the lanes once all loops are done
+            kept_outer = [a for a in axes if a is not None and a < tail]
+            table = [(f"n{a}", f"i{a}") for a in kept_outer]
+            prologue.append(f"part{j} = np.zeros(({rows(table)}, chunk), np.{dtype.name})")
+            per_outer.append(f"pt{j} = part{j}[{row(table)}]")
+            stores.append(f"pt{j}[j] = vm.accumulate(pt{j}[j], {summed})")
+            slot = ", ".join("0" if a is None else "j" if a == last else f"i{a}" for a in axes)
+            fold = [f"for i{a} in range(n{a}):" for a in kept_outer]
+            fold = [("    " * k) + line for k, line in enumerate(fold)]
+            inner = "    " * len(kept_outer)
+            fold += [
+                f"{inner}for t in range(0, fill, period):",
+                f"{inner}    for j in range(period):",
+                f"{inner}        out{j}[{slot}] = vm.accumulate(",
+                f"{inner}            out{j}[{slot}], part{j}[{row(table)}, t + j]",
+                f"{inner}        )",
+            ]
+            after += fold
+        else:  # every flat axis kept: a sum over outer axes alone
+            kept_shape = tuple(1 if a is None else loop_shape[a] for a in axes)
+            dims = [size for size, _ in outer(kept_shape)]
+            prologue.append(f"fout{j} = out{j}.reshape({_tuple_text(dims + ['span'])})")
+            at = ", ".join([index for _, index in outer(kept_shape)] + ["j0 : j0 + width"])
+            views.append(f"w{j} = fout{j}[{at}]")
+            stores.append(f"w{j}[j] = vm.accumulate(w{j}[j], {summed})")
+
+    inputs = [f"in{i}" for i in range(len(body.inputs))]
+    lines = [f"def {name}({', '.join(inputs + out_args)}):"]
+    if WIDE_VECTORS:
+        lines.append("    vm.prefer_512_bit_vectors()")
+    for axis, (i, input_axis) in enumerate(_shape_sources(body, loop_shape)):
+        lines.append(f"    n{axis} = in{i}.shape[{input_axis}]")
+    lines += [f"    {line}" for line in prologue + before]
+    indent = "    "
+    for axis in range(tail):
+        lines.append(f"{indent}for i{axis} in range(n{axis}):")
+        indent += "    "
+    lines += [indent + line for line in per_outer]
+    lines.append(f"{indent}for j0 in range(0, span, chunk):")
+    lines.append(f"{indent}    width = min(chunk, span - j0)")
+    lines += [f"{indent}    {line}" for line in views]
+    lines.append(f"{indent}    for j in range(width):")
+    body_indent = indent + "        "
+    lines += [body_indent + line for line in loads + statements + stores]
+    lines += [indent + line for line in flushes]
+    lines += [f"    {line}" for line in after]
+    shape_from = _shape_sources(body, loop_shape)
+    return KernelSource(name, "\n".join(lines) + "\n", rank, shape_from, tuple(specs))
