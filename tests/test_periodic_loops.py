@@ -106,13 +106,11 @@ def test_compiled_equals_interpreted(case, special):
     rng = np.random.default_rng(3)
     # periods of 16 and 5; an image of one position (H = W = 1 is no flat loop:
     # another kernel); 7x7 (a chunk longer than the plane); big enough for threads
+    # one block of lanes (its axis of length one: the flat loop takes it in)
     sizes = [
-        (2, 3, 5, 6, 16),
-        (3, 2, 1, 7, 16),
-        (2, 4, 7, 7, 16),
-        (2, 3, 4, 3, 5),
+        (2, 3, 5, 6, 16), (3, 2, 1, 7, 16), (2, 4, 7, 7, 16), (2, 3, 4, 3, 5), (2, 1, 5, 6, 16),
         (4, 4, 28, 28, 16),
-    ]
+    ]  # fmt: skip
     for size in sizes:
         graph = _graph(shapes(*size), build)
         base = [_values(s, rng, special) for s in shapes(*size)]

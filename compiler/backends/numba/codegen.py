@@ -492,8 +492,9 @@ def _periodic_kernel(
         flat = {a for a in range(tail, rank) if loop_shape[a] != 1}
         kept = {a for a in axes if a is not None} & flat
         summed = sources[id(node)]
+        # (a kept flat axis of length one is index 0: only outer axes have loops)
         if not kept:  # every flat axis summed: a register per outer iteration
-            slot = ", ".join("0" if a is None else f"i{a}" for a in axes)
+            slot = ", ".join("0" if a is None or a >= tail else f"i{a}" for a in axes)
             per_outer.append(f"acc{j} = np.{dtype.name}(0)")
             stores.append(f"acc{j} = vm.accumulate(acc{j}, {summed})")
             flushes.append(f"out{j}[{slot}] = vm.accumulate(out{j}[{slot}], acc{j})")
@@ -505,7 +506,9 @@ def _periodic_kernel(
             prologue.append(f"part{j} = np.zeros(({rows(table)}, chunk), np.{dtype.name})")
             per_outer.append(f"pt{j} = part{j}[{row(table)}]")
             stores.append(f"pt{j}[j] = vm.accumulate(pt{j}[j], {summed})")
-            slot = ", ".join("0" if a is None else "j" if a == last else f"i{a}" for a in axes)
+            slot = ", ".join(
+                "j" if a == last else "0" if a is None or a >= tail else f"i{a}" for a in axes
+            )
             fold = [f"for i{a} in range(n{a}):" for a in kept_outer]
             fold = [("    " * k) + line for k, line in enumerate(fold)]
             inner = "    " * len(kept_outer)
