@@ -232,3 +232,59 @@ def test_kernels_take_views_of_blocked_values():
     )  # fmt: skip
     assert _relative(got, want) < 1e-5
     assert np.array_equal(lowering._from_blocked(None, part), x)
+
+
+def _chain(channels: int, layers: list[tuple[str, int]], size: int = 6) -> compiler.ProgramGraph:
+    """Convolutions (``("conv", k)``: k x k, padding k // 2, ``channels`` filters),
+    ReLUs after each, 2x2 max poolings (``("pool", 0)``) and products by a
+    per-channel constant (``("affine", 0)``) in a row, their sum, and the
+    gradients of the image and the weights."""
+    f32 = np.float32
+    x = compiler.variable((2, channels, size, size), f32)
+    weights = [
+        compiler.variable((channels, channels, k, k), f32) for kind, k in layers if kind == "conv"
+    ]
+    value, w = compiler.Entry(x, 0), iter(weights)
+
+    def op(name, *inputs, **attrs):
+        return compiler.Entry(compiler.make_node(name, inputs, attrs), 0)
+
+    for kind, k in layers:
+        if kind == "conv":
+            value = op(
+                "Convolution", value, compiler.Entry(next(w), 0), kernel=(k, k),
+                pad=(k // 2, k // 2), num_filter=channels, no_bias=True,
+            )  # fmt: skip
+            value = op("Activation", value, act_type="relu")
+        elif kind == "affine":
+            scale = compiler.Entry(compiler.variable((1, channels, 1, 1), f32), 0)
+            value = op("broadcast_mul", value, scale)
+        else:
+            value = op("Pooling", value, kernel=(2, 2), stride=(2, 2), pool_type="max")
+    loss = op("sum", value)
+    seed = compiler.variable((), f32)
+    wrt = [compiler.Entry(x, 0)] + [compiler.Entry(v, 0) for v in weights]
+    grads = compiler.differentiate([loss], [compiler.Entry(seed, 0)], wrt)
+    return compiler.ProgramGraph([x, *weights, seed], [loss, *grads])
+
+
+def _blocked_ops(graph: compiler.ProgramGraph) -> list[str]:
+    with settings.override(blocked_layout=True):
+        return [n for n in _ops(blocked_layouts(graph)) if n.startswith("_blocked")]
+
+
+def test_the_pass_takes_the_convolutions_it_wins_on():
+    # a 1x1 layer alone (MobileNet's pointwise ones, between depthwise layers)
+    # would convert on both sides for less than it gains: left as it is
+    assert _blocked_ops(_chain(32, [("conv", 1)])) == []
+    # beside a 3x3 one, through a max pooling too, it runs blocked with it
+    for layers in ([("conv", 1), ("conv", 3)], [("conv", 3), ("pool", 0), ("conv", 1)]):
+        names = _blocked_ops(_chain(32, layers))
+        assert names.count("_blocked_conv") == 2
+        assert names.count("_blocked_conv_weight_grad") == 2
+    assert "_blocked_pooling" in _blocked_ops(_chain(32, [("conv", 3), ("pool", 0), ("conv", 1)]))
+    # BatchNorm's per-channel affine between them: left as it is
+    assert _blocked_ops(_chain(32, [("conv", 3), ("affine", 0), ("conv", 3)])) == []
+    # weights past a core's cache (ResNet's 256 -> 256 3x3 layers) stay on the NCHW routes
+    assert _blocked_ops(_chain(256, [("conv", 3), ("conv", 3)])) == []
+    assert _blocked_ops(_chain(128, [("conv", 3), ("conv", 3)])) != []

@@ -10,8 +10,14 @@ through the ops between them. The pass:
 
 1. takes every convolution it can run blocked (``Convolution`` and its two
    gradient ops, 2-D, stride 1, no dilation, one group, float32, channels and
-   filters multiples of 16): their images, outputs and output gradients are
-   its *ports*;
+   filters multiples of 16) and wins on (weights of at most ``MAX_WEIGHTS``
+   values): their images, outputs and output gradients are its *ports*; a
+   1x1 one only where it meets a region (components joined through max
+   poolings, step 2) that one with a bigger kernel reads or writes and no
+   elementwise op with a per-channel operand (BatchNorm's) meets: a 1x1
+   layer between layers the pass leaves (MobileNet's pointwise ones, between
+   depthwise layers) would convert on both sides for less than it gains, and
+   BatchNorm's loops run slower on the layout (``_reads_per_channel``);
 2. groups the program's values into components joined by the ops that carry
    a layout unchanged: elementwise ops (their same-shaped operands and result;
    a per-channel (1, C, 1, 1) or a size-one operand goes along), ``Concat``
@@ -52,6 +58,13 @@ _CONVOLUTIONS = ("Convolution", "_conv_data_grad", "_conv_weight_grad")
 _CHANNEL_SUMS = ("sum", "mean")
 
 Key = tuple[int, int]
+
+# The largest weight (filters x channels x taps) the layout takes a convolution
+# for: its tiles re-read the weights for every group of images, which from about
+# a core's cache (1 MiB of float32) on runs at half the NCHW routes' speed
+# (ResNet-18's 256 -> 256 3x3 layers at 14x14, 590K values: 0.82x; its 128 ->
+# 128 ones at 28x28, 147K: 1.08x; docs/benchmarks.md, twenty-eighth session)
+MAX_WEIGHTS = 1 << 18
 
 
 def _key(entry: Entry) -> Key:
@@ -95,6 +108,33 @@ def convolution_ports(node: Node) -> list[Entry] | None:
     if node.types[0].dtype != _FLOAT32:
         return None
     return ports
+
+
+def _reads_per_channel(node: Node) -> bool:
+    """Whether an elementwise op reads a per-channel (1, C, 1, 1) operand, as
+    BatchNorm's normalising and its gradient do.
+
+    Such loops on the layout (codegen's periodic loops: the operand a tile of
+    its 16 lanes, the sums kept per lane in memory) ran 1.1-1.7x slower than
+    their NCHW loops, where the operand is one number a plane (ResNet-18, B=8:
+    42 against 32 ms a step); that took more than its convolutions gained
+    there, so a region holding one stays NCHW."""
+    if not is_elementwise(node):
+        return False
+    channels = node.types[0].shape[1]
+    return any(_per_channel(e, channels) for e in data_inputs(node))
+
+
+def _favoured(node: Node) -> bool:
+    """Whether the layout wins on a convolution step: its weights fit in a core's
+    cache (at most ``MAX_WEIGHTS`` values)."""
+    weights = node.inputs[2 if node.op.name == "_conv_weight_grad" else 1]
+    return int(np.prod(weights.shape)) <= MAX_WEIGHTS
+
+
+def _spatial(node: Node) -> bool:
+    """Whether a convolution step has a kernel bigger than 1x1."""
+    return int(np.prod(node.attrs["kernel"])) > 1
 
 
 def _scalar_like(entry: Entry) -> bool:
@@ -193,16 +233,36 @@ def blocked_layouts(graph: ProgramGraph) -> ProgramGraph:
     if not settings.current().blocked_layout:
         return graph
     nodes = graph.nodes()
-    ports = {id(n): p for n in nodes if (p := convolution_ports(n)) is not None}
+    by_id = {id(n): n for n in nodes}
+    ports = {id(n): p for n in nodes if (p := convolution_ports(n)) is not None and _favoured(n)}
     if not ports:
         return graph
     components = _Components()
+    # regions: components joined through max poolings too, to judge the layout's
+    # worth (a pooling runs blocked between blocked components)
+    regions = _Components()
     carried: dict[int, list[Entry]] = {}
+    affine: list[Entry] = []  # values of elementwise ops with per-channel operands
     for node in nodes:
         tied = _carried(node)
         if tied is not None:
             carried[id(node)] = tied
             components.join(tied)
+            regions.join(tied)
+            if _reads_per_channel(node):
+                affine.append(tied[0])
+        elif (pooled := _max_pooling(node)) is not None:
+            regions.join(pooled)
+    # worth converting into: the regions a spatial convolution reads or writes,
+    # where no per-channel operand is met (_reads_per_channel); a convolution
+    # touching such a region stays NCHW, a 1x1 one runs blocked where it meets
+    # one of those regions
+    kept_plain = {regions.find(_key(e)) for e in affine}
+    ports = {
+        k: p for k, p in ports.items() if all(regions.find(_key(e)) not in kept_plain for e in p)
+    }
+    spatial = {regions.find(_key(e)) for k, p in ports.items() if _spatial(by_id[k]) for e in p}
+    ports = {k: p for k, p in ports.items() if any(regions.find(_key(e)) in spatial for e in p)}
     blocked_roots = {components.find(_key(e)) for entries in ports.values() for e in entries}
     rewrite = _Rewrite(graph, ports, carried, lambda e: components.find(_key(e)) in blocked_roots)
     return rewrite.run()
