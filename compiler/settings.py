@@ -23,7 +23,7 @@ Tests and users change it for a block with :func:`override`::
 | ``SYMGRAD_OWN_PRODUCTS`` | ``own_products`` | on (see blas_kernels.py) |
 | ``SYMGRAD_SPIN`` | ``spin`` | on (idle kernel threads spin ~3 ms before sleeping) |
 | ``SYMGRAD_KEEP_MEMORY`` | ``keep_memory`` | on (freed arrays' memory kept for reuse) |
-| ``SYMGRAD_BLOCKED_LAYOUT`` | ``blocked_layout`` | off (see passes/blocked_layout.py) |
+| ``SYMGRAD_BLOCKED_LAYOUT`` | ``blocked_layout`` | on (see passes/blocked_layout.py) |
 | ``SYMGRAD_PROGRAM_CACHE_ENTRIES`` | ``program_cache_entries`` | 1024 |
 | ``SYMGRAD_PROGRAM_CACHE_BYTES`` | ``program_cache_bytes`` | 256 MiB |
 """
@@ -87,7 +87,7 @@ class Settings:
     own_products: bool = True
     spin: bool = True
     keep_memory: bool = True
-    blocked_layout: bool = False
+    blocked_layout: bool = True
     program_cache_entries: int = 1024
     program_cache_bytes: int = 256 << 20
 
@@ -115,7 +115,7 @@ class Settings:
             own_products=_flag(env.get("SYMGRAD_OWN_PRODUCTS"), True),
             spin=_flag(env.get("SYMGRAD_SPIN"), True),
             keep_memory=_flag(env.get("SYMGRAD_KEEP_MEMORY"), True),
-            blocked_layout=_flag(env.get("SYMGRAD_BLOCKED_LAYOUT"), False),
+            blocked_layout=_flag(env.get("SYMGRAD_BLOCKED_LAYOUT"), True),
             program_cache_entries=int(env.get("SYMGRAD_PROGRAM_CACHE_ENTRIES", "1024")),
             program_cache_bytes=int(env.get("SYMGRAD_PROGRAM_CACHE_BYTES", str(256 << 20))),
         )

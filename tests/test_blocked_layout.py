@@ -185,9 +185,9 @@ def _ops(graph: compiler.ProgramGraph) -> list[str]:
 
 def test_the_pass_carries_the_layout_between_convolutions():
     graph = _fire_step(2, 9)
-    assert blocked_layouts(graph) is graph  # off by default
-    with settings.override(blocked_layout=True):
-        blocked = blocked_layouts(graph)
+    with settings.override(blocked_layout=False):
+        assert blocked_layouts(graph) is graph
+    blocked = blocked_layouts(graph)  # on by default
     names = _ops(blocked)
     assert "Convolution" not in names and "_conv_data_grad" not in names
     assert names.count("_blocked_conv") == 4 and names.count("_blocked_pooling") == 1

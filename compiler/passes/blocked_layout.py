@@ -34,9 +34,9 @@ through the ops between them. The pass:
    cannot take and one it can (SqueezeNet's first) converts its smaller side.
 
 The values are the program's values: every blocked op computes what its NCHW
-counterpart computes, in another order of the same sums. ``SYMGRAD_BLOCKED_LAYOUT``
-turns the pass on (``settings.blocked_layout``); without it, or with no
-convolution to take, the graph is returned as it is.
+counterpart computes, in another order of the same sums. The pass is on by
+default; ``SYMGRAD_BLOCKED_LAYOUT=0`` (``settings.blocked_layout``) turns it
+off, and then, or with no convolution to take, the graph is returned as it is.
 """
 
 from __future__ import annotations
