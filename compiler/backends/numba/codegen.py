@@ -384,18 +384,23 @@ def _periodic_from(body: FusedBody, loop_shape: tuple[int, ...]) -> int | None:
             shapes.append(loop_shape)
         else:
             axes = _reduction_axes(node, rank)
-            kept_sets.append({a for a in axes if a is not None})
+            kept_sets.append(({a for a in axes if a is not None}, len(axes) == rank))
     for tail in range(1, rank - 1):
         if sum(loop_shape[a] != 1 for a in range(tail, rank - 1)) == 0:
             return None  # no axis before the lanes: nothing to collapse
         roles = [_periodic_role(shape, loop_shape, tail) for shape in shapes]
         real = {a for a in range(tail, rank) if loop_shape[a] != 1}
-        kinds = [kept & real for kept in kept_sets]
+        kinds = [kept & real for kept, _ in kept_sets]
         if None in roles or "whole" not in roles:
             continue
         if "lane" not in roles and {rank - 1} not in kinds:
             continue  # nothing periodic: the trailing flat loop's case
-        if all(kind in (set(), {rank - 1}, real) for kind in kinds):
+        # (a sum keeping every flat axis is written through a flat view: its
+        # output keeps the loop's rank)
+        if all(
+            kind in (set(), {rank - 1}) or (kind == real and whole_rank)
+            for kind, (_, whole_rank) in zip(kinds, kept_sets)
+        ):
             return tail
     return None
 
