@@ -62,7 +62,9 @@ CASES = {
     # name: (shapes from (N, B, H, W, L), build, the first flat axis)
     "normalise": (lambda n, b, h, w, l: [(n, b, h, w, l)] + [(1, b, 1, 1, l)] * 3, _normalise, 2),
     "statistics": (lambda n, b, h, w, l: [(n, b, h, w, l)], _statistics, 2),
-    "dropping_sums": (lambda n, b, h, w, l: [(n, b, h, w, l), (1, b, 1, 1, l)], _dropping_sums, None),
+    "dropping_sums": (
+        lambda n, b, h, w, l: [(n, b, h, w, l), (1, b, 1, 1, l)], _dropping_sums, None,
+    ),
     # the row spans the lanes alone from the blocks on: those are flat too
     "lanes_of_a_row": (lambda n, b, h, w, l: [(n, b, h, w, l), (l,)], _lanes_of_a_row, 1),
 }  # fmt: skip

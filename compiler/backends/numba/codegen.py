@@ -459,23 +459,23 @@ def _periodic_kernel(
         if role == "none":
             loads.append(f"a{i} = in{i}[{_index(shape, rank)}]")
             continue
-        axes = outer(shape)
+        outer_axes = outer(shape)
         if role == "whole":
             dims = [f"in{i}.shape[{k}]" for k in range(len(shape) - (rank - tail))]
             prologue.append(f"fin{i} = in{i}.ravel().reshape({_tuple_text(dims + ['span'])})")
-            at = ", ".join([index for _, index in axes] + ["j0 : j0 + width"])
+            at = ", ".join([index for _, index in outer_axes] + ["j0 : j0 + width"])
             views.append(f"c{i} = fin{i}[{at}]")
             loads.append(f"a{i} = c{i}[j]")
             continue
         prologue += [
-            f"fin{i} = in{i}.ravel().reshape(({rows(axes)}, period))",
-            f"tile{i} = np.empty(({rows(axes)}, chunk), in{i}.dtype)",
-            f"for r in range({rows(axes)}):",
+            f"fin{i} = in{i}.ravel().reshape(({rows(outer_axes)}, period))",
+            f"tile{i} = np.empty(({rows(outer_axes)}, chunk), in{i}.dtype)",
+            f"for r in range({rows(outer_axes)}):",
             "    for t in range(0, fill, period):",
             "        for j in range(period):",
             f"            tile{i}[r, t + j] = fin{i}[r, j]",
         ]
-        per_outer.append(f"tl{i} = tile{i}[{row(axes)}]")
+        per_outer.append(f"tl{i} = tile{i}[{row(outer_axes)}]")
         loads.append(f"a{i} = tl{i}[j]")
 
     out_args, specs, stores, before, flushes, after = [], [], [], [], [], []
