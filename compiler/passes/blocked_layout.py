@@ -10,14 +10,14 @@ through the ops between them. The pass:
 
 1. takes every convolution it can run blocked (``Convolution`` and its two
    gradient ops, 2-D, stride 1, no dilation, one group, float32, channels and
-   filters multiples of 16) and wins on (weights of at most ``MAX_WEIGHTS``
-   values): their images, outputs and output gradients are its *ports*; a
-   1x1 one only where it meets a region (components joined through max
-   poolings, step 2) that one with a bigger kernel reads or writes and no
-   elementwise op with a per-channel operand (BatchNorm's) meets: a 1x1
-   layer between layers the pass leaves (MobileNet's pointwise ones, between
-   depthwise layers) would convert on both sides for less than it gains, and
-   BatchNorm's loops run slower on the layout (``_reads_per_channel``);
+   filters multiples of 16) and wins on: weights of at most ``MAX_WEIGHTS``
+   values; no *region* it touches (components joined through max poolings,
+   step 2) holding an elementwise op with a per-channel operand (BatchNorm's
+   loops run slower on the layout: ``_reads_per_channel``); and, for a 1x1
+   one, a region it touches holding one with a bigger kernel (a 1x1 layer
+   between layers the pass leaves, MobileNet's pointwise ones between
+   depthwise layers, would convert on both sides for less than it gains).
+   Their images, outputs and output gradients are its *ports*;
 2. groups the program's values into components joined by the ops that carry
    a layout unchanged: elementwise ops (their same-shaped operands and result;
    a per-channel (1, C, 1, 1) or a size-one operand goes along), ``Concat``
