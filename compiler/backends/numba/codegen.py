@@ -370,9 +370,10 @@ def _periodic_from(body: FusedBody, loop_shape: tuple[int, ...]) -> int | None:
     alone) nor the lanes loop of 16 (its runtime bound and the sums kept per lane
     leave it scalar, 2-5x slower than the NCHW loop). A periodic kernel runs the
     axes from the returned one on as one flat loop in which every array is whole,
-    of one lane period (the last axis), or constant: it needs an array of each of
-    the first two kinds, a kept outermost axis, and sums that keep none of the
-    flat axes, the last alone, or all."""
+    of one lane period (the last axis), or constant. It needs a last axis of at
+    most ``PERIODIC_LONGEST`` as traced, a whole array, an array of one period
+    or a sum keeping the lanes, a kept outermost axis, and sums that keep none
+    of the flat axes, the last alone, or all (with outputs of the loop's rank)."""
     rank = len(loop_shape)
     if rank < 3 or not 1 < loop_shape[-1] <= PERIODIC_LONGEST:
         return None
