@@ -265,8 +265,7 @@ def _whole_along(shape: tuple[int, ...], loop_shape: tuple[int, ...], tail: int)
     """Whether an array of ``shape`` (read or written in a loop of ``loop_shape``)
     spans the loop axes from ``tail`` on rather than being of length one there
     (an axis the loop has of length one counts as either)."""
-    lead = len(loop_shape) - len(shape)
-    return any(a >= lead and shape[a - lead] != 1 for a in range(tail, len(loop_shape)))
+    return any(_spans(shape, loop_shape, a) for a in range(tail, len(loop_shape)))
 
 
 def _collapsed_from(body: FusedBody, loop_shape: tuple[int, ...]) -> int | None:
@@ -301,11 +300,8 @@ def _collapsed_from(body: FusedBody, loop_shape: tuple[int, ...]) -> int | None:
 def _uniform_along(shape: tuple[int, ...], loop_shape: tuple[int, ...], tail: int) -> bool:
     """Whether ``shape`` spans every loop axis from ``tail`` on or none of them
     (axes of loop length one aside)."""
-    lead = len(loop_shape) - len(shape)
     spans = {
-        a >= lead and shape[a - lead] != 1
-        for a in range(tail, len(loop_shape))
-        if loop_shape[a] != 1
+        _spans(shape, loop_shape, a) for a in range(tail, len(loop_shape)) if loop_shape[a] != 1
     }
     return len(spans) <= 1
 
@@ -332,7 +328,7 @@ def _shape_sources(body: FusedBody, loop_shape: tuple[int, ...]) -> tuple[tuple[
 # The flat loop of a periodic kernel runs in chunks of about this many elements:
 # a per-lane operand is a tile of that length (the lanes repeated), so the loop
 # reads every array at one index and vectorises; a sum keeping the lanes adds
-# into a chunk of partial sums, folded into its lanes once per outer iteration.
+# into a chunk of partial sums, folded into its lanes once the loops are done.
 PERIODIC_CHUNK = 256
 # ... for periods of at most this many elements (as traced; the kernel is right
 # for any): a longer last axis (an (N, T, D) activation beside its (D,) bias) is
@@ -341,6 +337,7 @@ PERIODIC_LONGEST = 64
 
 
 def _spans(shape: tuple[int, ...], loop_shape: tuple[int, ...], axis: int) -> bool:
+    # whether an array of ``shape`` (broadcast to ``loop_shape``) runs along ``axis``
     lead = len(loop_shape) - len(shape)
     return axis >= lead and shape[axis - lead] != 1
 
@@ -481,6 +478,7 @@ def _periodic_kernel(
 
     out_args, specs, stores, before, flushes, after = [], [], [], [], [], []
     sources = dict((id(n), v) for n, v in reductions)
+    flat = {a for a in range(tail, rank) if loop_shape[a] != 1}
     for j, out in enumerate(body.outputs):
         node, dtype = out.node, out.dtype
         out_args.append(f"out{j}")
@@ -495,7 +493,6 @@ def _periodic_kernel(
         axes = _reduction_axes(node, rank)
         specs.append(OutputSpec(axes, True, dtype, mean=node.op.name == "mean"))
         before.append(f"out{j}[...] = 0")
-        flat = {a for a in range(tail, rank) if loop_shape[a] != 1}
         kept = {a for a in axes if a is not None} & flat
         summed = sources[id(node)]
         # (a kept flat axis of length one is index 0: only outer axes have loops)
@@ -527,18 +524,19 @@ def _periodic_kernel(
             ]
             after += fold
         else:  # every flat axis kept: a sum over outer axes alone
-            kept_shape = tuple(1 if a is None else loop_shape[a] for a in axes)
-            dims = [size for size, _ in outer(kept_shape)]
+            kept_axes = outer(tuple(1 if a is None else loop_shape[a] for a in axes))
+            dims = [size for size, _ in kept_axes]
             prologue.append(f"fout{j} = out{j}.reshape({_tuple_text(dims + ['span'])})")
-            at = ", ".join([index for _, index in outer(kept_shape)] + ["j0 : j0 + width"])
+            at = ", ".join([index for _, index in kept_axes] + ["j0 : j0 + width"])
             views.append(f"w{j} = fout{j}[{at}]")
             stores.append(f"w{j}[j] = vm.accumulate(w{j}[j], {summed})")
 
     inputs = [f"in{i}" for i in range(len(body.inputs))]
+    shape_from = _shape_sources(body, loop_shape)
     lines = [f"def {name}({', '.join(inputs + out_args)}):"]
     if WIDE_VECTORS:
         lines.append("    vm.prefer_512_bit_vectors()")
-    for axis, (i, input_axis) in enumerate(_shape_sources(body, loop_shape)):
+    for axis, (i, input_axis) in enumerate(shape_from):
         lines.append(f"    n{axis} = in{i}.shape[{input_axis}]")
     lines += [f"    {line}" for line in prologue + before]
     indent = "    "
@@ -554,5 +552,4 @@ def _periodic_kernel(
     lines += [body_indent + line for line in loads + statements + stores]
     lines += [indent + line for line in flushes]
     lines += [f"    {line}" for line in after]
-    shape_from = _shape_sources(body, loop_shape)
     return KernelSource(name, "\n".join(lines) + "\n", rank, shape_from, tuple(specs))
