@@ -229,12 +229,7 @@ def generate(body: FusedBody, name: str) -> KernelSource:
             flushes.setdefault(inner, []).append(f"{slot} = vm.accumulate({slot}, acc{j})")
 
     shape_from = _shape_sources(body, loop_shape)
-    inputs = [f"in{i}" for i in range(len(body.inputs))]
-    lines = [f"def {name}({', '.join(inputs + out_args)}):"]
-    if WIDE_VECTORS:
-        lines.append("    vm.prefer_512_bit_vectors()")
-    for axis, (i, input_axis) in enumerate(shape_from):
-        lines.append(f"    n{axis} = in{i}.shape[{input_axis}]")
+    lines = _kernel_head(name, len(body.inputs), out_args, shape_from)
     lines += [f"    {line}" for line in flat + before]
     loops = rank if tail is None else tail + 1
     indent = "    "
@@ -250,6 +245,19 @@ def generate(body: FusedBody, name: str) -> KernelSource:
         lines += [indent + line for line in flushes.get(axis, [])]
     lines += [f"    {line}" for line in after]
     return KernelSource(name, "\n".join(lines) + "\n", rank, shape_from, tuple(specs))
+
+
+def _kernel_head(
+    name: str, inputs: int, out_args: list[str], shape_from: tuple[tuple[int, int], ...]
+) -> list[str]:
+    """A kernel's first lines: its signature, the vector-width hint and the loop
+    sizes ``n0, n1, ...`` read from the inputs."""
+    lines = [f"def {name}({', '.join([f'in{i}' for i in range(inputs)] + out_args)}):"]
+    if WIDE_VECTORS:
+        lines.append("    vm.prefer_512_bit_vectors()")
+    for axis, (i, input_axis) in enumerate(shape_from):
+        lines.append(f"    n{axis} = in{i}.shape[{input_axis}]")
+    return lines
 
 
 def _tuple_text(parts: list[str]) -> str:
@@ -531,13 +539,8 @@ def _periodic_kernel(
             views.append(f"w{j} = fout{j}[{at}]")
             stores.append(f"w{j}[j] = vm.accumulate(w{j}[j], {summed})")
 
-    inputs = [f"in{i}" for i in range(len(body.inputs))]
     shape_from = _shape_sources(body, loop_shape)
-    lines = [f"def {name}({', '.join(inputs + out_args)}):"]
-    if WIDE_VECTORS:
-        lines.append("    vm.prefer_512_bit_vectors()")
-    for axis, (i, input_axis) in enumerate(shape_from):
-        lines.append(f"    n{axis} = in{i}.shape[{input_axis}]")
+    lines = _kernel_head(name, len(body.inputs), out_args, shape_from)
     lines += [f"    {line}" for line in prologue + before]
     indent = "    "
     for axis in range(tail):
