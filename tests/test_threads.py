@@ -167,6 +167,42 @@ def test_spin_returns_when_the_counter_changes_and_gives_up_after_its_polls():
     assert not waiter.is_alive() and changed == [True]
 
 
+def test_spin_with_a_flag_sets_it_first():
+    """The flag is set however the spin ends: at once (the counter already
+    differs) or after its polls."""
+    for counter, seen in ((np.zeros(1, np.int64), 5), (np.zeros(1, np.int64), 0)):
+        flag = np.zeros(1, np.int64)
+        changed = spin.spin_until_changed(counter, seen, polls=100, flag=flag)
+        assert flag[0] == 1 and changed == (seen != 0)
+
+
+def _write_one(k, out):
+    out[k] = k + 1
+
+
+@pytest.mark.skipif(not spin.available(), reason="needs a spinning worker")
+def test_a_worker_that_finishes_a_batch_sets_its_done_flag_after_the_lock():
+    """A worker that ran a batch's last call releases the batch's lock, then sets
+    its done flag from its compiled spin, where the caller spinning on the flag
+    finds the GIL free."""
+    with symgrad_compiler.settings.override(spin=True):
+        pool = threads.ThreadPool()
+    pool.start()
+    try:
+        for _ in range(20):
+            out = np.zeros(4)
+            batch = threads._Batch(_write_one, [(k, out) for k in range(4)])
+            pool.post(batch, 1)  # the caller takes no call: the worker runs them all
+            assert spin.spin_until_changed(batch.done, 0, polls=10**9)
+            assert batch.finished.acquire(blocking=False)  # released before the flag
+            assert list(out) == [1, 2, 3, 4]
+    finally:
+        workers = list(pool.workers)
+        pool.close()
+        for worker in workers:
+            worker.join(timeout=30)
+
+
 @pytest.mark.parametrize("spinning", [True, False])
 def test_workers_take_work_posted_while_they_spin_or_sleep(spinning):
     """Batches posted back to back, and after the workers stopped spinning, all

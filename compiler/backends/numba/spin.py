@@ -42,12 +42,26 @@ def _spin(counter: np.ndarray, seen: int, polls: int) -> bool:  # pragma: no cov
     return counter[0] != seen
 
 
+@numba.njit(cache=True, nogil=True)
+def _signal_then_spin(
+    flag: np.ndarray, counter: np.ndarray, seen: int, polls: int
+) -> bool:  # pragma: no cover - compiled
+    flag[0] = 1
+    return _spin(counter, seen, polls)
+
+
 def available() -> bool:
     """Whether this platform has ``sched_yield`` (POSIX systems do)."""
     return sys.platform != "win32"
 
 
-def spin_until_changed(counter: np.ndarray, seen: int, polls: int = SPIN_POLLS) -> bool:
+def spin_until_changed(
+    counter: np.ndarray, seen: int, polls: int = SPIN_POLLS, flag: np.ndarray | None = None
+) -> bool:
     """Poll ``counter[0]`` (an int64 array of one element) until it differs from
-    ``seen`` or ``polls`` polls have passed, without the GIL; True if it changed."""
-    return bool(_spin(counter, seen, polls))
+    ``seen`` or ``polls`` polls have passed, without the GIL; True if it changed.
+    With ``flag`` (likewise an int64 array), first set ``flag[0] = 1``, once the
+    GIL is let go: a thread spinning on that flag then takes the GIL at once."""
+    if flag is None:
+        return bool(_spin(counter, seen, polls))
+    return bool(_signal_then_spin(flag, counter, seen, polls))

@@ -116,19 +116,22 @@ class _Batch:
         self.finished_count = itertools.count(1)
         self.finished = _thread.allocate_lock()
         self.finished.acquire()  # released by whoever finishes the last call
-        # set to 1 just before: the calling thread spins on it (see run)
+        # set to 1 after that by a worker that finished last, from its compiled
+        # spin: the calling thread spins on it (see run and ThreadPool._serve)
         self.done = np.zeros(1, np.int64)
         self.error: BaseException | None = None
 
-    def work(self, posted: np.ndarray | None = None) -> None:
+    def work(self, posted: np.ndarray | None = None) -> bool:
         """Run calls until none is left (on the calling thread or a worker);
         with ``posted``, the first through ``kernel(*call, posted=posted)``
-        (see :func:`run`'s ``posts``)."""
+        (see :func:`run`'s ``posts``). True where this thread finished the last
+        call (and released :attr:`finished`): a worker then owes the batch its
+        ``done`` flag."""
         total = len(self.calls)
         while True:
             index = next(self.taken)
             if index >= total:
-                return
+                return False
             try:
                 if self.error is None and posted is not None:
                     self.kernel(*self.calls[index], posted=posted)
@@ -138,8 +141,8 @@ class _Batch:
                 self.error = err
             posted = None
             if next(self.finished_count) == total:
-                self.done[0] = 1
                 self.finished.release()
+                return True
 
 
 def _spin_counter() -> np.ndarray | None:
@@ -169,17 +172,28 @@ class ThreadPool:
         # serves new workers, and the old ones still find their stop signals
         from . import spin
 
+        owed = None  # the done flag of a batch whose last call this worker finished
         while True:
             if posted is not None:
                 # read before looking at the queue: work posted after the look
                 # bumps the counter past this value (see spin.py)
                 seen = int(posted[0])
                 if jobs.empty():
-                    spin.spin_until_changed(posted, seen)
+                    # The flag is set from the compiled spin, the GIL let go: set
+                    # from Python, the calling thread spinning on it left its spin
+                    # while this thread still held the GIL for the lines above,
+                    # slept on the GIL, and woke ~25 us later (a virtual CPU gone
+                    # idle): two pieces of 106 us each, 170 -> 143 us a call.
+                    spin.spin_until_changed(posted, seen, flag=owed)
+                    owed = None
+            if owed is not None:
+                owed[0] = 1
+                owed = None
             batch = jobs.get()
             if batch is None:  # closed
                 return
-            batch.work()
+            if batch.work():
+                owed = batch.done
             # its calls hold the arrays of the kernel just run: held until the next
             # job, they kept a value alive past its last use (a program's peak grew
             # by one or two of its biggest arrays, now and then)
@@ -274,7 +288,8 @@ def run(kernel: Callable, calls: Sequence[tuple], posts: bool = False) -> None:
     batch = _Batch(kernel, calls)
     posts = posts and workers.posted is not None
     workers.post(batch, min(_THREADS, len(calls)) - 1, signal=not posts)
-    batch.work(workers.posted if posts else None)
+    if batch.work(workers.posted if posts else None):
+        batch.done[0] = 1  # (this thread finished last: nothing to wait for)
     if workers.posted is not None:
         # spin a while before blocking: a thread blocked on the lock took ~30 us
         # to wake once the worker released it (a virtual CPU gone idle)
@@ -282,6 +297,8 @@ def run(kernel: Callable, calls: Sequence[tuple], posts: bool = False) -> None:
 
         spin.spin_until_changed(batch.done, 0)
     batch.finished.acquire()  # blocks (GIL released) until the last call is done
+    # (a worker that finished last released the lock before it set the flag)
+    batch.done[0] = 1
     # a worker still holds the batch until it next takes the GIL (see _serve):
     # its calls hold the kernel's arrays, which the caller may be done with
     batch.calls = ()
