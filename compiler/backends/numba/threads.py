@@ -183,7 +183,7 @@ class ThreadPool:
                     # from Python, the calling thread spinning on it left its spin
                     # while this thread still held the GIL for the lines above,
                     # slept on the GIL, and woke ~25 us later (a virtual CPU gone
-                    # idle): two pieces of 106 us each, 170 -> 143 us a call.
+                    # idle): two pieces of 106 us each, 176-184 -> 156-160 us a call.
                     spin.spin_until_changed(posted, seen, flag=owed)
                     owed = None
             if owed is not None:
