@@ -335,6 +335,26 @@ def test_purge_removes_parameter_files(tmp_path):
 # ---------------------------------------------------------------------------
 
 
+def _source_and_copies(monkeypatch, builder, x):
+    """A network from ``builder`` initialised on ``x``, and a function giving, for
+    each backend in turn, a copy of it with its weights, the program compiled
+    synchronously there."""
+    source = builder(classes=7, prefix="source_")
+    source.initialize(mx.init.Xavier(factor_type="in", magnitude=2))
+    source(mx.nd.array(x))
+    weights = source._collect_params_with_prefix()
+
+    def copy_on(backend):
+        monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", backend)
+        monkeypatch.setattr(symgrad_compiler.settings.current(), "compile", "sync")
+        net = builder(classes=7, prefix="net_")
+        for key, param in net._collect_params_with_prefix().items():
+            param._load_init(weights[key].data(), None)
+        return net
+
+    return source, copy_on
+
+
 @pytest.mark.slow
 def test_compiled_backend_gives_the_interpreters_numbers(monkeypatch):
     """A hybridized ResNet-18 in prediction mode: output, input gradient and
@@ -342,16 +362,10 @@ def test_compiled_backend_gives_the_interpreters_numbers(monkeypatch):
     rng = np.random.RandomState(5)
     x = rng.uniform(-1, 1, (2, 3, 32, 32)).astype(np.float32)
     head = rng.normal(size=(2, 7)).astype(np.float32)
-    source = vision.resnet18_v1(classes=7, prefix="source_")
-    source.initialize(mx.init.Xavier(factor_type="in", magnitude=2))
-    source(mx.nd.array(x))
+    _, copy_on = _source_and_copies(monkeypatch, vision.resnet18_v1, x)
     results = {}
     for backend in ("interpreter", "compiled"):
-        monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", backend)
-        monkeypatch.setattr(symgrad_compiler.settings.current(), "compile", "sync")
-        net = vision.resnet18_v1(classes=7, prefix="net_")
-        for key, param in net._collect_params_with_prefix().items():
-            param._load_init(source._collect_params_with_prefix()[key].data(), None)
+        net = copy_on(backend)
         net.hybridize()
         data = mx.nd.array(x)
         data.attach_grad()
@@ -377,16 +391,10 @@ def test_a_training_step_of_the_layouts_network_compiles(monkeypatch):
     rng = np.random.RandomState(11)
     x = rng.uniform(-1, 1, (2, 3, 224, 224)).astype(np.float32)
     labels = np.array([1.0, 5.0], np.float32)
-    source = vision.squeezenet1_0(classes=7, prefix="source_")
-    source.initialize(mx.init.Xavier(factor_type="in", magnitude=2))
-    source(mx.nd.array(x))
+    source, copy_on = _source_and_copies(monkeypatch, vision.squeezenet1_0, x)
     results = {}
     for backend in ("interpreter", "compiled"):
-        monkeypatch.setattr(symgrad_compiler.settings.current(), "backend", backend)
-        monkeypatch.setattr(symgrad_compiler.settings.current(), "compile", "sync")
-        net = vision.squeezenet1_0(classes=7, prefix="net_")
-        for key, param in net._collect_params_with_prefix().items():
-            param._load_init(source._collect_params_with_prefix()[key].data(), None)
+        net = copy_on(backend)
         net.hybridize(static_alloc=True, static_shape=True)
         loss = mx.gluon.loss.SoftmaxCrossEntropyLoss()
         trainer = mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01})
