@@ -288,16 +288,15 @@ def run(kernel: Callable, calls: Sequence[tuple], posts: bool = False) -> None:
     batch = _Batch(kernel, calls)
     posts = posts and workers.posted is not None
     workers.post(batch, min(_THREADS, len(calls)) - 1, signal=not posts)
-    if batch.work(workers.posted if posts else None):
-        batch.done[0] = 1  # (this thread finished last: nothing to wait for)
-    if workers.posted is not None:
+    finished_last = batch.work(workers.posted if posts else None)
+    if not finished_last and workers.posted is not None:
         # spin a while before blocking: a thread blocked on the lock took ~30 us
         # to wake once the worker released it (a virtual CPU gone idle)
         from . import spin
 
         spin.spin_until_changed(batch.done, 0)
     batch.finished.acquire()  # blocks (GIL released) until the last call is done
-    # (a worker that finished last released the lock before it set the flag)
+    # set here too: a worker that finished last released the lock before its flag
     batch.done[0] = 1
     # a worker still holds the batch until it next takes the GIL (see _serve):
     # its calls hold the kernel's arrays, which the caller may be done with
